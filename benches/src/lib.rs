@@ -1,0 +1,1 @@
+//! Benchmark support: seeded workloads shared by the criterion benches.

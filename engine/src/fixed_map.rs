@@ -1,0 +1,218 @@
+//! `FixedMap`: an open-addressing hash map with a capacity fixed at
+//! construction, keyed by `u128`.
+//!
+//! Invariants: it never allocates after `with_capacity`; it is at most half
+//! full (so probes stay short and an insert into a map below its capacity
+//! always succeeds); its hash is a fixed function (no random seed), so the
+//! layout — and anything derived from it — is the same on every run. Deletion
+//! uses backward shifting, so there are no tombstones and lookups never
+//! degrade with churn. Iteration is in slot order, which is deterministic for a
+//! given history; state hashes must not depend on it (combine per-entry hashes
+//! commutatively instead).
+
+/// One slot.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot<V> {
+    lo: u64,
+    hi: u64,
+    val: V,
+    used: bool,
+}
+
+/// A fixed-capacity `u128 → V` map.
+#[derive(Clone, Debug)]
+pub struct FixedMap<V: Copy + Default> {
+    slots: Vec<Slot<V>>,
+    mask: usize,
+    len: usize,
+    max: usize,
+}
+
+#[inline]
+fn mix(lo: u64, hi: u64) -> u64 {
+    // murmur3's fmix64 over both halves: cheap, and spreads sequential ids.
+    let mut h = lo ^ hi.rotate_left(29).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h
+}
+
+impl<V: Copy + Default> FixedMap<V> {
+    /// A map for up to `max` entries; allocates now, never again.
+    pub fn with_capacity(max: usize) -> Self {
+        let n = (max.max(1) * 2).next_power_of_two();
+        FixedMap {
+            slots: vec![Slot::default(); n],
+            mask: n - 1,
+            len: 0,
+            max,
+        }
+    }
+
+    /// Entries in the map.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the map is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether no further key can be inserted.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len >= self.max
+    }
+
+    /// The most entries it holds.
+    pub fn capacity(&self) -> usize {
+        self.max
+    }
+
+    #[inline]
+    fn find(&self, key: u128) -> Result<usize, usize> {
+        let (lo, hi) = (key as u64, (key >> 64) as u64);
+        let mut i = mix(lo, hi) as usize & self.mask;
+        loop {
+            let s = &self.slots[i];
+            if !s.used {
+                return Err(i);
+            }
+            if s.lo == lo && s.hi == hi {
+                return Ok(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The value for `key`.
+    #[inline]
+    pub fn get(&self, key: u128) -> Option<V> {
+        self.find(key).ok().map(|i| self.slots[i].val)
+    }
+
+    /// Whether `key` is present.
+    #[inline]
+    pub fn contains(&self, key: u128) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// A mutable reference to the value for `key`.
+    #[inline]
+    pub fn get_mut(&mut self, key: u128) -> Option<&mut V> {
+        match self.find(key) {
+            Ok(i) => Some(&mut self.slots[i].val),
+            Err(_) => None,
+        }
+    }
+
+    /// Inserts or overwrites. Returns `false` (and changes nothing) when the
+    /// key is new and the map is full.
+    #[inline]
+    pub fn insert(&mut self, key: u128, val: V) -> bool {
+        match self.find(key) {
+            Ok(i) => {
+                self.slots[i].val = val;
+                true
+            }
+            Err(i) => {
+                if self.len >= self.max {
+                    return false;
+                }
+                self.slots[i] = Slot {
+                    lo: key as u64,
+                    hi: (key >> 64) as u64,
+                    val,
+                    used: true,
+                };
+                self.len += 1;
+                true
+            }
+        }
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: u128) -> Option<V> {
+        let mut i = self.find(key).ok()?;
+        let val = self.slots[i].val;
+        // Backward-shift deletion: pull later members of the probe run into the hole.
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            if !self.slots[j].used {
+                break;
+            }
+            let home = mix(self.slots[j].lo, self.slots[j].hi) as usize & self.mask;
+            // Can slot j move to i? Only if its home is not in (i, j] cyclically.
+            let in_range = if i <= j {
+                home > i && home <= j
+            } else {
+                home > i || home <= j
+            };
+            if !in_range {
+                self.slots[i] = self.slots[j];
+                i = j;
+            }
+        }
+        self.slots[i] = Slot::default();
+        self.len -= 1;
+        Some(val)
+    }
+
+    /// Removes everything, keeping the memory.
+    pub fn clear(&mut self) {
+        for s in &mut self.slots {
+            *s = Slot::default();
+        }
+        self.len = 0;
+    }
+
+    /// Entries in slot order (deterministic for a given history).
+    pub fn iter(&self) -> impl Iterator<Item = (u128, V)> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.used)
+            .map(|s| (((s.hi as u128) << 64) | s.lo as u128, s.val))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_get_remove_against_btreemap() {
+        let mut m = FixedMap::<u32>::with_capacity(500);
+        let mut r = std::collections::BTreeMap::new();
+        let mut x: u64 = 0x1234_5678;
+        for step in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = (x % 700) as u128 | (((x >> 40) % 3) as u128) << 100;
+            if x & 1 == 0 {
+                let ok = m.insert(key, step);
+                if ok {
+                    r.insert(key, step);
+                } else {
+                    assert!(!r.contains_key(&key) && r.len() == 500);
+                }
+            } else {
+                assert_eq!(m.remove(key), r.remove(&key));
+            }
+            assert_eq!(m.len(), r.len());
+            if step % 1000 == 0 {
+                for (k, v) in &r {
+                    assert_eq!(m.get(*k), Some(*v));
+                }
+                assert_eq!(m.iter().count(), r.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Bourse's engine core: a pure, deterministic state machine that matches
+//! orders and (with the ledger) moves money.
+//!
+//! `Engine::apply(&Input, &mut Events)` is the whole interface: one sequenced
+//! input in, its events out. The engine does no I/O, reads no clock (time is
+//! `Input::now`), starts no thread, draws no random number, reads no
+//! environment, iterates no randomly seeded hash map, and allocates nothing
+//! per command once built: every capacity is fixed in `EngineConfig` and
+//! allocated in `Engine::new`. Rejections are events; a broken internal
+//! invariant is a bug and panics. The same inputs always give the same events
+//! and the same `state_hash()`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod command;
+pub mod config;
+mod engine;
+pub mod event;
+pub mod fixed_map;
+mod hash;
+pub mod types;
+
+pub use command::*;
+pub use config::EngineConfig;
+pub use engine::{Engine, OrderView};
+pub use event::*;
+pub use types::*;

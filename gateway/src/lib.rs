@@ -1,0 +1,2 @@
+//! The Bourse process crate: the `bourse` binary's subcommands.
+pub mod script;

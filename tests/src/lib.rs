@@ -1,0 +1,1 @@
+//! Integration-test support: reference models and seeded generators.
