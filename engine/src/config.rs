@@ -24,6 +24,10 @@ pub struct EngineConfig {
     pub transfers_max: u32,
     /// Events one command may produce before the buffer would have to grow.
     pub events_max: u32,
+    /// Distinct assets (each settling asset also gets an escrow account).
+    pub assets_max: u32,
+    /// Longest linked chain of transfers (TigerBeetle's batch is 8,190).
+    pub batch_max: u32,
 }
 
 impl Default for EngineConfig {
@@ -32,14 +36,16 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             orders_max: 1 << 20,
-            levels_max: 1 << 16,
+            levels_max: 1 << 15,
             stops_max: 1 << 14,
-            instruments_max: 256,
+            instruments_max: 64,
             owners_max: 1 << 16,
-            client_order_ids_max: 1 << 22,
+            client_order_ids_max: 1 << 21,
             accounts_max: 1 << 18,
-            transfers_max: 1 << 22,
+            transfers_max: 1 << 21,
             events_max: 1 << 16,
+            assets_max: 1024,
+            batch_max: 8190,
         }
     }
 }
@@ -57,6 +63,8 @@ impl EngineConfig {
             accounts_max: 4096,
             transfers_max: 1 << 16,
             events_max: 8192,
+            assets_max: 64,
+            batch_max: 8190,
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::config::EngineConfig;
 use crate::event::*;
 use crate::fixed_map::FixedMap;
 use crate::hash::{SetHasher, StateHasher};
+use crate::ledger::{Ledger, NO_ACCOUNT};
 use crate::types::*;
 use std::collections::VecDeque;
 
@@ -67,6 +68,16 @@ struct Order {
     oprev: u32,
     onext: u32,
     heap_pos: u32,
+    /// Settling instruments: the account the hold sits on (buy: quote,
+    /// sell: base) and the one fills pay into; `NO_ACCOUNT` otherwise.
+    pay: u32,
+    recv: u32,
+    /// What the hold reserves now (equals `Engine::need` between commands).
+    hold: u128,
+    /// Buy holds: the price per lot the hold covers (limit, or band edge).
+    hold_price: Price,
+    /// Σ fill notional × fee bps so far (fee rounding is cumulative, conv. 17).
+    fee_acc: u128,
 }
 
 impl Default for Order {
@@ -95,6 +106,11 @@ impl Default for Order {
             oprev: NIL,
             onext: NIL,
             heap_pos: NIL,
+            pay: NO_ACCOUNT,
+            recv: NO_ACCOUNT,
+            hold: 0,
+            hold_price: Price(0),
+            fee_acc: 0,
         }
     }
 }
@@ -130,6 +146,10 @@ struct Instrument {
     halted: Option<HaltReason>,
     window: Option<u64>,
     anchor: Price,
+    /// Settling instruments: asset indexes and the fee account slot.
+    base_asset: u32,
+    quote_asset: u32,
+    fee_slot: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -198,6 +218,7 @@ pub struct Engine {
     triggered_batch: Vec<u32>,
     /// Triggered stops waiting to fire, in firing order.
     fire_queue: VecDeque<u32>,
+    ledger: Ledger,
 }
 
 #[inline]
@@ -262,6 +283,9 @@ impl Engine {
                 halted: None,
                 window: None,
                 anchor: Price(0),
+                base_asset: NO_ACCOUNT,
+                quote_asset: NO_ACCOUNT,
+                fee_slot: NO_ACCOUNT,
             });
         }
         Engine {
@@ -283,6 +307,7 @@ impl Engine {
             heap: Vec::with_capacity(orders_max),
             triggered_batch: Vec::with_capacity(orders_max),
             fire_queue: VecDeque::with_capacity(orders_max),
+            ledger: Ledger::new(&cfg),
         }
     }
 
@@ -329,7 +354,12 @@ impl Engine {
         if now > self.now {
             self.now = now;
         }
+        if !matches!(input.command, Command::Transfer { .. }) {
+            // A batch ended without closing its linked chain.
+            self.ledger.close_open_chain(out);
+        }
         self.expire(out);
+        self.ledger.expire(self.now, out);
         match input.command {
             Command::AddInstrument(spec) => self.handle_add_instrument(&spec, out),
             Command::NewOrder(o) => self.handle_new_order(&o, out),
@@ -349,25 +379,21 @@ impl Engine {
             Command::Resume { instrument } => self.handle_resume(instrument, out),
             Command::Time { .. } => {}
             Command::QueryBook { instrument, depth } => self.handle_query_book(instrument, depth, out),
-            Command::OpenAccount(_) | Command::Transfer { .. } | Command::QueryBalance { .. } => {
-                // The ledger arrives with its own module; until then these are
-                // answered, never dropped.
-                match input.command {
-                    Command::OpenAccount(a) => out.push(Event::AccountRejected {
-                        id: a.id,
-                        reason: LedgerError::CapacityExceeded,
-                    }),
-                    Command::Transfer { transfer, .. } => out.push(Event::TransferRejected {
-                        id: transfer.id,
-                        reason: LedgerError::CapacityExceeded,
-                    }),
-                    Command::QueryBalance { account } => out.push(Event::Rejected {
-                        target: RejectTarget::Account(account),
-                        reason: RejectReason::AccountNotFound,
-                    }),
-                    _ => unreachable!(),
-                }
-            }
+            Command::OpenAccount(a) => match self.ledger.open_account(&a) {
+                Ok(()) => out.push(Event::AccountOpened { id: a.id }),
+                Err(reason) => out.push(Event::AccountRejected { id: a.id, reason }),
+            },
+            Command::Transfer {
+                transfer,
+                batch_end,
+            } => self.ledger.handle_transfer(&transfer, batch_end, self.now, out),
+            Command::QueryBalance { account } => match self.ledger.balance_event(account) {
+                Some(e) => out.push(e),
+                None => out.push(Event::Rejected {
+                    target: RejectTarget::Account(account),
+                    reason: RejectReason::AccountNotFound,
+                }),
+            },
         }
     }
 
@@ -401,7 +427,22 @@ impl Engine {
         if !valid {
             return reject(out, RejectReason::InvalidInstrument);
         }
-        if self.instrument_count >= self.instruments.len() {
+        let mut fee_slot = NO_ACCOUNT;
+        if spec.settle && (spec.maker_fee_bps > 0 || spec.taker_fee_bps > 0) {
+            // Fees need a fee account in the quote asset that can take credits.
+            let ok = self.ledger.account_slot(spec.fee_account).is_some_and(|f| {
+                let a = &self.ledger.accounts[f as usize];
+                fee_slot = f;
+                Some(a.asset) == self.ledger.asset_idx(&spec.quote)
+                    && !a.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+            });
+            if !ok {
+                return reject(out, RejectReason::InvalidInstrument);
+            }
+        }
+        if self.instrument_count >= self.instruments.len()
+            || (spec.settle && !self.ledger.prepare_escrows([&spec.base, &spec.quote]))
+        {
             return reject(out, RejectReason::CapacityExceeded);
         }
         let slot = self.instrument_count as u32;
@@ -412,6 +453,15 @@ impl Engine {
         i.halted = None;
         i.window = None;
         i.anchor = spec.reference_price;
+        if spec.settle {
+            i.base_asset = self.ledger.asset_idx(&spec.base).expect("escrows prepared");
+            i.quote_asset = self.ledger.asset_idx(&spec.quote).expect("escrows prepared");
+            i.fee_slot = fee_slot;
+        } else {
+            i.base_asset = NO_ACCOUNT;
+            i.quote_asset = NO_ACCOUNT;
+            i.fee_slot = NO_ACCOUNT;
+        }
         let inserted = self.instrument_index.insert(spec.id.0 as u128, slot);
         assert!(inserted, "instrument index sized to instruments_max");
     }
@@ -532,8 +582,19 @@ impl Engine {
         {
             return reject(out, RejectReason::Overflow);
         }
-        // unknown_owner applies to settling instruments (ledger).
         let instr = &self.instruments[inst as usize];
+        let (mut pay, mut recv) = (NO_ACCOUNT, NO_ACCOUNT);
+        if spec.settle {
+            let base = self.ledger.trading_account(o.owner, instr.base_asset);
+            let quote = self.ledger.trading_account(o.owner, instr.quote_asset);
+            let (Some(base), Some(quote)) = (base, quote) else {
+                return reject(out, RejectReason::UnknownOwner);
+            };
+            (pay, recv) = match o.side {
+                Side::Buy => (quote, base),
+                Side::Sell => (base, quote),
+            };
+        }
         if instr.halted.is_some() {
             return reject(out, RejectReason::InstrumentHalted);
         }
@@ -541,6 +602,15 @@ impl Engine {
         if o.order_type.has_price() && !in_band(&spec, reference, price) {
             return reject(out, RejectReason::PriceOutOfBand);
         }
+        // A settling buy without a limit holds at the band's upper edge: no band, no order.
+        let hold_price = match (o.side, o.order_type.has_price()) {
+            (Side::Buy, true) => price,
+            (Side::Buy, false) if spec.settle => match band_edge(&spec, reference, Side::Buy) {
+                Some(edge) => edge,
+                None => return reject(out, RejectReason::PriceOutOfBand),
+            },
+            _ => Price(0),
+        };
         // Per-owner limits.
         let owner_slot = self.owner_index.get(o.owner.0 as u128);
         if let Some(max) = spec.open_orders_max {
@@ -577,7 +647,20 @@ impl Engine {
         {
             return reject(out, RejectReason::CapacityExceeded);
         }
-        // insufficient_funds applies to settling instruments (ledger).
+        let mut hold = 0u128;
+        if spec.settle {
+            if o.side == Side::Buy && (hold_price.0 as u128) * (qty as u128) > u64::MAX as u128 {
+                return reject(out, RejectReason::Overflow);
+            }
+            if !self.ledger_headroom(&[pay, recv, self.instruments[inst as usize].fee_slot]) {
+                return reject(out, RejectReason::Overflow);
+            }
+            hold = need_of(&spec, o.side, hold_price, qty, 0);
+            let a = &self.ledger.accounts[pay as usize];
+            if a.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS) && a.available() < hold {
+                return reject(out, RejectReason::InsufficientFunds);
+            }
+        }
         if o.post_only {
             if o.order_type != OrderType::Limit || self.crosses(inst, o.side, price) {
                 return reject(out, RejectReason::PostOnlyWouldCross);
@@ -586,7 +669,7 @@ impl Engine {
         if o.tif == Tif::Fok {
             let limit = match o.order_type {
                 OrderType::Limit => Some(price),
-                OrderType::Market => band_edge(&spec, reference, o.side),
+                OrderType::Market => cap_limit(band_edge(&spec, reference, o.side), hold_price),
                 // A stop with FOK is decided when it fires (see fire_stop).
                 _ => None,
             };
@@ -637,8 +720,15 @@ impl Engine {
             visible: if display.0 > 0 { display } else { o.qty },
             display,
             owner_slot,
+            pay,
+            recv,
+            hold,
+            hold_price,
             ..Order::default()
         });
+        if pay != NO_ACCOUNT {
+            self.ledger.hold_add(pay, hold);
+        }
         self.link_owner(slot);
         out.push(Event::Accepted {
             order_id: id,
@@ -678,7 +768,9 @@ impl Engine {
             OrderType::Limit | OrderType::StopLimit => Some(o.price),
             OrderType::Market | OrderType::Stop => {
                 let reference = self.reference(o.inst);
-                band_edge(&self.instruments[o.inst as usize].spec, reference, o.side)
+                let edge = band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
+                // A settling buy never pays more per lot than its hold covers.
+                cap_limit(edge, o.hold_price)
             }
         };
         let end = self.match_order(slot, limit, out);
@@ -686,6 +778,7 @@ impl Engine {
     }
 
     fn finish_taker(&mut self, slot: u32, end: MatchEnd, out: &mut Events) {
+        self.sync_hold(slot);
         let o = self.orders[slot as usize];
         match end {
             MatchEnd::TakerCanceled => return self.end_order(slot),
@@ -749,7 +842,8 @@ impl Engine {
                 OrderType::StopLimit => Some(o.price),
                 _ => {
                     let reference = self.reference(o.inst);
-                    band_edge(&self.instruments[o.inst as usize].spec, reference, o.side)
+                    let edge = band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
+                    cap_limit(edge, o.hold_price)
                 }
             };
             if !self.fok_fillable(o.inst, o.side, o.owner, o.stp, o.remaining.0, limit) {
@@ -914,6 +1008,9 @@ impl Engine {
                 });
                 remaining -= fill;
                 self.instruments[inst as usize].last_trade = Some(price);
+                if maker.pay != NO_ACCOUNT {
+                    self.settle_fill(m, slot, price, fill);
+                }
                 self.collect_triggered(inst, price);
                 self.reduce_resting(m, fill, out, false);
                 m = next;
@@ -943,6 +1040,7 @@ impl Engine {
             (o.level, o.id)
         };
         self.levels[lslot as usize].qty.0 -= x;
+        self.sync_hold(m);
         let o = self.orders[m as usize];
         if o.remaining.0 == 0 {
             if stp {
@@ -1068,6 +1166,77 @@ impl Engine {
         }
     }
 
+    // ----- settlement on the ledger ---------------------------------------
+
+    /// What an order's hold must reserve now.
+    fn need(&self, o: &Order) -> u128 {
+        if o.pay == NO_ACCOUNT {
+            return 0;
+        }
+        need_of(
+            &self.instruments[o.inst as usize].spec,
+            o.side,
+            o.hold_price,
+            o.remaining.0,
+            o.fee_acc,
+        )
+    }
+
+    /// Brings an order's hold to what it still needs (releasing price
+    /// improvement, reduced quantity and unused fee reserve, or adding for a
+    /// replace whose funds were checked).
+    fn sync_hold(&mut self, slot: u32) {
+        let o = self.orders[slot as usize];
+        if o.pay == NO_ACCOUNT {
+            return;
+        }
+        let need = self.need(&o);
+        if need < o.hold {
+            self.ledger.hold_release(o.pay, o.hold - need);
+        } else {
+            self.ledger.hold_add(o.pay, need - o.hold);
+        }
+        self.orders[slot as usize].hold = need;
+    }
+
+    /// Settles one fill at once: base from seller to buyer, quote from buyer
+    /// to seller less the seller's fee, both fees to the fee account (fees
+    /// cumulative per order, convention 17). Holds are brought down by
+    /// `sync_hold` (maker: in `reduce_resting`; taker: in `finish_taker`).
+    fn settle_fill(&mut self, maker: u32, taker: u32, price: Price, qty: u64) {
+        let (mk, tk) = (self.orders[maker as usize], self.orders[taker as usize]);
+        let spec = &self.instruments[mk.inst as usize].spec;
+        let fee_slot = self.instruments[mk.inst as usize].fee_slot;
+        let notional = price.0 as u128 * qty as u128;
+        let base = qty as u128 * spec.lot_size as u128;
+        let (maker_bps, taker_bps) = (spec.maker_fee_bps as u128, spec.taker_fee_bps as u128);
+        let maker_fee = fee_delta(mk.fee_acc, notional * maker_bps);
+        let taker_fee = fee_delta(tk.fee_acc, notional * taker_bps);
+        self.orders[maker as usize].fee_acc += notional * maker_bps;
+        self.orders[taker as usize].fee_acc += notional * taker_bps;
+        let (buyer, seller, buyer_fee, seller_fee) = match tk.side {
+            Side::Buy => (tk, mk, taker_fee, maker_fee),
+            Side::Sell => (mk, tk, maker_fee, taker_fee),
+        };
+        // Accounts: buyer.pay = buyer's quote, buyer.recv = buyer's base,
+        // seller.pay = seller's base, seller.recv = seller's quote.
+        self.ledger.post(seller.pay, buyer.recv, base);
+        self.ledger.post(buyer.pay, seller.recv, notional - seller_fee);
+        if buyer_fee + seller_fee > 0 {
+            self.ledger.post(buyer.pay, fee_slot, buyer_fee + seller_fee);
+        }
+    }
+
+    /// Whether the accounts a settling order touches have room for any fill
+    /// (counters far below u128::MAX), so settlement can never overflow.
+    fn ledger_headroom(&self, slots: &[u32]) -> bool {
+        const ROOM: u128 = 1 << 120;
+        slots.iter().filter(|&&s| s != NO_ACCOUNT).all(|&s| {
+            let a = &self.ledger.accounts[s as usize];
+            a.debits_posted < ROOM && a.credits_posted < ROOM && a.debits_pending < ROOM && a.credits_pending < ROOM
+        })
+    }
+
     // ----- cancel, replace, mass cancel -------------------------------
 
     fn handle_cancel(&mut self, owner: OwnerId, id: OrderId, out: &mut Events) {
@@ -1149,8 +1318,23 @@ impl Engine {
                 return reject(out, RejectReason::CapacityExceeded);
             }
         }
+        let new_hold_price = if o.side == Side::Buy { price } else { Price(0) };
+        let new_hold = if o.pay != NO_ACCOUNT {
+            need_of(&spec, o.side, new_hold_price, qty.0, o.fee_acc)
+        } else {
+            0
+        };
+        if new_hold > o.hold {
+            let a = &self.ledger.accounts[o.pay as usize];
+            if a.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS) && a.available() < new_hold - o.hold {
+                return reject(out, RejectReason::InsufficientFunds);
+            }
+        }
         if o.post_only && self.crosses(o.inst, o.side, price) {
             return reject(out, RejectReason::PostOnlyWouldCross);
+        }
+        if o.pay != NO_ACCOUNT {
+            self.orders[slot as usize].hold_price = new_hold_price;
         }
         if !price_changed && qty <= o.remaining {
             // Priority kept: shrink in place (hidden part first for icebergs).
@@ -1159,6 +1343,7 @@ impl Engine {
             let om = &mut self.orders[slot as usize];
             om.remaining = qty;
             om.visible = vis;
+            self.sync_hold(slot);
             out.push(Event::Replaced {
                 order_id: id,
                 price,
@@ -1180,6 +1365,7 @@ impl Engine {
             };
             om.state = OrderState::Active;
         }
+        self.sync_hold(slot);
         out.push(Event::Replaced {
             order_id: id,
             price,
@@ -1278,6 +1464,9 @@ impl Engine {
     /// caller has already reported why.
     fn end_order(&mut self, slot: u32) {
         let o = self.orders[slot as usize];
+        if o.pay != NO_ACCOUNT {
+            self.ledger.hold_release(o.pay, o.hold);
+        }
         match o.state {
             OrderState::Resting => self.unlink_from_book(slot),
             OrderState::Stop => self.remove_stop(slot),
@@ -1727,6 +1916,7 @@ impl Engine {
             coids.add(&[k]);
         }
         h.u128(coids.value());
+        self.ledger.hash_into(&mut h);
         h.finish()
     }
 
@@ -1747,9 +1937,12 @@ impl Engine {
             o.remaining.0,
             o.visible.0,
             o.display.0,
+            o.hold_price.0,
         ] {
             h.u64(v);
         }
+        h.u128(o.hold);
+        h.u128(o.fee_acc);
     }
 
     /// Checks every book invariant; `Err` names the first one broken.
@@ -1914,8 +2107,58 @@ impl Engine {
         if !self.triggered_batch.is_empty() || !self.fire_queue.is_empty() {
             return Err("stops left half-fired".into());
         }
-        Ok(())
+        // Every hold equals what its order can still need; the ledger checks
+        // that the accounts' pending debits are exactly these holds plus
+        // pending transfers, and conservation per asset.
+        let mut holds = vec![0u128; self.ledger.accounts_len()];
+        for (_, slot) in self.order_index.iter() {
+            let o = &self.orders[slot as usize];
+            if o.pay == NO_ACCOUNT {
+                if o.hold != 0 {
+                    return Err(format!("order {}: hold without an account", o.id));
+                }
+                continue;
+            }
+            let need = self.need(o);
+            if o.hold != need {
+                return Err(format!("order {}: holds {} but needs {}", o.id, o.hold, need));
+            }
+            holds[o.pay as usize] += o.hold;
+        }
+        self.ledger.validate(&holds)
     }
+}
+
+/// ceil((acc + add) / 10 000) − ceil(acc / 10 000): the fee a fill adds when
+/// rounding is cumulative per order.
+#[inline]
+fn fee_delta(acc: u128, add: u128) -> u128 {
+    (acc + add).div_ceil(BPS) - acc.div_ceil(BPS)
+}
+
+/// A hold's need: a buy reserves price × qty plus the fee at the higher of
+/// the two rates on top of the fees accrued so far; a sell reserves the base.
+fn need_of(spec: &InstrumentSpec, side: Side, hold_price: Price, qty: u64, fee_acc: u128) -> u128 {
+    match side {
+        Side::Buy => {
+            let notional = hold_price.0 as u128 * qty as u128;
+            let bps = spec.maker_fee_bps.max(spec.taker_fee_bps) as u128;
+            notional + fee_delta(fee_acc, notional * bps)
+        }
+        Side::Sell => qty as u128 * spec.lot_size as u128,
+    }
+}
+
+/// A market or stop buy on a settling instrument trades no higher than its hold price.
+#[inline]
+fn cap_limit(edge: Option<Price>, hold_price: Price) -> Option<Price> {
+    if hold_price.0 == 0 {
+        return edge;
+    }
+    Some(match edge {
+        Some(e) => e.min(hold_price),
+        None => hold_price,
+    })
 }
 
 #[inline]
