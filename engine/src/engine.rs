@@ -27,6 +27,10 @@ use crate::ledger::{Ledger, NO_ACCOUNT};
 use crate::types::*;
 use std::collections::VecDeque;
 
+#[path = "snapshot.rs"]
+mod snapshot;
+pub use snapshot::SnapshotError;
+
 const NIL: u32 = u32::MAX;
 const BPS: u128 = 10_000;
 
@@ -378,7 +382,9 @@ impl Engine {
             Command::Halt { instrument } => self.handle_halt(instrument, out),
             Command::Resume { instrument } => self.handle_resume(instrument, out),
             Command::Time { .. } => {}
-            Command::QueryBook { instrument, depth } => self.handle_query_book(instrument, depth, out),
+            Command::QueryBook { instrument, depth } => {
+                self.handle_query_book(instrument, depth, out)
+            }
             Command::OpenAccount(a) => match self.ledger.open_account(&a) {
                 Ok(()) => out.push(Event::AccountOpened { id: a.id }),
                 Err(reason) => out.push(Event::AccountRejected { id: a.id, reason }),
@@ -386,7 +392,9 @@ impl Engine {
             Command::Transfer {
                 transfer,
                 batch_end,
-            } => self.ledger.handle_transfer(&transfer, batch_end, self.now, out),
+            } => self
+                .ledger
+                .handle_transfer(&transfer, batch_end, self.now, out),
             Command::QueryBalance { account } => match self.ledger.balance_event(account) {
                 Some(e) => out.push(e),
                 None => out.push(Event::Rejected {
@@ -455,7 +463,10 @@ impl Engine {
         i.anchor = spec.reference_price;
         if spec.settle {
             i.base_asset = self.ledger.asset_idx(&spec.base).expect("escrows prepared");
-            i.quote_asset = self.ledger.asset_idx(&spec.quote).expect("escrows prepared");
+            i.quote_asset = self
+                .ledger
+                .asset_idx(&spec.quote)
+                .expect("escrows prepared");
             i.fee_slot = fee_slot;
         } else {
             i.base_asset = NO_ACCOUNT;
@@ -842,7 +853,8 @@ impl Engine {
                 OrderType::StopLimit => Some(o.price),
                 _ => {
                     let reference = self.reference(o.inst);
-                    let edge = band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
+                    let edge =
+                        band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
                     cap_limit(edge, o.hold_price)
                 }
             };
@@ -1221,9 +1233,11 @@ impl Engine {
         // Accounts: buyer.pay = buyer's quote, buyer.recv = buyer's base,
         // seller.pay = seller's base, seller.recv = seller's quote.
         self.ledger.post(seller.pay, buyer.recv, base);
-        self.ledger.post(buyer.pay, seller.recv, notional - seller_fee);
+        self.ledger
+            .post(buyer.pay, seller.recv, notional - seller_fee);
         if buyer_fee + seller_fee > 0 {
-            self.ledger.post(buyer.pay, fee_slot, buyer_fee + seller_fee);
+            self.ledger
+                .post(buyer.pay, fee_slot, buyer_fee + seller_fee);
         }
     }
 
@@ -1233,7 +1247,10 @@ impl Engine {
         const ROOM: u128 = 1 << 120;
         slots.iter().filter(|&&s| s != NO_ACCOUNT).all(|&s| {
             let a = &self.ledger.accounts[s as usize];
-            a.debits_posted < ROOM && a.credits_posted < ROOM && a.debits_pending < ROOM && a.credits_pending < ROOM
+            a.debits_posted < ROOM
+                && a.credits_posted < ROOM
+                && a.debits_pending < ROOM
+                && a.credits_pending < ROOM
         })
     }
 
@@ -1326,7 +1343,9 @@ impl Engine {
         };
         if new_hold > o.hold {
             let a = &self.ledger.accounts[o.pay as usize];
-            if a.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS) && a.available() < new_hold - o.hold {
+            if a.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+                && a.available() < new_hold - o.hold
+            {
                 return reject(out, RejectReason::InsufficientFunds);
             }
         }
@@ -1512,7 +1531,10 @@ impl Engine {
         let key = stop_key(o.side, o.trigger);
         let list = self.stop_list_mut(o.inst, o.side);
         let pos = list.partition_point(|e| e.key < key);
-        assert!(list.len() < list.capacity(), "stop list full past the capacity check");
+        assert!(
+            list.len() < list.capacity(),
+            "stop list full past the capacity check"
+        );
         list.insert(pos, Entry { key, slot });
     }
 
@@ -1587,7 +1609,10 @@ impl Engine {
         let lslot = match self.level_free.pop() {
             Some(s) => s,
             None => {
-                assert!(self.levels.len() < self.levels.capacity(), "level pool exhausted");
+                assert!(
+                    self.levels.len() < self.levels.capacity(),
+                    "level pool exhausted"
+                );
                 self.levels.push(Level::default());
                 (self.levels.len() - 1) as u32
             }
@@ -1601,7 +1626,10 @@ impl Engine {
         };
         let key = side_key(side, price);
         let v = self.side_levels_mut(inst, side);
-        assert!(v.len() < v.capacity(), "book side full past the capacity check");
+        assert!(
+            v.len() < v.capacity(),
+            "book side full past the capacity check"
+        );
         let pos = v.partition_point(|e| e.key < key);
         v.insert(pos, Entry { key, slot: lslot });
         lslot
@@ -1978,7 +2006,10 @@ impl Engine {
                             || o.side != side
                             || o.inst as usize != ii
                         {
-                            return Err(format!("{id:?} order {} misfiled in level {}", o.id, l.price));
+                            return Err(format!(
+                                "{id:?} order {} misfiled in level {}",
+                                o.id, l.price
+                            ));
                         }
                         if o.visible.0 == 0
                             || o.visible > o.remaining
@@ -1996,11 +2027,14 @@ impl Engine {
                         if o.tif == Tif::Gtd && o.expire_at <= self.now {
                             return Err(format!("order {}: expired but resting", o.id));
                         }
-                        qty += o.visible.0;
+                        qty = qty.checked_add(o.visible.0).ok_or("level qty overflows")?;
                         count += 1;
                         prev = m;
                         m = o.next;
                         live += 1;
+                        if live > self.orders.len() {
+                            return Err("cycle in a level queue".into());
+                        }
                     }
                     if l.tail != prev || qty != l.qty.0 || count != l.count {
                         return Err(format!("{id:?} {side:?} {}: level totals wrong", l.price));
@@ -2020,7 +2054,10 @@ impl Engine {
                 }
                 for e in v {
                     let o = &self.orders[e.slot as usize];
-                    if o.state != OrderState::Stop || o.side != side || e.key != stop_key(side, o.trigger) {
+                    if o.state != OrderState::Stop
+                        || o.side != side
+                        || e.key != stop_key(side, o.trigger)
+                    {
                         return Err(format!("{id:?}: stop {} misfiled", o.id));
                     }
                     if let Some(last) = inst.last_trade {
@@ -2089,6 +2126,9 @@ impl Engine {
                     None => per_key.push((key, 1)),
                 }
                 counted += 1;
+                if counted > self.orders.len() {
+                    return Err("cycle in an owner list".into());
+                }
                 prev = m;
                 m = o.onext;
             }
@@ -2100,7 +2140,9 @@ impl Engine {
             return Err(format!("{counted} orders in owner lists, {live} live"));
         }
         if per_key.len() != self.open_counts.len()
-            || per_key.iter().any(|&(k, n)| self.open_counts.get(k) != Some(n))
+            || per_key
+                .iter()
+                .any(|&(k, n)| self.open_counts.get(k) != Some(n))
         {
             return Err("open order counts wrong".into());
         }
@@ -2121,9 +2163,14 @@ impl Engine {
             }
             let need = self.need(o);
             if o.hold != need {
-                return Err(format!("order {}: holds {} but needs {}", o.id, o.hold, need));
+                return Err(format!(
+                    "order {}: holds {} but needs {}",
+                    o.id, o.hold, need
+                ));
             }
-            holds[o.pay as usize] += o.hold;
+            holds[o.pay as usize] = holds[o.pay as usize]
+                .checked_add(o.hold)
+                .ok_or("holds overflow")?;
         }
         self.ledger.validate(&holds)
     }
@@ -2133,7 +2180,9 @@ impl Engine {
 /// rounding is cumulative per order.
 #[inline]
 fn fee_delta(acc: u128, add: u128) -> u128 {
-    (acc + add).div_ceil(BPS) - acc.div_ceil(BPS)
+    // Saturating only matters for corrupted snapshots (entry checks bound
+    // real values far below u128::MAX); `validate` then reports the mismatch.
+    acc.saturating_add(add).div_ceil(BPS) - acc.div_ceil(BPS)
 }
 
 /// A hold's need: a buy reserves price × qty plus the fee at the higher of
@@ -2143,7 +2192,7 @@ fn need_of(spec: &InstrumentSpec, side: Side, hold_price: Price, qty: u64, fee_a
         Side::Buy => {
             let notional = hold_price.0 as u128 * qty as u128;
             let bps = spec.maker_fee_bps.max(spec.taker_fee_bps) as u128;
-            notional + fee_delta(fee_acc, notional * bps)
+            notional.saturating_add(fee_delta(fee_acc, notional.saturating_mul(bps)))
         }
         Side::Sell => qty as u128 * spec.lot_size as u128,
     }

@@ -23,6 +23,6 @@ pub mod types;
 
 pub use command::*;
 pub use config::EngineConfig;
-pub use engine::{Engine, OrderView};
+pub use engine::{Engine, OrderView, SnapshotError};
 pub use event::*;
 pub use types::*;

@@ -1,0 +1,770 @@
+//! Engine snapshots: the whole state as bytes, and back.
+//!
+//! Pure (no I/O): the caller decides where the bytes go. The format is a
+//! little-endian field-by-field dump, versioned by a magic and a version
+//! number. `restore` rebuilds every structure into an engine freshly
+//! allocated with the caller's `EngineConfig`, refuses a snapshot that does
+//! not fit those capacities, and runs `validate()` before returning, so a
+//! snapshot that decodes but is inconsistent is an error, never a running
+//! engine with broken invariants. Hash-table layouts are rebuilt by
+//! re-insertion (the state hash does not depend on them).
+
+use super::*;
+use crate::ledger::{Account, TState, Transfer};
+
+const MAGIC: &[u8; 8] = b"BOURSESN";
+const VERSION: u32 = 1;
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// The bytes end before the structure does.
+    Truncated {
+        /// Byte offset where more was needed.
+        offset: usize,
+    },
+    /// Not a snapshot, or another format version.
+    BadHeader,
+    /// A value is out of range (names the field).
+    BadValue {
+        /// Which field.
+        field: &'static str,
+        /// Byte offset of the value.
+        offset: usize,
+    },
+    /// The snapshot holds more than this engine's capacities allow.
+    Capacity {
+        /// Which capacity.
+        what: &'static str,
+    },
+    /// The restored state breaks an invariant.
+    Invalid(String),
+    /// Bytes left over after the end of the structure.
+    TrailingBytes {
+        /// Byte offset of the first extra byte.
+        offset: usize,
+    },
+}
+
+impl core::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SnapshotError::Truncated { offset } => write!(f, "snapshot truncated at byte {offset}"),
+            SnapshotError::BadHeader => {
+                f.write_str("not a bourse engine snapshot (bad magic or version)")
+            }
+            SnapshotError::BadValue { field, offset } => {
+                write!(f, "snapshot value out of range: {field} at byte {offset}")
+            }
+            SnapshotError::Capacity { what } => {
+                write!(f, "snapshot does not fit this engine's capacity: {what}")
+            }
+            SnapshotError::Invalid(m) => write!(f, "restored state is inconsistent: {m}"),
+            SnapshotError::TrailingBytes { offset } => {
+                write!(f, "snapshot has trailing bytes at {offset}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+struct W(Vec<u8>);
+
+impl W {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u128(&mut self, v: u128) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+    fn len(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+    fn opt_u32(&mut self, v: Option<u32>) {
+        self.u8(v.is_some() as u8);
+        self.u32(v.unwrap_or(0));
+    }
+    fn opt_u64(&mut self, v: Option<u64>) {
+        self.u8(v.is_some() as u8);
+        self.u64(v.unwrap_or(0));
+    }
+}
+
+struct R<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+type Res<T> = Result<T, SnapshotError>;
+
+impl<'a> R<'a> {
+    fn take(&mut self, n: usize) -> Res<&'a [u8]> {
+        if self.b.len() - self.at < n {
+            return Err(SnapshotError::Truncated { offset: self.at });
+        }
+        let s = &self.b[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Res<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Res<u16> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn u32(&mut self) -> Res<u32> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Res<u64> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn u128(&mut self) -> Res<u128> {
+        Ok(u128::from_le_bytes(
+            self.take(16)?.try_into().expect("16 bytes"),
+        ))
+    }
+    fn bool(&mut self, field: &'static str) -> Res<bool> {
+        let at = self.at;
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(SnapshotError::BadValue { field, offset: at }),
+        }
+    }
+    fn len(&mut self, max: usize, what: &'static str) -> Res<usize> {
+        let n = self.u64()?;
+        if n > max as u64 {
+            return Err(SnapshotError::Capacity { what });
+        }
+        Ok(n as usize)
+    }
+    fn opt_u32(&mut self, field: &'static str) -> Res<Option<u32>> {
+        let some = self.bool(field)?;
+        let v = self.u32()?;
+        Ok(some.then_some(v))
+    }
+    fn opt_u64(&mut self, field: &'static str) -> Res<Option<u64>> {
+        let some = self.bool(field)?;
+        let v = self.u64()?;
+        Ok(some.then_some(v))
+    }
+    fn arr<const N: usize>(&mut self) -> Res<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+    fn enum_u8<T>(&mut self, field: &'static str, f: impl Fn(u8) -> Option<T>) -> Res<T> {
+        let at = self.at;
+        let v = self.u8()?;
+        f(v).ok_or(SnapshotError::BadValue { field, offset: at })
+    }
+}
+
+fn side_of(v: u8) -> Option<Side> {
+    match v {
+        0 => Some(Side::Buy),
+        1 => Some(Side::Sell),
+        _ => None,
+    }
+}
+fn otype_of(v: u8) -> Option<OrderType> {
+    [
+        OrderType::Limit,
+        OrderType::Market,
+        OrderType::Stop,
+        OrderType::StopLimit,
+    ]
+    .get(v as usize)
+    .copied()
+}
+fn tif_of(v: u8) -> Option<Tif> {
+    [Tif::Gtc, Tif::Ioc, Tif::Fok, Tif::Gtd]
+        .get(v as usize)
+        .copied()
+}
+fn stp_of(v: u8) -> Option<Stp> {
+    [
+        Stp::None,
+        Stp::CancelTaker,
+        Stp::CancelMaker,
+        Stp::CancelBoth,
+        Stp::Decrement,
+    ]
+    .get(v as usize)
+    .copied()
+}
+fn state_of(v: u8) -> Option<OrderState> {
+    [
+        OrderState::Free,
+        OrderState::Active,
+        OrderState::Resting,
+        OrderState::Stop,
+    ]
+    .get(v as usize)
+    .copied()
+}
+fn halt_of(v: u8) -> Option<Option<HaltReason>> {
+    match v {
+        0 => Some(None),
+        1 => Some(Some(HaltReason::Operator)),
+        2 => Some(Some(HaltReason::CircuitBreaker)),
+        _ => None,
+    }
+}
+fn tstate_of(v: u8) -> Option<TState> {
+    [
+        TState::Posted,
+        TState::Pending,
+        TState::PendingPosted,
+        TState::PendingVoided,
+        TState::PendingExpired,
+        TState::Resolution,
+    ]
+    .get(v as usize)
+    .copied()
+}
+fn tstate_code(s: TState) -> u8 {
+    match s {
+        TState::Posted => 0,
+        TState::Pending => 1,
+        TState::PendingPosted => 2,
+        TState::PendingVoided => 3,
+        TState::PendingExpired => 4,
+        TState::Resolution => 5,
+    }
+}
+fn ostate_code(s: OrderState) -> u8 {
+    match s {
+        OrderState::Free => 0,
+        OrderState::Active => 1,
+        OrderState::Resting => 2,
+        OrderState::Stop => 3,
+    }
+}
+
+fn w_spec(w: &mut W, s: &InstrumentSpec) {
+    w.u32(s.id.0);
+    w.bytes(&s.symbol.0);
+    w.bytes(&s.base.0);
+    w.bytes(&s.quote.0);
+    for v in [
+        s.tick,
+        s.lot_size,
+        s.qty_min,
+        s.qty_max,
+        s.reference_price.0,
+        s.circuit_window_ns,
+    ] {
+        w.u64(v);
+    }
+    w.opt_u32(s.band_bps);
+    w.opt_u32(s.circuit_bps);
+    w.u32(s.maker_fee_bps);
+    w.u32(s.taker_fee_bps);
+    w.u128(s.fee_account.0);
+    w.u8(s.settle as u8);
+    w.opt_u32(s.open_orders_max);
+    w.opt_u64(s.notional_max);
+}
+
+fn r_spec(r: &mut R) -> Res<InstrumentSpec> {
+    Ok(InstrumentSpec {
+        id: InstrumentId(r.u32()?),
+        symbol: Symbol(r.arr()?),
+        base: Asset(r.arr()?),
+        quote: Asset(r.arr()?),
+        tick: r.u64()?,
+        lot_size: r.u64()?,
+        qty_min: r.u64()?,
+        qty_max: r.u64()?,
+        reference_price: Price(r.u64()?),
+        circuit_window_ns: r.u64()?,
+        band_bps: r.opt_u32("band_bps")?,
+        circuit_bps: r.opt_u32("circuit_bps")?,
+        maker_fee_bps: r.u32()?,
+        taker_fee_bps: r.u32()?,
+        fee_account: AccountId(r.u128()?),
+        settle: r.bool("settle")?,
+        open_orders_max: r.opt_u32("open_orders_max")?,
+        notional_max: r.opt_u64("notional_max")?,
+    })
+}
+
+fn w_entries(w: &mut W, v: &[Entry]) {
+    w.len(v.len());
+    for e in v {
+        w.u64(e.key);
+        w.u32(e.slot);
+    }
+}
+
+fn r_entries(r: &mut R, into: &mut Vec<Entry>, what: &'static str) -> Res<()> {
+    let n = r.len(into.capacity(), what)?;
+    into.clear();
+    for _ in 0..n {
+        into.push(Entry {
+            key: r.u64()?,
+            slot: r.u32()?,
+        });
+    }
+    Ok(())
+}
+
+fn w_map_u32(w: &mut W, m: &FixedMap<u32>) {
+    w.len(m.len());
+    for (k, v) in m.iter() {
+        w.u128(k);
+        w.u32(v);
+    }
+}
+
+fn r_map_u32(r: &mut R, m: &mut FixedMap<u32>, what: &'static str) -> Res<()> {
+    let n = r.len(m.capacity(), what)?;
+    for _ in 0..n {
+        let (k, v) = (r.u128()?, r.u32()?);
+        if !m.insert(k, v) {
+            return Err(SnapshotError::Capacity { what });
+        }
+    }
+    Ok(())
+}
+
+fn w_set(w: &mut W, m: &FixedMap<()>) {
+    w.len(m.len());
+    for (k, ()) in m.iter() {
+        w.u128(k);
+    }
+}
+
+fn r_set(r: &mut R, m: &mut FixedMap<()>, what: &'static str) -> Res<()> {
+    let n = r.len(m.capacity(), what)?;
+    for _ in 0..n {
+        if !m.insert(r.u128()?, ()) {
+            return Err(SnapshotError::Capacity { what });
+        }
+    }
+    Ok(())
+}
+
+fn w_u32s(w: &mut W, v: &[u32]) {
+    w.len(v.len());
+    for &x in v {
+        w.u32(x);
+    }
+}
+
+fn r_u32s(r: &mut R, into: &mut Vec<u32>, what: &'static str) -> Res<()> {
+    let n = r.len(into.capacity(), what)?;
+    into.clear();
+    for _ in 0..n {
+        into.push(r.u32()?);
+    }
+    Ok(())
+}
+
+fn w_transfer_spec(w: &mut W, t: &TransferSpec) {
+    w.u128(t.id.0);
+    w.u128(t.debit_account.0);
+    w.u128(t.credit_account.0);
+    w.u128(t.amount.0);
+    w.u16(t.code);
+    w.u16(t.flags.0);
+    w.u128(t.pending_id.0);
+    w.u64(t.timeout_ns);
+}
+
+fn r_transfer_spec(r: &mut R) -> Res<TransferSpec> {
+    Ok(TransferSpec {
+        id: TransferId(r.u128()?),
+        debit_account: AccountId(r.u128()?),
+        credit_account: AccountId(r.u128()?),
+        amount: Amount(r.u128()?),
+        code: r.u16()?,
+        flags: TransferFlags(r.u16()?),
+        pending_id: TransferId(r.u128()?),
+        timeout_ns: r.u64()?,
+    })
+}
+
+impl Engine {
+    /// The whole state as bytes (allocates; call it between commands).
+    pub fn snapshot(&self) -> Vec<u8> {
+        assert!(
+            self.triggered_batch.is_empty() && self.fire_queue.is_empty(),
+            "snapshot in the middle of a command"
+        );
+        let mut w = W(Vec::with_capacity(1 << 16));
+        w.bytes(MAGIC);
+        w.u32(VERSION);
+        w.u64(self.now.0);
+        w.u64(self.next_order_id);
+        w.len(self.instrument_count);
+        for i in &self.instruments[..self.instrument_count] {
+            w_spec(&mut w, &i.spec);
+            w_entries(&mut w, &i.bids);
+            w_entries(&mut w, &i.asks);
+            w_entries(&mut w, &i.buy_stops);
+            w_entries(&mut w, &i.sell_stops);
+            w.opt_u64(i.last_trade.map(|p| p.0));
+            w.u8(match i.halted {
+                None => 0,
+                Some(HaltReason::Operator) => 1,
+                Some(HaltReason::CircuitBreaker) => 2,
+            });
+            w.opt_u64(i.window);
+            w.u64(i.anchor.0);
+            w.u32(i.base_asset);
+            w.u32(i.quote_asset);
+            w.u32(i.fee_slot);
+        }
+        w.len(self.orders.len());
+        for o in &self.orders {
+            w.u64(o.id.0);
+            w.u64(o.owner.0);
+            w.u64(o.coid.0);
+            w.u32(o.inst);
+            w.u8(o.side as u8);
+            w.u8(o.otype as u8);
+            w.u8(o.tif as u8);
+            w.u8(o.stp as u8);
+            w.u8(o.post_only as u8);
+            w.u8(ostate_code(o.state));
+            for v in [
+                o.price.0,
+                o.trigger.0,
+                o.expire_at.0,
+                o.remaining.0,
+                o.visible.0,
+                o.display.0,
+            ] {
+                w.u64(v);
+            }
+            for v in [
+                o.level,
+                o.prev,
+                o.next,
+                o.owner_slot,
+                o.oprev,
+                o.onext,
+                o.heap_pos,
+                o.pay,
+                o.recv,
+            ] {
+                w.u32(v);
+            }
+            w.u128(o.hold);
+            w.u64(o.hold_price.0);
+            w.u128(o.fee_acc);
+        }
+        w_u32s(&mut w, &self.order_free);
+        w_map_u32(&mut w, &self.order_index);
+        w.len(self.levels.len());
+        for l in &self.levels {
+            w.u64(l.price.0);
+            w.u64(l.qty.0);
+            w.u32(l.count);
+            w.u32(l.head);
+            w.u32(l.tail);
+        }
+        w_u32s(&mut w, &self.level_free);
+        w.len(self.owners.len());
+        for o in &self.owners {
+            w.u64(o.id.0);
+            w.u32(o.head);
+            w.u32(o.tail);
+        }
+        w_map_u32(&mut w, &self.owner_index);
+        w_set(&mut w, &self.coids);
+        w_map_u32(&mut w, &self.open_counts);
+        w_u32s(&mut w, &self.heap);
+        // Ledger.
+        let l = &self.ledger;
+        w.len(l.accounts.len());
+        for a in &l.accounts {
+            w.u128(a.id.0);
+            w.u64(a.owner.0);
+            w.u32(a.asset);
+            w.u16(a.flags.0);
+            w.u128(a.debits_posted);
+            w.u128(a.credits_posted);
+            w.u128(a.debits_pending);
+            w.u128(a.credits_pending);
+        }
+        w_map_u32(&mut w, &l.account_index);
+        w.len(l.assets.len());
+        for a in &l.assets {
+            w.bytes(&a.0);
+        }
+        w_map_u32(&mut w, &l.asset_index);
+        w_u32s(&mut w, &l.escrow);
+        w_map_u32(&mut w, &l.trading);
+        w.len(l.transfers.len());
+        for t in &l.transfers {
+            w_transfer_spec(&mut w, &t.spec);
+            w.u8(tstate_code(t.state));
+            w.u32(t.debit);
+            w.u32(t.credit);
+            w.u128(t.amount);
+            w.u64(t.created.0);
+            w.u64(t.deadline.0);
+        }
+        w_map_u32(&mut w, &l.transfer_index);
+        w_set(&mut w, &l.failed);
+        w.len(l.expiry.len());
+        for &(d, s) in &l.expiry {
+            w.u64(d.0);
+            w.u32(s);
+        }
+        w.len(l.chain.len());
+        for t in &l.chain {
+            w_transfer_spec(&mut w, t);
+        }
+        w.0
+    }
+
+    /// Rebuilds an engine from `snapshot()` bytes into the capacities of `cfg`.
+    pub fn restore(cfg: EngineConfig, bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        let mut e = Engine::new(cfg);
+        let mut r = R { b: bytes, at: 0 };
+        if r.take(8)? != MAGIC || r.u32()? != VERSION {
+            return Err(SnapshotError::BadHeader);
+        }
+        e.now = Timestamp(r.u64()?);
+        e.next_order_id = r.u64()?;
+        e.instrument_count = r.len(e.instruments.len(), "instruments_max")?;
+        for ii in 0..e.instrument_count {
+            let spec = r_spec(&mut r)?;
+            let i = &mut e.instruments[ii];
+            i.spec = spec;
+            r_entries(&mut r, &mut i.bids, "levels_max")?;
+            r_entries(&mut r, &mut i.asks, "levels_max")?;
+            r_entries(&mut r, &mut i.buy_stops, "stops_max")?;
+            r_entries(&mut r, &mut i.sell_stops, "stops_max")?;
+            i.last_trade = r.opt_u64("last_trade")?.map(Price);
+            i.halted = r.enum_u8("halted", halt_of)?;
+            i.window = r.opt_u64("window")?;
+            i.anchor = Price(r.u64()?);
+            i.base_asset = r.u32()?;
+            i.quote_asset = r.u32()?;
+            i.fee_slot = r.u32()?;
+            if !e.instrument_index.insert(spec.id.0 as u128, ii as u32) {
+                return Err(SnapshotError::Capacity {
+                    what: "instruments_max",
+                });
+            }
+        }
+        let n = r.len(e.orders.capacity(), "orders_max")?;
+        for _ in 0..n {
+            let o = Order {
+                id: OrderId(r.u64()?),
+                owner: OwnerId(r.u64()?),
+                coid: ClientOrderId(r.u64()?),
+                inst: r.u32()?,
+                side: r.enum_u8("side", side_of)?,
+                otype: r.enum_u8("order_type", otype_of)?,
+                tif: r.enum_u8("tif", tif_of)?,
+                stp: r.enum_u8("stp", stp_of)?,
+                post_only: r.bool("post_only")?,
+                state: r.enum_u8("order_state", state_of)?,
+                price: Price(r.u64()?),
+                trigger: Price(r.u64()?),
+                expire_at: Timestamp(r.u64()?),
+                remaining: Qty(r.u64()?),
+                visible: Qty(r.u64()?),
+                display: Qty(r.u64()?),
+                level: r.u32()?,
+                prev: r.u32()?,
+                next: r.u32()?,
+                owner_slot: r.u32()?,
+                oprev: r.u32()?,
+                onext: r.u32()?,
+                heap_pos: r.u32()?,
+                pay: r.u32()?,
+                recv: r.u32()?,
+                hold: r.u128()?,
+                hold_price: Price(r.u64()?),
+                fee_acc: r.u128()?,
+            };
+            e.orders.push(o);
+        }
+        r_u32s(&mut r, &mut e.order_free, "orders_max")?;
+        r_map_u32(&mut r, &mut e.order_index, "orders_max")?;
+        let n = r.len(e.levels.capacity(), "levels")?;
+        for _ in 0..n {
+            e.levels.push(Level {
+                price: Price(r.u64()?),
+                qty: Qty(r.u64()?),
+                count: r.u32()?,
+                head: r.u32()?,
+                tail: r.u32()?,
+            });
+        }
+        r_u32s(&mut r, &mut e.level_free, "levels")?;
+        let n = r.len(e.owners.capacity(), "owners_max")?;
+        for _ in 0..n {
+            e.owners.push(Owner {
+                id: OwnerId(r.u64()?),
+                head: r.u32()?,
+                tail: r.u32()?,
+            });
+        }
+        r_map_u32(&mut r, &mut e.owner_index, "owners_max")?;
+        r_set(&mut r, &mut e.coids, "client_order_ids_max")?;
+        r_map_u32(&mut r, &mut e.open_counts, "orders_max")?;
+        r_u32s(&mut r, &mut e.heap, "orders_max")?;
+        let l = &mut e.ledger;
+        let n = r.len(l.accounts.capacity(), "accounts_max")?;
+        for _ in 0..n {
+            l.accounts.push(Account {
+                id: AccountId(r.u128()?),
+                owner: OwnerId(r.u64()?),
+                asset: r.u32()?,
+                flags: AccountFlags(r.u16()?),
+                debits_posted: r.u128()?,
+                credits_posted: r.u128()?,
+                debits_pending: r.u128()?,
+                credits_pending: r.u128()?,
+            });
+        }
+        r_map_u32(&mut r, &mut l.account_index, "accounts_max")?;
+        let n = r.len(l.assets.capacity(), "assets_max")?;
+        for _ in 0..n {
+            l.assets.push(Asset(r.arr()?));
+        }
+        r_map_u32(&mut r, &mut l.asset_index, "assets_max")?;
+        r_u32s(&mut r, &mut l.escrow, "assets_max")?;
+        r_map_u32(&mut r, &mut l.trading, "accounts_max")?;
+        let n = r.len(l.transfers.capacity(), "transfers_max")?;
+        for _ in 0..n {
+            l.transfers.push(Transfer {
+                spec: r_transfer_spec(&mut r)?,
+                state: r.enum_u8("transfer_state", tstate_of)?,
+                debit: r.u32()?,
+                credit: r.u32()?,
+                amount: r.u128()?,
+                created: Timestamp(r.u64()?),
+                deadline: Timestamp(r.u64()?),
+            });
+        }
+        r_map_u32(&mut r, &mut l.transfer_index, "transfers_max")?;
+        r_set(&mut r, &mut l.failed, "transfers_max")?;
+        let n = r.len(l.expiry.capacity(), "transfers_max")?;
+        for _ in 0..n {
+            l.expiry.push((Timestamp(r.u64()?), r.u32()?));
+        }
+        let n = r.len(l.chain.capacity(), "batch_max")?;
+        for _ in 0..n {
+            l.chain.push(r_transfer_spec(&mut r)?);
+        }
+        if r.at != bytes.len() {
+            return Err(SnapshotError::TrailingBytes { offset: r.at });
+        }
+        e.check_slots()?;
+        e.validate().map_err(SnapshotError::Invalid)?;
+        Ok(e)
+    }
+
+    /// Bounds of every stored slot index, so `validate` cannot index out of range.
+    fn check_slots(&self) -> Result<(), SnapshotError> {
+        let bad = |what: &'static str| Err(SnapshotError::Invalid(format!("{what} out of range")));
+        let (no, nl, nw, ni) = (
+            self.orders.len() as u32,
+            self.levels.len() as u32,
+            self.owners.len() as u32,
+            self.instrument_count as u32,
+        );
+        let na = self.ledger.accounts.len() as u32;
+        let ok_o = |s: u32| s == NIL || s < no;
+        for o in &self.orders {
+            if o.state == OrderState::Free {
+                continue;
+            }
+            if o.inst >= ni || o.owner_slot >= nw || !(o.level == NIL || o.level < nl) {
+                return bad("order reference");
+            }
+            if ![o.prev, o.next, o.oprev, o.onext].iter().all(|&s| ok_o(s)) {
+                return bad("order link");
+            }
+            if !(o.pay == NO_ACCOUNT || o.pay < na) || !(o.recv == NO_ACCOUNT || o.recv < na) {
+                return bad("order account");
+            }
+            if !(o.heap_pos == NIL || (o.heap_pos as usize) < self.heap.len()) {
+                return bad("order heap position");
+            }
+        }
+        for l in &self.levels {
+            if !ok_o(l.head) || !ok_o(l.tail) {
+                return bad("level link");
+            }
+        }
+        for ow in &self.owners {
+            if !ok_o(ow.head) || !ok_o(ow.tail) {
+                return bad("owner link");
+            }
+        }
+        for i in &self.instruments[..self.instrument_count] {
+            for e in i.bids.iter().chain(&i.asks) {
+                if e.slot >= nl {
+                    return bad("level slot");
+                }
+            }
+            for e in i.buy_stops.iter().chain(&i.sell_stops) {
+                if e.slot >= no {
+                    return bad("stop slot");
+                }
+            }
+            if i.spec.settle
+                && (i.base_asset as usize >= self.ledger.assets.len()
+                    || i.quote_asset as usize >= self.ledger.assets.len()
+                    || !(i.fee_slot == NO_ACCOUNT || i.fee_slot < na))
+            {
+                return bad("instrument ledger reference");
+            }
+        }
+        if self.heap.iter().any(|&s| s >= no)
+            || self.order_free.iter().any(|&s| s >= no)
+            || self.level_free.iter().any(|&s| s >= nl)
+            || self.order_index.iter().any(|(_, s)| s >= no)
+            || self.owner_index.iter().any(|(_, s)| s >= nw)
+            || self.instrument_index.iter().any(|(_, s)| s >= ni)
+        {
+            return bad("pool slot");
+        }
+        let l = &self.ledger;
+        let nt = l.transfers.len() as u32;
+        if l.accounts
+            .iter()
+            .any(|a| a.asset as usize >= l.assets.len())
+            || l.transfers.iter().any(|t| t.debit >= na || t.credit >= na)
+            || l.expiry.iter().any(|&(_, s)| s >= nt)
+            || l.escrow.iter().any(|&s| !(s == NO_ACCOUNT || s < na))
+            || l.escrow.len() != l.assets.len()
+            || l.account_index.iter().any(|(_, s)| s >= na)
+            || l.trading.iter().any(|(_, s)| s >= na)
+            || l.asset_index
+                .iter()
+                .any(|(_, s)| s as usize >= l.assets.len())
+            || l.transfer_index.iter().any(|(_, s)| s >= nt)
+        {
+            return bad("ledger reference");
+        }
+        Ok(())
+    }
+}
