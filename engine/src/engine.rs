@@ -333,6 +333,20 @@ impl Engine {
         self.now
     }
 
+    /// The earliest time at which something expires (a GTD order or stop, or
+    /// a pending transfer); the runtime feeds a `time` input once it passes.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        let orders = self
+            .heap
+            .first()
+            .map(|&s| self.orders[s as usize].expire_at);
+        let transfers = self.ledger.next_deadline();
+        match (orders, transfers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Number of live orders (resting and waiting stops).
     pub fn live_orders(&self) -> usize {
         self.order_index.len()
@@ -672,10 +686,8 @@ impl Engine {
                 return reject(out, RejectReason::InsufficientFunds);
             }
         }
-        if o.post_only {
-            if o.order_type != OrderType::Limit || self.crosses(inst, o.side, price) {
-                return reject(out, RejectReason::PostOnlyWouldCross);
-            }
+        if o.post_only && (o.order_type != OrderType::Limit || self.crosses(inst, o.side, price)) {
+            return reject(out, RejectReason::PostOnlyWouldCross);
         }
         if o.tif == Tif::Fok {
             let limit = match o.order_type {
@@ -763,6 +775,14 @@ impl Engine {
             };
             if fires_now {
                 self.fire_stop(slot, out);
+            } else if o.tif == Tif::Gtd && self.orders[slot as usize].expire_at <= self.now {
+                // Arrived already expired and cannot trade: it ends at once (convention 4).
+                out.push(Event::Canceled {
+                    order_id: id,
+                    qty: o.qty,
+                    reason: CancelReason::Expired,
+                });
+                self.end_order(slot);
             } else {
                 self.park_stop(slot);
             }

@@ -717,6 +717,12 @@ impl Ledger {
         Some(top)
     }
 
+    /// The earliest pending-transfer deadline (possibly of one already
+    /// resolved: entries are deleted lazily, so this may fire a harmless tick).
+    pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
+        self.expiry.first().map(|&(d, _)| d)
+    }
+
     /// Expires pending transfers whose deadline ≤ now, by deadline then
     /// creation (slots are in creation order).
     pub(crate) fn expire(&mut self, now: Timestamp, out: &mut Events) {

@@ -1,2 +1,3 @@
 //! The Bourse process crate: the `bourse` binary's subcommands.
+pub mod runtime;
 pub mod script;

@@ -1,0 +1,445 @@
+//! The runtime: partitions of pinned single-threaded engine cores fed by
+//! bounded lock-free rings, a journal thread per partition doing group
+//! commit, and output readers that release only durable outputs.
+//!
+//! Shape (per partition): producers → `inbound` ring (crossbeam `ArrayQueue`,
+//! bounded, lock-free) → engine thread (sequencer + `Engine::apply`) →
+//! `journal` queue → journal thread (one write + one sync per group, then
+//! publishes `durable_seq`) and → `outbound` ring → `OutputReader`, which
+//! hands out an output only once `durable_seq` has reached its input.
+//!
+//! Invariants: every queue is bounded; a full inbound ring is reported to
+//! the producer as `Busy`, never a block or a drop; in `durable` mode no
+//! output leaves the reader before its input is on disk; an fsync error stops
+//! the process (it is never retried: the page cache state is unknown after a
+//! failed fsync).
+
+pub mod idle;
+pub mod partition;
+pub mod sequencer;
+
+pub use idle::IdleStrategy;
+pub use partition::{Output, OutputKind, Request, Shared, SnapshotBytes};
+
+use engine::{Command, Engine, Input, Seq};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// How inputs are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// One write + one fdatasync per group; outputs wait for it.
+    #[default]
+    Durable,
+    /// Written, not synced: survives a process crash, not a power loss.
+    Async,
+    /// Not journaled at all: outputs go at once; a crash loses state.
+    None,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "durable" => Ok(Durability::Durable),
+            "async" => Ok(Durability::Async),
+            "none" => Ok(Durability::None),
+            o => Err(format!("unknown durability {o:?} (durable, async, none)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Durability::Durable => "durable",
+            Durability::Async => "async",
+            Durability::None => "none",
+        })
+    }
+}
+
+/// The persistence side of a partition, driven by its journal thread.
+pub trait Persistence: Send + 'static {
+    /// Appends one group of inputs (one write, and one sync unless async).
+    /// An error stops the process.
+    fn commit(&mut self, batch: &[Input]) -> std::io::Result<()>;
+    /// Writes a snapshot whose inputs are all durable.
+    fn snapshot(&mut self, snap: &SnapshotBytes) -> std::io::Result<()>;
+    /// Bytes journaled since the last snapshot (drives automatic snapshots).
+    fn bytes_since_snapshot(&self) -> u64;
+}
+
+/// Runtime settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RuntimeConfig {
+    /// Inbound ring slots per partition.
+    pub inbound_ring: usize,
+    /// Output ring slots per partition.
+    pub output_ring: usize,
+    /// Journal queue slots per partition (and the largest group commit).
+    pub journal_queue: usize,
+    /// What idle engine threads do.
+    pub idle: IdleStrategy,
+    /// Pin engine threads to their own cores when there are enough.
+    pub pin: bool,
+    /// Take a snapshot once this many journal bytes accumulated (0: never automatically).
+    pub snapshot_every_bytes: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            inbound_ring: 1 << 16,
+            output_ring: 1 << 18,
+            journal_queue: 1 << 16,
+            idle: IdleStrategy::Spin,
+            pin: true,
+            snapshot_every_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Why a request was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The partition's inbound ring is full: back-pressure, try later.
+    #[error("busy: the engine's inbound ring is full")]
+    Busy,
+    /// No such partition.
+    #[error("no partition {0}")]
+    NoPartition(usize),
+}
+
+/// How the engine threads were placed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Core id per partition, if pinned.
+    pub cores: Vec<Option<usize>>,
+    /// The idle strategy in force (yield when unpinned for lack of cores).
+    pub idle: IdleStrategy,
+    /// Cores the machine offered.
+    pub cores_available: usize,
+}
+
+struct PartitionHandle {
+    shared: Arc<Shared>,
+    engine: Option<JoinHandle<Engine>>,
+    journal: Option<JoinHandle<()>>,
+}
+
+/// A running set of partitions.
+pub struct Runtime {
+    parts: Vec<PartitionHandle>,
+    placement: Placement,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("partitions", &self.parts.len())
+            .field("placement", &self.placement)
+            .field("durability", &self.durability)
+            .finish()
+    }
+}
+
+/// One partition to start: its (recovered) engine, the last recovered
+/// sequence number, and its persistence (`None` in `none` mode).
+pub struct PartitionStart {
+    /// The engine, fresh or recovered.
+    pub engine: Engine,
+    /// Last sequence number already applied.
+    pub last_seq: Seq,
+    /// Where its inputs go.
+    pub persistence: Option<Box<dyn Persistence>>,
+}
+
+impl std::fmt::Debug for PartitionStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionStart")
+            .field("last_seq", &self.last_seq)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Starts one engine thread (and journal thread) per partition.
+    pub fn start(
+        cfg: RuntimeConfig,
+        durability: Durability,
+        parts: Vec<PartitionStart>,
+    ) -> Runtime {
+        let cores = if cfg.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Core 0 stays with the OS, the network runtime and the journal threads.
+        let can_pin = cfg.pin && cores.len() > parts.len();
+        let idle = if can_pin {
+            cfg.idle
+        } else {
+            if cfg.pin {
+                tracing::warn!(
+                    cores = available,
+                    partitions = parts.len(),
+                    "too few cores to pin engine threads (need partitions + 1): running unpinned with a yielding idle strategy"
+                );
+            }
+            match cfg.idle {
+                IdleStrategy::Spin => IdleStrategy::Yield,
+                other => other,
+            }
+        };
+        let mut placement = Placement {
+            cores: Vec::new(),
+            idle,
+            cores_available: available,
+        };
+        let mut handles = Vec::new();
+        for (i, p) in parts.into_iter().enumerate() {
+            let journal_q = match durability {
+                Durability::None => None,
+                _ => Some(cfg.journal_queue),
+            };
+            let shared = Arc::new(Shared::new(
+                cfg.inbound_ring,
+                cfg.output_ring,
+                journal_q,
+                p.last_seq,
+            ));
+            let core = if can_pin { Some(cores[i + 1]) } else { None };
+            placement.cores.push(core.map(|c| c.id));
+            let s = shared.clone();
+            let engine = p.engine;
+            let engine_thread = std::thread::Builder::new()
+                .name(format!("engine-{i}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        if !core_affinity::set_for_current(c) {
+                            tracing::warn!(core = c.id, "could not pin engine thread");
+                        }
+                    }
+                    partition::run(engine, s, idle)
+                })
+                .expect("spawn engine thread");
+            let journal = match (p.persistence, durability) {
+                (Some(persist), Durability::Durable | Durability::Async) => {
+                    let s = shared.clone();
+                    let every = cfg.snapshot_every_bytes;
+                    let max = cfg.journal_queue;
+                    Some(
+                        std::thread::Builder::new()
+                            .name(format!("journal-{i}"))
+                            .spawn(move || journal_loop(persist, s, max, every))
+                            .expect("spawn journal thread"),
+                    )
+                }
+                _ => None,
+            };
+            handles.push(PartitionHandle {
+                shared,
+                engine: Some(engine_thread),
+                journal,
+            });
+        }
+        Runtime {
+            parts: handles,
+            placement,
+            durability,
+        }
+    }
+
+    /// How the threads were placed.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// The durability mode.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Number of partitions.
+    pub fn partitions(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Offers a command to a partition; `Busy` when its ring is full.
+    #[inline]
+    pub fn submit(
+        &self,
+        partition: usize,
+        token: u64,
+        command: Command,
+    ) -> Result<(), SubmitError> {
+        let p = self
+            .parts
+            .get(partition)
+            .ok_or(SubmitError::NoPartition(partition))?;
+        p.shared
+            .inbound
+            .push(Request::Command { token, command })
+            .map_err(|_| SubmitError::Busy)
+    }
+
+    /// Asks a partition for a snapshot at its next position in the ring.
+    pub fn request_snapshot(&self, partition: usize) -> Result<(), SubmitError> {
+        let p = self
+            .parts
+            .get(partition)
+            .ok_or(SubmitError::NoPartition(partition))?;
+        p.shared
+            .inbound
+            .push(Request::Snapshot)
+            .map_err(|_| SubmitError::Busy)
+    }
+
+    /// A reader of one partition's durable outputs (use one reader per partition).
+    pub fn reader(&self, partition: usize) -> OutputReader {
+        OutputReader {
+            shared: self.parts[partition].shared.clone(),
+            held: None,
+        }
+    }
+
+    /// Shared counters of a partition (sequence numbers, applied count).
+    pub fn shared(&self, partition: usize) -> &Arc<Shared> {
+        &self.parts[partition].shared
+    }
+
+    /// Drains every partition, takes a final snapshot, waits for the journal
+    /// to make it durable, stops the threads and returns the engines.
+    pub fn shutdown(mut self) -> Vec<Engine> {
+        for p in &self.parts {
+            // The snapshot request goes through the ring: it sits after every
+            // command accepted before shutdown.
+            let mut req = Request::Snapshot;
+            while let Err(back) = p.shared.inbound.push(req) {
+                req = back;
+                std::thread::yield_now();
+            }
+            p.shared.stop.store(true, Ordering::Release);
+        }
+        let mut engines = Vec::new();
+        for p in &mut self.parts {
+            let e = p
+                .engine
+                .take()
+                .expect("engine thread")
+                .join()
+                .expect("engine thread panicked");
+            if let Some(j) = p.journal.take() {
+                j.join().expect("journal thread panicked");
+            }
+            engines.push(e);
+        }
+        engines
+    }
+}
+
+/// The journal thread: adaptive group commit. Whatever is pending (up to
+/// `max`) becomes one write + one sync; then `durable_seq` is published.
+fn journal_loop(
+    mut persist: Box<dyn Persistence>,
+    shared: Arc<Shared>,
+    max: usize,
+    snapshot_every: u64,
+) {
+    let q = shared
+        .journal
+        .as_ref()
+        .expect("journal queue in durable/async mode");
+    let mut batch: Vec<Input> = Vec::with_capacity(max);
+    let mut idler = idle::Idler::new(IdleStrategy::Park { max_sleep_us: 50 });
+    let mut pending_snapshot: Option<SnapshotBytes> = None;
+    let mut asked_snapshot = false;
+    loop {
+        batch.clear();
+        while batch.len() < max {
+            match q.pop() {
+                Some(i) => batch.push(i),
+                None => break,
+            }
+        }
+        let worked = !batch.is_empty();
+        if worked {
+            if let Err(e) = persist.commit(&batch) {
+                // Never retried: after a failed fsync the durable state is unknown.
+                eprintln!("bourse: journal write/fsync failed: {e}; stopping the process");
+                std::process::abort();
+            }
+            let last = batch.last().expect("non-empty").seq;
+            shared.durable_seq.store(last.0, Ordering::Release);
+        }
+        if pending_snapshot.is_none() {
+            pending_snapshot = shared.snapshots.pop();
+        }
+        if let Some(snap) = &pending_snapshot {
+            if shared.durable_seq.load(Ordering::Acquire) >= snap.seq.0 {
+                if let Err(e) = persist.snapshot(snap) {
+                    eprintln!("bourse: snapshot write failed: {e}; stopping the process");
+                    std::process::abort();
+                }
+                pending_snapshot = None;
+                asked_snapshot = false;
+            }
+        }
+        if snapshot_every > 0 && !asked_snapshot && persist.bytes_since_snapshot() >= snapshot_every
+        {
+            asked_snapshot = shared.inbound.push(Request::Snapshot).is_ok();
+        }
+        let stopping = shared.stop.load(Ordering::Acquire);
+        if !worked
+            && stopping
+            && pending_snapshot.is_none()
+            && shared.snapshots.is_empty()
+            && shared.durable_seq.load(Ordering::Acquire)
+                >= shared.applied_seq.load(Ordering::Acquire)
+            && q.is_empty()
+        {
+            // The engine thread may still be draining; stop only once it has
+            // stopped producing (applied_seq is final when the inbound is empty).
+            if shared.inbound.is_empty() {
+                return;
+            }
+        }
+        idler.idle(worked);
+    }
+}
+
+/// Releases one partition's outputs in order, each only once its input is
+/// durable.
+pub struct OutputReader {
+    shared: Arc<Shared>,
+    held: Option<Output>,
+}
+
+impl std::fmt::Debug for OutputReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputReader")
+            .field("held", &self.held)
+            .finish()
+    }
+}
+
+impl OutputReader {
+    /// The next durable output, if any.
+    #[inline]
+    pub fn poll(&mut self) -> Option<Output> {
+        let o = match self.held.take() {
+            Some(o) => o,
+            None => self.shared.outbound.pop()?,
+        };
+        if o.seq.0 <= self.shared.durable_seq.load(Ordering::Acquire) {
+            Some(o)
+        } else {
+            self.held = Some(o);
+            None
+        }
+    }
+}
