@@ -1,1 +1,1403 @@
-//! `bourse script`.
+//! `bourse script`: JSON Lines of commands in, JSON Lines of events out.
+//!
+//! The contract is `shared/spec/script.md`. This module has three parts: a
+//! parser from one JSON line to an engine [`Command`] ([`parse_line`]), a
+//! printer from one engine [`Event`] to one JSON line ([`write_event`]), and
+//! the runner that feeds a fresh [`Engine`] line by line ([`run_script`]).
+//!
+//! Invariants:
+//! - No input can panic this module: every field is checked, nothing parsed
+//!   is unwrapped.
+//! - A line that is not valid JSON, not a known command, has unknown fields,
+//!   wrong JSON types, unknown enum values or fields that contradict the
+//!   order type is a [`ScriptError`] naming its 1-based line number; every
+//!   event of the lines before it has been written (and flushed) first.
+//! - Values that are well-formed but wrong for the engine (price 0, an
+//!   off-tick price, qty 0, a negative price or quantity) reach the engine,
+//!   which answers with a reject event; rejects are never script errors.
+//! - `seq` counts non-blank lines from 1; engine time starts at 0 and only a
+//!   `time` line the engine accepted moves it.
+//! - Consecutive `transfer` lines form one batch: the last one carries
+//!   `batch_end`, which needs one line of lookahead.
+//! - u128 ids and amounts are read exactly (not through `f64`) and printed as
+//!   JSON numbers; the printer writes the JSON text itself, in the field order
+//!   of the spec's examples.
+
+use std::io::{BufRead, Write};
+
+use engine::*;
+use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// A line the runner could not understand, or an I/O failure while running.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("line {line}: {message}")]
+pub struct ScriptError {
+    /// 1-based line number in the input (blank lines count).
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Runs a script against a fresh engine (`EngineConfig::default()`), writing
+/// one JSON line per event to `output`. Events of the lines before a bad
+/// line are written and flushed before the error is returned.
+pub fn run_script(input: impl BufRead, output: impl Write) -> Result<(), ScriptError> {
+    run_script_with(EngineConfig::default(), input, output)
+}
+
+/// [`run_script`] with explicit engine capacities.
+pub fn run_script_with(
+    config: EngineConfig,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> Result<(), ScriptError> {
+    let mut runner = Runner::new(config);
+    let result = runner.run(input, &mut output);
+    let flushed = output.flush().map_err(|e| ScriptError {
+        line: runner.last_line,
+        message: format!("cannot write output: {e}"),
+    });
+    result.and(flushed)
+}
+
+/// A parsed line waiting to be applied (a transfer needs to see the next line
+/// before it knows whether it ends its batch).
+struct Pending {
+    line: usize,
+    seq: u64,
+    command: Command,
+}
+
+struct Runner {
+    engine: Engine,
+    events: Events,
+    now: u64,
+    seq: u64,
+    last_line: usize,
+    text: String,
+    /// Every input applied, for the unit tests.
+    #[cfg(test)]
+    applied: Vec<Input>,
+}
+
+impl Runner {
+    fn new(config: EngineConfig) -> Self {
+        let engine = Engine::new(config);
+        let events = engine.new_events();
+        Runner {
+            engine,
+            events,
+            now: 0,
+            seq: 0,
+            last_line: 0,
+            text: String::with_capacity(256),
+            #[cfg(test)]
+            applied: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, input: impl BufRead, out: &mut impl Write) -> Result<(), ScriptError> {
+        let mut pending: Option<Pending> = None;
+        for (index, line) in input.lines().enumerate() {
+            let line_no = index + 1;
+            self.last_line = line_no;
+            let text = match line {
+                Ok(t) => t,
+                Err(e) => {
+                    if let Some(p) = pending.take() {
+                        self.apply(p, true, out)?;
+                    }
+                    return Err(ScriptError {
+                        line: line_no,
+                        message: format!("cannot read input: {e}"),
+                    });
+                }
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let parsed = parse_line(&text);
+            let next_is_transfer = matches!(parsed, Ok(Command::Transfer { .. }));
+            if let Some(p) = pending.take() {
+                self.apply(p, !next_is_transfer, out)?;
+            }
+            let command = parsed.map_err(|message| ScriptError {
+                line: line_no,
+                message,
+            })?;
+            self.seq += 1;
+            pending = Some(Pending {
+                line: line_no,
+                seq: self.seq,
+                command,
+            });
+        }
+        if let Some(p) = pending.take() {
+            self.apply(p, true, out)?;
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        p: Pending,
+        batch_end: bool,
+        out: &mut impl Write,
+    ) -> Result<(), ScriptError> {
+        let command = match p.command {
+            Command::Transfer { transfer, .. } => Command::Transfer {
+                transfer,
+                batch_end,
+            },
+            c => c,
+        };
+        let input = Input {
+            seq: Seq(p.seq),
+            now: Timestamp(self.now),
+            command,
+        };
+        self.engine.apply(&input, &mut self.events);
+        #[cfg(test)]
+        self.applied.push(input);
+        if let Command::Time { now } = command {
+            let rejected = self.events.iter().any(|e| {
+                matches!(
+                    e,
+                    Event::Rejected {
+                        target: RejectTarget::Time(_),
+                        ..
+                    }
+                )
+            });
+            if !rejected {
+                self.now = self.now.max(now.0);
+            }
+        }
+        for event in &self.events {
+            self.text.clear();
+            write_event(&mut self.text, Seq(p.seq), event, &self.events);
+            self.text.push('\n');
+            out.write_all(self.text.as_bytes())
+                .map_err(|e| ScriptError {
+                    line: p.line,
+                    message: format!("cannot write output: {e}"),
+                })?;
+        }
+        Ok(())
+    }
+}
+
+// ----- parsing ----------------------------------------------------------
+
+/// The fields each command accepts (besides `cmd`).
+fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
+    Some(match cmd {
+        "instrument" => &[
+            "id",
+            "symbol",
+            "base",
+            "quote",
+            "tick",
+            "lot_size",
+            "qty_min",
+            "qty_max",
+            "reference_price",
+            "band_bps",
+            "circuit_bps",
+            "circuit_window_ns",
+            "maker_fee_bps",
+            "taker_fee_bps",
+            "fee_account",
+            "settle",
+            "open_orders_max",
+            "notional_max",
+        ],
+        "open_account" => &["id", "owner", "asset", "flags"],
+        "transfer" => &[
+            "id",
+            "debit_account",
+            "credit_account",
+            "amount",
+            "code",
+            "flags",
+            "pending_id",
+            "timeout_ns",
+        ],
+        "order" => &[
+            "owner",
+            "instrument",
+            "client_order_id",
+            "side",
+            "type",
+            "price",
+            "qty",
+            "tif",
+            "post_only",
+            "stp",
+            "display_qty",
+            "trigger_price",
+            "expire_at",
+        ],
+        "cancel" => &["owner", "order_id"],
+        "replace" => &["owner", "order_id", "price", "qty"],
+        "mass_cancel" => &["owner", "instrument", "side"],
+        "halt" | "resume" => &["instrument"],
+        "time" => &["now"],
+        "query_book" => &["instrument", "depth"],
+        "query_balance" => &["account"],
+        _ => return None,
+    })
+}
+
+/// The u128 fields of each command (read exactly from the text, see [`wide_fields`]).
+fn wide_field_names(cmd: &str) -> &'static [&'static str] {
+    match cmd {
+        "instrument" => &["fee_account"],
+        "open_account" => &["id"],
+        "transfer" => &[
+            "id",
+            "debit_account",
+            "credit_account",
+            "amount",
+            "pending_id",
+        ],
+        "query_balance" => &["account"],
+        _ => &[],
+    }
+}
+
+/// Parses one non-blank script line into an engine command. `Transfer`
+/// commands come back with `batch_end: false`; the runner sets it. The error
+/// is the message without the line number.
+pub fn parse_line(text: &str) -> Result<Command, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        // serde_json's message ends with "at line 1 column N"; the script's
+        // line is named by the caller, so keep only the column.
+        let full = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let msg = full.strip_suffix(&suffix).unwrap_or(&full);
+        format!("not valid JSON: {msg} (column {})", e.column())
+    })?;
+    let Value::Object(map) = value else {
+        return Err(format!("expected a JSON object, got {}", type_name(&value)));
+    };
+    let cmd = match map.get("cmd") {
+        None | Some(Value::Null) => return Err("missing field \"cmd\"".to_string()),
+        Some(Value::String(s)) => s.as_str(),
+        Some(v) => return Err(format!("\"cmd\" must be a string, got {}", type_name(v))),
+    };
+    let Some(allowed) = allowed_fields(cmd) else {
+        return Err(format!("unknown command {}", quote(cmd)));
+    };
+    for key in map.keys() {
+        if key != "cmd" && !allowed.contains(&key.as_str()) {
+            return Err(format!("unknown field {} in {cmd}", quote(key)));
+        }
+    }
+    let wide_names = wide_field_names(cmd);
+    let wide = if wide_names.is_empty() {
+        Vec::new()
+    } else {
+        wide_fields(text, wide_names).map_err(|key| {
+            let got = map
+                .get(&key)
+                .map(|v| format!(", got {}", describe(v)))
+                .unwrap_or_default();
+            format!(
+                "{} in {cmd} must be an integer from 0 to {}{got}",
+                quote(&key),
+                u128::MAX
+            )
+        })?
+    };
+    let f = Fields {
+        cmd,
+        map: &map,
+        wide,
+    };
+    match cmd {
+        "instrument" => parse_instrument(&f),
+        "open_account" => parse_open_account(&f),
+        "transfer" => parse_transfer(&f),
+        "order" => parse_order(&f),
+        "cancel" => Ok(Command::Cancel {
+            owner: OwnerId(f.req_u64("owner")?),
+            order_id: OrderId(f.req_u64("order_id")?),
+        }),
+        "replace" => Ok(Command::Replace {
+            owner: OwnerId(f.req_u64("owner")?),
+            order_id: OrderId(f.req_u64("order_id")?),
+            price: f.opt_clamped("price")?.map(Price),
+            qty: f.opt_clamped("qty")?.map(Qty),
+        }),
+        "mass_cancel" => Ok(Command::MassCancel {
+            owner: OwnerId(f.req_u64("owner")?),
+            instrument: f.opt_u32("instrument")?.map(InstrumentId),
+            side: f.opt_enum("side", SIDES)?,
+        }),
+        "halt" => Ok(Command::Halt {
+            instrument: InstrumentId(f.req_u32("instrument")?),
+        }),
+        "resume" => Ok(Command::Resume {
+            instrument: InstrumentId(f.req_u32("instrument")?),
+        }),
+        "time" => Ok(Command::Time {
+            now: Timestamp(f.req_u64("now")?),
+        }),
+        "query_book" => Ok(Command::QueryBook {
+            instrument: InstrumentId(f.req_u32("instrument")?),
+            depth: f.opt_u32("depth")?,
+        }),
+        "query_balance" => Ok(Command::QueryBalance {
+            account: AccountId(f.req_u128("account")?),
+        }),
+        _ => Err(format!("unknown command {}", quote(cmd))),
+    }
+}
+
+fn parse_instrument(f: &Fields<'_>) -> Result<Command, String> {
+    Ok(Command::AddInstrument(InstrumentSpec {
+        id: InstrumentId(f.req_u32("id")?),
+        symbol: {
+            let s = f.req_str("symbol")?;
+            Symbol::from_str_code(s).ok_or_else(|| {
+                format!(
+                    "\"symbol\" in instrument must be 1 to {} printable ASCII characters, got {}",
+                    Symbol::LEN,
+                    quote(s)
+                )
+            })?
+        },
+        base: f.req_asset("base")?,
+        quote: f.req_asset("quote")?,
+        tick: f.req_u64("tick")?,
+        lot_size: f.req_u64("lot_size")?,
+        qty_min: f.req_u64("qty_min")?,
+        qty_max: f.req_u64("qty_max")?,
+        reference_price: Price(f.req_u64("reference_price")?),
+        band_bps: f.opt_u32("band_bps")?,
+        circuit_bps: f.opt_u32("circuit_bps")?,
+        circuit_window_ns: f.opt_u64("circuit_window_ns")?.unwrap_or(0),
+        maker_fee_bps: f.opt_u32("maker_fee_bps")?.unwrap_or(0),
+        taker_fee_bps: f.opt_u32("taker_fee_bps")?.unwrap_or(0),
+        fee_account: AccountId(f.opt_u128("fee_account")?.unwrap_or(0)),
+        settle: f.opt_bool("settle")?.unwrap_or(true),
+        open_orders_max: f.opt_u32("open_orders_max")?,
+        notional_max: f.opt_u64("notional_max")?,
+    }))
+}
+
+fn parse_open_account(f: &Fields<'_>) -> Result<Command, String> {
+    let flags = match f.opt_flags("flags", ACCOUNT_FLAGS)? {
+        Some(bits) => bits,
+        None => AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+    };
+    Ok(Command::OpenAccount(AccountSpec {
+        id: AccountId(f.req_u128("id")?),
+        // An account without an owner (an asset's external account) omits it.
+        owner: OwnerId(f.opt_u64("owner")?.unwrap_or(0)),
+        asset: f.req_asset("asset")?,
+        flags: AccountFlags(flags),
+    }))
+}
+
+fn parse_transfer(f: &Fields<'_>) -> Result<Command, String> {
+    let code = match f.opt_u64("code")? {
+        None => 0,
+        Some(c) => u16::try_from(c).map_err(|_| {
+            format!(
+                "\"code\" in transfer must be an integer from 0 to {}, got {c}",
+                u16::MAX
+            )
+        })?,
+    };
+    Ok(Command::Transfer {
+        transfer: TransferSpec {
+            id: TransferId(f.req_u128("id")?),
+            // Post and void take their accounts from the pending transfer, and
+            // a post may omit its amount (0 = the full pending amount).
+            debit_account: AccountId(f.opt_u128("debit_account")?.unwrap_or(0)),
+            credit_account: AccountId(f.opt_u128("credit_account")?.unwrap_or(0)),
+            amount: Amount(f.opt_u128("amount")?.unwrap_or(0)),
+            code,
+            flags: TransferFlags(f.opt_flags("flags", TRANSFER_FLAGS)?.unwrap_or(0)),
+            pending_id: TransferId(f.opt_u128("pending_id")?.unwrap_or(0)),
+            timeout_ns: f.opt_u64("timeout_ns")?.unwrap_or(0),
+        },
+        batch_end: false,
+    })
+}
+
+fn parse_order(f: &Fields<'_>) -> Result<Command, String> {
+    let owner = OwnerId(f.req_u64("owner")?);
+    let instrument = InstrumentId(f.req_u32("instrument")?);
+    let client_order_id = ClientOrderId(f.req_u64("client_order_id")?);
+    let side = f.req_enum("side", SIDES)?;
+    let order_type = f.req_enum("type", ORDER_TYPES)?;
+    let price = f.opt_clamped("price")?.map(Price);
+    let qty = Qty(f.req_clamped("qty")?);
+    let tif = f.opt_enum("tif", TIFS)?.unwrap_or(Tif::Gtc);
+    let post_only = f.opt_bool("post_only")?.unwrap_or(false);
+    let stp = f.opt_enum("stp", STPS)?.unwrap_or(Stp::None);
+    let display_qty = f.opt_clamped("display_qty")?.map(Qty);
+    let trigger_price = f.opt_clamped("trigger_price")?.map(Price);
+    let expire_at = f.opt_u64("expire_at")?.map(Timestamp);
+
+    let kind = article(order_type.name());
+    match (order_type.has_price(), price.is_some()) {
+        (false, true) => return Err(format!("price on {kind} order")),
+        (true, false) => return Err(format!("missing \"price\" on {kind} order")),
+        _ => {}
+    }
+    match (order_type.has_trigger(), trigger_price.is_some()) {
+        (false, true) => return Err(format!("trigger_price on {kind} order")),
+        (true, false) => return Err(format!("missing \"trigger_price\" on {kind} order")),
+        _ => {}
+    }
+    if display_qty.is_some() && !order_type.has_price() {
+        return Err(format!("display_qty on {kind} order"));
+    }
+    if post_only && order_type != OrderType::Limit {
+        return Err(format!("post_only on {kind} order"));
+    }
+    match (tif == Tif::Gtd, expire_at.is_some()) {
+        (false, true) => {
+            return Err(format!(
+                "expire_at on a {} order (only tif gtd expires)",
+                tif.name()
+            ))
+        }
+        (true, false) => return Err("missing \"expire_at\" on a gtd order".to_string()),
+        _ => {}
+    }
+    Ok(Command::NewOrder(NewOrder {
+        owner,
+        instrument,
+        client_order_id,
+        side,
+        order_type,
+        price,
+        qty,
+        tif,
+        expire_at,
+        post_only,
+        stp,
+        display_qty,
+        trigger_price,
+    }))
+}
+
+fn article(name: &str) -> String {
+    format!("a {name}")
+}
+
+const SIDES: &[(&str, Side)] = &[("buy", Side::Buy), ("sell", Side::Sell)];
+const ORDER_TYPES: &[(&str, OrderType)] = &[
+    ("limit", OrderType::Limit),
+    ("market", OrderType::Market),
+    ("stop", OrderType::Stop),
+    ("stop_limit", OrderType::StopLimit),
+];
+const TIFS: &[(&str, Tif)] = &[
+    ("gtc", Tif::Gtc),
+    ("ioc", Tif::Ioc),
+    ("fok", Tif::Fok),
+    ("gtd", Tif::Gtd),
+];
+const STPS: &[(&str, Stp)] = &[
+    ("none", Stp::None),
+    ("cancel_taker", Stp::CancelTaker),
+    ("cancel_maker", Stp::CancelMaker),
+    ("cancel_both", Stp::CancelBoth),
+    ("decrement", Stp::Decrement),
+];
+const ACCOUNT_FLAGS: &[(&str, u16)] = &[
+    (
+        "debits_must_not_exceed_credits",
+        AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+    ),
+    (
+        "credits_must_not_exceed_debits",
+        AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+    ),
+];
+const TRANSFER_FLAGS: &[(&str, u16)] = &[
+    ("linked", TransferFlags::LINKED),
+    ("pending", TransferFlags::PENDING),
+    ("post_pending", TransferFlags::POST_PENDING),
+    ("void_pending", TransferFlags::VOID_PENDING),
+];
+
+/// One command's fields, with typed accessors whose errors name the field
+/// and the command. `null` counts as absent.
+struct Fields<'a> {
+    cmd: &'a str,
+    map: &'a Map<String, Value>,
+    wide: Vec<(String, Option<u128>)>,
+}
+
+impl Fields<'_> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    fn missing(&self, key: &str) -> String {
+        format!("missing field {} in {}", quote(key), self.cmd)
+    }
+
+    fn bad(&self, key: &str, want: &str, got: &Value) -> String {
+        format!(
+            "{} in {} must be {want}, got {}",
+            quote(key),
+            self.cmd,
+            describe(got)
+        )
+    }
+
+    fn opt_uint(&self, key: &str, max: u64) -> Result<Option<u64>, String> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        match v.as_u64() {
+            Some(n) if n <= max => Ok(Some(n)),
+            _ => Err(self.bad(key, &format!("an integer from 0 to {max}"), v)),
+        }
+    }
+
+    fn opt_u64(&self, key: &str) -> Result<Option<u64>, String> {
+        self.opt_uint(key, u64::MAX)
+    }
+
+    fn req_u64(&self, key: &str) -> Result<u64, String> {
+        self.opt_u64(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    fn opt_u32(&self, key: &str) -> Result<Option<u32>, String> {
+        // The bound makes the conversion exact.
+        Ok(self
+            .opt_uint(key, u32::MAX as u64)?
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+
+    fn req_u32(&self, key: &str) -> Result<u32, String> {
+        self.opt_u32(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    /// A price or quantity: a negative integer becomes 0. The engine's types
+    /// are unsigned, and 0 draws the same reject (`invalid_price` /
+    /// `invalid_qty`) at the same precedence a negative value would.
+    fn opt_clamped(&self, key: &str) -> Result<Option<u64>, String> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        if let Some(n) = v.as_u64() {
+            return Ok(Some(n));
+        }
+        if v.as_i64().is_some() {
+            return Ok(Some(0));
+        }
+        Err(self.bad(key, "an integer", v))
+    }
+
+    fn req_clamped(&self, key: &str) -> Result<u64, String> {
+        self.opt_clamped(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    fn opt_u128(&self, key: &str) -> Result<Option<u128>, String> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let exact = self
+            .wide
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, n)| *n);
+        match (v, exact) {
+            (Value::Number(_), Some(n)) => Ok(Some(n)),
+            _ => Err(self.bad(key, &format!("an integer from 0 to {}", u128::MAX), v)),
+        }
+    }
+
+    fn req_u128(&self, key: &str) -> Result<u128, String> {
+        self.opt_u128(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.bad(key, "true or false", v)),
+        }
+    }
+
+    fn req_str(&self, key: &str) -> Result<&str, String> {
+        match self.get(key) {
+            None => Err(self.missing(key)),
+            Some(Value::String(s)) => Ok(s),
+            Some(v) => Err(self.bad(key, "a string", v)),
+        }
+    }
+
+    fn req_asset(&self, key: &str) -> Result<Asset, String> {
+        let s = self.req_str(key)?;
+        Asset::from_str_code(s).ok_or_else(|| {
+            format!(
+                "{} in {} must be an asset code of 1 to {} printable ASCII characters, got {}",
+                quote(key),
+                self.cmd,
+                Asset::LEN,
+                quote(s)
+            )
+        })
+    }
+
+    fn opt_enum<T: Copy>(&self, key: &str, names: &[(&str, T)]) -> Result<Option<T>, String> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let one_of = names
+            .iter()
+            .map(|(n, _)| quote(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let Value::String(s) = v else {
+            return Err(self.bad(key, &format!("one of {one_of}"), v));
+        };
+        match names.iter().find(|(n, _)| n == s) {
+            Some((_, t)) => Ok(Some(*t)),
+            None => Err(format!(
+                "unknown {} {} in {} (expected one of {one_of})",
+                key,
+                quote(s),
+                self.cmd
+            )),
+        }
+    }
+
+    fn req_enum<T: Copy>(&self, key: &str, names: &[(&str, T)]) -> Result<T, String> {
+        self.opt_enum(key, names)?.ok_or_else(|| self.missing(key))
+    }
+
+    fn opt_flags(&self, key: &str, names: &[(&str, u16)]) -> Result<Option<u16>, String> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = v else {
+            return Err(self.bad(key, "an array of flag names", v));
+        };
+        let mut bits = 0;
+        for item in items {
+            let Value::String(s) = item else {
+                return Err(self.bad(key, "an array of flag names", v));
+            };
+            match names.iter().find(|(n, _)| n == s) {
+                Some((_, b)) => bits |= b,
+                None => return Err(format!("unknown flag {} in {}", quote(s), self.cmd)),
+            }
+        }
+        Ok(Some(bits))
+    }
+}
+
+/// Reads the named fields of a JSON object as exact u128s (serde_json's
+/// `Value` keeps integers beyond u64 only as `f64`). A field whose value is
+/// `null` comes back as `None`; the error is the name of the field that is
+/// not a non-negative integer in u128's range.
+fn wide_fields(
+    text: &str,
+    names: &'static [&'static str],
+) -> Result<Vec<(String, Option<u128>)>, String> {
+    let mut current: Option<String> = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let result = (&mut de).deserialize_map(WideMap {
+        names,
+        current: &mut current,
+    });
+    match result {
+        Ok(v) => Ok(v),
+        Err(_) => Err(current.unwrap_or_else(|| names.first().copied().unwrap_or("").to_string())),
+    }
+}
+
+struct WideMap<'a> {
+    names: &'static [&'static str],
+    current: &'a mut Option<String>,
+}
+
+impl<'de> Visitor<'de> for WideMap<'_> {
+    type Value = Vec<(String, Option<u128>)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if self.names.contains(&key.as_str()) {
+                // Kept after the value too: "1.5" reads as 1 and fails at
+                // the next key, which must still blame this field.
+                *self.current = Some(key.clone());
+                let v: Option<Wide> = map.next_value()?;
+                out.push((key, v.map(|w| w.0)));
+            } else {
+                *self.current = None;
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct Wide(u128);
+
+impl<'de> de::Deserialize<'de> for Wide {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Wide;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a non-negative integer")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Wide, E> {
+                Ok(Wide(v as u128))
+            }
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Wide, E> {
+                Ok(Wide(v))
+            }
+        }
+        d.deserialize_u128(V)
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a non-integer number",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A short description of a bad value for an error message.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("the string {}", quote(s)),
+        _ => type_name(v).to_string(),
+    }
+}
+
+/// `s` as a JSON string literal (quotes and escapes), for messages.
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+}
+
+// ----- printing ---------------------------------------------------------
+
+/// Appends `event` as one JSON object (no newline) in the shape of
+/// `script.md`. `events` holds the level rows of `book` events.
+pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write_event_fmt(out, seq, event, events);
+
+    fn write_event_fmt(
+        o: &mut String,
+        seq: Seq,
+        event: &Event,
+        events: &Events,
+    ) -> std::fmt::Result {
+        write!(o, "{{\"seq\":{}", seq.0)?;
+        match *event {
+            Event::Accepted {
+                order_id,
+                client_order_id,
+                owner,
+                instrument,
+                side,
+                price,
+                qty,
+            } => {
+                write!(
+                    o,
+                    ",\"event\":\"accepted\",\"order_id\":{},\"client_order_id\":{},\"owner\":{},\"instrument\":{},\"side\":\"{}\",\"price\":",
+                    order_id.0, client_order_id.0, owner.0, instrument.0, side.name()
+                )?;
+                match price {
+                    Some(p) => write!(o, "{}", p.0)?,
+                    None => o.push_str("null"),
+                }
+                write!(o, ",\"qty\":{}", qty.0)?;
+            }
+            Event::Rejected { target, reason } => {
+                o.push_str(",\"event\":\"rejected\",");
+                match target {
+                    RejectTarget::ClientOrder(id) => write!(o, "\"client_order_id\":{}", id.0)?,
+                    RejectTarget::Order(id) => write!(o, "\"order_id\":{}", id.0)?,
+                    RejectTarget::Instrument(id) => write!(o, "\"instrument\":{}", id.0)?,
+                    RejectTarget::Time(t) => write!(o, "\"now\":{}", t.0)?,
+                    RejectTarget::Account(a) => write!(o, "\"account\":{}", a.0)?,
+                }
+                write!(o, ",\"reason\":\"{}\"", reason.name())?;
+            }
+            Event::Trade {
+                instrument,
+                price,
+                qty,
+                maker_order_id,
+                taker_order_id,
+                maker_owner,
+                taker_owner,
+                taker_side,
+            } => write!(
+                o,
+                ",\"event\":\"trade\",\"instrument\":{},\"price\":{},\"qty\":{},\"maker_order_id\":{},\"taker_order_id\":{},\"maker_owner\":{},\"taker_owner\":{},\"taker_side\":\"{}\"",
+                instrument.0,
+                price.0,
+                qty.0,
+                maker_order_id.0,
+                taker_order_id.0,
+                maker_owner.0,
+                taker_owner.0,
+                taker_side.name()
+            )?,
+            Event::Canceled {
+                order_id,
+                qty,
+                reason,
+            } => write!(
+                o,
+                ",\"event\":\"canceled\",\"order_id\":{},\"qty\":{},\"reason\":\"{}\"",
+                order_id.0,
+                qty.0,
+                reason.name()
+            )?,
+            Event::Reduced {
+                order_id,
+                qty,
+                reason,
+            } => write!(
+                o,
+                ",\"event\":\"reduced\",\"order_id\":{},\"qty\":{},\"reason\":\"{}\"",
+                order_id.0,
+                qty.0,
+                reason.name()
+            )?,
+            Event::Replaced {
+                order_id,
+                price,
+                qty,
+                priority_kept,
+            } => write!(
+                o,
+                ",\"event\":\"replaced\",\"order_id\":{},\"price\":{},\"qty\":{},\"priority\":\"{}\"",
+                order_id.0,
+                price.0,
+                qty.0,
+                if priority_kept { "kept" } else { "lost" }
+            )?,
+            Event::Triggered { order_id } => {
+                write!(o, ",\"event\":\"triggered\",\"order_id\":{}", order_id.0)?
+            }
+            Event::Halted { instrument, reason } => write!(
+                o,
+                ",\"event\":\"halted\",\"instrument\":{},\"reason\":\"{}\"",
+                instrument.0,
+                reason.name()
+            )?,
+            Event::Resumed { instrument } => {
+                write!(o, ",\"event\":\"resumed\",\"instrument\":{}", instrument.0)?
+            }
+            Event::Book {
+                instrument,
+                bids,
+                asks,
+            } => {
+                write!(o, ",\"event\":\"book\",\"instrument\":{},\"bids\":", instrument.0)?;
+                write_levels(o, events.levels(bids))?;
+                o.push_str(",\"asks\":");
+                write_levels(o, events.levels(asks))?;
+            }
+            Event::AccountOpened { id } => {
+                write!(o, ",\"event\":\"account_opened\",\"id\":{}", id.0)?
+            }
+            Event::AccountRejected { id, reason } => write!(
+                o,
+                ",\"event\":\"account_rejected\",\"id\":{},\"reason\":\"{}\"",
+                id.0,
+                reason.name()
+            )?,
+            Event::TransferOk { id } => write!(o, ",\"event\":\"transfer_ok\",\"id\":{}", id.0)?,
+            Event::TransferRejected { id, reason } => write!(
+                o,
+                ",\"event\":\"transfer_rejected\",\"id\":{},\"reason\":\"{}\"",
+                id.0,
+                reason.name()
+            )?,
+            Event::TransferExpired { id } => {
+                write!(o, ",\"event\":\"transfer_expired\",\"id\":{}", id.0)?
+            }
+            Event::Balance {
+                account,
+                debits_posted,
+                credits_posted,
+                debits_pending,
+                credits_pending,
+            } => write!(
+                o,
+                ",\"event\":\"balance\",\"account\":{},\"debits_posted\":{},\"credits_posted\":{},\"debits_pending\":{},\"credits_pending\":{}",
+                account.0, debits_posted.0, credits_posted.0, debits_pending.0, credits_pending.0
+            )?,
+        }
+        o.push('}');
+        Ok(())
+    }
+
+    fn write_levels(o: &mut String, levels: &[LevelView]) -> std::fmt::Result {
+        o.push('[');
+        for (i, l) in levels.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            write!(o, "[{},{},{}]", l.price.0, l.qty.0, l.orders)?;
+        }
+        o.push(']');
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INST: &str = r#"{"cmd":"instrument","id":1,"symbol":"ABC-USD","base":"ABC","quote":"USD","tick":1,"lot_size":1,"qty_min":1,"qty_max":1000,"reference_price":100,"settle":false}"#;
+
+    fn small() -> EngineConfig {
+        EngineConfig::small()
+    }
+
+    fn run(script: &str) -> (String, Result<(), ScriptError>) {
+        let mut out = Vec::new();
+        let r = run_script_with(small(), script.as_bytes(), &mut out);
+        (String::from_utf8(out).unwrap_or_default(), r)
+    }
+
+    /// The error message of a script whose line 2 is `line`.
+    fn err(line: &str) -> String {
+        let (_, r) = run(&format!("{INST}\n{line}\n"));
+        match r {
+            Err(e) => e.to_string(),
+            Ok(()) => format!("no error for {line}"),
+        }
+    }
+
+    fn order(extra: &str) -> String {
+        format!(
+            r#"{{"cmd":"order","owner":1,"instrument":1,"client_order_id":1,"side":"buy"{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn malformed_json_and_commands() {
+        assert!(err("{").starts_with("line 2: not valid JSON: "));
+        assert_eq!(err("[1]"), "line 2: expected a JSON object, got an array");
+        assert_eq!(err("{}"), "line 2: missing field \"cmd\"");
+        assert_eq!(
+            err(r#"{"cmd":7}"#),
+            "line 2: \"cmd\" must be a string, got a number"
+        );
+        assert_eq!(err(r#"{"cmd":"foo"}"#), "line 2: unknown command \"foo\"");
+        assert_eq!(
+            err(&order(r#","type":"limit","prize":100,"qty":1"#)),
+            "line 2: unknown field \"prize\" in order"
+        );
+        assert_eq!(
+            err(r#"{"cmd":"cancel","owner":1}"#),
+            "line 2: missing field \"order_id\" in cancel"
+        );
+    }
+
+    #[test]
+    fn line_numbers_count_blank_lines() {
+        let (_, r) = run(&format!("{INST}\n\n   \n{{\"cmd\":\"foo\"}}\n"));
+        assert_eq!(r.map_err(|e| e.line), Err(4));
+    }
+
+    #[test]
+    fn wrong_types_and_values() {
+        assert_eq!(
+            err(&order(r#","type":"limit","price":100,"qty":1.5"#)),
+            "line 2: \"qty\" in order must be an integer, got 1.5"
+        );
+        assert_eq!(
+            err(&order(r#","type":"limit","price":"100","qty":1"#)),
+            "line 2: \"price\" in order must be an integer, got the string \"100\""
+        );
+        assert_eq!(
+            err(&order(
+                r#","type":"limit","price":100,"qty":1,"post_only":1"#
+            )),
+            "line 2: \"post_only\" in order must be true or false, got 1"
+        );
+        assert_eq!(
+            err(r#"{"cmd":"cancel","owner":-1,"order_id":1}"#),
+            "line 2: \"owner\" in cancel must be an integer from 0 to 18446744073709551615, got -1"
+        );
+        assert_eq!(
+            err(r#"{"cmd":"halt","instrument":4294967296}"#),
+            "line 2: \"instrument\" in halt must be an integer from 0 to 4294967295, got 4294967296"
+        );
+        assert!(err(r#"{"cmd":"transfer","id":1.5}"#)
+            .starts_with("line 2: \"id\" in transfer must be an integer"));
+        assert!(err(r#"{"cmd":"transfer","id":-1}"#)
+            .starts_with("line 2: \"id\" in transfer must be an integer"));
+        assert!(err(r#"{"cmd":"transfer","id":1,"amount":1e3}"#)
+            .starts_with("line 2: \"amount\" in transfer must be an integer"));
+        assert!(err(r#"{"cmd":"transfer","id":1,"code":65536}"#)
+            .starts_with("line 2: \"code\" in transfer must be an integer from 0 to 65535"));
+    }
+
+    #[test]
+    fn unknown_enum_values_and_flags() {
+        assert_eq!(
+            err(&order(r#","type":"limit","price":100,"qty":1,"tif":"day""#)),
+            "line 2: unknown tif \"day\" in order (expected one of \"gtc\", \"ioc\", \"fok\", \"gtd\")"
+        );
+        assert!(err(&order(r#","type":"iceberg","price":100,"qty":1"#))
+            .starts_with("line 2: unknown type \"iceberg\" in order"));
+        assert!(err(&order(
+            r#","type":"limit","price":100,"qty":1,"stp":"cancel""#
+        ))
+        .starts_with("line 2: unknown stp \"cancel\" in order"));
+        assert_eq!(
+            err(r#"{"cmd":"open_account","id":1,"owner":1,"asset":"USD","flags":["linked"]}"#),
+            "line 2: unknown flag \"linked\" in open_account"
+        );
+        assert_eq!(
+            err(r#"{"cmd":"transfer","id":1,"flags":["pending","fast"]}"#),
+            "line 2: unknown flag \"fast\" in transfer"
+        );
+        assert!(
+            err(r#"{"cmd":"open_account","id":1,"asset":""}"#).contains("must be an asset code")
+        );
+        assert!(
+            err(r#"{"cmd":"open_account","id":1,"asset":"ABCDEFGHIJKLM"}"#)
+                .contains("must be an asset code")
+        );
+        assert!(err(r#"{"cmd":"mass_cancel","owner":1,"side":"both"}"#)
+            .starts_with("line 2: unknown side \"both\""));
+    }
+
+    #[test]
+    fn order_type_contradictions() {
+        let cases = [
+            (
+                r#","type":"market","price":100,"qty":1"#,
+                "price on a market order",
+            ),
+            (
+                r#","type":"stop","price":100,"trigger_price":100,"qty":1"#,
+                "price on a stop order",
+            ),
+            (
+                r#","type":"limit","qty":1"#,
+                "missing \"price\" on a limit order",
+            ),
+            (
+                r#","type":"stop_limit","trigger_price":100,"qty":1"#,
+                "missing \"price\" on a stop_limit order",
+            ),
+            (
+                r#","type":"limit","price":100,"trigger_price":90,"qty":1"#,
+                "trigger_price on a limit order",
+            ),
+            (
+                r#","type":"market","trigger_price":90,"qty":1"#,
+                "trigger_price on a market order",
+            ),
+            (
+                r#","type":"stop","qty":1"#,
+                "missing \"trigger_price\" on a stop order",
+            ),
+            (
+                r#","type":"stop_limit","price":100,"qty":1"#,
+                "missing \"trigger_price\" on a stop_limit order",
+            ),
+            (
+                r#","type":"limit","price":100,"qty":1,"expire_at":5"#,
+                "expire_at on a gtc order (only tif gtd expires)",
+            ),
+            (
+                r#","type":"limit","price":100,"qty":1,"tif":"gtd""#,
+                "missing \"expire_at\" on a gtd order",
+            ),
+            (
+                r#","type":"market","qty":5,"display_qty":1"#,
+                "display_qty on a market order",
+            ),
+            (
+                r#","type":"stop","trigger_price":1,"qty":5,"display_qty":1"#,
+                "display_qty on a stop order",
+            ),
+            (
+                r#","type":"market","qty":5,"post_only":true"#,
+                "post_only on a market order",
+            ),
+            (
+                r#","type":"stop_limit","price":1,"trigger_price":1,"qty":5,"post_only":true"#,
+                "post_only on a stop_limit order",
+            ),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(err(&order(extra)), format!("line 2: {want}"), "{extra}");
+        }
+    }
+
+    #[test]
+    fn nulls_and_defaults_are_accepted() {
+        let line = order(
+            r#","type":"limit","price":100,"qty":5,"tif":null,"post_only":null,"stp":null,"display_qty":null,"trigger_price":null,"expire_at":null"#,
+        );
+        let (out, r) = run(&format!("{INST}\n{line}\n"));
+        assert_eq!(r, Ok(()));
+        assert_eq!(
+            out,
+            "{\"seq\":2,\"event\":\"accepted\",\"order_id\":1,\"client_order_id\":1,\"owner\":1,\"instrument\":1,\"side\":\"buy\",\"price\":100,\"qty\":5}\n"
+        );
+        let Ok(Command::NewOrder(o)) =
+            parse_line(&order(r#","type":"market","qty":5,"post_only":false"#))
+        else {
+            panic!("market order did not parse");
+        };
+        assert_eq!(
+            (o.tif, o.stp, o.post_only, o.price),
+            (Tif::Gtc, Stp::None, false, None)
+        );
+        let Ok(Command::AddInstrument(i)) = parse_line(INST) else {
+            panic!("instrument did not parse");
+        };
+        assert_eq!(
+            (i.maker_fee_bps, i.band_bps, i.fee_account, i.notional_max),
+            (0, None, AccountId(0), None)
+        );
+        let Ok(Command::OpenAccount(a)) =
+            parse_line(r#"{"cmd":"open_account","id":5,"owner":1,"asset":"USD"}"#)
+        else {
+            panic!("account did not parse");
+        };
+        assert_eq!(
+            a.flags,
+            AccountFlags(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+        );
+        let Ok(Command::OpenAccount(a)) =
+            parse_line(r#"{"cmd":"open_account","id":5,"asset":"USD","flags":[]}"#)
+        else {
+            panic!("account did not parse");
+        };
+        assert_eq!(a.flags, AccountFlags(0));
+    }
+
+    #[test]
+    fn negative_prices_and_quantities_reach_the_engine_as_zero() {
+        let Ok(Command::NewOrder(o)) = parse_line(&order(
+            r#","type":"stop_limit","price":-5,"trigger_price":-1,"qty":-2,"display_qty":-1"#,
+        )) else {
+            panic!("order did not parse");
+        };
+        assert_eq!(
+            (o.price, o.trigger_price, o.qty, o.display_qty),
+            (Some(Price(0)), Some(Price(0)), Qty(0), Some(Qty(0)))
+        );
+        let (out, r) = run(&format!(
+            "{INST}\n{}\n",
+            order(r#","type":"limit","price":-5,"qty":1"#)
+        ));
+        assert_eq!(r, Ok(()));
+        assert_eq!(out, "{\"seq\":2,\"event\":\"rejected\",\"client_order_id\":1,\"reason\":\"invalid_price\"}\n");
+    }
+
+    #[test]
+    fn u128_values_are_exact() {
+        let max = u128::MAX;
+        let Ok(Command::Transfer { transfer, .. }) = parse_line(&format!(
+            r#"{{"cmd":"transfer","id":{max},"debit_account":{},"credit_account":2,"amount":{max},"pending_id":18446744073709551616}}"#,
+            max - 1
+        )) else {
+            panic!("transfer did not parse");
+        };
+        assert_eq!(transfer.id, TransferId(max));
+        assert_eq!(transfer.debit_account, AccountId(max - 1));
+        assert_eq!(transfer.amount, Amount(max));
+        assert_eq!(transfer.pending_id, TransferId(1 << 64));
+        let (out, r) = run(&format!(
+            "{{\"cmd\":\"query_balance\",\"account\":{max}}}\n"
+        ));
+        assert_eq!(r, Ok(()));
+        assert_eq!(out, format!("{{\"seq\":1,\"event\":\"rejected\",\"account\":{max},\"reason\":\"account_not_found\"}}\n"));
+    }
+
+    #[test]
+    fn events_before_a_bad_line_are_written() {
+        let script = format!(
+            "{INST}\n{}\n{{\"cmd\":\"nope\"}}\n{}\n",
+            order(r#","type":"limit","price":100,"qty":1"#),
+            order(r#","type":"limit","price":100,"qty":1"#)
+        );
+        let (out, r) = run(&script);
+        assert_eq!(
+            r.map_err(|e| e.to_string()),
+            Err("line 3: unknown command \"nope\"".to_string())
+        );
+        assert_eq!(out.lines().count(), 1);
+        assert!(out.contains("\"event\":\"accepted\""));
+    }
+
+    #[test]
+    fn time_and_transfer_batches() {
+        let t = |id: u32| {
+            format!(
+                r#"{{"cmd":"transfer","id":{id},"debit_account":1,"credit_account":2,"amount":1}}"#
+            )
+        };
+        let script = format!(
+            "{}\n\n{}\n{{\"cmd\":\"time\",\"now\":10}}\n{}\n{{\"cmd\":\"time\",\"now\":5}}\n{}\n{}\n",
+            t(1),
+            t(2),
+            t(3),
+            t(4),
+            t(5)
+        );
+        let mut runner = Runner::new(small());
+        let mut out = Vec::new();
+        assert_eq!(runner.run(script.as_bytes(), &mut out), Ok(()));
+        let summary: Vec<(u64, u64, Option<bool>)> = runner
+            .applied
+            .iter()
+            .map(|i| {
+                let end = match i.command {
+                    Command::Transfer { batch_end, .. } => Some(batch_end),
+                    _ => None,
+                };
+                (i.seq.0, i.now.0, end)
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, 0, Some(false)),
+                (2, 0, Some(true)),
+                (3, 0, None),
+                (4, 10, Some(true)),
+                (5, 10, None),
+                (6, 10, Some(false)),
+                (7, 10, Some(true)),
+            ]
+        );
+        let text = String::from_utf8(out).unwrap_or_default();
+        assert!(text
+            .contains("{\"seq\":5,\"event\":\"rejected\",\"now\":5,\"reason\":\"invalid_time\"}"));
+    }
+
+    #[test]
+    fn a_transfer_before_a_bad_line_is_applied_as_the_batch_end() {
+        let script = "{\"cmd\":\"transfer\",\"id\":1}\n{\"cmd\":\"transfer\",\"id\":2,\"x\":1}\n";
+        let mut runner = Runner::new(small());
+        let mut out = Vec::new();
+        let r = runner.run(script.as_bytes(), &mut out);
+        assert_eq!(r.map_err(|e| e.line), Err(2));
+        assert!(matches!(
+            runner.applied.as_slice(),
+            [Input {
+                command: Command::Transfer {
+                    batch_end: true,
+                    ..
+                },
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn printer_shapes() {
+        let mut events = Events::with_capacity(4, 4);
+        let a = events.push_level(LevelView {
+            price: Price(100),
+            qty: Qty(5),
+            orders: 1,
+        });
+        let b = events.push_level(LevelView {
+            price: Price(101),
+            qty: Qty(4),
+            orders: 2,
+        });
+        let _ = b;
+        let cases = [
+            (
+                Event::Book {
+                    instrument: InstrumentId(1),
+                    bids: LevelRange { start: a, len: 1 },
+                    asks: LevelRange {
+                        start: a + 1,
+                        len: 1,
+                    },
+                },
+                r#"{"seq":3,"event":"book","instrument":1,"bids":[[100,5,1]],"asks":[[101,4,2]]}"#,
+            ),
+            (
+                Event::Replaced {
+                    order_id: OrderId(1),
+                    price: Price(101),
+                    qty: Qty(4),
+                    priority_kept: false,
+                },
+                r#"{"seq":3,"event":"replaced","order_id":1,"price":101,"qty":4,"priority":"lost"}"#,
+            ),
+            (
+                Event::Balance {
+                    account: AccountId(1001),
+                    debits_posted: Amount(0),
+                    credits_posted: Amount(100000),
+                    debits_pending: Amount(500),
+                    credits_pending: Amount(u128::MAX),
+                },
+                r#"{"seq":3,"event":"balance","account":1001,"debits_posted":0,"credits_posted":100000,"debits_pending":500,"credits_pending":340282366920938463463374607431768211455}"#,
+            ),
+            (
+                Event::Rejected {
+                    target: RejectTarget::Order(OrderId(3)),
+                    reason: RejectReason::UnknownOrder,
+                },
+                r#"{"seq":3,"event":"rejected","order_id":3,"reason":"unknown_order"}"#,
+            ),
+            (
+                Event::TransferRejected {
+                    id: TransferId(5002),
+                    reason: LedgerError::ExceedsCredits,
+                },
+                r#"{"seq":3,"event":"transfer_rejected","id":5002,"reason":"exceeds_credits"}"#,
+            ),
+            (
+                Event::Halted {
+                    instrument: InstrumentId(1),
+                    reason: HaltReason::CircuitBreaker,
+                },
+                r#"{"seq":3,"event":"halted","instrument":1,"reason":"circuit_breaker"}"#,
+            ),
+        ];
+        for (event, want) in cases {
+            let mut s = String::new();
+            write_event(&mut s, Seq(3), &event, &events);
+            assert_eq!(s, want);
+            assert!(serde_json::from_str::<Value>(&s).is_ok());
+        }
+    }
+}
