@@ -328,16 +328,21 @@ impl Gen {
             84 => Command::Halt {
                 instrument: self.inst_id(),
             },
-            85..=86 => {
-                let s = self.inst();
-                let instrument = if r.is_halted(s.id) || self.rng.chance(20) {
-                    s.id
+            85..=88 => {
+                let halted: Vec<InstrumentId> = self
+                    .specs
+                    .iter()
+                    .map(|s| s.id)
+                    .filter(|&i| r.is_halted(i))
+                    .collect();
+                let instrument = if !halted.is_empty() && self.rng.chance(85) {
+                    self.rng.pick(&halted)
                 } else {
                     self.inst_id()
                 };
                 Command::Resume { instrument }
             }
-            87..=92 => {
+            89..=93 => {
                 let t = if self.features.bad_values && self.rng.chance(8) {
                     self.clock.saturating_sub(self.rng.range(1, 100))
                 } else {

@@ -10,8 +10,8 @@
 
 use bourse_tests::gen::{Gen, Rng};
 use bourse_tests::reference::{evs_of, Ev, Reference};
-use engine::{Engine, EngineConfig, Input, Side};
-use std::collections::VecDeque;
+use engine::{Engine, EngineConfig, Event, Input, Side};
+use std::collections::{BTreeMap, VecDeque};
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -21,8 +21,21 @@ fn show(evs: &[Ev]) -> String {
     evs.iter().map(|e| format!("    {e:?}\n")).collect()
 }
 
+/// A coverage key for one event: its kind and reason.
+fn kind(e: &Ev) -> String {
+    match e {
+        Ev::Book { .. } => "book".into(),
+        Ev::E(Event::Rejected { reason, .. }) => format!("rejected:{}", reason.name()),
+        Ev::E(Event::Canceled { reason, .. }) => format!("canceled:{}", reason.name()),
+        Ev::E(Event::Reduced { .. }) => "reduced".into(),
+        Ev::E(Event::Halted { reason, .. }) => format!("halted:{}", reason.name()),
+        Ev::E(Event::Replaced { priority_kept, .. }) => format!("replaced:kept={priority_kept}"),
+        Ev::E(e) => format!("{e:?}").split([' ', '{']).next().unwrap_or("?").to_string(),
+    }
+}
+
 /// Runs one seed; returns the number of commands applied.
-fn run_seed(seed: u64) -> usize {
+fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
     let n = env_u64("BOURSE_CMDS").unwrap_or_else(|| Rng::new(seed).range(300, 1000)) as usize;
     let mut engine = Engine::new(EngineConfig::small());
     let mut events = engine.new_events();
@@ -46,6 +59,9 @@ fn run_seed(seed: u64) -> usize {
                 show(&want)
             )
         };
+        for e in &want {
+            *coverage.entry(kind(e)).or_default() += 1;
+        }
         if got != want {
             panic!("event mismatch\n{}", context());
         }
@@ -84,8 +100,28 @@ fn engine_matches_reference_on_random_streams() {
         None => (0..env_u64("BOURSE_SEEDS").unwrap_or(200)).collect(),
     };
     let mut total = 0;
+    let mut coverage = BTreeMap::new();
     for &seed in &seeds {
-        total += run_seed(seed);
+        total += run_seed(seed, &mut coverage);
     }
     println!("{} seeds, {total} commands cross-checked", seeds.len());
+    for (k, n) in &coverage {
+        println!("  {k:<36} {n}");
+    }
+    if seeds.len() >= 50 {
+        // Every behaviour the streams are meant to reach must be reached.
+        for k in [
+            "Trade", "Triggered", "reduced", "replaced:kept=true", "replaced:kept=false",
+            "canceled:stp", "canceled:expired", "canceled:ioc_remainder", "canceled:mass_cancel",
+            "canceled:circuit_breaker", "canceled:user", "halted:circuit_breaker", "halted:operator",
+            "rejected:fok_not_fillable", "rejected:post_only_would_cross",
+            "rejected:price_out_of_band", "rejected:limit_exceeded", "rejected:instrument_halted",
+            "rejected:duplicate_client_order_id", "rejected:overflow", "rejected:invalid_qty",
+            "rejected:invalid_price", "rejected:unknown_order", "rejected:not_order_owner",
+            "rejected:unknown_instrument", "rejected:invalid_time", "rejected:instrument_exists",
+            "rejected:invalid_instrument", "book",
+        ] {
+            assert!(coverage.contains_key(k), "the streams never produced {k}");
+        }
+    }
 }
