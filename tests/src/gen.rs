@@ -126,7 +126,11 @@ impl Gen {
         for k in 0..n {
             let tick = rng.pick(&[1, 1, 5, 10]);
             let reference = tick * rng.range(50, 150);
-            let mut s = instrument(rng.pick(&[1, 2, 3, 7, 42]) + 100 * k as u32, tick, reference);
+            let mut s = instrument(
+                rng.pick(&[1, 2, 3, 7, 42]) + 100 * k as u32,
+                tick,
+                reference,
+            );
             s.qty_min = rng.pick(&[1, 1, 2]);
             s.qty_max = rng.range(10, 40);
             if rng.chance(40) {
@@ -244,7 +248,9 @@ impl Gen {
 
     fn qty(&mut self, s: &InstrumentSpec) -> u64 {
         if self.features.bad_values && self.rng.chance(2) {
-            return self.rng.pick(&[0, s.qty_max + 1, s.qty_min.saturating_sub(1)]);
+            return self
+                .rng
+                .pick(&[0, s.qty_max + 1, s.qty_min.saturating_sub(1)]);
         }
         self.rng.range(s.qty_min, s.qty_max.min(s.qty_min + 12))
     }
@@ -286,11 +292,7 @@ impl Gen {
                 let live = r.live_orders();
                 let cur = live.iter().find(|o| o.id == order_id);
                 let s = match cur {
-                    Some(o) => *self
-                        .specs
-                        .iter()
-                        .find(|s| s.id == o.instrument)
-                        .unwrap(),
+                    Some(o) => *self.specs.iter().find(|s| s.id == o.instrument).unwrap(),
                     None => self.inst(),
                 };
                 let k = self.rng.below(10);
@@ -351,10 +353,7 @@ impl Gen {
                 Command::Time { now: Timestamp(t) }
             }
             _ => {
-                let depth = self
-                    .rng
-                    .chance(50)
-                    .then(|| self.rng.range(0, 4) as u32);
+                let depth = self.rng.chance(50).then(|| self.rng.range(0, 4) as u32);
                 Command::QueryBook {
                     instrument: self.inst_id(),
                     depth,

@@ -15,8 +15,8 @@
 
 use engine::{
     CancelReason, Command, Event, Events, HaltReason, Input, InstrumentId, InstrumentSpec,
-    LevelView, NewOrder, OrderId, OrderType, OwnerId, Price, Qty, RejectReason, RejectTarget,
-    Side, Stp, Tif,
+    LevelView, NewOrder, OrderId, OrderType, OwnerId, Price, Qty, RejectReason, RejectTarget, Side,
+    Stp, Tif,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -530,9 +530,7 @@ impl Reference {
             }
         }
         // post_only: only limit orders may carry it; never crosses.
-        if n.post_only
-            && (ot != OrderType::Limit || self.crosses(spec.id.0, n.side, price))
-        {
+        if n.post_only && (ot != OrderType::Limit || self.crosses(spec.id.0, n.side, price)) {
             return rej(out, target, RejectReason::PostOnlyWouldCross);
         }
         let o = Ord {
@@ -685,9 +683,7 @@ impl Reference {
             };
             let ok = match t.side {
                 Side::Buy => limit.is_none_or(|l| px <= l) && band.is_none_or(|(_, hi)| px <= hi),
-                Side::Sell => {
-                    limit.is_none_or(|l| px >= l) && band.is_none_or(|(lo, _)| px >= lo)
-                }
+                Side::Sell => limit.is_none_or(|l| px >= l) && band.is_none_or(|(lo, _)| px >= lo),
             };
             if !ok {
                 return End::Done;

@@ -94,6 +94,11 @@ fn no_allocation_per_command_in_steady_state() {
     }
     COUNTING.with(|c| c.set(false));
     let n = ALLOCS.load(Ordering::Relaxed);
-    assert_eq!(n, 0, "{n} heap allocations over {} commands", measured.len());
+    assert_eq!(
+        n,
+        0,
+        "{n} heap allocations over {} commands",
+        measured.len()
+    );
     assert!(engine.validate().is_ok());
 }

@@ -30,7 +30,11 @@ fn kind(e: &Ev) -> String {
         Ev::E(Event::Reduced { .. }) => "reduced".into(),
         Ev::E(Event::Halted { reason, .. }) => format!("halted:{}", reason.name()),
         Ev::E(Event::Replaced { priority_kept, .. }) => format!("replaced:kept={priority_kept}"),
-        Ev::E(e) => format!("{e:?}").split([' ', '{']).next().unwrap_or("?").to_string(),
+        Ev::E(e) => format!("{e:?}")
+            .split([' ', '{'])
+            .next()
+            .unwrap_or("?")
+            .to_string(),
     }
 }
 
@@ -111,15 +115,35 @@ fn engine_matches_reference_on_random_streams() {
     if seeds.len() >= 50 {
         // Every behaviour the streams are meant to reach must be reached.
         for k in [
-            "Trade", "Triggered", "reduced", "replaced:kept=true", "replaced:kept=false",
-            "canceled:stp", "canceled:expired", "canceled:ioc_remainder", "canceled:mass_cancel",
-            "canceled:circuit_breaker", "canceled:user", "halted:circuit_breaker", "halted:operator",
-            "rejected:fok_not_fillable", "rejected:post_only_would_cross",
-            "rejected:price_out_of_band", "rejected:limit_exceeded", "rejected:instrument_halted",
-            "rejected:duplicate_client_order_id", "rejected:overflow", "rejected:invalid_qty",
-            "rejected:invalid_price", "rejected:unknown_order", "rejected:not_order_owner",
-            "rejected:unknown_instrument", "rejected:invalid_time", "rejected:instrument_exists",
-            "rejected:invalid_instrument", "book",
+            "Trade",
+            "Triggered",
+            "reduced",
+            "replaced:kept=true",
+            "replaced:kept=false",
+            "canceled:stp",
+            "canceled:expired",
+            "canceled:ioc_remainder",
+            "canceled:mass_cancel",
+            "canceled:circuit_breaker",
+            "canceled:user",
+            "halted:circuit_breaker",
+            "halted:operator",
+            "rejected:fok_not_fillable",
+            "rejected:post_only_would_cross",
+            "rejected:price_out_of_band",
+            "rejected:limit_exceeded",
+            "rejected:instrument_halted",
+            "rejected:duplicate_client_order_id",
+            "rejected:overflow",
+            "rejected:invalid_qty",
+            "rejected:invalid_price",
+            "rejected:unknown_order",
+            "rejected:not_order_owner",
+            "rejected:unknown_instrument",
+            "rejected:invalid_time",
+            "rejected:instrument_exists",
+            "rejected:invalid_instrument",
+            "book",
         ] {
             assert!(coverage.contains_key(k), "the streams never produced {k}");
         }
