@@ -62,6 +62,8 @@ pub struct Features {
     pub bad_values: bool,
     /// GTD stops that arrive already expired (see KNOWN-DIVERGENCE below).
     pub expired_stops: bool,
+    /// Dense self-trading: 2 owners, many icebergs, STP on most orders.
+    pub dense: bool,
 }
 
 impl Default for Features {
@@ -70,6 +72,7 @@ impl Default for Features {
             stops: true,
             bad_values: true,
             expired_stops: false,
+            dense: false,
         }
     }
 }
@@ -178,7 +181,11 @@ impl Gen {
             seq: 0,
             clock: 1_000,
             specs,
-            owners: vec![1, 2, 3, 4],
+            owners: if features.dense {
+                vec![1, 2]
+            } else {
+                vec![1, 2, 3, 4]
+            },
             next_coid: 1,
             setup,
             features,
@@ -206,6 +213,11 @@ impl Gen {
         };
         if let Command::Time { now: t } = command {
             self.clock = self.clock.max(t.0);
+            if self.rng.chance(10) {
+                // The input's time beyond the command's: the later one counts.
+                self.clock += self.rng.range(1, 1_000);
+                now = self.clock;
+            }
         }
         Input {
             seq: Seq(self.seq),
@@ -424,14 +436,20 @@ impl Gen {
         } else {
             self.features.bad_values && self.rng.chance(1)
         };
-        let display_qty = if self.rng.chance(15)
+        let iceberg = if self.features.dense { 45 } else { 15 };
+        let display_qty = if self.rng.chance(iceberg)
             && (order_type.has_price() || (self.features.bad_values && self.rng.chance(10)))
         {
             Some(Qty(self.rng.range(s.qty_min, qty.max(s.qty_min) + 1)))
         } else {
             None
         };
-        let stp = match self.rng.below(10) {
+        let stp_roll = if self.features.dense {
+            self.rng.range(2, 9)
+        } else {
+            self.rng.below(10)
+        };
+        let stp = match stp_roll {
             0..=3 => Stp::None,
             4 => Stp::CancelTaker,
             5 => Stp::CancelMaker,

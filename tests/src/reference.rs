@@ -178,6 +178,8 @@ pub struct LiveOrder {
     pub price: Price,
     /// Remaining quantity.
     pub remaining: Qty,
+    /// Visible quantity (the iceberg slice; the remaining qty otherwise).
+    pub visible: Qty,
     /// In the book (not a waiting stop).
     pub resting: bool,
 }
@@ -252,6 +254,7 @@ impl Reference {
                 side: o.side,
                 price: Price(o.price),
                 remaining: Qty(o.remaining),
+                visible: Qty(o.visible),
                 resting: o.state == State::Resting,
             })
             .collect()
@@ -269,6 +272,19 @@ impl Reference {
         self.insts
             .get(&inst.0)
             .map(|i| self.level_views(i, side, None))
+            .unwrap_or_default()
+    }
+
+    /// Order ids of one side's queue at each level, best level first.
+    pub fn queue_ids(&self, inst: InstrumentId, side: Side) -> Vec<Vec<OrderId>> {
+        self.insts
+            .get(&inst.0)
+            .map(|i| {
+                i.levels(side)
+                    .into_iter()
+                    .map(|(_, ids)| ids.iter().map(|&id| OrderId(id)).collect())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -3,14 +3,14 @@
 //! after every command their events must be identical, their live-order
 //! counts equal, and `engine.validate()` must pass.
 //!
-//! `BOURSE_SEEDS=N` runs seeds 0..N (default 200); `BOURSE_SEED=S` runs one
+//! `BOURSE_SEEDS=N` runs seeds 0..N (default 500); `BOURSE_SEED=S` runs one
 //! seed. `BOURSE_CMDS=N` sets the stream length (default: 300–1000 by seed).
 //! A mismatch panics with the seed, the command index, the last commands and
 //! both event lists.
 
-use bourse_tests::gen::{Gen, Rng};
+use bourse_tests::gen::{Features, Gen, Rng};
 use bourse_tests::reference::{evs_of, Ev, Reference};
-use engine::{Engine, EngineConfig, Event, Input, Side};
+use engine::{Engine, EngineConfig, Event, Input, Price, Side};
 use std::collections::{BTreeMap, VecDeque};
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -44,7 +44,12 @@ fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
     let mut engine = Engine::new(EngineConfig::small());
     let mut events = engine.new_events();
     let mut reference = Reference::new();
-    let mut gen = Gen::new(seed);
+    // Every third seed runs the dense self-trading profile.
+    let features = Features {
+        dense: seed % 3 == 2,
+        ..Features::default()
+    };
+    let mut gen = Gen::with_features(seed, features);
     let mut recent: VecDeque<Input> = VecDeque::new();
     for i in 0..n {
         let input = gen.next(&reference);
@@ -80,9 +85,59 @@ fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
                 context()
             );
         }
-        if i % 50 == 49 {
+        if i % 25 == 24 {
+            for o in reference.live_orders() {
+                let v = engine.order(o.id);
+                let got = v.map(|v| {
+                    (
+                        v.owner,
+                        v.instrument,
+                        v.side,
+                        v.remaining,
+                        v.visible,
+                        v.waiting_stop,
+                    )
+                });
+                let want = (
+                    o.owner,
+                    o.instrument,
+                    o.side,
+                    o.remaining,
+                    o.visible,
+                    !o.resting,
+                );
+                assert_eq!(got, Some(want), "order {:?}\n{}", o.id, context());
+                if o.resting {
+                    assert_eq!(
+                        v.map(|v| v.price),
+                        Some(o.price),
+                        "order {:?}\n{}",
+                        o.id,
+                        context()
+                    );
+                }
+            }
             for s in gen.specs() {
+                assert_eq!(
+                    engine.last_trade(s.id),
+                    reference.last_trade(s.id).map(Price),
+                    "{}",
+                    context()
+                );
+                assert_eq!(
+                    engine.is_halted(s.id),
+                    reference.is_halted(s.id),
+                    "{}",
+                    context()
+                );
                 for side in [Side::Buy, Side::Sell] {
+                    assert_eq!(
+                        engine.queue_ids(s.id, side),
+                        reference.queue_ids(s.id, side),
+                        "queues {:?} {side:?}\n{}",
+                        s.id,
+                        context()
+                    );
                     assert_eq!(
                         engine.book_side(s.id, side),
                         reference.book_side(s.id, side),
@@ -101,7 +156,7 @@ fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
 fn engine_matches_reference_on_random_streams() {
     let seeds: Vec<u64> = match env_u64("BOURSE_SEED") {
         Some(s) => vec![s],
-        None => (0..env_u64("BOURSE_SEEDS").unwrap_or(200)).collect(),
+        None => (0..env_u64("BOURSE_SEEDS").unwrap_or(500)).collect(),
     };
     let mut total = 0;
     let mut coverage = BTreeMap::new();

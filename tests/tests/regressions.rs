@@ -265,3 +265,48 @@ fn filled_orders_and_empty_levels_are_freed() {
     assert!(e.book_side(INST, Side::Sell).is_empty());
     assert_eq!(e.best_prices(INST), (None, None));
 }
+
+// KNOWN-DIVERGENCE (stop-expired-on-arrival): the engine accepts a GTD stop
+// whose expire_at <= now, leaves it waiting, and reports `canceled`/`expired`
+// only in the next command's expiry pass (never, if that command is a `time`
+// that goes back). Spec (convention 4, ARCHITECTURE.md 12): a GTD order that
+// arrives expired has its remainder cancelled `expired` at once. Un-ignore
+// once the engine is fixed.
+#[test]
+#[ignore = "KNOWN-DIVERGENCE: engine leaves an already-expired GTD stop waiting"]
+fn gtd_stop_arriving_expired_is_cancelled_at_once() {
+    let stop = Command::NewOrder(NewOrder {
+        owner: OwnerId(1),
+        instrument: INST,
+        client_order_id: ClientOrderId(1),
+        side: Side::Sell,
+        order_type: OrderType::Stop,
+        price: None,
+        qty: Qty(5),
+        tif: Tif::Gtd,
+        expire_at: Some(Timestamp(5)),
+        post_only: false,
+        stp: Stp::None,
+        display_qty: None,
+        trigger_price: Some(Price(90)),
+    });
+    let e = check(
+        "expired stop",
+        vec![(
+            stop,
+            vec![
+                Ev::E(Event::Accepted {
+                    order_id: OrderId(1),
+                    client_order_id: ClientOrderId(1),
+                    owner: OwnerId(1),
+                    instrument: INST,
+                    side: Side::Sell,
+                    price: None,
+                    qty: Qty(5),
+                }),
+                canceled(1, 5, CancelReason::Expired),
+            ],
+        )],
+    );
+    assert_eq!(e.live_orders(), 0);
+}
