@@ -1,0 +1,475 @@
+//! Seeded generator of random command streams for cross-checks, determinism
+//! and allocation tests.
+//!
+//! A tiny SplitMix64 PRNG (no `rand` crate) drives everything, so a seed
+//! alone replays a stream. Streams cover 1–3 settle-free instruments with
+//! small tick and price ranges (books cross often), every order type and
+//! time in force, post-only, icebergs, all STP modes, 4 owners (self-trades
+//! happen), replaces, cancels (own, foreign, unknown), mass cancels, halts and
+//! resumes, time steps (GTD expiries, stale times, times that go back), book
+//! queries, bad values, bands, circuit breakers and per-owner limits.
+//! `Gen::next` looks at a `Reference` to aim at live orders and at the last
+//! trade price; it never looks at the engine.
+
+use crate::reference::Reference;
+use engine::{
+    AccountId, Asset, ClientOrderId, Command, Input, InstrumentId, InstrumentSpec, NewOrder,
+    OrderId, OrderType, OwnerId, Price, Qty, Seq, Side, Stp, Symbol, Tif, Timestamp,
+};
+use std::collections::VecDeque;
+
+/// SplitMix64.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5851_f42d_4c95_7f2d)
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+    /// True with probability `pct` percent.
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+    /// One element of a non-empty slice.
+    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+/// Which features a stream may use (tests narrow it, e.g. to dodge a known divergence).
+#[derive(Clone, Copy, Debug)]
+pub struct Features {
+    /// Stop and stop-limit orders.
+    pub stops: bool,
+    /// Bad values (invalid prices, quantities, unknown ids, time going back).
+    pub bad_values: bool,
+    /// GTD stops that arrive already expired (see KNOWN-DIVERGENCE below).
+    pub expired_stops: bool,
+    /// Dense self-trading: 2 owners, many icebergs, STP on most orders.
+    pub dense: bool,
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Features {
+            stops: true,
+            bad_values: true,
+            expired_stops: false,
+            dense: false,
+        }
+    }
+}
+
+/// A seeded random stream of inputs.
+#[derive(Clone, Debug)]
+pub struct Gen {
+    rng: Rng,
+    seq: u64,
+    clock: u64,
+    specs: Vec<InstrumentSpec>,
+    owners: Vec<u64>,
+    next_coid: u64,
+    setup: VecDeque<Command>,
+    features: Features,
+}
+
+/// A settle-free instrument with the given controls.
+pub fn instrument(id: u32, tick: u64, reference: u64) -> InstrumentSpec {
+    InstrumentSpec {
+        id: InstrumentId(id),
+        symbol: Symbol::from_str_code("SYM").unwrap(),
+        base: Asset::from_str_code("BASE").unwrap(),
+        quote: Asset::from_str_code("QUOTE").unwrap(),
+        tick,
+        lot_size: 1,
+        qty_min: 1,
+        qty_max: 100,
+        reference_price: Price(reference),
+        band_bps: None,
+        circuit_bps: None,
+        circuit_window_ns: 0,
+        maker_fee_bps: 0,
+        taker_fee_bps: 0,
+        fee_account: AccountId(0),
+        settle: false,
+        open_orders_max: None,
+        notional_max: None,
+    }
+}
+
+impl Gen {
+    /// A stream for `seed` using every feature.
+    pub fn new(seed: u64) -> Gen {
+        Gen::with_features(seed, Features::default())
+    }
+
+    /// A stream for `seed` restricted to `features`.
+    pub fn with_features(seed: u64, features: Features) -> Gen {
+        let mut rng = Rng::new(seed);
+        let n = rng.range(1, 3);
+        let mut specs = Vec::new();
+        let mut setup = VecDeque::new();
+        for k in 0..n {
+            let tick = rng.pick(&[1, 1, 5, 10]);
+            let reference = tick * rng.range(50, 150);
+            let mut s = instrument(
+                rng.pick(&[1, 2, 3, 7, 42]) + 100 * k as u32,
+                tick,
+                reference,
+            );
+            s.qty_min = rng.pick(&[1, 1, 2]);
+            s.qty_max = rng.range(10, 40);
+            if rng.chance(40) {
+                s.band_bps = Some(rng.pick(&[0, 200, 500, 800, 1500]) as u32);
+            }
+            if rng.chance(35) {
+                s.circuit_bps = Some(rng.pick(&[300, 600, 1000]) as u32);
+                s.circuit_window_ns = rng.pick(&[500, 2_000, 10_000]);
+            }
+            if rng.chance(30) {
+                s.open_orders_max = Some(rng.range(2, 10) as u32);
+            }
+            if rng.chance(30) {
+                s.notional_max = Some(reference * rng.range(5, 25));
+            }
+            if rng.chance(10) {
+                s.lot_size = 1 << 40;
+            }
+            specs.push(s);
+            setup.push_back(Command::AddInstrument(s));
+            if features.bad_values && rng.chance(20) {
+                // A duplicate, or an invalid definition.
+                let mut bad = s;
+                if rng.chance(50) {
+                    bad.id = InstrumentId(bad.id.0 + 1000);
+                    match rng.below(5) {
+                        0 => bad.tick = 0,
+                        1 => bad.qty_min = bad.qty_max + 1,
+                        2 => bad.reference_price = Price(reference + 1),
+                        3 => bad.quote = bad.base,
+                        _ => {
+                            bad.circuit_bps = Some(100);
+                            bad.circuit_window_ns = 0;
+                        }
+                    }
+                    if bad.tick == 1 && bad.reference_price.0 == reference + 1 {
+                        bad.reference_price = Price(0);
+                    }
+                }
+                setup.push_back(Command::AddInstrument(bad));
+            }
+        }
+        Gen {
+            rng,
+            seq: 0,
+            clock: 1_000,
+            specs,
+            owners: if features.dense {
+                vec![1, 2]
+            } else {
+                vec![1, 2, 3, 4]
+            },
+            next_coid: 1,
+            setup,
+            features,
+        }
+    }
+
+    /// The instruments this stream defines.
+    pub fn specs(&self) -> &[InstrumentSpec] {
+        &self.specs
+    }
+
+    /// The next input, aimed using the reference model's state.
+    pub fn next(&mut self, r: &Reference) -> Input {
+        self.seq += 1;
+        let mut now = self.clock;
+        if self.rng.chance(30) {
+            self.clock += self.rng.range(0, 400);
+            now = self.clock;
+        } else if self.rng.chance(3) {
+            now = self.clock.saturating_sub(self.rng.range(1, 500)); // stale
+        }
+        let command = match self.setup.pop_front() {
+            Some(c) => c,
+            None => self.command(r),
+        };
+        if let Command::Time { now: t } = command {
+            self.clock = self.clock.max(t.0);
+            if self.rng.chance(10) {
+                // The input's time beyond the command's: the later one counts.
+                self.clock += self.rng.range(1, 1_000);
+                now = self.clock;
+            }
+        }
+        Input {
+            seq: Seq(self.seq),
+            now: Timestamp(now),
+            command,
+        }
+    }
+
+    fn inst(&mut self) -> InstrumentSpec {
+        let i = self.rng.below(self.specs.len() as u64) as usize;
+        self.specs[i]
+    }
+
+    fn inst_id(&mut self) -> InstrumentId {
+        if self.features.bad_values && self.rng.chance(2) {
+            InstrumentId(999)
+        } else {
+            self.inst().id
+        }
+    }
+
+    fn owner(&mut self) -> u64 {
+        self.rng.pick(&self.owners.clone())
+    }
+
+    /// A price near the last trade, in ticks; sometimes bad.
+    fn price(&mut self, s: &InstrumentSpec, r: &Reference) -> u64 {
+        let center = r.last_trade(s.id).unwrap_or(s.reference_price.0);
+        if self.features.bad_values && self.rng.chance(2) {
+            return match self.rng.below(3) {
+                0 => 0,
+                1 if s.tick > 1 => center.saturating_add(1),
+                _ => (u64::MAX / s.tick) * s.tick,
+            };
+        }
+        let off = self.rng.range(0, 16) as i128 - 8;
+        let top = ((u64::MAX / s.tick) * s.tick) as i128;
+        (center as i128 + off * s.tick as i128).clamp(s.tick as i128, top) as u64
+    }
+
+    fn qty(&mut self, s: &InstrumentSpec) -> u64 {
+        if self.features.bad_values && self.rng.chance(2) {
+            return self
+                .rng
+                .pick(&[0, s.qty_max + 1, s.qty_min.saturating_sub(1)]);
+        }
+        self.rng.range(s.qty_min, s.qty_max.min(s.qty_min + 12))
+    }
+
+    /// Picks a live order id: mostly the owner's own, sometimes foreign or unknown.
+    fn target(&mut self, r: &Reference, owner: u64, resting_only: bool) -> OrderId {
+        let live = r.live_orders();
+        let own: Vec<OrderId> = live
+            .iter()
+            .filter(|o| o.owner.0 == owner && (o.resting || !resting_only))
+            .map(|o| o.id)
+            .collect();
+        let roll = self.rng.below(100);
+        if roll < 75 && !own.is_empty() {
+            self.rng.pick(&own)
+        } else if roll < 88 && !live.is_empty() {
+            let i = self.rng.below(live.len() as u64) as usize;
+            live[i].id
+        } else {
+            OrderId(self.rng.range(0, r.next_order_id() + 2))
+        }
+    }
+
+    fn command(&mut self, r: &Reference) -> Command {
+        let roll = self.rng.below(100);
+        match roll {
+            0..=54 => self.new_order(r),
+            55..=66 => {
+                let owner = self.owner();
+                let order_id = self.target(r, owner, false);
+                Command::Cancel {
+                    owner: OwnerId(owner),
+                    order_id,
+                }
+            }
+            67..=80 => {
+                let owner = self.owner();
+                let order_id = self.target(r, owner, true);
+                let live = r.live_orders();
+                let cur = live.iter().find(|o| o.id == order_id);
+                let s = match cur {
+                    Some(o) => *self.specs.iter().find(|s| s.id == o.instrument).unwrap(),
+                    None => self.inst(),
+                };
+                let k = self.rng.below(10);
+                let price = (k < 6).then(|| self.price(&s, r));
+                let qty = if k >= 4 {
+                    Some(match cur {
+                        Some(o) if self.rng.chance(50) => {
+                            o.remaining.0.saturating_sub(self.rng.range(0, 3)).max(1)
+                        }
+                        _ => self.qty(&s),
+                    })
+                } else {
+                    None
+                };
+                Command::Replace {
+                    owner: OwnerId(owner),
+                    order_id,
+                    price: price.map(Price),
+                    qty: qty.map(Qty),
+                }
+            }
+            81..=83 => {
+                let owner = self.owner();
+                let instrument = self.rng.chance(50).then(|| self.inst_id());
+                let side = self
+                    .rng
+                    .chance(40)
+                    .then(|| self.rng.pick(&[Side::Buy, Side::Sell]));
+                Command::MassCancel {
+                    owner: OwnerId(owner),
+                    instrument,
+                    side,
+                }
+            }
+            84 => Command::Halt {
+                instrument: self.inst_id(),
+            },
+            85..=88 => {
+                let halted: Vec<InstrumentId> = self
+                    .specs
+                    .iter()
+                    .map(|s| s.id)
+                    .filter(|&i| r.is_halted(i))
+                    .collect();
+                let instrument = if !halted.is_empty() && self.rng.chance(85) {
+                    self.rng.pick(&halted)
+                } else {
+                    self.inst_id()
+                };
+                Command::Resume { instrument }
+            }
+            89..=93 => {
+                let t = if self.features.bad_values && self.rng.chance(8) {
+                    self.clock.saturating_sub(self.rng.range(1, 100))
+                } else {
+                    self.clock + self.rng.range(0, 3_000)
+                };
+                Command::Time { now: Timestamp(t) }
+            }
+            _ => {
+                let depth = self.rng.chance(50).then(|| self.rng.range(0, 4) as u32);
+                Command::QueryBook {
+                    instrument: self.inst_id(),
+                    depth,
+                }
+            }
+        }
+    }
+
+    fn new_order(&mut self, r: &Reference) -> Command {
+        let owner = self.owner();
+        let s = self.inst();
+        let mut instrument = s.id;
+        if self.features.bad_values && self.rng.chance(2) {
+            instrument = InstrumentId(999);
+        }
+        let coid = if self.features.bad_values && self.rng.chance(3) && self.next_coid > 1 {
+            self.rng.range(1, self.next_coid - 1)
+        } else {
+            self.next_coid += 1;
+            self.next_coid - 1
+        };
+        let mut order_type = match self.rng.below(100) {
+            0..=59 => OrderType::Limit,
+            60..=71 => OrderType::Market,
+            72..=85 => OrderType::Stop,
+            _ => OrderType::StopLimit,
+        };
+        if !self.features.stops && order_type.has_trigger() {
+            order_type = OrderType::Limit;
+        }
+        let tif = match self.rng.below(100) {
+            0..=44 => Tif::Gtc,
+            45..=64 => Tif::Ioc,
+            65..=79 => Tif::Fok,
+            _ => Tif::Gtd,
+        };
+        let mut price = order_type.has_price().then(|| self.price(&s, r));
+        let mut trigger_price = order_type.has_trigger().then(|| self.price(&s, r));
+        if self.features.bad_values && self.rng.chance(2) {
+            // Type contradictions (ARCHITECTURE.md 2).
+            if self.rng.chance(50) {
+                price = match price {
+                    Some(_) => None,
+                    None => Some(s.reference_price.0),
+                };
+            } else {
+                trigger_price = match trigger_price {
+                    Some(_) => None,
+                    None => Some(s.reference_price.0),
+                };
+            }
+        }
+        let qty = self.qty(&s);
+        let expire_at = (tif == Tif::Gtd).then(|| {
+            // KNOWN-DIVERGENCE (stop-expired-on-arrival): the engine accepts a
+            // GTD stop whose expire_at <= now and leaves it waiting (it is
+            // cancelled `expired` only by the next command's expiry pass); the
+            // spec and the reference cancel its remainder `expired` at once, as
+            // for a limit order. Streams give stops a future expiry.
+            if self.rng.chance(10) && (self.features.expired_stops || !order_type.has_trigger()) {
+                self.clock.saturating_sub(self.rng.range(0, 50))
+            } else {
+                self.clock + self.rng.range(1, 4_000)
+            }
+        });
+        let post_only = if order_type == OrderType::Limit {
+            self.rng.chance(12)
+        } else {
+            self.features.bad_values && self.rng.chance(1)
+        };
+        let iceberg = if self.features.dense { 45 } else { 15 };
+        let display_qty = if self.rng.chance(iceberg)
+            && (order_type.has_price() || (self.features.bad_values && self.rng.chance(10)))
+        {
+            Some(Qty(self.rng.range(s.qty_min, qty.max(s.qty_min) + 1)))
+        } else {
+            None
+        };
+        let stp_roll = if self.features.dense {
+            self.rng.range(2, 9)
+        } else {
+            self.rng.below(10)
+        };
+        let stp = match stp_roll {
+            0..=3 => Stp::None,
+            4 => Stp::CancelTaker,
+            5 => Stp::CancelMaker,
+            6 => Stp::CancelBoth,
+            _ => Stp::Decrement,
+        };
+        Command::NewOrder(NewOrder {
+            owner: OwnerId(owner),
+            instrument,
+            client_order_id: ClientOrderId(coid),
+            side: self.rng.pick(&[Side::Buy, Side::Sell]),
+            order_type,
+            price: price.map(Price),
+            qty: Qty(qty),
+            tif,
+            expire_at: expire_at.map(Timestamp),
+            post_only,
+            stp,
+            display_qty,
+            trigger_price: trigger_price.map(Price),
+        })
+    }
+}
