@@ -60,7 +60,7 @@ pub struct Features {
     pub stops: bool,
     /// Bad values (invalid prices, quantities, unknown ids, time going back).
     pub bad_values: bool,
-    /// GTD stops that arrive already expired (see KNOWN-DIVERGENCE below).
+    /// GTD stops that arrive already expired.
     pub expired_stops: bool,
     /// Dense self-trading: 2 owners, many icebergs, STP on most orders.
     pub dense: bool,
@@ -71,7 +71,7 @@ impl Default for Features {
         Features {
             stops: true,
             bad_values: true,
-            expired_stops: false,
+            expired_stops: true,
             dense: false,
         }
     }
@@ -420,11 +420,8 @@ impl Gen {
         }
         let qty = self.qty(&s);
         let expire_at = (tif == Tif::Gtd).then(|| {
-            // KNOWN-DIVERGENCE (stop-expired-on-arrival): the engine accepts a
-            // GTD stop whose expire_at <= now and leaves it waiting (it is
-            // cancelled `expired` only by the next command's expiry pass); the
-            // spec and the reference cancel its remainder `expired` at once, as
-            // for a limit order. Streams give stops a future expiry.
+            // Some orders (stops included) arrive already expired: their
+            // remainder is cancelled `expired` at once (convention 4).
             if self.rng.chance(10) && (self.features.expired_stops || !order_type.has_trigger()) {
                 self.clock.saturating_sub(self.rng.range(0, 50))
             } else {

@@ -266,14 +266,10 @@ fn filled_orders_and_empty_levels_are_freed() {
     assert_eq!(e.best_prices(INST), (None, None));
 }
 
-// KNOWN-DIVERGENCE (stop-expired-on-arrival): the engine accepts a GTD stop
-// whose expire_at <= now, leaves it waiting, and reports `canceled`/`expired`
-// only in the next command's expiry pass (never, if that command is a `time`
-// that goes back). Spec (convention 4, ARCHITECTURE.md 12): a GTD order that
-// arrives expired has its remainder cancelled `expired` at once. Un-ignore
-// once the engine is fixed.
+// Found by the cross-check: a GTD stop that arrives expired (and cannot
+// fire) must be cancelled `expired` at once, not left waiting for the next
+// command's expiry pass (convention 4).
 #[test]
-#[ignore = "KNOWN-DIVERGENCE: engine leaves an already-expired GTD stop waiting"]
 fn gtd_stop_arriving_expired_is_cancelled_at_once() {
     let stop = Command::NewOrder(NewOrder {
         owner: OwnerId(1),
