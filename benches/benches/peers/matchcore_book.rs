@@ -1,0 +1,124 @@
+//! matchcore 0.4.0 adapter: one `OrderBook`, commands with contiguous
+//! sequence numbers (matchcore requires them and uses the submit's sequence
+//! number as the order id).
+//!
+//! Known defect, caught by `bourse_benches::check` (so its rows read
+//! MISMATCH): 0.4.0 trades a marketable limit through its own limit price.
+//! Repro from this workload (10k book, measured op 174): best ask 1,000,000
+//! × 3 lots, next level 1,000,001 × 7,390; an IOC buy of 249 at 1,000,000
+//! trades all 249 lots (246 of them at 1,000,001) where 3 is correct. Its
+//! later cancels of the makers it took wrongly are then rejected.
+
+use bourse_benches::{Book, Resting, Side, Tally, Workload};
+use matchcore as mc;
+
+/// matchcore behind the `Book` trait.
+pub struct Matchcore {
+    book: mc::OrderBook,
+    seq: u64,
+    /// Workload id → matchcore order id.
+    ids: Vec<u64>,
+    trades: u64,
+    traded_qty: u64,
+    rejects: u64,
+}
+
+impl Matchcore {
+    #[inline(always)]
+    fn meta(&mut self) -> mc::CommandMeta {
+        let m = mc::CommandMeta {
+            sequence_number: mc::SequenceNumber(self.seq),
+            timestamp: mc::Timestamp(self.seq),
+        };
+        self.seq += 1;
+        m
+    }
+
+    #[inline(always)]
+    fn submit(&mut self, id: u64, side: Side, price: u64, qty: u64, tif: mc::TimeInForce) {
+        let meta = self.meta();
+        self.ids[id as usize] = meta.sequence_number.0;
+        let side = match side {
+            Side::Buy => mc::Side::Buy,
+            Side::Sell => mc::Side::Sell,
+        };
+        let cmd = mc::Command {
+            meta,
+            kind: mc::CommandKind::Submit(mc::SubmitCmd {
+                order: mc::NewOrder::Limit(mc::LimitOrder::new(
+                    mc::Price(price),
+                    mc::QuantityPolicy::Standard {
+                        quantity: mc::Quantity(qty),
+                    },
+                    mc::OrderFlags::new(side, false, tif),
+                )),
+            }),
+        };
+        match self.book.execute(&cmd) {
+            mc::CommandOutcome::Applied(mc::CommandReport::Submit(effects)) => {
+                if let Some(m) = effects.target_order().match_result() {
+                    self.trades += m.trades().len() as u64;
+                    self.traded_qty += m.executed_quantity().0;
+                }
+            }
+            mc::CommandOutcome::Applied(_) => {}
+            mc::CommandOutcome::Rejected(_) => self.rejects += 1,
+        }
+    }
+}
+
+impl Book for Matchcore {
+    const NAME: &'static str = "matchcore";
+
+    fn new(w: &Workload) -> Self {
+        Matchcore {
+            book: mc::OrderBook::new("BENCH"),
+            seq: 0,
+            ids: vec![0; w.max_id as usize + 1],
+            trades: 0,
+            traded_qty: 0,
+            rejects: 0,
+        }
+    }
+
+    #[inline]
+    fn limit(&mut self, id: u64, side: Side, price: u64, qty: u64) {
+        self.submit(id, side, price, qty, mc::TimeInForce::Gtc);
+    }
+
+    #[inline]
+    fn cancel(&mut self, id: u64) {
+        let meta = self.meta();
+        let cmd = mc::Command {
+            meta,
+            kind: mc::CommandKind::Cancel(mc::CancelCmd {
+                order_id: mc::OrderId(self.ids[id as usize]),
+                order_kind: mc::OrderKind::Limit,
+            }),
+        };
+        if let mc::CommandOutcome::Rejected(_) = self.book.execute(&cmd) {
+            self.rejects += 1;
+        }
+    }
+
+    #[inline]
+    fn cross(&mut self, id: u64, side: Side, price: u64, qty: u64) {
+        self.submit(id, side, price, qty, mc::TimeInForce::Ioc);
+    }
+
+    fn tally(&self) -> Tally {
+        Tally {
+            trades: Some(self.trades),
+            traded_qty: self.traded_qty,
+            rejects: self.rejects,
+        }
+    }
+
+    fn resting(&self) -> Resting {
+        let orders = self.book.limit().orders();
+        Resting {
+            orders: Some(orders.len() as u64),
+            qty: orders.values().map(|o| o.inner().total_quantity().0).sum(),
+        }
+    }
+}
