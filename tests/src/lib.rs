@@ -1,1 +1,2 @@
 //! Integration-test support: reference models and seeded generators.
+pub mod ref_ledger;
