@@ -50,6 +50,8 @@ pub fn config_for(w: &Workload) -> EngineConfig {
         accounts_max: 16,
         transfers_max: 16,
         events_max: 4096,
+        assets_max: 4,
+        batch_max: 16,
     }
 }
 

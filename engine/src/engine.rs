@@ -23,6 +23,7 @@ use crate::config::EngineConfig;
 use crate::event::*;
 use crate::fixed_map::FixedMap;
 use crate::hash::{SetHasher, StateHasher};
+use crate::index::{CoidSet, IdIndex};
 use crate::ledger::{Ledger, NO_ACCOUNT};
 use crate::types::*;
 use std::collections::VecDeque;
@@ -161,6 +162,11 @@ struct Owner {
     id: OwnerId,
     head: u32,
     tail: u32,
+    /// The highest client order id this owner ever had accepted (valid when
+    /// `any_coid`): a larger one cannot be a duplicate, so the common
+    /// increasing case never searches the set.
+    max_coid: u64,
+    any_coid: bool,
 }
 
 /// A read-only view of a live order.
@@ -210,12 +216,12 @@ pub struct Engine {
     instrument_index: FixedMap<u32>,
     orders: Vec<Order>,
     order_free: Vec<u32>,
-    order_index: FixedMap<u32>,
+    order_index: IdIndex,
     levels: Vec<Level>,
     level_free: Vec<u32>,
     owners: Vec<Owner>,
     owner_index: FixedMap<u32>,
-    coids: FixedMap<()>,
+    coids: CoidSet,
     open_counts: FixedMap<u32>,
     heap: Vec<u32>,
     /// Stops triggered by the order being matched, not yet ordered.
@@ -301,12 +307,12 @@ impl Engine {
             instrument_index: FixedMap::with_capacity(cfg.instruments_max as usize),
             orders: Vec::with_capacity(orders_max),
             order_free: Vec::with_capacity(orders_max),
-            order_index: FixedMap::with_capacity(orders_max),
+            order_index: IdIndex::with_capacity(orders_max),
             levels: Vec::with_capacity(orders_max),
             level_free: Vec::with_capacity(orders_max),
             owners: Vec::with_capacity(cfg.owners_max as usize),
             owner_index: FixedMap::with_capacity(cfg.owners_max as usize),
-            coids: FixedMap::with_capacity(cfg.client_order_ids_max as usize),
+            coids: CoidSet::with_capacity(cfg.client_order_ids_max as usize),
             open_counts: FixedMap::with_capacity(orders_max),
             heap: Vec::with_capacity(orders_max),
             triggered_batch: Vec::with_capacity(orders_max),
@@ -356,6 +362,10 @@ impl Engine {
     pub fn apply(&mut self, input: &Input, out: &mut Events) {
         out.clear();
         out.seq = input.seq;
+        if !matches!(input.command, Command::Transfer { .. }) {
+            // A batch ended without closing its linked chain.
+            self.ledger.close_open_chain(out);
+        }
         let now = match input.command {
             Command::Time { now } => {
                 if now < self.now {
@@ -371,10 +381,6 @@ impl Engine {
         };
         if now > self.now {
             self.now = now;
-        }
-        if !matches!(input.command, Command::Transfer { .. }) {
-            // A batch ended without closing its linked chain.
-            self.ledger.close_open_chain(out);
         }
         self.expire(out);
         self.ledger.expire(self.now, out);
@@ -570,8 +576,12 @@ impl Engine {
             })
         };
         let coid_key = ((o.owner.0 as u128) << 64) | o.client_order_id.0 as u128;
-        if self.coids.contains(coid_key) {
-            return reject(out, RejectReason::DuplicateClientOrderId);
+        let owner_slot = self.owner_index.get(o.owner.0 as u128);
+        if let Some(os) = owner_slot {
+            let ow = &self.owners[os as usize];
+            if ow.any_coid && o.client_order_id.0 <= ow.max_coid && self.coids.contains(coid_key) {
+                return reject(out, RejectReason::DuplicateClientOrderId);
+            }
         }
         let Some(inst) = self.inst_slot(o.instrument) else {
             return reject(out, RejectReason::UnknownInstrument);
@@ -637,7 +647,6 @@ impl Engine {
             _ => Price(0),
         };
         // Per-owner limits.
-        let owner_slot = self.owner_index.get(o.owner.0 as u128);
         if let Some(max) = spec.open_orders_max {
             let open = owner_slot
                 .and_then(|s| self.open_counts.get(open_key(s, inst)))
@@ -712,12 +721,19 @@ impl Engine {
                     id: o.owner,
                     head: NIL,
                     tail: NIL,
+                    max_coid: 0,
+                    any_coid: false,
                 });
                 self.owner_index.insert(o.owner.0 as u128, s);
                 s
             }
         };
-        self.coids.insert(coid_key, ());
+        self.coids.insert(coid_key);
+        let ow = &mut self.owners[owner_slot as usize];
+        if !ow.any_coid || o.client_order_id.0 > ow.max_coid {
+            ow.max_coid = o.client_order_id.0;
+            ow.any_coid = true;
+        }
         let id = OrderId(self.next_order_id);
         self.next_order_id += 1;
         let display = o.display_qty.unwrap_or(Qty(0));
@@ -1283,7 +1299,7 @@ impl Engine {
                 reason,
             })
         };
-        let Some(slot) = self.order_index.get(id.0 as u128) else {
+        let Some(slot) = self.order_index.get(id.0, |s| self.orders[s as usize].id.0) else {
             return reject(out, RejectReason::UnknownOrder);
         };
         let o = self.orders[slot as usize];
@@ -1312,7 +1328,7 @@ impl Engine {
                 reason,
             })
         };
-        let Some(slot) = self.order_index.get(id.0 as u128) else {
+        let Some(slot) = self.order_index.get(id.0, |s| self.orders[s as usize].id.0) else {
             return reject(out, RejectReason::UnknownOrder);
         };
         let o = self.orders[slot as usize];
@@ -1487,13 +1503,19 @@ impl Engine {
                 (self.orders.len() - 1) as u32
             }
         };
-        let ok = self.order_index.insert(o.id.0 as u128, slot);
+        let ok = self.order_index.insert(o.id.0, slot);
         assert!(ok, "order index sized to orders_max");
-        let key = open_key(o.owner_slot, o.inst);
-        let n = self.open_counts.get(key).unwrap_or(0);
-        let ok = self.open_counts.insert(key, n + 1);
-        assert!(ok, "open counts sized to orders_max");
-        if o.expire_at.0 != u64::MAX {
+        if self.instruments[o.inst as usize]
+            .spec
+            .open_orders_max
+            .is_some()
+        {
+            let key = open_key(o.owner_slot, o.inst);
+            let n = self.open_counts.get(key).unwrap_or(0);
+            let ok = self.open_counts.insert(key, n + 1);
+            assert!(ok, "open counts sized to orders_max");
+        }
+        if o.tif == Tif::Gtd {
             self.heap_push(slot);
         }
         slot
@@ -1518,18 +1540,24 @@ impl Engine {
         if o.heap_pos != NIL {
             self.heap_remove(slot);
         }
-        let key = open_key(o.owner_slot, o.inst);
-        match self.open_counts.get(key) {
-            Some(1) => {
-                self.open_counts.remove(key);
+        if self.instruments[o.inst as usize]
+            .spec
+            .open_orders_max
+            .is_some()
+        {
+            let key = open_key(o.owner_slot, o.inst);
+            match self.open_counts.get(key) {
+                Some(1) => {
+                    self.open_counts.remove(key);
+                }
+                Some(n) => {
+                    self.open_counts.insert(key, n - 1);
+                }
+                None => panic!("open count missing for live order {}", o.id),
             }
-            Some(n) => {
-                self.open_counts.insert(key, n - 1);
-            }
-            None => panic!("open count missing for live order {}", o.id),
         }
-        let removed = self.order_index.remove(o.id.0 as u128);
-        assert_eq!(removed, Some(slot), "order index out of step");
+        let removed = self.order_index.remove(o.id.0, slot);
+        assert!(removed, "order index out of step");
         self.orders[slot as usize] = Order::default();
         self.order_free.push(slot);
     }
@@ -1843,7 +1871,9 @@ impl Engine {
 
     /// A live order.
     pub fn order(&self, id: OrderId) -> Option<OrderView> {
-        let slot = self.order_index.get(id.0 as u128)?;
+        let slot = self
+            .order_index
+            .get(id.0, |s| self.orders[s as usize].id.0)?;
         let o = &self.orders[slot as usize];
         Some(OrderView {
             id: o.id,
@@ -1960,7 +1990,7 @@ impl Engine {
             }
         }
         let mut coids = SetHasher::default();
-        for (k, ()) in self.coids.iter() {
+        for k in self.coids.iter() {
             coids.add(&[k]);
         }
         h.u128(coids.value());
@@ -2100,16 +2130,27 @@ impl Engine {
             return Err("order pool leaks slots".into());
         }
         let mut gtd = 0usize;
-        for (id, slot) in self.order_index.iter() {
+        for slot in self.order_index.slots() {
             let o = &self.orders[slot as usize];
-            if o.id.0 as u128 != id {
-                return Err(format!("index maps {id} to order {}", o.id));
+            if self
+                .order_index
+                .get(o.id.0, |s| self.orders[s as usize].id.0)
+                != Some(slot)
+            {
+                return Err(format!("index does not find order {} at its slot", o.id));
+            }
+            let ow = &self.owners[o.owner_slot as usize];
+            if !ow.any_coid || o.coid.0 > ow.max_coid {
+                return Err(format!(
+                    "order {}: client order id above its owner's maximum",
+                    o.id
+                ));
             }
             let coid_key = ((o.owner.0 as u128) << 64) | o.coid.0 as u128;
             if !self.coids.contains(coid_key) {
                 return Err(format!("order {}: client order id forgotten", o.id));
             }
-            if o.expire_at.0 != u64::MAX {
+            if o.tif == Tif::Gtd {
                 gtd += 1;
                 if self.heap.get(o.heap_pos as usize) != Some(&slot) {
                     return Err(format!("order {}: heap position wrong", o.id));
@@ -2141,9 +2182,15 @@ impl Engine {
                     return Err(format!("owner {}: list not in acceptance order", ow.id));
                 }
                 let key = open_key(os as u32, o.inst);
-                match per_key.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, n)) => *n += 1,
-                    None => per_key.push((key, 1)),
+                if self.instruments[o.inst as usize]
+                    .spec
+                    .open_orders_max
+                    .is_some()
+                {
+                    match per_key.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, n)) => *n += 1,
+                        None => per_key.push((key, 1)),
+                    }
                 }
                 counted += 1;
                 if counted > self.orders.len() {
@@ -2173,7 +2220,7 @@ impl Engine {
         // that the accounts' pending debits are exactly these holds plus
         // pending transfers, and conservation per asset.
         let mut holds = vec![0u128; self.ledger.accounts_len()];
-        for (_, slot) in self.order_index.iter() {
+        for slot in self.order_index.slots() {
             let o = &self.orders[slot as usize];
             if o.pay == NO_ACCOUNT {
                 if o.hold != 0 {

@@ -91,6 +91,14 @@ impl<V: Copy + Default> FixedMap<V> {
         }
     }
 
+    /// Reads `key`'s home slot without probing further (a cache warm-up for
+    /// batched inserts); returns a value that only serves to keep the load.
+    #[inline]
+    pub fn probe_home(&self, key: u128) -> u64 {
+        let i = mix(key as u64, (key >> 64) as u64) as usize & self.mask;
+        self.slots[i].lo
+    }
+
     /// The value for `key`.
     #[inline]
     pub fn get(&self, key: u128) -> Option<V> {

@@ -514,14 +514,25 @@ impl Ledger {
         if credit.is_none() && (!resolves || t.credit_account.0 != 0) {
             return Err(E::CreditAccountNotFound);
         }
-        if !resolves {
-            let (d, c) = (debit.unwrap(), credit.unwrap());
+        if let (Some(d), Some(c)) = (debit, credit) {
             if self.accounts[d as usize].asset != self.accounts[c as usize].asset {
                 return Err(E::AccountsMustHaveTheSameAsset);
             }
+        }
+        if !resolves {
+            let (d, c) = (debit.unwrap(), credit.unwrap());
             if self.store_full() {
                 return Err(E::CapacityExceeded);
             }
+            // A deadline beyond u64 is an overflow (TigerBeetle: overflows_timeout).
+            let deadline = if pending && t.timeout_ns > 0 {
+                match now.0.checked_add(t.timeout_ns) {
+                    Some(d) => Timestamp(d),
+                    None => return Err(E::Overflow),
+                }
+            } else {
+                Timestamp(u64::MAX) // unused: only transfers with a timeout enter the expiry heap
+            };
             let amount = t.amount.0;
             let (da, ca) = (&self.accounts[d as usize], &self.accounts[c as usize]);
             let (d_new, c_new) = if pending {
@@ -559,11 +570,6 @@ impl Ledger {
             {
                 return Err(E::ExceedsDebits);
             }
-            let deadline = if pending && t.timeout_ns > 0 {
-                Timestamp(now.0.saturating_add(t.timeout_ns))
-            } else {
-                Timestamp(u64::MAX)
-            };
             if pending {
                 self.accounts[d as usize].debits_pending += amount;
                 self.accounts[c as usize].credits_pending += amount;
@@ -584,7 +590,7 @@ impl Ledger {
                 created: now,
                 deadline,
             });
-            if pending && deadline.0 != u64::MAX {
+            if pending && t.timeout_ns > 0 {
                 self.chain_pending.push(slot);
             }
             self.undo.push(Undo::Created);
@@ -878,26 +884,24 @@ impl Ledger {
             }
         }
         for (slot, a) in self.accounts.iter().enumerate() {
+            // Per-asset sums may legitimately pass u128 across many accounts:
+            // compare them modulo 2^128.
             let s = &mut sums[a.asset as usize];
-            add(&mut s[0], a.debits_posted)?;
-            add(&mut s[1], a.credits_posted)?;
-            add(&mut s[2], a.debits_pending)?;
-            add(&mut s[3], a.credits_pending)?;
-            let debits = a
-                .debits_posted
-                .checked_add(a.debits_pending)
-                .ok_or("debits overflow")?;
-            let credits = a
-                .credits_posted
-                .checked_add(a.credits_pending)
-                .ok_or("credits overflow")?;
+            s[0] = s[0].wrapping_add(a.debits_posted);
+            s[1] = s[1].wrapping_add(a.credits_posted);
+            s[2] = s[2].wrapping_add(a.debits_pending);
+            s[3] = s[3].wrapping_add(a.credits_pending);
             if a.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
-                && debits > a.credits_posted
+                && a.debits_posted
+                    .checked_add(a.debits_pending)
+                    .is_none_or(|d| d > a.credits_posted)
             {
                 return Err(format!("account {}: debits exceed credits", a.id));
             }
             if a.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
-                && credits > a.debits_posted
+                && a.credits_posted
+                    .checked_add(a.credits_pending)
+                    .is_none_or(|c| c > a.debits_posted)
             {
                 return Err(format!("account {}: credits exceed debits", a.id));
             }

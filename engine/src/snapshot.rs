@@ -474,7 +474,11 @@ impl Engine {
             w.u128(o.fee_acc);
         }
         w_u32s(&mut w, &self.order_free);
-        w_map_u32(&mut w, &self.order_index);
+        w.len(self.order_index.len());
+        for slot in self.order_index.slots() {
+            w.u64(self.orders[slot as usize].id.0);
+            w.u32(slot);
+        }
         w.len(self.levels.len());
         for l in &self.levels {
             w.u64(l.price.0);
@@ -489,9 +493,14 @@ impl Engine {
             w.u64(o.id.0);
             w.u32(o.head);
             w.u32(o.tail);
+            w.u64(o.max_coid);
+            w.u8(o.any_coid as u8);
         }
         w_map_u32(&mut w, &self.owner_index);
-        w_set(&mut w, &self.coids);
+        w.len(self.coids.len());
+        for k in self.coids.iter() {
+            w.u128(k);
+        }
         w_map_u32(&mut w, &self.open_counts);
         w_u32s(&mut w, &self.heap);
         // Ledger.
@@ -605,7 +614,18 @@ impl Engine {
             e.orders.push(o);
         }
         r_u32s(&mut r, &mut e.order_free, "orders_max")?;
-        r_map_u32(&mut r, &mut e.order_index, "orders_max")?;
+        let n = r.len(e.orders.capacity(), "orders_max")?;
+        for _ in 0..n {
+            let (id, slot) = (r.u64()?, r.u32()?);
+            if slot as usize >= e.orders.len() || e.orders[slot as usize].id.0 != id {
+                return Err(SnapshotError::Invalid(format!(
+                    "order index entry {id} → {slot}"
+                )));
+            }
+            if !e.order_index.insert(id, slot) {
+                return Err(SnapshotError::Capacity { what: "orders_max" });
+            }
+        }
         let n = r.len(e.levels.capacity(), "levels")?;
         for _ in 0..n {
             e.levels.push(Level {
@@ -623,10 +643,19 @@ impl Engine {
                 id: OwnerId(r.u64()?),
                 head: r.u32()?,
                 tail: r.u32()?,
+                max_coid: r.u64()?,
+                any_coid: r.bool("any_coid")?,
             });
         }
         r_map_u32(&mut r, &mut e.owner_index, "owners_max")?;
-        r_set(&mut r, &mut e.coids, "client_order_ids_max")?;
+        let n = r.len(e.coids.capacity(), "client_order_ids_max")?;
+        for _ in 0..n {
+            if !e.coids.restore_insert(r.u128()?) {
+                return Err(SnapshotError::Capacity {
+                    what: "client_order_ids_max",
+                });
+            }
+        }
         r_map_u32(&mut r, &mut e.open_counts, "orders_max")?;
         r_u32s(&mut r, &mut e.heap, "orders_max")?;
         let l = &mut e.ledger;
@@ -741,7 +770,7 @@ impl Engine {
         if self.heap.iter().any(|&s| s >= no)
             || self.order_free.iter().any(|&s| s >= no)
             || self.level_free.iter().any(|&s| s >= nl)
-            || self.order_index.iter().any(|(_, s)| s >= no)
+            || self.order_index.slots().any(|s| s >= no)
             || self.owner_index.iter().any(|(_, s)| s >= nw)
             || self.instrument_index.iter().any(|(_, s)| s >= ni)
         {

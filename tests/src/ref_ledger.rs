@@ -1,0 +1,545 @@
+//! A naive reference ledger, written from `semantics.md` (Ledger, conventions
+//! 10–15) and ARCHITECTURE.md ("The ledger"), independently of
+//! `engine/src/ledger.rs`. It is meant to be obviously correct, not fast:
+//! accounts in a `BTreeMap`, every stored transfer in a `Vec` in creation
+//! order, expiry by scanning every transfer, and a linked chain rolled back by
+//! restoring a clone of the whole state taken before the chain ran.
+//!
+//! It understands `OpenAccount`, `Transfer`, `QueryBalance` and `Time`; any
+//! other command panics (the ledger cross-check generates no orders). Its
+//! `apply` returns exactly the events the engine must produce.
+//!
+//! Also here: `SplitMix64`, the tiny seeded PRNG the ledger tests use.
+
+use engine::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One account's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefAccount {
+    /// Owner (unused by the pure ledger).
+    pub owner: u64,
+    /// Asset.
+    pub asset: Asset,
+    /// Flags as opened.
+    pub flags: u16,
+    /// Posted debits.
+    pub debits_posted: u128,
+    /// Posted credits.
+    pub credits_posted: u128,
+    /// Pending debits.
+    pub debits_pending: u128,
+    /// Pending credits.
+    pub credits_pending: u128,
+}
+
+/// Where a pending transfer stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingState {
+    /// Not a pending transfer.
+    NotPending,
+    /// Reserved, unresolved.
+    Pending,
+    /// Resolved by a post.
+    Posted,
+    /// Resolved by a void.
+    Voided,
+    /// Timed out.
+    Expired,
+}
+
+/// A transfer that took effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredTransfer {
+    /// The transfer exactly as the client sent it.
+    pub spec: TransferSpec,
+    /// Engine time when it took effect.
+    pub created: u64,
+    /// Two-phase state.
+    pub state: PendingState,
+}
+
+#[derive(Clone, Debug, Default)]
+struct State {
+    accounts: BTreeMap<u128, RefAccount>,
+    transfers: Vec<StoredTransfer>,
+}
+
+impl State {
+    fn find(&self, id: u128) -> Option<usize> {
+        self.transfers.iter().position(|t| t.spec.id.0 == id)
+    }
+}
+
+/// The reference ledger.
+#[derive(Clone, Debug)]
+pub struct RefLedger {
+    now: u64,
+    st: State,
+    failed: BTreeSet<u128>,
+    chain: Vec<TransferSpec>,
+    accounts_max: usize,
+    transfers_max: usize,
+    assets_max: usize,
+    batch_max: usize,
+}
+
+const LINKED: u16 = TransferFlags::LINKED;
+const PENDING: u16 = TransferFlags::PENDING;
+const POST: u16 = TransferFlags::POST_PENDING;
+const VOID: u16 = TransferFlags::VOID_PENDING;
+const DMNEC: u16 = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+const CMNED: u16 = AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
+
+impl RefLedger {
+    /// An empty ledger with the capacities of `cfg`.
+    pub fn new(cfg: &EngineConfig) -> RefLedger {
+        RefLedger {
+            now: 0,
+            st: State::default(),
+            failed: BTreeSet::new(),
+            chain: Vec::new(),
+            accounts_max: cfg.accounts_max as usize,
+            transfers_max: cfg.transfers_max as usize,
+            assets_max: cfg.assets_max as usize,
+            batch_max: cfg.batch_max as usize,
+        }
+    }
+
+    /// Engine time.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// An account's state.
+    pub fn account(&self, id: u128) -> Option<&RefAccount> {
+        self.st.accounts.get(&id)
+    }
+
+    /// Every account id, ascending.
+    pub fn account_ids(&self) -> Vec<u128> {
+        self.st.accounts.keys().copied().collect()
+    }
+
+    /// Every stored transfer, in creation order.
+    pub fn transfers(&self) -> &[StoredTransfer] {
+        &self.st.transfers
+    }
+
+    /// A stored transfer by id.
+    pub fn transfer(&self, id: u128) -> Option<&StoredTransfer> {
+        self.st.find(id).map(|i| &self.st.transfers[i])
+    }
+
+    /// Whether a linked chain is buffered, waiting to close.
+    pub fn chain_open(&self) -> bool {
+        !self.chain.is_empty()
+    }
+
+    /// Applies one input and returns the events the engine must emit.
+    pub fn apply(&mut self, input: &Input) -> Vec<Event> {
+        let mut out = Vec::new();
+        // Time never goes back for the engine: a stale `now` is the engine's time.
+        self.now = self.now.max(input.now.0);
+        match input.command {
+            Command::Transfer {
+                transfer,
+                batch_end,
+            } => {
+                // Expiry runs before every command.
+                self.expire(&mut out);
+                self.chain.push(transfer);
+                if transfer.flags.has(LINKED) {
+                    if batch_end {
+                        self.fail_open_chain(LedgerError::LinkedEventChainOpen, &mut out);
+                    } else if self.chain.len() >= self.batch_max {
+                        // It would need one more member than the longest chain allowed.
+                        self.fail_open_chain(LedgerError::CapacityExceeded, &mut out);
+                    }
+                } else {
+                    self.run_chain(&mut out);
+                }
+            }
+            other => {
+                // Any non-transfer command interrupts an open chain (its
+                // failure is reported before this command's expiries).
+                self.fail_open_chain(LedgerError::LinkedEventChainOpen, &mut out);
+                self.expire(&mut out);
+                match other {
+                    Command::OpenAccount(spec) => out.push(self.open_account(&spec)),
+                    Command::QueryBalance { account } => out.push(self.query(account)),
+                    Command::Time { now } => {
+                        if now.0 < self.now {
+                            out.push(Event::Rejected {
+                                target: RejectTarget::Time(now),
+                                reason: RejectReason::InvalidTime,
+                            });
+                        } else {
+                            self.now = now.0;
+                            self.expire(&mut out);
+                        }
+                    }
+                    c => panic!("RefLedger does not model {c:?}"),
+                }
+            }
+        }
+        out
+    }
+
+    fn query(&self, account: AccountId) -> Event {
+        match self.st.accounts.get(&account.0) {
+            Some(a) => Event::Balance {
+                account,
+                debits_posted: Amount(a.debits_posted),
+                credits_posted: Amount(a.credits_posted),
+                debits_pending: Amount(a.debits_pending),
+                credits_pending: Amount(a.credits_pending),
+            },
+            None => Event::Rejected {
+                target: RejectTarget::Account(account),
+                reason: RejectReason::AccountNotFound,
+            },
+        }
+    }
+
+    fn open_account(&mut self, spec: &AccountSpec) -> Event {
+        let id = spec.id;
+        let reject = |reason| Event::AccountRejected { id, reason };
+        let f = spec.flags.0;
+        if id.0 == 0 {
+            return reject(LedgerError::IdMustNotBeZero);
+        }
+        if self.st.accounts.contains_key(&id.0) {
+            return reject(LedgerError::AccountExists);
+        }
+        if f & !AccountFlags::ALL != 0 || (f & DMNEC != 0 && f & CMNED != 0) {
+            return reject(LedgerError::FlagsAreMutuallyExclusive);
+        }
+        let assets: BTreeSet<Asset> = self.st.accounts.values().map(|a| a.asset).collect();
+        if self.st.accounts.len() >= self.accounts_max
+            || (!assets.contains(&spec.asset) && assets.len() >= self.assets_max)
+        {
+            return reject(LedgerError::CapacityExceeded);
+        }
+        self.st.accounts.insert(
+            id.0,
+            RefAccount {
+                owner: spec.owner.0,
+                asset: spec.asset,
+                flags: f,
+                debits_posted: 0,
+                credits_posted: 0,
+                debits_pending: 0,
+                credits_pending: 0,
+            },
+        );
+        Event::AccountOpened { id }
+    }
+
+    /// Expires every pending transfer whose deadline has come, by deadline then creation.
+    fn expire(&mut self, out: &mut Vec<Event>) {
+        let mut due: Vec<(u64, usize)> = Vec::new();
+        for (i, t) in self.st.transfers.iter().enumerate() {
+            if t.state == PendingState::Pending && t.spec.timeout_ns != 0 {
+                let deadline = t.created.saturating_add(t.spec.timeout_ns);
+                if deadline <= self.now {
+                    due.push((deadline, i));
+                }
+            }
+        }
+        due.sort();
+        for (_, i) in due {
+            let t = self.st.transfers[i];
+            let amt = t.spec.amount.0;
+            let dr = self
+                .st
+                .accounts
+                .get_mut(&t.spec.debit_account.0)
+                .expect("pending debit account");
+            dr.debits_pending -= amt;
+            let cr = self
+                .st
+                .accounts
+                .get_mut(&t.spec.credit_account.0)
+                .expect("pending credit account");
+            cr.credits_pending -= amt;
+            self.st.transfers[i].state = PendingState::Expired;
+            out.push(Event::TransferExpired { id: t.spec.id });
+        }
+    }
+
+    /// An open chain fails as a whole: its last member reports `last`
+    /// (`linked_event_chain_open`), every other `linked_event_failed`;
+    /// nothing is evaluated, nothing is remembered.
+    fn fail_open_chain(&mut self, last: LedgerError, out: &mut Vec<Event>) {
+        let n = self.chain.len();
+        for (i, t) in self.chain.drain(..).enumerate() {
+            let reason = if i + 1 == n {
+                last
+            } else {
+                LedgerError::LinkedEventFailed
+            };
+            out.push(Event::TransferRejected { id: t.id, reason });
+        }
+    }
+
+    /// Applies a closed chain (its last member has no `linked`) all or nothing.
+    fn run_chain(&mut self, out: &mut Vec<Event>) {
+        let chain = std::mem::take(&mut self.chain);
+        let before = self.st.clone();
+        let mut failure = None;
+        for (i, t) in chain.iter().enumerate() {
+            if let Err(e) = self.create(t) {
+                failure = Some((i, e));
+                break;
+            }
+        }
+        match failure {
+            None => out.extend(chain.iter().map(|t| Event::TransferOk { id: t.id })),
+            Some((fi, e)) => {
+                self.st = before;
+                if ledger::is_transient(e) {
+                    self.failed.insert(chain[fi].id.0);
+                }
+                for (i, t) in chain.iter().enumerate() {
+                    let reason = if i == fi {
+                        e
+                    } else {
+                        LedgerError::LinkedEventFailed
+                    };
+                    out.push(Event::TransferRejected { id: t.id, reason });
+                }
+            }
+        }
+    }
+
+    /// Checks one transfer (convention 11 / `TRANSFER_CHECK_ORDER`) and applies it.
+    fn create(&mut self, t: &TransferSpec) -> Result<(), LedgerError> {
+        use LedgerError as E;
+        let id = t.id.0;
+        let f = t.flags.0;
+        if id == 0 {
+            return Err(E::IdMustNotBeZero);
+        }
+        if let Some(i) = self.st.find(id) {
+            let e = self.st.transfers[i].spec;
+            return Err(if e.flags != t.flags {
+                E::ExistsWithDifferentFlags
+            } else if e.pending_id != t.pending_id {
+                E::ExistsWithDifferentPendingId
+            } else if e.timeout_ns != t.timeout_ns {
+                E::ExistsWithDifferentTimeout
+            } else if e.debit_account != t.debit_account {
+                E::ExistsWithDifferentDebitAccountId
+            } else if e.credit_account != t.credit_account {
+                E::ExistsWithDifferentCreditAccountId
+            } else if e.amount != t.amount {
+                E::ExistsWithDifferentAmount
+            } else if e.code != t.code {
+                E::ExistsWithDifferentCode
+            } else {
+                E::Exists
+            });
+        }
+        if self.failed.contains(&id) {
+            return Err(E::IdAlreadyFailed);
+        }
+        let kinds = [PENDING, POST, VOID]
+            .iter()
+            .filter(|&&b| f & b != 0)
+            .count();
+        if f & !TransferFlags::ALL != 0 || kinds > 1 {
+            return Err(E::FlagsAreMutuallyExclusive);
+        }
+        let pv = f & (POST | VOID) != 0;
+        let (dr_id, cr_id) = (t.debit_account.0, t.credit_account.0);
+        let same = if pv {
+            dr_id != 0 && dr_id == cr_id
+        } else {
+            dr_id == cr_id
+        };
+        if same {
+            return Err(E::AccountsMustBeDifferent);
+        }
+        if !pv && t.pending_id.0 != 0 {
+            return Err(E::PendingIdMustBeZero);
+        }
+        if pv && t.pending_id.0 == 0 {
+            return Err(E::PendingIdMustNotBeZero);
+        }
+        if t.timeout_ns != 0 && f & PENDING == 0 {
+            return Err(E::TimeoutReservedForPendingTransfer);
+        }
+        if !pv && t.amount.0 == 0 {
+            return Err(E::AmountMustNotBeZero);
+        }
+        let dr = if pv && dr_id == 0 {
+            None
+        } else {
+            Some(
+                *self
+                    .st
+                    .accounts
+                    .get(&dr_id)
+                    .ok_or(E::DebitAccountNotFound)?,
+            )
+        };
+        let cr = if pv && cr_id == 0 {
+            None
+        } else {
+            Some(
+                *self
+                    .st
+                    .accounts
+                    .get(&cr_id)
+                    .ok_or(E::CreditAccountNotFound)?,
+            )
+        };
+        if let (Some(d), Some(c)) = (dr, cr) {
+            if d.asset != c.asset {
+                return Err(E::AccountsMustHaveTheSameAsset);
+            }
+        }
+        if pv {
+            let pi = self
+                .st
+                .find(t.pending_id.0)
+                .ok_or(E::PendingTransferNotFound)?;
+            let p = self.st.transfers[pi];
+            if p.spec.flags.0 & PENDING == 0 {
+                return Err(E::PendingTransferNotPending);
+            }
+            if dr_id != 0 && dr_id != p.spec.debit_account.0 {
+                return Err(E::PendingTransferHasDifferentDebitAccountId);
+            }
+            if cr_id != 0 && cr_id != p.spec.credit_account.0 {
+                return Err(E::PendingTransferHasDifferentCreditAccountId);
+            }
+            if t.amount.0 > p.spec.amount.0 {
+                return Err(E::ExceedsPendingTransferAmount);
+            }
+            match p.state {
+                PendingState::Posted => return Err(E::PendingTransferAlreadyPosted),
+                PendingState::Voided => return Err(E::PendingTransferAlreadyVoided),
+                PendingState::Expired => return Err(E::PendingTransferExpired),
+                PendingState::Pending => {}
+                PendingState::NotPending => unreachable!(),
+            }
+            if self.st.transfers.len() >= self.transfers_max {
+                return Err(E::CapacityExceeded);
+            }
+            // Posting moves (part of) the pending amount to posted: no limit can break, nothing can overflow.
+            let full = p.spec.amount.0;
+            let posted = if f & POST != 0 {
+                if t.amount.0 == 0 {
+                    full
+                } else {
+                    t.amount.0
+                }
+            } else {
+                0
+            };
+            let d = self.st.accounts.get_mut(&p.spec.debit_account.0).unwrap();
+            d.debits_pending -= full;
+            d.debits_posted += posted;
+            let c = self.st.accounts.get_mut(&p.spec.credit_account.0).unwrap();
+            c.credits_pending -= full;
+            c.credits_posted += posted;
+            self.st.transfers[pi].state = if f & POST != 0 {
+                PendingState::Posted
+            } else {
+                PendingState::Voided
+            };
+            self.st.transfers.push(StoredTransfer {
+                spec: *t,
+                created: self.now,
+                state: PendingState::NotPending,
+            });
+            return Ok(());
+        }
+        let (d, c) = (dr.unwrap(), cr.unwrap());
+        if self.st.transfers.len() >= self.transfers_max {
+            return Err(E::CapacityExceeded);
+        }
+        let amt = t.amount.0;
+        let d_total = d
+            .debits_posted
+            .checked_add(d.debits_pending)
+            .and_then(|x| x.checked_add(amt));
+        let c_total = c
+            .credits_posted
+            .checked_add(c.credits_pending)
+            .and_then(|x| x.checked_add(amt));
+        let (Some(d_total), Some(c_total)) = (d_total, c_total) else {
+            return Err(E::Overflow);
+        };
+        if f & PENDING != 0 && t.timeout_ns != 0 && self.now.checked_add(t.timeout_ns).is_none() {
+            return Err(E::Overflow);
+        }
+        if d.flags & DMNEC != 0 && d_total > d.credits_posted {
+            return Err(E::ExceedsCredits);
+        }
+        if c.flags & CMNED != 0 && c_total > c.debits_posted {
+            return Err(E::ExceedsDebits);
+        }
+        let pending = f & PENDING != 0;
+        let d = self.st.accounts.get_mut(&dr_id).unwrap();
+        if pending {
+            d.debits_pending += amt;
+        } else {
+            d.debits_posted += amt;
+        }
+        let c = self.st.accounts.get_mut(&cr_id).unwrap();
+        if pending {
+            c.credits_pending += amt;
+        } else {
+            c.credits_posted += amt;
+        }
+        let state = if pending {
+            PendingState::Pending
+        } else {
+            PendingState::NotPending
+        };
+        self.st.transfers.push(StoredTransfer {
+            spec: *t,
+            created: self.now,
+            state,
+        });
+        Ok(())
+    }
+}
+
+/// SplitMix64: a tiny, fast, seedable PRNG (Steele, Lea, Flood 2014).
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0; the tiny modulo bias does not matter here).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+
+    /// True with probability `pct`/100.
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+
+    /// One element of a non-empty slice.
+    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
