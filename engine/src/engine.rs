@@ -23,7 +23,7 @@ use crate::config::EngineConfig;
 use crate::event::*;
 use crate::fixed_map::FixedMap;
 use crate::hash::{SetHasher, StateHasher};
-use crate::index::{CoidSet, IdIndex};
+use crate::index::{CoidSet, IdIndex, OwnerCoids};
 use crate::ledger::{Ledger, NO_ACCOUNT};
 use crate::types::*;
 use std::collections::VecDeque;
@@ -162,11 +162,8 @@ struct Owner {
     id: OwnerId,
     head: u32,
     tail: u32,
-    /// The highest client order id this owner ever had accepted (valid when
-    /// `any_coid`): a larger one cannot be a duplicate, so the common
-    /// increasing case never searches the set.
-    max_coid: u64,
-    any_coid: bool,
+    /// Client order ids used (highest, and the bitmap block being filled).
+    coids: OwnerCoids,
 }
 
 /// A read-only view of a live order.
@@ -575,11 +572,13 @@ impl Engine {
                 reason,
             })
         };
-        let coid_key = ((o.owner.0 as u128) << 64) | o.client_order_id.0 as u128;
         let owner_slot = self.owner_index.get(o.owner.0 as u128);
         if let Some(os) = owner_slot {
             let ow = &self.owners[os as usize];
-            if ow.any_coid && o.client_order_id.0 <= ow.max_coid && self.coids.contains(coid_key) {
+            if self
+                .coids
+                .contains(&ow.coids, o.owner.0, o.client_order_id.0)
+            {
                 return reject(out, RejectReason::DuplicateClientOrderId);
             }
         }
@@ -721,19 +720,15 @@ impl Engine {
                     id: o.owner,
                     head: NIL,
                     tail: NIL,
-                    max_coid: 0,
-                    any_coid: false,
+                    coids: OwnerCoids::default(),
                 });
                 self.owner_index.insert(o.owner.0 as u128, s);
                 s
             }
         };
-        self.coids.insert(coid_key);
         let ow = &mut self.owners[owner_slot as usize];
-        if !ow.any_coid || o.client_order_id.0 > ow.max_coid {
-            ow.max_coid = o.client_order_id.0;
-            ow.any_coid = true;
-        }
+        self.coids
+            .insert(&mut ow.coids, o.owner.0, o.client_order_id.0);
         let id = OrderId(self.next_order_id);
         self.next_order_id += 1;
         let display = o.display_qty.unwrap_or(Qty(0));
@@ -1990,8 +1985,11 @@ impl Engine {
             }
         }
         let mut coids = SetHasher::default();
-        for k in self.coids.iter() {
-            coids.add(&[k]);
+        let blocks = self
+            .coids
+            .blocks(self.owners.iter().map(|o| (o.id.0, &o.coids)));
+        for (k, bits) in blocks {
+            coids.add(&[k, bits as u128]);
         }
         h.u128(coids.value());
         self.ledger.hash_into(&mut h);
@@ -2140,14 +2138,14 @@ impl Engine {
                 return Err(format!("index does not find order {} at its slot", o.id));
             }
             let ow = &self.owners[o.owner_slot as usize];
-            if !ow.any_coid || o.coid.0 > ow.max_coid {
+            if !ow.coids.any || o.coid.0 > ow.coids.max {
                 return Err(format!(
                     "order {}: client order id above its owner's maximum",
                     o.id
                 ));
             }
-            let coid_key = ((o.owner.0 as u128) << 64) | o.coid.0 as u128;
-            if !self.coids.contains(coid_key) {
+            let ow = &self.owners[o.owner_slot as usize];
+            if !self.coids.contains(&ow.coids, o.owner.0, o.coid.0) {
                 return Err(format!("order {}: client order id forgotten", o.id));
             }
             if o.tif == Tif::Gtd {

@@ -97,15 +97,42 @@ impl IdIndex {
     }
 }
 
-/// Keys moved to the big table per flush.
-const PENDING: usize = 64;
+/// Block writes buffered before one batched pass into the big table.
+const PENDING: usize = 8;
 
-/// The set of (owner, client order id) keys ever accepted.
+/// An owner's client-order-id state, kept in its `Owner` record (hot).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OwnerCoids {
+    /// Highest client order id accepted (valid when `any`).
+    pub(crate) max: u64,
+    /// Whether any was accepted.
+    pub(crate) any: bool,
+    /// The block (coid / 64) being filled, held here until the owner moves on.
+    pub(crate) block: u64,
+    /// Its bitmap (bit coid % 64).
+    pub(crate) bits: u64,
+    /// Whether `block`/`bits` hold a block.
+    pub(crate) has_block: bool,
+}
+
+/// Every (owner, client order id) ever accepted, as 64-id bitmap blocks:
+/// `(owner, coid / 64) → bits`. An owner's current block lives in its
+/// `OwnerCoids`; when the owner moves to another block the old one is
+/// written to the big table through a small pending buffer, in batches
+/// whose home slots are touched first so their cache misses overlap.
+/// Increasing ids (the common case) cost one bit-set per order and one
+/// table write per 64 ids.
 #[derive(Clone, Debug)]
 pub(crate) struct CoidSet {
-    big: FixedMap<()>,
-    pending: Vec<u128>,
+    big: FixedMap<u64>,
+    pending: Vec<(u128, u64)>,
+    count: usize,
     max: usize,
+}
+
+#[inline]
+fn block_key(owner: u64, block: u64) -> u128 {
+    ((owner as u128) << 64) | block as u128
 }
 
 impl CoidSet {
@@ -113,63 +140,113 @@ impl CoidSet {
         CoidSet {
             big: FixedMap::with_capacity(max),
             pending: Vec::with_capacity(PENDING),
+            count: 0,
             max,
         }
     }
 
     #[inline]
-    pub(crate) fn len(&self) -> usize {
-        self.big.len() + self.pending.len()
-    }
-
-    #[inline]
     pub(crate) fn is_full(&self) -> bool {
-        self.len() >= self.max
+        self.count >= self.max
     }
 
     pub(crate) fn capacity(&self) -> usize {
         self.max
     }
 
-    #[inline]
-    pub(crate) fn contains(&self, key: u128) -> bool {
-        self.pending.contains(&key) || self.big.contains(key)
+    /// The stored bits of a block that is not the owner's current one.
+    fn stored_bits(&self, key: u128) -> u64 {
+        for &(k, b) in self.pending.iter().rev() {
+            if k == key {
+                return b;
+            }
+        }
+        self.big.get(key).unwrap_or(0)
     }
 
-    /// Adds a key known to be absent; the caller checked `is_full`.
+    /// Whether the owner used `coid` before.
     #[inline]
-    pub(crate) fn insert(&mut self, key: u128) {
+    pub(crate) fn contains(&self, oc: &OwnerCoids, owner: u64, coid: u64) -> bool {
+        if !oc.any || coid > oc.max {
+            return false; // every id used so far is ≤ max
+        }
+        let (block, bit) = (coid >> 6, 1u64 << (coid & 63));
+        if oc.has_block && block == oc.block {
+            return oc.bits & bit != 0;
+        }
+        self.stored_bits(block_key(owner, block)) & bit != 0
+    }
+
+    /// Remembers a new id (the caller checked `contains` and `is_full`).
+    #[inline]
+    pub(crate) fn insert(&mut self, oc: &mut OwnerCoids, owner: u64, coid: u64) {
         debug_assert!(!self.is_full());
-        self.pending.push(key);
+        let (block, bit) = (coid >> 6, 1u64 << (coid & 63));
+        if !(oc.has_block && block == oc.block) {
+            if oc.has_block {
+                self.persist(block_key(owner, oc.block), oc.bits);
+            }
+            // A block above the highest one used is new: no lookup needed.
+            let known = oc.any && block <= oc.max >> 6;
+            oc.bits = if known {
+                self.stored_bits(block_key(owner, block))
+            } else {
+                0
+            };
+            oc.block = block;
+            oc.has_block = true;
+        }
+        oc.bits |= bit;
+        if !oc.any || coid > oc.max {
+            oc.max = coid;
+            oc.any = true;
+        }
+        self.count += 1;
+    }
+
+    fn persist(&mut self, key: u128, bits: u64) {
+        self.pending.push((key, bits));
         if self.pending.len() == PENDING {
-            self.flush();
+            // Touch every home slot first: independent loads overlap their misses.
+            let mut sink = 0u64;
+            for &(k, _) in &self.pending {
+                sink = sink.wrapping_add(self.big.probe_home(k));
+            }
+            std::hint::black_box(sink);
+            for i in 0..PENDING {
+                let (k, b) = self.pending[i];
+                let ok = self.big.insert(k, b);
+                assert!(
+                    ok,
+                    "client order id blocks overfilled past the capacity check"
+                );
+            }
+            self.pending.clear();
         }
     }
 
-    fn flush(&mut self) {
-        // Touch every home slot first: independent loads overlap their misses.
-        let mut sink = 0u64;
-        for &k in &self.pending {
-            sink = sink.wrapping_add(self.big.probe_home(k));
+    /// Every block with its bits, merged (big table, then newer pending
+    /// writes, then the owners' current blocks), in key order. Allocates: for
+    /// state hashes and snapshots, not the hot path.
+    pub(crate) fn blocks<'a>(
+        &self,
+        owners: impl Iterator<Item = (u64, &'a OwnerCoids)>,
+    ) -> std::collections::BTreeMap<u128, u64> {
+        let mut m: std::collections::BTreeMap<u128, u64> = self.big.iter().collect();
+        for &(k, b) in &self.pending {
+            m.insert(k, b);
         }
-        std::hint::black_box(sink);
-        for i in 0..self.pending.len() {
-            let ok = self.big.insert(self.pending[i], ());
-            assert!(ok, "client order id set overfilled past its capacity check");
+        for (owner, oc) in owners {
+            if oc.has_block {
+                m.insert(block_key(owner, oc.block), oc.bits);
+            }
         }
-        self.pending.clear();
+        m
     }
 
-    /// Every key (order unspecified).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = u128> + '_ {
-        self.big
-            .iter()
-            .map(|(k, ())| k)
-            .chain(self.pending.iter().copied())
-    }
-
-    /// Adds a key while restoring a snapshot; `false` if full.
-    pub(crate) fn restore_insert(&mut self, key: u128) -> bool {
-        !self.is_full() && self.big.insert(key, ())
+    /// Restores one block and the number of ids; `false` if it does not fit.
+    pub(crate) fn restore_block(&mut self, key: u128, bits: u64) -> bool {
+        self.count += bits.count_ones() as usize;
+        self.count <= self.max && self.big.insert(key, bits)
     }
 }

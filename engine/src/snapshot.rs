@@ -10,6 +10,7 @@
 //! re-insertion (the state hash does not depend on them).
 
 use super::*;
+use crate::index::OwnerCoids;
 use crate::ledger::{Account, TState, Transfer};
 
 const MAGIC: &[u8; 8] = b"BOURSESN";
@@ -493,13 +494,17 @@ impl Engine {
             w.u64(o.id.0);
             w.u32(o.head);
             w.u32(o.tail);
-            w.u64(o.max_coid);
-            w.u8(o.any_coid as u8);
+            w.u64(o.coids.max);
+            w.u8(o.coids.any as u8);
         }
         w_map_u32(&mut w, &self.owner_index);
-        w.len(self.coids.len());
-        for k in self.coids.iter() {
+        let blocks = self
+            .coids
+            .blocks(self.owners.iter().map(|o| (o.id.0, &o.coids)));
+        w.len(blocks.len());
+        for (k, bits) in blocks {
             w.u128(k);
+            w.u64(bits);
         }
         w_map_u32(&mut w, &self.open_counts);
         w_u32s(&mut w, &self.heap);
@@ -643,14 +648,18 @@ impl Engine {
                 id: OwnerId(r.u64()?),
                 head: r.u32()?,
                 tail: r.u32()?,
-                max_coid: r.u64()?,
-                any_coid: r.bool("any_coid")?,
+                coids: OwnerCoids {
+                    max: r.u64()?,
+                    any: r.bool("any_coid")?,
+                    ..OwnerCoids::default()
+                },
             });
         }
         r_map_u32(&mut r, &mut e.owner_index, "owners_max")?;
         let n = r.len(e.coids.capacity(), "client_order_ids_max")?;
         for _ in 0..n {
-            if !e.coids.restore_insert(r.u128()?) {
+            let (k, bits) = (r.u128()?, r.u64()?);
+            if !e.coids.restore_block(k, bits) {
                 return Err(SnapshotError::Capacity {
                     what: "client_order_ids_max",
                 });
