@@ -178,7 +178,8 @@ impl AccountFlags {
     /// Credits (posted + pending) may never exceed posted debits.
     pub const CREDITS_MUST_NOT_EXCEED_DEBITS: u16 = 1 << 1;
     /// Every flag this version knows.
-    pub const ALL: u16 = Self::DEBITS_MUST_NOT_EXCEED_CREDITS | Self::CREDITS_MUST_NOT_EXCEED_DEBITS;
+    pub const ALL: u16 =
+        Self::DEBITS_MUST_NOT_EXCEED_CREDITS | Self::CREDITS_MUST_NOT_EXCEED_DEBITS;
 
     /// Whether `bit` is set.
     pub fn has(self, bit: u16) -> bool {

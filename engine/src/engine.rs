@@ -378,7 +378,9 @@ impl Engine {
             Command::Halt { instrument } => self.handle_halt(instrument, out),
             Command::Resume { instrument } => self.handle_resume(instrument, out),
             Command::Time { .. } => {}
-            Command::QueryBook { instrument, depth } => self.handle_query_book(instrument, depth, out),
+            Command::QueryBook { instrument, depth } => {
+                self.handle_query_book(instrument, depth, out)
+            }
             Command::OpenAccount(a) => match self.ledger.open_account(&a) {
                 Ok(()) => out.push(Event::AccountOpened { id: a.id }),
                 Err(reason) => out.push(Event::AccountRejected { id: a.id, reason }),
@@ -386,7 +388,9 @@ impl Engine {
             Command::Transfer {
                 transfer,
                 batch_end,
-            } => self.ledger.handle_transfer(&transfer, batch_end, self.now, out),
+            } => self
+                .ledger
+                .handle_transfer(&transfer, batch_end, self.now, out),
             Command::QueryBalance { account } => match self.ledger.balance_event(account) {
                 Some(e) => out.push(e),
                 None => out.push(Event::Rejected {
@@ -455,7 +459,10 @@ impl Engine {
         i.anchor = spec.reference_price;
         if spec.settle {
             i.base_asset = self.ledger.asset_idx(&spec.base).expect("escrows prepared");
-            i.quote_asset = self.ledger.asset_idx(&spec.quote).expect("escrows prepared");
+            i.quote_asset = self
+                .ledger
+                .asset_idx(&spec.quote)
+                .expect("escrows prepared");
             i.fee_slot = fee_slot;
         } else {
             i.base_asset = NO_ACCOUNT;
@@ -842,7 +849,8 @@ impl Engine {
                 OrderType::StopLimit => Some(o.price),
                 _ => {
                     let reference = self.reference(o.inst);
-                    let edge = band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
+                    let edge =
+                        band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
                     cap_limit(edge, o.hold_price)
                 }
             };
@@ -1221,9 +1229,11 @@ impl Engine {
         // Accounts: buyer.pay = buyer's quote, buyer.recv = buyer's base,
         // seller.pay = seller's base, seller.recv = seller's quote.
         self.ledger.post(seller.pay, buyer.recv, base);
-        self.ledger.post(buyer.pay, seller.recv, notional - seller_fee);
+        self.ledger
+            .post(buyer.pay, seller.recv, notional - seller_fee);
         if buyer_fee + seller_fee > 0 {
-            self.ledger.post(buyer.pay, fee_slot, buyer_fee + seller_fee);
+            self.ledger
+                .post(buyer.pay, fee_slot, buyer_fee + seller_fee);
         }
     }
 
@@ -1233,7 +1243,10 @@ impl Engine {
         const ROOM: u128 = 1 << 120;
         slots.iter().filter(|&&s| s != NO_ACCOUNT).all(|&s| {
             let a = &self.ledger.accounts[s as usize];
-            a.debits_posted < ROOM && a.credits_posted < ROOM && a.debits_pending < ROOM && a.credits_pending < ROOM
+            a.debits_posted < ROOM
+                && a.credits_posted < ROOM
+                && a.debits_pending < ROOM
+                && a.credits_pending < ROOM
         })
     }
 
@@ -1326,7 +1339,9 @@ impl Engine {
         };
         if new_hold > o.hold {
             let a = &self.ledger.accounts[o.pay as usize];
-            if a.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS) && a.available() < new_hold - o.hold {
+            if a.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+                && a.available() < new_hold - o.hold
+            {
                 return reject(out, RejectReason::InsufficientFunds);
             }
         }
@@ -1512,7 +1527,10 @@ impl Engine {
         let key = stop_key(o.side, o.trigger);
         let list = self.stop_list_mut(o.inst, o.side);
         let pos = list.partition_point(|e| e.key < key);
-        assert!(list.len() < list.capacity(), "stop list full past the capacity check");
+        assert!(
+            list.len() < list.capacity(),
+            "stop list full past the capacity check"
+        );
         list.insert(pos, Entry { key, slot });
     }
 
@@ -1587,7 +1605,10 @@ impl Engine {
         let lslot = match self.level_free.pop() {
             Some(s) => s,
             None => {
-                assert!(self.levels.len() < self.levels.capacity(), "level pool exhausted");
+                assert!(
+                    self.levels.len() < self.levels.capacity(),
+                    "level pool exhausted"
+                );
                 self.levels.push(Level::default());
                 (self.levels.len() - 1) as u32
             }
@@ -1601,7 +1622,10 @@ impl Engine {
         };
         let key = side_key(side, price);
         let v = self.side_levels_mut(inst, side);
-        assert!(v.len() < v.capacity(), "book side full past the capacity check");
+        assert!(
+            v.len() < v.capacity(),
+            "book side full past the capacity check"
+        );
         let pos = v.partition_point(|e| e.key < key);
         v.insert(pos, Entry { key, slot: lslot });
         lslot
@@ -1978,7 +2002,10 @@ impl Engine {
                             || o.side != side
                             || o.inst as usize != ii
                         {
-                            return Err(format!("{id:?} order {} misfiled in level {}", o.id, l.price));
+                            return Err(format!(
+                                "{id:?} order {} misfiled in level {}",
+                                o.id, l.price
+                            ));
                         }
                         if o.visible.0 == 0
                             || o.visible > o.remaining
@@ -2020,7 +2047,10 @@ impl Engine {
                 }
                 for e in v {
                     let o = &self.orders[e.slot as usize];
-                    if o.state != OrderState::Stop || o.side != side || e.key != stop_key(side, o.trigger) {
+                    if o.state != OrderState::Stop
+                        || o.side != side
+                        || e.key != stop_key(side, o.trigger)
+                    {
                         return Err(format!("{id:?}: stop {} misfiled", o.id));
                     }
                     if let Some(last) = inst.last_trade {
@@ -2100,7 +2130,9 @@ impl Engine {
             return Err(format!("{counted} orders in owner lists, {live} live"));
         }
         if per_key.len() != self.open_counts.len()
-            || per_key.iter().any(|&(k, n)| self.open_counts.get(k) != Some(n))
+            || per_key
+                .iter()
+                .any(|&(k, n)| self.open_counts.get(k) != Some(n))
         {
             return Err("open order counts wrong".into());
         }
@@ -2121,7 +2153,10 @@ impl Engine {
             }
             let need = self.need(o);
             if o.hold != need {
-                return Err(format!("order {}: holds {} but needs {}", o.id, o.hold, need));
+                return Err(format!(
+                    "order {}: holds {} but needs {}",
+                    o.id, o.hold, need
+                ));
             }
             holds[o.pay as usize] += o.hold;
         }

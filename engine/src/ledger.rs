@@ -232,7 +232,10 @@ impl Ledger {
     /// that matters: registered assets stay registered).
     pub(crate) fn prepare_escrows(&mut self, assets: [&Asset; 2]) -> bool {
         let free_assets = self.assets.capacity() - self.assets.len();
-        let new_assets = assets.iter().filter(|a| self.asset_idx(a).is_none()).count();
+        let new_assets = assets
+            .iter()
+            .filter(|a| self.asset_idx(a).is_none())
+            .count();
         if new_assets > free_assets {
             return false;
         }
@@ -269,8 +272,7 @@ impl Ledger {
 
     /// The owner's trading account for an asset.
     pub(crate) fn trading_account(&self, owner: OwnerId, asset: u32) -> Option<u32> {
-        self.trading
-            .get(((owner.0 as u128) << 32) | asset as u128)
+        self.trading.get(((owner.0 as u128) << 32) | asset as u128)
     }
 
     pub(crate) fn account_slot(&self, id: AccountId) -> Option<u32> {
@@ -536,15 +538,25 @@ impl Ledger {
             let (Some(_), Some(_)) = (d_new, c_new) else {
                 return Err(E::Overflow);
             };
-            let d_total = da.debits_posted.checked_add(da.debits_pending).and_then(|x| x.checked_add(amount));
-            let c_total = ca.credits_posted.checked_add(ca.credits_pending).and_then(|x| x.checked_add(amount));
+            let d_total = da
+                .debits_posted
+                .checked_add(da.debits_pending)
+                .and_then(|x| x.checked_add(amount));
+            let c_total = ca
+                .credits_posted
+                .checked_add(ca.credits_pending)
+                .and_then(|x| x.checked_add(amount));
             let (Some(d_total), Some(c_total)) = (d_total, c_total) else {
                 return Err(E::Overflow);
             };
-            if da.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS) && d_total > da.credits_posted {
+            if da.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+                && d_total > da.credits_posted
+            {
                 return Err(E::ExceedsCredits);
             }
-            if ca.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS) && c_total > ca.debits_posted {
+            if ca.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+                && c_total > ca.debits_posted
+            {
                 return Err(E::ExceedsDebits);
             }
             let deadline = if pending && t.timeout_ns > 0 {
@@ -561,7 +573,11 @@ impl Ledger {
             }
             let slot = self.store(Transfer {
                 spec: *t,
-                state: if pending { TState::Pending } else { TState::Posted },
+                state: if pending {
+                    TState::Pending
+                } else {
+                    TState::Posted
+                },
                 debit: d,
                 credit: c,
                 amount,
@@ -659,7 +675,10 @@ impl Ledger {
     // ----- expiry of pending transfers --------------------------------
 
     fn expiry_push(&mut self, deadline: Timestamp, slot: u32) {
-        assert!(self.expiry.len() < self.expiry.capacity(), "expiry heap sized to transfers_max");
+        assert!(
+            self.expiry.len() < self.expiry.capacity(),
+            "expiry heap sized to transfers_max"
+        );
         self.expiry.push((deadline, slot));
         let mut i = self.expiry.len() - 1;
         while i > 0 {
@@ -729,7 +748,10 @@ impl Ledger {
         let a = &mut self.accounts[acct as usize];
         a.debits_pending = a.debits_pending.checked_add(amount).expect("hold overflow");
         let e = &mut self.accounts[esc as usize];
-        e.credits_pending = e.credits_pending.checked_add(amount).expect("escrow overflow");
+        e.credits_pending = e
+            .credits_pending
+            .checked_add(amount)
+            .expect("escrow overflow");
     }
 
     /// Releases `amount` of a hold.
@@ -739,9 +761,15 @@ impl Ledger {
         }
         let esc = self.escrow_of(self.accounts[acct as usize].asset);
         let a = &mut self.accounts[acct as usize];
-        a.debits_pending = a.debits_pending.checked_sub(amount).expect("hold underflow");
+        a.debits_pending = a
+            .debits_pending
+            .checked_sub(amount)
+            .expect("hold underflow");
         let e = &mut self.accounts[esc as usize];
-        e.credits_pending = e.credits_pending.checked_sub(amount).expect("escrow underflow");
+        e.credits_pending = e
+            .credits_pending
+            .checked_sub(amount)
+            .expect("escrow underflow");
     }
 
     /// Posts `amount` from one account to another; a transfer from an account
@@ -751,9 +779,15 @@ impl Ledger {
             return;
         }
         let a = &mut self.accounts[from as usize];
-        a.debits_posted = a.debits_posted.checked_add(amount).expect("settlement overflow");
+        a.debits_posted = a
+            .debits_posted
+            .checked_add(amount)
+            .expect("settlement overflow");
         let b = &mut self.accounts[to as usize];
-        b.credits_posted = b.credits_posted.checked_add(amount).expect("settlement overflow");
+        b.credits_posted = b
+            .credits_posted
+            .checked_add(amount)
+            .expect("settlement overflow");
     }
 
     // ----- state hash and invariants ------------------------------------
@@ -862,7 +896,12 @@ impl Ledger {
             }
         }
         for t in &self.transfers {
-            if self.transfer_index.get(t.spec.id.0).map(|s| self.transfers[s as usize].spec.id) != Some(t.spec.id) {
+            if self
+                .transfer_index
+                .get(t.spec.id.0)
+                .map(|s| self.transfers[s as usize].spec.id)
+                != Some(t.spec.id)
+            {
                 return Err(format!("transfer {} not indexed", t.spec.id));
             }
         }

@@ -49,13 +49,26 @@ fn crossing_orders_trade_at_maker_price() {
     let mut seq = 0;
     let mut run = |e: &mut Engine, c: Command| {
         seq += 1;
-        e.apply(&Input { seq: Seq(seq), now: Timestamp(0), command: c }, &mut ev);
+        e.apply(
+            &Input {
+                seq: Seq(seq),
+                now: Timestamp(0),
+                command: c,
+            },
+            &mut ev,
+        );
         e.validate().unwrap();
         ev.as_slice().to_vec()
     };
     assert!(run(&mut e, Command::AddInstrument(spec(1))).is_empty());
     let a = run(&mut e, limit(7, 1, Side::Sell, 101, 5));
-    assert!(matches!(a[0], Event::Accepted { order_id: OrderId(1), .. }));
+    assert!(matches!(
+        a[0],
+        Event::Accepted {
+            order_id: OrderId(1),
+            ..
+        }
+    ));
     let b = run(&mut e, limit(8, 1, Side::Buy, 102, 3));
     assert_eq!(
         b[1],
