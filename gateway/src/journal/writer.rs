@@ -31,6 +31,7 @@ pub struct JournalWriter<S: Storage> {
     buf: Vec<u8>,
     scratch: Vec<InputRecord>,
     poisoned: bool,
+    last_write: Option<(PathBuf, u64, u64)>,
     blocks: u64,
     bytes: u64,
 }
@@ -74,6 +75,7 @@ impl<S: Storage> JournalWriter<S> {
             buf: Vec::with_capacity(format::block_len(cfg.max_batch) as usize),
             scratch: Vec::with_capacity(cfg.max_batch),
             poisoned: false,
+            last_write: None,
             blocks: 0,
             bytes: 0,
         };
@@ -103,6 +105,12 @@ impl<S: Storage> JournalWriter<S> {
         self.last_seq
     }
 
+    /// The region of the most recent block write attempted: `(segment,
+    /// offset, length)` (fault tests corrupt exactly this region).
+    pub fn last_write(&self) -> Option<&(PathBuf, u64, u64)> {
+        self.last_write.as_ref()
+    }
+
     /// Blocks and bytes written by this writer.
     pub fn written(&self) -> (u64, u64) {
         (self.blocks, self.bytes)
@@ -112,6 +120,7 @@ impl<S: Storage> JournalWriter<S> {
     /// journal) as one block: one write, then one fdatasync in mode
     /// `durable`. Returns the last seq, now durable per the mode.
     pub fn append_batch(&mut self, records: &[InputRecord]) -> Result<u64, JournalError> {
+        self.last_write = None;
         if self.poisoned {
             return Err(JournalError::Poisoned);
         }
@@ -152,6 +161,7 @@ impl<S: Storage> JournalWriter<S> {
             }
         }
         let (file, path) = self.segment.as_mut().expect("a segment after roll");
+        self.last_write = Some((path.clone(), self.pos, len));
         let res = file
             .write_at(&self.buf, self.pos)
             .map_err(io_err("write", path))
