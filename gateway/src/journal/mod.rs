@@ -102,7 +102,7 @@ impl Default for JournalConfig {
     fn default() -> Self {
         JournalConfig {
             segment_bytes: 64 << 20,
-            max_batch: 4096,
+            max_batch: 16384,
             durability: Durability::Durable,
         }
     }
