@@ -1,3 +1,12 @@
-//! The Bourse process crate: the `bourse` binary's subcommands.
+//! The Bourse process crate: the `bourse` binary's subcommands, the runtime
+//! (sequencer, rings, engine threads), the journal of sequenced inputs,
+//! snapshots and crash recovery.
+pub mod dump;
+pub mod journal;
+pub mod journal_cli;
+pub mod pipeline;
+pub mod record;
+pub mod recovery;
 pub mod runtime;
 pub mod script;
+pub mod snapshot;

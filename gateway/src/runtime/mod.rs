@@ -18,6 +18,7 @@ pub mod idle;
 pub mod partition;
 pub mod sequencer;
 
+pub use crate::journal::Durability;
 pub use idle::IdleStrategy;
 pub use partition::{Output, OutputKind, Request, Shared, SnapshotBytes};
 
@@ -25,40 +26,6 @@ use engine::{Command, Engine, Input, Seq};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-
-/// How inputs are made durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// One write + one fdatasync per group; outputs wait for it.
-    #[default]
-    Durable,
-    /// Written, not synced: survives a process crash, not a power loss.
-    Async,
-    /// Not journaled at all: outputs go at once; a crash loses state.
-    None,
-}
-
-impl std::str::FromStr for Durability {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "durable" => Ok(Durability::Durable),
-            "async" => Ok(Durability::Async),
-            "none" => Ok(Durability::None),
-            o => Err(format!("unknown durability {o:?} (durable, async, none)")),
-        }
-    }
-}
-
-impl std::fmt::Display for Durability {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Durability::Durable => "durable",
-            Durability::Async => "async",
-            Durability::None => "none",
-        })
-    }
-}
 
 /// The persistence side of a partition, driven by its journal thread.
 pub trait Persistence: Send + 'static {

@@ -1,0 +1,223 @@
+//! The journal of sequenced inputs: the durable copy of the engine's input
+//! stream, from which any state can be rebuilt.
+//!
+//! On disk: a directory of preallocated segment files
+//! `journal-<first seq, 20 digits>.seg` (names sort in sequence order). A
+//! segment holds commit blocks back to back from offset 0, each 4 KiB
+//! aligned: a 128-byte [`BlockHeader`] then `count` 192-byte
+//! [`InputRecord`](crate::record::InputRecord)s, zero-padded to a 4 KiB
+//! multiple. The rest of a segment is zeros.
+//!
+//! Invariants (checked by [`reader::scan`] on every read):
+//! - every block's header checksum and body checksum hold (xxh3-128), its
+//!   reserved and padding bytes are zero, `body_len == count × 192`;
+//! - `prev_checksum` of a block equals the header checksum of the block
+//!   before it (across segments): a hash chain;
+//! - sequence numbers are contiguous: a block's `first_seq` is the previous
+//!   block's last seq + 1, and records inside a block count up by one;
+//! - a segment's name is the `first_seq` of its first block;
+//! - one block is written by one `write_at` and (mode `durable`) made
+//!   durable by one `sync_data` before `durable_seq` moves past it. Only the
+//!   last block can therefore be torn by a crash; a damaged block followed
+//!   by any valid block is corruption and recovery halts naming the segment,
+//!   the offset and what failed. A failed `sync_data` is never retried.
+
+pub mod format;
+pub mod reader;
+pub mod sim;
+pub mod storage;
+pub mod thread;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use format::{BlockFault, BlockHeader, BLOCK_ALIGN, HEADER_LEN};
+pub use reader::{repair, scan, JournalEnd, ScanReport, TornTail};
+pub use sim::SimDisk;
+pub use storage::{FsStorage, Storage, StorageFile};
+pub use thread::JournalThread;
+pub use writer::JournalWriter;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// What "durable" means for a journal; named in every benchmark output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// One write + one fdatasync per commit block (the default).
+    #[default]
+    Durable,
+    /// One write per commit block, no fdatasync: survives a process crash,
+    /// not a machine crash.
+    Async,
+    /// Nothing is written: no journal, no recovery.
+    None,
+}
+
+impl Durability {
+    /// Stable lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Durable => "durable",
+            Durability::Async => "async",
+            Durability::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "durable" => Ok(Durability::Durable),
+            "async" => Ok(Durability::Async),
+            "none" => Ok(Durability::None),
+            other => Err(format!(
+                "unknown durability mode {other:?} (expected durable, async or none)"
+            )),
+        }
+    }
+}
+
+/// Journal parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// Size each segment is preallocated to (a multiple of 4 KiB).
+    pub segment_bytes: u64,
+    /// Largest number of records in one commit block.
+    pub max_batch: usize,
+    /// What an acknowledged commit guarantees.
+    pub durability: Durability,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            segment_bytes: 64 << 20,
+            max_batch: 16384,
+            durability: Durability::Durable,
+        }
+    }
+}
+
+impl JournalConfig {
+    /// Checks that a full batch fits in a segment.
+    pub fn validate(&self) -> Result<(), JournalError> {
+        let need = format::block_len(self.max_batch);
+        if self.max_batch == 0
+            || self.segment_bytes % BLOCK_ALIGN as u64 != 0
+            || need > self.segment_bytes
+        {
+            return Err(JournalError::Config(format!(
+                "segment_bytes {} must be a multiple of {} and hold a full block of max_batch {} records ({} bytes)",
+                self.segment_bytes, BLOCK_ALIGN, self.max_batch, need
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Everything that can go wrong in the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// An I/O call failed.
+    #[error("journal I/O error: {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`write`, `fdatasync`, …).
+        op: &'static str,
+        /// On which file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A damaged journal: a bad block with valid data after it, or a
+    /// block that breaks the chain or the sequence.
+    #[error("journal corrupt: {} at offset {offset}: {what}", segment.display())]
+    Corrupt {
+        /// The segment file.
+        segment: PathBuf,
+        /// Byte offset of the block in the segment.
+        offset: u64,
+        /// What failed.
+        what: BlockFault,
+    },
+    /// A file in the journal directory that looks like a segment but whose
+    /// name does not parse.
+    #[error("journal: bad segment file name {}", .0.display())]
+    BadSegmentName(PathBuf),
+    /// Appended records do not continue the journal's sequence.
+    #[error("journal append out of sequence: expected seq {expected}, got {got}")]
+    OutOfSequence {
+        /// The next seq the journal expects.
+        expected: u64,
+        /// The seq offered.
+        got: u64,
+    },
+    /// A batch larger than `max_batch`, or empty.
+    #[error("journal batch of {records} records (allowed 1..={max})")]
+    BadBatch {
+        /// Records offered.
+        records: usize,
+        /// `max_batch`.
+        max: usize,
+    },
+    /// An earlier I/O error stopped this writer; fsync is never retried.
+    #[error("journal writer stopped by an earlier I/O error; fdatasync is never retried")]
+    Poisoned,
+    /// Bad configuration.
+    #[error("journal config: {0}")]
+    Config(String),
+}
+
+/// Name of the segment whose first block starts at `first_seq`.
+pub fn segment_name(first_seq: u64) -> String {
+    format!("journal-{first_seq:020}.seg")
+}
+
+/// The first seq a segment name stands for; `None` if the name is not a
+/// segment's; `Some(Err)` if it looks like one but does not parse.
+pub fn parse_segment_name(name: &str) -> Option<Result<u64, ()>> {
+    let mid = name.strip_prefix("journal-")?.strip_suffix(".seg")?;
+    Some(
+        if mid.len() == 20 && mid.bytes().all(|b| b.is_ascii_digit()) {
+            mid.parse().map_err(|_| ())
+        } else {
+            Err(())
+        },
+    )
+}
+
+/// The segment files of `dir`, in sequence order: `(first_seq, path)`.
+pub fn list_segments<S: Storage>(
+    storage: &S,
+    dir: &Path,
+) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    let names = storage.list(dir).map_err(|source| JournalError::Io {
+        op: "list",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for n in names {
+        match parse_segment_name(&n) {
+            None => {}
+            Some(Ok(seq)) => out.push((seq, dir.join(&n))),
+            Some(Err(())) => return Err(JournalError::BadSegmentName(dir.join(&n))),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> JournalError {
+    let path = path.to_path_buf();
+    move |source| JournalError::Io { op, path, source }
+}

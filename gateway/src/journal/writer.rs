@@ -1,0 +1,216 @@
+//! `JournalWriter`: appends commit blocks, one write (+ one fdatasync in
+//! mode `durable`) per batch. No thread here, so tests drive it directly.
+//!
+//! Invariants: records are appended in strictly contiguous seq order (an
+//! out-of-sequence batch is refused before any I/O); a batch is one block,
+//! written with one `write_at` into preallocated space (a batch that does
+//! not fit in the current segment's room starts a new segment, created,
+//! preallocated, synced and made durable in the directory *before* the
+//! block is written); `append_batch` returns only once the block is as
+//! durable as the mode promises. After any I/O error the writer is
+//! poisoned: every later call fails with `Poisoned` and nothing is retried.
+
+use super::format::{self, HEADER_LEN};
+use super::reader::{self, JournalEnd};
+use super::{io_err, segment_name, Durability, JournalConfig, JournalError, Storage, StorageFile};
+use crate::record::{encode, InputRecord};
+use engine::Input;
+use std::path::{Path, PathBuf};
+
+/// Appends commit blocks to the journal in one directory.
+#[derive(Debug)]
+pub struct JournalWriter<S: Storage> {
+    storage: S,
+    dir: PathBuf,
+    cfg: JournalConfig,
+    segment: Option<(S::File, PathBuf)>,
+    segment_len: u64,
+    pos: u64,
+    last_seq: Option<u64>,
+    prev_checksum: u128,
+    buf: Vec<u8>,
+    scratch: Vec<InputRecord>,
+    poisoned: bool,
+    last_write: Option<(PathBuf, u64, u64)>,
+    blocks: u64,
+    bytes: u64,
+}
+
+impl<S: Storage> JournalWriter<S> {
+    /// Opens the journal in `dir` for appending: scans it, repairs a torn
+    /// tail (see `reader::scan`) and resumes after the last valid block.
+    /// Returns the writer and the scan report (which names any torn tail).
+    pub fn open(
+        storage: S,
+        dir: &Path,
+        cfg: JournalConfig,
+    ) -> Result<(Self, reader::ScanReport), JournalError> {
+        storage
+            .create_dir_all(dir)
+            .map_err(io_err("create dir", dir))?;
+        let rep = reader::scan(&storage, dir, |_, _, _, _| Ok(()))?;
+        reader::repair(&storage, dir, &rep)?;
+        let w = Self::resume(storage, dir, cfg, rep.end.clone())?;
+        Ok((w, rep))
+    }
+
+    /// Resumes after `end` (from a scan that was already repaired), or
+    /// starts an empty journal when `end` is `None`.
+    pub fn resume(
+        storage: S,
+        dir: &Path,
+        cfg: JournalConfig,
+        end: Option<JournalEnd>,
+    ) -> Result<Self, JournalError> {
+        cfg.validate()?;
+        let mut w = JournalWriter {
+            storage,
+            dir: dir.to_path_buf(),
+            cfg,
+            segment: None,
+            segment_len: 0,
+            pos: 0,
+            last_seq: None,
+            prev_checksum: 0,
+            buf: Vec::with_capacity(format::block_len(cfg.max_batch) as usize),
+            scratch: Vec::with_capacity(cfg.max_batch),
+            poisoned: false,
+            last_write: None,
+            blocks: 0,
+            bytes: 0,
+        };
+        if let Some(end) = end {
+            if cfg.durability != Durability::None {
+                let f = w
+                    .storage
+                    .open(&end.segment)
+                    .map_err(io_err("open", &end.segment))?;
+                w.segment_len = f.len().map_err(io_err("stat", &end.segment))?;
+                w.segment = Some((f, end.segment));
+                w.pos = end.offset;
+            }
+            w.last_seq = Some(end.last_seq);
+            w.prev_checksum = end.last_checksum;
+        }
+        Ok(w)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &JournalConfig {
+        &self.cfg
+    }
+
+    /// Seq of the last record appended (and, per the mode, durable).
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// The region of the most recent block write attempted: `(segment,
+    /// offset, length)` (fault tests corrupt exactly this region).
+    pub fn last_write(&self) -> Option<&(PathBuf, u64, u64)> {
+        self.last_write.as_ref()
+    }
+
+    /// Blocks and bytes written by this writer.
+    pub fn written(&self) -> (u64, u64) {
+        (self.blocks, self.bytes)
+    }
+
+    /// Appends `records` (1..=max_batch, contiguous seqs continuing the
+    /// journal) as one block: one write, then one fdatasync in mode
+    /// `durable`. Returns the last seq, now durable per the mode.
+    pub fn append_batch(&mut self, records: &[InputRecord]) -> Result<u64, JournalError> {
+        self.last_write = None;
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        if records.is_empty() || records.len() > self.cfg.max_batch {
+            return Err(JournalError::BadBatch {
+                records: records.len(),
+                max: self.cfg.max_batch,
+            });
+        }
+        let first = records[0].seq();
+        if let Some(last) = self.last_seq {
+            if first != last + 1 {
+                return Err(JournalError::OutOfSequence {
+                    expected: last + 1,
+                    got: first,
+                });
+            }
+        }
+        for (i, r) in records.iter().enumerate() {
+            if r.seq() != first + i as u64 {
+                return Err(JournalError::OutOfSequence {
+                    expected: first + i as u64,
+                    got: r.seq(),
+                });
+            }
+        }
+        let last = first + records.len() as u64 - 1;
+        if self.cfg.durability == Durability::None {
+            self.last_seq = Some(last);
+            return Ok(last);
+        }
+        let h = format::build_block(&mut self.buf, records, self.prev_checksum);
+        let len = self.buf.len() as u64;
+        if self.segment.is_none() || self.pos + len > self.segment_len {
+            if let Err(e) = self.roll(first) {
+                self.poisoned = true;
+                return Err(e);
+            }
+        }
+        let (file, path) = self.segment.as_mut().expect("a segment after roll");
+        self.last_write = Some((path.clone(), self.pos, len));
+        let res = file
+            .write_at(&self.buf, self.pos)
+            .map_err(io_err("write", path))
+            .and_then(|()| {
+                if self.cfg.durability == Durability::Durable {
+                    file.sync_data().map_err(io_err("fdatasync", path))
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = res {
+            self.poisoned = true;
+            return Err(e);
+        }
+        self.pos += len;
+        self.prev_checksum = h.header_checksum;
+        self.last_seq = Some(last);
+        self.blocks += 1;
+        self.bytes += len;
+        debug_assert!(self.buf.len() >= HEADER_LEN);
+        Ok(last)
+    }
+
+    /// Encodes and appends `inputs` as one block (see `append_batch`).
+    pub fn append_inputs(&mut self, inputs: &[Input]) -> Result<u64, JournalError> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend(inputs.iter().map(encode));
+        let r = self.append_batch(&scratch);
+        self.scratch = scratch;
+        r
+    }
+
+    /// Starts a new segment named for `first_seq`: create, preallocate
+    /// (zero-filled, synced), then make its name durable.
+    fn roll(&mut self, first_seq: u64) -> Result<(), JournalError> {
+        let path = self.dir.join(segment_name(first_seq));
+        let mut f = self
+            .storage
+            .create(&path)
+            .map_err(io_err("create", &path))?;
+        f.preallocate(self.cfg.segment_bytes)
+            .map_err(io_err("preallocate", &path))?;
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(io_err("fsync dir", &self.dir))?;
+        self.segment = Some((f, path));
+        self.segment_len = self.cfg.segment_bytes;
+        self.pos = 0;
+        Ok(())
+    }
+}

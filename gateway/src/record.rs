@@ -1,0 +1,747 @@
+//! The journal's fixed-size record: one sequenced `engine::Input` as exactly
+//! 192 plain bytes.
+//!
+//! Layout (all integers little-endian, alignment 1 so a record can be viewed
+//! in place inside any byte buffer):
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 0..8 | `seq` u64 |
+//! | 8..16 | `now` u64 (engine time stamped by the sequencer) |
+//! | 16 | `kind` u8: 1 instrument, 2 order, 3 cancel, 4 replace, 5 mass_cancel, 6 halt, 7 resume, 8 time, 9 query_book, 10 open_account, 11 transfer, 12 query_balance |
+//! | 17..32 | reserved, zero |
+//! | 32..192 | payload: the command's fields packed in declaration order, then zero |
+//!
+//! Encoding rules: an `Option<T>` is a presence byte (0 absent, 1 present)
+//! followed by `T`'s bytes, which are zero when absent; a `bool` is one byte
+//! 0/1; enums are their `repr(u8)` value; `Symbol`/`Asset` are their raw
+//! bytes; every payload byte after the command's last field is zero.
+//!
+//! Invariants: `decode(&encode(i)) == Ok(i)` for every `Input`; `decode`
+//! accepts only canonical records (known kind, enum bytes in range, presence
+//! and bool bytes 0/1, absent values zero, reserved and unused payload bytes
+//! zero) and names the offending field otherwise, so a record that decodes is
+//! byte-identical to the one the writer produced.
+
+use bytemuck::{Pod, Zeroable};
+use engine::{
+    AccountFlags, AccountId, AccountSpec, Amount, Asset, ClientOrderId, Command, Input,
+    InstrumentId, InstrumentSpec, NewOrder, OrderId, OrderType, OwnerId, Price, Qty, Seq, Side,
+    Stp, Symbol, Tif, Timestamp, TransferFlags, TransferId, TransferSpec,
+};
+
+/// Size of the payload area.
+pub const PAYLOAD_LEN: usize = 160;
+
+/// One journaled input: 192 bytes, `Pod`, alignment 1.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub struct InputRecord {
+    /// Sequence number, u64 LE.
+    pub seq: [u8; 8],
+    /// Engine time, u64 LE.
+    pub now: [u8; 8],
+    /// Command kind (see the module table).
+    pub kind: u8,
+    /// Zero.
+    pub reserved: [u8; 15],
+    /// Command fields.
+    pub payload: [u8; PAYLOAD_LEN],
+}
+
+/// Size of one record in bytes.
+pub const RECORD_LEN: usize = 192;
+const _: () = assert!(core::mem::size_of::<InputRecord>() == RECORD_LEN);
+const _: () = assert!(core::mem::align_of::<InputRecord>() == 1);
+
+impl core::fmt::Debug for InputRecord {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "InputRecord(seq={}, now={}, kind={})",
+            self.seq(),
+            self.now(),
+            self.kind
+        )
+    }
+}
+
+impl InputRecord {
+    /// The record's sequence number.
+    pub fn seq(&self) -> u64 {
+        u64::from_le_bytes(self.seq)
+    }
+    /// The record's engine time.
+    pub fn now(&self) -> u64 {
+        u64::from_le_bytes(self.now)
+    }
+}
+
+/// Why a record does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// `kind` is not a known command.
+    #[error("unknown command kind {0}")]
+    UnknownKind(u8),
+    /// An enum byte out of range.
+    #[error("field `{field}`: value {value} out of range")]
+    BadEnum {
+        /// Field name.
+        field: &'static str,
+        /// The byte found.
+        value: u8,
+    },
+    /// A presence or bool byte other than 0/1.
+    #[error("field `{field}`: flag byte {value} is neither 0 nor 1")]
+    BadFlag {
+        /// Field name.
+        field: &'static str,
+        /// The byte found.
+        value: u8,
+    },
+    /// A byte that must be zero is not.
+    #[error("field `{field}`: must be zero")]
+    NonZero {
+        /// Field name (`reserved`, `payload_tail`, or an absent option's value).
+        field: &'static str,
+    },
+}
+
+/// Kind bytes.
+mod kind {
+    pub const INSTRUMENT: u8 = 1;
+    pub const ORDER: u8 = 2;
+    pub const CANCEL: u8 = 3;
+    pub const REPLACE: u8 = 4;
+    pub const MASS_CANCEL: u8 = 5;
+    pub const HALT: u8 = 6;
+    pub const RESUME: u8 = 7;
+    pub const TIME: u8 = 8;
+    pub const QUERY_BOOK: u8 = 9;
+    pub const OPEN_ACCOUNT: u8 = 10;
+    pub const TRANSFER: u8 = 11;
+    pub const QUERY_BALANCE: u8 = 12;
+}
+
+struct W<'a> {
+    buf: &'a mut [u8; PAYLOAD_LEN],
+    at: usize,
+}
+
+impl W<'_> {
+    fn bytes(&mut self, b: &[u8]) {
+        self.buf[self.at..self.at + b.len()].copy_from_slice(b);
+        self.at += b.len();
+    }
+    fn u8(&mut self, v: u8) {
+        self.bytes(&[v]);
+    }
+    fn u16(&mut self, v: u16) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn u128(&mut self, v: u128) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn bool(&mut self, v: bool) {
+        self.u8(v as u8);
+    }
+    fn opt_u32(&mut self, v: Option<u32>) {
+        self.bool(v.is_some());
+        self.u32(v.unwrap_or(0));
+    }
+    fn opt_u64(&mut self, v: Option<u64>) {
+        self.bool(v.is_some());
+        self.u64(v.unwrap_or(0));
+    }
+    fn opt_side(&mut self, v: Option<Side>) {
+        self.bool(v.is_some());
+        self.u8(v.map_or(0, |s| s as u8));
+    }
+}
+
+struct R<'a> {
+    buf: &'a [u8; PAYLOAD_LEN],
+    at: usize,
+}
+
+impl R<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.buf[self.at..self.at + N]);
+        self.at += N;
+        out
+    }
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.take())
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+    fn u128(&mut self) -> u128 {
+        u128::from_le_bytes(self.take())
+    }
+    fn bool(&mut self, field: &'static str) -> Result<bool, RecordError> {
+        match self.u8() {
+            0 => Ok(false),
+            1 => Ok(true),
+            value => Err(RecordError::BadFlag { field, value }),
+        }
+    }
+    fn opt_u32(&mut self, field: &'static str) -> Result<Option<u32>, RecordError> {
+        let present = self.bool(field)?;
+        let v = self.u32();
+        absent_zero(field, present, v == 0)?;
+        Ok(present.then_some(v))
+    }
+    fn opt_u64(&mut self, field: &'static str) -> Result<Option<u64>, RecordError> {
+        let present = self.bool(field)?;
+        let v = self.u64();
+        absent_zero(field, present, v == 0)?;
+        Ok(present.then_some(v))
+    }
+    fn side(&mut self, field: &'static str) -> Result<Side, RecordError> {
+        match self.u8() {
+            0 => Ok(Side::Buy),
+            1 => Ok(Side::Sell),
+            value => Err(RecordError::BadEnum { field, value }),
+        }
+    }
+    fn opt_side(&mut self, field: &'static str) -> Result<Option<Side>, RecordError> {
+        let present = self.bool(field)?;
+        if present {
+            Ok(Some(self.side(field)?))
+        } else {
+            absent_zero(field, false, self.u8() == 0)?;
+            Ok(None)
+        }
+    }
+    fn finish(&self) -> Result<(), RecordError> {
+        if self.buf[self.at..].iter().any(|&b| b != 0) {
+            return Err(RecordError::NonZero {
+                field: "payload_tail",
+            });
+        }
+        Ok(())
+    }
+}
+
+fn absent_zero(field: &'static str, present: bool, zero: bool) -> Result<(), RecordError> {
+    if !present && !zero {
+        return Err(RecordError::NonZero { field });
+    }
+    Ok(())
+}
+
+/// Encodes one input as its canonical record.
+pub fn encode(input: &Input) -> InputRecord {
+    let mut rec = InputRecord::zeroed();
+    rec.seq = input.seq.0.to_le_bytes();
+    rec.now = input.now.0.to_le_bytes();
+    let mut w = W {
+        buf: &mut rec.payload,
+        at: 0,
+    };
+    let k = match input.command {
+        Command::AddInstrument(s) => {
+            w.u32(s.id.0);
+            w.bytes(&s.symbol.0);
+            w.bytes(&s.base.0);
+            w.bytes(&s.quote.0);
+            w.u64(s.tick);
+            w.u64(s.lot_size);
+            w.u64(s.qty_min);
+            w.u64(s.qty_max);
+            w.u64(s.reference_price.0);
+            w.opt_u32(s.band_bps);
+            w.opt_u32(s.circuit_bps);
+            w.u64(s.circuit_window_ns);
+            w.u32(s.maker_fee_bps);
+            w.u32(s.taker_fee_bps);
+            w.u128(s.fee_account.0);
+            w.bool(s.settle);
+            w.opt_u32(s.open_orders_max);
+            w.opt_u64(s.notional_max);
+            kind::INSTRUMENT
+        }
+        Command::NewOrder(o) => {
+            w.u64(o.owner.0);
+            w.u32(o.instrument.0);
+            w.u64(o.client_order_id.0);
+            w.u8(o.side as u8);
+            w.u8(o.order_type as u8);
+            w.opt_u64(o.price.map(|p| p.0));
+            w.u64(o.qty.0);
+            w.u8(o.tif as u8);
+            w.opt_u64(o.expire_at.map(|t| t.0));
+            w.bool(o.post_only);
+            w.u8(o.stp as u8);
+            w.opt_u64(o.display_qty.map(|q| q.0));
+            w.opt_u64(o.trigger_price.map(|p| p.0));
+            kind::ORDER
+        }
+        Command::Cancel { owner, order_id } => {
+            w.u64(owner.0);
+            w.u64(order_id.0);
+            kind::CANCEL
+        }
+        Command::Replace {
+            owner,
+            order_id,
+            price,
+            qty,
+        } => {
+            w.u64(owner.0);
+            w.u64(order_id.0);
+            w.opt_u64(price.map(|p| p.0));
+            w.opt_u64(qty.map(|q| q.0));
+            kind::REPLACE
+        }
+        Command::MassCancel {
+            owner,
+            instrument,
+            side,
+        } => {
+            w.u64(owner.0);
+            w.opt_u32(instrument.map(|i| i.0));
+            w.opt_side(side);
+            kind::MASS_CANCEL
+        }
+        Command::Halt { instrument } => {
+            w.u32(instrument.0);
+            kind::HALT
+        }
+        Command::Resume { instrument } => {
+            w.u32(instrument.0);
+            kind::RESUME
+        }
+        Command::Time { now } => {
+            w.u64(now.0);
+            kind::TIME
+        }
+        Command::QueryBook { instrument, depth } => {
+            w.u32(instrument.0);
+            w.opt_u32(depth);
+            kind::QUERY_BOOK
+        }
+        Command::OpenAccount(a) => {
+            w.u128(a.id.0);
+            w.u64(a.owner.0);
+            w.bytes(&a.asset.0);
+            w.u16(a.flags.0);
+            kind::OPEN_ACCOUNT
+        }
+        Command::Transfer {
+            transfer: t,
+            batch_end,
+        } => {
+            w.u128(t.id.0);
+            w.u128(t.debit_account.0);
+            w.u128(t.credit_account.0);
+            w.u128(t.amount.0);
+            w.u16(t.code);
+            w.u16(t.flags.0);
+            w.u128(t.pending_id.0);
+            w.u64(t.timeout_ns);
+            w.bool(batch_end);
+            kind::TRANSFER
+        }
+        Command::QueryBalance { account } => {
+            w.u128(account.0);
+            kind::QUERY_BALANCE
+        }
+    };
+    rec.kind = k;
+    rec
+}
+
+/// Decodes and validates one record.
+pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
+    if rec.reserved.iter().any(|&b| b != 0) {
+        return Err(RecordError::NonZero { field: "reserved" });
+    }
+    let mut r = R {
+        buf: &rec.payload,
+        at: 0,
+    };
+    let command = match rec.kind {
+        kind::INSTRUMENT => Command::AddInstrument(InstrumentSpec {
+            id: InstrumentId(r.u32()),
+            symbol: Symbol(r.take()),
+            base: Asset(r.take()),
+            quote: Asset(r.take()),
+            tick: r.u64(),
+            lot_size: r.u64(),
+            qty_min: r.u64(),
+            qty_max: r.u64(),
+            reference_price: Price(r.u64()),
+            band_bps: r.opt_u32("band_bps")?,
+            circuit_bps: r.opt_u32("circuit_bps")?,
+            circuit_window_ns: r.u64(),
+            maker_fee_bps: r.u32(),
+            taker_fee_bps: r.u32(),
+            fee_account: AccountId(r.u128()),
+            settle: r.bool("settle")?,
+            open_orders_max: r.opt_u32("open_orders_max")?,
+            notional_max: r.opt_u64("notional_max")?,
+        }),
+        kind::ORDER => Command::NewOrder(NewOrder {
+            owner: OwnerId(r.u64()),
+            instrument: InstrumentId(r.u32()),
+            client_order_id: ClientOrderId(r.u64()),
+            side: r.side("side")?,
+            order_type: match r.u8() {
+                0 => OrderType::Limit,
+                1 => OrderType::Market,
+                2 => OrderType::Stop,
+                3 => OrderType::StopLimit,
+                value => {
+                    return Err(RecordError::BadEnum {
+                        field: "order_type",
+                        value,
+                    })
+                }
+            },
+            price: r.opt_u64("price")?.map(Price),
+            qty: Qty(r.u64()),
+            tif: match r.u8() {
+                0 => Tif::Gtc,
+                1 => Tif::Ioc,
+                2 => Tif::Fok,
+                3 => Tif::Gtd,
+                value => {
+                    return Err(RecordError::BadEnum {
+                        field: "tif",
+                        value,
+                    })
+                }
+            },
+            expire_at: r.opt_u64("expire_at")?.map(Timestamp),
+            post_only: r.bool("post_only")?,
+            stp: match r.u8() {
+                0 => Stp::None,
+                1 => Stp::CancelTaker,
+                2 => Stp::CancelMaker,
+                3 => Stp::CancelBoth,
+                4 => Stp::Decrement,
+                value => {
+                    return Err(RecordError::BadEnum {
+                        field: "stp",
+                        value,
+                    })
+                }
+            },
+            display_qty: r.opt_u64("display_qty")?.map(Qty),
+            trigger_price: r.opt_u64("trigger_price")?.map(Price),
+        }),
+        kind::CANCEL => Command::Cancel {
+            owner: OwnerId(r.u64()),
+            order_id: OrderId(r.u64()),
+        },
+        kind::REPLACE => Command::Replace {
+            owner: OwnerId(r.u64()),
+            order_id: OrderId(r.u64()),
+            price: r.opt_u64("price")?.map(Price),
+            qty: r.opt_u64("qty")?.map(Qty),
+        },
+        kind::MASS_CANCEL => Command::MassCancel {
+            owner: OwnerId(r.u64()),
+            instrument: r.opt_u32("instrument")?.map(InstrumentId),
+            side: r.opt_side("side")?,
+        },
+        kind::HALT => Command::Halt {
+            instrument: InstrumentId(r.u32()),
+        },
+        kind::RESUME => Command::Resume {
+            instrument: InstrumentId(r.u32()),
+        },
+        kind::TIME => Command::Time {
+            now: Timestamp(r.u64()),
+        },
+        kind::QUERY_BOOK => Command::QueryBook {
+            instrument: InstrumentId(r.u32()),
+            depth: r.opt_u32("depth")?,
+        },
+        kind::OPEN_ACCOUNT => Command::OpenAccount(AccountSpec {
+            id: AccountId(r.u128()),
+            owner: OwnerId(r.u64()),
+            asset: Asset(r.take()),
+            flags: AccountFlags(r.u16()),
+        }),
+        kind::TRANSFER => Command::Transfer {
+            transfer: TransferSpec {
+                id: TransferId(r.u128()),
+                debit_account: AccountId(r.u128()),
+                credit_account: AccountId(r.u128()),
+                amount: Amount(r.u128()),
+                code: r.u16(),
+                flags: TransferFlags(r.u16()),
+                pending_id: TransferId(r.u128()),
+                timeout_ns: r.u64(),
+            },
+            batch_end: r.bool("batch_end")?,
+        },
+        kind::QUERY_BALANCE => Command::QueryBalance {
+            account: AccountId(r.u128()),
+        },
+        k => return Err(RecordError::UnknownKind(k)),
+    };
+    r.finish()?;
+    Ok(Input {
+        seq: Seq(rec.seq()),
+        now: Timestamp(rec.now()),
+        command,
+    })
+}
+
+/// A small deterministic PRNG (SplitMix64) for tests, simulations and
+/// benchmarks; not for anything that needs unpredictability.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (`n > 0`; slight modulo bias is fine here).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    /// A coin with probability `num/den` of true.
+    pub fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn any_u64(r: &mut SplitMix64) -> u64 {
+        match r.below(4) {
+            0 => 0,
+            1 => u64::MAX,
+            _ => r.next_u64(),
+        }
+    }
+    fn any_u128(r: &mut SplitMix64) -> u128 {
+        ((any_u64(r) as u128) << 64) | any_u64(r) as u128
+    }
+    fn opt<T>(r: &mut SplitMix64, f: impl FnOnce(&mut SplitMix64) -> T) -> Option<T> {
+        if r.chance(1, 2) {
+            Some(f(r))
+        } else {
+            None
+        }
+    }
+    fn bytes<const N: usize>(r: &mut SplitMix64) -> [u8; N] {
+        let mut b = [0u8; N];
+        for x in &mut b {
+            *x = r.next_u64() as u8;
+        }
+        b
+    }
+
+    pub(crate) fn random_input(r: &mut SplitMix64, variant: u64) -> Input {
+        let side = |r: &mut SplitMix64| {
+            if r.chance(1, 2) {
+                Side::Buy
+            } else {
+                Side::Sell
+            }
+        };
+        let command = match variant % 12 {
+            0 => Command::AddInstrument(InstrumentSpec {
+                id: InstrumentId(r.next_u64() as u32),
+                symbol: Symbol(bytes(r)),
+                base: Asset(bytes(r)),
+                quote: Asset(bytes(r)),
+                tick: any_u64(r),
+                lot_size: any_u64(r),
+                qty_min: any_u64(r),
+                qty_max: any_u64(r),
+                reference_price: Price(any_u64(r)),
+                band_bps: opt(r, |r| r.next_u64() as u32),
+                circuit_bps: opt(r, |r| r.next_u64() as u32),
+                circuit_window_ns: any_u64(r),
+                maker_fee_bps: r.next_u64() as u32,
+                taker_fee_bps: r.next_u64() as u32,
+                fee_account: AccountId(any_u128(r)),
+                settle: r.chance(1, 2),
+                open_orders_max: opt(r, |r| r.next_u64() as u32),
+                notional_max: opt(r, any_u64),
+            }),
+            1 => Command::NewOrder(NewOrder {
+                owner: OwnerId(any_u64(r)),
+                instrument: InstrumentId(r.next_u64() as u32),
+                client_order_id: ClientOrderId(any_u64(r)),
+                side: side(r),
+                order_type: [
+                    OrderType::Limit,
+                    OrderType::Market,
+                    OrderType::Stop,
+                    OrderType::StopLimit,
+                ][r.below(4) as usize],
+                price: opt(r, any_u64).map(Price),
+                qty: Qty(any_u64(r)),
+                tif: [Tif::Gtc, Tif::Ioc, Tif::Fok, Tif::Gtd][r.below(4) as usize],
+                expire_at: opt(r, any_u64).map(Timestamp),
+                post_only: r.chance(1, 2),
+                stp: [
+                    Stp::None,
+                    Stp::CancelTaker,
+                    Stp::CancelMaker,
+                    Stp::CancelBoth,
+                    Stp::Decrement,
+                ][r.below(5) as usize],
+                display_qty: opt(r, any_u64).map(Qty),
+                trigger_price: opt(r, any_u64).map(Price),
+            }),
+            2 => Command::Cancel {
+                owner: OwnerId(any_u64(r)),
+                order_id: OrderId(any_u64(r)),
+            },
+            3 => Command::Replace {
+                owner: OwnerId(any_u64(r)),
+                order_id: OrderId(any_u64(r)),
+                price: opt(r, any_u64).map(Price),
+                qty: opt(r, any_u64).map(Qty),
+            },
+            4 => Command::MassCancel {
+                owner: OwnerId(any_u64(r)),
+                instrument: opt(r, |r| InstrumentId(r.next_u64() as u32)),
+                side: opt(r, side),
+            },
+            5 => Command::Halt {
+                instrument: InstrumentId(r.next_u64() as u32),
+            },
+            6 => Command::Resume {
+                instrument: InstrumentId(r.next_u64() as u32),
+            },
+            7 => Command::Time {
+                now: Timestamp(any_u64(r)),
+            },
+            8 => Command::QueryBook {
+                instrument: InstrumentId(r.next_u64() as u32),
+                depth: opt(r, |r| r.next_u64() as u32),
+            },
+            9 => Command::OpenAccount(AccountSpec {
+                id: AccountId(any_u128(r)),
+                owner: OwnerId(any_u64(r)),
+                asset: Asset(bytes(r)),
+                flags: AccountFlags(r.next_u64() as u16),
+            }),
+            10 => Command::Transfer {
+                transfer: TransferSpec {
+                    id: TransferId(any_u128(r)),
+                    debit_account: AccountId(any_u128(r)),
+                    credit_account: AccountId(any_u128(r)),
+                    amount: Amount(any_u128(r)),
+                    code: r.next_u64() as u16,
+                    flags: TransferFlags(r.next_u64() as u16),
+                    pending_id: TransferId(any_u128(r)),
+                    timeout_ns: any_u64(r),
+                },
+                batch_end: r.chance(1, 2),
+            },
+            _ => Command::QueryBalance {
+                account: AccountId(any_u128(r)),
+            },
+        };
+        Input {
+            seq: Seq(any_u64(r)),
+            now: Timestamp(any_u64(r)),
+            command,
+        }
+    }
+
+    #[test]
+    fn round_trip_every_variant() {
+        let mut r = SplitMix64(7);
+        for i in 0..24_000u64 {
+            let input = random_input(&mut r, i);
+            let rec = encode(&input);
+            assert_eq!(decode(&rec), Ok(input), "case {i}");
+            // The bytes view is the same record.
+            let bytes: &[u8] = bytemuck::bytes_of(&rec);
+            assert_eq!(bytemuck::pod_read_unaligned::<InputRecord>(bytes), rec);
+        }
+    }
+
+    #[test]
+    fn every_single_byte_change_is_rejected_or_decodes_differently() {
+        let mut r = SplitMix64(11);
+        for i in 0..240u64 {
+            let input = random_input(&mut r, i);
+            let rec = encode(&input);
+            for pos in 0..RECORD_LEN {
+                let mut bad = rec;
+                bytemuck::bytes_of_mut(&mut bad)[pos] ^= 1 << (r.below(8) as u8);
+                if let Ok(other) = decode(&bad) {
+                    assert_ne!(other, input, "case {i} byte {pos}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let input = Input {
+            seq: Seq(1),
+            now: Timestamp(2),
+            command: Command::Replace {
+                owner: OwnerId(1),
+                order_id: OrderId(2),
+                price: None,
+                qty: Some(Qty(3)),
+            },
+        };
+        let mut rec = encode(&input);
+        rec.reserved[3] = 1;
+        assert_eq!(
+            decode(&rec),
+            Err(RecordError::NonZero { field: "reserved" })
+        );
+        let mut rec = encode(&input);
+        rec.kind = 0;
+        assert_eq!(decode(&rec), Err(RecordError::UnknownKind(0)));
+        let mut rec = encode(&input);
+        rec.payload[17] = 5; // price's absent value
+        assert_eq!(decode(&rec), Err(RecordError::NonZero { field: "price" }));
+        let mut rec = encode(&input);
+        rec.payload[16] = 2; // price's presence byte
+        let e = decode(&rec).unwrap_err();
+        assert_eq!(
+            e,
+            RecordError::BadFlag {
+                field: "price",
+                value: 2
+            }
+        );
+        assert!(e.to_string().contains("price"));
+        let mut rec = encode(&input);
+        rec.payload[PAYLOAD_LEN - 1] = 1;
+        assert_eq!(
+            decode(&rec),
+            Err(RecordError::NonZero {
+                field: "payload_tail"
+            })
+        );
+    }
+}
