@@ -10,22 +10,62 @@
 //! given history; state hashes must not depend on it (combine per-entry hashes
 //! commutatively instead).
 
-/// One slot.
-#[derive(Clone, Copy, Debug, Default)]
-struct Slot<V> {
-    lo: u64,
-    hi: u64,
-    val: V,
-    used: bool,
+/// A value a `FixedMap` can hold, stored as a `u64` so that the table is a
+/// plain zeroed array (allocated lazily by the OS: untouched slots cost no
+/// memory and no start-up time).
+pub trait MapValue: Copy + Default {
+    /// Encodes.
+    fn to_u64(self) -> u64;
+    /// Decodes.
+    fn from_u64(v: u64) -> Self;
 }
+
+impl MapValue for u32 {
+    #[inline]
+    fn to_u64(self) -> u64 {
+        self as u64
+    }
+    #[inline]
+    fn from_u64(v: u64) -> Self {
+        v as u32
+    }
+}
+
+impl MapValue for u64 {
+    #[inline]
+    fn to_u64(self) -> u64 {
+        self
+    }
+    #[inline]
+    fn from_u64(v: u64) -> Self {
+        v
+    }
+}
+
+impl MapValue for () {
+    #[inline]
+    fn to_u64(self) -> u64 {
+        0
+    }
+    #[inline]
+    fn from_u64(_: u64) -> Self {}
+}
+
+/// One slot: key low, key high, value, used (0/1). All-zero is empty.
+type Slot = [u64; 4];
+const LO: usize = 0;
+const HI: usize = 1;
+const VAL: usize = 2;
+const USED: usize = 3;
 
 /// A fixed-capacity `u128 → V` map.
 #[derive(Clone, Debug)]
-pub struct FixedMap<V: Copy + Default> {
-    slots: Vec<Slot<V>>,
+pub struct FixedMap<V: MapValue> {
+    slots: Vec<Slot>,
     mask: usize,
     len: usize,
     max: usize,
+    _v: core::marker::PhantomData<V>,
 }
 
 #[inline]
@@ -40,15 +80,18 @@ fn mix(lo: u64, hi: u64) -> u64 {
     h
 }
 
-impl<V: Copy + Default> FixedMap<V> {
+impl<V: MapValue> FixedMap<V> {
     /// A map for up to `max` entries; allocates now, never again.
     pub fn with_capacity(max: usize) -> Self {
         let n = (max.max(1) * 2).next_power_of_two();
         FixedMap {
-            slots: vec![Slot::default(); n],
+            // A zeroed array of primitive arrays: the allocator hands out
+            // untouched (lazily mapped) zero pages.
+            slots: vec![[0u64; 4]; n],
             mask: n - 1,
             len: 0,
             max,
+            _v: core::marker::PhantomData,
         }
     }
 
@@ -81,10 +124,10 @@ impl<V: Copy + Default> FixedMap<V> {
         let mut i = mix(lo, hi) as usize & self.mask;
         loop {
             let s = &self.slots[i];
-            if !s.used {
+            if s[USED] == 0 {
                 return Err(i);
             }
-            if s.lo == lo && s.hi == hi {
+            if s[LO] == lo && s[HI] == hi {
                 return Ok(i);
             }
             i = (i + 1) & self.mask;
@@ -96,13 +139,13 @@ impl<V: Copy + Default> FixedMap<V> {
     #[inline]
     pub fn probe_home(&self, key: u128) -> u64 {
         let i = mix(key as u64, (key >> 64) as u64) as usize & self.mask;
-        self.slots[i].lo
+        self.slots[i][LO]
     }
 
     /// The value for `key`.
     #[inline]
     pub fn get(&self, key: u128) -> Option<V> {
-        self.find(key).ok().map(|i| self.slots[i].val)
+        self.find(key).ok().map(|i| V::from_u64(self.slots[i][VAL]))
     }
 
     /// Whether `key` is present.
@@ -111,34 +154,20 @@ impl<V: Copy + Default> FixedMap<V> {
         self.find(key).is_ok()
     }
 
-    /// A mutable reference to the value for `key`.
-    #[inline]
-    pub fn get_mut(&mut self, key: u128) -> Option<&mut V> {
-        match self.find(key) {
-            Ok(i) => Some(&mut self.slots[i].val),
-            Err(_) => None,
-        }
-    }
-
     /// Inserts or overwrites. Returns `false` (and changes nothing) when the
     /// key is new and the map is full.
     #[inline]
     pub fn insert(&mut self, key: u128, val: V) -> bool {
         match self.find(key) {
             Ok(i) => {
-                self.slots[i].val = val;
+                self.slots[i][VAL] = val.to_u64();
                 true
             }
             Err(i) => {
                 if self.len >= self.max {
                     return false;
                 }
-                self.slots[i] = Slot {
-                    lo: key as u64,
-                    hi: (key >> 64) as u64,
-                    val,
-                    used: true,
-                };
+                self.slots[i] = [key as u64, (key >> 64) as u64, val.to_u64(), 1];
                 self.len += 1;
                 true
             }
@@ -148,15 +177,15 @@ impl<V: Copy + Default> FixedMap<V> {
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: u128) -> Option<V> {
         let mut i = self.find(key).ok()?;
-        let val = self.slots[i].val;
+        let val = V::from_u64(self.slots[i][VAL]);
         // Backward-shift deletion: pull later members of the probe run into the hole.
         let mut j = i;
         loop {
             j = (j + 1) & self.mask;
-            if !self.slots[j].used {
+            if self.slots[j][USED] == 0 {
                 break;
             }
-            let home = mix(self.slots[j].lo, self.slots[j].hi) as usize & self.mask;
+            let home = mix(self.slots[j][LO], self.slots[j][HI]) as usize & self.mask;
             // Can slot j move to i? Only if its home is not in (i, j] cyclically.
             let in_range = if i <= j {
                 home > i && home <= j
@@ -168,7 +197,7 @@ impl<V: Copy + Default> FixedMap<V> {
                 i = j;
             }
         }
-        self.slots[i] = Slot::default();
+        self.slots[i] = [0; 4];
         self.len -= 1;
         Some(val)
     }
@@ -176,7 +205,7 @@ impl<V: Copy + Default> FixedMap<V> {
     /// Removes everything, keeping the memory.
     pub fn clear(&mut self) {
         for s in &mut self.slots {
-            *s = Slot::default();
+            *s = [0; 4];
         }
         self.len = 0;
     }
@@ -185,8 +214,8 @@ impl<V: Copy + Default> FixedMap<V> {
     pub fn iter(&self) -> impl Iterator<Item = (u128, V)> + '_ {
         self.slots
             .iter()
-            .filter(|s| s.used)
-            .map(|s| (((s.hi as u128) << 64) | s.lo as u128, s.val))
+            .filter(|s| s[USED] != 0)
+            .map(|s| (((s[HI] as u128) << 64) | s[LO] as u128, V::from_u64(s[VAL])))
     }
 }
 

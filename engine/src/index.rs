@@ -18,8 +18,6 @@
 
 use crate::fixed_map::FixedMap;
 
-const NIL: u32 = u32::MAX;
-
 /// Order id → pool slot.
 #[derive(Clone, Debug)]
 pub(crate) struct IdIndex {
@@ -33,7 +31,8 @@ impl IdIndex {
     pub(crate) fn with_capacity(max: usize) -> Self {
         let n = (max.max(1) * 2).next_power_of_two();
         IdIndex {
-            direct: vec![NIL; n],
+            // Entries hold slot + 1 (0 = empty) so the array starts as lazy zero pages.
+            direct: vec![0; n],
             mask: (n - 1) as u64,
             overflow: FixedMap::with_capacity(max),
             len: 0,
@@ -49,8 +48,8 @@ impl IdIndex {
     #[inline]
     pub(crate) fn get(&self, id: u64, id_of: impl Fn(u32) -> u64) -> Option<u32> {
         let s = self.direct[(id & self.mask) as usize];
-        if s != NIL && id_of(s) == id {
-            return Some(s);
+        if s != 0 && id_of(s - 1) == id {
+            return Some(s - 1);
         }
         if self.overflow.is_empty() {
             return None;
@@ -62,8 +61,8 @@ impl IdIndex {
     #[inline]
     pub(crate) fn insert(&mut self, id: u64, slot: u32) -> bool {
         let h = (id & self.mask) as usize;
-        if self.direct[h] == NIL {
-            self.direct[h] = slot;
+        if self.direct[h] == 0 {
+            self.direct[h] = slot + 1;
         } else if !self.overflow.insert(id as u128, slot) {
             return false;
         }
@@ -75,8 +74,8 @@ impl IdIndex {
     #[inline]
     pub(crate) fn remove(&mut self, id: u64, slot: u32) -> bool {
         let h = (id & self.mask) as usize;
-        let found = if self.direct[h] == slot {
-            self.direct[h] = NIL;
+        let found = if self.direct[h] == slot + 1 {
+            self.direct[h] = 0;
             true
         } else {
             self.overflow.remove(id as u128) == Some(slot)
@@ -92,7 +91,8 @@ impl IdIndex {
         self.direct
             .iter()
             .copied()
-            .filter(|&s| s != NIL)
+            .filter(|&s| s != 0)
+            .map(|s| s - 1)
             .chain(self.overflow.iter().map(|(_, s)| s))
     }
 }

@@ -175,7 +175,7 @@ fn restore_reproduces_state_and_future_events() {
         let mut now = 0u64;
         let (mut coid, mut tid) = (0u64, 0u128);
         let mut seq = 0u64;
-        let mut step = |e: &mut Engine, c: &Command, now: u64, seq: u64, ev: &mut Events| {
+        let step = |e: &mut Engine, c: &Command, now: u64, seq: u64, ev: &mut Events| {
             let c = match c {
                 Command::Time { .. } => Command::Time {
                     now: Timestamp(now),

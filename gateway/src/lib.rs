@@ -4,6 +4,7 @@
 pub mod dump;
 pub mod journal;
 pub mod journal_cli;
+pub mod loadgen;
 pub mod pipeline;
 pub mod record;
 pub mod recovery;

@@ -1,9 +1,11 @@
 //! The `bourse` binary: one subcommand per way of running the engine.
 //!
 //! Invariants: the binary holds no logic of its own; each subcommand hands
-//! off to a library module (`gateway::script` today). Exit status 0 on
-//! success, 2 when the input cannot be understood (the message, naming the
-//! line, goes to standard error), 1 when the input cannot be opened.
+//! off to a library module (`gateway::script`, `gateway::journal_cli`,
+//! `gateway::loadgen`). Exit status 0 on success, 2 when the input cannot be
+//! understood (the message, naming the line, goes to standard error), 1 when
+//! the input cannot be opened or a journal/snapshot is damaged (the message
+//! names the file, the offset and what failed).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter};
@@ -28,12 +30,167 @@ enum Command {
         /// The script file, or `-` for standard input.
         file: PathBuf,
     },
+    /// Journal tools.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+    /// Rebuild the state from a partition's journal; print the state hash and replay throughput.
+    Replay {
+        /// A partition directory (e.g. bourse-data/p0).
+        dir: PathBuf,
+    },
+    /// Run the durable pipeline in-process under an open-loop order flow and
+    /// print latency percentiles (intended send → durable release).
+    Pipeline(PipelineArgs),
+}
+
+/// Journal subcommands.
+#[derive(Debug, Subcommand)]
+enum JournalCommand {
+    /// Check every block (checksums, hash chain, contiguity); print counts and the last sequence.
+    Verify {
+        /// A partition directory (e.g. bourse-data/p0).
+        dir: PathBuf,
+    },
+    /// Print the journaled commands as `bourse script` JSON lines.
+    Dump {
+        /// A partition directory (e.g. bourse-data/p0).
+        dir: PathBuf,
+        /// First sequence number to print.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Last sequence number to print.
+        #[arg(long)]
+        to: Option<u64>,
+    },
+}
+
+/// `bourse pipeline` settings.
+#[derive(Debug, clap::Args)]
+struct PipelineArgs {
+    /// Data directory (journals and snapshots, one folder per partition).
+    #[arg(long, default_value = "bourse-data")]
+    data_dir: PathBuf,
+    /// durable (write + fdatasync per group), async (write only) or none.
+    #[arg(long, default_value = "durable")]
+    durability: gateway::journal::Durability,
+    /// Offered commands per second.
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 5.0)]
+    duration_s: f64,
+    /// Partitions (engine cores).
+    #[arg(long, default_value_t = 1)]
+    partitions: usize,
+    /// Idle strategy of engine threads: spin, yield or park.
+    #[arg(long, default_value = "spin")]
+    idle: gateway::runtime::IdleStrategy,
+    /// Do not pin engine threads to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Seed of the order flow.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print `ack SEQ COID` for every command once its outputs are released.
+    #[arg(long)]
+    acks: bool,
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BOURSE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Script { file } => script(&file),
+        Command::Journal {
+            command: JournalCommand::Verify { dir },
+        } => report(gateway::journal_cli::run_journal_verify(
+            &dir,
+            &mut io::stdout().lock(),
+        )),
+        Command::Journal {
+            command: JournalCommand::Dump { dir, from, to },
+        } => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            report(gateway::journal_cli::run_journal_dump(
+                &dir, from, to, &mut out,
+            ))
+        }
+        Command::Replay { dir } => report(gateway::journal_cli::run_replay(
+            &dir,
+            engine::EngineConfig::default(),
+            &mut io::stdout().lock(),
+        )),
+        Command::Pipeline(args) => pipeline(args),
+    }
+}
+
+fn report<T, E: std::fmt::Display>(r: Result<T, E>) -> ExitCode {
+    match r {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bourse: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn pipeline(a: PipelineArgs) -> ExitCode {
+    let mut cfg = gateway::pipeline::PipelineConfig::new(&a.data_dir);
+    cfg.partitions = a.partitions.max(1);
+    cfg.durability = a.durability;
+    cfg.runtime.idle = a.idle;
+    cfg.runtime.pin = !a.no_pin;
+    let load = gateway::loadgen::LoadConfig {
+        rate: a.rate.max(1),
+        duration: std::time::Duration::from_secs_f64(a.duration_s.max(0.0)),
+        seed: a.seed,
+        acks: a.acks,
+    };
+    // Not locked: the ack printer thread writes to standard output too.
+    let mut out = io::stdout();
+    match gateway::loadgen::run_load(&cfg, load, &mut out) {
+        Ok(r) => {
+            use std::io::Write;
+            let h = &r.latency;
+            let us = |v: u64| v as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "durability {} | partitions {} | offered {} in {:.2} s ({:.0}/s) | completed {} | busy {}",
+                a.durability,
+                cfg.partitions,
+                r.offered,
+                r.seconds,
+                r.offered as f64 / r.seconds.max(1e-9),
+                r.completed,
+                r.busy
+            );
+            let _ = writeln!(
+                out,
+                "latency µs (intended send → durable release): p50 {:.1} | p90 {:.1} | p99 {:.1} | p99.9 {:.1} | p99.99 {:.1} | max {:.1}",
+                us(h.value_at_quantile(0.5)),
+                us(h.value_at_quantile(0.9)),
+                us(h.value_at_quantile(0.99)),
+                us(h.value_at_quantile(0.999)),
+                us(h.value_at_quantile(0.9999)),
+                us(h.max())
+            );
+            for (i, s) in r.state_hashes.iter().enumerate() {
+                let _ = writeln!(out, "p{i} state hash after shutdown: {s:032x}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bourse pipeline: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -66,7 +66,6 @@ impl Gen {
                 self.now = t.0;
             }
         }
-        let command = command;
         let seq = self.out.len() as u64 + 1;
         self.out.push(Input {
             seq: Seq(seq),

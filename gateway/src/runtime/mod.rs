@@ -360,20 +360,15 @@ fn journal_loop(
         {
             asked_snapshot = shared.inbound.push(Request::Snapshot).is_ok();
         }
-        let stopping = shared.stop.load(Ordering::Acquire);
+        // Stop once the engine thread has stopped and everything it left in
+        // the queues is on disk (its final snapshot included).
         if !worked
-            && stopping
+            && shared.stopped.load(Ordering::Acquire)
+            && q.is_empty()
             && pending_snapshot.is_none()
             && shared.snapshots.is_empty()
-            && shared.durable_seq.load(Ordering::Acquire)
-                >= shared.applied_seq.load(Ordering::Acquire)
-            && q.is_empty()
         {
-            // The engine thread may still be draining; stop only once it has
-            // stopped producing (applied_seq is final when the inbound is empty).
-            if shared.inbound.is_empty() {
-                return;
-            }
+            return;
         }
         idler.idle(worked);
     }

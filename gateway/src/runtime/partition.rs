@@ -80,6 +80,9 @@ pub struct Shared {
     pub durable_seq: AtomicU64,
     /// Ask the thread to drain and stop.
     pub stop: AtomicBool,
+    /// Set by the engine thread once it has stopped (everything it will ever
+    /// emit — inputs, outputs, snapshots — is in the queues).
+    pub stopped: AtomicBool,
     /// Inputs applied (for metrics and benchmarks).
     pub applied: AtomicU64,
 }
@@ -95,6 +98,7 @@ impl Shared {
             applied_seq: AtomicU64::new(last_seq.0),
             durable_seq: AtomicU64::new(last_seq.0),
             stop: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             applied: AtomicU64::new(0),
         }
     }
@@ -161,6 +165,7 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
             }
         }
         if !worked && shared.stop.load(Ordering::Acquire) && shared.inbound.is_empty() {
+            shared.stopped.store(true, Ordering::Release);
             return engine;
         }
         idler.idle(worked);

@@ -1,0 +1,306 @@
+//! `bourse pipeline`: drives the real in-process pipeline (producer → ring →
+//! engine → journal → durable output) with an open-loop, seeded order flow
+//! and measures latency from each command's *intended* send time to the
+//! release of its last durable output (coordinated omission corrected, as
+//! wrk2 does: a stalled pipeline delays the sends, and the delay is counted).
+//!
+//! The producer never waits for responses. A full inbound ring is `busy`; the
+//! producer keeps offering the same command (its latency keeps growing) and
+//! counts the refusals. With `--acks` every released command is printed as
+//! `ack SEQ COID` (COID 0 for non-orders), flushed per line: the crash test
+//! reads these to know what was acknowledged before it kills the process.
+
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::runtime::{OutputKind, SubmitError};
+use engine::{
+    Asset, ClientOrderId, Command, Event, InstrumentId, InstrumentSpec, NewOrder, OrderId,
+    OrderType, OwnerId, Price, Qty, Side, Stp, Symbol, Tif,
+};
+use hdrhistogram::Histogram;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Load settings.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadConfig {
+    /// Offered commands per second (all partitions together).
+    pub rate: u64,
+    /// How long to offer load.
+    pub duration: Duration,
+    /// Seed of the order flow.
+    pub seed: u64,
+    /// Print `ack SEQ COID` per released command.
+    pub acks: bool,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct LoadReport {
+    /// Commands offered.
+    pub offered: u64,
+    /// Commands whose outputs were released.
+    pub completed: u64,
+    /// Times the inbound ring answered busy.
+    pub busy: u64,
+    /// Seconds of offering.
+    pub seconds: f64,
+    /// Latency from intended send to durable release, ns.
+    pub latency: Histogram<u64>,
+    /// Final state hashes per partition.
+    pub state_hashes: Vec<u128>,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The instrument every partition trades in the load: matching only.
+pub fn load_instrument() -> InstrumentSpec {
+    InstrumentSpec {
+        id: InstrumentId(1),
+        symbol: Symbol::from_str_code("LOAD-USD").expect("symbol"),
+        base: Asset::from_str_code("LOAD").expect("asset"),
+        quote: Asset::from_str_code("USD").expect("asset"),
+        tick: 1,
+        lot_size: 1,
+        qty_min: 1,
+        qty_max: 1_000_000,
+        reference_price: Price(1_000_000),
+        band_bps: None,
+        circuit_bps: None,
+        circuit_window_ns: 0,
+        maker_fee_bps: 0,
+        taker_fee_bps: 0,
+        fee_account: engine::AccountId(0),
+        settle: false,
+        open_orders_max: None,
+        notional_max: None,
+    }
+}
+
+fn now_ns(start: Instant) -> u64 {
+    start.elapsed().as_nanos() as u64
+}
+
+/// Opens the pipeline, offers the load, drains, shuts down (snapshot) and
+/// reports. Progress and acks go to `out`.
+pub fn run_load(
+    cfg: &PipelineConfig,
+    load: LoadConfig,
+    out: &mut impl Write,
+) -> Result<LoadReport, crate::pipeline::PipelineError> {
+    let pipeline = Pipeline::open(cfg)?;
+    let parts = pipeline.runtime().partitions();
+    for (i, r) in pipeline.recovered().iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "recovered p{i}: last_seq={} snapshot={:?} replayed={} truncated_tail={} state_hash={:032x}",
+            r.last_seq, r.snapshot_seq, r.replayed, r.truncated_tail, r.state_hash
+        );
+    }
+    let _ = out.flush();
+    // Client order ids unique across restarts: above every recovered sequence.
+    let base_coid = pipeline
+        .recovered()
+        .iter()
+        .map(|r| r.last_seq)
+        .max()
+        .unwrap_or(0)
+        * 4
+        + 1_000_000_000;
+    let total = (load.rate as u128 * load.duration.as_nanos() / 1_000_000_000) as usize + parts + 1;
+    let intended: Arc<Vec<AtomicU64>> =
+        Arc::new((0..total + 1).map(|_| AtomicU64::new(0)).collect());
+    let latest_order: Arc<Vec<AtomicU64>> =
+        Arc::new((0..parts).map(|_| AtomicU64::new(0)).collect());
+    let done = Arc::new(AtomicBool::new(false));
+    let completed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+
+    let mut consumers = Vec::new();
+    for p in 0..parts {
+        let mut reader = pipeline.runtime().reader(p);
+        let (intended, latest, done, completed) = (
+            intended.clone(),
+            latest_order.clone(),
+            done.clone(),
+            completed.clone(),
+        );
+        let tx = load.acks.then(|| tx.clone());
+        consumers.push(std::thread::spawn(move || {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+            let mut coid = 0u64;
+            loop {
+                match reader.poll() {
+                    Some(o) => match o.kind {
+                        OutputKind::Event(Event::Accepted {
+                            order_id,
+                            client_order_id,
+                            ..
+                        }) => {
+                            latest[p].store(order_id.0, Ordering::Relaxed);
+                            coid = client_order_id.0;
+                        }
+                        OutputKind::Event(Event::Rejected {
+                            target: engine::RejectTarget::ClientOrder(c),
+                            ..
+                        }) => {
+                            coid = c.0;
+                        }
+                        OutputKind::End => {
+                            if o.token != 0 && (o.token as usize) < intended.len() {
+                                let t0 = intended[o.token as usize].load(Ordering::Acquire);
+                                let lat = now_ns(start).saturating_sub(t0).max(1);
+                                let _ = h.record(lat);
+                                completed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if let Some(tx) = &tx {
+                                let _ = tx.send(format!("ack {} {}", o.seq.0, coid));
+                            }
+                            coid = 0;
+                        }
+                        _ => {}
+                    },
+                    None => {
+                        if done.load(Ordering::Acquire) {
+                            return h;
+                        }
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+    // Ack printer: one line per released command, straight to standard
+    // output and flushed, so a process killed a moment later has already
+    // told its reader everything it acknowledged.
+    let printer = std::thread::spawn(move || {
+        let mut so = std::io::stdout().lock();
+        for l in rx {
+            let _ = writeln!(so, "{l}");
+            let _ = so.flush();
+        }
+    });
+
+    for p in 0..parts {
+        let mut cmd = Command::AddInstrument(load_instrument());
+        loop {
+            match pipeline.runtime().submit(p, 0, cmd) {
+                Ok(()) => break,
+                Err(SubmitError::Busy) => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+            cmd = Command::AddInstrument(load_instrument());
+        }
+    }
+
+    let mut rng = Rng(load.seed);
+    let mut busy = 0u64;
+    let mut mid = 1_000_000u64;
+    let interval_ns = 1_000_000_000f64 / load.rate.max(1) as f64;
+    let t_begin = now_ns(start);
+    let mut offered = 0u64;
+    for i in 1..total as u64 {
+        let t_int = t_begin + (i as f64 * interval_ns) as u64;
+        if t_int > t_begin + load.duration.as_nanos() as u64 {
+            break;
+        }
+        while now_ns(start) < t_int {
+            std::hint::spin_loop();
+        }
+        intended[i as usize].store(t_int, Ordering::Release);
+        let p = (i as usize) % parts;
+        if rng.below(100) == 0 {
+            mid = (mid + rng.below(21)).saturating_sub(10).max(1000);
+        }
+        let roll = rng.below(100);
+        let owner = OwnerId(1 + rng.below(8));
+        let command = if roll < 30 {
+            let latest = latest_order[p].load(Ordering::Relaxed);
+            Command::Cancel {
+                owner,
+                order_id: OrderId(latest.saturating_sub(rng.below(2000)).max(1)),
+            }
+        } else {
+            let side = if rng.below(2) == 0 {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            let crossing = roll >= 90;
+            let off = 1 + rng.below(50);
+            let price = match (side, crossing) {
+                (Side::Buy, false) => mid - off,
+                (Side::Sell, false) => mid + off,
+                (Side::Buy, true) => mid + off,
+                (Side::Sell, true) => mid - off,
+            };
+            Command::NewOrder(NewOrder {
+                owner,
+                instrument: InstrumentId(1),
+                client_order_id: ClientOrderId(base_coid + i),
+                side,
+                order_type: OrderType::Limit,
+                price: Some(Price(price)),
+                qty: Qty(1 + rng.below(100)),
+                tif: if crossing { Tif::Ioc } else { Tif::Gtc },
+                expire_at: None,
+                post_only: false,
+                stp: Stp::None,
+                display_qty: None,
+                trigger_price: None,
+            })
+        };
+        loop {
+            match pipeline.runtime().submit(p, i, command) {
+                Ok(()) => break,
+                Err(SubmitError::Busy) => {
+                    busy += 1;
+                    std::hint::spin_loop();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        offered += 1;
+        if load.acks && i % 256 == 0 {
+            // Let the ack printer keep up without a dedicated core.
+            std::thread::yield_now();
+        }
+    }
+    let seconds = (now_ns(start) - t_begin) as f64 / 1e9;
+    // Drain: wait for every offered command's outputs (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while completed.load(Ordering::Relaxed) < offered && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    done.store(true, Ordering::Release);
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    for c in consumers {
+        let h = c.join().expect("consumer thread");
+        latency.add(&h).expect("same bounds");
+    }
+    printer.join().expect("printer thread");
+    let state_hashes = pipeline.shutdown();
+    Ok(LoadReport {
+        offered,
+        completed: completed.load(Ordering::Relaxed),
+        busy,
+        seconds,
+        latency,
+        state_hashes,
+    })
+}
