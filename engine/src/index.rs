@@ -138,7 +138,7 @@ fn block_key(owner: u64, block: u64) -> u128 {
 impl CoidSet {
     pub(crate) fn with_capacity(max: usize) -> Self {
         CoidSet {
-            big: FixedMap::with_capacity(max),
+            big: FixedMap::with_capacity_grouped(max),
             pending: Vec::with_capacity(PENDING),
             count: 0,
             max,

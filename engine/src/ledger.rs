@@ -185,14 +185,14 @@ impl Ledger {
         let batch = cfg.batch_max.max(1) as usize;
         Ledger {
             accounts: Vec::with_capacity(accounts),
-            account_index: FixedMap::with_capacity(cfg.accounts_max as usize),
+            account_index: FixedMap::with_capacity_grouped(cfg.accounts_max as usize),
             assets: Vec::with_capacity(cfg.assets_max as usize),
             asset_index: FixedMap::with_capacity(cfg.assets_max as usize),
             escrow: Vec::with_capacity(cfg.assets_max as usize),
             trading: FixedMap::with_capacity(cfg.accounts_max as usize),
             transfers: Vec::with_capacity(cfg.transfers_max as usize),
-            transfer_index: FixedMap::with_capacity(cfg.transfers_max as usize),
-            failed: FixedMap::with_capacity(cfg.transfers_max as usize),
+            transfer_index: FixedMap::with_capacity_grouped(cfg.transfers_max as usize),
+            failed: FixedMap::with_capacity_grouped(cfg.transfers_max as usize),
             expiry: Vec::with_capacity(cfg.transfers_max as usize),
             chain: Vec::with_capacity(batch),
             undo: Vec::with_capacity(batch),
@@ -476,7 +476,7 @@ impl Ledger {
                 E::Exists
             });
         }
-        if self.failed.contains(t.id.0) {
+        if !self.failed.is_empty() && self.failed.contains(t.id.0) {
             return Err(E::IdAlreadyFailed);
         }
         let f = t.flags;

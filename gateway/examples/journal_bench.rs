@@ -1,7 +1,8 @@
 //! Journal measurements on the real disk, each beside its floor in the same
 //! run: commit latency vs a raw pwrite + fdatasync of the same bytes into a
 //! preallocated file (interleaved, so both see the same disk), durable
-//! throughput with group commit through `JournalThread`, and replay
+//! command throughput through the real runtime (ring → engine → journal
+//! thread with group commit → durable output release), and replay
 //! throughput (read + verify + decode + apply). Every line names the
 //! durability mode.
 //!
@@ -10,11 +11,11 @@
 //! `BOURSE_BENCH_DIR` picks the directory (default: the system temp dir).
 
 use engine::*;
-use gateway::journal::{
-    format::block_len, Durability, FsStorage, JournalConfig, JournalThread, JournalWriter,
-};
+use gateway::journal::{format::block_len, Durability, FsStorage, JournalConfig, JournalWriter};
 use gateway::journal_cli::replay_dir;
+use gateway::pipeline::FsPersistence;
 use gateway::record::{decode, encode, InputRecord, SplitMix64};
+use gateway::runtime::{OutputKind, PartitionStart, Runtime, RuntimeConfig, SubmitError};
 use hdrhistogram::Histogram;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -178,24 +179,52 @@ fn throughput(recs: &[InputRecord], mode: Durability) -> Option<PathBuf> {
         durability: mode,
         ..JournalConfig::default()
     };
-    let (w, _) = JournalWriter::open(FsStorage, &dir, cfg).expect("journal");
-    let t = JournalThread::spawn(w, 1 << 16);
+    let persistence: Option<Box<dyn gateway::runtime::Persistence>> = match mode {
+        Durability::None => None,
+        _ => Some(Box::new(FsPersistence::open(&dir, cfg).expect("journal"))),
+    };
+    let rt = Runtime::start(
+        RuntimeConfig::default(),
+        mode,
+        vec![PartitionStart {
+            engine: Engine::new(EngineConfig::default()),
+            last_seq: Seq(0),
+            persistence,
+        }],
+    );
     let n = recs.len() as u64;
+    let commands: Vec<Command> = recs
+        .iter()
+        .map(|r| decode(r).expect("decodes").command)
+        .collect();
+    let mut reader = rt.reader(0);
     let t0 = Instant::now();
-    for r in recs {
-        t.push(*r);
-    }
-    while t.durable_seq() < n {
-        std::thread::yield_now();
+    let (mut sent, mut done, mut busy) = (0usize, 0u64, 0u64);
+    while done < n {
+        while sent < commands.len() {
+            match rt.submit(0, 1, commands[sent]) {
+                Ok(()) => sent += 1,
+                Err(SubmitError::Busy) => {
+                    busy += 1;
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        while let Some(o) = reader.poll() {
+            if o.kind == OutputKind::End {
+                done += 1;
+            }
+        }
     }
     let secs = t0.elapsed().as_secs_f64();
-    let w = t.shutdown().expect("journal thread");
-    let (blocks, bytes) = w.written();
+    let placement = rt.placement().clone();
+    rt.shutdown();
     println!(
-        "group commit [durability={mode}]: {n} records in {secs:.3} s = {:.2} M records/s (target >= 2 M/s durable); {blocks} blocks, mean {:.0} records/block, {:.0} MB/s",
+        "durable command throughput [durability={mode}]: {n} commands through ring → engine → journal → durable release in {secs:.3} s = {:.2} M commands/s (target >= 2 M/s durable); busy {busy}; engine threads {:?}, idle {}",
         n as f64 / secs / 1e6,
-        n as f64 / blocks.max(1) as f64,
-        bytes as f64 / secs / 1e6
+        placement.cores,
+        placement.idle
     );
     if mode == Durability::Durable {
         Some(dir)

@@ -94,11 +94,38 @@ pub struct Pipeline {
     recovered: Vec<PartitionRecovery>,
 }
 
-/// The journal and snapshot files of one partition.
-struct FsPersistence {
+/// The journal and snapshot files of one partition (what the runtime's
+/// journal thread drives).
+pub struct FsPersistence {
     writer: JournalWriter<FsStorage>,
     dir: PathBuf,
     bytes_at_snapshot: u64,
+}
+
+impl std::fmt::Debug for FsPersistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsPersistence")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl FsPersistence {
+    /// Opens (scanning and repairing the tail of) the journal in `dir`.
+    pub fn open(dir: &Path, cfg: JournalConfig) -> Result<Self, JournalError> {
+        let (writer, _) = JournalWriter::open(FsStorage, dir, cfg)?;
+        let bytes_at_snapshot = writer.written().1;
+        Ok(FsPersistence {
+            writer,
+            dir: dir.to_path_buf(),
+            bytes_at_snapshot,
+        })
+    }
+
+    /// Blocks and bytes written so far.
+    pub fn written(&self) -> (u64, u64) {
+        self.writer.written()
+    }
 }
 
 impl Persistence for FsPersistence {
@@ -187,18 +214,12 @@ impl Pipeline {
                     durability: cfg.durability,
                     ..JournalConfig::default()
                 };
-                let (writer, _) = JournalWriter::open(FsStorage, &dir, jcfg).map_err(|source| {
-                    PipelineError::Journal {
+                let p =
+                    FsPersistence::open(&dir, jcfg).map_err(|source| PipelineError::Journal {
                         dir: d.clone(),
                         source,
-                    }
-                })?;
-                let bytes_at_snapshot = writer.written().1;
-                Some(Box::new(FsPersistence {
-                    writer,
-                    dir: dir.clone(),
-                    bytes_at_snapshot,
-                }))
+                    })?;
+                Some(Box::new(p))
             };
             recovered.push(rec);
             starts.push(PartitionStart {

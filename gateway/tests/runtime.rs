@@ -70,6 +70,7 @@ fn stalled_journal_means_busy_and_no_early_outputs_then_everything_arrives() {
         idle: IdleStrategy::Yield,
         pin: false,
         snapshot_every_bytes: 0,
+        ..RuntimeConfig::default()
     };
     let rt = Runtime::start(
         cfg,
@@ -140,4 +141,95 @@ fn stalled_journal_means_busy_and_no_early_outputs_then_everything_arrives() {
     assert_eq!(ends, accepted, "outputs lost, duplicated or reordered");
     let engines = rt.shutdown();
     assert_eq!(engines[0].live_orders(), accepted.len() - 1);
+}
+
+static FATAL_CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn record_fatal(_msg: &str) {
+    FATAL_CALLS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// A journal whose second sync fails.
+struct FailingSync {
+    commits: Arc<AtomicU64>,
+}
+
+impl Persistence for FailingSync {
+    fn commit(&mut self, _batch: &[Input]) -> std::io::Result<()> {
+        let n = self.commits.fetch_add(1, Ordering::SeqCst);
+        if n >= 1 {
+            return Err(std::io::Error::other("fdatasync: EIO"));
+        }
+        Ok(())
+    }
+    fn snapshot(&mut self, _snap: &SnapshotBytes) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn bytes_since_snapshot(&self) -> u64 {
+        0
+    }
+}
+
+#[test]
+fn a_failed_sync_stops_the_journal_for_good_and_releases_nothing_more() {
+    let commits = Arc::new(AtomicU64::new(0));
+    let cfg = RuntimeConfig {
+        inbound_ring: 64,
+        output_ring: 1 << 10,
+        journal_queue: 64,
+        idle: IdleStrategy::Yield,
+        pin: false,
+        snapshot_every_bytes: 0,
+        fatal: record_fatal,
+    };
+    let rt = Runtime::start(
+        cfg,
+        Durability::Durable,
+        vec![PartitionStart {
+            engine: Engine::new(EngineConfig::small()),
+            last_seq: Seq(0),
+            persistence: Some(Box::new(FailingSync {
+                commits: commits.clone(),
+            })),
+        }],
+    );
+    rt.submit(0, 1, Command::AddInstrument(load_instrument()))
+        .unwrap();
+    let mut reader = rt.reader(0);
+    // The first commit succeeds: its outputs are released.
+    let t0 = Instant::now();
+    while reader.poll().is_none_or(|o| o.kind != OutputKind::End) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "first commit never released"
+        );
+    }
+    let durable = rt.shared(0).durable_seq.load(Ordering::Acquire);
+    for t in 2..20 {
+        rt.submit(0, t, order(t)).unwrap();
+    }
+    let t1 = Instant::now();
+    while FATAL_CALLS.load(Ordering::SeqCst) == 0 {
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "the failed sync was not reported"
+        );
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        FATAL_CALLS.load(Ordering::SeqCst),
+        1,
+        "fatal reported more than once"
+    );
+    assert_eq!(
+        commits.load(Ordering::SeqCst),
+        2,
+        "the failed sync was retried"
+    );
+    assert_eq!(rt.shared(0).durable_seq.load(Ordering::Acquire), durable);
+    assert!(
+        reader.poll().is_none(),
+        "an output was released after the journal failed"
+    );
 }

@@ -26,7 +26,6 @@ pub mod format;
 pub mod reader;
 pub mod sim;
 pub mod storage;
-pub mod thread;
 pub mod writer;
 
 #[cfg(test)]
@@ -36,7 +35,6 @@ pub use format::{BlockFault, BlockHeader, BLOCK_ALIGN, HEADER_LEN};
 pub use reader::{repair, scan, JournalEnd, ScanReport, TornTail};
 pub use sim::SimDisk;
 pub use storage::{FsStorage, Storage, StorageFile};
-pub use thread::JournalThread;
 pub use writer::JournalWriter;
 
 use std::fmt;

@@ -169,52 +169,6 @@ fn durability_names_parse() {
 }
 
 #[test]
-fn thread_group_commit_publishes_durable_seq() {
-    let d = SimDisk::new();
-    let dir = Path::new(DIR);
-    let (w, _) = JournalWriter::open(d.clone(), dir, cfg(1 << 20, 256)).unwrap();
-    let t = JournalThread::spawn(w, 1024);
-    let n = 20_000u64;
-    for s in 1..=n {
-        t.push(rec(s));
-    }
-    while t.durable_seq() < n {
-        std::thread::yield_now();
-    }
-    let w = t.shutdown().unwrap();
-    assert_eq!(w.last_seq(), Some(n));
-    let (blocks, _) = w.written();
-    assert!(blocks < n, "grouped: {blocks} blocks for {n} records");
-    assert_eq!(seqs(&d, dir).1.len() as u64, n);
-    assert!(d.syncs() >= blocks);
-}
-
-#[test]
-fn thread_stops_on_sync_failure_without_retry() {
-    let d = SimDisk::new();
-    let dir = Path::new(DIR);
-    let (w, _) = JournalWriter::open(d.clone(), dir, cfg(1 << 20, 64)).unwrap();
-    let hit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let h2 = hit.clone();
-    let t = JournalThread::spawn_with(
-        w,
-        128,
-        Box::new(move |_| h2.store(true, std::sync::atomic::Ordering::SeqCst)),
-    );
-    t.push(rec(1));
-    while t.durable_seq() < 1 {
-        std::thread::yield_now();
-    }
-    d.fail_syncs();
-    t.push(rec(2));
-    while !hit.load(std::sync::atomic::Ordering::SeqCst) {
-        std::thread::yield_now();
-    }
-    assert_eq!(t.durable_seq(), 1);
-    assert!(t.shutdown().is_err());
-}
-
-#[test]
 fn real_files_round_trip() {
     let dir = std::env::temp_dir().join(format!("bourse-journal-unit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -53,6 +53,17 @@ pub struct RuntimeConfig {
     pub pin: bool,
     /// Take a snapshot once this many journal bytes accumulated (0: never automatically).
     pub snapshot_every_bytes: u64,
+    /// Called once when the journal cannot write or sync; the journal thread
+    /// then stops for good (nothing is ever retried, nothing more becomes
+    /// durable, no further output is released). The default prints the error
+    /// and aborts the process.
+    pub fatal: fn(&str),
+}
+
+/// The default `RuntimeConfig::fatal`: report and abort.
+pub fn abort_process(msg: &str) {
+    eprintln!("bourse: {msg}; stopping the process");
+    std::process::abort();
 }
 
 impl Default for RuntimeConfig {
@@ -64,6 +75,7 @@ impl Default for RuntimeConfig {
             idle: IdleStrategy::Spin,
             pin: true,
             snapshot_every_bytes: 256 << 20,
+            fatal: abort_process,
         }
     }
 }
@@ -199,10 +211,11 @@ impl Runtime {
                     let s = shared.clone();
                     let every = cfg.snapshot_every_bytes;
                     let max = cfg.journal_queue;
+                    let fatal = cfg.fatal;
                     Some(
                         std::thread::Builder::new()
                             .name(format!("journal-{i}"))
-                            .spawn(move || journal_loop(persist, s, max, every))
+                            .spawn(move || journal_loop(persist, s, max, every, fatal))
                             .expect("spawn journal thread"),
                     )
                 }
@@ -316,6 +329,7 @@ fn journal_loop(
     shared: Arc<Shared>,
     max: usize,
     snapshot_every: u64,
+    fatal: fn(&str),
 ) {
     let q = shared
         .journal
@@ -337,8 +351,8 @@ fn journal_loop(
         if worked {
             if let Err(e) = persist.commit(&batch) {
                 // Never retried: after a failed fsync the durable state is unknown.
-                eprintln!("bourse: journal write/fsync failed: {e}; stopping the process");
-                std::process::abort();
+                fatal(&format!("journal write/fsync failed: {e}"));
+                return;
             }
             let last = batch.last().expect("non-empty").seq;
             shared.durable_seq.store(last.0, Ordering::Release);
@@ -349,8 +363,8 @@ fn journal_loop(
         if let Some(snap) = &pending_snapshot {
             if shared.durable_seq.load(Ordering::Acquire) >= snap.seq.0 {
                 if let Err(e) = persist.snapshot(snap) {
-                    eprintln!("bourse: snapshot write failed: {e}; stopping the process");
-                    std::process::abort();
+                    fatal(&format!("snapshot write failed: {e}"));
+                    return;
                 }
                 pending_snapshot = None;
                 asked_snapshot = false;
