@@ -14,7 +14,7 @@ pub mod rng;
 pub mod workload;
 
 pub use book::{apply, check, prefilled, verify, Book, Resting, Tally};
-pub use bourse::Bourse;
+pub use bourse::{Bourse, Settlement};
 pub use workload::{Expected, Mix, Op, Params, Side, Workload};
 
 /// Measured-op count, overridable with `BOURSE_BENCH_OPS` (for short
