@@ -790,6 +790,7 @@ impl Engine {
                 // Arrived already expired and cannot trade: it ends at once (convention 4).
                 out.push(Event::Canceled {
                     order_id: id,
+                    owner: o.owner,
                     qty: o.qty,
                     reason: CancelReason::Expired,
                 });
@@ -828,6 +829,7 @@ impl Engine {
                 if o.remaining.0 > 0 {
                     out.push(Event::Canceled {
                         order_id: o.id,
+                        owner: o.owner,
                         qty: o.remaining,
                         reason: CancelReason::CircuitBreaker,
                     });
@@ -856,6 +858,7 @@ impl Engine {
             Some(reason) => {
                 out.push(Event::Canceled {
                     order_id: o.id,
+                    owner: o.owner,
                     qty: o.remaining,
                     reason,
                 });
@@ -869,11 +872,15 @@ impl Engine {
     fn fire_stop(&mut self, slot: u32, out: &mut Events) {
         self.orders[slot as usize].state = OrderState::Active;
         let o = self.orders[slot as usize];
-        out.push(Event::Triggered { order_id: o.id });
+        out.push(Event::Triggered {
+            order_id: o.id,
+            owner: o.owner,
+        });
         if self.instruments[o.inst as usize].halted.is_some() {
             // Triggered by a trade just before a circuit-breaker halt.
             out.push(Event::Canceled {
                 order_id: o.id,
+                owner: o.owner,
                 qty: o.remaining,
                 reason: CancelReason::CircuitBreaker,
             });
@@ -892,6 +899,7 @@ impl Engine {
             if !self.fok_fillable(o.inst, o.side, o.owner, o.stp, o.remaining.0, limit) {
                 out.push(Event::Canceled {
                     order_id: o.id,
+                    owner: o.owner,
                     qty: o.remaining,
                     reason: CancelReason::IocRemainder,
                 });
@@ -981,6 +989,7 @@ impl Engine {
                         Stp::CancelMaker => {
                             out.push(Event::Canceled {
                                 order_id: maker.id,
+                                owner: maker.owner,
                                 qty: maker.remaining,
                                 reason: CancelReason::Stp,
                             });
@@ -990,6 +999,7 @@ impl Engine {
                             if t.stp == Stp::CancelBoth {
                                 out.push(Event::Canceled {
                                     order_id: maker.id,
+                                    owner: maker.owner,
                                     qty: maker.remaining,
                                     reason: CancelReason::Stp,
                                 });
@@ -997,6 +1007,7 @@ impl Engine {
                             }
                             out.push(Event::Canceled {
                                 order_id: t.id,
+                                owner: t.owner,
                                 qty: Qty(remaining),
                                 reason: CancelReason::Stp,
                             });
@@ -1011,6 +1022,7 @@ impl Engine {
                             if remaining == 0 {
                                 out.push(Event::Canceled {
                                     order_id: t.id,
+                                    owner: t.owner,
                                     qty: Qty(x),
                                     reason: CancelReason::Stp,
                                 });
@@ -1019,6 +1031,7 @@ impl Engine {
                             }
                             out.push(Event::Reduced {
                                 order_id: t.id,
+                                owner: t.owner,
                                 qty: Qty(x),
                                 reason: CancelReason::Stp,
                             });
@@ -1089,6 +1102,7 @@ impl Engine {
             if stp {
                 out.push(Event::Canceled {
                     order_id: id,
+                    owner: o.owner,
                     qty: Qty(x),
                     reason: CancelReason::Stp,
                 });
@@ -1099,6 +1113,7 @@ impl Engine {
         if stp {
             out.push(Event::Reduced {
                 order_id: id,
+                owner: o.owner,
                 qty: Qty(x),
                 reason: CancelReason::Stp,
             });
@@ -1303,6 +1318,7 @@ impl Engine {
         }
         out.push(Event::Canceled {
             order_id: id,
+            owner: o.owner,
             qty: o.remaining,
             reason: CancelReason::User,
         });
@@ -1396,6 +1412,7 @@ impl Engine {
             self.sync_hold(slot);
             out.push(Event::Replaced {
                 order_id: id,
+                owner: o.owner,
                 price,
                 qty,
                 priority_kept: true,
@@ -1418,6 +1435,7 @@ impl Engine {
         self.sync_hold(slot);
         out.push(Event::Replaced {
             order_id: id,
+            owner: o.owner,
             price,
             qty,
             priority_kept: false,
@@ -1455,6 +1473,7 @@ impl Engine {
             if inst.is_none_or(|i| i == o.inst) && side.is_none_or(|s| s == o.side) {
                 out.push(Event::Canceled {
                     order_id: o.id,
+                    owner: o.owner,
                     qty: o.remaining,
                     reason: CancelReason::MassCancel,
                 });
@@ -1474,6 +1493,7 @@ impl Engine {
             }
             out.push(Event::Canceled {
                 order_id: o.id,
+                owner: o.owner,
                 qty: o.remaining,
                 reason: CancelReason::Expired,
             });

@@ -321,6 +321,8 @@ pub enum Event {
     Canceled {
         /// Order.
         order_id: OrderId,
+        /// Its owner (so reports reach the owner's sessions without a lookup).
+        owner: OwnerId,
         /// Quantity removed.
         qty: Qty,
         /// Why.
@@ -330,6 +332,8 @@ pub enum Event {
     Reduced {
         /// Order.
         order_id: OrderId,
+        /// Its owner (so reports reach the owner's sessions without a lookup).
+        owner: OwnerId,
         /// Quantity removed.
         qty: Qty,
         /// Why (always `stp` today).
@@ -339,6 +343,8 @@ pub enum Event {
     Replaced {
         /// Order.
         order_id: OrderId,
+        /// Its owner (so reports reach the owner's sessions without a lookup).
+        owner: OwnerId,
         /// New price.
         price: Price,
         /// New remaining quantity.
@@ -350,6 +356,8 @@ pub enum Event {
     Triggered {
         /// Order.
         order_id: OrderId,
+        /// Its owner (so reports reach the owner's sessions without a lookup).
+        owner: OwnerId,
     },
     /// Trading stopped on an instrument.
     Halted {

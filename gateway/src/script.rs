@@ -874,6 +874,7 @@ pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
                 order_id,
                 qty,
                 reason,
+                ..
             } => write!(
                 o,
                 ",\"event\":\"canceled\",\"order_id\":{},\"qty\":{},\"reason\":\"{}\"",
@@ -885,6 +886,7 @@ pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
                 order_id,
                 qty,
                 reason,
+                ..
             } => write!(
                 o,
                 ",\"event\":\"reduced\",\"order_id\":{},\"qty\":{},\"reason\":\"{}\"",
@@ -897,6 +899,7 @@ pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
                 price,
                 qty,
                 priority_kept,
+                ..
             } => write!(
                 o,
                 ",\"event\":\"replaced\",\"order_id\":{},\"price\":{},\"qty\":{},\"priority\":\"{}\"",
@@ -905,7 +908,7 @@ pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
                 qty.0,
                 if priority_kept { "kept" } else { "lost" }
             )?,
-            Event::Triggered { order_id } => {
+            Event::Triggered { order_id, .. } => {
                 write!(o, ",\"event\":\"triggered\",\"order_id\":{}", order_id.0)?
             }
             Event::Halted { instrument, reason } => write!(
@@ -1355,6 +1358,7 @@ mod tests {
             (
                 Event::Replaced {
                     order_id: OrderId(1),
+                    owner: OwnerId(7),
                     price: Price(101),
                     qty: Qty(4),
                     priority_kept: false,

@@ -204,9 +204,10 @@ fn rej(out: &mut Vec<Ev>, target: RejectTarget, reason: RejectReason) {
     out.push(Ev::E(Event::Rejected { target, reason }));
 }
 
-fn canceled(out: &mut Vec<Ev>, id: u64, qty: u64, reason: CancelReason) {
+fn canceled(out: &mut Vec<Ev>, owner: u64, id: u64, qty: u64, reason: CancelReason) {
     out.push(Ev::E(Event::Canceled {
         order_id: OrderId(id),
+        owner: OwnerId(owner),
         qty: Qty(qty),
         reason,
     }));
@@ -401,7 +402,7 @@ impl Reference {
         due.sort();
         for (_, id) in due {
             let o = self.remove_order(id);
-            canceled(out, id, o.remaining, CancelReason::Expired);
+            canceled(out, o.owner, id, o.remaining, CancelReason::Expired);
         }
     }
 
@@ -598,7 +599,7 @@ impl Reference {
                 queue.push_back(o.id);
                 self.orders.insert(o.id, o);
             } else if o.expire_at.is_some_and(|e| e <= self.now) {
-                canceled(out, o.id, o.remaining, CancelReason::Expired);
+                canceled(out, o.owner, o.id, o.remaining, CancelReason::Expired);
             } else {
                 o.state = State::Waiting;
                 self.orders.insert(o.id, o);
@@ -649,9 +650,9 @@ impl Reference {
             return;
         }
         if t.is_market() || matches!(t.tif, Tif::Ioc | Tif::Fok) {
-            canceled(out, t.id, t.remaining, CancelReason::IocRemainder);
+            canceled(out, t.owner, t.id, t.remaining, CancelReason::IocRemainder);
         } else if t.expire_at.is_some_and(|e| e <= self.now) {
-            canceled(out, t.id, t.remaining, CancelReason::Expired);
+            canceled(out, t.owner, t.id, t.remaining, CancelReason::Expired);
         } else {
             t.visible = t.display.map_or(t.remaining, |d| d.min(t.remaining));
             self.rest(t);
@@ -664,13 +665,14 @@ impl Reference {
             let s = self.orders.remove(&id).expect("queued stop");
             out.push(Ev::E(Event::Triggered {
                 order_id: OrderId(id),
+                owner: OwnerId(s.owner),
             }));
             if self.insts[&s.inst].halted {
-                canceled(out, id, s.remaining, CancelReason::CircuitBreaker);
+                canceled(out, s.owner, id, s.remaining, CancelReason::CircuitBreaker);
                 continue;
             }
             if s.tif == Tif::Fok && !self.fok_fillable(&s) {
-                canceled(out, id, s.remaining, CancelReason::IocRemainder);
+                canceled(out, s.owner, id, s.remaining, CancelReason::IocRemainder);
                 continue;
             }
             self.execute(s, out, queue);
@@ -709,19 +711,19 @@ impl Reference {
             if m.owner == t.owner && t.stp != Stp::None {
                 match t.stp {
                     Stp::CancelTaker => {
-                        canceled(out, t.id, t.remaining, CancelReason::Stp);
+                        canceled(out, t.owner, t.id, t.remaining, CancelReason::Stp);
                         t.remaining = 0;
                         return End::TakerCanceled;
                     }
                     Stp::CancelMaker => {
                         self.remove_order(mid);
-                        canceled(out, mid, m.remaining, CancelReason::Stp);
+                        canceled(out, m.owner, mid, m.remaining, CancelReason::Stp);
                         continue;
                     }
                     Stp::CancelBoth => {
                         self.remove_order(mid);
-                        canceled(out, mid, m.remaining, CancelReason::Stp);
-                        canceled(out, t.id, t.remaining, CancelReason::Stp);
+                        canceled(out, m.owner, mid, m.remaining, CancelReason::Stp);
+                        canceled(out, t.owner, t.id, t.remaining, CancelReason::Stp);
                         t.remaining = 0;
                         return End::TakerCanceled;
                     }
@@ -729,10 +731,11 @@ impl Reference {
                         let x = t.remaining.min(m.visible);
                         if m.remaining == x {
                             self.remove_order(mid);
-                            canceled(out, mid, x, CancelReason::Stp);
+                            canceled(out, m.owner, mid, x, CancelReason::Stp);
                         } else {
                             out.push(Ev::E(Event::Reduced {
                                 order_id: OrderId(mid),
+                                owner: OwnerId(m.owner),
                                 qty: Qty(x),
                                 reason: CancelReason::Stp,
                             }));
@@ -740,11 +743,12 @@ impl Reference {
                         }
                         t.remaining -= x;
                         if t.remaining == 0 {
-                            canceled(out, t.id, x, CancelReason::Stp);
+                            canceled(out, t.owner, t.id, x, CancelReason::Stp);
                             return End::TakerCanceled;
                         }
                         out.push(Ev::E(Event::Reduced {
                             order_id: OrderId(t.id),
+                            owner: OwnerId(t.owner),
                             qty: Qty(x),
                             reason: CancelReason::Stp,
                         }));
@@ -771,7 +775,13 @@ impl Reference {
                         instrument: InstrumentId(iid),
                         reason: HaltReason::CircuitBreaker,
                     }));
-                    canceled(out, t.id, t.remaining, CancelReason::CircuitBreaker);
+                    canceled(
+                        out,
+                        t.owner,
+                        t.id,
+                        t.remaining,
+                        CancelReason::CircuitBreaker,
+                    );
                     t.remaining = 0;
                     return End::Halted;
                 }
@@ -840,7 +850,7 @@ impl Reference {
             return rej(out, target, RejectReason::NotOrderOwner);
         }
         let o = self.remove_order(id);
-        canceled(out, id, o.remaining, CancelReason::User);
+        canceled(out, o.owner, id, o.remaining, CancelReason::User);
     }
 
     fn mass_cancel(
@@ -871,7 +881,7 @@ impl Reference {
             .collect();
         for id in ids {
             let o = self.remove_order(id);
-            canceled(out, id, o.remaining, CancelReason::MassCancel);
+            canceled(out, o.owner, id, o.remaining, CancelReason::MassCancel);
         }
     }
 
@@ -925,6 +935,7 @@ impl Reference {
         let keep = new_price == o.price && new_qty <= o.remaining;
         out.push(Ev::E(Event::Replaced {
             order_id: OrderId(id),
+            owner: OwnerId(o.owner),
             price: Price(new_price),
             qty: Qty(new_qty),
             priority_kept: keep,

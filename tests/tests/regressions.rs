@@ -58,9 +58,10 @@ fn trade(price: u64, qty: u64, maker: u64, taker: u64, mo: u64, to: u64, side: S
     })
 }
 
-fn canceled(id: u64, qty: u64, reason: CancelReason) -> Ev {
+fn canceled(id: u64, owner: u64, qty: u64, reason: CancelReason) -> Ev {
     Ev::E(Event::Canceled {
         order_id: OrderId(id),
+        owner: OwnerId(owner),
         qty: Qty(qty),
         reason,
     })
@@ -127,7 +128,7 @@ fn ioc_remainder_never_rests() {
                 vec![
                     accepted(2, 2, 1, Buy, 101, 8),
                     trade(100, 5, 1, 2, 1, 2, Buy),
-                    canceled(2, 3, CancelReason::IocRemainder),
+                    canceled(2, 2, 3, CancelReason::IocRemainder),
                 ],
             ),
             (query(), vec![book(vec![], vec![])]),
@@ -136,7 +137,7 @@ fn ioc_remainder_never_rests() {
                 order(2, 2, Buy, 99, 4, Tif::Ioc),
                 vec![
                     accepted(3, 2, 2, Buy, 99, 4),
-                    canceled(3, 4, CancelReason::IocRemainder),
+                    canceled(3, 2, 4, CancelReason::IocRemainder),
                 ],
             ),
             // A later sell at 99 finds nothing to trade with: it rests.
@@ -226,7 +227,7 @@ fn marketable_limit_never_trades_through_its_price() {
                 vec![
                     accepted(6, 1, 4, Sell, 100, 9),
                     trade(101, 1, 4, 6, 2, 1, Sell),
-                    canceled(6, 8, CancelReason::IocRemainder),
+                    canceled(6, 1, 8, CancelReason::IocRemainder),
                 ],
             ),
         ],
@@ -300,7 +301,7 @@ fn gtd_stop_arriving_expired_is_cancelled_at_once() {
                     price: None,
                     qty: Qty(5),
                 }),
-                canceled(1, 5, CancelReason::Expired),
+                canceled(1, 1, 5, CancelReason::Expired),
             ],
         )],
     );

@@ -16,11 +16,13 @@
 
 pub mod idle;
 pub mod partition;
+pub mod router;
 pub mod sequencer;
 
 pub use crate::journal::Durability;
 pub use idle::IdleStrategy;
 pub use partition::{Output, OutputKind, Request, Shared, SnapshotBytes};
+pub use router::{globalize, localize, PartitionMap, Route, RouteError};
 
 use engine::{Command, Engine, Input, Seq};
 use std::sync::atomic::Ordering;
@@ -89,6 +91,17 @@ pub enum SubmitError {
     /// No such partition.
     #[error("no partition {0}")]
     NoPartition(usize),
+}
+
+/// Why a routed command was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RoutedError {
+    /// Not routable.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// Refused by a partition.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
 }
 
 /// How the engine threads were placed.
@@ -265,6 +278,29 @@ impl Runtime {
             .inbound
             .push(Request::Command { token, command })
             .map_err(|_| SubmitError::Busy)
+    }
+
+    /// Routes a command by `map` (order ids global) and offers it; returns
+    /// the partition, or `Busy` from the first full ring (a broadcast that is
+    /// busy on a later partition has been taken by the earlier ones).
+    pub fn submit_routed(
+        &self,
+        map: &PartitionMap,
+        token: u64,
+        command: Command,
+    ) -> Result<Option<usize>, RoutedError> {
+        match map.route(command)? {
+            Route::One(p, c) => {
+                self.submit(p, token, c)?;
+                Ok(Some(p))
+            }
+            Route::All(c) => {
+                for p in 0..self.parts.len() {
+                    self.submit(p, token, c)?;
+                }
+                Ok(None)
+            }
+        }
     }
 
     /// Asks a partition for a snapshot at its next position in the ring.
