@@ -18,8 +18,6 @@ use engine::{
 };
 use hdrhistogram::Histogram;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Load settings.
@@ -121,90 +119,92 @@ pub fn run_load(
         * 4
         + 1_000_000_000;
     let total = (load.rate as u128 * load.duration.as_nanos() / 1_000_000_000) as usize + parts + 1;
-    let intended: Arc<Vec<AtomicU64>> =
-        Arc::new((0..total + 1).map(|_| AtomicU64::new(0)).collect());
-    let latest_order: Arc<Vec<AtomicU64>> =
-        Arc::new((0..parts).map(|_| AtomicU64::new(0)).collect());
-    let done = Arc::new(AtomicBool::new(false));
-    let completed = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-
-    let mut consumers = Vec::new();
-    for p in 0..parts {
-        let mut reader = pipeline.runtime().reader(p);
-        let (intended, latest, done, completed) = (
-            intended.clone(),
-            latest_order.clone(),
-            done.clone(),
-            completed.clone(),
-        );
-        let tx = load.acks.then(|| tx.clone());
-        consumers.push(std::thread::spawn(move || {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-            let mut coid = 0u64;
-            loop {
-                match reader.poll() {
-                    Some(o) => match o.kind {
-                        OutputKind::Event(Event::Accepted {
-                            order_id,
-                            client_order_id,
-                            ..
-                        }) => {
-                            latest[p].store(order_id.0, Ordering::Relaxed);
-                            coid = client_order_id.0;
-                        }
-                        OutputKind::Event(Event::Rejected {
-                            target: engine::RejectTarget::ClientOrder(c),
-                            ..
-                        }) => {
-                            coid = c.0;
-                        }
-                        OutputKind::End => {
-                            if o.token != 0 && (o.token as usize) < intended.len() {
-                                let t0 = intended[o.token as usize].load(Ordering::Acquire);
-                                let lat = now_ns(start).saturating_sub(t0).max(1);
-                                let _ = h.record(lat);
-                                completed.fetch_add(1, Ordering::Relaxed);
-                            }
-                            if let Some(tx) = &tx {
-                                let _ = tx.send(format!("ack {} {}", o.seq.0, coid));
-                            }
-                            coid = 0;
-                        }
-                        _ => {}
-                    },
-                    None => {
-                        if done.load(Ordering::Acquire) {
-                            return h;
-                        }
-                        std::hint::spin_loop();
-                    }
-                }
-            }
-        }));
+    // Intended send time per token (token = index), preallocated.
+    let mut intended = vec![0u64; total + 1];
+    let mut latest_order = vec![0u64; parts];
+    let mut readers: Vec<_> = (0..parts).map(|p| pipeline.runtime().reader(p)).collect();
+    // Engine threads own cores 1..; keep the load generator off them.
+    if pipeline
+        .runtime()
+        .placement()
+        .cores
+        .iter()
+        .any(Option::is_some)
+    {
+        if let Some(core0) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
+            core_affinity::set_for_current(core0);
+        }
     }
-    drop(tx);
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let mut coid_of = vec![0u64; parts];
+    let mut completed = 0u64;
+    let start = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
     // Ack printer: one line per released command, straight to standard
     // output and flushed, so a process killed a moment later has already
-    // told its reader everything it acknowledged.
+    // told its reader everything it acknowledged. It blocks, never spins.
     let printer = std::thread::spawn(move || {
         let mut so = std::io::stdout().lock();
-        for l in rx {
-            let _ = writeln!(so, "{l}");
+        for (seq, coid) in rx {
+            let _ = writeln!(so, "ack {seq} {coid}");
             let _ = so.flush();
         }
     });
+    // One thread offers the load and drains the outputs between sends, so
+    // on a small machine it does not compete with itself for a core.
+    let drain = |readers: &mut Vec<crate::runtime::OutputReader>,
+                 latency: &mut Histogram<u64>,
+                 completed: &mut u64,
+                 intended: &[u64],
+                 latest_order: &mut [u64],
+                 coid_of: &mut [u64]| {
+        let mut any = false;
+        for (p, r) in readers.iter_mut().enumerate() {
+            while let Some(o) = r.poll() {
+                any = true;
+                match o.kind {
+                    OutputKind::Event(Event::Accepted {
+                        order_id,
+                        client_order_id,
+                        ..
+                    }) => {
+                        latest_order[p] = order_id.0;
+                        coid_of[p] = client_order_id.0;
+                    }
+                    OutputKind::Event(Event::Rejected {
+                        target: engine::RejectTarget::ClientOrder(c),
+                        ..
+                    }) => coid_of[p] = c.0,
+                    OutputKind::End => {
+                        if o.token != 0 && (o.token as usize) < intended.len() {
+                            let lat = now_ns(start)
+                                .saturating_sub(intended[o.token as usize])
+                                .max(1);
+                            let _ = latency.record(lat);
+                            *completed += 1;
+                        }
+                        if load.acks {
+                            let _ = tx.send((o.seq.0, coid_of[p]));
+                        }
+                        coid_of[p] = 0;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        any
+    };
 
     for p in 0..parts {
-        let mut cmd = Command::AddInstrument(load_instrument());
-        loop {
-            match pipeline.runtime().submit(p, 0, cmd) {
-                Ok(()) => break,
-                Err(SubmitError::Busy) => std::thread::yield_now(),
-                Err(e) => panic!("{e}"),
+        while let Err(e) =
+            pipeline
+                .runtime()
+                .submit(p, 0, Command::AddInstrument(load_instrument()))
+        {
+            match e {
+                SubmitError::Busy => std::thread::yield_now(),
+                e => panic!("{e}"),
             }
-            cmd = Command::AddInstrument(load_instrument());
         }
     }
 
@@ -220,9 +220,18 @@ pub fn run_load(
             break;
         }
         while now_ns(start) < t_int {
-            std::hint::spin_loop();
+            if !drain(
+                &mut readers,
+                &mut latency,
+                &mut completed,
+                &intended,
+                &mut latest_order,
+                &mut coid_of,
+            ) {
+                std::hint::spin_loop();
+            }
         }
-        intended[i as usize].store(t_int, Ordering::Release);
+        intended[i as usize] = t_int;
         let p = (i as usize) % parts;
         if rng.below(100) == 0 {
             mid = (mid + rng.below(21)).saturating_sub(10).max(1000);
@@ -230,10 +239,9 @@ pub fn run_load(
         let roll = rng.below(100);
         let owner = OwnerId(1 + rng.below(8));
         let command = if roll < 30 {
-            let latest = latest_order[p].load(Ordering::Relaxed);
             Command::Cancel {
                 owner,
-                order_id: OrderId(latest.saturating_sub(rng.below(2000)).max(1)),
+                order_id: OrderId(latest_order[p].saturating_sub(rng.below(2000)).max(1)),
             }
         } else {
             let side = if rng.below(2) == 0 {
@@ -270,34 +278,41 @@ pub fn run_load(
                 Ok(()) => break,
                 Err(SubmitError::Busy) => {
                     busy += 1;
-                    std::hint::spin_loop();
+                    drain(
+                        &mut readers,
+                        &mut latency,
+                        &mut completed,
+                        &intended,
+                        &mut latest_order,
+                        &mut coid_of,
+                    );
                 }
                 Err(e) => panic!("{e}"),
             }
         }
         offered += 1;
-        if load.acks && i % 256 == 0 {
-            // Let the ack printer keep up without a dedicated core.
+    }
+    let seconds = (now_ns(start) - t_begin) as f64 / 1e9;
+    // Drain: every offered command's outputs (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while completed < offered && Instant::now() < deadline {
+        if !drain(
+            &mut readers,
+            &mut latency,
+            &mut completed,
+            &intended,
+            &mut latest_order,
+            &mut coid_of,
+        ) {
             std::thread::yield_now();
         }
     }
-    let seconds = (now_ns(start) - t_begin) as f64 / 1e9;
-    // Drain: wait for every offered command's outputs (bounded wait).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while completed.load(Ordering::Relaxed) < offered && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    done.store(true, Ordering::Release);
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    for c in consumers {
-        let h = c.join().expect("consumer thread");
-        latency.add(&h).expect("same bounds");
-    }
+    drop(tx);
     printer.join().expect("printer thread");
     let state_hashes = pipeline.shutdown();
     Ok(LoadReport {
         offered,
-        completed: completed.load(Ordering::Relaxed),
+        completed,
         busy,
         seconds,
         latency,
