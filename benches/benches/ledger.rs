@@ -365,6 +365,8 @@ fn ledger_engine(n: usize) -> (Engine, Events, u64) {
         assets_max: ASSETS.len() as u32,
         batch_max: 8190,
     });
+    // As the runtime does: no page faults in the measured phase.
+    engine.prefault();
     let mut events = engine.new_events();
     let mut seq = 0u64;
     let mut setup = |engine: &mut Engine, command: Command, events: &mut Events| {

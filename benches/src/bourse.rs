@@ -98,6 +98,8 @@ impl Bourse {
     /// `Book::new`.
     pub fn with_settlement(w: &Workload, settlement: Option<Settlement>) -> Self {
         let mut engine = Engine::new(config_for(w));
+        // As the runtime does: no page faults in the measured phase.
+        engine.prefault();
         let mut events = engine.new_events();
         let mut seq = 0u64;
         let mut setup = |engine: &mut Engine, command: Command| {

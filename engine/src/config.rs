@@ -42,7 +42,7 @@ impl Default for EngineConfig {
             owners_max: 1 << 16,
             client_order_ids_max: 1 << 21,
             accounts_max: 1 << 18,
-            transfers_max: 1 << 21,
+            transfers_max: 1 << 20,
             events_max: 1 << 16,
             assets_max: 1024,
             batch_max: 8190,

@@ -318,6 +318,38 @@ impl Engine {
         }
     }
 
+    /// Writes to every page of every preallocated table, so that the first
+    /// use of any capacity never takes a page fault on the hot path. Costs
+    /// start-up time and makes the resident size the configured capacity;
+    /// the runtime calls it, scripts and tests need not. Changes nothing
+    /// logically (the state hash is the same before and after).
+    pub fn prefault(&mut self) {
+        use crate::ledger::{touch_vec, touch_vec_with};
+        touch_vec(&mut self.orders);
+        touch_vec(&mut self.order_free);
+        touch_vec(&mut self.levels);
+        touch_vec(&mut self.level_free);
+        touch_vec(&mut self.owners);
+        touch_vec(&mut self.heap);
+        touch_vec(&mut self.triggered_batch);
+        for i in &mut self.instruments {
+            for v in [
+                &mut i.bids,
+                &mut i.asks,
+                &mut i.buy_stops,
+                &mut i.sell_stops,
+            ] {
+                touch_vec_with(v, Entry { key: 0, slot: 0 });
+            }
+        }
+        self.order_index.prefault();
+        self.coids.prefault();
+        self.owner_index.prefault();
+        self.open_counts.prefault();
+        self.instrument_index.prefault();
+        self.ledger.prefault();
+    }
+
     /// An events buffer big enough for this engine's `events_max`.
     pub fn new_events(&self) -> Events {
         Events::with_capacity(

@@ -225,6 +225,15 @@ impl<V: MapValue> FixedMap<V> {
         Some(val)
     }
 
+    /// Writes to every memory page of the table so that first use never
+    /// page-faults (call once at start-up; changes nothing logically).
+    pub fn prefault(&mut self) {
+        for i in (0..self.slots.len()).step_by(4096 / core::mem::size_of::<Slot>()) {
+            let v = core::hint::black_box(self.slots[i][USED]);
+            self.slots[i][USED] = v;
+        }
+    }
+
     /// Removes everything, keeping the memory.
     pub fn clear(&mut self) {
         for s in &mut self.slots {

@@ -86,6 +86,15 @@ impl IdIndex {
         found
     }
 
+    /// Touches every page (see `FixedMap::prefault`).
+    pub(crate) fn prefault(&mut self) {
+        for i in (0..self.direct.len()).step_by(1024) {
+            let v = core::hint::black_box(self.direct[i]);
+            self.direct[i] = v;
+        }
+        self.overflow.prefault();
+    }
+
     /// Every indexed slot (direct part, then spilled), for validation and snapshots.
     pub(crate) fn slots(&self) -> impl Iterator<Item = u32> + '_ {
         self.direct
@@ -242,6 +251,11 @@ impl CoidSet {
             }
         }
         m
+    }
+
+    /// Touches every page (see `FixedMap::prefault`).
+    pub(crate) fn prefault(&mut self) {
+        self.big.prefault();
     }
 
     /// Restores one block and the number of ids; `false` if it does not fit.

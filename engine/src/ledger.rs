@@ -24,6 +24,19 @@ use crate::types::*;
 
 pub(crate) const NO_ACCOUNT: u32 = u32::MAX;
 
+/// Faults in a vector's spare capacity without changing its contents: fill
+/// it to capacity with copies of a value, then truncate back.
+pub(crate) fn touch_vec<T: Clone + Default>(v: &mut Vec<T>) {
+    touch_vec_with(v, T::default());
+}
+
+/// `touch_vec` with an explicit filler.
+pub(crate) fn touch_vec_with<T: Clone>(v: &mut Vec<T>, fill: T) {
+    let len = v.len();
+    v.resize(v.capacity(), fill);
+    v.truncate(len);
+}
+
 /// Transfer check precedence, first failure wins (semantics.md convention 11):
 ///
 /// 1. linked-chain outcome (`linked_event_failed`, `linked_event_chain_open`)
@@ -198,6 +211,36 @@ impl Ledger {
             undo: Vec::with_capacity(batch),
             chain_pending: Vec::with_capacity(batch),
         }
+    }
+
+    /// Touches every page of every table (see `Engine::prefault`).
+    pub(crate) fn prefault(&mut self) {
+        touch_vec(&mut self.accounts);
+        let filler = Transfer {
+            spec: TransferSpec {
+                id: TransferId(0),
+                debit_account: AccountId(0),
+                credit_account: AccountId(0),
+                amount: Amount(0),
+                code: 0,
+                flags: TransferFlags(0),
+                pending_id: TransferId(0),
+                timeout_ns: 0,
+            },
+            state: TState::Posted,
+            debit: 0,
+            credit: 0,
+            amount: 0,
+            created: Timestamp(0),
+            deadline: Timestamp(0),
+        };
+        touch_vec_with(&mut self.transfers, filler);
+        touch_vec(&mut self.expiry);
+        self.account_index.prefault();
+        self.asset_index.prefault();
+        self.trading.prefault();
+        self.transfer_index.prefault();
+        self.failed.prefault();
     }
 
     // ----- assets, escrow, trading accounts ---------------------------

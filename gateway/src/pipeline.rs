@@ -33,6 +33,9 @@ pub struct PipelineConfig {
     pub durability: Durability,
     /// Journal segment size in bytes.
     pub segment_bytes: u64,
+    /// Fault in every preallocated table before starting (no page faults on
+    /// the hot path later; resident memory = configured capacity).
+    pub prefault: bool,
 }
 
 impl PipelineConfig {
@@ -45,6 +48,7 @@ impl PipelineConfig {
             runtime: RuntimeConfig::default(),
             durability: Durability::Durable,
             segment_bytes: 64 << 20,
+            prefault: true,
         }
     }
 }
@@ -222,6 +226,10 @@ impl Pipeline {
                 Some(Box::new(p))
             };
             recovered.push(rec);
+            let mut engine = engine;
+            if cfg.prefault {
+                engine.prefault();
+            }
             starts.push(PartitionStart {
                 engine,
                 last_seq: Seq(last_seq),
