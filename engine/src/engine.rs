@@ -67,11 +67,7 @@ struct Order {
     /// 0: not an iceberg.
     display: Qty,
     level: u32,
-    prev: u32,
-    next: u32,
     owner_slot: u32,
-    oprev: u32,
-    onext: u32,
     heap_pos: u32,
     /// Settling instruments: the account the hold sits on (buy: quote,
     /// sell: base) and the one fills pay into; `NO_ACCOUNT` otherwise.
@@ -105,11 +101,7 @@ impl Default for Order {
             visible: Qty(0),
             display: Qty(0),
             level: NIL,
-            prev: NIL,
-            next: NIL,
             owner_slot: NIL,
-            oprev: NIL,
-            onext: NIL,
             heap_pos: NIL,
             pay: NO_ACCOUNT,
             recv: NO_ACCOUNT,
@@ -117,6 +109,31 @@ impl Default for Order {
             hold_price: Price(0),
             fee_acc: 0,
         }
+    }
+}
+
+/// An order's links in its level queue and its owner's list, kept apart
+/// from `Order` (16 bytes a slot): unlinking an order touches its
+/// neighbours' links, not their whole records, so cancels in a deep book
+/// miss the cache less.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Links {
+    prev: u32,
+    next: u32,
+    oprev: u32,
+    onext: u32,
+}
+
+const NO_LINKS: Links = Links {
+    prev: NIL,
+    next: NIL,
+    oprev: NIL,
+    onext: NIL,
+};
+
+impl Default for Links {
+    fn default() -> Self {
+        NO_LINKS
     }
 }
 
@@ -212,6 +229,7 @@ pub struct Engine {
     instrument_count: usize,
     instrument_index: FixedMap<u32>,
     orders: Vec<Order>,
+    links: Vec<Links>,
     order_free: Vec<u32>,
     order_index: IdIndex,
     levels: Vec<Level>,
@@ -303,6 +321,7 @@ impl Engine {
             instrument_count: 0,
             instrument_index: FixedMap::with_capacity(cfg.instruments_max as usize),
             orders: Vec::with_capacity(orders_max),
+            links: Vec::with_capacity(orders_max),
             order_free: Vec::with_capacity(orders_max),
             order_index: IdIndex::with_capacity(orders_max),
             levels: Vec::with_capacity(orders_max),
@@ -326,6 +345,7 @@ impl Engine {
     pub fn prefault(&mut self) {
         use crate::ledger::{touch_vec, touch_vec_with};
         touch_vec(&mut self.orders);
+        touch_vec(&mut self.links);
         touch_vec(&mut self.order_free);
         touch_vec(&mut self.levels);
         touch_vec(&mut self.level_free);
@@ -1015,7 +1035,7 @@ impl Engine {
             let mut ended: Option<MatchEnd> = None;
             while m != NIL && remaining > 0 {
                 let maker = self.orders[m as usize];
-                let next = maker.next;
+                let next = self.links[m as usize].next;
                 if maker.owner == t.owner && t.stp != Stp::None {
                     match t.stp {
                         Stp::CancelMaker => {
@@ -1218,7 +1238,7 @@ impl Engine {
                 let o = &self.orders[m as usize];
                 if o.owner == owner && stp != Stp::None {
                     if stp == Stp::CancelMaker {
-                        m = o.next;
+                        m = self.links[m as usize].next;
                         continue;
                     }
                     blocked = true;
@@ -1226,7 +1246,7 @@ impl Engine {
                 }
                 visible_ahead = visible_ahead.saturating_add(o.visible.0);
                 total = total.saturating_add(o.remaining.0);
-                m = o.next;
+                m = self.links[m as usize].next;
             }
             let takes = if blocked { visible_ahead } else { total };
             if takes > 0 && self.circuit_would_trip(inst, l.price) {
@@ -1501,7 +1521,7 @@ impl Engine {
         let mut m = self.owners[os as usize].head;
         while m != NIL {
             let o = self.orders[m as usize];
-            let next = o.onext;
+            let next = self.links[m as usize].onext;
             if inst.is_none_or(|i| i == o.inst) && side.is_none_or(|s| s == o.side) {
                 out.push(Event::Canceled {
                     order_id: o.id,
@@ -1539,6 +1559,7 @@ impl Engine {
         let slot = match self.order_free.pop() {
             Some(s) => {
                 self.orders[s as usize] = o;
+                self.links[s as usize] = NO_LINKS;
                 s
             }
             None => {
@@ -1547,6 +1568,7 @@ impl Engine {
                     "order pool exhausted past the capacity check"
                 );
                 self.orders.push(o);
+                self.links.push(NO_LINKS);
                 (self.orders.len() - 1) as u32
             }
         };
@@ -1732,16 +1754,14 @@ impl Engine {
 
     fn push_level_tail(&mut self, lslot: u32, slot: u32) {
         let tail = self.levels[lslot as usize].tail;
-        {
-            let o = &mut self.orders[slot as usize];
-            o.level = lslot;
-            o.prev = tail;
-            o.next = NIL;
-        }
+        self.orders[slot as usize].level = lslot;
+        let l = &mut self.links[slot as usize];
+        l.prev = tail;
+        l.next = NIL;
         if tail == NIL {
             self.levels[lslot as usize].head = slot;
         } else {
-            self.orders[tail as usize].next = slot;
+            self.links[tail as usize].next = slot;
         }
         let l = &mut self.levels[lslot as usize];
         l.tail = slot;
@@ -1750,36 +1770,38 @@ impl Engine {
 
     /// Unlinks an order from its level's queue (level bookkeeping of count only).
     fn unlink_level(&mut self, slot: u32) {
-        let o = self.orders[slot as usize];
-        let lslot = o.level;
-        if o.prev == NIL {
-            self.levels[lslot as usize].head = o.next;
+        let lslot = self.orders[slot as usize].level;
+        let Links { prev, next, .. } = self.links[slot as usize];
+        if prev == NIL {
+            self.levels[lslot as usize].head = next;
         } else {
-            self.orders[o.prev as usize].next = o.next;
+            self.links[prev as usize].next = next;
         }
-        if o.next == NIL {
-            self.levels[lslot as usize].tail = o.prev;
+        if next == NIL {
+            self.levels[lslot as usize].tail = prev;
         } else {
-            self.orders[o.next as usize].prev = o.prev;
+            self.links[next as usize].prev = prev;
         }
         self.levels[lslot as usize].count -= 1;
-        let om = &mut self.orders[slot as usize];
-        om.prev = NIL;
-        om.next = NIL;
+        let l = &mut self.links[slot as usize];
+        l.prev = NIL;
+        l.next = NIL;
     }
 
     /// Takes a resting order out of the book, freeing its level if it empties.
     fn unlink_from_book(&mut self, slot: u32) {
-        let o = self.orders[slot as usize];
-        let lslot = o.level;
+        let (lslot, visible, inst, side, price) = {
+            let o = &self.orders[slot as usize];
+            (o.level, o.visible, o.inst, o.side, o.price)
+        };
         self.unlink_level(slot);
-        self.levels[lslot as usize].qty.0 -= o.visible.0;
+        self.levels[lslot as usize].qty.0 -= visible.0;
         self.orders[slot as usize].level = NIL;
         if self.levels[lslot as usize].count == 0 {
             let (pos, _) = self
-                .find_level(o.inst, o.side, o.price)
+                .find_level(inst, side, price)
                 .expect("resting order's level missing from its side");
-            self.side_levels_mut(o.inst, o.side).remove(pos);
+            self.side_levels_mut(inst, side).remove(pos);
             self.level_free.push(lslot);
         }
     }
@@ -1787,31 +1809,29 @@ impl Engine {
     fn link_owner(&mut self, slot: u32) {
         let os = self.orders[slot as usize].owner_slot;
         let tail = self.owners[os as usize].tail;
-        {
-            let o = &mut self.orders[slot as usize];
-            o.oprev = tail;
-            o.onext = NIL;
-        }
+        let l = &mut self.links[slot as usize];
+        l.oprev = tail;
+        l.onext = NIL;
         if tail == NIL {
             self.owners[os as usize].head = slot;
         } else {
-            self.orders[tail as usize].onext = slot;
+            self.links[tail as usize].onext = slot;
         }
         self.owners[os as usize].tail = slot;
     }
 
     fn unlink_owner(&mut self, slot: u32) {
-        let o = self.orders[slot as usize];
-        let os = o.owner_slot;
-        if o.oprev == NIL {
-            self.owners[os as usize].head = o.onext;
+        let os = self.orders[slot as usize].owner_slot;
+        let Links { oprev, onext, .. } = self.links[slot as usize];
+        if oprev == NIL {
+            self.owners[os as usize].head = onext;
         } else {
-            self.orders[o.oprev as usize].onext = o.onext;
+            self.links[oprev as usize].onext = onext;
         }
-        if o.onext == NIL {
-            self.owners[os as usize].tail = o.oprev;
+        if onext == NIL {
+            self.owners[os as usize].tail = oprev;
         } else {
-            self.orders[o.onext as usize].oprev = o.oprev;
+            self.links[onext as usize].oprev = oprev;
         }
     }
 
@@ -1949,7 +1969,7 @@ impl Engine {
                 let mut m = self.levels[e.slot as usize].head;
                 while m != NIL {
                     ids.push(self.orders[m as usize].id);
-                    m = self.orders[m as usize].next;
+                    m = self.links[m as usize].next;
                 }
                 ids
             })
@@ -2015,7 +2035,7 @@ impl Engine {
                     let mut m = l.head;
                     while m != NIL {
                         self.hash_order(&mut h, m);
-                        m = self.orders[m as usize].next;
+                        m = self.links[m as usize].next;
                     }
                 }
             }
@@ -2033,7 +2053,7 @@ impl Engine {
             let mut m = ow.head;
             while m != NIL {
                 h.u64(self.orders[m as usize].id.0);
-                m = self.orders[m as usize].onext;
+                m = self.links[m as usize].onext;
             }
         }
         let mut coids = SetHasher::default();
@@ -2101,7 +2121,7 @@ impl Engine {
                         let o = &self.orders[m as usize];
                         if o.state != OrderState::Resting
                             || o.level != e.slot
-                            || o.prev != prev
+                            || self.links[m as usize].prev != prev
                             || o.price != l.price
                             || o.side != side
                             || o.inst as usize != ii
@@ -2130,7 +2150,7 @@ impl Engine {
                         qty = qty.checked_add(o.visible.0).ok_or("level qty overflows")?;
                         count += 1;
                         prev = m;
-                        m = o.next;
+                        m = self.links[m as usize].next;
                         live += 1;
                         if live > self.orders.len() {
                             return Err("cycle in a level queue".into());
@@ -2225,7 +2245,10 @@ impl Engine {
             let (mut m, mut prev) = (ow.head, NIL);
             while m != NIL {
                 let o = &self.orders[m as usize];
-                if o.owner != ow.id || o.owner_slot as usize != os || o.oprev != prev {
+                if o.owner != ow.id
+                    || o.owner_slot as usize != os
+                    || self.links[m as usize].oprev != prev
+                {
                     return Err(format!("order {}: owner list broken", o.id));
                 }
                 if prev != NIL && self.orders[prev as usize].id >= o.id {
@@ -2247,7 +2270,7 @@ impl Engine {
                     return Err("cycle in an owner list".into());
                 }
                 prev = m;
-                m = o.onext;
+                m = self.links[m as usize].onext;
             }
             if ow.tail != prev {
                 return Err(format!("owner {}: tail wrong", ow.id));

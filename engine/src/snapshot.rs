@@ -436,7 +436,7 @@ impl Engine {
             w.u32(i.fee_slot);
         }
         w.len(self.orders.len());
-        for o in &self.orders {
+        for (o, l) in self.orders.iter().zip(&self.links) {
             w.u64(o.id.0);
             w.u64(o.owner.0);
             w.u64(o.coid.0);
@@ -459,11 +459,11 @@ impl Engine {
             }
             for v in [
                 o.level,
-                o.prev,
-                o.next,
+                l.prev,
+                l.next,
                 o.owner_slot,
-                o.oprev,
-                o.onext,
+                l.oprev,
+                l.onext,
                 o.heap_pos,
                 o.pay,
                 o.recv,
@@ -586,6 +586,7 @@ impl Engine {
         }
         let n = r.len(e.orders.capacity(), "orders_max")?;
         for _ in 0..n {
+            let mut l = Links::default();
             let o = Order {
                 id: OrderId(r.u64()?),
                 owner: OwnerId(r.u64()?),
@@ -604,11 +605,14 @@ impl Engine {
                 visible: Qty(r.u64()?),
                 display: Qty(r.u64()?),
                 level: r.u32()?,
-                prev: r.u32()?,
-                next: r.u32()?,
-                owner_slot: r.u32()?,
-                oprev: r.u32()?,
-                onext: r.u32()?,
+                owner_slot: {
+                    l.prev = r.u32()?;
+                    l.next = r.u32()?;
+                    let os = r.u32()?;
+                    l.oprev = r.u32()?;
+                    l.onext = r.u32()?;
+                    os
+                },
                 heap_pos: r.u32()?,
                 pay: r.u32()?,
                 recv: r.u32()?,
@@ -617,6 +621,7 @@ impl Engine {
                 fee_acc: r.u128()?,
             };
             e.orders.push(o);
+            e.links.push(l);
         }
         r_u32s(&mut r, &mut e.order_free, "orders_max")?;
         let n = r.len(e.orders.capacity(), "orders_max")?;
@@ -730,14 +735,14 @@ impl Engine {
         );
         let na = self.ledger.accounts.len() as u32;
         let ok_o = |s: u32| s == NIL || s < no;
-        for o in &self.orders {
+        for (o, l) in self.orders.iter().zip(&self.links) {
             if o.state == OrderState::Free {
                 continue;
             }
             if o.inst >= ni || o.owner_slot >= nw || !(o.level == NIL || o.level < nl) {
                 return bad("order reference");
             }
-            if ![o.prev, o.next, o.oprev, o.onext].iter().all(|&s| ok_o(s)) {
+            if ![l.prev, l.next, l.oprev, l.onext].iter().all(|&s| ok_o(s)) {
                 return bad("order link");
             }
             if !(o.pay == NO_ACCOUNT || o.pay < na) || !(o.recv == NO_ACCOUNT || o.recv < na) {
