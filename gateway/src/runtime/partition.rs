@@ -135,11 +135,19 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
     };
     loop {
         let mut worked = false;
+        let mut now = seq.now();
+        let mut stamped = 0u32;
         while let Some(req) = shared.inbound.pop() {
             worked = true;
             match req {
                 Request::Command { token, command } => {
-                    let input = seq.stamp(command);
+                    // One clock read per 64 commands of a burst: they arrived together.
+                    if stamped == 64 {
+                        now = seq.now();
+                        stamped = 0;
+                    }
+                    stamped += 1;
+                    let input = seq.stamp_at(now, command);
                     apply_one(&mut engine, &mut events, &shared, &input, token, wait);
                 }
                 Request::Snapshot => {

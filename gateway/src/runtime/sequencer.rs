@@ -55,6 +55,14 @@ impl Sequencer {
     #[inline]
     pub fn stamp(&mut self, command: Command) -> Input {
         let now = self.now();
+        self.stamp_at(now, command)
+    }
+
+    /// Stamps one command with a time read earlier by `now()` (the engine
+    /// thread reads the clock once per batch of requests it drains).
+    #[inline]
+    pub fn stamp_at(&mut self, now: Timestamp, command: Command) -> Input {
+        debug_assert!(now.0 <= self.last_ns);
         let seq = Seq(self.next_seq);
         self.next_seq += 1;
         Input { seq, now, command }
