@@ -158,6 +158,10 @@ impl Persistence for FsPersistence {
     fn bytes_since_snapshot(&self) -> u64 {
         self.writer.written().1 - self.bytes_at_snapshot
     }
+
+    fn bytes_written(&self) -> u64 {
+        self.writer.written().1
+    }
 }
 
 /// The directory of partition `i`.

@@ -21,7 +21,9 @@ pub mod sequencer;
 
 pub use crate::journal::Durability;
 pub use idle::IdleStrategy;
-pub use partition::{Output, OutputKind, Request, Shared, SnapshotBytes};
+pub use partition::{
+    Counter, Counters, Output, OutputKind, Request, Shared, SnapshotBytes, COMMAND_KINDS,
+};
 pub use router::{globalize, localize, PartitionMap, Route, RouteError};
 
 use engine::{Command, Engine, Input, Seq};
@@ -38,6 +40,10 @@ pub trait Persistence: Send + 'static {
     fn snapshot(&mut self, snap: &SnapshotBytes) -> std::io::Result<()>;
     /// Bytes journaled since the last snapshot (drives automatic snapshots).
     fn bytes_since_snapshot(&self) -> u64;
+    /// Bytes journaled since start-up (metrics).
+    fn bytes_written(&self) -> u64 {
+        0
+    }
 }
 
 /// Runtime settings.
@@ -385,13 +391,25 @@ fn journal_loop(
         }
         let worked = !batch.is_empty();
         if worked {
+            let t0 = std::time::Instant::now();
             if let Err(e) = persist.commit(&batch) {
                 // Never retried: after a failed fsync the durable state is unknown.
                 fatal(&format!("journal write/fsync failed: {e}"));
                 return;
             }
-            let last = batch.last().expect("non-empty").seq;
-            shared.durable_seq.store(last.0, Ordering::Release);
+            let us = t0.elapsed().as_micros() as u64;
+            let c = &shared.counters;
+            let bucket =
+                (64 - us.max(1).leading_zeros() as usize).min(c.fsync_us_buckets.len() - 1);
+            c.fsync_us_buckets[bucket].add(1);
+            c.fsync_us_sum.add(us);
+            c.journal_blocks.add(1);
+            c.journal_records.add(batch.len() as u64);
+            c.journal_bytes
+                .add(persist.bytes_written() - c.journal_bytes.get());
+            let last = batch.last().expect("non-empty");
+            c.durable_time_ns.set(last.now.0);
+            shared.durable_seq.store(last.seq.0, Ordering::Release);
         }
         if pending_snapshot.is_none() {
             pending_snapshot = shared.snapshots.pop();
@@ -402,6 +420,12 @@ fn journal_loop(
                     fatal(&format!("snapshot write failed: {e}"));
                     return;
                 }
+                shared.counters.snapshots.add(1);
+                shared.counters.last_snapshot_unix_ns.set(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64),
+                );
                 pending_snapshot = None;
                 asked_snapshot = false;
             }

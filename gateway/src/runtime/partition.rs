@@ -63,6 +63,132 @@ pub struct SnapshotBytes {
     pub bytes: Vec<u8>,
 }
 
+/// Command kinds, in the order of `Counters::commands` (metric label values).
+pub const COMMAND_KINDS: [&str; 12] = [
+    "instrument",
+    "order",
+    "cancel",
+    "replace",
+    "mass_cancel",
+    "halt",
+    "resume",
+    "time",
+    "query_book",
+    "open_account",
+    "transfer",
+    "query_balance",
+];
+
+fn command_kind(c: &Command) -> usize {
+    match c {
+        Command::AddInstrument(_) => 0,
+        Command::NewOrder(_) => 1,
+        Command::Cancel { .. } => 2,
+        Command::Replace { .. } => 3,
+        Command::MassCancel { .. } => 4,
+        Command::Halt { .. } => 5,
+        Command::Resume { .. } => 6,
+        Command::Time { .. } => 7,
+        Command::QueryBook { .. } => 8,
+        Command::OpenAccount(_) => 9,
+        Command::Transfer { .. } => 10,
+        Command::QueryBalance { .. } => 11,
+    }
+}
+
+/// A counter with one writer (its owning thread): incremented with a plain
+/// load + store, no locked instruction, read by anyone.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n` (call only from the owning thread).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+    /// The current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Sets the value (owning thread only).
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Plain counters the engine and journal threads own; exporters read them.
+/// Updating them is a few loads and stores per command: no lock, no
+/// allocation, no syscall.
+#[derive(Debug)]
+pub struct Counters {
+    /// Commands applied, by kind (`COMMAND_KINDS`).
+    pub commands: [Counter; 12],
+    /// Of those, the ones answered with a reject (order, instrument, time,
+    /// query, account or transfer reject events).
+    pub rejected: [Counter; 12],
+    /// Reject events by `RejectReason` code (index = code).
+    pub order_rejects: [Counter; 32],
+    /// Ledger reject events by `LedgerError` code (index = code).
+    pub ledger_rejects: [Counter; 48],
+    /// Trades printed.
+    pub trades: Counter,
+    /// Engine loop iterations that found work / found none.
+    pub polls_busy: Counter,
+    /// Engine loop iterations that found nothing to do.
+    pub polls_idle: Counter,
+    /// Nanoseconds the engine thread spent applying commands.
+    pub busy_ns: Counter,
+    /// Journal: blocks written.
+    pub journal_blocks: Counter,
+    /// Journal: records written.
+    pub journal_records: Counter,
+    /// Journal: commit (write + sync) latency histogram, bucket i counts
+    /// commits of ≤ 2^i microseconds (the last bucket: everything above).
+    pub fsync_us_buckets: [Counter; 24],
+    /// Journal: sum of commit latencies, microseconds.
+    pub fsync_us_sum: Counter,
+    /// Journal: bytes written.
+    pub journal_bytes: Counter,
+    /// Engine time (ns) of the last durable input.
+    pub durable_time_ns: Counter,
+    /// Engine time (ns) of the last applied input.
+    pub applied_time_ns: Counter,
+    /// Unix time (ns) of the last snapshot written (0: none yet).
+    pub last_snapshot_unix_ns: Counter,
+    /// Snapshots written.
+    pub snapshots: Counter,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            commands: Default::default(),
+            rejected: Default::default(),
+            order_rejects: std::array::from_fn(|_| Counter::default()),
+            ledger_rejects: std::array::from_fn(|_| Counter::default()),
+            trades: Counter::default(),
+            polls_busy: Counter::default(),
+            polls_idle: Counter::default(),
+            busy_ns: Counter::default(),
+            journal_blocks: Counter::default(),
+            journal_records: Counter::default(),
+            fsync_us_buckets: Default::default(),
+            fsync_us_sum: Counter::default(),
+            journal_bytes: Counter::default(),
+            durable_time_ns: Counter::default(),
+            applied_time_ns: Counter::default(),
+            last_snapshot_unix_ns: Counter::default(),
+            snapshots: Counter::default(),
+        }
+    }
+}
+
 /// Shared state between a partition's thread and its handles.
 #[derive(Debug)]
 pub struct Shared {
@@ -85,6 +211,8 @@ pub struct Shared {
     pub stopped: AtomicBool,
     /// Inputs applied (for metrics and benchmarks).
     pub applied: AtomicU64,
+    /// Metrics counters.
+    pub counters: Counters,
 }
 
 impl Shared {
@@ -100,6 +228,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             applied: AtomicU64::new(0),
+            counters: Counters::default(),
         }
     }
 }
@@ -176,6 +305,16 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
             shared.stopped.store(true, Ordering::Release);
             return engine;
         }
+        if worked {
+            shared.counters.polls_busy.add(1);
+            // One clock read per drained burst: engine busy time for the busy ratio.
+            shared
+                .counters
+                .busy_ns
+                .add(seq.now().0.saturating_sub(now.0));
+        } else {
+            shared.counters.polls_idle.add(1);
+        }
         idler.idle(worked);
     }
 }
@@ -190,6 +329,7 @@ fn apply_one(
     wait: IdleStrategy,
 ) {
     engine.apply(input, events);
+    count(&shared.counters, input, events);
     if let Some(j) = &shared.journal {
         push_wait(j, *input, wait);
     }
@@ -233,5 +373,35 @@ fn apply_one(
     shared.applied.fetch_add(1, Ordering::Relaxed);
     if shared.journal.is_none() {
         shared.durable_seq.store(s.0, Ordering::Release);
+    }
+}
+
+/// Per-command metrics: kind, reject reasons, trades.
+#[inline]
+fn count(c: &Counters, input: &Input, events: &engine::Events) {
+    let kind = command_kind(&input.command);
+    c.commands[kind].add(1);
+    c.applied_time_ns.set(input.now.0);
+    let mut rejected = false;
+    for ev in events.iter() {
+        match ev {
+            Event::Trade { .. } => c.trades.add(1),
+            Event::Rejected { reason, .. } => {
+                rejected = true;
+                if let Some(x) = c.order_rejects.get(reason.code() as usize) {
+                    x.add(1);
+                }
+            }
+            Event::TransferRejected { reason, .. } | Event::AccountRejected { reason, .. } => {
+                rejected = true;
+                if let Some(x) = c.ledger_rejects.get(reason.code() as usize) {
+                    x.add(1);
+                }
+            }
+            _ => {}
+        }
+    }
+    if rejected {
+        c.rejected[kind].add(1);
     }
 }
