@@ -1,13 +1,18 @@
 //! The Bourse process crate: the `bourse` binary's subcommands, the runtime
 //! (sequencer, rings, engine threads), the journal of sequenced inputs,
-//! snapshots and crash recovery.
+//! snapshots and crash recovery, configuration, logging, metrics and the
+//! watchdog.
+pub mod config;
 pub mod dump;
 pub mod journal;
 pub mod journal_cli;
 pub mod loadgen;
+pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod record;
 pub mod recovery;
 pub mod runtime;
 pub mod script;
 pub mod snapshot;
+pub mod watchdog;

@@ -394,6 +394,7 @@ fn journal_loop(
             let t0 = std::time::Instant::now();
             if let Err(e) = persist.commit(&batch) {
                 // Never retried: after a failed fsync the durable state is unknown.
+                shared.journal_failed.store(true, Ordering::Release);
                 fatal(&format!("journal write/fsync failed: {e}"));
                 return;
             }
@@ -417,6 +418,7 @@ fn journal_loop(
         if let Some(snap) = &pending_snapshot {
             if shared.durable_seq.load(Ordering::Acquire) >= snap.seq.0 {
                 if let Err(e) = persist.snapshot(snap) {
+                    shared.journal_failed.store(true, Ordering::Release);
                     fatal(&format!("snapshot write failed: {e}"));
                     return;
                 }

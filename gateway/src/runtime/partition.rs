@@ -209,6 +209,9 @@ pub struct Shared {
     /// Set by the engine thread once it has stopped (everything it will ever
     /// emit — inputs, outputs, snapshots — is in the queues).
     pub stopped: AtomicBool,
+    /// Set by the journal thread when a write or sync failed and it stopped
+    /// for good (readiness reports the journal as not writable).
+    pub journal_failed: AtomicBool,
     /// Inputs applied (for metrics and benchmarks).
     pub applied: AtomicU64,
     /// Metrics counters.
@@ -227,6 +230,7 @@ impl Shared {
             durable_seq: AtomicU64::new(last_seq.0),
             stop: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            journal_failed: AtomicBool::new(false),
             applied: AtomicU64::new(0),
             counters: Counters::default(),
         }

@@ -1,0 +1,1282 @@
+//! The process configuration: one TOML file, every key overridable by a
+//! `BOURSE_SECTION_KEY` environment variable and by command-line flags, with
+//! defaults embedded in the binary (`DEFAULT_TOML`, printed by
+//! `bourse config default`).
+//!
+//! Precedence, lowest first: embedded defaults < the file (`--config`) <
+//! environment (`BOURSE_SERVER_LISTEN`, `BOURSE_ENGINE_ORDERS_MAX`, …) <
+//! flags (`("server.listen", "…")` pairs, e.g. from `--set server.listen=…`).
+//!
+//! Invariants: start-up refuses, naming the key and where it came from (file
+//! and line, environment variable or flag), any key that is not in the
+//! schema, any value of the wrong type and any value that fails validation;
+//! nothing is silently ignored or clamped. `DEFAULT_TOML` parses to exactly
+//! `BourseConfig::default()` and names every key (tested).
+
+use crate::journal::{Durability, JournalConfig};
+use crate::logging::LogFormat;
+use crate::pipeline::PipelineConfig;
+use crate::runtime::router::PARTITION_SHIFT;
+use crate::runtime::{IdleStrategy, PartitionMap, RuntimeConfig};
+use engine::{AccountId, EngineConfig, InstrumentId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::{Table, Value};
+
+/// Prefix of the environment variables that override keys.
+pub const ENV_PREFIX: &str = "BOURSE_";
+
+/// `BOURSE_*` variables that are not configuration keys (the log filter, the
+/// config file path) and prefixes of tool-only ones (benchmarks): skipped,
+/// never refused.
+pub const ENV_RESERVED: &[&str] = &["BOURSE_LOG", "BOURSE_CONFIG"];
+/// Prefixes of `BOURSE_*` variables that belong to tools, not to the server.
+pub const ENV_RESERVED_PREFIXES: &[&str] = &["BOURSE_BENCH_"];
+
+/// Most partitions (the partition number takes the top 8 bits of global order ids).
+pub const PARTITIONS_MAX: usize = 1 << (64 - PARTITION_SHIFT);
+
+/// The embedded default configuration, one comment per key.
+pub const DEFAULT_TOML: &str = r#"# Bourse configuration. Every key is optional in your file: missing keys keep
+# these defaults. Every key can also be set by an environment variable
+# BOURSE_<SECTION>_<KEY> (e.g. BOURSE_SERVER_LISTEN, BOURSE_ENGINE_ORDERS_MAX)
+# and by a flag (--set section.key=value); flags win over the environment,
+# which wins over this file. Unknown keys and bad values stop start-up.
+
+[server]
+# UDP address the QUIC gateway listens on.
+listen = "127.0.0.1:7070"
+# Directory of the journals and snapshots (one folder per partition).
+data_dir = "bourse-data"
+# TCP address of the Prometheus endpoint (/metrics, /health, /ready).
+metrics = "127.0.0.1:9187"
+# Serve the metrics endpoint at all.
+metrics_enabled = true
+# Log line format: "text" (human-readable) or "json" (one object per line).
+log_format = "text"
+# Log filter (tracing EnvFilter directives); the BOURSE_LOG variable replaces it.
+log_filter = "info"
+# Pin the network runtime to core 0 and busy-poll (lower latency, one core burnt).
+busy_poll = false
+
+[pipeline]
+# Partitions: engine cores, each with its own journal (1 to 256).
+partitions = 1
+# What an acknowledgement guarantees: "durable" (fdatasync before any output),
+# "async" (written, not synced: survives a process crash) or "none" (no journal).
+durability = "durable"
+# Journal segment size in bytes (a multiple of 4096, holding a full commit block).
+segment_bytes = 67_108_864
+# Take a snapshot after this many journal bytes (0: only at shutdown).
+snapshot_every_bytes = 268_435_456
+# Touch every preallocated table at start-up (no page faults later; resident
+# memory is then the configured capacity).
+prefault = true
+
+[runtime]
+# Inbound ring slots per partition (a full ring answers "busy").
+inbound_ring = 65_536
+# Output ring slots per partition.
+output_ring = 262_144
+# Journal queue slots per partition (also the largest group commit).
+journal_queue = 65_536
+# What an idle engine thread does: "spin", "yield" or "park".
+idle = "spin"
+# Pin each engine thread to its own core (needs partitions + 1 cores; falls
+# back to unpinned and "yield" when there are too few, and says so).
+pin = true
+
+[engine]
+# Live orders at once, per partition.
+orders_max = 1_048_576
+# Price levels per book side.
+levels_max = 32_768
+# Waiting stop orders per instrument side.
+stops_max = 16_384
+# Instruments per partition.
+instruments_max = 64
+# Distinct order owners ever seen.
+owners_max = 65_536
+# Client order ids remembered for duplicate detection.
+client_order_ids_max = 2_097_152
+# Ledger accounts.
+accounts_max = 262_144
+# Ledger transfer ids remembered for exactly-once.
+transfers_max = 1_048_576
+# Events one command may produce.
+events_max = 65_536
+# Distinct assets.
+assets_max = 1_024
+# Longest linked chain of transfers.
+batch_max = 8_190
+
+[session]
+# Send a heartbeat after this many milliseconds without sending anything.
+heartbeat_interval_ms = 1_000
+# Close a connection after this many milliseconds without hearing from it.
+idle_timeout_ms = 5_000
+# New orders per second per session (token bucket refill; 0: no throttle).
+throttle_per_s = 10_000
+# Token bucket size (burst) per session.
+throttle_burst = 1_000
+# Most live orders placed through one session.
+max_open_orders = 10_000
+# Bad frames tolerated on a connection before closing it.
+garbage_limit = 16
+# Cancel a session's orders when it disconnects, unless its login says otherwise.
+cancel_on_disconnect = false
+# Most sessions (connected or awaiting resumption).
+max_sessions = 4_096
+# How long a disconnected session can be resumed, in milliseconds.
+resume_window_ms = 60_000
+
+[watchdog]
+# Alarm when an engine core has work queued but applies nothing for this long (ms).
+stall_ms = 1_000
+# Alarm when the mean journal commit (write + fdatasync) latency over the last
+# second exceeds this (microseconds).
+fsync_alarm_us = 20_000
+
+[partitions]
+# Partition of everything not assigned below.
+default = 0
+# Instrument id -> partition, e.g. instruments = { "1" = 0, "2" = 1 }.
+instruments = {}
+# Account id -> partition, e.g. accounts = { "100" = 1 }.
+accounts = {}
+"#;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BourseConfig {
+    /// Addresses, data directory, logging.
+    pub server: ServerSection,
+    /// Partitions, durability, journal and snapshots.
+    pub pipeline: PipelineSection,
+    /// Rings, idle strategy, pinning.
+    pub runtime: RuntimeSection,
+    /// Engine capacities (per partition).
+    pub engine: EngineSection,
+    /// Session limits and timers.
+    pub session: SessionSection,
+    /// Alarm thresholds.
+    pub watchdog: WatchdogSection,
+    /// Instrument and account assignment to partitions.
+    pub partitions: PartitionsSection,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// QUIC (UDP) listen address.
+    pub listen: SocketAddr,
+    /// Journals and snapshots.
+    pub data_dir: PathBuf,
+    /// Metrics endpoint (TCP) address.
+    pub metrics: SocketAddr,
+    /// Serve the metrics endpoint.
+    pub metrics_enabled: bool,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Log filter directives.
+    pub log_filter: String,
+    /// Busy-poll the network runtime.
+    pub busy_poll: bool,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            data_dir: PathBuf::from("bourse-data"),
+            metrics: SocketAddr::from(([127, 0, 0, 1], 9187)),
+            metrics_enabled: true,
+            log_format: LogFormat::Text,
+            log_filter: "info".to_string(),
+            busy_poll: false,
+        }
+    }
+}
+
+/// `[pipeline]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    /// Engine partitions.
+    pub partitions: usize,
+    /// Durability mode.
+    #[serde(with = "as_text")]
+    pub durability: Durability,
+    /// Journal segment size.
+    pub segment_bytes: u64,
+    /// Automatic snapshot interval in journal bytes (0: never automatically).
+    pub snapshot_every_bytes: u64,
+    /// Prefault engine tables.
+    pub prefault: bool,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection {
+            partitions: 1,
+            durability: Durability::Durable,
+            segment_bytes: 64 << 20,
+            snapshot_every_bytes: 256 << 20,
+            prefault: true,
+        }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Inbound ring slots.
+    pub inbound_ring: usize,
+    /// Output ring slots.
+    pub output_ring: usize,
+    /// Journal queue slots.
+    pub journal_queue: usize,
+    /// Idle strategy of engine threads.
+    #[serde(with = "as_text")]
+    pub idle: IdleStrategy,
+    /// Pin engine threads.
+    pub pin: bool,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        let r = RuntimeConfig::default();
+        RuntimeSection {
+            inbound_ring: r.inbound_ring,
+            output_ring: r.output_ring,
+            journal_queue: r.journal_queue,
+            idle: r.idle,
+            pin: r.pin,
+        }
+    }
+}
+
+/// `[engine]`: every `EngineConfig` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct EngineSection {
+    pub orders_max: u32,
+    pub levels_max: u32,
+    pub stops_max: u32,
+    pub instruments_max: u32,
+    pub owners_max: u32,
+    pub client_order_ids_max: u32,
+    pub accounts_max: u32,
+    pub transfers_max: u32,
+    pub events_max: u32,
+    pub assets_max: u32,
+    pub batch_max: u32,
+}
+
+impl From<EngineConfig> for EngineSection {
+    fn from(e: EngineConfig) -> Self {
+        EngineSection {
+            orders_max: e.orders_max,
+            levels_max: e.levels_max,
+            stops_max: e.stops_max,
+            instruments_max: e.instruments_max,
+            owners_max: e.owners_max,
+            client_order_ids_max: e.client_order_ids_max,
+            accounts_max: e.accounts_max,
+            transfers_max: e.transfers_max,
+            events_max: e.events_max,
+            assets_max: e.assets_max,
+            batch_max: e.batch_max,
+        }
+    }
+}
+
+impl From<EngineSection> for EngineConfig {
+    fn from(e: EngineSection) -> Self {
+        EngineConfig {
+            orders_max: e.orders_max,
+            levels_max: e.levels_max,
+            stops_max: e.stops_max,
+            instruments_max: e.instruments_max,
+            owners_max: e.owners_max,
+            client_order_ids_max: e.client_order_ids_max,
+            accounts_max: e.accounts_max,
+            transfers_max: e.transfers_max,
+            events_max: e.events_max,
+            assets_max: e.assets_max,
+            batch_max: e.batch_max,
+        }
+    }
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineConfig::default().into()
+    }
+}
+
+/// `[session]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSection {
+    /// Heartbeat after this long without sending.
+    pub heartbeat_interval_ms: u64,
+    /// Close after this long without hearing.
+    pub idle_timeout_ms: u64,
+    /// New orders per second (0: unthrottled).
+    pub throttle_per_s: u32,
+    /// Token bucket size.
+    pub throttle_burst: u32,
+    /// Live orders per session.
+    pub max_open_orders: u32,
+    /// Bad frames tolerated.
+    pub garbage_limit: u32,
+    /// Cancel-on-disconnect default.
+    pub cancel_on_disconnect: bool,
+    /// Most sessions.
+    pub max_sessions: usize,
+    /// Resumption window.
+    pub resume_window_ms: u64,
+}
+
+impl Default for SessionSection {
+    fn default() -> Self {
+        SessionSection {
+            heartbeat_interval_ms: 1_000,
+            idle_timeout_ms: 5_000,
+            throttle_per_s: 10_000,
+            throttle_burst: 1_000,
+            max_open_orders: 10_000,
+            garbage_limit: 16,
+            cancel_on_disconnect: false,
+            max_sessions: 4_096,
+            resume_window_ms: 60_000,
+        }
+    }
+}
+
+impl SessionSection {
+    /// Heartbeat interval.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+    /// Idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+    /// Resumption window.
+    pub fn resume_window(&self) -> Duration {
+        Duration::from_millis(self.resume_window_ms)
+    }
+}
+
+/// `[watchdog]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogSection {
+    /// Engine stall bound, milliseconds.
+    pub stall_ms: u64,
+    /// Mean commit latency bound, microseconds.
+    pub fsync_alarm_us: u64,
+}
+
+impl Default for WatchdogSection {
+    fn default() -> Self {
+        WatchdogSection {
+            stall_ms: 1_000,
+            fsync_alarm_us: 20_000,
+        }
+    }
+}
+
+/// `[partitions]`: ids are strings (TOML keys), checked at validation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionsSection {
+    /// Partition of unassigned instruments and accounts.
+    pub default: usize,
+    /// Instrument id → partition.
+    pub instruments: BTreeMap<String, usize>,
+    /// Account id → partition.
+    pub accounts: BTreeMap<String, usize>,
+}
+
+/// (De)serializes a value through its `Display` / `FromStr` (durability, idle).
+mod as_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    pub fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a key's value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The embedded default.
+    Default,
+    /// The configuration file, at a line (1-based; 0 when unknown).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Line of the key.
+        line: usize,
+    },
+    /// An environment variable.
+    Env(String),
+    /// A command-line flag.
+    Flag,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File { path, line: 0 } => write!(f, "in {}", path.display()),
+            Origin::File { path, line } => write!(f, "in {} line {line}", path.display()),
+            Origin::Env(v) => write!(f, "from environment variable {v}"),
+            Origin::Flag => f.write_str("from the command line"),
+        }
+    }
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("configuration file {} is not valid TOML: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A key that is not in the schema.
+    #[error(
+        "unknown configuration key `{key}` ({origin}); `bourse config default` lists every key"
+    )]
+    UnknownKey {
+        /// Dotted key.
+        key: String,
+        /// Where it was given.
+        origin: Origin,
+    },
+    /// A value of the wrong type or out of range.
+    #[error("bad value for configuration key `{key}` ({origin}): {message}")]
+    BadValue {
+        /// Dotted key.
+        key: String,
+        /// Where it was given.
+        origin: Origin,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The dotted key the error is about, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::UnknownKey { key, .. } | ConfigError::BadValue { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a `--set section.key=value` argument.
+pub fn parse_set(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected section.key=value, got {s:?}")),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    v.type_str()
+}
+
+fn same_type(a: &Value, b: &Value) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+/// Builds the value of a schema leaf from text (environment or flag).
+fn value_from_text(schema: &Value, raw: &str) -> Result<Value, String> {
+    match schema {
+        Value::String(_) => Ok(Value::String(raw.to_string())),
+        Value::Integer(_) => raw
+            .trim()
+            .replace('_', "")
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|e| format!("expected an integer, got {raw:?} ({e})")),
+        Value::Boolean(_) => match raw.trim() {
+            "true" | "1" | "yes" | "on" => Ok(Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
+            _ => Err(format!("expected true or false, got {raw:?}")),
+        },
+        _ => {
+            let doc = format!("v = {raw}");
+            let t: Table = doc.parse().map_err(|e: toml::de::Error| {
+                format!("expected a TOML {}: {}", type_name(schema), e.message())
+            })?;
+            let v = t.get("v").cloned().unwrap_or(Value::Boolean(false));
+            if same_type(schema, &v) {
+                Ok(v)
+            } else {
+                Err(format!(
+                    "expected a {}, got a {}",
+                    type_name(schema),
+                    type_name(&v)
+                ))
+            }
+        }
+    }
+}
+
+/// Line (1-based) of every key of a TOML text, by dotted path.
+fn key_lines(text: &str) -> BTreeMap<String, usize> {
+    fn walk(
+        text: &str,
+        t: &toml::de::DeTable<'_>,
+        prefix: &str,
+        out: &mut BTreeMap<String, usize>,
+    ) {
+        for (k, v) in t.iter() {
+            let path = if prefix.is_empty() {
+                k.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", k.get_ref())
+            };
+            let start = k.span().start.min(text.len());
+            let line = text[..start].bytes().filter(|&b| b == b'\n').count() + 1;
+            out.insert(path.clone(), line);
+            if let toml::de::DeValue::Table(sub) = v.get_ref() {
+                walk(text, sub, &path, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Ok(doc) = toml::de::DeTable::parse(text) {
+        walk(text, doc.get_ref(), "", &mut out);
+    }
+    out
+}
+
+/// The origin of a key: its own, or that of the open map it sits in.
+fn origin_of(origins: &BTreeMap<String, Origin>, key: &str) -> Origin {
+    let mut k = key;
+    loop {
+        if let Some(o) = origins.get(k) {
+            return o.clone();
+        }
+        match k.rsplit_once('.') {
+            Some((parent, _)) => k = parent,
+            None => return Origin::Default,
+        }
+    }
+}
+
+/// The merge of override layers over the defaults, keeping each key's origin.
+struct Layers {
+    schema: Table,
+    merged: Table,
+    origins: BTreeMap<String, Origin>,
+}
+
+impl Layers {
+    fn new() -> Self {
+        let schema = Table::try_from(BourseConfig::default()).expect("default config serializes");
+        Layers {
+            merged: schema.clone(),
+            schema,
+            origins: BTreeMap::new(),
+        }
+    }
+
+    /// The schema value at a dotted path (`None`: no such key).
+    fn schema_at(&self, path: &[&str]) -> Option<&Value> {
+        let (first, rest) = path.split_first()?;
+        let mut v = self.schema.get(*first)?;
+        for p in rest {
+            v = v.as_table()?.get(*p)?;
+        }
+        Some(v)
+    }
+
+    /// Sets one leaf (or a whole open map) at a dotted path.
+    fn set(&mut self, path: &[&str], v: Value, origin: Origin) {
+        let (last, parents) = path.split_last().expect("non-empty path");
+        let mut t = &mut self.merged;
+        for p in parents {
+            t = t
+                .entry(p.to_string())
+                .or_insert_with(|| Value::Table(Table::new()))
+                .as_table_mut()
+                .expect("schema table");
+        }
+        t.insert(last.to_string(), v);
+        self.origins.insert(path.join("."), origin);
+    }
+
+    /// Merges a parsed file, key by key, checking keys and types.
+    fn merge_file(
+        &mut self,
+        file: &Table,
+        path: &Path,
+        lines: &BTreeMap<String, usize>,
+    ) -> Result<(), ConfigError> {
+        let mut leaves = Vec::new();
+        collect(file, &mut Vec::new(), &mut leaves, &self.schema)?;
+        for (keys, v) in leaves {
+            let dotted = keys.join(".");
+            let origin = Origin::File {
+                path: path.to_path_buf(),
+                line: lines.get(&dotted).copied().unwrap_or(0),
+            };
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            self.check_and_set(&refs, v, origin, &dotted)?;
+        }
+        return Ok(());
+
+        /// Leaves of `t`, descending only into tables the schema has as
+        /// closed sections (open maps are taken whole).
+        fn collect(
+            t: &Table,
+            prefix: &mut Vec<String>,
+            out: &mut Vec<(Vec<String>, Value)>,
+            schema: &Table,
+        ) -> Result<(), ConfigError> {
+            for (k, v) in t {
+                prefix.push(k.clone());
+                let mut s: Option<&Value> = None;
+                for (i, p) in prefix.iter().enumerate() {
+                    s = if i == 0 {
+                        schema.get(p)
+                    } else {
+                        s.and_then(|x| x.as_table()).and_then(|x| x.get(p))
+                    };
+                }
+                match (s, v) {
+                    (Some(Value::Table(st)), Value::Table(sub)) if !st.is_empty() => {
+                        collect(sub, prefix, out, schema)?
+                    }
+                    _ => out.push((prefix.clone(), v.clone())),
+                }
+                prefix.pop();
+            }
+            Ok(())
+        }
+    }
+
+    /// Checks a key exists and its value has the schema's type, then sets it.
+    fn check_and_set(
+        &mut self,
+        path: &[&str],
+        v: Value,
+        origin: Origin,
+        dotted: &str,
+    ) -> Result<(), ConfigError> {
+        let schema = match self.schema_at(path) {
+            Some(s) => s,
+            None => {
+                return Err(ConfigError::UnknownKey {
+                    key: dotted.to_string(),
+                    origin,
+                })
+            }
+        };
+        if matches!(schema, Value::Table(t) if !t.is_empty()) {
+            return Err(ConfigError::BadValue {
+                key: dotted.to_string(),
+                origin,
+                message: format!("`{dotted}` is a section, not a value"),
+            });
+        }
+        if !same_type(schema, &v) {
+            return Err(ConfigError::BadValue {
+                key: dotted.to_string(),
+                origin,
+                message: format!("expected a {}, got a {}", type_name(schema), type_name(&v)),
+            });
+        }
+        self.set(path, v, origin);
+        Ok(())
+    }
+
+    /// Applies one textual override (environment or flag) to a dotted key.
+    fn set_text(&mut self, dotted: &str, raw: &str, origin: Origin) -> Result<(), ConfigError> {
+        let path: Vec<&str> = dotted.split('.').collect();
+        let schema = match self.schema_at(&path) {
+            Some(s) if !matches!(s, Value::Table(t) if !t.is_empty()) => s,
+            _ => {
+                return Err(ConfigError::UnknownKey {
+                    key: dotted.to_string(),
+                    origin,
+                })
+            }
+        };
+        let v = value_from_text(schema, raw).map_err(|message| ConfigError::BadValue {
+            key: dotted.to_string(),
+            origin: origin.clone(),
+            message,
+        })?;
+        self.check_and_set(&path, v, origin, dotted)
+    }
+
+    /// Deserializes the merged table; on failure, finds the key at fault by
+    /// trying each overridden key alone over the defaults.
+    fn finish(self) -> Result<(BourseConfig, BTreeMap<String, Origin>), ConfigError> {
+        match self.merged.clone().try_into::<BourseConfig>() {
+            Ok(c) => Ok((c, self.origins)),
+            Err(whole) => {
+                for key in self.origins.keys() {
+                    let path: Vec<&str> = key.split('.').collect();
+                    let mut probe = Layers::new();
+                    let mut v = Some(&self.merged);
+                    let mut leaf = None;
+                    for (i, p) in path.iter().enumerate() {
+                        let x = v.and_then(|t| t.get(*p));
+                        if i + 1 == path.len() {
+                            leaf = x.cloned();
+                        }
+                        v = x.and_then(|x| x.as_table());
+                    }
+                    let Some(leaf) = leaf else { continue };
+                    probe.set(&path, leaf, Origin::Default);
+                    if let Err(e) = probe.merged.try_into::<BourseConfig>() {
+                        return Err(ConfigError::BadValue {
+                            key: key.clone(),
+                            origin: self.origins[key].clone(),
+                            message: e.message().to_string(),
+                        });
+                    }
+                }
+                Err(ConfigError::BadValue {
+                    key: String::new(),
+                    origin: Origin::Default,
+                    message: whole.message().to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// The dotted key an environment variable names (`BOURSE_ENGINE_ORDERS_MAX`
+/// → `engine.orders_max`); `None` for variables that are not ours.
+pub fn env_key(var: &str) -> Option<String> {
+    let rest = var.strip_prefix(ENV_PREFIX)?;
+    if ENV_RESERVED.contains(&var) || ENV_RESERVED_PREFIXES.iter().any(|p| var.starts_with(p)) {
+        return None;
+    }
+    let lower = rest.to_ascii_lowercase();
+    Some(match lower.split_once('_') {
+        Some((section, key)) => format!("{section}.{key}"),
+        None => lower,
+    })
+}
+
+impl BourseConfig {
+    /// Loads defaults < `path` < `BOURSE_*` variables of `env` < `overrides`
+    /// (dotted keys), then validates. Errors name the key and its origin.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(String, String)],
+    ) -> Result<BourseConfig, ConfigError> {
+        let mut layers = Layers::new();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let file: Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+            layers.merge_file(&file, path, &key_lines(&text))?;
+        }
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        env.sort();
+        for (var, raw) in env {
+            let Some(key) = env_key(&var) else { continue };
+            layers.set_text(&key, &raw, Origin::Env(var.clone()))?;
+        }
+        for (key, raw) in overrides {
+            layers.set_text(key, raw, Origin::Flag)?;
+        }
+        let (cfg, origins) = layers.finish()?;
+        cfg.validate_with(&|k: &str| origin_of(&origins, k))?;
+        Ok(cfg)
+    }
+
+    /// Loads from the process environment (`std::env::vars`).
+    pub fn load_from_process(
+        path: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<BourseConfig, ConfigError> {
+        Self::load(path, std::env::vars(), overrides)
+    }
+
+    /// Parses a whole TOML document (no environment, no flags) and validates it.
+    pub fn from_toml(text: &str) -> Result<BourseConfig, ConfigError> {
+        let mut layers = Layers::new();
+        let path = PathBuf::from("<text>");
+        let file: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        layers.merge_file(&file, &path, &key_lines(text))?;
+        let (cfg, origins) = layers.finish()?;
+        cfg.validate_with(&|k: &str| origin_of(&origins, k))?;
+        Ok(cfg)
+    }
+
+    /// The effective configuration as TOML (no comments).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serializes")
+    }
+
+    /// Checks values against each other and their ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_with(&|_| Origin::Default)
+    }
+
+    fn validate_with(&self, origin: &dyn Fn(&str) -> Origin) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::BadValue {
+            key: key.to_string(),
+            origin: origin(key),
+            message,
+        };
+        let p = &self.pipeline;
+        if p.partitions == 0 || p.partitions > PARTITIONS_MAX {
+            return Err(bad(
+                "pipeline.partitions",
+                format!("{} is out of range 1..={PARTITIONS_MAX}", p.partitions),
+            ));
+        }
+        if p.durability != Durability::None {
+            let j = JournalConfig {
+                segment_bytes: p.segment_bytes,
+                durability: p.durability,
+                ..JournalConfig::default()
+            };
+            if let Err(e) = j.validate() {
+                return Err(bad("pipeline.segment_bytes", e.to_string()));
+            }
+        }
+        let r = &self.runtime;
+        for (k, v) in [
+            ("runtime.inbound_ring", r.inbound_ring),
+            ("runtime.output_ring", r.output_ring),
+            ("runtime.journal_queue", r.journal_queue),
+        ] {
+            if v == 0 {
+                return Err(bad(k, "must be at least 1".to_string()));
+            }
+        }
+        let e = &self.engine;
+        for (k, v) in [
+            ("engine.orders_max", e.orders_max),
+            ("engine.levels_max", e.levels_max),
+            ("engine.stops_max", e.stops_max),
+            ("engine.instruments_max", e.instruments_max),
+            ("engine.owners_max", e.owners_max),
+            ("engine.client_order_ids_max", e.client_order_ids_max),
+            ("engine.accounts_max", e.accounts_max),
+            ("engine.transfers_max", e.transfers_max),
+            ("engine.events_max", e.events_max),
+            ("engine.assets_max", e.assets_max),
+            ("engine.batch_max", e.batch_max),
+        ] {
+            if v == 0 {
+                return Err(bad(k, "must be at least 1".to_string()));
+            }
+        }
+        let s = &self.session;
+        if s.throttle_per_s > 0 && s.throttle_burst == 0 {
+            return Err(bad(
+                "session.throttle_burst",
+                "must be at least 1 when session.throttle_per_s is set".to_string(),
+            ));
+        }
+        if s.heartbeat_interval_ms == 0 {
+            return Err(bad(
+                "session.heartbeat_interval_ms",
+                "must be at least 1".to_string(),
+            ));
+        }
+        if s.idle_timeout_ms <= s.heartbeat_interval_ms {
+            return Err(bad(
+                "session.idle_timeout_ms",
+                format!(
+                    "{} must exceed session.heartbeat_interval_ms ({})",
+                    s.idle_timeout_ms, s.heartbeat_interval_ms
+                ),
+            ));
+        }
+        if s.max_sessions == 0 {
+            return Err(bad(
+                "session.max_sessions",
+                "must be at least 1".to_string(),
+            ));
+        }
+        if self.watchdog.stall_ms == 0 {
+            return Err(bad("watchdog.stall_ms", "must be at least 1".to_string()));
+        }
+        if self.watchdog.fsync_alarm_us == 0 {
+            return Err(bad(
+                "watchdog.fsync_alarm_us",
+                "must be at least 1".to_string(),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.server.log_filter).is_err() {
+            return Err(bad(
+                "server.log_filter",
+                format!("{:?} is not a valid filter", self.server.log_filter),
+            ));
+        }
+        if self.server.data_dir.as_os_str().is_empty() {
+            return Err(bad("server.data_dir", "must not be empty".to_string()));
+        }
+        let parts = p.partitions;
+        let m = &self.partitions;
+        if m.default >= parts {
+            return Err(bad(
+                "partitions.default",
+                format!(
+                    "partition {} does not exist (partitions = {parts})",
+                    m.default
+                ),
+            ));
+        }
+        for (id, &part) in &m.instruments {
+            let key = format!("partitions.instruments.{id}");
+            if id.parse::<u32>().is_err() {
+                return Err(bad(&key, format!("{id:?} is not an instrument id (u32)")));
+            }
+            if part >= parts {
+                return Err(bad(
+                    &key,
+                    format!("partition {part} does not exist (partitions = {parts})"),
+                ));
+            }
+        }
+        for (id, &part) in &m.accounts {
+            let key = format!("partitions.accounts.{id}");
+            if id.parse::<u128>().is_err() {
+                return Err(bad(&key, format!("{id:?} is not an account id (u128)")));
+            }
+            if part >= parts {
+                return Err(bad(
+                    &key,
+                    format!("partition {part} does not exist (partitions = {parts})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Engine capacities.
+    pub fn engine(&self) -> EngineConfig {
+        self.engine.into()
+    }
+
+    /// Runtime settings (rings, idle, pinning, snapshot interval; the
+    /// default fatal handler, which aborts).
+    pub fn runtime(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            inbound_ring: self.runtime.inbound_ring,
+            output_ring: self.runtime.output_ring,
+            journal_queue: self.runtime.journal_queue,
+            idle: self.runtime.idle,
+            pin: self.runtime.pin,
+            snapshot_every_bytes: self.pipeline.snapshot_every_bytes,
+            ..RuntimeConfig::default()
+        }
+    }
+
+    /// The pipeline settings (data directory, partitions, engine, runtime, journal).
+    pub fn pipeline(&self) -> PipelineConfig {
+        PipelineConfig {
+            data_dir: self.server.data_dir.clone(),
+            partitions: self.pipeline.partitions,
+            engine: self.engine(),
+            runtime: self.runtime(),
+            durability: self.pipeline.durability,
+            segment_bytes: self.pipeline.segment_bytes,
+            prefault: self.pipeline.prefault,
+        }
+    }
+
+    /// The partition assignment (call after validation: bad ids are skipped).
+    pub fn partition_map(&self) -> PartitionMap {
+        let mut m = PartitionMap::new(self.pipeline.partitions, self.partitions.default);
+        for (id, &p) in &self.partitions.instruments {
+            if let Ok(id) = id.parse::<u32>() {
+                m.assign_instrument(InstrumentId(id), p);
+            }
+        }
+        for (id, &p) in &self.partitions.accounts {
+            if let Ok(id) = id.parse::<u128>() {
+                m.assign_account(AccountId(id), p);
+            }
+        }
+        m
+    }
+
+    /// The metrics endpoint address, `None` when disabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.metrics_enabled.then_some(self.server.metrics)
+    }
+
+    /// Watchdog thresholds.
+    pub fn watchdog(&self) -> crate::watchdog::WatchdogConfig {
+        crate::watchdog::WatchdogConfig {
+            stall: Duration::from_millis(self.watchdog.stall_ms),
+            fsync_alarm_us: self.watchdog.fsync_alarm_us,
+            ..crate::watchdog::WatchdogConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn tmp_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bourse-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn default_text_is_the_default_config_and_names_every_key() {
+        let parsed: BourseConfig = toml::from_str(DEFAULT_TOML).expect("default text parses");
+        assert_eq!(parsed, BourseConfig::default());
+        let text: Table = DEFAULT_TOML.parse().unwrap();
+        let schema = Table::try_from(BourseConfig::default()).unwrap();
+        assert_eq!(text, schema, "DEFAULT_TOML must spell out every key");
+        // Every key line is preceded by a comment line.
+        let mut prev = "";
+        for line in DEFAULT_TOML.lines() {
+            if line.contains(" = ") && !line.starts_with('#') {
+                assert!(prev.starts_with('#'), "no comment above {line:?}");
+            }
+            prev = line;
+        }
+        BourseConfig::default().validate().unwrap();
+        assert_eq!(
+            BourseConfig::from_toml(DEFAULT_TOML).unwrap(),
+            BourseConfig::default()
+        );
+        // The effective-config printer round-trips too.
+        let c = BourseConfig::default();
+        assert_eq!(BourseConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn precedence_default_file_env_flag() {
+        let f = tmp_file(
+            "prec.toml",
+            "[server]\nlisten = \"127.0.0.1:1111\"\ndata_dir = \"/tmp/file-dir\"\n\n[engine]\norders_max = 100\nlevels_max = 200\n\n[pipeline]\ndurability = \"async\"\n",
+        );
+        let e = env(&[
+            ("BOURSE_SERVER_LISTEN", "127.0.0.1:2222"),
+            ("BOURSE_ENGINE_ORDERS_MAX", "300"),
+            ("BOURSE_LOG", "debug"),
+            ("BOURSE_BENCH_OPS", "5"),
+            ("PATH", "/bin"),
+        ]);
+        let flags = vec![("server.listen".to_string(), "127.0.0.1:3333".to_string())];
+        let c = BourseConfig::load(Some(&f), e.clone(), &flags).unwrap();
+        assert_eq!(c.server.listen.port(), 3333, "flag beats env and file");
+        assert_eq!(c.engine.orders_max, 300, "env beats file");
+        assert_eq!(c.engine.levels_max, 200, "file beats default");
+        assert_eq!(c.pipeline.durability, Durability::Async);
+        assert_eq!(c.server.data_dir, PathBuf::from("/tmp/file-dir"));
+        assert_eq!(c.engine.stops_max, EngineSection::default().stops_max);
+        let c = BourseConfig::load(Some(&f), e, &[]).unwrap();
+        assert_eq!(c.server.listen.port(), 2222, "env beats file");
+        let c = BourseConfig::load(Some(&f), vec![], &[]).unwrap();
+        assert_eq!(c.server.listen.port(), 1111);
+        assert_eq!(c.engine.orders_max, 100);
+        let c = BourseConfig::load(None, vec![], &[]).unwrap();
+        assert_eq!(c, BourseConfig::default());
+        assert_eq!(c.pipeline().engine, EngineConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let f = tmp_file(
+            "unknown.toml",
+            "[server]\nlisten = \"127.0.0.1:1\"\n\nlisten_port = 7\n",
+        );
+        let e = BourseConfig::load(Some(&f), vec![], &[]).unwrap_err();
+        assert_eq!(e.key(), Some("server.listen_port"), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("server.listen_port") && msg.contains("line 4"),
+            "{msg}"
+        );
+
+        let f = tmp_file("unknown_section.toml", "[servre]\nlisten = 1\n");
+        let e = BourseConfig::load(Some(&f), vec![], &[]).unwrap_err();
+        assert_eq!(e.key(), Some("servre"), "{e}");
+
+        let e =
+            BourseConfig::load(None, env(&[("BOURSE_ENGINE_ORDER_MAX", "1")]), &[]).unwrap_err();
+        assert_eq!(e.key(), Some("engine.order_max"));
+        assert!(e.to_string().contains("BOURSE_ENGINE_ORDER_MAX"), "{e}");
+
+        let e = BourseConfig::load(None, env(&[("BOURSE_NOPE", "1")]), &[]).unwrap_err();
+        assert_eq!(e.key(), Some("nope"));
+
+        let e =
+            BourseConfig::load(None, vec![], &[("engine.nope".into(), "1".into())]).unwrap_err();
+        assert_eq!(e.key(), Some("engine.nope"));
+        assert!(e.to_string().contains("command line"), "{e}");
+
+        let e = BourseConfig::load(None, vec![], &[("engine".into(), "1".into())]).unwrap_err();
+        assert_eq!(e.key(), Some("engine"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_name() {
+        let f = tmp_file("bad_type.toml", "[pipeline]\npartitions = \"two\"\n");
+        let e = BourseConfig::load(Some(&f), vec![], &[]).unwrap_err();
+        assert_eq!(e.key(), Some("pipeline.partitions"), "{e}");
+        assert!(e.to_string().contains("line 2"), "{e}");
+
+        let f = tmp_file("bad_enum.toml", "[pipeline]\ndurability = \"sometimes\"\n");
+        let e = BourseConfig::load(Some(&f), vec![], &[]).unwrap_err();
+        assert_eq!(e.key(), Some("pipeline.durability"), "{e}");
+        assert!(e.to_string().contains("sometimes"), "{e}");
+
+        let e = BourseConfig::load(None, env(&[("BOURSE_SERVER_METRICS", "nowhere")]), &[])
+            .unwrap_err();
+        assert_eq!(e.key(), Some("server.metrics"), "{e}");
+
+        let e =
+            BourseConfig::load(None, env(&[("BOURSE_ENGINE_ORDERS_MAX", "-1")]), &[]).unwrap_err();
+        assert_eq!(e.key(), Some("engine.orders_max"), "{e}");
+
+        let e = BourseConfig::load(None, env(&[("BOURSE_RUNTIME_PIN", "maybe")]), &[]).unwrap_err();
+        assert_eq!(e.key(), Some("runtime.pin"), "{e}");
+
+        let e = BourseConfig::load(None, vec![], &[("pipeline.partitions".into(), "0".into())])
+            .unwrap_err();
+        assert_eq!(e.key(), Some("pipeline.partitions"), "{e}");
+
+        let e =
+            BourseConfig::load(None, vec![], &[("runtime.idle".into(), "nap".into())]).unwrap_err();
+        assert_eq!(e.key(), Some("runtime.idle"), "{e}");
+
+        let e = BourseConfig::load(None, vec![], &[("server.log_format".into(), "xml".into())])
+            .unwrap_err();
+        assert_eq!(e.key(), Some("server.log_format"), "{e}");
+
+        let e = BourseConfig::load(
+            None,
+            vec![],
+            &[("pipeline.segment_bytes".into(), "1000".into())],
+        )
+        .unwrap_err();
+        assert_eq!(e.key(), Some("pipeline.segment_bytes"), "{e}");
+
+        let f = tmp_file(
+            "bad_map.toml",
+            "[pipeline]\npartitions = 2\n[partitions]\ninstruments = { \"7\" = 5 }\n",
+        );
+        let e = BourseConfig::load(Some(&f), vec![], &[]).unwrap_err();
+        assert_eq!(e.key(), Some("partitions.instruments.7"), "{e}");
+        assert!(e.to_string().contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn partition_maps_from_file_and_env() {
+        let f = tmp_file(
+            "maps.toml",
+            "[pipeline]\npartitions = 3\n[partitions]\ndefault = 1\n[partitions.instruments]\n\"7\" = 2\n",
+        );
+        let c = BourseConfig::load(
+            Some(&f),
+            env(&[("BOURSE_PARTITIONS_ACCOUNTS", "{ \"10\" = 2 }")]),
+            &[],
+        )
+        .unwrap();
+        let m = c.partition_map();
+        assert_eq!(m.partitions(), 3);
+        assert_eq!(m.instrument(InstrumentId(7)), 2);
+        assert_eq!(m.instrument(InstrumentId(8)), 1);
+        assert_eq!(m.account(AccountId(10)), 2);
+    }
+
+    #[test]
+    fn conversions() {
+        let c = BourseConfig::load(
+            None,
+            vec![],
+            &[
+                ("runtime.idle".into(), "yield".into()),
+                ("pipeline.durability".into(), "none".into()),
+                ("server.metrics_enabled".into(), "false".into()),
+                ("watchdog.stall_ms".into(), "250".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.runtime().idle, IdleStrategy::Yield);
+        assert_eq!(c.pipeline().durability, Durability::None);
+        assert_eq!(c.metrics_addr(), None);
+        assert_eq!(c.watchdog().stall, Duration::from_millis(250));
+        assert_eq!(
+            env_key("BOURSE_ENGINE_ORDERS_MAX").as_deref(),
+            Some("engine.orders_max")
+        );
+        assert_eq!(env_key("BOURSE_LOG"), None);
+        assert_eq!(parse_set("server.listen=1.2.3.4:5").unwrap().1, "1.2.3.4:5");
+        assert!(parse_set("nothing").is_err());
+    }
+}
