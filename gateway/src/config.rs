@@ -61,6 +61,8 @@ log_format = "text"
 log_filter = "info"
 # Pin the network runtime to core 0 and busy-poll (lower latency, one core burnt).
 busy_poll = false
+# Create the demo instruments and accounts on a fresh data directory.
+demo = true
 
 [pipeline]
 # Partitions: engine cores, each with its own journal (1 to 256).
@@ -132,6 +134,10 @@ cancel_on_disconnect = false
 max_sessions = 4_096
 # How long a disconnected session can be resumed, in milliseconds.
 resume_window_ms = 60_000
+# Requests in flight to the engine per session (queued or unanswered).
+max_in_flight = 1_024
+# Execution reports kept per session for replay after a reconnect.
+replay_reports_max = 65_536
 
 [watchdog]
 # Alarm when an engine core has work queued but applies nothing for this long (ms).
@@ -187,6 +193,8 @@ pub struct ServerSection {
     pub log_filter: String,
     /// Busy-poll the network runtime.
     pub busy_poll: bool,
+    /// Create the demo set on a fresh data directory.
+    pub demo: bool,
 }
 
 impl Default for ServerSection {
@@ -199,6 +207,7 @@ impl Default for ServerSection {
             log_format: LogFormat::Text,
             log_filter: "info".to_string(),
             busy_poll: false,
+            demo: true,
         }
     }
 }
@@ -344,6 +353,10 @@ pub struct SessionSection {
     pub max_sessions: usize,
     /// Resumption window.
     pub resume_window_ms: u64,
+    /// Requests in flight per session.
+    pub max_in_flight: usize,
+    /// Execution reports kept for replay.
+    pub replay_reports_max: usize,
 }
 
 impl Default for SessionSection {
@@ -358,6 +371,8 @@ impl Default for SessionSection {
             cancel_on_disconnect: false,
             max_sessions: 4_096,
             resume_window_ms: 60_000,
+            max_in_flight: 1_024,
+            replay_reports_max: 65_536,
         }
     }
 }
@@ -507,6 +522,100 @@ impl ConfigError {
             ConfigError::UnknownKey { key, .. } | ConfigError::BadValue { key, .. } => Some(key),
             _ => None,
         }
+    }
+}
+
+/// The configuration flags of `bourse serve` (flatten into its clap args):
+/// `--config FILE`, `--set section.key=value` (repeatable) and shorthands for
+/// the commonest keys. Flags given become overrides on top of the file and
+/// the environment; flags not given change nothing.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Configuration file (TOML; `bourse config default` prints every key;
+    /// default: $BOURSE_CONFIG when set).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Set any key: `--set engine.orders_max=100000` (repeatable; wins over
+    /// the file and BOURSE_* variables).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, String)>,
+    /// UDP address for QUIC (server.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Data directory (server.data_dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// Metrics endpoint address (server.metrics).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Do not serve metrics (server.metrics_enabled = false).
+    #[arg(long)]
+    pub no_metrics: bool,
+    /// Log format: text or json (server.log_format).
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Partitions (pipeline.partitions).
+    #[arg(long)]
+    pub partitions: Option<String>,
+    /// durable, async or none (pipeline.durability).
+    #[arg(long)]
+    pub durability: Option<String>,
+    /// Engine idle strategy: spin, yield or park (runtime.idle).
+    #[arg(long)]
+    pub idle: Option<String>,
+    /// Do not pin engine threads (runtime.pin = false).
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Busy-poll the network runtime (server.busy_poll = true).
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Do not create the demo set (server.demo = false).
+    #[arg(long)]
+    pub no_demo: bool,
+}
+
+impl ConfigArgs {
+    /// The flags given, as dotted-key overrides (shorthands first, `--set` last).
+    pub fn overrides(&self) -> Vec<(String, String)> {
+        let mut o: Vec<(String, String)> = Vec::new();
+        let mut put = |k: &str, v: &str| o.push((k.to_string(), v.to_string()));
+        for (k, v) in [
+            ("server.listen", &self.listen),
+            ("server.data_dir", &self.data_dir),
+            ("server.metrics", &self.metrics),
+            ("server.log_format", &self.log_format),
+            ("pipeline.partitions", &self.partitions),
+            ("pipeline.durability", &self.durability),
+            ("runtime.idle", &self.idle),
+        ] {
+            if let Some(v) = v {
+                put(k, v);
+            }
+        }
+        for (k, on, v) in [
+            ("server.metrics_enabled", self.no_metrics, "false"),
+            ("runtime.pin", self.no_pin, "false"),
+            ("server.busy_poll", self.busy_poll, "true"),
+            ("server.demo", self.no_demo, "false"),
+        ] {
+            if on {
+                put(k, v);
+            }
+        }
+        o.extend(self.set.iter().cloned());
+        o
+    }
+
+    /// The configuration file: `--config`, else `$BOURSE_CONFIG`, else none.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| std::env::var_os("BOURSE_CONFIG").map(PathBuf::from))
+    }
+
+    /// Loads defaults < the file < `BOURSE_*` environment < these flags.
+    pub fn load(&self) -> Result<BourseConfig, ConfigError> {
+        BourseConfig::load_from_process(self.config_path().as_deref(), &self.overrides())
     }
 }
 
@@ -948,6 +1057,12 @@ impl BourseConfig {
                 ),
             ));
         }
+        if s.max_in_flight == 0 {
+            return Err(bad(
+                "session.max_in_flight",
+                "must be at least 1".to_string(),
+            ));
+        }
         if s.max_sessions == 0 {
             return Err(bad(
                 "session.max_sessions",
@@ -1278,5 +1393,39 @@ mod tests {
         assert_eq!(env_key("BOURSE_LOG"), None);
         assert_eq!(parse_set("server.listen=1.2.3.4:5").unwrap().1, "1.2.3.4:5");
         assert!(parse_set("nothing").is_err());
+    }
+
+    #[test]
+    fn clap_flags_become_overrides() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            cfg: ConfigArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "bourse",
+            "--listen",
+            "127.0.0.1:9000",
+            "--no-metrics",
+            "--log-format",
+            "json",
+            "--set",
+            "engine.orders_max=512",
+            "--set",
+            "server.listen=127.0.0.1:9001",
+        ])
+        .unwrap();
+        let c = BourseConfig::load(
+            None,
+            env(&[("BOURSE_ENGINE_ORDERS_MAX", "7")]),
+            &cli.cfg.overrides(),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 9001, "--set comes last");
+        assert_eq!(c.engine.orders_max, 512);
+        assert_eq!(c.server.log_format, LogFormat::Json);
+        assert!(!c.server.metrics_enabled);
+        assert!(c.server.demo);
     }
 }

@@ -9,6 +9,7 @@ pub mod journal_cli;
 pub mod loadgen;
 pub mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod pipeline;
 pub mod record;
 pub mod recovery;

@@ -222,6 +222,11 @@ impl MetricsState {
         *self.partitions.write().expect("partitions lock") = parts;
     }
 
+    /// Reports every partition of a running runtime.
+    pub fn attach(&self, rt: &crate::runtime::Runtime) {
+        self.set_partitions((0..rt.partitions()).map(|i| rt.shared(i).clone()).collect());
+    }
+
     /// The partitions reported.
     pub fn partitions(&self) -> Vec<Arc<Shared>> {
         self.partitions.read().expect("partitions lock").clone()
@@ -307,8 +312,12 @@ fn counter(
 ) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (l, v) in samples {
-        m.encode_family(l)?
-            .encode_counter::<NoLabelSet, u64, u64>(v, None)?;
+        if l.is_empty() {
+            m.encode_counter::<NoLabelSet, u64, u64>(v, None)?;
+        } else {
+            m.encode_family(l)?
+                .encode_counter::<NoLabelSet, u64, u64>(v, None)?;
+        }
     }
     Ok(())
 }
@@ -321,7 +330,11 @@ fn gauge(
 ) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (l, v) in samples {
-        m.encode_family(l)?.encode_gauge(v)?;
+        if l.is_empty() {
+            m.encode_gauge(v)?;
+        } else {
+            m.encode_family(l)?.encode_gauge(v)?;
+        }
     }
     Ok(())
 }
@@ -1008,6 +1021,7 @@ mod tests {
             .session_closed(DisconnectReason::from_close_code(4));
         let text = st.render();
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("\nbourse_sessions 0"), "{text}");
         let s = parse_exposition(&text).unwrap();
         let get = |name: &str, f: &dyn Fn(&Sample) -> bool| {
             s.iter()
