@@ -274,18 +274,28 @@ impl Default for RuntimeSection {
 /// `[engine]`: every `EngineConfig` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
 pub struct EngineSection {
+    /// Live orders at once.
     pub orders_max: u32,
+    /// Price levels per book side.
     pub levels_max: u32,
+    /// Waiting stop orders per instrument side.
     pub stops_max: u32,
+    /// Instruments.
     pub instruments_max: u32,
+    /// Distinct owners ever seen.
     pub owners_max: u32,
+    /// Client order ids remembered.
     pub client_order_ids_max: u32,
+    /// Ledger accounts.
     pub accounts_max: u32,
+    /// Ledger transfer ids remembered.
     pub transfers_max: u32,
+    /// Events one command may produce.
     pub events_max: u32,
+    /// Distinct assets.
     pub assets_max: u32,
+    /// Longest linked transfer chain.
     pub batch_max: u32,
 }
 
