@@ -648,7 +648,8 @@ fn garbage_is_rejected_by_name_then_closed_after_the_limit() {
     assert_eq!(s.poll_request(), None);
     assert_eq!(s.last_request(), 0, "no garbage counted as a request");
 
-    // Oversized frames are skipped without buffering them; bad schema named.
+    // An oversized frame is named, never buffered, and ends the connection
+    // (a lying length would otherwise swallow the stream).
     let mut s = logged_in(2, "alice", SessionConfig::default(), &auth);
     let big = Header {
         len: (MAX_FRAME + 1) as u32,
@@ -658,9 +659,13 @@ fn garbage_is_rejected_by_name_then_closed_after_the_limit() {
     };
     s.handle_bytes(2, bytemuck::bytes_of(&big));
     s.handle_bytes(2, &vec![0xAB; MAX_FRAME + 1 - HEADER_LEN]);
-    let (c, _) = text(&drain(&mut s));
+    let (c, t) = text(&drain(&mut s));
     assert_eq!(c, reject::OVERSIZED);
+    assert!(t.contains("oversized"), "{t}");
     assert!(s.memory_bytes() < 1 << 17);
+    assert_eq!(s.poll_close().map(|c| c.0), Some(close::FRAMING_LOST));
+    // A wrong schema is named and skipped; the stream stays usable.
+    let mut s = logged_in(3, "alice", SessionConfig::default(), &auth);
     let bad = Header {
         len: 16,
         template: template::HEARTBEAT,
