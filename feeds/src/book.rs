@@ -82,17 +82,9 @@ impl Levels {
                 l.qty.0 += qty.0;
                 l.orders += orders;
             }
-            Err(i) => self.v.insert(
-                i,
-                (
-                    key(self.side, price),
-                    LevelView {
-                        price,
-                        qty,
-                        orders,
-                    },
-                ),
-            ),
+            Err(i) => self
+                .v
+                .insert(i, (key(self.side, price), LevelView { price, qty, orders })),
         }
     }
 
@@ -117,10 +109,9 @@ impl Levels {
             }
             (Ok(i), _) => self.v[i].1 = LevelView { price, qty, orders },
             (Err(_), 0) => {}
-            (Err(i), _) => self.v.insert(
-                i,
-                (key(self.side, price), LevelView { price, qty, orders }),
-            ),
+            (Err(i), _) => self
+                .v
+                .insert(i, (key(self.side, price), LevelView { price, qty, orders })),
         }
     }
 

@@ -282,9 +282,7 @@ impl FeedBuilder {
         self.in_input = true;
         self.seq = seq;
         self.hint = match command {
-            Some(Command::NewOrder(o)) => {
-                Some((o.order_type, o.display_qty.unwrap_or(Qty(0))))
-            }
+            Some(Command::NewOrder(o)) => Some((o.order_type, o.display_qty.unwrap_or(Qty(0)))),
             _ => None,
         };
     }
@@ -606,10 +604,7 @@ impl FeedBuilder {
         } else {
             t.remaining.0
         });
-        if !self.insts[t.inst as usize]
-            .book
-            .add(id, t.side, price, vis)
-        {
+        if !self.insts[t.inst as usize].book.add(id, t.side, price, vis) {
             self.anomalies += 1;
             return;
         }

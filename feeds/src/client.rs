@@ -60,7 +60,10 @@ impl BookBuilder {
     /// A builder for `instrument` on `channel` (`L2` or `L3`), buffering up to
     /// `buffer_max` messages.
     pub fn new(instrument: InstrumentId, channel: Channel, buffer_max: usize) -> BookBuilder {
-        assert!(matches!(channel, Channel::L2 | Channel::L3), "a book channel");
+        assert!(
+            matches!(channel, Channel::L2 | Channel::L3),
+            "a book channel"
+        );
         BookBuilder {
             channel,
             instrument,
@@ -265,7 +268,10 @@ impl BookBuilder {
                         qty,
                         priority_kept,
                         ..
-                    } => self.l3.replace(order_id, price, qty, priority_kept).is_some(),
+                    } => self
+                        .l3
+                        .replace(order_id, price, qty, priority_kept)
+                        .is_some(),
                 };
                 if !ok {
                     self.errors += 1;

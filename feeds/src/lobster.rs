@@ -199,8 +199,11 @@ pub struct Report {
     pub first_mismatches: Vec<String>,
     /// Messages about ids never seen (rule 1: they reduce anonymous orders).
     pub unknown_ids: u64,
-    /// Messages about ids never seen at a price with no anonymous order (no effect).
+    /// Messages about ids never seen at a price the derived book does not hold (no effect).
     pub ignored: u64,
+    /// Levels turned into one anonymous order because an unseen id took more
+    /// than their anonymous part (orders added and removed while deeper than N).
+    pub collapsed: u64,
     /// Builder anomalies (0 for a consistent stream).
     pub builder_anomalies: u64,
     /// Subscriber book errors (0 when the published L3/L2 are consistent).
@@ -284,7 +287,11 @@ impl Replay {
             let (m, n) = wire::decode(&self.bytes[at..]).expect("own records decode");
             at += n;
             let need = self.l2.on_message(&m);
-            assert_eq!(need, crate::client::Need::Nothing, "no gap in a local replay");
+            assert_eq!(
+                need,
+                crate::client::Need::Nothing,
+                "no gap in a local replay"
+            );
         }
     }
 
@@ -366,12 +373,40 @@ impl Replay {
                     self.take(m.order_id, o.side, o.price.0, o.qty.0, size, exec);
                 } else {
                     self.report.unknown_ids += 1;
-                    match self.anon.get(&(side as u8, price)).copied() {
-                        Some(a) => {
-                            let have = self.resting(a).map_or(0, |o| o.qty.0);
-                            self.take(a, side, price, have, m.size, exec);
+                    let level = self
+                        .b
+                        .book(INST)
+                        .and_then(|bk| bk.side(side).get(Price(price)))
+                        .map_or(0, |l| l.qty.0);
+                    let anon = self.anon.get(&(side as u8, price)).copied();
+                    let have = anon.and_then(|a| self.resting(a)).map_or(0, |o| o.qty.0);
+                    if level == 0 {
+                        // Depth the file never described.
+                        self.report.ignored += 1;
+                    } else if have >= m.size {
+                        let a = anon.expect("anonymous order");
+                        self.take(a, side, price, have, m.size, exec);
+                    } else {
+                        // The level holds orders the file never showed (added
+                        // while the level was deeper than N) and misses some
+                        // it did (removed while deeper): only its total is
+                        // known. It becomes one anonymous order of that total.
+                        self.report.collapsed += 1;
+                        let ids = self
+                            .b
+                            .book(INST)
+                            .expect("instrument")
+                            .ids_at(side, Price(price));
+                        for id in ids {
+                            let q = self.resting(id).map_or(0, |o| o.qty.0);
+                            self.cancel(id, q);
                         }
-                        None => self.report.ignored += 1,
+                        self.anon.remove(&(side as u8, price));
+                        self.flush();
+                        self.add_anon(side, price, level);
+                        self.flush();
+                        let a = self.anon[&(side as u8, price)];
+                        self.take(a, side, price, level, m.size, exec);
                     }
                 }
             }
@@ -410,7 +445,11 @@ impl Replay {
             })
             .collect();
         for p in prices {
-            let ids = self.b.book(INST).expect("instrument").ids_at(side, Price(p));
+            let ids = self
+                .b
+                .book(INST)
+                .expect("instrument")
+                .ids_at(side, Price(p));
             for id in ids {
                 let q = self.resting(id).map_or(0, |o| o.qty.0);
                 self.cancel(id, q);

@@ -433,9 +433,7 @@ pub fn peek_header(buf: &[u8]) -> Result<Header, WireError> {
         template::L1_QUOTE => core::mem::size_of::<L1Record>(),
         template::TRADE => core::mem::size_of::<TradeRecord>(),
         template::STATUS => core::mem::size_of::<StatusRecord>(),
-        template::SNAPSHOT_START | template::SNAPSHOT_END => {
-            core::mem::size_of::<SnapshotRecord>()
-        }
+        template::SNAPSHOT_START | template::SNAPSHOT_END => core::mem::size_of::<SnapshotRecord>(),
         _ => return Err(WireError::UnknownTemplate),
     };
     if h.len as usize != want {
@@ -727,8 +725,7 @@ pub fn decode_snapshot(buf: &[u8]) -> Result<(Snapshot, usize), WireError> {
     }
     let eh = peek_header(&buf[at..])?;
     let end: SnapshotRecord = read(&buf[at..])?;
-    if eh.template != template::SNAPSHOT_END || end.c != start.c || end.entries != start.entries
-    {
+    if eh.template != template::SNAPSHOT_END || end.c != start.c || end.entries != start.entries {
         return Err(WireError::BadSnapshot);
     }
     at += eh.len as usize;
