@@ -178,6 +178,34 @@ impl BookBuilder {
         self.buffer_msg(m)
     }
 
+    /// The publisher says it has sent this stream up to `last` (a heartbeat,
+    /// or the end of a batch): a loss at the tail, with no later message to
+    /// reveal it, is reported here.
+    pub fn sent_up_to(&mut self, last: u64) -> Need {
+        let Some(next) = self.next else {
+            return Need::Snapshot;
+        };
+        if last < next {
+            return Need::Nothing;
+        }
+        let to = self
+            .buffer
+            .front()
+            .map_or(last, |f| f.instrument_seq.saturating_sub(1));
+        if to < next {
+            return Need::Nothing;
+        }
+        let hole = (next, to);
+        if self.asked == Some(hole) {
+            return Need::Nothing;
+        }
+        self.asked = Some(hole);
+        Need::Retransmit {
+            from: hole.0,
+            to: hole.1,
+        }
+    }
+
     fn buffer_msg(&mut self, m: &Message) -> Need {
         if self.buffer.len() >= self.buffer_max {
             self.buffer.clear();

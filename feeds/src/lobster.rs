@@ -360,10 +360,8 @@ impl Replay {
     fn message(&mut self, m: &LobsterMsg) {
         let side = side_of(m.direction);
         match m.kind {
-            1 => {
-                if m.price > 0 && m.size > 0 {
-                    self.accept(m.order_id, side, m.price as u64, m.size);
-                }
+            1 if m.price > 0 && m.size > 0 => {
+                self.accept(m.order_id, side, m.price as u64, m.size);
             }
             2..=4 => {
                 let exec = m.kind == 4;
@@ -521,9 +519,9 @@ pub fn replay(msgs: &[LobsterMsg], book: &BookFile) -> Report {
         rp.accept(m0.order_id, side, p, m0.size);
         rp.flush();
     }
-    for r in 0..rp.report.rows {
+    for (r, msg) in msgs.iter().enumerate().take(rp.report.rows) {
         if r > 0 {
-            rp.message(&msgs[r]);
+            rp.message(msg);
         }
         let mut how = 0; // 0 exact, 1 revealed, 2 mismatched
         for side in [Side::Sell, Side::Buy] {
@@ -542,8 +540,7 @@ pub fn replay(msgs: &[LobsterMsg], book: &BookFile) -> Report {
                 let d: Vec<_> = (0..n).map(|k| rp.derived(side, k)).collect();
                 let w: Vec<_> = (0..n).map(|k| book.level(r, side, k)).collect();
                 rp.report.first_mismatches.push(format!(
-                    "row {r} ({:?}) {side:?}: derived {d:?}, file {w:?}",
-                    msgs[r]
+                    "row {r} ({msg:?}) {side:?}: derived {d:?}, file {w:?}"
                 ));
             }
             rp.fix_side(book, r, side, false);
