@@ -15,5 +15,7 @@ pub mod record;
 pub mod recovery;
 pub mod runtime;
 pub mod script;
+pub mod session;
 pub mod snapshot;
 pub mod watchdog;
+pub mod wire;
