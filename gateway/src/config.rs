@@ -1183,6 +1183,25 @@ impl BourseConfig {
         m
     }
 
+    /// Session settings (timers in ns as the session wants them; the
+    /// partition count from `[pipeline]`; the rest at their defaults).
+    pub fn session(&self) -> crate::session::SessionConfig {
+        let s = &self.session;
+        crate::session::SessionConfig {
+            heartbeat_interval_ns: s.heartbeat_interval_ms.saturating_mul(1_000_000),
+            idle_timeout_ns: s.idle_timeout_ms.saturating_mul(1_000_000),
+            throttle_per_s: s.throttle_per_s,
+            throttle_burst: s.throttle_burst,
+            max_open_orders: s.max_open_orders,
+            garbage_limit: s.garbage_limit,
+            replay_reports_max: s.replay_reports_max,
+            cancel_on_disconnect_default: s.cancel_on_disconnect,
+            partitions: self.pipeline.partitions,
+            max_in_flight: s.max_in_flight,
+            ..crate::session::SessionConfig::default()
+        }
+    }
+
     /// The metrics endpoint address, `None` when disabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.server.metrics_enabled.then_some(self.server.metrics)
@@ -1393,6 +1412,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.runtime().idle, IdleStrategy::Yield);
+        let d = BourseConfig::default().session();
+        let s = crate::session::SessionConfig::default();
+        assert_eq!(d, s, "[session] defaults are the session's defaults");
         assert_eq!(c.pipeline().durability, Durability::None);
         assert_eq!(c.metrics_addr(), None);
         assert_eq!(c.watchdog().stall, Duration::from_millis(250));
