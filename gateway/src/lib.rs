@@ -10,4 +10,6 @@ pub mod record;
 pub mod recovery;
 pub mod runtime;
 pub mod script;
+pub mod session;
 pub mod snapshot;
+pub mod wire;
