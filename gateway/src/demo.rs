@@ -21,7 +21,14 @@ pub const SYMBOLS_FILE: &str = "instruments.json";
 /// Funding each demo trading account receives, minor units.
 pub const DEMO_FUNDING: u128 = 100_000_000;
 
-fn instrument(id: u32, symbol: &str, base: &str, quote: &str, reference: u64, settle: bool) -> InstrumentSpec {
+fn instrument(
+    id: u32,
+    symbol: &str,
+    base: &str,
+    quote: &str,
+    reference: u64,
+    settle: bool,
+) -> InstrumentSpec {
     InstrumentSpec {
         id: InstrumentId(id),
         symbol: Symbol::from_str_code(symbol).expect("symbol"),
@@ -117,7 +124,10 @@ pub fn read_symbols(data_dir: &Path) -> BTreeMap<String, u32> {
 pub fn write_symbols(data_dir: &Path, table: &BTreeMap<String, u32>) -> std::io::Result<()> {
     let path = data_dir.join(SYMBOLS_FILE);
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(table).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(table).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(tmp, path)
 }
 

@@ -164,7 +164,11 @@ pub fn ensure_server_identity(data_dir: &Path) -> Result<ServerIdentity, Identit
         created = true;
     }
     if !token_path.exists() {
-        write_new(&token_path, format!("{}\n", random_token()).as_bytes(), true)?;
+        write_new(
+            &token_path,
+            format!("{}\n", random_token()).as_bytes(),
+            true,
+        )?;
         created = true;
     }
     Ok(ServerIdentity {
@@ -215,7 +219,10 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             for f in [TOKEN_FILE, KEY_FILE] {
-                let m = fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+                let m = fs::metadata(dir.path().join(f))
+                    .unwrap()
+                    .permissions()
+                    .mode();
                 assert_eq!(m & 0o777, 0o600, "{f}");
             }
         }

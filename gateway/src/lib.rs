@@ -1,15 +1,20 @@
 //! The Bourse process crate: the `bourse` binary's subcommands, the runtime
 //! (sequencer, rings, engine threads), the journal of sequenced inputs,
 //! snapshots and crash recovery.
+pub mod client;
+pub mod demo;
 pub mod dump;
+pub mod identity;
 pub mod journal;
 pub mod journal_cli;
 pub mod loadgen;
+pub mod net;
 pub mod pipeline;
 pub mod record;
 pub mod recovery;
 pub mod runtime;
 pub mod script;
+pub mod server;
 pub mod session;
 pub mod snapshot;
 pub mod wire;

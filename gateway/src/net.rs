@@ -14,8 +14,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The order-entry ALPN (`bourse-oe/1`).
-pub const ALPN: &[u8] = b"bourse-oe/1";
+/// The order-entry ALPN (`bourse-oe/1`), re-exported from `wire`.
+pub use crate::wire::ALPN;
 
 /// Transport settings shared by servers and clients.
 #[derive(Clone, Copy, Debug)]
@@ -135,7 +135,10 @@ pub fn client_config(
 
 /// A bound UDP socket with the requested kernel buffers; returns it and the
 /// (receive, send) buffer sizes the kernel granted.
-pub fn udp_socket(addr: SocketAddr, buffer_bytes: usize) -> Result<(UdpSocket, usize, usize), NetError> {
+pub fn udp_socket(
+    addr: SocketAddr,
+    buffer_bytes: usize,
+) -> Result<(UdpSocket, usize, usize), NetError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let io = |source| NetError::Io { addr, source };
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(io)?;
