@@ -171,44 +171,1024 @@ pub fn token_session(token: u64) -> u64 {
     token >> 32
 }
 
+/// Bytes handed to the frame reader at a time (bounds its buffer to
+/// `MAX_FRAME` + this, whatever the caller's chunk size).
+const READ_CHUNK: usize = 64 << 10;
+/// Most report bytes `poll_transmit` appends from the replay store per call.
+const TRANSMIT_CHUNK: usize = 256 << 10;
+/// One token, in bucket units (the bucket counts nano-tokens).
+const TOKEN_UNITS: u64 = 1_000_000_000;
+const REPORT_FRAME: usize = HEADER_LEN + core::mem::size_of::<ExecutionReport>();
+
+/// A tracked order of one of the session's owners.
+#[derive(Clone, Copy, Debug)]
+struct Tracked {
+    client_order_id: u64,
+    owner: u64,
+    instrument: u32,
+    side: u8,
+    price: u64,
+    cum: u64,
+    leaves: u64,
+    /// Placed through this session (counts against `max_open_orders`).
+    mine: bool,
+}
+
+impl Tracked {
+    fn status(&self) -> u8 {
+        if self.leaves == 0 && self.cum > 0 {
+            ord_status::FILLED
+        } else if self.cum > 0 {
+            ord_status::PARTIALLY_FILLED
+        } else {
+            ord_status::NEW
+        }
+    }
+}
+
+#[derive(Debug)]
+enum PendKind {
+    NewOrder(NewOrderMsg),
+    Cancel {
+        owner: u64,
+        order_id: u64,
+    },
+    Replace {
+        owner: u64,
+        order_id: u64,
+    },
+    /// Requests answered by a `RequestAck` at the end.
+    Ack,
+    QueryBalance {
+        answered: bool,
+    },
+    Transfers {
+        ids: Vec<u128>,
+        codes: Vec<u16>,
+        got: Vec<bool>,
+        next: usize,
+    },
+    /// Cancel-on-disconnect: no reply.
+    Internal,
+}
+
+#[derive(Debug)]
+struct Pending {
+    request: u64,
+    template: u16,
+    kind: PendKind,
+    ends_left: u32,
+    /// Outstanding engine commands this request accounts for.
+    commands: usize,
+    code: u16,
+    engine_seq: u64,
+    /// A new order whose accept/reject was seen (its in-flight slot released).
+    settled: bool,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    InFlight(Vec<u8>),
+    Done(Vec<u8>),
+    NotKept,
+}
+
 /// One order-entry session.
 #[derive(Debug)]
 pub struct Session {
-    _p: (),
+    id: u64,
+    cfg: SessionConfig,
+    auth: Arc<Auth>,
+    // Identity, fixed by the first successful login.
+    token: Option<String>,
+    client_session_id: u64,
+    grant: Grant,
+    cod: bool,
+    // The current connection.
+    connected: bool,
+    logged_in: bool,
+    reader: FrameReader,
+    garbage: u32,
+    close: Option<(u32, String)>,
+    closing: bool,
+    out: Vec<u8>,
+    sent_upto: u64,
+    now_ns: u64,
+    last_recv_ns: u64,
+    last_sent_ns: u64,
+    // Requests.
+    last_request: u64,
+    next_token: u32,
+    queue: VecDeque<EngineRequest>,
+    pending: HashMap<u64, Pending>,
+    outstanding_commands: usize,
+    outcomes: VecDeque<(u64, Outcome)>,
+    outcome_bytes: usize,
+    // Reports.
+    report_seq: u64,
+    replay: VecDeque<ExecutionReport>,
+    orders: HashMap<u64, Tracked>,
+    open_own: u32,
+    inflight_new: u32,
+    // Throttle.
+    bucket: u64,
+    bucket_at: u64,
+    scratch: Vec<u8>,
+}
+
+fn report_code(code: u16) -> u16 {
+    if code == code::BUSY {
+        code::ENGINE_BUSY
+    } else {
+        code
+    }
+}
+
+fn reject_text(s: &str) -> [u8; REJECT_TEXT_LEN] {
+    let mut t = [0u8; REJECT_TEXT_LEN];
+    let b = s.as_bytes();
+    let n = b.len().min(REJECT_TEXT_LEN);
+    t[..n].copy_from_slice(&b[..n]);
+    for c in &mut t[..n] {
+        if !c.is_ascii() {
+            *c = b'?';
+        }
+    }
+    t
+}
+
+fn request_template(t: u16) -> bool {
+    !matches!(t, template::LOGIN | template::HEARTBEAT | template::LOGOUT) && !is_server_template(t)
 }
 
 impl Session {
-    /// A new session; `session_id` is the server's key for it (its low 32
-    /// bits go into every token).
+    /// A new session for a new connection; `session_id` is the server's key
+    /// for it (its low 32 bits go into every token, see `EngineRequest`).
     pub fn new(session_id: u64, cfg: SessionConfig, auth: Arc<Auth>) -> Session {
-        let _ = (session_id, cfg, auth);
-        todo!()
+        let bucket = (cfg.throttle_burst as u64).saturating_mul(TOKEN_UNITS);
+        Session {
+            id: session_id & 0xFFFF_FFFF,
+            cfg,
+            auth,
+            token: None,
+            client_session_id: 0,
+            grant: Grant::default(),
+            cod: false,
+            connected: true,
+            logged_in: false,
+            reader: FrameReader::new(),
+            garbage: 0,
+            close: None,
+            closing: false,
+            out: Vec::new(),
+            sent_upto: 0,
+            now_ns: 0,
+            last_recv_ns: 0,
+            last_sent_ns: 0,
+            last_request: 0,
+            next_token: 0,
+            queue: VecDeque::new(),
+            pending: HashMap::new(),
+            outstanding_commands: 0,
+            outcomes: VecDeque::new(),
+            outcome_bytes: 0,
+            report_seq: 0,
+            replay: VecDeque::new(),
+            orders: HashMap::new(),
+            open_own: 0,
+            inflight_new: 0,
+            bucket,
+            bucket_at: 0,
+            scratch: Vec::new(),
+        }
     }
+
+    /// The server's key for this session.
+    pub fn session_id(&self) -> u64 {
+        self.id
+    }
+
+    /// The client-chosen session id of the first login (0 before it).
+    pub fn client_session_id(&self) -> u64 {
+        self.client_session_id
+    }
+
+    /// Highest request number processed.
+    pub fn last_request(&self) -> u64 {
+        self.last_request
+    }
+
+    /// Highest execution report seq issued.
+    pub fn last_report_seq(&self) -> u64 {
+        self.report_seq
+    }
+
+    /// Requests queued or awaiting engine outputs.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Bytes held by the session's buffers (reader, outgoing, outcomes, replay).
+    pub fn memory_bytes(&self) -> usize {
+        self.reader.buffered()
+            + self.out.len()
+            + self.outcome_bytes
+            + self.replay.len() * core::mem::size_of::<ExecutionReport>()
+            + self.queue.len() * core::mem::size_of::<EngineRequest>()
+    }
+
+    fn advance(&mut self, now_ns: u64) {
+        if now_ns > self.now_ns {
+            self.now_ns = now_ns;
+        }
+    }
+
+    fn do_close(&mut self, code: u32, reason: String) {
+        if !self.closing {
+            self.closing = true;
+            self.close = Some((code, reason));
+        }
+    }
+
+    // ----- input ---------------------------------------------------------
 
     /// Bytes read from the stream.
     pub fn handle_bytes(&mut self, now_ns: u64, bytes: &[u8]) {
-        let _ = (now_ns, bytes);
-        todo!()
+        self.advance(now_ns);
+        if self.closing || !self.connected {
+            return;
+        }
+        self.last_recv_ns = self.now_ns;
+        let mut reader = std::mem::take(&mut self.reader);
+        for chunk in bytes.chunks(READ_CHUNK) {
+            reader.push(chunk);
+            while let Some(frame) = reader.next_frame() {
+                match frame {
+                    Ok((h, body)) => self.on_frame(&h, body),
+                    Err(e) => self.bad_frame(&e, 0, 0),
+                }
+                if self.closing {
+                    break;
+                }
+            }
+            if self.closing {
+                break;
+            }
+        }
+        if self.closing {
+            reader.reset();
+        }
+        self.reader = reader;
+    }
+
+    fn bad_frame(&mut self, e: &FrameError, template: u16, request: u64) {
+        self.protocol_reject(e.code(), template, request, &e.to_string(), true);
+        if e.is_fatal() {
+            self.do_close(close::FRAMING_LOST, e.to_string());
+        }
+    }
+
+    fn protocol_reject(
+        &mut self,
+        code: u16,
+        template: u16,
+        request: u64,
+        text: &str,
+        garbage: bool,
+    ) {
+        if garbage {
+            self.garbage = self.garbage.saturating_add(1);
+        }
+        let m = ProtocolRejectMsg {
+            request,
+            code,
+            template,
+            garbage_count: self.garbage.min(u16::MAX as u32) as u16,
+            reserved: 0,
+            text: reject_text(text),
+        };
+        self.push_out(template::PROTOCOL_REJECT, &m, None);
+        if garbage && self.garbage >= self.cfg.garbage_limit {
+            self.do_close(
+                close::PROTOCOL_VIOLATION,
+                format!("{} bad frames; last: {text}", self.garbage),
+            );
+        }
+    }
+
+    fn on_frame(&mut self, h: &Header, body: &[u8]) {
+        let request = if request_template(h.template) {
+            read_pod::<u64>(body).unwrap_or(0)
+        } else {
+            0
+        };
+        if is_server_template(h.template) {
+            let text = format!("template {} is server to client only", h.template);
+            self.protocol_reject(
+                reject::UNEXPECTED_TEMPLATE,
+                h.template,
+                request,
+                &text,
+                true,
+            );
+            return;
+        }
+        let msg = match decode_client(h, body) {
+            Ok(m) => m,
+            Err(e) => return self.bad_frame(&e, h.template, request),
+        };
+        if !self.logged_in {
+            match msg {
+                ClientMsg::Login(m) => self.login(&m),
+                _ => self.do_close(
+                    close::NOT_LOGGED_IN,
+                    format!("template {} before login", h.template),
+                ),
+            }
+            return;
+        }
+        match msg {
+            ClientMsg::Login(_) => self.protocol_reject(
+                reject::ALREADY_LOGGED_IN,
+                h.template,
+                0,
+                "already logged in",
+                true,
+            ),
+            ClientMsg::Heartbeat(_) => {}
+            ClientMsg::Logout => {
+                self.push_out(template::LOGOUT, &Logout::default(), None);
+                self.do_close(close::NORMAL, "logout".to_string());
+            }
+            other => self.on_request(h.template, other),
+        }
+    }
+
+    fn login(&mut self, m: &Login) {
+        let refuse = |s: &mut Session, code: u16, why: &str| {
+            let r = LoginRejected {
+                code,
+                reserved: [0; 6],
+            };
+            s.push_out(template::LOGIN_REJECTED, &r, None);
+            s.do_close(close::AUTH_FAILED, why.to_string());
+        };
+        let Some(token) = token_str(&m.token).map(str::to_string) else {
+            return refuse(self, login_reject::BAD_TOKEN, "malformed token");
+        };
+        let Some(grant) = self.auth.check(&token) else {
+            return refuse(self, login_reject::BAD_TOKEN, "unknown token");
+        };
+        if let Some(t) = &self.token {
+            if *t != token || self.client_session_id != m.session_id {
+                return refuse(
+                    self,
+                    login_reject::SESSION_MISMATCH,
+                    "session belongs to another token or id",
+                );
+            }
+        }
+        self.token = Some(token);
+        self.client_session_id = m.session_id;
+        self.grant = grant;
+        self.cod =
+            m.flags & LOGIN_CANCEL_ON_DISCONNECT != 0 || self.cfg.cancel_on_disconnect_default;
+        self.logged_in = true;
+        let resume = m.resume_after.min(self.report_seq);
+        let oldest = self
+            .replay
+            .front()
+            .map_or(self.report_seq + 1, |r| r.report_seq);
+        self.sent_upto = resume.max(oldest - 1);
+        let a = LoginAccepted {
+            session_id: m.session_id,
+            last_request: self.last_request,
+            last_report_seq: self.report_seq,
+            replay_from: self.sent_upto + 1,
+            heartbeat_interval_ns: self.cfg.heartbeat_interval_ns,
+            throttle_budget: self.budget(),
+            perms: self.grant.perms.bits(),
+            cancel_on_disconnect: self.cod as u8,
+            reserved: [0; 2],
+        };
+        self.push_out(template::LOGIN_ACCEPTED, &a, None);
+    }
+
+    // ----- requests ------------------------------------------------------
+
+    fn owns(&self, owner: u64) -> bool {
+        self.grant.owners.contains(&OwnerId(owner))
+    }
+
+    fn find_outcome(&self, request: u64) -> Option<usize> {
+        self.outcomes
+            .binary_search_by_key(&request, |(r, _)| *r)
+            .ok()
+    }
+
+    fn on_request(&mut self, template: u16, msg: ClientMsg<'_>) {
+        let request = msg.request().unwrap_or(0);
+        if request == 0 {
+            return self.protocol_reject(
+                reject::BAD_REQUEST_NUMBER,
+                template,
+                0,
+                "request number 0",
+                true,
+            );
+        }
+        if request <= self.last_request {
+            // A retransmission: never executed again.
+            match self.find_outcome(request).map(|i| &self.outcomes[i].1) {
+                Some(Outcome::Done(bytes)) => {
+                    let bytes = bytes.clone();
+                    self.out_bytes(&bytes);
+                }
+                Some(Outcome::InFlight(_)) => {}
+                _ => self.protocol_reject(
+                    reject::OUTCOME_NOT_KEPT,
+                    template,
+                    request,
+                    &format!("request {request} already processed; outcome no longer kept"),
+                    false,
+                ),
+            }
+            return;
+        }
+        self.last_request = request;
+        self.outcomes
+            .push_back((request, Outcome::InFlight(Vec::new())));
+        self.trim_outcomes();
+        let perms = self.grant.perms;
+        match msg {
+            ClientMsg::NewOrder(m) => {
+                let code = if !perms.trade || !self.owns(m.owner) {
+                    code::NOT_AUTHORIZED
+                } else if self.over_in_flight(1) {
+                    code::TOO_MANY_IN_FLIGHT
+                } else if self.open_own + self.inflight_new >= self.cfg.max_open_orders {
+                    code::OPEN_ORDERS_LIMIT
+                } else if !self.take_token() {
+                    code::THROTTLED
+                } else {
+                    0
+                };
+                if code != 0 {
+                    self.order_reject(&m, request, code, 0);
+                    return self.finish_outcome(request);
+                }
+                self.inflight_new += 1;
+                self.submit(
+                    request,
+                    template,
+                    PendKind::NewOrder(m),
+                    &[new_order_command(&m)],
+                    1,
+                );
+            }
+            ClientMsg::Cancel(m) => {
+                let code = self.order_guard(perms, m.owner);
+                if code != 0 {
+                    self.cancel_reject(request, m.owner, m.order_id, code, 0);
+                    return self.finish_outcome(request);
+                }
+                let cmd = Command::Cancel {
+                    owner: OwnerId(m.owner),
+                    order_id: engine::OrderId(m.order_id),
+                };
+                let kind = PendKind::Cancel {
+                    owner: m.owner,
+                    order_id: m.order_id,
+                };
+                self.submit(request, template, kind, &[cmd], 1);
+            }
+            ClientMsg::Replace(m) => {
+                let code = self.order_guard(perms, m.owner);
+                if code != 0 {
+                    self.cancel_reject(request, m.owner, m.order_id, code, 0);
+                    return self.finish_outcome(request);
+                }
+                let cmd = Command::Replace {
+                    owner: OwnerId(m.owner),
+                    order_id: engine::OrderId(m.order_id),
+                    price: (m.price != 0).then_some(engine::Price(m.price)),
+                    qty: (m.qty != 0).then_some(engine::Qty(m.qty)),
+                };
+                let kind = PendKind::Replace {
+                    owner: m.owner,
+                    order_id: m.order_id,
+                };
+                self.submit(request, template, kind, &[cmd], 1);
+            }
+            ClientMsg::MassCancel(m) => {
+                let code = self.order_guard(perms, m.owner);
+                if code != 0 {
+                    return self.ack_now(request, template, code);
+                }
+                let all = m.instrument == INSTRUMENT_ANY;
+                let cmd = Command::MassCancel {
+                    owner: OwnerId(m.owner),
+                    instrument: (!all).then_some(engine::InstrumentId(m.instrument)),
+                    side: match m.side {
+                        0 => Some(engine::Side::Buy),
+                        1 => Some(engine::Side::Sell),
+                        _ => None,
+                    },
+                };
+                let ends = if all {
+                    self.cfg.partitions.max(1) as u32
+                } else {
+                    1
+                };
+                self.submit(request, template, PendKind::Ack, &[cmd], ends);
+            }
+            ClientMsg::QueryOpenOrders(m) => {
+                if !(perms.read || perms.trade) || (m.owner != 0 && !self.owns(m.owner)) {
+                    return self.ack_now(request, template, code::NOT_AUTHORIZED);
+                }
+                self.list_open_orders(request, m.owner);
+            }
+            ClientMsg::TransferBatch(h, recs) => {
+                let n = h.count as usize;
+                let code = if !perms.transfer {
+                    code::NOT_AUTHORIZED
+                } else if self.over_in_flight(n) {
+                    code::TOO_MANY_IN_FLIGHT
+                } else {
+                    0
+                };
+                if code != 0 {
+                    self.transfer_results(request, &vec![code; n]);
+                    return self.finish_outcome(request);
+                }
+                let mut cmds = Vec::with_capacity(n);
+                let mut ids = Vec::with_capacity(n);
+                for i in 0..n {
+                    let r = transfer_record(recs, i).unwrap_or_default();
+                    let t = transfer_spec(&r);
+                    ids.push(t.id.0);
+                    cmds.push(Command::Transfer {
+                        transfer: t,
+                        batch_end: i + 1 == n,
+                    });
+                }
+                let kind = PendKind::Transfers {
+                    ids,
+                    codes: vec![0; n],
+                    got: vec![false; n],
+                    next: 0,
+                };
+                self.submit(request, template, kind, &cmds, n as u32);
+            }
+            ClientMsg::OpenAccount(m) => {
+                let ok = perms.admin || (perms.transfer && (m.owner == 0 || self.owns(m.owner)));
+                if !ok {
+                    return self.ack_now(request, template, code::NOT_AUTHORIZED);
+                }
+                if self.over_in_flight(1) {
+                    return self.ack_now(request, template, code::TOO_MANY_IN_FLIGHT);
+                }
+                let cmd = Command::OpenAccount(account_spec(&m));
+                self.submit(request, template, PendKind::Ack, &[cmd], 1);
+            }
+            ClientMsg::QueryBalance(m) => {
+                if !perms.read {
+                    return self.ack_now(request, template, code::NOT_AUTHORIZED);
+                }
+                if self.over_in_flight(1) {
+                    return self.ack_now(request, template, code::TOO_MANY_IN_FLIGHT);
+                }
+                let cmd = Command::QueryBalance {
+                    account: engine::AccountId(u128_from(m.account)),
+                };
+                let kind = PendKind::QueryBalance { answered: false };
+                self.submit(request, template, kind, &[cmd], 1);
+            }
+            ClientMsg::AddInstrument(_) | ClientMsg::Halt(_) | ClientMsg::Resume(_)
+                if !perms.admin =>
+            {
+                self.ack_now(request, template, code::NOT_AUTHORIZED)
+            }
+            ClientMsg::AddInstrument(m) => self.admin_submit(
+                request,
+                template,
+                Command::AddInstrument(instrument_spec(&m)),
+            ),
+            ClientMsg::Halt(m) => self.admin_submit(
+                request,
+                template,
+                Command::Halt {
+                    instrument: engine::InstrumentId(m.instrument),
+                },
+            ),
+            ClientMsg::Resume(m) => self.admin_submit(
+                request,
+                template,
+                Command::Resume {
+                    instrument: engine::InstrumentId(m.instrument),
+                },
+            ),
+            ClientMsg::AddToken(m) => {
+                if !perms.admin {
+                    return self.ack_now(request, template, code::NOT_AUTHORIZED);
+                }
+                let Some(token) = token_str(&m.token) else {
+                    return self.ack_now(request, template, code::INVALID_TOKEN);
+                };
+                let owners = m.owners[..m.owners_len as usize]
+                    .iter()
+                    .map(|&o| OwnerId(o))
+                    .collect();
+                self.auth
+                    .add_token(token, owners, Perms::from_bits(m.perms));
+                self.ack_now(request, template, 0);
+            }
+            ClientMsg::Login(_) | ClientMsg::Heartbeat(_) | ClientMsg::Logout => {}
+        }
+    }
+
+    fn order_guard(&self, perms: Perms, owner: u64) -> u16 {
+        if !perms.trade || !self.owns(owner) {
+            code::NOT_AUTHORIZED
+        } else if self.over_in_flight(1) {
+            code::TOO_MANY_IN_FLIGHT
+        } else {
+            0
+        }
+    }
+
+    fn admin_submit(&mut self, request: u64, template: u16, cmd: Command) {
+        if self.over_in_flight(1) {
+            return self.ack_now(request, template, code::TOO_MANY_IN_FLIGHT);
+        }
+        self.submit(request, template, PendKind::Ack, &[cmd], 1);
+    }
+
+    fn over_in_flight(&self, commands: usize) -> bool {
+        self.pending.len() >= self.cfg.max_in_flight
+            || self.outstanding_commands + commands
+                > self.cfg.max_in_flight.max(2 * TRANSFER_BATCH_MAX)
+    }
+
+    fn next_token(&mut self) -> u64 {
+        loop {
+            self.next_token = self.next_token.wrapping_add(1);
+            let t = (self.id << 32) | self.next_token as u64;
+            if self.next_token != 0 && !self.pending.contains_key(&t) {
+                return t;
+            }
+        }
+    }
+
+    fn submit(&mut self, request: u64, template: u16, kind: PendKind, cmds: &[Command], ends: u32) {
+        let token = self.next_token();
+        for &command in cmds {
+            self.queue.push_back(EngineRequest { token, command });
+        }
+        self.outstanding_commands += cmds.len();
+        self.pending.insert(
+            token,
+            Pending {
+                request,
+                template,
+                kind,
+                ends_left: ends,
+                commands: cmds.len(),
+                code: 0,
+                engine_seq: 0,
+                settled: false,
+            },
+        );
+    }
+
+    fn budget(&self) -> u32 {
+        if self.cfg.throttle_per_s == 0 {
+            u32::MAX
+        } else {
+            (self.bucket / TOKEN_UNITS).min(u32::MAX as u64) as u32
+        }
+    }
+
+    fn take_token(&mut self) -> bool {
+        if self.cfg.throttle_per_s == 0 {
+            return true;
+        }
+        let cap = (self.cfg.throttle_burst as u64).saturating_mul(TOKEN_UNITS);
+        let elapsed = self.now_ns.saturating_sub(self.bucket_at);
+        self.bucket_at = self.now_ns;
+        self.bucket = self
+            .bucket
+            .saturating_add(elapsed.saturating_mul(self.cfg.throttle_per_s as u64))
+            .min(cap);
+        if self.bucket >= TOKEN_UNITS {
+            self.bucket -= TOKEN_UNITS;
+            true
+        } else {
+            false
+        }
     }
 
     /// The next command to submit to the engine, in order.
     pub fn poll_request(&mut self) -> Option<EngineRequest> {
-        todo!()
+        self.queue.pop_front()
     }
+
+    // ----- replies ---------------------------------------------------------
+
+    fn out_bytes(&mut self, bytes: &[u8]) {
+        if !self.connected {
+            return;
+        }
+        self.out.extend_from_slice(bytes);
+        self.check_out();
+    }
+
+    fn check_out(&mut self) {
+        if self.out.len() > self.cfg.outgoing_bytes_max {
+            self.out = Vec::new();
+            self.do_close(
+                close::SLOW_CONSUMER,
+                "outgoing bytes over the limit: the client does not read".to_string(),
+            );
+        }
+    }
+
+    /// Encodes one frame; sends it on the live connection and records it as
+    /// part of `request`'s outcome.
+    fn push_out<T: bytemuck::Pod>(&mut self, template: u16, body: &T, request: Option<u64>) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        encode_frame(template, body, &mut buf);
+        if self.connected {
+            self.out_bytes(&buf);
+        }
+        if let Some(r) = request {
+            self.record(r, &buf);
+        }
+        self.scratch = buf;
+    }
+
+    fn record(&mut self, request: u64, bytes: &[u8]) {
+        let cap = (self.cfg.outcome_bytes_max / 4).max(REPORT_FRAME);
+        if let Some(i) = self.find_outcome(request) {
+            let mut drop_it = false;
+            if let Outcome::InFlight(v) = &mut self.outcomes[i].1 {
+                if v.len() + bytes.len() > cap {
+                    self.outcome_bytes -= v.len();
+                    drop_it = true;
+                } else {
+                    v.extend_from_slice(bytes);
+                    self.outcome_bytes += bytes.len();
+                }
+            }
+            if drop_it {
+                self.outcomes[i].1 = Outcome::NotKept;
+            }
+        }
+    }
+
+    fn finish_outcome(&mut self, request: u64) {
+        if let Some(i) = self.find_outcome(request) {
+            let o = std::mem::replace(&mut self.outcomes[i].1, Outcome::NotKept);
+            self.outcomes[i].1 = match o {
+                Outcome::InFlight(v) => Outcome::Done(v),
+                other => other,
+            };
+        }
+        self.trim_outcomes();
+    }
+
+    fn trim_outcomes(&mut self) {
+        while self.outcomes.len() > self.cfg.outcomes_max
+            || self.outcome_bytes > self.cfg.outcome_bytes_max
+        {
+            match self.outcomes.front() {
+                Some((_, Outcome::InFlight(_))) | None => break,
+                Some(_) => {
+                    if let Some((_, Outcome::Done(v))) = self.outcomes.pop_front() {
+                        self.outcome_bytes -= v.len();
+                    }
+                }
+            }
+        }
+    }
+
+    fn ack_now(&mut self, request: u64, template: u16, code: u16) {
+        self.ack(request, template, code, 0, 0);
+        self.finish_outcome(request);
+    }
+
+    fn ack(&mut self, request: u64, template: u16, code: u16, engine_seq: u64, count: u32) {
+        let a = RequestAck {
+            request,
+            engine_seq,
+            template,
+            code,
+            count,
+        };
+        self.push_out(template::REQUEST_ACK, &a, Some(request));
+    }
+
+    fn transfer_results(&mut self, request: u64, codes: &[u16]) {
+        let head = TransferResultsHead {
+            request,
+            count: codes.len() as u32,
+            reserved: 0,
+        };
+        let results: Vec<TransferResult> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, &code)| TransferResult {
+                index: i as u32,
+                code,
+                reserved: 0,
+            })
+            .collect();
+        let mut buf = Vec::with_capacity(
+            HEADER_LEN + 16 + results.len() * core::mem::size_of::<TransferResult>(),
+        );
+        encode_frame_records(template::TRANSFER_RESULTS, &head, &results, &mut buf);
+        if self.connected {
+            self.out_bytes(&buf);
+        }
+        self.record(request, &buf);
+    }
+
+    fn list_open_orders(&mut self, request: u64, owner: u64) {
+        let mut rows: Vec<(u64, Tracked)> = self
+            .orders
+            .iter()
+            .filter(|(_, t)| t.leaves > 0 && (owner == 0 || t.owner == owner))
+            .map(|(&id, &t)| (id, t))
+            .collect();
+        rows.sort_unstable_by_key(|(id, _)| *id);
+        for (id, t) in &rows {
+            let row = OpenOrderRow {
+                request,
+                order_id: *id,
+                client_order_id: t.client_order_id,
+                owner: t.owner,
+                price: t.price,
+                cum_qty: t.cum,
+                leaves_qty: t.leaves,
+                instrument: t.instrument,
+                side: t.side,
+                reserved: [0; 3],
+            };
+            self.push_out(template::OPEN_ORDER, &row, Some(request));
+        }
+        self.ack(
+            request,
+            template::QUERY_OPEN_ORDERS,
+            0,
+            0,
+            rows.len() as u32,
+        );
+        self.finish_outcome(request);
+    }
+
+    /// Issues a sequenced execution report.
+    fn report(&mut self, mut r: ExecutionReport, request: Option<u64>) {
+        self.report_seq += 1;
+        r.report_seq = self.report_seq;
+        r.throttle_budget = self.budget();
+        if self.replay.len() >= self.cfg.replay_reports_max.max(1) {
+            self.replay.pop_front();
+        }
+        self.replay.push_back(r);
+        let live = self.connected && self.logged_in && self.sent_upto + 1 == self.report_seq;
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        encode_frame(template::EXECUTION_REPORT, &r, &mut buf);
+        if live {
+            self.sent_upto = self.report_seq;
+            self.out_bytes(&buf);
+        } else if self.connected
+            && self.logged_in
+            && self.report_seq - self.sent_upto > self.cfg.replay_reports_max as u64
+        {
+            self.do_close(
+                close::SLOW_CONSUMER,
+                "execution reports lag beyond the replay store".to_string(),
+            );
+        }
+        if let Some(req) = request {
+            self.record(req, &buf);
+        }
+        self.scratch = buf;
+    }
+
+    fn order_reject(&mut self, m: &NewOrderMsg, request: u64, code: u16, engine_seq: u64) {
+        let r = ExecutionReport {
+            request,
+            client_order_id: m.client_order_id,
+            owner: m.owner,
+            price: m.price,
+            order_qty: m.qty,
+            engine_seq,
+            instrument: m.instrument,
+            reject_code: report_code(code),
+            exec_type: exec_type::REJECTED,
+            ord_status: ord_status::REJECTED,
+            side: m.side,
+            flags: REPORT_OWN_REQUEST,
+            cancel_reason: CANCEL_REASON_NONE,
+            ..Default::default()
+        };
+        self.report(r, Some(request));
+    }
+
+    fn cancel_reject(
+        &mut self,
+        request: u64,
+        owner: u64,
+        order_id: u64,
+        code: u16,
+        engine_seq: u64,
+    ) {
+        let mut r = ExecutionReport {
+            request,
+            order_id,
+            owner,
+            engine_seq,
+            reject_code: report_code(code),
+            exec_type: exec_type::REJECTED,
+            ord_status: ord_status::REJECTED,
+            flags: REPORT_OWN_REQUEST,
+            cancel_reason: CANCEL_REASON_NONE,
+            ..Default::default()
+        };
+        if let Some(t) = self.orders.get(&order_id) {
+            r.client_order_id = t.client_order_id;
+            r.price = t.price;
+            r.order_qty = t.cum + t.leaves;
+            r.cum_qty = t.cum;
+            r.leaves_qty = t.leaves;
+            r.instrument = t.instrument;
+            r.side = t.side;
+            r.ord_status = t.status();
+        }
+        self.report(r, Some(request));
+    }
+
+    // ----- engine outputs ----------------------------------------------------
 
     /// The engine ring was full for that request: report busy to the client.
     pub fn handle_busy(&mut self, token: u64) {
         self.handle_reject(token, code::BUSY)
     }
 
-    /// The server could not submit that request (e.g. unroutable); `code` is
-    /// a gateway code.
+    /// The server could not submit that request (busy, unroutable); `code` is
+    /// a gateway code (`wire::code::*`). For a transfer batch every transfer
+    /// without a result yet gets `code` and the batch is answered at once (the
+    /// server must submit a batch all or nothing); a mass cancel over several
+    /// partitions counts it as one partition's end.
     pub fn handle_reject(&mut self, token: u64, code: u16) {
-        let _ = (token, code);
-        todo!()
+        let Some(mut p) = self.pending.remove(&token) else {
+            return;
+        };
+        // Drop any of its commands still queued.
+        if self.queue.iter().any(|q| q.token == token) {
+            self.queue.retain(|q| q.token != token);
+        }
+        let multi = matches!(p.kind, PendKind::Ack) && p.ends_left > 1;
+        if multi {
+            p.ends_left -= 1;
+            p.code = code;
+            self.outstanding_commands = self.outstanding_commands.saturating_sub(1);
+            p.commands = p.commands.saturating_sub(1);
+            self.pending.insert(token, p);
+            return;
+        }
+        match &mut p.kind {
+            PendKind::NewOrder(m) => {
+                let m = *m;
+                if !p.settled {
+                    p.settled = true;
+                    self.inflight_new = self.inflight_new.saturating_sub(1);
+                }
+                self.order_reject(&m, p.request, code, 0);
+            }
+            PendKind::Cancel { owner, order_id } | PendKind::Replace { owner, order_id } => {
+                let (o, id) = (*owner, *order_id);
+                self.cancel_reject(p.request, o, id, code, 0);
+            }
+            PendKind::Transfers { codes, got, .. } => {
+                for (c, g) in codes.iter_mut().zip(got.iter_mut()) {
+                    if !*g {
+                        *c = code;
+                        *g = true;
+                    }
+                }
+            }
+            _ => p.code = code,
+        }
+        self.complete(p);
     }
 
-    /// An engine event concerning this session. Order ids are local to `partition`.
+    /// An engine event concerning this session: caused by its request
+    /// (`token` matches) or about an order of one of its owners. Order ids in
+    /// events are local to `partition`.
     pub fn handle_event(
         &mut self,
         now_ns: u64,
@@ -217,64 +1197,571 @@ impl Session {
         seq: Seq,
         event: &Event,
     ) {
-        let _ = (now_ns, token, partition, seq, event);
-        todo!()
+        self.advance(now_ns);
+        let g = |id: engine::OrderId| crate::runtime::globalize(partition, id).0;
+        let mut pend = self.pending.remove(&token);
+        if let Some(p) = &mut pend {
+            p.engine_seq = seq.0;
+        }
+        let request = pend
+            .as_ref()
+            .and_then(|p| (p.request != 0).then_some(p.request));
+        let base = ExecutionReport {
+            request: request.unwrap_or(0),
+            engine_seq: seq.0,
+            cancel_reason: CANCEL_REASON_NONE,
+            ..Default::default()
+        };
+        match *event {
+            Event::Accepted {
+                order_id,
+                client_order_id,
+                owner,
+                instrument,
+                side,
+                price,
+                qty,
+            } => {
+                let mine = match &mut pend {
+                    Some(
+                        p @ Pending {
+                            kind: PendKind::NewOrder(_),
+                            ..
+                        },
+                    ) => {
+                        if !p.settled {
+                            p.settled = true;
+                            self.inflight_new = self.inflight_new.saturating_sub(1);
+                        }
+                        true
+                    }
+                    _ => false,
+                };
+                if mine || self.owns(owner.0) {
+                    let id = g(order_id);
+                    let t = Tracked {
+                        client_order_id: client_order_id.0,
+                        owner: owner.0,
+                        instrument: instrument.0,
+                        side: side as u8,
+                        price: price.map_or(0, |p| p.0),
+                        cum: 0,
+                        leaves: qty.0,
+                        mine,
+                    };
+                    self.track(id, t);
+                    let r = ExecutionReport {
+                        order_id: id,
+                        client_order_id: client_order_id.0,
+                        owner: owner.0,
+                        price: t.price,
+                        order_qty: qty.0,
+                        leaves_qty: qty.0,
+                        instrument: instrument.0,
+                        exec_type: exec_type::NEW,
+                        ord_status: ord_status::NEW,
+                        side: side as u8,
+                        flags: if mine { REPORT_OWN_REQUEST } else { 0 },
+                        ..base
+                    };
+                    self.report(r, request);
+                }
+            }
+            Event::Rejected { reason, .. } => {
+                if let Some(p) = &mut pend {
+                    match p.kind {
+                        PendKind::NewOrder(m) => {
+                            if !p.settled {
+                                p.settled = true;
+                                self.inflight_new = self.inflight_new.saturating_sub(1);
+                            }
+                            self.order_reject(&m, p.request, reason.code(), seq.0);
+                        }
+                        PendKind::Cancel { owner, order_id }
+                        | PendKind::Replace { owner, order_id } => {
+                            self.cancel_reject(p.request, owner, order_id, reason.code(), seq.0);
+                        }
+                        _ => p.code = reason.code(),
+                    }
+                }
+            }
+            Event::Trade {
+                instrument,
+                price,
+                qty,
+                maker_order_id,
+                taker_order_id,
+                maker_owner,
+                taker_owner,
+                taker_side,
+            } => {
+                for (oid, owner, side) in [
+                    (maker_order_id, maker_owner, taker_side.opposite()),
+                    (taker_order_id, taker_owner, taker_side),
+                ] {
+                    let id = g(oid);
+                    if !self.owns(owner.0) && !self.orders.contains_key(&id) {
+                        continue;
+                    }
+                    let mut r = ExecutionReport {
+                        order_id: id,
+                        owner: owner.0,
+                        last_qty: qty.0,
+                        last_px: price.0,
+                        instrument: instrument.0,
+                        exec_type: exec_type::TRADE,
+                        ord_status: ord_status::UNKNOWN,
+                        side: side as u8,
+                        ..base
+                    };
+                    if let Some(t) = self.orders.get_mut(&id) {
+                        t.cum += qty.0;
+                        t.leaves = t.leaves.saturating_sub(qty.0);
+                        let t = *t;
+                        self.fill_from(&mut r, &t);
+                        if t.leaves == 0 {
+                            self.untrack(id);
+                        }
+                    }
+                    self.report(r, request);
+                }
+            }
+            Event::Canceled {
+                order_id,
+                owner,
+                qty,
+                reason,
+            } => {
+                let id = g(order_id);
+                if self.owns(owner.0) || self.orders.contains_key(&id) {
+                    let expired = reason == engine::CancelReason::Expired;
+                    let st = if expired {
+                        ord_status::EXPIRED
+                    } else {
+                        ord_status::CANCELED
+                    };
+                    let mut r = ExecutionReport {
+                        order_id: id,
+                        owner: owner.0,
+                        exec_type: if expired {
+                            exec_type::EXPIRED
+                        } else {
+                            exec_type::CANCELED
+                        },
+                        ord_status: st,
+                        cancel_reason: reason as u8,
+                        ..base
+                    };
+                    if let Some(t) = self.orders.get(&id).copied() {
+                        self.fill_from(&mut r, &t);
+                        r.order_qty = t.cum + t.leaves;
+                        self.untrack(id);
+                    } else {
+                        r.order_qty = qty.0;
+                    }
+                    r.leaves_qty = 0;
+                    r.ord_status = st;
+                    self.report(r, request);
+                }
+            }
+            Event::Reduced {
+                order_id,
+                owner,
+                qty,
+                reason,
+            } => {
+                let id = g(order_id);
+                if self.owns(owner.0) || self.orders.contains_key(&id) {
+                    let mut r = ExecutionReport {
+                        order_id: id,
+                        owner: owner.0,
+                        exec_type: exec_type::STP_REDUCED,
+                        ord_status: ord_status::UNKNOWN,
+                        cancel_reason: reason as u8,
+                        ..base
+                    };
+                    if let Some(t) = self.orders.get_mut(&id) {
+                        t.leaves = t.leaves.saturating_sub(qty.0);
+                        let t = *t;
+                        self.fill_from(&mut r, &t);
+                        if t.leaves == 0 {
+                            r.ord_status = if t.cum > 0 {
+                                ord_status::FILLED
+                            } else {
+                                ord_status::CANCELED
+                            };
+                            self.untrack(id);
+                        }
+                    }
+                    self.report(r, request);
+                }
+            }
+            Event::Replaced {
+                order_id,
+                owner,
+                price,
+                qty,
+                priority_kept,
+            } => {
+                let id = g(order_id);
+                if self.owns(owner.0) || self.orders.contains_key(&id) {
+                    let mut r = ExecutionReport {
+                        order_id: id,
+                        owner: owner.0,
+                        price: price.0,
+                        leaves_qty: qty.0,
+                        exec_type: exec_type::REPLACED,
+                        ord_status: ord_status::UNKNOWN,
+                        flags: if priority_kept {
+                            REPORT_PRIORITY_KEPT
+                        } else {
+                            0
+                        },
+                        ..base
+                    };
+                    if let Some(t) = self.orders.get_mut(&id) {
+                        t.price = price.0;
+                        t.leaves = qty.0;
+                        let t = *t;
+                        self.fill_from(&mut r, &t);
+                    }
+                    self.report(r, request);
+                }
+            }
+            Event::Triggered { order_id, owner } => {
+                let id = g(order_id);
+                if self.owns(owner.0) || self.orders.contains_key(&id) {
+                    let mut r = ExecutionReport {
+                        order_id: id,
+                        owner: owner.0,
+                        exec_type: exec_type::TRIGGERED,
+                        ord_status: ord_status::UNKNOWN,
+                        ..base
+                    };
+                    if let Some(t) = self.orders.get(&id).copied() {
+                        self.fill_from(&mut r, &t);
+                    }
+                    self.report(r, request);
+                }
+            }
+            Event::AccountRejected { reason, .. } => {
+                if let Some(p) = &mut pend {
+                    p.code = reason.code();
+                }
+            }
+            Event::TransferOk { id } => self.transfer_event(&mut pend, id.0, 0),
+            Event::TransferRejected { id, reason } => {
+                self.transfer_event(&mut pend, id.0, reason.code())
+            }
+            Event::Balance {
+                account,
+                debits_posted,
+                credits_posted,
+                debits_pending,
+                credits_pending,
+            } => {
+                if let Some(p) = &mut pend {
+                    if let PendKind::QueryBalance { answered } = &mut p.kind {
+                        *answered = true;
+                        let b = BalanceMsg {
+                            request: p.request,
+                            account: u128_bytes(account.0),
+                            debits_posted: u128_bytes(debits_posted.0),
+                            credits_posted: u128_bytes(credits_posted.0),
+                            debits_pending: u128_bytes(debits_pending.0),
+                            credits_pending: u128_bytes(credits_pending.0),
+                        };
+                        let r = p.request;
+                        self.push_out(template::BALANCE, &b, Some(r));
+                    }
+                }
+            }
+            Event::AccountOpened { .. }
+            | Event::Halted { .. }
+            | Event::Resumed { .. }
+            | Event::Book { .. }
+            | Event::TransferExpired { .. } => {}
+        }
+        if let Some(p) = pend {
+            self.pending.insert(token, p);
+        }
+    }
+
+    fn transfer_event(&mut self, pend: &mut Option<Pending>, id: u128, code: u16) {
+        let Some(Pending {
+            kind:
+                PendKind::Transfers {
+                    ids,
+                    codes,
+                    got,
+                    next,
+                },
+            ..
+        }) = pend
+        else {
+            return;
+        };
+        // Results arrive in batch order; an id out of order (a batch spread
+        // over partitions) goes to its first unanswered slot.
+        let slot = if *next < ids.len() && ids[*next] == id && !got[*next] {
+            Some(*next)
+        } else {
+            (0..ids.len()).find(|&i| !got[i] && ids[i] == id)
+        };
+        if let Some(i) = slot {
+            codes[i] = code;
+            got[i] = true;
+            while *next < got.len() && got[*next] {
+                *next += 1;
+            }
+        }
+    }
+
+    fn fill_from(&self, r: &mut ExecutionReport, t: &Tracked) {
+        r.client_order_id = t.client_order_id;
+        if r.price == 0 {
+            r.price = t.price;
+        }
+        r.order_qty = t.cum + t.leaves;
+        r.cum_qty = t.cum;
+        r.leaves_qty = t.leaves;
+        if r.instrument == 0 {
+            r.instrument = t.instrument;
+        }
+        r.side = t.side;
+        r.ord_status = t.status();
+        if t.mine {
+            r.flags |= REPORT_OWN_REQUEST;
+        }
+    }
+
+    fn track(&mut self, id: u64, t: Tracked) {
+        let cap = (self.cfg.max_open_orders as usize).saturating_mul(2) + 1024;
+        if t.mine || self.orders.len() < cap {
+            if let Some(old) = self.orders.insert(id, t) {
+                if old.mine {
+                    self.open_own = self.open_own.saturating_sub(1);
+                }
+            }
+            if t.mine {
+                self.open_own += 1;
+            }
+        }
+    }
+
+    fn untrack(&mut self, id: u64) {
+        if let Some(t) = self.orders.remove(&id) {
+            if t.mine {
+                self.open_own = self.open_own.saturating_sub(1);
+            }
+        }
     }
 
     /// All outputs of that request (from one partition) were delivered.
     pub fn handle_end(&mut self, token: u64) {
-        let _ = token;
-        todo!()
+        let Some(mut p) = self.pending.remove(&token) else {
+            return;
+        };
+        p.ends_left = p.ends_left.saturating_sub(1);
+        if p.commands > 0 {
+            p.commands -= 1;
+            self.outstanding_commands = self.outstanding_commands.saturating_sub(1);
+        }
+        if p.ends_left > 0 {
+            self.pending.insert(token, p);
+            return;
+        }
+        self.complete(p);
     }
 
-    /// Appends coalesced outgoing bytes; true if anything was appended.
+    /// Answers a finished request and releases its resources.
+    fn complete(&mut self, p: Pending) {
+        self.outstanding_commands = self.outstanding_commands.saturating_sub(p.commands);
+        match p.kind {
+            PendKind::NewOrder(_) => {
+                if !p.settled {
+                    self.inflight_new = self.inflight_new.saturating_sub(1);
+                }
+            }
+            PendKind::Cancel { .. } | PendKind::Replace { .. } | PendKind::Internal => {}
+            PendKind::Ack => self.ack(p.request, p.template, p.code, p.engine_seq, 0),
+            PendKind::QueryBalance { answered } => {
+                if !answered {
+                    let code = if p.code == 0 { code::BUSY } else { p.code };
+                    self.ack(p.request, p.template, code, p.engine_seq, 0);
+                }
+            }
+            PendKind::Transfers { mut codes, got, .. } => {
+                for (c, g) in codes.iter_mut().zip(&got) {
+                    if !*g {
+                        *c = code::BUSY;
+                    }
+                }
+                self.transfer_results(p.request, &codes);
+            }
+        }
+        if p.request != 0 {
+            self.finish_outcome(p.request);
+        }
+    }
+
+    // ----- output and time ---------------------------------------------------
+
+    /// Appends coalesced outgoing bytes (replies, then reports being
+    /// replayed, up to a chunk); true if anything was appended. Call it until
+    /// it returns false, then write once.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
-        let _ = out;
-        todo!()
+        if !self.connected {
+            return false;
+        }
+        let start = out.len();
+        out.append(&mut self.out);
+        if self.out.capacity() > (1 << 20) {
+            self.out = Vec::new();
+        }
+        if self.logged_in && !self.closing {
+            let mut budget = TRANSMIT_CHUNK;
+            while self.sent_upto < self.report_seq && budget >= REPORT_FRAME {
+                let front = self
+                    .replay
+                    .front()
+                    .map_or(self.report_seq + 1, |r| r.report_seq);
+                let want = self.sent_upto + 1;
+                if want < front {
+                    // Cannot happen on a live connection (lagging consumers are
+                    // closed first); skip what is gone.
+                    self.sent_upto = front - 1;
+                    continue;
+                }
+                let r = self.replay[(want - front) as usize];
+                encode_frame(template::EXECUTION_REPORT, &r, out);
+                self.sent_upto = want;
+                budget -= REPORT_FRAME;
+            }
+        }
+        let any = out.len() > start;
+        if any {
+            self.last_sent_ns = self.now_ns;
+        }
+        any
     }
 
     /// Heartbeats out, idle close.
     pub fn handle_timeout(&mut self, now_ns: u64) {
-        let _ = now_ns;
-        todo!()
+        self.advance(now_ns);
+        if !self.connected || self.closing {
+            return;
+        }
+        let now = self.now_ns;
+        if now >= self.last_recv_ns.saturating_add(self.cfg.idle_timeout_ns) {
+            self.do_close(
+                close::IDLE_TIMEOUT,
+                format!("nothing received for {} ns", now - self.last_recv_ns),
+            );
+            return;
+        }
+        if self.logged_in
+            && now
+                >= self
+                    .last_sent_ns
+                    .saturating_add(self.cfg.heartbeat_interval_ns)
+        {
+            let h = Heartbeat {
+                last_report_seq: self.report_seq,
+            };
+            self.push_out(template::HEARTBEAT, &h, None);
+            self.last_sent_ns = now;
+        }
     }
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<u64> {
-        todo!()
+        if !self.connected || self.closing {
+            return None;
+        }
+        let idle = self.last_recv_ns.saturating_add(self.cfg.idle_timeout_ns);
+        Some(if self.logged_in {
+            idle.min(
+                self.last_sent_ns
+                    .saturating_add(self.cfg.heartbeat_interval_ns),
+            )
+        } else {
+            idle
+        })
     }
 
-    /// Close the connection with code + reason.
+    /// Close the connection with code + reason (once). Flush `poll_transmit`
+    /// first: the reply that explains the close is queued there.
     pub fn poll_close(&mut self) -> Option<(u32, String)> {
-        todo!()
+        self.close.take()
     }
 
     /// Owners granted (after login).
     pub fn owners(&self) -> &[OwnerId] {
-        todo!()
+        &self.grant.owners
     }
 
     /// Whether logged in on the current connection.
     pub fn logged_in(&self) -> bool {
-        todo!()
+        self.logged_in
     }
 
     /// Whether cancel-on-disconnect is on.
     pub fn cancel_on_disconnect(&self) -> bool {
-        todo!()
+        self.cod
     }
 
-    /// The connection dropped: mass cancels to submit if cancel-on-disconnect.
+    /// The connection dropped: the session keeps its numbering, reports and
+    /// outcomes for a later `handle_reconnect`; returns the mass cancels to
+    /// submit if cancel-on-disconnect is on (their outputs come back through
+    /// `handle_event` / `handle_end` like any other).
     pub fn handle_disconnect(&mut self) -> Vec<EngineRequest> {
-        todo!()
+        let was_logged = self.logged_in;
+        self.connected = false;
+        self.logged_in = false;
+        self.out = Vec::new();
+        self.reader = FrameReader::new();
+        let mut v = Vec::new();
+        if self.cod && (was_logged || self.token.is_some()) {
+            let owners = self.grant.owners.clone();
+            for o in owners {
+                let token = self.next_token();
+                let command = Command::MassCancel {
+                    owner: o,
+                    instrument: None,
+                    side: None,
+                };
+                self.pending.insert(
+                    token,
+                    Pending {
+                        request: 0,
+                        template: template::MASS_CANCEL,
+                        kind: PendKind::Internal,
+                        ends_left: self.cfg.partitions.max(1) as u32,
+                        commands: 0,
+                        code: 0,
+                        engine_seq: 0,
+                        settled: true,
+                    },
+                );
+                v.push(EngineRequest { token, command });
+            }
+        }
+        v
     }
 
-    /// A new connection took over this session.
+    /// A new connection took over this session: the next frame must be a
+    /// login; its `resume_after` drives the replay.
     pub fn handle_reconnect(&mut self, now_ns: u64) {
-        let _ = now_ns;
-        todo!()
+        self.advance(now_ns);
+        self.connected = true;
+        self.logged_in = false;
+        self.reader = FrameReader::new();
+        self.out = Vec::new();
+        self.garbage = 0;
+        self.close = None;
+        self.closing = false;
+        self.last_recv_ns = self.now_ns;
+        self.last_sent_ns = self.now_ns;
     }
 }
-
-#[allow(dead_code)]
-struct Unused(VecDeque<u8>);

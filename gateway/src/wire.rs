@@ -597,6 +597,8 @@ pub mod code {
     pub const UNROUTABLE: u16 = 104;
     /// Too many requests of this session are in flight.
     pub const TOO_MANY_IN_FLIGHT: u16 = 105;
+    /// An `AddToken` with an empty or non-ASCII token.
+    pub const INVALID_TOKEN: u16 = 106;
     /// The engine's `busy` reject reason, as carried in execution reports.
     pub const ENGINE_BUSY: u16 = 15;
 }
