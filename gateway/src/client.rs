@@ -513,6 +513,13 @@ impl Client {
         let _ = tokio::time::timeout(Duration::from_millis(200), self.endpoint.wait_idle()).await;
     }
 
+    /// Closes the connection without logging out (the session stays
+    /// resumable on the server for its resume window).
+    pub async fn disconnect(self) {
+        self.conn.close(1u32.into(), b"disconnect");
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.endpoint.wait_idle()).await;
+    }
+
     /// Drops the connection abruptly (no logout): the session stays
     /// resumable on the server (tests of resume and cancel-on-disconnect).
     pub fn abort(self) {

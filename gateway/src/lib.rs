@@ -1,6 +1,7 @@
 //! The Bourse process crate: the `bourse` binary's subcommands, the runtime
 //! (sequencer, rings, engine threads), the journal of sequenced inputs,
 //! snapshots and crash recovery.
+pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod dump;

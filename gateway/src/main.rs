@@ -43,6 +43,57 @@ enum Command {
     /// Run the durable pipeline in-process under an open-loop order flow and
     /// print latency percentiles (intended send → durable release).
     Pipeline(PipelineArgs),
+    /// Run the whole system: engine partitions, journal, QUIC gateway.
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Client(gateway::cli::ClientCommand),
+}
+
+/// `bourse serve` settings (every one has a default: no config file).
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Data directory (journals, snapshots, certificate, operator token).
+    #[arg(long, default_value = gateway::identity::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// UDP address for QUIC.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: std::net::SocketAddr,
+    /// durable (write + fdatasync per group), async (write only) or none.
+    #[arg(long, default_value = "durable")]
+    durability: gateway::journal::Durability,
+    /// Partitions (engine cores).
+    #[arg(long, default_value_t = 1)]
+    partitions: usize,
+    /// Pin the gateway runtime to core 0 and busy-poll (lowest latency, one core at 100%).
+    #[arg(long)]
+    busy_poll: bool,
+    /// Idle strategy of engine threads: spin, yield or park.
+    #[arg(long, default_value = "spin")]
+    idle: gateway::runtime::IdleStrategy,
+    /// Do not pin engine threads to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Do not create the demo instruments and accounts on a fresh data directory.
+    #[arg(long)]
+    no_demo: bool,
+    /// Server heartbeat interval, ms.
+    #[arg(long, default_value_t = 1_000)]
+    heartbeat_ms: u64,
+    /// Close a session that sent nothing for this long, ms.
+    #[arg(long, default_value_t = 5_000)]
+    idle_timeout_ms: u64,
+    /// New orders per second per session (token bucket).
+    #[arg(long, default_value_t = 10_000)]
+    throttle_per_s: u32,
+    /// Throttle burst per session.
+    #[arg(long, default_value_t = 1_000)]
+    throttle_burst: u32,
+    /// Requests in flight per session.
+    #[arg(long, default_value_t = 1_024)]
+    max_in_flight: usize,
+    /// Cancel-on-disconnect for sessions that do not ask (they can ask per login).
+    #[arg(long)]
+    cancel_on_disconnect: bool,
 }
 
 /// Journal subcommands.
@@ -129,7 +180,90 @@ fn main() -> ExitCode {
             &mut io::stdout().lock(),
         )),
         Command::Pipeline(args) => pipeline(args),
+        Command::Serve(args) => serve(args),
+        Command::Client(cmd) => {
+            ExitCode::from(gateway::cli::run_client(&cmd, &mut io::stdout().lock()))
+        }
     }
+}
+
+fn serve(a: ServeArgs) -> ExitCode {
+    let mut cfg = gateway::server::ServerConfig::new(&a.data_dir);
+    cfg.listen = a.listen;
+    cfg.pipeline.partitions = a.partitions.max(1);
+    cfg.pipeline.durability = a.durability;
+    cfg.pipeline.runtime.idle = a.idle;
+    cfg.pipeline.runtime.pin = !a.no_pin;
+    cfg.busy_poll = a.busy_poll;
+    cfg.demo = !a.no_demo;
+    cfg.session.heartbeat_interval_ns = a.heartbeat_ms.max(1) * 1_000_000;
+    cfg.session.idle_timeout_ns = a.idle_timeout_ms.max(1) * 1_000_000;
+    cfg.session.throttle_per_s = a.throttle_per_s;
+    cfg.session.throttle_burst = a.throttle_burst;
+    cfg.session.max_in_flight = a.max_in_flight;
+    cfg.session.cancel_on_disconnect_default = a.cancel_on_disconnect;
+    let mut server = match gateway::server::start(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bourse serve: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let info = server.info().clone();
+    let id = &info.identity;
+    println!(
+        "bourse serve: QUIC (TLS 1.3, ALPN bourse-oe/1) on {}",
+        info.addr
+    );
+    println!("  data directory: {}", a.data_dir.display());
+    println!(
+        "  certificate:    {}{}",
+        id.cert_path.display(),
+        if id.created {
+            " (created now, self-signed)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  operator token: {} (mode 0600; client commands on this machine read it)",
+        id.token_path.display()
+    );
+    println!(
+        "  durability {} | partitions {} | recovered up to seq {:?}{}",
+        a.durability,
+        a.partitions.max(1),
+        info.recovered_seqs,
+        if info.demo_created {
+            " | demo instruments BTC-USD (1), ETH-USD (2), EUR-USD (3, settling) created"
+        } else {
+            ""
+        }
+    );
+    if let Some(c) = info.pinned_core {
+        println!("  gateway runtime pinned to core {c}, busy-polling");
+    }
+    println!("  try: bourse order --symbol BTC-USD --side buy --price 60000 --qty 5");
+    let stop = server.stopper();
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                });
+                eprintln!("bourse serve: stopping (drain, snapshot)");
+                stop.notify_one();
+            }
+        });
+    let hashes = server.join();
+    for (i, h) in hashes.iter().enumerate() {
+        println!("p{i} state hash after shutdown: {h:032x}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn report<T, E: std::fmt::Display>(r: Result<T, E>) -> ExitCode {
