@@ -343,7 +343,9 @@ impl<W: Write> Printer<'_, W> {
                 }
             }
             Reply::Ack(a) => {
-                let res = if a.code == 0 {
+                let res = if a.template == template::OPEN_ACCOUNT {
+                    client::ledger_name(a.code)
+                } else if a.code == 0 {
                     "ok".to_string()
                 } else {
                     client::reject_name(a.code)
