@@ -21,7 +21,7 @@ use gateway::net::{self, Tuning};
 use gateway::server::{self, ServerConfig};
 use gateway::wire::exec_type;
 use hdrhistogram::Histogram;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -147,11 +147,9 @@ fn order_ack(durability: Durability, rounds: u64) -> Histogram<u64> {
         let _spin = spin_forever();
         let mut c = connect(addr, dir.path(), 1).await;
         let mut h = Histogram::<u64>::new(3).unwrap();
-        let mut coid = 1u64;
         for i in 0..rounds + rounds / 10 {
-            let mut m = limit(1, 1, engine::Side::Buy, 60_000, 1, coid);
+            let mut m = limit(1, 1, engine::Side::Buy, 60_000, 1, i + 1);
             m.tif = 1; // IOC: accepted, then the remainder cancels; the book stays empty.
-            coid += 1;
             let t0 = Instant::now();
             let req = c.order(m);
             c.flush().await.unwrap();
@@ -276,5 +274,4 @@ fn main() {
             );
         }
     }
-    let _ = Duration::ZERO;
 }

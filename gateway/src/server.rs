@@ -769,30 +769,46 @@ async fn connection(
     }
     // The connection is gone (or closing): cancel-on-disconnect, keep the
     // session for resumption unless it logged out or never logged in.
-    let mut h = hub.borrow_mut();
-    let mut remove = false;
-    if let Some(slot) = h.sessions.get_mut(&sid) {
-        if slot.conn == conn_id {
-            let reqs = slot.session.handle_disconnect();
-            slot.conn = 0;
-            slot.disconnected_at = Some(Instant::now());
-            remove =
-                slot.login.is_none() || matches!(close, Some((c, _)) if c == wire::close::NORMAL);
-            for r in reqs {
+    let mut pending: Vec<EngineRequest> = {
+        let mut h = hub.borrow_mut();
+        let mut remove = false;
+        let mut reqs = Vec::new();
+        if let Some(slot) = h.sessions.get_mut(&sid) {
+            if slot.conn == conn_id {
+                reqs = slot.session.handle_disconnect();
+                slot.conn = 0;
+                slot.disconnected_at = Some(Instant::now());
+                remove = slot.login.is_none()
+                    || matches!(close, Some((c, _)) if c == wire::close::NORMAL);
+            }
+        }
+        if remove {
+            // Its cancel-on-disconnect outputs still route by owner to others.
+            h.remove(sid);
+        }
+        reqs
+    };
+    // Cancel-on-disconnect must not be lost to a full ring: retry until taken.
+    while !pending.is_empty() {
+        {
+            let mut h = hub.borrow_mut();
+            let h = &mut *h;
+            let parts = pipeline.runtime().partitions() as u64;
+            pending.retain(|r| {
                 match pipeline.runtime().submit_routed(&h.map, r.token, r.command) {
                     Ok(Some(_)) => h.in_flight += 1,
-                    Ok(None) => h.in_flight += pipeline.runtime().partitions() as u64,
+                    Ok(None) => h.in_flight += parts,
+                    Err(RoutedError::Submit(crate::runtime::SubmitError::Busy)) => return true,
                     Err(e) => tracing::warn!(error = %e, "cancel-on-disconnect not submitted"),
                 }
-            }
-            router_wake.notify_one();
+                false
+            });
+        }
+        router_wake.notify_one();
+        if !pending.is_empty() {
+            tokio::task::yield_now().await;
         }
     }
-    if remove {
-        // Its cancel-on-disconnect outputs still route by owner to others.
-        h.remove(sid);
-    }
-    drop(h);
     let (code, reason) = close.unwrap_or((wire::close::NORMAL, String::new()));
     let _ = send.finish();
     // Give the final bytes a moment to leave before closing.
