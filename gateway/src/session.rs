@@ -435,6 +435,12 @@ impl Session {
                 break;
             }
         }
+        if reader.is_broken() && !self.closing {
+            self.do_close(
+                close::FRAMING_LOST,
+                "a frame header that cannot be skipped".to_string(),
+            );
+        }
         if self.closing {
             reader.reset();
         }

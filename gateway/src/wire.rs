@@ -8,8 +8,7 @@
 //! bytes are written as zero and checked on decode; decoding never panics on
 //! any input (bodies are copied out with `pod_read_unaligned`, so buffer
 //! alignment never matters); the frame reader never holds more than
-//! `MAX_FRAME` + one pushed chunk, and skips oversized frames without
-//! buffering them.
+//! `MAX_FRAME` + one pushed chunk.
 
 use bytemuck::{Pod, Zeroable};
 use core::fmt;
@@ -33,6 +32,10 @@ pub const TRANSFER_BATCH_MAX: usize = 8_190;
 pub const MAX_FRAME: usize = HEADER_LEN
     + core::mem::size_of::<TransferBatchHead>()
     + TRANSFER_BATCH_MAX * core::mem::size_of::<TransferRecord>();
+/// Longest frame with a bad header (unknown template, wrong schema, a
+/// length its template cannot have) that is skipped and rejected; a longer
+/// one leaves the stream unframeable.
+pub const GARBAGE_SKIP_MAX: usize = 4096;
 /// Bytes of a login token (ASCII, zero-padded).
 pub const TOKEN_LEN: usize = 32;
 /// Most owners a `AddToken` message can grant.
@@ -829,7 +832,7 @@ pub enum FrameError {
         /// Bytes in the frame.
         got: usize,
     },
-    /// Longer than `MAX_FRAME` (the reader skips it).
+    /// Longer than `MAX_FRAME` (the stream is then unframeable).
     Oversized {
         /// Declared length.
         len: usize,
@@ -883,9 +886,14 @@ impl FrameError {
         }
     }
 
-    /// Whether the byte stream can no longer be split into frames after it.
+    /// Whether the byte stream can no longer be split into frames after it:
+    /// a length below the header or above `MAX_FRAME` (skipping that many
+    /// bytes would let one lying header swallow the stream).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, FrameError::BadLength { template: 0, .. })
+        matches!(
+            self,
+            FrameError::BadLength { template: 0, .. } | FrameError::Oversized { .. }
+        )
     }
 }
 
@@ -1035,14 +1043,15 @@ pub fn check_header(h: &Header) -> Result<(), FrameError> {
 }
 
 /// Splits a byte stream into frames, incrementally. Holds at most one
-/// partial frame plus the last pushed chunk; frames longer than `MAX_FRAME`
-/// are skipped (reported once) without being buffered; a header with a
-/// length below 8 leaves the stream unframeable (`broken`).
+/// partial frame plus the last pushed chunk (never more than `MAX_FRAME` +
+/// that chunk); a header with a length below 8 or above `MAX_FRAME`, or a
+/// bad header with a length above `GARBAGE_SKIP_MAX`, is reported once and
+/// leaves the stream unframeable (`is_broken`): nothing more is buffered or
+/// returned until `reset`. Other bad frames are skipped whole and reported.
 #[derive(Debug, Default)]
 pub struct FrameReader {
     buf: Vec<u8>,
     pos: usize,
-    skip: usize,
     broken: bool,
 }
 
@@ -1063,12 +1072,6 @@ impl FrameReader {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        let mut bytes = bytes;
-        if self.skip > 0 {
-            let n = self.skip.min(bytes.len());
-            self.skip -= n;
-            bytes = &bytes[n..];
-        }
         self.buf.extend_from_slice(bytes);
     }
 
@@ -1086,14 +1089,13 @@ impl FrameReader {
     pub fn reset(&mut self) {
         self.buf.clear();
         self.pos = 0;
-        self.skip = 0;
         self.broken = false;
     }
 
     /// The next complete frame: its header and body (bytes after the header),
     /// or the error that makes it unusable (the frame is consumed either way).
     pub fn next_frame(&mut self) -> Option<Result<(Header, &[u8]), FrameError>> {
-        if self.broken || self.skip > 0 {
+        if self.broken {
             return None;
         }
         let avail = &self.buf[self.pos..];
@@ -1101,21 +1103,18 @@ impl FrameReader {
         let len = h.len as usize;
         if let Err(e) = check_header(&h) {
             match e {
-                FrameError::BadLength { template: 0, .. } => {
+                e if e.is_fatal() => {
                     self.broken = true;
                     self.buf = Vec::new();
                     self.pos = 0;
                     return Some(Err(e));
                 }
-                FrameError::Oversized { .. } => {
-                    let have = avail.len();
-                    if have >= len {
-                        self.pos += len;
-                    } else {
-                        self.skip = len - have;
-                        self.buf.clear();
-                        self.pos = 0;
-                    }
+                _ if len > GARBAGE_SKIP_MAX => {
+                    // Only a transfer batch is that long: a bad header
+                    // claiming it would swallow the stream.
+                    self.broken = true;
+                    self.buf = Vec::new();
+                    self.pos = 0;
                     return Some(Err(e));
                 }
                 _ => {
