@@ -43,6 +43,33 @@ enum Command {
     /// Run the durable pipeline in-process under an open-loop order flow and
     /// print latency percentiles (intended send → durable release).
     Pipeline(PipelineArgs),
+    /// Run the whole system: engine partitions, journal, QUIC gateway, metrics.
+    Serve(ServeArgs),
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    #[command(flatten)]
+    Client(gateway::cli::ClientCommand),
+}
+
+/// `bourse serve` settings: every key of the configuration (see `bourse
+/// config default`) has an embedded default; a file, `BOURSE_*` variables
+/// and these flags override it, in that order.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    cfg: gateway::config::ConfigArgs,
+}
+
+/// Configuration subcommands.
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the full default configuration file, with a comment on every key.
+    Default,
+    /// Load the configuration (file, environment, flags) and print the result, or the error.
+    Check(Box<ServeArgs>),
 }
 
 /// Journal subcommands.
@@ -99,15 +126,36 @@ struct PipelineArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BOURSE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // `serve` sets logging up from its configuration.
+        tracing_subscriber::fmt()
+            .with_writer(io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("BOURSE_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .init();
+    }
     match cli.command {
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
+            print!("{}", gateway::config::DEFAULT_TOML);
+            ExitCode::SUCCESS
+        }
+        Command::Config {
+            command: ConfigCommand::Check(a),
+        } => match a.cfg.load() {
+            Ok(c) => {
+                println!("{c:#?}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bourse config: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Script { file } => script(&file),
         Command::Journal {
             command: JournalCommand::Verify { dir },
@@ -129,7 +177,111 @@ fn main() -> ExitCode {
             &mut io::stdout().lock(),
         )),
         Command::Pipeline(args) => pipeline(args),
+        Command::Serve(args) => serve(args),
+        Command::Client(cmd) => {
+            ExitCode::from(gateway::cli::run_client(&cmd, &mut io::stdout().lock()))
+        }
     }
+}
+
+fn serve(a: ServeArgs) -> ExitCode {
+    let conf = match a.cfg.load() {
+        Ok(c) => c,
+        Err(e) => {
+            // No logger yet: configuration errors go straight to stderr.
+            eprintln!("bourse serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    gateway::logging::init_logging(conf.server.log_format, &conf.server.log_filter);
+    let ops = match gateway::ops::Ops::start(&conf) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!(
+                "bourse serve: metrics endpoint {}: {e}",
+                conf.server.metrics
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let mut cfg = gateway::server::ServerConfig::new(&conf.server.data_dir);
+    cfg.listen = conf.server.listen;
+    cfg.pipeline = conf.pipeline();
+    cfg.session = conf.session();
+    cfg.busy_poll = conf.server.busy_poll;
+    cfg.demo = conf.server.demo;
+    cfg.max_sessions = conf.session.max_sessions;
+    cfg.resume_window = conf.session.resume_window();
+    cfg.metrics = Some(ops.state().clone());
+    let partitions = cfg.pipeline.partitions;
+    let durability = cfg.pipeline.durability;
+    let data_dir = conf.server.data_dir.clone();
+    let mut server = match gateway::server::start(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bourse serve: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let info = server.info().clone();
+    let id = &info.identity;
+    println!(
+        "bourse serve: QUIC (TLS 1.3, ALPN bourse-oe/1) on {}",
+        info.addr
+    );
+    println!("  data directory: {}", data_dir.display());
+    println!(
+        "  certificate:    {}{}",
+        id.cert_path.display(),
+        if id.created {
+            " (created now, self-signed)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  operator token: {} (mode 0600; client commands on this machine read it)",
+        id.token_path.display()
+    );
+    if let Some(m) = ops.metrics_addr() {
+        println!("  metrics:        http://{m}/metrics (also /health, /ready)");
+    }
+    println!(
+        "  durability {} | partitions {} | recovered up to seq {:?}{}",
+        durability,
+        partitions.max(1),
+        info.recovered_seqs,
+        if info.demo_created {
+            " | demo instruments BTC-USD (1), ETH-USD (2), EUR-USD (3, settling) created"
+        } else {
+            ""
+        }
+    );
+    if let Some(c) = info.pinned_core {
+        println!("  gateway runtime pinned to core {c}, busy-polling");
+    }
+    println!("  try: bourse order --symbol BTC-USD --side buy --price 60000 --qty 5");
+    let stop = server.stopper();
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                });
+                eprintln!("bourse serve: stopping (drain, snapshot)");
+                stop.notify_one();
+            }
+        });
+    let hashes = server.join();
+    ops.shutdown();
+    for (i, h) in hashes.iter().enumerate() {
+        println!("p{i} state hash after shutdown: {h:032x}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn report<T, E: std::fmt::Display>(r: Result<T, E>) -> ExitCode {

@@ -1,0 +1,277 @@
+//! QUIC benchmark, all on loopback in one process:
+//!
+//! 1. the floor: a raw quinn 64-byte ping-pong on one stream, both runtimes
+//!    busy-polling (same TLS, ALPN, socket buffers and windows as Bourse);
+//! 2. order → ack round trip through the whole system (client library →
+//!    QUIC → session → engine ring → engine → durable release → session →
+//!    QUIC → client), the gateway pinned and busy-polling; p50/p99 and their
+//!    ratios to the floor measured beside them;
+//! 3. one-way pipelined order throughput into the engine from 1 and 4
+//!    connections (orders acknowledged per second).
+//!
+//! Run: `cargo run --release -p bourse-gateway --example quic_bench [-- --quick]`
+//! (`BENCH_ROUNDS`, `BENCH_ORDERS` override the counts). Orders are IOC
+//! against an empty book (each is accepted, then cancels its remainder), so
+//! the book stays empty and every round trip does the same work.
+
+use gateway::client::{limit, Client, ClientConfig, Reply};
+use gateway::identity::{ensure_server_identity, load_client_identity};
+use gateway::journal::Durability;
+use gateway::net::{self, Tuning};
+use gateway::server::{self, ServerConfig};
+use gateway::wire::exec_type;
+use hdrhistogram::Histogram;
+use std::time::Instant;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn us(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// Keeps a current-thread runtime from parking: it polls its I/O driver in a loop.
+fn spin_forever() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        loop {
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .event_interval(1)
+        .build()
+        .expect("runtime")
+}
+
+fn pin_last_core() {
+    if let Some(c) = core_affinity::get_core_ids().and_then(|c| c.last().copied()) {
+        core_affinity::set_for_current(c);
+    }
+}
+
+/// Raw quinn 64-byte ping-pong; returns the round-trip histogram (ns).
+fn raw_ping_pong(dir: &std::path::Path, rounds: u64) -> Histogram<u64> {
+    let id = ensure_server_identity(dir).expect("identity");
+    let t = Tuning::default();
+    let sc = net::server_config(&id.cert_der, &id.key_der, b"bench-ping", &t).expect("server cfg");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let server = std::thread::spawn(move || {
+        if let Some(c) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
+            core_affinity::set_for_current(c);
+        }
+        let rt = client_runtime();
+        rt.block_on(async move {
+            let ep =
+                net::server_endpoint("127.0.0.1:0".parse().unwrap(), sc, &t).expect("endpoint");
+            tx.send(ep.local_addr().unwrap()).unwrap();
+            let _spin = spin_forever();
+            let conn = ep.accept().await.unwrap().await.unwrap();
+            let (mut s, mut r) = conn.accept_bi().await.unwrap();
+            let mut buf = [0u8; 64];
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                if r.read_exact(&mut buf).await.is_err() {
+                    break;
+                }
+                if s.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+            ep.close(0u32.into(), b"");
+        });
+    });
+    let addr = rx.recv().unwrap();
+    let rt = client_runtime();
+    let h = rt.block_on(async move {
+        let _spin = spin_forever();
+        let cc = net::client_config(&id.cert_der, b"bench-ping", &t).unwrap();
+        let ep = net::client_endpoint(addr, cc, &t).unwrap();
+        let conn = ep.connect(addr, "localhost").unwrap().await.unwrap();
+        let (mut s, mut r) = conn.open_bi().await.unwrap();
+        let msg = [7u8; 64];
+        let mut buf = [0u8; 64];
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for i in 0..rounds + rounds / 10 {
+            let t0 = Instant::now();
+            s.write_all(&msg).await.unwrap();
+            r.read_exact(&mut buf).await.unwrap();
+            if i >= rounds / 10 {
+                h.record(t0.elapsed().as_nanos() as u64).unwrap();
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        conn.close(0u32.into(), b"");
+        h
+    });
+    let _ = server.join();
+    h
+}
+
+fn start_server(dir: &std::path::Path, durability: Durability) -> server::ServerHandle {
+    let mut cfg = ServerConfig::new(dir);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.pipeline.durability = durability;
+    cfg.busy_poll = true;
+    cfg.session.throttle_per_s = 100_000_000;
+    cfg.session.throttle_burst = 10_000_000;
+    cfg.session.max_in_flight = 1 << 16;
+    cfg.session.max_open_orders = 1 << 20;
+    cfg.session.replay_reports_max = 1 << 18;
+    server::start(cfg).expect("server")
+}
+
+async fn connect(addr: std::net::SocketAddr, dir: &std::path::Path, sid: u64) -> Client {
+    let id = load_client_identity(dir).unwrap();
+    let mut c = ClientConfig::new(addr, id.cert_der, id.operator_token.unwrap());
+    c.session_id = sid;
+    Client::connect(&c).await.expect("connect")
+}
+
+/// Order → ack (NEW report) round trips, one at a time.
+fn order_ack(durability: Durability, rounds: u64) -> Histogram<u64> {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_server(dir.path(), durability);
+    let addr = srv.addr();
+    let rt = client_runtime();
+    let h = rt.block_on(async {
+        pin_last_core();
+        let _spin = spin_forever();
+        let mut c = connect(addr, dir.path(), 1).await;
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for i in 0..rounds + rounds / 10 {
+            let mut m = limit(1, 1, engine::Side::Buy, 60_000, 1, i + 1);
+            m.tif = 1; // IOC: accepted, then the remainder cancels; the book stays empty.
+            let t0 = Instant::now();
+            let req = c.order(m);
+            c.flush().await.unwrap();
+            loop {
+                match c.next().await.unwrap() {
+                    Some(Reply::Report(r)) if r.request == req && r.exec_type == exec_type::NEW => {
+                        break
+                    }
+                    Some(_) => {}
+                    None => panic!("stream ended"),
+                }
+            }
+            if i >= rounds / 10 {
+                h.record(t0.elapsed().as_nanos() as u64).unwrap();
+            }
+        }
+        c.close().await;
+        h
+    });
+    drop(srv);
+    h
+}
+
+/// Pipelined one-way throughput: `conns` connections each send `per_conn`
+/// IOC orders in coalesced batches, keeping at most `window` unacknowledged;
+/// returns orders acknowledged per second (all connections together).
+fn throughput(durability: Durability, conns: usize, per_conn: u64) -> (f64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_server(dir.path(), durability);
+    let addr = srv.addr();
+    let path = dir.path().to_path_buf();
+    let t0 = Instant::now();
+    let threads: Vec<_> = (0..conns)
+        .map(|k| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let rt = client_runtime();
+                rt.block_on(async move {
+                    let mut c = connect(addr, &path, 100 + k as u64).await;
+                    const BATCH: u64 = 256;
+                    let window: u64 = 32_768;
+                    let (mut sent, mut acked, mut rejected) = (0u64, 0u64, 0u64);
+                    let mut coid = (k as u64) << 40 | 1;
+                    while acked < per_conn {
+                        while sent < per_conn && sent - acked < window {
+                            for _ in 0..BATCH.min(per_conn - sent) {
+                                let mut m = limit(
+                                    1,
+                                    1 + (k as u32 % 2),
+                                    engine::Side::Buy,
+                                    60_000,
+                                    1,
+                                    coid,
+                                );
+                                m.tif = 1;
+                                coid += 1;
+                                c.order(m);
+                                sent += 1;
+                            }
+                            c.flush().await.unwrap();
+                        }
+                        match c.next().await.unwrap() {
+                            Some(Reply::Report(r)) if r.exec_type == exec_type::NEW => acked += 1,
+                            Some(Reply::Report(r)) if r.exec_type == exec_type::REJECTED => {
+                                acked += 1;
+                                rejected += 1;
+                            }
+                            Some(_) => {}
+                            None => panic!("stream ended"),
+                        }
+                    }
+                    c.close().await;
+                    rejected
+                })
+            })
+        })
+        .collect();
+    let rejected: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let secs = t0.elapsed().as_secs_f64();
+    drop(srv);
+    ((conns as u64 * per_conn) as f64 / secs, rejected)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rounds = env("BENCH_ROUNDS", if quick { 2_000 } else { 20_000 });
+    let orders = env("BENCH_ORDERS", if quick { 50_000 } else { 400_000 });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("quic_bench: {cores} cores, {rounds} round trips, {orders} orders per throughput run");
+    let dir = tempfile::tempdir().unwrap();
+    let ping = raw_ping_pong(dir.path(), rounds);
+    println!(
+        "raw quinn 64 B ping-pong (busy-polling):   p50 {:7.1} µs  p99 {:7.1} µs",
+        us(&ping, 0.5),
+        us(&ping, 0.99)
+    );
+    for d in [Durability::None, Durability::Durable] {
+        let h = order_ack(d, rounds);
+        println!(
+            "order → ack, durability {:<8}            p50 {:7.1} µs  p99 {:7.1} µs  | ratio to ping-pong p50 {:.2}× p99 {:.2}×",
+            d.to_string(),
+            us(&h, 0.5),
+            us(&h, 0.99),
+            us(&h, 0.5) / us(&ping, 0.5),
+            us(&h, 0.99) / us(&ping, 0.99)
+        );
+    }
+    for d in [Durability::None, Durability::Durable] {
+        for conns in [1usize, 4] {
+            let per = (orders / conns as u64).max(1);
+            let (rate, rejected) = throughput(d, conns, per);
+            println!(
+                "pipelined orders, durability {:<8} {} conn(s): {:>10.0} orders/s acknowledged{}",
+                d.to_string(),
+                conns,
+                rate,
+                if rejected > 0 {
+                    format!(" ({rejected} rejected)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+}

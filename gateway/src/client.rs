@@ -1,0 +1,718 @@
+//! The order-entry client library: an async (tokio) QUIC client of
+//! `bourse-oe/1`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), gateway::client::ClientError> {
+//! use gateway::client::{Client, ClientConfig, Reply};
+//! let id = gateway::identity::load_client_identity("bourse-data".as_ref()).unwrap();
+//! let cfg = ClientConfig::new(
+//!     "127.0.0.1:7070".parse().unwrap(),
+//!     id.cert_der,
+//!     id.operator_token.unwrap(),
+//! );
+//! let mut c = Client::connect(&cfg).await?;
+//! let req = c.order(gateway::client::limit(1, 1, engine::Side::Buy, 100, 5, 42));
+//! c.flush().await?;
+//! while let Some(reply) = c.next().await? {
+//!     if let Reply::Report(r) = reply {
+//!         println!("{}", gateway::client::describe_report(&r, None));
+//!         if r.request == req { break; }
+//!     }
+//! }
+//! c.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Sending is two steps: the request methods (`order`, `cancel`, …) encode
+//! into an outgoing buffer and return the request number; `flush` writes the
+//! whole buffer as one stream write (FLOORS.md pitfall 1: never one write
+//! per small message). `next` reads the server's replies in order;
+//! heartbeats are answered in the background and not returned.
+//!
+//! Invariants: the client trusts exactly the certificate it is given; request
+//! numbers increase strictly per session (continuing after the server's
+//! `last_request` on resume); `last_report_seq` is the newest execution
+//! report received, which is what to pass as `resume_after` when
+//! reconnecting.
+
+use crate::identity::SERVER_NAME;
+use crate::net::{self, NetError, Tuning};
+use crate::wire::{self, *};
+use engine::Side;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How to reach and log in to a server.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// The server certificate (DER) to trust.
+    pub cert_der: Vec<u8>,
+    /// Login token.
+    pub token: String,
+    /// Client-chosen session id (same id + token later = resume).
+    pub session_id: u64,
+    /// Last report seq already received (0 on a fresh session).
+    pub resume_after: u64,
+    /// Ask for cancel-on-disconnect.
+    pub cancel_on_disconnect: bool,
+    /// Transport settings.
+    pub tuning: Tuning,
+}
+
+impl ClientConfig {
+    /// A fresh session with a random session id.
+    pub fn new(addr: SocketAddr, cert_der: Vec<u8>, token: String) -> Self {
+        let mut b = [0u8; 8];
+        rustls::crypto::ring::default_provider()
+            .secure_random
+            .fill(&mut b)
+            .expect("random");
+        ClientConfig {
+            addr,
+            cert_der,
+            token,
+            session_id: u64::from_le_bytes(b) | 1,
+            resume_after: 0,
+            cancel_on_disconnect: false,
+            tuning: Tuning::default(),
+        }
+    }
+}
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Endpoint / TLS set-up.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// Connecting.
+    #[error("connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The connection failed or was closed (with the server's code and reason).
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Writing.
+    #[error("write: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// Reading.
+    #[error("read: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// The login was refused.
+    #[error("login rejected: {}", login_reject_name(*.0))]
+    LoginRejected(u16),
+    /// The token cannot be sent (empty, longer than 32 bytes, not printable ASCII).
+    #[error("bad token (1..=32 printable ASCII characters)")]
+    BadToken,
+    /// The server sent something undecodable.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The server ended the stream before answering the login.
+    #[error("the server closed the stream")]
+    Closed,
+}
+
+/// The name of a login reject code.
+pub fn login_reject_name(code: u16) -> &'static str {
+    match code {
+        login_reject::BAD_TOKEN => "bad_token",
+        login_reject::SESSION_MISMATCH => "session_mismatch",
+        login_reject::ALREADY_LOGGED_IN => "already_logged_in",
+        _ => "unknown",
+    }
+}
+
+/// A reply from the server (heartbeats are handled internally).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// An execution report.
+    Report(ExecutionReport),
+    /// Results of a transfer batch, in batch order.
+    TransferResults {
+        /// Request answered.
+        request: u64,
+        /// One per transfer.
+        results: Vec<TransferResult>,
+    },
+    /// Balances.
+    Balance(BalanceMsg),
+    /// One open order.
+    OpenOrder(OpenOrderRow),
+    /// The outcome of a request with no other reply.
+    Ack(RequestAck),
+    /// A protocol-level refusal.
+    ProtocolReject(ProtocolRejectMsg),
+    /// The server logged the session out.
+    Logout,
+}
+
+/// A connected, logged-in session.
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    send: Arc<tokio::sync::Mutex<quinn::SendStream>>,
+    recv: quinn::RecvStream,
+    reader: FrameReader,
+    out: Vec<u8>,
+    next_request: u64,
+    login: LoginAccepted,
+    last_report_seq: u64,
+    last_write_ms: Arc<AtomicU64>,
+    epoch: Instant,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("remote", &self.conn.remote_address())
+            .field("login", &self.login)
+            .field("next_request", &self.next_request)
+            .field("last_report_seq", &self.last_report_seq)
+            .finish()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+fn decode_reply(h: &Header, body: &[u8]) -> Result<Option<Reply>, ClientError> {
+    let m = wire::decode_server(h, body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    Ok(Some(match m {
+        ServerMsg::ExecutionReport(r) => Reply::Report(r),
+        ServerMsg::TransferResults(head, bytes) => Reply::TransferResults {
+            request: head.request,
+            results: (0..head.count as usize)
+                .filter_map(|i| transfer_result(bytes, i))
+                .collect(),
+        },
+        ServerMsg::Balance(b) => Reply::Balance(b),
+        ServerMsg::OpenOrder(o) => Reply::OpenOrder(o),
+        ServerMsg::RequestAck(a) => Reply::Ack(a),
+        ServerMsg::ProtocolReject(p) => Reply::ProtocolReject(p),
+        ServerMsg::Logout => Reply::Logout,
+        ServerMsg::Heartbeat(_) | ServerMsg::LoginAccepted(_) | ServerMsg::LoginRejected(_) => {
+            return Ok(None)
+        }
+    }))
+}
+
+impl Client {
+    /// Connects, logs in and waits for the answer.
+    pub async fn connect(cfg: &ClientConfig) -> Result<Client, ClientError> {
+        let token = token_bytes(&cfg.token).ok_or(ClientError::BadToken)?;
+        let qc = net::client_config(&cfg.cert_der, wire::ALPN, &cfg.tuning)?;
+        let endpoint = net::client_endpoint(cfg.addr, qc, &cfg.tuning)?;
+        let conn = endpoint.connect(cfg.addr, SERVER_NAME)?.await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let mut out = Vec::with_capacity(64 << 10);
+        encode_frame(
+            template::LOGIN,
+            &Login {
+                token,
+                session_id: cfg.session_id,
+                resume_after: cfg.resume_after,
+                flags: if cfg.cancel_on_disconnect {
+                    LOGIN_CANCEL_ON_DISCONNECT
+                } else {
+                    0
+                },
+                reserved: 0,
+            },
+            &mut out,
+        );
+        send.write_all(&out).await?;
+        out.clear();
+        let mut reader = FrameReader::new();
+        let login = loop {
+            match reader.next_frame() {
+                Some(Ok((h, body))) => {
+                    match wire::decode_server(&h, body)
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?
+                    {
+                        ServerMsg::LoginAccepted(a) => break a,
+                        ServerMsg::LoginRejected(r) => {
+                            conn.close(0u32.into(), b"");
+                            return Err(ClientError::LoginRejected(r.code));
+                        }
+                        _ => continue,
+                    }
+                }
+                Some(Err(e)) => return Err(ClientError::Protocol(e.to_string())),
+                None => {}
+            }
+            match recv.read_chunk(64 << 10, true).await? {
+                Some(c) => reader.push(&c.bytes),
+                None => {
+                    return Err(match conn.close_reason() {
+                        Some(e) => ClientError::Connection(e),
+                        None => ClientError::Closed,
+                    })
+                }
+            }
+        };
+        let send = Arc::new(tokio::sync::Mutex::new(send));
+        let last_write_ms = Arc::new(AtomicU64::new(0));
+        let epoch = Instant::now();
+        let interval = Duration::from_nanos(login.heartbeat_interval_ns.max(100_000_000));
+        let heartbeat = tokio::spawn(heartbeat(
+            send.clone(),
+            last_write_ms.clone(),
+            epoch,
+            interval,
+        ));
+        Ok(Client {
+            endpoint,
+            conn,
+            send,
+            recv,
+            reader,
+            out,
+            next_request: login.last_request + 1,
+            login,
+            last_report_seq: cfg.resume_after,
+            last_write_ms,
+            epoch,
+            heartbeat,
+        })
+    }
+
+    /// The server's login answer (last request, report seqs, heartbeat, perms).
+    pub fn login(&self) -> &LoginAccepted {
+        &self.login
+    }
+
+    /// The newest execution report seq received (pass it as `resume_after`).
+    pub fn last_report_seq(&self) -> u64 {
+        self.last_report_seq
+    }
+
+    /// The underlying QUIC connection.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    fn take_request(&mut self) -> u64 {
+        let r = self.next_request;
+        self.next_request += 1;
+        r
+    }
+
+    /// Queues a new order (its `request` field is assigned); returns the request number.
+    pub fn order(&mut self, mut m: NewOrderMsg) -> u64 {
+        m.request = self.take_request();
+        encode_frame(template::NEW_ORDER, &m, &mut self.out);
+        m.request
+    }
+
+    /// Queues a cancel of a (global) order id.
+    pub fn cancel(&mut self, owner: u64, order_id: u64) -> u64 {
+        let request = self.take_request();
+        encode_frame(
+            template::CANCEL,
+            &CancelMsg {
+                request,
+                owner,
+                order_id,
+            },
+            &mut self.out,
+        );
+        request
+    }
+
+    /// Queues a replace (price and/or quantity; 0 keeps).
+    pub fn replace(&mut self, owner: u64, order_id: u64, price: u64, qty: u64) -> u64 {
+        let request = self.take_request();
+        encode_frame(
+            template::REPLACE,
+            &ReplaceMsg {
+                request,
+                owner,
+                order_id,
+                price,
+                qty,
+            },
+            &mut self.out,
+        );
+        request
+    }
+
+    /// Queues a mass cancel (`INSTRUMENT_ANY` / `SIDE_ANY` for all).
+    pub fn mass_cancel(&mut self, owner: u64, instrument: u32, side: u8) -> u64 {
+        let request = self.take_request();
+        encode_frame(
+            template::MASS_CANCEL,
+            &MassCancelMsg {
+                request,
+                owner,
+                instrument,
+                side,
+                reserved: [0; 3],
+            },
+            &mut self.out,
+        );
+        request
+    }
+
+    /// Queues a query of open orders (owner 0: every owner of the session).
+    pub fn query_open_orders(&mut self, owner: u64) -> u64 {
+        let request = self.take_request();
+        encode_frame(
+            template::QUERY_OPEN_ORDERS,
+            &QueryOpenOrders { request, owner },
+            &mut self.out,
+        );
+        request
+    }
+
+    /// Queues a batch of transfers.
+    pub fn transfer_batch(&mut self, records: &[TransferRecord]) -> u64 {
+        let request = self.take_request();
+        encode_transfer_batch(request, records, &mut self.out);
+        request
+    }
+
+    /// Queues an account opening.
+    pub fn open_account(&mut self, id: u128, owner: u64, asset: &str, flags: u16) -> u64 {
+        let request = self.take_request();
+        let mut a = [0u8; 12];
+        let n = asset.len().min(12);
+        a[..n].copy_from_slice(&asset.as_bytes()[..n]);
+        encode_frame(
+            template::OPEN_ACCOUNT,
+            &OpenAccountMsg {
+                request,
+                id: u128_bytes(id),
+                owner,
+                asset: a,
+                flags,
+                reserved: 0,
+            },
+            &mut self.out,
+        );
+        request
+    }
+
+    /// Queues a balance query.
+    pub fn query_balance(&mut self, account: u128) -> u64 {
+        let request = self.take_request();
+        encode_frame(
+            template::QUERY_BALANCE,
+            &QueryBalanceMsg {
+                request,
+                account: u128_bytes(account),
+            },
+            &mut self.out,
+        );
+        request
+    }
+
+    /// Queues an instrument creation (admin).
+    pub fn add_instrument(&mut self, mut m: AddInstrumentMsg) -> u64 {
+        m.request = self.take_request();
+        encode_frame(template::ADD_INSTRUMENT, &m, &mut self.out);
+        m.request
+    }
+
+    /// Queues a halt (`resume: false`) or resume of an instrument (admin).
+    pub fn halt(&mut self, instrument: u32, resume: bool) -> u64 {
+        let request = self.take_request();
+        let t = if resume {
+            template::RESUME
+        } else {
+            template::HALT
+        };
+        encode_frame(
+            t,
+            &HaltMsg {
+                request,
+                instrument,
+                reserved: 0,
+            },
+            &mut self.out,
+        );
+        request
+    }
+
+    /// Queues a token creation (admin).
+    pub fn add_token(&mut self, mut m: AddTokenMsg) -> u64 {
+        m.request = self.take_request();
+        encode_frame(template::ADD_TOKEN, &m, &mut self.out);
+        m.request
+    }
+
+    /// Bytes queued and not yet flushed.
+    pub fn queued_bytes(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Writes everything queued as one stream write.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut s = self.send.lock().await;
+            s.write_all(&self.out).await?;
+        }
+        self.out.clear();
+        self.last_write_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The next reply; `Ok(None)` once the server ends the stream.
+    pub async fn next(&mut self) -> Result<Option<Reply>, ClientError> {
+        loop {
+            while let Some(f) = self.reader.next_frame() {
+                let (h, body) = f.map_err(|e| ClientError::Protocol(e.to_string()))?;
+                if let Some(r) = decode_reply(&h, body)? {
+                    if let Reply::Report(rep) = &r {
+                        self.last_report_seq = self.last_report_seq.max(rep.report_seq);
+                    }
+                    return Ok(Some(r));
+                }
+            }
+            match self.recv.read_chunk(64 << 10, true).await {
+                Ok(Some(c)) => self.reader.push(&c.bytes),
+                Ok(None) => return Ok(None),
+                Err(quinn::ReadError::ConnectionLost(e)) => return Err(e.into()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// `next` with a time limit (`Ok(None)` on timeout too).
+    pub async fn next_timeout(&mut self, d: Duration) -> Result<Option<Reply>, ClientError> {
+        match tokio::time::timeout(d, self.next()).await {
+            Ok(r) => r,
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Logs out and closes the connection cleanly.
+    pub async fn close(mut self) {
+        encode_frame(template::LOGOUT, &Logout::default(), &mut self.out);
+        let _ = self.flush().await;
+        {
+            let mut s = self.send.lock().await;
+            let _ = s.finish();
+        }
+        // Wait (briefly) for the server's logout / end of stream.
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            while let Ok(Some(_)) = self.next().await {}
+        })
+        .await;
+        self.conn.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.endpoint.wait_idle()).await;
+    }
+
+    /// Closes the connection without logging out (the session stays
+    /// resumable on the server for its resume window).
+    pub async fn disconnect(self) {
+        self.conn.close(1u32.into(), b"disconnect");
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.endpoint.wait_idle()).await;
+    }
+
+    /// Drops the connection abruptly (no logout): the session stays
+    /// resumable on the server (tests of resume and cancel-on-disconnect).
+    pub fn abort(self) {
+        self.conn.close(1u32.into(), b"abort");
+    }
+}
+
+async fn heartbeat(
+    send: Arc<tokio::sync::Mutex<quinn::SendStream>>,
+    last_write_ms: Arc<AtomicU64>,
+    epoch: Instant,
+    interval: Duration,
+) {
+    let mut frame = Vec::new();
+    encode_frame(template::HEARTBEAT, &Heartbeat::default(), &mut frame);
+    let mut tick = tokio::time::interval(interval / 2);
+    loop {
+        tick.tick().await;
+        let now = epoch.elapsed().as_millis() as u64;
+        if now.saturating_sub(last_write_ms.load(Ordering::Relaxed))
+            < (interval.as_millis() as u64) / 2
+        {
+            continue;
+        }
+        let mut s = send.lock().await;
+        if s.write_all(&frame).await.is_err() {
+            return;
+        }
+        last_write_ms.store(now, Ordering::Relaxed);
+    }
+}
+
+/// A limit GTC order (side, price, quantity), no STP, no flags.
+pub fn limit(
+    owner: u64,
+    instrument: u32,
+    side: Side,
+    price: u64,
+    qty: u64,
+    client_order_id: u64,
+) -> NewOrderMsg {
+    NewOrderMsg {
+        client_order_id,
+        owner,
+        price,
+        qty,
+        instrument,
+        side: match side {
+            Side::Buy => 0,
+            Side::Sell => 1,
+        },
+        ..Default::default()
+    }
+}
+
+/// The name of a reject code in a report (engine reasons below 100, gateway codes above).
+pub fn reject_name(code: u16) -> String {
+    match code {
+        0 => "none".into(),
+        wire::code::NOT_AUTHORIZED => "not_authorized".into(),
+        wire::code::THROTTLED => "throttled".into(),
+        wire::code::OPEN_ORDERS_LIMIT => "open_orders_limit".into(),
+        wire::code::BUSY => "busy".into(),
+        wire::code::UNROUTABLE => "unroutable".into(),
+        wire::code::TOO_MANY_IN_FLIGHT => "too_many_in_flight".into(),
+        c => engine::RejectReason::from_code(c)
+            .map(|r| r.name().to_string())
+            .unwrap_or_else(|| format!("code_{c}")),
+    }
+}
+
+/// The name of a ledger result code.
+pub fn ledger_name(code: u16) -> String {
+    if code == 0 {
+        return "ok".into();
+    }
+    if code >= 100 {
+        return reject_name(code);
+    }
+    engine::LedgerError::from_code(code)
+        .map(|r| r.name().to_string())
+        .unwrap_or_else(|| format!("code_{code}"))
+}
+
+/// The name of an execution type.
+pub fn exec_type_name(t: u8) -> &'static str {
+    match t {
+        exec_type::NEW => "new",
+        exec_type::TRADE => "trade",
+        exec_type::CANCELED => "canceled",
+        exec_type::REPLACED => "replaced",
+        exec_type::REJECTED => "rejected",
+        exec_type::EXPIRED => "expired",
+        exec_type::TRIGGERED => "triggered",
+        exec_type::STP_REDUCED => "stp_reduced",
+        _ => "unknown",
+    }
+}
+
+/// The name of an order status.
+pub fn ord_status_name(s: u8) -> &'static str {
+    match s {
+        ord_status::NEW => "new",
+        ord_status::PARTIALLY_FILLED => "partially_filled",
+        ord_status::FILLED => "filled",
+        ord_status::CANCELED => "canceled",
+        ord_status::REJECTED => "rejected",
+        ord_status::EXPIRED => "expired",
+        _ => "unknown",
+    }
+}
+
+/// One human-readable line for a report (`symbol` names the instrument if known).
+pub fn describe_report(r: &ExecutionReport, symbol: Option<&str>) -> String {
+    let instrument = symbol
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("instrument {}", r.instrument));
+    let side = if r.side == 1 { "sell" } else { "buy" };
+    let mut s = format!(
+        "#{} {} order {} (coid {}, owner {}) {} {} {} @ {}",
+        r.report_seq,
+        exec_type_name(r.exec_type).to_uppercase(),
+        r.order_id,
+        r.client_order_id,
+        r.owner,
+        instrument,
+        side,
+        r.order_qty,
+        r.price
+    );
+    if r.exec_type == exec_type::TRADE {
+        s.push_str(&format!(" | filled {} @ {}", r.last_qty, r.last_px));
+    }
+    if r.exec_type == exec_type::REJECTED {
+        s.push_str(&format!(" | reason {}", reject_name(r.reject_code)));
+    }
+    if r.cancel_reason != CANCEL_REASON_NONE
+        && matches!(
+            r.exec_type,
+            exec_type::CANCELED | exec_type::EXPIRED | exec_type::STP_REDUCED
+        )
+    {
+        s.push_str(&format!(
+            " | reason {}",
+            cancel_reason_name(r.cancel_reason)
+        ));
+    }
+    s.push_str(&format!(
+        " | cum {} leaves {} | {}",
+        r.cum_qty,
+        r.leaves_qty,
+        ord_status_name(r.ord_status)
+    ));
+    s
+}
+
+/// The name of a cancel reason code.
+pub fn cancel_reason_name(c: u8) -> &'static str {
+    match c {
+        0 => "user",
+        1 => "ioc_remainder",
+        2 => "expired",
+        3 => "stp",
+        4 => "mass_cancel",
+        5 => "circuit_breaker",
+        6 => "capacity_exceeded",
+        _ => "none",
+    }
+}
+
+/// A report as a JSON object (names for enums, numbers for the rest).
+pub fn report_json(r: &ExecutionReport, symbol: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "type": "execution_report",
+        "report_seq": r.report_seq,
+        "request": r.request,
+        "exec_type": exec_type_name(r.exec_type),
+        "ord_status": ord_status_name(r.ord_status),
+        "order_id": r.order_id,
+        "client_order_id": r.client_order_id,
+        "owner": r.owner,
+        "instrument": r.instrument,
+        "symbol": symbol,
+        "side": if r.side == 1 { "sell" } else { "buy" },
+        "price": r.price,
+        "order_qty": r.order_qty,
+        "cum_qty": r.cum_qty,
+        "leaves_qty": r.leaves_qty,
+        "last_qty": r.last_qty,
+        "last_px": r.last_px,
+        "reject": (r.exec_type == exec_type::REJECTED).then(|| reject_name(r.reject_code)),
+        "cancel_reason": (r.cancel_reason != CANCEL_REASON_NONE).then(|| cancel_reason_name(r.cancel_reason)),
+        "own_request": r.flags & REPORT_OWN_REQUEST != 0,
+        "engine_seq": r.engine_seq,
+    })
+}

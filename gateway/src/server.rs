@@ -1,0 +1,843 @@
+//! The QUIC order-entry server (`bourse serve`): one tokio current-thread
+//! runtime drives the quinn endpoint, one task per connection, and a router
+//! task that moves the engine's durable outputs into the sessions.
+//!
+//! Shape: connection task — reads stream chunks into its `Session`
+//! (`handle_bytes`), submits what the session asks (`poll_request` →
+//! `Runtime::submit_routed`; a full ring → `handle_busy`), writes what the
+//! session coalesced (`poll_transmit`, one write per flush). Router task —
+//! polls every partition's `OutputReader` and hands each output to the
+//! session whose token caused it and, by owner, to every session trading for
+//! the owners the event names (makers' fills, expiries), then wakes the
+//! connection tasks it touched. Everything lives on one thread, so sessions
+//! sit in a `RefCell` and no lock is taken per message.
+//!
+//! Idling: with `busy_poll` the runtime thread is pinned to core 0 and never
+//! parks (the router yields to the I/O driver in a loop). Otherwise the
+//! router spins only while requests are in flight and otherwise sleeps until
+//! a connection submits something (or 1 ms passes, for time-driven outputs
+//! such as expiries).
+//!
+//! Invariants: every session buffer is bounded by the session itself; the
+//! number of sessions is capped (`max_sessions`), disconnected sessions are
+//! kept for resumption for `resume_window` and then dropped; a connection
+//! that stops reading stops being read (one write at a time, bounded QUIC
+//! windows), so a flooding client back-pressures only itself; nothing here
+//! blocks the runtime thread except the engine-ring pushes, which never wait.
+
+use crate::demo;
+use crate::identity::{ensure_server_identity, IdentityError, ServerIdentity};
+use crate::net::{self, NetError, Tuning};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
+use crate::runtime::{OutputKind, OutputReader, PartitionMap, RoutedError};
+use crate::session::{token_session, Auth, EngineRequest, Perms, Session, SessionConfig};
+use crate::wire::{self, code, peek_login};
+use engine::{Command, Event, OwnerId};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// The pipeline (data directory, partitions, durability, engine threads).
+    pub pipeline: PipelineConfig,
+    /// Session settings (heartbeats, throttles, bounds).
+    pub session: SessionConfig,
+    /// QUIC transport settings.
+    pub tuning: Tuning,
+    /// Pin the gateway runtime to core 0 and busy-poll.
+    pub busy_poll: bool,
+    /// Create the demo set on a fresh data directory.
+    pub demo: bool,
+    /// Most sessions (connected or awaiting resumption).
+    pub max_sessions: usize,
+    /// How long a disconnected session can be resumed.
+    pub resume_window: Duration,
+    /// Metrics and readiness (`bourse serve` starts them; tests may not).
+    pub metrics: Option<Arc<crate::metrics::MetricsState>>,
+}
+
+impl ServerConfig {
+    /// Defaults: 127.0.0.1:7070, one durable partition in `data_dir`, demo set.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:7070".parse().expect("addr"),
+            pipeline: PipelineConfig::new(data_dir),
+            session: SessionConfig::default(),
+            tuning: Tuning::default(),
+            busy_poll: false,
+            demo: true,
+            max_sessions: 4_096,
+            resume_window: Duration::from_secs(60),
+            metrics: None,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Certificate / token files.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Recovery or journal.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// Socket or TLS.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// Anything else at start-up.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a started server tells its caller.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Certificate, key and operator token (with their paths).
+    pub identity: ServerIdentity,
+    /// Whether the demo set was created now.
+    pub demo_created: bool,
+    /// Sequence numbers recovered per partition.
+    pub recovered_seqs: Vec<u64>,
+    /// Core the gateway runtime is pinned to, if any.
+    pub pinned_core: Option<usize>,
+}
+
+/// A running server (on its own thread).
+#[derive(Debug)]
+pub struct ServerHandle {
+    info: ServerInfo,
+    stop: Arc<Notify>,
+    thread: Option<std::thread::JoinHandle<Vec<u128>>>,
+}
+
+impl ServerHandle {
+    /// What the server bound and created.
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.info.addr
+    }
+
+    /// A clonable stop signal (e.g. for a Ctrl-C handler).
+    pub fn stopper(&self) -> Arc<Notify> {
+        self.stop.clone()
+    }
+
+    /// Stops accepting, drains the engines, snapshots, and returns the final
+    /// state hashes per partition.
+    pub fn shutdown(mut self) -> Vec<u128> {
+        self.stop.notify_one();
+        self.join()
+    }
+
+    /// Waits until the server stops (after a stop signal).
+    pub fn join(&mut self) -> Vec<u128> {
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop.notify_one();
+            let _ = self.join();
+        }
+    }
+}
+
+/// The partition map of the demo set: instruments round-robin over
+/// partitions, every demo account with the settling instrument.
+pub fn partition_map(partitions: usize) -> PartitionMap {
+    let n = partitions.max(1);
+    let mut m = PartitionMap::new(n, 0);
+    for (i, spec) in demo::instruments().iter().enumerate() {
+        m.assign_instrument(spec.id, i % n);
+    }
+    let settle_p = demo::instruments()
+        .iter()
+        .position(|s| s.settle)
+        .map_or(0, |i| i % n);
+    for id in [1u128, 2] {
+        m.assign_account(engine::AccountId(id), settle_p);
+    }
+    for owner in demo::DEMO_OWNERS {
+        for asset in [1, 2] {
+            m.assign_account(demo::trading_account(owner, asset), settle_p);
+        }
+    }
+    m
+}
+
+/// Opens the pipeline and binds the endpoint, then serves on a new thread.
+/// Returns once the server accepts connections.
+pub fn start(cfg: ServerConfig) -> Result<ServerHandle, ServeError> {
+    let identity = ensure_server_identity(&cfg.pipeline.data_dir)?;
+    let (tx, rx) = std::sync::mpsc::channel::<Result<ServerInfo, ServeError>>();
+    let stop = Arc::new(Notify::new());
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("gateway".into())
+        .spawn(move || serve_thread(cfg, identity, stop2, tx))
+        .map_err(|e| ServeError::Other(e.to_string()))?;
+    match rx.recv() {
+        Ok(Ok(info)) => Ok(ServerHandle {
+            info,
+            stop,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(ServeError::Other(
+                "gateway thread ended during start-up".into(),
+            ))
+        }
+    }
+}
+
+fn serve_thread(
+    cfg: ServerConfig,
+    identity: ServerIdentity,
+    stop: Arc<Notify>,
+    tx: std::sync::mpsc::Sender<Result<ServerInfo, ServeError>>,
+) -> Vec<u128> {
+    let pinned_core = if cfg.busy_poll {
+        core_affinity::get_core_ids()
+            .and_then(|c| c.first().copied())
+            .filter(|c| core_affinity::set_for_current(*c))
+            .map(|c| c.id)
+    } else {
+        None
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .event_interval(if cfg.busy_poll { 1 } else { 61 })
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = tx.send(Err(ServeError::Other(e.to_string())));
+            return Vec::new();
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let pipeline = match Pipeline::open(&cfg.pipeline) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tx.send(Err(e.into()));
+                return Vec::new();
+            }
+        };
+        let recovered_seqs: Vec<u64> = pipeline.recovered().iter().map(|r| r.last_seq).collect();
+        if let Some(m) = &cfg.metrics {
+            m.attach(pipeline.runtime());
+        }
+        let map = partition_map(cfg.pipeline.partitions);
+        let data_dir = cfg.pipeline.data_dir.clone();
+        let mut symbols = demo::read_symbols(&data_dir);
+        let fresh = recovered_seqs.iter().all(|&s| s == 0);
+        let demo_created = cfg.demo && fresh;
+        if demo_created {
+            for c in demo::commands() {
+                let mut c = Some(c);
+                while let Some(cmd) = c.take() {
+                    if let Err(RoutedError::Submit(_)) =
+                        pipeline.runtime().submit_routed(&map, 0, cmd)
+                    {
+                        c = Some(cmd);
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+            symbols.extend(demo::demo_symbols());
+            if let Err(e) = demo::write_symbols(&data_dir, &symbols) {
+                tracing::warn!(error = %e, "could not write the symbol table");
+            }
+        }
+        let server_cfg = match net::server_config(
+            &identity.cert_der,
+            &identity.key_der,
+            wire::ALPN,
+            &cfg.tuning,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Err(e.into()));
+                return pipeline.shutdown();
+            }
+        };
+        let endpoint = match net::server_endpoint(cfg.listen, server_cfg, &cfg.tuning) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = tx.send(Err(e.into()));
+                return pipeline.shutdown();
+            }
+        };
+        let addr = endpoint.local_addr().unwrap_or(cfg.listen);
+        let auth = Arc::new(Auth::new());
+        auth.add_token(
+            &identity.operator_token,
+            demo::DEMO_OWNERS.iter().map(|&o| OwnerId(o)).collect(),
+            Perms::ALL,
+        );
+        let mut session_cfg = cfg.session.clone();
+        session_cfg.partitions = cfg.pipeline.partitions.max(1);
+        let readers: Vec<OutputReader> = (0..pipeline.runtime().partitions())
+            .map(|p| pipeline.runtime().reader(p))
+            .collect();
+        let pipeline = Rc::new(pipeline);
+        let hub = Rc::new(RefCell::new(Hub {
+            sessions: HashMap::new(),
+            by_login: HashMap::new(),
+            owners: HashMap::new(),
+            next_sid: 1,
+            map,
+            in_flight: 0,
+            auth,
+            session_cfg,
+            epoch: Instant::now(),
+            max_sessions: cfg.max_sessions,
+            resume_window: cfg.resume_window,
+            pending_instruments: HashMap::new(),
+            symbols,
+            data_dir,
+            delivered: Vec::new(),
+            touched: Vec::new(),
+            metrics: cfg.metrics.clone(),
+        }));
+        let router_wake = Rc::new(Notify::new());
+        if let Some(m) = &cfg.metrics {
+            // Recovery is done, the journal is open, the engine threads run
+            // and the endpoint accepts connections.
+            m.set_ready(true);
+        }
+        let _ = tx.send(Ok(ServerInfo {
+            addr,
+            identity,
+            demo_created,
+            recovered_seqs,
+            pinned_core,
+        }));
+        let router = tokio::task::spawn_local(router(
+            hub.clone(),
+            readers,
+            router_wake.clone(),
+            cfg.busy_poll,
+        ));
+        let sweeper = tokio::task::spawn_local(sweep(hub.clone()));
+        loop {
+            tokio::select! {
+                _ = stop.notified() => break,
+                inc = endpoint.accept() => {
+                    let Some(inc) = inc else { break };
+                    let (h, p, w) = (hub.clone(), pipeline.clone(), router_wake.clone());
+                    tokio::task::spawn_local(async move {
+                        if let Ok(conn) = inc.await {
+                            connection(h, p, w, conn).await;
+                        }
+                    });
+                }
+            }
+        }
+        if let Some(m) = &cfg.metrics {
+            m.set_ready(false);
+        }
+        endpoint.close(quinn::VarInt::from_u32(0), b"server stopping");
+        // Let the close frames go out and the connection tasks finish.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        router.abort();
+        sweeper.abort();
+        let _ = router.await;
+        let _ = sweeper.await;
+        hub.borrow_mut().sessions.clear();
+        match Rc::try_unwrap(pipeline) {
+            Ok(p) => p.shutdown(),
+            Err(_) => {
+                tracing::warn!(
+                    "connections still hold the pipeline; stopping without a final snapshot"
+                );
+                Vec::new()
+            }
+        }
+    })
+}
+
+struct Slot {
+    session: Session,
+    wake: Rc<Notify>,
+    /// Which connection owns it (bumped on take-over); 0 = none.
+    conn: u64,
+    login: Option<(String, u64)>,
+    disconnected_at: Option<Instant>,
+    registered_owners: Vec<u64>,
+}
+
+struct Hub {
+    sessions: HashMap<u64, Slot>,
+    by_login: HashMap<(String, u64), u64>,
+    owners: HashMap<u64, Vec<u64>>,
+    next_sid: u64,
+    map: PartitionMap,
+    in_flight: u64,
+    auth: Arc<Auth>,
+    session_cfg: SessionConfig,
+    epoch: Instant,
+    max_sessions: usize,
+    resume_window: Duration,
+    /// AddInstrument requests in flight: token → (spec, not rejected yet).
+    pending_instruments: HashMap<u64, (engine::InstrumentSpec, bool)>,
+    symbols: BTreeMap<String, u32>,
+    data_dir: PathBuf,
+    delivered: Vec<u64>,
+    touched: Vec<u64>,
+    /// Gateway counters and readiness, when served.
+    metrics: Option<Arc<crate::metrics::MetricsState>>,
+}
+
+impl Hub {
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Submits everything the session queued.
+    fn pump(&mut self, sid: u64, pipeline: &Pipeline) -> bool {
+        let Some(slot) = self.sessions.get_mut(&sid) else {
+            return false;
+        };
+        let mut any = false;
+        while let Some(EngineRequest { token, command }) = slot.session.poll_request() {
+            any = true;
+            match pipeline.runtime().submit_routed(&self.map, token, command) {
+                Ok(Some(_)) => self.in_flight += 1,
+                Ok(None) => self.in_flight += pipeline.runtime().partitions() as u64,
+                Err(RoutedError::Submit(crate::runtime::SubmitError::Busy)) => {
+                    if let Some(m) = &self.metrics {
+                        m.gateway.busy();
+                    }
+                    slot.session.handle_busy(token)
+                }
+                Err(_) => slot.session.handle_reject(token, code::UNROUTABLE),
+            }
+            if let Command::AddInstrument(spec) = command {
+                self.pending_instruments.insert(token, (spec, true));
+            }
+        }
+        // Register the owners once logged in (events about them route here).
+        if slot.session.logged_in() && slot.registered_owners.is_empty() {
+            let owners: Vec<u64> = slot.session.owners().iter().map(|o| o.0).collect();
+            for &o in &owners {
+                let list = self.owners.entry(o).or_default();
+                if !list.contains(&sid) {
+                    list.push(sid);
+                }
+            }
+            slot.registered_owners = owners;
+        }
+        any
+    }
+
+    fn remove(&mut self, sid: u64) {
+        if let Some(slot) = self.sessions.remove(&sid) {
+            if let Some(m) = &self.metrics {
+                m.gateway.set_sessions(self.sessions.len() as i64);
+            }
+            for o in slot.registered_owners {
+                if let Some(list) = self.owners.get_mut(&o) {
+                    list.retain(|&s| s != sid);
+                    if list.is_empty() {
+                        self.owners.remove(&o);
+                    }
+                }
+            }
+            if let Some(k) = slot.login {
+                if self.by_login.get(&k) == Some(&sid) {
+                    self.by_login.remove(&k);
+                }
+            }
+        }
+    }
+
+    fn deliver_event(
+        &mut self,
+        sid: u64,
+        now: u64,
+        token: u64,
+        p: usize,
+        seq: engine::Seq,
+        ev: &Event,
+    ) {
+        if self.delivered.contains(&sid) {
+            return;
+        }
+        if let Some(slot) = self.sessions.get_mut(&sid) {
+            slot.session.handle_event(now, token, p, seq, ev);
+            self.delivered.push(sid);
+            self.touched.push(sid);
+        }
+    }
+
+    fn dispatch(&mut self, p: usize, o: crate::runtime::Output, now: u64) {
+        let sid = if o.token == 0 {
+            0
+        } else {
+            token_session(o.token)
+        };
+        match o.kind {
+            OutputKind::Event(ev) => {
+                self.delivered.clear();
+                if sid != 0 {
+                    self.deliver_event(sid, now, o.token, p, o.seq, &ev);
+                }
+                let (a, b) = event_owners(&ev);
+                for owner in [a, b].into_iter().flatten() {
+                    let n = self.owners.get(&owner).map_or(0, |l| l.len());
+                    for i in 0..n {
+                        let s = self.owners[&owner][i];
+                        self.deliver_event(s, now, o.token, p, o.seq, &ev);
+                    }
+                }
+                if let Event::Rejected { .. } = ev {
+                    if let Some(e) = self.pending_instruments.get_mut(&o.token) {
+                        e.1 = false;
+                    }
+                }
+            }
+            OutputKind::Level(_) => {}
+            OutputKind::End => {
+                if o.token != 0 {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    if let Some(slot) = self.sessions.get_mut(&sid) {
+                        slot.session.handle_end(o.token);
+                        self.touched.push(sid);
+                    }
+                    if let Some((spec, ok)) = self.pending_instruments.remove(&o.token) {
+                        if ok {
+                            self.symbols
+                                .insert(spec.symbol.as_str().to_string(), spec.id.0);
+                            if let Err(e) = demo::write_symbols(&self.data_dir, &self.symbols) {
+                                tracing::warn!(error = %e, "could not write the symbol table");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The owners an event concerns (besides the session that caused it).
+fn event_owners(ev: &Event) -> (Option<u64>, Option<u64>) {
+    match *ev {
+        Event::Accepted { owner, .. }
+        | Event::Canceled { owner, .. }
+        | Event::Reduced { owner, .. }
+        | Event::Replaced { owner, .. }
+        | Event::Triggered { owner, .. } => (Some(owner.0), None),
+        Event::Trade {
+            maker_owner,
+            taker_owner,
+            ..
+        } => (
+            Some(maker_owner.0),
+            (taker_owner != maker_owner).then_some(taker_owner.0),
+        ),
+        _ => (None, None),
+    }
+}
+
+async fn router(
+    hub: Rc<RefCell<Hub>>,
+    mut readers: Vec<OutputReader>,
+    wake: Rc<Notify>,
+    busy_poll: bool,
+) {
+    const BATCH: usize = 4_096;
+    loop {
+        let (n, in_flight) = {
+            let mut h = hub.borrow_mut();
+            let now = h.now_ns();
+            let mut n = 0;
+            for (p, r) in readers.iter_mut().enumerate() {
+                let mut k = 0;
+                while k < BATCH {
+                    let Some(o) = r.poll() else { break };
+                    h.dispatch(p, o, now);
+                    k += 1;
+                }
+                n += k;
+            }
+            let mut touched = std::mem::take(&mut h.touched);
+            touched.sort_unstable();
+            touched.dedup();
+            for sid in touched.drain(..) {
+                if let Some(s) = h.sessions.get(&sid) {
+                    s.wake.notify_one();
+                }
+            }
+            h.touched = touched;
+            (n, h.in_flight)
+        };
+        if n > 0 || busy_poll || in_flight > 0 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+            }
+        }
+    }
+}
+
+/// Drops sessions disconnected for longer than the resume window.
+async fn sweep(hub: Rc<RefCell<Hub>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut h = hub.borrow_mut();
+        let window = h.resume_window;
+        let old: Vec<u64> = h
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.disconnected_at.is_some_and(|t| t.elapsed() > window))
+            .map(|(&k, _)| k)
+            .collect();
+        for sid in old {
+            h.remove(sid);
+        }
+    }
+}
+
+/// Reads until the first frame is complete (a login, normally); `None` if
+/// the peer goes away or sends more than a login's worth without one.
+async fn first_frame(recv: &mut quinn::RecvStream) -> Option<Vec<u8>> {
+    let mut pre = Vec::with_capacity(256);
+    loop {
+        if pre.len() >= wire::HEADER_LEN {
+            let len = u32::from_le_bytes([pre[0], pre[1], pre[2], pre[3]]) as usize;
+            if pre.len() >= len || len > 4096 {
+                return Some(pre);
+            }
+        }
+        if pre.len() > 4096 {
+            return Some(pre);
+        }
+        match recv.read_chunk(4096, true).await {
+            Ok(Some(c)) => pre.extend_from_slice(&c.bytes),
+            _ => return None,
+        }
+    }
+}
+
+async fn connection(
+    hub: Rc<RefCell<Hub>>,
+    pipeline: Rc<Pipeline>,
+    router_wake: Rc<Notify>,
+    conn: quinn::Connection,
+) {
+    let Ok((mut send, mut recv)) = conn.accept_bi().await else {
+        return;
+    };
+    let Some(first) = first_frame(&mut recv).await else {
+        return;
+    };
+    // Attach: resume an existing session for (token, session id) or make one.
+    let (sid, conn_id, wake) = {
+        let mut h = hub.borrow_mut();
+        let now = h.now_ns();
+        let key = peek_login(&first).and_then(|info| {
+            let t = info.token_str()?.to_string();
+            h.auth.check(&t).map(|_| (t, info.session_id))
+        });
+        let existing = key.as_ref().and_then(|k| h.by_login.get(k).copied());
+        let sid = match existing {
+            Some(sid) => {
+                let slot = h.sessions.get_mut(&sid).expect("indexed session");
+                let old = slot.conn;
+                slot.conn = old.wrapping_add(1).max(1);
+                slot.disconnected_at = None;
+                if old != 0 {
+                    // Take-over: the old connection sees the new id and leaves.
+                    slot.wake.notify_one();
+                }
+                slot.session.handle_reconnect(now);
+                sid
+            }
+            None => {
+                if h.sessions.len() >= h.max_sessions {
+                    conn.close(
+                        quinn::VarInt::from_u32(wire::close::SLOW_CONSUMER),
+                        b"too many sessions",
+                    );
+                    return;
+                }
+                let sid = h.next_sid;
+                h.next_sid = if h.next_sid >= u32::MAX as u64 {
+                    1
+                } else {
+                    h.next_sid + 1
+                };
+                let session = Session::new(sid, h.session_cfg.clone(), h.auth.clone());
+                if let Some(m) = &h.metrics {
+                    m.gateway.session_opened();
+                }
+                h.sessions.insert(
+                    sid,
+                    Slot {
+                        session,
+                        wake: Rc::new(Notify::new()),
+                        conn: 1,
+                        login: None,
+                        disconnected_at: None,
+                        registered_owners: Vec::new(),
+                    },
+                );
+                sid
+            }
+        };
+        let slot = h.sessions.get_mut(&sid).expect("session");
+        slot.session.handle_bytes(now, &first);
+        let (conn_id, wake) = (slot.conn, slot.wake.clone());
+        if slot.login.is_none() && slot.session.logged_in() {
+            if let Some(k) = key {
+                slot.login = Some(k.clone());
+                h.by_login.insert(k, sid);
+            }
+        }
+        if h.pump(sid, &pipeline) {
+            router_wake.notify_one();
+        }
+        (sid, conn_id, wake)
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(64 << 10);
+    let mut close: Option<(u32, String)> = None;
+    loop {
+        let deadline;
+        {
+            let mut h = hub.borrow_mut();
+            let epoch = h.epoch;
+            let Some(slot) = h.sessions.get_mut(&sid) else {
+                break;
+            };
+            if slot.conn != conn_id {
+                close = Some((
+                    wire::close::TAKEN_OVER,
+                    "taken over by a new connection".into(),
+                ));
+                break;
+            }
+            out.clear();
+            while out.len() < (256 << 10) && slot.session.poll_transmit(&mut out) {}
+            if let Some(c) = slot.session.poll_close() {
+                close = Some(c);
+            }
+            deadline = slot
+                .session
+                .poll_timeout()
+                .map(|ns| tokio::time::Instant::from_std(epoch + Duration::from_nanos(ns)));
+        }
+        if !out.is_empty() && send.write_all(&out).await.is_err() {
+            break;
+        }
+        if close.is_some() {
+            break;
+        }
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        tokio::select! {
+            r = recv.read_chunk(64 << 10, true) => {
+                let chunk = match r {
+                    Ok(Some(c)) => c,
+                    _ => break,
+                };
+                let mut h = hub.borrow_mut();
+                let now = h.now_ns();
+                let Some(slot) = h.sessions.get_mut(&sid) else { break };
+                if slot.conn != conn_id { continue; }
+                slot.session.handle_bytes(now, &chunk.bytes);
+                if h.pump(sid, &pipeline) {
+                    router_wake.notify_one();
+                }
+            }
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(deadline.unwrap_or(far)) => {
+                let mut h = hub.borrow_mut();
+                let now = h.now_ns();
+                if let Some(slot) = h.sessions.get_mut(&sid) {
+                    if slot.conn == conn_id {
+                        slot.session.handle_timeout(now);
+                    }
+                }
+                if h.pump(sid, &pipeline) {
+                    router_wake.notify_one();
+                }
+            }
+        }
+    }
+    // The connection is gone (or closing): cancel-on-disconnect, keep the
+    // session for resumption unless it logged out or never logged in.
+    let mut pending: Vec<EngineRequest> = {
+        let mut h = hub.borrow_mut();
+        let mut remove = false;
+        let mut reqs = Vec::new();
+        if let Some(slot) = h.sessions.get_mut(&sid) {
+            if slot.conn == conn_id {
+                reqs = slot.session.handle_disconnect();
+                slot.conn = 0;
+                slot.disconnected_at = Some(Instant::now());
+                remove = slot.login.is_none()
+                    || matches!(close, Some((c, _)) if c == wire::close::NORMAL);
+            }
+        }
+        if remove {
+            // Its cancel-on-disconnect outputs still route by owner to others.
+            h.remove(sid);
+        }
+        reqs
+    };
+    // Cancel-on-disconnect must not be lost to a full ring: retry until taken.
+    while !pending.is_empty() {
+        {
+            let mut h = hub.borrow_mut();
+            let h = &mut *h;
+            let parts = pipeline.runtime().partitions() as u64;
+            pending.retain(|r| {
+                match pipeline.runtime().submit_routed(&h.map, r.token, r.command) {
+                    Ok(Some(_)) => h.in_flight += 1,
+                    Ok(None) => h.in_flight += parts,
+                    Err(RoutedError::Submit(crate::runtime::SubmitError::Busy)) => return true,
+                    Err(e) => tracing::warn!(error = %e, "cancel-on-disconnect not submitted"),
+                }
+                false
+            });
+        }
+        router_wake.notify_one();
+        if !pending.is_empty() {
+            tokio::task::yield_now().await;
+        }
+    }
+    let (code, reason) = close.unwrap_or((wire::close::NORMAL, String::new()));
+    let _ = send.finish();
+    // Give the final bytes a moment to leave before closing.
+    let _ = tokio::time::timeout(Duration::from_millis(100), send.stopped()).await;
+    conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
+}
