@@ -116,11 +116,32 @@ fn raw_ping_pong(dir: &std::path::Path, rounds: u64) -> Histogram<u64> {
     h
 }
 
+/// Placement: with at least 4 cores every party spins on its own core; on
+/// fewer, the engine thread yields its core and the client parks, so that
+/// three parties can share two cores (override: `BENCH_ENGINE_IDLE`,
+/// `BENCH_CLIENT_SPIN`, `BENCH_BUSY_POLL`).
+fn engine_idle() -> gateway::runtime::IdleStrategy {
+    let default = if cores() >= 4 { "spin" } else { "yield" };
+    std::env::var("BENCH_ENGINE_IDLE")
+        .unwrap_or_else(|_| default.into())
+        .parse()
+        .expect("BENCH_ENGINE_IDLE: spin, yield or park")
+}
+
+fn client_spins() -> bool {
+    env("BENCH_CLIENT_SPIN", (cores() >= 4) as u64) != 0
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn start_server(dir: &std::path::Path, durability: Durability) -> server::ServerHandle {
     let mut cfg = ServerConfig::new(dir);
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.pipeline.durability = durability;
-    cfg.busy_poll = true;
+    cfg.pipeline.runtime.idle = engine_idle();
+    cfg.busy_poll = env("BENCH_BUSY_POLL", (cores() >= 4) as u64) != 0;
     cfg.session.throttle_per_s = 100_000_000;
     cfg.session.throttle_burst = 10_000_000;
     cfg.session.max_in_flight = 1 << 16;
@@ -144,7 +165,7 @@ fn order_ack(durability: Durability, rounds: u64) -> Histogram<u64> {
     let rt = client_runtime();
     let h = rt.block_on(async {
         pin_last_core();
-        let _spin = spin_forever();
+        let _spin = client_spins().then(spin_forever);
         let mut c = connect(addr, dir.path(), 1).await;
         let mut h = Histogram::<u64>::new(3).unwrap();
         for i in 0..rounds + rounds / 10 {
@@ -237,8 +258,13 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let rounds = env("BENCH_ROUNDS", if quick { 2_000 } else { 20_000 });
     let orders = env("BENCH_ORDERS", if quick { 50_000 } else { 400_000 });
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("quic_bench: {cores} cores, {rounds} round trips, {orders} orders per throughput run");
+    println!(
+        "quic_bench: {} cores | {rounds} round trips, {orders} orders per throughput run | gateway busy-poll {} | engine idle {:?} | client spins {}",
+        cores(),
+        env("BENCH_BUSY_POLL", (cores() >= 4) as u64) != 0,
+        engine_idle(),
+        client_spins()
+    );
     let dir = tempfile::tempdir().unwrap();
     let ping = raw_ping_pong(dir.path(), rounds);
     println!(
