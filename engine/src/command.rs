@@ -93,6 +93,14 @@ pub enum Command {
         /// Which account.
         account: AccountId,
     },
+    /// List an owner's live orders (resting and waiting stops) in order-id
+    /// order, optionally on one instrument: one `OpenOrder` event each.
+    QueryOpenOrders {
+        /// Whose orders.
+        owner: OwnerId,
+        /// Only this instrument.
+        instrument: Option<InstrumentId>,
+    },
 }
 
 /// A new order, flat so that it is a fixed-size record. Fields that do not

@@ -464,6 +464,9 @@ impl Engine {
             } => self
                 .ledger
                 .handle_transfer(&transfer, batch_end, self.now, out),
+            Command::QueryOpenOrders { owner, instrument } => {
+                self.handle_query_open_orders(owner, instrument, out)
+            }
             Command::QueryBalance { account } => match self.ledger.balance_event(account) {
                 Some(e) => out.push(e),
                 None => out.push(Event::Rejected {
@@ -1532,6 +1535,48 @@ impl Engine {
                 self.end_order(m);
             }
             m = next;
+        }
+    }
+
+    fn handle_query_open_orders(
+        &mut self,
+        owner: OwnerId,
+        instrument: Option<InstrumentId>,
+        out: &mut Events,
+    ) {
+        let inst = match instrument {
+            None => None,
+            Some(id) => match self.inst_slot(id) {
+                Some(s) => Some(s),
+                None => {
+                    return out.push(Event::Rejected {
+                        target: RejectTarget::Instrument(id),
+                        reason: RejectReason::UnknownInstrument,
+                    })
+                }
+            },
+        };
+        let Some(os) = self.owner_index.get(owner.0 as u128) else {
+            return;
+        };
+        let mut m = self.owners[os as usize].head;
+        while m != NIL {
+            let o = &self.orders[m as usize];
+            if inst.is_none_or(|i| i == o.inst) {
+                let waiting = o.state == OrderState::Stop;
+                out.push(Event::OpenOrder {
+                    order_id: o.id,
+                    owner: o.owner,
+                    client_order_id: o.coid,
+                    instrument: self.instruments[o.inst as usize].spec.id,
+                    side: o.side,
+                    price: o.otype.has_price().then_some(o.price),
+                    remaining: o.remaining,
+                    visible: if waiting { Qty(0) } else { o.visible },
+                    waiting_stop: waiting,
+                });
+            }
+            m = self.links[m as usize].onext;
         }
     }
 

@@ -409,6 +409,27 @@ pub enum Event {
         /// Transfer id.
         id: TransferId,
     },
+    /// One live order, answering `QueryOpenOrders`.
+    OpenOrder {
+        /// Order.
+        order_id: OrderId,
+        /// Owner.
+        owner: OwnerId,
+        /// Client's id.
+        client_order_id: ClientOrderId,
+        /// Instrument.
+        instrument: InstrumentId,
+        /// Side.
+        side: Side,
+        /// Limit price; `None` for market and stop orders.
+        price: Option<Price>,
+        /// Remaining quantity (hidden part included).
+        remaining: Qty,
+        /// Visible quantity (0 while a stop waits).
+        visible: Qty,
+        /// Whether it waits for its trigger.
+        waiting_stop: bool,
+    },
     /// Account balances.
     Balance {
         /// Account.

@@ -176,6 +176,13 @@ pub fn command_to_script_json(c: &Command) -> String {
         Command::QueryBalance { account } => {
             Obj::new("query_balance").raw("account", account).done()
         }
+        Command::QueryOpenOrders { owner, instrument } => {
+            let o = Obj::new("query_open_orders").raw("owner", owner);
+            match instrument {
+                Some(i) => o.raw("instrument", i).done(),
+                None => o.done(),
+            }
+        }
     }
 }
 

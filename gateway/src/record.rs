@@ -121,6 +121,7 @@ mod kind {
     pub const OPEN_ACCOUNT: u8 = 10;
     pub const TRANSFER: u8 = 11;
     pub const QUERY_BALANCE: u8 = 12;
+    pub const QUERY_OPEN_ORDERS: u8 = 13;
 }
 
 struct W<'a> {
@@ -361,6 +362,11 @@ pub fn encode(input: &Input) -> InputRecord {
             w.u128(account.0);
             kind::QUERY_BALANCE
         }
+        Command::QueryOpenOrders { owner, instrument } => {
+            w.u64(owner.0);
+            w.opt_u32(instrument.map(|i| i.0));
+            kind::QUERY_OPEN_ORDERS
+        }
     };
     rec.kind = k;
     rec
@@ -494,6 +500,10 @@ pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
         },
         kind::QUERY_BALANCE => Command::QueryBalance {
             account: AccountId(r.u128()),
+        },
+        kind::QUERY_OPEN_ORDERS => Command::QueryOpenOrders {
+            owner: OwnerId(r.u64()),
+            instrument: r.opt_u32("instrument")?.map(InstrumentId),
         },
         k => return Err(RecordError::UnknownKind(k)),
     };
@@ -660,8 +670,12 @@ mod tests {
                 },
                 batch_end: r.chance(1, 2),
             },
-            _ => Command::QueryBalance {
+            11 => Command::QueryBalance {
                 account: AccountId(any_u128(r)),
+            },
+            _ => Command::QueryOpenOrders {
+                owner: OwnerId(any_u64(r)),
+                instrument: opt(r, |r| InstrumentId(r.next_u64() as u32)),
             },
         };
         Input {

@@ -246,6 +246,8 @@ fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
         "time" => &["now"],
         "query_book" => &["instrument", "depth"],
         "query_balance" => &["account"],
+        // Beyond script.md: so that `bourse journal dump` output replays.
+        "query_open_orders" => &["owner", "instrument"],
         _ => return None,
     })
 }
@@ -351,6 +353,10 @@ pub fn parse_line(text: &str) -> Result<Command, String> {
         }),
         "query_balance" => Ok(Command::QueryBalance {
             account: AccountId(f.req_u128("account")?),
+        }),
+        "query_open_orders" => Ok(Command::QueryOpenOrders {
+            owner: OwnerId(f.req_u64("owner")?),
+            instrument: f.opt_u32("instrument")?.map(InstrumentId),
         }),
         _ => Err(format!("unknown command {}", quote(cmd))),
     }
@@ -960,6 +966,36 @@ pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
                 ",\"event\":\"balance\",\"account\":{},\"debits_posted\":{},\"credits_posted\":{},\"debits_pending\":{},\"credits_pending\":{}",
                 account.0, debits_posted.0, credits_posted.0, debits_pending.0, credits_pending.0
             )?,
+            Event::OpenOrder {
+                order_id,
+                owner,
+                client_order_id,
+                instrument,
+                side,
+                price,
+                remaining,
+                visible,
+                waiting_stop,
+            } => {
+                write!(
+                    o,
+                    ",\"event\":\"open_order\",\"order_id\":{},\"client_order_id\":{},\"owner\":{},\"instrument\":{},\"side\":\"{}\",\"price\":",
+                    order_id.0,
+                    client_order_id.0,
+                    owner.0,
+                    instrument.0,
+                    side.name()
+                )?;
+                match price {
+                    Some(p) => write!(o, "{}", p.0)?,
+                    None => o.push_str("null"),
+                }
+                write!(
+                    o,
+                    ",\"remaining\":{},\"visible\":{},\"waiting_stop\":{}",
+                    remaining.0, visible.0, waiting_stop
+                )?
+            }
         }
         o.push('}');
         Ok(())

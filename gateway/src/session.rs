@@ -184,7 +184,6 @@ const REPORT_FRAME: usize = HEADER_LEN + core::mem::size_of::<ExecutionReport>()
 #[derive(Clone, Copy, Debug)]
 struct Tracked {
     client_order_id: u64,
-    owner: u64,
     instrument: u32,
     side: u8,
     price: u64,
@@ -227,6 +226,10 @@ enum PendKind {
         codes: Vec<u16>,
         got: Vec<bool>,
         next: usize,
+    },
+    /// Open orders, answered by the engine (one row per `OpenOrder` event).
+    OpenOrders {
+        count: u32,
     },
     /// Cancel-on-disconnect: no reply.
     Internal,
@@ -712,7 +715,34 @@ impl Session {
                 if !(perms.read || perms.trade) || (m.owner != 0 && !self.owns(m.owner)) {
                     return self.ack_now(request, template, code::NOT_AUTHORIZED);
                 }
-                self.list_open_orders(request, m.owner);
+                // The engine knows every live order (including those placed
+                // by other sessions or before a restart): ask it, per owner,
+                // on every partition.
+                let owners: Vec<u64> = if m.owner != 0 {
+                    vec![m.owner]
+                } else {
+                    self.grant.owners.iter().map(|o| o.0).collect()
+                };
+                let cmds: Vec<Command> = owners
+                    .iter()
+                    .map(|&o| Command::QueryOpenOrders {
+                        owner: engine::OwnerId(o),
+                        instrument: None,
+                    })
+                    .collect();
+                if cmds.is_empty() {
+                    self.ack(request, template, 0, 0, 0);
+                    self.finish_outcome(request);
+                } else {
+                    let ends = cmds.len() as u32 * self.cfg.partitions.max(1) as u32;
+                    self.submit(
+                        request,
+                        template,
+                        PendKind::OpenOrders { count: 0 },
+                        &cmds,
+                        ends,
+                    );
+                }
             }
             ClientMsg::TransferBatch(h, recs) => {
                 let n = h.count as usize;
@@ -1020,39 +1050,6 @@ impl Session {
         self.record(request, &buf);
     }
 
-    fn list_open_orders(&mut self, request: u64, owner: u64) {
-        let mut rows: Vec<(u64, Tracked)> = self
-            .orders
-            .iter()
-            .filter(|(_, t)| t.leaves > 0 && (owner == 0 || t.owner == owner))
-            .map(|(&id, &t)| (id, t))
-            .collect();
-        rows.sort_unstable_by_key(|(id, _)| *id);
-        for (id, t) in &rows {
-            let row = OpenOrderRow {
-                request,
-                order_id: *id,
-                client_order_id: t.client_order_id,
-                owner: t.owner,
-                price: t.price,
-                cum_qty: t.cum,
-                leaves_qty: t.leaves,
-                instrument: t.instrument,
-                side: t.side,
-                reserved: [0; 3],
-            };
-            self.push_out(template::OPEN_ORDER, &row, Some(request));
-        }
-        self.ack(
-            request,
-            template::QUERY_OPEN_ORDERS,
-            0,
-            0,
-            rows.len() as u32,
-        );
-        self.finish_outcome(request);
-    }
-
     /// Issues a sequenced execution report.
     fn report(&mut self, mut r: ExecutionReport, request: Option<u64>) {
         self.report_seq += 1;
@@ -1247,7 +1244,6 @@ impl Session {
                     let id = g(order_id);
                     let t = Tracked {
                         client_order_id: client_order_id.0,
-                        owner: owner.0,
                         instrument: instrument.0,
                         side: side as u8,
                         price: price.map_or(0, |p| p.0),
@@ -1482,6 +1478,37 @@ impl Session {
                     }
                 }
             }
+            Event::OpenOrder {
+                order_id,
+                owner,
+                client_order_id,
+                instrument,
+                side,
+                price,
+                remaining,
+                ..
+            } => {
+                if let Some(p) = &mut pend {
+                    if let PendKind::OpenOrders { count } = &mut p.kind {
+                        *count += 1;
+                        let id = g(order_id);
+                        let row = OpenOrderRow {
+                            request: p.request,
+                            order_id: id,
+                            client_order_id: client_order_id.0,
+                            owner: owner.0,
+                            price: price.map_or(0, |p| p.0),
+                            cum_qty: self.orders.get(&id).map_or(0, |t| t.cum),
+                            leaves_qty: remaining.0,
+                            instrument: instrument.0,
+                            side: side as u8,
+                            reserved: [0; 3],
+                        };
+                        let r = p.request;
+                        self.push_out(template::OPEN_ORDER, &row, Some(r));
+                    }
+                }
+            }
             Event::AccountOpened { .. }
             | Event::Halted { .. }
             | Event::Resumed { .. }
@@ -1591,6 +1618,9 @@ impl Session {
             }
             PendKind::Cancel { .. } | PendKind::Replace { .. } | PendKind::Internal => {}
             PendKind::Ack => self.ack(p.request, p.template, p.code, p.engine_seq, 0),
+            PendKind::OpenOrders { count } => {
+                self.ack(p.request, p.template, p.code, p.engine_seq, count)
+            }
             PendKind::QueryBalance { answered } => {
                 if !answered {
                     let code = if p.code == 0 { code::BUSY } else { p.code };

@@ -351,6 +351,8 @@ fn execution_reports_follow_fix_semantics() {
         &mut f,
     );
     a.handle_bytes(8, &f);
+    // The engine answers (it knows every live order, not only this session's).
+    x.pump(&mut [&mut a, &mut b]);
     let m = drain(&mut a);
     assert!(matches!(
         m[0],

@@ -72,6 +72,7 @@ enum State {
 struct Ord {
     id: u64,
     owner: u64,
+    coid: u64,
     inst: u32,
     side: Side,
     otype: OrderType,
@@ -340,6 +341,35 @@ impl Reference {
                 instrument,
                 side,
             } => self.mass_cancel(owner.0, instrument, side, &mut out),
+            Command::QueryOpenOrders { owner, instrument } => {
+                if let Some(i) = instrument {
+                    if !self.insts.contains_key(&i.0) {
+                        rej(
+                            &mut out,
+                            RejectTarget::Instrument(i),
+                            RejectReason::UnknownInstrument,
+                        );
+                        return out;
+                    }
+                }
+                for o in self.orders.values() {
+                    if o.owner != owner.0 || instrument.is_some_and(|i| i.0 != o.inst) {
+                        continue;
+                    }
+                    let waiting = o.state == State::Waiting;
+                    out.push(Ev::E(Event::OpenOrder {
+                        order_id: OrderId(o.id),
+                        owner,
+                        client_order_id: engine::ClientOrderId(o.coid),
+                        instrument: InstrumentId(o.inst),
+                        side: o.side,
+                        price: o.otype.has_price().then_some(Price(o.price)),
+                        remaining: Qty(o.remaining),
+                        visible: Qty(if waiting { 0 } else { o.visible }),
+                        waiting_stop: waiting,
+                    }));
+                }
+            }
             Command::Halt { instrument } => match self.insts.get_mut(&instrument.0) {
                 None => rej(
                     &mut out,
@@ -553,6 +583,7 @@ impl Reference {
         let o = Ord {
             id: self.next_id,
             owner,
+            coid: n.client_order_id.0,
             inst: spec.id.0,
             side: n.side,
             otype: ot,

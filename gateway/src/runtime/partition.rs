@@ -64,7 +64,7 @@ pub struct SnapshotBytes {
 }
 
 /// Command kinds, in the order of `Counters::commands` (metric label values).
-pub const COMMAND_KINDS: [&str; 12] = [
+pub const COMMAND_KINDS: [&str; 13] = [
     "instrument",
     "order",
     "cancel",
@@ -77,6 +77,7 @@ pub const COMMAND_KINDS: [&str; 12] = [
     "open_account",
     "transfer",
     "query_balance",
+    "query_open_orders",
 ];
 
 fn command_kind(c: &Command) -> usize {
@@ -93,6 +94,7 @@ fn command_kind(c: &Command) -> usize {
         Command::OpenAccount(_) => 9,
         Command::Transfer { .. } => 10,
         Command::QueryBalance { .. } => 11,
+        Command::QueryOpenOrders { .. } => 12,
     }
 }
 
@@ -128,10 +130,10 @@ impl Counter {
 #[derive(Debug)]
 pub struct Counters {
     /// Commands applied, by kind (`COMMAND_KINDS`).
-    pub commands: [Counter; 12],
+    pub commands: [Counter; 13],
     /// Of those, the ones answered with a reject (order, instrument, time,
     /// query, account or transfer reject events).
-    pub rejected: [Counter; 12],
+    pub rejected: [Counter; 13],
     /// Reject events by `RejectReason` code (index = code).
     pub order_rejects: [Counter; 32],
     /// Ledger reject events by `LedgerError` code (index = code).

@@ -132,7 +132,14 @@ impl PartitionMap {
             Command::MassCancel {
                 instrument: None, ..
             }
-            | Command::Time { .. } => Route::All(command),
+            | Command::Time { .. }
+            | Command::QueryOpenOrders {
+                instrument: None, ..
+            } => Route::All(command),
+            Command::QueryOpenOrders {
+                instrument: Some(i),
+                ..
+            } => Route::One(self.instrument(i), command),
             Command::Cancel { owner, order_id } => {
                 let (p, local) = self.local(order_id)?;
                 Route::One(
