@@ -153,6 +153,13 @@ default = 0
 instruments = {}
 # Account id -> partition, e.g. accounts = { "100" = 1 }.
 accounts = {}
+
+[auth]
+# Session tokens beside the operator token (which `serve` creates in the data
+# directory): each grants owners and permissions (trade, transfer, admin,
+# read), e.g. tokens = [{ token = "desk-7-secret", owners = [7], perms = ["trade", "read"] }].
+# Tokens are at most 32 bytes of printable ASCII.
+tokens = []
 "#;
 
 /// The whole configuration.
@@ -173,6 +180,53 @@ pub struct BourseConfig {
     pub watchdog: WatchdogSection,
     /// Instrument and account assignment to partitions.
     pub partitions: PartitionsSection,
+    /// Session tokens.
+    pub auth: AuthSection,
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Tokens granted at start-up.
+    pub tokens: Vec<TokenEntry>,
+}
+
+/// One configured token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// The secret (≤ 32 printable ASCII bytes).
+    pub token: String,
+    /// Owners it may act for.
+    pub owners: Vec<u64>,
+    /// Any of "trade", "transfer", "admin", "read".
+    pub perms: Vec<String>,
+}
+
+impl TokenEntry {
+    /// The grant, or what is wrong with the entry.
+    pub fn grant(&self) -> Result<(Vec<engine::OwnerId>, crate::session::Perms), String> {
+        let t = self.token.as_bytes();
+        if t.is_empty() || t.len() > 32 || !t.iter().all(|c| c.is_ascii_graphic()) {
+            return Err("a token is 1 to 32 printable ASCII bytes".into());
+        }
+        let mut p = crate::session::Perms::default();
+        for name in &self.perms {
+            match name.as_str() {
+                "trade" => p.trade = true,
+                "transfer" => p.transfer = true,
+                "admin" => p.admin = true,
+                "read" => p.read = true,
+                other => {
+                    return Err(format!(
+                        "unknown permission {other:?} (trade, transfer, admin, read)"
+                    ))
+                }
+            }
+        }
+        Ok((self.owners.iter().map(|&o| engine::OwnerId(o)).collect(), p))
+    }
 }
 
 /// `[server]`.
@@ -1015,6 +1069,11 @@ impl BourseConfig {
             };
             if let Err(e) = j.validate() {
                 return Err(bad("pipeline.segment_bytes", e.to_string()));
+            }
+        }
+        for t in &self.auth.tokens {
+            if let Err(m) = t.grant() {
+                return Err(bad("auth.tokens", m));
             }
         }
         let r = &self.runtime;

@@ -213,6 +213,12 @@ fn serve(a: ServeArgs) -> ExitCode {
     cfg.max_sessions = conf.session.max_sessions;
     cfg.resume_window = conf.session.resume_window();
     cfg.metrics = Some(ops.state().clone());
+    cfg.tokens = conf
+        .auth
+        .tokens
+        .iter()
+        .filter_map(|t| t.grant().ok().map(|(o, p)| (t.token.clone(), o, p)))
+        .collect();
     let partitions = cfg.pipeline.partitions;
     let durability = cfg.pipeline.durability;
     let data_dir = conf.server.data_dir.clone();

@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub resume_window: Duration,
     /// Metrics and readiness (`bourse serve` starts them; tests may not).
     pub metrics: Option<Arc<crate::metrics::MetricsState>>,
+    /// Tokens from the configuration, granted beside the operator token.
+    pub tokens: Vec<(String, Vec<OwnerId>, Perms)>,
 }
 
 impl ServerConfig {
@@ -78,6 +80,7 @@ impl ServerConfig {
             max_sessions: 4_096,
             resume_window: Duration::from_secs(60),
             metrics: None,
+            tokens: Vec::new(),
         }
     }
 }
@@ -302,6 +305,9 @@ fn serve_thread(
             demo::DEMO_OWNERS.iter().map(|&o| OwnerId(o)).collect(),
             Perms::ALL,
         );
+        for (token, owners, perms) in &cfg.tokens {
+            auth.add_token(token, owners.clone(), *perms);
+        }
         let mut session_cfg = cfg.session.clone();
         session_cfg.partitions = cfg.pipeline.partitions.max(1);
         let readers: Vec<OutputReader> = (0..pipeline.runtime().partitions())

@@ -17,8 +17,16 @@ struct TestServer {
 }
 
 fn start(durability: gateway::journal::Durability) -> TestServer {
+    start_with(durability, Vec::new())
+}
+
+fn start_with(
+    durability: gateway::journal::Durability,
+    tokens: Vec<(String, Vec<engine::OwnerId>, gateway::session::Perms)>,
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = ServerConfig::new(dir.path());
+    cfg.tokens = tokens;
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.pipeline.durability = durability;
     cfg.pipeline.runtime.pin = false;
@@ -359,4 +367,59 @@ async fn cancel_on_disconnect_cancels_resting_orders() {
     let e = *reports(&v).last().unwrap();
     assert_eq!(e.cancel_reason, 4, "mass_cancel");
     watcher.close().await;
+}
+
+/// A token from the configuration file acts for its owners only.
+#[tokio::test]
+async fn configured_tokens_grant_their_owners_only() {
+    let conf = gateway::config::BourseConfig::load(
+        None,
+        Vec::<(String, String)>::new(),
+        &[(
+            "auth.tokens".to_string(),
+            r#"[{ token = "desk-2", owners = [2], perms = ["trade", "read"] }]"#.to_string(),
+        )],
+    )
+    .expect("configuration with a token");
+    let tokens = conf
+        .auth
+        .tokens
+        .iter()
+        .map(|t| {
+            let (o, p) = t.grant().unwrap();
+            (t.token.clone(), o, p)
+        })
+        .collect();
+    let s = start_with(gateway::journal::Durability::None, tokens);
+    let mut desk = Client::connect(&s.cfg("desk-2", 41)).await.unwrap();
+    let mine = desk.order(limit(2, BTC, engine::Side::Sell, 61_000, 1, 1));
+    let theirs = desk.order(limit(1, BTC, engine::Side::Sell, 61_000, 1, 2));
+    desk.flush().await.unwrap();
+    let mut v = until(&mut desk, |r| is_report(r, theirs, exec_type::REJECTED)).await;
+    if !v.iter().any(|r| is_report(r, mine, exec_type::NEW)) {
+        v.extend(until(&mut desk, |r| is_report(r, mine, exec_type::NEW)).await);
+    }
+    let r = reports(&v);
+    assert!(r
+        .iter()
+        .any(|e| e.request == mine && e.exec_type == exec_type::NEW));
+    let t = r.iter().find(|e| e.request == theirs).unwrap();
+    assert_eq!(t.reject_code, wire::code::NOT_AUTHORIZED);
+    desk.close().await;
+}
+
+#[test]
+fn bad_configured_tokens_are_refused_by_name() {
+    for bad in [
+        r#"[{ token = "", owners = [2], perms = ["trade"] }]"#,
+        r#"[{ token = "x", owners = [2], perms = ["fly"] }]"#,
+    ] {
+        let e = gateway::config::BourseConfig::load(
+            None,
+            Vec::<(String, String)>::new(),
+            &[("auth.tokens".to_string(), bad.to_string())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("auth.tokens"), "{e}");
+    }
 }
