@@ -228,3 +228,73 @@ mod tests {
         }
     }
 }
+
+/// File (in the data directory, mode 0600) holding the tokens created by
+/// admin sessions, so they survive a restart.
+pub const TOKENS_FILE: &str = "tokens.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedToken {
+    token: String,
+    owners: Vec<u64>,
+    perms: u8,
+}
+
+/// Saves every token except `skip` (the operator token, kept in its own
+/// file): temporary file (0600), fsync, rename.
+pub fn save_tokens(
+    data_dir: &Path,
+    auth: &crate::session::Auth,
+    skip: &str,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let list: Vec<SavedToken> = auth
+        .entries()
+        .into_iter()
+        .filter(|(t, _)| t != skip)
+        .map(|(token, g)| SavedToken {
+            token,
+            owners: g.owners.iter().map(|o| o.0).collect(),
+            perms: g.perms.bits(),
+        })
+        .collect();
+    let path = data_dir.join(TOKENS_FILE);
+    let tmp = data_dir.join(format!("{TOKENS_FILE}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// Loads the saved tokens into `auth` (none when the file is absent); a
+/// damaged file is an error naming it.
+pub fn load_tokens(data_dir: &Path, auth: &crate::session::Auth) -> Result<usize, IdentityError> {
+    let path = data_dir.join(TOKENS_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => {
+            return Err(IdentityError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })
+        }
+    };
+    let list: Vec<SavedToken> = serde_json::from_slice(&bytes).map_err(|e| IdentityError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    for t in &list {
+        auth.add_token(
+            &t.token,
+            t.owners.iter().map(|&o| engine::OwnerId(o)).collect(),
+            crate::session::Perms::from_bits(t.perms),
+        );
+    }
+    Ok(list.len())
+}

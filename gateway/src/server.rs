@@ -300,6 +300,18 @@ fn serve_thread(
         };
         let addr = endpoint.local_addr().unwrap_or(cfg.listen);
         let auth = Arc::new(Auth::new());
+        // Tokens admin sessions created before a restart, then the
+        // configuration's, then the operator's (later ones win).
+        match crate::identity::load_tokens(&cfg.pipeline.data_dir, &auth) {
+            Ok(n) if n > 0 => {
+                tracing::info!(tokens = n, "restored tokens created by admin sessions")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = tx.send(Err(ServeError::Other(e.to_string())));
+                return pipeline.shutdown();
+            }
+        }
         auth.add_token(
             &identity.operator_token,
             demo::DEMO_OWNERS.iter().map(|&o| OwnerId(o)).collect(),
@@ -308,6 +320,8 @@ fn serve_thread(
         for (token, owners, perms) in &cfg.tokens {
             auth.add_token(token, owners.clone(), *perms);
         }
+        let auth_generation = auth.generation();
+        let identity_token = identity.operator_token.clone();
         let mut session_cfg = cfg.session.clone();
         session_cfg.partitions = cfg.pipeline.partitions.max(1);
         let readers: Vec<OutputReader> = (0..pipeline.runtime().partitions())
@@ -332,6 +346,8 @@ fn serve_thread(
             delivered: Vec::new(),
             touched: Vec::new(),
             metrics: cfg.metrics.clone(),
+            tokens_saved: auth_generation,
+            operator_token: identity_token.clone(),
         }));
         let router_wake = Rc::new(Notify::new());
         if let Some(m) = &cfg.metrics {
@@ -420,6 +436,10 @@ struct Hub {
     touched: Vec<u64>,
     /// Gateway counters and readiness, when served.
     metrics: Option<Arc<crate::metrics::MetricsState>>,
+    /// `Auth::generation` when the token table was last saved.
+    tokens_saved: u64,
+    /// Not saved with the others (it has its own file).
+    operator_token: String,
 }
 
 impl Hub {
@@ -450,6 +470,18 @@ impl Hub {
                 self.pending_instruments.insert(token, (spec, true));
             }
         }
+        // An admin session may have created a token: save the table so it
+        // survives a restart.
+        let generation = self.auth.generation();
+        if generation != self.tokens_saved {
+            match crate::identity::save_tokens(&self.data_dir, &self.auth, &self.operator_token) {
+                Ok(()) => self.tokens_saved = generation,
+                Err(e) => tracing::error!(error = %e, "could not save the token table"),
+            }
+        }
+        let Some(slot) = self.sessions.get_mut(&sid) else {
+            return any;
+        };
         // Register the owners once logged in (events about them route here).
         if slot.session.logged_in() && slot.registered_owners.is_empty() {
             let owners: Vec<u64> = slot.session.owners().iter().map(|o| o.0).collect();

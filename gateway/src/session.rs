@@ -73,6 +73,8 @@ pub struct Grant {
 #[derive(Debug, Default)]
 pub struct Auth {
     tokens: RwLock<HashMap<String, Grant>>,
+    /// Bumped by every change, so the server knows when to save the table.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Auth {
@@ -85,6 +87,21 @@ impl Auth {
     pub fn add_token(&self, token: &str, owners: Vec<OwnerId>, perms: Perms) {
         let mut t = self.tokens.write().unwrap_or_else(|e| e.into_inner());
         t.insert(token.to_string(), Grant { owners, perms });
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Changes so far (compare to know whether to save the table).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Every token with its grant, sorted by token.
+    pub fn entries(&self) -> Vec<(String, Grant)> {
+        let t = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<(String, Grant)> = t.iter().map(|(k, g)| (k.clone(), g.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// The grant of a token.

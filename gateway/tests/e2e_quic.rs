@@ -423,3 +423,64 @@ fn bad_configured_tokens_are_refused_by_name() {
         assert!(e.to_string().contains("auth.tokens"), "{e}");
     }
 }
+
+/// A token an admin session creates survives a restart (saved, 0600, in the
+/// data directory).
+#[tokio::test]
+async fn tokens_created_by_an_admin_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = |dir: &std::path::Path| {
+        let mut cfg = ServerConfig::new(dir);
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.pipeline.durability = gateway::journal::Durability::None;
+        cfg.pipeline.runtime.pin = false;
+        cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+        server::start(cfg).unwrap()
+    };
+    let handle = boot(dir.path());
+    let id = load_client_identity(dir.path()).unwrap();
+    let cfg = |addr, token: &str, sid| {
+        let mut c = ClientConfig::new(addr, id.cert_der.clone(), token.to_string());
+        c.session_id = sid;
+        c
+    };
+    let mut admin = Client::connect(&cfg(
+        handle.addr(),
+        id.operator_token.as_deref().unwrap(),
+        51,
+    ))
+    .await
+    .unwrap();
+    let mut m = wire::AddTokenMsg {
+        owners_len: 1,
+        perms: wire::PERM_READ,
+        ..Default::default()
+    };
+    m.token = wire::token_bytes("auditor").unwrap();
+    m.owners[0] = 3;
+    let add = admin.add_token(m);
+    admin.flush().await.unwrap();
+    until(
+        &mut admin,
+        |r| matches!(r, Reply::Ack(a) if a.request == add && a.code == 0),
+    )
+    .await;
+    admin.close().await;
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+    let meta = std::fs::metadata(dir.path().join(gateway::identity::TOKENS_FILE)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let handle = boot(dir.path());
+    let c = Client::connect(&cfg(handle.addr(), "auditor", 52)).await;
+    assert!(
+        c.is_ok(),
+        "the saved token no longer logs in: {:?}",
+        c.err()
+    );
+    c.unwrap().close().await;
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
