@@ -2,6 +2,7 @@
 //! (sequencer, rings, engine threads), the journal of sequenced inputs,
 //! snapshots and crash recovery, the QUIC order-entry gateway (server,
 //! client, CLI), configuration, logging, metrics and the watchdog.
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
