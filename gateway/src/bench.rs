@@ -841,7 +841,9 @@ pub struct BenchReport {
     pub machine: String,
 }
 
-fn in_process_server(
+/// An in-process server for load: ephemeral port, generous session limits
+/// (throttles, in-flight, open orders), engine idling suited to the core count.
+pub fn in_process_server(
     dir: &Path,
     durability: Durability,
 ) -> Result<crate::server::ServerHandle, String> {
