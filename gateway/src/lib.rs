@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod demo_run;
 pub mod dump;
 pub mod identity;
 pub mod journal;

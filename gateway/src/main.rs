@@ -56,6 +56,9 @@ enum Command {
     /// (coordinated omission corrected), .hgrm files, SVG plots, ratios to
     /// the raw quinn ping-pong floor.
     Bench(BenchArgs),
+    /// Start a server, simulated traders and a payments client, and watch
+    /// them live (books, trades, throughput, latency); then a summary.
+    Demo(DemoArgs),
 }
 
 /// `bourse serve` settings: every key of the configuration (see `bourse
@@ -183,6 +186,7 @@ fn main() -> ExitCode {
         Command::Pipeline(args) => pipeline(args),
         Command::Serve(args) => serve(args),
         Command::Bench(args) => bench(args),
+        Command::Demo(args) => demo(args),
         Command::Client(cmd) => {
             ExitCode::from(gateway::cli::run_client(&cmd, &mut io::stdout().lock()))
         }
@@ -536,6 +540,52 @@ fn bench(a: BenchArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("bourse bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `bourse demo` settings.
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Seconds to run.
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Data directory (default: a temporary one, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Simulated traders.
+    #[arg(long, default_value_t = 4)]
+    traders: usize,
+    /// Messages per second per trader.
+    #[arg(long, default_value_t = 100)]
+    trader_rate: u64,
+    /// durable, async or none.
+    #[arg(long, default_value = "durable")]
+    durability: gateway::journal::Durability,
+    /// One summary line per second instead of the live terminal view.
+    #[arg(long)]
+    no_tui: bool,
+    /// Seed of the traders' behaviour.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn demo(a: DemoArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let cfg = gateway::demo_run::DemoConfig {
+        data_dir: a.data_dir,
+        duration: std::time::Duration::from_secs_f64(a.duration.max(0.5)),
+        traders: a.traders.max(1),
+        trader_rate: a.trader_rate.max(1),
+        tui: !a.no_tui && io::stdout().is_terminal(),
+        durability: a.durability,
+        seed: a.seed,
+    };
+    match gateway::demo_run::run_demo(&cfg, &mut io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bourse demo: {e}");
             ExitCode::from(1)
         }
     }
