@@ -619,7 +619,7 @@ pub fn write_hgrm(h: &Histogram<u64>, out: &mut impl Write) -> std::io::Result<(
         out,
         "#[Buckets = {:12}, SubBuckets     = {:12}]",
         h.buckets(),
-        2u64 << h.sigfig().min(5)
+        1u64 << (2.0 * 10f64.powi(h.sigfig() as i32)).log2().ceil() as u32
     )
 }
 

@@ -486,6 +486,11 @@ struct BenchArgs {
     /// Round trips of the raw quinn ping-pong floor.
     #[arg(long, default_value_t = 5_000)]
     pingpong_rounds: u64,
+    /// Busy-poll the client between sends (sub-millisecond send accuracy,
+    /// one core burnt); default: only with at least 4 cores. Without it the
+    /// client sleeps on tokio's 1 ms timer, and that lag counts as latency.
+    #[arg(long)]
+    client_spin: Option<bool>,
     /// Print the results as JSON (one object) instead of the table.
     #[arg(long)]
     json: bool,
@@ -508,6 +513,9 @@ fn bench(a: BenchArgs) -> ExitCode {
             seed: a.seed,
             window: a.window.max(1),
             progress: true,
+            client_spin: a
+                .client_spin
+                .unwrap_or_else(|| gateway::bench::cores() >= 4),
             ..Default::default()
         },
         sweep,
