@@ -919,12 +919,14 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport,
         }
     };
     let machine = format!(
-        "{} cores | engine idle {} | client {}",
+        "{} cores{} | client {}",
         cores(),
-        if cores() < 4 {
-            "yield"
+        if cfg.server.is_some() {
+            " (this machine)"
+        } else if cores() < 4 {
+            " | engine threads yield when idle (fewer than 4 cores)"
         } else {
-            "spin (pinned)"
+            " | engine threads spin, pinned when a core is free"
         },
         if cfg.load.client_spin {
             "busy-polls"
