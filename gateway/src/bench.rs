@@ -1187,5 +1187,7 @@ mod tests {
         assert!(last_data.contains("1.000000000000"), "{last_data}");
         let svg = percentile_svg("t", &[("a", &h)]);
         assert!(svg.contains("<polyline") && svg.contains("99.99%"));
+        let sweep = sweep_svg("s", &[(1_000.0, &h), (2_000.0, &h)]);
+        assert_eq!(sweep.matches("<polyline").count(), 3, "p50, p99, p99.9");
     }
 }
