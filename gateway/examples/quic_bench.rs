@@ -15,9 +15,9 @@
 //! the book stays empty and every round trip does the same work.
 
 use gateway::client::{limit, Client, ClientConfig, Reply};
-use gateway::identity::{ensure_server_identity, load_client_identity};
+use gateway::identity::load_client_identity;
 use gateway::journal::Durability;
-use gateway::net::{self, Tuning};
+use gateway::net;
 use gateway::server::{self, ServerConfig};
 use gateway::wire::exec_type;
 use hdrhistogram::Histogram;
@@ -57,63 +57,17 @@ fn pin_last_core() {
     }
 }
 
-/// Raw quinn 64-byte ping-pong; returns the round-trip histogram (ns).
+/// Raw quinn 64-byte ping-pong, busy-polling; returns the round-trip histogram (ns).
 fn raw_ping_pong(dir: &std::path::Path, rounds: u64) -> Histogram<u64> {
-    let id = ensure_server_identity(dir).expect("identity");
-    let t = Tuning::default();
-    let sc = net::server_config(&id.cert_der, &id.key_der, b"bench-ping", &t).expect("server cfg");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let server = std::thread::spawn(move || {
-        if let Some(c) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
-            core_affinity::set_for_current(c);
-        }
-        let rt = client_runtime();
-        rt.block_on(async move {
-            let ep =
-                net::server_endpoint("127.0.0.1:0".parse().unwrap(), sc, &t).expect("endpoint");
-            tx.send(ep.local_addr().unwrap()).unwrap();
-            let _spin = spin_forever();
-            let conn = ep.accept().await.unwrap().await.unwrap();
-            let (mut s, mut r) = conn.accept_bi().await.unwrap();
-            let mut buf = [0u8; 64];
-            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                if r.read_exact(&mut buf).await.is_err() {
-                    break;
-                }
-                if s.write_all(&buf).await.is_err() {
-                    break;
-                }
-            }
-            ep.close(0u32.into(), b"");
-        });
-    });
-    let addr = rx.recv().unwrap();
-    let rt = client_runtime();
-    let h = rt.block_on(async move {
-        let _spin = spin_forever();
-        let cc = net::client_config(&id.cert_der, b"bench-ping", &t).unwrap();
-        let ep = net::client_endpoint(addr, cc, &t).unwrap();
-        let conn = ep.connect(addr, "localhost").unwrap().await.unwrap();
-        let (mut s, mut r) = conn.open_bi().await.unwrap();
-        let msg = [7u8; 64];
-        let mut buf = [0u8; 64];
-        let mut h = Histogram::<u64>::new(3).unwrap();
-        for i in 0..rounds + rounds / 10 {
-            let t0 = Instant::now();
-            s.write_all(&msg).await.unwrap();
-            r.read_exact(&mut buf).await.unwrap();
-            if i >= rounds / 10 {
-                h.record(t0.elapsed().as_nanos() as u64).unwrap();
-            }
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        conn.close(0u32.into(), b"");
-        h
-    });
-    let _ = server.join();
-    h
+    net::pingpong_floor(
+        dir,
+        net::PingPong {
+            rounds,
+            bytes: 64,
+            busy_poll: true,
+        },
+    )
+    .expect("ping-pong floor")
 }
 
 /// Placement: with at least 4 cores every party spins on its own core; on

@@ -2,10 +2,12 @@
 //! (sequencer, rings, engine threads), the journal of sequenced inputs,
 //! snapshots and crash recovery, the QUIC order-entry gateway (server,
 //! client, CLI), configuration, logging, metrics and the watchdog.
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod demo_run;
 pub mod dump;
 pub mod identity;
 pub mod journal;

@@ -52,6 +52,13 @@ enum Command {
     },
     #[command(flatten)]
     Client(gateway::cli::ClientCommand),
+    /// Open-loop load over real QUIC connections: latency percentiles
+    /// (coordinated omission corrected), .hgrm files, SVG plots, ratios to
+    /// the raw quinn ping-pong floor.
+    Bench(BenchArgs),
+    /// Start a server, simulated traders and a payments client, and watch
+    /// them live (books, trades, throughput, latency); then a summary.
+    Demo(DemoArgs),
 }
 
 /// `bourse serve` settings: every key of the configuration (see `bourse
@@ -178,6 +185,8 @@ fn main() -> ExitCode {
         )),
         Command::Pipeline(args) => pipeline(args),
         Command::Serve(args) => serve(args),
+        Command::Bench(args) => bench(args),
+        Command::Demo(args) => demo(args),
         Command::Client(cmd) => {
             ExitCode::from(gateway::cli::run_client(&cmd, &mut io::stdout().lock()))
         }
@@ -229,6 +238,35 @@ fn serve(a: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Signal handlers go in before the address is printed: whoever reads it
+    // may send SIGTERM at once.
+    let signals = match StopSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bourse serve: signal handlers: {e}");
+            let _ = server.shutdown();
+            return ExitCode::from(1);
+        }
+    };
+    let stop = server.stopper();
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let name = signals.wait();
+            eprintln!("bourse serve: {name}: stopping (stop accepting, drain, snapshot)");
+            stop.notify_one();
+            // Bounded shutdown: a drain that hangs must not hang the process.
+            std::thread::sleep(SHUTDOWN_LIMIT);
+            tracing::error!(
+                limit_s = SHUTDOWN_LIMIT.as_secs(),
+                "shutdown did not finish in time; exiting without a clean stop"
+            );
+            eprintln!(
+                "bourse serve: shutdown did not finish within {} s; exiting with status 1",
+                SHUTDOWN_LIMIT.as_secs()
+            );
+            std::process::exit(1);
+        });
     let info = server.info().clone();
     let id = &info.identity;
     println!(
@@ -267,27 +305,67 @@ fn serve(a: ServeArgs) -> ExitCode {
         println!("  gateway runtime pinned to core {c}, busy-polling");
     }
     println!("  try: bourse order --symbol BTC-USD --side buy --price 60000 --qty 5");
-    let stop = server.stopper();
-    let _ = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                });
-                eprintln!("bourse serve: stopping (drain, snapshot)");
-                stop.notify_one();
-            }
-        });
     let hashes = server.join();
     ops.shutdown();
     for (i, h) in hashes.iter().enumerate() {
         println!("p{i} state hash after shutdown: {h:032x}");
     }
     ExitCode::SUCCESS
+}
+
+/// How long `serve` may take to stop after SIGINT / SIGTERM before it gives up.
+const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// SIGINT and SIGTERM handlers, registered at once (a signal that arrives
+/// before `wait` is not lost).
+struct StopSignals {
+    rt: tokio::runtime::Runtime,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> io::Result<StopSignals> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let _guard = rt.enter();
+            let int = signal(SignalKind::interrupt())?;
+            let term = signal(SignalKind::terminate())?;
+            drop(_guard);
+            Ok(StopSignals { rt, int, term })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals { rt })
+    }
+
+    /// Blocks until a stop signal arrives; returns its name.
+    fn wait(self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let StopSignals {
+                rt,
+                mut int,
+                mut term,
+            } = self;
+            rt.block_on(async {
+                tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                }
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = self.rt.block_on(tokio::signal::ctrl_c());
+            "SIGINT"
+        }
+    }
 }
 
 fn report<T, E: std::fmt::Display>(r: Result<T, E>) -> ExitCode {
@@ -371,6 +449,158 @@ fn script(file: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("bourse script: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `bourse bench` settings.
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Target a running server at ADDR (else one starts in-process).
+    #[arg(long, value_name = "ADDR")]
+    server: Option<std::net::SocketAddr>,
+    /// With --server: the data directory holding its certificate and
+    /// operator token (default bourse-data); without: the in-process
+    /// server's data directory (default: a temporary one).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Durability of the in-process server: durable, async or none.
+    #[arg(long, default_value = "durable")]
+    durability: gateway::journal::Durability,
+    /// Connections (sessions).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Offered messages per second, all connections together.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Seconds of load (per rate).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seed of the message mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Most unanswered requests per connection.
+    #[arg(long, default_value_t = 1_000)]
+    window: usize,
+    /// Output directory (.hgrm and .svg files).
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Step through rates (comma-separated; empty: a default ladder) and plot
+    /// latency against throughput.
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    sweep: Option<Vec<u64>>,
+    /// Round trips of the raw quinn ping-pong floor.
+    #[arg(long, default_value_t = 5_000)]
+    pingpong_rounds: u64,
+    /// Busy-poll the client between sends (sub-millisecond send accuracy,
+    /// one core burnt); default: only with at least 4 cores. Without it the
+    /// client sleeps on tokio's 1 ms timer, and that lag counts as latency.
+    #[arg(long)]
+    client_spin: Option<bool>,
+    /// Print the results as JSON (one object) instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn bench(a: BenchArgs) -> ExitCode {
+    let sweep = match a.sweep {
+        None => Vec::new(),
+        Some(v) if v.is_empty() => vec![1_000, 5_000, 10_000, 20_000, 50_000, 100_000],
+        Some(v) => v,
+    };
+    let cfg = gateway::bench::BenchConfig {
+        server: a.server,
+        data_dir: a.data_dir,
+        durability: a.durability,
+        load: gateway::bench::LoadSpec {
+            connections: a.connections.max(1),
+            rate: a.rate.max(1),
+            duration: std::time::Duration::from_secs_f64(a.duration.max(0.1)),
+            seed: a.seed,
+            window: a.window.max(1),
+            progress: true,
+            client_spin: a
+                .client_spin
+                .unwrap_or_else(|| gateway::bench::cores() >= 4),
+            ..Default::default()
+        },
+        sweep,
+        out_dir: a.out,
+        pingpong_rounds: a.pingpong_rounds.max(10),
+    };
+    let result = if a.json {
+        gateway::bench::run_bench(&cfg, &mut io::sink())
+    } else {
+        gateway::bench::run_bench(&cfg, &mut io::stdout().lock())
+    };
+    match result {
+        Ok(r) => {
+            if a.json {
+                let runs: Vec<_> = r
+                    .runs
+                    .iter()
+                    .map(|x| gateway::bench::result_json(x, &r.floor))
+                    .collect();
+                let v = serde_json::json!({
+                    "machine": r.machine,
+                    "durability": cfg.durability.to_string(),
+                    "connections": cfg.load.connections,
+                    "runs": runs,
+                    "files": r.files,
+                });
+                println!("{v}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bourse bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `bourse demo` settings.
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Seconds to run.
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Data directory (default: a temporary one, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Simulated traders.
+    #[arg(long, default_value_t = 4)]
+    traders: usize,
+    /// Messages per second per trader.
+    #[arg(long, default_value_t = 100)]
+    trader_rate: u64,
+    /// durable, async or none.
+    #[arg(long, default_value = "durable")]
+    durability: gateway::journal::Durability,
+    /// One summary line per second instead of the live terminal view.
+    #[arg(long)]
+    no_tui: bool,
+    /// Seed of the traders' behaviour.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn demo(a: DemoArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let cfg = gateway::demo_run::DemoConfig {
+        data_dir: a.data_dir,
+        duration: std::time::Duration::from_secs_f64(a.duration.max(0.5)),
+        traders: a.traders.max(1),
+        trader_rate: a.trader_rate.max(1),
+        tui: !a.no_tui && io::stdout().is_terminal(),
+        durability: a.durability,
+        seed: a.seed,
+    };
+    match gateway::demo_run::run_demo(&cfg, &mut io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bourse demo: {e}");
+            ExitCode::from(1)
         }
     }
 }

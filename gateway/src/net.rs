@@ -204,3 +204,135 @@ pub fn client_endpoint(
     ep.set_default_client_config(cfg);
     Ok(ep)
 }
+
+/// Settings of the raw QUIC ping-pong floor (`pingpong_floor`).
+#[derive(Clone, Copy, Debug)]
+pub struct PingPong {
+    /// Round trips measured (a tenth more are run first as warm-up).
+    pub rounds: u64,
+    /// Message size, bytes.
+    pub bytes: usize,
+    /// Both runtimes poll their I/O drivers in a loop instead of parking
+    /// (lowest latency; burns two cores).
+    pub busy_poll: bool,
+}
+
+impl Default for PingPong {
+    fn default() -> Self {
+        PingPong {
+            rounds: 5_000,
+            bytes: 64,
+            busy_poll: true,
+        }
+    }
+}
+
+fn pingpong_runtime(busy_poll: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .event_interval(if busy_poll { 1 } else { 61 })
+        .build()
+}
+
+/// Keeps a current-thread runtime from parking: it polls its I/O driver in a loop.
+fn spin_task() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        loop {
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+/// The floor of any QUIC request/response on this machine: a raw quinn
+/// ping-pong of `p.bytes` on one stream over loopback, with the same TLS,
+/// socket buffers and windows as Bourse (certificate and key from
+/// `identity_dir`, created there if absent). Returns the round-trip
+/// histogram, nanoseconds. Runs a server thread and a client runtime on the
+/// calling thread; both stop before it returns.
+pub fn pingpong_floor(
+    identity_dir: &std::path::Path,
+    p: PingPong,
+) -> Result<hdrhistogram::Histogram<u64>, String> {
+    let id = crate::identity::ensure_server_identity(identity_dir).map_err(|e| e.to_string())?;
+    let t = Tuning::default();
+    const ALPN_PING: &[u8] = b"bourse-ping";
+    let sc = server_config(&id.cert_der, &id.key_der, ALPN_PING, &t).map_err(|e| e.to_string())?;
+    let cc = client_config(&id.cert_der, ALPN_PING, &t).map_err(|e| e.to_string())?;
+    let (tx, rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
+    let bytes = p.bytes.max(1);
+    let busy = p.busy_poll;
+    let server = std::thread::Builder::new()
+        .name("pingpong-server".into())
+        .spawn(move || {
+            let rt = match pingpong_runtime(busy) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let ep = match server_endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), sc, &t) {
+                    Ok(ep) => ep,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = tx.send(ep.local_addr().map_err(|e| e.to_string()));
+                let _spin = busy.then(spin_task);
+                let Ok(Some(inc)) =
+                    tokio::time::timeout(Duration::from_secs(10), ep.accept()).await
+                else {
+                    return;
+                };
+                let Ok(conn) = inc.await else { return };
+                let Ok((mut s, mut r)) = conn.accept_bi().await else {
+                    return;
+                };
+                let mut buf = vec![0u8; bytes];
+                while r.read_exact(&mut buf).await.is_ok() {
+                    if s.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(200), conn.closed()).await;
+                ep.close(0u32.into(), b"");
+            });
+        })
+        .map_err(|e| e.to_string())?;
+    let addr = rx
+        .recv()
+        .map_err(|_| "ping-pong server ended during start-up".to_string())??;
+    let rt = pingpong_runtime(busy).map_err(|e| e.to_string())?;
+    let rounds = p.rounds.max(1);
+    let r = rt.block_on(async move {
+        let _spin = busy.then(spin_task);
+        let ep = client_endpoint(addr, cc, &t).map_err(|e| e.to_string())?;
+        let conn = ep
+            .connect(addr, crate::identity::SERVER_NAME)
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut s, mut r) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let msg = vec![7u8; bytes];
+        let mut buf = vec![0u8; bytes];
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+            .map_err(|e| e.to_string())?;
+        let warm = rounds / 10;
+        for i in 0..rounds + warm {
+            let t0 = std::time::Instant::now();
+            s.write_all(&msg).await.map_err(|e| e.to_string())?;
+            r.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            if i >= warm {
+                let _ = h.record((t0.elapsed().as_nanos() as u64).max(1));
+            }
+        }
+        let _ = s.finish();
+        conn.close(0u32.into(), b"");
+        let _ = tokio::time::timeout(Duration::from_millis(200), ep.wait_idle()).await;
+        Ok::<_, String>(h)
+    });
+    let _ = server.join();
+    r
+}

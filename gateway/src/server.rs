@@ -122,6 +122,7 @@ pub struct ServerInfo {
 pub struct ServerHandle {
     info: ServerInfo,
     stop: Arc<Notify>,
+    stall: tokio::sync::mpsc::UnboundedSender<Duration>,
     thread: Option<std::thread::JoinHandle<Vec<u128>>>,
 }
 
@@ -139,6 +140,13 @@ impl ServerHandle {
     /// A clonable stop signal (e.g. for a Ctrl-C handler).
     pub fn stopper(&self) -> Arc<Notify> {
         self.stop.clone()
+    }
+
+    /// Test hook: blocks the gateway thread for `d` (no reads, no routing,
+    /// no writes), as a long pause of the process would. Benchmarks use it
+    /// to check that a stalled server shows in their percentiles.
+    pub fn stall_for(&self, d: Duration) {
+        let _ = self.stall.send(d);
     }
 
     /// Stops accepting, drains the engines, snapshots, and returns the final
@@ -196,14 +204,16 @@ pub fn start(cfg: ServerConfig) -> Result<ServerHandle, ServeError> {
     let (tx, rx) = std::sync::mpsc::channel::<Result<ServerInfo, ServeError>>();
     let stop = Arc::new(Notify::new());
     let stop2 = stop.clone();
+    let (stall, stall_rx) = tokio::sync::mpsc::unbounded_channel();
     let thread = std::thread::Builder::new()
         .name("gateway".into())
-        .spawn(move || serve_thread(cfg, identity, stop2, tx))
+        .spawn(move || serve_thread(cfg, identity, stop2, stall_rx, tx))
         .map_err(|e| ServeError::Other(e.to_string()))?;
     match rx.recv() {
         Ok(Ok(info)) => Ok(ServerHandle {
             info,
             stop,
+            stall,
             thread: Some(thread),
         }),
         Ok(Err(e)) => {
@@ -223,6 +233,7 @@ fn serve_thread(
     cfg: ServerConfig,
     identity: ServerIdentity,
     stop: Arc<Notify>,
+    mut stall: tokio::sync::mpsc::UnboundedReceiver<Duration>,
     tx: std::sync::mpsc::Sender<Result<ServerInfo, ServeError>>,
 ) -> Vec<u128> {
     let pinned_core = if cfg.busy_poll {
@@ -372,6 +383,7 @@ fn serve_thread(
         loop {
             tokio::select! {
                 _ = stop.notified() => break,
+                Some(d) = stall.recv() => std::thread::sleep(d),
                 inc = endpoint.accept() => {
                     let Some(inc) = inc else { break };
                     let (h, p, w) = (hub.clone(), pipeline.clone(), router_wake.clone());

@@ -1,0 +1,87 @@
+//! Graceful shutdown of the real binary: `bourse serve` on an ephemeral port
+//! receives SIGTERM (and, in a second run, SIGINT) and must stop accepting,
+//! drain, write its final snapshot and exit with status 0 within the bound.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn serve_then_signal(signal: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bourse"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-metrics",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bourse serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .expect("serve prints its address")
+        .expect("utf-8");
+    let addr = first.rsplit(' ').next().unwrap();
+    let addr: std::net::SocketAddr = addr.parse().expect("an address");
+    assert_ne!(
+        addr.port(),
+        0,
+        "the printed address is the bound one: {first}"
+    );
+    // Keep reading standard output in the background (the pipe must not fill).
+    let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let t0 = Instant::now();
+    let st = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("serve did not stop within 15 s of {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = reader.join().unwrap();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(
+        status.success(),
+        "exit {status:?}\nstdout {out:?}\nstderr {err}"
+    );
+    assert!(err.contains("stopping"), "stderr names the stop: {err}");
+    assert!(
+        out.iter().any(|l| l.contains("state hash after shutdown")),
+        "{out:?}"
+    );
+    let snaps: Vec<_> = std::fs::read_dir(dir.path().join("p0"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("snapshot-") && n.ends_with(".snap"))
+        .collect();
+    assert!(!snaps.is_empty(), "a final snapshot is written");
+}
+
+#[test]
+fn sigterm_drains_snapshots_and_exits_zero() {
+    serve_then_signal("-TERM");
+}
+
+#[test]
+fn sigint_drains_snapshots_and_exits_zero() {
+    serve_then_signal("-INT");
+}
