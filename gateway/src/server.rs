@@ -524,7 +524,7 @@ impl Hub {
                     }
                 }
             }
-            OutputKind::Level(_) => {}
+            OutputKind::Input(_) | OutputKind::Level(_) => {}
             OutputKind::End => {
                 if o.token != 0 {
                     self.in_flight = self.in_flight.saturating_sub(1);
