@@ -12,6 +12,7 @@ pub mod journal;
 pub mod journal_cli;
 pub mod loadgen;
 pub mod logging;
+pub mod md;
 pub mod metrics;
 pub mod net;
 pub mod ops;
