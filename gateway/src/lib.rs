@@ -13,6 +13,7 @@ pub mod journal_cli;
 pub mod loadgen;
 pub mod logging;
 pub mod md;
+pub mod md_cli;
 pub mod metrics;
 pub mod net;
 pub mod ops;

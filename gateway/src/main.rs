@@ -52,6 +52,8 @@ enum Command {
     },
     #[command(flatten)]
     Client(gateway::cli::ClientCommand),
+    /// Show an instrument's market data (book and trades) from a running server.
+    Feed(gateway::md_cli::FeedArgs),
 }
 
 /// `bourse serve` settings: every key of the configuration (see `bourse
@@ -181,6 +183,7 @@ fn main() -> ExitCode {
         Command::Client(cmd) => {
             ExitCode::from(gateway::cli::run_client(&cmd, &mut io::stdout().lock()))
         }
+        Command::Feed(a) => feed(&a),
     }
 }
 
@@ -367,4 +370,8 @@ fn script(file: &std::path::Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn feed(a: &gateway::md_cli::FeedArgs) -> ExitCode {
+    ExitCode::from(gateway::md_cli::run_feed(a))
 }

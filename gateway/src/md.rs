@@ -328,6 +328,9 @@ impl Default for MdConfig {
 
 type Key = (u32, Channel);
 
+/// A replay ring entry: instrument, instrument_seq, the encoded record.
+type Replayed = (u32, u64, Arc<[u8]>);
+
 struct Sub {
     q: VecDeque<(u64, Arc<[u8]>)>,
     q_bytes: usize,
@@ -370,7 +373,7 @@ pub struct MdHub {
     builders: Vec<FeedBuilder>,
     mid_input: Vec<bool>,
     inst_part: HashMap<u32, usize>,
-    replay: [VecDeque<(u32, u64, Arc<[u8]>)>; 5],
+    replay: [VecDeque<Replayed>; 5],
     subs: HashMap<u64, Sub>,
     by_key: HashMap<Key, Vec<u64>>,
     pending: VecDeque<(u64, Req)>,

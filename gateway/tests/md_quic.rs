@@ -221,14 +221,24 @@ async fn a_stalled_subscriber_does_not_hold_back_the_others() {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     let s = start(MdConfig {
-        backlog_bytes: 32 << 10,
-        backlog_age: Duration::from_millis(200),
+        backlog_bytes: 1 << 20,
+        backlog_age: Duration::from_millis(600),
         max_resets: 2,
         ..MdConfig::default()
     });
     let mut t = s.trader(1).await;
     // The stalled one subscribes and never reads again.
-    let (stalled, _) = s.subscriber(&[Channel::L3, Channel::L2]).await;
+    // Small receive windows, so its backlog shows on the server at once.
+    let tight = Tuning {
+        stream_window_bytes: 16 << 10,
+        connection_window_bytes: 32 << 10,
+        ..Tuning::default()
+    };
+    let mut stalled = MdClient::connect(s.handle.addr(), &s.cert, &s.token, &tight)
+        .await
+        .unwrap();
+    stalled.subscribe(BTC, Channel::L3).await.unwrap();
+    stalled.subscribe(BTC, Channel::L2).await.unwrap();
     // The others read on their own tasks until told where the stream ends.
     let target = Arc::new([AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)]);
     let mut live = Vec::new();
@@ -241,6 +251,7 @@ async fn a_stalled_subscriber_does_not_hold_back_the_others() {
                     && seq_or0(&v, Channel::L2) == target[1].load(Ordering::Acquire))
                 {
                     let item = c.next().await.unwrap();
+                    assert!(!matches!(item, MdItem::Error(_)), "{item:?}");
                     if let Some(req) = v.apply(&item) {
                         c.request(&req).await.unwrap();
                     }
@@ -251,8 +262,10 @@ async fn a_stalled_subscriber_does_not_hold_back_the_others() {
             v
         }));
     }
-    for round in 0..6 {
-        trade(&mut t, 400, 10 + round).await;
+    // A steady flow over a few seconds: the stalled one's backlog ages.
+    for round in 0..12 {
+        trade(&mut t, 150, 10 + round).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let r = reference(&s).await;
     target[0].store(seq(&r, Channel::L3), Ordering::Release);
