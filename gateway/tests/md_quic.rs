@@ -333,3 +333,51 @@ async fn garbage_gets_an_error_and_a_close() {
     let r = reference(&s).await;
     assert!(seq(&r, Channel::L3) >= 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_l2_subscriber_is_conflated_and_converges() {
+    let s = start(MdConfig {
+        backlog_bytes: 1 << 20,
+        backlog_age: Duration::from_millis(300),
+        ..MdConfig::default()
+    });
+    let mut t = s.trader(1).await;
+    let tight = Tuning {
+        stream_window_bytes: 8 << 10,
+        connection_window_bytes: 16 << 10,
+        ..Tuning::default()
+    };
+    let mut c = MdClient::connect(s.handle.addr(), &s.cert, &s.token, &tight)
+        .await
+        .unwrap();
+    let mut v = FeedView::default();
+    v.track(BTC, Channel::L2);
+    c.subscribe(BTC, Channel::L2).await.unwrap();
+    pump(&mut c, &mut v, |v| v.books.values().all(|b| b.is_live())).await;
+    // It stops reading while the book moves for a while.
+    for round in 0..8 {
+        trade(&mut t, 150, 40 + round).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let r = reference(&s).await;
+    let mut conflated = 0u64;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while seq(&v, Channel::L2) != seq(&r, Channel::L2) {
+            let item = c.next().await.unwrap();
+            assert!(!matches!(item, MdItem::Error(_)), "{item:?}");
+            if let MdItem::Message(m) = &item {
+                conflated += m.flags.has(feeds::msg::Flags::CONFLATED) as u64;
+            }
+            if let Some(req) = v.apply(&item) {
+                c.request(&req).await.unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the slow subscriber converges");
+    assert!(conflated > 0, "its backlog was conflated");
+    let (x, y) = (&v.books[&(BTC, 2)], &r.books[&(BTC, 2)]);
+    for side in [Side::Buy, Side::Sell] {
+        assert_eq!(x.levels(side), y.levels(side), "{side:?}");
+    }
+}
