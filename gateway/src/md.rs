@@ -637,7 +637,7 @@ impl MdHub {
 
     /// Takes up to `max` queued bytes of subscriber `id` into `out` (one
     /// write); drains its conflation buffers when its queue is empty and
-    /// adds heartbeats when `heartbeat` is set. `Err` carries a close.
+    /// queues heartbeats when `heartbeat` is set. `Err` carries a close.
     fn take(
         &mut self,
         id: u64,
@@ -670,15 +670,9 @@ impl MdHub {
                 push_bytes(s, Arc::from(&self.enc[..]), now);
             }
         }
-        while let Some((_, b)) = s.q.front() {
-            if !out.is_empty() && out.len() + b.len() > max {
-                break;
-            }
-            out.extend_from_slice(b);
-            s.q_bytes -= b.len();
-            s.q.pop_front();
-        }
-        if heartbeat && s.q.is_empty() {
+        if heartbeat {
+            // Queued behind what it vouches for, so it goes out even under load.
+            let mut hb = Vec::with_capacity(24 * s.keys.len());
             for k in &s.keys {
                 let last = s.last.get(k).copied().unwrap_or(0);
                 encode_ctl(
@@ -687,9 +681,20 @@ impl MdHub {
                         channel: k.1,
                         last,
                     },
-                    out,
+                    &mut hb,
                 );
             }
+            if !hb.is_empty() {
+                push_bytes(s, Arc::from(hb), now);
+            }
+        }
+        while let Some((_, b)) = s.q.front() {
+            if !out.is_empty() && out.len() + b.len() > max {
+                break;
+            }
+            out.extend_from_slice(b);
+            s.q_bytes -= b.len();
+            s.q.pop_front();
         }
         Ok(())
     }
