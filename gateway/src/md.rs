@@ -328,6 +328,9 @@ impl Default for MdConfig {
 
 type Key = (u32, Channel);
 
+/// Subscriptions per subscriber connection.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
+
 /// A replay ring entry: instrument, instrument_seq, the encoded record.
 type Replayed = (u32, u64, Arc<[u8]>);
 
@@ -523,6 +526,11 @@ impl MdHub {
                 Req::Subscribe(k) => {
                     let s = self.subs.get_mut(&id).expect("sub");
                     if s.keys.contains(&k) {
+                        continue;
+                    }
+                    if s.keys.len() >= MAX_SUBSCRIPTIONS {
+                        s.close = Some((md_close::PROTOCOL, "too many subscriptions".into()));
+                        s.wake.notify_one();
                         continue;
                     }
                     s.keys.push(k);
