@@ -11,8 +11,8 @@
 //! - `book`: price levels and a market-by-order book shared by all of them.
 //!
 //! Invariants: no I/O (except `lobster`'s file helpers), no clock, no
-//! threads; everything here is driven by its caller. The QUIC fan-out is not
-//! built yet (PROTOCOL.md, "Transport").
+//! threads; everything here is driven by its caller. The QUIC fan-out lives
+//! in the gateway crate (`gateway::md`, PROTOCOL.md "Transport").
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

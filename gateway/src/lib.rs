@@ -14,6 +14,8 @@ pub mod journal;
 pub mod journal_cli;
 pub mod loadgen;
 pub mod logging;
+pub mod md;
+pub mod md_cli;
 pub mod metrics;
 pub mod net;
 pub mod ops;

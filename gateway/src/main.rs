@@ -59,6 +59,8 @@ enum Command {
     /// Start a server, simulated traders and a payments client, and watch
     /// them live (books, trades, throughput, latency); then a summary.
     Demo(DemoArgs),
+    /// Show an instrument's market data (book and trades) from a running server.
+    Feed(gateway::md_cli::FeedArgs),
 }
 
 /// `bourse serve` settings: every key of the configuration (see `bourse
@@ -190,6 +192,7 @@ fn main() -> ExitCode {
         Command::Client(cmd) => {
             ExitCode::from(gateway::cli::run_client(&cmd, &mut io::stdout().lock()))
         }
+        Command::Feed(a) => feed(&a),
     }
 }
 
@@ -603,4 +606,8 @@ fn demo(a: DemoArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn feed(a: &gateway::md_cli::FeedArgs) -> ExitCode {
+    ExitCode::from(gateway::md_cli::run_feed(a))
 }

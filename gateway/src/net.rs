@@ -94,6 +94,17 @@ pub fn server_config(
     alpn: &[u8],
     t: &Tuning,
 ) -> Result<quinn::ServerConfig, NetError> {
+    server_config_alpns(cert_der, key_der, &[alpn], t)
+}
+
+/// A server configuration offering several ALPNs (the server dispatches on
+/// the negotiated one: order entry, market data).
+pub fn server_config_alpns(
+    cert_der: &[u8],
+    key_der: &[u8],
+    alpns: &[&[u8]],
+    t: &Tuning,
+) -> Result<quinn::ServerConfig, NetError> {
     let cert = CertificateDer::from(cert_der.to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.to_vec()));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
@@ -102,7 +113,7 @@ pub fn server_config(
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
         .map_err(|e| NetError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![alpn.to_vec()];
+    tls.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     let q = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| NetError::Tls(e.to_string()))?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(q));

@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub metrics: Option<Arc<crate::metrics::MetricsState>>,
     /// Tokens from the configuration, granted beside the operator token.
     pub tokens: Vec<(String, Vec<OwnerId>, Perms)>,
+    /// Market data (`bourse-md/1` on the same endpoint, `crate::md`).
+    pub md: crate::md::MdConfig,
 }
 
 impl ServerConfig {
@@ -81,6 +83,7 @@ impl ServerConfig {
             resume_window: Duration::from_secs(60),
             metrics: None,
             tokens: Vec::new(),
+            md: crate::md::MdConfig::default(),
         }
     }
 }
@@ -290,10 +293,10 @@ fn serve_thread(
                 tracing::warn!(error = %e, "could not write the symbol table");
             }
         }
-        let server_cfg = match net::server_config(
+        let server_cfg = match net::server_config_alpns(
             &identity.cert_der,
             &identity.key_der,
-            wire::ALPN,
+            &[wire::ALPN, feeds::wire::ALPN],
             &cfg.tuning,
         ) {
             Ok(c) => c,
@@ -335,6 +338,11 @@ fn serve_thread(
         let identity_token = identity.operator_token.clone();
         let mut session_cfg = cfg.session.clone();
         session_cfg.partitions = cfg.pipeline.partitions.max(1);
+        let md_hub = Rc::new(RefCell::new(crate::md::MdHub::new(
+            cfg.md.clone(),
+            pipeline.runtime().partitions(),
+            auth.clone(),
+        )));
         let readers: Vec<OutputReader> = (0..pipeline.runtime().partitions())
             .map(|p| pipeline.runtime().reader(p))
             .collect();
@@ -375,6 +383,7 @@ fn serve_thread(
         }));
         let router = tokio::task::spawn_local(router(
             hub.clone(),
+            md_hub.clone(),
             readers,
             router_wake.clone(),
             cfg.busy_poll,
@@ -387,9 +396,14 @@ fn serve_thread(
                 inc = endpoint.accept() => {
                     let Some(inc) = inc else { break };
                     let (h, p, w) = (hub.clone(), pipeline.clone(), router_wake.clone());
+                    let md = md_hub.clone();
                     tokio::task::spawn_local(async move {
                         if let Ok(conn) = inc.await {
-                            connection(h, p, w, conn).await;
+                            if crate::md::alpn_of(&conn) == feeds::wire::ALPN {
+                                crate::md::connection(md, conn).await;
+                            } else {
+                                connection(h, p, w, conn).await;
+                            }
                         }
                     });
                 }
@@ -574,7 +588,7 @@ impl Hub {
                     }
                 }
             }
-            OutputKind::Level(_) => {}
+            OutputKind::Input(_) | OutputKind::Level(_) => {}
             OutputKind::End => {
                 if o.token != 0 {
                     self.in_flight = self.in_flight.saturating_sub(1);
@@ -619,6 +633,7 @@ fn event_owners(ev: &Event) -> (Option<u64>, Option<u64>) {
 
 async fn router(
     hub: Rc<RefCell<Hub>>,
+    md: Rc<RefCell<crate::md::MdHub>>,
     mut readers: Vec<OutputReader>,
     wake: Rc<Notify>,
     busy_poll: bool,
@@ -627,12 +642,15 @@ async fn router(
     loop {
         let (n, in_flight) = {
             let mut h = hub.borrow_mut();
+            let mut md = md.borrow_mut();
             let now = h.now_ns();
             let mut n = 0;
             for (p, r) in readers.iter_mut().enumerate() {
                 let mut k = 0;
                 while k < BATCH {
                     let Some(o) = r.poll() else { break };
+                    // Market data sees every durable output first (it only queues).
+                    md.on_output(p, &o);
                     h.dispatch(p, o, now);
                     k += 1;
                 }

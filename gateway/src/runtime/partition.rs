@@ -33,6 +33,10 @@ pub enum Request {
 /// One item of a partition's output stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputKind {
+    /// The input's command: the first output of every input, before its
+    /// events (consumers that want only events skip it; the market-data
+    /// feed builder needs it for icebergs' display size and stop orders).
+    Input(Command),
     /// An event of the input.
     Event(Event),
     /// A book row of the preceding `Book` event.
@@ -340,6 +344,15 @@ fn apply_one(
         push_wait(j, *input, wait);
     }
     let s = input.seq;
+    push_wait(
+        &shared.outbound,
+        Output {
+            token,
+            seq: s,
+            kind: OutputKind::Input(input.command),
+        },
+        wait,
+    );
     for ev in events.iter() {
         push_wait(
             &shared.outbound,
