@@ -388,7 +388,7 @@ fn serve_thread(
             router_wake.clone(),
             cfg.busy_poll,
         ));
-        let sweeper = tokio::task::spawn_local(sweep(hub.clone()));
+        let sweeper = tokio::task::spawn_local(sweep(hub.clone(), md_hub.clone()));
         loop {
             tokio::select! {
                 _ = stop.notified() => break,
@@ -679,9 +679,22 @@ async fn router(
 }
 
 /// Drops sessions disconnected for longer than the resume window.
-async fn sweep(hub: Rc<RefCell<Hub>>) {
+async fn sweep(hub: Rc<RefCell<Hub>>, md: Rc<RefCell<crate::md::MdHub>>) {
+    let mut seen = crate::md::MdStats::default();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        // Market-data counters into the gateway metrics (deltas since the last tick).
+        if let Some(m) = hub.borrow().metrics.clone() {
+            let md = md.borrow();
+            let st = md.stats();
+            m.gateway.set_subscribers(md.subscribers() as i64);
+            m.gateway.conflated(st.conflated - seen.conflated);
+            for _ in seen.slow_disconnects..st.slow_disconnects {
+                m.gateway
+                    .disconnected(crate::metrics::DisconnectReason::SlowConsumer);
+            }
+            seen = st;
+        }
         let mut h = hub.borrow_mut();
         let window = h.resume_window;
         let old: Vec<u64> = h
