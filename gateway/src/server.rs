@@ -433,6 +433,8 @@ fn serve_thread(
 }
 
 struct Slot {
+    /// `Session::throttled_total` already counted in the metrics.
+    throttled_seen: u64,
     session: Session,
     wake: Rc<Notify>,
     /// Which connection owns it (bumped on take-over); 0 = none.
@@ -508,6 +510,15 @@ impl Hub {
         let Some(slot) = self.sessions.get_mut(&sid) else {
             return any;
         };
+        let throttled = slot.session.throttled_total();
+        if throttled > slot.throttled_seen {
+            if let Some(m) = &self.metrics {
+                for _ in slot.throttled_seen..throttled {
+                    m.gateway.throttled();
+                }
+            }
+            slot.throttled_seen = throttled;
+        }
         // Register the owners once logged in (events about them route here).
         if slot.session.logged_in() && slot.registered_owners.is_empty() {
             let owners: Vec<u64> = slot.session.owners().iter().map(|o| o.0).collect();
@@ -785,6 +796,7 @@ async fn connection(
                 h.sessions.insert(
                     sid,
                     Slot {
+                        throttled_seen: 0,
                         session,
                         wake: Rc::new(Notify::new()),
                         conn: 1,

@@ -277,6 +277,8 @@ enum Outcome {
 #[derive(Debug)]
 pub struct Session {
     id: u64,
+    /// New orders refused by the throttle (metrics).
+    throttled_total: u64,
     cfg: SessionConfig,
     auth: Arc<Auth>,
     // Identity, fixed by the first successful login.
@@ -347,6 +349,7 @@ impl Session {
     pub fn new(session_id: u64, cfg: SessionConfig, auth: Arc<Auth>) -> Session {
         let bucket = (cfg.throttle_burst as u64).saturating_mul(TOKEN_UNITS);
         Session {
+            throttled_total: 0,
             id: session_id & 0xFFFF_FFFF,
             cfg,
             auth,
@@ -406,6 +409,11 @@ impl Session {
     /// Requests queued or awaiting engine outputs.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
+    }
+
+    /// New orders refused by the throttle so far (metrics).
+    pub fn throttled_total(&self) -> u64 {
+        self.throttled_total
     }
 
     /// Bytes held by the session's buffers (reader, outgoing, outcomes, replay).
@@ -655,6 +663,7 @@ impl Session {
                 } else if self.open_own + self.inflight_new >= self.cfg.max_open_orders {
                     code::OPEN_ORDERS_LIMIT
                 } else if !self.take_token() {
+                    self.throttled_total += 1;
                     code::THROTTLED
                 } else {
                     0
