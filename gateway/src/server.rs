@@ -343,6 +343,29 @@ fn serve_thread(
             pipeline.runtime().partitions(),
             auth.clone(),
         )));
+        if cfg.pipeline.durability != crate::journal::Durability::None {
+            // Market data must show the books as recovered, not empty.
+            let mut md = md_hub.borrow_mut();
+            for p in 0..pipeline.runtime().partitions() {
+                let dir = crate::pipeline::partition_dir(&cfg.pipeline.data_dir, p);
+                let up_to = recovered_seqs.get(p).copied().unwrap_or(0);
+                match md.seed_from_journal(p, &dir, cfg.pipeline.engine, up_to) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        partition = p,
+                        inputs = n,
+                        "market data rebuilt from the journal"
+                    ),
+                    Err(e) => {
+                        let _ = tx.send(Err(ServeError::Other(format!(
+                            "market data rebuild from {}: {e}",
+                            dir.display()
+                        ))));
+                        return pipeline.shutdown();
+                    }
+                }
+            }
+        }
         let readers: Vec<OutputReader> = (0..pipeline.runtime().partitions())
             .map(|p| pipeline.runtime().reader(p))
             .collect();

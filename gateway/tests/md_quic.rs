@@ -381,3 +381,61 @@ async fn a_slow_l2_subscriber_is_conflated_and_converges() {
         assert_eq!(x.levels(side), y.levels(side), "{side:?}");
     }
 }
+
+/// After a restart the market data shows the recovered books, not empty
+/// ones: the hub is rebuilt from the journal before anyone subscribes.
+#[tokio::test(flavor = "current_thread")]
+async fn market_data_after_a_restart_shows_the_recovered_books() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = |dir: &std::path::Path| {
+        let mut cfg = ServerConfig::new(dir);
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.pipeline.durability = gateway::journal::Durability::Async;
+        cfg.pipeline.runtime.pin = false;
+        cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+        server::start(cfg).unwrap()
+    };
+    let handle = boot(dir.path());
+    let id = load_client_identity(dir.path()).unwrap();
+    let s = TestServer {
+        handle,
+        cert: id.cert_der.clone(),
+        token: id.operator_token.clone().unwrap(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let mut t = s.trader(61).await;
+    trade(&mut t, 300, 7).await;
+    let before = reference(&s).await;
+    assert!(
+        !before.books[&(BTC, Channel::L2 as u8)]
+            .levels(Side::Buy)
+            .is_empty(),
+        "the test needs resting orders"
+    );
+    t.close().await;
+    let TestServer { handle, .. } = s;
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+    let handle = boot(dir.path());
+    let s = TestServer {
+        handle,
+        cert: id.cert_der,
+        token: id.operator_token.unwrap(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let after = reference(&s).await;
+    for ch in [Channel::L2, Channel::L3] {
+        for side in [Side::Buy, Side::Sell] {
+            assert_eq!(
+                before.books[&(BTC, ch as u8)].levels(side),
+                after.books[&(BTC, ch as u8)].levels(side),
+                "{ch:?} {side:?} levels after the restart"
+            );
+        }
+    }
+    let TestServer { handle, .. } = s;
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
