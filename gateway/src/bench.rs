@@ -28,6 +28,7 @@
 
 use crate::client::{Client, ClientConfig, Reply};
 use crate::journal::Durability;
+use crate::record::SplitMix64;
 use crate::wire::{self, exec_type, ord_status, NewOrderMsg, TransferRecord};
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
@@ -131,20 +132,6 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Order { crossing: bool },
@@ -168,7 +155,7 @@ struct Counters {
 
 /// The message mix of one connection.
 struct Mix {
-    rng: Rng,
+    rng: SplitMix64,
     owner: u64,
     other_owner: u64,
     mids: [u64; 2],
@@ -184,7 +171,7 @@ impl Mix {
             .map_or(0, |d| d.as_nanos() as u64);
         let owner = 1 + (conn as u64 % 3);
         Mix {
-            rng: Rng(seed ^ (conn as u64).wrapping_mul(0xA24B_AED4_963E_E407)),
+            rng: SplitMix64(seed ^ (conn as u64).wrapping_mul(0xA24B_AED4_963E_E407)),
             owner,
             other_owner: 1 + (owner % 3),
             mids: [60_000, 3_000],

@@ -19,6 +19,7 @@
 use crate::bench::{histogram, in_process_server};
 use crate::client::{Client, ClientConfig, Reply};
 use crate::journal::Durability;
+use crate::record::SplitMix64;
 use crate::wire::{self, exec_type, ord_status, NewOrderMsg, TransferRecord};
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -96,19 +97,8 @@ struct State {
     stop: bool,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n.max(1)
-    }
-}
-
 async fn trader(mut c: Client, k: usize, cfg: DemoConfig, st: Rc<RefCell<State>>) {
-    let mut rng = Rng(cfg.seed ^ (k as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+    let mut rng = SplitMix64(cfg.seed ^ (k as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
     let owner = 1 + (k as u64 % 3);
     let mut sent: HashMap<u64, Instant> = HashMap::new();
     let mut resting: VecDeque<(u64, u32)> = VecDeque::new();
@@ -202,7 +192,7 @@ async fn trader(mut c: Client, k: usize, cfg: DemoConfig, st: Rc<RefCell<State>>
 }
 
 async fn payments(mut c: Client, st: Rc<RefCell<State>>, seed: u64) {
-    let mut rng = Rng(seed ^ 0x7061_796d);
+    let mut rng = SplitMix64(seed ^ 0x7061_796d);
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);

@@ -11,6 +11,7 @@
 //! reads these to know what was acknowledged before it kills the process.
 
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::record::SplitMix64;
 use crate::runtime::{OutputKind, SubmitError};
 use engine::{
     Asset, ClientOrderId, Command, Event, InstrumentId, InstrumentSpec, NewOrder, OrderId,
@@ -48,20 +49,6 @@ pub struct LoadReport {
     pub latency: Histogram<u64>,
     /// Final state hashes per partition.
     pub state_hashes: Vec<u128>,
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// The instrument every partition trades in the load: matching only.
@@ -208,7 +195,7 @@ pub fn run_load(
         }
     }
 
-    let mut rng = Rng(load.seed);
+    let mut rng = SplitMix64(load.seed);
     let mut busy = 0u64;
     let mut mid = 1_000_000u64;
     let interval_ns = 1_000_000_000f64 / load.rate.max(1) as f64;

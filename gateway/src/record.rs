@@ -529,9 +529,9 @@ impl SplitMix64 {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    /// Uniform in `0..n` (`n > 0`; slight modulo bias is fine here).
+    /// Uniform in `0..n` (0 when `n` is 0; slight modulo bias is fine here).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
+        self.next_u64() % n.max(1)
     }
     /// A coin with probability `num/den` of true.
     pub fn chance(&mut self, num: u64, den: u64) -> bool {
