@@ -234,14 +234,6 @@ impl<V: MapValue> FixedMap<V> {
         }
     }
 
-    /// Removes everything, keeping the memory.
-    pub fn clear(&mut self) {
-        for s in &mut self.slots {
-            *s = [0; 4];
-        }
-        self.len = 0;
-    }
-
     /// Entries in slot order (deterministic for a given history).
     pub fn iter(&self) -> impl Iterator<Item = (u128, V)> + '_ {
         self.slots
