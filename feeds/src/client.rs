@@ -206,6 +206,12 @@ impl BookBuilder {
         }
     }
 
+    /// The server refused the last request (its request budget was spent):
+    /// the open hole is reported again by the next message or heartbeat.
+    pub fn request_refused(&mut self) {
+        self.asked = None;
+    }
+
     fn buffer_msg(&mut self, m: &Message) -> Need {
         if self.buffer.len() >= self.buffer_max {
             self.buffer.clear();

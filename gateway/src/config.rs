@@ -146,6 +146,31 @@ stall_ms = 1_000
 # second exceeds this (microseconds).
 fsync_alarm_us = 20_000
 
+[feed]
+# Market data (bourse-md/1 on the server's endpoint).
+# L2 price levels published per side.
+depth = 10
+# Records kept per (instrument, channel) to answer retransmission requests.
+replay = 8_192
+# Longest range one retransmission answers; longer gaps get a snapshot.
+retransmit_max = 1_024
+# Retransmit and snapshot requests per second per subscriber (token bucket
+# refill; 0: unlimited). Requests over it are answered "throttled".
+requests_per_s = 20
+# Request budget size (burst) per subscriber.
+requests_burst = 64
+# Bytes queued to one subscriber before it is treated as slow (L1/L2
+# conflated, anything else reset to a snapshot).
+backlog_bytes = 4_194_304
+# Age of a subscriber's oldest queued record before it is treated as slow (ms).
+backlog_age_ms = 2_000
+# Resets of a slow subscriber before it is disconnected ("slow consumer").
+resets_max = 3
+# Heartbeat per subscription every this many milliseconds (1 to 1000).
+heartbeat_ms = 500
+# Most subscriber connections at once.
+subscribers_max = 1_024
+
 [partitions]
 # Partition of everything not assigned below.
 default = 0
@@ -178,6 +203,8 @@ pub struct BourseConfig {
     pub session: SessionSection,
     /// Alarm thresholds.
     pub watchdog: WatchdogSection,
+    /// Market-data fan-out.
+    pub feed: FeedSection,
     /// Instrument and account assignment to partitions.
     pub partitions: PartitionsSection,
     /// Session tokens.
@@ -471,6 +498,50 @@ impl Default for WatchdogSection {
         WatchdogSection {
             stall_ms: 1_000,
             fsync_alarm_us: 20_000,
+        }
+    }
+}
+
+/// `[feed]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSection {
+    /// L2 levels per side.
+    pub depth: usize,
+    /// Replay ring length per (instrument, channel).
+    pub replay: usize,
+    /// Longest retransmission answered from the ring.
+    pub retransmit_max: u64,
+    /// Requests per second per subscriber (0: unlimited).
+    pub requests_per_s: u32,
+    /// Request budget size.
+    pub requests_burst: u32,
+    /// Slow-subscriber bound, bytes.
+    pub backlog_bytes: usize,
+    /// Slow-subscriber bound, milliseconds.
+    pub backlog_age_ms: u64,
+    /// Resets before a disconnect.
+    pub resets_max: u32,
+    /// Heartbeat interval, milliseconds.
+    pub heartbeat_ms: u64,
+    /// Most subscribers.
+    pub subscribers_max: usize,
+}
+
+impl Default for FeedSection {
+    fn default() -> Self {
+        let m = crate::md::MdConfig::default();
+        FeedSection {
+            depth: m.feed.depth,
+            replay: m.replay,
+            retransmit_max: m.retransmit_max,
+            requests_per_s: m.requests_per_s,
+            requests_burst: m.requests_burst,
+            backlog_bytes: m.backlog_bytes,
+            backlog_age_ms: m.backlog_age.as_millis() as u64,
+            resets_max: m.max_resets,
+            heartbeat_ms: m.heartbeat.as_millis() as u64,
+            subscribers_max: m.max_subscribers,
         }
     }
 }
@@ -1147,6 +1218,34 @@ impl BourseConfig {
                 "must be at least 1".to_string(),
             ));
         }
+        let f = &self.feed;
+        for (k, v) in [
+            ("feed.depth", f.depth as u64),
+            ("feed.replay", f.replay as u64),
+            ("feed.retransmit_max", f.retransmit_max),
+            ("feed.backlog_bytes", f.backlog_bytes as u64),
+            ("feed.backlog_age_ms", f.backlog_age_ms),
+            ("feed.subscribers_max", f.subscribers_max as u64),
+        ] {
+            if v == 0 {
+                return Err(bad(k, "must be at least 1".to_string()));
+            }
+        }
+        if f.requests_per_s > 0 && f.requests_burst == 0 {
+            return Err(bad(
+                "feed.requests_burst",
+                "must be at least 1 when feed.requests_per_s is set".to_string(),
+            ));
+        }
+        if !(1..=1_000).contains(&f.heartbeat_ms) {
+            return Err(bad(
+                "feed.heartbeat_ms",
+                format!(
+                    "{} is out of range 1..=1000 (a loss must show within a second)",
+                    f.heartbeat_ms
+                ),
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.server.log_filter).is_err() {
             return Err(bad(
                 "server.log_filter",
@@ -1266,6 +1365,23 @@ impl BourseConfig {
         self.server.metrics_enabled.then_some(self.server.metrics)
     }
 
+    /// Market-data settings (feed builder capacities at their defaults).
+    pub fn md(&self) -> crate::md::MdConfig {
+        let f = &self.feed;
+        let mut m = crate::md::MdConfig::default();
+        m.feed.depth = f.depth;
+        m.replay = f.replay;
+        m.retransmit_max = f.retransmit_max;
+        m.requests_per_s = f.requests_per_s;
+        m.requests_burst = f.requests_burst;
+        m.backlog_bytes = f.backlog_bytes;
+        m.backlog_age = Duration::from_millis(f.backlog_age_ms);
+        m.max_resets = f.resets_max;
+        m.heartbeat = Duration::from_millis(f.heartbeat_ms);
+        m.max_subscribers = f.subscribers_max;
+        m
+    }
+
     /// Watchdog thresholds.
     pub fn watchdog(&self) -> crate::watchdog::WatchdogConfig {
         crate::watchdog::WatchdogConfig {
@@ -1349,6 +1465,16 @@ mod tests {
         let c = BourseConfig::load(None, vec![], &[]).unwrap();
         assert_eq!(c, BourseConfig::default());
         assert_eq!(c.pipeline().engine, EngineConfig::default());
+        // [feed] reaches the market-data hub.
+        let c = BourseConfig::load(
+            None,
+            env(&[("BOURSE_FEED_REQUESTS_PER_S", "5")]),
+            &[("feed.depth".into(), "3".into())],
+        )
+        .unwrap();
+        let md = c.md();
+        assert_eq!((md.requests_per_s, md.feed.depth), (5, 3));
+        assert_eq!(md.heartbeat, Duration::from_millis(500));
     }
 
     #[test]
@@ -1412,6 +1538,14 @@ mod tests {
         let e = BourseConfig::load(None, vec![], &[("pipeline.partitions".into(), "0".into())])
             .unwrap_err();
         assert_eq!(e.key(), Some("pipeline.partitions"), "{e}");
+
+        let e = BourseConfig::load(None, env(&[("BOURSE_FEED_HEARTBEAT_MS", "5000")]), &[])
+            .unwrap_err();
+        assert_eq!(e.key(), Some("feed.heartbeat_ms"), "{e}");
+        assert!(e.to_string().contains("BOURSE_FEED_HEARTBEAT_MS"), "{e}");
+        let e = BourseConfig::load(None, vec![], &[("feed.requests_burst".into(), "0".into())])
+            .unwrap_err();
+        assert_eq!(e.key(), Some("feed.requests_burst"), "{e}");
 
         let e =
             BourseConfig::load(None, vec![], &[("runtime.idle".into(), "nap".into())]).unwrap_err();

@@ -220,6 +220,7 @@ fn serve(a: ServeArgs) -> ExitCode {
     cfg.listen = conf.server.listen;
     cfg.pipeline = conf.pipeline();
     cfg.session = conf.session();
+    cfg.md = conf.md();
     cfg.busy_poll = conf.server.busy_poll;
     cfg.demo = conf.server.demo;
     cfg.max_sessions = conf.session.max_sessions;

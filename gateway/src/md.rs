@@ -21,12 +21,18 @@
 //! `SLOW_CONSUMER`. Snapshots are taken only between inputs of the
 //! partition holding the instrument (requests wait for that in `pending`).
 //! Garbage from a subscriber gets an `ERROR` record and a close.
+//! Retransmissions come from a bounded ring per (instrument, channel),
+//! found by subtraction (sequence numbers are consecutive); retransmit and
+//! snapshot requests are charged to a per-subscriber token bucket and
+//! refused with `THROTTLED` past it, so no subscriber can make the
+//! publisher's thread do unbounded work. Every subscriber connection that
+//! ends is counted under a `DisconnectReason`.
 //!
-//! Not covered: a server recovered from a journal starts its feed builders
-//! empty (books rebuilt from recovered state are not seeded), so the feed
-//! is exact for books created since the server started. `channel_seq` is per
+//! After a restart the server rebuilds the builders from the journal
+//! (`seed_from_journal`) before accepting subscribers. `channel_seq` is per
 //! partition (the per-instrument sequence is what subscribers check).
 
+use crate::metrics::DisconnectReason;
 use crate::net::{self, Tuning};
 use crate::runtime::{Output, OutputKind};
 use crate::session::Auth;
@@ -55,6 +61,10 @@ pub mod ctl_template {
     pub const HEARTBEAT: u16 = 40;
     /// Server → client: an error code; the connection closes after it.
     pub const ERROR: u16 = 41;
+    /// Server → client: a retransmit or snapshot request was over the
+    /// subscriber's request budget and was not served; ask again after
+    /// `retry_after_ms`.
+    pub const THROTTLED: u16 = 42;
 }
 
 /// Close / error codes.
@@ -112,6 +122,15 @@ pub enum Ctl {
     },
     /// Error (the connection closes after it).
     Error(u32),
+    /// A request for (instrument, channel) was refused by the request budget.
+    Throttled {
+        /// Instrument.
+        instrument: u32,
+        /// Channel.
+        channel: Channel,
+        /// When the budget has room again (milliseconds).
+        retry_after_ms: u32,
+    },
 }
 
 const TOKEN_LEN: usize = 64;
@@ -179,6 +198,16 @@ pub fn encode_ctl(c: &Ctl, out: &mut Vec<u8>) {
             out.extend_from_slice(&code.to_le_bytes());
             out.extend_from_slice(&[0; 4]);
         }
+        Ctl::Throttled {
+            instrument,
+            channel,
+            retry_after_ms,
+        } => {
+            put_header(out, 24, t::THROTTLED);
+            put_key(out, *instrument, *channel);
+            out.extend_from_slice(&retry_after_ms.to_le_bytes());
+            out.extend_from_slice(&[0; 4]);
+        }
     }
 }
 
@@ -210,7 +239,7 @@ pub fn decode_ctl(buf: &[u8]) -> Result<Option<(Ctl, usize)>, Malformed> {
         t::AUTH => 8 + TOKEN_LEN,
         t::SUBSCRIBE | t::SNAPSHOT | t::ERROR => 16,
         t::RETRANSMIT => 32,
-        t::HEARTBEAT => 24,
+        t::HEARTBEAT | t::THROTTLED => 24,
         _ => return Err(Malformed),
     };
     if len != want {
@@ -274,6 +303,17 @@ pub fn decode_ctl(buf: &[u8]) -> Result<Option<(Ctl, usize)>, Malformed> {
                 last: u64_at(b, 16),
             }
         }
+        t::THROTTLED => {
+            let (instrument, channel) = key()?;
+            if b[20..24] != [0; 4] {
+                return Err(Malformed);
+            }
+            Ctl::Throttled {
+                instrument,
+                channel,
+                retry_after_ms: u32_at(b, 16),
+            }
+        }
         _ => {
             if b[12..16] != [0; 4] {
                 return Err(Malformed);
@@ -289,8 +329,16 @@ pub fn decode_ctl(buf: &[u8]) -> Result<Option<(Ctl, usize)>, Malformed> {
 pub struct MdConfig {
     /// Feed builder capacities (L2 depth included).
     pub feed: FeedConfig,
-    /// Messages kept per channel for retransmission.
+    /// Messages kept per (instrument, channel) for retransmission.
     pub replay: usize,
+    /// Longest range one retransmit request is answered with; a longer
+    /// gap gets a snapshot instead (cheaper for both sides).
+    pub retransmit_max: u64,
+    /// Retransmit and snapshot requests per second per subscriber (token
+    /// bucket refill); a request over budget gets `THROTTLED`.
+    pub requests_per_s: u32,
+    /// Request budget size (burst) per subscriber.
+    pub requests_burst: u32,
     /// A subscriber's queued bytes before it is treated as slow.
     pub backlog_bytes: usize,
     /// Age of a subscriber's oldest queued message before it is treated as slow.
@@ -315,7 +363,10 @@ impl Default for MdConfig {
                 instruments_max: 64,
                 queue_max: 1 << 14,
             },
-            replay: 1 << 16,
+            replay: 8_192,
+            retransmit_max: 1_024,
+            requests_per_s: 20,
+            requests_burst: 64,
             backlog_bytes: 4 << 20,
             backlog_age: Duration::from_secs(2),
             conflate_capacity: 1 << 14,
@@ -331,8 +382,44 @@ type Key = (u32, Channel);
 /// Subscriptions per subscriber connection.
 pub const MAX_SUBSCRIPTIONS: usize = 256;
 
-/// A replay ring entry: instrument, instrument_seq, the encoded record.
-type Replayed = (u32, u64, Arc<[u8]>);
+/// The replay ring of one (instrument, channel): the last `replay`
+/// messages as (instrument_seq, encoded record), oldest first. Sequence
+/// numbers are consecutive, so a range is found by subtraction.
+#[derive(Default)]
+struct Replay {
+    q: VecDeque<(u64, Arc<[u8]>)>,
+}
+
+impl Replay {
+    fn push(&mut self, max: usize, seq: u64, b: Arc<[u8]>) {
+        if self.q.len() >= max.max(1) {
+            self.q.pop_front();
+        }
+        self.q.push_back((seq, b));
+    }
+
+    /// `from..=to`, if every one of them is still held.
+    fn range(&self, from: u64, to: u64) -> Option<impl Iterator<Item = &Arc<[u8]>> + '_> {
+        let first = self.q.front()?.0;
+        let at = usize::try_from(from.checked_sub(first)?).ok()?;
+        let n = usize::try_from(to.checked_sub(from)?)
+            .ok()?
+            .checked_add(1)?;
+        let last = self.q.get(at.checked_add(n - 1)?)?;
+        // Consecutive by construction; checked because a hole would send wrong data.
+        if self.q[at].0 != from || last.0 != to {
+            return None;
+        }
+        Some(self.q.range(at..at + n).map(|(_, b)| b))
+    }
+}
+
+/// A subscriber's request budget (token bucket over retransmit and
+/// snapshot requests).
+struct Budget {
+    tokens: u32,
+    refilled_ns: u64,
+}
 
 struct Sub {
     q: VecDeque<(u64, Arc<[u8]>)>,
@@ -344,6 +431,7 @@ struct Sub {
     reset: bool,
     resets: u32,
     close: Option<(u32, String)>,
+    budget: Budget,
     wake: Rc<Notify>,
 }
 
@@ -368,6 +456,10 @@ pub struct MdStats {
     pub slow_disconnects: u64,
     /// Conflated L1 / L2 messages sent.
     pub conflated: u64,
+    /// Retransmit / snapshot requests refused by the request budget.
+    pub throttled: u64,
+    /// Subscriber connections ended, by `DisconnectReason` (its `as usize`).
+    pub disconnects: [u64; DisconnectReason::ALL.len()],
 }
 
 /// The server side: feed builders, replay rings, subscribers.
@@ -376,7 +468,7 @@ pub struct MdHub {
     builders: Vec<FeedBuilder>,
     mid_input: Vec<bool>,
     inst_part: HashMap<u32, usize>,
-    replay: [VecDeque<Replayed>; 5],
+    replay: HashMap<Key, Replay>,
     subs: HashMap<u64, Sub>,
     by_key: HashMap<Key, Vec<u64>>,
     pending: VecDeque<(u64, Req)>,
@@ -407,7 +499,7 @@ impl MdHub {
             builders: (0..n).map(|_| FeedBuilder::new(cfg.feed)).collect(),
             mid_input: vec![false; n],
             inst_part: HashMap::new(),
-            replay: Default::default(),
+            replay: HashMap::new(),
             subs: HashMap::new(),
             by_key: HashMap::new(),
             pending: VecDeque::new(),
@@ -520,12 +612,13 @@ impl MdHub {
             let bytes: Arc<[u8]> = Arc::from(&self.enc[..]);
             self.stats.messages += 1;
             let ch = m.channel();
-            let ring = &mut self.replay[ch.index()];
-            if ring.len() >= self.cfg.replay.max(1) {
-                ring.pop_front();
-            }
-            ring.push_back((m.instrument.0, m.instrument_seq, bytes.clone()));
             let key = (m.instrument.0, ch);
+            // Keys are bounded: the builder refuses instruments past its capacity.
+            self.replay.entry(key).or_default().push(
+                self.cfg.replay,
+                m.instrument_seq,
+                bytes.clone(),
+            );
             let Some(ids) = self.by_key.get(&key) else {
                 continue;
             };
@@ -586,19 +679,22 @@ impl MdHub {
                 }
                 Req::Snapshot(k) => self.send_snapshot(id, k, now),
                 Req::Retransmit(k, from, to) => {
-                    let got: Vec<Arc<[u8]>> = self.replay[k.1.index()]
-                        .iter()
-                        .filter(|(i, s, _)| *i == k.0 && (from..=to).contains(s))
-                        .map(|(_, _, b)| b.clone())
-                        .collect();
-                    if got.len() as u64 == to - from + 1 {
-                        self.stats.retransmits += 1;
-                        let s = self.subs.get_mut(&id).expect("sub");
-                        for b in got {
-                            push_bytes(s, b, now);
+                    let small = to - from < self.cfg.retransmit_max;
+                    let held = match self.replay.get(&k).and_then(|r| r.range(from, to)) {
+                        Some(msgs) if small => {
+                            let s = self.subs.get_mut(&id).expect("sub");
+                            for b in msgs {
+                                push_bytes(s, b.clone(), now);
+                            }
+                            s.wake.notify_one();
+                            true
                         }
-                        s.wake.notify_one();
+                        _ => false,
+                    };
+                    if held {
+                        self.stats.retransmits += 1;
                     } else {
+                        // A large gap, or one the ring no longer holds.
                         self.send_snapshot(id, k, now);
                     }
                 }
@@ -671,10 +767,70 @@ impl MdHub {
                 reset: false,
                 resets: 0,
                 close: None,
+                budget: Budget {
+                    tokens: self.cfg.requests_burst,
+                    refilled_ns: self.now_ns(),
+                },
                 wake: wake.clone(),
             },
         );
         Some((id, wake))
+    }
+
+    /// Charges a retransmit or snapshot request to subscriber `id`'s
+    /// budget; false (and a `THROTTLED` record queued) when it is spent.
+    /// Subscribing is not charged: it is bounded by `MAX_SUBSCRIPTIONS`
+    /// and idempotent.
+    fn admit(&mut self, id: u64, req: &Req) -> bool {
+        let now = self.now_ns();
+        self.admit_at(id, req, now)
+    }
+
+    fn admit_at(&mut self, id: u64, req: &Req, now: u64) -> bool {
+        let key = match req {
+            Req::Subscribe(_) => return true,
+            Req::Snapshot(k) | Req::Retransmit(k, _, _) => *k,
+        };
+        let (per_s, burst) = (u64::from(self.cfg.requests_per_s), self.cfg.requests_burst);
+        if per_s == 0 {
+            return true;
+        }
+        let Some(s) = self.subs.get_mut(&id) else {
+            return false;
+        };
+        let b = &mut s.budget;
+        let earned = now.saturating_sub(b.refilled_ns).saturating_mul(per_s) / 1_000_000_000;
+        if earned > 0 {
+            b.tokens = u64::from(b.tokens)
+                .saturating_add(earned)
+                .min(u64::from(burst)) as u32;
+            // Keep the fraction of a token already earned.
+            b.refilled_ns += earned * 1_000_000_000 / per_s;
+        }
+        if b.tokens > 0 {
+            b.tokens -= 1;
+            return true;
+        }
+        let next_ns = b.refilled_ns + 1_000_000_000 / per_s;
+        let retry_after_ms = next_ns.saturating_sub(now).div_ceil(1_000_000).max(1) as u32;
+        let mut rec = Vec::with_capacity(24);
+        encode_ctl(
+            &Ctl::Throttled {
+                instrument: key.0,
+                channel: key.1,
+                retry_after_ms,
+            },
+            &mut rec,
+        );
+        push_bytes(s, Arc::from(rec), now);
+        s.wake.notify_one();
+        self.stats.throttled += 1;
+        false
+    }
+
+    /// Counts a subscriber connection that ended.
+    fn ended(&mut self, why: DisconnectReason) {
+        self.stats.disconnects[why as usize] += 1;
     }
 
     fn remove_sub(&mut self, id: u64) {
@@ -835,6 +991,11 @@ pub async fn connection(hub: Rc<RefCell<MdHub>>, conn: quinn::Connection) {
         }
     };
     if let Err((code, why)) = authed {
+        hub.borrow_mut().ended(if code == md_close::UNAUTHORIZED {
+            DisconnectReason::AuthFailed
+        } else {
+            DisconnectReason::NotLoggedIn
+        });
         let _ = send.write_all(&fail(code)).await;
         let _ = send.finish();
         let _ = tokio::time::timeout(Duration::from_millis(100), send.stopped()).await;
@@ -842,6 +1003,7 @@ pub async fn connection(hub: Rc<RefCell<MdHub>>, conn: quinn::Connection) {
         return;
     }
     let Some((id, wake)) = hub.borrow_mut().add_sub() else {
+        hub.borrow_mut().ended(DisconnectReason::ServerFull);
         let _ = send.write_all(&fail(md_close::FULL)).await;
         conn.close(
             quinn::VarInt::from_u32(md_close::FULL),
@@ -852,6 +1014,8 @@ pub async fn connection(hub: Rc<RefCell<MdHub>>, conn: quinn::Connection) {
     let hb_every = hub.borrow().cfg.heartbeat;
     let mut next_hb = tokio::time::Instant::now() + hb_every;
     let mut close: Option<(u32, String)> = None;
+    // Why the connection ended when no close of ours says it.
+    let mut gone = DisconnectReason::ConnectionLost;
     'conn: loop {
         // Requests already read.
         loop {
@@ -880,8 +1044,10 @@ pub async fn connection(hub: Rc<RefCell<MdHub>>, conn: quinn::Connection) {
                         }
                     };
                     let mut h = hub.borrow_mut();
-                    h.pending.push_back((id, req));
-                    h.service();
+                    if h.admit(id, &req) {
+                        h.pending.push_back((id, req));
+                        h.service();
+                    }
                 }
                 Err(_) => {
                     close = Some((md_close::PROTOCOL, "malformed record".into()));
@@ -919,7 +1085,10 @@ pub async fn connection(hub: Rc<RefCell<MdHub>>, conn: quinn::Connection) {
                     _ = wake.notified() => {
                         let c = hub.borrow().subs.get(&id).and_then(|s| s.close.clone());
                         if let Some((code, why)) = c {
-                            hub.borrow_mut().remove_sub(id);
+                            let mut h = hub.borrow_mut();
+                            h.remove_sub(id);
+                            h.ended(close_reason(code));
+                            drop(h);
                             conn.close(quinn::VarInt::from_u32(code), why.as_bytes());
                             return;
                         }
@@ -931,18 +1100,43 @@ pub async fn connection(hub: Rc<RefCell<MdHub>>, conn: quinn::Connection) {
         tokio::select! {
             r = recv.read_chunk(4096, true) => match r {
                 Ok(Some(c)) => inbuf.extend_from_slice(&c.bytes),
-                _ => break,
+                Ok(None) => {
+                    gone = DisconnectReason::Normal;
+                    break;
+                }
+                Err(quinn::ReadError::ConnectionLost(
+                    quinn::ConnectionError::ApplicationClosed(a),
+                )) if a.error_code.into_inner() == 0 => {
+                    gone = DisconnectReason::Normal;
+                    break;
+                }
+                Err(_) => break,
             },
             _ = wake.notified() => {}
             _ = tokio::time::sleep_until(next_hb) => {}
         }
     }
-    hub.borrow_mut().remove_sub(id);
+    {
+        let mut h = hub.borrow_mut();
+        h.remove_sub(id);
+        h.ended(close.as_ref().map_or(gone, |(code, _)| close_reason(*code)));
+    }
     if let Some((code, why)) = close {
         let _ = send.write_all(&fail(code)).await;
         let _ = send.finish();
         let _ = tokio::time::timeout(Duration::from_millis(100), send.stopped()).await;
         conn.close(quinn::VarInt::from_u32(code), why.as_bytes());
+    }
+}
+
+/// The disconnect reason of one of our close codes.
+fn close_reason(code: u32) -> DisconnectReason {
+    match code {
+        md_close::NORMAL => DisconnectReason::Normal,
+        md_close::UNAUTHORIZED => DisconnectReason::AuthFailed,
+        md_close::SLOW_CONSUMER => DisconnectReason::SlowConsumer,
+        md_close::FULL => DisconnectReason::ServerFull,
+        _ => DisconnectReason::ProtocolViolation,
     }
 }
 
@@ -975,6 +1169,16 @@ pub enum MdItem {
     },
     /// An error; the server closes next.
     Error(u32),
+    /// A retransmit / snapshot request was over the request budget and was
+    /// not served; ask again after `retry_after_ms`.
+    Throttled {
+        /// Instrument.
+        instrument: u32,
+        /// Channel.
+        channel: Channel,
+        /// When to ask again.
+        retry_after_ms: u32,
+    },
 }
 
 /// Client errors.
@@ -1117,6 +1321,15 @@ impl MdClient {
                     last,
                 },
                 Ctl::Error(code) => MdItem::Error(code),
+                Ctl::Throttled {
+                    instrument,
+                    channel,
+                    retry_after_ms,
+                } => MdItem::Throttled {
+                    instrument,
+                    channel,
+                    retry_after_ms,
+                },
                 _ => return Err(MdError::Protocol("unexpected control record".into())),
             }));
         }
@@ -1155,6 +1368,9 @@ pub struct FeedView {
     pub trades: VecDeque<(u32, TradeMsg)>,
     /// Gaps detected (retransmit or snapshot requests made).
     pub gaps: u64,
+    /// Requests the server refused as over budget (asked again on the
+    /// next message or heartbeat, at most twice a second).
+    pub throttled: u64,
 }
 
 impl FeedView {
@@ -1202,6 +1418,16 @@ impl FeedView {
             } => {
                 let key = (*instrument, *channel as u8);
                 (key, self.books.get_mut(&key)?.sent_up_to(*last))
+            }
+            MdItem::Throttled {
+                instrument,
+                channel,
+                ..
+            } => {
+                self.throttled += 1;
+                let key = (*instrument, *channel as u8);
+                self.books.get_mut(&key)?.request_refused();
+                return None;
             }
             MdItem::Error(_) => return None,
         };
@@ -1256,6 +1482,11 @@ mod tests {
                 last: 42,
             },
             Ctl::Error(md_close::PROTOCOL),
+            Ctl::Throttled {
+                instrument: 2,
+                channel: Channel::L2,
+                retry_after_ms: 50,
+            },
         ];
         let mut b = Vec::new();
         for c in &all {
@@ -1291,5 +1522,82 @@ mod tests {
             &mut r,
         );
         assert_eq!(decode_ctl(&r), Err(Malformed));
+    }
+
+    fn rec(seq: u64) -> Arc<[u8]> {
+        Arc::from(&seq.to_le_bytes()[..])
+    }
+
+    fn seqs<'a>(it: impl Iterator<Item = &'a Arc<[u8]>>) -> Vec<u64> {
+        it.map(|b| u64::from_le_bytes(b[..8].try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn replay_ring_answers_held_ranges_only() {
+        let mut r = Replay::default();
+        assert!(r.range(1, 1).is_none(), "empty ring");
+        for seq in 1..=10 {
+            r.push(4, seq, rec(seq));
+        }
+        // Holds 7..=10.
+        assert_eq!(seqs(r.range(7, 10).unwrap()), vec![7, 8, 9, 10]);
+        assert_eq!(seqs(r.range(8, 8).unwrap()), vec![8]);
+        assert!(r.range(6, 8).is_none(), "6 was evicted");
+        assert!(r.range(9, 11).is_none(), "11 not yet published");
+        assert!(r.range(u64::MAX - 1, u64::MAX).is_none());
+    }
+
+    fn hub(per_s: u32, burst: u32) -> (MdHub, u64) {
+        let cfg = MdConfig {
+            requests_per_s: per_s,
+            requests_burst: burst,
+            ..MdConfig::default()
+        };
+        let mut h = MdHub::new(cfg, 1, Arc::new(Auth::default()));
+        let (id, _) = h.add_sub().unwrap();
+        (h, id)
+    }
+
+    fn queued_throttles(h: &MdHub, id: u64) -> usize {
+        h.subs[&id]
+            .q
+            .iter()
+            .filter(|(_, b)| {
+                matches!(
+                    decode_ctl(b),
+                    Ok(Some((Ctl::Throttled { instrument: 1, .. }, _)))
+                )
+            })
+            .count()
+    }
+
+    #[test]
+    fn requests_over_the_budget_are_throttled_with_a_retry_time() {
+        let (mut h, id) = hub(10, 3);
+        let t0 = 5_000_000_000;
+        h.subs.get_mut(&id).unwrap().budget.refilled_ns = t0;
+        let snap = Req::Snapshot((1, Channel::L2));
+        let admitted = (0..5).filter(|_| h.admit_at(id, &snap, t0)).count();
+        assert_eq!(admitted, 3, "the burst");
+        assert_eq!(queued_throttles(&h, id), 2);
+        assert_eq!(h.stats().throttled, 2);
+        let (_, b) = h.subs[&id].q.back().unwrap();
+        let Ok(Some((Ctl::Throttled { retry_after_ms, .. }, _))) = decode_ctl(b) else {
+            panic!("a throttled record");
+        };
+        assert_eq!(retry_after_ms, 100);
+        // Subscribing is never charged.
+        assert!(h.admit_at(id, &Req::Subscribe((1, Channel::L3)), t0));
+        // The bucket refills at 10/s: one token after 100 ms, not before.
+        assert!(!h.admit_at(id, &snap, t0 + 99_000_000));
+        assert!(h.admit_at(id, &snap, t0 + 100_000_000));
+        assert!(!h.admit_at(id, &snap, t0 + 150_000_000));
+        // A long pause refills to the burst, no further.
+        let later = t0 + 60_000_000_000;
+        assert_eq!((0..10).filter(|_| h.admit_at(id, &snap, later)).count(), 3);
+        // 0 per second: no budget at all.
+        let (mut h, id) = hub(0, 0);
+        assert!((0..100).all(|_| h.admit(id, &snap)));
     }
 }

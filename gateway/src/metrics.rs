@@ -61,11 +61,13 @@ pub enum DisconnectReason {
     ConnectionLost,
     /// The server is stopping.
     ServerShutdown,
+    /// Refused at connect: the subscriber or session table is full.
+    ServerFull,
 }
 
 impl DisconnectReason {
     /// Every reason, in label order.
-    pub const ALL: [DisconnectReason; 10] = [
+    pub const ALL: [DisconnectReason; 11] = [
         DisconnectReason::Normal,
         DisconnectReason::ProtocolViolation,
         DisconnectReason::AuthFailed,
@@ -76,6 +78,7 @@ impl DisconnectReason {
         DisconnectReason::TakenOver,
         DisconnectReason::ConnectionLost,
         DisconnectReason::ServerShutdown,
+        DisconnectReason::ServerFull,
     ];
 
     /// Stable snake_case name (the label value).
@@ -91,6 +94,7 @@ impl DisconnectReason {
             DisconnectReason::TakenOver => "taken_over",
             DisconnectReason::ConnectionLost => "connection_lost",
             DisconnectReason::ServerShutdown => "server_shutdown",
+            DisconnectReason::ServerFull => "server_full",
         }
     }
 
@@ -110,8 +114,12 @@ pub struct GatewayMetrics {
     sessions: AtomicI64,
     subscribers: AtomicI64,
     conflations: AtomicU64,
-    disconnects: [AtomicU64; 10],
+    /// Order-entry sessions, by reason.
+    disconnects: [AtomicU64; DisconnectReason::ALL.len()],
+    /// Market-data subscriber connections, by reason.
+    md_disconnects: [AtomicU64; DisconnectReason::ALL.len()],
     throttles: AtomicU64,
+    md_throttles: AtomicU64,
     busy: AtomicU64,
 }
 
@@ -154,6 +162,15 @@ impl GatewayMetrics {
     pub fn throttled(&self) {
         self.throttles.fetch_add(1, Ordering::Relaxed);
     }
+    /// `n` market-data subscriber connections ended for `reason`.
+    pub fn md_disconnected(&self, reason: DisconnectReason, n: u64) {
+        self.md_disconnects[reason as usize].fetch_add(n, Ordering::Relaxed);
+    }
+    /// `n` market-data retransmit / snapshot requests were refused by a
+    /// subscriber's request budget.
+    pub fn md_throttled(&self, n: u64) {
+        self.md_throttles.fetch_add(n, Ordering::Relaxed);
+    }
     /// A request was refused with `busy` (a full inbound ring).
     pub fn busy(&self) {
         self.busy.fetch_add(1, Ordering::Relaxed);
@@ -162,9 +179,13 @@ impl GatewayMetrics {
     pub fn sessions(&self) -> i64 {
         self.sessions.load(Ordering::Relaxed)
     }
-    /// Disconnects so far for `reason`.
+    /// Order-entry disconnects so far for `reason`.
     pub fn disconnects(&self, reason: DisconnectReason) -> u64 {
         self.disconnects[reason as usize].load(Ordering::Relaxed)
+    }
+    /// Market-data disconnects so far for `reason`.
+    pub fn md_disconnects(&self, reason: DisconnectReason) -> u64 {
+        self.md_disconnects[reason as usize].load(Ordering::Relaxed)
     }
 }
 
@@ -658,16 +679,32 @@ impl Collector for Exposition {
             "Market-data updates conflated for slow subscribers",
             &[(vec![], g.conflations.load(Ordering::Relaxed))],
         )?;
-        let disc: Vec<(Labels, u64)> = DisconnectReason::ALL
-            .iter()
-            .map(|r| (vec![("reason", r.name().to_string())], g.disconnects(*r)))
-            .collect();
-        counter(e, "bourse_disconnects", "Sessions ended, by reason", &disc)?;
+        // `endpoint`: order entry (bourse-oe/1) or market data (bourse-md/1).
+        let endpoint = |name: &str| vec![("endpoint", name.to_string())];
+        let mut disc: Vec<(Labels, u64)> = Vec::new();
+        for (name, by_reason) in [
+            ("order_entry", &g.disconnects),
+            ("market_data", &g.md_disconnects),
+        ] {
+            for r in DisconnectReason::ALL {
+                let n = by_reason[r as usize].load(Ordering::Relaxed);
+                disc.push((with(endpoint(name), "reason", r.name()), n));
+            }
+        }
+        counter(
+            e,
+            "bourse_disconnects",
+            "Connections ended, by endpoint and reason",
+            &disc,
+        )?;
         counter(
             e,
             "bourse_throttles",
-            "Requests refused by a session throttle",
-            &[(vec![], g.throttles.load(Ordering::Relaxed))],
+            "Requests refused by a throttle (order entry: new orders over the session rate; market data: retransmit / snapshot requests over the subscriber budget)",
+            &[
+                (endpoint("order_entry"), g.throttles.load(Ordering::Relaxed)),
+                (endpoint("market_data"), g.md_throttles.load(Ordering::Relaxed)),
+            ],
         )?;
         counter(
             e,

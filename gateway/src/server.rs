@@ -723,10 +723,12 @@ async fn sweep(hub: Rc<RefCell<Hub>>, md: Rc<RefCell<crate::md::MdHub>>) {
             let st = md.stats();
             m.gateway.set_subscribers(md.subscribers() as i64);
             m.gateway.conflated(st.conflated - seen.conflated);
-            for _ in seen.slow_disconnects..st.slow_disconnects {
+            for r in crate::metrics::DisconnectReason::ALL {
+                let i = r as usize;
                 m.gateway
-                    .disconnected(crate::metrics::DisconnectReason::SlowConsumer);
+                    .md_disconnected(r, st.disconnects[i] - seen.disconnects[i]);
             }
+            m.gateway.md_throttled(st.throttled - seen.throttled);
             seen = st;
         }
         let mut h = hub.borrow_mut();

@@ -7,9 +7,11 @@ use feeds::msg::Channel;
 use gateway::client::{limit, Client, ClientConfig, Reply};
 use gateway::identity::load_client_identity;
 use gateway::md::{md_close, Ctl, FeedView, MdClient, MdConfig, MdItem};
+use gateway::metrics::{DisconnectReason, MetricsState};
 use gateway::net::Tuning;
 use gateway::server::{self, ServerConfig, ServerHandle};
 use gateway::wire::exec_type;
+use std::sync::Arc;
 use std::time::Duration;
 
 const BTC: u32 = 1;
@@ -22,6 +24,10 @@ struct TestServer {
 }
 
 fn start(md: MdConfig) -> TestServer {
+    start_with(md, None)
+}
+
+fn start_with(md: MdConfig, metrics: Option<Arc<MetricsState>>) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = ServerConfig::new(dir.path());
     cfg.listen = "127.0.0.1:0".parse().unwrap();
@@ -29,6 +35,7 @@ fn start(md: MdConfig) -> TestServer {
     cfg.pipeline.runtime.pin = false;
     cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
     cfg.md = md;
+    cfg.metrics = metrics;
     let handle = server::start(cfg).unwrap();
     let id = load_client_identity(dir.path()).unwrap();
     TestServer {
@@ -296,7 +303,8 @@ fn seq_or0(v: &FeedView, ch: Channel) -> u64 {
 
 #[tokio::test(flavor = "current_thread")]
 async fn garbage_gets_an_error_and_a_close() {
-    let s = start(MdConfig::default());
+    let metrics = MetricsState::new();
+    let s = start_with(MdConfig::default(), Some(metrics.clone()));
     // Garbage instead of authentication.
     let mut c = MdClient::connect(
         s.handle.addr(),
@@ -332,6 +340,24 @@ async fn garbage_gets_an_error_and_a_close() {
     trade(&mut t, 20, 5).await;
     let r = reference(&s).await;
     assert!(seq(&r, Channel::L3) >= 20);
+    // Each close is counted under its reason (the gateway copies the
+    // market-data counters into the metrics twice a second).
+    let g = &metrics.gateway;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while g.md_disconnects(DisconnectReason::ProtocolViolation) < 4 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("protocol closes counted");
+    assert_eq!(g.md_disconnects(DisconnectReason::ProtocolViolation), 4);
+    assert_eq!(g.md_disconnects(DisconnectReason::AuthFailed), 1);
+    assert_eq!(g.md_disconnects(DisconnectReason::SlowConsumer), 0);
+    assert_eq!(
+        g.disconnects(DisconnectReason::AuthFailed),
+        0,
+        "not order entry"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,4 +464,92 @@ async fn market_data_after_a_restart_shows_the_recovered_books() {
     tokio::task::spawn_blocking(move || handle.shutdown())
         .await
         .unwrap();
+}
+
+/// Reads items for `quiet` after the last one arrives.
+async fn drain_items(c: &mut MdClient, quiet: Duration) -> Vec<MdItem> {
+    let mut got = Vec::new();
+    while let Ok(item) = tokio::time::timeout(quiet, c.next()).await {
+        got.push(item.unwrap());
+    }
+    got
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn requests_over_budget_are_throttled_and_big_gaps_get_a_snapshot() {
+    let s = start(MdConfig {
+        requests_per_s: 2,
+        requests_burst: 5,
+        retransmit_max: 4,
+        ..MdConfig::default()
+    });
+    let mut t = s.trader(1).await;
+    trade(&mut t, 40, 6).await;
+    let (mut c, mut v) = s.subscriber(&[Channel::L3]).await;
+    pump(&mut c, &mut v, |v| v.books.values().all(|b| b.is_live())).await;
+    let last = seq(&v, Channel::L3);
+    assert!(last >= 40);
+    // A small gap still in the ring: exactly those messages.
+    let rt = |from, to| Ctl::Retransmit {
+        instrument: BTC,
+        channel: Channel::L3,
+        from,
+        to,
+    };
+    c.request(&rt(last - 2, last)).await.unwrap();
+    let got = drain_items(&mut c, Duration::from_millis(300)).await;
+    let seqs: Vec<u64> = got
+        .iter()
+        .filter_map(|i| match i {
+            MdItem::Message(m) => Some(m.instrument_seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, vec![last - 2, last - 1, last], "{got:?}");
+    // A gap longer than retransmit_max: a snapshot instead.
+    c.request(&rt(last - 9, last)).await.unwrap();
+    let got = drain_items(&mut c, Duration::from_millis(300)).await;
+    assert!(
+        got.iter().any(|i| matches!(i, MdItem::Snapshot(_)))
+            && !got.iter().any(|i| matches!(i, MdItem::Message(_))),
+        "{got:?}"
+    );
+    // Two of the five-request burst are spent; a flood of 30 more: 3 (or 4,
+    // if a token was earned meanwhile) are served, the rest are refused by
+    // name with a retry time, and the connection stays up.
+    for _ in 0..30 {
+        c.request(&Ctl::Snapshot {
+            instrument: BTC,
+            channel: Channel::L3,
+        })
+        .await
+        .unwrap();
+    }
+    let got = drain_items(&mut c, Duration::from_millis(300)).await;
+    let snaps = got
+        .iter()
+        .filter(|i| matches!(i, MdItem::Snapshot(_)))
+        .count();
+    let throttled: Vec<u32> = got
+        .iter()
+        .filter_map(|i| match i {
+            MdItem::Throttled {
+                instrument: BTC,
+                channel: Channel::L3,
+                retry_after_ms,
+            } => Some(*retry_after_ms),
+            _ => None,
+        })
+        .collect();
+    assert!((3..=4).contains(&snaps), "{snaps} snapshots served");
+    assert_eq!(snaps + throttled.len(), 30);
+    assert!(throttled.iter().all(|&ms| (1..=500).contains(&ms)));
+    for item in &got {
+        v.apply(item);
+    }
+    assert!(v.throttled >= 26);
+    // Still subscribed and live: new orders reach the book.
+    trade(&mut t, 10, 7).await;
+    let target = last + 10;
+    pump(&mut c, &mut v, |v| seq(v, Channel::L3) >= target).await;
 }

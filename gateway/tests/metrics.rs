@@ -230,18 +230,22 @@ fn scraped_metrics_health_and_readiness_after_recovery() {
     state
         .gateway
         .session_closed(gateway::metrics::DisconnectReason::SlowConsumer);
+    state
+        .gateway
+        .md_disconnected(gateway::metrics::DisconnectReason::AuthFailed, 2);
+    state.gateway.md_throttled(5);
     let s = scrape(addr);
     assert_eq!(value(&s, "bourse_sessions", &[]), 1.0);
-    assert_eq!(value(&s, "bourse_throttles_total", &[]), 1.0);
+    let oe = ("endpoint", "order_entry");
+    let md = ("endpoint", "market_data");
+    assert_eq!(value(&s, "bourse_throttles_total", &[oe]), 1.0);
+    assert_eq!(value(&s, "bourse_throttles_total", &[md]), 5.0);
     assert_eq!(value(&s, "bourse_conflations_total", &[]), 3.0);
-    assert_eq!(
-        value(
-            &s,
-            "bourse_disconnects_total",
-            &[("reason", "slow_consumer")]
-        ),
-        1.0
-    );
+    let disc = |labels: &[(&str, &str)]| value(&s, "bourse_disconnects_total", labels);
+    assert_eq!(disc(&[oe, ("reason", "slow_consumer")]), 1.0);
+    assert_eq!(disc(&[md, ("reason", "slow_consumer")]), 0.0);
+    assert_eq!(disc(&[md, ("reason", "auth_failed")]), 2.0);
+    assert_eq!(disc(&[oe, ("reason", "auth_failed")]), 0.0);
 
     // Shutdown: the engine stops, readiness goes away, the snapshot is counted.
     p.shutdown();
