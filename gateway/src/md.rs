@@ -1013,6 +1013,10 @@ pub async fn connection(hub: Rc<RefCell<MdHub>>, conn: quinn::Connection) {
     };
     let hb_every = hub.borrow().cfg.heartbeat;
     let mut next_hb = tokio::time::Instant::now() + hb_every;
+    // One timer for the connection's life, reset when it fires (a new one
+    // per loop turn would cost a timer-wheel insert per flush).
+    let hb_timer = tokio::time::sleep_until(next_hb);
+    tokio::pin!(hb_timer);
     let mut close: Option<(u32, String)> = None;
     // Why the connection ended when no close of ours says it.
     let mut gone = DisconnectReason::ConnectionLost;
@@ -1059,9 +1063,13 @@ pub async fn connection(hub: Rc<RefCell<MdHub>>, conn: quinn::Connection) {
             close = Some((md_close::PROTOCOL, "oversized record".into()));
             break;
         }
-        let hb = tokio::time::Instant::now() >= next_hb;
+        let now = tokio::time::Instant::now();
+        let hb = now >= next_hb;
         if hb {
-            next_hb += hb_every;
+            // Behind (a long write): no catch-up burst, the next one at
+            // least half an interval from now.
+            next_hb = (next_hb + hb_every).max(now + hb_every / 2);
+            hb_timer.as_mut().reset(next_hb);
         }
         out.clear();
         if let Err(c) = hub.borrow_mut().take(id, &mut out, 256 << 10, hb) {
@@ -1113,7 +1121,7 @@ pub async fn connection(hub: Rc<RefCell<MdHub>>, conn: quinn::Connection) {
                 Err(_) => break,
             },
             _ = wake.notified() => {}
-            _ = tokio::time::sleep_until(next_hb) => {}
+            _ = &mut hb_timer => {}
         }
     }
     {
