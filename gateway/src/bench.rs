@@ -12,8 +12,31 @@
 //!
 //! Series: order → ack (first report answering the request), order → fill
 //! (first trade report of a crossing order's own request), transfer →
-//! result. The trade → market-data series needs the market-data feed, which
-//! this build does not have; it is reported as skipped.
+//! result, and trade → market data: from a crossing order's intended send
+//! to the moment a market-data subscriber (its own `bourse-md/1` connection
+//! on the same endpoint and token, subscribed to the `Trades` channel of
+//! both bench instruments before the clock starts, driven by the same client
+//! runtime) reads the first trade message naming that order as taker.
+//!
+//! The join: the feed is built per partition before order ids are
+//! globalized, so a trade message's `taker_order_id` is partition-local,
+//! while execution reports carry the global id (partition in the top 8
+//! bits, `runtime::globalize`). An instrument lives in exactly one partition,
+//! so the bench joins on (instrument, local id, engine input): correct for
+//! any partition count, in-process (one partition: both ids coincide) or
+//! `--server`. The engine input (`engine_seq`, partition-local on both the
+//! report and the feed message) keeps a new order's own trades apart from
+//! trades it takes part in later under the same id (a resting crossing
+//! order replaced through the book). The taker's id and input come from the
+//! crossing order's `NEW` report (a trade report of the same request may
+//! name an own resting maker instead). Whichever of the report and the feed
+//! message arrives second completes the pair; both maps are bounded
+//! (`MdJoin`). A crossing order whose own trade reports arrived but whose
+//! feed message had not by the end of the drain is charged its latency so
+//! far and counted missing (as are trades lost to a feed reset or a dropped
+//! feed), so a lossy feed cannot improve the percentiles. If the
+//! subscription cannot be made the series is reported unavailable with the
+//! reason; the rest of the run goes on.
 //!
 //! Output: a percentile table with ratios to the raw quinn ping-pong floor
 //! measured in the same run, HdrHistogram percentile-distribution files
@@ -24,17 +47,22 @@
 //! Invariants: the schedule never waits for replies except through the
 //! in-flight window (bounded memory); every request sent is either answered
 //! or, at the end of the drain, recorded with its latency so far (a lost or
-//! stuck reply cannot make the percentiles look better).
+//! stuck reply cannot make the percentiles look better); the same holds for
+//! the feed message owed by each trade of the bench.
 
 use crate::client::{Client, ClientConfig, Reply};
 use crate::journal::Durability;
+use crate::md::{MdClient, MdItem};
 use crate::record::SplitMix64;
 use crate::wire::{self, exec_type, ord_status, NewOrderMsg, TransferRecord};
+use feeds::msg::{Body, Channel};
 use hdrhistogram::Histogram;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,6 +141,21 @@ pub struct LoadResult {
     pub transfer: Histogram<u64>,
     /// Order → ack measured from the actual send (not corrected).
     pub ack_uncorrected: Histogram<u64>,
+    /// Crossing orders that traded: intended send → the first `Trades`
+    /// message naming the order as taker at a market-data subscriber
+    /// (missing ones included, charged at the end of the drain).
+    pub trade_md: Histogram<u64>,
+    /// Trades of the bench whose market-data message never arrived (in
+    /// `trade_md` with their latency at the end of the drain).
+    pub trade_md_missing: u64,
+    /// Snapshots received after subscribing: the server reset the
+    /// subscriber as slow and dropped the trades queued for it.
+    pub trade_md_resets: u64,
+    /// Why trade → market data was not measured (the subscription failed);
+    /// `trade_md` is then empty.
+    pub trade_md_unavailable: Option<String>,
+    /// Why the feed ended during the run; trades after it count as missing.
+    pub trade_md_lost: Option<String>,
 }
 
 impl LoadResult {
@@ -145,6 +188,8 @@ struct Pend {
     kind: Kind,
     answered: bool,
     filled: bool,
+    /// A crossing order's trades on the feed, from its `NEW` report.
+    taker: Option<TakerKey>,
 }
 
 #[derive(Default)]
@@ -184,7 +229,7 @@ impl Mix {
     /// Queues the next message; returns its request number and kind.
     fn queue(&mut self, c: &mut Client) -> (u64, Kind) {
         let r = &mut self.rng;
-        let inst = 1 + r.below(2) as u32;
+        let inst = BENCH_INSTRUMENTS[r.below(BENCH_INSTRUMENTS.len() as u64) as usize];
         let mid = &mut self.mids[inst as usize - 1];
         if r.below(50) == 0 {
             *mid = (*mid + r.below(5)).saturating_sub(2).max(100);
@@ -253,6 +298,233 @@ impl Mix {
     }
 }
 
+/// A taker trade as the feed names it: (instrument, partition-local taker
+/// order id, engine input). The input tells a new order's own trades from
+/// those it takes part in later under the same id (a replace that crosses).
+type TakerKey = (u32, u64, u64);
+
+/// The feed's key for an order the client knows by its global id, in the
+/// input `engine_seq` (partition-local, as on the feed).
+fn taker_key(instrument: u32, global_order_id: u64, engine_seq: u64) -> TakerKey {
+    let (_, local) = crate::runtime::localize(engine::OrderId(global_order_id));
+    (instrument, local.0, engine_seq)
+}
+
+/// Most entries of each `MdJoin` map, whatever the rate and duration.
+const MD_JOIN_MAX: usize = 4 << 20;
+
+/// A crossing order waiting for its trade on the feed.
+#[derive(Clone, Copy, Debug)]
+struct Expect {
+    intended: u64,
+    /// Its own taker trade report arrived: a feed message is owed.
+    traded: bool,
+}
+
+/// Joins crossing orders (known from their reports) with trade messages
+/// (known from the feed), whichever arrives second. Times are ns since the
+/// run's start.
+///
+/// Bounded: `expect` holds crossing orders from their `NEW` report until
+/// their feed message, or until they finish without trading (forgotten);
+/// at the cap a newcomer is charged at once as missing. `seen` holds feed
+/// trades whose taker the bench does not know yet (the feed can beat the
+/// report), and trades of takers it will never know (other clients of a
+/// remote server); at the cap its older half is dropped, and a bench order
+/// whose feed message was dropped so is charged as missing at the end, never
+/// credited with a shorter latency.
+#[derive(Debug)]
+struct MdJoin {
+    cap: usize,
+    expect: HashMap<TakerKey, Expect>,
+    seen: HashMap<TakerKey, u64>,
+    /// The last (taker, input) per instrument on the feed: a taker's trades
+    /// are consecutive (one engine input), only the first counts.
+    last_taker: HashMap<u32, (u64, u64)>,
+    /// Entries of `expect` with `traded` set.
+    awaiting: usize,
+    hist: Histogram<u64>,
+    missing: u64,
+    resets: u64,
+    lost: Option<String>,
+}
+
+impl MdJoin {
+    fn new(cap: usize) -> MdJoin {
+        MdJoin {
+            cap: cap.clamp(1 << 10, MD_JOIN_MAX),
+            expect: HashMap::new(),
+            seen: HashMap::new(),
+            last_taker: HashMap::new(),
+            awaiting: 0,
+            hist: histogram(),
+            missing: 0,
+            resets: 0,
+            lost: None,
+        }
+    }
+
+    /// A crossing order's `NEW` report told its id (`now`: this moment).
+    fn order(&mut self, key: TakerKey, intended: u64, now: u64) {
+        if let Some(arrival) = self.seen.remove(&key) {
+            let _ = self.hist.record(arrival.saturating_sub(intended).max(1));
+        } else if self.expect.len() >= self.cap {
+            // No room to wait for it: charge what it has waited so far.
+            self.missing += 1;
+            let _ = self.hist.record(now.saturating_sub(intended).max(1));
+        } else {
+            self.expect.insert(
+                key,
+                Expect {
+                    intended,
+                    traded: false,
+                },
+            );
+        }
+    }
+
+    /// The order's own taker trade report arrived.
+    fn traded(&mut self, key: TakerKey) {
+        if let Some(e) = self.expect.get_mut(&key) {
+            if !e.traded {
+                e.traded = true;
+                self.awaiting += 1;
+            }
+        }
+    }
+
+    /// The order is finished (or no longer followed) without a taker trade.
+    fn untraded(&mut self, key: TakerKey) {
+        if self.expect.get(&key).is_some_and(|e| !e.traded) {
+            self.expect.remove(&key);
+        }
+    }
+
+    /// An own order the series does not measure (passive, replaced): a
+    /// feed trade it caused as taker is not waited for.
+    fn unmeasured(&mut self, key: TakerKey) {
+        self.seen.remove(&key);
+    }
+
+    /// A trade message arrived at the subscriber.
+    fn feed_trade(&mut self, key: TakerKey, arrival: u64) {
+        if self.last_taker.insert(key.0, (key.1, key.2)) == Some((key.1, key.2)) {
+            return;
+        }
+        if let Some(e) = self.expect.remove(&key) {
+            if e.traded {
+                self.awaiting -= 1;
+            }
+            let _ = self.hist.record(arrival.saturating_sub(e.intended).max(1));
+            return;
+        }
+        if self.seen.len() >= self.cap {
+            let mut t: Vec<u64> = self.seen.values().copied().collect();
+            let mid = t.len() / 2;
+            let (_, &mut median, _) = t.select_nth_unstable(mid);
+            self.seen.retain(|_, a| *a > median);
+        }
+        self.seen.entry(key).or_insert(arrival);
+    }
+
+    /// End of the run: every trade still owed a feed message is charged
+    /// its latency so far.
+    fn finish(&mut self, now: u64) {
+        for e in self.expect.values().filter(|e| e.traded) {
+            self.missing += 1;
+            let _ = self.hist.record(now.saturating_sub(e.intended).max(1));
+        }
+        self.expect.clear();
+        self.seen.clear();
+        self.awaiting = 0;
+    }
+}
+
+/// Opens the market-data connection and subscribes to the trades of both
+/// bench instruments; returns once both snapshots arrived, so no trade of
+/// the run can precede the subscription.
+async fn md_subscribe(target: &Target) -> Result<MdClient, String> {
+    let mut c = MdClient::connect(
+        target.addr,
+        &target.cert_der,
+        &target.token,
+        &crate::net::Tuning::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    for inst in BENCH_INSTRUMENTS {
+        c.subscribe(inst, Channel::Trades)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut snapshots = 0;
+    while snapshots < BENCH_INSTRUMENTS.len() {
+        match c.next().await.map_err(|e| e.to_string())? {
+            MdItem::Snapshot(_) => snapshots += 1,
+            MdItem::Error(code) => return Err(format!("the server refused: {}", md_code(code))),
+            MdItem::Message(_) | MdItem::Heartbeat { .. } => {}
+        }
+    }
+    Ok(c)
+}
+
+fn md_code(code: u32) -> String {
+    use crate::md::md_close as m;
+    match code {
+        m::NORMAL => "closed".into(),
+        m::UNAUTHORIZED => "unauthorized (token without read permission?)".into(),
+        m::PROTOCOL => "protocol error".into(),
+        m::SLOW_CONSUMER => "slow consumer".into(),
+        m::FULL => "too many subscribers".into(),
+        c => format!("code {c}"),
+    }
+}
+
+/// Reads the feed until `stop`, handing trades to the join. A feed error
+/// ends the reader and is kept as `lost` (no panic, no retry: the trades it
+/// misses are charged as missing).
+async fn md_read(
+    mut c: MdClient,
+    join: Rc<RefCell<MdJoin>>,
+    start: Instant,
+    stop: Rc<tokio::sync::Notify>,
+) {
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = stop.notified() => break,
+            r = c.next() => r,
+        };
+        let now = Instant::now().saturating_duration_since(start).as_nanos() as u64;
+        match item {
+            Ok(MdItem::Message(m)) => {
+                if let Body::Trade(t) = m.body {
+                    join.borrow_mut()
+                        .feed_trade((m.instrument.0, t.taker_order_id, m.engine_seq.0), now);
+                }
+            }
+            Ok(MdItem::Snapshot(_)) => join.borrow_mut().resets += 1,
+            Ok(MdItem::Heartbeat { .. }) => {}
+            Ok(MdItem::Error(code)) => {
+                join.borrow_mut().lost =
+                    Some(format!("the server ended the feed: {}", md_code(code)));
+                break;
+            }
+            Err(e) => {
+                join.borrow_mut().lost = Some(format!("feed: {e}"));
+                break;
+            }
+        }
+    }
+    c.connection().close(
+        quinn::VarInt::from_u32(crate::md::md_close::NORMAL),
+        b"bench done",
+    );
+}
+
+/// The instruments `Mix::queue` trades.
+const BENCH_INSTRUMENTS: [u32; 2] = [1, 2];
+
 struct ConnOut {
     ack: Histogram<u64>,
     fill: Histogram<u64>,
@@ -266,12 +538,18 @@ struct ConnOut {
     last_ns: u64,
 }
 
+/// How long a connection keeps reading after its last crossing order's
+/// answer (its trade reports come from the same engine input, in the same
+/// or the next write).
+const LINGER_NS: u64 = 100_000_000;
+
 async fn drive(
     mut c: Client,
     conn: usize,
     spec: LoadSpec,
     start: Instant,
     counters: Arc<Counters>,
+    md: Option<Rc<RefCell<MdJoin>>>,
 ) -> Result<ConnOut, String> {
     let ns = |t: Instant| t.saturating_duration_since(start).as_nanos() as u64;
     let per_conn = spec.rate as f64 / spec.connections.max(1) as f64;
@@ -298,6 +576,10 @@ async fn drive(
     let mut i = 0u64;
     let mut inflight = 0usize;
     let mut last_prune = 0u64;
+    // A crossing order's `NEW` report answers it; its trade reports follow
+    // from the same input. After the last answer, keep reading briefly so
+    // the last orders' fills are not cut off.
+    let mut linger_until = 0u64;
     loop {
         let now = ns(Instant::now());
         let mut queued = false;
@@ -315,6 +597,7 @@ async fn drive(
                     kind,
                     answered: false,
                     filled: false,
+                    taker: None,
                 },
             );
             i += 1;
@@ -326,7 +609,7 @@ async fn drive(
         if queued {
             c.flush().await.map_err(|e| e.to_string())?;
         }
-        if i >= total && inflight == 0 {
+        if i >= total && inflight == 0 && now >= linger_until {
             break;
         }
         if now >= deadline {
@@ -334,6 +617,8 @@ async fn drive(
         }
         let next_send = if i < total && inflight < spec.window.max(1) {
             intended(i)
+        } else if i >= total && inflight == 0 {
+            linger_until
         } else {
             deadline
         };
@@ -386,7 +671,32 @@ async fn drive(
                 }
             }
         }
-        let mut done = !matches!(p.kind, Kind::Order { crossing: true });
+        let crossing = matches!(p.kind, Kind::Order { crossing: true });
+        if crossing {
+            linger_until = linger_until.max((now + LINGER_NS).min(deadline));
+        }
+        let mut done = !crossing;
+        if let (Some(r), Some(md)) = (report, &md) {
+            if r.order_id != 0 {
+                let key = taker_key(r.instrument, r.order_id, r.engine_seq);
+                let mut j = md.borrow_mut();
+                if crossing && r.exec_type == exec_type::NEW && p.taker.is_none() {
+                    // The taker's id: trade reports of this request may
+                    // name an own resting maker instead.
+                    p.taker = Some(key);
+                    j.order(key, p.intended, now);
+                } else if crossing && r.exec_type == exec_type::TRADE {
+                    // Every trade of this request's input has the new order
+                    // as taker (the mix places no stops), whichever side
+                    // this report names.
+                    if let Some(k) = p.taker {
+                        j.traded(k);
+                    }
+                } else if !(crossing && p.taker == Some(key)) {
+                    j.unmeasured(key);
+                }
+            }
+        }
         if let Some(r) = report {
             if r.exec_type == exec_type::REJECTED {
                 out.rejected += 1;
@@ -418,12 +728,23 @@ async fn drive(
             }
         }
         if done {
-            pending.remove(&req);
+            if let (Some(p), Some(md)) = (pending.remove(&req), &md) {
+                if let Some(k) = p.taker {
+                    md.borrow_mut().untraded(k);
+                }
+            }
         }
-        // Crossing orders that rested without trading: forget them after a second.
+        // Crossing orders that rested without trading: forget them after a
+        // second (as a resting maker they owe the feed no taker trade).
         if now > last_prune + 1_000_000_000 {
             last_prune = now;
-            pending.retain(|_, p| !p.answered || p.intended + 1_000_000_000 > now);
+            pending.retain(|_, p| {
+                let keep = !p.answered || p.intended + 1_000_000_000 > now;
+                if let (false, Some(k), Some(md)) = (keep, p.taker, &md) {
+                    md.borrow_mut().untraded(k);
+                }
+                keep
+            });
         }
     }
     // Whatever is still unanswered is charged its latency so far.
@@ -448,6 +769,20 @@ async fn drive(
     Ok(out)
 }
 
+/// How long the market-data subscription may take before the series is
+/// reported unavailable.
+const MD_SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The subscriber's part of a run.
+#[derive(Default)]
+struct MdOut {
+    hist: Option<Histogram<u64>>,
+    missing: u64,
+    resets: u64,
+    unavailable: Option<String>,
+    lost: Option<String>,
+}
+
 /// Runs one open-loop load against `target`: connects every session, then
 /// offers `spec.rate` for `spec.duration` and drains. The client runtime
 /// runs on its own thread; this thread prints progress when asked.
@@ -456,7 +791,7 @@ pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> 
     let (target2, spec2, counters2) = (target.clone(), spec.clone(), counters.clone());
     let worker = std::thread::Builder::new()
         .name("bench-client".into())
-        .spawn(move || -> Result<(Vec<ConnOut>, f64), String> {
+        .spawn(move || -> Result<(Vec<ConnOut>, MdOut), String> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .event_interval(if spec2.client_spin { 1 } else { 61 })
@@ -473,7 +808,28 @@ pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> 
                     );
                     clients.push(Client::connect(&cfg).await.map_err(|e| e.to_string())?);
                 }
+                // Subscribed (snapshots in) before the clock starts.
+                let sub = match tokio::time::timeout(MD_SUBSCRIBE_TIMEOUT, md_subscribe(&target2))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(format!(
+                        "no snapshot within {} s of subscribing",
+                        MD_SUBSCRIBE_TIMEOUT.as_secs()
+                    )),
+                };
                 let start = Instant::now();
+                let planned = (spec2.rate as f64 * spec2.duration.as_secs_f64()) as usize;
+                let stop = Rc::new(tokio::sync::Notify::new());
+                let (join, reader, unavailable) = match sub {
+                    Ok(c) => {
+                        let j = Rc::new(RefCell::new(MdJoin::new(planned)));
+                        let t =
+                            tokio::task::spawn_local(md_read(c, j.clone(), start, stop.clone()));
+                        (Some(j), Some(t), None)
+                    }
+                    Err(e) => (None, None, Some(e)),
+                };
                 let tasks: Vec<_> = clients
                     .into_iter()
                     .enumerate()
@@ -484,6 +840,7 @@ pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> 
                             spec2.clone(),
                             start,
                             counters2.clone(),
+                            join.clone(),
                         ))
                     })
                     .collect();
@@ -491,7 +848,30 @@ pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> 
                 for t in tasks {
                     outs.push(t.await.map_err(|e| e.to_string())??);
                 }
-                Ok((outs, start.elapsed().as_secs_f64()))
+                let mut md = MdOut {
+                    unavailable,
+                    ..MdOut::default()
+                };
+                if let (Some(join), Some(reader)) = (join, reader) {
+                    // Trades reported but not yet on the feed get until the
+                    // end of the drain, like replies.
+                    let deadline = start + spec2.duration + spec2.drain;
+                    while join.borrow().awaiting > 0
+                        && !reader.is_finished()
+                        && Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    stop.notify_one();
+                    let _ = reader.await;
+                    let mut j = join.borrow_mut();
+                    j.finish(start.elapsed().as_nanos() as u64);
+                    md.hist = Some(std::mem::replace(&mut j.hist, histogram()));
+                    md.missing = j.missing;
+                    md.resets = j.resets;
+                    md.lost = j.lost.take();
+                }
+                Ok((outs, md))
             })
         })
         .map_err(|e| e.to_string())?;
@@ -511,7 +891,7 @@ pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> 
             );
         }
     }
-    let (outs, _) = worker
+    let (outs, md) = worker
         .join()
         .map_err(|_| "bench client thread panicked".to_string())??;
     let mut r = LoadResult {
@@ -526,6 +906,11 @@ pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> 
         fill: histogram(),
         transfer: histogram(),
         ack_uncorrected: histogram(),
+        trade_md: md.hist.unwrap_or_else(histogram),
+        trade_md_missing: md.missing,
+        trade_md_resets: md.resets,
+        trade_md_unavailable: md.unavailable,
+        trade_md_lost: md.lost,
     };
     let mut last_ns = 0;
     for o in outs {
@@ -834,9 +1219,20 @@ pub fn in_process_server(
     dir: &Path,
     durability: Durability,
 ) -> Result<crate::server::ServerHandle, String> {
+    in_process_server_partitioned(dir, durability, 1)
+}
+
+/// `in_process_server` with `partitions` engine partitions (the demo
+/// instruments round-robin over them, `server::partition_map`).
+pub fn in_process_server_partitioned(
+    dir: &Path,
+    durability: Durability,
+    partitions: usize,
+) -> Result<crate::server::ServerHandle, String> {
     let mut cfg = crate::server::ServerConfig::new(dir);
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.pipeline.durability = durability;
+    cfg.pipeline.partitions = partitions.max(1);
     if cores() < 4 {
         // Three parties on few cores: the engine yields its core.
         cfg.pipeline.runtime.idle = crate::runtime::IdleStrategy::Yield;
@@ -971,16 +1367,34 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport,
         } else {
             String::new()
         };
+        // Trade → market data only when it was measured (an empty file
+        // would read as a measurement).
+        let md = r.trade_md_unavailable.is_none().then_some((
+            "trade-market-data",
+            "trade → market data",
+            &r.trade_md,
+        ));
         for (name, h) in [
             ("order-ack", &r.ack),
             ("order-fill", &r.fill),
             ("transfer-result", &r.transfer),
             ("order-ack-uncorrected", &r.ack_uncorrected),
-        ] {
+        ]
+        .into_iter()
+        .chain(md.map(|(file, _, h)| (file, h)))
+        {
             let mut b = Vec::new();
             write_hgrm(h, &mut b).map_err(|e| e.to_string())?;
             write(format!("{name}{tag}.hgrm"), b)?;
         }
+        let mut series = vec![
+            ("order → ack", &r.ack),
+            ("order → fill", &r.fill),
+            ("transfer → result", &r.transfer),
+        ];
+        series.extend(md.map(|(_, label, h)| (label, h)));
+        series.push(("ack, uncorrected", &r.ack_uncorrected));
+        series.push(("quinn ping-pong", &floor));
         let svg = percentile_svg(
             &format!(
                 "bourse bench: {}/s offered, {:.0}/s achieved, {} connections",
@@ -988,13 +1402,7 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport,
                 r.achieved(),
                 cfg.load.connections
             ),
-            &[
-                ("order → ack", &r.ack),
-                ("order → fill", &r.fill),
-                ("transfer → result", &r.transfer),
-                ("ack, uncorrected", &r.ack_uncorrected),
-                ("quinn ping-pong", &floor),
-            ],
+            &series,
         );
         write(format!("latency{tag}.svg"), svg.into_bytes())?;
     }
@@ -1086,11 +1494,24 @@ pub fn print_table(r: &LoadResult, floor: &Histogram<u64>, out: &mut impl Write)
         let _ = write!(out, " {:>9.1}", us(floor.value_at_quantile(q)));
     }
     let _ = writeln!(out, " {:>9.1} {:>9}", us(floor.max()), floor.len());
-    let _ = writeln!(
-        out,
-        "{:<28} skipped: this build has no market-data feed",
-        "trade → market data"
-    );
+    match &r.trade_md_unavailable {
+        Some(why) => {
+            let _ = writeln!(out, "{:<28} unavailable: {why}", "trade → market data");
+        }
+        None => {
+            row(out, "trade → market data", &r.trade_md);
+            let _ = writeln!(
+                out,
+                "  (taker's first trade message at a separate subscriber: {} missing, charged at the drain's end | {} feed resets{})",
+                r.trade_md_missing,
+                r.trade_md_resets,
+                match &r.trade_md_lost {
+                    Some(why) => format!("; feed lost: {why}"),
+                    None => String::new(),
+                }
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "uncorrected order → ack (from actual send, what a closed-loop tool reports): p50 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}",
@@ -1125,7 +1546,14 @@ pub fn result_json(r: &LoadResult, floor: &Histogram<u64>) -> serde_json::Value 
         "transfer_result_us": pct(&r.transfer),
         "order_ack_uncorrected_us": pct(&r.ack_uncorrected),
         "pingpong_floor_us": pct(floor),
-        "trade_market_data_us": serde_json::Value::Null,
+        "trade_market_data_us": match r.trade_md_unavailable {
+            Some(_) => serde_json::Value::Null,
+            None => pct(&r.trade_md),
+        },
+        "trade_market_data_missing": r.trade_md_missing,
+        "trade_market_data_resets": r.trade_md_resets,
+        "trade_market_data_unavailable": r.trade_md_unavailable,
+        "trade_market_data_lost": r.trade_md_lost,
     })
 }
 
@@ -1176,5 +1604,80 @@ mod tests {
         assert!(svg.contains("<polyline") && svg.contains("99.99%"));
         let sweep = sweep_svg("s", &[(1_000.0, &h), (2_000.0, &h)]);
         assert_eq!(sweep.matches("<polyline").count(), 3, "p50, p99, p99.9");
+    }
+
+    #[test]
+    fn md_join_pairs_reports_and_feed_trades_in_either_order() {
+        let mut j = MdJoin::new(0);
+        // Report first, then the feed (a taker's later trades are ignored).
+        j.order((1, 10, 100), 1_000, 1_500);
+        j.traded((1, 10, 100));
+        assert_eq!(j.awaiting, 1);
+        j.feed_trade((1, 10, 100), 5_000);
+        j.feed_trade((1, 10, 100), 5_100);
+        assert_eq!((j.hist.len(), j.awaiting), (1, 0));
+        assert!(j.hist.equivalent(j.hist.max(), 4_000));
+        assert!(j.seen.is_empty(), "the second trade of a taker is not kept");
+        // Feed first, then the report.
+        j.feed_trade((2, 11, 101), 9_000);
+        j.order((2, 11, 101), 2_000, 9_500);
+        assert_eq!(j.hist.len(), 2);
+        assert!(j.hist.equivalent(j.hist.max(), 7_000));
+        // A rested crossing order later crossing through a replace (another
+        // input) is not credited to the original send.
+        j.order((1, 12, 102), 3_000, 3_500);
+        j.feed_trade((1, 12, 250), 60_000);
+        assert_eq!(j.hist.len(), 2);
+        j.unmeasured((1, 12, 250));
+        j.untraded((1, 12, 102));
+        assert!(j.expect.is_empty() && j.seen.is_empty());
+        // Traded, never on the feed: charged at the end; untraded: not.
+        j.order((2, 13, 103), 4_000, 4_500);
+        j.traded((2, 13, 103));
+        j.order((2, 14, 104), 4_000, 4_500);
+        j.finish(1_004_000);
+        assert_eq!((j.hist.len(), j.missing), (3, 1));
+        assert!(j.hist.equivalent(j.hist.max(), 1_000_000));
+    }
+
+    #[test]
+    fn md_join_is_bounded() {
+        let mut j = MdJoin::new(0);
+        let cap = j.cap as u64;
+        for i in 0..3 * cap {
+            j.feed_trade((1, i, i), i); // trades of takers the bench never sees
+        }
+        assert!(j.seen.len() as u64 <= cap);
+        // Past the cap a crossing order is charged at once, not kept.
+        for i in 0..cap + 5 {
+            j.order((2, i, i), 0, 7_000);
+        }
+        assert_eq!(j.expect.len() as u64, cap);
+        assert_eq!((j.missing, j.hist.len()), (5, 5));
+    }
+
+    #[test]
+    fn md_subscription_failure_is_an_error_not_a_panic() {
+        let dir = TempDir::new().unwrap();
+        let server = in_process_server(&dir.0, Durability::None).expect("server");
+        let id = crate::identity::load_client_identity(&dir.0).unwrap();
+        let target = Target {
+            addr: server.addr(),
+            cert_der: id.cert_der,
+            token: "not-a-token".into(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = rt.block_on(async {
+            tokio::time::timeout(MD_SUBSCRIBE_TIMEOUT, md_subscribe(&target)).await
+        });
+        match r {
+            Ok(Err(why)) => assert!(!why.is_empty()),
+            Ok(Ok(_)) => panic!("subscribed with a bad token"),
+            Err(_) => panic!("no answer to a bad token"),
+        }
+        drop(server);
     }
 }
