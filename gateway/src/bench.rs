@@ -18,13 +18,10 @@
 //! both bench instruments before the clock starts, driven by the same client
 //! runtime) reads the first trade message naming that order as taker.
 //!
-//! The join: the feed is built per partition before order ids are
-//! globalized, so a trade message's `taker_order_id` is partition-local,
-//! while execution reports carry the global id (partition in the top 8
-//! bits, `runtime::globalize`). An instrument lives in exactly one partition,
-//! so the bench joins on (instrument, local id, engine input): correct for
-//! any partition count, in-process (one partition: both ids coincide) or
-//! `--server`. The engine input (`engine_seq`, partition-local on both the
+//! The join: the feed and the execution reports both carry global order ids
+//! (partition in the top 8 bits, `runtime::globalize`), so the bench joins
+//! on (instrument, order id, engine input): correct for any partition count,
+//! in-process or `--server`. The engine input (`engine_seq`, partition-local on both the
 //! report and the feed message) keeps a new order's own trades apart from
 //! trades it takes part in later under the same id (a resting crossing
 //! order replaced through the book). The taker's id and input come from the
@@ -298,16 +295,15 @@ impl Mix {
     }
 }
 
-/// A taker trade as the feed names it: (instrument, partition-local taker
-/// order id, engine input). The input tells a new order's own trades from
-/// those it takes part in later under the same id (a replace that crosses).
+/// A taker trade as the feed names it: (instrument, global taker order id,
+/// engine input). The input tells a new order's own trades from those it
+/// takes part in later under the same id (a replace that crosses).
 type TakerKey = (u32, u64, u64);
 
-/// The feed's key for an order the client knows by its global id, in the
-/// input `engine_seq` (partition-local, as on the feed).
-fn taker_key(instrument: u32, global_order_id: u64, engine_seq: u64) -> TakerKey {
-    let (_, local) = crate::runtime::localize(engine::OrderId(global_order_id));
-    (instrument, local.0, engine_seq)
+/// The key of an order in the input `engine_seq` (partition-local, on the
+/// report and the feed alike).
+fn taker_key(instrument: u32, order_id: u64, engine_seq: u64) -> TakerKey {
+    (instrument, order_id, engine_seq)
 }
 
 /// Most entries of each `MdJoin` map, whatever the rate and duration.
@@ -462,7 +458,7 @@ async fn md_subscribe(target: &Target) -> Result<MdClient, String> {
         match c.next().await.map_err(|e| e.to_string())? {
             MdItem::Snapshot(_) => snapshots += 1,
             MdItem::Error(code) => return Err(format!("the server refused: {}", md_code(code))),
-            MdItem::Message(_) | MdItem::Heartbeat { .. } => {}
+            MdItem::Message(_) | MdItem::Heartbeat { .. } | MdItem::Throttled { .. } => {}
         }
     }
     Ok(c)
@@ -504,7 +500,8 @@ async fn md_read(
                 }
             }
             Ok(MdItem::Snapshot(_)) => join.borrow_mut().resets += 1,
-            Ok(MdItem::Heartbeat { .. }) => {}
+            // It asks for nothing, so nothing is refused.
+            Ok(MdItem::Heartbeat { .. } | MdItem::Throttled { .. }) => {}
             Ok(MdItem::Error(code)) => {
                 join.borrow_mut().lost =
                     Some(format!("the server ended the feed: {}", md_code(code)));

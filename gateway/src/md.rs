@@ -37,7 +37,7 @@ use crate::net::{self, Tuning};
 use crate::runtime::{Output, OutputKind};
 use crate::session::Auth;
 use engine::{Command, InstrumentId};
-use feeds::msg::{Body, Channel, Flags, Message, Quote, Snapshot, TradeMsg};
+use feeds::msg::{Body, Channel, Flags, L3Update, Message, Quote, Snapshot, TradeMsg};
 use feeds::{wire as fw, BookBuilder, FeedBuilder, FeedConfig, L2Conflator, Need};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -608,7 +608,7 @@ impl MdHub {
         for m in msgs.drain(..) {
             self.inst_part.entry(m.instrument.0).or_insert(p);
             self.enc.clear();
-            fw::encode(&m, &mut self.enc);
+            fw::encode(&globalized(p, &m), &mut self.enc);
             let bytes: Arc<[u8]> = Arc::from(&self.enc[..]);
             self.stats.messages += 1;
             let ch = m.channel();
@@ -640,7 +640,10 @@ impl MdHub {
 
     fn snapshot_bytes(&mut self, key: Key) -> (Snapshot, Arc<[u8]>) {
         let p = self.partition_of(key.0);
-        let s = self.builders[p].snapshot(InstrumentId(key.0), key.1);
+        let mut s = self.builders[p].snapshot(InstrumentId(key.0), key.1);
+        for o in &mut s.orders {
+            o.order_id = global_id(p, o.order_id);
+        }
         self.enc.clear();
         fw::encode_snapshot(&s, &mut self.enc);
         self.stats.snapshots += 1;
@@ -909,6 +912,36 @@ impl MdHub {
         }
         Ok(())
     }
+}
+
+/// A partition-local order id as clients know it (execution reports, cancels).
+fn global_id(p: usize, id: u64) -> u64 {
+    crate::runtime::globalize(p, engine::OrderId(id)).0
+}
+
+/// `m` with its order ids global: the builders work in partition-local ids
+/// (they follow one engine each), subscribers see the ids execution reports
+/// carry. Partition 0's ids are already global.
+fn globalized(p: usize, m: &Message) -> Message {
+    let mut m = *m;
+    if p == 0 {
+        return m;
+    }
+    match &mut m.body {
+        Body::L3(
+            L3Update::Add { order_id, .. }
+            | L3Update::Execute { order_id, .. }
+            | L3Update::Reduce { order_id, .. }
+            | L3Update::Delete { order_id, .. }
+            | L3Update::Replace { order_id, .. },
+        ) => *order_id = global_id(p, *order_id),
+        Body::Trade(t) => {
+            t.maker_order_id = global_id(p, t.maker_order_id);
+            t.taker_order_id = global_id(p, t.taker_order_id);
+        }
+        _ => {}
+    }
+    m
 }
 
 fn push_bytes(s: &mut Sub, b: Arc<[u8]>, now: u64) {

@@ -553,3 +553,73 @@ async fn requests_over_budget_are_throttled_and_big_gaps_get_a_snapshot() {
     let target = last + 10;
     pump(&mut c, &mut v, |v| seq(v, Channel::L3) >= target).await;
 }
+
+/// Places a resting order and returns its (global) order id from the report.
+async fn rest(c: &mut Client, instrument: u32, price: u64, coid: u64) -> u64 {
+    let req = c.order(limit(1, instrument, Side::Buy, price, 1, coid));
+    c.flush().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Reply::Report(e) = c.next().await.unwrap().expect("stream") {
+                if e.request == req {
+                    assert_eq!(e.exec_type, exec_type::NEW, "{e:?}");
+                    return e.order_id;
+                }
+            }
+        }
+    })
+    .await
+    .expect("acknowledged")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn feed_order_ids_are_the_global_ids_clients_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig::new(dir.path());
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.pipeline.durability = gateway::journal::Durability::None;
+    cfg.pipeline.partitions = 2;
+    cfg.pipeline.runtime.pin = false;
+    cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+    let handle = server::start(cfg).unwrap();
+    let id = load_client_identity(dir.path()).unwrap();
+    let token = id.operator_token.unwrap();
+    let s = TestServer {
+        handle,
+        cert: id.cert_der,
+        token,
+        _dir: dir,
+    };
+    // Instrument 2 must live in partition 1, or this proves nothing.
+    const ETH: u32 = 2;
+    let mut t = s.trader(1).await;
+    let before = rest(&mut t, ETH, 2_900, 1).await;
+    assert_eq!(before >> 56, 1, "instrument 2 in partition 1: {before:#x}");
+    let mut c = MdClient::connect(s.handle.addr(), &s.cert, &s.token, &Tuning::default())
+        .await
+        .unwrap();
+    c.subscribe(ETH, Channel::L3).await.unwrap();
+    let snap = loop {
+        if let MdItem::Snapshot(x) = c.next().await.unwrap() {
+            break x;
+        }
+    };
+    assert_eq!(
+        snap.orders.iter().map(|o| o.order_id).collect::<Vec<_>>(),
+        vec![before],
+        "snapshot ids"
+    );
+    let after = rest(&mut t, ETH, 2_901, 2).await;
+    let added = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let MdItem::Message(m) = c.next().await.unwrap() {
+                if let feeds::msg::Body::L3(u) = m.body {
+                    return u.order_id();
+                }
+            }
+        }
+    })
+    .await
+    .expect("an L3 add");
+    assert_eq!(added, after, "incremental ids");
+}
