@@ -17,8 +17,10 @@
 //! `conflated` flag, sequence jumps) until the queue drains; anything else
 //! past the bound (L3, trades, status, or a full conflator) resets the
 //! subscriber: its queue is dropped and fresh snapshots of all its
-//! subscriptions follow; after `max_resets` resets it is disconnected with
-//! `SLOW_CONSUMER`. Snapshots are taken only between inputs of the
+//! subscriptions are owed, built when its writer is free again (so a
+//! subscriber that reads nothing costs the publisher no snapshot); one that
+//! does not come back for them within `backlog_age`, or is reset more than
+//! `max_resets` times, is disconnected with `SLOW_CONSUMER`. Snapshots are taken only between inputs of the
 //! partition holding the instrument (requests wait for that in `pending`).
 //! Garbage from a subscriber gets an `ERROR` record and a close.
 //! Retransmissions come from a bounded ring per (instrument, channel),
@@ -429,6 +431,10 @@ struct Sub {
     l2: Option<L2Conflator>,
     l1: HashMap<u32, Message>,
     reset: bool,
+    /// Reset done, snapshots owed: they are built when its writer is free
+    /// again (`take`), not at the reset, so a stalled subscriber costs the
+    /// publisher no snapshot it would never read. Since when (ns).
+    owed_since: Option<u64>,
     resets: u32,
     close: Option<(u32, String)>,
     budget: Budget,
@@ -480,6 +486,8 @@ pub struct MdHub {
     stats: MdStats,
     /// Some subscriber is marked for reset (avoids scanning them all per input).
     reset_pending: bool,
+    /// Subscribers owing snapshots after a reset (usually none).
+    owed: Vec<u64>,
 }
 
 impl std::fmt::Debug for MdHub {
@@ -510,6 +518,7 @@ impl MdHub {
             enc: Vec::with_capacity(256),
             stats: MdStats::default(),
             reset_pending: false,
+            owed: Vec::new(),
             cfg,
         }
     }
@@ -624,11 +633,25 @@ impl MdHub {
             };
             for id in ids {
                 if let Some(s) = self.subs.get_mut(id) {
-                    self.reset_pending |= enqueue(&self.cfg, s, &m, &bytes, now);
+                    if s.owed_since.is_none() {
+                        self.reset_pending |= enqueue(&self.cfg, s, &m, &bytes, now);
+                    }
                 }
             }
         }
         self.scratch = msgs;
+        if !self.owed.is_empty() {
+            // Snapshots wait for inputs to end: wake their writers now.
+            let mut owed = std::mem::take(&mut self.owed);
+            owed.retain(|&id| {
+                let owed = self.still_owed(id, now);
+                if let Some(s) = self.subs.get(&id) {
+                    s.wake.notify_one();
+                }
+                owed && self.subs.get(&id).is_some_and(|s| s.close.is_none())
+            });
+            self.owed = owed;
+        }
         if self.reset_pending || !self.pending.is_empty() {
             self.service();
         }
@@ -736,10 +759,28 @@ impl MdHub {
                 self.stats.slow_disconnects += 1;
                 continue;
             }
-            for k in keys {
-                self.send_snapshot(id, k, now);
-            }
+            s.owed_since = Some(now);
+            s.wake.notify_one();
+            self.owed.push(id);
         }
+    }
+
+    /// Whether subscriber `id` still owes snapshots; one whose writer has
+    /// not come back for them within `backlog_age` is not reading at all,
+    /// and is disconnected.
+    fn still_owed(&mut self, id: u64, now: u64) -> bool {
+        let Some(s) = self.subs.get_mut(&id) else {
+            return false;
+        };
+        let Some(since) = s.owed_since else {
+            return false;
+        };
+        if s.close.is_none() && now.saturating_sub(since) > self.cfg.backlog_age.as_nanos() as u64 {
+            s.close = Some((md_close::SLOW_CONSUMER, "slow consumer".into()));
+            s.wake.notify_one();
+            self.stats.slow_disconnects += 1;
+        }
+        true
     }
 
     fn send_snapshot(&mut self, id: u64, k: Key, now: u64) {
@@ -768,6 +809,7 @@ impl MdHub {
                 l2: None,
                 l1: HashMap::new(),
                 reset: false,
+                owed_since: None,
                 resets: 0,
                 close: None,
                 budget: Budget {
@@ -860,12 +902,26 @@ impl MdHub {
         heartbeat: bool,
     ) -> Result<(), (u32, String)> {
         let now = self.now_ns();
-        let Some(s) = self.subs.get_mut(&id) else {
-            return Err((md_close::NORMAL, String::new()));
+        let owed = match self.subs.get(&id) {
+            None => return Err((md_close::NORMAL, String::new())),
+            Some(s) => {
+                if let Some(c) = &s.close {
+                    return Err(c.clone());
+                }
+                s.owed_since.map(|_| s.keys.clone())
+            }
         };
-        if let Some(c) = &s.close {
-            return Err(c.clone());
+        if let Some(keys) = owed {
+            if keys.iter().any(|k| self.mid_input[self.partition_of(k.0)]) {
+                // Woken again when the input ends (`publish`).
+                return Ok(());
+            }
+            self.subs.get_mut(&id).expect("sub").owed_since = None;
+            for k in keys {
+                self.send_snapshot(id, k, now);
+            }
         }
+        let s = self.subs.get_mut(&id).expect("sub");
         if s.q.is_empty() && !s.reset && (s.l2.is_some() || !s.l1.is_empty()) {
             // Caught up: the conflated state goes out, then live again.
             let mut msgs = Vec::new();

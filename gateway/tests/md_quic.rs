@@ -623,3 +623,51 @@ async fn feed_order_ids_are_the_global_ids_clients_see() {
     .expect("an L3 add");
     assert_eq!(added, after, "incremental ids");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_l3_subscriber_is_reset_and_recovers_from_its_owed_snapshot() {
+    let s = start(MdConfig {
+        backlog_bytes: 64 << 10,
+        backlog_age: Duration::from_secs(3),
+        ..MdConfig::default()
+    });
+    let mut t = s.trader(1).await;
+    let tight = Tuning {
+        stream_window_bytes: 16 << 10,
+        connection_window_bytes: 32 << 10,
+        ..Tuning::default()
+    };
+    let mut c = MdClient::connect(s.handle.addr(), &s.cert, &s.token, &tight)
+        .await
+        .unwrap();
+    let mut v = FeedView::default();
+    v.track(BTC, Channel::L3);
+    c.subscribe(BTC, Channel::L3).await.unwrap();
+    pump(&mut c, &mut v, |v| v.books.values().all(|b| b.is_live())).await;
+    // It stops reading while far more than its backlog bound is published
+    // (about 88 bytes per L3 record), then reads again well within backlog_age.
+    trade(&mut t, 3_000, 21).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = reference(&s).await;
+    let target = seq(&r, Channel::L3);
+    let mut snapshots = 0;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while seq(&v, Channel::L3) < target {
+            let item = c.next().await.unwrap();
+            assert!(!matches!(item, MdItem::Error(_)), "{item:?}");
+            snapshots += usize::from(matches!(item, MdItem::Snapshot(_)));
+            if let Some(req) = v.apply(&item) {
+                c.request(&req).await.unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the slow subscriber caught up");
+    assert!(snapshots >= 1, "it was reset and sent a fresh snapshot");
+    let book = &v.books[&(BTC, Channel::L3 as u8)];
+    let reference = &r.books[&(BTC, Channel::L3 as u8)];
+    assert_eq!(book.last_seq(), reference.last_seq());
+    for side in [Side::Buy, Side::Sell] {
+        assert_eq!(book.levels(side), reference.levels(side), "{side:?}");
+    }
+}
