@@ -130,6 +130,13 @@ impl FsPersistence {
     pub fn written(&self) -> (u64, u64) {
         self.writer.written()
     }
+
+    /// Readies the segment the next commit (starting at `next_seq`) goes to
+    /// (see `JournalWriter::prepare`): start-up pays for it, not the first
+    /// acknowledged command.
+    pub fn prepare(&mut self, next_seq: u64) -> Result<(), JournalError> {
+        self.writer.prepare(next_seq)
+    }
 }
 
 impl Persistence for FsPersistence {
@@ -222,11 +229,12 @@ impl Pipeline {
                     durability: cfg.durability,
                     ..JournalConfig::default()
                 };
-                let p =
-                    FsPersistence::open(&dir, jcfg).map_err(|source| PipelineError::Journal {
-                        dir: d.clone(),
-                        source,
-                    })?;
+                let journal_err = |source| PipelineError::Journal {
+                    dir: d.clone(),
+                    source,
+                };
+                let mut p = FsPersistence::open(&dir, jcfg).map_err(journal_err)?;
+                p.prepare(last_seq + 1).map_err(journal_err)?;
                 Some(Box::new(p))
             };
             recovered.push(rec);

@@ -187,3 +187,51 @@ fn real_files_round_trip() {
     assert_eq!(std::fs::metadata(dir.join(&names[0])).unwrap().len(), 16384);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_prepared_segment_takes_the_first_block_and_an_unused_one_is_removed() {
+    let d = SimDisk::new();
+    let dir = Path::new(DIR);
+    let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(16384, 8)).unwrap();
+    w.prepare(1).unwrap();
+    // The segment exists, full size, before any block.
+    assert_eq!(d.list(dir).unwrap(), vec![segment_name(1)]);
+    let (rep, _) = seqs(&d, dir);
+    assert_eq!((rep.blocks, rep.trailing.len()), (0, 1));
+    w.append_batch(&recs(1, 5)).unwrap();
+    assert_eq!(d.list(dir).unwrap(), vec![segment_name(1)], "no new segment");
+    // Prepared again with room left: nothing changes; a wrong seq is refused.
+    w.prepare(6).unwrap();
+    assert!(matches!(
+        w.prepare(9),
+        Err(JournalError::OutOfSequence {
+            expected: 6,
+            got: 9
+        })
+    ));
+    assert_eq!(d.list(dir).unwrap(), vec![segment_name(1)]);
+    // Fill the segment until a full block no longer fits: prepare rolls.
+    let mut seq = 6;
+    while d.list(dir).unwrap().len() == 1 {
+        w.prepare(seq).unwrap();
+        if d.list(dir).unwrap().len() > 1 {
+            break;
+        }
+        w.append_batch(&recs(seq, 8)).unwrap();
+        seq += 8;
+    }
+    assert_eq!(
+        d.list(dir).unwrap(),
+        vec![segment_name(1), segment_name(seq)]
+    );
+    drop(w);
+    // Reopened: the empty prepared segment is removed; the journal is whole.
+    let (mut w, rep) = JournalWriter::open(d.clone(), dir, cfg(16384, 8)).unwrap();
+    assert_eq!(rep.last_seq, Some(seq - 1));
+    assert_eq!(d.list(dir).unwrap(), vec![segment_name(1)]);
+    w.prepare(seq).unwrap();
+    w.append_batch(&recs(seq, 2)).unwrap();
+    let (rep, got) = seqs(&d, dir);
+    assert_eq!(got, (1..seq + 2).collect::<Vec<_>>());
+    assert!(rep.trailing.is_empty() && rep.tail.is_none());
+}

@@ -195,6 +195,38 @@ impl<S: Storage> JournalWriter<S> {
         r
     }
 
+    /// Makes the segment the next block goes to ready now — created,
+    /// preallocated and durable — when there is none or the current one has
+    /// no room for a full block, so the first commit after start-up does not
+    /// pay for zero-filling a segment (64 MiB by default). `next_seq` is the
+    /// seq the next block starts with (the segment is named for it); it must
+    /// continue the journal. A segment prepared and never written is empty,
+    /// and the next `open` removes it as a segment after the end.
+    pub fn prepare(&mut self, next_seq: u64) -> Result<(), JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        if let Some(last) = self.last_seq {
+            if next_seq != last + 1 {
+                return Err(JournalError::OutOfSequence {
+                    expected: last + 1,
+                    got: next_seq,
+                });
+            }
+        }
+        if self.cfg.durability == Durability::None {
+            return Ok(());
+        }
+        let full = format::block_len(self.cfg.max_batch);
+        if self.segment.is_none() || self.pos + full > self.segment_len {
+            if let Err(e) = self.roll(next_seq) {
+                self.poisoned = true;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a new segment named for `first_seq`: create, preallocate
     /// (zero-filled, synced), then make its name durable.
     fn roll(&mut self, first_seq: u64) -> Result<(), JournalError> {
