@@ -169,6 +169,18 @@ impl Persistence for FsPersistence {
     fn bytes_written(&self) -> u64 {
         self.writer.written().1
     }
+
+    fn background(&mut self) -> bool {
+        match self.writer.background() {
+            Ok(more) => more,
+            Err(e) => {
+                // Spares are off from now on; a roll creates the segment in
+                // place and a disk that is really failing fails there.
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot prepare the next journal segment ahead");
+                false
+            }
+        }
+    }
 }
 
 /// The directory of partition `i`.

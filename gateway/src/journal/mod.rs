@@ -35,7 +35,7 @@ pub use format::{BlockFault, BlockHeader, BLOCK_ALIGN, HEADER_LEN};
 pub use reader::{repair, scan, JournalEnd, ScanReport, TornTail};
 pub use sim::SimDisk;
 pub use storage::{FsStorage, Storage, StorageFile};
-pub use writer::JournalWriter;
+pub use writer::{JournalWriter, SPARE_NAME, SPARE_SLICE_BYTES};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -199,7 +199,11 @@ fn a_prepared_segment_takes_the_first_block_and_an_unused_one_is_removed() {
     let (rep, _) = seqs(&d, dir);
     assert_eq!((rep.blocks, rep.trailing.len()), (0, 1));
     w.append_batch(&recs(1, 5)).unwrap();
-    assert_eq!(d.list(dir).unwrap(), vec![segment_name(1)], "no new segment");
+    assert_eq!(
+        d.list(dir).unwrap(),
+        vec![segment_name(1)],
+        "no new segment"
+    );
     // Prepared again with room left: nothing changes; a wrong seq is refused.
     w.prepare(6).unwrap();
     assert!(matches!(
@@ -234,4 +238,60 @@ fn a_prepared_segment_takes_the_first_block_and_an_unused_one_is_removed() {
     let (rep, got) = seqs(&d, dir);
     assert_eq!(got, (1..seq + 2).collect::<Vec<_>>());
     assert!(rep.trailing.is_empty() && rep.tail.is_none());
+}
+
+#[test]
+fn the_next_segment_is_prepared_ahead_and_a_roll_renames_it() {
+    let d = SimDisk::new();
+    let dir = Path::new(DIR);
+    let size = 4 * SPARE_SLICE_BYTES;
+    let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(size, 64)).unwrap();
+    w.prepare(1).unwrap();
+    // Nothing to do while the current segment is less than half used.
+    assert!(!w.background().unwrap());
+    let mut seq = 1;
+    while !w.background().unwrap() {
+        w.append_batch(&recs(seq, 64)).unwrap();
+        seq += 64;
+    }
+    // Four slices make the spare (one done above); then nothing more to do.
+    assert!(w.background().unwrap());
+    assert!(w.background().unwrap());
+    assert!(!w.background().unwrap(), "the fourth slice completes it");
+    assert!(!w.background().unwrap());
+    assert!(d.list(dir).unwrap().contains(&SPARE_NAME.to_string()));
+    // Scans ignore the spare.
+    let (rep, _) = seqs(&d, dir);
+    assert_eq!(rep.segments, 1);
+    // Fill the first segment: the roll takes the spare.
+    while d
+        .list(dir)
+        .unwrap()
+        .iter()
+        .filter(|n| n.ends_with(".seg"))
+        .count()
+        < 2
+    {
+        w.append_batch(&recs(seq, 64)).unwrap();
+        seq += 64;
+    }
+    assert_eq!(w.rolls_from_spare(), 1);
+    assert!(!d.list(dir).unwrap().contains(&SPARE_NAME.to_string()));
+    let (rep, got) = seqs(&d, dir);
+    assert_eq!(got, (1..seq).collect::<Vec<_>>());
+    assert!(rep.tail.is_none() && rep.trailing.is_empty());
+    // A half-made spare left behind is removed at the next open; the
+    // journal survives a crash around all this.
+    while !w.background().unwrap() {
+        w.append_batch(&recs(seq, 64)).unwrap();
+        seq += 64;
+    }
+    drop(w);
+    d.crash(&mut SplitMix64(3), true);
+    let (mut w, rep) = JournalWriter::open(d.clone(), dir, cfg(size, 64)).unwrap();
+    assert_eq!(rep.last_seq, Some(seq - 1));
+    assert!(!d.list(dir).unwrap().contains(&SPARE_NAME.to_string()));
+    w.append_batch(&recs(seq, 3)).unwrap();
+    let (_, got) = seqs(&d, dir);
+    assert_eq!(got, (1..seq + 3).collect::<Vec<_>>());
 }

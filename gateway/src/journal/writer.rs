@@ -7,7 +7,10 @@
 //! not fit in the current segment's room starts a new segment, created,
 //! preallocated, synced and made durable in the directory *before* the
 //! block is written); `append_batch` returns only once the block is as
-//! durable as the mode promises. After any I/O error the writer is
+//! durable as the mode promises. The next segment is prepared ahead as a
+//! spare file (`SPARE_NAME`), zero-filled and synced a slice at a time by
+//! `background` while the journal thread has nothing to commit, so a roll
+//! is a rename and a directory sync, not 64 MiB of zeros on the commit path. After any I/O error the writer is
 //! poisoned: every later call fails with `Poisoned` and nothing is retried.
 
 use super::format::{self, HEADER_LEN};
@@ -16,6 +19,22 @@ use super::{io_err, segment_name, Durability, JournalConfig, JournalError, Stora
 use crate::record::{encode, InputRecord};
 use engine::Input;
 use std::path::{Path, PathBuf};
+
+/// Name of the spare segment being prepared (not a segment name: scans
+/// ignore it; `open` removes a leftover one).
+pub const SPARE_NAME: &str = "next-segment.spare";
+
+/// Bytes of the spare zero-filled and synced per `background` call (about a
+/// millisecond of disk time: the most a commit arriving meanwhile waits).
+pub const SPARE_SLICE_BYTES: u64 = 256 << 10;
+
+/// The spare segment: its file and how much of it is zero-filled and synced.
+#[derive(Debug)]
+struct Spare<F> {
+    file: F,
+    path: PathBuf,
+    filled: u64,
+}
 
 /// Appends commit blocks to the journal in one directory.
 #[derive(Debug)]
@@ -34,6 +53,11 @@ pub struct JournalWriter<S: Storage> {
     last_write: Option<(PathBuf, u64, u64)>,
     blocks: u64,
     bytes: u64,
+    spare: Option<Spare<S::File>>,
+    /// Preparing a spare failed once: rolls create segments in place.
+    spare_off: bool,
+    rolls_from_spare: u64,
+    zeros: Vec<u8>,
 }
 
 impl<S: Storage> JournalWriter<S> {
@@ -50,6 +74,13 @@ impl<S: Storage> JournalWriter<S> {
             .map_err(io_err("create dir", dir))?;
         let rep = reader::scan(&storage, dir, |_, _, _, _| Ok(()))?;
         reader::repair(&storage, dir, &rep)?;
+        // A spare left by an earlier run may be partly filled: start over.
+        let names = storage.list(dir).map_err(io_err("list", dir))?;
+        if names.iter().any(|n| n == SPARE_NAME) {
+            let p = dir.join(SPARE_NAME);
+            storage.remove(&p).map_err(io_err("remove", &p))?;
+            storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
+        }
         let w = Self::resume(storage, dir, cfg, rep.end.clone())?;
         Ok((w, rep))
     }
@@ -78,6 +109,10 @@ impl<S: Storage> JournalWriter<S> {
             last_write: None,
             blocks: 0,
             bytes: 0,
+            spare: None,
+            spare_off: false,
+            rolls_from_spare: 0,
+            zeros: Vec::new(),
         };
         if let Some(end) = end {
             if cfg.durability != Durability::None {
@@ -227,10 +262,87 @@ impl<S: Storage> JournalWriter<S> {
         Ok(())
     }
 
-    /// Starts a new segment named for `first_seq`: create, preallocate
-    /// (zero-filled, synced), then make its name durable.
+    /// One slice of deferred work: zero-fills and syncs the next
+    /// `SPARE_SLICE_BYTES` of the spare segment (creating it first). Call
+    /// it when there is nothing to commit; returns whether more remains.
+    /// A failure turns spares off (rolls then create segments in place, and
+    /// a disk that is really failing fails there, on the commit path, where
+    /// it is fatal) and is returned once.
+    pub fn background(&mut self) -> Result<bool, JournalError> {
+        if self.poisoned || self.spare_off || self.cfg.durability == Durability::None {
+            return Ok(false);
+        }
+        let size = self.cfg.segment_bytes;
+        if self.spare.as_ref().is_some_and(|s| s.filled >= size) {
+            return Ok(false);
+        }
+        // Start once the current segment is half used: an idle server keeps
+        // no spare, and a busy one has half a segment's time to make it.
+        if self.spare.is_none() && self.segment.is_some() && self.pos < self.segment_len / 2 {
+            return Ok(false);
+        }
+        let r = self.spare_slice(size);
+        if r.is_err() {
+            self.spare_off = true;
+            if let Some(s) = self.spare.take() {
+                let _ = self.storage.remove(&s.path);
+            }
+        }
+        r
+    }
+
+    fn spare_slice(&mut self, size: u64) -> Result<bool, JournalError> {
+        if self.spare.is_none() {
+            let path = self.dir.join(SPARE_NAME);
+            let mut file = self
+                .storage
+                .create(&path)
+                .map_err(io_err("create", &path))?;
+            file.set_len(size).map_err(io_err("set_len", &path))?;
+            self.spare = Some(Spare {
+                file,
+                path,
+                filled: 0,
+            });
+        }
+        let s = self.spare.as_mut().expect("spare");
+        let n = SPARE_SLICE_BYTES.min(size - s.filled);
+        // Real zeros (not a sparse hole), synced: later writes into it do
+        // not allocate, so their fdatasync has no metadata to flush.
+        self.zeros.resize(n as usize, 0);
+        s.file
+            .write_at(&self.zeros[..n as usize], s.filled)
+            .map_err(io_err("write", &s.path))?;
+        s.file.sync_data().map_err(io_err("fdatasync", &s.path))?;
+        s.filled += n;
+        Ok(s.filled < size)
+    }
+
+    /// Segments started from a ready spare (a rename) since open.
+    pub fn rolls_from_spare(&self) -> u64 {
+        self.rolls_from_spare
+    }
+
+    /// Starts a new segment named for `first_seq`: the ready spare renamed,
+    /// else create and preallocate (zero-filled, synced); then make its
+    /// name durable.
     fn roll(&mut self, first_seq: u64) -> Result<(), JournalError> {
         let path = self.dir.join(segment_name(first_seq));
+        let size = self.cfg.segment_bytes;
+        if self.spare.as_ref().is_some_and(|s| s.filled >= size) {
+            let s = self.spare.take().expect("spare");
+            self.storage
+                .rename(&s.path, &path)
+                .map_err(io_err("rename", &s.path))?;
+            self.storage
+                .sync_dir(&self.dir)
+                .map_err(io_err("fsync dir", &self.dir))?;
+            self.segment = Some((s.file, path));
+            self.segment_len = size;
+            self.pos = 0;
+            self.rolls_from_spare += 1;
+            return Ok(());
+        }
         let mut f = self
             .storage
             .create(&path)

@@ -44,6 +44,12 @@ pub trait Persistence: Send + 'static {
     fn bytes_written(&self) -> u64 {
         0
     }
+    /// A slice (about a millisecond) of deferred work, such as preparing
+    /// the next journal segment; called when nothing waits to be committed.
+    /// Returns whether more remains.
+    fn background(&mut self) -> bool {
+        false
+    }
 }
 
 /// Runtime settings.
@@ -446,6 +452,10 @@ fn journal_loop(
         {
             return;
         }
+        // Nothing waiting: a slice of background work (the next segment),
+        // which a commit arriving meanwhile waits for (about a millisecond,
+        // instead of a whole segment's preallocation at the roll).
+        let worked = (q.is_empty() && persist.background()) || worked;
         idler.idle(worked);
     }
 }
