@@ -1231,8 +1231,8 @@ pub fn in_process_server_partitioned(
     cfg.pipeline.durability = durability;
     cfg.pipeline.partitions = partitions.max(1);
     if cores() < 4 {
-        // Three parties on few cores: the engine yields its core.
-        cfg.pipeline.runtime.idle = crate::runtime::IdleStrategy::Yield;
+        // Three parties on few cores: the engine parks when idle.
+        cfg.pipeline.runtime.idle = crate::runtime::UNPINNED_IDLE;
     }
     cfg.busy_poll = cores() >= 4;
     cfg.session.throttle_per_s = 100_000_000;
@@ -1304,7 +1304,7 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport,
         if cfg.server.is_some() {
             " (this machine)"
         } else if cores() < 4 {
-            " | engine threads yield when idle (fewer than 4 cores)"
+            " | engine threads park when idle (fewer than 4 cores)"
         } else {
             " | engine threads spin, pinned when a core is free"
         },

@@ -88,7 +88,8 @@ journal_queue = 65_536
 # What an idle engine thread does: "spin", "yield" or "park".
 idle = "spin"
 # Pin each engine thread to its own core (needs partitions + 1 cores; falls
-# back to unpinned and "yield" when there are too few, and says so).
+# back to unpinned and parking (sleeps of at most 50 µs) when there are too
+# few, and says so).
 pin = true
 
 [engine]
