@@ -427,7 +427,10 @@ struct Sub {
     q: VecDeque<(u64, Arc<[u8]>)>,
     q_bytes: usize,
     keys: Vec<Key>,
-    last: HashMap<Key, u64>,
+    /// Last `instrument_seq` queued per subscribed key (heartbeats vouch
+    /// for it). A few keys per subscriber: a vector beats hashing, and this
+    /// is updated for every message delivered.
+    last: Vec<(Key, u64)>,
     l2: Option<L2Conflator>,
     l1: HashMap<u32, Message>,
     reset: bool,
@@ -786,7 +789,7 @@ impl MdHub {
     fn send_snapshot(&mut self, id: u64, k: Key, now: u64) {
         let (snap, bytes) = self.snapshot_bytes(k);
         if let Some(s) = self.subs.get_mut(&id) {
-            s.last.insert(k, snap.last_instrument_seq);
+            set_last(&mut s.last, k, snap.last_instrument_seq);
             push_bytes(s, bytes, now);
             s.wake.notify_one();
         }
@@ -805,7 +808,7 @@ impl MdHub {
                 q: VecDeque::new(),
                 q_bytes: 0,
                 keys: Vec::new(),
-                last: HashMap::new(),
+                last: Vec::new(),
                 l2: None,
                 l1: HashMap::new(),
                 reset: false,
@@ -935,8 +938,7 @@ impl MdHub {
                 self.enc.clear();
                 fw::encode(&m, &mut self.enc);
                 self.stats.conflated += 1;
-                s.last
-                    .insert((m.instrument.0, m.channel()), m.instrument_seq);
+                set_last(&mut s.last, (m.instrument.0, m.channel()), m.instrument_seq);
                 push_bytes(s, Arc::from(&self.enc[..]), now);
             }
         }
@@ -944,7 +946,7 @@ impl MdHub {
             // Queued behind what it vouches for, so it goes out even under load.
             let mut hb = Vec::with_capacity(24 * s.keys.len());
             for k in &s.keys {
-                let last = s.last.get(k).copied().unwrap_or(0);
+                let last = s.last.iter().find(|(x, _)| x == k).map_or(0, |&(_, l)| l);
                 encode_ctl(
                     &Ctl::Heartbeat {
                         instrument: k.0,
@@ -1000,6 +1002,13 @@ fn globalized(p: usize, m: &Message) -> Message {
     m
 }
 
+fn set_last(last: &mut Vec<(Key, u64)>, key: Key, seq: u64) {
+    match last.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, l)) => *l = seq,
+        None => last.push((key, seq)),
+    }
+}
+
 fn push_bytes(s: &mut Sub, b: Arc<[u8]>, now: u64) {
     s.q_bytes += b.len();
     s.q.push_back((now, b));
@@ -1036,9 +1045,13 @@ fn enqueue(cfg: &MdConfig, s: &mut Sub, m: &Message, b: &Arc<[u8]>, now: u64) ->
             true
         }
         _ => {
-            s.last.insert(key, m.instrument_seq);
+            set_last(&mut s.last, key, m.instrument_seq);
             push_bytes(s, b.clone(), now);
-            s.wake.notify_one();
+            // Its task waits for a wake only with an empty queue (`take`
+            // always drains at least one record): one wake per batch.
+            if s.q.len() == 1 {
+                s.wake.notify_one();
+            }
             false
         }
     }
