@@ -1,13 +1,16 @@
 //! The matching state machine: instruments, books, orders, stops, expiry.
 //!
 //! Layout: orders live in one preallocated pool (`Vec<Order>` + free list)
-//! and are addressed by slot; `order_index` maps an `OrderId` to its slot
-//! (O(1) cancel by id). Each price level is an intrusive doubly linked FIFO
-//! of order slots. Each book side is a vector of `(key, level)` pairs sorted
-//! so that the best level is *last*: O(1) best price, and inserting or
-//! removing near the top of the book moves only a few entries. Every owner
-//! has an intrusive list of its live orders (mass cancel walks only those),
-//! and GTD orders sit in an indexed min-heap keyed by `(expire_at, order_id)`.
+//! and are addressed by slot; fields only some orders use (stops, GTD,
+//! icebergs, settlement) are in a parallel `Vec<OrderCold>`, written only for
+//! those orders, so the hot record is 64 bytes; `order_index` maps an
+//! `OrderId` to its slot (O(1) cancel by id). Each price level is an
+//! intrusive doubly linked FIFO of order slots. Each book side is a vector
+//! of `(key, level)` pairs sorted so that the best level is *last*: O(1)
+//! best price, and inserting or removing near the top of the book moves only
+//! a few entries. Every owner has an intrusive list of its live orders
+//! (mass cancel walks only those), and GTD orders sit in an indexed min-heap
+//! keyed by `(expire_at, order_id)`.
 //!
 //! Invariants (checked by `validate`): levels are sorted strictly, non-empty,
 //! and their quantity and count equal the sum over their orders; the book is
@@ -46,69 +49,117 @@ enum OrderState {
     Stop,
 }
 
+/// The hot part of an order: what placing, matching, resting and cancelling
+/// read and write for every order (64 bytes; checked by a test). The
+/// rest is in `OrderCold` at the same slot, touched only for orders that use
+/// it (see `cold_set`).
 #[derive(Clone, Copy, Debug)]
 struct Order {
     id: OrderId,
-    owner: OwnerId,
     coid: ClientOrderId,
+    price: Price,
+    remaining: Qty,
+    visible: Qty,
     inst: u32,
+    level: u32,
+    /// The owner (`owners[owner_slot].id` is the order's `OwnerId`).
+    owner_slot: u32,
+    /// Settling instruments: the account the hold sits on (buy: quote,
+    /// sell: base); `NO_ACCOUNT` otherwise.
+    pay: u32,
     side: Side,
     otype: OrderType,
     tif: Tif,
     stp: Stp,
     post_only: bool,
     state: OrderState,
-    price: Price,
-    trigger: Price,
-    /// `u64::MAX` when the order does not expire.
-    expire_at: Timestamp,
-    remaining: Qty,
-    visible: Qty,
-    /// 0: not an iceberg.
-    display: Qty,
-    level: u32,
-    owner_slot: u32,
-    heap_pos: u32,
-    /// Settling instruments: the account the hold sits on (buy: quote,
-    /// sell: base) and the one fills pay into; `NO_ACCOUNT` otherwise.
-    pay: u32,
-    recv: u32,
-    /// What the hold reserves now (equals `Engine::need` between commands).
-    hold: u128,
-    /// Buy holds: the price per lot the hold covers (limit, or band edge).
-    hold_price: Price,
-    /// Σ fill notional × fee bps so far (fee rounding is cumulative, conv. 17).
-    fee_acc: u128,
+    /// `OrderCold::display > 0`: matching reads the cold part only then.
+    iceberg: bool,
+    /// Whether `Engine::cold[slot]` holds this order's cold part. When not,
+    /// the cold part is `plain_cold(self)` (what a plain limit or market
+    /// order has) and the array entry is stale: placing and cancelling a
+    /// plain order never touches the cold array.
+    cold_set: bool,
 }
 
 impl Default for Order {
     fn default() -> Self {
         Order {
             id: OrderId(0),
-            owner: OwnerId(0),
             coid: ClientOrderId(0),
+            price: Price(0),
+            remaining: Qty(0),
+            visible: Qty(0),
             inst: NIL,
+            level: NIL,
+            owner_slot: NIL,
+            pay: NO_ACCOUNT,
             side: Side::Buy,
             otype: OrderType::Limit,
             tif: Tif::Gtc,
             stp: Stp::None,
             post_only: false,
             state: OrderState::Free,
-            price: Price(0),
-            trigger: Price(0),
-            expire_at: Timestamp(u64::MAX),
-            remaining: Qty(0),
-            visible: Qty(0),
-            display: Qty(0),
-            level: NIL,
-            owner_slot: NIL,
-            heap_pos: NIL,
-            pay: NO_ACCOUNT,
-            recv: NO_ACCOUNT,
-            hold: 0,
-            hold_price: Price(0),
-            fee_acc: 0,
+            iceberg: false,
+            cold_set: false,
         }
+    }
+}
+
+/// The cold part of an order, at the same slot as its `Order`: what only
+/// stops (trigger), GTD orders (expiry and heap position), icebergs
+/// (display) and settling instruments (hold and fees) use. For any other
+/// order it equals `plain_cold` and is not stored (`Order::cold_set` false),
+/// so a plain order's placing, fills and cancel never touch this array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OrderCold {
+    trigger: Price,
+    /// `u64::MAX` when the order does not expire.
+    expire_at: Timestamp,
+    /// 0: not an iceberg.
+    display: Qty,
+    /// Buy holds: the price per lot the hold covers (limit, or band edge).
+    hold_price: Price,
+    /// Position in the expiry heap (GTD orders), `NIL` otherwise.
+    heap_pos: u32,
+    /// Settling instruments: the account fills pay into; `NO_ACCOUNT` otherwise.
+    recv: u32,
+    /// What the hold reserves now (equals `Engine::need` between commands).
+    hold: u128,
+    /// Σ fill notional × fee bps so far (fee rounding is cumulative, conv. 17).
+    fee_acc: u128,
+}
+
+const COLD_FREE: OrderCold = OrderCold {
+    trigger: Price(0),
+    expire_at: Timestamp(u64::MAX),
+    display: Qty(0),
+    hold_price: Price(0),
+    heap_pos: NIL,
+    recv: NO_ACCOUNT,
+    hold: 0,
+    fee_acc: 0,
+};
+
+impl Default for OrderCold {
+    fn default() -> Self {
+        COLD_FREE
+    }
+}
+
+/// The cold part of an order that keeps none of its own: no trigger, no
+/// expiry, no display, no settlement; a buy with a price holds at it
+/// (`hold_price` is kept for every order, as the state hash and snapshots
+/// carry it).
+#[inline]
+fn plain_cold(o: &Order) -> OrderCold {
+    OrderCold {
+        hold_price: if o.side == Side::Buy && o.otype.has_price() {
+            o.price
+        } else {
+            Price(0)
+        },
+        ..COLD_FREE
     }
 }
 
@@ -229,6 +280,8 @@ pub struct Engine {
     instrument_count: usize,
     instrument_index: FixedMap<u32>,
     orders: Vec<Order>,
+    /// The cold half of each order, same slot as `orders`.
+    cold: Vec<OrderCold>,
     links: Vec<Links>,
     order_free: Vec<u32>,
     order_index: IdIndex,
@@ -321,6 +374,7 @@ impl Engine {
             instrument_count: 0,
             instrument_index: FixedMap::with_capacity(cfg.instruments_max as usize),
             orders: Vec::with_capacity(orders_max),
+            cold: Vec::with_capacity(orders_max),
             links: Vec::with_capacity(orders_max),
             order_free: Vec::with_capacity(orders_max),
             order_index: IdIndex::with_capacity(orders_max),
@@ -345,6 +399,7 @@ impl Engine {
     pub fn prefault(&mut self) {
         use crate::ledger::{touch_vec, touch_vec_with};
         touch_vec(&mut self.orders);
+        touch_vec(&mut self.cold);
         touch_vec(&mut self.links);
         touch_vec(&mut self.order_free);
         touch_vec(&mut self.levels);
@@ -391,10 +446,7 @@ impl Engine {
     /// The earliest time at which something expires (a GTD order or stop, or
     /// a pending transfer); the runtime feeds a `time` input once it passes.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        let orders = self
-            .heap
-            .first()
-            .map(|&s| self.orders[s as usize].expire_at);
+        let orders = self.heap.first().map(|&s| self.cold_of(s).expire_at);
         let transfers = self.ledger.next_deadline();
         match (orders, transfers) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -787,34 +839,41 @@ impl Engine {
         let id = OrderId(self.next_order_id);
         self.next_order_id += 1;
         let display = o.display_qty.unwrap_or(Qty(0));
-        let slot = self.alloc_order(Order {
-            id,
-            owner: o.owner,
-            coid: o.client_order_id,
-            inst,
-            side: o.side,
-            otype: o.order_type,
-            tif: o.tif,
-            stp: o.stp,
-            post_only: o.post_only,
-            state: OrderState::Active,
-            price,
-            trigger: o.trigger_price.unwrap_or(Price(0)),
-            expire_at: if o.tif == Tif::Gtd {
-                o.expire_at.unwrap_or(Timestamp(0))
-            } else {
-                Timestamp(u64::MAX)
+        let slot = self.alloc_order(
+            Order {
+                id,
+                coid: o.client_order_id,
+                price,
+                remaining: o.qty,
+                visible: if display.0 > 0 { display } else { o.qty },
+                inst,
+                level: NIL,
+                owner_slot,
+                pay,
+                side: o.side,
+                otype: o.order_type,
+                tif: o.tif,
+                stp: o.stp,
+                post_only: o.post_only,
+                state: OrderState::Active,
+                iceberg: display.0 > 0,
+                cold_set: false,
             },
-            remaining: o.qty,
-            visible: if display.0 > 0 { display } else { o.qty },
-            display,
-            owner_slot,
-            pay,
-            recv,
-            hold,
-            hold_price,
-            ..Order::default()
-        });
+            OrderCold {
+                trigger: o.trigger_price.unwrap_or(Price(0)),
+                expire_at: if o.tif == Tif::Gtd {
+                    o.expire_at.unwrap_or(Timestamp(0))
+                } else {
+                    Timestamp(u64::MAX)
+                },
+                display,
+                hold_price,
+                heap_pos: NIL,
+                recv,
+                hold,
+                fee_acc: 0,
+            },
+        );
         if pay != NO_ACCOUNT {
             self.ledger.hold_add(pay, hold);
         }
@@ -834,14 +893,14 @@ impl Engine {
         });
 
         if o.order_type.has_trigger() {
-            let trig = self.orders[slot as usize].trigger;
+            let trig = self.cold_of(slot).trigger;
             let fires_now = match self.instruments[inst as usize].last_trade {
                 Some(last) => stop_condition(o.side, trig, last),
                 None => false,
             };
             if fires_now {
                 self.fire_stop(slot, out);
-            } else if o.tif == Tif::Gtd && self.orders[slot as usize].expire_at <= self.now {
+            } else if o.tif == Tif::Gtd && self.cold_of(slot).expire_at <= self.now {
                 // Arrived already expired and cannot trade: it ends at once (convention 4).
                 out.push(Event::Canceled {
                     order_id: id,
@@ -868,7 +927,7 @@ impl Engine {
                 let reference = self.reference(o.inst);
                 let edge = band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
                 // A settling buy never pays more per lot than its hold covers.
-                cap_limit(edge, o.hold_price)
+                cap_limit(edge, self.cold_of(slot).hold_price)
             }
         };
         let end = self.match_order(slot, limit, out);
@@ -884,7 +943,7 @@ impl Engine {
                 if o.remaining.0 > 0 {
                     out.push(Event::Canceled {
                         order_id: o.id,
-                        owner: o.owner,
+                        owner: self.owners[o.owner_slot as usize].id,
                         qty: o.remaining,
                         reason: CancelReason::CircuitBreaker,
                     });
@@ -900,7 +959,7 @@ impl Engine {
             || matches!(o.tif, Tif::Ioc | Tif::Fok)
         {
             Some(CancelReason::IocRemainder)
-        } else if o.tif == Tif::Gtd && o.expire_at <= self.now {
+        } else if o.tif == Tif::Gtd && self.cold_of(slot).expire_at <= self.now {
             Some(CancelReason::Expired)
         } else if self.find_level(o.inst, o.side, o.price).is_none()
             && self.side_levels(o.inst, o.side).len() >= self.cfg.levels_max as usize
@@ -913,7 +972,7 @@ impl Engine {
             Some(reason) => {
                 out.push(Event::Canceled {
                     order_id: o.id,
-                    owner: o.owner,
+                    owner: self.owners[o.owner_slot as usize].id,
                     qty: o.remaining,
                     reason,
                 });
@@ -929,13 +988,13 @@ impl Engine {
         let o = self.orders[slot as usize];
         out.push(Event::Triggered {
             order_id: o.id,
-            owner: o.owner,
+            owner: self.owners[o.owner_slot as usize].id,
         });
         if self.instruments[o.inst as usize].halted.is_some() {
             // Triggered by a trade just before a circuit-breaker halt.
             out.push(Event::Canceled {
                 order_id: o.id,
-                owner: o.owner,
+                owner: self.owners[o.owner_slot as usize].id,
                 qty: o.remaining,
                 reason: CancelReason::CircuitBreaker,
             });
@@ -948,13 +1007,20 @@ impl Engine {
                     let reference = self.reference(o.inst);
                     let edge =
                         band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
-                    cap_limit(edge, o.hold_price)
+                    cap_limit(edge, self.cold_of(slot).hold_price)
                 }
             };
-            if !self.fok_fillable(o.inst, o.side, o.owner, o.stp, o.remaining.0, limit) {
+            if !self.fok_fillable(
+                o.inst,
+                o.side,
+                self.owners[o.owner_slot as usize].id,
+                o.stp,
+                o.remaining.0,
+                limit,
+            ) {
                 out.push(Event::Canceled {
                     order_id: o.id,
-                    owner: o.owner,
+                    owner: self.owners[o.owner_slot as usize].id,
                     qty: o.remaining,
                     reason: CancelReason::IocRemainder,
                 });
@@ -1039,12 +1105,12 @@ impl Engine {
             while m != NIL && remaining > 0 {
                 let maker = self.orders[m as usize];
                 let next = self.links[m as usize].next;
-                if maker.owner == t.owner && t.stp != Stp::None {
+                if maker.owner_slot == t.owner_slot && t.stp != Stp::None {
                     match t.stp {
                         Stp::CancelMaker => {
                             out.push(Event::Canceled {
                                 order_id: maker.id,
-                                owner: maker.owner,
+                                owner: self.owners[maker.owner_slot as usize].id,
                                 qty: maker.remaining,
                                 reason: CancelReason::Stp,
                             });
@@ -1054,7 +1120,7 @@ impl Engine {
                             if t.stp == Stp::CancelBoth {
                                 out.push(Event::Canceled {
                                     order_id: maker.id,
-                                    owner: maker.owner,
+                                    owner: self.owners[maker.owner_slot as usize].id,
                                     qty: maker.remaining,
                                     reason: CancelReason::Stp,
                                 });
@@ -1062,7 +1128,7 @@ impl Engine {
                             }
                             out.push(Event::Canceled {
                                 order_id: t.id,
-                                owner: t.owner,
+                                owner: self.owners[t.owner_slot as usize].id,
                                 qty: Qty(remaining),
                                 reason: CancelReason::Stp,
                             });
@@ -1077,7 +1143,7 @@ impl Engine {
                             if remaining == 0 {
                                 out.push(Event::Canceled {
                                     order_id: t.id,
-                                    owner: t.owner,
+                                    owner: self.owners[t.owner_slot as usize].id,
                                     qty: Qty(x),
                                     reason: CancelReason::Stp,
                                 });
@@ -1086,7 +1152,7 @@ impl Engine {
                             }
                             out.push(Event::Reduced {
                                 order_id: t.id,
-                                owner: t.owner,
+                                owner: self.owners[t.owner_slot as usize].id,
                                 qty: Qty(x),
                                 reason: CancelReason::Stp,
                             });
@@ -1113,8 +1179,8 @@ impl Engine {
                     qty: Qty(fill),
                     maker_order_id: maker.id,
                     taker_order_id: t.id,
-                    maker_owner: maker.owner,
-                    taker_owner: t.owner,
+                    maker_owner: self.owners[maker.owner_slot as usize].id,
+                    taker_owner: self.owners[t.owner_slot as usize].id,
                     taker_side: t.side,
                 });
                 remaining -= fill;
@@ -1130,13 +1196,14 @@ impl Engine {
                 break e;
             }
         };
+        let visible = if t.iceberg {
+            self.cold_of(slot).display.0.min(remaining)
+        } else {
+            remaining
+        };
         let om = &mut self.orders[slot as usize];
         om.remaining = Qty(remaining);
-        om.visible = if om.display.0 > 0 {
-            Qty(om.display.0.min(remaining))
-        } else {
-            Qty(remaining)
-        };
+        om.visible = Qty(visible);
         result
     }
 
@@ -1157,7 +1224,7 @@ impl Engine {
             if stp {
                 out.push(Event::Canceled {
                     order_id: id,
-                    owner: o.owner,
+                    owner: self.owners[o.owner_slot as usize].id,
                     qty: Qty(x),
                     reason: CancelReason::Stp,
                 });
@@ -1168,14 +1235,14 @@ impl Engine {
         if stp {
             out.push(Event::Reduced {
                 order_id: id,
-                owner: o.owner,
+                owner: self.owners[o.owner_slot as usize].id,
                 qty: Qty(x),
                 reason: CancelReason::Stp,
             });
         }
         if o.visible.0 == 0 {
             // Iceberg: the next slice goes to the back of the queue.
-            let slice = o.display.0.min(o.remaining.0);
+            let slice = self.cold_of(m).display.0.min(o.remaining.0);
             self.orders[m as usize].visible = Qty(slice);
             self.levels[lslot as usize].qty.0 += slice;
             self.unlink_level(m);
@@ -1239,7 +1306,7 @@ impl Engine {
             let mut m = l.head;
             while m != NIL {
                 let o = &self.orders[m as usize];
-                if o.owner == owner && stp != Stp::None {
+                if self.owners[o.owner_slot as usize].id == owner && stp != Stp::None {
                     if stp == Stp::CancelMaker {
                         m = self.links[m as usize].next;
                         continue;
@@ -1282,16 +1349,18 @@ impl Engine {
     // ----- settlement on the ledger ---------------------------------------
 
     /// What an order's hold must reserve now.
-    fn need(&self, o: &Order) -> u128 {
+    fn need(&self, slot: u32) -> u128 {
+        let o = &self.orders[slot as usize];
         if o.pay == NO_ACCOUNT {
             return 0;
         }
+        let c = self.cold_of(slot);
         need_of(
             &self.instruments[o.inst as usize].spec,
             o.side,
-            o.hold_price,
+            c.hold_price,
             o.remaining.0,
-            o.fee_acc,
+            c.fee_acc,
         )
     }
 
@@ -1299,17 +1368,18 @@ impl Engine {
     /// improvement, reduced quantity and unused fee reserve, or adding for a
     /// replace whose funds were checked).
     fn sync_hold(&mut self, slot: u32) {
-        let o = self.orders[slot as usize];
-        if o.pay == NO_ACCOUNT {
+        let pay = self.orders[slot as usize].pay;
+        if pay == NO_ACCOUNT {
             return;
         }
-        let need = self.need(&o);
-        if need < o.hold {
-            self.ledger.hold_release(o.pay, o.hold - need);
+        let need = self.need(slot);
+        let hold = self.cold_of(slot).hold;
+        if need < hold {
+            self.ledger.hold_release(pay, hold - need);
         } else {
-            self.ledger.hold_add(o.pay, need - o.hold);
+            self.ledger.hold_add(pay, need - hold);
         }
-        self.orders[slot as usize].hold = need;
+        self.cold[slot as usize].hold = need;
     }
 
     /// Settles one fill at once: base from seller to buyer, quote from buyer
@@ -1318,27 +1388,27 @@ impl Engine {
     /// `sync_hold` (maker: in `reduce_resting`; taker: in `finish_taker`).
     fn settle_fill(&mut self, maker: u32, taker: u32, price: Price, qty: u64) {
         let (mk, tk) = (self.orders[maker as usize], self.orders[taker as usize]);
+        let (mkc, tkc) = (self.cold_of(maker), self.cold_of(taker));
         let spec = &self.instruments[mk.inst as usize].spec;
         let fee_slot = self.instruments[mk.inst as usize].fee_slot;
         let notional = price.0 as u128 * qty as u128;
         let base = qty as u128 * spec.lot_size as u128;
         let (maker_bps, taker_bps) = (spec.maker_fee_bps as u128, spec.taker_fee_bps as u128);
-        let maker_fee = fee_delta(mk.fee_acc, notional * maker_bps);
-        let taker_fee = fee_delta(tk.fee_acc, notional * taker_bps);
-        self.orders[maker as usize].fee_acc += notional * maker_bps;
-        self.orders[taker as usize].fee_acc += notional * taker_bps;
+        let maker_fee = fee_delta(mkc.fee_acc, notional * maker_bps);
+        let taker_fee = fee_delta(tkc.fee_acc, notional * taker_bps);
+        self.cold[maker as usize].fee_acc += notional * maker_bps;
+        self.cold[taker as usize].fee_acc += notional * taker_bps;
+        // (pay, recv) of each side.
         let (buyer, seller, buyer_fee, seller_fee) = match tk.side {
-            Side::Buy => (tk, mk, taker_fee, maker_fee),
-            Side::Sell => (mk, tk, maker_fee, taker_fee),
+            Side::Buy => ((tk.pay, tkc.recv), (mk.pay, mkc.recv), taker_fee, maker_fee),
+            Side::Sell => ((mk.pay, mkc.recv), (tk.pay, tkc.recv), maker_fee, taker_fee),
         };
         // Accounts: buyer.pay = buyer's quote, buyer.recv = buyer's base,
         // seller.pay = seller's base, seller.recv = seller's quote.
-        self.ledger.post(seller.pay, buyer.recv, base);
-        self.ledger
-            .post(buyer.pay, seller.recv, notional - seller_fee);
+        self.ledger.post(seller.0, buyer.1, base);
+        self.ledger.post(buyer.0, seller.1, notional - seller_fee);
         if buyer_fee + seller_fee > 0 {
-            self.ledger
-                .post(buyer.pay, fee_slot, buyer_fee + seller_fee);
+            self.ledger.post(buyer.0, fee_slot, buyer_fee + seller_fee);
         }
     }
 
@@ -1368,12 +1438,12 @@ impl Engine {
             return reject(out, RejectReason::UnknownOrder);
         };
         let o = self.orders[slot as usize];
-        if o.owner != owner {
+        if self.owners[o.owner_slot as usize].id != owner {
             return reject(out, RejectReason::NotOrderOwner);
         }
         out.push(Event::Canceled {
             order_id: id,
-            owner: o.owner,
+            owner: self.owners[o.owner_slot as usize].id,
             qty: o.remaining,
             reason: CancelReason::User,
         });
@@ -1401,7 +1471,7 @@ impl Engine {
         if o.state != OrderState::Resting {
             return reject(out, RejectReason::UnknownOrder);
         }
-        if o.owner != owner {
+        if self.owners[o.owner_slot as usize].id != owner {
             return reject(out, RejectReason::NotOrderOwner);
         }
         let spec = self.instruments[o.inst as usize].spec;
@@ -1437,16 +1507,17 @@ impl Engine {
                 return reject(out, RejectReason::CapacityExceeded);
             }
         }
+        let c = self.cold_of(slot);
         let new_hold_price = if o.side == Side::Buy { price } else { Price(0) };
         let new_hold = if o.pay != NO_ACCOUNT {
-            need_of(&spec, o.side, new_hold_price, qty.0, o.fee_acc)
+            need_of(&spec, o.side, new_hold_price, qty.0, c.fee_acc)
         } else {
             0
         };
-        if new_hold > o.hold {
+        if new_hold > c.hold {
             let a = &self.ledger.accounts[o.pay as usize];
             if a.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
-                && a.available() < new_hold - o.hold
+                && a.available() < new_hold - c.hold
             {
                 return reject(out, RejectReason::InsufficientFunds);
             }
@@ -1454,8 +1525,12 @@ impl Engine {
         if o.post_only && self.crosses(o.inst, o.side, price) {
             return reject(out, RejectReason::PostOnlyWouldCross);
         }
+        if price_changed {
+            // The plain cold part follows the price; the hold price must not.
+            self.keep_cold(slot);
+        }
         if o.pay != NO_ACCOUNT {
-            self.orders[slot as usize].hold_price = new_hold_price;
+            self.cold[slot as usize].hold_price = new_hold_price;
         }
         if !price_changed && qty <= o.remaining {
             // Priority kept: shrink in place (hidden part first for icebergs).
@@ -1467,7 +1542,7 @@ impl Engine {
             self.sync_hold(slot);
             out.push(Event::Replaced {
                 order_id: id,
-                owner: o.owner,
+                owner: self.owners[o.owner_slot as usize].id,
                 price,
                 qty,
                 priority_kept: true,
@@ -1480,8 +1555,8 @@ impl Engine {
             let om = &mut self.orders[slot as usize];
             om.price = price;
             om.remaining = qty;
-            om.visible = if om.display.0 > 0 {
-                Qty(om.display.0.min(qty.0))
+            om.visible = if c.display.0 > 0 {
+                Qty(c.display.0.min(qty.0))
             } else {
                 qty
             };
@@ -1490,7 +1565,7 @@ impl Engine {
         self.sync_hold(slot);
         out.push(Event::Replaced {
             order_id: id,
-            owner: o.owner,
+            owner: self.owners[o.owner_slot as usize].id,
             price,
             qty,
             priority_kept: false,
@@ -1528,7 +1603,7 @@ impl Engine {
             if inst.is_none_or(|i| i == o.inst) && side.is_none_or(|s| s == o.side) {
                 out.push(Event::Canceled {
                     order_id: o.id,
-                    owner: o.owner,
+                    owner: self.owners[o.owner_slot as usize].id,
                     qty: o.remaining,
                     reason: CancelReason::MassCancel,
                 });
@@ -1566,7 +1641,7 @@ impl Engine {
                 let waiting = o.state == OrderState::Stop;
                 out.push(Event::OpenOrder {
                     order_id: o.id,
-                    owner: o.owner,
+                    owner: self.owners[o.owner_slot as usize].id,
                     client_order_id: o.coid,
                     instrument: self.instruments[o.inst as usize].spec.id,
                     side: o.side,
@@ -1584,13 +1659,13 @@ impl Engine {
 
     fn expire(&mut self, out: &mut Events) {
         while let Some(&top) = self.heap.first() {
-            let o = self.orders[top as usize];
-            if o.expire_at > self.now {
+            if self.cold_of(top).expire_at > self.now {
                 break;
             }
+            let o = self.orders[top as usize];
             out.push(Event::Canceled {
                 order_id: o.id,
-                owner: o.owner,
+                owner: self.owners[o.owner_slot as usize].id,
                 qty: o.remaining,
                 reason: CancelReason::Expired,
             });
@@ -1600,10 +1675,40 @@ impl Engine {
 
     // ----- order lifecycle ------------------------------------------------
 
-    fn alloc_order(&mut self, o: Order) -> u32 {
+    /// An order's cold part (stored, or the plain one).
+    #[inline]
+    fn cold_of(&self, slot: u32) -> OrderCold {
+        let o = &self.orders[slot as usize];
+        if o.cold_set {
+            self.cold[slot as usize]
+        } else {
+            plain_cold(o)
+        }
+    }
+
+    /// Whether an order with these parts must keep its cold part: it differs
+    /// from the plain one, or may change (holds, fees, heap position).
+    fn needs_cold(o: &Order, c: &OrderCold) -> bool {
+        o.pay != NO_ACCOUNT || o.tif == Tif::Gtd || *c != plain_cold(o)
+    }
+
+    /// Stores an order's cold part from here on (before a change that the
+    /// plain one cannot describe).
+    fn keep_cold(&mut self, slot: u32) {
+        if !self.orders[slot as usize].cold_set {
+            self.cold[slot as usize] = self.cold_of(slot);
+            self.orders[slot as usize].cold_set = true;
+        }
+    }
+
+    fn alloc_order(&mut self, mut o: Order, c: OrderCold) -> u32 {
+        o.cold_set = Self::needs_cold(&o, &c);
         let slot = match self.order_free.pop() {
             Some(s) => {
                 self.orders[s as usize] = o;
+                if o.cold_set {
+                    self.cold[s as usize] = c;
+                }
                 self.links[s as usize] = NO_LINKS;
                 s
             }
@@ -1613,6 +1718,7 @@ impl Engine {
                     "order pool exhausted past the capacity check"
                 );
                 self.orders.push(o);
+                self.cold.push(c);
                 self.links.push(NO_LINKS);
                 (self.orders.len() - 1) as u32
             }
@@ -1640,7 +1746,7 @@ impl Engine {
     fn end_order(&mut self, slot: u32) {
         let o = self.orders[slot as usize];
         if o.pay != NO_ACCOUNT {
-            self.ledger.hold_release(o.pay, o.hold);
+            self.ledger.hold_release(o.pay, self.cold_of(slot).hold);
         }
         match o.state {
             OrderState::Resting => self.unlink_from_book(slot),
@@ -1651,7 +1757,8 @@ impl Engine {
         // A triggered stop may still sit in the fire queue or batch only
         // while Active, and Active orders are never ended from outside.
         self.unlink_owner(slot);
-        if o.heap_pos != NIL {
+        // Every live GTD order, and only those, is in the expiry heap.
+        if o.tif == Tif::Gtd {
             self.heap_remove(slot);
         }
         if self.instruments[o.inst as usize]
@@ -1672,6 +1779,7 @@ impl Engine {
         }
         let removed = self.order_index.remove(o.id.0, slot);
         assert!(removed, "order index out of step");
+        // The cold part is left as it is: nothing reads a free slot's.
         self.orders[slot as usize] = Order::default();
         self.order_free.push(slot);
     }
@@ -1690,7 +1798,7 @@ impl Engine {
     fn park_stop(&mut self, slot: u32) {
         let o = self.orders[slot as usize];
         self.orders[slot as usize].state = OrderState::Stop;
-        let key = stop_key(o.side, o.trigger);
+        let key = stop_key(o.side, self.cold_of(slot).trigger);
         let list = self.stop_list_mut(o.inst, o.side);
         let pos = list.partition_point(|e| e.key < key);
         assert!(
@@ -1702,7 +1810,7 @@ impl Engine {
 
     fn remove_stop(&mut self, slot: u32) {
         let o = self.orders[slot as usize];
-        let key = stop_key(o.side, o.trigger);
+        let key = stop_key(o.side, self.cold_of(slot).trigger);
         let list = self.stop_list_mut(o.inst, o.side);
         let start = list.partition_point(|e| e.key < key);
         let off = list[start..]
@@ -1883,31 +1991,31 @@ impl Engine {
     // ----- expiry heap (indexed binary min-heap on (expire_at, id)) ----
 
     fn heap_less(&self, a: u32, b: u32) -> bool {
-        let (x, y) = (&self.orders[a as usize], &self.orders[b as usize]);
-        (x.expire_at, x.id) < (y.expire_at, y.id)
+        let (x, y) = (self.cold_of(a), self.cold_of(b));
+        (x.expire_at, self.orders[a as usize].id) < (y.expire_at, self.orders[b as usize].id)
     }
 
     fn heap_set(&mut self, pos: usize, slot: u32) {
         self.heap[pos] = slot;
-        self.orders[slot as usize].heap_pos = pos as u32;
+        self.cold[slot as usize].heap_pos = pos as u32;
     }
 
     fn heap_push(&mut self, slot: u32) {
         assert!(self.heap.len() < self.heap.capacity(), "expiry heap full");
         self.heap.push(slot);
         let pos = self.heap.len() - 1;
-        self.orders[slot as usize].heap_pos = pos as u32;
+        self.cold[slot as usize].heap_pos = pos as u32;
         self.heap_up(pos);
     }
 
     fn heap_remove(&mut self, slot: u32) {
-        let pos = self.orders[slot as usize].heap_pos as usize;
+        let pos = self.cold_of(slot).heap_pos as usize;
         let last = self.heap.pop().expect("heap_remove on an empty heap");
-        self.orders[slot as usize].heap_pos = NIL;
+        self.cold[slot as usize].heap_pos = NIL;
         if last != slot {
             self.heap_set(pos, last);
             self.heap_up(pos);
-            let p = self.orders[last as usize].heap_pos as usize;
+            let p = self.cold_of(last).heap_pos as usize;
             self.heap_down(p);
         }
     }
@@ -1989,7 +2097,7 @@ impl Engine {
         let o = &self.orders[slot as usize];
         Some(OrderView {
             id: o.id,
-            owner: o.owner,
+            owner: self.owners[o.owner_slot as usize].id,
             client_order_id: o.coid,
             instrument: self.instruments[o.inst as usize].spec.id,
             side: o.side,
@@ -2114,10 +2222,10 @@ impl Engine {
     }
 
     fn hash_order(&self, h: &mut StateHasher, slot: u32) {
-        let o = &self.orders[slot as usize];
+        let (o, c) = (&self.orders[slot as usize], self.cold_of(slot));
         for v in [
             o.id.0,
-            o.owner.0,
+            self.owners[o.owner_slot as usize].id.0,
             o.coid.0,
             o.side as u64,
             o.otype as u64,
@@ -2125,17 +2233,17 @@ impl Engine {
             o.stp as u64,
             o.post_only as u64,
             o.price.0,
-            o.trigger.0,
-            o.expire_at.0,
+            c.trigger.0,
+            c.expire_at.0,
             o.remaining.0,
             o.visible.0,
-            o.display.0,
-            o.hold_price.0,
+            c.display.0,
+            c.hold_price.0,
         ] {
             h.u64(v);
         }
-        h.u128(o.hold);
-        h.u128(o.fee_acc);
+        h.u128(c.hold);
+        h.u128(c.fee_acc);
     }
 
     /// Checks every book invariant; `Err` names the first one broken.
@@ -2163,7 +2271,7 @@ impl Engine {
                     let (mut qty, mut count, mut prev) = (0u64, 0u32, NIL);
                     let mut m = l.head;
                     while m != NIL {
-                        let o = &self.orders[m as usize];
+                        let (o, c) = (&self.orders[m as usize], self.cold_of(m));
                         if o.state != OrderState::Resting
                             || o.level != e.slot
                             || self.links[m as usize].prev != prev
@@ -2178,8 +2286,8 @@ impl Engine {
                         }
                         if o.visible.0 == 0
                             || o.visible > o.remaining
-                            || (o.display.0 == 0 && o.visible != o.remaining)
-                            || (o.display.0 > 0 && o.visible > o.display)
+                            || (c.display.0 == 0 && o.visible != o.remaining)
+                            || (c.display.0 > 0 && o.visible > c.display)
                         {
                             return Err(format!("order {}: bad visible/remaining", o.id));
                         }
@@ -2189,7 +2297,7 @@ impl Engine {
                         {
                             return Err(format!("order {}: a non-resting order rests", o.id));
                         }
-                        if o.tif == Tif::Gtd && o.expire_at <= self.now {
+                        if o.tif == Tif::Gtd && c.expire_at <= self.now {
                             return Err(format!("order {}: expired but resting", o.id));
                         }
                         qty = qty.checked_add(o.visible.0).ok_or("level qty overflows")?;
@@ -2219,14 +2327,15 @@ impl Engine {
                 }
                 for e in v {
                     let o = &self.orders[e.slot as usize];
+                    let trigger = self.cold_of(e.slot).trigger;
                     if o.state != OrderState::Stop
                         || o.side != side
-                        || e.key != stop_key(side, o.trigger)
+                        || e.key != stop_key(side, trigger)
                     {
                         return Err(format!("{id:?}: stop {} misfiled", o.id));
                     }
                     if let Some(last) = inst.last_trade {
-                        if stop_condition(side, o.trigger, last) {
+                        if stop_condition(side, trigger, last) {
                             return Err(format!("stop {} should have fired at {last}", o.id));
                         }
                     }
@@ -2246,7 +2355,7 @@ impl Engine {
         }
         let mut gtd = 0usize;
         for slot in self.order_index.slots() {
-            let o = &self.orders[slot as usize];
+            let (o, c) = (&self.orders[slot as usize], self.cold_of(slot));
             if self
                 .order_index
                 .get(o.id.0, |s| self.orders[s as usize].id.0)
@@ -2262,17 +2371,20 @@ impl Engine {
                 ));
             }
             let ow = &self.owners[o.owner_slot as usize];
-            if !self.coids.contains(&ow.coids, o.owner.0, o.coid.0) {
+            if !self.coids.contains(&ow.coids, ow.id.0, o.coid.0) {
                 return Err(format!("order {}: client order id forgotten", o.id));
             }
             if o.tif == Tif::Gtd {
                 gtd += 1;
-                if self.heap.get(o.heap_pos as usize) != Some(&slot) {
+                if self.heap.get(c.heap_pos as usize) != Some(&slot) {
                     return Err(format!("order {}: heap position wrong", o.id));
                 }
             }
             if o.id.0 >= self.next_order_id {
                 return Err(format!("order {} from the future", o.id));
+            }
+            if o.iceberg != (c.display.0 > 0) {
+                return Err(format!("order {}: iceberg flag wrong", o.id));
             }
         }
         if gtd != self.heap.len() {
@@ -2290,10 +2402,7 @@ impl Engine {
             let (mut m, mut prev) = (ow.head, NIL);
             while m != NIL {
                 let o = &self.orders[m as usize];
-                if o.owner != ow.id
-                    || o.owner_slot as usize != os
-                    || self.links[m as usize].oprev != prev
-                {
+                if o.owner_slot as usize != os || self.links[m as usize].oprev != prev {
                     return Err(format!("order {}: owner list broken", o.id));
                 }
                 if prev != NIL && self.orders[prev as usize].id >= o.id {
@@ -2339,22 +2448,22 @@ impl Engine {
         // pending transfers, and conservation per asset.
         let mut holds = vec![0u128; self.ledger.accounts_len()];
         for slot in self.order_index.slots() {
-            let o = &self.orders[slot as usize];
+            let (o, c) = (&self.orders[slot as usize], self.cold_of(slot));
             if o.pay == NO_ACCOUNT {
-                if o.hold != 0 {
+                if c.hold != 0 {
                     return Err(format!("order {}: hold without an account", o.id));
                 }
                 continue;
             }
-            let need = self.need(o);
-            if o.hold != need {
+            let need = self.need(slot);
+            if c.hold != need {
                 return Err(format!(
                     "order {}: holds {} but needs {}",
-                    o.id, o.hold, need
+                    o.id, c.hold, need
                 ));
             }
             holds[o.pay as usize] = holds[o.pay as usize]
-                .checked_add(o.hold)
+                .checked_add(c.hold)
                 .ok_or("holds overflow")?;
         }
         self.ledger.validate(&holds)
@@ -2428,5 +2537,22 @@ fn empty_spec() -> InstrumentSpec {
         settle: false,
         open_orders_max: None,
         notional_max: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hot order record stays within one cache line's worth of bytes
+    /// (the cold rest is in `OrderCold`).
+    #[test]
+    fn hot_order_is_64_bytes_at_most() {
+        let (hot, cold) = (
+            std::mem::size_of::<Order>(),
+            std::mem::size_of::<OrderCold>(),
+        );
+        assert!(hot <= 64, "size_of::<Order>() = {hot}");
+        assert!(cold <= 96, "size_of::<OrderCold>() = {cold}");
     }
 }

@@ -436,9 +436,15 @@ impl Engine {
             w.u32(i.fee_slot);
         }
         w.len(self.orders.len());
-        for (o, l) in self.orders.iter().zip(&self.links) {
+        for ((o, c), l) in self.orders.iter().zip(&self.cold).zip(&self.links) {
+            let c = if o.cold_set { *c } else { plain_cold(o) };
+            // A free slot's owner is 0 (the record is reset when freed).
+            let owner = match o.state {
+                OrderState::Free => 0,
+                _ => self.owners[o.owner_slot as usize].id.0,
+            };
             w.u64(o.id.0);
-            w.u64(o.owner.0);
+            w.u64(owner);
             w.u64(o.coid.0);
             w.u32(o.inst);
             w.u8(o.side as u8);
@@ -449,11 +455,11 @@ impl Engine {
             w.u8(ostate_code(o.state));
             for v in [
                 o.price.0,
-                o.trigger.0,
-                o.expire_at.0,
+                c.trigger.0,
+                c.expire_at.0,
                 o.remaining.0,
                 o.visible.0,
-                o.display.0,
+                c.display.0,
             ] {
                 w.u64(v);
             }
@@ -464,15 +470,15 @@ impl Engine {
                 o.owner_slot,
                 l.oprev,
                 l.onext,
-                o.heap_pos,
+                c.heap_pos,
                 o.pay,
-                o.recv,
+                c.recv,
             ] {
                 w.u32(v);
             }
-            w.u128(o.hold);
-            w.u64(o.hold_price.0);
-            w.u128(o.fee_acc);
+            w.u128(c.hold);
+            w.u64(c.hold_price.0);
+            w.u128(c.fee_acc);
         }
         w_u32s(&mut w, &self.order_free);
         w.len(self.order_index.len());
@@ -585,42 +591,71 @@ impl Engine {
             }
         }
         let n = r.len(e.orders.capacity(), "orders_max")?;
+        // Each order's owner id, checked against its owner slot once the
+        // owners are read (memory keeps only the slot).
+        let mut order_owners = Vec::with_capacity(n);
         for _ in 0..n {
-            let mut l = Links::default();
-            let o = Order {
-                id: OrderId(r.u64()?),
-                owner: OwnerId(r.u64()?),
-                coid: ClientOrderId(r.u64()?),
-                inst: r.u32()?,
-                side: r.enum_u8("side", side_of)?,
-                otype: r.enum_u8("order_type", otype_of)?,
-                tif: r.enum_u8("tif", tif_of)?,
-                stp: r.enum_u8("stp", stp_of)?,
-                post_only: r.bool("post_only")?,
-                state: r.enum_u8("order_state", state_of)?,
-                price: Price(r.u64()?),
-                trigger: Price(r.u64()?),
-                expire_at: Timestamp(r.u64()?),
-                remaining: Qty(r.u64()?),
-                visible: Qty(r.u64()?),
-                display: Qty(r.u64()?),
-                level: r.u32()?,
-                owner_slot: {
-                    l.prev = r.u32()?;
-                    l.next = r.u32()?;
-                    let os = r.u32()?;
-                    l.oprev = r.u32()?;
-                    l.onext = r.u32()?;
-                    os
-                },
-                heap_pos: r.u32()?,
-                pay: r.u32()?,
+            // Fields in the snapshot's order (the layout of the format, not of memory).
+            let id = OrderId(r.u64()?);
+            order_owners.push(r.u64()?);
+            let coid = ClientOrderId(r.u64()?);
+            let inst = r.u32()?;
+            let side = r.enum_u8("side", side_of)?;
+            let otype = r.enum_u8("order_type", otype_of)?;
+            let tif = r.enum_u8("tif", tif_of)?;
+            let stp = r.enum_u8("stp", stp_of)?;
+            let post_only = r.bool("post_only")?;
+            let state = r.enum_u8("order_state", state_of)?;
+            let price = Price(r.u64()?);
+            let trigger = Price(r.u64()?);
+            let expire_at = Timestamp(r.u64()?);
+            let remaining = Qty(r.u64()?);
+            let visible = Qty(r.u64()?);
+            let display = Qty(r.u64()?);
+            let level = r.u32()?;
+            let (prev, next) = (r.u32()?, r.u32()?);
+            let owner_slot = r.u32()?;
+            let (oprev, onext) = (r.u32()?, r.u32()?);
+            let l = Links {
+                prev,
+                next,
+                oprev,
+                onext,
+            };
+            let heap_pos = r.u32()?;
+            let pay = r.u32()?;
+            let c = OrderCold {
+                trigger,
+                expire_at,
+                display,
+                heap_pos,
                 recv: r.u32()?,
                 hold: r.u128()?,
                 hold_price: Price(r.u64()?),
                 fee_acc: r.u128()?,
             };
+            let mut o = Order {
+                id,
+                coid,
+                price,
+                remaining,
+                visible,
+                inst,
+                level,
+                owner_slot,
+                pay,
+                side,
+                otype,
+                tif,
+                stp,
+                post_only,
+                state,
+                iceberg: display.0 > 0,
+                cold_set: false,
+            };
+            o.cold_set = Engine::needs_cold(&o, &c);
             e.orders.push(o);
+            e.cold.push(c);
             e.links.push(l);
         }
         r_u32s(&mut r, &mut e.order_free, "orders_max")?;
@@ -720,6 +755,14 @@ impl Engine {
             return Err(SnapshotError::TrailingBytes { offset: r.at });
         }
         e.check_slots()?;
+        for (o, &owner) in e.orders.iter().zip(&order_owners) {
+            if o.state != OrderState::Free && e.owners[o.owner_slot as usize].id.0 != owner {
+                return Err(SnapshotError::Invalid(format!(
+                    "order {}: owner {owner} is not its owner slot's",
+                    o.id
+                )));
+            }
+        }
         e.validate().map_err(SnapshotError::Invalid)?;
         Ok(e)
     }
@@ -735,7 +778,7 @@ impl Engine {
         );
         let na = self.ledger.accounts.len() as u32;
         let ok_o = |s: u32| s == NIL || s < no;
-        for (o, l) in self.orders.iter().zip(&self.links) {
+        for ((o, c), l) in self.orders.iter().zip(&self.cold).zip(&self.links) {
             if o.state == OrderState::Free {
                 continue;
             }
@@ -745,10 +788,10 @@ impl Engine {
             if ![l.prev, l.next, l.oprev, l.onext].iter().all(|&s| ok_o(s)) {
                 return bad("order link");
             }
-            if !(o.pay == NO_ACCOUNT || o.pay < na) || !(o.recv == NO_ACCOUNT || o.recv < na) {
+            if !(o.pay == NO_ACCOUNT || o.pay < na) || !(c.recv == NO_ACCOUNT || c.recv < na) {
                 return bad("order account");
             }
-            if !(o.heap_pos == NIL || (o.heap_pos as usize) < self.heap.len()) {
+            if !(c.heap_pos == NIL || (c.heap_pos as usize) < self.heap.len()) {
                 return bad("order heap position");
             }
         }
