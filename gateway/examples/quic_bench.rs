@@ -226,7 +226,7 @@ fn main() {
         us(&ping, 0.5),
         us(&ping, 0.99)
     );
-    for d in [Durability::None, Durability::Durable] {
+    for d in [Durability::None, Durability::Async, Durability::Durable] {
         let h = order_ack(d, rounds);
         println!(
             "order → ack, durability {:<8}            p50 {:7.1} µs  p99 {:7.1} µs  | ratio to ping-pong p50 {:.2}× p99 {:.2}×",

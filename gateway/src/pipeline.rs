@@ -170,8 +170,8 @@ impl Persistence for FsPersistence {
         self.writer.written().1
     }
 
-    fn background(&mut self) -> bool {
-        match self.writer.background() {
+    fn background(&mut self, idle: bool) -> bool {
+        match self.writer.background(idle) {
             Ok(more) => more,
             Err(e) => {
                 // Spares are off from now on; a roll creates the segment in

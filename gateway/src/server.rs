@@ -701,7 +701,15 @@ async fn router(
             h.touched = touched;
             (n, h.in_flight)
         };
-        if n > 0 || busy_poll || in_flight > 0 {
+        if n > 0 || busy_poll {
+            tokio::task::yield_now().await;
+        } else if in_flight > 0 {
+            // Waiting for the engine or the journal to answer: give the core
+            // away too, not just the task. On few cores a spinning router
+            // otherwise holds a core the journal thread needs until the next
+            // scheduler tick (measured: durable order → ack p50 4.0 ms with
+            // the spin, µs without).
+            std::thread::yield_now();
             tokio::task::yield_now().await;
         } else {
             tokio::select! {

@@ -247,18 +247,23 @@ fn the_next_segment_is_prepared_ahead_and_a_roll_renames_it() {
     let size = 4 * SPARE_SLICE_BYTES;
     let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(size, 64)).unwrap();
     w.prepare(1).unwrap();
-    // Nothing to do while the current segment is less than half used.
-    assert!(!w.background().unwrap());
+    // Nothing to do while the current segment is less than a quarter used,
+    // and, unless idle, until it is three quarters used.
+    assert!(!w.background(true).unwrap());
     let mut seq = 1;
-    while !w.background().unwrap() {
+    while !w.background(true).unwrap() {
+        assert!(!w.background(false).unwrap(), "not urgent yet");
         w.append_batch(&recs(seq, 64)).unwrap();
         seq += 64;
     }
     // Four slices make the spare (one done above); then nothing more to do.
-    assert!(w.background().unwrap());
-    assert!(w.background().unwrap());
-    assert!(!w.background().unwrap(), "the fourth slice completes it");
-    assert!(!w.background().unwrap());
+    assert!(w.background(true).unwrap());
+    assert!(w.background(true).unwrap());
+    assert!(
+        !w.background(true).unwrap(),
+        "the fourth slice completes it"
+    );
+    assert!(!w.background(true).unwrap());
     assert!(d.list(dir).unwrap().contains(&SPARE_NAME.to_string()));
     // Scans ignore the spare.
     let (rep, _) = seqs(&d, dir);
@@ -282,7 +287,7 @@ fn the_next_segment_is_prepared_ahead_and_a_roll_renames_it() {
     assert!(rep.tail.is_none() && rep.trailing.is_empty());
     // A half-made spare left behind is removed at the next open; the
     // journal survives a crash around all this.
-    while !w.background().unwrap() {
+    while !w.background(true).unwrap() {
         w.append_batch(&recs(seq, 64)).unwrap();
         seq += 64;
     }

@@ -263,12 +263,17 @@ impl<S: Storage> JournalWriter<S> {
     }
 
     /// One slice of deferred work: zero-fills and syncs the next
-    /// `SPARE_SLICE_BYTES` of the spare segment (creating it first). Call
-    /// it when there is nothing to commit; returns whether more remains.
+    /// `SPARE_SLICE_BYTES` of the spare segment (creating it first), once
+    /// the current segment is a quarter used. Call it with `idle` when
+    /// nothing waits to be committed; without, it works only when the
+    /// segment is three quarters used and the spare still unfinished (a
+    /// journal that is never idle still gets its spare, a millisecond at a
+    /// time, instead of a whole preallocation at the roll). Returns whether
+    /// more remains.
     /// A failure turns spares off (rolls then create segments in place, and
     /// a disk that is really failing fails there, on the commit path, where
     /// it is fatal) and is returned once.
-    pub fn background(&mut self) -> Result<bool, JournalError> {
+    pub fn background(&mut self, idle: bool) -> Result<bool, JournalError> {
         if self.poisoned || self.spare_off || self.cfg.durability == Durability::None {
             return Ok(false);
         }
@@ -276,9 +281,10 @@ impl<S: Storage> JournalWriter<S> {
         if self.spare.as_ref().is_some_and(|s| s.filled >= size) {
             return Ok(false);
         }
-        // Start once the current segment is half used: an idle server keeps
-        // no spare, and a busy one has half a segment's time to make it.
-        if self.spare.is_none() && self.segment.is_some() && self.pos < self.segment_len / 2 {
+        // Start once the current segment is a quarter used: an idle server
+        // keeps no spare, and a busy one has most of a segment's time.
+        let used = |frac: u64| self.segment.is_none() || self.pos >= self.segment_len / 4 * frac;
+        if !used(1) || (!idle && !used(3)) {
             return Ok(false);
         }
         let r = self.spare_slice(size);

@@ -45,9 +45,10 @@ pub trait Persistence: Send + 'static {
         0
     }
     /// A slice (about a millisecond) of deferred work, such as preparing
-    /// the next journal segment; called when nothing waits to be committed.
-    /// Returns whether more remains.
-    fn background(&mut self) -> bool {
+    /// the next journal segment; `idle` when nothing waits to be committed
+    /// (without it, only work that cannot wait longer). Returns whether it
+    /// did something.
+    fn background(&mut self, _idle: bool) -> bool {
         false
     }
 }
@@ -463,7 +464,7 @@ fn journal_loop(
         // Nothing waiting: a slice of background work (the next segment),
         // which a commit arriving meanwhile waits for (about a millisecond,
         // instead of a whole segment's preallocation at the roll).
-        let worked = (q.is_empty() && persist.background()) || worked;
+        let worked = persist.background(q.is_empty()) || worked;
         idler.idle(worked);
     }
 }
