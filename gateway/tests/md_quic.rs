@@ -627,8 +627,10 @@ async fn feed_order_ids_are_the_global_ids_clients_see() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_l3_subscriber_is_reset_and_recovers_from_its_owed_snapshot() {
     let s = start(MdConfig {
-        backlog_bytes: 64 << 10,
-        backlog_age: Duration::from_secs(3),
+        backlog_bytes: 16 << 10,
+        // Long enough that a loaded CI machine does not turn the owed
+        // snapshot into a slow-consumer disconnect before it reads again.
+        backlog_age: Duration::from_secs(15),
         ..MdConfig::default()
     });
     let mut t = s.trader(1).await;
@@ -646,7 +648,9 @@ async fn a_slow_l3_subscriber_is_reset_and_recovers_from_its_owed_snapshot() {
     pump(&mut c, &mut v, |v| v.books.values().all(|b| b.is_live())).await;
     // It stops reading while far more than its backlog bound is published
     // (about 88 bytes per L3 record), then reads again well within backlog_age.
-    trade(&mut t, 3_000, 21).await;
+    // Far more than the windows (48 KiB) and the bound together, however
+    // the writer happened to batch what came before its stream blocked.
+    trade(&mut t, 6_000, 21).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = reference(&s).await;
     let target = seq(&r, Channel::L3);
