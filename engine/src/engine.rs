@@ -535,6 +535,28 @@ impl Engine {
         self.instrument_index.get(id.0 as u128)
     }
 
+    /// The slot of an optional instrument filter (mass cancel, open-order
+    /// queries); `Err` once an unknown instrument has been rejected.
+    fn inst_filter(
+        &self,
+        instrument: Option<InstrumentId>,
+        out: &mut Events,
+    ) -> Result<Option<u32>, ()> {
+        let Some(id) = instrument else {
+            return Ok(None);
+        };
+        match self.inst_slot(id) {
+            Some(s) => Ok(Some(s)),
+            None => {
+                out.push(Event::Rejected {
+                    target: RejectTarget::Instrument(id),
+                    reason: RejectReason::UnknownInstrument,
+                });
+                Err(())
+            }
+        }
+    }
+
     fn handle_add_instrument(&mut self, spec: &InstrumentSpec, out: &mut Events) {
         let reject = |out: &mut Events, reason| {
             out.push(Event::Rejected {
@@ -1581,17 +1603,8 @@ impl Engine {
         side: Option<Side>,
         out: &mut Events,
     ) {
-        let inst = match instrument {
-            None => None,
-            Some(id) => match self.inst_slot(id) {
-                Some(s) => Some(s),
-                None => {
-                    return out.push(Event::Rejected {
-                        target: RejectTarget::Instrument(id),
-                        reason: RejectReason::UnknownInstrument,
-                    })
-                }
-            },
+        let Ok(inst) = self.inst_filter(instrument, out) else {
+            return;
         };
         let Some(os) = self.owner_index.get(owner.0 as u128) else {
             return;
@@ -1619,17 +1632,8 @@ impl Engine {
         instrument: Option<InstrumentId>,
         out: &mut Events,
     ) {
-        let inst = match instrument {
-            None => None,
-            Some(id) => match self.inst_slot(id) {
-                Some(s) => Some(s),
-                None => {
-                    return out.push(Event::Rejected {
-                        target: RejectTarget::Instrument(id),
-                        reason: RejectReason::UnknownInstrument,
-                    })
-                }
-            },
+        let Ok(inst) = self.inst_filter(instrument, out) else {
+            return;
         };
         let Some(os) = self.owner_index.get(owner.0 as u128) else {
             return;

@@ -28,6 +28,14 @@ fn start(md: MdConfig) -> TestServer {
 }
 
 fn start_with(md: MdConfig, metrics: Option<Arc<MetricsState>>) -> TestServer {
+    start_partitioned(md, metrics, 1)
+}
+
+fn start_partitioned(
+    md: MdConfig,
+    metrics: Option<Arc<MetricsState>>,
+    partitions: usize,
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = ServerConfig::new(dir.path());
     cfg.listen = "127.0.0.1:0".parse().unwrap();
@@ -36,6 +44,7 @@ fn start_with(md: MdConfig, metrics: Option<Arc<MetricsState>>) -> TestServer {
     cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
     cfg.md = md;
     cfg.metrics = metrics;
+    cfg.pipeline.partitions = partitions;
     let handle = server::start(cfg).unwrap();
     let id = load_client_identity(dir.path()).unwrap();
     TestServer {
@@ -51,6 +60,29 @@ impl TestServer {
         let mut c = ClientConfig::new(self.handle.addr(), self.cert.clone(), self.token.clone());
         c.session_id = session_id;
         Client::connect(&c).await.unwrap()
+    }
+
+    /// A live subscriber of one book channel with small receive windows,
+    /// so a backlog shows on the server as soon as it stops reading.
+    async fn tight_subscriber(
+        &self,
+        ch: Channel,
+        stream_window_bytes: u32,
+        connection_window_bytes: u32,
+    ) -> (MdClient, FeedView) {
+        let tight = Tuning {
+            stream_window_bytes,
+            connection_window_bytes,
+            ..Tuning::default()
+        };
+        let mut c = MdClient::connect(self.handle.addr(), &self.cert, &self.token, &tight)
+            .await
+            .unwrap();
+        let mut v = FeedView::default();
+        v.track(BTC, ch);
+        c.subscribe(BTC, ch).await.unwrap();
+        pump(&mut c, &mut v, |v| v.books.values().all(|b| b.is_live())).await;
+        (c, v)
     }
 
     async fn subscriber(&self, channels: &[Channel]) -> (MdClient, FeedView) {
@@ -368,18 +400,7 @@ async fn a_slow_l2_subscriber_is_conflated_and_converges() {
         ..MdConfig::default()
     });
     let mut t = s.trader(1).await;
-    let tight = Tuning {
-        stream_window_bytes: 8 << 10,
-        connection_window_bytes: 16 << 10,
-        ..Tuning::default()
-    };
-    let mut c = MdClient::connect(s.handle.addr(), &s.cert, &s.token, &tight)
-        .await
-        .unwrap();
-    let mut v = FeedView::default();
-    v.track(BTC, Channel::L2);
-    c.subscribe(BTC, Channel::L2).await.unwrap();
-    pump(&mut c, &mut v, |v| v.books.values().all(|b| b.is_live())).await;
+    let (mut c, mut v) = s.tight_subscriber(Channel::L2, 8 << 10, 16 << 10).await;
     // It stops reading while the book moves for a while.
     for round in 0..8 {
         trade(&mut t, 150, 40 + round).await;
@@ -574,22 +595,7 @@ async fn rest(c: &mut Client, instrument: u32, price: u64, coid: u64) -> u64 {
 
 #[tokio::test(flavor = "current_thread")]
 async fn feed_order_ids_are_the_global_ids_clients_see() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig::new(dir.path());
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.pipeline.durability = gateway::journal::Durability::None;
-    cfg.pipeline.partitions = 2;
-    cfg.pipeline.runtime.pin = false;
-    cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
-    let handle = server::start(cfg).unwrap();
-    let id = load_client_identity(dir.path()).unwrap();
-    let token = id.operator_token.unwrap();
-    let s = TestServer {
-        handle,
-        cert: id.cert_der,
-        token,
-        _dir: dir,
-    };
+    let s = start_partitioned(MdConfig::default(), None, 2);
     // Instrument 2 must live in partition 1, or this proves nothing.
     const ETH: u32 = 2;
     let mut t = s.trader(1).await;
@@ -634,18 +640,7 @@ async fn a_slow_l3_subscriber_is_reset_and_recovers_from_its_owed_snapshot() {
         ..MdConfig::default()
     });
     let mut t = s.trader(1).await;
-    let tight = Tuning {
-        stream_window_bytes: 16 << 10,
-        connection_window_bytes: 32 << 10,
-        ..Tuning::default()
-    };
-    let mut c = MdClient::connect(s.handle.addr(), &s.cert, &s.token, &tight)
-        .await
-        .unwrap();
-    let mut v = FeedView::default();
-    v.track(BTC, Channel::L3);
-    c.subscribe(BTC, Channel::L3).await.unwrap();
-    pump(&mut c, &mut v, |v| v.books.values().all(|b| b.is_live())).await;
+    let (mut c, mut v) = s.tight_subscriber(Channel::L3, 16 << 10, 32 << 10).await;
     // It stops reading while far more than its backlog bound is published
     // (about 88 bytes per L3 record), then reads again well within backlog_age.
     // Far more than the windows (48 KiB) and the bound together, however
