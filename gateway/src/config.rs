@@ -228,7 +228,7 @@ pub struct TokenEntry {
     pub token: String,
     /// Owners it may act for.
     pub owners: Vec<u64>,
-    /// Any of "trade", "transfer", "admin", "read".
+    /// Any of "trade", "transfer", "admin", "read", "ledger_admin".
     pub perms: Vec<String>,
 }
 
@@ -246,9 +246,10 @@ impl TokenEntry {
                 "transfer" => p.transfer = true,
                 "admin" => p.admin = true,
                 "read" => p.read = true,
+                "ledger_admin" => p.ledger_admin = true,
                 other => {
                     return Err(format!(
-                        "unknown permission {other:?} (trade, transfer, admin, read)"
+                        "unknown permission {other:?} (trade, transfer, admin, read, ledger_admin)"
                     ))
                 }
             }

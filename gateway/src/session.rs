@@ -29,6 +29,9 @@ pub struct Perms {
     pub admin: bool,
     /// Balances, open orders.
     pub read: bool,
+    /// Acting on other owners' accounts and transfers, and debiting accounts
+    /// without `debits_must_not_exceed_credits` (issuers, credit lines).
+    pub ledger_admin: bool,
 }
 
 impl Perms {
@@ -38,6 +41,7 @@ impl Perms {
         transfer: true,
         admin: true,
         read: true,
+        ledger_admin: true,
     };
 
     /// As `PERM_*` bits.
@@ -46,6 +50,7 @@ impl Perms {
             | (self.transfer as u8 * PERM_TRANSFER)
             | (self.admin as u8 * PERM_ADMIN)
             | (self.read as u8 * PERM_READ)
+            | (self.ledger_admin as u8 * PERM_LEDGER_ADMIN)
     }
 
     /// From `PERM_*` bits.
@@ -55,6 +60,7 @@ impl Perms {
             transfer: b & PERM_TRANSFER != 0,
             admin: b & PERM_ADMIN != 0,
             read: b & PERM_READ != 0,
+            ledger_admin: b & PERM_LEDGER_ADMIN != 0,
         }
     }
 }

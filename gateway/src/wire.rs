@@ -523,8 +523,11 @@ pub const PERM_TRANSFER: u8 = 1 << 1;
 pub const PERM_ADMIN: u8 = 1 << 2;
 /// Permission bit: read (balances, open orders).
 pub const PERM_READ: u8 = 1 << 3;
+/// Permission bit: ledger admin (other owners' accounts and transfers,
+/// accounts without `debits_must_not_exceed_credits` as a source).
+pub const PERM_LEDGER_ADMIN: u8 = 1 << 4;
 /// Every permission bit.
-pub const PERM_ALL: u8 = PERM_TRADE | PERM_TRANSFER | PERM_ADMIN | PERM_READ;
+pub const PERM_ALL: u8 = PERM_TRADE | PERM_TRANSFER | PERM_ADMIN | PERM_READ | PERM_LEDGER_ADMIN;
 
 /// `ADD_TOKEN` body (112 bytes).
 #[repr(C)]

@@ -238,6 +238,7 @@ fn malformed_frames_never_panic_nor_disturb_other_sessions() {
         transfer: true,
         admin: false,
         read: true,
+        ledger_admin: false,
     };
     auth.add_token("good", vec![OwnerId(10)], trader);
     auth.add_token("bad", vec![OwnerId(20), OwnerId(21), OwnerId(22)], trader);

@@ -129,6 +129,7 @@ pub fn auth() -> Arc<Auth> {
             transfer: false,
             admin: false,
             read: true,
+            ledger_admin: false,
         },
     );
     a.add_token(
