@@ -73,12 +73,12 @@ fn aapl_level_10_head_every_row() {
     run_dir("AAPL_2012-06-21_L10_head", 10);
 }
 
-/// The zipped AAPL level-30 hour (65 MB unzipped): `BOURSE_LOBSTER_FULL=1`.
+/// The zipped AAPL level-30 hour (65 MB unzipped): `TEST_LOBSTER_FULL=1`.
 /// Unzipped in memory by the `unzip` tool (no zip crate in the build).
 #[test]
 fn aapl_level_30_zip_every_row() {
-    if std::env::var("BOURSE_LOBSTER_FULL").as_deref() != Ok("1") {
-        eprintln!("SKIP: set BOURSE_LOBSTER_FULL=1 to replay the zipped AAPL level-30 file");
+    if std::env::var("TEST_LOBSTER_FULL").as_deref() != Ok("1") {
+        eprintln!("SKIP: set TEST_LOBSTER_FULL=1 to replay the zipped AAPL level-30 file");
         return;
     }
     let Some(d) = data_dir() else { return };

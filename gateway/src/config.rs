@@ -32,7 +32,7 @@ pub const ENV_PREFIX: &str = "BOURSE_";
 /// `BOURSE_*` variables that are not configuration keys (the log filter, the
 /// config file path) and prefixes of tool-only ones (benchmarks): skipped,
 /// never refused.
-pub const ENV_RESERVED: &[&str] = &["BOURSE_LOG", "BOURSE_CONFIG"];
+pub const ENV_RESERVED: &[&str] = &["BOURSE_LOG", "BOURSE_CONFIG", "BOURSE_TOKEN"];
 /// Prefixes of `BOURSE_*` variables that belong to tools, not to the server.
 pub const ENV_RESERVED_PREFIXES: &[&str] = &["BOURSE_BENCH_"];
 

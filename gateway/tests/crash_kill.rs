@@ -6,7 +6,7 @@
 //! command (same sequence number, same client order id); at the end,
 //! recovery (snapshot + journal) must equal a replay of the whole journal.
 //!
-//! `BOURSE_KILL_ROUNDS` sets the number of rounds (default 4).
+//! `TEST_KILL_ROUNDS` sets the number of rounds (default 4).
 
 use engine::{Command, EngineConfig};
 use gateway::journal::{self, FsStorage};
@@ -35,7 +35,7 @@ fn journal_coids(dir: &std::path::Path) -> (u64, std::collections::HashMap<u64, 
 
 #[test]
 fn sigkill_never_loses_an_acknowledged_command() {
-    let rounds: u64 = std::env::var("BOURSE_KILL_ROUNDS")
+    let rounds: u64 = std::env::var("TEST_KILL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);

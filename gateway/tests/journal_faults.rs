@@ -15,7 +15,7 @@
 //! A second test flips bits inside a block that has valid blocks after it:
 //! recovery must halt with `Corrupt` naming that segment and offset.
 //!
-//! `BOURSE_FAULT_SEEDS` (default 1000) sets the number of seeds.
+//! `TEST_FAULT_SEEDS` (default 1000) sets the number of seeds.
 
 use engine::*;
 use gateway::journal::{
@@ -27,7 +27,7 @@ use gateway::snapshot::write_snapshot;
 use std::path::{Path, PathBuf};
 
 fn seeds() -> u64 {
-    std::env::var("BOURSE_FAULT_SEEDS")
+    std::env::var("TEST_FAULT_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000)

@@ -6,7 +6,7 @@
 //! and the good session's requests are all answered, with report numbers
 //! that have no holes and no duplicates.
 //!
-//! `BOURSE_WIRE_FUZZ_FRAMES` (default 250,000) sets the number of frames.
+//! `TEST_WIRE_FUZZ_FRAMES` (default 250,000) sets the number of frames.
 
 mod session_support;
 
@@ -37,7 +37,7 @@ impl Rng {
 }
 
 fn frames_budget() -> usize {
-    std::env::var("BOURSE_WIRE_FUZZ_FRAMES")
+    std::env::var("TEST_WIRE_FUZZ_FRAMES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(250_000)

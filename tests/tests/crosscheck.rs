@@ -3,8 +3,8 @@
 //! after every command their events must be identical, their live-order
 //! counts equal, and `engine.validate()` must pass.
 //!
-//! `BOURSE_SEEDS=N` runs seeds 0..N (default 500); `BOURSE_SEED=S` runs one
-//! seed. `BOURSE_CMDS=N` sets the stream length (default: 300–1000 by seed).
+//! `TEST_SEEDS=N` runs seeds 0..N (default 500); `TEST_SEED=S` runs one
+//! seed. `TEST_CMDS=N` sets the stream length (default: 300–1000 by seed).
 //! A mismatch panics with the seed, the command index, the last commands and
 //! both event lists.
 
@@ -40,7 +40,7 @@ fn kind(e: &Ev) -> String {
 
 /// Runs one seed; returns the number of commands applied.
 fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
-    let n = env_u64("BOURSE_CMDS").unwrap_or_else(|| Rng::new(seed).range(300, 1000)) as usize;
+    let n = env_u64("TEST_CMDS").unwrap_or_else(|| Rng::new(seed).range(300, 1000)) as usize;
     let mut engine = Engine::new(EngineConfig::small());
     let mut events = engine.new_events();
     let mut reference = Reference::new();
@@ -63,7 +63,7 @@ fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
         let context = || {
             let cmds: String = recent.iter().map(|c| format!("    {c:?}\n")).collect();
             format!(
-                "seed {seed}, command #{i} (replay: BOURSE_SEED={seed})\nlast commands:\n{cmds}engine events:\n{}reference events:\n{}",
+                "seed {seed}, command #{i} (replay: TEST_SEED={seed})\nlast commands:\n{cmds}engine events:\n{}reference events:\n{}",
                 show(&got),
                 show(&want)
             )
@@ -154,9 +154,9 @@ fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
 
 #[test]
 fn engine_matches_reference_on_random_streams() {
-    let seeds: Vec<u64> = match env_u64("BOURSE_SEED") {
+    let seeds: Vec<u64> = match env_u64("TEST_SEED") {
         Some(s) => vec![s],
-        None => (0..env_u64("BOURSE_SEEDS").unwrap_or(500)).collect(),
+        None => (0..env_u64("TEST_SEEDS").unwrap_or(500)).collect(),
     };
     let mut total = 0;
     let mut coverage = BTreeMap::new();

@@ -9,7 +9,7 @@
 //! and is then replayed on a fresh engine, which must reach the same
 //! `state_hash`.
 //!
-//! `BOURSE_SEEDS=N` runs N seeds (default 300); `BOURSE_SEED=S` runs only S.
+//! `TEST_SEEDS=N` runs N seeds (default 300); `TEST_SEED=S` runs only S.
 
 use bourse_tests::ref_ledger::{RefLedger, SplitMix64};
 use engine::*;
@@ -431,7 +431,7 @@ fn run_seed(seed: u64, seen: &mut BTreeMap<&'static str, usize>) {
         let fail = |what: String| -> ! {
             let from = i.saturating_sub(15);
             let mut msg = format!(
-                "seed {seed} (BOURSE_SEED={seed}), command #{i}: {what}\nrecent commands:\n"
+                "seed {seed} (TEST_SEED={seed}), command #{i}: {what}\nrecent commands:\n"
             );
             for (j, inp) in stream.iter().enumerate().take(i + 1).skip(from) {
                 msg += &format!("  #{j} now={} {:?}\n", inp.now.0, inp.command);
@@ -489,10 +489,10 @@ fn run_seed(seed: u64, seen: &mut BTreeMap<&'static str, usize>) {
 }
 
 fn seeds() -> Vec<u64> {
-    if let Ok(s) = std::env::var("BOURSE_SEED") {
-        return vec![s.trim().parse().expect("BOURSE_SEED must be a u64")];
+    if let Ok(s) = std::env::var("TEST_SEED") {
+        return vec![s.trim().parse().expect("TEST_SEED must be a u64")];
     }
-    let n = std::env::var("BOURSE_SEEDS")
+    let n = std::env::var("TEST_SEEDS")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(300u64);

@@ -6,7 +6,7 @@
 //! events; orders and withdrawals must be refused exactly when the model says
 //! funds are short.
 //!
-//! `BOURSE_SEEDS=N` runs N seeds (default 60); `BOURSE_SEED=S` runs only S.
+//! `TEST_SEEDS=N` runs N seeds (default 60); `TEST_SEED=S` runs only S.
 
 use bourse_tests::ref_ledger::SplitMix64;
 use bourse_tests::ref_settle::SettleModel;
@@ -50,7 +50,7 @@ impl Run {
 
     fn fail(&self, what: &str) -> ! {
         let mut msg = format!(
-            "seed {} (BOURSE_SEED={}), command #{}: {what}\nrecent commands:\n",
+            "seed {} (TEST_SEED={}), command #{}: {what}\nrecent commands:\n",
             self.seed,
             self.seed,
             self.log.len()
@@ -314,10 +314,10 @@ fn run_seed(seed: u64, tally: &mut [u128; 4]) {
 }
 
 fn seeds() -> Vec<u64> {
-    if let Ok(s) = std::env::var("BOURSE_SEED") {
-        return vec![s.trim().parse().expect("BOURSE_SEED must be a u64")];
+    if let Ok(s) = std::env::var("TEST_SEED") {
+        return vec![s.trim().parse().expect("TEST_SEED must be a u64")];
     }
-    let n = std::env::var("BOURSE_SEEDS")
+    let n = std::env::var("TEST_SEEDS")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(60u64);
