@@ -79,16 +79,16 @@ pub enum PipelineError {
     Recovery {
         /// Partition directory.
         dir: String,
-        /// What failed.
-        source: RecoveryError,
+        /// What failed (boxed: errors stay small on the success path).
+        source: Box<RecoveryError>,
     },
     /// The journal could not be opened for appending.
     #[error("journal of {dir}: {source}")]
     Journal {
         /// Partition directory.
         dir: String,
-        /// What failed.
-        source: JournalError,
+        /// What failed (boxed: errors stay small on the success path).
+        source: Box<JournalError>,
     },
 }
 
@@ -240,7 +240,7 @@ impl Pipeline {
                 let r = recover_with(&FsStorage, &dir, cfg.engine, restore, cfg.repair).map_err(
                     |source| PipelineError::Recovery {
                         dir: d.clone(),
-                        source,
+                        source: Box::new(source),
                     },
                 )?;
                 let rec = PartitionRecovery {
@@ -268,7 +268,7 @@ impl Pipeline {
                 };
                 let journal_err = |source| PipelineError::Journal {
                     dir: d.clone(),
-                    source,
+                    source: Box::new(source),
                 };
                 let mut p = FsPersistence::open(&dir, jcfg).map_err(journal_err)?;
                 p.prepare(last_seq + 1).map_err(journal_err)?;
