@@ -82,11 +82,16 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Segments of `bourse pipeline` in these tests (small: preallocating the
+/// default 64 MiB would dominate the tests' time).
+const CHILD_SEGMENT_BYTES: &str = "4194304";
+
 /// `bourse pipeline` for a moment on `data` (plus `extra` flags).
 fn run_pipeline(data: &Path, extra: &[&str]) -> Output {
     Proc::new(env!("CARGO_BIN_EXE_bourse"))
         .args(["pipeline", "--data-dir"])
         .arg(data)
+        .args(["--segment-bytes", CHILD_SEGMENT_BYTES])
         .args(["--rate", "200", "--duration-s", "0.1", "--no-pin"])
         .args(["--idle", "yield"])
         .args(extra)
@@ -124,6 +129,7 @@ fn a_sigkilled_holder_does_not_block_the_next_start() {
     let mut child = Proc::new(env!("CARGO_BIN_EXE_bourse"))
         .args(["pipeline", "--data-dir"])
         .arg(&dir)
+        .args(["--segment-bytes", CHILD_SEGMENT_BYTES])
         .args(["--rate", "1000", "--duration-s", "60", "--acks", "--no-pin"])
         .args(["--idle", "yield"])
         .stdout(Stdio::piped())
@@ -139,12 +145,99 @@ fn a_sigkilled_holder_does_not_block_the_next_start() {
         msg.contains("pipeline"),
         "names the holder's command: {msg}"
     );
+    // Read-only tools cope with the live writer and write nothing; repair
+    // is a writer and is refused.
+    let listing = |d: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&dir.join("p0"));
+    for _ in 0..5 {
+        let out = bourse(&["journal", "verify"], &dir.join("p0"));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains(&format!("live writer: pid {}", child.id())),
+            "{}",
+            text(&out.stdout)
+        );
+        let out = bourse(&["journal", "dump"], &dir.join("p0"));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = bourse(&["journal", "repair"], &dir.join("p0"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.join("p0").join("damaged").exists());
+    let after = listing(&dir.join("p0"));
+    assert!(
+        before.iter().all(|n| after.contains(n)),
+        "{before:?} {after:?}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // The lock file is still there, naming a dead process: it must not block.
     Pipeline::open(&config(&dir))
         .expect("a dead holder's lock is free")
         .shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What the README's first steps did: a second `serve`, or `pipeline` with
+/// the same data directory, while a server runs.
+#[test]
+fn a_second_serve_or_pipeline_beside_a_running_server_is_refused() {
+    let dir = tmp("serve");
+    let mut first = Proc::new(env!("CARGO_BIN_EXE_bourse"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-metrics",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env("BOURSE_PIPELINE_SEGMENT_BYTES", CHILD_SEGMENT_BYTES)
+        .env("BOURSE_PIPELINE_PREFAULT", "false")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn bourse serve");
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    let addr_line = lines.next().unwrap().unwrap();
+    assert!(addr_line.contains("QUIC"), "{addr_line}");
+    let second = Proc::new(env!("CARGO_BIN_EXE_bourse"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-metrics",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env("BOURSE_PIPELINE_SEGMENT_BYTES", CHILD_SEGMENT_BYTES)
+        .env("BOURSE_PIPELINE_PREFAULT", "false")
+        .output()
+        .unwrap();
+    let pipeline = run_pipeline(&dir, &[]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    for (what, out) in [("serve", second), ("pipeline", pipeline)] {
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains("in use") && err.contains(&format!("pid {}", first.id())),
+            "{what}: {err}"
+        );
+    }
+    let out = bourse(&["journal", "verify"], &dir.join("p0"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -312,11 +405,10 @@ fn a_full_disk_stops_the_process_with_a_distinct_exit_code() {
         return;
     }
     let dir = tmp("full");
-    let seg = format!("{}", 4 << 20);
-    let out = run_pipeline(&dir, &["--segment-bytes", &seg]);
+    let out = run_pipeline(&dir, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let script = format!(
-        "trap '' XFSZ; exec prlimit --fsize={} {} pipeline --data-dir {} --segment-bytes {seg} \
+        "trap '' XFSZ; exec prlimit --fsize={} {} pipeline --data-dir {} --segment-bytes {CHILD_SEGMENT_BYTES} \
          --rate 50000 --duration-s 30 --no-pin --idle yield",
         1 << 20,
         env!("CARGO_BIN_EXE_bourse"),
