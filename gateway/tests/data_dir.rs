@@ -391,13 +391,13 @@ fn files_and_directories_are_private() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A file-size limit below the segment size (`prlimit --fsize`, with SIGXFSZ
-/// ignored so the write fails with EFBIG instead of killing the process)
-/// stands in for a full disk: a first run creates the segment without the
-/// limit, a second resumes in it under the limit and fails at the next roll,
-/// when the new segment cannot be preallocated. The journal thread must stop
-/// the process cleanly, naming the file and the error, with exit status 74
-/// (not an abort).
+/// A file-size limit (`prlimit --fsize`, with SIGXFSZ ignored so the write
+/// fails with EFBIG instead of killing the process) stands in for a full
+/// disk: a first run creates a 4 MiB segment without the limit; a second
+/// resumes in it under a 1 MiB limit, and its first write past 1 MiB fails
+/// (the limit bounds write offsets, preallocated or not). The journal thread
+/// must stop the process cleanly, naming the file and the error, with exit
+/// status 74 (not an abort, which is what it did).
 #[test]
 fn a_full_disk_stops_the_process_with_a_distinct_exit_code() {
     if Proc::new("prlimit").arg("--version").output().is_err() {
