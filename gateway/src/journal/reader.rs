@@ -181,6 +181,27 @@ pub fn provably_torn(data: &[u8], what: &BlockFault) -> bool {
     (0..count).any(|i| zero((HEADER_LEN + i * RECORD_LEN + 16) / SECTOR * SECTOR))
 }
 
+/// Whether the fault `what` at `off` in a segment's `data` is a torn tail:
+/// provably torn bytes, and no valid block header after them, in this
+/// segment or in the `later` ones. Anything else is damage.
+fn torn_tail_at<S: Storage>(
+    storage: &S,
+    later: &[(u64, PathBuf)],
+    data: &[u8],
+    off: usize,
+    what: &BlockFault,
+) -> Result<bool, JournalError> {
+    if valid_header_from(data, off + 1).is_some() || !provably_torn(&data[off..], what) {
+        return Ok(false);
+    }
+    for (_, p) in later {
+        if valid_header_from(&read_all(storage, p)?, 0).is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Walks the journal in `dir`, calling `visit(segment, offset, header,
 /// records)` for every valid block in order. A fault returned by `visit`
 /// (say, a record that does not decode) is reported as corruption of that
@@ -233,21 +254,10 @@ where
             };
             let (h, len) = match parsed {
                 Ok(x) => x,
+                Err(_) if short => return Err(short_at(off)),
                 Err(what) => {
-                    if short {
-                        return Err(short_at(off));
-                    }
-                    // A torn tail only if nothing valid follows and the
-                    // bytes look torn; anything else is damage.
-                    if valid_header_from(&data, off + 1).is_some()
-                        || !provably_torn(&data[off..], &what)
-                    {
+                    if !torn_tail_at(storage, &segments[si + 1..], &data, off, &what)? {
                         return Err(corrupt(off, what));
-                    }
-                    for (_, later) in &segments[si + 1..] {
-                        if valid_header_from(&read_all(storage, later)?, 0).is_some() {
-                            return Err(corrupt(off, what));
-                        }
                     }
                     rep.tail = Some(TornTail {
                         segment: path.clone(),
