@@ -34,6 +34,9 @@ pub enum CliError {
     /// The data directory could not be locked for a repair.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// A repair could not list or move snapshots.
+    #[error(transparent)]
+    Recovery(#[from] crate::recovery::RecoveryError),
     /// Replay needs the journal to start at seq 1.
     #[error("journal in {dir} starts at seq {first}; a replay from scratch needs seq 1")]
     NotFromStart {
@@ -244,12 +247,12 @@ pub fn run_journal_repair(dir: &Path, out: &mut impl Write) -> Result<Vec<MovedA
         .into());
     }
     let _lock = DirLock::acquire(lock_dir(dir))?;
-    let moved = journal::repair_journal(&FsStorage, dir)?;
+    let moved = crate::recovery::repair_partition(&FsStorage, dir)?;
     for m in &moved {
         writeln!(
             out,
             "moved aside: {} from offset {} ({} bytes) -> {}",
-            m.segment.display(),
+            m.from.display(),
             m.offset,
             m.bytes,
             m.to.display()

@@ -105,7 +105,7 @@ where
             source,
         })?;
     let moved_aside = if repair {
-        journal::repair_journal(storage, dir)?
+        repair_partition(storage, dir)?
     } else {
         Vec::new()
     };
@@ -181,6 +181,35 @@ where
         moved_aside,
         state_hash,
     })
+}
+
+/// Repair on request (`--repair`, `bourse journal repair`): moves the
+/// journal's damage and everything after it aside (`journal::repair_journal`),
+/// then, if anything moved, every snapshot now ahead of the journal's end
+/// too (it covers records the journal no longer holds: the writer would
+/// resume below it; kept in `damaged/` like the rest). A snapshot ahead of
+/// a journal that was not cut is left alone: recovery then refuses with
+/// `JournalBehindSnapshot` for a human to decide. Returns what moved.
+pub fn repair_partition<S: Storage>(
+    storage: &S,
+    dir: &Path,
+) -> Result<Vec<MovedAside>, RecoveryError> {
+    let mut moved = journal::repair_journal(storage, dir)?;
+    if moved.is_empty() {
+        return Ok(moved);
+    }
+    let end = journal::scan(storage, dir, |_, _, _, _| Ok(()))?
+        .last_seq
+        .unwrap_or(0);
+    for (seq, path) in snapshot::list_snapshots(storage, dir)? {
+        if seq > end {
+            let why = format!(
+                "snapshot at seq {seq} is ahead of the repaired journal (ends at seq {end}); moved aside"
+            );
+            moved.push(journal::move_file_aside(storage, dir, &path, &why)?);
+        }
+    }
+    Ok(moved)
 }
 
 /// A `restore` for `recover` while the engine cannot restore snapshots: every

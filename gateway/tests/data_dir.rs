@@ -323,6 +323,11 @@ fn repair_moves_the_damaged_tail_aside_and_starts() {
     for how in ["journal repair", "pipeline --repair"] {
         let dir = tmp(&how.replace(' ', ""));
         let last = write_journal(&dir, 3, 30, Durability::Durable);
+        // A clean stop leaves a snapshot at the journal's end (seq 90): it
+        // is ahead of the repaired journal, so it moves aside too.
+        Pipeline::open(&config(&dir)).unwrap().shutdown();
+        let snap = "snapshot-00000000000000000090.snap";
+        assert!(dir.join("p0").join(snap).exists());
         let seg = dir.join("p0").join(SEG);
         flip(&seg, last + 1000);
         let tail: Vec<u8> =
@@ -341,6 +346,10 @@ fn repair_moves_the_damaged_tail_aside_and_starts() {
             .join(format!("{SEG}.{last}.tail"));
         let kept = std::fs::read(&moved).unwrap_or_else(|e| panic!("{how}: {moved:?}: {e}"));
         assert_eq!(kept, tail, "{how}: the damaged bytes, as they were");
+        assert!(
+            dir.join("p0").join("damaged").join(snap).exists(),
+            "{how}: {err}"
+        );
         let p = Pipeline::open(&config(&dir)).expect("starts after the repair");
         assert!(p.recovered()[0].last_seq >= 60, "{how}");
         p.shutdown();

@@ -24,8 +24,8 @@ pub const DAMAGED_DIR: &str = "damaged";
 /// One piece of the journal moved aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MovedAside {
-    /// The segment it came from.
-    pub segment: PathBuf,
+    /// The file it came from (a segment, or a snapshot ahead of the cut).
+    pub from: PathBuf,
     /// Offset in that segment of the first byte moved.
     pub offset: u64,
     /// Bytes moved.
@@ -84,7 +84,7 @@ pub fn move_damage_aside<S: Storage>(
             .rename(segment, &to)
             .map_err(io_err("rename", segment))?;
         moved.push(MovedAside {
-            segment: segment.to_path_buf(),
+            from: segment.to_path_buf(),
             offset,
             bytes: len,
             to,
@@ -114,7 +114,7 @@ pub fn move_damage_aside<S: Storage>(
         }
         f.sync_data().map_err(io_err("fdatasync", segment))?;
         moved.push(MovedAside {
-            segment: segment.to_path_buf(),
+            from: segment.to_path_buf(),
             offset,
             bytes: (end - at) as u64,
             to,
@@ -128,7 +128,7 @@ pub fn move_damage_aside<S: Storage>(
             .map_err(io_err("stat", &p))?;
         storage.rename(&p, &to).map_err(io_err("rename", &p))?;
         moved.push(MovedAside {
-            segment: p,
+            from: p,
             offset: 0,
             bytes: len,
             to,
@@ -140,7 +140,7 @@ pub fn move_damage_aside<S: Storage>(
     storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
     for m in &moved {
         tracing::error!(
-            segment = %m.segment.display(),
+            from = %m.from.display(),
             offset = m.offset,
             bytes = m.bytes,
             moved_to = %m.to.display(),
@@ -149,6 +149,42 @@ pub fn move_damage_aside<S: Storage>(
         );
     }
     Ok(moved)
+}
+
+/// Moves the whole file `path` (in `dir`) into `dir/damaged/`, durably, and
+/// logs an ERROR saying `why`.
+pub fn move_file_aside<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    path: &Path,
+    why: &str,
+) -> Result<MovedAside, JournalError> {
+    let damaged = dir.join(DAMAGED_DIR);
+    storage
+        .create_dir_all(&damaged)
+        .map_err(io_err("create dir", &damaged))?;
+    let bytes = storage
+        .open_read(path)
+        .and_then(|f| f.len())
+        .map_err(io_err("stat", path))?;
+    let to = free_name(storage, &damaged, &file_name(path))?;
+    storage.rename(path, &to).map_err(io_err("rename", path))?;
+    storage
+        .sync_dir(&damaged)
+        .map_err(io_err("fsync dir", &damaged))?;
+    storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
+    tracing::error!(
+        from = %path.display(),
+        bytes,
+        moved_to = %to.display(),
+        "repair: {why}"
+    );
+    Ok(MovedAside {
+        from: path.to_path_buf(),
+        offset: 0,
+        bytes,
+        to,
+    })
 }
 
 /// Scans the journal in `dir` (decoding every record) and moves every
