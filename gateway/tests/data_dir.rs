@@ -238,7 +238,22 @@ fn a_second_serve_or_pipeline_beside_a_running_server_is_refused() {
     }
     let out = bourse(&["journal", "verify"], &dir.join("p0"));
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The server's own files are private too.
+    for (p, m) in [
+        ("", 0o700),
+        ("tls", 0o700),
+        ("tls/key.der", 0o600),
+        ("operator.token", 0o600),
+        ("bourse.lock", 0o600),
+        ("p0", 0o700),
+    ] {
+        assert_eq!(mode(&dir.join(p)), m, "{p:?}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
 #[test]
@@ -379,7 +394,6 @@ fn files_and_directories_are_private() {
     let dir = tmp("modes");
     let p = Pipeline::open(&config(&dir)).unwrap();
     p.shutdown(); // writes a snapshot
-    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700, "data directory");
     assert_eq!(mode(&dir.join("p0")), 0o700, "partition directory");
     let mut files = 0;
