@@ -103,7 +103,7 @@ pub struct PartitionRecovery {
     pub last_seq: u64,
     /// State hash after recovery.
     pub state_hash: u128,
-    /// Whether a torn journal tail was truncated.
+    /// Whether a torn (never acknowledged) journal tail was cut.
     pub truncated_tail: bool,
     /// Damaged journal pieces moved aside by `repair` (file it went to).
     pub moved_aside: Vec<PathBuf>,
@@ -137,7 +137,7 @@ impl std::fmt::Debug for FsPersistence {
 }
 
 impl FsPersistence {
-    /// Opens (scanning and repairing the tail of) the journal in `dir`.
+    /// Opens (scanning, and cutting a torn tail of) the journal in `dir`.
     pub fn open(dir: &Path, cfg: JournalConfig) -> Result<Self, JournalError> {
         let (writer, _) = JournalWriter::open(FsStorage, dir, cfg)?;
         let bytes_at_snapshot = writer.written().1;

@@ -151,7 +151,7 @@ pub enum JournalError {
     /// A damaged journal: a bad block that is not provably a torn unsynced
     /// write, a block that breaks the chain or the sequence, or a short
     /// segment.
-    #[error("journal corrupt: {} at offset {offset}: {what} (records up to seq {last_good_seq} are intact; what follows is damaged or missing: refusing to start; `bourse journal repair` moves it aside)", segment.display())]
+    #[error("journal corrupt: {} at offset {offset}: {what} (records up to seq {last_good_seq} are intact; what follows is damaged or missing; writers refuse to start until it is moved aside with `bourse journal repair` or `--repair`)", segment.display())]
     Corrupt {
         /// The segment file.
         segment: PathBuf,

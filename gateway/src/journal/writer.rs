@@ -99,7 +99,7 @@ impl<S: Storage> JournalWriter<S> {
         Ok((w, rep))
     }
 
-    /// Resumes after `end` (from a scan that was already repaired), or
+    /// Resumes after `end` (from a scan whose torn tail was already cut), or
     /// starts an empty journal when `end` is `None`.
     pub fn resume(
         storage: S,
