@@ -1324,6 +1324,7 @@ impl BourseConfig {
             durability: self.pipeline.durability,
             segment_bytes: self.pipeline.segment_bytes,
             prefault: self.pipeline.prefault,
+            repair: false,
         }
     }
 

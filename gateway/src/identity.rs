@@ -12,6 +12,7 @@
 //! or world-readable key; a client trusts exactly the certificate found here
 //! (no system roots, no "insecure" mode).
 
+use crate::journal::storage::create_private_dir;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -103,7 +104,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IdentityError + '_ {
 /// 0600 when `secret`.
 fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), IdentityError> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        create_private_dir(dir).map_err(io_err(dir))?;
     }
     let tmp = path.with_extension("tmp");
     let mut opts = fs::OpenOptions::new();
@@ -116,6 +117,14 @@ fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), IdentityErro
     #[cfg(not(unix))]
     let _ = secret;
     let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
+    // The mode above applies only to a new file: a temporary left by a
+    // crash keeps its own, so set it.
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(io_err(&tmp))?;
+    }
     f.write_all(bytes).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     drop(f);
@@ -146,7 +155,7 @@ fn read_token(path: &Path) -> Result<String, IdentityError> {
 /// Loads the server identity from `data_dir`, creating whatever is missing
 /// (certificate + key for `localhost`/`127.0.0.1`/`::1`, operator token).
 pub fn ensure_server_identity(data_dir: &Path) -> Result<ServerIdentity, IdentityError> {
-    fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+    create_private_dir(data_dir).map_err(io_err(data_dir))?;
     let cert_path = data_dir.join(CERT_FILE);
     let key_path = data_dir.join(KEY_FILE);
     let token_path = data_dir.join(TOKEN_FILE);
@@ -266,6 +275,10 @@ pub fn save_tokens(
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     f.write_all(&serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?)?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)

@@ -1,15 +1,22 @@
 //! The journal subcommands as library functions, for `main.rs` to wire:
 //! `bourse journal verify DIR`, `bourse journal dump DIR [--from SEQ] [--to
-//! SEQ]`, `bourse replay DIR`.
+//! SEQ]`, `bourse replay DIR`, `bourse journal repair DIR`.
 //!
-//! Invariants: none of these writes to the journal directory (a torn tail is
-//! reported, not repaired; recovery at start-up repairs it); every block is
-//! verified and every record decoded; any damage is an error naming the
-//! segment file, the offset and the failed check, never skipped.
+//! Invariants: verify, dump and replay never write to the directory (no lock
+//! file, no cut: a torn tail is reported, and the next writer cuts it); every
+//! block is verified and every record decoded; any damage is an error naming
+//! the segment file, the offset, the failed check and the last intact seq,
+//! never skipped; a directory without segments is an error, not an empty
+//! journal. A live writer is tolerated: damage at the tail while one holds
+//! the lock is read again (the write was in flight). `repair` is the one
+//! writer here: it takes the data directory's lock and moves damage aside.
 
 use crate::dump::ScriptDumper;
-use crate::journal::{self, FsStorage, JournalError, ScanReport};
-use crate::record::decode;
+use crate::journal::{
+    self, decode_records, BlockHeader, DirLock, FsStorage, JournalError, LockError, MovedAside,
+    ScanReport, Storage,
+};
+use crate::record::InputRecord;
 use engine::{Engine, EngineConfig};
 use std::io::Write;
 use std::path::Path;
@@ -24,6 +31,12 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
+    /// The data directory could not be locked for a repair.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A repair could not list or move snapshots.
+    #[error(transparent)]
+    Recovery(#[from] crate::recovery::RecoveryError),
     /// Replay needs the journal to start at seq 1.
     #[error("journal in {dir} starts at seq {first}; a replay from scratch needs seq 1")]
     NotFromStart {
@@ -34,19 +47,47 @@ pub enum CliError {
     },
 }
 
-fn decode_all(
-    records: &[crate::record::InputRecord],
-    mut f: impl FnMut(engine::Input),
-) -> Result<(), journal::BlockFault> {
-    for (i, r) in records.iter().enumerate() {
-        let input = decode(r).map_err(|error| journal::BlockFault::Record {
-            index: i,
-            seq: r.seq(),
-            error,
-        })?;
-        f(input);
+/// How often a read-only tool reads again when damage at the tail may be a
+/// live writer's write in flight, and how long it waits between reads.
+const LIVE_RETRIES: u32 = 5;
+const LIVE_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// `journal::scan` for the read-only tools: an error when `dir` holds no
+/// segment; damage while a live writer holds the lock is read again from
+/// the first block (the visitor must tolerate seeing blocks again).
+fn scan_read_only<F>(dir: &Path, mut visit: F) -> Result<ScanReport, CliError>
+where
+    F: FnMut(&Path, u64, &BlockHeader, &[InputRecord]) -> Result<(), journal::BlockFault>,
+{
+    if journal::list_segments(&FsStorage, dir)?.is_empty() {
+        let mut found = FsStorage.list(dir).unwrap_or_default();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            found.extend(
+                rd.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| format!("{}/", e.file_name().to_string_lossy())),
+            );
+        }
+        found.sort();
+        found.truncate(8);
+        return Err(JournalError::NotAJournal {
+            dir: dir.to_path_buf(),
+            found,
+        }
+        .into());
     }
-    Ok(())
+    let mut tries = 0;
+    loop {
+        match journal::scan(&FsStorage, dir, &mut visit) {
+            Err(JournalError::Corrupt { .. })
+                if tries < LIVE_RETRIES && journal::lock::live_writer(dir).is_some() =>
+            {
+                tries += 1;
+                std::thread::sleep(LIVE_WAIT);
+            }
+            r => return Ok(r?),
+        }
+    }
 }
 
 fn print_summary(rep: &ScanReport, out: &mut impl Write) -> std::io::Result<()> {
@@ -57,7 +98,10 @@ fn print_summary(rep: &ScanReport, out: &mut impl Write) -> std::io::Result<()> 
     writeln!(out, "first seq: {}", opt(rep.first_seq))?;
     writeln!(out, "last seq: {}", opt(rep.last_seq))?;
     match &rep.tail {
-        Some(t) => writeln!(out, "torn tail: {t} (recovery truncates it)")?,
+        Some(t) => writeln!(
+            out,
+            "torn tail: {t} (an unsynced write cut short, never acknowledged; the next writer cuts it)"
+        )?,
         None => writeln!(out, "torn tail: none")?,
     }
     for p in &rep.trailing {
@@ -73,10 +117,11 @@ fn print_summary(rep: &ScanReport, out: &mut impl Write) -> std::io::Result<()> 
 /// `bourse journal verify DIR`: checks every block and record; prints
 /// counts, the last seq and any torn tail. `Err` names the damage.
 pub fn run_journal_verify(dir: &Path, out: &mut impl Write) -> Result<ScanReport, CliError> {
-    let rep = journal::scan(&FsStorage, dir, |_, _, _, records| {
-        decode_all(records, |_| ())
-    })?;
+    let rep = scan_read_only(dir, |_, _, _, records| decode_records(records, |_| ()))?;
     print_summary(&rep, out)?;
+    if let Some(holder) = journal::lock::live_writer(dir) {
+        writeln!(out, "live writer: {holder} (this is a moment's view)")?;
+    }
     writeln!(out, "ok")?;
     Ok(rep)
 }
@@ -93,11 +138,16 @@ pub fn run_journal_dump(
     let (from, to) = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
     let mut dumper = ScriptDumper::new();
     let mut werr: Option<std::io::Error> = None;
-    let rep = journal::scan(&FsStorage, dir, |_, _, _, records| {
-        decode_all(records, |input| {
-            if werr.is_some() || input.seq.0 < from || input.seq.0 > to {
+    // Lines go out as blocks are read; a re-read (live writer) starts the
+    // output over only where it had not been written yet.
+    let mut printed_upto = 0u64;
+    let rep = scan_read_only(dir, |_, _, _, records| {
+        decode_records(records, |input| {
+            let seq = input.seq.0;
+            if werr.is_some() || seq <= printed_upto || seq < from || seq > to {
                 return;
             }
+            printed_upto = seq;
             for line in dumper.lines(&input) {
                 if let Err(e) = writeln!(out, "{line}") {
                     werr = Some(e);
@@ -132,8 +182,15 @@ pub fn replay_dir(dir: &Path, cfg: EngineConfig) -> Result<(Engine, ReplayReport
     let mut events = engine.new_events();
     let t0 = Instant::now();
     let mut n = 0u64;
-    let rep = journal::scan(&FsStorage, dir, |_, _, _, records| {
-        decode_all(records, |input| {
+    let mut applied = 0u64;
+    let rep = scan_read_only(dir, |_, _, h, records| {
+        if h.first_seq <= applied {
+            // Read again from the start (a live writer): start over.
+            engine = Engine::new(cfg);
+            n = 0;
+        }
+        applied = h.last_seq();
+        decode_records(records, |input| {
             engine.apply(&input, &mut events);
             n += 1;
         })
@@ -174,4 +231,53 @@ pub fn run_replay(
         r.commands as f64 / r.seconds.max(1e-9) / 1e6
     )?;
     Ok(r)
+}
+
+/// `bourse journal repair DIR` (a partition directory): takes the data
+/// directory's lock (a running server must be stopped first), moves every
+/// damaged piece of the journal aside into `DIR/damaged/` (logged as ERRORs)
+/// and prints what moved and the journal that remains. A torn unsynced tail
+/// is left for the next writer to cut, with its WARN.
+pub fn run_journal_repair(dir: &Path, out: &mut impl Write) -> Result<Vec<MovedAside>, CliError> {
+    if journal::list_segments(&FsStorage, dir)?.is_empty() {
+        return Err(JournalError::NotAJournal {
+            dir: dir.to_path_buf(),
+            found: Vec::new(),
+        }
+        .into());
+    }
+    let _lock = DirLock::acquire(lock_dir(dir))?;
+    let moved = crate::recovery::repair_partition(&FsStorage, dir)?;
+    for m in &moved {
+        writeln!(
+            out,
+            "moved aside: {} from offset {} ({} bytes) -> {}",
+            m.from.display(),
+            m.offset,
+            m.bytes,
+            m.to.display()
+        )?;
+    }
+    if moved.is_empty() {
+        writeln!(out, "no damage found; nothing moved")?;
+    }
+    let rep = journal::scan(&FsStorage, dir, |_, _, _, records| {
+        decode_records(records, |_| ())
+    })?;
+    print_summary(&rep, out)?;
+    Ok(moved)
+}
+
+/// The data directory whose lock guards the partition directory `dir`:
+/// its parent for a `p<N>` partition, else `dir` itself (a bare journal).
+fn lock_dir(dir: &Path) -> &Path {
+    let is_partition = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix('p'))
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+    match dir.parent() {
+        Some(p) if is_partition && !p.as_os_str().is_empty() => p,
+        _ => dir,
+    }
 }

@@ -91,8 +91,8 @@ pub fn run_load(
     for (i, r) in pipeline.recovered().iter().enumerate() {
         let _ = writeln!(
             out,
-            "recovered p{i}: last_seq={} snapshot={:?} replayed={} truncated_tail={} state_hash={:032x}",
-            r.last_seq, r.snapshot_seq, r.replayed, r.truncated_tail, r.state_hash
+            "recovered p{i}: last_seq={} snapshot={:?} replayed={} truncated_tail={} moved_aside={} state_hash={:032x}",
+            r.last_seq, r.snapshot_seq, r.replayed, r.truncated_tail, r.moved_aside.len(), r.state_hash
         );
     }
     let _ = out.flush();

@@ -4,8 +4,10 @@
 //! off to a library module (`gateway::script`, `gateway::journal_cli`,
 //! `gateway::loadgen`). Exit status 0 on success, 2 when the input cannot be
 //! understood (the message, naming the line, goes to standard error), 1 when
-//! the input cannot be opened or a journal/snapshot is damaged (the message
-//! names the file, the offset and what failed).
+//! the input cannot be opened, a journal/snapshot is damaged (the message
+//! names the file, the offset and what failed) or the data directory is in
+//! use by another process, 74 when a running journal cannot write or sync
+//! (a full disk: the message names the file and the error).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter};
@@ -100,6 +102,13 @@ enum JournalCommand {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// Move damaged journal data aside (into DIR/damaged/, never deleted)
+    /// so the journal ends before the first damage; needs the data
+    /// directory's lock (stop the server first).
+    Repair {
+        /// A partition directory (e.g. bourse-data/p0).
+        dir: PathBuf,
+    },
 }
 
 /// `bourse pipeline` settings.
@@ -132,14 +141,24 @@ struct PipelineArgs {
     /// Print `ack SEQ COID` for every command once its outputs are released.
     #[arg(long)]
     acks: bool,
+    /// Journal segment size in bytes (a multiple of 4096 that holds a full
+    /// commit block).
+    #[arg(long, default_value_t = 64 << 20)]
+    segment_bytes: u64,
+    /// Move damaged journal data aside (into p<N>/damaged/) instead of
+    /// refusing to start.
+    #[arg(long)]
+    repair: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve(_)) {
         // `serve` sets logging up from its configuration.
+        use std::io::IsTerminal;
         tracing_subscriber::fmt()
             .with_writer(io::stderr)
+            .with_ansi(io::stderr().is_terminal())
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("BOURSE_LOG")
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -180,6 +199,12 @@ fn main() -> ExitCode {
                 &dir, from, to, &mut out,
             ))
         }
+        Command::Journal {
+            command: JournalCommand::Repair { dir },
+        } => report(gateway::journal_cli::run_journal_repair(
+            &dir,
+            &mut io::stdout().lock(),
+        )),
         Command::Replay { dir } => report(gateway::journal_cli::run_replay(
             &dir,
             engine::EngineConfig::default(),
@@ -388,6 +413,8 @@ fn pipeline(a: PipelineArgs) -> ExitCode {
     cfg.durability = a.durability;
     cfg.runtime.idle = a.idle;
     cfg.runtime.pin = !a.no_pin;
+    cfg.segment_bytes = a.segment_bytes;
+    cfg.repair = a.repair;
     let load = gateway::loadgen::LoadConfig {
         rate: a.rate.max(1),
         duration: std::time::Duration::from_secs_f64(a.duration_s.max(0.0)),

@@ -5,14 +5,25 @@
 //! Layout of a data directory: one folder per partition, `p0`, `p1`, …, each
 //! holding that partition's journal segments and its newest two snapshots.
 //!
-//! Invariants: a partition starts only after its state was rebuilt from the
-//! newest valid snapshot and the verified journal tail (a torn tail is
-//! truncated; corruption followed by valid blocks halts start-up with an
-//! error naming the segment and offset); a snapshot is written only once every
-//! input it covers is durable.
+//! Layout of a data directory (mode 0700): `bourse.lock` (the writer's lock,
+//! see `journal::lock`) and one folder (0700) per partition, `p0`, `p1`, …,
+//! each holding that partition's journal segments and its newest two
+//! snapshots (files 0600), and `damaged/` if a repair moved anything aside.
+//!
+//! Invariants: one pipeline per data directory: `open` takes the directory's
+//! exclusive lock before reading anything and holds it until the pipeline is
+//! dropped or shut down (a second writer fails naming the holder); a
+//! partition starts only after its state was rebuilt from the newest valid
+//! snapshot and the verified journal (a provably torn unsynced tail is cut
+//! with a WARN; any other damage halts start-up with an error naming the
+//! segment, the offset and the last intact seq, unless `repair` is set, which
+//! moves it aside with an ERROR); a snapshot is written only once every input
+//! it covers is durable.
 
-use crate::journal::{Durability, FsStorage, JournalConfig, JournalError, JournalWriter};
-use crate::recovery::{recover, RecoveryError};
+use crate::journal::{
+    DirLock, Durability, FsStorage, JournalConfig, JournalError, JournalWriter, LockError,
+};
+use crate::recovery::{recover_with, RecoveryError};
 use crate::runtime::{PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes};
 use crate::snapshot::write_snapshot;
 use engine::{Engine, EngineConfig, Input, Seq};
@@ -36,6 +47,9 @@ pub struct PipelineConfig {
     /// Fault in every preallocated table before starting (no page faults on
     /// the hot path later; resident memory = configured capacity).
     pub prefault: bool,
+    /// Move damaged journal data aside (into `p<i>/damaged/`) instead of
+    /// refusing to start (`--repair`).
+    pub repair: bool,
 }
 
 impl PipelineConfig {
@@ -49,6 +63,7 @@ impl PipelineConfig {
             durability: Durability::Durable,
             segment_bytes: 64 << 20,
             prefault: true,
+            repair: false,
         }
     }
 }
@@ -56,21 +71,24 @@ impl PipelineConfig {
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// The data directory is in use by another process, or cannot be locked.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// Recovery failed (names the file and what failed).
     #[error("recovery of {dir}: {source}")]
     Recovery {
         /// Partition directory.
         dir: String,
-        /// What failed.
-        source: RecoveryError,
+        /// What failed (boxed: errors stay small on the success path).
+        source: Box<RecoveryError>,
     },
     /// The journal could not be opened for appending.
     #[error("journal of {dir}: {source}")]
     Journal {
         /// Partition directory.
         dir: String,
-        /// What failed.
-        source: JournalError,
+        /// What failed (boxed: errors stay small on the success path).
+        source: Box<JournalError>,
     },
 }
 
@@ -85,8 +103,10 @@ pub struct PartitionRecovery {
     pub last_seq: u64,
     /// State hash after recovery.
     pub state_hash: u128,
-    /// Whether a torn journal tail was truncated.
+    /// Whether a torn (never acknowledged) journal tail was cut.
     pub truncated_tail: bool,
+    /// Damaged journal pieces moved aside by `repair` (file it went to).
+    pub moved_aside: Vec<PathBuf>,
     /// Snapshots skipped as invalid (file and reason).
     pub skipped_snapshots: Vec<String>,
 }
@@ -96,6 +116,8 @@ pub struct PartitionRecovery {
 pub struct Pipeline {
     runtime: Runtime,
     recovered: Vec<PartitionRecovery>,
+    /// Held for the pipeline's life; dropped after the runtime stopped.
+    _lock: DirLock,
 }
 
 /// The journal and snapshot files of one partition (what the runtime's
@@ -115,7 +137,7 @@ impl std::fmt::Debug for FsPersistence {
 }
 
 impl FsPersistence {
-    /// Opens (scanning and repairing the tail of) the journal in `dir`.
+    /// Opens (scanning, and cutting a torn tail of) the journal in `dir`.
     pub fn open(dir: &Path, cfg: JournalConfig) -> Result<Self, JournalError> {
         let (writer, _) = JournalWriter::open(FsStorage, dir, cfg)?;
         let bytes_at_snapshot = writer.written().1;
@@ -191,6 +213,7 @@ pub fn partition_dir(data_dir: &Path, i: usize) -> PathBuf {
 impl Pipeline {
     /// Recovers every partition, then starts the runtime.
     pub fn open(cfg: &PipelineConfig) -> Result<Pipeline, PipelineError> {
+        let lock = DirLock::acquire(&cfg.data_dir)?;
         let mut starts = Vec::new();
         let mut recovered = Vec::new();
         for i in 0..cfg.partitions.max(1) {
@@ -208,23 +231,25 @@ impl Pipeline {
                         last_seq: 0,
                         state_hash: h,
                         truncated_tail: false,
+                        moved_aside: Vec::new(),
                         skipped_snapshots: Vec::new(),
                     },
                 )
             } else {
-                let r = recover(&FsStorage, &dir, cfg.engine, |c, b| {
-                    Engine::restore(c, b).map_err(|e| e.to_string())
-                })
-                .map_err(|source| PipelineError::Recovery {
-                    dir: d.clone(),
-                    source,
-                })?;
+                let restore = |c, b: &[u8]| Engine::restore(c, b).map_err(|e| e.to_string());
+                let r = recover_with(&FsStorage, &dir, cfg.engine, restore, cfg.repair).map_err(
+                    |source| PipelineError::Recovery {
+                        dir: d.clone(),
+                        source: Box::new(source),
+                    },
+                )?;
                 let rec = PartitionRecovery {
                     snapshot_seq: r.snapshot_seq,
                     replayed: r.replayed,
                     last_seq: r.last_seq,
                     state_hash: r.state_hash,
                     truncated_tail: r.scan.tail.is_some(),
+                    moved_aside: r.moved_aside.iter().map(|m| m.to.clone()).collect(),
                     skipped_snapshots: r
                         .skipped_snapshots
                         .iter()
@@ -243,7 +268,7 @@ impl Pipeline {
                 };
                 let journal_err = |source| PipelineError::Journal {
                     dir: d.clone(),
-                    source,
+                    source: Box::new(source),
                 };
                 let mut p = FsPersistence::open(&dir, jcfg).map_err(journal_err)?;
                 p.prepare(last_seq + 1).map_err(journal_err)?;
@@ -261,7 +286,11 @@ impl Pipeline {
             });
         }
         let runtime = Runtime::start(cfg.runtime, cfg.durability, starts);
-        Ok(Pipeline { runtime, recovered })
+        Ok(Pipeline {
+            runtime,
+            recovered,
+            _lock: lock,
+        })
     }
 
     /// The running runtime (submit commands, read outputs).

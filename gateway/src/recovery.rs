@@ -7,14 +7,19 @@
 //! from a fresh engine at seq 0. (2) Scan the whole journal (every block is
 //! verified: checksums, hash chain, contiguity) and apply each record with
 //! seq > the snapshot's, in order, requiring the first one to be exactly
-//! snapshot seq + 1. (3) Repair a torn tail (reported in `scan.tail`).
+//! snapshot seq + 1. (3) Cut a provably torn tail (an unsynced write that was
+//! never acknowledged; reported in `scan.tail`, logged as a WARN naming the
+//! segment, the offset and the bytes).
 //!
 //! Invariants: the recovered engine's state equals a fresh engine's after
-//! applying exactly inputs 1..=last_seq; recovery never skips a damaged
-//! block silently: corruption halts with `JournalError::Corrupt` naming the
-//! segment, offset and failed check.
+//! applying exactly inputs 1..=last_seq; recovery never drops a damaged
+//! block silently: damage halts with `JournalError::Corrupt` naming the
+//! segment, offset, failed check and last intact seq, unless the caller
+//! asked for `repair`, in which case (before step 2) the damage and
+//! everything after it is moved aside into `damaged/` and logged as an
+//! ERROR (`journal::repair_journal`).
 
-use crate::journal::{self, BlockFault, JournalError, ScanReport, Storage};
+use crate::journal::{self, BlockFault, JournalError, MovedAside, ScanReport, Storage};
 use crate::record::decode;
 use crate::snapshot::{self, SnapshotError, SnapshotFault, SnapshotSkip};
 use engine::{Engine, EngineConfig};
@@ -35,6 +40,8 @@ pub struct Recovered {
     pub scan: ScanReport,
     /// Snapshots that were not usable, newest first.
     pub skipped_snapshots: Vec<SnapshotSkip>,
+    /// Damaged journal data moved aside (only with `repair`).
+    pub moved_aside: Vec<MovedAside>,
     /// `engine.state_hash()` after recovery.
     pub state_hash: u128,
 }
@@ -60,15 +67,31 @@ pub enum RecoveryError {
     },
 }
 
-/// Rebuilds the engine from `dir` (snapshots + journal), repairing a torn
-/// journal tail. `restore` turns a snapshot body back into an engine (until
-/// the engine has `Engine::restore`, pass a closure that fails: snapshots are
-/// then reported as skipped and the whole journal is replayed).
+/// Rebuilds the engine from `dir` (snapshots + journal), cutting a torn
+/// journal tail and refusing damage. `restore` turns a snapshot body back
+/// into an engine (a closure that fails reports every snapshot as skipped
+/// and replays the whole journal).
 pub fn recover<S, R>(
     storage: &S,
     dir: &Path,
     cfg: EngineConfig,
+    restore: R,
+) -> Result<Recovered, RecoveryError>
+where
+    S: Storage,
+    R: FnMut(EngineConfig, &[u8]) -> Result<Engine, String>,
+{
+    recover_with(storage, dir, cfg, restore, false)
+}
+
+/// `recover`, and with `repair` first moves damaged journal data aside
+/// (see the module doc) instead of refusing it.
+pub fn recover_with<S, R>(
+    storage: &S,
+    dir: &Path,
+    cfg: EngineConfig,
     mut restore: R,
+    repair: bool,
 ) -> Result<Recovered, RecoveryError>
 where
     S: Storage,
@@ -81,6 +104,11 @@ where
             path: dir.to_path_buf(),
             source,
         })?;
+    let moved_aside = if repair {
+        repair_partition(storage, dir)?
+    } else {
+        Vec::new()
+    };
     let mut skipped = Vec::new();
     let mut base: Option<(Engine, u64, std::path::PathBuf)> = None;
     for (_, path) in snapshot::list_snapshots(storage, dir)?.into_iter().rev() {
@@ -141,7 +169,7 @@ where
             });
         }
     }
-    journal::repair(storage, dir, &scan)?;
+    journal::cut_torn_tail(storage, dir, &scan)?;
     let state_hash = engine.state_hash();
     Ok(Recovered {
         engine,
@@ -150,8 +178,38 @@ where
         replayed,
         scan,
         skipped_snapshots: skipped,
+        moved_aside,
         state_hash,
     })
+}
+
+/// Repair on request (`--repair`, `bourse journal repair`): moves the
+/// journal's damage and everything after it aside (`journal::repair_journal`),
+/// then, if anything moved, every snapshot now ahead of the journal's end
+/// too (it covers records the journal no longer holds: the writer would
+/// resume below it; kept in `damaged/` like the rest). A snapshot ahead of
+/// a journal that was not cut is left alone: recovery then refuses with
+/// `JournalBehindSnapshot` for a human to decide. Returns what moved.
+pub fn repair_partition<S: Storage>(
+    storage: &S,
+    dir: &Path,
+) -> Result<Vec<MovedAside>, RecoveryError> {
+    let mut moved = journal::repair_journal(storage, dir)?;
+    if moved.is_empty() {
+        return Ok(moved);
+    }
+    let end = journal::scan(storage, dir, |_, _, _, _| Ok(()))?
+        .last_seq
+        .unwrap_or(0);
+    for (seq, path) in snapshot::list_snapshots(storage, dir)? {
+        if seq > end {
+            let why = format!(
+                "snapshot at seq {seq} is ahead of the repaired journal (ends at seq {end}); moved aside"
+            );
+            moved.push(journal::move_file_aside(storage, dir, &path, &why)?);
+        }
+    }
+    Ok(moved)
 }
 
 /// A `restore` for `recover` while the engine cannot restore snapshots: every

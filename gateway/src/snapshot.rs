@@ -232,7 +232,7 @@ pub fn read_snapshot<S: Storage>(
     path: &Path,
 ) -> Result<LoadedSnapshot, SnapshotFault> {
     let io = |e: std::io::Error| SnapshotFault::Io(e.to_string());
-    let f = storage.open(path).map_err(io)?;
+    let f = storage.open_read(path).map_err(io)?;
     let len = f.len().map_err(io)?;
     if len < SNAPSHOT_HEADER_LEN as u64 {
         return Err(SnapshotFault::TooShort(len));

@@ -7,10 +7,15 @@
 //! commits or during one (the write is issued, the fdatasync fails, so the
 //! batch is never acknowledged), may tear that last write at a random byte,
 //! and may flip bits inside that unacknowledged write. After each crash,
-//! recovery must succeed and: every acknowledged seq is present; the
+//! recovery must either succeed or (only when bits were flipped, and the
+//! result is no longer provably a torn write) refuse with `Corrupt` naming
+//! exactly that write's segment and offset, after which recovery with
+//! `repair` succeeds. Then: every acknowledged seq is present; the
 //! recovered seqs are exactly 1..=L with the journal's records equal to the
 //! inputs written; the recovered state hash equals a fresh engine replaying
-//! inputs 1..=L. Then writing resumes from L + 1.
+//! inputs 1..=L. Then writing resumes from L + 1. A lost unsynced write is
+//! never an acknowledged one; damage is refused or repaired, never a wrong
+//! answer.
 //!
 //! A second test flips bits inside a block that has valid blocks after it:
 //! recovery must halt with `Corrupt` naming that segment and offset.
@@ -22,7 +27,7 @@ use gateway::journal::{
     self, BlockFault, Durability, JournalConfig, JournalError, JournalWriter, ScanReport, SimDisk,
 };
 use gateway::record::{decode, encode, InputRecord, SplitMix64, RECORD_LEN};
-use gateway::recovery::{recover, RecoveryError};
+use gateway::recovery::{recover, recover_with, RecoveryError};
 use gateway::snapshot::write_snapshot;
 use std::path::{Path, PathBuf};
 
@@ -206,6 +211,7 @@ struct Stats {
     flipped: u64,
     from_snapshot: u64,
     beyond_ack: u64,
+    refused_then_repaired: u64,
 }
 
 fn one_seed(seed: u64, st: &mut Stats) {
@@ -272,6 +278,19 @@ fn one_seed(seed: u64, st: &mut Stats) {
         st.flipped += flip.is_some() as u64;
         let rec = match recover(&d, dir, tiny(), fake_restore) {
             Ok(r) => r,
+            Err(RecoveryError::Journal(JournalError::Corrupt {
+                segment, offset, ..
+            })) if flip.is_some() => {
+                let (fseg, foff, _) = flip.as_ref().expect("flipped");
+                assert_eq!(
+                    (&segment, offset),
+                    (fseg, *foff),
+                    "seed {seed} round {round}: refused, naming the damaged write"
+                );
+                st.refused_then_repaired += 1;
+                recover_with(&d, dir, tiny(), fake_restore, true)
+                    .unwrap_or_else(|e| panic!("seed {seed} round {round}: repair: {e}"))
+            }
             Err(e) => panic!("seed {seed} round {round}: recovery failed: {e}"),
         };
         let l = rec.last_seq;
@@ -324,7 +343,7 @@ fn acknowledged_commands_survive_seeded_crashes() {
     eprintln!("{n} seeds in {:.2?}: {st:?}", t0.elapsed());
     // The schedules really exercise every case.
     assert!(st.in_flight > 0 && st.torn_tails > 0 && st.flipped > 0);
-    assert!(st.from_snapshot > 0 && st.beyond_ack > 0);
+    assert!(st.from_snapshot > 0 && st.beyond_ack > 0 && st.refused_then_repaired > 0);
 }
 
 #[test]
@@ -368,6 +387,7 @@ fn corrupt_middle_block_halts_naming_segment_and_offset() {
                 segment,
                 offset,
                 what,
+                ..
             }) => {
                 assert_eq!((segment, *offset), (&seg, off), "seed {seed}: {err}");
                 assert!(what.tearable() || matches!(what, BlockFault::Record { .. }));

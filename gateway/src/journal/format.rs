@@ -135,6 +135,14 @@ pub enum BlockFault {
         /// Found seq.
         found: u64,
     },
+    /// A segment file shorter than any the writer makes: empty, or not a
+    /// multiple of 4 KiB (segments are preallocated whole before they are
+    /// named, so this is truncation, never a crash).
+    #[error("short segment: {len} bytes, not a positive multiple of 4096 (truncated)")]
+    ShortSegment {
+        /// The segment's length.
+        len: u64,
+    },
     /// A record that does not decode.
     #[error("record {index} (seq {seq}): {error}")]
     Record {
@@ -149,7 +157,9 @@ pub enum BlockFault {
 
 impl BlockFault {
     /// Whether a torn write could have caused this fault (as opposed to a
-    /// block that is internally valid but out of place).
+    /// block that is internally valid but out of place, or a truncated
+    /// segment). Necessary, not sufficient: `reader` also checks that the
+    /// bytes look torn (see `reader::provably_torn`).
     pub fn tearable(&self) -> bool {
         !matches!(
             self,
@@ -158,6 +168,7 @@ impl BlockFault {
                 | BlockFault::NameMismatch { .. }
                 | BlockFault::RecordSeq { .. }
                 | BlockFault::Record { .. }
+                | BlockFault::ShortSegment { .. }
         )
     }
 }

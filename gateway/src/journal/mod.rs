@@ -18,12 +18,20 @@
 //! - a segment's name is the `first_seq` of its first block;
 //! - one block is written by one `write_at` and (mode `durable`) made
 //!   durable by one `sync_data` before `durable_seq` moves past it. Only the
-//!   last block can therefore be torn by a crash; a damaged block followed
-//!   by any valid block is corruption and recovery halts naming the segment,
-//!   the offset and what failed. A failed `sync_data` is never retried.
+//!   last block can therefore be torn by a crash, and only a provably torn
+//!   one (see `reader`) is cut, with a WARN; any other damage, a damaged
+//!   block followed by any valid block, or a short segment is corruption and
+//!   recovery halts naming the segment, the offset and what failed, unless
+//!   the operator asks for `repair`, which moves the damage aside into
+//!   `damaged/` (never deletes it). A failed `sync_data` is never retried.
+//! - a segment file carries its final name only once it is preallocated
+//!   whole and synced (it is made under a temporary name and renamed), so a
+//!   segment that is empty or not a multiple of 4 KiB was truncated.
 
 pub mod format;
+pub mod lock;
 pub mod reader;
+pub mod repair;
 pub mod sim;
 pub mod storage;
 pub mod writer;
@@ -32,7 +40,11 @@ pub mod writer;
 mod tests;
 
 pub use format::{BlockFault, BlockHeader, BLOCK_ALIGN, HEADER_LEN};
-pub use reader::{repair, scan, JournalEnd, ScanReport, TornTail};
+pub use lock::{DirLock, LockError, LOCK_NAME};
+pub use reader::{
+    cut_torn_tail, decode_records, provably_torn, scan, JournalEnd, ScanReport, TornTail, SECTOR,
+};
+pub use repair::{move_damage_aside, move_file_aside, repair_journal, MovedAside, DAMAGED_DIR};
 pub use sim::SimDisk;
 pub use storage::{FsStorage, Storage, StorageFile};
 pub use writer::{JournalWriter, SPARE_NAME, SPARE_SLICE_BYTES};
@@ -136,9 +148,10 @@ pub enum JournalError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A damaged journal: a bad block with valid data after it, or a
-    /// block that breaks the chain or the sequence.
-    #[error("journal corrupt: {} at offset {offset}: {what}", segment.display())]
+    /// A damaged journal: a bad block that is not provably a torn unsynced
+    /// write, a block that breaks the chain or the sequence, or a short
+    /// segment.
+    #[error("journal corrupt: {} at offset {offset}: {what} (records up to seq {last_good_seq} are intact; what follows is damaged or missing; writers refuse to start until it is moved aside with `bourse journal repair` or `--repair`)", segment.display())]
     Corrupt {
         /// The segment file.
         segment: PathBuf,
@@ -146,6 +159,16 @@ pub enum JournalError {
         offset: u64,
         /// What failed.
         what: BlockFault,
+        /// Seq of the last record before the damage (0: none).
+        last_good_seq: u64,
+    },
+    /// The directory holds no journal segment.
+    #[error("{} is not a journal: no journal-*.seg segment files{}", dir.display(), if found.is_empty() { String::new() } else { format!(" (found: {})", found.join(", ")) })]
+    NotAJournal {
+        /// The directory.
+        dir: PathBuf,
+        /// A few of the names it does hold.
+        found: Vec<String>,
     },
     /// A file in the journal directory that looks like a segment but whose
     /// name does not parse.

@@ -2,22 +2,34 @@
 //! order, checking each one (see the invariants in the module above), hands
 //! the records to a visitor, and classifies how the journal ends.
 //!
-//! End classification, at the first position that is not a valid block:
+//! End classification, at the first position P that is not a valid block:
 //! - all zeros to the end of the segment: a clean end of that segment (the
 //!   next segment, if any, continues the chain);
-//! - anything else is a fault. If a block with a valid header exists
-//!   anywhere after it (later in that segment at a 4 KiB boundary, or in a
-//!   later segment), or if the fault is one a torn write cannot cause (a
-//!   valid block out of chain or out of sequence), `scan` fails with
-//!   `JournalError::Corrupt` naming the segment, offset and fault. Otherwise
-//!   it is a torn tail: reported in `ScanReport::tail`, and `repair` zeroes
-//!   it and removes the segments after the last valid block.
+//! - a segment that is empty or not a multiple of 4 KiB long is short
+//!   (truncated: segments are preallocated whole before they are named):
+//!   `JournalError::Corrupt` with `BlockFault::ShortSegment`, at P;
+//! - otherwise a fault. It is a torn tail (an unsynced last write cut by a
+//!   crash, never acknowledged) only if it is *provably torn*: no block with
+//!   a valid header exists anywhere after P, the fault is one a write can
+//!   leave, and one 512-byte sector of the block that must hold data is
+//!   still all zeros (see `provably_torn`). Anything else is damage:
+//!   `JournalError::Corrupt` naming the segment, the offset, the fault and
+//!   the last intact seq.
 //!
-//! `scan` never writes; `repair` is the only function here that does.
+//! Why sectors: blocks are written whole and 4 KiB aligned into zero-filled
+//! preallocated space, and a disk lands a write sector by sector (each
+//! sector atomically, in any order), so a crash mid-write leaves some
+//! sectors of the block new and the rest zero. Every sector of a block that
+//! holds a header or a record's `kind` byte is non-zero once written. A
+//! bit flip in a block that was written whole leaves no such zero sector,
+//! so it is never mistaken for a tear.
+//!
+//! `scan` never writes; `cut_torn_tail` (the torn tail) and
+//! `repair::move_damage_aside` (damage, on request) are what write.
 
 use super::format::{self, BlockFault, BlockHeader, BLOCK_ALIGN, HEADER_LEN};
 use super::{io_err, list_segments, JournalError, Storage, StorageFile};
-use crate::record::InputRecord;
+use crate::record::{InputRecord, RECORD_LEN};
 use std::path::{Path, PathBuf};
 
 /// Where the valid journal ends: the writer resumes here.
@@ -33,13 +45,20 @@ pub struct JournalEnd {
     pub last_checksum: u128,
 }
 
-/// A torn tail found (and, after `repair`, removed).
+/// The unit a disk writes atomically, as this module assumes it (the
+/// smallest in use; 4 KiB-sector disks tear more coarsely, which is safe).
+pub const SECTOR: usize = 512;
+
+/// A torn tail found (and, after `cut_torn_tail`, removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
-    /// Segment of the damaged bytes.
+    /// Segment of the torn bytes.
     pub segment: PathBuf,
-    /// Offset of the first damaged byte position (a block boundary).
+    /// Offset of the torn block (a block boundary).
     pub offset: u64,
+    /// Non-zero bytes from `offset` on in that segment, rounded up to 4 KiB
+    /// (what cutting it zeroes).
+    pub bytes: u64,
     /// What failed there.
     pub what: BlockFault,
 }
@@ -48,9 +67,10 @@ impl std::fmt::Display for TornTail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "torn tail in {} at offset {}: {}",
+            "torn tail in {} at offset {} ({} bytes): {}",
             self.segment.display(),
             self.offset,
+            self.bytes,
             self.what
         )
     }
@@ -77,8 +97,25 @@ pub struct ScanReport {
     pub trailing: Vec<PathBuf>,
 }
 
-fn read_all<S: Storage>(storage: &S, path: &Path) -> Result<Vec<u8>, JournalError> {
-    let f = storage.open(path).map_err(io_err("open", path))?;
+/// Decodes every record of a block, handing each input to `f`; a record
+/// that does not decode is the block's fault.
+pub fn decode_records(
+    records: &[InputRecord],
+    mut f: impl FnMut(engine::Input),
+) -> Result<(), BlockFault> {
+    for (i, r) in records.iter().enumerate() {
+        let input = crate::record::decode(r).map_err(|error| BlockFault::Record {
+            index: i,
+            seq: r.seq(),
+            error,
+        })?;
+        f(input);
+    }
+    Ok(())
+}
+
+pub(crate) fn read_all<S: Storage>(storage: &S, path: &Path) -> Result<Vec<u8>, JournalError> {
+    let f = storage.open_read(path).map_err(io_err("open", path))?;
     let len = f.len().map_err(io_err("stat", path))?;
     let mut data = vec![0u8; len as usize];
     f.read_at(&mut data, 0).map_err(io_err("read", path))?;
@@ -98,6 +135,73 @@ fn valid_header_from(data: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// End of the non-zero bytes of `data` at or after `from`, rounded up to
+/// 4 KiB (capped at the data's length); `from` when there are none.
+pub(crate) fn nonzero_end(data: &[u8], from: usize) -> usize {
+    match data[from..].iter().rposition(|&b| b != 0) {
+        Some(i) => (from + i + 1)
+            .div_ceil(BLOCK_ALIGN)
+            .saturating_mul(BLOCK_ALIGN)
+            .min(data.len()),
+        None => from,
+    }
+}
+
+/// Whether the bytes at the start of `data` (a block position, running to
+/// the end of the segment), which failed with `what`, are a torn write: a
+/// block whose header sector is still zero (nothing of it that matters
+/// landed), or one whose header sector parses and where some sector that
+/// must hold data (the header's, or one holding a record's non-zero `kind`
+/// byte) is still all zeros. A header sector that landed is whole, so a
+/// non-zero one that fails its checks is damage, as is a block that runs
+/// past the end of its segment (segments never shrink).
+pub fn provably_torn(data: &[u8], what: &BlockFault) -> bool {
+    let zero = |from: usize| {
+        data[from..(from + SECTOR).min(data.len())]
+            .iter()
+            .all(|&b| b == 0)
+    };
+    if zero(0) {
+        return true;
+    }
+    if !what.tearable() {
+        return false;
+    }
+    let Ok(h) = format::parse_header(data) else {
+        return false;
+    };
+    let count = h.count as usize;
+    if count == 0
+        || h.body_len != (count * RECORD_LEN) as u64
+        || format::block_len(count) > data.len() as u64
+    {
+        return false;
+    }
+    // The `kind` byte sits at offset 16 of every record and is never zero.
+    (0..count).any(|i| zero((HEADER_LEN + i * RECORD_LEN + 16) / SECTOR * SECTOR))
+}
+
+/// Whether the fault `what` at `off` in a segment's `data` is a torn tail:
+/// provably torn bytes, and no valid block header after them, in this
+/// segment or in the `later` ones. Anything else is damage.
+fn torn_tail_at<S: Storage>(
+    storage: &S,
+    later: &[(u64, PathBuf)],
+    data: &[u8],
+    off: usize,
+    what: &BlockFault,
+) -> Result<bool, JournalError> {
+    if valid_header_from(data, off + 1).is_some() || !provably_torn(&data[off..], what) {
+        return Ok(false);
+    }
+    for (_, p) in later {
+        if valid_header_from(&read_all(storage, p)?, 0).is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Walks the journal in `dir`, calling `visit(segment, offset, header,
 /// records)` for every valid block in order. A fault returned by `visit`
 /// (say, a record that does not decode) is reported as corruption of that
@@ -115,18 +219,32 @@ where
     let mut prev: Option<(u64, u128)> = None; // (last seq, last header checksum)
     for (si, (name_seq, path)) in segments.iter().enumerate() {
         let data = read_all(storage, path)?;
+        let short = data.is_empty() || data.len() % BLOCK_ALIGN != 0;
         let mut off = 0usize;
         let mut first_in_segment = true;
         loop {
+            let last_good_seq = prev.map_or(0, |p| p.0);
             let corrupt = |offset: usize, what: BlockFault| JournalError::Corrupt {
                 segment: path.clone(),
                 offset: offset as u64,
                 what,
+                last_good_seq,
+            };
+            let short_at = |offset: usize| {
+                corrupt(
+                    offset,
+                    BlockFault::ShortSegment {
+                        len: data.len() as u64,
+                    },
+                )
             };
             let header_zero = data[off..(off + HEADER_LEN).min(data.len())]
                 .iter()
                 .all(|&b| b == 0);
             if header_zero && data[off..].iter().all(|&b| b == 0) {
+                if short {
+                    return Err(short_at(off));
+                }
                 break; // clean end of this segment
             }
             let parsed = if header_zero || off + HEADER_LEN > data.len() {
@@ -136,19 +254,15 @@ where
             };
             let (h, len) = match parsed {
                 Ok(x) => x,
+                Err(_) if short => return Err(short_at(off)),
                 Err(what) => {
-                    // A fault: torn tail only if nothing valid follows.
-                    if valid_header_from(&data, off + 1).is_some() {
+                    if !torn_tail_at(storage, &segments[si + 1..], &data, off, &what)? {
                         return Err(corrupt(off, what));
-                    }
-                    for (_, later) in &segments[si + 1..] {
-                        if valid_header_from(&read_all(storage, later)?, 0).is_some() {
-                            return Err(corrupt(off, what));
-                        }
                     }
                     rep.tail = Some(TornTail {
                         segment: path.clone(),
                         offset: off as u64,
+                        bytes: (nonzero_end(&data, off) - off) as u64,
                         what,
                     });
                     rep.trailing = trailing_after_end(&rep, &segments);
@@ -218,6 +332,9 @@ where
                 last_checksum: h.header_checksum,
             });
             if off >= data.len() {
+                if short {
+                    return Err(short_at(off));
+                }
                 break;
             }
         }
@@ -242,22 +359,34 @@ fn trailing_after_end(rep: &ScanReport, segments: &[(u64, PathBuf)]) -> Vec<Path
         .collect()
 }
 
-/// Removes a torn tail found by `scan`: zeroes the end segment from the end
-/// of its last valid block (if the tail is there), removes every segment
-/// after it, and makes both durable.
-pub fn repair<S: Storage>(storage: &S, dir: &Path, rep: &ScanReport) -> Result<(), JournalError> {
+/// Cuts a torn tail found by `scan` (an unsynced write that was never
+/// acknowledged): zeroes the end segment from the end of its last valid
+/// block (if the tail is there), removes every segment after it (they hold
+/// no valid block), makes both durable, and logs a WARN naming the segment,
+/// the offset and the bytes. Returns the tail it cut.
+pub fn cut_torn_tail<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    rep: &ScanReport,
+) -> Result<Option<TornTail>, JournalError> {
+    if let Some(tail) = &rep.tail {
+        tracing::warn!(
+            segment = %tail.segment.display(),
+            offset = tail.offset,
+            bytes = tail.bytes,
+            what = %tail.what,
+            "cutting a torn journal tail: an unsynced write cut short by a crash, never acknowledged"
+        );
+    }
     if let (Some(tail), Some(end)) = (&rep.tail, &rep.end) {
-        if tail.segment == end.segment {
+        if tail.segment == end.segment && tail.bytes > 0 {
             let mut f = storage
                 .open(&end.segment)
                 .map_err(io_err("open", &end.segment))?;
-            let len = f.len().map_err(io_err("stat", &end.segment))?;
-            if len > end.offset {
-                let zeros = vec![0u8; (len - end.offset) as usize];
-                f.write_at(&zeros, end.offset)
-                    .map_err(io_err("write", &end.segment))?;
-                f.sync_data().map_err(io_err("fdatasync", &end.segment))?;
-            }
+            let zeros = vec![0u8; tail.bytes as usize];
+            f.write_at(&zeros, tail.offset)
+                .map_err(io_err("write", &end.segment))?;
+            f.sync_data().map_err(io_err("fdatasync", &end.segment))?;
         }
     }
     if !rep.trailing.is_empty() {
@@ -266,5 +395,5 @@ pub fn repair<S: Storage>(storage: &S, dir: &Path, rep: &ScanReport) -> Result<(
         }
         storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
     }
-    Ok(())
+    Ok(rep.tail.clone())
 }

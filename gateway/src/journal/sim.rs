@@ -6,11 +6,13 @@
 //! last `sync_data`. The directory has a current and a durable name table;
 //! `sync_dir` makes the current names under that directory durable.
 //! `crash()` reverts every file and name to its durable state; with
-//! `tear_last` it first applies a random-length prefix of the most recent
-//! unsynced write (a torn write). `flip_bits` corrupts durable bytes
+//! `tear_last` it first applies a random subset of the 512-byte sectors of
+//! the most recent unsynced write (a torn write: sectors land whole, in any
+//! order; `reader` relies on exactly this). `flip_bits` corrupts durable bytes
 //! afterwards. Failures of `sync_data` can be injected. The disk is shared:
 //! clones (and files opened from it) see the same state.
 
+use super::reader::SECTOR;
 use super::storage::{Storage, StorageFile};
 use crate::record::SplitMix64;
 use std::collections::BTreeMap;
@@ -35,6 +37,8 @@ struct State {
     last_write: Option<usize>,
     /// Fail every `sync_data` from now on.
     fail_sync: bool,
+    /// Fail every write and preallocation from now on with ENOSPC.
+    disk_full: bool,
     syncs: u64,
 }
 
@@ -59,6 +63,11 @@ fn write_into(buf: &mut Vec<u8>, off: u64, data: &[u8]) {
     buf[off as usize..end].copy_from_slice(data);
 }
 
+/// ENOSPC, as the kernel reports it.
+fn no_space() -> io::Error {
+    io::Error::from_raw_os_error(28)
+}
+
 impl SimDisk {
     /// An empty disk.
     pub fn new() -> Self {
@@ -70,8 +79,10 @@ impl SimDisk {
     }
 
     /// Crashes: drops every unsynced write and name change. With
-    /// `tear_last`, a random prefix (possibly empty, never all) of the last
-    /// unsynced write reaches the disk first.
+    /// `tear_last`, a random subset of the 512-byte sectors of the last
+    /// unsynced write (possibly none, possibly all) reaches the disk first:
+    /// a disk writes a sector atomically, but not a multi-sector write, nor
+    /// in order.
     pub fn crash(&self, rng: &mut SplitMix64, tear_last: bool) {
         let mut s = self.lock();
         if tear_last {
@@ -82,8 +93,13 @@ impl SimDisk {
                     .filter(|(_, d)| !d.is_empty())
                     .cloned()
                 {
-                    let keep = rng.below(data.len() as u64) as usize;
-                    write_into(&mut s.inodes[i].durable, off, &data[..keep]);
+                    // Each sector lands whole or not at all, in any order.
+                    for (k, sector) in data.chunks(SECTOR).enumerate() {
+                        if rng.chance(1, 2) {
+                            let at = off + (k * SECTOR) as u64;
+                            write_into(&mut s.inodes[i].durable, at, sector);
+                        }
+                    }
                 }
             }
         }
@@ -94,6 +110,7 @@ impl SimDisk {
         s.names = s.durable_names.clone();
         s.last_write = None;
         s.fail_sync = false;
+        s.disk_full = false;
     }
 
     /// Flips `n` random bits of the durable image of `path` within
@@ -131,6 +148,12 @@ impl SimDisk {
         self.lock().fail_sync = true;
     }
 
+    /// Makes every later write and preallocation fail with ENOSPC, as a
+    /// full disk does (until the next crash).
+    pub fn fill_up(&self) {
+        self.lock().disk_full = true;
+    }
+
     /// How many `sync_data` calls succeeded.
     pub fn syncs(&self) -> u64 {
         self.lock().syncs
@@ -158,6 +181,9 @@ impl StorageFile for SimFile {
     fn preallocate(&mut self, len: u64) -> io::Result<()> {
         {
             let mut s = self.disk.lock();
+            if s.disk_full {
+                return Err(no_space());
+            }
             let ino = &mut s.inodes[self.inode];
             if (ino.current.len() as u64) < len {
                 ino.current.resize(len as usize, 0);
@@ -167,6 +193,9 @@ impl StorageFile for SimFile {
     }
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut s = self.disk.lock();
+        if s.disk_full {
+            return Err(no_space());
+        }
         let ino = &mut s.inodes[self.inode];
         write_into(&mut ino.current, offset, buf);
         ino.pending.push((offset, buf.to_vec()));

@@ -8,11 +8,13 @@
 //! rename or removal is durable only after `sync_dir` on its directory
 //! returned `Ok`; `preallocate` leaves the file `len` bytes long, zero-filled
 //! and synced. All I/O is positional (`write_at`/`read_at`); nothing keeps a
-//! file cursor.
+//! file cursor. `FsStorage` creates directories private (0700) and files
+//! readable by their owner only (0600): journals and snapshots hold every
+//! order and balance.
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// One open file.
@@ -47,6 +49,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn create(&self, path: &Path) -> io::Result<Self::File>;
     /// Opens an existing file for reading and writing.
     fn open(&self, path: &Path) -> io::Result<Self::File>;
+    /// Opens an existing file for reading only (readers never need more,
+    /// and must work on files they cannot write).
+    fn open_read(&self, path: &Path) -> io::Result<Self::File> {
+        self.open(path)
+    }
     /// The names (not paths) of the files in `dir`, sorted.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Renames a file (replacing `to`).
@@ -101,13 +108,14 @@ impl StorageFile for FsFile {
 impl Storage for FsStorage {
     type File = FsFile;
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+        create_private_dir(dir)
     }
     fn create(&self, path: &Path) -> io::Result<FsFile> {
         OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(path)
             .map(FsFile)
     }
@@ -117,6 +125,9 @@ impl Storage for FsStorage {
             .write(true)
             .open(path)
             .map(FsFile)
+    }
+    fn open_read(&self, path: &Path) -> io::Result<FsFile> {
+        File::open(path).map(FsFile)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
@@ -140,6 +151,17 @@ impl Storage for FsStorage {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
+}
+
+/// Creates `dir` and missing parents private (mode 0700): journals,
+/// snapshots and secrets live under it. A directory that already exists
+/// keeps its mode (it may be one the operator chose, such as `.`).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Joins a directory and a file name.

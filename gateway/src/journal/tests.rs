@@ -80,7 +80,7 @@ fn torn_tail_is_reported_truncated_and_overwritten() {
         durability: Durability::Async,
         ..cfg(65536, 64)
     };
-    // Tear: keep a prefix of the unsynced write (seed chosen to keep some).
+    // Tear: some sectors of the unsynced write land (some seeds keep some).
     let mut rng = SplitMix64(0);
     let mut torn = false;
     for seed in 0..50 {
@@ -95,14 +95,14 @@ fn torn_tail_is_reported_truncated_and_overwritten() {
         d2.crash(&mut rng, true);
         let rep = scan(&d2, dir, |_, _, _, _| Ok(())).unwrap();
         if rep.last_seq == Some(40) {
-            continue; // the tear fell in the zero padding: the block is whole
+            continue; // every sector that matters landed: the block is whole
         }
         assert_eq!(rep.last_seq, Some(10));
         if let Some(t) = &rep.tail {
             torn = true;
             assert_eq!(t.offset, 4096);
             assert!(t.to_string().contains("journal-00000000000000000001.seg"));
-            repair(&d2, dir, &rep).unwrap();
+            cut_torn_tail(&d2, dir, &rep).unwrap();
             let rep = scan(&d2, dir, |_, _, _, _| Ok(())).unwrap();
             assert!(rep.tail.is_none());
             let (mut w, _) = JournalWriter::open(d2.clone(), dir, cfg(65536, 64)).unwrap();
@@ -131,9 +131,11 @@ fn corruption_before_a_valid_block_halts_with_segment_and_offset() {
             segment,
             offset,
             what,
+            last_good_seq,
         } => {
             assert_eq!(segment, &seg);
             assert_eq!(*offset, 8192);
+            assert_eq!(*last_good_seq, 16);
             assert_eq!(*what, BlockFault::BodyChecksum);
         }
         other => panic!("{other}"),
@@ -299,4 +301,181 @@ fn the_next_segment_is_prepared_ahead_and_a_roll_renames_it() {
     w.append_batch(&recs(seq, 3)).unwrap();
     let (_, got) = seqs(&d, dir);
     assert_eq!(got, (1..seq + 3).collect::<Vec<_>>());
+}
+
+/// One 40-record block (two pages, 15 sectors that must hold data) with
+/// parts of it landed or damaged: which outcomes are provably torn.
+#[test]
+fn only_a_block_with_an_unwritten_data_sector_is_provably_torn() {
+    let mut whole = Vec::new();
+    format::build_block(&mut whole, &recs(1, 40), 0);
+    whole.extend_from_slice(&[0u8; 4096]); // the zeros after it in the segment
+    let sectors = |keep: &dyn Fn(usize) -> bool| {
+        let mut b = vec![0u8; whole.len()];
+        for (k, s) in whole.chunks(SECTOR).enumerate() {
+            if keep(k) {
+                b[k * SECTOR..(k + 1) * SECTOR].copy_from_slice(s);
+            }
+        }
+        b
+    };
+    let flipped = |at: usize| {
+        let mut b = whole.clone();
+        b[at] ^= 0x08;
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("header sector only", sectors(&|k| k == 0), true),
+        ("all but the last data sector", sectors(&|k| k != 14), true),
+        ("all but one middle sector", sectors(&|k| k != 7), true),
+        ("header sector missing", sectors(&|k| k != 0), true),
+        (
+            "padding sectors missing (block whole)",
+            sectors(&|k| k < 15),
+            false,
+        ),
+        ("bit flip in the body", flipped(3000), false),
+        (
+            "bit flip in the last record",
+            flipped(128 + 39 * 192 + 100),
+            false,
+        ),
+        ("bit flip in the header", flipped(20), false),
+        ("bit flip in the padding", flipped(7900), false),
+    ];
+    for (name, bytes, torn) in cases {
+        let fault = format::parse_block(&bytes).err();
+        match (fault, torn) {
+            (None, false) => {} // whole: not a fault at all
+            (None, true) => panic!("{name}: parses, expected a torn block"),
+            (Some(f), t) => assert_eq!(provably_torn(&bytes, &f), t, "{name}: {f}"),
+        }
+    }
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_synced_block_is_damage_not_a_tear() {
+    let dir = Path::new(DIR);
+    for seed in 0..100 {
+        let mut rng = SplitMix64(seed);
+        let d = SimDisk::new();
+        let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(65536, 40)).unwrap();
+        let mut seq = 1;
+        for _ in 0..3 {
+            let n = 1 + rng.below(40);
+            w.append_batch(&recs(seq, n)).unwrap();
+            seq += n;
+        }
+        let (seg, off, _) = w.last_write().cloned().unwrap();
+        let before_last = rep_last_but_one(&d, dir);
+        drop(w);
+        // Anywhere in the header or the records of the last block.
+        let data_len = {
+            let data = d.contents(&seg).unwrap();
+            let h = format::parse_header(&data[off as usize..]).unwrap();
+            HEADER_LEN as u64 + h.body_len
+        };
+        d.flip_bits(&mut rng, &seg, off..off + data_len, 1);
+        let image = d.contents(&seg).unwrap();
+        match scan(&d, dir, |_, _, _, _| Ok(())) {
+            Err(JournalError::Corrupt {
+                segment,
+                offset,
+                last_good_seq,
+                ..
+            }) => {
+                assert_eq!((segment, offset), (seg.clone(), off), "seed {seed}");
+                assert_eq!(last_good_seq, before_last, "seed {seed}");
+            }
+            other => panic!("seed {seed}: expected Corrupt, got {other:?}"),
+        }
+        assert!(JournalWriter::open(d.clone(), dir, cfg(65536, 40)).is_err());
+        assert_eq!(d.contents(&seg).unwrap(), image, "nothing cut");
+    }
+}
+
+/// The last seq of every block but the last one.
+fn rep_last_but_one(d: &SimDisk, dir: &Path) -> u64 {
+    let mut ends = Vec::new();
+    scan(d, dir, |_, _, h, _| {
+        ends.push(h.last_seq());
+        Ok(())
+    })
+    .unwrap();
+    ends[ends.len() - 2]
+}
+
+#[test]
+fn repair_moves_the_damage_aside_and_the_journal_resumes_before_it() {
+    let d = SimDisk::new();
+    let dir = Path::new(DIR);
+    let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(16384, 8)).unwrap();
+    for i in 0..8 {
+        w.append_batch(&recs(1 + i * 8, 8)).unwrap();
+    }
+    drop(w);
+    // Segments hold 4 one-page blocks: seqs 1..=32 and 33..=64.
+    let first = dir.join(segment_name(1));
+    let second = dir.join(segment_name(33));
+    d.flip_bits(&mut SplitMix64(4), &first, 4096 + 300..4096 + 400, 1);
+    let damaged_bytes = d.contents(&first).unwrap()[4096..].to_vec();
+    let second_bytes = d.contents(&second).unwrap();
+    let moved = repair_journal(&d, dir).unwrap();
+    let names: Vec<(String, u64, u64)> = moved
+        .iter()
+        .map(|m| {
+            let to = m.to.strip_prefix(dir).unwrap().display().to_string();
+            (to, m.offset, m.bytes)
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (
+                format!("damaged/{}.4096.tail", segment_name(1)),
+                4096,
+                12288
+            ),
+            (format!("damaged/{}.0.tail", segment_name(33)), 0, 16384),
+        ]
+    );
+    assert_eq!(d.contents(&moved[0].to).unwrap(), damaged_bytes);
+    assert_eq!(d.contents(&moved[1].to).unwrap(), second_bytes);
+    let (rep, got) = seqs(&d, dir);
+    assert_eq!(got, (1..=8).collect::<Vec<_>>());
+    assert!(rep.tail.is_none() && rep.trailing.is_empty());
+    let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(16384, 8)).unwrap();
+    w.append_batch(&recs(9, 3)).unwrap();
+    assert_eq!(seqs(&d, dir).1, (1..=11).collect::<Vec<_>>());
+    // Nothing left to repair.
+    assert!(repair_journal(&d, dir).unwrap().is_empty());
+}
+
+#[test]
+fn a_full_disk_fails_the_write_naming_the_file_and_nothing_is_retried() {
+    let d = SimDisk::new();
+    let dir = Path::new(DIR);
+    let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(8192, 8)).unwrap();
+    w.append_batch(&recs(1, 8)).unwrap();
+    d.fill_up();
+    let e = w.append_batch(&recs(9, 8)).unwrap_err().to_string();
+    assert!(
+        e.contains("journal-00000000000000000001.seg") && e.contains("No space left on device"),
+        "{e}"
+    );
+    assert!(matches!(
+        w.append_batch(&recs(9, 8)),
+        Err(JournalError::Poisoned)
+    ));
+    // A roll on a full disk names the new segment.
+    let d = SimDisk::new();
+    let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(8192, 8)).unwrap();
+    w.append_batch(&recs(1, 8)).unwrap();
+    w.append_batch(&recs(9, 8)).unwrap();
+    d.fill_up();
+    let e = w.append_batch(&recs(17, 8)).unwrap_err().to_string();
+    assert!(
+        e.contains("journal-00000000000000000017.seg") && e.contains("No space left"),
+        "{e}"
+    );
 }

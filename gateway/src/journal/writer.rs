@@ -24,6 +24,10 @@ use std::path::{Path, PathBuf};
 /// ignore it; `open` removes a leftover one).
 pub const SPARE_NAME: &str = "next-segment.spare";
 
+/// Suffix of a segment being preallocated under a temporary name (not a
+/// segment name: scans ignore it; `open` removes a leftover one).
+pub const NEW_SEGMENT_SUFFIX: &str = ".seg.new";
+
 /// Bytes of the spare zero-filled and synced per `background` call (about a
 /// millisecond of disk time: the most a commit arriving meanwhile waits).
 pub const SPARE_SLICE_BYTES: u64 = 256 << 10;
@@ -61,9 +65,12 @@ pub struct JournalWriter<S: Storage> {
 }
 
 impl<S: Storage> JournalWriter<S> {
-    /// Opens the journal in `dir` for appending: scans it, repairs a torn
-    /// tail (see `reader::scan`) and resumes after the last valid block.
-    /// Returns the writer and the scan report (which names any torn tail).
+    /// Opens the journal in `dir` for appending: scans it, cuts a torn tail
+    /// (with a WARN, see `reader::cut_torn_tail`), removes leftovers of an
+    /// earlier run (a half-made spare or segment) and resumes after the last
+    /// valid block. Damage is refused (`JournalError::Corrupt`): it is moved
+    /// aside only on request (`repair::repair_journal`). Returns the writer
+    /// and the scan report (which names any torn tail cut).
     pub fn open(
         storage: S,
         dir: &Path,
@@ -73,19 +80,26 @@ impl<S: Storage> JournalWriter<S> {
             .create_dir_all(dir)
             .map_err(io_err("create dir", dir))?;
         let rep = reader::scan(&storage, dir, |_, _, _, _| Ok(()))?;
-        reader::repair(&storage, dir, &rep)?;
-        // A spare left by an earlier run may be partly filled: start over.
+        reader::cut_torn_tail(&storage, dir, &rep)?;
+        // A spare or a new segment left by an earlier run may be partly
+        // filled: start over.
         let names = storage.list(dir).map_err(io_err("list", dir))?;
-        if names.iter().any(|n| n == SPARE_NAME) {
-            let p = dir.join(SPARE_NAME);
+        let leftovers: Vec<&String> = names
+            .iter()
+            .filter(|n| *n == SPARE_NAME || n.ends_with(NEW_SEGMENT_SUFFIX))
+            .collect();
+        for n in &leftovers {
+            let p = dir.join(n);
             storage.remove(&p).map_err(io_err("remove", &p))?;
+        }
+        if !leftovers.is_empty() {
             storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
         }
         let w = Self::resume(storage, dir, cfg, rep.end.clone())?;
         Ok((w, rep))
     }
 
-    /// Resumes after `end` (from a scan that was already repaired), or
+    /// Resumes after `end` (from a scan whose torn tail was already cut), or
     /// starts an empty journal when `end` is `None`.
     pub fn resume(
         storage: S,
@@ -330,8 +344,8 @@ impl<S: Storage> JournalWriter<S> {
     }
 
     /// Starts a new segment named for `first_seq`: the ready spare renamed,
-    /// else create and preallocate (zero-filled, synced); then make its
-    /// name durable.
+    /// else one created under a temporary name, preallocated (zero-filled,
+    /// synced) and renamed; then makes its name durable.
     fn roll(&mut self, first_seq: u64) -> Result<(), JournalError> {
         let path = self.dir.join(segment_name(first_seq));
         let size = self.cfg.segment_bytes;
@@ -349,12 +363,17 @@ impl<S: Storage> JournalWriter<S> {
             self.rolls_from_spare += 1;
             return Ok(());
         }
-        let mut f = self
-            .storage
-            .create(&path)
-            .map_err(io_err("create", &path))?;
+        // Preallocated under a temporary name and renamed: a file with a
+        // segment's name is always whole, so a short one was truncated.
+        let tmp = self
+            .dir
+            .join(format!("{}{NEW_SEGMENT_SUFFIX}", segment_name(first_seq)));
+        let mut f = self.storage.create(&tmp).map_err(io_err("create", &tmp))?;
         f.preallocate(self.cfg.segment_bytes)
-            .map_err(io_err("preallocate", &path))?;
+            .map_err(io_err("preallocate", &tmp))?;
+        self.storage
+            .rename(&tmp, &path)
+            .map_err(io_err("rename", &tmp))?;
         self.storage
             .sync_dir(&self.dir)
             .map_err(io_err("fsync dir", &self.dir))?;

@@ -73,15 +73,28 @@ pub struct RuntimeConfig {
     pub snapshot_every_bytes: u64,
     /// Called once when the journal cannot write or sync; the journal thread
     /// then stops for good (nothing is ever retried, nothing more becomes
-    /// durable, no further output is released). The default prints the error
-    /// and aborts the process.
+    /// durable, no further output is released). The default
+    /// (`exit_process`) prints the error and exits with
+    /// `EXIT_JOURNAL_FAILED`.
     pub fatal: fn(&str),
 }
 
-/// The default `RuntimeConfig::fatal`: report and abort.
-pub fn abort_process(msg: &str) {
-    eprintln!("bourse: {msg}; stopping the process");
-    std::process::abort();
+/// Exit status of a process stopped because its journal could not write or
+/// sync (a full disk, an I/O error): EX_IOERR of sysexits.h, distinct from
+/// 1 (could not start) and 2 (bad input), and not a crash.
+pub const EXIT_JOURNAL_FAILED: u8 = 74;
+
+/// The default `RuntimeConfig::fatal`: report on standard error and in the
+/// log, then exit with `EXIT_JOURNAL_FAILED`. An exit, not an abort: the
+/// failure is the disk's, not a bug, and nothing in memory is worth a core
+/// dump; what was acknowledged is already durable and what was not is never
+/// acknowledged.
+pub fn exit_process(msg: &str) {
+    tracing::error!(error = msg, "journal failed; stopping the process");
+    eprintln!(
+        "bourse: {msg}; stopping the process (exit status {EXIT_JOURNAL_FAILED}); nothing is retried"
+    );
+    std::process::exit(i32::from(EXIT_JOURNAL_FAILED));
 }
 
 impl Default for RuntimeConfig {
@@ -93,7 +106,7 @@ impl Default for RuntimeConfig {
             idle: IdleStrategy::Spin,
             pin: true,
             snapshot_every_bytes: 256 << 20,
-            fatal: abort_process,
+            fatal: exit_process,
         }
     }
 }

@@ -1,0 +1,448 @@
+//! The data directory as a whole, on real files and real processes: one
+//! writer at a time (a lock naming its holder, released by the kernel even on
+//! SIGKILL), recovery that refuses damaged acknowledged data instead of
+//! truncating it, `--repair` that moves damage aside, `journal verify` that
+//! fails on damage and on directories that are not journals, private file
+//! modes, and a full disk that stops the process with its own exit status.
+
+use engine::{Command, EngineConfig, Input, InstrumentId, Seq, Timestamp};
+use gateway::journal::{Durability, FsStorage, JournalConfig, JournalWriter};
+use gateway::pipeline::{Pipeline, PipelineConfig};
+use gateway::runtime::{IdleStrategy, RuntimeConfig};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Proc, Output, Stdio};
+
+const SEG: &str = "journal-00000000000000000001.seg";
+const SEGMENT_BYTES: u64 = 8 << 20;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bourse-datadir-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn config(dir: &Path) -> PipelineConfig {
+    let mut cfg = PipelineConfig::new(dir);
+    cfg.engine = EngineConfig::small();
+    cfg.prefault = false;
+    cfg.segment_bytes = SEGMENT_BYTES;
+    cfg.runtime = RuntimeConfig {
+        inbound_ring: 1024,
+        output_ring: 1 << 14,
+        journal_queue: 1024,
+        idle: IdleStrategy::Yield,
+        pin: false,
+        snapshot_every_bytes: 0,
+        ..RuntimeConfig::default()
+    };
+    cfg
+}
+
+fn halt(seq: u64) -> Input {
+    Input {
+        seq: Seq(seq),
+        now: Timestamp(seq),
+        command: Command::Halt {
+            instrument: InstrumentId(1),
+        },
+    }
+}
+
+/// Writes `blocks` durable (synced) blocks of `per_block` records into
+/// `data/p0`; returns the offset of the last block.
+fn write_journal(data: &Path, blocks: u64, per_block: u64, durability: Durability) -> u64 {
+    let cfg = JournalConfig {
+        segment_bytes: SEGMENT_BYTES,
+        max_batch: 64,
+        durability,
+    };
+    let (mut w, rep) = JournalWriter::open(FsStorage, &data.join("p0"), cfg).unwrap();
+    let mut seq = rep.last_seq.unwrap_or(0) + 1;
+    let mut last = 0;
+    for _ in 0..blocks {
+        let inputs: Vec<Input> = (seq..seq + per_block).map(halt).collect();
+        w.append_inputs(&inputs).unwrap();
+        last = w.last_write().unwrap().1;
+        seq += per_block;
+    }
+    last
+}
+
+fn bourse(args: &[&str], dir: &Path) -> Output {
+    Proc::new(env!("CARGO_BIN_EXE_bourse"))
+        .args(args)
+        .arg(dir)
+        .output()
+        .expect("run bourse")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Segments of `bourse pipeline` in these tests (small: preallocating the
+/// default 64 MiB would dominate the tests' time).
+const CHILD_SEGMENT_BYTES: &str = "4194304";
+
+/// `bourse pipeline` for a moment on `data` (plus `extra` flags).
+fn run_pipeline(data: &Path, extra: &[&str]) -> Output {
+    Proc::new(env!("CARGO_BIN_EXE_bourse"))
+        .args(["pipeline", "--data-dir"])
+        .arg(data)
+        .args(["--segment-bytes", CHILD_SEGMENT_BYTES])
+        .args(["--rate", "200", "--duration-s", "0.1", "--no-pin"])
+        .args(["--idle", "yield"])
+        .args(extra)
+        .output()
+        .expect("run bourse pipeline")
+}
+
+fn flip(path: &Path, at: u64) {
+    let mut b = std::fs::read(path).unwrap();
+    b[at as usize] ^= 0x10;
+    std::fs::write(path, &b).unwrap();
+}
+
+#[test]
+fn a_second_writer_on_the_same_data_directory_is_refused_naming_the_holder() {
+    let dir = tmp("second");
+    let first = Pipeline::open(&config(&dir)).expect("first writer");
+    let err = Pipeline::open(&config(&dir)).expect_err("second writer must be refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("in use") && msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    first.shutdown();
+    // Released at shutdown: the next writer starts.
+    Pipeline::open(&config(&dir))
+        .expect("after the first stopped")
+        .shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_sigkilled_holder_does_not_block_the_next_start() {
+    let dir = tmp("killed");
+    let mut child = Proc::new(env!("CARGO_BIN_EXE_bourse"))
+        .args(["pipeline", "--data-dir"])
+        .arg(&dir)
+        .args(["--segment-bytes", CHILD_SEGMENT_BYTES])
+        .args(["--rate", "1000", "--duration-s", "60", "--acks", "--no-pin"])
+        .args(["--idle", "yield"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn bourse pipeline");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while !lines.next().unwrap().unwrap().starts_with("ack ") {}
+    let err = Pipeline::open(&config(&dir)).expect_err("the child holds the directory");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("pid {}", child.id())), "{msg}");
+    assert!(
+        msg.contains("pipeline"),
+        "names the holder's command: {msg}"
+    );
+    // Read-only tools cope with the live writer and write nothing; repair
+    // is a writer and is refused.
+    let listing = |d: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&dir.join("p0"));
+    for _ in 0..5 {
+        let out = bourse(&["journal", "verify"], &dir.join("p0"));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains(&format!("live writer: pid {}", child.id())),
+            "{}",
+            text(&out.stdout)
+        );
+        let out = bourse(&["journal", "dump"], &dir.join("p0"));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = bourse(&["journal", "repair"], &dir.join("p0"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.join("p0").join("damaged").exists());
+    let after = listing(&dir.join("p0"));
+    assert!(
+        before.iter().all(|n| after.contains(n)),
+        "{before:?} {after:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The lock file is still there, naming a dead process: it must not block.
+    Pipeline::open(&config(&dir))
+        .expect("a dead holder's lock is free")
+        .shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What the README's first steps did: a second `serve`, or `pipeline` with
+/// the same data directory, while a server runs.
+#[test]
+fn a_second_serve_or_pipeline_beside_a_running_server_is_refused() {
+    let dir = tmp("serve");
+    let mut first = Proc::new(env!("CARGO_BIN_EXE_bourse"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-metrics",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env("BOURSE_PIPELINE_SEGMENT_BYTES", CHILD_SEGMENT_BYTES)
+        .env("BOURSE_PIPELINE_PREFAULT", "false")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn bourse serve");
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    let addr_line = lines.next().unwrap().unwrap();
+    assert!(addr_line.contains("QUIC"), "{addr_line}");
+    let second = Proc::new(env!("CARGO_BIN_EXE_bourse"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-metrics",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env("BOURSE_PIPELINE_SEGMENT_BYTES", CHILD_SEGMENT_BYTES)
+        .env("BOURSE_PIPELINE_PREFAULT", "false")
+        .output()
+        .unwrap();
+    let pipeline = run_pipeline(&dir, &[]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    for (what, out) in [("serve", second), ("pipeline", pipeline)] {
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains("in use") && err.contains(&format!("pid {}", first.id())),
+            "{what}: {err}"
+        );
+    }
+    let out = bourse(&["journal", "verify"], &dir.join("p0"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The server's own files are private too.
+    for (p, m) in [
+        ("", 0o700),
+        ("tls", 0o700),
+        ("tls/key.der", 0o600),
+        ("operator.token", 0o600),
+        ("bourse.lock", 0o600),
+        ("p0", 0o700),
+    ] {
+        assert_eq!(mode(&dir.join(p)), m, "{p:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_flipped_byte_in_the_last_synced_block_refuses_to_start_naming_file_and_offset() {
+    let dir = tmp("flip");
+    let last = write_journal(&dir, 3, 30, Durability::Durable);
+    let seg = dir.join("p0").join(SEG);
+    flip(&seg, last + 1000);
+    let damaged = std::fs::read(&seg).unwrap();
+    let err = Pipeline::open(&config(&dir)).expect_err("damaged acknowledged data");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(SEG) && msg.contains(&format!("offset {last}")),
+        "{msg}"
+    );
+    assert!(msg.contains("up to seq 60"), "names what is intact: {msg}");
+    let out = bourse(&["journal", "verify"], &dir.join("p0"));
+    assert!(!out.status.success(), "verify must fail");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(SEG) && err.contains(&format!("offset {last}")),
+        "{err}"
+    );
+    // Nothing was cut or rewritten.
+    assert_eq!(std::fs::read(&seg).unwrap(), damaged);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_short_segment_refuses_to_start() {
+    for len in [5_000_000u64, 0] {
+        let dir = tmp(&format!("short{len}"));
+        write_journal(&dir, 3, 30, Durability::Durable);
+        let seg = dir.join("p0").join(SEG);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        let err = Pipeline::open(&config(&dir)).expect_err("a truncated segment");
+        let msg = err.to_string();
+        assert!(msg.contains(SEG) && msg.contains("short"), "{len}: {msg}");
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), len, "untouched");
+        let out = bourse(&["journal", "verify"], &dir.join("p0"));
+        assert!(!out.status.success(), "{len}: verify must fail");
+        assert!(text(&out.stderr).contains(SEG), "{}", text(&out.stderr));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn a_torn_unsynced_last_write_is_cut_with_a_warning() {
+    let dir = tmp("torn");
+    write_journal(&dir, 3, 30, Durability::Durable);
+    // A 40-record block spans two pages; only its first page landed.
+    let last = write_journal(&dir, 1, 40, Durability::Async);
+    let seg = dir.join("p0").join(SEG);
+    let mut b = std::fs::read(&seg).unwrap();
+    b[last as usize + 4096..last as usize + 8192].fill(0);
+    std::fs::write(&seg, &b).unwrap();
+    let out = bourse(&["journal", "verify"], &dir.join("p0"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("torn"), "{}", text(&out.stdout));
+    let out = run_pipeline(&dir, &[]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("WARN") && err.contains(SEG) && err.contains(&format!("offset={last}")),
+        "{err}"
+    );
+    assert!(
+        text(&out.stdout).contains("recovered p0: last_seq=90 "),
+        "{}",
+        text(&out.stdout)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn repair_moves_the_damaged_tail_aside_and_starts() {
+    for how in ["journal repair", "pipeline --repair"] {
+        let dir = tmp(&how.replace(' ', ""));
+        let last = write_journal(&dir, 3, 30, Durability::Durable);
+        // A clean stop leaves a snapshot at the journal's end (seq 90): it
+        // is ahead of the repaired journal, so it moves aside too.
+        Pipeline::open(&config(&dir)).unwrap().shutdown();
+        let snap = "snapshot-00000000000000000090.snap";
+        assert!(dir.join("p0").join(snap).exists());
+        let seg = dir.join("p0").join(SEG);
+        flip(&seg, last + 1000);
+        let tail: Vec<u8> =
+            std::fs::read(&seg).unwrap()[last as usize..last as usize + 8192].to_vec();
+        let out = if how == "journal repair" {
+            bourse(&["journal", "repair"], &dir.join("p0"))
+        } else {
+            run_pipeline(&dir, &["--repair"])
+        };
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "{how}: {err}");
+        assert!(err.contains("ERROR") && err.contains(SEG), "{how}: {err}");
+        let moved = dir
+            .join("p0")
+            .join("damaged")
+            .join(format!("{SEG}.{last}.tail"));
+        let kept = std::fs::read(&moved).unwrap_or_else(|e| panic!("{how}: {moved:?}: {e}"));
+        assert_eq!(kept, tail, "{how}: the damaged bytes, as they were");
+        assert!(
+            dir.join("p0").join("damaged").join(snap).exists(),
+            "{how}: {err}"
+        );
+        let p = Pipeline::open(&config(&dir)).expect("starts after the repair");
+        assert!(p.recovered()[0].last_seq >= 60, "{how}");
+        p.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn verify_refuses_a_directory_that_is_not_a_journal() {
+    let dir = tmp("notjournal");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = bourse(&["journal", "verify"], &dir);
+    assert!(!out.status.success(), "empty: {}", text(&out.stdout));
+    std::fs::write(dir.join("notes.txt"), b"hello").unwrap();
+    let out = bourse(&["journal", "verify"], &dir);
+    assert!(!out.status.success(), "foreign: {}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("not a journal"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn files_and_directories_are_private() {
+    let dir = tmp("modes");
+    let p = Pipeline::open(&config(&dir)).unwrap();
+    p.shutdown(); // writes a snapshot
+    assert_eq!(mode(&dir), 0o700, "data directory");
+    assert_eq!(mode(&dir.join("p0")), 0o700, "partition directory");
+    let mut files = 0;
+    for e in std::fs::read_dir(dir.join("p0")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            assert_eq!(mode(&p), 0o600, "{p:?}");
+            files += 1;
+        }
+    }
+    assert!(files >= 2, "a segment and a snapshot");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            assert_eq!(mode(&p), 0o600, "{p:?}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A file-size limit (`prlimit --fsize`, with SIGXFSZ ignored so the write
+/// fails with EFBIG instead of killing the process) stands in for a full
+/// disk: a first run creates a 4 MiB segment without the limit; a second
+/// resumes in it under a 1 MiB limit, and its first write past 1 MiB fails
+/// (the limit bounds write offsets, preallocated or not). The journal thread
+/// must stop the process cleanly, naming the file and the error, with exit
+/// status 74 (not an abort, which is what it did).
+#[test]
+fn a_full_disk_stops_the_process_with_a_distinct_exit_code() {
+    if Proc::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: no prlimit");
+        return;
+    }
+    let dir = tmp("full");
+    let out = run_pipeline(&dir, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let script = format!(
+        "trap '' XFSZ; exec prlimit --fsize={} {} pipeline --data-dir {} --segment-bytes {CHILD_SEGMENT_BYTES} \
+         --rate 50000 --duration-s 30 --no-pin --idle yield",
+        1 << 20,
+        env!("CARGO_BIN_EXE_bourse"),
+        dir.display(),
+    );
+    let out = Proc::new("sh").args(["-c", &script]).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{err}");
+    assert!(
+        err.contains("journal-") && err.contains("File too large"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
