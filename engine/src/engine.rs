@@ -315,13 +315,58 @@ fn stop_key(side: Side, trigger: Price) -> u64 {
     }
 }
 
-/// Whether a taker on `side` with limit `limit` accepts a maker at `price`.
-#[inline]
-fn acceptable(side: Side, price: Price, limit: Option<Price>) -> bool {
-    match (limit, side) {
-        (None, _) => true,
-        (Some(l), Side::Buy) => price <= l,
-        (Some(l), Side::Sell) => price >= l,
+/// The prices a taker accepts: `lo ≤ price ≤ hi`. A limit order bounds one
+/// side (its limit); a market order or triggered stop is bounded by both band
+/// edges (convention 2: a sell must not lift a bid above the upper edge any
+/// more than a buy may pay above it), and a settling market buy additionally
+/// by its hold price. Two compares per level keep the matching loop cheap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bounds {
+    lo: Price,
+    hi: Price,
+}
+
+impl Bounds {
+    const ANY: Bounds = Bounds {
+        lo: Price(0),
+        hi: Price(u64::MAX),
+    };
+
+    /// A limit order's bounds: its limit on its own side, nothing on the other.
+    #[inline]
+    fn limit(side: Side, limit: Price) -> Bounds {
+        match side {
+            Side::Buy => Bounds {
+                hi: limit,
+                ..Bounds::ANY
+            },
+            Side::Sell => Bounds {
+                lo: limit,
+                ..Bounds::ANY
+            },
+        }
+    }
+
+    /// A market order's (or triggered stop's) bounds: both band edges, the
+    /// buy side further capped by a settling buy's hold price (0 = none).
+    fn market(spec: &InstrumentSpec, reference: Price, hold_price: Price) -> Bounds {
+        let mut b = match (
+            band_edge(spec, reference, Side::Sell),
+            band_edge(spec, reference, Side::Buy),
+        ) {
+            (Some(lo), Some(hi)) => Bounds { lo, hi },
+            _ => Bounds::ANY,
+        };
+        if hold_price.0 != 0 {
+            b.hi = b.hi.min(hold_price);
+        }
+        b
+    }
+
+    /// Whether a taker with these bounds accepts a maker at `price`.
+    #[inline]
+    fn admits(self, price: Price) -> bool {
+        self.lo <= price && price <= self.hi
     }
 }
 
@@ -827,14 +872,14 @@ impl Engine {
             return reject(out, RejectReason::PostOnlyWouldCross);
         }
         if o.tif == Tif::Fok {
-            let limit = match o.order_type {
-                OrderType::Limit => Some(price),
-                OrderType::Market => cap_limit(band_edge(&spec, reference, o.side), hold_price),
+            let bounds = match o.order_type {
+                OrderType::Limit => Bounds::limit(o.side, price),
+                OrderType::Market => Bounds::market(&spec, reference, hold_price),
                 // A stop with FOK is decided when it fires (see fire_stop).
-                _ => None,
+                _ => Bounds::ANY,
             };
             if !o.order_type.has_trigger()
-                && !self.fok_fillable(inst, o.side, o.owner, o.stp, qty, limit)
+                && !self.fok_fillable(inst, o.side, o.owner, o.stp, qty, bounds)
             {
                 return reject(out, RejectReason::FokNotFillable);
             }
@@ -943,17 +988,24 @@ impl Engine {
     /// Matches an active order, then rests it or ends it.
     fn run_taker(&mut self, slot: u32, out: &mut Events) {
         let o = self.orders[slot as usize];
-        let limit = match o.otype {
-            OrderType::Limit | OrderType::StopLimit => Some(o.price),
-            OrderType::Market | OrderType::Stop => {
-                let reference = self.reference(o.inst);
-                let edge = band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
-                // A settling buy never pays more per lot than its hold covers.
-                cap_limit(edge, self.cold_of(slot).hold_price)
-            }
-        };
-        let end = self.match_order(slot, limit, out);
+        let bounds = self.taker_bounds(slot);
+        let end = self.match_order(slot, bounds, out);
         self.finish_taker(slot, end, out);
+    }
+
+    /// The prices an active order accepts as it starts matching now (the band
+    /// is computed from the current reference; a settling buy never pays more
+    /// per lot than its hold covers).
+    fn taker_bounds(&self, slot: u32) -> Bounds {
+        let o = &self.orders[slot as usize];
+        match o.otype {
+            OrderType::Limit | OrderType::StopLimit => Bounds::limit(o.side, o.price),
+            OrderType::Market | OrderType::Stop => Bounds::market(
+                &self.instruments[o.inst as usize].spec,
+                self.reference(o.inst),
+                self.cold_of(slot).hold_price,
+            ),
+        }
     }
 
     fn finish_taker(&mut self, slot: u32, end: MatchEnd, out: &mut Events) {
@@ -1023,22 +1075,13 @@ impl Engine {
             return self.end_order(slot);
         }
         if o.tif == Tif::Fok {
-            let limit = match o.otype {
-                OrderType::StopLimit => Some(o.price),
-                _ => {
-                    let reference = self.reference(o.inst);
-                    let edge =
-                        band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
-                    cap_limit(edge, self.cold_of(slot).hold_price)
-                }
-            };
             if !self.fok_fillable(
                 o.inst,
                 o.side,
                 self.owners[o.owner_slot as usize].id,
                 o.stp,
                 o.remaining.0,
-                limit,
+                self.taker_bounds(slot),
             ) {
                 out.push(Event::Canceled {
                     order_id: o.id,
@@ -1105,7 +1148,7 @@ impl Engine {
 
     /// Matches the active order in `slot` against the opposite side while
     /// prices are acceptable.
-    fn match_order(&mut self, slot: u32, limit: Option<Price>, out: &mut Events) -> MatchEnd {
+    fn match_order(&mut self, slot: u32, bounds: Bounds, out: &mut Events) -> MatchEnd {
         let t = self.orders[slot as usize];
         let inst = t.inst;
         let instrument_id = self.instruments[inst as usize].spec.id;
@@ -1119,7 +1162,7 @@ impl Engine {
             };
             let lslot = best.slot;
             let price = self.levels[lslot as usize].price;
-            if !acceptable(t.side, price, limit) {
+            if !bounds.admits(price) {
                 break MatchEnd::Done;
             }
             let mut m = self.levels[lslot as usize].head;
@@ -1312,12 +1355,12 @@ impl Engine {
         owner: OwnerId,
         stp: Stp,
         qty: u64,
-        limit: Option<Price>,
+        bounds: Bounds,
     ) -> bool {
         let mut need = qty;
         for e in self.side_levels(inst, side.opposite()).iter().rev() {
             let l = &self.levels[e.slot as usize];
-            if !acceptable(side, l.price, limit) {
+            if !bounds.admits(l.price) {
                 return false;
             }
             // Orders ahead of a blocking self-order give only their visible
@@ -2494,18 +2537,6 @@ fn need_of(spec: &InstrumentSpec, side: Side, hold_price: Price, qty: u64, fee_a
         }
         Side::Sell => qty as u128 * spec.lot_size as u128,
     }
-}
-
-/// A market or stop buy on a settling instrument trades no higher than its hold price.
-#[inline]
-fn cap_limit(edge: Option<Price>, hold_price: Price) -> Option<Price> {
-    if hold_price.0 == 0 {
-        return edge;
-    }
-    Some(match edge {
-        Some(e) => e.min(hold_price),
-        None => hold_price,
-    })
 }
 
 #[inline]

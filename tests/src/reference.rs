@@ -731,9 +731,9 @@ impl Reference {
                 return End::Done;
             };
             let ok = match t.side {
-                Side::Buy => limit.is_none_or(|l| px <= l) && band.is_none_or(|(_, hi)| px <= hi),
-                Side::Sell => limit.is_none_or(|l| px >= l) && band.is_none_or(|(lo, _)| px >= lo),
-            };
+                Side::Buy => limit.is_none_or(|l| px <= l),
+                Side::Sell => limit.is_none_or(|l| px >= l),
+            } && band.is_none_or(|(lo, hi)| lo <= px && px <= hi);
             if !ok {
                 return End::Done;
             }
