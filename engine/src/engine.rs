@@ -558,19 +558,16 @@ impl Engine {
             Command::Transfer {
                 transfer,
                 batch_end,
+                actor,
             } => self
                 .ledger
-                .handle_transfer(&transfer, batch_end, self.now, out),
+                .handle_transfer(&transfer, &actor, batch_end, self.now, out),
             Command::QueryOpenOrders { owner, instrument } => {
                 self.handle_query_open_orders(owner, instrument, out)
             }
-            Command::QueryBalance { account } => match self.ledger.balance_event(account) {
-                Some(e) => out.push(e),
-                None => out.push(Event::Rejected {
-                    target: RejectTarget::Account(account),
-                    reason: RejectReason::AccountNotFound,
-                }),
-            },
+            Command::QueryBalance { account, actor } => {
+                self.ledger.query_balance(account, &actor, out)
+            }
         }
     }
 
@@ -987,7 +984,6 @@ impl Engine {
 
     /// Matches an active order, then rests it or ends it.
     fn run_taker(&mut self, slot: u32, out: &mut Events) {
-        let o = self.orders[slot as usize];
         let bounds = self.taker_bounds(slot);
         let end = self.match_order(slot, bounds, out);
         self.finish_taker(slot, end, out);

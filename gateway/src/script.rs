@@ -146,9 +146,12 @@ impl Runner {
         out: &mut impl Write,
     ) -> Result<(), ScriptError> {
         let command = match p.command {
-            Command::Transfer { transfer, .. } => Command::Transfer {
+            Command::Transfer {
+                transfer, actor, ..
+            } => Command::Transfer {
                 transfer,
                 batch_end,
+                actor,
             },
             c => c,
         };
@@ -223,6 +226,8 @@ fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
             "flags",
             "pending_id",
             "timeout_ns",
+            // Beyond script.md: who acts (ledger authorization); absent = admin.
+            "actor",
         ],
         "order" => &[
             "owner",
@@ -245,7 +250,7 @@ fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
         "halt" | "resume" => &["instrument"],
         "time" => &["now"],
         "query_book" => &["instrument", "depth"],
-        "query_balance" => &["account"],
+        "query_balance" => &["account", "actor"],
         // Beyond script.md: so that `bourse journal dump` output replays.
         "query_open_orders" => &["owner", "instrument"],
         _ => return None,
@@ -353,6 +358,7 @@ pub fn parse_line(text: &str) -> Result<Command, String> {
         }),
         "query_balance" => Ok(Command::QueryBalance {
             account: AccountId(f.req_u128("account")?),
+            actor: f.actor()?,
         }),
         "query_open_orders" => Ok(Command::QueryOpenOrders {
             owner: OwnerId(f.req_u64("owner")?),
@@ -432,6 +438,7 @@ fn parse_transfer(f: &Fields<'_>) -> Result<Command, String> {
             timeout_ns: f.opt_u64("timeout_ns")?.unwrap_or(0),
         },
         batch_end: false,
+        actor: f.actor()?,
     })
 }
 
@@ -639,6 +646,31 @@ impl Fields<'_> {
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(v) => Err(self.bad(key, "true or false", v)),
         }
+    }
+
+    /// `"actor"` (transfers, balance queries): absent or `"admin"` acts as
+    /// admin (the script is an operator tool); an array of at most
+    /// `ACTOR_OWNERS_MAX` owner ids acts for those owners only.
+    fn actor(&self) -> Result<Actor, String> {
+        let Some(v) = self.get("actor") else {
+            return Ok(Actor::Admin);
+        };
+        let actor = match v {
+            Value::String(s) if s == "admin" => Some(Actor::Admin),
+            Value::Array(items) => items
+                .iter()
+                .map(|x| x.as_u64().map(OwnerId))
+                .collect::<Option<Vec<_>>>()
+                .and_then(|ids| Actor::owners(&ids)),
+            _ => None,
+        };
+        actor.ok_or_else(|| {
+            self.bad(
+                "actor",
+                &format!("\"admin\" or an array of at most {ACTOR_OWNERS_MAX} owner ids"),
+                v,
+            )
+        })
     }
 
     fn req_str(&self, key: &str) -> Result<&str, String> {
