@@ -780,6 +780,55 @@ mod tests {
     }
 
     #[test]
+    fn actors_are_journaled_and_a_record_without_one_is_admin() {
+        let transfer = |actor| Input {
+            seq: Seq(1),
+            now: Timestamp(2),
+            command: Command::Transfer {
+                transfer: TransferSpec {
+                    id: TransferId(1),
+                    debit_account: AccountId(2),
+                    credit_account: AccountId(3),
+                    amount: Amount(4),
+                    code: 0,
+                    flags: TransferFlags(0),
+                    pending_id: TransferId(0),
+                    timeout_ns: 0,
+                },
+                batch_end: true,
+                actor,
+            },
+        };
+        // 4 × u128 + code + flags + pending_id + timeout + batch_end.
+        const ACTOR_AT: usize = 93;
+        // Admin is all zeros: what records written before actors hold.
+        let admin = encode(&transfer(Actor::Admin));
+        assert!(admin.payload[ACTOR_AT..].iter().all(|&b| b == 0));
+        assert_eq!(decode(&admin), Ok(transfer(Actor::Admin)));
+        let two = transfer(Actor::owners(&[OwnerId(7), OwnerId(9)]).unwrap());
+        let mut rec = encode(&two);
+        assert_eq!(rec.payload[ACTOR_AT], 3);
+        assert_eq!(decode(&rec), Ok(two));
+        // An owner beyond the count, or a count beyond 8, is refused.
+        rec.payload[ACTOR_AT + 1 + 2 * 8] = 1;
+        assert_eq!(
+            decode(&rec),
+            Err(RecordError::NonZero {
+                field: "actor_owners"
+            })
+        );
+        let mut rec = encode(&two);
+        rec.payload[ACTOR_AT] = 10;
+        assert_eq!(
+            decode(&rec),
+            Err(RecordError::BadEnum {
+                field: "actor",
+                value: 10
+            })
+        );
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let input = Input {
             seq: Seq(1),
