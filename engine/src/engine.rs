@@ -609,7 +609,11 @@ impl Engine {
         if self.inst_slot(spec.id).is_some() {
             return reject(out, RejectReason::InstrumentExists);
         }
-        let valid = spec.tick > 0
+        let valid = spec.id.0 != 0
+            && spec.symbol.is_valid()
+            && spec.base.is_valid()
+            && spec.quote.is_valid()
+            && spec.tick > 0
             && spec.lot_size > 0
             && spec.qty_min > 0
             && spec.qty_min <= spec.qty_max
@@ -1541,7 +1545,10 @@ impl Engine {
             return reject(out, RejectReason::InvalidPrice);
         }
         let qty = new_qty.unwrap_or(o.remaining);
-        if qty.0 == 0 || qty.0 < spec.qty_min || qty.0 > spec.qty_max {
+        // A replace that names nothing to change is refused at the qty check
+        // (ARCHITECTURE.md, semantics 17).
+        let nothing = new_price.is_none() && new_qty.is_none();
+        if nothing || qty.0 == 0 || qty.0 < spec.qty_min || qty.0 > spec.qty_max {
             return reject(out, RejectReason::InvalidQty);
         }
         if (price.0 as u128) * (qty.0 as u128) > u64::MAX as u128

@@ -183,6 +183,9 @@ coded_enum!(
         /// The actor may not debit the debit account (or resolve the pending
         /// transfer); never remembered for `id_already_failed`.
         NotAuthorized = 35 => "not_authorized",
+        /// `open_account` with asset bytes that are not a code (empty, not
+        /// printable ASCII, or not zero-padded).
+        InvalidAsset = 36 => "invalid_asset",
     }
 );
 

@@ -344,6 +344,9 @@ impl Ledger {
         if a.flags.0 & !AccountFlags::ALL != 0 || a.flags.0 & both == both {
             return Err(LedgerError::FlagsAreMutuallyExclusive);
         }
+        if !a.asset.is_valid() {
+            return Err(LedgerError::InvalidAsset);
+        }
         if self.account_index.is_full() || self.accounts.len() >= self.accounts.capacity() {
             return Err(LedgerError::CapacityExceeded);
         }

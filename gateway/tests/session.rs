@@ -1104,3 +1104,55 @@ fn the_ledger_refuses_a_token_acting_on_accounts_it_does_not_own() {
         Err(10 + 100 + 7 + 5)
     );
 }
+
+#[test]
+fn asset_bytes_from_the_wire_must_be_codes() {
+    let auth = auth();
+    let mut x = Exchange::new();
+    let mut s = logged_in(1, "alice", SessionConfig::default(), &auth);
+    // "US\0D" would print as "US" and is no code: refused, never merged.
+    let holed = *b"US\0D\0\0\0\0\0\0\0\0";
+    let mut f = open_account_for(1, 5, 1, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS);
+    let body = HEADER_LEN + 8 + 16 + 8;
+    f[body..body + 12].copy_from_slice(&holed);
+    assert_eq!(
+        answer(&mut x, &mut s, &f),
+        Ok(LedgerError::InvalidAsset.code())
+    );
+    for (req, (id, base)) in [(7, holed), (8, [0; 12]), (9, *b"TWELVECHARSX")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut spec = match session_support::instrument(id) {
+            Command::AddInstrument(spec) => spec,
+            c => panic!("{c:?}"),
+        };
+        spec.base = Asset(base);
+        let mut f = Vec::new();
+        encode_frame(
+            template::ADD_INSTRUMENT,
+            &add_instrument_msg(2 + req as u64, &spec),
+            &mut f,
+        );
+        let want = if id == 9 {
+            0
+        } else {
+            RejectReason::InvalidInstrument.code()
+        };
+        assert_eq!(answer(&mut x, &mut s, &f), Ok(want), "instrument {id}");
+    }
+    // Instrument id 0 is no instrument.
+    let mut f = Vec::new();
+    let Command::AddInstrument(spec) = session_support::instrument(0) else {
+        unreachable!()
+    };
+    encode_frame(
+        template::ADD_INSTRUMENT,
+        &add_instrument_msg(9, &spec),
+        &mut f,
+    );
+    assert_eq!(
+        answer(&mut x, &mut s, &f),
+        Ok(RejectReason::InvalidInstrument.code())
+    );
+}

@@ -230,6 +230,18 @@ impl RefLedger {
         if f & !AccountFlags::ALL != 0 || (f & DMNEC != 0 && f & CMNED != 0) {
             return reject(LedgerError::FlagsAreMutuallyExclusive);
         }
+        // An asset is 1..=12 printable ASCII bytes, zero-padded.
+        let text: Vec<u8> = spec
+            .asset
+            .0
+            .iter()
+            .copied()
+            .take_while(|&b| b != 0)
+            .collect();
+        let padded = spec.asset.0[text.len()..].iter().all(|&b| b == 0);
+        if text.is_empty() || !padded || !text.iter().all(u8::is_ascii_graphic) {
+            return reject(LedgerError::InvalidAsset);
+        }
         let assets: BTreeSet<Asset> = self.st.accounts.values().map(|a| a.asset).collect();
         if self.st.accounts.len() >= self.accounts_max
             || (!assets.contains(&spec.asset) && assets.len() >= self.assets_max)

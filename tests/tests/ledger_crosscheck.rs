@@ -288,10 +288,16 @@ impl Gen {
             18 => AccountFlags::ALL,
             _ => 1 << 5,
         };
+        // Now and then asset bytes that are no code (wire or journal bytes).
+        let asset = match self.rng.below(40) {
+            0 => Asset([0; Asset::LEN]),
+            1 => Asset(*b"US\0D\0\0\0\0\0\0\0\0"),
+            _ => asset(a),
+        };
         Command::OpenAccount(AccountSpec {
             id: AccountId(id),
             owner: OwnerId(self.rng.range(0, 5)),
-            asset: asset(a),
+            asset,
             flags: AccountFlags(flags),
         })
     }

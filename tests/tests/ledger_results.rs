@@ -27,6 +27,15 @@ fn open(id: u128, asset: &str, flags: u16) -> Command {
     open_for(id, 0, asset, flags)
 }
 
+fn open_raw(id: u128, asset: [u8; 12], flags: u16) -> Command {
+    Command::OpenAccount(AccountSpec {
+        id: AccountId(id),
+        owner: OwnerId(0),
+        asset: Asset(asset),
+        flags: AccountFlags(flags),
+    })
+}
+
 fn open_for(id: u128, owner: u64, asset: &str, flags: u16) -> Command {
     Command::OpenAccount(AccountSpec {
         id: AccountId(id),
@@ -288,6 +297,21 @@ fn open_account_results() {
             // Precedence: id, then exists, then flags.
             (open(0, "USD", D | C), vec![arej(0, E::IdMustNotBeZero)]),
             (open(5, "USD", D | C), vec![arej(5, E::AccountExists)]),
+            // Asset bytes that are no code (from the wire or a journal):
+            // empty, a hole inside, not printable; after the flags check.
+            (open_raw(6, [0; 12], D), vec![arej(6, E::InvalidAsset)]),
+            (
+                open_raw(6, *b"US\0D\0\0\0\0\0\0\0\0", D),
+                vec![arej(6, E::InvalidAsset)],
+            ),
+            (
+                open_raw(6, *b"US\tD\0\0\0\0\0\0\0\0", D),
+                vec![arej(6, E::InvalidAsset)],
+            ),
+            (
+                open_raw(6, [0; 12], D | C),
+                vec![arej(6, E::FlagsAreMutuallyExclusive)],
+            ),
             (open(6, "USD", C), vec![opened(6)]),
             (query(5), vec![bal(5, 0, 0, 0, 0)]),
             (query(7), vec![not_found(7)]),
@@ -1161,7 +1185,7 @@ fn check_order_is_the_documented_one() {
     for e in LedgerError::ALL {
         assert_eq!(
             ledger::TRANSFER_CHECK_ORDER.contains(e),
-            *e != AccountExists,
+            !matches!(e, AccountExists | InvalidAsset),
             "{e:?}"
         );
     }
