@@ -1074,23 +1074,23 @@ impl Engine {
             });
             return self.end_order(slot);
         }
-        if o.tif == Tif::Fok {
-            if !self.fok_fillable(
+        if o.tif == Tif::Fok
+            && !self.fok_fillable(
                 o.inst,
                 o.side,
                 self.owners[o.owner_slot as usize].id,
                 o.stp,
                 o.remaining.0,
                 self.taker_bounds(slot),
-            ) {
-                out.push(Event::Canceled {
-                    order_id: o.id,
-                    owner: self.owners[o.owner_slot as usize].id,
-                    qty: o.remaining,
-                    reason: CancelReason::IocRemainder,
-                });
-                return self.end_order(slot);
-            }
+            )
+        {
+            out.push(Event::Canceled {
+                order_id: o.id,
+                owner: self.owners[o.owner_slot as usize].id,
+                qty: o.remaining,
+                reason: CancelReason::IocRemainder,
+            });
+            return self.end_order(slot);
         }
         self.run_taker(slot, out);
     }

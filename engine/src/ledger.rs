@@ -40,11 +40,10 @@ pub(crate) fn touch_vec_with<T: Clone>(v: &mut Vec<T>, fill: T) {
 /// Transfer check precedence, first failure wins (semantics.md convention 11):
 ///
 /// 1. linked-chain outcome (`linked_event_failed`, `linked_event_chain_open`)
-/// 2. `id_must_not_be_zero`
-/// 2a. `not_authorized` (the actor may not debit the debit account, or
-///     resolve the pending transfer; decided on the accounts and pending
-///     transfer that exist, so before `exists*`: an actor cannot learn
-///     anything about a transfer it could not have made)
+/// 2. `id_must_not_be_zero`, then `not_authorized` (the actor may not debit
+///    the debit account, or resolve the pending transfer; decided on the
+///    accounts and pending transfer that exist, so before `exists*`: an
+///    actor cannot learn anything about a transfer it could not have made)
 /// 3. `exists_with_different_flags`, `_pending_id`, `_timeout`,
 ///    `_debit_account`, `_credit_account`, `_amount`, `_code`, then `exists`
 /// 4. `id_already_failed`
