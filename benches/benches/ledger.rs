@@ -49,8 +49,9 @@ use bourse_benches::bourse::FEE_ACCOUNT;
 use bourse_benches::rng::SplitMix64;
 use bourse_benches::{apply, check, machine, Book, Bourse, Params, Settlement, Workload};
 use engine::{
-    AccountFlags, AccountId, AccountSpec, Amount, Asset, Command, Engine, EngineConfig, Event,
-    Events, Input, LedgerError, OwnerId, Seq, Timestamp, TransferFlags, TransferId, TransferSpec,
+    AccountFlags, AccountId, AccountSpec, Actor, Amount, Asset, Command, Engine, EngineConfig,
+    Event, Events, Input, LedgerError, OwnerId, Seq, Timestamp, TransferFlags, TransferId,
+    TransferSpec,
 };
 use hdrhistogram::Histogram;
 use std::collections::VecDeque;
@@ -419,6 +420,7 @@ fn ledger_engine(n: usize) -> (Engine, Events, u64) {
             Command::Transfer {
                 transfer,
                 batch_end,
+                actor: Actor::Admin,
             },
             &mut events,
         );
@@ -442,6 +444,8 @@ fn run_transfers(g: &Generated, batches: &mut Histogram<u64>) -> (f64, Results, 
                 command: Command::Transfer {
                     transfer: *transfer,
                     batch_end: i == last,
+                    // The measured path: the operator's (admin) rights.
+                    actor: Actor::Admin,
                 },
             };
             engine.apply(black_box(&input), &mut events);
@@ -468,7 +472,10 @@ fn check_state(engine: &mut Engine, g: &Generated) -> Result<(), String> {
             &Input {
                 seq: Seq(u64::MAX / 2),
                 now: engine.now(),
-                command: Command::QueryBalance { account: id },
+                command: Command::QueryBalance {
+                    account: id,
+                    actor: Actor::Admin,
+                },
             },
             &mut events,
         );

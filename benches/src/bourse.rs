@@ -153,6 +153,7 @@ impl Bourse {
                                 timeout_ns: 0,
                             },
                             batch_end: true,
+                            actor: engine::Actor::Admin,
                         },
                     );
                 }
@@ -214,7 +215,10 @@ impl Bourse {
             &Input {
                 seq,
                 now: Timestamp(seq.0),
-                command: Command::QueryBalance { account },
+                command: Command::QueryBalance {
+                    account,
+                    actor: engine::Actor::Admin,
+                },
             },
             &mut self.events,
         );

@@ -87,11 +87,16 @@ pub enum Command {
         transfer: TransferSpec,
         /// Whether this is the last transfer of its batch.
         batch_end: bool,
+        /// Who asks: the ledger checks that it may debit the debit account
+        /// (or resolve the pending transfer) before anything else is revealed.
+        actor: Actor,
     },
     /// Report an account's balances.
     QueryBalance {
         /// Which account.
         account: AccountId,
+        /// Who asks: only the account's owner (or an admin) may read it.
+        actor: Actor,
     },
     /// List an owner's live orders (resting and waiting stops) in order-id
     /// order, optionally on one instrument: one `OpenOrder` event each.
@@ -249,4 +254,76 @@ pub struct TransferSpec {
     pub pending_id: TransferId,
     /// Pending transfers only: expiry after creation, in ns (0 = never).
     pub timeout_ns: u64,
+}
+
+/// Most owners one actor acts for: a token grants at most this many
+/// (`wire::ADD_TOKEN_OWNERS_MAX` in the gateway).
+pub const ACTOR_OWNERS_MAX: usize = 8;
+
+/// Who issues a ledger command: the ledger's authorization input, journaled
+/// with the command (audit trail; replay decides exactly as the first run).
+///
+/// `Admin` (a `ledger_admin` token, the operator's script, the demo) may act
+/// on any account. `Owners` may debit only accounts of those owners that
+/// have `debits_must_not_exceed_credits`, read only their balances and
+/// resolve only pending transfers they are party to (ARCHITECTURE.md, "Ledger
+/// authorization"). Owner 0 means "nobody": it never matches an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// Any account, any transfer.
+    Admin,
+    /// Only these owners' accounts.
+    Owners(OwnerSet),
+}
+
+impl Actor {
+    /// An actor for these owners; `None` when there are more than
+    /// `ACTOR_OWNERS_MAX`.
+    pub fn owners(ids: &[OwnerId]) -> Option<Actor> {
+        OwnerSet::new(ids).map(Actor::Owners)
+    }
+
+    /// Whether the actor acts for `owner` (never for owner 0, unless admin).
+    #[inline]
+    pub fn acts_for(&self, owner: OwnerId) -> bool {
+        match self {
+            Actor::Admin => true,
+            Actor::Owners(s) => owner.0 != 0 && s.contains(owner),
+        }
+    }
+}
+
+/// A bounded set of owners, stored inline so that commands stay fixed-size.
+/// Canonical: the slots past `len` are zero, so equal sets compare equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OwnerSet {
+    len: u8,
+    ids: [OwnerId; ACTOR_OWNERS_MAX],
+}
+
+impl OwnerSet {
+    /// The set of `ids` (in the order given); `None` when more than
+    /// `ACTOR_OWNERS_MAX`.
+    pub fn new(ids: &[OwnerId]) -> Option<OwnerSet> {
+        if ids.len() > ACTOR_OWNERS_MAX {
+            return None;
+        }
+        let mut s = OwnerSet {
+            len: ids.len() as u8,
+            ..OwnerSet::default()
+        };
+        s.ids[..ids.len()].copy_from_slice(ids);
+        Some(s)
+    }
+
+    /// The owners.
+    pub fn as_slice(&self) -> &[OwnerId] {
+        &self.ids[..self.len as usize]
+    }
+
+    /// Whether `owner` is in the set.
+    #[inline]
+    pub fn contains(&self, owner: OwnerId) -> bool {
+        self.as_slice().contains(&owner)
+    }
 }

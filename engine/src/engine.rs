@@ -315,13 +315,58 @@ fn stop_key(side: Side, trigger: Price) -> u64 {
     }
 }
 
-/// Whether a taker on `side` with limit `limit` accepts a maker at `price`.
-#[inline]
-fn acceptable(side: Side, price: Price, limit: Option<Price>) -> bool {
-    match (limit, side) {
-        (None, _) => true,
-        (Some(l), Side::Buy) => price <= l,
-        (Some(l), Side::Sell) => price >= l,
+/// The prices a taker accepts: `lo ≤ price ≤ hi`. A limit order bounds one
+/// side (its limit); a market order or triggered stop is bounded by both band
+/// edges (convention 2: a sell must not lift a bid above the upper edge any
+/// more than a buy may pay above it), and a settling market buy additionally
+/// by its hold price. Two compares per level keep the matching loop cheap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bounds {
+    lo: Price,
+    hi: Price,
+}
+
+impl Bounds {
+    const ANY: Bounds = Bounds {
+        lo: Price(0),
+        hi: Price(u64::MAX),
+    };
+
+    /// A limit order's bounds: its limit on its own side, nothing on the other.
+    #[inline]
+    fn limit(side: Side, limit: Price) -> Bounds {
+        match side {
+            Side::Buy => Bounds {
+                hi: limit,
+                ..Bounds::ANY
+            },
+            Side::Sell => Bounds {
+                lo: limit,
+                ..Bounds::ANY
+            },
+        }
+    }
+
+    /// A market order's (or triggered stop's) bounds: both band edges, the
+    /// buy side further capped by a settling buy's hold price (0 = none).
+    fn market(spec: &InstrumentSpec, reference: Price, hold_price: Price) -> Bounds {
+        let mut b = match (
+            band_edge(spec, reference, Side::Sell),
+            band_edge(spec, reference, Side::Buy),
+        ) {
+            (Some(lo), Some(hi)) => Bounds { lo, hi },
+            _ => Bounds::ANY,
+        };
+        if hold_price.0 != 0 {
+            b.hi = b.hi.min(hold_price);
+        }
+        b
+    }
+
+    /// Whether a taker with these bounds accepts a maker at `price`.
+    #[inline]
+    fn admits(self, price: Price) -> bool {
+        self.lo <= price && price <= self.hi
     }
 }
 
@@ -513,19 +558,16 @@ impl Engine {
             Command::Transfer {
                 transfer,
                 batch_end,
+                actor,
             } => self
                 .ledger
-                .handle_transfer(&transfer, batch_end, self.now, out),
+                .handle_transfer(&transfer, &actor, batch_end, self.now, out),
             Command::QueryOpenOrders { owner, instrument } => {
                 self.handle_query_open_orders(owner, instrument, out)
             }
-            Command::QueryBalance { account } => match self.ledger.balance_event(account) {
-                Some(e) => out.push(e),
-                None => out.push(Event::Rejected {
-                    target: RejectTarget::Account(account),
-                    reason: RejectReason::AccountNotFound,
-                }),
-            },
+            Command::QueryBalance { account, actor } => {
+                self.ledger.query_balance(account, &actor, out)
+            }
         }
     }
 
@@ -567,7 +609,11 @@ impl Engine {
         if self.inst_slot(spec.id).is_some() {
             return reject(out, RejectReason::InstrumentExists);
         }
-        let valid = spec.tick > 0
+        let valid = spec.id.0 != 0
+            && spec.symbol.is_valid()
+            && spec.base.is_valid()
+            && spec.quote.is_valid()
+            && spec.tick > 0
             && spec.lot_size > 0
             && spec.qty_min > 0
             && spec.qty_min <= spec.qty_max
@@ -827,14 +873,14 @@ impl Engine {
             return reject(out, RejectReason::PostOnlyWouldCross);
         }
         if o.tif == Tif::Fok {
-            let limit = match o.order_type {
-                OrderType::Limit => Some(price),
-                OrderType::Market => cap_limit(band_edge(&spec, reference, o.side), hold_price),
+            let bounds = match o.order_type {
+                OrderType::Limit => Bounds::limit(o.side, price),
+                OrderType::Market => Bounds::market(&spec, reference, hold_price),
                 // A stop with FOK is decided when it fires (see fire_stop).
-                _ => None,
+                _ => Bounds::ANY,
             };
             if !o.order_type.has_trigger()
-                && !self.fok_fillable(inst, o.side, o.owner, o.stp, qty, limit)
+                && !self.fok_fillable(inst, o.side, o.owner, o.stp, qty, bounds)
             {
                 return reject(out, RejectReason::FokNotFillable);
             }
@@ -942,18 +988,24 @@ impl Engine {
 
     /// Matches an active order, then rests it or ends it.
     fn run_taker(&mut self, slot: u32, out: &mut Events) {
-        let o = self.orders[slot as usize];
-        let limit = match o.otype {
-            OrderType::Limit | OrderType::StopLimit => Some(o.price),
-            OrderType::Market | OrderType::Stop => {
-                let reference = self.reference(o.inst);
-                let edge = band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
-                // A settling buy never pays more per lot than its hold covers.
-                cap_limit(edge, self.cold_of(slot).hold_price)
-            }
-        };
-        let end = self.match_order(slot, limit, out);
+        let bounds = self.taker_bounds(slot);
+        let end = self.match_order(slot, bounds, out);
         self.finish_taker(slot, end, out);
+    }
+
+    /// The prices an active order accepts as it starts matching now (the band
+    /// is computed from the current reference; a settling buy never pays more
+    /// per lot than its hold covers).
+    fn taker_bounds(&self, slot: u32) -> Bounds {
+        let o = &self.orders[slot as usize];
+        match o.otype {
+            OrderType::Limit | OrderType::StopLimit => Bounds::limit(o.side, o.price),
+            OrderType::Market | OrderType::Stop => Bounds::market(
+                &self.instruments[o.inst as usize].spec,
+                self.reference(o.inst),
+                self.cold_of(slot).hold_price,
+            ),
+        }
     }
 
     fn finish_taker(&mut self, slot: u32, end: MatchEnd, out: &mut Events) {
@@ -1022,32 +1074,23 @@ impl Engine {
             });
             return self.end_order(slot);
         }
-        if o.tif == Tif::Fok {
-            let limit = match o.otype {
-                OrderType::StopLimit => Some(o.price),
-                _ => {
-                    let reference = self.reference(o.inst);
-                    let edge =
-                        band_edge(&self.instruments[o.inst as usize].spec, reference, o.side);
-                    cap_limit(edge, self.cold_of(slot).hold_price)
-                }
-            };
-            if !self.fok_fillable(
+        if o.tif == Tif::Fok
+            && !self.fok_fillable(
                 o.inst,
                 o.side,
                 self.owners[o.owner_slot as usize].id,
                 o.stp,
                 o.remaining.0,
-                limit,
-            ) {
-                out.push(Event::Canceled {
-                    order_id: o.id,
-                    owner: self.owners[o.owner_slot as usize].id,
-                    qty: o.remaining,
-                    reason: CancelReason::IocRemainder,
-                });
-                return self.end_order(slot);
-            }
+                self.taker_bounds(slot),
+            )
+        {
+            out.push(Event::Canceled {
+                order_id: o.id,
+                owner: self.owners[o.owner_slot as usize].id,
+                qty: o.remaining,
+                reason: CancelReason::IocRemainder,
+            });
+            return self.end_order(slot);
         }
         self.run_taker(slot, out);
     }
@@ -1105,7 +1148,7 @@ impl Engine {
 
     /// Matches the active order in `slot` against the opposite side while
     /// prices are acceptable.
-    fn match_order(&mut self, slot: u32, limit: Option<Price>, out: &mut Events) -> MatchEnd {
+    fn match_order(&mut self, slot: u32, bounds: Bounds, out: &mut Events) -> MatchEnd {
         let t = self.orders[slot as usize];
         let inst = t.inst;
         let instrument_id = self.instruments[inst as usize].spec.id;
@@ -1119,7 +1162,7 @@ impl Engine {
             };
             let lslot = best.slot;
             let price = self.levels[lslot as usize].price;
-            if !acceptable(t.side, price, limit) {
+            if !bounds.admits(price) {
                 break MatchEnd::Done;
             }
             let mut m = self.levels[lslot as usize].head;
@@ -1312,12 +1355,12 @@ impl Engine {
         owner: OwnerId,
         stp: Stp,
         qty: u64,
-        limit: Option<Price>,
+        bounds: Bounds,
     ) -> bool {
         let mut need = qty;
         for e in self.side_levels(inst, side.opposite()).iter().rev() {
             let l = &self.levels[e.slot as usize];
-            if !acceptable(side, l.price, limit) {
+            if !bounds.admits(l.price) {
                 return false;
             }
             // Orders ahead of a blocking self-order give only their visible
@@ -1502,7 +1545,10 @@ impl Engine {
             return reject(out, RejectReason::InvalidPrice);
         }
         let qty = new_qty.unwrap_or(o.remaining);
-        if qty.0 == 0 || qty.0 < spec.qty_min || qty.0 > spec.qty_max {
+        // A replace that names nothing to change is refused at the qty check
+        // (ARCHITECTURE.md, semantics 17).
+        let nothing = new_price.is_none() && new_qty.is_none();
+        if nothing || qty.0 == 0 || qty.0 < spec.qty_min || qty.0 > spec.qty_max {
             return reject(out, RejectReason::InvalidQty);
         }
         if (price.0 as u128) * (qty.0 as u128) > u64::MAX as u128
@@ -2494,18 +2540,6 @@ fn need_of(spec: &InstrumentSpec, side: Side, hold_price: Price, qty: u64, fee_a
         }
         Side::Sell => qty as u128 * spec.lot_size as u128,
     }
-}
-
-/// A market or stop buy on a settling instrument trades no higher than its hold price.
-#[inline]
-fn cap_limit(edge: Option<Price>, hold_price: Price) -> Option<Price> {
-    if hold_price.0 == 0 {
-        return edge;
-    }
-    Some(match edge {
-        Some(e) => e.min(hold_price),
-        None => hold_price,
-    })
 }
 
 #[inline]

@@ -102,6 +102,8 @@ coded_enum!(
         AccountNotFound = 19 => "account_not_found",
         /// A capacity fixed at start-up (orders, levels, stops, owners, instruments) is full.
         CapacityExceeded = 20 => "capacity_exceeded",
+        /// The actor may not read this account (a balance query).
+        NotAuthorized = 21 => "not_authorized",
     }
 );
 
@@ -178,6 +180,12 @@ coded_enum!(
         AccountExists = 33 => "account_exists",
         /// A capacity fixed at start-up (accounts, transfers) is full.
         CapacityExceeded = 34 => "capacity_exceeded",
+        /// The actor may not debit the debit account (or resolve the pending
+        /// transfer); never remembered for `id_already_failed`.
+        NotAuthorized = 35 => "not_authorized",
+        /// `open_account` with asset bytes that are not a code (empty, not
+        /// printable ASCII, or not zero-padded).
+        InvalidAsset = 36 => "invalid_asset",
     }
 );
 

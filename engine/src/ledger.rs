@@ -40,7 +40,10 @@ pub(crate) fn touch_vec_with<T: Clone>(v: &mut Vec<T>, fill: T) {
 /// Transfer check precedence, first failure wins (semantics.md convention 11):
 ///
 /// 1. linked-chain outcome (`linked_event_failed`, `linked_event_chain_open`)
-/// 2. `id_must_not_be_zero`
+/// 2. `id_must_not_be_zero`, then `not_authorized` (the actor may not debit
+///    the debit account, or resolve the pending transfer; decided on the
+///    accounts and pending transfer that exist, so before `exists*`: an
+///    actor cannot learn anything about a transfer it could not have made)
 /// 3. `exists_with_different_flags`, `_pending_id`, `_timeout`,
 ///    `_debit_account`, `_credit_account`, `_amount`, `_code`, then `exists`
 /// 4. `id_already_failed`
@@ -63,6 +66,7 @@ pub const TRANSFER_CHECK_ORDER: &[LedgerError] = &[
     LedgerError::LinkedEventFailed,
     LedgerError::LinkedEventChainOpen,
     LedgerError::IdMustNotBeZero,
+    LedgerError::NotAuthorized,
     LedgerError::ExistsWithDifferentFlags,
     LedgerError::ExistsWithDifferentPendingId,
     LedgerError::ExistsWithDifferentTimeout,
@@ -187,6 +191,8 @@ pub(crate) struct Ledger {
     pub(crate) expiry: Vec<(Timestamp, u32)>,
     /// Members of the linked chain still open (awaiting its last member).
     pub(crate) chain: Vec<TransferSpec>,
+    /// Who issued each member of `chain` (same index).
+    pub(crate) chain_actors: Vec<Actor>,
     pub(crate) undo: Vec<Undo>,
     /// Pending transfers the chain being applied created (heap pushes wait for commit).
     pub(crate) chain_pending: Vec<u32>,
@@ -208,6 +214,7 @@ impl Ledger {
             failed: FixedMap::with_capacity_grouped(cfg.transfers_max as usize),
             expiry: Vec::with_capacity(cfg.transfers_max as usize),
             chain: Vec::with_capacity(batch),
+            chain_actors: Vec::with_capacity(batch),
             undo: Vec::with_capacity(batch),
             chain_pending: Vec::with_capacity(batch),
         }
@@ -336,6 +343,9 @@ impl Ledger {
         if a.flags.0 & !AccountFlags::ALL != 0 || a.flags.0 & both == both {
             return Err(LedgerError::FlagsAreMutuallyExclusive);
         }
+        if !a.asset.is_valid() {
+            return Err(LedgerError::InvalidAsset);
+        }
         if self.account_index.is_full() || self.accounts.len() >= self.accounts.capacity() {
             return Err(LedgerError::CapacityExceeded);
         }
@@ -361,6 +371,22 @@ impl Ledger {
         Ok(())
     }
 
+    /// Answers a balance query: `account_not_found`, then `not_authorized`
+    /// unless the actor owns the account (or is admin), then `balance`.
+    pub(crate) fn query_balance(&self, id: AccountId, actor: &Actor, out: &mut Events) {
+        let reason = match self.account_slot(id) {
+            None => RejectReason::AccountNotFound,
+            Some(slot) if !self.may_read(actor, slot) => RejectReason::NotAuthorized,
+            Some(_) => {
+                return out.push(self.balance_event(id).expect("account found"));
+            }
+        };
+        out.push(Event::Rejected {
+            target: RejectTarget::Account(id),
+            reason,
+        });
+    }
+
     pub(crate) fn balance_event(&self, id: AccountId) -> Option<Event> {
         let a = &self.accounts[self.account_slot(id)? as usize];
         Some(Event::Balance {
@@ -379,6 +405,7 @@ impl Ledger {
     pub(crate) fn handle_transfer(
         &mut self,
         t: &TransferSpec,
+        actor: &Actor,
         batch_end: bool,
         now: Timestamp,
         out: &mut Events,
@@ -387,19 +414,29 @@ impl Ledger {
         if linked && !batch_end {
             if self.chain.len() + 1 >= self.chain.capacity() {
                 // The chain cannot grow further: it fails as a whole here.
-                self.chain.push(*t);
+                self.chain_push(t, actor);
                 return self.fail_chain(self.chain.len() - 1, LedgerError::CapacityExceeded, out);
             }
-            self.chain.push(*t);
+            self.chain_push(t, actor);
             return;
         }
-        self.chain.push(*t);
+        self.chain_push(t, actor);
         if linked {
             // Linked, but the batch ends here: the chain is left open.
             let last = self.chain.len() - 1;
             return self.fail_chain(last, LedgerError::LinkedEventChainOpen, out);
         }
         self.commit_chain(now, out);
+    }
+
+    fn chain_push(&mut self, t: &TransferSpec, actor: &Actor) {
+        self.chain.push(*t);
+        self.chain_actors.push(*actor);
+    }
+
+    fn chain_clear(&mut self) {
+        self.chain.clear();
+        self.chain_actors.clear();
     }
 
     /// Closes an open chain because something other than a transfer arrived
@@ -422,7 +459,7 @@ impl Ledger {
                 },
             });
         }
-        self.chain.clear();
+        self.chain_clear();
     }
 
     fn commit_chain(&mut self, now: Timestamp, out: &mut Events) {
@@ -430,8 +467,8 @@ impl Ledger {
         self.chain_pending.clear();
         let mut failure = None;
         for i in 0..self.chain.len() {
-            let t = self.chain[i];
-            if let Err(e) = self.create_transfer(&t, now) {
+            let (t, actor) = (self.chain[i], self.chain_actors[i]);
+            if let Err(e) = self.create_transfer(&t, &actor, now) {
                 failure = Some((i, e));
                 break;
             }
@@ -461,7 +498,7 @@ impl Ledger {
                 return;
             }
         }
-        self.chain.clear();
+        self.chain_clear();
     }
 
     fn rollback(&mut self, u: Undo) {
@@ -494,10 +531,18 @@ impl Ledger {
     }
 
     /// Checks and applies one transfer; on success pushes its undo record.
-    fn create_transfer(&mut self, t: &TransferSpec, now: Timestamp) -> Result<(), LedgerError> {
+    fn create_transfer(
+        &mut self,
+        t: &TransferSpec,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
         use LedgerError as E;
         if t.id.0 == 0 {
             return Err(E::IdMustNotBeZero);
+        }
+        if !self.authorized(t, actor) {
+            return Err(E::NotAuthorized);
         }
         if let Some(slot) = self.transfer_index.get(t.id.0) {
             let s = &self.transfers[slot as usize].spec;
@@ -709,6 +754,49 @@ impl Ledger {
         Ok(())
     }
 
+    // ----- authorization -------------------------------------------------
+
+    /// Whether `actor` may debit the account in `slot`: it is one of the
+    /// actor's owners' accounts and has `debits_must_not_exceed_credits`
+    /// (an account without it — issuer, omnibus, credit line — can be
+    /// drawn on without limit, so only an admin may debit it).
+    fn may_debit(&self, actor: &Actor, slot: u32) -> bool {
+        let a = &self.accounts[slot as usize];
+        matches!(actor, Actor::Admin)
+            || (actor.acts_for(a.owner)
+                && a.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS))
+    }
+
+    /// Whether `actor` may read the account in `slot`.
+    pub(crate) fn may_read(&self, actor: &Actor, slot: u32) -> bool {
+        actor.acts_for(self.accounts[slot as usize].owner)
+    }
+
+    /// The `not_authorized` check (ARCHITECTURE.md, "Ledger authorization").
+    /// A new transfer needs the right to debit its debit account; a post
+    /// needs the right to debit the resolved transfer's debit account (the
+    /// payer releases the money); a void needs that or ownership of its
+    /// credit account (the payee may refuse it). Accounts and transfers that
+    /// do not exist pass here and are reported later by their own codes.
+    fn authorized(&self, t: &TransferSpec, actor: &Actor) -> bool {
+        if matches!(actor, Actor::Admin) {
+            return true;
+        }
+        let post = t.flags.has(TransferFlags::POST_PENDING);
+        let void = t.flags.has(TransferFlags::VOID_PENDING);
+        if !(post || void) {
+            return self
+                .account_slot(t.debit_account)
+                .is_none_or(|d| self.may_debit(actor, d));
+        }
+        let Some(ps) = self.transfer_index.get(t.pending_id.0) else {
+            return true;
+        };
+        let p = &self.transfers[ps as usize];
+        self.may_debit(actor, p.debit)
+            || (!post && actor.acts_for(self.accounts[p.credit as usize].owner))
+    }
+
     fn store_full(&self) -> bool {
         self.transfers.len() >= self.transfers.capacity() || self.transfer_index.is_full()
     }
@@ -884,6 +972,9 @@ impl Ledger {
         }
         h.u128(failed.value());
         h.u64(self.chain.len() as u64);
+        for a in &self.chain_actors {
+            hash_actor(h, a);
+        }
         for s in &self.chain {
             h.u128(s.id.0);
             h.u128(s.debit_account.0);
@@ -970,5 +1061,18 @@ impl Ledger {
 
     pub(crate) fn accounts_len(&self) -> usize {
         self.accounts.len()
+    }
+}
+
+/// Feeds an actor into the state hash (admin and an empty owner set differ).
+fn hash_actor(h: &mut StateHasher, a: &Actor) {
+    match a {
+        Actor::Admin => h.u64(u64::MAX),
+        Actor::Owners(set) => {
+            h.u64(set.as_slice().len() as u64);
+            for o in set.as_slice() {
+                h.u64(o.0);
+            }
+        }
     }
 }

@@ -14,7 +14,8 @@ use crate::index::OwnerCoids;
 use crate::ledger::{Account, TState, Transfer};
 
 const MAGIC: &[u8; 8] = b"BOURSESN";
-const VERSION: u32 = 1;
+/// 2: each open-chain member carries its actor (ledger authorization).
+const VERSION: u32 = 2;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -404,6 +405,38 @@ fn r_transfer_spec(r: &mut R) -> Res<TransferSpec> {
     })
 }
 
+/// An actor: a byte (0 admin, 1 + n for n owners), then its n owners.
+fn w_actor(w: &mut W, a: &Actor) {
+    match a {
+        Actor::Admin => w.u8(0),
+        Actor::Owners(set) => {
+            w.u8(1 + set.as_slice().len() as u8);
+            for o in set.as_slice() {
+                w.u64(o.0);
+            }
+        }
+    }
+}
+
+fn r_actor(r: &mut R) -> Res<Actor> {
+    let at = r.at;
+    let n = match r.u8()? {
+        0 => return Ok(Actor::Admin),
+        b if (b as usize) <= 1 + ACTOR_OWNERS_MAX => b as usize - 1,
+        _ => {
+            return Err(SnapshotError::BadValue {
+                field: "actor",
+                offset: at,
+            })
+        }
+    };
+    let mut ids = [OwnerId(0); ACTOR_OWNERS_MAX];
+    for id in ids.iter_mut().take(n) {
+        *id = OwnerId(r.u64()?);
+    }
+    Ok(Actor::owners(&ids[..n]).expect("at most ACTOR_OWNERS_MAX"))
+}
+
 impl Engine {
     /// The whole state as bytes (allocates; call it between commands).
     pub fn snapshot(&self) -> Vec<u8> {
@@ -553,8 +586,9 @@ impl Engine {
             w.u32(s);
         }
         w.len(l.chain.len());
-        for t in &l.chain {
+        for (t, a) in l.chain.iter().zip(&l.chain_actors) {
             w_transfer_spec(&mut w, t);
+            w_actor(&mut w, a);
         }
         w.0
     }
@@ -750,6 +784,7 @@ impl Engine {
         let n = r.len(l.chain.capacity(), "batch_max")?;
         for _ in 0..n {
             l.chain.push(r_transfer_spec(&mut r)?);
+            l.chain_actors.push(r_actor(&mut r)?);
         }
         if r.at != bytes.len() {
             return Err(SnapshotError::TrailingBytes { offset: r.at });

@@ -82,7 +82,8 @@ impl Asset {
     pub const LEN: usize = 12;
 
     /// Builds an asset code from text; `None` when empty, too long or not
-    /// printable ASCII.
+    /// printable ASCII (never truncated: a longer code would merge with
+    /// another asset).
     pub fn from_str_code(s: &str) -> Option<Self> {
         let b = s.as_bytes();
         if b.is_empty() || b.len() > Self::LEN || !b.iter().all(|c| c.is_ascii_graphic()) {
@@ -98,6 +99,20 @@ impl Asset {
         let n = self.0.iter().position(|&c| c == 0).unwrap_or(Self::LEN);
         core::str::from_utf8(&self.0[..n]).unwrap_or("?")
     }
+
+    /// Whether the bytes are what `from_str_code` builds: 1 to `LEN`
+    /// printable ASCII characters, then zero padding. Raw bytes (wire,
+    /// journal) are checked with it, so two different byte strings never
+    /// name the same asset text.
+    pub fn is_valid(&self) -> bool {
+        canonical_code(&self.0)
+    }
+}
+
+/// 1..=N printable ASCII bytes followed only by zeros.
+fn canonical_code(b: &[u8]) -> bool {
+    let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    n > 0 && b[..n].iter().all(|c| c.is_ascii_graphic()) && b[n..].iter().all(|&c| c == 0)
 }
 
 impl fmt::Debug for Asset {
@@ -134,6 +149,11 @@ impl Symbol {
     pub fn as_str(&self) -> &str {
         let n = self.0.iter().position(|&c| c == 0).unwrap_or(Self::LEN);
         core::str::from_utf8(&self.0[..n]).unwrap_or("?")
+    }
+
+    /// Whether the bytes are what `from_str_code` builds (see `Asset::is_valid`).
+    pub fn is_valid(&self) -> bool {
+        canonical_code(&self.0)
     }
 }
 

@@ -56,6 +56,7 @@ fn a_settled_trade_moves_base_quote_and_fees() {
             timeout_ns: 0,
         },
         batch_end: true,
+        actor: Actor::Admin,
     };
     assert_eq!(
         run(&mut e, tr(1, 1, 101, 100_000)),
@@ -124,6 +125,7 @@ fn a_settled_trade_moves_base_quote_and_fees() {
                 0,
                 Command::QueryBalance {
                     account: AccountId(id),
+                    actor: Actor::Admin,
                 },
             ),
             &mut ev,

@@ -60,6 +60,7 @@ fn setup() -> Vec<Command> {
                     timeout_ns: 0,
                 },
                 batch_end: true,
+                actor: Actor::Admin,
             });
         }
     }
@@ -138,6 +139,10 @@ fn random_command(r: &mut Rng, coid: &mut u64, transfer_id: &mut u128) -> Comman
         8 => {
             *transfer_id += 1;
             let pending = r.below(2) == 0;
+            // Some chains are left open across a snapshot, with their actors.
+            let linked = r.below(4) == 0;
+            let flags = if pending { TransferFlags::PENDING } else { 0 }
+                | if linked { TransferFlags::LINKED } else { 0 };
             Command::Transfer {
                 transfer: TransferSpec {
                     id: TransferId(1000 + *transfer_id),
@@ -145,11 +150,16 @@ fn random_command(r: &mut Rng, coid: &mut u64, transfer_id: &mut u128) -> Comman
                     credit_account: AccountId(100 + 1 + r.below(4) as u128),
                     amount: Amount(1 + r.below(500) as u128),
                     code: 1,
-                    flags: TransferFlags(if pending { TransferFlags::PENDING } else { 0 }),
+                    flags: TransferFlags(flags),
                     pending_id: TransferId(0),
                     timeout_ns: if pending { r.below(1000) } else { 0 },
                 },
-                batch_end: true,
+                batch_end: !linked,
+                actor: if r.below(2) == 0 {
+                    Actor::Admin
+                } else {
+                    Actor::owners(&[owner, OwnerId(r.below(4))]).unwrap()
+                },
             }
         }
         _ => Command::Time { now: Timestamp(0) },

@@ -381,9 +381,10 @@ impl Client {
     /// Queues an account opening.
     pub fn open_account(&mut self, id: u128, owner: u64, asset: &str, flags: u16) -> u64 {
         let request = self.take_request();
-        let mut a = [0u8; 12];
-        let n = asset.len().min(12);
-        a[..n].copy_from_slice(&asset.as_bytes()[..n]);
+        // Never truncated (a longer code would merge with another asset): a
+        // code that is not 1..=12 printable ASCII characters is sent empty,
+        // which the engine refuses `invalid_asset`.
+        let a = engine::Asset::from_str_code(asset).map_or([0u8; 12], |a| a.0);
         encode_frame(
             template::OPEN_ACCOUNT,
             &OpenAccountMsg {

@@ -8,8 +8,8 @@
 //! they are submitted only when every partition recovered nothing.
 
 use engine::{
-    AccountFlags, AccountId, AccountSpec, Amount, Asset, Command, InstrumentId, InstrumentSpec,
-    OwnerId, Price, Symbol, TransferFlags, TransferId, TransferSpec,
+    AccountFlags, AccountId, AccountSpec, Actor, Amount, Asset, Command, InstrumentId,
+    InstrumentSpec, OwnerId, Price, Symbol, TransferFlags, TransferId, TransferSpec,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -102,6 +102,8 @@ pub fn commands() -> Vec<Command> {
                     timeout_ns: 0,
                 },
                 batch_end: true,
+                // The operator funds the demo owners from the issuer accounts.
+                actor: Actor::Admin,
             });
             transfer_id += 1;
         }

@@ -14,7 +14,7 @@
 //! Seq numbers in the replayed script therefore differ from the journal's
 //! (each `time` line takes one); engine times and batching are preserved.
 
-use engine::{AccountFlags, Command, Input, TransferFlags};
+use engine::{AccountFlags, Actor, Command, Input, TransferFlags};
 use std::fmt::Write as _;
 
 fn q(s: &str) -> String {
@@ -34,6 +34,18 @@ fn flags(bits: u16, names: &[(u16, &str)]) -> String {
         }
     }
     format!("[{}]", out.join(","))
+}
+
+/// The script's `actor` value: `"admin"` or the list of owners (always
+/// written, so a dump shows who acted and replays with the same rights).
+fn actor_json(a: &Actor) -> String {
+    match a {
+        Actor::Admin => q("admin"),
+        Actor::Owners(set) => {
+            let ids: Vec<String> = set.as_slice().iter().map(|o| o.0.to_string()).collect();
+            format!("[{}]", ids.join(","))
+        }
+    }
 }
 
 struct Obj(String);
@@ -152,7 +164,9 @@ pub fn command_to_script_json(c: &Command) -> String {
                 ),
             )
             .done(),
-        Command::Transfer { transfer: t, .. } => Obj::new("transfer")
+        Command::Transfer {
+            transfer: t, actor, ..
+        } => Obj::new("transfer")
             .raw("id", t.id)
             .raw("debit_account", t.debit_account)
             .raw("credit_account", t.credit_account)
@@ -172,10 +186,12 @@ pub fn command_to_script_json(c: &Command) -> String {
             )
             .raw("pending_id", t.pending_id)
             .raw("timeout_ns", t.timeout_ns)
+            .raw("actor", actor_json(&actor))
             .done(),
-        Command::QueryBalance { account } => {
-            Obj::new("query_balance").raw("account", account).done()
-        }
+        Command::QueryBalance { account, actor } => Obj::new("query_balance")
+            .raw("account", account)
+            .raw("actor", actor_json(&actor))
+            .done(),
         Command::QueryOpenOrders { owner, instrument } => {
             let o = Obj::new("query_open_orders").raw("owner", owner);
             match instrument {
@@ -293,6 +309,7 @@ mod tests {
                 timeout_ns: 0,
             },
             batch_end: end,
+            actor: Actor::owners(&[OwnerId(4), OwnerId(5)]).unwrap(),
         };
         let mut d = ScriptDumper::new();
         let mk = |seq, now, command| Input {
@@ -307,5 +324,18 @@ mod tests {
         assert_eq!(a[0], r#"{"cmd":"time","now":5}"#);
         assert_eq!(b.len(), 2, "a separator between two batches");
         assert_eq!(c.len(), 1, "same batch: no separator");
+        assert!(
+            c[0].ends_with(r#""timeout_ns":0,"actor":[4,5]}"#),
+            "{}",
+            c[0]
+        );
+        let q = Command::QueryBalance {
+            account: AccountId(9),
+            actor: Actor::Admin,
+        };
+        assert_eq!(
+            command_to_script_json(&q),
+            r#"{"cmd":"query_balance","account":9,"actor":"admin"}"#
+        );
     }
 }

@@ -12,6 +12,13 @@
 //! | 17..32 | reserved, zero |
 //! | 32..192 | payload: the command's fields packed in declaration order, then zero |
 //!
+//! An `Actor` (transfer, balance query) is a byte — 0 admin, 1 + n for n
+//! owners (n ≤ 8) — then 8 u64 owner slots, the unused ones zero (65 bytes;
+//! a transfer's payload is 158 bytes). A record written before actors
+//! existed has zeros there, which decodes as `Admin`: exactly how every
+//! ledger command behaved then, so older journals replay bit-exact and the
+//! record version stays 1.
+//!
 //! Encoding rules: an `Option<T>` is a presence byte (0 absent, 1 present)
 //! followed by `T`'s bytes, which are zero when absent; a `bool` is one byte
 //! 0/1; enums are their `repr(u8)` value; `Symbol`/`Asset` are their raw
@@ -25,9 +32,9 @@
 
 use bytemuck::{Pod, Zeroable};
 use engine::{
-    AccountFlags, AccountId, AccountSpec, Amount, Asset, ClientOrderId, Command, Input,
+    AccountFlags, AccountId, AccountSpec, Actor, Amount, Asset, ClientOrderId, Command, Input,
     InstrumentId, InstrumentSpec, NewOrder, OrderId, OrderType, OwnerId, Price, Qty, Seq, Side,
-    Stp, Symbol, Tif, Timestamp, TransferFlags, TransferId, TransferSpec,
+    Stp, Symbol, Tif, Timestamp, TransferFlags, TransferId, TransferSpec, ACTOR_OWNERS_MAX,
 };
 
 /// Size of the payload area.
@@ -164,6 +171,21 @@ impl W<'_> {
         self.bool(v.is_some());
         self.u8(v.map_or(0, |s| s as u8));
     }
+    fn actor(&mut self, a: &Actor) {
+        let owners: &[OwnerId] = match a {
+            Actor::Admin => {
+                self.u8(0);
+                &[]
+            }
+            Actor::Owners(set) => {
+                self.u8(1 + set.as_slice().len() as u8);
+                set.as_slice()
+            }
+        };
+        for i in 0..ACTOR_OWNERS_MAX {
+            self.u64(owners.get(i).map_or(0, |o| o.0));
+        }
+    }
 }
 
 struct R<'a> {
@@ -227,6 +249,33 @@ impl R<'_> {
             absent_zero(field, false, self.u8() == 0)?;
             Ok(None)
         }
+    }
+    fn actor(&mut self) -> Result<Actor, RecordError> {
+        let tag = self.u8();
+        let mut ids = [OwnerId(0); ACTOR_OWNERS_MAX];
+        for id in ids.iter_mut() {
+            *id = OwnerId(self.u64());
+        }
+        let n = match tag {
+            0 => 0,
+            t if (t as usize) <= 1 + ACTOR_OWNERS_MAX => t as usize - 1,
+            value => {
+                return Err(RecordError::BadEnum {
+                    field: "actor",
+                    value,
+                })
+            }
+        };
+        if ids[n..].iter().any(|o| o.0 != 0) {
+            return Err(RecordError::NonZero {
+                field: "actor_owners",
+            });
+        }
+        Ok(if tag == 0 {
+            Actor::Admin
+        } else {
+            Actor::owners(&ids[..n]).expect("at most ACTOR_OWNERS_MAX")
+        })
     }
     fn finish(&self) -> Result<(), RecordError> {
         if self.buf[self.at..].iter().any(|&b| b != 0) {
@@ -346,6 +395,7 @@ pub fn encode(input: &Input) -> InputRecord {
         Command::Transfer {
             transfer: t,
             batch_end,
+            actor,
         } => {
             w.u128(t.id.0);
             w.u128(t.debit_account.0);
@@ -356,10 +406,12 @@ pub fn encode(input: &Input) -> InputRecord {
             w.u128(t.pending_id.0);
             w.u64(t.timeout_ns);
             w.bool(batch_end);
+            w.actor(&actor);
             kind::TRANSFER
         }
-        Command::QueryBalance { account } => {
+        Command::QueryBalance { account, actor } => {
             w.u128(account.0);
+            w.actor(&actor);
             kind::QUERY_BALANCE
         }
         Command::QueryOpenOrders { owner, instrument } => {
@@ -497,9 +549,11 @@ pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
                 timeout_ns: r.u64(),
             },
             batch_end: r.bool("batch_end")?,
+            actor: r.actor()?,
         },
         kind::QUERY_BALANCE => Command::QueryBalance {
             account: AccountId(r.u128()),
+            actor: r.actor()?,
         },
         kind::QUERY_OPEN_ORDERS => Command::QueryOpenOrders {
             owner: OwnerId(r.u64()),
@@ -566,6 +620,15 @@ mod tests {
             *x = r.next_u64() as u8;
         }
         b
+    }
+
+    fn any_actor(r: &mut SplitMix64) -> Actor {
+        if r.chance(1, 3) {
+            return Actor::Admin;
+        }
+        let n = r.below(ACTOR_OWNERS_MAX as u64 + 1) as usize;
+        let ids: Vec<OwnerId> = (0..n).map(|_| OwnerId(any_u64(r))).collect();
+        Actor::owners(&ids).expect("at most ACTOR_OWNERS_MAX")
     }
 
     pub(crate) fn random_input(r: &mut SplitMix64, variant: u64) -> Input {
@@ -669,9 +732,11 @@ mod tests {
                     timeout_ns: any_u64(r),
                 },
                 batch_end: r.chance(1, 2),
+                actor: any_actor(r),
             },
             11 => Command::QueryBalance {
                 account: AccountId(any_u128(r)),
+                actor: any_actor(r),
             },
             _ => Command::QueryOpenOrders {
                 owner: OwnerId(any_u64(r)),
@@ -712,6 +777,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn actors_are_journaled_and_a_record_without_one_is_admin() {
+        let transfer = |actor| Input {
+            seq: Seq(1),
+            now: Timestamp(2),
+            command: Command::Transfer {
+                transfer: TransferSpec {
+                    id: TransferId(1),
+                    debit_account: AccountId(2),
+                    credit_account: AccountId(3),
+                    amount: Amount(4),
+                    code: 0,
+                    flags: TransferFlags(0),
+                    pending_id: TransferId(0),
+                    timeout_ns: 0,
+                },
+                batch_end: true,
+                actor,
+            },
+        };
+        // 4 × u128 + code + flags + pending_id + timeout + batch_end.
+        const ACTOR_AT: usize = 93;
+        // Admin is all zeros: what records written before actors hold.
+        let admin = encode(&transfer(Actor::Admin));
+        assert!(admin.payload[ACTOR_AT..].iter().all(|&b| b == 0));
+        assert_eq!(decode(&admin), Ok(transfer(Actor::Admin)));
+        let two = transfer(Actor::owners(&[OwnerId(7), OwnerId(9)]).unwrap());
+        let mut rec = encode(&two);
+        assert_eq!(rec.payload[ACTOR_AT], 3);
+        assert_eq!(decode(&rec), Ok(two));
+        // An owner beyond the count, or a count beyond 8, is refused.
+        rec.payload[ACTOR_AT + 1 + 2 * 8] = 1;
+        assert_eq!(
+            decode(&rec),
+            Err(RecordError::NonZero {
+                field: "actor_owners"
+            })
+        );
+        let mut rec = encode(&two);
+        rec.payload[ACTOR_AT] = 10;
+        assert_eq!(
+            decode(&rec),
+            Err(RecordError::BadEnum {
+                field: "actor",
+                value: 10
+            })
+        );
     }
 
     #[test]

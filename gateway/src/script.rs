@@ -66,7 +66,20 @@ pub fn run_script_with(
 struct Pending {
     line: usize,
     seq: u64,
-    command: Command,
+    line_kind: Line,
+}
+
+/// What one script line asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// An engine command.
+    Command(Command),
+    /// `{"cmd":"time","now":N}` with N < 0. Engine time is unsigned and
+    /// starts at 0, so such a time always goes back: the runner reports it
+    /// `invalid_time` itself (as a negative price is `invalid_price`), after
+    /// applying a `time` at the current time, which ends a batch and an open
+    /// chain exactly as a rejected `time` does and changes nothing else.
+    TimeBeforeZero(i64),
 }
 
 struct Runner {
@@ -118,11 +131,11 @@ impl Runner {
                 continue;
             }
             let parsed = parse_line(&text);
-            let next_is_transfer = matches!(parsed, Ok(Command::Transfer { .. }));
+            let next_is_transfer = matches!(parsed, Ok(Line::Command(Command::Transfer { .. })));
             if let Some(p) = pending.take() {
                 self.apply(p, !next_is_transfer, out)?;
             }
-            let command = parsed.map_err(|message| ScriptError {
+            let line_kind = parsed.map_err(|message| ScriptError {
                 line: line_no,
                 message,
             })?;
@@ -130,7 +143,7 @@ impl Runner {
             pending = Some(Pending {
                 line: line_no,
                 seq: self.seq,
-                command,
+                line_kind,
             });
         }
         if let Some(p) = pending.take() {
@@ -145,12 +158,18 @@ impl Runner {
         batch_end: bool,
         out: &mut impl Write,
     ) -> Result<(), ScriptError> {
-        let command = match p.command {
-            Command::Transfer { transfer, .. } => Command::Transfer {
+        let command = match p.line_kind {
+            Line::Command(Command::Transfer {
+                transfer, actor, ..
+            }) => Command::Transfer {
                 transfer,
                 batch_end,
+                actor,
             },
-            c => c,
+            Line::Command(c) => c,
+            Line::TimeBeforeZero(_) => Command::Time {
+                now: Timestamp(self.now),
+            },
         };
         let input = Input {
             seq: Seq(p.seq),
@@ -183,6 +202,17 @@ impl Runner {
                     line: p.line,
                     message: format!("cannot write output: {e}"),
                 })?;
+        }
+        if let Line::TimeBeforeZero(now) = p.line_kind {
+            let text = format!(
+                "{{\"seq\":{},\"event\":\"rejected\",\"now\":{now},\"reason\":\"{}\"}}\n",
+                p.seq,
+                RejectReason::InvalidTime.name()
+            );
+            out.write_all(text.as_bytes()).map_err(|e| ScriptError {
+                line: p.line,
+                message: format!("cannot write output: {e}"),
+            })?;
         }
         Ok(())
     }
@@ -223,6 +253,8 @@ fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
             "flags",
             "pending_id",
             "timeout_ns",
+            // Beyond script.md: who acts (ledger authorization); absent = admin.
+            "actor",
         ],
         "order" => &[
             "owner",
@@ -245,7 +277,7 @@ fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
         "halt" | "resume" => &["instrument"],
         "time" => &["now"],
         "query_book" => &["instrument", "depth"],
-        "query_balance" => &["account"],
+        "query_balance" => &["account", "actor"],
         // Beyond script.md: so that `bourse journal dump` output replays.
         "query_open_orders" => &["owner", "instrument"],
         _ => return None,
@@ -269,10 +301,10 @@ fn wide_field_names(cmd: &str) -> &'static [&'static str] {
     }
 }
 
-/// Parses one non-blank script line into an engine command. `Transfer`
-/// commands come back with `batch_end: false`; the runner sets it. The error
-/// is the message without the line number.
-pub fn parse_line(text: &str) -> Result<Command, String> {
+/// Parses one non-blank script line. `Transfer` commands come back with
+/// `batch_end: false`; the runner sets it. The error is the message without
+/// the line number.
+pub fn parse_line(text: &str) -> Result<Line, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         // serde_json's message ends with "at line 1 column N"; the script's
         // line is named by the caller, so keep only the column.
@@ -284,6 +316,13 @@ pub fn parse_line(text: &str) -> Result<Command, String> {
     let Value::Object(map) = value else {
         return Err(format!("expected a JSON object, got {}", type_name(&value)));
     };
+    if let Some(key) = duplicate_key(text) {
+        let cmd = match map.get("cmd") {
+            Some(Value::String(c)) => format!(" in {c}"),
+            _ => String::new(),
+        };
+        return Err(format!("duplicate field {}{cmd}", quote(&key)));
+    }
     let cmd = match map.get("cmd") {
         None | Some(Value::Null) => return Err("missing field \"cmd\"".to_string()),
         Some(Value::String(s)) => s.as_str(),
@@ -318,7 +357,12 @@ pub fn parse_line(text: &str) -> Result<Command, String> {
         map: &map,
         wide,
     };
-    match cmd {
+    if cmd == "time" {
+        if let Some(now) = f.get("now").and_then(Value::as_i64).filter(|n| *n < 0) {
+            return Ok(Line::TimeBeforeZero(now));
+        }
+    }
+    let command = match cmd {
         "instrument" => parse_instrument(&f),
         "open_account" => parse_open_account(&f),
         "transfer" => parse_transfer(&f),
@@ -353,13 +397,15 @@ pub fn parse_line(text: &str) -> Result<Command, String> {
         }),
         "query_balance" => Ok(Command::QueryBalance {
             account: AccountId(f.req_u128("account")?),
+            actor: f.actor()?,
         }),
         "query_open_orders" => Ok(Command::QueryOpenOrders {
             owner: OwnerId(f.req_u64("owner")?),
             instrument: f.opt_u32("instrument")?.map(InstrumentId),
         }),
         _ => Err(format!("unknown command {}", quote(cmd))),
-    }
+    }?;
+    Ok(Line::Command(command))
 }
 
 fn parse_instrument(f: &Fields<'_>) -> Result<Command, String> {
@@ -432,6 +478,7 @@ fn parse_transfer(f: &Fields<'_>) -> Result<Command, String> {
             timeout_ns: f.opt_u64("timeout_ns")?.unwrap_or(0),
         },
         batch_end: false,
+        actor: f.actor()?,
     })
 }
 
@@ -641,6 +688,31 @@ impl Fields<'_> {
         }
     }
 
+    /// `"actor"` (transfers, balance queries): absent or `"admin"` acts as
+    /// admin (the script is an operator tool); an array of at most
+    /// `ACTOR_OWNERS_MAX` owner ids acts for those owners only.
+    fn actor(&self) -> Result<Actor, String> {
+        let Some(v) = self.get("actor") else {
+            return Ok(Actor::Admin);
+        };
+        let actor = match v {
+            Value::String(s) if s == "admin" => Some(Actor::Admin),
+            Value::Array(items) => items
+                .iter()
+                .map(|x| x.as_u64().map(OwnerId))
+                .collect::<Option<Vec<_>>>()
+                .and_then(|ids| Actor::owners(&ids)),
+            _ => None,
+        };
+        actor.ok_or_else(|| {
+            self.bad(
+                "actor",
+                &format!("\"admin\" or an array of at most {ACTOR_OWNERS_MAX} owner ids"),
+                v,
+            )
+        })
+    }
+
     fn req_str(&self, key: &str) -> Result<&str, String> {
         match self.get(key) {
             None => Err(self.missing(key)),
@@ -728,6 +800,31 @@ fn wide_fields(
         Ok(v) => Ok(v),
         Err(_) => Err(current.unwrap_or_else(|| names.first().copied().unwrap_or("").to_string())),
     }
+}
+
+/// The first key that appears twice in the top-level object of `text`
+/// (already known to be valid JSON): serde_json would silently keep the last
+/// value, so a script line saying two things is refused instead.
+fn duplicate_key(text: &str) -> Option<String> {
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if !seen.insert(key.clone()) {
+                    return Ok(Some(key));
+                }
+            }
+            Ok(None)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    (&mut de).deserialize_map(Keys).ok().flatten()
 }
 
 struct WideMap<'a> {
@@ -1018,6 +1115,14 @@ pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
 mod tests {
     use super::*;
 
+    /// A line that must parse to an engine command.
+    fn parse_cmd(text: &str) -> Result<Command, String> {
+        match parse_line(text)? {
+            Line::Command(c) => Ok(c),
+            other => Err(format!("not a command: {other:?}")),
+        }
+    }
+
     const INST: &str = r#"{"cmd":"instrument","id":1,"symbol":"ABC-USD","base":"ABC","quote":"USD","tick":1,"lot_size":1,"qty_min":1,"qty_max":1000,"reference_price":100,"settle":false}"#;
 
     fn small() -> EngineConfig {
@@ -1213,7 +1318,7 @@ mod tests {
             "{\"seq\":2,\"event\":\"accepted\",\"order_id\":1,\"client_order_id\":1,\"owner\":1,\"instrument\":1,\"side\":\"buy\",\"price\":100,\"qty\":5}\n"
         );
         let Ok(Command::NewOrder(o)) =
-            parse_line(&order(r#","type":"market","qty":5,"post_only":false"#))
+            parse_cmd(&order(r#","type":"market","qty":5,"post_only":false"#))
         else {
             panic!("market order did not parse");
         };
@@ -1221,7 +1326,7 @@ mod tests {
             (o.tif, o.stp, o.post_only, o.price),
             (Tif::Gtc, Stp::None, false, None)
         );
-        let Ok(Command::AddInstrument(i)) = parse_line(INST) else {
+        let Ok(Command::AddInstrument(i)) = parse_cmd(INST) else {
             panic!("instrument did not parse");
         };
         assert_eq!(
@@ -1229,7 +1334,7 @@ mod tests {
             (0, None, AccountId(0), None)
         );
         let Ok(Command::OpenAccount(a)) =
-            parse_line(r#"{"cmd":"open_account","id":5,"owner":1,"asset":"USD"}"#)
+            parse_cmd(r#"{"cmd":"open_account","id":5,"owner":1,"asset":"USD"}"#)
         else {
             panic!("account did not parse");
         };
@@ -1238,7 +1343,7 @@ mod tests {
             AccountFlags(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
         );
         let Ok(Command::OpenAccount(a)) =
-            parse_line(r#"{"cmd":"open_account","id":5,"asset":"USD","flags":[]}"#)
+            parse_cmd(r#"{"cmd":"open_account","id":5,"asset":"USD","flags":[]}"#)
         else {
             panic!("account did not parse");
         };
@@ -1247,7 +1352,7 @@ mod tests {
 
     #[test]
     fn negative_prices_and_quantities_reach_the_engine_as_zero() {
-        let Ok(Command::NewOrder(o)) = parse_line(&order(
+        let Ok(Command::NewOrder(o)) = parse_cmd(&order(
             r#","type":"stop_limit","price":-5,"trigger_price":-1,"qty":-2,"display_qty":-1"#,
         )) else {
             panic!("order did not parse");
@@ -1267,7 +1372,7 @@ mod tests {
     #[test]
     fn u128_values_are_exact() {
         let max = u128::MAX;
-        let Ok(Command::Transfer { transfer, .. }) = parse_line(&format!(
+        let Ok(Command::Transfer { transfer, .. }) = parse_cmd(&format!(
             r#"{{"cmd":"transfer","id":{max},"debit_account":{},"credit_account":2,"amount":{max},"pending_id":18446744073709551616}}"#,
             max - 1
         )) else {

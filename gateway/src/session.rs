@@ -14,7 +14,7 @@
 //! and permissions its token grants.
 
 use crate::wire::*;
-use engine::{Command, Event, OwnerId, Seq};
+use engine::{AccountFlags, Actor, Command, Event, OwnerId, Seq};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
@@ -778,7 +778,8 @@ impl Session {
             }
             ClientMsg::TransferBatch(h, recs) => {
                 let n = h.count as usize;
-                let code = if !perms.transfer {
+                let actor = self.ledger_actor();
+                let code = if !perms.transfer || actor.is_none() {
                     code::NOT_AUTHORIZED
                 } else if self.over_in_flight(n) {
                     code::TOO_MANY_IN_FLIGHT
@@ -789,6 +790,7 @@ impl Session {
                     self.transfer_results(request, &vec![code; n]);
                     return self.finish_outcome(request);
                 }
+                let actor = actor.expect("checked above");
                 let mut cmds = Vec::with_capacity(n);
                 let mut ids = Vec::with_capacity(n);
                 for i in 0..n {
@@ -798,6 +800,7 @@ impl Session {
                     cmds.push(Command::Transfer {
                         transfer: t,
                         batch_end: i + 1 == n,
+                        actor,
                     });
                 }
                 let kind = PendKind::Transfers {
@@ -809,7 +812,13 @@ impl Session {
                 self.submit(request, template, kind, &cmds, n as u32);
             }
             ClientMsg::OpenAccount(m) => {
-                let ok = perms.admin || (perms.transfer && (m.owner == 0 || self.owns(m.owner)));
+                // Without ledger_admin: only for an own owner, and only an
+                // account that cannot go negative (a debit-unlimited account
+                // would be a money printer for whoever may debit it).
+                let own_safe = m.owner != 0
+                    && self.owns(m.owner)
+                    && m.flags == AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+                let ok = perms.ledger_admin || ((perms.transfer || perms.admin) && own_safe);
                 if !ok {
                     return self.ack_now(request, template, code::NOT_AUTHORIZED);
                 }
@@ -820,14 +829,15 @@ impl Session {
                 self.submit(request, template, PendKind::Ack, &[cmd], 1);
             }
             ClientMsg::QueryBalance(m) => {
-                if !perms.read {
+                let Some(actor) = self.ledger_actor().filter(|_| perms.read) else {
                     return self.ack_now(request, template, code::NOT_AUTHORIZED);
-                }
+                };
                 if self.over_in_flight(1) {
                     return self.ack_now(request, template, code::TOO_MANY_IN_FLIGHT);
                 }
                 let cmd = Command::QueryBalance {
                     account: engine::AccountId(u128_from(m.account)),
+                    actor,
                 };
                 let kind = PendKind::QueryBalance { answered: false };
                 self.submit(request, template, kind, &[cmd], 1);
@@ -872,6 +882,19 @@ impl Session {
                 self.ack_now(request, template, 0);
             }
             ClientMsg::Login(_) | ClientMsg::Heartbeat(_) | ClientMsg::Logout => {}
+        }
+    }
+
+    /// Who this session is to the ledger: admin with `ledger_admin`, else
+    /// its token's owners; `None` (refused `not_authorized`) for a grant of
+    /// more owners than a journaled actor holds (configuration should never
+    /// allow one; failing closed keeps rights from being silently dropped
+    /// or widened).
+    fn ledger_actor(&self) -> Option<Actor> {
+        if self.grant.perms.ledger_admin {
+            Some(Actor::Admin)
+        } else {
+            Actor::owners(&self.grant.owners)
         }
     }
 

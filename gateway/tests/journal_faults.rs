@@ -133,6 +133,7 @@ fn stream(rng: &mut SplitMix64, n: usize) -> Vec<Input> {
                         timeout_ns: 0,
                     },
                     batch_end: true,
+                    actor: engine::Actor::Admin,
                 },
             }
         };

@@ -925,3 +925,234 @@ fn a_flood_never_grows_memory_without_bound() {
     }
     assert_eq!(n, 64);
 }
+
+// ----- ledger authorization: the engine decides, the session says who acts ---
+
+/// An owner's token for the ledger: transfers and reads, no `ledger_admin`.
+fn ledger_user() -> Perms {
+    Perms {
+        transfer: true,
+        read: true,
+        ..Perms::default()
+    }
+}
+
+fn open_account_for(request: u64, id: u128, owner: u64, flags: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    encode_frame(
+        template::OPEN_ACCOUNT,
+        &OpenAccountMsg {
+            request,
+            id: u128_bytes(id),
+            owner,
+            asset: Asset::from_str_code("USD").unwrap().0,
+            flags,
+            reserved: 0,
+        },
+        &mut f,
+    );
+    f
+}
+
+/// A batch of one transfer (`flags`, `pending_id` for post/void).
+fn one_transfer(
+    request: u64,
+    id: u128,
+    dr: u128,
+    cr: u128,
+    amount: u128,
+    flags: u16,
+    pending: u128,
+) -> Vec<u8> {
+    let t = TransferSpec {
+        id: TransferId(id),
+        debit_account: AccountId(dr),
+        credit_account: AccountId(cr),
+        amount: Amount(amount),
+        code: 1,
+        flags: TransferFlags(flags),
+        pending_id: TransferId(pending),
+        timeout_ns: 0,
+    };
+    let mut f = Vec::new();
+    encode_transfer_batch(request, &[transfer_record_of(&t)], &mut f);
+    f
+}
+
+fn balance_query(request: u64, account: u128) -> Vec<u8> {
+    let mut f = Vec::new();
+    encode_frame(
+        template::QUERY_BALANCE,
+        &QueryBalanceMsg {
+            request,
+            account: u128_bytes(account),
+        },
+        &mut f,
+    );
+    f
+}
+
+/// Sends `frame` and returns the one answer's code (transfer result, ack)
+/// or the credits posted of a balance.
+fn answer(x: &mut Exchange, s: &mut Session, frame: &[u8]) -> Result<u16, u128> {
+    s.handle_bytes(5, frame);
+    x.pump(&mut [&mut *s]);
+    match drain(s).as_slice() {
+        [Msg::Results(_, rs)] if rs.len() == 1 => Ok(rs[0].code),
+        [Msg::Ack(a)] => Ok(a.code),
+        [Msg::Balance(b)] => Err(u128_from(b.credits_posted)),
+        m => panic!("{m:?}"),
+    }
+}
+
+#[test]
+fn the_ledger_refuses_a_token_acting_on_accounts_it_does_not_own() {
+    let auth = auth();
+    auth.add_token("victim", vec![OwnerId(1)], ledger_user());
+    auth.add_token("eve", vec![OwnerId(2)], ledger_user());
+    auth.add_token("mallory", vec![OwnerId(3)], ledger_user());
+    let mut x = Exchange::new();
+    let cfg = SessionConfig::default;
+    // alice has ledger_admin: the issuer (owner 0, no limit) and the funding.
+    let mut admin = logged_in(1, "alice", cfg(), &auth);
+    let mut victim = logged_in(2, "victim", cfg(), &auth);
+    let mut eve = logged_in(3, "eve", cfg(), &auth);
+    let mut mallory = logged_in(4, "mallory", cfg(), &auth);
+    const D: u16 = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+    let na = LedgerError::NotAuthorized.code();
+    for (req, id, owner, flags) in [(1, 1, 0, 0), (2, 101, 1, D), (3, 201, 2, D)] {
+        assert_eq!(
+            answer(&mut x, &mut admin, &open_account_for(req, id, owner, flags)),
+            Ok(0)
+        );
+    }
+    assert_eq!(
+        answer(&mut x, &mut admin, &one_transfer(4, 1, 1, 101, 1000, 0, 0)),
+        Ok(0)
+    );
+
+    // Accounts: without ledger_admin only for an own owner, with the limit.
+    let refused = Ok(code::NOT_AUTHORIZED);
+    assert_eq!(
+        answer(&mut x, &mut eve, &open_account_for(1, 301, 1, D)),
+        refused
+    );
+    assert_eq!(
+        answer(&mut x, &mut eve, &open_account_for(2, 301, 0, D)),
+        refused
+    );
+    assert_eq!(
+        answer(&mut x, &mut eve, &open_account_for(3, 301, 2, 0)),
+        refused
+    );
+    assert_eq!(
+        answer(&mut x, &mut eve, &open_account_for(4, 301, 2, D)),
+        Ok(0)
+    );
+
+    // The attacks of the issue, each refused by the engine.
+    let steal = one_transfer(10, 5, 101, 201, 777, 0, 0);
+    assert_eq!(answer(&mut x, &mut eve, &steal), Ok(na), "foreign debit");
+    let hold = one_transfer(11, 6, 101, 201, 99_000_000, TransferFlags::PENDING, 0);
+    assert_eq!(
+        answer(&mut x, &mut eve, &hold),
+        Ok(na),
+        "foreign pending hold"
+    );
+    let mint = one_transfer(12, 7, 1, 201, 1_000_000_000, 0, 0);
+    assert_eq!(answer(&mut x, &mut eve, &mint), Ok(na), "issuer debit");
+    assert_eq!(
+        answer(&mut x, &mut eve, &balance_query(13, 101)),
+        Ok(RejectReason::NotAuthorized.code()),
+        "foreign balance read"
+    );
+    assert_eq!(
+        answer(&mut x, &mut eve, &balance_query(14, 201)),
+        Err(0),
+        "own balance"
+    );
+
+    // Someone else's pending transfer: neither posted nor voided by a stranger.
+    let pending = one_transfer(1, 20, 101, 201, 100, TransferFlags::PENDING, 0);
+    assert_eq!(answer(&mut x, &mut victim, &pending), Ok(0));
+    let post = one_transfer(1, 21, 0, 0, 0, TransferFlags::POST_PENDING, 20);
+    let void = one_transfer(2, 21, 0, 0, 0, TransferFlags::VOID_PENDING, 20);
+    assert_eq!(answer(&mut x, &mut mallory, &post), Ok(na));
+    assert_eq!(answer(&mut x, &mut mallory, &void), Ok(na));
+
+    // The ids eve and mallory tried are not burnt: their owners use them.
+    let mine = one_transfer(2, 5, 101, 201, 10, 0, 0);
+    assert_eq!(answer(&mut x, &mut victim, &mine), Ok(0));
+    let post = one_transfer(3, 21, 0, 0, 0, TransferFlags::POST_PENDING, 20);
+    assert_eq!(answer(&mut x, &mut victim, &post), Ok(0));
+    assert_eq!(
+        answer(&mut x, &mut victim, &balance_query(4, 101)),
+        Err(1000)
+    );
+
+    // ledger_admin may do all of it.
+    assert_eq!(
+        answer(&mut x, &mut admin, &one_transfer(5, 30, 101, 201, 7, 0, 0)),
+        Ok(0)
+    );
+    assert_eq!(
+        answer(&mut x, &mut admin, &one_transfer(6, 31, 1, 201, 5, 0, 0)),
+        Ok(0)
+    );
+    assert_eq!(
+        answer(&mut x, &mut admin, &balance_query(7, 201)),
+        Err(10 + 100 + 7 + 5)
+    );
+}
+
+#[test]
+fn asset_bytes_from_the_wire_must_be_codes() {
+    let auth = auth();
+    let mut x = Exchange::new();
+    let mut s = logged_in(1, "alice", SessionConfig::default(), &auth);
+    // "US\0D" would print as "US" and is no code: refused, never merged.
+    let holed = *b"US\0D\0\0\0\0\0\0\0\0";
+    let mut f = open_account_for(1, 5, 1, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS);
+    let body = HEADER_LEN + 8 + 16 + 8;
+    f[body..body + 12].copy_from_slice(&holed);
+    assert_eq!(
+        answer(&mut x, &mut s, &f),
+        Ok(LedgerError::InvalidAsset.code())
+    );
+    for (req, (id, base)) in [(7, holed), (8, [0; 12]), (9, *b"TWELVECHARSX")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut spec = match session_support::instrument(id) {
+            Command::AddInstrument(spec) => spec,
+            c => panic!("{c:?}"),
+        };
+        spec.base = Asset(base);
+        let mut f = Vec::new();
+        encode_frame(
+            template::ADD_INSTRUMENT,
+            &add_instrument_msg(2 + req as u64, &spec),
+            &mut f,
+        );
+        let want = if id == 9 {
+            0
+        } else {
+            RejectReason::InvalidInstrument.code()
+        };
+        assert_eq!(answer(&mut x, &mut s, &f), Ok(want), "instrument {id}");
+    }
+    // Instrument id 0 is no instrument.
+    let mut f = Vec::new();
+    let Command::AddInstrument(spec) = session_support::instrument(0) else {
+        unreachable!()
+    };
+    encode_frame(
+        template::ADD_INSTRUMENT,
+        &add_instrument_msg(9, &spec),
+        &mut f,
+    );
+    assert_eq!(
+        answer(&mut x, &mut s, &f),
+        Ok(RejectReason::InvalidInstrument.code())
+    );
+}

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// One account's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RefAccount {
-    /// Owner (unused by the pure ledger).
+    /// Owner (who may debit and read it; ARCHITECTURE.md "Ledger authorization").
     pub owner: u64,
     /// Asset.
     pub asset: Asset,
@@ -77,7 +77,7 @@ pub struct RefLedger {
     now: u64,
     st: State,
     failed: BTreeSet<u128>,
-    chain: Vec<TransferSpec>,
+    chain: Vec<(TransferSpec, Actor)>,
     accounts_max: usize,
     transfers_max: usize,
     assets_max: usize,
@@ -89,6 +89,14 @@ const PENDING: u16 = TransferFlags::PENDING;
 const POST: u16 = TransferFlags::POST_PENDING;
 const VOID: u16 = TransferFlags::VOID_PENDING;
 const DMNEC: u16 = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+
+/// Whether `actor` acts for the owner of an account (owner 0 is nobody's).
+fn acts_for(actor: &Actor, owner: u64) -> bool {
+    match actor {
+        Actor::Admin => true,
+        Actor::Owners(set) => owner != 0 && set.as_slice().contains(&OwnerId(owner)),
+    }
+}
 const CMNED: u16 = AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
 
 impl RefLedger {
@@ -145,10 +153,11 @@ impl RefLedger {
             Command::Transfer {
                 transfer,
                 batch_end,
+                actor,
             } => {
                 // Expiry runs before every command.
                 self.expire(&mut out);
-                self.chain.push(transfer);
+                self.chain.push((transfer, actor));
                 if transfer.flags.has(LINKED) {
                     if batch_end {
                         self.fail_open_chain(LedgerError::LinkedEventChainOpen, &mut out);
@@ -167,7 +176,9 @@ impl RefLedger {
                 self.expire(&mut out);
                 match other {
                     Command::OpenAccount(spec) => out.push(self.open_account(&spec)),
-                    Command::QueryBalance { account } => out.push(self.query(account)),
+                    Command::QueryBalance { account, actor } => {
+                        out.push(self.query(account, &actor))
+                    }
                     Command::Time { now } => {
                         if now.0 < self.now {
                             out.push(Event::Rejected {
@@ -186,8 +197,12 @@ impl RefLedger {
         out
     }
 
-    fn query(&self, account: AccountId) -> Event {
+    fn query(&self, account: AccountId, actor: &Actor) -> Event {
         match self.st.accounts.get(&account.0) {
+            Some(a) if !acts_for(actor, a.owner) => Event::Rejected {
+                target: RejectTarget::Account(account),
+                reason: RejectReason::NotAuthorized,
+            },
             Some(a) => Event::Balance {
                 account,
                 debits_posted: Amount(a.debits_posted),
@@ -214,6 +229,18 @@ impl RefLedger {
         }
         if f & !AccountFlags::ALL != 0 || (f & DMNEC != 0 && f & CMNED != 0) {
             return reject(LedgerError::FlagsAreMutuallyExclusive);
+        }
+        // An asset is 1..=12 printable ASCII bytes, zero-padded.
+        let text: Vec<u8> = spec
+            .asset
+            .0
+            .iter()
+            .copied()
+            .take_while(|&b| b != 0)
+            .collect();
+        let padded = spec.asset.0[text.len()..].iter().all(|&b| b == 0);
+        if text.is_empty() || !padded || !text.iter().all(u8::is_ascii_graphic) {
+            return reject(LedgerError::InvalidAsset);
         }
         let assets: BTreeSet<Asset> = self.st.accounts.values().map(|a| a.asset).collect();
         if self.st.accounts.len() >= self.accounts_max
@@ -273,7 +300,7 @@ impl RefLedger {
     /// nothing is evaluated, nothing is remembered.
     fn fail_open_chain(&mut self, last: LedgerError, out: &mut Vec<Event>) {
         let n = self.chain.len();
-        for (i, t) in self.chain.drain(..).enumerate() {
+        for (i, (t, _)) in self.chain.drain(..).enumerate() {
             let reason = if i + 1 == n {
                 last
             } else {
@@ -288,20 +315,20 @@ impl RefLedger {
         let chain = std::mem::take(&mut self.chain);
         let before = self.st.clone();
         let mut failure = None;
-        for (i, t) in chain.iter().enumerate() {
-            if let Err(e) = self.create(t) {
+        for (i, (t, actor)) in chain.iter().enumerate() {
+            if let Err(e) = self.create(t, actor) {
                 failure = Some((i, e));
                 break;
             }
         }
         match failure {
-            None => out.extend(chain.iter().map(|t| Event::TransferOk { id: t.id })),
+            None => out.extend(chain.iter().map(|(t, _)| Event::TransferOk { id: t.id })),
             Some((fi, e)) => {
                 self.st = before;
                 if ledger::is_transient(e) {
-                    self.failed.insert(chain[fi].id.0);
+                    self.failed.insert(chain[fi].0.id.0);
                 }
-                for (i, t) in chain.iter().enumerate() {
+                for (i, (t, _)) in chain.iter().enumerate() {
                     let reason = if i == fi {
                         e
                     } else {
@@ -313,13 +340,59 @@ impl RefLedger {
         }
     }
 
+    /// The `not_authorized` rule, from ARCHITECTURE.md "Ledger
+    /// authorization": admin may do anything; otherwise a new transfer needs
+    /// its debit account (if it exists) to be the actor's and to have
+    /// `debits_must_not_exceed_credits`; a post needs that of the resolved
+    /// transfer's debit account, a void that or the resolved transfer's
+    /// credit account being the actor's. Unknown accounts/transfers pass.
+    fn authorized(&self, t: &TransferSpec, actor: &Actor) -> bool {
+        if *actor == Actor::Admin {
+            return true;
+        }
+        let debitable = |id: u128| {
+            self.st
+                .accounts
+                .get(&id)
+                .is_some_and(|a| acts_for(actor, a.owner) && a.flags & DMNEC != 0)
+        };
+        let f = t.flags.0;
+        if f & (POST | VOID) == 0 {
+            return !self.st.accounts.contains_key(&t.debit_account.0)
+                || debitable(t.debit_account.0);
+        }
+        let Some(i) = self.st.find(t.pending_id.0) else {
+            return true;
+        };
+        // A post/void record names its accounts as the client sent them
+        // (maybe 0): its real accounts are those of the transfer it resolved.
+        let mut p = self.st.transfers[i].spec;
+        if p.flags.0 & (POST | VOID) != 0 {
+            let j = self
+                .st
+                .find(p.pending_id.0)
+                .expect("resolved a stored transfer");
+            p = self.st.transfers[j].spec;
+        }
+        debitable(p.debit_account.0)
+            || (f & POST == 0
+                && self
+                    .st
+                    .accounts
+                    .get(&p.credit_account.0)
+                    .is_some_and(|a| acts_for(actor, a.owner)))
+    }
+
     /// Checks one transfer (convention 11 / `TRANSFER_CHECK_ORDER`) and applies it.
-    fn create(&mut self, t: &TransferSpec) -> Result<(), LedgerError> {
+    fn create(&mut self, t: &TransferSpec, actor: &Actor) -> Result<(), LedgerError> {
         use LedgerError as E;
         let id = t.id.0;
         let f = t.flags.0;
         if id == 0 {
             return Err(E::IdMustNotBeZero);
+        }
+        if !self.authorized(t, actor) {
+            return Err(E::NotAuthorized);
         }
         if let Some(i) = self.st.find(id) {
             let e = self.st.transfers[i].spec;

@@ -441,7 +441,12 @@ impl Reference {
         if self.insts.contains_key(&s.id.0) {
             return rej(out, target, RejectReason::InstrumentExists);
         }
-        let invalid = s.tick == 0
+        // Instrument 0 is no instrument; codes must be what text would make.
+        let invalid = s.id.0 == 0
+            || !s.symbol.is_valid()
+            || !s.base.is_valid()
+            || !s.quote.is_valid()
+            || s.tick == 0
             || s.lot_size == 0
             || s.qty_min == 0
             || s.qty_min > s.qty_max
@@ -731,9 +736,9 @@ impl Reference {
                 return End::Done;
             };
             let ok = match t.side {
-                Side::Buy => limit.is_none_or(|l| px <= l) && band.is_none_or(|(_, hi)| px <= hi),
-                Side::Sell => limit.is_none_or(|l| px >= l) && band.is_none_or(|(lo, _)| px >= lo),
-            };
+                Side::Buy => limit.is_none_or(|l| px <= l),
+                Side::Sell => limit.is_none_or(|l| px >= l),
+            } && band.is_none_or(|(lo, hi)| lo <= px && px <= hi);
             if !ok {
                 return End::Done;
             }
@@ -941,7 +946,9 @@ impl Reference {
         // The spec leaves open whether an omitted qty is checked; the engine
         // checks the resulting remaining quantity (a partly filled order left
         // below qty_min cannot be replaced without a valid qty).
-        if new_qty < spec.qty_min || new_qty > spec.qty_max {
+        // A replace that changes nothing is refused as `invalid_qty`
+        // (ARCHITECTURE.md, semantics 17).
+        if (price.is_none() && qty.is_none()) || new_qty < spec.qty_min || new_qty > spec.qty_max {
             return rej(out, target, RejectReason::InvalidQty);
         }
         if new_price.checked_mul(new_qty).is_none() || new_qty.checked_mul(spec.lot_size).is_none()

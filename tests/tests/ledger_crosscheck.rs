@@ -72,7 +72,7 @@ impl Gen {
             now: Timestamp(now),
             command,
         });
-        self.chain_open = matches!(command, Command::Transfer { transfer, batch_end: false } if transfer.flags.has(TransferFlags::LINKED));
+        self.chain_open = matches!(command, Command::Transfer { transfer, batch_end: false, .. } if transfer.flags.has(TransferFlags::LINKED));
         if let Command::Transfer { transfer, .. } = command {
             self.sent.push(transfer);
             if transfer.flags.has(TransferFlags::PENDING) {
@@ -288,18 +288,37 @@ impl Gen {
             18 => AccountFlags::ALL,
             _ => 1 << 5,
         };
+        // Now and then asset bytes that are no code (wire or journal bytes).
+        let asset = match self.rng.below(40) {
+            0 => Asset([0; Asset::LEN]),
+            1 => Asset(*b"US\0D\0\0\0\0\0\0\0\0"),
+            _ => asset(a),
+        };
         Command::OpenAccount(AccountSpec {
             id: AccountId(id),
             owner: OwnerId(self.rng.range(0, 5)),
-            asset: asset(a),
+            asset,
             flags: AccountFlags(flags),
         })
     }
 
+    /// Who acts: mostly admin, often a few owners (0..=4, so sometimes the
+    /// account's owner, sometimes a foreign one, sometimes "nobody").
+    fn actor(&mut self) -> Actor {
+        if self.rng.chance(80) {
+            return Actor::Admin;
+        }
+        let n = self.rng.range(0, 3) as usize;
+        let ids: Vec<OwnerId> = (0..n).map(|_| OwnerId(self.rng.range(0, 4))).collect();
+        Actor::owners(&ids).expect("at most 3 owners")
+    }
+
     fn transfer(&mut self, t: TransferSpec, batch_end: bool) {
+        let actor = self.actor();
         self.push(Command::Transfer {
             transfer: t,
             batch_end,
+            actor,
         });
     }
 
@@ -362,7 +381,8 @@ impl Gen {
             }
             83..=91 => {
                 let a = self.account();
-                self.push(Command::QueryBalance { account: a });
+                let actor = self.actor();
+                self.push(Command::QueryBalance { account: a, actor });
             }
             _ => {
                 let mut t = self.wild();
@@ -388,10 +408,11 @@ fn gen_stream(seed: u64) -> Vec<Input> {
         chain_open: false,
     };
     let d = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+    // Issuers (1, 2, 11) belong to nobody; users 3..=10 to owners 1..=4.
     let open = |id: u128, a: &str, flags: u16| {
         Command::OpenAccount(AccountSpec {
             id: AccountId(id),
-            owner: OwnerId(0),
+            owner: OwnerId(if flags == d { id as u64 % 4 + 1 } else { 0 }),
             asset: asset(a),
             flags: AccountFlags(flags),
         })
@@ -411,6 +432,7 @@ fn gen_stream(seed: u64) -> Vec<Input> {
     for id in 0..=MAX_ACCOUNT {
         g.push(Command::QueryBalance {
             account: AccountId(id as u128),
+            actor: Actor::Admin,
         });
     }
     g.out

@@ -24,18 +24,42 @@ const POST: u16 = TransferFlags::POST_PENDING;
 const VOID: u16 = TransferFlags::VOID_PENDING;
 
 fn open(id: u128, asset: &str, flags: u16) -> Command {
+    open_for(id, 0, asset, flags)
+}
+
+fn open_raw(id: u128, asset: [u8; 12], flags: u16) -> Command {
     Command::OpenAccount(AccountSpec {
         id: AccountId(id),
         owner: OwnerId(0),
+        asset: Asset(asset),
+        flags: AccountFlags(flags),
+    })
+}
+
+fn open_for(id: u128, owner: u64, asset: &str, flags: u16) -> Command {
+    Command::OpenAccount(AccountSpec {
+        id: AccountId(id),
+        owner: OwnerId(owner),
         asset: Asset::from_str_code(asset).unwrap(),
         flags: AccountFlags(flags),
     })
 }
 
+/// A balance query by the operator (admin).
 fn query(account: u128) -> Command {
+    query_as(account, Actor::Admin)
+}
+
+fn query_as(account: u128, actor: Actor) -> Command {
     Command::QueryBalance {
         account: AccountId(account),
+        actor,
     }
+}
+
+/// An actor for these owners.
+fn owners(ids: &[u64]) -> Actor {
+    Actor::owners(&ids.iter().map(|&o| OwnerId(o)).collect::<Vec<_>>()).unwrap()
 }
 
 fn time(now: u64) -> Command {
@@ -44,9 +68,10 @@ fn time(now: u64) -> Command {
     }
 }
 
-/// A transfer under construction (`batch_end` true unless linked).
+/// A transfer under construction (`batch_end` true unless linked; admin
+/// unless `by` names owners).
 #[derive(Clone, Copy)]
-struct T(TransferSpec, bool);
+struct T(TransferSpec, bool, Actor);
 
 fn t(id: u128, dr: u128, cr: u128, amount: u128) -> T {
     T(
@@ -61,6 +86,7 @@ fn t(id: u128, dr: u128, cr: u128, amount: u128) -> T {
             timeout_ns: 0,
         },
         true,
+        Actor::Admin,
     )
 }
 
@@ -101,10 +127,16 @@ impl T {
         self.0.code = c;
         self
     }
+    /// Issued for these owners only.
+    fn by(mut self, ids: &[u64]) -> T {
+        self.2 = owners(ids);
+        self
+    }
     fn c(self) -> Command {
         Command::Transfer {
             transfer: self.0,
             batch_end: self.1,
+            actor: self.2,
         }
     }
 }
@@ -265,6 +297,21 @@ fn open_account_results() {
             // Precedence: id, then exists, then flags.
             (open(0, "USD", D | C), vec![arej(0, E::IdMustNotBeZero)]),
             (open(5, "USD", D | C), vec![arej(5, E::AccountExists)]),
+            // Asset bytes that are no code (from the wire or a journal):
+            // empty, a hole inside, not printable; after the flags check.
+            (open_raw(6, [0; 12], D), vec![arej(6, E::InvalidAsset)]),
+            (
+                open_raw(6, *b"US\0D\0\0\0\0\0\0\0\0", D),
+                vec![arej(6, E::InvalidAsset)],
+            ),
+            (
+                open_raw(6, *b"US\tD\0\0\0\0\0\0\0\0", D),
+                vec![arej(6, E::InvalidAsset)],
+            ),
+            (
+                open_raw(6, [0; 12], D | C),
+                vec![arej(6, E::FlagsAreMutuallyExclusive)],
+            ),
             (open(6, "USD", C), vec![opened(6)]),
             (query(5), vec![bal(5, 0, 0, 0, 0)]),
             (query(7), vec![not_found(7)]),
@@ -1101,6 +1148,7 @@ fn check_order_is_the_documented_one() {
         LinkedEventFailed,
         LinkedEventChainOpen,
         IdMustNotBeZero,
+        NotAuthorized,
         ExistsWithDifferentFlags,
         ExistsWithDifferentPendingId,
         ExistsWithDifferentTimeout,
@@ -1137,7 +1185,7 @@ fn check_order_is_the_documented_one() {
     for e in LedgerError::ALL {
         assert_eq!(
             ledger::TRANSFER_CHECK_ORDER.contains(e),
-            *e != AccountExists,
+            !matches!(e, AccountExists | InvalidAsset),
             "{e:?}"
         );
     }
@@ -1159,6 +1207,183 @@ fn check_order_is_the_documented_one() {
             ExceedsDebits
         ]
     );
+}
+
+// ----- ledger authorization (ARCHITECTURE.md "Ledger authorization") -------
+
+fn not_authorized(account: u128) -> Event {
+    Event::Rejected {
+        target: RejectTarget::Account(AccountId(account)),
+        reason: RejectReason::NotAuthorized,
+    }
+}
+
+/// Owner 1 holds 101 (USD, funded 1000), owner 2 holds 201 (USD); 1 is the
+/// USD issuer (owner 0, no `debits_must_not_exceed_credits`), 102 a credit
+/// line of owner 1 (no limit), 103 owner 1's EUR account.
+fn owners_setup() -> Vec<Step> {
+    vec![
+        (open(1, "USD", 0), vec![opened(1)]),
+        (open_for(101, 1, "USD", D), vec![opened(101)]),
+        (open_for(102, 1, "USD", 0), vec![opened(102)]),
+        (open_for(201, 2, "USD", D), vec![opened(201)]),
+        (t(1, 1, 101, 1000).c(), vec![ok(1)]),
+    ]
+}
+
+fn check_owners(steps: Vec<Step>) {
+    let mut all = owners_setup();
+    all.extend(steps);
+    check_cfg(EngineConfig::small(), &all);
+}
+
+#[test]
+fn a_foreign_debit_is_not_authorized() {
+    check_owners(vec![
+        // Owner 2 moves 777 out of owner 1's account into its own.
+        (
+            t(2, 101, 201, 777).by(&[2]).c(),
+            vec![rej(2, E::NotAuthorized)],
+        ),
+        // A token of several owners, none of them 101's.
+        (
+            t(2, 101, 201, 777).by(&[2, 3, 0]).c(),
+            vec![rej(2, E::NotAuthorized)],
+        ),
+        (query(101), vec![bal(101, 0, 1000, 0, 0)]),
+        // Its own money it may send anywhere (credits need no right).
+        (t(3, 101, 201, 7).by(&[1]).c(), vec![ok(3)]),
+        (t(4, 101, 201, 7).by(&[5, 1]).c(), vec![ok(4)]),
+        (query(201), vec![bal(201, 0, 14, 0, 0)]),
+    ]);
+}
+
+#[test]
+fn a_pending_hold_on_a_foreign_account_is_not_authorized() {
+    check_owners(vec![
+        (
+            t(2, 101, 201, 999).pending(0).by(&[2]).c(),
+            vec![rej(2, E::NotAuthorized)],
+        ),
+        (query(101), vec![bal(101, 0, 1000, 0, 0)]),
+    ]);
+}
+
+#[test]
+fn debiting_an_issuer_or_credit_line_needs_an_admin() {
+    check_owners(vec![
+        // The issuer belongs to nobody.
+        (
+            t(2, 1, 201, 1_000_000_000).by(&[2]).c(),
+            vec![rej(2, E::NotAuthorized)],
+        ),
+        (t(2, 1, 201, 1).by(&[0]).c(), vec![rej(2, E::NotAuthorized)]),
+        // Owner 1's own credit line is unlimited: only an admin draws on it.
+        (
+            t(2, 102, 101, 50).by(&[1]).c(),
+            vec![rej(2, E::NotAuthorized)],
+        ),
+        (t(2, 102, 101, 50).c(), vec![ok(2)]),
+        (t(3, 1, 201, 5).c(), vec![ok(3)]),
+        (query(201), vec![bal(201, 0, 5, 0, 0)]),
+    ]);
+}
+
+#[test]
+fn a_foreign_balance_read_is_not_authorized() {
+    check_owners(vec![
+        (query_as(101, owners(&[2])), vec![not_authorized(101)]),
+        (query_as(1, owners(&[1, 2])), vec![not_authorized(1)]),
+        (query_as(101, owners(&[])), vec![not_authorized(101)]),
+        // Not found comes first; the owner and the admin read it.
+        (query_as(999, owners(&[2])), vec![not_found(999)]),
+        (
+            query_as(101, owners(&[2, 1])),
+            vec![bal(101, 0, 1000, 0, 0)],
+        ),
+        (query(101), vec![bal(101, 0, 1000, 0, 0)]),
+    ]);
+}
+
+#[test]
+fn post_and_void_of_a_foreign_pending_transfer() {
+    check_owners(vec![
+        (t(2, 101, 201, 100).pending(0).by(&[1]).c(), vec![ok(2)]),
+        (t(3, 101, 201, 100).pending(0).by(&[1]).c(), vec![ok(3)]),
+        // A stranger may neither post nor void.
+        (
+            resolve(4, POST, 2, 0).by(&[3]).c(),
+            vec![rej(4, E::NotAuthorized)],
+        ),
+        (
+            resolve(4, VOID, 2, 0).by(&[3]).c(),
+            vec![rej(4, E::NotAuthorized)],
+        ),
+        // The payee may refuse (void) but not take (post) the money.
+        (
+            resolve(4, POST, 2, 0).by(&[2]).c(),
+            vec![rej(4, E::NotAuthorized)],
+        ),
+        (resolve(4, VOID, 2, 0).by(&[2]).c(), vec![ok(4)]),
+        // The payer posts.
+        (resolve(5, POST, 3, 60).by(&[1]).c(), vec![ok(5)]),
+        // Resolving through a resolution record is judged on its accounts.
+        (
+            resolve(6, POST, 5, 0).by(&[3]).c(),
+            vec![rej(6, E::NotAuthorized)],
+        ),
+        (
+            resolve(6, POST, 5, 0).by(&[1]).c(),
+            vec![rej(6, E::PendingTransferNotPending)],
+        ),
+        (query(101), vec![bal(101, 60, 1000, 0, 0)]),
+        (query(201), vec![bal(201, 0, 60, 0, 0)]),
+    ]);
+}
+
+#[test]
+fn not_authorized_burns_no_id_and_reveals_no_transfer() {
+    check_owners(vec![
+        // Owner 2 tries owner 1's next transfer id first: refused, not remembered.
+        (
+            t(7, 101, 201, 10).by(&[2]).c(),
+            vec![rej(7, E::NotAuthorized)],
+        ),
+        (t(7, 101, 201, 10).by(&[1]).c(), vec![ok(7)]),
+        // Probing an existing id through the victim's accounts reveals nothing
+        // (`not_authorized`, not `exists` / `exists_with_different_amount`).
+        (
+            t(7, 101, 201, 10).by(&[2]).c(),
+            vec![rej(7, E::NotAuthorized)],
+        ),
+        (
+            t(7, 101, 201, 11).by(&[2]).c(),
+            vec![rej(7, E::NotAuthorized)],
+        ),
+        // Inside a chain: the chain fails, nothing is remembered.
+        (t(8, 101, 201, 1).linked().by(&[1]).c(), vec![]),
+        (
+            t(9, 101, 201, 1).by(&[2]).c(),
+            vec![rej(8, E::LinkedEventFailed), rej(9, E::NotAuthorized)],
+        ),
+        (t(9, 101, 201, 1).by(&[1]).c(), vec![ok(9)]),
+        (query(101), vec![bal(101, 11, 1000, 0, 0)]),
+    ]);
+}
+
+#[test]
+fn ledger_admin_may_do_all_of_it() {
+    check_owners(vec![
+        (t(2, 101, 201, 777).c(), vec![ok(2)]),
+        (t(3, 101, 201, 100).pending(0).c(), vec![ok(3)]),
+        (resolve(4, POST, 3, 0).c(), vec![ok(4)]),
+        (t(5, 1, 201, 1_000_000_000).c(), vec![ok(5)]),
+        (query(101), vec![bal(101, 877, 1000, 0, 0)]),
+        (
+            query_as(201, Actor::Admin),
+            vec![bal(201, 0, 1_000_000_877, 0, 0)],
+        ),
+    ]);
 }
 
 // ----- a rejected transfer changes nothing ---------------------------------

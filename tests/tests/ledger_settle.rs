@@ -72,6 +72,7 @@ impl Run {
     fn balance(&mut self, account: u128) -> (u128, u128, u128, u128) {
         match self.apply(Command::QueryBalance {
             account: AccountId(account),
+            actor: Actor::Admin,
         })[..]
         {
             [Event::Balance {
@@ -104,6 +105,7 @@ fn transfer(id: u128, dr: u128, cr: u128, amount: u128) -> Command {
             timeout_ns: 0,
         },
         batch_end: true,
+        actor: Actor::Admin,
     }
 }
 

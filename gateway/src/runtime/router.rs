@@ -168,7 +168,7 @@ impl PartitionMap {
                 )
             }
             Command::OpenAccount(a) => Route::One(self.account(a.id), command),
-            Command::QueryBalance { account } => Route::One(self.account(account), command),
+            Command::QueryBalance { account, .. } => Route::One(self.account(account), command),
             Command::Transfer { transfer, .. } => {
                 let resolves = transfer.flags.0
                     & (engine::TransferFlags::POST_PENDING | engine::TransferFlags::VOID_PENDING)
@@ -245,6 +245,7 @@ mod tests {
                 timeout_ns: 0,
             },
             batch_end: true,
+            actor: engine::Actor::Admin,
         };
         assert!(matches!(m.route(t(10, 11)), Ok(Route::One(1, _))));
         assert_eq!(m.route(t(10, 20)), Err(RouteError::CrossPartition(1, 1, 2)));
