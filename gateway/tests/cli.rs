@@ -525,3 +525,59 @@ fn pipelined_orders_beyond_the_flow_control_windows_are_all_answered() {
         "stalled: not every order was answered within 30 s"
     );
 }
+
+#[test]
+fn serve_logs_carry_no_colour_codes_when_redirected() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bourse(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-metrics",
+        "--data-dir",
+    ])
+    .arg(dir.path())
+    .env("BOURSE_LOG", "trace")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // The first line names the address; a client's visit makes the server log.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first.trim().rsplit(' ').next().unwrap().to_string();
+    let out = run({
+        let mut c = bourse(&["orders", "--server", &addr, "--data-dir"]);
+        c.arg(dir.path());
+        c
+    });
+    assert!(out.status.success(), "{first}: {}", text(&out.stderr));
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("TRACE"),
+        "trace logging printed nothing: {err}"
+    );
+    assert!(
+        !err.contains('\x1b'),
+        "ANSI escapes in redirected logs: {err:.400}"
+    );
+}
