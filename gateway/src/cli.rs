@@ -1,41 +1,308 @@
 //! The client subcommands of the `bourse` binary (`order`, `cancel`,
 //! `replace`, `orders`, `transfer`, `balance`, `account open`,
-//! `instrument add`) and `serve`'s argument set: each connects with
-//! `gateway::client`, sends one request, prints what comes back as
-//! human-readable lines (or JSON lines with `--json`), and exits.
+//! `instrument add`) and what they share with `feed` (`ServerArgs`: where
+//! the server is, how to log in): each connects with `gateway::client`,
+//! sends one request, prints what comes back as human-readable lines (or
+//! JSON lines with `--json`), logs out and exits.
 //!
 //! Defaults need no flags on the server's machine: the certificate and the
 //! operator token are read from `./bourse-data` (or `--data-dir`), the
-//! server is `127.0.0.1:7070`, symbols are resolved with the server's
-//! `instruments.json`. The CLI keeps one resumable session per data
-//! directory (`cli.session`: session id and last report seq), so `bourse
-//! orders` sees the orders earlier commands placed while the server runs.
+//! server is `127.0.0.1:7070` (`--server` takes `HOST:PORT`, names
+//! resolved, IPv4 first), symbols are resolved with the server's
+//! `instruments.json`.
 //!
-//! Invariants: exit status 0 when the request was answered (even if the
-//! engine rejected it: the rejection is printed), 1 when the server cannot
-//! be reached or the login is refused.
+//! Invariants:
+//! - One fresh session per invocation (random session id, request numbers
+//!   from 1): commands run in parallel never share a session, and a command
+//!   prints only the execution reports of its own request and of orders it
+//!   placed (other sessions' reports routed to the same owner are not its
+//!   output). Open orders are answered by the engine, so `orders` needs no
+//!   client-side state; the CLI writes no file.
+//! - The login token comes from `--token` (visible in `ps`: discouraged),
+//!   `--token-file`, `BOURSE_TOKEN`, or the data directory's operator token,
+//!   in that order; it is never printed, logged, or shown by `Debug`.
+//! - Exit status 0 when the request was answered (even if the engine
+//!   rejected it: the rejection is printed), 1 when the server cannot be
+//!   reached within `CONNECT_BUDGET` (the message names the address) or the
+//!   login is refused, 2 when the arguments cannot work (clap).
 
-use crate::client::{self, Client, ClientConfig, Reply};
-use crate::identity::{load_client_identity, DEFAULT_DATA_DIR};
-use crate::wire::{self, *};
+use crate::client::{self, Client, ClientConfig, ClientError, Reply};
+use crate::identity::{load_client_identity, IdentityError, DEFAULT_DATA_DIR, TOKEN_FILE};
+use crate::net::{self, ResolveError};
+use crate::wire::*;
 use engine::Side;
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The environment variable client commands read the login token from
+/// (after `--token` and `--token-file`).
+pub const TOKEN_ENV: &str = "BOURSE_TOKEN";
+
+/// How long a command tries to reach the server (all resolved addresses
+/// together) before it gives up: well under the 5 s a user waits.
+pub const CONNECT_BUDGET: Duration = Duration::from_secs(3);
+
+/// How long a command waits for the answer to its request.
+const ANSWER_LIMIT: Duration = Duration::from_secs(10);
+
+/// A login token: `Debug` prints `<redacted>`, so argument dumps and logs
+/// never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The token itself (to send it, never to print it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+/// Why a client command failed (printed as `bourse: {error}`).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The certificate (or operator token) could not be read.
+    #[error("{0} (start the server with `bourse serve`, or pass --data-dir)")]
+    Identity(#[from] IdentityError),
+    /// No token from any source.
+    #[error(
+        "no login token: pass --token-file PATH, set {TOKEN_ENV}, or use a --data-dir holding the operator token"
+    )]
+    NoToken,
+    /// The token file could not be read, or holds no token.
+    #[error("token file {}: {source}", path.display())]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// `--server` does not resolve.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// No address of the server answered in time.
+    #[error("cannot reach {server} ({addr}): no answer within {} s (is `bourse serve` running there?)", CONNECT_BUDGET.as_secs())]
+    Unreachable {
+        /// What the user named.
+        server: String,
+        /// The last address tried.
+        addr: SocketAddr,
+    },
+    /// The order-entry connection failed or the login was refused.
+    #[error("server {server} ({addr}): {source}")]
+    Server {
+        /// What the user named.
+        server: String,
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        source: ClientError,
+    },
+    /// The market-data connection failed.
+    #[error("market data from {server} ({addr}): {source}")]
+    Feed {
+        /// What the user named.
+        server: String,
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        source: crate::md::MdError,
+    },
+    /// The market-data server ended the subscription with an error code.
+    #[error("market data from {server}: refused ({})", md_close_name(*code))]
+    FeedRefused {
+        /// What the user named.
+        server: String,
+        /// `md::md_close` code.
+        code: u32,
+    },
+    /// The request was sent and nothing answered it.
+    #[error("no answer from {server} within {} s", ANSWER_LIMIT.as_secs())]
+    NoAnswer {
+        /// What the user named.
+        server: String,
+    },
+    /// A symbol or instrument id the symbol table does not have.
+    #[error("unknown instrument {name} (known: {known}); pass a listed symbol or its numeric id")]
+    UnknownInstrument {
+        /// What the user named.
+        name: String,
+        /// The table's symbols with their ids.
+        known: String,
+    },
+    /// A symbol or asset code that cannot be sent.
+    #[error("{value:?}: 1..={max} printable ASCII characters")]
+    BadCode {
+        /// What the user gave.
+        value: String,
+        /// The field's width.
+        max: usize,
+    },
+    /// The async runtime could not start.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+fn md_close_name(code: u32) -> String {
+    use crate::md::md_close;
+    match code {
+        md_close::UNAUTHORIZED => "unauthorized: unknown token or no read permission".into(),
+        md_close::PROTOCOL => "protocol error".into(),
+        md_close::SLOW_CONSUMER => "slow consumer".into(),
+        md_close::FULL => "too many subscribers".into(),
+        c => format!("code {c}"),
+    }
+}
+
+/// Where the server is and how to log in (every client command and `feed`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Data directory holding the server's certificate (and, on the
+    /// server's machine, the operator token and the symbol table).
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Server address, HOST:PORT (a name such as localhost, or an IP address).
+    #[arg(long, default_value = "127.0.0.1:7070", value_name = "HOST:PORT")]
+    pub server: String,
+    /// Read the login token from this file (keep it mode 0600). Without
+    /// --token / --token-file: $BOURSE_TOKEN, else the data directory's
+    /// operator token.
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// Login token. Visible to every local user in `ps` and kept in shell
+    /// history: prefer --token-file or $BOURSE_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<Secret>,
+}
+
+impl ServerArgs {
+    /// The login token: `--token`, else `--token-file`, else `BOURSE_TOKEN`,
+    /// else the data directory's operator token (`operator`).
+    pub fn login_token(&self, operator: Option<String>) -> Result<Secret, CliError> {
+        if let Some(t) = &self.token {
+            return Ok(t.clone());
+        }
+        if let Some(path) = &self.token_file {
+            return read_token_file(path);
+        }
+        if let Some(t) = std::env::var_os(TOKEN_ENV) {
+            let t = t.to_string_lossy().trim().to_string();
+            if !t.is_empty() {
+                return Ok(Secret(t));
+            }
+        }
+        operator.map(Secret).ok_or(CliError::NoToken)
+    }
+
+    /// The resolved addresses, IPv4 first.
+    pub fn addrs(&self) -> Result<Vec<SocketAddr>, CliError> {
+        Ok(net::resolve(&self.server)?)
+    }
+
+    /// Opens a fresh order-entry session on the first address that answers.
+    pub async fn connect(&self, cert_der: &[u8], token: &Secret) -> Result<Client, CliError> {
+        let r = connect_first(
+            &self.addrs()?,
+            |addr, limit| {
+                let mut cfg = ClientConfig::new(addr, cert_der.to_vec(), token.expose().into());
+                cfg.connect_timeout = limit;
+                async move { Client::connect(&cfg).await }
+            },
+            |e| matches!(e, ClientError::LoginRejected(_) | ClientError::BadToken),
+        )
+        .await;
+        r.map_err(|(addr, e)| match e {
+            None | Some(ClientError::Timeout(_)) => CliError::Unreachable {
+                server: self.server.clone(),
+                addr,
+            },
+            Some(source) => CliError::Server {
+                server: self.server.clone(),
+                addr,
+                source,
+            },
+        })
+    }
+}
+
+/// Reads a token file: the first line, trimmed. Warns (once, on stderr)
+/// when others may read it.
+fn read_token_file(path: &Path) -> Result<Secret, CliError> {
+    let err = |source| CliError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let s = std::fs::read_to_string(path).map_err(err)?;
+    #[cfg(unix)]
+    if let Ok(m) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "bourse: warning: token file {} is readable by others (mode {mode:04o}); chmod 600 it",
+                path.display()
+            );
+        }
+    }
+    let t = s.lines().next().unwrap_or("").trim();
+    if t.is_empty() {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "empty",
+        )));
+    }
+    Ok(Secret(t.to_string()))
+}
+
+/// Tries `connect` on each address in turn, sharing `CONNECT_BUDGET`, and
+/// returns the first success; stops early on an error `fatal` says no
+/// other address would fix (a refused login). The error names the last
+/// address tried, with `None` when it timed out.
+pub(crate) async fn connect_first<T, E, F, Fut>(
+    addrs: &[SocketAddr],
+    mut connect: F,
+    fatal: impl Fn(&E) -> bool,
+) -> Result<T, (SocketAddr, Option<E>)>
+where
+    F: FnMut(SocketAddr, Duration) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + CONNECT_BUDGET;
+    let mut last = None;
+    for (i, &addr) in addrs.iter().enumerate() {
+        let share = deadline.saturating_duration_since(Instant::now()) / (addrs.len() - i) as u32;
+        match tokio::time::timeout(share, connect(addr, share)).await {
+            Ok(Ok(t)) => return Ok(t),
+            Ok(Err(e)) if fatal(&e) => return Err((addr, Some(e))),
+            Ok(Err(e)) => last = Some((addr, Some(e))),
+            Err(_) => last = Some((addr, None)),
+        }
+    }
+    // `net::resolve` never returns an empty list.
+    Err(last.expect("at least one address"))
+}
 
 /// Connection options shared by the client subcommands.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnArgs {
-    /// Data directory holding the server's certificate and operator token.
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    pub server: SocketAddr,
-    /// Login token (default: the operator token in the data directory).
-    #[arg(long)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    /// Server and login.
+    pub target: ServerArgs,
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -101,7 +368,8 @@ pub enum ClientCommand {
         #[arg(long)]
         order_id: u64,
     },
-    /// Change an order's price and/or quantity.
+    /// Change an order's price and/or quantity (at least one of them).
+    #[command(group(clap::ArgGroup::new("change").args(["price", "qty"]).required(true).multiple(true)))]
     Replace {
         #[command(flatten)]
         conn: ConnArgs,
@@ -115,7 +383,7 @@ pub enum ClientCommand {
         #[arg(long)]
         qty: Option<u64>,
     },
-    /// List open orders known to the CLI's session.
+    /// List open orders (of every owner the token acts for).
     Orders {
         #[command(flatten)]
         conn: ConnArgs,
@@ -195,8 +463,8 @@ pub enum InstrumentCommand {
     Add {
         #[command(flatten)]
         conn: ConnArgs,
-        /// Instrument id.
-        #[arg(long)]
+        /// Instrument id (1 or more).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         id: u32,
         /// Symbol (e.g. SOL-USD).
         #[arg(long)]
@@ -228,35 +496,32 @@ pub enum InstrumentCommand {
     },
 }
 
-/// Resolves a symbol (or numeric id) with the data directory's symbol table.
-pub fn resolve_symbol(data_dir: &Path, symbol: &str) -> Result<u32, String> {
-    if let Ok(id) = symbol.parse::<u32>() {
-        return Ok(id);
-    }
+/// Resolves an instrument symbol (or numeric id) with the data
+/// directory's symbol table. With `must_exist` a numeric id must be in the
+/// table too, when the table can be trusted: it exists, or the directory is
+/// the server's own (it holds the operator token). `feed` needs this: the
+/// market-data server answers any id, with an empty book.
+pub fn resolve_instrument(data_dir: &Path, name: &str, must_exist: bool) -> Result<u32, CliError> {
     let table = crate::demo::read_symbols(data_dir);
-    table.get(symbol).copied().ok_or_else(|| {
-        let known: Vec<&str> = table.keys().map(String::as_str).collect();
-        format!(
-            "unknown symbol {symbol} (known: {}); pass the numeric instrument id instead",
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        )
+    let trusted =
+        data_dir.join(crate::demo::SYMBOLS_FILE).exists() || data_dir.join(TOKEN_FILE).exists();
+    let found = match name.parse::<u32>() {
+        Ok(id) if !must_exist || !trusted || table.values().any(|&v| v == id) => Some(id),
+        Ok(_) => None,
+        Err(_) => table.get(name).copied(),
+    };
+    found.ok_or_else(|| CliError::UnknownInstrument {
+        name: name.to_string(),
+        known: if table.is_empty() {
+            "none".to_string()
+        } else {
+            table
+                .iter()
+                .map(|(k, v)| format!("{k} ({v})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
     })
-}
-
-const CLI_SESSION_FILE: &str = "cli.session";
-
-fn load_cli_session(data_dir: &Path) -> Option<(u64, u64)> {
-    let s = std::fs::read_to_string(data_dir.join(CLI_SESSION_FILE)).ok()?;
-    let mut it = s.split_whitespace();
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
-
-fn save_cli_session(data_dir: &Path, id: u64, last: u64) {
-    let _ = std::fs::write(data_dir.join(CLI_SESSION_FILE), format!("{id} {last}\n"));
 }
 
 fn symbol_of(data_dir: &Path, id: u32) -> Option<String> {
@@ -389,6 +654,17 @@ fn is_final(r: &Reply, request: u64) -> bool {
     }
 }
 
+/// Whether a reply is this command's output. Reports routed to the session
+/// because they concern one of its owners (another session's orders) are
+/// not; those of its own request, and later ones about an order it placed
+/// (flagged `REPORT_OWN_REQUEST`), are.
+fn is_own(r: &Reply, request: u64) -> bool {
+    match r {
+        Reply::Report(rep) => rep.request == request || rep.flags & REPORT_OWN_REQUEST != 0,
+        _ => true,
+    }
+}
+
 impl ClientCommand {
     /// The connection options of the subcommand.
     pub fn conn(&self) -> &ConnArgs {
@@ -411,18 +687,12 @@ impl ClientCommand {
 
 /// Runs one client subcommand against a server; returns the exit status.
 pub fn run_client<W: Write>(cmd: &ClientCommand, out: &mut W) -> u8 {
-    let conn = cmd.conn();
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let r = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("bourse: {e}");
-            return 1;
-        }
-    };
-    match rt.block_on(run_async(conn, cmd, out)) {
+        .map_err(CliError::Runtime)
+        .and_then(|rt| rt.block_on(run_async(cmd.conn(), cmd, out)));
+    match r {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("bourse: {e}");
@@ -431,38 +701,22 @@ pub fn run_client<W: Write>(cmd: &ClientCommand, out: &mut W) -> u8 {
     }
 }
 
-async fn run_async<W: Write>(
-    conn: &ConnArgs,
-    cmd: &ClientCommand,
-    out: &mut W,
-) -> Result<(), String> {
-    let id = load_client_identity(&conn.data_dir)
-        .map_err(|e| format!("{e} (start the server with `bourse serve`, or pass --data-dir)"))?;
-    let token = conn
-        .token
-        .clone()
-        .or(id.operator_token.clone())
-        .ok_or("no --token and no operator token in the data directory")?;
-    let mut cfg = ClientConfig::new(conn.server, id.cert_der, token);
-    if conn.token.is_none() {
-        if let Some((sid, last)) = load_cli_session(&conn.data_dir) {
-            cfg.session_id = sid;
-            cfg.resume_after = last;
-        }
-    }
-    // A stale resume (the server restarted) is refused: start afresh.
-    let mut c = match Client::connect(&cfg).await {
-        Ok(c) => c,
-        Err(client::ClientError::LoginRejected(wire::login_reject::SESSION_MISMATCH)) => {
-            cfg = ClientConfig::new(cfg.addr, cfg.cert_der.clone(), cfg.token.clone());
-            Client::connect(&cfg).await.map_err(|e| e.to_string())?
-        }
-        Err(e) => return Err(e.to_string()),
-    };
-    // Reports replayed from earlier commands are not this command's output.
-    let skip_upto = c.login().last_report_seq;
-    let owner = conn.owner;
-    let request = match cmd {
+/// One request, checked and encoded before connecting (bad input costs no
+/// connection).
+#[derive(Debug)]
+enum Request {
+    Order(NewOrderMsg),
+    Cancel(u64),
+    Replace { order_id: u64, price: u64, qty: u64 },
+    Orders,
+    Transfer(TransferRecord),
+    Balance(u128),
+    OpenAccount { id: u128, asset: String, flags: u16 },
+    AddInstrument(AddInstrumentMsg),
+}
+
+fn request_of(conn: &ConnArgs, cmd: &ClientCommand) -> Result<Request, CliError> {
+    Ok(match cmd {
         ClientCommand::Order {
             symbol,
             side,
@@ -473,7 +727,7 @@ async fn run_async<W: Write>(
             post_only,
             ..
         } => {
-            let instrument = resolve_symbol(&conn.data_dir, symbol)?;
+            let instrument = resolve_instrument(&conn.target.data_dir, symbol, false)?;
             let side = match side {
                 SideArg::Buy => Side::Buy,
                 SideArg::Sell => Side::Sell,
@@ -483,7 +737,7 @@ async fn run_async<W: Write>(
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| d.as_micros() as u64)
             });
-            let mut m = client::limit(owner, instrument, side, price.unwrap_or(0), *qty, coid);
+            let mut m = client::limit(conn.owner, instrument, side, price.unwrap_or(0), *qty, coid);
             if price.is_none() {
                 m.order_type = 1;
             }
@@ -495,16 +749,20 @@ async fn run_async<W: Write>(
             if *post_only {
                 m.flags |= ORDER_POST_ONLY;
             }
-            c.order(m)
+            Request::Order(m)
         }
-        ClientCommand::Cancel { order_id, .. } => c.cancel(owner, *order_id),
+        ClientCommand::Cancel { order_id, .. } => Request::Cancel(*order_id),
         ClientCommand::Replace {
             order_id,
             price,
             qty,
             ..
-        } => c.replace(owner, *order_id, price.unwrap_or(0), qty.unwrap_or(0)),
-        ClientCommand::Orders { .. } => c.query_open_orders(0),
+        } => Request::Replace {
+            order_id: *order_id,
+            price: price.unwrap_or(0),
+            qty: qty.unwrap_or(0),
+        },
+        ClientCommand::Orders { .. } => Request::Orders,
         ClientCommand::Transfer {
             id,
             debit,
@@ -529,7 +787,7 @@ async fn run_async<W: Write>(
                 flags |= engine::TransferFlags::VOID_PENDING;
                 pending_id = *p;
             }
-            c.transfer_batch(&[TransferRecord {
+            Request::Transfer(TransferRecord {
                 id: u128_bytes(*id),
                 debit_account: u128_bytes(*debit),
                 credit_account: u128_bytes(*credit),
@@ -539,9 +797,9 @@ async fn run_async<W: Write>(
                 code: *code,
                 flags,
                 reserved: 0,
-            }])
+            })
         }
-        ClientCommand::Balance { account, .. } => c.query_balance(*account),
+        ClientCommand::Balance { account, .. } => Request::Balance(*account),
         ClientCommand::Account {
             command:
                 AccountCommand::Open {
@@ -551,12 +809,16 @@ async fn run_async<W: Write>(
                     ..
                 },
         } => {
-            let flags = if *allow_overdraft {
-                0
-            } else {
-                engine::AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
-            };
-            c.open_account(*id, owner, asset, flags)
+            copy_code(&mut [0u8; 12], asset)?;
+            Request::OpenAccount {
+                id: *id,
+                asset: asset.clone(),
+                flags: if *allow_overdraft {
+                    0
+                } else {
+                    engine::AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+                },
+            }
         }
         ClientCommand::Instrument {
             command:
@@ -587,57 +849,114 @@ async fn run_async<W: Write>(
             copy_code(&mut m.symbol, symbol)?;
             copy_code(&mut m.base, base)?;
             copy_code(&mut m.quote, quote)?;
-            c.add_instrument(m)
+            Request::AddInstrument(m)
         }
+    })
+}
+
+/// Queues `r` on `c`; returns its request number.
+fn queue(c: &mut Client, owner: u64, r: Request) -> u64 {
+    match r {
+        Request::Order(m) => c.order(m),
+        Request::Cancel(order_id) => c.cancel(owner, order_id),
+        Request::Replace {
+            order_id,
+            price,
+            qty,
+        } => c.replace(owner, order_id, price, qty),
+        Request::Orders => c.query_open_orders(0),
+        Request::Transfer(t) => c.transfer_batch(&[t]),
+        Request::Balance(a) => c.query_balance(a),
+        Request::OpenAccount { id, asset, flags } => c.open_account(id, owner, &asset, flags),
+        Request::AddInstrument(m) => c.add_instrument(m),
+    }
+}
+
+async fn run_async<W: Write>(
+    conn: &ConnArgs,
+    cmd: &ClientCommand,
+    out: &mut W,
+) -> Result<(), CliError> {
+    let target = &conn.target;
+    let req = request_of(conn, cmd)?;
+    let id = load_client_identity(&target.data_dir)?;
+    let token = target.login_token(id.operator_token)?;
+    let mut c = target.connect(&id.cert_der, &token).await?;
+    let addr = c.connection().remote_address();
+    let server_err = |source| CliError::Server {
+        server: target.server.clone(),
+        addr,
+        source,
     };
-    c.flush().await.map_err(|e| e.to_string())?;
+    let request = queue(&mut c, conn.owner, req);
+    c.flush().await.map_err(server_err)?;
     let mut p = Printer {
         out,
         json: conn.json,
-        data_dir: conn.data_dir.clone(),
+        data_dir: target.data_dir.clone(),
     };
     // Orders, cancels and replaces are answered by execution reports: print
-    // those of this request, then whatever else arrives within a short quiet
-    // period (the rest of the same engine input arrives together).
+    // those of this request, then whatever else of ours arrives within a
+    // short quiet period (the rest of the same engine input arrives together).
     let quiet = Duration::from_millis(150);
     let mut seen_own = false;
     loop {
-        let wait = if seen_own {
-            quiet
-        } else {
-            Duration::from_secs(10)
-        };
-        let Some(r) = c.next_timeout(wait).await.map_err(|e| e.to_string())? else {
+        let wait = if seen_own { quiet } else { ANSWER_LIMIT };
+        let Some(r) = c.next_timeout(wait).await.map_err(server_err)? else {
             if !seen_own {
-                return Err("no answer from the server within 10 s".into());
+                return Err(CliError::NoAnswer {
+                    server: target.server.clone(),
+                });
             }
             break;
         };
-        if let Reply::Report(rep) = &r {
-            if rep.report_seq <= skip_upto {
-                continue;
-            }
-            if rep.request == request {
-                seen_own = true;
-            }
+        if !is_own(&r, request) {
+            continue;
+        }
+        if matches!(&r, Reply::Report(rep) if rep.request == request) {
+            seen_own = true;
         }
         p.reply(&r);
         if is_final(&r, request) {
             break;
         }
     }
-    if conn.token.is_none() {
-        save_cli_session(&conn.data_dir, cfg.session_id, c.last_report_seq());
-    }
-    // Leave without logging out: the session stays resumable for the next command.
-    c.disconnect().await;
+    // Nothing resumes a CLI session: log out so the server forgets it now.
+    c.close().await;
     Ok(())
 }
 
-fn copy_code<const N: usize>(dst: &mut [u8; N], s: &str) -> Result<(), String> {
+fn copy_code<const N: usize>(dst: &mut [u8; N], s: &str) -> Result<(), CliError> {
     if s.is_empty() || s.len() > N || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!("{s:?}: 1..={N} printable ASCII characters"));
+        return Err(CliError::BadCode {
+            value: s.to_string(),
+            max: N,
+        });
     }
     dst[..s.len()].copy_from_slice(s.as_bytes());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let s: Secret = "hunter2-token".parse().unwrap();
+        assert_eq!(format!("{s:?}"), "<redacted>");
+        let a = ServerArgs {
+            data_dir: "d".into(),
+            server: "localhost:7070".into(),
+            token_file: None,
+            token: Some(s),
+        };
+        assert!(!format!("{a:?}").contains("hunter2"));
+        let cfg = ClientConfig::new(
+            "127.0.0.1:1".parse().unwrap(),
+            Vec::new(),
+            "hunter2-token".into(),
+        );
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
 }

@@ -33,7 +33,13 @@
 //! numbers increase strictly per session (continuing after the server's
 //! `last_request` on resume); `last_report_seq` is the newest execution
 //! report received, which is what to pass as `resume_after` when
-//! reconnecting.
+//! reconnecting. `flush` keeps reading replies (into the frame reader, for
+//! `next`) while its write waits for flow-control credit: the server stops
+//! reading while its own write to us is blocked, so a client that only
+//! writes would wait on a server that only writes (the deadlock that kept
+//! `quic_bench`'s pipelined run from finishing). What it buffers that way
+//! is bounded by the replies to what the caller chose to send. The token
+//! never appears in `Debug` output (nor, therefore, in logs).
 
 use crate::identity::SERVER_NAME;
 use crate::net::{self, NetError, Tuning};
@@ -45,7 +51,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How to reach and log in to a server.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Server address.
     pub addr: SocketAddr,
@@ -61,6 +67,24 @@ pub struct ClientConfig {
     pub cancel_on_disconnect: bool,
     /// Transport settings.
     pub tuning: Tuning,
+    /// Give up on the handshake and login after this long (an unanswered
+    /// QUIC handshake would otherwise wait for the idle timeout).
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("addr", &self.addr)
+            .field("cert_bytes", &self.cert_der.len())
+            .field("token", &"<redacted>")
+            .field("session_id", &self.session_id)
+            .field("resume_after", &self.resume_after)
+            .field("cancel_on_disconnect", &self.cancel_on_disconnect)
+            .field("tuning", &self.tuning)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -79,9 +103,13 @@ impl ClientConfig {
             resume_after: 0,
             cancel_on_disconnect: false,
             tuning: Tuning::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
+
+/// `ClientConfig::connect_timeout` unless changed.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +141,9 @@ pub enum ClientError {
     /// The server ended the stream before answering the login.
     #[error("the server closed the stream")]
     Closed,
+    /// No handshake and login within `ClientConfig::connect_timeout`.
+    #[error("no answer within {} ms (is a server running there?)", .0.as_millis())]
+    Timeout(Duration),
 }
 
 /// The name of a login reject code.
@@ -163,6 +194,9 @@ pub struct Client {
     last_write_ms: Arc<AtomicU64>,
     epoch: Instant,
     heartbeat: tokio::task::JoinHandle<()>,
+    /// The server finished its stream (seen while flushing; `next` reports it
+    /// once the frames read before it are consumed).
+    recv_ended: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -204,8 +238,14 @@ fn decode_reply(h: &Header, body: &[u8]) -> Result<Option<Reply>, ClientError> {
 }
 
 impl Client {
-    /// Connects, logs in and waits for the answer.
+    /// Connects, logs in and waits for the answer, within `cfg.connect_timeout`.
     pub async fn connect(cfg: &ClientConfig) -> Result<Client, ClientError> {
+        tokio::time::timeout(cfg.connect_timeout, Self::connect_now(cfg))
+            .await
+            .unwrap_or(Err(ClientError::Timeout(cfg.connect_timeout)))
+    }
+
+    async fn connect_now(cfg: &ClientConfig) -> Result<Client, ClientError> {
         let token = token_bytes(&cfg.token).ok_or(ClientError::BadToken)?;
         let qc = net::client_config(&cfg.cert_der, wire::ALPN, &cfg.tuning)?;
         let endpoint = net::client_endpoint(cfg.addr, qc, &cfg.tuning)?;
@@ -280,6 +320,7 @@ impl Client {
             last_write_ms,
             epoch,
             heartbeat,
+            recv_ended: false,
         })
     }
 
@@ -453,14 +494,34 @@ impl Client {
         self.out.len()
     }
 
-    /// Writes everything queued as one stream write.
+    /// Writes everything queued as one stream write; replies that arrive
+    /// meanwhile are kept for `next` (see the module invariants).
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         if self.out.is_empty() {
             return Ok(());
         }
         {
             let mut s = self.send.lock().await;
-            s.write_all(&self.out).await?;
+            let write = s.write_all(&self.out);
+            tokio::pin!(write);
+            loop {
+                if self.recv_ended {
+                    (&mut write).await?;
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    r = &mut write => {
+                        r?;
+                        break;
+                    }
+                    // Cancel-safe: a chunk is either returned or left in the stream.
+                    r = self.recv.read_chunk(64 << 10, true) => match r? {
+                        Some(c) => self.reader.push(&c.bytes),
+                        None => self.recv_ended = true,
+                    },
+                }
+            }
         }
         self.out.clear();
         self.last_write_ms
@@ -479,6 +540,9 @@ impl Client {
                     }
                     return Ok(Some(r));
                 }
+            }
+            if self.recv_ended {
+                return Ok(None);
             }
             match self.recv.read_chunk(64 << 10, true).await {
                 Ok(Some(c)) => self.reader.push(&c.bytes),
@@ -633,29 +697,43 @@ pub fn ord_status_name(s: u8) -> &'static str {
     }
 }
 
-/// One human-readable line for a report (`symbol` names the instrument if known).
+/// One human-readable line for a report (`symbol` names the instrument if
+/// known). Only what the report knows is printed: a reject of an unknown
+/// order has no instrument, side, quantity or price (instrument 0), a new
+/// order's reject has no order id yet, and a market order has no price.
 pub fn describe_report(r: &ExecutionReport, symbol: Option<&str>) -> String {
-    let instrument = symbol
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("instrument {}", r.instrument));
-    let side = if r.side == 1 { "sell" } else { "buy" };
+    use std::fmt::Write as _;
     let mut s = format!(
-        "#{} {} order {} (coid {}, owner {}) {} {} {} @ {}",
+        "#{} {}",
         r.report_seq,
-        exec_type_name(r.exec_type).to_uppercase(),
-        r.order_id,
-        r.client_order_id,
-        r.owner,
-        instrument,
-        side,
-        r.order_qty,
-        r.price
+        exec_type_name(r.exec_type).to_uppercase()
     );
+    if r.order_id != 0 {
+        let _ = write!(s, " order {}", r.order_id);
+    }
+    if r.client_order_id != 0 {
+        let _ = write!(s, " (coid {}, owner {})", r.client_order_id, r.owner);
+    } else {
+        let _ = write!(s, " (owner {})", r.owner);
+    }
+    let known = r.instrument != 0;
+    if known {
+        let instrument = symbol
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("instrument {}", r.instrument));
+        let side = if r.side == 1 { "sell" } else { "buy" };
+        let _ = write!(s, " {instrument} {side} {}", r.order_qty);
+        if r.price == 0 {
+            s.push_str(" at market");
+        } else {
+            let _ = write!(s, " @ {}", r.price);
+        }
+    }
     if r.exec_type == exec_type::TRADE {
-        s.push_str(&format!(" | filled {} @ {}", r.last_qty, r.last_px));
+        let _ = write!(s, " | filled {} @ {}", r.last_qty, r.last_px);
     }
     if r.exec_type == exec_type::REJECTED {
-        s.push_str(&format!(" | reason {}", reject_name(r.reject_code)));
+        let _ = write!(s, " | reason {}", reject_name(r.reject_code));
     }
     if r.cancel_reason != CANCEL_REASON_NONE
         && matches!(
@@ -663,17 +741,12 @@ pub fn describe_report(r: &ExecutionReport, symbol: Option<&str>) -> String {
             exec_type::CANCELED | exec_type::EXPIRED | exec_type::STP_REDUCED
         )
     {
-        s.push_str(&format!(
-            " | reason {}",
-            cancel_reason_name(r.cancel_reason)
-        ));
+        let _ = write!(s, " | reason {}", cancel_reason_name(r.cancel_reason));
     }
-    s.push_str(&format!(
-        " | cum {} leaves {} | {}",
-        r.cum_qty,
-        r.leaves_qty,
-        ord_status_name(r.ord_status)
-    ));
+    if known {
+        let _ = write!(s, " | cum {} leaves {}", r.cum_qty, r.leaves_qty);
+    }
+    let _ = write!(s, " | {}", ord_status_name(r.ord_status));
     s
 }
 

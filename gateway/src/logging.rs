@@ -1,7 +1,8 @@
 //! Process logging: `tracing` events to stderr, human-readable text by
 //! default, one JSON object per line for machines (`--log-format json`).
 //!
-//! Invariant: nothing on the per-command hot path logs; engine and journal
+//! Invariants: text logs carry ANSI colour codes only when stderr is a
+//! terminal; nothing on the per-command hot path logs; engine and journal
 //! threads log only on start-up, shutdown and faults, and the watchdog logs
 //! once per alarm transition, never once per sample.
 
@@ -63,8 +64,11 @@ pub fn env_filter(filter: &str) -> EnvFilter {
 /// Installs the global subscriber writing to stderr. Returns `false` (and
 /// changes nothing) when one was already installed.
 pub fn init_logging(format: LogFormat, filter: &str) -> bool {
+    use std::io::IsTerminal;
+    // Colour codes only on a terminal: redirected logs stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(env_filter(filter));
     match format {
         LogFormat::Text => builder.try_init().is_ok(),

@@ -1,18 +1,25 @@
 //! `bourse feed SYMBOL [--level l1|l2|l3] [--json]`: subscribes to one
 //! instrument's market data (`crate::md`) and shows its book and trades,
-//! redrawn in the terminal at ~5 Hz (ANSI clear + redraw), or as JSON lines
-//! (a `book` line at most every 200 ms when it changed, one `trade` line per
-//! trade). Gaps are repaired through the view's retransmit / snapshot
-//! requests.
+//! redrawn at ~5 Hz, or as JSON lines (a `book` line at most every 200 ms
+//! when it changed, one `trade` line per trade). L1/L2 show price levels
+//! (price, quantity, order count); L3 shows every resting order (id,
+//! price, quantity) in queue order: best level first, earliest first
+//! within a level. Gaps are repaired through the view's retransmit /
+//! snapshot requests.
+//!
+//! Invariants: the screen is cleared (ANSI) only when standard output is a
+//! terminal, so redirected output is plain text; an instrument the symbol
+//! table does not list is an error before connecting (the market-data
+//! server would answer any id with an empty book); server and login are
+//! `cli::ServerArgs`, shared with the order-entry commands.
 
-use crate::identity::{load_client_identity, DEFAULT_DATA_DIR};
+use crate::cli::{connect_first, resolve_instrument, CliError, ServerArgs};
+use crate::identity::load_client_identity;
 use crate::md::{FeedView, MdClient, MdItem};
 use crate::net::Tuning;
 use engine::Side;
 use feeds::msg::Channel;
-use std::io::Write;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 /// Book level to show.
@@ -37,15 +44,9 @@ pub struct FeedArgs {
     /// JSON lines instead of a terminal view.
     #[arg(long)]
     pub json: bool,
-    /// Data directory holding the server's certificate and operator token.
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    pub server: SocketAddr,
-    /// Token with `read` permission (default: the operator token).
-    #[arg(long)]
-    pub token: Option<String>,
+    /// Server and login (the token needs `read` permission).
+    #[command(flatten)]
+    pub target: ServerArgs,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long)]
     pub seconds: Option<u64>,
@@ -53,17 +54,14 @@ pub struct FeedArgs {
 
 /// Runs `bourse feed`; returns the exit status.
 pub fn run_feed(a: &FeedArgs) -> u8 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let stdout = std::io::stdout();
+    let terminal = stdout.is_terminal();
+    let r = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bourse feed: {e}");
-            return 1;
-        }
-    };
-    match rt.block_on(feed(a, &mut std::io::stdout().lock())) {
+        .map_err(CliError::Runtime)
+        .and_then(|rt| rt.block_on(feed(a, &mut stdout.lock(), terminal)));
+    match r {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("bourse feed: {e}");
@@ -72,18 +70,39 @@ pub fn run_feed(a: &FeedArgs) -> u8 {
     }
 }
 
-async fn feed<W: Write>(a: &FeedArgs, out: &mut W) -> Result<(), String> {
-    let id = load_client_identity(&a.data_dir)
-        .map_err(|e| format!("{e} (start the server with `bourse serve`, or pass --data-dir)"))?;
-    let token = a
-        .token
-        .clone()
-        .or(id.operator_token.clone())
-        .ok_or("no --token and no operator token in the data directory")?;
-    let instrument = crate::cli::resolve_symbol(&a.data_dir, &a.symbol)?;
-    let mut c = MdClient::connect(a.server, &id.cert_der, &token, &Tuning::default())
-        .await
-        .map_err(|e| e.to_string())?;
+async fn connect(a: &FeedArgs) -> Result<MdClient, CliError> {
+    let id = load_client_identity(&a.target.data_dir)?;
+    let token = a.target.login_token(id.operator_token)?;
+    let (cert, token, tuning) = (&id.cert_der, token.expose(), Tuning::default());
+    let tuning = &tuning;
+    connect_first(
+        &a.target.addrs()?,
+        move |addr, _| MdClient::connect(addr, cert, token, tuning),
+        |_| false,
+    )
+    .await
+    .map_err(|(addr, e)| match e {
+        None => CliError::Unreachable {
+            server: a.target.server.clone(),
+            addr,
+        },
+        Some(source) => CliError::Feed {
+            server: a.target.server.clone(),
+            addr,
+            source,
+        },
+    })
+}
+
+async fn feed<W: Write>(a: &FeedArgs, out: &mut W, terminal: bool) -> Result<(), CliError> {
+    let instrument = resolve_instrument(&a.target.data_dir, &a.symbol, true)?;
+    let mut c = connect(a).await?;
+    let addr = c.connection().remote_address();
+    let md_err = |source| CliError::Feed {
+        server: a.target.server.clone(),
+        addr,
+        source,
+    };
     let channel = match a.level {
         LevelArg::L1 => Channel::L1,
         LevelArg::L2 => Channel::L2,
@@ -92,9 +111,7 @@ async fn feed<W: Write>(a: &FeedArgs, out: &mut W) -> Result<(), String> {
     let mut v = FeedView::default();
     for ch in [channel, Channel::Trades] {
         v.track(instrument, ch);
-        c.subscribe(instrument, ch)
-            .await
-            .map_err(|e| e.to_string())?;
+        c.subscribe(instrument, ch).await.map_err(md_err)?;
     }
     let end = a.seconds.map(|s| Instant::now() + Duration::from_secs(s));
     let mut dirty = true;
@@ -105,15 +122,18 @@ async fn feed<W: Write>(a: &FeedArgs, out: &mut W) -> Result<(), String> {
         }
         let item = match tokio::time::timeout(Duration::from_millis(200), c.next()).await {
             Ok(Ok(i)) => Some(i),
-            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Err(e)) => return Err(md_err(e)),
             Err(_) => None,
         };
         if let Some(item) = &item {
             if let MdItem::Error(code) = item {
-                return Err(format!("server error {code}"));
+                return Err(CliError::FeedRefused {
+                    server: a.target.server.clone(),
+                    code: *code,
+                });
             }
             if let Some(req) = v.apply(item) {
-                c.request(&req).await.map_err(|e| e.to_string())?;
+                c.request(&req).await.map_err(md_err)?;
             }
             if let MdItem::Message(m) = item {
                 if let feeds::msg::Body::Trade(t) = m.body {
@@ -135,7 +155,7 @@ async fn feed<W: Write>(a: &FeedArgs, out: &mut W) -> Result<(), String> {
             let text = if a.json {
                 book_json(&v, instrument, channel).to_string() + "\n"
             } else {
-                draw(&v, instrument, channel, &a.symbol)
+                draw(&v, instrument, channel, &a.symbol, terminal)
             };
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
@@ -150,23 +170,32 @@ fn side_name(s: Side) -> &'static str {
     }
 }
 
-/// Rows (price, qty, orders) per side, best first.
-fn rows(v: &FeedView, instrument: u32, channel: Channel, side: Side) -> Vec<(u64, u64, u32)> {
+/// Rows per side, best first: (price, qty, order count) for L1/L2,
+/// (price, qty, order id) for L3, one per order in queue order.
+fn rows(v: &FeedView, instrument: u32, channel: Channel, side: Side) -> Vec<(u64, u64, u64)> {
+    let book = v.books.get(&(instrument, channel as u8));
     match channel {
         Channel::L1 => {
             let q = v.quotes.get(&instrument).copied().unwrap_or_default();
             let t = if side == Side::Buy { q.bid } else { q.ask };
             t.price
-                .map(|p| vec![(p.0, t.qty.0, t.orders)])
+                .map(|p| vec![(p.0, t.qty.0, u64::from(t.orders))])
                 .unwrap_or_default()
         }
-        _ => v
-            .books
-            .get(&(instrument, channel as u8))
+        Channel::L3 => book
+            .map(|b| {
+                b.orders()
+                    .orders_in_order(side)
+                    .into_iter()
+                    .map(|(id, o)| (o.price.0, o.qty.0, id))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => book
             .map(|b| {
                 b.levels(side)
                     .iter()
-                    .map(|l| (l.price.0, l.qty.0, l.orders))
+                    .map(|l| (l.price.0, l.qty.0, u64::from(l.orders)))
                     .collect()
             })
             .unwrap_or_default(),
@@ -177,7 +206,10 @@ fn book_json(v: &FeedView, instrument: u32, channel: Channel) -> serde_json::Val
     let side = |s| {
         rows(v, instrument, channel, s)
             .into_iter()
-            .map(|(p, q, n)| serde_json::json!([p, q, n]))
+            .map(|(p, q, n)| match channel {
+                Channel::L3 => serde_json::json!({"order_id": n, "price": p, "qty": q}),
+                _ => serde_json::json!([p, q, n]),
+            })
             .collect::<Vec<_>>()
     };
     let seq = v
@@ -190,25 +222,27 @@ fn book_json(v: &FeedView, instrument: u32, channel: Channel) -> serde_json::Val
     })
 }
 
-fn draw(v: &FeedView, instrument: u32, channel: Channel, symbol: &str) -> String {
+fn draw(v: &FeedView, instrument: u32, channel: Channel, symbol: &str, terminal: bool) -> String {
     use std::fmt::Write as _;
-    let mut s = String::from("\x1b[2J\x1b[H");
+    // Clear and home only on a terminal; redirected, each view follows the last.
+    let mut s = String::from(if terminal { "\x1b[2J\x1b[H" } else { "\n" });
     let _ = writeln!(
         s,
         "{symbol} ({instrument}) {channel:?}   gaps repaired: {}",
         v.gaps
     );
+    let n = if channel == Channel::L3 { "order" } else { "n" };
     let _ = writeln!(
         s,
         "{:>12} {:>8} {:>6} | {:>12} {:>8} {:>6}",
-        "bid", "qty", "n", "ask", "qty", "n"
+        "bid", "qty", n, "ask", "qty", n
     );
     let (b, a) = (
         rows(v, instrument, channel, Side::Buy),
         rows(v, instrument, channel, Side::Sell),
     );
     for i in 0..b.len().max(a.len()).min(20) {
-        let cell = |r: Option<&(u64, u64, u32)>| {
+        let cell = |r: Option<&(u64, u64, u64)>| {
             r.map_or(format!("{:>12} {:>8} {:>6}", "", "", ""), |(p, q, n)| {
                 format!("{p:>12} {q:>8} {n:>6}")
             })

@@ -8,6 +8,11 @@
 //! stops reading stalls its own stream instead of growing our memory; the
 //! socket buffers are raised (quinn does not) so that bursts are not dropped
 //! in the kernel (FLOORS.md pitfalls 4–5).
+//!
+//! `resolve` turns a user's `HOST:PORT` (a name or an IP literal) into the
+//! addresses to try, IPv4 first: servers listen on `127.0.0.1` by default
+//! while `localhost` often resolves to `::1` first, and an unanswered QUIC
+//! handshake costs a timeout rather than failing at once.
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::{SocketAddr, UdpSocket};
@@ -65,6 +70,51 @@ pub enum NetError {
         /// What failed.
         source: std::io::Error,
     },
+}
+
+/// The port `resolve` assumes when the user names only a host.
+pub const DEFAULT_PORT: u16 = 7070;
+
+/// Why a server address could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "server address {input:?}: {source} (expected HOST:PORT, e.g. localhost:7070 or 10.0.0.5:7070)"
+)]
+pub struct ResolveError {
+    /// What the user gave.
+    pub input: String,
+    /// What failed (no such host, bad port, …).
+    pub source: std::io::Error,
+}
+
+/// Resolves `HOST:PORT` (`HOST` alone means port 7070; IPv6 literals in
+/// brackets) to the addresses to try, IPv4 ones first, each once.
+pub fn resolve(server: &str) -> Result<Vec<SocketAddr>, ResolveError> {
+    use std::net::ToSocketAddrs;
+    let err = |source| ResolveError {
+        input: server.to_string(),
+        source,
+    };
+    let with_port = if server.contains(':') {
+        server.to_string()
+    } else {
+        format!("{server}:{DEFAULT_PORT}")
+    };
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in with_port.to_socket_addrs().map_err(err)? {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    // Stable: keeps the resolver's order within each family.
+    addrs.sort_by_key(SocketAddr::is_ipv6);
+    if addrs.is_empty() {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no address found",
+        )));
+    }
+    Ok(addrs)
 }
 
 fn transport(t: &Tuning) -> quinn::TransportConfig {
@@ -346,4 +396,29 @@ pub fn pingpong_floor(
     });
     let _ = server.join();
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_literals_names_and_bare_hosts_ipv4_first() {
+        let v4: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        assert_eq!(resolve("127.0.0.1:7070").unwrap(), vec![v4]);
+        assert_eq!(resolve("127.0.0.1").unwrap(), vec![v4]);
+        assert_eq!(
+            resolve("[::1]:9").unwrap(),
+            vec!["[::1]:9".parse::<SocketAddr>().unwrap()]
+        );
+        let local = resolve("localhost:7070").unwrap();
+        assert!(local
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 7070));
+        assert!(local[0].is_ipv4() || local.iter().all(SocketAddr::is_ipv6));
+        for bad in ["localhost:notaport", "no-such-host.invalid:1", ""] {
+            let e = resolve(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
 }

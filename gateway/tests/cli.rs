@@ -1,0 +1,583 @@
+//! The client subcommands as a user runs them: real `bourse` processes
+//! (`CARGO_BIN_EXE_bourse`) against an in-process server on an ephemeral
+//! port with the demo set (BTC-USD = 1), each test a list of command lines
+//! and what their output must (and must not) say. One library test covers
+//! the client's pipelining (`quic_bench`'s throughput part).
+
+use gateway::client::{limit, Client, ClientConfig, Reply};
+use gateway::identity::{load_client_identity, CERT_FILE};
+use gateway::server::{self, ServerConfig, ServerHandle};
+use gateway::wire::exec_type;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Srv {
+    handle: ServerHandle,
+    dir: tempfile::TempDir,
+}
+
+/// A server with the demo set (explicitly: `serve` makes it only on request).
+fn start() -> Srv {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig::new(dir.path());
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.demo = true;
+    cfg.pipeline.durability = gateway::journal::Durability::Async;
+    cfg.pipeline.runtime.pin = false;
+    cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+    let handle = server::start(cfg).unwrap();
+    Srv { handle, dir }
+}
+
+impl Srv {
+    fn addr(&self) -> String {
+        self.handle.addr().to_string()
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `--data-dir D --server ADDR` then `args`.
+    fn cmd(&self, sub: &[&str], args: &[&str]) -> Command {
+        let mut c = bourse(sub);
+        c.arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--server", &self.addr()])
+            .args(args);
+        c
+    }
+
+    fn token(&self) -> String {
+        load_client_identity(self.data_dir())
+            .unwrap()
+            .operator_token
+            .unwrap()
+    }
+
+    /// A data directory with only the server certificate: no operator
+    /// token, no symbol table (a client on another machine).
+    fn client_dir(&self) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let cert = d.path().join(CERT_FILE);
+        std::fs::create_dir_all(cert.parent().unwrap()).unwrap();
+        std::fs::copy(self.data_dir().join(CERT_FILE), cert).unwrap();
+        d
+    }
+}
+
+/// The binary with a clean environment for the variables it reads.
+fn bourse(sub: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bourse"));
+    c.args(sub)
+        .env_remove("BOURSE_TOKEN")
+        .env_remove("BOURSE_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(mut c: Command) -> Output {
+    c.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `c` (killed after `limit`); returns its output and how long it took.
+fn run_timed(mut c: Command, limit: Duration) -> (Output, Duration) {
+    let t0 = Instant::now();
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while t0.elapsed() < limit {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = t0.elapsed();
+    let _ = child.kill();
+    (child.wait_with_output().unwrap(), took)
+}
+
+fn order_args(coid: u64, price: u64) -> Vec<String> {
+    [
+        "--symbol",
+        "BTC-USD",
+        "--side",
+        "buy",
+        "--price",
+        &price.to_string(),
+        "--qty",
+        "1",
+        "--coid",
+        &coid.to_string(),
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+/// The client order ids named in `stdout` (`coid N`).
+fn coids(stdout: &str) -> Vec<u64> {
+    stdout
+        .split("coid ")
+        .skip(1)
+        .filter_map(|s| {
+            s.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+        })
+        .collect()
+}
+
+#[test]
+fn parallel_orders_each_print_their_own_report_and_all_reach_the_journal() {
+    let s = start();
+    // One command first: before the fix it left a session file that every
+    // later command resumed (one session, one request counter for all).
+    let first = run(s.cmd(
+        &["order"],
+        &order_args(100, 100)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ));
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let children: Vec<_> = (101..=116u64)
+        .map(|coid| {
+            let args = order_args(coid, coid);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut c = s.cmd(&["order"], &args);
+            (
+                coid,
+                c.stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for (coid, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "coid {coid}: {}", text(&out.stderr));
+        assert!(
+            stdout.contains("NEW order"),
+            "coid {coid}: no acknowledgement in {stdout:?}"
+        );
+        assert_eq!(
+            coids(&stdout)
+                .into_iter()
+                .filter(|&c| c != coid)
+                .collect::<Vec<_>>(),
+            Vec::<u64>::new(),
+            "coid {coid} printed someone else's report: {stdout:?}"
+        );
+    }
+    // No shared session file (and nothing else secret) is left behind.
+    assert!(!s.data_dir().join("cli.session").exists());
+
+    let dir = s.dir.path().to_path_buf();
+    let Srv { handle, dir: _keep } = s;
+    handle.shutdown();
+    let mut dump = Vec::new();
+    gateway::journal_cli::run_journal_dump(
+        &gateway::pipeline::partition_dir(&dir, 0),
+        None,
+        None,
+        &mut dump,
+    )
+    .unwrap();
+    let journaled: Vec<u64> = text(&dump)
+        .lines()
+        .filter(|l| l.contains(r#""cmd":"order""#))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["client_order_id"].as_u64())
+        .collect();
+    for coid in 100..=116u64 {
+        assert!(
+            journaled.contains(&coid),
+            "coid {coid} not journaled: {journaled:?}"
+        );
+    }
+}
+
+#[test]
+fn token_file_and_environment_log_in_and_the_token_never_reaches_the_logs() {
+    let s = start();
+    let client = s.client_dir();
+    let token = s.token();
+    let file: PathBuf = client.path().join("my.token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let conn = |c: &mut Command| {
+        c.arg("--data-dir")
+            .arg(client.path())
+            .args(["--server", &s.addr()]);
+    };
+    let order = [
+        "--symbol", "1", "--side", "buy", "--price", "95", "--qty", "1",
+    ];
+
+    // --token-file, with every log line on.
+    let mut c = bourse(&["order"]);
+    conn(&mut c);
+    c.arg("--token-file")
+        .arg(&file)
+        .args(order)
+        .args(["--coid", "7"]);
+    c.env("BOURSE_LOG", "trace");
+    let out = run(c);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("coid 7"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!text(&out.stderr).contains(&token), "token in the logs");
+    assert!(!text(&out.stdout).contains(&token), "token printed");
+
+    // BOURSE_TOKEN.
+    let mut c = bourse(&["order"]);
+    conn(&mut c);
+    c.args(order)
+        .args(["--coid", "8"])
+        .env("BOURSE_TOKEN", &token);
+    let out = run(c);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("coid 8"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A wrong token in the environment is refused, and not echoed.
+    let mut c = bourse(&["orders"]);
+    conn(&mut c);
+    c.env("BOURSE_TOKEN", "not-the-token-at-all");
+    c.env("BOURSE_LOG", "trace");
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad_token"), "{err}");
+    assert!(!err.contains("not-the-token-at-all"), "{err}");
+
+    // The market-data feed takes the token the same ways.
+    let mut c = bourse(&["feed", "1", "--json", "--seconds", "1"]);
+    conn(&mut c);
+    c.arg("--token-file").arg(&file);
+    let out = run(c);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(r#""type":"book""#));
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_redirected() {
+    let s = start();
+    let mut c = s.cmd(&["orders"], &[]);
+    c.env("BOURSE_LOG", "trace");
+    let out = run(c);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(!err.is_empty(), "trace logging printed nothing");
+    assert!(
+        !err.contains('\x1b'),
+        "ANSI escapes in redirected logs: {err:.400}"
+    );
+}
+
+#[test]
+fn host_names_resolve_and_an_unreachable_server_fails_fast_naming_it() {
+    let s = start();
+    let port = s.handle.addr().port();
+    let out = run({
+        let mut c = bourse(&["orders"]);
+        c.arg("--data-dir")
+            .arg(s.data_dir())
+            .args(["--server", &format!("localhost:{port}")]);
+        c
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("open order(s)"));
+
+    // A port nobody listens on.
+    let free = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut c = bourse(&["orders"]);
+    c.arg("--data-dir")
+        .arg(s.data_dir())
+        .args(["--server", &free.to_string()]);
+    let (out, took) = run_timed(c, Duration::from_secs(15));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains(&free.to_string()), "{err}");
+
+    // A name that does not resolve.
+    let out = run({
+        let mut c = bourse(&["orders"]);
+        c.arg("--data-dir")
+            .arg(s.data_dir())
+            .args(["--server", "no-such-host.invalid:7070"]);
+        c
+    });
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no-such-host.invalid"));
+}
+
+#[test]
+fn feed_of_an_unknown_instrument_is_an_error_naming_it() {
+    let s = start();
+    for sym in ["99", "NOPE-USD"] {
+        let (out, _) = run_timed(
+            s.cmd(&["feed", sym], &["--seconds", "3"]),
+            Duration::from_secs(10),
+        );
+        assert!(!out.status.success(), "{sym}: exit {:?}", out.status);
+        assert!(
+            text(&out.stderr).contains(sym),
+            "{sym}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn feed_level_l3_lists_orders_in_queue_order() {
+    let s = start();
+    let mut ids = Vec::new();
+    for (coid, qty) in [(1u64, "2"), (2, "3")] {
+        let out = run(s.cmd(
+            &["order"],
+            &[
+                "--symbol",
+                "BTC-USD",
+                "--side",
+                "buy",
+                "--price",
+                "59000",
+                "--qty",
+                qty,
+                "--coid",
+                &coid.to_string(),
+                "--json",
+            ],
+        ));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let new = text(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["exec_type"] == "new")
+            .unwrap();
+        ids.push(new["order_id"].as_u64().unwrap());
+    }
+    let out = run(s.cmd(
+        &["feed", "BTC-USD"],
+        &["--level", "l3", "--json", "--seconds", "1"],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let book = text(&out.stdout)
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "book")
+        .unwrap();
+    assert_eq!(
+        book["bids"],
+        serde_json::json!([
+            {"order_id": ids[0], "price": 59000, "qty": 2},
+            {"order_id": ids[1], "price": 59000, "qty": 3},
+        ]),
+        "{book}"
+    );
+    assert_eq!(book["asks"], serde_json::json!([]));
+}
+
+#[test]
+fn feed_draws_no_terminal_escapes_when_stdout_is_not_a_terminal() {
+    let s = start();
+    let out = run(s.cmd(
+        &["order"],
+        &order_args(5, 500)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ));
+    assert!(out.status.success());
+    let out = run(s.cmd(&["feed", "BTC-USD"], &["--seconds", "1"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(o.contains("BTC-USD") && o.contains("500"), "{o}");
+    assert!(!o.contains('\x1b'), "{o:?}");
+}
+
+#[test]
+fn reject_and_market_reports_print_no_placeholder_fields() {
+    let s = start();
+    let out = run(s.cmd(&["cancel"], &["--order-id", "999999"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(o.contains("REJECTED") && o.contains("999999"), "{o}");
+    for placeholder in ["instrument 0", "@ 0", "coid 0", " 0 @"] {
+        assert!(!o.contains(placeholder), "{placeholder:?} in {o}");
+    }
+
+    // A market order: no price to print.
+    let out = run(s.cmd(
+        &["order"],
+        &[
+            "--symbol", "BTC-USD", "--side", "sell", "--qty", "1", "--coid", "55",
+        ],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(o.contains("coid 55") && o.contains("market"), "{o}");
+    assert!(!o.contains("@ 0"), "{o}");
+}
+
+#[test]
+fn arguments_that_cannot_work_are_refused_before_sending() {
+    let s = start();
+    let out = run(s.cmd(
+        &["instrument", "add"],
+        &[
+            "--id", "0", "--symbol", "ZERO-USD", "--base", "ZERO", "--quote", "USD",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("--id"), "{}", text(&out.stderr));
+
+    let out = run(s.cmd(&["replace"], &["--order-id", "5"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("--price") && err.contains("--qty"), "{err}");
+}
+
+/// Many orders written before any reply is read (more than either side's
+/// stream window holds, both ways) must all be answered: the client keeps
+/// reading while its write waits for flow-control credit. Before, the
+/// client blocked in its write while the server blocked in its own, and
+/// `quic_bench`'s pipelined part never finished.
+#[test]
+fn pipelined_orders_beyond_the_flow_control_windows_are_all_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig::new(dir.path());
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.demo = true;
+    cfg.pipeline.durability = gateway::journal::Durability::None;
+    cfg.pipeline.runtime.pin = false;
+    cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+    cfg.session.throttle_per_s = 100_000_000;
+    cfg.session.throttle_burst = 10_000_000;
+    cfg.session.max_in_flight = 1 << 16;
+    cfg.session.max_open_orders = 1 << 20;
+    cfg.session.replay_reports_max = 1 << 18;
+    let srv = server::start(cfg).unwrap();
+    let id = load_client_identity(dir.path()).unwrap();
+    let cc = ClientConfig::new(srv.addr(), id.cert_der, id.operator_token.unwrap());
+    // 50,000 orders: 4.4 MB of requests, 12 MB of reports (windows: 1 MiB
+    // per stream; `quic_bench` keeps 32,768 orders unanswered).
+    const N: u64 = 50_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answered = rt.block_on(async {
+        let mut c = Client::connect(&cc).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            for batch in 0..N / 250 {
+                for i in 0..250 {
+                    let mut m = limit(1, 1, engine::Side::Buy, 60_000, 1, batch * 250 + i + 1);
+                    m.tif = 1; // IOC against an empty book: NEW, then CANCELED.
+                    c.order(m);
+                }
+                c.flush().await.unwrap();
+            }
+            let mut answered = 0;
+            while answered < N {
+                match c.next().await.unwrap() {
+                    Some(Reply::Report(r))
+                        if matches!(r.exec_type, exec_type::NEW | exec_type::REJECTED) =>
+                    {
+                        answered += 1
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            answered
+        })
+        .await
+    });
+    assert_eq!(
+        answered.ok(),
+        Some(N),
+        "stalled: not every order was answered within 30 s"
+    );
+}
+
+#[test]
+fn serve_logs_carry_no_colour_codes_when_redirected() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bourse(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-metrics",
+        "--data-dir",
+    ])
+    .arg(dir.path())
+    .env("BOURSE_LOG", "trace")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // The first line names the address; a client's visit makes the server log.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first.trim().rsplit(' ').next().unwrap().to_string();
+    let out = run({
+        let mut c = bourse(&["orders", "--server", &addr, "--data-dir"]);
+        c.arg(dir.path());
+        c
+    });
+    assert!(out.status.success(), "{first}: {}", text(&out.stderr));
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("TRACE"),
+        "trace logging printed nothing: {err}"
+    );
+    assert!(
+        !err.contains('\x1b'),
+        "ANSI escapes in redirected logs: {err:.400}"
+    );
+}
