@@ -92,6 +92,8 @@ fn cores() -> usize {
 
 fn start_server(dir: &std::path::Path, durability: Durability) -> server::ServerHandle {
     let mut cfg = ServerConfig::new(dir);
+    // The demo instruments, accounts and operator grant.
+    cfg.demo = true;
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.pipeline.durability = durability;
     cfg.pipeline.runtime.idle = engine_idle();

@@ -379,7 +379,8 @@ async fn configured_tokens_grant_their_owners_only() {
         Vec::<(String, String)>::new(),
         &[(
             "auth.tokens".to_string(),
-            r#"[{ token = "desk-2-secret-token", owners = [2], perms = ["trade", "read"] }]"#.to_string(),
+            r#"[{ token = "desk-2-secret-token", owners = [2], perms = ["trade", "read"] }]"#
+                .to_string(),
         )],
     )
     .expect("configuration with a token");
@@ -393,7 +394,9 @@ async fn configured_tokens_grant_their_owners_only() {
         })
         .collect();
     let s = start_with(gateway::journal::Durability::None, tokens);
-    let mut desk = Client::connect(&s.cfg("desk-2-secret-token", 41)).await.unwrap();
+    let mut desk = Client::connect(&s.cfg("desk-2-secret-token", 41))
+        .await
+        .unwrap();
     let mine = desk.order(limit(2, BTC, engine::Side::Sell, 61_000, 1, 1));
     let theirs = desk.order(limit(1, BTC, engine::Side::Sell, 61_000, 1, 2));
     desk.flush().await.unwrap();
@@ -494,9 +497,10 @@ async fn demo_instruments_refuse_prices_out_of_band() {
     let mut c = s.connect(61).await;
     let buy = c.order(limit(1, BTC, engine::Side::Buy, u64::MAX, 1, 1));
     c.flush().await.unwrap();
-    let v = until(&mut c, |r| {
-        matches!(r, Reply::Report(e) if e.request == buy)
-    })
+    let v = until(
+        &mut c,
+        |r| matches!(r, Reply::Report(e) if e.request == buy),
+    )
     .await;
     let r = *reports(&v).last().unwrap();
     assert_eq!(
@@ -530,7 +534,11 @@ async fn disconnects_and_failed_logins_are_counted_and_limited() {
         c
     };
     let good = id.operator_token.clone().unwrap();
-    Client::connect(&ccfg(&good, 71)).await.unwrap().close().await;
+    Client::connect(&ccfg(&good, 71))
+        .await
+        .unwrap()
+        .close()
+        .await;
     // (token, logs in?)
     let attempts = [
         ("not-a-token-of-ours", false),
@@ -543,7 +551,10 @@ async fn disconnects_and_failed_logins_are_counted_and_limited() {
         assert_eq!(r.is_ok(), *ok, "attempt {i}: {:?}", r.as_ref().err());
     }
     let t0 = std::time::Instant::now();
-    let want = [(DisconnectReason::Normal, 1), (DisconnectReason::AuthFailed, 4)];
+    let want = [
+        (DisconnectReason::Normal, 1),
+        (DisconnectReason::AuthFailed, 4),
+    ];
     while want.iter().any(|&(r, n)| state.gateway.disconnects(r) != n)
         && t0.elapsed() < Duration::from_secs(5)
     {

@@ -59,7 +59,10 @@ fn every_bourse_variable_read_is_a_key_or_reserved() {
             }
         }
     }
-    assert!(seen > 0, "no BOURSE_ variable read found: the scan is broken");
+    assert!(
+        seen > 0,
+        "no BOURSE_ variable read found: the scan is broken"
+    );
     assert!(bad.is_empty(), "{bad:#?}");
 }
 

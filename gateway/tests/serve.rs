@@ -257,7 +257,10 @@ fn config_check_masks_tokens_and_refuses_weak_ones() {
         let all = format!("{out}{err}");
         assert!(all.contains(want), "{want} in {all}");
         assert!(!all.contains("0123456789"), "the secret is printed: {all}");
-        assert!(!all.contains("short-secret"), "the secret is printed: {all}");
+        assert!(
+            !all.contains("short-secret"),
+            "the secret is printed: {all}"
+        );
     }
 }
 
@@ -306,11 +309,7 @@ fn an_idle_server_burns_no_core_it_was_not_given() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Serve::start(dir.path(), &["--no-metrics", "--no-pin"]);
     let share = idle_share(&s);
-    assert!(
-        s.text().contains("engine threads unpinned"),
-        "{}",
-        s.text()
-    );
+    assert!(s.text().contains("engine threads unpinned"), "{}", s.text());
     s.stop();
     assert!(share < 0.2, "idle unpinned serve used {share:.2} of a core");
     // Defaults: either the banner names the core given to a spinning

@@ -430,9 +430,8 @@ fn run_seed(seed: u64, seen: &mut BTreeMap<&'static str, usize>) {
         }));
         let fail = |what: String| -> ! {
             let from = i.saturating_sub(15);
-            let mut msg = format!(
-                "seed {seed} (TEST_SEED={seed}), command #{i}: {what}\nrecent commands:\n"
-            );
+            let mut msg =
+                format!("seed {seed} (TEST_SEED={seed}), command #{i}: {what}\nrecent commands:\n");
             for (j, inp) in stream.iter().enumerate().take(i + 1).skip(from) {
                 msg += &format!("  #{j} now={} {:?}\n", inp.now.0, inp.command);
             }
