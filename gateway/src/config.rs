@@ -1895,4 +1895,106 @@ mod tests {
         let c = BourseConfig::load(None, vec![], &cli.cfg.overrides()).unwrap();
         assert!(c.server.demo);
     }
+
+    #[test]
+    fn tokens_are_masked_long_unique_and_few_owned() {
+        let secret = "desk-7-secret-0123456789";
+        assert_eq!(mask_token(secret), "des…(24 chars)");
+        let entry = |t: &str, owners: &str| {
+            format!("{{ token = \"{t}\", owners = [{owners}], perms = [\"trade\"] }}")
+        };
+        // (auth.tokens, the key refused, or None)
+        let cases = [
+            (entry(secret, "7"), None),
+            (entry("fifteen-bytes-x", "7"), Some("auth.tokens[0]")),
+            (entry(&"x".repeat(33), "7"), Some("auth.tokens[0]")),
+            (
+                format!("{}, {}", entry(secret, "7"), entry(secret, "8")),
+                Some("auth.tokens[1]"),
+            ),
+            (entry(secret, "1, 2, 3, 4, 5, 6, 7, 8"), None),
+            (
+                entry(secret, "1, 2, 3, 4, 5, 6, 7, 8, 9"),
+                Some("auth.tokens[0]"),
+            ),
+        ];
+        for (tokens, refused) in cases {
+            let r = BourseConfig::load(
+                None,
+                vec![],
+                &[("auth.tokens".into(), format!("[{tokens}]"))],
+            );
+            match (refused, r) {
+                (None, Ok(c)) => {
+                    let shown = format!("{c:#?}");
+                    assert!(!shown.contains(secret), "{shown}");
+                    assert!(shown.contains("des…(24 chars)"), "{shown}");
+                }
+                (Some(k), Err(e)) => {
+                    assert_eq!(e.key(), Some(k), "{e}");
+                    assert!(!e.to_string().contains("secret"), "{e}");
+                    assert!(e.to_string().contains("command line"), "origin kept: {e}");
+                }
+                (want, got) => panic!("{tokens}: want {want:?}, got {got:?}"),
+            }
+        }
+        let e = BourseConfig::load(
+            None,
+            vec![],
+            &[("auth.operator_perms".into(), "[\"fly\"]".into())],
+        )
+        .unwrap_err();
+        assert_eq!(e.key(), Some("auth.operator_perms"));
+        // BOURSE_TOKEN belongs to the client commands.
+        let c = BourseConfig::load(None, env(&[("BOURSE_TOKEN", "abc")]), &[]).unwrap();
+        assert_eq!(c, BourseConfig::default());
+    }
+
+    #[test]
+    fn operator_grant_is_least_privilege_unless_demo() {
+        let c = BourseConfig::default();
+        let (owners, perms) = c.operator_grant();
+        assert!(owners.is_empty());
+        assert!(
+            perms.admin && perms.read && !perms.trade && !perms.transfer && !perms.ledger_admin
+        );
+        let c = BourseConfig::load(None, vec![], &[("server.demo".into(), "true".into())]).unwrap();
+        assert_eq!(c.operator_grant(), crate::demo::operator_grant());
+    }
+
+    #[test]
+    fn capacities_beyond_the_machine_are_refused_with_the_estimate() {
+        let c = BourseConfig::default();
+        let need = c.memory_estimate();
+        assert!(
+            need > 100 << 20 && need < 4 << 30,
+            "default estimate {need}"
+        );
+        let bad = |key: &str, message: String| ConfigError::BadValue {
+            key: key.to_string(),
+            origin: Origin::Default,
+            message,
+        };
+        // (physical, RLIMIT_AS, refused?)
+        let cases = [
+            (Some(need), None, false),
+            (Some(need - 1), None, true),
+            (Some(u64::MAX), Some(need - 1), true),
+            (None, None, false),
+        ];
+        for (physical, address_space, refused) in cases {
+            let m = MachineMemory {
+                physical,
+                address_space,
+            };
+            let r = c.validate_memory(&bad, &m);
+            assert_eq!(r.is_err(), refused, "{m:?}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("engine memory estimate"), "{e}");
+            }
+        }
+        let mut big = c.clone();
+        big.pipeline.partitions = 4;
+        assert_eq!(big.memory_estimate(), 4 * need);
+    }
 }

@@ -1090,3 +1090,30 @@ async fn connection(
     let _ = tokio::time::timeout(Duration::from_millis(100), send.stopped()).await;
     conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_limiter_refuses_after_max_failures_for_the_window_and_stays_bounded() {
+        let t0 = Instant::now();
+        let w = Duration::from_secs(60);
+        let mut l = LoginLimiter::new(3, w);
+        let a: std::net::IpAddr = [10, 0, 0, 1].into();
+        // (seconds after t0, failures recorded, refused afterwards)
+        for (at, want_n, refused) in [(0, 1, false), (1, 2, false), (2, 3, true), (61, 1, false)] {
+            let now = t0 + Duration::from_secs(at);
+            assert_eq!(l.failed(a, now), want_n, "at {at}");
+            assert_eq!(l.refused(a, now), refused, "at {at}");
+        }
+        assert!(!l.refused([10, 0, 0, 2].into(), t0));
+        for i in 0..(LOGIN_TABLE_MAX as u32 + 100) {
+            l.failed(
+                std::net::IpAddr::from(i.to_be_bytes()),
+                t0 + Duration::from_secs(70),
+            );
+        }
+        assert!(l.table.len() <= LOGIN_TABLE_MAX);
+    }
+}

@@ -123,9 +123,13 @@ fn config_file(dir: &Path, text: &str) -> std::path::PathBuf {
 fn plain_serve_creates_no_demo_set() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut s = Serve::start(&data, &["--no-metrics", "--durability", "async"]);
+    let mut s = Serve::start(&data, &["--metrics", "0.0.0.0:0", "--durability", "async"]);
     assert!(!s.text().contains("demo"), "{}", s.text());
-    s.stop();
+    let err = s.stop();
+    assert!(
+        err.contains("WARN") && err.contains("beyond loopback"),
+        "metrics on 0.0.0.0 are warned about: {err}"
+    );
     assert_eq!(journaled(&data.join("p0")), vec![], "no demo commands");
     assert!(!data.join("instruments.json").exists());
 }
