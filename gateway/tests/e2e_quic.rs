@@ -490,10 +490,32 @@ async fn tokens_created_by_an_admin_survive_a_restart() {
         .unwrap();
 }
 
+/// A server without a journal whose tables are not touched up front (the
+/// tests run in parallel on few cores).
+fn light_cfg(dir: &std::path::Path) -> ServerConfig {
+    let mut cfg = ServerConfig::new(dir);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.pipeline.durability = gateway::journal::Durability::None;
+    cfg.pipeline.prefault = false;
+    cfg.pipeline.runtime.pin = false;
+    cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+    cfg
+}
+
 /// The demo instruments have price bands: a buy at the top price is refused.
 #[tokio::test(flavor = "current_thread")]
 async fn demo_instruments_refuse_prices_out_of_band() {
-    let s = start(gateway::journal::Durability::None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = light_cfg(dir.path());
+    cfg.demo = true;
+    let handle = server::start(cfg).unwrap();
+    let id = load_client_identity(dir.path()).unwrap();
+    let s = TestServer {
+        handle,
+        cert: id.cert_der,
+        token: id.operator_token.unwrap(),
+        _dir: dir,
+    };
     let mut c = s.connect(61).await;
     let buy = c.order(limit(1, BTC, engine::Side::Buy, u64::MAX, 1, 1));
     c.flush().await.unwrap();
@@ -518,11 +540,7 @@ async fn disconnects_and_failed_logins_are_counted_and_limited() {
     use gateway::metrics::{parse_exposition, DisconnectReason, MetricsState};
     let dir = tempfile::tempdir().unwrap();
     let state = MetricsState::new();
-    let mut cfg = ServerConfig::new(dir.path());
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.pipeline.durability = gateway::journal::Durability::None;
-    cfg.pipeline.runtime.pin = false;
-    cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+    let mut cfg = light_cfg(dir.path());
     cfg.metrics = Some(state.clone());
     cfg.login_failures_max = 3;
     cfg.login_failure_window = Duration::from_secs(60);

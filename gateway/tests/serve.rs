@@ -19,12 +19,14 @@ struct Serve {
 }
 
 impl Serve {
-    /// Starts `serve` on an ephemeral port in `dir` with `args`, and reads
-    /// its banner (up to the `try:` line).
+    /// Starts `serve` on an ephemeral port in `dir` with `args` (tables not
+    /// prefaulted), and reads its banner (up to the `try:` line).
     fn start(dir: &Path, args: &[&str]) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bourse"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            // Several servers start at once here: do not touch 1 GiB each.
+            .args(["--set", "pipeline.prefault=false"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -91,6 +93,16 @@ impl Serve {
         }
         assert!(status.success(), "exit {status:?}\n{err}");
         err
+    }
+}
+
+/// A failed test must not leave a server running (a pinned one spins).
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
