@@ -92,6 +92,8 @@ fn cores() -> usize {
 
 fn start_server(dir: &std::path::Path, durability: Durability) -> server::ServerHandle {
     let mut cfg = ServerConfig::new(dir);
+    // The demo instruments, accounts and operator grant.
+    cfg.demo = true;
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     // Instruments 1 and 2 (BTC-USD, ETH-USD) come from the demo set.
     cfg.demo = true;

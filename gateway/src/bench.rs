@@ -1227,6 +1227,8 @@ pub fn in_process_server_partitioned(
     partitions: usize,
 ) -> Result<crate::server::ServerHandle, String> {
     let mut cfg = crate::server::ServerConfig::new(dir);
+    // The demo instruments, accounts and operator grant.
+    cfg.demo = true;
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.pipeline.durability = durability;
     cfg.pipeline.partitions = partitions.max(1);

@@ -61,8 +61,11 @@ log_format = "text"
 log_filter = "info"
 # Pin the network runtime to core 0 and busy-poll (lower latency, one core burnt).
 busy_poll = false
-# Create the demo instruments and accounts on a fresh data directory.
-demo = true
+# Create the demo set on a fresh data directory (instruments BTC-USD, ETH-USD,
+# EUR-USD; funded accounts of owners 1, 2, 3; an unbounded issuer account) and
+# grant the operator token the demo owners with every permission. For trying
+# Bourse out only (`bourse serve --demo`); never in production.
+demo = false
 
 [pipeline]
 # Partitions: engine cores, each with its own journal (1 to 256).
@@ -181,11 +184,23 @@ instruments = {}
 accounts = {}
 
 [auth]
-# Session tokens beside the operator token (which `serve` creates in the data
-# directory): each grants owners and permissions (trade, transfer, admin,
-# read), e.g. tokens = [{ token = "desk-7-secret", owners = [7], perms = ["trade", "read"] }].
-# Tokens are at most 32 bytes of printable ASCII.
+# Owners the operator token (which `serve` creates in the data directory,
+# mode 0600) may act for: at most 8. Ignored with server.demo (demo owners).
+operator_owners = []
+# Its permissions (trade, transfer, admin, read, ledger_admin). The default
+# sets the exchange up (instruments, halts, accounts, tokens) and reads, but
+# trades and moves no one's money.
+operator_perms = ["admin", "read"]
+# Session tokens beside the operator token: each grants at most 8 owners and
+# permissions, e.g. tokens = [{ token = "desk-7-secret-4f9a2c", owners = [7],
+# perms = ["trade", "read"] }]. A token is 16 to 32 printable ASCII bytes,
+# used once; `bourse config check` prints only its length.
 tokens = []
+# Failed logins from one address within the window before further logins from
+# it are refused until the window ends.
+login_failures_max = 10
+# That window, in milliseconds.
+login_failure_window_ms = 60_000
 "#;
 
 /// The whole configuration.
@@ -213,48 +228,117 @@ pub struct BourseConfig {
 }
 
 /// `[auth]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
+    /// Owners of the operator token (outside the demo).
+    pub operator_owners: Vec<u64>,
+    /// Permissions of the operator token (outside the demo).
+    pub operator_perms: Vec<String>,
     /// Tokens granted at start-up.
     pub tokens: Vec<TokenEntry>,
+    /// Failed logins per address and window before the address is refused.
+    pub login_failures_max: u32,
+    /// The failed-login window, milliseconds.
+    pub login_failure_window_ms: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            operator_owners: Vec::new(),
+            operator_perms: vec!["admin".to_string(), "read".to_string()],
+            tokens: Vec::new(),
+            login_failures_max: 10,
+            login_failure_window_ms: 60_000,
+        }
+    }
+}
+
+/// Shortest configured token (bytes): guessing stays out of reach.
+pub const TOKEN_MIN: usize = 16;
+/// Longest token (the wire's token field).
+pub const TOKEN_MAX: usize = 32;
+
+/// What is wrong with a configured token or grant (the secret is never part
+/// of the message).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Too short, too long or not printable ASCII.
+    #[error("a token is {TOKEN_MIN} to {TOKEN_MAX} printable ASCII bytes (this one: {0} bytes)")]
+    Shape(usize),
+    /// The same secret twice.
+    #[error("the same token as auth.tokens[{0}]")]
+    Duplicate(usize),
+    /// More owners than a grant carries.
+    #[error("{0} owners; a token acts for at most {max}", max = crate::wire::ADD_TOKEN_OWNERS_MAX)]
+    TooManyOwners(usize),
+    /// A permission name that does not exist.
+    #[error("unknown permission {0:?} (trade, transfer, admin, read, ledger_admin)")]
+    UnknownPerm(String),
+}
+
+/// Permission names to `Perms`.
+pub fn parse_perms(names: &[String]) -> Result<crate::session::Perms, TokenError> {
+    let mut p = crate::session::Perms::default();
+    for name in names {
+        match name.as_str() {
+            "trade" => p.trade = true,
+            "transfer" => p.transfer = true,
+            "admin" => p.admin = true,
+            "read" => p.read = true,
+            "ledger_admin" => p.ledger_admin = true,
+            other => return Err(TokenError::UnknownPerm(other.to_string())),
+        }
+    }
+    Ok(p)
+}
+
+fn parse_owners(owners: &[u64]) -> Result<Vec<engine::OwnerId>, TokenError> {
+    if owners.len() > crate::wire::ADD_TOKEN_OWNERS_MAX {
+        return Err(TokenError::TooManyOwners(owners.len()));
+    }
+    Ok(owners.iter().map(|&o| engine::OwnerId(o)).collect())
+}
+
+/// A secret as it may be shown: its first three characters and its length
+/// (`des…(24 chars)`), never more.
+pub fn mask_token(token: &str) -> String {
+    let head: String = token.chars().take(3).collect();
+    format!("{head}…({} chars)", token.chars().count())
 }
 
 /// One configured token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
-    /// The secret (≤ 32 printable ASCII bytes).
+    /// The secret (16 to 32 printable ASCII bytes).
     pub token: String,
-    /// Owners it may act for.
+    /// Owners it may act for (at most 8).
     pub owners: Vec<u64>,
     /// Any of "trade", "transfer", "admin", "read", "ledger_admin".
     pub perms: Vec<String>,
 }
 
+/// Masks the secret: `config check` prints the configuration with `{:#?}`.
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry")
+            .field("token", &mask_token(&self.token))
+            .field("owners", &self.owners)
+            .field("perms", &self.perms)
+            .finish()
+    }
+}
+
 impl TokenEntry {
     /// The grant, or what is wrong with the entry.
-    pub fn grant(&self) -> Result<(Vec<engine::OwnerId>, crate::session::Perms), String> {
+    pub fn grant(&self) -> Result<(Vec<engine::OwnerId>, crate::session::Perms), TokenError> {
         let t = self.token.as_bytes();
-        if t.is_empty() || t.len() > 32 || !t.iter().all(|c| c.is_ascii_graphic()) {
-            return Err("a token is 1 to 32 printable ASCII bytes".into());
+        if !(TOKEN_MIN..=TOKEN_MAX).contains(&t.len()) || !t.iter().all(|c| c.is_ascii_graphic()) {
+            return Err(TokenError::Shape(t.len()));
         }
-        let mut p = crate::session::Perms::default();
-        for name in &self.perms {
-            match name.as_str() {
-                "trade" => p.trade = true,
-                "transfer" => p.transfer = true,
-                "admin" => p.admin = true,
-                "read" => p.read = true,
-                "ledger_admin" => p.ledger_admin = true,
-                other => {
-                    return Err(format!(
-                        "unknown permission {other:?} (trade, transfer, admin, read, ledger_admin)"
-                    ))
-                }
-            }
-        }
-        Ok((self.owners.iter().map(|&o| engine::OwnerId(o)).collect(), p))
+        Ok((parse_owners(&self.owners)?, parse_perms(&self.perms)?))
     }
 }
 
@@ -290,7 +374,7 @@ impl Default for ServerSection {
             log_format: LogFormat::Text,
             log_filter: "info".to_string(),
             busy_poll: false,
-            demo: true,
+            demo: false,
         }
     }
 }
@@ -706,9 +790,10 @@ pub struct ConfigArgs {
     /// Busy-poll the network runtime (server.busy_poll = true).
     #[arg(long)]
     pub busy_poll: bool,
-    /// Do not create the demo set (server.demo = false).
+    /// Create the demo set and grant the operator token the demo owners
+    /// (server.demo = true); for trying Bourse out, never in production.
     #[arg(long)]
-    pub no_demo: bool,
+    pub demo: bool,
 }
 
 impl ConfigArgs {
@@ -733,7 +818,7 @@ impl ConfigArgs {
             ("server.metrics_enabled", self.no_metrics, "false"),
             ("runtime.pin", self.no_pin, "false"),
             ("server.busy_poll", self.busy_poll, "true"),
-            ("server.demo", self.no_demo, "false"),
+            ("server.demo", self.demo, "true"),
         ] {
             if on {
                 put(k, v);
@@ -837,7 +922,8 @@ fn key_lines(text: &str) -> BTreeMap<String, usize> {
 
 /// The origin of a key: its own, or that of the open map it sits in.
 fn origin_of(origins: &BTreeMap<String, Origin>, key: &str) -> Origin {
-    let mut k = key;
+    // `auth.tokens[2]` came with `auth.tokens`.
+    let mut k = key.split('[').next().unwrap_or(key);
     loop {
         if let Some(o) = origins.get(k) {
             return o.clone();
@@ -1034,6 +1120,62 @@ impl Layers {
     }
 }
 
+/// Memory the machine lets this process have, as far as it can tell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MachineMemory {
+    /// Physical memory (`MemTotal`), bytes.
+    pub physical: Option<u64>,
+    /// The address-space limit (`RLIMIT_AS`), bytes; `None` when unlimited.
+    pub address_space: Option<u64>,
+}
+
+impl MachineMemory {
+    /// The tighter bound and its name.
+    fn smallest(&self) -> Option<(u64, &'static str)> {
+        match (self.physical, self.address_space) {
+            (Some(p), Some(a)) if a < p => Some((a, "the address-space limit (RLIMIT_AS)")),
+            (Some(p), _) => Some((p, "physical memory")),
+            (None, Some(a)) => Some((a, "the address-space limit (RLIMIT_AS)")),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Reads `/proc/meminfo` and `/proc/self/limits` (nothing elsewhere).
+pub fn machine_memory() -> MachineMemory {
+    let physical = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        let l = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kb: u64 = l.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    });
+    let address_space = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            let l = t.lines().find(|l| l.starts_with("Max address space"))?;
+            // "Max address space  <soft>  <hard>  bytes": the soft limit binds.
+            l["Max address space".len()..]
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        });
+    MachineMemory {
+        physical,
+        address_space,
+    }
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// Whether a dotted name is a configuration key (a value, not a section).
+pub fn is_config_key(dotted: &str) -> bool {
+    let layers = Layers::new();
+    let path: Vec<&str> = dotted.split('.').collect();
+    matches!(layers.schema_at(&path), Some(v) if !matches!(v, Value::Table(t) if !t.is_empty()))
+}
+
 /// The dotted key an environment variable names (`BOURSE_ENGINE_ORDERS_MAX`
 /// → `engine.orders_max`); `None` for variables that are not ours.
 pub fn env_key(var: &str) -> Option<String> {
@@ -1144,11 +1286,7 @@ impl BourseConfig {
                 return Err(bad("pipeline.segment_bytes", e.to_string()));
             }
         }
-        for t in &self.auth.tokens {
-            if let Err(m) = t.grant() {
-                return Err(bad("auth.tokens", m));
-            }
-        }
+        self.validate_auth(&bad)?;
         let r = &self.runtime;
         for (k, v) in [
             ("runtime.inbound_ring", r.inbound_ring),
@@ -1292,7 +1430,106 @@ impl BourseConfig {
                 ));
             }
         }
+        self.validate_memory(&bad, &machine_memory())
+    }
+
+    /// Tokens: shape, uniqueness, owners; the operator's grant; the
+    /// failed-login limit. Messages name `auth.tokens[i]`, never the secret.
+    fn validate_auth(&self, bad: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        for (i, t) in a.tokens.iter().enumerate() {
+            let key = format!("auth.tokens[{i}]");
+            if let Err(e) = t.grant() {
+                return Err(bad(&key, e.to_string()));
+            }
+            if let Some(j) = a.tokens[..i].iter().position(|u| u.token == t.token) {
+                return Err(bad(&key, TokenError::Duplicate(j).to_string()));
+            }
+        }
+        if let Err(e) = parse_owners(&a.operator_owners) {
+            return Err(bad("auth.operator_owners", e.to_string()));
+        }
+        if let Err(e) = parse_perms(&a.operator_perms) {
+            return Err(bad("auth.operator_perms", e.to_string()));
+        }
+        if a.login_failures_max == 0 {
+            return Err(bad("auth.login_failures_max", "must be at least 1".into()));
+        }
+        if a.login_failure_window_ms == 0 {
+            return Err(bad(
+                "auth.login_failure_window_ms",
+                "must be at least 1".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Refuses capacities whose tables the machine cannot hold (they are
+    /// all allocated, and by default touched, at start-up).
+    fn validate_memory(
+        &self,
+        bad: &dyn Fn(&str, String) -> ConfigError,
+        limit: &MachineMemory,
+    ) -> Result<(), ConfigError> {
+        let need = self.memory_estimate();
+        let Some((have, what)) = limit.smallest() else {
+            return Ok(());
+        };
+        if need <= have {
+            return Ok(());
+        }
+        Err(bad(
+            "engine",
+            format!(
+                "engine memory estimate {} ({} partition(s) of {} each: orders, books, \
+                 client order ids, ledger, rings) exceeds {what} {}; lower the [engine] \
+                 capacities or the partitions",
+                gib(need),
+                self.pipeline.partitions,
+                gib(need / self.pipeline.partitions.max(1) as u64),
+                gib(have)
+            ),
+        ))
+    }
+
+    /// Bytes the engine tables and rings of every partition take, estimated
+    /// from the capacities (per-item sizes measured on the default build:
+    /// about 350 bytes per order slot across the order tables and indexes).
+    pub fn memory_estimate(&self) -> u64 {
+        const ORDER: u64 = 352;
+        const BOOK_ENTRY: u64 = 16;
+        const COID: u64 = 48;
+        const OWNER: u64 = 64;
+        const ACCOUNT: u64 = 160;
+        const TRANSFER: u64 = 96;
+        const EVENT: u64 = 64;
+        const RING_SLOT: u64 = 128;
+        let e = &self.engine;
+        let r = &self.runtime;
+        let n = |v: u32| v as u64;
+        let per_book = 2 * (n(e.levels_max) + n(e.stops_max)) * BOOK_ENTRY;
+        let part = n(e.orders_max) * ORDER
+            + n(e.instruments_max) * per_book
+            + n(e.client_order_ids_max) * COID
+            + n(e.owners_max) * OWNER
+            + n(e.accounts_max) * ACCOUNT
+            + n(e.transfers_max) * TRANSFER
+            + n(e.events_max) * EVENT
+            + (r.inbound_ring + r.output_ring + r.journal_queue) as u64 * RING_SLOT;
+        part.saturating_mul(self.pipeline.partitions as u64)
+    }
+
+    /// The operator token's owners and permissions: the demo owners with
+    /// every permission under `server.demo`, else `[auth] operator_*`
+    /// (validated: call after `load`).
+    pub fn operator_grant(&self) -> (Vec<engine::OwnerId>, crate::session::Perms) {
+        if self.server.demo {
+            return crate::demo::operator_grant();
+        }
+        (
+            parse_owners(&self.auth.operator_owners).unwrap_or_default(),
+            parse_perms(&self.auth.operator_perms).unwrap_or_default(),
+        )
     }
 
     /// Engine capacities.
@@ -1654,6 +1891,111 @@ mod tests {
         assert_eq!(c.engine.orders_max, 512);
         assert_eq!(c.server.log_format, LogFormat::Json);
         assert!(!c.server.metrics_enabled);
+        assert!(!c.server.demo, "production is not the demo");
+        let cli = Cli::try_parse_from(["bourse", "--demo"]).unwrap();
+        let c = BourseConfig::load(None, vec![], &cli.cfg.overrides()).unwrap();
         assert!(c.server.demo);
+    }
+
+    #[test]
+    fn tokens_are_masked_long_unique_and_few_owned() {
+        let secret = "desk-7-secret-0123456789";
+        assert_eq!(mask_token(secret), "des…(24 chars)");
+        let entry = |t: &str, owners: &str| {
+            format!("{{ token = \"{t}\", owners = [{owners}], perms = [\"trade\"] }}")
+        };
+        // (auth.tokens, the key refused, or None)
+        let cases = [
+            (entry(secret, "7"), None),
+            (entry("fifteen-bytes-x", "7"), Some("auth.tokens[0]")),
+            (entry(&"x".repeat(33), "7"), Some("auth.tokens[0]")),
+            (
+                format!("{}, {}", entry(secret, "7"), entry(secret, "8")),
+                Some("auth.tokens[1]"),
+            ),
+            (entry(secret, "1, 2, 3, 4, 5, 6, 7, 8"), None),
+            (
+                entry(secret, "1, 2, 3, 4, 5, 6, 7, 8, 9"),
+                Some("auth.tokens[0]"),
+            ),
+        ];
+        for (tokens, refused) in cases {
+            let r = BourseConfig::load(
+                None,
+                vec![],
+                &[("auth.tokens".into(), format!("[{tokens}]"))],
+            );
+            match (refused, r) {
+                (None, Ok(c)) => {
+                    let shown = format!("{c:#?}");
+                    assert!(!shown.contains(secret), "{shown}");
+                    assert!(shown.contains("des…(24 chars)"), "{shown}");
+                }
+                (Some(k), Err(e)) => {
+                    assert_eq!(e.key(), Some(k), "{e}");
+                    assert!(!e.to_string().contains("secret"), "{e}");
+                    assert!(e.to_string().contains("command line"), "origin kept: {e}");
+                }
+                (want, got) => panic!("{tokens}: want {want:?}, got {got:?}"),
+            }
+        }
+        let e = BourseConfig::load(
+            None,
+            vec![],
+            &[("auth.operator_perms".into(), "[\"fly\"]".into())],
+        )
+        .unwrap_err();
+        assert_eq!(e.key(), Some("auth.operator_perms"));
+        // BOURSE_TOKEN belongs to the client commands.
+        let c = BourseConfig::load(None, env(&[("BOURSE_TOKEN", "abc")]), &[]).unwrap();
+        assert_eq!(c, BourseConfig::default());
+    }
+
+    #[test]
+    fn operator_grant_is_least_privilege_unless_demo() {
+        let c = BourseConfig::default();
+        let (owners, perms) = c.operator_grant();
+        assert!(owners.is_empty());
+        assert!(
+            perms.admin && perms.read && !perms.trade && !perms.transfer && !perms.ledger_admin
+        );
+        let c = BourseConfig::load(None, vec![], &[("server.demo".into(), "true".into())]).unwrap();
+        assert_eq!(c.operator_grant(), crate::demo::operator_grant());
+    }
+
+    #[test]
+    fn capacities_beyond_the_machine_are_refused_with_the_estimate() {
+        let c = BourseConfig::default();
+        let need = c.memory_estimate();
+        assert!(
+            need > 100 << 20 && need < 4 << 30,
+            "default estimate {need}"
+        );
+        let bad = |key: &str, message: String| ConfigError::BadValue {
+            key: key.to_string(),
+            origin: Origin::Default,
+            message,
+        };
+        // (physical, RLIMIT_AS, refused?)
+        let cases = [
+            (Some(need), None, false),
+            (Some(need - 1), None, true),
+            (Some(u64::MAX), Some(need - 1), true),
+            (None, None, false),
+        ];
+        for (physical, address_space, refused) in cases {
+            let m = MachineMemory {
+                physical,
+                address_space,
+            };
+            let r = c.validate_memory(&bad, &m);
+            assert_eq!(r.is_err(), refused, "{m:?}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("engine memory estimate"), "{e}");
+            }
+        }
+        let mut big = c.clone();
+        big.pipeline.partitions = 4;
+        assert_eq!(big.memory_estimate(), 4 * need);
     }
 }

@@ -1,11 +1,14 @@
-//! The demo set `bourse serve` creates on a fresh data directory: three
-//! instruments (BTC-USD and ETH-USD matching only, EUR-USD settling on the
-//! ledger), funded USD and EUR trading accounts for the demo owners 1, 2 and
-//! 3, and the symbol table file clients use to name instruments.
+//! The demo set `bourse serve --demo` (and `bourse demo`) creates on a fresh
+//! data directory: three instruments (BTC-USD and ETH-USD matching only,
+//! EUR-USD settling on the ledger) with price bands, funded USD and EUR
+//! trading accounts for the demo owners 1, 2 and 3 (funded from issuer
+//! accounts 1 and 2, which may go negative), the symbol table file clients use
+//! to name instruments, and the operator token's demo grant.
 //!
 //! Invariants: the demo commands are ordinary engine commands submitted
 //! through the runtime (so they are journaled and replay like any other);
-//! they are submitted only when every partition recovered nothing.
+//! they are submitted only when asked for (`server.demo`) and every partition
+//! recovered nothing. A plain `serve` creates none of this.
 
 use engine::{
     AccountFlags, AccountId, AccountSpec, Actor, Amount, Asset, Command, InstrumentId,
@@ -14,12 +17,23 @@ use engine::{
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Owners the operator token may act for.
+/// Owners the operator token may act for in the demo.
 pub const DEMO_OWNERS: [u64; 3] = [1, 2, 3];
 /// Symbol table file in the data directory (symbol → instrument id, JSON).
 pub const SYMBOLS_FILE: &str = "instruments.json";
 /// Funding each demo trading account receives, minor units.
 pub const DEMO_FUNDING: u128 = 100_000_000;
+/// Price band of the demo instruments around their reference price (25 %):
+/// a fat-fingered price is refused (`price_out_of_band`), not matched.
+pub const DEMO_BAND_BPS: u32 = 2_500;
+
+/// The operator token's grant in the demo: the demo owners, every permission.
+pub fn operator_grant() -> (Vec<engine::OwnerId>, crate::session::Perms) {
+    (
+        DEMO_OWNERS.iter().map(|&o| OwnerId(o)).collect(),
+        crate::session::Perms::ALL,
+    )
+}
 
 fn instrument(
     id: u32,
@@ -39,7 +53,7 @@ fn instrument(
         qty_min: 1,
         qty_max: 1_000_000,
         reference_price: Price(reference),
-        band_bps: None,
+        band_bps: Some(DEMO_BAND_BPS),
         circuit_bps: None,
         circuit_window_ns: 0,
         maker_fee_bps: 0,

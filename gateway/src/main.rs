@@ -10,7 +10,7 @@
 //! (a full disk: the message names the file and the error).
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -169,14 +169,15 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Default,
         } => {
-            print!("{}", gateway::config::DEFAULT_TOML);
+            let _ = write!(io::stdout(), "{}", gateway::config::DEFAULT_TOML);
             ExitCode::SUCCESS
         }
         Command::Config {
             command: ConfigCommand::Check(a),
         } => match a.cfg.load() {
             Ok(c) => {
-                println!("{c:#?}");
+                // Tokens print masked (`TokenEntry`'s Debug).
+                let _ = writeln!(io::stdout(), "{c:#?}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -248,6 +249,13 @@ fn serve(a: ServeArgs) -> ExitCode {
     cfg.md = conf.md();
     cfg.busy_poll = conf.server.busy_poll;
     cfg.demo = conf.server.demo;
+    // With the demo and no [partitions] of its own, the demo set's map.
+    if !(conf.server.demo && conf.partitions == Default::default()) {
+        cfg.partition_map = Some(conf.partition_map());
+    }
+    (cfg.operator_owners, cfg.operator_perms) = conf.operator_grant();
+    cfg.login_failures_max = conf.auth.login_failures_max;
+    cfg.login_failure_window = std::time::Duration::from_millis(conf.auth.login_failure_window_ms);
     cfg.max_sessions = conf.session.max_sessions;
     cfg.resume_window = conf.session.resume_window();
     cfg.metrics = Some(ops.state().clone());
@@ -257,8 +265,6 @@ fn serve(a: ServeArgs) -> ExitCode {
         .iter()
         .filter_map(|t| t.grant().ok().map(|(o, p)| (t.token.clone(), o, p)))
         .collect();
-    let partitions = cfg.pipeline.partitions;
-    let durability = cfg.pipeline.durability;
     let data_dir = conf.server.data_dir.clone();
     let mut server = match gateway::server::start(cfg) {
         Ok(s) => s,
@@ -296,14 +302,38 @@ fn serve(a: ServeArgs) -> ExitCode {
             );
             std::process::exit(1);
         });
-    let info = server.info().clone();
+    // Standard output may be closed (`serve | head -1`): the banner and the
+    // final hashes are best effort, they must never abort the shutdown.
+    let mut out = io::stdout();
+    let _ = write_banner(&mut out, &conf, &server, &ops, &data_dir);
+    tracing::info!(addr = %server.addr(), "serving");
+    let hashes = server.join();
+    ops.shutdown();
+    for (i, h) in hashes.iter().enumerate() {
+        let _ = writeln!(out, "p{i} state hash after shutdown: {h:032x}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// What `serve` prints once it accepts connections (the first line ends
+/// with the bound address).
+fn write_banner(
+    out: &mut impl Write,
+    conf: &gateway::config::BourseConfig,
+    server: &gateway::server::ServerHandle,
+    ops: &gateway::ops::Ops,
+    data_dir: &std::path::Path,
+) -> io::Result<()> {
+    let info = server.info();
     let id = &info.identity;
-    println!(
+    writeln!(
+        out,
         "bourse serve: QUIC (TLS 1.3, ALPN bourse-oe/1) on {}",
         info.addr
-    );
-    println!("  data directory: {}", data_dir.display());
-    println!(
+    )?;
+    writeln!(out, "  data directory: {}", data_dir.display())?;
+    writeln!(
+        out,
         "  certificate:    {}{}",
         id.cert_path.display(),
         if id.created {
@@ -311,35 +341,89 @@ fn serve(a: ServeArgs) -> ExitCode {
         } else {
             ""
         }
-    );
-    println!(
-        "  operator token: {} (mode 0600; client commands on this machine read it)",
-        id.token_path.display()
-    );
+    )?;
+    let (owners, perms) = conf.operator_grant();
+    writeln!(
+        out,
+        "  operator token: {} (mode 0600; client commands on this machine read it): owners {:?}, perms {}",
+        id.token_path.display(),
+        owners.iter().map(|o| o.0).collect::<Vec<_>>(),
+        perms_names(perms)
+    )?;
     if let Some(m) = ops.metrics_addr() {
-        println!("  metrics:        http://{m}/metrics (also /health, /ready)");
+        writeln!(
+            out,
+            "  metrics:        http://{m}/metrics (also /health, /ready)"
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "  durability {} | partitions {} | recovered up to seq {:?}{}",
-        durability,
-        partitions.max(1),
+        conf.pipeline.durability,
+        conf.pipeline.partitions.max(1),
         info.recovered_seqs,
         if info.demo_created {
             " | demo instruments BTC-USD (1), ETH-USD (2), EUR-USD (3, settling) created"
         } else {
             ""
         }
-    );
+    )?;
+    let p = &info.placement;
+    let cores: Vec<usize> = p.cores.iter().flatten().copied().collect();
+    if cores.is_empty() {
+        writeln!(
+            out,
+            "  engine threads unpinned, idle strategy {} ({} cores available)",
+            p.idle, p.cores_available
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  engine threads pinned to core{} {:?}, idle strategy {}{}",
+            if cores.len() > 1 { "s" } else { "" },
+            cores,
+            p.idle,
+            if p.idle == gateway::runtime::IdleStrategy::Spin {
+                " (spinning: each such core stays busy; --no-pin or --idle park to spare it)"
+            } else {
+                ""
+            }
+        )?;
+    }
     if let Some(c) = info.pinned_core {
-        println!("  gateway runtime pinned to core {c}, busy-polling");
+        writeln!(out, "  gateway runtime pinned to core {c}, busy-polling")?;
     }
-    println!("  try: bourse order --symbol BTC-USD --side buy --price 60000 --qty 5");
-    let hashes = server.join();
-    ops.shutdown();
-    for (i, h) in hashes.iter().enumerate() {
-        println!("p{i} state hash after shutdown: {h:032x}");
+    if info.demo_created {
+        writeln!(
+            out,
+            "  try: bourse order --symbol BTC-USD --side buy --price 60000 --qty 5"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  try: bourse --help (instruments, accounts and tokens come from an admin session)"
+        )?;
     }
-    ExitCode::SUCCESS
+    out.flush()
+}
+
+fn perms_names(p: gateway::session::Perms) -> String {
+    let names: Vec<&str> = [
+        (p.trade, "trade"),
+        (p.transfer, "transfer"),
+        (p.admin, "admin"),
+        (p.read, "read"),
+        (p.ledger_admin, "ledger_admin"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// How long `serve` may take to stop after SIGINT / SIGTERM before it gives up.

@@ -10,10 +10,12 @@
 //! `GatewayMetrics` that the network side bumps.
 //!
 //! Invariants: nothing here runs on, locks against, or allocates on an
-//! engine or journal thread; the HTTP side reads at most `REQUEST_MAX` bytes
-//! of a request, times out idle connections, and serves one connection at a
-//! time on its own thread, so a misbehaving client can delay a scrape but
-//! never the engine.
+//! engine or journal thread. The HTTP side (hyper, on a current-thread tokio
+//! runtime of its own thread) serves every connection as its own task, at
+//! most `MAX_CONNECTIONS` at once, reads at most `REQUEST_MAX` bytes of a
+//! request head, cuts off a head that has not arrived within
+//! `HEADER_READ_TIMEOUT` and any connection older than `CONNECTION_TIMEOUT`,
+//! so idle or slow clients delay neither a scrape nor the engine.
 
 use crate::runtime::{Shared, COMMAND_KINDS};
 use crate::watchdog::AlarmKind;
@@ -23,7 +25,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -31,8 +33,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Largest HTTP request head read (bytes); longer requests get a 431.
 pub const REQUEST_MAX: usize = 8 * 1024;
-/// Read and write timeout of one HTTP connection.
+/// Connect and read timeout of `http_get`.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most HTTP connections served at once (more are closed at accept).
+pub const MAX_CONNECTIONS: usize = 256;
+/// A request head must arrive within this long of the connection opening
+/// (a slow-loris connection is cut off here).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest life of one connection (a reader that never drains its answer).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Content type of `/metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -741,7 +750,7 @@ impl Collector for Exposition {
 #[derive(Debug)]
 pub struct MetricsHandle {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -751,23 +760,16 @@ impl MetricsHandle {
         self.addr
     }
 
-    /// Stops serving and joins the thread.
+    /// Stops serving (open connections are dropped) and joins the thread.
     pub fn shutdown(mut self) {
         self.stop_now();
     }
 
     fn stop_now(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
         if let Some(t) = self.thread.take() {
-            self.stop.store(true, Ordering::Release);
-            // Wake the blocking accept.
-            let mut wake = self.addr;
-            if wake.ip().is_unspecified() {
-                wake.set_ip(match wake {
-                    SocketAddr::V4(_) => [127, 0, 0, 1].into(),
-                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                });
-            }
-            let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
             let _ = t.join();
         }
     }
@@ -779,138 +781,148 @@ impl Drop for MetricsHandle {
     }
 }
 
-/// Binds `addr` and serves `/metrics`, `/health` and `/ready` on a thread of its own.
+/// Binds `addr` and serves `/metrics`, `/health` and `/ready` (HTTP/1.1,
+/// hyper) on a thread of its own: every connection is its own task, at most
+/// `MAX_CONNECTIONS` at once (more are closed at accept), a request head must
+/// arrive within `HEADER_READ_TIMEOUT` and fit in `REQUEST_MAX` bytes, and no
+/// connection lives longer than `CONNECTION_TIMEOUT`. Logs a warning when the
+/// address is reachable beyond this machine (the figures are unauthenticated).
 pub fn serve_metrics(
     addr: SocketAddr,
     state: Arc<MetricsState>,
 ) -> Result<MetricsHandle, std::io::Error> {
-    let listener = TcpListener::bind(addr)?;
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("metrics".to_string())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::Acquire) {
-                    return;
-                }
-                match conn {
-                    Ok(c) => {
-                        if let Err(e) = handle(c, &state) {
-                            tracing::debug!(error = %e, "metrics connection");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "metrics accept failed");
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                }
-            }
-        })?;
+        .spawn(move || rt.block_on(accept_loop(listener, state, stopped)))?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            addr = %local,
+            "metrics endpoint listens beyond loopback: anyone who can reach it reads the figures (no authentication)"
+        );
+    }
     tracing::info!(addr = %local, "metrics endpoint: /metrics /health /ready");
     Ok(MetricsHandle {
         addr: local,
-        stop,
+        stop: Some(stop),
         thread: Some(thread),
     })
 }
 
-/// Reads one request head (bounded) and answers it; the connection then closes.
-fn handle(mut c: TcpStream, state: &Arc<MetricsState>) -> std::io::Result<()> {
-    c.set_read_timeout(Some(IO_TIMEOUT))?;
-    c.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut buf = vec![0u8; REQUEST_MAX];
-    let mut n = 0;
-    let complete = loop {
-        if n == buf.len() {
-            break false;
-        }
-        let r = c.read(&mut buf[n..])?;
-        if r == 0 {
-            break buf[..n].windows(4).any(|w| w == b"\r\n\r\n");
-        }
-        n += r;
-        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n")
-            || buf[..n].windows(2).any(|w| w == b"\n\n")
-        {
-            break true;
+/// Accepts until told to stop; one task per connection, bounded.
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    state: Arc<MetricsState>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "metrics endpoint cannot serve");
+            return;
         }
     };
-    if !complete {
-        if n == 0 {
-            return Ok(());
-        }
-        return respond(
-            &mut c,
-            431,
-            "text/plain",
-            b"request header too large\n",
-            false,
-        );
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(REQUEST_MAX)
+        .max_buf_size(REQUEST_MAX.max(8 * 1024))
+        // One request per connection, as scrapers and probes use it; an
+        // idle keep-alive connection would hold a slot for nothing.
+        .keep_alive(false);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut stop => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors, typically: back off, keep serving.
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(peer = %peer, "metrics endpoint full: connection closed");
+            continue;
+        };
+        let st = state.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let st = st.clone();
+            async move { Ok::<_, std::convert::Infallible>(answer(&st, &req)) }
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            let _slot = slot;
+            match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "metrics connection"),
+                Err(_) => tracing::debug!(peer = %peer, "metrics connection timed out"),
+                Ok(Ok(())) => {}
+            }
+        });
     }
-    let head = String::from_utf8_lossy(&buf[..n]);
-    let line = head.lines().next().unwrap_or("");
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("");
-    let target = parts.next().unwrap_or("");
-    let path = target.split('?').next().unwrap_or("");
-    let head_only = method == "HEAD";
-    if method != "GET" && !head_only {
-        return respond(&mut c, 405, "text/plain", b"only GET and HEAD\n", false);
+}
+
+type Body = http_body_util::Full<hyper::body::Bytes>;
+
+/// The answer to one request (`GET` or `HEAD`; the path without its query).
+fn answer<B>(state: &Arc<MetricsState>, req: &hyper::Request<B>) -> hyper::Response<Body> {
+    use hyper::Method;
+    let head_only = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head_only {
+        return respond(405, "text/plain", b"only GET and HEAD\n".to_vec(), false);
     }
-    match path {
-        "/metrics" => {
-            let body = state.render();
-            respond(&mut c, 200, CONTENT_TYPE, body.as_bytes(), head_only)
-        }
-        "/health" => respond(&mut c, 200, "text/plain", b"ok\n", head_only),
+    match req.uri().path() {
+        "/metrics" => respond(200, CONTENT_TYPE, state.render().into_bytes(), head_only),
+        "/health" => respond(200, "text/plain", b"ok\n".to_vec(), head_only),
         "/ready" => match state.readiness() {
-            Ok(()) => respond(&mut c, 200, "text/plain", b"ready\n", head_only),
+            Ok(()) => respond(200, "text/plain", b"ready\n".to_vec(), head_only),
             Err(why) => respond(
-                &mut c,
                 503,
                 "text/plain",
-                format!("not ready: {why}\n").as_bytes(),
+                format!("not ready: {why}\n").into_bytes(),
                 head_only,
             ),
         },
         "/" => respond(
-            &mut c,
             200,
             "text/plain",
-            b"bourse: /metrics /health /ready\n",
+            b"bourse: /metrics /health /ready\n".to_vec(),
             head_only,
         ),
-        _ => respond(&mut c, 404, "text/plain", b"not found\n", head_only),
+        _ => respond(404, "text/plain", b"not found\n".to_vec(), head_only),
     }
 }
 
 fn respond(
-    c: &mut TcpStream,
     status: u16,
     content_type: &str,
-    body: &[u8],
+    body: Vec<u8>,
     head_only: bool,
-) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "",
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(body);
+) -> hyper::Response<Body> {
+    let len = body.len();
+    let body = if head_only { Vec::new() } else { body };
+    let mut r = hyper::Response::new(Body::new(body.into()));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+    let h = r.headers_mut();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        h.insert(hyper::header::CONTENT_TYPE, v);
     }
-    c.write_all(&out)?;
-    c.flush()
+    h.insert(hyper::header::CONTENT_LENGTH, len.into());
+    h.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 /// A parsed sample of a text exposition: name, labels, value.

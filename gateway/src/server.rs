@@ -27,6 +27,7 @@
 
 use crate::demo;
 use crate::identity::{ensure_server_identity, IdentityError, ServerIdentity};
+use crate::metrics::DisconnectReason;
 use crate::net::{self, NetError, Tuning};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
 use crate::runtime::{OutputKind, OutputReader, PartitionMap, RoutedError};
@@ -55,8 +56,21 @@ pub struct ServerConfig {
     pub tuning: Tuning,
     /// Pin the gateway runtime to core 0 and busy-poll.
     pub busy_poll: bool,
-    /// Create the demo set on a fresh data directory.
+    /// Create the demo set on a fresh data directory and grant the operator
+    /// token the demo owners (`crate::demo`); off unless asked for.
     pub demo: bool,
+    /// Instrument and account placement (`[partitions]`); `None`: the demo
+    /// set's round-robin map with `demo`, else everything on partition 0.
+    pub partition_map: Option<PartitionMap>,
+    /// Owners of the operator token (outside the demo).
+    pub operator_owners: Vec<OwnerId>,
+    /// Permissions of the operator token (outside the demo).
+    pub operator_perms: Perms,
+    /// Failed logins from one address within `login_failure_window` before
+    /// its further logins are refused until the window ends.
+    pub login_failures_max: u32,
+    /// The failed-login window.
+    pub login_failure_window: Duration,
     /// Most sessions (connected or awaiting resumption).
     pub max_sessions: usize,
     /// How long a disconnected session can be resumed.
@@ -70,7 +84,8 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults: 127.0.0.1:7070, one durable partition in `data_dir`, demo set.
+    /// Defaults: 127.0.0.1:7070, one durable partition in `data_dir`, no demo
+    /// set, an operator token that administers and reads (no owners).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         ServerConfig {
             listen: "127.0.0.1:7070".parse().expect("addr"),
@@ -78,7 +93,16 @@ impl ServerConfig {
             session: SessionConfig::default(),
             tuning: Tuning::default(),
             busy_poll: false,
-            demo: true,
+            demo: false,
+            partition_map: None,
+            operator_owners: Vec::new(),
+            operator_perms: Perms {
+                admin: true,
+                read: true,
+                ..Perms::default()
+            },
+            login_failures_max: 10,
+            login_failure_window: Duration::from_secs(60),
             max_sessions: 4_096,
             resume_window: Duration::from_secs(60),
             metrics: None,
@@ -118,6 +142,8 @@ pub struct ServerInfo {
     pub recovered_seqs: Vec<u64>,
     /// Core the gateway runtime is pinned to, if any.
     pub pinned_core: Option<usize>,
+    /// How the engine threads were placed (cores, idle strategy).
+    pub placement: crate::runtime::Placement,
 }
 
 /// A running server (on its own thread).
@@ -271,7 +297,12 @@ fn serve_thread(
         if let Some(m) = &cfg.metrics {
             m.attach(pipeline.runtime());
         }
-        let map = partition_map(cfg.pipeline.partitions);
+        let map = match &cfg.partition_map {
+            Some(m) => m.clone(),
+            None if cfg.demo => partition_map(cfg.pipeline.partitions),
+            None => PartitionMap::new(cfg.pipeline.partitions.max(1), 0),
+        };
+        let placement = pipeline.runtime().placement().clone();
         let data_dir = cfg.pipeline.data_dir.clone();
         let mut symbols = demo::read_symbols(&data_dir);
         let fresh = recovered_seqs.iter().all(|&s| s == 0);
@@ -326,11 +357,12 @@ fn serve_thread(
                 return pipeline.shutdown();
             }
         }
-        auth.add_token(
-            &identity.operator_token,
-            demo::DEMO_OWNERS.iter().map(|&o| OwnerId(o)).collect(),
-            Perms::ALL,
-        );
+        let (operator_owners, operator_perms) = if cfg.demo {
+            demo::operator_grant()
+        } else {
+            (cfg.operator_owners.clone(), cfg.operator_perms)
+        };
+        auth.add_token(&identity.operator_token, operator_owners, operator_perms);
         for (token, owners, perms) in &cfg.tokens {
             auth.add_token(token, owners.clone(), *perms);
         }
@@ -390,6 +422,7 @@ fn serve_thread(
             metrics: cfg.metrics.clone(),
             tokens_saved: auth_generation,
             operator_token: identity_token.clone(),
+            logins: LoginLimiter::new(cfg.login_failures_max, cfg.login_failure_window),
         }));
         let router_wake = Rc::new(Notify::new());
         if let Some(m) = &cfg.metrics {
@@ -403,6 +436,7 @@ fn serve_thread(
             demo_created,
             recovered_seqs,
             pinned_core,
+            placement,
         }));
         let router = tokio::task::spawn_local(router(
             hub.clone(),
@@ -491,11 +525,69 @@ struct Hub {
     tokens_saved: u64,
     /// Not saved with the others (it has its own file).
     operator_token: String,
+    /// Failed logins per peer address.
+    logins: LoginLimiter,
+}
+
+/// Most addresses the failed-login table remembers (bounded whatever the
+/// number of attackers; past it, expired and then the oldest entries go).
+const LOGIN_TABLE_MAX: usize = 4_096;
+
+/// Failed logins per peer address in a fixed window: after `max` failures
+/// within `window` of the first, the address is refused until the window
+/// ends. Bounded by `LOGIN_TABLE_MAX` entries.
+#[derive(Debug)]
+struct LoginLimiter {
+    max: u32,
+    window: Duration,
+    table: HashMap<std::net::IpAddr, (Instant, u32)>,
+}
+
+impl LoginLimiter {
+    fn new(max: u32, window: Duration) -> Self {
+        LoginLimiter {
+            max: max.max(1),
+            window,
+            table: HashMap::new(),
+        }
+    }
+
+    /// Whether logins from `ip` are refused now.
+    fn refused(&self, ip: std::net::IpAddr, now: Instant) -> bool {
+        matches!(self.table.get(&ip), Some(&(t0, n)) if now.duration_since(t0) < self.window && n >= self.max)
+    }
+
+    /// Records a failed login from `ip`; returns the failures in its window.
+    fn failed(&mut self, ip: std::net::IpAddr, now: Instant) -> u32 {
+        if !self.table.contains_key(&ip) && self.table.len() >= LOGIN_TABLE_MAX {
+            let w = self.window;
+            self.table.retain(|_, e| now.duration_since(e.0) < w);
+            if self.table.len() >= LOGIN_TABLE_MAX {
+                let oldest = self.table.iter().min_by_key(|(_, e)| e.0).map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    self.table.remove(&k);
+                }
+            }
+        }
+        let e = self.table.entry(ip).or_insert((now, 0));
+        if now.duration_since(e.0) >= self.window {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        e.1
+    }
 }
 
 impl Hub {
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Counts an order-entry connection's end in `bourse_disconnects_total`.
+    fn count_disconnect(&self, why: DisconnectReason) {
+        if let Some(m) = &self.metrics {
+            m.gateway.disconnected(why);
+        }
     }
 
     /// Submits everything the session queued.
@@ -780,10 +872,25 @@ async fn connection(
     router_wake: Rc<Notify>,
     conn: quinn::Connection,
 ) {
+    let peer = conn.remote_address();
+    let refused = hub.borrow().logins.refused(peer.ip(), Instant::now());
+    if refused {
+        tracing::warn!(peer = %peer, "login refused: too many failed logins from this address");
+        hub.borrow().count_disconnect(DisconnectReason::AuthFailed);
+        conn.close(
+            quinn::VarInt::from_u32(wire::close::AUTH_FAILED),
+            b"too many failed logins from this address; retry later",
+        );
+        return;
+    }
     let Ok((mut send, mut recv)) = conn.accept_bi().await else {
+        hub.borrow()
+            .count_disconnect(DisconnectReason::ConnectionLost);
         return;
     };
     let Some(first) = first_frame(&mut recv).await else {
+        hub.borrow()
+            .count_disconnect(DisconnectReason::ConnectionLost);
         return;
     };
     // Attach: resume an existing session for (token, session id) or make one.
@@ -810,6 +917,7 @@ async fn connection(
             }
             None => {
                 if h.sessions.len() >= h.max_sessions {
+                    h.count_disconnect(DisconnectReason::ServerFull);
                     conn.close(
                         quinn::VarInt::from_u32(wire::close::SLOW_CONSUMER),
                         b"too many sessions",
@@ -961,9 +1069,51 @@ async fn connection(
             tokio::task::yield_now().await;
         }
     }
+    let closed_by_us = close.is_some();
     let (code, reason) = close.unwrap_or((wire::close::NORMAL, String::new()));
+    {
+        let mut h = hub.borrow_mut();
+        let why = if closed_by_us {
+            DisconnectReason::from_close_code(code)
+        } else {
+            DisconnectReason::ConnectionLost
+        };
+        h.count_disconnect(why);
+        if why == DisconnectReason::AuthFailed {
+            // The peer's address, never the token it tried.
+            let n = h.logins.failed(peer.ip(), Instant::now());
+            tracing::warn!(peer = %peer, failures = n, reason = %reason, "login failed");
+        }
+    }
     let _ = send.finish();
     // Give the final bytes a moment to leave before closing.
     let _ = tokio::time::timeout(Duration::from_millis(100), send.stopped()).await;
     conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_limiter_refuses_after_max_failures_for_the_window_and_stays_bounded() {
+        let t0 = Instant::now();
+        let w = Duration::from_secs(60);
+        let mut l = LoginLimiter::new(3, w);
+        let a: std::net::IpAddr = [10, 0, 0, 1].into();
+        // (seconds after t0, failures recorded, refused afterwards)
+        for (at, want_n, refused) in [(0, 1, false), (1, 2, false), (2, 3, true), (61, 1, false)] {
+            let now = t0 + Duration::from_secs(at);
+            assert_eq!(l.failed(a, now), want_n, "at {at}");
+            assert_eq!(l.refused(a, now), refused, "at {at}");
+        }
+        assert!(!l.refused([10, 0, 0, 2].into(), t0));
+        for i in 0..(LOGIN_TABLE_MAX as u32 + 100) {
+            l.failed(
+                std::net::IpAddr::from(i.to_be_bytes()),
+                t0 + Duration::from_secs(70),
+            );
+        }
+        assert!(l.table.len() <= LOGIN_TABLE_MAX);
+    }
 }

@@ -26,6 +26,8 @@ fn start_with(
 ) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = ServerConfig::new(dir.path());
+    // These tests trade the demo instruments.
+    cfg.demo = true;
     cfg.tokens = tokens;
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.pipeline.durability = durability;
@@ -377,7 +379,8 @@ async fn configured_tokens_grant_their_owners_only() {
         Vec::<(String, String)>::new(),
         &[(
             "auth.tokens".to_string(),
-            r#"[{ token = "desk-2", owners = [2], perms = ["trade", "read"] }]"#.to_string(),
+            r#"[{ token = "desk-2-secret-token", owners = [2], perms = ["trade", "read"] }]"#
+                .to_string(),
         )],
     )
     .expect("configuration with a token");
@@ -391,7 +394,9 @@ async fn configured_tokens_grant_their_owners_only() {
         })
         .collect();
     let s = start_with(gateway::journal::Durability::None, tokens);
-    let mut desk = Client::connect(&s.cfg("desk-2", 41)).await.unwrap();
+    let mut desk = Client::connect(&s.cfg("desk-2-secret-token", 41))
+        .await
+        .unwrap();
     let mine = desk.order(limit(2, BTC, engine::Side::Sell, 61_000, 1, 1));
     let theirs = desk.order(limit(1, BTC, engine::Side::Sell, 61_000, 1, 2));
     desk.flush().await.unwrap();
@@ -480,6 +485,111 @@ async fn tokens_created_by_an_admin_survive_a_restart() {
         c.err()
     );
     c.unwrap().close().await;
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
+
+/// A server without a journal whose tables are not touched up front (the
+/// tests run in parallel on few cores).
+fn light_cfg(dir: &std::path::Path) -> ServerConfig {
+    let mut cfg = ServerConfig::new(dir);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.pipeline.durability = gateway::journal::Durability::None;
+    cfg.pipeline.prefault = false;
+    cfg.pipeline.runtime.pin = false;
+    cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+    cfg
+}
+
+/// The demo instruments have price bands: a buy at the top price is refused.
+#[tokio::test(flavor = "current_thread")]
+async fn demo_instruments_refuse_prices_out_of_band() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = light_cfg(dir.path());
+    cfg.demo = true;
+    let handle = server::start(cfg).unwrap();
+    let id = load_client_identity(dir.path()).unwrap();
+    let s = TestServer {
+        handle,
+        cert: id.cert_der,
+        token: id.operator_token.unwrap(),
+        _dir: dir,
+    };
+    let mut c = s.connect(61).await;
+    let buy = c.order(limit(1, BTC, engine::Side::Buy, u64::MAX, 1, 1));
+    c.flush().await.unwrap();
+    let v = until(
+        &mut c,
+        |r| matches!(r, Reply::Report(e) if e.request == buy),
+    )
+    .await;
+    let r = *reports(&v).last().unwrap();
+    assert_eq!(
+        (r.exec_type, gateway::client::reject_name(r.reject_code)),
+        (exec_type::REJECTED, "price_out_of_band".to_string())
+    );
+    c.close().await;
+}
+
+/// Order-entry disconnects reach `bourse_disconnects_total` by reason; an
+/// address that failed `login_failures_max` logins within the window is
+/// refused, even with a good token, until the window passes.
+#[tokio::test(flavor = "current_thread")]
+async fn disconnects_and_failed_logins_are_counted_and_limited() {
+    use gateway::metrics::{parse_exposition, DisconnectReason, MetricsState};
+    let dir = tempfile::tempdir().unwrap();
+    let state = MetricsState::new();
+    let mut cfg = light_cfg(dir.path());
+    cfg.metrics = Some(state.clone());
+    cfg.login_failures_max = 3;
+    cfg.login_failure_window = Duration::from_secs(60);
+    let handle = server::start(cfg).unwrap();
+    let id = load_client_identity(dir.path()).unwrap();
+    let ccfg = |token: &str, sid| {
+        let mut c = ClientConfig::new(handle.addr(), id.cert_der.clone(), token.to_string());
+        c.session_id = sid;
+        c
+    };
+    let good = id.operator_token.clone().unwrap();
+    Client::connect(&ccfg(&good, 71))
+        .await
+        .unwrap()
+        .close()
+        .await;
+    // (token, logs in?)
+    let attempts = [
+        ("not-a-token-of-ours", false),
+        ("not-a-token-of-ours", false),
+        ("not-a-token-of-ours", false),
+        (good.as_str(), false),
+    ];
+    for (i, (token, ok)) in attempts.iter().enumerate() {
+        let r = Client::connect(&ccfg(token, 80 + i as u64)).await;
+        assert_eq!(r.is_ok(), *ok, "attempt {i}: {:?}", r.as_ref().err());
+    }
+    let t0 = std::time::Instant::now();
+    let want = [
+        (DisconnectReason::Normal, 1),
+        (DisconnectReason::AuthFailed, 4),
+    ];
+    while want.iter().any(|&(r, n)| state.gateway.disconnects(r) != n)
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let samples = parse_exposition(&state.render()).unwrap();
+    for (reason, n) in want {
+        let v = samples
+            .iter()
+            .find(|s| {
+                s.name == "bourse_disconnects_total"
+                    && s.label("endpoint") == Some("order_entry")
+                    && s.label("reason") == Some(reason.name())
+            })
+            .map(|s| s.value);
+        assert_eq!(v, Some(n as f64), "{}", reason.name());
+    }
     tokio::task::spawn_blocking(move || handle.shutdown())
         .await
         .unwrap();

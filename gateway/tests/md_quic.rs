@@ -38,6 +38,8 @@ fn start_partitioned(
 ) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = ServerConfig::new(dir.path());
+    // The demo instruments, accounts and operator grant.
+    cfg.demo = true;
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.pipeline.durability = gateway::journal::Durability::None;
     cfg.pipeline.runtime.pin = false;
@@ -436,6 +438,8 @@ async fn market_data_after_a_restart_shows_the_recovered_books() {
     let dir = tempfile::tempdir().unwrap();
     let boot = |dir: &std::path::Path| {
         let mut cfg = ServerConfig::new(dir);
+        // The demo instruments, accounts and operator grant.
+        cfg.demo = true;
         cfg.listen = "127.0.0.1:0".parse().unwrap();
         cfg.pipeline.durability = gateway::journal::Durability::Async;
         cfg.pipeline.runtime.pin = false;

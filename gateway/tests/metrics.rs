@@ -308,6 +308,52 @@ fn http_edges() {
     server.shutdown();
 }
 
+/// 130 idle connections and one that trickles a byte every 1.5 s do not
+/// delay `/health` (each connection is served on its own; a request head must
+/// arrive within the header timeout, so the trickler is cut off).
+#[test]
+fn idle_and_trickling_connections_do_not_delay_health() {
+    let state = MetricsState::new();
+    let server = serve_metrics("127.0.0.1:0".parse().unwrap(), state).unwrap();
+    let addr = server.local_addr();
+    let mut trickle = std::net::TcpStream::connect(addr).unwrap();
+    trickle.write_all(b"G").unwrap();
+    let mut reader = trickle.try_clone().unwrap();
+    let cut = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        reader
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut b = [0u8; 256];
+        let _ = reader.read(&mut b);
+        t0.elapsed()
+    });
+    std::thread::spawn(move || {
+        for _ in 0..8 {
+            std::thread::sleep(Duration::from_millis(1500));
+            if trickle.write_all(b"E").is_err() {
+                return;
+            }
+        }
+    });
+    let _idle: Vec<_> = (0..130)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        assert_eq!(http_get(addr, "/health").unwrap().0, 200);
+        let took = t0.elapsed();
+        assert!(took < Duration::from_millis(100), "/health took {took:?}");
+    }
+    let held = cut.join().unwrap();
+    assert!(
+        held < Duration::from_secs(5),
+        "a trickling request head held its connection for {held:?}"
+    );
+    server.shutdown();
+}
+
 /// A journal that fails its first commit.
 struct Broken;
 

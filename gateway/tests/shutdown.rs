@@ -85,3 +85,63 @@ fn sigterm_drains_snapshots_and_exits_zero() {
 fn sigint_drains_snapshots_and_exits_zero() {
     serve_then_signal("-INT");
 }
+
+/// A closed standard output (`serve | head -c0`) must not abort the server:
+/// it still stops cleanly on SIGTERM and writes its final snapshot.
+#[test]
+fn a_closed_stdout_does_not_abort_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bourse"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-metrics",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bourse serve");
+    // Close the read end at once: every write to standard output fails (EPIPE).
+    drop(child.stdout.take());
+    // Standard error says when the signal handlers are in.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let errs = std::thread::spawn(move || {
+        let mut all = String::new();
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if l.contains("serving") {
+                let _ = tx.send(());
+            }
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    let t0 = Instant::now();
+    let _ = rx.recv_timeout(Duration::from_secs(20));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(40) {
+            let _ = child.kill();
+            panic!("serve did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = errs.join().unwrap();
+    assert!(status.success(), "exit {status:?}\n{err}");
+    assert!(
+        std::fs::read_dir(dir.path().join("p0"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().ends_with(".snap")),
+        "a final snapshot is written"
+    );
+}
