@@ -288,7 +288,12 @@ fn serve(a: ServeArgs) -> ExitCode {
         .name("signals".into())
         .spawn(move || {
             let name = signals.wait();
-            eprintln!("bourse serve: {name}: stopping (stop accepting, drain, snapshot)");
+            // Fallible: a closed standard error must not keep the stop from
+            // being signalled.
+            let _ = writeln!(
+                io::stderr(),
+                "bourse serve: {name}: stopping (stop accepting, drain, snapshot)"
+            );
             stop.notify_one();
             // Bounded shutdown: a drain that hangs must not hang the process.
             std::thread::sleep(SHUTDOWN_LIMIT);
@@ -296,7 +301,8 @@ fn serve(a: ServeArgs) -> ExitCode {
                 limit_s = SHUTDOWN_LIMIT.as_secs(),
                 "shutdown did not finish in time; exiting without a clean stop"
             );
-            eprintln!(
+            let _ = writeln!(
+                io::stderr(),
                 "bourse serve: shutdown did not finish within {} s; exiting with status 1",
                 SHUTDOWN_LIMIT.as_secs()
             );

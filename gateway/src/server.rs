@@ -590,6 +590,22 @@ impl Hub {
         }
     }
 
+    /// Accounts for the end of a connection that reached its session: its
+    /// reason (the close code the session chose, else the transport's loss)
+    /// in the metrics, and a refused login against the peer's address.
+    fn connection_ended(&mut self, peer: SocketAddr, close: Option<&(u32, String)>) {
+        let why = close.map_or(DisconnectReason::ConnectionLost, |(code, _)| {
+            DisconnectReason::from_close_code(*code)
+        });
+        self.count_disconnect(why);
+        if why == DisconnectReason::AuthFailed {
+            let n = self.logins.failed(peer.ip(), Instant::now());
+            let reason = close.map_or("", |(_, r)| r.as_str());
+            // The peer's address, never the token it tried.
+            tracing::warn!(peer = %peer, failures = n, reason, "login failed");
+        }
+    }
+
     /// Submits everything the session queued.
     fn pump(&mut self, sid: u64, pipeline: &Pipeline) -> bool {
         let Some(slot) = self.sessions.get_mut(&sid) else {
@@ -1069,22 +1085,8 @@ async fn connection(
             tokio::task::yield_now().await;
         }
     }
-    let closed_by_us = close.is_some();
+    hub.borrow_mut().connection_ended(peer, close.as_ref());
     let (code, reason) = close.unwrap_or((wire::close::NORMAL, String::new()));
-    {
-        let mut h = hub.borrow_mut();
-        let why = if closed_by_us {
-            DisconnectReason::from_close_code(code)
-        } else {
-            DisconnectReason::ConnectionLost
-        };
-        h.count_disconnect(why);
-        if why == DisconnectReason::AuthFailed {
-            // The peer's address, never the token it tried.
-            let n = h.logins.failed(peer.ip(), Instant::now());
-            tracing::warn!(peer = %peer, failures = n, reason = %reason, "login failed");
-        }
-    }
     let _ = send.finish();
     // Give the final bytes a moment to leave before closing.
     let _ = tokio::time::timeout(Duration::from_millis(100), send.stopped()).await;
