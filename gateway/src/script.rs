@@ -1452,6 +1452,65 @@ mod tests {
     }
 
     #[test]
+    fn actors_parse_and_a_dumped_line_replays_with_the_same_actor() {
+        let t = TransferSpec {
+            id: TransferId(9),
+            debit_account: AccountId(101),
+            credit_account: AccountId(201),
+            amount: Amount(5),
+            code: 1,
+            flags: TransferFlags(0),
+            pending_id: TransferId(0),
+            timeout_ns: 0,
+        };
+        let owners = |ids: &[u64]| {
+            Actor::owners(&ids.iter().map(|&o| OwnerId(o)).collect::<Vec<_>>()).unwrap()
+        };
+        for actor in [
+            Actor::Admin,
+            owners(&[]),
+            owners(&[7]),
+            owners(&[1, 2, 3, 4, 5, 6, 7, 8]),
+        ] {
+            for c in [
+                Command::Transfer {
+                    transfer: t,
+                    batch_end: false,
+                    actor,
+                },
+                Command::QueryBalance {
+                    account: AccountId(101),
+                    actor,
+                },
+            ] {
+                let line = crate::dump::command_to_script_json(&c);
+                assert_eq!(parse_cmd(&line), Ok(c), "{line}");
+            }
+        }
+        // No actor: the operator (admin).
+        let Ok(Command::QueryBalance { actor, .. }) =
+            parse_cmd(r#"{"cmd":"query_balance","account":1}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(actor, Actor::Admin);
+        for bad in [
+            r#""root""#,
+            "[1,-2]",
+            "[1,2,3,4,5,6,7,8,9]",
+            "7",
+            r#"["1"]"#,
+        ] {
+            let line = format!(r#"{{"cmd":"query_balance","account":1,"actor":{bad}}}"#);
+            let err = parse_cmd(&line).unwrap_err();
+            assert!(
+                err.starts_with("\"actor\" in query_balance must be"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn a_transfer_before_a_bad_line_is_applied_as_the_batch_end() {
         let script = "{\"cmd\":\"transfer\",\"id\":1}\n{\"cmd\":\"transfer\",\"id\":2,\"x\":1}\n";
         let mut runner = Runner::new(small());

@@ -891,6 +891,8 @@ impl Session {
     /// allow one; failing closed keeps rights from being silently dropped
     /// or widened).
     fn ledger_actor(&self) -> Option<Actor> {
+        // Every token an admin session can add fits a journaled actor.
+        const _: () = assert!(engine::ACTOR_OWNERS_MAX >= ADD_TOKEN_OWNERS_MAX);
         if self.grant.perms.ledger_admin {
             Some(Actor::Admin)
         } else {

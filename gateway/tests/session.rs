@@ -1156,3 +1156,17 @@ fn asset_bytes_from_the_wire_must_be_codes() {
         Ok(RejectReason::InvalidInstrument.code())
     );
 }
+
+#[test]
+fn a_grant_of_more_owners_than_an_actor_holds_fails_closed() {
+    let auth = auth();
+    auth.add_token("many", (1..=9).map(OwnerId).collect(), ledger_user());
+    let mut x = Exchange::new();
+    let mut s = logged_in(1, "many", SessionConfig::default(), &auth);
+    let t = one_transfer(1, 1, 101, 201, 1, 0, 0);
+    assert_eq!(answer(&mut x, &mut s, &t), Ok(code::NOT_AUTHORIZED));
+    assert_eq!(
+        answer(&mut x, &mut s, &balance_query(2, 101)),
+        Ok(code::NOT_AUTHORIZED)
+    );
+}
