@@ -336,6 +336,27 @@ fn host_names_resolve_and_an_unreachable_server_fails_fast_naming_it() {
 }
 
 #[test]
+fn feed_from_an_unreachable_server_fails_fast_naming_it() {
+    let s = start();
+    let free = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut c = bourse(&["feed", "BTC-USD"]);
+    c.arg("--data-dir")
+        .arg(s.data_dir())
+        .args(["--server", &free.to_string()]);
+    let (out, took) = run_timed(c, Duration::from_secs(15));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&free.to_string()),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn feed_of_an_unknown_instrument_is_an_error_naming_it() {
     let s = start();
     for sym in ["99", "NOPE-USD"] {
