@@ -180,6 +180,18 @@ fn parallel_orders_each_print_their_own_report_and_all_reach_the_journal() {
     }
     // No shared session file (and nothing else secret) is left behind.
     assert!(!s.data_dir().join("cli.session").exists());
+    // A later command, in a session of its own, still lists them all: the
+    // engine answers open orders.
+    let out = run(s.cmd(&["orders"], &[]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = coids(&text(&out.stdout));
+    for coid in 100..=116u64 {
+        assert!(
+            listed.contains(&coid),
+            "coid {coid} not listed: {}",
+            text(&out.stdout)
+        );
+    }
 
     let dir = s.dir.path().to_path_buf();
     let Srv { handle, dir: _keep } = s;
