@@ -14,13 +14,14 @@
 //! against an empty book (each is accepted, then cancels its remainder), so
 //! the book stays empty and every round trip does the same work.
 
-use gateway::client::{limit, Client, ClientConfig, Reply};
+use gateway::client::{limit, reject_name, Client, ClientConfig, Reply};
 use gateway::identity::load_client_identity;
 use gateway::journal::Durability;
 use gateway::net;
 use gateway::server::{self, ServerConfig};
 use gateway::wire::{exec_type, REPORT_OWN_REQUEST};
 use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 fn env(name: &str, default: u64) -> u64 {
@@ -156,8 +157,8 @@ fn order_ack(durability: Durability, rounds: u64) -> Histogram<u64> {
 /// IOC orders in coalesced batches, keeping at most `window` unacknowledged
 /// (more than the QUIC stream windows hold: `Client::flush` reads replies
 /// while its write waits); returns orders acknowledged per second (all
-/// connections together).
-fn throughput(durability: Durability, conns: usize, per_conn: u64) -> (f64, u64) {
+/// connections together) and the rejections by reason.
+fn throughput(durability: Durability, conns: usize, per_conn: u64) -> (f64, BTreeMap<String, u64>) {
     let dir = tempfile::tempdir().unwrap();
     let srv = start_server(dir.path(), durability);
     let addr = srv.addr();
@@ -172,7 +173,8 @@ fn throughput(durability: Durability, conns: usize, per_conn: u64) -> (f64, u64)
                     let mut c = connect(addr, &path, 100 + k as u64).await;
                     const BATCH: u64 = 256;
                     let window: u64 = 32_768;
-                    let (mut sent, mut acked, mut rejected) = (0u64, 0u64, 0u64);
+                    let (mut sent, mut acked) = (0u64, 0u64);
+                    let mut rejected = BTreeMap::<String, u64>::new();
                     let mut coid = (k as u64) << 40 | 1;
                     while acked < per_conn {
                         while sent < per_conn && sent - acked < window {
@@ -199,7 +201,7 @@ fn throughput(durability: Durability, conns: usize, per_conn: u64) -> (f64, u64)
                             Some(Reply::Report(r)) if r.exec_type == exec_type::NEW => acked += 1,
                             Some(Reply::Report(r)) if r.exec_type == exec_type::REJECTED => {
                                 acked += 1;
-                                rejected += 1;
+                                *rejected.entry(reject_name(r.reject_code)).or_default() += 1;
                             }
                             Some(_) => {}
                             None => panic!("stream ended"),
@@ -211,7 +213,12 @@ fn throughput(durability: Durability, conns: usize, per_conn: u64) -> (f64, u64)
             })
         })
         .collect();
-    let rejected: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let mut rejected = BTreeMap::<String, u64>::new();
+    for t in threads {
+        for (k, n) in t.join().unwrap() {
+            *rejected.entry(k).or_default() += n;
+        }
+    }
     let secs = t0.elapsed().as_secs_f64();
     drop(srv);
     ((conns as u64 * per_conn) as f64 / secs, rejected)
@@ -255,10 +262,12 @@ fn main() {
                 d.to_string(),
                 conns,
                 rate,
-                if rejected > 0 {
-                    format!(" ({rejected} rejected)")
-                } else {
+                if rejected.is_empty() {
                     String::new()
+                } else {
+                    let why: Vec<String> =
+                        rejected.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                    format!(" (rejected: {})", why.join(", "))
                 }
             );
         }

@@ -180,6 +180,18 @@ fn parallel_orders_each_print_their_own_report_and_all_reach_the_journal() {
     }
     // No shared session file (and nothing else secret) is left behind.
     assert!(!s.data_dir().join("cli.session").exists());
+    // A later command, in a session of its own, still lists them all: the
+    // engine answers open orders.
+    let out = run(s.cmd(&["orders"], &[]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = coids(&text(&out.stdout));
+    for coid in 100..=116u64 {
+        assert!(
+            listed.contains(&coid),
+            "coid {coid} not listed: {}",
+            text(&out.stdout)
+        );
+    }
 
     let dir = s.dir.path().to_path_buf();
     let Srv { handle, dir: _keep } = s;
@@ -333,6 +345,27 @@ fn host_names_resolve_and_an_unreachable_server_fails_fast_naming_it() {
     });
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("no-such-host.invalid"));
+}
+
+#[test]
+fn feed_from_an_unreachable_server_fails_fast_naming_it() {
+    let s = start();
+    let free = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut c = bourse(&["feed", "BTC-USD"]);
+    c.arg("--data-dir")
+        .arg(s.data_dir())
+        .args(["--server", &free.to_string()]);
+    let (out, took) = run_timed(c, Duration::from_secs(15));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&free.to_string()),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
