@@ -141,7 +141,7 @@ fn parallel_orders_each_print_their_own_report_and_all_reach_the_journal() {
     // later command resumed (one session, one request counter for all).
     let first = run(s.cmd(
         &["order"],
-        &order_args(100, 100)
+        &order_args(100, 50_100)
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),
@@ -149,7 +149,7 @@ fn parallel_orders_each_print_their_own_report_and_all_reach_the_journal() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     let children: Vec<_> = (101..=116u64)
         .map(|coid| {
-            let args = order_args(coid, coid);
+            let args = order_args(coid, 50_000 + coid);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let mut c = s.cmd(&["order"], &args);
             (
@@ -441,7 +441,7 @@ fn feed_draws_no_terminal_escapes_when_stdout_is_not_a_terminal() {
     let s = start();
     let out = run(s.cmd(
         &["order"],
-        &order_args(5, 500)
+        &order_args(5, 50_500)
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),
@@ -450,7 +450,7 @@ fn feed_draws_no_terminal_escapes_when_stdout_is_not_a_terminal() {
     let out = run(s.cmd(&["feed", "BTC-USD"], &["--seconds", "1"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let o = text(&out.stdout);
-    assert!(o.contains("BTC-USD") && o.contains("500"), "{o}");
+    assert!(o.contains("BTC-USD") && o.contains("50500"), "{o}");
     assert!(!o.contains('\x1b'), "{o:?}");
 }
 
