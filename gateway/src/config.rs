@@ -255,10 +255,10 @@ impl Default for AuthSection {
     }
 }
 
-/// Shortest configured token (bytes): guessing stays out of reach.
-pub const TOKEN_MIN: usize = 16;
+/// Shortest token (bytes), configured or added by an admin session.
+pub use crate::wire::TOKEN_MIN;
 /// Longest token (the wire's token field).
-pub const TOKEN_MAX: usize = 32;
+pub const TOKEN_MAX: usize = crate::wire::TOKEN_LEN;
 
 /// What is wrong with a configured token or grant (the secret is never part
 /// of the message).

@@ -812,13 +812,15 @@ impl Session {
                 self.submit(request, template, kind, &cmds, n as u32);
             }
             ClientMsg::OpenAccount(m) => {
-                // Without ledger_admin: only for an own owner, and only an
-                // account that cannot go negative (a debit-unlimited account
-                // would be a money printer for whoever may debit it).
+                // With `transfer` alone: only for an own owner, and only an
+                // account that cannot go negative.
                 let own_safe = m.owner != 0
                     && self.owns(m.owner)
                     && m.flags == AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
-                let ok = perms.ledger_admin || ((perms.transfer || perms.admin) && own_safe);
+                // An `admin` sets the exchange up: it may open any account
+                // (opening moves no money; debiting an account without
+                // `debits_must_not_exceed_credits` still needs ledger_admin).
+                let ok = perms.ledger_admin || perms.admin || (perms.transfer && own_safe);
                 if !ok {
                     return self.ack_now(request, template, code::NOT_AUTHORIZED);
                 }
@@ -870,9 +872,14 @@ impl Session {
                 if !perms.admin {
                     return self.ack_now(request, template, code::NOT_AUTHORIZED);
                 }
-                let Some(token) = token_str(&m.token) else {
+                let Some(token) = token_str(&m.token).filter(|t| t.len() >= TOKEN_MIN) else {
                     return self.ack_now(request, template, code::INVALID_TOKEN);
                 };
+                // No escalation: a token grants no permission its creator
+                // lacks (an `admin` cannot mint a `ledger_admin`).
+                if m.perms & !perms.bits() != 0 {
+                    return self.ack_now(request, template, code::NOT_AUTHORIZED);
+                }
                 let owners = m.owners[..m.owners_len as usize]
                     .iter()
                     .map(|&o| OwnerId(o))

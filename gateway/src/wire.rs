@@ -38,6 +38,9 @@ pub const MAX_FRAME: usize = HEADER_LEN
 pub const GARBAGE_SKIP_MAX: usize = 4096;
 /// Bytes of a login token (ASCII, zero-padded).
 pub const TOKEN_LEN: usize = 32;
+/// Shortest token a server accepts (configured or added with `AddToken`):
+/// guessing stays out of reach.
+pub const TOKEN_MIN: usize = 16;
 /// Most owners a `AddToken` message can grant.
 pub const ADD_TOKEN_OWNERS_MAX: usize = 8;
 /// Bytes of the text in a `ProtocolReject`.

@@ -237,7 +237,7 @@ async fn wrong_token_and_foreign_owner_are_refused() {
         perms: wire::PERM_TRADE | wire::PERM_READ,
         ..Default::default()
     };
-    m.token = wire::token_bytes("trader-two").unwrap();
+    m.token = wire::token_bytes("trader-two-token-0001").unwrap();
     m.owners[0] = 2;
     let add = admin.add_token(m);
     let resting = admin.order(limit(1, BTC, engine::Side::Buy, 59_000, 1, 7));
@@ -248,7 +248,9 @@ async fn wrong_token_and_foreign_owner_are_refused() {
         .any(|r| matches!(r, Reply::Ack(a) if a.request == add && a.code == 0)));
     let owner1_order = reports(&v).last().unwrap().order_id;
 
-    let mut two = Client::connect(&s.cfg("trader-two", 33)).await.unwrap();
+    let mut two = Client::connect(&s.cfg("trader-two-token-0001", 33))
+        .await
+        .unwrap();
     // Acting for owner 1 is not authorized.
     let o = two.order(limit(1, BTC, engine::Side::Buy, 59_000, 1, 8));
     let c = two.cancel(1, owner1_order);
@@ -288,7 +290,7 @@ async fn resume_replays_exactly_the_missed_reports() {
         perms: wire::PERM_TRADE | wire::PERM_READ,
         ..Default::default()
     };
-    m.token = wire::token_bytes("owner-one").unwrap();
+    m.token = wire::token_bytes("owner-one-token-00001").unwrap();
     m.owners[0] = 1;
     let add = admin.add_token(m);
     admin.flush().await.unwrap();
@@ -298,7 +300,9 @@ async fn resume_replays_exactly_the_missed_reports() {
     )
     .await;
     admin.close().await;
-    let mut a = Client::connect(&s.cfg("owner-one", 41)).await.unwrap();
+    let mut a = Client::connect(&s.cfg("owner-one-token-00001", 41))
+        .await
+        .unwrap();
     let sell = a.order(limit(1, BTC, engine::Side::Sell, 61_000, 10, 100));
     a.flush().await.unwrap();
     let v = until(&mut a, |r| is_report(r, sell, exec_type::NEW)).await;
@@ -319,7 +323,7 @@ async fn resume_replays_exactly_the_missed_reports() {
     .await;
     let _ = b1;
 
-    let mut cfg = s.cfg("owner-one", 41);
+    let mut cfg = s.cfg("owner-one-token-00001", 41);
     cfg.resume_after = seen;
     let mut a = Client::connect(&cfg).await.unwrap();
     assert_eq!(a.login().replay_from, seen + 1);
@@ -461,7 +465,7 @@ async fn tokens_created_by_an_admin_survive_a_restart() {
         perms: wire::PERM_READ,
         ..Default::default()
     };
-    m.token = wire::token_bytes("auditor").unwrap();
+    m.token = wire::token_bytes("auditor-token-000001").unwrap();
     m.owners[0] = 3;
     let add = admin.add_token(m);
     admin.flush().await.unwrap();
@@ -478,7 +482,7 @@ async fn tokens_created_by_an_admin_survive_a_restart() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let handle = boot(dir.path());
-    let c = Client::connect(&cfg(handle.addr(), "auditor", 52)).await;
+    let c = Client::connect(&cfg(handle.addr(), "auditor-token-000001", 52)).await;
     assert!(
         c.is_ok(),
         "the saved token no longer logs in: {:?}",

@@ -876,7 +876,7 @@ fn admin_creates_tokens_over_the_wire() {
         template::ADD_TOKEN,
         &AddTokenMsg {
             request: 1,
-            token: token_bytes("carol").unwrap(),
+            token: token_bytes("carol-desk-token-0001").unwrap(),
             owners,
             owners_len: 1,
             perms: PERM_TRADE,
@@ -889,11 +889,60 @@ fn admin_creates_tokens_over_the_wire() {
         drain(&mut s).as_slice(),
         [Msg::Ack(RequestAck { code: 0, .. })]
     ));
-    let g = auth.check("carol").unwrap();
+    let g = auth.check("carol-desk-token-0001").unwrap();
     assert_eq!(g.owners, vec![OwnerId(42)]);
     assert!(g.perms.trade && !g.perms.admin);
-    let c = logged_in(2, "carol", SessionConfig::default(), &auth);
+    let c = logged_in(2, "carol-desk-token-0001", SessionConfig::default(), &auth);
     assert_eq!(c.owners(), &[OwnerId(42)]);
+}
+
+/// Tokens an admin session adds follow the configured tokens' rules: at
+/// least `TOKEN_MIN` bytes, and no permission the creating token lacks (an
+/// `admin` cannot mint a `ledger_admin` and so escalate to other owners'
+/// money).
+#[test]
+fn an_added_token_is_long_and_grants_nothing_its_creator_lacks() {
+    let auth = auth();
+    auth.add_token(
+        "setup-admin-token-01",
+        vec![],
+        Perms {
+            admin: true,
+            read: true,
+            ..Perms::default()
+        },
+    );
+    let mut s = logged_in(1, "setup-admin-token-01", SessionConfig::default(), &auth);
+    // (token, perms, expected code)
+    let cases: [(&str, u8, u16); 4] = [
+        ("short-token", PERM_READ, code::INVALID_TOKEN),
+        (
+            "minted-ledger-admin-01",
+            PERM_LEDGER_ADMIN,
+            code::NOT_AUTHORIZED,
+        ),
+        ("minted-trader-token-01", PERM_TRADE, code::NOT_AUTHORIZED),
+        ("minted-reader-token-01", PERM_READ, 0),
+    ];
+    for (i, (token, perms, want)) in cases.into_iter().enumerate() {
+        let mut f = Vec::new();
+        encode_frame(
+            template::ADD_TOKEN,
+            &AddTokenMsg {
+                request: i as u64 + 1,
+                token: token_bytes(token).unwrap(),
+                perms,
+                ..AddTokenMsg::default()
+            },
+            &mut f,
+        );
+        s.handle_bytes(2 + i as u64, &f);
+        match drain(&mut s).as_slice() {
+            [Msg::Ack(RequestAck { code, .. })] => assert_eq!(*code, want, "{token}"),
+            other => panic!("{token}: {other:?}"),
+        }
+        assert_eq!(auth.check(token).is_some(), want == 0, "{token}");
+    }
 }
 
 #[test]
