@@ -180,7 +180,7 @@ fn fake_snapshot_body(inputs: &[Input]) -> Vec<u8> {
 }
 
 fn fake_restore(cfg: EngineConfig, body: &[u8]) -> Result<Engine, String> {
-    if body.len() % RECORD_LEN != 0 {
+    if !body.len().is_multiple_of(RECORD_LEN) {
         return Err("body is not whole records".into());
     }
     let mut e = Engine::new(cfg);

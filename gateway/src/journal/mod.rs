@@ -130,7 +130,7 @@ impl JournalConfig {
     pub fn validate(&self) -> Result<(), JournalError> {
         let need = format::block_len(self.max_batch) + BLOCK_ALIGN as u64;
         if self.max_batch == 0
-            || self.segment_bytes % BLOCK_ALIGN as u64 != 0
+            || !self.segment_bytes.is_multiple_of(BLOCK_ALIGN as u64)
             || need > self.segment_bytes
         {
             return Err(JournalError::Config(format!(
