@@ -73,7 +73,8 @@ partitions = 1
 # What an acknowledgement guarantees: "durable" (fdatasync before any output),
 # "async" (written, not synced: survives a process crash) or "none" (no journal).
 durability = "durable"
-# Journal segment size in bytes (a multiple of 4096, holding a full commit block).
+# Journal segment size in bytes (a multiple of 4096, holding a full commit block
+# and a final 4 KiB page that stays zero).
 segment_bytes = 67_108_864
 # Take a snapshot after this many journal bytes (0: only at shutdown).
 snapshot_every_bytes = 268_435_456
