@@ -90,7 +90,7 @@ fn mops(r: f64) -> String {
 }
 
 fn book_label(n: usize) -> String {
-    if n % 1000 == 0 {
+    if n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()

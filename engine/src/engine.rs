@@ -618,7 +618,7 @@ impl Engine {
             && spec.qty_min > 0
             && spec.qty_min <= spec.qty_max
             && spec.reference_price.0 > 0
-            && spec.reference_price.0 % spec.tick == 0
+            && spec.reference_price.0.is_multiple_of(spec.tick)
             && spec.base != spec.quote
             && spec.maker_fee_bps <= BPS as u32
             && spec.taker_fee_bps <= BPS as u32
@@ -1541,7 +1541,7 @@ impl Engine {
         }
         let spec = self.instruments[o.inst as usize].spec;
         let price = new_price.unwrap_or(o.price);
-        if price.0 == 0 || price.0 % spec.tick != 0 {
+        if price.0 == 0 || !price.0.is_multiple_of(spec.tick) {
             return reject(out, RejectReason::InvalidPrice);
         }
         let qty = new_qty.unwrap_or(o.remaining);

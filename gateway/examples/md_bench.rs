@@ -216,9 +216,13 @@ fn order(i: u64) -> Command {
         instrument: InstrumentId(INSTRUMENT),
         client_order_id: ClientOrderId(i + 1),
         // Buys below, sells above: nothing crosses, every update is one L3 add.
-        side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+        side: if i.is_multiple_of(2) {
+            Side::Buy
+        } else {
+            Side::Sell
+        },
         order_type: OrderType::Limit,
-        price: Some(Price(if i % 2 == 0 {
+        price: Some(Price(if i.is_multiple_of(2) {
             999_000 - (i % 64) * 10
         } else {
             1_001_000 + (i % 64) * 10

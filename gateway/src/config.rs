@@ -73,13 +73,18 @@ partitions = 1
 # What an acknowledgement guarantees: "durable" (fdatasync before any output),
 # "async" (written, not synced: survives a process crash) or "none" (no journal).
 durability = "durable"
-# Journal segment size in bytes (a multiple of 4096, holding a full commit block).
+# Journal segment size in bytes (a multiple of 4096, holding a full commit block
+# and a final 4 KiB page that stays zero).
 segment_bytes = 67_108_864
 # Take a snapshot after this many journal bytes (0: only at shutdown).
 snapshot_every_bytes = 268_435_456
 # Touch every preallocated table at start-up (no page faults later; resident
 # memory is then the configured capacity).
 prefault = true
+# Move damaged journal data (and snapshots ahead of it) aside into
+# p<N>/damaged/ instead of refusing to start (`bourse serve --repair`; as
+# `bourse journal repair`). For one start after damage, not to leave on.
+repair = false
 
 [runtime]
 # Inbound ring slots per partition (a full ring answers "busy").
@@ -394,6 +399,8 @@ pub struct PipelineSection {
     pub snapshot_every_bytes: u64,
     /// Prefault engine tables.
     pub prefault: bool,
+    /// Move damaged journal data aside instead of refusing to start.
+    pub repair: bool,
 }
 
 impl Default for PipelineSection {
@@ -404,6 +411,7 @@ impl Default for PipelineSection {
             segment_bytes: 64 << 20,
             snapshot_every_bytes: 256 << 20,
             prefault: true,
+            repair: false,
         }
     }
 }
@@ -794,6 +802,10 @@ pub struct ConfigArgs {
     /// (server.demo = true); for trying Bourse out, never in production.
     #[arg(long)]
     pub demo: bool,
+    /// Move damaged journal data aside into p<N>/damaged/ instead of
+    /// refusing to start (pipeline.repair = true).
+    #[arg(long)]
+    pub repair: bool,
 }
 
 impl ConfigArgs {
@@ -819,6 +831,7 @@ impl ConfigArgs {
             ("runtime.pin", self.no_pin, "false"),
             ("server.busy_poll", self.busy_poll, "true"),
             ("server.demo", self.demo, "true"),
+            ("pipeline.repair", self.repair, "true"),
         ] {
             if on {
                 put(k, v);
@@ -1538,7 +1551,7 @@ impl BourseConfig {
     }
 
     /// Runtime settings (rings, idle, pinning, snapshot interval; the
-    /// default fatal handler, which aborts).
+    /// default fatal handler, which logs and exits with status 74).
     pub fn runtime(&self) -> RuntimeConfig {
         RuntimeConfig {
             inbound_ring: self.runtime.inbound_ring,
@@ -1561,7 +1574,7 @@ impl BourseConfig {
             durability: self.pipeline.durability,
             segment_bytes: self.pipeline.segment_bytes,
             prefault: self.pipeline.prefault,
-            repair: false,
+            repair: self.pipeline.repair,
         }
     }
 

@@ -4,7 +4,11 @@
 //! Invariants: text logs carry ANSI colour codes only when stderr is a
 //! terminal; nothing on the per-command hot path logs; engine and journal
 //! threads log only on start-up, shutdown and faults, and the watchdog logs
-//! once per alarm transition, never once per sample.
+//! once per alarm transition, never once per sample. A log line that cannot
+//! be written (standard error closed, or a pipe whose reader is gone) is
+//! dropped silently: tracing-subscriber would otherwise report the failure
+//! on standard error itself, and that report panics (`eprintln!`) on the
+//! thread that logged, killing an engine, a journal or the server.
 
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -61,14 +65,16 @@ pub fn env_filter(filter: &str) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Installs the global subscriber writing to stderr. Returns `false` (and
-/// changes nothing) when one was already installed.
+/// Installs the global subscriber writing to stderr (every command's: `serve`
+/// from its configuration, the others as text at `info`). Returns `false`
+/// (and changes nothing) when one was already installed.
 pub fn init_logging(format: LogFormat, filter: &str) -> bool {
     use std::io::IsTerminal;
     // Colour codes only on a terminal: redirected logs stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false)
         .with_env_filter(env_filter(filter));
     match format {
         LogFormat::Text => builder.try_init().is_ok(),

@@ -155,15 +155,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve(_)) {
         // `serve` sets logging up from its configuration.
-        // Colour only on a terminal: redirected logs stay plain text.
-        tracing_subscriber::fmt()
-            .with_writer(io::stderr)
-            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("BOURSE_LOG")
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .init();
+        gateway::logging::init_logging(gateway::logging::LogFormat::Text, "info");
     }
     match cli.command {
         Command::Config {

@@ -18,6 +18,14 @@
 //! asked for `repair`, in which case (before step 2) the damage and
 //! everything after it is moved aside into `damaged/` and logged as an
 //! ERROR (`journal::repair_journal`).
+//!
+//! Two losses that leave no damaged bytes behind are refused even with
+//! `repair` (nothing is there to move aside; a human decides whether the
+//! lost data can be restored): a journal that ends before the newest valid
+//! snapshot (`JournalBehindSnapshot`, naming the missing seqs: the snapshot
+//! is sound, but the journal cannot continue from it without a gap), and a
+//! journal whose `journal.head` names a segment it lacks or ends before
+//! (`JournalError::LostSegment`).
 
 use crate::journal::{self, BlockFault, JournalError, MovedAside, ScanReport, Storage};
 use crate::record::decode;
@@ -56,7 +64,7 @@ pub enum RecoveryError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     /// The journal ends before the snapshot's seq: durable inputs are missing.
-    #[error("journal ends at seq {journal_last} but snapshot {} is at seq {snapshot_seq}: durable inputs are missing", snapshot.display())]
+    #[error("journal ends at seq {journal_last} but snapshot {} is at seq {snapshot_seq}: seqs {}..={snapshot_seq} are missing from the journal (a lost segment?), which cannot continue from the snapshot; refused even with repair: restore the journal, or, accepting the loss of those seqs, move the snapshot aside", snapshot.display(), journal_last + 1)]
     JournalBehindSnapshot {
         /// The snapshot used.
         snapshot: std::path::PathBuf,

@@ -1038,7 +1038,7 @@ pub fn check_header(h: &Header) -> Result<(), FrameError> {
                 expected: need,
             });
         }
-    } else if (len - need) % rec != 0 {
+    } else if !(len - need).is_multiple_of(rec) {
         return Err(FrameError::BadLength {
             template: h.template,
             len,

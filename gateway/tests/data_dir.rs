@@ -446,3 +446,146 @@ fn a_full_disk_stops_the_process_with_a_distinct_exit_code() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A segment cut exactly at the end of a block (a 4 KiB multiple) is a
+/// truncation, not a clean end: the writer never writes into a segment's
+/// final page, so a whole segment always ends with a zero page. It used to
+/// be accepted, silently dropping the third block. `journal repair` pads
+/// the segment with a zero page and keeps every intact block.
+#[test]
+fn a_segment_cut_at_a_block_boundary_refuses_to_start() {
+    let dir = tmp("cutblock");
+    let third = write_journal(&dir, 3, 30, Durability::Durable);
+    let seg = dir.join("p0").join(SEG);
+    assert_eq!(third % 4096, 0);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(third)
+        .unwrap();
+    let err = Pipeline::open(&config(&dir)).expect_err("a segment cut after its 2nd block");
+    let msg = err.to_string();
+    assert!(msg.contains(SEG) && msg.contains("short"), "{msg}");
+    assert!(msg.contains("up to seq 60"), "{msg}");
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), third, "untouched");
+    let out = bourse(&["journal", "verify"], &dir.join("p0"));
+    assert!(!out.status.success(), "verify must fail");
+    assert!(text(&out.stderr).contains(SEG), "{}", text(&out.stderr));
+    let out = bourse(&["journal", "repair"], &dir.join("p0"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let p = Pipeline::open(&config(&dir)).expect("starts after the repair");
+    assert_eq!(p.recovered()[0].last_seq, 60);
+    p.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Segments of 12 KiB holding one 30-record block each: `blocks` blocks
+/// make `blocks` segments, named for seqs 1, 31, 61, …
+fn write_small_segments(data: &Path, blocks: u64) {
+    let cfg = JournalConfig {
+        segment_bytes: 12288,
+        max_batch: 30,
+        durability: Durability::Durable,
+    };
+    let (mut w, _) = JournalWriter::open(FsStorage, &data.join("p0"), cfg).unwrap();
+    for b in 0..blocks {
+        let inputs: Vec<Input> = (b * 30 + 1..=b * 30 + 30).map(halt).collect();
+        w.append_inputs(&inputs).unwrap();
+    }
+}
+
+const SEG61: &str = "journal-00000000000000000061.seg";
+
+/// The newest segment deleted (no snapshot after it): the journal still
+/// scans clean up to seq 60, which used to start silently without seqs
+/// 61..=90. `journal.head` names the newest segment, so it is refused.
+#[test]
+fn a_lost_newest_segment_refuses_to_start_naming_it() {
+    let dir = tmp("lostseg");
+    write_small_segments(&dir, 3);
+    std::fs::remove_file(dir.join("p0").join(SEG61)).unwrap();
+    let err = Pipeline::open(&config(&dir)).expect_err("the newest segment is missing");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(SEG61) && msg.contains("journal.head") && msg.contains("missing"),
+        "{msg}"
+    );
+    assert!(msg.contains("up to seq 60"), "{msg}");
+    let out = bourse(&["journal", "verify"], &dir.join("p0"));
+    assert!(!out.status.success(), "verify must fail");
+    assert!(text(&out.stderr).contains(SEG61), "{}", text(&out.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A journal that ends before the newest snapshot (its last segment lost
+/// after a clean stop, in a journal without `journal.head`, as earlier
+/// versions wrote): refused, naming the missing seq range, with or without
+/// `--repair` (the snapshot is valid, but the journal cannot continue from
+/// it; a human decides).
+#[test]
+fn a_journal_shorter_than_the_newest_snapshot_refuses_naming_the_missing_range() {
+    let dir = tmp("behindsnap");
+    write_small_segments(&dir, 3);
+    Pipeline::open(&config(&dir)).unwrap().shutdown();
+    assert!(dir
+        .join("p0")
+        .join("snapshot-00000000000000000090.snap")
+        .exists());
+    std::fs::remove_file(dir.join("p0").join(SEG61)).unwrap();
+    let _ = std::fs::remove_file(dir.join("p0").join("journal.head"));
+    for repair in [false, true] {
+        let mut cfg = config(&dir);
+        cfg.repair = repair;
+        let err = Pipeline::open(&cfg).expect_err("seqs 61..=90 are missing");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("seqs 61..=90") && msg.contains("missing"),
+            "repair {repair}: {msg}"
+        );
+    }
+    assert!(!dir.join("p0").join("damaged").exists(), "nothing moved");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `serve --repair` moves damage aside and starts; plain `serve` refuses.
+#[test]
+fn serve_with_repair_moves_the_damage_aside_and_starts() {
+    let dir = tmp("serverepair");
+    let last = write_journal(&dir, 3, 30, Durability::Durable);
+    flip(&dir.join("p0").join(SEG), last + 1000);
+    let serve = |extra: &[&str]| {
+        let mut c = Proc::new(env!("CARGO_BIN_EXE_bourse"));
+        c.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-metrics",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .args(extra)
+        .env("BOURSE_PIPELINE_SEGMENT_BYTES", CHILD_SEGMENT_BYTES)
+        .env("BOURSE_PIPELINE_PREFAULT", "false");
+        c
+    };
+    let out = serve(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(SEG), "{}", text(&out.stderr));
+    let mut child = serve(&["--repair"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn bourse serve --repair");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().map(|l| l.unwrap()).unwrap_or_default();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(first.contains("QUIC"), "serve --repair started: {first:?}");
+    assert!(dir
+        .join("p0")
+        .join("damaged")
+        .join(format!("{SEG}.{last}.tail"))
+        .exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

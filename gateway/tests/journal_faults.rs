@@ -180,7 +180,7 @@ fn fake_snapshot_body(inputs: &[Input]) -> Vec<u8> {
 }
 
 fn fake_restore(cfg: EngineConfig, body: &[u8]) -> Result<Engine, String> {
-    if body.len() % RECORD_LEN != 0 {
+    if !body.len().is_multiple_of(RECORD_LEN) {
         return Err("body is not whole records".into());
     }
     let mut e = Engine::new(cfg);
@@ -222,7 +222,7 @@ fn one_seed(seed: u64, st: &mut Stats) {
     let n = 20 + rng.below(280) as usize;
     let inputs = stream(&mut rng, n);
     let jcfg = JournalConfig {
-        segment_bytes: [8192u64, 16384, 65536][rng.below(3) as usize],
+        segment_bytes: [12288u64, 16384, 65536][rng.below(3) as usize],
         max_batch: 1 + rng.below(32) as usize,
         durability: Durability::Durable,
     };
@@ -356,7 +356,7 @@ fn corrupt_middle_block_halts_naming_segment_and_offset() {
         let d = SimDisk::new();
         let inputs = stream(&mut rng, 120);
         let jcfg = JournalConfig {
-            segment_bytes: [8192u64, 16384][rng.below(2) as usize],
+            segment_bytes: [12288u64, 16384][rng.below(2) as usize],
             max_batch: 4 + rng.below(20) as usize,
             durability: Durability::Durable,
         };

@@ -114,7 +114,7 @@ async fn trade(c: &mut Client, n: u64, salt: u64) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let buy = x % 2 == 0;
+        let buy = x.is_multiple_of(2);
         let off = (x >> 8) % 40;
         let (side, price, owner) = if buy {
             (Side::Buy, 59_990 - off + (x >> 20) % 12, 1)

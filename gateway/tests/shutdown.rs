@@ -145,3 +145,66 @@ fn a_closed_stdout_does_not_abort_serve() {
         "a final snapshot is written"
     );
 }
+
+/// A closed standard error must not kill `serve` either: tracing-subscriber
+/// reported its own failed writes on standard error, and that report panics
+/// when standard error is gone. Two ways to lose it: a pipe whose reader
+/// went away (writes fail with EPIPE) and a descriptor closed before exec
+/// (`exec 2>&-`). Either way `serve` stops on SIGTERM with status 0 and
+/// writes its final snapshot.
+#[test]
+fn a_closed_stderr_does_not_kill_serve() {
+    for how in ["broken pipe", "closed fd"] {
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!(
+            "{}exec {} serve --listen 127.0.0.1:0 --no-metrics --data-dir {}",
+            if how == "closed fd" {
+                "exec 2>&-; "
+            } else {
+                ""
+            },
+            env!("CARGO_BIN_EXE_bourse"),
+            dir.path().display()
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bourse serve");
+        drop(child.stderr.take());
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().map(|l| l.unwrap()).unwrap_or_default();
+        assert!(first.contains("QUIC"), "{how}: {first:?}");
+        let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        // Let the start-up log lines meet the closed stderr first.
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                panic!("{how}: serve did not stop");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = reader.join().unwrap();
+        assert!(status.success(), "{how}: exit {status:?}\n{out:?}");
+        assert!(
+            out.iter().any(|l| l.contains("state hash after shutdown")),
+            "{how}: {out:?}"
+        );
+        assert!(
+            std::fs::read_dir(dir.path().join("p0"))
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().ends_with(".snap")),
+            "{how}: a final snapshot is written"
+        );
+    }
+}

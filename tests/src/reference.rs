@@ -216,7 +216,7 @@ fn canceled(out: &mut Vec<Ev>, owner: u64, id: u64, qty: u64, reason: CancelReas
 
 /// Whether a price is valid on a tick.
 fn bad_price(p: u64, tick: u64) -> bool {
-    p == 0 || p % tick != 0
+    p == 0 || !p.is_multiple_of(tick)
 }
 
 impl Reference {

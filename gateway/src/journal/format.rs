@@ -138,7 +138,7 @@ pub enum BlockFault {
     /// A segment file shorter than any the writer makes: empty, or not a
     /// multiple of 4 KiB (segments are preallocated whole before they are
     /// named, so this is truncation, never a crash).
-    #[error("short segment: {len} bytes, not a positive multiple of 4096 (truncated)")]
+    #[error("short segment: {len} bytes, not a positive multiple of 4096 or not ending with a zero 4 KiB page (truncated)")]
     ShortSegment {
         /// The segment's length.
         len: u64,

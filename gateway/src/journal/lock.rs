@@ -14,9 +14,8 @@
 //! only a momentary shared lock to learn whether a writer is live, which is
 //! why `acquire` retries for a short while before it gives up.
 //!
-//! `File::try_lock`/`try_lock_shared`/`unlock` are std since Rust 1.89; the
-//! workspace still declares 1.85 (raising it turns on newer lints across
-//! every crate), hence the `incompatible_msrv` allowances below.
+//! `File::try_lock`/`try_lock_shared`/`unlock` are std since Rust 1.89, the
+//! workspace's declared `rust-version`.
 
 use super::storage::create_private_dir;
 use std::fs::{File, OpenOptions};
@@ -67,7 +66,6 @@ pub struct DirLock {
 impl DirLock {
     /// Creates `dir` (mode 0700) and locks it for this process, or fails
     /// naming the live holder.
-    #[allow(clippy::incompatible_msrv)]
     pub fn acquire(dir: &Path) -> Result<DirLock, LockError> {
         let path = dir.join(LOCK_NAME);
         let io = |op: &'static str, p: &Path| {
@@ -142,7 +140,6 @@ fn describe(file: &File) -> String {
 /// the data directory above it (`dir` may be a partition directory): its
 /// description if so. Never creates anything; holds a shared lock only for
 /// the instant of the check.
-#[allow(clippy::incompatible_msrv)]
 pub fn live_writer(dir: &Path) -> Option<String> {
     let candidates = [Some(dir), dir.parent()];
     for d in candidates.into_iter().flatten() {

@@ -25,10 +25,15 @@
 //!   the operator asks for `repair`, which moves the damage aside into
 //!   `damaged/` (never deletes it). A failed `sync_data` is never retried.
 //! - a segment file carries its final name only once it is preallocated
-//!   whole and synced (it is made under a temporary name and renamed), so a
-//!   segment that is empty or not a multiple of 4 KiB was truncated.
+//!   whole and synced (it is made under a temporary name and renamed), and
+//!   no block is ever written into a segment's final 4 KiB page, so a
+//!   segment that is empty, not a multiple of 4 KiB, or whose final page is
+//!   not all zeros was truncated (a cut at a block boundary included);
+//! - `journal.head` names the newest segment ([`head`]): a journal that
+//!   ends before it, or lacks it, lost its newest segment.
 
 pub mod format;
+pub mod head;
 pub mod lock;
 pub mod reader;
 pub mod repair;
@@ -40,6 +45,7 @@ pub mod writer;
 mod tests;
 
 pub use format::{BlockFault, BlockHeader, BLOCK_ALIGN, HEADER_LEN};
+pub use head::{read_head, write_head, HEAD_NAME};
 pub use lock::{DirLock, LockError, LOCK_NAME};
 pub use reader::{
     cut_torn_tail, decode_records, provably_torn, scan, JournalEnd, ScanReport, TornTail, SECTOR,
@@ -119,15 +125,16 @@ impl Default for JournalConfig {
 }
 
 impl JournalConfig {
-    /// Checks that a full batch fits in a segment.
+    /// Checks that a full batch fits in a segment before its final page
+    /// (which stays zero: see the module doc).
     pub fn validate(&self) -> Result<(), JournalError> {
-        let need = format::block_len(self.max_batch);
+        let need = format::block_len(self.max_batch) + BLOCK_ALIGN as u64;
         if self.max_batch == 0
-            || self.segment_bytes % BLOCK_ALIGN as u64 != 0
+            || !self.segment_bytes.is_multiple_of(BLOCK_ALIGN as u64)
             || need > self.segment_bytes
         {
             return Err(JournalError::Config(format!(
-                "segment_bytes {} must be a multiple of {} and hold a full block of max_batch {} records ({} bytes)",
+                "segment_bytes {} must be a multiple of {} and hold a full block of max_batch {} records plus a final zero page ({} bytes)",
                 self.segment_bytes, BLOCK_ALIGN, self.max_batch, need
             )));
         }
@@ -161,6 +168,29 @@ pub enum JournalError {
         what: BlockFault,
         /// Seq of the last record before the damage (0: none).
         last_good_seq: u64,
+    },
+    /// `journal.head` names a segment that is missing, or one the journal
+    /// ends before: the newest segment was lost.
+    #[error("journal lost its newest segment: {} names {segment} (records from seq {head_seq} on), but {}; records up to seq {last_good_seq} are intact, the ones after are missing: restore the segment, or, accepting the loss, remove {}", head.display(), if *present { format!("the journal ends at seq {last_good_seq}, before it") } else { "that segment is missing".to_string() }, head.display())]
+    LostSegment {
+        /// The `journal.head` file.
+        head: PathBuf,
+        /// The segment it names.
+        segment: String,
+        /// That segment's first seq.
+        head_seq: u64,
+        /// Whether that segment file exists.
+        present: bool,
+        /// Seq of the journal's last intact record (0: none).
+        last_good_seq: u64,
+    },
+    /// `journal.head` does not name a segment.
+    #[error("journal: {} does not name a segment (holds {content:?})", path.display())]
+    BadHead {
+        /// The file.
+        path: PathBuf,
+        /// The start of what it holds.
+        content: String,
     },
     /// The directory holds no journal segment.
     #[error("{} is not a journal: no journal-*.seg segment files{}", dir.display(), if found.is_empty() { String::new() } else { format!(" (found: {})", found.join(", ")) })]

@@ -5,8 +5,10 @@
 //! End classification, at the first position P that is not a valid block:
 //! - all zeros to the end of the segment: a clean end of that segment (the
 //!   next segment, if any, continues the chain);
-//! - a segment that is empty or not a multiple of 4 KiB long is short
-//!   (truncated: segments are preallocated whole before they are named):
+//! - a segment that is empty, not a multiple of 4 KiB long, or whose final
+//!   4 KiB page is not all zeros is short (truncated: segments are
+//!   preallocated whole before they are named, and the writer never writes
+//!   their final page, so this catches a cut at a block boundary too):
 //!   `JournalError::Corrupt` with `BlockFault::ShortSegment`, at P;
 //! - otherwise a fault. It is a torn tail (an unsynced last write cut by a
 //!   crash, never acknowledged) only if it is *provably torn*: no block with
@@ -15,6 +17,10 @@
 //!   still all zeros (see `provably_torn`). Anything else is damage:
 //!   `JournalError::Corrupt` naming the segment, the offset, the fault and
 //!   the last intact seq.
+//!
+//! After the last segment: a `journal.head` naming a segment that is
+//! missing, or one the journal ends before, is `JournalError::LostSegment`
+//! (the newest segment was lost whole; see `head`).
 //!
 //! Why sectors: blocks are written whole and 4 KiB aligned into zero-filled
 //! preallocated space, and a disk lands a write sector by sector (each
@@ -28,7 +34,10 @@
 //! `repair::move_damage_aside` (damage, on request) are what write.
 
 use super::format::{self, BlockFault, BlockHeader, BLOCK_ALIGN, HEADER_LEN};
-use super::{io_err, list_segments, JournalError, Storage, StorageFile};
+use super::head::{read_head, write_head, HEAD_NAME};
+use super::{
+    io_err, list_segments, parse_segment_name, segment_name, JournalError, Storage, StorageFile,
+};
 use crate::record::{InputRecord, RECORD_LEN};
 use std::path::{Path, PathBuf};
 
@@ -212,6 +221,7 @@ where
     F: FnMut(&Path, u64, &BlockHeader, &[InputRecord]) -> Result<(), BlockFault>,
 {
     let segments = list_segments(storage, dir)?;
+    let head = read_head(storage, dir)?;
     let mut rep = ScanReport {
         segments: segments.len(),
         ..ScanReport::default()
@@ -219,7 +229,9 @@ where
     let mut prev: Option<(u64, u128)> = None; // (last seq, last header checksum)
     for (si, (name_seq, path)) in segments.iter().enumerate() {
         let data = read_all(storage, path)?;
-        let short = data.is_empty() || data.len() % BLOCK_ALIGN != 0;
+        let short = data.is_empty()
+            || data.len() % BLOCK_ALIGN != 0
+            || data[data.len() - BLOCK_ALIGN..].iter().any(|&b| b != 0);
         let mut off = 0usize;
         let mut first_in_segment = true;
         loop {
@@ -266,6 +278,7 @@ where
                         what,
                     });
                     rep.trailing = trailing_after_end(&rep, &segments);
+                    check_head(dir, head, &segments, &rep)?;
                     return Ok(rep);
                 }
             };
@@ -333,14 +346,54 @@ where
             });
             if off >= data.len() {
                 if short {
-                    return Err(short_at(off));
+                    // Cut right after this block: what is intact ends here.
+                    return Err(JournalError::Corrupt {
+                        segment: path.clone(),
+                        offset: off as u64,
+                        what: BlockFault::ShortSegment {
+                            len: data.len() as u64,
+                        },
+                        last_good_seq: h.last_seq(),
+                    });
                 }
                 break;
             }
         }
     }
     rep.trailing = trailing_after_end(&rep, &segments);
+    check_head(dir, head, &segments, &rep)?;
     Ok(rep)
+}
+
+/// Refuses a journal that lost its newest segment: `journal.head` names the
+/// segment starting at seq H, so that segment must exist and the journal
+/// must reach at least seq H - 1 (see `head`). No head: nothing to check.
+fn check_head(
+    dir: &Path,
+    head: Option<u64>,
+    segments: &[(u64, PathBuf)],
+    rep: &ScanReport,
+) -> Result<(), JournalError> {
+    let Some(head_seq) = head else {
+        return Ok(());
+    };
+    let present = segments.iter().any(|(s, _)| *s == head_seq);
+    let last_good_seq = rep.last_seq.unwrap_or(0);
+    if present && last_good_seq + 1 >= head_seq {
+        return Ok(());
+    }
+    Err(JournalError::LostSegment {
+        head: dir.join(HEAD_NAME),
+        segment: segment_name(head_seq),
+        head_seq,
+        present,
+        last_good_seq,
+    })
+}
+
+/// The first seq of the segment at `path`, from its name.
+pub(crate) fn segment_seq(path: &Path) -> Option<u64> {
+    parse_segment_name(path.file_name()?.to_str()?)?.ok()
 }
 
 /// The segments after the one holding the last valid block (all of them
@@ -362,7 +415,8 @@ fn trailing_after_end(rep: &ScanReport, segments: &[(u64, PathBuf)]) -> Vec<Path
 /// Cuts a torn tail found by `scan` (an unsynced write that was never
 /// acknowledged): zeroes the end segment from the end of its last valid
 /// block (if the tail is there), removes every segment after it (they hold
-/// no valid block), makes both durable, and logs a WARN naming the segment,
+/// no valid block; `journal.head` first names the end segment), makes both
+/// durable, and logs a WARN naming the segment,
 /// the offset and the bytes. Returns the tail it cut.
 pub fn cut_torn_tail<S: Storage>(
     storage: &S,
@@ -390,6 +444,10 @@ pub fn cut_torn_tail<S: Storage>(
         }
     }
     if !rep.trailing.is_empty() {
+        // The head moves back to the end segment before any later segment
+        // goes (see `head`).
+        let end_seq = rep.end.as_ref().and_then(|e| segment_seq(&e.segment));
+        write_head(storage, dir, end_seq)?;
         for p in &rep.trailing {
             storage.remove(p).map_err(io_err("remove", p))?;
         }

@@ -5,8 +5,13 @@
 //! What moves: the damaged segment's bytes from the damage offset to its
 //! last non-zero byte (rounded up to 4 KiB) are copied to
 //! `damaged/<segment>.<offset>.tail`, then zeroed in place (a short segment
-//! is also padded back to a 4 KiB multiple); a segment damaged at offset 0
-//! and every later segment are renamed whole to `damaged/<segment>.0.tail`.
+//! is also padded back to a 4 KiB multiple, plus a zero page when what
+//! stays reaches into its final page, which must be zero); a segment damaged
+//! at offset 0 and every later segment are renamed whole to
+//! `damaged/<segment>.0.tail`, after `journal.head` names the newest segment
+//! that stays. A journal that lost its newest segment
+//! (`JournalError::LostSegment`) is not repaired: nothing damaged is there
+//! to move, and only a human knows whether the segment can be restored.
 //!
 //! Invariants: the copy is durable (file and directory synced) before the
 //! original bytes are zeroed, so a crash during repair loses nothing; each
@@ -14,6 +19,7 @@
 //! where they went; the journal left behind scans clean.
 
 use super::format::{BlockFault, BLOCK_ALIGN};
+use super::head::write_head;
 use super::reader::{decode_records, nonzero_end, read_all, scan};
 use super::{io_err, list_segments, JournalError, Storage, StorageFile};
 use std::path::{Path, PathBuf};
@@ -72,6 +78,16 @@ pub fn move_damage_aside<S: Storage>(
         .skip(1)
         .cloned()
         .collect();
+    if offset == 0 || !later.is_empty() {
+        // `journal.head` names the newest segment that stays before any goes.
+        let newest_kept = segments
+            .iter()
+            .take_while(|(_, p)| offset > 0 || p.as_path() != segment)
+            .take_while(|(_, p)| !later.contains(p))
+            .last()
+            .map(|(s, _)| *s);
+        write_head(storage, dir, newest_kept)?;
+    }
     let mut moved = Vec::new();
     let base = format!("{}.{offset}.tail", file_name(segment));
     let to = free_name(storage, &damaged, &base)?;
@@ -107,7 +123,13 @@ pub fn move_damage_aside<S: Storage>(
             f.write_at(&vec![0u8; end - at], offset)
                 .map_err(io_err("write", segment))?;
         }
-        let whole = (data.len().div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN).max(BLOCK_ALIGN);
+        let mut whole = (data.len().div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN).max(BLOCK_ALIGN);
+        if at > whole - BLOCK_ALIGN {
+            // What stays reaches into the final page (a segment cut at a
+            // block boundary, or written full by an earlier version): a
+            // zero page after it makes the segment whole again.
+            whole += BLOCK_ALIGN;
+        }
         if whole != data.len() {
             f.set_len(whole as u64)
                 .map_err(io_err("set_len", segment))?;

@@ -41,6 +41,13 @@ fn seqs<S: Storage>(s: &S, dir: &Path) -> (ScanReport, Vec<u64>) {
 
 const DIR: &str = "/j";
 
+/// The segment files' names in `dir` (not `journal.head` or spares).
+fn seg_names<S: Storage>(s: &S, dir: &Path) -> Vec<String> {
+    let mut v = s.list(dir).unwrap();
+    v.retain(|n| n.ends_with(".seg"));
+    v
+}
+
 #[test]
 fn append_scan_roll_and_resume() {
     let d = SimDisk::new();
@@ -197,15 +204,11 @@ fn a_prepared_segment_takes_the_first_block_and_an_unused_one_is_removed() {
     let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(16384, 8)).unwrap();
     w.prepare(1).unwrap();
     // The segment exists, full size, before any block.
-    assert_eq!(d.list(dir).unwrap(), vec![segment_name(1)]);
+    assert_eq!(seg_names(&d, dir), vec![segment_name(1)]);
     let (rep, _) = seqs(&d, dir);
     assert_eq!((rep.blocks, rep.trailing.len()), (0, 1));
     w.append_batch(&recs(1, 5)).unwrap();
-    assert_eq!(
-        d.list(dir).unwrap(),
-        vec![segment_name(1)],
-        "no new segment"
-    );
+    assert_eq!(seg_names(&d, dir), vec![segment_name(1)], "no new segment");
     // Prepared again with room left: nothing changes; a wrong seq is refused.
     w.prepare(6).unwrap();
     assert!(matches!(
@@ -215,26 +218,23 @@ fn a_prepared_segment_takes_the_first_block_and_an_unused_one_is_removed() {
             got: 9
         })
     ));
-    assert_eq!(d.list(dir).unwrap(), vec![segment_name(1)]);
+    assert_eq!(seg_names(&d, dir), vec![segment_name(1)]);
     // Fill the segment until a full block no longer fits: prepare rolls.
     let mut seq = 6;
-    while d.list(dir).unwrap().len() == 1 {
+    while seg_names(&d, dir).len() == 1 {
         w.prepare(seq).unwrap();
-        if d.list(dir).unwrap().len() > 1 {
+        if seg_names(&d, dir).len() > 1 {
             break;
         }
         w.append_batch(&recs(seq, 8)).unwrap();
         seq += 8;
     }
-    assert_eq!(
-        d.list(dir).unwrap(),
-        vec![segment_name(1), segment_name(seq)]
-    );
+    assert_eq!(seg_names(&d, dir), vec![segment_name(1), segment_name(seq)]);
     drop(w);
     // Reopened: the empty prepared segment is removed; the journal is whole.
     let (mut w, rep) = JournalWriter::open(d.clone(), dir, cfg(16384, 8)).unwrap();
     assert_eq!(rep.last_seq, Some(seq - 1));
-    assert_eq!(d.list(dir).unwrap(), vec![segment_name(1)]);
+    assert_eq!(seg_names(&d, dir), vec![segment_name(1)]);
     w.prepare(seq).unwrap();
     w.append_batch(&recs(seq, 2)).unwrap();
     let (rep, got) = seqs(&d, dir);
@@ -414,12 +414,15 @@ fn repair_moves_the_damage_aside_and_the_journal_resumes_before_it() {
         w.append_batch(&recs(1 + i * 8, 8)).unwrap();
     }
     drop(w);
-    // Segments hold 4 one-page blocks: seqs 1..=32 and 33..=64.
+    // Segments hold 3 one-page blocks (the final page stays zero): seqs
+    // 1..=24, 25..=48 and 49..=64.
     let first = dir.join(segment_name(1));
-    let second = dir.join(segment_name(33));
+    let second = dir.join(segment_name(25));
+    let third = dir.join(segment_name(49));
     d.flip_bits(&mut SplitMix64(4), &first, 4096 + 300..4096 + 400, 1);
-    let damaged_bytes = d.contents(&first).unwrap()[4096..].to_vec();
+    let damaged_bytes = d.contents(&first).unwrap()[4096..12288].to_vec();
     let second_bytes = d.contents(&second).unwrap();
+    let third_bytes = d.contents(&third).unwrap();
     let moved = repair_journal(&d, dir).unwrap();
     let names: Vec<(String, u64, u64)> = moved
         .iter()
@@ -431,16 +434,19 @@ fn repair_moves_the_damage_aside_and_the_journal_resumes_before_it() {
     assert_eq!(
         names,
         vec![
-            (
-                format!("damaged/{}.4096.tail", segment_name(1)),
-                4096,
-                12288
-            ),
-            (format!("damaged/{}.0.tail", segment_name(33)), 0, 16384),
+            (format!("damaged/{}.4096.tail", segment_name(1)), 4096, 8192),
+            (format!("damaged/{}.0.tail", segment_name(25)), 0, 16384),
+            (format!("damaged/{}.0.tail", segment_name(49)), 0, 16384),
         ]
     );
     assert_eq!(d.contents(&moved[0].to).unwrap(), damaged_bytes);
     assert_eq!(d.contents(&moved[1].to).unwrap(), second_bytes);
+    assert_eq!(d.contents(&moved[2].to).unwrap(), third_bytes);
+    assert_eq!(
+        read_head(&d, dir).unwrap(),
+        Some(1),
+        "the head names what stays"
+    );
     let (rep, got) = seqs(&d, dir);
     assert_eq!(got, (1..=8).collect::<Vec<_>>());
     assert!(rep.tail.is_none() && rep.trailing.is_empty());
@@ -455,7 +461,7 @@ fn repair_moves_the_damage_aside_and_the_journal_resumes_before_it() {
 fn a_full_disk_fails_the_write_naming_the_file_and_nothing_is_retried() {
     let d = SimDisk::new();
     let dir = Path::new(DIR);
-    let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(8192, 8)).unwrap();
+    let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(12288, 8)).unwrap();
     w.append_batch(&recs(1, 8)).unwrap();
     d.fill_up();
     let e = w.append_batch(&recs(9, 8)).unwrap_err().to_string();
@@ -478,4 +484,34 @@ fn a_full_disk_fails_the_write_naming_the_file_and_nothing_is_retried() {
         e.contains("journal-00000000000000000017.seg") && e.contains("No space left"),
         "{e}"
     );
+}
+
+/// The writer leaves every segment's final 4 KiB page zero (a segment cut
+/// at a block boundary then still shows it was cut), and the configuration
+/// must leave room for that page after a full block.
+#[test]
+fn every_segment_ends_with_a_zero_page_and_the_config_leaves_room_for_it() {
+    let full = format::block_len(8);
+    assert!(
+        cfg(full, 8).validate().is_err(),
+        "no room for the zero page"
+    );
+    assert!(cfg(full + BLOCK_ALIGN as u64, 8).validate().is_ok());
+    let d = SimDisk::new();
+    let dir = Path::new(DIR);
+    let (mut w, _) = JournalWriter::open(d.clone(), dir, cfg(8192, 8)).unwrap();
+    for seq in 1..=6 {
+        w.append_batch(&recs(seq, 1)).unwrap();
+    }
+    let segments = list_segments(&d, dir).unwrap();
+    assert_eq!(segments.len(), 6, "one 4 KiB block per 8 KiB segment");
+    for (_, p) in &segments {
+        let data = reader::read_all(&d, p).unwrap();
+        assert!(
+            data[data.len() - BLOCK_ALIGN..].iter().all(|&b| b == 0),
+            "{p:?}"
+        );
+    }
+    let (_, got) = seqs(&d, dir);
+    assert_eq!(got, (1..=6).collect::<Vec<_>>());
 }

@@ -3,17 +3,19 @@
 //!
 //! Invariants: records are appended in strictly contiguous seq order (an
 //! out-of-sequence batch is refused before any I/O); a batch is one block,
-//! written with one `write_at` into preallocated space (a batch that does
-//! not fit in the current segment's room starts a new segment, created,
+//! written with one `write_at` into preallocated space, never into a
+//! segment's final 4 KiB page (a batch that does not fit in the current
+//! segment's room before that page starts a new segment, created,
 //! preallocated, synced and made durable in the directory *before* the
-//! block is written); `append_batch` returns only once the block is as
+//! block is written; `journal.head` then names it); `append_batch` returns only once the block is as
 //! durable as the mode promises. The next segment is prepared ahead as a
 //! spare file (`SPARE_NAME`), zero-filled and synced a slice at a time by
 //! `background` while the journal thread has nothing to commit, so a roll
 //! is a rename and a directory sync, not 64 MiB of zeros on the commit path. After any I/O error the writer is
 //! poisoned: every later call fails with `Poisoned` and nothing is retried.
 
-use super::format::{self, HEADER_LEN};
+use super::format::{self, BLOCK_ALIGN, HEADER_LEN};
+use super::head::{write_head, HEAD_TMP_NAME};
 use super::reader::{self, JournalEnd};
 use super::{io_err, segment_name, Durability, JournalConfig, JournalError, Storage, StorageFile};
 use crate::record::{encode, InputRecord};
@@ -86,7 +88,7 @@ impl<S: Storage> JournalWriter<S> {
         let names = storage.list(dir).map_err(io_err("list", dir))?;
         let leftovers: Vec<&String> = names
             .iter()
-            .filter(|n| *n == SPARE_NAME || n.ends_with(NEW_SEGMENT_SUFFIX))
+            .filter(|n| *n == SPARE_NAME || *n == HEAD_TMP_NAME || n.ends_with(NEW_SEGMENT_SUFFIX))
             .collect();
         for n in &leftovers {
             let p = dir.join(n);
@@ -203,7 +205,7 @@ impl<S: Storage> JournalWriter<S> {
         }
         let h = format::build_block(&mut self.buf, records, self.prev_checksum);
         let len = self.buf.len() as u64;
-        if self.segment.is_none() || self.pos + len > self.segment_len {
+        if self.segment.is_none() || !self.fits(len) {
             if let Err(e) = self.roll(first) {
                 self.poisoned = true;
                 return Err(e);
@@ -267,7 +269,7 @@ impl<S: Storage> JournalWriter<S> {
             return Ok(());
         }
         let full = format::block_len(self.cfg.max_batch);
-        if self.segment.is_none() || self.pos + full > self.segment_len {
+        if self.segment.is_none() || !self.fits(full) {
             if let Err(e) = self.roll(next_seq) {
                 self.poisoned = true;
                 return Err(e);
@@ -343,10 +345,30 @@ impl<S: Storage> JournalWriter<S> {
         self.rolls_from_spare
     }
 
-    /// Starts a new segment named for `first_seq`: the ready spare renamed,
-    /// else one created under a temporary name, preallocated (zero-filled,
-    /// synced) and renamed; then makes its name durable.
+    /// Whether a block of `len` bytes fits in the current segment and leaves
+    /// its final page untouched (zero: a segment cut at a block boundary
+    /// then still shows it was cut; see the module doc of `journal`).
+    fn fits(&self, len: u64) -> bool {
+        self.pos + len + BLOCK_ALIGN as u64 <= self.segment_len
+    }
+
+    /// Starts a new segment named for `first_seq` (and makes `journal.head`
+    /// name it): in mode `async`, first syncs the current one (every seq
+    /// before a head's segment is durable; see `head`); then the ready spare
+    /// renamed, else one created under a temporary name, preallocated
+    /// (zero-filled, synced) and renamed; then makes its name durable.
     fn roll(&mut self, first_seq: u64) -> Result<(), JournalError> {
+        if self.cfg.durability == Durability::Async {
+            if let Some((f, p)) = self.segment.as_mut() {
+                f.sync_data().map_err(io_err("fdatasync", p))?;
+            }
+        }
+        self.start_segment(first_seq)?;
+        write_head(&self.storage, &self.dir, Some(first_seq))
+    }
+
+    /// The new segment of `roll`, durable under its name.
+    fn start_segment(&mut self, first_seq: u64) -> Result<(), JournalError> {
         let path = self.dir.join(segment_name(first_seq));
         let size = self.cfg.segment_bytes;
         if self.spare.as_ref().is_some_and(|s| s.filled >= size) {
