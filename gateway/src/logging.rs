@@ -14,6 +14,17 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use tracing_subscriber::EnvFilter;
 
+/// `eprintln!` that never panics: when standard error is closed or a pipe
+/// whose reader is gone, the message is lost instead of the process (a
+/// shutdown or a clean `exit` must still happen).
+#[macro_export]
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

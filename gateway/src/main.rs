@@ -173,7 +173,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("bourse config: {e}");
+                gateway::report!("bourse config: {e}");
                 ExitCode::from(2)
             }
         },
@@ -219,18 +219,26 @@ fn serve(a: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             // No logger yet: configuration errors go straight to stderr.
-            eprintln!("bourse serve: {e}");
+            gateway::report!("bourse serve: {e}");
             return ExitCode::from(2);
         }
     };
     gateway::logging::init_logging(conf.server.log_format, &conf.server.log_filter);
+    // The pipeline takes the data directory's lock; refuse a second server
+    // here already, naming the holder, rather than with a misleading "address
+    // in use" for the metrics port the running server also holds.
+    if let Some(holder) = gateway::journal::live_writer(&conf.server.data_dir) {
+        let e = gateway::journal::LockError::Held {
+            dir: conf.server.data_dir.clone(),
+            holder,
+        };
+        gateway::report!("bourse serve: {e}");
+        return ExitCode::from(1);
+    }
     let ops = match gateway::ops::Ops::start(&conf) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!(
-                "bourse serve: metrics endpoint {}: {e}",
-                conf.server.metrics
-            );
+            gateway::report!("bourse serve: {e}");
             return ExitCode::from(1);
         }
     };
@@ -261,7 +269,7 @@ fn serve(a: ServeArgs) -> ExitCode {
     let mut server = match gateway::server::start(cfg) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("bourse serve: {e}");
+            gateway::report!("bourse serve: {e}");
             return ExitCode::from(1);
         }
     };
@@ -270,7 +278,7 @@ fn serve(a: ServeArgs) -> ExitCode {
     let signals = match StopSignals::install() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("bourse serve: signal handlers: {e}");
+            gateway::report!("bourse serve: signal handlers: {e}");
             let _ = server.shutdown();
             return ExitCode::from(1);
         }
@@ -483,7 +491,7 @@ fn report<T, E: std::fmt::Display>(r: Result<T, E>) -> ExitCode {
     match r {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bourse: {e}");
+            gateway::report!("bourse: {e}");
             ExitCode::from(1)
         }
     }
@@ -537,7 +545,7 @@ fn pipeline(a: PipelineArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("bourse pipeline: {e}");
+            gateway::report!("bourse pipeline: {e}");
             ExitCode::from(1)
         }
     }
@@ -552,7 +560,7 @@ fn script(file: &std::path::Path) -> ExitCode {
         match File::open(file) {
             Ok(f) => gateway::script::run_script(BufReader::new(f), output),
             Err(e) => {
-                eprintln!("bourse script: cannot open {}: {e}", file.display());
+                gateway::report!("bourse script: cannot open {}: {e}", file.display());
                 return ExitCode::from(1);
             }
         }
@@ -560,7 +568,7 @@ fn script(file: &std::path::Path) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bourse script: {e}");
+            gateway::report!("bourse script: {e}");
             ExitCode::from(2)
         }
     }
@@ -666,7 +674,7 @@ fn bench(a: BenchArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("bourse bench: {e}");
+            gateway::report!("bourse bench: {e}");
             ExitCode::from(1)
         }
     }
@@ -712,7 +720,7 @@ fn demo(a: DemoArgs) -> ExitCode {
     match gateway::demo_run::run_demo(&cfg, &mut io::stdout().lock()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bourse demo: {e}");
+            gateway::report!("bourse demo: {e}");
             ExitCode::from(1)
         }
     }

@@ -194,17 +194,19 @@ fn a_sigkilled_holder_does_not_block_the_next_start() {
 #[test]
 fn a_second_serve_or_pipeline_beside_a_running_server_is_refused() {
     let dir = tmp("serve");
+    // Both servers on the same metrics address, as two plain `serve`s on
+    // defaults are: the second must name the lock's holder, not the port.
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
     let mut first = Proc::new(env!("CARGO_BIN_EXE_bourse"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-metrics",
-            "--data-dir",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
         .env("BOURSE_PIPELINE_SEGMENT_BYTES", CHILD_SEGMENT_BYTES)
         .env("BOURSE_PIPELINE_PREFAULT", "false")
+        .env("BOURSE_SERVER_METRICS", &metrics)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -213,16 +215,11 @@ fn a_second_serve_or_pipeline_beside_a_running_server_is_refused() {
     let addr_line = lines.next().unwrap().unwrap();
     assert!(addr_line.contains("QUIC"), "{addr_line}");
     let second = Proc::new(env!("CARGO_BIN_EXE_bourse"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-metrics",
-            "--data-dir",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
         .env("BOURSE_PIPELINE_SEGMENT_BYTES", CHILD_SEGMENT_BYTES)
         .env("BOURSE_PIPELINE_PREFAULT", "false")
+        .env("BOURSE_SERVER_METRICS", &metrics)
         .output()
         .unwrap();
     let pipeline = run_pipeline(&dir, &[]);

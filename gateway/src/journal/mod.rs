@@ -46,7 +46,7 @@ mod tests;
 
 pub use format::{BlockFault, BlockHeader, BLOCK_ALIGN, HEADER_LEN};
 pub use head::{read_head, write_head, HEAD_NAME};
-pub use lock::{DirLock, LockError, LOCK_NAME};
+pub use lock::{live_writer, DirLock, LockError, LOCK_NAME};
 pub use reader::{
     cut_torn_tail, decode_records, provably_torn, scan, JournalEnd, ScanReport, TornTail, SECTOR,
 };

@@ -91,7 +91,7 @@ pub const EXIT_JOURNAL_FAILED: u8 = 74;
 /// acknowledged.
 pub fn exit_process(msg: &str) {
     tracing::error!(error = msg, "journal failed; stopping the process");
-    eprintln!(
+    crate::report!(
         "bourse: {msg}; stopping the process (exit status {EXIT_JOURNAL_FAILED}); nothing is retried"
     );
     std::process::exit(i32::from(EXIT_JOURNAL_FAILED));
