@@ -4,6 +4,8 @@
 //! and what their output must (and must not) say. One library test covers
 //! the client's pipelining (`quic_bench`'s throughput part).
 
+mod support;
+
 use gateway::client::{limit, Client, ClientConfig, Reply};
 use gateway::identity::{load_client_identity, CERT_FILE};
 use gateway::server::{self, ServerConfig, ServerHandle};
@@ -11,21 +13,30 @@ use gateway::wire::exec_type;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::text;
 
 struct Srv {
     handle: ServerHandle,
     dir: tempfile::TempDir,
 }
 
-/// A server with the demo set (explicitly: `serve` makes it only on request).
-fn start() -> Srv {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig::new(dir.path());
+/// An in-process server's configuration in `dir`: an ephemeral port, the
+/// demo set (explicitly: `serve` makes it only on request), `durability`,
+/// unpinned yielding engine threads.
+fn server_config(dir: &Path, durability: gateway::journal::Durability) -> ServerConfig {
+    let mut cfg = ServerConfig::new(dir);
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.demo = true;
-    cfg.pipeline.durability = gateway::journal::Durability::Async;
+    cfg.pipeline.durability = durability;
     cfg.pipeline.runtime.pin = false;
     cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+    cfg
+}
+
+/// A server with the demo set, journaling asynchronously.
+fn start() -> Srv {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server_config(dir.path(), gateway::journal::Durability::Async);
     let handle = server::start(cfg).unwrap();
     Srv { handle, dir }
 }
@@ -49,6 +60,13 @@ impl Srv {
         c
     }
 
+    /// `order`: a BTC-USD buy of `qty` at `price` with client order id `coid`.
+    fn order(&self, coid: u64, price: u64, qty: &str) -> Command {
+        let args = order_args(coid, price, qty);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cmd(&["order"], &args)
+    }
+
     fn token(&self) -> String {
         load_client_identity(self.data_dir())
             .unwrap()
@@ -69,7 +87,7 @@ impl Srv {
 
 /// The binary with a clean environment for the variables it reads.
 fn bourse(sub: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bourse"));
+    let mut c = Command::new(support::BOURSE);
     c.args(sub)
         .env_remove("BOURSE_TOKEN")
         .env_remove("BOURSE_LOG")
@@ -79,10 +97,6 @@ fn bourse(sub: &[&str]) -> Command {
 
 fn run(mut c: Command) -> Output {
     c.output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Runs `c` (killed after `limit`); returns its output and how long it took.
@@ -104,7 +118,7 @@ fn run_timed(mut c: Command, limit: Duration) -> (Output, Duration) {
     (child.wait_with_output().unwrap(), took)
 }
 
-fn order_args(coid: u64, price: u64) -> Vec<String> {
+fn order_args(coid: u64, price: u64, qty: &str) -> Vec<String> {
     [
         "--symbol",
         "BTC-USD",
@@ -113,7 +127,7 @@ fn order_args(coid: u64, price: u64) -> Vec<String> {
         "--price",
         &price.to_string(),
         "--qty",
-        "1",
+        qty,
         "--coid",
         &coid.to_string(),
     ]
@@ -139,19 +153,11 @@ fn parallel_orders_each_print_their_own_report_and_all_reach_the_journal() {
     let s = start();
     // One command first: before the fix it left a session file that every
     // later command resumed (one session, one request counter for all).
-    let first = run(s.cmd(
-        &["order"],
-        &order_args(100, 50_100)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    ));
+    let first = run(s.order(100, 50_100, "1"));
     assert!(first.status.success(), "{}", text(&first.stderr));
     let children: Vec<_> = (101..=116u64)
         .map(|coid| {
-            let args = order_args(coid, 50_000 + coid);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let mut c = s.cmd(&["order"], &args);
+            let mut c = s.order(coid, 50_000 + coid, "1");
             (
                 coid,
                 c.stdout(Stdio::piped())
@@ -390,22 +396,9 @@ fn feed_level_l3_lists_orders_in_queue_order() {
     let s = start();
     let mut ids = Vec::new();
     for (coid, qty) in [(1u64, "2"), (2, "3")] {
-        let out = run(s.cmd(
-            &["order"],
-            &[
-                "--symbol",
-                "BTC-USD",
-                "--side",
-                "buy",
-                "--price",
-                "59000",
-                "--qty",
-                qty,
-                "--coid",
-                &coid.to_string(),
-                "--json",
-            ],
-        ));
+        let mut c = s.order(coid, 59_000, qty);
+        c.arg("--json");
+        let out = run(c);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let new = text(&out.stdout)
             .lines()
@@ -439,13 +432,7 @@ fn feed_level_l3_lists_orders_in_queue_order() {
 #[test]
 fn feed_draws_no_terminal_escapes_when_stdout_is_not_a_terminal() {
     let s = start();
-    let out = run(s.cmd(
-        &["order"],
-        &order_args(5, 50_500)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    ));
+    let out = run(s.order(5, 50_500, "1"));
     assert!(out.status.success());
     let out = run(s.cmd(&["feed", "BTC-USD"], &["--seconds", "1"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -504,12 +491,7 @@ fn arguments_that_cannot_work_are_refused_before_sending() {
 #[test]
 fn pipelined_orders_beyond_the_flow_control_windows_are_all_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig::new(dir.path());
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.demo = true;
-    cfg.pipeline.durability = gateway::journal::Durability::None;
-    cfg.pipeline.runtime.pin = false;
-    cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+    let mut cfg = server_config(dir.path(), gateway::journal::Durability::None);
     cfg.session.throttle_per_s = 100_000_000;
     cfg.session.throttle_burst = 10_000_000;
     cfg.session.max_in_flight = 1 << 16;
@@ -561,50 +543,29 @@ fn pipelined_orders_beyond_the_flow_control_windows_are_all_answered() {
 
 #[test]
 fn serve_logs_carry_no_colour_codes_when_redirected() {
-    use std::io::{BufRead, BufReader, Read};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = bourse(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-metrics",
-        "--data-dir",
-    ])
-    .arg(dir.path())
-    .env("BOURSE_LOG", "trace")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    // The first line names the address; a client's visit makes the server log.
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
+    let mut c = bourse(&[]);
+    support::serve_args(&mut c, dir.path(), &["--no-metrics"]);
+    let mut child = c
+        .env("BOURSE_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let addr = first.trim().rsplit(' ').next().unwrap().to_string();
+    // The first line names the address; a client's visit makes the server log.
+    let first = support::first_line(&mut child).0.unwrap_or_default();
+    let addr = support::addr_of(first.trim()).to_string();
     let out = run({
         let mut c = bourse(&["orders", "--server", &addr, "--data-dir"]);
         c.arg(dir.path());
         c
     });
     assert!(out.status.success(), "{first}: {}", text(&out.stderr));
-    let st = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let st = support::signal(&child, "-TERM").unwrap();
     assert!(st.success());
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(15) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _ = support::wait_since(&mut child, Instant::now(), Duration::from_secs(15));
     let _ = child.kill();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = support::read_stderr(&mut child);
     assert!(
         err.contains("TRACE"),
         "trace logging printed nothing: {err}"
