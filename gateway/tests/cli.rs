@@ -99,6 +99,13 @@ fn run(mut c: Command) -> Output {
     c.output().unwrap()
 }
 
+/// Runs `c`, which must succeed; returns its standard output.
+fn run_ok(c: Command) -> String {
+    let out = run(c);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 /// Runs `c` (killed after `limit`); returns its output and how long it took.
 fn run_timed(mut c: Command, limit: Duration) -> (Output, Duration) {
     let t0 = Instant::now();
@@ -434,9 +441,7 @@ fn feed_draws_no_terminal_escapes_when_stdout_is_not_a_terminal() {
     let s = start();
     let out = run(s.order(5, 50_500, "1"));
     assert!(out.status.success());
-    let out = run(s.cmd(&["feed", "BTC-USD"], &["--seconds", "1"]));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let o = text(&out.stdout);
+    let o = run_ok(s.cmd(&["feed", "BTC-USD"], &["--seconds", "1"]));
     assert!(o.contains("BTC-USD") && o.contains("50500"), "{o}");
     assert!(!o.contains('\x1b'), "{o:?}");
 }
@@ -444,23 +449,19 @@ fn feed_draws_no_terminal_escapes_when_stdout_is_not_a_terminal() {
 #[test]
 fn reject_and_market_reports_print_no_placeholder_fields() {
     let s = start();
-    let out = run(s.cmd(&["cancel"], &["--order-id", "999999"]));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let o = text(&out.stdout);
+    let o = run_ok(s.cmd(&["cancel"], &["--order-id", "999999"]));
     assert!(o.contains("REJECTED") && o.contains("999999"), "{o}");
     for placeholder in ["instrument 0", "@ 0", "coid 0", " 0 @"] {
         assert!(!o.contains(placeholder), "{placeholder:?} in {o}");
     }
 
     // A market order: no price to print.
-    let out = run(s.cmd(
+    let o = run_ok(s.cmd(
         &["order"],
         &[
             "--symbol", "BTC-USD", "--side", "sell", "--qty", "1", "--coid", "55",
         ],
     ));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let o = text(&out.stdout);
     assert!(o.contains("coid 55") && o.contains("market"), "{o}");
     assert!(!o.contains("@ 0"), "{o}");
 }
@@ -546,12 +547,7 @@ fn serve_logs_carry_no_colour_codes_when_redirected() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = bourse(&[]);
     support::serve_args(&mut c, dir.path(), &["--no-metrics"]);
-    let mut child = c
-        .env("BOURSE_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::spawn_piped(c.env("BOURSE_LOG", "trace"));
     // The first line names the address; a client's visit makes the server log.
     let first = support::first_line(&mut child).0.unwrap_or_default();
     let addr = support::addr_of(first.trim()).to_string();

@@ -9,7 +9,7 @@ mod support;
 use gateway::client::{limit, Client, ClientConfig, Reply};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 use support::BOURSE;
@@ -25,14 +25,12 @@ impl Serve {
     /// Starts `serve` on an ephemeral port in `dir` with `args` (tables not
     /// prefaulted), and reads its banner (up to the `try:` line).
     fn start(dir: &Path, args: &[&str]) -> Serve {
-        let mut child = support::serve(dir, &[])
-            // Several servers start at once here: do not touch 1 GiB each.
-            .args(["--set", "pipeline.prefault=false"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn bourse serve");
+        let mut child = support::spawn_piped(
+            support::serve(dir, &[])
+                // Several servers start at once here: do not touch 1 GiB each.
+                .args(["--set", "pipeline.prefault=false"])
+                .args(args),
+        );
         let out = child.stdout.take().unwrap();
         let (tx, lines) = channel();
         std::thread::spawn(move || {

@@ -7,15 +7,11 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{addr_of, file_names, first_line, read_stderr, serve, wait_since};
+use support::{addr_of, file_names, first_line, read_stderr, serve, spawn_piped, wait_since};
 
 fn serve_then_signal(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = serve(dir.path(), &["--no-metrics"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bourse serve");
+    let mut child = spawn_piped(&mut serve(dir.path(), &["--no-metrics"]));
     let (first, lines) = first_line(&mut child);
     let first = first.expect("serve prints its address");
     let addr: std::net::SocketAddr = addr_of(&first).parse().expect("an address");
@@ -64,11 +60,7 @@ fn sigint_drains_snapshots_and_exits_zero() {
 #[test]
 fn a_closed_stdout_does_not_abort_serve() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = serve(dir.path(), &["--no-metrics"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bourse serve");
+    let mut child = spawn_piped(&mut serve(dir.path(), &["--no-metrics"]));
     // Close the read end at once: every write to standard output fails (EPIPE).
     drop(child.stdout.take());
     // Standard error says when the signal handlers are in.

@@ -14,7 +14,7 @@ use gateway::pipeline::PipelineConfig;
 use gateway::runtime::{IdleStrategy, RuntimeConfig};
 use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `bourse` binary under test.
@@ -66,6 +66,14 @@ pub fn serve(dir: &Path, flags: &[&str]) -> Command {
     let mut c = Command::new(BOURSE);
     serve_args(&mut c, dir, flags);
     c
+}
+
+/// Spawns `c` (a `serve`) with standard output and error piped.
+pub fn spawn_piped(c: &mut Command) -> Child {
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bourse serve")
 }
 
 /// Takes the child's (piped) standard output: its first line, if it printed
