@@ -276,13 +276,8 @@ fn token_file_and_environment_log_in_and_the_token_never_reaches_the_logs() {
     c.args(order)
         .args(["--coid", "8"])
         .env("BOURSE_TOKEN", &token);
-    let out = run(c);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("coid 8"),
-        "{}",
-        text(&out.stdout)
-    );
+    let o = run_ok(c);
+    assert!(o.contains("coid 8"), "{o}");
 
     // A wrong token in the environment is refused, and not echoed.
     let mut c = bourse(&["orders"]);
@@ -299,9 +294,7 @@ fn token_file_and_environment_log_in_and_the_token_never_reaches_the_logs() {
     let mut c = bourse(&["feed", "1", "--json", "--seconds", "1"]);
     conn(&mut c);
     c.arg("--token-file").arg(&file);
-    let out = run(c);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains(r#""type":"book""#));
+    assert!(run_ok(c).contains(r#""type":"book""#));
 }
 
 #[test]
