@@ -52,11 +52,17 @@ impl Srv {
 
     /// `--data-dir D --server ADDR` then `args`.
     fn cmd(&self, sub: &[&str], args: &[&str]) -> Command {
+        let mut c = self.cmd_to(sub, &self.addr());
+        c.args(args);
+        c
+    }
+
+    /// `--data-dir D --server SERVER` (another address than this server's).
+    fn cmd_to(&self, sub: &[&str], server: &str) -> Command {
         let mut c = bourse(sub);
         c.arg("--data-dir")
             .arg(self.data_dir())
-            .args(["--server", &self.addr()])
-            .args(args);
+            .args(["--server", server]);
         c
     }
 
@@ -140,6 +146,15 @@ fn order_args(coid: u64, price: u64, qty: &str) -> Vec<String> {
     ]
     .map(str::to_string)
     .to_vec()
+}
+
+/// A UDP address on localhost that nobody listens on (the socket that
+/// found it is closed again).
+fn unused_addr() -> std::net::SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// The client order ids named in `stdout` (`coid N`).
@@ -316,25 +331,13 @@ fn logs_carry_no_colour_codes_when_redirected() {
 fn host_names_resolve_and_an_unreachable_server_fails_fast_naming_it() {
     let s = start();
     let port = s.handle.addr().port();
-    let out = run({
-        let mut c = bourse(&["orders"]);
-        c.arg("--data-dir")
-            .arg(s.data_dir())
-            .args(["--server", &format!("localhost:{port}")]);
-        c
-    });
+    let out = run(s.cmd_to(&["orders"], &format!("localhost:{port}")));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("open order(s)"));
 
     // A port nobody listens on.
-    let free = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut c = bourse(&["orders"]);
-    c.arg("--data-dir")
-        .arg(s.data_dir())
-        .args(["--server", &free.to_string()]);
+    let free = unused_addr();
+    let c = s.cmd_to(&["orders"], &free.to_string());
     let (out, took) = run_timed(c, Duration::from_secs(15));
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(!out.status.success());
@@ -342,13 +345,7 @@ fn host_names_resolve_and_an_unreachable_server_fails_fast_naming_it() {
     assert!(err.contains(&free.to_string()), "{err}");
 
     // A name that does not resolve.
-    let out = run({
-        let mut c = bourse(&["orders"]);
-        c.arg("--data-dir")
-            .arg(s.data_dir())
-            .args(["--server", "no-such-host.invalid:7070"]);
-        c
-    });
+    let out = run(s.cmd_to(&["orders"], "no-such-host.invalid:7070"));
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("no-such-host.invalid"));
 }
@@ -356,14 +353,8 @@ fn host_names_resolve_and_an_unreachable_server_fails_fast_naming_it() {
 #[test]
 fn feed_from_an_unreachable_server_fails_fast_naming_it() {
     let s = start();
-    let free = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut c = bourse(&["feed", "BTC-USD"]);
-    c.arg("--data-dir")
-        .arg(s.data_dir())
-        .args(["--server", &free.to_string()]);
+    let free = unused_addr();
+    let c = s.cmd_to(&["feed", "BTC-USD"], &free.to_string());
     let (out, took) = run_timed(c, Duration::from_secs(15));
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(!out.status.success());
