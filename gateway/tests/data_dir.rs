@@ -95,6 +95,29 @@ fn serve(data: &Path, flags: &[&str]) -> Proc {
     c
 }
 
+/// Why opening a pipeline on `dir` is refused (`expect` names the case).
+fn refused(dir: &Path, expect: &str) -> String {
+    Pipeline::open(&config(dir)).expect_err(expect).to_string()
+}
+
+/// `journal verify` on `dir/p0`, which must fail (`ctx` prefixes the
+/// failure message); returns its standard error.
+fn verify_fails(dir: &Path, ctx: &str) -> String {
+    let out = bourse(&["journal", "verify"], &dir.join("p0"));
+    assert!(!out.status.success(), "{ctx}verify must fail");
+    text(&out.stderr)
+}
+
+/// Truncates (or extends) the file at `path` to `len` bytes.
+fn set_len(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 fn flip(path: &Path, at: u64) {
     let mut b = std::fs::read(path).unwrap();
     b[at as usize] ^= 0x10;
@@ -105,8 +128,7 @@ fn flip(path: &Path, at: u64) {
 fn a_second_writer_on_the_same_data_directory_is_refused_naming_the_holder() {
     let dir = tmp("second");
     let first = Pipeline::open(&config(&dir)).expect("first writer");
-    let err = Pipeline::open(&config(&dir)).expect_err("second writer must be refused");
-    let msg = err.to_string();
+    let msg = refused(&dir, "second writer must be refused");
     assert!(
         msg.contains("in use") && msg.contains(&format!("pid {}", std::process::id())),
         "{msg}"
@@ -129,8 +151,7 @@ fn a_sigkilled_holder_does_not_block_the_next_start() {
         .expect("spawn bourse pipeline");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     while !lines.next().unwrap().unwrap().starts_with("ack ") {}
-    let err = Pipeline::open(&config(&dir)).expect_err("the child holds the directory");
-    let msg = err.to_string();
+    let msg = refused(&dir, "the child holds the directory");
     assert!(msg.contains(&format!("pid {}", child.id())), "{msg}");
     assert!(
         msg.contains("pipeline"),
@@ -243,16 +264,13 @@ fn a_flipped_byte_in_the_last_synced_block_refuses_to_start_naming_file_and_offs
     let seg = dir.join("p0").join(SEG);
     flip(&seg, last + 1000);
     let damaged = std::fs::read(&seg).unwrap();
-    let err = Pipeline::open(&config(&dir)).expect_err("damaged acknowledged data");
-    let msg = err.to_string();
+    let msg = refused(&dir, "damaged acknowledged data");
     assert!(
         msg.contains(SEG) && msg.contains(&format!("offset {last}")),
         "{msg}"
     );
     assert!(msg.contains("up to seq 60"), "names what is intact: {msg}");
-    let out = bourse(&["journal", "verify"], &dir.join("p0"));
-    assert!(!out.status.success(), "verify must fail");
-    let err = text(&out.stderr);
+    let err = verify_fails(&dir, "");
     assert!(
         err.contains(SEG) && err.contains(&format!("offset {last}")),
         "{err}"
@@ -268,19 +286,12 @@ fn a_short_segment_refuses_to_start() {
         let dir = tmp(&format!("short{len}"));
         write_journal(&dir, 3, 30, Durability::Durable);
         let seg = dir.join("p0").join(SEG);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&seg)
-            .unwrap()
-            .set_len(len)
-            .unwrap();
-        let err = Pipeline::open(&config(&dir)).expect_err("a truncated segment");
-        let msg = err.to_string();
+        set_len(&seg, len);
+        let msg = refused(&dir, "a truncated segment");
         assert!(msg.contains(SEG) && msg.contains("short"), "{len}: {msg}");
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), len, "untouched");
-        let out = bourse(&["journal", "verify"], &dir.join("p0"));
-        assert!(!out.status.success(), "{len}: verify must fail");
-        assert!(text(&out.stderr).contains(SEG), "{}", text(&out.stderr));
+        let err = verify_fails(&dir, &format!("{len}: "));
+        assert!(err.contains(SEG), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
@@ -438,20 +449,13 @@ fn a_segment_cut_at_a_block_boundary_refuses_to_start() {
     let third = write_journal(&dir, 3, 30, Durability::Durable);
     let seg = dir.join("p0").join(SEG);
     assert_eq!(third % 4096, 0);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(third)
-        .unwrap();
-    let err = Pipeline::open(&config(&dir)).expect_err("a segment cut after its 2nd block");
-    let msg = err.to_string();
+    set_len(&seg, third);
+    let msg = refused(&dir, "a segment cut after its 2nd block");
     assert!(msg.contains(SEG) && msg.contains("short"), "{msg}");
     assert!(msg.contains("up to seq 60"), "{msg}");
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), third, "untouched");
-    let out = bourse(&["journal", "verify"], &dir.join("p0"));
-    assert!(!out.status.success(), "verify must fail");
-    assert!(text(&out.stderr).contains(SEG), "{}", text(&out.stderr));
+    let err = verify_fails(&dir, "");
+    assert!(err.contains(SEG), "{err}");
     let out = bourse(&["journal", "repair"], &dir.join("p0"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let p = Pipeline::open(&config(&dir)).expect("starts after the repair");
@@ -485,16 +489,14 @@ fn a_lost_newest_segment_refuses_to_start_naming_it() {
     let dir = tmp("lostseg");
     write_small_segments(&dir, 3);
     std::fs::remove_file(dir.join("p0").join(SEG61)).unwrap();
-    let err = Pipeline::open(&config(&dir)).expect_err("the newest segment is missing");
-    let msg = err.to_string();
+    let msg = refused(&dir, "the newest segment is missing");
     assert!(
         msg.contains(SEG61) && msg.contains("journal.head") && msg.contains("missing"),
         "{msg}"
     );
     assert!(msg.contains("up to seq 60"), "{msg}");
-    let out = bourse(&["journal", "verify"], &dir.join("p0"));
-    assert!(!out.status.success(), "verify must fail");
-    assert!(text(&out.stderr).contains(SEG61), "{}", text(&out.stderr));
+    let err = verify_fails(&dir, "");
+    assert!(err.contains(SEG61), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
