@@ -1015,12 +1015,7 @@ impl Engine {
             MatchEnd::TakerCanceled => return self.end_order(slot),
             MatchEnd::Halted => {
                 if o.remaining.0 > 0 {
-                    out.push(Event::Canceled {
-                        order_id: o.id,
-                        owner: self.owners[o.owner_slot as usize].id,
-                        qty: o.remaining,
-                        reason: CancelReason::CircuitBreaker,
-                    });
+                    return self.cancel_rest(slot, &o, CancelReason::CircuitBreaker, out);
                 }
                 return self.end_order(slot);
             }
@@ -1043,17 +1038,21 @@ impl Engine {
             None
         };
         match reason {
-            Some(reason) => {
-                out.push(Event::Canceled {
-                    order_id: o.id,
-                    owner: self.owners[o.owner_slot as usize].id,
-                    qty: o.remaining,
-                    reason,
-                });
-                self.end_order(slot);
-            }
+            Some(reason) => self.cancel_rest(slot, &o, reason, out),
             None => self.rest(slot),
         }
+    }
+
+    /// Cancels what is left of `o` (the order at `slot`) for `reason`, then ends it.
+    #[inline]
+    fn cancel_rest(&mut self, slot: u32, o: &Order, reason: CancelReason, out: &mut Events) {
+        out.push(Event::Canceled {
+            order_id: o.id,
+            owner: self.owners[o.owner_slot as usize].id,
+            qty: o.remaining,
+            reason,
+        });
+        self.end_order(slot);
     }
 
     /// Fires a triggered stop: `triggered`, then it matches as market or limit.
@@ -1066,13 +1065,7 @@ impl Engine {
         });
         if self.instruments[o.inst as usize].halted.is_some() {
             // Triggered by a trade just before a circuit-breaker halt.
-            out.push(Event::Canceled {
-                order_id: o.id,
-                owner: self.owners[o.owner_slot as usize].id,
-                qty: o.remaining,
-                reason: CancelReason::CircuitBreaker,
-            });
-            return self.end_order(slot);
+            return self.cancel_rest(slot, &o, CancelReason::CircuitBreaker, out);
         }
         if o.tif == Tif::Fok
             && !self.fok_fillable(
@@ -1084,13 +1077,7 @@ impl Engine {
                 self.taker_bounds(slot),
             )
         {
-            out.push(Event::Canceled {
-                order_id: o.id,
-                owner: self.owners[o.owner_slot as usize].id,
-                qty: o.remaining,
-                reason: CancelReason::IocRemainder,
-            });
-            return self.end_order(slot);
+            return self.cancel_rest(slot, &o, CancelReason::IocRemainder, out);
         }
         self.run_taker(slot, out);
     }

@@ -4,6 +4,8 @@
 //! and what their output must (and must not) say. One library test covers
 //! the client's pipelining (`quic_bench`'s throughput part).
 
+mod support;
+
 use gateway::client::{limit, Client, ClientConfig, Reply};
 use gateway::identity::{load_client_identity, CERT_FILE};
 use gateway::server::{self, ServerConfig, ServerHandle};
@@ -11,21 +13,30 @@ use gateway::wire::exec_type;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::text;
 
 struct Srv {
     handle: ServerHandle,
     dir: tempfile::TempDir,
 }
 
-/// A server with the demo set (explicitly: `serve` makes it only on request).
-fn start() -> Srv {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig::new(dir.path());
+/// An in-process server's configuration in `dir`: an ephemeral port, the
+/// demo set (explicitly: `serve` makes it only on request), `durability`,
+/// unpinned yielding engine threads.
+fn server_config(dir: &Path, durability: gateway::journal::Durability) -> ServerConfig {
+    let mut cfg = ServerConfig::new(dir);
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.demo = true;
-    cfg.pipeline.durability = gateway::journal::Durability::Async;
+    cfg.pipeline.durability = durability;
     cfg.pipeline.runtime.pin = false;
     cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+    cfg
+}
+
+/// A server with the demo set, journaling asynchronously.
+fn start() -> Srv {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server_config(dir.path(), gateway::journal::Durability::Async);
     let handle = server::start(cfg).unwrap();
     Srv { handle, dir }
 }
@@ -41,12 +52,25 @@ impl Srv {
 
     /// `--data-dir D --server ADDR` then `args`.
     fn cmd(&self, sub: &[&str], args: &[&str]) -> Command {
+        let mut c = self.cmd_to(sub, &self.addr());
+        c.args(args);
+        c
+    }
+
+    /// `--data-dir D --server SERVER` (another address than this server's).
+    fn cmd_to(&self, sub: &[&str], server: &str) -> Command {
         let mut c = bourse(sub);
         c.arg("--data-dir")
             .arg(self.data_dir())
-            .args(["--server", &self.addr()])
-            .args(args);
+            .args(["--server", server]);
         c
+    }
+
+    /// `order`: a BTC-USD buy of `qty` at `price` with client order id `coid`.
+    fn order(&self, coid: u64, price: u64, qty: &str) -> Command {
+        let args = order_args(coid, price, qty);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cmd(&["order"], &args)
     }
 
     fn token(&self) -> String {
@@ -69,7 +93,7 @@ impl Srv {
 
 /// The binary with a clean environment for the variables it reads.
 fn bourse(sub: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bourse"));
+    let mut c = Command::new(support::BOURSE);
     c.args(sub)
         .env_remove("BOURSE_TOKEN")
         .env_remove("BOURSE_LOG")
@@ -81,8 +105,11 @@ fn run(mut c: Command) -> Output {
     c.output().unwrap()
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// Runs `c`, which must succeed; returns its standard output.
+fn run_ok(c: Command) -> String {
+    let out = run(c);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
 }
 
 /// Runs `c` (killed after `limit`); returns its output and how long it took.
@@ -104,7 +131,7 @@ fn run_timed(mut c: Command, limit: Duration) -> (Output, Duration) {
     (child.wait_with_output().unwrap(), took)
 }
 
-fn order_args(coid: u64, price: u64) -> Vec<String> {
+fn order_args(coid: u64, price: u64, qty: &str) -> Vec<String> {
     [
         "--symbol",
         "BTC-USD",
@@ -113,12 +140,21 @@ fn order_args(coid: u64, price: u64) -> Vec<String> {
         "--price",
         &price.to_string(),
         "--qty",
-        "1",
+        qty,
         "--coid",
         &coid.to_string(),
     ]
     .map(str::to_string)
     .to_vec()
+}
+
+/// A UDP address on localhost that nobody listens on (the socket that
+/// found it is closed again).
+fn unused_addr() -> std::net::SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// The client order ids named in `stdout` (`coid N`).
@@ -139,19 +175,11 @@ fn parallel_orders_each_print_their_own_report_and_all_reach_the_journal() {
     let s = start();
     // One command first: before the fix it left a session file that every
     // later command resumed (one session, one request counter for all).
-    let first = run(s.cmd(
-        &["order"],
-        &order_args(100, 50_100)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    ));
+    let first = run(s.order(100, 50_100, "1"));
     assert!(first.status.success(), "{}", text(&first.stderr));
     let children: Vec<_> = (101..=116u64)
         .map(|coid| {
-            let args = order_args(coid, 50_000 + coid);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let mut c = s.cmd(&["order"], &args);
+            let mut c = s.order(coid, 50_000 + coid, "1");
             (
                 coid,
                 c.stdout(Stdio::piped())
@@ -263,13 +291,8 @@ fn token_file_and_environment_log_in_and_the_token_never_reaches_the_logs() {
     c.args(order)
         .args(["--coid", "8"])
         .env("BOURSE_TOKEN", &token);
-    let out = run(c);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("coid 8"),
-        "{}",
-        text(&out.stdout)
-    );
+    let o = run_ok(c);
+    assert!(o.contains("coid 8"), "{o}");
 
     // A wrong token in the environment is refused, and not echoed.
     let mut c = bourse(&["orders"]);
@@ -286,9 +309,7 @@ fn token_file_and_environment_log_in_and_the_token_never_reaches_the_logs() {
     let mut c = bourse(&["feed", "1", "--json", "--seconds", "1"]);
     conn(&mut c);
     c.arg("--token-file").arg(&file);
-    let out = run(c);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains(r#""type":"book""#));
+    assert!(run_ok(c).contains(r#""type":"book""#));
 }
 
 #[test]
@@ -310,25 +331,13 @@ fn logs_carry_no_colour_codes_when_redirected() {
 fn host_names_resolve_and_an_unreachable_server_fails_fast_naming_it() {
     let s = start();
     let port = s.handle.addr().port();
-    let out = run({
-        let mut c = bourse(&["orders"]);
-        c.arg("--data-dir")
-            .arg(s.data_dir())
-            .args(["--server", &format!("localhost:{port}")]);
-        c
-    });
+    let out = run(s.cmd_to(&["orders"], &format!("localhost:{port}")));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("open order(s)"));
 
     // A port nobody listens on.
-    let free = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut c = bourse(&["orders"]);
-    c.arg("--data-dir")
-        .arg(s.data_dir())
-        .args(["--server", &free.to_string()]);
+    let free = unused_addr();
+    let c = s.cmd_to(&["orders"], &free.to_string());
     let (out, took) = run_timed(c, Duration::from_secs(15));
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(!out.status.success());
@@ -336,13 +345,7 @@ fn host_names_resolve_and_an_unreachable_server_fails_fast_naming_it() {
     assert!(err.contains(&free.to_string()), "{err}");
 
     // A name that does not resolve.
-    let out = run({
-        let mut c = bourse(&["orders"]);
-        c.arg("--data-dir")
-            .arg(s.data_dir())
-            .args(["--server", "no-such-host.invalid:7070"]);
-        c
-    });
+    let out = run(s.cmd_to(&["orders"], "no-such-host.invalid:7070"));
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("no-such-host.invalid"));
 }
@@ -350,14 +353,8 @@ fn host_names_resolve_and_an_unreachable_server_fails_fast_naming_it() {
 #[test]
 fn feed_from_an_unreachable_server_fails_fast_naming_it() {
     let s = start();
-    let free = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut c = bourse(&["feed", "BTC-USD"]);
-    c.arg("--data-dir")
-        .arg(s.data_dir())
-        .args(["--server", &free.to_string()]);
+    let free = unused_addr();
+    let c = s.cmd_to(&["feed", "BTC-USD"], &free.to_string());
     let (out, took) = run_timed(c, Duration::from_secs(15));
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(!out.status.success());
@@ -390,22 +387,9 @@ fn feed_level_l3_lists_orders_in_queue_order() {
     let s = start();
     let mut ids = Vec::new();
     for (coid, qty) in [(1u64, "2"), (2, "3")] {
-        let out = run(s.cmd(
-            &["order"],
-            &[
-                "--symbol",
-                "BTC-USD",
-                "--side",
-                "buy",
-                "--price",
-                "59000",
-                "--qty",
-                qty,
-                "--coid",
-                &coid.to_string(),
-                "--json",
-            ],
-        ));
+        let mut c = s.order(coid, 59_000, qty);
+        c.arg("--json");
+        let out = run(c);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let new = text(&out.stdout)
             .lines()
@@ -439,17 +423,9 @@ fn feed_level_l3_lists_orders_in_queue_order() {
 #[test]
 fn feed_draws_no_terminal_escapes_when_stdout_is_not_a_terminal() {
     let s = start();
-    let out = run(s.cmd(
-        &["order"],
-        &order_args(5, 50_500)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    ));
+    let out = run(s.order(5, 50_500, "1"));
     assert!(out.status.success());
-    let out = run(s.cmd(&["feed", "BTC-USD"], &["--seconds", "1"]));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let o = text(&out.stdout);
+    let o = run_ok(s.cmd(&["feed", "BTC-USD"], &["--seconds", "1"]));
     assert!(o.contains("BTC-USD") && o.contains("50500"), "{o}");
     assert!(!o.contains('\x1b'), "{o:?}");
 }
@@ -457,23 +433,19 @@ fn feed_draws_no_terminal_escapes_when_stdout_is_not_a_terminal() {
 #[test]
 fn reject_and_market_reports_print_no_placeholder_fields() {
     let s = start();
-    let out = run(s.cmd(&["cancel"], &["--order-id", "999999"]));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let o = text(&out.stdout);
+    let o = run_ok(s.cmd(&["cancel"], &["--order-id", "999999"]));
     assert!(o.contains("REJECTED") && o.contains("999999"), "{o}");
     for placeholder in ["instrument 0", "@ 0", "coid 0", " 0 @"] {
         assert!(!o.contains(placeholder), "{placeholder:?} in {o}");
     }
 
     // A market order: no price to print.
-    let out = run(s.cmd(
+    let o = run_ok(s.cmd(
         &["order"],
         &[
             "--symbol", "BTC-USD", "--side", "sell", "--qty", "1", "--coid", "55",
         ],
     ));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let o = text(&out.stdout);
     assert!(o.contains("coid 55") && o.contains("market"), "{o}");
     assert!(!o.contains("@ 0"), "{o}");
 }
@@ -504,12 +476,7 @@ fn arguments_that_cannot_work_are_refused_before_sending() {
 #[test]
 fn pipelined_orders_beyond_the_flow_control_windows_are_all_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig::new(dir.path());
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.demo = true;
-    cfg.pipeline.durability = gateway::journal::Durability::None;
-    cfg.pipeline.runtime.pin = false;
-    cfg.pipeline.runtime.idle = gateway::runtime::IdleStrategy::Yield;
+    let mut cfg = server_config(dir.path(), gateway::journal::Durability::None);
     cfg.session.throttle_per_s = 100_000_000;
     cfg.session.throttle_burst = 10_000_000;
     cfg.session.max_in_flight = 1 << 16;
@@ -561,50 +528,24 @@ fn pipelined_orders_beyond_the_flow_control_windows_are_all_answered() {
 
 #[test]
 fn serve_logs_carry_no_colour_codes_when_redirected() {
-    use std::io::{BufRead, BufReader, Read};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = bourse(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-metrics",
-        "--data-dir",
-    ])
-    .arg(dir.path())
-    .env("BOURSE_LOG", "trace")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut c = bourse(&[]);
+    support::serve_args(&mut c, dir.path(), &["--no-metrics"]);
+    let mut child = support::spawn_piped(c.env("BOURSE_LOG", "trace"));
     // The first line names the address; a client's visit makes the server log.
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first.trim().rsplit(' ').next().unwrap().to_string();
+    let first = support::first_line(&mut child).0.unwrap_or_default();
+    let addr = support::addr_of(first.trim()).to_string();
     let out = run({
         let mut c = bourse(&["orders", "--server", &addr, "--data-dir"]);
         c.arg(dir.path());
         c
     });
     assert!(out.status.success(), "{first}: {}", text(&out.stderr));
-    let st = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let st = support::signal(&child, "-TERM").unwrap();
     assert!(st.success());
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(15) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _ = support::wait_since(&mut child, Instant::now(), Duration::from_secs(15));
     let _ = child.kill();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = support::read_stderr(&mut child);
     assert!(
         err.contains("TRACE"),
         "trace logging printed nothing: {err}"

@@ -5,39 +5,23 @@
 //! fails on damage and on directories that are not journals, private file
 //! modes, and a full disk that stops the process with its own exit status.
 
-use engine::{Command, EngineConfig, Input, InstrumentId, Seq, Timestamp};
+mod support;
+
+use engine::{Command, Input, InstrumentId, Seq, Timestamp};
 use gateway::journal::{Durability, FsStorage, JournalConfig, JournalWriter};
-use gateway::pipeline::{Pipeline, PipelineConfig};
-use gateway::runtime::{IdleStrategy, RuntimeConfig};
+use gateway::pipeline::Pipeline;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Output, Stdio};
+use support::{first_line, pipeline_config as config, text, BOURSE};
 
 const SEG: &str = "journal-00000000000000000001.seg";
+/// The journal's segment size here (as in `support::pipeline_config`).
 const SEGMENT_BYTES: u64 = 8 << 20;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bourse-datadir-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn config(dir: &Path) -> PipelineConfig {
-    let mut cfg = PipelineConfig::new(dir);
-    cfg.engine = EngineConfig::small();
-    cfg.prefault = false;
-    cfg.segment_bytes = SEGMENT_BYTES;
-    cfg.runtime = RuntimeConfig {
-        inbound_ring: 1024,
-        output_ring: 1 << 14,
-        journal_queue: 1024,
-        idle: IdleStrategy::Yield,
-        pin: false,
-        snapshot_every_bytes: 0,
-        ..RuntimeConfig::default()
-    };
-    cfg
+    support::tmp(&format!("datadir-{name}"))
 }
 
 fn halt(seq: u64) -> Input {
@@ -71,32 +55,67 @@ fn write_journal(data: &Path, blocks: u64, per_block: u64, durability: Durabilit
 }
 
 fn bourse(args: &[&str], dir: &Path) -> Output {
-    Proc::new(env!("CARGO_BIN_EXE_bourse"))
+    Proc::new(BOURSE)
         .args(args)
         .arg(dir)
         .output()
         .expect("run bourse")
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Segments of `bourse pipeline` in these tests (small: preallocating the
 /// default 64 MiB would dominate the tests' time).
 const CHILD_SEGMENT_BYTES: &str = "4194304";
 
-/// `bourse pipeline` for a moment on `data` (plus `extra` flags).
-fn run_pipeline(data: &Path, extra: &[&str]) -> Output {
-    Proc::new(env!("CARGO_BIN_EXE_bourse"))
-        .args(["pipeline", "--data-dir"])
+/// `bourse pipeline` on `data` at `rate` orders/s for `seconds` (small
+/// segments, unpinned, yielding), then `extra` flags.
+fn pipeline(data: &Path, rate: &str, seconds: &str, extra: &[&str]) -> Proc {
+    let mut c = Proc::new(BOURSE);
+    c.args(["pipeline", "--data-dir"])
         .arg(data)
         .args(["--segment-bytes", CHILD_SEGMENT_BYTES])
-        .args(["--rate", "200", "--duration-s", "0.1", "--no-pin"])
+        .args(["--rate", rate, "--duration-s", seconds, "--no-pin"])
         .args(["--idle", "yield"])
-        .args(extra)
+        .args(extra);
+    c
+}
+
+/// `bourse pipeline` for a moment on `data` (plus `extra` flags).
+fn run_pipeline(data: &Path, extra: &[&str]) -> Output {
+    pipeline(data, "200", "0.1", extra)
         .output()
         .expect("run bourse pipeline")
+}
+
+/// `bourse serve` on an ephemeral port in `data` with `flags` (small
+/// segments, tables not prefaulted).
+fn serve(data: &Path, flags: &[&str]) -> Proc {
+    let mut c = support::serve(data, flags);
+    c.env("BOURSE_PIPELINE_SEGMENT_BYTES", CHILD_SEGMENT_BYTES)
+        .env("BOURSE_PIPELINE_PREFAULT", "false");
+    c
+}
+
+/// Why opening a pipeline on `dir` is refused (`expect` names the case).
+fn refused(dir: &Path, expect: &str) -> String {
+    Pipeline::open(&config(dir)).expect_err(expect).to_string()
+}
+
+/// `journal verify` on `dir/p0`, which must fail (`ctx` prefixes the
+/// failure message); returns its standard error.
+fn verify_fails(dir: &Path, ctx: &str) -> String {
+    let out = bourse(&["journal", "verify"], &dir.join("p0"));
+    assert!(!out.status.success(), "{ctx}verify must fail");
+    text(&out.stderr)
+}
+
+/// Truncates (or extends) the file at `path` to `len` bytes.
+fn set_len(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
 }
 
 fn flip(path: &Path, at: u64) {
@@ -109,8 +128,7 @@ fn flip(path: &Path, at: u64) {
 fn a_second_writer_on_the_same_data_directory_is_refused_naming_the_holder() {
     let dir = tmp("second");
     let first = Pipeline::open(&config(&dir)).expect("first writer");
-    let err = Pipeline::open(&config(&dir)).expect_err("second writer must be refused");
-    let msg = err.to_string();
+    let msg = refused(&dir, "second writer must be refused");
     assert!(
         msg.contains("in use") && msg.contains(&format!("pid {}", std::process::id())),
         "{msg}"
@@ -126,20 +144,14 @@ fn a_second_writer_on_the_same_data_directory_is_refused_naming_the_holder() {
 #[test]
 fn a_sigkilled_holder_does_not_block_the_next_start() {
     let dir = tmp("killed");
-    let mut child = Proc::new(env!("CARGO_BIN_EXE_bourse"))
-        .args(["pipeline", "--data-dir"])
-        .arg(&dir)
-        .args(["--segment-bytes", CHILD_SEGMENT_BYTES])
-        .args(["--rate", "1000", "--duration-s", "60", "--acks", "--no-pin"])
-        .args(["--idle", "yield"])
+    let mut child = pipeline(&dir, "1000", "60", &["--acks"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn bourse pipeline");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     while !lines.next().unwrap().unwrap().starts_with("ack ") {}
-    let err = Pipeline::open(&config(&dir)).expect_err("the child holds the directory");
-    let msg = err.to_string();
+    let msg = refused(&dir, "the child holds the directory");
     assert!(msg.contains(&format!("pid {}", child.id())), "{msg}");
     assert!(
         msg.contains("pipeline"),
@@ -201,24 +213,16 @@ fn a_second_serve_or_pipeline_beside_a_running_server_is_refused() {
         .local_addr()
         .unwrap()
         .to_string();
-    let mut first = Proc::new(env!("CARGO_BIN_EXE_bourse"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("BOURSE_PIPELINE_SEGMENT_BYTES", CHILD_SEGMENT_BYTES)
-        .env("BOURSE_PIPELINE_PREFAULT", "false")
+    let mut first = serve(&dir, &[])
         .env("BOURSE_SERVER_METRICS", &metrics)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn bourse serve");
-    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
-    let addr_line = lines.next().unwrap().unwrap();
+    let (addr_line, _lines) = first_line(&mut first);
+    let addr_line = addr_line.unwrap();
     assert!(addr_line.contains("QUIC"), "{addr_line}");
-    let second = Proc::new(env!("CARGO_BIN_EXE_bourse"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("BOURSE_PIPELINE_SEGMENT_BYTES", CHILD_SEGMENT_BYTES)
-        .env("BOURSE_PIPELINE_PREFAULT", "false")
+    let second = serve(&dir, &[])
         .env("BOURSE_SERVER_METRICS", &metrics)
         .output()
         .unwrap();
@@ -260,16 +264,13 @@ fn a_flipped_byte_in_the_last_synced_block_refuses_to_start_naming_file_and_offs
     let seg = dir.join("p0").join(SEG);
     flip(&seg, last + 1000);
     let damaged = std::fs::read(&seg).unwrap();
-    let err = Pipeline::open(&config(&dir)).expect_err("damaged acknowledged data");
-    let msg = err.to_string();
+    let msg = refused(&dir, "damaged acknowledged data");
     assert!(
         msg.contains(SEG) && msg.contains(&format!("offset {last}")),
         "{msg}"
     );
     assert!(msg.contains("up to seq 60"), "names what is intact: {msg}");
-    let out = bourse(&["journal", "verify"], &dir.join("p0"));
-    assert!(!out.status.success(), "verify must fail");
-    let err = text(&out.stderr);
+    let err = verify_fails(&dir, "");
     assert!(
         err.contains(SEG) && err.contains(&format!("offset {last}")),
         "{err}"
@@ -285,19 +286,12 @@ fn a_short_segment_refuses_to_start() {
         let dir = tmp(&format!("short{len}"));
         write_journal(&dir, 3, 30, Durability::Durable);
         let seg = dir.join("p0").join(SEG);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&seg)
-            .unwrap()
-            .set_len(len)
-            .unwrap();
-        let err = Pipeline::open(&config(&dir)).expect_err("a truncated segment");
-        let msg = err.to_string();
+        set_len(&seg, len);
+        let msg = refused(&dir, "a truncated segment");
         assert!(msg.contains(SEG) && msg.contains("short"), "{len}: {msg}");
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), len, "untouched");
-        let out = bourse(&["journal", "verify"], &dir.join("p0"));
-        assert!(!out.status.success(), "{len}: verify must fail");
-        assert!(text(&out.stderr).contains(SEG), "{}", text(&out.stderr));
+        let err = verify_fails(&dir, &format!("{len}: "));
+        assert!(err.contains(SEG), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
@@ -431,7 +425,7 @@ fn a_full_disk_stops_the_process_with_a_distinct_exit_code() {
         "trap '' XFSZ; exec prlimit --fsize={} {} pipeline --data-dir {} --segment-bytes {CHILD_SEGMENT_BYTES} \
          --rate 50000 --duration-s 30 --no-pin --idle yield",
         1 << 20,
-        env!("CARGO_BIN_EXE_bourse"),
+        BOURSE,
         dir.display(),
     );
     let out = Proc::new("sh").args(["-c", &script]).output().unwrap();
@@ -455,20 +449,13 @@ fn a_segment_cut_at_a_block_boundary_refuses_to_start() {
     let third = write_journal(&dir, 3, 30, Durability::Durable);
     let seg = dir.join("p0").join(SEG);
     assert_eq!(third % 4096, 0);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(third)
-        .unwrap();
-    let err = Pipeline::open(&config(&dir)).expect_err("a segment cut after its 2nd block");
-    let msg = err.to_string();
+    set_len(&seg, third);
+    let msg = refused(&dir, "a segment cut after its 2nd block");
     assert!(msg.contains(SEG) && msg.contains("short"), "{msg}");
     assert!(msg.contains("up to seq 60"), "{msg}");
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), third, "untouched");
-    let out = bourse(&["journal", "verify"], &dir.join("p0"));
-    assert!(!out.status.success(), "verify must fail");
-    assert!(text(&out.stderr).contains(SEG), "{}", text(&out.stderr));
+    let err = verify_fails(&dir, "");
+    assert!(err.contains(SEG), "{err}");
     let out = bourse(&["journal", "repair"], &dir.join("p0"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let p = Pipeline::open(&config(&dir)).expect("starts after the repair");
@@ -502,16 +489,14 @@ fn a_lost_newest_segment_refuses_to_start_naming_it() {
     let dir = tmp("lostseg");
     write_small_segments(&dir, 3);
     std::fs::remove_file(dir.join("p0").join(SEG61)).unwrap();
-    let err = Pipeline::open(&config(&dir)).expect_err("the newest segment is missing");
-    let msg = err.to_string();
+    let msg = refused(&dir, "the newest segment is missing");
     assert!(
         msg.contains(SEG61) && msg.contains("journal.head") && msg.contains("missing"),
         "{msg}"
     );
     assert!(msg.contains("up to seq 60"), "{msg}");
-    let out = bourse(&["journal", "verify"], &dir.join("p0"));
-    assert!(!out.status.success(), "verify must fail");
-    assert!(text(&out.stderr).contains(SEG61), "{}", text(&out.stderr));
+    let err = verify_fails(&dir, "");
+    assert!(err.contains(SEG61), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -551,31 +536,21 @@ fn serve_with_repair_moves_the_damage_aside_and_starts() {
     let dir = tmp("serverepair");
     let last = write_journal(&dir, 3, 30, Durability::Durable);
     flip(&dir.join("p0").join(SEG), last + 1000);
-    let serve = |extra: &[&str]| {
-        let mut c = Proc::new(env!("CARGO_BIN_EXE_bourse"));
-        c.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-metrics",
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .args(extra)
-        .env("BOURSE_PIPELINE_SEGMENT_BYTES", CHILD_SEGMENT_BYTES)
-        .env("BOURSE_PIPELINE_PREFAULT", "false");
+    let serve_with = |extra: &[&str]| {
+        let mut c = serve(&dir, &["--no-metrics"]);
+        c.args(extra);
         c
     };
-    let out = serve(&[]).output().unwrap();
+    let out = serve_with(&[]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains(SEG), "{}", text(&out.stderr));
-    let mut child = serve(&["--repair"])
+    let mut child = serve_with(&["--repair"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn bourse serve --repair");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().map(|l| l.unwrap()).unwrap_or_default();
+    let (first, _lines) = first_line(&mut child);
+    let first = first.unwrap_or_default();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(first.contains("QUIC"), "serve --repair started: {first:?}");

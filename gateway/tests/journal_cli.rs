@@ -2,17 +2,13 @@
 //! dump as script JSON lines, replay reproduces the state hash, and damage is
 //! named by file and offset.
 
+mod support;
+
 use engine::*;
 use gateway::journal::{Durability, FsStorage, JournalConfig, JournalWriter};
 use gateway::journal_cli::{run_journal_dump, run_journal_verify, run_replay, CliError};
 use gateway::record::SplitMix64;
-use std::path::PathBuf;
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bourse-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+use support::tmp;
 
 fn inputs(n: u64) -> Vec<Input> {
     let mut rng = SplitMix64(42);

@@ -4,6 +4,8 @@
 //! until recovery is marked done, 200 after (also after a restart that
 //! recovers from the journal), 503 once the engine stops or the journal fails.
 
+mod support;
+
 use engine::{
     ClientOrderId, Command, Engine, EngineConfig, Input, InstrumentId, NewOrder, OrderType,
     OwnerId, Price, Qty, Seq, Side, Stp, Tif,
@@ -13,35 +15,17 @@ use gateway::loadgen::load_instrument;
 use gateway::metrics::{
     http_get, parse_exposition, serve_metrics, MetricsState, Sample, REQUEST_MAX,
 };
-use gateway::pipeline::{Pipeline, PipelineConfig};
+use gateway::pipeline::Pipeline;
 use gateway::runtime::{
     IdleStrategy, OutputKind, PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes,
 };
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use support::pipeline_config as config;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bourse-metrics-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn config(dir: &PathBuf) -> PipelineConfig {
-    let mut cfg = PipelineConfig::new(dir);
-    cfg.engine = EngineConfig::small();
-    cfg.prefault = false;
-    cfg.segment_bytes = 8 << 20;
-    cfg.runtime = RuntimeConfig {
-        inbound_ring: 1024,
-        output_ring: 1 << 14,
-        journal_queue: 1024,
-        idle: IdleStrategy::Yield,
-        pin: false,
-        snapshot_every_bytes: 0,
-        ..RuntimeConfig::default()
-    };
-    cfg
+    support::tmp(&format!("metrics-{name}"))
 }
 
 fn order(coid: u64, side: Side, price: u64, qty: u64, instrument: u32) -> Command {

@@ -4,12 +4,15 @@
 //! weak tokens and capacities the machine cannot hold, and an idle server
 //! does not burn a core it was not given.
 
+mod support;
+
 use gateway::client::{limit, Client, ClientConfig, Reply};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
+use support::BOURSE;
 
 /// A running `bourse serve` whose standard output is read line by line.
 struct Serve {
@@ -22,16 +25,12 @@ impl Serve {
     /// Starts `serve` on an ephemeral port in `dir` with `args` (tables not
     /// prefaulted), and reads its banner (up to the `try:` line).
     fn start(dir: &Path, args: &[&str]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bourse"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            // Several servers start at once here: do not touch 1 GiB each.
-            .args(["--set", "pipeline.prefault=false"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn bourse serve");
+        let mut child = support::spawn_piped(
+            support::serve(dir, &[])
+                // Several servers start at once here: do not touch 1 GiB each.
+                .args(["--set", "pipeline.prefault=false"])
+                .args(args),
+        );
         let out = child.stdout.take().unwrap();
         let (tx, lines) = channel();
         std::thread::spawn(move || {
@@ -63,7 +62,7 @@ impl Serve {
     }
 
     fn addr(&self) -> std::net::SocketAddr {
-        self.banner[0].rsplit(' ').next().unwrap().parse().unwrap()
+        support::addr_of(&self.banner[0]).parse().unwrap()
     }
 
     fn text(&self) -> String {
@@ -72,25 +71,10 @@ impl Serve {
 
     /// SIGTERM, wait (15 s at most); returns standard error.
     fn stop(&mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if t0.elapsed() > Duration::from_secs(15) {
-                let _ = self.child.kill();
-                panic!("serve did not stop");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
-        }
+        let _ = support::signal(&self.child, "-TERM");
+        let status = support::wait_since(&mut self.child, Instant::now(), Duration::from_secs(15))
+            .expect("serve did not stop");
+        let err = support::read_stderr(&mut self.child);
         assert!(status.success(), "exit {status:?}\n{err}");
         err
     }
@@ -108,7 +92,7 @@ impl Drop for Serve {
 
 /// `bourse journal dump DIR` as (cmd, id) pairs of instrument and account commands.
 fn journaled(dir: &Path) -> Vec<(String, u64)> {
-    let out = Command::new(env!("CARGO_BIN_EXE_bourse"))
+    let out = Command::new(BOURSE)
         .args(["journal", "dump"])
         .arg(dir)
         .output()
@@ -229,7 +213,7 @@ fn operator_token_grant_comes_from_the_configuration() {
 }
 
 fn bourse(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bourse"))
+    let out = Command::new(BOURSE)
         .args(args)
         .envs(envs.iter().copied())
         .output()

@@ -693,21 +693,9 @@ fn garbage_is_rejected_by_name_then_closed_after_the_limit() {
     assert_eq!(s.poll_close().map(|c| c.0), Some(close::FRAMING_LOST));
 }
 
+/// An OPEN_ACCOUNT frame (USD) for the session's own owner (`owner: 0`).
 fn open_account(request: u64, id: u128, flags: u16) -> Vec<u8> {
-    let mut f = Vec::new();
-    encode_frame(
-        template::OPEN_ACCOUNT,
-        &OpenAccountMsg {
-            request,
-            id: u128_bytes(id),
-            owner: 0,
-            asset: Asset::from_str_code("USD").unwrap().0,
-            flags,
-            reserved: 0,
-        },
-        &mut f,
-    );
-    f
+    open_account_for(request, id, 0, flags)
 }
 
 #[test]
@@ -986,6 +974,7 @@ fn ledger_user() -> Perms {
     }
 }
 
+/// An OPEN_ACCOUNT frame (USD) for `owner`.
 fn open_account_for(request: u64, id: u128, owner: u64, flags: u16) -> Vec<u8> {
     let mut f = Vec::new();
     encode_frame(

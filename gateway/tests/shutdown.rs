@@ -2,33 +2,19 @@
 //! receives SIGTERM (and, in a second run, SIGINT) and must stop accepting,
 //! drain, write its final snapshot and exit with status 0 within the bound.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{addr_of, file_names, first_line, read_stderr, serve, spawn_piped, wait_since};
 
 fn serve_then_signal(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bourse"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-metrics",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bourse serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines
-        .next()
-        .expect("serve prints its address")
-        .expect("utf-8");
-    let addr = first.rsplit(' ').next().unwrap();
-    let addr: std::net::SocketAddr = addr.parse().expect("an address");
+    let mut child = spawn_piped(&mut serve(dir.path(), &["--no-metrics"]));
+    let (first, lines) = first_line(&mut child);
+    let first = first.expect("serve prints its address");
+    let addr: std::net::SocketAddr = addr_of(&first).parse().expect("an address");
     assert_ne!(
         addr.port(),
         0,
@@ -37,27 +23,12 @@ fn serve_then_signal(signal: &str) {
     // Keep reading standard output in the background (the pipe must not fill).
     let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     let t0 = Instant::now();
-    let st = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("kill");
+    let st = support::signal(&child, signal).expect("kill");
     assert!(st.success());
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            panic!("serve did not stop within 15 s of {signal}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_since(&mut child, t0, Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("serve did not stop within 15 s of {signal}"));
     let out = reader.join().unwrap();
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
+    let err = read_stderr(&mut child);
     assert!(
         status.success(),
         "exit {status:?}\nstdout {out:?}\nstderr {err}"
@@ -67,10 +38,8 @@ fn serve_then_signal(signal: &str) {
         out.iter().any(|l| l.contains("state hash after shutdown")),
         "{out:?}"
     );
-    let snaps: Vec<_> = std::fs::read_dir(dir.path().join("p0"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let snaps: Vec<_> = file_names(&dir.path().join("p0"))
+        .into_iter()
         .filter(|n| n.starts_with("snapshot-") && n.ends_with(".snap"))
         .collect();
     assert!(!snaps.is_empty(), "a final snapshot is written");
@@ -91,19 +60,7 @@ fn sigint_drains_snapshots_and_exits_zero() {
 #[test]
 fn a_closed_stdout_does_not_abort_serve() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bourse"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-metrics",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bourse serve");
+    let mut child = spawn_piped(&mut serve(dir.path(), &["--no-metrics"]));
     // Close the read end at once: every write to standard output fails (EPIPE).
     drop(child.stdout.take());
     // Standard error says when the signal handlers are in.
@@ -122,26 +79,14 @@ fn a_closed_stdout_does_not_abort_serve() {
     });
     let t0 = Instant::now();
     let _ = rx.recv_timeout(Duration::from_secs(20));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(40) {
-            let _ = child.kill();
-            panic!("serve did not stop");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let _ = support::signal(&child, "-TERM");
+    let status = wait_since(&mut child, t0, Duration::from_secs(40)).expect("serve did not stop");
     let err = errs.join().unwrap();
     assert!(status.success(), "exit {status:?}\n{err}");
     assert!(
-        std::fs::read_dir(dir.path().join("p0"))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .any(|e| e.file_name().to_string_lossy().ends_with(".snap")),
+        file_names(&dir.path().join("p0"))
+            .iter()
+            .any(|n| n.ends_with(".snap")),
         "a final snapshot is written"
     );
 }
@@ -173,26 +118,16 @@ fn a_closed_stderr_does_not_kill_serve() {
             .spawn()
             .expect("spawn bourse serve");
         drop(child.stderr.take());
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().map(|l| l.unwrap()).unwrap_or_default();
+        let (first, lines) = first_line(&mut child);
+        let first = first.unwrap_or_default();
         assert!(first.contains("QUIC"), "{how}: {first:?}");
         let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
         // Let the start-up log lines meet the closed stderr first.
         std::thread::sleep(Duration::from_millis(300));
         let t0 = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if t0.elapsed() > Duration::from_secs(15) {
-                let _ = child.kill();
-                panic!("{how}: serve did not stop");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let _ = support::signal(&child, "-TERM");
+        let status = wait_since(&mut child, t0, Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{how}: serve did not stop"));
         let out = reader.join().unwrap();
         assert!(status.success(), "{how}: exit {status:?}\n{out:?}");
         assert!(
@@ -200,10 +135,9 @@ fn a_closed_stderr_does_not_kill_serve() {
             "{how}: {out:?}"
         );
         assert!(
-            std::fs::read_dir(dir.path().join("p0"))
-                .unwrap()
-                .filter_map(|e| e.ok())
-                .any(|e| e.file_name().to_string_lossy().ends_with(".snap")),
+            file_names(&dir.path().join("p0"))
+                .iter()
+                .any(|n| n.ends_with(".snap")),
             "{how}: a final snapshot is written"
         );
     }
