@@ -324,12 +324,22 @@ fn idle_and_trickling_connections_do_not_delay_health() {
         .map(|_| std::net::TcpStream::connect(addr).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(100));
-    for _ in 0..3 {
-        let t0 = Instant::now();
-        assert_eq!(http_get(addr, "/health").unwrap().0, 200);
-        let took = t0.elapsed();
-        assert!(took < Duration::from_millis(100), "/health took {took:?}");
-    }
+    // The median of five under 100 ms, none over a second: a blocked server
+    // (the old one) took 18 s, while one scheduling hiccup on a shared
+    // 2-core machine must not fail the test.
+    let mut took: Vec<Duration> = (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            assert_eq!(http_get(addr, "/health").unwrap().0, 200);
+            t0.elapsed()
+        })
+        .collect();
+    took.sort();
+    assert!(
+        took[2] < Duration::from_millis(100),
+        "/health took {took:?}"
+    );
+    assert!(took[4] < Duration::from_secs(1), "/health took {took:?}");
     let held = cut.join().unwrap();
     assert!(
         held < Duration::from_secs(5),

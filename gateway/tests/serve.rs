@@ -293,6 +293,10 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// Most of one core an unpinned idle `serve` may use: its engine and journal
+/// threads park (sleeps of at most 50 µs), a spinning one would use all of it.
+const IDLE_SHARE_MAX: f64 = 0.5;
+
 /// Share of one core an idle `serve` used over 2 s.
 fn idle_share(s: &Serve) -> f64 {
     std::thread::sleep(Duration::from_millis(500));
@@ -311,7 +315,12 @@ fn an_idle_server_burns_no_core_it_was_not_given() {
     let share = idle_share(&s);
     assert!(s.text().contains("engine threads unpinned"), "{}", s.text());
     s.stop();
-    assert!(share < 0.2, "idle unpinned serve used {share:.2} of a core");
+    // A spinning thread shows as ~1.0; parking threads measured 0.10-0.30
+    // here, more on a loaded 2-core machine: 0.5 tells the two apart.
+    assert!(
+        share < IDLE_SHARE_MAX,
+        "idle unpinned serve used {share:.2} of a core"
+    );
     // Defaults: either the banner names the core given to a spinning
     // engine thread, or the server idles as cheaply.
     let dir = tempfile::tempdir().unwrap();
@@ -324,6 +333,9 @@ fn an_idle_server_burns_no_core_it_was_not_given() {
         assert!(share < 1.2, "one pinned core at most: {share:.2}");
     } else {
         assert!(text.contains("engine threads unpinned"), "{text}");
-        assert!(share < 0.2, "idle serve used {share:.2} of a core");
+        assert!(
+            share < IDLE_SHARE_MAX,
+            "idle serve used {share:.2} of a core"
+        );
     }
 }
