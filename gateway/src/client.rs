@@ -716,13 +716,20 @@ pub fn describe_report(r: &ExecutionReport, symbol: Option<&str>) -> String {
     } else {
         let _ = write!(s, " (owner {})", r.owner);
     }
-    let known = r.instrument != 0;
-    if known {
+    // A session knows an order's details only when it tracks the order (it
+    // placed it, or saw it since login); a report on someone else's order
+    // (a maker fill, a replace or cancel from another session) carries only
+    // what the event says, and nothing is printed in place of the rest.
+    let tracked = r.instrument != 0 && r.order_qty != 0;
+    if r.instrument != 0 {
         let instrument = symbol
             .map(str::to_string)
             .unwrap_or_else(|| format!("instrument {}", r.instrument));
         let side = if r.side == 1 { "sell" } else { "buy" };
-        let _ = write!(s, " {instrument} {side} {}", r.order_qty);
+        let _ = write!(s, " {instrument} {side}");
+    }
+    if tracked {
+        let _ = write!(s, " {}", r.order_qty);
         if r.price == 0 {
             s.push_str(" at market");
         } else {
@@ -731,6 +738,9 @@ pub fn describe_report(r: &ExecutionReport, symbol: Option<&str>) -> String {
     }
     if r.exec_type == exec_type::TRADE {
         let _ = write!(s, " | filled {} @ {}", r.last_qty, r.last_px);
+    }
+    if r.exec_type == exec_type::REPLACED && !tracked {
+        let _ = write!(s, " | now {} @ {}", r.leaves_qty, r.price);
     }
     if r.exec_type == exec_type::REJECTED {
         let _ = write!(s, " | reason {}", reject_name(r.reject_code));
@@ -743,10 +753,12 @@ pub fn describe_report(r: &ExecutionReport, symbol: Option<&str>) -> String {
     {
         let _ = write!(s, " | reason {}", cancel_reason_name(r.cancel_reason));
     }
-    if known {
+    if tracked {
         let _ = write!(s, " | cum {} leaves {}", r.cum_qty, r.leaves_qty);
     }
-    let _ = write!(s, " | {}", ord_status_name(r.ord_status));
+    if r.ord_status != ord_status::UNKNOWN {
+        let _ = write!(s, " | {}", ord_status_name(r.ord_status));
+    }
     s
 }
 

@@ -450,6 +450,50 @@ fn reject_and_market_reports_print_no_placeholder_fields() {
     assert!(!o.contains("@ 0"), "{o}");
 }
 
+/// The README's sequence: each command is its own session, so reports on an
+/// order another command placed (the maker's fill, a replace, a cancel)
+/// reach a session that never saw the order. They print what the event
+/// says and nothing made up (before: `sell 0 at market`, `cum 0 leaves 0`,
+/// `| unknown`).
+#[test]
+fn reports_on_orders_of_other_invocations_print_only_what_is_known() {
+    let s = start();
+    let sell = [
+        "--symbol", "BTC-USD", "--side", "sell", "--price", "60000", "--qty", "5", "--owner", "2",
+    ];
+    let o = run_ok(s.cmd(&["order"], &sell));
+    assert!(
+        o.contains("NEW order 1") && o.contains("sell 5 @ 60000"),
+        "{o}"
+    );
+    let buy = [
+        "--symbol", "BTC-USD", "--side", "buy", "--price", "60000", "--qty", "3",
+    ];
+    let o = run_ok(s.cmd(&["order"], &buy));
+    assert!(
+        o.contains("TRADE order 1 (owner 2) BTC-USD sell | filled 3 @ 60000"),
+        "{o}"
+    );
+    let replaced = run_ok(s.cmd(
+        &["replace"],
+        &["--order-id", "1", "--price", "60010", "--owner", "2"],
+    ));
+    assert!(
+        replaced.contains("REPLACED order 1 (owner 2) | now 2 @ 60010"),
+        "{replaced}"
+    );
+    let canceled = run_ok(s.cmd(&["cancel"], &["--order-id", "1", "--owner", "2"]));
+    assert!(
+        canceled.contains("CANCELED order 1 (owner 2) | reason user"),
+        "{canceled}"
+    );
+    for out in [&o, &replaced, &canceled] {
+        for placeholder in ["unknown", " 0 at market", "cum 0 leaves 0", "@ 0"] {
+            assert!(!out.contains(placeholder), "{placeholder:?} in {out}");
+        }
+    }
+}
+
 #[test]
 fn arguments_that_cannot_work_are_refused_before_sending() {
     let s = start();
