@@ -18,6 +18,7 @@ mod engine;
 pub mod event;
 pub mod fixed_map;
 mod hash;
+pub mod history;
 mod index;
 pub mod ledger;
 pub mod types;
