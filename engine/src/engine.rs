@@ -25,7 +25,7 @@ use crate::command::*;
 use crate::config::EngineConfig;
 use crate::event::*;
 use crate::fixed_map::FixedMap;
-use crate::hash::{SetHasher, StateHasher};
+use crate::hash::StateHasher;
 use crate::index::{CoidSet, IdIndex, OwnerCoids};
 use crate::ledger::{Ledger, NO_ACCOUNT};
 use crate::types::*;
@@ -225,12 +225,17 @@ struct Instrument {
     fee_slot: u32,
 }
 
+/// An owner record: live while the owner has a live order or an order in
+/// the client order id window, then free for another owner (see
+/// `release_owner_if_idle`).
 #[derive(Clone, Copy, Debug, Default)]
 struct Owner {
     id: OwnerId,
     head: u32,
     tail: u32,
-    /// Client order ids used (highest, and the bitmap block being filled).
+    /// The owner's newest accepted order id; 0 marks a free record.
+    last_order: u64,
+    /// Client order ids held (highest, and the bitmap block being filled).
     coids: OwnerCoids,
 }
 
@@ -288,6 +293,8 @@ pub struct Engine {
     levels: Vec<Level>,
     level_free: Vec<u32>,
     owners: Vec<Owner>,
+    /// Free owner records (no live order, no order in the window), reused last-freed first.
+    owner_free: Vec<u32>,
     owner_index: FixedMap<u32>,
     coids: CoidSet,
     open_counts: FixedMap<u32>,
@@ -426,8 +433,9 @@ impl Engine {
             levels: Vec::with_capacity(orders_max),
             level_free: Vec::with_capacity(orders_max),
             owners: Vec::with_capacity(cfg.owners_max as usize),
+            owner_free: Vec::with_capacity(cfg.owners_max as usize),
             owner_index: FixedMap::with_capacity(cfg.owners_max as usize),
-            coids: CoidSet::with_capacity(cfg.client_order_ids_max as usize),
+            coids: CoidSet::with_capacity(cfg.client_order_ids_max as usize, orders_max),
             open_counts: FixedMap::with_capacity(orders_max),
             heap: Vec::with_capacity(orders_max),
             triggered_batch: Vec::with_capacity(orders_max),
@@ -450,6 +458,7 @@ impl Engine {
         touch_vec(&mut self.levels);
         touch_vec(&mut self.level_free);
         touch_vec(&mut self.owners);
+        touch_vec(&mut self.owner_free);
         touch_vec(&mut self.heap);
         touch_vec(&mut self.triggered_batch);
         for i in &mut self.instruments {
@@ -848,8 +857,9 @@ impl Engine {
         let needs_stop_slot = o.order_type.has_trigger()
             && self.stop_list(inst, o.side).len() >= self.cfg.stops_max as usize;
         if self.order_free.is_empty() && self.orders.len() >= self.orders.capacity()
-            || (owner_slot.is_none() && self.owners.len() >= self.cfg.owners_max as usize)
-            || self.coids.is_full()
+            || (owner_slot.is_none()
+                && self.owner_free.is_empty()
+                && self.owners.len() >= self.cfg.owners_max as usize)
             || needs_level
             || needs_stop_slot
         {
@@ -887,25 +897,10 @@ impl Engine {
         }
 
         // Accepted: from here on the order exists.
-        let owner_slot = match owner_slot {
-            Some(s) => s,
-            None => {
-                let s = self.owners.len() as u32;
-                self.owners.push(Owner {
-                    id: o.owner,
-                    head: NIL,
-                    tail: NIL,
-                    coids: OwnerCoids::default(),
-                });
-                self.owner_index.insert(o.owner.0 as u128, s);
-                s
-            }
-        };
-        let ow = &mut self.owners[owner_slot as usize];
-        self.coids
-            .insert(&mut ow.coids, o.owner.0, o.client_order_id.0);
+        let owner_slot = owner_slot.unwrap_or_else(|| self.new_owner(o.owner));
         let id = OrderId(self.next_order_id);
         self.next_order_id += 1;
+        self.remember_coid(owner_slot, o.client_order_id, id);
         let display = o.display_qty.unwrap_or(Qty(0));
         let slot = self.alloc_order(
             Order {
@@ -984,6 +979,90 @@ impl Engine {
             self.run_taker(slot, out);
         }
         self.drain_fire_queue(out);
+    }
+
+    // ----- client order id window and owner records ----------------------
+
+    /// A record for an owner not seen in the window and without live
+    /// orders: a freed one if any (the caller checked capacity).
+    fn new_owner(&mut self, id: OwnerId) -> u32 {
+        let rec = Owner {
+            id,
+            head: NIL,
+            tail: NIL,
+            last_order: 0,
+            coids: OwnerCoids::default(),
+        };
+        let s = match self.owner_free.pop() {
+            Some(s) => {
+                self.owners[s as usize] = rec;
+                s
+            }
+            None => {
+                assert!(
+                    self.owners.len() < self.owners.capacity(),
+                    "owner table full past the capacity check"
+                );
+                self.owners.push(rec);
+                (self.owners.len() - 1) as u32
+            }
+        };
+        let ok = self.owner_index.insert(id.0 as u128, s);
+        assert!(ok, "owner index sized to owners_max");
+        s
+    }
+
+    /// Whether order `id` is outside the client order id window (older than
+    /// the last W accepted orders).
+    #[inline]
+    fn before_window(&self, id: u64) -> bool {
+        id.saturating_add(self.coids.window()) < self.next_order_id
+    }
+
+    /// Remembers the client order id of the order just accepted as `id` and
+    /// forgets the one of the order that left the window with it, unless
+    /// that order is still live (then `end_order` forgets it).
+    #[inline]
+    fn remember_coid(&mut self, owner_slot: u32, coid: ClientOrderId, id: OrderId) {
+        let ow = &mut self.owners[owner_slot as usize];
+        ow.last_order = id.0;
+        self.coids.insert(&mut ow.coids, ow.id.0, coid.0);
+        let Some((old_slot, old_coid)) = self.coids.push_order(id.0, owner_slot, coid.0) else {
+            return;
+        };
+        let old_id = id.0 - self.coids.window();
+        let live = self
+            .order_index
+            .get(old_id, |s| self.orders[s as usize].id.0)
+            .is_some();
+        if !live {
+            let ow = &mut self.owners[old_slot as usize];
+            self.coids.remove(&mut ow.coids, ow.id.0, old_coid);
+            self.release_owner_if_idle(old_slot);
+        }
+    }
+
+    /// Frees an owner record once nothing in it matters any more: no live
+    /// order and no order in the window (so it holds no client order id).
+    #[inline]
+    fn release_owner_if_idle(&mut self, s: u32) {
+        let ow = &self.owners[s as usize];
+        if ow.head != NIL || !self.before_window(ow.last_order) {
+            return;
+        }
+        assert!(
+            !ow.coids.has_block || ow.coids.bits == 0,
+            "owner {} freed holding client order ids",
+            ow.id
+        );
+        let removed = self.owner_index.remove(ow.id.0 as u128);
+        assert_eq!(removed, Some(s), "owner index out of step");
+        self.owners[s as usize] = Owner {
+            head: NIL,
+            tail: NIL,
+            ..Owner::default()
+        };
+        self.owner_free.push(s);
     }
 
     /// Matches an active order, then rests it or ends it.
@@ -1794,6 +1873,11 @@ impl Engine {
         // A triggered stop may still sit in the fire queue or batch only
         // while Active, and Active orders are never ended from outside.
         self.unlink_owner(slot);
+        if self.before_window(o.id.0) {
+            // Kept past the window only because it was live.
+            let ow = &mut self.owners[o.owner_slot as usize];
+            self.coids.remove(&mut ow.coids, ow.id.0, o.coid.0);
+        }
         // Every live GTD order, and only those, is in the expiry heap.
         if o.tif == Tif::Gtd {
             self.heap_remove(slot);
@@ -1819,6 +1903,7 @@ impl Engine {
         // The cold part is left as it is: nothing reads a free slot's.
         self.orders[slot as usize] = Order::default();
         self.order_free.push(slot);
+        self.release_owner_if_idle(o.owner_slot);
     }
 
     fn rest(&mut self, slot: u32) {
@@ -2236,26 +2321,48 @@ impl Engine {
                 }
             }
         }
-        // Owners in first-seen order, each with its live orders in acceptance order.
+        self.hash_owners_and_coids(&mut h);
+        self.ledger.hash_into(&mut h);
+        h.finish()
+    }
+
+    /// Owner records in slot order (free ones too: they decide which slot a
+    /// new owner gets), each with its newest order and its live orders in
+    /// acceptance order; the free list; then the window's (owner, client
+    /// order id) in order-id order. The remembered set itself is derived
+    /// from these (the window's pairs and the live orders'), so it is not
+    /// hashed: its layout in blocks is not state.
+    fn hash_owners_and_coids(&self, h: &mut StateHasher) {
         h.u64(self.owners.len() as u64);
         for ow in &self.owners {
             h.u64(ow.id.0);
+            h.u64(ow.last_order);
             let mut m = ow.head;
             while m != NIL {
                 h.u64(self.orders[m as usize].id.0);
                 m = self.links[m as usize].onext;
             }
+            h.u64(u64::MAX); // end of this owner's list
         }
-        let mut coids = SetHasher::default();
-        let blocks = self
-            .coids
-            .blocks(self.owners.iter().map(|o| (o.id.0, &o.coids)));
-        for (k, bits) in blocks {
-            coids.add(&[k, bits as u128]);
+        h.u64(self.owner_free.len() as u64);
+        for &s in &self.owner_free {
+            h.u64(s as u64);
         }
-        h.u128(coids.value());
-        self.ledger.hash_into(&mut h);
-        h.finish()
+        h.u64(self.coids.window());
+        for k in self.window_ids() {
+            let (s, coid) = self.coids.ring_entry(k);
+            h.u64(self.owners[s as usize].id.0);
+            h.u64(coid);
+        }
+    }
+
+    /// The ids of the orders in the client order id window (the last W accepted).
+    fn window_ids(&self) -> core::ops::Range<u64> {
+        let first = self
+            .next_order_id
+            .saturating_sub(self.coids.window())
+            .max(1);
+        first..self.next_order_id
     }
 
     fn hash_order(&self, h: &mut StateHasher, slot: u32) {
@@ -2281,6 +2388,70 @@ impl Engine {
         }
         h.u128(c.hold);
         h.u128(c.fee_acc);
+    }
+
+    /// Owner records (free ones empty and listed once, the others indexed and
+    /// still needed) and the remembered set: exactly the window's pairs plus
+    /// live older orders' pairs (`validate` has checked live orders' pairs
+    /// are held and match their window entries).
+    fn validate_owners_and_coids(&self) -> Result<(), String> {
+        let mut free = vec![false; self.owners.len()];
+        for &s in &self.owner_free {
+            match free.get_mut(s as usize) {
+                Some(f) if !*f => *f = true,
+                _ => return Err(format!("owner free list: slot {s} bad or twice")),
+            }
+        }
+        for (s, ow) in self.owners.iter().enumerate() {
+            if free[s] != (ow.last_order == 0) {
+                return Err(format!("owner slot {s}: free list and record disagree"));
+            }
+            if free[s] {
+                if ow.head != NIL || ow.coids != OwnerCoids::default() {
+                    return Err(format!("owner slot {s}: free but not empty"));
+                }
+                continue;
+            }
+            if self.owner_index.get(ow.id.0 as u128) != Some(s as u32) {
+                return Err(format!("owner {}: not indexed at its slot", ow.id));
+            }
+            if ow.last_order >= self.next_order_id {
+                return Err(format!("owner {}: newest order from the future", ow.id));
+            }
+            if ow.head == NIL && self.before_window(ow.last_order) {
+                return Err(format!("owner {}: idle but not freed", ow.id));
+            }
+        }
+        if self.owner_index.len() + self.owner_free.len() != self.owners.len() {
+            return Err("owner index and free list do not cover the owners".into());
+        }
+        // The window's pairs, each held once, on a live owner record.
+        let mut held = 0u64;
+        for k in self.window_ids() {
+            let (s, coid) = self.coids.ring_entry(k);
+            let Some(ow) = self.owners.get(s as usize).filter(|o| o.last_order >= k) else {
+                return Err(format!("order {k}: window entry names owner slot {s}"));
+            };
+            if !self.coids.contains(&ow.coids, ow.id.0, coid) {
+                return Err(format!("order {k}: client order id {coid} forgotten"));
+            }
+            held += 1;
+        }
+        for slot in self.order_index.slots() {
+            held += self.before_window(self.orders[slot as usize].id.0) as u64;
+        }
+        let bits: u64 = self
+            .coids
+            .blocks(self.owners.iter().map(|o| (o.id.0, &o.coids)))
+            .values()
+            .map(|b| b.count_ones() as u64)
+            .sum();
+        if bits != held {
+            return Err(format!(
+                "{bits} client order ids held, {held} in the window or live"
+            ));
+        }
+        Ok(())
     }
 
     /// Checks every book invariant; `Err` names the first one broken.
@@ -2407,9 +2578,16 @@ impl Engine {
                     o.id
                 ));
             }
-            let ow = &self.owners[o.owner_slot as usize];
             if !self.coids.contains(&ow.coids, ow.id.0, o.coid.0) {
                 return Err(format!("order {}: client order id forgotten", o.id));
+            }
+            if ow.last_order < o.id.0 {
+                return Err(format!("order {}: newer than its owner's newest", o.id));
+            }
+            if !self.before_window(o.id.0)
+                && self.coids.ring_entry(o.id.0) != (o.owner_slot, o.coid.0)
+            {
+                return Err(format!("order {}: window entry differs", o.id));
             }
             if o.tif == Tif::Gtd {
                 gtd += 1;
@@ -2470,6 +2648,7 @@ impl Engine {
         if counted != live {
             return Err(format!("{counted} orders in owner lists, {live} live"));
         }
+        self.validate_owners_and_coids()?;
         if per_key.len() != self.open_counts.len()
             || per_key
                 .iter()

@@ -15,7 +15,9 @@ use crate::ledger::{Account, TState, Transfer};
 
 const MAGIC: &[u8; 8] = b"BOURSESN";
 /// 2: each open-chain member carries its actor (ledger authorization).
-const VERSION: u32 = 2;
+/// 3: owner records carry their newest order and a free list; the client
+/// order id window's entries replace the blocks of every id ever used.
+const VERSION: u32 = 3;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -528,23 +530,7 @@ impl Engine {
             w.u32(l.tail);
         }
         w_u32s(&mut w, &self.level_free);
-        w.len(self.owners.len());
-        for o in &self.owners {
-            w.u64(o.id.0);
-            w.u32(o.head);
-            w.u32(o.tail);
-            w.u64(o.coids.max);
-            w.u8(o.coids.any as u8);
-        }
-        w_map_u32(&mut w, &self.owner_index);
-        let blocks = self
-            .coids
-            .blocks(self.owners.iter().map(|o| (o.id.0, &o.coids)));
-        w.len(blocks.len());
-        for (k, bits) in blocks {
-            w.u128(k);
-            w.u64(bits);
-        }
+        self.write_owners_and_coids(&mut w);
         w_map_u32(&mut w, &self.open_counts);
         w_u32s(&mut w, &self.heap);
         // Ledger.
@@ -716,29 +702,7 @@ impl Engine {
             });
         }
         r_u32s(&mut r, &mut e.level_free, "levels")?;
-        let n = r.len(e.owners.capacity(), "owners_max")?;
-        for _ in 0..n {
-            e.owners.push(Owner {
-                id: OwnerId(r.u64()?),
-                head: r.u32()?,
-                tail: r.u32()?,
-                coids: OwnerCoids {
-                    max: r.u64()?,
-                    any: r.bool("any_coid")?,
-                    ..OwnerCoids::default()
-                },
-            });
-        }
-        r_map_u32(&mut r, &mut e.owner_index, "owners_max")?;
-        let n = r.len(e.coids.capacity(), "client_order_ids_max")?;
-        for _ in 0..n {
-            let (k, bits) = (r.u128()?, r.u64()?);
-            if !e.coids.restore_block(k, bits) {
-                return Err(SnapshotError::Capacity {
-                    what: "client_order_ids_max",
-                });
-            }
-        }
+        e.read_owners_and_coids(&mut r)?;
         r_map_u32(&mut r, &mut e.open_counts, "orders_max")?;
         r_u32s(&mut r, &mut e.heap, "orders_max")?;
         let l = &mut e.ledger;
@@ -802,6 +766,102 @@ impl Engine {
         Ok(e)
     }
 
+    /// Owner records (id, list ends, newest order), the free list, the owner
+    /// index, then the client order id window: its length and each order's
+    /// (owner slot, client order id), oldest first. The remembered set is
+    /// not written: `read_owners_and_coids` rebuilds it from the window and
+    /// the live orders.
+    fn write_owners_and_coids(&self, w: &mut W) {
+        w.len(self.owners.len());
+        for o in &self.owners {
+            w.u64(o.id.0);
+            w.u32(o.head);
+            w.u32(o.tail);
+            w.u64(o.last_order);
+        }
+        w_u32s(w, &self.owner_free);
+        w_map_u32(w, &self.owner_index);
+        let ids = self.window_ids();
+        w.len((ids.end - ids.start) as usize);
+        for k in ids {
+            let (s, coid) = self.coids.ring_entry(k);
+            w.u32(s);
+            w.u64(coid);
+        }
+    }
+
+    /// Reads what `write_owners_and_coids` wrote (the orders are already
+    /// read) and rebuilds the remembered set: the window's pairs, then live
+    /// orders older than the window. A pair held twice is an error.
+    fn read_owners_and_coids(&mut self, r: &mut R) -> Res<()> {
+        let n = r.len(self.owners.capacity(), "owners_max")?;
+        for _ in 0..n {
+            self.owners.push(Owner {
+                id: OwnerId(r.u64()?),
+                head: r.u32()?,
+                tail: r.u32()?,
+                last_order: r.u64()?,
+                coids: OwnerCoids::default(),
+            });
+        }
+        r_u32s(r, &mut self.owner_free, "owners_max")?;
+        r_map_u32(r, &mut self.owner_index, "owners_max")?;
+        // The snapshot's window may be longer than this engine's (a smaller
+        // client_order_ids_max: its older entries are skipped), never shorter.
+        let first = self.window_ids().start;
+        let n = r.len(self.next_order_id as usize, "client_order_ids_max")? as u64;
+        if n >= self.next_order_id.max(1) || self.next_order_id - n > first {
+            return Err(SnapshotError::Capacity {
+                what: "client_order_ids_max (longer than the snapshot's window)",
+            });
+        }
+        self.coids.set_next(self.next_order_id);
+        for k in self.next_order_id - n..self.next_order_id {
+            let (s, coid) = (r.u32()?, r.u64()?);
+            if k >= first {
+                self.restore_coid(s, coid)?;
+                self.coids.restore_ring_entry(k, s, coid);
+            }
+        }
+        for slot in 0..self.orders.len() {
+            let o = self.orders[slot];
+            if o.state != OrderState::Free && self.before_window(o.id.0) {
+                self.restore_coid(o.owner_slot, o.coid.0)?;
+            }
+        }
+        // Owners whose orders all fell out of a shorter window are free now.
+        // (Anything odd is left for `validate` to report, never to panic on.)
+        for s in 0..self.owners.len() as u32 {
+            let ow = &self.owners[s as usize];
+            if ow.last_order != 0
+                && ow.head == NIL
+                && !ow.coids.any
+                && self.before_window(ow.last_order)
+                && self.owner_index.get(ow.id.0 as u128) == Some(s)
+            {
+                self.release_owner_if_idle(s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one remembered pair while restoring.
+    fn restore_coid(&mut self, owner_slot: u32, coid: u64) -> Res<()> {
+        let Some(ow) = self.owners.get_mut(owner_slot as usize) else {
+            return Err(SnapshotError::Invalid(format!(
+                "client order id {coid}: owner slot {owner_slot} out of range"
+            )));
+        };
+        if self.coids.contains(&ow.coids, ow.id.0, coid) {
+            return Err(SnapshotError::Invalid(format!(
+                "client order id {coid} of owner {} held twice",
+                ow.id
+            )));
+        }
+        self.coids.insert(&mut ow.coids, ow.id.0, coid);
+        Ok(())
+    }
+
     /// Bounds of every stored slot index, so `validate` cannot index out of range.
     fn check_slots(&self) -> Result<(), SnapshotError> {
         let bad = |what: &'static str| Err(SnapshotError::Invalid(format!("{what} out of range")));
@@ -839,6 +899,9 @@ impl Engine {
             if !ok_o(ow.head) || !ok_o(ow.tail) {
                 return bad("owner link");
             }
+        }
+        if self.owner_free.iter().any(|&s| s >= nw) {
+            return bad("free owner slot");
         }
         for i in &self.instruments[..self.instrument_count] {
             for e in i.bids.iter().chain(&i.asks) {

@@ -18,7 +18,7 @@ use engine::{
     LevelView, NewOrder, OrderId, OrderType, OwnerId, Price, Qty, RejectReason, RejectTarget, Side,
     Stp, Tif,
 };
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// An owned, comparable event: engine events as they are, and book reports
 /// with their levels copied out of the `Events` buffer.
@@ -192,7 +192,10 @@ pub struct Reference {
     next_id: u64,
     insts: BTreeMap<u32, Inst>,
     orders: BTreeMap<u64, Ord>,
-    coids: BTreeSet<(u64, u64)>,
+    /// (owner, client order id) of every accepted order, at index id − 1.
+    accepted: Vec<(u64, u64)>,
+    /// W: how many of the newest accepted orders count for duplicates.
+    coid_window: u64,
 }
 
 impl Default for Reference {
@@ -220,15 +223,33 @@ fn bad_price(p: u64, tick: u64) -> bool {
 }
 
 impl Reference {
-    /// An empty model at time 0.
+    /// An empty model at time 0, with the client order id window of
+    /// `EngineConfig::small()`.
     pub fn new() -> Self {
+        Self::with_coid_window(engine::EngineConfig::small().client_order_ids_max as u64)
+    }
+
+    /// An empty model whose duplicate check remembers the last `w` accepted
+    /// orders (the engine's `client_order_ids_max`; 0 counts as 1).
+    pub fn with_coid_window(w: u64) -> Self {
         Reference {
             now: 0,
             next_id: 1,
             insts: BTreeMap::new(),
             orders: BTreeMap::new(),
-            coids: BTreeSet::new(),
+            accepted: Vec::new(),
+            coid_window: w.max(1),
         }
+    }
+
+    /// Whether `(owner, coid)` is taken: a live order of the owner uses it,
+    /// or one of the last W accepted orders did.
+    fn coid_taken(&self, owner: u64, coid: u64) -> bool {
+        let first = self.next_id.saturating_sub(self.coid_window).max(1);
+        self.orders
+            .values()
+            .any(|o| o.owner == owner && o.coid == coid)
+            || self.accepted[(first - 1) as usize..].contains(&(owner, coid))
     }
 
     // ----- views for generators and tests ----------------------------------
@@ -514,7 +535,7 @@ impl Reference {
     fn new_order(&mut self, n: &NewOrder, out: &mut Vec<Ev>) {
         let target = RejectTarget::ClientOrder(n.client_order_id);
         let (owner, coid) = (n.owner.0, n.client_order_id.0);
-        if self.coids.contains(&(owner, coid)) {
+        if self.coid_taken(owner, coid) {
             return rej(out, target, RejectReason::DuplicateClientOrderId);
         }
         let Some(inst) = self.insts.get(&n.instrument.0) else {
@@ -612,7 +633,7 @@ impl Reference {
         }
         // Accepted.
         self.next_id += 1;
-        self.coids.insert((owner, coid));
+        self.accepted.push((owner, coid));
         out.push(Ev::E(Event::Accepted {
             order_id: OrderId(o.id),
             client_order_id: n.client_order_id,

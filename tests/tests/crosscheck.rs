@@ -6,7 +6,9 @@
 //! `TEST_SEEDS=N` runs seeds 0..N (default 500); `TEST_SEED=S` runs one
 //! seed. `TEST_CMDS=N` sets the stream length (default: 300–1000 by seed).
 //! A mismatch panics with the seed, the command index, the last commands and
-//! both event lists.
+//! both event lists. The client order id window is small (4 to 64 orders,
+//! by seed) so that streams cross its edge: ids are reused both inside it
+//! (duplicates) and past it (accepted again).
 
 use bourse_tests::gen::{Features, Gen, Rng};
 use bourse_tests::reference::{evs_of, Ev, Reference};
@@ -41,9 +43,16 @@ fn kind(e: &Ev) -> String {
 /// Runs one seed; returns the number of commands applied.
 fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
     let n = env_u64("TEST_CMDS").unwrap_or_else(|| Rng::new(seed).range(300, 1000)) as usize;
-    let mut engine = Engine::new(EngineConfig::small());
+    let window = [4u32, 8, 16, 64][(seed % 4) as usize];
+    let mut engine = Engine::new(EngineConfig {
+        client_order_ids_max: window,
+        ..EngineConfig::small()
+    });
     let mut events = engine.new_events();
-    let mut reference = Reference::new();
+    let mut reference = Reference::with_coid_window(window as u64);
+    // (owner, client order id) pairs accepted so far: a second acceptance
+    // is a reuse past the window, counted as coverage.
+    let mut used = std::collections::BTreeSet::new();
     // Every third seed runs the dense self-trading profile.
     let features = Features {
         dense: seed % 3 == 2,
@@ -70,6 +79,16 @@ fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
         };
         for e in &want {
             *coverage.entry(kind(e)).or_default() += 1;
+            if let Ev::E(Event::Accepted {
+                owner,
+                client_order_id,
+                ..
+            }) = e
+            {
+                if !used.insert((*owner, *client_order_id)) {
+                    *coverage.entry("accepted:coid_reused".into()).or_default() += 1;
+                }
+            }
         }
         if got != want {
             panic!("event mismatch\n{}", context());
@@ -189,6 +208,7 @@ fn engine_matches_reference_on_random_streams() {
             "rejected:limit_exceeded",
             "rejected:instrument_halted",
             "rejected:duplicate_client_order_id",
+            "accepted:coid_reused",
             "rejected:overflow",
             "rejected:invalid_qty",
             "rejected:invalid_price",
