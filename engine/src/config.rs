@@ -14,9 +14,19 @@ pub struct EngineConfig {
     pub stops_max: u32,
     /// Instruments.
     pub instruments_max: u32,
-    /// Distinct owners ever seen.
+    /// Owner records at once: an owner holds one while it has a live order
+    /// or an order among the last `client_order_ids_max` accepted (then the
+    /// record is reused), so this bounds owners active at once, not owners
+    /// ever seen. A new owner beyond it is rejected `capacity_exceeded`.
     pub owners_max: u32,
-    /// Client order ids remembered for duplicate detection (every accepted order uses one).
+    /// W, the client order id window: a client order id is a duplicate while
+    /// one of the owner's live orders uses it or one of the partition's last
+    /// W accepted orders did (exactly W; 0 counts as 1). Size it at least
+    /// peak order rate × the session resume window (10,000 orders/s × 60 s
+    /// needs 600,000; the default covers 3.5 minutes at 10,000/s). Memory is
+    /// bounded by W + `orders_max`, never by history. A snapshot restores
+    /// into a W no larger than the one it was taken with (or than the orders
+    /// accepted so far).
     pub client_order_ids_max: u32,
     /// Ledger accounts.
     pub accounts_max: u32,

@@ -40,7 +40,9 @@ newtype!(
     OrderId(u64)
 );
 newtype!(
-    /// Client-chosen order id, unique per owner among orders ever accepted.
+    /// Client-chosen order id: an owner may not reuse one while an order of
+    /// its own that used it is live or among the partition's last W accepted
+    /// orders (W = `EngineConfig::client_order_ids_max`); past that it may.
     ClientOrderId(u64)
 );
 newtype!(

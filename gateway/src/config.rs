@@ -109,9 +109,15 @@ levels_max = 32_768
 stops_max = 16_384
 # Instruments per partition.
 instruments_max = 64
-# Distinct order owners ever seen.
+# Owners at once (with a live order or an order in the client order id
+# window); a record is reused once its owner has neither.
 owners_max = 65_536
-# Client order ids remembered for duplicate detection.
+# Client order id window W: an owner's client order id is a duplicate while
+# one of its live orders uses it or one of the partition's last W accepted
+# orders did; past that it may be reused. Size W >= peak order rate x
+# session.resume_window_ms (2_097_152 covers 3.5 minutes at 10,000 orders/s).
+# Memory grows with W + orders_max, never with history. A snapshot restores
+# only into a W no larger than the one it was written with.
 client_order_ids_max = 2_097_152
 # Ledger accounts.
 accounts_max = 262_144
@@ -458,9 +464,10 @@ pub struct EngineSection {
     pub stops_max: u32,
     /// Instruments.
     pub instruments_max: u32,
-    /// Distinct owners ever seen.
+    /// Owners at once (live orders or an order in the client order id window).
     pub owners_max: u32,
-    /// Client order ids remembered.
+    /// The client order id window W: the last W accepted orders' ids (and
+    /// live orders' ids) count as duplicates.
     pub client_order_ids_max: u32,
     /// Ledger accounts.
     pub accounts_max: u32,
