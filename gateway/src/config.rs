@@ -1492,7 +1492,9 @@ impl BourseConfig {
     ) -> Result<(), ConfigError> {
         let j = &self.journal;
         let seg = self.pipeline.segment_bytes;
-        if j.retain == RetainPolicy::Archive && j.archive_bytes_max != 0 && j.archive_bytes_max < seg
+        if j.retain == RetainPolicy::Archive
+            && j.archive_bytes_max != 0
+            && j.archive_bytes_max < seg
         {
             return Err(bad(
                 "journal.archive_bytes_max",
@@ -1908,12 +1910,8 @@ mod tests {
                 archive_bytes_max: 0
             }
         );
-        let e = BourseConfig::load(
-            None,
-            env(&[("BOURSE_JOURNAL_RETAIN", "shred")]),
-            &[],
-        )
-        .unwrap_err();
+        let e =
+            BourseConfig::load(None, env(&[("BOURSE_JOURNAL_RETAIN", "shred")]), &[]).unwrap_err();
         let msg = e.to_string();
         assert_eq!(e.key(), Some("journal.retain"), "{msg}");
         assert!(

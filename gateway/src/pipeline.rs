@@ -203,7 +203,9 @@ impl FsPersistence {
         self.usage_at = Instant::now();
         match disk_usage(&FsStorage, &self.dir) {
             Ok(u) => self.usage = u,
-            Err(e) => tracing::debug!(dir = %self.dir.display(), error = %e, "cannot measure disk use"),
+            Err(e) => {
+                tracing::debug!(dir = %self.dir.display(), error = %e, "cannot measure disk use")
+            }
         }
     }
 

@@ -85,9 +85,10 @@ fn run_rounds(cfg: &PipelineConfig, rounds: u64) -> u128 {
         rt.request_snapshot(0).unwrap();
         wait_for("snapshot", || shared.counters.snapshots.get() > snaps);
         if cfg.retention.policy != RetainPolicy::Keep && round >= 2 {
-            wait_for(&format!("round {round}: at most {SEGMENTS_MAX} segments"), || {
-                segments(&p0) <= SEGMENTS_MAX
-            });
+            wait_for(
+                &format!("round {round}: at most {SEGMENTS_MAX} segments"),
+                || segments(&p0) <= SEGMENTS_MAX,
+            );
         }
     }
     if cfg.retention.policy != RetainPolicy::Keep {
@@ -105,6 +106,14 @@ fn run_rounds(cfg: &PipelineConfig, rounds: u64) -> u128 {
         assert_eq!(
             c.disk_archive_bytes.get() > 0,
             cfg.retention.policy == RetainPolicy::Archive
+        );
+        let text = gateway::metrics::MetricsState::with_partitions(vec![shared.clone()]).render();
+        let through = c.retained_through_seq.get();
+        assert!(
+            text.contains(&format!(
+                "bourse_journal_retained_through_seq{{partition=\"0\"}} {through}"
+            )) && text.contains("bourse_disk_bytes{partition=\"0\",kind=\"archive\"}"),
+            "{text}"
         );
     }
     pipe.shutdown()[0]
@@ -197,7 +206,10 @@ fn delete_deletes_and_a_replay_needing_the_deleted_seqs_says_so() {
     match replay_dir(&p0, EngineConfig::small()) {
         Err(e @ CliError::Archived { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains("seqs 1..=") && msg.contains("retained away"), "{msg}");
+            assert!(
+                msg.contains("seqs 1..=") && msg.contains("retained away"),
+                "{msg}"
+            );
         }
         other => panic!("expected Archived, got {other:?}"),
     }

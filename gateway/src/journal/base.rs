@@ -83,7 +83,10 @@ pub fn decode_base(data: &[u8]) -> Result<Base, String> {
         return Err(format!("expected 4 lines, found {}", lines.len()));
     }
     if lines[0] != MAGIC_LINE {
-        return Err(format!("first line {:?}, expected {MAGIC_LINE:?}", lines[0]));
+        return Err(format!(
+            "first line {:?}, expected {MAGIC_LINE:?}",
+            lines[0]
+        ));
     }
     let field = |i: usize, name: &str| {
         lines[i]

@@ -36,9 +36,7 @@ use super::base::{read_base, write_base, Base};
 use super::format::{self, BlockHeader, HEADER_LEN};
 use super::head::read_head;
 use super::reader::{read_all, walk, Chain, ScanReport};
-use super::{
-    io_err, list_segments, BlockFault, JournalError, Storage, StorageFile,
-};
+use super::{io_err, list_segments, BlockFault, JournalError, Storage, StorageFile};
 use crate::record::InputRecord;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -227,7 +225,9 @@ fn retire<S: Storage>(
     } else {
         storage.rename(seg, &to).map_err(io_err("rename", seg))?;
         // The new name is durable before the old one goes.
-        storage.sync_dir(&adir).map_err(io_err("fsync dir", &adir))?;
+        storage
+            .sync_dir(&adir)
+            .map_err(io_err("fsync dir", &adir))?;
     }
     storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
     Ok(Some(to))
@@ -259,7 +259,9 @@ pub fn prune_archive<S: Storage>(
         gone.push(p);
     }
     if !gone.is_empty() {
-        storage.sync_dir(&adir).map_err(io_err("fsync dir", &adir))?;
+        storage
+            .sync_dir(&adir)
+            .map_err(io_err("fsync dir", &adir))?;
     }
     Ok(gone)
 }
@@ -437,7 +439,10 @@ impl fmt::Display for ArchiveReport {
         match (self.first_seq, self.last_seq) {
             (Some(1), Some(l)) if l == n => write!(f, "seq 1..={n} archived in {d} (verified)"),
             (Some(a), Some(l)) => {
-                write!(f, "seq 1..={n} retained away: seq {a}..={l} in {d} (verified)")?;
+                write!(
+                    f,
+                    "seq 1..={n} retained away: seq {a}..={l} in {d} (verified)"
+                )?;
                 if a > 1 {
                     write!(f, ", seq 1..={} not present (deleted)", a - 1)?;
                 }
@@ -446,10 +451,7 @@ impl fmt::Display for ArchiveReport {
                 }
                 Ok(())
             }
-            _ => write!(
-                f,
-                "seq 1..={n} archived or deleted (not present in {d})"
-            ),
+            _ => write!(f, "seq 1..={n} archived or deleted (not present in {d})"),
         }
     }
 }

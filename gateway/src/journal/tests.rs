@@ -579,7 +579,10 @@ fn archive_moves_segments_before_the_oldest_snapshot_and_reading_crosses_the_bas
     let (a, all) = archived_and_kept(&d);
     let a = a.expect("an archive");
     assert!(a.complete(), "{a}");
-    assert_eq!(a.to_string(), "seq 1..=90 archived in /j/archive (verified)");
+    assert_eq!(
+        a.to_string(),
+        "seq 1..=90 archived in /j/archive (verified)"
+    );
     assert_eq!(all, (1..=200).collect::<Vec<_>>());
     // The writer goes on; a later pass moves the base on.
     w.append_batch(&recs(201, 10)).unwrap();
@@ -635,12 +638,18 @@ fn delete_deletes_and_the_archive_is_pruned_to_its_bound() {
     let mut r = retention(RetainPolicy::Archive, 2 * 16384);
     r.snapshot_kept(95);
     let steps = r.run(&d, 200, w.current_segment()).unwrap();
-    assert!(matches!(steps.last(), Some(Step::Pruned(p)) if p.len() == 1), "{steps:?}");
+    assert!(
+        matches!(steps.last(), Some(Step::Pruned(p)) if p.len() == 1),
+        "{steps:?}"
+    );
     let (a, got) = archived_and_kept(&d);
     let a = a.unwrap();
     assert_eq!((a.first_seq, a.last_seq), (Some(31), Some(90)));
     assert!(a.covers(31, 90) && !a.covers(1, 90));
-    assert!(a.to_string().contains("seq 1..=30 not present (deleted)"), "{a}");
+    assert!(
+        a.to_string().contains("seq 1..=30 not present (deleted)"),
+        "{a}"
+    );
     assert_eq!(got, (31..=200).collect::<Vec<_>>());
 }
 
@@ -718,11 +727,22 @@ fn a_lost_front_segment_is_an_error_naming_the_missing_seqs_with_or_without_a_ba
     d.remove(&dir.join(segment_name(1))).unwrap();
     let e = scan(&d, dir, |_, _, _, _| Ok(())).unwrap_err();
     assert!(
-        matches!(e, JournalError::LostFront { found: 31, expected: 1, base: false, .. }),
+        matches!(
+            e,
+            JournalError::LostFront {
+                found: 31,
+                expected: 1,
+                base: false,
+                ..
+            }
+        ),
         "{e:?}"
     );
     let msg = e.to_string();
-    assert!(msg.contains("seqs 1..=30 are missing") && msg.contains("no journal.base"), "{msg}");
+    assert!(
+        msg.contains("seqs 1..=30 are missing") && msg.contains("no journal.base"),
+        "{msg}"
+    );
     // The writer refuses too.
     assert!(JournalWriter::open(d.clone(), dir, cfg(16384, 10)).is_err());
 
