@@ -7,11 +7,17 @@
 //! block is verified and every record decoded; any damage is an error naming
 //! the segment file, the offset, the failed check and the last intact seq,
 //! never skipped; a directory without segments is an error, not an empty
-//! journal. A live writer is tolerated: damage at the tail while one holds
+//! journal. A journal whose front was retained away (`journal.base`) is read
+//! from its base, and `verify` and `replay` read the archived range first
+//! (automatically: `archive/` and any segment left before the base), as
+//! does `dump` when its range reaches before the base; every summary says
+//! what range it covered ("seq 1..=N archived in …/archive (verified)"), and
+//! seqs needed but not present are an error naming them. A live writer is tolerated: damage at the tail while one holds
 //! the lock is read again (the write was in flight). `repair` is the one
 //! writer here: it takes the data directory's lock and moves damage aside.
 
 use crate::dump::ScriptDumper;
+use crate::journal::retention::{self, ArchiveReport};
 use crate::journal::{
     self, decode_records, BlockHeader, DirLock, FsStorage, JournalError, LockError, MovedAside,
     ScanReport, Storage,
@@ -37,6 +43,16 @@ pub enum CliError {
     /// A repair could not list or move snapshots.
     #[error(transparent)]
     Recovery(#[from] crate::recovery::RecoveryError),
+    /// Seqs asked for were retained away and are not (all) in the archive.
+    #[error("seqs {from}..={to} were retained away from the journal and are not all in the archive: {archive}; restore the archived segments into {} (journal.retain = \"delete\" or journal.archive_bytes_max removed them)", archive.dir.display())]
+    Archived {
+        /// First seq needed.
+        from: u64,
+        /// Last seq needed.
+        to: u64,
+        /// What the archive holds.
+        archive: Box<ArchiveReport>,
+    },
     /// Replay needs the journal to start at seq 1.
     #[error("journal in {dir} starts at seq {first}; a replay from scratch needs seq 1")]
     NotFromStart {
@@ -52,10 +68,22 @@ pub enum CliError {
 const LIVE_RETRIES: u32 = 5;
 const LIVE_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// `journal::scan` for the read-only tools: an error when `dir` holds no
-/// segment; damage while a live writer holds the lock is read again from
-/// the first block (the visitor must tolerate seeing blocks again).
-fn scan_read_only<F>(dir: &Path, mut visit: F) -> Result<ScanReport, CliError>
+/// What a read-only tool read: the archived range (when the journal's front
+/// was retained away and the tool read it) and the journal itself.
+#[derive(Debug, Clone)]
+pub struct Covered {
+    /// The archived range (`None`: nothing retained away, or not read).
+    pub archive: Option<ArchiveReport>,
+    /// The journal in the directory.
+    pub journal: ScanReport,
+}
+
+/// `journal::scan` for the read-only tools, after the archived range when
+/// `with_archive` (see `journal::retention::scan_archive`): an error when
+/// `dir` holds no segment; damage (or a segment gone) while a live writer
+/// holds the lock is read again from the first block (the visitor must
+/// tolerate seeing blocks again: the writer may be archiving meanwhile).
+fn scan_read_only<F>(dir: &Path, with_archive: bool, mut visit: F) -> Result<Covered, CliError>
 where
     F: FnMut(&Path, u64, &BlockHeader, &[InputRecord]) -> Result<(), journal::BlockFault>,
 {
@@ -78,8 +106,17 @@ where
     }
     let mut tries = 0;
     loop {
-        match journal::scan(&FsStorage, dir, &mut visit) {
-            Err(JournalError::Corrupt { .. })
+        let r = (|| {
+            let archive = if with_archive {
+                retention::scan_archive(&FsStorage, dir, &mut visit)?
+            } else {
+                None
+            };
+            let journal = journal::scan(&FsStorage, dir, &mut visit)?;
+            Ok::<_, JournalError>(Covered { archive, journal })
+        })();
+        match r {
+            Err(JournalError::Corrupt { .. } | JournalError::Io { .. })
                 if tries < LIVE_RETRIES && journal::lock::live_writer(dir).is_some() =>
             {
                 tries += 1;
@@ -90,8 +127,18 @@ where
     }
 }
 
-fn print_summary(rep: &ScanReport, out: &mut impl Write) -> std::io::Result<()> {
+fn print_summary(c: &Covered, out: &mut impl Write) -> std::io::Result<()> {
+    let rep = &c.journal;
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    match (&rep.base, &c.archive) {
+        (None, _) => writeln!(out, "archived: none (the journal starts at seq 1)")?,
+        (Some(_), Some(a)) => writeln!(out, "archived: {a}")?,
+        (Some(b), None) => writeln!(
+            out,
+            "archived: seq 1..={} retained away (not read)",
+            b.retained_through()
+        )?,
+    }
     writeln!(out, "segments: {}", rep.segments)?;
     writeln!(out, "blocks: {}", rep.blocks)?;
     writeln!(out, "records: {}", rep.records)?;
@@ -111,13 +158,23 @@ fn print_summary(rep: &ScanReport, out: &mut impl Write) -> std::io::Result<()> 
             p.display()
         )?;
     }
+    for p in &rep.retired {
+        writeln!(
+            out,
+            "segment before journal.base still in place: {} (the next retention pass moves it)",
+            p.display()
+        )?;
+    }
     Ok(())
 }
 
-/// `bourse journal verify DIR`: checks every block and record; prints
-/// counts, the last seq and any torn tail. `Err` names the damage.
-pub fn run_journal_verify(dir: &Path, out: &mut impl Write) -> Result<ScanReport, CliError> {
-    let rep = scan_read_only(dir, |_, _, _, records| decode_records(records, |_| ()))?;
+/// `bourse journal verify DIR`: checks every block and record, of the
+/// archive too when the journal's front was archived; prints the range
+/// archived, counts, the last seq and any torn tail. `Err` names the damage.
+pub fn run_journal_verify(dir: &Path, out: &mut impl Write) -> Result<Covered, CliError> {
+    let rep = scan_read_only(dir, true, |_, _, _, records| {
+        decode_records(records, |_| ())
+    })?;
     print_summary(&rep, out)?;
     if let Some(holder) = journal::lock::live_writer(dir) {
         writeln!(out, "live writer: {holder} (this is a moment's view)")?;
@@ -128,20 +185,36 @@ pub fn run_journal_verify(dir: &Path, out: &mut impl Write) -> Result<ScanReport
 
 /// `bourse journal dump DIR [--from SEQ] [--to SEQ]`: the inputs with seq
 /// in `from..=to` as `bourse script` JSON lines. The whole journal is still
-/// verified.
+/// verified, and the archive too when the range reaches before
+/// `journal.base`; seqs that were retained away and are not in the archive
+/// are an error naming them (nothing is printed in silence short).
 pub fn run_journal_dump(
     dir: &Path,
     from: Option<u64>,
     to: Option<u64>,
     out: &mut impl Write,
-) -> Result<ScanReport, CliError> {
+) -> Result<Covered, CliError> {
     let (from, to) = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
+    let base = journal::read_base(&FsStorage, dir)?;
+    let with_archive = base.is_some_and(|b| from < b.first_seq);
+    if let Some(b) = base.filter(|_| with_archive) {
+        // Before printing anything: are the archived seqs asked for there?
+        let a = retention::scan_archive(&FsStorage, dir, |_, _, _, _| Ok(()))?;
+        let want_to = to.min(b.retained_through());
+        if let Some(a) = a.filter(|a| !a.covers(from.max(1), want_to)) {
+            return Err(CliError::Archived {
+                from: from.max(1),
+                to: want_to,
+                archive: Box::new(a),
+            });
+        }
+    }
     let mut dumper = ScriptDumper::new();
     let mut werr: Option<std::io::Error> = None;
     // Lines go out as blocks are read; a re-read (live writer) starts the
     // output over only where it had not been written yet.
     let mut printed_upto = 0u64;
-    let rep = scan_read_only(dir, |_, _, _, records| {
+    let rep = scan_read_only(dir, with_archive, |_, _, _, records| {
         decode_records(records, |input| {
             let seq = input.seq.0;
             if werr.is_some() || seq <= printed_upto || seq < from || seq > to {
@@ -176,14 +249,16 @@ pub struct ReplayReport {
 }
 
 /// Replays the journal in `dir` into a fresh engine (without writing to the
-/// directory) and returns the state and the time taken.
+/// directory) and returns the state and the time taken. A journal whose
+/// front was archived is replayed from the archive, across the base; one
+/// whose archived seqs are not all present is an error naming them.
 pub fn replay_dir(dir: &Path, cfg: EngineConfig) -> Result<(Engine, ReplayReport), CliError> {
     let mut engine = Engine::new(cfg);
     let mut events = engine.new_events();
     let t0 = Instant::now();
     let mut n = 0u64;
     let mut applied = 0u64;
-    let rep = scan_read_only(dir, |_, _, h, records| {
+    let covered = scan_read_only(dir, true, |_, _, h, records| {
         if h.first_seq <= applied {
             // Read again from the start (a live writer): start over.
             engine = Engine::new(cfg);
@@ -196,7 +271,15 @@ pub fn replay_dir(dir: &Path, cfg: EngineConfig) -> Result<(Engine, ReplayReport
         })
     })?;
     let seconds = t0.elapsed().as_secs_f64();
-    if let Some(first) = rep.first_seq {
+    if let Some(a) = covered.archive.filter(|a| !a.complete()) {
+        return Err(CliError::Archived {
+            from: 1,
+            to: a.base.retained_through(),
+            archive: Box::new(a),
+        });
+    }
+    let rep = covered.journal;
+    if let Some(first) = rep.first_seq.filter(|_| rep.base.is_none()) {
         if first != 1 {
             return Err(CliError::NotFromStart {
                 dir: dir.display().to_string(),
@@ -261,10 +344,16 @@ pub fn run_journal_repair(dir: &Path, out: &mut impl Write) -> Result<Vec<MovedA
     if moved.is_empty() {
         writeln!(out, "no damage found; nothing moved")?;
     }
-    let rep = journal::scan(&FsStorage, dir, |_, _, _, records| {
+    let journal = journal::scan(&FsStorage, dir, |_, _, _, records| {
         decode_records(records, |_| ())
     })?;
-    print_summary(&rep, out)?;
+    print_summary(
+        &Covered {
+            archive: None,
+            journal,
+        },
+        out,
+    )?;
     Ok(moved)
 }
 

@@ -38,6 +38,8 @@ enum Command {
         command: JournalCommand,
     },
     /// Rebuild the state from a partition's journal; print the state hash and replay throughput.
+    /// A journal whose front was archived (journal.base) is replayed from DIR/archive/ across
+    /// the base; archived seqs that are not there (deleted) are an error naming them.
     Replay {
         /// A partition directory (e.g. bourse-data/p0).
         dir: PathBuf,
@@ -87,11 +89,14 @@ enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 enum JournalCommand {
     /// Check every block (checksums, hash chain, contiguity); print counts and the last sequence.
+    /// When the journal's front was archived (journal.base), DIR/archive/ is checked too and the
+    /// summary says which range it covered ("archived: seq 1..=N in … (verified)").
     Verify {
         /// A partition directory (e.g. bourse-data/p0).
         dir: PathBuf,
     },
-    /// Print the journaled commands as `bourse script` JSON lines.
+    /// Print the journaled commands as `bourse script` JSON lines (seqs before journal.base
+    /// are read from DIR/archive/; missing ones are an error naming them).
     Dump {
         /// A partition directory (e.g. bourse-data/p0).
         dir: PathBuf,

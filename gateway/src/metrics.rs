@@ -668,6 +668,32 @@ impl Collector for Exposition {
             }),
         )?;
 
+        // Disk use (measured by each journal thread about once a second).
+        // `kind` leaves room for more stores (the history store).
+        let mut disk = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            let c = &p.counters;
+            for (kind, v) in [
+                ("journal", c.disk_journal_bytes.get()),
+                ("archive", c.disk_archive_bytes.get()),
+                ("snapshot", c.disk_snapshot_bytes.get()),
+            ] {
+                disk.push((with(part(i), "kind", kind), v as f64));
+            }
+        }
+        gauge(
+            e,
+            "bourse_disk_bytes",
+            "Bytes on disk per partition by kind: journal (segments, spare, head, base), archive (archived segments), snapshot",
+            &disk,
+        )?;
+        gauge(
+            e,
+            "bourse_journal_retained_through_seq",
+            "Last seq retained away from the journal directory (archived or deleted; 0: none); recovery needs nothing at or before it",
+            &perf(&|_, p| p.counters.retained_through_seq.get() as f64),
+        )?;
+
         // Gateway.
         let g = &st.gateway;
         gauge(

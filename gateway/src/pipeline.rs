@@ -8,7 +8,10 @@
 //! Layout of a data directory (mode 0700): `bourse.lock` (the writer's lock,
 //! see `journal::lock`) and one folder (0700) per partition, `p0`, `p1`, …,
 //! each holding that partition's journal segments and its newest two
-//! snapshots (files 0600), and `damaged/` if a repair moved anything aside.
+//! snapshots (files 0600), `journal.base` and `archive/` once retention
+//! moved the journal's front away (`journal::retention`, driven by the
+//! journal thread after a snapshot became durable), and `damaged/` if a
+//! repair moved anything aside.
 //!
 //! Invariants: one pipeline per data directory: `open` takes the directory's
 //! exclusive lock before reading anything and holds it until the pipeline is
@@ -20,14 +23,16 @@
 //! moves it aside with an ERROR); a snapshot is written only once every input
 //! it covers is durable.
 
+use crate::journal::retention::{disk_usage, DiskUsage, Retention, RetentionConfig, Step};
 use crate::journal::{
     DirLock, Durability, FsStorage, JournalConfig, JournalError, JournalWriter, LockError,
 };
 use crate::recovery::{recover_with, RecoveryError};
 use crate::runtime::{PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes};
-use crate::snapshot::write_snapshot;
+use crate::snapshot::{list_snapshots, write_snapshot};
 use engine::{Engine, EngineConfig, Input, Seq};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Pipeline settings.
 #[derive(Clone, Debug)]
@@ -50,6 +55,8 @@ pub struct PipelineConfig {
     /// Move damaged journal data aside (into `p<i>/damaged/`) instead of
     /// refusing to start (`--repair`).
     pub repair: bool,
+    /// What happens to journal segments the oldest kept snapshot covers.
+    pub retention: RetentionConfig,
 }
 
 impl PipelineConfig {
@@ -64,6 +71,7 @@ impl PipelineConfig {
             segment_bytes: 64 << 20,
             prefault: true,
             repair: false,
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -126,7 +134,19 @@ pub struct FsPersistence {
     writer: JournalWriter<FsStorage>,
     dir: PathBuf,
     bytes_at_snapshot: u64,
+    retention: Retention,
+    /// When the last retention step ran (under load, one per `STEP_EVERY`).
+    last_step: Instant,
+    usage: DiskUsage,
+    usage_at: Instant,
 }
+
+/// Under load (commits waiting), at most one retention step (a rename and
+/// two directory syncs, about a millisecond) per this long; when idle, one
+/// per background call.
+const STEP_EVERY: Duration = Duration::from_millis(100);
+/// How often disk use is measured (a directory listing and a stat per file).
+const USAGE_EVERY: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for FsPersistence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,14 +158,82 @@ impl std::fmt::Debug for FsPersistence {
 
 impl FsPersistence {
     /// Opens (scanning, and cutting a torn tail of) the journal in `dir`.
+    /// Retention is the default (`archive`); see `with_retention`.
     pub fn open(dir: &Path, cfg: JournalConfig) -> Result<Self, JournalError> {
         let (writer, _) = JournalWriter::open(FsStorage, dir, cfg)?;
         let bytes_at_snapshot = writer.written().1;
-        Ok(FsPersistence {
+        let now = Instant::now();
+        let mut p = FsPersistence {
             writer,
             dir: dir.to_path_buf(),
             bytes_at_snapshot,
-        })
+            retention: Retention::new(dir, RetentionConfig::default()),
+            last_step: now,
+            usage: DiskUsage::default(),
+            usage_at: now,
+        };
+        p.measure();
+        Ok(p)
+    }
+
+    /// Sets the retention of this journal; a pass starts at once when a
+    /// snapshot is kept already (finishing one a crash cut short).
+    pub fn with_retention(mut self, cfg: RetentionConfig) -> Self {
+        self.retention = Retention::new(&self.dir, cfg);
+        self.snapshot_kept();
+        self
+    }
+
+    /// Tells retention the oldest snapshot now kept.
+    fn snapshot_kept(&mut self) {
+        match list_snapshots(&FsStorage, &self.dir) {
+            Ok(all) => {
+                if let Some((oldest, _)) = all.first() {
+                    self.retention.snapshot_kept(*oldest);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "journal retention: cannot list snapshots")
+            }
+        }
+    }
+
+    /// Measures disk use (kept for `disk_usage`).
+    fn measure(&mut self) {
+        self.usage_at = Instant::now();
+        match disk_usage(&FsStorage, &self.dir) {
+            Ok(u) => self.usage = u,
+            Err(e) => {
+                tracing::debug!(dir = %self.dir.display(), error = %e, "cannot measure disk use")
+            }
+        }
+    }
+
+    /// One retention step, if one is due (see `STEP_EVERY`); whether it
+    /// did something.
+    fn retention_step(&mut self, idle: bool) -> bool {
+        if !self.retention.pending() || (!idle && self.last_step.elapsed() < STEP_EVERY) {
+            return false;
+        }
+        self.last_step = Instant::now();
+        let last = self.writer.last_seq().unwrap_or(0);
+        let current = self.writer.current_segment();
+        match self.retention.step(&FsStorage, last, current) {
+            Ok(Step::Done) => {
+                self.measure();
+                false
+            }
+            Ok(step) => {
+                tracing::debug!(dir = %self.dir.display(), ?step, "journal retention step");
+                true
+            }
+            Err(e) => {
+                // Not fatal: nothing acknowledged is at stake, the journal
+                // only stops shrinking. Never retried in this process.
+                tracing::error!(dir = %self.dir.display(), error = %e, "journal retention failed; it stays off until restart (the journal keeps working and growing)");
+                false
+            }
+        }
     }
 
     /// Blocks and bytes written so far.
@@ -181,6 +269,8 @@ impl Persistence for FsPersistence {
         )
         .map_err(|e| std::io::Error::other(e.to_string()))?;
         self.bytes_at_snapshot = self.writer.written().1;
+        self.snapshot_kept();
+        self.measure();
         Ok(())
     }
 
@@ -193,7 +283,7 @@ impl Persistence for FsPersistence {
     }
 
     fn background(&mut self, idle: bool) -> bool {
-        match self.writer.background(idle) {
+        let spare = match self.writer.background(idle) {
             Ok(more) => more,
             Err(e) => {
                 // Spares are off from now on; a roll creates the segment in
@@ -201,7 +291,16 @@ impl Persistence for FsPersistence {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "cannot prepare the next journal segment ahead");
                 false
             }
+        };
+        let retained = self.retention_step(idle);
+        if self.usage_at.elapsed() >= USAGE_EVERY {
+            self.measure();
         }
+        spare || retained
+    }
+
+    fn disk_usage(&self) -> Option<DiskUsage> {
+        Some(self.usage)
     }
 }
 
@@ -270,7 +369,9 @@ impl Pipeline {
                     dir: d.clone(),
                     source: Box::new(source),
                 };
-                let mut p = FsPersistence::open(&dir, jcfg).map_err(journal_err)?;
+                let mut p = FsPersistence::open(&dir, jcfg)
+                    .map_err(journal_err)?
+                    .with_retention(cfg.retention);
                 p.prepare(last_seq + 1).map_err(journal_err)?;
                 Some(Box::new(p))
             };

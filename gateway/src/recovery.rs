@@ -19,6 +19,12 @@
 //! everything after it is moved aside into `damaged/` and logged as an
 //! ERROR (`journal::repair_journal`).
 //!
+//! Retention (`journal::retention`) removes the journal's front only up to
+//! the oldest kept snapshot, and `journal.base` says where the journal then
+//! starts: recovery needs nothing before the snapshot it uses, so it works
+//! unchanged; when no usable snapshot reaches the base (both snapshots
+//! damaged) it refuses with `ArchivedBeforeSnapshot`, naming the archive.
+//!
 //! Two losses that leave no damaged bytes behind are refused even with
 //! `repair` (nothing is there to move aside; a human decides whether the
 //! lost data can be restored): a journal that ends before the newest valid
@@ -63,6 +69,18 @@ pub enum RecoveryError {
     /// Snapshots could not be listed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// The journal's front was retained away (`journal.base`), and no
+    /// usable snapshot reaches it: the seqs between are only in the archive
+    /// (or were deleted).
+    #[error("journal starts at seq {first_seq} ({} says seqs 1..={} were archived into {} or deleted), but {}: recovery needs a snapshot at seq {} or later; restore a snapshot, or rebuild from the archive (`bourse replay`)", dir.join(journal::BASE_NAME).display(), first_seq - 1, dir.join(journal::retention::ARCHIVE_DIR).display(), match snapshot_seq { Some(s) => format!("the newest usable snapshot is at seq {s}"), None => "no snapshot is usable".to_string() }, first_seq - 1)]
+    ArchivedBeforeSnapshot {
+        /// The partition directory.
+        dir: std::path::PathBuf,
+        /// Where the journal starts.
+        first_seq: u64,
+        /// The snapshot recovery would start from.
+        snapshot_seq: Option<u64>,
+    },
     /// The journal ends before the snapshot's seq: durable inputs are missing.
     #[error("journal ends at seq {journal_last} but snapshot {} is at seq {snapshot_seq}: seqs {}..={snapshot_seq} are missing from the journal (a lost segment?), which cannot continue from the snapshot; refused even with repair: restore the journal, or, accepting the loss of those seqs, move the snapshot aside", snapshot.display(), journal_last + 1)]
     JournalBehindSnapshot {
@@ -140,6 +158,15 @@ where
         Some((e, s, p)) => (e, Some(s), Some(p)),
         None => (Engine::new(cfg), None, None),
     };
+    if let Some(b) = journal::read_base(storage, dir)? {
+        if snapshot_seq.unwrap_or(0) < b.retained_through() {
+            return Err(RecoveryError::ArchivedBeforeSnapshot {
+                dir: dir.to_path_buf(),
+                first_seq: b.first_seq,
+                snapshot_seq,
+            });
+        }
+    }
     let mut next = snapshot_seq.unwrap_or(0) + 1;
     let mut replayed = 0u64;
     let mut events = engine.new_events();

@@ -82,7 +82,7 @@ fn verify_dump_replay_and_damage() {
     let mut out = Vec::new();
     let rep = run_journal_verify(&dir, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(rep.records, 500);
+    assert_eq!(rep.journal.records, 500);
     assert!(
         text.contains("records: 500") && text.contains("last seq: 500"),
         "{text}"

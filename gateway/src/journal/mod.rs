@@ -31,12 +31,20 @@
 //!   not all zeros was truncated (a cut at a block boundary included);
 //! - `journal.head` names the newest segment ([`head`]): a journal that
 //!   ends before it, or lacks it, lost its newest segment.
+//! - the journal starts at seq 1 with a zero `prev_checksum`, unless
+//!   `journal.base` ([`base`]) says its front was retained away (archived
+//!   into `archive/` or deleted, see [`retention`]): then it starts exactly
+//!   at the base's seq and chains from the base's checksum. A journal that
+//!   starts anywhere else lost its front, and is refused naming the missing
+//!   seqs.
 
+pub mod base;
 pub mod format;
 pub mod head;
 pub mod lock;
 pub mod reader;
 pub mod repair;
+pub mod retention;
 pub mod sim;
 pub mod storage;
 pub mod writer;
@@ -44,6 +52,7 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use base::{read_base, write_base, Base, BASE_NAME};
 pub use format::{BlockFault, BlockHeader, BLOCK_ALIGN, HEADER_LEN};
 pub use head::{read_head, write_head, HEAD_NAME};
 pub use lock::{live_writer, DirLock, LockError, LOCK_NAME};
@@ -183,6 +192,38 @@ pub enum JournalError {
         present: bool,
         /// Seq of the journal's last intact record (0: none).
         last_good_seq: u64,
+    },
+    /// The journal's first segment is not where it must start: seq 1, or
+    /// the seq `journal.base` names. Segments at the front were lost (a
+    /// retention pass never removes one without writing the base first).
+    #[error("journal in {} lost its front: the first segment is {} (seq {found}), but {}: seqs {expected}..={} are missing; restore those segments (from archive/ or a backup)", dir.display(), first_segment.display(), if *base { format!("{} says the journal starts at seq {expected}", BASE_NAME) } else { format!("there is no {BASE_NAME}, so the journal must start at seq 1 (nothing was ever archived or deleted on purpose)") }, found.saturating_sub(1))]
+    LostFront {
+        /// The partition directory.
+        dir: PathBuf,
+        /// The first segment present.
+        first_segment: PathBuf,
+        /// Its first seq.
+        found: u64,
+        /// The seq the journal must start at.
+        expected: u64,
+        /// Whether a `journal.base` set `expected`.
+        base: bool,
+    },
+    /// A segment to archive is already in the archive with other bytes.
+    #[error("journal retention: {} is already archived as {} with different bytes; retention stops (move one of them away by hand)", segment.display(), archived.display())]
+    ArchiveConflict {
+        /// The segment in the journal directory.
+        segment: PathBuf,
+        /// The archived file of the same name.
+        archived: PathBuf,
+    },
+    /// `journal.base` is unreadable or damaged.
+    #[error("journal: {} is damaged: {what} (it anchors a journal whose front was archived; restore it or rebuild it from the first segment's first block)", path.display())]
+    BadBase {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
     },
     /// `journal.head` does not name a segment.
     #[error("journal: {} does not name a segment (holds {content:?})", path.display())]

@@ -18,6 +18,10 @@
 //!   `JournalError::Corrupt` naming the segment, the offset, the fault and
 //!   the last intact seq.
 //!
+//! Before the first segment: the journal must start at seq 1, or where
+//! `journal.base` says its front was retained away (see `base`); a first
+//! segment that starts later lost the front (`JournalError::LostFront`).
+//!
 //! After the last segment: a `journal.head` naming a segment that is
 //! missing, or one the journal ends before, is `JournalError::LostSegment`
 //! (the newest segment was lost whole; see `head`).
@@ -33,6 +37,7 @@
 //! `scan` never writes; `cut_torn_tail` (the torn tail) and
 //! `repair::move_damage_aside` (damage, on request) are what write.
 
+use super::base::{read_base, Base};
 use super::format::{self, BlockFault, BlockHeader, BLOCK_ALIGN, HEADER_LEN};
 use super::head::{read_head, write_head, HEAD_NAME};
 use super::{
@@ -104,6 +109,12 @@ pub struct ScanReport {
     pub tail: Option<TornTail>,
     /// Segments after the end segment (they hold no valid block).
     pub trailing: Vec<PathBuf>,
+    /// The anchor (`journal.base`) when the journal's front was retained
+    /// away: the journal starts at its seq.
+    pub base: Option<Base>,
+    /// Segments before the base still in the directory (a retention pass
+    /// cut short): not read, finished by the next pass.
+    pub retired: Vec<PathBuf>,
 }
 
 /// Decodes every record of a block, handing each input to `f`; a record
@@ -215,18 +226,91 @@ fn torn_tail_at<S: Storage>(
 /// records)` for every valid block in order. A fault returned by `visit`
 /// (say, a record that does not decode) is reported as corruption of that
 /// block.
+///
+/// The journal starts where `journal.base` says (see `base`), else at seq 1
+/// with a zero `prev_checksum`; a first segment that starts later is
+/// `JournalError::LostFront`. Segments before the base (left by a crash in
+/// the middle of a retention pass) are not read: they are listed in
+/// `ScanReport::retired` for the next pass to finish.
 pub fn scan<S, F>(storage: &S, dir: &Path, mut visit: F) -> Result<ScanReport, JournalError>
 where
     S: Storage,
     F: FnMut(&Path, u64, &BlockHeader, &[InputRecord]) -> Result<(), BlockFault>,
 {
-    let segments = list_segments(storage, dir)?;
+    let all = list_segments(storage, dir)?;
     let head = read_head(storage, dir)?;
+    let base = read_base(storage, dir)?;
+    let first_seq = base.map_or(1, |b| b.first_seq);
+    let split = all.partition_point(|(s, _)| *s < first_seq);
+    let (retired, segments) = all.split_at(split);
+    if let Some((found, path)) = segments.first() {
+        if *found != first_seq {
+            return Err(JournalError::LostFront {
+                dir: dir.to_path_buf(),
+                first_segment: path.clone(),
+                found: *found,
+                expected: first_seq,
+                base: base.is_some(),
+            });
+        }
+    }
     let mut rep = ScanReport {
         segments: segments.len(),
+        base,
+        retired: retired.iter().map(|(_, p)| p.clone()).collect(),
         ..ScanReport::default()
     };
-    let mut prev: Option<(u64, u128)> = None; // (last seq, last header checksum)
+    let start = Chain {
+        last_seq: first_seq - 1,
+        last_checksum: Some(base.map_or(0, |b| b.prev_checksum)),
+    };
+    walk(storage, segments, start, &mut visit, &mut rep)?;
+    if rep.end.is_none() {
+        if let (Some(b), Some((_, path))) = (base, segments.first()) {
+            // Nothing written since the base: the writer resumes at the
+            // start of the first kept segment, continuing the anchor.
+            rep.end = Some(JournalEnd {
+                segment: path.clone(),
+                offset: 0,
+                last_seq: b.retained_through(),
+                last_checksum: b.prev_checksum,
+            });
+        }
+    }
+    if rep.last_seq.is_none() {
+        rep.last_seq = base.map(|b| b.retained_through());
+    }
+    rep.trailing = trailing_after_end(&rep, segments);
+    check_head(dir, head, &all, &rep)?;
+    Ok(rep)
+}
+
+/// Where a walk starts: the seq before its first record and, when known,
+/// the header checksum its first block must name as `prev_checksum`
+/// (unknown only for an archive whose oldest segments were deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chain {
+    /// Seq of the record before the first one.
+    pub last_seq: u64,
+    /// Header checksum of the block before the first one.
+    pub last_checksum: Option<u128>,
+}
+
+/// Walks `segments` in order from `start` (see `scan`), filling `rep`:
+/// counts, first and last seq, the end, a torn tail. Stops with `Ok` at a
+/// torn tail (in `rep.tail`) or after the last segment.
+pub(crate) fn walk<S, F>(
+    storage: &S,
+    segments: &[(u64, PathBuf)],
+    start: Chain,
+    visit: &mut F,
+    rep: &mut ScanReport,
+) -> Result<(), JournalError>
+where
+    S: Storage,
+    F: FnMut(&Path, u64, &BlockHeader, &[InputRecord]) -> Result<(), BlockFault>,
+{
+    let mut prev = start;
     for (si, (name_seq, path)) in segments.iter().enumerate() {
         let data = read_all(storage, path)?;
         let short = data.is_empty()
@@ -235,7 +319,7 @@ where
         let mut off = 0usize;
         let mut first_in_segment = true;
         loop {
-            let last_good_seq = prev.map_or(0, |p| p.0);
+            let last_good_seq = prev.last_seq;
             let corrupt = |offset: usize, what: BlockFault| JournalError::Corrupt {
                 segment: path.clone(),
                 offset: offset as u64,
@@ -277,45 +361,10 @@ where
                         bytes: (nonzero_end(&data, off) - off) as u64,
                         what,
                     });
-                    rep.trailing = trailing_after_end(&rep, &segments);
-                    check_head(dir, head, &segments, &rep)?;
-                    return Ok(rep);
+                    return Ok(());
                 }
             };
-            // A valid block: it must continue the chain and the sequence.
-            let (expected_seq, expected_prev) = match prev {
-                Some((s, c)) => (Some(s + 1), c),
-                None => (None, 0),
-            };
-            if let Some(e) = expected_seq {
-                if h.first_seq != e {
-                    return Err(corrupt(
-                        off,
-                        BlockFault::SeqGap {
-                            expected: e,
-                            found: h.first_seq,
-                        },
-                    ));
-                }
-            }
-            if prev.is_some() && h.prev_checksum != expected_prev {
-                return Err(corrupt(
-                    off,
-                    BlockFault::ChainBroken {
-                        expected: expected_prev,
-                        found: h.prev_checksum,
-                    },
-                ));
-            }
-            if first_in_segment && h.first_seq != *name_seq {
-                return Err(corrupt(
-                    off,
-                    BlockFault::NameMismatch {
-                        name_seq: *name_seq,
-                        first_seq: h.first_seq,
-                    },
-                ));
-            }
+            check_links(&h, prev, first_in_segment, *name_seq).map_err(|w| corrupt(off, w))?;
             let records = format::block_records(&data[off..], &h);
             for (i, r) in records.iter().enumerate() {
                 let expected = h.first_seq + i as u64;
@@ -335,7 +384,10 @@ where
             rep.records += h.count as u64;
             rep.first_seq.get_or_insert(h.first_seq);
             rep.last_seq = Some(h.last_seq());
-            prev = Some((h.last_seq(), h.header_checksum));
+            prev = Chain {
+                last_seq: h.last_seq(),
+                last_checksum: Some(h.header_checksum),
+            };
             off += len as usize;
             first_in_segment = false;
             rep.end = Some(JournalEnd {
@@ -360,9 +412,39 @@ where
             }
         }
     }
-    rep.trailing = trailing_after_end(&rep, &segments);
-    check_head(dir, head, &segments, &rep)?;
-    Ok(rep)
+    Ok(())
+}
+
+/// A valid block must continue the sequence and the hash chain from `prev`,
+/// and the first block of a segment must be the one its name says.
+fn check_links(
+    h: &BlockHeader,
+    prev: Chain,
+    first_in_segment: bool,
+    name_seq: u64,
+) -> Result<(), BlockFault> {
+    let expected = prev.last_seq + 1;
+    if h.first_seq != expected {
+        return Err(BlockFault::SeqGap {
+            expected,
+            found: h.first_seq,
+        });
+    }
+    if let Some(c) = prev.last_checksum {
+        if h.prev_checksum != c {
+            return Err(BlockFault::ChainBroken {
+                expected: c,
+                found: h.prev_checksum,
+            });
+        }
+    }
+    if first_in_segment && h.first_seq != name_seq {
+        return Err(BlockFault::NameMismatch {
+            name_seq,
+            first_seq: h.first_seq,
+        });
+    }
+    Ok(())
 }
 
 /// Refuses a journal that lost its newest segment: `journal.head` names the

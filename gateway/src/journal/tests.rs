@@ -515,3 +515,275 @@ fn every_segment_ends_with_a_zero_page_and_the_config_leaves_room_for_it() {
     let (_, got) = seqs(&d, dir);
     assert_eq!(got, (1..=6).collect::<Vec<_>>());
 }
+
+// --- Retention (`retention`, `base`) -------------------------------------
+
+use super::retention::{
+    scan_archive, ArchiveReport, RetainPolicy, Retention, RetentionConfig, Step, ARCHIVE_DIR,
+};
+
+/// 16 KiB segments of three 10-record blocks: segments start at 1, 31, 61, …
+fn retention_journal(d: &SimDisk, records: u64) -> JournalWriter<SimDisk> {
+    let (mut w, _) = JournalWriter::open(d.clone(), Path::new(DIR), cfg(16384, 10)).unwrap();
+    for from in (1..=records).step_by(10) {
+        w.append_batch(&recs(from, 10)).unwrap();
+    }
+    w
+}
+
+fn retention(policy: RetainPolicy, archive_bytes_max: u64) -> Retention {
+    Retention::new(
+        Path::new(DIR),
+        RetentionConfig {
+            policy,
+            archive_bytes_max,
+        },
+    )
+}
+
+/// The seqs the archived range and then the journal hold, in reading order.
+fn archived_and_kept(d: &SimDisk) -> (Option<ArchiveReport>, Vec<u64>) {
+    let mut out = Vec::new();
+    let mut push = |_: &Path, _, _: &BlockHeader, rs: &[InputRecord]| {
+        out.extend(rs.iter().map(|r| r.seq()));
+        Ok(())
+    };
+    let a = scan_archive(d, Path::new(DIR), &mut push).expect("archive");
+    scan(d, Path::new(DIR), &mut push).expect("scan");
+    (a, out)
+}
+
+#[test]
+fn archive_moves_segments_before_the_oldest_snapshot_and_reading_crosses_the_base() {
+    let d = SimDisk::new();
+    let dir = Path::new(DIR);
+    let mut w = retention_journal(&d, 200);
+    let mut r = retention(RetainPolicy::Archive, 0);
+    r.snapshot_kept(95);
+    let steps = r.run(&d, 200, w.current_segment()).unwrap();
+    // The base goes first, then three segments (1, 31, 61) leave, oldest first.
+    let b = Base {
+        first_seq: 91,
+        prev_checksum: first_block_prev(&d, 91),
+    };
+    assert_eq!(steps[0], Step::Anchored(b), "{steps:?}");
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    assert_eq!(
+        seg_names(&d, &dir.join(ARCHIVE_DIR)),
+        vec![segment_name(1), segment_name(31), segment_name(61)]
+    );
+    d.crash(&mut SplitMix64(9), false);
+    let (rep, got) = seqs(&d, dir);
+    assert_eq!((rep.base, rep.first_seq), (Some(b), Some(91)));
+    assert_eq!(got, (91..=200).collect::<Vec<_>>());
+    let (a, all) = archived_and_kept(&d);
+    let a = a.expect("an archive");
+    assert!(a.complete(), "{a}");
+    assert_eq!(
+        a.to_string(),
+        "seq 1..=90 archived in /j/archive (verified)"
+    );
+    assert_eq!(all, (1..=200).collect::<Vec<_>>());
+    // The writer goes on; a later pass moves the base on.
+    w.append_batch(&recs(201, 10)).unwrap();
+    drop(w);
+    let (mut w, rep) = JournalWriter::open(d.clone(), dir, cfg(16384, 10)).unwrap();
+    assert_eq!(rep.last_seq, Some(210));
+    w.append_batch(&recs(211, 10)).unwrap();
+    r.snapshot_kept(150);
+    r.run(&d, 220, w.current_segment()).unwrap();
+    assert_eq!(read_base(&d, dir).unwrap().map(|b| b.first_seq), Some(151));
+    assert_eq!(archived_and_kept(&d).1, (1..=220).collect::<Vec<_>>());
+}
+
+fn first_block_prev(d: &SimDisk, seq: u64) -> u128 {
+    let data = d.contents(&Path::new(DIR).join(segment_name(seq))).unwrap();
+    format::parse_header(&data).unwrap().prev_checksum
+}
+
+#[test]
+fn the_segments_holding_the_last_record_and_the_head_stay() {
+    let d = SimDisk::new();
+    let w = retention_journal(&d, 100); // segments 1, 31, 61, 91 (91..=100 in it)
+    let mut r = retention(RetainPolicy::Delete, 0);
+    r.snapshot_kept(100);
+    r.run(&d, 100, w.current_segment()).unwrap();
+    assert_eq!(seg_names(&d, Path::new(DIR)), vec![segment_name(91)]);
+    // Even a snapshot past everything never takes the last segment.
+    r.snapshot_kept(10_000);
+    assert_eq!(r.run(&d, 100, w.current_segment()).unwrap(), vec![]);
+    assert_eq!(seqs(&d, Path::new(DIR)).1, (91..=100).collect::<Vec<_>>());
+}
+
+#[test]
+fn delete_deletes_and_the_archive_is_pruned_to_its_bound() {
+    let d = SimDisk::new();
+    let w = retention_journal(&d, 200);
+    let mut r = retention(RetainPolicy::Delete, 0);
+    r.snapshot_kept(95);
+    r.run(&d, 200, w.current_segment()).unwrap();
+    assert!(seg_names(&d, &Path::new(DIR).join(ARCHIVE_DIR)).is_empty());
+    let (a, got) = archived_and_kept(&d);
+    let a = a.unwrap();
+    assert!(!a.complete() && a.first_seq.is_none());
+    assert_eq!(
+        a.to_string(),
+        "seq 1..=90 archived or deleted (not present in /j/archive)"
+    );
+    assert_eq!(got, (91..=200).collect::<Vec<_>>());
+
+    // Archive bounded to two segments: the oldest one goes.
+    let d = SimDisk::new();
+    let w = retention_journal(&d, 200);
+    let mut r = retention(RetainPolicy::Archive, 2 * 16384);
+    r.snapshot_kept(95);
+    let steps = r.run(&d, 200, w.current_segment()).unwrap();
+    assert!(
+        matches!(steps.last(), Some(Step::Pruned(p)) if p.len() == 1),
+        "{steps:?}"
+    );
+    let (a, got) = archived_and_kept(&d);
+    let a = a.unwrap();
+    assert_eq!((a.first_seq, a.last_seq), (Some(31), Some(90)));
+    assert!(a.covers(31, 90) && !a.covers(1, 90));
+    assert!(
+        a.to_string().contains("seq 1..=30 not present (deleted)"),
+        "{a}"
+    );
+    assert_eq!(got, (31..=200).collect::<Vec<_>>());
+}
+
+#[test]
+fn keep_never_removes_anything() {
+    let d = SimDisk::new();
+    let w = retention_journal(&d, 200);
+    let mut r = retention(RetainPolicy::Keep, 0);
+    r.snapshot_kept(195);
+    assert_eq!(r.run(&d, 200, w.current_segment()).unwrap(), vec![]);
+    assert_eq!(seg_names(&d, Path::new(DIR)).len(), 7);
+    assert!(read_base(&d, Path::new(DIR)).unwrap().is_none());
+}
+
+#[test]
+fn a_crash_between_anchor_and_move_or_between_the_two_syncs_is_read_and_finished() {
+    let dir = Path::new(DIR);
+    let adir = dir.join(ARCHIVE_DIR);
+    // (1) Anchor written, nothing moved yet: the scan starts at the base and
+    // lists the segments before it; the archive walk reads them in place.
+    let d = SimDisk::new();
+    let w = retention_journal(&d, 200);
+    let mut r = retention(RetainPolicy::Archive, 0);
+    r.snapshot_kept(95);
+    assert!(matches!(
+        r.step(&d, 200, w.current_segment()).unwrap(),
+        Step::Anchored(_)
+    ));
+    d.crash(&mut SplitMix64(3), true);
+    let (rep, got) = seqs(&d, dir);
+    assert_eq!(rep.retired.len(), 3);
+    assert_eq!(got, (91..=200).collect::<Vec<_>>());
+    assert_eq!(archived_and_kept(&d).1, (1..=200).collect::<Vec<_>>());
+    // A new process finishes the pass.
+    let (w, _) = JournalWriter::open(d.clone(), dir, cfg(16384, 10)).unwrap();
+    let mut r = retention(RetainPolicy::Archive, 0);
+    r.snapshot_kept(95);
+    assert_eq!(r.run(&d, 200, w.current_segment()).unwrap().len(), 3);
+    assert!(seqs(&d, dir).0.retired.is_empty());
+
+    // (2) Renamed into the archive, the archive synced, the journal
+    // directory not: after a crash the segment is in both places.
+    let d = SimDisk::new();
+    let w = retention_journal(&d, 200);
+    let mut r = retention(RetainPolicy::Archive, 0);
+    r.snapshot_kept(35);
+    r.step(&d, 200, w.current_segment()).unwrap(); // base 31
+    let seg = dir.join(segment_name(1));
+    d.rename(&seg, &adir.join(segment_name(1))).unwrap();
+    d.sync_dir(&adir).unwrap();
+    d.crash(&mut SplitMix64(4), true);
+    assert!(d.contents(&seg).is_some() && d.contents(&adir.join(segment_name(1))).is_some());
+    let (a, got) = archived_and_kept(&d);
+    assert!(a.unwrap().complete());
+    assert_eq!(got, (1..=200).collect::<Vec<_>>());
+    let mut r = retention(RetainPolicy::Archive, 0);
+    r.snapshot_kept(35);
+    let steps = r.run(&d, 200, w.current_segment()).unwrap();
+    assert_eq!(
+        steps,
+        vec![Step::Retired {
+            from: seg.clone(),
+            to: Some(adir.join(segment_name(1)))
+        }]
+    );
+    assert!(d.contents(&seg).is_none());
+    assert_eq!(archived_and_kept(&d).1, (1..=200).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_lost_front_segment_is_an_error_naming_the_missing_seqs_with_or_without_a_base() {
+    let dir = Path::new(DIR);
+    let d = SimDisk::new();
+    drop(retention_journal(&d, 200));
+    d.remove(&dir.join(segment_name(1))).unwrap();
+    let e = scan(&d, dir, |_, _, _, _| Ok(())).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            JournalError::LostFront {
+                found: 31,
+                expected: 1,
+                base: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("seqs 1..=30 are missing") && msg.contains("no journal.base"),
+        "{msg}"
+    );
+    // The writer refuses too.
+    assert!(JournalWriter::open(d.clone(), dir, cfg(16384, 10)).is_err());
+
+    // With a base at 91, losing segment 91 is as much an error.
+    let d = SimDisk::new();
+    let w = retention_journal(&d, 200);
+    let mut r = retention(RetainPolicy::Delete, 0);
+    r.snapshot_kept(95);
+    r.run(&d, 200, w.current_segment()).unwrap();
+    d.remove(&dir.join(segment_name(91))).unwrap();
+    let e = scan(&d, dir, |_, _, _, _| Ok(())).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("journal.base says the journal starts at seq 91")
+            && msg.contains("seqs 91..=120 are missing"),
+        "{msg}"
+    );
+    // A damaged base is named, never guessed around.
+    let mut f = d.open(&dir.join(BASE_NAME)).unwrap();
+    f.write_at(b"X", 0).unwrap();
+    assert!(matches!(
+        scan(&d, dir, |_, _, _, _| Ok(())),
+        Err(JournalError::BadBase { .. })
+    ));
+}
+
+#[test]
+fn a_writer_with_every_segment_gone_continues_the_base() {
+    let dir = Path::new(DIR);
+    let d = SimDisk::new();
+    let w = retention_journal(&d, 100);
+    let mut r = retention(RetainPolicy::Delete, 0);
+    r.snapshot_kept(100);
+    r.run(&d, 100, w.current_segment()).unwrap();
+    drop(w);
+    // As a repair that moved the last segment aside would leave it.
+    d.remove(&dir.join(segment_name(91))).unwrap();
+    d.remove(&dir.join(HEAD_NAME)).unwrap();
+    let (mut w, rep) = JournalWriter::open(d.clone(), dir, cfg(16384, 10)).unwrap();
+    assert_eq!(rep.last_seq, Some(90));
+    w.append_batch(&recs(91, 10)).unwrap();
+    let (rep, got) = seqs(&d, dir);
+    assert_eq!((rep.first_seq, got.len()), (Some(91), 10));
+}

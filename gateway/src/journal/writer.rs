@@ -14,6 +14,7 @@
 //! is a rename and a directory sync, not 64 MiB of zeros on the commit path. After any I/O error the writer is
 //! poisoned: every later call fails with `Poisoned` and nothing is retried.
 
+use super::base::BASE_TMP_NAME;
 use super::format::{self, BLOCK_ALIGN, HEADER_LEN};
 use super::head::{write_head, HEAD_TMP_NAME};
 use super::reader::{self, JournalEnd};
@@ -88,7 +89,12 @@ impl<S: Storage> JournalWriter<S> {
         let names = storage.list(dir).map_err(io_err("list", dir))?;
         let leftovers: Vec<&String> = names
             .iter()
-            .filter(|n| *n == SPARE_NAME || *n == HEAD_TMP_NAME || n.ends_with(NEW_SEGMENT_SUFFIX))
+            .filter(|n| {
+                *n == SPARE_NAME
+                    || *n == HEAD_TMP_NAME
+                    || *n == BASE_TMP_NAME
+                    || n.ends_with(NEW_SEGMENT_SUFFIX)
+            })
             .collect();
         for n in &leftovers {
             let p = dir.join(n);
@@ -97,7 +103,13 @@ impl<S: Storage> JournalWriter<S> {
         if !leftovers.is_empty() {
             storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
         }
-        let w = Self::resume(storage, dir, cfg, rep.end.clone())?;
+        let mut w = Self::resume(storage, dir, cfg, rep.end.clone())?;
+        if let (None, Some(b)) = (&rep.end, rep.base) {
+            // Every segment left (a repair moved them all aside): the next
+            // block continues the anchor, in a segment named for its seq.
+            w.last_seq = Some(b.retained_through());
+            w.prev_checksum = b.prev_checksum;
+        }
         Ok((w, rep))
     }
 
@@ -154,6 +166,13 @@ impl<S: Storage> JournalWriter<S> {
     /// Seq of the last record appended (and, per the mode, durable).
     pub fn last_seq(&self) -> Option<u64> {
         self.last_seq
+    }
+
+    /// The first seq of the segment being written (`None`: none yet).
+    pub fn current_segment(&self) -> Option<u64> {
+        self.segment
+            .as_ref()
+            .and_then(|(_, p)| reader::segment_seq(p))
     }
 
     /// The region of the most recent block write attempted: `(segment,

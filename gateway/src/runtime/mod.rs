@@ -51,6 +51,11 @@ pub trait Persistence: Send + 'static {
     fn background(&mut self, _idle: bool) -> bool {
         false
     }
+    /// Bytes on disk (journal, archive, snapshots) and how far retention
+    /// went, as last measured (cheap: no I/O); `None` when not measured.
+    fn disk_usage(&self) -> Option<crate::journal::retention::DiskUsage> {
+        None
+    }
 }
 
 /// What a configured `spin` becomes when the engine threads cannot be pinned.
@@ -478,6 +483,13 @@ fn journal_loop(
         // which a commit arriving meanwhile waits for (about a millisecond,
         // instead of a whole segment's preallocation at the roll).
         let worked = persist.background(q.is_empty()) || worked;
+        if let Some(u) = persist.disk_usage() {
+            let c = &shared.counters;
+            c.disk_journal_bytes.set(u.journal_bytes);
+            c.disk_archive_bytes.set(u.archive_bytes);
+            c.disk_snapshot_bytes.set(u.snapshot_bytes);
+            c.retained_through_seq.set(u.retained_through_seq);
+        }
         idler.idle(worked);
     }
 }

@@ -169,6 +169,15 @@ pub struct Counters {
     pub last_snapshot_unix_ns: Counter,
     /// Snapshots written.
     pub snapshots: Counter,
+    /// Disk: bytes of journal files in the partition directory (segments,
+    /// spare, head, base), as last measured by the journal thread.
+    pub disk_journal_bytes: Counter,
+    /// Disk: bytes of archived segments (`archive/`).
+    pub disk_archive_bytes: Counter,
+    /// Disk: bytes of snapshot files.
+    pub disk_snapshot_bytes: Counter,
+    /// Last seq retained away from the journal directory (0: none).
+    pub retained_through_seq: Counter,
 }
 
 impl Default for Counters {
@@ -191,6 +200,10 @@ impl Default for Counters {
             applied_time_ns: Counter::default(),
             last_snapshot_unix_ns: Counter::default(),
             snapshots: Counter::default(),
+            disk_journal_bytes: Counter::default(),
+            disk_archive_bytes: Counter::default(),
+            disk_snapshot_bytes: Counter::default(),
+            retained_through_seq: Counter::default(),
         }
     }
 }
