@@ -611,6 +611,12 @@ impl Engine {
         self.ledger.history_tail(after)
     }
 
+    /// Transfer records (and remembered failed ids) held in memory now:
+    /// the live part of the ledger, at most `transfers_max`.
+    pub fn transfers_in_memory(&self) -> usize {
+        self.ledger.hot.len()
+    }
+
     /// The transfer `id` as an admin would see it (memory, then history).
     pub fn lookup_transfer(&self, id: TransferId) -> Option<TransferRecord> {
         self.ledger.visible_record(id)
