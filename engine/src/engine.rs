@@ -617,6 +617,12 @@ impl Engine {
         self.ledger.hot.len()
     }
 
+    /// Whether the transfer (or failed id) `id` is held in memory now (not
+    /// only in history).
+    pub fn transfer_in_memory(&self, id: TransferId) -> bool {
+        self.ledger.hot.get(id).is_some()
+    }
+
     /// The transfer `id` as an admin would see it (memory, then history).
     pub fn lookup_transfer(&self, id: TransferId) -> Option<TransferRecord> {
         self.ledger.visible_record(id)

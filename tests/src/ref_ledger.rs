@@ -319,9 +319,12 @@ impl RefLedger {
 
     /// Whether the actor owns either account of a transfer (or is admin).
     fn may_see(&self, actor: &Actor, t: &StoredTransfer) -> bool {
-        [t.accounts.0, t.accounts.1]
-            .iter()
-            .any(|a| self.st.accounts.get(a).is_some_and(|a| acts_for(actor, a.owner)))
+        [t.accounts.0, t.accounts.1].iter().any(|a| {
+            self.st
+                .accounts
+                .get(a)
+                .is_some_and(|a| acts_for(actor, a.owner))
+        })
     }
 
     fn lookup(&mut self, id: TransferId, actor: &Actor) -> Event {
@@ -748,7 +751,13 @@ impl RefLedger {
         self.st.transfers.len() + self.failed.len()
     }
 
-    fn push_stored(&mut self, t: &TransferSpec, state: PendingState, accounts: (u128, u128), moved: u128) {
+    fn push_stored(
+        &mut self,
+        t: &TransferSpec,
+        state: PendingState,
+        accounts: (u128, u128),
+        moved: u128,
+    ) {
         let ledger_seq = self.st.transfers.len() as u64 + 1;
         self.st.transfers.push(StoredTransfer {
             spec: *t,
