@@ -23,6 +23,8 @@ use crate::command::TransferSpec;
 use crate::event::LedgerError;
 use crate::types::*;
 use std::collections::BTreeMap;
+// MemHistory only (tests, scripts, benches): the engine itself takes no lock.
+#[allow(clippy::disallowed_types)]
 use std::sync::{Arc, Mutex};
 
 /// What became of a stored transfer (or a remembered failure).
@@ -314,6 +316,7 @@ struct MemRuns {
 /// engine owns another. Its lock is never contended in its intended use (the
 /// engine and the cutter on one thread); a server uses the on-disk store.
 #[derive(Clone, Debug, Default)]
+#[allow(clippy::disallowed_types)] // see the type's doc: never contended
 pub struct MemHistory(Arc<Mutex<MemRuns>>);
 
 impl MemHistory {

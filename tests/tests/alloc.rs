@@ -132,7 +132,7 @@ fn no_allocation_per_ledger_command_with_history() {
             engine.apply(&input, &mut events);
             COUNTING.with(|c| c.set(false));
             cutter.feed(events.changes());
-            if seq % 300 == 0 {
+            if seq.is_multiple_of(300) {
                 let (run, checksum) = cutter.cut(Seq(seq));
                 COUNTING.with(|c| c.set(counted));
                 engine.apply(
@@ -180,7 +180,7 @@ fn no_allocation_per_ledger_command_with_history() {
                 t.flags.0 = TransferFlags::PENDING;
                 t.debit_account = AccountId(10);
                 t.credit_account = AccountId(11);
-                t.timeout_ns = if id % 2 == 0 { 50 } else { 0 };
+                t.timeout_ns = if id.is_multiple_of(2) { 50 } else { 0 };
             }
             2 => {
                 t.flags.0 = TransferFlags::POST_PENDING;
@@ -213,7 +213,7 @@ fn no_allocation_per_ledger_command_with_history() {
                 lo: (k as u64) / 4,
                 hi: u64::MAX,
                 limit: 64,
-                newest_first: k % 2 == 0,
+                newest_first: k.is_multiple_of(2),
             },
             actor: Actor::Admin,
         },
