@@ -719,20 +719,19 @@ fn measure_history(history: usize) -> HistoryRow {
     engine.attach_history(Box::new(store.clone()));
     let mut cutter = HistoryCutter::new(store, 0);
     let mut rng = SplitMix64::new(0x4157);
-    let apply_one =
-        |engine: &mut Engine, events: &mut Events, seq: &mut u64, t: TransferSpec| {
-            *seq += 1;
-            let input = Input {
-                seq: Seq(*seq),
-                now: Timestamp(*seq),
-                command: Command::Transfer {
-                    transfer: t,
-                    batch_end: true,
-                    actor: Actor::Admin,
-                },
-            };
-            engine.apply(black_box(&input), events);
+    let apply_one = |engine: &mut Engine, events: &mut Events, seq: &mut u64, t: TransferSpec| {
+        *seq += 1;
+        let input = Input {
+            seq: Seq(*seq),
+            now: Timestamp(*seq),
+            command: Command::Transfer {
+                transfer: t,
+                batch_end: true,
+                actor: Actor::Admin,
+            },
         };
+        engine.apply(black_box(&input), events);
+    };
     let install =
         |engine: &mut Engine, events: &mut Events, seq: &mut u64, cutter: &mut HistoryCutter| {
             let (run, checksum) = cutter.cut(Seq(*seq));

@@ -137,7 +137,10 @@ pub struct HistoryFault {
 /// (the server's on-disk store) or by [`MemHistory`]-like stores in tests;
 /// the engine only calls it for ids and accounts its memory cannot answer.
 pub trait TransferHistory: Send + std::fmt::Debug {
-    /// The newest record of `id` in installed runs, if any.
+    /// The newest record of `id` in installed runs, if any. (A store may
+    /// also answer from runs written but not yet installed — a replay after
+    /// a restart meets those: the engine ignores any record whose
+    /// `change_seq` is past its installed `through_seq`.)
     fn get(&self, id: TransferId) -> Result<Option<TransferRecord>, HistoryFault>;
 
     /// The records of `filter.account` (as debit or credit account) in
