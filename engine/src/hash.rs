@@ -1,11 +1,12 @@
-//! State hashing helpers: a streaming 128-bit hash (XXH3-128) for ordered
-//! state and a commutative accumulator for sets whose memory layout depends
-//! on history (hash tables).
+//! State hashing helper: a streaming 128-bit hash (XXH3-128) of state
+//! visited in a deterministic order.
 //!
-//! Invariant: the hash covers logical state only (ids, prices, quantities,
-//! queue order), never slot indices or table layouts.
+//! Invariant: the hash covers logical state (ids, prices, quantities, queue
+//! order) and, where a table's slot assignment is itself deterministic state
+//! that snapshots carry (owner records, the transfer store's records hash),
+//! that order; never a hash table's internal layout.
 
-use xxhash_rust::xxh3::{xxh3_128, Xxh3};
+use xxhash_rust::xxh3::Xxh3;
 
 /// Ordered state hasher.
 pub(crate) struct StateHasher(Xxh3);
@@ -28,25 +29,5 @@ impl StateHasher {
     }
     pub(crate) fn finish(self) -> u128 {
         self.0.digest128()
-    }
-}
-
-/// Commutative set hasher: the sum of per-element hashes, so the result does
-/// not depend on the order elements are visited in.
-#[derive(Default)]
-pub(crate) struct SetHasher(u128);
-
-impl SetHasher {
-    #[inline]
-    pub(crate) fn add(&mut self, parts: &[u128]) {
-        let mut buf = [0u8; 64];
-        let n = parts.len().min(4);
-        for (i, p) in parts[..n].iter().enumerate() {
-            buf[i * 16..i * 16 + 16].copy_from_slice(&p.to_le_bytes());
-        }
-        self.0 = self.0.wrapping_add(xxh3_128(&buf[..n * 16]));
-    }
-    pub(crate) fn value(&self) -> u128 {
-        self.0
     }
 }

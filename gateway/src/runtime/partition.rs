@@ -68,7 +68,7 @@ pub struct SnapshotBytes {
 }
 
 /// Command kinds, in the order of `Counters::commands` (metric label values).
-pub const COMMAND_KINDS: [&str; 13] = [
+pub const COMMAND_KINDS: [&str; 16] = [
     "instrument",
     "order",
     "cancel",
@@ -82,6 +82,9 @@ pub const COMMAND_KINDS: [&str; 13] = [
     "transfer",
     "query_balance",
     "query_open_orders",
+    "install_history",
+    "lookup_transfer",
+    "get_account_transfers",
 ];
 
 fn command_kind(c: &Command) -> usize {
@@ -99,6 +102,9 @@ fn command_kind(c: &Command) -> usize {
         Command::Transfer { .. } => 10,
         Command::QueryBalance { .. } => 11,
         Command::QueryOpenOrders { .. } => 12,
+        Command::InstallHistory { .. } => 13,
+        Command::LookupTransfer { .. } => 14,
+        Command::GetAccountTransfers { .. } => 15,
     }
 }
 
@@ -134,10 +140,10 @@ impl Counter {
 #[derive(Debug)]
 pub struct Counters {
     /// Commands applied, by kind (`COMMAND_KINDS`).
-    pub commands: [Counter; 13],
+    pub commands: [Counter; COMMAND_KINDS.len()],
     /// Of those, the ones answered with a reject (order, instrument, time,
     /// query, account or transfer reject events).
-    pub rejected: [Counter; 13],
+    pub rejected: [Counter; COMMAND_KINDS.len()],
     /// Reject events by `RejectReason` code (index = code).
     pub order_rejects: [Counter; 32],
     /// Ledger reject events by `LedgerError` code (index = code).
