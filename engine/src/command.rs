@@ -7,6 +7,7 @@
 //! answers nonsense (a price on a market order, say) with a reject event, never
 //! a panic.
 
+use crate::history::AccountFilter;
 use crate::types::*;
 
 /// One sequenced input.
@@ -105,6 +106,35 @@ pub enum Command {
         owner: OwnerId,
         /// Only this instrument.
         instrument: Option<InstrumentId>,
+    },
+    /// Install a history run: every transfer change with `change_seq ≤
+    /// through_seq` is now durable outside memory and may leave it. Issued
+    /// only by the runtime (the history writer) or an operator, never by a
+    /// session. Applied only if runs arrive in order and the attached
+    /// history holds run `run` with this checksum; otherwise rejected
+    /// `history_run_rejected`, changing nothing.
+    InstallHistory {
+        /// Run number: 1, 2, 3, … (one more than the last installed).
+        run: u64,
+        /// The last input whose changes the run covers.
+        through_seq: Seq,
+        /// xxh3-128 of the run's canonical records (`history::run_checksum`).
+        checksum: u128,
+    },
+    /// Look up one transfer by id: a `Transfers` event with one row, or
+    /// `transfer_not_found` (also for a transfer the actor may not see).
+    LookupTransfer {
+        /// Which transfer.
+        id: TransferId,
+        /// Who asks: an owner of its debit or credit account, or an admin.
+        actor: Actor,
+    },
+    /// Page through one account's transfers (debit or credit side).
+    GetAccountTransfers {
+        /// Account, range, limit and order.
+        filter: AccountFilter,
+        /// Who asks: only the account's owner (or an admin).
+        actor: Actor,
     },
 }
 

@@ -26,6 +26,7 @@ use crate::config::EngineConfig;
 use crate::event::*;
 use crate::fixed_map::FixedMap;
 use crate::hash::{SetHasher, StateHasher};
+use crate::history::{AccountFilter, TransferHistory, TransferRecord, ACCOUNT_TRANSFERS_LIMIT_MAX};
 use crate::index::{CoidSet, IdIndex, OwnerCoids};
 use crate::ledger::{Ledger, NO_ACCOUNT};
 use crate::types::*;
@@ -472,9 +473,11 @@ impl Engine {
 
     /// An events buffer big enough for this engine's `events_max`.
     pub fn new_events(&self) -> Events {
-        Events::with_capacity(
+        Events::with_capacities(
             self.cfg.events_max as usize,
             2 * self.cfg.levels_max as usize,
+            ACCOUNT_TRANSFERS_LIMIT_MAX as usize,
+            self.ledger.changes_max(),
         )
     }
 
@@ -529,7 +532,7 @@ impl Engine {
             self.now = now;
         }
         self.expire(out);
-        self.ledger.expire(self.now, out);
+        self.ledger.expire((input.seq, self.now), out);
         match input.command {
             Command::AddInstrument(spec) => self.handle_add_instrument(&spec, out),
             Command::NewOrder(o) => self.handle_new_order(&o, out),
@@ -559,15 +562,69 @@ impl Engine {
                 transfer,
                 batch_end,
                 actor,
-            } => self
-                .ledger
-                .handle_transfer(&transfer, &actor, batch_end, self.now, out),
+            } => self.ledger.handle_transfer(
+                &transfer,
+                &actor,
+                batch_end,
+                (input.seq, self.now),
+                out,
+            ),
             Command::QueryOpenOrders { owner, instrument } => {
                 self.handle_query_open_orders(owner, instrument, out)
             }
             Command::QueryBalance { account, actor } => {
                 self.ledger.query_balance(account, &actor, out)
             }
+            Command::InstallHistory {
+                run,
+                through_seq,
+                checksum,
+            } => self
+                .ledger
+                .install_history(run, through_seq, checksum, input.seq, out),
+            Command::LookupTransfer { id, actor } => self.ledger.query_transfer(id, &actor, out),
+            Command::GetAccountTransfers { filter, actor } => {
+                self.ledger.query_account_transfers(&filter, &actor, out)
+            }
+        }
+    }
+
+    // ----- transfer history ----------------------------------------------
+
+    /// Attaches the store of installed history runs (replacing any). Until
+    /// one is attached nothing can be installed (`install_history` is
+    /// rejected) and every transfer stays in memory, as before history
+    /// existed. Attach it before replaying a journal that installed runs.
+    pub fn attach_history(&mut self, h: Box<dyn TransferHistory>) {
+        self.ledger.history = Some(h);
+    }
+
+    /// The last installed run: (run, through_seq, checksum).
+    pub fn installed_history(&self) -> Option<(u64, Seq, u128)> {
+        self.ledger.installed()
+    }
+
+    /// Every in-memory transfer record changed after input `after`, sorted
+    /// by (change_seq, ledger_seq): what a history writer re-seeds from after
+    /// a restart. Startup only (allocates).
+    pub fn history_tail(&self, after: Seq) -> Vec<TransferRecord> {
+        self.ledger.history_tail(after)
+    }
+
+    /// The transfer `id` as an admin would see it (memory, then history).
+    pub fn lookup_transfer(&self, id: TransferId) -> Option<TransferRecord> {
+        self.ledger.visible_record(id)
+    }
+
+    /// An account's transfers as an admin's `GetAccountTransfers` would
+    /// list them (allocates: scripts and tests), and whether more match.
+    pub fn account_transfers(&self, filter: &AccountFilter) -> (Vec<TransferRecord>, bool) {
+        let mut out = Events::with_capacities(1, 0, ACCOUNT_TRANSFERS_LIMIT_MAX as usize, 0);
+        self.ledger
+            .query_account_transfers(filter, &Actor::Admin, &mut out);
+        match out.as_slice() {
+            [Event::Transfers { rows, more }] => (out.rows(*rows).to_vec(), *more),
+            _ => (Vec::new(), false),
         }
     }
 

@@ -6,6 +6,7 @@
 //! meaning. `Events` is a buffer allocated once and reused: `apply` clears and
 //! refills it, so steady-state use allocates nothing.
 
+use crate::history::TransferRecord;
 use crate::types::*;
 
 macro_rules! coded_enum {
@@ -104,6 +105,14 @@ coded_enum!(
         CapacityExceeded = 20 => "capacity_exceeded",
         /// The actor may not read this account (a balance query).
         NotAuthorized = 21 => "not_authorized",
+        /// An `install_history` out of order, or naming a run the attached
+        /// history does not hold with that checksum (or no history attached).
+        HistoryRunRejected = 22 => "history_run_rejected",
+        /// No transfer with that id that the actor may see.
+        TransferNotFound = 23 => "transfer_not_found",
+        /// A transfer query's filter is malformed (limit 0 or above the
+        /// maximum, or `lo > hi`).
+        InvalidFilter = 24 => "invalid_filter",
     }
 );
 
@@ -255,8 +264,12 @@ pub enum RejectTarget {
     Instrument(InstrumentId),
     /// A time command.
     Time(Timestamp),
-    /// A balance query.
+    /// A balance query or an account's transfer query.
     Account(AccountId),
+    /// A transfer lookup.
+    Transfer(TransferId),
+    /// An `install_history` (its run number).
+    HistoryRun(u64),
 }
 
 /// One price level in a book report: price, visible qty, order count.
@@ -276,6 +289,15 @@ pub struct LevelRange {
     /// First index.
     pub start: u32,
     /// Number of levels.
+    pub len: u32,
+}
+
+/// A range inside `Events::rows` (a transfer query's answer).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
+pub struct RecordRange {
+    /// First index.
+    pub start: u32,
+    /// Number of rows.
     pub len: u32,
 }
 
@@ -451,9 +473,26 @@ pub enum Event {
         /// Pending credits.
         credits_pending: Amount,
     },
+    /// A history run was installed: records changed at or before
+    /// `through_seq` may now be answered from history.
+    HistoryInstalled {
+        /// Run number.
+        run: u64,
+        /// The last input the run covers.
+        through_seq: Seq,
+    },
+    /// Transfer query answer; the records live in `Events::rows`.
+    Transfers {
+        /// The rows, in the query's order.
+        rows: RecordRange,
+        /// Whether another matching record exists past the last row.
+        more: bool,
+    },
 }
 
-/// The events of one `apply`, plus the level rows of any book reports.
+/// The events of one `apply`, plus two side buffers: the level rows of any
+/// book reports and the transfer rows of transfer queries, and the outbox of
+/// transfer changes for the history writer.
 /// Allocated once (see `Events::with_capacity`) and reused.
 #[derive(Clone, Debug, Default)]
 pub struct Events {
@@ -461,15 +500,27 @@ pub struct Events {
     pub seq: Seq,
     list: Vec<Event>,
     levels: Vec<LevelView>,
+    rows: Vec<TransferRecord>,
+    changes: Vec<TransferRecord>,
 }
 
 impl Events {
-    /// A buffer for up to `events` events and `levels` book rows without reallocating.
+    /// A buffer for up to `events` events and `levels` book rows without
+    /// reallocating (and one query's rows; no change outbox room: engines
+    /// size theirs with `Engine::new_events`).
     pub fn with_capacity(events: usize, levels: usize) -> Self {
+        Self::with_capacities(events, levels, 0, 0)
+    }
+
+    /// A buffer with room for `rows` transfer-query rows and `changes`
+    /// transfer changes as well (`Engine::new_events` sizes them).
+    pub fn with_capacities(events: usize, levels: usize, rows: usize, changes: usize) -> Self {
         Events {
             seq: Seq(0),
             list: Vec::with_capacity(events),
             levels: Vec::with_capacity(levels),
+            rows: Vec::with_capacity(rows),
+            changes: Vec::with_capacity(changes),
         }
     }
 
@@ -477,6 +528,39 @@ impl Events {
     pub fn clear(&mut self) {
         self.list.clear();
         self.levels.clear();
+        self.rows.clear();
+        self.changes.clear();
+    }
+
+    /// Appends one transfer-query row and returns its index.
+    #[inline]
+    pub fn push_row(&mut self, r: TransferRecord) -> u32 {
+        self.rows.push(r);
+        (self.rows.len() - 1) as u32
+    }
+
+    /// Number of transfer-query rows so far (the next row's index).
+    #[inline]
+    pub fn rows_len(&self) -> u32 {
+        self.rows.len() as u32
+    }
+
+    /// The transfer rows a `Transfers` event's range points at.
+    pub fn rows(&self, r: RecordRange) -> &[TransferRecord] {
+        &self.rows[r.start as usize..(r.start + r.len) as usize]
+    }
+
+    /// Appends one transfer change (the record's new full value) for the
+    /// history writer.
+    #[inline]
+    pub fn push_change(&mut self, r: TransferRecord) {
+        self.changes.push(r);
+    }
+
+    /// Every transfer record this input created or changed, in change order
+    /// (the runtime forwards them to the history writer).
+    pub fn changes(&self) -> &[TransferRecord] {
+        &self.changes
     }
 
     /// Appends one event.

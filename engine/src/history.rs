@@ -22,6 +22,8 @@
 use crate::command::TransferSpec;
 use crate::event::LedgerError;
 use crate::types::*;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// What became of a stored transfer (or a remembered failure).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,6 +67,12 @@ pub struct TransferRecord {
     /// The transfer as requested (id, accounts, requested amount, code,
     /// flags, pending id, timeout).
     pub spec: TransferSpec,
+    /// The account debited (a post's or void's: its pending transfer's,
+    /// whatever `spec` says; `spec.debit_account` for `Failed`). The
+    /// account lists (`get_account_transfers`) index by this.
+    pub debit_account: AccountId,
+    /// The account credited (as `debit_account`).
+    pub credit_account: AccountId,
     /// The amount that moved or is reserved (a post's posted amount; 0 for `Failed`).
     pub amount: Amount,
     /// State as of `change_seq`.
@@ -145,4 +153,321 @@ pub trait TransferHistory: Send + std::fmt::Debug {
     /// Whether the run `run` with content checksum `checksum` is installed
     /// (or can be installed now): `InstallHistory` is applied only if so.
     fn has_run(&self, run: u64, checksum: u128) -> Result<bool, HistoryFault>;
+}
+
+// ----- canonical record encoding (shared with the on-disk store) ----------
+
+/// Bytes of one canonically encoded [`TransferRecord`].
+///
+/// Layout (little-endian): 0 id u128, 16 spec.debit_account u128, 32
+/// spec.credit_account u128, 48 spec.amount u128, 64 code u16, 66 flags u16,
+/// 68 pending_id u128, 84 timeout_ns u64, 92 debit_account u128, 108
+/// credit_account u128, 124 amount u128, 140 state u8 (0 posted, 1 pending,
+/// 2 pending_posted, 3 pending_voided, 4 pending_expired, 5 resolution,
+/// 6 failed), 141 failure code u16 (`LedgerError::code`, 0 unless failed),
+/// 143 zero, 144 ledger_seq u64, 152 created_seq u64, 160 created u64,
+/// 168 change_seq u64.
+pub const RECORD_LEN: usize = 176;
+
+/// Why bytes are not a canonical record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordDecodeError {
+    /// The state byte is not a known state.
+    #[error("transfer record: unknown state byte {0}")]
+    BadState(u8),
+    /// A failed record's code is not a ledger code (or a non-failed record has one).
+    #[error("transfer record: bad failure code {0}")]
+    BadFailure(u16),
+    /// The padding byte is not zero.
+    #[error("transfer record: padding byte is not zero")]
+    NonZeroPadding,
+}
+
+fn state_code(s: TransferState) -> (u8, u16) {
+    match s {
+        TransferState::Posted => (0, 0),
+        TransferState::Pending => (1, 0),
+        TransferState::PendingPosted => (2, 0),
+        TransferState::PendingVoided => (3, 0),
+        TransferState::PendingExpired => (4, 0),
+        TransferState::Resolution => (5, 0),
+        TransferState::Failed(e) => (6, e.code()),
+    }
+}
+
+fn state_of(b: u8, code: u16) -> Result<TransferState, RecordDecodeError> {
+    let plain = match b {
+        0 => TransferState::Posted,
+        1 => TransferState::Pending,
+        2 => TransferState::PendingPosted,
+        3 => TransferState::PendingVoided,
+        4 => TransferState::PendingExpired,
+        5 => TransferState::Resolution,
+        6 => {
+            return LedgerError::from_code(code)
+                .map(TransferState::Failed)
+                .ok_or(RecordDecodeError::BadFailure(code))
+        }
+        _ => return Err(RecordDecodeError::BadState(b)),
+    };
+    if code != 0 {
+        return Err(RecordDecodeError::BadFailure(code));
+    }
+    Ok(plain)
+}
+
+/// Writes `r`'s canonical bytes (see [`RECORD_LEN`]).
+pub fn encode_record(r: &TransferRecord, out: &mut [u8; RECORD_LEN]) {
+    let s = &r.spec;
+    let (state, code) = state_code(r.state);
+    let mut at = 0;
+    let mut put = |b: &[u8]| {
+        out[at..at + b.len()].copy_from_slice(b);
+        at += b.len();
+    };
+    put(&s.id.0.to_le_bytes());
+    put(&s.debit_account.0.to_le_bytes());
+    put(&s.credit_account.0.to_le_bytes());
+    put(&s.amount.0.to_le_bytes());
+    put(&s.code.to_le_bytes());
+    put(&s.flags.0.to_le_bytes());
+    put(&s.pending_id.0.to_le_bytes());
+    put(&s.timeout_ns.to_le_bytes());
+    put(&r.debit_account.0.to_le_bytes());
+    put(&r.credit_account.0.to_le_bytes());
+    put(&r.amount.0.to_le_bytes());
+    put(&[state]);
+    put(&code.to_le_bytes());
+    put(&[0]);
+    put(&r.ledger_seq.to_le_bytes());
+    put(&r.created_seq.0.to_le_bytes());
+    put(&r.created.0.to_le_bytes());
+    put(&r.change_seq.0.to_le_bytes());
+    debug_assert_eq!(at, RECORD_LEN);
+}
+
+/// Reads a record written by [`encode_record`]; only canonical bytes decode,
+/// so `encode_record(decode_record(b)) == b`.
+pub fn decode_record(b: &[u8; RECORD_LEN]) -> Result<TransferRecord, RecordDecodeError> {
+    let u128_at = |at: usize| u128::from_le_bytes(b[at..at + 16].try_into().expect("16 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let u16_at = |at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
+    if b[143] != 0 {
+        return Err(RecordDecodeError::NonZeroPadding);
+    }
+    Ok(TransferRecord {
+        spec: TransferSpec {
+            id: TransferId(u128_at(0)),
+            debit_account: AccountId(u128_at(16)),
+            credit_account: AccountId(u128_at(32)),
+            amount: Amount(u128_at(48)),
+            code: u16_at(64),
+            flags: crate::command::TransferFlags(u16_at(66)),
+            pending_id: TransferId(u128_at(68)),
+            timeout_ns: u64_at(84),
+        },
+        debit_account: AccountId(u128_at(92)),
+        credit_account: AccountId(u128_at(108)),
+        amount: Amount(u128_at(124)),
+        state: state_of(b[140], u16_at(141))?,
+        ledger_seq: u64_at(144),
+        created_seq: Seq(u64_at(152)),
+        created: Timestamp(u64_at(160)),
+        change_seq: Seq(u64_at(168)),
+    })
+}
+
+/// A run's content checksum: xxh3-128 over its records' canonical bytes in
+/// (id, change_seq) order. Sorts `records` in place (the order is part of
+/// the definition, so any store computes the same value).
+pub fn run_checksum(records: &mut [TransferRecord]) -> u128 {
+    records.sort_unstable_by_key(|r| (r.spec.id.0, r.change_seq.0));
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = [0u8; RECORD_LEN];
+    for r in records.iter() {
+        encode_record(r, &mut buf);
+        h.update(&buf);
+    }
+    h.digest128()
+}
+
+// ----- an in-memory history (tests, scripts, benches) ----------------------
+
+/// One stored run.
+#[derive(Debug)]
+struct MemRun {
+    run: u64,
+    checksum: u128,
+}
+
+#[derive(Debug, Default)]
+struct MemRuns {
+    runs: Vec<MemRun>,
+    /// Newest record per id.
+    by_id: BTreeMap<u128, TransferRecord>,
+    /// (account, ledger_seq) → id, for both sides of every stored transfer.
+    by_account: BTreeMap<(u128, u64), u128>,
+}
+
+/// A [`TransferHistory`] kept in memory: the runs a [`HistoryCutter`] cut.
+/// A cheap handle (clones share the runs), so a test can keep one while the
+/// engine owns another. Its lock is never contended in its intended use (the
+/// engine and the cutter on one thread); a server uses the on-disk store.
+#[derive(Clone, Debug, Default)]
+pub struct MemHistory(Arc<Mutex<MemRuns>>);
+
+impl MemHistory {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+    fn inner(&self) -> std::sync::MutexGuard<'_, MemRuns> {
+        // A poisoned lock means a panic elsewhere already failed the test.
+        self.0.lock().expect("MemHistory lock poisoned")
+    }
+
+    /// Stores a run (records in any order) and returns its checksum.
+    pub fn add_run(&self, run: u64, records: &mut [TransferRecord]) -> u128 {
+        let checksum = run_checksum(records);
+        let mut m = self.inner();
+        for r in records.iter() {
+            let newer = m
+                .by_id
+                .get(&r.spec.id.0)
+                .is_none_or(|old| old.change_seq <= r.change_seq);
+            if !newer {
+                continue;
+            }
+            if !matches!(r.state, TransferState::Failed(_)) {
+                for a in [r.debit_account, r.credit_account] {
+                    m.by_account.insert((a.0, r.ledger_seq), r.spec.id.0);
+                }
+            }
+            m.by_id.insert(r.spec.id.0, *r);
+        }
+        m.runs.push(MemRun { run, checksum });
+        checksum
+    }
+
+    /// Number of distinct transfer ids held (failed ids included).
+    pub fn len(&self) -> usize {
+        self.inner().by_id.len()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of runs.
+    pub fn runs(&self) -> usize {
+        self.inner().runs.len()
+    }
+}
+
+/// Whether `r` lies in the filter's range.
+pub fn filter_admits(f: &AccountFilter, r: &TransferRecord) -> bool {
+    let v = match f.by {
+        RangeBy::LedgerSeq => r.ledger_seq,
+        RangeBy::Time => r.created.0,
+    };
+    f.lo <= v && v <= f.hi && (r.debit_account == f.account || r.credit_account == f.account)
+}
+
+impl TransferHistory for MemHistory {
+    fn get(&self, id: TransferId) -> Result<Option<TransferRecord>, HistoryFault> {
+        Ok(self.inner().by_id.get(&id.0).copied())
+    }
+
+    fn account(
+        &self,
+        filter: &AccountFilter,
+        each: &mut dyn FnMut(&TransferRecord) -> bool,
+    ) -> Result<(), HistoryFault> {
+        let m = self.inner();
+        let (lo, hi) = match filter.by {
+            RangeBy::LedgerSeq => (filter.lo, filter.hi),
+            RangeBy::Time => (0, u64::MAX),
+        };
+        if lo > hi {
+            return Ok(());
+        }
+        let range = m
+            .by_account
+            .range((filter.account.0, lo)..=(filter.account.0, hi));
+        let mut visit = |id: &u128| {
+            let r = &m.by_id[id];
+            !filter_admits(filter, r) || each(r)
+        };
+        if filter.newest_first {
+            for (_, id) in range.rev() {
+                if !visit(id) {
+                    break;
+                }
+            }
+        } else {
+            for (_, id) in range {
+                if !visit(id) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn has_run(&self, run: u64, checksum: u128) -> Result<bool, HistoryFault> {
+        Ok(self
+            .inner()
+            .runs
+            .iter()
+            .any(|r| r.run == run && r.checksum == checksum))
+    }
+}
+
+/// Cuts the engine's change stream into runs of a [`MemHistory`]: feed it
+/// every input's `Events::changes()`, then `cut(through_seq)` stores the run
+/// of every change at or before `through_seq` not yet cut and returns
+/// `(run, checksum)` for a `Command::InstallHistory`.
+#[derive(Debug)]
+pub struct HistoryCutter {
+    history: MemHistory,
+    pending: Vec<TransferRecord>,
+    last_run: u64,
+}
+
+impl HistoryCutter {
+    /// A cutter storing into `history`, continuing after run `last_run`
+    /// (0 for a fresh history).
+    pub fn new(history: MemHistory, last_run: u64) -> Self {
+        HistoryCutter {
+            history,
+            pending: Vec::new(),
+            last_run,
+        }
+    }
+
+    /// Takes one input's changes (in input order).
+    pub fn feed(&mut self, changes: &[TransferRecord]) {
+        self.pending.extend_from_slice(changes);
+    }
+
+    /// Changes fed and not yet cut.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Makes the next run of every fed change with `change_seq ≤
+    /// through_seq` and stores it; returns `(run, checksum)`.
+    pub fn cut(&mut self, through_seq: Seq) -> (u64, u128) {
+        // Changes arrive in seq order, so the run is a prefix.
+        let n = self
+            .pending
+            .partition_point(|r| r.change_seq <= through_seq);
+        let mut run: Vec<TransferRecord> = self.pending.drain(..n).collect();
+        self.last_run += 1;
+        let checksum = self.history.add_run(self.last_run, &mut run);
+        (self.last_run, checksum)
+    }
 }

@@ -19,7 +19,8 @@
 use crate::command::*;
 use crate::event::*;
 use crate::fixed_map::FixedMap;
-use crate::hash::{SetHasher, StateHasher};
+use crate::hash::StateHasher;
+use crate::ledger_history::{record_hash, Found};
 use crate::types::*;
 
 pub(crate) const NO_ACCOUNT: u32 = u32::MAX;
@@ -137,41 +138,28 @@ impl Account {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TState {
-    /// A plain transfer, posted when created.
-    Posted,
-    /// A pending transfer still reserving its amount.
-    Pending,
-    /// A pending transfer resolved by a post.
-    PendingPosted,
-    /// A pending transfer resolved by a void.
-    PendingVoided,
-    /// A pending transfer that timed out.
-    PendingExpired,
-    /// A post or void record (resolves another transfer).
-    Resolution,
-}
+pub(crate) use crate::history::TransferState as TState;
+use crate::history::{TransferHistory, TransferRecord};
+pub(crate) use crate::transfers::Transfer;
+use crate::transfers::{HotStore, NIL};
 
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Transfer {
-    pub(crate) spec: TransferSpec,
-    pub(crate) state: TState,
-    pub(crate) debit: u32,
-    pub(crate) credit: u32,
-    /// The amount that moved or is reserved (a post's posted amount).
-    pub(crate) amount: u128,
-    pub(crate) created: Timestamp,
-    pub(crate) deadline: Timestamp,
-}
-
+/// What a linked chain did, in order, so that a failure undoes exactly it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Undo {
-    /// A transfer was stored (always the last one) and moved its amount.
-    Created,
-    /// A post/void also changed a pending transfer's state.
-    Resolved { pending: u32 },
+    /// A transfer was stored in `slot` and moved (or reserved) its amount.
+    Created { slot: u32 },
+    /// A post/void stored in `slot` resolved the pending transfer in
+    /// `pending`, whose `change_seq` was `was` before.
+    Resolved { slot: u32, pending: u32, was: Seq },
 }
+
+/// Ring entries looked at per published change: eviction keeps pace with
+/// storing without ever making one input long.
+pub(crate) const EVICT_PER_CHANGE: usize = 4;
+/// Ring entries looked at when a store needs a slot and none is free.
+pub(crate) const EVICT_ON_DEMAND: usize = 64;
+/// Ring entries looked at when a run is installed.
+pub(crate) const EVICT_ON_INSTALL: usize = 4096;
 
 /// The ledger of one partition.
 #[derive(Debug)]
@@ -184,18 +172,25 @@ pub(crate) struct Ledger {
     pub(crate) escrow: Vec<u32>,
     /// (owner, asset index) → the owner's trading account slot.
     pub(crate) trading: FixedMap<u32>,
-    pub(crate) transfers: Vec<Transfer>,
-    pub(crate) transfer_index: FixedMap<u32>,
-    pub(crate) failed: FixedMap<()>,
-    /// Pending transfers with a deadline: (deadline, slot), lazily deleted.
-    pub(crate) expiry: Vec<(Timestamp, u32)>,
+    /// Transfers and failed ids in memory (`transfers.rs`).
+    pub(crate) hot: HotStore,
+    /// Installed history runs beyond memory (none attached: nothing installs).
+    pub(crate) history: Option<Box<dyn TransferHistory>>,
+    /// The last installed run: (run, through_seq, checksum).
+    pub(crate) installed: Option<(u64, Seq, u128)>,
+    /// The last `ledger_seq` handed out.
+    pub(crate) ledger_seq: u64,
+    /// Commutative hash of every record ever (newest version each), in
+    /// memory or in history: the state hash does not depend on where a
+    /// record lives.
+    pub(crate) records_hash: u128,
+    /// Most pending transfers one input expires (the rest on the next).
+    pub(crate) expire_max: usize,
     /// Members of the linked chain still open (awaiting its last member).
     pub(crate) chain: Vec<TransferSpec>,
     /// Who issued each member of `chain` (same index).
     pub(crate) chain_actors: Vec<Actor>,
     pub(crate) undo: Vec<Undo>,
-    /// Pending transfers the chain being applied created (heap pushes wait for commit).
-    pub(crate) chain_pending: Vec<u32>,
 }
 
 impl Ledger {
@@ -209,45 +204,31 @@ impl Ledger {
             asset_index: FixedMap::with_capacity(cfg.assets_max as usize),
             escrow: Vec::with_capacity(cfg.assets_max as usize),
             trading: FixedMap::with_capacity(cfg.accounts_max as usize),
-            transfers: Vec::with_capacity(cfg.transfers_max as usize),
-            transfer_index: FixedMap::with_capacity_grouped(cfg.transfers_max as usize),
-            failed: FixedMap::with_capacity_grouped(cfg.transfers_max as usize),
-            expiry: Vec::with_capacity(cfg.transfers_max as usize),
+            hot: HotStore::new(cfg.transfers_max as usize, accounts),
+            history: None,
+            installed: None,
+            ledger_seq: 0,
+            records_hash: 0,
+            expire_max: (cfg.events_max as usize / 2).max(1),
             chain: Vec::with_capacity(batch),
             chain_actors: Vec::with_capacity(batch),
             undo: Vec::with_capacity(batch),
-            chain_pending: Vec::with_capacity(batch),
         }
+    }
+
+    /// Most transfer changes one input publishes: the expiries it runs, a
+    /// chain's records and the pending transfers it resolves, one failed id.
+    pub(crate) fn changes_max(&self) -> usize {
+        self.expire_max + 2 * self.chain.capacity() + 1
     }
 
     /// Touches every page of every table (see `Engine::prefault`).
     pub(crate) fn prefault(&mut self) {
         touch_vec(&mut self.accounts);
-        let filler = Transfer {
-            spec: TransferSpec {
-                id: TransferId(0),
-                debit_account: AccountId(0),
-                credit_account: AccountId(0),
-                amount: Amount(0),
-                code: 0,
-                flags: TransferFlags(0),
-                pending_id: TransferId(0),
-                timeout_ns: 0,
-            },
-            state: TState::Posted,
-            debit: 0,
-            credit: 0,
-            amount: 0,
-            created: Timestamp(0),
-            deadline: Timestamp(0),
-        };
-        touch_vec_with(&mut self.transfers, filler);
-        touch_vec(&mut self.expiry);
+        self.hot.prefault();
         self.account_index.prefault();
         self.asset_index.prefault();
         self.trading.prefault();
-        self.transfer_index.prefault();
-        self.failed.prefault();
     }
 
     // ----- assets, escrow, trading accounts ---------------------------
@@ -407,7 +388,7 @@ impl Ledger {
         t: &TransferSpec,
         actor: &Actor,
         batch_end: bool,
-        now: Timestamp,
+        at: (Seq, Timestamp),
         out: &mut Events,
     ) {
         let linked = t.flags.has(TransferFlags::LINKED);
@@ -426,7 +407,7 @@ impl Ledger {
             let last = self.chain.len() - 1;
             return self.fail_chain(last, LedgerError::LinkedEventChainOpen, out);
         }
-        self.commit_chain(now, out);
+        self.commit_chain(at, out);
     }
 
     fn chain_push(&mut self, t: &TransferSpec, actor: &Actor) {
@@ -462,81 +443,173 @@ impl Ledger {
         self.chain_clear();
     }
 
-    fn commit_chain(&mut self, now: Timestamp, out: &mut Events) {
+    fn commit_chain(&mut self, at: (Seq, Timestamp), out: &mut Events) {
         self.undo.clear();
-        self.chain_pending.clear();
         let mut failure = None;
         for i in 0..self.chain.len() {
             let (t, actor) = (self.chain[i], self.chain_actors[i]);
-            if let Err(e) = self.create_transfer(&t, &actor, now) {
+            if let Err(e) = self.create_transfer(&t, &actor, at) {
                 failure = Some((i, e));
                 break;
             }
         }
-        match failure {
-            None => {
-                for t in &self.chain {
-                    out.push(Event::TransferOk { id: t.id });
-                }
-                for k in 0..self.chain_pending.len() {
-                    let slot = self.chain_pending[k];
-                    let deadline = self.transfers[slot as usize].deadline;
-                    self.expiry_push(deadline, slot);
-                }
+        let Some((k, e)) = failure else {
+            for t in &self.chain {
+                out.push(Event::TransferOk { id: t.id });
             }
-            Some((k, e)) => {
-                while let Some(u) = self.undo.pop() {
-                    self.rollback(u);
+            for k in 0..self.undo.len() {
+                self.publish_undo(self.undo[k], at.0, out);
+            }
+            return self.chain_clear();
+        };
+        while let Some(u) = self.undo.pop() {
+            self.rollback(u);
+        }
+        let t = self.chain[k];
+        if is_transient(e) {
+            self.remember_failed(&t, e, at, out);
+        }
+        self.fail_chain(k, e, out);
+    }
+
+    /// Publishes what one committed chain step stored or changed: the new
+    /// records go to the outbox and the eviction ring, a pending transfer
+    /// with a timeout that is still pending enters the expiry heap, a
+    /// resolved one leaves it.
+    fn publish_undo(&mut self, u: Undo, seq: Seq, out: &mut Events) {
+        match u {
+            Undo::Created { slot } => {
+                let t = &self.hot.slots[slot as usize];
+                if t.rec.state == TState::Pending && t.rec.spec.timeout_ns > 0 {
+                    self.hot.heap_push(slot);
                 }
-                let t = self.chain[k];
-                if is_transient(e) && !self.failed.contains(t.id.0) {
-                    // A full table only loses the id_already_failed memory,
-                    // never a balance: the transfer itself was refused.
-                    let _ = self.failed.insert(t.id.0, ());
+                self.publish(slot, None, out);
+            }
+            Undo::Resolved { slot, pending, was } => {
+                self.publish(slot, None, out);
+                let p = self.hot.slots[pending as usize].rec;
+                // A pending transfer created by this same chain was published
+                // (in its final state) by its own `Created` step.
+                if p.created_seq != seq {
+                    self.hot.heap_remove(pending);
+                    let old = TransferRecord {
+                        state: TState::Pending,
+                        change_seq: was,
+                        ..p
+                    };
+                    self.publish(pending, Some(&old), out);
                 }
-                self.fail_chain(k, e, out);
-                return;
             }
         }
-        self.chain_clear();
+    }
+
+    /// Hands a slot's record (new or changed from `old`) to the history
+    /// writer and the eviction ring, and keeps the records hash.
+    fn publish(&mut self, slot: u32, old: Option<&TransferRecord>, out: &mut Events) {
+        let rec = self.hot.slots[slot as usize].rec;
+        if let Some(o) = old {
+            self.records_hash = self.records_hash.wrapping_sub(record_hash(o));
+        }
+        self.records_hash = self.records_hash.wrapping_add(record_hash(&rec));
+        out.push_change(rec);
+        self.hot.ring_push(slot, rec.change_seq);
+        self.evict_some(EVICT_PER_CHANGE);
+    }
+
+    /// Remembers an id that failed for a transient cause (convention 12).
+    /// A store full of records that may not leave yet only loses this
+    /// memory, never a balance: the transfer itself was refused.
+    fn remember_failed(
+        &mut self,
+        t: &TransferSpec,
+        e: LedgerError,
+        (seq, now): (Seq, Timestamp),
+        out: &mut Events,
+    ) {
+        if !self.reserve_slot() {
+            return;
+        }
+        let rec = TransferRecord {
+            spec: *t,
+            debit_account: t.debit_account,
+            credit_account: t.credit_account,
+            amount: Amount(0),
+            state: TState::Failed(e),
+            ledger_seq: 0,
+            created_seq: seq,
+            created: now,
+            change_seq: seq,
+        };
+        let slot = self
+            .hot
+            .alloc(Transfer::new(rec, NIL, NIL, Timestamp(u64::MAX)))
+            .expect("slot reserved");
+        self.publish(slot, None, out);
     }
 
     fn rollback(&mut self, u: Undo) {
-        let t = self.transfers.pop().expect("undo log out of step");
-        self.transfer_index.remove(t.spec.id.0);
+        let slot = match u {
+            Undo::Created { slot } | Undo::Resolved { slot, .. } => slot,
+        };
+        let t = self.hot.slots[slot as usize];
         let (d, c) = (t.debit as usize, t.credit as usize);
+        let amount = t.rec.amount.0;
         match u {
-            Undo::Created => match t.state {
+            Undo::Created { .. } => match t.rec.state {
                 TState::Posted => {
-                    self.accounts[d].debits_posted -= t.amount;
-                    self.accounts[c].credits_posted -= t.amount;
+                    self.accounts[d].debits_posted -= amount;
+                    self.accounts[c].credits_posted -= amount;
                 }
                 TState::Pending => {
-                    self.accounts[d].debits_pending -= t.amount;
-                    self.accounts[c].credits_pending -= t.amount;
+                    self.accounts[d].debits_pending -= amount;
+                    self.accounts[c].credits_pending -= amount;
                 }
                 s => panic!("undo of a created transfer in state {s:?}"),
             },
-            Undo::Resolved { pending } => {
-                let p = self.transfers[pending as usize];
-                self.accounts[d].debits_pending += p.amount;
-                self.accounts[c].credits_pending += p.amount;
-                if t.spec.flags.has(TransferFlags::POST_PENDING) {
-                    self.accounts[d].debits_posted -= t.amount;
-                    self.accounts[c].credits_posted -= t.amount;
+            Undo::Resolved { pending, was, .. } => {
+                let p = &mut self.hot.slots[pending as usize];
+                p.rec.state = TState::Pending;
+                p.rec.change_seq = was;
+                let reserved = p.rec.amount.0;
+                self.accounts[d].debits_pending += reserved;
+                self.accounts[c].credits_pending += reserved;
+                if t.rec.spec.flags.has(TransferFlags::POST_PENDING) {
+                    self.accounts[d].debits_posted -= amount;
+                    self.accounts[c].credits_posted -= amount;
                 }
-                self.transfers[pending as usize].state = TState::Pending;
             }
+        }
+        assert_eq!(t.rec.ledger_seq, self.ledger_seq, "undo out of step");
+        self.ledger_seq -= 1;
+        self.hot.unlink(slot);
+        self.hot.release(slot);
+    }
+
+    /// The `exists*` answer for a retry `t` of the stored transfer `s`.
+    fn exists_code(s: &TransferSpec, t: &TransferSpec) -> LedgerError {
+        use LedgerError as E;
+        if s.flags != t.flags {
+            E::ExistsWithDifferentFlags
+        } else if s.pending_id != t.pending_id {
+            E::ExistsWithDifferentPendingId
+        } else if s.timeout_ns != t.timeout_ns {
+            E::ExistsWithDifferentTimeout
+        } else if s.debit_account != t.debit_account {
+            E::ExistsWithDifferentDebitAccountId
+        } else if s.credit_account != t.credit_account {
+            E::ExistsWithDifferentCreditAccountId
+        } else if s.amount != t.amount {
+            E::ExistsWithDifferentAmount
+        } else if s.code != t.code {
+            E::ExistsWithDifferentCode
+        } else {
+            E::Exists
         }
     }
 
-    /// Checks and applies one transfer; on success pushes its undo record.
-    fn create_transfer(
-        &mut self,
-        t: &TransferSpec,
-        actor: &Actor,
-        now: Timestamp,
-    ) -> Result<(), LedgerError> {
+    /// The checks every transfer shares before its accounts are looked at
+    /// (steps 2–9 of `TRANSFER_CHECK_ORDER`).
+    fn check_fields(&self, t: &TransferSpec, actor: &Actor) -> Result<(), LedgerError> {
         use LedgerError as E;
         if t.id.0 == 0 {
             return Err(E::IdMustNotBeZero);
@@ -544,28 +617,12 @@ impl Ledger {
         if !self.authorized(t, actor) {
             return Err(E::NotAuthorized);
         }
-        if let Some(slot) = self.transfer_index.get(t.id.0) {
-            let s = &self.transfers[slot as usize].spec;
-            return Err(if s.flags != t.flags {
-                E::ExistsWithDifferentFlags
-            } else if s.pending_id != t.pending_id {
-                E::ExistsWithDifferentPendingId
-            } else if s.timeout_ns != t.timeout_ns {
-                E::ExistsWithDifferentTimeout
-            } else if s.debit_account != t.debit_account {
-                E::ExistsWithDifferentDebitAccountId
-            } else if s.credit_account != t.credit_account {
-                E::ExistsWithDifferentCreditAccountId
-            } else if s.amount != t.amount {
-                E::ExistsWithDifferentAmount
-            } else if s.code != t.code {
-                E::ExistsWithDifferentCode
-            } else {
-                E::Exists
+        if let Some(f) = self.find(t.id) {
+            let r = self.found_record(&f);
+            return Err(match r.state {
+                TState::Failed(_) => E::IdAlreadyFailed,
+                _ => Self::exists_code(&r.spec, t),
             });
-        }
-        if !self.failed.is_empty() && self.failed.contains(t.id.0) {
-            return Err(E::IdAlreadyFailed);
         }
         let f = t.flags;
         let pending = f.has(TransferFlags::PENDING);
@@ -594,6 +651,21 @@ impl Ledger {
         if !resolves && t.amount.0 == 0 {
             return Err(E::AmountMustNotBeZero);
         }
+        Ok(())
+    }
+
+    /// Checks and applies one transfer; on success pushes its undo record.
+    fn create_transfer(
+        &mut self,
+        t: &TransferSpec,
+        actor: &Actor,
+        at: (Seq, Timestamp),
+    ) -> Result<(), LedgerError> {
+        use LedgerError as E;
+        self.check_fields(t, actor)?;
+        let resolves = t
+            .flags
+            .has(TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING);
         let debit = self.account_slot(t.debit_account);
         let credit = self.account_slot(t.credit_account);
         if debit.is_none() && (!resolves || t.debit_account.0 != 0) {
@@ -607,98 +679,112 @@ impl Ledger {
                 return Err(E::AccountsMustHaveTheSameAsset);
             }
         }
-        if !resolves {
-            let (d, c) = (debit.unwrap(), credit.unwrap());
-            if self.store_full() {
-                return Err(E::CapacityExceeded);
-            }
-            // A deadline beyond u64 is an overflow (TigerBeetle: overflows_timeout).
-            let deadline = if pending && t.timeout_ns > 0 {
-                match now.0.checked_add(t.timeout_ns) {
-                    Some(d) => Timestamp(d),
-                    None => return Err(E::Overflow),
-                }
-            } else {
-                Timestamp(u64::MAX) // unused: only transfers with a timeout enter the expiry heap
-            };
-            let amount = t.amount.0;
-            let (da, ca) = (&self.accounts[d as usize], &self.accounts[c as usize]);
-            let (d_new, c_new) = if pending {
-                (
-                    da.debits_pending.checked_add(amount),
-                    ca.credits_pending.checked_add(amount),
-                )
-            } else {
-                (
-                    da.debits_posted.checked_add(amount),
-                    ca.credits_posted.checked_add(amount),
-                )
-            };
-            let (Some(_), Some(_)) = (d_new, c_new) else {
-                return Err(E::Overflow);
-            };
-            let d_total = da
-                .debits_posted
-                .checked_add(da.debits_pending)
-                .and_then(|x| x.checked_add(amount));
-            let c_total = ca
-                .credits_posted
-                .checked_add(ca.credits_pending)
-                .and_then(|x| x.checked_add(amount));
-            let (Some(d_total), Some(c_total)) = (d_total, c_total) else {
-                return Err(E::Overflow);
-            };
-            if da.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
-                && d_total > da.credits_posted
-            {
-                return Err(E::ExceedsCredits);
-            }
-            if ca.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
-                && c_total > ca.debits_posted
-            {
-                return Err(E::ExceedsDebits);
-            }
-            if pending {
-                self.accounts[d as usize].debits_pending += amount;
-                self.accounts[c as usize].credits_pending += amount;
-            } else {
-                self.accounts[d as usize].debits_posted += amount;
-                self.accounts[c as usize].credits_posted += amount;
-            }
-            let slot = self.store(Transfer {
-                spec: *t,
-                state: if pending {
-                    TState::Pending
-                } else {
-                    TState::Posted
-                },
-                debit: d,
-                credit: c,
-                amount,
-                created: now,
-                deadline,
-            });
-            if pending && t.timeout_ns > 0 {
-                self.chain_pending.push(slot);
-            }
-            self.undo.push(Undo::Created);
-            return Ok(());
+        match (debit, credit) {
+            (Some(d), Some(c)) if !resolves => self.create_plain(t, d, c, at),
+            _ => self.resolve_pending(t, at),
         }
-        // Post or void of a pending transfer.
-        let Some(ps) = self.transfer_index.get(t.pending_id.0) else {
+    }
+
+    /// A plain or pending transfer between two existing accounts.
+    fn create_plain(
+        &mut self,
+        t: &TransferSpec,
+        d: u32,
+        c: u32,
+        (seq, now): (Seq, Timestamp),
+    ) -> Result<(), LedgerError> {
+        use LedgerError as E;
+        let pending = t.flags.has(TransferFlags::PENDING);
+        if !self.reserve_slot() {
+            return Err(E::CapacityExceeded);
+        }
+        // A deadline beyond u64 is an overflow (TigerBeetle: overflows_timeout).
+        let deadline = if pending && t.timeout_ns > 0 {
+            match now.0.checked_add(t.timeout_ns) {
+                Some(d) => Timestamp(d),
+                None => return Err(E::Overflow),
+            }
+        } else {
+            Timestamp(u64::MAX) // unused: only transfers with a timeout enter the expiry heap
+        };
+        let amount = t.amount.0;
+        let (da, ca) = (&self.accounts[d as usize], &self.accounts[c as usize]);
+        let (d_new, c_new) = if pending {
+            (
+                da.debits_pending.checked_add(amount),
+                ca.credits_pending.checked_add(amount),
+            )
+        } else {
+            (
+                da.debits_posted.checked_add(amount),
+                ca.credits_posted.checked_add(amount),
+            )
+        };
+        let (Some(_), Some(_)) = (d_new, c_new) else {
+            return Err(E::Overflow);
+        };
+        let d_total = da
+            .debits_posted
+            .checked_add(da.debits_pending)
+            .and_then(|x| x.checked_add(amount));
+        let c_total = ca
+            .credits_posted
+            .checked_add(ca.credits_pending)
+            .and_then(|x| x.checked_add(amount));
+        let (Some(d_total), Some(c_total)) = (d_total, c_total) else {
+            return Err(E::Overflow);
+        };
+        if da.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS) && d_total > da.credits_posted
+        {
+            return Err(E::ExceedsCredits);
+        }
+        if ca.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS) && c_total > ca.debits_posted
+        {
+            return Err(E::ExceedsDebits);
+        }
+        if pending {
+            self.accounts[d as usize].debits_pending += amount;
+            self.accounts[c as usize].credits_pending += amount;
+        } else {
+            self.accounts[d as usize].debits_posted += amount;
+            self.accounts[c as usize].credits_posted += amount;
+        }
+        let state = if pending {
+            TState::Pending
+        } else {
+            TState::Posted
+        };
+        let slot = self.store(t, (d, c), amount, state, (seq, now), deadline);
+        self.undo.push(Undo::Created { slot });
+        Ok(())
+    }
+
+    /// Post or void of a pending transfer.
+    fn resolve_pending(
+        &mut self,
+        t: &TransferSpec,
+        (seq, now): (Seq, Timestamp),
+    ) -> Result<(), LedgerError> {
+        use LedgerError as E;
+        let post = t.flags.has(TransferFlags::POST_PENDING);
+        let Some(found) = self.find(t.pending_id) else {
             return Err(E::PendingTransferNotFound);
         };
-        let p = self.transfers[ps as usize];
+        let p = self.found_record(&found);
+        if matches!(p.state, TState::Failed(_)) {
+            // A remembered failure is not a transfer.
+            return Err(E::PendingTransferNotFound);
+        }
         if !p.spec.flags.has(TransferFlags::PENDING) {
             return Err(E::PendingTransferNotPending);
         }
-        if t.debit_account.0 != 0 && t.debit_account != p.spec.debit_account {
+        if t.debit_account.0 != 0 && t.debit_account != p.debit_account {
             return Err(E::PendingTransferHasDifferentDebitAccountId);
         }
-        if t.credit_account.0 != 0 && t.credit_account != p.spec.credit_account {
+        if t.credit_account.0 != 0 && t.credit_account != p.credit_account {
             return Err(E::PendingTransferHasDifferentCreditAccountId);
         }
-        if t.amount.0 > p.amount {
+        if t.amount.0 > p.amount.0 {
             return Err(E::ExceedsPendingTransferAmount);
         }
         match p.state {
@@ -708,19 +794,23 @@ impl Ledger {
             TState::PendingExpired => return Err(E::PendingTransferExpired),
             s => panic!("pending-flagged transfer in state {s:?}"),
         }
-        if self.store_full() {
+        let Found::Hot(ps) = found else {
+            panic!("pending transfer {} only in history", p.spec.id)
+        };
+        let pt = self.hot.slots[ps as usize];
+        if pt.rec.spec.timeout_ns > 0 && pt.deadline <= now {
+            // Past its deadline, its expiry merely not run yet (bounded per input).
+            return Err(E::PendingTransferExpired);
+        }
+        if !self.reserve_slot() {
             return Err(E::CapacityExceeded);
         }
-        let amount = if post {
-            if t.amount.0 == 0 {
-                p.amount
-            } else {
-                t.amount.0
-            }
+        let amount = if post && t.amount.0 != 0 {
+            t.amount.0
         } else {
-            p.amount
+            p.amount.0
         };
-        let (d, c) = (p.debit as usize, p.credit as usize);
+        let (d, c) = (pt.debit as usize, pt.credit as usize);
         if post {
             let (da, ca) = (&self.accounts[d], &self.accounts[c]);
             if da.debits_posted.checked_add(amount).is_none()
@@ -730,28 +820,65 @@ impl Ledger {
             }
         }
         // Moving pending to posted never raises a total: no limit can break here.
-        self.accounts[d].debits_pending -= p.amount;
-        self.accounts[c].credits_pending -= p.amount;
+        self.accounts[d].debits_pending -= p.amount.0;
+        self.accounts[c].credits_pending -= p.amount.0;
         if post {
             self.accounts[d].debits_posted += amount;
             self.accounts[c].credits_posted += amount;
         }
-        self.transfers[ps as usize].state = if post {
+        let pr = &mut self.hot.slots[ps as usize].rec;
+        let was = pr.change_seq;
+        pr.state = if post {
             TState::PendingPosted
         } else {
             TState::PendingVoided
         };
-        self.store(Transfer {
-            spec: *t,
-            state: TState::Resolution,
-            debit: p.debit,
-            credit: p.credit,
+        pr.change_seq = seq;
+        let slot = self.store(
+            t,
+            (pt.debit, pt.credit),
             amount,
-            created: now,
-            deadline: Timestamp(u64::MAX),
+            TState::Resolution,
+            (seq, now),
+            Timestamp(u64::MAX),
+        );
+        self.undo.push(Undo::Resolved {
+            slot,
+            pending: ps,
+            was,
         });
-        self.undo.push(Undo::Resolved { pending: ps });
         Ok(())
+    }
+
+    /// Stores a transfer in a reserved slot, with the next `ledger_seq`, on
+    /// its accounts' lists.
+    fn store(
+        &mut self,
+        t: &TransferSpec,
+        (d, c): (u32, u32),
+        amount: u128,
+        state: TState,
+        (seq, now): (Seq, Timestamp),
+        deadline: Timestamp,
+    ) -> u32 {
+        self.ledger_seq += 1;
+        let rec = TransferRecord {
+            spec: *t,
+            debit_account: self.accounts[d as usize].id,
+            credit_account: self.accounts[c as usize].id,
+            amount: Amount(amount),
+            state,
+            ledger_seq: self.ledger_seq,
+            created_seq: seq,
+            created: now,
+            change_seq: seq,
+        };
+        let slot = self
+            .hot
+            .alloc(Transfer::new(rec, d, c, deadline))
+            .expect("slot reserved before store");
+        self.hot.link(slot);
+        slot
     }
 
     // ----- authorization -------------------------------------------------
@@ -789,93 +916,56 @@ impl Ledger {
                 .account_slot(t.debit_account)
                 .is_none_or(|d| self.may_debit(actor, d));
         }
-        let Some(ps) = self.transfer_index.get(t.pending_id.0) else {
+        let Some(found) = self.find(t.pending_id) else {
             return true;
         };
-        let p = &self.transfers[ps as usize];
-        self.may_debit(actor, p.debit)
-            || (!post && actor.acts_for(self.accounts[p.credit as usize].owner))
-    }
-
-    fn store_full(&self) -> bool {
-        self.transfers.len() >= self.transfers.capacity() || self.transfer_index.is_full()
-    }
-
-    fn store(&mut self, t: Transfer) -> u32 {
-        let slot = self.transfers.len() as u32;
-        self.transfers.push(t);
-        let ok = self.transfer_index.insert(t.spec.id.0, slot);
-        assert!(ok, "transfer index checked before store");
-        slot
+        let p = self.found_record(&found);
+        if matches!(p.state, TState::Failed(_)) {
+            return true;
+        }
+        let (Some(d), Some(c)) = (
+            self.account_slot(p.debit_account),
+            self.account_slot(p.credit_account),
+        ) else {
+            panic!("stored transfer {} names a missing account", p.spec.id);
+        };
+        self.may_debit(actor, d) || (!post && actor.acts_for(self.accounts[c as usize].owner))
     }
 
     // ----- expiry of pending transfers --------------------------------
 
-    fn expiry_push(&mut self, deadline: Timestamp, slot: u32) {
-        assert!(
-            self.expiry.len() < self.expiry.capacity(),
-            "expiry heap sized to transfers_max"
-        );
-        self.expiry.push((deadline, slot));
-        let mut i = self.expiry.len() - 1;
-        while i > 0 {
-            let p = (i - 1) / 2;
-            if self.expiry[i] < self.expiry[p] {
-                self.expiry.swap(i, p);
-                i = p;
-            } else {
-                break;
-            }
-        }
-    }
-
-    fn expiry_pop(&mut self) -> Option<(Timestamp, u32)> {
-        if self.expiry.is_empty() {
-            return None;
-        }
-        let top = self.expiry.swap_remove(0);
-        let n = self.expiry.len();
-        let mut i = 0;
-        loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut m = i;
-            if l < n && self.expiry[l] < self.expiry[m] {
-                m = l;
-            }
-            if r < n && self.expiry[r] < self.expiry[m] {
-                m = r;
-            }
-            if m == i {
-                break;
-            }
-            self.expiry.swap(i, m);
-            i = m;
-        }
-        Some(top)
-    }
-
-    /// The earliest pending-transfer deadline (possibly of one already
-    /// resolved: entries are deleted lazily, so this may fire a harmless tick).
+    /// The earliest pending-transfer deadline.
     pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
-        self.expiry.first().map(|&(d, _)| d)
+        self.hot.heap_top().map(|(d, _, _)| d)
     }
 
     /// Expires pending transfers whose deadline ≤ now, by deadline then
-    /// creation (slots are in creation order).
-    pub(crate) fn expire(&mut self, now: Timestamp, out: &mut Events) {
-        while let Some(&(deadline, _)) = self.expiry.first() {
+    /// creation (`ledger_seq`), at most `expire_max` per input: the rest stay
+    /// due (`next_deadline` ≤ now, so the runtime ticks again at once), and a
+    /// post or void of one of them already answers `pending_transfer_expired`.
+    pub(crate) fn expire(&mut self, (seq, now): (Seq, Timestamp), out: &mut Events) {
+        for _ in 0..self.expire_max {
+            let Some((deadline, _, slot)) = self.hot.heap_top() else {
+                return;
+            };
             if deadline > now {
-                break;
+                return;
             }
-            let (_, slot) = self.expiry_pop().expect("non-empty");
-            let t = self.transfers[slot as usize];
-            if t.state != TState::Pending {
-                continue; // resolved before its deadline
-            }
-            self.accounts[t.debit as usize].debits_pending -= t.amount;
-            self.accounts[t.credit as usize].credits_pending -= t.amount;
-            self.transfers[slot as usize].state = TState::PendingExpired;
-            out.push(Event::TransferExpired { id: t.spec.id });
+            self.hot.heap_remove(slot);
+            let t = self.hot.slots[slot as usize];
+            assert_eq!(
+                t.rec.state,
+                TState::Pending,
+                "expiry heap holds a resolved transfer"
+            );
+            let amount = t.rec.amount.0;
+            self.accounts[t.debit as usize].debits_pending -= amount;
+            self.accounts[t.credit as usize].credits_pending -= amount;
+            let r = &mut self.hot.slots[slot as usize].rec;
+            r.state = TState::PendingExpired;
+            r.change_seq = seq;
+            self.publish(slot, Some(&t.rec), out);
+            out.push(Event::TransferExpired { id: t.rec.spec.id });
         }
     }
 
@@ -952,25 +1042,14 @@ impl Ledger {
             h.u128(a.debits_pending);
             h.u128(a.credits_pending);
         }
-        h.u64(self.transfers.len() as u64);
-        for t in &self.transfers {
-            let s = &t.spec;
-            h.u128(s.id.0);
-            h.u128(s.debit_account.0);
-            h.u128(s.credit_account.0);
-            h.u128(s.amount.0);
-            h.u64(s.code as u64 | (s.flags.0 as u64) << 16 | (t.state as u64) << 32);
-            h.u128(s.pending_id.0);
-            h.u64(s.timeout_ns);
-            h.u128(t.amount);
-            h.u64(t.created.0);
-            h.u64(t.deadline.0);
-        }
-        let mut failed = SetHasher::default();
-        for (k, ()) in self.failed.iter() {
-            failed.add(&[k]);
-        }
-        h.u128(failed.value());
+        // Every transfer ever (newest versions), wherever it lives now,
+        // then the installed run: the hash never depends on what memory holds.
+        h.u64(self.ledger_seq);
+        h.u128(self.records_hash);
+        let (run, through, checksum) = self.installed.unwrap_or((0, Seq(0), 0));
+        h.u64(run);
+        h.u64(through.0);
+        h.u128(checksum);
         h.u64(self.chain.len() as u64);
         for a in &self.chain_actors {
             hash_actor(h, a);
@@ -999,10 +1078,10 @@ impl Ledger {
             *x = x.checked_add(v).ok_or("balance sums overflow")?;
             Ok(())
         };
-        for t in &self.transfers {
-            if t.state == TState::Pending {
-                add(&mut pending_out[t.debit as usize], t.amount)?;
-                add(&mut pending_in[t.credit as usize], t.amount)?;
+        for t in self.hot.slots.iter().filter(|t| !t.is_free()) {
+            if t.rec.state == TState::Pending {
+                add(&mut pending_out[t.debit as usize], t.rec.amount.0)?;
+                add(&mut pending_in[t.credit as usize], t.rec.amount.0)?;
             }
         }
         // An escrow's pending credits mirror the holds in its asset.
@@ -1046,16 +1125,7 @@ impl Ledger {
                 ));
             }
         }
-        for t in &self.transfers {
-            if self
-                .transfer_index
-                .get(t.spec.id.0)
-                .map(|s| self.transfers[s as usize].spec.id)
-                != Some(t.spec.id)
-            {
-                return Err(format!("transfer {} not indexed", t.spec.id));
-            }
-        }
+        self.validate_hot()?;
         Ok(())
     }
 

@@ -21,6 +21,8 @@ mod hash;
 pub mod history;
 mod index;
 pub mod ledger;
+mod ledger_history;
+mod transfers;
 pub mod types;
 
 pub use command::*;

@@ -10,12 +10,17 @@
 //! re-insertion (the state hash does not depend on them).
 
 use super::*;
+use crate::history::{decode_record, encode_record, RECORD_LEN};
 use crate::index::OwnerCoids;
 use crate::ledger::{Account, TState, Transfer};
+use crate::transfers::NIL as NO_SLOT;
 
 const MAGIC: &[u8; 8] = b"BOURSESN";
 /// 2: each open-chain member carries its actor (ledger authorization).
-const VERSION: u32 = 2;
+/// 3: the ledger's hot transfer store (slab with free slots and failed ids
+/// as records, eviction ring, indexed expiry heap, ledger_seq, the records
+/// hash and the installed history run) replaces the append-only transfers.
+const VERSION: u32 = 3;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,28 +235,6 @@ fn halt_of(v: u8) -> Option<Option<HaltReason>> {
         _ => None,
     }
 }
-fn tstate_of(v: u8) -> Option<TState> {
-    [
-        TState::Posted,
-        TState::Pending,
-        TState::PendingPosted,
-        TState::PendingVoided,
-        TState::PendingExpired,
-        TState::Resolution,
-    ]
-    .get(v as usize)
-    .copied()
-}
-fn tstate_code(s: TState) -> u8 {
-    match s {
-        TState::Posted => 0,
-        TState::Pending => 1,
-        TState::PendingPosted => 2,
-        TState::PendingVoided => 3,
-        TState::PendingExpired => 4,
-        TState::Resolution => 5,
-    }
-}
 fn ostate_code(s: OrderState) -> u8 {
     match s {
         OrderState::Free => 0,
@@ -348,23 +331,6 @@ fn r_map_u32(r: &mut R, m: &mut FixedMap<u32>, what: &'static str) -> Res<()> {
     Ok(())
 }
 
-fn w_set(w: &mut W, m: &FixedMap<()>) {
-    w.len(m.len());
-    for (k, ()) in m.iter() {
-        w.u128(k);
-    }
-}
-
-fn r_set(r: &mut R, m: &mut FixedMap<()>, what: &'static str) -> Res<()> {
-    let n = r.len(m.capacity(), what)?;
-    for _ in 0..n {
-        if !m.insert(r.u128()?, ()) {
-            return Err(SnapshotError::Capacity { what });
-        }
-    }
-    Ok(())
-}
-
 fn w_u32s(w: &mut W, v: &[u32]) {
     w.len(v.len());
     for &x in v {
@@ -403,6 +369,93 @@ fn r_transfer_spec(r: &mut R) -> Res<TransferSpec> {
         pending_id: TransferId(r.u128()?),
         timeout_ns: r.u64()?,
     })
+}
+
+/// The ledger's transfer part (see `snapshot`): counters, the installed
+/// run, the slab, free list, eviction ring and expiry heap. The index and
+/// the account lists are rebuilt, not read.
+fn r_hot(r: &mut R, l: &mut crate::ledger::Ledger) -> Res<()> {
+    l.ledger_seq = r.u64()?;
+    l.records_hash = r.u128()?;
+    let has = r.bool("installed")?;
+    let (run, through, checksum) = (r.u64()?, Seq(r.u64()?), r.u128()?);
+    l.installed = has.then_some((run, through, checksum));
+    let n = r.len(l.hot.slots.capacity(), "transfers_max")?;
+    for _ in 0..n {
+        if !r.bool("slot_live")? {
+            l.hot.slots.push(Transfer::free_value());
+            continue;
+        }
+        let at = r.at;
+        let rec = decode_record(&r.arr::<RECORD_LEN>()?).map_err(|_| SnapshotError::BadValue {
+            field: "transfer_record",
+            offset: at,
+        })?;
+        if rec.spec.id.0 == 0 {
+            return Err(SnapshotError::BadValue {
+                field: "transfer_id",
+                offset: at,
+            });
+        }
+        let (debit, credit, deadline) = (r.u32()?, r.u32()?, Timestamp(r.u64()?));
+        l.hot
+            .slots
+            .push(Transfer::new(rec, debit, credit, deadline));
+        if !l
+            .hot
+            .index
+            .insert(rec.spec.id.0, (l.hot.slots.len() - 1) as u32)
+        {
+            return Err(SnapshotError::Capacity {
+                what: "transfers_max",
+            });
+        }
+    }
+    r_u32s(r, &mut l.hot.free, "transfers_max")?;
+    let n = r.len(l.hot.ring.capacity(), "transfers_max")?;
+    for _ in 0..n {
+        let e = (r.u32()?, Seq(r.u64()?));
+        l.hot.ring.push_back(e);
+    }
+    let n = r.len(l.hot.heap.capacity(), "transfers_max")?;
+    for _ in 0..n {
+        l.hot.heap.push((Timestamp(r.u64()?), r.u64()?, r.u32()?));
+    }
+    Ok(())
+}
+
+/// Relinks what `r_hot` read once its slot references are known in range.
+fn relink_hot(l: &mut crate::ledger::Ledger) -> Result<(), SnapshotError> {
+    let slots = l.hot.slots.len();
+    let bad = |what: &str| Err(SnapshotError::Invalid(format!("{what} out of range")));
+    for i in 0..l.hot.heap.len() {
+        let slot = l.hot.heap[i].2 as usize;
+        if slot >= slots || l.hot.slots[slot].is_free() || l.hot.slots[slot].heap_pos != NO_SLOT {
+            return bad("expiry heap slot");
+        }
+        l.hot.slots[slot].heap_pos = i as u32;
+    }
+    if l.hot
+        .free
+        .iter()
+        .any(|&s| s as usize >= slots || !l.hot.slots[s as usize].is_free())
+        || l.hot.ring.iter().any(|&(s, _)| s as usize >= slots)
+        || slots - l.hot.len() != l.hot.free.len()
+    {
+        return bad("hot store slot");
+    }
+    let mut stored: Vec<(u64, u32)> = (0..slots as u32)
+        .filter(|&s| {
+            let t = &l.hot.slots[s as usize];
+            !t.is_free() && !matches!(t.rec.state, TState::Failed(_))
+        })
+        .map(|s| (l.hot.slots[s as usize].rec.ledger_seq, s))
+        .collect();
+    stored.sort_unstable();
+    for (_, s) in stored {
+        l.hot.link(s);
+    }
+    Ok(())
 }
 
 /// An actor: a byte (0 admin, 1 + n for n owners), then its n owners.
@@ -568,22 +621,36 @@ impl Engine {
         w_map_u32(&mut w, &l.asset_index);
         w_u32s(&mut w, &l.escrow);
         w_map_u32(&mut w, &l.trading);
-        w.len(l.transfers.len());
-        for t in &l.transfers {
-            w_transfer_spec(&mut w, &t.spec);
-            w.u8(tstate_code(t.state));
-            w.u32(t.debit);
-            w.u32(t.credit);
-            w.u128(t.amount);
-            w.u64(t.created.0);
-            w.u64(t.deadline.0);
+        w.u64(l.ledger_seq);
+        w.u128(l.records_hash);
+        let (run, through, checksum) = l.installed.unwrap_or((0, Seq(0), 0));
+        w.u8(l.installed.is_some() as u8);
+        w.u64(run);
+        w.u64(through.0);
+        w.u128(checksum);
+        w.len(l.hot.slots.len());
+        let mut rec = [0u8; RECORD_LEN];
+        for t in &l.hot.slots {
+            w.u8(!t.is_free() as u8);
+            if !t.is_free() {
+                encode_record(&t.rec, &mut rec);
+                w.bytes(&rec);
+                w.u32(t.debit);
+                w.u32(t.credit);
+                w.u64(t.deadline.0);
+            }
         }
-        w_map_u32(&mut w, &l.transfer_index);
-        w_set(&mut w, &l.failed);
-        w.len(l.expiry.len());
-        for &(d, s) in &l.expiry {
+        w_u32s(&mut w, &l.hot.free);
+        w.len(l.hot.ring.len());
+        for &(slot, cs) in &l.hot.ring {
+            w.u32(slot);
+            w.u64(cs.0);
+        }
+        w.len(l.hot.heap.len());
+        for &(d, ls, slot) in &l.hot.heap {
             w.u64(d.0);
-            w.u32(s);
+            w.u64(ls);
+            w.u32(slot);
         }
         w.len(l.chain.len());
         for (t, a) in l.chain.iter().zip(&l.chain_actors) {
@@ -763,24 +830,7 @@ impl Engine {
         r_map_u32(&mut r, &mut l.asset_index, "assets_max")?;
         r_u32s(&mut r, &mut l.escrow, "assets_max")?;
         r_map_u32(&mut r, &mut l.trading, "accounts_max")?;
-        let n = r.len(l.transfers.capacity(), "transfers_max")?;
-        for _ in 0..n {
-            l.transfers.push(Transfer {
-                spec: r_transfer_spec(&mut r)?,
-                state: r.enum_u8("transfer_state", tstate_of)?,
-                debit: r.u32()?,
-                credit: r.u32()?,
-                amount: r.u128()?,
-                created: Timestamp(r.u64()?),
-                deadline: Timestamp(r.u64()?),
-            });
-        }
-        r_map_u32(&mut r, &mut l.transfer_index, "transfers_max")?;
-        r_set(&mut r, &mut l.failed, "transfers_max")?;
-        let n = r.len(l.expiry.capacity(), "transfers_max")?;
-        for _ in 0..n {
-            l.expiry.push((Timestamp(r.u64()?), r.u32()?));
-        }
+        r_hot(&mut r, l)?;
         let n = r.len(l.chain.capacity(), "batch_max")?;
         for _ in 0..n {
             l.chain.push(r_transfer_spec(&mut r)?);
@@ -790,6 +840,7 @@ impl Engine {
             return Err(SnapshotError::TrailingBytes { offset: r.at });
         }
         e.check_slots()?;
+        relink_hot(&mut e.ledger)?;
         for (o, &owner) in e.orders.iter().zip(&order_owners) {
             if o.state != OrderState::Free && e.owners[o.owner_slot as usize].id.0 != owner {
                 return Err(SnapshotError::Invalid(format!(
@@ -869,12 +920,13 @@ impl Engine {
             return bad("pool slot");
         }
         let l = &self.ledger;
-        let nt = l.transfers.len() as u32;
+        let account_ok = |t: &Transfer| {
+            matches!(t.rec.state, TState::Failed(_)) || (t.debit < na && t.credit < na)
+        };
         if l.accounts
             .iter()
             .any(|a| a.asset as usize >= l.assets.len())
-            || l.transfers.iter().any(|t| t.debit >= na || t.credit >= na)
-            || l.expiry.iter().any(|&(_, s)| s >= nt)
+            || l.hot.slots.iter().any(|t| !t.is_free() && !account_ok(t))
             || l.escrow.iter().any(|&s| !(s == NO_ACCOUNT || s < na))
             || l.escrow.len() != l.assets.len()
             || l.account_index.iter().any(|(_, s)| s >= na)
@@ -882,7 +934,6 @@ impl Engine {
             || l.asset_index
                 .iter()
                 .any(|(_, s)| s as usize >= l.assets.len())
-            || l.transfer_index.iter().any(|(_, s)| s >= nt)
         {
             return bad("ledger reference");
         }

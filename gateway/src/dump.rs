@@ -199,6 +199,34 @@ pub fn command_to_script_json(c: &Command) -> String {
                 None => o.done(),
             }
         }
+        Command::InstallHistory {
+            run,
+            through_seq,
+            checksum,
+        } => Obj::new("install_history")
+            .raw("run", run)
+            .raw("through_seq", through_seq.0)
+            .str("checksum", &format!("{checksum:032x}"))
+            .done(),
+        Command::LookupTransfer { id, actor } => Obj::new("lookup_transfer")
+            .raw("id", id)
+            .raw("actor", actor_json(&actor))
+            .done(),
+        Command::GetAccountTransfers { filter: f, actor } => Obj::new("get_account_transfers")
+            .raw("account", f.account)
+            .str(
+                "by",
+                match f.by {
+                    engine::history::RangeBy::LedgerSeq => "ledger_seq",
+                    engine::history::RangeBy::Time => "time",
+                },
+            )
+            .raw("lo", f.lo)
+            .raw("hi", f.hi)
+            .raw("limit", f.limit)
+            .raw("newest_first", f.newest_first)
+            .raw("actor", actor_json(&actor))
+            .done(),
     }
 }
 

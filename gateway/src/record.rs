@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | 0..8 | `seq` u64 |
 //! | 8..16 | `now` u64 (engine time stamped by the sequencer) |
-//! | 16 | `kind` u8: 1 instrument, 2 order, 3 cancel, 4 replace, 5 mass_cancel, 6 halt, 7 resume, 8 time, 9 query_book, 10 open_account, 11 transfer, 12 query_balance |
+//! | 16 | `kind` u8: 1 instrument, 2 order, 3 cancel, 4 replace, 5 mass_cancel, 6 halt, 7 resume, 8 time, 9 query_book, 10 open_account, 11 transfer, 12 query_balance, 13 query_open_orders, 14 install_history, 15 lookup_transfer, 16 get_account_transfers |
 //! | 17..32 | reserved, zero |
 //! | 32..192 | payload: the command's fields packed in declaration order, then zero |
 //!
@@ -18,6 +18,11 @@
 //! existed has zeros there, which decodes as `Admin`: exactly how every
 //! ledger command behaved then, so older journals replay bit-exact and the
 //! record version stays 1.
+//!
+//! `install_history`: run u64, through_seq u64, checksum u128.
+//! `lookup_transfer`: id u128, actor. `get_account_transfers`: account u128,
+//! range field u8 (0 ledger_seq, 1 time), lo u64, hi u64, limit u32,
+//! newest_first bool, actor.
 //!
 //! Encoding rules: an `Option<T>` is a presence byte (0 absent, 1 present)
 //! followed by `T`'s bytes, which are zero when absent; a `bool` is one byte
@@ -32,6 +37,7 @@
 
 use bytemuck::{Pod, Zeroable};
 use engine::{
+    history::{AccountFilter, RangeBy},
     AccountFlags, AccountId, AccountSpec, Actor, Amount, Asset, ClientOrderId, Command, Input,
     InstrumentId, InstrumentSpec, NewOrder, OrderId, OrderType, OwnerId, Price, Qty, Seq, Side,
     Stp, Symbol, Tif, Timestamp, TransferFlags, TransferId, TransferSpec, ACTOR_OWNERS_MAX,
@@ -129,6 +135,9 @@ mod kind {
     pub const TRANSFER: u8 = 11;
     pub const QUERY_BALANCE: u8 = 12;
     pub const QUERY_OPEN_ORDERS: u8 = 13;
+    pub const INSTALL_HISTORY: u8 = 14;
+    pub const LOOKUP_TRANSFER: u8 = 15;
+    pub const GET_ACCOUNT_TRANSFERS: u8 = 16;
 }
 
 struct W<'a> {
@@ -419,6 +428,34 @@ pub fn encode(input: &Input) -> InputRecord {
             w.opt_u32(instrument.map(|i| i.0));
             kind::QUERY_OPEN_ORDERS
         }
+        Command::InstallHistory {
+            run,
+            through_seq,
+            checksum,
+        } => {
+            w.u64(run);
+            w.u64(through_seq.0);
+            w.u128(checksum);
+            kind::INSTALL_HISTORY
+        }
+        Command::LookupTransfer { id, actor } => {
+            w.u128(id.0);
+            w.actor(&actor);
+            kind::LOOKUP_TRANSFER
+        }
+        Command::GetAccountTransfers { filter: f, actor } => {
+            w.u128(f.account.0);
+            w.u8(match f.by {
+                RangeBy::LedgerSeq => 0,
+                RangeBy::Time => 1,
+            });
+            w.u64(f.lo);
+            w.u64(f.hi);
+            w.u32(f.limit);
+            w.bool(f.newest_first);
+            w.actor(&actor);
+            kind::GET_ACCOUNT_TRANSFERS
+        }
     };
     rec.kind = k;
     rec
@@ -559,6 +596,35 @@ pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
             owner: OwnerId(r.u64()),
             instrument: r.opt_u32("instrument")?.map(InstrumentId),
         },
+        kind::INSTALL_HISTORY => Command::InstallHistory {
+            run: r.u64(),
+            through_seq: Seq(r.u64()),
+            checksum: r.u128(),
+        },
+        kind::LOOKUP_TRANSFER => Command::LookupTransfer {
+            id: TransferId(r.u128()),
+            actor: r.actor()?,
+        },
+        kind::GET_ACCOUNT_TRANSFERS => Command::GetAccountTransfers {
+            filter: AccountFilter {
+                account: AccountId(r.u128()),
+                by: match r.u8() {
+                    0 => RangeBy::LedgerSeq,
+                    1 => RangeBy::Time,
+                    value => {
+                        return Err(RecordError::BadEnum {
+                            field: "range_by",
+                            value,
+                        })
+                    }
+                },
+                lo: r.u64(),
+                hi: r.u64(),
+                limit: r.u32(),
+                newest_first: r.bool("newest_first")?,
+            },
+            actor: r.actor()?,
+        },
         k => return Err(RecordError::UnknownKind(k)),
     };
     r.finish()?;
@@ -639,7 +705,7 @@ mod tests {
                 Side::Sell
             }
         };
-        let command = match variant % 12 {
+        let command = match variant % 15 {
             0 => Command::AddInstrument(InstrumentSpec {
                 id: InstrumentId(r.next_u64() as u32),
                 symbol: Symbol(bytes(r)),
@@ -736,6 +802,30 @@ mod tests {
             },
             11 => Command::QueryBalance {
                 account: AccountId(any_u128(r)),
+                actor: any_actor(r),
+            },
+            12 => Command::InstallHistory {
+                run: any_u64(r),
+                through_seq: Seq(any_u64(r)),
+                checksum: any_u128(r),
+            },
+            13 => Command::LookupTransfer {
+                id: TransferId(any_u128(r)),
+                actor: any_actor(r),
+            },
+            14 => Command::GetAccountTransfers {
+                filter: AccountFilter {
+                    account: AccountId(any_u128(r)),
+                    by: if r.chance(1, 2) {
+                        RangeBy::LedgerSeq
+                    } else {
+                        RangeBy::Time
+                    },
+                    lo: any_u64(r),
+                    hi: any_u64(r),
+                    limit: r.next_u64() as u32,
+                    newest_first: r.chance(1, 2),
+                },
                 actor: any_actor(r),
             },
             _ => Command::QueryOpenOrders {

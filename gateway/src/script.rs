@@ -906,6 +906,30 @@ fn quote(s: &str) -> String {
 
 // ----- printing ---------------------------------------------------------
 
+/// One transfer record as a JSON object (a `transfers` event's row).
+fn write_record(o: &mut String, r: &engine::history::TransferRecord) -> std::fmt::Result {
+    use std::fmt::Write as _;
+    let s = &r.spec;
+    write!(
+        o,
+        "{{\"id\":{},\"debit_account\":{},\"credit_account\":{},\"amount\":{},\"requested_amount\":{},\"code\":{},\"flags\":{},\"pending_id\":{},\"timeout_ns\":{},\"state\":\"{}\",\"ledger_seq\":{},\"created_seq\":{},\"created\":{},\"change_seq\":{}}}",
+        s.id.0,
+        r.debit_account.0,
+        r.credit_account.0,
+        r.amount.0,
+        s.amount.0,
+        s.code,
+        s.flags.0,
+        s.pending_id.0,
+        s.timeout_ns,
+        r.state.as_str(),
+        r.ledger_seq,
+        r.created_seq.0,
+        r.created.0,
+        r.change_seq.0
+    )
+}
+
 /// Appends `event` as one JSON object (no newline) in the shape of
 /// `script.md`. `events` holds the level rows of `book` events.
 pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
@@ -949,6 +973,8 @@ pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
                     RejectTarget::Instrument(id) => write!(o, "\"instrument\":{}", id.0)?,
                     RejectTarget::Time(t) => write!(o, "\"now\":{}", t.0)?,
                     RejectTarget::Account(a) => write!(o, "\"account\":{}", a.0)?,
+                    RejectTarget::Transfer(id) => write!(o, "\"transfer\":{}", id.0)?,
+                    RejectTarget::HistoryRun(run) => write!(o, "\"run\":{run}")?,
                 }
                 write!(o, ",\"reason\":\"{}\"", reason.name())?;
             }
@@ -1051,6 +1077,21 @@ pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
             )?,
             Event::TransferExpired { id } => {
                 write!(o, ",\"event\":\"transfer_expired\",\"id\":{}", id.0)?
+            }
+            Event::HistoryInstalled { run, through_seq } => write!(
+                o,
+                ",\"event\":\"history_installed\",\"run\":{run},\"through_seq\":{}",
+                through_seq.0
+            )?,
+            Event::Transfers { rows, more } => {
+                o.push_str(",\"event\":\"transfers\",\"rows\":[");
+                for (i, r) in events.rows(rows).iter().enumerate() {
+                    if i > 0 {
+                        o.push(',');
+                    }
+                    write_record(o, r)?;
+                }
+                write!(o, "],\"more\":{more}")?;
             }
             Event::Balance {
                 account,

@@ -1573,11 +1573,15 @@ impl Session {
                     }
                 }
             }
+            // Sessions cannot issue transfer queries yet (no wire template),
+            // and history installs are the runtime's: nothing to report.
             Event::AccountOpened { .. }
             | Event::Halted { .. }
             | Event::Resumed { .. }
             | Event::Book { .. }
-            | Event::TransferExpired { .. } => {}
+            | Event::TransferExpired { .. }
+            | Event::HistoryInstalled { .. }
+            | Event::Transfers { .. } => {}
         }
         if let Some(p) = pend {
             self.pending.insert(token, p);

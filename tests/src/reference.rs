@@ -414,7 +414,12 @@ impl Reference {
                     asks: self.level_views(i, Side::Sell, depth),
                 }),
             },
-            Command::OpenAccount(_) | Command::Transfer { .. } | Command::QueryBalance { .. } => {
+            Command::OpenAccount(_)
+            | Command::Transfer { .. }
+            | Command::QueryBalance { .. }
+            | Command::InstallHistory { .. }
+            | Command::LookupTransfer { .. }
+            | Command::GetAccountTransfers { .. } => {
                 panic!("the reference does not model the ledger")
             }
         }

@@ -68,7 +68,7 @@ pub struct SnapshotBytes {
 }
 
 /// Command kinds, in the order of `Counters::commands` (metric label values).
-pub const COMMAND_KINDS: [&str; 13] = [
+pub const COMMAND_KINDS: [&str; 16] = [
     "instrument",
     "order",
     "cancel",
@@ -82,6 +82,9 @@ pub const COMMAND_KINDS: [&str; 13] = [
     "transfer",
     "query_balance",
     "query_open_orders",
+    "install_history",
+    "lookup_transfer",
+    "get_account_transfers",
 ];
 
 fn command_kind(c: &Command) -> usize {
@@ -99,6 +102,9 @@ fn command_kind(c: &Command) -> usize {
         Command::Transfer { .. } => 10,
         Command::QueryBalance { .. } => 11,
         Command::QueryOpenOrders { .. } => 12,
+        Command::InstallHistory { .. } => 13,
+        Command::LookupTransfer { .. } => 14,
+        Command::GetAccountTransfers { .. } => 15,
     }
 }
 

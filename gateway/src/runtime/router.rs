@@ -35,6 +35,9 @@ pub enum RouteError {
     /// A global order id names a partition that does not exist.
     #[error("order id {0} names partition {1}, which does not exist")]
     NoSuchPartition(u64, usize),
+    /// A command only a partition's own runtime issues (its history writer).
+    #[error("{0} is issued by each partition's runtime, never routed")]
+    PartitionLocal(&'static str),
 }
 
 /// The partition assignment.
@@ -169,6 +172,15 @@ impl PartitionMap {
             }
             Command::OpenAccount(a) => Route::One(self.account(a.id), command),
             Command::QueryBalance { account, .. } => Route::One(self.account(account), command),
+            Command::GetAccountTransfers { filter, .. } => {
+                Route::One(self.account(filter.account), command)
+            }
+            // A transfer lives with its accounts, which its id does not name:
+            // every partition answers (at most one finds it).
+            Command::LookupTransfer { .. } => Route::All(command),
+            Command::InstallHistory { .. } => {
+                return Err(RouteError::PartitionLocal("install_history"))
+            }
             Command::Transfer { transfer, .. } => {
                 let resolves = transfer.flags.0
                     & (engine::TransferFlags::POST_PENDING | engine::TransferFlags::VOID_PENDING)
