@@ -29,7 +29,7 @@
 //! every transfer (not `Failed`) has an entry for its debit account and one
 //! for its credit account.
 
-use super::codec::RECORD_LEN;
+use engine::history::RECORD_LEN;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64, xxh3_64_with_seed};
 
 /// Block (and header page) size.

@@ -13,7 +13,6 @@
 //! checksum it did not verify; no damaged, missing or discontinuous run
 //! yields an answer: it is a typed error naming the file and the check.
 
-mod codec;
 pub mod format;
 pub mod store;
 pub mod writer;
@@ -21,10 +20,9 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use codec::{decode_record, encode_record, RECORD_LEN};
 pub use format::{parse_run_name, run_name};
 pub use store::{DiskHistory, HistoryError, RunFault};
-pub use writer::{build_run, repair_run, run_checksum, write_run_file, RunImage, RunWriter};
+pub use writer::{build_run, repair_run, write_run_file, RunImage, RunWriter};
 
 /// The history directory's name inside a partition's data directory.
 pub const HISTORY_DIR: &str = "history";

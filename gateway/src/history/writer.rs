@@ -9,11 +9,10 @@
 //! called by the caller only at seqs durable in the journal, so a run never
 //! holds a change that recovery could lose.
 
-use super::codec::{encode_record, RECORD_LEN};
 use super::format::*;
 use super::store::HistoryError;
 use crate::journal::{Storage, StorageFile};
-use engine::history::{TransferRecord, TransferState};
+use engine::history::{encode_record, TransferRecord, TransferState, RECORD_LEN};
 use std::path::{Path, PathBuf};
 use xorf::{BinaryFuse8, DmaSerializable};
 use xxhash_rust::xxh3::{xxh3_128, Xxh3};
@@ -30,19 +29,6 @@ pub struct RunImage {
 /// Sort key of records in a run.
 fn order(r: &TransferRecord) -> (u128, u64) {
     (r.spec.id.0, r.change_seq.0)
-}
-
-/// The content checksum of a run: xxh3-128 over its records encoded
-/// canonically in (id, change_seq) order, one per key ([`canonical`]).
-pub fn run_checksum(records: &[TransferRecord]) -> u128 {
-    let sorted = canonical(records);
-    let mut h = Xxh3::new();
-    let mut buf = [0u8; RECORD_LEN];
-    for r in &sorted {
-        encode_record(r, &mut buf);
-        h.update(&buf);
-    }
-    h.digest128()
 }
 
 /// The run's records: sorted by (id, change_seq), and where one input
@@ -137,7 +123,8 @@ fn write_account_blocks(bytes: &mut [u8], h: &Header, entries: &[AccountEntry]) 
     fences
 }
 
-/// One entry per account side of the newest record of each stored
+/// One entry per account side (the record's `debit_account` and
+/// `credit_account`: a post's or void's are its pending transfer's) of the newest record of each stored
 /// transfer (records sorted by (id, change_seq): the last of an id's run is
 /// its newest). Failed ids are not transfers and get none.
 fn account_entries(recs: &[TransferRecord]) -> Vec<AccountEntry> {
@@ -147,7 +134,7 @@ fn account_entries(recs: &[TransferRecord]) -> Vec<AccountEntry> {
         if !newest || matches!(r.state, TransferState::Failed(_)) {
             continue;
         }
-        let (d, c) = (r.spec.debit_account.0, r.spec.credit_account.0);
+        let (d, c) = (r.debit_account.0, r.credit_account.0);
         for account in if d == c { vec![d] } else { vec![d, c] } {
             out.push(AccountEntry {
                 account,
