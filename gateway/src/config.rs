@@ -155,6 +155,14 @@ stall_ms = 1_000
 # second exceeds this (microseconds).
 fsync_alarm_us = 20_000
 
+[history]
+# Transfer changes per history run file (p<N>/history/run-*.bhr): the engine
+# keeps every transfer in memory until a run holding it is installed, so this
+# bounds how far memory runs ahead of disk; at most half of
+# engine.transfers_max (0: no on-disk history; the ledger then holds at most
+# engine.transfers_max transfers).
+run_records = 262_144
+
 [feed]
 # Market data (bourse-md/1 on the server's endpoint).
 # L2 price levels published per side.
@@ -224,6 +232,8 @@ pub struct BourseConfig {
     pub session: SessionSection,
     /// Alarm thresholds.
     pub watchdog: WatchdogSection,
+    /// The on-disk transfer history.
+    pub history: HistorySection,
     /// Market-data fan-out.
     pub feed: FeedSection,
     /// Instrument and account assignment to partitions.
@@ -592,6 +602,25 @@ impl Default for WatchdogSection {
         WatchdogSection {
             stall_ms: 1_000,
             fsync_alarm_us: 20_000,
+        }
+    }
+}
+
+/// `[history]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySection {
+    /// Transfer changes per run (0: no on-disk history).
+    pub run_records: usize,
+}
+
+/// Most transfer changes one history run may hold (a run is built in memory).
+pub const HISTORY_RUN_RECORDS_MAX: usize = 1 << 24;
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        HistorySection {
+            run_records: crate::pipeline::DEFAULT_HISTORY_RUN_RECORDS,
         }
     }
 }
@@ -1362,6 +1391,18 @@ impl BourseConfig {
                 "must be at least 1".to_string(),
             ));
         }
+        // Memory must hold the run being cut and the changes arriving
+        // meanwhile, or the ledger fills up before a run can be installed.
+        let run_max = HISTORY_RUN_RECORDS_MAX.min(self.engine.transfers_max as usize / 2);
+        if self.history.run_records > run_max {
+            return Err(bad(
+                "history.run_records",
+                format!(
+                    "{} is above {run_max} (at most half of engine.transfers_max, and {HISTORY_RUN_RECORDS_MAX})",
+                    self.history.run_records
+                ),
+            ));
+        }
         if self.watchdog.stall_ms == 0 {
             return Err(bad("watchdog.stall_ms", "must be at least 1".to_string()));
         }
@@ -1575,6 +1616,7 @@ impl BourseConfig {
             segment_bytes: self.pipeline.segment_bytes,
             prefault: self.pipeline.prefault,
             repair: self.pipeline.repair,
+            history_run_records: self.history.run_records,
         }
     }
 

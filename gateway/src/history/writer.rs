@@ -212,6 +212,8 @@ pub struct RunWriter<S: Storage> {
     last_run: u64,
     last_through: u64,
     run_records: usize,
+    /// Bytes of the run files kept (for the metrics gauge).
+    bytes: u64,
 }
 
 impl<S: Storage> RunWriter<S> {
@@ -232,12 +234,19 @@ impl<S: Storage> RunWriter<S> {
             move |source| HistoryError::Io { op, path, source }
         };
         storage.create_dir_all(dir).map_err(io("create dir", dir))?;
-        let mut removed = false;
+        let (mut removed, mut bytes) = (false, 0);
         for name in storage.list(dir).map_err(io("list", dir))? {
-            if parse_run_name(&name).is_some_and(|r| r > last_run) {
-                let p = dir.join(&name);
-                storage.remove(&p).map_err(io("remove", &p))?;
-                removed = true;
+            let p = dir.join(&name);
+            match parse_run_name(&name) {
+                Some(r) if r > last_run => {
+                    storage.remove(&p).map_err(io("remove", &p))?;
+                    removed = true;
+                }
+                Some(_) => {
+                    let f = storage.open_read(&p).map_err(io("open", &p))?;
+                    bytes += f.len().map_err(io("stat", &p))?;
+                }
+                None => {}
             }
         }
         if removed {
@@ -250,6 +259,7 @@ impl<S: Storage> RunWriter<S> {
             last_run,
             last_through,
             run_records: run_records.max(1),
+            bytes,
         })
     }
 
@@ -289,6 +299,11 @@ impl<S: Storage> RunWriter<S> {
             .map(|r| r.change_seq.0)
     }
 
+    /// Bytes of the run files written or found at start.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+
     /// The last cut's run and through seq.
     pub fn last(&self) -> (u64, u64) {
         (self.last_run, self.last_through)
@@ -307,6 +322,7 @@ impl<S: Storage> RunWriter<S> {
         let run = self.last_run + 1;
         let image = build_run(run, self.last_through, through, &self.pending[..n]);
         write_run_file(&self.storage, &self.dir, &image)?;
+        self.bytes += image.bytes.len() as u64;
         self.pending.drain(..n);
         self.last_run = run;
         self.last_through = through;

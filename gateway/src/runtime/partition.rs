@@ -8,10 +8,13 @@
 //! which they see as `busy`), never drop. Time-driven work (GTD expiry, pending
 //! transfer timeouts) happens through `time` inputs the thread stamps itself
 //! when a deadline passes, so it is journaled and replays identically.
+//! Every input's transfer changes (`Events::changes`) go to the history
+//! writer through a bounded ring, waited on when full, never dropped.
 
 use super::idle::{IdleStrategy, Idler};
 use super::sequencer::Sequencer;
 use crossbeam::queue::ArrayQueue;
+use engine::history::TransferRecord;
 use engine::{Command, Engine, Event, Input, LevelView, Seq};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -140,10 +143,10 @@ impl Counter {
 #[derive(Debug)]
 pub struct Counters {
     /// Commands applied, by kind (`COMMAND_KINDS`).
-    pub commands: [Counter; 13],
+    pub commands: [Counter; COMMAND_KINDS.len()],
     /// Of those, the ones answered with a reject (order, instrument, time,
     /// query, account or transfer reject events).
-    pub rejected: [Counter; 13],
+    pub rejected: [Counter; COMMAND_KINDS.len()],
     /// Reject events by `RejectReason` code (index = code).
     pub order_rejects: [Counter; 32],
     /// Ledger reject events by `LedgerError` code (index = code).
@@ -175,6 +178,10 @@ pub struct Counters {
     pub last_snapshot_unix_ns: Counter,
     /// Snapshots written.
     pub snapshots: Counter,
+    /// History run files written (history writer thread).
+    pub history_runs: Counter,
+    /// Bytes of history run files written (history writer thread).
+    pub history_bytes: Counter,
 }
 
 impl Default for Counters {
@@ -197,6 +204,8 @@ impl Default for Counters {
             applied_time_ns: Counter::default(),
             last_snapshot_unix_ns: Counter::default(),
             snapshots: Counter::default(),
+            history_runs: Counter::default(),
+            history_bytes: Counter::default(),
         }
     }
 }
@@ -212,6 +221,8 @@ pub struct Shared {
     pub journal: Option<ArrayQueue<Input>>,
     /// Snapshots for the persistence side.
     pub snapshots: ArrayQueue<SnapshotBytes>,
+    /// Transfer changes for the history writer (absent without one).
+    pub history: Option<ArrayQueue<TransferRecord>>,
     /// Last sequence applied by the engine.
     pub applied_seq: AtomicU64,
     /// Last sequence durable (journal thread, or the engine thread in `none` mode).
@@ -238,6 +249,7 @@ impl Shared {
             outbound: ArrayQueue::new(outbound.max(16)),
             journal: journal.map(|n| ArrayQueue::new(n.max(1))),
             snapshots: ArrayQueue::new(2),
+            history: None,
             applied_seq: AtomicU64::new(last_seq.0),
             durable_seq: AtomicU64::new(last_seq.0),
             stop: AtomicBool::new(false),
@@ -246,6 +258,14 @@ impl Shared {
             applied: AtomicU64::new(0),
             counters: Counters::default(),
         }
+    }
+}
+
+impl Shared {
+    /// With a history ring of `slots` transfer changes.
+    pub fn with_history(mut self, slots: usize) -> Self {
+        self.history = Some(ArrayQueue::new(slots.max(1)));
+        self
     }
 }
 
@@ -348,6 +368,13 @@ fn apply_one(
     count(&shared.counters, input, events);
     if let Some(j) = &shared.journal {
         push_wait(j, *input, wait);
+    }
+    // Before `applied_seq` moves: the writer, having read `applied_seq`,
+    // then finds every change up to it in the ring.
+    if let Some(h) = &shared.history {
+        for r in events.changes() {
+            push_wait(h, *r, wait);
+        }
     }
     let s = input.seq;
     push_wait(
