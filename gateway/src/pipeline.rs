@@ -20,10 +20,10 @@
 //! moves it aside with an ERROR); a snapshot is written only once every input
 //! it covers is durable.
 
+use crate::history::{DiskHistory, RunWriter, HISTORY_DIR};
 use crate::journal::{
     DirLock, Durability, FsStorage, JournalConfig, JournalError, JournalWriter, LockError,
 };
-use crate::history::{DiskHistory, RunWriter, HISTORY_DIR};
 use crate::recovery::{recover_attached, RecoveryError};
 use crate::runtime::{PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes};
 use crate::snapshot::write_snapshot;
@@ -270,16 +270,24 @@ impl Pipeline {
                     }
                 };
                 let restore = |c, b: &[u8]| Engine::restore(c, b).map_err(|e| e.to_string());
-                let r = recover_attached(&FsStorage, &dir, cfg.engine, restore, cfg.repair, &mut attach)
-                    .map_err(|source| PipelineError::Recovery {
-                        dir: d.clone(),
-                        source: Box::new(source),
-                    })?;
+                let r = recover_attached(
+                    &FsStorage,
+                    &dir,
+                    cfg.engine,
+                    restore,
+                    cfg.repair,
+                    &mut attach,
+                )
+                .map_err(|source| PipelineError::Recovery {
+                    dir: d.clone(),
+                    source: Box::new(source),
+                })?;
                 if history_on {
                     // Re-seed: every change after the last installed run.
                     let (run, through, _) = r.engine.installed_history().unwrap_or((0, Seq(0), 0));
-                    let mut w = RunWriter::new(FsStorage, &hdir, run, through.0, cfg.history_run_records)
-                        .map_err(history_err)?;
+                    let mut w =
+                        RunWriter::new(FsStorage, &hdir, run, through.0, cfg.history_run_records)
+                            .map_err(history_err)?;
                     w.push(&r.engine.history_tail(through));
                     writers.push(Some(w));
                 }
