@@ -668,6 +668,20 @@ impl Collector for Exposition {
             }),
         )?;
 
+        // Transfer history (on disk, per partition).
+        gauge(
+            e,
+            "bourse_history_bytes",
+            "Bytes of transfer history run files on disk",
+            &perf(&|_, p| p.counters.history_bytes.get() as f64),
+        )?;
+        gauge(
+            e,
+            "bourse_history_runs",
+            "Transfer history runs written",
+            &perf(&|_, p| p.counters.history_runs.get() as f64),
+        )?;
+
         // Gateway.
         let g = &st.gateway;
         gauge(

@@ -127,9 +127,16 @@ fn old_transfer_ids_stay_exactly_once_through_history_restarts_and_snapshots() {
         let waits: u32 = (1..=TRANSFERS).map(|id| store(&p, &mut r, id)).sum();
         println!("{TRANSFERS} transfers through a 256-transfer memory; {waits} capacity waits");
         assert_exists(&p, &mut r, &sample);
+        let c = &p.runtime().shared(0).counters;
+        assert!(c.history_runs.get() >= 10, "{} runs", c.history_runs.get());
+        assert!(c.history_bytes.get() > 0);
         p.shutdown();
     }
     assert!(runs_on_disk(&dir) >= 10, "{} runs", runs_on_disk(&dir));
+    let mut out = Vec::new();
+    gateway::journal_cli::run_journal_verify(&partition_dir(&dir, 0), &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("history runs: ") && out.contains("all verified"), "{out}");
     // Restart without snapshots: the whole journal replays, each install
     // re-verifying its run file, and the old ids answer from disk.
     for entry in std::fs::read_dir(partition_dir(&dir, 0)).unwrap() {
@@ -181,6 +188,15 @@ fn a_missing_history_run_refuses_to_start_naming_it() {
     let run1 = partition_dir(&dir, 0)
         .join("history")
         .join(gateway::history::run_name(1));
+    // A flipped bit in a record block: `journal verify` names the file.
+    let mut bytes = std::fs::read(&run1).unwrap();
+    bytes[4096 + 100] ^= 4;
+    std::fs::write(&run1, &bytes).unwrap();
+    let mut out = Vec::new();
+    let err = gateway::journal_cli::run_journal_verify(&partition_dir(&dir, 0), &mut out)
+        .expect_err("damaged run")
+        .to_string();
+    assert!(err.contains("run-00000000000000000001.bhr") && err.contains("block 0"), "{err}");
     std::fs::remove_file(&run1).unwrap();
     let err = Pipeline::open(&config(&dir))
         .expect_err("run 1 is gone")

@@ -431,7 +431,18 @@ impl<S: Storage> DiskHistory<S> {
     /// every run's header and in-memory sections, and refuses a gap, a
     /// discontinuity or a damaged run naming the file.
     pub fn open(storage: S, dir: &Path) -> Result<Self, HistoryError> {
-        let runs = open_runs(&storage, dir)?;
+        let runs = open_runs(&storage, dir, true)?;
+        Ok(Self {
+            storage,
+            dir: dir.to_path_buf(),
+            runs: RefCell::new(runs),
+        })
+    }
+
+    /// As [`DiskHistory::open`] but writing nothing (`journal verify`):
+    /// `.tmp` leftovers are ignored, not removed.
+    pub fn open_read_only(storage: S, dir: &Path) -> Result<Self, HistoryError> {
+        let runs = open_runs(&storage, dir, false)?;
         Ok(Self {
             storage,
             dir: dir.to_path_buf(),
@@ -520,16 +531,22 @@ fn fault(path: &Path, f: RunFault) -> HistoryFault {
 }
 
 /// Lists, cleans and opens the runs of `dir`, checking continuity.
-fn open_runs<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<Run<S::File>>, HistoryError> {
+fn open_runs<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    clean: bool,
+) -> Result<Vec<Run<S::File>>, HistoryError> {
     let io = |op: &'static str| {
         let path = dir.to_path_buf();
         move |source| HistoryError::Io { op, path, source }
     };
-    storage.create_dir_all(dir).map_err(io("create dir"))?;
+    if clean {
+        storage.create_dir_all(dir).map_err(io("create dir"))?;
+    }
     let mut numbers = Vec::new();
     let mut removed = false;
     for name in storage.list(dir).map_err(io("list"))? {
-        if name.starts_with("run-") && name.ends_with(".tmp") {
+        if clean && name.starts_with("run-") && name.ends_with(".tmp") {
             // An unfinished write: never renamed, so never installed.
             let p = dir.join(&name);
             storage.remove(&p).map_err(|source| HistoryError::Io {
