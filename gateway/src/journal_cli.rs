@@ -127,7 +127,12 @@ pub fn run_journal_verify(dir: &Path, out: &mut impl Write) -> Result<ScanReport
         // Every run read whole: block, section, header and content checksums.
         let h = crate::history::DiskHistory::open_read_only(FsStorage, &history)?;
         h.verify()?;
-        writeln!(out, "history runs: {} ({} bytes, all verified)", h.runs(), h.bytes())?;
+        writeln!(
+            out,
+            "history runs: {} ({} bytes, all verified)",
+            h.runs(),
+            h.bytes()
+        )?;
     }
     if let Some(holder) = journal::lock::live_writer(dir) {
         writeln!(out, "live writer: {holder} (this is a moment's view)")?;

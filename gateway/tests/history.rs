@@ -136,7 +136,10 @@ fn old_transfer_ids_stay_exactly_once_through_history_restarts_and_snapshots() {
     let mut out = Vec::new();
     gateway::journal_cli::run_journal_verify(&partition_dir(&dir, 0), &mut out).unwrap();
     let out = String::from_utf8(out).unwrap();
-    assert!(out.contains("history runs: ") && out.contains("all verified"), "{out}");
+    assert!(
+        out.contains("history runs: ") && out.contains("all verified"),
+        "{out}"
+    );
     // Restart without snapshots: the whole journal replays, each install
     // re-verifying its run file, and the old ids answer from disk.
     for entry in std::fs::read_dir(partition_dir(&dir, 0)).unwrap() {
@@ -196,7 +199,10 @@ fn a_missing_history_run_refuses_to_start_naming_it() {
     let err = gateway::journal_cli::run_journal_verify(&partition_dir(&dir, 0), &mut out)
         .expect_err("damaged run")
         .to_string();
-    assert!(err.contains("run-00000000000000000001.bhr") && err.contains("block 0"), "{err}");
+    assert!(
+        err.contains("run-00000000000000000001.bhr") && err.contains("block 0"),
+        "{err}"
+    );
     std::fs::remove_file(&run1).unwrap();
     let err = Pipeline::open(&config(&dir))
         .expect_err("run 1 is gone")

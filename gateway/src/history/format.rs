@@ -95,6 +95,13 @@ pub fn filter_key(id: u128) -> u64 {
     xxh3_64(&id.to_le_bytes())
 }
 
+/// The transfer id of an encoded record without decoding it (the
+/// canonical encoding starts with it; lookups binary-search a block by it,
+/// then decode the one record they return, whose id the caller checks).
+pub fn record_id(raw: &[u8]) -> u128 {
+    u128::from_le_bytes(raw[..16].try_into().expect("16 bytes"))
+}
+
 /// The checksum seed of block `block` of `section` in run `run`.
 fn block_seed(run: u64, section: Section, block: u64) -> u64 {
     xxh3_64(

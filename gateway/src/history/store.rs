@@ -239,17 +239,22 @@ impl<F: StorageFile> Run<F> {
 
     /// Reads and verifies one block.
     fn block(&self, section: Section, block: u64) -> Result<Vec<u8>, RunFault> {
+        let mut b = vec![0u8; BLOCK_LEN];
+        self.block_into(section, block, &mut b)?;
+        Ok(b)
+    }
+
+    /// Reads and verifies one block into `buf` (`BLOCK_LEN` bytes).
+    fn block_into(&self, section: Section, block: u64, buf: &mut [u8]) -> Result<(), RunFault> {
         let span = match section {
             Section::Records => self.header.record_span,
             Section::Accounts => self.header.account_span,
         };
-        let b = read_exact(
-            &self.file,
-            span.offset + block * BLOCK_LEN as u64,
-            BLOCK_LEN as u64,
-        )?;
-        if block_ok(&b, self.header.run, section, block) {
-            Ok(b)
+        self.file
+            .read_at(buf, span.offset + block * BLOCK_LEN as u64)
+            .map_err(|e| RunFault::Io(e.to_string()))?;
+        if block_ok(buf, self.header.run, section, block) {
+            Ok(())
         } else {
             Err(RunFault::Block { section, block })
         }
@@ -284,19 +289,26 @@ impl<F: StorageFile> Run<F> {
         let Some(b) = self.fences.partition_point(|&f| f <= id).checked_sub(1) else {
             return Ok(None);
         };
-        let block = self.block(Section::Records, b as u64)?;
+        let mut block = [0u8; BLOCK_LEN];
+        self.block_into(Section::Records, b as u64, &mut block)?;
         let first = b as u64 * RECORDS_PER_BLOCK as u64;
-        let n = (self.header.records - first).min(RECORDS_PER_BLOCK as u64);
-        let mut found = None;
-        for pos in first..first + n {
-            let r = self.record_in(&block, pos)?;
-            if r.spec.id.0 == id {
-                found = Some(r);
-            } else if r.spec.id.0 > id {
-                break;
+        let n = (self.header.records - first).min(RECORDS_PER_BLOCK as u64) as usize;
+        // Binary search for the last record with id ≤ `id` (records sort by
+        // (id, change_seq)): the id's newest, if it is `id` at all.
+        let id_at = |k: usize| record_id(&block[k * RECORD_LEN..]);
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if id_at(mid) <= id {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
         }
-        Ok(found)
+        match lo.checked_sub(1) {
+            Some(k) if id_at(k) == id => self.record_in(&block, first + k as u64).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// Reads record `pos` (verifying its block).

@@ -9,6 +9,7 @@ use crate::journal::{SimDisk, Storage};
 use crate::record::SplitMix64;
 use engine::command::{TransferFlags, TransferSpec};
 use engine::event::LedgerError;
+use engine::history::RECORD_LEN;
 use engine::history::{AccountFilter, RangeBy, TransferHistory, TransferRecord, TransferState};
 use engine::types::{AccountId, Amount, Seq, Timestamp, TransferId};
 use std::path::Path;
@@ -505,4 +506,13 @@ fn a_run_has_one_checksum_whichever_store_holds_it() {
         build_run(1, 0, 200, &other).header.checksum,
         image.header.checksum
     );
+}
+
+#[test]
+fn lookups_read_the_id_where_the_canonical_encoding_puts_it() {
+    let mut buf = [0u8; RECORD_LEN];
+    for r in stream(13, 50).iter().flatten() {
+        engine::history::encode_record(r, &mut buf);
+        assert_eq!(super::format::record_id(&buf), r.spec.id.0);
+    }
 }
