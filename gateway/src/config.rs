@@ -158,7 +158,7 @@ fsync_alarm_us = 20_000
 [history]
 # Transfer changes per history run file (p<N>/history/run-*.bhr): the engine
 # keeps every transfer in memory until a run holding it is installed, so this
-# bounds how far memory runs ahead of disk; at most half of
+# bounds how far memory runs ahead of disk; capped at half of
 # engine.transfers_max (0: no on-disk history; the ledger then holds at most
 # engine.transfers_max transfers).
 run_records = 262_144
@@ -1391,14 +1391,11 @@ impl BourseConfig {
                 "must be at least 1".to_string(),
             ));
         }
-        // Memory must hold the run being cut and the changes arriving
-        // meanwhile, or the ledger fills up before a run can be installed.
-        let run_max = HISTORY_RUN_RECORDS_MAX.min(self.engine.transfers_max as usize / 2);
-        if self.history.run_records > run_max {
+        if self.history.run_records > HISTORY_RUN_RECORDS_MAX {
             return Err(bad(
                 "history.run_records",
                 format!(
-                    "{} is above {run_max} (at most half of engine.transfers_max, and {HISTORY_RUN_RECORDS_MAX})",
+                    "{} is above {HISTORY_RUN_RECORDS_MAX}",
                     self.history.run_records
                 ),
             ));
@@ -1616,7 +1613,12 @@ impl BourseConfig {
             segment_bytes: self.pipeline.segment_bytes,
             prefault: self.pipeline.prefault,
             repair: self.pipeline.repair,
-            history_run_records: self.history.run_records,
+            // Memory must hold the run being cut and the changes arriving
+            // meanwhile, or the ledger fills up before a run is installed.
+            history_run_records: self
+                .history
+                .run_records
+                .min((self.engine.transfers_max / 2).max(1) as usize),
         }
     }
 
@@ -2052,5 +2054,19 @@ mod tests {
         let mut big = c.clone();
         big.pipeline.partitions = 4;
         assert_eq!(big.memory_estimate(), 4 * need);
+    }
+
+    #[test]
+    fn history_run_records_is_bounded_and_capped_by_memory() {
+        let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let e =
+            BourseConfig::load(None, vec![], &set("history.run_records", "16777217")).unwrap_err();
+        assert_eq!(e.key(), Some("history.run_records"), "{e}");
+        let c = BourseConfig::load(None, vec![], &[]).unwrap();
+        assert_eq!(c.pipeline().history_run_records, 262_144);
+        let c = BourseConfig::load(None, vec![], &set("engine.transfers_max", "4096")).unwrap();
+        assert_eq!(c.pipeline().history_run_records, 2048);
+        let c = BourseConfig::load(None, vec![], &set("history.run_records", "0")).unwrap();
+        assert_eq!(c.pipeline().history_run_records, 0);
     }
 }
