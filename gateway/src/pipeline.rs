@@ -284,7 +284,13 @@ impl Pipeline {
                 })?;
                 if history_on {
                     // Re-seed: every change after the last installed run.
-                    let (run, through, _) = r.engine.installed_history().unwrap_or((0, Seq(0), 0));
+                    let installed = r.engine.installed_history();
+                    let (run, through, _) = installed.unwrap_or((0, Seq(0), 0));
+                    if let Some((run, _, checksum)) = installed {
+                        DiskHistory::open_read_only(FsStorage, &hdir)
+                            .and_then(|h| h.check_installed(run, checksum))
+                            .map_err(history_err)?;
+                    }
                     let mut w =
                         RunWriter::new(FsStorage, &hdir, run, through.0, cfg.history_run_records)
                             .map_err(history_err)?;

@@ -213,3 +213,48 @@ fn a_missing_history_run_refuses_to_start_naming_it() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_lost_newest_run_installed_before_the_snapshot_refuses_to_start() {
+    let dir = support::tmp("history-lost-newest");
+    let newest = {
+        let p = Pipeline::open(&config(&dir)).unwrap();
+        let mut r = p.runtime().reader(0);
+        for id in 1..=2u128 {
+            let spec = AccountSpec {
+                id: AccountId(id),
+                owner: OwnerId(1),
+                asset: Asset::from_str_code("USD").unwrap(),
+                flags: AccountFlags::default(),
+            };
+            run(&p, &mut r, id as u64, Command::OpenAccount(spec));
+        }
+        for id in 1..=300 {
+            store(&p, &mut r, id);
+        }
+        // Let the writer's last install land before the shutdown snapshot.
+        let c = &p.runtime().shared(0).counters;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.commands[13].get() < c.history_runs.get() {
+            assert!(Instant::now() < deadline, "installs never applied");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let n = c.history_runs.get();
+        p.shutdown();
+        n
+    };
+    // Past the snapshot nothing replays the install: only the check at
+    // start-up stands between a lost file and "no such transfer".
+    let path = partition_dir(&dir, 0)
+        .join("history")
+        .join(gateway::history::run_name(newest));
+    std::fs::remove_file(&path).unwrap();
+    let err = Pipeline::open(&config(&dir))
+        .expect_err("installed run lost")
+        .to_string();
+    assert!(
+        err.contains(&gateway::history::run_name(newest)) && err.contains("missing"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -472,6 +472,25 @@ impl<S: Storage> DiskHistory<S> {
         self.runs.borrow().len() as u64
     }
 
+    /// Checks that the engine's last installed run (after recovery) is on
+    /// disk under its checksum (its header; `open` checked runs 1..=N are
+    /// contiguous): a snapshot taken after an install whose run file was
+    /// then lost would otherwise answer "no such transfer" for its ids.
+    pub fn check_installed(&self, run: u64, checksum: u128) -> Result<(), HistoryError> {
+        let path = self.dir.join(run_name(run));
+        match self.header(run) {
+            None => Err(HistoryError::Missing { path }),
+            Some(h) if h.checksum != checksum => Err(HistoryError::Corrupt {
+                path,
+                fault: RunFault::Mismatch {
+                    expected: checksum,
+                    found: h.checksum,
+                },
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// The header of run `run`, if open.
     pub fn header(&self, run: u64) -> Option<Header> {
         let runs = self.runs.borrow();
