@@ -12,7 +12,7 @@
 use engine::command::{TransferFlags, TransferSpec};
 use engine::history::{TransferHistory, TransferRecord, TransferState};
 use engine::types::{AccountId, Amount, Seq, Timestamp, TransferId};
-use gateway::history::{DiskHistory, RunWriter};
+use gateway::history::{run_name, DiskHistory, RunWriter};
 use gateway::journal::FsStorage;
 use gateway::record::SplitMix64;
 use std::time::Instant;
@@ -70,7 +70,25 @@ fn measure(records: u64) {
         }
     }
     let write_s = t.elapsed().as_secs_f64();
+    // What an install costs the engine thread: `has_run` of a run the store
+    // has not seen (header and in-memory sections), and what the writer's
+    // whole read-back costs it per run (`verify` over all runs).
+    let (last_run, _) = w.last();
+    let (last, aside) = (dir.join(run_name(last_run)), dir.join("aside"));
+    std::fs::rename(&last, &aside).unwrap();
     let h = DiskHistory::open(FsStorage, &dir).unwrap();
+    std::fs::rename(&aside, &last).unwrap();
+    let checksum = DiskHistory::open(FsStorage, &dir)
+        .unwrap()
+        .header(last_run)
+        .unwrap()
+        .checksum;
+    let t = Instant::now();
+    assert!(h.has_run(last_run, checksum).unwrap());
+    let install_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    h.verify().unwrap();
+    let verify_ms = t.elapsed().as_secs_f64() * 1e3 / h.runs() as f64;
     let lookups = 200_000u64;
     let mut rng = SplitMix64(records);
     let mut present = || 1 + rng.below(records);
@@ -94,7 +112,8 @@ fn measure(records: u64) {
     println!(
         "{records} records in {} runs ({:.0} MB on disk, written in {write_s:.1} s): \
          get(stored id, warm) {hit_ns:.0} ns, get(new id) {new_ns:.0} ns; \
-         memory kept {:.2} bytes/transfer",
+         memory kept {:.2} bytes/transfer; install (has_run, engine thread) {install_ms:.2} ms; \
+         read-back of a run (writer thread) {verify_ms:.1} ms",
         h.runs(),
         h.bytes() as f64 / 1e6,
         h.memory_bytes() as f64 / records as f64,

@@ -367,10 +367,6 @@ fn bit_flips_give_a_fault_naming_the_file_never_a_wrong_answer() {
             v.to_string().contains(&run_name(victim)),
             "seed {seed}: {v}"
         );
-        assert!(
-            h.has_run(victim, runs[victim as usize - 1].1).is_err(),
-            "seed {seed}"
-        );
         for r in inputs.iter().flatten() {
             match h.get(r.spec.id) {
                 Ok(got) => assert_eq!(got, model.get(r.spec.id), "seed {seed}: wrong answer"),

@@ -321,7 +321,16 @@ impl<S: Storage> RunWriter<S> {
         let n = self.pending.partition_point(|r| r.change_seq.0 <= through);
         let run = self.last_run + 1;
         let image = build_run(run, self.last_through, through, &self.pending[..n]);
-        write_run_file(&self.storage, &self.dir, &image)?;
+        let path = write_run_file(&self.storage, &self.dir, &image)?;
+        // Read back whole before anyone installs it (here, off the engine
+        // thread): what landed is what was meant.
+        let corrupt = |fault| HistoryError::Corrupt {
+            path: path.clone(),
+            fault,
+        };
+        super::store::Run::open(&self.storage, &path)
+            .and_then(|r| r.verify_all())
+            .map_err(corrupt)?;
         self.bytes += image.bytes.len() as u64;
         self.pending.drain(..n);
         self.last_run = run;
