@@ -175,6 +175,14 @@ stall_ms = 1_000
 # second exceeds this (microseconds).
 fsync_alarm_us = 20_000
 
+[history]
+# Transfer changes per history run file (p<N>/history/run-*.bhr): the engine
+# keeps every transfer in memory until a run holding it is installed, so this
+# bounds how far memory runs ahead of disk; capped at half of
+# engine.transfers_max (0: no on-disk history; the ledger then holds at most
+# engine.transfers_max transfers).
+run_records = 262_144
+
 [feed]
 # Market data (bourse-md/1 on the server's endpoint).
 # L2 price levels published per side.
@@ -246,6 +254,8 @@ pub struct BourseConfig {
     pub session: SessionSection,
     /// Alarm thresholds.
     pub watchdog: WatchdogSection,
+    /// The on-disk transfer history.
+    pub history: HistorySection,
     /// Market-data fan-out.
     pub feed: FeedSection,
     /// Instrument and account assignment to partitions.
@@ -636,6 +646,25 @@ impl Default for WatchdogSection {
         WatchdogSection {
             stall_ms: 1_000,
             fsync_alarm_us: 20_000,
+        }
+    }
+}
+
+/// `[history]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySection {
+    /// Transfer changes per run (0: no on-disk history).
+    pub run_records: usize,
+}
+
+/// Most transfer changes one history run may hold (a run is built in memory).
+pub const HISTORY_RUN_RECORDS_MAX: usize = 1 << 24;
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        HistorySection {
+            run_records: crate::pipeline::DEFAULT_HISTORY_RUN_RECORDS,
         }
     }
 }
@@ -1407,6 +1436,15 @@ impl BourseConfig {
                 "must be at least 1".to_string(),
             ));
         }
+        if self.history.run_records > HISTORY_RUN_RECORDS_MAX {
+            return Err(bad(
+                "history.run_records",
+                format!(
+                    "{} is above {HISTORY_RUN_RECORDS_MAX}",
+                    self.history.run_records
+                ),
+            ));
+        }
         if self.watchdog.stall_ms == 0 {
             return Err(bad("watchdog.stall_ms", "must be at least 1".to_string()));
         }
@@ -1649,6 +1687,12 @@ impl BourseConfig {
                 policy: self.journal.retain,
                 archive_bytes_max: self.journal.archive_bytes_max,
             },
+            // Memory must hold the run being cut and the changes arriving
+            // meanwhile, or the ledger fills up before a run is installed.
+            history_run_records: self
+                .history
+                .run_records
+                .min((self.engine.transfers_max / 2).max(1) as usize),
         }
     }
 
@@ -2131,5 +2175,19 @@ mod tests {
         let mut big = c.clone();
         big.pipeline.partitions = 4;
         assert_eq!(big.memory_estimate(), 4 * need);
+    }
+
+    #[test]
+    fn history_run_records_is_bounded_and_capped_by_memory() {
+        let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let e =
+            BourseConfig::load(None, vec![], &set("history.run_records", "16777217")).unwrap_err();
+        assert_eq!(e.key(), Some("history.run_records"), "{e}");
+        let c = BourseConfig::load(None, vec![], &[]).unwrap();
+        assert_eq!(c.pipeline().history_run_records, 262_144);
+        let c = BourseConfig::load(None, vec![], &set("engine.transfers_max", "4096")).unwrap();
+        assert_eq!(c.pipeline().history_run_records, 2048);
+        let c = BourseConfig::load(None, vec![], &set("history.run_records", "0")).unwrap();
+        assert_eq!(c.pipeline().history_run_records, 0);
     }
 }

@@ -54,6 +54,9 @@ pub enum CliError {
         archive: Box<ArchiveReport>,
     },
     /// Replay needs the journal to start at seq 1.
+    /// The partition's transfer history does not verify.
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
     #[error("journal in {dir} starts at seq {first}; a replay from scratch needs seq 1")]
     NotFromStart {
         /// The directory.
@@ -176,6 +179,18 @@ pub fn run_journal_verify(dir: &Path, out: &mut impl Write) -> Result<Covered, C
         decode_records(records, |_| ())
     })?;
     print_summary(&rep, out)?;
+    let history = dir.join(crate::history::HISTORY_DIR);
+    if history.is_dir() {
+        // Every run read whole: block, section, header and content checksums.
+        let h = crate::history::DiskHistory::open_read_only(FsStorage, &history)?;
+        h.verify()?;
+        writeln!(
+            out,
+            "history runs: {} ({} bytes, all verified)",
+            h.runs(),
+            h.bytes()
+        )?;
+    }
     if let Some(holder) = journal::lock::live_writer(dir) {
         writeln!(out, "live writer: {holder} (this is a moment's view)")?;
     }

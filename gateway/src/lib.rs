@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod demo_run;
 pub mod dump;
+pub mod history;
 pub mod identity;
 pub mod journal;
 pub mod journal_cli;

@@ -693,6 +693,19 @@ impl Collector for Exposition {
             "Last seq retained away from the journal directory (archived or deleted; 0: none); recovery needs nothing at or before it",
             &perf(&|_, p| p.counters.retained_through_seq.get() as f64),
         )?;
+        // Transfer history (on disk, per partition).
+        gauge(
+            e,
+            "bourse_history_bytes",
+            "Bytes of transfer history run files on disk",
+            &perf(&|_, p| p.counters.history_bytes.get() as f64),
+        )?;
+        gauge(
+            e,
+            "bourse_history_runs",
+            "Transfer history runs written",
+            &perf(&|_, p| p.counters.history_runs.get() as f64),
+        )?;
 
         // Gateway.
         let g = &st.gateway;

@@ -24,10 +24,11 @@
 //! it covers is durable.
 
 use crate::journal::retention::{disk_usage, DiskUsage, Retention, RetentionConfig, Step};
+use crate::history::{DiskHistory, RunWriter, HISTORY_DIR};
 use crate::journal::{
     DirLock, Durability, FsStorage, JournalConfig, JournalError, JournalWriter, LockError,
 };
-use crate::recovery::{recover_with, RecoveryError};
+use crate::recovery::{recover_attached, RecoveryError};
 use crate::runtime::{PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes};
 use crate::snapshot::{list_snapshots, write_snapshot};
 use engine::{Engine, EngineConfig, Input, Seq};
@@ -57,6 +58,9 @@ pub struct PipelineConfig {
     pub repair: bool,
     /// What happens to journal segments the oldest kept snapshot covers.
     pub retention: RetentionConfig,
+    /// Transfer changes per history run (0: no on-disk history; durable and
+    /// async modes only). Each partition keeps its runs in `p<N>/history/`.
+    pub history_run_records: usize,
 }
 
 impl PipelineConfig {
@@ -72,13 +76,25 @@ impl PipelineConfig {
             prefault: true,
             repair: false,
             retention: RetentionConfig::default(),
+            history_run_records: DEFAULT_HISTORY_RUN_RECORDS,
         }
     }
 }
 
+/// Records per history run by default (`[history] run_records`).
+pub const DEFAULT_HISTORY_RUN_RECORDS: usize = 262_144;
+
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// The transfer history of a partition cannot be opened.
+    #[error("transfer history of {dir}: {source}")]
+    History {
+        /// The partition folder.
+        dir: String,
+        /// What failed.
+        source: Box<crate::history::HistoryError>,
+    },
     /// The data directory is in use by another process, or cannot be locked.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -315,6 +331,8 @@ impl Pipeline {
         let lock = DirLock::acquire(&cfg.data_dir)?;
         let mut starts = Vec::new();
         let mut recovered = Vec::new();
+        let mut writers = Vec::new();
+        let history_on = cfg.durability != Durability::None && cfg.history_run_records > 0;
         for i in 0..cfg.partitions.max(1) {
             let dir = partition_dir(&cfg.data_dir, i);
             let d = dir.display().to_string();
@@ -335,13 +353,49 @@ impl Pipeline {
                     },
                 )
             } else {
+                let history_err = |source| PipelineError::History {
+                    dir: d.clone(),
+                    source: Box::new(source),
+                };
+                let hdir = dir.join(HISTORY_DIR);
+                let mut store = match history_on {
+                    true => Some(DiskHistory::open(FsStorage, &hdir).map_err(history_err)?),
+                    false => None,
+                };
+                // Attached before replay: replayed installs find their runs.
+                let mut attach = |e: &mut Engine| {
+                    if let Some(h) = store.take() {
+                        e.attach_history(Box::new(h));
+                    }
+                };
                 let restore = |c, b: &[u8]| Engine::restore(c, b).map_err(|e| e.to_string());
-                let r = recover_with(&FsStorage, &dir, cfg.engine, restore, cfg.repair).map_err(
-                    |source| PipelineError::Recovery {
-                        dir: d.clone(),
-                        source: Box::new(source),
-                    },
-                )?;
+                let r = recover_attached(
+                    &FsStorage,
+                    &dir,
+                    cfg.engine,
+                    restore,
+                    cfg.repair,
+                    &mut attach,
+                )
+                .map_err(|source| PipelineError::Recovery {
+                    dir: d.clone(),
+                    source: Box::new(source),
+                })?;
+                if history_on {
+                    // Re-seed: every change after the last installed run.
+                    let installed = r.engine.installed_history();
+                    let (run, through, _) = installed.unwrap_or((0, Seq(0), 0));
+                    if let Some((run, _, checksum)) = installed {
+                        DiskHistory::open_read_only(FsStorage, &hdir)
+                            .and_then(|h| h.check_installed(run, checksum))
+                            .map_err(history_err)?;
+                    }
+                    let mut w =
+                        RunWriter::new(FsStorage, &hdir, run, through.0, cfg.history_run_records)
+                            .map_err(history_err)?;
+                    w.push(&r.engine.history_tail(through));
+                    writers.push(Some(w));
+                }
                 let rec = PartitionRecovery {
                     snapshot_seq: r.snapshot_seq,
                     replayed: r.replayed,
@@ -386,7 +440,8 @@ impl Pipeline {
                 persistence,
             });
         }
-        let runtime = Runtime::start(cfg.runtime, cfg.durability, starts);
+        writers.resize_with(starts.len(), || None);
+        let runtime = Runtime::start_with_history(cfg.runtime, cfg.durability, starts, writers);
         Ok(Pipeline {
             runtime,
             recovered,

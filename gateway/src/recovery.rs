@@ -116,8 +116,26 @@ pub fn recover_with<S, R>(
     storage: &S,
     dir: &Path,
     cfg: EngineConfig,
+    restore: R,
+    repair: bool,
+) -> Result<Recovered, RecoveryError>
+where
+    S: Storage,
+    R: FnMut(EngineConfig, &[u8]) -> Result<Engine, String>,
+{
+    recover_attached(storage, dir, cfg, restore, repair, &mut |_| {})
+}
+
+/// `recover_with`, calling `attach` on the engine (restored or fresh)
+/// before the journal is replayed: the server attaches the transfer
+/// history there, so replayed `InstallHistory` inputs find their runs.
+pub fn recover_attached<S, R>(
+    storage: &S,
+    dir: &Path,
+    cfg: EngineConfig,
     mut restore: R,
     repair: bool,
+    attach: &mut dyn FnMut(&mut Engine),
 ) -> Result<Recovered, RecoveryError>
 where
     S: Storage,
@@ -167,6 +185,7 @@ where
             });
         }
     }
+    attach(&mut engine);
     let mut next = snapshot_seq.unwrap_or(0) + 1;
     let mut replayed = 0u64;
     let mut events = engine.new_events();

@@ -14,6 +14,7 @@
 //! the process (it is never retried: the page cache state is unknown after a
 //! failed fsync).
 
+pub mod history;
 pub mod idle;
 pub mod partition;
 pub mod router;
@@ -153,6 +154,7 @@ struct PartitionHandle {
     shared: Arc<Shared>,
     engine: Option<JoinHandle<Engine>>,
     journal: Option<JoinHandle<()>>,
+    history: Option<JoinHandle<()>>,
 }
 
 /// A running set of partitions.
@@ -198,6 +200,19 @@ impl Runtime {
         durability: Durability,
         parts: Vec<PartitionStart>,
     ) -> Runtime {
+        Self::start_with_history(cfg, durability, parts, Vec::new())
+    }
+
+    /// As [`Runtime::start`], with a history writer for partition `i` where
+    /// `history[i]` is `Some`: its engine's transfer changes go through a
+    /// bounded ring to a writer thread that cuts runs at durable seqs and
+    /// installs them (`history::history_loop`).
+    pub fn start_with_history(
+        cfg: RuntimeConfig,
+        durability: Durability,
+        parts: Vec<PartitionStart>,
+        mut history: Vec<Option<crate::history::RunWriter<crate::journal::FsStorage>>>,
+    ) -> Runtime {
         let cores = if cfg.pin {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -237,12 +252,19 @@ impl Runtime {
                 Durability::None => None,
                 _ => Some(cfg.journal_queue),
             };
-            let shared = Arc::new(Shared::new(
-                cfg.inbound_ring,
-                cfg.output_ring,
-                journal_q,
-                p.last_seq,
-            ));
+            let writer = history.get_mut(i).and_then(Option::take);
+            let mut shared = Shared::new(cfg.inbound_ring, cfg.output_ring, journal_q, p.last_seq);
+            if writer.is_some() {
+                shared = shared.with_history(cfg.journal_queue);
+            }
+            let shared = Arc::new(shared);
+            let history_thread = writer.map(|w| {
+                let (s, fatal) = (shared.clone(), cfg.fatal);
+                std::thread::Builder::new()
+                    .name(format!("history-{i}"))
+                    .spawn(move || history::history_loop(w, s, fatal))
+                    .expect("spawn history thread")
+            });
             let core = if can_pin { Some(cores[i + 1]) } else { None };
             placement.cores.push(core.map(|c| c.id));
             let s = shared.clone();
@@ -277,6 +299,7 @@ impl Runtime {
                 shared,
                 engine: Some(engine_thread),
                 journal,
+                history: history_thread,
             });
         }
         Runtime {
@@ -390,6 +413,9 @@ impl Runtime {
                 .expect("engine thread panicked");
             if let Some(j) = p.journal.take() {
                 j.join().expect("journal thread panicked");
+            }
+            if let Some(h) = p.history.take() {
+                h.join().expect("history thread panicked");
             }
             engines.push(e);
         }

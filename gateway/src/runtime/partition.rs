@@ -8,10 +8,13 @@
 //! which they see as `busy`), never drop. Time-driven work (GTD expiry, pending
 //! transfer timeouts) happens through `time` inputs the thread stamps itself
 //! when a deadline passes, so it is journaled and replays identically.
+//! Every input's transfer changes (`Events::changes`) go to the history
+//! writer through a bounded ring, waited on when full, never dropped.
 
 use super::idle::{IdleStrategy, Idler};
 use super::sequencer::Sequencer;
 use crossbeam::queue::ArrayQueue;
+use engine::history::TransferRecord;
 use engine::{Command, Engine, Event, Input, LevelView, Seq};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -184,6 +187,10 @@ pub struct Counters {
     pub disk_snapshot_bytes: Counter,
     /// Last seq retained away from the journal directory (0: none).
     pub retained_through_seq: Counter,
+    /// History run files written (history writer thread).
+    pub history_runs: Counter,
+    /// Bytes of history run files written (history writer thread).
+    pub history_bytes: Counter,
 }
 
 impl Default for Counters {
@@ -210,6 +217,8 @@ impl Default for Counters {
             disk_archive_bytes: Counter::default(),
             disk_snapshot_bytes: Counter::default(),
             retained_through_seq: Counter::default(),
+            history_runs: Counter::default(),
+            history_bytes: Counter::default(),
         }
     }
 }
@@ -225,6 +234,8 @@ pub struct Shared {
     pub journal: Option<ArrayQueue<Input>>,
     /// Snapshots for the persistence side.
     pub snapshots: ArrayQueue<SnapshotBytes>,
+    /// Transfer changes for the history writer (absent without one).
+    pub history: Option<ArrayQueue<TransferRecord>>,
     /// Last sequence applied by the engine.
     pub applied_seq: AtomicU64,
     /// Last sequence durable (journal thread, or the engine thread in `none` mode).
@@ -251,6 +262,7 @@ impl Shared {
             outbound: ArrayQueue::new(outbound.max(16)),
             journal: journal.map(|n| ArrayQueue::new(n.max(1))),
             snapshots: ArrayQueue::new(2),
+            history: None,
             applied_seq: AtomicU64::new(last_seq.0),
             durable_seq: AtomicU64::new(last_seq.0),
             stop: AtomicBool::new(false),
@@ -259,6 +271,14 @@ impl Shared {
             applied: AtomicU64::new(0),
             counters: Counters::default(),
         }
+    }
+}
+
+impl Shared {
+    /// With a history ring of `slots` transfer changes.
+    pub fn with_history(mut self, slots: usize) -> Self {
+        self.history = Some(ArrayQueue::new(slots.max(1)));
+        self
     }
 }
 
@@ -361,6 +381,13 @@ fn apply_one(
     count(&shared.counters, input, events);
     if let Some(j) = &shared.journal {
         push_wait(j, *input, wait);
+    }
+    // Before `applied_seq` moves: the writer, having read `applied_seq`,
+    // then finds every change up to it in the ring.
+    if let Some(h) = &shared.history {
+        for r in events.changes() {
+            push_wait(h, *r, wait);
+        }
     }
     let s = input.seq;
     push_wait(

@@ -1,0 +1,514 @@
+//! The history store against a naive in-memory model over seeded random
+//! change streams, and under simulated disk faults (torn writes, lost
+//! unsynced writes, crash before rename, bit flips, missing runs): every
+//! answer is the model's or a typed error naming the file, never a wrong one.
+
+use super::format::{BLOCK_LEN, HEADER_LEN};
+use super::*;
+use crate::journal::{SimDisk, Storage};
+use crate::record::SplitMix64;
+use engine::command::{TransferFlags, TransferSpec};
+use engine::event::LedgerError;
+use engine::history::RECORD_LEN;
+use engine::history::{AccountFilter, RangeBy, TransferHistory, TransferRecord, TransferState};
+use engine::types::{AccountId, Amount, Seq, Timestamp, TransferId};
+use std::path::Path;
+
+const DIR: &str = "/data/history";
+const ACCOUNTS: u64 = 6;
+
+/// A seeded stream of changes, one `Vec` per input seq (1, 2, …): new
+/// transfers (posted or pending), pending transfers resolved later (a new
+/// record of the same id), resolution records, remembered failed ids.
+fn stream(seed: u64, inputs: u64) -> Vec<Vec<TransferRecord>> {
+    let mut rng = SplitMix64(seed);
+    let mut pending: Vec<TransferRecord> = Vec::new();
+    let (mut ledger_seq, mut next_id) = (0u64, 1u128);
+    let mut out = Vec::new();
+    for seq in 1..=inputs {
+        let mut changes = Vec::new();
+        for _ in 0..1 + rng.below(3) {
+            let mut spec = TransferSpec {
+                id: TransferId(next_id * 7919),
+                debit_account: AccountId(1 + rng.below(ACCOUNTS) as u128),
+                credit_account: AccountId(1 + rng.below(ACCOUNTS) as u128),
+                amount: Amount(1 + rng.below(1000) as u128),
+                code: rng.below(5) as u16,
+                flags: TransferFlags::default(),
+                pending_id: TransferId(0),
+                timeout_ns: 0,
+            };
+            if spec.credit_account == spec.debit_account {
+                spec.credit_account = AccountId(spec.debit_account.0 % ACCOUNTS as u128 + 1);
+            }
+            next_id += 1;
+            let roll = rng.below(10);
+            if roll == 0 && !pending.is_empty() {
+                // Resolve an older pending transfer: its record changes.
+                let i = rng.below(pending.len() as u64) as usize;
+                let mut p = pending.swap_remove(i);
+                p.state = if rng.chance(1, 2) {
+                    TransferState::PendingPosted
+                } else {
+                    TransferState::PendingVoided
+                };
+                p.change_seq = Seq(seq);
+                changes.push(p);
+                continue;
+            }
+            let state = match roll {
+                1 => TransferState::Failed(LedgerError::ExceedsCredits),
+                2 | 3 => TransferState::Pending,
+                4 => TransferState::Resolution,
+                _ => TransferState::Posted,
+            };
+            let failed = matches!(state, TransferState::Failed(_));
+            if !failed {
+                ledger_seq += 1;
+            }
+            let resolution = state == TransferState::Resolution;
+            let r = TransferRecord {
+                // A post's or void's spec may name no accounts; its record
+                // carries its pending transfer's, and the index uses those.
+                spec: TransferSpec {
+                    debit_account: AccountId(if resolution { 0 } else { spec.debit_account.0 }),
+                    credit_account: AccountId(if resolution { 0 } else { spec.credit_account.0 }),
+                    ..spec
+                },
+                debit_account: spec.debit_account,
+                credit_account: spec.credit_account,
+                amount: if failed { Amount(0) } else { spec.amount },
+                state,
+                ledger_seq: if failed { 0 } else { ledger_seq },
+                created_seq: Seq(seq),
+                created: Timestamp(1_000 * seq),
+                change_seq: Seq(seq),
+            };
+            if state == TransferState::Pending {
+                pending.push(r);
+            }
+            changes.push(r);
+        }
+        out.push(changes);
+    }
+    out
+}
+
+/// The naive model: every installed record, newest per id wins.
+struct Model(Vec<TransferRecord>);
+
+impl Model {
+    fn get(&self, id: TransferId) -> Option<TransferRecord> {
+        self.0
+            .iter()
+            .filter(|r| r.spec.id == id)
+            .max_by_key(|r| r.change_seq)
+            .copied()
+    }
+
+    fn account(&self, f: &AccountFilter, limit: usize) -> Vec<TransferRecord> {
+        let mut newest: Vec<TransferRecord> = Vec::new();
+        for r in &self.0 {
+            if matches!(r.state, TransferState::Failed(_)) || self.get(r.spec.id) != Some(*r) {
+                continue;
+            }
+            let mine = r.debit_account == f.account || r.credit_account == f.account;
+            let key = match f.by {
+                RangeBy::LedgerSeq => r.ledger_seq,
+                RangeBy::Time => r.created.0,
+            };
+            if mine && (f.lo..=f.hi).contains(&key) {
+                newest.push(*r);
+            }
+        }
+        newest.sort_by_key(|r| r.ledger_seq);
+        if f.newest_first {
+            newest.reverse();
+        }
+        newest.truncate(limit);
+        newest
+    }
+}
+
+fn collect(h: &dyn TransferHistory, f: &AccountFilter, limit: usize) -> Vec<TransferRecord> {
+    let mut out = Vec::new();
+    h.account(f, &mut |r| {
+        out.push(*r);
+        out.len() < limit
+    })
+    .expect("account query");
+    out
+}
+
+/// Writes the stream as runs (a cut every `every` records, at the seq of
+/// the record that makes the run full); returns the installed records and
+/// the (run, checksum) list.
+fn write_runs(
+    disk: &SimDisk,
+    inputs: &[Vec<TransferRecord>],
+    every: usize,
+) -> (Model, Vec<(u64, u128)>) {
+    let mut w = RunWriter::new(disk.clone(), Path::new(DIR), 0, 0, every).unwrap();
+    let (mut runs, mut cut_inputs) = (Vec::new(), 0);
+    for (i, changes) in inputs.iter().enumerate() {
+        w.push(changes);
+        if w.due() {
+            runs.push(w.cut((i + 1) as u64).unwrap());
+            assert_eq!(w.pending(), 0, "a cut at the newest seq takes every change");
+            cut_inputs = i + 1;
+        }
+    }
+    let installed = inputs[..cut_inputs].iter().flatten().copied().collect();
+    (Model(installed), runs)
+}
+
+fn filter(account: u64, by: RangeBy, lo: u64, hi: u64, newest_first: bool) -> AccountFilter {
+    AccountFilter {
+        account: AccountId(account as u128),
+        by,
+        lo,
+        hi,
+        limit: 1024,
+        newest_first,
+    }
+}
+
+#[test]
+fn lookups_and_account_pages_match_the_model() {
+    for seed in [1u64, 2, 3] {
+        println!("seed {seed}");
+        let disk = SimDisk::new();
+        let inputs = stream(seed, 1500);
+        let (model, runs) = write_runs(&disk, &inputs, 500);
+        assert!(runs.len() >= 4, "{} runs", runs.len());
+        let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+        assert_eq!(h.runs(), runs.len() as u64);
+        h.verify().unwrap();
+        for &(run, sum) in &runs {
+            assert!(h.has_run(run, sum).unwrap());
+            assert!(!h.has_run(run, sum ^ 1).unwrap());
+        }
+        assert!(!h.has_run(runs.len() as u64 + 1, 0).unwrap());
+        // Every id ever seen (installed or not), plus ids never used.
+        for r in inputs.iter().flatten() {
+            assert_eq!(
+                h.get(r.spec.id).unwrap(),
+                model.get(r.spec.id),
+                "seed {seed} id {:?}",
+                r.spec.id
+            );
+        }
+        for id in [0u128, 1, 7918, 7920, u128::MAX] {
+            assert_eq!(h.get(TransferId(id)).unwrap(), None);
+        }
+        let mut rng = SplitMix64(seed);
+        for _ in 0..60 {
+            let a = 1 + rng.below(ACCOUNTS + 1);
+            let by = if rng.chance(1, 2) {
+                RangeBy::LedgerSeq
+            } else {
+                RangeBy::Time
+            };
+            let top = if by == RangeBy::LedgerSeq {
+                3000
+            } else {
+                1_600_000
+            };
+            let (x, y) = (rng.below(top), rng.below(top));
+            let (lo, hi) = if rng.chance(1, 5) {
+                (0, u64::MAX)
+            } else {
+                (x.min(y), x.max(y))
+            };
+            let f = filter(a, by, lo, hi, rng.chance(1, 2));
+            let limit = 1 + rng.below(400) as usize;
+            assert_eq!(
+                collect(&h, &f, limit),
+                model.account(&f, limit),
+                "seed {seed} {f:?} limit {limit}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_pending_transfer_resolved_in_a_later_run_answers_its_newest_state() {
+    let disk = SimDisk::new();
+    let spec = TransferSpec {
+        id: TransferId(42),
+        debit_account: AccountId(1),
+        credit_account: AccountId(2),
+        amount: Amount(10),
+        code: 0,
+        flags: TransferFlags::default(),
+        pending_id: TransferId(0),
+        timeout_ns: 0,
+    };
+    let created = TransferRecord {
+        spec,
+        debit_account: spec.debit_account,
+        credit_account: spec.credit_account,
+        amount: Amount(10),
+        state: TransferState::Pending,
+        ledger_seq: 1,
+        created_seq: Seq(1),
+        created: Timestamp(5),
+        change_seq: Seq(1),
+    };
+    let posted = TransferRecord {
+        state: TransferState::PendingPosted,
+        change_seq: Seq(9),
+        ..created
+    };
+    let mut w = RunWriter::new(disk.clone(), Path::new(DIR), 0, 0, 1).unwrap();
+    w.push(&[created]);
+    w.cut(3).unwrap();
+    w.push(&[posted]);
+    w.cut(9).unwrap();
+    let h = DiskHistory::open(disk, Path::new(DIR)).unwrap();
+    assert_eq!(h.get(TransferId(42)).unwrap(), Some(posted));
+    for newest_first in [false, true] {
+        let f = filter(2, RangeBy::LedgerSeq, 0, u64::MAX, newest_first);
+        assert_eq!(
+            collect(&h, &f, 10),
+            vec![posted],
+            "each transfer once, newest state"
+        );
+    }
+}
+
+#[test]
+fn crash_before_rename_or_sync_leaves_no_run_and_open_cleans_up() {
+    let disk = SimDisk::new();
+    let inputs = stream(7, 300);
+    write_runs(&disk, &inputs, 100);
+    let before = DiskHistory::open(disk.clone(), Path::new(DIR))
+        .unwrap()
+        .runs();
+    // A run written to its temp name, then a crash (torn, unsynced).
+    let image = build_run(before + 1, 300, 301, &inputs[0]);
+    let tmp = Path::new(DIR).join(format!("{}.tmp", run_name(before + 1)));
+    let mut f = disk.create(&tmp).unwrap();
+    crate::journal::StorageFile::write_at(&mut f, &image.bytes, 0).unwrap();
+    disk.crash(&mut SplitMix64(3), true);
+    let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+    assert_eq!(h.runs(), before);
+    assert!(!disk
+        .list(Path::new(DIR))
+        .unwrap()
+        .iter()
+        .any(|n| n.ends_with(".tmp")));
+    // A failed sync: the cut fails loudly, and after the crash the run is not there.
+    let mut w = RunWriter::new(disk.clone(), Path::new(DIR), before, 300, 1).unwrap();
+    w.push(
+        &inputs[0]
+            .iter()
+            .map(|r| TransferRecord {
+                change_seq: Seq(301),
+                ..*r
+            })
+            .collect::<Vec<_>>(),
+    );
+    disk.fail_syncs();
+    assert!(matches!(
+        w.cut(301),
+        Err(HistoryError::Io {
+            op: "fdatasync",
+            ..
+        })
+    ));
+    disk.crash(&mut SplitMix64(4), true);
+    assert_eq!(
+        DiskHistory::open(disk, Path::new(DIR)).unwrap().runs(),
+        before
+    );
+}
+
+#[test]
+fn synced_runs_survive_a_crash() {
+    let disk = SimDisk::new();
+    let inputs = stream(8, 400);
+    let (model, runs) = write_runs(&disk, &inputs, 150);
+    disk.crash(&mut SplitMix64(5), true);
+    let h = DiskHistory::open(disk, Path::new(DIR)).unwrap();
+    assert_eq!(h.runs(), runs.len() as u64);
+    h.verify().unwrap();
+    for r in &model.0 {
+        assert_eq!(h.get(r.spec.id).unwrap(), model.get(r.spec.id));
+    }
+}
+
+#[test]
+fn bit_flips_give_a_fault_naming_the_file_never_a_wrong_answer() {
+    for seed in 0..40u64 {
+        let disk = SimDisk::new();
+        let inputs = stream(100 + seed, 300);
+        let (model, runs) = write_runs(&disk, &inputs, 120);
+        let mut rng = SplitMix64(seed);
+        let victim = 1 + rng.below(runs.len() as u64);
+        let path = Path::new(DIR).join(run_name(victim));
+        let len = disk.contents(&path).unwrap().len() as u64;
+        // Past the header page: open still works, lookups must notice.
+        disk.flip_bits(&mut rng, &path, BLOCK_LEN as u64..len, 1);
+        let h = match DiskHistory::open(disk.clone(), Path::new(DIR)) {
+            Ok(h) => h,
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    matches!(e, HistoryError::Corrupt { .. }),
+                    "seed {seed}: {msg}"
+                );
+                assert!(msg.contains(&run_name(victim)), "seed {seed}: {msg}");
+                continue;
+            }
+        };
+        let v = h.verify().expect_err("a flipped bit must not verify");
+        assert!(
+            v.to_string().contains(&run_name(victim)),
+            "seed {seed}: {v}"
+        );
+        for r in inputs.iter().flatten() {
+            match h.get(r.spec.id) {
+                Ok(got) => assert_eq!(got, model.get(r.spec.id), "seed {seed}: wrong answer"),
+                Err(f) => assert!(f.what.contains(&run_name(victim)), "seed {seed}: {f}"),
+            }
+        }
+        for a in 1..=ACCOUNTS {
+            let f = filter(a, RangeBy::LedgerSeq, 0, u64::MAX, a % 2 == 0);
+            let mut got = Vec::new();
+            match h.account(&f, &mut |r| {
+                got.push(*r);
+                true
+            }) {
+                Ok(()) => assert_eq!(got, model.account(&f, usize::MAX), "seed {seed}"),
+                Err(e) => assert!(e.what.contains(&run_name(victim)), "seed {seed}: {e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn header_damage_and_missing_runs_are_refused_naming_the_file() {
+    let disk = SimDisk::new();
+    let inputs = stream(9, 400);
+    let (_, runs) = write_runs(&disk, &inputs, 100);
+    assert!(runs.len() >= 3);
+    let p2 = Path::new(DIR).join(run_name(2));
+    disk.flip_bits(&mut SplitMix64(1), &p2, 0..HEADER_LEN as u64, 1);
+    let e = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&run_name(2)) && msg.contains("header"),
+        "{msg}"
+    );
+    disk.remove(&p2).unwrap();
+    let e = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap_err();
+    assert!(matches!(e, HistoryError::Missing { .. }), "{e}");
+    assert!(e.to_string().contains(&run_name(2)), "{e}");
+}
+
+#[test]
+fn a_lost_run_is_repaired_from_records_supplied_again_only_if_identical() {
+    let disk = SimDisk::new();
+    let inputs = stream(10, 400);
+    let (model, runs) = write_runs(&disk, &inputs, 100);
+    let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+    let r2 = h.header(2).unwrap();
+    let (after, through) = (r2.after_seq, r2.through_seq);
+    drop(h);
+    let p2 = Path::new(DIR).join(run_name(2));
+    disk.remove(&p2).unwrap();
+    let records: Vec<TransferRecord> = inputs
+        .iter()
+        .flatten()
+        .filter(|r| r.change_seq.0 > after && r.change_seq.0 <= through)
+        .copied()
+        .collect();
+    // Records that are not the run's: refused, nothing written.
+    let e = repair_run(
+        &disk,
+        Path::new(DIR),
+        2,
+        (after, through),
+        &records[1..],
+        runs[1].1,
+    )
+    .unwrap_err();
+    assert!(matches!(e, HistoryError::RepairMismatch { .. }), "{e}");
+    assert!(DiskHistory::open(disk.clone(), Path::new(DIR)).is_err());
+    repair_run(
+        &disk,
+        Path::new(DIR),
+        2,
+        (after, through),
+        &records,
+        runs[1].1,
+    )
+    .unwrap();
+    let h = DiskHistory::open(disk, Path::new(DIR)).unwrap();
+    assert!(h.has_run(2, runs[1].1).unwrap());
+    for r in &records {
+        assert_eq!(h.get(r.spec.id).unwrap(), model.get(r.spec.id));
+    }
+}
+
+#[test]
+fn a_run_rewritten_after_a_restart_is_reloaded_by_has_run() {
+    // Run 2 written but never installed; after the restart the writer
+    // removes it and cuts the same changes elsewhere.
+    let disk = SimDisk::new();
+    let inputs = stream(11, 300);
+    let mut w = RunWriter::new(disk.clone(), Path::new(DIR), 0, 0, 1000).unwrap();
+    for c in &inputs[..100] {
+        w.push(c);
+    }
+    let (_, sum1) = w.cut(100).unwrap();
+    for c in &inputs[100..200] {
+        w.push(c);
+    }
+    let (_, stale) = w.cut(200).unwrap();
+    let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+    assert!(h.has_run(2, stale).unwrap());
+    let mut w = RunWriter::new(disk.clone(), Path::new(DIR), 1, 100, 1000).unwrap();
+    for c in &inputs[100..250] {
+        w.push(c);
+    }
+    let (run, fresh) = w.cut(250).unwrap();
+    assert_eq!(run, 2);
+    assert_ne!(fresh, stale);
+    assert!(h.has_run(1, sum1).unwrap());
+    assert!(h.has_run(2, fresh).unwrap());
+    let last = inputs[240][0];
+    assert_eq!(
+        h.get(last.spec.id).unwrap().map(|r| r.spec),
+        Some(last.spec)
+    );
+}
+
+#[test]
+fn a_run_has_one_checksum_whichever_store_holds_it() {
+    let records: Vec<TransferRecord> = stream(12, 200).into_iter().flatten().collect();
+    let image = build_run(1, 0, 200, &records);
+    let mut copy = records.clone();
+    assert_eq!(
+        image.header.checksum,
+        engine::history::run_checksum(&mut copy)
+    );
+    let mem = engine::history::MemHistory::new();
+    assert_eq!(image.header.checksum, mem.add_run(1, &mut records.clone()));
+    let mut other = records.clone();
+    other[3].amount = Amount(other[3].amount.0 + 1);
+    assert_ne!(
+        build_run(1, 0, 200, &other).header.checksum,
+        image.header.checksum
+    );
+}
+
+#[test]
+fn lookups_read_the_id_where_the_canonical_encoding_puts_it() {
+    let mut buf = [0u8; RECORD_LEN];
+    for r in stream(13, 50).iter().flatten() {
+        engine::history::encode_record(r, &mut buf);
+        assert_eq!(super::format::record_id(&buf), r.spec.id.0);
+    }
+}

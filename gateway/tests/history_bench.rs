@@ -1,0 +1,134 @@
+//! Lookup costs of the on-disk transfer history, printed (env-gated:
+//! `TEST_HISTORY_BENCH=1 cargo test -p bourse-gateway --test history_bench
+//! -- --nocapture`; `TEST_HISTORY_BENCH_RECORDS` overrides the sizes, a
+//! comma-separated list, default `1000000,10000000`).
+//!
+//! For each size: stored ids are the even numbers 2, 4, …, 2N, written as
+//! runs of 262,144 records; then, page cache warm, `get` of stored ids
+//! (one verified 4 KiB block read each) and of the odd ids in between (new
+//! ids inside every run's min/max: only the filter keeps them off disk), in
+//! a seeded random order. Also prints the memory the runs keep per transfer.
+
+use engine::command::{TransferFlags, TransferSpec};
+use engine::history::{TransferHistory, TransferRecord, TransferState};
+use engine::types::{AccountId, Amount, Seq, Timestamp, TransferId};
+use gateway::history::{run_name, DiskHistory, RunWriter};
+use gateway::journal::FsStorage;
+use gateway::record::SplitMix64;
+use std::time::Instant;
+
+const RUN_RECORDS: usize = 262_144;
+
+fn record(i: u64) -> TransferRecord {
+    let spec = TransferSpec {
+        id: TransferId(2 * i as u128),
+        debit_account: AccountId(1 + (i % 1000) as u128),
+        credit_account: AccountId(1001 + (i % 997) as u128),
+        amount: Amount(1 + i as u128 % 100),
+        code: 1,
+        flags: TransferFlags::default(),
+        pending_id: TransferId(0),
+        timeout_ns: 0,
+    };
+    TransferRecord {
+        spec,
+        debit_account: spec.debit_account,
+        credit_account: spec.credit_account,
+        amount: spec.amount,
+        state: TransferState::Posted,
+        ledger_seq: i,
+        created_seq: Seq(i),
+        created: Timestamp(i * 1000),
+        change_seq: Seq(i),
+    }
+}
+
+fn ns_per(n: u64, f: impl FnMut(u64)) -> f64 {
+    let mut f = f;
+    let t = Instant::now();
+    for k in 0..n {
+        f(k);
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn measure(records: u64) {
+    let dir = std::env::temp_dir().join(format!(
+        "bourse-history-bench-{}-{records}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = Instant::now();
+    let mut w = RunWriter::new(FsStorage, &dir, 0, 0, RUN_RECORDS).unwrap();
+    let mut batch = Vec::with_capacity(RUN_RECORDS);
+    for i in 1..=records {
+        batch.push(record(i));
+        if batch.len() == RUN_RECORDS || i == records {
+            w.push(&batch);
+            batch.clear();
+            w.cut(i).unwrap();
+        }
+    }
+    let write_s = t.elapsed().as_secs_f64();
+    // What an install costs the engine thread: `has_run` of a run the store
+    // has not seen (header and in-memory sections), and what the writer's
+    // whole read-back costs it per run (`verify` over all runs).
+    let (last_run, _) = w.last();
+    let (last, aside) = (dir.join(run_name(last_run)), dir.join("aside"));
+    std::fs::rename(&last, &aside).unwrap();
+    let h = DiskHistory::open(FsStorage, &dir).unwrap();
+    std::fs::rename(&aside, &last).unwrap();
+    let checksum = DiskHistory::open(FsStorage, &dir)
+        .unwrap()
+        .header(last_run)
+        .unwrap()
+        .checksum;
+    let t = Instant::now();
+    assert!(h.has_run(last_run, checksum).unwrap());
+    let install_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    h.verify().unwrap();
+    let verify_ms = t.elapsed().as_secs_f64() * 1e3 / h.runs() as f64;
+    let lookups = 200_000u64;
+    let mut rng = SplitMix64(records);
+    let mut present = || 1 + rng.below(records);
+    let ids: Vec<u64> = (0..lookups).map(|_| present()).collect();
+    // Warm the page cache (the files are fresh anyway).
+    for &i in ids.iter().take(10_000) {
+        h.get(TransferId(2 * i as u128)).unwrap();
+    }
+    let mut found = 0u64;
+    let hit_ns = ns_per(lookups, |k| {
+        let i = ids[k as usize];
+        found += h.get(TransferId(2 * i as u128)).unwrap().is_some() as u64;
+    });
+    assert_eq!(found, lookups);
+    let mut hits = 0u64;
+    let new_ns = ns_per(lookups, |k| {
+        let i = ids[k as usize];
+        hits += h.get(TransferId(2 * i as u128 - 1)).unwrap().is_some() as u64;
+    });
+    assert_eq!(hits, 0);
+    println!(
+        "{records} records in {} runs ({:.0} MB on disk, written in {write_s:.1} s): \
+         get(stored id, warm) {hit_ns:.0} ns, get(new id) {new_ns:.0} ns; \
+         memory kept {:.2} bytes/transfer; install (has_run, engine thread) {install_ms:.2} ms; \
+         read-back of a run (writer thread) {verify_ms:.1} ms",
+        h.runs(),
+        h.bytes() as f64 / 1e6,
+        h.memory_bytes() as f64 / records as f64,
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn history_lookup_costs() {
+    if std::env::var("TEST_HISTORY_BENCH").is_err() {
+        println!("skipped: set TEST_HISTORY_BENCH=1 to measure");
+        return;
+    }
+    let sizes = std::env::var("TEST_HISTORY_BENCH_RECORDS").unwrap_or("1000000,10000000".into());
+    for n in sizes.split(',').filter_map(|s| s.trim().parse().ok()) {
+        measure(n);
+    }
+}
