@@ -742,13 +742,21 @@ pub fn run_client<W: Write>(cmd: &ClientCommand, out: &mut W) -> u8 {
 enum Request {
     Order(NewOrderMsg),
     Cancel(u64),
-    Replace { order_id: u64, price: u64, qty: u64 },
+    Replace {
+        order_id: u64,
+        price: u64,
+        qty: u64,
+    },
     Orders,
     Transfer(TransferRecord),
     Balance(u128),
     /// Answered by rows and an end, not by `Reply`s the printer knows.
     Transfers(TransferQuery),
-    OpenAccount { id: u128, asset: String, flags: u16 },
+    OpenAccount {
+        id: u128,
+        asset: String,
+        flags: u16,
+    },
     AddInstrument(AddInstrumentMsg),
 }
 
@@ -964,7 +972,8 @@ async fn run_async<W: Write>(
         source,
     };
     if let Request::Transfers(q) = req {
-        let answer = tokio::time::timeout(ANSWER_LIMIT, transfers(&mut c, &q, conn.json, out)).await;
+        let answer =
+            tokio::time::timeout(ANSWER_LIMIT, transfers(&mut c, &q, conn.json, out)).await;
         c.close().await;
         return match answer {
             Ok(r) => r.map_err(server_err),
@@ -1142,7 +1151,17 @@ fn transfer_table(rows: &[client::TransferRow], json: bool) -> Vec<String> {
     if rows.is_empty() {
         return Vec::new();
     }
-    let head = ["SEQ", "ID", "DEBIT", "CREDIT", "AMOUNT", "STATE", "CODE", "PENDING_ID", "CREATED"];
+    let head = [
+        "SEQ",
+        "ID",
+        "DEBIT",
+        "CREDIT",
+        "AMOUNT",
+        "STATE",
+        "CODE",
+        "PENDING_ID",
+        "CREATED",
+    ];
     let mut cells: Vec<Vec<String>> = vec![head.iter().map(|h| h.to_string()).collect()];
     for r in rows {
         let pending = r.spec.pending_id.0;
@@ -1154,7 +1173,11 @@ fn transfer_table(rows: &[client::TransferRow], json: bool) -> Vec<String> {
             r.amount.0.to_string(),
             r.state.as_str().to_string(),
             r.spec.code.to_string(),
-            if pending == 0 { "-".to_string() } else { pending.to_string() },
+            if pending == 0 {
+                "-".to_string()
+            } else {
+                pending.to_string()
+            },
             r.created.0.to_string(),
         ]);
     }

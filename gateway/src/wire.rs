@@ -1790,7 +1790,10 @@ pub fn transfer_record_of(t: &TransferSpec) -> TransferRecord {
 
 /// The wire row of a transfer record answering `request`; `None` for a
 /// record queries never return (a remembered failure).
-pub fn transfer_row_msg(request: u64, r: &engine::history::TransferRecord) -> Option<TransferRowMsg> {
+pub fn transfer_row_msg(
+    request: u64,
+    r: &engine::history::TransferRecord,
+) -> Option<TransferRowMsg> {
     let state = TRANSFER_STATES.iter().position(|s| *s == r.state)? as u8;
     let s = &r.spec;
     Some(TransferRowMsg {
