@@ -353,6 +353,12 @@ impl Gen {
 /// An engine with the accounts opened and funded (untimed), sized for `n`
 /// measured transfers.
 fn ledger_engine(n: usize) -> (Engine, Events, u64) {
+    ledger_engine_with((USERS + n + 1024) as u32)
+}
+
+/// The part-1 engine (accounts opened and funded) with `transfers_max` slots
+/// of transfer memory.
+fn ledger_engine_with(transfers_max: u32) -> (Engine, Events, u64) {
     let mut engine = Engine::new(EngineConfig {
         orders_max: 16,
         levels_max: 16,
@@ -361,7 +367,7 @@ fn ledger_engine(n: usize) -> (Engine, Events, u64) {
         owners_max: 16,
         client_order_ids_max: 16,
         accounts_max: (USERS + ASSETS.len()) as u32,
-        transfers_max: (USERS + n + 1024) as u32,
+        transfers_max,
         events_max: 64,
         assets_max: ASSETS.len() as u32,
         batch_max: 8190,
@@ -677,6 +683,137 @@ fn mops(r: f64) -> String {
     format!("{:.2} M", r / 1e6)
 }
 
+// ----- part 3: history ---------------------------------------------------
+
+/// Hot transfer memory for part 3: a quarter of the default.
+const HOT: u32 = 1 << 18;
+/// A run is cut and installed every this many changes.
+const RUN_CHANGES: usize = 100_000;
+
+/// One history size's numbers.
+struct HistoryRow {
+    history: usize,
+    fill_per_s: f64,
+    new_ns: f64,
+    hit_ns: f64,
+}
+
+/// Plain posted transfers user → user (amount 1, same asset) with ids from
+/// `first`: none fails for lack of funds in these runs.
+fn plain_transfer(rng: &mut SplitMix64, id: u128) -> TransferSpec {
+    let d = rng.below(USERS as u64) as usize;
+    let mut c = rng.below(USERS as u64) as usize;
+    if c % ASSETS.len() != d % ASSETS.len() || c == d {
+        c = (d + ASSETS.len()) % USERS;
+    }
+    Gen::spec(id, d, c, 1, 0)
+}
+
+/// Fills a `HOT`-slot engine with `history` transfers through a
+/// `MemHistory` (a run every `RUN_CHANGES` changes), then times 200,000 new
+/// ids and 200,000 retries of ids only in history (each must be `exists`).
+fn measure_history(history: usize) -> HistoryRow {
+    use engine::history::{HistoryCutter, MemHistory};
+    let (mut engine, mut events, mut seq) = ledger_engine_with(HOT);
+    let store = MemHistory::new();
+    engine.attach_history(Box::new(store.clone()));
+    let mut cutter = HistoryCutter::new(store, 0);
+    let mut rng = SplitMix64::new(0x4157);
+    let apply_one = |engine: &mut Engine, events: &mut Events, seq: &mut u64, t: TransferSpec| {
+        *seq += 1;
+        let input = Input {
+            seq: Seq(*seq),
+            now: Timestamp(*seq),
+            command: Command::Transfer {
+                transfer: t,
+                batch_end: true,
+                actor: Actor::Admin,
+            },
+        };
+        engine.apply(black_box(&input), events);
+    };
+    let install =
+        |engine: &mut Engine, events: &mut Events, seq: &mut u64, cutter: &mut HistoryCutter| {
+            let (run, checksum) = cutter.cut(Seq(*seq));
+            let through_seq = Seq(*seq);
+            *seq += 1;
+            engine.apply(
+                &Input {
+                    seq: Seq(*seq),
+                    now: Timestamp(*seq),
+                    command: Command::InstallHistory {
+                        run,
+                        through_seq,
+                        checksum,
+                    },
+                },
+                events,
+            );
+            assert!(matches!(
+                events.as_slice(),
+                [Event::HistoryInstalled { .. }]
+            ));
+        };
+    // Fill: the cutter's work (the history writer's, off the engine thread in
+    // a server) is inside this interval, so it is a lower bound for the engine.
+    let t = Instant::now();
+    for k in 0..history {
+        let spec = plain_transfer(&mut rng, k as u128 + 1);
+        apply_one(&mut engine, &mut events, &mut seq, spec);
+        assert!(
+            matches!(events.as_slice(), [Event::TransferOk { .. }]),
+            "{:?}",
+            events.as_slice()
+        );
+        cutter.feed(events.changes());
+        if cutter.pending() >= RUN_CHANGES {
+            install(&mut engine, &mut events, &mut seq, &mut cutter);
+        }
+    }
+    let fill_per_s = history as f64 / t.elapsed().as_secs_f64();
+    install(&mut engine, &mut events, &mut seq, &mut cutter);
+    const N: usize = 200_000;
+    // New ids, engine only (no cutter in the interval).
+    let t = Instant::now();
+    for k in 0..N {
+        let spec = plain_transfer(&mut rng, (history + k) as u128 + 1);
+        apply_one(&mut engine, &mut events, &mut seq, spec);
+    }
+    let new_ns = t.elapsed().as_secs_f64() * 1e9 / N as f64;
+    // Retries of old ids: all answered from history.
+    let old: Vec<u128> = (0..N)
+        .map(|_| rng.below(history as u64 / 2) as u128 + 1)
+        .collect();
+    let mut exists = 0usize;
+    let t = Instant::now();
+    for &id in &old {
+        let spec = TransferSpec {
+            id: TransferId(id),
+            ..plain_transfer(&mut rng, id)
+        };
+        apply_one(&mut engine, &mut events, &mut seq, spec);
+        exists += matches!(
+            events.as_slice(),
+            [Event::TransferRejected {
+                reason: LedgerError::Exists
+                    | LedgerError::ExistsWithDifferentDebitAccountId
+                    | LedgerError::ExistsWithDifferentCreditAccountId,
+                ..
+            }]
+        ) as usize;
+    }
+    let hit_ns = t.elapsed().as_secs_f64() * 1e9 / N as f64;
+    assert_eq!(exists, N, "every retry of an old id must be exists*");
+    assert!(!engine.transfer_in_memory(TransferId(1)));
+    engine.validate().expect("validate");
+    HistoryRow {
+        history,
+        fill_per_s,
+        new_ns,
+        hit_ns,
+    }
+}
+
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -685,8 +822,35 @@ fn env_count(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes: &[usize] = if quick {
+        &[1_000_000]
+    } else {
+        &[1_000_000, 10_000_000]
+    };
+    let history: Vec<HistoryRow> = sizes
+        .iter()
+        .map(|&h| {
+            eprintln!("history: {h} transfers…");
+            measure_history(h)
+        })
+        .collect();
+    println!("## Transfer history (hot memory {HOT} transfers, a run every {RUN_CHANGES} changes, MemHistory)\n");
+    println!("| history transfers | fill transfers/s (incl. cutter) | new id ns/transfer | retry of an id only in history ns |");
+    println!("| ---: | ---: | ---: | ---: |");
+    for r in &history {
+        println!(
+            "| {} | {} | {:.0} | {:.0} |",
+            r.history,
+            mops(r.fill_per_s),
+            r.new_ns,
+            r.hit_ns
+        );
+    }
+    println!();
     let overhead = machine::timer_overhead_ns(200_000);
-    let n = env_count("BOURSE_BENCH_TRANSFERS", 1_008_000).div_ceil(BATCH) * BATCH;
+    let default_n = if quick { 208_000 } else { 1_008_000 };
+    let n = env_count("BOURSE_BENCH_TRANSFERS", default_n).div_ceil(BATCH) * BATCH;
     println!("# Bourse ledger: transfers and the cost of settlement\n");
     println!("- machine: {}", machine::describe());
     println!("- empty `Instant::now()` pair: {overhead} ns (median; subtracted from every per-op sample)");

@@ -20,7 +20,14 @@ pub struct EngineConfig {
     pub client_order_ids_max: u32,
     /// Ledger accounts.
     pub accounts_max: u32,
-    /// Ledger transfers remembered for exactly-once (every transfer id ever seen uses one).
+    /// Transfer records held in memory at once (stored transfers and
+    /// remembered failed ids). Not a lifetime limit: once a history run
+    /// covering a record is installed (`Command::InstallHistory`) and the
+    /// record is not pending, it may leave memory and is answered from the
+    /// history, so ids stay exactly-once forever. `capacity_exceeded` means
+    /// memory is full of pending transfers and records no installed run
+    /// covers yet (the history writer fell behind); with no history attached
+    /// it is a lifetime limit, as before history existed.
     pub transfers_max: u32,
     /// Events one command may produce before the buffer would have to grow.
     pub events_max: u32,

@@ -611,6 +611,18 @@ impl Engine {
         self.ledger.history_tail(after)
     }
 
+    /// Transfer records (and remembered failed ids) held in memory now:
+    /// the live part of the ledger, at most `transfers_max`.
+    pub fn transfers_in_memory(&self) -> usize {
+        self.ledger.hot.len()
+    }
+
+    /// Whether the transfer (or failed id) `id` is held in memory now (not
+    /// only in history).
+    pub fn transfer_in_memory(&self, id: TransferId) -> bool {
+        self.ledger.hot.get(id).is_some()
+    }
+
     /// The transfer `id` as an admin would see it (memory, then history).
     pub fn lookup_transfer(&self, id: TransferId) -> Option<TransferRecord> {
         self.ledger.visible_record(id)

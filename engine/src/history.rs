@@ -23,6 +23,8 @@ use crate::command::TransferSpec;
 use crate::event::LedgerError;
 use crate::types::*;
 use std::collections::BTreeMap;
+// MemHistory only (tests, scripts, benches): the engine itself takes no lock.
+#[allow(clippy::disallowed_types)]
 use std::sync::{Arc, Mutex};
 
 /// What became of a stored transfer (or a remembered failure).
@@ -135,7 +137,10 @@ pub struct HistoryFault {
 /// (the server's on-disk store) or by [`MemHistory`]-like stores in tests;
 /// the engine only calls it for ids and accounts its memory cannot answer.
 pub trait TransferHistory: Send + std::fmt::Debug {
-    /// The newest record of `id` in installed runs, if any.
+    /// The newest record of `id` in installed runs, if any. (A store may
+    /// also answer from runs written but not yet installed — a replay after
+    /// a restart meets those: the engine ignores any record whose
+    /// `change_seq` is past its installed `through_seq`.)
     fn get(&self, id: TransferId) -> Result<Option<TransferRecord>, HistoryFault>;
 
     /// The records of `filter.account` (as debit or credit account) in
@@ -314,6 +319,7 @@ struct MemRuns {
 /// engine owns another. Its lock is never contended in its intended use (the
 /// engine and the cutter on one thread); a server uses the on-disk store.
 #[derive(Clone, Debug, Default)]
+#[allow(clippy::disallowed_types)] // see the type's doc: never contended
 pub struct MemHistory(Arc<Mutex<MemRuns>>);
 
 impl MemHistory {

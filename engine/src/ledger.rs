@@ -12,9 +12,17 @@
 //! whose counter-side is an internal escrow account per asset (not
 //! addressable by commands), so conservation holds for pending amounts too.
 //!
-//! Capacities (accounts, assets, transfers, linked-chain length) are fixed in
-//! `EngineConfig` and allocated in `Ledger::new`; nothing allocates per command.
-//! All arithmetic is checked: an overflow is the `overflow` result, never a wrap.
+//! Transfers live in the hot store (`transfers.rs`): pending transfers and
+//! every record no installed history run covers yet, plus whatever eviction
+//! has not reached. Older records are answered by the attached history
+//! (`ledger_history.rs`), so a transfer id is applied at most once however
+//! old it is. Every stored or changed record is published on
+//! `Events::changes` (rolled-back chain members never are).
+//!
+//! Capacities (accounts, assets, transfers in memory, linked-chain length)
+//! are fixed in `EngineConfig` and allocated in `Ledger::new`; nothing
+//! allocates per command. All arithmetic is checked: an overflow is the
+//! `overflow` result, never a wrap.
 
 use crate::command::*;
 use crate::event::*;
@@ -59,8 +67,9 @@ pub(crate) fn touch_vec_with<T: Clone>(v: &mut Vec<T>, fill: T) {
 /// 13. `pending_transfer_has_different_debit_account` / `_credit_account`
 /// 14. `exceeds_pending_transfer_amount`
 /// 15. `pending_transfer_already_posted` / `_voided` / `_expired`
-/// 16. `capacity_exceeded` (transfer store full; after the checks that
-///     name a problem with the transfer itself)
+/// 16. `capacity_exceeded` (transfer memory full of records that may not
+///     leave yet: pending, or not covered by an installed history run; after
+///     the checks that name a problem with the transfer itself)
 /// 17. `overflow`
 /// 18. `exceeds_credits`, `exceeds_debits`
 pub const TRANSFER_CHECK_ORDER: &[LedgerError] = &[

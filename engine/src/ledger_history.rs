@@ -26,6 +26,16 @@ pub(crate) enum Found {
     Cold(TransferRecord),
 }
 
+/// Whether a record the history holds is part of the state as of the
+/// installed run. A record not in memory never changes again (only pending
+/// transfers change, and they stay in memory), so its newest version is
+/// either installed or from the future: a run written past the installed one
+/// (a replay after a restart meets those) describes transfers this state has
+/// not made yet, and is ignored.
+fn installed_by(r: &TransferRecord, through: Seq) -> bool {
+    r.change_seq <= through
+}
+
 /// A record's term in `Ledger::records_hash`.
 pub(crate) fn record_hash(r: &TransferRecord) -> u128 {
     let mut b = [0u8; RECORD_LEN];
@@ -41,13 +51,13 @@ impl Ledger {
         if let Some(slot) = self.hot.get(id) {
             return Some(Found::Hot(slot));
         }
-        self.installed?;
+        let (_, through, _) = self.installed?;
         let h = self
             .history
             .as_ref()
             .expect("installed runs imply a history");
         match h.get(id) {
-            Ok(r) => r.map(Found::Cold),
+            Ok(r) => r.filter(|r| installed_by(r, through)).map(Found::Cold),
             Err(fault) => panic!("{fault}"),
         }
     }
@@ -203,6 +213,7 @@ impl Ledger {
         let mut m = Merge {
             ledger: self,
             f,
+            through: self.installed.map_or(Seq(0), |(_, t, _)| t),
             next: [0, 1].map(|side| {
                 let [head, tail] = self.hot.list(acct, side);
                 if f.newest_first {
@@ -240,6 +251,8 @@ impl Ledger {
 struct Merge<'a> {
     ledger: &'a Ledger,
     f: &'a AccountFilter,
+    /// The installed run's last input (history records past it are ignored).
+    through: Seq,
     /// Next slot on each side's list (`NIL` when done).
     next: [u32; 2],
     out: &'a mut Events,
@@ -310,7 +323,10 @@ impl Merge<'_> {
         if !self.hot_until(Some(r.ledger_seq)) {
             return false;
         }
-        if self.ledger.hot.get(r.spec.id).is_some() || !filter_admits(self.f, r) {
+        if self.ledger.hot.get(r.spec.id).is_some()
+            || !filter_admits(self.f, r)
+            || !installed_by(r, self.through)
+        {
             return true;
         }
         self.emit(r)

@@ -5,9 +5,18 @@
 //! order, expiry by scanning every transfer, and a linked chain rolled back by
 //! restoring a clone of the whole state taken before the chain ran.
 //!
-//! It understands `OpenAccount`, `Transfer`, `QueryBalance` and `Time`; any
-//! other command panics (the ledger cross-check generates no orders). Its
-//! `apply` returns exactly the events the engine must produce.
+//! It understands `OpenAccount`, `Transfer`, `QueryBalance`, `Time`,
+//! `LookupTransfer`, `GetAccountTransfers` and `InstallHistory`; any other
+//! command panics (the ledger cross-check generates no orders). Its `apply`
+//! returns exactly the events the engine must produce (query rows in
+//! `rows()`).
+//!
+//! Exactly-once is forever here: every transfer and failed id stays in this
+//! model for good. Installing history changes no answer; the model only
+//! checks the install's order and that the run is one `hold_run` named. Its
+//! transfer capacity counts stored transfers plus remembered failed ids —
+//! the engine's limit while nothing is installed; build it with a large
+//! `transfers_max` to compare an engine that evicts into history.
 //!
 //! Also here: `SplitMix64`, the tiny seeded PRNG the ledger tests use.
 
@@ -57,6 +66,42 @@ pub struct StoredTransfer {
     pub created: u64,
     /// Two-phase state.
     pub state: PendingState,
+    /// The accounts money moved between (a post/void's: its pending transfer's).
+    pub accounts: (u128, u128),
+    /// The amount moved or reserved.
+    pub moved: u128,
+    /// 1, 2, 3, … in storing order.
+    pub ledger_seq: u64,
+    /// The input that stored it.
+    pub created_seq: u64,
+    /// The input that last changed it.
+    pub change_seq: u64,
+}
+
+impl StoredTransfer {
+    /// The record the engine reports for it.
+    pub fn record(&self) -> history::TransferRecord {
+        use history::TransferState as S;
+        let resolves = self.spec.flags.0 & (POST | VOID) != 0;
+        history::TransferRecord {
+            spec: self.spec,
+            debit_account: AccountId(self.accounts.0),
+            credit_account: AccountId(self.accounts.1),
+            amount: Amount(self.moved),
+            state: match self.state {
+                PendingState::NotPending if resolves => S::Resolution,
+                PendingState::NotPending => S::Posted,
+                PendingState::Pending => S::Pending,
+                PendingState::Posted => S::PendingPosted,
+                PendingState::Voided => S::PendingVoided,
+                PendingState::Expired => S::PendingExpired,
+            },
+            ledger_seq: self.ledger_seq,
+            created_seq: Seq(self.created_seq),
+            created: Timestamp(self.created),
+            change_seq: Seq(self.change_seq),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -75,6 +120,14 @@ impl State {
 #[derive(Clone, Debug)]
 pub struct RefLedger {
     now: u64,
+    /// The input being applied.
+    seq: u64,
+    /// Rows of the last query.
+    rows: Vec<history::TransferRecord>,
+    /// Runs an install may name: (run, checksum).
+    held: BTreeSet<(u64, u128)>,
+    /// The last installed (run, through_seq).
+    installed: (u64, u64),
     st: State,
     failed: BTreeSet<u128>,
     chain: Vec<(TransferSpec, Actor)>,
@@ -104,6 +157,10 @@ impl RefLedger {
     pub fn new(cfg: &EngineConfig) -> RefLedger {
         RefLedger {
             now: 0,
+            seq: 0,
+            rows: Vec::new(),
+            held: BTreeSet::new(),
+            installed: (0, 0),
             st: State::default(),
             failed: BTreeSet::new(),
             chain: Vec::new(),
@@ -144,9 +201,23 @@ impl RefLedger {
         !self.chain.is_empty()
     }
 
+    /// The rows of the last `apply`'s query (a `Transfers` event's range
+    /// points into these).
+    pub fn rows(&self) -> &[history::TransferRecord] {
+        &self.rows
+    }
+
+    /// Lets `install_history` accept run `run` with this checksum (the
+    /// history the engine consults holds it).
+    pub fn hold_run(&mut self, run: u64, checksum: u128) {
+        self.held.insert((run, checksum));
+    }
+
     /// Applies one input and returns the events the engine must emit.
     pub fn apply(&mut self, input: &Input) -> Vec<Event> {
         let mut out = Vec::new();
+        self.rows.clear();
+        self.seq = input.seq.0;
         // Time never goes back for the engine: a stale `now` is the engine's time.
         self.now = self.now.max(input.now.0);
         match input.command {
@@ -179,6 +250,15 @@ impl RefLedger {
                     Command::QueryBalance { account, actor } => {
                         out.push(self.query(account, &actor))
                     }
+                    Command::LookupTransfer { id, actor } => out.push(self.lookup(id, &actor)),
+                    Command::GetAccountTransfers { filter, actor } => {
+                        out.push(self.account_transfers(&filter, &actor))
+                    }
+                    Command::InstallHistory {
+                        run,
+                        through_seq,
+                        checksum,
+                    } => out.push(self.install(run, through_seq.0, checksum)),
                     Command::Time { now } => {
                         if now.0 < self.now {
                             out.push(Event::Rejected {
@@ -214,6 +294,93 @@ impl RefLedger {
                 target: RejectTarget::Account(account),
                 reason: RejectReason::AccountNotFound,
             },
+        }
+    }
+
+    fn install(&mut self, run: u64, through: u64, checksum: u128) -> Event {
+        let (last_run, last_through) = self.installed;
+        if run == last_run + 1
+            && through > last_through
+            && through < self.seq
+            && self.held.contains(&(run, checksum))
+        {
+            self.installed = (run, through);
+            Event::HistoryInstalled {
+                run,
+                through_seq: Seq(through),
+            }
+        } else {
+            Event::Rejected {
+                target: RejectTarget::HistoryRun(run),
+                reason: RejectReason::HistoryRunRejected,
+            }
+        }
+    }
+
+    /// Whether the actor owns either account of a transfer (or is admin).
+    fn may_see(&self, actor: &Actor, t: &StoredTransfer) -> bool {
+        [t.accounts.0, t.accounts.1].iter().any(|a| {
+            self.st
+                .accounts
+                .get(a)
+                .is_some_and(|a| acts_for(actor, a.owner))
+        })
+    }
+
+    fn lookup(&mut self, id: TransferId, actor: &Actor) -> Event {
+        match self.st.find(id.0).map(|i| self.st.transfers[i]) {
+            Some(t) if self.may_see(actor, &t) => {
+                self.rows.push(t.record());
+                Event::Transfers {
+                    rows: RecordRange { start: 0, len: 1 },
+                    more: false,
+                }
+            }
+            _ => Event::Rejected {
+                target: RejectTarget::Transfer(id),
+                reason: RejectReason::TransferNotFound,
+            },
+        }
+    }
+
+    fn account_transfers(&mut self, f: &history::AccountFilter, actor: &Actor) -> Event {
+        let reject = |reason| Event::Rejected {
+            target: RejectTarget::Account(f.account),
+            reason,
+        };
+        let Some(a) = self.st.accounts.get(&f.account.0) else {
+            return reject(RejectReason::AccountNotFound);
+        };
+        if !acts_for(actor, a.owner) {
+            return reject(RejectReason::NotAuthorized);
+        }
+        if f.limit == 0 || f.limit > history::ACCOUNT_TRANSFERS_LIMIT_MAX || f.lo > f.hi {
+            return reject(RejectReason::InvalidFilter);
+        }
+        let mut all: Vec<history::TransferRecord> = self
+            .st
+            .transfers
+            .iter()
+            .filter(|t| t.accounts.0 == f.account.0 || t.accounts.1 == f.account.0)
+            .filter(|t| {
+                let v = match f.by {
+                    history::RangeBy::LedgerSeq => t.ledger_seq,
+                    history::RangeBy::Time => t.created,
+                };
+                f.lo <= v && v <= f.hi
+            })
+            .map(|t| t.record())
+            .collect();
+        if f.newest_first {
+            all.reverse();
+        }
+        let more = all.len() > f.limit as usize;
+        all.truncate(f.limit as usize);
+        let len = all.len() as u32;
+        self.rows = all;
+        Event::Transfers {
+            rows: RecordRange { start: 0, len },
+            more,
         }
     }
 
@@ -291,6 +458,7 @@ impl RefLedger {
                 .expect("pending credit account");
             cr.credits_pending -= amt;
             self.st.transfers[i].state = PendingState::Expired;
+            self.st.transfers[i].change_seq = self.seq;
             out.push(Event::TransferExpired { id: t.spec.id });
         }
     }
@@ -325,7 +493,8 @@ impl RefLedger {
             None => out.extend(chain.iter().map(|(t, _)| Event::TransferOk { id: t.id })),
             Some((fi, e)) => {
                 self.st = before;
-                if ledger::is_transient(e) {
+                // A full memory forgets the failure, as the engine's does.
+                if ledger::is_transient(e) && self.stored() < self.transfers_max {
                     self.failed.insert(chain[fi].0.id.0);
                 }
                 for (i, (t, _)) in chain.iter().enumerate() {
@@ -498,7 +667,7 @@ impl RefLedger {
                 PendingState::Pending => {}
                 PendingState::NotPending => unreachable!(),
             }
-            if self.st.transfers.len() >= self.transfers_max {
+            if self.stored() >= self.transfers_max {
                 return Err(E::CapacityExceeded);
             }
             // Posting moves (part of) the pending amount to posted: no limit can break, nothing can overflow.
@@ -523,15 +692,14 @@ impl RefLedger {
             } else {
                 PendingState::Voided
             };
-            self.st.transfers.push(StoredTransfer {
-                spec: *t,
-                created: self.now,
-                state: PendingState::NotPending,
-            });
+            self.st.transfers[pi].change_seq = self.seq;
+            let moved = if f & POST != 0 { posted } else { full };
+            let accounts = (p.spec.debit_account.0, p.spec.credit_account.0);
+            self.push_stored(t, PendingState::NotPending, accounts, moved);
             return Ok(());
         }
         let (d, c) = (dr.unwrap(), cr.unwrap());
-        if self.st.transfers.len() >= self.transfers_max {
+        if self.stored() >= self.transfers_max {
             return Err(E::CapacityExceeded);
         }
         let amt = t.amount.0;
@@ -573,12 +741,34 @@ impl RefLedger {
         } else {
             PendingState::NotPending
         };
+        self.push_stored(t, state, (dr_id, cr_id), amt);
+        Ok(())
+    }
+
+    /// Stored transfers plus remembered failed ids (the engine's memory use
+    /// while nothing is installed).
+    fn stored(&self) -> usize {
+        self.st.transfers.len() + self.failed.len()
+    }
+
+    fn push_stored(
+        &mut self,
+        t: &TransferSpec,
+        state: PendingState,
+        accounts: (u128, u128),
+        moved: u128,
+    ) {
+        let ledger_seq = self.st.transfers.len() as u64 + 1;
         self.st.transfers.push(StoredTransfer {
             spec: *t,
             created: self.now,
             state,
+            accounts,
+            moved,
+            ledger_seq,
+            created_seq: self.seq,
+            change_seq: self.seq,
         });
-        Ok(())
     }
 }
 

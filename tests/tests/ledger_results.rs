@@ -1429,7 +1429,7 @@ fn capacity_exceeded() {
     let mut cfg = EngineConfig::small();
     cfg.accounts_max = 3;
     cfg.assets_max = 1;
-    cfg.transfers_max = 3;
+    cfg.transfers_max = 4;
     check_cfg(
         cfg,
         &[
@@ -1443,15 +1443,22 @@ fn capacity_exceeded() {
             // Checks before capacity still win.
             (open(10, "USD", D), vec![arej(10, E::AccountExists)]),
             (t(1, 1, 10, 100).c(), vec![ok(1)]),
-            // Failed ids do not use the transfer store.
+            // A remembered failed id is a record in the transfer store too.
             (t(2, 10, 11, 500).c(), vec![rej(2, E::ExceedsCredits)]),
             (t(3, 10, 11, 50).pending(0).c(), vec![ok(3)]),
             (resolve(4, POST, 3, 0).c(), vec![ok(4)]),
             (t(5, 1, 10, 1).c(), vec![rej(5, E::CapacityExceeded)]),
+            // Transient, but a full store cannot remember it: a retry is
+            // evaluated again (and fails the same way).
             (
                 resolve(6, VOID, 3, 0).c(),
                 vec![rej(6, E::PendingTransferAlreadyPosted)],
             ),
+            (
+                resolve(6, VOID, 3, 0).c(),
+                vec![rej(6, E::PendingTransferAlreadyPosted)],
+            ),
+            (t(2, 10, 11, 500).c(), vec![rej(2, E::IdAlreadyFailed)]),
             (t(7, 10, 11, 5000).c(), vec![rej(7, E::CapacityExceeded)]),
             (t(1, 1, 10, 100).c(), vec![rej(1, E::Exists)]),
             // Not transient.

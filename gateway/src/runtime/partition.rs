@@ -144,10 +144,10 @@ impl Counter {
 #[derive(Debug)]
 pub struct Counters {
     /// Commands applied, by kind (`COMMAND_KINDS`).
-    pub commands: [Counter; 13],
+    pub commands: [Counter; COMMAND_KINDS.len()],
     /// Of those, the ones answered with a reject (order, instrument, time,
     /// query, account or transfer reject events).
-    pub rejected: [Counter; 13],
+    pub rejected: [Counter; COMMAND_KINDS.len()],
     /// Reject events by `RejectReason` code (index = code).
     pub order_rejects: [Counter; 32],
     /// Ledger reject events by `LedgerError` code (index = code).
