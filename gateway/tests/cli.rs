@@ -630,12 +630,30 @@ fn transfers_lists_the_walkthroughs_transfers_only_to_their_owners() {
     let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     assert_eq!(
         cols(lines[0]),
-        ["SEQ", "ID", "DEBIT", "CREDIT", "AMOUNT", "STATE", "CODE", "PENDING_ID", "CREATED"]
+        [
+            "SEQ",
+            "ID",
+            "DEBIT",
+            "CREDIT",
+            "AMOUNT",
+            "STATE",
+            "CODE",
+            "PENDING_ID",
+            "CREATED"
+        ]
     );
     let funding = cols(lines[1]);
-    assert_eq!(&funding[1..6], ["1", "1", "101", "100000000", "posted"], "{o}");
+    assert_eq!(
+        &funding[1..6],
+        ["1", "1", "101", "100000000", "posted"],
+        "{o}"
+    );
     let mine = cols(lines[2]);
-    assert_eq!(&mine[1..8], ["1000", "101", "201", "50", "posted", "1", "-"], "{o}");
+    assert_eq!(
+        &mine[1..8],
+        ["1000", "101", "201", "50", "posted", "1", "-"],
+        "{o}"
+    );
     assert_eq!(lines[3], "2 transfer(s)");
 
     // A page of one: the hint names the next page's flags.
@@ -649,20 +667,42 @@ fn transfers_lists_the_walkthroughs_transfers_only_to_their_owners() {
     );
     let o = run_ok(s.cmd(
         &["transfers"],
-        &["--account", "101", "--limit", "1", "--from-seq", &next_seq.to_string()],
+        &[
+            "--account",
+            "101",
+            "--limit",
+            "1",
+            "--from-seq",
+            &next_seq.to_string(),
+        ],
     ));
-    assert!(o.contains(" 1000 ") && o.ends_with("1 transfer(s)\n"), "{o}");
+    assert!(
+        o.contains(" 1000 ") && o.ends_with("1 transfer(s)\n"),
+        "{o}"
+    );
     let o = run_ok(s.cmd(&["transfers"], &["--account", "101", "--newest", "--json"]));
-    let v: Vec<serde_json::Value> = o.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let v: Vec<serde_json::Value> = o
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(v.len(), 3, "{o}");
-    assert_eq!((v[0]["type"].as_str(), v[0]["id"].as_str()), (Some("transfer"), Some("1000")));
+    assert_eq!(
+        (v[0]["type"].as_str(), v[0]["id"].as_str()),
+        (Some("transfer"), Some("1000"))
+    );
     assert_eq!(v[0]["state"], "posted");
     assert_eq!(v[2]["type"], "transfers_end");
-    assert_eq!((v[2]["count"].as_u64(), v[2]["more"].as_bool()), (Some(2), Some(false)));
+    assert_eq!(
+        (v[2]["count"].as_u64(), v[2]["more"].as_bool()),
+        (Some(2), Some(false))
+    );
 
     // Lookups by id: found rows, then the ids nobody may see or that do not exist.
     let o = run_ok(s.cmd(&["transfers"], &["--id", "1000", "--id", "4242"]));
-    assert!(o.contains(" 1000 ") && o.ends_with("transfer 4242: not found\n"), "{o}");
+    assert!(
+        o.contains(" 1000 ") && o.ends_with("transfer 4242: not found\n"),
+        "{o}"
+    );
 
     // Another owner's token: the account is refused, the transfer unseen.
     let other = |args: &[&str]| {
@@ -679,7 +719,10 @@ fn transfers_lists_the_walkthroughs_transfers_only_to_their_owners() {
     // Flags that cannot work are refused before connecting.
     let out = run(s.cmd(&["transfers"], &["--account", "101", "--id", "1"]));
     assert_eq!(out.status.code(), Some(2));
-    let out = run(s.cmd(&["transfers"], &["--account", "101", "--from-seq", "1", "--to-time", "5"]));
+    let out = run(s.cmd(
+        &["transfers"],
+        &["--account", "101", "--from-seq", "1", "--to-time", "5"],
+    ));
     assert_eq!(out.status.code(), Some(2));
     let out = run(s.cmd(&["transfers"], &["--account", "101", "--limit", "0"]));
     assert_eq!(out.status.code(), Some(2));
