@@ -1,5 +1,5 @@
 //! The client subcommands of the `bourse` binary (`order`, `cancel`,
-//! `replace`, `orders`, `transfer`, `balance`, `account open`,
+//! `replace`, `orders`, `transfer`, `balance`, `transfers`, `account open`,
 //! `instrument add`) and what they share with `feed` (`ServerArgs`: where
 //! the server is, how to log in): each connects with `gateway::client`,
 //! sends one request, prints what comes back as human-readable lines (or
@@ -425,6 +425,38 @@ pub enum ClientCommand {
         #[arg(long)]
         account: u128,
     },
+    /// List an account's transfers (`--account`, a page at a time), or look
+    /// transfers up by id (`--id`, repeatable). Only transfers of accounts
+    /// the token's owners own are shown (all with `ledger_admin`).
+    #[command(group(clap::ArgGroup::new("what").args(["account", "id"]).required(true)))]
+    Transfers {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Account whose transfers to list (as debit or credit account).
+        #[arg(long)]
+        account: Option<u128>,
+        /// Transfer id to look up (repeat for several).
+        #[arg(long, conflicts_with = "account")]
+        id: Vec<u128>,
+        /// Most transfers on the page.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=engine::history::ACCOUNT_TRANSFERS_LIMIT_MAX as i64))]
+        limit: u32,
+        /// Newest first (default: oldest first).
+        #[arg(long)]
+        newest: bool,
+        /// Only transfers from this ledger sequence number on (inclusive).
+        #[arg(long, conflicts_with_all = ["from_time", "to_time"])]
+        from_seq: Option<u64>,
+        /// Only transfers up to this ledger sequence number (inclusive).
+        #[arg(long, conflicts_with_all = ["from_time", "to_time"])]
+        to_seq: Option<u64>,
+        /// Only transfers created at or after this engine time (ns).
+        #[arg(long)]
+        from_time: Option<u64>,
+        /// Only transfers created at or before this engine time (ns).
+        #[arg(long)]
+        to_time: Option<u64>,
+    },
     /// Account administration.
     Account {
         #[command(subcommand)]
@@ -627,6 +659,8 @@ impl<W: Write> Printer<'_, W> {
                     format!("request {}: {res}", a.request)
                 }
             }
+            // `bourse transfers` prints its rows itself (`transfers`).
+            Reply::TransferRow { .. } | Reply::TransfersEnd(_) => return,
             Reply::ProtocolReject(p) => {
                 if self.json {
                     serde_json::json!({"type": "protocol_reject", "code": p.code, "text": p.text()})
@@ -675,6 +709,7 @@ impl ClientCommand {
             | ClientCommand::Orders { conn }
             | ClientCommand::Transfer { conn, .. }
             | ClientCommand::Balance { conn, .. }
+            | ClientCommand::Transfers { conn, .. }
             | ClientCommand::Account {
                 command: AccountCommand::Open { conn, .. },
             }
@@ -707,11 +742,21 @@ pub fn run_client<W: Write>(cmd: &ClientCommand, out: &mut W) -> u8 {
 enum Request {
     Order(NewOrderMsg),
     Cancel(u64),
-    Replace { order_id: u64, price: u64, qty: u64 },
+    Replace {
+        order_id: u64,
+        price: u64,
+        qty: u64,
+    },
     Orders,
     Transfer(TransferRecord),
     Balance(u128),
-    OpenAccount { id: u128, asset: String, flags: u16 },
+    /// Answered by rows and an end, not by `Reply`s the printer knows.
+    Transfers(TransferQuery),
+    OpenAccount {
+        id: u128,
+        asset: String,
+        flags: u16,
+    },
     AddInstrument(AddInstrumentMsg),
 }
 
@@ -800,6 +845,39 @@ fn request_of(conn: &ConnArgs, cmd: &ClientCommand) -> Result<Request, CliError>
             })
         }
         ClientCommand::Balance { account, .. } => Request::Balance(*account),
+        ClientCommand::Transfers {
+            account,
+            id,
+            limit,
+            newest,
+            from_seq,
+            to_seq,
+            from_time,
+            to_time,
+            ..
+        } => Request::Transfers(match account {
+            None => TransferQuery::Ids(id.clone()),
+            Some(a) => {
+                let by_time = from_time.is_some() || to_time.is_some();
+                let (lo, hi) = if by_time {
+                    (*from_time, *to_time)
+                } else {
+                    (*from_seq, *to_seq)
+                };
+                TransferQuery::Account(engine::history::AccountFilter {
+                    account: engine::AccountId(*a),
+                    by: if by_time {
+                        engine::history::RangeBy::Time
+                    } else {
+                        engine::history::RangeBy::LedgerSeq
+                    },
+                    lo: lo.unwrap_or(0),
+                    hi: hi.unwrap_or(u64::MAX),
+                    limit: *limit,
+                    newest_first: *newest,
+                })
+            }
+        }),
         ClientCommand::Account {
             command:
                 AccountCommand::Open {
@@ -867,6 +945,11 @@ fn queue(c: &mut Client, owner: u64, r: Request) -> u64 {
         Request::Orders => c.query_open_orders(0),
         Request::Transfer(t) => c.transfer_batch(&[t]),
         Request::Balance(a) => c.query_balance(a),
+        Request::Transfers(TransferQuery::Ids(ids)) => {
+            let ids: Vec<engine::TransferId> = ids.into_iter().map(engine::TransferId).collect();
+            c.queue_lookup_transfers(&ids).first().copied().unwrap_or(0)
+        }
+        Request::Transfers(TransferQuery::Account(f)) => c.queue_get_account_transfers(&f),
         Request::OpenAccount { id, asset, flags } => c.open_account(id, owner, &asset, flags),
         Request::AddInstrument(m) => c.add_instrument(m),
     }
@@ -888,6 +971,17 @@ async fn run_async<W: Write>(
         addr,
         source,
     };
+    if let Request::Transfers(q) = req {
+        let answer =
+            tokio::time::timeout(ANSWER_LIMIT, transfers(&mut c, &q, conn.json, out)).await;
+        c.close().await;
+        return match answer {
+            Ok(r) => r.map_err(server_err),
+            Err(_) => Err(CliError::NoAnswer {
+                server: target.server.clone(),
+            }),
+        };
+    }
     let request = queue(&mut c, conn.owner, req);
     c.flush().await.map_err(server_err)?;
     let mut p = Printer {
@@ -924,6 +1018,183 @@ async fn run_async<W: Write>(
     // Nothing resumes a CLI session: log out so the server forgets it now.
     c.close().await;
     Ok(())
+}
+
+/// What `bourse transfers` asks.
+#[derive(Debug)]
+enum TransferQuery {
+    Ids(Vec<u128>),
+    Account(engine::history::AccountFilter),
+}
+
+/// Runs a transfer query and prints its answer: a table (or JSON lines),
+/// then a count and, when more match, the flags of the next page. A
+/// refusal (`not_authorized`, `account_not_found`, …) is printed, not an error.
+async fn transfers<W: Write>(
+    c: &mut Client,
+    q: &TransferQuery,
+    json: bool,
+    out: &mut W,
+) -> Result<(), ClientError> {
+    let mut lines = Vec::new();
+    match q {
+        TransferQuery::Ids(ids) => {
+            let ids: Vec<engine::TransferId> = ids.iter().map(|&i| engine::TransferId(i)).collect();
+            let found = c.lookup_transfers(&ids).await?;
+            let rows: Vec<_> = found.iter().flatten().copied().collect();
+            lines.extend(transfer_table(&rows, json));
+            for (id, f) in ids.iter().zip(&found) {
+                if f.is_none() {
+                    lines.push(if json {
+                        serde_json::json!({"type": "transfer_not_found", "id": id.0.to_string()})
+                            .to_string()
+                    } else {
+                        format!("transfer {}: not found", id.0)
+                    });
+                }
+            }
+        }
+        TransferQuery::Account(f) => {
+            let (page, result) = match c.get_account_transfers(*f).await {
+                Ok(page) => (page, "ok".to_string()),
+                Err(ClientError::Refused(code)) => (
+                    client::TransferPage {
+                        rows: Vec::new(),
+                        more: false,
+                    },
+                    client::reject_name(code),
+                ),
+                Err(e) => return Err(e),
+            };
+            lines.extend(transfer_table(&page.rows, json));
+            let next = if page.more {
+                page.rows.last().map(|last| next_page_flags(f, last))
+            } else {
+                None
+            };
+            lines.push(if json {
+                serde_json::json!({
+                    "type": "transfers_end", "account": f.account.0.to_string(),
+                    "result": result, "count": page.rows.len(), "more": page.more,
+                    "next": next,
+                })
+                .to_string()
+            } else if result != "ok" {
+                format!("transfers of account {}: {result}", f.account.0)
+            } else {
+                let mut l = format!("{} transfer(s)", page.rows.len());
+                if let Some(n) = next {
+                    l.push_str(&format!(
+                        "; more: next page: bourse transfers --account {} {n}",
+                        f.account.0
+                    ));
+                }
+                l
+            });
+        }
+    }
+    for l in lines {
+        let _ = writeln!(out, "{l}");
+    }
+    let _ = out.flush();
+    Ok(())
+}
+
+/// The flags that fetch the page after `last` (same range, limit and order).
+fn next_page_flags(f: &engine::history::AccountFilter, last: &client::TransferRow) -> String {
+    let mut v = vec![format!("--limit {}", f.limit)];
+    if f.newest_first {
+        v.push("--newest".to_string());
+    }
+    let (from, to, at) = match f.by {
+        engine::history::RangeBy::LedgerSeq => ("--from-seq", "--to-seq", last.ledger_seq),
+        // Time is not unique: the next page starts at the last row's time,
+        // so rows stamped with that same nanosecond show again.
+        engine::history::RangeBy::Time => ("--from-time", "--to-time", last.created.0),
+    };
+    let seq = matches!(f.by, engine::history::RangeBy::LedgerSeq);
+    let (lo, hi) = if f.newest_first {
+        (f.lo, if seq { at.saturating_sub(1) } else { at })
+    } else {
+        (if seq { at.saturating_add(1) } else { at }, f.hi)
+    };
+    if lo != 0 {
+        v.push(format!("{from} {lo}"));
+    }
+    if hi != u64::MAX {
+        v.push(format!("{to} {hi}"));
+    }
+    v.join(" ")
+}
+
+/// Transfer rows as an aligned text table (header first) or JSON lines.
+fn transfer_table(rows: &[client::TransferRow], json: bool) -> Vec<String> {
+    if json {
+        return rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "type": "transfer", "ledger_seq": r.ledger_seq, "id": r.spec.id.0.to_string(),
+                    "debit_account": r.debit_account.0.to_string(),
+                    "credit_account": r.credit_account.0.to_string(),
+                    "amount": r.amount.0.to_string(),
+                    "requested_amount": r.spec.amount.0.to_string(),
+                    "state": r.state.as_str(), "code": r.spec.code, "flags": r.spec.flags.0,
+                    "pending_id": r.spec.pending_id.0.to_string(), "timeout_ns": r.spec.timeout_ns,
+                    "created": r.created.0, "created_seq": r.created_seq.0,
+                    "change_seq": r.change_seq.0,
+                })
+                .to_string()
+            })
+            .collect();
+    }
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let head = [
+        "SEQ",
+        "ID",
+        "DEBIT",
+        "CREDIT",
+        "AMOUNT",
+        "STATE",
+        "CODE",
+        "PENDING_ID",
+        "CREATED",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![head.iter().map(|h| h.to_string()).collect()];
+    for r in rows {
+        let pending = r.spec.pending_id.0;
+        cells.push(vec![
+            r.ledger_seq.to_string(),
+            r.spec.id.0.to_string(),
+            r.debit_account.0.to_string(),
+            r.credit_account.0.to_string(),
+            r.amount.0.to_string(),
+            r.state.as_str().to_string(),
+            r.spec.code.to_string(),
+            if pending == 0 {
+                "-".to_string()
+            } else {
+                pending.to_string()
+            },
+            r.created.0.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| cells.iter().map(|row| row[i].len()).max().unwrap_or(0))
+        .collect();
+    cells
+        .iter()
+        .map(|row| {
+            let cols: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            cols.join("  ").trim_end().to_string()
+        })
+        .collect()
 }
 
 fn copy_code<const N: usize>(dst: &mut [u8; N], s: &str) -> Result<(), CliError> {

@@ -138,6 +138,10 @@ pub enum ClientError {
     /// The server sent something undecodable.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The server answered a query with a refusal (engine reason or gateway
+    /// code, named by `reject_name`).
+    #[error("refused: {}", reject_name(*.0))]
+    Refused(u16),
     /// The server ended the stream before answering the login.
     #[error("the server closed the stream")]
     Closed,
@@ -176,8 +180,29 @@ pub enum Reply {
     Ack(RequestAck),
     /// A protocol-level refusal.
     ProtocolReject(ProtocolRejectMsg),
+    /// One transfer of a lookup or listing.
+    TransferRow {
+        /// Request answered.
+        request: u64,
+        /// The transfer.
+        row: TransferRow,
+    },
+    /// The end of a transfer lookup or listing.
+    TransfersEnd(TransfersEndMsg),
     /// The server logged the session out.
     Logout,
+}
+
+/// One transfer as a query answers it (the engine's record, whole).
+pub type TransferRow = engine::history::TransferRecord;
+
+/// One page of an account's transfers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferPage {
+    /// The rows, in the filter's order.
+    pub rows: Vec<TransferRow>,
+    /// More records match: repeat with the range moved past the last row.
+    pub more: bool,
 }
 
 /// A connected, logged-in session.
@@ -197,6 +222,9 @@ pub struct Client {
     /// The server finished its stream (seen while flushing; `next` reports it
     /// once the frames read before it are consumed).
     recv_ended: bool,
+    /// Replies read by a waiting query method (`lookup_transfers`, …) that
+    /// were not its answer: `next` returns them first, in order.
+    stash: std::collections::VecDeque<Reply>,
 }
 
 impl std::fmt::Debug for Client {
@@ -230,6 +258,12 @@ fn decode_reply(h: &Header, body: &[u8]) -> Result<Option<Reply>, ClientError> {
         ServerMsg::OpenOrder(o) => Reply::OpenOrder(o),
         ServerMsg::RequestAck(a) => Reply::Ack(a),
         ServerMsg::ProtocolReject(p) => Reply::ProtocolReject(p),
+        ServerMsg::TransferRow(m) => Reply::TransferRow {
+            request: m.request,
+            row: transfer_row_record(&m)
+                .ok_or_else(|| ClientError::Protocol(format!("bad transfer state {}", m.state)))?,
+        },
+        ServerMsg::TransfersEnd(e) => Reply::TransfersEnd(e),
         ServerMsg::Logout => Reply::Logout,
         ServerMsg::Heartbeat(_) | ServerMsg::LoginAccepted(_) | ServerMsg::LoginRejected(_) => {
             return Ok(None)
@@ -321,6 +355,7 @@ impl Client {
             epoch,
             heartbeat,
             recv_ended: false,
+            stash: std::collections::VecDeque::new(),
         })
     }
 
@@ -455,6 +490,102 @@ impl Client {
         request
     }
 
+    /// Queues lookups of `ids`, `LOOKUP_TRANSFERS_MAX` per message; returns
+    /// the request numbers (one per message, each answered by its rows then
+    /// a `TransfersEnd`; an id nobody may see or that does not exist has no row).
+    pub fn queue_lookup_transfers(&mut self, ids: &[engine::TransferId]) -> Vec<u64> {
+        ids.chunks(LOOKUP_TRANSFERS_MAX)
+            .map(|chunk| {
+                let mut m = LookupTransfersMsg {
+                    request: self.take_request(),
+                    count: chunk.len() as u32,
+                    ..Default::default()
+                };
+                for (slot, id) in m.ids.iter_mut().zip(chunk) {
+                    *slot = u128_bytes(id.0);
+                }
+                encode_frame(template::LOOKUP_TRANSFERS, &m, &mut self.out);
+                m.request
+            })
+            .collect()
+    }
+
+    /// Queues one page of an account's transfers; returns the request number.
+    pub fn queue_get_account_transfers(&mut self, filter: &engine::history::AccountFilter) -> u64 {
+        let request = self.take_request();
+        let m = get_account_transfers_msg(request, filter);
+        encode_frame(template::GET_ACCOUNT_TRANSFERS, &m, &mut self.out);
+        request
+    }
+
+    /// Looks transfers up by id and waits for the answers: one entry per
+    /// id, in the order given (`None`: no such transfer, or not one of the
+    /// session's owners' — the server does not say which).
+    pub async fn lookup_transfers(
+        &mut self,
+        ids: &[engine::TransferId],
+    ) -> Result<Vec<Option<TransferRow>>, ClientError> {
+        let requests = self.queue_lookup_transfers(ids);
+        self.flush().await?;
+        let mut found: Vec<Option<TransferRow>> = vec![None; ids.len()];
+        for request in requests {
+            for row in self.collect_rows(request).await?.rows {
+                // Every requested occurrence of the id gets the row.
+                for (slot, id) in found.iter_mut().zip(ids) {
+                    if *id == row.spec.id {
+                        *slot = Some(row);
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// One page of an account's transfers (the session's owners' accounts,
+    /// or any with `ledger_admin`); a refusal (`account_not_found`,
+    /// `not_authorized`, `invalid_filter`, busy) is `ClientError::Refused`.
+    pub async fn get_account_transfers(
+        &mut self,
+        filter: engine::history::AccountFilter,
+    ) -> Result<TransferPage, ClientError> {
+        let request = self.queue_get_account_transfers(&filter);
+        self.flush().await?;
+        self.collect_rows(request).await
+    }
+
+    /// Reads replies until `request`'s `TransfersEnd`, keeping its rows and
+    /// stashing every other reply for `next`.
+    async fn collect_rows(&mut self, request: u64) -> Result<TransferPage, ClientError> {
+        let mut rows = Vec::new();
+        let mut stash = Vec::new();
+        let page = loop {
+            let reply = match self.read_reply().await {
+                Ok(Some(r)) => r,
+                Ok(None) => break Err(ClientError::Closed),
+                Err(e) => break Err(e),
+            };
+            match reply {
+                Reply::TransferRow { request: q, row } if q == request => rows.push(row),
+                Reply::TransfersEnd(e) if e.request == request => {
+                    break if e.code != 0 {
+                        Err(ClientError::Refused(e.code))
+                    } else {
+                        Ok(TransferPage {
+                            rows: std::mem::take(&mut rows),
+                            more: e.more != 0,
+                        })
+                    };
+                }
+                Reply::ProtocolReject(p) if p.request == request => {
+                    break Err(ClientError::Protocol(p.text().to_string()))
+                }
+                other => stash.push(other),
+            }
+        };
+        self.stash.extend(stash);
+        page
+    }
+
     /// Queues an instrument creation (admin).
     pub fn add_instrument(&mut self, mut m: AddInstrumentMsg) -> u64 {
         m.request = self.take_request();
@@ -531,6 +662,14 @@ impl Client {
 
     /// The next reply; `Ok(None)` once the server ends the stream.
     pub async fn next(&mut self) -> Result<Option<Reply>, ClientError> {
+        if let Some(r) = self.stash.pop_front() {
+            return Ok(Some(r));
+        }
+        self.read_reply().await
+    }
+
+    /// The next reply from the stream (not the stash).
+    async fn read_reply(&mut self) -> Result<Option<Reply>, ClientError> {
         loop {
             while let Some(f) = self.reader.next_frame() {
                 let (h, body) = f.map_err(|e| ClientError::Protocol(e.to_string()))?;

@@ -36,6 +36,20 @@ fn flags(bits: u16, names: &[(u16, &str)]) -> String {
     format!("[{}]", out.join(","))
 }
 
+/// Transfer flags as the script's array of names (also the script's
+/// `transfer` event rows).
+pub(crate) fn transfer_flags_json(bits: u16) -> String {
+    flags(
+        bits,
+        &[
+            (TransferFlags::LINKED, "linked"),
+            (TransferFlags::PENDING, "pending"),
+            (TransferFlags::POST_PENDING, "post_pending"),
+            (TransferFlags::VOID_PENDING, "void_pending"),
+        ],
+    )
+}
+
 /// The script's `actor` value: `"admin"` or the list of owners (always
 /// written, so a dump shows who acted and replays with the same rights).
 fn actor_json(a: &Actor) -> String {
@@ -172,18 +186,7 @@ pub fn command_to_script_json(c: &Command) -> String {
             .raw("credit_account", t.credit_account)
             .raw("amount", t.amount)
             .raw("code", t.code)
-            .raw(
-                "flags",
-                flags(
-                    t.flags.0,
-                    &[
-                        (TransferFlags::LINKED, "linked"),
-                        (TransferFlags::PENDING, "pending"),
-                        (TransferFlags::POST_PENDING, "post_pending"),
-                        (TransferFlags::VOID_PENDING, "void_pending"),
-                    ],
-                ),
-            )
+            .raw("flags", transfer_flags_json(t.flags.0))
             .raw("pending_id", t.pending_id)
             .raw("timeout_ns", t.timeout_ns)
             .raw("actor", actor_json(&actor))
@@ -208,8 +211,9 @@ pub fn command_to_script_json(c: &Command) -> String {
             .raw("through_seq", through_seq.0)
             .str("checksum", &format!("{checksum:032x}"))
             .done(),
-        Command::LookupTransfer { id, actor } => Obj::new("lookup_transfer")
-            .raw("id", id)
+        // One journaled lookup is one id of the script's `lookup_transfers`.
+        Command::LookupTransfer { id, actor } => Obj::new("lookup_transfers")
+            .raw("ids", format!("[{id}]"))
             .raw("actor", actor_json(&actor))
             .done(),
         Command::GetAccountTransfers { filter: f, actor } => Obj::new("get_account_transfers")
@@ -224,7 +228,7 @@ pub fn command_to_script_json(c: &Command) -> String {
             .raw("lo", f.lo)
             .raw("hi", f.hi)
             .raw("limit", f.limit)
-            .raw("newest_first", f.newest_first)
+            .str("order", if f.newest_first { "newest" } else { "oldest" })
             .raw("actor", actor_json(&actor))
             .done(),
     }

@@ -557,7 +557,7 @@ impl MdHub {
                 b.handle_event(o.seq, &ev);
                 self.mid_input[p] = true;
             }
-            OutputKind::Level(_) => {}
+            OutputKind::Level(_) | OutputKind::Row(_) => {}
             OutputKind::End => {
                 b.end_input(o.seq);
                 self.mid_input[p] = false;

@@ -15,8 +15,21 @@
 //! - Values that are well-formed but wrong for the engine (price 0, an
 //!   off-tick price, qty 0, a negative price or quantity) reach the engine,
 //!   which answers with a reject event; rejects are never script errors.
-//! - `seq` counts non-blank lines from 1; engine time starts at 0 and only a
-//!   `time` line the engine accepted moves it.
+//! - `seq` counts engine inputs from 1: one per non-blank line, except that
+//!   a `lookup_transfers` line takes one per id and every history install
+//!   the runner makes takes one (so a script without lookups that stays
+//!   under `history_run_changes` transfer changes numbers its lines exactly);
+//!   engine time starts at 0 and only a `time` line the engine accepted
+//!   moves it.
+//! - The runner keeps the transfer history in memory ([`MemHistory`]):
+//!   after every input that brings the changes not yet cut to
+//!   [`history_run_changes`], outside an open linked chain, it cuts a run
+//!   and applies `install_history` as the next input (printing its
+//!   `history_installed` event), so a script of any length never fills the
+//!   ledger's hot store with records that could leave it. Same script, same
+//!   install points: the output is deterministic.
+//!
+//! [`MemHistory`]: engine::history::MemHistory
 //! - Consecutive `transfer` lines form one batch: the last one carries
 //!   `batch_end`, which needs one line of lookahead.
 //! - u128 ids and amounts are read exactly (not through `f64`) and printed as
@@ -62,18 +75,33 @@ pub fn run_script_with(
 }
 
 /// A parsed line waiting to be applied (a transfer needs to see the next line
-/// before it knows whether it ends its batch).
+/// before it knows whether it ends its batch). Seqs are given when inputs
+/// are applied: a line may take several (lookups) and the runner's history
+/// installs take one each.
 struct Pending {
     line: usize,
-    seq: u64,
     line_kind: Line,
 }
 
+/// How many transfer changes the runner lets accumulate before it cuts a
+/// history run and installs it: an eighth of the hot store, so installed
+/// records can always leave memory long before it fills.
+pub fn history_run_changes(config: &EngineConfig) -> usize {
+    (config.transfers_max as usize / 8).max(1)
+}
+
 /// What one script line asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Line {
     /// An engine command.
     Command(Command),
+    /// `lookup_transfers`: one `LookupTransfer` input per id, in order.
+    Lookups {
+        /// The ids (at least one).
+        ids: Vec<TransferId>,
+        /// Who asks.
+        actor: Actor,
+    },
     /// `{"cmd":"time","now":N}` with N < 0. Engine time is unsigned and
     /// starts at 0, so such a time always goes back: the runner reports it
     /// `invalid_time` itself (as a negative price is `invalid_price`), after
@@ -89,6 +117,14 @@ struct Runner {
     seq: u64,
     last_line: usize,
     text: String,
+    /// Cuts the engine's transfer changes into runs of the attached
+    /// in-memory history.
+    cutter: engine::history::HistoryCutter,
+    /// Changes per run (`history_run_changes`).
+    run_changes: usize,
+    /// A linked chain is open (its members wait for the closing transfer):
+    /// no install may come between them.
+    chain_open: bool,
     /// Every input applied, for the unit tests.
     #[cfg(test)]
     applied: Vec<Input>,
@@ -96,7 +132,10 @@ struct Runner {
 
 impl Runner {
     fn new(config: EngineConfig) -> Self {
-        let engine = Engine::new(config);
+        let run_changes = history_run_changes(&config);
+        let mut engine = Engine::new(config);
+        let history = engine::history::MemHistory::new();
+        engine.attach_history(Box::new(history.clone()));
         let events = engine.new_events();
         Runner {
             engine,
@@ -105,6 +144,9 @@ impl Runner {
             seq: 0,
             last_line: 0,
             text: String::with_capacity(256),
+            cutter: engine::history::HistoryCutter::new(history, 0),
+            run_changes,
+            chain_open: false,
             #[cfg(test)]
             applied: Vec::new(),
         }
@@ -139,10 +181,8 @@ impl Runner {
                 line: line_no,
                 message,
             })?;
-            self.seq += 1;
             pending = Some(Pending {
                 line: line_no,
-                seq: self.seq,
                 line_kind,
             });
         }
@@ -170,9 +210,71 @@ impl Runner {
             Line::TimeBeforeZero(_) => Command::Time {
                 now: Timestamp(self.now),
             },
+            Line::Lookups { ids, actor } => {
+                for id in ids {
+                    self.step(Command::LookupTransfer { id, actor }, p.line, out)?;
+                }
+                return Ok(());
+            }
         };
+        let seq = self.step(command, p.line, out)?;
+        if let Line::TimeBeforeZero(now) = p.line_kind {
+            let text = format!(
+                "{{\"seq\":{},\"event\":\"rejected\",\"now\":{now},\"reason\":\"{}\"}}\n",
+                seq.0,
+                RejectReason::InvalidTime.name()
+            );
+            out.write_all(text.as_bytes()).map_err(|e| ScriptError {
+                line: p.line,
+                message: format!("cannot write output: {e}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Applies one input (the next seq, the current time), writes its
+    /// events, hands its transfer changes to the history cutter and, every
+    /// `run_changes` changes outside a linked chain, installs a run.
+    fn step(
+        &mut self,
+        command: Command,
+        line: usize,
+        out: &mut impl Write,
+    ) -> Result<Seq, ScriptError> {
+        let seq = self.apply_input(command, line, out)?;
+        self.cutter.feed(self.events.changes());
+        self.chain_open = match command {
+            Command::Transfer {
+                transfer,
+                batch_end,
+                ..
+            } => transfer.flags.has(TransferFlags::LINKED) && !batch_end,
+            _ => false,
+        };
+        if self.cutter.pending() >= self.run_changes && !self.chain_open {
+            // The run covers every change up to this input; the install is
+            // an input of its own after it, journaled like any other.
+            let (run, checksum) = self.cutter.cut(seq);
+            let install = Command::InstallHistory {
+                run,
+                through_seq: seq,
+                checksum,
+            };
+            self.apply_input(install, line, out)?;
+            self.cutter.feed(self.events.changes());
+        }
+        Ok(seq)
+    }
+
+    fn apply_input(
+        &mut self,
+        command: Command,
+        line: usize,
+        out: &mut impl Write,
+    ) -> Result<Seq, ScriptError> {
+        self.seq += 1;
         let input = Input {
-            seq: Seq(p.seq),
+            seq: Seq(self.seq),
             now: Timestamp(self.now),
             command,
         };
@@ -195,26 +297,15 @@ impl Runner {
         }
         for event in &self.events {
             self.text.clear();
-            write_event(&mut self.text, Seq(p.seq), event, &self.events);
+            write_event(&mut self.text, input.seq, event, &self.events);
             self.text.push('\n');
             out.write_all(self.text.as_bytes())
                 .map_err(|e| ScriptError {
-                    line: p.line,
+                    line,
                     message: format!("cannot write output: {e}"),
                 })?;
         }
-        if let Line::TimeBeforeZero(now) = p.line_kind {
-            let text = format!(
-                "{{\"seq\":{},\"event\":\"rejected\",\"now\":{now},\"reason\":\"{}\"}}\n",
-                p.seq,
-                RejectReason::InvalidTime.name()
-            );
-            out.write_all(text.as_bytes()).map_err(|e| ScriptError {
-                line: p.line,
-                message: format!("cannot write output: {e}"),
-            })?;
-        }
-        Ok(())
+        Ok(input.seq)
     }
 }
 
@@ -280,6 +371,9 @@ fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
         "query_balance" => &["account", "actor"],
         // Beyond script.md: so that `bourse journal dump` output replays.
         "query_open_orders" => &["owner", "instrument"],
+        // Beyond script.md: transfer queries (README, "Ledger").
+        "lookup_transfers" => &["ids", "actor"],
+        "get_account_transfers" => &["account", "by", "lo", "hi", "limit", "order", "actor"],
         _ => return None,
     })
 }
@@ -296,10 +390,24 @@ fn wide_field_names(cmd: &str) -> &'static [&'static str] {
             "amount",
             "pending_id",
         ],
-        "query_balance" => &["account"],
+        "query_balance" | "get_account_transfers" => &["account"],
+        "lookup_transfers" => &["ids"],
         _ => &[],
     }
 }
+
+/// The wide fields that are arrays of u128s (the others are single values).
+const WIDE_LIST_FIELDS: &[&str] = &["ids"];
+
+/// The range fields of `get_account_transfers`.
+const RANGE_BYS: &[(&str, engine::history::RangeBy)] = &[
+    ("ledger_seq", engine::history::RangeBy::LedgerSeq),
+    ("time", engine::history::RangeBy::Time),
+];
+/// The orders of `get_account_transfers` (`true`: newest first).
+const ORDERS: &[(&str, bool)] = &[("oldest", false), ("newest", true)];
+/// `get_account_transfers` rows when `limit` is omitted.
+pub const ACCOUNT_TRANSFERS_LIMIT_DEFAULT: u32 = 20;
 
 /// Parses one non-blank script line. `Transfer` commands come back with
 /// `batch_end: false`; the runner sets it. The error is the message without
@@ -345,8 +453,13 @@ pub fn parse_line(text: &str) -> Result<Line, String> {
                 .get(&key)
                 .map(|v| format!(", got {}", describe(v)))
                 .unwrap_or_default();
+            let want = if WIDE_LIST_FIELDS.contains(&key.as_str()) {
+                "an array of integers"
+            } else {
+                "an integer"
+            };
             format!(
-                "{} in {cmd} must be an integer from 0 to {}{got}",
+                "{} in {cmd} must be {want} from 0 to {}{got}",
                 quote(&key),
                 u128::MAX
             )
@@ -361,6 +474,16 @@ pub fn parse_line(text: &str) -> Result<Line, String> {
         if let Some(now) = f.get("now").and_then(Value::as_i64).filter(|n| *n < 0) {
             return Ok(Line::TimeBeforeZero(now));
         }
+    }
+    if cmd == "lookup_transfers" {
+        let ids = f.req_u128_list("ids")?;
+        if ids.is_empty() {
+            return Err("\"ids\" in lookup_transfers must name at least one transfer".to_string());
+        }
+        return Ok(Line::Lookups {
+            ids: ids.into_iter().map(TransferId).collect(),
+            actor: f.actor()?,
+        });
     }
     let command = match cmd {
         "instrument" => parse_instrument(&f),
@@ -402,6 +525,23 @@ pub fn parse_line(text: &str) -> Result<Line, String> {
         "query_open_orders" => Ok(Command::QueryOpenOrders {
             owner: OwnerId(f.req_u64("owner")?),
             instrument: f.opt_u32("instrument")?.map(InstrumentId),
+        }),
+        // Limit 0, a limit over the maximum or lo > hi reach the engine,
+        // which answers `invalid_filter`.
+        "get_account_transfers" => Ok(Command::GetAccountTransfers {
+            filter: engine::history::AccountFilter {
+                account: AccountId(f.req_u128("account")?),
+                by: f
+                    .opt_enum("by", RANGE_BYS)?
+                    .unwrap_or(engine::history::RangeBy::LedgerSeq),
+                lo: f.opt_u64("lo")?.unwrap_or(0),
+                hi: f.opt_u64("hi")?.unwrap_or(u64::MAX),
+                limit: f
+                    .opt_u32("limit")?
+                    .unwrap_or(ACCOUNT_TRANSFERS_LIMIT_DEFAULT),
+                newest_first: f.opt_enum("order", ORDERS)?.unwrap_or(false),
+            },
+            actor: f.actor()?,
         }),
         _ => Err(format!("unknown command {}", quote(cmd))),
     }?;
@@ -587,7 +727,7 @@ const TRANSFER_FLAGS: &[(&str, u16)] = &[
 struct Fields<'a> {
     cmd: &'a str,
     map: &'a Map<String, Value>,
-    wide: Vec<(String, Option<u128>)>,
+    wide: Vec<(String, Option<WideVal>)>,
 }
 
 impl Fields<'_> {
@@ -669,10 +809,37 @@ impl Fields<'_> {
             .iter()
             .rev()
             .find(|(k, _)| k == key)
-            .and_then(|(_, n)| *n);
+            .and_then(|(_, n)| match n {
+                Some(WideVal::One(n)) => Some(*n),
+                _ => None,
+            });
         match (v, exact) {
             (Value::Number(_), Some(n)) => Ok(Some(n)),
             _ => Err(self.bad(key, &format!("an integer from 0 to {}", u128::MAX), v)),
+        }
+    }
+
+    /// An array of u128s read exactly (a field of `WIDE_LIST_FIELDS`).
+    fn req_u128_list(&self, key: &str) -> Result<Vec<u128>, String> {
+        let Some(v) = self.get(key) else {
+            return Err(self.missing(key));
+        };
+        let exact = self
+            .wide
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, n)| match n {
+                Some(WideVal::Many(ns)) => Some(ns.clone()),
+                _ => None,
+            });
+        match (v, exact) {
+            (Value::Array(_), Some(ns)) => Ok(ns),
+            _ => Err(self.bad(
+                key,
+                &format!("an array of integers from 0 to {}", u128::MAX),
+                v,
+            )),
         }
     }
 
@@ -789,7 +956,7 @@ impl Fields<'_> {
 fn wide_fields(
     text: &str,
     names: &'static [&'static str],
-) -> Result<Vec<(String, Option<u128>)>, String> {
+) -> Result<Vec<(String, Option<WideVal>)>, String> {
     let mut current: Option<String> = None;
     let mut de = serde_json::Deserializer::from_str(text);
     let result = (&mut de).deserialize_map(WideMap {
@@ -833,7 +1000,7 @@ struct WideMap<'a> {
 }
 
 impl<'de> Visitor<'de> for WideMap<'_> {
-    type Value = Vec<(String, Option<u128>)>;
+    type Value = Vec<(String, Option<WideVal>)>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
@@ -846,8 +1013,14 @@ impl<'de> Visitor<'de> for WideMap<'_> {
                 // Kept after the value too: "1.5" reads as 1 and fails at
                 // the next key, which must still blame this field.
                 *self.current = Some(key.clone());
-                let v: Option<Wide> = map.next_value()?;
-                out.push((key, v.map(|w| w.0)));
+                let v = if WIDE_LIST_FIELDS.contains(&key.as_str()) {
+                    let v: Option<WideList> = map.next_value()?;
+                    v.map(|l| WideVal::Many(l.0))
+                } else {
+                    let v: Option<Wide> = map.next_value()?;
+                    v.map(|w| WideVal::One(w.0))
+                };
+                out.push((key, v));
             } else {
                 *self.current = None;
                 map.next_value::<IgnoredAny>()?;
@@ -857,7 +1030,37 @@ impl<'de> Visitor<'de> for WideMap<'_> {
     }
 }
 
+/// An exactly read wide field: one integer, or an array of them.
+#[derive(Clone, Debug)]
+enum WideVal {
+    One(u128),
+    Many(Vec<u128>),
+}
+
 struct Wide(u128);
+
+/// An array of [`Wide`]s.
+struct WideList(Vec<u128>);
+
+impl<'de> de::Deserialize<'de> for WideList {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WideList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of non-negative integers")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<WideList, A::Error> {
+                let mut v = Vec::new();
+                while let Some(w) = seq.next_element::<Wide>()? {
+                    v.push(w.0);
+                }
+                Ok(WideList(v))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
 
 impl<'de> de::Deserialize<'de> for Wide {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -906,20 +1109,21 @@ fn quote(s: &str) -> String {
 
 // ----- printing ---------------------------------------------------------
 
-/// One transfer record as a JSON object (a `transfers` event's row).
+/// One transfer record's fields (a `transfer` line's, after `event`).
+/// `flags` are names, as a `transfer` command takes them.
 fn write_record(o: &mut String, r: &engine::history::TransferRecord) -> std::fmt::Result {
     use std::fmt::Write as _;
     let s = &r.spec;
     write!(
         o,
-        "{{\"id\":{},\"debit_account\":{},\"credit_account\":{},\"amount\":{},\"requested_amount\":{},\"code\":{},\"flags\":{},\"pending_id\":{},\"timeout_ns\":{},\"state\":\"{}\",\"ledger_seq\":{},\"created_seq\":{},\"created\":{},\"change_seq\":{}}}",
+        "\"id\":{},\"debit_account\":{},\"credit_account\":{},\"amount\":{},\"requested_amount\":{},\"code\":{},\"flags\":{},\"pending_id\":{},\"timeout_ns\":{},\"state\":\"{}\",\"ledger_seq\":{},\"created_seq\":{},\"created\":{},\"change_seq\":{}",
         s.id.0,
         r.debit_account.0,
         r.credit_account.0,
         r.amount.0,
         s.amount.0,
         s.code,
-        s.flags.0,
+        crate::dump::transfer_flags_json(s.flags.0),
         s.pending_id.0,
         s.timeout_ns,
         r.state.as_str(),
@@ -931,7 +1135,10 @@ fn write_record(o: &mut String, r: &engine::history::TransferRecord) -> std::fmt
 }
 
 /// Appends `event` as one JSON object (no newline) in the shape of
-/// `script.md`. `events` holds the level rows of `book` events.
+/// `script.md`. `events` holds the level rows of `book` events and the rows
+/// of `transfers` events; a `transfers` event is the one that spans lines:
+/// a `transfer` object per row, each followed by a newline, then its
+/// `transfers_end` object.
 pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
     use std::fmt::Write as _;
     // Writing to a String cannot fail.
@@ -1083,15 +1290,20 @@ pub fn write_event(out: &mut String, seq: Seq, event: &Event, events: &Events) {
                 ",\"event\":\"history_installed\",\"run\":{run},\"through_seq\":{}",
                 through_seq.0
             )?,
+            // One `transfer` line per row, then the end line (this event
+            // alone spans several lines: the rows are its body).
             Event::Transfers { rows, more } => {
-                o.push_str(",\"event\":\"transfers\",\"rows\":[");
-                for (i, r) in events.rows(rows).iter().enumerate() {
-                    if i > 0 {
-                        o.push(',');
-                    }
+                let rows = events.rows(rows);
+                for r in rows {
+                    o.push_str(",\"event\":\"transfer\",");
                     write_record(o, r)?;
+                    write!(o, "}}\n{{\"seq\":{}", seq.0)?;
                 }
-                write!(o, "],\"more\":{more}")?;
+                write!(
+                    o,
+                    ",\"event\":\"transfers_end\",\"count\":{},\"more\":{more}",
+                    rows.len()
+                )?;
             }
             Event::Balance {
                 account,

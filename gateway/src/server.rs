@@ -731,6 +731,13 @@ impl Hub {
                 }
             }
             OutputKind::Input(_) | OutputKind::Level(_) => {}
+            // A transfer query's rows go to the session that asked only.
+            OutputKind::Row(r) => {
+                if let Some(slot) = self.sessions.get_mut(&sid).filter(|_| sid != 0) {
+                    slot.session.handle_row(o.token, &r);
+                    self.touched.push(sid);
+                }
+            }
             OutputKind::End => {
                 if o.token != 0 {
                     self.in_flight = self.in_flight.saturating_sub(1);

@@ -254,6 +254,14 @@ enum PendKind {
     OpenOrders {
         count: u32,
     },
+    /// A transfer lookup (`lookup`: every partition answers each id; a
+    /// `transfer_not_found` from one is no answer, found wins) or an
+    /// account listing; rows arrive through `handle_row`.
+    TransferQuery {
+        count: u32,
+        more: bool,
+        lookup: bool,
+    },
     /// Cancel-on-disconnect: no reply.
     Internal,
 }
@@ -844,6 +852,49 @@ impl Session {
                 let kind = PendKind::QueryBalance { answered: false };
                 self.submit(request, template, kind, &[cmd], 1);
             }
+            ClientMsg::LookupTransfers(m) => {
+                let ids = &m.ids[..m.count as usize];
+                let cmds: Vec<Command> = match self.ledger_actor().filter(|_| perms.read) {
+                    Some(actor) => ids
+                        .iter()
+                        .map(|&id| Command::LookupTransfer {
+                            id: engine::TransferId(u128_from(id)),
+                            actor,
+                        })
+                        .collect(),
+                    None => return self.transfers_end_now(request, code::NOT_AUTHORIZED),
+                };
+                if self.over_in_flight(cmds.len()) {
+                    return self.transfers_end_now(request, code::TOO_MANY_IN_FLIGHT);
+                }
+                // A transfer lives with its accounts, which its id does not
+                // name: each lookup goes to every partition.
+                let ends = cmds.len() as u32 * self.cfg.partitions.max(1) as u32;
+                let kind = PendKind::TransferQuery {
+                    count: 0,
+                    more: false,
+                    lookup: true,
+                };
+                self.submit(request, template, kind, &cmds, ends);
+            }
+            ClientMsg::GetAccountTransfers(m) => {
+                let Some(actor) = self.ledger_actor().filter(|_| perms.read) else {
+                    return self.transfers_end_now(request, code::NOT_AUTHORIZED);
+                };
+                if self.over_in_flight(1) {
+                    return self.transfers_end_now(request, code::TOO_MANY_IN_FLIGHT);
+                }
+                let cmd = Command::GetAccountTransfers {
+                    filter: account_filter(&m),
+                    actor,
+                };
+                let kind = PendKind::TransferQuery {
+                    count: 0,
+                    more: false,
+                    lookup: false,
+                };
+                self.submit(request, template, kind, &[cmd], 1);
+            }
             ClientMsg::AddInstrument(_) | ClientMsg::Halt(_) | ClientMsg::Resume(_)
                 if !perms.admin =>
             {
@@ -1087,6 +1138,23 @@ impl Session {
             count,
         };
         self.push_out(template::REQUEST_ACK, &a, Some(request));
+    }
+
+    fn transfers_end(&mut self, request: u64, code: u16, engine_seq: u64, count: u32, more: bool) {
+        let e = TransfersEndMsg {
+            request,
+            engine_seq,
+            count,
+            code,
+            more: more as u8,
+            reserved: 0,
+        };
+        self.push_out(template::TRANSFERS_END, &e, Some(request));
+    }
+
+    fn transfers_end_now(&mut self, request: u64, code: u16) {
+        self.transfers_end(request, code, 0, 0, false);
+        self.finish_outcome(request);
     }
 
     fn transfer_results(&mut self, request: u64, codes: &[u16]) {
@@ -1347,6 +1415,9 @@ impl Session {
                         | PendKind::Replace { owner, order_id } => {
                             self.cancel_reject(p.request, owner, order_id, reason.code(), seq.0);
                         }
+                        // Not on this partition (or not visible): the id's
+                        // row is simply absent unless another partition has it.
+                        PendKind::TransferQuery { lookup: true, .. } => {}
                         _ => p.code = reason.code(),
                     }
                 }
@@ -1573,19 +1644,45 @@ impl Session {
                     }
                 }
             }
-            // Sessions cannot issue transfer queries yet (no wire template),
-            // and history installs are the runtime's: nothing to report.
+            // The rows follow as `handle_row` calls.
+            Event::Transfers { more, .. } => {
+                if let Some(Pending {
+                    kind: PendKind::TransferQuery { more: m, .. },
+                    ..
+                }) = &mut pend
+                {
+                    *m |= more;
+                }
+            }
+            // History installs are the runtime's: nothing to report.
             Event::AccountOpened { .. }
             | Event::Halted { .. }
             | Event::Resumed { .. }
             | Event::Book { .. }
             | Event::TransferExpired { .. }
-            | Event::HistoryInstalled { .. }
-            | Event::Transfers { .. } => {}
+            | Event::HistoryInstalled { .. } => {}
         }
         if let Some(p) = pend {
             self.pending.insert(token, p);
         }
+    }
+
+    /// One row of a transfer query this session asked (`token`), in the
+    /// order of its `Transfers` event: sent to the client at once.
+    pub fn handle_row(&mut self, token: u64, row: &engine::history::TransferRecord) {
+        let Some(p) = self.pending.get_mut(&token) else {
+            return;
+        };
+        let PendKind::TransferQuery { count, .. } = &mut p.kind else {
+            return;
+        };
+        // Queries never answer a remembered failure; nothing else is refused.
+        let Some(msg) = transfer_row_msg(p.request, row) else {
+            return;
+        };
+        *count += 1;
+        let r = p.request;
+        self.push_out(template::TRANSFER_ROW, &msg, Some(r));
     }
 
     fn transfer_event(&mut self, pend: &mut Option<Pending>, id: u128, code: u16) {
@@ -1688,6 +1785,9 @@ impl Session {
             PendKind::Ack => self.ack(p.request, p.template, p.code, p.engine_seq, 0),
             PendKind::OpenOrders { count } => {
                 self.ack(p.request, p.template, p.code, p.engine_seq, count)
+            }
+            PendKind::TransferQuery { count, more, .. } => {
+                self.transfers_end(p.request, p.code, p.engine_seq, count, more)
             }
             PendKind::QueryBalance { answered } => {
                 if !answered {

@@ -88,6 +88,10 @@ pub mod template {
     pub const OPEN_ACCOUNT: u16 = 21;
     /// Client → server: ask an account's balances.
     pub const QUERY_BALANCE: u16 = 22;
+    /// Client → server: look up transfers by id (1..=`LOOKUP_TRANSFERS_MAX`).
+    pub const LOOKUP_TRANSFERS: u16 = 23;
+    /// Client → server: page through one account's transfers.
+    pub const GET_ACCOUNT_TRANSFERS: u16 = 24;
     /// Client → server (admin): create an instrument.
     pub const ADD_INSTRUMENT: u16 = 30;
     /// Client → server (admin): halt an instrument.
@@ -108,6 +112,11 @@ pub mod template {
     pub const REQUEST_ACK: u16 = 54;
     /// Server → client: a frame or request was refused at protocol level.
     pub const PROTOCOL_REJECT: u16 = 55;
+    /// Server → client: one transfer (answer to `LOOKUP_TRANSFERS` /
+    /// `GET_ACCOUNT_TRANSFERS`).
+    pub const TRANSFER_ROW: u16 = 56;
+    /// Server → client: the end of a transfer lookup or listing.
+    pub const TRANSFERS_END: u16 = 57;
 }
 
 /// Fixed body size of a template (for `TRANSFER_BATCH` / `TRANSFER_RESULTS`:
@@ -128,6 +137,8 @@ pub fn body_len(template: u16) -> Option<usize> {
         template::TRANSFER_BATCH => size_of::<TransferBatchHead>(),
         template::OPEN_ACCOUNT => size_of::<OpenAccountMsg>(),
         template::QUERY_BALANCE => size_of::<QueryBalanceMsg>(),
+        template::LOOKUP_TRANSFERS => size_of::<LookupTransfersMsg>(),
+        template::GET_ACCOUNT_TRANSFERS => size_of::<GetAccountTransfersMsg>(),
         template::ADD_INSTRUMENT => size_of::<AddInstrumentMsg>(),
         template::HALT | template::RESUME => size_of::<HaltMsg>(),
         template::ADD_TOKEN => size_of::<AddTokenMsg>(),
@@ -137,6 +148,8 @@ pub fn body_len(template: u16) -> Option<usize> {
         template::OPEN_ORDER => size_of::<OpenOrderRow>(),
         template::REQUEST_ACK => size_of::<RequestAck>(),
         template::PROTOCOL_REJECT => size_of::<ProtocolRejectMsg>(),
+        template::TRANSFER_ROW => size_of::<TransferRowMsg>(),
+        template::TRANSFERS_END => size_of::<TransfersEndMsg>(),
         _ => return None,
     })
 }
@@ -444,6 +457,126 @@ pub struct BalanceMsg {
     /// Pending credits.
     pub credits_pending: [u8; 16],
 }
+
+/// Most ids in one `LOOKUP_TRANSFERS` (a fixed-size message).
+pub const LOOKUP_TRANSFERS_MAX: usize = 8;
+
+/// `LOOKUP_TRANSFERS` body (144 bytes): `count` ids, the rest zero.
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LookupTransfersMsg {
+    /// Request number.
+    pub request: u64,
+    /// Ids used (1..=`LOOKUP_TRANSFERS_MAX`).
+    pub count: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Transfer ids; those past `count` are zero.
+    pub ids: [[u8; 16]; LOOKUP_TRANSFERS_MAX],
+}
+
+/// `GetAccountTransfers::by`: `lo`/`hi` bound the transfer's `ledger_seq`.
+pub const RANGE_LEDGER_SEQ: u8 = 0;
+/// `GetAccountTransfers::by`: `lo`/`hi` bound the creation time (engine ns).
+pub const RANGE_TIME: u8 = 1;
+/// `GetAccountTransfers::flags`: newest first.
+pub const LISTING_NEWEST_FIRST: u8 = 1 << 0;
+
+/// `GET_ACCOUNT_TRANSFERS` body (48 bytes). The range and limit are the
+/// engine's to judge (`invalid_filter`), so any values decode.
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GetAccountTransfersMsg {
+    /// Request number.
+    pub request: u64,
+    /// Account (debit or credit side).
+    pub account: [u8; 16],
+    /// Inclusive lower bound.
+    pub lo: u64,
+    /// Inclusive upper bound.
+    pub hi: u64,
+    /// Most rows (1..=1,024).
+    pub limit: u32,
+    /// `RANGE_LEDGER_SEQ` or `RANGE_TIME`.
+    pub by: u8,
+    /// `LISTING_*` flags.
+    pub flags: u8,
+    /// Zero.
+    pub reserved: u16,
+}
+
+/// `TRANSFER_ROW` body (184 bytes): one transfer record, whole (the
+/// engine's `history::TransferRecord`, u128s as 16 little-endian bytes).
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TransferRowMsg {
+    /// Request number answered.
+    pub request: u64,
+    /// Transfer id.
+    pub id: [u8; 16],
+    /// Debit account as requested (0 on a post/void that named none).
+    pub requested_debit_account: [u8; 16],
+    /// Credit account as requested.
+    pub requested_credit_account: [u8; 16],
+    /// Amount as requested.
+    pub requested_amount: [u8; 16],
+    /// Pending transfer a post/void resolves.
+    pub pending_id: [u8; 16],
+    /// Account debited (a post/void's: its pending transfer's).
+    pub debit_account: [u8; 16],
+    /// Account credited.
+    pub credit_account: [u8; 16],
+    /// Amount moved or reserved.
+    pub amount: [u8; 16],
+    /// Pending timeout, ns.
+    pub timeout_ns: u64,
+    /// The partition's order of stored transfers (the paging cursor).
+    pub ledger_seq: u64,
+    /// Input that stored it.
+    pub created_seq: u64,
+    /// Engine time it was stored, ns.
+    pub created_ns: u64,
+    /// Input that last changed it.
+    pub change_seq: u64,
+    /// Client's reason code.
+    pub code: u16,
+    /// Engine `TransferFlags` bits.
+    pub flags: u16,
+    /// `TRANSFER_STATES` index: 0 posted, 1 pending, 2 pending_posted,
+    /// 3 pending_voided, 4 pending_expired, 5 resolution.
+    pub state: u8,
+    /// Zero.
+    pub reserved: [u8; 3],
+}
+
+/// `TRANSFERS_END` body (24 bytes): closes a lookup or listing.
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TransfersEndMsg {
+    /// Request number answered.
+    pub request: u64,
+    /// Engine input sequence number (0 when the engine was not involved).
+    pub engine_seq: u64,
+    /// `TRANSFER_ROW`s sent before it.
+    pub count: u32,
+    /// 0 = answered (a lookup's missing ids are simply absent), else the
+    /// engine's `RejectReason` code or a gateway code.
+    pub code: u16,
+    /// 1 = more records match the listing (page on past the last row).
+    pub more: u8,
+    /// Zero.
+    pub reserved: u8,
+}
+
+/// The transfer states a `TRANSFER_ROW` carries, by their byte value.
+pub const TRANSFER_STATES: [engine::history::TransferState; 6] = [
+    engine::history::TransferState::Posted,
+    engine::history::TransferState::Pending,
+    engine::history::TransferState::PendingPosted,
+    engine::history::TransferState::PendingVoided,
+    engine::history::TransferState::PendingExpired,
+    engine::history::TransferState::Resolution,
+];
 
 // ----- admin -----------------------------------------------------------
 
@@ -814,6 +947,10 @@ const _: () = {
     assert!(size_of::<OpenAccountMsg>() == 48);
     assert!(size_of::<QueryBalanceMsg>() == 24);
     assert!(size_of::<BalanceMsg>() == 88);
+    assert!(size_of::<LookupTransfersMsg>() == 144);
+    assert!(size_of::<GetAccountTransfersMsg>() == 48);
+    assert!(size_of::<TransferRowMsg>() == 184);
+    assert!(size_of::<TransfersEndMsg>() == 24);
     assert!(size_of::<AddInstrumentMsg>() == 160);
     assert!(size_of::<HaltMsg>() == 16);
     assert!(size_of::<AddTokenMsg>() == 112);
@@ -1169,6 +1306,10 @@ pub enum ClientMsg<'a> {
     OpenAccount(OpenAccountMsg),
     /// Balance query.
     QueryBalance(QueryBalanceMsg),
+    /// Transfer lookup by id.
+    LookupTransfers(LookupTransfersMsg),
+    /// One account's transfers.
+    GetAccountTransfers(GetAccountTransfersMsg),
     /// Add instrument (admin).
     AddInstrument(AddInstrumentMsg),
     /// Halt (admin).
@@ -1192,6 +1333,8 @@ impl ClientMsg<'_> {
             ClientMsg::TransferBatch(h, _) => h.request,
             ClientMsg::OpenAccount(m) => m.request,
             ClientMsg::QueryBalance(m) => m.request,
+            ClientMsg::LookupTransfers(m) => m.request,
+            ClientMsg::GetAccountTransfers(m) => m.request,
             ClientMsg::AddInstrument(m) => m.request,
             ClientMsg::Halt(m) | ClientMsg::Resume(m) => m.request,
             ClientMsg::AddToken(m) => m.request,
@@ -1311,6 +1454,31 @@ pub fn decode_client<'a>(h: &Header, body: &'a [u8]) -> Result<ClientMsg<'a>, Fr
             ClientMsg::OpenAccount(m)
         }
         template::QUERY_BALANCE => ClientMsg::QueryBalance(need(t, body)?),
+        template::LOOKUP_TRANSFERS => {
+            let m: LookupTransfersMsg = need(t, body)?;
+            zero("lookup_transfers.reserved", &m.reserved)?;
+            let n = m.count as usize;
+            if n == 0 || n > LOOKUP_TRANSFERS_MAX {
+                return Err(bad_enum("lookup_transfers.count", m.count as u64));
+            }
+            if m.ids[n..].iter().any(|id| *id != [0; 16]) {
+                return Err(FrameError::NonZeroReserved {
+                    field: "lookup_transfers.ids[count..]",
+                });
+            }
+            ClientMsg::LookupTransfers(m)
+        }
+        template::GET_ACCOUNT_TRANSFERS => {
+            let m: GetAccountTransfersMsg = need(t, body)?;
+            zero("get_account_transfers.reserved", &m.reserved)?;
+            if m.by > RANGE_TIME {
+                return Err(bad_enum("get_account_transfers.by", m.by as u64));
+            }
+            if m.flags & !LISTING_NEWEST_FIRST != 0 {
+                return Err(bad_enum("get_account_transfers.flags", m.flags as u64));
+            }
+            ClientMsg::GetAccountTransfers(m)
+        }
         template::ADD_INSTRUMENT => {
             let m: AddInstrumentMsg = need(t, body)?;
             zero("add_instrument.reserved", &m.reserved)?;
@@ -1365,6 +1533,8 @@ pub fn is_server_template(t: u16) -> bool {
             | template::OPEN_ORDER
             | template::REQUEST_ACK
             | template::PROTOCOL_REJECT
+            | template::TRANSFER_ROW
+            | template::TRANSFERS_END
     )
 }
 
@@ -1391,6 +1561,11 @@ pub enum ServerMsg<'a> {
     RequestAck(RequestAck),
     /// Protocol reject.
     ProtocolReject(ProtocolRejectMsg),
+    /// One transfer of a lookup or listing (validated: read it with
+    /// `transfer_row_record`).
+    TransferRow(TransferRowMsg),
+    /// The end of a lookup or listing.
+    TransfersEnd(TransfersEndMsg),
 }
 
 /// Decodes a server → client frame.
@@ -1413,6 +1588,25 @@ pub fn decode_server<'a>(h: &Header, body: &'a [u8]) -> Result<ServerMsg<'a>, Fr
         template::OPEN_ORDER => ServerMsg::OpenOrder(need(t, body)?),
         template::REQUEST_ACK => ServerMsg::RequestAck(need(t, body)?),
         template::PROTOCOL_REJECT => ServerMsg::ProtocolReject(need(t, body)?),
+        template::TRANSFER_ROW => {
+            let m: TransferRowMsg = need(t, body)?;
+            zero("transfer_row.reserved", &m.reserved)?;
+            if m.state as usize >= TRANSFER_STATES.len() {
+                return Err(bad_enum("transfer_row.state", m.state as u64));
+            }
+            if m.flags & !TransferFlags::ALL != 0 {
+                return Err(bad_enum("transfer_row.flags", m.flags as u64));
+            }
+            ServerMsg::TransferRow(m)
+        }
+        template::TRANSFERS_END => {
+            let m: TransfersEndMsg = need(t, body)?;
+            zero("transfers_end.reserved", &m.reserved)?;
+            if m.more > 1 {
+                return Err(bad_enum("transfers_end.more", m.more as u64));
+            }
+            ServerMsg::TransfersEnd(m)
+        }
         other => return Err(FrameError::UnknownTemplate(other)),
     })
 }
@@ -1590,6 +1784,101 @@ pub fn transfer_record_of(t: &TransferSpec) -> TransferRecord {
         timeout_ns: t.timeout_ns,
         code: t.code,
         flags: t.flags.0,
+        reserved: 0,
+    }
+}
+
+/// The wire row of a transfer record answering `request`; `None` for a
+/// record queries never return (a remembered failure).
+pub fn transfer_row_msg(
+    request: u64,
+    r: &engine::history::TransferRecord,
+) -> Option<TransferRowMsg> {
+    let state = TRANSFER_STATES.iter().position(|s| *s == r.state)? as u8;
+    let s = &r.spec;
+    Some(TransferRowMsg {
+        request,
+        id: u128_bytes(s.id.0),
+        requested_debit_account: u128_bytes(s.debit_account.0),
+        requested_credit_account: u128_bytes(s.credit_account.0),
+        requested_amount: u128_bytes(s.amount.0),
+        pending_id: u128_bytes(s.pending_id.0),
+        debit_account: u128_bytes(r.debit_account.0),
+        credit_account: u128_bytes(r.credit_account.0),
+        amount: u128_bytes(r.amount.0),
+        timeout_ns: s.timeout_ns,
+        ledger_seq: r.ledger_seq,
+        created_seq: r.created_seq.0,
+        created_ns: r.created.0,
+        change_seq: r.change_seq.0,
+        code: s.code,
+        flags: s.flags.0,
+        state,
+        reserved: [0; 3],
+    })
+}
+
+/// The engine record of a wire row (`None` for a state byte no record has;
+/// `decode_server` has already refused those).
+pub fn transfer_row_record(m: &TransferRowMsg) -> Option<engine::history::TransferRecord> {
+    Some(engine::history::TransferRecord {
+        spec: TransferSpec {
+            id: TransferId(u128_from(m.id)),
+            debit_account: AccountId(u128_from(m.requested_debit_account)),
+            credit_account: AccountId(u128_from(m.requested_credit_account)),
+            amount: Amount(u128_from(m.requested_amount)),
+            code: m.code,
+            flags: TransferFlags(m.flags),
+            pending_id: TransferId(u128_from(m.pending_id)),
+            timeout_ns: m.timeout_ns,
+        },
+        debit_account: AccountId(u128_from(m.debit_account)),
+        credit_account: AccountId(u128_from(m.credit_account)),
+        amount: Amount(u128_from(m.amount)),
+        state: *TRANSFER_STATES.get(m.state as usize)?,
+        ledger_seq: m.ledger_seq,
+        created_seq: engine::Seq(m.created_seq),
+        created: Timestamp(m.created_ns),
+        change_seq: engine::Seq(m.change_seq),
+    })
+}
+
+/// The engine filter of a (validated) `GetAccountTransfers` message.
+pub fn account_filter(m: &GetAccountTransfersMsg) -> engine::history::AccountFilter {
+    engine::history::AccountFilter {
+        account: AccountId(u128_from(m.account)),
+        by: if m.by == RANGE_TIME {
+            engine::history::RangeBy::Time
+        } else {
+            engine::history::RangeBy::LedgerSeq
+        },
+        lo: m.lo,
+        hi: m.hi,
+        limit: m.limit,
+        newest_first: m.flags & LISTING_NEWEST_FIRST != 0,
+    }
+}
+
+/// The wire message of an engine filter.
+pub fn get_account_transfers_msg(
+    request: u64,
+    f: &engine::history::AccountFilter,
+) -> GetAccountTransfersMsg {
+    GetAccountTransfersMsg {
+        request,
+        account: u128_bytes(f.account.0),
+        lo: f.lo,
+        hi: f.hi,
+        limit: f.limit,
+        by: match f.by {
+            engine::history::RangeBy::LedgerSeq => RANGE_LEDGER_SEQ,
+            engine::history::RangeBy::Time => RANGE_TIME,
+        },
+        flags: if f.newest_first {
+            LISTING_NEWEST_FIRST
+        } else {
+            0
+        },
         reserved: 0,
     }
 }

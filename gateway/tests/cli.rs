@@ -599,3 +599,165 @@ fn serve_logs_carry_no_colour_codes_when_redirected() {
         "ANSI escapes in redirected logs: {err:.400}"
     );
 }
+
+/// `bourse transfers` after the README's walkthrough transfer: the
+/// account's listing shows the demo funding and transfer 1000, pages with a
+/// hint, prints JSON lines, looks ids up; another owner's token sees none of
+/// it. The client library's typed calls answer the same.
+#[test]
+fn transfers_lists_the_walkthroughs_transfers_only_to_their_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = server_config(dir.path(), gateway::journal::Durability::Async);
+    let stranger = "stranger-token-0123456789";
+    let read = gateway::session::Perms {
+        read: true,
+        ..Default::default()
+    };
+    cfg.tokens
+        .push((stranger.to_string(), vec![engine::OwnerId(3)], read));
+    let s = Srv {
+        handle: server::start(cfg).unwrap(),
+        dir,
+    };
+    let t = [
+        "--id", "1000", "--debit", "101", "--credit", "201", "--amount", "50",
+    ];
+    assert!(run_ok(s.cmd(&["transfer"], &t)).contains("ok"));
+
+    let o = run_ok(s.cmd(&["transfers"], &["--account", "101", "--limit", "20"]));
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines.len(), 4, "{o}");
+    let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        cols(lines[0]),
+        [
+            "SEQ",
+            "ID",
+            "DEBIT",
+            "CREDIT",
+            "AMOUNT",
+            "STATE",
+            "CODE",
+            "PENDING_ID",
+            "CREATED"
+        ]
+    );
+    let funding = cols(lines[1]);
+    assert_eq!(
+        &funding[1..6],
+        ["1", "1", "101", "100000000", "posted"],
+        "{o}"
+    );
+    let mine = cols(lines[2]);
+    assert_eq!(
+        &mine[1..8],
+        ["1000", "101", "201", "50", "posted", "1", "-"],
+        "{o}"
+    );
+    assert_eq!(lines[3], "2 transfer(s)");
+
+    // A page of one: the hint names the next page's flags.
+    let o = run_ok(s.cmd(&["transfers"], &["--account", "101", "--limit", "1"]));
+    let next_seq: u64 = funding[0].parse::<u64>().unwrap() + 1;
+    assert!(
+        o.ends_with(&format!(
+            "1 transfer(s); more: next page: bourse transfers --account 101 --limit 1 --from-seq {next_seq}\n"
+        )),
+        "{o}"
+    );
+    let o = run_ok(s.cmd(
+        &["transfers"],
+        &[
+            "--account",
+            "101",
+            "--limit",
+            "1",
+            "--from-seq",
+            &next_seq.to_string(),
+        ],
+    ));
+    assert!(
+        o.contains(" 1000 ") && o.ends_with("1 transfer(s)\n"),
+        "{o}"
+    );
+    let o = run_ok(s.cmd(&["transfers"], &["--account", "101", "--newest", "--json"]));
+    let v: Vec<serde_json::Value> = o
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(v.len(), 3, "{o}");
+    assert_eq!(
+        (v[0]["type"].as_str(), v[0]["id"].as_str()),
+        (Some("transfer"), Some("1000"))
+    );
+    assert_eq!(v[0]["state"], "posted");
+    assert_eq!(v[2]["type"], "transfers_end");
+    assert_eq!(
+        (v[2]["count"].as_u64(), v[2]["more"].as_bool()),
+        (Some(2), Some(false))
+    );
+
+    // Lookups by id: found rows, then the ids nobody may see or that do not exist.
+    let o = run_ok(s.cmd(&["transfers"], &["--id", "1000", "--id", "4242"]));
+    assert!(
+        o.contains(" 1000 ") && o.ends_with("transfer 4242: not found\n"),
+        "{o}"
+    );
+
+    // Another owner's token: the account is refused, the transfer unseen.
+    let other = |args: &[&str]| {
+        let mut c = s.cmd(&["transfers"], args);
+        c.env("BOURSE_TOKEN", stranger);
+        run_ok(c)
+    };
+    assert_eq!(
+        other(&["--account", "101"]),
+        "transfers of account 101: not_authorized\n"
+    );
+    assert_eq!(other(&["--id", "1000"]), "transfer 1000: not found\n");
+
+    // Flags that cannot work are refused before connecting.
+    let out = run(s.cmd(&["transfers"], &["--account", "101", "--id", "1"]));
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(s.cmd(
+        &["transfers"],
+        &["--account", "101", "--from-seq", "1", "--to-time", "5"],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(s.cmd(&["transfers"], &["--account", "101", "--limit", "0"]));
+    assert_eq!(out.status.code(), Some(2));
+
+    // The library: typed rows in the order asked, `more`, refusals as errors.
+    let id = load_client_identity(s.data_dir()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cc = ClientConfig::new(s.handle.addr(), id.cert_der.clone(), id.operator_token.unwrap());
+        let mut c = Client::connect(&cc).await.unwrap();
+        let ids: Vec<engine::TransferId> = [4242, 1000, 1].map(engine::TransferId).to_vec();
+        let found = c.lookup_transfers(&ids).await.unwrap();
+        let got: Vec<Option<u128>> = found.iter().map(|r| r.map(|r| r.spec.id.0)).collect();
+        assert_eq!(got, [None, Some(1000), Some(1)]);
+        let f = engine::history::AccountFilter {
+            account: engine::AccountId(201),
+            by: engine::history::RangeBy::LedgerSeq,
+            lo: 0,
+            hi: u64::MAX,
+            limit: 1,
+            newest_first: true,
+        };
+        let page = c.get_account_transfers(f).await.unwrap();
+        assert_eq!(page.rows.len(), 1);
+        assert_eq!((page.rows[0].spec.id.0, page.more), (1000, true));
+        let bad = c
+            .get_account_transfers(engine::history::AccountFilter { limit: 0, ..f })
+            .await;
+        assert!(
+            matches!(bad, Err(gateway::client::ClientError::Refused(c)) if c == engine::RejectReason::InvalidFilter.code()),
+            "{bad:?}"
+        );
+        c.close().await;
+    });
+}

@@ -1208,3 +1208,153 @@ fn a_grant_of_more_owners_than_an_actor_holds_fails_closed() {
         Ok(code::NOT_AUTHORIZED)
     );
 }
+
+// ----- transfer queries: rows then an end, authorized by the engine -------
+
+fn lookup_frame(request: u64, ids: &[u128]) -> Vec<u8> {
+    let mut m = LookupTransfersMsg {
+        request,
+        count: ids.len() as u32,
+        ..Default::default()
+    };
+    for (slot, id) in m.ids.iter_mut().zip(ids) {
+        *slot = u128_bytes(*id);
+    }
+    let mut f = Vec::new();
+    encode_frame(template::LOOKUP_TRANSFERS, &m, &mut f);
+    f
+}
+
+fn listing_frame(request: u64, account: u128, limit: u32, newest: bool) -> Vec<u8> {
+    let f = engine::history::AccountFilter {
+        account: AccountId(account),
+        by: engine::history::RangeBy::LedgerSeq,
+        lo: 0,
+        hi: u64::MAX,
+        limit,
+        newest_first: newest,
+    };
+    let mut out = Vec::new();
+    encode_frame(
+        template::GET_ACCOUNT_TRANSFERS,
+        &get_account_transfers_msg(request, &f),
+        &mut out,
+    );
+    out
+}
+
+/// Sends a query; returns the ids of its rows and its end (count, code, more).
+fn rows_and_end(x: &mut Exchange, s: &mut Session, frame: &[u8]) -> (Vec<u128>, (u32, u16, bool)) {
+    s.handle_bytes(5, frame);
+    x.pump(&mut [&mut *s]);
+    let mut ids = Vec::new();
+    let mut end = None;
+    for m in drain(s) {
+        match m {
+            Msg::Row(r) => {
+                assert!(end.is_none(), "rows come before the end");
+                ids.push(u128_from(r.id));
+            }
+            Msg::End(e) => end = Some((e.count, e.code, e.more == 1)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (ids, end.expect("an end"))
+}
+
+#[test]
+fn transfer_queries_answer_rows_then_an_end_and_only_to_owners() {
+    let auth = auth();
+    auth.add_token("victim", vec![OwnerId(1)], ledger_user());
+    auth.add_token("eve", vec![OwnerId(2)], ledger_user());
+    auth.add_token(
+        "trader",
+        vec![OwnerId(1)],
+        Perms {
+            trade: true,
+            ..Perms::default()
+        },
+    );
+    let mut x = Exchange::new();
+    let cfg = SessionConfig::default;
+    let mut admin = logged_in(1, "alice", cfg(), &auth);
+    let mut victim = logged_in(2, "victim", cfg(), &auth);
+    let mut eve = logged_in(3, "eve", cfg(), &auth);
+    let mut trader = logged_in(4, "trader", cfg(), &auth);
+    const D: u16 = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+    for (req, id, owner, flags) in [(1, 1, 0, 0), (2, 101, 1, D), (3, 201, 2, D)] {
+        assert_eq!(
+            answer(&mut x, &mut admin, &open_account_for(req, id, owner, flags)),
+            Ok(0)
+        );
+    }
+    for (req, id, dr, cr, amount) in [
+        (4, 11, 1, 101, 1000),
+        (5, 12, 101, 201, 10),
+        (6, 13, 1, 201, 5),
+    ] {
+        assert_eq!(
+            answer(
+                &mut x,
+                &mut admin,
+                &one_transfer(req, id, dr, cr, amount, 0, 0)
+            ),
+            Ok(0)
+        );
+    }
+    let ok = |ids: &[u128], more| (ids.to_vec(), (ids.len() as u32, 0, more));
+    // Lookups: found rows in the order asked, a missing id simply absent.
+    assert_eq!(
+        rows_and_end(&mut x, &mut victim, &lookup_frame(1, &[12, 999, 11])),
+        ok(&[12, 11], false)
+    );
+    // A stranger learns nothing about another owner's transfer (13 is eve's).
+    assert_eq!(
+        rows_and_end(&mut x, &mut eve, &lookup_frame(1, &[11, 13])),
+        ok(&[13], false)
+    );
+    // Listings page by ledger_seq, both orders, with `more`.
+    assert_eq!(
+        rows_and_end(&mut x, &mut victim, &listing_frame(2, 101, 1, false)),
+        ok(&[11], true)
+    );
+    assert_eq!(
+        rows_and_end(&mut x, &mut victim, &listing_frame(3, 101, 5, true)),
+        ok(&[12, 11], false)
+    );
+    assert_eq!(
+        rows_and_end(&mut x, &mut admin, &listing_frame(7, 201, 5, false)),
+        ok(&[12, 13], false)
+    );
+    // Another owner's account: the engine says not_authorized.
+    let na = RejectReason::NotAuthorized.code();
+    assert_eq!(
+        rows_and_end(&mut x, &mut eve, &listing_frame(2, 101, 5, false)),
+        (vec![], (0, na, false))
+    );
+    assert_eq!(
+        rows_and_end(&mut x, &mut eve, &listing_frame(3, 777, 5, false)),
+        (vec![], (0, RejectReason::AccountNotFound.code(), false))
+    );
+    assert_eq!(
+        rows_and_end(&mut x, &mut victim, &listing_frame(4, 101, 0, false)),
+        (vec![], (0, RejectReason::InvalidFilter.code(), false))
+    );
+    // Without `read` the session refuses before the engine.
+    assert_eq!(
+        rows_and_end(&mut x, &mut trader, &lookup_frame(1, &[11])),
+        (vec![], (0, code::NOT_AUTHORIZED, false))
+    );
+    assert_eq!(
+        rows_and_end(&mut x, &mut trader, &listing_frame(2, 101, 5, false)),
+        (vec![], (0, code::NOT_AUTHORIZED, false))
+    );
+    // A retransmission is answered from the stored outcome, not re-run.
+    victim.handle_bytes(6, &listing_frame(2, 101, 1, false));
+    assert_eq!(x.pump(&mut [&mut victim]), 0, "not resubmitted");
+    let again = drain(&mut victim);
+    assert!(
+        matches!(again.as_slice(), [Msg::Row(r), Msg::End(e)] if u128_from(r.id) == 11 && e.more == 1),
+        "{again:?}"
+    );
+}

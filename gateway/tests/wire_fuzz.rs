@@ -46,7 +46,7 @@ fn frames_budget() -> usize {
 /// A valid client frame of a random kind, with plausible values.
 fn valid_frame(rng: &mut Rng, request: u64, owner: u64) -> Vec<u8> {
     let mut f = Vec::new();
-    match rng.below(11) {
+    match rng.below(13) {
         0..=3 => {
             let m = NewOrderMsg {
                 request,
@@ -119,6 +119,35 @@ fn valid_frame(rng: &mut Rng, request: u64, owner: u64) -> Vec<u8> {
             &mut f,
         ),
         9 => encode_frame(template::HEARTBEAT, &Heartbeat::default(), &mut f),
+        10 => {
+            let mut m = LookupTransfersMsg {
+                request,
+                count: 1 + rng.below(LOOKUP_TRANSFERS_MAX as u64) as u32,
+                ..Default::default()
+            };
+            for id in &mut m.ids[..m.count as usize] {
+                *id = u128_bytes(rng.below(8) as u128);
+            }
+            encode_frame(template::LOOKUP_TRANSFERS, &m, &mut f);
+        }
+        11 => encode_frame(
+            template::GET_ACCOUNT_TRANSFERS,
+            &GetAccountTransfersMsg {
+                request,
+                account: u128_bytes(1 + rng.below(3) as u128),
+                lo: rng.below(4),
+                hi: if rng.chance(80) {
+                    u64::MAX
+                } else {
+                    rng.below(8)
+                },
+                limit: rng.below(40) as u32,
+                by: rng.below(2) as u8,
+                flags: rng.below(2) as u8,
+                reserved: 0,
+            },
+            &mut f,
+        ),
         _ => encode_frame(
             template::HALT,
             &HaltMsg {
@@ -398,4 +427,198 @@ fn random_bytes_into_the_decoders_never_panic() {
             r.reset();
         }
     }
+}
+
+/// The transfer query templates refuse malformed frames by name: a count
+/// outside 1..=8, ids past the count, unknown range or flag bits, reserved
+/// bytes, wrong lengths; and the server's rows and ends decode back exactly.
+#[test]
+fn transfer_query_frames_are_validated_precisely() {
+    let decode = |t: u16, body: &[u8]| {
+        let h = Header {
+            len: (HEADER_LEN + body.len()) as u32,
+            template: t,
+            schema: SCHEMA_ID,
+            version: VERSION,
+        };
+        decode_client(&h, body).map(|_| ())
+    };
+    let lookup = |count: u32, ids: usize| {
+        let mut m = LookupTransfersMsg {
+            request: 1,
+            count,
+            ..Default::default()
+        };
+        for id in &mut m.ids[..ids] {
+            *id = u128_bytes(7);
+        }
+        m
+    };
+    let t = template::LOOKUP_TRANSFERS;
+    assert_eq!(decode(t, bytemuck::bytes_of(&lookup(8, 8))), Ok(()));
+    for (m, want) in [
+        (
+            lookup(0, 0),
+            FrameError::BadEnum {
+                field: "lookup_transfers.count",
+                value: 0,
+            },
+        ),
+        (
+            lookup(9, 8),
+            FrameError::BadEnum {
+                field: "lookup_transfers.count",
+                value: 9,
+            },
+        ),
+        (
+            lookup(2, 3),
+            FrameError::NonZeroReserved {
+                field: "lookup_transfers.ids[count..]",
+            },
+        ),
+        (
+            LookupTransfersMsg {
+                reserved: 1,
+                ..lookup(1, 1)
+            },
+            FrameError::NonZeroReserved {
+                field: "lookup_transfers.reserved",
+            },
+        ),
+    ] {
+        assert_eq!(decode(t, bytemuck::bytes_of(&m)), Err(want));
+    }
+    let one = lookup(1, 1);
+    assert_eq!(
+        decode(t, &bytemuck::bytes_of(&one)[..100]),
+        Err(FrameError::Truncated {
+            template: t,
+            need: 152,
+            got: 108
+        })
+    );
+
+    let g = GetAccountTransfersMsg {
+        request: 1,
+        account: u128_bytes(101),
+        hi: u64::MAX,
+        limit: 20,
+        ..Default::default()
+    };
+    let t = template::GET_ACCOUNT_TRANSFERS;
+    // Range and limit are the engine's to judge: limit 0 and lo > hi decode.
+    assert_eq!(
+        decode(
+            t,
+            bytemuck::bytes_of(&GetAccountTransfersMsg {
+                limit: 0,
+                lo: 9,
+                hi: 1,
+                ..g
+            })
+        ),
+        Ok(())
+    );
+    for (m, want) in [
+        (
+            GetAccountTransfersMsg { by: 2, ..g },
+            FrameError::BadEnum {
+                field: "get_account_transfers.by",
+                value: 2,
+            },
+        ),
+        (
+            GetAccountTransfersMsg { flags: 2, ..g },
+            FrameError::BadEnum {
+                field: "get_account_transfers.flags",
+                value: 2,
+            },
+        ),
+        (
+            GetAccountTransfersMsg { reserved: 1, ..g },
+            FrameError::NonZeroReserved {
+                field: "get_account_transfers.reserved",
+            },
+        ),
+    ] {
+        assert_eq!(decode(t, bytemuck::bytes_of(&m)), Err(want));
+    }
+    // The filter the engine gets is the one the client sent.
+    let f = engine::history::AccountFilter {
+        account: AccountId(101),
+        by: engine::history::RangeBy::Time,
+        lo: 5,
+        hi: 9,
+        limit: 3,
+        newest_first: true,
+    };
+    assert_eq!(account_filter(&get_account_transfers_msg(4, &f)), f);
+
+    // A row carries the whole record; states queries never return are refused.
+    let rec = engine::history::TransferRecord {
+        spec: TransferSpec {
+            id: TransferId(u128::MAX),
+            debit_account: AccountId(0),
+            credit_account: AccountId(0),
+            amount: Amount(0),
+            code: 3,
+            flags: TransferFlags(TransferFlags::POST_PENDING),
+            pending_id: TransferId(9),
+            timeout_ns: 0,
+        },
+        debit_account: AccountId(101),
+        credit_account: AccountId(102),
+        amount: Amount(200),
+        state: engine::history::TransferState::Resolution,
+        ledger_seq: 3,
+        created_seq: Seq(8),
+        created: Timestamp(200),
+        change_seq: Seq(8),
+    };
+    let row = transfer_row_msg(5, &rec).expect("a resolution is a row");
+    assert_eq!(transfer_row_record(&row), Some(rec));
+    let failed = engine::history::TransferRecord {
+        state: engine::history::TransferState::Failed(LedgerError::ExceedsCredits),
+        ..rec
+    };
+    assert_eq!(transfer_row_msg(5, &failed), None);
+    let server = |t: u16, body: &[u8]| {
+        let h = Header {
+            len: (HEADER_LEN + body.len()) as u32,
+            template: t,
+            schema: SCHEMA_ID,
+            version: VERSION,
+        };
+        decode_server(&h, body).map(|_| ())
+    };
+    assert_eq!(
+        server(template::TRANSFER_ROW, bytemuck::bytes_of(&row)),
+        Ok(())
+    );
+    assert_eq!(
+        server(
+            template::TRANSFER_ROW,
+            bytemuck::bytes_of(&TransferRowMsg { state: 6, ..row })
+        ),
+        Err(FrameError::BadEnum {
+            field: "transfer_row.state",
+            value: 6
+        })
+    );
+    let end = TransfersEndMsg {
+        request: 5,
+        more: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        server(template::TRANSFERS_END, bytemuck::bytes_of(&end)),
+        Err(FrameError::BadEnum {
+            field: "transfers_end.more",
+            value: 2
+        })
+    );
+    // Clients never send the server's templates.
+    assert!(is_server_template(template::TRANSFER_ROW));
+    assert!(is_server_template(template::TRANSFERS_END));
 }

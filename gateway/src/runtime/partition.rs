@@ -44,6 +44,9 @@ pub enum OutputKind {
     Event(Event),
     /// A book row of the preceding `Book` event.
     Level(LevelView),
+    /// A transfer row of the preceding `Transfers` event (a transfer query's
+    /// answer), in the event's order.
+    Row(TransferRecord),
     /// The input's last output (also sent for inputs with no event).
     End,
 }
@@ -409,6 +412,19 @@ fn apply_one(
             },
             wait,
         );
+        if let Event::Transfers { rows, .. } = ev {
+            for r in events.rows(*rows) {
+                push_wait(
+                    &shared.outbound,
+                    Output {
+                        token,
+                        seq: s,
+                        kind: OutputKind::Row(*r),
+                    },
+                    wait,
+                );
+            }
+        }
         if let Event::Book { bids, asks, .. } = ev {
             for range in [*bids, *asks] {
                 for l in events.levels(range) {

@@ -52,6 +52,12 @@ impl Exchange {
                 if mine || concerns(e, s.owners()) {
                     s.handle_event(self.now, if mine { req.token } else { 0 }, 0, seq, e);
                 }
+                // A transfer query's rows follow its event, to the asker only.
+                if let (true, Event::Transfers { rows, .. }) = (mine, e) {
+                    for r in self.events.rows(*rows) {
+                        s.handle_row(req.token, r);
+                    }
+                }
             }
             if mine {
                 s.handle_end(req.token);
@@ -156,6 +162,8 @@ pub enum Msg {
     OpenOrder(OpenOrderRow),
     Ack(RequestAck),
     Reject(ProtocolRejectMsg),
+    Row(TransferRowMsg),
+    End(TransfersEndMsg),
 }
 
 /// Splits bytes into server messages (panics on anything malformed: the
@@ -183,6 +191,8 @@ pub fn decode_all(bytes: &[u8]) -> Vec<Msg> {
                 ServerMsg::OpenOrder(m) => Msg::OpenOrder(m),
                 ServerMsg::RequestAck(m) => Msg::Ack(m),
                 ServerMsg::ProtocolReject(m) => Msg::Reject(m),
+                ServerMsg::TransferRow(m) => Msg::Row(m),
+                ServerMsg::TransfersEnd(m) => Msg::End(m),
             },
         );
     }
