@@ -360,20 +360,16 @@ pub struct SoakSummary {
     pub counts: Counts,
     /// Final state hashes per partition.
     pub state_hashes: Vec<u128>,
+    /// The configured interval length.
+    pub report_every: Duration,
 }
 
 impl SoakSummary {
-    /// The first and the last full interval (the first and the last when
-    /// fewer than two are full).
+    /// The first and the last full interval (at least 90 % of the configured
+    /// length; the first and the last interval when fewer than two are).
     pub fn first_last(&self) -> Option<(&IntervalReport, &IntervalReport)> {
-        let full: Vec<_> = match self.intervals.first() {
-            Some(f) => self
-                .intervals
-                .iter()
-                .filter(|r| r.seconds >= f.seconds * 0.99)
-                .collect(),
-            None => return None,
-        };
+        let full_s = self.report_every.as_secs_f64() * 0.9;
+        let full: Vec<_> = self.intervals.iter().filter(|r| r.seconds >= full_s).collect();
         if full.len() >= 2 {
             Some((full[0], full[full.len() - 1]))
         } else {
@@ -1144,6 +1140,7 @@ pub fn run_soak(
         latency: meter.total.clone(),
         counts: meter.counts.clone(),
         state_hashes,
+        report_every: soak.report_every,
     })
 }
 

@@ -12,8 +12,8 @@ use gateway::soak::{run_soak, write_summary, IntervalReport, SoakConfig, SoakSum
 use std::path::Path;
 use std::time::Duration;
 
-/// A short soak sized for the small engine: few owners rotating fast, a
-/// short feedback lag so that cancels and replaces find live orders.
+/// A short soak sized for the small engine: owners rotating fast, a short
+/// feedback lag so that cancels and replaces find live orders soon.
 fn short(seed: u64) -> SoakConfig {
     SoakConfig {
         rate: 10_000,
@@ -24,10 +24,13 @@ fn short(seed: u64) -> SoakConfig {
         json: true,
         live_orders: 500,
         live_pending: 100,
-        owners_live: 16,
+        // Each owner trades for 64 × 64 commands, well past the feedback
+        // lag; 20,000 commands bring 300 owners, more than the small
+        // engine's 256.
+        owners_live: 64,
         owner_every: 64,
         expire_after: Duration::from_millis(200),
-        feedback_lag: 256,
+        feedback_lag: 1_024,
     }
 }
 
@@ -51,7 +54,12 @@ fn soak_reports_parse_and_add_up() {
         .map(|l| serde_json::from_str(l).expect("interval JSON"))
         .collect();
     let human = text.lines().filter(|l| l.starts_with("soak interval ")).count();
-    assert_eq!(reports, sum.intervals);
+    // JSON keeps every integer; floats to within their printing.
+    let key = |r: &IntervalReport| (r.interval, r.completed, r.journal_bytes, r.capacity_exceeded_total);
+    assert_eq!(reports.iter().map(key).collect::<Vec<_>>(), sum.intervals.iter().map(key).collect::<Vec<_>>());
+    for (j, r) in reports.iter().zip(&sum.intervals) {
+        assert!((j.latency_us_p99 - r.latency_us_p99).abs() < 1e-6 && (j.t_s - r.t_s).abs() < 1e-9);
+    }
     assert_eq!(human, reports.len());
     assert!(reports.len() >= 2, "two seconds, one-second intervals: {text}");
     // Open loop: one command due every 1/rate s over 2 s, the first at 0.
@@ -96,6 +104,8 @@ fn soak_reports_parse_and_add_up() {
     assert_eq!(summary["summary"]["offered"], sum.offered);
     assert_eq!(summary["summary"]["counts"]["accepted"], c.accepted);
     assert!(summary["summary"]["throughput_ratio_last_first"].as_f64().unwrap() > 0.0);
+    let (first, last) = sum.first_last().expect("intervals");
+    assert_eq!((first.interval, last.interval), (1, 2), "the two full intervals");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
