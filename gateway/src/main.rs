@@ -158,7 +158,7 @@ struct PipelineArgs {
     /// Soak mode: a mixed flow, per partition, in percent of commands: 40
     /// passive GTC orders (fresh client order ids per owner), 20 cancels,
     /// 10 replaces, 8 crossing IOC orders, 12 transfers between 64 funded
-    /// accounts, 5 pending transfers (a quarter left to expire), 5 posts or
+    /// accounts, 6 pending transfers (a quarter left to expire), 4 posts or
     /// voids; plus a mass cancel every --owner-every commands as the oldest
     /// of --owners-live owners leaves and a new one joins. A report line
     /// every --report-every-s (throughput, latency, RSS, journal, archive and

