@@ -162,7 +162,8 @@ struct PipelineArgs {
     /// voids; plus a mass cancel every --owner-every commands as the oldest
     /// of --owners-live owners leaves and a new one joins. A report line
     /// every --report-every-s (throughput, latency, RSS, journal, archive and
-    /// snapshot bytes, capacity_exceeded so far), then a summary.
+    /// snapshot bytes, capacity_exceeded so far), then a summary. --acks
+    /// does not apply.
     #[arg(long)]
     soak: bool,
     /// Soak: stop after this many commands (with --duration-s: whichever first).
