@@ -806,10 +806,12 @@ pub struct DataBytes {
 }
 
 /// Whether a path inside a partition folder is archived journal: anything
-/// under a folder named `archive` (journal retention moves sealed segments
-/// there, wherever in the partition it puts that folder).
+/// under the retention's archive folder (`journal::retention::ARCHIVE_DIR`,
+/// matched at any depth should it ever move down a level).
 pub fn is_archive(relative: &Path) -> bool {
-    relative.components().any(|c| c.as_os_str() == "archive")
+    relative
+        .components()
+        .any(|c| c.as_os_str() == crate::journal::retention::ARCHIVE_DIR)
 }
 
 /// Sums the files under `data_dir/p*/` by kind (unreadable entries count 0:
