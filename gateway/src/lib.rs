@@ -28,5 +28,6 @@ pub mod script;
 pub mod server;
 pub mod session;
 pub mod snapshot;
+pub mod soak;
 pub mod watchdog;
 pub mod wire;

@@ -79,6 +79,34 @@ fn now_ns(start: Instant) -> u64 {
     start.elapsed().as_nanos() as u64
 }
 
+/// One line per partition saying what recovery found.
+pub(crate) fn announce_recovered(pipeline: &Pipeline, out: &mut impl Write) {
+    for (i, r) in pipeline.recovered().iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "recovered p{i}: last_seq={} snapshot={:?} replayed={} truncated_tail={} moved_aside={} state_hash={:032x}",
+            r.last_seq, r.snapshot_seq, r.replayed, r.truncated_tail, r.moved_aside.len(), r.state_hash
+        );
+    }
+    let _ = out.flush();
+}
+
+/// Engine threads own cores 1..; when they are pinned, the load generator
+/// (the calling thread) moves to core 0 so that it does not compete.
+pub(crate) fn keep_off_engine_cores(pipeline: &Pipeline) {
+    if pipeline
+        .runtime()
+        .placement()
+        .cores
+        .iter()
+        .any(Option::is_some)
+    {
+        if let Some(core0) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
+            core_affinity::set_for_current(core0);
+        }
+    }
+}
+
 /// Opens the pipeline, offers the load, drains, shuts down (snapshot) and
 /// reports. Progress and acks go to `out`.
 pub fn run_load(
@@ -88,14 +116,7 @@ pub fn run_load(
 ) -> Result<LoadReport, crate::pipeline::PipelineError> {
     let pipeline = Pipeline::open(cfg)?;
     let parts = pipeline.runtime().partitions();
-    for (i, r) in pipeline.recovered().iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "recovered p{i}: last_seq={} snapshot={:?} replayed={} truncated_tail={} moved_aside={} state_hash={:032x}",
-            r.last_seq, r.snapshot_seq, r.replayed, r.truncated_tail, r.moved_aside.len(), r.state_hash
-        );
-    }
-    let _ = out.flush();
+    announce_recovered(&pipeline, out);
     // Client order ids unique across restarts: above every recovered sequence.
     let base_coid = pipeline
         .recovered()
@@ -110,18 +131,7 @@ pub fn run_load(
     let mut intended = vec![0u64; total + 1];
     let mut latest_order = vec![0u64; parts];
     let mut readers: Vec<_> = (0..parts).map(|p| pipeline.runtime().reader(p)).collect();
-    // Engine threads own cores 1..; keep the load generator off them.
-    if pipeline
-        .runtime()
-        .placement()
-        .cores
-        .iter()
-        .any(Option::is_some)
-    {
-        if let Some(core0) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
-            core_affinity::set_for_current(core0);
-        }
-    }
+    keep_off_engine_cores(&pipeline);
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut coid_of = vec![0u64; parts];
     let mut completed = 0u64;

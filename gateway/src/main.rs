@@ -128,9 +128,10 @@ struct PipelineArgs {
     /// Offered commands per second.
     #[arg(long, default_value_t = 100_000)]
     rate: u64,
-    /// Seconds of load.
-    #[arg(long, default_value_t = 5.0)]
-    duration_s: f64,
+    /// Seconds of load [default: 5; with --soak: none when --commands is
+    /// given, else 60].
+    #[arg(long)]
+    duration_s: Option<f64>,
     /// Partitions (engine cores).
     #[arg(long, default_value_t = 1)]
     partitions: usize,
@@ -154,6 +155,45 @@ struct PipelineArgs {
     /// refusing to start.
     #[arg(long)]
     repair: bool,
+    /// Soak mode: a mixed flow, per partition, in percent of commands: 40
+    /// passive GTC orders (fresh client order ids per owner), 20 cancels,
+    /// 10 replaces, 8 crossing IOC orders, 12 transfers between 64 funded
+    /// accounts, 6 pending transfers (a quarter left to expire), 4 posts or
+    /// voids; plus a mass cancel every --owner-every commands as the oldest
+    /// of --owners-live owners leaves and a new one joins. A report line
+    /// every --report-every-s (throughput, latency, RSS, journal, archive and
+    /// snapshot bytes, capacity_exceeded so far), then a summary. --acks
+    /// does not apply.
+    #[arg(long)]
+    soak: bool,
+    /// Soak: stop after this many commands (with --duration-s: whichever first).
+    #[arg(long)]
+    commands: Option<u64>,
+    /// Soak: seconds per report interval.
+    #[arg(long, default_value_t = 60.0)]
+    report_every_s: f64,
+    /// Soak: also print every report and the summary as JSON lines.
+    #[arg(long)]
+    json: bool,
+    /// Soak: resting orders to keep per partition (about).
+    #[arg(long, default_value_t = 10_000)]
+    live_orders: u64,
+    /// Soak: pending transfers awaiting post or void per partition (about).
+    #[arg(long, default_value_t = 1_000)]
+    live_pending: u64,
+    /// Soak: owners trading at once per partition.
+    #[arg(long, default_value_t = 1_024)]
+    owners_live: u64,
+    /// Soak: commands per partition between owner rotations.
+    #[arg(long, default_value_t = 256)]
+    owner_every: u64,
+    /// Soak: timeout (seconds) of the pending transfers left to expire.
+    #[arg(long, default_value_t = 1.0)]
+    expire_after_s: f64,
+    /// Do not touch every preallocated table at start (RSS then grows with
+    /// what the run uses, instead of starting at the configured capacity).
+    #[arg(long)]
+    no_prefault: bool,
 }
 
 fn main() -> ExitCode {
@@ -510,9 +550,13 @@ fn pipeline(a: PipelineArgs) -> ExitCode {
     cfg.runtime.pin = !a.no_pin;
     cfg.segment_bytes = a.segment_bytes;
     cfg.repair = a.repair;
+    cfg.prefault = !a.no_prefault;
+    if a.soak {
+        return soak(&a, &cfg);
+    }
     let load = gateway::loadgen::LoadConfig {
         rate: a.rate.max(1),
-        duration: std::time::Duration::from_secs_f64(a.duration_s.max(0.0)),
+        duration: std::time::Duration::from_secs_f64(a.duration_s.unwrap_or(5.0).max(0.0)),
         seed: a.seed,
         acks: a.acks,
     };
@@ -547,6 +591,41 @@ fn pipeline(a: PipelineArgs) -> ExitCode {
             for (i, s) in r.state_hashes.iter().enumerate() {
                 let _ = writeln!(out, "p{i} state hash after shutdown: {s:032x}");
             }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            gateway::report!("bourse pipeline: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `bourse pipeline --soak`.
+fn soak(a: &PipelineArgs, cfg: &gateway::pipeline::PipelineConfig) -> ExitCode {
+    let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
+    let duration = match (a.duration_s, a.commands) {
+        (Some(d), _) => Some(secs(d)),
+        (None, Some(_)) => None,
+        (None, None) => Some(secs(60.0)),
+    };
+    let soak = gateway::soak::SoakConfig {
+        rate: a.rate.max(1),
+        duration,
+        commands: a.commands,
+        seed: a.seed,
+        report_every: secs(a.report_every_s.max(0.001)),
+        json: a.json,
+        live_orders: a.live_orders,
+        live_pending: a.live_pending,
+        owners_live: a.owners_live.max(1),
+        owner_every: a.owner_every.max(1),
+        expire_after: secs(a.expire_after_s.max(1e-9)),
+        ..gateway::soak::SoakConfig::default()
+    };
+    let mut out = io::stdout().lock();
+    match gateway::soak::run_soak(cfg, soak, &mut out) {
+        Ok(s) => {
+            gateway::soak::write_summary(&s, a.json, &mut out);
             ExitCode::SUCCESS
         }
         Err(e) => {
