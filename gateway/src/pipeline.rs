@@ -23,8 +23,8 @@
 //! moves it aside with an ERROR); a snapshot is written only once every input
 //! it covers is durable.
 
-use crate::journal::retention::{disk_usage, DiskUsage, Retention, RetentionConfig, Step};
 use crate::history::{DiskHistory, RunWriter, HISTORY_DIR};
+use crate::journal::retention::{disk_usage, DiskUsage, Retention, RetentionConfig, Step};
 use crate::journal::{
     DirLock, Durability, FsStorage, JournalConfig, JournalError, JournalWriter, LockError,
 };
