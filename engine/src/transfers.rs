@@ -123,6 +123,9 @@ impl HotStore {
         crate::ledger::touch_vec(&mut self.free);
         crate::ledger::touch_vec(&mut self.heads);
         crate::ledger::touch_vec(&mut self.heap);
+        let (len, cap) = (self.ring.len(), self.ring.capacity());
+        self.ring.resize(cap, (NIL, Seq(0)));
+        self.ring.truncate(len);
         self.index.prefault();
     }
 
@@ -202,8 +205,13 @@ impl HotStore {
     /// Appends a stored transfer to its two accounts' lists (it has the
     /// highest ledger_seq so far, so the lists stay sorted).
     pub(crate) fn link(&mut self, slot: u32) {
-        let t = self.slots[slot as usize];
-        for (side, acct) in [(0, t.debit), (1, t.credit)] {
+        // Only the two account slots: copying the whole 224-byte slot showed
+        // up as memmove in the ledger bench's profile.
+        let (debit, credit) = (
+            self.slots[slot as usize].debit,
+            self.slots[slot as usize].credit,
+        );
+        for (side, acct) in [(0, debit), (1, credit)] {
             let tail = self.head_mut(acct)[side][1];
             self.slots[slot as usize].link[side] = [tail, NIL];
             if tail == NIL {
@@ -217,9 +225,12 @@ impl HotStore {
 
     /// Takes a stored transfer off its accounts' lists.
     pub(crate) fn unlink(&mut self, slot: u32) {
-        let t = self.slots[slot as usize];
-        for (side, acct) in [(0, t.debit), (1, t.credit)] {
-            let [prev, next] = t.link[side];
+        let (debit, credit) = (
+            self.slots[slot as usize].debit,
+            self.slots[slot as usize].credit,
+        );
+        for (side, acct) in [(0, debit), (1, credit)] {
+            let [prev, next] = self.slots[slot as usize].link[side];
             if prev == NIL {
                 self.head_mut(acct)[side][0] = next;
             } else {
