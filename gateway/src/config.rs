@@ -1614,16 +1614,22 @@ impl BourseConfig {
     }
 
     /// Bytes the engine tables and rings of every partition take, estimated
-    /// from the capacities (per-item sizes measured on the default build:
-    /// about 350 bytes per order slot across the order tables and indexes).
+    /// from the capacities (per-item sizes of the default build: about 350
+    /// bytes per order slot across the order tables and indexes; a client
+    /// order id window entry is a 16-byte ring slot plus its share of the
+    /// bitmap-block table, sized for window + live orders; a transfer slot
+    /// is a 224-byte record slot plus its index, two eviction-ring entries,
+    /// a heap entry and a free-list entry; each published change is a
+    /// 176-byte record in the changes buffer).
     pub fn memory_estimate(&self) -> u64 {
         const ORDER: u64 = 352;
         const BOOK_ENTRY: u64 = 16;
-        const COID: u64 = 48;
+        const COID: u64 = 96;
         const OWNER: u64 = 64;
-        const ACCOUNT: u64 = 160;
-        const TRANSFER: u64 = 96;
+        const ACCOUNT: u64 = 192;
+        const TRANSFER: u64 = 320;
         const EVENT: u64 = 64;
+        const CHANGE: u64 = 176;
         const RING_SLOT: u64 = 128;
         let e = &self.engine;
         let r = &self.runtime;
@@ -1636,6 +1642,7 @@ impl BourseConfig {
             + n(e.accounts_max) * ACCOUNT
             + n(e.transfers_max) * TRANSFER
             + n(e.events_max) * EVENT
+            + (n(e.events_max) / 2 + 2 * n(e.batch_max)) * CHANGE
             + (r.inbound_ring + r.output_ring + r.journal_queue) as u64 * RING_SLOT;
         part.saturating_mul(self.pipeline.partitions as u64)
     }

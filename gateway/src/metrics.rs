@@ -693,6 +693,12 @@ impl Collector for Exposition {
             "Last seq retained away from the journal directory (archived or deleted; 0: none); recovery needs nothing at or before it",
             &perf(&|_, p| p.counters.retained_through_seq.get() as f64),
         )?;
+        gauge(
+            e,
+            "bourse_snapshot_build_seconds",
+            "Seconds the engine thread spent on its last snapshot (state hash and bytes); no input is applied meanwhile",
+            &perf(&|_, p| p.counters.snapshot_build_ns_last.get() as f64 / 1e9),
+        )?;
         // Transfer history (on disk, per partition).
         gauge(
             e,

@@ -331,6 +331,11 @@ pub struct IntervalReport {
     pub archive_bytes: u64,
     /// Snapshot files.
     pub snapshot_bytes: u64,
+    /// Bytes of transfer history runs.
+    pub history_bytes: u64,
+    /// Milliseconds the engine thread spent on its last snapshot (the
+    /// largest over partitions; 0 before the first).
+    pub snapshot_build_ms_last: f64,
     /// Resting orders the generator knows of (all partitions).
     pub live_orders: u64,
     /// Pending transfers waiting to be posted or voided (all partitions).
@@ -803,6 +808,8 @@ pub struct DataBytes {
     pub archive: u64,
     /// Snapshot files.
     pub snapshot: u64,
+    /// Transfer history runs (`history/`).
+    pub history: u64,
 }
 
 /// Whether a path inside a partition folder is archived journal: anything
@@ -849,6 +856,8 @@ fn add_tree(root: &Path, rel: &Path, b: &mut DataBytes) {
         let name = name.to_string_lossy();
         if is_archive(&rel) {
             b.archive += meta.len();
+        } else if rel.starts_with(crate::history::HISTORY_DIR) {
+            b.history += meta.len();
         } else if name.starts_with("snapshot-") {
             b.snapshot += meta.len();
         } else if name.starts_with("journal") {
@@ -877,6 +886,8 @@ pub fn rss_bytes() -> (Option<u64>, Option<u64>) {
 /// the interval reports.
 struct Meter<'o, W: Write> {
     readers: Vec<OutputReader>,
+    /// Per partition: the runtime's counters (the last snapshot's build time).
+    shared: Vec<std::sync::Arc<crate::runtime::Shared>>,
     start: Instant,
     /// Intended send time by `token & mask` (load tokens only).
     intended: Vec<u64>,
@@ -975,6 +986,12 @@ impl<'o, W: Write> Meter<'o, W> {
             journal_bytes: bytes.journal,
             archive_bytes: bytes.archive,
             snapshot_bytes: bytes.snapshot,
+            history_bytes: bytes.history,
+            snapshot_build_ms_last: self
+                .shared
+                .iter()
+                .map(|s| s.counters.snapshot_build_ns_last.get() as f64 / 1e6)
+                .fold(0.0, f64::max),
             live_orders: flows.iter().map(|f| f.live.len() as u64).sum(),
             live_pending: flows.iter().map(|f| f.pending.len() as u64).sum(),
             busy: self.interval_busy,
@@ -1059,7 +1076,7 @@ fn mib(b: Option<u64>) -> String {
 /// The human form of an interval report.
 pub fn interval_line(r: &IntervalReport) -> String {
     format!(
-        "soak interval {} t {:.1} s | {} done, {:.0}/s | latency µs p50 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} | rss MiB {} anon {} | journal MiB {} archive {} snapshot {} | live orders {} pending {} | busy {} | capacity_exceeded {}",
+        "soak interval {} t {:.1} s | {} done, {:.0}/s | latency µs p50 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} | rss MiB {} anon {} | journal MiB {} archive {} snapshot {} (last build {:.0} ms) history {} | live orders {} pending {} | busy {} | capacity_exceeded {}",
         r.interval,
         r.t_s,
         r.completed,
@@ -1073,6 +1090,8 @@ pub fn interval_line(r: &IntervalReport) -> String {
         mib(Some(r.journal_bytes)),
         mib(Some(r.archive_bytes)),
         mib(Some(r.snapshot_bytes)),
+        r.snapshot_build_ms_last,
+        mib(Some(r.history_bytes)),
         r.live_orders,
         r.live_pending,
         r.busy,
@@ -1128,6 +1147,9 @@ pub fn run_soak(
     let ring = (2 * soak.feedback_lag).next_power_of_two();
     let mut meter = Meter {
         readers: (0..parts).map(|p| pipeline.runtime().reader(p)).collect(),
+        shared: (0..parts)
+            .map(|p| pipeline.runtime().shared(p).clone())
+            .collect(),
         start: Instant::now(),
         intended: vec![0; ring as usize],
         mask: ring - 1,
@@ -1329,8 +1351,9 @@ mod tests {
     #[test]
     fn data_bytes_sums_partitions_by_kind() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let files: [(&str, usize); 8] = [
+        let files: [(&str, usize); 9] = [
             ("p0/journal-00000000000000000001.seg", 4096),
+            ("p0/history/run-00000000000000000001.bhr", 300),
             ("p0/journal.head", 33),
             ("p0/snapshot-00000000000000000009.snap", 100),
             ("p0/archive/journal-00000000000000000000.seg", 8192),
@@ -1351,6 +1374,7 @@ mod tests {
                 journal: 4096 + 33,
                 archive: 8192 + 10,
                 snapshot: 100,
+                history: 300,
             }
         );
         assert_eq!(data_bytes(&dir.path().join("absent")), DataBytes::default());

@@ -181,6 +181,9 @@ pub struct Counters {
     pub last_snapshot_unix_ns: Counter,
     /// Snapshots written.
     pub snapshots: Counter,
+    /// Nanoseconds the engine thread spent on its last snapshot (state hash
+    /// and bytes), during which no input was applied.
+    pub snapshot_build_ns_last: Counter,
     /// Disk: bytes of journal files in the partition directory (segments,
     /// spare, head, base), as last measured by the journal thread.
     pub disk_journal_bytes: Counter,
@@ -216,6 +219,7 @@ impl Default for Counters {
             applied_time_ns: Counter::default(),
             last_snapshot_unix_ns: Counter::default(),
             snapshots: Counter::default(),
+            snapshot_build_ns_last: Counter::default(),
             disk_journal_bytes: Counter::default(),
             disk_archive_bytes: Counter::default(),
             disk_snapshot_bytes: Counter::default(),
@@ -332,11 +336,16 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                     apply_one(&mut engine, &mut events, &shared, &input, token, wait);
                 }
                 Request::Snapshot => {
+                    // The engine waits while its state is copied: measured,
+                    // because every input behind it waits too.
+                    let started = std::time::Instant::now();
                     let snap = SnapshotBytes {
                         seq: seq.last_seq(),
                         state_hash: engine.state_hash(),
                         bytes: engine.snapshot(),
                     };
+                    let took = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                    shared.counters.snapshot_build_ns_last.set(took);
                     // Only the newest matters: replace an unwritten older one.
                     if let Some(mut back) = shared.snapshots.force_push(snap) {
                         back.bytes = Vec::new();
