@@ -139,21 +139,17 @@ pub fn remove_members<S: Storage>(
 ) -> Result<(), HistoryError> {
     for f in group {
         let path = dir.join(file_name(f.first, f.last));
-        storage
-            .remove(&path)
-            .map_err(|source| HistoryError::Io {
-                op: "remove",
-                path,
-                source,
-            })?;
-    }
-    storage
-        .sync_dir(dir)
-        .map_err(|source| HistoryError::Io {
-            op: "fsync dir",
-            path: dir.to_path_buf(),
+        storage.remove(&path).map_err(|source| HistoryError::Io {
+            op: "remove",
+            path,
             source,
-        })
+        })?;
+    }
+    storage.sync_dir(dir).map_err(|source| HistoryError::Io {
+        op: "fsync dir",
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// The compaction state of one partition's history (runs on its own

@@ -253,7 +253,11 @@ impl<F: StorageFile> Run<F> {
             .iter()
             .enumerate()
             .all(|(i, m)| m.run == header.first_run + i as u64);
-        if !listed || members.last().is_some_and(|m| m.through_seq != header.through_seq) {
+        if !listed
+            || members
+                .last()
+                .is_some_and(|m| m.through_seq != header.through_seq)
+        {
             return Err(RunFault::Section("member"));
         }
         Ok(Run {
@@ -524,7 +528,10 @@ impl<F> HistoryLink<F> {
 
     /// Hands a merged file (opened and verified) to the store.
     pub(crate) fn offer(&self, run: Run<F>) {
-        self.merged.lock().unwrap_or_else(|p| p.into_inner()).push(run);
+        self.merged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(run);
         self.ready.store(true, Ordering::Release);
     }
 }
@@ -623,9 +630,7 @@ impl<S: Storage> DiskHistory<S> {
     pub fn header(&self, run: u64) -> Option<Header> {
         let runs = self.runs.borrow();
         let i = runs.partition_point(|r| r.header.run < run);
-        runs.get(i)
-            .filter(|r| r.first() <= run)
-            .map(|r| r.header)
+        runs.get(i).filter(|r| r.first() <= run).map(|r| r.header)
     }
 
     /// Bytes of run files on disk.

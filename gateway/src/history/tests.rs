@@ -520,11 +520,7 @@ use super::format::merged_name;
 
 /// Every answer the store gives for `inputs`' ids and a seeded set of
 /// account queries (both orders, ranges by seq and time, paged limits).
-fn answers(
-    h: &dyn TransferHistory,
-    inputs: &[Vec<TransferRecord>],
-    seed: u64,
-) -> Vec<String> {
+fn answers(h: &dyn TransferHistory, inputs: &[Vec<TransferRecord>], seed: u64) -> Vec<String> {
     let mut out: Vec<String> = inputs
         .iter()
         .flatten()
@@ -537,9 +533,19 @@ fn answers(
         } else {
             RangeBy::Time
         };
-        let top = if by == RangeBy::LedgerSeq { 3000 } else { 1_600_000 };
+        let top = if by == RangeBy::LedgerSeq {
+            3000
+        } else {
+            1_600_000
+        };
         let (x, y) = (rng.below(top), rng.below(top));
-        let f = filter(1 + rng.below(ACCOUNTS), by, x.min(y), x.max(y), rng.chance(1, 2));
+        let f = filter(
+            1 + rng.below(ACCOUNTS),
+            by,
+            x.min(y),
+            x.max(y),
+            rng.chance(1, 2),
+        );
         out.push(format!("{:?}", collect(h, &f, 1 + rng.below(300) as usize)));
     }
     out
@@ -573,7 +579,11 @@ fn compaction_answers_exactly_as_the_runs_did() {
         let inputs = stream(seed, 2400);
         let (model, runs) = write_runs(&disk, &inputs, 150);
         assert!(runs.len() >= 12, "{} runs", runs.len());
-        let before = answers(&DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap(), &inputs, seed);
+        let before = answers(
+            &DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap(),
+            &inputs,
+            seed,
+        );
         // Two tiers: 1..4 and 5..8, then those two merged, then 9..12.
         merge_range(&disk, 1, 4);
         merge_range(&disk, 5, 8);
@@ -607,7 +617,9 @@ fn a_merged_file_only_keeps_each_ids_newest_record() {
     let (model, runs) = write_runs(&disk, &inputs, 100);
     let total: u64 = {
         let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
-        (1..=runs.len() as u64).map(|r| h.header(r).unwrap().records).sum()
+        (1..=runs.len() as u64)
+            .map(|r| h.header(r).unwrap().records)
+            .sum()
     };
     merge_range(&disk, 1, runs.len() as u64);
     let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
@@ -633,7 +645,9 @@ fn a_crash_at_each_compaction_step_is_repaired_or_refused_never_wrong() {
     let mut probe = disk.clone();
     merge(&probe, dir, &group).unwrap();
     let name = merged_name(1, 4);
-    probe.rename(&dir.join(&name), &dir.join(format!("{name}.tmp"))).unwrap();
+    probe
+        .rename(&dir.join(&name), &dir.join(format!("{name}.tmp")))
+        .unwrap();
     probe.sync_dir(dir).unwrap();
     probe.crash(&mut SplitMix64(1), true);
     let h = DiskHistory::open(disk.clone(), dir).unwrap();
@@ -648,7 +662,10 @@ fn a_crash_at_each_compaction_step_is_repaired_or_refused_never_wrong() {
     probe.crash(&mut SplitMix64(2), true);
     let h = DiskHistory::open_read_only(disk.clone(), dir).unwrap();
     assert_eq!(answers(&h, &inputs, 31), before);
-    assert!(disk.list(dir).unwrap().contains(&run_name(2)), "read-only removes nothing");
+    assert!(
+        disk.list(dir).unwrap().contains(&run_name(2)),
+        "read-only removes nothing"
+    );
     probe.remove(&dir.join(run_name(1))).unwrap();
     probe.crash(&mut SplitMix64(3), false);
     let h = DiskHistory::open(disk.clone(), dir).unwrap();
@@ -714,10 +731,18 @@ fn the_engines_store_adopts_a_merged_file_handed_over_without_reading_it() {
     c.observe(|| 1000).unwrap();
     assert!(!c.step().unwrap(), "no snapshot: nothing eligible");
     // A snapshot at seq 1001 covers every install applied by then.
-    disk.create(&Path::new("/data").join(crate::snapshot::snapshot_name(1001))).unwrap();
+    disk.create(&Path::new("/data").join(crate::snapshot::snapshot_name(1001)))
+        .unwrap();
     c.observe(|| 1000).unwrap();
     assert!(c.step().unwrap());
-    assert_eq!(c.files()[0], FileSpan { first: 1, last: 4, records: c.files()[0].records });
+    assert_eq!(
+        c.files()[0],
+        FileSpan {
+            first: 1,
+            last: 4,
+            records: c.files()[0].records
+        }
+    );
     // Members are gone from disk; the store swaps in the merged file at its
     // next call, and answers exactly as before.
     assert_eq!(answers(&h, &inputs, 51), before);
@@ -729,13 +754,25 @@ fn the_engines_store_adopts_a_merged_file_handed_over_without_reading_it() {
 
 #[test]
 fn the_policy_merges_the_oldest_full_tier_of_eligible_files() {
-    let one = |r: u64| FileSpan { first: r, last: r, records: 10 };
+    let one = |r: u64| FileSpan {
+        first: r,
+        last: r,
+        records: 10,
+    };
     let files: Vec<FileSpan> = (1..=9).map(one).collect();
     assert_eq!(pick_group(&files, 4, 1000, 9), Some(0));
     assert_eq!(pick_group(&files, 4, 1000, 3), None, "run 4 not eligible");
     assert_eq!(pick_group(&files, 4, 39, 9), None, "records_max");
-    let mut files = vec![FileSpan { first: 1, last: 4, records: 40 }];
+    let mut files = vec![FileSpan {
+        first: 1,
+        last: 4,
+        records: 40,
+    }];
     files.extend((5..=9).map(one));
-    assert_eq!(pick_group(&files, 4, 1000, 9), Some(1), "tier 0 window after a tier-1 file");
+    assert_eq!(
+        pick_group(&files, 4, 1000, 9),
+        Some(1),
+        "tier 0 window after a tier-1 file"
+    );
     assert_eq!(pick_group(&files[..4], 4, 1000, 9), None);
 }
