@@ -182,6 +182,11 @@ fsync_alarm_us = 20_000
 # engine.transfers_max (0: no on-disk history; the ledger then holds at most
 # engine.transfers_max transfers).
 run_records = 262_144
+# Installed runs merged into one file per compaction (on its own thread;
+# merged files keep each id's newest record), so a lookup of a new id probes
+# O(fanout x log(history)) files instead of one per run; only runs installed
+# before the oldest kept snapshot are merged. 0: no compaction.
+compact_fanout = 8
 
 [feed]
 # Market data (bourse-md/1 on the server's endpoint).
@@ -656,6 +661,8 @@ impl Default for WatchdogSection {
 pub struct HistorySection {
     /// Transfer changes per run (0: no on-disk history).
     pub run_records: usize,
+    /// Runs merged per compaction (0: none; else at least 2).
+    pub compact_fanout: usize,
 }
 
 /// Most transfer changes one history run may hold (a run is built in memory).
@@ -665,6 +672,7 @@ impl Default for HistorySection {
     fn default() -> Self {
         HistorySection {
             run_records: crate::pipeline::DEFAULT_HISTORY_RUN_RECORDS,
+            compact_fanout: crate::history::DEFAULT_COMPACT_FANOUT,
         }
     }
 }
@@ -1445,6 +1453,12 @@ impl BourseConfig {
                 ),
             ));
         }
+        if self.history.compact_fanout == 1 || self.history.compact_fanout > 1024 {
+            return Err(bad(
+                "history.compact_fanout",
+                format!("{} is not 0 or 2 ..= 1024", self.history.compact_fanout),
+            ));
+        }
         if self.watchdog.stall_ms == 0 {
             return Err(bad("watchdog.stall_ms", "must be at least 1".to_string()));
         }
@@ -1700,6 +1714,7 @@ impl BourseConfig {
                 .history
                 .run_records
                 .min((self.engine.transfers_max / 2).max(1) as usize),
+            history_compact_fanout: self.history.compact_fanout,
         }
     }
 
@@ -2182,6 +2197,17 @@ mod tests {
         let mut big = c.clone();
         big.pipeline.partitions = 4;
         assert_eq!(big.memory_estimate(), 4 * need);
+    }
+
+    #[test]
+    fn history_compact_fanout_is_0_or_at_least_2() {
+        let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let e = BourseConfig::load(None, vec![], &set("history.compact_fanout", "1")).unwrap_err();
+        assert_eq!(e.key(), Some("history.compact_fanout"), "{e}");
+        let c = BourseConfig::load(None, vec![], &set("history.compact_fanout", "0")).unwrap();
+        assert_eq!(c.pipeline().history_compact_fanout, 0);
+        let c = BourseConfig::load(None, vec![], &[]).unwrap();
+        assert_eq!(c.pipeline().history_compact_fanout, 8);
     }
 
     #[test]

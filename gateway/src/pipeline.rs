@@ -61,6 +61,9 @@ pub struct PipelineConfig {
     /// Transfer changes per history run (0: no on-disk history; durable and
     /// async modes only). Each partition keeps its runs in `p<N>/history/`.
     pub history_run_records: usize,
+    /// Installed history runs merged per compaction (`[history]
+    /// compact_fanout`; 0: no compaction).
+    pub history_compact_fanout: usize,
 }
 
 impl PipelineConfig {
@@ -77,6 +80,7 @@ impl PipelineConfig {
             repair: false,
             retention: RetentionConfig::default(),
             history_run_records: DEFAULT_HISTORY_RUN_RECORDS,
+            history_compact_fanout: crate::history::DEFAULT_COMPACT_FANOUT,
         }
     }
 }
@@ -362,6 +366,7 @@ impl Pipeline {
                     true => Some(DiskHistory::open(FsStorage, &hdir).map_err(history_err)?),
                     false => None,
                 };
+                let link = store.as_ref().map(|s| s.link());
                 // Attached before replay: replayed installs find their runs.
                 let mut attach = |e: &mut Engine| {
                     if let Some(h) = store.take() {
@@ -394,6 +399,20 @@ impl Pipeline {
                         RunWriter::new(FsStorage, &hdir, run, through.0, cfg.history_run_records)
                             .map_err(history_err)?;
                     w.push(&r.engine.history_tail(through));
+                    if let Some(link) = link.filter(|_| cfg.history_compact_fanout > 1) {
+                        let c = crate::history::Compactor::new(
+                            FsStorage,
+                            &hdir,
+                            link,
+                            (
+                                cfg.history_compact_fanout,
+                                crate::history::DEFAULT_COMPACT_RECORDS_MAX,
+                            ),
+                            (run, r.last_seq),
+                        )
+                        .map_err(history_err)?;
+                        w = w.with_compactor(c);
+                    }
                     writers.push(Some(w));
                 }
                 let rec = PartitionRecovery {

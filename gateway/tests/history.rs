@@ -258,3 +258,86 @@ fn a_lost_newest_run_installed_before_the_snapshot_refuses_to_start() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Files in the history directory whose name says they are merged.
+fn merged_on_disk(dir: &Path) -> usize {
+    std::fs::read_dir(partition_dir(dir, 0).join("history"))
+        .unwrap()
+        .filter(|e| {
+            let n = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            n.ends_with(".bhr") && n.matches('-').count() == 2
+        })
+        .count()
+}
+
+#[test]
+fn compaction_merges_runs_covered_by_a_snapshot_and_every_id_still_answers() {
+    let dir = support::tmp("history-compaction");
+    let mut cfg = config(&dir);
+    cfg.history_compact_fanout = 2;
+    let sample = [1u128, 2, 100, 255, 256, 257, 640, TRANSFERS - 1, TRANSFERS];
+    {
+        let p = Pipeline::open(&cfg).unwrap();
+        let mut r = p.runtime().reader(0);
+        for id in 1..=2u128 {
+            let spec = AccountSpec {
+                id: AccountId(id),
+                owner: OwnerId(1),
+                asset: Asset::from_str_code("USD").unwrap(),
+                flags: AccountFlags::default(),
+            };
+            run(&p, &mut r, 10 + id as u64, Command::OpenAccount(spec));
+        }
+        for id in 1..=TRANSFERS {
+            store(&p, &mut r, id);
+        }
+        assert_eq!(merged_on_disk(&dir), 0, "no snapshot yet: nothing eligible");
+        p.shutdown();
+    }
+    let runs = runs_on_disk(&dir);
+    // Restarted from the shutdown snapshot: the runs it covers merge (fanout
+    // 2: tiers of 2, 4, 8, … runs) while transfers keep coming.
+    {
+        let p = Pipeline::open(&cfg).unwrap();
+        let mut r = p.runtime().reader(0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while runs_on_disk(&dir) > runs / 2 {
+            assert!(Instant::now() < deadline, "{} files", runs_on_disk(&dir));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(merged_on_disk(&dir) >= 1);
+        assert_exists(&p, &mut r, &sample);
+        for id in TRANSFERS + 1..=TRANSFERS + 300 {
+            store(&p, &mut r, id);
+        }
+        assert_exists(&p, &mut r, &sample);
+        p.shutdown();
+    }
+    // From the snapshot again, then a full replay from seq 1 (snapshots
+    // removed): merged-away runs re-install from member lists.
+    for full in [false, true] {
+        if full {
+            for entry in std::fs::read_dir(partition_dir(&dir, 0)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "snap") {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+        }
+        let p = Pipeline::open(&cfg).unwrap();
+        assert_eq!(p.recovered()[0].snapshot_seq.is_none(), full);
+        let mut r = p.runtime().reader(0);
+        assert_exists(&p, &mut r, &sample);
+        assert_exists(&p, &mut r, &[TRANSFERS + 1, TRANSFERS + 300]);
+        p.shutdown();
+    }
+    let mut out = Vec::new();
+    gateway::journal_cli::run_journal_verify(&partition_dir(&dir, 0), &mut out).unwrap();
+    assert!(String::from_utf8(out).unwrap().contains("all verified"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

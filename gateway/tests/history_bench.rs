@@ -3,16 +3,18 @@
 //! -- --nocapture`; `TEST_HISTORY_BENCH_RECORDS` overrides the sizes, a
 //! comma-separated list, default `1000000,10000000`).
 //!
-//! For each size: stored ids are the even numbers 2, 4, …, 2N, written as
-//! runs of 262,144 records; then, page cache warm, `get` of stored ids
-//! (one verified 4 KiB block read each) and of the odd ids in between (new
-//! ids inside every run's min/max: only the filter keeps them off disk), in
-//! a seeded random order. Also prints the memory the runs keep per transfer.
+//! For each size: stored ids are random even numbers (client ids: every run
+//! spans the whole id space, so min/max skip nothing), written as runs of
+//! 262,144 records; then, page cache warm, `get` of stored ids (one
+//! verified 4 KiB block read each) and of odd ids (new ids: only the
+//! filters keep them off disk), in a seeded random order. Also prints the
+//! memory the runs keep per transfer. Then the runs are compacted
+//! (`history::compact`, fanout 8) and the lookups measured again.
 
 use engine::command::{TransferFlags, TransferSpec};
 use engine::history::{TransferHistory, TransferRecord, TransferState};
 use engine::types::{AccountId, Amount, Seq, Timestamp, TransferId};
-use gateway::history::{run_name, DiskHistory, RunWriter};
+use gateway::history::{run_name, Compactor, DiskHistory, RunWriter};
 use gateway::journal::FsStorage;
 use gateway::record::SplitMix64;
 use std::time::Instant;
@@ -21,7 +23,7 @@ const RUN_RECORDS: usize = 262_144;
 
 fn record(i: u64) -> TransferRecord {
     let spec = TransferSpec {
-        id: TransferId(2 * i as u128),
+        id: TransferId(stored_id(i)),
         debit_account: AccountId(1 + (i % 1000) as u128),
         credit_account: AccountId(1001 + (i % 997) as u128),
         amount: Amount(1 + i as u128 % 100),
@@ -43,6 +45,12 @@ fn record(i: u64) -> TransferRecord {
     }
 }
 
+/// The stored id of record `i` (random-looking, even).
+fn stored_id(i: u64) -> u128 {
+    let hi = SplitMix64(i).below(u64::MAX) as u128;
+    (hi << 64 | i as u128) << 1
+}
+
 fn ns_per(n: u64, f: impl FnMut(u64)) -> f64 {
     let mut f = f;
     let t = Instant::now();
@@ -53,11 +61,12 @@ fn ns_per(n: u64, f: impl FnMut(u64)) -> f64 {
 }
 
 fn measure(records: u64) {
-    let dir = std::env::temp_dir().join(format!(
+    let top = std::env::temp_dir().join(format!(
         "bourse-history-bench-{}-{records}",
         std::process::id()
     ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&top);
+    let dir = top.join("history");
     let t = Instant::now();
     let mut w = RunWriter::new(FsStorage, &dir, 0, 0, RUN_RECORDS).unwrap();
     let mut batch = Vec::with_capacity(RUN_RECORDS);
@@ -95,18 +104,18 @@ fn measure(records: u64) {
     let ids: Vec<u64> = (0..lookups).map(|_| present()).collect();
     // Warm the page cache (the files are fresh anyway).
     for &i in ids.iter().take(10_000) {
-        h.get(TransferId(2 * i as u128)).unwrap();
+        h.get(TransferId(stored_id(i))).unwrap();
     }
     let mut found = 0u64;
     let hit_ns = ns_per(lookups, |k| {
         let i = ids[k as usize];
-        found += h.get(TransferId(2 * i as u128)).unwrap().is_some() as u64;
+        found += h.get(TransferId(stored_id(i))).unwrap().is_some() as u64;
     });
     assert_eq!(found, lookups);
     let mut hits = 0u64;
     let new_ns = ns_per(lookups, |k| {
         let i = ids[k as usize];
-        hits += h.get(TransferId(2 * i as u128 - 1)).unwrap().is_some() as u64;
+        hits += h.get(TransferId(stored_id(i) + 1)).unwrap().is_some() as u64;
     });
     assert_eq!(hits, 0);
     println!(
@@ -118,7 +127,52 @@ fn measure(records: u64) {
         h.bytes() as f64 / 1e6,
         h.memory_bytes() as f64 / records as f64,
     );
-    std::fs::remove_dir_all(&dir).unwrap();
+    // Compaction: every run installed, a snapshot covering them all.
+    for run in 1..=h.runs() {
+        let c = DiskHistory::open(FsStorage, &dir)
+            .unwrap()
+            .header(run)
+            .unwrap();
+        assert!(h.has_run(run, c.checksum).unwrap());
+    }
+    std::fs::write(
+        top.join(gateway::snapshot::snapshot_name(u64::MAX / 2)),
+        b"",
+    )
+    .unwrap();
+    let mut c = Compactor::new(FsStorage, &dir, h.link(), (8, u64::MAX), (0, 0)).unwrap();
+    c.observe(|| 0).unwrap();
+    let t = Instant::now();
+    let mut merges = 0;
+    while c.step().unwrap() {
+        merges += 1;
+    }
+    let compact_s = t.elapsed().as_secs_f64();
+    for &i in ids.iter().take(10_000) {
+        h.get(TransferId(stored_id(i))).unwrap();
+    }
+    let mut found = 0u64;
+    let hit_ns = ns_per(lookups, |k| {
+        found += h
+            .get(TransferId(stored_id(ids[k as usize])))
+            .unwrap()
+            .is_some() as u64;
+    });
+    assert_eq!(found, lookups);
+    let mut hits = 0u64;
+    let new_ns = ns_per(lookups, |k| {
+        hits += h
+            .get(TransferId(stored_id(ids[k as usize]) + 1))
+            .unwrap()
+            .is_some() as u64;
+    });
+    assert_eq!(hits, 0);
+    println!(
+        "  compacted ({merges} merges in {compact_s:.1} s): {} files; \
+         get(stored id, warm) {hit_ns:.0} ns, get(new id) {new_ns:.0} ns",
+        h.files(),
+    );
+    std::fs::remove_dir_all(&top).unwrap();
 }
 
 #[test]

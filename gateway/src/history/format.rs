@@ -10,10 +10,18 @@
 //! | fences | the first id of every record block (16 bytes each) |
 //! | account fences | (account, ledger_seq) of the first entry of every account block (24 bytes each) |
 //! | filter | a binary fuse filter over the run's ids: descriptor then fingerprints |
+//! | members | merged files only: [`Member`] per run merged in (32 bytes each) |
+//!
+//! A merged file (`run-<first>-<last>.bhr`, written by compaction, see
+//! `compact`) has the same layout and holds runs `first..=last`: only the
+//! newest record of each id among them, and in its header `first_run` and
+//! the member list (run, through_seq, checksum of each run merged in), so
+//! `has_run` still answers for every run it replaced. A single run has
+//! `first_run == run` and no members.
 //!
 //! A block is 4 KiB: packed fixed-size items, zero padding, and an 8-byte
-//! trailer = xxh3-64 of the first 4088 bytes seeded with (run, section,
-//! block number), so a lookup verifies exactly the block it reads and a
+//! trailer = xxh3-64 of the first 4088 bytes seeded with (first run, run,
+//! section, block number), so a lookup verifies exactly the block it reads and a
 //! block copied to the wrong place or file does not verify. Fences,
 //! account fences and filter (what is kept in memory) carry xxh3-128
 //! checksums in the header; the header carries its own checksum and the run's
@@ -43,17 +51,48 @@ pub const ENTRY_LEN: usize = 36;
 /// Account entries a block holds.
 pub const ENTRIES_PER_BLOCK: usize = BLOCK_PAYLOAD / ENTRY_LEN;
 /// Encoded header size (at the start of the header page).
-pub const HEADER_LEN: usize = 256;
+pub const HEADER_LEN: usize = 320;
 /// Header magic.
 pub const MAGIC: [u8; 8] = *b"BOURSEHR";
 /// Format version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Size of one record fence.
 pub const FENCE_LEN: usize = 16;
 /// Size of one account fence.
 pub const ACCOUNT_FENCE_LEN: usize = 24;
 /// Size of the filter's descriptor at the start of the filter section.
 pub const FILTER_DESCRIPTOR_LEN: usize = 20;
+/// Size of one [`Member`].
+pub const MEMBER_LEN: usize = 32;
+
+/// One run merged into a merged file: what `has_run` answers from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The run number.
+    pub run: u64,
+    /// Its through seq.
+    pub through_seq: u64,
+    /// Its content checksum (the one it was installed with).
+    pub checksum: u128,
+}
+
+impl Member {
+    /// Encodes into `out[..MEMBER_LEN]`.
+    pub fn encode(&self, out: &mut [u8]) {
+        out[0..8].copy_from_slice(&self.run.to_le_bytes());
+        out[8..16].copy_from_slice(&self.through_seq.to_le_bytes());
+        out[16..32].copy_from_slice(&self.checksum.to_le_bytes());
+    }
+
+    /// Decodes from `b[..MEMBER_LEN]`.
+    pub fn decode(b: &[u8]) -> Self {
+        Self {
+            run: u64::from_le_bytes(b[0..8].try_into().expect("8 bytes")),
+            through_seq: u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")),
+            checksum: u128::from_le_bytes(b[16..32].try_into().expect("16 bytes")),
+        }
+    }
+}
 
 /// The blocked sections, named in block checksum seeds and in faults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,15 +118,45 @@ pub fn run_name(run: u64) -> String {
     format!("run-{run:020}.bhr")
 }
 
-/// The run number in a run file name; `None` for other names (temp files
-/// included).
-pub fn parse_run_name(name: &str) -> Option<u64> {
-    let mid = name.strip_prefix("run-")?.strip_suffix(".bhr")?;
-    if mid.len() == 20 && mid.bytes().all(|b| b.is_ascii_digit()) {
-        mid.parse().ok()
+/// The file name of the merged file of runs `first..=last`.
+pub fn merged_name(first: u64, last: u64) -> String {
+    format!("run-{first:020}-{last:020}.bhr")
+}
+
+/// The name of the file holding runs `first..=last` (a run's or a merged one).
+pub fn file_name(first: u64, last: u64) -> String {
+    if first == last {
+        run_name(last)
+    } else {
+        merged_name(first, last)
+    }
+}
+
+fn digits20(s: &str) -> Option<u64> {
+    if s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
     } else {
         None
     }
+}
+
+/// The run number in a single run's file name; `None` for other names
+/// (merged files and temp files included).
+pub fn parse_run_name(name: &str) -> Option<u64> {
+    digits20(name.strip_prefix("run-")?.strip_suffix(".bhr")?)
+}
+
+/// The runs `(first, last)` a run or merged file's name says it holds;
+/// `None` for other names (temp files included) and for `first ≥ last`
+/// in a merged name.
+pub fn parse_file_name(name: &str) -> Option<(u64, u64)> {
+    if let Some(n) = parse_run_name(name) {
+        return Some((n, n));
+    }
+    let mid = name.strip_prefix("run-")?.strip_suffix(".bhr")?;
+    let (a, b) = mid.split_once('-')?;
+    let (first, last) = (digits20(a)?, digits20(b)?);
+    (first < last).then_some((first, last))
 }
 
 /// The filter's key for a transfer id.
@@ -102,10 +171,15 @@ pub fn record_id(raw: &[u8]) -> u128 {
     u128::from_le_bytes(raw[..16].try_into().expect("16 bytes"))
 }
 
-/// The checksum seed of block `block` of `section` in run `run`.
-fn block_seed(run: u64, section: Section, block: u64) -> u64 {
+/// Which file a block belongs to: (first run, run), seeding its checksum.
+pub type FileKey = (u64, u64);
+
+/// The checksum seed of block `block` of `section` in the file of runs
+/// `first..=run`.
+fn block_seed((first, run): FileKey, section: Section, block: u64) -> u64 {
     xxh3_64(
         &[
+            first.to_le_bytes(),
             run.to_le_bytes(),
             (section as u64).to_le_bytes(),
             block.to_le_bytes(),
@@ -115,13 +189,13 @@ fn block_seed(run: u64, section: Section, block: u64) -> u64 {
 }
 
 /// Writes the trailer of a filled block.
-pub fn seal_block(buf: &mut [u8], run: u64, section: Section, block: u64) {
+pub fn seal_block(buf: &mut [u8], run: FileKey, section: Section, block: u64) {
     let c = xxh3_64_with_seed(&buf[..BLOCK_PAYLOAD], block_seed(run, section, block));
     buf[BLOCK_PAYLOAD..BLOCK_LEN].copy_from_slice(&c.to_le_bytes());
 }
 
 /// Whether a block read back matches its trailer.
-pub fn block_ok(buf: &[u8], run: u64, section: Section, block: u64) -> bool {
+pub fn block_ok(buf: &[u8], run: FileKey, section: Section, block: u64) -> bool {
     let c = xxh3_64_with_seed(&buf[..BLOCK_PAYLOAD], block_seed(run, section, block));
     buf[BLOCK_PAYLOAD..BLOCK_LEN] == c.to_le_bytes()
 }
@@ -206,6 +280,12 @@ pub struct Header {
     pub filter_checksum: u128,
     /// Total file length.
     pub file_len: u64,
+    /// The first run the file holds (`run` for a single run).
+    pub first_run: u64,
+    /// Member list (merged files; empty for a single run).
+    pub member_span: Span,
+    /// xxh3-128 of the member list.
+    pub member_checksum: u128,
 }
 
 /// Why a header is refused.
@@ -251,7 +331,22 @@ impl Header {
         self.fence_span = next(rb * FENCE_LEN as u64);
         self.account_fence_span = next(ab * ACCOUNT_FENCE_LEN as u64);
         self.filter_span = next(filter_len);
+        self.member_span = next(self.members() * MEMBER_LEN as u64);
         self.file_len = at;
+    }
+
+    /// Members listed: 0 for a single run, else every run merged in.
+    pub fn members(&self) -> u64 {
+        if self.first_run >= self.run {
+            0
+        } else {
+            self.run - self.first_run + 1
+        }
+    }
+
+    /// The key seeding this file's block checksums.
+    pub fn key(&self) -> FileKey {
+        (self.first_run, self.run)
     }
 
     /// Record blocks.
@@ -299,6 +394,10 @@ impl Header {
             put(&v.to_le_bytes());
         }
         put(&self.file_len.to_le_bytes());
+        put(&self.first_run.to_le_bytes());
+        put(&self.member_span.offset.to_le_bytes());
+        put(&self.member_span.len.to_le_bytes());
+        put(&self.member_checksum.to_le_bytes());
         let c = xxh3_128(&h[..HEADER_LEN - 16]);
         h[HEADER_LEN - 16..].copy_from_slice(&c.to_le_bytes());
         h
@@ -355,12 +454,16 @@ impl Header {
             account_fence_checksum: u128_at(200),
             filter_checksum: u128_at(216),
             file_len: u64_at(232),
+            first_run: u64_at(240),
+            member_span: span(248),
+            member_checksum: u128_at(264),
         };
         let mut want = got;
         want.lay_out(got.filter_span.len);
         let sane = got.records <= u32::MAX as u64
             && got.entries <= 2 * got.records
             && got.after_seq <= got.through_seq
+            && (1..=got.run).contains(&got.first_run)
             && want == got;
         if !sane {
             return Err(HeaderFault::Layout);

@@ -13,6 +13,7 @@
 //! checksum it did not verify; no damaged, missing or discontinuous run
 //! yields an answer: it is a typed error naming the file and the check.
 
+pub mod compact;
 pub mod format;
 pub mod store;
 pub mod writer;
@@ -20,8 +21,9 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use format::{parse_run_name, run_name};
-pub use store::{DiskHistory, HistoryError, RunFault};
+pub use compact::{Compactor, DEFAULT_COMPACT_FANOUT, DEFAULT_COMPACT_RECORDS_MAX};
+pub use format::{file_name, parse_file_name, parse_run_name, run_name};
+pub use store::{DiskHistory, HistoryError, HistoryLink, RunFault};
 pub use writer::{build_run, repair_run, write_run_file, RunImage, RunWriter};
 
 /// The history directory's name inside a partition's data directory.

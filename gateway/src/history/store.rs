@@ -31,6 +31,8 @@ use engine::history::{
 use engine::types::TransferId;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use xorf::{BinaryFuse8Ref, Filter, FilterRef};
 use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
@@ -133,6 +135,14 @@ pub enum HistoryError {
         /// The previous run's through_seq.
         prev_through: u64,
     },
+    /// Two merged files hold some runs in common, neither holding the other.
+    #[error("history files {} and {} overlap (neither holds the other's runs)", path.display(), other.display())]
+    Overlap {
+        /// One file.
+        path: PathBuf,
+        /// The other.
+        other: PathBuf,
+    },
     /// Records supplied for a repair do not make the run expected.
     #[error("cannot repair history run {}: the supplied records give checksum {found:032x}, expected {expected:032x}", path.display())]
     RepairMismatch {
@@ -155,6 +165,8 @@ pub(crate) struct Run<F> {
     account_fences: Vec<(u128, u64)>,
     filter_descriptor: [u8; FILTER_DESCRIPTOR_LEN],
     fingerprints: Vec<u8>,
+    /// Runs merged into this file (empty for a single run).
+    members: Vec<Member>,
 }
 
 fn read_exact<F: StorageFile>(f: &F, span_off: u64, len: u64) -> Result<Vec<u8>, RunFault> {
@@ -185,14 +197,18 @@ impl<F: StorageFile> Run<F> {
                 found: len,
             });
         }
-        let name_run = path
+        let named = path
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(parse_run_name);
-        if let Some(name_run) = name_run.filter(|&n| n != header.run) {
+            .and_then(parse_file_name);
+        if let Some((first, last)) = named.filter(|&n| n != header.key()) {
             return Err(RunFault::NameMismatch {
-                name_run,
-                run: header.run,
+                name_run: if last != header.run { last } else { first },
+                run: if last != header.run {
+                    header.run
+                } else {
+                    header.first_run
+                },
             });
         }
         let section = |span: Span, sum: u128, what: &'static str| {
@@ -227,7 +243,25 @@ impl<F: StorageFile> Run<F> {
         if !no_filter {
             filter_descriptor.copy_from_slice(&filter[..FILTER_DESCRIPTOR_LEN]);
         }
+        let members: Vec<Member> = section(header.member_span, header.member_checksum, "member")?
+            .chunks(MEMBER_LEN)
+            .map(Member::decode)
+            .collect();
+        // Members are runs first..=run in order, the last ending where the
+        // file does (the header's layout already fixed their count).
+        let listed = members
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m.run == header.first_run + i as u64);
+        if !listed
+            || members
+                .last()
+                .is_some_and(|m| m.through_seq != header.through_seq)
+        {
+            return Err(RunFault::Section("member"));
+        }
         Ok(Run {
+            members,
             path: path.to_path_buf(),
             header,
             file,
@@ -254,10 +288,40 @@ impl<F: StorageFile> Run<F> {
         self.file
             .read_at(buf, span.offset + block * BLOCK_LEN as u64)
             .map_err(|e| RunFault::Io(e.to_string()))?;
-        if block_ok(buf, self.header.run, section, block) {
+        if block_ok(buf, self.header.key(), section, block) {
             Ok(())
         } else {
             Err(RunFault::Block { section, block })
+        }
+    }
+
+    /// The first and last run this file holds.
+    pub(crate) fn first(&self) -> u64 {
+        self.header.first_run
+    }
+
+    /// The content checksum run `run` was installed with, if this file
+    /// holds it (its own, or its member entry's for a merged file).
+    pub(crate) fn checksum_of(&self, run: u64) -> Option<u128> {
+        if !(self.first()..=self.header.run).contains(&run) {
+            return None;
+        }
+        match self.members.get((run - self.first()) as usize) {
+            Some(m) => Some(m.checksum),
+            None => Some(self.header.checksum),
+        }
+    }
+
+    /// The runs this file holds as members: itself for a single run.
+    pub(crate) fn member_list(&self) -> Vec<Member> {
+        if self.members.is_empty() {
+            vec![Member {
+                run: self.header.run,
+                through_seq: self.header.through_seq,
+                checksum: self.header.checksum,
+            }]
+        } else {
+            self.members.clone()
         }
     }
 
@@ -326,6 +390,12 @@ impl<F: StorageFile> Run<F> {
 
     /// Reads every block, checks order and the content checksum.
     pub(crate) fn verify_all(&self) -> Result<(), RunFault> {
+        self.scan(|_| {})
+    }
+
+    /// As [`Run::verify_all`], handing every record to `each` in file
+    /// order; an error stops the scan (what `each` saw is not vouched for).
+    pub(crate) fn scan(&self, mut each: impl FnMut(TransferRecord)) -> Result<(), RunFault> {
         let mut h = Xxh3::new();
         let mut prev: Option<(u128, u64)> = None;
         for b in 0..self.header.record_blocks() {
@@ -349,6 +419,7 @@ impl<F: StorageFile> Run<F> {
                 prev = Some(key);
                 let i = (pos - first) as usize * RECORD_LEN;
                 h.update(&block[i..i + RECORD_LEN]);
+                each(r);
             }
         }
         for b in 0..self.header.account_blocks() {
@@ -428,39 +499,88 @@ impl Cursor {
     }
 }
 
+/// What the engine's store ([`DiskHistory`]) and the compaction thread
+/// share: the last run the store agreed to install (so compaction touches
+/// installed runs only) and merged files handed over, fully opened, for the
+/// store to swap in (so the engine thread never reads a filter from disk).
+#[derive(Debug)]
+pub struct HistoryLink<F> {
+    /// The highest run `has_run` answered yes for.
+    installed_run: AtomicU64,
+    /// Set while `merged` holds files to adopt.
+    ready: AtomicBool,
+    merged: Mutex<Vec<Run<F>>>,
+}
+
+impl<F> HistoryLink<F> {
+    fn new() -> Self {
+        Self {
+            installed_run: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            merged: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The highest run the store agreed to install (0: none since open).
+    pub fn installed_run(&self) -> u64 {
+        self.installed_run.load(Ordering::Acquire)
+    }
+
+    /// Hands a merged file (opened and verified) to the store.
+    pub(crate) fn offer(&self, run: Run<F>) {
+        self.merged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(run);
+        self.ready.store(true, Ordering::Release);
+    }
+}
+
 /// The transfer history of one partition on disk (see the module doc).
 #[derive(Debug)]
 pub struct DiskHistory<S: Storage> {
     storage: S,
     dir: PathBuf,
-    /// Runs by number, oldest first: `runs[i].header.run == i + 1`. A
-    /// `RefCell` because `has_run` loads runs written after open; the
-    /// engine's trait takes `&self` and one thread owns the store.
+    /// Files by the runs they hold, oldest first, contiguous from run 1: a
+    /// single run or a merged file of runs `first..=last`. A `RefCell`
+    /// because `has_run` loads runs written after open and adoption swaps
+    /// in merged files; the engine's trait takes `&self` and one thread owns
+    /// the store.
     runs: RefCell<Vec<Run<S::File>>>,
+    link: Arc<HistoryLink<S::File>>,
 }
 
 impl<S: Storage> DiskHistory<S> {
-    /// Opens `dir` (created if missing): removes `.tmp` leftovers, checks
-    /// every run's header and in-memory sections, and refuses a gap, a
-    /// discontinuity or a damaged run naming the file.
+    /// Opens `dir` (created if missing): removes `.tmp` leftovers and files
+    /// a merged file replaced (a crash before their removal), checks every
+    /// file's header and in-memory sections, and refuses a gap, a
+    /// discontinuity, overlapping merged files or a damaged file naming it.
     pub fn open(storage: S, dir: &Path) -> Result<Self, HistoryError> {
         let runs = open_runs(&storage, dir, true)?;
         Ok(Self {
             storage,
             dir: dir.to_path_buf(),
             runs: RefCell::new(runs),
+            link: Arc::new(HistoryLink::new()),
         })
     }
 
     /// As [`DiskHistory::open`] but writing nothing (`journal verify`):
-    /// `.tmp` leftovers are ignored, not removed.
+    /// `.tmp` leftovers and replaced files are ignored, not removed.
     pub fn open_read_only(storage: S, dir: &Path) -> Result<Self, HistoryError> {
         let runs = open_runs(&storage, dir, false)?;
         Ok(Self {
             storage,
             dir: dir.to_path_buf(),
             runs: RefCell::new(runs),
+            link: Arc::new(HistoryLink::new()),
         })
+    }
+
+    /// The link a compaction thread uses to learn installs and hand over
+    /// merged files.
+    pub fn link(&self) -> Arc<HistoryLink<S::File>> {
+        self.link.clone()
     }
 
     /// The directory.
@@ -468,34 +588,49 @@ impl<S: Storage> DiskHistory<S> {
         &self.dir
     }
 
-    /// Runs on disk (installed or about to be).
+    /// Runs on disk (installed or about to be), merged or not.
     pub fn runs(&self) -> u64 {
+        self.runs.borrow().last().map_or(0, |r| r.header.run)
+    }
+
+    /// Files open (what a lookup of a new id probes, at most).
+    pub fn files(&self) -> u64 {
+        self.adopt();
         self.runs.borrow().len() as u64
     }
 
     /// Checks that the engine's last installed run (after recovery) is on
-    /// disk under its checksum (its header; `open` checked runs 1..=N are
-    /// contiguous): a snapshot taken after an install whose run file was
-    /// then lost would otherwise answer "no such transfer" for its ids.
+    /// disk under its checksum (its header, or its merged file's member
+    /// entry; `open` checked the runs are contiguous): a snapshot taken
+    /// after an install whose run file was then lost would otherwise answer
+    /// "no such transfer" for its ids.
     pub fn check_installed(&self, run: u64, checksum: u128) -> Result<(), HistoryError> {
         let path = self.dir.join(run_name(run));
-        match self.header(run) {
+        match self.checksum_of(run) {
             None => Err(HistoryError::Missing { path }),
-            Some(h) if h.checksum != checksum => Err(HistoryError::Corrupt {
+            Some(c) if c != checksum => Err(HistoryError::Corrupt {
                 path,
                 fault: RunFault::Mismatch {
                     expected: checksum,
-                    found: h.checksum,
+                    found: c,
                 },
             }),
             Some(_) => Ok(()),
         }
     }
 
-    /// The header of run `run`, if open.
+    /// The checksum run `run` was installed with, if open.
+    fn checksum_of(&self, run: u64) -> Option<u128> {
+        let runs = self.runs.borrow();
+        let i = runs.partition_point(|r| r.header.run < run);
+        runs.get(i)?.checksum_of(run)
+    }
+
+    /// The header of the file holding run `run`, if open.
     pub fn header(&self, run: u64) -> Option<Header> {
         let runs = self.runs.borrow();
-        runs.get(run.checked_sub(1)? as usize).map(|r| r.header)
+        let i = runs.partition_point(|r| r.header.run < run);
+        runs.get(i).filter(|r| r.first() <= run).map(|r| r.header)
     }
 
     /// Bytes of run files on disk.
@@ -512,12 +647,13 @@ impl<S: Storage> DiskHistory<S> {
                 (r.fences.len() * FENCE_LEN
                     + r.account_fences.len() * ACCOUNT_FENCE_LEN
                     + r.fingerprints.len()
+                    + r.members.len() * MEMBER_LEN
                     + HEADER_LEN) as u64
             })
             .sum()
     }
 
-    /// Reads every run whole and checks every block and content checksum.
+    /// Reads every file whole and checks every block and content checksum.
     pub fn verify(&self) -> Result<(), HistoryError> {
         for run in self.runs.borrow_mut().iter_mut() {
             run.verify_all().map_err(|fault| HistoryError::Corrupt {
@@ -528,13 +664,41 @@ impl<S: Storage> DiskHistory<S> {
         Ok(())
     }
 
+    /// Swaps in merged files the compaction thread handed over (one
+    /// relaxed-cost atomic load when there are none; never waits for the
+    /// lock). Each replaces exactly the files of its runs in one step, so a
+    /// lookup sees either the members or the merged file, never neither.
+    fn adopt(&self) {
+        if !self.link.ready.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(mut slot) = self.link.merged.try_lock() else {
+            return;
+        };
+        let merged = std::mem::take(&mut *slot);
+        self.link.ready.store(false, Ordering::Release);
+        drop(slot);
+        let mut runs = self.runs.borrow_mut();
+        for m in merged {
+            swap_in(&mut runs, m);
+        }
+    }
+
     /// Loads run `n` (the next one, or a rewritten one): header and
     /// in-memory sections (the writer verified it whole before installing).
+    /// A run inside a merged file is installed for good and never reloaded.
     fn load(&self, n: u64) -> Result<(), RunFault> {
         let path = self.dir.join(run_name(n));
+        let i = {
+            let runs = self.runs.borrow();
+            let i = runs.partition_point(|r| r.header.run < n);
+            if runs.get(i).is_some_and(|r| r.first() < r.header.run) {
+                return Ok(());
+            }
+            i
+        };
         let run = Run::open(&self.storage, &path)?;
         let mut runs = self.runs.borrow_mut();
-        let i = (n - 1) as usize;
         let same = runs.get(i).map(|r| r.header.checksum) == Some(run.header.checksum);
         if !same {
             // A different run under this number: the one open was written
@@ -543,11 +707,38 @@ impl<S: Storage> DiskHistory<S> {
         }
         if i < runs.len() {
             runs[i] = run;
-        } else if i == runs.len() {
+        } else if runs.last().map_or(0, |r| r.header.run) + 1 == n {
             runs.push(run);
         }
         Ok(())
     }
+}
+
+/// Replaces the files holding exactly runs `m.first()..=m.header.run` by
+/// `m`. Compaction merges only runs this store installed, so they are all
+/// open here; a member whose checksum differs is a bug (panic). A range
+/// not open as such (already merged here) is left as it is.
+fn swap_in<F: StorageFile>(runs: &mut Vec<Run<F>>, m: Run<F>) {
+    let i = runs.partition_point(|r| r.first() < m.first());
+    let j = runs.partition_point(|r| r.header.run <= m.header.run);
+    let exact = runs.get(i).is_some_and(|r| r.first() == m.first())
+        && j > i
+        && runs[j - 1].header.run == m.header.run;
+    if !exact {
+        return;
+    }
+    for r in &runs[i..j] {
+        for member in r.member_list() {
+            assert_eq!(
+                m.checksum_of(member.run),
+                Some(member.checksum),
+                "merged history file {} lists run {} under another checksum",
+                m.path.display(),
+                member.run
+            );
+        }
+    }
+    runs.splice(i..j, std::iter::once(m));
 }
 
 /// A read failure as the engine's fault, naming the file and the check.
@@ -557,7 +748,7 @@ fn fault(path: &Path, f: RunFault) -> HistoryFault {
     }
 }
 
-/// Lists, cleans and opens the runs of `dir`, checking continuity.
+/// Lists, cleans and opens the files of `dir`, checking continuity.
 fn open_runs<S: Storage>(
     storage: &S,
     dir: &Path,
@@ -570,35 +761,39 @@ fn open_runs<S: Storage>(
     if clean {
         storage.create_dir_all(dir).map_err(io("create dir"))?;
     }
-    let mut numbers = Vec::new();
-    let mut removed = false;
+    let mut names = Vec::new();
+    let mut stale = Vec::new();
     for name in storage.list(dir).map_err(io("list"))? {
-        if clean && name.starts_with("run-") && name.ends_with(".tmp") {
+        if name.starts_with("run-") && name.ends_with(".tmp") {
             // An unfinished write: never renamed, so never installed.
-            let p = dir.join(&name);
+            stale.push(name);
+        } else if let Some(n) = parse_file_name(&name) {
+            names.push(n);
+        }
+    }
+    let kept = outermost(dir, names, &mut stale)?;
+    if clean {
+        for name in &stale {
+            let p = dir.join(name);
             storage.remove(&p).map_err(|source| HistoryError::Io {
                 op: "remove",
                 path: p,
                 source,
             })?;
-            removed = true;
-        } else if let Some(n) = parse_run_name(&name) {
-            numbers.push(n);
+        }
+        if !stale.is_empty() {
+            storage.sync_dir(dir).map_err(io("fsync dir"))?;
         }
     }
-    if removed {
-        storage.sync_dir(dir).map_err(io("fsync dir"))?;
-    }
-    numbers.sort_unstable();
-    let mut runs: Vec<Run<S::File>> = Vec::with_capacity(numbers.len());
-    for (i, &n) in numbers.iter().enumerate() {
-        let want = i as u64 + 1;
-        if n != want {
+    let mut runs: Vec<Run<S::File>> = Vec::with_capacity(kept.len());
+    for (first, last) in kept {
+        let want = runs.last().map_or(1, |r| r.header.run + 1);
+        if first != want {
             return Err(HistoryError::Missing {
                 path: dir.join(run_name(want)),
             });
         }
-        let path = dir.join(run_name(n));
+        let path = dir.join(file_name(first, last));
         let run = Run::open(storage, &path).map_err(|fault| HistoryError::Corrupt {
             path: path.clone(),
             fault,
@@ -616,8 +811,36 @@ fn open_runs<S: Storage>(
     Ok(runs)
 }
 
+/// The files to open: every (first, last) not inside a merged file that
+/// has its final name (so is complete: the files it replaced are leftovers
+/// of a crash before their removal, added to `stale`); two merged files
+/// that overlap without one holding the other are refused.
+fn outermost(
+    dir: &Path,
+    mut names: Vec<(u64, u64)>,
+    stale: &mut Vec<String>,
+) -> Result<Vec<(u64, u64)>, HistoryError> {
+    // Widest first among equal starts, so a holder precedes what it holds.
+    names.sort_unstable_by_key(|&(first, last)| (first, std::cmp::Reverse(last)));
+    let mut kept: Vec<(u64, u64)> = Vec::with_capacity(names.len());
+    for (first, last) in names {
+        match kept.last() {
+            Some(&(_, k_last)) if last <= k_last => stale.push(file_name(first, last)),
+            Some(&(k_first, k_last)) if first <= k_last => {
+                return Err(HistoryError::Overlap {
+                    path: dir.join(file_name(first, last)),
+                    other: dir.join(file_name(k_first, k_last)),
+                })
+            }
+            _ => kept.push((first, last)),
+        }
+    }
+    Ok(kept)
+}
+
 impl<S: Storage> TransferHistory for DiskHistory<S> {
     fn get(&self, id: TransferId) -> Result<Option<TransferRecord>, HistoryFault> {
+        self.adopt();
         for run in self.runs.borrow().iter().rev() {
             if let Some(r) = run.get(id.0).map_err(|f| fault(&run.path, f))? {
                 if r.spec.id != id {
@@ -640,6 +863,7 @@ impl<S: Storage> TransferHistory for DiskHistory<S> {
         filter: &AccountFilter,
         each: &mut dyn FnMut(&TransferRecord) -> bool,
     ) -> Result<(), HistoryFault> {
+        self.adopt();
         let runs = self.runs.borrow();
         let mut cursors = open_cursors(&runs, filter)?;
         let mut last_seq: Option<u64> = None;
@@ -680,25 +904,26 @@ impl<S: Storage> TransferHistory for DiskHistory<S> {
         if run == 0 {
             return Ok(false);
         }
-        let known = {
-            let runs = self.runs.borrow();
-            runs.get((run - 1) as usize).map(|r| r.header.checksum)
+        self.adopt();
+        let yes = match self.checksum_of(run) {
+            Some(c) if c == checksum => true,
+            None if run > self.runs() + 1 => false,
+            _ => {
+                let path = self.dir.join(run_name(run));
+                match self.load(run) {
+                    Ok(()) => {}
+                    Err(RunFault::Io(_)) if self.storage.open_read(&path).is_err() => {
+                        return Ok(false)
+                    }
+                    Err(f) => return Err(fault(&path, f)),
+                }
+                self.checksum_of(run) == Some(checksum)
+            }
         };
-        match known {
-            Some(c) if c == checksum => return Ok(true),
-            None if run > self.runs() + 1 => return Ok(false),
-            _ => {}
+        if yes {
+            self.link.installed_run.fetch_max(run, Ordering::AcqRel);
         }
-        let path = self.dir.join(run_name(run));
-        match self.load(run) {
-            Ok(()) => {}
-            Err(RunFault::Io(_)) if self.storage.open_read(&path).is_err() => return Ok(false),
-            Err(f) => return Err(fault(&path, f)),
-        }
-        let runs = self.runs.borrow();
-        Ok(runs
-            .get((run - 1) as usize)
-            .is_some_and(|r| r.header.checksum == checksum))
+        Ok(yes)
     }
 }
 

@@ -512,3 +512,267 @@ fn lookups_read_the_id_where_the_canonical_encoding_puts_it() {
         assert_eq!(super::format::record_id(&buf), r.spec.id.0);
     }
 }
+
+// ----- compaction ---------------------------------------------------------
+
+use super::compact::{merge, pick_group, remove_members, FileSpan};
+use super::format::merged_name;
+
+/// Every answer the store gives for `inputs`' ids and a seeded set of
+/// account queries (both orders, ranges by seq and time, paged limits).
+fn answers(h: &dyn TransferHistory, inputs: &[Vec<TransferRecord>], seed: u64) -> Vec<String> {
+    let mut out: Vec<String> = inputs
+        .iter()
+        .flatten()
+        .map(|r| format!("{:?}", h.get(r.spec.id).unwrap()))
+        .collect();
+    let mut rng = SplitMix64(seed);
+    for _ in 0..80 {
+        let by = if rng.chance(1, 2) {
+            RangeBy::LedgerSeq
+        } else {
+            RangeBy::Time
+        };
+        let top = if by == RangeBy::LedgerSeq {
+            3000
+        } else {
+            1_600_000
+        };
+        let (x, y) = (rng.below(top), rng.below(top));
+        let f = filter(
+            1 + rng.below(ACCOUNTS),
+            by,
+            x.min(y),
+            x.max(y),
+            rng.chance(1, 2),
+        );
+        out.push(format!("{:?}", collect(h, &f, 1 + rng.below(300) as usize)));
+    }
+    out
+}
+
+fn span_of(h: &DiskHistory<SimDisk>, run: u64) -> FileSpan {
+    let hd = h.header(run).unwrap();
+    FileSpan {
+        first: hd.first_run,
+        last: hd.run,
+        records: hd.records,
+    }
+}
+
+/// Merges runs `first..=last` as they are open now (durably, members removed).
+fn merge_range(disk: &SimDisk, first: u64, last: u64) {
+    let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+    let mut group = vec![span_of(&h, first)];
+    while group.last().unwrap().last < last {
+        group.push(span_of(&h, group.last().unwrap().last + 1));
+    }
+    merge(disk, Path::new(DIR), &group).unwrap();
+    remove_members(disk, Path::new(DIR), &group).unwrap();
+}
+
+#[test]
+fn compaction_answers_exactly_as_the_runs_did() {
+    for seed in [11u64, 12, 13] {
+        println!("seed {seed}");
+        let disk = SimDisk::new();
+        let inputs = stream(seed, 2400);
+        let (model, runs) = write_runs(&disk, &inputs, 150);
+        assert!(runs.len() >= 12, "{} runs", runs.len());
+        let before = answers(
+            &DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap(),
+            &inputs,
+            seed,
+        );
+        // Two tiers: 1..4 and 5..8, then those two merged, then 9..12.
+        merge_range(&disk, 1, 4);
+        merge_range(&disk, 5, 8);
+        merge_range(&disk, 1, 8);
+        merge_range(&disk, 9, 12);
+        let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+        h.verify().unwrap();
+        assert_eq!(h.runs(), runs.len() as u64);
+        assert_eq!(h.files(), runs.len() as u64 - 12 + 2);
+        assert_eq!(answers(&h, &inputs, seed), before, "seed {seed}");
+        for r in inputs.iter().flatten() {
+            assert_eq!(h.get(r.spec.id).unwrap(), model.get(r.spec.id));
+        }
+        // Runs merged away still install (replay), only under their checksum.
+        for &(run, sum) in &runs {
+            assert!(h.has_run(run, sum).unwrap(), "run {run}");
+            assert!(!h.has_run(run, sum ^ 1).unwrap(), "run {run}");
+            h.check_installed(run, sum).unwrap();
+        }
+        assert!(h.check_installed(3, runs[2].1 ^ 1).is_err());
+        let names = disk.list(Path::new(DIR)).unwrap();
+        assert!(names.contains(&merged_name(1, 8)), "{names:?}");
+        assert!(!names.contains(&run_name(3)), "{names:?}");
+    }
+}
+
+#[test]
+fn a_merged_file_only_keeps_each_ids_newest_record() {
+    let disk = SimDisk::new();
+    let inputs = stream(21, 1200);
+    let (model, runs) = write_runs(&disk, &inputs, 100);
+    let total: u64 = {
+        let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+        (1..=runs.len() as u64)
+            .map(|r| h.header(r).unwrap().records)
+            .sum()
+    };
+    merge_range(&disk, 1, runs.len() as u64);
+    let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+    let merged = h.header(1).unwrap().records;
+    let mut ids: Vec<u128> = model.0.iter().map(|r| r.spec.id.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(merged, ids.len() as u64);
+    assert!(merged < total, "resolved pending transfers had two records");
+}
+
+#[test]
+fn a_crash_at_each_compaction_step_is_repaired_or_refused_never_wrong() {
+    let disk = SimDisk::new();
+    let inputs = stream(31, 1200);
+    let (_, runs) = write_runs(&disk, &inputs, 150);
+    let dir = Path::new(DIR);
+    let before = answers(&DiskHistory::open(disk.clone(), dir).unwrap(), &inputs, 31);
+    let h = DiskHistory::open(disk.clone(), dir).unwrap();
+    let group: Vec<FileSpan> = (1..=4).map(|r| span_of(&h, r)).collect();
+    drop(h);
+    // 1. Crash while the merged file is being written (temp name, unsynced).
+    let mut probe = disk.clone();
+    merge(&probe, dir, &group).unwrap();
+    let name = merged_name(1, 4);
+    probe
+        .rename(&dir.join(&name), &dir.join(format!("{name}.tmp")))
+        .unwrap();
+    probe.sync_dir(dir).unwrap();
+    probe.crash(&mut SplitMix64(1), true);
+    let h = DiskHistory::open(disk.clone(), dir).unwrap();
+    assert_eq!(answers(&h, &inputs, 31), before);
+    assert_eq!(h.files(), runs.len() as u64);
+    assert!(!disk.list(dir).unwrap().iter().any(|n| n.ends_with(".tmp")));
+    drop(h);
+    // 2. Crash after the rename, before any member is removed; 3. after
+    // some are: open removes the members, the merged file answers.
+    probe = disk.clone();
+    merge(&probe, dir, &group).unwrap();
+    probe.crash(&mut SplitMix64(2), true);
+    let h = DiskHistory::open_read_only(disk.clone(), dir).unwrap();
+    assert_eq!(answers(&h, &inputs, 31), before);
+    assert!(
+        disk.list(dir).unwrap().contains(&run_name(2)),
+        "read-only removes nothing"
+    );
+    probe.remove(&dir.join(run_name(1))).unwrap();
+    probe.crash(&mut SplitMix64(3), false);
+    let h = DiskHistory::open(disk.clone(), dir).unwrap();
+    assert_eq!(answers(&h, &inputs, 31), before);
+    assert_eq!(h.files(), runs.len() as u64 - 3);
+    let names = disk.list(dir).unwrap();
+    assert!((1..=4).all(|r| !names.contains(&run_name(r))), "{names:?}");
+    drop(h);
+    // Overlapping merged files (neither holds the other): refused, named.
+    let h = DiskHistory::open(disk.clone(), dir).unwrap();
+    let g2: Vec<FileSpan> = (5..=6).map(|r| span_of(&h, r)).collect();
+    drop(h);
+    merge(&disk, dir, &g2).unwrap();
+    let img = disk.contents(&dir.join(merged_name(5, 6))).unwrap();
+    let mut f = disk.create(&dir.join(merged_name(4, 5))).unwrap();
+    crate::journal::StorageFile::write_at(&mut f, &img, 0).unwrap();
+    assert!(matches!(
+        DiskHistory::open(disk.clone(), dir),
+        Err(HistoryError::Overlap { .. })
+    ));
+}
+
+#[test]
+fn a_bit_flip_in_a_merged_file_is_a_fault_naming_it() {
+    let disk = SimDisk::new();
+    let inputs = stream(41, 900);
+    write_runs(&disk, &inputs, 150);
+    merge_range(&disk, 1, 4);
+    let path = Path::new(DIR).join(merged_name(1, 4));
+    let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+    let data_end = h.header(1).unwrap().record_span.offset + h.header(1).unwrap().record_span.len;
+    drop(h);
+    disk.flip_bits(&mut SplitMix64(5), &path, BLOCK_LEN as u64..data_end, 64);
+    let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+    let e = h.verify().unwrap_err().to_string();
+    assert!(e.contains(&merged_name(1, 4)), "{e}");
+    let mut faults = 0;
+    for r in inputs.iter().flatten() {
+        match h.get(r.spec.id) {
+            Ok(_) => {}
+            Err(f) => {
+                assert!(f.what.contains(&merged_name(1, 4)), "{f}");
+                faults += 1;
+            }
+        }
+    }
+    assert!(faults > 0);
+}
+
+#[test]
+fn the_engines_store_adopts_a_merged_file_handed_over_without_reading_it() {
+    let disk = SimDisk::new();
+    let inputs = stream(51, 1200);
+    let (_, runs) = write_runs(&disk, &inputs, 150);
+    let dir = Path::new(DIR);
+    let h = DiskHistory::open(disk.clone(), dir).unwrap();
+    let before = answers(&h, &inputs, 51);
+    for &(run, sum) in &runs {
+        assert!(h.has_run(run, sum).unwrap());
+    }
+    // A compactor on "another thread": learns installs through the link.
+    let mut c = Compactor::new(disk.clone(), dir, h.link(), (4, u64::MAX), (0, 0)).unwrap();
+    c.observe(|| 1000).unwrap();
+    assert!(!c.step().unwrap(), "no snapshot: nothing eligible");
+    // A snapshot at seq 1001 covers every install applied by then.
+    disk.create(&Path::new("/data").join(crate::snapshot::snapshot_name(1001)))
+        .unwrap();
+    c.observe(|| 1000).unwrap();
+    assert!(c.step().unwrap());
+    assert_eq!(
+        c.files()[0],
+        FileSpan {
+            first: 1,
+            last: 4,
+            records: c.files()[0].records
+        }
+    );
+    // Members are gone from disk; the store swaps in the merged file at its
+    // next call, and answers exactly as before.
+    assert_eq!(answers(&h, &inputs, 51), before);
+    assert_eq!(h.files(), runs.len() as u64 - 3);
+    while c.step().unwrap() {}
+    assert_eq!(answers(&h, &inputs, 51), before);
+    assert!(h.files() <= 4, "{} files", h.files());
+}
+
+#[test]
+fn the_policy_merges_the_oldest_full_tier_of_eligible_files() {
+    let one = |r: u64| FileSpan {
+        first: r,
+        last: r,
+        records: 10,
+    };
+    let files: Vec<FileSpan> = (1..=9).map(one).collect();
+    assert_eq!(pick_group(&files, 4, 1000, 9), Some(0));
+    assert_eq!(pick_group(&files, 4, 1000, 3), None, "run 4 not eligible");
+    assert_eq!(pick_group(&files, 4, 39, 9), None, "records_max");
+    let mut files = vec![FileSpan {
+        first: 1,
+        last: 4,
+        records: 40,
+    }];
+    files.extend((5..=9).map(one));
+    assert_eq!(
+        pick_group(&files, 4, 1000, 9),
+        Some(1),
+        "tier 0 window after a tier-1 file"
+    );
+    assert_eq!(pick_group(&files[..4], 4, 1000, 9), None);
+}

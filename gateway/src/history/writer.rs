@@ -56,7 +56,19 @@ pub fn build_run(
     through_seq: u64,
     records: &[TransferRecord],
 ) -> RunImage {
-    let recs = canonical(records);
+    build_file(run, after_seq, through_seq, canonical(records), &[])
+}
+
+/// Builds the file of runs `members[0].run..=run` (or of run `run` alone
+/// when `members` is empty) from records already in (id, change_seq) order
+/// with no repeated key.
+pub(crate) fn build_file(
+    run: u64,
+    after_seq: u64,
+    through_seq: u64,
+    recs: Vec<TransferRecord>,
+    members: &[Member],
+) -> RunImage {
     let entries = account_entries(&recs);
     let filter = filter_bytes(&recs);
     let mut header = Header {
@@ -67,8 +79,10 @@ pub fn build_run(
         entries: entries.len() as u64,
         min_id: recs.first().map_or(0, |r| r.spec.id.0),
         max_id: recs.last().map_or(0, |r| r.spec.id.0),
+        first_run: members.first().map_or(run, |m| m.run),
         ..Header::default()
     };
+    debug_assert_eq!(header.members(), members.len() as u64);
     header.lay_out(filter.len() as u64);
     let mut bytes = vec![0u8; header.file_len as usize];
     let (checksum, fences) = write_record_blocks(&mut bytes, &header, &recs);
@@ -77,6 +91,11 @@ pub fn build_run(
     header.fence_checksum = put(&mut bytes, header.fence_span, &fences);
     header.account_fence_checksum = put(&mut bytes, header.account_fence_span, &account_fences);
     header.filter_checksum = put(&mut bytes, header.filter_span, &filter);
+    let mut list = vec![0u8; members.len() * MEMBER_LEN];
+    for (m, out) in members.iter().zip(list.chunks_mut(MEMBER_LEN)) {
+        m.encode(out);
+    }
+    header.member_checksum = put(&mut bytes, header.member_span, &list);
     bytes[..HEADER_LEN].copy_from_slice(&header.encode());
     RunImage { header, bytes }
 }
@@ -101,7 +120,7 @@ fn write_record_blocks(bytes: &mut [u8], h: &Header, recs: &[TransferRecord]) ->
             content.update(&buf);
             block[i * RECORD_LEN..(i + 1) * RECORD_LEN].copy_from_slice(&buf);
         }
-        seal_block(block, h.run, Section::Records, b as u64);
+        seal_block(block, h.key(), Section::Records, b as u64);
         fences.extend_from_slice(&chunk[0].spec.id.0.to_le_bytes());
     }
     (content.digest128(), fences)
@@ -116,7 +135,7 @@ fn write_account_blocks(bytes: &mut [u8], h: &Header, entries: &[AccountEntry]) 
         for (i, e) in chunk.iter().enumerate() {
             e.encode(&mut block[i * ENTRY_LEN..(i + 1) * ENTRY_LEN]);
         }
-        seal_block(block, h.run, Section::Accounts, b as u64);
+        seal_block(block, h.key(), Section::Accounts, b as u64);
         fences.extend_from_slice(&chunk[0].account.to_le_bytes());
         fences.extend_from_slice(&chunk[0].ledger_seq.to_le_bytes());
     }
@@ -178,7 +197,7 @@ pub fn write_run_file<S: Storage>(
         move |source| HistoryError::Io { op, path, source }
     };
     storage.create_dir_all(dir).map_err(io("create dir", dir))?;
-    let name = run_name(image.header.run);
+    let name = file_name(image.header.first_run, image.header.run);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
     if storage
@@ -214,6 +233,8 @@ pub struct RunWriter<S: Storage> {
     run_records: usize,
     /// Bytes of the run files kept (for the metrics gauge).
     bytes: u64,
+    /// Compaction, run on its own thread by the runtime (absent: none).
+    compactor: Option<super::Compactor<S>>,
 }
 
 impl<S: Storage> RunWriter<S> {
@@ -237,8 +258,9 @@ impl<S: Storage> RunWriter<S> {
         let (mut removed, mut bytes) = (false, 0);
         for name in storage.list(dir).map_err(io("list", dir))? {
             let p = dir.join(&name);
-            match parse_run_name(&name) {
-                Some(r) if r > last_run => {
+            match parse_file_name(&name).map(|(_, last)| last) {
+                // Merged files hold installed runs only: never past last_run.
+                Some(r) if r > last_run && parse_run_name(&name).is_some() => {
                     storage.remove(&p).map_err(io("remove", &p))?;
                     removed = true;
                 }
@@ -260,7 +282,19 @@ impl<S: Storage> RunWriter<S> {
             last_through,
             run_records: run_records.max(1),
             bytes,
+            compactor: None,
         })
+    }
+
+    /// With compaction of the installed runs (see `compact`).
+    pub fn with_compactor(mut self, c: super::Compactor<S>) -> Self {
+        self.compactor = Some(c);
+        self
+    }
+
+    /// Takes the compactor out, for its own thread.
+    pub fn take_compactor(&mut self) -> Option<super::Compactor<S>> {
+        self.compactor.take()
     }
 
     /// Adds one input's changes (in seq order). Changes at or before the

@@ -13,10 +13,16 @@
 //! failed write, or an install the engine rejected, stops the process
 //! through `fatal` (never retried in silence: the engine would keep every
 //! later record in memory until it is full).
+//!
+//! Compaction (`history::compact`) runs on a thread of its own, so a merge
+//! (seconds for millions of records) never keeps this one from draining
+//! the ring: the engine never waits on compaction. A failed merge stops
+//! compaction only (logged): the runs it would have merged stay as they are
+//! and answer as before.
 
 use super::idle::{IdleStrategy, Idler};
 use super::partition::{Request, Shared};
-use crate::history::RunWriter;
+use crate::history::{Compactor, RunWriter};
 use crate::journal::FsStorage;
 use engine::{Command, Seq};
 use std::sync::atomic::Ordering;
@@ -27,6 +33,41 @@ const INSTALL_KIND: usize = 13;
 
 /// Runs until the engine thread stopped and the ring is drained.
 pub fn history_loop(mut writer: RunWriter<FsStorage>, shared: Arc<Shared>, fatal: fn(&str)) {
+    let compaction = writer.take_compactor().map(|c| {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("history-compact".into())
+            .spawn(move || compact_loop(c, &shared))
+            .expect("spawn the history compaction thread")
+    });
+    write_loop(&mut writer, &shared, fatal);
+    if let Some(t) = compaction {
+        let _ = t.join();
+    }
+}
+
+/// How often the compaction thread looks for work.
+const COMPACT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Merges runs while the engine runs; returns once it stopped.
+fn compact_loop(mut c: Compactor<FsStorage>, shared: &Shared) {
+    while !shared.stopped.load(Ordering::Acquire) {
+        let res = c
+            .observe(|| shared.applied_seq.load(Ordering::Acquire))
+            .and_then(|()| c.step());
+        match res {
+            Ok(true) => {}
+            Ok(false) => std::thread::sleep(COMPACT_POLL),
+            Err(e) => {
+                tracing::error!(error = %e, "history compaction failed; it stays off until restart (runs keep answering as they are)");
+                return;
+            }
+        }
+    }
+}
+
+/// The writer proper (see the module doc).
+fn write_loop(writer: &mut RunWriter<FsStorage>, shared: &Arc<Shared>, fatal: fn(&str)) {
     let ring = shared.history.as_ref().expect("history ring");
     let mut idler = Idler::new(IdleStrategy::Park { max_sleep_us: 200 });
     let mut install: Option<Command> = None;
