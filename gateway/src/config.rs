@@ -187,6 +187,12 @@ run_records = 262_144
 # O(fanout x log(history)) files instead of one per run; only runs installed
 # before the oldest kept snapshot are merged. 0: no compaction.
 compact_fanout = 8
+# Bytes of one Bloom filter per partition of every transfer id in its history
+# (memory, allocated at start and filled by reading every history file once),
+# so a new id costs one cache line instead of a probe per file. 64 MiB holds
+# about 50 M ids at ~1 % false positives; past that lookups slow down towards
+# the per-file probes, answers stay exact. 0: no filter; else 64 ..= 16 GiB.
+filter_bytes = 67_108_864
 
 [feed]
 # Market data (bourse-md/1 on the server's endpoint).
@@ -663,7 +669,12 @@ pub struct HistorySection {
     pub run_records: usize,
     /// Runs merged per compaction (0: none; else at least 2).
     pub compact_fanout: usize,
+    /// Bytes of the per-partition id filter (0: none).
+    pub filter_bytes: u64,
 }
+
+/// Largest `[history] filter_bytes` (16 GiB: ~12 G ids at ~1 %).
+pub const HISTORY_FILTER_BYTES_MAX: u64 = 1 << 34;
 
 /// Most transfer changes one history run may hold (a run is built in memory).
 pub const HISTORY_RUN_RECORDS_MAX: usize = 1 << 24;
@@ -673,6 +684,7 @@ impl Default for HistorySection {
         HistorySection {
             run_records: crate::pipeline::DEFAULT_HISTORY_RUN_RECORDS,
             compact_fanout: crate::history::DEFAULT_COMPACT_FANOUT,
+            filter_bytes: crate::pipeline::DEFAULT_HISTORY_FILTER_BYTES,
         }
     }
 }
@@ -1459,6 +1471,13 @@ impl BourseConfig {
                 format!("{} is not 0 or 2 ..= 1024", self.history.compact_fanout),
             ));
         }
+        let fb = self.history.filter_bytes;
+        if fb != 0 && !(64..=HISTORY_FILTER_BYTES_MAX).contains(&fb) {
+            return Err(bad(
+                "history.filter_bytes",
+                format!("{fb} is not 0 or 64 ..= {HISTORY_FILTER_BYTES_MAX}"),
+            ));
+        }
         if self.watchdog.stall_ms == 0 {
             return Err(bad("watchdog.stall_ms", "must be at least 1".to_string()));
         }
@@ -1657,8 +1676,21 @@ impl BourseConfig {
             + n(e.transfers_max) * TRANSFER
             + n(e.events_max) * EVENT
             + (n(e.events_max) / 2 + 2 * n(e.batch_max)) * CHANGE
-            + (r.inbound_ring + r.output_ring + r.journal_queue) as u64 * RING_SLOT;
+            + (r.inbound_ring + r.output_ring + r.journal_queue) as u64 * RING_SLOT
+            + self.history_filter_bytes();
         part.saturating_mul(self.pipeline.partitions as u64)
+    }
+
+    /// Bytes of one partition's history id filter (none without on-disk
+    /// history).
+    fn history_filter_bytes(&self) -> u64 {
+        let p = self.pipeline();
+        let on = p.durability != Durability::None && p.history_run_records > 0;
+        if on {
+            p.history_filter_bytes
+        } else {
+            0
+        }
     }
 
     /// The operator token's owners and permissions: the demo owners with
@@ -1715,6 +1747,7 @@ impl BourseConfig {
                 .run_records
                 .min((self.engine.transfers_max / 2).max(1) as usize),
             history_compact_fanout: self.history.compact_fanout,
+            history_filter_bytes: self.history.filter_bytes,
         }
     }
 
@@ -2197,6 +2230,21 @@ mod tests {
         let mut big = c.clone();
         big.pipeline.partitions = 4;
         assert_eq!(big.memory_estimate(), 4 * need);
+    }
+
+    #[test]
+    fn history_filter_bytes_is_0_or_bounded_and_counts_in_memory() {
+        let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        for bad in ["63", "17179869185"] {
+            let e = BourseConfig::load(None, vec![], &set("history.filter_bytes", bad)).unwrap_err();
+            assert_eq!(e.key(), Some("history.filter_bytes"), "{e}");
+        }
+        let c = BourseConfig::load(None, vec![], &[]).unwrap();
+        assert_eq!(c.pipeline().history_filter_bytes, 64 << 20);
+        let off = BourseConfig::load(None, vec![], &set("history.filter_bytes", "0")).unwrap();
+        assert_eq!(off.pipeline().history_filter_bytes, 0);
+        let per_partition = c.memory_estimate() - off.memory_estimate();
+        assert_eq!(per_partition, (64 << 20) * c.pipeline().partitions as u64);
     }
 
     #[test]

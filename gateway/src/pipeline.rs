@@ -23,7 +23,7 @@
 //! moves it aside with an ERROR); a snapshot is written only once every input
 //! it covers is durable.
 
-use crate::history::{DiskHistory, RunWriter, HISTORY_DIR};
+use crate::history::{DiskHistory, IdFilter, RunWriter, HISTORY_DIR};
 use crate::journal::retention::{disk_usage, DiskUsage, Retention, RetentionConfig, Step};
 use crate::journal::{
     DirLock, Durability, FsStorage, JournalConfig, JournalError, JournalWriter, LockError,
@@ -64,6 +64,9 @@ pub struct PipelineConfig {
     /// Installed history runs merged per compaction (`[history]
     /// compact_fanout`; 0: no compaction).
     pub history_compact_fanout: usize,
+    /// Bytes of each partition's history id filter (`[history]
+    /// filter_bytes`; 0: none).
+    pub history_filter_bytes: u64,
 }
 
 impl PipelineConfig {
@@ -81,9 +84,14 @@ impl PipelineConfig {
             retention: RetentionConfig::default(),
             history_run_records: DEFAULT_HISTORY_RUN_RECORDS,
             history_compact_fanout: crate::history::DEFAULT_COMPACT_FANOUT,
+            history_filter_bytes: DEFAULT_HISTORY_FILTER_BYTES,
         }
     }
 }
+
+/// Bytes of each partition's history id filter by default (`[history]
+/// filter_bytes`: ~50 M ids at ~1 % false positives).
+pub const DEFAULT_HISTORY_FILTER_BYTES: u64 = 64 << 20;
 
 /// Records per history run by default (`[history] run_records`).
 pub const DEFAULT_HISTORY_RUN_RECORDS: usize = 262_144;
@@ -366,6 +374,20 @@ impl Pipeline {
                     true => Some(DiskHistory::open(FsStorage, &hdir).map_err(history_err)?),
                     false => None,
                 };
+                // Filled from every id on disk before replay (an O(history)
+                // read); the writer adds each run's ids before its install.
+                let filter = store
+                    .as_mut()
+                    .zip(IdFilter::new(cfg.history_filter_bytes).map(std::sync::Arc::new))
+                    .map(|(s, f)| {
+                        let started = std::time::Instant::now();
+                        let records = s.attach_filter(f.clone())?;
+                        tracing::info!(partition = i, records, ms = started.elapsed().as_millis() as u64,
+                            "history id filter filled");
+                        Ok(f)
+                    })
+                    .transpose()
+                    .map_err(history_err)?;
                 let link = store.as_ref().map(|s| s.link());
                 // Attached before replay: replayed installs find their runs.
                 let mut attach = |e: &mut Engine| {
@@ -398,6 +420,9 @@ impl Pipeline {
                     let mut w =
                         RunWriter::new(FsStorage, &hdir, run, through.0, cfg.history_run_records)
                             .map_err(history_err)?;
+                    if let Some(f) = filter {
+                        w = w.with_filter(f);
+                    }
                     w.push(&r.engine.history_tail(through));
                     if let Some(link) = link.filter(|_| cfg.history_compact_fanout > 1) {
                         let c = crate::history::Compactor::new(

@@ -4,7 +4,8 @@
 //!
 //! Parts: [`format`] (the file layout), [`writer`] (building runs,
 //! [`RunWriter`] cutting the change stream, the durable write), [`store`]
-//! ([`DiskHistory`]: open, lookups, verify, repair).
+//! ([`DiskHistory`]: open, lookups, verify, repair), [`filter`] ([`IdFilter`]:
+//! one partition-wide Bloom filter of every id, so a new id skips the files).
 //!
 //! Invariants, as absences: no run file carries its final name before it is
 //! complete and synced; no run is ever modified after its rename (a run is
@@ -14,6 +15,7 @@
 //! yields an answer: it is a typed error naming the file and the check.
 
 pub mod compact;
+pub mod filter;
 pub mod format;
 pub mod store;
 pub mod writer;
@@ -22,6 +24,7 @@ pub mod writer;
 mod tests;
 
 pub use compact::{Compactor, DEFAULT_COMPACT_FANOUT, DEFAULT_COMPACT_RECORDS_MAX};
+pub use filter::IdFilter;
 pub use format::{file_name, parse_file_name, parse_run_name, run_name};
 pub use store::{DiskHistory, HistoryError, HistoryLink, RunFault};
 pub use writer::{build_run, repair_run, write_run_file, RunImage, RunWriter};

@@ -22,6 +22,7 @@
 //! everything again. Any failure is a typed error naming the file and the
 //! check, never a wrong answer.
 
+use super::filter::IdFilter;
 use super::format::*;
 use crate::journal::{Storage, StorageFile};
 use engine::history::{
@@ -548,6 +549,9 @@ pub struct DiskHistory<S: Storage> {
     /// the store.
     runs: RefCell<Vec<Run<S::File>>>,
     link: Arc<HistoryLink<S::File>>,
+    /// Every id on disk (and of runs about to be installed): a "no" skips
+    /// the per-file probes. Absent: every lookup probes every file.
+    filter: Option<Arc<IdFilter>>,
 }
 
 impl<S: Storage> DiskHistory<S> {
@@ -562,6 +566,7 @@ impl<S: Storage> DiskHistory<S> {
             dir: dir.to_path_buf(),
             runs: RefCell::new(runs),
             link: Arc::new(HistoryLink::new()),
+            filter: None,
         })
     }
 
@@ -574,7 +579,29 @@ impl<S: Storage> DiskHistory<S> {
             dir: dir.to_path_buf(),
             runs: RefCell::new(runs),
             link: Arc::new(HistoryLink::new()),
+            filter: None,
         })
+    }
+
+    /// Attaches the partition's id filter after adding every id of every
+    /// open file to it (each file read whole and verified as `verify`
+    /// does: an O(history) read, done once at start before the engine
+    /// answers). Returns the records read. The writer adds each later run's
+    /// ids before it asks for the install (`RunWriter::with_filter`).
+    pub fn attach_filter(&mut self, filter: Arc<IdFilter>) -> Result<u64, HistoryError> {
+        let mut records = 0u64;
+        for run in self.runs.borrow().iter() {
+            run.scan(|r| {
+                filter.insert(r.spec.id.0);
+                records += 1;
+            })
+            .map_err(|fault| HistoryError::Corrupt {
+                path: run.path.clone(),
+                fault,
+            })?;
+        }
+        self.filter = Some(filter);
+        Ok(records)
     }
 
     /// The link a compaction thread uses to learn installs and hand over
@@ -841,6 +868,37 @@ fn outermost(
 impl<S: Storage> TransferHistory for DiskHistory<S> {
     fn get(&self, id: TransferId) -> Result<Option<TransferRecord>, HistoryFault> {
         self.adopt();
+        if self.filter.as_ref().is_some_and(|f| !f.may_contain(id.0)) {
+            // Debug builds check the "no": an installed id missing from the
+            // filter would be a wrong answer (a duplicate transfer).
+            #[cfg(debug_assertions)]
+            if let Ok(Some(r)) = self.probe(id) {
+                panic!(
+                    "history id filter lacks transfer {:#x} stored at change_seq {}",
+                    id.0, r.change_seq.0
+                );
+            }
+            return Ok(None);
+        }
+        self.probe(id)
+    }
+
+    fn account(
+        &self,
+        filter: &AccountFilter,
+        each: &mut dyn FnMut(&TransferRecord) -> bool,
+    ) -> Result<(), HistoryFault> {
+        self.account_entries(filter, each)
+    }
+
+    fn has_run(&self, run: u64, checksum: u128) -> Result<bool, HistoryFault> {
+        self.has_run_checked(run, checksum)
+    }
+}
+
+impl<S: Storage> DiskHistory<S> {
+    /// Every file newest first: min/max, its own filter, one block read.
+    fn probe(&self, id: TransferId) -> Result<Option<TransferRecord>, HistoryFault> {
         for run in self.runs.borrow().iter().rev() {
             if let Some(r) = run.get(id.0).map_err(|f| fault(&run.path, f))? {
                 if r.spec.id != id {
@@ -858,7 +916,7 @@ impl<S: Storage> TransferHistory for DiskHistory<S> {
         Ok(None)
     }
 
-    fn account(
+    fn account_entries(
         &self,
         filter: &AccountFilter,
         each: &mut dyn FnMut(&TransferRecord) -> bool,
@@ -900,7 +958,7 @@ impl<S: Storage> TransferHistory for DiskHistory<S> {
         Ok(())
     }
 
-    fn has_run(&self, run: u64, checksum: u128) -> Result<bool, HistoryFault> {
+    fn has_run_checked(&self, run: u64, checksum: u128) -> Result<bool, HistoryFault> {
         if run == 0 {
             return Ok(false);
         }

@@ -175,13 +175,19 @@ fn filter(account: u64, by: RangeBy, lo: u64, hi: u64, newest_first: bool) -> Ac
 
 #[test]
 fn lookups_and_account_pages_match_the_model() {
-    for seed in [1u64, 2, 3] {
-        println!("seed {seed}");
+    // No id filter; one overfilled (16 blocks for ~2,800 ids: mostly
+    // "maybe"); one at its design load or below (mostly "no").
+    for (seed, filter_bytes) in [(1u64, 0u64), (2, 0), (3, 0), (1, 1024), (2, 1 << 16)] {
+        println!("seed {seed} filter_bytes {filter_bytes}");
         let disk = SimDisk::new();
         let inputs = stream(seed, 1500);
         let (model, runs) = write_runs(&disk, &inputs, 500);
         assert!(runs.len() >= 4, "{} runs", runs.len());
-        let h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+        let mut h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+        if let Some(f) = IdFilter::new(filter_bytes) {
+            let filled = h.attach_filter(std::sync::Arc::new(f)).unwrap();
+            assert_eq!(filled, model.0.len() as u64, "every installed record read");
+        }
         assert_eq!(h.runs(), runs.len() as u64);
         h.verify().unwrap();
         for &(run, sum) in &runs {
@@ -775,4 +781,62 @@ fn the_policy_merges_the_oldest_full_tier_of_eligible_files() {
         "tier 0 window after a tier-1 file"
     );
     assert_eq!(pick_group(&files[..4], 4, 1000, 9), None);
+}
+
+/// The writer adds each run's ids to the filter before `cut` returns (so
+/// before the install): a filter fed only by the writer admits every
+/// installed id, and one filled from disk at a restart admits the same.
+#[test]
+fn the_writer_and_a_restart_fill_the_id_filter_with_every_installed_id() {
+    let seed = 11;
+    println!("seed {seed}");
+    let disk = SimDisk::new();
+    let inputs = stream(seed, 1200);
+    let live = std::sync::Arc::new(IdFilter::new(1 << 16).unwrap());
+    let mut w = RunWriter::new(disk.clone(), Path::new(DIR), 0, 0, 400)
+        .unwrap()
+        .with_filter(live.clone());
+    let mut installed = Vec::new();
+    for (i, changes) in inputs.iter().enumerate() {
+        w.push(changes);
+        if w.due() {
+            w.cut((i + 1) as u64).unwrap();
+            installed = inputs[..=i].iter().flatten().copied().collect();
+            assert!(installed.iter().all(|r| live.may_contain(r.spec.id.0)));
+        }
+    }
+    assert!(installed.len() > 800, "{} installed", installed.len());
+    let restarted = std::sync::Arc::new(IdFilter::new(1 << 16).unwrap());
+    let mut h = DiskHistory::open(disk, Path::new(DIR)).unwrap();
+    h.attach_filter(restarted.clone()).unwrap();
+    let model = Model(installed.clone());
+    for r in &installed {
+        assert!(restarted.may_contain(r.spec.id.0), "{:?} not filled", r.spec.id);
+        assert_eq!(h.get(r.spec.id).unwrap(), model.get(r.spec.id));
+    }
+    // New ids: at this load the filter answers almost all of them itself.
+    let fresh = (0..10_000u128).map(|i| (1u128 << 90) + i);
+    let maybe = fresh.clone().filter(|&id| restarted.may_contain(id)).count();
+    assert!(maybe < 200, "{maybe} of 10000 new ids pass the filter");
+    assert!(fresh.take(500).all(|id| h.get(TransferId(id)).unwrap().is_none()));
+}
+
+/// A run installed without its ids in the filter (a writer that skipped
+/// them) would answer "no such transfer" for them: debug builds probe the
+/// files behind every "no" and stop loudly.
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "history id filter lacks transfer")]
+fn a_filter_missing_an_installed_id_is_caught() {
+    let disk = SimDisk::new();
+    let mut h = DiskHistory::open(disk.clone(), Path::new(DIR)).unwrap();
+    h.attach_filter(std::sync::Arc::new(IdFilter::new(4096).unwrap()))
+        .unwrap();
+    let inputs = stream(5, 300);
+    // This writer has no filter: the store's never learns the run's ids.
+    let (model, runs) = write_runs(&disk, &inputs, 100);
+    let (run, sum) = runs[0];
+    assert!(h.has_run(run, sum).unwrap());
+    let id = model.0[0].spec.id;
+    let _ = h.get(id);
 }

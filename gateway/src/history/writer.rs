@@ -235,6 +235,9 @@ pub struct RunWriter<S: Storage> {
     bytes: u64,
     /// Compaction, run on its own thread by the runtime (absent: none).
     compactor: Option<super::Compactor<S>>,
+    /// The partition's id filter: each run's ids are added before `cut`
+    /// returns, so before the install is submitted (absent: none).
+    filter: Option<std::sync::Arc<super::IdFilter>>,
 }
 
 impl<S: Storage> RunWriter<S> {
@@ -283,12 +286,20 @@ impl<S: Storage> RunWriter<S> {
             run_records: run_records.max(1),
             bytes,
             compactor: None,
+            filter: None,
         })
     }
 
     /// With compaction of the installed runs (see `compact`).
     pub fn with_compactor(mut self, c: super::Compactor<S>) -> Self {
         self.compactor = Some(c);
+        self
+    }
+
+    /// Adding every cut run's ids to `filter` (the one the engine's
+    /// `DiskHistory` answers "no" from) before the run is installed.
+    pub fn with_filter(mut self, filter: std::sync::Arc<super::IdFilter>) -> Self {
+        self.filter = Some(filter);
         self
     }
 
@@ -365,6 +376,11 @@ impl<S: Storage> RunWriter<S> {
         super::store::Run::open(&self.storage, &path)
             .and_then(|r| r.verify_all())
             .map_err(corrupt)?;
+        if let Some(f) = &self.filter {
+            for r in &self.pending[..n] {
+                f.insert(r.spec.id.0);
+            }
+        }
         self.bytes += image.bytes.len() as u64;
         self.pending.drain(..n);
         self.last_run = run;
