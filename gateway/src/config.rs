@@ -2236,7 +2236,8 @@ mod tests {
     fn history_filter_bytes_is_0_or_bounded_and_counts_in_memory() {
         let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
         for bad in ["63", "17179869185"] {
-            let e = BourseConfig::load(None, vec![], &set("history.filter_bytes", bad)).unwrap_err();
+            let e =
+                BourseConfig::load(None, vec![], &set("history.filter_bytes", bad)).unwrap_err();
             assert_eq!(e.key(), Some("history.filter_bytes"), "{e}");
         }
         let c = BourseConfig::load(None, vec![], &[]).unwrap();

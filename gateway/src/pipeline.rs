@@ -382,8 +382,12 @@ impl Pipeline {
                     .map(|(s, f)| {
                         let started = std::time::Instant::now();
                         let records = s.attach_filter(f.clone())?;
-                        tracing::info!(partition = i, records, ms = started.elapsed().as_millis() as u64,
-                            "history id filter filled");
+                        tracing::info!(
+                            partition = i,
+                            records,
+                            ms = started.elapsed().as_millis() as u64,
+                            "history id filter filled"
+                        );
                         Ok(f)
                     })
                     .transpose()

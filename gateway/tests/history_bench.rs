@@ -17,10 +17,10 @@ use engine::command::{TransferFlags, TransferSpec};
 use engine::history::{TransferHistory, TransferRecord, TransferState};
 use engine::types::{AccountId, Amount, Seq, Timestamp, TransferId};
 use gateway::history::{run_name, Compactor, DiskHistory, IdFilter, RunWriter};
-use gateway::pipeline::DEFAULT_HISTORY_FILTER_BYTES;
-use std::sync::Arc;
 use gateway::journal::FsStorage;
+use gateway::pipeline::DEFAULT_HISTORY_FILTER_BYTES;
 use gateway::record::SplitMix64;
+use std::sync::Arc;
 use std::time::Instant;
 
 const RUN_RECORDS: usize = 262_144;

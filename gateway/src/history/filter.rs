@@ -131,7 +131,10 @@ mod tests {
             .filter(|&id| f.may_contain(id))
             .count();
         let rate = fp as f64 / probes as f64;
-        println!("{n} ids in {} bytes: false-positive rate {rate:.4}", f.bytes());
+        println!(
+            "{n} ids in {} bytes: false-positive rate {rate:.4}",
+            f.bytes()
+        );
         // The design rate is ~1 % at 11 bits per id: measured, not assumed.
         assert!((0.004..0.02).contains(&rate), "rate {rate}");
     }

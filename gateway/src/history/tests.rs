@@ -811,14 +811,23 @@ fn the_writer_and_a_restart_fill_the_id_filter_with_every_installed_id() {
     h.attach_filter(restarted.clone()).unwrap();
     let model = Model(installed.clone());
     for r in &installed {
-        assert!(restarted.may_contain(r.spec.id.0), "{:?} not filled", r.spec.id);
+        assert!(
+            restarted.may_contain(r.spec.id.0),
+            "{:?} not filled",
+            r.spec.id
+        );
         assert_eq!(h.get(r.spec.id).unwrap(), model.get(r.spec.id));
     }
     // New ids: at this load the filter answers almost all of them itself.
     let fresh = (0..10_000u128).map(|i| (1u128 << 90) + i);
-    let maybe = fresh.clone().filter(|&id| restarted.may_contain(id)).count();
+    let maybe = fresh
+        .clone()
+        .filter(|&id| restarted.may_contain(id))
+        .count();
     assert!(maybe < 200, "{maybe} of 10000 new ids pass the filter");
-    assert!(fresh.take(500).all(|id| h.get(TransferId(id)).unwrap().is_none()));
+    assert!(fresh
+        .take(500)
+        .all(|id| h.get(TransferId(id)).unwrap().is_none()));
 }
 
 /// A run installed without its ids in the filter (a writer that skipped
