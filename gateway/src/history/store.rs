@@ -7,7 +7,9 @@
 //! that is about 1.1 (filter) + 0.7 (fences: 16 B / 23 records of 176 B) +
 //! 0.4 (account fences: 24 B / 113 entries, two entries a transfer) ≈ 2.2
 //! bytes, the one memory cost that grows with history (≈ 22 MB at 10M
-//! transfers); `DiskHistory::memory_bytes` reports it.
+//! transfers); `DiskHistory::memory_bytes` reports it. The partition-wide
+//! id filter (`filter.rs`, fixed size, attached by `attach_filter`) is not
+//! counted there: it is sized by config, not by history.
 //!
 //! What is checked when: `open` checks every run's header (checksum, layout,
 //! name = run number, runs 1..=N with no gap, each run starting where the
