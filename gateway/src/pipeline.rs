@@ -378,7 +378,12 @@ impl Pipeline {
                 // read); the writer adds each run's ids before its install.
                 let filter = store
                     .as_mut()
-                    .zip(IdFilter::new(cfg.history_filter_bytes).map(std::sync::Arc::new))
+                    .and_then(|s| {
+                        Some((
+                            s,
+                            std::sync::Arc::new(IdFilter::new(cfg.history_filter_bytes)?),
+                        ))
+                    })
                     .map(|(s, f)| {
                         let started = std::time::Instant::now();
                         let records = s.attach_filter(f.clone())?;
