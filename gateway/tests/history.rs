@@ -51,6 +51,20 @@ fn run(p: &Pipeline, reader: &mut OutputReader, token: u64, command: Command) ->
     }
 }
 
+/// Opens the two USD accounts (ids 1 and 2, owner 1) the transfers move between.
+fn open_accounts(p: &Pipeline, reader: &mut OutputReader) {
+    for id in 1..=2u128 {
+        let spec = AccountSpec {
+            id: AccountId(id),
+            owner: OwnerId(1),
+            asset: Asset::from_str_code("USD").unwrap(),
+            flags: AccountFlags::default(),
+        };
+        let got = run(p, reader, 10 + id as u64, Command::OpenAccount(spec));
+        assert_eq!(got, vec![Event::AccountOpened { id: AccountId(id) }]);
+    }
+}
+
 fn transfer(id: u128) -> Command {
     Command::Transfer {
         transfer: TransferSpec {
@@ -117,16 +131,7 @@ fn old_transfer_ids_stay_exactly_once_through_history_restarts_and_snapshots() {
     {
         let p = Pipeline::open(&config(&dir)).unwrap();
         let mut r = p.runtime().reader(0);
-        for id in 1..=2u128 {
-            let spec = AccountSpec {
-                id: AccountId(id),
-                owner: OwnerId(1),
-                asset: Asset::from_str_code("USD").unwrap(),
-                flags: AccountFlags::default(),
-            };
-            let got = run(&p, &mut r, 10 + id as u64, Command::OpenAccount(spec));
-            assert_eq!(got, vec![Event::AccountOpened { id: AccountId(id) }]);
-        }
+        open_accounts(&p, &mut r);
         let waits: u32 = (1..=TRANSFERS).map(|id| store(&p, &mut r, id)).sum();
         println!("{TRANSFERS} transfers through a 256-transfer memory; {waits} capacity waits");
         assert_exists(&p, &mut r, &sample);
@@ -177,15 +182,7 @@ fn a_missing_history_run_refuses_to_start_naming_it() {
     {
         let p = Pipeline::open(&config(&dir)).unwrap();
         let mut r = p.runtime().reader(0);
-        for id in 1..=2u128 {
-            let spec = AccountSpec {
-                id: AccountId(id),
-                owner: OwnerId(1),
-                asset: Asset::from_str_code("USD").unwrap(),
-                flags: AccountFlags::default(),
-            };
-            run(&p, &mut r, id as u64, Command::OpenAccount(spec));
-        }
+        open_accounts(&p, &mut r);
         for id in 1..=400 {
             store(&p, &mut r, id);
         }
@@ -223,15 +220,7 @@ fn a_lost_newest_run_installed_before_the_snapshot_refuses_to_start() {
     let newest = {
         let p = Pipeline::open(&config(&dir)).unwrap();
         let mut r = p.runtime().reader(0);
-        for id in 1..=2u128 {
-            let spec = AccountSpec {
-                id: AccountId(id),
-                owner: OwnerId(1),
-                asset: Asset::from_str_code("USD").unwrap(),
-                flags: AccountFlags::default(),
-            };
-            run(&p, &mut r, id as u64, Command::OpenAccount(spec));
-        }
+        open_accounts(&p, &mut r);
         for id in 1..=300 {
             store(&p, &mut r, id);
         }
@@ -287,15 +276,7 @@ fn compaction_merges_runs_covered_by_a_snapshot_and_every_id_still_answers() {
     {
         let p = Pipeline::open(&cfg).unwrap();
         let mut r = p.runtime().reader(0);
-        for id in 1..=2u128 {
-            let spec = AccountSpec {
-                id: AccountId(id),
-                owner: OwnerId(1),
-                asset: Asset::from_str_code("USD").unwrap(),
-                flags: AccountFlags::default(),
-            };
-            run(&p, &mut r, 10 + id as u64, Command::OpenAccount(spec));
-        }
+        open_accounts(&p, &mut r);
         for id in 1..=TRANSFERS {
             store(&p, &mut r, id);
         }

@@ -64,6 +64,29 @@ fn ns_per(n: u64, f: impl FnMut(u64)) -> f64 {
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// Warms the page cache with the first 10,000 ids, then times `get` of
+/// every id in `ids` (all stored: each must be found) and of an id next to
+/// each (never stored: none may be). Returns (stored ns, new ns) per lookup.
+fn time_gets(h: &DiskHistory<FsStorage>, ids: &[u64]) -> (f64, f64) {
+    for &i in ids.iter().take(10_000) {
+        h.get(TransferId(stored_id(i))).unwrap();
+    }
+    let lookups = ids.len() as u64;
+    let mut found = 0u64;
+    let hit_ns = ns_per(lookups, |k| {
+        let i = ids[k as usize];
+        found += h.get(TransferId(stored_id(i))).unwrap().is_some() as u64;
+    });
+    assert_eq!(found, lookups);
+    let mut hits = 0u64;
+    let new_ns = ns_per(lookups, |k| {
+        let i = ids[k as usize];
+        hits += h.get(TransferId(stored_id(i) + 1)).unwrap().is_some() as u64;
+    });
+    assert_eq!(hits, 0);
+    (hit_ns, new_ns)
+}
+
 fn measure(records: u64) {
     let top = std::env::temp_dir().join(format!(
         "bourse-history-bench-{}-{records}",
@@ -106,22 +129,8 @@ fn measure(records: u64) {
     let mut rng = SplitMix64(records);
     let mut present = || 1 + rng.below(records);
     let ids: Vec<u64> = (0..lookups).map(|_| present()).collect();
-    // Warm the page cache (the files are fresh anyway).
-    for &i in ids.iter().take(10_000) {
-        h.get(TransferId(stored_id(i))).unwrap();
-    }
-    let mut found = 0u64;
-    let hit_ns = ns_per(lookups, |k| {
-        let i = ids[k as usize];
-        found += h.get(TransferId(stored_id(i))).unwrap().is_some() as u64;
-    });
-    assert_eq!(found, lookups);
-    let mut hits = 0u64;
-    let new_ns = ns_per(lookups, |k| {
-        let i = ids[k as usize];
-        hits += h.get(TransferId(stored_id(i) + 1)).unwrap().is_some() as u64;
-    });
-    assert_eq!(hits, 0);
+    // The files are fresh, so the page cache is warm anyway.
+    let (hit_ns, new_ns) = time_gets(&h, &ids);
     println!(
         "{records} records in {} runs ({:.0} MB on disk, written in {write_s:.1} s): \
          get(stored id, warm) {hit_ns:.0} ns, get(new id) {new_ns:.0} ns; \
@@ -152,25 +161,7 @@ fn measure(records: u64) {
         merges += 1;
     }
     let compact_s = t.elapsed().as_secs_f64();
-    for &i in ids.iter().take(10_000) {
-        h.get(TransferId(stored_id(i))).unwrap();
-    }
-    let mut found = 0u64;
-    let hit_ns = ns_per(lookups, |k| {
-        found += h
-            .get(TransferId(stored_id(ids[k as usize])))
-            .unwrap()
-            .is_some() as u64;
-    });
-    assert_eq!(found, lookups);
-    let mut hits = 0u64;
-    let new_ns = ns_per(lookups, |k| {
-        hits += h
-            .get(TransferId(stored_id(ids[k as usize]) + 1))
-            .unwrap()
-            .is_some() as u64;
-    });
-    assert_eq!(hits, 0);
+    let (hit_ns, new_ns) = time_gets(&h, &ids);
     println!(
         "  compacted ({merges} merges in {compact_s:.1} s): {} files; \
          get(stored id, warm) {hit_ns:.0} ns, get(new id) {new_ns:.0} ns",
@@ -189,26 +180,7 @@ fn with_id_filter(dir: &std::path::Path, ids: &[u64], records: u64) {
     let filled = h.attach_filter(Arc::new(f)).unwrap();
     let fill_s = t.elapsed().as_secs_f64();
     assert_eq!(filled, records);
-    for &i in ids.iter().take(10_000) {
-        h.get(TransferId(stored_id(i))).unwrap();
-    }
-    let lookups = ids.len() as u64;
-    let mut found = 0u64;
-    let hit_ns = ns_per(lookups, |k| {
-        found += h
-            .get(TransferId(stored_id(ids[k as usize])))
-            .unwrap()
-            .is_some() as u64;
-    });
-    assert_eq!(found, lookups);
-    let mut hits = 0u64;
-    let new_ns = ns_per(lookups, |k| {
-        hits += h
-            .get(TransferId(stored_id(ids[k as usize]) + 1))
-            .unwrap()
-            .is_some() as u64;
-    });
-    assert_eq!(hits, 0);
+    let (hit_ns, new_ns) = time_gets(&h, &ids);
     println!(
         "  id filter ({} MiB, filled from {} files in {fill_s:.2} s): \
          get(stored id, warm) {hit_ns:.0} ns, get(new id) {new_ns:.0} ns",

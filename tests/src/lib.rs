@@ -3,6 +3,7 @@
 //! command-stream generators used by the cross-check, determinism and
 //! allocation tests.
 
+pub mod fixtures;
 pub mod gen;
 pub mod ref_ledger;
 pub mod ref_settle;

@@ -8,6 +8,7 @@
 //! 1,100,000-transfer run on the default configuration is behind
 //! `TEST_LONG=1`.
 
+use bourse_tests::fixtures::plain_transfer;
 use bourse_tests::ref_ledger::RefLedger;
 use engine::history::*;
 use engine::*;
@@ -121,16 +122,7 @@ fn accounts() -> Vec<Command> {
 }
 
 fn t(id: u128, dr: u128, cr: u128, amount: u128) -> TransferSpec {
-    TransferSpec {
-        id: TransferId(id),
-        debit_account: AccountId(dr),
-        credit_account: AccountId(cr),
-        amount: Amount(amount),
-        code: 1,
-        flags: TransferFlags(0),
-        pending_id: TransferId(0),
-        timeout_ns: 0,
-    }
+    plain_transfer(id, dr, cr, amount)
 }
 
 fn pending(id: u128, dr: u128, cr: u128, amount: u128, timeout_ns: u64) -> TransferSpec {

@@ -10,6 +10,7 @@
 //! Inputs carry `now = 0`; time moves only through `time` commands (a stale
 //! `now` is the engine's time).
 
+use bourse_tests::fixtures::plain_transfer;
 use bourse_tests::ref_ledger::RefLedger;
 use engine::*;
 use LedgerError as E;
@@ -74,20 +75,7 @@ fn time(now: u64) -> Command {
 struct T(TransferSpec, bool, Actor);
 
 fn t(id: u128, dr: u128, cr: u128, amount: u128) -> T {
-    T(
-        TransferSpec {
-            id: TransferId(id),
-            debit_account: AccountId(dr),
-            credit_account: AccountId(cr),
-            amount: Amount(amount),
-            code: 1,
-            flags: TransferFlags(0),
-            pending_id: TransferId(0),
-            timeout_ns: 0,
-        },
-        true,
-        Actor::Admin,
-    )
+    T(plain_transfer(id, dr, cr, amount), true, Actor::Admin)
 }
 
 /// Post (`POST`) or void (`VOID`) of `pending_id`, accounts taken from it.

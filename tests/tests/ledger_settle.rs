@@ -8,6 +8,7 @@
 //!
 //! `TEST_SEEDS=N` runs N seeds (default 60); `TEST_SEED=S` runs only S.
 
+use bourse_tests::fixtures::plain_transfer;
 use bourse_tests::ref_ledger::SplitMix64;
 use bourse_tests::ref_settle::SettleModel;
 use engine::*;
@@ -94,16 +95,7 @@ impl Run {
 
 fn transfer(id: u128, dr: u128, cr: u128, amount: u128) -> Command {
     Command::Transfer {
-        transfer: TransferSpec {
-            id: TransferId(id),
-            debit_account: AccountId(dr),
-            credit_account: AccountId(cr),
-            amount: Amount(amount),
-            code: 1,
-            flags: TransferFlags(0),
-            pending_id: TransferId(0),
-            timeout_ns: 0,
-        },
+        transfer: plain_transfer(id, dr, cr, amount),
         batch_end: true,
         actor: Actor::Admin,
     }

@@ -162,6 +162,23 @@ fn write_runs(
     (Model(installed), runs)
 }
 
+/// A random account-query range over the test records' ledger_seqs
+/// (1..3000) or creation times (up to 1.6 ms): (by, lo, hi), lo ≤ hi.
+fn random_range(rng: &mut SplitMix64) -> (RangeBy, u64, u64) {
+    let by = if rng.chance(1, 2) {
+        RangeBy::LedgerSeq
+    } else {
+        RangeBy::Time
+    };
+    let top = if by == RangeBy::LedgerSeq {
+        3000
+    } else {
+        1_600_000
+    };
+    let (x, y) = (rng.below(top), rng.below(top));
+    (by, x.min(y), x.max(y))
+}
+
 fn filter(account: u64, by: RangeBy, lo: u64, hi: u64, newest_first: bool) -> AccountFilter {
     AccountFilter {
         account: AccountId(account as u128),
@@ -210,21 +227,11 @@ fn lookups_and_account_pages_match_the_model() {
         let mut rng = SplitMix64(seed);
         for _ in 0..60 {
             let a = 1 + rng.below(ACCOUNTS + 1);
-            let by = if rng.chance(1, 2) {
-                RangeBy::LedgerSeq
-            } else {
-                RangeBy::Time
-            };
-            let top = if by == RangeBy::LedgerSeq {
-                3000
-            } else {
-                1_600_000
-            };
-            let (x, y) = (rng.below(top), rng.below(top));
+            let (by, x, y) = random_range(&mut rng);
             let (lo, hi) = if rng.chance(1, 5) {
                 (0, u64::MAX)
             } else {
-                (x.min(y), x.max(y))
+                (x, y)
             };
             let f = filter(a, by, lo, hi, rng.chance(1, 2));
             let limit = 1 + rng.below(400) as usize;
@@ -534,24 +541,8 @@ fn answers(h: &dyn TransferHistory, inputs: &[Vec<TransferRecord>], seed: u64) -
         .collect();
     let mut rng = SplitMix64(seed);
     for _ in 0..80 {
-        let by = if rng.chance(1, 2) {
-            RangeBy::LedgerSeq
-        } else {
-            RangeBy::Time
-        };
-        let top = if by == RangeBy::LedgerSeq {
-            3000
-        } else {
-            1_600_000
-        };
-        let (x, y) = (rng.below(top), rng.below(top));
-        let f = filter(
-            1 + rng.below(ACCOUNTS),
-            by,
-            x.min(y),
-            x.max(y),
-            rng.chance(1, 2),
-        );
+        let (by, lo, hi) = random_range(&mut rng);
+        let f = filter(1 + rng.below(ACCOUNTS), by, lo, hi, rng.chance(1, 2));
         out.push(format!("{:?}", collect(h, &f, 1 + rng.below(300) as usize)));
     }
     out
