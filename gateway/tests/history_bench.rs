@@ -180,7 +180,7 @@ fn with_id_filter(dir: &std::path::Path, ids: &[u64], records: u64) {
     let filled = h.attach_filter(Arc::new(f)).unwrap();
     let fill_s = t.elapsed().as_secs_f64();
     assert_eq!(filled, records);
-    let (hit_ns, new_ns) = time_gets(&h, &ids);
+    let (hit_ns, new_ns) = time_gets(&h, ids);
     println!(
         "  id filter ({} MiB, filled from {} files in {fill_s:.2} s): \
          get(stored id, warm) {hit_ns:.0} ns, get(new id) {new_ns:.0} ns",
