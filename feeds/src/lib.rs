@@ -10,9 +10,11 @@
 //! - `lobster`: the LOBSTER real-data oracle (message + book files).
 //! - `book`: price levels and a market-by-order book shared by all of them.
 //!
-//! Invariants: no I/O (except `lobster`'s file helpers), no clock, no
-//! threads; everything here is driven by its caller. The QUIC fan-out lives
-//! in the gateway crate (`gateway::md`, PROTOCOL.md "Transport").
+//! - `hub`: the market-data hub over QUIC (`bourse-md/1` on the order-entry
+//!   endpoint): subscriptions, fan-out, retransmits, and its client.
+//!
+//! Invariants: outside `hub`, no I/O (except `lobster`'s file helpers), no
+//! clock, no threads; everything there is driven by its caller.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -20,6 +22,7 @@ pub mod book;
 pub mod builder;
 pub mod client;
 pub mod conflate;
+pub mod hub;
 pub mod lobster;
 pub mod msg;
 pub mod wire;

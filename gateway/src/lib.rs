@@ -1,33 +1,20 @@
-//! The Bourse process crate: the `bourse` binary's subcommands, the runtime
-//! (sequencer, rings, engine threads), the journal of sequenced inputs,
-//! snapshots and crash recovery, the QUIC order-entry gateway (server,
-//! client, CLI), configuration, logging, metrics and the watchdog.
-pub mod bench;
-pub mod cli;
+//! Bourse order entry: the wire format ([`wire`]), the sans-IO session
+//! ([`session`]: login, permissions, requests in, execution reports out),
+//! the QUIC server that runs sessions over the runtime ([`server`]), the
+//! client library ([`client`]), QUIC endpoint tuning ([`net`]), the TLS
+//! identity and saved tokens ([`identity`]), the gateway's counters
+//! ([`counters`]) and the demo instrument set ([`demo`]).
+//!
+//! Depends on the engine, the journal (file helpers) and the runtime; knows
+//! nothing of market data (another protocol on the same endpoint is handed
+//! its connections through [`server::Companion`]), configuration files or
+//! metrics exposition.
+
 pub mod client;
-pub mod config;
+pub mod counters;
 pub mod demo;
-pub mod demo_run;
-pub mod dump;
-pub mod history;
 pub mod identity;
-pub mod journal;
-pub mod journal_cli;
-pub mod loadgen;
-pub mod logging;
-pub mod md;
-pub mod md_cli;
-pub mod metrics;
 pub mod net;
-pub mod ops;
-pub mod pipeline;
-pub mod record;
-pub mod recovery;
-pub mod runtime;
-pub mod script;
 pub mod server;
 pub mod session;
-pub mod snapshot;
-pub mod soak;
-pub mod watchdog;
 pub mod wire;

@@ -307,13 +307,10 @@ fn spin_task() -> tokio::task::JoinHandle<()> {
 /// The floor of any QUIC request/response on this machine: a raw quinn
 /// ping-pong of `p.bytes` on one stream over loopback, with the same TLS,
 /// socket buffers and windows as Bourse (certificate and key from
-/// `identity_dir`, created there if absent). Returns the round-trip
-/// histogram, nanoseconds. Runs a server thread and a client runtime on the
+/// `identity_dir`, created there if absent). Returns the round trips,
+/// nanoseconds, in the order measured. Runs a server thread and a client runtime on the
 /// calling thread; both stop before it returns.
-pub fn pingpong_floor(
-    identity_dir: &std::path::Path,
-    p: PingPong,
-) -> Result<hdrhistogram::Histogram<u64>, String> {
+pub fn pingpong_floor(identity_dir: &std::path::Path, p: PingPong) -> Result<Vec<u64>, String> {
     let id = crate::identity::ensure_server_identity(identity_dir).map_err(|e| e.to_string())?;
     let t = Tuning::default();
     const ALPN_PING: &[u8] = b"bourse-ping";
@@ -378,15 +375,14 @@ pub fn pingpong_floor(
         let (mut s, mut r) = conn.open_bi().await.map_err(|e| e.to_string())?;
         let msg = vec![7u8; bytes];
         let mut buf = vec![0u8; bytes];
-        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-            .map_err(|e| e.to_string())?;
+        let mut h = Vec::with_capacity(rounds.min(1 << 24) as usize);
         let warm = rounds / 10;
         for i in 0..rounds + warm {
             let t0 = std::time::Instant::now();
             s.write_all(&msg).await.map_err(|e| e.to_string())?;
             r.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
             if i >= warm {
-                let _ = h.record((t0.elapsed().as_nanos() as u64).max(1));
+                h.push((t0.elapsed().as_nanos() as u64).max(1));
             }
         }
         let _ = s.finish();
@@ -396,6 +392,17 @@ pub fn pingpong_floor(
     });
     let _ = server.join();
     r
+}
+
+/// The ALPN of a connection (empty if unknown).
+pub fn alpn_of(conn: &quinn::Connection) -> Vec<u8> {
+    conn.handshake_data()
+        .and_then(|h| {
+            h.downcast::<quinn::crypto::rustls::HandshakeData>()
+                .ok()
+                .and_then(|d| d.protocol)
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

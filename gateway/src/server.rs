@@ -25,19 +25,21 @@
 //! windows), so a flooding client back-pressures only itself; nothing here
 //! blocks the runtime thread except the engine-ring pushes, which never wait.
 
+use crate::counters::{DisconnectReason, GatewayMetrics, ServerMetrics};
 use crate::demo;
 use crate::identity::{ensure_server_identity, IdentityError, ServerIdentity};
-use crate::metrics::DisconnectReason;
 use crate::net::{self, NetError, Tuning};
-use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
-use crate::runtime::{OutputKind, OutputReader, PartitionMap, RoutedError};
 use crate::session::{token_session, Auth, EngineRequest, Perms, Session, SessionConfig};
 use crate::wire::{self, code, peek_login};
 use engine::{Command, Event, OwnerId};
+use runtime::pipeline::{Pipeline, PipelineConfig, PipelineError};
+use runtime::{Output, OutputKind, OutputReader, PartitionMap, RoutedError};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,11 +78,12 @@ pub struct ServerConfig {
     /// How long a disconnected session can be resumed.
     pub resume_window: Duration,
     /// Metrics and readiness (`bourse serve` starts them; tests may not).
-    pub metrics: Option<Arc<crate::metrics::MetricsState>>,
+    pub metrics: Option<Arc<dyn ServerMetrics>>,
     /// Tokens from the configuration, granted beside the operator token.
     pub tokens: Vec<(String, Vec<OwnerId>, Perms)>,
-    /// Market data (`bourse-md/1` on the same endpoint, `crate::md`).
-    pub md: crate::md::MdConfig,
+    /// Another protocol on the same endpoint (market data, built by the
+    /// `feeds` crate); `None`: order entry only.
+    pub companion: Option<CompanionSpec>,
 }
 
 impl ServerConfig {
@@ -107,8 +110,46 @@ impl ServerConfig {
             resume_window: Duration::from_secs(60),
             metrics: None,
             tokens: Vec::new(),
-            md: crate::md::MdConfig::default(),
+            companion: None,
         }
+    }
+}
+
+/// Another protocol served on the order-entry endpoint (market data): it
+/// sees every durable output before sessions do, serves the connections
+/// that negotiated its ALPN, and folds its counters into the gateway's.
+pub trait Companion {
+    /// One durable output of `partition`, in order (it only queues).
+    fn on_output(&self, partition: usize, output: &Output);
+    /// Serves one connection that negotiated the companion's ALPN.
+    fn serve(&self, conn: quinn::Connection) -> Pin<Box<dyn Future<Output = ()>>>;
+    /// Adds its counters' growth since the last call (every sweep, ~500 ms).
+    fn sweep(&self, metrics: &GatewayMetrics);
+}
+
+/// Why a companion could not be built.
+pub type CompanionError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds a companion on the server thread, from the pipeline as recovered,
+/// its configuration and the token table logins check.
+pub type CompanionBuild = dyn Fn(&Pipeline, &PipelineConfig, Arc<Auth>) -> Result<Rc<dyn Companion>, CompanionError>
+    + Send
+    + Sync;
+
+/// A companion protocol: its ALPN and how to build it.
+#[derive(Clone)]
+pub struct CompanionSpec {
+    /// The ALPN its connections negotiate.
+    pub alpn: &'static [u8],
+    /// Builds it (once per server start).
+    pub build: Arc<CompanionBuild>,
+}
+
+impl std::fmt::Debug for CompanionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompanionSpec")
+            .field("alpn", &String::from_utf8_lossy(self.alpn))
+            .finish()
     }
 }
 
@@ -143,7 +184,7 @@ pub struct ServerInfo {
     /// Core the gateway runtime is pinned to, if any.
     pub pinned_core: Option<usize>,
     /// How the engine threads were placed (cores, idle strategy).
-    pub placement: crate::runtime::Placement,
+    pub placement: runtime::Placement,
 }
 
 /// A running server (on its own thread).
@@ -324,10 +365,12 @@ fn serve_thread(
                 tracing::warn!(error = %e, "could not write the symbol table");
             }
         }
+        let mut alpns = vec![wire::ALPN];
+        alpns.extend(cfg.companion.as_ref().map(|c| c.alpn));
         let server_cfg = match net::server_config_alpns(
             &identity.cert_der,
             &identity.key_der,
-            &[wire::ALPN, feeds::wire::ALPN],
+            &alpns,
             &cfg.tuning,
         ) {
             Ok(c) => c,
@@ -370,34 +413,16 @@ fn serve_thread(
         let identity_token = identity.operator_token.clone();
         let mut session_cfg = cfg.session.clone();
         session_cfg.partitions = cfg.pipeline.partitions.max(1);
-        let md_hub = Rc::new(RefCell::new(crate::md::MdHub::new(
-            cfg.md.clone(),
-            pipeline.runtime().partitions(),
-            auth.clone(),
-        )));
-        if cfg.pipeline.durability != crate::journal::Durability::None {
-            // Market data must show the books as recovered, not empty.
-            let mut md = md_hub.borrow_mut();
-            for p in 0..pipeline.runtime().partitions() {
-                let dir = crate::pipeline::partition_dir(&cfg.pipeline.data_dir, p);
-                let up_to = recovered_seqs.get(p).copied().unwrap_or(0);
-                match md.seed_from_journal(p, &dir, cfg.pipeline.engine, up_to) {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(
-                        partition = p,
-                        inputs = n,
-                        "market data rebuilt from the journal"
-                    ),
-                    Err(e) => {
-                        let _ = tx.send(Err(ServeError::Other(format!(
-                            "market data rebuild from {}: {e}",
-                            dir.display()
-                        ))));
-                        return pipeline.shutdown();
-                    }
+        let companion = match &cfg.companion {
+            None => None,
+            Some(spec) => match (spec.build)(&pipeline, &cfg.pipeline, auth.clone()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let _ = tx.send(Err(ServeError::Other(e.to_string())));
+                    return pipeline.shutdown();
                 }
-            }
-        }
+            },
+        };
         let readers: Vec<OutputReader> = (0..pipeline.runtime().partitions())
             .map(|p| pipeline.runtime().reader(p))
             .collect();
@@ -440,12 +465,12 @@ fn serve_thread(
         }));
         let router = tokio::task::spawn_local(router(
             hub.clone(),
-            md_hub.clone(),
+            companion.clone(),
             readers,
             router_wake.clone(),
             cfg.busy_poll,
         ));
-        let sweeper = tokio::task::spawn_local(sweep(hub.clone(), md_hub.clone()));
+        let sweeper = tokio::task::spawn_local(sweep(hub.clone(), companion.clone()));
         loop {
             tokio::select! {
                 _ = stop.notified() => break,
@@ -453,11 +478,11 @@ fn serve_thread(
                 inc = endpoint.accept() => {
                     let Some(inc) = inc else { break };
                     let (h, p, w) = (hub.clone(), pipeline.clone(), router_wake.clone());
-                    let md = md_hub.clone();
+                    let other = companion.clone();
                     tokio::task::spawn_local(async move {
                         if let Ok(conn) = inc.await {
-                            if crate::md::alpn_of(&conn) == feeds::wire::ALPN {
-                                crate::md::connection(md, conn).await;
+                            if let Some(c) = other.filter(|_| net::alpn_of(&conn) != wire::ALPN) {
+                                c.serve(conn).await;
                             } else {
                                 connection(h, p, w, conn).await;
                             }
@@ -520,7 +545,7 @@ struct Hub {
     delivered: Vec<u64>,
     touched: Vec<u64>,
     /// Gateway counters and readiness, when served.
-    metrics: Option<Arc<crate::metrics::MetricsState>>,
+    metrics: Option<Arc<dyn ServerMetrics>>,
     /// `Auth::generation` when the token table was last saved.
     tokens_saved: u64,
     /// Not saved with the others (it has its own file).
@@ -586,7 +611,7 @@ impl Hub {
     /// Counts an order-entry connection's end in `bourse_disconnects_total`.
     fn count_disconnect(&self, why: DisconnectReason) {
         if let Some(m) = &self.metrics {
-            m.gateway.disconnected(why);
+            m.gateway().disconnected(why);
         }
     }
 
@@ -617,9 +642,9 @@ impl Hub {
             match pipeline.runtime().submit_routed(&self.map, token, command) {
                 Ok(Some(_)) => self.in_flight += 1,
                 Ok(None) => self.in_flight += pipeline.runtime().partitions() as u64,
-                Err(RoutedError::Submit(crate::runtime::SubmitError::Busy)) => {
+                Err(RoutedError::Submit(runtime::SubmitError::Busy)) => {
                     if let Some(m) = &self.metrics {
-                        m.gateway.busy();
+                        m.gateway().busy();
                     }
                     slot.session.handle_busy(token)
                 }
@@ -645,7 +670,7 @@ impl Hub {
         if throttled > slot.throttled_seen {
             if let Some(m) = &self.metrics {
                 for _ in slot.throttled_seen..throttled {
-                    m.gateway.throttled();
+                    m.gateway().throttled();
                 }
             }
             slot.throttled_seen = throttled;
@@ -667,7 +692,7 @@ impl Hub {
     fn remove(&mut self, sid: u64) {
         if let Some(slot) = self.sessions.remove(&sid) {
             if let Some(m) = &self.metrics {
-                m.gateway.set_sessions(self.sessions.len() as i64);
+                m.gateway().set_sessions(self.sessions.len() as i64);
             }
             for o in slot.registered_owners {
                 if let Some(list) = self.owners.get_mut(&o) {
@@ -704,7 +729,7 @@ impl Hub {
         }
     }
 
-    fn dispatch(&mut self, p: usize, o: crate::runtime::Output, now: u64) {
+    fn dispatch(&mut self, p: usize, o: runtime::Output, now: u64) {
         let sid = if o.token == 0 {
             0
         } else {
@@ -782,7 +807,7 @@ fn event_owners(ev: &Event) -> (Option<u64>, Option<u64>) {
 
 async fn router(
     hub: Rc<RefCell<Hub>>,
-    md: Rc<RefCell<crate::md::MdHub>>,
+    companion: Option<Rc<dyn Companion>>,
     mut readers: Vec<OutputReader>,
     wake: Rc<Notify>,
     busy_poll: bool,
@@ -791,7 +816,6 @@ async fn router(
     loop {
         let (n, in_flight) = {
             let mut h = hub.borrow_mut();
-            let mut md = md.borrow_mut();
             let now = h.now_ns();
             let mut n = 0;
             for (p, r) in readers.iter_mut().enumerate() {
@@ -799,7 +823,9 @@ async fn router(
                 while k < BATCH {
                     let Some(o) = r.poll() else { break };
                     // Market data sees every durable output first (it only queues).
-                    md.on_output(p, &o);
+                    if let Some(c) = &companion {
+                        c.on_output(p, &o);
+                    }
                     h.dispatch(p, o, now);
                     k += 1;
                 }
@@ -836,23 +862,13 @@ async fn router(
 }
 
 /// Drops sessions disconnected for longer than the resume window.
-async fn sweep(hub: Rc<RefCell<Hub>>, md: Rc<RefCell<crate::md::MdHub>>) {
-    let mut seen = crate::md::MdStats::default();
+async fn sweep(hub: Rc<RefCell<Hub>>, companion: Option<Rc<dyn Companion>>) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         // Market-data counters into the gateway metrics (deltas since the last tick).
-        if let Some(m) = hub.borrow().metrics.clone() {
-            let md = md.borrow();
-            let st = md.stats();
-            m.gateway.set_subscribers(md.subscribers() as i64);
-            m.gateway.conflated(st.conflated - seen.conflated);
-            for r in crate::metrics::DisconnectReason::ALL {
-                let i = r as usize;
-                m.gateway
-                    .md_disconnected(r, st.disconnects[i] - seen.disconnects[i]);
-            }
-            m.gateway.md_throttled(st.throttled - seen.throttled);
-            seen = st;
+        // The companion's counters into the gateway metrics.
+        if let (Some(m), Some(c)) = (hub.borrow().metrics.clone(), &companion) {
+            c.sweep(m.gateway());
         }
         let mut h = hub.borrow_mut();
         let window = h.resume_window;
@@ -955,7 +971,7 @@ async fn connection(
                 };
                 let session = Session::new(sid, h.session_cfg.clone(), h.auth.clone());
                 if let Some(m) = &h.metrics {
-                    m.gateway.session_opened();
+                    m.gateway().session_opened();
                 }
                 h.sessions.insert(
                     sid,
@@ -1081,7 +1097,7 @@ async fn connection(
                 match pipeline.runtime().submit_routed(&h.map, r.token, r.command) {
                     Ok(Some(_)) => h.in_flight += 1,
                     Ok(None) => h.in_flight += parts,
-                    Err(RoutedError::Submit(crate::runtime::SubmitError::Busy)) => return true,
+                    Err(RoutedError::Submit(runtime::SubmitError::Busy)) => return true,
                     Err(e) => tracing::warn!(error = %e, "cancel-on-disconnect not submitted"),
                 }
                 false

@@ -1333,7 +1333,7 @@ impl Session {
         event: &Event,
     ) {
         self.advance(now_ns);
-        let g = |id: engine::OrderId| crate::runtime::globalize(partition, id).0;
+        let g = |id: engine::OrderId| runtime::globalize(partition, id).0;
         let mut pend = self.pending.remove(&token);
         if let Some(p) = &mut pend {
             p.engine_seq = seq.0;

@@ -1,0 +1,128 @@
+//! The history writer thread of a partition: takes the engine's transfer
+//! changes from the bounded history ring, cuts them into run files
+//! ([`RunWriter`]) and installs each run through a journaled
+//! `Command::InstallHistory` the thread submits itself (token 0).
+//!
+//! Invariants: a run is cut only through a seq that is both applied (every
+//! change up to it has been taken from the ring: the engine pushes an
+//! input's changes before publishing its `applied_seq`) and durable in the
+//! journal, so no run ever holds a change recovery could lose; the install
+//! command is submitted after the run file is synced and renamed, and a full
+//! inbound ring delays it (retried), never drops it; a run is never cut while
+//! the previous install waits, so installs reach the engine in run order; a
+//! failed write, or an install the engine rejected, stops the process
+//! through `fatal` (never retried in silence: the engine would keep every
+//! later record in memory until it is full).
+//!
+//! Compaction (`history::compact`) runs on a thread of its own, so a merge
+//! (seconds for millions of records) never keeps this one from draining
+//! the ring: the engine never waits on compaction. A failed merge stops
+//! compaction only (logged): the runs it would have merged stay as they are
+//! and answer as before.
+
+use super::idle::{IdleStrategy, Idler};
+use super::partition::{Request, Shared};
+use engine::{Command, Seq};
+use journal::history::{Compactor, RunWriter};
+use journal::FsStorage;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Index of `install_history` in `COMMAND_KINDS` (its reject counter).
+const INSTALL_KIND: usize = 13;
+
+/// Runs until the engine thread stopped and the ring is drained.
+pub fn history_loop(mut writer: RunWriter<FsStorage>, shared: Arc<Shared>, fatal: fn(&str)) {
+    let compaction = writer.take_compactor().map(|c| {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("history-compact".into())
+            .spawn(move || compact_loop(c, &shared))
+            .expect("spawn the history compaction thread")
+    });
+    write_loop(&mut writer, &shared, fatal);
+    if let Some(t) = compaction {
+        let _ = t.join();
+    }
+}
+
+/// How often the compaction thread looks for work.
+const COMPACT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Merges runs while the engine runs; returns once it stopped.
+fn compact_loop(mut c: Compactor<FsStorage>, shared: &Shared) {
+    while !shared.stopped.load(Ordering::Acquire) {
+        let res = c
+            .observe(|| shared.applied_seq.load(Ordering::Acquire))
+            .and_then(|()| c.step());
+        match res {
+            Ok(true) => {}
+            Ok(false) => std::thread::sleep(COMPACT_POLL),
+            Err(e) => {
+                tracing::error!(error = %e, "history compaction failed; it stays off until restart (runs keep answering as they are)");
+                return;
+            }
+        }
+    }
+}
+
+/// The writer proper (see the module doc).
+fn write_loop(writer: &mut RunWriter<FsStorage>, shared: &Arc<Shared>, fatal: fn(&str)) {
+    let ring = shared.history.as_ref().expect("history ring");
+    let mut idler = Idler::new(IdleStrategy::Park { max_sleep_us: 200 });
+    let mut install: Option<Command> = None;
+    let mut batch = Vec::with_capacity(4096);
+    debug_assert_eq!(super::COMMAND_KINDS[INSTALL_KIND], "install_history");
+    let rejected_at_start = shared.counters.rejected[INSTALL_KIND].get();
+    shared.counters.history_runs.set(writer.last().0);
+    shared.counters.history_bytes.set(writer.bytes_written());
+    loop {
+        let stopped = shared.stopped.load(Ordering::Acquire);
+        let applied = shared.applied_seq.load(Ordering::Acquire);
+        batch.clear();
+        while let Some(r) = ring.pop() {
+            batch.push(r);
+        }
+        let mut worked = !batch.is_empty();
+        writer.push(&batch);
+        if shared.counters.rejected[INSTALL_KIND].get() != rejected_at_start {
+            fatal("the engine rejected a history run install (see the journal); stopping");
+            return;
+        }
+        if let Some(cmd) = install.take() {
+            let req = Request::Command {
+                token: 0,
+                command: cmd,
+            };
+            if shared.inbound.push(req).is_err() {
+                install = Some(cmd); // full: retry on the next turn
+            }
+            worked = true;
+        }
+        let durable = shared.durable_seq.load(Ordering::Acquire);
+        let through = applied.min(durable);
+        let ready = writer.due_through().is_some_and(|t| t <= through);
+        if install.is_none() && !stopped && ready {
+            match writer.cut(through) {
+                Ok((run, checksum)) => {
+                    shared.counters.history_runs.add(1);
+                    shared.counters.history_bytes.set(writer.bytes_written());
+                    install = Some(Command::InstallHistory {
+                        run,
+                        through_seq: Seq(through),
+                        checksum,
+                    });
+                }
+                Err(e) => {
+                    fatal(&format!("history run write failed: {e}"));
+                    return;
+                }
+            }
+            worked = true;
+        }
+        if stopped && ring.is_empty() && !worked {
+            return;
+        }
+        idler.idle(worked);
+    }
+}

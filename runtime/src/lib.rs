@@ -1,0 +1,42 @@
+//! The runtime: partitions of pinned single-threaded engine cores fed by
+//! bounded lock-free rings, a journal thread per partition doing group
+//! commit, and output readers that release only durable outputs.
+//!
+//! Shape (per partition): producers → `inbound` ring (crossbeam `ArrayQueue`,
+//! bounded, lock-free) → engine thread (sequencer + `Engine::apply`) →
+//! `journal` queue → journal thread (one write + one sync per group, then
+//! publishes `durable_seq`) and → `outbound` ring → `OutputReader`, which
+//! hands out an output only once `durable_seq` has reached its input.
+//!
+//! Invariants: every queue is bounded; a full inbound ring is reported to
+//! the producer as `Busy`, never a block or a drop; in `durable` mode no
+//! output leaves the reader before its input is on disk; an fsync error stops
+//! the process (it is never retried: the page cache state is unknown after a
+//! failed fsync).
+//!
+//! The crate: the partition threads ([`partition`]), the sequencer, idle
+//! strategies, partition routing and global order ids ([`router`]), the
+//! journal and history writer threads and the output reader (`threads`),
+//! and the in-process pipeline that opens, recovers and runs them
+//! ([`pipeline`]). It knows nothing of the network, configuration files or
+//! metrics exposition.
+
+pub mod doorbell;
+mod history;
+pub mod idle;
+pub mod partition;
+pub mod pipeline;
+mod report;
+pub mod router;
+pub mod sequencer;
+mod threads;
+
+pub use doorbell::{Doorbell, DoorbellFull, DOORBELLS_MAX};
+pub use idle::IdleStrategy;
+pub use journal::Durability;
+pub use partition::{
+    Counter, Counters, Output, OutputKind, Request, Shared, SnapshotBytes, COMMAND_KINDS,
+};
+pub use pipeline::{Pipeline, PipelineConfig, PipelineError};
+pub use router::{globalize, localize, PartitionMap, Route, RouteError};
+pub use threads::*;

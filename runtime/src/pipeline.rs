@@ -1,0 +1,523 @@
+//! The durable pipeline: recovery at start-up, then the runtime with a
+//! file-backed journal and snapshots per partition, and a clean shutdown
+//! that drains, snapshots and stops.
+//!
+//! Layout of a data directory: one folder per partition, `p0`, `p1`, …, each
+//! holding that partition's journal segments and its newest two snapshots.
+//!
+//! Layout of a data directory (mode 0700): `bourse.lock` (the writer's lock,
+//! see `journal::lock`) and one folder (0700) per partition, `p0`, `p1`, …,
+//! each holding that partition's journal segments and its newest two
+//! snapshots (files 0600), `journal.base` and `archive/` once retention
+//! moved the journal's front away (`journal::retention`, driven by the
+//! journal thread after a snapshot became durable), and `damaged/` if a
+//! repair moved anything aside.
+//!
+//! Invariants: one pipeline per data directory: `open` takes the directory's
+//! exclusive lock before reading anything and holds it until the pipeline is
+//! dropped or shut down (a second writer fails naming the holder); a
+//! partition starts only after its state was rebuilt from the newest valid
+//! snapshot and the verified journal (a provably torn unsynced tail is cut
+//! with a WARN; any other damage halts start-up with an error naming the
+//! segment, the offset and the last intact seq, unless `repair` is set, which
+//! moves it aside with an ERROR); a snapshot is written only once every input
+//! it covers is durable.
+
+use crate::{PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes};
+use engine::{Engine, EngineConfig, Input, Seq};
+use journal::history::{DiskHistory, IdFilter, RunWriter, HISTORY_DIR};
+use journal::recovery::{recover_attached, RecoveryError};
+use journal::retention::{disk_usage, DiskUsage, Retention, RetentionConfig, Step};
+use journal::snapshot::{list_snapshots, write_snapshot};
+use journal::{
+    DirLock, Durability, FsStorage, JournalConfig, JournalError, JournalWriter, LockError,
+};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Pipeline settings.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Where journals and snapshots live.
+    pub data_dir: PathBuf,
+    /// Partitions (engine cores).
+    pub partitions: usize,
+    /// Engine capacities (per partition).
+    pub engine: EngineConfig,
+    /// Rings, idle strategy, pinning, snapshot interval.
+    pub runtime: RuntimeConfig,
+    /// Durability mode.
+    pub durability: Durability,
+    /// Journal segment size in bytes.
+    pub segment_bytes: u64,
+    /// Fault in every preallocated table before starting (no page faults on
+    /// the hot path later; resident memory = configured capacity).
+    pub prefault: bool,
+    /// Move damaged journal data aside (into `p<i>/damaged/`) instead of
+    /// refusing to start (`--repair`).
+    pub repair: bool,
+    /// What happens to journal segments the oldest kept snapshot covers.
+    pub retention: RetentionConfig,
+    /// Transfer changes per history run (0: no on-disk history; durable and
+    /// async modes only). Each partition keeps its runs in `p<N>/history/`.
+    pub history_run_records: usize,
+    /// Installed history runs merged per compaction (`[history]
+    /// compact_fanout`; 0: no compaction).
+    pub history_compact_fanout: usize,
+    /// Bytes of each partition's history id filter (`[history]
+    /// filter_bytes`; 0: none).
+    pub history_filter_bytes: u64,
+}
+
+impl PipelineConfig {
+    /// Defaults: one partition, durable, 64 MiB segments.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        PipelineConfig {
+            data_dir: data_dir.into(),
+            partitions: 1,
+            engine: EngineConfig::default(),
+            runtime: RuntimeConfig::default(),
+            durability: Durability::Durable,
+            segment_bytes: 64 << 20,
+            prefault: true,
+            repair: false,
+            retention: RetentionConfig::default(),
+            history_run_records: DEFAULT_HISTORY_RUN_RECORDS,
+            history_compact_fanout: journal::history::DEFAULT_COMPACT_FANOUT,
+            history_filter_bytes: DEFAULT_HISTORY_FILTER_BYTES,
+        }
+    }
+}
+
+/// Bytes of each partition's history id filter by default (`[history]
+/// filter_bytes`: ~50 M ids at ~1 % false positives).
+pub const DEFAULT_HISTORY_FILTER_BYTES: u64 = 64 << 20;
+
+/// Records per history run by default (`[history] run_records`).
+pub const DEFAULT_HISTORY_RUN_RECORDS: usize = 262_144;
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The transfer history of a partition cannot be opened.
+    #[error("transfer history of {dir}: {source}")]
+    History {
+        /// The partition folder.
+        dir: String,
+        /// What failed.
+        source: Box<journal::history::HistoryError>,
+    },
+    /// The data directory is in use by another process, or cannot be locked.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// Recovery failed (names the file and what failed).
+    #[error("recovery of {dir}: {source}")]
+    Recovery {
+        /// Partition directory.
+        dir: String,
+        /// What failed (boxed: errors stay small on the success path).
+        source: Box<RecoveryError>,
+    },
+    /// The journal could not be opened for appending.
+    #[error("journal of {dir}: {source}")]
+    Journal {
+        /// Partition directory.
+        dir: String,
+        /// What failed (boxed: errors stay small on the success path).
+        source: Box<JournalError>,
+    },
+}
+
+/// What recovery found for one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionRecovery {
+    /// Snapshot used, if any.
+    pub snapshot_seq: Option<u64>,
+    /// Journal records replayed on top of it.
+    pub replayed: u64,
+    /// Last sequence number recovered.
+    pub last_seq: u64,
+    /// State hash after recovery.
+    pub state_hash: u128,
+    /// Whether a torn (never acknowledged) journal tail was cut.
+    pub truncated_tail: bool,
+    /// Damaged journal pieces moved aside by `repair` (file it went to).
+    pub moved_aside: Vec<PathBuf>,
+    /// Snapshots skipped as invalid (file and reason).
+    pub skipped_snapshots: Vec<String>,
+}
+
+/// A running durable pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    runtime: Runtime,
+    recovered: Vec<PartitionRecovery>,
+    /// Held for the pipeline's life; dropped after the runtime stopped.
+    _lock: DirLock,
+}
+
+/// The journal and snapshot files of one partition (what the runtime's
+/// journal thread drives).
+pub struct FsPersistence {
+    writer: JournalWriter<FsStorage>,
+    dir: PathBuf,
+    bytes_at_snapshot: u64,
+    retention: Retention,
+    /// When the last retention step ran (under load, one per `STEP_EVERY`).
+    last_step: Instant,
+    usage: DiskUsage,
+    usage_at: Instant,
+}
+
+/// Under load (commits waiting), at most one retention step (a rename and
+/// two directory syncs, about a millisecond) per this long; when idle, one
+/// per background call.
+const STEP_EVERY: Duration = Duration::from_millis(100);
+/// How often disk use is measured (a directory listing and a stat per file).
+const USAGE_EVERY: Duration = Duration::from_secs(1);
+
+impl std::fmt::Debug for FsPersistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsPersistence")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl FsPersistence {
+    /// Opens (scanning, and cutting a torn tail of) the journal in `dir`.
+    /// Retention is the default (`archive`); see `with_retention`.
+    pub fn open(dir: &Path, cfg: JournalConfig) -> Result<Self, JournalError> {
+        let (writer, _) = JournalWriter::open(FsStorage, dir, cfg)?;
+        let bytes_at_snapshot = writer.written().1;
+        let now = Instant::now();
+        let mut p = FsPersistence {
+            writer,
+            dir: dir.to_path_buf(),
+            bytes_at_snapshot,
+            retention: Retention::new(dir, RetentionConfig::default()),
+            last_step: now,
+            usage: DiskUsage::default(),
+            usage_at: now,
+        };
+        p.measure();
+        Ok(p)
+    }
+
+    /// Sets the retention of this journal; a pass starts at once when a
+    /// snapshot is kept already (finishing one a crash cut short).
+    pub fn with_retention(mut self, cfg: RetentionConfig) -> Self {
+        self.retention = Retention::new(&self.dir, cfg);
+        self.snapshot_kept();
+        self
+    }
+
+    /// Tells retention the oldest snapshot now kept.
+    fn snapshot_kept(&mut self) {
+        match list_snapshots(&FsStorage, &self.dir) {
+            Ok(all) => {
+                if let Some((oldest, _)) = all.first() {
+                    self.retention.snapshot_kept(*oldest);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "journal retention: cannot list snapshots")
+            }
+        }
+    }
+
+    /// Measures disk use (kept for `disk_usage`).
+    fn measure(&mut self) {
+        self.usage_at = Instant::now();
+        match disk_usage(&FsStorage, &self.dir) {
+            Ok(u) => self.usage = u,
+            Err(e) => {
+                tracing::debug!(dir = %self.dir.display(), error = %e, "cannot measure disk use")
+            }
+        }
+    }
+
+    /// One retention step, if one is due (see `STEP_EVERY`); whether it
+    /// did something.
+    fn retention_step(&mut self, idle: bool) -> bool {
+        if !self.retention.pending() || (!idle && self.last_step.elapsed() < STEP_EVERY) {
+            return false;
+        }
+        self.last_step = Instant::now();
+        let last = self.writer.last_seq().unwrap_or(0);
+        let current = self.writer.current_segment();
+        match self.retention.step(&FsStorage, last, current) {
+            Ok(Step::Done) => {
+                self.measure();
+                false
+            }
+            Ok(step) => {
+                tracing::debug!(dir = %self.dir.display(), ?step, "journal retention step");
+                true
+            }
+            Err(e) => {
+                // Not fatal: nothing acknowledged is at stake, the journal
+                // only stops shrinking. Never retried in this process.
+                tracing::error!(dir = %self.dir.display(), error = %e, "journal retention failed; it stays off until restart (the journal keeps working and growing)");
+                false
+            }
+        }
+    }
+
+    /// Blocks and bytes written so far.
+    pub fn written(&self) -> (u64, u64) {
+        self.writer.written()
+    }
+
+    /// Readies the segment the next commit (starting at `next_seq`) goes to
+    /// (see `JournalWriter::prepare`): start-up pays for it, not the first
+    /// acknowledged command.
+    pub fn prepare(&mut self, next_seq: u64) -> Result<(), JournalError> {
+        self.writer.prepare(next_seq)
+    }
+}
+
+impl Persistence for FsPersistence {
+    fn commit(&mut self, batch: &[Input]) -> std::io::Result<()> {
+        for chunk in batch.chunks(self.writer.config().max_batch) {
+            self.writer
+                .append_inputs(chunk)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, snap: &SnapshotBytes) -> std::io::Result<()> {
+        write_snapshot(
+            &FsStorage,
+            &self.dir,
+            snap.seq.0,
+            snap.state_hash,
+            &snap.bytes,
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.bytes_at_snapshot = self.writer.written().1;
+        self.snapshot_kept();
+        self.measure();
+        Ok(())
+    }
+
+    fn bytes_since_snapshot(&self) -> u64 {
+        self.writer.written().1 - self.bytes_at_snapshot
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.writer.written().1
+    }
+
+    fn background(&mut self, idle: bool) -> bool {
+        let spare = match self.writer.background(idle) {
+            Ok(more) => more,
+            Err(e) => {
+                // Spares are off from now on; a roll creates the segment in
+                // place and a disk that is really failing fails there.
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot prepare the next journal segment ahead");
+                false
+            }
+        };
+        let retained = self.retention_step(idle);
+        if self.usage_at.elapsed() >= USAGE_EVERY {
+            self.measure();
+        }
+        spare || retained
+    }
+
+    fn disk_usage(&self) -> Option<DiskUsage> {
+        Some(self.usage)
+    }
+}
+
+/// The directory of partition `i`.
+pub fn partition_dir(data_dir: &Path, i: usize) -> PathBuf {
+    data_dir.join(format!("p{i}"))
+}
+
+impl Pipeline {
+    /// Recovers every partition, then starts the runtime.
+    pub fn open(cfg: &PipelineConfig) -> Result<Pipeline, PipelineError> {
+        let lock = DirLock::acquire(&cfg.data_dir)?;
+        let mut starts = Vec::new();
+        let mut recovered = Vec::new();
+        let mut writers = Vec::new();
+        let history_on = cfg.durability != Durability::None && cfg.history_run_records > 0;
+        for i in 0..cfg.partitions.max(1) {
+            let dir = partition_dir(&cfg.data_dir, i);
+            let d = dir.display().to_string();
+            let (engine, last_seq, rec) = if cfg.durability == Durability::None {
+                let e = Engine::new(cfg.engine);
+                let h = e.state_hash();
+                (
+                    e,
+                    0,
+                    PartitionRecovery {
+                        snapshot_seq: None,
+                        replayed: 0,
+                        last_seq: 0,
+                        state_hash: h,
+                        truncated_tail: false,
+                        moved_aside: Vec::new(),
+                        skipped_snapshots: Vec::new(),
+                    },
+                )
+            } else {
+                let history_err = |source| PipelineError::History {
+                    dir: d.clone(),
+                    source: Box::new(source),
+                };
+                let hdir = dir.join(HISTORY_DIR);
+                let mut store = match history_on {
+                    true => Some(DiskHistory::open(FsStorage, &hdir).map_err(history_err)?),
+                    false => None,
+                };
+                // Filled from every id on disk before replay (an O(history)
+                // read); the writer adds each run's ids before its install.
+                let filter = store
+                    .as_mut()
+                    .and_then(|s| {
+                        Some((
+                            s,
+                            std::sync::Arc::new(IdFilter::new(cfg.history_filter_bytes)?),
+                        ))
+                    })
+                    .map(|(s, f)| {
+                        let started = std::time::Instant::now();
+                        let records = s.attach_filter(f.clone())?;
+                        tracing::info!(
+                            partition = i,
+                            records,
+                            ms = started.elapsed().as_millis() as u64,
+                            "history id filter filled"
+                        );
+                        Ok(f)
+                    })
+                    .transpose()
+                    .map_err(history_err)?;
+                let link = store.as_ref().map(|s| s.link());
+                // Attached before replay: replayed installs find their runs.
+                let mut attach = |e: &mut Engine| {
+                    if let Some(h) = store.take() {
+                        e.attach_history(Box::new(h));
+                    }
+                };
+                let restore = |c, b: &[u8]| Engine::restore(c, b).map_err(|e| e.to_string());
+                let r = recover_attached(
+                    &FsStorage,
+                    &dir,
+                    cfg.engine,
+                    restore,
+                    cfg.repair,
+                    &mut attach,
+                )
+                .map_err(|source| PipelineError::Recovery {
+                    dir: d.clone(),
+                    source: Box::new(source),
+                })?;
+                if history_on {
+                    // Re-seed: every change after the last installed run.
+                    let installed = r.engine.installed_history();
+                    let (run, through, _) = installed.unwrap_or((0, Seq(0), 0));
+                    if let Some((run, _, checksum)) = installed {
+                        DiskHistory::open_read_only(FsStorage, &hdir)
+                            .and_then(|h| h.check_installed(run, checksum))
+                            .map_err(history_err)?;
+                    }
+                    let mut w =
+                        RunWriter::new(FsStorage, &hdir, run, through.0, cfg.history_run_records)
+                            .map_err(history_err)?;
+                    if let Some(f) = filter {
+                        w = w.with_filter(f);
+                    }
+                    w.push(&r.engine.history_tail(through));
+                    if let Some(link) = link.filter(|_| cfg.history_compact_fanout > 1) {
+                        let c = journal::history::Compactor::new(
+                            FsStorage,
+                            &hdir,
+                            link,
+                            (
+                                cfg.history_compact_fanout,
+                                journal::history::DEFAULT_COMPACT_RECORDS_MAX,
+                            ),
+                            (run, r.last_seq),
+                        )
+                        .map_err(history_err)?;
+                        w = w.with_compactor(c);
+                    }
+                    writers.push(Some(w));
+                }
+                let rec = PartitionRecovery {
+                    snapshot_seq: r.snapshot_seq,
+                    replayed: r.replayed,
+                    last_seq: r.last_seq,
+                    state_hash: r.state_hash,
+                    truncated_tail: r.scan.tail.is_some(),
+                    moved_aside: r.moved_aside.iter().map(|m| m.to.clone()).collect(),
+                    skipped_snapshots: r
+                        .skipped_snapshots
+                        .iter()
+                        .map(|s| format!("{s:?}"))
+                        .collect(),
+                };
+                (r.engine, r.last_seq, rec)
+            };
+            let persistence: Option<Box<dyn Persistence>> = if cfg.durability == Durability::None {
+                None
+            } else {
+                let jcfg = JournalConfig {
+                    segment_bytes: cfg.segment_bytes,
+                    durability: cfg.durability,
+                    ..JournalConfig::default()
+                };
+                let journal_err = |source| PipelineError::Journal {
+                    dir: d.clone(),
+                    source: Box::new(source),
+                };
+                let mut p = FsPersistence::open(&dir, jcfg)
+                    .map_err(journal_err)?
+                    .with_retention(cfg.retention);
+                p.prepare(last_seq + 1).map_err(journal_err)?;
+                Some(Box::new(p))
+            };
+            recovered.push(rec);
+            let mut engine = engine;
+            if cfg.prefault {
+                engine.prefault();
+            }
+            starts.push(PartitionStart {
+                engine,
+                last_seq: Seq(last_seq),
+                persistence,
+            });
+        }
+        writers.resize_with(starts.len(), || None);
+        let runtime = Runtime::start_with_history(cfg.runtime, cfg.durability, starts, writers);
+        Ok(Pipeline {
+            runtime,
+            recovered,
+            _lock: lock,
+        })
+    }
+
+    /// The running runtime (submit commands, read outputs).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// What recovery found, per partition.
+    pub fn recovered(&self) -> &[PartitionRecovery] {
+        &self.recovered
+    }
+
+    /// Drains, snapshots every partition, stops; returns the final state hashes.
+    pub fn shutdown(self) -> Vec<u128> {
+        self.runtime
+            .shutdown()
+            .iter()
+            .map(|e| e.state_hash())
+            .collect()
+    }
+}
