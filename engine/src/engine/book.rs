@@ -63,7 +63,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn side_levels_mut(&mut self, inst: u32, side: Side) -> &mut Vec<Entry> {
+    fn side_levels_mut(&mut self, inst: u32, side: Side) -> &mut Vec<Entry> {
         let i = &mut self.instruments[inst as usize];
         match side {
             Side::Buy => &mut i.bids,
@@ -94,7 +94,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn insert_level(&mut self, inst: u32, side: Side, price: Price) -> u32 {
+    fn insert_level(&mut self, inst: u32, side: Side, price: Price) -> u32 {
         let lslot = match self.level_free.pop() {
             Some(s) => s,
             None => {

@@ -30,7 +30,7 @@ impl Engine {
         (x.expire_at, self.orders[a as usize].id) < (y.expire_at, self.orders[b as usize].id)
     }
 
-    pub(super) fn heap_set(&mut self, pos: usize, slot: u32) {
+    fn heap_set(&mut self, pos: usize, slot: u32) {
         self.heap[pos] = slot;
         self.cold[slot as usize].heap_pos = pos as u32;
     }
@@ -55,7 +55,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn heap_up(&mut self, mut pos: usize) {
+    fn heap_up(&mut self, mut pos: usize) {
         while pos > 0 {
             let parent = (pos - 1) / 2;
             if self.heap_less(self.heap[pos], self.heap[parent]) {
@@ -69,7 +69,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn heap_down(&mut self, mut pos: usize) {
+    fn heap_down(&mut self, mut pos: usize) {
         let n = self.heap.len();
         loop {
             let (l, r) = (2 * pos + 1, 2 * pos + 2);

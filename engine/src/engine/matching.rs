@@ -12,7 +12,7 @@ use super::*;
 
 /// How a match of an incoming order ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum MatchEnd {
+enum MatchEnd {
     /// Filled, or nothing more to match at acceptable prices.
     Done,
     /// The circuit breaker tripped: cancel the remainder.
@@ -71,7 +71,7 @@ impl Bounds {
 
     /// Whether a taker with these bounds accepts a maker at `price`.
     #[inline]
-    pub(super) fn admits(self, price: Price) -> bool {
+    fn admits(self, price: Price) -> bool {
         self.lo <= price && price <= self.hi
     }
 }
@@ -119,7 +119,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn finish_taker(&mut self, slot: u32, end: MatchEnd, out: &mut Events) {
+    fn finish_taker(&mut self, slot: u32, end: MatchEnd, out: &mut Events) {
         self.sync_hold(slot);
         let o = self.orders[slot as usize];
         match end {
@@ -156,7 +156,7 @@ impl Engine {
 
     /// Matches the active order in `slot` against the opposite side while
     /// prices are acceptable.
-    pub(super) fn match_order(&mut self, slot: u32, bounds: Bounds, out: &mut Events) -> MatchEnd {
+    fn match_order(&mut self, slot: u32, bounds: Bounds, out: &mut Events) -> MatchEnd {
         let t = self.orders[slot as usize];
         let inst = t.inst;
         let instrument_id = self.instruments[inst as usize].spec.id;
@@ -283,7 +283,7 @@ impl Engine {
     /// Takes `x` from a resting order's visible part (a fill, or an STP
     /// decrement when `stp`): ends it at zero, replenishes an iceberg at the
     /// back of its level when its slice is used up.
-    pub(super) fn reduce_resting(&mut self, m: u32, x: u64, out: &mut Events, stp: bool) {
+    fn reduce_resting(&mut self, m: u32, x: u64, out: &mut Events, stp: bool) {
         let (lslot, id) = {
             let o = &mut self.orders[m as usize];
             o.visible.0 -= x;
@@ -325,7 +325,7 @@ impl Engine {
 
     /// Whether a would-be trade at `price` trips the circuit breaker. Sets the
     /// window anchor on first use of a window.
-    pub(super) fn circuit_trips(&mut self, inst: u32, price: Price) -> bool {
+    fn circuit_trips(&mut self, inst: u32, price: Price) -> bool {
         let now = self.now.0;
         let i = &mut self.instruments[inst as usize];
         let Some(bps) = i.spec.circuit_bps else {
@@ -341,7 +341,7 @@ impl Engine {
     }
 
     /// The same test without touching state (for FOK trials).
-    pub(super) fn circuit_would_trip(&self, inst: u32, price: Price) -> bool {
+    fn circuit_would_trip(&self, inst: u32, price: Price) -> bool {
         let i = &self.instruments[inst as usize];
         let Some(bps) = i.spec.circuit_bps else {
             return false;

@@ -103,7 +103,7 @@ pub(super) struct OrderCold {
     pub(super) fee_acc: u128,
 }
 
-pub(super) const COLD_FREE: OrderCold = OrderCold {
+const COLD_FREE: OrderCold = OrderCold {
     trigger: Price(0),
     expire_at: Timestamp(u64::MAX),
     display: Qty(0),
@@ -148,7 +148,7 @@ pub(super) struct Links {
     pub(super) onext: u32,
 }
 
-pub(super) const NO_LINKS: Links = Links {
+const NO_LINKS: Links = Links {
     prev: NIL,
     next: NIL,
     oprev: NIL,
@@ -322,7 +322,7 @@ impl Engine {
         self.owners[os as usize].tail = slot;
     }
 
-    pub(super) fn unlink_owner(&mut self, slot: u32) {
+    fn unlink_owner(&mut self, slot: u32) {
         let os = self.orders[slot as usize].owner_slot;
         let Links { oprev, onext, .. } = self.links[slot as usize];
         if oprev == NIL {

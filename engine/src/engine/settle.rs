@@ -13,7 +13,7 @@ use super::*;
 /// ceil((acc + add) / 10 000) − ceil(acc / 10 000): the fee a fill adds when
 /// rounding is cumulative per order.
 #[inline]
-pub(super) fn fee_delta(acc: u128, add: u128) -> u128 {
+fn fee_delta(acc: u128, add: u128) -> u128 {
     // Saturating only matters for corrupted snapshots (entry checks bound
     // real values far below u128::MAX); `validate` then reports the mismatch.
     acc.saturating_add(add).div_ceil(BPS) - acc.div_ceil(BPS)

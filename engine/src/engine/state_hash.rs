@@ -76,7 +76,7 @@ impl Engine {
     /// order id) in order-id order. The remembered set itself is derived
     /// from these (the window's pairs and the live orders'), so it is not
     /// hashed: its layout in blocks is not state.
-    pub(super) fn hash_owners_and_coids(&self, h: &mut StateHasher) {
+    fn hash_owners_and_coids(&self, h: &mut StateHasher) {
         h.u64(self.owners.len() as u64);
         for ow in &self.owners {
             h.u64(ow.id.0);
@@ -100,7 +100,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn hash_order(&self, h: &mut StateHasher, slot: u32) {
+    fn hash_order(&self, h: &mut StateHasher, slot: u32) {
         let (o, c) = (&self.orders[slot as usize], self.cold_of(slot));
         for v in [
             o.id.0,

@@ -34,7 +34,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn stop_list_mut(&mut self, inst: u32, side: Side) -> &mut Vec<Entry> {
+    fn stop_list_mut(&mut self, inst: u32, side: Side) -> &mut Vec<Entry> {
         let i = &mut self.instruments[inst as usize];
         match side {
             Side::Buy => &mut i.buy_stops,
@@ -99,7 +99,7 @@ impl Engine {
     }
 
     /// Moves the stops triggered during the last match to the fire queue.
-    pub(super) fn flush_triggered(&mut self) {
+    fn flush_triggered(&mut self) {
         for &s in &self.triggered_batch {
             self.fire_queue.push_back(s);
         }

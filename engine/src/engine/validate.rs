@@ -10,100 +10,11 @@ use super::*;
 impl Engine {
     /// Checks every book invariant; `Err` names the first one broken.
     pub fn validate(&self) -> Result<(), String> {
+        // Orders found in books and stop lists (also bounds every walk: a
+        // cycle counts past the pool's size).
         let mut live = 0usize;
-        for (ii, inst) in self.instruments[..self.instrument_count].iter().enumerate() {
-            let id = inst.spec.id;
-            for (side, v) in [(Side::Buy, &inst.bids), (Side::Sell, &inst.asks)] {
-                for w in v.windows(2) {
-                    if w[0].key >= w[1].key {
-                        return Err(format!("{id:?} {side:?}: levels not strictly sorted"));
-                    }
-                }
-                if v.len() > self.cfg.levels_max as usize {
-                    return Err(format!("{id:?} {side:?}: more levels than levels_max"));
-                }
-                for e in v {
-                    let l = &self.levels[e.slot as usize];
-                    if e.key != side_key(side, l.price) {
-                        return Err(format!("{id:?} {side:?}: level key/price mismatch"));
-                    }
-                    if l.count == 0 || l.head == NIL {
-                        return Err(format!("{id:?} {side:?} {}: empty level", l.price));
-                    }
-                    let (mut qty, mut count, mut prev) = (0u64, 0u32, NIL);
-                    let mut m = l.head;
-                    while m != NIL {
-                        let (o, c) = (&self.orders[m as usize], self.cold_of(m));
-                        if o.state != OrderState::Resting
-                            || o.level != e.slot
-                            || self.links[m as usize].prev != prev
-                            || o.price != l.price
-                            || o.side != side
-                            || o.inst as usize != ii
-                        {
-                            return Err(format!(
-                                "{id:?} order {} misfiled in level {}",
-                                o.id, l.price
-                            ));
-                        }
-                        if o.visible.0 == 0
-                            || o.visible > o.remaining
-                            || (c.display.0 == 0 && o.visible != o.remaining)
-                            || (c.display.0 > 0 && o.visible > c.display)
-                        {
-                            return Err(format!("order {}: bad visible/remaining", o.id));
-                        }
-                        if o.tif != Tif::Gtc && o.tif != Tif::Gtd
-                            || o.otype == OrderType::Market
-                            || o.otype == OrderType::Stop
-                        {
-                            return Err(format!("order {}: a non-resting order rests", o.id));
-                        }
-                        if o.tif == Tif::Gtd && c.expire_at <= self.now {
-                            return Err(format!("order {}: expired but resting", o.id));
-                        }
-                        qty = qty.checked_add(o.visible.0).ok_or("level qty overflows")?;
-                        count += 1;
-                        prev = m;
-                        m = self.links[m as usize].next;
-                        live += 1;
-                        if live > self.orders.len() {
-                            return Err("cycle in a level queue".into());
-                        }
-                    }
-                    if l.tail != prev || qty != l.qty.0 || count != l.count {
-                        return Err(format!("{id:?} {side:?} {}: level totals wrong", l.price));
-                    }
-                }
-            }
-            if let (Some(b), Some(a)) = (inst.bids.last(), inst.asks.last()) {
-                if self.levels[b.slot as usize].price >= self.levels[a.slot as usize].price {
-                    return Err(format!("{id:?}: book crossed"));
-                }
-            }
-            for (side, v) in [(Side::Buy, &inst.buy_stops), (Side::Sell, &inst.sell_stops)] {
-                for w in v.windows(2) {
-                    if w[0].key > w[1].key {
-                        return Err(format!("{id:?} {side:?}: stops not sorted"));
-                    }
-                }
-                for e in v {
-                    let o = &self.orders[e.slot as usize];
-                    let trigger = self.cold_of(e.slot).trigger;
-                    if o.state != OrderState::Stop
-                        || o.side != side
-                        || e.key != stop_key(side, trigger)
-                    {
-                        return Err(format!("{id:?}: stop {} misfiled", o.id));
-                    }
-                    if let Some(last) = inst.last_trade {
-                        if stop_condition(side, trigger, last) {
-                            return Err(format!("stop {} should have fired at {last}", o.id));
-                        }
-                    }
-                    live += 1;
-                }
-            }
+        for ii in 0..self.instrument_count {
+            self.validate_instrument(ii, &mut live)?;
         }
         if live != self.order_index.len() {
             return Err(format!(
@@ -115,6 +26,139 @@ impl Engine {
         if self.orders.len() - self.order_free.len() != live {
             return Err("order pool leaks slots".into());
         }
+        self.validate_index_and_heap()?;
+        let per_key = self.validate_owner_lists(live)?;
+        self.validate_owners_and_coids()?;
+        if per_key.len() != self.open_counts.len()
+            || per_key
+                .iter()
+                .any(|&(k, n)| self.open_counts.get(k) != Some(n))
+        {
+            return Err("open order counts wrong".into());
+        }
+        if !self.triggered_batch.is_empty() || !self.fire_queue.is_empty() {
+            return Err("stops left half-fired".into());
+        }
+        self.validate_holds()
+    }
+
+    /// One instrument's book (both sides' levels, never crossed) and stop
+    /// lists; adds the orders met to `live`.
+    fn validate_instrument(&self, ii: usize, live: &mut usize) -> Result<(), String> {
+        let inst = &self.instruments[ii];
+        let id = inst.spec.id;
+        for (side, v) in [(Side::Buy, &inst.bids), (Side::Sell, &inst.asks)] {
+            for w in v.windows(2) {
+                if w[0].key >= w[1].key {
+                    return Err(format!("{id:?} {side:?}: levels not strictly sorted"));
+                }
+            }
+            if v.len() > self.cfg.levels_max as usize {
+                return Err(format!("{id:?} {side:?}: more levels than levels_max"));
+            }
+            for e in v {
+                self.validate_level(ii, side, e, live)?;
+            }
+        }
+        if let (Some(b), Some(a)) = (inst.bids.last(), inst.asks.last()) {
+            if self.levels[b.slot as usize].price >= self.levels[a.slot as usize].price {
+                return Err(format!("{id:?}: book crossed"));
+            }
+        }
+        for (side, v) in [(Side::Buy, &inst.buy_stops), (Side::Sell, &inst.sell_stops)] {
+            for w in v.windows(2) {
+                if w[0].key > w[1].key {
+                    return Err(format!("{id:?} {side:?}: stops not sorted"));
+                }
+            }
+            for e in v {
+                let o = &self.orders[e.slot as usize];
+                let trigger = self.cold_of(e.slot).trigger;
+                if o.state != OrderState::Stop || o.side != side || e.key != stop_key(side, trigger)
+                {
+                    return Err(format!("{id:?}: stop {} misfiled", o.id));
+                }
+                if let Some(last) = inst.last_trade {
+                    if stop_condition(side, trigger, last) {
+                        return Err(format!("stop {} should have fired at {last}", o.id));
+                    }
+                }
+                *live += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// One level of instrument `ii`'s `side`: its key, its queue (each order
+    /// resting there, restable, with sane visible and remaining parts) and
+    /// its totals; adds the orders met to `live`.
+    fn validate_level(
+        &self,
+        ii: usize,
+        side: Side,
+        e: &Entry,
+        live: &mut usize,
+    ) -> Result<(), String> {
+        let id = self.instruments[ii].spec.id;
+        let l = &self.levels[e.slot as usize];
+        if e.key != side_key(side, l.price) {
+            return Err(format!("{id:?} {side:?}: level key/price mismatch"));
+        }
+        if l.count == 0 || l.head == NIL {
+            return Err(format!("{id:?} {side:?} {}: empty level", l.price));
+        }
+        let (mut qty, mut count, mut prev) = (0u64, 0u32, NIL);
+        let mut m = l.head;
+        while m != NIL {
+            let (o, c) = (&self.orders[m as usize], self.cold_of(m));
+            if o.state != OrderState::Resting
+                || o.level != e.slot
+                || self.links[m as usize].prev != prev
+                || o.price != l.price
+                || o.side != side
+                || o.inst as usize != ii
+            {
+                return Err(format!(
+                    "{id:?} order {} misfiled in level {}",
+                    o.id, l.price
+                ));
+            }
+            if o.visible.0 == 0
+                || o.visible > o.remaining
+                || (c.display.0 == 0 && o.visible != o.remaining)
+                || (c.display.0 > 0 && o.visible > c.display)
+            {
+                return Err(format!("order {}: bad visible/remaining", o.id));
+            }
+            if o.tif != Tif::Gtc && o.tif != Tif::Gtd
+                || o.otype == OrderType::Market
+                || o.otype == OrderType::Stop
+            {
+                return Err(format!("order {}: a non-resting order rests", o.id));
+            }
+            if o.tif == Tif::Gtd && c.expire_at <= self.now {
+                return Err(format!("order {}: expired but resting", o.id));
+            }
+            qty = qty.checked_add(o.visible.0).ok_or("level qty overflows")?;
+            count += 1;
+            prev = m;
+            m = self.links[m as usize].next;
+            *live += 1;
+            if *live > self.orders.len() {
+                return Err("cycle in a level queue".into());
+            }
+        }
+        if l.tail != prev || qty != l.qty.0 || count != l.count {
+            return Err(format!("{id:?} {side:?} {}: level totals wrong", l.price));
+        }
+        Ok(())
+    }
+
+    /// Every indexed order: found at its slot, its client order id held and
+    /// in its window entry, older than its owner's newest and the next id,
+    /// in the expiry heap exactly when GTD; the heap holds only those and is
+    /// ordered.
+    fn validate_index_and_heap(&self) -> Result<(), String> {
         let mut gtd = 0usize;
         for slot in self.order_index.slots() {
             let (o, c) = (&self.orders[slot as usize], self.cold_of(slot));
@@ -164,7 +208,13 @@ impl Engine {
                 return Err("expiry heap order broken".into());
             }
         }
-        // Owner lists and open counts.
+        Ok(())
+    }
+
+    /// Owner lists: each links exactly its owner's `live` orders in
+    /// acceptance order. Returns the open-order count per (owner, instrument)
+    /// for instruments that limit them.
+    fn validate_owner_lists(&self, live: usize) -> Result<Vec<(u128, u32)>, String> {
         let mut counted = 0usize;
         let mut per_key: Vec<(u128, u32)> = Vec::new();
         for (os, ow) in self.owners.iter().enumerate() {
@@ -202,20 +252,13 @@ impl Engine {
         if counted != live {
             return Err(format!("{counted} orders in owner lists, {live} live"));
         }
-        self.validate_owners_and_coids()?;
-        if per_key.len() != self.open_counts.len()
-            || per_key
-                .iter()
-                .any(|&(k, n)| self.open_counts.get(k) != Some(n))
-        {
-            return Err("open order counts wrong".into());
-        }
-        if !self.triggered_batch.is_empty() || !self.fire_queue.is_empty() {
-            return Err("stops left half-fired".into());
-        }
-        // Every hold equals what its order can still need; the ledger checks
-        // that the accounts' pending debits are exactly these holds plus
-        // pending transfers, and conservation per asset.
+        Ok(per_key)
+    }
+
+    /// Every hold equals what its order can still need; the ledger checks
+    /// that the accounts' pending debits are exactly these holds plus
+    /// pending transfers, and conservation per asset.
+    fn validate_holds(&self) -> Result<(), String> {
         let mut holds = vec![0u128; self.ledger.accounts_len()];
         for slot in self.order_index.slots() {
             let (o, c) = (&self.orders[slot as usize], self.cold_of(slot));
@@ -243,7 +286,7 @@ impl Engine {
     /// still needed) and the remembered set: exactly the window's pairs plus
     /// live older orders' pairs (`validate` has checked live orders' pairs
     /// are held and match their window entries).
-    pub(super) fn validate_owners_and_coids(&self) -> Result<(), String> {
+    fn validate_owners_and_coids(&self) -> Result<(), String> {
         let mut free = vec![false; self.owners.len()];
         for &s in &self.owner_free {
             match free.get_mut(s as usize) {
