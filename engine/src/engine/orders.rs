@@ -272,7 +272,13 @@ impl Engine {
 
     /// Cancels what is left of `o` (the order at `slot`) for `reason`, then ends it.
     #[inline]
-    pub(super) fn cancel_rest(&mut self, slot: u32, o: &Order, reason: CancelReason, out: &mut Events) {
+    pub(super) fn cancel_rest(
+        &mut self,
+        slot: u32,
+        o: &Order,
+        reason: CancelReason,
+        out: &mut Events,
+    ) {
         out.push(Event::Canceled {
             order_id: o.id,
             owner: self.owners[o.owner_slot as usize].id,

@@ -21,7 +21,13 @@ fn fee_delta(acc: u128, add: u128) -> u128 {
 
 /// A hold's need: a buy reserves price × qty plus the fee at the higher of
 /// the two rates on top of the fees accrued so far; a sell reserves the base.
-pub(super) fn need_of(spec: &InstrumentSpec, side: Side, hold_price: Price, qty: u64, fee_acc: u128) -> u128 {
+pub(super) fn need_of(
+    spec: &InstrumentSpec,
+    side: Side,
+    hold_price: Price,
+    qty: u64,
+    fee_acc: u128,
+) -> u128 {
     match side {
         Side::Buy => {
             let notional = hold_price.0 as u128 * qty as u128;

@@ -700,7 +700,6 @@ impl Engine {
         w_u32s(w, &self.level_free);
     }
 
-
     /// Rebuilds an engine from `snapshot()` bytes into the capacities of `cfg`.
     pub fn restore(cfg: EngineConfig, bytes: &[u8]) -> Result<Engine, SnapshotError> {
         let mut e = Engine::new(cfg);

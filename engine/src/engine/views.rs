@@ -33,7 +33,12 @@ pub struct OrderView {
 }
 
 impl Engine {
-    pub(super) fn handle_query_book(&mut self, id: InstrumentId, depth: Option<u32>, out: &mut Events) {
+    pub(super) fn handle_query_book(
+        &mut self,
+        id: InstrumentId,
+        depth: Option<u32>,
+        out: &mut Events,
+    ) {
         let Some(s) = self.inst_slot(id) else {
             return out.push(Event::Rejected {
                 target: RejectTarget::Instrument(id),
