@@ -75,8 +75,10 @@ pub use snapshot::SnapshotError;
 use stops::{stop_condition, stop_key};
 pub use views::OrderView;
 
+/// No slot: an absent order, level, owner, link or heap position.
 const NIL: u32 = u32::MAX;
 
+/// Basis points in one (fees, bands and the circuit breaker are in bps).
 const BPS: u128 = 10_000;
 
 /// The matching engine of one partition.
