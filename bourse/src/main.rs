@@ -301,7 +301,7 @@ fn serve(a: ServeArgs) -> ExitCode {
     (cfg.operator_owners, cfg.operator_perms) = conf.operator_grant();
     cfg.login_failures_max = conf.auth.login_failures_max;
     cfg.login_failure_window = std::time::Duration::from_millis(conf.auth.login_failure_window_ms);
-    cfg.max_sessions = conf.session.max_sessions;
+    cfg.max_sessions = conf.session.sessions_max;
     cfg.resume_window = conf.session.resume_window();
     cfg.metrics = Some(ops.state().clone());
     cfg.tokens = conf

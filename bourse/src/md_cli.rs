@@ -7,18 +7,28 @@
 //! within a level. Gaps are repaired through the view's retransmit /
 //! snapshot requests.
 //!
-//! Invariants: the screen is cleared (ANSI) only when standard output is a
+//! The view is drawn with `ratatui` widgets (`crate::tui`): on a terminal
+//! it is redrawn in place and follows resizes; redirected, the same view is
+//! rendered off screen and printed as plain text.
+//!
+//! Invariants: escape sequences are written only when standard output is a
 //! terminal, so redirected output is plain text; an instrument the symbol
 //! table does not list is an error before connecting (the market-data
 //! server would answer any id with an empty book); server and login are
 //! `cli::ServerArgs`, shared with the order-entry commands.
 
 use crate::cli::{connect_first, resolve_instrument, CliError, ServerArgs};
+use crate::tui::Screen;
 use engine::Side;
 use feeds::hub::{FeedView, MdClient, MdItem};
 use feeds::msg::Channel;
 use gateway::identity::load_client_identity;
 use gateway::net::Tuning;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Cell, Padding, Paragraph, Row, Table, Widget};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -113,6 +123,11 @@ async fn feed<W: Write>(a: &FeedArgs, out: &mut W, terminal: bool) -> Result<(),
         v.track(instrument, ch);
         c.subscribe(instrument, ch).await.map_err(md_err)?;
     }
+    let mut sink = if terminal && !a.json {
+        Out::Screen(Screen::new(out).map_err(CliError::Terminal)?)
+    } else {
+        Out::Text(out)
+    };
     let end = a.seconds.map(|s| Instant::now() + Duration::from_secs(s));
     let mut dirty = true;
     let mut last_draw = Instant::now() - Duration::from_secs(1);
@@ -137,7 +152,7 @@ async fn feed<W: Write>(a: &FeedArgs, out: &mut W, terminal: bool) -> Result<(),
             }
             if let MdItem::Message(m) = item {
                 if let feeds::msg::Body::Trade(t) = m.body {
-                    if a.json {
+                    if let (true, Out::Text(out)) = (a.json, &mut sink) {
                         let line = serde_json::json!({
                             "type": "trade", "instrument": instrument,
                             "price": t.price.0, "qty": t.qty.0, "match_id": t.match_id,
@@ -152,15 +167,33 @@ async fn feed<W: Write>(a: &FeedArgs, out: &mut W, terminal: bool) -> Result<(),
         if dirty && last_draw.elapsed() >= Duration::from_millis(200) {
             dirty = false;
             last_draw = Instant::now();
+            let out = match &mut sink {
+                Out::Screen(screen) => {
+                    // A failed draw (terminal gone) only loses the view.
+                    let _ = screen.draw(|area, buf| {
+                        render_view(&v, instrument, channel, &a.symbol, area, buf)
+                    });
+                    continue;
+                }
+                Out::Text(out) => out,
+            };
             let text = if a.json {
                 book_json(&v, instrument, channel).to_string() + "\n"
             } else {
-                draw(&v, instrument, channel, &a.symbol, terminal)
+                // Redirected, each view follows the last after a blank line.
+                format!("\n{}", plain(&v, instrument, channel, &a.symbol))
             };
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
         }
     }
+}
+
+/// Where the views go: a terminal redrawn in place, or text (plain views
+/// or JSON lines) appended to the output.
+enum Out<'a, W: Write> {
+    Screen(Screen<&'a mut W>),
+    Text(&'a mut W),
 }
 
 fn side_name(s: Side) -> &'static str {
@@ -222,43 +255,98 @@ fn book_json(v: &FeedView, instrument: u32, channel: Channel) -> serde_json::Val
     })
 }
 
-fn draw(v: &FeedView, instrument: u32, channel: Channel, symbol: &str, terminal: bool) -> String {
-    use std::fmt::Write as _;
-    // Clear and home only on a terminal; redirected, each view follows the last.
-    let mut s = String::from(if terminal { "\x1b[2J\x1b[H" } else { "\n" });
-    let _ = writeln!(
-        s,
+/// Rows of the plain-text view per side (the terminal view shows as many
+/// as fit).
+const PLAIN_DEPTH: usize = 20;
+/// Trades the view lists, newest first.
+const TRADES_SHOWN: usize = 10;
+/// Width of the plain-text view, columns.
+const PLAIN_WIDTH: u16 = 80;
+
+/// The view: a title, bids beside asks (price, qty, and order count, or
+/// order id at L3), then the recent trades; drawn with `ratatui` widgets
+/// into `buf` (a terminal frame or an off-screen buffer).
+fn render_view(
+    v: &FeedView,
+    instrument: u32,
+    channel: Channel,
+    symbol: &str,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let trades: Vec<Line> = v
+        .trades
+        .iter()
+        .rev()
+        .take(TRADES_SHOWN)
+        .map(|(_, t)| {
+            Line::from(format!(
+                "  {:>5} {:>8} @ {:>12}  (match {})",
+                side_name(t.aggressor),
+                t.qty.0,
+                t.price.0,
+                t.match_id
+            ))
+        })
+        .collect();
+    let [title, book, trades_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(trades.len() as u16 + 2),
+    ])
+    .areas(area);
+    Line::from(format!(
         "{symbol} ({instrument}) {channel:?}   gaps repaired: {}",
         v.gaps
-    );
+    ))
+    .style(Style::new().add_modifier(Modifier::BOLD))
+    .render(title, buf);
+    let [bid_area, ask_area] =
+        Layout::horizontal([Constraint::Length(29), Constraint::Length(31)]).areas(book);
     let n = if channel == Channel::L3 { "order" } else { "n" };
-    let _ = writeln!(
-        s,
-        "{:>12} {:>8} {:>6} | {:>12} {:>8} {:>6}",
-        "bid", "qty", n, "ask", "qty", n
-    );
-    let (b, a) = (
-        rows(v, instrument, channel, Side::Buy),
-        rows(v, instrument, channel, Side::Sell),
-    );
-    for i in 0..b.len().max(a.len()).min(20) {
-        let cell = |r: Option<&(u64, u64, u64)>| {
-            r.map_or(format!("{:>12} {:>8} {:>6}", "", "", ""), |(p, q, n)| {
-                format!("{p:>12} {q:>8} {n:>6}")
-            })
+    for (side, name, area, color) in [
+        (Side::Buy, "bid", bid_area, Color::Green),
+        (Side::Sell, "ask", ask_area, Color::Red),
+    ] {
+        let num = |v: u64| Cell::from(Line::from(v.to_string()).alignment(Alignment::Right));
+        let rows = rows(v, instrument, channel, side)
+            .into_iter()
+            .map(|(p, q, n)| Row::new([num(p), num(q), num(n)]));
+        let right = |s: &'static str| Cell::from(Line::from(s).alignment(Alignment::Right));
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Length(12),
+                Constraint::Length(8),
+                Constraint::Length(6),
+            ],
+        )
+        .header(Row::new([right(name), right("qty"), right(n)]).style(Style::new().fg(color)));
+        let table = if side == Side::Sell {
+            table.block(Block::new().borders(Borders::LEFT))
+        } else {
+            table
         };
-        let _ = writeln!(s, "{} | {}", cell(b.get(i)), cell(a.get(i)));
+        Widget::render(table, area, buf);
     }
-    let _ = writeln!(s, "\nrecent trades:");
-    for (_, t) in v.trades.iter().rev().take(10) {
-        let _ = writeln!(
-            s,
-            "  {:>5} {:>8} @ {:>12}  (match {})",
-            side_name(t.aggressor),
-            t.qty.0,
-            t.price.0,
-            t.match_id
-        );
-    }
-    s
+    Paragraph::new(trades)
+        .block(
+            Block::new()
+                .title("recent trades:")
+                .padding(Padding::top(1)),
+        )
+        .render(trades_area, buf);
+}
+
+/// The view as plain text (no escape sequences), for redirected output.
+fn plain(v: &FeedView, instrument: u32, channel: Channel, symbol: &str) -> String {
+    let sides = rows(v, instrument, channel, Side::Buy)
+        .len()
+        .max(rows(v, instrument, channel, Side::Sell).len())
+        .min(PLAIN_DEPTH);
+    let trades = v.trades.len().min(TRADES_SHOWN);
+    let height = (1 + 1 + sides + 2 + trades) as u16;
+    crate::tui::plain_text(PLAIN_WIDTH, height, |area, buf| {
+        render_view(v, instrument, channel, symbol, area, buf)
+    })
 }
