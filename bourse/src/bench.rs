@@ -1114,8 +1114,16 @@ fn decade_label(d: f64) -> String {
     match n as usize {
         0 => "0%".into(),
         1 => "90%".into(),
+        2 => "99%".into(),
         n => format!("99.{}%", "9".repeat(n - 2)),
     }
+}
+
+/// The x axis of a chart: its end (it starts at 0), its legend, its labels.
+struct XAxis<'a> {
+    max: f64,
+    desc: &'a str,
+    label: &'a dyn Fn(&f64) -> String,
 }
 
 /// One line chart in SVG (`plotters`): grey grid, labelled axes, no axis
@@ -1123,7 +1131,7 @@ fn decade_label(d: f64) -> String {
 /// series is one `<polyline>` and each legend mark a `<rect>`.
 fn line_chart_svg(
     title: &str,
-    (x_max, x_desc, x_fmt): (f64, &str, &dyn Fn(&f64) -> String),
+    x: XAxis<'_>,
     (y_max, y_desc): (f64, &str),
     series: &[(String, Vec<(f64, f64)>)],
 ) -> String {
@@ -1133,11 +1141,12 @@ fn line_chart_svg(
         // Drawing into a String cannot fail except by a plotters bug.
         root.fill(&WHITE).expect("svg fill");
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 15))
+            .caption(title, ("sans-serif", 19))
             .margin(12)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .build_cartesian_2d(0.0..x.max, 0.0..y_max)
             .expect("svg chart");
         chart
             .configure_mesh()
@@ -1146,10 +1155,11 @@ fn line_chart_svg(
             .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
             .x_labels(6)
             .y_labels(6)
-            .x_label_formatter(x_fmt)
+            .x_label_formatter(x.label)
             .y_label_formatter(&|v| fmt_num(*v))
-            .x_desc(x_desc)
+            .x_desc(x.desc)
             .y_desc(y_desc)
+            .label_style(("sans-serif", 15))
             .draw()
             .expect("svg mesh");
         for (i, (name, pts)) in series.iter().enumerate() {
@@ -1167,6 +1177,7 @@ fn line_chart_svg(
             .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.8))
             .border_style(RGBColor(0xdd, 0xdd, 0xdd))
+            .label_font(("sans-serif", 15))
             .draw()
             .expect("svg legend");
         root.present().expect("svg present");
@@ -1203,7 +1214,11 @@ pub fn percentile_svg(title: &str, series: &[(&str, &Histogram<u64>)]) -> String
         .collect();
     line_chart_svg(
         title,
-        (DECADES, "percentile", &|d| decade_label(*d)),
+        XAxis {
+            max: DECADES,
+            desc: "percentile",
+            label: &|d| decade_label(*d),
+        },
         (nice_ceiling(y_max), "latency (µs)"),
         &lines,
     )
@@ -1231,7 +1246,11 @@ pub fn sweep_svg(title: &str, points: &[(f64, &Histogram<u64>)]) -> String {
         .collect();
     line_chart_svg(
         title,
-        (x_max, "achieved throughput (messages/s)", &|v| fmt_num(*v)),
+        XAxis {
+            max: x_max,
+            desc: "achieved throughput (messages/s)",
+            label: &|v| fmt_num(*v),
+        },
         (y_max, "order → ack latency (µs)"),
         &lines,
     )
@@ -1712,6 +1731,9 @@ mod tests {
         assert!(last_data.contains("1.000000000000"), "{last_data}");
         let svg = percentile_svg("t", &[("a", &h)]);
         assert!(svg.contains("<polyline") && svg.contains("99.99%"));
+        for (d, label) in [(0.0, "0%"), (1.0, "90%"), (2.0, "99%"), (5.0, "99.999%")] {
+            assert_eq!(decade_label(d), label);
+        }
         let sweep = sweep_svg("s", &[(1_000.0, &h), (2_000.0, &h)]);
         assert_eq!(sweep.matches("<polyline").count(), 3, "p50, p99, p99.9");
     }

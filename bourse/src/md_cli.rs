@@ -28,7 +28,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Cell, Padding, Paragraph, Row, Table, Widget};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -255,9 +255,8 @@ fn book_json(v: &FeedView, instrument: u32, channel: Channel) -> serde_json::Val
     })
 }
 
-/// Rows of the plain-text view per side (the terminal view shows as many
-/// as fit).
-const PLAIN_DEPTH: usize = 20;
+/// Rows of the book per side, best first.
+const BOOK_ROWS_MAX: usize = 20;
 /// Trades the view lists, newest first.
 const TRADES_SHOWN: usize = 10;
 /// Width of the plain-text view, columns.
@@ -265,7 +264,8 @@ const PLAIN_WIDTH: u16 = 80;
 
 /// The view: a title, bids beside asks (price, qty, and order count, or
 /// order id at L3), then the recent trades; drawn with `ratatui` widgets
-/// into `buf` (a terminal frame or an off-screen buffer).
+/// into `buf` (a terminal frame or an off-screen buffer). The book takes as
+/// many rows as it has (as many as fit on a small terminal).
 fn render_view(
     v: &FeedView,
     instrument: u32,
@@ -274,25 +274,27 @@ fn render_view(
     area: Rect,
     buf: &mut Buffer,
 ) {
-    let trades: Vec<Line> = v
-        .trades
-        .iter()
-        .rev()
-        .take(TRADES_SHOWN)
-        .map(|(_, t)| {
-            Line::from(format!(
-                "  {:>5} {:>8} @ {:>12}  (match {})",
-                side_name(t.aggressor),
-                t.qty.0,
-                t.price.0,
-                t.match_id
-            ))
-        })
-        .collect();
-    let [title, book, trades_area] = Layout::vertical([
+    let (mut bids, mut asks) = (
+        rows(v, instrument, channel, Side::Buy),
+        rows(v, instrument, channel, Side::Sell),
+    );
+    bids.truncate(BOOK_ROWS_MAX);
+    asks.truncate(BOOK_ROWS_MAX);
+    let mut trades = vec![Line::from(""), Line::from("recent trades:")];
+    trades.extend(v.trades.iter().rev().take(TRADES_SHOWN).map(|(_, t)| {
+        Line::from(format!(
+            "  {:>5} {:>8} @ {:>12}  (match {})",
+            side_name(t.aggressor),
+            t.qty.0,
+            t.price.0,
+            t.match_id
+        ))
+    }));
+    let [title, book, trades_area, _] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Fill(1),
-        Constraint::Length(trades.len() as u16 + 2),
+        Constraint::Length(1 + bids.len().max(asks.len()) as u16),
+        Constraint::Length(trades.len() as u16),
+        Constraint::Min(0),
     ])
     .areas(area);
     Line::from(format!(
@@ -302,40 +304,41 @@ fn render_view(
     .style(Style::new().add_modifier(Modifier::BOLD))
     .render(title, buf);
     let [bid_area, ask_area] =
-        Layout::horizontal([Constraint::Length(29), Constraint::Length(31)]).areas(book);
+        Layout::horizontal([Constraint::Length(31), Constraint::Length(28)]).areas(book);
     let n = if channel == Channel::L3 { "order" } else { "n" };
-    for (side, name, area, color) in [
-        (Side::Buy, "bid", bid_area, Color::Green),
-        (Side::Sell, "ask", ask_area, Color::Red),
+    let right = |t: String| Cell::from(Line::from(t).alignment(Alignment::Right));
+    for (side_rows, name, area, color) in [
+        (bids, "bid", bid_area, Color::Green),
+        (asks, "ask", ask_area, Color::Red),
     ] {
-        let num = |v: u64| Cell::from(Line::from(v.to_string()).alignment(Alignment::Right));
-        let rows = rows(v, instrument, channel, side)
+        let body = side_rows
             .into_iter()
-            .map(|(p, q, n)| Row::new([num(p), num(q), num(n)]));
-        let right = |s: &'static str| Cell::from(Line::from(s).alignment(Alignment::Right));
+            .map(|(p, q, n)| Row::new([p.to_string(), q.to_string(), n.to_string()].map(right)));
+        let header = Row::new([name, "qty", n].map(|h| right(h.to_string())));
         let table = Table::new(
-            rows,
+            body,
             [
                 Constraint::Length(12),
                 Constraint::Length(8),
                 Constraint::Length(6),
             ],
         )
-        .header(Row::new([right(name), right("qty"), right(n)]).style(Style::new().fg(color)));
-        let table = if side == Side::Sell {
-            table.block(Block::new().borders(Borders::LEFT))
-        } else {
-            table
-        };
+        .header(header.style(Style::new().fg(color)));
         Widget::render(table, area, buf);
     }
-    Paragraph::new(trades)
-        .block(
-            Block::new()
-                .title("recent trades:")
-                .padding(Padding::top(1)),
-        )
-        .render(trades_area, buf);
+    // The bar between the sides (" | "), in ASCII so redirected text stays
+    // ASCII; left out when the sides do not fit beside each other.
+    let bar_rows = if book.width >= 59 {
+        book.top()..book.bottom()
+    } else {
+        0..0
+    };
+    for y in bar_rows {
+        if let Some(cell) = buf.cell_mut((book.x + 29, y)) {
+            cell.set_symbol("|");
+        }
+    }
+    Paragraph::new(trades).render(trades_area, buf);
 }
 
 /// The view as plain text (no escape sequences), for redirected output.
@@ -343,7 +346,7 @@ fn plain(v: &FeedView, instrument: u32, channel: Channel, symbol: &str) -> Strin
     let sides = rows(v, instrument, channel, Side::Buy)
         .len()
         .max(rows(v, instrument, channel, Side::Sell).len())
-        .min(PLAIN_DEPTH);
+        .min(BOOK_ROWS_MAX);
     let trades = v.trades.len().min(TRADES_SHOWN);
     let height = (1 + 1 + sides + 2 + trades) as u16;
     crate::tui::plain_text(PLAIN_WIDTH, height, |area, buf| {
