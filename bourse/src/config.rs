@@ -433,16 +433,19 @@ pub struct ServerSection {
 }
 
 impl Default for ServerSection {
+    /// The server's own defaults; the rest (data directory, metrics,
+    /// logging) belong to the binary and are written only here.
     fn default() -> Self {
+        let server = gateway::server::ServerConfig::new("");
         ServerSection {
-            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            listen: server.listen,
             data_dir: PathBuf::from("bourse-data"),
             metrics: SocketAddr::from(([127, 0, 0, 1], 9187)),
             metrics_enabled: true,
             log_format: LogFormat::Text,
             log_filter: "info".to_string(),
-            busy_poll: false,
-            demo: false,
+            busy_poll: server.busy_poll,
+            demo: server.demo,
         }
     }
 }

@@ -287,6 +287,45 @@ fn serve(a: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let cfg = server_config(&conf, &ops);
+    let data_dir = conf.server.data_dir.clone();
+    let mut server = match gateway::server::start(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            runtime::report!("bourse serve: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Signal handlers go in before the address is printed: whoever reads it
+    // may send SIGTERM at once.
+    let signals = match StopSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            runtime::report!("bourse serve: signal handlers: {e}");
+            let _ = server.shutdown();
+            return ExitCode::from(1);
+        }
+    };
+    watch_signals(signals, server.stopper());
+    // Standard output may be closed (`serve | head -1`): the banner and the
+    // final hashes are best effort, they must never abort the shutdown.
+    let mut out = io::stdout();
+    let _ = write_banner(&mut out, &conf, &server, &ops, &data_dir);
+    tracing::info!(addr = %server.addr(), "serving");
+    let hashes = server.join();
+    ops.shutdown();
+    for (i, h) in hashes.iter().enumerate() {
+        let _ = writeln!(out, "p{i} state hash after shutdown: {h:032x}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// The order-entry server's settings from the configuration (the metrics
+/// state of `ops` reports on it).
+fn server_config(
+    conf: &bourse::config::BourseConfig,
+    ops: &bourse::ops::Ops,
+) -> gateway::server::ServerConfig {
     let mut cfg = gateway::server::ServerConfig::new(&conf.server.data_dir);
     cfg.listen = conf.server.listen;
     cfg.pipeline = conf.pipeline();
@@ -310,25 +349,13 @@ fn serve(a: ServeArgs) -> ExitCode {
         .iter()
         .filter_map(|t| t.grant().ok().map(|(o, p)| (t.token.clone(), o, p)))
         .collect();
-    let data_dir = conf.server.data_dir.clone();
-    let mut server = match gateway::server::start(cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            runtime::report!("bourse serve: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    // Signal handlers go in before the address is printed: whoever reads it
-    // may send SIGTERM at once.
-    let signals = match StopSignals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            runtime::report!("bourse serve: signal handlers: {e}");
-            let _ = server.shutdown();
-            return ExitCode::from(1);
-        }
-    };
-    let stop = server.stopper();
+    cfg
+}
+
+/// On SIGTERM or SIGINT: says so, stops the server through `stop`, and
+/// exits with status 1 if the shutdown does not finish within
+/// `SHUTDOWN_LIMIT`.
+fn watch_signals(signals: StopSignals, stop: std::sync::Arc<tokio::sync::Notify>) {
     let _ = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -353,17 +380,6 @@ fn serve(a: ServeArgs) -> ExitCode {
             );
             std::process::exit(1);
         });
-    // Standard output may be closed (`serve | head -1`): the banner and the
-    // final hashes are best effort, they must never abort the shutdown.
-    let mut out = io::stdout();
-    let _ = write_banner(&mut out, &conf, &server, &ops, &data_dir);
-    tracing::info!(addr = %server.addr(), "serving");
-    let hashes = server.join();
-    ops.shutdown();
-    for (i, h) in hashes.iter().enumerate() {
-        let _ = writeln!(out, "p{i} state hash after shutdown: {h:032x}");
-    }
-    ExitCode::SUCCESS
 }
 
 /// What `serve` prints once it accepts connections (the first line ends
