@@ -4,8 +4,9 @@
 //! drifting mid on BTC-USD and ETH-USD (crossing now and then), a payments
 //! client moving money between the demo accounts, and an observer session
 //! that rebuilds the books from the execution reports. A terminal view
-//! (books, last trades, throughput, latency percentiles) is redrawn about
-//! four times a second for the duration, then a summary is printed and
+//! (books, last trades, throughput, latency percentiles; `ratatui` widgets
+//! through `crate::tui`, following resizes) is redrawn about four times a
+//! second for the duration, then a summary is printed below it and
 //! everything shuts down cleanly (final snapshot included).
 //!
 //! With `tui: false` (`--no-tui`) one summary line per second is printed

@@ -353,3 +353,48 @@ fn plain(v: &FeedView, instrument: u32, channel: Channel, symbol: &str) -> Strin
         render_view(v, instrument, channel, symbol, area, buf)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{Price, Qty};
+    use feeds::msg::{Quote, Top, TradeMsg};
+
+    #[test]
+    fn the_plain_view_is_the_book_beside_itself_then_the_trades() {
+        let mut v = FeedView::default();
+        let top = |p: u64, q: u64, n: u32| Top {
+            price: Some(Price(p)),
+            qty: Qty(q),
+            orders: n,
+        };
+        v.quotes.insert(
+            1,
+            Quote {
+                bid: top(50_500, 3, 2),
+                ask: top(50_600, 1, 1),
+            },
+        );
+        v.trades.push_back((
+            1,
+            TradeMsg {
+                price: Price(50_550),
+                qty: Qty(2),
+                match_id: 7,
+                aggressor: Side::Sell,
+                maker_order_id: 1,
+                taker_order_id: 2,
+            },
+        ));
+        let text = plain(&v, 1, Channel::L1, "BTC-USD");
+        assert_eq!(
+            text,
+            "BTC-USD (1) L1   gaps repaired: 0\n\
+             \x20        bid      qty      n |          ask      qty      n\n\
+             \x20      50500        3      2 |        50600        1      1\n\
+             \n\
+             recent trades:\n\
+             \x20  sell        2 @        50550  (match 7)\n"
+        );
+    }
+}
