@@ -1401,26 +1401,17 @@ impl Session {
             },
         };
         match *event {
-            Event::Accepted { .. } => {
-                let mine = match &mut pend {
-                    Some(p) if matches!(p.kind, PendKind::NewOrder(_)) => {
-                        self.settle_new_order(p);
-                        true
-                    }
-                    _ => false,
-                };
-                self.on_accepted(&cx, mine, event);
-            }
+            Event::Accepted { .. }
+            | Event::Trade { .. }
+            | Event::Canceled { .. }
+            | Event::Reduced { .. }
+            | Event::Replaced { .. }
+            | Event::Triggered { .. } => self.order_event(&cx, pend.as_mut(), event),
             Event::Rejected { reason, .. } => {
                 if let Some(p) = &mut pend {
                     self.request_rejected(p, reason.code(), seq.0);
                 }
             }
-            Event::Trade { .. } => self.on_trade(&cx, event),
-            Event::Canceled { .. } => self.on_canceled(&cx, event),
-            Event::Reduced { .. } => self.on_reduced(&cx, event),
-            Event::Replaced { .. } => self.on_replaced(&cx, event),
-            Event::Triggered { order_id, owner } => self.on_triggered(&cx, order_id, owner),
             Event::AccountRejected { reason, .. } => {
                 if let Some(p) = &mut pend {
                     p.code = reason.code();
@@ -1430,8 +1421,9 @@ impl Session {
             Event::TransferRejected { id, reason } => {
                 self.transfer_event(&mut pend, id.0, reason.code())
             }
-            Event::Balance { .. } => self.on_balance(pend.as_mut(), event),
-            Event::OpenOrder { .. } => self.on_open_order(&cx, pend.as_mut(), event),
+            Event::Balance { .. } | Event::OpenOrder { .. } => {
+                self.query_answer(&cx, pend.as_mut(), event)
+            }
             // The rows follow as `handle_row` calls.
             Event::Transfers { more, .. } => {
                 if let Some(Pending {
@@ -1487,112 +1479,151 @@ impl Session {
         }
     }
 
-    /// An order was accepted: tracked and reported when it is this session's
-    /// (`mine`: placed by this request) or one of its owners'.
-    fn on_accepted(&mut self, cx: &EventCtx, mine: bool, event: &Event) {
-        let Event::Accepted {
-            order_id,
-            client_order_id,
-            owner,
-            instrument,
-            side,
-            price,
-            qty,
-        } = *event
-        else {
-            unreachable!("handle_event passes Accepted only");
-        };
-        if !mine && !self.owns(owner.0) {
-            return;
+    /// An event about an order (accepted, traded, canceled, reduced,
+    /// replaced, triggered): reported when this session follows the order.
+    fn order_event(&mut self, cx: &EventCtx, pend: Option<&mut Pending>, event: &Event) {
+        match *event {
+            Event::Accepted {
+                order_id,
+                client_order_id,
+                owner,
+                instrument,
+                side,
+                price,
+                qty,
+            } => {
+                let mine = match pend {
+                    Some(p) if matches!(p.kind, PendKind::NewOrder(_)) => {
+                        self.settle_new_order(p);
+                        true
+                    }
+                    _ => false,
+                };
+                if mine || self.owns(owner.0) {
+                    let t = Tracked {
+                        client_order_id: client_order_id.0,
+                        instrument: instrument.0,
+                        side: side as u8,
+                        price: price.map_or(0, |p| p.0),
+                        cum: 0,
+                        leaves: qty.0,
+                        mine,
+                    };
+                    self.on_accepted(cx, cx.global(order_id), owner, t);
+                }
+            }
+            Event::Trade {
+                instrument,
+                price,
+                qty,
+                maker_order_id,
+                taker_order_id,
+                maker_owner,
+                taker_owner,
+                taker_side,
+            } => {
+                let fill = ExecutionReport {
+                    last_qty: qty.0,
+                    last_px: price.0,
+                    instrument: instrument.0,
+                    exec_type: exec_type::TRADE,
+                    ord_status: ord_status::UNKNOWN,
+                    ..cx.base
+                };
+                let maker = (maker_order_id, maker_owner, taker_side.opposite());
+                self.on_fill(cx, fill, maker);
+                self.on_fill(cx, fill, (taker_order_id, taker_owner, taker_side));
+            }
+            Event::Canceled {
+                order_id,
+                owner,
+                qty,
+                reason,
+            } => self.on_canceled(cx, cx.global(order_id), owner, qty, reason),
+            Event::Reduced {
+                order_id,
+                owner,
+                qty,
+                reason,
+            } => self.on_reduced(cx, cx.global(order_id), owner, qty, reason),
+            Event::Replaced {
+                order_id,
+                owner,
+                price,
+                qty,
+                priority_kept,
+            } => {
+                let id = cx.global(order_id);
+                self.on_replaced(cx, id, owner, (price, qty), priority_kept)
+            }
+            Event::Triggered { order_id, owner } => {
+                self.on_triggered(cx, cx.global(order_id), owner)
+            }
+            // Not about an order: `handle_event` handles the rest.
+            _ => {}
         }
-        let id = cx.global(order_id);
-        let t = Tracked {
-            client_order_id: client_order_id.0,
-            instrument: instrument.0,
-            side: side as u8,
-            price: price.map_or(0, |p| p.0),
-            cum: 0,
-            leaves: qty.0,
-            mine,
-        };
+    }
+
+    /// An order was accepted: tracked and reported (`t.mine`: placed by
+    /// this request).
+    fn on_accepted(&mut self, cx: &EventCtx, id: u64, owner: OwnerId, t: Tracked) {
         self.track(id, t);
         let r = ExecutionReport {
             order_id: id,
-            client_order_id: client_order_id.0,
+            client_order_id: t.client_order_id,
             owner: owner.0,
             price: t.price,
-            order_qty: qty.0,
-            leaves_qty: qty.0,
-            instrument: instrument.0,
+            order_qty: t.leaves,
+            leaves_qty: t.leaves,
+            instrument: t.instrument,
             exec_type: exec_type::NEW,
             ord_status: ord_status::NEW,
-            side: side as u8,
-            flags: if mine { REPORT_OWN_REQUEST } else { 0 },
+            side: t.side,
+            flags: if t.mine { REPORT_OWN_REQUEST } else { 0 },
             ..cx.base
         };
         self.report(r, cx.request);
     }
 
-    /// A trade: one report per side this session follows, with the fill
-    /// applied to the tracked order.
-    fn on_trade(&mut self, cx: &EventCtx, event: &Event) {
-        let Event::Trade {
-            instrument,
-            price,
-            qty,
-            maker_order_id,
-            taker_order_id,
-            maker_owner,
-            taker_owner,
-            taker_side,
-        } = *event
-        else {
-            unreachable!("handle_event passes Trade only");
-        };
-        for (oid, owner, side) in [
-            (maker_order_id, maker_owner, taker_side.opposite()),
-            (taker_order_id, taker_owner, taker_side),
-        ] {
-            let id = cx.global(oid);
-            if !self.concerns(id, owner) {
-                continue;
-            }
-            let mut r = ExecutionReport {
-                order_id: id,
-                owner: owner.0,
-                last_qty: qty.0,
-                last_px: price.0,
-                instrument: instrument.0,
-                exec_type: exec_type::TRADE,
-                ord_status: ord_status::UNKNOWN,
-                side: side as u8,
-                ..cx.base
-            };
-            if let Some(t) = self.orders.get_mut(&id) {
-                t.cum += qty.0;
-                t.leaves = t.leaves.saturating_sub(qty.0);
-                let t = *t;
-                self.fill_from(&mut r, &t);
-                if t.leaves == 0 {
-                    self.untrack(id);
-                }
-            }
-            self.report(r, cx.request);
+    /// One side of a trade (`fill` says what traded): reported when this
+    /// session follows the order, with the fill applied to it.
+    fn on_fill(
+        &mut self,
+        cx: &EventCtx,
+        fill: ExecutionReport,
+        (order_id, owner, side): (engine::OrderId, OwnerId, engine::Side),
+    ) {
+        let id = cx.global(order_id);
+        if !self.concerns(id, owner) {
+            return;
         }
+        let mut r = ExecutionReport {
+            order_id: id,
+            owner: owner.0,
+            side: side as u8,
+            ..fill
+        };
+        if let Some(t) = self.orders.get_mut(&id) {
+            t.cum += fill.last_qty;
+            t.leaves = t.leaves.saturating_sub(fill.last_qty);
+            let t = *t;
+            self.fill_from(&mut r, &t);
+            if t.leaves == 0 {
+                self.untrack(id);
+            }
+        }
+        self.report(r, cx.request);
     }
 
     /// An order left the book (canceled or expired): reported and untracked.
-    fn on_canceled(&mut self, cx: &EventCtx, event: &Event) {
-        let Event::Canceled {
-            order_id,
-            owner,
-            qty,
-            reason,
-        } = *event
-        else {
-            unreachable!("handle_event passes Canceled only");
-        };
-        let id = cx.global(order_id);
+    fn on_canceled(
+        &mut self,
+        cx: &EventCtx,
+        id: u64,
+        owner: OwnerId,
+        qty: engine::Qty,
+        reason: engine::CancelReason,
+    ) {
         if !self.concerns(id, owner) {
             return;
         }
@@ -1626,18 +1657,15 @@ impl Session {
         self.report(r, cx.request);
     }
 
-    /// Self-trade prevention took quantity off an order.
-    fn on_reduced(&mut self, cx: &EventCtx, event: &Event) {
-        let Event::Reduced {
-            order_id,
-            owner,
-            qty,
-            reason,
-        } = *event
-        else {
-            unreachable!("handle_event passes Reduced only");
-        };
-        let id = cx.global(order_id);
+    /// Self-trade prevention took `qty` off an order.
+    fn on_reduced(
+        &mut self,
+        cx: &EventCtx,
+        id: u64,
+        owner: OwnerId,
+        qty: engine::Qty,
+        reason: engine::CancelReason,
+    ) {
         if !self.concerns(id, owner) {
             return;
         }
@@ -1665,19 +1693,15 @@ impl Session {
         self.report(r, cx.request);
     }
 
-    /// An order's price or quantity changed.
-    fn on_replaced(&mut self, cx: &EventCtx, event: &Event) {
-        let Event::Replaced {
-            order_id,
-            owner,
-            price,
-            qty,
-            priority_kept,
-        } = *event
-        else {
-            unreachable!("handle_event passes Replaced only");
-        };
-        let id = cx.global(order_id);
+    /// An order's price and quantity changed.
+    fn on_replaced(
+        &mut self,
+        cx: &EventCtx,
+        id: u64,
+        owner: OwnerId,
+        (price, qty): (engine::Price, engine::Qty),
+        priority_kept: bool,
+    ) {
         if !self.concerns(id, owner) {
             return;
         }
@@ -1705,8 +1729,7 @@ impl Session {
     }
 
     /// A stop order was triggered.
-    fn on_triggered(&mut self, cx: &EventCtx, order_id: engine::OrderId, owner: OwnerId) {
-        let id = cx.global(order_id);
+    fn on_triggered(&mut self, cx: &EventCtx, id: u64, owner: OwnerId) {
         if !self.concerns(id, owner) {
             return;
         }
@@ -1723,69 +1746,65 @@ impl Session {
         self.report(r, cx.request);
     }
 
-    /// A balance answering this session's `QueryBalance`: sent at once.
-    fn on_balance(&mut self, pend: Option<&mut Pending>, event: &Event) {
-        let Event::Balance {
-            account,
-            debits_posted,
-            credits_posted,
-            debits_pending,
-            credits_pending,
-        } = *event
-        else {
-            unreachable!("handle_event passes Balance only");
-        };
+    /// An answer to this session's query, sent at once: its balance, or one
+    /// row of its open orders.
+    fn query_answer(&mut self, cx: &EventCtx, pend: Option<&mut Pending>, event: &Event) {
         let Some(p) = pend else { return };
-        let PendKind::QueryBalance { answered } = &mut p.kind else {
-            return;
-        };
-        *answered = true;
-        let b = BalanceMsg {
-            request: p.request,
-            account: u128_bytes(account.0),
-            debits_posted: u128_bytes(debits_posted.0),
-            credits_posted: u128_bytes(credits_posted.0),
-            debits_pending: u128_bytes(debits_pending.0),
-            credits_pending: u128_bytes(credits_pending.0),
-        };
-        self.push_out(template::BALANCE, &b, Some(p.request));
-    }
-
-    /// One open order answering this session's `QueryOpenOrders`: sent at
-    /// once as a row.
-    fn on_open_order(&mut self, cx: &EventCtx, pend: Option<&mut Pending>, event: &Event) {
-        let Event::OpenOrder {
-            order_id,
-            owner,
-            client_order_id,
-            instrument,
-            side,
-            price,
-            remaining,
-            ..
-        } = *event
-        else {
-            unreachable!("handle_event passes OpenOrder only");
-        };
-        let Some(p) = pend else { return };
-        let PendKind::OpenOrders { count } = &mut p.kind else {
-            return;
-        };
-        *count += 1;
-        let id = cx.global(order_id);
-        let row = OpenOrderRow {
-            request: p.request,
-            order_id: id,
-            client_order_id: client_order_id.0,
-            owner: owner.0,
-            price: price.map_or(0, |p| p.0),
-            cum_qty: self.orders.get(&id).map_or(0, |t| t.cum),
-            leaves_qty: remaining.0,
-            instrument: instrument.0,
-            side: side as u8,
-            reserved: [0; 3],
-        };
-        self.push_out(template::OPEN_ORDER, &row, Some(p.request));
+        let request = p.request;
+        match (event, &mut p.kind) {
+            (
+                &Event::Balance {
+                    account,
+                    debits_posted,
+                    credits_posted,
+                    debits_pending,
+                    credits_pending,
+                },
+                PendKind::QueryBalance { answered },
+            ) => {
+                *answered = true;
+                let b = BalanceMsg {
+                    request,
+                    account: u128_bytes(account.0),
+                    debits_posted: u128_bytes(debits_posted.0),
+                    credits_posted: u128_bytes(credits_posted.0),
+                    debits_pending: u128_bytes(debits_pending.0),
+                    credits_pending: u128_bytes(credits_pending.0),
+                };
+                self.push_out(template::BALANCE, &b, Some(request));
+            }
+            (
+                &Event::OpenOrder {
+                    order_id,
+                    owner,
+                    client_order_id,
+                    instrument,
+                    side,
+                    price,
+                    remaining,
+                    ..
+                },
+                PendKind::OpenOrders { count },
+            ) => {
+                *count += 1;
+                let id = cx.global(order_id);
+                let row = OpenOrderRow {
+                    request,
+                    order_id: id,
+                    client_order_id: client_order_id.0,
+                    owner: owner.0,
+                    price: price.map_or(0, |p| p.0),
+                    cum_qty: self.orders.get(&id).map_or(0, |t| t.cum),
+                    leaves_qty: remaining.0,
+                    instrument: instrument.0,
+                    side: side as u8,
+                    reserved: [0; 3],
+                };
+                self.push_out(template::OPEN_ORDER, &row, Some(request));
+            }
+            // Not an answer to the query this request asked.
+            _ => {}
+        }
     }
 
     /// One row of a transfer query this session asked (`token`), in the
