@@ -34,7 +34,7 @@ use crate::session::{token_session, Auth, EngineRequest, Perms, Session, Session
 use crate::wire::{self, code, peek_login};
 use engine::{Command, Event, OwnerId};
 use runtime::pipeline::{Pipeline, PipelineConfig, PipelineError};
-use runtime::{Output, OutputKind, OutputReader, PartitionMap, RoutedError};
+use runtime::{Output, OutputReader, PartitionMap, RoutedError};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -116,12 +116,20 @@ impl ServerConfig {
     }
 }
 
+/// The output cursor a companion reads (`RuntimeConfig::output_readers`
+/// is 2 when a companion is configured; order entry reads cursor 0).
+pub const COMPANION_CURSOR: usize = 1;
+
 /// Another protocol served on the order-entry endpoint (market data): it
-/// sees every durable output before sessions do, serves the connections
-/// that negotiated its ALPN, and folds its counters into the gateway's.
+/// reads every durable input's outputs through its own cursor
+/// ([`COMPANION_CURSOR`]) in a task of its own, so order entry's delivery
+/// never waits behind it; it serves the connections that negotiated its
+/// ALPN, and folds its counters into the gateway's.
 pub trait Companion {
-    /// One durable output of `partition`, in order (it only queues).
-    fn on_output(&self, partition: usize, output: &Output);
+    /// Its output consumer, spawned once beside order entry's delivery and
+    /// dropped when the server stops. Built (readers taken, doorbells
+    /// registered) by [`CompanionBuild`]; `busy_poll` as the server's.
+    fn consume(&self, busy_poll: bool) -> Pin<Box<dyn Future<Output = ()>>>;
     /// Serves one connection that negotiated the companion's ALPN.
     fn serve(&self, conn: quinn::Connection) -> Pin<Box<dyn Future<Output = ()>>>;
     /// Adds its counters' growth since the last call (every sweep, ~500 ms).
@@ -301,7 +309,7 @@ pub fn start(cfg: ServerConfig) -> Result<ServerHandle, ServeError> {
 }
 
 fn serve_thread(
-    cfg: ServerConfig,
+    mut cfg: ServerConfig,
     identity: ServerIdentity,
     stop: Arc<Notify>,
     mut stall: tokio::sync::mpsc::UnboundedReceiver<Duration>,
@@ -326,6 +334,10 @@ fn serve_thread(
             return Vec::new();
         }
     };
+    if cfg.companion.is_some() {
+        // Market data reads the outputs through a cursor of its own.
+        cfg.pipeline.runtime.output_readers = COMPANION_CURSOR + 1;
+    }
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let pipeline = match Pipeline::open(&cfg.pipeline) {
@@ -476,12 +488,14 @@ fn serve_thread(
         }));
         let router = tokio::task::spawn_local(router(
             hub.clone(),
-            companion.clone(),
             readers,
             router_wake,
             cfg.busy_poll,
         ));
         let sweeper = tokio::task::spawn_local(sweep(hub.clone(), companion.clone()));
+        let feed = companion
+            .as_ref()
+            .map(|c| tokio::task::spawn_local(c.consume(cfg.busy_poll)));
         loop {
             tokio::select! {
                 _ = stop.notified() => break,
@@ -512,6 +526,10 @@ fn serve_thread(
         sweeper.abort();
         let _ = router.await;
         let _ = sweeper.await;
+        if let Some(f) = feed {
+            f.abort();
+            let _ = f.await;
+        }
         hub.borrow_mut().sessions.clear();
         match Rc::try_unwrap(pipeline) {
             Ok(p) => p.shutdown(),
@@ -738,55 +756,63 @@ impl Hub {
         }
     }
 
-    fn dispatch(&mut self, p: usize, o: runtime::Output, now: u64) {
+    /// Hands one durable input's outputs to the sessions they concern.
+    fn dispatch(&mut self, p: usize, o: &Output, now: u64) {
         let sid = if o.token == 0 {
             0
         } else {
             token_session(o.token)
         };
-        match o.kind {
-            OutputKind::Event(ev) => {
-                self.delivered.clear();
-                if sid != 0 {
-                    self.deliver_event(sid, now, o.token, p, o.seq, &ev);
+        for ev in o.events() {
+            self.delivered.clear();
+            if sid != 0 {
+                self.deliver_event(sid, now, o.token, p, o.seq, ev);
+            }
+            let (a, b) = event_owners(ev);
+            for owner in [a, b].into_iter().flatten() {
+                let n = self.owners.get(&owner).map_or(0, |l| l.len());
+                for i in 0..n {
+                    let s = self.owners[&owner][i];
+                    self.deliver_event(s, now, o.token, p, o.seq, ev);
                 }
-                let (a, b) = event_owners(&ev);
-                for owner in [a, b].into_iter().flatten() {
-                    let n = self.owners.get(&owner).map_or(0, |l| l.len());
-                    for i in 0..n {
-                        let s = self.owners[&owner][i];
-                        self.deliver_event(s, now, o.token, p, o.seq, &ev);
-                    }
-                }
-                if let Event::Rejected { .. } = ev {
+            }
+            match ev {
+                Event::Rejected { .. } => {
                     if let Some(e) = self.pending_instruments.get_mut(&o.token) {
                         e.1 = false;
                     }
                 }
-            }
-            OutputKind::Input(_) | OutputKind::Level(_) => {}
-            // A transfer query's rows go to the session that asked only.
-            OutputKind::Row(r) => {
-                if let Some(slot) = self.sessions.get_mut(&sid).filter(|_| sid != 0) {
-                    slot.session.handle_row(o.token, &r);
-                    self.touched.push(sid);
-                }
-            }
-            OutputKind::End => {
-                if o.token != 0 {
-                    if let Some(slot) = self.sessions.get_mut(&sid) {
-                        slot.session.handle_end(o.token);
+                // A transfer query's rows go to the session that asked only,
+                // right after their event.
+                Event::Transfers { rows, .. } => {
+                    if let Some(slot) = self.sessions.get_mut(&sid).filter(|_| sid != 0) {
+                        for r in o.rows(*rows) {
+                            slot.session.handle_row(o.token, r);
+                        }
                         self.touched.push(sid);
                     }
-                    if let Some((spec, ok)) = self.pending_instruments.remove(&o.token) {
-                        if ok {
-                            self.symbols
-                                .insert(spec.symbol.as_str().to_string(), spec.id.0);
-                            if let Err(e) = demo::write_symbols(&self.data_dir, &self.symbols) {
-                                tracing::warn!(error = %e, "could not write the symbol table");
-                            }
-                        }
-                    }
+                }
+                _ => {}
+            }
+        }
+        if o.token != 0 {
+            self.end_input(sid, o.token);
+        }
+    }
+
+    /// The end of a session's input: its answer is complete; an instrument
+    /// it added joins the symbol table.
+    fn end_input(&mut self, sid: u64, token: u64) {
+        if let Some(slot) = self.sessions.get_mut(&sid) {
+            slot.session.handle_end(token);
+            self.touched.push(sid);
+        }
+        if let Some((spec, ok)) = self.pending_instruments.remove(&token) {
+            if ok {
+                self.symbols
+                    .insert(spec.symbol.as_str().to_string(), spec.id.0);
+                if let Err(e) = demo::write_symbols(&self.data_dir, &self.symbols) {
+                    tracing::warn!(error = %e, "could not write the symbol table");
                 }
             }
         }
@@ -815,7 +841,6 @@ fn event_owners(ev: &Event) -> (Option<u64>, Option<u64>) {
 
 async fn router(
     hub: Rc<RefCell<Hub>>,
-    companion: Option<Rc<dyn Companion>>,
     mut readers: Vec<OutputReader>,
     wake: Arc<Notify>,
     busy_poll: bool,
@@ -830,11 +855,7 @@ async fn router(
                 let mut k = 0;
                 while k < BATCH {
                     let Some(o) = r.poll() else { break };
-                    // Market data sees every durable output first (it only queues).
-                    if let Some(c) = &companion {
-                        c.on_output(p, &o);
-                    }
-                    h.dispatch(p, o, now);
+                    h.dispatch(p, &o, now);
                     k += 1;
                 }
                 n += k;
