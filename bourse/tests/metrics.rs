@@ -16,9 +16,7 @@ use engine::{
 };
 use journal::Durability;
 use runtime::pipeline::Pipeline;
-use runtime::{
-    IdleStrategy, PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes,
-};
+use runtime::{IdleStrategy, PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -7,8 +7,7 @@ use bourse::loadgen::load_instrument;
 use engine::{Command, Engine, EngineConfig, Input, OrderType, Seq};
 use journal::Durability;
 use runtime::{
-    IdleStrategy, PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes,
-    SubmitError,
+    IdleStrategy, PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes, SubmitError,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -368,7 +368,13 @@ mod tests {
         let sizes = [0usize, 1, EVENTS_INLINE, EVENTS_INLINE + 1, 40, 2];
         for (i, &n) in sizes.iter().enumerate() {
             let s = i as u64 + 1;
-            w.write(&shared.outbound, 100 + s, &input(s), &events(n), IdleStrategy::Yield);
+            w.write(
+                &shared.outbound,
+                100 + s,
+                &input(s),
+                &events(n),
+                IdleStrategy::Yield,
+            );
         }
         let mut a = OutputReader::new(shared.clone(), 0);
         let mut b = OutputReader::new(shared.clone(), 1);
@@ -388,7 +394,13 @@ mod tests {
         assert_eq!(drain(&mut OutputReader::new(shared.clone(), 0)), vec![]);
         // The spilled slot shrinks back on reuse.
         for s in 7..=(7 + 16) {
-            w.write(&shared.outbound, 0, &input(s), &events(1), IdleStrategy::Yield);
+            w.write(
+                &shared.outbound,
+                0,
+                &input(s),
+                &events(1),
+                IdleStrategy::Yield,
+            );
             shared.publish_durable(Seq(s));
             drain(&mut a);
             drain(&mut b);
@@ -416,11 +428,18 @@ mod tests {
         // Cursor 1 never reads: the writer stops after one ring's worth.
         while seen.len() < 16 {
             seen.extend(drain(&mut fast).into_iter().map(|x| x.0));
-            assert!(t0.elapsed().as_secs() < 10, "the writer never filled the ring");
+            assert!(
+                t0.elapsed().as_secs() < 10,
+                "the writer never filled the ring"
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
         seen.extend(drain(&mut fast).into_iter().map(|x| x.0));
-        assert_eq!(seen, (1..=16).collect::<Vec<_>>(), "overwrote an unread slot");
+        assert_eq!(
+            seen,
+            (1..=16).collect::<Vec<_>>(),
+            "overwrote an unread slot"
+        );
         // Closed (shutdown): the writer finishes without anyone reading.
         shared.outbound.close();
         writer.join().unwrap();

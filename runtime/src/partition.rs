@@ -349,7 +349,15 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                     }
                     stamped += 1;
                     let input = seq.stamp_at(now, command);
-                    apply_one(&mut engine, &mut events, &mut out, &shared, &input, token, wait);
+                    apply_one(
+                        &mut engine,
+                        &mut events,
+                        &mut out,
+                        &shared,
+                        &input,
+                        token,
+                        wait,
+                    );
                 }
                 Request::Snapshot => {
                     // The engine waits while its state is copied: measured,
