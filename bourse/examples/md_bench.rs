@@ -45,7 +45,6 @@ use feeds::wire as fw;
 use gateway::net::{self, Tuning};
 use gateway::session::{Auth, Perms};
 use hdrhistogram::Histogram;
-use runtime::{Output, OutputKind};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -416,16 +415,7 @@ fn run_md(id: &gateway::identity::ServerIdentity, spec: Spec) -> Outcome {
                         command: cmd,
                     };
                     eng.apply(&input, &mut events);
-                    let out = |kind| Output {
-                        token: 0,
-                        seq: Seq(seq),
-                        kind,
-                    };
-                    hub.on_output(0, &out(OutputKind::Input(cmd)));
-                    for ev in events.iter() {
-                        hub.on_output(0, &out(OutputKind::Event(*ev)));
-                    }
-                    hub.on_output(0, &out(OutputKind::End));
+                    hub.on_output(0, Seq(seq), &cmd, events.iter().as_slice());
                 };
                 apply(
                     Command::AddInstrument(bourse::loadgen::load_instrument()),

@@ -103,8 +103,8 @@ archive_bytes_max = 17_179_869_184
 [runtime]
 # Inbound ring slots per partition (a full ring answers "busy").
 inbound_ring = 65_536
-# Output ring slots per partition.
-output_ring = 262_144
+# Output ring slots per partition (one per input, with its events).
+output_ring = 65_536
 # Journal queue slots per partition (also the largest group commit).
 journal_queue = 65_536
 # What an idle engine thread does: "spin", "yield" or "park".

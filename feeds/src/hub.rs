@@ -2,7 +2,9 @@
 //! the server-side hub the order-entry server's router feeds, the
 //! per-subscriber connection task, the control records, and a client.
 //!
-//! Shape: the router hands every durable output to `MdHub::on_output`; one
+//! Shape: market data's own task reads every durable input through its own
+//! output cursor (`gateway::server::COMPANION_CURSOR`, woken by the
+//! partitions' doorbells) and hands it to `MdHub::on_output`; one
 //! `crate::FeedBuilder` per partition turns them into messages; at the end
 //! of each input every new message is encoded once into an `Arc<[u8]>`,
 //! kept in a bounded replay ring per channel and appended to the outgoing
@@ -36,11 +38,11 @@
 
 use crate::msg::{Body, Channel, Flags, L3Update, Message, Quote, Snapshot, TradeMsg};
 use crate::{wire as fw, BookBuilder, FeedBuilder, FeedConfig, L2Conflator, Need};
-use engine::{Command, InstrumentId};
+use engine::{Command, Event, InstrumentId, Seq};
 use gateway::counters::DisconnectReason;
 use gateway::net::{self, Tuning};
 use gateway::session::Auth;
-use runtime::{Output, OutputKind};
+use runtime::OutputReader;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -540,30 +542,22 @@ impl MdHub {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// One durable output of partition `p` (in order).
-    pub fn on_output(&mut self, p: usize, o: &Output) {
+    /// One durable input of partition `p` and its events (in order).
+    pub fn on_output(&mut self, p: usize, seq: Seq, command: &Command, events: &[Event]) {
         let Some(b) = self.builders.get_mut(p) else {
             return;
         };
-        match o.kind {
-            OutputKind::Input(cmd) => {
-                if let Command::AddInstrument(spec) = cmd {
-                    self.inst_part.insert(spec.id.0, p);
-                }
-                b.begin_input(o.seq, Some(&cmd));
-                self.mid_input[p] = true;
-            }
-            OutputKind::Event(ev) => {
-                b.handle_event(o.seq, &ev);
-                self.mid_input[p] = true;
-            }
-            OutputKind::Level(_) | OutputKind::Row(_) => {}
-            OutputKind::End => {
-                b.end_input(o.seq);
-                self.mid_input[p] = false;
-                self.publish(p);
-            }
+        if let Command::AddInstrument(spec) = command {
+            self.inst_part.insert(spec.id.0, p);
         }
+        b.begin_input(seq, Some(command));
+        self.mid_input[p] = true;
+        for ev in events {
+            b.handle_event(seq, ev);
+        }
+        b.end_input(seq);
+        self.mid_input[p] = false;
+        self.publish(p);
     }
 
     /// Rebuilds partition `p`'s market data from its journal (after a
@@ -581,7 +575,6 @@ impl MdHub {
         cfg: engine::EngineConfig,
         up_to: u64,
     ) -> Result<u64, journal::JournalError> {
-        use runtime::Output;
         let mut eng = engine::Engine::new(cfg);
         let mut events = eng.new_events();
         let mut n = 0u64;
@@ -596,16 +589,7 @@ impl MdHub {
                     return Ok(());
                 }
                 eng.apply(&input, &mut events);
-                let out = |kind| Output {
-                    token: 0,
-                    seq: input.seq,
-                    kind,
-                };
-                self.on_output(p, &out(OutputKind::Input(input.command)));
-                for ev in events.iter() {
-                    self.on_output(p, &out(OutputKind::Event(*ev)));
-                }
-                self.on_output(p, &out(OutputKind::End));
+                self.on_output(p, input.seq, &input.command, events.iter().as_slice());
                 n += 1;
             }
             Ok(())
@@ -1559,11 +1543,20 @@ struct MdCompanion {
     hub: Rc<RefCell<MdHub>>,
     /// Counters already folded into the gateway's.
     seen: RefCell<MdStats>,
+    /// Its readers (one per partition) and their doorbell, until `consume`
+    /// takes them.
+    readers: RefCell<Option<(Vec<OutputReader>, Arc<Notify>)>>,
 }
 
 impl gateway::server::Companion for MdCompanion {
-    fn on_output(&self, partition: usize, output: &Output) {
-        self.hub.borrow_mut().on_output(partition, output);
+    fn consume(&self, busy_poll: bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        let hub = self.hub.clone();
+        let taken = self.readers.borrow_mut().take();
+        Box::pin(async move {
+            if let Some((readers, wake)) = taken {
+                consume(hub, readers, wake, busy_poll).await;
+            }
+        })
     }
 
     fn serve(
@@ -1588,9 +1581,45 @@ impl gateway::server::Companion for MdCompanion {
     }
 }
 
+/// Market data's own consumer of the durable outputs: drains every
+/// partition's cursor into the hub, at most `BATCH` inputs per partition
+/// between yields (so order entry's delivery, on the same thread, waits for
+/// at most one batch of feed building), and sleeps on the partitions'
+/// doorbells when nothing durable is waiting (`busy_poll`: yields instead).
+async fn consume(
+    hub: Rc<RefCell<MdHub>>,
+    mut readers: Vec<OutputReader>,
+    wake: Arc<Notify>,
+    busy_poll: bool,
+) {
+    const BATCH: usize = 256;
+    loop {
+        let mut n = 0;
+        {
+            let mut h = hub.borrow_mut();
+            for (p, r) in readers.iter_mut().enumerate() {
+                let mut k = 0;
+                while k < BATCH {
+                    let Some(o) = r.poll() else { break };
+                    h.on_output(p, o.seq, &o.command, o.events());
+                    k += 1;
+                }
+                n += k;
+            }
+        }
+        if n > 0 || busy_poll {
+            tokio::task::yield_now().await;
+        } else {
+            // `Notify` keeps one permit: a ring after the empty poll is not lost.
+            wake.notified().await;
+        }
+    }
+}
+
 /// Market data on the order-entry endpoint: the server builds the hub once
 /// the pipeline has recovered, seeded from each partition's journal so the
-/// books show the recovered state, not an empty one.
+/// books show the recovered state, not an empty one; it then reads every
+/// later input through its own output cursor.
 pub fn companion(cfg: MdConfig) -> gateway::server::CompanionSpec {
     let build = move |p: &runtime::Pipeline,
                       pc: &runtime::PipelineConfig,
@@ -1620,9 +1649,23 @@ pub fn companion(cfg: MdConfig) -> gateway::server::CompanionSpec {
                 }
             }
         }
+        let wake = Arc::new(Notify::new());
+        let mut readers = Vec::with_capacity(partitions);
+        for part in 0..partitions {
+            let w = wake.clone();
+            p.runtime()
+                .shared(part)
+                .doorbell
+                .register(Box::new(move || w.notify_one()))?;
+            readers.push(
+                p.runtime()
+                    .reader_at(part, gateway::server::COMPANION_CURSOR),
+            );
+        }
         Ok(Rc::new(MdCompanion {
             hub: Rc::new(RefCell::new(hub)),
             seen: RefCell::new(MdStats::default()),
+            readers: RefCell::new(Some((readers, wake))),
         }))
     };
     gateway::server::CompanionSpec {
