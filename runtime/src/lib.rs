@@ -23,6 +23,7 @@
 
 pub mod doorbell;
 mod history;
+mod journal_thread;
 pub mod idle;
 pub mod partition;
 pub mod pipeline;
