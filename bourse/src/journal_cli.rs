@@ -17,8 +17,8 @@
 //! writer here: it takes the data directory's lock and moves damage aside.
 
 use crate::dump::ScriptDumper;
-use engine::{Engine, EngineConfig};
 use engine::Input;
+use engine::{Engine, EngineConfig};
 use journal::retention::{self, ArchiveReport};
 use journal::{
     self, decode_records, DirLock, FsStorage, JournalError, LockError, MovedAside, ReplayError,

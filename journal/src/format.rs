@@ -184,21 +184,27 @@ fn u128_at(b: &[u8], at: usize) -> u128 {
 }
 
 /// Whether every byte of `data` is zero. Word-wise (the compiler makes it
-/// vector code): replay checks every block's padding and each segment's
-/// zero tail with it, megabytes per segment.
+/// vector code), a kilobyte at a time so damage stops it early: replay
+/// checks every record's tail, every block's padding and each segment's zero
+/// tail (megabytes) with it.
 pub fn is_zero(data: &[u8]) -> bool {
-    const WORD: usize = 16;
-    const CHUNK: usize = 64 * WORD;
-    let mut chunks = data.chunks_exact(CHUNK);
+    let mut chunks = data.chunks_exact(1024);
     for c in &mut chunks {
-        let any = c.chunks_exact(WORD).fold(0u128, |acc, w| {
-            acc | u128::from_ne_bytes(w.try_into().expect("a whole word"))
-        });
-        if any != 0 {
+        if !words_zero(c) {
             return false;
         }
     }
-    chunks.remainder().iter().all(|&b| b == 0)
+    words_zero(chunks.remainder())
+}
+
+/// `is_zero` without the early stop.
+fn words_zero(data: &[u8]) -> bool {
+    const WORD: usize = 16;
+    let mut words = data.chunks_exact(WORD);
+    let any = (&mut words).fold(0u128, |acc, w| {
+        acc | u128::from_ne_bytes(w.try_into().expect("a whole word"))
+    });
+    any == 0 && words.remainder().iter().all(|&b| b == 0)
 }
 
 /// Writes a block for `records` into `buf` (cleared first) and returns its

@@ -74,8 +74,8 @@ pub use lock::{live_writer, DirLock, LockError, LOCK_NAME};
 pub use reader::{
     cut_torn_tail, decode_records, provably_torn, scan, JournalEnd, ScanReport, TornTail, SECTOR,
 };
-pub use replay::{replay, ReplayError, Replayed};
 pub use repair::{move_damage_aside, move_file_aside, repair_journal, MovedAside, DAMAGED_DIR};
+pub use replay::{replay, ReplayError, Replayed};
 pub use sim::SimDisk;
 pub use storage::{FsStorage, Storage, StorageFile};
 pub use writer::{JournalWriter, SPARE_NAME, SPARE_SLICE_BYTES};

@@ -23,8 +23,8 @@
 
 pub mod doorbell;
 mod history;
-mod journal_thread;
 pub mod idle;
+mod journal_thread;
 pub mod partition;
 pub mod pipeline;
 mod report;

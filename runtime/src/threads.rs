@@ -267,7 +267,9 @@ impl Runtime {
                     Some(
                         std::thread::Builder::new()
                             .name(format!("journal-{i}"))
-                            .spawn(move || crate::journal_thread::journal_loop(persist, s, max, every, fatal))
+                            .spawn(move || {
+                                crate::journal_thread::journal_loop(persist, s, max, every, fatal)
+                            })
                             .expect("spawn journal thread"),
                     )
                 }
