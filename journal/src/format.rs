@@ -306,3 +306,21 @@ pub fn parse_block(data: &[u8]) -> Result<(BlockHeader, u64), BlockFault> {
 pub fn block_records<'a>(data: &'a [u8], h: &BlockHeader) -> &'a [InputRecord] {
     bytemuck::cast_slice(&data[HEADER_LEN..HEADER_LEN + h.body_len as usize])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_zero;
+
+    #[test]
+    fn is_zero_finds_a_single_non_zero_byte_anywhere() {
+        for len in [0usize, 1, 15, 16, 17, 100, 1023, 1024, 1025, 3000] {
+            let mut data = vec![0u8; len];
+            assert!(is_zero(&data), "len {len}");
+            for at in 0..len {
+                data[at] = 0x80;
+                assert!(!is_zero(&data), "len {len}, non-zero at {at}");
+                data[at] = 0;
+            }
+        }
+    }
+}
