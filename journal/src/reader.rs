@@ -361,13 +361,13 @@ where
                 Ok(x) => x,
                 Err(_) if short => return Err(short_at(off)),
                 Err(what) => {
-                    if !torn_tail_at(storage, &segments[si + 1..], &data, off, &what)? {
+                    if !torn_tail_at(storage, &segments[si + 1..], data, off, &what)? {
                         return Err(corrupt(off, what));
                     }
                     rep.tail = Some(TornTail {
                         segment: path.clone(),
                         offset: off as u64,
-                        bytes: (nonzero_end(&data, off) - off) as u64,
+                        bytes: (nonzero_end(data, off) - off) as u64,
                         what,
                     });
                     return Ok(());

@@ -228,7 +228,8 @@ mod tests {
     fn hands_out_exactly_the_range_in_order() {
         let d = journal(200, 13);
         // (from, to) → the seqs expected, first and last.
-        let cases: [(u64, u64, Option<(u64, u64)>); 7] = [
+        type Case = (u64, u64, Option<(u64, u64)>);
+        let cases: [Case; 7] = [
             (0, u64::MAX, Some((1, 200))),
             (1, 200, Some((1, 200))),
             (57, u64::MAX, Some((57, 200))),
