@@ -121,6 +121,21 @@ fn thread_cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds this process has used, user + system (`/proc/self/stat`, in
+/// clock ticks of 10 ms; 0 where there is none).
+fn process_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which ends with the last ')').
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line: indexes 11 and 12
+    // here, where the state (field 3) is index 0.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 fn us(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1_000.0
 }
@@ -226,7 +241,7 @@ fn throughput(
         .doorbell
         .register(Box::new(move || me.unpark()))
         .expect("a doorbell slot");
-    let t0 = Instant::now();
+    let (t0, cpu0) = (Instant::now(), process_cpu_secs());
     let (mut sent, mut done, mut busy, mut parks) = (0usize, 0u64, 0u64, 0u64);
     while done < n {
         let mut progressed = false;
@@ -255,6 +270,7 @@ fn throughput(
         }
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = process_cpu_secs() - cpu0;
     let placement = rt.placement().clone();
     let c = &rt.shared(0).counters;
     let (commits, records, sync_us) = (
@@ -264,8 +280,9 @@ fn throughput(
     );
     rt.shutdown();
     println!(
-        "durable command throughput [durability={mode}]: {n} commands through ring → engine → journal → durable release in {secs:.3} s = {:.2} M commands/s (target >= 2 M/s durable); busy {busy}, producer parks {parks}; journal commits {commits} ({:.0} records each, {:.0} us each, {:.0}% of the run in commit); engine threads {:?}, idle {}",
+        "durable command throughput [durability={mode}]: {n} commands through ring → engine → journal → durable release in {secs:.3} s = {:.2} M commands/s (target >= 2 M/s durable); CPU {cpu:.2} s ({:.2} us per command); busy {busy}, producer parks {parks}; journal commits {commits} ({:.0} records each, {:.0} us each, {:.0}% of the run in commit); engine threads {:?}, idle {}",
         n as f64 / secs / 1e6,
+        cpu * 1e6 / n as f64,
         records as f64 / commits.max(1) as f64,
         sync_us as f64 / commits.max(1) as f64,
         sync_us as f64 / 1e4 / secs,
