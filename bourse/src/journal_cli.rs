@@ -17,13 +17,14 @@
 //! writer here: it takes the data directory's lock and moves damage aside.
 
 use crate::dump::ScriptDumper;
+use engine::Input;
 use engine::{Engine, EngineConfig};
-use journal::record::InputRecord;
 use journal::retention::{self, ArchiveReport};
 use journal::{
-    self, decode_records, BlockHeader, DirLock, FsStorage, JournalError, LockError, MovedAside,
+    self, decode_records, DirLock, FsStorage, JournalError, LockError, MovedAside, ReplayError,
     ScanReport, Storage,
 };
+use std::convert::Infallible;
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
@@ -53,10 +54,10 @@ pub enum CliError {
         /// What the archive holds.
         archive: Box<ArchiveReport>,
     },
-    /// Replay needs the journal to start at seq 1.
     /// The partition's transfer history does not verify.
     #[error(transparent)]
     History(#[from] journal::history::HistoryError),
+    /// Replay needs the journal to start at seq 1.
     #[error("journal in {dir} starts at seq {first}; a replay from scratch needs seq 1")]
     NotFromStart {
         /// The directory.
@@ -64,6 +65,12 @@ pub enum CliError {
         /// Its first seq.
         first: u64,
     },
+}
+
+impl From<Infallible> for CliError {
+    fn from(never: Infallible) -> Self {
+        match never {}
+    }
 }
 
 /// How often a read-only tool reads again when damage at the tail may be a
@@ -81,14 +88,16 @@ pub struct Covered {
     pub journal: ScanReport,
 }
 
-/// `journal::scan` for the read-only tools, after the archived range when
-/// `with_archive` (see `journal::retention::scan_archive`): an error when
-/// `dir` holds no segment; damage (or a segment gone) while a live writer
-/// holds the lock is read again from the first block (the visitor must
-/// tolerate seeing blocks again: the writer may be archiving meanwhile).
-fn scan_read_only<F>(dir: &Path, with_archive: bool, mut visit: F) -> Result<Covered, CliError>
+/// `journal::replay` for the read-only tools: every input with seq in
+/// `from..=to` to `apply`, after the archived range when `from` reaches
+/// before `journal.base`; an error when `dir` holds no segment; damage (or
+/// a segment gone) while a live writer holds the lock is read again from
+/// `from` (the closure must tolerate seeing inputs again: the writer may be
+/// archiving meanwhile).
+fn replay_read_only<E, F>(dir: &Path, from: u64, to: u64, mut apply: F) -> Result<Covered, CliError>
 where
-    F: FnMut(&Path, u64, &BlockHeader, &[InputRecord]) -> Result<(), journal::BlockFault>,
+    F: FnMut(&Input) -> Result<(), E>,
+    CliError: From<E>,
 {
     if journal::list_segments(&FsStorage, dir)?.is_empty() {
         let mut found = FsStorage.list(dir).unwrap_or_default();
@@ -109,23 +118,21 @@ where
     }
     let mut tries = 0;
     loop {
-        let r = (|| {
-            let archive = if with_archive {
-                retention::scan_archive(&FsStorage, dir, &mut visit)?
-            } else {
-                None
-            };
-            let journal = journal::scan(&FsStorage, dir, &mut visit)?;
-            Ok::<_, JournalError>(Covered { archive, journal })
-        })();
-        match r {
-            Err(JournalError::Corrupt { .. } | JournalError::Io { .. })
+        match journal::replay(&FsStorage, dir, from, to, &mut apply) {
+            Err(ReplayError::Journal(JournalError::Corrupt { .. } | JournalError::Io { .. }))
                 if tries < LIVE_RETRIES && journal::lock::live_writer(dir).is_some() =>
             {
                 tries += 1;
                 std::thread::sleep(LIVE_WAIT);
             }
-            r => return Ok(r?),
+            Err(ReplayError::Journal(e)) => return Err(e.into()),
+            Err(ReplayError::Apply(e)) => return Err(e.into()),
+            Ok(r) => {
+                return Ok(Covered {
+                    archive: r.archive,
+                    journal: r.scan,
+                })
+            }
         }
     }
 }
@@ -175,9 +182,7 @@ fn print_summary(c: &Covered, out: &mut impl Write) -> std::io::Result<()> {
 /// archive too when the journal's front was archived; prints the range
 /// archived, counts, the last seq and any torn tail. `Err` names the damage.
 pub fn run_journal_verify(dir: &Path, out: &mut impl Write) -> Result<Covered, CliError> {
-    let rep = scan_read_only(dir, true, |_, _, _, records| {
-        decode_records(records, |_| ())
-    })?;
+    let rep = replay_read_only(dir, 1, u64::MAX, |_| Ok::<(), Infallible>(()))?;
     print_summary(&rep, out)?;
     let history = dir.join(journal::history::HISTORY_DIR);
     if history.is_dir() {
@@ -225,29 +230,20 @@ pub fn run_journal_dump(
         }
     }
     let mut dumper = ScriptDumper::new();
-    let mut werr: Option<std::io::Error> = None;
-    // Lines go out as blocks are read; a re-read (live writer) starts the
+    // Lines go out as inputs are read; a re-read (live writer) starts the
     // output over only where it had not been written yet.
     let mut printed_upto = 0u64;
-    let rep = scan_read_only(dir, with_archive, |_, _, _, records| {
-        decode_records(records, |input| {
-            let seq = input.seq.0;
-            if werr.is_some() || seq <= printed_upto || seq < from || seq > to {
-                return;
-            }
-            printed_upto = seq;
-            for line in dumper.lines(&input) {
-                if let Err(e) = writeln!(out, "{line}") {
-                    werr = Some(e);
-                    return;
-                }
-            }
-        })
-    })?;
-    if let Some(e) = werr {
-        return Err(e.into());
-    }
-    Ok(rep)
+    replay_read_only(dir, from, to, |input| {
+        let seq = input.seq.0;
+        if seq <= printed_upto {
+            return Ok(());
+        }
+        printed_upto = seq;
+        for line in dumper.lines(input) {
+            writeln!(out, "{line}")?;
+        }
+        Ok::<(), std::io::Error>(())
+    })
 }
 
 /// What `run_replay` measured.
@@ -273,17 +269,16 @@ pub fn replay_dir(dir: &Path, cfg: EngineConfig) -> Result<(Engine, ReplayReport
     let t0 = Instant::now();
     let mut n = 0u64;
     let mut applied = 0u64;
-    let covered = scan_read_only(dir, true, |_, _, h, records| {
-        if h.first_seq <= applied {
+    let covered = replay_read_only(dir, 1, u64::MAX, |input| {
+        if input.seq.0 <= applied {
             // Read again from the start (a live writer): start over.
             engine = Engine::new(cfg);
             n = 0;
         }
-        applied = h.last_seq();
-        decode_records(records, |input| {
-            engine.apply(&input, &mut events);
-            n += 1;
-        })
+        applied = input.seq.0;
+        engine.apply(input, &mut events);
+        n += 1;
+        Ok::<(), Infallible>(())
     })?;
     let seconds = t0.elapsed().as_secs_f64();
     if let Some(a) = covered.archive.filter(|a| !a.complete()) {

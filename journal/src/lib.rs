@@ -41,7 +41,8 @@
 //! The crate: segment files and commit blocks (`segments`, [`format`],
 //! [`writer`], [`reader`], [`repair`]), the storage they sit on (the file
 //! system or the simulated disk, [`storage`], [`sim`]), input records
-//! ([`record`]), snapshot files ([`snapshot`]), recovery ([`recovery`]),
+//! ([`record`]), the one reader of inputs every consumer uses
+//! ([`replay()`]), snapshot files ([`snapshot`]), recovery ([`recovery`]),
 //! journal retention ([`retention`]) and the ledger history on disk
 //! ([`history`]). It depends on the engine only; nothing here spawns a
 //! thread or knows of the runtime or the network.
@@ -55,6 +56,7 @@ pub mod reader;
 pub mod record;
 pub mod recovery;
 pub mod repair;
+pub mod replay;
 pub mod retention;
 mod segments;
 pub mod sim;
@@ -73,6 +75,7 @@ pub use reader::{
     cut_torn_tail, decode_records, provably_torn, scan, JournalEnd, ScanReport, TornTail, SECTOR,
 };
 pub use repair::{move_damage_aside, move_file_aside, repair_journal, MovedAside, DAMAGED_DIR};
+pub use replay::{replay, ReplayError, Replayed};
 pub use sim::SimDisk;
 pub use storage::{FsStorage, Storage, StorageFile};
 pub use writer::{JournalWriter, SPARE_NAME, SPARE_SLICE_BYTES};

@@ -135,11 +135,20 @@ pub fn decode_records(
 }
 
 pub(crate) fn read_all<S: Storage>(storage: &S, path: &Path) -> Result<Vec<u8>, JournalError> {
+    let mut data = Vec::new();
+    read_into(storage, path, &mut data)?;
+    Ok(data)
+}
+
+/// Reads the whole file at `path` into `data` (resized to its length): a
+/// walk reuses one buffer for every segment, so only the first segment pays
+/// for faulting in fresh pages.
+fn read_into<S: Storage>(storage: &S, path: &Path, data: &mut Vec<u8>) -> Result<(), JournalError> {
     let f = storage.open_read(path).map_err(io_err("open", path))?;
     let len = f.len().map_err(io_err("stat", path))?;
-    let mut data = vec![0u8; len as usize];
-    f.read_at(&mut data, 0).map_err(io_err("read", path))?;
-    Ok(data)
+    // No clear first: what remains is overwritten by the read.
+    data.resize(len as usize, 0);
+    f.read_at(data, 0).map_err(io_err("read", path))
 }
 
 /// Whether any 4 KiB-aligned position at or after `from` holds a block
@@ -311,11 +320,13 @@ where
     F: FnMut(&Path, u64, &BlockHeader, &[InputRecord]) -> Result<(), BlockFault>,
 {
     let mut prev = start;
+    let mut buf = Vec::new();
     for (si, (name_seq, path)) in segments.iter().enumerate() {
-        let data = read_all(storage, path)?;
+        read_into(storage, path, &mut buf)?;
+        let data = &buf[..];
         let short = data.is_empty()
             || data.len() % BLOCK_ALIGN != 0
-            || data[data.len() - BLOCK_ALIGN..].iter().any(|&b| b != 0);
+            || !format::is_zero(&data[data.len() - BLOCK_ALIGN..]);
         let mut off = 0usize;
         let mut first_in_segment = true;
         loop {
@@ -334,10 +345,8 @@ where
                     },
                 )
             };
-            let header_zero = data[off..(off + HEADER_LEN).min(data.len())]
-                .iter()
-                .all(|&b| b == 0);
-            if header_zero && data[off..].iter().all(|&b| b == 0) {
+            let header_zero = format::is_zero(&data[off..(off + HEADER_LEN).min(data.len())]);
+            if header_zero && format::is_zero(&data[off..]) {
                 if short {
                     return Err(short_at(off));
                 }
@@ -352,13 +361,13 @@ where
                 Ok(x) => x,
                 Err(_) if short => return Err(short_at(off)),
                 Err(what) => {
-                    if !torn_tail_at(storage, &segments[si + 1..], &data, off, &what)? {
+                    if !torn_tail_at(storage, &segments[si + 1..], data, off, &what)? {
                         return Err(corrupt(off, what));
                     }
                     rep.tail = Some(TornTail {
                         segment: path.clone(),
                         offset: off as u64,
-                        bytes: (nonzero_end(&data, off) - off) as u64,
+                        bytes: (nonzero_end(data, off) - off) as u64,
                         what,
                     });
                     return Ok(());

@@ -287,7 +287,7 @@ impl R<'_> {
         })
     }
     fn finish(&self) -> Result<(), RecordError> {
-        if self.buf[self.at..].iter().any(|&b| b != 0) {
+        if !crate::format::is_zero(&self.buf[self.at..]) {
             return Err(RecordError::NonZero {
                 field: "payload_tail",
             });
@@ -463,7 +463,7 @@ pub fn encode(input: &Input) -> InputRecord {
 
 /// Decodes and validates one record.
 pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
-    if rec.reserved.iter().any(|&b| b != 0) {
+    if !crate::format::is_zero(&rec.reserved) {
         return Err(RecordError::NonZero { field: "reserved" });
     }
     let mut r = R {

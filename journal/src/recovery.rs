@@ -7,7 +7,7 @@
 //! from a fresh engine at seq 0. (2) Scan the whole journal (every block is
 //! verified: checksums, hash chain, contiguity) and apply each record with
 //! seq > the snapshot's, in order, requiring the first one to be exactly
-//! snapshot seq + 1. (3) Cut a provably torn tail (an unsynced write that was
+//! snapshot seq + 1 (all through `journal::replay`). (3) Cut a provably torn tail (an unsynced write that was
 //! never acknowledged; reported in `scan.tail`, logged as a WARN naming the
 //! segment, the offset and the bytes).
 //!
@@ -34,9 +34,9 @@
 //! (`JournalError::LostSegment`).
 
 use crate as journal;
-use crate::record::decode;
+use crate::replay::{replay, ReplayError};
 use crate::snapshot::{self, SnapshotError, SnapshotFault, SnapshotSkip};
-use crate::{BlockFault, JournalError, MovedAside, ScanReport, Storage};
+use crate::{JournalError, MovedAside, ScanReport, Storage};
 use engine::{Engine, EngineConfig};
 use std::path::Path;
 
@@ -98,7 +98,7 @@ pub enum RecoveryError {
 /// journal tail and refusing damage. `restore` turns a snapshot body back
 /// into an engine (a closure that fails reports every snapshot as skipped
 /// and replays the whole journal).
-pub fn recover<S, R>(
+pub fn recover<S, R, E>(
     storage: &S,
     dir: &Path,
     cfg: EngineConfig,
@@ -106,14 +106,15 @@ pub fn recover<S, R>(
 ) -> Result<Recovered, RecoveryError>
 where
     S: Storage,
-    R: FnMut(EngineConfig, &[u8]) -> Result<Engine, String>,
+    R: FnMut(EngineConfig, &[u8]) -> Result<Engine, E>,
+    E: std::fmt::Display,
 {
     recover_with(storage, dir, cfg, restore, false)
 }
 
 /// `recover`, and with `repair` first moves damaged journal data aside
 /// (see the module doc) instead of refusing it.
-pub fn recover_with<S, R>(
+pub fn recover_with<S, R, E>(
     storage: &S,
     dir: &Path,
     cfg: EngineConfig,
@@ -122,7 +123,8 @@ pub fn recover_with<S, R>(
 ) -> Result<Recovered, RecoveryError>
 where
     S: Storage,
-    R: FnMut(EngineConfig, &[u8]) -> Result<Engine, String>,
+    R: FnMut(EngineConfig, &[u8]) -> Result<Engine, E>,
+    E: std::fmt::Display,
 {
     recover_attached(storage, dir, cfg, restore, repair, &mut |_| {})
 }
@@ -130,7 +132,7 @@ where
 /// `recover_with`, calling `attach` on the engine (restored or fresh)
 /// before the journal is replayed: the server attaches the transfer
 /// history there, so replayed `InstallHistory` inputs find their runs.
-pub fn recover_attached<S, R>(
+pub fn recover_attached<S, R, E>(
     storage: &S,
     dir: &Path,
     cfg: EngineConfig,
@@ -140,7 +142,8 @@ pub fn recover_attached<S, R>(
 ) -> Result<Recovered, RecoveryError>
 where
     S: Storage,
-    R: FnMut(EngineConfig, &[u8]) -> Result<Engine, String>,
+    R: FnMut(EngineConfig, &[u8]) -> Result<Engine, E>,
+    E: std::fmt::Display,
 {
     storage
         .create_dir_all(dir)
@@ -160,7 +163,7 @@ where
         let fault = match snapshot::read_snapshot(storage, &path) {
             Err(f) => f,
             Ok(s) => match restore(cfg, &s.body) {
-                Err(e) => SnapshotFault::Restore(e),
+                Err(e) => SnapshotFault::Restore(e.to_string()),
                 Ok(engine) if engine.state_hash() != s.state_hash => SnapshotFault::StateHash {
                     expected: s.state_hash,
                     found: engine.state_hash(),
@@ -187,33 +190,15 @@ where
         }
     }
     attach(&mut engine);
-    let mut next = snapshot_seq.unwrap_or(0) + 1;
-    let mut replayed = 0u64;
+    let from = snapshot_seq.unwrap_or(0) + 1;
     let mut events = engine.new_events();
-    let scan = journal::scan(storage, dir, |_, _, h, records| {
-        if h.last_seq() < next {
-            return Ok(());
-        }
-        let skip = next.saturating_sub(h.first_seq) as usize;
-        if h.first_seq > next {
-            return Err(BlockFault::SeqGap {
-                expected: next,
-                found: h.first_seq,
-            });
-        }
-        for (i, r) in records.iter().enumerate().skip(skip) {
-            let input = decode(r).map_err(|error| BlockFault::Record {
-                index: i,
-                seq: r.seq(),
-                error,
-            })?;
-            engine.apply(&input, &mut events);
-        }
-        replayed += (records.len() - skip) as u64;
-        next = h.last_seq() + 1;
+    let r = replay(storage, dir, from, u64::MAX, |input| {
+        engine.apply(input, &mut events);
         Ok(())
-    })?;
-    let last_seq = next - 1;
+    })
+    .map_err(ReplayError::into_journal)?;
+    let (scan, replayed) = (r.scan, r.applied);
+    let last_seq = r.last_seq.unwrap_or(from - 1);
     if let (Some(s), Some(path)) = (snapshot_seq, snap_path) {
         let journal_last = scan.last_seq.unwrap_or(0);
         if journal_last < s {
@@ -267,8 +252,13 @@ pub fn repair_partition<S: Storage>(
     Ok(moved)
 }
 
+/// What `no_restore` answers for every snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this build cannot restore engine snapshots")]
+pub struct CannotRestore;
+
 /// A `restore` for `recover` while the engine cannot restore snapshots: every
 /// snapshot is reported as skipped and the journal is replayed from seq 1.
-pub fn no_restore(_cfg: EngineConfig, _body: &[u8]) -> Result<Engine, String> {
-    Err("this build cannot restore engine snapshots".to_string())
+pub fn no_restore(_cfg: EngineConfig, _body: &[u8]) -> Result<Engine, CannotRestore> {
+    Err(CannotRestore)
 }

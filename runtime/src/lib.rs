@@ -26,6 +26,7 @@
 pub mod doorbell;
 mod history;
 pub mod idle;
+mod journal_thread;
 pub mod output;
 pub mod partition;
 pub mod pipeline;

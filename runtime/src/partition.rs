@@ -304,6 +304,10 @@ impl Shared {
     }
 }
 
+/// Longest sleep of the engine thread waiting on a full journal queue or
+/// output ring (a sync takes hundreds of microseconds or more).
+const SINK_WAIT_SLEEP_US_MAX: u32 = 50;
+
 /// Pushes into a bounded queue, waiting while it is full (engine-side back-pressure).
 #[inline]
 fn push_wait<T>(q: &ArrayQueue<T>, mut v: T, idle: IdleStrategy) {
@@ -329,10 +333,11 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
         engine.now(),
     );
     let mut idler = Idler::new(idle);
-    // Sink waits spin briefly then yield: they only happen when a consumer lags.
-    let wait = match idle {
-        IdleStrategy::Spin => IdleStrategy::Yield,
-        other => other,
+    // Sink waits spin briefly, then yield, then sleep: a full journal queue
+    // or output ring means a consumer lags (the journal thread is in a sync),
+    // and spinning would take the core that consumer needs.
+    let wait = IdleStrategy::Park {
+        max_sleep_us: SINK_WAIT_SLEEP_US_MAX,
     };
     loop {
         let mut worked = false;

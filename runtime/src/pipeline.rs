@@ -404,7 +404,7 @@ impl Pipeline {
                         e.attach_history(Box::new(h));
                     }
                 };
-                let restore = |c, b: &[u8]| Engine::restore(c, b).map_err(|e| e.to_string());
+                let restore = |c, b: &[u8]| Engine::restore(c, b);
                 let r = recover_attached(
                     &FsStorage,
                     &dir,

@@ -5,7 +5,7 @@
 pub use crate::output::{Output, OutputReader, OutputRef};
 use crate::partition::*;
 use crate::router::{PartitionMap, Route, RouteError};
-use crate::{history, idle, partition, Durability, IdleStrategy};
+use crate::{history, partition, Durability, IdleStrategy};
 use engine::{Command, Engine, Input, Seq};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -275,7 +275,9 @@ impl Runtime {
                     Some(
                         std::thread::Builder::new()
                             .name(format!("journal-{i}"))
-                            .spawn(move || journal_loop(persist, s, max, every, fatal))
+                            .spawn(move || {
+                                crate::journal_thread::journal_loop(persist, s, max, every, fatal)
+                            })
                             .expect("spawn journal thread"),
                     )
                 }
@@ -413,102 +415,5 @@ impl Runtime {
             engines.push(e);
         }
         engines
-    }
-}
-
-/// The journal thread: adaptive group commit. Whatever is pending (up to
-/// `max`) becomes one write + one sync; then `durable_seq` is published.
-fn journal_loop(
-    mut persist: Box<dyn Persistence>,
-    shared: Arc<Shared>,
-    max: usize,
-    snapshot_every: u64,
-    fatal: fn(&str),
-) {
-    let q = shared
-        .journal
-        .as_ref()
-        .expect("journal queue in durable/async mode");
-    let mut batch: Vec<Input> = Vec::with_capacity(max);
-    let mut idler = idle::Idler::new(IdleStrategy::Park { max_sleep_us: 50 });
-    let mut pending_snapshot: Option<SnapshotBytes> = None;
-    let mut asked_snapshot = false;
-    loop {
-        batch.clear();
-        while batch.len() < max {
-            match q.pop() {
-                Some(i) => batch.push(i),
-                None => break,
-            }
-        }
-        let worked = !batch.is_empty();
-        if worked {
-            let t0 = std::time::Instant::now();
-            if let Err(e) = persist.commit(&batch) {
-                // Never retried: after a failed fsync the durable state is unknown.
-                shared.journal_failed.store(true, Ordering::Release);
-                fatal(&format!("journal write/fsync failed: {e}"));
-                return;
-            }
-            let us = t0.elapsed().as_micros() as u64;
-            let c = &shared.counters;
-            let bucket =
-                (64 - us.max(1).leading_zeros() as usize).min(c.fsync_us_buckets.len() - 1);
-            c.fsync_us_buckets[bucket].add(1);
-            c.fsync_us_sum.add(us);
-            c.journal_blocks.add(1);
-            c.journal_records.add(batch.len() as u64);
-            c.journal_bytes
-                .add(persist.bytes_written() - c.journal_bytes.get());
-            let last = batch.last().expect("non-empty");
-            c.durable_time_ns.set(last.now.0);
-            shared.publish_durable(last.seq);
-        }
-        if pending_snapshot.is_none() {
-            pending_snapshot = shared.snapshots.pop();
-        }
-        if let Some(snap) = &pending_snapshot {
-            if shared.durable_seq.load(Ordering::Acquire) >= snap.seq.0 {
-                if let Err(e) = persist.snapshot(snap) {
-                    shared.journal_failed.store(true, Ordering::Release);
-                    fatal(&format!("snapshot write failed: {e}"));
-                    return;
-                }
-                shared.counters.snapshots.add(1);
-                shared.counters.last_snapshot_unix_ns.set(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_nanos() as u64),
-                );
-                pending_snapshot = None;
-                asked_snapshot = false;
-            }
-        }
-        if snapshot_every > 0 && !asked_snapshot && persist.bytes_since_snapshot() >= snapshot_every
-        {
-            asked_snapshot = shared.inbound.push(Request::Snapshot).is_ok();
-        }
-        // Stop once the engine thread has stopped and everything it left in
-        // the queues is on disk (its final snapshot included).
-        if !worked
-            && shared.stopped.load(Ordering::Acquire)
-            && q.is_empty()
-            && pending_snapshot.is_none()
-            && shared.snapshots.is_empty()
-        {
-            return;
-        }
-        // Nothing waiting: a slice of background work (the next segment),
-        // which a commit arriving meanwhile waits for (about a millisecond,
-        // instead of a whole segment's preallocation at the roll).
-        let worked = persist.background(q.is_empty()) || worked;
-        if let Some(u) = persist.disk_usage() {
-            let c = &shared.counters;
-            c.disk_journal_bytes.set(u.journal_bytes);
-            c.disk_archive_bytes.set(u.archive_bytes);
-            c.disk_snapshot_bytes.set(u.snapshot_bytes);
-            c.retained_through_seq.set(u.retained_through_seq);
-        }
-        idler.idle(worked);
     }
 }
