@@ -39,8 +39,7 @@ use engine::{
     ClientOrderId, Command, Engine, EngineConfig, Input, InstrumentId, NewOrder, OrderType,
     OwnerId, Price, Qty, Seq, Side, Stp, Tif, Timestamp,
 };
-use feeds::hub::{self, MdClient, MdConfig, MdHub, MdItem};
-use feeds::msg::{Body, Channel, Flags, L3Update, Message};
+use feeds::{Body, Channel, Flags, L3Update, Message, MdClient, MdConfig, MdHub, MdItem};
 use feeds::wire as fw;
 use gateway::net::{self, Tuning};
 use gateway::session::{Auth, Perms};
@@ -400,7 +399,7 @@ fn run_md(id: &gateway::identity::ServerIdentity, spec: Spec) -> Outcome {
                         tokio::task::spawn_local(async move {
                             if let Ok(conn) = inc.await {
                                 conns.borrow_mut().push(conn.clone());
-                                hub::connection(h, conn).await;
+                                feeds::connection(h, conn).await;
                             }
                         });
                     }

@@ -1,5 +1,5 @@
 //! `bourse feed SYMBOL [--level l1|l2|l3] [--json]`: subscribes to one
-//! instrument's market data (`feeds::hub`) and shows its book and trades,
+//! instrument's market data (`feeds::MdClient`) and shows its book and trades,
 //! redrawn at ~5 Hz, or as JSON lines (a `book` line at most every 200 ms
 //! when it changed, one `trade` line per trade). L1/L2 show price levels
 //! (price, quantity, order count); L3 shows every resting order (id,
@@ -15,8 +15,8 @@
 
 use crate::cli::{connect_first, resolve_instrument, CliError, ServerArgs};
 use engine::Side;
-use feeds::hub::{FeedView, MdClient, MdItem};
-use feeds::msg::Channel;
+use feeds::{FeedView, MdClient, MdItem};
+use feeds::Channel;
 use gateway::identity::load_client_identity;
 use gateway::net::Tuning;
 use std::io::{IsTerminal, Write};
@@ -136,7 +136,7 @@ async fn feed<W: Write>(a: &FeedArgs, out: &mut W, terminal: bool) -> Result<(),
                 c.request(&req).await.map_err(md_err)?;
             }
             if let MdItem::Message(m) = item {
-                if let feeds::msg::Body::Trade(t) = m.body {
+                if let feeds::Body::Trade(t) = m.body {
                     if a.json {
                         let line = serde_json::json!({
                             "type": "trade", "instrument": instrument,
