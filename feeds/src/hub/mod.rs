@@ -242,6 +242,9 @@ pub struct MdHub {
     owed: Vec<SubId>,
     /// Per partition: the input a piecewise caller is assembling.
     pub(crate) staged: Vec<Staged>,
+    /// The transport's per-hub state (the QUIC flusher), opaque here: the
+    /// hub never calls it, it only keeps it with the hub it serves.
+    pub(crate) transport: Option<Rc<dyn std::any::Any>>,
 }
 
 impl std::fmt::Debug for MdHub {
@@ -272,6 +275,7 @@ impl MdHub {
             reset_pending: false,
             owed: Vec::new(),
             staged: (0..n).map(|_| Staged::default()).collect(),
+            transport: None,
             cfg,
         }
     }
