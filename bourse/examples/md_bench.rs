@@ -39,8 +39,8 @@ use engine::{
     ClientOrderId, Command, Engine, EngineConfig, Input, InstrumentId, NewOrder, OrderType,
     OwnerId, Price, Qty, Seq, Side, Stp, Tif, Timestamp,
 };
-use feeds::{Body, Channel, Flags, L3Update, Message, MdClient, MdConfig, MdHub, MdItem};
 use feeds::wire as fw;
+use feeds::{Body, Channel, Flags, L3Update, MdClient, MdConfig, MdHub, MdItem, Message};
 use gateway::net::{self, Tuning};
 use gateway::session::{Auth, Perms};
 use hdrhistogram::Histogram;

@@ -47,8 +47,8 @@
 //! stuck reply cannot make the percentiles look better); the same holds for
 //! the feed message owed by each trade of the bench.
 
-use feeds::{MdClient, MdItem};
 use feeds::{Body, Channel};
+use feeds::{MdClient, MdItem};
 use gateway::client::{Client, ClientConfig, Reply};
 use gateway::wire::{self, exec_type, ord_status, NewOrderMsg, TransferRecord};
 use hdrhistogram::Histogram;

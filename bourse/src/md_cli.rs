@@ -15,8 +15,8 @@
 
 use crate::cli::{connect_first, resolve_instrument, CliError, ServerArgs};
 use engine::Side;
-use feeds::{FeedView, MdClient, MdItem};
 use feeds::Channel;
+use feeds::{FeedView, MdClient, MdItem};
 use gateway::identity::load_client_identity;
 use gateway::net::Tuning;
 use std::io::{IsTerminal, Write};

@@ -4,8 +4,8 @@
 
 use bourse::metrics::{DisconnectReason, MetricsState};
 use engine::Side;
-use feeds::{md_close, Ctl, FeedView, MdClient, MdConfig, MdItem};
 use feeds::Channel;
+use feeds::{md_close, Ctl, FeedView, MdClient, MdConfig, MdItem};
 use gateway::client::{limit, Client, ClientConfig, Reply};
 use gateway::identity::load_client_identity;
 use gateway::net::Tuning;

@@ -317,7 +317,6 @@ pub enum MdItem {
     },
 }
 
-
 /// Size of one snapshot entry of `channel` (0: entries of no size).
 fn entry_size(channel: u8) -> usize {
     match Channel::from_code(channel) {

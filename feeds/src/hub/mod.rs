@@ -721,8 +721,8 @@ fn enqueue(cfg: &MdConfig, s: &mut Sub, m: &Message, b: &[u8], now: u64) -> bool
     if s.close.is_some() || s.reset {
         return false; // the reset's snapshots will include it
     }
-    let over = s.q.bytes() >= cfg.backlog_bytes
-        || s.q.age_ns(now) > cfg.backlog_age.as_nanos() as u64;
+    let over =
+        s.q.bytes() >= cfg.backlog_bytes || s.q.age_ns(now) > cfg.backlog_age.as_nanos() as u64;
     match m.channel() {
         Channel::L2 if over || s.l2.is_some() => {
             let c =

@@ -224,7 +224,11 @@ mod tests {
         let mut out = Vec::new();
         q.take_into(&mut out, 35);
         assert_eq!(out, [record(10, 1), record(20, 2)].concat());
-        assert_eq!((q.bytes(), q.age_ns(7 * ms)), (30, 2 * ms), "age of what is left");
+        assert_eq!(
+            (q.bytes(), q.age_ns(7 * ms)),
+            (30, 2 * ms),
+            "age of what is left"
+        );
         // A record bigger than the room still goes out alone.
         let mut out = Vec::new();
         q.take_into(&mut out, 5);
@@ -236,7 +240,10 @@ mod tests {
         let mut out = Vec::with_capacity(1 << 10);
         q.take_into(&mut out, 1 << 10);
         assert_eq!(out, record(12, 4));
-        assert!(q.buf.capacity() >= 1 << 10, "the write buffer's capacity comes back");
+        assert!(
+            q.buf.capacity() >= 1 << 10,
+            "the write buffer's capacity comes back"
+        );
         q.push(&record(8, 5), 9 * ms);
         q.clear();
         assert!(q.is_empty() && q.records().count() == 0);

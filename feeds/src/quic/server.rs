@@ -208,23 +208,20 @@ pub async fn connection(hub: Rc<RefCell<MdHub>>, conn: quinn::Connection) {
     let Task { hub, link, .. } = task;
     flusher.set_link(id, None);
     let send = link.send.borrow_mut().take();
-    let mut h = hub.borrow_mut();
-    h.remove_sub(id);
-    match end {
-        End::Gone(why) => h.ended(why),
-        End::Closed((code, why)) => {
-            h.ended(close_reason(code));
-            drop(h);
+    let why = match &end {
+        End::Gone(why) => *why,
+        End::Closed((code, _)) | End::Close((code, _)) => close_reason(*code),
+    };
+    {
+        let mut h = hub.borrow_mut();
+        h.remove_sub(id);
+        h.ended(why);
+    }
+    match (end, send) {
+        (End::Gone(_), _) => {}
+        (End::Close((code, why)), Some(mut send)) => fail(&conn, &mut send, code, &why).await,
+        (End::Closed((code, why)) | End::Close((code, why)), _) => {
             conn.close(quinn::VarInt::from_u32(code), why.as_bytes());
-        }
-        End::Close((code, why)) => {
-            h.ended(close_reason(code));
-            drop(h);
-            if let Some(mut send) = send {
-                fail(&conn, &mut send, code, &why).await;
-            } else {
-                conn.close(quinn::VarInt::from_u32(code), why.as_bytes());
-            }
         }
     }
 }
@@ -365,10 +362,13 @@ impl Task {
             self.out.clear();
             std::mem::swap(&mut self.out, &mut *self.link.carry.borrow_mut());
             if self.out.is_empty() {
-                let taken =
-                    self.hub
-                        .borrow_mut()
-                        .take(self.id, &mut self.out, TAKE_MAX_BYTES, hb, now_ns());
+                let taken = self.hub.borrow_mut().take(
+                    self.id,
+                    &mut self.out,
+                    TAKE_MAX_BYTES,
+                    hb,
+                    now_ns(),
+                );
                 hb = false;
                 if let Err(c) = taken {
                     *self.link.send.borrow_mut() = Some(send);
