@@ -753,7 +753,9 @@ fn enqueue(cfg: &MdConfig, s: &mut Sub, m: &Message, b: &[u8], now: u64) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::decode_ctl;
+    use crate::control::{decode_ctl, decode_item, MdItem};
+    use engine::{ClientOrderId, OrderId, OwnerId, Price, Qty, Side};
+    use std::cell::Cell;
 
     struct NoWake;
     impl Wake for NoWake {
@@ -814,5 +816,87 @@ mod tests {
         // 0 per second: no budget at all.
         let (mut h, id) = hub(0, 0);
         assert!((0..100).all(|_| h.admit(id, &snap, t0)));
+    }
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Wakes(Cell<u32>);
+    impl Wake for Wakes {
+        fn wake(&self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    /// The event of a buy order `i` resting at `1000 - i` for `i` lots.
+    fn rests(i: u64) -> Event {
+        Event::Accepted {
+            order_id: OrderId(i),
+            client_order_id: ClientOrderId(i),
+            owner: OwnerId(1),
+            instrument: InstrumentId(1),
+            side: Side::Buy,
+            price: Some(Price(1000 - i)),
+            qty: Qty(i),
+        }
+    }
+
+    /// Everything `take` hands over, decoded.
+    fn taken(h: &mut MdHub, id: SubId) -> Vec<MdItem> {
+        let mut out = Vec::new();
+        h.take(id, &mut out, TAKE_MAX_BYTES, false, 0).unwrap();
+        let (mut items, mut at) = (Vec::new(), 0);
+        while let Some((item, n)) = decode_item(&out[at..]).unwrap() {
+            items.push(item);
+            at += n;
+        }
+        assert_eq!(at, out.len());
+        items
+    }
+
+    fn l3_seqs(items: &[MdItem]) -> Vec<u64> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                MdItem::Message(m) => Some(m.instrument_seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn inputs_in_records_out_and_a_reader_that_never_takes_is_reset() {
+        let cfg = MdConfig {
+            backlog_bytes: 4 << 10,
+            ..MdConfig::default()
+        };
+        let mut h = MdHub::new(cfg, 1, Arc::new(Auth::default()));
+        h.on_input(0, Seq(1), None, &[rests(1)], 0);
+        let wakes = Rc::new(Wakes::default());
+        let id = h.add_sub(wakes.clone(), 0).unwrap();
+        h.request(id, Req::Subscribe((1, Channel::L3)), 0);
+        for i in 2..=4 {
+            h.on_input(0, Seq(i), None, &[rests(i)], 0);
+        }
+        let items = taken(&mut h, id);
+        let MdItem::Snapshot(s) = &items[0] else {
+            panic!("a snapshot first: {items:?}");
+        };
+        assert_eq!((s.last_instrument_seq, s.orders.len()), (1, 1));
+        assert_eq!(l3_seqs(&items), vec![2, 3, 4], "then every add, in order");
+        assert_eq!(wakes.0.get(), 1, "one wake for the whole batch");
+        // Never taken again: past 4 KiB it is reset, its queue dropped.
+        for i in 5..=200 {
+            h.on_input(0, Seq(i), None, &[rests(i)], 0);
+        }
+        assert_eq!(h.stats().resets, 1);
+        // What it gets when it comes back: one fresh snapshot, nothing stale.
+        let items = taken(&mut h, id);
+        let [MdItem::Snapshot(s)] = &items[..] else {
+            panic!("only a snapshot: {items:?}");
+        };
+        assert_eq!((s.last_instrument_seq, s.orders.len()), (200, 200));
+        // Live again.
+        h.on_input(0, Seq(201), None, &[rests(201)], 0);
+        assert_eq!(l3_seqs(&taken(&mut h, id)), vec![201]);
     }
 }
