@@ -46,8 +46,8 @@
 //! asset) and have collected fees.
 
 use bourse_benches::bourse::FEE_ACCOUNT;
-use bourse_benches::rng::SplitMix64;
 use bourse_benches::{apply, check, machine, Book, Bourse, Params, Settlement, Workload};
+use engine::rng::SplitMix64;
 use engine::{
     AccountFlags, AccountId, AccountSpec, Actor, Amount, Asset, Command, Engine, EngineConfig,
     Event, Events, Input, LedgerError, OwnerId, Seq, Timestamp, TransferFlags, TransferId,

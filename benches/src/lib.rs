@@ -10,7 +10,6 @@
 pub mod book;
 pub mod bourse;
 pub mod machine;
-pub mod rng;
 pub mod workload;
 
 pub use book::{apply, check, prefilled, verify, Book, Resting, Tally};

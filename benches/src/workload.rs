@@ -24,7 +24,7 @@
 //! the live count from the target (`book_orders`), so the book stays near its
 //! configured size for the whole run; the realised mix is reported in `Mix`.
 
-use crate::rng::SplitMix64;
+use engine::rng::SplitMix64;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Buy or sell, engine-neutral.
@@ -339,7 +339,7 @@ impl Gen {
         if self.rng.below(8) == 0 {
             let dev = (self.mid as f64 - self.p.start_mid as f64) / 500.0;
             let p_up = 0.5 - 0.4 * dev.clamp(-1.0, 1.0);
-            if self.rng.chance(p_up) {
+            if self.rng.next_f64() < p_up {
                 self.mid += 1;
             } else {
                 self.mid -= 1;
@@ -348,7 +348,7 @@ impl Gen {
         let target = self.p.book_orders as f64;
         let excess = (self.book.live.len() as f64 - target) / target;
         let p_cancel = (0.30 + 4.0 * excess).clamp(0.05, 0.60);
-        let r = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let r = self.rng.next_f64();
         if r < 0.10 {
             // Lean the crosser towards the drift of the mid.
             let book_mid = match (self.book.best_bid(), self.book.best_ask()) {
@@ -360,7 +360,7 @@ impl Gen {
                 std::cmp::Ordering::Less => 0.25,
                 std::cmp::Ordering::Equal => 0.5,
             };
-            let side = if self.rng.chance(p_buy) {
+            let side = if self.rng.next_f64() < p_buy {
                 Side::Buy
             } else {
                 Side::Sell

@@ -5,7 +5,7 @@
 //! Publisher thread (a current-thread runtime, as in `bourse serve`): a real
 //! `Engine` applies one resting order per update on the schedule; its events
 //! go through `MdHub` (feed builder, encode once, per-subscriber queues and
-//! connection tasks, `bourse-md/1`) exactly as the server's router hands
+//! connection tasks, `bourse-md/1`) exactly as market data's consumer hands
 //! them over. Latency runs from the moment the input is handed to the engine
 //! (the engine event) to the moment a subscriber has decoded the record's L3
 //! `add`. Every order has a unique quantity, which names its send time.
@@ -44,7 +44,6 @@ use feeds::{Body, Channel, Flags, L3Update, MdClient, MdConfig, MdHub, MdItem, M
 use gateway::net::{self, Tuning};
 use gateway::session::{Auth, Perms};
 use hdrhistogram::Histogram;
-use runtime::{Output, OutputKind};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -415,16 +414,13 @@ fn run_md(id: &gateway::identity::ServerIdentity, spec: Spec) -> Outcome {
                         command: cmd,
                     };
                     eng.apply(&input, &mut events);
-                    let out = |kind| Output {
-                        token: 0,
-                        seq: Seq(seq),
-                        kind,
-                    };
-                    hub.on_output(0, &out(OutputKind::Input(cmd)));
-                    for ev in events.iter() {
-                        hub.on_output(0, &out(OutputKind::Event(*ev)));
-                    }
-                    hub.on_output(0, &out(OutputKind::End));
+                    hub.on_input(
+                        0,
+                        Seq(seq),
+                        Some(&cmd),
+                        events.iter().as_slice(),
+                        feeds::now_ns(),
+                    );
                 };
                 apply(
                     Command::AddInstrument(bourse::loadgen::load_instrument()),

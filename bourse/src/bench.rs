@@ -37,7 +37,7 @@
 //!
 //! Output: a percentile table with ratios to the raw quinn ping-pong floor
 //! measured in the same run, HdrHistogram percentile-distribution files
-//! (`.hgrm`) and SVG plots in the output directory, and with a sweep a
+//! (`.hgrm`) and SVG plots (drawn with `plotters`) in the output directory, and with a sweep a
 //! latency-versus-throughput plot. Progress goes to standard error once per
 //! second.
 //!
@@ -54,6 +54,10 @@ use gateway::wire::{self, exec_type, ord_status, NewOrderMsg, TransferRecord};
 use hdrhistogram::Histogram;
 use journal::record::SplitMix64;
 use journal::Durability;
+use plotters::prelude::{
+    ChartBuilder, Color, IntoDrawingArea, LineSeries, RGBColor, Rectangle, SVGBackend,
+    SeriesLabelPosition, TRANSPARENT, WHITE,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
@@ -540,53 +544,70 @@ struct ConnOut {
 /// or the next write).
 const LINGER_NS: u64 = 100_000_000;
 
-async fn drive(
-    mut c: Client,
-    conn: usize,
-    spec: LoadSpec,
-    start: Instant,
+/// One connection's schedule: message `i` is intended at `offset + i * interval` ns.
+#[derive(Clone, Copy)]
+struct Schedule {
+    interval: f64,
+    offset: f64,
+    /// Messages this connection sends.
+    total: u64,
+    /// No message is intended at or after this (ns from the start).
+    end_sends: u64,
+    /// Reading stops here, answered or not.
+    deadline: u64,
+    window: usize,
+}
+
+impl Schedule {
+    fn new(spec: &LoadSpec, conn: usize) -> Self {
+        let per_conn = spec.rate as f64 / spec.connections.max(1) as f64;
+        let interval = 1e9 / per_conn.max(1e-3);
+        let end_sends = spec.duration.as_nanos() as u64;
+        Schedule {
+            interval,
+            offset: interval * conn as f64 / spec.connections.max(1) as f64,
+            total: (spec.duration.as_secs_f64() * per_conn).round() as u64,
+            end_sends,
+            deadline: end_sends + spec.drain.as_nanos() as u64,
+            window: spec.window.max(1),
+        }
+    }
+
+    fn intended(&self, i: u64) -> u64 {
+        (self.offset + i as f64 * self.interval) as u64
+    }
+}
+
+/// One connection's state while it runs: what it sent and awaits, what it
+/// measured.
+struct Driver {
+    sched: Schedule,
+    mix: Mix,
+    pending: HashMap<u64, Pend>,
+    out: ConnOut,
     counters: Arc<Counters>,
     md: Option<Rc<RefCell<MdJoin>>>,
-) -> Result<ConnOut, String> {
-    let ns = |t: Instant| t.saturating_duration_since(start).as_nanos() as u64;
-    let per_conn = spec.rate as f64 / spec.connections.max(1) as f64;
-    let interval = 1e9 / per_conn.max(1e-3);
-    let offset = interval * conn as f64 / spec.connections.max(1) as f64;
-    let total = (spec.duration.as_secs_f64() * per_conn).round() as u64;
-    let intended = |i: u64| (offset + i as f64 * interval) as u64;
-    let end_sends = spec.duration.as_nanos() as u64;
-    let deadline = end_sends + spec.drain.as_nanos() as u64;
-    let mut mix = Mix::new(spec.seed, conn);
-    let mut pending: HashMap<u64, Pend> = HashMap::new();
-    let mut out = ConnOut {
-        ack: histogram(),
-        fill: histogram(),
-        transfer: histogram(),
-        ack_uncorrected: histogram(),
-        sent: 0,
-        answered: 0,
-        unanswered: 0,
-        rejected: 0,
-        fills: 0,
-        last_ns: 0,
-    };
-    let mut i = 0u64;
-    let mut inflight = 0usize;
-    let mut last_prune = 0u64;
-    // A crossing order's `NEW` report answers it; its trade reports follow
-    // from the same input. After the last answer, keep reading briefly so
-    // the last orders' fills are not cut off.
-    let mut linger_until = 0u64;
-    loop {
-        let now = ns(Instant::now());
+    /// Next message index.
+    i: u64,
+    inflight: usize,
+    last_prune: u64,
+    /// A crossing order's `NEW` report answers it; its trade reports follow
+    /// from the same input. After the last answer, keep reading briefly so
+    /// the last orders' fills are not cut off.
+    linger_until: u64,
+}
+
+impl Driver {
+    /// Queues every message due by `now` that the window allows; whether any was.
+    fn queue_due(&mut self, c: &mut Client, now: u64) -> bool {
         let mut queued = false;
-        while i < total && inflight < spec.window.max(1) {
-            let t = intended(i);
+        while self.i < self.sched.total && self.inflight < self.sched.window {
+            let t = self.sched.intended(self.i);
             if t > now {
                 break;
             }
-            let (req, kind) = mix.queue(&mut c);
-            pending.insert(
+            let (req, kind) = self.mix.queue(c);
+            self.pending.insert(
                 req,
                 Pend {
                     intended: t,
@@ -597,28 +618,228 @@ async fn drive(
                     taker: None,
                 },
             );
-            i += 1;
-            inflight += 1;
-            out.sent += 1;
-            counters.sent.fetch_add(1, Ordering::Relaxed);
+            self.i += 1;
+            self.inflight += 1;
+            self.out.sent += 1;
+            self.counters.sent.fetch_add(1, Ordering::Relaxed);
             queued = true;
         }
-        if queued {
+        queued
+    }
+
+    /// Everything sent, answered, and the linger over (or the deadline passed).
+    fn finished(&self, now: u64) -> bool {
+        (self.i >= self.sched.total && self.inflight == 0 && now >= self.linger_until)
+            || now >= self.sched.deadline
+    }
+
+    /// When to wake if no reply comes first (ns from the start).
+    fn next_wake(&self) -> u64 {
+        if self.i < self.sched.total && self.inflight < self.sched.window {
+            self.sched.intended(self.i)
+        } else if self.i >= self.sched.total && self.inflight == 0 {
+            self.linger_until
+        } else {
+            self.sched.deadline
+        }
+    }
+
+    /// Records a reply received at `now`.
+    fn on_reply(&mut self, reply: &Reply, now: u64) {
+        self.out.last_ns = now;
+        let (req, report) = match reply {
+            Reply::Report(r) if r.flags & wire::REPORT_OWN_REQUEST != 0 => (r.request, Some(r)),
+            Reply::Report(_) => return,
+            Reply::TransferResults { request, .. } => (*request, None),
+            Reply::Ack(a) => (a.request, None),
+            Reply::ProtocolReject(p) => (p.request, None),
+            _ => return,
+        };
+        let Some(p) = self.pending.get_mut(&req) else {
+            return;
+        };
+        if !p.answered {
+            p.answered = true;
+            self.inflight -= 1;
+            self.out.answered += 1;
+            self.counters.answered.fetch_add(1, Ordering::Relaxed);
+            let lat = now.saturating_sub(p.intended).max(1);
+            let unc = now.saturating_sub(p.actual).max(1);
+            match p.kind {
+                Kind::Transfer => {
+                    let _ = self.out.transfer.record(lat);
+                }
+                _ => {
+                    let _ = self.out.ack.record(lat);
+                    let _ = self.out.ack_uncorrected.record(unc);
+                }
+            }
+        }
+        let crossing = matches!(p.kind, Kind::Order { crossing: true });
+        if crossing {
+            self.linger_until = self
+                .linger_until
+                .max((now + LINGER_NS).min(self.sched.deadline));
+        }
+        if let (Some(r), Some(md)) = (report, &self.md) {
+            join_feed(&mut md.borrow_mut(), p, r, crossing, now);
+        }
+        let done = match report {
+            Some(r) => record_report(&mut self.out, &mut self.mix, p, r, now) || !crossing,
+            None => !crossing,
+        };
+        if done {
+            if let (Some(p), Some(md)) = (self.pending.remove(&req), &self.md) {
+                if let Some(k) = p.taker {
+                    md.borrow_mut().untraded(k);
+                }
+            }
+        }
+        self.prune(now);
+    }
+
+    /// Crossing orders that rested without trading: forget them after a
+    /// second (as a resting maker they owe the feed no taker trade).
+    fn prune(&mut self, now: u64) {
+        if now <= self.last_prune + 1_000_000_000 {
+            return;
+        }
+        self.last_prune = now;
+        let md = &self.md;
+        self.pending.retain(|_, p| {
+            let keep = !p.answered || p.intended + 1_000_000_000 > now;
+            if let (false, Some(k), Some(md)) = (keep, p.taker, md) {
+                md.borrow_mut().untraded(k);
+            }
+            keep
+        });
+    }
+
+    /// Whatever is still unanswered is charged its latency so far.
+    fn finish(mut self, now: u64) -> ConnOut {
+        for p in self.pending.values().filter(|p| !p.answered) {
+            self.out.unanswered += 1;
+            let lat = now.saturating_sub(p.intended).max(1);
+            match p.kind {
+                Kind::Transfer => {
+                    let _ = self.out.transfer.record(lat);
+                }
+                _ => {
+                    let _ = self.out.ack.record(lat);
+                    let _ = self
+                        .out
+                        .ack_uncorrected
+                        .record(now.saturating_sub(p.actual).max(1));
+                }
+            }
+        }
+        self.out.last_ns = self.out.last_ns.max(self.sched.end_sends.min(now));
+        self.out
+    }
+}
+
+/// The feed join's part of an own report (see the module doc).
+fn join_feed(j: &mut MdJoin, p: &mut Pend, r: &wire::ExecutionReport, crossing: bool, now: u64) {
+    if r.order_id == 0 {
+        return;
+    }
+    let key = taker_key(r.instrument, r.order_id, r.engine_seq);
+    if crossing && r.exec_type == exec_type::NEW && p.taker.is_none() {
+        // The taker's id: trade reports of this request may
+        // name an own resting maker instead.
+        p.taker = Some(key);
+        j.order(key, p.intended, now);
+    } else if crossing && r.exec_type == exec_type::TRADE {
+        // Every trade of this request's input has the new order
+        // as taker (the mix places no stops), whichever side
+        // this report names.
+        if let Some(k) = p.taker {
+            j.traded(k);
+        }
+    } else if !(crossing && p.taker == Some(key)) {
+        j.unmeasured(key);
+    }
+}
+
+/// Counts an own report (rejects, fills, the fill latency) and keeps the
+/// mix's resting orders; whether the request is done with.
+fn record_report(
+    out: &mut ConnOut,
+    mix: &mut Mix,
+    p: &mut Pend,
+    r: &wire::ExecutionReport,
+    now: u64,
+) -> bool {
+    let mut done = false;
+    if r.exec_type == exec_type::REJECTED {
+        out.rejected += 1;
+    }
+    if r.exec_type == exec_type::NEW && r.leaves_qty > 0 && mix.resting.len() < 4_096 {
+        mix.resting.push((r.order_id, r.instrument));
+    }
+    if r.exec_type == exec_type::TRADE {
+        out.fills += 1;
+        if !p.filled {
+            p.filled = true;
+            if let Kind::Order { crossing: true } = p.kind {
+                let _ = out.fill.record(now.saturating_sub(p.intended).max(1));
+            }
+        }
+        done = true;
+    }
+    if matches!(
+        r.ord_status,
+        ord_status::FILLED | ord_status::CANCELED | ord_status::REJECTED | ord_status::EXPIRED
+    ) {
+        done = true;
+    }
+    if r.ord_status == ord_status::FILLED {
+        mix.resting.retain(|&(id, _)| id != r.order_id);
+    }
+    done
+}
+
+async fn drive(
+    mut c: Client,
+    conn: usize,
+    spec: LoadSpec,
+    start: Instant,
+    counters: Arc<Counters>,
+    md: Option<Rc<RefCell<MdJoin>>>,
+) -> Result<ConnOut, String> {
+    let ns = |t: Instant| t.saturating_duration_since(start).as_nanos() as u64;
+    let mut d = Driver {
+        sched: Schedule::new(&spec, conn),
+        mix: Mix::new(spec.seed, conn),
+        pending: HashMap::new(),
+        out: ConnOut {
+            ack: histogram(),
+            fill: histogram(),
+            transfer: histogram(),
+            ack_uncorrected: histogram(),
+            sent: 0,
+            answered: 0,
+            unanswered: 0,
+            rejected: 0,
+            fills: 0,
+            last_ns: 0,
+        },
+        counters,
+        md,
+        i: 0,
+        inflight: 0,
+        last_prune: 0,
+        linger_until: 0,
+    };
+    loop {
+        let now = ns(Instant::now());
+        if d.queue_due(&mut c, now) {
             c.flush().await.map_err(|e| e.to_string())?;
         }
-        if i >= total && inflight == 0 && now >= linger_until {
+        if d.finished(now) {
             break;
         }
-        if now >= deadline {
-            break;
-        }
-        let next_send = if i < total && inflight < spec.window.max(1) {
-            intended(i)
-        } else if i >= total && inflight == 0 {
-            linger_until
-        } else {
-            deadline
-        };
+        let next_send = d.next_wake();
         let reply = if spec.client_spin && next_send <= now + 1_000_000 {
             tokio::select! {
                 biased;
@@ -626,142 +847,20 @@ async fn drive(
                 _ = tokio::task::yield_now() => None,
             }
         } else {
-            let wake = start + Duration::from_nanos(next_send.min(deadline));
+            let wake = start + Duration::from_nanos(next_send.min(d.sched.deadline));
             tokio::select! {
                 r = c.next() => Some(r),
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => None,
             }
         };
-        let Some(reply) = reply else { continue };
-        let reply = match reply {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(e) => return Err(e.to_string()),
-        };
-        let now = ns(Instant::now());
-        out.last_ns = now;
-        let (req, report) = match &reply {
-            Reply::Report(r) if r.flags & wire::REPORT_OWN_REQUEST != 0 => (r.request, Some(r)),
-            Reply::Report(_) => continue,
-            Reply::TransferResults { request, .. } => (*request, None),
-            Reply::Ack(a) => (a.request, None),
-            Reply::ProtocolReject(p) => (p.request, None),
-            _ => continue,
-        };
-        let Some(p) = pending.get_mut(&req) else {
-            continue;
-        };
-        if !p.answered {
-            p.answered = true;
-            inflight -= 1;
-            out.answered += 1;
-            counters.answered.fetch_add(1, Ordering::Relaxed);
-            let lat = now.saturating_sub(p.intended).max(1);
-            let unc = now.saturating_sub(p.actual).max(1);
-            match p.kind {
-                Kind::Transfer => {
-                    let _ = out.transfer.record(lat);
-                }
-                _ => {
-                    let _ = out.ack.record(lat);
-                    let _ = out.ack_uncorrected.record(unc);
-                }
-            }
-        }
-        let crossing = matches!(p.kind, Kind::Order { crossing: true });
-        if crossing {
-            linger_until = linger_until.max((now + LINGER_NS).min(deadline));
-        }
-        let mut done = !crossing;
-        if let (Some(r), Some(md)) = (report, &md) {
-            if r.order_id != 0 {
-                let key = taker_key(r.instrument, r.order_id, r.engine_seq);
-                let mut j = md.borrow_mut();
-                if crossing && r.exec_type == exec_type::NEW && p.taker.is_none() {
-                    // The taker's id: trade reports of this request may
-                    // name an own resting maker instead.
-                    p.taker = Some(key);
-                    j.order(key, p.intended, now);
-                } else if crossing && r.exec_type == exec_type::TRADE {
-                    // Every trade of this request's input has the new order
-                    // as taker (the mix places no stops), whichever side
-                    // this report names.
-                    if let Some(k) = p.taker {
-                        j.traded(k);
-                    }
-                } else if !(crossing && p.taker == Some(key)) {
-                    j.unmeasured(key);
-                }
-            }
-        }
-        if let Some(r) = report {
-            if r.exec_type == exec_type::REJECTED {
-                out.rejected += 1;
-            }
-            if r.exec_type == exec_type::NEW && r.leaves_qty > 0 && mix.resting.len() < 4_096 {
-                mix.resting.push((r.order_id, r.instrument));
-            }
-            if r.exec_type == exec_type::TRADE {
-                out.fills += 1;
-                if !p.filled {
-                    p.filled = true;
-                    if let Kind::Order { crossing: true } = p.kind {
-                        let _ = out.fill.record(now.saturating_sub(p.intended).max(1));
-                    }
-                }
-                done = true;
-            }
-            if matches!(
-                r.ord_status,
-                ord_status::FILLED
-                    | ord_status::CANCELED
-                    | ord_status::REJECTED
-                    | ord_status::EXPIRED
-            ) {
-                done = true;
-            }
-            if r.ord_status == ord_status::FILLED {
-                mix.resting.retain(|&(id, _)| id != r.order_id);
-            }
-        }
-        if done {
-            if let (Some(p), Some(md)) = (pending.remove(&req), &md) {
-                if let Some(k) = p.taker {
-                    md.borrow_mut().untraded(k);
-                }
-            }
-        }
-        // Crossing orders that rested without trading: forget them after a
-        // second (as a resting maker they owe the feed no taker trade).
-        if now > last_prune + 1_000_000_000 {
-            last_prune = now;
-            pending.retain(|_, p| {
-                let keep = !p.answered || p.intended + 1_000_000_000 > now;
-                if let (false, Some(k), Some(md)) = (keep, p.taker, &md) {
-                    md.borrow_mut().untraded(k);
-                }
-                keep
-            });
+        match reply {
+            None => continue,
+            Some(Ok(Some(r))) => d.on_reply(&r, ns(Instant::now())),
+            Some(Ok(None)) => break,
+            Some(Err(e)) => return Err(e.to_string()),
         }
     }
-    // Whatever is still unanswered is charged its latency so far.
-    let now = ns(Instant::now());
-    for p in pending.values().filter(|p| !p.answered) {
-        out.unanswered += 1;
-        let lat = now.saturating_sub(p.intended).max(1);
-        match p.kind {
-            Kind::Transfer => {
-                let _ = out.transfer.record(lat);
-            }
-            _ => {
-                let _ = out.ack.record(lat);
-                let _ = out
-                    .ack_uncorrected
-                    .record(now.saturating_sub(p.actual).max(1));
-            }
-        }
-    }
-    out.last_ns = out.last_ns.max(end_sends.min(now));
+    let out = d.finish(ns(Instant::now()));
     c.close().await;
     Ok(out)
 }
@@ -992,167 +1091,169 @@ pub fn write_hgrm(h: &Histogram<u64>, out: &mut impl Write) -> std::io::Result<(
     )
 }
 
-const COLORS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+/// Series colours, in order (matplotlib's first six).
+const COLORS: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x8c, 0x56, 0x4b),
 ];
+/// Size of both plots, pixels.
+const PLOT_SIZE_PX: (u32, u32) = (900, 520);
+/// Percentile decades on the x axis of [`percentile_svg`]: up to 99.999%.
+const DECADES: f64 = 5.0;
 
-fn svg_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// The label of `d` decades: 0 → "0%", 1 → "90%", 3 → "99.9%".
+fn decade_label(d: f64) -> String {
+    let n = d.round();
+    if (d - n).abs() > 1e-9 {
+        return format!("{:.3}%", 100.0 * (1.0 - 10f64.powf(-d)));
+    }
+    match n as usize {
+        0 => "0%".into(),
+        1 => "90%".into(),
+        2 => "99%".into(),
+        n => format!("99.{}%", "9".repeat(n - 2)),
+    }
+}
+
+/// The x axis of a chart: its end (it starts at 0), its legend, its labels.
+struct XAxis<'a> {
+    max: f64,
+    desc: &'a str,
+    label: &'a dyn Fn(&f64) -> String,
+}
+
+/// One line chart in SVG (`plotters`): grey grid, labelled axes, no axis
+/// lines (the grid is the frame), a legend box in the upper left; each
+/// series is one `<polyline>` and each legend mark a `<rect>`.
+fn line_chart_svg(
+    title: &str,
+    x: XAxis<'_>,
+    (y_max, y_desc): (f64, &str),
+    series: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, PLOT_SIZE_PX).into_drawing_area();
+        // Drawing into a String cannot fail except by a plotters bug.
+        root.fill(&WHITE).expect("svg fill");
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 19))
+            .margin(12)
+            .margin_right(40)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..x.max, 0.0..y_max)
+            .expect("svg chart");
+        chart
+            .configure_mesh()
+            .axis_style(TRANSPARENT)
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(x.label)
+            .y_label_formatter(&|v| fmt_num(*v))
+            .x_desc(x.desc)
+            .y_desc(y_desc)
+            .label_style(("sans-serif", 15))
+            .draw()
+            .expect("svg mesh");
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                .expect("svg series")
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 2), (x + 14, y + 2)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(RGBColor(0xdd, 0xdd, 0xdd))
+            .label_font(("sans-serif", 15))
+            .draw()
+            .expect("svg legend");
+        root.present().expect("svg present");
+    }
+    out.push('\n');
+    out
 }
 
 /// An SVG latency-by-percentile plot in the style of HdrHistogram's
 /// plotter: x is the percentile on a log scale of 1/(1-p) (labels 0%, 90%,
 /// 99%, … 99.999%), y is latency in microseconds; one line per series.
 pub fn percentile_svg(title: &str, series: &[(&str, &Histogram<u64>)]) -> String {
-    let (w, h, ml, mr, mt, mb) = (900.0, 520.0, 80.0, 200.0, 40.0, 50.0);
-    let pw = w - ml - mr;
-    let ph = h - mt - mb;
-    let decades = 5.0; // up to 99.999%
-    let x_of = |q: f64| {
-        let inv = 1.0 / (1.0 - q.min(0.999_99));
-        ml + pw * (inv.log10() / decades).clamp(0.0, 1.0)
-    };
-    let ymax = series
+    let x_of = |q: f64| (1.0 / (1.0 - q.min(0.999_99))).log10().clamp(0.0, DECADES);
+    let y_max = series
         .iter()
         .map(|(_, h)| us(h.max()))
         .fold(0.0f64, f64::max)
         .max(1.0);
-    let ymax = nice_ceiling(ymax);
-    let y_of = |v: f64| mt + ph * (1.0 - (v / ymax).min(1.0));
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"24\" font-size=\"15\">{}</text>\n",
-        ml,
-        svg_escape(title)
-    );
-    for d in 0..=5 {
-        let x = ml + pw * d as f64 / decades;
-        let label = match d {
-            0 => "0%".to_string(),
-            1 => "90%".to_string(),
-            2 => "99%".to_string(),
-            n => format!("99.{}%", "9".repeat(n - 2)),
-        };
-        s += &format!(
-            "<line x1=\"{x:.1}\" y1=\"{mt}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>\n<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>\n",
-            mt + ph,
-            mt + ph + 18.0
-        );
-    }
-    for k in 0..=5 {
-        let v = ymax * k as f64 / 5.0;
-        let y = y_of(v);
-        s += &format!(
-            "<line x1=\"{ml}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
-            ml + pw,
-            ml - 6.0,
-            y + 4.0,
-            fmt_num(v)
-        );
-    }
-    s += &format!(
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">percentile</text>\n<text x=\"18\" y=\"{:.1}\" transform=\"rotate(-90 18 {:.1})\" text-anchor=\"middle\">latency (µs)</text>\n",
-        ml + pw / 2.0,
-        h - 8.0,
-        mt + ph / 2.0,
-        mt + ph / 2.0
-    );
-    for (i, (name, hist)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let mut pts = Vec::new();
-        if !hist.is_empty() {
-            for v in hist.iter_quantiles(5) {
-                let q = v.quantile_iterated_to();
-                pts.push(format!(
-                    "{:.1},{:.1}",
-                    x_of(q),
-                    y_of(us(v.value_iterated_to()))
-                ));
-                if q >= 0.999_99 {
-                    break;
+    let lines: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(name, hist)| {
+            let mut pts = Vec::new();
+            if !hist.is_empty() {
+                for v in hist.iter_quantiles(5) {
+                    let q = v.quantile_iterated_to();
+                    pts.push((x_of(q), us(v.value_iterated_to())));
+                    if q >= 0.999_99 {
+                        break;
+                    }
                 }
             }
-        }
-        s += &format!(
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n<rect x=\"{:.1}\" y=\"{:.1}\" width=\"14\" height=\"4\" fill=\"{color}\"/>\n<text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
-            pts.join(" "),
-            ml + pw + 14.0,
-            mt + 10.0 + 20.0 * i as f64,
-            ml + pw + 34.0,
-            mt + 16.0 + 20.0 * i as f64,
-            svg_escape(name)
-        );
-    }
-    s += "</svg>\n";
-    s
+            (name.to_string(), pts)
+        })
+        .collect();
+    line_chart_svg(
+        title,
+        XAxis {
+            max: DECADES,
+            desc: "percentile",
+            label: &|d| decade_label(*d),
+        },
+        (nice_ceiling(y_max), "latency (µs)"),
+        &lines,
+    )
 }
 
 /// An SVG of latency percentiles against achieved throughput (one line per
 /// percentile), for a sweep of rates.
 pub fn sweep_svg(title: &str, points: &[(f64, &Histogram<u64>)]) -> String {
-    let (w, h, ml, mr, mt, mb) = (900.0, 520.0, 80.0, 160.0, 40.0, 50.0);
-    let pw = w - ml - mr;
-    let ph = h - mt - mb;
-    let xmax = nice_ceiling(points.iter().map(|p| p.0).fold(1.0, f64::max));
-    let ymax = nice_ceiling(
+    let x_max = nice_ceiling(points.iter().map(|p| p.0).fold(1.0, f64::max));
+    let y_max = nice_ceiling(
         points
             .iter()
             .map(|p| us(p.1.value_at_quantile(0.999)))
             .fold(1.0, f64::max),
     );
-    let x_of = |v: f64| ml + pw * (v / xmax).min(1.0);
-    let y_of = |v: f64| mt + ph * (1.0 - (v / ymax).min(1.0));
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{ml}\" y=\"24\" font-size=\"15\">{}</text>\n",
-        svg_escape(title)
-    );
-    for k in 0..=5 {
-        let xv = xmax * k as f64 / 5.0;
-        let yv = ymax * k as f64 / 5.0;
-        s += &format!(
-            "<line x1=\"{:.1}\" y1=\"{mt}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n<line x1=\"{ml}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
-            x_of(xv),
-            x_of(xv),
-            mt + ph,
-            x_of(xv),
-            mt + ph + 18.0,
-            fmt_num(xv),
-            y_of(yv),
-            ml + pw,
-            y_of(yv),
-            ml - 6.0,
-            y_of(yv) + 4.0,
-            fmt_num(yv)
-        );
-    }
-    s += &format!(
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">achieved throughput (messages/s)</text>\n<text x=\"18\" y=\"{:.1}\" transform=\"rotate(-90 18 {:.1})\" text-anchor=\"middle\">order → ack latency (µs)</text>\n",
-        ml + pw / 2.0,
-        h - 8.0,
-        mt + ph / 2.0,
-        mt + ph / 2.0
-    );
-    for (i, (q, name)) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")]
+    let lines: Vec<(String, Vec<(f64, f64)>)> = [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")]
         .iter()
-        .enumerate()
-    {
-        let color = COLORS[i % COLORS.len()];
-        let pts: Vec<String> = points
-            .iter()
-            .map(|(x, h)| format!("{:.1},{:.1}", x_of(*x), y_of(us(h.value_at_quantile(*q)))))
-            .collect();
-        s += &format!(
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n<rect x=\"{:.1}\" y=\"{:.1}\" width=\"14\" height=\"4\" fill=\"{color}\"/>\n<text x=\"{:.1}\" y=\"{:.1}\">{name}</text>\n",
-            pts.join(" "),
-            ml + pw + 14.0,
-            mt + 10.0 + 20.0 * i as f64,
-            ml + pw + 34.0,
-            mt + 16.0 + 20.0 * i as f64,
-        );
-    }
-    s += "</svg>\n";
-    s
+        .map(|&(q, name)| {
+            let pts = points
+                .iter()
+                .map(|(x, h)| (*x, us(h.value_at_quantile(q))))
+                .collect();
+            (name.to_string(), pts)
+        })
+        .collect();
+    line_chart_svg(
+        title,
+        XAxis {
+            max: x_max,
+            desc: "achieved throughput (messages/s)",
+            label: &|v| fmt_num(*v),
+        },
+        (y_max, "order → ack latency (µs)"),
+        &lines,
+    )
 }
 
 fn nice_ceiling(v: f64) -> f64 {
@@ -1248,75 +1349,10 @@ pub fn in_process_server_partitioned(
 /// Starts (or targets) the server, measures the floor, runs every rate,
 /// writes the files and prints the table to `out`.
 pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport, String> {
-    let tmp;
-    let mut server = None;
-    let (target, mode, id_dir) = match cfg.server {
-        Some(addr) => {
-            let dir = cfg
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("bourse-data"));
-            let id = gateway::identity::load_client_identity(&dir).map_err(|e| e.to_string())?;
-            let token = id
-                .operator_token
-                .ok_or_else(|| format!("no operator token in {}", dir.display()))?;
-            (
-                Target {
-                    addr,
-                    cert_der: id.cert_der,
-                    token,
-                },
-                format!("remote server {addr} (durability: as configured there)"),
-                dir,
-            )
-        }
-        None => {
-            let dir = match &cfg.data_dir {
-                Some(d) => d.clone(),
-                None => {
-                    tmp = TempDir::new()?;
-                    tmp.0.clone()
-                }
-            };
-            let s = in_process_server(&dir, cfg.durability)?;
-            let id = gateway::identity::load_client_identity(&dir).map_err(|e| e.to_string())?;
-            let t = Target {
-                addr: s.addr(),
-                cert_der: id.cert_der,
-                token: id.operator_token.ok_or("no operator token")?,
-            };
-            let pinned = s.info().pinned_core;
-            server = Some(s);
-            (
-                t,
-                format!(
-                    "in-process server, durability {} | gateway {}",
-                    cfg.durability,
-                    match pinned {
-                        Some(c) => format!("pinned to core {c}, busy-polling"),
-                        None => "not pinned".into(),
-                    }
-                ),
-                dir,
-            )
-        }
-    };
-    let machine = format!(
-        "{} cores{} | client {}",
-        cores(),
-        if cfg.server.is_some() {
-            " (this machine)"
-        } else if cores() < 4 {
-            " | engine threads park when idle (fewer than 4 cores)"
-        } else {
-            " | engine threads spin, pinned when a core is free"
-        },
-        if cfg.load.client_spin {
-            "busy-polls"
-        } else {
-            "sleeps on the 1 ms timer between sends"
-        }
-    );
+    // Both live until the runs are over: the server's data may be in `tmp`.
+    let mut tmp = None;
+    let (target, mode, server) = bench_target(cfg, &mut tmp)?;
+    let machine = machine_line(cfg);
     let _ = writeln!(out, "bourse bench: {mode}");
     let _ = writeln!(out, "  machine: {machine}");
     let _ = out.flush();
@@ -1351,7 +1387,100 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport,
         runs.push(run_load(&target, &spec)?);
     }
     drop(server);
-    let _ = id_dir;
+    drop(tmp);
+    let files = write_results(cfg, &runs, &floor, out)?;
+    let _ = writeln!(
+        out,
+        "files: {}",
+        files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(BenchReport {
+        runs,
+        floor,
+        files,
+        machine,
+    })
+}
+
+/// The server to load: `--server` (its certificate and token from the data
+/// directory) or one started in-process (in `tmp` when no directory is
+/// given); with a line saying which.
+fn bench_target(
+    cfg: &BenchConfig,
+    tmp: &mut Option<TempDir>,
+) -> Result<(Target, String, Option<gateway::server::ServerHandle>), String> {
+    if let Some(addr) = cfg.server {
+        let dir = cfg
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("bourse-data"));
+        let id = gateway::identity::load_client_identity(&dir).map_err(|e| e.to_string())?;
+        let token = id
+            .operator_token
+            .ok_or_else(|| format!("no operator token in {}", dir.display()))?;
+        let target = Target {
+            addr,
+            cert_der: id.cert_der,
+            token,
+        };
+        let mode = format!("remote server {addr} (durability: as configured there)");
+        return Ok((target, mode, None));
+    }
+    let dir = match &cfg.data_dir {
+        Some(d) => d.clone(),
+        None => tmp.insert(TempDir::new()?).0.clone(),
+    };
+    let s = in_process_server(&dir, cfg.durability)?;
+    let id = gateway::identity::load_client_identity(&dir).map_err(|e| e.to_string())?;
+    let target = Target {
+        addr: s.addr(),
+        cert_der: id.cert_der,
+        token: id.operator_token.ok_or("no operator token")?,
+    };
+    let mode = format!(
+        "in-process server, durability {} | gateway {}",
+        cfg.durability,
+        match s.info().pinned_core {
+            Some(c) => format!("pinned to core {c}, busy-polling"),
+            None => "not pinned".into(),
+        }
+    );
+    Ok((target, mode, Some(s)))
+}
+
+/// What the machine and the client do while measuring, in one line.
+fn machine_line(cfg: &BenchConfig) -> String {
+    format!(
+        "{} cores{} | client {}",
+        cores(),
+        if cfg.server.is_some() {
+            " (this machine)"
+        } else if cores() < 4 {
+            " | engine threads park when idle (fewer than 4 cores)"
+        } else {
+            " | engine threads spin, pinned when a core is free"
+        },
+        if cfg.load.client_spin {
+            "busy-polls"
+        } else {
+            "sleeps on the 1 ms timer between sends"
+        }
+    )
+}
+
+/// Prints each run's table and writes its `.hgrm` and `.svg` files, the
+/// floor's `.hgrm`, and with a sweep `sweep.svg` and the sweep table;
+/// returns the files written.
+fn write_results(
+    cfg: &BenchConfig,
+    runs: &[LoadResult],
+    floor: &Histogram<u64>,
+    out: &mut impl Write,
+) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(&cfg.out_dir).map_err(|e| format!("{}: {e}", cfg.out_dir.display()))?;
     let mut files = Vec::new();
     let mut write = |name: String, bytes: Vec<u8>| -> Result<(), String> {
@@ -1360,8 +1489,8 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport,
         files.push(p);
         Ok(())
     };
-    for r in &runs {
-        print_table(r, &floor, out);
+    for r in runs {
+        print_table(r, floor, out);
         let tag = if runs.len() > 1 {
             format!("-{}", r.rate)
         } else {
@@ -1394,7 +1523,7 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport,
         ];
         series.extend(md.map(|(_, label, h)| (label, h)));
         series.push(("ack, uncorrected", &r.ack_uncorrected));
-        series.push(("quinn ping-pong", &floor));
+        series.push(("quinn ping-pong", floor));
         let svg = percentile_svg(
             &format!(
                 "bourse bench: {}/s offered, {:.0}/s achieved, {} connections",
@@ -1407,7 +1536,7 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport,
         write(format!("latency{tag}.svg"), svg.into_bytes())?;
     }
     let mut b = Vec::new();
-    write_hgrm(&floor, &mut b).map_err(|e| e.to_string())?;
+    write_hgrm(floor, &mut b).map_err(|e| e.to_string())?;
     write("quinn-pingpong.hgrm".into(), b)?;
     if runs.len() > 1 {
         let pts: Vec<(f64, &Histogram<u64>)> =
@@ -1416,40 +1545,31 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport,
             "sweep.svg".into(),
             sweep_svg("bourse bench: latency against throughput", &pts).into_bytes(),
         )?;
-        let _ = writeln!(out, "\nsweep (order → ack, µs):");
-        let _ = writeln!(
-            out,
-            "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "offered/s", "achieved/s", "p50", "p99", "p99.9", "max"
-        );
-        for r in &runs {
-            let _ = writeln!(
-                out,
-                "{:>10} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-                r.rate,
-                r.achieved(),
-                us(r.ack.value_at_quantile(0.5)),
-                us(r.ack.value_at_quantile(0.99)),
-                us(r.ack.value_at_quantile(0.999)),
-                us(r.ack.max())
-            );
-        }
+        print_sweep(runs, out);
     }
+    Ok(files)
+}
+
+/// The sweep's table: order → ack percentiles by offered rate.
+fn print_sweep(runs: &[LoadResult], out: &mut impl Write) {
+    let _ = writeln!(out, "\nsweep (order → ack, µs):");
     let _ = writeln!(
         out,
-        "files: {}",
-        files
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "offered/s", "achieved/s", "p50", "p99", "p99.9", "max"
     );
-    Ok(BenchReport {
-        runs,
-        floor,
-        files,
-        machine,
-    })
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "{:>10} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            r.rate,
+            r.achieved(),
+            us(r.ack.value_at_quantile(0.5)),
+            us(r.ack.value_at_quantile(0.99)),
+            us(r.ack.value_at_quantile(0.999)),
+            us(r.ack.max())
+        );
+    }
 }
 
 /// Prints one run's percentile table (µs) with ratios to the floor.
@@ -1611,6 +1731,9 @@ mod tests {
         assert!(last_data.contains("1.000000000000"), "{last_data}");
         let svg = percentile_svg("t", &[("a", &h)]);
         assert!(svg.contains("<polyline") && svg.contains("99.99%"));
+        for (d, label) in [(0.0, "0%"), (1.0, "90%"), (2.0, "99%"), (5.0, "99.999%")] {
+            assert_eq!(decade_label(d), label);
+        }
         let sweep = sweep_svg("s", &[(1_000.0, &h), (2_000.0, &h)]);
         assert_eq!(sweep.matches("<polyline").count(), 3, "p50, p99, p99.9");
     }

@@ -156,6 +156,9 @@ pub enum CliError {
     /// The async runtime could not start.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    /// The terminal the view is drawn on could not be set up.
+    #[error("terminal: {0}")]
+    Terminal(std::io::Error),
 }
 
 fn md_close_name(code: u32) -> String {
@@ -773,24 +776,19 @@ fn request_of(conn: &ConnArgs, cmd: &ClientCommand) -> Result<Request, CliError>
             ..
         } => {
             let instrument = resolve_instrument(&conn.target.data_dir, symbol, false)?;
-            let side = match side {
-                SideArg::Buy => Side::Buy,
-                SideArg::Sell => Side::Sell,
-            };
-            let coid = coid.unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_micros() as u64)
-            });
-            let mut m = client::limit(conn.owner, instrument, side, price.unwrap_or(0), *qty, coid);
+            let coid = coid.unwrap_or_else(coid_from_clock);
+            let mut m = client::limit(
+                conn.owner,
+                instrument,
+                side.side(),
+                price.unwrap_or(0),
+                *qty,
+                coid,
+            );
             if price.is_none() {
                 m.order_type = 1;
             }
-            m.tif = match tif {
-                TifArg::Gtc => 0,
-                TifArg::Ioc => 1,
-                TifArg::Fok => 2,
-            };
+            m.tif = tif.code();
             if *post_only {
                 m.flags |= ORDER_POST_ONLY;
             }
@@ -819,19 +817,7 @@ fn request_of(conn: &ConnArgs, cmd: &ClientCommand) -> Result<Request, CliError>
             void,
             ..
         } => {
-            let mut flags = 0u16;
-            let mut pending_id = 0u128;
-            if *pending {
-                flags |= engine::TransferFlags::PENDING;
-            }
-            if let Some(p) = post {
-                flags |= engine::TransferFlags::POST_PENDING;
-                pending_id = *p;
-            }
-            if let Some(p) = void {
-                flags |= engine::TransferFlags::VOID_PENDING;
-                pending_id = *p;
-            }
+            let (flags, pending_id) = transfer_flags(*pending, *post, *void);
             Request::Transfer(TransferRecord {
                 id: u128_bytes(*id),
                 debit_account: u128_bytes(*debit),
@@ -857,26 +843,13 @@ fn request_of(conn: &ConnArgs, cmd: &ClientCommand) -> Result<Request, CliError>
             ..
         } => Request::Transfers(match account {
             None => TransferQuery::Ids(id.clone()),
-            Some(a) => {
-                let by_time = from_time.is_some() || to_time.is_some();
-                let (lo, hi) = if by_time {
-                    (*from_time, *to_time)
-                } else {
-                    (*from_seq, *to_seq)
-                };
-                TransferQuery::Account(engine::history::AccountFilter {
-                    account: engine::AccountId(*a),
-                    by: if by_time {
-                        engine::history::RangeBy::Time
-                    } else {
-                        engine::history::RangeBy::LedgerSeq
-                    },
-                    lo: lo.unwrap_or(0),
-                    hi: hi.unwrap_or(u64::MAX),
-                    limit: *limit,
-                    newest_first: *newest,
-                })
-            }
+            Some(a) => TransferQuery::Account(account_filter(
+                *a,
+                (*from_seq, *to_seq),
+                (*from_time, *to_time),
+                *limit,
+                *newest,
+            )),
         }),
         ClientCommand::Account {
             command:
@@ -930,6 +903,80 @@ fn request_of(conn: &ConnArgs, cmd: &ClientCommand) -> Result<Request, CliError>
             Request::AddInstrument(m)
         }
     })
+}
+
+/// A client order id from the clock (microseconds since the epoch).
+fn coid_from_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
+}
+
+impl SideArg {
+    fn side(self) -> Side {
+        match self {
+            SideArg::Buy => Side::Buy,
+            SideArg::Sell => Side::Sell,
+        }
+    }
+}
+
+impl TifArg {
+    /// The wire's time-in-force code.
+    fn code(self) -> u8 {
+        match self {
+            TifArg::Gtc => 0,
+            TifArg::Ioc => 1,
+            TifArg::Fok => 2,
+        }
+    }
+}
+
+/// A transfer's flags and pending id from `--pending`, `--post ID`, `--void ID`.
+fn transfer_flags(pending: bool, post: Option<u128>, void: Option<u128>) -> (u16, u128) {
+    let mut flags = 0u16;
+    let mut pending_id = 0u128;
+    if pending {
+        flags |= engine::TransferFlags::PENDING;
+    }
+    if let Some(p) = post {
+        flags |= engine::TransferFlags::POST_PENDING;
+        pending_id = p;
+    }
+    if let Some(p) = void {
+        flags |= engine::TransferFlags::VOID_PENDING;
+        pending_id = p;
+    }
+    (flags, pending_id)
+}
+
+/// One account's history query: by time when either time bound is given,
+/// else by ledger sequence (bounds open when absent).
+fn account_filter(
+    account: u128,
+    (from_seq, to_seq): (Option<u64>, Option<u64>),
+    (from_time, to_time): (Option<u64>, Option<u64>),
+    limit: u32,
+    newest_first: bool,
+) -> engine::history::AccountFilter {
+    let by_time = from_time.is_some() || to_time.is_some();
+    let (lo, hi) = if by_time {
+        (from_time, to_time)
+    } else {
+        (from_seq, to_seq)
+    };
+    engine::history::AccountFilter {
+        account: engine::AccountId(account),
+        by: if by_time {
+            engine::history::RangeBy::Time
+        } else {
+            engine::history::RangeBy::LedgerSeq
+        },
+        lo: lo.unwrap_or(0),
+        hi: hi.unwrap_or(u64::MAX),
+        limit,
+        newest_first,
+    }
 }
 
 /// Queues `r` on `c`; returns its request number.

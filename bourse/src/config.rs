@@ -103,8 +103,8 @@ archive_bytes_max = 17_179_869_184
 [runtime]
 # Inbound ring slots per partition (a full ring answers "busy").
 inbound_ring = 65_536
-# Output ring slots per partition.
-output_ring = 262_144
+# Output ring slots per partition (one per input, with its events).
+output_ring = 65_536
 # Journal queue slots per partition (also the largest group commit).
 journal_queue = 65_536
 # What an idle engine thread does: "spin", "yield" or "park".
@@ -153,18 +153,19 @@ idle_timeout_ms = 5_000
 throttle_per_s = 10_000
 # Token bucket size (burst) per session.
 throttle_burst = 1_000
-# Most live orders placed through one session.
-max_open_orders = 10_000
+# Most live orders placed through one session (was `max_open_orders`).
+open_orders_max = 10_000
 # Bad frames tolerated on a connection before closing it.
 garbage_limit = 16
 # Cancel a session's orders when it disconnects, unless its login says otherwise.
 cancel_on_disconnect = false
-# Most sessions (connected or awaiting resumption).
-max_sessions = 4_096
+# Most sessions, connected or awaiting resumption (was `max_sessions`).
+sessions_max = 4_096
 # How long a disconnected session can be resumed, in milliseconds.
 resume_window_ms = 60_000
-# Requests in flight to the engine per session (queued or unanswered).
-max_in_flight = 1_024
+# Requests in flight to the engine per session, queued or unanswered (was
+# `max_in_flight`).
+in_flight_max = 1_024
 # Execution reports kept per session for replay after a reconnect.
 replay_reports_max = 65_536
 
@@ -292,13 +293,15 @@ pub struct AuthSection {
 }
 
 impl Default for AuthSection {
+    /// The server's own defaults.
     fn default() -> Self {
+        let server = gateway::server::ServerConfig::new("");
         AuthSection {
-            operator_owners: Vec::new(),
-            operator_perms: vec!["admin".to_string(), "read".to_string()],
+            operator_owners: server.operator_owners.iter().map(|o| o.0).collect(),
+            operator_perms: perm_names(server.operator_perms),
             tokens: Vec::new(),
-            login_failures_max: 10,
-            login_failure_window_ms: 60_000,
+            login_failures_max: server.login_failures_max,
+            login_failure_window_ms: server.login_failure_window.as_millis() as u64,
         }
     }
 }
@@ -326,17 +329,34 @@ pub enum TokenError {
     UnknownPerm(String),
 }
 
+/// Every permission with its name, in the order names are written.
+fn perm_table(p: &mut gateway::session::Perms) -> [(&'static str, &mut bool); 5] {
+    [
+        ("trade", &mut p.trade),
+        ("transfer", &mut p.transfer),
+        ("admin", &mut p.admin),
+        ("read", &mut p.read),
+        ("ledger_admin", &mut p.ledger_admin),
+    ]
+}
+
+/// `Perms` to permission names (the inverse of [`parse_perms`]).
+pub fn perm_names(mut p: gateway::session::Perms) -> Vec<String> {
+    perm_table(&mut p)
+        .into_iter()
+        .filter(|(_, on)| **on)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
 /// Permission names to `Perms`.
 pub fn parse_perms(names: &[String]) -> Result<gateway::session::Perms, TokenError> {
     let mut p = gateway::session::Perms::default();
     for name in names {
-        match name.as_str() {
-            "trade" => p.trade = true,
-            "transfer" => p.transfer = true,
-            "admin" => p.admin = true,
-            "read" => p.read = true,
-            "ledger_admin" => p.ledger_admin = true,
-            other => return Err(TokenError::UnknownPerm(other.to_string())),
+        let mut table = perm_table(&mut p);
+        match table.iter_mut().find(|(n, _)| *n == name.as_str()) {
+            Some((_, on)) => **on = true,
+            None => return Err(TokenError::UnknownPerm(name.clone())),
         }
     }
     Ok(p)
@@ -413,16 +433,19 @@ pub struct ServerSection {
 }
 
 impl Default for ServerSection {
+    /// The server's own defaults; the rest (data directory, metrics,
+    /// logging) belong to the binary and are written only here.
     fn default() -> Self {
+        let server = gateway::server::ServerConfig::new("");
         ServerSection {
-            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            listen: server.listen,
             data_dir: PathBuf::from("bourse-data"),
             metrics: SocketAddr::from(([127, 0, 0, 1], 9187)),
             metrics_enabled: true,
             log_format: LogFormat::Text,
             log_filter: "info".to_string(),
-            busy_poll: false,
-            demo: false,
+            busy_poll: server.busy_poll,
+            demo: server.demo,
         }
     }
 }
@@ -447,14 +470,16 @@ pub struct PipelineSection {
 }
 
 impl Default for PipelineSection {
+    /// The pipeline's and the runtime's own defaults.
     fn default() -> Self {
+        let p = PipelineConfig::new("");
         PipelineSection {
-            partitions: 1,
-            durability: Durability::Durable,
-            segment_bytes: 64 << 20,
-            snapshot_every_bytes: 256 << 20,
-            prefault: true,
-            repair: false,
+            partitions: p.partitions,
+            durability: p.durability,
+            segment_bytes: p.segment_bytes,
+            snapshot_every_bytes: p.runtime.snapshot_every_bytes,
+            prefault: p.prefault,
+            repair: p.repair,
         }
     }
 }
@@ -594,35 +619,41 @@ pub struct SessionSection {
     /// Token bucket size.
     pub throttle_burst: u32,
     /// Live orders per session.
-    pub max_open_orders: u32,
+    #[serde(alias = "max_open_orders")]
+    pub open_orders_max: u32,
     /// Bad frames tolerated.
     pub garbage_limit: u32,
     /// Cancel-on-disconnect default.
     pub cancel_on_disconnect: bool,
     /// Most sessions.
-    pub max_sessions: usize,
+    #[serde(alias = "max_sessions")]
+    pub sessions_max: usize,
     /// Resumption window.
     pub resume_window_ms: u64,
     /// Requests in flight per session.
-    pub max_in_flight: usize,
+    #[serde(alias = "max_in_flight")]
+    pub in_flight_max: usize,
     /// Execution reports kept for replay.
     pub replay_reports_max: usize,
 }
 
 impl Default for SessionSection {
+    /// The session's and the server's own defaults.
     fn default() -> Self {
+        let s = gateway::session::SessionConfig::default();
+        let server = gateway::server::ServerConfig::new("");
         SessionSection {
-            heartbeat_interval_ms: 1_000,
-            idle_timeout_ms: 5_000,
-            throttle_per_s: 10_000,
-            throttle_burst: 1_000,
-            max_open_orders: 10_000,
-            garbage_limit: 16,
-            cancel_on_disconnect: false,
-            max_sessions: 4_096,
-            resume_window_ms: 60_000,
-            max_in_flight: 1_024,
-            replay_reports_max: 65_536,
+            heartbeat_interval_ms: s.heartbeat_interval_ns / 1_000_000,
+            idle_timeout_ms: s.idle_timeout_ns / 1_000_000,
+            throttle_per_s: s.throttle_per_s,
+            throttle_burst: s.throttle_burst,
+            open_orders_max: s.max_open_orders,
+            garbage_limit: s.garbage_limit,
+            cancel_on_disconnect: s.cancel_on_disconnect_default,
+            sessions_max: server.max_sessions,
+            resume_window_ms: server.resume_window.as_millis() as u64,
+            in_flight_max: s.max_in_flight,
+            replay_reports_max: s.replay_reports_max,
         }
     }
 }
@@ -653,10 +684,12 @@ pub struct WatchdogSection {
 }
 
 impl Default for WatchdogSection {
+    /// The watchdog's own defaults.
     fn default() -> Self {
+        let w = crate::watchdog::WatchdogConfig::default();
         WatchdogSection {
-            stall_ms: 1_000,
-            fsync_alarm_us: 20_000,
+            stall_ms: w.stall.as_millis() as u64,
+            fsync_alarm_us: w.fsync_alarm_us,
         }
     }
 }
@@ -1041,6 +1074,22 @@ fn origin_of(origins: &BTreeMap<String, Origin>, key: &str) -> Origin {
     }
 }
 
+/// Keys renamed (old, current): a file, variable or flag may still name
+/// the old key; it sets the current one. Qualifiers go last (`sessions_max`).
+pub const KEY_ALIASES: &[(&str, &str)] = &[
+    ("session.max_open_orders", "session.open_orders_max"),
+    ("session.max_sessions", "session.sessions_max"),
+    ("session.max_in_flight", "session.in_flight_max"),
+];
+
+/// The current name of a dotted key (itself unless renamed).
+pub fn current_key(dotted: &str) -> &str {
+    KEY_ALIASES
+        .iter()
+        .find(|(old, _)| *old == dotted)
+        .map_or(dotted, |(_, new)| new)
+}
+
 /// The merge of override layers over the defaults, keeping each key's origin.
 struct Layers {
     schema: Table,
@@ -1093,13 +1142,14 @@ impl Layers {
         let mut leaves = Vec::new();
         collect(file, &mut Vec::new(), &mut leaves, &self.schema)?;
         for (keys, v) in leaves {
-            let dotted = keys.join(".");
+            let written = keys.join(".");
             let origin = Origin::File {
                 path: path.to_path_buf(),
-                line: lines.get(&dotted).copied().unwrap_or(0),
+                line: lines.get(&written).copied().unwrap_or(0),
             };
-            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            self.check_and_set(&refs, v, origin, &dotted)?;
+            let dotted = current_key(&written);
+            let refs: Vec<&str> = dotted.split('.').collect();
+            self.check_and_set(&refs, v, origin, dotted)?;
         }
         return Ok(());
 
@@ -1170,6 +1220,7 @@ impl Layers {
 
     /// Applies one textual override (environment or flag) to a dotted key.
     fn set_text(&mut self, dotted: &str, raw: &str, origin: Origin) -> Result<(), ConfigError> {
+        let dotted = current_key(dotted);
         let path: Vec<&str> = dotted.split('.').collect();
         let schema = match self.schema_at(&path) {
             Some(s) if !matches!(s, Value::Table(t) if !t.is_empty()) => s,
@@ -1392,8 +1443,26 @@ impl BourseConfig {
                 return Err(bad("pipeline.segment_bytes", e.to_string()));
             }
         }
-        self.validate_journal(&bad)?;
-        self.validate_auth(&bad)?;
+        for step in [
+            Self::validate_journal,
+            Self::validate_auth,
+            Self::validate_capacities,
+            Self::validate_session,
+            Self::validate_history_and_watchdog,
+            Self::validate_feed,
+            Self::validate_server,
+            Self::validate_placement,
+        ] {
+            step(self, &bad)?;
+        }
+        self.validate_memory(&bad, &machine_memory())
+    }
+
+    /// `[runtime]` ring sizes and `[engine]` capacities: at least 1 each.
+    fn validate_capacities(
+        &self,
+        bad: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         let r = &self.runtime;
         for (k, v) in [
             ("runtime.inbound_ring", r.inbound_ring),
@@ -1422,6 +1491,14 @@ impl BourseConfig {
                 return Err(bad(k, "must be at least 1".to_string()));
             }
         }
+        Ok(())
+    }
+
+    /// `[session]`: throttle burst, heartbeat below the idle timeout, limits of at least 1.
+    fn validate_session(
+        &self,
+        bad: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         let s = &self.session;
         if s.throttle_per_s > 0 && s.throttle_burst == 0 {
             return Err(bad(
@@ -1444,18 +1521,26 @@ impl BourseConfig {
                 ),
             ));
         }
-        if s.max_in_flight == 0 {
+        if s.in_flight_max == 0 {
             return Err(bad(
-                "session.max_in_flight",
+                "session.in_flight_max",
                 "must be at least 1".to_string(),
             ));
         }
-        if s.max_sessions == 0 {
+        if s.sessions_max == 0 {
             return Err(bad(
-                "session.max_sessions",
+                "session.sessions_max",
                 "must be at least 1".to_string(),
             ));
         }
+        Ok(())
+    }
+
+    /// `[history]` run size, fan-out and filter size; `[watchdog]` bounds of at least 1.
+    fn validate_history_and_watchdog(
+        &self,
+        bad: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         if self.history.run_records > HISTORY_RUN_RECORDS_MAX {
             return Err(bad(
                 "history.run_records",
@@ -1487,6 +1572,11 @@ impl BourseConfig {
                 "must be at least 1".to_string(),
             ));
         }
+        Ok(())
+    }
+
+    /// `[feed]`: sizes of at least 1, a request burst with a request rate, a heartbeat within a second.
+    fn validate_feed(&self, bad: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
         let f = &self.feed;
         for (k, v) in [
             ("feed.depth", f.depth as u64),
@@ -1515,6 +1605,14 @@ impl BourseConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// `[server]`: a log filter that parses, a data directory.
+    fn validate_server(
+        &self,
+        bad: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         if tracing_subscriber::EnvFilter::try_new(&self.server.log_filter).is_err() {
             return Err(bad(
                 "server.log_filter",
@@ -1524,7 +1622,15 @@ impl BourseConfig {
         if self.server.data_dir.as_os_str().is_empty() {
             return Err(bad("server.data_dir", "must not be empty".to_string()));
         }
-        let parts = p.partitions;
+        Ok(())
+    }
+
+    /// `[partitions]`: every placement names an id that parses and a partition that exists.
+    fn validate_placement(
+        &self,
+        bad: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let parts = self.pipeline.partitions;
         let m = &self.partitions;
         if m.default >= parts {
             return Err(bad(
@@ -1559,7 +1665,7 @@ impl BourseConfig {
                 ));
             }
         }
-        self.validate_memory(&bad, &machine_memory())
+        Ok(())
     }
 
     /// `[journal]`: an archive bound must hold at least one segment (else
@@ -1776,12 +1882,12 @@ impl BourseConfig {
             idle_timeout_ns: s.idle_timeout_ms.saturating_mul(1_000_000),
             throttle_per_s: s.throttle_per_s,
             throttle_burst: s.throttle_burst,
-            max_open_orders: s.max_open_orders,
+            max_open_orders: s.open_orders_max,
             garbage_limit: s.garbage_limit,
             replay_reports_max: s.replay_reports_max,
             cancel_on_disconnect_default: s.cancel_on_disconnect,
             partitions: self.pipeline.partitions,
-            max_in_flight: s.max_in_flight,
+            max_in_flight: s.in_flight_max,
             ..gateway::session::SessionConfig::default()
         }
     }
@@ -1860,6 +1966,60 @@ mod tests {
         // The effective-config printer round-trips too.
         let c = BourseConfig::default();
         assert_eq!(BourseConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn renamed_keys_are_still_accepted_and_set_the_current_ones() {
+        let f = tmp_file(
+            "renamed.toml",
+            "[session]\nmax_open_orders = 7\nmax_sessions = 8\n",
+        );
+        let c = BourseConfig::load(Some(&f), env(&[("BOURSE_SESSION_MAX_IN_FLIGHT", "9")]), &[])
+            .unwrap();
+        assert_eq!(
+            (
+                c.session.open_orders_max,
+                c.session.sessions_max,
+                c.session.in_flight_max
+            ),
+            (7, 8, 9)
+        );
+        let c = BourseConfig::load(
+            None,
+            env(&[]),
+            &[("session.max_sessions".into(), "5".into())],
+        )
+        .unwrap();
+        assert_eq!(c.session.sessions_max, 5);
+        // Serde reads the old names too (a whole document, no layers).
+        let text = DEFAULT_TOML.replace("in_flight_max = 1_024", "max_in_flight = 3");
+        let c: BourseConfig = toml::from_str(&text).unwrap();
+        assert_eq!(c.session.in_flight_max, 3);
+        // Every current key is in the schema, every old one is not.
+        let schema = Table::try_from(BourseConfig::default()).unwrap();
+        for (old, new) in KEY_ALIASES {
+            let key = |k: &str| k.split_once('.').map(|(s, k)| schema[s].get(k).is_some());
+            assert_eq!(
+                (key(old), key(new)),
+                (Some(false), Some(true)),
+                "{old} -> {new}"
+            );
+        }
+    }
+
+    #[test]
+    fn section_defaults_are_the_components_defaults() {
+        let c = BourseConfig::default();
+        let server = gateway::server::ServerConfig::new("");
+        assert_eq!(c.session(), gateway::session::SessionConfig::default());
+        assert_eq!(c.watchdog(), crate::watchdog::WatchdogConfig::default());
+        assert_eq!(c.auth.login_failures_max, server.login_failures_max);
+        assert_eq!(
+            parse_perms(&c.auth.operator_perms).unwrap(),
+            server.operator_perms
+        );
+        assert_eq!(c.session.sessions_max, server.max_sessions);
+        assert_eq!(c.session.resume_window(), server.resume_window);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! drifting mid on BTC-USD and ETH-USD (crossing now and then), a payments
 //! client moving money between the demo accounts, and an observer session
 //! that rebuilds the books from the execution reports. A terminal view
-//! (books, last trades, throughput, latency percentiles) is redrawn about
-//! four times a second for the duration, then a summary is printed and
+//! (books, last trades, throughput, latency percentiles; `ratatui` widgets
+//! through `crate::tui`, following resizes) is redrawn about four times a
+//! second for the duration, then a summary is printed below it and
 //! everything shuts down cleanly (final snapshot included).
 //!
 //! With `tui: false` (`--no-tui`) one summary line per second is printed
@@ -17,11 +18,17 @@
 //! orderly shutdown.
 
 use crate::bench::{histogram, in_process_server};
+use crate::tui::Screen;
 use gateway::client::{Client, ClientConfig, Reply};
 use gateway::wire::{self, exec_type, ord_status, NewOrderMsg, TransferRecord};
 use hdrhistogram::Histogram;
 use journal::record::SplitMix64;
 use journal::Durability;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Text};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Widget};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
@@ -95,6 +102,23 @@ struct State {
     /// The observer's view of resting orders: id → (instrument, side, price, leaves).
     book: HashMap<u64, (u32, u8, u64, u64)>,
     stop: bool,
+}
+
+impl State {
+    fn new() -> Self {
+        State {
+            mids: [60_000, 3_000],
+            orders: 0,
+            acks: 0,
+            trades: 0,
+            transfers_ok: 0,
+            transfers_failed: 0,
+            ack: histogram(),
+            last_trades: VecDeque::new(),
+            book: HashMap::new(),
+            stop: false,
+        }
+    }
 }
 
 async fn trader(mut c: Client, k: usize, cfg: DemoConfig, st: Rc<RefCell<State>>) {
@@ -178,7 +202,7 @@ async fn trader(mut c: Client, k: usize, cfg: DemoConfig, st: Rc<RefCell<State>>
                     s.trades += 1;
                     s.last_trades
                         .push_front((r.instrument, r.side, r.last_px, r.last_qty));
-                    s.last_trades.truncate(8);
+                    s.last_trades.truncate(TRADES_SHOWN);
                     if r.leaves_qty == 0 {
                         resting.retain(|&(id, _)| id != r.order_id);
                     }
@@ -303,50 +327,142 @@ fn levels(s: &State, inst: u32, side: u8, depth: usize) -> Vec<(u64, u64, u32)> 
     }
 }
 
-fn frame(s: &State, elapsed: f64, total: f64, rates: (f64, f64)) -> String {
-    let mut f = String::new();
-    f += &format!(
-        "bourse demo — {:.1} / {:.0} s | orders {} ({:.0}/s) | trades {} | transfers {} ok, {} refused ({:.0}/s)\n",
-        elapsed, total, s.orders, rates.0, s.trades, s.transfers_ok, s.transfers_failed, rates.1
-    );
-    f += &format!(
-        "order → ack µs: p50 {:.1} | p90 {:.1} | p99 {:.1} | max {:.1}  ({} samples)\n\n",
-        us(s.ack.value_at_quantile(0.5)),
-        us(s.ack.value_at_quantile(0.9)),
-        us(s.ack.value_at_quantile(0.99)),
-        us(s.ack.max()),
-        s.ack.len()
-    );
+/// The numbers the header shows besides the state: (elapsed s, total s,
+/// orders per s, transfers per s).
+#[derive(Clone, Copy, Debug, Default)]
+struct Clock {
+    elapsed_s: f64,
+    total_s: f64,
+    orders_per_s: f64,
+    transfers_per_s: f64,
+}
+
+/// Rows of one book side in the view (best first).
+const VIEW_DEPTH: usize = 5;
+/// Trades the view lists, newest first.
+const TRADES_SHOWN: usize = 8;
+
+/// The terminal view: header, latency, one bordered book per symbol (bids
+/// left, asks right) and the last trades; drawn with `ratatui` widgets
+/// into `buf` (a terminal frame or an off-screen buffer).
+fn render_view(s: &State, c: Clock, area: Rect, buf: &mut Buffer) {
+    let book_rows = VIEW_DEPTH as u16 + 3;
+    let mut rows = vec![Constraint::Length(2)];
+    rows.extend(SYMBOLS.iter().map(|_| Constraint::Length(book_rows)));
+    rows.push(Constraint::Length(TRADES_SHOWN as u16 + 2));
+    rows.push(Constraint::Min(0));
+    let parts = Layout::vertical(rows).split(area);
+    let header = Text::from(vec![
+        Line::from(format!(
+            "bourse demo — {:.1} / {:.0} s | orders {} ({:.0}/s) | trades {} | transfers {} ok, {} refused ({:.0}/s)",
+            c.elapsed_s, c.total_s, s.orders, c.orders_per_s, s.trades, s.transfers_ok,
+            s.transfers_failed, c.transfers_per_s
+        ))
+        .style(Style::new().add_modifier(Modifier::BOLD)),
+        Line::from(format!(
+            "order → ack µs: p50 {:.1} | p90 {:.1} | p99 {:.1} | max {:.1}  ({} samples)",
+            us(s.ack.value_at_quantile(0.5)),
+            us(s.ack.value_at_quantile(0.9)),
+            us(s.ack.value_at_quantile(0.99)),
+            us(s.ack.max()),
+            s.ack.len()
+        )),
+    ]);
+    Paragraph::new(header).render(parts[0], buf);
     for (i, sym) in SYMBOLS.iter().enumerate() {
-        let inst = i as u32 + 1;
-        let bids = levels(s, inst, 0, 5);
-        let asks = levels(s, inst, 1, 5);
-        f += &format!(
-            "{sym:<8} mid {:<8} {:>22} | {:<22}\n",
-            s.mids[i], "BIDS (qty @ price)", "ASKS (price x qty)"
-        );
-        for k in 0..5 {
-            let b = bids
-                .get(k)
-                .map(|&(p, q, n)| format!("{q:>6} ({n:>2}) @ {p:>7}"))
-                .unwrap_or_default();
-            let a = asks
-                .get(k)
-                .map(|&(p, q, n)| format!("{p:<7} x {q:<6} ({n:>2})"))
-                .unwrap_or_default();
-            f += &format!("{:17} {b:>22} | {a:<22}\n", "");
+        render_book(s, i, sym, parts[i + 1], buf);
+    }
+    render_trades(s, parts[SYMBOLS.len() + 1], buf);
+}
+
+/// One symbol's book: a bordered block titled with the symbol and its
+/// mid, two tables side by side.
+fn render_book(s: &State, i: usize, sym: &str, area: Rect, buf: &mut Buffer) {
+    let inst = i as u32 + 1;
+    let block = Block::bordered().title(format!(" {sym}  mid {} ", s.mids[i]));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let [bid_area, ask_area] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner);
+    let widths = [
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(8),
+    ];
+    let right = |t: String| Cell::from(Line::from(t).alignment(Alignment::Right));
+    let header = |names: [&str; 3], color| {
+        Row::new(names.map(|n| right(n.to_string()))).style(Style::new().fg(color))
+    };
+    // Bids read right to left from the middle (price nearest the asks).
+    let bids = levels(s, inst, 0, VIEW_DEPTH)
+        .into_iter()
+        .map(|(p, q, n)| Row::new([n.to_string(), q.to_string(), p.to_string()].map(right)));
+    Widget::render(
+        Table::new(bids, widths)
+            .header(header(["orders", "qty", "bid"], Color::Green))
+            .flex(Flex::End),
+        bid_area,
+        buf,
+    );
+    let asks = levels(s, inst, 1, VIEW_DEPTH)
+        .into_iter()
+        .map(|(p, q, n)| Row::new([p.to_string(), q.to_string(), n.to_string()].map(right)));
+    Widget::render(
+        Table::new(asks, widths).header(header(["ask", "qty", "orders"], Color::Red)),
+        ask_area,
+        buf,
+    );
+}
+
+/// The last trades, newest first.
+fn render_trades(s: &State, area: Rect, buf: &mut Buffer) {
+    let lines: Vec<Line> = s
+        .last_trades
+        .iter()
+        .map(|&(inst, side, px, qty)| {
+            Line::from(format!(
+                "{:<8} taker {:<4} {qty:>4} @ {px}",
+                SYMBOLS.get(inst as usize - 1).copied().unwrap_or("?"),
+                if side == 1 { "sell" } else { "buy" }
+            ))
+        })
+        .collect();
+    Paragraph::new(lines)
+        .block(Block::bordered().title(" last trades "))
+        .render(area, buf);
+}
+
+/// Where each refresh goes: the terminal view, or one line per second.
+enum Sink<'a, W: Write> {
+    Screen(Screen<&'a mut W>),
+    Lines(&'a mut W),
+}
+
+impl<W: Write> Sink<'_, W> {
+    fn show(&mut self, s: &State, c: Clock) {
+        match self {
+            // A failed draw (terminal gone) only loses the view; the run goes on.
+            Sink::Screen(screen) => {
+                let _ = screen.draw(|area, buf| render_view(s, c, area, buf));
+            }
+            Sink::Lines(out) => {
+                let _ = writeln!(
+                    out,
+                    "[{:>4.1} s] orders {} ({:.0}/s) acks {} trades {} transfers {} ok {} refused | ack p50 {:.1} µs p99 {:.1} µs",
+                    c.elapsed_s,
+                    s.orders,
+                    c.orders_per_s,
+                    s.acks,
+                    s.trades,
+                    s.transfers_ok,
+                    s.transfers_failed,
+                    us(s.ack.value_at_quantile(0.5)),
+                    us(s.ack.value_at_quantile(0.99))
+                );
+                let _ = out.flush();
+            }
         }
-        f += "\n";
     }
-    f += "last trades:\n";
-    for &(inst, side, px, qty) in &s.last_trades {
-        f += &format!(
-            "  {:<8} taker {:<4} {qty:>4} @ {px}\n",
-            SYMBOLS.get(inst as usize - 1).copied().unwrap_or("?"),
-            if side == 1 { "sell" } else { "buy" }
-        );
-    }
-    f
 }
 
 /// Runs the demo; the view (or the per-second lines) and the summary go to `out`.
@@ -378,18 +494,21 @@ pub fn run_demo(cfg: &DemoConfig, out: &mut impl Write) -> Result<DemoSummary, S
         .build()
         .map_err(|e| e.to_string())?;
     let local = tokio::task::LocalSet::new();
-    let st = Rc::new(RefCell::new(State {
-        mids: [60_000, 3_000],
-        orders: 0,
-        acks: 0,
-        trades: 0,
-        transfers_ok: 0,
-        transfers_failed: 0,
-        ack: histogram(),
-        last_trades: VecDeque::new(),
-        book: HashMap::new(),
-        stop: false,
-    }));
+    let st = Rc::new(RefCell::new(State::new()));
+    let mut sink = if cfg.tui {
+        match Screen::new(&mut *out) {
+            Ok(screen) => Sink::Screen(screen),
+            Err(e) => {
+                server.shutdown();
+                if let Some(t) = tmp {
+                    let _ = std::fs::remove_dir_all(t);
+                }
+                return Err(format!("terminal: {e}"));
+            }
+        }
+    } else {
+        Sink::Lines(&mut *out)
+    };
     let t0 = Instant::now();
     let res: Result<(), String> = local.block_on(&rt, async {
         let obs = Client::connect(&ccfg()).await.map_err(|e| e.to_string())?;
@@ -427,30 +546,13 @@ pub fn run_demo(cfg: &DemoConfig, out: &mut impl Write) -> Result<DemoSummary, S
                 );
                 (last_o, last_t, last_at) = (s.orders, transfers, Instant::now());
             }
-            if cfg.tui {
-                let f = frame(
-                    &s,
-                    elapsed.as_secs_f64(),
-                    cfg.duration.as_secs_f64(),
-                    rates,
-                );
-                let _ = write!(out, "\x1b[2J\x1b[H{f}");
-            } else {
-                let _ = writeln!(
-                    out,
-                    "[{:>4.1} s] orders {} ({:.0}/s) acks {} trades {} transfers {} ok {} refused | ack p50 {:.1} µs p99 {:.1} µs",
-                    elapsed.as_secs_f64(),
-                    s.orders,
-                    rates.0,
-                    s.acks,
-                    s.trades,
-                    s.transfers_ok,
-                    s.transfers_failed,
-                    us(s.ack.value_at_quantile(0.5)),
-                    us(s.ack.value_at_quantile(0.99))
-                );
-            }
-            let _ = out.flush();
+            let clock = Clock {
+                elapsed_s: elapsed.as_secs_f64(),
+                total_s: cfg.duration.as_secs_f64(),
+                orders_per_s: rates.0,
+                transfers_per_s: rates.1,
+            };
+            sink.show(&s, clock);
             if elapsed >= cfg.duration {
                 break;
             }
@@ -461,6 +563,7 @@ pub fn run_demo(cfg: &DemoConfig, out: &mut impl Write) -> Result<DemoSummary, S
         }
         Ok(())
     });
+    drop(sink);
     let seconds = t0.elapsed().as_secs_f64();
     let hashes = server.shutdown();
     if let Some(t) = tmp {
@@ -506,4 +609,54 @@ fn tempfile_dir() -> Result<PathBuf, String> {
     ));
     std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_view_shows_aggregated_levels_best_first_and_the_last_trades() {
+        let mut s = State::new();
+        s.orders = 7;
+        s.trades = 1;
+        // id → (instrument, side, price, leaves)
+        for (id, o) in [
+            (1, (1, 0, 59_990, 2)),
+            (2, (1, 0, 59_995, 1)),
+            (3, (1, 0, 59_995, 4)),
+            (4, (1, 1, 60_010, 3)),
+            (5, (2, 1, 3_001, 9)),
+        ] {
+            s.book.insert(id, o);
+        }
+        s.last_trades.push_front((1, 1, 59_995, 1));
+        let clock = Clock {
+            elapsed_s: 1.0,
+            total_s: 20.0,
+            ..Clock::default()
+        };
+        let text = crate::tui::plain_text(80, 32, |a, b| render_view(&s, clock, a, b));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("bourse demo — 1.0 / 20 s | orders 7 (0/s) | trades 1"));
+        assert!(lines[2].contains(" BTC-USD  mid 60000 "), "{text}");
+        assert_eq!(
+            lines[3],
+            "│               orders      qty      bid     ask      qty   orders             │"
+        );
+        assert_eq!(
+            lines[4],
+            "│                    2        5    59995   60010        3        1             │"
+        );
+        assert_eq!(
+            lines[5],
+            "│                    1        2    59990                                       │"
+        );
+        assert!(lines[10].contains(" ETH-USD  mid 3000 "), "{text}");
+        assert_eq!(
+            lines[12],
+            "│                                           3001        9        1             │"
+        );
+        assert!(text.contains("│BTC-USD  taker sell    1 @ 59995"), "{text}");
+    }
 }

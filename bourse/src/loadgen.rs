@@ -17,7 +17,7 @@ use engine::{
 use hdrhistogram::Histogram;
 use journal::record::SplitMix64;
 use runtime::pipeline::{Pipeline, PipelineConfig};
-use runtime::{OutputKind, SubmitError};
+use runtime::SubmitError;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -159,34 +159,34 @@ pub fn run_load(
         for (p, r) in readers.iter_mut().enumerate() {
             while let Some(o) = r.poll() {
                 any = true;
-                match o.kind {
-                    OutputKind::Event(Event::Accepted {
-                        order_id,
-                        client_order_id,
-                        ..
-                    }) => {
-                        latest_order[p] = order_id.0;
-                        coid_of[p] = client_order_id.0;
-                    }
-                    OutputKind::Event(Event::Rejected {
-                        target: engine::RejectTarget::ClientOrder(c),
-                        ..
-                    }) => coid_of[p] = c.0,
-                    OutputKind::End => {
-                        if o.token != 0 && (o.token as usize) < intended.len() {
-                            let lat = now_ns(start)
-                                .saturating_sub(intended[o.token as usize])
-                                .max(1);
-                            let _ = latency.record(lat);
-                            *completed += 1;
+                for ev in o.events() {
+                    match *ev {
+                        Event::Accepted {
+                            order_id,
+                            client_order_id,
+                            ..
+                        } => {
+                            latest_order[p] = order_id.0;
+                            coid_of[p] = client_order_id.0;
                         }
-                        if load.acks {
-                            let _ = tx.send((o.seq.0, coid_of[p]));
-                        }
-                        coid_of[p] = 0;
+                        Event::Rejected {
+                            target: engine::RejectTarget::ClientOrder(c),
+                            ..
+                        } => coid_of[p] = c.0,
+                        _ => {}
                     }
-                    _ => {}
                 }
+                if o.token != 0 && (o.token as usize) < intended.len() {
+                    let lat = now_ns(start)
+                        .saturating_sub(intended[o.token as usize])
+                        .max(1);
+                    let _ = latency.record(lat);
+                    *completed += 1;
+                }
+                if load.acks {
+                    let _ = tx.send((o.seq.0, coid_of[p]));
+                }
+                coid_of[p] = 0;
             }
         }
         any

@@ -287,29 +287,7 @@ fn serve(a: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut cfg = gateway::server::ServerConfig::new(&conf.server.data_dir);
-    cfg.listen = conf.server.listen;
-    cfg.pipeline = conf.pipeline();
-    cfg.session = conf.session();
-    cfg.companion = Some(feeds::companion(conf.md()));
-    cfg.busy_poll = conf.server.busy_poll;
-    cfg.demo = conf.server.demo;
-    // With the demo and no [partitions] of its own, the demo set's map.
-    if !(conf.server.demo && conf.partitions == Default::default()) {
-        cfg.partition_map = Some(conf.partition_map());
-    }
-    (cfg.operator_owners, cfg.operator_perms) = conf.operator_grant();
-    cfg.login_failures_max = conf.auth.login_failures_max;
-    cfg.login_failure_window = std::time::Duration::from_millis(conf.auth.login_failure_window_ms);
-    cfg.max_sessions = conf.session.max_sessions;
-    cfg.resume_window = conf.session.resume_window();
-    cfg.metrics = Some(ops.state().clone());
-    cfg.tokens = conf
-        .auth
-        .tokens
-        .iter()
-        .filter_map(|t| t.grant().ok().map(|(o, p)| (t.token.clone(), o, p)))
-        .collect();
+    let cfg = server_config(&conf, &ops);
     let data_dir = conf.server.data_dir.clone();
     let mut server = match gateway::server::start(cfg) {
         Ok(s) => s,
@@ -328,7 +306,56 @@ fn serve(a: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let stop = server.stopper();
+    watch_signals(signals, server.stopper());
+    // Standard output may be closed (`serve | head -1`): the banner and the
+    // final hashes are best effort, they must never abort the shutdown.
+    let mut out = io::stdout();
+    let _ = write_banner(&mut out, &conf, &server, &ops, &data_dir);
+    tracing::info!(addr = %server.addr(), "serving");
+    let hashes = server.join();
+    ops.shutdown();
+    for (i, h) in hashes.iter().enumerate() {
+        let _ = writeln!(out, "p{i} state hash after shutdown: {h:032x}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// The order-entry server's settings from the configuration (the metrics
+/// state of `ops` reports on it).
+fn server_config(
+    conf: &bourse::config::BourseConfig,
+    ops: &bourse::ops::Ops,
+) -> gateway::server::ServerConfig {
+    let mut cfg = gateway::server::ServerConfig::new(&conf.server.data_dir);
+    cfg.listen = conf.server.listen;
+    cfg.pipeline = conf.pipeline();
+    cfg.session = conf.session();
+    cfg.companion = Some(feeds::companion(conf.md()));
+    cfg.busy_poll = conf.server.busy_poll;
+    cfg.demo = conf.server.demo;
+    // With the demo and no [partitions] of its own, the demo set's map.
+    if !(conf.server.demo && conf.partitions == Default::default()) {
+        cfg.partition_map = Some(conf.partition_map());
+    }
+    (cfg.operator_owners, cfg.operator_perms) = conf.operator_grant();
+    cfg.login_failures_max = conf.auth.login_failures_max;
+    cfg.login_failure_window = std::time::Duration::from_millis(conf.auth.login_failure_window_ms);
+    cfg.max_sessions = conf.session.sessions_max;
+    cfg.resume_window = conf.session.resume_window();
+    cfg.metrics = Some(ops.state().clone());
+    cfg.tokens = conf
+        .auth
+        .tokens
+        .iter()
+        .filter_map(|t| t.grant().ok().map(|(o, p)| (t.token.clone(), o, p)))
+        .collect();
+    cfg
+}
+
+/// On SIGTERM or SIGINT: says so, stops the server through `stop`, and
+/// exits with status 1 if the shutdown does not finish within
+/// `SHUTDOWN_LIMIT`.
+fn watch_signals(signals: StopSignals, stop: std::sync::Arc<tokio::sync::Notify>) {
     let _ = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -353,17 +380,6 @@ fn serve(a: ServeArgs) -> ExitCode {
             );
             std::process::exit(1);
         });
-    // Standard output may be closed (`serve | head -1`): the banner and the
-    // final hashes are best effort, they must never abort the shutdown.
-    let mut out = io::stdout();
-    let _ = write_banner(&mut out, &conf, &server, &ops, &data_dir);
-    tracing::info!(addr = %server.addr(), "serving");
-    let hashes = server.join();
-    ops.shutdown();
-    for (i, h) in hashes.iter().enumerate() {
-        let _ = writeln!(out, "p{i} state hash after shutdown: {h:032x}");
-    }
-    ExitCode::SUCCESS
 }
 
 /// What `serve` prints once it accepts connections (the first line ends

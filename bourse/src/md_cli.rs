@@ -7,18 +7,28 @@
 //! within a level. Gaps are repaired through the view's retransmit /
 //! snapshot requests.
 //!
-//! Invariants: the screen is cleared (ANSI) only when standard output is a
+//! The view is drawn with `ratatui` widgets (`crate::tui`): on a terminal
+//! it is redrawn in place and follows resizes; redirected, the same view is
+//! rendered off screen and printed as plain text.
+//!
+//! Invariants: escape sequences are written only when standard output is a
 //! terminal, so redirected output is plain text; an instrument the symbol
 //! table does not list is an error before connecting (the market-data
 //! server would answer any id with an empty book); server and login are
 //! `cli::ServerArgs`, shared with the order-entry commands.
 
 use crate::cli::{connect_first, resolve_instrument, CliError, ServerArgs};
+use crate::tui::Screen;
 use engine::Side;
 use feeds::Channel;
 use feeds::{FeedView, MdClient, MdItem};
 use gateway::identity::load_client_identity;
 use gateway::net::Tuning;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -113,6 +123,11 @@ async fn feed<W: Write>(a: &FeedArgs, out: &mut W, terminal: bool) -> Result<(),
         v.track(instrument, ch);
         c.subscribe(instrument, ch).await.map_err(md_err)?;
     }
+    let mut sink = if terminal && !a.json {
+        Out::Screen(Screen::new(out).map_err(CliError::Terminal)?)
+    } else {
+        Out::Text(out)
+    };
     let end = a.seconds.map(|s| Instant::now() + Duration::from_secs(s));
     let mut dirty = true;
     let mut last_draw = Instant::now() - Duration::from_secs(1);
@@ -137,7 +152,7 @@ async fn feed<W: Write>(a: &FeedArgs, out: &mut W, terminal: bool) -> Result<(),
             }
             if let MdItem::Message(m) = item {
                 if let feeds::Body::Trade(t) = m.body {
-                    if a.json {
+                    if let (true, Out::Text(out)) = (a.json, &mut sink) {
                         let line = serde_json::json!({
                             "type": "trade", "instrument": instrument,
                             "price": t.price.0, "qty": t.qty.0, "match_id": t.match_id,
@@ -152,15 +167,33 @@ async fn feed<W: Write>(a: &FeedArgs, out: &mut W, terminal: bool) -> Result<(),
         if dirty && last_draw.elapsed() >= Duration::from_millis(200) {
             dirty = false;
             last_draw = Instant::now();
+            let out = match &mut sink {
+                Out::Screen(screen) => {
+                    // A failed draw (terminal gone) only loses the view.
+                    let _ = screen.draw(|area, buf| {
+                        render_view(&v, instrument, channel, &a.symbol, area, buf)
+                    });
+                    continue;
+                }
+                Out::Text(out) => out,
+            };
             let text = if a.json {
                 book_json(&v, instrument, channel).to_string() + "\n"
             } else {
-                draw(&v, instrument, channel, &a.symbol, terminal)
+                // Redirected, each view follows the last after a blank line.
+                format!("\n{}", plain(&v, instrument, channel, &a.symbol))
             };
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
         }
     }
+}
+
+/// Where the views go: a terminal redrawn in place, or text (plain views
+/// or JSON lines) appended to the output.
+enum Out<'a, W: Write> {
+    Screen(Screen<&'a mut W>),
+    Text(&'a mut W),
 }
 
 fn side_name(s: Side) -> &'static str {
@@ -222,43 +255,146 @@ fn book_json(v: &FeedView, instrument: u32, channel: Channel) -> serde_json::Val
     })
 }
 
-fn draw(v: &FeedView, instrument: u32, channel: Channel, symbol: &str, terminal: bool) -> String {
-    use std::fmt::Write as _;
-    // Clear and home only on a terminal; redirected, each view follows the last.
-    let mut s = String::from(if terminal { "\x1b[2J\x1b[H" } else { "\n" });
-    let _ = writeln!(
-        s,
-        "{symbol} ({instrument}) {channel:?}   gaps repaired: {}",
-        v.gaps
-    );
-    let n = if channel == Channel::L3 { "order" } else { "n" };
-    let _ = writeln!(
-        s,
-        "{:>12} {:>8} {:>6} | {:>12} {:>8} {:>6}",
-        "bid", "qty", n, "ask", "qty", n
-    );
-    let (b, a) = (
+/// Rows of the book per side, best first.
+const BOOK_ROWS_MAX: usize = 20;
+/// Trades the view lists, newest first.
+const TRADES_SHOWN: usize = 10;
+/// Width of the plain-text view, columns.
+const PLAIN_WIDTH: u16 = 80;
+
+/// The view: a title, bids beside asks (price, qty, and order count, or
+/// order id at L3), then the recent trades; drawn with `ratatui` widgets
+/// into `buf` (a terminal frame or an off-screen buffer). The book takes as
+/// many rows as it has (as many as fit on a small terminal).
+fn render_view(
+    v: &FeedView,
+    instrument: u32,
+    channel: Channel,
+    symbol: &str,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let (mut bids, mut asks) = (
         rows(v, instrument, channel, Side::Buy),
         rows(v, instrument, channel, Side::Sell),
     );
-    for i in 0..b.len().max(a.len()).min(20) {
-        let cell = |r: Option<&(u64, u64, u64)>| {
-            r.map_or(format!("{:>12} {:>8} {:>6}", "", "", ""), |(p, q, n)| {
-                format!("{p:>12} {q:>8} {n:>6}")
-            })
-        };
-        let _ = writeln!(s, "{} | {}", cell(b.get(i)), cell(a.get(i)));
-    }
-    let _ = writeln!(s, "\nrecent trades:");
-    for (_, t) in v.trades.iter().rev().take(10) {
-        let _ = writeln!(
-            s,
+    bids.truncate(BOOK_ROWS_MAX);
+    asks.truncate(BOOK_ROWS_MAX);
+    let mut trades = vec![Line::from(""), Line::from("recent trades:")];
+    trades.extend(v.trades.iter().rev().take(TRADES_SHOWN).map(|(_, t)| {
+        Line::from(format!(
             "  {:>5} {:>8} @ {:>12}  (match {})",
             side_name(t.aggressor),
             t.qty.0,
             t.price.0,
             t.match_id
+        ))
+    }));
+    let [title, book, trades_area, _] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1 + bids.len().max(asks.len()) as u16),
+        Constraint::Length(trades.len() as u16),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    Line::from(format!(
+        "{symbol} ({instrument}) {channel:?}   gaps repaired: {}",
+        v.gaps
+    ))
+    .style(Style::new().add_modifier(Modifier::BOLD))
+    .render(title, buf);
+    let [bid_area, ask_area] =
+        Layout::horizontal([Constraint::Length(31), Constraint::Length(28)]).areas(book);
+    let n = if channel == Channel::L3 { "order" } else { "n" };
+    let right = |t: String| Cell::from(Line::from(t).alignment(Alignment::Right));
+    for (side_rows, name, area, color) in [
+        (bids, "bid", bid_area, Color::Green),
+        (asks, "ask", ask_area, Color::Red),
+    ] {
+        let body = side_rows
+            .into_iter()
+            .map(|(p, q, n)| Row::new([p.to_string(), q.to_string(), n.to_string()].map(right)));
+        let header = Row::new([name, "qty", n].map(|h| right(h.to_string())));
+        let table = Table::new(
+            body,
+            [
+                Constraint::Length(12),
+                Constraint::Length(8),
+                Constraint::Length(6),
+            ],
+        )
+        .header(header.style(Style::new().fg(color)));
+        Widget::render(table, area, buf);
+    }
+    // The bar between the sides (" | "), in ASCII so redirected text stays
+    // ASCII; left out when the sides do not fit beside each other.
+    let bar_rows = if book.width >= 59 {
+        book.top()..book.bottom()
+    } else {
+        0..0
+    };
+    for y in bar_rows {
+        if let Some(cell) = buf.cell_mut((book.x + 29, y)) {
+            cell.set_symbol("|");
+        }
+    }
+    Paragraph::new(trades).render(trades_area, buf);
+}
+
+/// The view as plain text (no escape sequences), for redirected output.
+fn plain(v: &FeedView, instrument: u32, channel: Channel, symbol: &str) -> String {
+    let sides = rows(v, instrument, channel, Side::Buy)
+        .len()
+        .max(rows(v, instrument, channel, Side::Sell).len())
+        .min(BOOK_ROWS_MAX);
+    let trades = v.trades.len().min(TRADES_SHOWN);
+    let height = (1 + 1 + sides + 2 + trades) as u16;
+    crate::tui::plain_text(PLAIN_WIDTH, height, |area, buf| {
+        render_view(v, instrument, channel, symbol, area, buf)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{Price, Qty};
+    use feeds::{Quote, Top, TradeMsg};
+
+    #[test]
+    fn the_plain_view_is_the_book_beside_itself_then_the_trades() {
+        let mut v = FeedView::default();
+        let top = |p: u64, q: u64, n: u32| Top {
+            price: Some(Price(p)),
+            qty: Qty(q),
+            orders: n,
+        };
+        v.quotes.insert(
+            1,
+            Quote {
+                bid: top(50_500, 3, 2),
+                ask: top(50_600, 1, 1),
+            },
+        );
+        v.trades.push_back((
+            1,
+            TradeMsg {
+                price: Price(50_550),
+                qty: Qty(2),
+                match_id: 7,
+                aggressor: Side::Sell,
+                maker_order_id: 1,
+                taker_order_id: 2,
+            },
+        ));
+        let text = plain(&v, 1, Channel::L1, "BTC-USD");
+        assert_eq!(
+            text,
+            "BTC-USD (1) L1   gaps repaired: 0\n\
+             \x20        bid      qty      n |          ask      qty      n\n\
+             \x20      50500        3      2 |        50600        1      1\n\
+             \n\
+             recent trades:\n\
+             \x20  sell        2 @        50550  (match 7)\n"
         );
     }
-    s
 }

@@ -9,6 +9,9 @@
 //! (sessions, subscribers, conflations, disconnects, throttles) are atomics in
 //! `GatewayMetrics` that the network side bumps.
 //!
+//! Readiness and the watchdog's alarms come from [`crate::health`]: this
+//! module reads them, never the watchdog itself.
+//!
 //! Invariants: nothing here runs on, locks against, or allocates on an
 //! engine or journal thread. The HTTP side (hyper, on a current-thread tokio
 //! runtime of its own thread) serves every connection as its own task, at
@@ -17,7 +20,7 @@
 //! `HEADER_READ_TIMEOUT` and any connection older than `CONNECTION_TIMEOUT`,
 //! so idle or slow clients delay neither a scrape nor the engine.
 
-use crate::watchdog::AlarmKind;
+use crate::health::{AlarmKind, Health, WatchdogView};
 use engine::{LedgerError, RejectReason};
 pub use gateway::counters::{DisconnectReason, GatewayMetrics};
 use prometheus_client::collector::Collector;
@@ -27,8 +30,8 @@ use prometheus_client::registry::Registry;
 use runtime::{Shared, COMMAND_KINDS};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,39 +49,34 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Content type of `/metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// What the watchdog last computed, per partition (read by scrapes and `/ready`).
-#[derive(Clone, Debug, Default)]
-pub struct WatchdogView {
-    /// Raised alarms, indexed by `AlarmKind as usize`.
-    pub alarms: Vec<[bool; AlarmKind::COUNT]>,
-    /// Engine busy ratio over the watchdog's window.
-    pub busy_ratio: Vec<Option<f64>>,
-    /// Mean journal commit latency over the window, microseconds.
-    pub commit_mean_us: Vec<Option<f64>>,
-}
-
 impl gateway::counters::ServerMetrics for MetricsState {
     fn gateway(&self) -> &GatewayMetrics {
         &self.gateway
     }
     fn attach(&self, runtime: &runtime::Runtime) {
-        MetricsState::attach(self, runtime);
+        self.health.attach(runtime);
     }
     fn set_ready(&self, ready: bool) {
-        MetricsState::set_ready(self, ready);
+        self.health.set_ready(ready);
     }
 }
 
-/// Everything the endpoint and the watchdog look at.
+/// Everything the endpoint reports: the process's [`Health`] (which the
+/// watchdog also writes; reached through `Deref`) plus the gateway counters.
 #[derive(Debug)]
 pub struct MetricsState {
-    partitions: RwLock<Vec<Arc<Shared>>>,
+    health: Arc<Health>,
     /// Gateway-side counters (bump these from the server).
     pub gateway: Arc<GatewayMetrics>,
-    recovered: AtomicBool,
-    watchdog: Mutex<WatchdogView>,
     started: Instant,
     started_unix_ns: u64,
+}
+
+impl std::ops::Deref for MetricsState {
+    type Target = Health;
+    fn deref(&self) -> &Health {
+        &self.health
+    }
 }
 
 fn unix_ns() -> u64 {
@@ -91,10 +89,8 @@ impl MetricsState {
     /// An empty state: no partitions yet, not ready.
     pub fn new() -> Arc<MetricsState> {
         Arc::new(MetricsState {
-            partitions: RwLock::new(Vec::new()),
+            health: Arc::new(Health::default()),
             gateway: Arc::new(GatewayMetrics::default()),
-            recovered: AtomicBool::new(false),
-            watchdog: Mutex::new(WatchdogView::default()),
             started: Instant::now(),
             started_unix_ns: unix_ns(),
         })
@@ -107,74 +103,9 @@ impl MetricsState {
         s
     }
 
-    /// Sets the partitions to report (once the runtime has started).
-    pub fn set_partitions(&self, parts: Vec<Arc<Shared>>) {
-        *self.partitions.write().expect("partitions lock") = parts;
-    }
-
-    /// Reports every partition of a running runtime.
-    pub fn attach(&self, rt: &runtime::Runtime) {
-        self.set_partitions((0..rt.partitions()).map(|i| rt.shared(i).clone()).collect());
-    }
-
-    /// The partitions reported.
-    pub fn partitions(&self) -> Vec<Arc<Shared>> {
-        self.partitions.read().expect("partitions lock").clone()
-    }
-
-    /// Marks recovery (and any start-up work) done, or not.
-    pub fn set_ready(&self, ready: bool) {
-        self.recovered.store(ready, Ordering::Release);
-    }
-
-    /// Replaces the watchdog's view (the watchdog thread calls this).
-    pub fn set_watchdog_view(&self, view: WatchdogView) {
-        *self.watchdog.lock().expect("watchdog lock") = view;
-    }
-
-    /// The watchdog's last view.
-    pub fn watchdog_view(&self) -> WatchdogView {
-        self.watchdog.lock().expect("watchdog lock").clone()
-    }
-
-    /// Whether an alarm is raised.
-    pub fn alarm(&self, partition: usize, kind: AlarmKind) -> bool {
-        self.watchdog
-            .lock()
-            .expect("watchdog lock")
-            .alarms
-            .get(partition)
-            .is_some_and(|a| a[kind as usize])
-    }
-
-    /// `Ok` when ready to serve: recovery done, every engine thread running,
-    /// every journal writable and making progress; else why not.
-    pub fn readiness(&self) -> Result<(), String> {
-        if !self.recovered.load(Ordering::Acquire) {
-            return Err("recovery not done".to_string());
-        }
-        let parts = self.partitions();
-        if parts.is_empty() {
-            return Err("no engine partitions running".to_string());
-        }
-        let view = self.watchdog_view();
-        for (i, p) in parts.iter().enumerate() {
-            if p.stopped.load(Ordering::Acquire) || p.stop.load(Ordering::Acquire) {
-                return Err(format!("engine {i} is stopped"));
-            }
-            if p.journal_failed.load(Ordering::Acquire) {
-                return Err(format!("journal {i} failed and is not writable"));
-            }
-            if let Some(a) = view.alarms.get(i) {
-                if a[AlarmKind::EngineStall as usize] {
-                    return Err(format!("engine {i} is stalled"));
-                }
-                if a[AlarmKind::JournalStall as usize] {
-                    return Err(format!("journal {i} is stalled"));
-                }
-            }
-        }
-        Ok(())
+    /// The health this state reports (hand it to the watchdog).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// The OpenMetrics text exposition of everything, as scraped.
@@ -241,34 +172,91 @@ fn with(mut l: Labels, k: &'static str, v: impl Into<String>) -> Labels {
 impl Collector for Exposition {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let st = &self.0;
-        let parts = st.partitions();
-        let view = st.watchdog_view();
-        let uptime = st.started.elapsed();
-        let now_unix = unix_ns();
+        let scrape = Scrape {
+            st,
+            parts: st.partitions(),
+            view: st.watchdog_view(),
+            uptime: st.started.elapsed(),
+            now_unix: unix_ns(),
+        };
         let e = &mut enc;
+        for step in [
+            Scrape::process,
+            Scrape::commands,
+            Scrape::rejects,
+            Scrape::progress,
+            Scrape::rings,
+            Scrape::engine,
+            Scrape::journal,
+            Scrape::snapshots,
+            Scrape::disk,
+            Scrape::gateway,
+            Scrape::watchdog,
+        ] {
+            step(&scrape, e)?;
+        }
+        Ok(())
+    }
+}
 
+/// What one scrape reads once (partitions, the watchdog's view, the
+/// clocks), shared by its steps; each step encodes one group of families,
+/// in exposition order.
+struct Scrape<'a> {
+    st: &'a MetricsState,
+    parts: Vec<Arc<Shared>>,
+    view: WatchdogView,
+    uptime: Duration,
+    now_unix: u64,
+}
+
+impl Scrape<'_> {
+    /// One counter sample per partition.
+    fn per(&self, f: &dyn Fn(&Shared) -> u64) -> Vec<(Labels, u64)> {
+        self.parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (part(i), f(p)))
+            .collect()
+    }
+
+    /// One gauge sample per partition (given its index too).
+    fn perf(&self, f: &dyn Fn(usize, &Shared) -> f64) -> Vec<(Labels, f64)> {
+        self.parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (part(i), f(i, p)))
+            .collect()
+    }
+
+    /// Readiness, uptime, partitions.
+    fn process(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         gauge(
             e,
             "bourse_ready",
             "1 when /ready answers 200 (recovery done, engines running, journals writable)",
-            &[(vec![], f64::from(u8::from(st.readiness().is_ok())))],
+            &[(vec![], f64::from(u8::from(self.st.readiness().is_ok())))],
         )?;
         gauge(
             e,
             "bourse_uptime_seconds",
             "Seconds since the process started",
-            &[(vec![], uptime.as_secs_f64())],
+            &[(vec![], self.uptime.as_secs_f64())],
         )?;
         gauge(
             e,
             "bourse_partitions",
             "Engine partitions running",
-            &[(vec![], parts.len() as f64)],
+            &[(vec![], self.parts.len() as f64)],
         )?;
+        Ok(())
+    }
 
+    /// Commands applied, by kind and outcome.
+    fn commands(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Commands by kind and outcome.
         let mut cmds = Vec::new();
-        for (i, p) in parts.iter().enumerate() {
+        for (i, p) in self.parts.iter().enumerate() {
             let c = &p.counters;
             for (k, kind) in COMMAND_KINDS.iter().enumerate() {
                 // Rejected first: it is written after the total, so total ≥ rejected.
@@ -290,9 +278,13 @@ impl Collector for Exposition {
             "Commands applied by the engine, by kind and outcome",
             &cmds,
         )?;
+        Ok(())
+    }
 
+    /// Reject events by source and reason.
+    fn rejects(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut rejects = Vec::new();
-        for (i, p) in parts.iter().enumerate() {
+        for (i, p) in self.parts.iter().enumerate() {
             let c = &p.counters;
             for r in RejectReason::ALL {
                 let v = c
@@ -321,44 +313,34 @@ impl Collector for Exposition {
             "Reject events by reason (source order: order/instrument/time rejects; ledger: account and transfer results)",
             &rejects,
         )?;
+        Ok(())
+    }
 
-        let per = |f: &dyn Fn(&Shared) -> u64| -> Vec<(Labels, u64)> {
-            parts
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (part(i), f(p)))
-                .collect()
-        };
-        let perf = |f: &dyn Fn(usize, &Shared) -> f64| -> Vec<(Labels, f64)> {
-            parts
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (part(i), f(i, p)))
-                .collect()
-        };
+    /// Trades, inputs, applied and durable sequence numbers, durable lag.
+    fn progress(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         counter(
             e,
             "bourse_trades",
             "Trades printed",
-            &per(&|p| p.counters.trades.get()),
+            &self.per(&|p| p.counters.trades.get()),
         )?;
         counter(
             e,
             "bourse_inputs",
             "Inputs applied (commands and time ticks)",
-            &per(&|p| p.applied.load(Ordering::Relaxed)),
+            &self.per(&|p| p.applied.load(Ordering::Relaxed)),
         )?;
         gauge(
             e,
             "bourse_applied_seq",
             "Last sequence number applied",
-            &perf(&|_, p| p.applied_seq.load(Ordering::Acquire) as f64),
+            &self.perf(&|_, p| p.applied_seq.load(Ordering::Acquire) as f64),
         )?;
         gauge(
             e,
             "bourse_durable_seq",
             "Last sequence number durable",
-            &perf(&|_, p| p.durable_seq.load(Ordering::Acquire) as f64),
+            &self.perf(&|_, p| p.durable_seq.load(Ordering::Acquire) as f64),
         )?;
         let lag = |p: &Shared| {
             let durable = p.durable_seq.load(Ordering::Acquire);
@@ -375,20 +357,24 @@ impl Collector for Exposition {
             e,
             "bourse_durable_lag_seq",
             "Inputs applied but not yet durable",
-            &perf(&|_, p| lag(p).0 as f64),
+            &self.perf(&|_, p| lag(p).0 as f64),
         )?;
         gauge(
             e,
             "bourse_durable_lag_seconds",
             "Engine time between the last applied and the last durable input",
-            &perf(&|_, p| lag(p).1),
+            &self.perf(&|_, p| lag(p).1),
         )?;
+        Ok(())
+    }
 
+    /// Ring fill, items and capacity.
+    fn rings(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Rings.
         let mut occ = Vec::new();
         let mut items = Vec::new();
         let mut cap = Vec::new();
-        for (i, p) in parts.iter().enumerate() {
+        for (i, p) in self.parts.iter().enumerate() {
             let mut rings = vec![
                 ("inbound", p.inbound.len(), p.inbound.capacity()),
                 ("outbound", p.outbound.len(), p.outbound.capacity()),
@@ -411,15 +397,19 @@ impl Collector for Exposition {
         )?;
         gauge(e, "bourse_ring_items", "Items in a ring", &items)?;
         gauge(e, "bourse_ring_capacity", "Slots of a ring", &cap)?;
+        Ok(())
+    }
 
+    /// Engine busy time, polls, running.
+    fn engine(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Engine.
         gauge(
             e,
             "bourse_engine_busy_ratio",
             "Share of time the engine thread spent applying commands (watchdog window; lifetime before its first sample)",
-            &perf(&|i, p| {
-                view.busy_ratio.get(i).copied().flatten().unwrap_or_else(|| {
-                    (p.counters.busy_ns.get() as f64 / uptime.as_nanos().max(1) as f64).min(1.0)
+            &self.perf(&|i, p| {
+                self.view.busy_ratio.get(i).copied().flatten().unwrap_or_else(|| {
+                    (p.counters.busy_ns.get() as f64 / self.uptime.as_nanos().max(1) as f64).min(1.0)
                 })
             }),
         )?;
@@ -430,7 +420,7 @@ impl Collector for Exposition {
                 None,
                 MetricType::Counter,
             )?;
-            for (i, p) in parts.iter().enumerate() {
+            for (i, p) in self.parts.iter().enumerate() {
                 m.encode_family(&part(i))?
                     .encode_counter::<NoLabelSet, f64, f64>(
                         &(p.counters.busy_ns.get() as f64 / 1e9),
@@ -439,7 +429,7 @@ impl Collector for Exposition {
             }
         }
         let mut polls = Vec::new();
-        for (i, p) in parts.iter().enumerate() {
+        for (i, p) in self.parts.iter().enumerate() {
             polls.push((with(part(i), "result", "busy"), p.counters.polls_busy.get()));
             polls.push((with(part(i), "result", "idle"), p.counters.polls_idle.get()));
         }
@@ -453,33 +443,37 @@ impl Collector for Exposition {
             e,
             "bourse_engine_running",
             "1 while the engine thread runs",
-            &perf(&|_, p| f64::from(u8::from(!p.stopped.load(Ordering::Acquire)))),
+            &self.perf(&|_, p| f64::from(u8::from(!p.stopped.load(Ordering::Acquire)))),
         )?;
+        Ok(())
+    }
 
+    /// Journal bytes, blocks, records, failure, commit latency histogram.
+    fn journal(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Journal.
         counter(
             e,
             "bourse_journal_bytes",
             "Journal bytes written",
-            &per(&|p| p.counters.journal_bytes.get()),
+            &self.per(&|p| p.counters.journal_bytes.get()),
         )?;
         counter(
             e,
             "bourse_journal_blocks",
             "Journal commit blocks written (one write + one sync each)",
-            &per(&|p| p.counters.journal_blocks.get()),
+            &self.per(&|p| p.counters.journal_blocks.get()),
         )?;
         counter(
             e,
             "bourse_journal_records",
             "Journal records (inputs) written",
-            &per(&|p| p.counters.journal_records.get()),
+            &self.per(&|p| p.counters.journal_records.get()),
         )?;
         gauge(
             e,
             "bourse_journal_failed",
             "1 once the journal failed to write or sync (it is never retried)",
-            &perf(&|_, p| f64::from(u8::from(p.journal_failed.load(Ordering::Acquire)))),
+            &self.perf(&|_, p| f64::from(u8::from(p.journal_failed.load(Ordering::Acquire)))),
         )?;
         {
             let mut m = e.encode_descriptor(
@@ -488,7 +482,7 @@ impl Collector for Exposition {
                 None,
                 MetricType::Histogram,
             )?;
-            for (i, p) in parts.iter().enumerate() {
+            for (i, p) in self.parts.iter().enumerate() {
                 let c = &p.counters;
                 let n = c.fsync_us_buckets.len();
                 let mut buckets = Vec::with_capacity(n);
@@ -509,29 +503,41 @@ impl Collector for Exposition {
                     .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
             }
         }
+        Ok(())
+    }
 
+    /// Snapshots written and their age.
+    fn snapshots(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Snapshots.
         counter(
             e,
             "bourse_snapshots",
             "Snapshots written",
-            &per(&|p| p.counters.snapshots.get()),
+            &self.per(&|p| p.counters.snapshots.get()),
         )?;
         gauge(
             e,
             "bourse_snapshot_age_seconds",
             "Seconds since the last snapshot was written (since start-up when none yet)",
-            &perf(&|_, p| {
+            &self.perf(&|_, p| {
                 let last = p.counters.last_snapshot_unix_ns.get();
-                let from = if last == 0 { st.started_unix_ns } else { last };
-                now_unix.saturating_sub(from) as f64 / 1e9
+                let from = if last == 0 {
+                    self.st.started_unix_ns
+                } else {
+                    last
+                };
+                self.now_unix.saturating_sub(from) as f64 / 1e9
             }),
         )?;
+        Ok(())
+    }
 
+    /// Disk use, retention, snapshot build time, transfer history.
+    fn disk(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Disk use (measured by each journal thread about once a second).
         // `kind` leaves room for more stores (the history store).
         let mut disk = Vec::new();
-        for (i, p) in parts.iter().enumerate() {
+        for (i, p) in self.parts.iter().enumerate() {
             let c = &p.counters;
             for (kind, v) in [
                 ("journal", c.disk_journal_bytes.get()),
@@ -551,30 +557,34 @@ impl Collector for Exposition {
             e,
             "bourse_journal_retained_through_seq",
             "Last seq retained away from the journal directory (archived or deleted; 0: none); recovery needs nothing at or before it",
-            &perf(&|_, p| p.counters.retained_through_seq.get() as f64),
+            &self.perf(&|_, p| p.counters.retained_through_seq.get() as f64),
         )?;
         gauge(
             e,
             "bourse_snapshot_build_seconds",
             "Seconds the engine thread spent on its last snapshot (state hash and bytes); no input is applied meanwhile",
-            &perf(&|_, p| p.counters.snapshot_build_ns_last.get() as f64 / 1e9),
+            &self.perf(&|_, p| p.counters.snapshot_build_ns_last.get() as f64 / 1e9),
         )?;
         // Transfer history (on disk, per partition).
         gauge(
             e,
             "bourse_history_bytes",
             "Bytes of transfer history run files on disk",
-            &perf(&|_, p| p.counters.history_bytes.get() as f64),
+            &self.perf(&|_, p| p.counters.history_bytes.get() as f64),
         )?;
         gauge(
             e,
             "bourse_history_runs",
             "Transfer history runs written",
-            &perf(&|_, p| p.counters.history_runs.get() as f64),
+            &self.perf(&|_, p| p.counters.history_runs.get() as f64),
         )?;
+        Ok(())
+    }
 
+    /// Sessions, subscribers, conflations, disconnects, throttles, busy.
+    fn gateway(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Gateway.
-        let g = &st.gateway;
+        let g = &self.st.gateway;
         gauge(
             e,
             "bourse_sessions",
@@ -625,12 +635,16 @@ impl Collector for Exposition {
             "Requests refused with busy (a full inbound ring)",
             &[(vec![], g.busy_total())],
         )?;
+        Ok(())
+    }
 
+    /// The watchdog's alarms and commit latency mean.
+    fn watchdog(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Watchdog.
         let mut alarms = Vec::new();
-        for i in 0..parts.len() {
+        for i in 0..self.parts.len() {
             for k in AlarmKind::ALL {
-                let on = view.alarms.get(i).is_some_and(|a| a[k as usize]);
+                let on = self.view.alarms.get(i).is_some_and(|a| a[k as usize]);
                 alarms.push((with(part(i), "kind", k.name()), f64::from(u8::from(on))));
             }
         }
@@ -644,7 +658,15 @@ impl Collector for Exposition {
             e,
             "bourse_journal_commit_mean_seconds",
             "Mean journal commit latency over the watchdog window (0 when no commits)",
-            &perf(&|i, _| view.commit_mean_us.get(i).copied().flatten().unwrap_or(0.0) / 1e6),
+            &self.perf(&|i, _| {
+                self.view
+                    .commit_mean_us
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(0.0)
+                    / 1e6
+            }),
         )?;
         Ok(())
     }

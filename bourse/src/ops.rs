@@ -40,7 +40,7 @@ impl Ops {
             })?),
             None => None,
         };
-        let watchdog = Some(spawn_watchdog(state.clone(), watchdog)?);
+        let watchdog = Some(spawn_watchdog(state.health().clone(), watchdog)?);
         Ok(Ops {
             state,
             metrics,

@@ -37,7 +37,7 @@ use engine::{
 use hdrhistogram::Histogram;
 use journal::record::SplitMix64;
 use runtime::pipeline::{Pipeline, PipelineConfig, PipelineError};
-use runtime::{OutputKind, OutputReader, SubmitError};
+use runtime::{OutputReader, SubmitError};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
@@ -925,25 +925,25 @@ impl<'o, W: Write> Meter<'o, W> {
     fn pump(&mut self) -> bool {
         let mut any = false;
         for p in 0..self.readers.len() {
-            while let Some(o) = self.readers[p].poll() {
-                any = true;
-                let load = o.token >= self.first_token;
-                let fb = match o.kind {
-                    OutputKind::Event(e) => {
-                        self.counts.count(&e);
-                        feedback_of(&e)
-                    }
-                    OutputKind::End if o.token != 0 => {
-                        self.ended[p] = o.token;
-                        if load {
-                            self.complete(o.token);
-                        }
-                        Some(Feedback::End)
-                    }
-                    _ => None,
+            loop {
+                let Some(o) = self.readers[p].poll() else {
+                    break;
                 };
-                if let (true, Some(f)) = (load, fb) {
-                    self.feedback[p].push_back((o.token, f));
+                any = true;
+                let (token, load) = (o.token, o.token >= self.first_token);
+                for e in o.events() {
+                    self.counts.count(e);
+                    if let (true, Some(f)) = (load, feedback_of(e)) {
+                        self.feedback[p].push_back((token, f));
+                    }
+                }
+                drop(o);
+                if token != 0 {
+                    self.ended[p] = token;
+                    if load {
+                        self.complete(token);
+                        self.feedback[p].push_back((token, Feedback::End));
+                    }
                 }
             }
         }

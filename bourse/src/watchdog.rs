@@ -5,50 +5,23 @@
 //! mean journal commit latency degrades past a bound; it clears the alarm
 //! (one `info!` line, the gauge back to 0) when things recover.
 //!
+//! It writes what it computes into [`crate::health`] (the metrics endpoint
+//! reads it there; this module never imports the endpoint).
+//!
 //! Invariants: the watchdog only reads the runtime's counters (it never
 //! touches an engine thread or takes a lock one holds); it logs on
 //! transitions only, never once per sample. `Watchdog::sample` is a pure
 //! function of the counters and the time it is given, so tests drive it
 //! with a fake clock.
 
-use crate::metrics::{MetricsState, WatchdogView};
+pub use crate::health::AlarmKind;
+use crate::health::{Health, WatchdogView};
 use runtime::Shared;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// What an alarm is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(usize)]
-pub enum AlarmKind {
-    /// Work queued in the inbound ring, no input applied for `stall`.
-    EngineStall,
-    /// Inputs applied but none made durable for `stall`.
-    JournalStall,
-    /// Mean commit (write + fdatasync) latency over `window` above the bound.
-    FsyncLatency,
-}
-
-impl AlarmKind {
-    /// Number of kinds.
-    pub const COUNT: usize = 3;
-    /// Every kind.
-    pub const ALL: [AlarmKind; 3] = [
-        AlarmKind::EngineStall,
-        AlarmKind::JournalStall,
-        AlarmKind::FsyncLatency,
-    ];
-    /// Stable label value.
-    pub fn name(self) -> &'static str {
-        match self {
-            AlarmKind::EngineStall => "engine_stall",
-            AlarmKind::JournalStall => "journal_stall",
-            AlarmKind::FsyncLatency => "fsync_latency",
-        }
-    }
-}
 
 /// Watchdog thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +111,7 @@ impl Watchdog {
 
     /// Samples every partition of `state` at `now`, updates the state's
     /// watchdog view, logs and returns the alarms that changed.
-    pub fn sample(&mut self, now: Instant, state: &MetricsState) -> Vec<Transition> {
+    pub fn sample(&mut self, now: Instant, state: &Health) -> Vec<Transition> {
         let parts = state.partitions();
         if self.parts.len() != parts.len() {
             self.parts = parts.iter().map(|p| PartState::new(p)).collect();
@@ -271,10 +244,7 @@ impl Drop for WatchdogHandle {
 }
 
 /// Starts the watchdog thread over `state`'s partitions.
-pub fn spawn_watchdog(
-    state: Arc<MetricsState>,
-    cfg: WatchdogConfig,
-) -> std::io::Result<WatchdogHandle> {
+pub fn spawn_watchdog(state: Arc<Health>, cfg: WatchdogConfig) -> std::io::Result<WatchdogHandle> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let thread = std::thread::Builder::new()
@@ -297,154 +267,4 @@ pub fn spawn_watchdog(
         stop,
         thread: Some(thread),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use engine::Seq;
-    use runtime::Request;
-
-    fn cfg() -> WatchdogConfig {
-        WatchdogConfig {
-            stall: Duration::from_millis(500),
-            fsync_alarm_us: 1_000,
-            interval: Duration::from_millis(100),
-            window: Duration::from_secs(1),
-        }
-    }
-
-    fn ms(t: Instant, n: u64) -> Instant {
-        t + Duration::from_millis(n)
-    }
-
-    #[test]
-    fn engine_stall_raises_and_clears() {
-        let sh = Arc::new(Shared::new(4, 16, Some(4), Seq(10)));
-        let st = MetricsState::with_partitions(vec![sh.clone()]);
-        st.set_ready(true);
-        let mut w = Watchdog::new(cfg());
-        let t0 = Instant::now();
-        assert!(w.sample(t0, &st).is_empty());
-        // Work queued, nothing applied.
-        sh.inbound.push(Request::Snapshot).unwrap();
-        assert!(w.sample(ms(t0, 100), &st).is_empty());
-        assert!(w.sample(ms(t0, 400), &st).is_empty());
-        let t = w.sample(ms(t0, 600), &st);
-        assert_eq!(
-            t,
-            vec![Transition {
-                partition: 0,
-                kind: AlarmKind::EngineStall,
-                raised: true
-            }]
-        );
-        assert!(st.alarm(0, AlarmKind::EngineStall));
-        assert!(st.readiness().unwrap_err().contains("stalled"));
-        let text = st.render();
-        assert!(
-            text.contains("bourse_watchdog_alarm{partition=\"0\",kind=\"engine_stall\"} 1"),
-            "{text}"
-        );
-        // Raised once: no repeat while it stays stalled.
-        assert!(w.sample(ms(t0, 700), &st).is_empty());
-        // Progress clears it.
-        sh.applied_seq.store(11, Ordering::Release);
-        sh.durable_seq.store(11, Ordering::Release);
-        let t = w.sample(ms(t0, 800), &st);
-        assert_eq!(t.len(), 1);
-        assert!(!t[0].raised);
-        assert!(!st.alarm(0, AlarmKind::EngineStall));
-        assert_eq!(st.readiness(), Ok(()));
-        // An empty ring with no progress is idle, not stalled.
-        sh.inbound.pop();
-        assert!(w.sample(ms(t0, 5_000), &st).is_empty());
-    }
-
-    #[test]
-    fn journal_stall_raises_and_clears() {
-        let sh = Arc::new(Shared::new(4, 16, Some(4), Seq(0)));
-        let st = MetricsState::with_partitions(vec![sh.clone()]);
-        let mut w = Watchdog::new(cfg());
-        let t0 = Instant::now();
-        sh.applied_seq.store(5, Ordering::Release);
-        sh.durable_seq.store(3, Ordering::Release);
-        assert!(w.sample(t0, &st).is_empty());
-        assert!(w.sample(ms(t0, 100), &st).is_empty());
-        let t = w.sample(ms(t0, 700), &st);
-        assert_eq!(t[0].kind, AlarmKind::JournalStall);
-        assert!(t[0].raised);
-        sh.durable_seq.store(5, Ordering::Release);
-        let t = w.sample(ms(t0, 800), &st);
-        assert_eq!(t[0].kind, AlarmKind::JournalStall);
-        assert!(!t[0].raised);
-    }
-
-    #[test]
-    fn slow_fsync_raises_and_clears() {
-        let sh = Arc::new(Shared::new(4, 16, Some(4), Seq(0)));
-        let st = MetricsState::with_partitions(vec![sh.clone()]);
-        let mut w = Watchdog::new(cfg());
-        let t0 = Instant::now();
-        assert!(w.sample(t0, &st).is_empty());
-        let c = &sh.counters;
-        // Two commits of ~3 ms: mean above the 1 ms bound.
-        c.fsync_us_buckets[12].add(2);
-        c.fsync_us_sum.add(6_000);
-        let t = w.sample(ms(t0, 100), &st);
-        assert_eq!(
-            t,
-            vec![Transition {
-                partition: 0,
-                kind: AlarmKind::FsyncLatency,
-                raised: true
-            }]
-        );
-        let text = st.render();
-        assert!(
-            text.contains("bourse_watchdog_alarm{partition=\"0\",kind=\"fsync_latency\"} 1"),
-            "{text}"
-        );
-        // One fast commit per sample: the mean falls below the bound, then
-        // the slow ones age out of the window.
-        let mut cleared_at = None;
-        for k in 2..=13 {
-            c.fsync_us_buckets[7].add(1);
-            c.fsync_us_sum.add(100);
-            let t = w.sample(ms(t0, k * 100), &st);
-            if k == 2 {
-                assert!(t.is_empty(), "cleared too early: {t:?}");
-            }
-            if !t.is_empty() {
-                assert_eq!(cleared_at, None, "one transition only");
-                assert!(!t[0].raised);
-                cleared_at = Some(k);
-            }
-        }
-        // (6000 + 100 * 4) / 6 > 1000 ≥ (6000 + 100 * 5) / 7.
-        assert_eq!(cleared_at, Some(6));
-        assert!(!st.alarm(0, AlarmKind::FsyncLatency));
-        let mean = st.watchdog_view().commit_mean_us[0].unwrap();
-        assert!((mean - 100.0).abs() < 1e-9, "{mean}");
-    }
-
-    #[test]
-    fn thread_starts_and_stops() {
-        let sh = Arc::new(Shared::new(4, 16, None, Seq(0)));
-        let st = MetricsState::with_partitions(vec![sh]);
-        let h = spawn_watchdog(
-            st.clone(),
-            WatchdogConfig {
-                interval: Duration::from_millis(5),
-                ..cfg()
-            },
-        )
-        .unwrap();
-        let t0 = Instant::now();
-        while st.watchdog_view().busy_ratio.is_empty() {
-            assert!(t0.elapsed() < Duration::from_secs(5));
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        h.shutdown();
-    }
 }

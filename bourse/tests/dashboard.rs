@@ -66,6 +66,7 @@ fn every_dashboard_metric_is_exported() {
     cfg.runtime = RuntimeConfig {
         inbound_ring: 64,
         output_ring: 1024,
+        output_readers: 1,
         journal_queue: 64,
         idle: IdleStrategy::Yield,
         pin: false,

@@ -11,7 +11,7 @@ use engine::event::LedgerError;
 use engine::types::{AccountId, Amount, Asset, OwnerId, TransferId};
 use engine::{Command, Event};
 use runtime::pipeline::{partition_dir, Pipeline, PipelineConfig};
-use runtime::{OutputKind, OutputReader, SubmitError};
+use runtime::{OutputReader, SubmitError};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -42,11 +42,9 @@ fn run(p: &Pipeline, reader: &mut OutputReader, token: u64, command: Command) ->
             continue;
         };
         // Token 0: inputs the runtime made (history installs, time ticks).
-        match o.kind {
-            _ if o.token != token => {}
-            OutputKind::Event(e) => events.push(e),
-            OutputKind::End => return events,
-            _ => {}
+        if o.token == token {
+            events.extend_from_slice(o.events());
+            return events;
         }
     }
 }

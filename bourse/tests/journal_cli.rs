@@ -5,6 +5,7 @@
 mod support;
 
 use bourse::journal_cli::{run_journal_dump, run_journal_verify, run_replay, CliError};
+use bourse_tests::fixtures;
 use engine::*;
 use journal::record::SplitMix64;
 use journal::{Durability, FsStorage, JournalConfig, JournalWriter};
@@ -16,24 +17,8 @@ fn inputs(n: u64) -> Vec<Input> {
         seq: Seq(1),
         now: Timestamp(0),
         command: Command::AddInstrument(InstrumentSpec {
-            id: InstrumentId(1),
-            symbol: Symbol::from_str_code("BTC-USD").unwrap(),
-            base: Asset::from_str_code("BTC").unwrap(),
-            quote: Asset::from_str_code("USD").unwrap(),
-            tick: 1,
-            lot_size: 1,
-            qty_min: 1,
             qty_max: 1000,
-            reference_price: Price(100),
-            band_bps: None,
-            circuit_bps: None,
-            circuit_window_ns: 0,
-            maker_fee_bps: 0,
-            taker_fee_bps: 0,
-            fee_account: AccountId(0),
-            settle: false,
-            open_orders_max: None,
-            notional_max: None,
+            ..fixtures::instrument(1)
         }),
     }];
     for s in 2..=n {

@@ -22,6 +22,7 @@
 //!
 //! `TEST_FAULT_SEEDS` (default 1000) sets the number of seeds.
 
+use bourse_tests::fixtures;
 use engine::*;
 use journal::record::{decode, encode, InputRecord, SplitMix64, RECORD_LEN};
 use journal::recovery::{recover, recover_with, RecoveryError};
@@ -39,26 +40,7 @@ fn seeds() -> u64 {
 }
 
 fn instrument() -> Command {
-    Command::AddInstrument(InstrumentSpec {
-        id: InstrumentId(1),
-        symbol: Symbol::from_str_code("BTC-USD").unwrap(),
-        base: Asset::from_str_code("BTC").unwrap(),
-        quote: Asset::from_str_code("USD").unwrap(),
-        tick: 1,
-        lot_size: 1,
-        qty_min: 1,
-        qty_max: 1_000_000,
-        reference_price: Price(100),
-        band_bps: None,
-        circuit_bps: None,
-        circuit_window_ns: 0,
-        maker_fee_bps: 0,
-        taker_fee_bps: 0,
-        fee_account: AccountId(0),
-        settle: false,
-        open_orders_max: None,
-        notional_max: None,
-    })
+    Command::AddInstrument(fixtures::instrument(1))
 }
 
 /// A random but mostly valid command stream: orders, cancels, replaces,

@@ -3,6 +3,7 @@
 //! `gateway::client`, subscribers from `feeds::MdClient`.
 
 use bourse::metrics::{DisconnectReason, MetricsState};
+use engine::rng::SplitMix64;
 use engine::Side;
 use feeds::Channel;
 use feeds::{md_close, Ctl, FeedView, MdClient, MdConfig, MdItem};
@@ -109,11 +110,9 @@ impl TestServer {
 /// the last one is acknowledged, so its outputs are published.
 async fn trade(c: &mut Client, n: u64, salt: u64) {
     let mut last = 0;
-    let mut x = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rng = SplitMix64(salt);
     for i in 0..n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let buy = x.is_multiple_of(2);
         let off = (x >> 8) % 40;
         let (side, price, owner) = if buy {

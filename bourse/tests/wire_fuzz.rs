@@ -10,31 +10,13 @@
 
 mod session_support;
 
+use engine::rng::SplitMix64;
 use engine::*;
 use gateway::session::*;
 use gateway::wire::*;
 use session_support::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn frames_budget() -> usize {
     std::env::var("TEST_WIRE_FUZZ_FRAMES")
@@ -44,13 +26,13 @@ fn frames_budget() -> usize {
 }
 
 /// A valid client frame of a random kind, with plausible values.
-fn valid_frame(rng: &mut Rng, request: u64, owner: u64) -> Vec<u8> {
+fn valid_frame(rng: &mut SplitMix64, request: u64, owner: u64) -> Vec<u8> {
     let mut f = Vec::new();
     match rng.below(13) {
         0..=3 => {
             let m = NewOrderMsg {
                 request,
-                client_order_id: rng.next(),
+                client_order_id: rng.next_u64(),
                 owner,
                 price: 90 + rng.below(20),
                 qty: 1 + rng.below(10),
@@ -97,7 +79,7 @@ fn valid_frame(rng: &mut Rng, request: u64, owner: u64) -> Vec<u8> {
             let recs: Vec<TransferRecord> = (0..n)
                 .map(|_| {
                     transfer_record_of(&TransferSpec {
-                        id: TransferId(rng.next() as u128),
+                        id: TransferId(rng.next_u64() as u128),
                         debit_account: AccountId(1 + rng.below(3) as u128),
                         credit_account: AccountId(1 + rng.below(3) as u128),
                         amount: Amount(rng.below(5) as u128),
@@ -136,7 +118,7 @@ fn valid_frame(rng: &mut Rng, request: u64, owner: u64) -> Vec<u8> {
                 request,
                 account: u128_bytes(1 + rng.below(3) as u128),
                 lo: rng.below(4),
-                hi: if rng.chance(80) {
+                hi: if rng.chance_pct(80) {
                     u64::MAX
                 } else {
                     rng.below(8)
@@ -162,15 +144,15 @@ fn valid_frame(rng: &mut Rng, request: u64, owner: u64) -> Vec<u8> {
 }
 
 /// A random or mutated frame.
-fn bad_frame(rng: &mut Rng, request: u64) -> Vec<u8> {
+fn bad_frame(rng: &mut SplitMix64, request: u64) -> Vec<u8> {
     let owner = 20 + rng.below(3);
     let mut f = valid_frame(rng, request, owner);
     match rng.below(10) {
         0 => {
             // Pure noise, sometimes with a plausible header.
             let n = rng.below(200) as usize;
-            f = (0..n).map(|_| rng.next() as u8).collect();
-            if rng.chance(50) && n >= 8 {
+            f = (0..n).map(|_| rng.next_u64() as u8).collect();
+            if rng.chance_pct(50) && n >= 8 {
                 f[..4].copy_from_slice(&(n as u32).to_le_bytes());
                 f[6] = SCHEMA_ID;
                 f[7] = VERSION;
@@ -190,7 +172,7 @@ fn bad_frame(rng: &mut Rng, request: u64) -> Vec<u8> {
             let n = f.len() as u64;
             let i = 8 + rng.below(n.saturating_sub(8)) as usize;
             if let Some(b) = f.get_mut(i) {
-                *b = rng.next() as u8;
+                *b = rng.next_u64() as u8;
             }
         }
         3 => {
@@ -202,7 +184,7 @@ fn bad_frame(rng: &mut Rng, request: u64) -> Vec<u8> {
         4 => {
             // Extend with junk, fixing the length.
             for _ in 0..1 + rng.below(40) {
-                f.push(rng.next() as u8);
+                f.push(rng.next_u64() as u8);
             }
             let n = f.len() as u32;
             f[..4].copy_from_slice(&n.to_le_bytes());
@@ -214,28 +196,28 @@ fn bad_frame(rng: &mut Rng, request: u64) -> Vec<u8> {
                 0 => rng.below(8) as u32,
                 1 => (MAX_FRAME as u32).wrapping_add(1 + rng.below(1 << 20) as u32),
                 2 => (n + rng.below(64) as u32).saturating_sub(32).max(8),
-                _ => rng.next() as u32,
+                _ => rng.next_u64() as u32,
             };
             f[..4].copy_from_slice(&len.to_le_bytes());
         }
         6 => {
             // Another template id, known or not.
-            let t = if rng.chance(50) {
+            let t = if rng.chance_pct(50) {
                 rng.below(60) as u16
             } else {
-                rng.next() as u16
+                rng.next_u64() as u16
             };
             f[4..6].copy_from_slice(&t.to_le_bytes());
         }
         7 => {
             // Wrong schema or version.
-            f[6 + rng.below(2) as usize] = rng.next() as u8 | 2;
+            f[6 + rng.below(2) as usize] = rng.next_u64() as u8 | 2;
         }
         8 => {
             // A non-zero byte in the last bytes of the body (often reserved).
             let n = f.len();
             let i = n - 1 - rng.below(8.min(n as u64 - 8)) as usize;
-            f[i] |= 1 + (rng.next() as u8 & 0x7F);
+            f[i] |= 1 + (rng.next_u64() as u8 & 0x7F);
         }
         _ => {
             // Valid as is (a retransmission or a fresh request).
@@ -244,11 +226,11 @@ fn bad_frame(rng: &mut Rng, request: u64) -> Vec<u8> {
     f
 }
 
-fn feed(s: &mut Session, rng: &mut Rng, now: u64, bytes: &[u8]) {
+fn feed(s: &mut Session, rng: &mut SplitMix64, now: u64, bytes: &[u8]) {
     // Random splits: a stream delivers bytes in arbitrary pieces.
     let mut rest = bytes;
     while !rest.is_empty() {
-        let n = if rng.chance(70) {
+        let n = if rng.chance_pct(70) {
             rest.len()
         } else {
             1 + rng.below(rest.len() as u64) as usize
@@ -288,7 +270,7 @@ fn malformed_frames_never_panic_nor_disturb_other_sessions() {
     for (i, s) in sessions.iter_mut().enumerate().skip(1) {
         login(s, "bad", i as u64 + 1, 0);
     }
-    let mut rng = Rng(0x5EED_F00D);
+    let mut rng = SplitMix64(0x5EED_F00D);
     let mut good_req = 1u64;
     let mut good_sent = BTreeSet::new();
     let mut good_reports: Vec<ExecutionReport> = Vec::new();
@@ -302,7 +284,7 @@ fn malformed_frames_never_panic_nor_disturb_other_sessions() {
         now += 1_000;
         let k = 1 + rng.below(BAD as u64) as usize;
         let last = sessions[k].last_request();
-        let req = if rng.chance(10) {
+        let req = if rng.chance_pct(10) {
             // Retransmit an old number (or a lower one).
             rng.below(last.saturating_add(1))
         } else {
@@ -342,7 +324,7 @@ fn malformed_frames_never_panic_nor_disturb_other_sessions() {
                     r,
                     10,
                     r,
-                    if rng.chance(50) {
+                    if rng.chance_pct(50) {
                         Side::Buy
                     } else {
                         Side::Sell
@@ -406,11 +388,11 @@ fn malformed_frames_never_panic_nor_disturb_other_sessions() {
 
 #[test]
 fn random_bytes_into_the_decoders_never_panic() {
-    let mut rng = Rng(42);
+    let mut rng = SplitMix64(42);
     let mut r = FrameReader::new();
     for _ in 0..20_000 {
         let n = rng.below(64) as usize;
-        let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+        let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
         let _ = peek_login(&bytes);
         if let Some(h) = read_pod::<Header>(&bytes) {
             let _ = decode_client(&h, &bytes[8..]);

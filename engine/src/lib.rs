@@ -22,6 +22,7 @@ pub mod history;
 mod index;
 pub mod ledger;
 mod ledger_history;
+pub mod rng;
 mod transfers;
 pub mod types;
 

@@ -1,20 +1,7 @@
 //! Snapshots: a restored engine has the same state hash and answers the same
 //! inputs with the same events; damaged snapshot bytes are refused, never a panic.
+use engine::rng::SplitMix64;
 use engine::*;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn setup() -> Vec<Command> {
     let usd = Asset::from_str_code("USD").unwrap();
@@ -89,7 +76,7 @@ fn setup() -> Vec<Command> {
     v
 }
 
-fn random_command(r: &mut Rng, coid: &mut u64, transfer_id: &mut u128) -> Command {
+fn random_command(r: &mut SplitMix64, coid: &mut u64, transfer_id: &mut u128) -> Command {
     let owner = OwnerId(1 + r.below(4));
     match r.below(10) {
         0..=5 => {
@@ -179,7 +166,7 @@ fn cfg() -> EngineConfig {
 #[test]
 fn restore_reproduces_state_and_future_events() {
     for seed in 0..20u64 {
-        let mut r = Rng(seed);
+        let mut r = SplitMix64(seed);
         let mut a = Engine::new(cfg());
         let mut ev = a.new_events();
         let mut now = 0u64;
@@ -239,7 +226,7 @@ fn restore_reproduces_state_and_future_events() {
 
 #[test]
 fn damaged_snapshots_are_refused_without_panic() {
-    let mut r = Rng(7);
+    let mut r = SplitMix64(7);
     let mut a = Engine::new(cfg());
     let mut ev = a.new_events();
     let (mut coid, mut tid) = (0u64, 0u128);

@@ -45,5 +45,5 @@ pub use hub::{
 };
 pub use msg::*;
 pub use quic::client::{MdClient, MdError};
-pub use quic::{companion, connection};
+pub use quic::{companion, connection, now_ns};
 pub use view::FeedView;

@@ -8,6 +8,7 @@
 //! messages or are conflated must end with the same book. Every message also
 //! round-trips through the wire format.
 
+use engine::rng::SplitMix64;
 use engine::{
     AccountId, Asset, ClientOrderId, Command, Engine, EngineConfig, Event, Events, Input,
     InstrumentId, InstrumentSpec, LevelView, NewOrder, OrderId, OrderType, OwnerId, Price, Qty,
@@ -17,26 +18,6 @@ use feeds::{
     wire, Body, BookBuilder, Channel, FeedBuilder, FeedConfig, L2Conflator, Message, Need,
 };
 use std::collections::HashMap;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-}
 
 const INSTS: [InstrumentId; 2] = [InstrumentId(1), InstrumentId(2)];
 
@@ -65,7 +46,7 @@ fn spec(id: InstrumentId, circuit: bool) -> InstrumentSpec {
 
 /// The engine, the builder and a random flow.
 struct World {
-    rng: Rng,
+    rng: SplitMix64,
     engine: Engine,
     events: Events,
     builder: FeedBuilder,
@@ -81,7 +62,7 @@ struct World {
 impl World {
     fn new(seed: u64, depth: usize) -> World {
         let mut w = World {
-            rng: Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5851_f42d),
+            rng: SplitMix64(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5851_f42d),
             engine: Engine::new(EngineConfig::small()),
             events: Events::with_capacity(8192, 4096),
             builder: FeedBuilder::new(FeedConfig {
@@ -136,7 +117,11 @@ impl World {
         let r = &mut self.rng;
         let inst = INSTS[r.below(2) as usize];
         let owner = OwnerId(r.range(1, 4));
-        let side = if r.chance(50) { Side::Buy } else { Side::Sell };
+        let side = if r.chance_pct(50) {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let roll = r.below(100);
         if roll < 55 {
             let mut o = NewOrder {
@@ -196,7 +181,7 @@ impl World {
                     o.order_type = OrderType::StopLimit;
                     o.price = Some(Price(p));
                     o.trigger_price = Some(Price(r.range(94, 106)));
-                    if r.chance(30) {
+                    if r.chance_pct(30) {
                         o.display_qty = Some(Qty(r.range(1, o.qty.0)));
                     }
                 }
@@ -211,8 +196,8 @@ impl World {
                     order_id: id,
                 };
             }
-            let price = r.chance(60).then(|| Price(r.range(92, 108)));
-            let qty = (price.is_none() || r.chance(50)).then(|| Qty(r.range(1, 30)));
+            let price = r.chance_pct(60).then(|| Price(r.range(92, 108)));
+            let qty = (price.is_none() || r.chance_pct(50)).then(|| Qty(r.range(1, 30)));
             return Command::Replace {
                 owner: own,
                 order_id: id,
@@ -223,13 +208,13 @@ impl World {
         match r.below(10) {
             0..=3 => Command::MassCancel {
                 owner,
-                instrument: r.chance(70).then_some(inst),
-                side: r.chance(50).then_some(side),
+                instrument: r.chance_pct(70).then_some(inst),
+                side: r.chance_pct(50).then_some(side),
             },
             4..=6 => {
                 if self.engine.is_halted(inst) {
                     Command::Resume { instrument: inst }
-                } else if r.chance(30) {
+                } else if r.chance_pct(30) {
                     Command::Halt { instrument: inst }
                 } else {
                     Command::Time {
@@ -433,7 +418,7 @@ fn dropped_messages_are_detected_and_repaired() {
                 }
                 sent.push(*m);
                 assert_eq!(sent.len() as u64, m.instrument_seq);
-                if w.rng.chance(3) {
+                if w.rng.chance_pct(3) {
                     dropped += 1;
                     continue;
                 }
@@ -512,7 +497,7 @@ fn conflated_l2_equals_true_l2_once_drained() {
                     pushed += 1;
                 }
             }
-            if w.rng.chance(5) {
+            if w.rng.chance_pct(5) {
                 out.clear();
                 conf.drain_into(&mut out);
                 sent += out.len();
@@ -562,11 +547,11 @@ fn wire_rejects_bad_records() {
         b[8 + 30] = 1;
         assert_eq!(wire::decode(&b).err(), Some(wire::WireError::Reserved));
         // Any single corrupted byte: an error or a message, never a panic.
-        let mut rng = Rng(m.channel_seq);
+        let mut rng = SplitMix64(m.channel_seq);
         for _ in 0..8 {
             let mut b = bytes.clone();
             let at = rng.below(b.len() as u64) as usize;
-            b[at] = rng.next() as u8;
+            b[at] = rng.next_u64() as u8;
             let _ = wire::decode(&b);
         }
     }

@@ -15,6 +15,7 @@ pub mod counters;
 pub mod demo;
 pub mod identity;
 pub mod net;
+mod saver;
 pub mod server;
 pub mod session;
 pub mod wire;

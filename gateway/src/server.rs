@@ -1,39 +1,45 @@
 //! The QUIC order-entry server (`bourse serve`): one tokio current-thread
-//! runtime drives the quinn endpoint, one task per connection, and a router
+//! runtime drives the quinn endpoint, one task per connection, and a delivery
 //! task that moves the engine's durable outputs into the sessions.
 //!
 //! Shape: connection task — reads stream chunks into its `Session`
 //! (`handle_bytes`), submits what the session asks (`poll_request` →
 //! `Runtime::submit_routed`; a full ring → `handle_busy`), writes what the
-//! session coalesced (`poll_transmit`, one write per flush). Router task —
-//! polls every partition's `OutputReader` and hands each output to the
-//! session whose token caused it and, by owner, to every session trading for
-//! the owners the event names (makers' fills, expiries), then wakes the
-//! connection tasks it touched. Everything lives on one thread, so sessions
-//! sit in a `RefCell` and no lock is taken per message.
+//! session coalesced (`poll_transmit`, one write per flush). Delivery task
+//! (`deliver`) — reads every partition's `OutputReader` (cursor 0) and hands
+//! each input's events to the session whose token caused it and, by owner,
+//! to every session trading for the owners the event names (makers' fills,
+//! expiries), then wakes the connection tasks it touched. The session table
+//! (`Sessions`) lives on this one thread, in a `RefCell`: no lock is taken
+//! per message. A companion protocol (market data) reads its own cursor in
+//! its own task. Tables that must survive a restart (tokens, symbols) are
+//! written by the saver thread (`crate::saver`), never on this thread.
 //!
 //! Idling: with `busy_poll` the runtime thread is pinned to core 0 and never
-//! parks (the router yields to the I/O driver in a loop). Otherwise the
-//! router spins only while requests are in flight and otherwise sleeps until
-//! a connection submits something (or 1 ms passes, for time-driven outputs
-//! such as expiries).
+//! parks (delivery yields to the I/O driver in a loop). Otherwise
+//! delivery drains what is durable and then sleeps on a `Notify` registered on
+//! every partition's doorbell, which the journal threads ring when
+//! `durable_seq` moves (time-driven outputs such as expiries included): no
+//! spinning, no timer, no count of requests in flight.
 //!
 //! Invariants: every session buffer is bounded by the session itself; the
 //! number of sessions is capped (`max_sessions`), disconnected sessions are
 //! kept for resumption for `resume_window` and then dropped; a connection
 //! that stops reading stops being read (one write at a time, bounded QUIC
 //! windows), so a flooding client back-pressures only itself; nothing here
-//! blocks the runtime thread except the engine-ring pushes, which never wait.
+//! blocks the runtime thread except the engine-ring pushes, which never wait;
+//! no file is written on it after start-up.
 
 use crate::counters::{DisconnectReason, GatewayMetrics, ServerMetrics};
 use crate::demo;
 use crate::identity::{ensure_server_identity, IdentityError, ServerIdentity};
 use crate::net::{self, NetError, Tuning};
+use crate::saver::Saver;
 use crate::session::{token_session, Auth, EngineRequest, Perms, Session, SessionConfig};
 use crate::wire::{self, code, peek_login};
 use engine::{Command, Event, OwnerId};
 use runtime::pipeline::{Pipeline, PipelineConfig, PipelineError};
-use runtime::{Output, OutputKind, OutputReader, PartitionMap, RoutedError};
+use runtime::{Output, OutputReader, PartitionMap, RoutedError};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -115,12 +121,20 @@ impl ServerConfig {
     }
 }
 
+/// The output cursor a companion reads (`RuntimeConfig::output_readers`
+/// is 2 when a companion is configured; order entry reads cursor 0).
+pub const COMPANION_CURSOR: usize = 1;
+
 /// Another protocol served on the order-entry endpoint (market data): it
-/// sees every durable output before sessions do, serves the connections
-/// that negotiated its ALPN, and folds its counters into the gateway's.
+/// reads every durable input's outputs through its own cursor
+/// ([`COMPANION_CURSOR`]) in a task of its own, so order entry's delivery
+/// never waits behind it; it serves the connections that negotiated its
+/// ALPN, and folds its counters into the gateway's.
 pub trait Companion {
-    /// One durable output of `partition`, in order (it only queues).
-    fn on_output(&self, partition: usize, output: &Output);
+    /// Its output consumer, spawned once beside order entry's delivery and
+    /// dropped when the server stops. Built (readers taken, doorbells
+    /// registered) by [`CompanionBuild`]; `busy_poll` as the server's.
+    fn consume(&self, busy_poll: bool) -> Pin<Box<dyn Future<Output = ()>>>;
     /// Serves one connection that negotiated the companion's ALPN.
     fn serve(&self, conn: quinn::Connection) -> Pin<Box<dyn Future<Output = ()>>>;
     /// Adds its counters' growth since the last call (every sweep, ~500 ms).
@@ -300,10 +314,10 @@ pub fn start(cfg: ServerConfig) -> Result<ServerHandle, ServeError> {
 }
 
 fn serve_thread(
-    cfg: ServerConfig,
+    mut cfg: ServerConfig,
     identity: ServerIdentity,
     stop: Arc<Notify>,
-    mut stall: tokio::sync::mpsc::UnboundedReceiver<Duration>,
+    stall: tokio::sync::mpsc::UnboundedReceiver<Duration>,
     tx: std::sync::mpsc::Sender<Result<ServerInfo, ServeError>>,
 ) -> Vec<u128> {
     let pinned_core = if cfg.busy_poll {
@@ -325,6 +339,10 @@ fn serve_thread(
             return Vec::new();
         }
     };
+    if cfg.companion.is_some() {
+        // Market data reads the outputs through a cursor of its own.
+        cfg.pipeline.runtime.output_readers = COMPANION_CURSOR + 1;
+    }
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let pipeline = match Pipeline::open(&cfg.pipeline) {
@@ -334,184 +352,240 @@ fn serve_thread(
                 return Vec::new();
             }
         };
-        let recovered_seqs: Vec<u64> = pipeline.recovered().iter().map(|r| r.last_seq).collect();
-        if let Some(m) = &cfg.metrics {
-            m.attach(pipeline.runtime());
-        }
-        let map = match &cfg.partition_map {
-            Some(m) => m.clone(),
-            None if cfg.demo => partition_map(cfg.pipeline.partitions),
-            None => PartitionMap::new(cfg.pipeline.partitions.max(1), 0),
-        };
-        let placement = pipeline.runtime().placement().clone();
-        let data_dir = cfg.pipeline.data_dir.clone();
-        let mut symbols = demo::read_symbols(&data_dir);
-        let fresh = recovered_seqs.iter().all(|&s| s == 0);
-        let demo_created = cfg.demo && fresh;
-        if demo_created {
-            for c in demo::commands() {
-                let mut c = Some(c);
-                while let Some(cmd) = c.take() {
-                    if let Err(RoutedError::Submit(_)) =
-                        pipeline.runtime().submit_routed(&map, 0, cmd)
-                    {
-                        c = Some(cmd);
-                        tokio::task::yield_now().await;
-                    }
-                }
+        match start_serving(&cfg, identity, pinned_core, &pipeline).await {
+            Ok((info, started)) => {
+                let _ = tx.send(Ok(info));
+                serve(&cfg, pipeline, started, stop, stall).await
             }
-            symbols.extend(demo::demo_symbols());
-            if let Err(e) = demo::write_symbols(&data_dir, &symbols) {
-                tracing::warn!(error = %e, "could not write the symbol table");
-            }
-        }
-        let mut alpns = vec![wire::ALPN];
-        alpns.extend(cfg.companion.as_ref().map(|c| c.alpn));
-        let server_cfg = match net::server_config_alpns(
-            &identity.cert_der,
-            &identity.key_der,
-            &alpns,
-            &cfg.tuning,
-        ) {
-            Ok(c) => c,
             Err(e) => {
-                let _ = tx.send(Err(e.into()));
-                return pipeline.shutdown();
-            }
-        };
-        let endpoint = match net::server_endpoint(cfg.listen, server_cfg, &cfg.tuning) {
-            Ok(e) => e,
-            Err(e) => {
-                let _ = tx.send(Err(e.into()));
-                return pipeline.shutdown();
-            }
-        };
-        let addr = endpoint.local_addr().unwrap_or(cfg.listen);
-        let auth = Arc::new(Auth::new());
-        // Tokens admin sessions created before a restart, then the
-        // configuration's, then the operator's (later ones win).
-        match crate::identity::load_tokens(&cfg.pipeline.data_dir, &auth) {
-            Ok(n) if n > 0 => {
-                tracing::info!(tokens = n, "restored tokens created by admin sessions")
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let _ = tx.send(Err(ServeError::Other(e.to_string())));
-                return pipeline.shutdown();
-            }
-        }
-        let (operator_owners, operator_perms) = if cfg.demo {
-            demo::operator_grant()
-        } else {
-            (cfg.operator_owners.clone(), cfg.operator_perms)
-        };
-        auth.add_token(&identity.operator_token, operator_owners, operator_perms);
-        for (token, owners, perms) in &cfg.tokens {
-            auth.add_token(token, owners.clone(), *perms);
-        }
-        let auth_generation = auth.generation();
-        let identity_token = identity.operator_token.clone();
-        let mut session_cfg = cfg.session.clone();
-        session_cfg.partitions = cfg.pipeline.partitions.max(1);
-        let companion = match &cfg.companion {
-            None => None,
-            Some(spec) => match (spec.build)(&pipeline, &cfg.pipeline, auth.clone()) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    let _ = tx.send(Err(ServeError::Other(e.to_string())));
-                    return pipeline.shutdown();
-                }
-            },
-        };
-        let readers: Vec<OutputReader> = (0..pipeline.runtime().partitions())
-            .map(|p| pipeline.runtime().reader(p))
-            .collect();
-        let pipeline = Rc::new(pipeline);
-        let hub = Rc::new(RefCell::new(Hub {
-            sessions: HashMap::new(),
-            by_login: HashMap::new(),
-            owners: HashMap::new(),
-            next_sid: 1,
-            map,
-            in_flight: 0,
-            auth,
-            session_cfg,
-            epoch: Instant::now(),
-            max_sessions: cfg.max_sessions,
-            resume_window: cfg.resume_window,
-            pending_instruments: HashMap::new(),
-            symbols,
-            data_dir,
-            delivered: Vec::new(),
-            touched: Vec::new(),
-            metrics: cfg.metrics.clone(),
-            tokens_saved: auth_generation,
-            operator_token: identity_token.clone(),
-            logins: LoginLimiter::new(cfg.login_failures_max, cfg.login_failure_window),
-        }));
-        let router_wake = Rc::new(Notify::new());
-        if let Some(m) = &cfg.metrics {
-            // Recovery is done, the journal is open, the engine threads run
-            // and the endpoint accepts connections.
-            m.set_ready(true);
-        }
-        let _ = tx.send(Ok(ServerInfo {
-            addr,
-            identity,
-            demo_created,
-            recovered_seqs,
-            pinned_core,
-            placement,
-        }));
-        let router = tokio::task::spawn_local(router(
-            hub.clone(),
-            companion.clone(),
-            readers,
-            router_wake.clone(),
-            cfg.busy_poll,
-        ));
-        let sweeper = tokio::task::spawn_local(sweep(hub.clone(), companion.clone()));
-        loop {
-            tokio::select! {
-                _ = stop.notified() => break,
-                Some(d) = stall.recv() => std::thread::sleep(d),
-                inc = endpoint.accept() => {
-                    let Some(inc) = inc else { break };
-                    let (h, p, w) = (hub.clone(), pipeline.clone(), router_wake.clone());
-                    let other = companion.clone();
-                    tokio::task::spawn_local(async move {
-                        if let Ok(conn) = inc.await {
-                            if let Some(c) = other.filter(|_| net::alpn_of(&conn) != wire::ALPN) {
-                                c.serve(conn).await;
-                            } else {
-                                connection(h, p, w, conn).await;
-                            }
-                        }
-                    });
-                }
-            }
-        }
-        if let Some(m) = &cfg.metrics {
-            m.set_ready(false);
-        }
-        endpoint.close(quinn::VarInt::from_u32(0), b"server stopping");
-        // Let the close frames go out and the connection tasks finish.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        router.abort();
-        sweeper.abort();
-        let _ = router.await;
-        let _ = sweeper.await;
-        hub.borrow_mut().sessions.clear();
-        match Rc::try_unwrap(pipeline) {
-            Ok(p) => p.shutdown(),
-            Err(_) => {
-                tracing::warn!(
-                    "connections still hold the pipeline; stopping without a final snapshot"
-                );
-                Vec::new()
+                let _ = tx.send(Err(e));
+                pipeline.shutdown()
             }
         }
     })
+}
+
+/// What serving runs with once started.
+struct Started {
+    endpoint: quinn::Endpoint,
+    sessions: Sessions,
+    companion: Option<Rc<dyn Companion>>,
+}
+
+/// The start-up steps after recovery: metrics, the demo set, the endpoint,
+/// the token table, the session table and the companion; readiness is set
+/// last.
+async fn start_serving(
+    cfg: &ServerConfig,
+    identity: ServerIdentity,
+    pinned_core: Option<usize>,
+    pipeline: &Pipeline,
+) -> Result<(ServerInfo, Started), ServeError> {
+    let recovered_seqs: Vec<u64> = pipeline.recovered().iter().map(|r| r.last_seq).collect();
+    if let Some(m) = &cfg.metrics {
+        m.attach(pipeline.runtime());
+    }
+    let map = match &cfg.partition_map {
+        Some(m) => m.clone(),
+        None if cfg.demo => partition_map(cfg.pipeline.partitions),
+        None => PartitionMap::new(cfg.pipeline.partitions.max(1), 0),
+    };
+    let data_dir = cfg.pipeline.data_dir.clone();
+    let mut symbols = demo::read_symbols(&data_dir);
+    let demo_created = cfg.demo && recovered_seqs.iter().all(|&s| s == 0);
+    if demo_created {
+        create_demo_set(pipeline, &map).await;
+        symbols.extend(demo::demo_symbols());
+        if let Err(e) = demo::write_symbols(&data_dir, &symbols) {
+            tracing::warn!(error = %e, "could not write the symbol table");
+        }
+    }
+    let endpoint = bind(cfg, &identity)?;
+    let addr = endpoint.local_addr().unwrap_or(cfg.listen);
+    let auth = token_table(cfg, &identity)?;
+    let saver = Saver::start(data_dir, auth.clone(), identity.operator_token.clone())
+        .map_err(|e| ServeError::Other(e.to_string()))?;
+    let companion = match &cfg.companion {
+        None => None,
+        Some(spec) => Some(
+            (spec.build)(pipeline, &cfg.pipeline, auth.clone())
+                .map_err(|e| ServeError::Other(e.to_string()))?,
+        ),
+    };
+    let mut session_cfg = cfg.session.clone();
+    session_cfg.partitions = cfg.pipeline.partitions.max(1);
+    let sessions = Sessions {
+        slots: HashMap::new(),
+        by_login: HashMap::new(),
+        owners: HashMap::new(),
+        next_sid: 1,
+        map,
+        tokens_saved: auth.generation(),
+        auth,
+        session_cfg,
+        epoch: Instant::now(),
+        max_sessions: cfg.max_sessions,
+        resume_window: cfg.resume_window,
+        pending_instruments: HashMap::new(),
+        symbols,
+        saver,
+        delivered: Vec::new(),
+        touched: Vec::new(),
+        metrics: cfg.metrics.clone(),
+        logins: LoginLimiter::new(cfg.login_failures_max, cfg.login_failure_window),
+    };
+    if let Some(m) = &cfg.metrics {
+        // Recovery is done, the journal is open, the engine threads run
+        // and the endpoint accepts connections.
+        m.set_ready(true);
+    }
+    let info = ServerInfo {
+        addr,
+        identity,
+        demo_created,
+        recovered_seqs,
+        pinned_core,
+        placement: pipeline.runtime().placement().clone(),
+    };
+    Ok((
+        info,
+        Started {
+            endpoint,
+            sessions,
+            companion,
+        },
+    ))
+}
+
+/// Submits the demo set on a fresh data directory (waiting out `busy`).
+async fn create_demo_set(pipeline: &Pipeline, map: &PartitionMap) {
+    for c in demo::commands() {
+        let mut c = Some(c);
+        while let Some(cmd) = c.take() {
+            if let Err(RoutedError::Submit(_)) = pipeline.runtime().submit_routed(map, 0, cmd) {
+                c = Some(cmd);
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+/// The QUIC endpoint: order entry's ALPN and the companion's.
+fn bind(cfg: &ServerConfig, identity: &ServerIdentity) -> Result<quinn::Endpoint, ServeError> {
+    let mut alpns = vec![wire::ALPN];
+    alpns.extend(cfg.companion.as_ref().map(|c| c.alpn));
+    let server_cfg =
+        net::server_config_alpns(&identity.cert_der, &identity.key_der, &alpns, &cfg.tuning)?;
+    Ok(net::server_endpoint(cfg.listen, server_cfg, &cfg.tuning)?)
+}
+
+/// The token table: tokens admin sessions created before a restart, then
+/// the configuration's, then the operator's (later ones win).
+fn token_table(cfg: &ServerConfig, identity: &ServerIdentity) -> Result<Arc<Auth>, ServeError> {
+    let auth = Arc::new(Auth::new());
+    match crate::identity::load_tokens(&cfg.pipeline.data_dir, &auth) {
+        Ok(n) if n > 0 => {
+            tracing::info!(tokens = n, "restored tokens created by admin sessions")
+        }
+        Ok(_) => {}
+        Err(e) => return Err(ServeError::Other(e.to_string())),
+    }
+    let (operator_owners, operator_perms) = if cfg.demo {
+        demo::operator_grant()
+    } else {
+        (cfg.operator_owners.clone(), cfg.operator_perms)
+    };
+    auth.add_token(&identity.operator_token, operator_owners, operator_perms);
+    for (token, owners, perms) in &cfg.tokens {
+        auth.add_token(token, owners.clone(), *perms);
+    }
+    Ok(auth)
+}
+
+/// A `Notify` rung by every partition's doorbell (the journal threads ring
+/// them when `durable_seq` moves): what delivery sleeps on.
+fn durable_wake(pipeline: &Pipeline) -> Arc<Notify> {
+    let wake = Arc::new(Notify::new());
+    for p in 0..pipeline.runtime().partitions() {
+        let w = wake.clone();
+        pipeline
+            .runtime()
+            .shared(p)
+            .doorbell
+            .register(Box::new(move || w.notify_one()))
+            .expect("a free doorbell slot for delivery");
+    }
+    wake
+}
+
+/// Serves until stopped: delivery, the sweeper and the companion's
+/// consumer as tasks, connections accepted; then the orderly stop.
+async fn serve(
+    cfg: &ServerConfig,
+    pipeline: Pipeline,
+    started: Started,
+    stop: Arc<Notify>,
+    mut stall: tokio::sync::mpsc::UnboundedReceiver<Duration>,
+) -> Vec<u128> {
+    let Started {
+        endpoint,
+        sessions,
+        companion,
+    } = started;
+    let readers: Vec<OutputReader> = (0..pipeline.runtime().partitions())
+        .map(|p| pipeline.runtime().reader(p))
+        .collect();
+    let wake = durable_wake(&pipeline);
+    let pipeline = Rc::new(pipeline);
+    let sessions = Rc::new(RefCell::new(sessions));
+    let delivery =
+        tokio::task::spawn_local(deliver(sessions.clone(), readers, wake, cfg.busy_poll));
+    let sweeper = tokio::task::spawn_local(sweep(sessions.clone(), companion.clone()));
+    let feed = companion
+        .as_ref()
+        .map(|c| tokio::task::spawn_local(c.consume(cfg.busy_poll)));
+    loop {
+        tokio::select! {
+            _ = stop.notified() => break,
+            Some(d) = stall.recv() => std::thread::sleep(d),
+            inc = endpoint.accept() => {
+                let Some(inc) = inc else { break };
+                let (h, p) = (sessions.clone(), pipeline.clone());
+                let other = companion.clone();
+                tokio::task::spawn_local(async move {
+                    if let Ok(conn) = inc.await {
+                        if let Some(c) = other.filter(|_| net::alpn_of(&conn) != wire::ALPN) {
+                            c.serve(conn).await;
+                        } else {
+                            connection(h, p, conn).await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    if let Some(m) = &cfg.metrics {
+        m.set_ready(false);
+    }
+    endpoint.close(quinn::VarInt::from_u32(0), b"server stopping");
+    // Let the close frames go out and the connection tasks finish.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for task in [Some(delivery), Some(sweeper), feed].into_iter().flatten() {
+        task.abort();
+        let _ = task.await;
+    }
+    sessions.borrow_mut().slots.clear();
+    // Tables changed just before the stop are on disk before a restart.
+    sessions.borrow_mut().saver.stop();
+    match Rc::try_unwrap(pipeline) {
+        Ok(p) => p.shutdown(),
+        Err(_) => {
+            tracing::warn!(
+                "connections still hold the pipeline; stopping without a final snapshot"
+            );
+            Vec::new()
+        }
+    }
 }
 
 struct Slot {
@@ -526,13 +600,12 @@ struct Slot {
     registered_owners: Vec<u64>,
 }
 
-struct Hub {
-    sessions: HashMap<u64, Slot>,
+struct Sessions {
+    slots: HashMap<u64, Slot>,
     by_login: HashMap<(String, u64), u64>,
     owners: HashMap<u64, Vec<u64>>,
     next_sid: u64,
     map: PartitionMap,
-    in_flight: u64,
     auth: Arc<Auth>,
     session_cfg: SessionConfig,
     epoch: Instant,
@@ -541,15 +614,14 @@ struct Hub {
     /// AddInstrument requests in flight: token → (spec, not rejected yet).
     pending_instruments: HashMap<u64, (engine::InstrumentSpec, bool)>,
     symbols: BTreeMap<String, u32>,
-    data_dir: PathBuf,
+    /// Writes the token and symbol tables off this thread.
+    saver: Saver,
     delivered: Vec<u64>,
     touched: Vec<u64>,
     /// Gateway counters and readiness, when served.
     metrics: Option<Arc<dyn ServerMetrics>>,
-    /// `Auth::generation` when the token table was last saved.
+    /// `Auth::generation` when the token table was last handed to the saver.
     tokens_saved: u64,
-    /// Not saved with the others (it has its own file).
-    operator_token: String,
     /// Failed logins per peer address.
     logins: LoginLimiter,
 }
@@ -603,7 +675,7 @@ impl LoginLimiter {
     }
 }
 
-impl Hub {
+impl Sessions {
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
@@ -633,15 +705,14 @@ impl Hub {
 
     /// Submits everything the session queued.
     fn pump(&mut self, sid: u64, pipeline: &Pipeline) -> bool {
-        let Some(slot) = self.sessions.get_mut(&sid) else {
+        let Some(slot) = self.slots.get_mut(&sid) else {
             return false;
         };
         let mut any = false;
         while let Some(EngineRequest { token, command }) = slot.session.poll_request() {
             any = true;
             match pipeline.runtime().submit_routed(&self.map, token, command) {
-                Ok(Some(_)) => self.in_flight += 1,
-                Ok(None) => self.in_flight += pipeline.runtime().partitions() as u64,
+                Ok(_) => {}
                 Err(RoutedError::Submit(runtime::SubmitError::Busy)) => {
                     if let Some(m) = &self.metrics {
                         m.gateway().busy();
@@ -655,15 +726,14 @@ impl Hub {
             }
         }
         // An admin session may have created a token: save the table so it
-        // survives a restart.
+        // survives a restart (on the saver's thread; a failure is logged
+        // there and the next change saves again).
         let generation = self.auth.generation();
         if generation != self.tokens_saved {
-            match crate::identity::save_tokens(&self.data_dir, &self.auth, &self.operator_token) {
-                Ok(()) => self.tokens_saved = generation,
-                Err(e) => tracing::error!(error = %e, "could not save the token table"),
-            }
+            self.saver.save_tokens();
+            self.tokens_saved = generation;
         }
-        let Some(slot) = self.sessions.get_mut(&sid) else {
+        let Some(slot) = self.slots.get_mut(&sid) else {
             return any;
         };
         let throttled = slot.session.throttled_total();
@@ -690,9 +760,9 @@ impl Hub {
     }
 
     fn remove(&mut self, sid: u64) {
-        if let Some(slot) = self.sessions.remove(&sid) {
+        if let Some(slot) = self.slots.remove(&sid) {
             if let Some(m) = &self.metrics {
-                m.gateway().set_sessions(self.sessions.len() as i64);
+                m.gateway().set_sessions(self.slots.len() as i64);
             }
             for o in slot.registered_owners {
                 if let Some(list) = self.owners.get_mut(&o) {
@@ -722,64 +792,69 @@ impl Hub {
         if self.delivered.contains(&sid) {
             return;
         }
-        if let Some(slot) = self.sessions.get_mut(&sid) {
+        if let Some(slot) = self.slots.get_mut(&sid) {
             slot.session.handle_event(now, token, p, seq, ev);
             self.delivered.push(sid);
             self.touched.push(sid);
         }
     }
 
-    fn dispatch(&mut self, p: usize, o: runtime::Output, now: u64) {
+    /// Hands one durable input's outputs to the sessions they concern.
+    fn dispatch(&mut self, p: usize, o: &Output, now: u64) {
         let sid = if o.token == 0 {
             0
         } else {
             token_session(o.token)
         };
-        match o.kind {
-            OutputKind::Event(ev) => {
-                self.delivered.clear();
-                if sid != 0 {
-                    self.deliver_event(sid, now, o.token, p, o.seq, &ev);
+        for ev in o.events() {
+            self.delivered.clear();
+            if sid != 0 {
+                self.deliver_event(sid, now, o.token, p, o.seq, ev);
+            }
+            let (a, b) = event_owners(ev);
+            for owner in [a, b].into_iter().flatten() {
+                let n = self.owners.get(&owner).map_or(0, |l| l.len());
+                for i in 0..n {
+                    let s = self.owners[&owner][i];
+                    self.deliver_event(s, now, o.token, p, o.seq, ev);
                 }
-                let (a, b) = event_owners(&ev);
-                for owner in [a, b].into_iter().flatten() {
-                    let n = self.owners.get(&owner).map_or(0, |l| l.len());
-                    for i in 0..n {
-                        let s = self.owners[&owner][i];
-                        self.deliver_event(s, now, o.token, p, o.seq, &ev);
-                    }
-                }
-                if let Event::Rejected { .. } = ev {
+            }
+            match ev {
+                Event::Rejected { .. } => {
                     if let Some(e) = self.pending_instruments.get_mut(&o.token) {
                         e.1 = false;
                     }
                 }
-            }
-            OutputKind::Input(_) | OutputKind::Level(_) => {}
-            // A transfer query's rows go to the session that asked only.
-            OutputKind::Row(r) => {
-                if let Some(slot) = self.sessions.get_mut(&sid).filter(|_| sid != 0) {
-                    slot.session.handle_row(o.token, &r);
-                    self.touched.push(sid);
-                }
-            }
-            OutputKind::End => {
-                if o.token != 0 {
-                    self.in_flight = self.in_flight.saturating_sub(1);
-                    if let Some(slot) = self.sessions.get_mut(&sid) {
-                        slot.session.handle_end(o.token);
+                // A transfer query's rows go to the session that asked only,
+                // right after their event.
+                Event::Transfers { rows, .. } => {
+                    if let Some(slot) = self.slots.get_mut(&sid).filter(|_| sid != 0) {
+                        for r in o.rows(*rows) {
+                            slot.session.handle_row(o.token, r);
+                        }
                         self.touched.push(sid);
                     }
-                    if let Some((spec, ok)) = self.pending_instruments.remove(&o.token) {
-                        if ok {
-                            self.symbols
-                                .insert(spec.symbol.as_str().to_string(), spec.id.0);
-                            if let Err(e) = demo::write_symbols(&self.data_dir, &self.symbols) {
-                                tracing::warn!(error = %e, "could not write the symbol table");
-                            }
-                        }
-                    }
                 }
+                _ => {}
+            }
+        }
+        if o.token != 0 {
+            self.end_input(sid, o.token);
+        }
+    }
+
+    /// The end of a session's input: its answer is complete; an instrument
+    /// it added joins the symbol table.
+    fn end_input(&mut self, sid: u64, token: u64) {
+        if let Some(slot) = self.slots.get_mut(&sid) {
+            slot.session.handle_end(token);
+            self.touched.push(sid);
+        }
+        if let Some((spec, ok)) = self.pending_instruments.remove(&token) {
+            if ok {
+                self.symbols
+                    .insert(spec.symbol.as_str().to_string(), spec.id.0);
+                self.saver.save_symbols(self.symbols.clone());
             }
         }
     }
@@ -805,28 +880,23 @@ fn event_owners(ev: &Event) -> (Option<u64>, Option<u64>) {
     }
 }
 
-async fn router(
-    hub: Rc<RefCell<Hub>>,
-    companion: Option<Rc<dyn Companion>>,
+async fn deliver(
+    sessions: Rc<RefCell<Sessions>>,
     mut readers: Vec<OutputReader>,
-    wake: Rc<Notify>,
+    wake: Arc<Notify>,
     busy_poll: bool,
 ) {
     const BATCH: usize = 4_096;
     loop {
-        let (n, in_flight) = {
-            let mut h = hub.borrow_mut();
+        let n = {
+            let mut h = sessions.borrow_mut();
             let now = h.now_ns();
             let mut n = 0;
             for (p, r) in readers.iter_mut().enumerate() {
                 let mut k = 0;
                 while k < BATCH {
                     let Some(o) = r.poll() else { break };
-                    // Market data sees every durable output first (it only queues).
-                    if let Some(c) = &companion {
-                        c.on_output(p, &o);
-                    }
-                    h.dispatch(p, o, now);
+                    h.dispatch(p, &o, now);
                     k += 1;
                 }
                 n += k;
@@ -835,45 +905,37 @@ async fn router(
             touched.sort_unstable();
             touched.dedup();
             for sid in touched.drain(..) {
-                if let Some(s) = h.sessions.get(&sid) {
+                if let Some(s) = h.slots.get(&sid) {
                     s.wake.notify_one();
                 }
             }
             h.touched = touched;
-            (n, h.in_flight)
+            n
         };
         if n > 0 || busy_poll {
             tokio::task::yield_now().await;
-        } else if in_flight > 0 {
-            // Waiting for the engine or the journal to answer: give the core
-            // away too, not just the task. On few cores a spinning router
-            // otherwise holds a core the journal thread needs until the next
-            // scheduler tick (measured: durable order → ack p50 4.0 ms with
-            // the spin, µs without).
-            std::thread::yield_now();
-            tokio::task::yield_now().await;
         } else {
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(1)) => {}
-            }
+            // Nothing durable is waiting: sleep until a journal thread
+            // publishes more. `Notify` keeps one permit, so a ring that
+            // landed after the readers were found empty wakes this at once.
+            wake.notified().await;
         }
     }
 }
 
 /// Drops sessions disconnected for longer than the resume window.
-async fn sweep(hub: Rc<RefCell<Hub>>, companion: Option<Rc<dyn Companion>>) {
+async fn sweep(sessions: Rc<RefCell<Sessions>>, companion: Option<Rc<dyn Companion>>) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         // Market-data counters into the gateway metrics (deltas since the last tick).
         // The companion's counters into the gateway metrics.
-        if let (Some(m), Some(c)) = (hub.borrow().metrics.clone(), &companion) {
+        if let (Some(m), Some(c)) = (sessions.borrow().metrics.clone(), &companion) {
             c.sweep(m.gateway());
         }
-        let mut h = hub.borrow_mut();
+        let mut h = sessions.borrow_mut();
         let window = h.resume_window;
         let old: Vec<u64> = h
-            .sessions
+            .slots
             .iter()
             .filter(|(_, s)| s.disconnected_at.is_some_and(|t| t.elapsed() > window))
             .map(|(&k, _)| k)
@@ -906,16 +968,17 @@ async fn first_frame(recv: &mut quinn::RecvStream) -> Option<Vec<u8>> {
 }
 
 async fn connection(
-    hub: Rc<RefCell<Hub>>,
+    sessions: Rc<RefCell<Sessions>>,
     pipeline: Rc<Pipeline>,
-    router_wake: Rc<Notify>,
     conn: quinn::Connection,
 ) {
     let peer = conn.remote_address();
-    let refused = hub.borrow().logins.refused(peer.ip(), Instant::now());
+    let refused = sessions.borrow().logins.refused(peer.ip(), Instant::now());
     if refused {
         tracing::warn!(peer = %peer, "login refused: too many failed logins from this address");
-        hub.borrow().count_disconnect(DisconnectReason::AuthFailed);
+        sessions
+            .borrow()
+            .count_disconnect(DisconnectReason::AuthFailed);
         conn.close(
             quinn::VarInt::from_u32(wire::close::AUTH_FAILED),
             b"too many failed logins from this address; retry later",
@@ -923,18 +986,20 @@ async fn connection(
         return;
     }
     let Ok((mut send, mut recv)) = conn.accept_bi().await else {
-        hub.borrow()
+        sessions
+            .borrow()
             .count_disconnect(DisconnectReason::ConnectionLost);
         return;
     };
     let Some(first) = first_frame(&mut recv).await else {
-        hub.borrow()
+        sessions
+            .borrow()
             .count_disconnect(DisconnectReason::ConnectionLost);
         return;
     };
     // Attach: resume an existing session for (token, session id) or make one.
     let (sid, conn_id, wake) = {
-        let mut h = hub.borrow_mut();
+        let mut h = sessions.borrow_mut();
         let now = h.now_ns();
         let key = peek_login(&first).and_then(|info| {
             let t = info.token_str()?.to_string();
@@ -943,7 +1008,7 @@ async fn connection(
         let existing = key.as_ref().and_then(|k| h.by_login.get(k).copied());
         let sid = match existing {
             Some(sid) => {
-                let slot = h.sessions.get_mut(&sid).expect("indexed session");
+                let slot = h.slots.get_mut(&sid).expect("indexed session");
                 let old = slot.conn;
                 slot.conn = old.wrapping_add(1).max(1);
                 slot.disconnected_at = None;
@@ -955,7 +1020,7 @@ async fn connection(
                 sid
             }
             None => {
-                if h.sessions.len() >= h.max_sessions {
+                if h.slots.len() >= h.max_sessions {
                     h.count_disconnect(DisconnectReason::ServerFull);
                     conn.close(
                         quinn::VarInt::from_u32(wire::close::SLOW_CONSUMER),
@@ -973,7 +1038,7 @@ async fn connection(
                 if let Some(m) = &h.metrics {
                     m.gateway().session_opened();
                 }
-                h.sessions.insert(
+                h.slots.insert(
                     sid,
                     Slot {
                         throttled_seen: 0,
@@ -988,7 +1053,7 @@ async fn connection(
                 sid
             }
         };
-        let slot = h.sessions.get_mut(&sid).expect("session");
+        let slot = h.slots.get_mut(&sid).expect("session");
         slot.session.handle_bytes(now, &first);
         let (conn_id, wake) = (slot.conn, slot.wake.clone());
         if slot.login.is_none() && slot.session.logged_in() {
@@ -997,9 +1062,7 @@ async fn connection(
                 h.by_login.insert(k, sid);
             }
         }
-        if h.pump(sid, &pipeline) {
-            router_wake.notify_one();
-        }
+        h.pump(sid, &pipeline);
         (sid, conn_id, wake)
     };
     let mut out: Vec<u8> = Vec::with_capacity(64 << 10);
@@ -1007,9 +1070,9 @@ async fn connection(
     loop {
         let deadline;
         {
-            let mut h = hub.borrow_mut();
+            let mut h = sessions.borrow_mut();
             let epoch = h.epoch;
-            let Some(slot) = h.sessions.get_mut(&sid) else {
+            let Some(slot) = h.slots.get_mut(&sid) else {
                 break;
             };
             if slot.conn != conn_id {
@@ -1042,37 +1105,33 @@ async fn connection(
                     Ok(Some(c)) => c,
                     _ => break,
                 };
-                let mut h = hub.borrow_mut();
+                let mut h = sessions.borrow_mut();
                 let now = h.now_ns();
-                let Some(slot) = h.sessions.get_mut(&sid) else { break };
+                let Some(slot) = h.slots.get_mut(&sid) else { break };
                 if slot.conn != conn_id { continue; }
                 slot.session.handle_bytes(now, &chunk.bytes);
-                if h.pump(sid, &pipeline) {
-                    router_wake.notify_one();
-                }
+                h.pump(sid, &pipeline);
             }
             _ = wake.notified() => {}
             _ = tokio::time::sleep_until(deadline.unwrap_or(far)) => {
-                let mut h = hub.borrow_mut();
+                let mut h = sessions.borrow_mut();
                 let now = h.now_ns();
-                if let Some(slot) = h.sessions.get_mut(&sid) {
+                if let Some(slot) = h.slots.get_mut(&sid) {
                     if slot.conn == conn_id {
                         slot.session.handle_timeout(now);
                     }
                 }
-                if h.pump(sid, &pipeline) {
-                    router_wake.notify_one();
-                }
+                h.pump(sid, &pipeline);
             }
         }
     }
     // The connection is gone (or closing): cancel-on-disconnect, keep the
     // session for resumption unless it logged out or never logged in.
     let mut pending: Vec<EngineRequest> = {
-        let mut h = hub.borrow_mut();
+        let mut h = sessions.borrow_mut();
         let mut remove = false;
         let mut reqs = Vec::new();
-        if let Some(slot) = h.sessions.get_mut(&sid) {
+        if let Some(slot) = h.slots.get_mut(&sid) {
             if slot.conn == conn_id {
                 reqs = slot.session.handle_disconnect();
                 slot.conn = 0;
@@ -1090,25 +1149,22 @@ async fn connection(
     // Cancel-on-disconnect must not be lost to a full ring: retry until taken.
     while !pending.is_empty() {
         {
-            let mut h = hub.borrow_mut();
+            let mut h = sessions.borrow_mut();
             let h = &mut *h;
-            let parts = pipeline.runtime().partitions() as u64;
             pending.retain(|r| {
                 match pipeline.runtime().submit_routed(&h.map, r.token, r.command) {
-                    Ok(Some(_)) => h.in_flight += 1,
-                    Ok(None) => h.in_flight += parts,
+                    Ok(_) => {}
                     Err(RoutedError::Submit(runtime::SubmitError::Busy)) => return true,
                     Err(e) => tracing::warn!(error = %e, "cancel-on-disconnect not submitted"),
                 }
                 false
             });
         }
-        router_wake.notify_one();
         if !pending.is_empty() {
             tokio::task::yield_now().await;
         }
     }
-    hub.borrow_mut().connection_ended(peer, close.as_ref());
+    sessions.borrow_mut().connection_ended(peer, close.as_ref());
     let (code, reason) = close.unwrap_or((wire::close::NORMAL, String::new()));
     let _ = send.finish();
     // Give the final bytes a moment to leave before closing.

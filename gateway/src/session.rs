@@ -287,6 +287,24 @@ enum Outcome {
     NotKept,
 }
 
+/// What every report about one engine event shares.
+#[derive(Clone, Copy, Debug)]
+struct EventCtx {
+    /// The partition whose local order ids the event names.
+    partition: usize,
+    /// The client request the event answers, if it answers one.
+    request: Option<u64>,
+    /// The fields every report about the event carries.
+    base: ExecutionReport,
+}
+
+impl EventCtx {
+    /// The session-wide id of a partition-local order id.
+    fn global(&self, id: engine::OrderId) -> u64 {
+        runtime::globalize(self.partition, id).0
+    }
+}
+
 /// One order-entry session.
 #[derive(Debug)]
 pub struct Session {
@@ -635,66 +653,12 @@ impl Session {
     }
 
     fn on_request(&mut self, template: u16, msg: ClientMsg<'_>) {
-        let request = msg.request().unwrap_or(0);
-        if request == 0 {
-            return self.protocol_reject(
-                reject::BAD_REQUEST_NUMBER,
-                template,
-                0,
-                "request number 0",
-                true,
-            );
-        }
-        if request <= self.last_request {
-            // A retransmission: never executed again.
-            match self.find_outcome(request).map(|i| &self.outcomes[i].1) {
-                Some(Outcome::Done(bytes)) => {
-                    let bytes = bytes.clone();
-                    self.out_bytes(&bytes);
-                }
-                Some(Outcome::InFlight(_)) => {}
-                _ => self.protocol_reject(
-                    reject::OUTCOME_NOT_KEPT,
-                    template,
-                    request,
-                    &format!("request {request} already processed; outcome no longer kept"),
-                    false,
-                ),
-            }
+        let Some(request) = self.new_request(template, msg.request().unwrap_or(0)) else {
             return;
-        }
-        self.last_request = request;
-        self.outcomes
-            .push_back((request, Outcome::InFlight(Vec::new())));
-        self.trim_outcomes();
+        };
         let perms = self.grant.perms;
         match msg {
-            ClientMsg::NewOrder(m) => {
-                let code = if !perms.trade || !self.owns(m.owner) {
-                    code::NOT_AUTHORIZED
-                } else if self.over_in_flight(1) {
-                    code::TOO_MANY_IN_FLIGHT
-                } else if self.open_own + self.inflight_new >= self.cfg.max_open_orders {
-                    code::OPEN_ORDERS_LIMIT
-                } else if !self.take_token() {
-                    self.throttled_total += 1;
-                    code::THROTTLED
-                } else {
-                    0
-                };
-                if code != 0 {
-                    self.order_reject(&m, request, code, 0);
-                    return self.finish_outcome(request);
-                }
-                self.inflight_new += 1;
-                self.submit(
-                    request,
-                    template,
-                    PendKind::NewOrder(m),
-                    &[new_order_command(&m)],
-                    1,
-                );
-            }
+            ClientMsg::NewOrder(m) => self.new_order(request, template, perms, m),
             ClientMsg::Cancel(m) => {
                 let code = self.order_guard(perms, m.owner);
                 if code != 0 {
@@ -729,115 +693,12 @@ impl Session {
                 };
                 self.submit(request, template, kind, &[cmd], 1);
             }
-            ClientMsg::MassCancel(m) => {
-                let code = self.order_guard(perms, m.owner);
-                if code != 0 {
-                    return self.ack_now(request, template, code);
-                }
-                let all = m.instrument == INSTRUMENT_ANY;
-                let cmd = Command::MassCancel {
-                    owner: OwnerId(m.owner),
-                    instrument: (!all).then_some(engine::InstrumentId(m.instrument)),
-                    side: match m.side {
-                        0 => Some(engine::Side::Buy),
-                        1 => Some(engine::Side::Sell),
-                        _ => None,
-                    },
-                };
-                let ends = if all {
-                    self.cfg.partitions.max(1) as u32
-                } else {
-                    1
-                };
-                self.submit(request, template, PendKind::Ack, &[cmd], ends);
-            }
-            ClientMsg::QueryOpenOrders(m) => {
-                if !(perms.read || perms.trade) || (m.owner != 0 && !self.owns(m.owner)) {
-                    return self.ack_now(request, template, code::NOT_AUTHORIZED);
-                }
-                // The engine knows every live order (including those placed
-                // by other sessions or before a restart): ask it, per owner,
-                // on every partition.
-                let owners: Vec<u64> = if m.owner != 0 {
-                    vec![m.owner]
-                } else {
-                    self.grant.owners.iter().map(|o| o.0).collect()
-                };
-                let cmds: Vec<Command> = owners
-                    .iter()
-                    .map(|&o| Command::QueryOpenOrders {
-                        owner: engine::OwnerId(o),
-                        instrument: None,
-                    })
-                    .collect();
-                if cmds.is_empty() {
-                    self.ack(request, template, 0, 0, 0);
-                    self.finish_outcome(request);
-                } else {
-                    let ends = cmds.len() as u32 * self.cfg.partitions.max(1) as u32;
-                    self.submit(
-                        request,
-                        template,
-                        PendKind::OpenOrders { count: 0 },
-                        &cmds,
-                        ends,
-                    );
-                }
-            }
+            ClientMsg::MassCancel(m) => self.mass_cancel(request, template, perms, m),
+            ClientMsg::QueryOpenOrders(m) => self.query_open_orders(request, template, perms, m),
             ClientMsg::TransferBatch(h, recs) => {
-                let n = h.count as usize;
-                let actor = self.ledger_actor();
-                let code = if !perms.transfer || actor.is_none() {
-                    code::NOT_AUTHORIZED
-                } else if self.over_in_flight(n) {
-                    code::TOO_MANY_IN_FLIGHT
-                } else {
-                    0
-                };
-                if code != 0 {
-                    self.transfer_results(request, &vec![code; n]);
-                    return self.finish_outcome(request);
-                }
-                let actor = actor.expect("checked above");
-                let mut cmds = Vec::with_capacity(n);
-                let mut ids = Vec::with_capacity(n);
-                for i in 0..n {
-                    let r = transfer_record(recs, i).unwrap_or_default();
-                    let t = transfer_spec(&r);
-                    ids.push(t.id.0);
-                    cmds.push(Command::Transfer {
-                        transfer: t,
-                        batch_end: i + 1 == n,
-                        actor,
-                    });
-                }
-                let kind = PendKind::Transfers {
-                    ids,
-                    codes: vec![0; n],
-                    got: vec![false; n],
-                    next: 0,
-                };
-                self.submit(request, template, kind, &cmds, n as u32);
+                self.transfer_batch(request, template, perms, h.count as usize, recs)
             }
-            ClientMsg::OpenAccount(m) => {
-                // With `transfer` alone: only for an own owner, and only an
-                // account that cannot go negative.
-                let own_safe = m.owner != 0
-                    && self.owns(m.owner)
-                    && m.flags == AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
-                // An `admin` sets the exchange up: it may open any account
-                // (opening moves no money; debiting an account without
-                // `debits_must_not_exceed_credits` still needs ledger_admin).
-                let ok = perms.ledger_admin || perms.admin || (perms.transfer && own_safe);
-                if !ok {
-                    return self.ack_now(request, template, code::NOT_AUTHORIZED);
-                }
-                if self.over_in_flight(1) {
-                    return self.ack_now(request, template, code::TOO_MANY_IN_FLIGHT);
-                }
-                let cmd = Command::OpenAccount(account_spec(&m));
-                self.submit(request, template, PendKind::Ack, &[cmd], 1);
-            }
+            ClientMsg::OpenAccount(m) => self.open_account(request, template, perms, m),
             ClientMsg::QueryBalance(m) => {
                 let Some(actor) = self.ledger_actor().filter(|_| perms.read) else {
                     return self.ack_now(request, template, code::NOT_AUTHORIZED);
@@ -852,31 +713,7 @@ impl Session {
                 let kind = PendKind::QueryBalance { answered: false };
                 self.submit(request, template, kind, &[cmd], 1);
             }
-            ClientMsg::LookupTransfers(m) => {
-                let ids = &m.ids[..m.count as usize];
-                let cmds: Vec<Command> = match self.ledger_actor().filter(|_| perms.read) {
-                    Some(actor) => ids
-                        .iter()
-                        .map(|&id| Command::LookupTransfer {
-                            id: engine::TransferId(u128_from(id)),
-                            actor,
-                        })
-                        .collect(),
-                    None => return self.transfers_end_now(request, code::NOT_AUTHORIZED),
-                };
-                if self.over_in_flight(cmds.len()) {
-                    return self.transfers_end_now(request, code::TOO_MANY_IN_FLIGHT);
-                }
-                // A transfer lives with its accounts, which its id does not
-                // name: each lookup goes to every partition.
-                let ends = cmds.len() as u32 * self.cfg.partitions.max(1) as u32;
-                let kind = PendKind::TransferQuery {
-                    count: 0,
-                    more: false,
-                    lookup: true,
-                };
-                self.submit(request, template, kind, &cmds, ends);
-            }
+            ClientMsg::LookupTransfers(m) => self.lookup_transfers(request, template, perms, &m),
             ClientMsg::GetAccountTransfers(m) => {
                 let Some(actor) = self.ledger_actor().filter(|_| perms.read) else {
                     return self.transfers_end_now(request, code::NOT_AUTHORIZED);
@@ -919,28 +756,244 @@ impl Session {
                     instrument: engine::InstrumentId(m.instrument),
                 },
             ),
-            ClientMsg::AddToken(m) => {
-                if !perms.admin {
-                    return self.ack_now(request, template, code::NOT_AUTHORIZED);
-                }
-                let Some(token) = token_str(&m.token).filter(|t| t.len() >= TOKEN_MIN) else {
-                    return self.ack_now(request, template, code::INVALID_TOKEN);
-                };
-                // No escalation: a token grants no permission its creator
-                // lacks (an `admin` cannot mint a `ledger_admin`).
-                if m.perms & !perms.bits() != 0 {
-                    return self.ack_now(request, template, code::NOT_AUTHORIZED);
-                }
-                let owners = m.owners[..m.owners_len as usize]
-                    .iter()
-                    .map(|&o| OwnerId(o))
-                    .collect();
-                self.auth
-                    .add_token(token, owners, Perms::from_bits(m.perms));
-                self.ack_now(request, template, 0);
-            }
+            ClientMsg::AddToken(m) => self.add_token(request, template, perms, &m),
             ClientMsg::Login(_) | ClientMsg::Heartbeat(_) | ClientMsg::Logout => {}
         }
+    }
+
+    /// Admits request number `request`: `Some` for a new one (its outcome
+    /// is now kept), `None` for number 0 (refused) or a retransmission, which
+    /// is never executed again: its kept outcome is sent again, or it is
+    /// refused as `outcome_not_kept`.
+    fn new_request(&mut self, template: u16, request: u64) -> Option<u64> {
+        if request == 0 {
+            self.protocol_reject(
+                reject::BAD_REQUEST_NUMBER,
+                template,
+                0,
+                "request number 0",
+                true,
+            );
+            return None;
+        }
+        if request <= self.last_request {
+            match self.find_outcome(request).map(|i| &self.outcomes[i].1) {
+                Some(Outcome::Done(bytes)) => {
+                    let bytes = bytes.clone();
+                    self.out_bytes(&bytes);
+                }
+                Some(Outcome::InFlight(_)) => {}
+                _ => self.protocol_reject(
+                    reject::OUTCOME_NOT_KEPT,
+                    template,
+                    request,
+                    &format!("request {request} already processed; outcome no longer kept"),
+                    false,
+                ),
+            }
+            return None;
+        }
+        self.last_request = request;
+        self.outcomes
+            .push_back((request, Outcome::InFlight(Vec::new())));
+        self.trim_outcomes();
+        Some(request)
+    }
+
+    /// A new order: checked against permissions, in-flight and open-order
+    /// limits and the throttle, then submitted.
+    fn new_order(&mut self, request: u64, template: u16, perms: Perms, m: NewOrderMsg) {
+        let code = if !perms.trade || !self.owns(m.owner) {
+            code::NOT_AUTHORIZED
+        } else if self.over_in_flight(1) {
+            code::TOO_MANY_IN_FLIGHT
+        } else if self.open_own + self.inflight_new >= self.cfg.max_open_orders {
+            code::OPEN_ORDERS_LIMIT
+        } else if !self.take_token() {
+            self.throttled_total += 1;
+            code::THROTTLED
+        } else {
+            0
+        };
+        if code != 0 {
+            self.order_reject(&m, request, code, 0);
+            return self.finish_outcome(request);
+        }
+        self.inflight_new += 1;
+        self.submit(
+            request,
+            template,
+            PendKind::NewOrder(m),
+            &[new_order_command(&m)],
+            1,
+        );
+    }
+
+    /// A mass cancel: one partition, or every partition for any instrument.
+    fn mass_cancel(&mut self, request: u64, template: u16, perms: Perms, m: MassCancelMsg) {
+        let code = self.order_guard(perms, m.owner);
+        if code != 0 {
+            return self.ack_now(request, template, code);
+        }
+        let all = m.instrument == INSTRUMENT_ANY;
+        let cmd = Command::MassCancel {
+            owner: OwnerId(m.owner),
+            instrument: (!all).then_some(engine::InstrumentId(m.instrument)),
+            side: match m.side {
+                0 => Some(engine::Side::Buy),
+                1 => Some(engine::Side::Sell),
+                _ => None,
+            },
+        };
+        let ends = if all {
+            self.cfg.partitions.max(1) as u32
+        } else {
+            1
+        };
+        self.submit(request, template, PendKind::Ack, &[cmd], ends);
+    }
+
+    /// An open-orders listing for one owner or all the session's owners.
+    fn query_open_orders(&mut self, request: u64, template: u16, perms: Perms, m: QueryOpenOrders) {
+        if !(perms.read || perms.trade) || (m.owner != 0 && !self.owns(m.owner)) {
+            return self.ack_now(request, template, code::NOT_AUTHORIZED);
+        }
+        // The engine knows every live order (including those placed by other
+        // sessions or before a restart): ask it, per owner, on every
+        // partition.
+        let owners: Vec<u64> = if m.owner != 0 {
+            vec![m.owner]
+        } else {
+            self.grant.owners.iter().map(|o| o.0).collect()
+        };
+        let cmds: Vec<Command> = owners
+            .iter()
+            .map(|&o| Command::QueryOpenOrders {
+                owner: engine::OwnerId(o),
+                instrument: None,
+            })
+            .collect();
+        if cmds.is_empty() {
+            self.ack(request, template, 0, 0, 0);
+            self.finish_outcome(request);
+        } else {
+            let ends = cmds.len() as u32 * self.cfg.partitions.max(1) as u32;
+            let kind = PendKind::OpenOrders { count: 0 };
+            self.submit(request, template, kind, &cmds, ends);
+        }
+    }
+
+    /// A batch of `n` transfers (`recs`, read with `transfer_record`),
+    /// submitted all or refused all.
+    fn transfer_batch(&mut self, request: u64, template: u16, perms: Perms, n: usize, recs: &[u8]) {
+        let actor = self.ledger_actor();
+        let code = if !perms.transfer || actor.is_none() {
+            code::NOT_AUTHORIZED
+        } else if self.over_in_flight(n) {
+            code::TOO_MANY_IN_FLIGHT
+        } else {
+            0
+        };
+        if code != 0 {
+            self.transfer_results(request, &vec![code; n]);
+            return self.finish_outcome(request);
+        }
+        let actor = actor.expect("checked above");
+        let mut cmds = Vec::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let r = transfer_record(recs, i).unwrap_or_default();
+            let t = transfer_spec(&r);
+            ids.push(t.id.0);
+            cmds.push(Command::Transfer {
+                transfer: t,
+                batch_end: i + 1 == n,
+                actor,
+            });
+        }
+        let kind = PendKind::Transfers {
+            ids,
+            codes: vec![0; n],
+            got: vec![false; n],
+            next: 0,
+        };
+        self.submit(request, template, kind, &cmds, n as u32);
+    }
+
+    /// Opening an account.
+    fn open_account(&mut self, request: u64, template: u16, perms: Perms, m: OpenAccountMsg) {
+        // With `transfer` alone: only for an own owner, and only an account
+        // that cannot go negative.
+        let own_safe = m.owner != 0
+            && self.owns(m.owner)
+            && m.flags == AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+        // An `admin` sets the exchange up: it may open any account (opening
+        // moves no money; debiting an account without
+        // `debits_must_not_exceed_credits` still needs ledger_admin).
+        let ok = perms.ledger_admin || perms.admin || (perms.transfer && own_safe);
+        if !ok {
+            return self.ack_now(request, template, code::NOT_AUTHORIZED);
+        }
+        if self.over_in_flight(1) {
+            return self.ack_now(request, template, code::TOO_MANY_IN_FLIGHT);
+        }
+        let cmd = Command::OpenAccount(account_spec(&m));
+        self.submit(request, template, PendKind::Ack, &[cmd], 1);
+    }
+
+    /// Transfer lookups by id, each asked of every partition.
+    fn lookup_transfers(
+        &mut self,
+        request: u64,
+        template: u16,
+        perms: Perms,
+        m: &LookupTransfersMsg,
+    ) {
+        let ids = &m.ids[..m.count as usize];
+        let cmds: Vec<Command> = match self.ledger_actor().filter(|_| perms.read) {
+            Some(actor) => ids
+                .iter()
+                .map(|&id| Command::LookupTransfer {
+                    id: engine::TransferId(u128_from(id)),
+                    actor,
+                })
+                .collect(),
+            None => return self.transfers_end_now(request, code::NOT_AUTHORIZED),
+        };
+        if self.over_in_flight(cmds.len()) {
+            return self.transfers_end_now(request, code::TOO_MANY_IN_FLIGHT);
+        }
+        // A transfer lives with its accounts, which its id does not name:
+        // each lookup goes to every partition.
+        let ends = cmds.len() as u32 * self.cfg.partitions.max(1) as u32;
+        let kind = PendKind::TransferQuery {
+            count: 0,
+            more: false,
+            lookup: true,
+        };
+        self.submit(request, template, kind, &cmds, ends);
+    }
+
+    /// An admin adds a token, granting no permission it lacks itself.
+    fn add_token(&mut self, request: u64, template: u16, perms: Perms, m: &AddTokenMsg) {
+        if !perms.admin {
+            return self.ack_now(request, template, code::NOT_AUTHORIZED);
+        }
+        let Some(token) = token_str(&m.token).filter(|t| t.len() >= TOKEN_MIN) else {
+            return self.ack_now(request, template, code::INVALID_TOKEN);
+        };
+        // No escalation: a token grants no permission its creator lacks (an
+        // `admin` cannot mint a `ledger_admin`).
+        if m.perms & !perms.bits() != 0 {
+            return self.ack_now(request, template, code::NOT_AUTHORIZED);
+        }
+        let owners = m.owners[..m.owners_len as usize]
+            .iter()
+            .map(|&o| OwnerId(o))
+            .collect();
+        self.auth
+            .add_token(token, owners, Perms::from_bits(m.perms));
+        self.ack_now(request, template, 0);
     }
 
     /// Who this session is to the ledger: admin with `ledger_admin`, else
@@ -1298,10 +1351,7 @@ impl Session {
         match &mut p.kind {
             PendKind::NewOrder(m) => {
                 let m = *m;
-                if !p.settled {
-                    p.settled = true;
-                    self.inflight_new = self.inflight_new.saturating_sub(1);
-                }
+                self.settle_new_order(&mut p);
                 self.order_reject(&m, p.request, code, 0);
             }
             PendKind::Cancel { owner, order_id } | PendKind::Replace { owner, order_id } => {
@@ -1333,7 +1383,6 @@ impl Session {
         event: &Event,
     ) {
         self.advance(now_ns);
-        let g = |id: engine::OrderId| runtime::globalize(partition, id).0;
         let mut pend = self.pending.remove(&token);
         if let Some(p) = &mut pend {
             p.engine_seq = seq.0;
@@ -1341,244 +1390,26 @@ impl Session {
         let request = pend
             .as_ref()
             .and_then(|p| (p.request != 0).then_some(p.request));
-        let base = ExecutionReport {
-            request: request.unwrap_or(0),
-            engine_seq: seq.0,
-            cancel_reason: CANCEL_REASON_NONE,
-            ..Default::default()
+        let cx = EventCtx {
+            partition,
+            request,
+            base: ExecutionReport {
+                request: request.unwrap_or(0),
+                engine_seq: seq.0,
+                cancel_reason: CANCEL_REASON_NONE,
+                ..Default::default()
+            },
         };
         match *event {
-            Event::Accepted {
-                order_id,
-                client_order_id,
-                owner,
-                instrument,
-                side,
-                price,
-                qty,
-            } => {
-                let mine = match &mut pend {
-                    Some(
-                        p @ Pending {
-                            kind: PendKind::NewOrder(_),
-                            ..
-                        },
-                    ) => {
-                        if !p.settled {
-                            p.settled = true;
-                            self.inflight_new = self.inflight_new.saturating_sub(1);
-                        }
-                        true
-                    }
-                    _ => false,
-                };
-                if mine || self.owns(owner.0) {
-                    let id = g(order_id);
-                    let t = Tracked {
-                        client_order_id: client_order_id.0,
-                        instrument: instrument.0,
-                        side: side as u8,
-                        price: price.map_or(0, |p| p.0),
-                        cum: 0,
-                        leaves: qty.0,
-                        mine,
-                    };
-                    self.track(id, t);
-                    let r = ExecutionReport {
-                        order_id: id,
-                        client_order_id: client_order_id.0,
-                        owner: owner.0,
-                        price: t.price,
-                        order_qty: qty.0,
-                        leaves_qty: qty.0,
-                        instrument: instrument.0,
-                        exec_type: exec_type::NEW,
-                        ord_status: ord_status::NEW,
-                        side: side as u8,
-                        flags: if mine { REPORT_OWN_REQUEST } else { 0 },
-                        ..base
-                    };
-                    self.report(r, request);
-                }
-            }
+            Event::Accepted { .. }
+            | Event::Trade { .. }
+            | Event::Canceled { .. }
+            | Event::Reduced { .. }
+            | Event::Replaced { .. }
+            | Event::Triggered { .. } => self.order_event(&cx, pend.as_mut(), event),
             Event::Rejected { reason, .. } => {
                 if let Some(p) = &mut pend {
-                    match p.kind {
-                        PendKind::NewOrder(m) => {
-                            if !p.settled {
-                                p.settled = true;
-                                self.inflight_new = self.inflight_new.saturating_sub(1);
-                            }
-                            self.order_reject(&m, p.request, reason.code(), seq.0);
-                        }
-                        PendKind::Cancel { owner, order_id }
-                        | PendKind::Replace { owner, order_id } => {
-                            self.cancel_reject(p.request, owner, order_id, reason.code(), seq.0);
-                        }
-                        // Not on this partition (or not visible): the id's
-                        // row is simply absent unless another partition has it.
-                        PendKind::TransferQuery { lookup: true, .. } => {}
-                        _ => p.code = reason.code(),
-                    }
-                }
-            }
-            Event::Trade {
-                instrument,
-                price,
-                qty,
-                maker_order_id,
-                taker_order_id,
-                maker_owner,
-                taker_owner,
-                taker_side,
-            } => {
-                for (oid, owner, side) in [
-                    (maker_order_id, maker_owner, taker_side.opposite()),
-                    (taker_order_id, taker_owner, taker_side),
-                ] {
-                    let id = g(oid);
-                    if !self.owns(owner.0) && !self.orders.contains_key(&id) {
-                        continue;
-                    }
-                    let mut r = ExecutionReport {
-                        order_id: id,
-                        owner: owner.0,
-                        last_qty: qty.0,
-                        last_px: price.0,
-                        instrument: instrument.0,
-                        exec_type: exec_type::TRADE,
-                        ord_status: ord_status::UNKNOWN,
-                        side: side as u8,
-                        ..base
-                    };
-                    if let Some(t) = self.orders.get_mut(&id) {
-                        t.cum += qty.0;
-                        t.leaves = t.leaves.saturating_sub(qty.0);
-                        let t = *t;
-                        self.fill_from(&mut r, &t);
-                        if t.leaves == 0 {
-                            self.untrack(id);
-                        }
-                    }
-                    self.report(r, request);
-                }
-            }
-            Event::Canceled {
-                order_id,
-                owner,
-                qty,
-                reason,
-            } => {
-                let id = g(order_id);
-                if self.owns(owner.0) || self.orders.contains_key(&id) {
-                    let expired = reason == engine::CancelReason::Expired;
-                    let st = if expired {
-                        ord_status::EXPIRED
-                    } else {
-                        ord_status::CANCELED
-                    };
-                    let mut r = ExecutionReport {
-                        order_id: id,
-                        owner: owner.0,
-                        exec_type: if expired {
-                            exec_type::EXPIRED
-                        } else {
-                            exec_type::CANCELED
-                        },
-                        ord_status: st,
-                        cancel_reason: reason as u8,
-                        ..base
-                    };
-                    if let Some(t) = self.orders.get(&id).copied() {
-                        self.fill_from(&mut r, &t);
-                        r.order_qty = t.cum + t.leaves;
-                        self.untrack(id);
-                    } else {
-                        r.order_qty = qty.0;
-                    }
-                    r.leaves_qty = 0;
-                    r.ord_status = st;
-                    self.report(r, request);
-                }
-            }
-            Event::Reduced {
-                order_id,
-                owner,
-                qty,
-                reason,
-            } => {
-                let id = g(order_id);
-                if self.owns(owner.0) || self.orders.contains_key(&id) {
-                    let mut r = ExecutionReport {
-                        order_id: id,
-                        owner: owner.0,
-                        exec_type: exec_type::STP_REDUCED,
-                        ord_status: ord_status::UNKNOWN,
-                        cancel_reason: reason as u8,
-                        ..base
-                    };
-                    if let Some(t) = self.orders.get_mut(&id) {
-                        t.leaves = t.leaves.saturating_sub(qty.0);
-                        let t = *t;
-                        self.fill_from(&mut r, &t);
-                        if t.leaves == 0 {
-                            r.ord_status = if t.cum > 0 {
-                                ord_status::FILLED
-                            } else {
-                                ord_status::CANCELED
-                            };
-                            self.untrack(id);
-                        }
-                    }
-                    self.report(r, request);
-                }
-            }
-            Event::Replaced {
-                order_id,
-                owner,
-                price,
-                qty,
-                priority_kept,
-            } => {
-                let id = g(order_id);
-                if self.owns(owner.0) || self.orders.contains_key(&id) {
-                    let mut r = ExecutionReport {
-                        order_id: id,
-                        owner: owner.0,
-                        price: price.0,
-                        leaves_qty: qty.0,
-                        exec_type: exec_type::REPLACED,
-                        ord_status: ord_status::UNKNOWN,
-                        flags: if priority_kept {
-                            REPORT_PRIORITY_KEPT
-                        } else {
-                            0
-                        },
-                        ..base
-                    };
-                    if let Some(t) = self.orders.get_mut(&id) {
-                        t.price = price.0;
-                        t.leaves = qty.0;
-                        let t = *t;
-                        self.fill_from(&mut r, &t);
-                    }
-                    self.report(r, request);
-                }
-            }
-            Event::Triggered { order_id, owner } => {
-                let id = g(order_id);
-                if self.owns(owner.0) || self.orders.contains_key(&id) {
-                    let mut r = ExecutionReport {
-                        order_id: id,
-                        owner: owner.0,
-                        exec_type: exec_type::TRIGGERED,
-                        ord_status: ord_status::UNKNOWN,
-                        ..base
-                    };
-                    if let Some(t) = self.orders.get(&id).copied() {
-                        self.fill_from(&mut r, &t);
-                    }
-                    self.report(r, request);
+                    self.request_rejected(p, reason.code(), seq.0);
                 }
             }
             Event::AccountRejected { reason, .. } => {
@@ -1590,59 +1421,8 @@ impl Session {
             Event::TransferRejected { id, reason } => {
                 self.transfer_event(&mut pend, id.0, reason.code())
             }
-            Event::Balance {
-                account,
-                debits_posted,
-                credits_posted,
-                debits_pending,
-                credits_pending,
-            } => {
-                if let Some(p) = &mut pend {
-                    if let PendKind::QueryBalance { answered } = &mut p.kind {
-                        *answered = true;
-                        let b = BalanceMsg {
-                            request: p.request,
-                            account: u128_bytes(account.0),
-                            debits_posted: u128_bytes(debits_posted.0),
-                            credits_posted: u128_bytes(credits_posted.0),
-                            debits_pending: u128_bytes(debits_pending.0),
-                            credits_pending: u128_bytes(credits_pending.0),
-                        };
-                        let r = p.request;
-                        self.push_out(template::BALANCE, &b, Some(r));
-                    }
-                }
-            }
-            Event::OpenOrder {
-                order_id,
-                owner,
-                client_order_id,
-                instrument,
-                side,
-                price,
-                remaining,
-                ..
-            } => {
-                if let Some(p) = &mut pend {
-                    if let PendKind::OpenOrders { count } = &mut p.kind {
-                        *count += 1;
-                        let id = g(order_id);
-                        let row = OpenOrderRow {
-                            request: p.request,
-                            order_id: id,
-                            client_order_id: client_order_id.0,
-                            owner: owner.0,
-                            price: price.map_or(0, |p| p.0),
-                            cum_qty: self.orders.get(&id).map_or(0, |t| t.cum),
-                            leaves_qty: remaining.0,
-                            instrument: instrument.0,
-                            side: side as u8,
-                            reserved: [0; 3],
-                        };
-                        let r = p.request;
-                        self.push_out(template::OPEN_ORDER, &row, Some(r));
-                    }
-                }
+            Event::Balance { .. } | Event::OpenOrder { .. } => {
+                self.query_answer(&cx, pend.as_mut(), event)
             }
             // The rows follow as `handle_row` calls.
             Event::Transfers { more, .. } => {
@@ -1664,6 +1444,366 @@ impl Session {
         }
         if let Some(p) = pend {
             self.pending.insert(token, p);
+        }
+    }
+
+    /// A new order's accept or reject was seen: its in-flight slot is freed,
+    /// once.
+    fn settle_new_order(&mut self, p: &mut Pending) {
+        if !p.settled {
+            p.settled = true;
+            self.inflight_new = self.inflight_new.saturating_sub(1);
+        }
+    }
+
+    /// Whether a report about order `id` (session-wide) of `owner` is this
+    /// session's: one of its owners, or an order it tracks.
+    fn concerns(&self, id: u64, owner: OwnerId) -> bool {
+        self.owns(owner.0) || self.orders.contains_key(&id)
+    }
+
+    /// The engine refused a command of the request `p`.
+    fn request_rejected(&mut self, p: &mut Pending, code: u16, engine_seq: u64) {
+        match p.kind {
+            PendKind::NewOrder(m) => {
+                self.settle_new_order(p);
+                self.order_reject(&m, p.request, code, engine_seq);
+            }
+            PendKind::Cancel { owner, order_id } | PendKind::Replace { owner, order_id } => {
+                self.cancel_reject(p.request, owner, order_id, code, engine_seq);
+            }
+            // Not on this partition (or not visible): the id's row is simply
+            // absent unless another partition has it.
+            PendKind::TransferQuery { lookup: true, .. } => {}
+            _ => p.code = code,
+        }
+    }
+
+    /// An event about an order (accepted, traded, canceled, reduced,
+    /// replaced, triggered): reported when this session follows the order.
+    fn order_event(&mut self, cx: &EventCtx, pend: Option<&mut Pending>, event: &Event) {
+        match *event {
+            Event::Accepted {
+                order_id,
+                client_order_id,
+                owner,
+                instrument,
+                side,
+                price,
+                qty,
+            } => {
+                let mine = match pend {
+                    Some(p) if matches!(p.kind, PendKind::NewOrder(_)) => {
+                        self.settle_new_order(p);
+                        true
+                    }
+                    _ => false,
+                };
+                if mine || self.owns(owner.0) {
+                    let t = Tracked {
+                        client_order_id: client_order_id.0,
+                        instrument: instrument.0,
+                        side: side as u8,
+                        price: price.map_or(0, |p| p.0),
+                        cum: 0,
+                        leaves: qty.0,
+                        mine,
+                    };
+                    self.on_accepted(cx, cx.global(order_id), owner, t);
+                }
+            }
+            Event::Trade {
+                instrument,
+                price,
+                qty,
+                maker_order_id,
+                taker_order_id,
+                maker_owner,
+                taker_owner,
+                taker_side,
+            } => {
+                let fill = ExecutionReport {
+                    last_qty: qty.0,
+                    last_px: price.0,
+                    instrument: instrument.0,
+                    exec_type: exec_type::TRADE,
+                    ord_status: ord_status::UNKNOWN,
+                    ..cx.base
+                };
+                let maker = (maker_order_id, maker_owner, taker_side.opposite());
+                self.on_fill(cx, fill, maker);
+                self.on_fill(cx, fill, (taker_order_id, taker_owner, taker_side));
+            }
+            Event::Canceled {
+                order_id,
+                owner,
+                qty,
+                reason,
+            } => self.on_canceled(cx, cx.global(order_id), owner, qty, reason),
+            Event::Reduced {
+                order_id,
+                owner,
+                qty,
+                reason,
+            } => self.on_reduced(cx, cx.global(order_id), owner, qty, reason),
+            Event::Replaced {
+                order_id,
+                owner,
+                price,
+                qty,
+                priority_kept,
+            } => {
+                let id = cx.global(order_id);
+                self.on_replaced(cx, id, owner, (price, qty), priority_kept)
+            }
+            Event::Triggered { order_id, owner } => {
+                self.on_triggered(cx, cx.global(order_id), owner)
+            }
+            // Not about an order: `handle_event` handles the rest.
+            _ => {}
+        }
+    }
+
+    /// An order was accepted: tracked and reported (`t.mine`: placed by
+    /// this request).
+    fn on_accepted(&mut self, cx: &EventCtx, id: u64, owner: OwnerId, t: Tracked) {
+        self.track(id, t);
+        let r = ExecutionReport {
+            order_id: id,
+            client_order_id: t.client_order_id,
+            owner: owner.0,
+            price: t.price,
+            order_qty: t.leaves,
+            leaves_qty: t.leaves,
+            instrument: t.instrument,
+            exec_type: exec_type::NEW,
+            ord_status: ord_status::NEW,
+            side: t.side,
+            flags: if t.mine { REPORT_OWN_REQUEST } else { 0 },
+            ..cx.base
+        };
+        self.report(r, cx.request);
+    }
+
+    /// One side of a trade (`fill` says what traded): reported when this
+    /// session follows the order, with the fill applied to it.
+    fn on_fill(
+        &mut self,
+        cx: &EventCtx,
+        fill: ExecutionReport,
+        (order_id, owner, side): (engine::OrderId, OwnerId, engine::Side),
+    ) {
+        let id = cx.global(order_id);
+        if !self.concerns(id, owner) {
+            return;
+        }
+        let mut r = ExecutionReport {
+            order_id: id,
+            owner: owner.0,
+            side: side as u8,
+            ..fill
+        };
+        if let Some(t) = self.orders.get_mut(&id) {
+            t.cum += fill.last_qty;
+            t.leaves = t.leaves.saturating_sub(fill.last_qty);
+            let t = *t;
+            self.fill_from(&mut r, &t);
+            if t.leaves == 0 {
+                self.untrack(id);
+            }
+        }
+        self.report(r, cx.request);
+    }
+
+    /// An order left the book (canceled or expired): reported and untracked.
+    fn on_canceled(
+        &mut self,
+        cx: &EventCtx,
+        id: u64,
+        owner: OwnerId,
+        qty: engine::Qty,
+        reason: engine::CancelReason,
+    ) {
+        if !self.concerns(id, owner) {
+            return;
+        }
+        let expired = reason == engine::CancelReason::Expired;
+        let st = if expired {
+            ord_status::EXPIRED
+        } else {
+            ord_status::CANCELED
+        };
+        let mut r = ExecutionReport {
+            order_id: id,
+            owner: owner.0,
+            exec_type: if expired {
+                exec_type::EXPIRED
+            } else {
+                exec_type::CANCELED
+            },
+            ord_status: st,
+            cancel_reason: reason as u8,
+            ..cx.base
+        };
+        if let Some(t) = self.orders.get(&id).copied() {
+            self.fill_from(&mut r, &t);
+            r.order_qty = t.cum + t.leaves;
+            self.untrack(id);
+        } else {
+            r.order_qty = qty.0;
+        }
+        r.leaves_qty = 0;
+        r.ord_status = st;
+        self.report(r, cx.request);
+    }
+
+    /// Self-trade prevention took `qty` off an order.
+    fn on_reduced(
+        &mut self,
+        cx: &EventCtx,
+        id: u64,
+        owner: OwnerId,
+        qty: engine::Qty,
+        reason: engine::CancelReason,
+    ) {
+        if !self.concerns(id, owner) {
+            return;
+        }
+        let mut r = ExecutionReport {
+            order_id: id,
+            owner: owner.0,
+            exec_type: exec_type::STP_REDUCED,
+            ord_status: ord_status::UNKNOWN,
+            cancel_reason: reason as u8,
+            ..cx.base
+        };
+        if let Some(t) = self.orders.get_mut(&id) {
+            t.leaves = t.leaves.saturating_sub(qty.0);
+            let t = *t;
+            self.fill_from(&mut r, &t);
+            if t.leaves == 0 {
+                r.ord_status = if t.cum > 0 {
+                    ord_status::FILLED
+                } else {
+                    ord_status::CANCELED
+                };
+                self.untrack(id);
+            }
+        }
+        self.report(r, cx.request);
+    }
+
+    /// An order's price and quantity changed.
+    fn on_replaced(
+        &mut self,
+        cx: &EventCtx,
+        id: u64,
+        owner: OwnerId,
+        (price, qty): (engine::Price, engine::Qty),
+        priority_kept: bool,
+    ) {
+        if !self.concerns(id, owner) {
+            return;
+        }
+        let mut r = ExecutionReport {
+            order_id: id,
+            owner: owner.0,
+            price: price.0,
+            leaves_qty: qty.0,
+            exec_type: exec_type::REPLACED,
+            ord_status: ord_status::UNKNOWN,
+            flags: if priority_kept {
+                REPORT_PRIORITY_KEPT
+            } else {
+                0
+            },
+            ..cx.base
+        };
+        if let Some(t) = self.orders.get_mut(&id) {
+            t.price = price.0;
+            t.leaves = qty.0;
+            let t = *t;
+            self.fill_from(&mut r, &t);
+        }
+        self.report(r, cx.request);
+    }
+
+    /// A stop order was triggered.
+    fn on_triggered(&mut self, cx: &EventCtx, id: u64, owner: OwnerId) {
+        if !self.concerns(id, owner) {
+            return;
+        }
+        let mut r = ExecutionReport {
+            order_id: id,
+            owner: owner.0,
+            exec_type: exec_type::TRIGGERED,
+            ord_status: ord_status::UNKNOWN,
+            ..cx.base
+        };
+        if let Some(t) = self.orders.get(&id).copied() {
+            self.fill_from(&mut r, &t);
+        }
+        self.report(r, cx.request);
+    }
+
+    /// An answer to this session's query, sent at once: its balance, or one
+    /// row of its open orders.
+    fn query_answer(&mut self, cx: &EventCtx, pend: Option<&mut Pending>, event: &Event) {
+        let Some(p) = pend else { return };
+        let request = p.request;
+        match (event, &mut p.kind) {
+            (
+                &Event::Balance {
+                    account,
+                    debits_posted,
+                    credits_posted,
+                    debits_pending,
+                    credits_pending,
+                },
+                PendKind::QueryBalance { answered },
+            ) => {
+                *answered = true;
+                let b = BalanceMsg {
+                    request,
+                    account: u128_bytes(account.0),
+                    debits_posted: u128_bytes(debits_posted.0),
+                    credits_posted: u128_bytes(credits_posted.0),
+                    debits_pending: u128_bytes(debits_pending.0),
+                    credits_pending: u128_bytes(credits_pending.0),
+                };
+                self.push_out(template::BALANCE, &b, Some(request));
+            }
+            (
+                &Event::OpenOrder {
+                    order_id,
+                    owner,
+                    client_order_id,
+                    instrument,
+                    side,
+                    price,
+                    remaining,
+                    ..
+                },
+                PendKind::OpenOrders { count },
+            ) => {
+                *count += 1;
+                let id = cx.global(order_id);
+                let row = OpenOrderRow {
+                    request,
+                    order_id: id,
+                    client_order_id: client_order_id.0,
+                    owner: owner.0,
+                    price: price.map_or(0, |p| p.0),
+                    cum_qty: self.orders.get(&id).map_or(0, |t| t.cum),
+                    leaves_qty: remaining.0,
+                    instrument: instrument.0,
+                    side: side as u8,
+                    reserved: [0; 3],
+                };
+                self.push_out(template::OPEN_ORDER, &row, Some(request));
+            }
+            // Not an answer to the query this request asked.
+            _ => {}
         }
     }
 

@@ -635,29 +635,10 @@ pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
     })
 }
 
-/// A small deterministic PRNG (SplitMix64) for tests, simulations and
-/// benchmarks; not for anything that needs unpredictability.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (0 when `n` is 0; slight modulo bias is fine here).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    /// A coin with probability `num/den` of true.
-    pub fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.below(den) < num
-    }
-}
+/// The workspace's one seeded PRNG, re-exported where the journal's
+/// simulations (`SimDisk::crash`, `flip_bits`) and their users have always
+/// found it; the one definition is `engine::rng::SplitMix64`.
+pub use engine::rng::SplitMix64;
 
 #[cfg(test)]
 mod tests {

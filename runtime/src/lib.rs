@@ -5,8 +5,10 @@
 //! Shape (per partition): producers → `inbound` ring (crossbeam `ArrayQueue`,
 //! bounded, lock-free) → engine thread (sequencer + `Engine::apply`) →
 //! `journal` queue → journal thread (one write + one sync per group, then
-//! publishes `durable_seq`) and → `outbound` ring → `OutputReader`, which
-//! hands out an output only once `durable_seq` has reached its input.
+//! publishes `durable_seq` and rings the partition's doorbell) and →
+//! `outbound` ring (one slot per input: header, events, rows) → one
+//! `OutputReader` per cursor (order entry; market data), each handing out an
+//! input's outputs only once `durable_seq` has reached it.
 //!
 //! Invariants: every queue is bounded; a full inbound ring is reported to
 //! the producer as `Busy`, never a block or a drop; in `durable` mode no
@@ -24,6 +26,7 @@
 pub mod doorbell;
 mod history;
 pub mod idle;
+pub mod output;
 pub mod partition;
 pub mod pipeline;
 mod report;
@@ -34,9 +37,7 @@ mod threads;
 pub use doorbell::{Doorbell, DoorbellFull, DOORBELLS_MAX};
 pub use idle::IdleStrategy;
 pub use journal::Durability;
-pub use partition::{
-    Counter, Counters, Output, OutputKind, Request, Shared, SnapshotBytes, COMMAND_KINDS,
-};
+pub use partition::{Counter, Counters, Request, Shared, SnapshotBytes, COMMAND_KINDS};
 pub use pipeline::{Pipeline, PipelineConfig, PipelineError};
 pub use router::{globalize, localize, PartitionMap, Route, RouteError};
 pub use threads::*;

@@ -1,10 +1,12 @@
 //! One partition's engine thread: pops requests from its bounded inbound
 //! ring, stamps them (sequencer), applies them to the engine, hands the
-//! stamped input to the journal and the events to the bounded output ring.
+//! stamped input to the journal and its outputs (one slot per input) to the
+//! bounded output ring.
 //!
 //! Invariants: the thread owns the engine outright (no lock); it allocates
-//! nothing per command and logs nothing per command; a full journal or output
-//! ring makes it wait (back-pressure reaches producers as a full inbound ring,
+//! nothing per command (outside the output ring's spill path for inputs
+//! with more events than a slot holds, `crate::output`) and logs nothing per
+//! command; a full journal or output ring (its slowest reader) makes it wait (back-pressure reaches producers as a full inbound ring,
 //! which they see as `busy`), never drop. Time-driven work (GTD expiry, pending
 //! transfer timeouts) happens through `time` inputs the thread stamps itself
 //! when a deadline passes, so it is journaled and replays identically.
@@ -14,9 +16,11 @@
 use super::idle::{IdleStrategy, Idler};
 use super::sequencer::Sequencer;
 use crate::doorbell::Doorbell;
+use crate::output::{OutputRing, OutputWriter};
 use crossbeam::queue::ArrayQueue;
+use crossbeam::utils::CachePadded;
 use engine::history::TransferRecord;
-use engine::{Command, Engine, Event, Input, LevelView, Seq};
+use engine::{Command, Engine, Event, Input, Seq};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -32,35 +36,6 @@ pub enum Request {
     },
     /// Take a snapshot after the last applied input.
     Snapshot,
-}
-
-/// One item of a partition's output stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputKind {
-    /// The input's command: the first output of every input, before its
-    /// events (consumers that want only events skip it; the market-data
-    /// feed builder needs it for icebergs' display size and stop orders).
-    Input(Command),
-    /// An event of the input.
-    Event(Event),
-    /// A book row of the preceding `Book` event.
-    Level(LevelView),
-    /// A transfer row of the preceding `Transfers` event (a transfer query's
-    /// answer), in the event's order.
-    Row(TransferRecord),
-    /// The input's last output (also sent for inputs with no event).
-    End,
-}
-
-/// An output, tagged with its input's sequence number and caller token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Output {
-    /// Caller token (0 for inputs the runtime made itself, e.g. time ticks).
-    pub token: u64,
-    /// Input sequence number.
-    pub seq: Seq,
-    /// What.
-    pub kind: OutputKind,
 }
 
 /// A snapshot taken on the engine thread, to be written by the persistence side.
@@ -141,11 +116,18 @@ impl Counter {
     }
 }
 
-/// Plain counters the engine and journal threads own; exporters read them.
-/// Updating them is a few loads and stores per command: no lock, no
-/// allocation, no syscall.
+/// Plain counters the engine, journal and history threads own; exporters
+/// read them. Updating them is a few loads and stores per command: no lock,
+/// no locked instruction, no allocation, no syscall.
+///
+/// Grouped by writer thread, each group starting on its own cache line (the
+/// zero-sized `CachePadded` markers, with `repr(C)` keeping the order), so
+/// the journal thread's stores never invalidate the line the engine thread
+/// is counting on.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Counters {
+    // ---- written by the engine thread ----
     /// Commands applied, by kind (`COMMAND_KINDS`).
     pub commands: [Counter; COMMAND_KINDS.len()],
     /// Of those, the ones answered with a reject (order, instrument, time,
@@ -163,6 +145,13 @@ pub struct Counters {
     pub polls_idle: Counter,
     /// Nanoseconds the engine thread spent applying commands.
     pub busy_ns: Counter,
+    /// Engine time (ns) of the last applied input.
+    pub applied_time_ns: Counter,
+    /// Nanoseconds the engine thread spent on its last snapshot (state hash
+    /// and bytes), during which no input was applied.
+    pub snapshot_build_ns_last: Counter,
+    _journal_line: CachePadded<()>,
+    // ---- written by the journal thread ----
     /// Journal: blocks written.
     pub journal_blocks: Counter,
     /// Journal: records written.
@@ -176,15 +165,10 @@ pub struct Counters {
     pub journal_bytes: Counter,
     /// Engine time (ns) of the last durable input.
     pub durable_time_ns: Counter,
-    /// Engine time (ns) of the last applied input.
-    pub applied_time_ns: Counter,
     /// Unix time (ns) of the last snapshot written (0: none yet).
     pub last_snapshot_unix_ns: Counter,
     /// Snapshots written.
     pub snapshots: Counter,
-    /// Nanoseconds the engine thread spent on its last snapshot (state hash
-    /// and bytes), during which no input was applied.
-    pub snapshot_build_ns_last: Counter,
     /// Disk: bytes of journal files in the partition directory (segments,
     /// spare, head, base), as last measured by the journal thread.
     pub disk_journal_bytes: Counter,
@@ -194,10 +178,13 @@ pub struct Counters {
     pub disk_snapshot_bytes: Counter,
     /// Last seq retained away from the journal directory (0: none).
     pub retained_through_seq: Counter,
+    _history_line: CachePadded<()>,
+    // ---- written by the history writer thread ----
     /// History run files written (history writer thread).
     pub history_runs: Counter,
     /// Bytes of history run files written (history writer thread).
     pub history_bytes: Counter,
+    _end_line: CachePadded<()>,
 }
 
 impl Default for Counters {
@@ -227,17 +214,26 @@ impl Default for Counters {
             retained_through_seq: Counter::default(),
             history_runs: Counter::default(),
             history_bytes: Counter::default(),
+            _journal_line: CachePadded::new(()),
+            _history_line: CachePadded::new(()),
+            _end_line: CachePadded::new(()),
         }
     }
 }
 
 /// Shared state between a partition's thread and its handles.
+///
+/// Every field written per command sits on its own cache line: `applied_seq`
+/// and `applied` (engine thread), `durable_seq` (journal thread), the rings'
+/// own indices (crossbeam's queues and [`OutputRing`] pad them), and the
+/// counters' per-thread groups. The rest is written once (`stopped`,
+/// `journal_failed`, `stop`) and otherwise only read.
 #[derive(Debug)]
 pub struct Shared {
     /// Requests in.
     pub inbound: ArrayQueue<Request>,
-    /// Outputs out (all of them; the reader releases only durable ones).
-    pub outbound: ArrayQueue<Output>,
+    /// Outputs out, one slot per input (every reader releases only durable ones).
+    pub outbound: OutputRing,
     /// Stamped inputs for the journal thread (absent in `none` mode).
     pub journal: Option<ArrayQueue<Input>>,
     /// Snapshots for the persistence side.
@@ -245,9 +241,12 @@ pub struct Shared {
     /// Transfer changes for the history writer (absent without one).
     pub history: Option<ArrayQueue<TransferRecord>>,
     /// Last sequence applied by the engine.
-    pub applied_seq: AtomicU64,
+    pub applied_seq: CachePadded<AtomicU64>,
+    /// Inputs applied (for metrics and benchmarks; engine thread only, a
+    /// plain store).
+    pub applied: CachePadded<AtomicU64>,
     /// Last sequence durable (journal thread, or the engine thread in `none` mode).
-    pub durable_seq: AtomicU64,
+    pub durable_seq: CachePadded<AtomicU64>,
     /// Ask the thread to drain and stop.
     pub stop: AtomicBool,
     /// Set by the engine thread once it has stopped (everything it will ever
@@ -256,8 +255,6 @@ pub struct Shared {
     /// Set by the journal thread when a write or sync failed and it stopped
     /// for good (readiness reports the journal as not writable).
     pub journal_failed: AtomicBool,
-    /// Inputs applied (for metrics and benchmarks).
-    pub applied: AtomicU64,
     /// Metrics counters.
     pub counters: Counters,
     /// Rung whenever `durable_seq` moves ([`Shared::publish_durable`]).
@@ -265,23 +262,29 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Rings sized as given.
+    /// Rings sized as given (`outbound` in inputs), with one output reader.
     pub fn new(inbound: usize, outbound: usize, journal: Option<usize>, last_seq: Seq) -> Self {
         Shared {
             inbound: ArrayQueue::new(inbound.max(1)),
-            outbound: ArrayQueue::new(outbound.max(16)),
+            outbound: OutputRing::new(outbound, 1),
             journal: journal.map(|n| ArrayQueue::new(n.max(1))),
             snapshots: ArrayQueue::new(2),
             history: None,
-            applied_seq: AtomicU64::new(last_seq.0),
-            durable_seq: AtomicU64::new(last_seq.0),
+            applied_seq: CachePadded::new(AtomicU64::new(last_seq.0)),
+            applied: CachePadded::new(AtomicU64::new(0)),
+            durable_seq: CachePadded::new(AtomicU64::new(last_seq.0)),
             stop: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             journal_failed: AtomicBool::new(false),
-            applied: AtomicU64::new(0),
             counters: Counters::default(),
             doorbell: Doorbell::default(),
         }
+    }
+
+    /// With `readers` independent output cursors (before any output is written).
+    pub fn with_readers(mut self, readers: usize) -> Self {
+        self.outbound = OutputRing::new(self.outbound.slots(), readers);
+        self
     }
 
     /// Publishes that every input through `seq` is durable and wakes the
@@ -320,6 +323,7 @@ fn push_wait<T>(q: &ArrayQueue<T>, mut v: T, idle: IdleStrategy) {
 /// draining the inbound ring).
 pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engine {
     let mut events = engine.new_events();
+    let mut out = OutputWriter::new(&shared.outbound);
     let mut seq = Sequencer::new(
         Seq(shared.applied_seq.load(Ordering::Acquire)),
         engine.now(),
@@ -345,7 +349,15 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                     }
                     stamped += 1;
                     let input = seq.stamp_at(now, command);
-                    apply_one(&mut engine, &mut events, &shared, &input, token, wait);
+                    apply_one(
+                        &mut engine,
+                        &mut events,
+                        &mut out,
+                        &shared,
+                        &input,
+                        token,
+                        wait,
+                    );
                 }
                 Request::Snapshot => {
                     // The engine waits while its state is copied: measured,
@@ -370,7 +382,7 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
             let now = seq.now();
             if now >= deadline {
                 let input = seq.stamp(Command::Time { now });
-                apply_one(&mut engine, &mut events, &shared, &input, 0, wait);
+                apply_one(&mut engine, &mut events, &mut out, &shared, &input, 0, wait);
                 worked = true;
             }
         }
@@ -396,6 +408,7 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
 fn apply_one(
     engine: &mut Engine,
     events: &mut engine::Events,
+    out: &mut OutputWriter,
     shared: &Shared,
     input: &Input,
     token: u64,
@@ -413,66 +426,13 @@ fn apply_one(
             push_wait(h, *r, wait);
         }
     }
+    // One slot for the whole input: header, events and rows.
+    out.write(&shared.outbound, token, input, events, wait);
     let s = input.seq;
-    push_wait(
-        &shared.outbound,
-        Output {
-            token,
-            seq: s,
-            kind: OutputKind::Input(input.command),
-        },
-        wait,
-    );
-    for ev in events.iter() {
-        push_wait(
-            &shared.outbound,
-            Output {
-                token,
-                seq: s,
-                kind: OutputKind::Event(*ev),
-            },
-            wait,
-        );
-        if let Event::Transfers { rows, .. } = ev {
-            for r in events.rows(*rows) {
-                push_wait(
-                    &shared.outbound,
-                    Output {
-                        token,
-                        seq: s,
-                        kind: OutputKind::Row(*r),
-                    },
-                    wait,
-                );
-            }
-        }
-        if let Event::Book { bids, asks, .. } = ev {
-            for range in [*bids, *asks] {
-                for l in events.levels(range) {
-                    push_wait(
-                        &shared.outbound,
-                        Output {
-                            token,
-                            seq: s,
-                            kind: OutputKind::Level(*l),
-                        },
-                        wait,
-                    );
-                }
-            }
-        }
-    }
-    push_wait(
-        &shared.outbound,
-        Output {
-            token,
-            seq: s,
-            kind: OutputKind::End,
-        },
-        wait,
-    );
     shared.applied_seq.store(s.0, Ordering::Release);
-    shared.applied.fetch_add(1, Ordering::Relaxed);
+    // The engine thread is the only writer: a plain store, no locked add.
+    let applied = shared.applied.load(Ordering::Relaxed) + 1;
+    shared.applied.store(applied, Ordering::Relaxed);
     if shared.journal.is_none() {
         shared.publish_durable(s);
     }
@@ -505,5 +465,40 @@ fn count(c: &Counters, input: &Input, events: &engine::Events) {
     }
     if rejected {
         c.rejected[kind].add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    /// `CachePadded`'s alignment on x86-64 and aarch64 (two 64-byte lines:
+    /// the adjacent-line prefetcher pulls pairs).
+    const LINE_BYTES: usize = 128;
+
+    #[test]
+    fn counters_written_by_different_threads_share_no_cache_line() {
+        let engine_end = offset_of!(Counters, snapshot_build_ns_last) + 8;
+        let journal = (
+            offset_of!(Counters, journal_blocks),
+            offset_of!(Counters, retained_through_seq) + 8,
+        );
+        let history = (
+            offset_of!(Counters, history_runs),
+            offset_of!(Counters, history_bytes) + 8,
+        );
+        assert_eq!(offset_of!(Counters, commands), 0);
+        for (name, start) in [("journal", journal.0), ("history", history.0)] {
+            assert_eq!(start % LINE_BYTES, 0, "{name} group not line-aligned");
+        }
+        assert!(engine_end <= journal.0 && journal.1 <= history.0);
+        assert_eq!(std::mem::align_of::<Counters>(), LINE_BYTES);
+        assert!(std::mem::size_of::<Counters>() >= history.1.next_multiple_of(LINE_BYTES));
+        // The hot sequence numbers, likewise.
+        let s = Shared::new(1, 16, None, Seq(0));
+        let line = |p: *const AtomicU64| p as usize / LINE_BYTES;
+        assert_ne!(line(&*s.applied_seq), line(&*s.durable_seq));
+        assert_ne!(line(&*s.applied), line(&*s.durable_seq));
     }
 }

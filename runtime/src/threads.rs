@@ -2,6 +2,7 @@
 //! history threads, submitting to them, the journal thread's loop, and
 //! the output reader that releases only durable outputs.
 
+pub use crate::output::{Output, OutputReader, OutputRef};
 use crate::partition::*;
 use crate::router::{PartitionMap, Route, RouteError};
 use crate::{history, idle, partition, Durability, IdleStrategy};
@@ -45,8 +46,13 @@ pub const UNPINNED_IDLE: IdleStrategy = IdleStrategy::Park { max_sleep_us: 50 };
 pub struct RuntimeConfig {
     /// Inbound ring slots per partition.
     pub inbound_ring: usize,
-    /// Output ring slots per partition.
+    /// Output ring slots per partition (one per input in flight).
     pub output_ring: usize,
+    /// Independent readers of each partition's outputs (cursors on its
+    /// output ring, 1..=`output::READERS_MAX`): 1 for order entry, 2 with a
+    /// market-data consumer. Every cursor must be read (or the ring closed
+    /// at shutdown), or the engine thread waits for it.
+    pub output_readers: usize,
     /// Journal queue slots per partition (and the largest group commit).
     pub journal_queue: usize,
     /// What idle engine threads do.
@@ -85,7 +91,8 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             inbound_ring: 1 << 16,
-            output_ring: 1 << 18,
+            output_ring: 1 << 16,
+            output_readers: 1,
             journal_queue: 1 << 16,
             idle: IdleStrategy::Spin,
             pin: true,
@@ -231,7 +238,8 @@ impl Runtime {
                 _ => Some(cfg.journal_queue),
             };
             let writer = history.get_mut(i).and_then(Option::take);
-            let mut shared = Shared::new(cfg.inbound_ring, cfg.output_ring, journal_q, p.last_seq);
+            let mut shared = Shared::new(cfg.inbound_ring, cfg.output_ring, journal_q, p.last_seq)
+                .with_readers(cfg.output_readers);
             if writer.is_some() {
                 shared = shared.with_history(cfg.journal_queue);
             }
@@ -355,12 +363,16 @@ impl Runtime {
             .map_err(|_| SubmitError::Busy)
     }
 
-    /// A reader of one partition's durable outputs (use one reader per partition).
+    /// A reader of one partition's durable outputs through its first cursor
+    /// (one reader per cursor at a time).
     pub fn reader(&self, partition: usize) -> OutputReader {
-        OutputReader {
-            shared: self.parts[partition].shared.clone(),
-            held: None,
-        }
+        self.reader_at(partition, 0)
+    }
+
+    /// A reader of one partition's durable outputs through cursor `cursor`
+    /// (< `RuntimeConfig::output_readers`), independent of the others.
+    pub fn reader_at(&self, partition: usize, cursor: usize) -> OutputReader {
+        OutputReader::new(self.parts[partition].shared.clone(), cursor)
     }
 
     /// Shared counters of a partition (sequence numbers, applied count).
@@ -374,6 +386,9 @@ impl Runtime {
         for p in &self.parts {
             // The snapshot request goes through the ring: it sits after every
             // command accepted before shutdown.
+            // Nobody reads the outputs of what drains now: the engine thread
+            // must not wait for readers that are gone.
+            p.shared.outbound.close();
             let mut req = Request::Snapshot;
             while let Err(back) = p.shared.inbound.push(req) {
                 req = back;
@@ -495,37 +510,5 @@ fn journal_loop(
             c.retained_through_seq.set(u.retained_through_seq);
         }
         idler.idle(worked);
-    }
-}
-
-/// Releases one partition's outputs in order, each only once its input is
-/// durable.
-pub struct OutputReader {
-    shared: Arc<Shared>,
-    held: Option<Output>,
-}
-
-impl std::fmt::Debug for OutputReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutputReader")
-            .field("held", &self.held)
-            .finish()
-    }
-}
-
-impl OutputReader {
-    /// The next durable output, if any.
-    #[inline]
-    pub fn poll(&mut self) -> Option<Output> {
-        let o = match self.held.take() {
-            Some(o) => o,
-            None => self.shared.outbound.pop()?,
-        };
-        if o.seq.0 <= self.shared.durable_seq.load(Ordering::Acquire) {
-            Some(o)
-        } else {
-            self.held = Some(o);
-            None
-        }
     }
 }

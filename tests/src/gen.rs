@@ -1,7 +1,7 @@
 //! Seeded generator of random command streams for cross-checks, determinism
 //! and allocation tests.
 //!
-//! A tiny SplitMix64 PRNG (no `rand` crate) drives everything, so a seed
+//! The workspace's SplitMix64 (`engine::rng`, no `rand` crate) drives everything, so a seed
 //! alone replays a stream. Streams cover 1–3 settle-free instruments with
 //! small tick and price ranges (books cross often), every order type and
 //! time in force, post-only, icebergs, all STP modes, 4 owners (self-trades
@@ -11,46 +11,20 @@
 //! `Gen::next` looks at a `Reference` to aim at live orders and at the last
 //! trade price; it never looks at the engine.
 
+use crate::fixtures;
 use crate::reference::Reference;
+use engine::rng::SplitMix64;
 use engine::{
-    AccountId, Asset, ClientOrderId, Command, Input, InstrumentId, InstrumentSpec, NewOrder,
-    OrderId, OrderType, OwnerId, Price, Qty, Seq, Side, Stp, Symbol, Tif, Timestamp,
+    Asset, ClientOrderId, Command, Input, InstrumentId, InstrumentSpec, NewOrder, OrderId,
+    OrderType, OwnerId, Price, Qty, Seq, Side, Stp, Symbol, Tif, Timestamp,
 };
 use std::collections::VecDeque;
 
-/// SplitMix64.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x5851_f42d_4c95_7f2d)
-    }
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-    /// True with probability `pct` percent.
-    pub fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-    /// One element of a non-empty slice.
-    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
-    }
+/// The generator `Gen` draws from for `seed`. The seed is salted so every
+/// seed recorded before the PRNG became `engine::rng::SplitMix64` still
+/// replays the same stream.
+pub fn seeded(seed: u64) -> SplitMix64 {
+    SplitMix64::new(seed ^ 0x5851_f42d_4c95_7f2d)
 }
 
 /// Which features a stream may use (tests narrow it, e.g. to dodge a known divergence).
@@ -80,7 +54,7 @@ impl Default for Features {
 /// A seeded random stream of inputs.
 #[derive(Clone, Debug)]
 pub struct Gen {
-    rng: Rng,
+    rng: SplitMix64,
     seq: u64,
     clock: u64,
     specs: Vec<InstrumentSpec>,
@@ -90,27 +64,17 @@ pub struct Gen {
     features: Features,
 }
 
-/// A settle-free instrument with the given controls.
+/// A settle-free instrument with the given controls (symbol SYM, BASE/QUOTE,
+/// at most 100 a order: small, so books cross and limits bite).
 pub fn instrument(id: u32, tick: u64, reference: u64) -> InstrumentSpec {
     InstrumentSpec {
-        id: InstrumentId(id),
-        symbol: Symbol::from_str_code("SYM").unwrap(),
-        base: Asset::from_str_code("BASE").unwrap(),
-        quote: Asset::from_str_code("QUOTE").unwrap(),
+        symbol: Symbol::from_str_code("SYM").expect("valid symbol"),
+        base: Asset::from_str_code("BASE").expect("valid asset"),
+        quote: Asset::from_str_code("QUOTE").expect("valid asset"),
         tick,
-        lot_size: 1,
-        qty_min: 1,
         qty_max: 100,
         reference_price: Price(reference),
-        band_bps: None,
-        circuit_bps: None,
-        circuit_window_ns: 0,
-        maker_fee_bps: 0,
-        taker_fee_bps: 0,
-        fee_account: AccountId(0),
-        settle: false,
-        open_orders_max: None,
-        notional_max: None,
+        ..fixtures::instrument(id)
     }
 }
 
@@ -122,7 +86,7 @@ impl Gen {
 
     /// A stream for `seed` restricted to `features`.
     pub fn with_features(seed: u64, features: Features) -> Gen {
-        let mut rng = Rng::new(seed);
+        let mut rng = seeded(seed);
         let n = rng.range(1, 3);
         let mut specs = Vec::new();
         let mut setup = VecDeque::new();
@@ -136,28 +100,28 @@ impl Gen {
             );
             s.qty_min = rng.pick(&[1, 1, 2]);
             s.qty_max = rng.range(10, 40);
-            if rng.chance(40) {
+            if rng.chance_pct(40) {
                 s.band_bps = Some(rng.pick(&[0, 200, 500, 800, 1500]) as u32);
             }
-            if rng.chance(35) {
+            if rng.chance_pct(35) {
                 s.circuit_bps = Some(rng.pick(&[300, 600, 1000]) as u32);
                 s.circuit_window_ns = rng.pick(&[500, 2_000, 10_000]);
             }
-            if rng.chance(30) {
+            if rng.chance_pct(30) {
                 s.open_orders_max = Some(rng.range(2, 10) as u32);
             }
-            if rng.chance(30) {
+            if rng.chance_pct(30) {
                 s.notional_max = Some(reference * rng.range(5, 25));
             }
-            if rng.chance(10) {
+            if rng.chance_pct(10) {
                 s.lot_size = 1 << 40;
             }
             specs.push(s);
             setup.push_back(Command::AddInstrument(s));
-            if features.bad_values && rng.chance(20) {
+            if features.bad_values && rng.chance_pct(20) {
                 // A duplicate, or an invalid definition.
                 let mut bad = s;
-                if rng.chance(50) {
+                if rng.chance_pct(50) {
                     bad.id = InstrumentId(bad.id.0 + 1000);
                     match rng.below(5) {
                         0 => bad.tick = 0,
@@ -201,10 +165,10 @@ impl Gen {
     pub fn next(&mut self, r: &Reference) -> Input {
         self.seq += 1;
         let mut now = self.clock;
-        if self.rng.chance(30) {
+        if self.rng.chance_pct(30) {
             self.clock += self.rng.range(0, 400);
             now = self.clock;
-        } else if self.rng.chance(3) {
+        } else if self.rng.chance_pct(3) {
             now = self.clock.saturating_sub(self.rng.range(1, 500)); // stale
         }
         let command = match self.setup.pop_front() {
@@ -213,7 +177,7 @@ impl Gen {
         };
         if let Command::Time { now: t } = command {
             self.clock = self.clock.max(t.0);
-            if self.rng.chance(10) {
+            if self.rng.chance_pct(10) {
                 // The input's time beyond the command's: the later one counts.
                 self.clock += self.rng.range(1, 1_000);
                 now = self.clock;
@@ -232,7 +196,7 @@ impl Gen {
     }
 
     fn inst_id(&mut self) -> InstrumentId {
-        if self.features.bad_values && self.rng.chance(2) {
+        if self.features.bad_values && self.rng.chance_pct(2) {
             InstrumentId(999)
         } else {
             self.inst().id
@@ -246,7 +210,7 @@ impl Gen {
     /// A price near the last trade, in ticks; sometimes bad.
     fn price(&mut self, s: &InstrumentSpec, r: &Reference) -> u64 {
         let center = r.last_trade(s.id).unwrap_or(s.reference_price.0);
-        if self.features.bad_values && self.rng.chance(2) {
+        if self.features.bad_values && self.rng.chance_pct(2) {
             return match self.rng.below(3) {
                 0 => 0,
                 1 if s.tick > 1 => center.saturating_add(1),
@@ -259,7 +223,7 @@ impl Gen {
     }
 
     fn qty(&mut self, s: &InstrumentSpec) -> u64 {
-        if self.features.bad_values && self.rng.chance(2) {
+        if self.features.bad_values && self.rng.chance_pct(2) {
             return self
                 .rng
                 .pick(&[0, s.qty_max + 1, s.qty_min.saturating_sub(1)]);
@@ -311,7 +275,7 @@ impl Gen {
                 let price = (k < 6).then(|| self.price(&s, r));
                 let qty = if k >= 4 {
                     Some(match cur {
-                        Some(o) if self.rng.chance(50) => {
+                        Some(o) if self.rng.chance_pct(50) => {
                             o.remaining.0.saturating_sub(self.rng.range(0, 3)).max(1)
                         }
                         _ => self.qty(&s),
@@ -328,10 +292,10 @@ impl Gen {
             }
             81..=83 => {
                 let owner = self.owner();
-                let instrument = self.rng.chance(50).then(|| self.inst_id());
+                let instrument = self.rng.chance_pct(50).then(|| self.inst_id());
                 let side = self
                     .rng
-                    .chance(40)
+                    .chance_pct(40)
                     .then(|| self.rng.pick(&[Side::Buy, Side::Sell]));
                 Command::MassCancel {
                     owner: OwnerId(owner),
@@ -349,7 +313,7 @@ impl Gen {
                     .map(|s| s.id)
                     .filter(|&i| r.is_halted(i))
                     .collect();
-                let instrument = if !halted.is_empty() && self.rng.chance(85) {
+                let instrument = if !halted.is_empty() && self.rng.chance_pct(85) {
                     self.rng.pick(&halted)
                 } else {
                     self.inst_id()
@@ -357,7 +321,7 @@ impl Gen {
                 Command::Resume { instrument }
             }
             89..=93 => {
-                let t = if self.features.bad_values && self.rng.chance(8) {
+                let t = if self.features.bad_values && self.rng.chance_pct(8) {
                     self.clock.saturating_sub(self.rng.range(1, 100))
                 } else {
                     self.clock + self.rng.range(0, 3_000)
@@ -365,7 +329,7 @@ impl Gen {
                 Command::Time { now: Timestamp(t) }
             }
             _ => {
-                let depth = self.rng.chance(50).then(|| self.rng.range(0, 4) as u32);
+                let depth = self.rng.chance_pct(50).then(|| self.rng.range(0, 4) as u32);
                 Command::QueryBook {
                     instrument: self.inst_id(),
                     depth,
@@ -378,10 +342,10 @@ impl Gen {
         let owner = self.owner();
         let s = self.inst();
         let mut instrument = s.id;
-        if self.features.bad_values && self.rng.chance(2) {
+        if self.features.bad_values && self.rng.chance_pct(2) {
             instrument = InstrumentId(999);
         }
-        let coid = if self.features.bad_values && self.rng.chance(3) && self.next_coid > 1 {
+        let coid = if self.features.bad_values && self.rng.chance_pct(3) && self.next_coid > 1 {
             self.rng.range(1, self.next_coid - 1)
         } else {
             self.next_coid += 1;
@@ -404,9 +368,9 @@ impl Gen {
         };
         let mut price = order_type.has_price().then(|| self.price(&s, r));
         let mut trigger_price = order_type.has_trigger().then(|| self.price(&s, r));
-        if self.features.bad_values && self.rng.chance(2) {
+        if self.features.bad_values && self.rng.chance_pct(2) {
             // Type contradictions (ARCHITECTURE.md 2).
-            if self.rng.chance(50) {
+            if self.rng.chance_pct(50) {
                 price = match price {
                     Some(_) => None,
                     None => Some(s.reference_price.0),
@@ -422,20 +386,21 @@ impl Gen {
         let expire_at = (tif == Tif::Gtd).then(|| {
             // Some orders (stops included) arrive already expired: their
             // remainder is cancelled `expired` at once (convention 4).
-            if self.rng.chance(10) && (self.features.expired_stops || !order_type.has_trigger()) {
+            if self.rng.chance_pct(10) && (self.features.expired_stops || !order_type.has_trigger())
+            {
                 self.clock.saturating_sub(self.rng.range(0, 50))
             } else {
                 self.clock + self.rng.range(1, 4_000)
             }
         });
         let post_only = if order_type == OrderType::Limit {
-            self.rng.chance(12)
+            self.rng.chance_pct(12)
         } else {
-            self.features.bad_values && self.rng.chance(1)
+            self.features.bad_values && self.rng.chance_pct(1)
         };
         let iceberg = if self.features.dense { 45 } else { 15 };
-        let display_qty = if self.rng.chance(iceberg)
-            && (order_type.has_price() || (self.features.bad_values && self.rng.chance(10)))
+        let display_qty = if self.rng.chance_pct(iceberg)
+            && (order_type.has_price() || (self.features.bad_values && self.rng.chance_pct(10)))
         {
             Some(Qty(self.rng.range(s.qty_min, qty.max(s.qty_min) + 1)))
         } else {

@@ -17,8 +17,6 @@
 //! transfer capacity counts stored transfers plus remembered failed ids —
 //! the engine's limit while nothing is installed; build it with a large
 //! `transfers_max` to compare an engine that evicts into history.
-//!
-//! Also here: `SplitMix64`, the tiny seeded PRNG the ledger tests use.
 
 use engine::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -769,40 +767,5 @@ impl RefLedger {
             created_seq: self.seq,
             change_seq: self.seq,
         });
-    }
-}
-
-/// SplitMix64: a tiny, fast, seedable PRNG (Steele, Lea, Flood 2014).
-#[derive(Clone, Debug)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0; the tiny modulo bias does not matter here).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    /// True with probability `pct`/100.
-    pub fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-
-    /// One element of a non-empty slice.
-    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
     }
 }

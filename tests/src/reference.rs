@@ -1,6 +1,6 @@
 //! A naive reference model of Bourse's order books, written from
 //! `shared/spec/semantics.md` and ARCHITECTURE.md ("Semantics chosen where the
-//! spec leaves room"), independently of `engine/src/engine.rs`.
+//! spec leaves room"), independently of `engine/src/engine/`.
 //!
 //! It favours obvious correctness over speed: a price level is a `Vec` of
 //! order ids in a `BTreeMap<price, Vec<id>>`, every live order sits in one

@@ -10,7 +10,7 @@
 //! by seed) so that streams cross its edge: ids are reused both inside it
 //! (duplicates) and past it (accepted again).
 
-use bourse_tests::gen::{Features, Gen, Rng};
+use bourse_tests::gen::{seeded, Features, Gen};
 use bourse_tests::reference::{evs_of, Ev, Reference};
 use engine::{Engine, EngineConfig, Event, Input, Price, Side};
 use std::collections::{BTreeMap, VecDeque};
@@ -42,7 +42,7 @@ fn kind(e: &Ev) -> String {
 
 /// Runs one seed; returns the number of commands applied.
 fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
-    let n = env_u64("TEST_CMDS").unwrap_or_else(|| Rng::new(seed).range(300, 1000)) as usize;
+    let n = env_u64("TEST_CMDS").unwrap_or_else(|| seeded(seed).range(300, 1000)) as usize;
     let window = [4u32, 8, 16, 64][(seed % 4) as usize];
     let mut engine = Engine::new(EngineConfig {
         client_order_ids_max: window,

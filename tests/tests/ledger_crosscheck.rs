@@ -11,7 +11,8 @@
 //!
 //! `TEST_SEEDS=N` runs N seeds (default 300); `TEST_SEED=S` runs only S.
 
-use bourse_tests::ref_ledger::{RefLedger, SplitMix64};
+use bourse_tests::ref_ledger::RefLedger;
+use engine::rng::SplitMix64;
 use engine::*;
 use std::collections::BTreeMap;
 
@@ -91,7 +92,7 @@ impl Gen {
     }
 
     fn user(&mut self) -> AccountId {
-        if self.rng.chance(90) {
+        if self.rng.chance_pct(90) {
             AccountId(self.rng.range(3, 12) as u128)
         } else {
             AccountId(self.rng.range(13, MAX_ACCOUNT) as u128)
@@ -104,7 +105,7 @@ impl Gen {
     /// (`validate_survives_sums_beyond_u128` in ledger_results.rs covers
     /// per-asset sums beyond u128.)
     fn amount(&mut self, hi: u64, huge_pct: u64) -> Amount {
-        if self.rng.chance(huge_pct) {
+        if self.rng.chance_pct(huge_pct) {
             Amount(u128::MAX / 3 + self.rng.range(1, 1000) as u128)
         } else {
             Amount(self.rng.range(1, hi) as u128)
@@ -128,7 +129,7 @@ impl Gen {
     fn deposit(&mut self) -> TransferSpec {
         let to = self.user();
         // Mostly from the external account of the same asset.
-        let ext = match (asset_of(to.0), self.rng.chance(85)) {
+        let ext = match (asset_of(to.0), self.rng.chance_pct(85)) {
             (USD, true) => AccountId(1),
             (EUR, true) => AccountId(2),
             _ => AccountId(self.rng.range(1, 2) as u128),
@@ -139,7 +140,7 @@ impl Gen {
 
     fn user_transfer(&mut self) -> TransferSpec {
         let (dr, cr) = (self.user(), self.user());
-        let amt = if self.rng.chance(3) {
+        let amt = if self.rng.chance_pct(3) {
             Amount(0)
         } else {
             self.amount(800, 0)
@@ -148,7 +149,7 @@ impl Gen {
     }
 
     fn pending(&mut self) -> TransferSpec {
-        let dr = if self.rng.chance(40) {
+        let dr = if self.rng.chance_pct(40) {
             AccountId(self.rng.range(1, 2) as u128)
         } else {
             self.user()
@@ -157,22 +158,22 @@ impl Gen {
         let huge = if dr.0 <= 2 { 4 } else { 0 };
         let amt = self.amount(400, huge);
         let mut t = self.spec(dr, cr, amt, TransferFlags::PENDING);
-        if self.rng.chance(60) {
+        if self.rng.chance_pct(60) {
             t.timeout_ns = self.rng.range(1, 60);
         }
         t
     }
 
     fn post_or_void(&mut self) -> TransferSpec {
-        let flag = if self.rng.chance(60) {
+        let flag = if self.rng.chance_pct(60) {
             TransferFlags::POST_PENDING
         } else {
             TransferFlags::VOID_PENDING
         };
-        let p = if self.pendings.is_empty() || self.rng.chance(5) {
+        let p = if self.pendings.is_empty() || self.rng.chance_pct(5) {
             // Unknown, or a transfer that is not pending.
             let mut p = self.user_transfer();
-            if self.rng.chance(50) && !self.sent.is_empty() {
+            if self.rng.chance_pct(50) && !self.sent.is_empty() {
                 p = self.rng.pick(&self.sent);
             }
             p
@@ -181,7 +182,7 @@ impl Gen {
             // Favour recent pendings.
             let j =
                 self.pendings.len() - 1 - (self.rng.below(4) as usize).min(self.pendings.len() - 1);
-            self.pendings[if self.rng.chance(50) { i } else { j }]
+            self.pendings[if self.rng.chance_pct(50) { i } else { j }]
         };
         let full = p.amount.0;
         let amount = match self.rng.below(5) {
@@ -194,7 +195,7 @@ impl Gen {
             0..=4 => (AccountId(0), AccountId(0)),
             5..=7 => (p.debit_account, p.credit_account),
             8 => (p.credit_account, p.debit_account),
-            _ if self.rng.chance(50) => (AccountId(0), self.account()),
+            _ if self.rng.chance_pct(50) => (AccountId(0), self.account()),
             _ => (self.account(), AccountId(0)),
         };
         let mut t = self.spec(dr, cr, Amount(amount), flag);
@@ -217,7 +218,7 @@ impl Gen {
         let mut t = self.rng.pick(&resolved);
         t.id = self.fresh_id();
         t.flags.0 &= !TransferFlags::LINKED;
-        if self.rng.chance(50) {
+        if self.rng.chance_pct(50) {
             t.flags.0 ^= pv;
         }
         t
@@ -225,12 +226,12 @@ impl Gen {
 
     /// A transfer with every field drawn from a small domain.
     fn wild(&mut self) -> TransferSpec {
-        let id = if self.rng.chance(10) {
+        let id = if self.rng.chance_pct(10) {
             TransferId(0)
         } else {
             self.fresh_id()
         };
-        let pending_id = if self.rng.chance(50) || self.sent.is_empty() {
+        let pending_id = if self.rng.chance_pct(50) || self.sent.is_empty() {
             TransferId(self.rng.below(3) as u128)
         } else {
             self.rng.pick(&self.sent).id
@@ -243,7 +244,7 @@ impl Gen {
             code: self.rng.below(3) as u16,
             flags: TransferFlags(self.rng.below(32) as u16 & !TransferFlags::LINKED),
             pending_id,
-            timeout_ns: if self.rng.chance(70) {
+            timeout_ns: if self.rng.chance_pct(70) {
                 0
             } else {
                 self.rng.range(1, 40)
@@ -305,7 +306,7 @@ impl Gen {
     /// Who acts: mostly admin, often a few owners (0..=4, so sometimes the
     /// account's owner, sometimes a foreign one, sometimes "nobody").
     fn actor(&mut self) -> Actor {
-        if self.rng.chance(80) {
+        if self.rng.chance_pct(80) {
             return Actor::Admin;
         }
         let n = self.rng.range(0, 3) as usize;
@@ -330,12 +331,12 @@ impl Gen {
             }
             6..=19 => {
                 let t = self.deposit();
-                let be = self.rng.chance(50);
+                let be = self.rng.chance_pct(50);
                 self.transfer(t, be);
             }
             20..=33 => {
                 let t = self.user_transfer();
-                let be = self.rng.chance(50);
+                let be = self.rng.chance_pct(50);
                 self.transfer(t, be);
             }
             34..=43 => {
@@ -343,7 +344,7 @@ impl Gen {
                 self.transfer(t, true);
             }
             44..=55 => {
-                let t = if self.rng.chance(25) {
+                let t = if self.rng.chance_pct(25) {
                     self.resolve_again()
                 } else {
                     self.post_or_void()
@@ -360,7 +361,7 @@ impl Gen {
                 let ending = self.rng.below(10);
                 for i in 0..n {
                     let mut t = self.single();
-                    if self.rng.chance(8) && !self.sent.is_empty() {
+                    if self.rng.chance_pct(8) && !self.sent.is_empty() {
                         t = self.retry();
                     }
                     let last = i + 1 == n;
@@ -372,7 +373,7 @@ impl Gen {
                 }
             }
             75..=82 => {
-                let t = if self.rng.chance(12) && self.now > 0 {
+                let t = if self.rng.chance_pct(12) && self.now > 0 {
                     self.now - self.rng.range(1, self.now.min(10))
                 } else {
                     self.now + self.rng.range(0, 30)
@@ -386,11 +387,11 @@ impl Gen {
             }
             _ => {
                 let mut t = self.wild();
-                let linked = self.rng.chance(10);
+                let linked = self.rng.chance_pct(10);
                 if linked {
                     t.flags.0 |= TransferFlags::LINKED;
                 }
-                let be = self.rng.chance(50);
+                let be = self.rng.chance_pct(50);
                 self.transfer(t, be);
             }
         }
@@ -577,7 +578,7 @@ fn extra(rng: &mut SplitMix64, ids: &[TransferId]) -> Option<Command> {
     };
     match rng.below(100) {
         0..=7 if !ids.is_empty() => Some(Command::LookupTransfer {
-            id: if rng.chance(10) {
+            id: if rng.chance_pct(10) {
                 TransferId(rng.next_u64() as u128)
             } else {
                 rng.pick(ids)
@@ -585,7 +586,7 @@ fn extra(rng: &mut SplitMix64, ids: &[TransferId]) -> Option<Command> {
             actor,
         }),
         8..=15 => {
-            let by = if rng.chance(50) {
+            let by = if rng.chance_pct(50) {
                 history::RangeBy::LedgerSeq
             } else {
                 history::RangeBy::Time
@@ -596,15 +597,15 @@ fn extra(rng: &mut SplitMix64, ids: &[TransferId]) -> Option<Command> {
                     account: AccountId(rng.range(0, MAX_ACCOUNT) as u128),
                     by,
                     lo,
-                    hi: if rng.chance(5) {
+                    hi: if rng.chance_pct(5) {
                         lo.saturating_sub(1)
-                    } else if rng.chance(50) {
+                    } else if rng.chance_pct(50) {
                         u64::MAX
                     } else {
                         lo + rng.below(60)
                     },
                     limit: [0, 1, 3, 10, 1024, 1025][rng.below(6) as usize],
-                    newest_first: rng.chance(50),
+                    newest_first: rng.chance_pct(50),
                 },
                 actor,
             })
@@ -639,7 +640,7 @@ fn run_history_seed(seed: u64) -> usize {
     let mut evicted = 0;
     for input in gen_stream(seed) {
         let mut cmds = Vec::new();
-        if rng.chance(25) && !applied.is_empty() {
+        if rng.chance_pct(25) && !applied.is_empty() {
             let through = Seq(applied.len() as u64);
             let (run, checksum) = cutter.cut(through);
             reference.hold_run(run, checksum);

@@ -8,9 +8,9 @@
 //!
 //! `TEST_SEEDS=N` runs N seeds (default 60); `TEST_SEED=S` runs only S.
 
-use bourse_tests::fixtures::plain_transfer;
-use bourse_tests::ref_ledger::SplitMix64;
+use bourse_tests::fixtures::{instrument, plain_transfer};
 use bourse_tests::ref_settle::SettleModel;
+use engine::rng::SplitMix64;
 use engine::*;
 
 const OWNERS: u64 = 4;
@@ -145,24 +145,13 @@ fn run_seed(seed: u64, tally: &mut [u128; 4]) {
         m.trading.insert(o, (quote_acct(o), base_acct(o)));
     }
     let spec = InstrumentSpec {
-        id: InstrumentId(1),
-        symbol: Symbol::from_str_code("BTC-USD").unwrap(),
-        base: btc,
-        quote: usd,
-        tick: 1,
         lot_size,
-        qty_min: 1,
         qty_max: 1000,
-        reference_price: Price(100),
-        band_bps: None,
-        circuit_bps: None,
-        circuit_window_ns: 0,
         maker_fee_bps: maker_bps,
         taker_fee_bps: taker_bps,
         fee_account: AccountId(FEES),
         settle: true,
-        open_orders_max: None,
-        notional_max: None,
+        ..instrument(1)
     };
     let evs = r.apply(Command::AddInstrument(spec));
     assert!(evs.is_empty(), "{evs:?}");
@@ -175,7 +164,7 @@ fn run_seed(seed: u64, tally: &mut [u128; 4]) {
             0..=14 => {
                 // Deposit.
                 next_transfer += 1;
-                let (ext, acct, amt) = if rng.chance(50) {
+                let (ext, acct, amt) = if rng.chance_pct(50) {
                     (EXT_USD, quote_acct(owner), rng.range(100, 3000) as u128)
                 } else {
                     (EXT_BTC, base_acct(owner), rng.range(1, 40) as u128)
@@ -193,7 +182,7 @@ fn run_seed(seed: u64, tally: &mut [u128; 4]) {
             15..=24 => {
                 // Withdrawal: refused exactly when it exceeds what is available (holds included).
                 next_transfer += 1;
-                let (acct, ext, amt) = if rng.chance(50) {
+                let (acct, ext, amt) = if rng.chance_pct(50) {
                     (quote_acct(owner), EXT_USD, rng.range(1, 2000) as u128)
                 } else {
                     (base_acct(owner), EXT_BTC, rng.range(1, 30) as u128)
@@ -221,7 +210,7 @@ fn run_seed(seed: u64, tally: &mut [u128; 4]) {
             25..=34 => {
                 // Cancel one of the owner's live orders, or a random id.
                 let live = m.live_orders();
-                let id = if !live.is_empty() && rng.chance(80) {
+                let id = if !live.is_empty() && rng.chance_pct(80) {
                     rng.pick(&live)
                 } else {
                     rng.range(1, 50)
@@ -234,14 +223,18 @@ fn run_seed(seed: u64, tally: &mut [u128; 4]) {
             }
             _ => {
                 next_coid += 1;
-                let side = if rng.chance(50) {
+                let side = if rng.chance_pct(50) {
                     Side::Buy
                 } else {
                     Side::Sell
                 };
                 let price = rng.range(90, 110);
                 let qty = rng.range(1, 12);
-                let tif = if rng.chance(25) { Tif::Ioc } else { Tif::Gtc };
+                let tif = if rng.chance_pct(25) {
+                    Tif::Ioc
+                } else {
+                    Tif::Gtc
+                };
                 let acct = if side == Side::Buy {
                     quote_acct(owner)
                 } else {

@@ -13,7 +13,7 @@
 //! capacities, a few seconds in the tests profile) and a version that
 //! crosses a small window many times, checked against the reference model.
 
-use bourse_tests::gen::{instrument, Gen, Rng};
+use bourse_tests::gen::{instrument, seeded, Gen};
 use bourse_tests::reference::{evs_of, Ev, Reference};
 use engine::*;
 
@@ -315,13 +315,13 @@ fn snapshots_round_trip_across_window_edges() {
         let mut r = Reference::with_coid_window(window as u64);
         let mut e = Engine::new(c);
         let mut ev = e.new_events();
-        let mut rng = Rng::new(seed ^ 0x5eed);
+        let mut rng = seeded(seed ^ 0x5eed);
         for k in 0..400 {
             let input = gen.next(&r);
             let want = r.apply(&input);
             e.apply(&input, &mut ev);
             assert_eq!(evs_of(&ev), want, "seed {seed} #{k}: {input:?}");
-            if rng.chance(15) {
+            if rng.chance_pct(15) {
                 let bytes = e.snapshot();
                 let back = Engine::restore(c, &bytes)
                     .unwrap_or_else(|err| panic!("seed {seed} #{k}: {err}"));

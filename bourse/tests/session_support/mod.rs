@@ -3,6 +3,7 @@
 //! session(s) it concerns, and a decoder of what a session transmits.
 #![allow(dead_code)]
 
+use bourse_tests::fixtures;
 use engine::*;
 use gateway::session::{token_session, Auth, EngineRequest, Perms, Session, SessionConfig};
 use gateway::wire::*;
@@ -102,26 +103,7 @@ pub fn concerns(e: &Event, owners: &[OwnerId]) -> bool {
 }
 
 pub fn instrument(id: u32) -> Command {
-    Command::AddInstrument(InstrumentSpec {
-        id: InstrumentId(id),
-        symbol: Symbol::from_str_code("BTC-USD").unwrap(),
-        base: Asset::from_str_code("BTC").unwrap(),
-        quote: Asset::from_str_code("USD").unwrap(),
-        tick: 1,
-        lot_size: 1,
-        qty_min: 1,
-        qty_max: 1_000_000,
-        reference_price: Price(100),
-        band_bps: None,
-        circuit_bps: None,
-        circuit_window_ns: 0,
-        maker_fee_bps: 0,
-        taker_fee_bps: 0,
-        fee_account: AccountId(0),
-        settle: false,
-        open_orders_max: None,
-        notional_max: None,
-    })
+    Command::AddInstrument(fixtures::instrument(id))
 }
 
 pub fn auth() -> Arc<Auth> {

@@ -39,6 +39,7 @@ pub fn pipeline_config(dir: &Path) -> PipelineConfig {
     cfg.runtime = RuntimeConfig {
         inbound_ring: 1024,
         output_ring: 1 << 14,
+        output_readers: 1,
         journal_queue: 1024,
         idle: IdleStrategy::Yield,
         pin: false,

@@ -212,15 +212,6 @@ pub struct MdStats {
     pub disconnects: [u64; DisconnectReason::ALL.len()],
 }
 
-/// One input being assembled by a caller that receives it in pieces (the
-/// runtime's output adapter); handed to `MdHub::on_input` whole.
-#[derive(Debug, Default)]
-pub(crate) struct Staged {
-    pub(crate) seq: Seq,
-    pub(crate) command: Option<Command>,
-    pub(crate) events: Vec<Event>,
-}
-
 /// The server side: feed builders, replay rings, subscribers.
 pub struct MdHub {
     cfg: MdConfig,
@@ -240,8 +231,6 @@ pub struct MdHub {
     reset_pending: bool,
     /// Subscribers owing snapshots after a reset (usually none).
     owed: Vec<SubId>,
-    /// Per partition: the input a piecewise caller is assembling.
-    pub(crate) staged: Vec<Staged>,
     /// The transport's per-hub state (the QUIC flusher), opaque here: the
     /// hub never calls it, it only keeps it with the hub it serves.
     pub(crate) transport: Option<Rc<dyn std::any::Any>>,
@@ -274,7 +263,6 @@ impl MdHub {
             stats: MdStats::default(),
             reset_pending: false,
             owed: Vec::new(),
-            staged: (0..n).map(|_| Staged::default()).collect(),
             transport: None,
             cfg,
         }

@@ -1,7 +1,8 @@
 //! Market data over QUIC (`bourse-md/1` on the order-entry endpoint): the
 //! server's per-subscriber connection tasks (`server`), the client
 //! (`client`), and the hand-off from the order-entry server (its
-//! `Companion`: the runtime's outputs in, connections to serve).
+//! `Companion`: market data's own output cursors read by its own task,
+//! connections to serve).
 //!
 //! Invariants: this is the only part of `feeds` that touches quinn, tokio,
 //! the clock or the runtime's output types; the hub it drives
@@ -14,54 +15,20 @@ pub(crate) mod server;
 use crate::hub::{MdConfig, MdHub, MdStats};
 use gateway::counters::DisconnectReason;
 use gateway::session::Auth;
-use runtime::{Output, OutputKind};
+use runtime::OutputReader;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+use tokio::sync::Notify;
 
 pub use server::connection;
 
-/// The hub's clock: nanoseconds since the first call in this process.
-pub(crate) fn now_ns() -> u64 {
+/// The hub's clock: nanoseconds since the first call in this process
+/// (every caller of the hub passes times from this one clock).
+pub fn now_ns() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
-impl MdHub {
-    /// One durable output of partition `p` (in order): the adapter from the
-    /// runtime's per-event outputs to whole inputs. It stages an input's
-    /// command and events until its end marker, then hands them to
-    /// `on_input`.
-    pub fn on_output(&mut self, p: usize, o: &Output) {
-        let Some(st) = self.staged.get_mut(p) else {
-            return;
-        };
-        match o.kind {
-            OutputKind::Input(cmd) => {
-                st.seq = o.seq;
-                st.command = Some(cmd);
-                st.events.clear();
-            }
-            OutputKind::Event(ev) => {
-                if st.seq != o.seq {
-                    // Events of an input whose command was not seen.
-                    st.seq = o.seq;
-                    st.command = None;
-                    st.events.clear();
-                }
-                st.events.push(ev);
-            }
-            OutputKind::Level(_) | OutputKind::Row(_) => {}
-            OutputKind::End => {
-                let mut st = std::mem::take(&mut self.staged[p]);
-                self.on_input(p, o.seq, st.command.as_ref(), &st.events, now_ns());
-                st.command = None;
-                st.events.clear();
-                self.staged[p] = st;
-            }
-        }
-    }
 }
 
 /// The market-data hub as the order-entry server's companion protocol
@@ -70,11 +37,20 @@ struct MdCompanion {
     hub: Rc<RefCell<MdHub>>,
     /// Counters already folded into the gateway's.
     seen: RefCell<MdStats>,
+    /// Its readers (one per partition) and their doorbell, until `consume`
+    /// takes them.
+    readers: RefCell<Option<(Vec<OutputReader>, Arc<Notify>)>>,
 }
 
 impl gateway::server::Companion for MdCompanion {
-    fn on_output(&self, partition: usize, output: &Output) {
-        self.hub.borrow_mut().on_output(partition, output);
+    fn consume(&self, busy_poll: bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        let hub = self.hub.clone();
+        let taken = self.readers.borrow_mut().take();
+        Box::pin(async move {
+            if let Some((readers, wake)) = taken {
+                consume(hub, readers, wake, busy_poll).await;
+            }
+        })
     }
 
     fn serve(
@@ -99,9 +75,45 @@ impl gateway::server::Companion for MdCompanion {
     }
 }
 
+/// Market data's own consumer of the durable outputs: drains every
+/// partition's cursor into the hub, at most `BATCH` inputs per partition
+/// between yields (so order entry's delivery, on the same thread, waits for
+/// at most one batch of feed building), and sleeps on the partitions'
+/// doorbells when nothing durable is waiting (`busy_poll`: yields instead).
+async fn consume(
+    hub: Rc<RefCell<MdHub>>,
+    mut readers: Vec<OutputReader>,
+    wake: Arc<Notify>,
+    busy_poll: bool,
+) {
+    const BATCH: usize = 256;
+    loop {
+        let mut n = 0;
+        {
+            let mut h = hub.borrow_mut();
+            for (p, r) in readers.iter_mut().enumerate() {
+                let mut k = 0;
+                while k < BATCH {
+                    let Some(o) = r.poll() else { break };
+                    h.on_input(p, o.seq, Some(&o.command), o.events(), now_ns());
+                    k += 1;
+                }
+                n += k;
+            }
+        }
+        if n > 0 || busy_poll {
+            tokio::task::yield_now().await;
+        } else {
+            // `Notify` keeps one permit: a ring after the empty poll is not lost.
+            wake.notified().await;
+        }
+    }
+}
+
 /// Market data on the order-entry endpoint: the server builds the hub once
 /// the pipeline has recovered, seeded from each partition's journal so the
-/// books show the recovered state, not an empty one.
+/// books show the recovered state, not an empty one; it then reads every
+/// later input through its own output cursor.
 pub fn companion(cfg: MdConfig) -> gateway::server::CompanionSpec {
     let build = move |p: &runtime::Pipeline,
                       pc: &runtime::PipelineConfig,
@@ -131,9 +143,23 @@ pub fn companion(cfg: MdConfig) -> gateway::server::CompanionSpec {
                 }
             }
         }
+        let wake = Arc::new(Notify::new());
+        let mut readers = Vec::with_capacity(partitions);
+        for part in 0..partitions {
+            let w = wake.clone();
+            p.runtime()
+                .shared(part)
+                .doorbell
+                .register(Box::new(move || w.notify_one()))?;
+            readers.push(
+                p.runtime()
+                    .reader_at(part, gateway::server::COMPANION_CURSOR),
+            );
+        }
         Ok(Rc::new(MdCompanion {
             hub: Rc::new(RefCell::new(hub)),
             seen: RefCell::new(MdStats::default()),
+            readers: RefCell::new(Some((readers, wake))),
         }))
     };
     gateway::server::CompanionSpec {

@@ -95,18 +95,12 @@ impl IdFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::rng::SplitMix64;
 
-    /// splitmix64: seeded, printed ids.
+    /// Seeded (the seed is printed) random ids.
     fn ids(seed: u64, n: usize) -> impl Iterator<Item = u128> {
-        let mut s = seed;
-        let mut next = move || {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        (0..n).map(move |_| ((next() as u128) << 64) | next() as u128)
+        let mut r = SplitMix64(seed);
+        (0..n).map(move |_| ((r.next_u64() as u128) << 64) | r.next_u64() as u128)
     }
 
     #[test]

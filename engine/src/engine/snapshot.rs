@@ -492,6 +492,99 @@ fn r_actor(r: &mut R) -> Res<Actor> {
     Ok(Actor::owners(&ids[..n]).expect("at most ACTOR_OWNERS_MAX"))
 }
 
+/// The ledger: accounts, assets, escrows, trading accounts, the hot
+/// transfer store (slab, free list, eviction ring, expiry heap) and the
+/// open linked chain with its actors.
+fn w_ledger(w: &mut W, l: &crate::ledger::Ledger) {
+    w.len(l.accounts.len());
+    for a in &l.accounts {
+        w.u128(a.id.0);
+        w.u64(a.owner.0);
+        w.u32(a.asset);
+        w.u16(a.flags.0);
+        w.u128(a.debits_posted);
+        w.u128(a.credits_posted);
+        w.u128(a.debits_pending);
+        w.u128(a.credits_pending);
+    }
+    w_map_u32(w, &l.account_index);
+    w.len(l.assets.len());
+    for a in &l.assets {
+        w.bytes(&a.0);
+    }
+    w_map_u32(w, &l.asset_index);
+    w_u32s(w, &l.escrow);
+    w_map_u32(w, &l.trading);
+    w.u64(l.ledger_seq);
+    w.u128(l.records_hash);
+    let (run, through, checksum) = l.installed.unwrap_or((0, Seq(0), 0));
+    w.u8(l.installed.is_some() as u8);
+    w.u64(run);
+    w.u64(through.0);
+    w.u128(checksum);
+    w.len(l.hot.slots.len());
+    let mut rec = [0u8; RECORD_LEN];
+    for t in &l.hot.slots {
+        w.u8(!t.is_free() as u8);
+        if !t.is_free() {
+            encode_record(&t.rec, &mut rec);
+            w.bytes(&rec);
+            w.u32(t.debit);
+            w.u32(t.credit);
+            w.u64(t.deadline.0);
+        }
+    }
+    w_u32s(w, &l.hot.free);
+    w.len(l.hot.ring.len());
+    for &(slot, cs) in &l.hot.ring {
+        w.u32(slot);
+        w.u64(cs.0);
+    }
+    w.len(l.hot.heap.len());
+    for &(d, ls, slot) in &l.hot.heap {
+        w.u64(d.0);
+        w.u64(ls);
+        w.u32(slot);
+    }
+    w.len(l.chain.len());
+    for (t, a) in l.chain.iter().zip(&l.chain_actors) {
+        w_transfer_spec(w, t);
+        w_actor(w, a);
+    }
+}
+
+/// Reads what `w_ledger` wrote into a freshly built ledger.
+fn r_ledger(r: &mut R, l: &mut crate::ledger::Ledger) -> Res<()> {
+    let n = r.len(l.accounts.capacity(), "accounts_max")?;
+    for _ in 0..n {
+        l.accounts.push(Account {
+            id: AccountId(r.u128()?),
+            owner: OwnerId(r.u64()?),
+            asset: r.u32()?,
+            flags: AccountFlags(r.u16()?),
+            debits_posted: r.u128()?,
+            credits_posted: r.u128()?,
+            debits_pending: r.u128()?,
+            credits_pending: r.u128()?,
+        });
+    }
+    r_map_u32(r, &mut l.account_index, "accounts_max")?;
+    let n = r.len(l.assets.capacity(), "assets_max")?;
+    for _ in 0..n {
+        l.assets.push(Asset(r.arr()?));
+    }
+    r_map_u32(r, &mut l.asset_index, "assets_max")?;
+    r_u32s(r, &mut l.escrow, "assets_max")?;
+    r_map_u32(r, &mut l.trading, "accounts_max")?;
+    r_hot(r, l)?;
+    let n = r.len(l.chain.capacity(), "batch_max")?;
+    for _ in 0..n {
+        l.chain.push(r_transfer_spec(r)?);
+        l.chain_actors.push(r_actor(r)?);
+    }
+    Ok(())
+}
+
 impl Engine {
     /// The whole state as bytes (allocates; call it between commands).
     pub fn snapshot(&self) -> Vec<u8> {
@@ -504,13 +597,25 @@ impl Engine {
         w.u32(VERSION);
         w.u64(self.now.0);
         w.u64(self.next_order_id);
+        self.write_instruments(&mut w);
+        self.write_orders(&mut w);
+        self.write_levels(&mut w);
+        self.write_owners_and_coids(&mut w);
+        w_map_u32(&mut w, &self.open_counts);
+        w_u32s(&mut w, &self.heap);
+        w_ledger(&mut w, &self.ledger);
+        w.0
+    }
+
+    /// Each instrument: spec, book sides, stop lists, trading state, ledger slots.
+    fn write_instruments(&self, w: &mut W) {
         w.len(self.instrument_count);
         for i in &self.instruments[..self.instrument_count] {
-            w_spec(&mut w, &i.spec);
-            w_entries(&mut w, &i.bids);
-            w_entries(&mut w, &i.asks);
-            w_entries(&mut w, &i.buy_stops);
-            w_entries(&mut w, &i.sell_stops);
+            w_spec(w, &i.spec);
+            w_entries(w, &i.bids);
+            w_entries(w, &i.asks);
+            w_entries(w, &i.buy_stops);
+            w_entries(w, &i.sell_stops);
             w.opt_u64(i.last_trade.map(|p| p.0));
             w.u8(match i.halted {
                 None => 0,
@@ -523,6 +628,12 @@ impl Engine {
             w.u32(i.quote_asset);
             w.u32(i.fee_slot);
         }
+    }
+
+    /// The order pool, every slot (free ones too: their place is state), with
+    /// the owner id next to each slot for the restore's cross-check; then the
+    /// free list and the id index.
+    fn write_orders(&self, w: &mut W) {
         w.len(self.orders.len());
         for ((o, c), l) in self.orders.iter().zip(&self.cold).zip(&self.links) {
             let c = if o.cold_set { *c } else { plain_cold(o) };
@@ -568,12 +679,16 @@ impl Engine {
             w.u64(c.hold_price.0);
             w.u128(c.fee_acc);
         }
-        w_u32s(&mut w, &self.order_free);
+        w_u32s(w, &self.order_free);
         w.len(self.order_index.len());
         for slot in self.order_index.slots() {
             w.u64(self.orders[slot as usize].id.0);
             w.u32(slot);
         }
+    }
+
+    /// The level pool and its free list.
+    fn write_levels(&self, w: &mut W) {
         w.len(self.levels.len());
         for l in &self.levels {
             w.u64(l.price.0);
@@ -582,68 +697,7 @@ impl Engine {
             w.u32(l.head);
             w.u32(l.tail);
         }
-        w_u32s(&mut w, &self.level_free);
-        self.write_owners_and_coids(&mut w);
-        w_map_u32(&mut w, &self.open_counts);
-        w_u32s(&mut w, &self.heap);
-        // Ledger.
-        let l = &self.ledger;
-        w.len(l.accounts.len());
-        for a in &l.accounts {
-            w.u128(a.id.0);
-            w.u64(a.owner.0);
-            w.u32(a.asset);
-            w.u16(a.flags.0);
-            w.u128(a.debits_posted);
-            w.u128(a.credits_posted);
-            w.u128(a.debits_pending);
-            w.u128(a.credits_pending);
-        }
-        w_map_u32(&mut w, &l.account_index);
-        w.len(l.assets.len());
-        for a in &l.assets {
-            w.bytes(&a.0);
-        }
-        w_map_u32(&mut w, &l.asset_index);
-        w_u32s(&mut w, &l.escrow);
-        w_map_u32(&mut w, &l.trading);
-        w.u64(l.ledger_seq);
-        w.u128(l.records_hash);
-        let (run, through, checksum) = l.installed.unwrap_or((0, Seq(0), 0));
-        w.u8(l.installed.is_some() as u8);
-        w.u64(run);
-        w.u64(through.0);
-        w.u128(checksum);
-        w.len(l.hot.slots.len());
-        let mut rec = [0u8; RECORD_LEN];
-        for t in &l.hot.slots {
-            w.u8(!t.is_free() as u8);
-            if !t.is_free() {
-                encode_record(&t.rec, &mut rec);
-                w.bytes(&rec);
-                w.u32(t.debit);
-                w.u32(t.credit);
-                w.u64(t.deadline.0);
-            }
-        }
-        w_u32s(&mut w, &l.hot.free);
-        w.len(l.hot.ring.len());
-        for &(slot, cs) in &l.hot.ring {
-            w.u32(slot);
-            w.u64(cs.0);
-        }
-        w.len(l.hot.heap.len());
-        for &(d, ls, slot) in &l.hot.heap {
-            w.u64(d.0);
-            w.u64(ls);
-            w.u32(slot);
-        }
-        w.len(l.chain.len());
-        for (t, a) in l.chain.iter().zip(&l.chain_actors) {
-            w_transfer_spec(&mut w, t);
-            w_actor(&mut w, a);
-        }
-        w.0
+        w_u32s(w, &self.level_free);
     }
 
     /// Rebuilds an engine from `snapshot()` bytes into the capacities of `cfg`.
@@ -655,15 +709,41 @@ impl Engine {
         }
         e.now = Timestamp(r.u64()?);
         e.next_order_id = r.u64()?;
-        e.instrument_count = r.len(e.instruments.len(), "instruments_max")?;
-        for ii in 0..e.instrument_count {
-            let spec = r_spec(&mut r)?;
-            let i = &mut e.instruments[ii];
+        e.read_instruments(&mut r)?;
+        let order_owners = e.read_orders(&mut r)?;
+        e.read_levels(&mut r)?;
+        e.read_owners_and_coids(&mut r)?;
+        r_map_u32(&mut r, &mut e.open_counts, "orders_max")?;
+        r_u32s(&mut r, &mut e.heap, "orders_max")?;
+        r_ledger(&mut r, &mut e.ledger)?;
+        if r.at != bytes.len() {
+            return Err(SnapshotError::TrailingBytes { offset: r.at });
+        }
+        e.check_slots()?;
+        relink_hot(&mut e.ledger)?;
+        for (o, &owner) in e.orders.iter().zip(&order_owners) {
+            if o.state != OrderState::Free && e.owners[o.owner_slot as usize].id.0 != owner {
+                return Err(SnapshotError::Invalid(format!(
+                    "order {}: owner {owner} is not its owner slot's",
+                    o.id
+                )));
+            }
+        }
+        e.validate().map_err(SnapshotError::Invalid)?;
+        Ok(e)
+    }
+
+    /// Reads what `write_instruments` wrote and indexes each instrument.
+    fn read_instruments(&mut self, r: &mut R) -> Res<()> {
+        self.instrument_count = r.len(self.instruments.len(), "instruments_max")?;
+        for ii in 0..self.instrument_count {
+            let spec = r_spec(r)?;
+            let i = &mut self.instruments[ii];
             i.spec = spec;
-            r_entries(&mut r, &mut i.bids, "levels_max")?;
-            r_entries(&mut r, &mut i.asks, "levels_max")?;
-            r_entries(&mut r, &mut i.buy_stops, "stops_max")?;
-            r_entries(&mut r, &mut i.sell_stops, "stops_max")?;
+            r_entries(r, &mut i.bids, "levels_max")?;
+            r_entries(r, &mut i.asks, "levels_max")?;
+            r_entries(r, &mut i.buy_stops, "stops_max")?;
+            r_entries(r, &mut i.sell_stops, "stops_max")?;
             i.last_trade = r.opt_u64("last_trade")?.map(Price);
             i.halted = r.enum_u8("halted", halt_of)?;
             i.window = r.opt_u64("window")?;
@@ -671,15 +751,20 @@ impl Engine {
             i.base_asset = r.u32()?;
             i.quote_asset = r.u32()?;
             i.fee_slot = r.u32()?;
-            if !e.instrument_index.insert(spec.id.0 as u128, ii as u32) {
+            if !self.instrument_index.insert(spec.id.0 as u128, ii as u32) {
                 return Err(SnapshotError::Capacity {
                     what: "instruments_max",
                 });
             }
         }
-        let n = r.len(e.orders.capacity(), "orders_max")?;
-        // Each order's owner id, checked against its owner slot once the
-        // owners are read (memory keeps only the slot).
+        Ok(())
+    }
+
+    /// Reads what `write_orders` wrote; returns each slot's owner id, checked
+    /// against its owner slot once the owners are read (memory keeps only the
+    /// slot).
+    fn read_orders(&mut self, r: &mut R) -> Res<Vec<u64>> {
+        let n = r.len(self.orders.capacity(), "orders_max")?;
         let mut order_owners = Vec::with_capacity(n);
         for _ in 0..n {
             // Fields in the snapshot's order (the layout of the format, not of memory).
@@ -741,26 +826,31 @@ impl Engine {
                 cold_set: false,
             };
             o.cold_set = Engine::needs_cold(&o, &c);
-            e.orders.push(o);
-            e.cold.push(c);
-            e.links.push(l);
+            self.orders.push(o);
+            self.cold.push(c);
+            self.links.push(l);
         }
-        r_u32s(&mut r, &mut e.order_free, "orders_max")?;
-        let n = r.len(e.orders.capacity(), "orders_max")?;
+        r_u32s(r, &mut self.order_free, "orders_max")?;
+        let n = r.len(self.orders.capacity(), "orders_max")?;
         for _ in 0..n {
             let (id, slot) = (r.u64()?, r.u32()?);
-            if slot as usize >= e.orders.len() || e.orders[slot as usize].id.0 != id {
+            if slot as usize >= self.orders.len() || self.orders[slot as usize].id.0 != id {
                 return Err(SnapshotError::Invalid(format!(
                     "order index entry {id} → {slot}"
                 )));
             }
-            if !e.order_index.insert(id, slot) {
+            if !self.order_index.insert(id, slot) {
                 return Err(SnapshotError::Capacity { what: "orders_max" });
             }
         }
-        let n = r.len(e.levels.capacity(), "levels")?;
+        Ok(order_owners)
+    }
+
+    /// Reads what `write_levels` wrote.
+    fn read_levels(&mut self, r: &mut R) -> Res<()> {
+        let n = r.len(self.levels.capacity(), "levels")?;
         for _ in 0..n {
-            e.levels.push(Level {
+            self.levels.push(Level {
                 price: Price(r.u64()?),
                 qty: Qty(r.u64()?),
                 count: r.u32()?,
@@ -768,53 +858,8 @@ impl Engine {
                 tail: r.u32()?,
             });
         }
-        r_u32s(&mut r, &mut e.level_free, "levels")?;
-        e.read_owners_and_coids(&mut r)?;
-        r_map_u32(&mut r, &mut e.open_counts, "orders_max")?;
-        r_u32s(&mut r, &mut e.heap, "orders_max")?;
-        let l = &mut e.ledger;
-        let n = r.len(l.accounts.capacity(), "accounts_max")?;
-        for _ in 0..n {
-            l.accounts.push(Account {
-                id: AccountId(r.u128()?),
-                owner: OwnerId(r.u64()?),
-                asset: r.u32()?,
-                flags: AccountFlags(r.u16()?),
-                debits_posted: r.u128()?,
-                credits_posted: r.u128()?,
-                debits_pending: r.u128()?,
-                credits_pending: r.u128()?,
-            });
-        }
-        r_map_u32(&mut r, &mut l.account_index, "accounts_max")?;
-        let n = r.len(l.assets.capacity(), "assets_max")?;
-        for _ in 0..n {
-            l.assets.push(Asset(r.arr()?));
-        }
-        r_map_u32(&mut r, &mut l.asset_index, "assets_max")?;
-        r_u32s(&mut r, &mut l.escrow, "assets_max")?;
-        r_map_u32(&mut r, &mut l.trading, "accounts_max")?;
-        r_hot(&mut r, l)?;
-        let n = r.len(l.chain.capacity(), "batch_max")?;
-        for _ in 0..n {
-            l.chain.push(r_transfer_spec(&mut r)?);
-            l.chain_actors.push(r_actor(&mut r)?);
-        }
-        if r.at != bytes.len() {
-            return Err(SnapshotError::TrailingBytes { offset: r.at });
-        }
-        e.check_slots()?;
-        relink_hot(&mut e.ledger)?;
-        for (o, &owner) in e.orders.iter().zip(&order_owners) {
-            if o.state != OrderState::Free && e.owners[o.owner_slot as usize].id.0 != owner {
-                return Err(SnapshotError::Invalid(format!(
-                    "order {}: owner {owner} is not its owner slot's",
-                    o.id
-                )));
-            }
-        }
-        e.validate().map_err(SnapshotError::Invalid)?;
-        Ok(e)
+        r_u32s(r, &mut self.level_free, "levels")?;
+        Ok(())
     }
 
     /// Owner records (id, list ends, newest order), the free list, the owner
