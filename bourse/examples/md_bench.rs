@@ -5,7 +5,7 @@
 //! Publisher thread (a current-thread runtime, as in `bourse serve`): a real
 //! `Engine` applies one resting order per update on the schedule; its events
 //! go through `MdHub` (feed builder, encode once, per-subscriber queues and
-//! connection tasks, `bourse-md/1`) exactly as the server's router hands
+//! connection tasks, `bourse-md/1`) exactly as market data's consumer hands
 //! them over. Latency runs from the moment the input is handed to the engine
 //! (the engine event) to the moment a subscriber has decoded the record's L3
 //! `add`. Every order has a unique quantity, which names its send time.
@@ -39,9 +39,8 @@ use engine::{
     ClientOrderId, Command, Engine, EngineConfig, Input, InstrumentId, NewOrder, OrderType,
     OwnerId, Price, Qty, Seq, Side, Stp, Tif, Timestamp,
 };
-use feeds::hub::{self, MdClient, MdConfig, MdHub, MdItem};
-use feeds::msg::{Body, Channel, Flags, L3Update, Message};
 use feeds::wire as fw;
+use feeds::{Body, Channel, Flags, L3Update, MdClient, MdConfig, MdHub, MdItem, Message};
 use gateway::net::{self, Tuning};
 use gateway::session::{Auth, Perms};
 use hdrhistogram::Histogram;
@@ -399,7 +398,7 @@ fn run_md(id: &gateway::identity::ServerIdentity, spec: Spec) -> Outcome {
                         tokio::task::spawn_local(async move {
                             if let Ok(conn) = inc.await {
                                 conns.borrow_mut().push(conn.clone());
-                                hub::connection(h, conn).await;
+                                feeds::connection(h, conn).await;
                             }
                         });
                     }
@@ -415,7 +414,13 @@ fn run_md(id: &gateway::identity::ServerIdentity, spec: Spec) -> Outcome {
                         command: cmd,
                     };
                     eng.apply(&input, &mut events);
-                    hub.on_output(0, Seq(seq), &cmd, events.iter().as_slice());
+                    hub.on_input(
+                        0,
+                        Seq(seq),
+                        Some(&cmd),
+                        events.iter().as_slice(),
+                        feeds::now_ns(),
+                    );
                 };
                 apply(
                     Command::AddInstrument(bourse::loadgen::load_instrument()),

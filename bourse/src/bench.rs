@@ -47,8 +47,8 @@
 //! stuck reply cannot make the percentiles look better); the same holds for
 //! the feed message owed by each trade of the bench.
 
-use feeds::hub::{MdClient, MdItem};
-use feeds::msg::{Body, Channel};
+use feeds::{Body, Channel};
+use feeds::{MdClient, MdItem};
 use gateway::client::{Client, ClientConfig, Reply};
 use gateway::wire::{self, exec_type, ord_status, NewOrderMsg, TransferRecord};
 use hdrhistogram::Histogram;
@@ -469,7 +469,7 @@ async fn md_subscribe(target: &Target) -> Result<MdClient, String> {
 }
 
 fn md_code(code: u32) -> String {
-    use feeds::hub::md_close as m;
+    use feeds::md_close as m;
     match code {
         m::NORMAL => "closed".into(),
         m::UNAUTHORIZED => "unauthorized (token without read permission?)".into(),
@@ -518,7 +518,7 @@ async fn md_read(
         }
     }
     c.connection().close(
-        quinn::VarInt::from_u32(feeds::hub::md_close::NORMAL),
+        quinn::VarInt::from_u32(feeds::md_close::NORMAL),
         b"bench done",
     );
 }
@@ -1330,7 +1330,7 @@ pub fn in_process_server_partitioned(
     let mut cfg = gateway::server::ServerConfig::new(dir);
     // The demo instruments, accounts and operator grant.
     cfg.demo = true;
-    cfg.companion = Some(feeds::hub::companion(feeds::hub::MdConfig::default()));
+    cfg.companion = Some(feeds::companion(feeds::MdConfig::default()));
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.pipeline.durability = durability;
     cfg.pipeline.partitions = partitions.max(1);

@@ -121,7 +121,7 @@ pub enum CliError {
         /// The address.
         addr: SocketAddr,
         /// What failed.
-        source: feeds::hub::MdError,
+        source: feeds::MdError,
     },
     /// The market-data server ended the subscription with an error code.
     #[error("market data from {server}: refused ({})", md_close_name(*code))]
@@ -162,7 +162,7 @@ pub enum CliError {
 }
 
 fn md_close_name(code: u32) -> String {
-    use feeds::hub::md_close;
+    use feeds::md_close;
     match code {
         md_close::UNAUTHORIZED => "unauthorized: unknown token or no read permission".into(),
         md_close::PROTOCOL => "protocol error".into(),

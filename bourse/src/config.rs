@@ -750,7 +750,7 @@ pub struct FeedSection {
 
 impl Default for FeedSection {
     fn default() -> Self {
-        let m = feeds::hub::MdConfig::default();
+        let m = feeds::MdConfig::default();
         FeedSection {
             depth: m.feed.depth,
             replay: m.replay,
@@ -1898,9 +1898,9 @@ impl BourseConfig {
     }
 
     /// Market-data settings (feed builder capacities at their defaults).
-    pub fn md(&self) -> feeds::hub::MdConfig {
+    pub fn md(&self) -> feeds::MdConfig {
         let f = &self.feed;
-        let mut m = feeds::hub::MdConfig::default();
+        let mut m = feeds::MdConfig::default();
         m.feed.depth = f.depth;
         m.replay = f.replay;
         m.retransmit_max = f.retransmit_max;

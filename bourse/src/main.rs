@@ -330,7 +330,7 @@ fn server_config(
     cfg.listen = conf.server.listen;
     cfg.pipeline = conf.pipeline();
     cfg.session = conf.session();
-    cfg.companion = Some(feeds::hub::companion(conf.md()));
+    cfg.companion = Some(feeds::companion(conf.md()));
     cfg.busy_poll = conf.server.busy_poll;
     cfg.demo = conf.server.demo;
     // With the demo and no [partitions] of its own, the demo set's map.

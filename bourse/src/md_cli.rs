@@ -1,5 +1,5 @@
 //! `bourse feed SYMBOL [--level l1|l2|l3] [--json]`: subscribes to one
-//! instrument's market data (`feeds::hub`) and shows its book and trades,
+//! instrument's market data (`feeds::MdClient`) and shows its book and trades,
 //! redrawn at ~5 Hz, or as JSON lines (a `book` line at most every 200 ms
 //! when it changed, one `trade` line per trade). L1/L2 show price levels
 //! (price, quantity, order count); L3 shows every resting order (id,
@@ -20,8 +20,8 @@
 use crate::cli::{connect_first, resolve_instrument, CliError, ServerArgs};
 use crate::tui::Screen;
 use engine::Side;
-use feeds::hub::{FeedView, MdClient, MdItem};
-use feeds::msg::Channel;
+use feeds::Channel;
+use feeds::{FeedView, MdClient, MdItem};
 use gateway::identity::load_client_identity;
 use gateway::net::Tuning;
 use ratatui::buffer::Buffer;
@@ -151,7 +151,7 @@ async fn feed<W: Write>(a: &FeedArgs, out: &mut W, terminal: bool) -> Result<(),
                 c.request(&req).await.map_err(md_err)?;
             }
             if let MdItem::Message(m) = item {
-                if let feeds::msg::Body::Trade(t) = m.body {
+                if let feeds::Body::Trade(t) = m.body {
                     if let (true, Out::Text(out)) = (a.json, &mut sink) {
                         let line = serde_json::json!({
                             "type": "trade", "instrument": instrument,
@@ -358,7 +358,7 @@ fn plain(v: &FeedView, instrument: u32, channel: Channel, symbol: &str) -> Strin
 mod tests {
     use super::*;
     use engine::{Price, Qty};
-    use feeds::msg::{Quote, Top, TradeMsg};
+    use feeds::{Quote, Top, TradeMsg};
 
     #[test]
     fn the_plain_view_is_the_book_beside_itself_then_the_trades() {

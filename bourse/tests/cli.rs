@@ -30,7 +30,7 @@ fn server_config(dir: &Path, durability: journal::Durability) -> ServerConfig {
     cfg.pipeline.durability = durability;
     cfg.pipeline.runtime.pin = false;
     cfg.pipeline.runtime.idle = runtime::IdleStrategy::Yield;
-    cfg.companion = Some(feeds::hub::companion(feeds::hub::MdConfig::default()));
+    cfg.companion = Some(feeds::companion(feeds::MdConfig::default()));
     cfg
 }
 

@@ -1,12 +1,12 @@
 //! Market data over loopback QUIC (`bourse-md/1`): an in-process server
 //! (durability none, temporary data directory, ephemeral port), orders from
-//! `gateway::client`, subscribers from `feeds::hub`.
+//! `gateway::client`, subscribers from `feeds::MdClient`.
 
 use bourse::metrics::{DisconnectReason, MetricsState};
 use engine::rng::SplitMix64;
 use engine::Side;
-use feeds::hub::{md_close, Ctl, FeedView, MdClient, MdConfig, MdItem};
-use feeds::msg::Channel;
+use feeds::Channel;
+use feeds::{md_close, Ctl, FeedView, MdClient, MdConfig, MdItem};
 use gateway::client::{limit, Client, ClientConfig, Reply};
 use gateway::identity::load_client_identity;
 use gateway::net::Tuning;
@@ -45,7 +45,7 @@ fn start_partitioned(
     cfg.pipeline.durability = journal::Durability::None;
     cfg.pipeline.runtime.pin = false;
     cfg.pipeline.runtime.idle = runtime::IdleStrategy::Yield;
-    cfg.companion = Some(feeds::hub::companion(md));
+    cfg.companion = Some(feeds::companion(md));
     cfg.metrics = metrics.map(|m| m as Arc<dyn gateway::counters::ServerMetrics>);
     cfg.pipeline.partitions = partitions;
     let handle = server::start(cfg).unwrap();
@@ -177,7 +177,7 @@ fn same_books(a: &FeedView, b: &FeedView) {
             if ch == Channel::L3 {
                 // Order id, price and visible size in queue order (the
                 // builders' internal priority counters differ).
-                let q = |b: &feeds::hub::FeedView| {
+                let q = |b: &feeds::FeedView| {
                     b.books[&(BTC, ch as u8)]
                         .orders()
                         .orders_in_order(side)
@@ -414,7 +414,7 @@ async fn a_slow_l2_subscriber_is_conflated_and_converges() {
             let item = c.next().await.unwrap();
             assert!(!matches!(item, MdItem::Error(_)), "{item:?}");
             if let MdItem::Message(m) = &item {
-                conflated += m.flags.has(feeds::msg::Flags::CONFLATED) as u64;
+                conflated += m.flags.has(feeds::Flags::CONFLATED) as u64;
             }
             if let Some(req) = v.apply(&item) {
                 c.request(&req).await.unwrap();
@@ -443,7 +443,7 @@ async fn market_data_after_a_restart_shows_the_recovered_books() {
         cfg.pipeline.durability = journal::Durability::Async;
         cfg.pipeline.runtime.pin = false;
         cfg.pipeline.runtime.idle = runtime::IdleStrategy::Yield;
-        cfg.companion = Some(feeds::hub::companion(feeds::hub::MdConfig::default()));
+        cfg.companion = Some(feeds::companion(feeds::MdConfig::default()));
         server::start(cfg).unwrap()
     };
     let handle = boot(dir.path());
@@ -623,7 +623,7 @@ async fn feed_order_ids_are_the_global_ids_clients_see() {
     let added = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let MdItem::Message(m) = c.next().await.unwrap() {
-                if let feeds::msg::Body::L3(u) = m.body {
+                if let feeds::Body::L3(u) = m.body {
                     return u.order_id();
                 }
             }

@@ -13,7 +13,7 @@
 //! follows without a gap).
 
 use crate::msg::*;
-use engine::{InstrumentId, Side};
+use engine::InstrumentId;
 use std::collections::HashMap;
 
 /// The conflating buffer is full.
@@ -105,13 +105,5 @@ impl L2Conflator {
         self.slots.clear();
         self.last.clear();
         self.pushed = 0;
-    }
-}
-
-/// The side of an L2 message (helper for tests).
-pub fn level_side(m: &Message) -> Option<Side> {
-    match m.body {
-        Body::L2(l) => Some(l.side),
-        _ => None,
     }
 }

@@ -1,0 +1,169 @@
+//! Market data over QUIC (`bourse-md/1` on the order-entry endpoint): the
+//! server's per-subscriber connection tasks (`server`), the client
+//! (`client`), and the hand-off from the order-entry server (its
+//! `Companion`: market data's own output cursors read by its own task,
+//! connections to serve).
+//!
+//! Invariants: this is the only part of `feeds` that touches quinn, tokio,
+//! the clock or the runtime's output types; the hub it drives
+//! (`crate::hub`) stays sans-IO. Everything here runs on the one thread
+//! that owns the hub (`Rc<RefCell<_>>`, never shared across threads).
+
+pub(crate) mod client;
+pub(crate) mod server;
+
+use crate::hub::{MdConfig, MdHub, MdStats};
+use gateway::counters::DisconnectReason;
+use gateway::session::Auth;
+use runtime::OutputReader;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+use tokio::sync::Notify;
+
+pub use server::connection;
+
+/// The hub's clock: nanoseconds since the first call in this process
+/// (every caller of the hub passes times from this one clock).
+pub fn now_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// The market-data hub as the order-entry server's companion protocol
+/// (`bourse-md/1` on the same endpoint).
+struct MdCompanion {
+    hub: Rc<RefCell<MdHub>>,
+    /// Counters already folded into the gateway's.
+    seen: RefCell<MdStats>,
+    /// Its readers (one per partition) and their doorbell, until `consume`
+    /// takes them.
+    readers: RefCell<Option<(Vec<OutputReader>, Arc<Notify>)>>,
+}
+
+impl gateway::server::Companion for MdCompanion {
+    fn consume(&self, busy_poll: bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        let hub = self.hub.clone();
+        let taken = self.readers.borrow_mut().take();
+        Box::pin(async move {
+            if let Some((readers, wake)) = taken {
+                consume(hub, readers, wake, busy_poll).await;
+            }
+        })
+    }
+
+    fn serve(
+        &self,
+        conn: quinn::Connection,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        Box::pin(connection(self.hub.clone(), conn))
+    }
+
+    fn sweep(&self, m: &gateway::counters::GatewayMetrics) {
+        let hub = self.hub.borrow();
+        let st = hub.stats();
+        let mut seen = self.seen.borrow_mut();
+        m.set_subscribers(hub.subscribers() as i64);
+        m.conflated(st.conflated - seen.conflated);
+        for r in DisconnectReason::ALL {
+            let i = r as usize;
+            m.md_disconnected(r, st.disconnects[i] - seen.disconnects[i]);
+        }
+        m.md_throttled(st.throttled - seen.throttled);
+        *seen = st;
+    }
+}
+
+/// Market data's own consumer of the durable outputs: drains every
+/// partition's cursor into the hub, at most `BATCH` inputs per partition
+/// between yields (so order entry's delivery, on the same thread, waits for
+/// at most one batch of feed building), and sleeps on the partitions'
+/// doorbells when nothing durable is waiting (`busy_poll`: yields instead).
+async fn consume(
+    hub: Rc<RefCell<MdHub>>,
+    mut readers: Vec<OutputReader>,
+    wake: Arc<Notify>,
+    busy_poll: bool,
+) {
+    const BATCH: usize = 256;
+    loop {
+        let mut n = 0;
+        {
+            let mut h = hub.borrow_mut();
+            for (p, r) in readers.iter_mut().enumerate() {
+                let mut k = 0;
+                while k < BATCH {
+                    let Some(o) = r.poll() else { break };
+                    h.on_input(p, o.seq, Some(&o.command), o.events(), now_ns());
+                    k += 1;
+                }
+                n += k;
+            }
+        }
+        if n > 0 || busy_poll {
+            tokio::task::yield_now().await;
+        } else {
+            // `Notify` keeps one permit: a ring after the empty poll is not lost.
+            wake.notified().await;
+        }
+    }
+}
+
+/// Market data on the order-entry endpoint: the server builds the hub once
+/// the pipeline has recovered, seeded from each partition's journal so the
+/// books show the recovered state, not an empty one; it then reads every
+/// later input through its own output cursor.
+pub fn companion(cfg: MdConfig) -> gateway::server::CompanionSpec {
+    let build = move |p: &runtime::Pipeline,
+                      pc: &runtime::PipelineConfig,
+                      auth: Arc<Auth>|
+          -> Result<
+        Rc<dyn gateway::server::Companion>,
+        gateway::server::CompanionError,
+    > {
+        let partitions = p.runtime().partitions();
+        let mut hub = MdHub::new(cfg.clone(), partitions, auth);
+        if pc.durability != journal::Durability::None {
+            for part in 0..partitions {
+                let dir = runtime::pipeline::partition_dir(&pc.data_dir, part);
+                let up_to = p.recovered().get(part).map_or(0, |r| r.last_seq);
+                match hub.seed_from_journal(part, &dir, pc.engine, up_to) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        partition = part,
+                        inputs = n,
+                        "market data rebuilt from the journal"
+                    ),
+                    Err(e) => {
+                        return Err(
+                            format!("market data rebuild from {}: {e}", dir.display()).into()
+                        )
+                    }
+                }
+            }
+        }
+        let wake = Arc::new(Notify::new());
+        let mut readers = Vec::with_capacity(partitions);
+        for part in 0..partitions {
+            let w = wake.clone();
+            p.runtime()
+                .shared(part)
+                .doorbell
+                .register(Box::new(move || w.notify_one()))?;
+            readers.push(
+                p.runtime()
+                    .reader_at(part, gateway::server::COMPANION_CURSOR),
+            );
+        }
+        Ok(Rc::new(MdCompanion {
+            hub: Rc::new(RefCell::new(hub)),
+            seen: RefCell::new(MdStats::default()),
+            readers: RefCell::new(Some((readers, wake))),
+        }))
+    };
+    gateway::server::CompanionSpec {
+        alpn: crate::wire::ALPN,
+        build: Arc::new(build),
+    }
+}
