@@ -47,12 +47,12 @@
 //! stuck reply cannot make the percentiles look better); the same holds for
 //! the feed message owed by each trade of the bench.
 
+use engine::rng::SplitMix64;
 use feeds::{Body, Channel};
 use feeds::{MdClient, MdItem};
 use gateway::client::{Client, ClientConfig, Reply};
 use gateway::wire::{self, exec_type, ord_status, NewOrderMsg, TransferRecord};
 use hdrhistogram::Histogram;
-use journal::record::SplitMix64;
 use journal::Durability;
 use plotters::prelude::{
     ChartBuilder, Color, IntoDrawingArea, LineSeries, RGBColor, Rectangle, SVGBackend,

@@ -15,10 +15,10 @@
 
 use crate::logging::LogFormat;
 use engine::{AccountId, EngineConfig, InstrumentId};
-use journal::retention::{RetainPolicy, RetentionConfig};
 use journal::{Durability, JournalConfig};
-use runtime::pipeline::PipelineConfig;
-use runtime::router::PARTITION_SHIFT;
+use journal::{RetainPolicy, RetentionConfig};
+use runtime::PipelineConfig;
+use runtime::PARTITION_SHIFT;
 use runtime::{IdleStrategy, PartitionMap, RuntimeConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -715,9 +715,9 @@ pub const HISTORY_RUN_RECORDS_MAX: usize = 1 << 24;
 impl Default for HistorySection {
     fn default() -> Self {
         HistorySection {
-            run_records: runtime::pipeline::DEFAULT_HISTORY_RUN_RECORDS,
+            run_records: runtime::DEFAULT_HISTORY_RUN_RECORDS,
             compact_fanout: journal::history::DEFAULT_COMPACT_FANOUT,
-            filter_bytes: runtime::pipeline::DEFAULT_HISTORY_FILTER_BYTES,
+            filter_bytes: runtime::DEFAULT_HISTORY_FILTER_BYTES,
         }
     }
 }

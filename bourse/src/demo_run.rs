@@ -19,10 +19,10 @@
 
 use crate::bench::{histogram, in_process_server};
 use crate::tui::Screen;
+use engine::rng::SplitMix64;
 use gateway::client::{Client, ClientConfig, Reply};
 use gateway::wire::{self, exec_type, ord_status, NewOrderMsg, TransferRecord};
 use hdrhistogram::Histogram;
-use journal::record::SplitMix64;
 use journal::Durability;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};

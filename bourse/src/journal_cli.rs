@@ -19,7 +19,7 @@
 use crate::dump::ScriptDumper;
 use engine::Input;
 use engine::{Engine, EngineConfig};
-use journal::retention::{self, ArchiveReport};
+use journal::ArchiveReport;
 use journal::{
     self, decode_records, DirLock, FsStorage, JournalError, LockError, MovedAside, ReplayError,
     ScanReport, Storage,
@@ -43,7 +43,7 @@ pub enum CliError {
     Lock(#[from] LockError),
     /// A repair could not list or move snapshots.
     #[error(transparent)]
-    Recovery(#[from] journal::recovery::RecoveryError),
+    Recovery(#[from] journal::RecoveryError),
     /// Seqs asked for were retained away and are not (all) in the archive.
     #[error("seqs {from}..={to} were retained away from the journal and are not all in the archive: {archive}; restore the archived segments into {} (journal.retain = \"delete\" or journal.archive_bytes_max removed them)", archive.dir.display())]
     Archived {
@@ -120,7 +120,7 @@ where
     loop {
         match journal::replay(&FsStorage, dir, from, to, &mut apply) {
             Err(ReplayError::Journal(JournalError::Corrupt { .. } | JournalError::Io { .. }))
-                if tries < LIVE_RETRIES && journal::lock::live_writer(dir).is_some() =>
+                if tries < LIVE_RETRIES && journal::live_writer(dir).is_some() =>
             {
                 tries += 1;
                 std::thread::sleep(LIVE_WAIT);
@@ -196,7 +196,7 @@ pub fn run_journal_verify(dir: &Path, out: &mut impl Write) -> Result<Covered, C
             h.bytes()
         )?;
     }
-    if let Some(holder) = journal::lock::live_writer(dir) {
+    if let Some(holder) = journal::live_writer(dir) {
         writeln!(out, "live writer: {holder} (this is a moment's view)")?;
     }
     writeln!(out, "ok")?;
@@ -219,7 +219,7 @@ pub fn run_journal_dump(
     let with_archive = base.is_some_and(|b| from < b.first_seq);
     if let Some(b) = base.filter(|_| with_archive) {
         // Before printing anything: are the archived seqs asked for there?
-        let a = retention::scan_archive(&FsStorage, dir, |_, _, _, _| Ok(()))?;
+        let a = journal::scan_archive(&FsStorage, dir, |_, _, _, _| Ok(()))?;
         let want_to = to.min(b.retained_through());
         if let Some(a) = a.filter(|a| !a.covers(from.max(1), want_to)) {
             return Err(CliError::Archived {
@@ -340,7 +340,7 @@ pub fn run_journal_repair(dir: &Path, out: &mut impl Write) -> Result<Vec<MovedA
         .into());
     }
     let _lock = DirLock::acquire(lock_dir(dir))?;
-    let moved = journal::recovery::repair_partition(&FsStorage, dir)?;
+    let moved = journal::repair_partition(&FsStorage, dir)?;
     for m in &moved {
         writeln!(
             out,

@@ -11,14 +11,14 @@
 //! `ack SEQ COID` (COID 0 for non-orders), flushed per line: the crash test
 //! reads these to know what was acknowledged before it kills the process.
 
+use engine::rng::SplitMix64;
 use engine::{
     Asset, ClientOrderId, Command, Event, InstrumentId, InstrumentSpec, NewOrder, OrderId,
     OrderType, OwnerId, Price, Qty, Side, Stp, Symbol, Tif,
 };
 use hdrhistogram::Histogram;
-use journal::record::SplitMix64;
-use runtime::pipeline::{Pipeline, PipelineConfig};
 use runtime::SubmitError;
+use runtime::{Pipeline, PipelineConfig};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -118,7 +118,7 @@ pub fn run_load(
     cfg: &PipelineConfig,
     load: LoadConfig,
     out: &mut impl Write,
-) -> Result<LoadReport, runtime::pipeline::PipelineError> {
+) -> Result<LoadReport, runtime::PipelineError> {
     let pipeline = Pipeline::open(cfg)?;
     let parts = pipeline.runtime().partitions();
     announce_recovered(&pipeline, out);

@@ -559,7 +559,7 @@ fn report<T, E: std::fmt::Display>(r: Result<T, E>) -> ExitCode {
 }
 
 fn pipeline(a: PipelineArgs) -> ExitCode {
-    let mut cfg = runtime::pipeline::PipelineConfig::new(&a.data_dir);
+    let mut cfg = runtime::PipelineConfig::new(&a.data_dir);
     cfg.partitions = a.partitions.max(1);
     cfg.durability = a.durability;
     cfg.runtime.idle = a.idle;
@@ -617,7 +617,7 @@ fn pipeline(a: PipelineArgs) -> ExitCode {
 }
 
 /// `bourse pipeline --soak`.
-fn soak(a: &PipelineArgs, cfg: &runtime::pipeline::PipelineConfig) -> ExitCode {
+fn soak(a: &PipelineArgs, cfg: &runtime::PipelineConfig) -> ExitCode {
     let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
     let duration = match (a.duration_s, a.commands) {
         (Some(d), _) => Some(secs(d)),

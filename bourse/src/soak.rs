@@ -29,15 +29,15 @@
 //!   ids start above a base derived from the recovered sequence numbers.
 
 use crate::loadgen::load_instrument;
+use engine::rng::SplitMix64;
 use engine::{
     AccountFlags, AccountId, AccountSpec, Actor, Amount, CancelReason, ClientOrderId, Command,
     Event, InstrumentId, LedgerError, NewOrder, OrderId, OrderType, OwnerId, Price, Qty,
     RejectReason, RejectTarget, Side, Stp, Tif, TransferFlags, TransferId, TransferSpec,
 };
 use hdrhistogram::Histogram;
-use journal::record::SplitMix64;
-use runtime::pipeline::{Pipeline, PipelineConfig, PipelineError};
 use runtime::{OutputReader, SubmitError};
+use runtime::{Pipeline, PipelineConfig, PipelineError};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
@@ -813,12 +813,12 @@ pub struct DataBytes {
 }
 
 /// Whether a path inside a partition folder is archived journal: anything
-/// under the retention's archive folder (`journal::retention::ARCHIVE_DIR`,
+/// under the retention's archive folder (`journal::ARCHIVE_DIR`,
 /// matched at any depth should it ever move down a level).
 pub fn is_archive(relative: &Path) -> bool {
     relative
         .components()
-        .any(|c| c.as_os_str() == journal::retention::ARCHIVE_DIR)
+        .any(|c| c.as_os_str() == journal::ARCHIVE_DIR)
 }
 
 /// Sums the files under `data_dir/p*/` by kind (unreadable entries count 0:

@@ -226,13 +226,8 @@ fn parallel_orders_each_print_their_own_report_and_all_reach_the_journal() {
     let Srv { handle, dir: _keep } = s;
     handle.shutdown();
     let mut dump = Vec::new();
-    bourse::journal_cli::run_journal_dump(
-        &runtime::pipeline::partition_dir(&dir, 0),
-        None,
-        None,
-        &mut dump,
-    )
-    .unwrap();
+    bourse::journal_cli::run_journal_dump(&runtime::partition_dir(&dir, 0), None, None, &mut dump)
+        .unwrap();
     let journaled: Vec<u64> = text(&dump)
         .lines()
         .filter(|l| l.contains(r#""cmd":"order""#))

@@ -131,7 +131,7 @@ fn sigkill_never_loses_an_acknowledged_command() {
     }
     // Recovery (snapshot + tail) equals a full replay of the journal.
     let part = dir.join("p0");
-    let rec = journal::recovery::recover(&FsStorage, &part, EngineConfig::default(), |c, b| {
+    let rec = journal::recover(&FsStorage, &part, EngineConfig::default(), |c, b| {
         engine::Engine::restore(c, b).map_err(|e| e.to_string())
     })
     .expect("recover");

@@ -4,8 +4,8 @@
 
 use bourse::metrics::{http_get, parse_exposition, serve_metrics, MetricsState};
 use journal::Durability;
-use runtime::pipeline::{Pipeline, PipelineConfig};
 use runtime::{IdleStrategy, RuntimeConfig};
+use runtime::{Pipeline, PipelineConfig};
 use serde_json::Value;
 use std::collections::BTreeSet;
 

@@ -9,7 +9,7 @@ mod support;
 
 use engine::{Command, Input, InstrumentId, Seq, Timestamp};
 use journal::{Durability, FsStorage, JournalConfig, JournalWriter};
-use runtime::pipeline::Pipeline;
+use runtime::Pipeline;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

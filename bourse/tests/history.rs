@@ -10,7 +10,7 @@ use engine::command::{AccountFlags, AccountSpec, Actor, TransferFlags, TransferS
 use engine::event::LedgerError;
 use engine::types::{AccountId, Amount, Asset, OwnerId, TransferId};
 use engine::{Command, Event};
-use runtime::pipeline::{partition_dir, Pipeline, PipelineConfig};
+use runtime::{partition_dir, Pipeline, PipelineConfig};
 use runtime::{OutputReader, SubmitError};
 use std::path::Path;
 use std::time::{Duration, Instant};

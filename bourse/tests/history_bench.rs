@@ -15,11 +15,11 @@
 
 use engine::command::{TransferFlags, TransferSpec};
 use engine::history::{TransferHistory, TransferRecord, TransferState};
+use engine::rng::SplitMix64;
 use engine::types::{AccountId, Amount, Seq, Timestamp, TransferId};
 use journal::history::{run_name, Compactor, DiskHistory, IdFilter, RunWriter};
-use journal::record::SplitMix64;
 use journal::FsStorage;
-use runtime::pipeline::DEFAULT_HISTORY_FILTER_BYTES;
+use runtime::DEFAULT_HISTORY_FILTER_BYTES;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -148,11 +148,7 @@ fn measure(records: u64) {
             .unwrap();
         assert!(h.has_run(run, c.checksum).unwrap());
     }
-    std::fs::write(
-        top.join(journal::snapshot::snapshot_name(u64::MAX / 2)),
-        b"",
-    )
-    .unwrap();
+    std::fs::write(top.join(journal::snapshot_name(u64::MAX / 2)), b"").unwrap();
     let mut c = Compactor::new(FsStorage, &dir, h.link(), (8, u64::MAX), (0, 0)).unwrap();
     c.observe(|| 0).unwrap();
     let t = Instant::now();

@@ -6,8 +6,8 @@ mod support;
 
 use bourse::journal_cli::{run_journal_dump, run_journal_verify, run_replay, CliError};
 use bourse_tests::fixtures;
+use engine::rng::SplitMix64;
 use engine::*;
-use journal::record::SplitMix64;
 use journal::{Durability, FsStorage, JournalConfig, JournalWriter};
 use support::tmp;
 

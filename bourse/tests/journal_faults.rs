@@ -25,11 +25,11 @@
 use bourse_tests::fixtures;
 use engine::*;
 use journal::record::{decode, encode, InputRecord, SplitMix64, RECORD_LEN};
-use journal::recovery::{recover, recover_with, RecoveryError};
-use journal::snapshot::write_snapshot;
+use journal::write_snapshot;
 use journal::{
     self, BlockFault, Durability, JournalConfig, JournalError, JournalWriter, ScanReport, SimDisk,
 };
+use journal::{recover, recover_with, RecoveryError};
 use std::path::{Path, PathBuf};
 
 fn seeds() -> u64 {

@@ -11,9 +11,9 @@ mod support;
 
 use bourse::journal_cli::{replay_dir, run_journal_dump, run_journal_verify, CliError};
 use engine::{Command, EngineConfig, InstrumentId};
-use journal::retention::{RetainPolicy, RetentionConfig, ARCHIVE_DIR};
 use journal::{Durability, FsStorage, BASE_NAME};
-use runtime::pipeline::{Pipeline, PipelineConfig};
+use journal::{RetainPolicy, RetentionConfig, ARCHIVE_DIR};
+use runtime::{Pipeline, PipelineConfig};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

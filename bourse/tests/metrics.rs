@@ -15,7 +15,7 @@ use engine::{
     OwnerId, Price, Qty, Seq, Side, Stp, Tif,
 };
 use journal::Durability;
-use runtime::pipeline::Pipeline;
+use runtime::Pipeline;
 use runtime::{IdleStrategy, PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes};
 use std::io::{Read, Write};
 use std::path::PathBuf;

@@ -12,7 +12,7 @@
 //! or world-readable key; a client trusts exactly the certificate found here
 //! (no system roots, no "insecure" mode).
 
-use journal::storage::create_private_dir;
+use journal::create_private_dir;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

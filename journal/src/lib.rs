@@ -47,37 +47,53 @@
 //! ([`history`]). It depends on the engine only; nothing here spawns a
 //! thread or knows of the runtime or the network.
 
-pub mod base;
-pub mod format;
-pub mod head;
+mod base;
+mod format;
+mod head;
 pub mod history;
-pub mod lock;
-pub mod reader;
+mod lock;
+mod reader;
 pub mod record;
-pub mod recovery;
-pub mod repair;
-pub mod replay;
-pub mod retention;
+mod recovery;
+mod repair;
+mod replay;
+mod retention;
 mod segments;
-pub mod sim;
-pub mod snapshot;
-pub mod storage;
-pub mod writer;
+mod sim;
+mod snapshot;
+mod storage;
+mod writer;
 
 #[cfg(test)]
 mod tests;
 
-pub use base::{read_base, write_base, Base, BASE_NAME};
-pub use format::{BlockFault, BlockHeader, BLOCK_ALIGN, HEADER_LEN};
-pub use head::{read_head, write_head, HEAD_NAME};
+pub use base::{decode_base, encode_base, read_base, write_base, Base, BASE_NAME, BASE_TMP_NAME};
+pub use format::{
+    block_len, block_records, build_block, is_zero, parse_block, parse_header, BlockFault,
+    BlockHeader, BLOCK_ALIGN, HEADER_LEN, MAGIC, VERSION,
+};
+pub use head::{read_head, write_head, HEAD_NAME, HEAD_TMP_NAME};
 pub use lock::{live_writer, DirLock, LockError, LOCK_NAME};
 pub use reader::{
-    cut_torn_tail, decode_records, provably_torn, scan, JournalEnd, ScanReport, TornTail, SECTOR,
+    cut_torn_tail, decode_records, provably_torn, scan, Chain, JournalEnd, ScanReport, TornTail,
+    SECTOR,
+};
+pub use recovery::{
+    no_restore, recover, recover_attached, recover_with, repair_partition, CannotRestore,
+    Recovered, RecoveryError,
 };
 pub use repair::{move_damage_aside, move_file_aside, repair_journal, MovedAside, DAMAGED_DIR};
 pub use replay::{replay, ReplayError, Replayed};
-pub use sim::SimDisk;
-pub use storage::{FsStorage, Storage, StorageFile};
-pub use writer::{JournalWriter, SPARE_NAME, SPARE_SLICE_BYTES};
-
+pub use retention::{
+    disk_usage, prune_archive, scan_archive, target_base, ArchiveReport, BadPolicy, DiskUsage,
+    RetainPolicy, Retention, RetentionConfig, Step, ARCHIVE_BYTES_MAX_DEFAULT, ARCHIVE_DIR,
+};
 pub use segments::*;
+pub use sim::{SimDisk, SimFile};
+pub use snapshot::{
+    list_snapshots, load_newest_valid, read_snapshot, snapshot_name, write_snapshot,
+    LoadedSnapshot, SnapshotError, SnapshotFault, SnapshotSkip, SNAPSHOTS_KEPT,
+    SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+};
+pub use storage::{create_private_dir, join, FsFile, FsStorage, Storage, StorageFile};
+pub use writer::{JournalWriter, NEW_SEGMENT_SUFFIX, SPARE_NAME, SPARE_SLICE_BYTES};

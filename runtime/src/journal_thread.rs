@@ -73,6 +73,8 @@ pub(crate) fn journal_loop(
             && snapshots.pending.is_none()
             && shared.snapshots.is_empty()
         {
+            persist.settle();
+            publish_disk_usage(&*persist, &shared);
             return;
         }
         // A slice of deferred work (the next segment): with `idle`, because

@@ -16,29 +16,34 @@
 //! the process (it is never retried: the page cache state is unknown after a
 //! failed fsync).
 //!
-//! The crate: the partition threads ([`partition`]), the sequencer, idle
-//! strategies, partition routing and global order ids ([`router`]), the
+//! The crate: the partition threads (`partition`), the sequencer, idle
+//! strategies, partition routing and global order ids (`router`), the
 //! journal and history writer threads and the output reader (`threads`),
 //! and the in-process pipeline that opens, recovers and runs them
-//! ([`pipeline`]). It knows nothing of the network, configuration files or
+//! (`pipeline`). It knows nothing of the network, configuration files or
 //! metrics exposition.
 
-pub mod doorbell;
+mod doorbell;
 mod history;
-pub mod idle;
+mod idle;
 mod journal_thread;
-pub mod output;
-pub mod partition;
-pub mod pipeline;
+mod output;
+mod partition;
+mod pipeline;
 mod report;
-pub mod router;
-pub mod sequencer;
+mod router;
+mod sequencer;
 mod threads;
 
-pub use doorbell::{Doorbell, DoorbellFull, DOORBELLS_MAX};
-pub use idle::IdleStrategy;
+pub use doorbell::{Doorbell, DoorbellFull, Wake, DOORBELLS_MAX};
+pub use idle::{IdleStrategy, Idler};
 pub use journal::Durability;
+pub use output::{Output, OutputReader, OutputRef, OutputRing, EVENTS_INLINE, READERS_MAX};
 pub use partition::{Counter, Counters, Request, Shared, SnapshotBytes, COMMAND_KINDS};
-pub use pipeline::{Pipeline, PipelineConfig, PipelineError};
-pub use router::{globalize, localize, PartitionMap, Route, RouteError};
+pub use pipeline::{
+    partition_dir, FsPersistence, PartitionRecovery, Pipeline, PipelineConfig, PipelineError,
+    DEFAULT_HISTORY_FILTER_BYTES, DEFAULT_HISTORY_RUN_RECORDS,
+};
+pub use router::{globalize, localize, PartitionMap, Route, RouteError, PARTITION_SHIFT};
+pub use sequencer::Sequencer;
 pub use threads::*;

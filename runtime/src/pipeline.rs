@@ -26,9 +26,9 @@
 use crate::{PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes};
 use engine::{Engine, EngineConfig, Input, Seq};
 use journal::history::{DiskHistory, IdFilter, RunWriter, HISTORY_DIR};
-use journal::recovery::{recover_attached, RecoveryError};
-use journal::retention::{disk_usage, DiskUsage, Retention, RetentionConfig, Step};
-use journal::snapshot::{list_snapshots, write_snapshot};
+use journal::{disk_usage, DiskUsage, Retention, RetentionConfig, Step};
+use journal::{list_snapshots, write_snapshot};
+use journal::{recover_attached, RecoveryError};
 use journal::{
     DirLock, Durability, FsStorage, JournalConfig, JournalError, JournalWriter, LockError,
 };
@@ -277,7 +277,20 @@ impl FsPersistence {
     }
 }
 
+/// Most retention steps a clean shutdown runs to finish a pass.
+const SETTLE_STEPS_MAX: usize = 65_536;
+
 impl Persistence for FsPersistence {
+    fn settle(&mut self) {
+        // A pass is a handful of steps (anchor, then one move or delete per
+        // segment): bounded by the segments below the snapshot's seq.
+        for _ in 0..SETTLE_STEPS_MAX {
+            if !self.retention_step(true) {
+                break;
+            }
+        }
+    }
+
     fn commit(&mut self, batch: &[Input]) -> std::io::Result<()> {
         for chunk in batch.chunks(self.writer.config().max_batch) {
             self.writer

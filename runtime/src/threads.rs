@@ -2,7 +2,7 @@
 //! history threads, submitting to them, the journal thread's loop, and
 //! the output reader that releases only durable outputs.
 
-pub use crate::output::{Output, OutputReader, OutputRef};
+use crate::output::OutputReader;
 use crate::partition::*;
 use crate::router::{PartitionMap, Route, RouteError};
 use crate::{history, partition, Durability, IdleStrategy};
@@ -31,9 +31,13 @@ pub trait Persistence: Send + 'static {
     fn background(&mut self, _idle: bool) -> bool {
         false
     }
+    /// Finishes the journal retention pass in progress (if any) before the
+    /// journal thread stops, so a clean shutdown never leaves a pass cut
+    /// between its anchor (`journal.base`) and its last move or delete.
+    fn settle(&mut self) {}
     /// Bytes on disk (journal, archive, snapshots) and how far retention
     /// went, as last measured (cheap: no I/O); `None` when not measured.
-    fn disk_usage(&self) -> Option<journal::retention::DiskUsage> {
+    fn disk_usage(&self) -> Option<journal::DiskUsage> {
         None
     }
 }

@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use engine::EngineConfig;
-use runtime::pipeline::PipelineConfig;
+use runtime::PipelineConfig;
 use runtime::{IdleStrategy, RuntimeConfig};
 use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};

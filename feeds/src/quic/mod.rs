@@ -126,7 +126,7 @@ pub fn companion(cfg: MdConfig) -> gateway::server::CompanionSpec {
         let mut hub = MdHub::new(cfg.clone(), partitions, auth);
         if pc.durability != journal::Durability::None {
             for part in 0..partitions {
-                let dir = runtime::pipeline::partition_dir(&pc.data_dir, part);
+                let dir = runtime::partition_dir(&pc.data_dir, part);
                 let up_to = p.recovered().get(part).map_or(0, |r| r.last_seq);
                 match hub.seed_from_journal(part, &dir, pc.engine, up_to) {
                     Ok(0) => {}
