@@ -517,10 +517,7 @@ async fn md_read(
             }
         }
     }
-    c.connection().close(
-        quinn::VarInt::from_u32(feeds::md_close::NORMAL),
-        b"bench done",
-    );
+    c.close(feeds::md_close::NORMAL, b"bench done");
 }
 
 /// The instruments `Mix::queue` trades.

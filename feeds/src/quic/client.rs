@@ -79,6 +79,12 @@ impl MdClient {
         &self.conn
     }
 
+    /// Closes the connection with a `bourse-md/1` close code
+    /// (`md_close`) and a reason.
+    pub fn close(&self, code: u32, reason: &[u8]) {
+        self.conn.close(quinn::VarInt::from_u32(code), reason);
+    }
+
     /// Sends a control record.
     pub async fn request(&mut self, c: &Ctl) -> Result<(), MdError> {
         let mut b = Vec::with_capacity(80);
