@@ -133,97 +133,27 @@ pub fn run_load(
         + 1_000_000_000;
     let total = (load.rate as u128 * load.duration.as_nanos() / 1_000_000_000) as usize + parts + 1;
     // Intended send time per token (token = index), preallocated.
-    let mut intended = vec![0u64; total + 1];
-    let mut latest_order = vec![0u64; parts];
-    let mut readers: Vec<_> = (0..parts).map(|p| pipeline.runtime().reader(p)).collect();
+    let intended = vec![0u64; total + 1];
+    let latest_order = vec![0u64; parts];
+    let readers: Vec<_> = (0..parts).map(|p| pipeline.runtime().reader(p)).collect();
     keep_off_engine_cores(&pipeline);
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    let mut coid_of = vec![0u64; parts];
-    let mut completed = 0u64;
+    let latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let coid_of = vec![0u64; parts];
     let start = Instant::now();
-    let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
-    // Ack printer: one line per released command, straight to standard
-    // output and flushed, so a process killed a moment later has already
-    // told its reader everything it acknowledged. It blocks, never spins.
-    let printer = std::thread::spawn(move || {
-        let mut so = std::io::stdout().lock();
-        for (seq, coid) in rx {
-            let _ = writeln!(so, "ack {seq} {coid}");
-            let _ = so.flush();
-        }
-    });
-    // One thread offers the load and drains the outputs between sends, so
-    // on a small machine it does not compete with itself for a core.
-    let drain = |readers: &mut Vec<runtime::OutputReader>,
-                 latency: &mut Histogram<u64>,
-                 completed: &mut u64,
-                 intended: &[u64],
-                 latest_order: &mut [u64],
-                 coid_of: &mut [u64]| {
-        let mut any = false;
-        for (p, r) in readers.iter_mut().enumerate() {
-            while let Some(o) = r.poll() {
-                any = true;
-                for ev in o.events() {
-                    match *ev {
-                        Event::Accepted {
-                            order_id,
-                            client_order_id,
-                            ..
-                        } => {
-                            latest_order[p] = order_id.0;
-                            coid_of[p] = client_order_id.0;
-                        }
-                        Event::Rejected {
-                            target: engine::RejectTarget::ClientOrder(c),
-                            ..
-                        } => coid_of[p] = c.0,
-                        _ => {}
-                    }
-                }
-                if o.token != 0 && (o.token as usize) < intended.len() {
-                    let lat = now_ns(start)
-                        .saturating_sub(intended[o.token as usize])
-                        .max(1);
-                    let _ = latency.record(lat);
-                    *completed += 1;
-                }
-                if load.acks {
-                    let _ = tx.send((o.seq.0, coid_of[p]));
-                }
-                coid_of[p] = 0;
-            }
-        }
-        any
+    let (tx, printer) = spawn_ack_printer();
+    let mut c = Collector {
+        readers,
+        latency,
+        completed: 0,
+        intended,
+        latest_order,
+        coid_of,
+        start,
+        acks: load.acks,
+        tx,
     };
-
-    for p in 0..parts {
-        while let Err(e) =
-            pipeline
-                .runtime()
-                .submit(p, 0, Command::AddInstrument(load_instrument()))
-        {
-            match e {
-                SubmitError::Busy => std::thread::yield_now(),
-                e => panic!("{e}"),
-            }
-        }
-    }
-
-    // A full inbound ring means the pipeline is behind, mostly waiting for a
-    // sync: the producer parks until the journal publishes a durable seq
-    // (the doorbell unparks it; the timeout bounds a missed ring) instead of
-    // spinning on `busy` and taking the core the journal thread needs.
-    let me = std::thread::current();
-    for p in 0..parts {
-        let me = me.clone();
-        // A doorbell without a free slot leaves only the timeout: still correct.
-        let _ = pipeline
-            .runtime()
-            .shared(p)
-            .doorbell
-            .register(Box::new(move || me.unpark()));
-    }
+    add_instruments(&pipeline, parts);
+    register_doorbells(&pipeline, parts);
     let mut rng = SplitMix64(load.seed);
     let mut busy = 0u64;
     let mut mid = 1_000_000u64;
@@ -236,72 +166,19 @@ pub fn run_load(
             break;
         }
         while now_ns(start) < t_int {
-            if !drain(
-                &mut readers,
-                &mut latency,
-                &mut completed,
-                &intended,
-                &mut latest_order,
-                &mut coid_of,
-            ) {
+            if !c.drain() {
                 std::hint::spin_loop();
             }
         }
-        intended[i as usize] = t_int;
+        c.intended[i as usize] = t_int;
         let p = (i as usize) % parts;
-        if rng.below(100) == 0 {
-            mid = (mid + rng.below(21)).saturating_sub(10).max(1000);
-        }
-        let roll = rng.below(100);
-        let owner = OwnerId(1 + rng.below(8));
-        let command = if roll < 30 {
-            Command::Cancel {
-                owner,
-                order_id: OrderId(latest_order[p].saturating_sub(rng.below(2000)).max(1)),
-            }
-        } else {
-            let side = if rng.below(2) == 0 {
-                Side::Buy
-            } else {
-                Side::Sell
-            };
-            let crossing = roll >= 90;
-            let off = 1 + rng.below(50);
-            let price = match (side, crossing) {
-                (Side::Buy, false) => mid - off,
-                (Side::Sell, false) => mid + off,
-                (Side::Buy, true) => mid + off,
-                (Side::Sell, true) => mid - off,
-            };
-            Command::NewOrder(NewOrder {
-                owner,
-                instrument: InstrumentId(1),
-                client_order_id: ClientOrderId(base_coid + i),
-                side,
-                order_type: OrderType::Limit,
-                price: Some(Price(price)),
-                qty: Qty(1 + rng.below(100)),
-                tif: if crossing { Tif::Ioc } else { Tif::Gtc },
-                expire_at: None,
-                post_only: false,
-                stp: Stp::None,
-                display_qty: None,
-                trigger_price: None,
-            })
-        };
+        let command = next_command(&mut rng, &mut mid, c.latest_order[p], base_coid + i);
         loop {
             match pipeline.runtime().submit(p, i, command) {
                 Ok(()) => break,
                 Err(SubmitError::Busy) => {
                     busy += 1;
-                    if !drain(
-                        &mut readers,
-                        &mut latency,
-                        &mut completed,
-                        &intended,
-                        &mut latest_order,
-                        &mut coid_of,
-                    ) {
+                    if !c.drain() {
                         std::thread::park_timeout(BUSY_PARK);
                     }
                 }
@@ -313,27 +190,177 @@ pub fn run_load(
     let seconds = (now_ns(start) - t_begin) as f64 / 1e9;
     // Drain: every offered command's outputs (bounded wait).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while completed < offered && Instant::now() < deadline {
-        if !drain(
-            &mut readers,
-            &mut latency,
-            &mut completed,
-            &intended,
-            &mut latest_order,
-            &mut coid_of,
-        ) {
+    while c.completed < offered && Instant::now() < deadline {
+        if !c.drain() {
             std::thread::park_timeout(BUSY_PARK);
         }
     }
-    drop(tx);
+    drop(c.tx);
     printer.join().expect("printer thread");
     let state_hashes = pipeline.shutdown();
     Ok(LoadReport {
         offered,
-        completed,
+        completed: c.completed,
         busy,
         seconds,
-        latency,
+        latency: c.latency,
         state_hashes,
     })
+}
+
+/// Ack printer: one line per released command, straight to standard
+/// output and flushed, so a process killed a moment later has already
+/// told its reader everything it acknowledged. It blocks, never spins.
+fn spawn_ack_printer() -> (
+    std::sync::mpsc::Sender<(u64, u64)>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
+    let printer = std::thread::spawn(move || {
+        let mut so = std::io::stdout().lock();
+        for (seq, coid) in rx {
+            let _ = writeln!(so, "ack {seq} {coid}");
+            let _ = so.flush();
+        }
+    });
+    (tx, printer)
+}
+
+/// The output side of the load: one thread offers the load and drains the
+/// outputs between sends, so on a small machine it does not compete with
+/// itself for a core.
+struct Collector {
+    readers: Vec<runtime::OutputReader>,
+    latency: Histogram<u64>,
+    completed: u64,
+    /// Intended send time per token (token = index).
+    intended: Vec<u64>,
+    /// Per partition, the newest accepted order id (cancels aim below it).
+    latest_order: Vec<u64>,
+    /// Per partition, the client order id of the output being read.
+    coid_of: Vec<u64>,
+    start: Instant,
+    acks: bool,
+    tx: std::sync::mpsc::Sender<(u64, u64)>,
+}
+
+impl Collector {
+    /// Reads every output ready: latency per token, acks; whether any was.
+    fn drain(&mut self) -> bool {
+        let mut any = false;
+        for (p, r) in self.readers.iter_mut().enumerate() {
+            while let Some(o) = r.poll() {
+                any = true;
+                for ev in o.events() {
+                    match *ev {
+                        Event::Accepted {
+                            order_id,
+                            client_order_id,
+                            ..
+                        } => {
+                            self.latest_order[p] = order_id.0;
+                            self.coid_of[p] = client_order_id.0;
+                        }
+                        Event::Rejected {
+                            target: engine::RejectTarget::ClientOrder(c),
+                            ..
+                        } => self.coid_of[p] = c.0,
+                        _ => {}
+                    }
+                }
+                if o.token != 0 && (o.token as usize) < self.intended.len() {
+                    let lat = now_ns(self.start)
+                        .saturating_sub(self.intended[o.token as usize])
+                        .max(1);
+                    let _ = self.latency.record(lat);
+                    self.completed += 1;
+                }
+                if self.acks {
+                    let _ = self.tx.send((o.seq.0, self.coid_of[p]));
+                }
+                self.coid_of[p] = 0;
+            }
+        }
+        any
+    }
+}
+
+/// The load's instrument on every partition (retried while a ring is full).
+fn add_instruments(pipeline: &Pipeline, parts: usize) {
+    for p in 0..parts {
+        while let Err(e) =
+            pipeline
+                .runtime()
+                .submit(p, 0, Command::AddInstrument(load_instrument()))
+        {
+            match e {
+                SubmitError::Busy => std::thread::yield_now(),
+                e => panic!("{e}"),
+            }
+        }
+    }
+}
+
+/// A full inbound ring means the pipeline is behind, mostly waiting for a
+/// sync: the producer parks until the journal publishes a durable seq
+/// (the doorbell unparks it; the timeout bounds a missed ring) instead of
+/// spinning on `busy` and taking the core the journal thread needs.
+fn register_doorbells(pipeline: &Pipeline, parts: usize) {
+    let me = std::thread::current();
+    for p in 0..parts {
+        let me = me.clone();
+        // A doorbell without a free slot leaves only the timeout: still correct.
+        let _ = pipeline
+            .runtime()
+            .shared(p)
+            .doorbell
+            .register(Box::new(move || me.unpark()));
+    }
+}
+
+/// The next command of the seeded stream: 30 % cancels near the
+/// partition's newest order, else limit orders around a drifting `mid`
+/// (10 % crossing, IOC).
+fn next_command(rng: &mut SplitMix64, mid: &mut u64, latest_order: u64, coid: u64) -> Command {
+    if rng.below(100) == 0 {
+        *mid = (*mid + rng.below(21)).saturating_sub(10).max(1000);
+    }
+    let mid = *mid;
+    let roll = rng.below(100);
+    let owner = OwnerId(1 + rng.below(8));
+    if roll < 30 {
+        Command::Cancel {
+            owner,
+            order_id: OrderId(latest_order.saturating_sub(rng.below(2000)).max(1)),
+        }
+    } else {
+        let side = if rng.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let crossing = roll >= 90;
+        let off = 1 + rng.below(50);
+        let price = match (side, crossing) {
+            (Side::Buy, false) => mid - off,
+            (Side::Sell, false) => mid + off,
+            (Side::Buy, true) => mid + off,
+            (Side::Sell, true) => mid - off,
+        };
+        Command::NewOrder(NewOrder {
+            owner,
+            instrument: InstrumentId(1),
+            client_order_id: ClientOrderId(coid),
+            side,
+            order_type: OrderType::Limit,
+            price: Some(Price(price)),
+            qty: Qty(1 + rng.below(100)),
+            tif: if crossing { Tif::Ioc } else { Tif::Gtc },
+            expire_at: None,
+            post_only: false,
+            stp: Stp::None,
+            display_qty: None,
+            trigger_price: None,
+        })
+    }
 }

@@ -46,7 +46,8 @@
 use crate::book::{better, OrderBook};
 use crate::msg::*;
 use engine::{
-    Command, Event, Events, Input, InstrumentId, LevelView, OrderType, Price, Qty, Seq, Side,
+    Command, Event, Events, Input, InstrumentId, LevelView, OrderId, OrderType, Price, Qty, Seq,
+    Side,
 };
 use std::collections::{HashMap, VecDeque};
 
@@ -300,45 +301,8 @@ impl FeedBuilder {
                 price,
                 qty,
                 ..
-            } => {
-                self.flush_pending();
-                let inst = self.inst(instrument);
-                let (parked, display) = match self.hint.take() {
-                    Some((t, d)) => (t.has_trigger(), d),
-                    None => (false, Qty(0)),
-                };
-                let track = Track {
-                    inst,
-                    side,
-                    price,
-                    remaining: qty,
-                    display,
-                    stage: if parked {
-                        Stage::Parked
-                    } else {
-                        Stage::Pending
-                    },
-                    shown_at: None,
-                };
-                if self.orders.insert(order_id.0, track).is_some() {
-                    self.anomalies += 1;
-                }
-                if !parked {
-                    self.pending = Some(order_id.0);
-                }
-            }
-            Event::Triggered { order_id, .. } => {
-                if self.pending != Some(order_id.0) {
-                    self.flush_pending();
-                }
-                match self.orders.get_mut(&order_id.0) {
-                    Some(t) if t.stage != Stage::Resting => {
-                        t.stage = Stage::Pending;
-                        self.pending = Some(order_id.0);
-                    }
-                    _ => self.anomalies += 1,
-                }
-            }
+            } => self.on_accepted(order_id, instrument, side, price, qty),
+            Event::Triggered { order_id, .. } => self.on_triggered(order_id),
             Event::Trade {
                 instrument,
                 price,
@@ -347,156 +311,222 @@ impl FeedBuilder {
                 taker_order_id,
                 taker_side,
                 ..
-            } => {
-                let inst = self.inst(instrument);
-                let st = &mut self.insts[inst as usize];
-                st.match_id += 1;
-                let match_id = st.match_id;
-                self.take_from_resting(maker_order_id.0, qty, Some(match_id));
-                if let Some(t) = self.orders.get_mut(&taker_order_id.0) {
-                    if t.stage == Stage::Pending {
-                        t.remaining.0 = t.remaining.0.saturating_sub(qty.0);
-                    }
-                }
-                self.emit(
-                    inst,
-                    0,
-                    Body::Trade(TradeMsg {
-                        price,
-                        qty,
-                        match_id,
-                        aggressor: taker_side,
-                        maker_order_id: maker_order_id.0,
-                        taker_order_id: taker_order_id.0,
-                    }),
-                );
-            }
-            Event::Reduced { order_id, qty, .. } => match self.orders.get(&order_id.0) {
-                Some(t) if t.stage == Stage::Resting => {
-                    self.take_from_resting(order_id.0, qty, None);
-                }
-                Some(t) if t.stage == Stage::Pending => {
-                    let t = self.orders.get_mut(&order_id.0).expect("present");
-                    t.remaining.0 = t.remaining.0.saturating_sub(qty.0);
-                }
-                _ => self.anomalies += 1,
-            },
-            Event::Canceled { order_id, .. } => {
-                let Some(t) = self.orders.remove(&order_id.0) else {
-                    self.anomalies += 1;
-                    return;
-                };
-                if self.pending == Some(order_id.0) {
-                    self.pending = None;
-                }
-                match t.stage {
-                    Stage::Resting => {
-                        let st = &mut self.insts[t.inst as usize];
-                        match st.book.remove(order_id.0) {
-                            Some(o) => {
-                                self.touch(t.inst);
-                                self.emit(
-                                    t.inst,
-                                    0,
-                                    Body::L3(L3Update::Delete {
-                                        order_id: order_id.0,
-                                        side: o.side,
-                                        price: o.price,
-                                    }),
-                                );
-                            }
-                            None => self.anomalies += 1,
-                        }
-                    }
-                    Stage::Pending => {
-                        if let Some(p) = t.shown_at {
-                            self.emit(
-                                t.inst,
-                                0,
-                                Body::L3(L3Update::Delete {
-                                    order_id: order_id.0,
-                                    side: t.side,
-                                    price: p,
-                                }),
-                            );
-                        }
-                    }
-                    Stage::Parked => {}
-                }
-            }
+            } => self.on_trade(
+                instrument,
+                price,
+                qty,
+                maker_order_id,
+                taker_order_id,
+                taker_side,
+            ),
+            Event::Reduced { order_id, qty, .. } => self.on_reduced(order_id, qty),
+            Event::Canceled { order_id, .. } => self.on_canceled(order_id),
             Event::Replaced {
                 order_id,
                 price,
                 qty,
                 priority_kept,
                 ..
-            } => {
-                self.flush_pending();
-                let Some(t) = self.orders.get(&order_id.0).copied() else {
-                    self.anomalies += 1;
-                    return;
-                };
+            } => self.on_replaced(order_id, price, qty, priority_kept),
+            Event::Halted {
+                instrument, reason, ..
+            } => self.on_status(instrument, true, reason as u8),
+            Event::Resumed { instrument } => self.on_status(instrument, false, 0),
+            _ => {}
+        }
+    }
+
+    /// A new order: tracked, parked (a stop) or pending until it rests.
+    fn on_accepted(
+        &mut self,
+        order_id: OrderId,
+        instrument: InstrumentId,
+        side: Side,
+        price: Option<Price>,
+        qty: Qty,
+    ) {
+        self.flush_pending();
+        let inst = self.inst(instrument);
+        let (parked, display) = match self.hint.take() {
+            Some((t, d)) => (t.has_trigger(), d),
+            None => (false, Qty(0)),
+        };
+        let track = Track {
+            inst,
+            side,
+            price,
+            remaining: qty,
+            display,
+            stage: if parked {
+                Stage::Parked
+            } else {
+                Stage::Pending
+            },
+            shown_at: None,
+        };
+        if self.orders.insert(order_id.0, track).is_some() {
+            self.anomalies += 1;
+        }
+        if !parked {
+            self.pending = Some(order_id.0);
+        }
+    }
+
+    /// A stop order triggered: pending from now on, as if incoming.
+    fn on_triggered(&mut self, order_id: OrderId) {
+        if self.pending != Some(order_id.0) {
+            self.flush_pending();
+        }
+        match self.orders.get_mut(&order_id.0) {
+            Some(t) if t.stage != Stage::Resting => {
+                t.stage = Stage::Pending;
+                self.pending = Some(order_id.0);
+            }
+            _ => self.anomalies += 1,
+        }
+    }
+
+    /// A trade: the maker's resting size reduced, the taker's remaining
+    /// reduced, the trade published.
+    fn on_trade(
+        &mut self,
+        instrument: InstrumentId,
+        price: Price,
+        qty: Qty,
+        maker_order_id: OrderId,
+        taker_order_id: OrderId,
+        taker_side: Side,
+    ) {
+        let inst = self.inst(instrument);
+        let st = &mut self.insts[inst as usize];
+        st.match_id += 1;
+        let match_id = st.match_id;
+        self.take_from_resting(maker_order_id.0, qty, Some(match_id));
+        if let Some(t) = self.orders.get_mut(&taker_order_id.0) {
+            if t.stage == Stage::Pending {
+                t.remaining.0 = t.remaining.0.saturating_sub(qty.0);
+            }
+        }
+        self.emit(
+            inst,
+            0,
+            Body::Trade(TradeMsg {
+                price,
+                qty,
+                match_id,
+                aggressor: taker_side,
+                maker_order_id: maker_order_id.0,
+                taker_order_id: taker_order_id.0,
+            }),
+        );
+    }
+
+    /// An order's size reduced without a trade.
+    fn on_reduced(&mut self, order_id: OrderId, qty: Qty) {
+        match self.orders.get(&order_id.0) {
+            Some(t) if t.stage == Stage::Resting => {
+                self.take_from_resting(order_id.0, qty, None);
+            }
+            Some(t) if t.stage == Stage::Pending => {
+                let t = self.orders.get_mut(&order_id.0).expect("present");
+                t.remaining.0 = t.remaining.0.saturating_sub(qty.0);
+            }
+            _ => self.anomalies += 1,
+        }
+    }
+
+    /// An order canceled: deleted from the book (or its shown place).
+    fn on_canceled(&mut self, order_id: OrderId) {
+        let Some(t) = self.orders.remove(&order_id.0) else {
+            self.anomalies += 1;
+            return;
+        };
+        if self.pending == Some(order_id.0) {
+            self.pending = None;
+        }
+        match t.stage {
+            Stage::Resting => {
                 let st = &mut self.insts[t.inst as usize];
-                let Some(o) = st.book.get(order_id.0) else {
-                    self.anomalies += 1;
-                    return;
-                };
-                self.touch(t.inst);
-                let st = &mut self.insts[t.inst as usize];
-                let tm = self.orders.get_mut(&order_id.0).expect("present");
-                tm.remaining = qty;
-                if priority_kept && price == o.price {
-                    let vis = Qty(o.qty.0.min(qty.0));
-                    st.book.set_qty(order_id.0, vis);
+                match st.book.remove(order_id.0) {
+                    Some(o) => {
+                        self.touch(t.inst);
+                        self.emit(
+                            t.inst,
+                            0,
+                            Body::L3(L3Update::Delete {
+                                order_id: order_id.0,
+                                side: o.side,
+                                price: o.price,
+                            }),
+                        );
+                    }
+                    None => self.anomalies += 1,
+                }
+            }
+            Stage::Pending => {
+                if let Some(p) = t.shown_at {
                     self.emit(
                         t.inst,
                         0,
-                        Body::L3(L3Update::Replace {
+                        Body::L3(L3Update::Delete {
                             order_id: order_id.0,
-                            side: o.side,
-                            price,
-                            qty: vis,
-                            priority_kept: true,
+                            side: t.side,
+                            price: p,
                         }),
                     );
-                } else {
-                    // Out of the book; it matches as if incoming, then rests
-                    // (published as a replace) or ends (published as a delete).
-                    st.book.remove(order_id.0);
-                    tm.price = Some(price);
-                    tm.stage = Stage::Pending;
-                    tm.shown_at = Some(o.price);
-                    self.pending = Some(order_id.0);
                 }
             }
-            Event::Halted {
-                instrument, reason, ..
-            } => {
-                let inst = self.inst(instrument);
-                self.insts[inst as usize].halted = true;
-                self.emit(
-                    inst,
-                    0,
-                    Body::Status(StatusMsg {
-                        halted: true,
-                        reason: reason as u8,
-                    }),
-                );
-            }
-            Event::Resumed { instrument } => {
-                let inst = self.inst(instrument);
-                self.insts[inst as usize].halted = false;
-                self.emit(
-                    inst,
-                    0,
-                    Body::Status(StatusMsg {
-                        halted: false,
-                        reason: 0,
-                    }),
-                );
-            }
-            _ => {}
+            Stage::Parked => {}
         }
+    }
+
+    /// An order replaced: in place when it kept priority, else out of the
+    /// book and pending as if incoming.
+    fn on_replaced(&mut self, order_id: OrderId, price: Price, qty: Qty, priority_kept: bool) {
+        self.flush_pending();
+        let Some(t) = self.orders.get(&order_id.0).copied() else {
+            self.anomalies += 1;
+            return;
+        };
+        let st = &mut self.insts[t.inst as usize];
+        let Some(o) = st.book.get(order_id.0) else {
+            self.anomalies += 1;
+            return;
+        };
+        self.touch(t.inst);
+        let st = &mut self.insts[t.inst as usize];
+        let tm = self.orders.get_mut(&order_id.0).expect("present");
+        tm.remaining = qty;
+        if priority_kept && price == o.price {
+            let vis = Qty(o.qty.0.min(qty.0));
+            st.book.set_qty(order_id.0, vis);
+            self.emit(
+                t.inst,
+                0,
+                Body::L3(L3Update::Replace {
+                    order_id: order_id.0,
+                    side: o.side,
+                    price,
+                    qty: vis,
+                    priority_kept: true,
+                }),
+            );
+        } else {
+            // Out of the book; it matches as if incoming, then rests
+            // (published as a replace) or ends (published as a delete).
+            st.book.remove(order_id.0);
+            tm.price = Some(price);
+            tm.stage = Stage::Pending;
+            tm.shown_at = Some(o.price);
+            self.pending = Some(order_id.0);
+        }
+    }
+
+    /// Trading halted (`halted`, with its reason) or resumed.
+    fn on_status(&mut self, instrument: InstrumentId, halted: bool, reason: u8) {
+        let inst = self.inst(instrument);
+        self.insts[inst as usize].halted = halted;
+        self.emit(inst, 0, Body::Status(StatusMsg { halted, reason }));
     }
 
     /// Takes `qty` from a resting order's visible size (a fill when

@@ -967,6 +967,9 @@ async fn first_frame(recv: &mut quinn::RecvStream) -> Option<Vec<u8>> {
     }
 }
 
+/// One QUIC connection: refuse an address with too many failed logins,
+/// attach the first frame to a session, serve it until the connection ends,
+/// then detach (cancel-on-disconnect submitted before the close).
 async fn connection(
     sessions: Rc<RefCell<Sessions>>,
     pipeline: Rc<Pipeline>,
@@ -997,74 +1000,116 @@ async fn connection(
             .count_disconnect(DisconnectReason::ConnectionLost);
         return;
     };
-    // Attach: resume an existing session for (token, session id) or make one.
-    let (sid, conn_id, wake) = {
-        let mut h = sessions.borrow_mut();
-        let now = h.now_ns();
-        let key = peek_login(&first).and_then(|info| {
-            let t = info.token_str()?.to_string();
-            h.auth.check(&t).map(|_| (t, info.session_id))
-        });
-        let existing = key.as_ref().and_then(|k| h.by_login.get(k).copied());
-        let sid = match existing {
-            Some(sid) => {
-                let slot = h.slots.get_mut(&sid).expect("indexed session");
-                let old = slot.conn;
-                slot.conn = old.wrapping_add(1).max(1);
-                slot.disconnected_at = None;
-                if old != 0 {
-                    // Take-over: the old connection sees the new id and leaves.
-                    slot.wake.notify_one();
-                }
-                slot.session.handle_reconnect(now);
-                sid
-            }
-            None => {
-                if h.slots.len() >= h.max_sessions {
-                    h.count_disconnect(DisconnectReason::ServerFull);
-                    conn.close(
-                        quinn::VarInt::from_u32(wire::close::SLOW_CONSUMER),
-                        b"too many sessions",
-                    );
-                    return;
-                }
-                let sid = h.next_sid;
-                h.next_sid = if h.next_sid >= u32::MAX as u64 {
-                    1
-                } else {
-                    h.next_sid + 1
-                };
-                let session = Session::new(sid, h.session_cfg.clone(), h.auth.clone());
-                if let Some(m) = &h.metrics {
-                    m.gateway().session_opened();
-                }
-                h.slots.insert(
-                    sid,
-                    Slot {
-                        throttled_seen: 0,
-                        session,
-                        wake: Rc::new(Notify::new()),
-                        conn: 1,
-                        login: None,
-                        disconnected_at: None,
-                        registered_owners: Vec::new(),
-                    },
-                );
-                sid
-            }
-        };
-        let slot = h.slots.get_mut(&sid).expect("session");
-        slot.session.handle_bytes(now, &first);
-        let (conn_id, wake) = (slot.conn, slot.wake.clone());
-        if slot.login.is_none() && slot.session.logged_in() {
-            if let Some(k) = key {
-                slot.login = Some(k.clone());
-                h.by_login.insert(k, sid);
-            }
-        }
-        h.pump(sid, &pipeline);
-        (sid, conn_id, wake)
+    let Some((sid, conn_id, wake)) = attach(&mut sessions.borrow_mut(), &pipeline, &conn, &first)
+    else {
+        return;
     };
+    let close = serve_session(
+        &sessions, &pipeline, &mut send, &mut recv, sid, conn_id, &wake,
+    )
+    .await;
+    let pending = detach(&mut sessions.borrow_mut(), sid, conn_id, close.as_ref());
+    submit_cancels(&sessions, &pipeline, pending).await;
+    sessions.borrow_mut().connection_ended(peer, close.as_ref());
+    let (code, reason) = close.unwrap_or((wire::close::NORMAL, String::new()));
+    let _ = send.finish();
+    // Give the final bytes a moment to leave before closing.
+    let _ = tokio::time::timeout(Duration::from_millis(100), send.stopped()).await;
+    conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
+}
+
+/// Attach: resume an existing session for (token, session id) or make one,
+/// and feed it the first frame. `None` (the connection closed) when the
+/// server is full.
+fn attach(
+    h: &mut Sessions,
+    pipeline: &Pipeline,
+    conn: &quinn::Connection,
+    first: &[u8],
+) -> Option<(u64, u64, Rc<Notify>)> {
+    let now = h.now_ns();
+    let key = peek_login(first).and_then(|info| {
+        let t = info.token_str()?.to_string();
+        h.auth.check(&t).map(|_| (t, info.session_id))
+    });
+    let existing = key.as_ref().and_then(|k| h.by_login.get(k).copied());
+    let sid = match existing {
+        Some(sid) => {
+            let slot = h.slots.get_mut(&sid).expect("indexed session");
+            let old = slot.conn;
+            slot.conn = old.wrapping_add(1).max(1);
+            slot.disconnected_at = None;
+            if old != 0 {
+                // Take-over: the old connection sees the new id and leaves.
+                slot.wake.notify_one();
+            }
+            slot.session.handle_reconnect(now);
+            sid
+        }
+        None => {
+            if h.slots.len() >= h.max_sessions {
+                h.count_disconnect(DisconnectReason::ServerFull);
+                conn.close(
+                    quinn::VarInt::from_u32(wire::close::SLOW_CONSUMER),
+                    b"too many sessions",
+                );
+                return None;
+            }
+            new_session(h)
+        }
+    };
+    let slot = h.slots.get_mut(&sid).expect("session");
+    slot.session.handle_bytes(now, first);
+    let (conn_id, wake) = (slot.conn, slot.wake.clone());
+    if slot.login.is_none() && slot.session.logged_in() {
+        if let Some(k) = key {
+            slot.login = Some(k.clone());
+            h.by_login.insert(k, sid);
+        }
+    }
+    h.pump(sid, pipeline);
+    Some((sid, conn_id, wake))
+}
+
+/// A new session in a new slot, owned by connection 1; its id.
+fn new_session(h: &mut Sessions) -> u64 {
+    let sid = h.next_sid;
+    h.next_sid = if h.next_sid >= u32::MAX as u64 {
+        1
+    } else {
+        h.next_sid + 1
+    };
+    let session = Session::new(sid, h.session_cfg.clone(), h.auth.clone());
+    if let Some(m) = &h.metrics {
+        m.gateway().session_opened();
+    }
+    h.slots.insert(
+        sid,
+        Slot {
+            throttled_seen: 0,
+            session,
+            wake: Rc::new(Notify::new()),
+            conn: 1,
+            login: None,
+            disconnected_at: None,
+            registered_owners: Vec::new(),
+        },
+    );
+    sid
+}
+
+/// Serves session `sid` on this connection: writes what it transmits,
+/// feeds it what arrives, its timeouts and wake-ups, until the peer goes,
+/// the session closes or a new connection takes it over; the close to send.
+async fn serve_session(
+    sessions: &RefCell<Sessions>,
+    pipeline: &Pipeline,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    sid: u64,
+    conn_id: u64,
+    wake: &Notify,
+) -> Option<(u32, String)> {
     let mut out: Vec<u8> = Vec::with_capacity(64 << 10);
     let mut close: Option<(u32, String)> = None;
     loop {
@@ -1110,7 +1155,7 @@ async fn connection(
                 let Some(slot) = h.slots.get_mut(&sid) else { break };
                 if slot.conn != conn_id { continue; }
                 slot.session.handle_bytes(now, &chunk.bytes);
-                h.pump(sid, &pipeline);
+                h.pump(sid, pipeline);
             }
             _ = wake.notified() => {}
             _ = tokio::time::sleep_until(deadline.unwrap_or(far)) => {
@@ -1121,32 +1166,46 @@ async fn connection(
                         slot.session.handle_timeout(now);
                     }
                 }
-                h.pump(sid, &pipeline);
+                h.pump(sid, pipeline);
             }
         }
     }
-    // The connection is gone (or closing): cancel-on-disconnect, keep the
-    // session for resumption unless it logged out or never logged in.
-    let mut pending: Vec<EngineRequest> = {
-        let mut h = sessions.borrow_mut();
-        let mut remove = false;
-        let mut reqs = Vec::new();
-        if let Some(slot) = h.slots.get_mut(&sid) {
-            if slot.conn == conn_id {
-                reqs = slot.session.handle_disconnect();
-                slot.conn = 0;
-                slot.disconnected_at = Some(Instant::now());
-                remove = slot.login.is_none()
-                    || matches!(close, Some((c, _)) if c == wire::close::NORMAL);
-            }
+    close
+}
+
+/// The connection is gone (or closing): cancel-on-disconnect, keep the
+/// session for resumption unless it logged out or never logged in. The
+/// cancel requests to submit.
+fn detach(
+    h: &mut Sessions,
+    sid: u64,
+    conn_id: u64,
+    close: Option<&(u32, String)>,
+) -> Vec<EngineRequest> {
+    let mut remove = false;
+    let mut reqs = Vec::new();
+    if let Some(slot) = h.slots.get_mut(&sid) {
+        if slot.conn == conn_id {
+            reqs = slot.session.handle_disconnect();
+            slot.conn = 0;
+            slot.disconnected_at = Some(Instant::now());
+            remove =
+                slot.login.is_none() || matches!(close, Some((c, _)) if *c == wire::close::NORMAL);
         }
-        if remove {
-            // Its cancel-on-disconnect outputs still route by owner to others.
-            h.remove(sid);
-        }
-        reqs
-    };
-    // Cancel-on-disconnect must not be lost to a full ring: retry until taken.
+    }
+    if remove {
+        // Its cancel-on-disconnect outputs still route by owner to others.
+        h.remove(sid);
+    }
+    reqs
+}
+
+/// Cancel-on-disconnect must not be lost to a full ring: retry until taken.
+async fn submit_cancels(
+    sessions: &RefCell<Sessions>,
+    pipeline: &Pipeline,
+    mut pending: Vec<EngineRequest>,
+) {
     while !pending.is_empty() {
         {
             let mut h = sessions.borrow_mut();
@@ -1164,12 +1223,6 @@ async fn connection(
             tokio::task::yield_now().await;
         }
     }
-    sessions.borrow_mut().connection_ended(peer, close.as_ref());
-    let (code, reason) = close.unwrap_or((wire::close::NORMAL, String::new()));
-    let _ = send.finish();
-    // Give the final bytes a moment to leave before closing.
-    let _ = tokio::time::timeout(Duration::from_millis(100), send.stopped()).await;
-    conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
 }
 
 #[cfg(test)]

@@ -314,40 +314,11 @@ pub fn encode(input: &Input) -> InputRecord {
     };
     let k = match input.command {
         Command::AddInstrument(s) => {
-            w.u32(s.id.0);
-            w.bytes(&s.symbol.0);
-            w.bytes(&s.base.0);
-            w.bytes(&s.quote.0);
-            w.u64(s.tick);
-            w.u64(s.lot_size);
-            w.u64(s.qty_min);
-            w.u64(s.qty_max);
-            w.u64(s.reference_price.0);
-            w.opt_u32(s.band_bps);
-            w.opt_u32(s.circuit_bps);
-            w.u64(s.circuit_window_ns);
-            w.u32(s.maker_fee_bps);
-            w.u32(s.taker_fee_bps);
-            w.u128(s.fee_account.0);
-            w.bool(s.settle);
-            w.opt_u32(s.open_orders_max);
-            w.opt_u64(s.notional_max);
+            encode_instrument(&s, &mut w);
             kind::INSTRUMENT
         }
         Command::NewOrder(o) => {
-            w.u64(o.owner.0);
-            w.u32(o.instrument.0);
-            w.u64(o.client_order_id.0);
-            w.u8(o.side as u8);
-            w.u8(o.order_type as u8);
-            w.opt_u64(o.price.map(|p| p.0));
-            w.u64(o.qty.0);
-            w.u8(o.tif as u8);
-            w.opt_u64(o.expire_at.map(|t| t.0));
-            w.bool(o.post_only);
-            w.u8(o.stp as u8);
-            w.opt_u64(o.display_qty.map(|q| q.0));
-            w.opt_u64(o.trigger_price.map(|p| p.0));
+            encode_order(&o, &mut w);
             kind::ORDER
         }
         Command::Cancel { owner, order_id } => {
@@ -406,16 +377,7 @@ pub fn encode(input: &Input) -> InputRecord {
             batch_end,
             actor,
         } => {
-            w.u128(t.id.0);
-            w.u128(t.debit_account.0);
-            w.u128(t.credit_account.0);
-            w.u128(t.amount.0);
-            w.u16(t.code);
-            w.u16(t.flags.0);
-            w.u128(t.pending_id.0);
-            w.u64(t.timeout_ns);
-            w.bool(batch_end);
-            w.actor(&actor);
+            encode_transfer(&t, batch_end, &actor, &mut w);
             kind::TRANSFER
         }
         Command::QueryBalance { account, actor } => {
@@ -444,21 +406,79 @@ pub fn encode(input: &Input) -> InputRecord {
             kind::LOOKUP_TRANSFER
         }
         Command::GetAccountTransfers { filter: f, actor } => {
-            w.u128(f.account.0);
-            w.u8(match f.by {
-                RangeBy::LedgerSeq => 0,
-                RangeBy::Time => 1,
-            });
-            w.u64(f.lo);
-            w.u64(f.hi);
-            w.u32(f.limit);
-            w.bool(f.newest_first);
+            encode_account_filter(&f, &mut w);
             w.actor(&actor);
             kind::GET_ACCOUNT_TRANSFERS
         }
     };
     rec.kind = k;
     rec
+}
+
+/// The payload of `AddInstrument`, field by field.
+fn encode_instrument(s: &InstrumentSpec, w: &mut W<'_>) {
+    w.u32(s.id.0);
+    w.bytes(&s.symbol.0);
+    w.bytes(&s.base.0);
+    w.bytes(&s.quote.0);
+    w.u64(s.tick);
+    w.u64(s.lot_size);
+    w.u64(s.qty_min);
+    w.u64(s.qty_max);
+    w.u64(s.reference_price.0);
+    w.opt_u32(s.band_bps);
+    w.opt_u32(s.circuit_bps);
+    w.u64(s.circuit_window_ns);
+    w.u32(s.maker_fee_bps);
+    w.u32(s.taker_fee_bps);
+    w.u128(s.fee_account.0);
+    w.bool(s.settle);
+    w.opt_u32(s.open_orders_max);
+    w.opt_u64(s.notional_max);
+}
+
+/// The payload of `NewOrder`, field by field.
+fn encode_order(o: &NewOrder, w: &mut W<'_>) {
+    w.u64(o.owner.0);
+    w.u32(o.instrument.0);
+    w.u64(o.client_order_id.0);
+    w.u8(o.side as u8);
+    w.u8(o.order_type as u8);
+    w.opt_u64(o.price.map(|p| p.0));
+    w.u64(o.qty.0);
+    w.u8(o.tif as u8);
+    w.opt_u64(o.expire_at.map(|t| t.0));
+    w.bool(o.post_only);
+    w.u8(o.stp as u8);
+    w.opt_u64(o.display_qty.map(|q| q.0));
+    w.opt_u64(o.trigger_price.map(|p| p.0));
+}
+
+/// The payload of `Transfer`: the spec, the batch flag, then the actor.
+fn encode_transfer(t: &TransferSpec, batch_end: bool, actor: &Actor, w: &mut W<'_>) {
+    w.u128(t.id.0);
+    w.u128(t.debit_account.0);
+    w.u128(t.credit_account.0);
+    w.u128(t.amount.0);
+    w.u16(t.code);
+    w.u16(t.flags.0);
+    w.u128(t.pending_id.0);
+    w.u64(t.timeout_ns);
+    w.bool(batch_end);
+    w.actor(actor);
+}
+
+/// The filter of `GetAccountTransfers`, field by field.
+fn encode_account_filter(f: &AccountFilter, w: &mut W<'_>) {
+    w.u128(f.account.0);
+    w.u8(match f.by {
+        RangeBy::LedgerSeq => 0,
+        RangeBy::Time => 1,
+    });
+    w.u64(f.lo);
+    w.u64(f.hi);
+    w.u32(f.limit);
+    w.bool(f.newest_first);
 }
 
 /// Decodes and validates one record.
@@ -471,75 +491,8 @@ pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
         at: 0,
     };
     let command = match rec.kind {
-        kind::INSTRUMENT => Command::AddInstrument(InstrumentSpec {
-            id: InstrumentId(r.u32()),
-            symbol: Symbol(r.take()),
-            base: Asset(r.take()),
-            quote: Asset(r.take()),
-            tick: r.u64(),
-            lot_size: r.u64(),
-            qty_min: r.u64(),
-            qty_max: r.u64(),
-            reference_price: Price(r.u64()),
-            band_bps: r.opt_u32("band_bps")?,
-            circuit_bps: r.opt_u32("circuit_bps")?,
-            circuit_window_ns: r.u64(),
-            maker_fee_bps: r.u32(),
-            taker_fee_bps: r.u32(),
-            fee_account: AccountId(r.u128()),
-            settle: r.bool("settle")?,
-            open_orders_max: r.opt_u32("open_orders_max")?,
-            notional_max: r.opt_u64("notional_max")?,
-        }),
-        kind::ORDER => Command::NewOrder(NewOrder {
-            owner: OwnerId(r.u64()),
-            instrument: InstrumentId(r.u32()),
-            client_order_id: ClientOrderId(r.u64()),
-            side: r.side("side")?,
-            order_type: match r.u8() {
-                0 => OrderType::Limit,
-                1 => OrderType::Market,
-                2 => OrderType::Stop,
-                3 => OrderType::StopLimit,
-                value => {
-                    return Err(RecordError::BadEnum {
-                        field: "order_type",
-                        value,
-                    })
-                }
-            },
-            price: r.opt_u64("price")?.map(Price),
-            qty: Qty(r.u64()),
-            tif: match r.u8() {
-                0 => Tif::Gtc,
-                1 => Tif::Ioc,
-                2 => Tif::Fok,
-                3 => Tif::Gtd,
-                value => {
-                    return Err(RecordError::BadEnum {
-                        field: "tif",
-                        value,
-                    })
-                }
-            },
-            expire_at: r.opt_u64("expire_at")?.map(Timestamp),
-            post_only: r.bool("post_only")?,
-            stp: match r.u8() {
-                0 => Stp::None,
-                1 => Stp::CancelTaker,
-                2 => Stp::CancelMaker,
-                3 => Stp::CancelBoth,
-                4 => Stp::Decrement,
-                value => {
-                    return Err(RecordError::BadEnum {
-                        field: "stp",
-                        value,
-                    })
-                }
-            },
-            display_qty: r.opt_u64("display_qty")?.map(Qty),
-            trigger_price: r.opt_u64("trigger_price")?.map(Price),
-        }),
+        kind::INSTRUMENT => Command::AddInstrument(decode_instrument(&mut r)?),
+        kind::ORDER => Command::NewOrder(decode_order(&mut r)?),
         kind::CANCEL => Command::Cancel {
             owner: OwnerId(r.u64()),
             order_id: OrderId(r.u64()),
@@ -606,23 +559,7 @@ pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
             actor: r.actor()?,
         },
         kind::GET_ACCOUNT_TRANSFERS => Command::GetAccountTransfers {
-            filter: AccountFilter {
-                account: AccountId(r.u128()),
-                by: match r.u8() {
-                    0 => RangeBy::LedgerSeq,
-                    1 => RangeBy::Time,
-                    value => {
-                        return Err(RecordError::BadEnum {
-                            field: "range_by",
-                            value,
-                        })
-                    }
-                },
-                lo: r.u64(),
-                hi: r.u64(),
-                limit: r.u32(),
-                newest_first: r.bool("newest_first")?,
-            },
+            filter: decode_account_filter(&mut r)?,
             actor: r.actor()?,
         },
         k => return Err(RecordError::UnknownKind(k)),
@@ -632,6 +569,104 @@ pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
         seq: Seq(rec.seq()),
         now: Timestamp(rec.now()),
         command,
+    })
+}
+
+/// The payload of `AddInstrument`, field by field.
+fn decode_instrument(r: &mut R<'_>) -> Result<InstrumentSpec, RecordError> {
+    Ok(InstrumentSpec {
+        id: InstrumentId(r.u32()),
+        symbol: Symbol(r.take()),
+        base: Asset(r.take()),
+        quote: Asset(r.take()),
+        tick: r.u64(),
+        lot_size: r.u64(),
+        qty_min: r.u64(),
+        qty_max: r.u64(),
+        reference_price: Price(r.u64()),
+        band_bps: r.opt_u32("band_bps")?,
+        circuit_bps: r.opt_u32("circuit_bps")?,
+        circuit_window_ns: r.u64(),
+        maker_fee_bps: r.u32(),
+        taker_fee_bps: r.u32(),
+        fee_account: AccountId(r.u128()),
+        settle: r.bool("settle")?,
+        open_orders_max: r.opt_u32("open_orders_max")?,
+        notional_max: r.opt_u64("notional_max")?,
+    })
+}
+
+/// The payload of `NewOrder`, field by field, its enums checked.
+fn decode_order(r: &mut R<'_>) -> Result<NewOrder, RecordError> {
+    Ok(NewOrder {
+        owner: OwnerId(r.u64()),
+        instrument: InstrumentId(r.u32()),
+        client_order_id: ClientOrderId(r.u64()),
+        side: r.side("side")?,
+        order_type: match r.u8() {
+            0 => OrderType::Limit,
+            1 => OrderType::Market,
+            2 => OrderType::Stop,
+            3 => OrderType::StopLimit,
+            value => {
+                return Err(RecordError::BadEnum {
+                    field: "order_type",
+                    value,
+                })
+            }
+        },
+        price: r.opt_u64("price")?.map(Price),
+        qty: Qty(r.u64()),
+        tif: match r.u8() {
+            0 => Tif::Gtc,
+            1 => Tif::Ioc,
+            2 => Tif::Fok,
+            3 => Tif::Gtd,
+            value => {
+                return Err(RecordError::BadEnum {
+                    field: "tif",
+                    value,
+                })
+            }
+        },
+        expire_at: r.opt_u64("expire_at")?.map(Timestamp),
+        post_only: r.bool("post_only")?,
+        stp: match r.u8() {
+            0 => Stp::None,
+            1 => Stp::CancelTaker,
+            2 => Stp::CancelMaker,
+            3 => Stp::CancelBoth,
+            4 => Stp::Decrement,
+            value => {
+                return Err(RecordError::BadEnum {
+                    field: "stp",
+                    value,
+                })
+            }
+        },
+        display_qty: r.opt_u64("display_qty")?.map(Qty),
+        trigger_price: r.opt_u64("trigger_price")?.map(Price),
+    })
+}
+
+/// The filter of `GetAccountTransfers`, field by field.
+fn decode_account_filter(r: &mut R<'_>) -> Result<AccountFilter, RecordError> {
+    Ok(AccountFilter {
+        account: AccountId(r.u128()),
+        by: match r.u8() {
+            0 => RangeBy::LedgerSeq,
+            1 => RangeBy::Time,
+            value => {
+                return Err(RecordError::BadEnum {
+                    field: "range_by",
+                    value,
+                })
+            }
+        },
+        lo: r.u64(),
+        hi: r.u64(),
+        limit: r.u32(),
+        newest_first: r.bool("newest_first")?,
     })
 }
 

@@ -25,14 +25,15 @@
 
 use crate::{PartitionStart, Persistence, Runtime, RuntimeConfig, SnapshotBytes};
 use engine::{Engine, EngineConfig, Input, Seq};
-use journal::history::{DiskHistory, IdFilter, RunWriter, HISTORY_DIR};
+use journal::history::{DiskHistory, HistoryError, HistoryLink, IdFilter, RunWriter, HISTORY_DIR};
 use journal::{disk_usage, DiskUsage, Retention, RetentionConfig, Step};
 use journal::{list_snapshots, write_snapshot};
-use journal::{recover_attached, RecoveryError};
+use journal::{recover_attached, FsFile, Recovered, RecoveryError};
 use journal::{
     DirLock, Durability, FsStorage, JournalConfig, JournalError, JournalWriter, LockError,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Pipeline settings.
@@ -360,141 +361,16 @@ impl Pipeline {
         let history_on = cfg.durability != Durability::None && cfg.history_run_records > 0;
         for i in 0..cfg.partitions.max(1) {
             let dir = partition_dir(&cfg.data_dir, i);
-            let d = dir.display().to_string();
             let (engine, last_seq, rec) = if cfg.durability == Durability::None {
-                let e = Engine::new(cfg.engine);
-                let h = e.state_hash();
-                (
-                    e,
-                    0,
-                    PartitionRecovery {
-                        snapshot_seq: None,
-                        replayed: 0,
-                        last_seq: 0,
-                        state_hash: h,
-                        truncated_tail: false,
-                        moved_aside: Vec::new(),
-                        skipped_snapshots: Vec::new(),
-                    },
-                )
+                fresh_partition(cfg)
             } else {
-                let history_err = |source| PipelineError::History {
-                    dir: d.clone(),
-                    source: Box::new(source),
-                };
-                let hdir = dir.join(HISTORY_DIR);
-                let mut store = match history_on {
-                    true => Some(DiskHistory::open(FsStorage, &hdir).map_err(history_err)?),
-                    false => None,
-                };
-                // Filled from every id on disk before replay (an O(history)
-                // read); the writer adds each run's ids before its install.
-                let filter = store
-                    .as_mut()
-                    .and_then(|s| {
-                        Some((
-                            s,
-                            std::sync::Arc::new(IdFilter::new(cfg.history_filter_bytes)?),
-                        ))
-                    })
-                    .map(|(s, f)| {
-                        let started = std::time::Instant::now();
-                        let records = s.attach_filter(f.clone())?;
-                        tracing::info!(
-                            partition = i,
-                            records,
-                            ms = started.elapsed().as_millis() as u64,
-                            "history id filter filled"
-                        );
-                        Ok(f)
-                    })
-                    .transpose()
-                    .map_err(history_err)?;
-                let link = store.as_ref().map(|s| s.link());
-                // Attached before replay: replayed installs find their runs.
-                let mut attach = |e: &mut Engine| {
-                    if let Some(h) = store.take() {
-                        e.attach_history(Box::new(h));
-                    }
-                };
-                let restore = |c, b: &[u8]| Engine::restore(c, b);
-                let r = recover_attached(
-                    &FsStorage,
-                    &dir,
-                    cfg.engine,
-                    restore,
-                    cfg.repair,
-                    &mut attach,
-                )
-                .map_err(|source| PipelineError::Recovery {
-                    dir: d.clone(),
-                    source: Box::new(source),
-                })?;
+                let (engine, last_seq, rec, writer) = recover_partition(cfg, i, &dir, history_on)?;
                 if history_on {
-                    // Re-seed: every change after the last installed run.
-                    let installed = r.engine.installed_history();
-                    let (run, through, _) = installed.unwrap_or((0, Seq(0), 0));
-                    if let Some((run, _, checksum)) = installed {
-                        DiskHistory::open_read_only(FsStorage, &hdir)
-                            .and_then(|h| h.check_installed(run, checksum))
-                            .map_err(history_err)?;
-                    }
-                    let mut w =
-                        RunWriter::new(FsStorage, &hdir, run, through.0, cfg.history_run_records)
-                            .map_err(history_err)?;
-                    if let Some(f) = filter {
-                        w = w.with_filter(f);
-                    }
-                    w.push(&r.engine.history_tail(through));
-                    if let Some(link) = link.filter(|_| cfg.history_compact_fanout > 1) {
-                        let c = journal::history::Compactor::new(
-                            FsStorage,
-                            &hdir,
-                            link,
-                            (
-                                cfg.history_compact_fanout,
-                                journal::history::DEFAULT_COMPACT_RECORDS_MAX,
-                            ),
-                            (run, r.last_seq),
-                        )
-                        .map_err(history_err)?;
-                        w = w.with_compactor(c);
-                    }
-                    writers.push(Some(w));
+                    writers.push(writer);
                 }
-                let rec = PartitionRecovery {
-                    snapshot_seq: r.snapshot_seq,
-                    replayed: r.replayed,
-                    last_seq: r.last_seq,
-                    state_hash: r.state_hash,
-                    truncated_tail: r.scan.tail.is_some(),
-                    moved_aside: r.moved_aside.iter().map(|m| m.to.clone()).collect(),
-                    skipped_snapshots: r
-                        .skipped_snapshots
-                        .iter()
-                        .map(|s| format!("{s:?}"))
-                        .collect(),
-                };
-                (r.engine, r.last_seq, rec)
+                (engine, last_seq, rec)
             };
-            let persistence: Option<Box<dyn Persistence>> = if cfg.durability == Durability::None {
-                None
-            } else {
-                let jcfg = JournalConfig {
-                    segment_bytes: cfg.segment_bytes,
-                    durability: cfg.durability,
-                    ..JournalConfig::default()
-                };
-                let journal_err = |source| PipelineError::Journal {
-                    dir: d.clone(),
-                    source: Box::new(source),
-                };
-                let mut p = FsPersistence::open(&dir, jcfg)
-                    .map_err(journal_err)?
-                    .with_retention(cfg.retention);
-                p.prepare(last_seq + 1).map_err(journal_err)?;
-                Some(Box::new(p))
-            };
+            let persistence = open_persistence(cfg, &dir, last_seq)?;
             recovered.push(rec);
             let mut engine = engine;
             if cfg.prefault {
@@ -533,4 +409,186 @@ impl Pipeline {
             .map(|e| e.state_hash())
             .collect()
     }
+}
+
+/// One partition recovered: its engine, its last seq, what recovery found,
+/// and (history on) its history run writer.
+type Recovering = (Engine, u64, PartitionRecovery, Option<RunWriter<FsStorage>>);
+
+/// A partition without durability: a fresh engine, nothing recovered.
+fn fresh_partition(cfg: &PipelineConfig) -> (Engine, u64, PartitionRecovery) {
+    let e = Engine::new(cfg.engine);
+    let h = e.state_hash();
+    (
+        e,
+        0,
+        PartitionRecovery {
+            snapshot_seq: None,
+            replayed: 0,
+            last_seq: 0,
+            state_hash: h,
+            truncated_tail: false,
+            moved_aside: Vec::new(),
+            skipped_snapshots: Vec::new(),
+        },
+    )
+}
+
+/// A durable partition rebuilt from its newest valid snapshot and its
+/// journal, its transfer history (history on) attached before replay and
+/// its run writer re-seeded after.
+fn recover_partition(
+    cfg: &PipelineConfig,
+    i: usize,
+    dir: &Path,
+    history_on: bool,
+) -> Result<Recovering, PipelineError> {
+    let d = dir.display().to_string();
+    let history_err = |source| PipelineError::History {
+        dir: d.clone(),
+        source: Box::new(source),
+    };
+    let hdir = dir.join(HISTORY_DIR);
+    let (mut store, filter) = open_history(cfg, i, &hdir, history_on).map_err(history_err)?;
+    let link = store.as_ref().map(|s| s.link());
+    // Attached before replay: replayed installs find their runs.
+    let mut attach = |e: &mut Engine| {
+        if let Some(h) = store.take() {
+            e.attach_history(Box::new(h));
+        }
+    };
+    let restore = |c, b: &[u8]| Engine::restore(c, b);
+    let r = recover_attached(
+        &FsStorage,
+        dir,
+        cfg.engine,
+        restore,
+        cfg.repair,
+        &mut attach,
+    )
+    .map_err(|source| PipelineError::Recovery {
+        dir: d.clone(),
+        source: Box::new(source),
+    })?;
+    let writer = match history_on {
+        true => Some(history_writer(cfg, &hdir, &r, filter, link).map_err(history_err)?),
+        false => None,
+    };
+    let rec = partition_recovery(&r);
+    Ok((r.engine, r.last_seq, rec, writer))
+}
+
+/// A partition's on-disk history (history on) and its id filter.
+type OpenHistory = (Option<DiskHistory<FsStorage>>, Option<Arc<IdFilter>>);
+
+/// The partition's on-disk history (history on) and its id filter.
+fn open_history(
+    cfg: &PipelineConfig,
+    i: usize,
+    hdir: &Path,
+    history_on: bool,
+) -> Result<OpenHistory, HistoryError> {
+    let mut store = match history_on {
+        true => Some(DiskHistory::open(FsStorage, hdir)?),
+        false => None,
+    };
+    // Filled from every id on disk before replay (an O(history)
+    // read); the writer adds each run's ids before its install.
+    let filter = store
+        .as_mut()
+        .and_then(|s| Some((s, Arc::new(IdFilter::new(cfg.history_filter_bytes)?))))
+        .map(|(s, f)| {
+            let started = std::time::Instant::now();
+            let records = s.attach_filter(f.clone())?;
+            tracing::info!(
+                partition = i,
+                records,
+                ms = started.elapsed().as_millis() as u64,
+                "history id filter filled"
+            );
+            Ok(f)
+        })
+        .transpose()?;
+    Ok((store, filter))
+}
+
+/// The history run writer re-seeded with every change after the last
+/// installed run, with its filter and (fanout above 1) its compactor.
+fn history_writer(
+    cfg: &PipelineConfig,
+    hdir: &Path,
+    r: &Recovered,
+    filter: Option<Arc<IdFilter>>,
+    link: Option<Arc<HistoryLink<FsFile>>>,
+) -> Result<RunWriter<FsStorage>, HistoryError> {
+    // Re-seed: every change after the last installed run.
+    let installed = r.engine.installed_history();
+    let (run, through, _) = installed.unwrap_or((0, Seq(0), 0));
+    if let Some((run, _, checksum)) = installed {
+        DiskHistory::open_read_only(FsStorage, hdir)
+            .and_then(|h| h.check_installed(run, checksum))?;
+    }
+    let mut w = RunWriter::new(FsStorage, hdir, run, through.0, cfg.history_run_records)?;
+    if let Some(f) = filter {
+        w = w.with_filter(f);
+    }
+    w.push(&r.engine.history_tail(through));
+    if let Some(link) = link.filter(|_| cfg.history_compact_fanout > 1) {
+        let c = journal::history::Compactor::new(
+            FsStorage,
+            hdir,
+            link,
+            (
+                cfg.history_compact_fanout,
+                journal::history::DEFAULT_COMPACT_RECORDS_MAX,
+            ),
+            (run, r.last_seq),
+        )?;
+        w = w.with_compactor(c);
+    }
+    Ok(w)
+}
+
+/// What recovery found, as the pipeline reports it.
+fn partition_recovery(r: &Recovered) -> PartitionRecovery {
+    PartitionRecovery {
+        snapshot_seq: r.snapshot_seq,
+        replayed: r.replayed,
+        last_seq: r.last_seq,
+        state_hash: r.state_hash,
+        truncated_tail: r.scan.tail.is_some(),
+        moved_aside: r.moved_aside.iter().map(|m| m.to.clone()).collect(),
+        skipped_snapshots: r
+            .skipped_snapshots
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect(),
+    }
+}
+
+/// The partition's journal (none without durability), open for appends
+/// from `last_seq + 1`.
+fn open_persistence(
+    cfg: &PipelineConfig,
+    dir: &Path,
+    last_seq: u64,
+) -> Result<Option<Box<dyn Persistence>>, PipelineError> {
+    if cfg.durability == Durability::None {
+        return Ok(None);
+    }
+    let d = dir.display().to_string();
+    let jcfg = JournalConfig {
+        segment_bytes: cfg.segment_bytes,
+        durability: cfg.durability,
+        ..JournalConfig::default()
+    };
+    let journal_err = |source| PipelineError::Journal {
+        dir: d.clone(),
+        source: Box::new(source),
+    };
+    let mut p = FsPersistence::open(dir, jcfg)
+        .map_err(journal_err)?
+        .with_retention(cfg.retention);
+    p.prepare(last_seq + 1).map_err(journal_err)?;
+    Ok(Some(Box::new(p)))
 }

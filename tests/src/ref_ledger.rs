@@ -562,57 +562,14 @@ impl RefLedger {
             return Err(E::NotAuthorized);
         }
         if let Some(i) = self.st.find(id) {
-            let e = self.st.transfers[i].spec;
-            return Err(if e.flags != t.flags {
-                E::ExistsWithDifferentFlags
-            } else if e.pending_id != t.pending_id {
-                E::ExistsWithDifferentPendingId
-            } else if e.timeout_ns != t.timeout_ns {
-                E::ExistsWithDifferentTimeout
-            } else if e.debit_account != t.debit_account {
-                E::ExistsWithDifferentDebitAccountId
-            } else if e.credit_account != t.credit_account {
-                E::ExistsWithDifferentCreditAccountId
-            } else if e.amount != t.amount {
-                E::ExistsWithDifferentAmount
-            } else if e.code != t.code {
-                E::ExistsWithDifferentCode
-            } else {
-                E::Exists
-            });
+            return Err(exists_error(&self.st.transfers[i].spec, t));
         }
         if self.failed.contains(&id) {
             return Err(E::IdAlreadyFailed);
         }
-        let kinds = [PENDING, POST, VOID]
-            .iter()
-            .filter(|&&b| f & b != 0)
-            .count();
-        if f & !TransferFlags::ALL != 0 || kinds > 1 {
-            return Err(E::FlagsAreMutuallyExclusive);
-        }
+        check_shape(t)?;
         let pv = f & (POST | VOID) != 0;
         let (dr_id, cr_id) = (t.debit_account.0, t.credit_account.0);
-        let same = if pv {
-            dr_id != 0 && dr_id == cr_id
-        } else {
-            dr_id == cr_id
-        };
-        if same {
-            return Err(E::AccountsMustBeDifferent);
-        }
-        if !pv && t.pending_id.0 != 0 {
-            return Err(E::PendingIdMustBeZero);
-        }
-        if pv && t.pending_id.0 == 0 {
-            return Err(E::PendingIdMustNotBeZero);
-        }
-        if t.timeout_ns != 0 && f & PENDING == 0 {
-            return Err(E::TimeoutReservedForPendingTransfer);
-        }
-        if !pv && t.amount.0 == 0 {
-            return Err(E::AmountMustNotBeZero);
-        }
         let dr = if pv && dr_id == 0 {
             None
         } else {
@@ -641,62 +598,85 @@ impl RefLedger {
             }
         }
         if pv {
-            let pi = self
-                .st
-                .find(t.pending_id.0)
-                .ok_or(E::PendingTransferNotFound)?;
-            let p = self.st.transfers[pi];
-            if p.spec.flags.0 & PENDING == 0 {
-                return Err(E::PendingTransferNotPending);
-            }
-            if dr_id != 0 && dr_id != p.spec.debit_account.0 {
-                return Err(E::PendingTransferHasDifferentDebitAccountId);
-            }
-            if cr_id != 0 && cr_id != p.spec.credit_account.0 {
-                return Err(E::PendingTransferHasDifferentCreditAccountId);
-            }
-            if t.amount.0 > p.spec.amount.0 {
-                return Err(E::ExceedsPendingTransferAmount);
-            }
-            match p.state {
-                PendingState::Posted => return Err(E::PendingTransferAlreadyPosted),
-                PendingState::Voided => return Err(E::PendingTransferAlreadyVoided),
-                PendingState::Expired => return Err(E::PendingTransferExpired),
-                PendingState::Pending => {}
-                PendingState::NotPending => unreachable!(),
-            }
-            if self.stored() >= self.transfers_max {
-                return Err(E::CapacityExceeded);
-            }
-            // Posting moves (part of) the pending amount to posted: no limit can break, nothing can overflow.
-            let full = p.spec.amount.0;
-            let posted = if f & POST != 0 {
-                if t.amount.0 == 0 {
-                    full
-                } else {
-                    t.amount.0
-                }
-            } else {
-                0
-            };
-            let d = self.st.accounts.get_mut(&p.spec.debit_account.0).unwrap();
-            d.debits_pending -= full;
-            d.debits_posted += posted;
-            let c = self.st.accounts.get_mut(&p.spec.credit_account.0).unwrap();
-            c.credits_pending -= full;
-            c.credits_posted += posted;
-            self.st.transfers[pi].state = if f & POST != 0 {
-                PendingState::Posted
-            } else {
-                PendingState::Voided
-            };
-            self.st.transfers[pi].change_seq = self.seq;
-            let moved = if f & POST != 0 { posted } else { full };
-            let accounts = (p.spec.debit_account.0, p.spec.credit_account.0);
-            self.push_stored(t, PendingState::NotPending, accounts, moved);
-            return Ok(());
+            return self.post_or_void(t);
         }
         let (d, c) = (dr.unwrap(), cr.unwrap());
+        self.apply_new(t, d, c)
+    }
+
+    /// A post or void of a pending transfer: checked against it, then (part
+    /// of) its amount moved to posted, or released.
+    fn post_or_void(&mut self, t: &TransferSpec) -> Result<(), LedgerError> {
+        use LedgerError as E;
+        let f = t.flags.0;
+        let (dr_id, cr_id) = (t.debit_account.0, t.credit_account.0);
+        let pi = self
+            .st
+            .find(t.pending_id.0)
+            .ok_or(E::PendingTransferNotFound)?;
+        let p = self.st.transfers[pi];
+        if p.spec.flags.0 & PENDING == 0 {
+            return Err(E::PendingTransferNotPending);
+        }
+        if dr_id != 0 && dr_id != p.spec.debit_account.0 {
+            return Err(E::PendingTransferHasDifferentDebitAccountId);
+        }
+        if cr_id != 0 && cr_id != p.spec.credit_account.0 {
+            return Err(E::PendingTransferHasDifferentCreditAccountId);
+        }
+        if t.amount.0 > p.spec.amount.0 {
+            return Err(E::ExceedsPendingTransferAmount);
+        }
+        match p.state {
+            PendingState::Posted => return Err(E::PendingTransferAlreadyPosted),
+            PendingState::Voided => return Err(E::PendingTransferAlreadyVoided),
+            PendingState::Expired => return Err(E::PendingTransferExpired),
+            PendingState::Pending => {}
+            PendingState::NotPending => unreachable!(),
+        }
+        if self.stored() >= self.transfers_max {
+            return Err(E::CapacityExceeded);
+        }
+        // Posting moves (part of) the pending amount to posted: no limit can break, nothing can overflow.
+        let full = p.spec.amount.0;
+        let posted = if f & POST != 0 {
+            if t.amount.0 == 0 {
+                full
+            } else {
+                t.amount.0
+            }
+        } else {
+            0
+        };
+        let d = self.st.accounts.get_mut(&p.spec.debit_account.0).unwrap();
+        d.debits_pending -= full;
+        d.debits_posted += posted;
+        let c = self.st.accounts.get_mut(&p.spec.credit_account.0).unwrap();
+        c.credits_pending -= full;
+        c.credits_posted += posted;
+        self.st.transfers[pi].state = if f & POST != 0 {
+            PendingState::Posted
+        } else {
+            PendingState::Voided
+        };
+        self.st.transfers[pi].change_seq = self.seq;
+        let moved = if f & POST != 0 { posted } else { full };
+        let accounts = (p.spec.debit_account.0, p.spec.credit_account.0);
+        self.push_stored(t, PendingState::NotPending, accounts, moved);
+        Ok(())
+    }
+
+    /// A new (plain or pending) transfer between existing accounts `d` and
+    /// `c`: capacity, overflow and balance limits checked, then applied.
+    fn apply_new(
+        &mut self,
+        t: &TransferSpec,
+        d: RefAccount,
+        c: RefAccount,
+    ) -> Result<(), LedgerError> {
+        use LedgerError as E;
+        let f = t.flags.0;
+        let (dr_id, cr_id) = (t.debit_account.0, t.credit_account.0);
         if self.stored() >= self.transfers_max {
             return Err(E::CapacityExceeded);
         }
@@ -768,4 +748,63 @@ impl RefLedger {
             change_seq: self.seq,
         });
     }
+}
+/// Why a transfer whose id is already stored fails: the first field that
+/// differs, in `TRANSFER_CHECK_ORDER`, else `Exists`.
+fn exists_error(e: &TransferSpec, t: &TransferSpec) -> LedgerError {
+    use LedgerError as E;
+    if e.flags != t.flags {
+        E::ExistsWithDifferentFlags
+    } else if e.pending_id != t.pending_id {
+        E::ExistsWithDifferentPendingId
+    } else if e.timeout_ns != t.timeout_ns {
+        E::ExistsWithDifferentTimeout
+    } else if e.debit_account != t.debit_account {
+        E::ExistsWithDifferentDebitAccountId
+    } else if e.credit_account != t.credit_account {
+        E::ExistsWithDifferentCreditAccountId
+    } else if e.amount != t.amount {
+        E::ExistsWithDifferentAmount
+    } else if e.code != t.code {
+        E::ExistsWithDifferentCode
+    } else {
+        E::Exists
+    }
+}
+
+/// The checks that need nothing but the transfer itself: flags, accounts
+/// distinct, pending id, timeout, amount.
+fn check_shape(t: &TransferSpec) -> Result<(), LedgerError> {
+    use LedgerError as E;
+    let f = t.flags.0;
+    let kinds = [PENDING, POST, VOID]
+        .iter()
+        .filter(|&&b| f & b != 0)
+        .count();
+    if f & !TransferFlags::ALL != 0 || kinds > 1 {
+        return Err(E::FlagsAreMutuallyExclusive);
+    }
+    let pv = f & (POST | VOID) != 0;
+    let (dr_id, cr_id) = (t.debit_account.0, t.credit_account.0);
+    let same = if pv {
+        dr_id != 0 && dr_id == cr_id
+    } else {
+        dr_id == cr_id
+    };
+    if same {
+        return Err(E::AccountsMustBeDifferent);
+    }
+    if !pv && t.pending_id.0 != 0 {
+        return Err(E::PendingIdMustBeZero);
+    }
+    if pv && t.pending_id.0 == 0 {
+        return Err(E::PendingIdMustNotBeZero);
+    }
+    if t.timeout_ns != 0 && f & PENDING == 0 {
+        return Err(E::TimeoutReservedForPendingTransfer);
+    }
+    if !pv && t.amount.0 == 0 {
+        return Err(E::AmountMustNotBeZero);
+    }
+    Ok(())
 }
