@@ -421,6 +421,13 @@ fn apply_one(
 ) {
     engine.apply(input, events);
     count(&shared.counters, input, events);
+    // One slot for the whole input: header, events and rows. Written
+    // before the input goes to the journal: the doorbell rings when the
+    // input is durable, and a consumer woken by it must find the slot
+    // already in the ring (the other order loses that wake-up, and the
+    // output waits for the next commit). No deadlock: a full ring waits
+    // for readers, who wait only for inputs already in the journal queue.
+    out.write(&shared.outbound, token, input, events, wait);
     if let Some(j) = &shared.journal {
         push_wait(j, *input, wait);
     }
@@ -431,8 +438,6 @@ fn apply_one(
             push_wait(h, *r, wait);
         }
     }
-    // One slot for the whole input: header, events and rows.
-    out.write(&shared.outbound, token, input, events, wait);
     let s = input.seq;
     shared.applied_seq.store(s.0, Ordering::Release);
     // The engine thread is the only writer: a plain store, no locked add.

@@ -166,6 +166,9 @@ pub struct FsPersistence {
     retention: Retention,
     /// When the last retention step ran (under load, one per `STEP_EVERY`).
     last_step: Instant,
+    /// A retention pass has written its anchor (`journal.base`) and not
+    /// finished its moves or deletes yet.
+    mid_pass: bool,
     usage: DiskUsage,
     usage_at: Instant,
 }
@@ -198,6 +201,7 @@ impl FsPersistence {
             bytes_at_snapshot,
             retention: Retention::new(dir, RetentionConfig::default()),
             last_step: now,
+            mid_pass: false,
             usage: DiskUsage::default(),
             usage_at: now,
         };
@@ -249,10 +253,12 @@ impl FsPersistence {
         let current = self.writer.current_segment();
         match self.retention.step(&FsStorage, last, current) {
             Ok(Step::Done) => {
+                self.mid_pass = false;
                 self.measure();
                 false
             }
             Ok(step) => {
+                self.mid_pass |= matches!(step, Step::Anchored(_));
                 tracing::debug!(dir = %self.dir.display(), ?step, "journal retention step");
                 true
             }
@@ -278,15 +284,16 @@ impl FsPersistence {
     }
 }
 
-/// Most retention steps a clean shutdown runs to finish a pass.
+/// Most retention steps a clean shutdown runs to finish a pass in progress.
 const SETTLE_STEPS_MAX: usize = 65_536;
 
 impl Persistence for FsPersistence {
     fn settle(&mut self) {
         // A pass is a handful of steps (anchor, then one move or delete per
         // segment): bounded by the segments below the snapshot's seq.
+        // Only a pass already anchored is finished: a shutdown starts none.
         for _ in 0..SETTLE_STEPS_MAX {
-            if !self.retention_step(true) {
+            if !self.mid_pass || !self.retention_step(true) {
                 break;
             }
         }
