@@ -233,3 +233,86 @@ fn a_failed_sync_stops_the_journal_for_good_and_releases_nothing_more() {
         "an output was released after the journal failed"
     );
 }
+
+/// A journal that checks, at every commit, that each input it is handed
+/// already has its output slot in the ring: the doorbell rings once the
+/// group is durable, and a consumer it wakes must find the slots there (a
+/// slot written after its input reached the journal was a lost wake-up:
+/// the answer waited for the next commit).
+struct SlotsFirst {
+    shared: Arc<std::sync::OnceLock<Arc<runtime::Shared>>>,
+    checked: Arc<AtomicU64>,
+}
+
+impl Persistence for SlotsFirst {
+    fn commit(&mut self, batch: &[Input]) -> std::io::Result<()> {
+        let shared = loop {
+            match self.shared.get() {
+                Some(s) => break s,
+                None => std::thread::yield_now(),
+            }
+        };
+        let last = batch.last().expect("a group holds an input").seq.0;
+        // Nobody reads: the ring holds every slot written so far.
+        let written = shared.outbound.len() as u64;
+        assert!(
+            written >= last,
+            "input {last} reached the journal before its output slot ({written} slots written)"
+        );
+        self.checked
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+    fn snapshot(&mut self, _snap: &SnapshotBytes) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn bytes_since_snapshot(&self) -> u64 {
+        0
+    }
+}
+
+#[test]
+fn every_input_the_journal_sees_already_has_its_output_slot() {
+    const INPUTS: u64 = 20_000;
+    let cell = Arc::new(std::sync::OnceLock::new());
+    let checked = Arc::new(AtomicU64::new(0));
+    let cfg = RuntimeConfig {
+        output_ring: 1 << 16,
+        output_readers: 1,
+        idle: IdleStrategy::Yield,
+        pin: false,
+        snapshot_every_bytes: 0,
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::start(
+        cfg,
+        Durability::Async,
+        vec![PartitionStart {
+            engine: Engine::new(EngineConfig::default()),
+            last_seq: Seq(0),
+            persistence: Some(Box::new(SlotsFirst {
+                shared: cell.clone(),
+                checked: checked.clone(),
+            })),
+        }],
+    );
+    cell.set(rt.shared(0).clone()).expect("set once");
+    let mut token = 1u64;
+    let mut command = Command::AddInstrument(load_instrument());
+    while token <= INPUTS {
+        match rt.submit(0, token, command) {
+            Ok(()) => {
+                token += 1;
+                command = order(token);
+            }
+            Err(SubmitError::Busy) => std::thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let t0 = Instant::now();
+    while checked.load(Ordering::Relaxed) < INPUTS {
+        assert!(t0.elapsed() < Duration::from_secs(20), "journal stalled");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    rt.shutdown();
+}
