@@ -91,11 +91,13 @@ async fn consume(
         let mut n = 0;
         {
             let mut h = hub.borrow_mut();
+            // One clock read per batch, not per input.
+            let now = now_ns();
             for (p, r) in readers.iter_mut().enumerate() {
                 let mut k = 0;
                 while k < BATCH {
                     let Some(o) = r.poll() else { break };
-                    h.on_input(p, o.seq, Some(&o.command), o.events(), now_ns());
+                    h.on_input(p, o.seq, Some(&o.command), o.events(), now);
                     k += 1;
                 }
                 n += k;
