@@ -927,7 +927,6 @@ async fn deliver(
 async fn sweep(sessions: Rc<RefCell<Sessions>>, companion: Option<Rc<dyn Companion>>) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        // Market-data counters into the gateway metrics (deltas since the last tick).
         // The companion's counters into the gateway metrics.
         if let (Some(m), Some(c)) = (sessions.borrow().metrics.clone(), &companion) {
             c.sweep(m.gateway());
