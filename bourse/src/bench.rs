@@ -50,7 +50,7 @@
 use engine::rng::SplitMix64;
 use feeds::{Body, Channel};
 use feeds::{MdClient, MdItem};
-use gateway::client::{Client, ClientConfig, Reply};
+use gateway::client::{Client, ClientConfig, ClientError, Reply};
 use gateway::wire::{self, exec_type, ord_status, NewOrderMsg, TransferRecord};
 use hdrhistogram::Histogram;
 use journal::Durability;
@@ -440,28 +440,84 @@ impl MdJoin {
     }
 }
 
+/// Why a bench or demo run could not be carried out (a run that completes
+/// reports its losses in the result instead).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A local file, directory, thread or runtime could not be made.
+    #[error("{step}: {source}")]
+    Io {
+        /// What was being done, with the path where there is one.
+        step: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The order-entry connection failed.
+    #[error("order entry: {0}")]
+    Client(#[from] ClientError),
+    /// The market-data connection failed.
+    #[error("market data: {0}")]
+    Md(#[from] feeds::MdError),
+    /// The market-data server refused the subscription.
+    #[error("market data: the server refused: {0}")]
+    MdRefused(String),
+    /// The subscription's snapshots did not all arrive in time.
+    #[error("market data: no snapshot within {} s of subscribing", .0.as_secs())]
+    MdTimeout(Duration),
+    /// The certificate or token could not be read.
+    #[error(transparent)]
+    Identity(#[from] gateway::identity::IdentityError),
+    /// The in-process server did not start.
+    #[error(transparent)]
+    Serve(#[from] gateway::server::ServeError),
+    /// The ping-pong floor could not be measured.
+    #[error(transparent)]
+    Floor(#[from] gateway::net::FloorError),
+    /// The data directory holds no operator token to run the bench with.
+    #[error("no operator token in {} (start the server with `bourse serve` there)", .0.display())]
+    NoOperatorToken(PathBuf),
+    /// The terminal view could not be set up.
+    #[error("terminal: {0}")]
+    Terminal(#[source] std::io::Error),
+    /// A bench thread or task panicked (a bug: its message is above).
+    #[error("{0} panicked")]
+    Panicked(&'static str),
+}
+
+/// Wraps an I/O error of `step` (for `map_err`).
+pub(crate) fn io_step(step: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
+    move |source| RunError::Io {
+        step: step.to_string(),
+        source,
+    }
+}
+
+/// Wraps an I/O error of `verb` on `path` (for `map_err`).
+pub(crate) fn io_path(verb: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
+    let step = format!("{verb} {}", path.display());
+    move |source| RunError::Io { step, source }
+}
+
 /// Opens the market-data connection and subscribes to the trades of both
 /// bench instruments; returns once both snapshots arrived, so no trade of
 /// the run can precede the subscription.
-async fn md_subscribe(target: &Target) -> Result<MdClient, String> {
+async fn md_subscribe(target: &Target) -> Result<MdClient, RunError> {
     let mut c = MdClient::connect(
         target.addr,
         &target.cert_der,
         &target.token,
         &gateway::net::Tuning::default(),
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     for inst in BENCH_INSTRUMENTS {
-        c.subscribe(inst, Channel::Trades)
-            .await
-            .map_err(|e| e.to_string())?;
+        c.subscribe(inst, Channel::Trades).await?;
     }
     let mut snapshots = 0;
     while snapshots < BENCH_INSTRUMENTS.len() {
-        match c.next().await.map_err(|e| e.to_string())? {
+        match c.next().await? {
             MdItem::Snapshot(_) => snapshots += 1,
-            MdItem::Error(code) => return Err(format!("the server refused: {}", md_code(code))),
+            MdItem::Error(code) => return Err(RunError::MdRefused(md_code(code))),
             MdItem::Message(_) | MdItem::Heartbeat { .. } | MdItem::Throttled { .. } => {}
         }
     }
@@ -803,7 +859,7 @@ async fn drive(
     start: Instant,
     counters: Arc<Counters>,
     md: Option<Rc<RefCell<MdJoin>>>,
-) -> Result<ConnOut, String> {
+) -> Result<ConnOut, RunError> {
     let ns = |t: Instant| t.saturating_duration_since(start).as_nanos() as u64;
     let mut d = Driver {
         sched: Schedule::new(&spec, conn),
@@ -831,7 +887,7 @@ async fn drive(
     loop {
         let now = ns(Instant::now());
         if d.queue_due(&mut c, now) {
-            c.flush().await.map_err(|e| e.to_string())?;
+            c.flush().await?;
         }
         if d.finished(now) {
             break;
@@ -854,7 +910,7 @@ async fn drive(
             None => continue,
             Some(Ok(Some(r))) => d.on_reply(&r, ns(Instant::now())),
             Some(Ok(None)) => break,
-            Some(Err(e)) => return Err(e.to_string()),
+            Some(Err(e)) => return Err(e.into()),
         }
     }
     let out = d.finish(ns(Instant::now()));
@@ -879,17 +935,17 @@ struct MdOut {
 /// Runs one open-loop load against `target`: connects every session, then
 /// offers `spec.rate` for `spec.duration` and drains. The client runtime
 /// runs on its own thread; this thread prints progress when asked.
-pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> {
+pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, RunError> {
     let counters = Arc::new(Counters::default());
     let (target2, spec2, counters2) = (target.clone(), spec.clone(), counters.clone());
     let worker = std::thread::Builder::new()
         .name("bench-client".into())
-        .spawn(move || -> Result<(Vec<ConnOut>, MdOut), String> {
+        .spawn(move || -> Result<(Vec<ConnOut>, MdOut), RunError> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .event_interval(if spec2.client_spin { 1 } else { 61 })
                 .build()
-                .map_err(|e| e.to_string())?;
+                .map_err(io_step("client runtime"))?;
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async move {
                 let mut clients = Vec::new();
@@ -899,17 +955,14 @@ pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> 
                         target2.cert_der.clone(),
                         target2.token.clone(),
                     );
-                    clients.push(Client::connect(&cfg).await.map_err(|e| e.to_string())?);
+                    clients.push(Client::connect(&cfg).await?);
                 }
                 // Subscribed (snapshots in) before the clock starts.
                 let sub = match tokio::time::timeout(MD_SUBSCRIBE_TIMEOUT, md_subscribe(&target2))
                     .await
                 {
                     Ok(r) => r,
-                    Err(_) => Err(format!(
-                        "no snapshot within {} s of subscribing",
-                        MD_SUBSCRIBE_TIMEOUT.as_secs()
-                    )),
+                    Err(_) => Err(RunError::MdTimeout(MD_SUBSCRIBE_TIMEOUT)),
                 };
                 let start = Instant::now();
                 let planned = (spec2.rate as f64 * spec2.duration.as_secs_f64()) as usize;
@@ -921,7 +974,7 @@ pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> 
                             tokio::task::spawn_local(md_read(c, j.clone(), start, stop.clone()));
                         (Some(j), Some(t), None)
                     }
-                    Err(e) => (None, None, Some(e)),
+                    Err(e) => (None, None, Some(e.to_string())),
                 };
                 let tasks: Vec<_> = clients
                     .into_iter()
@@ -939,7 +992,10 @@ pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> 
                     .collect();
                 let mut outs = Vec::new();
                 for t in tasks {
-                    outs.push(t.await.map_err(|e| e.to_string())??);
+                    outs.push(
+                        t.await
+                            .map_err(|_| RunError::Panicked("a bench session task"))??,
+                    );
                 }
                 let mut md = MdOut {
                     unavailable,
@@ -967,7 +1023,7 @@ pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> 
                 Ok((outs, md))
             })
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(io_step("start the bench client thread"))?;
     let t0 = Instant::now();
     let mut last = 0u64;
     while !worker.is_finished() {
@@ -986,7 +1042,7 @@ pub fn run_load(target: &Target, spec: &LoadSpec) -> Result<LoadResult, String> 
     }
     let (outs, md) = worker
         .join()
-        .map_err(|_| "bench client thread panicked".to_string())??;
+        .map_err(|_| RunError::Panicked("the bench client thread"))??;
     let mut r = LoadResult {
         rate: spec.rate,
         seconds: 0.0,
@@ -1313,7 +1369,7 @@ pub struct BenchReport {
 pub fn in_process_server(
     dir: &Path,
     durability: Durability,
-) -> Result<gateway::server::ServerHandle, String> {
+) -> Result<gateway::server::ServerHandle, RunError> {
     in_process_server_partitioned(dir, durability, 1)
 }
 
@@ -1323,7 +1379,7 @@ pub fn in_process_server_partitioned(
     dir: &Path,
     durability: Durability,
     partitions: usize,
-) -> Result<gateway::server::ServerHandle, String> {
+) -> Result<gateway::server::ServerHandle, RunError> {
     let mut cfg = gateway::server::ServerConfig::new(dir);
     // The demo instruments, accounts and operator grant.
     cfg.demo = true;
@@ -1340,12 +1396,12 @@ pub fn in_process_server_partitioned(
     cfg.session.throttle_burst = 10_000_000;
     cfg.session.max_in_flight = 1 << 16;
     cfg.session.max_open_orders = 1 << 20;
-    gateway::server::start(cfg).map_err(|e| e.to_string())
+    Ok(gateway::server::start(cfg)?)
 }
 
 /// Starts (or targets) the server, measures the floor, runs every rate,
 /// writes the files and prints the table to `out`.
-pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport, String> {
+pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport, RunError> {
     // Both live until the runs are over: the server's data may be in `tmp`.
     let mut tmp = None;
     let (target, mode, server) = bench_target(cfg, &mut tmp)?;
@@ -1409,16 +1465,16 @@ pub fn run_bench(cfg: &BenchConfig, out: &mut impl Write) -> Result<BenchReport,
 fn bench_target(
     cfg: &BenchConfig,
     tmp: &mut Option<TempDir>,
-) -> Result<(Target, String, Option<gateway::server::ServerHandle>), String> {
+) -> Result<(Target, String, Option<gateway::server::ServerHandle>), RunError> {
     if let Some(addr) = cfg.server {
         let dir = cfg
             .data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("bourse-data"));
-        let id = gateway::identity::load_client_identity(&dir).map_err(|e| e.to_string())?;
+        let id = gateway::identity::load_client_identity(&dir)?;
         let token = id
             .operator_token
-            .ok_or_else(|| format!("no operator token in {}", dir.display()))?;
+            .ok_or_else(|| RunError::NoOperatorToken(dir.clone()))?;
         let target = Target {
             addr,
             cert_der: id.cert_der,
@@ -1432,11 +1488,13 @@ fn bench_target(
         None => tmp.insert(TempDir::new()?).0.clone(),
     };
     let s = in_process_server(&dir, cfg.durability)?;
-    let id = gateway::identity::load_client_identity(&dir).map_err(|e| e.to_string())?;
+    let id = gateway::identity::load_client_identity(&dir)?;
     let target = Target {
         addr: s.addr(),
         cert_der: id.cert_der,
-        token: id.operator_token.ok_or("no operator token")?,
+        token: id
+            .operator_token
+            .ok_or_else(|| RunError::NoOperatorToken(dir.clone()))?,
     };
     let mode = format!(
         "in-process server, durability {} | gateway {}",
@@ -1477,12 +1535,12 @@ fn write_results(
     runs: &[LoadResult],
     floor: &Histogram<u64>,
     out: &mut impl Write,
-) -> Result<Vec<PathBuf>, String> {
-    std::fs::create_dir_all(&cfg.out_dir).map_err(|e| format!("{}: {e}", cfg.out_dir.display()))?;
+) -> Result<Vec<PathBuf>, RunError> {
+    std::fs::create_dir_all(&cfg.out_dir).map_err(io_path("create", &cfg.out_dir))?;
     let mut files = Vec::new();
-    let mut write = |name: String, bytes: Vec<u8>| -> Result<(), String> {
+    let mut write = |name: String, bytes: Vec<u8>| -> Result<(), RunError> {
         let p = cfg.out_dir.join(name);
-        std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::write(&p, bytes).map_err(io_path("write", &p))?;
         files.push(p);
         Ok(())
     };
@@ -1510,7 +1568,7 @@ fn write_results(
         .chain(md.map(|(file, _, h)| (file, h)))
         {
             let mut b = Vec::new();
-            write_hgrm(h, &mut b).map_err(|e| e.to_string())?;
+            write_hgrm(h, &mut b).map_err(io_step("encode a histogram"))?;
             write(format!("{name}{tag}.hgrm"), b)?;
         }
         let mut series = vec![
@@ -1533,7 +1591,7 @@ fn write_results(
         write(format!("latency{tag}.svg"), svg.into_bytes())?;
     }
     let mut b = Vec::new();
-    write_hgrm(floor, &mut b).map_err(|e| e.to_string())?;
+    write_hgrm(floor, &mut b).map_err(io_step("encode a histogram"))?;
     write("quinn-pingpong.hgrm".into(), b)?;
     if runs.len() > 1 {
         let pts: Vec<(f64, &Histogram<u64>)> =
@@ -1678,7 +1736,7 @@ pub fn result_json(r: &LoadResult, floor: &Histogram<u64>) -> serde_json::Value 
 struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir, String> {
+    fn new() -> Result<TempDir, RunError> {
         static N: AtomicU64 = AtomicU64::new(0);
         let p = std::env::temp_dir().join(format!(
             "bourse-bench-{}-{}-{}",
@@ -1688,7 +1746,7 @@ impl TempDir {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos())
         ));
-        std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::create_dir_all(&p).map_err(io_path("create", &p))?;
         Ok(TempDir(p))
     }
 }
@@ -1803,7 +1861,10 @@ mod tests {
             tokio::time::timeout(MD_SUBSCRIBE_TIMEOUT, md_subscribe(&target)).await
         });
         match r {
-            Ok(Err(why)) => assert!(!why.is_empty()),
+            Ok(Err(why)) => assert!(
+                matches!(why, RunError::MdRefused(_) | RunError::Md(_)),
+                "{why}"
+            ),
             Ok(Ok(_)) => panic!("subscribed with a bad token"),
             Err(_) => panic!("no answer to a bad token"),
         }

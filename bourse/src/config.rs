@@ -980,12 +980,36 @@ impl ConfigArgs {
     }
 }
 
+/// A `--set` argument that is not `section.key=value`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected section.key=value, got {0:?}")]
+pub struct SetSyntaxError(pub String);
+
 /// Parses a `--set section.key=value` argument.
-pub fn parse_set(s: &str) -> Result<(String, String), String> {
+pub fn parse_set(s: &str) -> Result<(String, String), SetSyntaxError> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("expected section.key=value, got {s:?}")),
+        _ => Err(SetSyntaxError(s.to_string())),
     }
+}
+
+/// Why a key's text (environment or flag) is not a value of its type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ValueError {
+    #[error("expected an integer, got {0:?}")]
+    Integer(String),
+    #[error("expected true or false, got {0:?}")]
+    Boolean(String),
+    #[error("expected a TOML {expected}: {message}")]
+    Toml {
+        expected: &'static str,
+        message: String,
+    },
+    #[error("expected a {expected}, got a {got}")]
+    Type {
+        expected: &'static str,
+        got: &'static str,
+    },
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -997,7 +1021,7 @@ fn same_type(a: &Value, b: &Value) -> bool {
 }
 
 /// Builds the value of a schema leaf from text (environment or flag).
-fn value_from_text(schema: &Value, raw: &str) -> Result<Value, String> {
+fn value_from_text(schema: &Value, raw: &str) -> Result<Value, ValueError> {
     match schema {
         Value::String(_) => Ok(Value::String(raw.to_string())),
         Value::Integer(_) => raw
@@ -1005,26 +1029,26 @@ fn value_from_text(schema: &Value, raw: &str) -> Result<Value, String> {
             .replace('_', "")
             .parse::<i64>()
             .map(Value::Integer)
-            .map_err(|e| format!("expected an integer, got {raw:?} ({e})")),
+            .map_err(|_| ValueError::Integer(raw.to_string())),
         Value::Boolean(_) => match raw.trim() {
             "true" | "1" | "yes" | "on" => Ok(Value::Boolean(true)),
             "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
-            _ => Err(format!("expected true or false, got {raw:?}")),
+            _ => Err(ValueError::Boolean(raw.to_string())),
         },
         _ => {
             let doc = format!("v = {raw}");
-            let t: Table = doc.parse().map_err(|e: toml::de::Error| {
-                format!("expected a TOML {}: {}", type_name(schema), e.message())
+            let t: Table = doc.parse().map_err(|e: toml::de::Error| ValueError::Toml {
+                expected: type_name(schema),
+                message: e.message().to_string(),
             })?;
             let v = t.get("v").cloned().unwrap_or(Value::Boolean(false));
             if same_type(schema, &v) {
                 Ok(v)
             } else {
-                Err(format!(
-                    "expected a {}, got a {}",
-                    type_name(schema),
-                    type_name(&v)
-                ))
+                Err(ValueError::Type {
+                    expected: type_name(schema),
+                    got: type_name(&v),
+                })
             }
         }
     }
@@ -1231,10 +1255,10 @@ impl Layers {
                 })
             }
         };
-        let v = value_from_text(schema, raw).map_err(|message| ConfigError::BadValue {
+        let v = value_from_text(schema, raw).map_err(|e| ConfigError::BadValue {
             key: dotted.to_string(),
             origin: origin.clone(),
-            message,
+            message: e.to_string(),
         })?;
         self.check_and_set(&path, v, origin, dotted)
     }

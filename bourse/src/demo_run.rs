@@ -17,7 +17,7 @@
 //! reads what the sessions received; the run always ends with the server's
 //! orderly shutdown.
 
-use crate::bench::{histogram, in_process_server};
+use crate::bench::{histogram, in_process_server, io_path, io_step, RunError};
 use crate::tui::Screen;
 use engine::rng::SplitMix64;
 use gateway::client::{Client, ClientConfig, Reply};
@@ -466,7 +466,7 @@ impl<W: Write> Sink<'_, W> {
 }
 
 /// Runs the demo; the view (or the per-second lines) and the summary go to `out`.
-pub fn run_demo(cfg: &DemoConfig, out: &mut impl Write) -> Result<DemoSummary, String> {
+pub fn run_demo(cfg: &DemoConfig, out: &mut impl Write) -> Result<DemoSummary, RunError> {
     let tmp = match &cfg.data_dir {
         Some(_) => None,
         None => Some(tempfile_dir()?),
@@ -477,8 +477,10 @@ pub fn run_demo(cfg: &DemoConfig, out: &mut impl Write) -> Result<DemoSummary, S
         .or_else(|| tmp.clone())
         .expect("a data directory");
     let server = in_process_server(&dir, cfg.durability)?;
-    let id = gateway::identity::load_client_identity(&dir).map_err(|e| e.to_string())?;
-    let token = id.operator_token.ok_or("no operator token")?;
+    let id = gateway::identity::load_client_identity(&dir)?;
+    let token = id
+        .operator_token
+        .ok_or_else(|| RunError::NoOperatorToken(dir.clone()))?;
     let ccfg = || ClientConfig::new(server.addr(), id.cert_der.clone(), token.clone());
     let _ = writeln!(
         out,
@@ -492,7 +494,7 @@ pub fn run_demo(cfg: &DemoConfig, out: &mut impl Write) -> Result<DemoSummary, S
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(io_step("client runtime"))?;
     let local = tokio::task::LocalSet::new();
     let st = Rc::new(RefCell::new(State::new()));
     let mut sink = if cfg.tui {
@@ -503,18 +505,18 @@ pub fn run_demo(cfg: &DemoConfig, out: &mut impl Write) -> Result<DemoSummary, S
                 if let Some(t) = tmp {
                     let _ = std::fs::remove_dir_all(t);
                 }
-                return Err(format!("terminal: {e}"));
+                return Err(RunError::Terminal(e));
             }
         }
     } else {
         Sink::Lines(&mut *out)
     };
     let t0 = Instant::now();
-    let res: Result<(), String> = local.block_on(&rt, async {
-        let obs = Client::connect(&ccfg()).await.map_err(|e| e.to_string())?;
+    let res: Result<(), RunError> = local.block_on(&rt, async {
+        let obs = Client::connect(&ccfg()).await?;
         let mut tasks = vec![tokio::task::spawn_local(observer(obs, st.clone()))];
         for k in 0..cfg.traders.max(1) {
-            let c = Client::connect(&ccfg()).await.map_err(|e| e.to_string())?;
+            let c = Client::connect(&ccfg()).await?;
             tasks.push(tokio::task::spawn_local(trader(
                 c,
                 k,
@@ -522,7 +524,7 @@ pub fn run_demo(cfg: &DemoConfig, out: &mut impl Write) -> Result<DemoSummary, S
                 st.clone(),
             )));
         }
-        let p = Client::connect(&ccfg()).await.map_err(|e| e.to_string())?;
+        let p = Client::connect(&ccfg()).await?;
         tasks.push(tokio::task::spawn_local(payments(p, st.clone(), cfg.seed)));
         let refresh = if cfg.tui {
             Duration::from_millis(250)
@@ -599,7 +601,7 @@ pub fn run_demo(cfg: &DemoConfig, out: &mut impl Write) -> Result<DemoSummary, S
     Ok(summary)
 }
 
-fn tempfile_dir() -> Result<PathBuf, String> {
+fn tempfile_dir() -> Result<PathBuf, RunError> {
     let p = std::env::temp_dir().join(format!(
         "bourse-demo-{}-{}",
         std::process::id(),
@@ -607,7 +609,7 @@ fn tempfile_dir() -> Result<PathBuf, String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos())
     ));
-    std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    std::fs::create_dir_all(&p).map_err(io_path("create", &p))?;
     Ok(p)
 }
 

@@ -108,31 +108,54 @@ impl Health {
 
     /// `Ok` when ready to serve: recovery done, every engine thread running,
     /// every journal writable and making progress; else why not.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         if !self.recovered.load(Ordering::Acquire) {
-            return Err("recovery not done".to_string());
+            return Err(NotReady::Recovering);
         }
         let parts = self.partitions();
         if parts.is_empty() {
-            return Err("no engine partitions running".to_string());
+            return Err(NotReady::NoPartitions);
         }
         let view = self.watchdog_view();
         for (i, p) in parts.iter().enumerate() {
             if p.stopped.load(Ordering::Acquire) || p.stop.load(Ordering::Acquire) {
-                return Err(format!("engine {i} is stopped"));
+                return Err(NotReady::EngineStopped(i));
             }
             if p.journal_failed.load(Ordering::Acquire) {
-                return Err(format!("journal {i} failed and is not writable"));
+                return Err(NotReady::JournalFailed(i));
             }
             if let Some(a) = view.alarms.get(i) {
                 if a[AlarmKind::EngineStall as usize] {
-                    return Err(format!("engine {i} is stalled"));
+                    return Err(NotReady::EngineStalled(i));
                 }
                 if a[AlarmKind::JournalStall as usize] {
-                    return Err(format!("journal {i} is stalled"));
+                    return Err(NotReady::JournalStalled(i));
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Why a server is not ready to serve (the body of a 503 from `/ready`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// Recovery from the journal is still running.
+    #[error("recovery not done")]
+    Recovering,
+    /// No engine partition is running.
+    #[error("no engine partitions running")]
+    NoPartitions,
+    /// This partition's engine thread stopped.
+    #[error("engine {0} is stopped")]
+    EngineStopped(usize),
+    /// This partition's journal failed and takes no more writes.
+    #[error("journal {0} failed and is not writable")]
+    JournalFailed(usize),
+    /// This partition's engine made no progress with work waiting.
+    #[error("engine {0} is stalled")]
+    EngineStalled(usize),
+    /// This partition's journal made no progress with work waiting.
+    #[error("journal {0} is stalled")]
+    JournalStalled(usize),
 }

@@ -42,13 +42,15 @@ impl std::fmt::Display for LogFormat {
 }
 
 impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = engine::UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!(
-                "unknown log format {other:?} (expected text or json)"
+            other => Err(engine::UnknownName::new(
+                "log format",
+                other,
+                "text or json",
             )),
         }
     }

@@ -872,16 +872,29 @@ impl Sample {
     }
 }
 
+/// A line of a text exposition that is not a sample.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: cannot parse {text:?}")]
+pub struct ExpositionError {
+    /// 1-based line number.
+    pub line: usize,
+    /// The line.
+    pub text: String,
+}
+
 /// Parses the samples of a Prometheus / OpenMetrics text exposition (for
 /// tests and tools; comments are skipped). Errors name the bad line.
-pub fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
+pub fn parse_exposition(text: &str) -> Result<Vec<Sample>, ExpositionError> {
     let mut out = Vec::new();
     for (no, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = || format!("line {}: cannot parse {line:?}", no + 1);
+        let bad = || ExpositionError {
+            line: no + 1,
+            text: line.to_string(),
+        };
         let (name, rest) = match line.find(['{', ' ']) {
             Some(i) => (&line[..i], &line[i..]),
             None => return Err(bad()),
@@ -1028,7 +1041,7 @@ mod tests {
         );
         assert_eq!(get("bourse_sessions", &|_| true), 0.0);
         assert_eq!(get("bourse_ready", &|_| true), 0.0);
-        assert_eq!(st.readiness(), Err("recovery not done".to_string()));
+        assert_eq!(st.readiness(), Err(crate::health::NotReady::Recovering));
         st.set_ready(true);
         assert_eq!(st.readiness(), Ok(()));
     }

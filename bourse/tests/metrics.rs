@@ -392,7 +392,11 @@ fn a_failed_journal_is_not_ready() {
         assert!(t0.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert!(state.readiness().unwrap_err().contains("journal 0 failed"));
+    assert!(state
+        .readiness()
+        .unwrap_err()
+        .to_string()
+        .contains("journal 0 failed"));
     let s = parse_exposition(&state.render()).unwrap();
     assert_eq!(value(&s, "bourse_journal_failed", &[]), 1.0);
     assert_eq!(value(&s, "bourse_ready", &[]), 0.0);

@@ -46,7 +46,7 @@ fn engine_stall_raises_and_clears() {
         }]
     );
     assert!(st.alarm(0, AlarmKind::EngineStall));
-    assert!(st.readiness().unwrap_err().contains("stalled"));
+    assert!(st.readiness().unwrap_err().to_string().contains("stalled"));
     let text = st.render();
     assert!(
         text.contains("bourse_watchdog_alarm{partition=\"0\",kind=\"engine_stall\"} 1"),

@@ -280,3 +280,27 @@ impl Stp {
         }
     }
 }
+
+/// A name that is none of a setting's values (`"fsync"` as a durability
+/// mode, say): the error of every `FromStr` over a fixed set of names.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {got:?} (expected {expected})")]
+pub struct UnknownName {
+    /// What was being named ("durability mode").
+    pub what: &'static str,
+    /// The text given.
+    pub got: String,
+    /// The accepted names, for the message ("durable, async or none").
+    pub expected: &'static str,
+}
+
+impl UnknownName {
+    /// The error for `got` as a `what`, listing `expected`.
+    pub fn new(what: &'static str, got: &str, expected: &'static str) -> Self {
+        UnknownName {
+            what,
+            got: got.to_string(),
+            expected,
+        }
+    }
+}

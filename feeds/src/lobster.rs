@@ -102,15 +102,64 @@ fn parse_time(s: &str) -> Option<u64> {
     Some(secs * 1_000_000_000 + frac)
 }
 
+/// What is wrong with a LOBSTER folder or file.
+#[derive(Debug, thiserror::Error)]
+pub enum LobsterError {
+    /// A message line is not six comma-separated numbers of the format.
+    #[error("message line {line}: {text:?}")]
+    Message {
+        /// 1-based line number.
+        line: usize,
+        /// The line.
+        text: String,
+    },
+    /// A book value is not an integer.
+    #[error("book line {line}: {value:?} is not an integer")]
+    BookValue {
+        /// 1-based line number.
+        line: usize,
+        /// The value.
+        value: String,
+    },
+    /// A book line's column count differs from the first's, or is not 4 per level.
+    #[error("book line {line}: {columns} columns")]
+    BookColumns {
+        /// 1-based line number.
+        line: usize,
+        /// Its column count.
+        columns: usize,
+    },
+    /// The folder holds no `*_{kind}_{levels}.csv` file.
+    #[error("{}: no {kind} file", dir.display())]
+    Missing {
+        /// The folder.
+        dir: std::path::PathBuf,
+        /// `message` or `orderbook`.
+        kind: &'static str,
+    },
+    /// A file or folder could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Parses a message file.
-pub fn parse_messages(text: &str) -> Result<Vec<LobsterMsg>, String> {
+pub fn parse_messages(text: &str) -> Result<Vec<LobsterMsg>, LobsterError> {
     let mut out = Vec::with_capacity(text.len() / 40);
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        let bad = || format!("message line {}: {line:?}", n + 1);
+        let bad = || LobsterError::Message {
+            line: n + 1,
+            text: line.to_string(),
+        };
         let mut f = line.split(',');
         let mut next = || f.next().ok_or_else(bad);
         let time_ns = parse_time(next()?).ok_or_else(bad)?;
@@ -132,7 +181,7 @@ pub fn parse_messages(text: &str) -> Result<Vec<LobsterMsg>, String> {
 }
 
 /// Parses a book file.
-pub fn parse_book(text: &str) -> Result<BookFile, String> {
+pub fn parse_book(text: &str) -> Result<BookFile, LobsterError> {
     let mut values = Vec::with_capacity(text.len() / 8);
     let mut width = 0;
     for (n, line) in text.lines().enumerate() {
@@ -145,7 +194,10 @@ pub fn parse_book(text: &str) -> Result<BookFile, String> {
             values.push(
                 v.trim()
                     .parse::<i64>()
-                    .map_err(|_| format!("book line {}: {v:?}", n + 1))?,
+                    .map_err(|_| LobsterError::BookValue {
+                        line: n + 1,
+                        value: v.to_string(),
+                    })?,
             );
         }
         let w = values.len() - before;
@@ -153,7 +205,10 @@ pub fn parse_book(text: &str) -> Result<BookFile, String> {
             width = w;
         }
         if w != width || w % 4 != 0 {
-            return Err(format!("book line {}: {w} columns", n + 1));
+            return Err(LobsterError::BookColumns {
+                line: n + 1,
+                columns: w,
+            });
         }
     }
     Ok(BookFile {
@@ -163,10 +218,13 @@ pub fn parse_book(text: &str) -> Result<BookFile, String> {
 }
 
 /// Reads `*_message_{n}.csv` and `*_orderbook_{n}.csv` from a folder.
-pub fn load_dir(dir: &Path, levels: usize) -> Result<(Vec<LobsterMsg>, BookFile), String> {
+pub fn load_dir(dir: &Path, levels: usize) -> Result<(Vec<LobsterMsg>, BookFile), LobsterError> {
     let mut msg = None;
     let mut book = None;
-    let rd = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let rd = std::fs::read_dir(dir).map_err(|source| LobsterError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.ends_with(&format!("_message_{levels}.csv")) {
@@ -175,9 +233,12 @@ pub fn load_dir(dir: &Path, levels: usize) -> Result<(Vec<LobsterMsg>, BookFile)
             book = Some(e.path());
         }
     }
-    let read = |p: Option<std::path::PathBuf>, what: &str| {
-        let p = p.ok_or_else(|| format!("{}: no {what} file", dir.display()))?;
-        std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+    let read = |p: Option<std::path::PathBuf>, kind: &'static str| {
+        let p = p.ok_or_else(|| LobsterError::Missing {
+            dir: dir.to_path_buf(),
+            kind,
+        })?;
+        std::fs::read_to_string(&p).map_err(|source| LobsterError::Io { path: p, source })
     };
     let m = parse_messages(&read(msg, "message")?)?;
     let b = parse_book(&read(book, "orderbook")?)?;

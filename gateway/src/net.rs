@@ -304,19 +304,43 @@ fn spin_task() -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Why the ping-pong floor could not be measured: the step that failed and
+/// its cause.
+#[derive(Debug, thiserror::Error)]
+#[error("ping-pong floor: {step}: {source}")]
+pub struct FloorError {
+    /// What was being done ("handshake", "read", …).
+    pub step: &'static str,
+    /// The underlying error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Wraps an error as a `FloorError` of `step` (for `map_err`).
+fn floor<E>(step: &'static str) -> impl FnOnce(E) -> FloorError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |e| FloorError {
+        step,
+        source: Box::new(e),
+    }
+}
+
 /// The floor of any QUIC request/response on this machine: a raw quinn
 /// ping-pong of `p.bytes` on one stream over loopback, with the same TLS,
 /// socket buffers and windows as Bourse (certificate and key from
 /// `identity_dir`, created there if absent). Returns the round trips,
 /// nanoseconds, in the order measured. Runs a server thread and a client runtime on the
 /// calling thread; both stop before it returns.
-pub fn pingpong_floor(identity_dir: &std::path::Path, p: PingPong) -> Result<Vec<u64>, String> {
-    let id = crate::identity::ensure_server_identity(identity_dir).map_err(|e| e.to_string())?;
+pub fn pingpong_floor(identity_dir: &std::path::Path, p: PingPong) -> Result<Vec<u64>, FloorError> {
+    let id = crate::identity::ensure_server_identity(identity_dir).map_err(floor("identity"))?;
     let t = Tuning::default();
     const ALPN_PING: &[u8] = b"bourse-ping";
-    let sc = server_config(&id.cert_der, &id.key_der, ALPN_PING, &t).map_err(|e| e.to_string())?;
-    let cc = client_config(&id.cert_der, ALPN_PING, &t).map_err(|e| e.to_string())?;
-    let (tx, rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
+    let sc =
+        server_config(&id.cert_der, &id.key_der, ALPN_PING, &t).map_err(floor("server config"))?;
+    let cc = client_config(&id.cert_der, ALPN_PING, &t).map_err(floor("client config"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<Result<SocketAddr, FloorError>>();
     let bytes = p.bytes.max(1);
     let busy = p.busy_poll;
     let server = std::thread::Builder::new()
@@ -325,7 +349,7 @@ pub fn pingpong_floor(identity_dir: &std::path::Path, p: PingPong) -> Result<Vec
             let rt = match pingpong_runtime(busy) {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
+                    let _ = tx.send(Err(floor("server runtime")(e)));
                     return;
                 }
             };
@@ -333,11 +357,11 @@ pub fn pingpong_floor(identity_dir: &std::path::Path, p: PingPong) -> Result<Vec
                 let ep = match server_endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), sc, &t) {
                     Ok(ep) => ep,
                     Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
+                        let _ = tx.send(Err(floor("server endpoint")(e)));
                         return;
                     }
                 };
-                let _ = tx.send(ep.local_addr().map_err(|e| e.to_string()));
+                let _ = tx.send(ep.local_addr().map_err(floor("server address")));
                 let _spin = busy.then(spin_task);
                 let Ok(Some(inc)) =
                     tokio::time::timeout(Duration::from_secs(10), ep.accept()).await
@@ -358,29 +382,27 @@ pub fn pingpong_floor(identity_dir: &std::path::Path, p: PingPong) -> Result<Vec
                 ep.close(0u32.into(), b"");
             });
         })
-        .map_err(|e| e.to_string())?;
-    let addr = rx
-        .recv()
-        .map_err(|_| "ping-pong server ended during start-up".to_string())??;
-    let rt = pingpong_runtime(busy).map_err(|e| e.to_string())?;
+        .map_err(floor("server thread"))?;
+    let addr = rx.recv().map_err(floor("server start-up"))??;
+    let rt = pingpong_runtime(busy).map_err(floor("client runtime"))?;
     let rounds = p.rounds.max(1);
     let r = rt.block_on(async move {
         let _spin = busy.then(spin_task);
-        let ep = client_endpoint(addr, cc, &t).map_err(|e| e.to_string())?;
+        let ep = client_endpoint(addr, cc, &t).map_err(floor("client endpoint"))?;
         let conn = ep
             .connect(addr, crate::identity::SERVER_NAME)
-            .map_err(|e| e.to_string())?
+            .map_err(floor("connect"))?
             .await
-            .map_err(|e| e.to_string())?;
-        let (mut s, mut r) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            .map_err(floor("handshake"))?;
+        let (mut s, mut r) = conn.open_bi().await.map_err(floor("open stream"))?;
         let msg = vec![7u8; bytes];
         let mut buf = vec![0u8; bytes];
         let mut h = Vec::with_capacity(rounds.min(1 << 24) as usize);
         let warm = rounds / 10;
         for i in 0..rounds + warm {
             let t0 = std::time::Instant::now();
-            s.write_all(&msg).await.map_err(|e| e.to_string())?;
-            r.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            s.write_all(&msg).await.map_err(floor("write"))?;
+            r.read_exact(&mut buf).await.map_err(floor("read"))?;
             if i >= warm {
                 h.push((t0.elapsed().as_nanos() as u64).max(1));
             }
@@ -388,7 +410,7 @@ pub fn pingpong_floor(identity_dir: &std::path::Path, p: PingPong) -> Result<Vec
         let _ = s.finish();
         conn.close(0u32.into(), b"");
         let _ = tokio::time::timeout(Duration::from_millis(200), ep.wait_idle()).await;
-        Ok::<_, String>(h)
+        Ok::<_, FloorError>(h)
     });
     let _ = server.join();
     r

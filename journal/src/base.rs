@@ -75,47 +75,93 @@ pub fn encode_base(b: &Base) -> String {
     format!("{body}checksum {:032x}\n", xxh3_128(body.as_bytes()))
 }
 
+/// What is wrong with a `journal.base` file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BaseError {
+    /// The bytes are not UTF-8 text.
+    #[error("not UTF-8 text")]
+    NotText,
+    /// Not four lines.
+    #[error("expected 4 lines, found {0}")]
+    Lines(usize),
+    /// The last line has no newline (a torn write).
+    #[error("the last line has no newline (a torn write)")]
+    Unterminated,
+    /// The first line is not the format's magic line.
+    #[error("first line {0:?}, expected {MAGIC_LINE:?}")]
+    Magic(String),
+    /// Line `line` does not start with `name `.
+    #[error("line {line} is not `{name} …`")]
+    Field {
+        /// 1-based line number.
+        line: usize,
+        /// The field name expected there.
+        name: &'static str,
+    },
+    /// A field's value does not parse.
+    #[error("{name}: {value:?} is not {expected}")]
+    Value {
+        /// The field.
+        name: &'static str,
+        /// Its text.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// The checksum line does not match the lines before it.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// `first_seq` below 2 (a base starts after at least one record).
+    #[error("first_seq {0}: a base starts after at least one record")]
+    FirstSeq(u64),
+}
+
 /// Parses the file's bytes; `Err` says what is wrong.
-pub fn decode_base(data: &[u8]) -> Result<Base, String> {
-    let text = std::str::from_utf8(data).map_err(|_| "not UTF-8 text".to_string())?;
+pub fn decode_base(data: &[u8]) -> Result<Base, BaseError> {
+    let text = std::str::from_utf8(data).map_err(|_| BaseError::NotText)?;
     let lines: Vec<&str> = text.lines().collect();
-    if lines.len() != 4 || !text.ends_with('\n') {
-        return Err(format!("expected 4 lines, found {}", lines.len()));
+    if lines.len() != 4 {
+        return Err(BaseError::Lines(lines.len()));
+    }
+    if !text.ends_with('\n') {
+        return Err(BaseError::Unterminated);
     }
     if lines[0] != MAGIC_LINE {
-        return Err(format!(
-            "first line {:?}, expected {MAGIC_LINE:?}",
-            lines[0]
-        ));
+        return Err(BaseError::Magic(lines[0].to_string()));
     }
-    let field = |i: usize, name: &str| {
-        lines[i]
+    let field = |line: usize, name: &'static str| {
+        lines[line - 1]
             .strip_prefix(name)
             .and_then(|r| r.strip_prefix(' '))
-            .ok_or_else(|| format!("line {} is not `{name} …`", i + 1))
+            .ok_or(BaseError::Field { line, name })
     };
-    let first_seq: u64 = field(1, "first_seq")?
+    let bad = |name, value: &str, expected| BaseError::Value {
+        name,
+        value: value.to_string(),
+        expected,
+    };
+    let first = field(2, "first_seq")?;
+    let first_seq: u64 = first
         .parse()
-        .map_err(|e| format!("first_seq: {e}"))?;
-    let hex = |s: &str, what: &str| {
-        if s.len() != 32 {
-            return Err(format!("{what}: expected 32 hex digits"));
+        .map_err(|_| bad("first_seq", first, "a decimal u64"))?;
+    let hex = |name: &'static str, line: usize| {
+        let s = field(line, name)?;
+        match s.len() == 32 && s.bytes().all(|c| c.is_ascii_hexdigit()) {
+            true => u128::from_str_radix(s, 16).map_err(|_| bad(name, s, "32 hex digits")),
+            false => Err(bad(name, s, "32 hex digits")),
         }
-        u128::from_str_radix(s, 16).map_err(|e| format!("{what}: {e}"))
     };
-    let prev_checksum = hex(field(2, "prev_checksum")?, "prev_checksum")?;
-    let checksum = hex(field(3, "checksum")?, "checksum")?;
+    let prev_checksum = hex("prev_checksum", 3)?;
+    let checksum = hex("checksum", 4)?;
     let b = Base {
         first_seq,
         prev_checksum,
     };
     if xxh3_128(body(&b).as_bytes()) != checksum {
-        return Err("checksum mismatch".to_string());
+        return Err(BaseError::Checksum);
     }
     if first_seq < 2 {
-        return Err(format!(
-            "first_seq {first_seq}: a base starts after at least one record"
-        ));
+        return Err(BaseError::FirstSeq(first_seq));
     }
     Ok(b)
 }
@@ -167,16 +213,24 @@ mod tests {
         assert_eq!(decode_base(text.as_bytes()), Ok(b));
         assert!(text.contains("first_seq 1001\n"), "{text}");
         let tampered = text.replace("first_seq 1001", "first_seq 1002");
+        assert_eq!(decode_base(tampered.as_bytes()), Err(BaseError::Checksum));
+        let bad_hex = text.replace("prev_checksum 0123", "prev_checksum x123");
+        assert!(matches!(
+            decode_base(bad_hex.as_bytes()),
+            Err(BaseError::Value {
+                name: "prev_checksum",
+                ..
+            })
+        ));
         assert_eq!(
-            decode_base(tampered.as_bytes()),
-            Err("checksum mismatch".to_string())
+            decode_base(&text.as_bytes()[..text.len() - 1]),
+            Err(BaseError::Unterminated)
         );
-        assert!(decode_base(&text.as_bytes()[..text.len() - 1]).is_err());
-        assert!(decode_base(b"").is_err());
+        assert_eq!(decode_base(b""), Err(BaseError::Lines(0)));
         let one = encode_base(&Base {
             first_seq: 1,
             prev_checksum: 0,
         });
-        assert!(decode_base(one.as_bytes()).is_err());
+        assert_eq!(decode_base(one.as_bytes()), Err(BaseError::FirstSeq(1)));
     }
 }

@@ -67,7 +67,9 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use base::{decode_base, encode_base, read_base, write_base, Base, BASE_NAME, BASE_TMP_NAME};
+pub use base::{
+    decode_base, encode_base, read_base, write_base, Base, BaseError, BASE_NAME, BASE_TMP_NAME,
+};
 pub use format::{
     block_len, block_records, build_block, is_zero, parse_block, parse_header, BlockFault,
     BlockHeader, BLOCK_ALIGN, HEADER_LEN, MAGIC, VERSION,

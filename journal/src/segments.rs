@@ -37,14 +37,16 @@ impl fmt::Display for Durability {
 }
 
 impl FromStr for Durability {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = engine::UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "durable" => Ok(Durability::Durable),
             "async" => Ok(Durability::Async),
             "none" => Ok(Durability::None),
-            other => Err(format!(
-                "unknown durability mode {other:?} (expected durable, async or none)"
+            other => Err(engine::UnknownName::new(
+                "durability mode",
+                other,
+                "durable, async or none",
             )),
         }
     }
@@ -161,7 +163,7 @@ pub enum JournalError {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        what: String,
+        what: crate::BaseError,
     },
     /// `journal.head` does not name a segment.
     #[error("journal: {} does not name a segment (holds {content:?})", path.display())]

@@ -26,14 +26,16 @@ pub enum IdleStrategy {
 }
 
 impl FromStr for IdleStrategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = engine::UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "spin" => Ok(IdleStrategy::Spin),
             "yield" => Ok(IdleStrategy::Yield),
             "park" => Ok(IdleStrategy::Park { max_sleep_us: 1000 }),
-            other => Err(format!(
-                "unknown idle strategy {other:?} (spin, yield, park)"
+            other => Err(engine::UnknownName::new(
+                "idle strategy",
+                other,
+                "spin, yield or park",
             )),
         }
     }
