@@ -75,7 +75,7 @@ impl Scenario {
             Scenario::SwingUp => 0.05 * f,
             Scenario::SwingDown => -0.05 * f,
             Scenario::FlashCrash => {
-                if f < 0.40 || f >= 0.60 {
+                if !(0.40..0.60).contains(&f) {
                     0.0
                 } else if f < 0.42 {
                     -0.10 * (f - 0.40) / 0.02
@@ -638,8 +638,14 @@ mod tests {
                 Scenario::Static | Scenario::Normal => 1.8,
                 _ => 1.2,
             };
-            assert!((floor..2.1).contains(&per_new), "{sc:?}: msgs/new {per_new}");
-            assert!((0.15..0.19).contains(&modifies), "{sc:?}: modifies {modifies}");
+            assert!(
+                (floor..2.1).contains(&per_new),
+                "{sc:?}: msgs/new {per_new}"
+            );
+            assert!(
+                (0.15..0.19).contains(&modifies),
+                "{sc:?}: modifies {modifies}"
+            );
             assert!(s.expected.fills.unwrap() > 0, "{sc:?}: no fills");
             assert_eq!(s.expected.rejected, 0);
         }
@@ -659,7 +665,9 @@ mod tests {
                     }
                 }
                 Msg::Cancel { id } => assert!(maybe.remove(&id), "cancel of {id} not resting"),
-                Msg::Modify { id, .. } => assert!(maybe.contains(&id), "modify of {id} not resting"),
+                Msg::Modify { id, .. } => {
+                    assert!(maybe.contains(&id), "modify of {id} not resting")
+                }
             }
         }
     }
@@ -670,6 +678,10 @@ mod tests {
         let start = s.params.start_mid as f64;
         assert!((s.min_price as f64) < 0.91 * start, "min {}", s.min_price);
         let t = small(Scenario::Static);
-        assert!((t.min_price as f64) > 0.99 * start, "static min {}", t.min_price);
+        assert!(
+            (t.min_price as f64) > 0.99 * start,
+            "static min {}",
+            t.min_price
+        );
     }
 }
