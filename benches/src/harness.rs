@@ -20,7 +20,8 @@
 //! the mid to `depth_ticks` behind it (the ones through it trade against
 //! what was left there when the mid moved), an IOC 0–3 ticks through the
 //! opposite best. The cancel share is nudged by the live count's distance
-//! from `book_orders`, so the book stays near that size.
+//! from `book_orders`, so the book stays near that size; while the mid
+//! trends, half the cancels pull the best order on the side it walks into.
 //!
 //! Ids are the stream's own (1, 2, 3, … per new order); a modified order
 //! keeps its id. No message is ever refused by a correct engine: the
@@ -429,6 +430,36 @@ impl Gen {
         self.book.live[i]
     }
 
+    /// The side the trend is walking into (whose best orders it will cross
+    /// next); `None` when the mid has no trend.
+    fn threatened(&self) -> Option<Side> {
+        let f = (self.next_id - 1) as f64 / self.p.orders as f64;
+        let slope = self.scenario.target(f + 1e-3) - self.scenario.target(f);
+        match slope.partial_cmp(&0.0) {
+            Some(std::cmp::Ordering::Greater) => Some(Side::Sell),
+            Some(std::cmp::Ordering::Less) => Some(Side::Buy),
+            _ => None,
+        }
+    }
+
+    /// What a cancel takes: while the mid trends, half the time the oldest
+    /// order at the best level the trend walks into (a maker pulling the
+    /// quote about to be run over, as in the harness, where cancels keep
+    /// up with new GTC orders in every scenario); otherwise a live order
+    /// chosen uniformly.
+    fn cancel_target(&mut self) -> u64 {
+        let front = match self.threatened() {
+            Some(Side::Sell) => self.book.asks.first_key_value(),
+            Some(Side::Buy) => self.book.bids.last_key_value(),
+            None => None,
+        }
+        .and_then(|(_, q)| q.front().copied());
+        match front {
+            Some(id) if self.rng.below(2) == 0 => id,
+            _ => self.pick_live(),
+        }
+    }
+
     fn modify(&mut self) -> Msg {
         let id = self.pick_live();
         let side = self.book.cancel(id).side;
@@ -460,7 +491,7 @@ impl Gen {
         if r < 0.5 + 0.0865 {
             return self.modify();
         }
-        let id = self.pick_live();
+        let id = self.cancel_target();
         self.book.cancel(id);
         self.expected.canceled += 1;
         self.mix.cancels += 1;
