@@ -23,6 +23,9 @@
 //!    `hdrhistogram` (3 significant digits). A message is what the harness
 //!    sends: a modify through a peer that lacks one is its two calls.
 //!
+//! An engine whose first pass takes over `SLOW_PASS_S` gets no more passes
+//! and no latency pass on that scenario (its row says "1 pass").
+//!
 //! Reports are consumed in the adapter, on the engine's thread, as each
 //! message returns (counted and hashed); the harness's SPSC hop to a second
 //! core is not modelled.
@@ -168,9 +171,21 @@ fn add_row<B: HarnessBook>(s: &Stream, rows: &mut Vec<Row>) {
     }
 }
 
+/// A pass slower than this is not repeated, and its engine gets no latency
+/// pass (a peer 50× slower than the rest would otherwise take most of the
+/// run; its figure needs no median to be read).
+const SLOW_PASS_S: f64 = 10.0;
+
+/// Whether `row`'s engine ran its first pass slower than `SLOW_PASS_S`.
+fn slow(row: &Row, s: &Stream) -> bool {
+    row.rates
+        .first()
+        .is_some_and(|r| s.msgs.len() as f64 / r > SLOW_PASS_S)
+}
+
 /// One throughput pass of `B`, checked when it is its first.
 fn timed_pass<B: HarnessBook>(s: &Stream, rows: &mut [Row]) {
-    if let Some(row) = find(rows, B::NAME) {
+    if let Some(row) = find(rows, B::NAME).filter(|r| !slow(r, s)) {
         let first = row.rates.is_empty();
         eprintln!(
             "{} on {}: pass {}…",
@@ -184,7 +199,7 @@ fn timed_pass<B: HarnessBook>(s: &Stream, rows: &mut [Row]) {
 
 /// The latency pass of `B`.
 fn latency_pass<B: HarnessBook>(s: &Stream, rows: &mut [Row], overhead: u64) {
-    if let Some(row) = find(rows, B::NAME) {
+    if let Some(row) = find(rows, B::NAME).filter(|r| !slow(r, s)) {
         eprintln!("{} on {}: latency…", B::NAME, s.scenario.name());
         row.hist = Some(latency::<B>(s, overhead));
     }
@@ -211,6 +226,17 @@ fn run_scenario(s: &Stream, set: &Settings, overhead: u64) -> Vec<Row> {
     rows
 }
 
+/// The passes' range, so a noisy machine shows: "3: 2.1–2.6 M".
+fn spread(r: &Row) -> String {
+    let lo = r.rates.iter().copied().fold(f64::MAX, f64::min);
+    let hi = r.rates.iter().copied().fold(0.0, f64::max);
+    if r.rates.len() == 1 {
+        "1".into()
+    } else {
+        format!("{}: {:.2}–{:.2} M", r.rates.len(), lo / 1e6, hi / 1e6)
+    }
+}
+
 fn table(rows: &[Row]) {
     println!("\n| engine | scenario | msgs | msgs/s | p50 | p99 | p99.9 | max | reports | check |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
@@ -221,11 +247,12 @@ fn table(rows: &[Row]) {
                 .map_or("-".into(), |h| ns(h.value_at_quantile(x)))
         };
         println!(
-            "| {} | {} | {} | {:.2} M | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.2} M | {} | {} | {} | {} | {} | {} | {} |",
             r.engine,
             r.scenario.name(),
             r.msgs,
             r.rate() / 1e6,
+            spread(r),
             q(0.50),
             q(0.99),
             q(0.999),

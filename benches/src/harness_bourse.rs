@@ -180,32 +180,6 @@ impl BourseHarness {
             order_id: OrderId(self.ids[id as usize]),
         }
     }
-
-    /// The switch point for modifies. `Command::Replace` loses priority (is
-    /// cancel-and-reinsert) exactly when the price changes or the lots grow;
-    /// otherwise it would keep the order's place, so the modify is sent as
-    /// `Cancel` then `NewOrder` (the engine then gives the order a new id).
-    #[inline(always)]
-    fn modify_commands(&mut self, id: u64, side: Side, price: u64, qty: u64) {
-        let w = id as usize;
-        if price != self.price[w] || qty > self.leaves[w] {
-            self.apply(Command::Replace {
-                owner: owner(id),
-                order_id: OrderId(self.ids[w]),
-                price: Some(Price(price)),
-                qty: Some(Qty(qty)),
-            });
-            self.price[w] = price;
-            self.leaves[w] = qty;
-            self.read(id, true);
-        } else {
-            let rejected = self.reports.rejected;
-            self.apply(self.cancel_command(id));
-            self.read(id, true);
-            self.submit(id, side, price, qty, Tif::Gtc, true);
-            self.reports.modified += u64::from(self.reports.rejected == rejected);
-        }
-    }
 }
 
 impl HarnessBook for BourseHarness {
@@ -249,9 +223,30 @@ impl HarnessBook for BourseHarness {
         self.read(id, false);
     }
 
+    /// The switch point for modifies. `Command::Replace` loses priority (is
+    /// cancel-and-reinsert) exactly when the price changes or the lots grow;
+    /// otherwise it would keep the order's place, so the modify is sent as
+    /// `Cancel` then `NewOrder` (the engine then gives the order a new id).
     #[inline]
     fn modify(&mut self, id: u64, side: Side, price: u64, qty: u64) {
-        self.modify_commands(id, side, price, qty);
+        let w = id as usize;
+        if price != self.price[w] || qty > self.leaves[w] {
+            self.apply(Command::Replace {
+                owner: owner(id),
+                order_id: OrderId(self.ids[w]),
+                price: Some(Price(price)),
+                qty: Some(Qty(qty)),
+            });
+            self.price[w] = price;
+            self.leaves[w] = qty;
+            self.read(id, true);
+        } else {
+            let rejected = self.reports.rejected;
+            self.apply(self.cancel_command(id));
+            self.read(id, true);
+            self.submit(id, side, price, qty, Tif::Gtc, true);
+            self.reports.modified += u64::from(self.reports.rejected == rejected);
+        }
     }
 
     fn reports(&self) -> Reports {
