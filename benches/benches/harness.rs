@@ -238,8 +238,10 @@ fn spread(r: &Row) -> String {
 }
 
 fn table(rows: &[Row]) {
-    println!("\n| engine | scenario | msgs | msgs/s | p50 | p99 | p99.9 | max | reports | check |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!(
+        "\n| engine | scenario | msgs | msgs/s | passes | p50 | p99 | p99.9 | max | reports | check |"
+    );
+    println!("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |");
     for r in rows {
         let q = |x: f64| {
             r.hist
