@@ -16,10 +16,11 @@
 //! (no move), normal (a lazy random walk pulled back to the start), swing up
 //! and swing down (±5% over the run plus the walk), and flash crash (flat,
 //! then −10% within 2% of the run, back within the next 18%, flat again).
-//! Orders are priced around the mid: a GTC limit lands from 1 tick through
-//! the mid to `depth_ticks` behind it (the ones through it trade against
-//! what was left there when the mid moved), an IOC 0–3 ticks through the
-//! opposite best. The cancel share is nudged by the live count's distance
+//! Orders are priced around the mid: a GTC bid at or up to `depth_ticks`
+//! below it, a GTC ask from one tick above it (they trade only against what
+//! was left behind when the mid moved), an IOC (1–20 lots, a GTC is 1–100)
+//! from one tick short of the opposite best to two through it. The mix is
+//! drawn per message (new 0.5, modify 0.0865, cancel 0.4115); the cancel share is nudged by the live count's distance
 //! from `book_orders`, so the book stays near that size; while the mid
 //! trends, half the cancels pull the best order on the side it walks into.
 //!
