@@ -1,7 +1,9 @@
 //! Benchmark support shared by the criterion benches (`benches/matching.rs`)
 //! and the latency rig (`benches/latency.rs`): a seeded, engine-neutral
 //! workload with its own reference model, the `Book` trait that every engine
-//! under test is adapted to, our engine's adapter, and machine/timer helpers.
+//! under test is adapted to, our engine's adapter, and machine/timer helpers;
+//! and for the harness bench (`benches/harness.rs`) the harness-shaped
+//! stream (`harness`), its `HarnessBook` trait and our adapter to it.
 //!
 //! The crates.io peers (matchcore, rust-order-book, lobster) are
 //! dev-dependencies, so their adapters live beside the bench targets in
@@ -9,11 +11,16 @@
 
 pub mod book;
 pub mod bourse;
+pub mod harness;
+pub mod harness_bourse;
 pub mod machine;
+mod refbook;
 pub mod workload;
 
 pub use book::{apply, check, prefilled, verify, Book, Resting, Tally};
 pub use bourse::{Bourse, Settlement};
+pub use harness::{HarnessBook, Msg, Reports, Scenario, Sizing, Stream};
+pub use harness_bourse::BourseHarness;
 pub use workload::{Expected, Mix, Op, Params, Side, Workload};
 
 /// Measured-op count, overridable with `BOURSE_BENCH_OPS` (for short

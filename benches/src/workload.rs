@@ -2,8 +2,8 @@
 //! book, then a measured phase of passive limits, cancels and crossing orders
 //! around a drifting mid.
 //!
-//! The generator runs its own reference book (a plain price-time model:
-//! `BTreeMap` of levels, `VecDeque` queues) while it generates, so that
+//! The generator runs its own reference book (`refbook::RefBook`, a plain
+//! price-time model) while it generates, so that
 //! * every cancel targets an order that is really resting at that point (no
 //!   engine is asked to cancel something already filled), and
 //! * the expected totals (trades, traded quantity, resting orders and
@@ -24,8 +24,8 @@
 //! the live count from the target (`book_orders`), so the book stays near its
 //! configured size for the whole run; the realised mix is reported in `Mix`.
 
+use crate::refbook::RefBook;
 use engine::rng::SplitMix64;
-use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Buy or sell, engine-neutral.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -149,127 +149,6 @@ pub struct Workload {
     pub min_price: u64,
     /// Highest price used.
     pub max_price: u64,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct RefOrder {
-    side: Side,
-    price: u64,
-    qty: u64,
-    /// Index in `RefBook::live`.
-    live_pos: usize,
-}
-
-/// The reference price-time book.
-#[derive(Default)]
-struct RefBook {
-    bids: BTreeMap<u64, VecDeque<u64>>,
-    asks: BTreeMap<u64, VecDeque<u64>>,
-    orders: HashMap<u64, RefOrder>,
-    /// Resting ids, for uniform random cancels.
-    live: Vec<u64>,
-    trades: u64,
-    traded_qty: u64,
-    ioc_remainders: u64,
-}
-
-impl RefBook {
-    fn best_bid(&self) -> Option<u64> {
-        self.bids.keys().next_back().copied()
-    }
-
-    fn best_ask(&self) -> Option<u64> {
-        self.asks.keys().next().copied()
-    }
-
-    fn forget(&mut self, id: u64) -> RefOrder {
-        let o = self.orders.remove(&id).expect("reference order exists");
-        let last = self.live.pop().expect("live list not empty");
-        if last != id {
-            self.live[o.live_pos] = last;
-            self.orders
-                .get_mut(&last)
-                .expect("moved order exists")
-                .live_pos = o.live_pos;
-        }
-        o
-    }
-
-    fn cancel(&mut self, id: u64) {
-        let o = self.forget(id);
-        let side = match o.side {
-            Side::Buy => &mut self.bids,
-            Side::Sell => &mut self.asks,
-        };
-        let q = side.get_mut(&o.price).expect("level exists");
-        let pos = q.iter().position(|&x| x == id).expect("order in its level");
-        q.remove(pos);
-        if q.is_empty() {
-            side.remove(&o.price);
-        }
-    }
-
-    /// Matches an incoming order, then rests it (GTC) or drops the remainder (IOC).
-    fn submit(&mut self, id: u64, side: Side, price: u64, qty: u64, ioc: bool) {
-        let mut left = qty;
-        loop {
-            if left == 0 {
-                break;
-            }
-            let best = match side {
-                Side::Buy => self.best_ask().filter(|&p| p <= price),
-                Side::Sell => self.best_bid().filter(|&p| p >= price),
-            };
-            let Some(level_price) = best else { break };
-            let book = match side {
-                Side::Buy => &mut self.asks,
-                Side::Sell => &mut self.bids,
-            };
-            let q = book.get_mut(&level_price).expect("best level exists");
-            let mut done = Vec::new();
-            while left > 0 {
-                let Some(&maker) = q.front() else { break };
-                let m = self.orders.get_mut(&maker).expect("maker exists");
-                let fill = left.min(m.qty);
-                m.qty -= fill;
-                left -= fill;
-                self.trades += 1;
-                self.traded_qty += fill;
-                if m.qty == 0 {
-                    q.pop_front();
-                    done.push(maker);
-                }
-            }
-            if q.is_empty() {
-                book.remove(&level_price);
-            }
-            for m in done {
-                self.forget(m);
-            }
-        }
-        if left == 0 {
-            return;
-        }
-        if ioc {
-            self.ioc_remainders += 1;
-            return;
-        }
-        let book = match side {
-            Side::Buy => &mut self.bids,
-            Side::Sell => &mut self.asks,
-        };
-        book.entry(price).or_default().push_back(id);
-        self.orders.insert(
-            id,
-            RefOrder {
-                side,
-                price,
-                qty: left,
-                live_pos: self.live.len(),
-            },
-        );
-        self.live.push(id);
-    }
 }
 
 struct Gen {

@@ -8,7 +8,12 @@
 //! × 3 lots, next level 1,000,001 × 7,390; an IOC buy of 249 at 1,000,000
 //! trades all 249 lots (246 of them at 1,000,001) where 3 is correct. Its
 //! later cancels of the makers it took wrongly are then rejected.
+//!
+//! Harness (`HarnessBook`): IOC is its own `Ioc`; a modify is `Cancel`
+//! then a new `Submit` (a new matchcore id); a fill's maker is named by its
+//! sequence number, mapped back to the stream id, so fills are hashed.
 
+use bourse_benches::harness::{HarnessBook, Reports, Sizing};
 use bourse_benches::{Book, Resting, Side, Tally, Workload};
 use matchcore as mc;
 
@@ -21,6 +26,11 @@ pub struct Matchcore {
     trades: u64,
     traded_qty: u64,
     rejects: u64,
+    /// Harness: matchcore order id (sequence number) → stream id (empty
+    /// on the `Book` path).
+    wids: Vec<u64>,
+    /// Harness reports (untouched by the `Book` path).
+    reports: Reports,
 }
 
 impl Matchcore {
@@ -34,15 +44,24 @@ impl Matchcore {
         m
     }
 
+    /// The submit command for stream id `id` (its sequence number noted as
+    /// the order's matchcore id).
     #[inline(always)]
-    fn submit(&mut self, id: u64, side: Side, price: u64, qty: u64, tif: mc::TimeInForce) {
+    fn submit_cmd(
+        &mut self,
+        id: u64,
+        side: Side,
+        price: u64,
+        qty: u64,
+        tif: mc::TimeInForce,
+    ) -> mc::Command {
         let meta = self.meta();
         self.ids[id as usize] = meta.sequence_number.0;
         let side = match side {
             Side::Buy => mc::Side::Buy,
             Side::Sell => mc::Side::Sell,
         };
-        let cmd = mc::Command {
+        mc::Command {
             meta,
             kind: mc::CommandKind::Submit(mc::SubmitCmd {
                 order: mc::NewOrder::Limit(mc::LimitOrder::new(
@@ -53,7 +72,12 @@ impl Matchcore {
                     mc::OrderFlags::new(side, false, tif),
                 )),
             }),
-        };
+        }
+    }
+
+    #[inline(always)]
+    fn submit(&mut self, id: u64, side: Side, price: u64, qty: u64, tif: mc::TimeInForce) {
+        let cmd = self.submit_cmd(id, side, price, qty, tif);
         match self.book.execute(&cmd) {
             mc::CommandOutcome::Applied(mc::CommandReport::Submit(effects)) => {
                 if let Some(m) = effects.target_order().match_result() {
@@ -64,6 +88,112 @@ impl Matchcore {
             mc::CommandOutcome::Applied(_) => {}
             mc::CommandOutcome::Rejected(_) => self.rejects += 1,
         }
+    }
+
+    /// Harness: a limit order, its fills folded into `reports`; returns the
+    /// lots it traded, or `None` when refused.
+    #[inline(always)]
+    fn place(
+        &mut self,
+        id: u64,
+        side: Side,
+        price: u64,
+        qty: u64,
+        tif: mc::TimeInForce,
+    ) -> Option<u64> {
+        self.wids[self.seq as usize] = id;
+        let cmd = self.submit_cmd(id, side, price, qty, tif);
+        match self.book.execute(&cmd) {
+            mc::CommandOutcome::Applied(mc::CommandReport::Submit(effects)) => {
+                let Some(m) = effects.target_order().match_result() else {
+                    return Some(0);
+                };
+                for t in m.trades() {
+                    let maker = self.wids[t.maker_order_id().0 as usize];
+                    self.reports.fill(id, maker, t.price().0, t.quantity().0);
+                }
+                Some(m.executed_quantity().0)
+            }
+            mc::CommandOutcome::Applied(_) => Some(0),
+            mc::CommandOutcome::Rejected(_) => None,
+        }
+    }
+
+    /// Cancels by stream id; whether matchcore did.
+    #[inline(always)]
+    fn unrest(&mut self, id: u64) -> bool {
+        let meta = self.meta();
+        let cmd = mc::Command {
+            meta,
+            kind: mc::CommandKind::Cancel(mc::CancelCmd {
+                order_id: mc::OrderId(self.ids[id as usize]),
+                order_kind: mc::OrderKind::Limit,
+            }),
+        };
+        !matches!(self.book.execute(&cmd), mc::CommandOutcome::Rejected(_))
+    }
+}
+
+impl HarnessBook for Matchcore {
+    const NAME: &'static str = "matchcore";
+
+    fn new(s: &Sizing) -> Self {
+        Matchcore {
+            book: mc::OrderBook::new("BENCH"),
+            seq: 0,
+            ids: vec![0; s.max_id as usize + 1],
+            trades: 0,
+            traded_qty: 0,
+            rejects: 0,
+            wids: vec![0; (s.msgs + s.modifies) as usize + 1],
+            reports: Reports::new(true),
+        }
+    }
+
+    #[inline]
+    fn new_order(&mut self, id: u64, side: Side, price: u64, qty: u64, ioc: bool) {
+        let tif = if ioc {
+            mc::TimeInForce::Ioc
+        } else {
+            mc::TimeInForce::Gtc
+        };
+        match self.place(id, side, price, qty, tif) {
+            Some(filled) => {
+                self.reports.accepted += 1;
+                self.reports.ioc_canceled += u64::from(ioc && filled < qty);
+            }
+            None => self.reports.rejected += 1,
+        }
+    }
+
+    #[inline]
+    fn cancel(&mut self, id: u64) {
+        if self.unrest(id) {
+            self.reports.canceled += 1;
+        } else {
+            self.reports.rejected += 1;
+        }
+    }
+
+    #[inline]
+    fn modify(&mut self, id: u64, side: Side, price: u64, qty: u64) {
+        let done = self.unrest(id)
+            && self
+                .place(id, side, price, qty, mc::TimeInForce::Gtc)
+                .is_some();
+        if done {
+            self.reports.modified += 1;
+        } else {
+            self.reports.rejected += 1;
+        }
+    }
+
+    fn reports(&self) -> Reports {
+        self.reports
+    }
+
+    fn resting(&self) -> Resting {
+        Book::resting(self)
     }
 }
 
@@ -78,6 +208,8 @@ impl Book for Matchcore {
             trades: 0,
             traded_qty: 0,
             rejects: 0,
+            wids: Vec::new(),
+            reports: Reports::new(true),
         }
     }
 
@@ -88,15 +220,7 @@ impl Book for Matchcore {
 
     #[inline]
     fn cancel(&mut self, id: u64) {
-        let meta = self.meta();
-        let cmd = mc::Command {
-            meta,
-            kind: mc::CommandKind::Cancel(mc::CancelCmd {
-                order_id: mc::OrderId(self.ids[id as usize]),
-                order_kind: mc::OrderKind::Limit,
-            }),
-        };
-        if let mc::CommandOutcome::Rejected(_) = self.book.execute(&cmd) {
+        if !self.unrest(id) {
             self.rejects += 1;
         }
     }

@@ -3,7 +3,12 @@
 //! `SystemTime::now()` for every order (an order timestamp), which it pays
 //! here as it would in use; its reports carry no fills, so only executed
 //! quantity is tallied.
+//!
+//! Harness (`HarnessBook`): IOC is its own `IOC`; a modify is `cancel` then
+//! a new `limit` (a new rust-order-book id). With no fills in its reports,
+//! only traded lots are compared, never fills or the fill hash.
 
+use bourse_benches::harness::{HarnessBook, Reports, Sizing};
 use bourse_benches::{Book, Resting, Side, Tally, Workload};
 use rust_order_book as rob;
 
@@ -14,28 +19,118 @@ pub struct RustOrderBook {
     ids: Vec<u64>,
     traded_qty: u64,
     rejects: u64,
+    /// Harness reports (untouched by the `Book` path).
+    reports: Reports,
+}
+
+fn options(side: Side, price: u64, qty: u64, tif: rob::TimeInForce) -> rob::LimitOrderOptions {
+    rob::LimitOrderOptions {
+        side: match side {
+            Side::Buy => rob::Side::Buy,
+            Side::Sell => rob::Side::Sell,
+        },
+        quantity: rob::Quantity(qty),
+        price: rob::Price(price),
+        time_in_force: Some(tif),
+        post_only: None,
+    }
 }
 
 impl RustOrderBook {
     #[inline(always)]
     fn submit(&mut self, id: u64, side: Side, price: u64, qty: u64, tif: rob::TimeInForce) {
-        let side = match side {
-            Side::Buy => rob::Side::Buy,
-            Side::Sell => rob::Side::Sell,
-        };
-        match self.book.limit(rob::LimitOrderOptions {
-            side,
-            quantity: rob::Quantity(qty),
-            price: rob::Price(price),
-            time_in_force: Some(tif),
-            post_only: None,
-        }) {
+        match self.book.limit(options(side, price, qty, tif)) {
             Ok(r) => {
                 self.ids[id as usize] = r.order_id.0;
                 self.traded_qty += r.executed_qty.0;
             }
             Err(_) => self.rejects += 1,
         }
+    }
+
+    /// Harness: a limit order; returns the lots it traded, or `None` when
+    /// refused.
+    #[inline(always)]
+    fn place(
+        &mut self,
+        id: u64,
+        side: Side,
+        price: u64,
+        qty: u64,
+        tif: rob::TimeInForce,
+    ) -> Option<u64> {
+        let r = self.book.limit(options(side, price, qty, tif)).ok()?;
+        self.ids[id as usize] = r.order_id.0;
+        self.reports.filled_qty += r.executed_qty.0;
+        Some(r.executed_qty.0)
+    }
+
+    /// Cancels by stream id; whether rust-order-book did.
+    #[inline(always)]
+    fn unrest(&mut self, id: u64) -> bool {
+        self.book
+            .cancel(rob::OrderId(self.ids[id as usize]))
+            .is_ok()
+    }
+}
+
+impl HarnessBook for RustOrderBook {
+    const NAME: &'static str = "rust-order-book";
+
+    fn new(s: &Sizing) -> Self {
+        RustOrderBook {
+            book: rob::OrderBookBuilder::new("BENCH").build(),
+            ids: vec![0; s.max_id as usize + 1],
+            traded_qty: 0,
+            rejects: 0,
+            reports: Reports::new(false),
+        }
+    }
+
+    #[inline]
+    fn new_order(&mut self, id: u64, side: Side, price: u64, qty: u64, ioc: bool) {
+        let tif = if ioc {
+            rob::TimeInForce::IOC
+        } else {
+            rob::TimeInForce::GTC
+        };
+        match self.place(id, side, price, qty, tif) {
+            Some(filled) => {
+                self.reports.accepted += 1;
+                self.reports.ioc_canceled += u64::from(ioc && filled < qty);
+            }
+            None => self.reports.rejected += 1,
+        }
+    }
+
+    #[inline]
+    fn cancel(&mut self, id: u64) {
+        if self.unrest(id) {
+            self.reports.canceled += 1;
+        } else {
+            self.reports.rejected += 1;
+        }
+    }
+
+    #[inline]
+    fn modify(&mut self, id: u64, side: Side, price: u64, qty: u64) {
+        let done = self.unrest(id)
+            && self
+                .place(id, side, price, qty, rob::TimeInForce::GTC)
+                .is_some();
+        if done {
+            self.reports.modified += 1;
+        } else {
+            self.reports.rejected += 1;
+        }
+    }
+
+    fn reports(&self) -> Reports {
+        self.reports
+    }
+
+    fn resting(&self) -> Resting {
+        Book::resting(self)
     }
 }
 
@@ -48,6 +143,7 @@ impl Book for RustOrderBook {
             ids: vec![0; w.max_id as usize + 1],
             traded_qty: 0,
             rejects: 0,
+            reports: Reports::new(false),
         }
     }
 
@@ -58,11 +154,7 @@ impl Book for RustOrderBook {
 
     #[inline]
     fn cancel(&mut self, id: u64) {
-        if self
-            .book
-            .cancel(rob::OrderId(self.ids[id as usize]))
-            .is_err()
-        {
+        if !self.unrest(id) {
             self.rejects += 1;
         }
     }
