@@ -66,7 +66,7 @@ mod validate;
 mod views;
 
 // Every child module reads these through `use super::*`.
-use book::{side_key, Entry, Instrument, Level};
+use book::{side_key, Entry, Instrument, Level, LevelCache};
 use instruments::empty_spec;
 use matching::{band_edge, in_band, Bounds};
 use orders::{open_key, plain_cold, Links, Order, OrderCold, OrderState, Owner};
@@ -122,6 +122,8 @@ impl Engine {
                 spec: empty_spec(),
                 bids: Vec::with_capacity(cfg.levels_max as usize),
                 asks: Vec::with_capacity(cfg.levels_max as usize),
+                bid_cache: LevelCache::new(cfg.levels_max),
+                ask_cache: LevelCache::new(cfg.levels_max),
                 buy_stops: Vec::with_capacity(cfg.stops_max as usize),
                 sell_stops: Vec::with_capacity(cfg.stops_max as usize),
                 last_trade: None,
@@ -185,6 +187,8 @@ impl Engine {
             ] {
                 touch_vec_with(v, Entry { key: 0, slot: 0 });
             }
+            i.bid_cache.prefault();
+            i.ask_cache.prefault();
         }
         self.order_index.prefault();
         self.coids.prefault();
