@@ -1,17 +1,12 @@
 //! Cache-friendly indexes for the two lookups every order pays for.
 //!
 //! `IdIndex` maps engine-assigned order ids (1, 2, 3, … — sequential) to pool
-//! slots without a table of its own on the common path: order `id` lives at
-//! its *home* slot `id & mask` of the order pool whenever that slot was free
-//! when it was accepted, so finding it is one read of the order record
-//! itself (checked by its id), not an index entry and then the record (two
-//! dependent cache misses on a random cancel). The home region is twice
-//! `orders_max` rounded up to a power of two, so a home is taken only by an
-//! order that outlived about two pools' worth of newer ids; such an order's
-//! successor at that home goes to a slot past the home region (the spill
-//! region, with a free list) and into a small `FixedMap`. The index keeps
-//! only that map, the count of live orders, and how much of the home region
-//! the pool has grown to (it grows as ids first reach each home).
+//! slots through a direct-mapped array indexed by `id & mask`: consecutive
+//! ids share cache lines, so inserting a new order touches memory that is
+//! already hot. A slot taken by a long-lived order with the same low bits
+//! spills to a fixed-capacity `FixedMap`. Lookups verify the id against the
+//! order itself (the caller passes `id_of`), so the array stores 4 bytes per
+//! entry.
 //!
 //! `CoidSet` remembers the (owner, client order id) pairs that still count
 //! for duplicate detection: those of the last W accepted orders (the client
@@ -31,13 +26,11 @@
 
 use crate::fixed_map::FixedMap;
 
-/// Order id → pool slot: the home slot `id & mask`, or the spill map.
+/// Order id → pool slot.
 #[derive(Clone, Debug)]
 pub(crate) struct IdIndex {
+    direct: Vec<u32>,
     mask: u64,
-    /// How many home slots the pool holds (it grows to `mask + 1`).
-    grown: u64,
-    /// Live orders that do not sit at their home slot.
     overflow: FixedMap<u32>,
     len: usize,
 }
@@ -46,29 +39,12 @@ impl IdIndex {
     pub(crate) fn with_capacity(max: usize) -> Self {
         let n = (max.max(1) * 2).next_power_of_two();
         IdIndex {
+            // Entries hold slot + 1 (0 = empty) so the array starts as lazy zero pages.
+            direct: vec![0; n],
             mask: (n - 1) as u64,
-            grown: 0,
             overflow: FixedMap::with_capacity(max),
             len: 0,
         }
-    }
-
-    /// Slots in the home region (the spill region's slots come after).
-    #[inline]
-    pub(crate) fn home_slots(&self) -> usize {
-        (self.mask + 1) as usize
-    }
-
-    /// The home slot of `id`.
-    #[inline]
-    pub(crate) fn home(&self, id: u64) -> u32 {
-        (id & self.mask) as u32
-    }
-
-    /// Records that the pool now holds `len` slots (home region first).
-    #[inline]
-    pub(crate) fn set_pool_len(&mut self, len: usize) {
-        self.grown = (len as u64).min(self.mask + 1);
     }
 
     #[inline]
@@ -76,14 +52,12 @@ impl IdIndex {
         self.len
     }
 
-    /// The slot of `id`; `id_of(slot)` must return the id stored at a slot
-    /// (0 for a free one) and is only asked about slots the pool holds.
+    /// The slot of `id`; `id_of(slot)` must return the id stored at a slot.
     #[inline]
     pub(crate) fn get(&self, id: u64, id_of: impl Fn(u32) -> u64) -> Option<u32> {
-        let h = id & self.mask;
-        // A free slot's id is 0, which no order has.
-        if h < self.grown && id_of(h as u32) == id && id != 0 {
-            return Some(h as u32);
+        let s = self.direct[(id & self.mask) as usize];
+        if s != 0 && id_of(s - 1) == id {
+            return Some(s - 1);
         }
         if self.overflow.is_empty() {
             return None;
@@ -91,10 +65,13 @@ impl IdIndex {
         self.overflow.get(id as u128)
     }
 
-    /// Adds a new id (never present) at `slot`. `false` if the index is full.
+    /// Adds a new id (never present). `false` if the index is full.
     #[inline]
     pub(crate) fn insert(&mut self, id: u64, slot: u32) -> bool {
-        if slot != self.home(id) && !self.overflow.insert(id as u128, slot) {
+        let h = (id & self.mask) as usize;
+        if self.direct[h] == 0 {
+            self.direct[h] = slot + 1;
+        } else if !self.overflow.insert(id as u128, slot) {
             return false;
         }
         self.len += 1;
@@ -104,7 +81,13 @@ impl IdIndex {
     /// Removes an id known to be at `slot`.
     #[inline]
     pub(crate) fn remove(&mut self, id: u64, slot: u32) -> bool {
-        let found = slot == self.home(id) || self.overflow.remove(id as u128) == Some(slot);
+        let h = (id & self.mask) as usize;
+        let found = if self.direct[h] == slot + 1 {
+            self.direct[h] = 0;
+            true
+        } else {
+            self.overflow.remove(id as u128) == Some(slot)
+        };
         if found {
             self.len -= 1;
         }
@@ -113,7 +96,21 @@ impl IdIndex {
 
     /// Touches every page (see `FixedMap::prefault`).
     pub(crate) fn prefault(&mut self) {
+        for i in (0..self.direct.len()).step_by(1024) {
+            let v = core::hint::black_box(self.direct[i]);
+            self.direct[i] = v;
+        }
         self.overflow.prefault();
+    }
+
+    /// Every indexed slot (direct part, then spilled), for validation and snapshots.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.direct
+            .iter()
+            .copied()
+            .filter(|&s| s != 0)
+            .map(|s| s - 1)
+            .chain(self.overflow.iter().map(|(_, s)| s))
     }
 }
 

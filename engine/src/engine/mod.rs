@@ -116,10 +116,6 @@ impl Engine {
     /// Builds an engine, allocating every capacity in `cfg` now.
     pub fn new(cfg: EngineConfig) -> Engine {
         let orders_max = cfg.orders_max.max(1) as usize;
-        // The pool: the home region (order id `id` at slot `id & mask`),
-        // then room for `orders_max` orders whose home was taken.
-        let order_index = IdIndex::with_capacity(orders_max);
-        let pool = order_index.home_slots() + orders_max;
         let mut instruments = Vec::with_capacity(cfg.instruments_max as usize);
         for _ in 0..cfg.instruments_max {
             instruments.push(Instrument {
@@ -146,11 +142,11 @@ impl Engine {
             instruments,
             instrument_count: 0,
             instrument_index: FixedMap::with_capacity(cfg.instruments_max as usize),
-            orders: Vec::with_capacity(pool),
-            cold: Vec::with_capacity(pool),
-            links: Vec::with_capacity(pool),
+            orders: Vec::with_capacity(orders_max),
+            cold: Vec::with_capacity(orders_max),
+            links: Vec::with_capacity(orders_max),
             order_free: Vec::with_capacity(orders_max),
-            order_index,
+            order_index: IdIndex::with_capacity(orders_max),
             levels: Vec::with_capacity(orders_max),
             level_free: Vec::with_capacity(orders_max),
             owners: Vec::with_capacity(cfg.owners_max as usize),

@@ -227,7 +227,7 @@ impl Engine {
             && self.side_levels(inst, o.side).len() >= self.cfg.levels_max as usize;
         let needs_stop_slot = o.order_type.has_trigger()
             && self.stop_list(inst, o.side).len() >= self.cfg.stops_max as usize;
-        if self.order_index.len() >= self.cfg.orders_max.max(1) as usize
+        if self.order_free.is_empty() && self.orders.len() >= self.orders.capacity()
             || (owner_slot.is_none()
                 && self.owner_free.is_empty()
                 && self.owners.len() >= self.cfg.owners_max as usize)

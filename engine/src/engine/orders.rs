@@ -183,17 +183,26 @@ pub(super) fn open_key(owner_slot: u32, inst: u32) -> u128 {
 impl Engine {
     pub(super) fn alloc_order(&mut self, mut o: Order, c: OrderCold) -> u32 {
         o.cold_set = Self::needs_cold(&o, &c);
-        let home = self.order_index.home(o.id.0);
-        let slot = if self.home_free(home) {
-            home
-        } else {
-            self.spill_slot()
+        let slot = match self.order_free.pop() {
+            Some(s) => {
+                self.orders[s as usize] = o;
+                if o.cold_set {
+                    self.cold[s as usize] = c;
+                }
+                self.links[s as usize] = NO_LINKS;
+                s
+            }
+            None => {
+                assert!(
+                    self.orders.len() < self.orders.capacity(),
+                    "order pool exhausted past the capacity check"
+                );
+                self.orders.push(o);
+                self.cold.push(c);
+                self.links.push(NO_LINKS);
+                (self.orders.len() - 1) as u32
+            }
         };
-        self.orders[slot as usize] = o;
-        if o.cold_set {
-            self.cold[slot as usize] = c;
-        }
-        self.links[slot as usize] = NO_LINKS;
         let ok = self.order_index.insert(o.id.0, slot);
         assert!(ok, "order index sized to orders_max");
         if self.instruments[o.inst as usize]
@@ -255,54 +264,10 @@ impl Engine {
         }
         let removed = self.order_index.remove(o.id.0, slot);
         assert!(removed, "order index out of step");
-        // The cold part is left as it is: nothing reads a free slot's. A
-        // free home slot is known by its state; spill slots go on the list.
+        // The cold part is left as it is: nothing reads a free slot's.
         self.orders[slot as usize] = Order::default();
-        if slot as usize >= self.order_index.home_slots() {
-            self.order_free.push(slot);
-        }
+        self.order_free.push(slot);
         self.release_owner_if_idle(o.owner_slot);
-    }
-
-    /// Whether home slot `home` is free, growing the pool's home region up
-    /// to it first (ids reach each home in turn, so it grows by one slot at
-    /// a time, as the old high-water mark did).
-    #[inline]
-    fn home_free(&mut self, home: u32) -> bool {
-        if home as usize >= self.orders.len() {
-            self.grow_pool(home as usize + 1);
-        }
-        self.orders[home as usize].state == OrderState::Free
-    }
-
-    /// A free slot past the home region: the spill free list's newest, or a
-    /// new one (the caller checked that fewer than `orders_max` are live, and
-    /// the pool has room for `orders_max` spilled orders).
-    fn spill_slot(&mut self) -> u32 {
-        if let Some(s) = self.order_free.pop() {
-            return s;
-        }
-        let len = self.orders.len().max(self.order_index.home_slots()) + 1;
-        self.grow_pool(len);
-        (len - 1) as u32
-    }
-
-    /// Extends the pool's arrays with free slots up to `len` (within their
-    /// capacity: no allocation).
-    fn grow_pool(&mut self, len: usize) {
-        assert!(
-            len <= self.orders.capacity(),
-            "order pool exhausted past the capacity check"
-        );
-        self.orders.resize(len, Order::default());
-        self.cold.resize(len, OrderCold::default());
-        self.links.resize(len, NO_LINKS);
-        self.order_index.set_pool_len(len);
-    }
-
-    /// Every live order's slot, in slot order (validation, snapshots).
-    pub(super) fn live_slots(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.orders.len() as u32).filter(|&s| self.orders[s as usize].state != OrderState::Free)
     }
 
     /// Cancels what is left of `o` (the order at `slot`) for `reason`, then ends it.

@@ -22,10 +22,7 @@ const MAGIC: &[u8; 8] = b"BOURSESN";
 /// ledger's hot transfer store (slab with free slots and failed ids as
 /// records, eviction ring, indexed expiry heap, ledger_seq, the records hash
 /// and the installed history run) replaces the append-only transfers.
-/// 4: the order pool is written as its length and its live slots only (an
-/// order sits at its home slot `id & mask` or past the home region, so the
-/// slot layout of version 3 does not restore); the id index is not written.
-const VERSION: u32 = 4;
+const VERSION: u32 = 3;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -633,23 +630,18 @@ impl Engine {
         }
     }
 
-    /// The order pool: its length, then every live slot (its number, then the
-    /// order with its owner id for the restore's cross-check); then the spill
-    /// free list. Free slots are not written: a free home slot is known by
-    /// its state, and a free slot's contents are never read. The id index is
-    /// not written either: it follows from the live slots.
+    /// The order pool, every slot (free ones too: their place is state), with
+    /// the owner id next to each slot for the restore's cross-check; then the
+    /// free list and the id index.
     fn write_orders(&self, w: &mut W) {
         w.len(self.orders.len());
-        w.len(self.order_index.len());
-        for slot in self.live_slots() {
-            w.u32(slot);
-            let (o, c, l) = (
-                &self.orders[slot as usize],
-                &self.cold[slot as usize],
-                &self.links[slot as usize],
-            );
+        for ((o, c), l) in self.orders.iter().zip(&self.cold).zip(&self.links) {
             let c = if o.cold_set { *c } else { plain_cold(o) };
-            let owner = self.owners[o.owner_slot as usize].id.0;
+            // A free slot's owner is 0 (the record is reset when freed).
+            let owner = match o.state {
+                OrderState::Free => 0,
+                _ => self.owners[o.owner_slot as usize].id.0,
+            };
             w.u64(o.id.0);
             w.u64(owner);
             w.u64(o.coid.0);
@@ -688,6 +680,11 @@ impl Engine {
             w.u128(c.fee_acc);
         }
         w_u32s(w, &self.order_free);
+        w.len(self.order_index.len());
+        for slot in self.order_index.slots() {
+            w.u64(self.orders[slot as usize].id.0);
+            w.u32(slot);
+        }
     }
 
     /// The level pool and its free list.
@@ -764,30 +761,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Reads what `write_orders` wrote; returns each slot's owner id (0 for
-    /// a free slot), checked against its owner slot once the owners are read
-    /// (memory keeps only the slot).
+    /// Reads what `write_orders` wrote; returns each slot's owner id, checked
+    /// against its owner slot once the owners are read (memory keeps only the
+    /// slot).
     fn read_orders(&mut self, r: &mut R) -> Res<Vec<u64>> {
-        let pool = r.len(self.orders.capacity(), "orders_max")?;
-        if pool > self.order_index.home_slots() + self.cfg.orders_max.max(1) as usize {
-            return Err(SnapshotError::Capacity { what: "orders_max" });
-        }
-        self.orders.resize(pool, Order::default());
-        self.cold.resize(pool, OrderCold::default());
-        self.links.resize(pool, Links::default());
-        self.order_index.set_pool_len(pool);
-        let mut order_owners = vec![0u64; pool];
-        let n = r.len(self.cfg.orders_max.max(1) as usize, "orders_max")?;
-        let mut last: Option<u32> = None;
+        let n = r.len(self.orders.capacity(), "orders_max")?;
+        let mut order_owners = Vec::with_capacity(n);
         for _ in 0..n {
-            let slot = r.u32()?;
-            if slot as usize >= pool || last.is_some_and(|l| l >= slot) {
-                return Err(SnapshotError::Invalid(format!("order slot {slot}")));
-            }
-            last = Some(slot);
             // Fields in the snapshot's order (the layout of the format, not of memory).
             let id = OrderId(r.u64()?);
-            order_owners[slot as usize] = r.u64()?;
+            order_owners.push(r.u64()?);
             let coid = ClientOrderId(r.u64()?);
             let inst = r.u32()?;
             let side = r.enum_u8("side", side_of)?;
@@ -844,31 +827,21 @@ impl Engine {
                 cold_set: false,
             };
             o.cold_set = Engine::needs_cold(&o, &c);
-            if o.state == OrderState::Free || o.id.0 == 0 || o.id.0 >= self.next_order_id {
-                return Err(SnapshotError::Invalid(format!("order {} at slot {slot}", o.id)));
-            }
-            let home = self.order_index.home(o.id.0) as usize;
-            if (slot as usize) < self.order_index.home_slots() && slot as usize != home {
-                return Err(SnapshotError::Invalid(format!(
-                    "order {} in another order's home slot {slot}",
-                    o.id
-                )));
-            }
-            self.orders[slot as usize] = o;
-            self.cold[slot as usize] = c;
-            self.links[slot as usize] = l;
-            if !self.order_index.insert(o.id.0, slot) {
-                return Err(SnapshotError::Capacity { what: "orders_max" });
-            }
+            self.orders.push(o);
+            self.cold.push(c);
+            self.links.push(l);
         }
         r_u32s(r, &mut self.order_free, "orders_max")?;
-        let home_slots = self.order_index.home_slots();
-        for &s in &self.order_free {
-            if (s as usize) < home_slots
-                || s as usize >= pool
-                || self.orders[s as usize].state != OrderState::Free
-            {
-                return Err(SnapshotError::Invalid(format!("free order slot {s}")));
+        let n = r.len(self.orders.capacity(), "orders_max")?;
+        for _ in 0..n {
+            let (id, slot) = (r.u64()?, r.u32()?);
+            if slot as usize >= self.orders.len() || self.orders[slot as usize].id.0 != id {
+                return Err(SnapshotError::Invalid(format!(
+                    "order index entry {id} → {slot}"
+                )));
+            }
+            if !self.order_index.insert(id, slot) {
+                return Err(SnapshotError::Capacity { what: "orders_max" });
             }
         }
         Ok(order_owners)
@@ -1049,6 +1022,7 @@ impl Engine {
         if self.heap.iter().any(|&s| s >= no)
             || self.order_free.iter().any(|&s| s >= no)
             || self.level_free.iter().any(|&s| s >= nl)
+            || self.order_index.slots().any(|s| s >= no)
             || self.owner_index.iter().any(|(_, s)| s >= nw)
             || self.instrument_index.iter().any(|(_, s)| s >= ni)
         {

@@ -23,12 +23,7 @@ impl Engine {
                 self.order_index.len()
             ));
         }
-        if self.live_slots().count() != live
-            || self.order_free.iter().any(|&s| {
-                (s as usize) < self.order_index.home_slots()
-                    || self.orders[s as usize].state != OrderState::Free
-            })
-        {
+        if self.orders.len() - self.order_free.len() != live {
             return Err("order pool leaks slots".into());
         }
         self.validate_index_and_heap()?;
@@ -166,7 +161,7 @@ impl Engine {
     /// ordered.
     fn validate_index_and_heap(&self) -> Result<(), String> {
         let mut gtd = 0usize;
-        for slot in self.live_slots() {
+        for slot in self.order_index.slots() {
             let (o, c) = (&self.orders[slot as usize], self.cold_of(slot));
             if self
                 .order_index
@@ -266,7 +261,7 @@ impl Engine {
     /// pending transfers, and conservation per asset.
     fn validate_holds(&self) -> Result<(), String> {
         let mut holds = vec![0u128; self.ledger.accounts_len()];
-        for slot in self.live_slots() {
+        for slot in self.order_index.slots() {
             let (o, c) = (&self.orders[slot as usize], self.cold_of(slot));
             if o.pay == NO_ACCOUNT {
                 if c.hold != 0 {
@@ -335,7 +330,7 @@ impl Engine {
             }
             held += 1;
         }
-        for slot in self.live_slots() {
+        for slot in self.order_index.slots() {
             held += self.before_window(self.orders[slot as usize].id.0) as u64;
         }
         let bits: u64 = self
