@@ -19,7 +19,9 @@
 
 use super::*;
 
+/// 32 bytes, aligned so that no level straddles two cache lines.
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(align(32))]
 pub(super) struct Level {
     pub(super) price: Price,
     pub(super) qty: Qty,
