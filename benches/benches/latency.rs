@@ -115,6 +115,28 @@ fn book_label(n: usize) -> String {
     }
 }
 
+/// The per-op-kind table: where each engine's time goes.
+fn print_kinds(rows: &[Row]) {
+    println!("\nPer op kind (latency pass; mean includes the timer's residue):\n");
+    println!("| engine | book | op | count | mean | p50 | p99 | p99.9 |");
+    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+    for r in rows {
+        for (k, h) in KINDS.iter().zip(&r.by_kind) {
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.engine,
+                book_label(r.book),
+                k,
+                h.len(),
+                ns(h.mean() as u64),
+                ns(h.value_at_quantile(0.50)),
+                ns(h.value_at_quantile(0.99)),
+                ns(h.value_at_quantile(0.999)),
+            );
+        }
+    }
+}
+
 fn main() {
     let overhead = machine::timer_overhead_ns(200_000);
     println!("# Bourse matching latency vs crates.io peers\n");
@@ -179,24 +201,7 @@ fn main() {
         );
     }
 
-    println!("\nPer op kind (latency pass; mean includes the timer's residue):\n");
-    println!("| engine | book | op | count | mean | p50 | p99 | p99.9 |");
-    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
-    for r in &rows {
-        for (k, h) in KINDS.iter().zip(&r.by_kind) {
-            println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                r.engine,
-                book_label(r.book),
-                k,
-                h.len(),
-                ns(h.mean() as u64),
-                ns(h.value_at_quantile(0.50)),
-                ns(h.value_at_quantile(0.99)),
-                ns(h.value_at_quantile(0.999)),
-            );
-        }
-    }
+    print_kinds(&rows);
 
     println!();
     let mut ours_ok = true;

@@ -309,7 +309,7 @@ impl Engine {
 #[inline(always)]
 fn check_terms(o: &NewOrder, spec: &InstrumentSpec) -> Result<Price, RejectReason> {
     // A tick of 1 (common) needs no division.
-    let on_tick = |p: Price| p.0 > 0 && (spec.tick == 1 || p.0 % spec.tick == 0);
+    let on_tick = |p: Price| p.0 > 0 && (spec.tick == 1 || p.0.is_multiple_of(spec.tick));
     let price_ok = match (o.order_type.has_price(), o.price) {
         (true, Some(p)) => on_tick(p),
         (false, None) => true,

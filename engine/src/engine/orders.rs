@@ -451,7 +451,11 @@ mod tests {
             std::mem::size_of::<OrderCold>(),
         );
         assert!(hot <= 64, "size_of::<Order>() = {hot}");
-        assert_eq!(std::mem::align_of::<Order>(), 64, "one order, one cache line");
+        assert_eq!(
+            std::mem::align_of::<Order>(),
+            64,
+            "one order, one cache line"
+        );
         assert!(cold <= 96, "size_of::<OrderCold>() = {cold}");
     }
 }
