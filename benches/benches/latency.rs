@@ -22,7 +22,7 @@
 #[path = "peers/mod.rs"]
 mod peers;
 
-use bourse_benches::{machine, prefilled, Book, Bourse, Params, Workload};
+use bourse_benches::{machine, prefilled, Book, Bourse, Op, Params, Workload};
 use hdrhistogram::Histogram;
 use peers::{Lobster, Matchcore, RustOrderBook};
 use std::hint::black_box;
@@ -33,7 +33,20 @@ struct Row {
     book: usize,
     ops_per_s: f64,
     hist: Histogram<u64>,
+    /// The same samples split by op kind: passive limit, cancel, crossing IOC.
+    by_kind: [Histogram<u64>; 3],
     check: Result<(), String>,
+}
+
+/// Op kinds in `Row::by_kind` order.
+const KINDS: [&str; 3] = ["limit", "cancel", "cross"];
+
+fn kind_of(op: &Op) -> usize {
+    match op {
+        Op::Limit { .. } => 0,
+        Op::Cancel { .. } => 1,
+        Op::Cross { .. } => 2,
+    }
 }
 
 fn measure<B: Book>(w: &Workload, overhead: u64) -> Row {
@@ -54,14 +67,18 @@ fn measure<B: Book>(w: &Workload, overhead: u64) -> Row {
     }
     rates.sort_by(f64::total_cmp);
 
-    let mut hist =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+    let new_hist =
+        || Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+    let mut hist = new_hist();
+    let mut by_kind = [new_hist(), new_hist(), new_hist()];
     let mut b = prefilled::<B>(w);
     for op in &w.ops {
         let t0 = Instant::now();
         bourse_benches::apply(&mut b, black_box(op));
         let ns = t0.elapsed().as_nanos() as u64;
-        hist.saturating_record(ns.saturating_sub(overhead).max(1));
+        let v = ns.saturating_sub(overhead).max(1);
+        hist.saturating_record(v);
+        by_kind[kind_of(op)].saturating_record(v);
     }
     black_box(&mut b);
     Row {
@@ -69,6 +86,7 @@ fn measure<B: Book>(w: &Workload, overhead: u64) -> Row {
         book: w.params.book_orders,
         ops_per_s: rates[rates.len() / 2],
         hist,
+        by_kind,
         check,
     }
 }
@@ -94,6 +112,28 @@ fn book_label(n: usize) -> String {
         format!("{}k", n / 1000)
     } else {
         n.to_string()
+    }
+}
+
+/// The per-op-kind table: where each engine's time goes.
+fn print_kinds(rows: &[Row]) {
+    println!("\nPer op kind (latency pass; mean includes the timer's residue):\n");
+    println!("| engine | book | op | count | mean | p50 | p99 | p99.9 |");
+    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+    for r in rows {
+        for (k, h) in KINDS.iter().zip(&r.by_kind) {
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.engine,
+                book_label(r.book),
+                k,
+                h.len(),
+                ns(h.mean() as u64),
+                ns(h.value_at_quantile(0.50)),
+                ns(h.value_at_quantile(0.99)),
+                ns(h.value_at_quantile(0.999)),
+            );
+        }
     }
 }
 
@@ -160,6 +200,8 @@ fn main() {
             if r.check.is_ok() { "ok" } else { "MISMATCH" },
         );
     }
+
+    print_kinds(&rows);
 
     println!();
     let mut ours_ok = true;

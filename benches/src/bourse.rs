@@ -7,8 +7,10 @@
 //! limit, a crossing op an IOC limit (`Tif::Ioc`), a cancel is
 //! `Command::Cancel`. Orders are spread over 16 owners (`1 + id % 16`) with
 //! self-trade prevention off, so every order trades like the reference
-//! model's. The workload id is the client order id; the engine's `OrderId`
-//! is read from the `Accepted` event into a `Vec` indexed by workload id.
+//! model's. Each owner numbers its client order ids 1, 2, 3, … as a
+//! trading session does (the workload id, spread over 16 owners, would
+//! give each owner every 16th id); the engine's `OrderId` is read from the
+//! `Accepted` event into a `Vec` indexed by workload id.
 //! Every event of every command is read (fills and traded lots are counted
 //! from `Trade` events), as a gateway would.
 //!
@@ -63,6 +65,9 @@ pub struct Bourse {
     seq: u64,
     /// Workload id → engine order id.
     ids: Vec<u64>,
+    /// Each owner's next client order id: an owner numbers its own orders
+    /// 1, 2, 3, … as a trading session does (ClOrdID per session).
+    next_coid: [u64; OWNERS as usize],
     trades: u64,
     traded_qty: u64,
     rejects: u64,
@@ -201,6 +206,7 @@ impl Bourse {
             events,
             seq: 0,
             ids: vec![0; w.max_id as usize + 1],
+            next_coid: [1; OWNERS as usize],
             trades: 0,
             traded_qty: 0,
             rejects: 0,
@@ -247,13 +253,16 @@ impl Bourse {
     #[inline(always)]
     fn submit(&mut self, id: u64, side: Side, price: u64, qty: u64, tif: Tif) {
         let seq = self.next_seq();
+        let coid = &mut self.next_coid[(id % OWNERS) as usize];
+        let client_order_id = ClientOrderId(*coid);
+        *coid += 1;
         let input = Input {
             seq,
             now: Timestamp(seq.0),
             command: Command::NewOrder(NewOrder {
                 owner: OwnerId(1 + id % OWNERS),
                 instrument: INSTRUMENT,
-                client_order_id: ClientOrderId(id),
+                client_order_id,
                 side: match side {
                     Side::Buy => engine::Side::Buy,
                     Side::Sell => engine::Side::Sell,

@@ -6,10 +6,22 @@
 //! is an intrusive FIFO of order slots (through `Links::prev/next`) whose
 //! `qty` and `count` always equal the sum over its orders' visible parts.
 //! No level is ever empty between commands: the last order out frees it.
+//!
+//! Finding the level for a price (every resting order, every new limit's
+//! capacity check) goes through a `LevelCache` per side: a direct-mapped
+//! array indexed by the price in ticks modulo its size, holding the level
+//! slot, plus a count of live levels whose entry another level holds. A
+//! matching entry is a hit; a miss with that count at zero proves there is
+//! no such level; only otherwise does the lookup search the sorted vector.
+//! Invariant (checked by `validate`): every non-empty entry names a live
+//! level of that side whose price maps to it, and `uncached` is exactly the
+//! number of the side's levels that no entry names.
 
 use super::*;
 
+/// 32 bytes, aligned so that no level straddles two cache lines.
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(align(32))]
 pub(super) struct Level {
     pub(super) price: Price,
     pub(super) qty: Qty,
@@ -25,6 +37,73 @@ pub(super) struct Entry {
     pub(super) slot: u32,
 }
 
+/// Price → level slot for one book side (see the module doc). Derived from
+/// the side's vector: snapshots do not carry it, `restore` rebuilds it.
+#[derive(Clone, Debug)]
+pub(super) struct LevelCache {
+    /// Level slot by `(price >> tick's trailing zeros) & mask`; `NIL` = none.
+    slots: Vec<u32>,
+    mask: u64,
+    /// Live levels of the side that no entry of `slots` names.
+    uncached: u32,
+}
+
+/// Entries per side: enough for the levels near the top of a busy book
+/// without costing much per configured instrument (4 KiB a side).
+const LEVEL_CACHE_MAX: usize = 1024;
+
+impl LevelCache {
+    pub(super) fn new(levels_max: u32) -> Self {
+        let n = (levels_max.max(1) as usize)
+            .next_power_of_two()
+            .min(LEVEL_CACHE_MAX);
+        LevelCache {
+            slots: vec![NIL; n],
+            mask: (n - 1) as u64,
+            uncached: 0,
+        }
+    }
+
+    /// The entry index of `price`: ticks with the tick's power of two
+    /// shifted out, so consecutive ticks (an odd stride) never share an
+    /// entry within `slots.len()` ticks of each other.
+    #[inline]
+    fn index(&self, tick_zeros: u32, price: Price) -> usize {
+        ((price.0 >> tick_zeros) & self.mask) as usize
+    }
+
+    /// A new level at `price` in slot `lslot`.
+    fn add(&mut self, tick_zeros: u32, price: Price, lslot: u32) {
+        let i = self.index(tick_zeros, price);
+        if self.slots[i] == NIL {
+            self.slots[i] = lslot;
+        } else {
+            self.uncached += 1;
+        }
+    }
+
+    /// The level at `price` in slot `lslot` is gone.
+    fn remove(&mut self, tick_zeros: u32, price: Price, lslot: u32) {
+        let i = self.index(tick_zeros, price);
+        if self.slots[i] == lslot {
+            self.slots[i] = NIL;
+        } else {
+            assert!(self.uncached > 0, "level cache out of step");
+            self.uncached -= 1;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill(NIL);
+        self.uncached = 0;
+    }
+
+    pub(super) fn prefault(&mut self) {
+        let v = core::hint::black_box(self.slots[0]);
+        self.slots[0] = v;
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct Instrument {
     pub(super) spec: InstrumentSpec,
@@ -32,6 +111,9 @@ pub(super) struct Instrument {
     pub(super) bids: Vec<Entry>,
     /// Ask levels, key = !price (ascending, best = lowest price last).
     pub(super) asks: Vec<Entry>,
+    /// Price → level for `bids` and for `asks`.
+    pub(super) bid_cache: LevelCache,
+    pub(super) ask_cache: LevelCache,
     /// Buy stops, key = !trigger (lowest trigger last: it fires first).
     pub(super) buy_stops: Vec<Entry>,
     /// Sell stops, key = trigger (highest trigger last).
@@ -71,9 +153,29 @@ impl Engine {
         }
     }
 
-    /// The level at `price` on `side`: (position in the side vector, level slot).
+    /// The level at `price` on `side`, if there is one: O(1) through the
+    /// side's `LevelCache`, a search of the side only when the cache cannot
+    /// tell.
     #[inline]
-    pub(super) fn find_level(&self, inst: u32, side: Side, price: Price) -> Option<(usize, u32)> {
+    pub(super) fn find_level(&self, inst: u32, side: Side, price: Price) -> Option<u32> {
+        let i = &self.instruments[inst as usize];
+        let cache = match side {
+            Side::Buy => &i.bid_cache,
+            Side::Sell => &i.ask_cache,
+        };
+        let e = cache.slots[cache.index(i.spec.tick.trailing_zeros(), price)];
+        if e != NIL && self.levels[e as usize].price == price {
+            return Some(e);
+        }
+        if cache.uncached == 0 {
+            return None;
+        }
+        self.level_pos(inst, side, price).map(|(_, l)| l)
+    }
+
+    /// The level at `price` on `side`: (position in the side vector, level
+    /// slot), by searching the vector.
+    fn level_pos(&self, inst: u32, side: Side, price: Price) -> Option<(usize, u32)> {
         let v = self.side_levels(inst, side);
         let key = side_key(side, price);
         // Most activity is near the top of the book: check the last few first.
@@ -92,6 +194,65 @@ impl Engine {
         } else {
             None
         }
+    }
+
+    fn level_cache_mut(&mut self, inst: u32, side: Side) -> (u32, &mut LevelCache) {
+        let i = &mut self.instruments[inst as usize];
+        let zeros = i.spec.tick.trailing_zeros();
+        match side {
+            Side::Buy => (zeros, &mut i.bid_cache),
+            Side::Sell => (zeros, &mut i.ask_cache),
+        }
+    }
+
+    /// Rebuilds every side's level cache from the sorted vectors (restore).
+    pub(super) fn rebuild_level_caches(&mut self) {
+        for ii in 0..self.instruments.len() {
+            for side in [Side::Buy, Side::Sell] {
+                self.level_cache_mut(ii as u32, side).1.clear();
+                for k in 0..self.side_levels(ii as u32, side).len() {
+                    let lslot = self.side_levels(ii as u32, side)[k].slot;
+                    let price = self.levels[lslot as usize].price;
+                    let (zeros, cache) = self.level_cache_mut(ii as u32, side);
+                    cache.add(zeros, price, lslot);
+                }
+            }
+        }
+    }
+
+    /// The level cache invariant of one instrument (for `validate`).
+    pub(super) fn check_level_caches(&self, ii: usize) -> Result<(), String> {
+        let inst = &self.instruments[ii];
+        let zeros = inst.spec.tick.trailing_zeros();
+        for (side, v, cache) in [
+            (Side::Buy, &inst.bids, &inst.bid_cache),
+            (Side::Sell, &inst.asks, &inst.ask_cache),
+        ] {
+            let mut named = 0u32;
+            for (i, &e) in cache.slots.iter().enumerate() {
+                if e == NIL {
+                    continue;
+                }
+                let live = v.iter().any(|x| x.slot == e);
+                let price = self.levels.get(e as usize).map(|l| l.price);
+                if !live || price.map(|p| cache.index(zeros, p)) != Some(i) {
+                    return Err(format!(
+                        "{:?} {side:?}: level cache entry {i} names level {e} wrongly",
+                        inst.spec.id
+                    ));
+                }
+                named += 1;
+            }
+            if named as usize + cache.uncached as usize != v.len() {
+                return Err(format!(
+                    "{:?} {side:?}: level cache counts {} uncached of {} levels, {named} named",
+                    inst.spec.id,
+                    cache.uncached,
+                    v.len()
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn insert_level(&mut self, inst: u32, side: Side, price: Price) -> u32 {
@@ -121,13 +282,17 @@ impl Engine {
         );
         let pos = v.partition_point(|e| e.key < key);
         v.insert(pos, Entry { key, slot: lslot });
+        let (zeros, cache) = self.level_cache_mut(inst, side);
+        cache.add(zeros, price, lslot);
         lslot
     }
 
-    pub(super) fn rest(&mut self, slot: u32) {
+    /// Rests an order at its price: in `level` when the caller already
+    /// looked it up (`find_level`), else in a new level.
+    pub(super) fn rest_at(&mut self, slot: u32, level: Option<u32>) {
         let o = self.orders[slot as usize];
-        let lslot = match self.find_level(o.inst, o.side, o.price) {
-            Some((_, l)) => l,
+        let lslot = match level {
+            Some(l) => l,
             None => self.insert_level(o.inst, o.side, o.price),
         };
         self.orders[slot as usize].state = OrderState::Resting;
@@ -182,9 +347,11 @@ impl Engine {
         self.orders[slot as usize].level = NIL;
         if self.levels[lslot as usize].count == 0 {
             let (pos, _) = self
-                .find_level(inst, side, price)
+                .level_pos(inst, side, price)
                 .expect("resting order's level missing from its side");
             self.side_levels_mut(inst, side).remove(pos);
+            let (zeros, cache) = self.level_cache_mut(inst, side);
+            cache.remove(zeros, price, lslot);
             self.level_free.push(lslot);
         }
     }

@@ -138,20 +138,20 @@ impl Engine {
         let reason = if matches!(o.otype, OrderType::Market | OrderType::Stop)
             || matches!(o.tif, Tif::Ioc | Tif::Fok)
         {
-            Some(CancelReason::IocRemainder)
+            CancelReason::IocRemainder
         } else if o.tif == Tif::Gtd && self.cold_of(slot).expire_at <= self.now {
-            Some(CancelReason::Expired)
-        } else if self.find_level(o.inst, o.side, o.price).is_none()
-            && self.side_levels(o.inst, o.side).len() >= self.cfg.levels_max as usize
-        {
-            Some(CancelReason::CapacityExceeded)
+            CancelReason::Expired
         } else {
-            None
+            // One level lookup serves the capacity check and the rest.
+            let level = self.find_level(o.inst, o.side, o.price);
+            if level.is_some()
+                || self.side_levels(o.inst, o.side).len() < self.cfg.levels_max as usize
+            {
+                return self.rest_at(slot, level);
+            }
+            CancelReason::CapacityExceeded
         };
-        match reason {
-            Some(reason) => self.cancel_rest(slot, &o, reason, out),
-            None => self.rest(slot),
-        }
+        self.cancel_rest(slot, &o, reason, out)
     }
 
     /// Matches the active order in `slot` against the opposite side while

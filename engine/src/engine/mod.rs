@@ -8,7 +8,8 @@
 //! intrusive doubly linked FIFO of order slots. Each book side is a vector
 //! of `(key, level)` pairs sorted so that the best level is *last*: O(1)
 //! best price, and inserting or removing near the top of the book moves only
-//! a few entries. Every owner has an intrusive list of its live orders
+//! a few entries; beside it a direct-mapped `LevelCache` finds the level for
+//! a price in O(1) (searching the vector only after a collision). Every owner has an intrusive list of its live orders
 //! (mass cancel walks only those), and GTD orders sit in an indexed min-heap
 //! keyed by `(expire_at, order_id)`.
 //!
@@ -26,7 +27,7 @@
 //! blocks over the same private fields:
 //! - `orders`: the order pool (hot `Order`, cold `OrderCold`, `Links`),
 //!   allocating and ending orders, owner records and the client order id window;
-//! - `book`: price levels and the sorted book sides;
+//! - `book`: price levels, the sorted book sides and their level caches;
 //! - `new_order`: checking and accepting a new order;
 //! - `amend`: cancel, replace, mass cancel;
 //! - `matching`: taker bounds, the matching loop, FOK trials, circuit breaker;
@@ -66,7 +67,7 @@ mod validate;
 mod views;
 
 // Every child module reads these through `use super::*`.
-use book::{side_key, Entry, Instrument, Level};
+use book::{side_key, Entry, Instrument, Level, LevelCache};
 use instruments::empty_spec;
 use matching::{band_edge, in_band, Bounds};
 use orders::{open_key, plain_cold, Links, Order, OrderCold, OrderState, Owner};
@@ -122,6 +123,8 @@ impl Engine {
                 spec: empty_spec(),
                 bids: Vec::with_capacity(cfg.levels_max as usize),
                 asks: Vec::with_capacity(cfg.levels_max as usize),
+                bid_cache: LevelCache::new(cfg.levels_max),
+                ask_cache: LevelCache::new(cfg.levels_max),
                 buy_stops: Vec::with_capacity(cfg.stops_max as usize),
                 sell_stops: Vec::with_capacity(cfg.stops_max as usize),
                 last_trade: None,
@@ -185,6 +188,8 @@ impl Engine {
             ] {
                 touch_vec_with(v, Entry { key: 0, slot: 0 });
             }
+            i.bid_cache.prefault();
+            i.ask_cache.prefault();
         }
         self.order_index.prefault();
         self.coids.prefault();

@@ -120,14 +120,14 @@ impl Engine {
         let Some(inst) = self.inst_slot(o.instrument) else {
             return Err(RejectReason::UnknownInstrument);
         };
-        let spec = self.instruments[inst as usize].spec;
-        let price = check_terms(o, &spec)?;
+        let spec = &self.instruments[inst as usize].spec;
+        let price = check_terms(o, spec)?;
         let (pay, recv) = self.settle_accounts(o, inst)?;
         if self.instruments[inst as usize].halted.is_some() {
             return Err(RejectReason::InstrumentHalted);
         }
         let reference = self.reference(inst);
-        let hold_price = band_and_hold_price(o, &spec, reference, price)?;
+        let hold_price = band_and_hold_price(o, spec, reference, price)?;
         self.check_owner_limits(o, owner_slot, inst, reference, price)?;
         self.check_capacity(o, owner_slot, inst, price)?;
         let hold = self.check_funds(o, inst, hold_price, pay, recv)?;
@@ -137,7 +137,7 @@ impl Engine {
         if o.tif == Tif::Fok {
             let bounds = match o.order_type {
                 OrderType::Limit => Bounds::limit(o.side, price),
-                OrderType::Market => Bounds::market(&spec, reference, hold_price),
+                OrderType::Market => Bounds::market(spec, reference, hold_price),
                 // A stop with FOK is decided when it fires (see fire_stop).
                 _ => Bounds::ANY,
             };
@@ -308,13 +308,15 @@ impl Engine {
 /// qty × lot size. Returns the limit price (0 when the type has none).
 #[inline(always)]
 fn check_terms(o: &NewOrder, spec: &InstrumentSpec) -> Result<Price, RejectReason> {
+    // A tick of 1 (common) needs no division.
+    let on_tick = |p: Price| p.0 > 0 && (spec.tick == 1 || p.0.is_multiple_of(spec.tick));
     let price_ok = match (o.order_type.has_price(), o.price) {
-        (true, Some(p)) => p.0 > 0 && p.0 % spec.tick == 0,
+        (true, Some(p)) => on_tick(p),
         (false, None) => true,
         _ => false,
     };
     let trigger_ok = match (o.order_type.has_trigger(), o.trigger_price) {
-        (true, Some(p)) => p.0 > 0 && p.0 % spec.tick == 0,
+        (true, Some(p)) => on_tick(p),
         (false, None) => true,
         _ => false,
     };

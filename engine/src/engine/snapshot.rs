@@ -721,6 +721,7 @@ impl Engine {
         }
         e.check_slots()?;
         relink_hot(&mut e.ledger)?;
+        e.rebuild_level_caches();
         for (o, &owner) in e.orders.iter().zip(&order_owners) {
             if o.state != OrderState::Free && e.owners[o.owner_slot as usize].id.0 != owner {
                 return Err(SnapshotError::Invalid(format!(

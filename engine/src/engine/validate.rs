@@ -60,6 +60,7 @@ impl Engine {
                 self.validate_level(ii, side, e, live)?;
             }
         }
+        self.check_level_caches(ii)?;
         if let (Some(b), Some(a)) = (inst.bids.last(), inst.asks.last()) {
             if self.levels[b.slot as usize].price >= self.levels[a.slot as usize].price {
                 return Err(format!("{id:?}: book crossed"));
