@@ -34,6 +34,7 @@
 mod peers;
 
 use bourse_benches::harness::{check, send, Params};
+use bourse_benches::machine::fmt_ns as ns;
 use bourse_benches::{machine, BourseHarness, HarnessBook, Reports, Scenario, Stream};
 use hdrhistogram::Histogram;
 use peers::{Lobster, Matchcore, RustOrderBook};
@@ -116,18 +117,6 @@ fn latency<B: HarnessBook>(s: &Stream, overhead: u64) -> Histogram<u64> {
     }
     black_box(&mut b);
     hist
-}
-
-fn ns(v: u64) -> String {
-    if v >= 1_000_000 {
-        format!("{:.2} ms", v as f64 / 1e6)
-    } else if v >= 10_000 {
-        format!("{:.1} µs", v as f64 / 1e3)
-    } else if v >= 1_000 {
-        format!("{:.2} µs", v as f64 / 1e3)
-    } else {
-        format!("{v} ns")
-    }
 }
 
 fn describe(s: &Stream) {

@@ -22,6 +22,7 @@
 #[path = "peers/mod.rs"]
 mod peers;
 
+use bourse_benches::machine::fmt_ns as ns;
 use bourse_benches::{machine, prefilled, Book, Bourse, Op, Params, Workload};
 use hdrhistogram::Histogram;
 use peers::{Lobster, Matchcore, RustOrderBook};
@@ -88,18 +89,6 @@ fn measure<B: Book>(w: &Workload, overhead: u64) -> Row {
         hist,
         by_kind,
         check,
-    }
-}
-
-fn ns(v: u64) -> String {
-    if v >= 1_000_000 {
-        format!("{:.2} ms", v as f64 / 1e6)
-    } else if v >= 10_000 {
-        format!("{:.1} µs", v as f64 / 1e3)
-    } else if v >= 1_000 {
-        format!("{:.2} µs", v as f64 / 1e3)
-    } else {
-        format!("{v} ns")
     }
 }
 

@@ -46,6 +46,7 @@
 //! asset) and have collected fees.
 
 use bourse_benches::bourse::FEE_ACCOUNT;
+use bourse_benches::machine::fmt_ns as ns;
 use bourse_benches::{apply, check, machine, Book, Bourse, Params, Settlement, Workload};
 use engine::rng::SplitMix64;
 use engine::{
@@ -665,18 +666,6 @@ fn median_u(v: &[u64]) -> u64 {
     let mut v = v.to_vec();
     v.sort_unstable();
     v[v.len() / 2]
-}
-
-fn ns(v: u64) -> String {
-    if v >= 1_000_000 {
-        format!("{:.2} ms", v as f64 / 1e6)
-    } else if v >= 10_000 {
-        format!("{:.1} µs", v as f64 / 1e3)
-    } else if v >= 1_000 {
-        format!("{:.2} µs", v as f64 / 1e3)
-    } else {
-        format!("{v} ns")
-    }
 }
 
 fn mops(r: f64) -> String {

@@ -49,6 +49,69 @@ pub struct Settlement {
     pub taker_fee_bps: u32,
 }
 
+/// The benchmark instrument: tick 1, lot 1, no band, no circuit breaker,
+/// no per-owner limits, no fees and no settlement (the caller sets those).
+pub fn plain_instrument(
+    id: InstrumentId,
+    symbol: &str,
+    base: Asset,
+    quote: Asset,
+    mid: u64,
+) -> InstrumentSpec {
+    InstrumentSpec {
+        id,
+        symbol: Symbol::from_str_code(symbol).expect("valid symbol"),
+        base,
+        quote,
+        tick: 1,
+        lot_size: 1,
+        qty_min: 1,
+        qty_max: 1 << 40,
+        reference_price: Price(mid),
+        band_bps: None,
+        circuit_bps: None,
+        circuit_window_ns: 0,
+        maker_fee_bps: 0,
+        taker_fee_bps: 0,
+        fee_account: AccountId(0),
+        settle: false,
+        open_orders_max: None,
+        notional_max: None,
+    }
+}
+
+/// A limit order with no expiry, display size, trigger or self-trade
+/// prevention, as both bourse adapters send it.
+#[inline(always)]
+pub fn limit_order(
+    owner: OwnerId,
+    instrument: InstrumentId,
+    client_order_id: ClientOrderId,
+    side: Side,
+    price: u64,
+    qty: u64,
+    tif: Tif,
+) -> NewOrder {
+    NewOrder {
+        owner,
+        instrument,
+        client_order_id,
+        side: match side {
+            Side::Buy => engine::Side::Buy,
+            Side::Sell => engine::Side::Sell,
+        },
+        order_type: OrderType::Limit,
+        price: Some(Price(price)),
+        qty: Qty(qty),
+        tif,
+        expire_at: None,
+        post_only: false,
+        stp: Stp::None,
+        display_qty: None,
+        trigger_price: None,
+    }
+}
+
 /// Trading account ids of owner `o` (1-based): (base, quote).
 fn trading_accounts(o: u64) -> (AccountId, AccountId) {
     (
@@ -165,18 +228,6 @@ impl Bourse {
             }
         }
         let spec = InstrumentSpec {
-            id: INSTRUMENT,
-            symbol: Symbol::from_str_code("BENCH-USD").expect("valid symbol"),
-            base,
-            quote,
-            tick: 1,
-            lot_size: 1,
-            qty_min: 1,
-            qty_max: 1 << 40,
-            reference_price: Price(w.params.start_mid),
-            band_bps: None,
-            circuit_bps: None,
-            circuit_window_ns: 0,
             maker_fee_bps: settlement.map_or(0, |s| s.maker_fee_bps),
             taker_fee_bps: settlement.map_or(0, |s| s.taker_fee_bps),
             fee_account: if settlement.is_some() {
@@ -185,8 +236,7 @@ impl Bourse {
                 AccountId(0)
             },
             settle: settlement.is_some(),
-            open_orders_max: None,
-            notional_max: None,
+            ..plain_instrument(INSTRUMENT, "BENCH-USD", base, quote, w.params.start_mid)
         };
         engine.apply(
             &Input {
@@ -259,24 +309,15 @@ impl Bourse {
         let input = Input {
             seq,
             now: Timestamp(seq.0),
-            command: Command::NewOrder(NewOrder {
-                owner: OwnerId(1 + id % OWNERS),
-                instrument: INSTRUMENT,
+            command: Command::NewOrder(limit_order(
+                OwnerId(1 + id % OWNERS),
+                INSTRUMENT,
                 client_order_id,
-                side: match side {
-                    Side::Buy => engine::Side::Buy,
-                    Side::Sell => engine::Side::Sell,
-                },
-                order_type: OrderType::Limit,
-                price: Some(Price(price)),
-                qty: Qty(qty),
+                side,
+                price,
+                qty,
                 tif,
-                expire_at: None,
-                post_only: false,
-                stp: Stp::None,
-                display_qty: None,
-                trigger_price: None,
-            }),
+            )),
         };
         self.engine.apply(&input, &mut self.events);
         for e in self.events.iter() {

@@ -556,6 +556,58 @@ pub trait HarnessBook {
     fn resting(&self) -> Resting;
 }
 
+/// A peer that has its own IOC but no modify: it can `place` a limit order
+/// and `unrest` (cancel) one by stream id. `new_order`, `cancel` and
+/// `modify` (cancel then place) of its `HarnessBook` are then the
+/// `peer_*` functions below, one copy for every such peer.
+pub trait PlaceUnrest {
+    /// A limit order with stream id `id`; the lots it traded, or `None`
+    /// when the peer refused it.
+    fn place(&mut self, id: u64, side: Side, price: u64, qty: u64, ioc: bool) -> Option<u64>;
+    /// Cancels by stream id; whether the peer did.
+    fn unrest(&mut self, id: u64) -> bool;
+    /// The reports the peer's results are counted into.
+    fn reports_mut(&mut self) -> &mut Reports;
+}
+
+/// `HarnessBook::new_order` of a `PlaceUnrest` peer.
+#[inline(always)]
+pub fn peer_new_order<B: PlaceUnrest>(
+    b: &mut B,
+    id: u64,
+    side: Side,
+    price: u64,
+    qty: u64,
+    ioc: bool,
+) {
+    match b.place(id, side, price, qty, ioc) {
+        Some(filled) => {
+            let r = b.reports_mut();
+            r.accepted += 1;
+            r.ioc_canceled += u64::from(ioc && filled < qty);
+        }
+        None => b.reports_mut().rejected += 1,
+    }
+}
+
+/// `HarnessBook::cancel` of a `PlaceUnrest` peer.
+#[inline(always)]
+pub fn peer_cancel<B: PlaceUnrest>(b: &mut B, id: u64) {
+    match b.unrest(id) {
+        true => b.reports_mut().canceled += 1,
+        false => b.reports_mut().rejected += 1,
+    }
+}
+
+/// `HarnessBook::modify` of a `PlaceUnrest` peer: cancel, then place anew.
+#[inline(always)]
+pub fn peer_modify<B: PlaceUnrest>(b: &mut B, id: u64, side: Side, price: u64, qty: u64) {
+    match b.unrest(id) && b.place(id, side, price, qty, false).is_some() {
+        true => b.reports_mut().modified += 1,
+        false => b.reports_mut().rejected += 1,
+    }
+}
+
 /// Sends one message.
 #[inline(always)]
 pub fn send<B: HarnessBook>(b: &mut B, m: &Msg) {

@@ -18,12 +18,12 @@
 //! levels on a side, a client order id for every new order and reinsert.
 
 use crate::book::Resting;
+use crate::bourse::{limit_order, plain_instrument};
 use crate::harness::{HarnessBook, Reports, Sizing};
 use crate::workload::Side;
 use engine::{
-    AccountId, CancelReason, ClientOrderId, Command, Engine, EngineConfig, Event, Events, Input,
-    InstrumentId, InstrumentSpec, NewOrder, OrderId, OrderType, OwnerId, Price, Qty, Seq, Stp,
-    Symbol, Tif, Timestamp,
+    CancelReason, ClientOrderId, Command, Engine, EngineConfig, Event, Events, Input, InstrumentId,
+    InstrumentSpec, OrderId, OwnerId, Price, Qty, Seq, Tif, Timestamp,
 };
 
 const INSTRUMENT: InstrumentId = InstrumentId(1);
@@ -71,26 +71,14 @@ fn owner(id: u64) -> OwnerId {
 }
 
 fn instrument(start_mid: u64) -> InstrumentSpec {
-    InstrumentSpec {
-        id: INSTRUMENT,
-        symbol: Symbol::from_str_code("FLASH-USD").expect("valid symbol"),
-        base: engine::Asset::from_str_code("FLASH").expect("valid asset"),
-        quote: engine::Asset::from_str_code("USD").expect("valid asset"),
-        tick: 1,
-        lot_size: 1,
-        qty_min: 1,
-        qty_max: 1 << 40,
-        reference_price: Price(start_mid),
-        band_bps: None,
-        circuit_bps: None,
-        circuit_window_ns: 0,
-        maker_fee_bps: 0,
-        taker_fee_bps: 0,
-        fee_account: AccountId(0),
-        settle: false,
-        open_orders_max: None,
-        notional_max: None,
-    }
+    let asset = |code| engine::Asset::from_str_code(code).expect("valid asset");
+    plain_instrument(
+        INSTRUMENT,
+        "FLASH-USD",
+        asset("FLASH"),
+        asset("USD"),
+        start_mid,
+    )
 }
 
 impl BourseHarness {
@@ -115,24 +103,15 @@ impl BourseHarness {
     #[inline(always)]
     fn submit(&mut self, id: u64, side: Side, price: u64, qty: u64, tif: Tif, reinsert: bool) {
         self.coid += 1;
-        self.apply(Command::NewOrder(NewOrder {
-            owner: owner(id),
-            instrument: INSTRUMENT,
-            client_order_id: ClientOrderId(self.coid),
-            side: match side {
-                Side::Buy => engine::Side::Buy,
-                Side::Sell => engine::Side::Sell,
-            },
-            order_type: OrderType::Limit,
-            price: Some(Price(price)),
-            qty: Qty(qty),
+        self.apply(Command::NewOrder(limit_order(
+            owner(id),
+            INSTRUMENT,
+            ClientOrderId(self.coid),
+            side,
+            price,
+            qty,
             tif,
-            expire_at: None,
-            post_only: false,
-            stp: Stp::None,
-            display_qty: None,
-            trigger_price: None,
-        }));
+        )));
         self.price[id as usize] = price;
         self.leaves[id as usize] = qty;
         self.read(id, reinsert);

@@ -37,3 +37,16 @@ pub fn timer_overhead_ns(n: usize) -> u64 {
     v.sort_unstable();
     v[v.len() / 2]
 }
+
+/// A duration in ns for a table: `870 ns`, `2.38 µs`, `16.1 µs`, `8.07 ms`.
+pub fn fmt_ns(v: u64) -> String {
+    if v >= 1_000_000 {
+        format!("{:.2} ms", v as f64 / 1e6)
+    } else if v >= 10_000 {
+        format!("{:.1} µs", v as f64 / 1e3)
+    } else if v >= 1_000 {
+        format!("{:.2} µs", v as f64 / 1e3)
+    } else {
+        format!("{v} ns")
+    }
+}

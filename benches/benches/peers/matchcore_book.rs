@@ -13,7 +13,9 @@
 //! then a new `Submit` (a new matchcore id); a fill's maker is named by its
 //! sequence number, mapped back to the stream id, so fills are hashed.
 
-use bourse_benches::harness::{HarnessBook, Reports, Sizing};
+use bourse_benches::harness::{
+    peer_cancel, peer_modify, peer_new_order, HarnessBook, PlaceUnrest, Reports, Sizing,
+};
 use bourse_benches::{Book, Resting, Side, Tally, Workload};
 use matchcore as mc;
 
@@ -93,7 +95,7 @@ impl Matchcore {
     /// Harness: a limit order, its fills folded into `reports`; returns the
     /// lots it traded, or `None` when refused.
     #[inline(always)]
-    fn place(
+    fn place_tif(
         &mut self,
         id: u64,
         side: Side,
@@ -119,9 +121,9 @@ impl Matchcore {
         }
     }
 
-    /// Cancels by stream id; whether matchcore did.
+    /// Cancels by stream id (`PlaceUnrest::unrest`); whether matchcore did.
     #[inline(always)]
-    fn unrest(&mut self, id: u64) -> bool {
+    fn cancel_id(&mut self, id: u64) -> bool {
         let meta = self.meta();
         let cmd = mc::Command {
             meta,
@@ -131,6 +133,27 @@ impl Matchcore {
             }),
         };
         !matches!(self.book.execute(&cmd), mc::CommandOutcome::Rejected(_))
+    }
+}
+
+impl PlaceUnrest for Matchcore {
+    #[inline(always)]
+    fn place(&mut self, id: u64, side: Side, price: u64, qty: u64, ioc: bool) -> Option<u64> {
+        let tif = if ioc {
+            mc::TimeInForce::Ioc
+        } else {
+            mc::TimeInForce::Gtc
+        };
+        self.place_tif(id, side, price, qty, tif)
+    }
+
+    #[inline(always)]
+    fn unrest(&mut self, id: u64) -> bool {
+        self.cancel_id(id)
+    }
+
+    fn reports_mut(&mut self) -> &mut Reports {
+        &mut self.reports
     }
 }
 
@@ -152,40 +175,17 @@ impl HarnessBook for Matchcore {
 
     #[inline]
     fn new_order(&mut self, id: u64, side: Side, price: u64, qty: u64, ioc: bool) {
-        let tif = if ioc {
-            mc::TimeInForce::Ioc
-        } else {
-            mc::TimeInForce::Gtc
-        };
-        match self.place(id, side, price, qty, tif) {
-            Some(filled) => {
-                self.reports.accepted += 1;
-                self.reports.ioc_canceled += u64::from(ioc && filled < qty);
-            }
-            None => self.reports.rejected += 1,
-        }
+        peer_new_order(self, id, side, price, qty, ioc);
     }
 
     #[inline]
     fn cancel(&mut self, id: u64) {
-        if self.unrest(id) {
-            self.reports.canceled += 1;
-        } else {
-            self.reports.rejected += 1;
-        }
+        peer_cancel(self, id);
     }
 
     #[inline]
     fn modify(&mut self, id: u64, side: Side, price: u64, qty: u64) {
-        let done = self.unrest(id)
-            && self
-                .place(id, side, price, qty, mc::TimeInForce::Gtc)
-                .is_some();
-        if done {
-            self.reports.modified += 1;
-        } else {
-            self.reports.rejected += 1;
-        }
+        peer_modify(self, id, side, price, qty);
     }
 
     fn reports(&self) -> Reports {

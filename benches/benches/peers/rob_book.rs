@@ -8,7 +8,9 @@
 //! a new `limit` (a new rust-order-book id). With no fills in its reports,
 //! only traded lots are compared, never fills or the fill hash.
 
-use bourse_benches::harness::{HarnessBook, Reports, Sizing};
+use bourse_benches::harness::{
+    peer_cancel, peer_modify, peer_new_order, HarnessBook, PlaceUnrest, Reports, Sizing,
+};
 use bourse_benches::{Book, Resting, Side, Tally, Workload};
 use rust_order_book as rob;
 
@@ -51,7 +53,7 @@ impl RustOrderBook {
     /// Harness: a limit order; returns the lots it traded, or `None` when
     /// refused.
     #[inline(always)]
-    fn place(
+    fn place_tif(
         &mut self,
         id: u64,
         side: Side,
@@ -65,12 +67,33 @@ impl RustOrderBook {
         Some(r.executed_qty.0)
     }
 
-    /// Cancels by stream id; whether rust-order-book did.
+    /// Cancels by stream id (`PlaceUnrest::unrest`); whether rust-order-book did.
     #[inline(always)]
-    fn unrest(&mut self, id: u64) -> bool {
+    fn cancel_id(&mut self, id: u64) -> bool {
         self.book
             .cancel(rob::OrderId(self.ids[id as usize]))
             .is_ok()
+    }
+}
+
+impl PlaceUnrest for RustOrderBook {
+    #[inline(always)]
+    fn place(&mut self, id: u64, side: Side, price: u64, qty: u64, ioc: bool) -> Option<u64> {
+        let tif = if ioc {
+            rob::TimeInForce::IOC
+        } else {
+            rob::TimeInForce::GTC
+        };
+        self.place_tif(id, side, price, qty, tif)
+    }
+
+    #[inline(always)]
+    fn unrest(&mut self, id: u64) -> bool {
+        self.cancel_id(id)
+    }
+
+    fn reports_mut(&mut self) -> &mut Reports {
+        &mut self.reports
     }
 }
 
@@ -89,40 +112,17 @@ impl HarnessBook for RustOrderBook {
 
     #[inline]
     fn new_order(&mut self, id: u64, side: Side, price: u64, qty: u64, ioc: bool) {
-        let tif = if ioc {
-            rob::TimeInForce::IOC
-        } else {
-            rob::TimeInForce::GTC
-        };
-        match self.place(id, side, price, qty, tif) {
-            Some(filled) => {
-                self.reports.accepted += 1;
-                self.reports.ioc_canceled += u64::from(ioc && filled < qty);
-            }
-            None => self.reports.rejected += 1,
-        }
+        peer_new_order(self, id, side, price, qty, ioc);
     }
 
     #[inline]
     fn cancel(&mut self, id: u64) {
-        if self.unrest(id) {
-            self.reports.canceled += 1;
-        } else {
-            self.reports.rejected += 1;
-        }
+        peer_cancel(self, id);
     }
 
     #[inline]
     fn modify(&mut self, id: u64, side: Side, price: u64, qty: u64) {
-        let done = self.unrest(id)
-            && self
-                .place(id, side, price, qty, rob::TimeInForce::GTC)
-                .is_some();
-        if done {
-            self.reports.modified += 1;
-        } else {
-            self.reports.rejected += 1;
-        }
+        peer_modify(self, id, side, price, qty);
     }
 
     fn reports(&self) -> Reports {
