@@ -80,6 +80,23 @@ pub fn plain_instrument(
     }
 }
 
+/// The resting book of `instrument` after a run, read back untimed; the
+/// engine's invariants are checked first (a broken one panics).
+pub fn resting_of(engine: &Engine, instrument: InstrumentId) -> Resting {
+    if let Err(e) = engine.validate() {
+        panic!("engine invariants broken after the run: {e}");
+    }
+    let qty = [engine::Side::Buy, engine::Side::Sell]
+        .into_iter()
+        .flat_map(|s| engine.book_side(instrument, s))
+        .map(|l| l.qty.0)
+        .sum();
+    Resting {
+        orders: Some(engine.live_orders() as u64),
+        qty,
+    }
+}
+
 /// A limit order with no expiry, display size, trigger or self-trade
 /// prevention, as both bourse adapters send it.
 #[inline(always)]
@@ -379,17 +396,6 @@ impl Book for Bourse {
     }
 
     fn resting(&self) -> Resting {
-        let qty = [engine::Side::Buy, engine::Side::Sell]
-            .into_iter()
-            .flat_map(|s| self.engine.book_side(INSTRUMENT, s))
-            .map(|l| l.qty.0)
-            .sum();
-        if let Err(e) = self.engine.validate() {
-            panic!("engine invariants broken after the run: {e}");
-        }
-        Resting {
-            orders: Some(self.engine.live_orders() as u64),
-            qty,
-        }
+        resting_of(&self.engine, INSTRUMENT)
     }
 }

@@ -18,7 +18,7 @@
 //! levels on a side, a client order id for every new order and reinsert.
 
 use crate::book::Resting;
-use crate::bourse::{limit_order, plain_instrument};
+use crate::bourse::{limit_order, plain_instrument, resting_of};
 use crate::harness::{HarnessBook, Reports, Sizing};
 use crate::workload::Side;
 use engine::{
@@ -233,18 +233,7 @@ impl HarnessBook for BourseHarness {
     }
 
     fn resting(&self) -> Resting {
-        let qty = [engine::Side::Buy, engine::Side::Sell]
-            .into_iter()
-            .flat_map(|s| self.engine.book_side(INSTRUMENT, s))
-            .map(|l| l.qty.0)
-            .sum();
-        if let Err(e) = self.engine.validate() {
-            panic!("engine invariants broken after the run: {e}");
-        }
-        Resting {
-            orders: Some(self.engine.live_orders() as u64),
-            qty,
-        }
+        resting_of(&self.engine, INSTRUMENT)
     }
 }
 
