@@ -525,8 +525,8 @@ struct TransferRow {
     check: Result<(), String>,
 }
 
-fn measure_transfers(n: usize) -> Vec<TransferRow> {
-    let gens: Vec<Generated> = Kind::ALL.iter().map(|&k| Gen::generate(k, n)).collect();
+fn measure_transfers(n: usize, kinds: &[Kind]) -> Vec<TransferRow> {
+    let gens: Vec<Generated> = kinds.iter().map(|&k| Gen::generate(k, n)).collect();
     let mut rows: Vec<TransferRow> = gens
         .iter()
         .map(|g| TransferRow {
@@ -821,12 +821,87 @@ fn env_count(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The kinds named by `--kind NAME` arguments (plain, linked, two-phase,
+/// mix), all when none is named.
+fn kinds_from_args() -> Vec<Kind> {
+    let args: Vec<String> = std::env::args().collect();
+    let named: Vec<Kind> = args
+        .windows(2)
+        .filter(|w| w[0] == "--kind")
+        .map(|w| match w[1].as_str() {
+            "plain" => Kind::Plain,
+            "linked" => Kind::Linked,
+            "two-phase" => Kind::TwoPhase,
+            "mix" => Kind::Mix,
+            other => panic!("--kind {other}: plain, linked, two-phase or mix"),
+        })
+        .collect();
+    if named.is_empty() {
+        Kind::ALL.to_vec()
+    } else {
+        named
+    }
+}
+
+/// Part 1's table, one line per kind against the target, and every check
+/// mismatch; exits non-zero on a mismatch.
+fn print_transfers(rows: &[TransferRow]) {
+    println!("\n## Transfers, batches of {BATCH}, one core\n");
+    println!("| kind | transfers | ok | exceeds_credits | linked_event_failed | transfers/s | ns/transfer | batch p50 | batch p99 | batch max | check |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for r in rows {
+        let secs = median_f(&r.secs);
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+            r.kind.name(),
+            r.n,
+            r.expected.ok,
+            r.expected.exceeds_credits,
+            r.expected.linked_event_failed,
+            mops(r.n as f64 / secs),
+            secs * 1e9 / r.n as f64,
+            ns(r.batches.value_at_quantile(0.50)),
+            ns(r.batches.value_at_quantile(0.99)),
+            ns(r.batches.max()),
+            if r.check.is_ok() { "ok" } else { "MISMATCH" },
+        );
+    }
+
+    println!();
+    for r in rows {
+        let rate = r.n as f64 / median_f(&r.secs);
+        println!(
+            "- {}: {} transfers/s (target ≥ 5 M/s: {}); runs: {}",
+            r.kind.name(),
+            mops(rate),
+            if rate >= 5e6 { "met" } else { "NOT met" },
+            r.secs
+                .iter()
+                .map(|s| format!("{:.2}", r.n as f64 / s / 1e6))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    for r in rows {
+        if let Err(e) = &r.check {
+            println!("- check MISMATCH, {}: {e}", r.kind.name());
+        }
+    }
+    if rows.iter().any(|r| r.check.is_err()) {
+        eprintln!("the engine disagrees with the model");
+        std::process::exit(1);
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let sizes: &[usize] = if quick {
-        &[1_000_000]
-    } else {
-        &[1_000_000, 10_000_000]
+    // Profiling and before/after runs: part 1 alone (`--transfers-only`),
+    // optionally for some kinds (`--kind plain` …).
+    let transfers_only = std::env::args().any(|a| a == "--transfers-only");
+    let sizes: &[usize] = match (transfers_only, quick) {
+        (true, _) => &[],
+        (false, true) => &[1_000_000],
+        (false, false) => &[1_000_000, 10_000_000],
     };
     let history: Vec<HistoryRow> = sizes
         .iter()
@@ -860,7 +935,10 @@ fn main() {
         ASSETS.len(),
         n / BATCH,
     );
-    let rows = measure_transfers(n);
+    let rows = measure_transfers(n, &kinds_from_args());
+    if transfers_only {
+        return print_transfers(&rows);
+    }
 
     let w = Workload::generate(Params {
         ops: bourse_benches::ops_from_env(),
@@ -879,28 +957,7 @@ fn main() {
     );
     let settle = measure_settlement(&w, overhead);
 
-    println!("\n## Transfers, batches of {BATCH}, one core\n");
-    println!("| kind | transfers | ok | exceeds_credits | linked_event_failed | transfers/s | ns/transfer | batch p50 | batch p99 | batch max | check |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
-    let mut ok = true;
-    for r in &rows {
-        let secs = median_f(&r.secs);
-        println!(
-            "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
-            r.kind.name(),
-            r.n,
-            r.expected.ok,
-            r.expected.exceeds_credits,
-            r.expected.linked_event_failed,
-            mops(r.n as f64 / secs),
-            secs * 1e9 / r.n as f64,
-            ns(r.batches.value_at_quantile(0.50)),
-            ns(r.batches.value_at_quantile(0.99)),
-            ns(r.batches.max()),
-            if r.check.is_ok() { "ok" } else { "MISMATCH" },
-        );
-    }
-
+    print_transfers(&rows);
     println!("\n## Matching with settlement vs without, same workload\n");
     println!("| instrument | ops/s | ns/op | p50 | p99 | p99.9 | check |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
@@ -919,20 +976,7 @@ fn main() {
     }
 
     println!();
-    for r in &rows {
-        let rate = r.n as f64 / median_f(&r.secs);
-        println!(
-            "- {}: {} transfers/s (target ≥ 5 M/s: {}); runs: {}",
-            r.kind.name(),
-            mops(rate),
-            if rate >= 5e6 { "met" } else { "NOT met" },
-            r.secs
-                .iter()
-                .map(|s| format!("{:.2}", r.n as f64 / s / 1e6))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-    }
+    let mut ok = true;
     let ratios: Vec<f64> = settle[1]
         .ns_per_op
         .iter()
@@ -953,10 +997,7 @@ fn main() {
     let p99_ratio = median_u(&settle[1].p99) as f64 / median_u(&settle[0].p99) as f64;
     println!("- latency ratio settle / no-settle: p50 {p50_ratio:.2}×, p99 {p99_ratio:.2}×");
     for r in &rows {
-        if let Err(e) = &r.check {
-            println!("- check MISMATCH, {}: {e}", r.kind.name());
-            ok = false;
-        }
+        ok &= r.check.is_ok();
     }
     for r in &settle {
         if let Err(e) = &r.check {
