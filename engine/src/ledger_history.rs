@@ -15,7 +15,7 @@ use crate::history::{
     filter_admits, AccountFilter, TransferRecord, ACCOUNT_TRANSFERS_LIMIT_MAX, RECORD_LEN,
 };
 use crate::ledger::{Ledger, TState, EVICT_ON_DEMAND, EVICT_ON_INSTALL};
-use crate::transfers::NIL;
+use crate::transfers::{NIL, UNLINKED};
 use crate::types::*;
 
 /// Where a transfer id was found.
@@ -287,7 +287,7 @@ impl Merge<'_> {
 
     fn advance(&mut self, side: usize, slot: u32) {
         let dir = if self.f.newest_first { 0 } else { 1 };
-        self.next[side] = self.ledger.hot.slots[slot as usize].link[side][dir];
+        self.next[side] = self.ledger.hot.links[slot as usize][side][dir];
     }
 
     /// Adds a row; `false` once the limit is reached (and one more exists).
@@ -345,6 +345,9 @@ impl Ledger {
         let mut timed = 0usize;
         for (slot, t) in h.slots.iter().enumerate() {
             if t.is_free() {
+                if h.links_of(slot as u32) != UNLINKED {
+                    return Err(format!("free slot {slot} on a list"));
+                }
                 continue;
             }
             live += 1;
@@ -357,6 +360,8 @@ impl Ledger {
             }
             if !matches!(r.state, TState::Failed(_)) {
                 linked += 1;
+            } else if h.links_of(slot as u32) != UNLINKED {
+                return Err(format!("remembered failure {} on a list", r.spec.id));
             }
             if r.state == TState::Pending && r.spec.timeout_ns > 0 {
                 timed += 1;
@@ -387,7 +392,8 @@ impl Ledger {
                 while s != NIL {
                     let t = &h.slots[s as usize];
                     let on = if side == 0 { t.debit } else { t.credit };
-                    if t.is_free() || on != acct || t.link[side][0] != prev {
+                    let link = h.links_of(s)[side];
+                    if t.is_free() || on != acct || link[0] != prev {
                         return Err(format!("account list of slot {acct} broken at {s}"));
                     }
                     if t.rec.ledger_seq <= last_seq {
@@ -395,7 +401,7 @@ impl Ledger {
                     }
                     (prev, last_seq) = (s, t.rec.ledger_seq);
                     on_lists += 1;
-                    s = t.link[side][1];
+                    s = link[1];
                 }
                 if prev != tail {
                     return Err(format!("account list of slot {acct}: bad tail"));
