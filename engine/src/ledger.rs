@@ -513,15 +513,30 @@ impl Ledger {
     }
 
     /// Hands a slot's record (new or changed from `old`) to the history
-    /// writer and the eviction ring, and keeps the records hash.
+    /// writer and the eviction ring, and keeps the records hash. A pending
+    /// record's term is remembered (`HotStore::pending_hashes`): only a
+    /// pending record is ever replaced, and its resolution or expiry then
+    /// takes that term out without hashing the old version again.
     fn publish(&mut self, slot: u32, old: Option<&TransferRecord>, out: &mut Events) {
-        let rec = self.hot.slots[slot as usize].rec;
-        if let Some(o) = old {
-            self.records_hash = self.records_hash.wrapping_sub(record_hash(o));
+        let rec = &self.hot.slots[slot as usize].rec;
+        let (term, pending) = (record_hash(rec), rec.state == TState::Pending);
+        let (ledger_seq, change_seq) = (rec.ledger_seq, rec.change_seq);
+        out.push_change(*rec);
+        if pending {
+            self.hot.set_pending_hash(slot, ledger_seq, term);
         }
-        self.records_hash = self.records_hash.wrapping_add(record_hash(&rec));
-        out.push_change(rec);
-        self.hot.ring_push(slot, rec.change_seq);
+        if let Some(o) = old {
+            let was = match self.hot.pending_hash(slot, o.ledger_seq) {
+                Some(t) => {
+                    debug_assert_eq!(t, record_hash(o), "stale pending hash");
+                    t
+                }
+                None => record_hash(o),
+            };
+            self.records_hash = self.records_hash.wrapping_sub(was);
+        }
+        self.records_hash = self.records_hash.wrapping_add(term);
+        self.hot.ring_push(slot, change_seq);
         self.evict_some(EVICT_PER_CHANGE);
     }
 
@@ -806,7 +821,9 @@ impl Ledger {
         let Found::Hot(ps) = found else {
             panic!("pending transfer {} only in history", p.spec.id)
         };
-        let pt = self.hot.slots[ps as usize];
+        // Only the fields needed: a copy of the whole slot showed in the profile.
+        let pt = &self.hot.slots[ps as usize];
+        let (d, c) = (pt.debit, pt.credit);
         if pt.rec.spec.timeout_ns > 0 && pt.deadline <= now {
             // Past its deadline, its expiry merely not run yet (bounded per input).
             return Err(E::PendingTransferExpired);
@@ -819,7 +836,7 @@ impl Ledger {
         } else {
             p.amount.0
         };
-        let (d, c) = (pt.debit as usize, pt.credit as usize);
+        let (d, c) = (d as usize, c as usize);
         if post {
             let (da, ca) = (&self.accounts[d], &self.accounts[c]);
             if da.debits_posted.checked_add(amount).is_none()
@@ -845,7 +862,7 @@ impl Ledger {
         pr.change_seq = seq;
         let slot = self.store(
             t,
-            (pt.debit, pt.credit),
+            (d as u32, c as u32),
             amount,
             TState::Resolution,
             (seq, now),

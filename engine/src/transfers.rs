@@ -14,6 +14,13 @@
 //!   (the ledger bench's profile blamed it for most of `store`);
 //! - `ring`: the FIFO of (slot, change_seq) in change order that eviction
 //!   consumes; an entry whose slot has changed since is stale and skipped;
+//! - `pending_hashes`: per slot, the records-hash term of a pending
+//!   transfer as published, tagged with its `ledger_seq`, so resolving or
+//!   expiring it takes its old term out of the records hash without hashing
+//!   the old version again; an entry whose tag differs is not used (the
+//!   term is recomputed), so a stale or missing entry (a slot reused, a
+//!   restored snapshot, which does not carry them) costs time, never a
+//!   wrong hash;
 //! - `heap`: pending transfers with a timeout, an indexed min-heap by
 //!   (deadline, ledger_seq), removed eagerly on post/void so it never holds
 //!   more entries than slots.
@@ -111,6 +118,9 @@ pub(crate) struct HotStore {
     /// Per slot: its account-list links; grown with the slab's high-water
     /// mark (within capacity) when a slot is first linked.
     pub(crate) links: Vec<Links>,
+    /// Per slot: (ledger_seq, records-hash term) of the pending transfer
+    /// last published there; grown like `links`.
+    pub(crate) pending_hashes: Vec<(u64, u128)>,
     /// Per account slot: `[side][head, tail]`; grown (within capacity) on first use.
     pub(crate) heads: Vec<[[u32; 2]; 2]>,
     pub(crate) ring: VecDeque<(u32, Seq)>,
@@ -124,6 +134,7 @@ impl HotStore {
             free: Vec::with_capacity(transfers_max),
             index: FixedMap::with_capacity_grouped(transfers_max),
             links: Vec::with_capacity(transfers_max),
+            pending_hashes: Vec::with_capacity(transfers_max),
             heads: Vec::with_capacity(accounts_max),
             ring: VecDeque::with_capacity(2 * transfers_max),
             heap: Vec::with_capacity(transfers_max),
@@ -134,6 +145,7 @@ impl HotStore {
         crate::ledger::touch_vec_with(&mut self.slots, Transfer::free_value());
         crate::ledger::touch_vec(&mut self.free);
         crate::ledger::touch_vec_with(&mut self.links, UNLINKED);
+        crate::ledger::touch_vec(&mut self.pending_hashes);
         crate::ledger::touch_vec(&mut self.heads);
         crate::ledger::touch_vec(&mut self.heap);
         let (len, cap) = (self.ring.len(), self.ring.capacity());
@@ -260,6 +272,30 @@ impl HotStore {
                 self.links[next as usize][side][0] = prev;
             }
             self.links[s][side] = [NIL; 2];
+        }
+    }
+
+    // ----- records-hash terms of pending transfers ----------------------
+
+    /// Remembers the term of the pending transfer with `ledger_seq` in `slot`.
+    pub(crate) fn set_pending_hash(&mut self, slot: u32, ledger_seq: u64, term: u128) {
+        let s = slot as usize;
+        if s >= self.pending_hashes.len() {
+            assert!(
+                s < self.pending_hashes.capacity(),
+                "pending hashes sized to the slab"
+            );
+            self.pending_hashes.resize(s + 1, (0, 0));
+        }
+        self.pending_hashes[s] = (ledger_seq, term);
+    }
+
+    /// The remembered term of the pending transfer with `ledger_seq` in
+    /// `slot`, if this slot's entry is that transfer's.
+    pub(crate) fn pending_hash(&self, slot: u32, ledger_seq: u64) -> Option<u128> {
+        match self.pending_hashes.get(slot as usize) {
+            Some(&(seq, term)) if seq == ledger_seq && seq != 0 => Some(term),
+            _ => None,
         }
     }
 
