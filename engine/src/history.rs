@@ -234,7 +234,14 @@ pub const RECORD_WORDS: usize = RECORD_LEN / 8;
 pub fn record_words(r: &TransferRecord) -> [u64; RECORD_WORDS] {
     let s = &r.spec;
     let (state, code) = state_code(r.state);
-    let q32 = |x: u128| [x as u32, (x >> 32) as u32, (x >> 64) as u32, (x >> 96) as u32];
+    let q32 = |x: u128| {
+        [
+            x as u32,
+            (x >> 32) as u32,
+            (x >> 64) as u32,
+            (x >> 96) as u32,
+        ]
+    };
     let w64 = |x: u128| [x as u64, (x >> 64) as u64];
     // Bytes 64..144 as twenty u32s: code|flags, pending_id, timeout,
     // debit, credit, amount, state|failure code|zero.
@@ -531,8 +538,22 @@ mod tests {
 
     fn random_record(rng: &mut SplitMix64) -> TransferRecord {
         let mut u128 = || (rng.next_u64() as u128) << 64 | rng.next_u64() as u128;
-        let ids = [u128(), u128(), u128(), u128(), u128(), u128(), u128(), u128()];
-        let words = [rng.next_u64(), rng.next_u64(), rng.next_u64(), rng.next_u64()];
+        let ids = [
+            u128(),
+            u128(),
+            u128(),
+            u128(),
+            u128(),
+            u128(),
+            u128(),
+            u128(),
+        ];
+        let words = [
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+        ];
         let states = [
             TransferState::Posted,
             TransferState::Pending,
