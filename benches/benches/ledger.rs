@@ -434,10 +434,25 @@ fn ledger_engine_with(transfers_max: u32) -> (Engine, Events, u64) {
     (engine, events, seq)
 }
 
-/// One measured run: (seconds for the whole phase, results, the engine).
-fn run_transfers(g: &Generated, batches: &mut Histogram<u64>) -> (f64, Results, Engine) {
+/// Seconds this thread has run on a CPU (Linux `schedstat`; `None`
+/// elsewhere): on a shared machine, the time a run was descheduled is noise
+/// that the on-CPU rate leaves out (cache contention from the other
+/// processes still counts).
+fn thread_cpu_secs() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
+/// One measured run: (seconds for the whole phase, seconds of it on a CPU
+/// when known, results, the engine).
+fn run_transfers(
+    g: &Generated,
+    batches: &mut Histogram<u64>,
+) -> (f64, Option<f64>, Results, Engine) {
     let (mut engine, mut events, mut seq) = ledger_engine(g.transfers.len());
     let mut results = Results::default();
+    let cpu = thread_cpu_secs();
     let t = Instant::now();
     for batch in g.transfers.chunks(BATCH) {
         let tb = Instant::now();
@@ -460,8 +475,9 @@ fn run_transfers(g: &Generated, batches: &mut Histogram<u64>) -> (f64, Results, 
         batches.saturating_record(tb.elapsed().as_nanos() as u64);
     }
     let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu.zip(thread_cpu_secs()).map(|(a, b)| b - a);
     black_box(&mut engine);
-    (secs, results, engine)
+    (secs, cpu, results, engine)
 }
 
 /// Compares every account's balances with the model and runs `validate`.
@@ -521,6 +537,8 @@ struct TransferRow {
     n: usize,
     expected: Results,
     secs: Vec<f64>,
+    /// On-CPU seconds per run (empty where the platform does not say).
+    cpu_secs: Vec<f64>,
     batches: Histogram<u64>,
     check: Result<(), String>,
 }
@@ -534,6 +552,7 @@ fn measure_transfers(n: usize, kinds: &[Kind]) -> Vec<TransferRow> {
             n,
             expected: g.expected,
             secs: Vec::new(),
+            cpu_secs: Vec::new(),
             batches: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds"),
             check: Ok(()),
         })
@@ -541,8 +560,9 @@ fn measure_transfers(n: usize, kinds: &[Kind]) -> Vec<TransferRow> {
     for run in 0..RUNS {
         for (g, row) in gens.iter().zip(rows.iter_mut()) {
             eprintln!("transfers: {} run {}/{RUNS}…", g.kind.name(), run + 1);
-            let (secs, results, mut engine) = run_transfers(g, &mut row.batches);
+            let (secs, cpu, results, mut engine) = run_transfers(g, &mut row.batches);
             row.secs.push(secs);
+            row.cpu_secs.extend(cpu);
             if row.check.is_ok() && results != g.expected {
                 row.check = Err(format!(
                     "run {}: results {results:?}, model {:?}",
@@ -881,6 +901,17 @@ fn print_transfers(rows: &[TransferRow]) {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
+        if !r.cpu_secs.is_empty() {
+            println!(
+                "  - on-CPU time only: {} transfers/s; runs: {}",
+                mops(r.n as f64 / median_f(&r.cpu_secs)),
+                r.cpu_secs
+                    .iter()
+                    .map(|s| format!("{:.2}", r.n as f64 / s / 1e6))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
     }
     for r in rows {
         if let Err(e) = &r.check {
