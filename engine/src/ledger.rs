@@ -496,28 +496,25 @@ impl Ledger {
             }
             Undo::Resolved { slot, pending, was } => {
                 self.publish(slot, None, out);
-                let p = self.hot.slots[pending as usize].rec;
                 // A pending transfer created by this same chain was published
                 // (in its final state) by its own `Created` step.
-                if p.created_seq != seq {
+                if self.hot.slots[pending as usize].rec.created_seq != seq {
                     self.hot.heap_remove(pending);
-                    let old = TransferRecord {
-                        state: TState::Pending,
-                        change_seq: was,
-                        ..p
-                    };
-                    self.publish(pending, Some(&old), out);
+                    self.publish(pending, Some(was), out);
                 }
             }
         }
     }
 
-    /// Hands a slot's record (new or changed from `old`) to the history
-    /// writer and the eviction ring, and keeps the records hash. A pending
-    /// record's term is remembered (`HotStore::pending_hashes`): only a
-    /// pending record is ever replaced, and its resolution or expiry then
-    /// takes that term out without hashing the old version again.
-    fn publish(&mut self, slot: u32, old: Option<&TransferRecord>, out: &mut Events) {
+    /// Hands a slot's record to the history writer and the eviction ring,
+    /// and keeps the records hash. `resolved`: the record was pending (as
+    /// published then, with this `change_seq`) and this input resolved or
+    /// expired it, so that version's term leaves the records hash — only a
+    /// pending record is ever replaced, and nothing else in it changes. Its
+    /// term is remembered when published (`HotStore::pending_hashes`), so
+    /// the old version is rebuilt and hashed again only when that entry is
+    /// missing (a restored snapshot).
+    fn publish(&mut self, slot: u32, resolved: Option<Seq>, out: &mut Events) {
         let rec = &self.hot.slots[slot as usize].rec;
         let (term, pending) = (record_hash(rec), rec.state == TState::Pending);
         let (ledger_seq, change_seq) = (rec.ledger_seq, rec.change_seq);
@@ -525,15 +522,20 @@ impl Ledger {
         if pending {
             self.hot.set_pending_hash(slot, ledger_seq, term);
         }
-        if let Some(o) = old {
-            let was = match self.hot.pending_hash(slot, o.ledger_seq) {
+        if let Some(was) = resolved {
+            let old = || TransferRecord {
+                state: TState::Pending,
+                change_seq: was,
+                ..self.hot.slots[slot as usize].rec
+            };
+            let term = match self.hot.pending_hash(slot, ledger_seq) {
                 Some(t) => {
-                    debug_assert_eq!(t, record_hash(o), "stale pending hash");
+                    debug_assert_eq!(t, record_hash(&old()), "stale pending hash");
                     t
                 }
-                None => record_hash(o),
+                None => record_hash(&old()),
             };
-            self.records_hash = self.records_hash.wrapping_sub(was);
+            self.records_hash = self.records_hash.wrapping_sub(term);
         }
         self.records_hash = self.records_hash.wrapping_add(term);
         self.hot.ring_push(slot, change_seq);
@@ -978,20 +980,20 @@ impl Ledger {
                 return;
             }
             self.hot.heap_remove(slot);
-            let t = self.hot.slots[slot as usize];
+            let t = &mut self.hot.slots[slot as usize];
             assert_eq!(
                 t.rec.state,
                 TState::Pending,
                 "expiry heap holds a resolved transfer"
             );
-            let amount = t.rec.amount.0;
-            self.accounts[t.debit as usize].debits_pending -= amount;
-            self.accounts[t.credit as usize].credits_pending -= amount;
-            let r = &mut self.hot.slots[slot as usize].rec;
-            r.state = TState::PendingExpired;
-            r.change_seq = seq;
-            self.publish(slot, Some(&t.rec), out);
-            out.push(Event::TransferExpired { id: t.rec.spec.id });
+            let (d, c, amount, id) = (t.debit, t.credit, t.rec.amount.0, t.rec.spec.id);
+            let was = t.rec.change_seq;
+            t.rec.state = TState::PendingExpired;
+            t.rec.change_seq = seq;
+            self.accounts[d as usize].debits_pending -= amount;
+            self.accounts[c as usize].credits_pending -= amount;
+            self.publish(slot, Some(was), out);
+            out.push(Event::TransferExpired { id });
         }
     }
 
