@@ -785,18 +785,10 @@ impl Ledger {
         Ok(())
     }
 
-    /// Post or void of a pending transfer.
-    fn resolve_pending(
-        &mut self,
-        t: &TransferSpec,
-        (seq, now): (Seq, Timestamp),
-    ) -> Result<(), LedgerError> {
+    /// Checks 12–15 of `TRANSFER_CHECK_ORDER` for a post or void `t` of the
+    /// record `p` its `pending_id` names.
+    fn check_pending(t: &TransferSpec, p: &TransferRecord) -> Result<(), LedgerError> {
         use LedgerError as E;
-        let post = t.flags.has(TransferFlags::POST_PENDING);
-        let Some(found) = self.find(t.pending_id) else {
-            return Err(E::PendingTransferNotFound);
-        };
-        let p = self.found_record(&found);
         if matches!(p.state, TState::Failed(_)) {
             // A remembered failure is not a transfer.
             return Err(E::PendingTransferNotFound);
@@ -814,16 +806,37 @@ impl Ledger {
             return Err(E::ExceedsPendingTransferAmount);
         }
         match p.state {
-            TState::Pending => {}
-            TState::PendingPosted => return Err(E::PendingTransferAlreadyPosted),
-            TState::PendingVoided => return Err(E::PendingTransferAlreadyVoided),
-            TState::PendingExpired => return Err(E::PendingTransferExpired),
+            TState::Pending => Ok(()),
+            TState::PendingPosted => Err(E::PendingTransferAlreadyPosted),
+            TState::PendingVoided => Err(E::PendingTransferAlreadyVoided),
+            TState::PendingExpired => Err(E::PendingTransferExpired),
             s => panic!("pending-flagged transfer in state {s:?}"),
         }
-        let Found::Hot(ps) = found else {
-            panic!("pending transfer {} only in history", p.spec.id)
+    }
+
+    /// Post or void of a pending transfer.
+    fn resolve_pending(
+        &mut self,
+        t: &TransferSpec,
+        (seq, now): (Seq, Timestamp),
+    ) -> Result<(), LedgerError> {
+        use LedgerError as E;
+        let post = t.flags.has(TransferFlags::POST_PENDING);
+        let Some(found) = self.find(t.pending_id) else {
+            return Err(E::PendingTransferNotFound);
         };
-        // Only the fields needed: a copy of the whole slot showed in the profile.
+        // Checked in place: copies of the 192-byte record showed in the profile.
+        let (ps, reserved) = match &found {
+            Found::Hot(ps) => {
+                let p = &self.hot.slots[*ps as usize].rec;
+                Self::check_pending(t, p)?;
+                (*ps, p.amount.0)
+            }
+            Found::Cold(p) => {
+                Self::check_pending(t, p)?;
+                panic!("pending transfer {} only in history", p.spec.id)
+            }
+        };
         let pt = &self.hot.slots[ps as usize];
         let (d, c) = (pt.debit, pt.credit);
         if pt.rec.spec.timeout_ns > 0 && pt.deadline <= now {
@@ -836,7 +849,7 @@ impl Ledger {
         let amount = if post && t.amount.0 != 0 {
             t.amount.0
         } else {
-            p.amount.0
+            reserved
         };
         let (d, c) = (d as usize, c as usize);
         if post {
@@ -848,8 +861,8 @@ impl Ledger {
             }
         }
         // Moving pending to posted never raises a total: no limit can break here.
-        self.accounts[d].debits_pending -= p.amount.0;
-        self.accounts[c].credits_pending -= p.amount.0;
+        self.accounts[d].debits_pending -= reserved;
+        self.accounts[c].credits_pending -= reserved;
         if post {
             self.accounts[d].debits_posted += amount;
             self.accounts[c].credits_posted += amount;
