@@ -118,9 +118,10 @@ pub(crate) struct HotStore {
     /// Per slot: its account-list links; grown with the slab's high-water
     /// mark (within capacity) when a slot is first linked.
     pub(crate) links: Vec<Links>,
-    /// Per slot: (ledger_seq, records-hash term) of the pending transfer
-    /// last published there; grown like `links`.
-    pub(crate) pending_hashes: Vec<(u64, u128)>,
+    /// Per slot: (ledger_seq, records-hash term as two u64 halves: 24
+    /// bytes, not a u128's 32) of the pending transfer last published
+    /// there; grown like `links`.
+    pub(crate) pending_hashes: Vec<(u64, [u64; 2])>,
     /// Per account slot: `[side][head, tail]`; grown (within capacity) on first use.
     pub(crate) heads: Vec<[[u32; 2]; 2]>,
     pub(crate) ring: VecDeque<(u32, Seq)>,
@@ -285,16 +286,18 @@ impl HotStore {
                 s < self.pending_hashes.capacity(),
                 "pending hashes sized to the slab"
             );
-            self.pending_hashes.resize(s + 1, (0, 0));
+            self.pending_hashes.resize(s + 1, (0, [0; 2]));
         }
-        self.pending_hashes[s] = (ledger_seq, term);
+        self.pending_hashes[s] = (ledger_seq, [term as u64, (term >> 64) as u64]);
     }
 
     /// The remembered term of the pending transfer with `ledger_seq` in
     /// `slot`, if this slot's entry is that transfer's.
     pub(crate) fn pending_hash(&self, slot: u32, ledger_seq: u64) -> Option<u128> {
         match self.pending_hashes.get(slot as usize) {
-            Some(&(seq, term)) if seq == ledger_seq && seq != 0 => Some(term),
+            Some(&(seq, [lo, hi])) if seq == ledger_seq && seq != 0 => {
+                Some((hi as u128) << 64 | lo as u128)
+            }
             _ => None,
         }
     }
