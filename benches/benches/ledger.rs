@@ -3,7 +3,12 @@
 //!
 //! Run: `cargo bench -p bourse-benches --bench ledger`
 //! (`BOURSE_BENCH_TRANSFERS=n` shortens part 1's measured phase and
-//! `BOURSE_BENCH_OPS=n` part 2's — for profiling runs only).
+//! `BOURSE_BENCH_OPS=n` part 2's — for profiling runs only; `--
+//! --transfers-only` runs part 1 alone, `--kind plain|linked|two-phase|mix`
+//! (repeatable) only those kinds: for `perf record` and before/after runs).
+//! Besides wall-clock transfers/s, each kind's line gives the rate over the
+//! time the thread was on a CPU (`/proc/thread-self/schedstat`): on a shared
+//! machine the time descheduled dominates the wall-clock spread.
 //!
 //! Part 1 — transfers. On a fresh engine, untimed: 10,000 user accounts
 //! (`debits_must_not_exceed_credits`, half in USD, half in EUR) and one

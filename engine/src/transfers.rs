@@ -27,7 +27,7 @@
 //!
 //! Invariants: a live slot has a non-zero id and is indexed under it; a free
 //! slot has id 0; a slot is on its accounts' lists iff it is a stored
-//! transfer (not `Failed`); every slot has at most two ring entries (its
+//! transfer (not `Failed`), and a slot on no list has `UNLINKED` links; every slot has at most two ring entries (its
 //! creation and, for a pending transfer, its resolution), so the ring never
 //! needs more than `2 × transfers_max`. This module decides nothing about
 //! money: the ledger does.
