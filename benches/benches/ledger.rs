@@ -3,7 +3,12 @@
 //!
 //! Run: `cargo bench -p bourse-benches --bench ledger`
 //! (`BOURSE_BENCH_TRANSFERS=n` shortens part 1's measured phase and
-//! `BOURSE_BENCH_OPS=n` part 2's — for profiling runs only).
+//! `BOURSE_BENCH_OPS=n` part 2's — for profiling runs only; `--
+//! --transfers-only` runs part 1 alone, `--kind plain|linked|two-phase|mix`
+//! (repeatable) only those kinds: for `perf record` and before/after runs).
+//! Besides wall-clock transfers/s, each kind's line gives the rate over the
+//! time the thread was on a CPU (`/proc/thread-self/schedstat`): on a shared
+//! machine the time descheduled dominates the wall-clock spread.
 //!
 //! Part 1 — transfers. On a fresh engine, untimed: 10,000 user accounts
 //! (`debits_must_not_exceed_credits`, half in USD, half in EUR) and one
@@ -435,10 +440,25 @@ fn ledger_engine_with(transfers_max: u32) -> (Engine, Events, u64) {
     (engine, events, seq)
 }
 
-/// One measured run: (seconds for the whole phase, results, the engine).
-fn run_transfers(g: &Generated, batches: &mut Histogram<u64>) -> (f64, Results, Engine) {
+/// Seconds this thread has run on a CPU (Linux `schedstat`; `None`
+/// elsewhere): on a shared machine, the time a run was descheduled is noise
+/// that the on-CPU rate leaves out (cache contention from the other
+/// processes still counts).
+fn thread_cpu_secs() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
+/// One measured run: (seconds for the whole phase, seconds of it on a CPU
+/// when known, results, the engine).
+fn run_transfers(
+    g: &Generated,
+    batches: &mut Histogram<u64>,
+) -> (f64, Option<f64>, Results, Engine) {
     let (mut engine, mut events, mut seq) = ledger_engine(g.transfers.len());
     let mut results = Results::default();
+    let cpu = thread_cpu_secs();
     let t = Instant::now();
     for batch in g.transfers.chunks(BATCH) {
         let tb = Instant::now();
@@ -461,8 +481,9 @@ fn run_transfers(g: &Generated, batches: &mut Histogram<u64>) -> (f64, Results, 
         batches.saturating_record(tb.elapsed().as_nanos() as u64);
     }
     let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu.zip(thread_cpu_secs()).map(|(a, b)| b - a);
     black_box(&mut engine);
-    (secs, results, engine)
+    (secs, cpu, results, engine)
 }
 
 /// Compares every account's balances with the model and runs `validate`.
@@ -522,12 +543,14 @@ struct TransferRow {
     n: usize,
     expected: Results,
     secs: Vec<f64>,
+    /// On-CPU seconds per run (empty where the platform does not say).
+    cpu_secs: Vec<f64>,
     batches: Histogram<u64>,
     check: Result<(), String>,
 }
 
-fn measure_transfers(n: usize) -> Vec<TransferRow> {
-    let gens: Vec<Generated> = Kind::ALL.iter().map(|&k| Gen::generate(k, n)).collect();
+fn measure_transfers(n: usize, kinds: &[Kind]) -> Vec<TransferRow> {
+    let gens: Vec<Generated> = kinds.iter().map(|&k| Gen::generate(k, n)).collect();
     let mut rows: Vec<TransferRow> = gens
         .iter()
         .map(|g| TransferRow {
@@ -535,6 +558,7 @@ fn measure_transfers(n: usize) -> Vec<TransferRow> {
             n,
             expected: g.expected,
             secs: Vec::new(),
+            cpu_secs: Vec::new(),
             batches: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds"),
             check: Ok(()),
         })
@@ -542,8 +566,9 @@ fn measure_transfers(n: usize) -> Vec<TransferRow> {
     for run in 0..RUNS {
         for (g, row) in gens.iter().zip(rows.iter_mut()) {
             eprintln!("transfers: {} run {}/{RUNS}…", g.kind.name(), run + 1);
-            let (secs, results, mut engine) = run_transfers(g, &mut row.batches);
+            let (secs, cpu, results, mut engine) = run_transfers(g, &mut row.batches);
             row.secs.push(secs);
+            row.cpu_secs.extend(cpu);
             if row.check.is_ok() && results != g.expected {
                 row.check = Err(format!(
                     "run {}: results {results:?}, model {:?}",
@@ -810,12 +835,98 @@ fn env_count(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The kinds named by `--kind NAME` arguments (plain, linked, two-phase,
+/// mix), all when none is named.
+fn kinds_from_args() -> Vec<Kind> {
+    let args: Vec<String> = std::env::args().collect();
+    let named: Vec<Kind> = args
+        .windows(2)
+        .filter(|w| w[0] == "--kind")
+        .map(|w| match w[1].as_str() {
+            "plain" => Kind::Plain,
+            "linked" => Kind::Linked,
+            "two-phase" => Kind::TwoPhase,
+            "mix" => Kind::Mix,
+            other => panic!("--kind {other}: plain, linked, two-phase or mix"),
+        })
+        .collect();
+    if named.is_empty() {
+        Kind::ALL.to_vec()
+    } else {
+        named
+    }
+}
+
+/// Part 1's table, one line per kind against the target, and every check
+/// mismatch; exits non-zero on a mismatch.
+fn print_transfers(rows: &[TransferRow]) {
+    println!("\n## Transfers, batches of {BATCH}, one core\n");
+    println!("| kind | transfers | ok | exceeds_credits | linked_event_failed | transfers/s | ns/transfer | batch p50 | batch p99 | batch max | check |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for r in rows {
+        let secs = median_f(&r.secs);
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+            r.kind.name(),
+            r.n,
+            r.expected.ok,
+            r.expected.exceeds_credits,
+            r.expected.linked_event_failed,
+            mops(r.n as f64 / secs),
+            secs * 1e9 / r.n as f64,
+            ns(r.batches.value_at_quantile(0.50)),
+            ns(r.batches.value_at_quantile(0.99)),
+            ns(r.batches.max()),
+            if r.check.is_ok() { "ok" } else { "MISMATCH" },
+        );
+    }
+
+    println!();
+    for r in rows {
+        let rate = r.n as f64 / median_f(&r.secs);
+        println!(
+            "- {}: {} transfers/s (target ≥ 5 M/s: {}); runs: {}",
+            r.kind.name(),
+            mops(rate),
+            if rate >= 5e6 { "met" } else { "NOT met" },
+            r.secs
+                .iter()
+                .map(|s| format!("{:.2}", r.n as f64 / s / 1e6))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        if !r.cpu_secs.is_empty() {
+            println!(
+                "  - on-CPU time only: {} transfers/s; runs: {}",
+                mops(r.n as f64 / median_f(&r.cpu_secs)),
+                r.cpu_secs
+                    .iter()
+                    .map(|s| format!("{:.2}", r.n as f64 / s / 1e6))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+    }
+    for r in rows {
+        if let Err(e) = &r.check {
+            println!("- check MISMATCH, {}: {e}", r.kind.name());
+        }
+    }
+    if rows.iter().any(|r| r.check.is_err()) {
+        eprintln!("the engine disagrees with the model");
+        std::process::exit(1);
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let sizes: &[usize] = if quick {
-        &[1_000_000]
-    } else {
-        &[1_000_000, 10_000_000]
+    // Profiling and before/after runs: part 1 alone (`--transfers-only`),
+    // optionally for some kinds (`--kind plain` …).
+    let transfers_only = std::env::args().any(|a| a == "--transfers-only");
+    let sizes: &[usize] = match (transfers_only, quick) {
+        (true, _) => &[],
+        (false, true) => &[1_000_000],
+        (false, false) => &[1_000_000, 10_000_000],
     };
     let history: Vec<HistoryRow> = sizes
         .iter()
@@ -849,7 +960,10 @@ fn main() {
         ASSETS.len(),
         n / BATCH,
     );
-    let rows = measure_transfers(n);
+    let rows = measure_transfers(n, &kinds_from_args());
+    if transfers_only {
+        return print_transfers(&rows);
+    }
 
     let w = Workload::generate(Params {
         ops: bourse_benches::ops_from_env(),
@@ -868,28 +982,7 @@ fn main() {
     );
     let settle = measure_settlement(&w, overhead);
 
-    println!("\n## Transfers, batches of {BATCH}, one core\n");
-    println!("| kind | transfers | ok | exceeds_credits | linked_event_failed | transfers/s | ns/transfer | batch p50 | batch p99 | batch max | check |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
-    let mut ok = true;
-    for r in &rows {
-        let secs = median_f(&r.secs);
-        println!(
-            "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
-            r.kind.name(),
-            r.n,
-            r.expected.ok,
-            r.expected.exceeds_credits,
-            r.expected.linked_event_failed,
-            mops(r.n as f64 / secs),
-            secs * 1e9 / r.n as f64,
-            ns(r.batches.value_at_quantile(0.50)),
-            ns(r.batches.value_at_quantile(0.99)),
-            ns(r.batches.max()),
-            if r.check.is_ok() { "ok" } else { "MISMATCH" },
-        );
-    }
-
+    print_transfers(&rows);
     println!("\n## Matching with settlement vs without, same workload\n");
     println!("| instrument | ops/s | ns/op | p50 | p99 | p99.9 | check |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
@@ -908,20 +1001,7 @@ fn main() {
     }
 
     println!();
-    for r in &rows {
-        let rate = r.n as f64 / median_f(&r.secs);
-        println!(
-            "- {}: {} transfers/s (target ≥ 5 M/s: {}); runs: {}",
-            r.kind.name(),
-            mops(rate),
-            if rate >= 5e6 { "met" } else { "NOT met" },
-            r.secs
-                .iter()
-                .map(|s| format!("{:.2}", r.n as f64 / s / 1e6))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-    }
+    let mut ok = true;
     let ratios: Vec<f64> = settle[1]
         .ns_per_op
         .iter()
@@ -942,10 +1022,7 @@ fn main() {
     let p99_ratio = median_u(&settle[1].p99) as f64 / median_u(&settle[0].p99) as f64;
     println!("- latency ratio settle / no-settle: p50 {p50_ratio:.2}×, p99 {p99_ratio:.2}×");
     for r in &rows {
-        if let Err(e) = &r.check {
-            println!("- check MISMATCH, {}: {e}", r.kind.name());
-            ok = false;
-        }
+        ok &= r.check.is_ok();
     }
     for r in &settle {
         if let Err(e) = &r.check {

@@ -221,34 +221,60 @@ fn state_of(b: u8, code: u16) -> Result<TransferState, RecordDecodeError> {
     Ok(plain)
 }
 
-/// Writes `r`'s canonical bytes (see [`RECORD_LEN`]).
-pub fn encode_record(r: &TransferRecord, out: &mut [u8; RECORD_LEN]) {
+/// Words (little-endian u64s) of one canonical record.
+pub const RECORD_WORDS: usize = RECORD_LEN / 8;
+
+/// `r`'s canonical bytes (see [`RECORD_LEN`]) as little-endian u64 words,
+/// built in registers. Why words: the fields from offset 64 on sit 4 bytes
+/// off any 8-byte boundary, and writing them field by field into a byte
+/// buffer that xxh3 then reads 8 bytes at a time stalls every load on
+/// store forwarding (the ledger bench's profile blamed ~10 % on it). Every
+/// word written whole, and read back whole, forwards.
+#[inline]
+pub fn record_words(r: &TransferRecord) -> [u64; RECORD_WORDS] {
     let s = &r.spec;
     let (state, code) = state_code(r.state);
-    let mut at = 0;
-    let mut put = |b: &[u8]| {
-        out[at..at + b.len()].copy_from_slice(b);
-        at += b.len();
+    let q32 = |x: u128| {
+        [
+            x as u32,
+            (x >> 32) as u32,
+            (x >> 64) as u32,
+            (x >> 96) as u32,
+        ]
     };
-    put(&s.id.0.to_le_bytes());
-    put(&s.debit_account.0.to_le_bytes());
-    put(&s.credit_account.0.to_le_bytes());
-    put(&s.amount.0.to_le_bytes());
-    put(&s.code.to_le_bytes());
-    put(&s.flags.0.to_le_bytes());
-    put(&s.pending_id.0.to_le_bytes());
-    put(&s.timeout_ns.to_le_bytes());
-    put(&r.debit_account.0.to_le_bytes());
-    put(&r.credit_account.0.to_le_bytes());
-    put(&r.amount.0.to_le_bytes());
-    put(&[state]);
-    put(&code.to_le_bytes());
-    put(&[0]);
-    put(&r.ledger_seq.to_le_bytes());
-    put(&r.created_seq.0.to_le_bytes());
-    put(&r.created.0.to_le_bytes());
-    put(&r.change_seq.0.to_le_bytes());
-    debug_assert_eq!(at, RECORD_LEN);
+    let w64 = |x: u128| [x as u64, (x >> 64) as u64];
+    // Bytes 64..144 as twenty u32s: code|flags, pending_id, timeout,
+    // debit, credit, amount, state|failure code|zero.
+    let mut q = [0u32; 20];
+    q[0] = s.code as u32 | (s.flags.0 as u32) << 16;
+    q[1..5].copy_from_slice(&q32(s.pending_id.0));
+    q[5..7].copy_from_slice(&[s.timeout_ns as u32, (s.timeout_ns >> 32) as u32]);
+    q[7..11].copy_from_slice(&q32(r.debit_account.0));
+    q[11..15].copy_from_slice(&q32(r.credit_account.0));
+    q[15..19].copy_from_slice(&q32(r.amount.0));
+    q[19] = state as u32 | (code as u32) << 8;
+    let mut w = [0u64; RECORD_WORDS];
+    w[0..2].copy_from_slice(&w64(s.id.0));
+    w[2..4].copy_from_slice(&w64(s.debit_account.0));
+    w[4..6].copy_from_slice(&w64(s.credit_account.0));
+    w[6..8].copy_from_slice(&w64(s.amount.0));
+    for k in 0..10 {
+        w[8 + k] = q[2 * k] as u64 | (q[2 * k + 1] as u64) << 32;
+    }
+    w[18] = r.ledger_seq;
+    w[19] = r.created_seq.0;
+    w[20] = r.created.0;
+    w[21] = r.change_seq.0;
+    w
+}
+
+/// Writes `r`'s canonical bytes (see [`RECORD_LEN`]), one whole word at a
+/// time (see [`record_words`]).
+#[inline]
+pub fn encode_record(r: &TransferRecord, out: &mut [u8; RECORD_LEN]) {
+    for (chunk, w) in out.chunks_exact_mut(8).zip(record_words(r)) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
 }
 
 /// Reads a record written by [`encode_record`]; only canonical bytes decode,
@@ -475,5 +501,102 @@ impl HistoryCutter {
         self.last_run += 1;
         let checksum = self.history.add_run(self.last_run, &mut run);
         (self.last_run, checksum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::TransferFlags;
+    use crate::rng::SplitMix64;
+
+    /// The layout of `RECORD_LEN`, written field by field at its offsets:
+    /// the word-built encoding must produce exactly these bytes.
+    fn encode_by_field(r: &TransferRecord) -> [u8; RECORD_LEN] {
+        let mut b = [0u8; RECORD_LEN];
+        let s = &r.spec;
+        let (state, code) = state_code(r.state);
+        b[0..16].copy_from_slice(&s.id.0.to_le_bytes());
+        b[16..32].copy_from_slice(&s.debit_account.0.to_le_bytes());
+        b[32..48].copy_from_slice(&s.credit_account.0.to_le_bytes());
+        b[48..64].copy_from_slice(&s.amount.0.to_le_bytes());
+        b[64..66].copy_from_slice(&s.code.to_le_bytes());
+        b[66..68].copy_from_slice(&s.flags.0.to_le_bytes());
+        b[68..84].copy_from_slice(&s.pending_id.0.to_le_bytes());
+        b[84..92].copy_from_slice(&s.timeout_ns.to_le_bytes());
+        b[92..108].copy_from_slice(&r.debit_account.0.to_le_bytes());
+        b[108..124].copy_from_slice(&r.credit_account.0.to_le_bytes());
+        b[124..140].copy_from_slice(&r.amount.0.to_le_bytes());
+        b[140] = state;
+        b[141..143].copy_from_slice(&code.to_le_bytes());
+        b[144..152].copy_from_slice(&r.ledger_seq.to_le_bytes());
+        b[152..160].copy_from_slice(&r.created_seq.0.to_le_bytes());
+        b[160..168].copy_from_slice(&r.created.0.to_le_bytes());
+        b[168..176].copy_from_slice(&r.change_seq.0.to_le_bytes());
+        b
+    }
+
+    fn random_record(rng: &mut SplitMix64) -> TransferRecord {
+        let mut u128 = || (rng.next_u64() as u128) << 64 | rng.next_u64() as u128;
+        let ids = [
+            u128(),
+            u128(),
+            u128(),
+            u128(),
+            u128(),
+            u128(),
+            u128(),
+            u128(),
+        ];
+        let words = [
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+        ];
+        let states = [
+            TransferState::Posted,
+            TransferState::Pending,
+            TransferState::PendingPosted,
+            TransferState::PendingVoided,
+            TransferState::PendingExpired,
+            TransferState::Resolution,
+            TransferState::Failed(LedgerError::ExceedsCredits),
+            TransferState::Failed(LedgerError::PendingTransferNotFound),
+        ];
+        TransferRecord {
+            spec: TransferSpec {
+                id: TransferId(ids[0]),
+                debit_account: AccountId(ids[1]),
+                credit_account: AccountId(ids[2]),
+                amount: Amount(ids[3]),
+                code: rng.next_u64() as u16,
+                flags: TransferFlags(rng.next_u64() as u16),
+                pending_id: TransferId(ids[4]),
+                timeout_ns: rng.next_u64(),
+            },
+            debit_account: AccountId(ids[5]),
+            credit_account: AccountId(ids[6]),
+            amount: Amount(ids[7]),
+            state: rng.pick(&states),
+            ledger_seq: words[0],
+            created_seq: Seq(words[1]),
+            created: Timestamp(words[2]),
+            change_seq: Seq(words[3]),
+        }
+    }
+
+    #[test]
+    fn word_encoding_is_the_field_layout() {
+        let seed = 0x5EED_0014;
+        eprintln!("seed {seed:#x}");
+        let mut rng = SplitMix64::new(seed);
+        for _ in 0..2_000 {
+            let r = random_record(&mut rng);
+            let mut b = [0u8; RECORD_LEN];
+            encode_record(&r, &mut b);
+            assert_eq!(b, encode_by_field(&r), "{r:?}");
+            assert_eq!(decode_record(&b), Ok(r));
+        }
     }
 }

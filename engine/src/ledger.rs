@@ -496,32 +496,49 @@ impl Ledger {
             }
             Undo::Resolved { slot, pending, was } => {
                 self.publish(slot, None, out);
-                let p = self.hot.slots[pending as usize].rec;
                 // A pending transfer created by this same chain was published
                 // (in its final state) by its own `Created` step.
-                if p.created_seq != seq {
+                if self.hot.slots[pending as usize].rec.created_seq != seq {
                     self.hot.heap_remove(pending);
-                    let old = TransferRecord {
-                        state: TState::Pending,
-                        change_seq: was,
-                        ..p
-                    };
-                    self.publish(pending, Some(&old), out);
+                    self.publish(pending, Some(was), out);
                 }
             }
         }
     }
 
-    /// Hands a slot's record (new or changed from `old`) to the history
-    /// writer and the eviction ring, and keeps the records hash.
-    fn publish(&mut self, slot: u32, old: Option<&TransferRecord>, out: &mut Events) {
-        let rec = self.hot.slots[slot as usize].rec;
-        if let Some(o) = old {
-            self.records_hash = self.records_hash.wrapping_sub(record_hash(o));
+    /// Hands a slot's record to the history writer and the eviction ring,
+    /// and keeps the records hash. `resolved`: the record was pending (as
+    /// published then, with this `change_seq`) and this input resolved or
+    /// expired it, so that version's term leaves the records hash — only a
+    /// pending record is ever replaced, and nothing else in it changes. Its
+    /// term is remembered when published (`HotStore::pending_hashes`), so
+    /// the old version is rebuilt and hashed again only when that entry is
+    /// missing (a restored snapshot).
+    fn publish(&mut self, slot: u32, resolved: Option<Seq>, out: &mut Events) {
+        let rec = &self.hot.slots[slot as usize].rec;
+        let (term, pending) = (record_hash(rec), rec.state == TState::Pending);
+        let (ledger_seq, change_seq) = (rec.ledger_seq, rec.change_seq);
+        out.push_change(*rec);
+        if pending {
+            self.hot.set_pending_hash(slot, ledger_seq, term);
         }
-        self.records_hash = self.records_hash.wrapping_add(record_hash(&rec));
-        out.push_change(rec);
-        self.hot.ring_push(slot, rec.change_seq);
+        if let Some(was) = resolved {
+            let old = || TransferRecord {
+                state: TState::Pending,
+                change_seq: was,
+                ..self.hot.slots[slot as usize].rec
+            };
+            let term = match self.hot.pending_hash(slot, ledger_seq) {
+                Some(t) => {
+                    debug_assert_eq!(t, record_hash(&old()), "stale pending hash");
+                    t
+                }
+                None => record_hash(&old()),
+            };
+            self.records_hash = self.records_hash.wrapping_sub(term);
+        }
+        self.records_hash = self.records_hash.wrapping_add(term);
+        self.hot.ring_push(slot, change_seq);
         self.evict_some(EVICT_PER_CHANGE);
     }
 
@@ -768,18 +785,10 @@ impl Ledger {
         Ok(())
     }
 
-    /// Post or void of a pending transfer.
-    fn resolve_pending(
-        &mut self,
-        t: &TransferSpec,
-        (seq, now): (Seq, Timestamp),
-    ) -> Result<(), LedgerError> {
+    /// Checks 12–15 of `TRANSFER_CHECK_ORDER` for a post or void `t` of the
+    /// record `p` its `pending_id` names.
+    fn check_pending(t: &TransferSpec, p: &TransferRecord) -> Result<(), LedgerError> {
         use LedgerError as E;
-        let post = t.flags.has(TransferFlags::POST_PENDING);
-        let Some(found) = self.find(t.pending_id) else {
-            return Err(E::PendingTransferNotFound);
-        };
-        let p = self.found_record(&found);
         if matches!(p.state, TState::Failed(_)) {
             // A remembered failure is not a transfer.
             return Err(E::PendingTransferNotFound);
@@ -797,16 +806,39 @@ impl Ledger {
             return Err(E::ExceedsPendingTransferAmount);
         }
         match p.state {
-            TState::Pending => {}
-            TState::PendingPosted => return Err(E::PendingTransferAlreadyPosted),
-            TState::PendingVoided => return Err(E::PendingTransferAlreadyVoided),
-            TState::PendingExpired => return Err(E::PendingTransferExpired),
+            TState::Pending => Ok(()),
+            TState::PendingPosted => Err(E::PendingTransferAlreadyPosted),
+            TState::PendingVoided => Err(E::PendingTransferAlreadyVoided),
+            TState::PendingExpired => Err(E::PendingTransferExpired),
             s => panic!("pending-flagged transfer in state {s:?}"),
         }
-        let Found::Hot(ps) = found else {
-            panic!("pending transfer {} only in history", p.spec.id)
+    }
+
+    /// Post or void of a pending transfer.
+    fn resolve_pending(
+        &mut self,
+        t: &TransferSpec,
+        (seq, now): (Seq, Timestamp),
+    ) -> Result<(), LedgerError> {
+        use LedgerError as E;
+        let post = t.flags.has(TransferFlags::POST_PENDING);
+        let Some(found) = self.find(t.pending_id) else {
+            return Err(E::PendingTransferNotFound);
         };
-        let pt = self.hot.slots[ps as usize];
+        // Checked in place: copies of the 192-byte record showed in the profile.
+        let (ps, reserved) = match &found {
+            Found::Hot(ps) => {
+                let p = &self.hot.slots[*ps as usize].rec;
+                Self::check_pending(t, p)?;
+                (*ps, p.amount.0)
+            }
+            Found::Cold(p) => {
+                Self::check_pending(t, p)?;
+                panic!("pending transfer {} only in history", p.spec.id)
+            }
+        };
+        let pt = &self.hot.slots[ps as usize];
+        let (d, c) = (pt.debit, pt.credit);
         if pt.rec.spec.timeout_ns > 0 && pt.deadline <= now {
             // Past its deadline, its expiry merely not run yet (bounded per input).
             return Err(E::PendingTransferExpired);
@@ -817,9 +849,9 @@ impl Ledger {
         let amount = if post && t.amount.0 != 0 {
             t.amount.0
         } else {
-            p.amount.0
+            reserved
         };
-        let (d, c) = (pt.debit as usize, pt.credit as usize);
+        let (d, c) = (d as usize, c as usize);
         if post {
             let (da, ca) = (&self.accounts[d], &self.accounts[c]);
             if da.debits_posted.checked_add(amount).is_none()
@@ -829,8 +861,8 @@ impl Ledger {
             }
         }
         // Moving pending to posted never raises a total: no limit can break here.
-        self.accounts[d].debits_pending -= p.amount.0;
-        self.accounts[c].credits_pending -= p.amount.0;
+        self.accounts[d].debits_pending -= reserved;
+        self.accounts[c].credits_pending -= reserved;
         if post {
             self.accounts[d].debits_posted += amount;
             self.accounts[c].credits_posted += amount;
@@ -845,7 +877,7 @@ impl Ledger {
         pr.change_seq = seq;
         let slot = self.store(
             t,
-            (pt.debit, pt.credit),
+            (d as u32, c as u32),
             amount,
             TState::Resolution,
             (seq, now),
@@ -961,20 +993,20 @@ impl Ledger {
                 return;
             }
             self.hot.heap_remove(slot);
-            let t = self.hot.slots[slot as usize];
+            let t = &mut self.hot.slots[slot as usize];
             assert_eq!(
                 t.rec.state,
                 TState::Pending,
                 "expiry heap holds a resolved transfer"
             );
-            let amount = t.rec.amount.0;
-            self.accounts[t.debit as usize].debits_pending -= amount;
-            self.accounts[t.credit as usize].credits_pending -= amount;
-            let r = &mut self.hot.slots[slot as usize].rec;
-            r.state = TState::PendingExpired;
-            r.change_seq = seq;
-            self.publish(slot, Some(&t.rec), out);
-            out.push(Event::TransferExpired { id: t.rec.spec.id });
+            let (d, c, amount, id) = (t.debit, t.credit, t.rec.amount.0, t.rec.spec.id);
+            let was = t.rec.change_seq;
+            t.rec.state = TState::PendingExpired;
+            t.rec.change_seq = seq;
+            self.accounts[d as usize].debits_pending -= amount;
+            self.accounts[c as usize].credits_pending -= amount;
+            self.publish(slot, Some(was), out);
+            out.push(Event::TransferExpired { id });
         }
     }
 

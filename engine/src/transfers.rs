@@ -7,16 +7,27 @@
 //! - `index`: transfer id → slot;
 //! - per-account intrusive lists (debit side and credit side) of stored
 //!   transfers in `ledger_seq` order, so an account query walks only that
-//!   account's records;
+//!   account's records. Their links live in `links`, a 16-byte entry per
+//!   slot beside the slab, not in the slot: appending writes the previous
+//!   tail's `next`, a slot stored long ago, and that write is a cache miss
+//!   in a 224-byte-a-slot slab but usually a hit in a 16-byte-a-slot array
+//!   (the ledger bench's profile blamed it for most of `store`);
 //! - `ring`: the FIFO of (slot, change_seq) in change order that eviction
 //!   consumes; an entry whose slot has changed since is stale and skipped;
+//! - `pending_hashes`: per slot, the records-hash term of a pending
+//!   transfer as published, tagged with its `ledger_seq`, so resolving or
+//!   expiring it takes its old term out of the records hash without hashing
+//!   the old version again; an entry whose tag differs is not used (the
+//!   term is recomputed), so a stale or missing entry (a slot reused, a
+//!   restored snapshot, which does not carry them) costs time, never a
+//!   wrong hash;
 //! - `heap`: pending transfers with a timeout, an indexed min-heap by
 //!   (deadline, ledger_seq), removed eagerly on post/void so it never holds
 //!   more entries than slots.
 //!
 //! Invariants: a live slot has a non-zero id and is indexed under it; a free
 //! slot has id 0; a slot is on its accounts' lists iff it is a stored
-//! transfer (not `Failed`); every slot has at most two ring entries (its
+//! transfer (not `Failed`), and a slot on no list has `UNLINKED` links; every slot has at most two ring entries (its
 //! creation and, for a pending transfer, its resolution), so the ring never
 //! needs more than `2 × transfers_max`. This module decides nothing about
 //! money: the ledger does.
@@ -41,9 +52,14 @@ pub(crate) struct Transfer {
     pub(crate) deadline: Timestamp,
     /// Position in the expiry heap, `NIL` when not in it.
     pub(crate) heap_pos: u32,
-    /// `[side][prev, next]` in the side's account list (side 0 debit, 1 credit).
-    pub(crate) link: [[u32; 2]; 2],
 }
+
+/// A slot's `[side][prev, next]` in the side's account list (side 0
+/// debit, 1 credit).
+pub(crate) type Links = [[u32; 2]; 2];
+
+/// Links of a slot on no list.
+pub(crate) const UNLINKED: Links = [[NIL; 2]; 2];
 
 impl Transfer {
     /// A slot's value with nothing linked yet.
@@ -54,7 +70,6 @@ impl Transfer {
             credit,
             deadline,
             heap_pos: NIL,
-            link: [[NIL; 2]; 2],
         }
     }
 
@@ -100,6 +115,13 @@ pub(crate) struct HotStore {
     pub(crate) slots: Vec<Transfer>,
     pub(crate) free: Vec<u32>,
     pub(crate) index: FixedMap<u32>,
+    /// Per slot: its account-list links; grown with the slab's high-water
+    /// mark (within capacity) when a slot is first linked.
+    pub(crate) links: Vec<Links>,
+    /// Per slot: (ledger_seq, records-hash term as two u64 halves: 24
+    /// bytes, not a u128's 32) of the pending transfer last published
+    /// there; grown like `links`.
+    pub(crate) pending_hashes: Vec<(u64, [u64; 2])>,
     /// Per account slot: `[side][head, tail]`; grown (within capacity) on first use.
     pub(crate) heads: Vec<[[u32; 2]; 2]>,
     pub(crate) ring: VecDeque<(u32, Seq)>,
@@ -112,6 +134,8 @@ impl HotStore {
             slots: Vec::with_capacity(transfers_max),
             free: Vec::with_capacity(transfers_max),
             index: FixedMap::with_capacity_grouped(transfers_max),
+            links: Vec::with_capacity(transfers_max),
+            pending_hashes: Vec::with_capacity(transfers_max),
             heads: Vec::with_capacity(accounts_max),
             ring: VecDeque::with_capacity(2 * transfers_max),
             heap: Vec::with_capacity(transfers_max),
@@ -121,6 +145,8 @@ impl HotStore {
     pub(crate) fn prefault(&mut self) {
         crate::ledger::touch_vec_with(&mut self.slots, Transfer::free_value());
         crate::ledger::touch_vec(&mut self.free);
+        crate::ledger::touch_vec_with(&mut self.links, UNLINKED);
+        crate::ledger::touch_vec(&mut self.pending_hashes);
         crate::ledger::touch_vec(&mut self.heads);
         crate::ledger::touch_vec(&mut self.heap);
         let (len, cap) = (self.ring.len(), self.ring.capacity());
@@ -167,7 +193,7 @@ impl HotStore {
     pub(crate) fn release(&mut self, slot: u32) {
         let t = &self.slots[slot as usize];
         assert!(
-            t.link == [[NIL; 2]; 2] && t.heap_pos == NIL && !t.is_free(),
+            self.links_of(slot) == UNLINKED && t.heap_pos == NIL && !t.is_free(),
             "release of a linked or free slot {slot}"
         );
         self.index.remove(t.rec.spec.id.0);
@@ -202,46 +228,77 @@ impl HotStore {
         self.heads.get(acct as usize).map_or([NIL; 2], |h| h[side])
     }
 
+    /// A slot's links (`UNLINKED` for one never linked).
+    #[inline]
+    pub(crate) fn links_of(&self, slot: u32) -> Links {
+        self.links.get(slot as usize).copied().unwrap_or(UNLINKED)
+    }
+
     /// Appends a stored transfer to its two accounts' lists (it has the
     /// highest ledger_seq so far, so the lists stay sorted).
     pub(crate) fn link(&mut self, slot: u32) {
-        // Only the two account slots: copying the whole 224-byte slot showed
-        // up as memmove in the ledger bench's profile.
-        let (debit, credit) = (
-            self.slots[slot as usize].debit,
-            self.slots[slot as usize].credit,
-        );
-        for (side, acct) in [(0, debit), (1, credit)] {
-            let tail = self.head_mut(acct)[side][1];
-            self.slots[slot as usize].link[side] = [tail, NIL];
+        let s = slot as usize;
+        if s >= self.links.len() {
+            assert!(s < self.links.capacity(), "list links sized to the slab");
+            self.links.resize(s + 1, UNLINKED);
+        }
+        let t = &self.slots[s];
+        for (side, acct) in [(0, t.debit), (1, t.credit)] {
+            let head = self.head_mut(acct);
+            let tail = head[side][1];
+            head[side][1] = slot;
             if tail == NIL {
-                self.head_mut(acct)[side][0] = slot;
+                head[side][0] = slot;
             } else {
-                self.slots[tail as usize].link[side][1] = slot;
+                self.links[tail as usize][side][1] = slot;
             }
-            self.head_mut(acct)[side][1] = slot;
+            self.links[s][side] = [tail, NIL];
         }
     }
 
     /// Takes a stored transfer off its accounts' lists.
     pub(crate) fn unlink(&mut self, slot: u32) {
-        let (debit, credit) = (
-            self.slots[slot as usize].debit,
-            self.slots[slot as usize].credit,
-        );
+        let s = slot as usize;
+        let (debit, credit) = (self.slots[s].debit, self.slots[s].credit);
         for (side, acct) in [(0, debit), (1, credit)] {
-            let [prev, next] = self.slots[slot as usize].link[side];
+            let [prev, next] = self.links[s][side];
             if prev == NIL {
                 self.head_mut(acct)[side][0] = next;
             } else {
-                self.slots[prev as usize].link[side][1] = next;
+                self.links[prev as usize][side][1] = next;
             }
             if next == NIL {
                 self.head_mut(acct)[side][1] = prev;
             } else {
-                self.slots[next as usize].link[side][0] = prev;
+                self.links[next as usize][side][0] = prev;
             }
-            self.slots[slot as usize].link[side] = [NIL; 2];
+            self.links[s][side] = [NIL; 2];
+        }
+    }
+
+    // ----- records-hash terms of pending transfers ----------------------
+
+    /// Remembers the term of the pending transfer with `ledger_seq` in `slot`.
+    pub(crate) fn set_pending_hash(&mut self, slot: u32, ledger_seq: u64, term: u128) {
+        let s = slot as usize;
+        if s >= self.pending_hashes.len() {
+            assert!(
+                s < self.pending_hashes.capacity(),
+                "pending hashes sized to the slab"
+            );
+            self.pending_hashes.resize(s + 1, (0, [0; 2]));
+        }
+        self.pending_hashes[s] = (ledger_seq, [term as u64, (term >> 64) as u64]);
+    }
+
+    /// The remembered term of the pending transfer with `ledger_seq` in
+    /// `slot`, if this slot's entry is that transfer's.
+    pub(crate) fn pending_hash(&self, slot: u32, ledger_seq: u64) -> Option<u128> {
+        match self.pending_hashes.get(slot as usize) {
+            Some(&(seq, [lo, hi])) if seq == ledger_seq && seq != 0 => {
+                Some((hi as u128) << 64 | lo as u128)
+            }
+            _ => None,
         }
     }
 
