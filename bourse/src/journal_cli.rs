@@ -118,7 +118,8 @@ where
     }
     let mut tries = 0;
     loop {
-        match journal::replay(&FsStorage, dir, from, to, &mut apply) {
+        // Read, verify and decode on a second thread, overlapped with `apply`.
+        match journal::replay_overlapped(&FsStorage, dir, from, to, &mut apply) {
             Err(ReplayError::Journal(JournalError::Corrupt { .. } | JournalError::Io { .. }))
                 if tries < LIVE_RETRIES && journal::live_writer(dir).is_some() =>
             {
