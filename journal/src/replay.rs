@@ -166,7 +166,16 @@ where
             .expect("the receiver is alive");
     }
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read_ahead(storage, dir, from_seq, to_seq, full_tx, empty_rx));
+        let reader = std::thread::Builder::new()
+            .name("replay-reader".into())
+            .spawn_scoped(scope, move || {
+                read_ahead(storage, dir, from_seq, to_seq, full_tx, empty_rx)
+            })
+            .map_err(|source| JournalError::Io {
+                op: "spawn the replay reader thread",
+                path: dir.to_path_buf(),
+                source,
+            })?;
         // Both channel ends of this side are dropped when this returns (or
         // unwinds), which stops a reader waiting on either.
         let failed = apply_batches(full_rx, empty_tx, &mut apply);
@@ -215,7 +224,11 @@ fn read_ahead<S: Storage>(
 /// The applying side: `apply` over every batch in order, each batch sent
 /// back empty for reuse. Returns the closure's error, if it failed (the
 /// rest is then not applied, and the channels are dropped).
-fn apply_batches<E, F>(full: Receiver<Vec<Input>>, empty: Sender<Vec<Input>>, apply: &mut F) -> Option<E>
+fn apply_batches<E, F>(
+    full: Receiver<Vec<Input>>,
+    empty: Sender<Vec<Input>>,
+    apply: &mut F,
+) -> Option<E>
 where
     F: FnMut(&Input) -> Result<(), E>,
 {
@@ -410,7 +423,10 @@ mod tests {
 
     /// What a replay did: the seqs handed out, then its result (the error
     /// as text, `JournalError` having no `PartialEq`).
-    type Run = (Vec<u64>, Result<(u64, Option<u64>, Option<u64>, u64), String>);
+    type Run = (
+        Vec<u64>,
+        Result<(u64, Option<u64>, Option<u64>, u64), String>,
+    );
 
     /// Runs `replay` (or `replay_overlapped`) over `from..=to`, the closure
     /// refusing the input `refuse` (if any).
@@ -462,7 +478,15 @@ mod tests {
     fn overlapped_closure_error_stops_at_that_input() {
         let d = journal_in(MANY, 22, 1 << 20, None);
         let b = OVERLAP_BATCH as u64;
-        for refuse in [3, b - 1, b, b + 1, b * OVERLAP_BATCHES as u64 + 1, MANY - 1, MANY] {
+        for refuse in [
+            3,
+            b - 1,
+            b,
+            b + 1,
+            b * OVERLAP_BATCHES as u64 + 1,
+            MANY - 1,
+            MANY,
+        ] {
             let (got, r) = run(&d, true, 2, u64::MAX, Some(refuse));
             assert_eq!(got, (2..=refuse).collect::<Vec<_>>(), "refuse {refuse}");
             assert_eq!(r, Err(format!("refused {refuse}")));
@@ -484,7 +508,10 @@ mod tests {
             }
             let want = run(&d, false, 1, u64::MAX, None);
             let (got, r) = run(&d, true, 1, u64::MAX, None);
-            println!("seed {seed}: bad record {bad_seq:?}, {} applied, {r:?}", got.len());
+            println!(
+                "seed {seed}: bad record {bad_seq:?}, {} applied, {r:?}",
+                got.len()
+            );
             assert_eq!((got, r), want, "seed {seed}");
         }
         // The undecodable record's own error, after the inputs before it.
