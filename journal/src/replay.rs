@@ -521,4 +521,22 @@ mod tests {
         let e = r.unwrap_err();
         assert!(e.contains("seq 1000") && e.contains("reserved"), "{e}");
     }
+
+    #[test]
+    fn overlapped_closure_panic_stops_the_reader_and_propagates() {
+        // A bug in the closure fails stop: the panic comes out of
+        // `replay_overlapped` (the reader thread, stopped, is joined first)
+        // instead of a reader left waiting for batches.
+        let d = journal_in(MANY, 23, 1 << 20, None);
+        let stop = OVERLAP_BATCH as u64 + 5;
+        let r = std::panic::catch_unwind(|| {
+            replay_overlapped(&d, Path::new(DIR), 1, u64::MAX, |i| {
+                assert!(i.seq.0 < stop, "refusing seq {}", i.seq.0);
+                Ok::<(), Infallible>(())
+            })
+        });
+        let panic = r.expect_err("the closure's panic propagates");
+        let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert_eq!(msg, format!("refusing seq {stop}"));
+    }
 }
