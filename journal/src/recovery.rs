@@ -7,7 +7,7 @@
 //! from a fresh engine at seq 0. (2) Scan the whole journal (every block is
 //! verified: checksums, hash chain, contiguity) and apply each record with
 //! seq > the snapshot's, in order, requiring the first one to be exactly
-//! snapshot seq + 1 (all through `journal::replay_overlapped`: the scan on a second thread). (3) Cut a provably torn tail (an unsynced write that was
+//! snapshot seq + 1 (all through `journal::replay`). (3) Cut a provably torn tail (an unsynced write that was
 //! never acknowledged; reported in `scan.tail`, logged as a WARN naming the
 //! segment, the offset and the bytes).
 //!
@@ -34,7 +34,7 @@
 //! (`JournalError::LostSegment`).
 
 use crate as journal;
-use crate::replay::{replay_overlapped, ReplayError};
+use crate::replay::{replay, ReplayError};
 use crate::snapshot::{self, SnapshotError, SnapshotFault, SnapshotSkip};
 use crate::{JournalError, MovedAside, ScanReport, Storage};
 use engine::{Engine, EngineConfig};
@@ -192,8 +192,7 @@ where
     attach(&mut engine);
     let from = snapshot_seq.unwrap_or(0) + 1;
     let mut events = engine.new_events();
-    // The scan on a second thread, overlapped with the engine's apply.
-    let r = replay_overlapped(storage, dir, from, u64::MAX, |input| {
+    let r = replay(storage, dir, from, u64::MAX, |input| {
         engine.apply(input, &mut events);
         Ok(())
     })

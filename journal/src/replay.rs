@@ -20,11 +20,18 @@
 //!
 //! `replay_overlapped` is the same contract on two threads: a reader thread
 //! runs `replay` (read, verify, decode) into a fixed set of batches while
-//! the calling thread runs the closure over them, so the scan's cost hides
-//! behind the closure's (an engine's `apply`, for `bourse replay` and
-//! recovery). No input is handed out before `replay` would have handed it
-//! out, in the same order; the reader only reads ahead (never writes), and
-//! a fault it meets is returned after every input before it was applied.
+//! the calling thread runs the closure over them, meant to hide the scan's
+//! cost behind the closure's (an engine's `apply`). No input is handed out
+//! before `replay` would have handed it out, in the same order; the reader
+//! only reads ahead (never writes), and a fault it meets is returned after
+//! every input before it was applied. Not used by recovery or `bourse
+//! replay` (yet): on the 2-vCPU development machine it measured slower than
+//! `replay` (`bourse replay` of 1.6 M pipeline inputs, medians of 5
+//! alternated runs: 0.548 vs 0.529 s; with both threads really running at
+//! once, at `nice -n -15`, 0.94 vs 0.59 s, and 0.81 vs 0.54 s of CPU):
+//! every decoded input (208 bytes) crosses cores, and the two threads'
+//! page faults contend. `replay_breakdown` (bourse
+//! example) measures both on a given machine.
 
 use crate::reader::{scan, ScanReport};
 use crate::record::{decode, InputRecord};
