@@ -2,10 +2,10 @@
 //! `bourse pipeline --rate 200000 --duration-s 8` leaves in
 //! `bourse-data/p0`): the journal side alone (read + verify + decode, one
 //! thread), the engine side alone (`Engine::apply` over the same inputs
-//! already in memory, in total and per command kind), and the whole replay
-//! as `bourse replay` runs it (`replay_dir`: the journal side on a second
-//! thread, overlapped with the engine's apply). Wall and CPU seconds for
-//! each, so a loaded machine shows as such.
+//! already in memory, in total and per command kind), the whole replay as
+//! `bourse replay` runs it (`replay_dir`: one thread), and the same with
+//! the journal side on a second thread (`journal::replay_overlapped`).
+//! Wall and CPU seconds for each, so a loaded machine shows as such.
 //!
 //! `cargo run --release -p bourse --example replay_breakdown -- DIR [ROUNDS]`
 //! (ROUNDS of each measurement, default 3; medians printed).
@@ -175,15 +175,27 @@ fn main() {
         hash = e.state_hash();
     });
     let mut replayed = 0u128;
+    report("bourse replay (replay_dir: one thread)", n, rounds, || {
+        let (_, r) = replay_dir(&dir, EngineConfig::default()).expect("replay");
+        replayed = r.state_hash;
+    });
+    assert_eq!(replayed, hash, "replay reproduces the state hash");
     report(
-        "bourse replay (replay_dir: both, overlapped)",
+        "replay_overlapped into an engine (two threads)",
         n,
         rounds,
         || {
-            let (_, r) = replay_dir(&dir, EngineConfig::default()).expect("replay");
-            replayed = r.state_hash;
+            let mut e = Engine::new(EngineConfig::default());
+            let mut ev = e.new_events();
+            journal::replay_overlapped(&FsStorage, &dir, 1, u64::MAX, |i| {
+                e.apply(i, &mut ev);
+                Ok::<(), Infallible>(())
+            })
+            .map_err(journal::ReplayError::into_journal)
+            .expect("the journal replays");
+            replayed = e.state_hash();
         },
     );
-    assert_eq!(replayed, hash, "replay reproduces the state hash");
+    assert_eq!(replayed, hash, "the overlapped replay reproduces it too");
     per_kind(&inputs);
 }
