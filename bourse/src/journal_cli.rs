@@ -118,6 +118,8 @@ where
     }
     let mut tries = 0;
     loop {
+        // One thread: `replay_overlapped` (the scan on a second thread) was
+        // measured slower here, see `journal::replay_overlapped`.
         match journal::replay(&FsStorage, dir, from, to, &mut apply) {
             Err(ReplayError::Journal(JournalError::Corrupt { .. } | JournalError::Io { .. }))
                 if tries < LIVE_RETRIES && journal::live_writer(dir).is_some() =>

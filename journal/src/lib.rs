@@ -85,7 +85,9 @@ pub use recovery::{
     Recovered, RecoveryError,
 };
 pub use repair::{move_damage_aside, move_file_aside, repair_journal, MovedAside, DAMAGED_DIR};
-pub use replay::{replay, ReplayError, Replayed};
+pub use replay::{
+    replay, replay_overlapped, ReplayError, Replayed, OVERLAP_BATCH, OVERLAP_BATCHES,
+};
 pub use retention::{
     disk_usage, prune_archive, scan_archive, target_base, ArchiveReport, BadPolicy, DiskUsage,
     RetainPolicy, Retention, RetentionConfig, Step, ARCHIVE_BYTES_MAX_DEFAULT, ARCHIVE_DIR,
