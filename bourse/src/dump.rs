@@ -130,16 +130,26 @@ pub fn command_to_script_json(c: &Command) -> String {
             .raw("owner", owner)
             .raw("order_id", order_id)
             .done(),
+        Command::CancelByClientId {
+            owner,
+            client_order_id,
+        } => Obj::new("cancel")
+            .raw("owner", owner)
+            .raw("client_order_id", client_order_id)
+            .done(),
         Command::Replace {
             owner,
             order_id,
             price,
             qty,
+            requeue,
         } => Obj::new("replace")
             .raw("owner", owner)
             .raw("order_id", order_id)
             .opt("price", price)
             .opt("qty", qty)
+            // Only when set: a plain replace dumps as before.
+            .opt("requeue", requeue.then_some(true))
             .done(),
         Command::MassCancel {
             owner,

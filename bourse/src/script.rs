@@ -508,8 +508,10 @@ fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
             "trigger_price",
             "expire_at",
         ],
-        "cancel" => &["owner", "order_id"],
-        "replace" => &["owner", "order_id", "price", "qty"],
+        // Beyond script.md: `client_order_id` (instead of `order_id`) and
+        // `requeue` (README, "Order ids for embedders").
+        "cancel" => &["owner", "order_id", "client_order_id"],
+        "replace" => &["owner", "order_id", "price", "qty", "requeue"],
         "mass_cancel" => &["owner", "instrument", "side"],
         "halt" | "resume" => &["instrument"],
         "time" => &["now"],
@@ -522,6 +524,27 @@ fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
         "get_account_transfers" => &["account", "by", "lo", "hi", "limit", "order", "actor"],
         _ => return None,
     })
+}
+
+/// A `cancel` names its order by `order_id` or, beyond script.md, by
+/// `client_order_id` (the owner's live order entered with it); not both.
+fn parse_cancel(f: &Fields<'_>) -> Result<Command, LineError> {
+    let owner = OwnerId(f.req_u64("owner")?);
+    match (f.get("order_id"), f.get("client_order_id")) {
+        (None, Some(_)) => Ok(Command::CancelByClientId {
+            owner,
+            client_order_id: ClientOrderId(f.req_u64("client_order_id")?),
+        }),
+        (Some(_), Some(c)) => Err(f.bad(
+            "client_order_id",
+            "absent when order_id is given",
+            c,
+        )),
+        _ => Ok(Command::Cancel {
+            owner,
+            order_id: OrderId(f.req_u64("order_id")?),
+        }),
+    }
 }
 
 /// The u128 fields of each command (read exactly from the text, see [`wide_fields`]).
@@ -644,15 +667,13 @@ pub fn parse_line(text: &str) -> Result<Line, LineError> {
         "open_account" => parse_open_account(&f),
         "transfer" => parse_transfer(&f),
         "order" => parse_order(&f),
-        "cancel" => Ok(Command::Cancel {
-            owner: OwnerId(f.req_u64("owner")?),
-            order_id: OrderId(f.req_u64("order_id")?),
-        }),
+        "cancel" => parse_cancel(&f),
         "replace" => Ok(Command::Replace {
             owner: OwnerId(f.req_u64("owner")?),
             order_id: OrderId(f.req_u64("order_id")?),
             price: f.opt_clamped("price")?.map(Price),
             qty: f.opt_clamped("qty")?.map(Qty),
+            requeue: f.opt_bool("requeue")?.unwrap_or(false),
         }),
         "mass_cancel" => Ok(Command::MassCancel {
             owner: OwnerId(f.req_u64("owner")?),
@@ -2036,6 +2057,7 @@ mod tests {
                 Event::Replaced {
                     order_id: OrderId(1),
                     owner: OwnerId(7),
+                    side: Side::Buy,
                     price: Price(101),
                     qty: Qty(4),
                     priority_kept: false,

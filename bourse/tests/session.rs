@@ -272,6 +272,7 @@ fn execution_reports_follow_fix_semantics() {
             order_id: oid,
             price: 101,
             qty: 3,
+            ..Default::default()
         },
         &mut f,
     );
