@@ -1,14 +1,17 @@
 //! The live-order map by client order id: (owner, client order id) → order
 //! slot, so an embedder can cancel or look up an order by the id it chose.
 //!
-//! Layout: an open-addressing table of 8-byte entries (order slot, 32-bit
-//! hash), twice `orders_max` rounded up to a power of two, allocated in
-//! `Engine::new`. The key is not stored: a lookup checks the candidate
-//! order's own `owner_slot` and `coid`, and deletion (backward shift) reads
-//! only the stored hash, so insert and remove touch one table line and
-//! never the order or owner records.
+//! Layout: the same shape as `IdIndex`: a direct-mapped array of order
+//! slots (+1, 0 = empty), twice `orders_max` rounded up to a power of two,
+//! indexed by `home(owner slot, client order id)`, which keeps an owner's
+//! consecutive client order ids in consecutive entries (most embedders
+//! number their orders 1, 2, 3, …), so entering an order writes a line that
+//! is already hot. A key whose entry is taken spills to a fixed-capacity
+//! `FixedMap` keyed by the exact (owner slot, client order id) pair. The key
+//! is not stored in the array: a lookup checks the candidate order's own
+//! `owner_slot` and `coid`. Everything is allocated in `Engine::new`.
 //!
-//! Invariants: the table holds exactly the live orders — the same set as
+//! Invariants: the map holds exactly the live orders — the same set as
 //! `order_index` — because `alloc_order` inserts and `end_order` removes
 //! (one call each); an owner's client order id is unique among its live
 //! orders (a new order reusing a live one's is rejected
@@ -16,96 +19,80 @@
 //! uses the owner's slot, which is stable while the owner has a live order.
 //! It is derived state: neither the state hash nor the snapshot carries it,
 //! and `restore` rebuilds it from the live orders. It never allocates after
-//! construction and is at most half full, so probes stay short.
+//! construction.
 
 use super::*;
-
-/// An empty table entry.
-const EMPTY: Entry32 = Entry32 { slot: NIL, hash: 0 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Entry32 {
-    /// The order's slot, `NIL` when empty.
-    slot: u32,
-    /// The key's hash (its low bits are the home position).
-    hash: u32,
-}
 
 /// (owner slot, client order id) → order slot for every live order.
 #[derive(Debug)]
 pub(super) struct ClientIds {
-    table: Vec<Entry32>,
-    mask: usize,
+    /// Order slot + 1 at `home(key)`; 0 = empty.
+    direct: Vec<u32>,
+    mask: u64,
+    /// Keys whose direct entry was taken, by their exact value.
+    spill: FixedMap<u32>,
 }
 
-/// A fixed mix of the key (no seed: the layout is the same on every run).
+/// The direct entry of a key: an owner's consecutive client order ids are
+/// neighbours; owners start far apart (a fixed odd multiplier, no seed).
 #[inline]
-fn hash_of(owner_slot: u32, coid: ClientOrderId) -> u32 {
-    let x = coid.0 ^ ((owner_slot as u64) << 40) ^ (owner_slot as u64);
-    let x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    let x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    (x ^ (x >> 33)) as u32
+fn home(owner_slot: u32, coid: ClientOrderId, mask: u64) -> usize {
+    (coid.0.wrapping_add((owner_slot as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) & mask) as usize
+}
+
+/// The exact key, for the spill map.
+#[inline]
+fn full_key(owner_slot: u32, coid: ClientOrderId) -> u128 {
+    ((owner_slot as u128) << 64) | coid.0 as u128
 }
 
 impl ClientIds {
-    /// A table for up to `orders_max` live orders (at most half full).
+    /// A map for up to `orders_max` live orders.
     pub(super) fn with_capacity(orders_max: usize) -> Self {
         let n = (2 * orders_max.max(1)).next_power_of_two();
         ClientIds {
-            table: vec![EMPTY; n],
-            mask: n - 1,
+            direct: vec![0; n],
+            mask: (n - 1) as u64,
+            spill: FixedMap::with_capacity(orders_max.max(1)),
         }
     }
 
     /// Writes every page now, changing nothing (see `Engine::prefault`).
     pub(super) fn prefault(&mut self) {
-        for e in self.table.iter_mut().step_by(4096 / core::mem::size_of::<Entry32>()) {
-            *e = core::hint::black_box(*e);
+        for i in (0..self.direct.len()).step_by(1024) {
+            let v = core::hint::black_box(self.direct[i]);
+            self.direct[i] = v;
+        }
+        self.spill.prefault();
+    }
+
+    fn insert(&mut self, (os, coid): (u32, ClientOrderId), slot: u32) {
+        let h = home(os, coid, self.mask);
+        if self.direct[h] == 0 {
+            self.direct[h] = slot + 1;
+        } else {
+            let ok = self.spill.insert(full_key(os, coid), slot);
+            assert!(ok, "client id spill sized to orders_max");
         }
     }
 
-    fn insert(&mut self, slot: u32, hash: u32) {
-        let mut i = hash as usize & self.mask;
-        while self.table[i].slot != NIL {
-            i = (i + 1) & self.mask;
+    fn remove(&mut self, (os, coid): (u32, ClientOrderId), slot: u32) {
+        let h = home(os, coid, self.mask);
+        if self.direct[h] == slot + 1 {
+            self.direct[h] = 0;
+        } else {
+            let gone = self.spill.remove(full_key(os, coid));
+            assert_eq!(gone, Some(slot), "client id map lacks live slot {slot}");
         }
-        self.table[i] = Entry32 { slot, hash };
-    }
-
-    fn remove(&mut self, slot: u32, hash: u32) {
-        let mut i = hash as usize & self.mask;
-        while self.table[i].slot != slot {
-            assert!(self.table[i].slot != NIL, "client id map lacks live slot {slot}");
-            i = (i + 1) & self.mask;
-        }
-        // Backward-shift deletion: no tombstones, probes never degrade.
-        let mut j = i;
-        loop {
-            j = (j + 1) & self.mask;
-            let e = self.table[j];
-            if e.slot == NIL {
-                break;
-            }
-            let home = e.hash as usize & self.mask;
-            let stays = if i <= j {
-                home > i && home <= j
-            } else {
-                home > i || home <= j
-            };
-            if !stays {
-                self.table[i] = e;
-                i = j;
-            }
-        }
-        self.table[i] = EMPTY;
     }
 
     fn clear(&mut self) {
-        self.table.fill(EMPTY);
+        self.direct.fill(0);
+        self.spill = FixedMap::with_capacity(self.spill.capacity());
     }
 
     fn len(&self) -> usize {
-        self.table.iter().filter(|e| e.slot != NIL).count()
+        self.direct.iter().filter(|&&s| s != 0).count() + self.spill.len()
     }
 }
 
@@ -114,8 +101,8 @@ impl Engine {
     #[inline]
     pub(super) fn client_id_insert(&mut self, slot: u32) {
         let o = &self.orders[slot as usize];
-        let h = hash_of(o.owner_slot, o.coid);
-        self.client_ids.insert(slot, h);
+        let key = (o.owner_slot, o.coid);
+        self.client_ids.insert(key, slot);
     }
 
     /// Forgets the live order at `slot` (called by `end_order`, before the
@@ -123,8 +110,8 @@ impl Engine {
     #[inline]
     pub(super) fn client_id_remove(&mut self, slot: u32) {
         let o = &self.orders[slot as usize];
-        let h = hash_of(o.owner_slot, o.coid);
-        self.client_ids.remove(slot, h);
+        let key = (o.owner_slot, o.coid);
+        self.client_ids.remove(key, slot);
     }
 
     /// Rebuilds the map from the live orders (after `restore`).
@@ -140,19 +127,17 @@ impl Engine {
     fn client_id_slot(&self, owner: OwnerId, coid: ClientOrderId) -> Option<u32> {
         let os = self.owner_index.get(owner.0 as u128)?;
         let t = &self.client_ids;
-        let h = hash_of(os, coid);
-        let mut i = h as usize & t.mask;
-        loop {
-            let e = t.table[i];
-            if e.slot == NIL {
-                return None;
+        let s = t.direct[home(os, coid, t.mask)];
+        if s != 0 {
+            let o = &self.orders[(s - 1) as usize];
+            if o.owner_slot == os && o.coid == coid {
+                return Some(s - 1);
             }
-            let o = &self.orders[e.slot as usize];
-            if e.hash == h && o.owner_slot == os && o.coid == coid {
-                return Some(e.slot);
-            }
-            i = (i + 1) & t.mask;
         }
+        if t.spill.is_empty() {
+            return None;
+        }
+        t.spill.get(full_key(os, coid))
     }
 
     /// `owner`'s live order (resting or waiting stop) entered with client
@@ -206,23 +191,20 @@ impl Engine {
 mod tests {
     use super::*;
 
-    /// Removing from the middle of a probe run keeps every other key
-    /// reachable (backward shift), including runs that wrap the table end.
+    /// Keys that share a direct entry spill and are each removed from where
+    /// they are; an owner's consecutive client order ids are neighbours.
     #[test]
-    fn backward_shift_keeps_runs_reachable() {
+    fn collisions_spill_and_come_back_out() {
         let mut t = ClientIds::with_capacity(4); // 8 entries
-        let homes = [7u32, 7, 7, 0, 1];
-        for (s, &h) in homes.iter().enumerate() {
-            t.insert(s as u32, h);
-        }
-        t.remove(1, 7);
-        for (s, &h) in homes.iter().enumerate().filter(|(s, _)| *s != 1) {
-            let mut i = h as usize & t.mask;
-            while t.table[i].slot != s as u32 {
-                assert_ne!(t.table[i].slot, NIL, "slot {s} lost after a removal");
-                i = (i + 1) & t.mask;
-            }
-        }
-        assert_eq!(t.len(), 4);
+        let (a, b) = ((0, ClientOrderId(1)), (0, ClientOrderId(9))); // same home
+        assert_eq!(home(a.0, a.1, t.mask), home(b.0, b.1, t.mask));
+        assert_eq!(home(0, ClientOrderId(2), t.mask), home(0, ClientOrderId(1), t.mask) + 1);
+        t.insert(a, 10);
+        t.insert(b, 11);
+        assert_eq!((t.len(), t.spill.len()), (2, 1));
+        t.remove(a, 10);
+        assert_eq!(t.spill.get(full_key(b.0, b.1)), Some(11));
+        t.remove(b, 11);
+        assert_eq!(t.len(), 0);
     }
 }
