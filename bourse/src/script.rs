@@ -535,11 +535,7 @@ fn parse_cancel(f: &Fields<'_>) -> Result<Command, LineError> {
             owner,
             client_order_id: ClientOrderId(f.req_u64("client_order_id")?),
         }),
-        (Some(_), Some(c)) => Err(f.bad(
-            "client_order_id",
-            "absent when order_id is given",
-            c,
-        )),
+        (Some(_), Some(c)) => Err(f.bad("client_order_id", "absent when order_id is given", c)),
         _ => Ok(Command::Cancel {
             owner,
             order_id: OrderId(f.req_u64("order_id")?),

@@ -1456,9 +1456,15 @@ fn cancel_by_client_order_id_and_requeue_over_the_wire() {
     a.handle_bytes(6, &frame(template::CANCEL_BY_CLIENT_ID, &foreign));
     x.pump(&mut [&mut a]);
     let r = reports(&drain(&mut a));
-    assert_eq!((r[0].exec_type, r[0].reject_code), (exec_type::REJECTED, code::NOT_AUTHORIZED));
+    assert_eq!(
+        (r[0].exec_type, r[0].reject_code),
+        (exec_type::REJECTED, code::NOT_AUTHORIZED)
+    );
     // A replace with unknown flag bits is refused at the protocol level.
-    let bad = ReplaceMsg { flags: 2, ..requeue };
+    let bad = ReplaceMsg {
+        flags: 2,
+        ..requeue
+    };
     a.handle_bytes(7, &frame(template::REPLACE, &bad));
     assert!(matches!(drain(&mut a).as_slice(), [Msg::Reject(_)]));
 }

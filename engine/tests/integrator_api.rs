@@ -196,12 +196,7 @@ fn every_cancel_names_side_and_price() {
         ..order(5, 1, Side::Sell, 110, 7)
     };
     r.run(Command::NewOrder(gtd)); // id 6
-    let ev = r.run_at(
-        60,
-        Command::Time {
-            now: Timestamp(60),
-        },
-    );
+    let ev = r.run_at(60, Command::Time { now: Timestamp(60) });
     assert_eq!(
         ev,
         [canceled_for(
@@ -238,9 +233,16 @@ fn cancel_and_lookup_by_client_order_id() {
     let mut r = Rig::new();
     r.run(limit(1, 7, Side::Buy, 99, 5)); // id 1
     r.run(limit(2, 7, Side::Buy, 98, 6)); // id 2: same coid, other owner
-    let v = r.e.order_by_client_id(OwnerId(1), ClientOrderId(7)).unwrap();
-    assert_eq!((v.id, v.remaining, v.price), (OrderId(1), Qty(5), Price(99)));
-    let v = r.e.order_by_client_id(OwnerId(2), ClientOrderId(7)).unwrap();
+    let v =
+        r.e.order_by_client_id(OwnerId(1), ClientOrderId(7))
+            .unwrap();
+    assert_eq!(
+        (v.id, v.remaining, v.price),
+        (OrderId(1), Qty(5), Price(99))
+    );
+    let v =
+        r.e.order_by_client_id(OwnerId(2), ClientOrderId(7))
+            .unwrap();
     assert_eq!(v.id, OrderId(2));
     assert_eq!(r.e.order_by_client_id(OwnerId(3), ClientOrderId(7)), None);
     assert_eq!(r.e.order_by_client_id(OwnerId(1), ClientOrderId(8)), None);
@@ -259,7 +261,9 @@ fn cancel_and_lookup_by_client_order_id() {
     // A partly filled one is found with its leaves.
     r.run(limit(1, 9, Side::Buy, 97, 10)); // id 4
     r.run(limit(3, 2, Side::Sell, 97, 4));
-    let v = r.e.order_by_client_id(OwnerId(1), ClientOrderId(9)).unwrap();
+    let v =
+        r.e.order_by_client_id(OwnerId(1), ClientOrderId(9))
+            .unwrap();
     assert_eq!((v.id, v.remaining), (OrderId(4), Qty(6)));
     r.expect(by_coid(1, 9), &[canceled(4, 1, Side::Buy, Some(97), 6)]);
 }
@@ -283,7 +287,10 @@ fn requeue_replace_always_loses_priority() {
     r.expect(replace(1, 1, None, Some(3), true), &[kept(1, 1, 3, false)]);
     assert_eq!(r.e.queue_ids(I, Side::Sell), [vec![OrderId(2), OrderId(1)]]);
     // Same price and quantity: only the place changes.
-    r.expect(replace(2, 2, Some(101), None, true), &[kept(2, 2, 5, false)]);
+    r.expect(
+        replace(2, 2, Some(101), None, true),
+        &[kept(2, 2, 5, false)],
+    );
     assert_eq!(r.e.queue_ids(I, Side::Sell), [vec![OrderId(1), OrderId(2)]]);
     assert_eq!(r.e.depth_at(I, Side::Sell, Price(101)), (Qty(8), 2));
     // A crossing requeue trades on arrival as a taker, under the same seq.
@@ -332,7 +339,10 @@ fn depth_queries_agree_with_book_side() {
     println!("seed {seed:#x}");
     let mut rng = SplitMix64::new(seed);
     let mut r = Rig::new();
-    assert_eq!(r.e.depth_at(InstrumentId(9), Side::Buy, Price(1)), (Qty(0), 0));
+    assert_eq!(
+        r.e.depth_at(InstrumentId(9), Side::Buy, Price(1)),
+        (Qty(0), 0)
+    );
     assert_eq!(r.e.book_levels(InstrumentId(9), Side::Buy).count(), 0);
     for coid in 1..=600u64 {
         let c = match rng.below(4) {

@@ -1400,8 +1400,8 @@ impl Session {
         if self.queue.iter().any(|q| q.token == token) {
             self.queue.retain(|q| q.token != token);
         }
-        let multi = matches!(p.kind, PendKind::Ack | PendKind::CancelByClientId { .. })
-            && p.ends_left > 1;
+        let multi =
+            matches!(p.kind, PendKind::Ack | PendKind::CancelByClientId { .. }) && p.ends_left > 1;
         if multi {
             p.ends_left -= 1;
             p.code = code;

@@ -14,9 +14,9 @@
 //! capacities (random streams stay within `EngineConfig::small()`).
 
 use engine::{
-    CancelReason, ClientOrderId, Command, Event, Events, HaltReason, Input, InstrumentId, InstrumentSpec,
-    LevelView, NewOrder, OrderId, OrderType, OwnerId, Price, Qty, RejectReason, RejectTarget, Side,
-    Stp, Tif,
+    CancelReason, ClientOrderId, Command, Event, Events, HaltReason, Input, InstrumentId,
+    InstrumentSpec, LevelView, NewOrder, OrderId, OrderType, OwnerId, Price, Qty, RejectReason,
+    RejectTarget, Side, Stp, Tif,
 };
 use std::collections::{BTreeMap, VecDeque};
 
@@ -848,10 +848,7 @@ impl Reference {
                         instrument: InstrumentId(iid),
                         reason: HaltReason::CircuitBreaker,
                     }));
-                    canceled(out, &t,
-                        t.remaining,
-                        CancelReason::CircuitBreaker,
-                    );
+                    canceled(out, &t, t.remaining, CancelReason::CircuitBreaker);
                     t.remaining = 0;
                     return End::Halted;
                 }

@@ -3,13 +3,17 @@
 //!
 //! Layout: the same shape as `IdIndex`: a direct-mapped array of order
 //! slots (+1, 0 = empty), twice `orders_max` rounded up to a power of two,
-//! indexed by `home(owner slot, client order id)`, which keeps an owner's
-//! consecutive client order ids in consecutive entries (most embedders
-//! number their orders 1, 2, 3, …), so entering an order writes a line that
-//! is already hot. A key whose entry is taken spills to a fixed-capacity
-//! `FixedMap` keyed by the exact (owner slot, client order id) pair. The key
-//! is not stored in the array: a lookup checks the candidate order's own
-//! `owner_slot` and `coid`. Everything is allocated in `Engine::new`.
+//! with two candidate entries per key and a spill map. The first entry is
+//! the client order id alone (`coid & mask`): embedders that number orders
+//! uniquely across owners (1, 2, 3, … whoever sends them) write consecutive
+//! entries, a line that is already hot, as `IdIndex` does for order ids.
+//! The second, `coid + owner slot × K`, serves embedders that number each
+//! owner's orders 1, 2, 3, …: the owners whose ids collide on the first
+//! entry still get consecutive entries of their own. A key whose two
+//! entries are taken spills to a fixed-capacity `FixedMap` keyed by the
+//! exact (owner slot, client order id) pair. The key is not stored in the
+//! array: a lookup checks the candidate order's own `owner_slot` and
+//! `coid`. Everything is allocated in `Engine::new`.
 //!
 //! Invariants: the map holds exactly the live orders — the same set as
 //! `order_index` — because `alloc_order` inserts and `end_order` removes
@@ -33,11 +37,15 @@ pub(super) struct ClientIds {
     spill: FixedMap<u32>,
 }
 
-/// The direct entry of a key: an owner's consecutive client order ids are
-/// neighbours; owners start far apart (a fixed odd multiplier, no seed).
+/// The two direct entries of a key: the client order id alone, then one
+/// where an owner's consecutive ids are neighbours and owners start far
+/// apart (a fixed odd multiplier, no seed).
 #[inline]
-fn home(owner_slot: u32, coid: ClientOrderId, mask: u64) -> usize {
-    (coid.0.wrapping_add((owner_slot as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) & mask) as usize
+fn homes(owner_slot: u32, coid: ClientOrderId, mask: u64) -> [usize; 2] {
+    let spread = coid
+        .0
+        .wrapping_add((owner_slot as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    [(coid.0 & mask) as usize, (spread & mask) as usize]
 }
 
 /// The exact key, for the spill map.
@@ -67,9 +75,11 @@ impl ClientIds {
     }
 
     fn insert(&mut self, (os, coid): (u32, ClientOrderId), slot: u32) {
-        let h = home(os, coid, self.mask);
-        if self.direct[h] == 0 {
-            self.direct[h] = slot + 1;
+        let [a, b] = homes(os, coid, self.mask);
+        if self.direct[a] == 0 {
+            self.direct[a] = slot + 1;
+        } else if self.direct[b] == 0 {
+            self.direct[b] = slot + 1;
         } else {
             let ok = self.spill.insert(full_key(os, coid), slot);
             assert!(ok, "client id spill sized to orders_max");
@@ -77,9 +87,11 @@ impl ClientIds {
     }
 
     fn remove(&mut self, (os, coid): (u32, ClientOrderId), slot: u32) {
-        let h = home(os, coid, self.mask);
-        if self.direct[h] == slot + 1 {
-            self.direct[h] = 0;
+        let [a, b] = homes(os, coid, self.mask);
+        if self.direct[a] == slot + 1 {
+            self.direct[a] = 0;
+        } else if self.direct[b] == slot + 1 {
+            self.direct[b] = 0;
         } else {
             let gone = self.spill.remove(full_key(os, coid));
             assert_eq!(gone, Some(slot), "client id map lacks live slot {slot}");
@@ -127,11 +139,13 @@ impl Engine {
     fn client_id_slot(&self, owner: OwnerId, coid: ClientOrderId) -> Option<u32> {
         let os = self.owner_index.get(owner.0 as u128)?;
         let t = &self.client_ids;
-        let s = t.direct[home(os, coid, t.mask)];
-        if s != 0 {
-            let o = &self.orders[(s - 1) as usize];
-            if o.owner_slot == os && o.coid == coid {
-                return Some(s - 1);
+        for h in homes(os, coid, t.mask) {
+            let s = t.direct[h];
+            if s != 0 {
+                let o = &self.orders[(s - 1) as usize];
+                if o.owner_slot == os && o.coid == coid {
+                    return Some(s - 1);
+                }
             }
         }
         if t.spill.is_empty() {
@@ -191,20 +205,31 @@ impl Engine {
 mod tests {
     use super::*;
 
-    /// Keys that share a direct entry spill and are each removed from where
-    /// they are; an owner's consecutive client order ids are neighbours.
+    /// A key whose first entry is taken goes to its second, then to the
+    /// spill map; each is removed from where it is.
     #[test]
-    fn collisions_spill_and_come_back_out() {
+    fn collisions_take_the_second_entry_then_spill() {
         let mut t = ClientIds::with_capacity(4); // 8 entries
-        let (a, b) = ((0, ClientOrderId(1)), (0, ClientOrderId(9))); // same home
-        assert_eq!(home(a.0, a.1, t.mask), home(b.0, b.1, t.mask));
-        assert_eq!(home(0, ClientOrderId(2), t.mask), home(0, ClientOrderId(1), t.mask) + 1);
+                                                 // Same client order id, three owners: same first entry.
+        let (a, b, c) = (
+            (0, ClientOrderId(1)),
+            (1, ClientOrderId(1)),
+            (2, ClientOrderId(1)),
+        );
+        let hb = homes(b.0, b.1, t.mask);
+        assert_eq!(homes(a.0, a.1, t.mask)[0], hb[0]);
+        // An owner's consecutive ids are neighbours in both entries.
+        let next = homes(b.0, ClientOrderId(2), t.mask);
+        assert_eq!((next[0], next[1]), ((hb[0] + 1) & 7, (hb[1] + 1) & 7));
         t.insert(a, 10);
         t.insert(b, 11);
-        assert_eq!((t.len(), t.spill.len()), (2, 1));
+        t.direct[homes(c.0, c.1, t.mask)[1]] = 99; // force c's second entry taken
+        t.insert(c, 12);
+        assert_eq!(t.spill.get(full_key(c.0, c.1)), Some(12));
         t.remove(a, 10);
-        assert_eq!(t.spill.get(full_key(b.0, b.1)), Some(11));
+        t.remove(c, 12);
+        assert_eq!(t.direct[hb[1]], 12);
         t.remove(b, 11);
-        assert_eq!(t.len(), 0);
+        assert_eq!((t.len(), t.spill.len()), (1, 0)); // only the forced entry
     }
 }
