@@ -205,7 +205,7 @@ impl World {
                 qty,
                 // Some lose priority at an unchanged price (no extra draw:
                 // the stream of every seed is as before).
-                requeue: id.0 % 3 == 0,
+                requeue: id.0.is_multiple_of(3),
             };
         }
         match r.below(10) {

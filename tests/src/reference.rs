@@ -784,7 +784,7 @@ impl Reference {
             if m.owner == t.owner && t.stp != Stp::None {
                 match t.stp {
                     Stp::CancelTaker => {
-                        canceled(out, &t, t.remaining, CancelReason::Stp);
+                        canceled(out, t, t.remaining, CancelReason::Stp);
                         t.remaining = 0;
                         return End::TakerCanceled;
                     }
@@ -796,7 +796,7 @@ impl Reference {
                     Stp::CancelBoth => {
                         self.remove_order(mid);
                         canceled(out, &m, m.remaining, CancelReason::Stp);
-                        canceled(out, &t, t.remaining, CancelReason::Stp);
+                        canceled(out, t, t.remaining, CancelReason::Stp);
                         t.remaining = 0;
                         return End::TakerCanceled;
                     }
@@ -816,7 +816,7 @@ impl Reference {
                         }
                         t.remaining -= x;
                         if t.remaining == 0 {
-                            canceled(out, &t, x, CancelReason::Stp);
+                            canceled(out, t, x, CancelReason::Stp);
                             return End::TakerCanceled;
                         }
                         out.push(Ev::E(Event::Reduced {
@@ -848,7 +848,7 @@ impl Reference {
                         instrument: InstrumentId(iid),
                         reason: HaltReason::CircuitBreaker,
                     }));
-                    canceled(out, &t, t.remaining, CancelReason::CircuitBreaker);
+                    canceled(out, t, t.remaining, CancelReason::CircuitBreaker);
                     t.remaining = 0;
                     return End::Halted;
                 }
