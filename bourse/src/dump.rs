@@ -14,7 +14,7 @@
 //! Seq numbers in the replayed script therefore differ from the journal's
 //! (each `time` line takes one); engine times and batching are preserved.
 
-use engine::{AccountFlags, Actor, Command, Input, TransferFlags};
+use engine::{AccountFlags, Actor, Command, Input, OrderId, OwnerId, Price, Qty, TransferFlags};
 use std::fmt::Write as _;
 
 fn q(s: &str) -> String {
@@ -88,6 +88,22 @@ impl Obj {
     }
 }
 
+/// A `replace` line; `requeue` only when set, so a plain replace dumps as
+/// before.
+fn replace_json(
+    (owner, order_id): (OwnerId, OrderId),
+    (price, qty): (Option<Price>, Option<Qty>),
+    requeue: bool,
+) -> String {
+    Obj::new("replace")
+        .raw("owner", owner)
+        .raw("order_id", order_id)
+        .opt("price", price)
+        .opt("qty", qty)
+        .opt("requeue", requeue.then_some(true))
+        .done()
+}
+
 /// One command as a script.md JSON object (one line, no newline).
 pub fn command_to_script_json(c: &Command) -> String {
     match *c {
@@ -143,14 +159,7 @@ pub fn command_to_script_json(c: &Command) -> String {
             price,
             qty,
             requeue,
-        } => Obj::new("replace")
-            .raw("owner", owner)
-            .raw("order_id", order_id)
-            .opt("price", price)
-            .opt("qty", qty)
-            // Only when set: a plain replace dumps as before.
-            .opt("requeue", requeue.then_some(true))
-            .done(),
+        } => replace_json((owner, order_id), (price, qty), requeue),
         Command::MassCancel {
             owner,
             instrument,

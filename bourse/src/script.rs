@@ -1619,6 +1619,58 @@ mod tests {
 
     const INST: &str = r#"{"cmd":"instrument","id":1,"symbol":"ABC-USD","base":"ABC","quote":"USD","tick":1,"lot_size":1,"qty_min":1,"qty_max":1000,"reference_price":100,"settle":false}"#;
 
+    /// Beyond script.md: cancel by client order id (not with `order_id`),
+    /// and `requeue` on replace; a run shows both at work, with the output
+    /// lines of script.md unchanged.
+    #[test]
+    fn cancel_by_client_order_id_and_requeue() {
+        assert_eq!(
+            parse_cmd(r#"{"cmd":"cancel","owner":7,"client_order_id":11}"#),
+            Ok(Command::CancelByClientId {
+                owner: OwnerId(7),
+                client_order_id: ClientOrderId(11),
+            })
+        );
+        let both = parse_cmd(r#"{"cmd":"cancel","owner":7,"order_id":1,"client_order_id":11}"#);
+        assert!(
+            matches!(&both, Err(LineError::Bad { field, .. }) if field == "client_order_id"),
+            "{both:?}"
+        );
+        assert!(matches!(
+            parse_cmd(r#"{"cmd":"replace","owner":7,"order_id":1,"qty":2,"requeue":true}"#),
+            Ok(Command::Replace { requeue: true, .. })
+        ));
+        assert!(matches!(
+            parse_cmd(r#"{"cmd":"replace","owner":7,"order_id":1,"qty":2}"#),
+            Ok(Command::Replace { requeue: false, .. })
+        ));
+        let order = |coid| {
+            format!(
+                r#"{{"cmd":"order","owner":7,"instrument":1,"client_order_id":{coid},"side":"sell","type":"limit","price":101,"qty":5}}"#
+            )
+        };
+        let script = [
+            INST.to_string(),
+            order(11),
+            order(12),
+            r#"{"cmd":"replace","owner":7,"order_id":1,"qty":4,"requeue":true}"#.into(),
+            r#"{"cmd":"cancel","owner":7,"client_order_id":12}"#.into(),
+            r#"{"cmd":"cancel","owner":7,"client_order_id":12}"#.into(),
+        ]
+        .join("\n");
+        let (out, r) = run(&script);
+        assert_eq!(r, Ok(()));
+        let tail: Vec<&str> = out.lines().skip(2).collect();
+        assert_eq!(
+            tail,
+            [
+                r#"{"seq":4,"event":"replaced","order_id":1,"price":101,"qty":4,"priority":"lost"}"#,
+                r#"{"seq":5,"event":"canceled","order_id":2,"qty":5,"reason":"user"}"#,
+                r#"{"seq":6,"event":"rejected","client_order_id":12,"reason":"unknown_order"}"#,
+            ]
+        );
+    }
+
     fn small() -> EngineConfig {
         EngineConfig::small()
     }

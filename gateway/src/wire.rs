@@ -1401,6 +1401,36 @@ fn need<T: Pod>(template: u16, body: &[u8]) -> Result<T, FrameError> {
     })
 }
 
+/// A `NEW_ORDER` body with its enum bytes, flags and reserved bytes checked.
+fn decode_new_order(body: &[u8]) -> Result<NewOrderMsg, FrameError> {
+    let m: NewOrderMsg = need(template::NEW_ORDER, body)?;
+    zero("new_order.reserved", &m.reserved)?;
+    side_of(m.side)?;
+    if m.order_type > 3 {
+        return Err(bad_enum("new_order.order_type", m.order_type as u64));
+    }
+    if m.tif > 3 {
+        return Err(bad_enum("new_order.tif", m.tif as u64));
+    }
+    if m.stp > 4 {
+        return Err(bad_enum("new_order.stp", m.stp as u64));
+    }
+    if m.flags & !ORDER_POST_ONLY != 0 {
+        return Err(bad_enum("new_order.flags", m.flags as u64));
+    }
+    Ok(m)
+}
+
+/// A `REPLACE` body with its flags and reserved bytes checked.
+fn decode_replace(body: &[u8]) -> Result<ReplaceMsg, FrameError> {
+    let m: ReplaceMsg = need(template::REPLACE, body)?;
+    zero("replace.reserved", &m.reserved)?;
+    if m.flags & !REPLACE_REQUEUE != 0 {
+        return Err(bad_enum("replace.flags", m.flags as u64));
+    }
+    Ok(m)
+}
+
 /// Decodes and validates a client → server frame (header already checked by
 /// the reader, but checked again here so any input is safe).
 pub fn decode_client<'a>(h: &Header, body: &'a [u8]) -> Result<ClientMsg<'a>, FrameError> {
@@ -1423,34 +1453,10 @@ pub fn decode_client<'a>(h: &Header, body: &'a [u8]) -> Result<ClientMsg<'a>, Fr
             zero("logout.reserved", &m.reserved)?;
             ClientMsg::Logout
         }
-        template::NEW_ORDER => {
-            let m: NewOrderMsg = need(t, body)?;
-            zero("new_order.reserved", &m.reserved)?;
-            side_of(m.side)?;
-            if m.order_type > 3 {
-                return Err(bad_enum("new_order.order_type", m.order_type as u64));
-            }
-            if m.tif > 3 {
-                return Err(bad_enum("new_order.tif", m.tif as u64));
-            }
-            if m.stp > 4 {
-                return Err(bad_enum("new_order.stp", m.stp as u64));
-            }
-            if m.flags & !ORDER_POST_ONLY != 0 {
-                return Err(bad_enum("new_order.flags", m.flags as u64));
-            }
-            ClientMsg::NewOrder(m)
-        }
+        template::NEW_ORDER => ClientMsg::NewOrder(decode_new_order(body)?),
         template::CANCEL => ClientMsg::Cancel(need(t, body)?),
         template::CANCEL_BY_CLIENT_ID => ClientMsg::CancelByClientId(need(t, body)?),
-        template::REPLACE => {
-            let m: ReplaceMsg = need(t, body)?;
-            zero("replace.reserved", &m.reserved)?;
-            if m.flags & !REPLACE_REQUEUE != 0 {
-                return Err(bad_enum("replace.flags", m.flags as u64));
-            }
-            ClientMsg::Replace(m)
-        }
+        template::REPLACE => ClientMsg::Replace(decode_replace(body)?),
         template::MASS_CANCEL => {
             let m: MassCancelMsg = need(t, body)?;
             zero("mass_cancel.reserved", &m.reserved)?;
