@@ -363,13 +363,19 @@ pub enum ClientCommand {
         #[arg(long)]
         post_only: bool,
     },
-    /// Cancel an order.
+    /// Cancel an order, named by its order id or by the client order id
+    /// it was entered with (exactly one of them).
+    #[command(group(clap::ArgGroup::new("which").args(["order_id", "client_order_id"]).required(true)))]
     Cancel {
         #[command(flatten)]
         conn: ConnArgs,
         /// Order id (as printed by `order`).
         #[arg(long)]
-        order_id: u64,
+        order_id: Option<u64>,
+        /// Client order id (the `--coid` the order was entered with): the
+        /// owner's live order with it.
+        #[arg(long)]
+        client_order_id: Option<u64>,
     },
     /// Change an order's price and/or quantity (at least one of them).
     #[command(group(clap::ArgGroup::new("change").args(["price", "qty"]).required(true).multiple(true)))]
@@ -385,6 +391,9 @@ pub enum ClientCommand {
         /// New remaining quantity.
         #[arg(long)]
         qty: Option<u64>,
+        /// Cancel-and-reinsert: the order always loses its queue position.
+        #[arg(long)]
+        requeue: bool,
     },
     /// List open orders (of every owner the token acts for).
     Orders {
@@ -745,10 +754,12 @@ pub fn run_client<W: Write>(cmd: &ClientCommand, out: &mut W) -> u8 {
 enum Request {
     Order(NewOrderMsg),
     Cancel(u64),
+    CancelByClientId(u64),
     Replace {
         order_id: u64,
         price: u64,
         qty: u64,
+        requeue: bool,
     },
     Orders,
     Transfer(TransferRecord),
@@ -794,16 +805,25 @@ fn request_of(conn: &ConnArgs, cmd: &ClientCommand) -> Result<Request, CliError>
             }
             Request::Order(m)
         }
-        ClientCommand::Cancel { order_id, .. } => Request::Cancel(*order_id),
+        ClientCommand::Cancel {
+            order_id,
+            client_order_id,
+            ..
+        } => match (order_id, client_order_id) {
+            (_, Some(coid)) => Request::CancelByClientId(*coid),
+            (id, None) => Request::Cancel(id.unwrap_or(0)),
+        },
         ClientCommand::Replace {
             order_id,
             price,
             qty,
+            requeue,
             ..
         } => Request::Replace {
             order_id: *order_id,
             price: price.unwrap_or(0),
             qty: qty.unwrap_or(0),
+            requeue: *requeue,
         },
         ClientCommand::Orders { .. } => Request::Orders,
         ClientCommand::Transfer {
@@ -984,11 +1004,16 @@ fn queue(c: &mut Client, owner: u64, r: Request) -> u64 {
     match r {
         Request::Order(m) => c.order(m),
         Request::Cancel(order_id) => c.cancel(owner, order_id),
+        Request::CancelByClientId(coid) => c.cancel_by_client_id(owner, coid),
         Request::Replace {
             order_id,
             price,
             qty,
-        } => c.replace(owner, order_id, price, qty),
+            requeue,
+        } => {
+            let flags = if requeue { REPLACE_REQUEUE } else { 0 };
+            c.replace_with(owner, order_id, (price, qty), flags)
+        }
         Request::Orders => c.query_open_orders(0),
         Request::Transfer(t) => c.transfer_batch(&[t]),
         Request::Balance(a) => c.query_balance(a),

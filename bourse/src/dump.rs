@@ -14,7 +14,7 @@
 //! Seq numbers in the replayed script therefore differ from the journal's
 //! (each `time` line takes one); engine times and batching are preserved.
 
-use engine::{AccountFlags, Actor, Command, Input, TransferFlags};
+use engine::{AccountFlags, Actor, Command, Input, OrderId, OwnerId, Price, Qty, TransferFlags};
 use std::fmt::Write as _;
 
 fn q(s: &str) -> String {
@@ -88,6 +88,22 @@ impl Obj {
     }
 }
 
+/// A `replace` line; `requeue` only when set, so a plain replace dumps as
+/// before.
+fn replace_json(
+    (owner, order_id): (OwnerId, OrderId),
+    (price, qty): (Option<Price>, Option<Qty>),
+    requeue: bool,
+) -> String {
+    Obj::new("replace")
+        .raw("owner", owner)
+        .raw("order_id", order_id)
+        .opt("price", price)
+        .opt("qty", qty)
+        .opt("requeue", requeue.then_some(true))
+        .done()
+}
+
 /// One command as a script.md JSON object (one line, no newline).
 pub fn command_to_script_json(c: &Command) -> String {
     match *c {
@@ -130,17 +146,20 @@ pub fn command_to_script_json(c: &Command) -> String {
             .raw("owner", owner)
             .raw("order_id", order_id)
             .done(),
+        Command::CancelByClientId {
+            owner,
+            client_order_id,
+        } => Obj::new("cancel")
+            .raw("owner", owner)
+            .raw("client_order_id", client_order_id)
+            .done(),
         Command::Replace {
             owner,
             order_id,
             price,
             qty,
-        } => Obj::new("replace")
-            .raw("owner", owner)
-            .raw("order_id", order_id)
-            .opt("price", price)
-            .opt("qty", qty)
-            .done(),
+            requeue,
+        } => replace_json((owner, order_id), (price, qty), requeue),
         Command::MassCancel {
             owner,
             instrument,

@@ -508,8 +508,10 @@ fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
             "trigger_price",
             "expire_at",
         ],
-        "cancel" => &["owner", "order_id"],
-        "replace" => &["owner", "order_id", "price", "qty"],
+        // Beyond script.md: `client_order_id` (instead of `order_id`) and
+        // `requeue` (README, "Order ids for embedders").
+        "cancel" => &["owner", "order_id", "client_order_id"],
+        "replace" => &["owner", "order_id", "price", "qty", "requeue"],
         "mass_cancel" => &["owner", "instrument", "side"],
         "halt" | "resume" => &["instrument"],
         "time" => &["now"],
@@ -522,6 +524,23 @@ fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
         "get_account_transfers" => &["account", "by", "lo", "hi", "limit", "order", "actor"],
         _ => return None,
     })
+}
+
+/// A `cancel` names its order by `order_id` or, beyond script.md, by
+/// `client_order_id` (the owner's live order entered with it); not both.
+fn parse_cancel(f: &Fields<'_>) -> Result<Command, LineError> {
+    let owner = OwnerId(f.req_u64("owner")?);
+    match (f.get("order_id"), f.get("client_order_id")) {
+        (None, Some(_)) => Ok(Command::CancelByClientId {
+            owner,
+            client_order_id: ClientOrderId(f.req_u64("client_order_id")?),
+        }),
+        (Some(_), Some(c)) => Err(f.bad("client_order_id", "absent when order_id is given", c)),
+        _ => Ok(Command::Cancel {
+            owner,
+            order_id: OrderId(f.req_u64("order_id")?),
+        }),
+    }
 }
 
 /// The u128 fields of each command (read exactly from the text, see [`wide_fields`]).
@@ -644,15 +663,13 @@ pub fn parse_line(text: &str) -> Result<Line, LineError> {
         "open_account" => parse_open_account(&f),
         "transfer" => parse_transfer(&f),
         "order" => parse_order(&f),
-        "cancel" => Ok(Command::Cancel {
-            owner: OwnerId(f.req_u64("owner")?),
-            order_id: OrderId(f.req_u64("order_id")?),
-        }),
+        "cancel" => parse_cancel(&f),
         "replace" => Ok(Command::Replace {
             owner: OwnerId(f.req_u64("owner")?),
             order_id: OrderId(f.req_u64("order_id")?),
             price: f.opt_clamped("price")?.map(Price),
             qty: f.opt_clamped("qty")?.map(Qty),
+            requeue: f.opt_bool("requeue")?.unwrap_or(false),
         }),
         "mass_cancel" => Ok(Command::MassCancel {
             owner: OwnerId(f.req_u64("owner")?),
@@ -1602,6 +1619,58 @@ mod tests {
 
     const INST: &str = r#"{"cmd":"instrument","id":1,"symbol":"ABC-USD","base":"ABC","quote":"USD","tick":1,"lot_size":1,"qty_min":1,"qty_max":1000,"reference_price":100,"settle":false}"#;
 
+    /// Beyond script.md: cancel by client order id (not with `order_id`),
+    /// and `requeue` on replace; a run shows both at work, with the output
+    /// lines of script.md unchanged.
+    #[test]
+    fn cancel_by_client_order_id_and_requeue() {
+        assert_eq!(
+            parse_cmd(r#"{"cmd":"cancel","owner":7,"client_order_id":11}"#),
+            Ok(Command::CancelByClientId {
+                owner: OwnerId(7),
+                client_order_id: ClientOrderId(11),
+            })
+        );
+        let both = parse_cmd(r#"{"cmd":"cancel","owner":7,"order_id":1,"client_order_id":11}"#);
+        assert!(
+            matches!(&both, Err(LineError::Bad { field, .. }) if field == "client_order_id"),
+            "{both:?}"
+        );
+        assert!(matches!(
+            parse_cmd(r#"{"cmd":"replace","owner":7,"order_id":1,"qty":2,"requeue":true}"#),
+            Ok(Command::Replace { requeue: true, .. })
+        ));
+        assert!(matches!(
+            parse_cmd(r#"{"cmd":"replace","owner":7,"order_id":1,"qty":2}"#),
+            Ok(Command::Replace { requeue: false, .. })
+        ));
+        let order = |coid| {
+            format!(
+                r#"{{"cmd":"order","owner":7,"instrument":1,"client_order_id":{coid},"side":"sell","type":"limit","price":101,"qty":5}}"#
+            )
+        };
+        let script = [
+            INST.to_string(),
+            order(11),
+            order(12),
+            r#"{"cmd":"replace","owner":7,"order_id":1,"qty":4,"requeue":true}"#.into(),
+            r#"{"cmd":"cancel","owner":7,"client_order_id":12}"#.into(),
+            r#"{"cmd":"cancel","owner":7,"client_order_id":12}"#.into(),
+        ]
+        .join("\n");
+        let (out, r) = run(&script);
+        assert_eq!(r, Ok(()));
+        let tail: Vec<&str> = out.lines().skip(2).collect();
+        assert_eq!(
+            tail,
+            [
+                r#"{"seq":4,"event":"replaced","order_id":1,"price":101,"qty":4,"priority":"lost"}"#,
+                r#"{"seq":5,"event":"canceled","order_id":2,"qty":5,"reason":"user"}"#,
+                r#"{"seq":6,"event":"rejected","client_order_id":12,"reason":"unknown_order"}"#,
+            ]
+        );
+    }
+
     fn small() -> EngineConfig {
         EngineConfig::small()
     }
@@ -2036,6 +2105,7 @@ mod tests {
                 Event::Replaced {
                     order_id: OrderId(1),
                     owner: OwnerId(7),
+                    side: Side::Buy,
                     price: Price(101),
                     qty: Qty(4),
                     priority_kept: false,

@@ -629,6 +629,7 @@ impl Flow {
                     order_id: o.id,
                     price: Some(Price(self.passive_price(rng, o.side))),
                     qty: Some(Qty(1 + rng.below(100))),
+                    requeue: false,
                 };
                 (c, CommandKind::Replace)
             }
@@ -1414,6 +1415,8 @@ mod tests {
             Event::Canceled {
                 order_id: OrderId(2),
                 owner: OwnerId(1),
+                side: Side::Buy,
+                price: Some(Price(100)),
                 qty: Qty(1),
                 reason: CancelReason::CapacityExceeded,
             },

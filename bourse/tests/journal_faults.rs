@@ -83,6 +83,7 @@ fn stream(rng: &mut SplitMix64, n: usize) -> Vec<Input> {
                     order_id: OrderId(1 + rng.below(seq)),
                     price: Some(Price(95 + rng.below(11))),
                     qty: None,
+                    requeue: seq.is_multiple_of(2),
                 },
                 83..=86 => Command::Time {
                     now: Timestamp(now),

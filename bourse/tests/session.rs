@@ -272,6 +272,7 @@ fn execution_reports_follow_fix_semantics() {
             order_id: oid,
             price: 101,
             qty: 3,
+            ..Default::default()
         },
         &mut f,
     );
@@ -1357,4 +1358,113 @@ fn transfer_queries_answer_rows_then_an_end_and_only_to_owners() {
         matches!(again.as_slice(), [Msg::Row(r), Msg::End(e)] if u128_from(r.id) == 11 && e.more == 1),
         "{again:?}"
     );
+}
+
+fn frame<T: bytemuck::Pod>(template: u16, body: &T) -> Vec<u8> {
+    let mut v = Vec::new();
+    encode_frame(template, body, &mut v);
+    v
+}
+
+/// Over the wire: a cancel by client order id is reported with the order's
+/// side, price and client order id, a second one is refused `unknown_order`
+/// echoing the client's id, and a requeue replace is reported as having
+/// lost priority even when a plain one would keep it.
+#[test]
+fn cancel_by_client_order_id_and_requeue_over_the_wire() {
+    let auth = auth();
+    let mut x = Exchange::new();
+    let mut a = logged_in(1, "alice", SessionConfig::default(), &auth);
+    a.handle_bytes(2, &limit(1, 1, 41, Side::Sell, 105, 6));
+    a.handle_bytes(2, &limit(2, 1, 42, Side::Buy, 99, 3));
+    x.pump(&mut [&mut a]);
+    let r = reports(&drain(&mut a));
+    let sell_id = r[0].order_id;
+    let requeue = ReplaceMsg {
+        request: 3,
+        owner: 1,
+        order_id: sell_id,
+        qty: 5,
+        flags: REPLACE_REQUEUE,
+        ..Default::default()
+    };
+    a.handle_bytes(3, &frame(template::REPLACE, &requeue));
+    x.pump(&mut [&mut a]);
+    let r = reports(&drain(&mut a));
+    assert_eq!(
+        (r[0].exec_type, r[0].flags & REPORT_PRIORITY_KEPT, r[0].side),
+        (exec_type::REPLACED, 0, Side::Sell as u8)
+    );
+    assert_eq!((r[0].price, r[0].leaves_qty), (105, 5));
+    let by_coid = |request, coid| CancelByClientIdMsg {
+        request,
+        owner: 1,
+        client_order_id: coid,
+    };
+    a.handle_bytes(4, &frame(template::CANCEL_BY_CLIENT_ID, &by_coid(4, 41)));
+    x.pump(&mut [&mut a]);
+    let r = reports(&drain(&mut a));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (
+            r[0].exec_type,
+            r[0].ord_status,
+            r[0].request,
+            r[0].order_id,
+            r[0].client_order_id,
+            r[0].side,
+            r[0].price,
+            r[0].leaves_qty
+        ),
+        (
+            exec_type::CANCELED,
+            ord_status::CANCELED,
+            4,
+            sell_id,
+            41,
+            Side::Sell as u8,
+            105,
+            0
+        )
+    );
+    a.handle_bytes(5, &frame(template::CANCEL_BY_CLIENT_ID, &by_coid(5, 41)));
+    x.pump(&mut [&mut a]);
+    let r = reports(&drain(&mut a));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (
+            r[0].exec_type,
+            r[0].request,
+            r[0].order_id,
+            r[0].client_order_id,
+            r[0].reject_code
+        ),
+        (
+            exec_type::REJECTED,
+            5,
+            0,
+            41,
+            RejectReason::UnknownOrder.code()
+        )
+    );
+    // Another owner's client order id is not this session's to cancel.
+    let foreign = CancelByClientIdMsg {
+        request: 6,
+        owner: 99,
+        client_order_id: 42,
+    };
+    a.handle_bytes(6, &frame(template::CANCEL_BY_CLIENT_ID, &foreign));
+    x.pump(&mut [&mut a]);
+    let r = reports(&drain(&mut a));
+    assert_eq!(
+        (r[0].exec_type, r[0].reject_code),
+        (exec_type::REJECTED, code::NOT_AUTHORIZED)
+    );
+    // A replace with unknown flag bits is refused at the protocol level.
+    let bad = ReplaceMsg {
+        flags: 2,
+        ..requeue
+    };
+    a.handle_bytes(7, &frame(template::REPLACE, &bad));
+    assert!(matches!(drain(&mut a).as_slice(), [Msg::Reject(_)]));
 }

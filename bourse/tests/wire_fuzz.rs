@@ -60,6 +60,7 @@ fn valid_frame(rng: &mut SplitMix64, request: u64, owner: u64) -> Vec<u8> {
                 order_id: rng.below(64),
                 price: 90 + rng.below(20),
                 qty: rng.below(5),
+                ..Default::default()
             },
             &mut f,
         ),

@@ -36,6 +36,14 @@ pub enum Command {
         /// Which order.
         order_id: OrderId,
     },
+    /// Cancel one live order named by its owner's client order id (unique
+    /// among an owner's live orders); `unknown_order` when none is live.
+    CancelByClientId {
+        /// Whose order.
+        owner: OwnerId,
+        /// The client order id it was entered with.
+        client_order_id: ClientOrderId,
+    },
     /// Change a resting order's price and/or remaining quantity.
     Replace {
         /// Who asks.
@@ -46,6 +54,11 @@ pub enum Command {
         price: Option<Price>,
         /// New remaining quantity; `None` keeps it.
         qty: Option<Qty>,
+        /// Cancel-and-reinsert: the order always loses its queue position
+        /// (back of its new level; trades on arrival if the price crosses),
+        /// even when a plain replace would keep it. `false`: priority is
+        /// kept when the price is unchanged and the quantity does not grow.
+        requeue: bool,
     },
     /// Cancel every live order of an owner, optionally narrowed.
     MassCancel {

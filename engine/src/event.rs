@@ -347,13 +347,19 @@ pub enum Event {
         /// Incoming order's side.
         taker_side: Side,
     },
-    /// A live order ended with `qty` unfilled.
+    /// A live order ended with `qty` unfilled. A cancel always ends the
+    /// order: its leaves after the event are 0, and `qty` is what it had
+    /// left before (so an acknowledgement needs no lookup).
     Canceled {
         /// Order.
         order_id: OrderId,
         /// Its owner (so reports reach the owner's sessions without a lookup).
         owner: OwnerId,
-        /// Quantity removed.
+        /// The order's side.
+        side: Side,
+        /// The order's limit price; `None` for market and stop orders.
+        price: Option<Price>,
+        /// Quantity removed: the order's leaves before the event.
         qty: Qty,
         /// Why.
         reason: CancelReason,
@@ -369,15 +375,18 @@ pub enum Event {
         /// Why (always `stp` today).
         reason: CancelReason,
     },
-    /// A replace took effect.
+    /// A replace took effect. When the order lost priority and its new
+    /// price crosses, trades follow under the same seq.
     Replaced {
         /// Order.
         order_id: OrderId,
         /// Its owner (so reports reach the owner's sessions without a lookup).
         owner: OwnerId,
+        /// The order's side.
+        side: Side,
         /// New price.
         price: Price,
-        /// New remaining quantity.
+        /// New remaining quantity: the order's leaves after the event.
         qty: Qty,
         /// Whether the order kept its queue position.
         priority_kept: bool,

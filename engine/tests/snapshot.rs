@@ -113,6 +113,10 @@ fn random_command(r: &mut SplitMix64, coid: &mut u64, transfer_id: &mut u128) ->
                 trigger_price: None,
             })
         }
+        6 if coid.is_multiple_of(2) => Command::CancelByClientId {
+            owner,
+            client_order_id: ClientOrderId(1 + r.below(*coid + 1)),
+        },
         6 => Command::Cancel {
             owner,
             order_id: OrderId(1 + r.below(*coid + 1)),
@@ -122,6 +126,7 @@ fn random_command(r: &mut SplitMix64, coid: &mut u64, transfer_id: &mut u128) ->
             order_id: OrderId(1 + r.below(*coid + 1)),
             price: Some(Price(95 + r.below(11))),
             qty: Some(Qty(1 + r.below(10))),
+            requeue: coid.is_multiple_of(3),
         },
         8 => {
             *transfer_id += 1;

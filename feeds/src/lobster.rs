@@ -376,10 +376,12 @@ impl Replay {
         // One input per order: the builder rests an order when the next one starts.
     }
 
-    fn cancel(&mut self, id: u64, qty: u64) {
+    fn cancel(&mut self, id: u64, (side, price): (Side, u64), qty: u64) {
         self.events.push(Event::Canceled {
             order_id: OrderId(id),
             owner: OwnerId(0),
+            side,
+            price: Some(Price(price)),
             qty: Qty(qty),
             reason: CancelReason::User,
         });
@@ -400,7 +402,7 @@ impl Replay {
                 taker_side: side.opposite(),
             });
         } else if x == have {
-            self.cancel(id, x);
+            self.cancel(id, (side, price), x);
         } else {
             self.events.push(Event::Reduced {
                 order_id: OrderId(id),
@@ -458,7 +460,7 @@ impl Replay {
                             .ids_at(side, Price(price));
                         for id in ids {
                             let q = self.resting(id).map_or(0, |o| o.qty.0);
-                            self.cancel(id, q);
+                            self.cancel(id, (side, price), q);
                         }
                         self.anon.remove(&(side as u8, price));
                         self.flush();
@@ -511,7 +513,7 @@ impl Replay {
                 .ids_at(side, Price(p));
             for id in ids {
                 let q = self.resting(id).map_or(0, |o| o.qty.0);
-                self.cancel(id, q);
+                self.cancel(id, (side, p), q);
             }
             self.anon.remove(&(side as u8, p));
         }

@@ -203,6 +203,9 @@ impl World {
                 order_id: id,
                 price,
                 qty,
+                // Some lose priority at an unchanged price (no extra draw:
+                // the stream of every seed is as before).
+                requeue: id.0.is_multiple_of(3),
             };
         }
         match r.below(10) {

@@ -402,8 +402,36 @@ impl Client {
         request
     }
 
+    /// Queues a cancel of the owner's live order entered with client order
+    /// id `client_order_id`.
+    pub fn cancel_by_client_id(&mut self, owner: u64, client_order_id: u64) -> u64 {
+        let request = self.take_request();
+        encode_frame(
+            template::CANCEL_BY_CLIENT_ID,
+            &CancelByClientIdMsg {
+                request,
+                owner,
+                client_order_id,
+            },
+            &mut self.out,
+        );
+        request
+    }
+
     /// Queues a replace (price and/or quantity; 0 keeps).
     pub fn replace(&mut self, owner: u64, order_id: u64, price: u64, qty: u64) -> u64 {
+        self.replace_with(owner, order_id, (price, qty), 0)
+    }
+
+    /// Queues a replace with `REPLACE_*` flags (`REPLACE_REQUEUE`: the
+    /// order always loses its queue position).
+    pub fn replace_with(
+        &mut self,
+        owner: u64,
+        order_id: u64,
+        (price, qty): (u64, u64),
+        flags: u8,
+    ) -> u64 {
         let request = self.take_request();
         encode_frame(
             template::REPLACE,
@@ -413,6 +441,8 @@ impl Client {
                 order_id,
                 price,
                 qty,
+                flags,
+                reserved: [0; 7],
             },
             &mut self.out,
         );

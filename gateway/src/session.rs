@@ -239,6 +239,15 @@ enum PendKind {
         owner: u64,
         order_id: u64,
     },
+    /// A cancel by client order id, sent to every partition: the one that
+    /// holds the order reports its `Canceled` (`found`); the others'
+    /// `unknown_order` is no answer. Refused once all have answered
+    /// without finding it.
+    CancelByClientId {
+        owner: u64,
+        client_order_id: u64,
+        found: bool,
+    },
     /// Requests answered by a `RequestAck` at the end.
     Ack,
     QueryBalance {
@@ -686,6 +695,7 @@ impl Session {
                     order_id: engine::OrderId(m.order_id),
                     price: (m.price != 0).then_some(engine::Price(m.price)),
                     qty: (m.qty != 0).then_some(engine::Qty(m.qty)),
+                    requeue: m.flags & REPLACE_REQUEUE != 0,
                 };
                 let kind = PendKind::Replace {
                     owner: m.owner,
@@ -693,6 +703,7 @@ impl Session {
                 };
                 self.submit(request, template, kind, &[cmd], 1);
             }
+            ClientMsg::CancelByClientId(m) => self.cancel_by_client_id(request, template, perms, m),
             ClientMsg::MassCancel(m) => self.mass_cancel(request, template, perms, m),
             ClientMsg::QueryOpenOrders(m) => self.query_open_orders(request, template, perms, m),
             ClientMsg::TransferBatch(h, recs) => {
@@ -830,6 +841,32 @@ impl Session {
     }
 
     /// A mass cancel: one partition, or every partition for any instrument.
+    /// A cancel by (owner, client order id): every partition looks.
+    fn cancel_by_client_id(
+        &mut self,
+        request: u64,
+        template: u16,
+        perms: Perms,
+        m: CancelByClientIdMsg,
+    ) {
+        let code = self.order_guard(perms, m.owner);
+        if code != 0 {
+            self.client_id_reject(request, (m.owner, m.client_order_id), code, 0);
+            return self.finish_outcome(request);
+        }
+        let cmd = Command::CancelByClientId {
+            owner: OwnerId(m.owner),
+            client_order_id: engine::ClientOrderId(m.client_order_id),
+        };
+        let kind = PendKind::CancelByClientId {
+            owner: m.owner,
+            client_order_id: m.client_order_id,
+            found: false,
+        };
+        let ends = self.cfg.partitions.max(1) as u32;
+        self.submit(request, template, kind, &[cmd], ends);
+    }
+
     fn mass_cancel(&mut self, request: u64, template: u16, perms: Perms, m: MassCancelMsg) {
         let code = self.order_guard(perms, m.owner);
         if code != 0 {
@@ -1286,6 +1323,30 @@ impl Session {
         self.report(r, Some(request));
     }
 
+    /// A cancel by client order id refused (`code`): no order id, the
+    /// client's id echoed.
+    fn client_id_reject(
+        &mut self,
+        request: u64,
+        (owner, client_order_id): (u64, u64),
+        code: u16,
+        engine_seq: u64,
+    ) {
+        let r = ExecutionReport {
+            request,
+            client_order_id,
+            owner,
+            engine_seq,
+            reject_code: report_code(code),
+            exec_type: exec_type::REJECTED,
+            ord_status: ord_status::REJECTED,
+            flags: REPORT_OWN_REQUEST,
+            cancel_reason: CANCEL_REASON_NONE,
+            ..Default::default()
+        };
+        self.report(r, Some(request));
+    }
+
     fn cancel_reject(
         &mut self,
         request: u64,
@@ -1339,7 +1400,8 @@ impl Session {
         if self.queue.iter().any(|q| q.token == token) {
             self.queue.retain(|q| q.token != token);
         }
-        let multi = matches!(p.kind, PendKind::Ack) && p.ends_left > 1;
+        let multi =
+            matches!(p.kind, PendKind::Ack | PendKind::CancelByClientId { .. }) && p.ends_left > 1;
         if multi {
             p.ends_left -= 1;
             p.code = code;
@@ -1358,6 +1420,7 @@ impl Session {
                 let (o, id) = (*owner, *order_id);
                 self.cancel_reject(p.request, o, id, code, 0);
             }
+            PendKind::CancelByClientId { found: false, .. } => p.code = code,
             PendKind::Transfers { codes, got, .. } => {
                 for (c, g) in codes.iter_mut().zip(got.iter_mut()) {
                     if !*g {
@@ -1472,6 +1535,8 @@ impl Session {
             PendKind::Cancel { owner, order_id } | PendKind::Replace { owner, order_id } => {
                 self.cancel_reject(p.request, owner, order_id, code, engine_seq);
             }
+            // Another partition may hold it: decided when all have answered.
+            PendKind::CancelByClientId { .. } => p.code = code,
             // Not on this partition (or not visible): the id's row is simply
             // absent unless another partition has it.
             PendKind::TransferQuery { lookup: true, .. } => {}
@@ -1537,9 +1602,21 @@ impl Session {
             Event::Canceled {
                 order_id,
                 owner,
+                side,
+                price,
                 qty,
                 reason,
-            } => self.on_canceled(cx, cx.global(order_id), owner, qty, reason),
+            } => {
+                if let Some(Pending {
+                    kind: PendKind::CancelByClientId { found, .. },
+                    ..
+                }) = pend
+                {
+                    *found = true;
+                }
+                let order = (side, price.map_or(0, |p| p.0), qty);
+                self.on_canceled(cx, cx.global(order_id), owner, order, reason)
+            }
             Event::Reduced {
                 order_id,
                 owner,
@@ -1549,12 +1626,13 @@ impl Session {
             Event::Replaced {
                 order_id,
                 owner,
+                side,
                 price,
                 qty,
                 priority_kept,
             } => {
                 let id = cx.global(order_id);
-                self.on_replaced(cx, id, owner, (price, qty), priority_kept)
+                self.on_replaced(cx, id, owner, (side, price, qty), priority_kept)
             }
             Event::Triggered { order_id, owner } => {
                 self.on_triggered(cx, cx.global(order_id), owner)
@@ -1616,12 +1694,15 @@ impl Session {
     }
 
     /// An order left the book (canceled or expired): reported and untracked.
+    /// The event names its side, limit price (0: none) and the quantity it
+    /// had left, so an order this session does not track is reported with
+    /// them too.
     fn on_canceled(
         &mut self,
         cx: &EventCtx,
         id: u64,
         owner: OwnerId,
-        qty: engine::Qty,
+        (side, price, qty): (engine::Side, u64, engine::Qty),
         reason: engine::CancelReason,
     ) {
         if !self.concerns(id, owner) {
@@ -1643,6 +1724,8 @@ impl Session {
             },
             ord_status: st,
             cancel_reason: reason as u8,
+            side: side as u8,
+            price,
             ..cx.base
         };
         if let Some(t) = self.orders.get(&id).copied() {
@@ -1699,7 +1782,7 @@ impl Session {
         cx: &EventCtx,
         id: u64,
         owner: OwnerId,
-        (price, qty): (engine::Price, engine::Qty),
+        (side, price, qty): (engine::Side, engine::Price, engine::Qty),
         priority_kept: bool,
     ) {
         if !self.concerns(id, owner) {
@@ -1710,6 +1793,7 @@ impl Session {
             owner: owner.0,
             price: price.0,
             leaves_qty: qty.0,
+            side: side as u8,
             exec_type: exec_type::REPLACED,
             ord_status: ord_status::UNKNOWN,
             flags: if priority_kept {
@@ -1922,6 +2006,16 @@ impl Session {
                 }
             }
             PendKind::Cancel { .. } | PendKind::Replace { .. } | PendKind::Internal => {}
+            PendKind::CancelByClientId {
+                owner,
+                client_order_id,
+                found,
+            } => {
+                if !found {
+                    let code = if p.code == 0 { code::BUSY } else { p.code };
+                    self.client_id_reject(p.request, (owner, client_order_id), code, p.engine_seq);
+                }
+            }
             PendKind::Ack => self.ack(p.request, p.template, p.code, p.engine_seq, 0),
             PendKind::OpenOrders { count } => {
                 self.ack(p.request, p.template, p.code, p.engine_seq, count)

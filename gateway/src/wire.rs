@@ -22,8 +22,10 @@ use engine::{
 pub const ALPN: &[u8] = b"bourse-oe/1";
 /// Schema id carried by every header.
 pub const SCHEMA_ID: u8 = 1;
-/// Schema version carried by every header.
-pub const VERSION: u8 = 1;
+/// Schema version carried by every header. 2: `REPLACE` carries flags
+/// (`REPLACE_REQUEUE`) and `CANCEL_BY_CLIENT_ID` exists; a version-1 frame
+/// is refused `BadSchema` (its `REPLACE` would be read wrongly).
+pub const VERSION: u8 = 2;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 8;
 /// Most transfers in one `TransferBatch` (TigerBeetle's batch limit).
@@ -82,6 +84,8 @@ pub mod template {
     pub const MASS_CANCEL: u16 = 13;
     /// Client → server: list the session's open orders.
     pub const QUERY_OPEN_ORDERS: u16 = 14;
+    /// Client → server: cancel an order named by (owner, client order id).
+    pub const CANCEL_BY_CLIENT_ID: u16 = 15;
     /// Client → server: a batch of transfers (head + N records).
     pub const TRANSFER_BATCH: u16 = 20;
     /// Client → server: open a ledger account.
@@ -131,6 +135,7 @@ pub fn body_len(template: u16) -> Option<usize> {
         template::LOGOUT => size_of::<Logout>(),
         template::NEW_ORDER => size_of::<NewOrderMsg>(),
         template::CANCEL => size_of::<CancelMsg>(),
+        template::CANCEL_BY_CLIENT_ID => size_of::<CancelByClientIdMsg>(),
         template::REPLACE => size_of::<ReplaceMsg>(),
         template::MASS_CANCEL => size_of::<MassCancelMsg>(),
         template::QUERY_OPEN_ORDERS => size_of::<QueryOpenOrders>(),
@@ -303,7 +308,25 @@ pub struct CancelMsg {
     pub order_id: u64,
 }
 
-/// `REPLACE` body (40 bytes).
+/// `CANCEL_BY_CLIENT_ID` body (24 bytes): cancels the owner's live order
+/// entered with this client order id (every partition looks; the one that
+/// holds it answers, `unknown_order` when none does).
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CancelByClientIdMsg {
+    /// Request number.
+    pub request: u64,
+    /// Owner.
+    pub owner: u64,
+    /// The client order id the order was entered with.
+    pub client_order_id: u64,
+}
+
+/// `REPLACE` flag: cancel-and-reinsert, the order always loses its queue
+/// position (`Command::Replace::requeue`).
+pub const REPLACE_REQUEUE: u8 = 1 << 0;
+
+/// `REPLACE` body (48 bytes).
 #[repr(C)]
 #[derive(Pod, Zeroable, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ReplaceMsg {
@@ -317,6 +340,10 @@ pub struct ReplaceMsg {
     pub price: u64,
     /// New remaining quantity (0 = keep).
     pub qty: u64,
+    /// `REPLACE_*` flags.
+    pub flags: u8,
+    /// Zero.
+    pub reserved: [u8; 7],
 }
 
 /// Side value meaning "both sides" in `MASS_CANCEL`.
@@ -937,7 +964,8 @@ const _: () = {
     assert!(size_of::<Logout>() == 8);
     assert!(size_of::<NewOrderMsg>() == 80);
     assert!(size_of::<CancelMsg>() == 24);
-    assert!(size_of::<ReplaceMsg>() == 40);
+    assert!(size_of::<CancelByClientIdMsg>() == 24);
+    assert!(size_of::<ReplaceMsg>() == 48);
     assert!(size_of::<MassCancelMsg>() == 24);
     assert!(size_of::<QueryOpenOrders>() == 16);
     assert!(size_of::<TransferBatchHead>() == 16);
@@ -1293,6 +1321,8 @@ pub enum ClientMsg<'a> {
     NewOrder(NewOrderMsg),
     /// Cancel.
     Cancel(CancelMsg),
+    /// Cancel by (owner, client order id).
+    CancelByClientId(CancelByClientIdMsg),
     /// Replace.
     Replace(ReplaceMsg),
     /// Mass cancel.
@@ -1327,6 +1357,7 @@ impl ClientMsg<'_> {
             ClientMsg::Login(_) | ClientMsg::Heartbeat(_) | ClientMsg::Logout => return None,
             ClientMsg::NewOrder(m) => m.request,
             ClientMsg::Cancel(m) => m.request,
+            ClientMsg::CancelByClientId(m) => m.request,
             ClientMsg::Replace(m) => m.request,
             ClientMsg::MassCancel(m) => m.request,
             ClientMsg::QueryOpenOrders(m) => m.request,
@@ -1370,6 +1401,36 @@ fn need<T: Pod>(template: u16, body: &[u8]) -> Result<T, FrameError> {
     })
 }
 
+/// A `NEW_ORDER` body with its enum bytes, flags and reserved bytes checked.
+fn decode_new_order(body: &[u8]) -> Result<NewOrderMsg, FrameError> {
+    let m: NewOrderMsg = need(template::NEW_ORDER, body)?;
+    zero("new_order.reserved", &m.reserved)?;
+    side_of(m.side)?;
+    if m.order_type > 3 {
+        return Err(bad_enum("new_order.order_type", m.order_type as u64));
+    }
+    if m.tif > 3 {
+        return Err(bad_enum("new_order.tif", m.tif as u64));
+    }
+    if m.stp > 4 {
+        return Err(bad_enum("new_order.stp", m.stp as u64));
+    }
+    if m.flags & !ORDER_POST_ONLY != 0 {
+        return Err(bad_enum("new_order.flags", m.flags as u64));
+    }
+    Ok(m)
+}
+
+/// A `REPLACE` body with its flags and reserved bytes checked.
+fn decode_replace(body: &[u8]) -> Result<ReplaceMsg, FrameError> {
+    let m: ReplaceMsg = need(template::REPLACE, body)?;
+    zero("replace.reserved", &m.reserved)?;
+    if m.flags & !REPLACE_REQUEUE != 0 {
+        return Err(bad_enum("replace.flags", m.flags as u64));
+    }
+    Ok(m)
+}
+
 /// Decodes and validates a client → server frame (header already checked by
 /// the reader, but checked again here so any input is safe).
 pub fn decode_client<'a>(h: &Header, body: &'a [u8]) -> Result<ClientMsg<'a>, FrameError> {
@@ -1392,26 +1453,10 @@ pub fn decode_client<'a>(h: &Header, body: &'a [u8]) -> Result<ClientMsg<'a>, Fr
             zero("logout.reserved", &m.reserved)?;
             ClientMsg::Logout
         }
-        template::NEW_ORDER => {
-            let m: NewOrderMsg = need(t, body)?;
-            zero("new_order.reserved", &m.reserved)?;
-            side_of(m.side)?;
-            if m.order_type > 3 {
-                return Err(bad_enum("new_order.order_type", m.order_type as u64));
-            }
-            if m.tif > 3 {
-                return Err(bad_enum("new_order.tif", m.tif as u64));
-            }
-            if m.stp > 4 {
-                return Err(bad_enum("new_order.stp", m.stp as u64));
-            }
-            if m.flags & !ORDER_POST_ONLY != 0 {
-                return Err(bad_enum("new_order.flags", m.flags as u64));
-            }
-            ClientMsg::NewOrder(m)
-        }
+        template::NEW_ORDER => ClientMsg::NewOrder(decode_new_order(body)?),
         template::CANCEL => ClientMsg::Cancel(need(t, body)?),
-        template::REPLACE => ClientMsg::Replace(need(t, body)?),
+        template::CANCEL_BY_CLIENT_ID => ClientMsg::CancelByClientId(need(t, body)?),
+        template::REPLACE => ClientMsg::Replace(decode_replace(body)?),
         template::MASS_CANCEL => {
             let m: MassCancelMsg = need(t, body)?;
             zero("mass_cancel.reserved", &m.reserved)?;

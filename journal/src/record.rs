@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | 0..8 | `seq` u64 |
 //! | 8..16 | `now` u64 (engine time stamped by the sequencer) |
-//! | 16 | `kind` u8: 1 instrument, 2 order, 3 cancel, 4 replace, 5 mass_cancel, 6 halt, 7 resume, 8 time, 9 query_book, 10 open_account, 11 transfer, 12 query_balance, 13 query_open_orders, 14 install_history, 15 lookup_transfer, 16 get_account_transfers |
+//! | 16 | `kind` u8: 1 instrument, 2 order, 3 cancel, 4 replace, 5 mass_cancel, 6 halt, 7 resume, 8 time, 9 query_book, 10 open_account, 11 transfer, 12 query_balance, 13 query_open_orders, 14 install_history, 15 lookup_transfer, 16 get_account_transfers, 17 cancel_by_client_id |
 //! | 17..32 | reserved, zero |
 //! | 32..192 | payload: the command's fields packed in declaration order, then zero |
 //!
@@ -18,6 +18,13 @@
 //! existed has zeros there, which decodes as `Admin`: exactly how every
 //! ledger command behaved then, so older journals replay bit-exact and the
 //! record version stays 1.
+//!
+//! `replace`: owner u64, order_id u64, price option, qty option, then
+//! `requeue` bool. A record written before `requeue` existed has a zero
+//! there, which decodes as `false`: exactly how every replace behaved then,
+//! so older journals replay bit-exact and the record version stays 1.
+//! `cancel_by_client_id` (new kind, never in older journals): owner u64,
+//! client_order_id u64.
 //!
 //! `install_history`: run u64, through_seq u64, checksum u128.
 //! `lookup_transfer`: id u128, actor. `get_account_transfers`: account u128,
@@ -138,6 +145,7 @@ mod kind {
     pub const INSTALL_HISTORY: u8 = 14;
     pub const LOOKUP_TRANSFER: u8 = 15;
     pub const GET_ACCOUNT_TRANSFERS: u8 = 16;
+    pub const CANCEL_BY_CLIENT_ID: u8 = 17;
 }
 
 struct W<'a> {
@@ -326,16 +334,26 @@ pub fn encode(input: &Input) -> InputRecord {
             w.u64(order_id.0);
             kind::CANCEL
         }
+        Command::CancelByClientId {
+            owner,
+            client_order_id,
+        } => {
+            w.u64(owner.0);
+            w.u64(client_order_id.0);
+            kind::CANCEL_BY_CLIENT_ID
+        }
         Command::Replace {
             owner,
             order_id,
             price,
             qty,
+            requeue,
         } => {
             w.u64(owner.0);
             w.u64(order_id.0);
             w.opt_u64(price.map(|p| p.0));
             w.opt_u64(qty.map(|q| q.0));
+            w.bool(requeue);
             kind::REPLACE
         }
         Command::MassCancel {
@@ -497,11 +515,16 @@ pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
             owner: OwnerId(r.u64()),
             order_id: OrderId(r.u64()),
         },
+        kind::CANCEL_BY_CLIENT_ID => Command::CancelByClientId {
+            owner: OwnerId(r.u64()),
+            client_order_id: ClientOrderId(r.u64()),
+        },
         kind::REPLACE => Command::Replace {
             owner: OwnerId(r.u64()),
             order_id: OrderId(r.u64()),
             price: r.opt_u64("price")?.map(Price),
             qty: r.opt_u64("qty")?.map(Qty),
+            requeue: r.bool("requeue")?,
         },
         kind::MASS_CANCEL => Command::MassCancel {
             owner: OwnerId(r.u64()),
@@ -721,7 +744,7 @@ mod tests {
                 Side::Sell
             }
         };
-        let command = match variant % 15 {
+        let command = match variant % 16 {
             0 => Command::AddInstrument(InstrumentSpec {
                 id: InstrumentId(r.next_u64() as u32),
                 symbol: Symbol(bytes(r)),
@@ -777,6 +800,11 @@ mod tests {
                 order_id: OrderId(any_u64(r)),
                 price: opt(r, any_u64).map(Price),
                 qty: opt(r, any_u64).map(Qty),
+                requeue: r.chance(1, 2),
+            },
+            15 => Command::CancelByClientId {
+                owner: OwnerId(any_u64(r)),
+                client_order_id: ClientOrderId(any_u64(r)),
             },
             4 => Command::MassCancel {
                 owner: OwnerId(any_u64(r)),
@@ -934,6 +962,41 @@ mod tests {
         );
     }
 
+    /// A replace record from before `requeue` existed (a zero byte after
+    /// the quantity) decodes as a plain replace; `requeue` is the byte at 34
+    /// and only 0/1 are accepted there.
+    #[test]
+    fn replace_records_without_requeue_decode_as_before() {
+        let input = |requeue| Input {
+            seq: Seq(9),
+            now: Timestamp(10),
+            command: Command::Replace {
+                owner: OwnerId(1),
+                order_id: OrderId(2),
+                price: Some(Price(101)),
+                qty: None,
+                requeue,
+            },
+        };
+        // owner, order_id, price (1 + 8), qty (1 + 8).
+        const REQUEUE_AT: usize = 34;
+        let old = encode(&input(false));
+        assert!(old.payload[REQUEUE_AT..].iter().all(|&b| b == 0));
+        assert_eq!(decode(&old), Ok(input(false)));
+        let rec = encode(&input(true));
+        assert_eq!(rec.payload[REQUEUE_AT], 1);
+        assert_eq!(decode(&rec), Ok(input(true)));
+        let mut bad = rec;
+        bad.payload[REQUEUE_AT] = 2;
+        assert_eq!(
+            decode(&bad),
+            Err(RecordError::BadFlag {
+                field: "requeue",
+                value: 2
+            })
+        );
+    }
+
     #[test]
     fn errors_name_the_field() {
         let input = Input {
@@ -944,6 +1007,7 @@ mod tests {
                 order_id: OrderId(2),
                 price: None,
                 qty: Some(Qty(3)),
+                requeue: false,
             },
         };
         let mut rec = encode(&input);

@@ -50,7 +50,7 @@ pub struct SnapshotBytes {
 }
 
 /// Command kinds, in the order of `Counters::commands` (metric label values).
-pub const COMMAND_KINDS: [&str; 16] = [
+pub const COMMAND_KINDS: [&str; 17] = [
     "instrument",
     "order",
     "cancel",
@@ -67,6 +67,7 @@ pub const COMMAND_KINDS: [&str; 16] = [
     "install_history",
     "lookup_transfer",
     "get_account_transfers",
+    "cancel_by_client_id",
 ];
 
 fn command_kind(c: &Command) -> usize {
@@ -87,6 +88,7 @@ fn command_kind(c: &Command) -> usize {
         Command::InstallHistory { .. } => 13,
         Command::LookupTransfer { .. } => 14,
         Command::GetAccountTransfers { .. } => 15,
+        Command::CancelByClientId { .. } => 16,
     }
 }
 

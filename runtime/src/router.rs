@@ -158,6 +158,7 @@ impl PartitionMap {
                 order_id,
                 price,
                 qty,
+                requeue,
             } => {
                 let (p, local) = self.local(order_id)?;
                 Route::One(
@@ -167,9 +168,14 @@ impl PartitionMap {
                         order_id: local,
                         price,
                         qty,
+                        requeue,
                     },
                 )
             }
+            // A client order id names no partition: every partition looks
+            // (an owner's client order ids are unique per partition; at most
+            // one holds a live order with it unless the owner reused it).
+            Command::CancelByClientId { .. } => Route::All(command),
             Command::OpenAccount(a) => Route::One(self.account(a.id), command),
             Command::QueryBalance { account, .. } => Route::One(self.account(account), command),
             Command::GetAccountTransfers { filter, .. } => {

@@ -38,6 +38,9 @@ pub struct Features {
     pub expired_stops: bool,
     /// Dense self-trading: 2 owners, many icebergs, STP on most orders.
     pub dense: bool,
+    /// Cancels by client order id and requeue replaces (off by default, so
+    /// the streams of seeds recorded before them are unchanged).
+    pub client_ids: bool,
 }
 
 impl Default for Features {
@@ -47,6 +50,7 @@ impl Default for Features {
             bad_values: true,
             expired_stops: true,
             dense: false,
+            client_ids: false,
         }
     }
 }
@@ -250,6 +254,20 @@ impl Gen {
         }
     }
 
+    /// A cancel by client order id: the target's (mostly live), another
+    /// owner's, or one never used.
+    fn cancel_by_client_id(&mut self, r: &Reference, owner: u64, target: OrderId) -> Command {
+        let live = r.live_orders();
+        let coid = match live.iter().find(|o| o.id == target) {
+            Some(o) if self.rng.chance_pct(90) => o.client_order_id,
+            _ => ClientOrderId(self.rng.range(1, self.next_coid + 2)),
+        };
+        Command::CancelByClientId {
+            owner: OwnerId(owner),
+            client_order_id: coid,
+        }
+    }
+
     fn command(&mut self, r: &Reference) -> Command {
         let roll = self.rng.below(100);
         match roll {
@@ -257,6 +275,9 @@ impl Gen {
             55..=66 => {
                 let owner = self.owner();
                 let order_id = self.target(r, owner, false);
+                if self.features.client_ids && self.rng.chance_pct(50) {
+                    return self.cancel_by_client_id(r, owner, order_id);
+                }
                 Command::Cancel {
                     owner: OwnerId(owner),
                     order_id,
@@ -288,6 +309,7 @@ impl Gen {
                     order_id,
                     price: price.map(Price),
                     qty: qty.map(Qty),
+                    requeue: self.features.client_ids && self.rng.chance_pct(40),
                 }
             }
             81..=83 => {

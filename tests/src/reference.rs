@@ -14,9 +14,9 @@
 //! capacities (random streams stay within `EngineConfig::small()`).
 
 use engine::{
-    CancelReason, Command, Event, Events, HaltReason, Input, InstrumentId, InstrumentSpec,
-    LevelView, NewOrder, OrderId, OrderType, OwnerId, Price, Qty, RejectReason, RejectTarget, Side,
-    Stp, Tif,
+    CancelReason, ClientOrderId, Command, Event, Events, HaltReason, Input, InstrumentId,
+    InstrumentSpec, LevelView, NewOrder, OrderId, OrderType, OwnerId, Price, Qty, RejectReason,
+    RejectTarget, Side, Stp, Tif,
 };
 use std::collections::{BTreeMap, VecDeque};
 
@@ -171,6 +171,8 @@ pub struct LiveOrder {
     pub id: OrderId,
     /// Owner.
     pub owner: OwnerId,
+    /// Client order id.
+    pub client_order_id: ClientOrderId,
     /// Instrument.
     pub instrument: InstrumentId,
     /// Side.
@@ -208,10 +210,13 @@ fn rej(out: &mut Vec<Ev>, target: RejectTarget, reason: RejectReason) {
     out.push(Ev::E(Event::Rejected { target, reason }));
 }
 
-fn canceled(out: &mut Vec<Ev>, owner: u64, id: u64, qty: u64, reason: CancelReason) {
+/// `o` lost `qty` (its leaves before the event) for `reason`.
+fn canceled(out: &mut Vec<Ev>, o: &Ord, qty: u64, reason: CancelReason) {
     out.push(Ev::E(Event::Canceled {
-        order_id: OrderId(id),
-        owner: OwnerId(owner),
+        order_id: OrderId(o.id),
+        owner: OwnerId(o.owner),
+        side: o.side,
+        price: o.otype.has_price().then_some(Price(o.price)),
         qty: Qty(qty),
         reason,
     }));
@@ -273,6 +278,7 @@ impl Reference {
             .map(|o| LiveOrder {
                 id: OrderId(o.id),
                 owner: OwnerId(o.owner),
+                client_order_id: ClientOrderId(o.coid),
                 instrument: InstrumentId(o.inst),
                 side: o.side,
                 price: Price(o.price),
@@ -345,16 +351,21 @@ impl Reference {
             Command::AddInstrument(spec) => self.add_instrument(spec, &mut out),
             Command::NewOrder(n) => self.new_order(&n, &mut out),
             Command::Cancel { owner, order_id } => self.cancel(owner.0, order_id.0, &mut out),
+            Command::CancelByClientId {
+                owner,
+                client_order_id,
+            } => self.cancel_by_client_id(owner.0, client_order_id, &mut out),
             Command::Replace {
                 owner,
                 order_id,
                 price,
                 qty,
+                requeue,
             } => self.replace(
                 owner.0,
                 order_id.0,
-                price.map(|p| p.0),
-                qty.map(|q| q.0),
+                (price.map(|p| p.0), qty.map(|q| q.0)),
+                requeue,
                 &mut out,
             ),
             Command::MassCancel {
@@ -458,7 +469,7 @@ impl Reference {
         due.sort();
         for (_, id) in due {
             let o = self.remove_order(id);
-            canceled(out, o.owner, id, o.remaining, CancelReason::Expired);
+            canceled(out, &o, o.remaining, CancelReason::Expired);
         }
     }
 
@@ -661,7 +672,7 @@ impl Reference {
                 queue.push_back(o.id);
                 self.orders.insert(o.id, o);
             } else if o.expire_at.is_some_and(|e| e <= self.now) {
-                canceled(out, o.owner, o.id, o.remaining, CancelReason::Expired);
+                canceled(out, &o, o.remaining, CancelReason::Expired);
             } else {
                 o.state = State::Waiting;
                 self.orders.insert(o.id, o);
@@ -712,9 +723,9 @@ impl Reference {
             return;
         }
         if t.is_market() || matches!(t.tif, Tif::Ioc | Tif::Fok) {
-            canceled(out, t.owner, t.id, t.remaining, CancelReason::IocRemainder);
+            canceled(out, &t, t.remaining, CancelReason::IocRemainder);
         } else if t.expire_at.is_some_and(|e| e <= self.now) {
-            canceled(out, t.owner, t.id, t.remaining, CancelReason::Expired);
+            canceled(out, &t, t.remaining, CancelReason::Expired);
         } else {
             t.visible = t.display.map_or(t.remaining, |d| d.min(t.remaining));
             self.rest(t);
@@ -730,11 +741,11 @@ impl Reference {
                 owner: OwnerId(s.owner),
             }));
             if self.insts[&s.inst].halted {
-                canceled(out, s.owner, id, s.remaining, CancelReason::CircuitBreaker);
+                canceled(out, &s, s.remaining, CancelReason::CircuitBreaker);
                 continue;
             }
             if s.tif == Tif::Fok && !self.fok_fillable(&s) {
-                canceled(out, s.owner, id, s.remaining, CancelReason::IocRemainder);
+                canceled(out, &s, s.remaining, CancelReason::IocRemainder);
                 continue;
             }
             self.execute(s, out, queue);
@@ -773,19 +784,19 @@ impl Reference {
             if m.owner == t.owner && t.stp != Stp::None {
                 match t.stp {
                     Stp::CancelTaker => {
-                        canceled(out, t.owner, t.id, t.remaining, CancelReason::Stp);
+                        canceled(out, t, t.remaining, CancelReason::Stp);
                         t.remaining = 0;
                         return End::TakerCanceled;
                     }
                     Stp::CancelMaker => {
                         self.remove_order(mid);
-                        canceled(out, m.owner, mid, m.remaining, CancelReason::Stp);
+                        canceled(out, &m, m.remaining, CancelReason::Stp);
                         continue;
                     }
                     Stp::CancelBoth => {
                         self.remove_order(mid);
-                        canceled(out, m.owner, mid, m.remaining, CancelReason::Stp);
-                        canceled(out, t.owner, t.id, t.remaining, CancelReason::Stp);
+                        canceled(out, &m, m.remaining, CancelReason::Stp);
+                        canceled(out, t, t.remaining, CancelReason::Stp);
                         t.remaining = 0;
                         return End::TakerCanceled;
                     }
@@ -793,7 +804,7 @@ impl Reference {
                         let x = t.remaining.min(m.visible);
                         if m.remaining == x {
                             self.remove_order(mid);
-                            canceled(out, m.owner, mid, x, CancelReason::Stp);
+                            canceled(out, &m, x, CancelReason::Stp);
                         } else {
                             out.push(Ev::E(Event::Reduced {
                                 order_id: OrderId(mid),
@@ -805,7 +816,7 @@ impl Reference {
                         }
                         t.remaining -= x;
                         if t.remaining == 0 {
-                            canceled(out, t.owner, t.id, x, CancelReason::Stp);
+                            canceled(out, t, x, CancelReason::Stp);
                             return End::TakerCanceled;
                         }
                         out.push(Ev::E(Event::Reduced {
@@ -837,13 +848,7 @@ impl Reference {
                         instrument: InstrumentId(iid),
                         reason: HaltReason::CircuitBreaker,
                     }));
-                    canceled(
-                        out,
-                        t.owner,
-                        t.id,
-                        t.remaining,
-                        CancelReason::CircuitBreaker,
-                    );
+                    canceled(out, t, t.remaining, CancelReason::CircuitBreaker);
                     t.remaining = 0;
                     return End::Halted;
                 }
@@ -912,7 +917,7 @@ impl Reference {
             return rej(out, target, RejectReason::NotOrderOwner);
         }
         let o = self.remove_order(id);
-        canceled(out, o.owner, id, o.remaining, CancelReason::User);
+        canceled(out, &o, o.remaining, CancelReason::User);
     }
 
     fn mass_cancel(
@@ -943,16 +948,32 @@ impl Reference {
             .collect();
         for id in ids {
             let o = self.remove_order(id);
-            canceled(out, o.owner, id, o.remaining, CancelReason::MassCancel);
+            canceled(out, &o, o.remaining, CancelReason::MassCancel);
         }
+    }
+
+    /// The live order (resting or waiting) of `owner` entered as `coid`:
+    /// a plain search, no index (the engine keeps a map).
+    fn cancel_by_client_id(&mut self, owner: u64, coid: ClientOrderId, out: &mut Vec<Ev>) {
+        let found = self
+            .orders
+            .values()
+            .find(|o| o.owner == owner && o.coid == coid.0)
+            .map(|o| o.id);
+        let Some(id) = found else {
+            let target = RejectTarget::ClientOrder(coid);
+            return rej(out, target, RejectReason::UnknownOrder);
+        };
+        let o = self.remove_order(id);
+        canceled(out, &o, o.remaining, CancelReason::User);
     }
 
     fn replace(
         &mut self,
         owner: u64,
         id: u64,
-        price: Option<u64>,
-        qty: Option<u64>,
+        (price, qty): (Option<u64>, Option<u64>),
+        requeue: bool,
         out: &mut Vec<Ev>,
     ) {
         let target = RejectTarget::Order(OrderId(id));
@@ -996,10 +1017,11 @@ impl Reference {
         if o.post_only && self.crosses(o.inst, o.side, new_price) {
             return rej(out, target, RejectReason::PostOnlyWouldCross);
         }
-        let keep = new_price == o.price && new_qty <= o.remaining;
+        let keep = new_price == o.price && new_qty <= o.remaining && !requeue;
         out.push(Ev::E(Event::Replaced {
             order_id: OrderId(id),
             owner: OwnerId(o.owner),
+            side: o.side,
             price: Price(new_price),
             qty: Qty(new_qty),
             priority_kept: keep,

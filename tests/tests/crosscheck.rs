@@ -54,8 +54,10 @@ fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
     // is a reuse past the window, counted as coverage.
     let mut used = std::collections::BTreeSet::new();
     // Every third seed runs the dense self-trading profile.
+    // Every fourth seed also cancels by client order id and requeues.
     let features = Features {
         dense: seed % 3 == 2,
+        client_ids: seed % 4 == 1,
         ..Features::default()
     };
     let mut gen = Gen::with_features(seed, features);

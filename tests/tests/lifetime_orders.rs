@@ -56,10 +56,13 @@ fn accepted(id: u64, owner: u64, coid: u64, price: u64) -> Ev {
     })
 }
 
+/// Every order cancelled here one by one is a buy of 1 at 90.
 fn canceled(id: u64, owner: u64) -> Ev {
     Ev::E(Event::Canceled {
         order_id: OrderId(id),
         owner: OwnerId(owner),
+        side: Side::Buy,
+        price: Some(Price(90)),
         qty: Qty(1),
         reason: CancelReason::User,
     })
@@ -289,6 +292,8 @@ fn owners_beyond_owners_max_over_time() {
                 vec![Ev::E(Event::Canceled {
                     order_id: OrderId(1),
                     owner: OwnerId(1),
+                    side: Side::Buy,
+                    price: Some(Price(80)),
                     qty: Qty(1),
                     reason: CancelReason::MassCancel,
                 })],

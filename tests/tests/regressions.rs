@@ -58,10 +58,17 @@ fn trade(price: u64, qty: u64, maker: u64, taker: u64, mo: u64, to: u64, side: S
     })
 }
 
-fn canceled(id: u64, owner: u64, qty: u64, reason: CancelReason) -> Ev {
+fn canceled(
+    (id, owner): (u64, u64),
+    (side, price): (Side, Option<u64>),
+    qty: u64,
+    reason: CancelReason,
+) -> Ev {
     Ev::E(Event::Canceled {
         order_id: OrderId(id),
         owner: OwnerId(owner),
+        side,
+        price: price.map(Price),
         qty: Qty(qty),
         reason,
     })
@@ -128,7 +135,7 @@ fn ioc_remainder_never_rests() {
                 vec![
                     accepted(2, 2, 1, Buy, 101, 8),
                     trade(100, 5, 1, 2, 1, 2, Buy),
-                    canceled(2, 2, 3, CancelReason::IocRemainder),
+                    canceled((2, 2), (Buy, Some(101)), 3, CancelReason::IocRemainder),
                 ],
             ),
             (query(), vec![book(vec![], vec![])]),
@@ -137,7 +144,7 @@ fn ioc_remainder_never_rests() {
                 order(2, 2, Buy, 99, 4, Tif::Ioc),
                 vec![
                     accepted(3, 2, 2, Buy, 99, 4),
-                    canceled(3, 2, 4, CancelReason::IocRemainder),
+                    canceled((3, 2), (Buy, Some(99)), 4, CancelReason::IocRemainder),
                 ],
             ),
             // A later sell at 99 finds nothing to trade with: it rests.
@@ -227,7 +234,7 @@ fn marketable_limit_never_trades_through_its_price() {
                 vec![
                     accepted(6, 1, 4, Sell, 100, 9),
                     trade(101, 1, 4, 6, 2, 1, Sell),
-                    canceled(6, 1, 8, CancelReason::IocRemainder),
+                    canceled((6, 1), (Sell, Some(100)), 8, CancelReason::IocRemainder),
                 ],
             ),
         ],
@@ -301,7 +308,7 @@ fn gtd_stop_arriving_expired_is_cancelled_at_once() {
                     price: None,
                     qty: Qty(5),
                 }),
-                canceled(1, 1, 5, CancelReason::Expired),
+                canceled((1, 1), (Side::Sell, None), 5, CancelReason::Expired),
             ],
         )],
     );

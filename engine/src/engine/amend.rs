@@ -1,13 +1,30 @@
 //! Cancel, replace and mass cancel of live orders.
 //!
 //! Only an order's owner may change it. A replace that keeps the price and
-//! does not grow the quantity keeps its place in the queue; any other
-//! replace takes the order out of the book and runs it as an incoming taker.
-//! Mass cancel walks only the owner's own list.
+//! does not grow the quantity keeps its place in the queue, unless it asks
+//! to `requeue`; any other replace takes the order out of the book and runs
+//! it as an incoming taker (back of its new level's queue if it rests).
+//! Mass cancel walks only the owner's own list. Every `Canceled` event is
+//! built by `canceled`, so each producer fills the same fields.
 
 use super::*;
 
 impl Engine {
+    /// The `Canceled` event for order `o` losing `qty` for `reason`: it
+    /// names the order's side and limit price so that an acknowledgement
+    /// needs no lookup.
+    #[inline]
+    pub(super) fn canceled(&self, o: &Order, qty: Qty, reason: CancelReason) -> Event {
+        Event::Canceled {
+            order_id: o.id,
+            owner: self.owners[o.owner_slot as usize].id,
+            side: o.side,
+            price: o.otype.has_price().then_some(o.price),
+            qty,
+            reason,
+        }
+    }
+
     pub(super) fn handle_cancel(&mut self, owner: OwnerId, id: OrderId, out: &mut Events) {
         let reject = |out: &mut Events, reason| {
             out.push(Event::Rejected {
@@ -22,12 +39,7 @@ impl Engine {
         if self.owners[o.owner_slot as usize].id != owner {
             return reject(out, RejectReason::NotOrderOwner);
         }
-        out.push(Event::Canceled {
-            order_id: id,
-            owner: self.owners[o.owner_slot as usize].id,
-            qty: o.remaining,
-            reason: CancelReason::User,
-        });
+        out.push(self.canceled(&o, o.remaining, CancelReason::User));
         self.end_order(slot);
     }
 
@@ -35,8 +47,8 @@ impl Engine {
         &mut self,
         owner: OwnerId,
         id: OrderId,
-        new_price: Option<Price>,
-        new_qty: Option<Qty>,
+        (new_price, new_qty): (Option<Price>, Option<Qty>),
+        requeue: bool,
         out: &mut Events,
     ) {
         let reject = |out: &mut Events, reason| {
@@ -116,7 +128,7 @@ impl Engine {
         if o.pay != NO_ACCOUNT {
             self.cold[slot as usize].hold_price = new_hold_price;
         }
-        if !price_changed && qty <= o.remaining {
+        if !price_changed && qty <= o.remaining && !requeue {
             // Priority kept: shrink in place (hidden part first for icebergs).
             let vis = o.visible.min(qty);
             self.levels[o.level as usize].qty.0 -= o.visible.0 - vis.0;
@@ -127,6 +139,7 @@ impl Engine {
             out.push(Event::Replaced {
                 order_id: id,
                 owner: self.owners[o.owner_slot as usize].id,
+                side: o.side,
                 price,
                 qty,
                 priority_kept: true,
@@ -150,6 +163,7 @@ impl Engine {
         out.push(Event::Replaced {
             order_id: id,
             owner: self.owners[o.owner_slot as usize].id,
+            side: o.side,
             price,
             qty,
             priority_kept: false,
@@ -176,12 +190,7 @@ impl Engine {
             let o = self.orders[m as usize];
             let next = self.links[m as usize].onext;
             if inst.is_none_or(|i| i == o.inst) && side.is_none_or(|s| s == o.side) {
-                out.push(Event::Canceled {
-                    order_id: o.id,
-                    owner: self.owners[o.owner_slot as usize].id,
-                    qty: o.remaining,
-                    reason: CancelReason::MassCancel,
-                });
+                out.push(self.canceled(&o, o.remaining, CancelReason::MassCancel));
                 self.end_order(m);
             }
             m = next;

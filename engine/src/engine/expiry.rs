@@ -15,12 +15,7 @@ impl Engine {
                 break;
             }
             let o = self.orders[top as usize];
-            out.push(Event::Canceled {
-                order_id: o.id,
-                owner: self.owners[o.owner_slot as usize].id,
-                qty: o.remaining,
-                reason: CancelReason::Expired,
-            });
+            out.push(self.canceled(&o, o.remaining, CancelReason::Expired));
             self.end_order(top);
         }
     }

@@ -181,30 +181,15 @@ impl Engine {
                 if maker.owner_slot == t.owner_slot && t.stp != Stp::None {
                     match t.stp {
                         Stp::CancelMaker => {
-                            out.push(Event::Canceled {
-                                order_id: maker.id,
-                                owner: self.owners[maker.owner_slot as usize].id,
-                                qty: maker.remaining,
-                                reason: CancelReason::Stp,
-                            });
+                            out.push(self.canceled(&maker, maker.remaining, CancelReason::Stp));
                             self.end_order(m);
                         }
                         Stp::CancelTaker | Stp::CancelBoth => {
                             if t.stp == Stp::CancelBoth {
-                                out.push(Event::Canceled {
-                                    order_id: maker.id,
-                                    owner: self.owners[maker.owner_slot as usize].id,
-                                    qty: maker.remaining,
-                                    reason: CancelReason::Stp,
-                                });
+                                out.push(self.canceled(&maker, maker.remaining, CancelReason::Stp));
                                 self.end_order(m);
                             }
-                            out.push(Event::Canceled {
-                                order_id: t.id,
-                                owner: self.owners[t.owner_slot as usize].id,
-                                qty: Qty(remaining),
-                                reason: CancelReason::Stp,
-                            });
+                            out.push(self.canceled(&t, Qty(remaining), CancelReason::Stp));
                             remaining = 0;
                             ended = Some(MatchEnd::TakerCanceled);
                             break;
@@ -214,12 +199,7 @@ impl Engine {
                             self.reduce_resting(m, x, out, true);
                             remaining -= x;
                             if remaining == 0 {
-                                out.push(Event::Canceled {
-                                    order_id: t.id,
-                                    owner: self.owners[t.owner_slot as usize].id,
-                                    qty: Qty(x),
-                                    reason: CancelReason::Stp,
-                                });
+                                out.push(self.canceled(&t, Qty(x), CancelReason::Stp));
                                 ended = Some(MatchEnd::TakerCanceled);
                                 break;
                             }
@@ -295,12 +275,7 @@ impl Engine {
         let o = self.orders[m as usize];
         if o.remaining.0 == 0 {
             if stp {
-                out.push(Event::Canceled {
-                    order_id: id,
-                    owner: self.owners[o.owner_slot as usize].id,
-                    qty: Qty(x),
-                    reason: CancelReason::Stp,
-                });
+                out.push(self.canceled(&o, Qty(x), CancelReason::Stp));
             }
             self.end_order(m);
             return;

@@ -30,6 +30,7 @@
 //! - `book`: price levels, the sorted book sides and their level caches;
 //! - `new_order`: checking and accepting a new order;
 //! - `amend`: cancel, replace, mass cancel;
+//! - `client_ids`: the live-order map by (owner, client order id);
 //! - `matching`: taker bounds, the matching loop, FOK trials, circuit breaker;
 //! - `stops`: stop lists, triggering and firing;
 //! - `expiry`: the GTD expiry heap;
@@ -53,6 +54,7 @@ use std::collections::VecDeque;
 
 mod amend;
 mod book;
+mod client_ids;
 mod expiry;
 mod history_api;
 mod instruments;
@@ -104,6 +106,8 @@ pub struct Engine {
     owner_free: Vec<u32>,
     owner_index: FixedMap<u32>,
     coids: CoidSet,
+    /// (owner, client order id) → slot of every live order (derived state).
+    client_ids: client_ids::ClientIds,
     open_counts: FixedMap<u32>,
     heap: Vec<u32>,
     /// Stops triggered by the order being matched, not yet ordered.
@@ -154,6 +158,7 @@ impl Engine {
             owner_free: Vec::with_capacity(cfg.owners_max as usize),
             owner_index: FixedMap::with_capacity(cfg.owners_max as usize),
             coids: CoidSet::with_capacity(cfg.client_order_ids_max as usize, orders_max),
+            client_ids: client_ids::ClientIds::with_capacity(orders_max),
             open_counts: FixedMap::with_capacity(orders_max),
             heap: Vec::with_capacity(orders_max),
             triggered_batch: Vec::with_capacity(orders_max),
@@ -193,6 +198,7 @@ impl Engine {
         }
         self.order_index.prefault();
         self.coids.prefault();
+        self.client_ids.prefault();
         self.owner_index.prefault();
         self.open_counts.prefault();
         self.instrument_index.prefault();
@@ -265,12 +271,17 @@ impl Engine {
             Command::AddInstrument(spec) => self.handle_add_instrument(&spec, out),
             Command::NewOrder(o) => self.handle_new_order(&o, out),
             Command::Cancel { owner, order_id } => self.handle_cancel(owner, order_id, out),
+            Command::CancelByClientId {
+                owner,
+                client_order_id,
+            } => self.handle_cancel_by_client_id(owner, client_order_id, out),
             Command::Replace {
                 owner,
                 order_id,
                 price,
                 qty,
-            } => self.handle_replace(owner, order_id, price, qty, out),
+                requeue,
+            } => self.handle_replace(owner, order_id, (price, qty), requeue, out),
             Command::MassCancel {
                 owner,
                 instrument,

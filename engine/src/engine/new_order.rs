@@ -285,12 +285,8 @@ impl Engine {
                 self.fire_stop(slot, out);
             } else if o.tif == Tif::Gtd && self.cold_of(slot).expire_at <= self.now {
                 // Arrived already expired and cannot trade: it ends at once (convention 4).
-                out.push(Event::Canceled {
-                    order_id: self.orders[slot as usize].id,
-                    owner: o.owner,
-                    qty: o.qty,
-                    reason: CancelReason::Expired,
-                });
+                let placed = self.orders[slot as usize];
+                out.push(self.canceled(&placed, o.qty, CancelReason::Expired));
                 self.end_order(slot);
             } else {
                 self.park_stop(slot);

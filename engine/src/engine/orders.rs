@@ -208,6 +208,7 @@ impl Engine {
         };
         let ok = self.order_index.insert(o.id.0, slot);
         assert!(ok, "order index sized to orders_max");
+        self.client_id_insert(slot);
         if self.instruments[o.inst as usize]
             .spec
             .open_orders_max
@@ -267,6 +268,7 @@ impl Engine {
         }
         let removed = self.order_index.remove(o.id.0, slot);
         assert!(removed, "order index out of step");
+        self.client_id_remove(slot);
         // The cold part is left as it is: nothing reads a free slot's.
         self.orders[slot as usize] = Order::default();
         self.order_free.push(slot);
@@ -282,12 +284,7 @@ impl Engine {
         reason: CancelReason,
         out: &mut Events,
     ) {
-        out.push(Event::Canceled {
-            order_id: o.id,
-            owner: self.owners[o.owner_slot as usize].id,
-            qty: o.remaining,
-            reason,
-        });
+        out.push(self.canceled(o, o.remaining, reason));
         self.end_order(slot);
     }
 

@@ -730,6 +730,8 @@ impl Engine {
                 )));
             }
         }
+        // Derived state, not in the bytes: rebuilt from the live orders.
+        e.rebuild_client_ids();
         e.validate().map_err(SnapshotError::Invalid)?;
         Ok(e)
     }

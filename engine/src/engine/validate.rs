@@ -27,6 +27,7 @@ impl Engine {
             return Err("order pool leaks slots".into());
         }
         self.validate_index_and_heap()?;
+        self.validate_client_ids()?;
         let per_key = self.validate_owner_lists(live)?;
         self.validate_owners_and_coids()?;
         if per_key.len() != self.open_counts.len()

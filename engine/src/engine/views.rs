@@ -104,14 +104,39 @@ impl Engine {
         }
     }
 
-    /// Visible levels of one side, best first (allocates: for tests and tools).
+    /// Visible levels of one side, best first (allocates: for tests and
+    /// tools; `book_levels` and `depth_at` do not).
     pub fn book_side(&self, instrument: InstrumentId, side: Side) -> Vec<LevelView> {
+        self.book_levels(instrument, side).collect()
+    }
+
+    /// Visible quantity and order count resting at `price` on one side of
+    /// an instrument; `(0, 0)` when no level is there (or no such
+    /// instrument). Allocates nothing: for the hot path of an embedder.
+    pub fn depth_at(&self, instrument: InstrumentId, side: Side, price: Price) -> (Qty, u32) {
         let Some(s) = self.inst_slot(instrument) else {
-            return Vec::new();
+            return (Qty(0), 0);
         };
-        self.side_levels(s, side)
-            .iter()
-            .rev()
+        match self.find_level(s, side, price) {
+            Some((_, l)) => {
+                let l = &self.levels[l as usize];
+                (l.qty, l.count)
+            }
+            None => (Qty(0), 0),
+        }
+    }
+
+    /// The visible levels of one side, best first, as an iterator that
+    /// allocates nothing (`book_levels(i, side).take(n)` walks the top n);
+    /// empty for an unknown instrument. Yields what `book_side` copies.
+    pub fn book_levels(
+        &self,
+        instrument: InstrumentId,
+        side: Side,
+    ) -> impl Iterator<Item = LevelView> + '_ {
+        self.inst_slot(instrument)
+            .into_iter()
+            .flat_map(move |s| self.side_levels(s, side).iter().rev())
             .map(|e| {
                 let l = &self.levels[e.slot as usize];
                 LevelView {
@@ -120,7 +145,6 @@ impl Engine {
                     orders: l.count,
                 }
             })
-            .collect()
     }
 
     /// Best bid and ask prices.
