@@ -7,15 +7,15 @@
 //! circuit breaker, no fees, no per-owner limits); a new order is a limit
 //! with `Tif::Gtc` or `Tif::Ioc`, owned by `1 + id % 16` with self-trade
 //! prevention off (so it trades as the reference model does); a cancel is
-//! `Command::Cancel`; a modify goes through `modify`, the one place that
-//! picks its commands. Every new order gets a fresh client order id, so
-//! none is ever a duplicate. The adapter keeps, per stream id, the engine's
-//! order id, the price and the leaves (from `Accepted`, `Trade` and
-//! `Replaced`), and per engine order id the stream id, to name a fill's
+//! `Command::Cancel`; a modify is one `Command::Replace` with `requeue`
+//! (cancel-and-reinsert under one seq, the order keeping its engine id).
+//! Every new order gets a fresh client order id, so none is ever a
+//! duplicate. The adapter keeps, per stream id, the engine's order id (from
+//! `Accepted`), and per engine order id the stream id, to name a fill's
 //! maker — the order table an integrator keeps anyway.
 //!
 //! Sizing: `orders_max` ≥ 2 × the largest book, `levels_max` ≥ 2 × the most
-//! levels on a side, a client order id for every new order and reinsert.
+//! levels on a side, a client order id for every new order.
 
 use crate::book::Resting;
 use crate::bourse::{limit_order, plain_instrument, resting_of};
@@ -39,10 +39,6 @@ pub struct BourseHarness {
     coid: u64,
     /// Stream id → engine order id.
     ids: Vec<u64>,
-    /// Stream id → limit price.
-    price: Vec<u64>,
-    /// Stream id → leaves.
-    leaves: Vec<u64>,
     /// Engine order id → stream id.
     wids: Vec<u64>,
     reports: Reports,
@@ -50,7 +46,7 @@ pub struct BourseHarness {
 
 /// The engine configuration used for a stream sized `s`.
 pub fn harness_config(s: &Sizing) -> EngineConfig {
-    let orders = s.max_id + s.modifies;
+    let orders = s.max_id;
     EngineConfig {
         orders_max: (2 * s.max_live + 1024) as u32,
         levels_max: (2 * s.max_levels).max(4096) as u32,
@@ -98,10 +94,9 @@ impl BourseHarness {
         self.engine.apply(&input, &mut self.events);
     }
 
-    /// Sends a new limit order for stream id `id` and reads its events. As
-    /// part of a modify (`reinsert`), its `Accepted` is not a new order's.
+    /// Sends a new limit order for stream id `id` and reads its events.
     #[inline(always)]
-    fn submit(&mut self, id: u64, side: Side, price: u64, qty: u64, tif: Tif, reinsert: bool) {
+    fn submit(&mut self, id: u64, side: Side, price: u64, qty: u64, tif: Tif) {
         self.coid += 1;
         self.apply(Command::NewOrder(limit_order(
             owner(id),
@@ -112,15 +107,12 @@ impl BourseHarness {
             qty,
             tif,
         )));
-        self.price[id as usize] = price;
-        self.leaves[id as usize] = qty;
-        self.read(id, reinsert);
+        self.read(id, false);
     }
 
     /// Reads every event of the last command, `id` being the stream id of
-    /// the order it concerned. In a modify (`in_modify`) the `Canceled` and
-    /// `Accepted` of a cancel-then-new are parts of one modify, counted by
-    /// the caller.
+    /// the order it concerned. In a modify (`in_modify`) a `Canceled` is part
+    /// of the modify, not a cancel of its own.
     #[inline(always)]
     fn read(&mut self, id: u64, in_modify: bool) {
         let r = &mut self.reports;
@@ -138,8 +130,6 @@ impl BourseHarness {
                     ..
                 } => {
                     let maker = self.wids[maker_order_id.0 as usize];
-                    self.leaves[maker as usize] -= qty.0;
-                    self.leaves[id as usize] -= qty.0;
                     r.fill(id, maker, price.0, qty.0);
                 }
                 Event::Canceled { reason, .. } => match reason {
@@ -183,8 +173,6 @@ impl HarnessBook for BourseHarness {
             seq: 0,
             coid: 0,
             ids: vec![0; ids],
-            price: vec![0; ids],
-            leaves: vec![0; ids],
             wids: vec![0; (s.max_id + s.modifies) as usize + 2],
             reports: Reports::new(true),
         }
@@ -193,7 +181,7 @@ impl HarnessBook for BourseHarness {
     #[inline]
     fn new_order(&mut self, id: u64, side: Side, price: u64, qty: u64, ioc: bool) {
         let tif = if ioc { Tif::Ioc } else { Tif::Gtc };
-        self.submit(id, side, price, qty, tif, false);
+        self.submit(id, side, price, qty, tif);
     }
 
     #[inline]
@@ -202,30 +190,19 @@ impl HarnessBook for BourseHarness {
         self.read(id, false);
     }
 
-    /// The switch point for modifies. `Command::Replace` loses priority (is
-    /// cancel-and-reinsert) exactly when the price changes or the lots grow;
-    /// otherwise it would keep the order's place, so the modify is sent as
-    /// `Cancel` then `NewOrder` (the engine then gives the order a new id).
+    /// A modify is one `Replace { requeue: true }`: cancel-and-reinsert
+    /// under one seq (the order keeps its engine id, goes to the back of its
+    /// new level's queue, or trades first if the new price crosses).
     #[inline]
-    fn modify(&mut self, id: u64, side: Side, price: u64, qty: u64) {
-        let w = id as usize;
-        if price != self.price[w] || qty > self.leaves[w] {
-            self.apply(Command::Replace {
-                owner: owner(id),
-                order_id: OrderId(self.ids[w]),
-                price: Some(Price(price)),
-                qty: Some(Qty(qty)),
-            });
-            self.price[w] = price;
-            self.leaves[w] = qty;
-            self.read(id, true);
-        } else {
-            let rejected = self.reports.rejected;
-            self.apply(self.cancel_command(id));
-            self.read(id, true);
-            self.submit(id, side, price, qty, Tif::Gtc, true);
-            self.reports.modified += u64::from(self.reports.rejected == rejected);
-        }
+    fn modify(&mut self, id: u64, _side: Side, price: u64, qty: u64) {
+        self.apply(Command::Replace {
+            owner: owner(id),
+            order_id: OrderId(self.ids[id as usize]),
+            price: Some(Price(price)),
+            qty: Some(Qty(qty)),
+            requeue: true,
+        });
+        self.read(id, true);
     }
 
     fn reports(&self) -> Reports {

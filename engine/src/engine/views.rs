@@ -118,7 +118,7 @@ impl Engine {
             return (Qty(0), 0);
         };
         match self.find_level(s, side, price) {
-            Some((_, l)) => {
+            Some(l) => {
                 let l = &self.levels[l as usize];
                 (l.qty, l.count)
             }
