@@ -488,7 +488,7 @@ fn run_transfers(
 
 /// Compares every account's balances with the model and runs `validate`.
 fn check_state(engine: &mut Engine, g: &Generated) -> Result<(), String> {
-    engine.validate()?;
+    engine.validate().map_err(|b| b.0)?;
     let mut events = engine.new_events();
     let ids = (0..USERS)
         .map(user_id)

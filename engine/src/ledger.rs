@@ -30,6 +30,7 @@ use crate::fixed_map::FixedMap;
 use crate::hash::StateHasher;
 use crate::ledger_history::{record_hash, Found};
 use crate::types::*;
+use crate::BrokenInvariant;
 
 pub(crate) const NO_ACCOUNT: u32 = u32::MAX;
 
@@ -1108,14 +1109,14 @@ impl Ledger {
 
     /// Conservation and balance limits; `holds[slot]` is what open orders
     /// hold on each account (computed by the engine from its orders).
-    pub(crate) fn validate(&self, holds: &[u128]) -> Result<(), String> {
+    pub(crate) fn validate(&self, holds: &[u128]) -> Result<(), BrokenInvariant> {
         let n = self.assets.len();
         let mut sums = vec![[0u128; 4]; n];
         let mut pending_out: Vec<u128> = (0..self.accounts.len())
             .map(|i| holds.get(i).copied().unwrap_or(0))
             .collect();
         let mut pending_in = vec![0u128; self.accounts.len()];
-        let add = |x: &mut u128, v: u128| -> Result<(), String> {
+        let add = |x: &mut u128, v: u128| -> Result<(), BrokenInvariant> {
             *x = x.checked_add(v).ok_or("balance sums overflow")?;
             Ok(())
         };
@@ -1134,7 +1135,7 @@ impl Ledger {
                     holds.get(slot).copied().unwrap_or(0),
                 )?;
             } else if holds.get(slot).copied().unwrap_or(0) != 0 {
-                return Err(format!("account {}: holds without an escrow", a.id));
+                return Err(broken!("account {}: holds without an escrow", a.id));
             }
         }
         for (slot, a) in self.accounts.iter().enumerate() {
@@ -1150,19 +1151,23 @@ impl Ledger {
                     .checked_add(a.debits_pending)
                     .is_none_or(|d| d > a.credits_posted)
             {
-                return Err(format!("account {}: debits exceed credits", a.id));
+                return Err(broken!("account {}: debits exceed credits", a.id));
             }
             if a.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
                 && a.credits_posted
                     .checked_add(a.credits_pending)
                     .is_none_or(|c| c > a.debits_posted)
             {
-                return Err(format!("account {}: credits exceed debits", a.id));
+                return Err(broken!("account {}: credits exceed debits", a.id));
             }
             if a.debits_pending != pending_out[slot] || a.credits_pending != pending_in[slot] {
-                return Err(format!(
+                return Err(broken!(
                     "account {} (slot {slot}): pending {}/{} but holds and transfers say {}/{}",
-                    a.id, a.debits_pending, a.credits_pending, pending_out[slot], pending_in[slot]
+                    a.id,
+                    a.debits_pending,
+                    a.credits_pending,
+                    pending_out[slot],
+                    pending_in[slot]
                 ));
             }
         }

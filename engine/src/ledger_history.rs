@@ -17,6 +17,7 @@ use crate::history::{
 use crate::ledger::{Ledger, TState, EVICT_ON_DEMAND, EVICT_ON_INSTALL};
 use crate::transfers::{NIL, UNLINKED};
 use crate::types::*;
+use crate::BrokenInvariant;
 
 /// Where a transfer id was found.
 pub(crate) enum Found {
@@ -338,7 +339,7 @@ impl Ledger {
     /// every stored transfer on exactly its two accounts' lists in
     /// `ledger_seq` order, the expiry heap exactly the pending transfers
     /// with a timeout, ordered.
-    pub(crate) fn validate_hot(&self) -> Result<(), String> {
+    pub(crate) fn validate_hot(&self) -> Result<(), BrokenInvariant> {
         let h = &self.hot;
         let mut live = 0usize;
         let mut linked = 0usize;
@@ -346,34 +347,34 @@ impl Ledger {
         for (slot, t) in h.slots.iter().enumerate() {
             if t.is_free() {
                 if h.links_of(slot as u32) != UNLINKED {
-                    return Err(format!("free slot {slot} on a list"));
+                    return Err(broken!("free slot {slot} on a list"));
                 }
                 continue;
             }
             live += 1;
             let r = &t.rec;
             if h.get(r.spec.id) != Some(slot as u32) {
-                return Err(format!("transfer {} not indexed", r.spec.id));
+                return Err(broken!("transfer {} not indexed", r.spec.id));
             }
             if r.ledger_seq > self.ledger_seq {
-                return Err(format!("transfer {}: ledger_seq ahead", r.spec.id));
+                return Err(broken!("transfer {}: ledger_seq ahead", r.spec.id));
             }
             if !matches!(r.state, TState::Failed(_)) {
                 linked += 1;
             } else if h.links_of(slot as u32) != UNLINKED {
-                return Err(format!("remembered failure {} on a list", r.spec.id));
+                return Err(broken!("remembered failure {} on a list", r.spec.id));
             }
             if r.state == TState::Pending && r.spec.timeout_ns > 0 {
                 timed += 1;
                 let p = t.heap_pos as usize;
                 if h.heap.get(p).map(|e| e.2) != Some(slot as u32) {
-                    return Err(format!(
+                    return Err(broken!(
                         "pending transfer {} not in the expiry heap",
                         r.spec.id
                     ));
                 }
             } else if t.heap_pos != NIL {
-                return Err(format!("transfer {} in the expiry heap", r.spec.id));
+                return Err(broken!("transfer {} in the expiry heap", r.spec.id));
             }
         }
         if live != h.len() || timed != h.heap.len() {
@@ -394,17 +395,17 @@ impl Ledger {
                     let on = if side == 0 { t.debit } else { t.credit };
                     let link = h.links_of(s)[side];
                     if t.is_free() || on != acct || link[0] != prev {
-                        return Err(format!("account list of slot {acct} broken at {s}"));
+                        return Err(broken!("account list of slot {acct} broken at {s}"));
                     }
                     if t.rec.ledger_seq <= last_seq {
-                        return Err(format!("account list of slot {acct} out of order"));
+                        return Err(broken!("account list of slot {acct} out of order"));
                     }
                     (prev, last_seq) = (s, t.rec.ledger_seq);
                     on_lists += 1;
                     s = link[1];
                 }
                 if prev != tail {
-                    return Err(format!("account list of slot {acct}: bad tail"));
+                    return Err(broken!("account list of slot {acct}: bad tail"));
                 }
             }
         }

@@ -12,6 +12,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// A `BrokenInvariant` with a `format!` message (the invariant checkers'
+/// one way to say what is broken).
+macro_rules! broken {
+    ($($arg:tt)*) => {
+        $crate::BrokenInvariant(format!($($arg)*))
+    };
+}
+
 pub mod command;
 pub mod config;
 mod engine;
@@ -31,3 +39,16 @@ pub use config::EngineConfig;
 pub use engine::{Engine, OrderView, SnapshotError};
 pub use event::*;
 pub use types::*;
+
+/// What `Engine::validate` found broken: the first invariant that does not
+/// hold, described. Never a reject: a state that fails it is a bug (or a
+/// damaged snapshot, which restore refuses).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BrokenInvariant(pub String);
+
+impl From<&str> for BrokenInvariant {
+    fn from(what: &str) -> Self {
+        BrokenInvariant(what.to_string())
+    }
+}

@@ -221,7 +221,7 @@ impl Engine {
     }
 
     /// The level cache invariant of one instrument (for `validate`).
-    pub(super) fn check_level_caches(&self, ii: usize) -> Result<(), String> {
+    pub(super) fn check_level_caches(&self, ii: usize) -> Result<(), BrokenInvariant> {
         let inst = &self.instruments[ii];
         let zeros = inst.spec.tick.trailing_zeros();
         for (side, v, cache) in [
@@ -236,7 +236,7 @@ impl Engine {
                 let live = v.iter().any(|x| x.slot == e);
                 let price = self.levels.get(e as usize).map(|l| l.price);
                 if !live || price.map(|p| cache.index(zeros, p)) != Some(i) {
-                    return Err(format!(
+                    return Err(broken!(
                         "{:?} {side:?}: level cache entry {i} names level {e} wrongly",
                         inst.spec.id
                     ));
@@ -244,7 +244,7 @@ impl Engine {
                 named += 1;
             }
             if named as usize + cache.uncached as usize != v.len() {
-                return Err(format!(
+                return Err(broken!(
                     "{:?} {side:?}: level cache counts {} uncached of {} levels, {named} named",
                     inst.spec.id,
                     cache.uncached,

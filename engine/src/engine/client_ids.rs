@@ -179,10 +179,10 @@ impl Engine {
     }
 
     /// Checks the map against the live orders (for `validate`).
-    pub(super) fn validate_client_ids(&self) -> Result<(), String> {
+    pub(super) fn validate_client_ids(&self) -> Result<(), BrokenInvariant> {
         let n = self.client_ids.len();
         if n != self.order_index.len() {
-            return Err(format!(
+            return Err(broken!(
                 "client id map holds {n} orders, {} are live",
                 self.order_index.len()
             ));
@@ -191,9 +191,10 @@ impl Engine {
             let o = &self.orders[slot as usize];
             let owner = self.owners[o.owner_slot as usize].id;
             if self.client_id_slot(owner, o.coid) != Some(slot) {
-                return Err(format!(
+                return Err(broken!(
                     "order {} not found by client order id ({owner}, {})",
-                    o.id, o.coid.0
+                    o.id,
+                    o.coid.0
                 ));
             }
         }

@@ -50,6 +50,7 @@ use crate::history::{AccountFilter, TransferHistory, TransferRecord, ACCOUNT_TRA
 use crate::index::{CoidSet, IdIndex, OwnerCoids};
 use crate::ledger::{Ledger, NO_ACCOUNT};
 use crate::types::*;
+use crate::BrokenInvariant;
 use std::collections::VecDeque;
 
 mod amend;

@@ -732,7 +732,7 @@ impl Engine {
         }
         // Derived state, not in the bytes: rebuilt from the live orders.
         e.rebuild_client_ids();
-        e.validate().map_err(SnapshotError::Invalid)?;
+        e.validate().map_err(|b| SnapshotError::Invalid(b.0))?;
         Ok(e)
     }
 
