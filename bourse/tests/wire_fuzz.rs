@@ -28,7 +28,7 @@ fn frames_budget() -> usize {
 /// A valid client frame of a random kind, with plausible values.
 fn valid_frame(rng: &mut SplitMix64, request: u64, owner: u64) -> Vec<u8> {
     let mut f = Vec::new();
-    match rng.below(13) {
+    match rng.below(15) {
         0..=3 => {
             let m = NewOrderMsg {
                 request,
@@ -60,6 +60,11 @@ fn valid_frame(rng: &mut SplitMix64, request: u64, owner: u64) -> Vec<u8> {
                 order_id: rng.below(64),
                 price: 90 + rng.below(20),
                 qty: rng.below(5),
+                flags: if rng.chance_pct(50) {
+                    REPLACE_REQUEUE
+                } else {
+                    0
+                },
                 ..Default::default()
             },
             &mut f,
@@ -128,6 +133,15 @@ fn valid_frame(rng: &mut SplitMix64, request: u64, owner: u64) -> Vec<u8> {
                 by: rng.below(2) as u8,
                 flags: rng.below(2) as u8,
                 reserved: 0,
+            },
+            &mut f,
+        ),
+        12 | 13 => encode_frame(
+            template::CANCEL_BY_CLIENT_ID,
+            &CancelByClientIdMsg {
+                request,
+                owner,
+                client_order_id: rng.below(64),
             },
             &mut f,
         ),
