@@ -159,6 +159,71 @@ fn serve_routes_with_the_configured_partition_map() {
     assert_eq!(accounts, 8, "accounts follow the default partition");
 }
 
+/// The replies to `request`, until one ends it (a report whose request it
+/// is), then 300 ms more for any second answer the test must not see.
+async fn answers_to(c: &mut Client, request: u64) -> Vec<(u8, String)> {
+    let mut got = Vec::new();
+    let mut until = Instant::now() + Duration::from_secs(5);
+    while let Ok(r) = tokio::time::timeout_at(until.into(), c.next()).await {
+        if let Reply::Report(e) = r.unwrap().expect("stream open") {
+            if e.request == request {
+                got.push((e.exec_type, gateway::client::reject_name(e.reject_code)));
+                until = until.min(Instant::now() + Duration::from_millis(300));
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn cancel_by_client_order_id_finds_the_order_on_whichever_partition_holds_it() {
+    use gateway::wire::exec_type;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config_file(
+        dir.path(),
+        "[pipeline]\npartitions = 2\ndurability = \"none\"\n\
+         [partitions]\ndefault = 1\ninstruments = { \"2\" = 0 }\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    let mut s = Serve::start(&data, &["--no-metrics", "--demo", "--config", cfg]);
+    let id = gateway::identity::load_client_identity(&data).unwrap();
+    let ccfg = ClientConfig::new(s.addr(), id.cert_der, id.operator_token.unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        let mut c = Client::connect(&ccfg).await.unwrap();
+        // Owner 1 rests coid 77 on instrument 2 (partition 0) and coid 78
+        // on instrument 1 (partition 1).
+        for (inst, price, coid) in [(2, 2_500, 77), (1, 50_000, 78)] {
+            let req = c.order(limit(1, inst, engine::Side::Buy, price, 1, coid));
+            c.flush().await.unwrap();
+            let a = answers_to(&mut c, req).await;
+            assert_eq!(a, vec![(exec_type::NEW, "none".to_string())], "coid {coid}");
+        }
+        let mut got = Vec::new();
+        for coid in [78, 77, 77, 99] {
+            let req = c.cancel_by_client_id(1, coid);
+            c.flush().await.unwrap();
+            got.push(answers_to(&mut c, req).await);
+        }
+        c.close().await;
+        got
+    });
+    s.stop();
+    let canceled = vec![(exec_type::CANCELED, "none".to_string())];
+    let unknown = vec![(exec_type::REJECTED, "unknown_order".to_string())];
+    // One answer each: the partition that holds the order cancels it, and
+    // an order no partition holds gets one `unknown_order`, not one per
+    // partition.
+    assert_eq!(
+        got,
+        vec![canceled.clone(), canceled, unknown.clone(), unknown]
+    );
+}
+
 #[test]
 fn operator_token_grant_comes_from_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
