@@ -475,12 +475,12 @@ fn reports_on_orders_of_other_invocations_print_only_what_is_known() {
         &["--order-id", "1", "--price", "60010", "--owner", "2"],
     ));
     assert!(
-        replaced.contains("REPLACED order 1 (owner 2) | now 2 @ 60010"),
+        replaced.contains("REPLACED order 1 (owner 2) | now sell 2 @ 60010"),
         "{replaced}"
     );
     let canceled = run_ok(s.cmd(&["cancel"], &["--order-id", "1", "--owner", "2"]));
     assert!(
-        canceled.contains("CANCELED order 1 (owner 2) | reason user"),
+        canceled.contains("CANCELED order 1 (owner 2) | sell 2 @ 60010 removed | reason user"),
         "{canceled}"
     );
     for out in [&o, &replaced, &canceled] {

@@ -908,8 +908,18 @@ pub fn describe_report(r: &ExecutionReport, symbol: Option<&str>) -> String {
     if r.exec_type == exec_type::TRADE {
         let _ = write!(s, " | filled {} @ {}", r.last_qty, r.last_px);
     }
+    // Untracked, a replace or cancel still names the order's side, price
+    // and leaves: the event carries them.
+    let side = if r.side == 1 { "sell" } else { "buy" };
+    let at = |price: u64| match price {
+        0 => " at market".to_string(),
+        p => format!(" @ {p}"),
+    };
     if r.exec_type == exec_type::REPLACED && !tracked {
-        let _ = write!(s, " | now {} @ {}", r.leaves_qty, r.price);
+        let _ = write!(s, " | now {side} {}{}", r.leaves_qty, at(r.price));
+    }
+    if matches!(r.exec_type, exec_type::CANCELED | exec_type::EXPIRED) && !tracked {
+        let _ = write!(s, " | {side} {}{} removed", r.order_qty, at(r.price));
     }
     if r.exec_type == exec_type::REJECTED {
         let _ = write!(s, " | reason {}", reject_name(r.reject_code));
