@@ -1778,19 +1778,22 @@ impl BourseConfig {
 
     /// Bytes the engine tables and rings of every partition take, estimated
     /// from the capacities (per-item sizes of the default build: about 350
-    /// bytes per order slot across the order tables and indexes; a client
+    /// bytes per order slot across the order tables and indexes, plus about
+    /// 100 for the live-order map by client order id (its direct array, 8
+    /// to 16 bytes an order, and its spill table, 64 to 128); a client
     /// order id window entry is a 16-byte ring slot plus its share of the
     /// bitmap-block table, sized for window + live orders; a transfer slot
     /// is a 224-byte record slot plus its index, two eviction-ring entries,
-    /// a heap entry and a free-list entry; each published change is a
-    /// 176-byte record in the changes buffer).
+    /// a heap entry, a free-list entry, its 16-byte list links and its
+    /// 24-byte remembered hash term; each published change is a 176-byte
+    /// record in the changes buffer).
     pub fn memory_estimate(&self) -> u64 {
-        const ORDER: u64 = 352;
+        const ORDER: u64 = 352 + 104;
         const BOOK_ENTRY: u64 = 16;
         const COID: u64 = 96;
         const OWNER: u64 = 64;
         const ACCOUNT: u64 = 192;
-        const TRANSFER: u64 = 320;
+        const TRANSFER: u64 = 320 + 40;
         const EVENT: u64 = 64;
         const CHANGE: u64 = 176;
         const RING_SLOT: u64 = 128;
