@@ -58,6 +58,25 @@ fn order(coid: u64) -> Command {
     })
 }
 
+/// A runtime of one fresh partition whose journal is `persistence` (a
+/// test double).
+fn one_partition(
+    cfg: RuntimeConfig,
+    durability: Durability,
+    engine: EngineConfig,
+    persistence: Box<dyn Persistence>,
+) -> Runtime {
+    Runtime::start(
+        cfg,
+        durability,
+        vec![PartitionStart {
+            engine: Engine::new(engine),
+            last_seq: Seq(0),
+            persistence: Some(persistence),
+        }],
+    )
+}
+
 #[test]
 fn stalled_journal_means_busy_and_no_early_outputs_then_everything_arrives() {
     let open = Arc::new(AtomicBool::new(false));
@@ -72,17 +91,14 @@ fn stalled_journal_means_busy_and_no_early_outputs_then_everything_arrives() {
         snapshot_every_bytes: 0,
         ..RuntimeConfig::default()
     };
-    let rt = Runtime::start(
+    let rt = one_partition(
         cfg,
         Durability::Durable,
-        vec![PartitionStart {
-            engine: Engine::new(EngineConfig::small()),
-            last_seq: Seq(0),
-            persistence: Some(Box::new(Gate {
-                open: open.clone(),
-                committed: committed.clone(),
-            })),
-        }],
+        EngineConfig::small(),
+        Box::new(Gate {
+            open: open.clone(),
+            committed: committed.clone(),
+        }),
     );
     rt.submit(0, 1, Command::AddInstrument(load_instrument()))
         .unwrap();
@@ -182,16 +198,13 @@ fn a_failed_sync_stops_the_journal_for_good_and_releases_nothing_more() {
         snapshot_every_bytes: 0,
         fatal: record_fatal,
     };
-    let rt = Runtime::start(
+    let rt = one_partition(
         cfg,
         Durability::Durable,
-        vec![PartitionStart {
-            engine: Engine::new(EngineConfig::small()),
-            last_seq: Seq(0),
-            persistence: Some(Box::new(FailingSync {
-                commits: commits.clone(),
-            })),
-        }],
+        EngineConfig::small(),
+        Box::new(FailingSync {
+            commits: commits.clone(),
+        }),
     );
     rt.submit(0, 1, Command::AddInstrument(load_instrument()))
         .unwrap();
@@ -284,17 +297,14 @@ fn every_input_the_journal_sees_already_has_its_output_slot() {
         snapshot_every_bytes: 0,
         ..RuntimeConfig::default()
     };
-    let rt = Runtime::start(
+    let rt = one_partition(
         cfg,
         Durability::Async,
-        vec![PartitionStart {
-            engine: Engine::new(EngineConfig::default()),
-            last_seq: Seq(0),
-            persistence: Some(Box::new(SlotsFirst {
-                shared: cell.clone(),
-                checked: checked.clone(),
-            })),
-        }],
+        EngineConfig::default(),
+        Box::new(SlotsFirst {
+            shared: cell.clone(),
+            checked: checked.clone(),
+        }),
     );
     cell.set(rt.shared(0).clone()).expect("set once");
     let mut token = 1u64;

@@ -5,52 +5,8 @@
 use engine::rng::SplitMix64;
 use engine::*;
 
-const I: InstrumentId = InstrumentId(1);
-
-fn spec() -> InstrumentSpec {
-    InstrumentSpec {
-        id: I,
-        symbol: Symbol::from_str_code("BTC-USD").unwrap(),
-        base: Asset::from_str_code("BTC").unwrap(),
-        quote: Asset::from_str_code("USD").unwrap(),
-        tick: 1,
-        lot_size: 1,
-        qty_min: 1,
-        qty_max: 1_000_000,
-        reference_price: Price(100),
-        band_bps: None,
-        circuit_bps: None,
-        circuit_window_ns: 0,
-        maker_fee_bps: 0,
-        taker_fee_bps: 0,
-        fee_account: AccountId(0),
-        settle: false,
-        open_orders_max: None,
-        notional_max: None,
-    }
-}
-
-fn order(owner: u64, coid: u64, side: Side, price: u64, qty: u64) -> NewOrder {
-    NewOrder {
-        owner: OwnerId(owner),
-        instrument: I,
-        client_order_id: ClientOrderId(coid),
-        side,
-        order_type: OrderType::Limit,
-        price: Some(Price(price)),
-        qty: Qty(qty),
-        tif: Tif::Gtc,
-        expire_at: None,
-        post_only: false,
-        stp: Stp::None,
-        display_qty: None,
-        trigger_price: None,
-    }
-}
-
-fn limit(owner: u64, coid: u64, side: Side, price: u64, qty: u64) -> Command {
-    Command::NewOrder(order(owner, coid, side, price, qty))
-}
+mod common;
+use common::{limit, order, spec, I};
 
 fn replace(owner: u64, id: u64, price: Option<u64>, qty: Option<u64>, requeue: bool) -> Command {
     Command::Replace {

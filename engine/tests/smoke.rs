@@ -1,46 +1,8 @@
 //! Smoke test of the public API: two crossing orders trade at the maker's price.
 use engine::*;
 
-fn spec(id: u32) -> InstrumentSpec {
-    InstrumentSpec {
-        id: InstrumentId(id),
-        symbol: Symbol::from_str_code("BTC-USD").unwrap(),
-        base: Asset::from_str_code("BTC").unwrap(),
-        quote: Asset::from_str_code("USD").unwrap(),
-        tick: 1,
-        lot_size: 1,
-        qty_min: 1,
-        qty_max: 1_000_000,
-        reference_price: Price(100),
-        band_bps: None,
-        circuit_bps: None,
-        circuit_window_ns: 0,
-        maker_fee_bps: 0,
-        taker_fee_bps: 0,
-        fee_account: AccountId(0),
-        settle: false,
-        open_orders_max: None,
-        notional_max: None,
-    }
-}
-
-fn limit(owner: u64, coid: u64, side: Side, price: u64, qty: u64) -> Command {
-    Command::NewOrder(NewOrder {
-        owner: OwnerId(owner),
-        instrument: InstrumentId(1),
-        client_order_id: ClientOrderId(coid),
-        side,
-        order_type: OrderType::Limit,
-        price: Some(Price(price)),
-        qty: Qty(qty),
-        tif: Tif::Gtc,
-        expire_at: None,
-        post_only: false,
-        stp: Stp::None,
-        display_qty: None,
-        trigger_price: None,
-    })
-}
+mod common;
+use common::{limit, spec};
 
 #[test]
 fn crossing_orders_trade_at_maker_price() {
@@ -60,7 +22,7 @@ fn crossing_orders_trade_at_maker_price() {
         e.validate().unwrap();
         ev.as_slice().to_vec()
     };
-    assert!(run(&mut e, Command::AddInstrument(spec(1))).is_empty());
+    assert!(run(&mut e, Command::AddInstrument(spec())).is_empty());
     let a = run(&mut e, limit(7, 1, Side::Sell, 101, 5));
     assert!(matches!(
         a[0],
