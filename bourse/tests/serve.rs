@@ -130,17 +130,27 @@ fn plain_serve_creates_no_demo_set() {
     assert!(!data.join("instruments.json").exists());
 }
 
+/// `serve --demo` in `data` over two partitions, instrument 2 on
+/// partition 0 and the rest on partition 1, with journal `durability`.
+fn two_partition_demo(dir: &Path, data: &Path, durability: &str) -> Serve {
+    let cfg = config_file(
+        dir,
+        &format!(
+            "[pipeline]\npartitions = 2\ndurability = \"{durability}\"\n\
+             [partitions]\ndefault = 1\ninstruments = {{ \"2\" = 0 }}\n"
+        ),
+    );
+    Serve::start(
+        data,
+        &["--no-metrics", "--demo", "--config", cfg.to_str().unwrap()],
+    )
+}
+
 #[test]
 fn serve_routes_with_the_configured_partition_map() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg = config_file(
-        dir.path(),
-        "[pipeline]\npartitions = 2\ndurability = \"async\"\n\
-         [partitions]\ndefault = 1\ninstruments = { \"2\" = 0 }\n",
-    );
-    let cfg = cfg.to_str().unwrap();
-    let mut s = Serve::start(&data, &["--no-metrics", "--demo", "--config", cfg]);
+    let mut s = two_partition_demo(dir.path(), &data, "async");
     assert!(s.text().contains("demo instruments"), "{}", s.text());
     s.stop();
     let instruments = |p: &str| -> Vec<u64> {
@@ -180,13 +190,7 @@ fn cancel_by_client_order_id_finds_the_order_on_whichever_partition_holds_it() {
     use gateway::wire::exec_type;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg = config_file(
-        dir.path(),
-        "[pipeline]\npartitions = 2\ndurability = \"none\"\n\
-         [partitions]\ndefault = 1\ninstruments = { \"2\" = 0 }\n",
-    );
-    let cfg = cfg.to_str().unwrap();
-    let mut s = Serve::start(&data, &["--no-metrics", "--demo", "--config", cfg]);
+    let mut s = two_partition_demo(dir.path(), &data, "none");
     let id = gateway::identity::load_client_identity(&data).unwrap();
     let ccfg = ClientConfig::new(s.addr(), id.cert_der, id.operator_token.unwrap());
     let rt = tokio::runtime::Builder::new_current_thread()
