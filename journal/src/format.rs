@@ -6,19 +6,24 @@
 //! | bytes | field |
 //! | --- | --- |
 //! | 0..8 | magic `BOURSEJB` |
-//! | 8..12 | version (1) |
+//! | 8..12 | version: 1, or 2 for a block that is a Raft log entry |
 //! | 12..16 | count: records in the block (≥ 1) |
 //! | 16..24 | first_seq |
 //! | 24..32 | batch timestamp: engine time of the block's last record |
 //! | 32..40 | body_len = count × 192 |
-//! | 40..64 | reserved, zero |
+//! | 40..48 | version 2: the Raft log index (else zero) |
+//! | 48..56 | version 2: the Raft term of the entry's leader (else zero) |
+//! | 56 | version 2: the entry kind, [`RaftKind`] (else zero) |
+//! | 57..64 | reserved, zero |
 //! | 64..80 | body checksum: xxh3-128 of the records |
 //! | 80..96 | prev checksum: the previous block's header checksum (0 for the first block) |
 //! | 96..112 | header checksum: xxh3-128 of the 128 header bytes with this field zeroed |
 //! | 112..128 | reserved, zero |
 //!
 //! 128 bytes rather than 64: three 128-bit checksums leave too little room
-//! in 64. Invariant: `parse` accepts a block only if every check passes,
+//! in 64. In a replicated partition each Raft log entry is one block (the
+//! journal is the Raft log), so the entry's log id lives in its header and
+//! is covered by the header checksum and the hash chain. Invariant: `parse` accepts a block only if every check passes,
 //! and names the first one that fails.
 
 use crate::record::{InputRecord, RECORD_LEN};
@@ -30,8 +35,45 @@ pub const HEADER_LEN: usize = 128;
 pub const BLOCK_ALIGN: usize = 4096;
 /// Header magic.
 pub const MAGIC: [u8; 8] = *b"BOURSEJB";
-/// Format version.
+/// Format version of a plain block.
 pub const VERSION: u32 = 1;
+/// Format version of a block that is a Raft log entry (carries a [`RaftTag`]).
+pub const VERSION_RAFT: u32 = 2;
+
+/// What a Raft log entry is (header byte 56 of a version-2 block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaftKind {
+    /// Client inputs (one record per input).
+    Normal = 1,
+    /// A new leader's first entry: one `time` input at the previous time.
+    Blank = 2,
+    /// A membership change: one `time` input at the previous time; the
+    /// membership itself is kept beside the journal (`raft.members`).
+    Membership = 3,
+}
+
+impl RaftKind {
+    fn from_byte(b: u8) -> Option<RaftKind> {
+        match b {
+            1 => Some(RaftKind::Normal),
+            2 => Some(RaftKind::Blank),
+            3 => Some(RaftKind::Membership),
+            _ => None,
+        }
+    }
+}
+
+/// The Raft log id of a block (version 2): index, term and kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTag {
+    /// Raft log index (openraft's first entry, a cluster's initial
+    /// membership, has index 0).
+    pub index: u64,
+    /// Term of the leader that proposed the entry.
+    pub term: u64,
+    /// What the entry is.
+    pub kind: RaftKind,
+}
 
 /// Bytes a block of `count` records takes on disk.
 pub fn block_len(count: usize) -> u64 {
@@ -56,6 +98,8 @@ pub struct BlockHeader {
     pub prev_checksum: u128,
     /// xxh3-128 of this header with this field zeroed.
     pub header_checksum: u128,
+    /// The Raft log id (version-2 blocks only).
+    pub raft: Option<RaftTag>,
 }
 
 impl BlockHeader {
@@ -77,6 +121,14 @@ pub enum BlockFault {
     /// Unknown version.
     #[error("unknown block version {0}")]
     BadVersion(u32),
+    /// A version-2 block with an unknown entry kind.
+    #[error("bad Raft log id: index {index}, kind {kind}")]
+    BadRaftTag {
+        /// Index found.
+        index: u64,
+        /// Kind byte found.
+        kind: u8,
+    },
     /// Header checksum mismatch.
     #[error("header checksum mismatch")]
     HeaderChecksum,
@@ -210,6 +262,16 @@ fn words_zero(data: &[u8]) -> bool {
 /// Writes a block for `records` into `buf` (cleared first) and returns its
 /// header. `buf.len()` is then a multiple of 4 KiB.
 pub fn build_block(buf: &mut Vec<u8>, records: &[InputRecord], prev_checksum: u128) -> BlockHeader {
+    build_tagged_block(buf, records, prev_checksum, None)
+}
+
+/// `build_block`, for a Raft log entry when `raft` is given (version 2).
+pub fn build_tagged_block(
+    buf: &mut Vec<u8>,
+    records: &[InputRecord],
+    prev_checksum: u128,
+    raft: Option<RaftTag>,
+) -> BlockHeader {
     buf.clear();
     let count = records.len();
     let total = block_len(count) as usize;
@@ -222,7 +284,13 @@ pub fn build_block(buf: &mut Vec<u8>, records: &[InputRecord], prev_checksum: u1
     let batch_ts = records[count - 1].now();
     let h = &mut buf[..HEADER_LEN];
     h[0..8].copy_from_slice(&MAGIC);
-    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    let version = if raft.is_some() { VERSION_RAFT } else { VERSION };
+    h[8..12].copy_from_slice(&version.to_le_bytes());
+    if let Some(t) = raft {
+        h[40..48].copy_from_slice(&t.index.to_le_bytes());
+        h[48..56].copy_from_slice(&t.term.to_le_bytes());
+        h[56] = t.kind as u8;
+    }
     h[12..16].copy_from_slice(&(count as u32).to_le_bytes());
     h[16..24].copy_from_slice(&first_seq.to_le_bytes());
     h[24..32].copy_from_slice(&batch_ts.to_le_bytes());
@@ -239,6 +307,7 @@ pub fn build_block(buf: &mut Vec<u8>, records: &[InputRecord], prev_checksum: u1
         body_checksum,
         prev_checksum,
         header_checksum,
+        raft,
     }
 }
 
@@ -258,10 +327,27 @@ pub fn parse_header(data: &[u8]) -> Result<BlockHeader, BlockFault> {
         return Err(BlockFault::HeaderChecksum);
     }
     let version = u32_at(h, 8);
-    if version != VERSION {
-        return Err(BlockFault::BadVersion(version));
-    }
-    if h[40..64].iter().chain(&h[112..128]).any(|&b| b != 0) {
+    let raft = match version {
+        VERSION => {
+            if h[40..57].iter().any(|&b| b != 0) {
+                return Err(BlockFault::ReservedNonZero);
+            }
+            None
+        }
+        VERSION_RAFT => {
+            let (index, kind) = (u64_at(h, 40), h[56]);
+            match RaftKind::from_byte(kind) {
+                Some(kind) => Some(RaftTag {
+                    index,
+                    term: u64_at(h, 48),
+                    kind,
+                }),
+                _ => return Err(BlockFault::BadRaftTag { index, kind }),
+            }
+        }
+        _ => return Err(BlockFault::BadVersion(version)),
+    };
+    if h[57..64].iter().chain(&h[112..128]).any(|&b| b != 0) {
         return Err(BlockFault::ReservedNonZero);
     }
     Ok(BlockHeader {
@@ -272,6 +358,7 @@ pub fn parse_header(data: &[u8]) -> Result<BlockHeader, BlockFault> {
         body_checksum: u128_at(h, 64),
         prev_checksum: u128_at(h, 80),
         header_checksum,
+        raft,
     })
 }
 

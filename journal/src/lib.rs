@@ -62,6 +62,7 @@ mod segments;
 mod sim;
 mod snapshot;
 mod storage;
+mod truncate;
 mod writer;
 
 #[cfg(test)]
@@ -71,8 +72,9 @@ pub use base::{
     decode_base, encode_base, read_base, write_base, Base, BaseError, BASE_NAME, BASE_TMP_NAME,
 };
 pub use format::{
-    block_len, block_records, build_block, is_zero, parse_block, parse_header, BlockFault,
-    BlockHeader, BLOCK_ALIGN, HEADER_LEN, MAGIC, VERSION,
+    block_len, block_records, build_block, build_tagged_block, is_zero, parse_block, parse_header,
+    BlockFault, BlockHeader, RaftKind, RaftTag, BLOCK_ALIGN, HEADER_LEN, MAGIC, VERSION,
+    VERSION_RAFT,
 };
 pub use head::{read_head, write_head, HEAD_NAME, HEAD_TMP_NAME};
 pub use lock::{live_writer, DirLock, LockError, LOCK_NAME};
@@ -100,4 +102,5 @@ pub use snapshot::{
     SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
 pub use storage::{create_private_dir, join, FsFile, FsStorage, Storage, StorageFile};
+pub use truncate::{restart_at, truncate_after};
 pub use writer::{JournalWriter, NEW_SEGMENT_SUFFIX, SPARE_NAME, SPARE_SLICE_BYTES};

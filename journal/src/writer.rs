@@ -190,6 +190,54 @@ impl<S: Storage> JournalWriter<S> {
     /// journal) as one block: one write, then one fdatasync in mode
     /// `durable`. Returns the last seq, now durable per the mode.
     pub fn append_batch(&mut self, records: &[InputRecord]) -> Result<u64, JournalError> {
+        self.append_block(records, None)
+    }
+
+    /// Appends `records` as one block that is the Raft log entry `tag`
+    /// (version 2, see `format`); otherwise as `append_batch`.
+    pub fn append_tagged(
+        &mut self,
+        records: &[InputRecord],
+        tag: format::RaftTag,
+    ) -> Result<u64, JournalError> {
+        self.append_block(records, Some(tag))
+    }
+
+    /// Makes every block written so far durable (one fdatasync of the
+    /// current segment; a roll already synced the ones before it in mode
+    /// `async`). The replicated log writes a group in mode `async`, then
+    /// calls this once: group commit. A failure poisons the writer.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        if let Some((f, p)) = self.segment.as_mut() {
+            if let Err(e) = f.sync_data().map_err(io_err("fdatasync", p)) {
+                self.poisoned = true;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the journal ends now (what a scan would report as its end):
+    /// the position the next block goes to, the last seq and the chain's
+    /// last checksum. `None` before the first block (or in mode `none`).
+    pub fn end(&self) -> Option<JournalEnd> {
+        let (_, path) = self.segment.as_ref()?;
+        Some(JournalEnd {
+            segment: path.clone(),
+            offset: self.pos,
+            last_seq: self.last_seq?,
+            last_checksum: self.prev_checksum,
+        })
+    }
+
+    fn append_block(
+        &mut self,
+        records: &[InputRecord],
+        tag: Option<format::RaftTag>,
+    ) -> Result<u64, JournalError> {
         self.last_write = None;
         if self.poisoned {
             return Err(JournalError::Poisoned);
@@ -222,7 +270,7 @@ impl<S: Storage> JournalWriter<S> {
             self.last_seq = Some(last);
             return Ok(last);
         }
-        let h = format::build_block(&mut self.buf, records, self.prev_checksum);
+        let h = format::build_tagged_block(&mut self.buf, records, self.prev_checksum, tag);
         let len = self.buf.len() as u64;
         if self.segment.is_none() || !self.fits(len) {
             if let Err(e) = self.roll(first) {

@@ -1,0 +1,23 @@
+//! Replication: every partition a Raft group (openraft). The log is the
+//! partition's journal (one commit block per entry, the log id in its
+//! header), the state machine is the engine, engine snapshots are Raft
+//! snapshots, and the engine runs at apply — after commit, on every
+//! replica, the leader included — so every output it makes is committed.
+//!
+//! The crate: the type configuration and the entry payload (`types`), the
+//! journal-backed log store (`log_store`), the engine state machine
+//! (`state`), the small durable files beside the journal (`files`), and
+//! the network adapter over any byte transport (`network`).
+
+mod files;
+mod log_store;
+mod state;
+mod types;
+
+pub use files::{FileError, MEMBERS_FILE, SNAPSHOT_FILE, VOTE_FILE};
+pub use log_store::{Anchor, JournalLog, LogError, LogStore, SnapshotStamps, Vote};
+pub use types::{
+    inputs_of, kind_of, Batch, BatchError, Cfg, Entry, Item, LogId, NodeId, Payload, Stamp,
+    BATCH_INPUTS_MAX,
+};
+pub use state::{EngineSm, Executor, InlineExecutor, Membership, SnapBuilder, SnapshotMeta};

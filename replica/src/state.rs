@@ -1,0 +1,303 @@
+//! The engine as the Raft state machine of a partition.
+//!
+//! openraft hands committed entries to `apply`, on every replica, the leader
+//! included; each is turned into engine inputs by `types::inputs_of` (the
+//! same numbering the log store wrote) and given to an [`Executor`]: the
+//! engine itself (in process, [`InlineExecutor`]) or a partition's engine
+//! thread. Snapshots are the engine's own snapshot bytes plus the numbering
+//! (`Stamp`) and state hash at the snapshot's log id, kept in
+//! `raft.snapshot` and sent whole to followers that fell behind.
+//!
+//! Invariants: the executor sees only committed entries, each exactly once,
+//! in index order; an installed snapshot is applied only if, restored, the
+//! engine's state hash equals the one the leader recorded (never a state
+//! it cannot verify); the snapshot file is written durably before the
+//! snapshot is reported built or installed.
+
+use crate::files::{read_value, write_value, FileError, SNAPSHOT_FILE};
+use crate::log_store::{Anchor, SnapshotStamps};
+use crate::types::{inputs_of, Cfg, Entry, LogId, NodeId, Stamp};
+use engine::{Engine, EngineConfig, Events, Input};
+use futures_util::StreamExt;
+use journal::Storage;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A snapshot's metadata in this configuration.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<Cfg>;
+/// A stored membership in this configuration.
+pub type Membership = openraft::type_config::alias::StoredMembershipOf<Cfg>;
+
+/// Where committed inputs are executed.
+pub trait Executor: Send + 'static {
+    /// Executes one committed input; `token` is the proposing session's
+    /// (0 when this process did not propose it).
+    fn execute(&mut self, input: &Input, token: u64);
+    /// The engine's snapshot bytes after everything executed so far.
+    fn snapshot(&mut self) -> Vec<u8>;
+    /// The engine's state hash after everything executed so far.
+    fn state_hash(&mut self) -> u128;
+    /// Replaces the engine's state with a snapshot's.
+    fn restore(&mut self, engine_bytes: &[u8]) -> Result<(), engine::SnapshotError>;
+}
+
+/// An engine owned by the state machine itself (tests, simulation, tools).
+#[derive(Debug)]
+pub struct InlineExecutor {
+    engine: Engine,
+    events: Events,
+    cfg: EngineConfig,
+}
+
+impl InlineExecutor {
+    /// A fresh engine of `cfg`.
+    pub fn new(cfg: EngineConfig) -> Self {
+        let engine = Engine::new(cfg.clone());
+        let events = engine.new_events();
+        InlineExecutor {
+            engine,
+            events,
+            cfg,
+        }
+    }
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+    /// The events of the last executed input.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+}
+
+impl Executor for InlineExecutor {
+    fn execute(&mut self, input: &Input, _token: u64) {
+        self.engine.apply(input, &mut self.events);
+    }
+    fn snapshot(&mut self) -> Vec<u8> {
+        self.engine.snapshot()
+    }
+    fn state_hash(&mut self) -> u128 {
+        self.engine.state_hash()
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), engine::SnapshotError> {
+        self.engine = Engine::restore(self.cfg.clone(), bytes)?;
+        Ok(())
+    }
+}
+
+/// What a snapshot carries beside openraft's metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Body {
+    stamp: Stamp,
+    state_hash: u128,
+    engine: Vec<u8>,
+}
+
+/// A snapshot as stored and sent: openraft's metadata and our body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    meta: SnapshotMeta,
+    body: Body,
+}
+
+/// The newest snapshot, shared by the state machine and its builders.
+type Current = Arc<Mutex<Option<Stored>>>;
+
+/// The engine state machine of one partition.
+#[derive(Debug)]
+pub struct EngineSm<S: Storage, X: Executor> {
+    storage: S,
+    dir: PathBuf,
+    me: Option<(NodeId, u64)>,
+    // A mutex only to make the state machine `Sync` (openraft asks for it);
+    // reached through `&mut self`, it is never locked.
+    exec: Mutex<X>,
+    applied: Option<LogId>,
+    membership: Membership,
+    stamp: Stamp,
+    current: Current,
+    stamps: SnapshotStamps,
+}
+
+impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
+    /// Opens the state machine of `dir`: restores `raft.snapshot` into
+    /// `exec` when there is one, and returns where the log must start.
+    /// `me` is (this node, this process's epoch): tokens of batches this
+    /// process proposed are passed to the executor.
+    pub fn open(
+        storage: S,
+        dir: &Path,
+        me: Option<(NodeId, u64)>,
+        exec: X,
+        stamps: SnapshotStamps,
+    ) -> Result<(Self, Anchor), FileError> {
+        let stored: Option<Stored> = match read_value(&storage, dir, SNAPSHOT_FILE) {
+            Err(FileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => None,
+            other => other?,
+        };
+        let mut sm = EngineSm {
+            storage,
+            dir: dir.to_path_buf(),
+            me,
+            exec: Mutex::new(exec),
+            applied: None,
+            membership: Membership::default(),
+            stamp: Stamp::default(),
+            current: Arc::new(Mutex::new(None)),
+            stamps,
+        };
+        let mut anchor = None;
+        if let Some(s) = stored {
+            sm.restore(&s).map_err(|e| FileError::Damaged {
+                path: dir.join(SNAPSHOT_FILE),
+                what: e.to_string(),
+            })?;
+            anchor = s.meta.last_log_id.map(|id| (id, s.body.stamp));
+            *sm.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+        }
+        Ok((sm, anchor))
+    }
+
+    /// Runs `f` on the executor.
+    pub fn with_executor<T>(&mut self, f: impl FnOnce(&mut X) -> T) -> T {
+        f(self.exec())
+    }
+
+    fn exec(&mut self) -> &mut X {
+        self.exec.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last applied log id and the numbering after it.
+    pub fn applied(&self) -> (Option<LogId>, Stamp) {
+        (self.applied, self.stamp)
+    }
+
+    fn restore(&mut self, s: &Stored) -> io::Result<()> {
+        let exec = self.exec();
+        exec.restore(&s.body.engine)
+            .map_err(|e| io::Error::other(format!("snapshot does not restore: {e}")))?;
+        let hash = exec.state_hash();
+        if hash != s.body.state_hash {
+            return Err(io::Error::other(format!(
+                "snapshot restores to state hash {hash:032x}, it was taken at {:032x}",
+                s.body.state_hash
+            )));
+        }
+        self.applied = s.meta.last_log_id;
+        self.membership = s.meta.last_membership.clone();
+        self.stamp = s.body.stamp;
+        if let Some(id) = s.meta.last_log_id {
+            self.stamps.set(id, s.body.stamp);
+        }
+        Ok(())
+    }
+
+    fn apply_entry(&mut self, entry: &Entry) {
+        let (stamp, me) = (self.stamp, self.me);
+        let exec = self.exec.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.stamp = inputs_of(&entry.payload, stamp, me, |input, token| {
+            exec.execute(&input, token)
+        });
+        self.applied = Some(entry.log_id);
+        if let EntryPayload::Membership(m) = &entry.payload {
+            self.membership = Membership::new(Some(entry.log_id), m.clone());
+        }
+    }
+}
+
+/// Builds a snapshot taken when the builder was made (on the state
+/// machine's task, so at an exact log id) and stores it.
+#[derive(Debug)]
+pub struct SnapBuilder<S: Storage> {
+    storage: S,
+    dir: PathBuf,
+    stored: Stored,
+    current: Current,
+}
+
+impl<S: Storage + Clone + 'static> RaftSnapshotBuilder<Cfg> for SnapBuilder<S> {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<openraft::type_config::alias::SnapshotOf<Cfg, Vec<u8>>, io::Error> {
+        write_value(&self.storage, &self.dir, SNAPSHOT_FILE, &self.stored)?;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.stored.clone());
+        Ok(openraft::Snapshot {
+            meta: self.stored.meta.clone(),
+            snapshot: encode_body(&self.stored.body),
+        })
+    }
+}
+
+fn encode_body(b: &Body) -> Vec<u8> {
+    postcard::to_allocvec(b).expect("postcard encodes a snapshot body")
+}
+
+impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for EngineSm<S, X> {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = SnapBuilder<S>;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), io::Error> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: futures_util::Stream<Item = Result<EntryResponder<Cfg>, io::Error>> + Unpin + Send,
+    {
+        while let Some(next) = entries.next().await {
+            let (entry, responder) = next?;
+            self.apply_entry(&entry);
+            if let Some(r) = responder {
+                r.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let state_hash = self.exec().state_hash();
+        let engine = self.exec().snapshot();
+        SnapBuilder {
+            storage: self.storage.clone(),
+            dir: self.dir.clone(),
+            stored: Stored {
+                meta: SnapshotMeta {
+                    last_log_id: self.applied,
+                    last_membership: self.membership.clone(),
+                },
+                body: Body {
+                    stamp: self.stamp,
+                    state_hash,
+                    engine,
+                },
+            },
+            current: self.current.clone(),
+        }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), io::Error> {
+        let body: Body = postcard::from_bytes(&data)
+            .map_err(|e| io::Error::other(format!("snapshot at {:?} does not decode: {e}", meta.last_log_id)))?;
+        let stored = Stored {
+            meta: meta.clone(),
+            body,
+        };
+        self.restore(&stored)?;
+        write_value(&self.storage, &self.dir, SNAPSHOT_FILE, &stored)?;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(stored);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<openraft::type_config::alias::SnapshotOf<Cfg, Vec<u8>>>, io::Error> {
+        let g = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(g.as_ref().map(|s| openraft::Snapshot {
+            meta: s.meta.clone(),
+            snapshot: encode_body(&s.body),
+        }))
+    }
+}
