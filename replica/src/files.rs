@@ -66,7 +66,12 @@ pub fn write_file<S: Storage>(
     let mut bytes = Vec::with_capacity(payload.len() + 16);
     bytes.extend_from_slice(payload);
     bytes.extend_from_slice(&xxh3_128(payload).to_le_bytes());
-    if storage.list(dir).map_err(io("list", dir))?.iter().any(|n| *n == format!("{name}.tmp")) {
+    if storage
+        .list(dir)
+        .map_err(io("list", dir))?
+        .iter()
+        .any(|n| *n == format!("{name}.tmp"))
+    {
         storage.remove(&tmp).map_err(io("remove", &tmp))?;
     }
     let mut f = storage.create(&tmp).map_err(io("create", &tmp))?;
@@ -83,7 +88,12 @@ pub fn read_file<S: Storage>(
     name: &str,
 ) -> Result<Option<Vec<u8>>, FileError> {
     let path = dir.join(name);
-    if !storage.list(dir).map_err(io("list", dir))?.iter().any(|n| n == name) {
+    if !storage
+        .list(dir)
+        .map_err(io("list", dir))?
+        .iter()
+        .any(|n| n == name)
+    {
         return Ok(None);
     }
     let f = storage.open_read(&path).map_err(io("open", &path))?;

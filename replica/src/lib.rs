@@ -11,13 +11,17 @@
 
 mod files;
 mod log_store;
+mod network;
 mod state;
 mod types;
 
 pub use files::{FileError, MEMBERS_FILE, SNAPSHOT_FILE, VOTE_FILE};
 pub use log_store::{Anchor, JournalLog, LogError, LogStore, SnapshotStamps, Vote};
+pub use network::{
+    kind, serve_rpc, CallFuture, Network, Peer, ServeError, Transport, TransportError,
+};
+pub use state::{EngineSm, Executor, InlineExecutor, Membership, SnapBuilder, SnapshotMeta};
 pub use types::{
     inputs_of, kind_of, Batch, BatchError, Cfg, Entry, Item, LogId, NodeId, Payload, Stamp,
     BATCH_INPUTS_MAX,
 };
-pub use state::{EngineSm, Executor, InlineExecutor, Membership, SnapBuilder, SnapshotMeta};

@@ -18,8 +18,8 @@
 //! refused on open naming the file, never read as a Raft log.
 
 use crate::files::{read_value, write_value, FileError, MEMBERS_FILE, VOTE_FILE};
-use crate::types::{inputs_of, kind_of, Batch, Cfg, Entry, Item, LogId, NodeId, Payload, Stamp};
 use crate::types::BATCH_INPUTS_MAX;
+use crate::types::{inputs_of, kind_of, Batch, Cfg, Entry, Item, LogId, NodeId, Payload, Stamp};
 use journal::record::encode;
 use journal::{Durability, JournalConfig, JournalEnd, JournalError, JournalWriter, Storage};
 use journal::{RaftKind, RaftTag};
@@ -105,7 +105,12 @@ impl<S: Storage + Clone> JournalLog<S> {
     /// Opens (or creates) the replicated journal in `dir`, which starts after
     /// `anchor` (the snapshot the state machine restored, if any): entries
     /// the snapshot covers are not read back.
-    pub fn open(storage: S, dir: &Path, segment_bytes: u64, anchor: Anchor) -> Result<Self, LogError> {
+    pub fn open(
+        storage: S,
+        dir: &Path,
+        segment_bytes: u64,
+        anchor: Anchor,
+    ) -> Result<Self, LogError> {
         let vote = read_value(&storage, dir, VOTE_FILE).or_else(absent_dir)?;
         let members = read_value(&storage, dir, MEMBERS_FILE)
             .or_else(absent_dir)?
@@ -295,7 +300,9 @@ impl<S: Storage + Clone> Inner<S> {
         let prev = self.last_stamp();
         let mut records = std::mem::take(&mut self.records);
         records.clear();
-        let stamp = inputs_of(&entry.payload, prev, None, |input, _| records.push(encode(&input)));
+        let stamp = inputs_of(&entry.payload, prev, None, |input, _| {
+            records.push(encode(&input))
+        });
         let tag = RaftTag {
             index: entry.log_id.index,
             term: entry.log_id.leader_id.term,
@@ -342,10 +349,18 @@ impl<S: Storage + Clone> Inner<S> {
 
     fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), LogError> {
         let gone = |i: u64| last.is_none_or(|l| i > l.index);
-        if self.entries.back().is_none_or(|c| !gone(c.entry.log_id.index)) {
+        if self
+            .entries
+            .back()
+            .is_none_or(|c| !gone(c.entry.log_id.index))
+        {
             return Ok(());
         }
-        while self.entries.back().is_some_and(|c| gone(c.entry.log_id.index)) {
+        while self
+            .entries
+            .back()
+            .is_some_and(|c| gone(c.entry.log_id.index))
+        {
             self.entries.pop_back();
         }
         let end = match self.entries.back() {

@@ -56,7 +56,7 @@ pub struct InlineExecutor {
 impl InlineExecutor {
     /// A fresh engine of `cfg`.
     pub fn new(cfg: EngineConfig) -> Self {
-        let engine = Engine::new(cfg.clone());
+        let engine = Engine::new(cfg);
         let events = engine.new_events();
         InlineExecutor {
             engine,
@@ -85,7 +85,7 @@ impl Executor for InlineExecutor {
         self.engine.state_hash()
     }
     fn restore(&mut self, bytes: &[u8]) -> Result<(), engine::SnapshotError> {
-        self.engine = Engine::restore(self.cfg.clone(), bytes)?;
+        self.engine = Engine::restore(self.cfg, bytes)?;
         Ok(())
     }
 }
@@ -223,7 +223,9 @@ pub struct SnapBuilder<S: Storage> {
 impl<S: Storage + Clone + 'static> RaftSnapshotBuilder<Cfg> for SnapBuilder<S> {
     type SnapshotData = Vec<u8>;
 
-    async fn build_snapshot(&mut self) -> Result<openraft::type_config::alias::SnapshotOf<Cfg, Vec<u8>>, io::Error> {
+    async fn build_snapshot(
+        &mut self,
+    ) -> Result<openraft::type_config::alias::SnapshotOf<Cfg, Vec<u8>>, io::Error> {
         write_value(&self.storage, &self.dir, SNAPSHOT_FILE, &self.stored)?;
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.stored.clone());
         Ok(openraft::Snapshot {
@@ -280,9 +282,17 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
         }
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), io::Error> {
-        let body: Body = postcard::from_bytes(&data)
-            .map_err(|e| io::Error::other(format!("snapshot at {:?} does not decode: {e}", meta.last_log_id)))?;
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        data: Vec<u8>,
+    ) -> Result<(), io::Error> {
+        let body: Body = postcard::from_bytes(&data).map_err(|e| {
+            io::Error::other(format!(
+                "snapshot at {:?} does not decode: {e}",
+                meta.last_log_id
+            ))
+        })?;
         let stored = Stored {
             meta: meta.clone(),
             body,
@@ -293,7 +303,9 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<openraft::type_config::alias::SnapshotOf<Cfg, Vec<u8>>>, io::Error> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<openraft::type_config::alias::SnapshotOf<Cfg, Vec<u8>>>, io::Error> {
         let g = self.current.lock().unwrap_or_else(|e| e.into_inner());
         Ok(g.as_ref().map(|s| openraft::Snapshot {
             meta: s.meta.clone(),

@@ -19,8 +19,14 @@ impl StoreBuilder<Cfg, LogStore<SimDisk>, Sm, ()> for Builder {
         let dir = Path::new("/p0");
         let stamps = SnapshotStamps::default();
         let cfg = EngineConfig::small();
-        let (sm, anchor) = EngineSm::open(disk.clone(), dir, None, InlineExecutor::new(cfg), stamps.clone())
-            .expect("state machine");
+        let (sm, anchor) = EngineSm::open(
+            disk.clone(),
+            dir,
+            None,
+            InlineExecutor::new(cfg),
+            stamps.clone(),
+        )
+        .expect("state machine");
         let log = JournalLog::open(disk, dir, 1 << 20, anchor).expect("log");
         Ok(((), LogStore::new(log, stamps), sm))
     }
