@@ -771,7 +771,8 @@ impl PeerServer {
     /// Stops accepting, closes every connection (code `SHUTDOWN`; in-flight
     /// handlers are dropped) and waits, briefly, for the socket to go idle.
     pub async fn close(mut self) {
-        self.endpoint.close(close::SHUTDOWN.into(), b"server stopping");
+        self.endpoint
+            .close(close::SHUTDOWN.into(), b"server stopping");
         if let Err(e) = (&mut self.accept).await {
             if e.is_panic() {
                 std::panic::resume_unwind(e.into_panic());
@@ -911,7 +912,11 @@ impl Reply {
                 body,
             },
             Err(fault) => {
-                tracing::warn!(len = body.len(), max, "raft handler reply over frame_bytes_max");
+                tracing::warn!(
+                    len = body.len(),
+                    max,
+                    "raft handler reply over frame_bytes_max"
+                );
                 Reply::rejected(fault)
             }
         }
@@ -982,7 +987,9 @@ impl Slot {
     /// running on it finish (it closes when the last handle goes).
     fn evict(&self, used: &quinn::Connection) {
         let mut c = lock(&self.conn);
-        if c.as_ref().is_some_and(|c| c.stable_id() == used.stable_id()) {
+        if c.as_ref()
+            .is_some_and(|c| c.stable_id() == used.stable_id())
+        {
             *c = None;
         }
     }
@@ -1302,9 +1309,37 @@ mod tests {
         assert_eq!(s.0[1], 0x11);
         assert_eq!(s.0[15], 0xff);
         assert_eq!(s.0[31], 0xef);
-        for bad in ["", "00", &hex[..63], "+0112233445566778899aabbccddeeff0123456789abcdef0123456789abcdef"] {
+        for bad in [
+            "",
+            "00",
+            &hex[..63],
+            "+0112233445566778899aabbccddeeff0123456789abcdef0123456789abcdef",
+        ] {
             assert!(ClusterSecret::from_hex(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn secret_file_is_made_once_private_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets/cluster.secret");
+        let a = ClusterSecret::load_or_create(&path).unwrap();
+        let b = ClusterSecret::load_or_create(&path).unwrap();
+        assert_eq!(a.0, b.0);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.trim().len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "not hex\n").unwrap();
+        let e = ClusterSecret::load_or_create(&path).unwrap_err();
+        assert!(matches!(e, SecretError::Malformed { .. }), "{e}");
+        assert!(e.to_string().contains("cluster.secret"), "{e}");
+        // A bad file is reported, never replaced.
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not hex\n");
     }
 
     #[test]
