@@ -703,7 +703,10 @@ pub type RpcFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, RpcRefused>> + 
 pub trait RpcHandler: Send + Sync + 'static {
     /// `group`: the Raft group (partition); `kind`: the RPC kind (append,
     /// vote, snapshot, ...); `body`: the request bytes. Returns the response
-    /// bytes, or a typed refusal.
+    /// bytes, or a typed refusal. The future runs on the server's runtime,
+    /// one task per stream; it is dropped unfinished when its connection
+    /// ends or the server stops (the reply would have nowhere to go), so
+    /// work that must finish belongs in a task of the replica's own.
     fn handle(&self, group: u32, kind: u8, body: Vec<u8>) -> RpcFuture;
 }
 
