@@ -102,7 +102,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IdentityError + '_ {
 
 /// Writes `bytes` to `path` atomically (temporary file + rename), with mode
 /// 0600 when `secret`.
-fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), IdentityError> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), IdentityError> {
     if let Some(dir) = path.parent() {
         create_private_dir(dir).map_err(io_err(dir))?;
     }

@@ -2,7 +2,8 @@
 //! ([`session`]: login, permissions, requests in, execution reports out),
 //! the QUIC server that runs sessions over the runtime ([`server`]), the
 //! client library ([`client`]), QUIC endpoint tuning ([`net`]), the TLS
-//! identity and saved tokens ([`identity`]), the gateway's counters
+//! identity and saved tokens ([`identity`]), the Raft peer transport
+//! ([`raft_net`]), the gateway's counters
 //! ([`counters`]) and the demo instrument set ([`demo`]).
 //!
 //! Depends on the engine, the journal (file helpers) and the runtime; knows
@@ -15,6 +16,7 @@ pub mod counters;
 pub mod demo;
 pub mod identity;
 pub mod net;
+pub mod raft_net;
 mod saver;
 pub mod server;
 pub mod session;
