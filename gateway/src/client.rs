@@ -156,6 +156,7 @@ pub fn login_reject_name(code: u16) -> &'static str {
         login_reject::BAD_TOKEN => "bad_token",
         login_reject::SESSION_MISMATCH => "session_mismatch",
         login_reject::ALREADY_LOGGED_IN => "already_logged_in",
+        login_reject::NOT_LEADER => "not_leader",
         _ => "unknown",
     }
 }

@@ -90,6 +90,20 @@ pub struct ServerConfig {
     /// Another protocol on the same endpoint (market data, built by the
     /// `feeds` crate); `None`: order entry only.
     pub companion: Option<CompanionSpec>,
+    /// Replication (`[cluster]`): every partition a Raft group with the
+    /// other members; `None`: a single node (the journal is the only copy).
+    pub cluster: Option<ClusterSpec>,
+}
+
+/// A replicated server's settings (`[cluster]`).
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    /// Node id, members, timeouts.
+    pub config: replica::ClusterConfig,
+    /// Where this node listens for its peers (`bourse-raft/1`, UDP).
+    pub raft_listen: SocketAddr,
+    /// The cluster secret every member shares (a 0600 file; made when missing).
+    pub secret_file: PathBuf,
 }
 
 impl ServerConfig {
@@ -117,6 +131,7 @@ impl ServerConfig {
             metrics: None,
             tokens: Vec::new(),
             companion: None,
+            cluster: None,
         }
     }
 }

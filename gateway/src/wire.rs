@@ -236,6 +236,9 @@ pub mod login_reject {
     pub const SESSION_MISMATCH: u16 = 2;
     /// Already logged in on this connection.
     pub const ALREADY_LOGGED_IN: u16 = 3;
+    /// A replicated server that does not lead (or has not caught up yet):
+    /// nothing was done; try the next server of the cluster.
+    pub const NOT_LEADER: u16 = 4;
 }
 
 /// `HEARTBEAT` body (8 bytes).

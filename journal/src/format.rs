@@ -284,7 +284,11 @@ pub fn build_tagged_block(
     let batch_ts = records[count - 1].now();
     let h = &mut buf[..HEADER_LEN];
     h[0..8].copy_from_slice(&MAGIC);
-    let version = if raft.is_some() { VERSION_RAFT } else { VERSION };
+    let version = if raft.is_some() {
+        VERSION_RAFT
+    } else {
+        VERSION
+    };
     h[8..12].copy_from_slice(&version.to_le_bytes());
     if let Some(t) = raft {
         h[40..48].copy_from_slice(&t.index.to_le_bytes());

@@ -46,7 +46,9 @@ pub fn truncate_after<S: Storage>(
     let data = read_all(storage, &k.segment)?;
     let end = nonzero_end(&data, k.offset as usize).next_multiple_of(BLOCK_ALIGN);
     if end > k.offset as usize {
-        let mut f = storage.open(&k.segment).map_err(io_err("open", &k.segment))?;
+        let mut f = storage
+            .open(&k.segment)
+            .map_err(io_err("open", &k.segment))?;
         let zeros = vec![0u8; end - k.offset as usize];
         f.write_at(&zeros, k.offset)
             .map_err(io_err("write", &k.segment))?;
@@ -70,6 +72,8 @@ pub fn restart_at<S: Storage>(storage: &S, dir: &Path, base: &Base) -> Result<()
         storage.remove(&path).map_err(io_err("remove", &path))?;
     }
     storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
-    debug_assert!(storage.list(dir).is_ok_and(|n| n.iter().any(|x| x == BASE_NAME)));
+    debug_assert!(storage
+        .list(dir)
+        .is_ok_and(|n| n.iter().any(|x| x == BASE_NAME)));
     Ok(())
 }

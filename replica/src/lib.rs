@@ -9,12 +9,16 @@
 //! (`state`), the small durable files beside the journal (`files`), and
 //! the network adapter over any byte transport (`network`).
 
+mod cluster;
+mod executor;
 mod files;
 mod log_store;
 mod network;
 mod state;
 mod types;
 
+pub use cluster::{Cluster, ClusterConfig, ClusterError, GroupStatus, Member, Proposer};
+pub use executor::RingExecutor;
 pub use files::{FileError, MEMBERS_FILE, SNAPSHOT_FILE, VOTE_FILE};
 pub use log_store::{Anchor, JournalLog, LogError, LogStore, SnapshotStamps, Vote};
 pub use network::{

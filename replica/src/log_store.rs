@@ -136,6 +136,12 @@ impl<S: Storage + Clone> JournalLog<S> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the log holds no entry and no vote (a node never started).
+    pub fn is_empty(&self) -> bool {
+        let g = self.lock();
+        g.entries.is_empty() && g.purged.is_none() && g.vote.is_none()
+    }
+
     /// The numbering after the last entry (what the next entry continues).
     pub fn last_stamp(&self) -> Stamp {
         self.lock().last_stamp()

@@ -204,6 +204,9 @@ impl RaftNetworkV2<Cfg> for Peer {
 /// Why an inbound request could not be served at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// No such group on this node.
+    #[error("no raft group {0} on this node")]
+    Group(u32),
     /// Unknown RPC kind.
     #[error("unknown raft rpc kind {0}")]
     Kind(u8),

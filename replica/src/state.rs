@@ -17,7 +17,7 @@
 use crate::files::{read_value, write_value, FileError, SNAPSHOT_FILE};
 use crate::log_store::{Anchor, SnapshotStamps};
 use crate::types::{inputs_of, Cfg, Entry, LogId, NodeId, Stamp};
-use engine::{Engine, EngineConfig, Events, Input};
+use engine::{Engine, EngineConfig, Events, Input, Seq};
 use futures_util::StreamExt;
 use journal::Storage;
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -37,12 +37,16 @@ pub trait Executor: Send + 'static {
     /// Executes one committed input; `token` is the proposing session's
     /// (0 when this process did not propose it).
     fn execute(&mut self, input: &Input, token: u64);
-    /// The engine's snapshot bytes after everything executed so far.
-    fn snapshot(&mut self) -> Vec<u8>;
-    /// The engine's state hash after everything executed so far.
-    fn state_hash(&mut self) -> u128;
-    /// Replaces the engine's state with a snapshot's.
-    fn restore(&mut self, engine_bytes: &[u8]) -> Result<(), engine::SnapshotError>;
+    /// The engine's state hash and snapshot bytes after everything executed
+    /// so far.
+    fn snapshot(&mut self) -> (u128, Vec<u8>);
+    /// Replaces the engine's state with a snapshot's, which covers inputs
+    /// through `last_seq`; returns the restored state's hash.
+    fn restore(
+        &mut self,
+        engine_bytes: &[u8],
+        last_seq: Seq,
+    ) -> Result<u128, engine::SnapshotError>;
 }
 
 /// An engine owned by the state machine itself (tests, simulation, tools).
@@ -78,15 +82,12 @@ impl Executor for InlineExecutor {
     fn execute(&mut self, input: &Input, _token: u64) {
         self.engine.apply(input, &mut self.events);
     }
-    fn snapshot(&mut self) -> Vec<u8> {
-        self.engine.snapshot()
+    fn snapshot(&mut self) -> (u128, Vec<u8>) {
+        (self.engine.state_hash(), self.engine.snapshot())
     }
-    fn state_hash(&mut self) -> u128 {
-        self.engine.state_hash()
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), engine::SnapshotError> {
+    fn restore(&mut self, bytes: &[u8], _last_seq: Seq) -> Result<u128, engine::SnapshotError> {
         self.engine = Engine::restore(self.cfg, bytes)?;
-        Ok(())
+        Ok(self.engine.state_hash())
     }
 }
 
@@ -178,10 +179,10 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
     }
 
     fn restore(&mut self, s: &Stored) -> io::Result<()> {
-        let exec = self.exec();
-        exec.restore(&s.body.engine)
+        let hash = self
+            .exec()
+            .restore(&s.body.engine, Seq(s.body.stamp.seq))
             .map_err(|e| io::Error::other(format!("snapshot does not restore: {e}")))?;
-        let hash = exec.state_hash();
         if hash != s.body.state_hash {
             return Err(io::Error::other(format!(
                 "snapshot restores to state hash {hash:032x}, it was taken at {:032x}",
@@ -262,8 +263,7 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let state_hash = self.exec().state_hash();
-        let engine = self.exec().snapshot();
+        let (state_hash, engine) = self.exec().snapshot();
         SnapBuilder {
             storage: self.storage.clone(),
             dir: self.dir.clone(),

@@ -113,22 +113,22 @@ fn command_digest(command: &Command) -> u128 {
 impl Executor for Recorder {
     fn execute(&mut self, input: &Input, token: u64) {
         self.inner.execute(input, token);
-        let hash = self.inner.state_hash();
+        let hash = self.inner.engine().state_hash();
         let mut r = self.record.lock().unwrap();
         r.note(self.node, input.seq.0, digest(input), hash);
         r.commands.insert(command_digest(&input.command));
     }
-    fn snapshot(&mut self) -> Vec<u8> {
+    fn snapshot(&mut self) -> (u128, Vec<u8>) {
         self.inner.snapshot()
     }
-    fn state_hash(&mut self) -> u128 {
-        self.inner.state_hash()
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), engine::SnapshotError> {
-        self.inner.restore(bytes)?;
-        let hash = self.inner.state_hash();
+    fn restore(
+        &mut self,
+        bytes: &[u8],
+        last_seq: engine::Seq,
+    ) -> Result<u128, engine::SnapshotError> {
+        let hash = self.inner.restore(bytes, last_seq)?;
         self.record.lock().unwrap().now.insert(self.node, hash);
-        Ok(())
+        Ok(hash)
     }
 }
 

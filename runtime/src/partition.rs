@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A request to a partition.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub enum Request {
     /// Apply a command; `token` comes back on every output it causes.
     Command {
@@ -33,6 +33,22 @@ pub enum Request {
         token: u64,
         /// The command.
         command: Command,
+    },
+    /// Apply an input numbered elsewhere (a replicated partition: the Raft
+    /// log numbers inputs, and only committed ones arrive here).
+    Input {
+        /// Caller's correlation token (0: nobody here waits for it).
+        token: u64,
+        /// The input, seq and time included.
+        input: Input,
+    },
+    /// Replace the engine with one restored from a snapshot through `seq`
+    /// (a replicated partition that fell behind its leader).
+    Restore {
+        /// The restored engine.
+        engine: Box<Engine>,
+        /// The last seq its snapshot covers.
+        seq: Seq,
     },
     /// Take a snapshot after the last applied input.
     Snapshot,
@@ -261,6 +277,14 @@ pub struct Shared {
     pub counters: Counters,
     /// Rung whenever `durable_seq` moves ([`Shared::publish_durable`]).
     pub doorbell: Doorbell,
+    /// A replicated partition: its inputs arrive numbered
+    /// ([`Request::Input`]) and the engine thread makes none itself; time
+    /// inputs for due deadlines are the leader's to propose, from
+    /// `next_deadline_ns`.
+    pub replicated: bool,
+    /// The engine's next deadline (engine ns; `u64::MAX`: none), published
+    /// by the engine thread of a replicated partition after each burst.
+    pub next_deadline_ns: CachePadded<AtomicU64>,
 }
 
 impl Shared {
@@ -280,7 +304,15 @@ impl Shared {
             journal_failed: AtomicBool::new(false),
             counters: Counters::default(),
             doorbell: Doorbell::default(),
+            replicated: false,
+            next_deadline_ns: CachePadded::new(AtomicU64::new(u64::MAX)),
         }
+    }
+
+    /// For a replicated partition (see [`Shared::replicated`]).
+    pub fn replicated(mut self) -> Self {
+        self.replicated = true;
+        self
     }
 
     /// With `readers` independent output cursors (before any output is written).
@@ -366,6 +398,27 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                         wait,
                     );
                 }
+                Request::Input { token, input } => {
+                    seq.follow(input.seq, input.now);
+                    apply_one(
+                        &mut engine,
+                        &mut events,
+                        &mut out,
+                        &shared,
+                        &input,
+                        token,
+                        wait,
+                    );
+                }
+                Request::Restore {
+                    engine: e,
+                    seq: last,
+                } => {
+                    engine = *e;
+                    seq.follow(last, engine.now());
+                    shared.applied_seq.store(last.0, Ordering::Release);
+                    shared.publish_durable(last);
+                }
                 Request::Snapshot => {
                     // The engine waits while its state is copied: measured,
                     // because every input behind it waits too.
@@ -384,8 +437,14 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                 }
             }
         }
-        // Deadlines (GTD orders, pending transfers) fire through journaled time inputs.
-        if let Some(deadline) = engine.next_deadline() {
+        // Deadlines (GTD orders, pending transfers) fire through journaled
+        // time inputs: stamped here, or (replicated) proposed by the leader.
+        if shared.replicated {
+            if worked {
+                let d = engine.next_deadline().map_or(u64::MAX, |t| t.0);
+                shared.next_deadline_ns.store(d, Ordering::Relaxed);
+            }
+        } else if let Some(deadline) = engine.next_deadline() {
             let now = seq.now();
             if now >= deadline {
                 let input = seq.stamp(Command::Time { now });

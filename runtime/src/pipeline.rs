@@ -403,6 +403,12 @@ impl Pipeline {
         &self.runtime
     }
 
+    /// The runtime, to set its proposer (replicated partitions) before
+    /// anything is submitted.
+    pub fn runtime_mut(&mut self) -> &mut Runtime {
+        &mut self.runtime
+    }
+
     /// What recovery found, per partition.
     pub fn recovered(&self) -> &[PartitionRecovery] {
         &self.recovered

@@ -51,6 +51,15 @@ impl Sequencer {
         Timestamp(self.last_ns)
     }
 
+    /// Continues after an input stamped elsewhere (a replicated partition's
+    /// leader numbers its log; this engine thread only applies it): the next
+    /// stamp follows `input`, and time never goes back before it.
+    #[inline]
+    pub fn follow(&mut self, seq: Seq, now: Timestamp) {
+        self.next_seq = seq.0 + 1;
+        self.last_ns = self.last_ns.max(now.0);
+    }
+
     /// Stamps one command.
     #[inline]
     pub fn stamp(&mut self, command: Command) -> Input {

@@ -71,6 +71,10 @@ pub struct RuntimeConfig {
     /// (`exit_process`) prints the error and exits with
     /// `EXIT_JOURNAL_FAILED`.
     pub fatal: fn(&str),
+    /// Replicated partitions (`Shared::replicated`): inputs arrive
+    /// numbered from the Raft log, which is their durable copy; start them
+    /// with `Durability::None` (no journal thread of their own).
+    pub replicated: bool,
 }
 
 /// Exit status of a process stopped because its journal could not write or
@@ -102,6 +106,7 @@ impl Default for RuntimeConfig {
             pin: true,
             snapshot_every_bytes: 256 << 20,
             fatal: exit_process,
+            replicated: false,
         }
     }
 }
@@ -115,6 +120,19 @@ pub enum SubmitError {
     /// No such partition.
     #[error("no partition {0}")]
     NoPartition(usize),
+    /// A replicated partition whose Raft group this node does not lead:
+    /// nothing was proposed (the client should use the leader).
+    #[error("not the leader of partition {0}")]
+    NotLeader(usize),
+}
+
+/// Where commands go instead of the inbound rings when partitions are
+/// replicated: the partitions' Raft groups (the `replica` crate), which
+/// hand committed inputs to the engine threads as `Request::Input`.
+pub trait Propose: Send + Sync + std::fmt::Debug {
+    /// Offers a command to partition `partition`'s group; `Busy` when its
+    /// proposal queue is full, `NotLeader` when this node does not lead it.
+    fn propose(&self, partition: usize, token: u64, command: Command) -> Result<(), SubmitError>;
 }
 
 /// Why a routed command was not taken.
@@ -151,6 +169,7 @@ pub struct Runtime {
     parts: Vec<PartitionHandle>,
     placement: Placement,
     durability: Durability,
+    proposer: Option<Arc<dyn Propose>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -247,6 +266,9 @@ impl Runtime {
             if writer.is_some() {
                 shared = shared.with_history(cfg.journal_queue);
             }
+            if cfg.replicated {
+                shared = shared.replicated();
+            }
             let shared = Arc::new(shared);
             let history_thread = writer.map(|w| {
                 let (s, fatal) = (shared.clone(), cfg.fatal);
@@ -298,6 +320,7 @@ impl Runtime {
             parts: handles,
             placement,
             durability,
+            proposer: None,
         }
     }
 
@@ -309,6 +332,11 @@ impl Runtime {
     /// The durability mode.
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// Sends every later `submit` to `proposer` (replicated partitions).
+    pub fn set_proposer(&mut self, proposer: Arc<dyn Propose>) {
+        self.proposer = Some(proposer);
     }
 
     /// Number of partitions.
@@ -324,6 +352,9 @@ impl Runtime {
         token: u64,
         command: Command,
     ) -> Result<(), SubmitError> {
+        if let Some(r) = &self.proposer {
+            return r.propose(partition, token, command);
+        }
         let p = self
             .parts
             .get(partition)

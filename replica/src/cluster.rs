@@ -1,0 +1,616 @@
+//! A node of a replicated Bourse: one Raft group per partition, each over
+//! the partition's journal (`log_store`) and its running engine thread
+//! (`executor`), on a tokio runtime of their own (two worker threads), so
+//! the gateway's thread never waits on a journal sync or the network.
+//!
+//! Commands from the gateway reach a group through [`runtime::Propose`]: a
+//! bounded queue per partition (full = `Busy`) drained by the group's
+//! proposer task into batches (`client_write_ff`, in order). Inputs run on
+//! the engine at apply, after commit. The proposer also proposes the `time`
+//! inputs the engine's deadlines need (engine threads of replicated
+//! partitions make none themselves).
+//!
+//! Invariants: a node takes commands only while it serves — it leads the
+//! group and has applied an entry of its own term, so everything committed
+//! before it is in its engine; a proposal that fails (the node stopped
+//! leading) never gets a false answer: its tokens are handed back
+//! ([`Cluster::take_failures`]) and the gateway closes those sessions, whose
+//! clients then find the new leader and look their requests up there; the
+//! groups of later partitions hand their leadership to partition 0's leader
+//! when they can, so one node serves them all.
+
+use crate::executor::RingExecutor;
+use crate::log_store::{JournalLog, LogError, LogStore, SnapshotStamps};
+use crate::network::{serve_rpc, Network, ServeError, Transport};
+use crate::state::EngineSm;
+use crate::types::{Batch, Cfg, Item, NodeId, BATCH_INPUTS_MAX};
+use crossbeam::queue::ArrayQueue;
+use engine::{Command, EngineConfig, Timestamp};
+use journal::FsStorage;
+use openraft::impls::ProgressResponder;
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use openraft_rt::deterministic_rng::DeterministicRng;
+use openraft_rt::WatchReceiver;
+use runtime::{Propose, Runtime, Shared, SubmitError};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+type Rt = DeterministicRng<openraft::TokioRuntime>;
+type Sm = EngineSm<FsStorage, RingExecutor>;
+type Group = Raft<Cfg, Sm>;
+
+/// A member of the cluster: its id and addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Node id (≥ 1, unique).
+    pub id: NodeId,
+    /// Where its peers reach it (`bourse-raft/1`, UDP).
+    pub raft_addr: String,
+    /// Where clients reach it (order entry).
+    pub client_addr: String,
+}
+
+/// A node's replication settings (`[cluster]`).
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// This node.
+    pub node_id: NodeId,
+    /// Every member, this node included.
+    pub members: Vec<Member>,
+    /// Election timeout range (ms): a follower that hears no leader for a
+    /// random time in it stands for election.
+    pub election_timeout_ms_min: u64,
+    /// Upper end of the election timeout range (ms).
+    pub election_timeout_ms_max: u64,
+    /// Leader heartbeat interval (ms).
+    pub heartbeat_ms: u64,
+    /// Log entries between snapshots (the log before a snapshot is purged
+    /// from memory).
+    pub snapshot_every_entries: u64,
+    /// Commands waiting to be proposed, per partition (full = `busy`).
+    pub proposal_queue: usize,
+    /// Journal segment size (bytes).
+    pub segment_bytes: u64,
+}
+
+impl ClusterConfig {
+    /// Defaults for `node_id` in `members`.
+    pub fn new(node_id: NodeId, members: Vec<Member>) -> Self {
+        ClusterConfig {
+            node_id,
+            members,
+            election_timeout_ms_min: 300,
+            election_timeout_ms_max: 600,
+            heartbeat_ms: 100,
+            snapshot_every_entries: 100_000,
+            proposal_queue: 1 << 16,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Why a cluster node cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The configuration is inconsistent.
+    #[error("[cluster] {0}")]
+    Config(String),
+    /// A partition's journal or Raft files.
+    #[error("partition {partition}: {source}")]
+    Log {
+        /// The partition.
+        partition: usize,
+        /// What failed.
+        source: LogError,
+    },
+    /// A partition's snapshot file.
+    #[error("partition {partition}: {source}")]
+    Snapshot {
+        /// The partition.
+        partition: usize,
+        /// What failed.
+        source: crate::files::FileError,
+    },
+    /// openraft refused to start a group.
+    #[error("partition {partition}: raft: {what}")]
+    Raft {
+        /// The partition.
+        partition: usize,
+        /// Why.
+        what: String,
+    },
+    /// The node's tokio runtime.
+    #[error("raft runtime: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ClusterConfig {
+    /// Checks ids, membership and timeouts.
+    pub fn validate(&self) -> Result<(), ClusterError> {
+        let bad = |s: String| Err(ClusterError::Config(s));
+        let mut ids: Vec<NodeId> = self.members.iter().map(|m| m.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != self.members.len() {
+            return bad("member ids must be unique".into());
+        }
+        if ids.contains(&0) {
+            return bad("member id 0 is reserved (ids start at 1)".into());
+        }
+        if !ids.contains(&self.node_id) {
+            return bad(format!(
+                "node_id {} is not among the members {ids:?}",
+                self.node_id
+            ));
+        }
+        if self.heartbeat_ms == 0 || self.election_timeout_ms_min <= 2 * self.heartbeat_ms {
+            return bad("election_timeout_ms_min must exceed twice heartbeat_ms".into());
+        }
+        if self.election_timeout_ms_max <= self.election_timeout_ms_min {
+            return bad("election_timeout_ms_max must exceed election_timeout_ms_min".into());
+        }
+        Ok(())
+    }
+
+    fn raft(&self) -> Result<Arc<Config>, ClusterError> {
+        let c = Config {
+            cluster_name: "bourse".into(),
+            election_timeout_min: self.election_timeout_ms_min,
+            election_timeout_max: self.election_timeout_ms_max,
+            heartbeat_interval: self.heartbeat_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries.max(1)),
+            max_in_snapshot_log_to_keep: 1_000,
+            enable_pre_vote: Some(true),
+            ..Config::default()
+        };
+        c.validate()
+            .map(Arc::new)
+            .map_err(|e| ClusterError::Config(e.to_string()))
+    }
+}
+
+/// What a group is doing, for metrics and `/ready`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// Current term.
+    pub term: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: &'static str,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// Last log index.
+    pub last_log: u64,
+    /// Committed index.
+    pub committed: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Whether this node takes commands for the group.
+    pub serving: bool,
+    /// Elections this node's view went through (term changes seen).
+    pub terms_seen: u64,
+}
+
+struct Part {
+    raft: Group,
+    queue: ArrayQueue<Item>,
+    notify: Notify,
+    serving: AtomicBool,
+    leader: AtomicU64,
+    terms_seen: AtomicU64,
+    shared: Arc<Shared>,
+}
+
+struct Inner {
+    node_id: NodeId,
+    epoch: u64,
+    seed: u64,
+    parts: Vec<Part>,
+    failures: ArrayQueue<u64>,
+    members: Vec<Member>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.node_id)
+            .field("partitions", &self.parts.len())
+            .finish()
+    }
+}
+
+/// The engine clock of proposals: wall time, never going back.
+#[derive(Debug, Default)]
+struct Clock(AtomicU64);
+
+impl Clock {
+    fn now(&self) -> Timestamp {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let prev = self.0.fetch_max(wall, Ordering::Relaxed);
+        Timestamp(prev.max(wall))
+    }
+}
+
+/// A running cluster node (all its partitions' groups).
+#[derive(Debug)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+/// The proposer handle the runtime submits through.
+#[derive(Debug, Clone)]
+pub struct Proposer(Arc<Inner>);
+
+impl Propose for Proposer {
+    fn propose(&self, partition: usize, token: u64, command: Command) -> Result<(), SubmitError> {
+        let p = self
+            .0
+            .parts
+            .get(partition)
+            .ok_or(SubmitError::NoPartition(partition))?;
+        if !p.serving.load(Ordering::Acquire) {
+            return Err(SubmitError::NotLeader(partition));
+        }
+        p.queue
+            .push(Item { token, command })
+            .map_err(|_| SubmitError::Busy)?;
+        p.notify.notify_one();
+        Ok(())
+    }
+}
+
+impl Cluster {
+    /// Starts this node's groups over the running (replicated) partitions of
+    /// `runtime`, whose data live in `data_dir/p<N>`; `transport` is called
+    /// once, inside the node's tokio runtime, to make the peer transport.
+    /// A fresh cluster is initialized by its lowest-numbered member.
+    pub fn start(
+        cfg: &ClusterConfig,
+        data_dir: &Path,
+        engine: EngineConfig,
+        runtime: &Runtime,
+        transport: impl FnOnce() -> Arc<dyn Transport>,
+    ) -> Result<Cluster, ClusterError> {
+        cfg.validate()?;
+        let raft_cfg = cfg.raft()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("raft")
+            .enable_all()
+            .build()?;
+        let transport = {
+            let _in = rt.enter();
+            transport()
+        };
+        let seed = epoch_now();
+        let mut parts = Vec::new();
+        let mut fresh = true;
+        for p in 0..runtime.partitions() {
+            let shared = runtime.shared(p).clone();
+            let dir = runtime::partition_dir(data_dir, p);
+            let (raft, was_fresh) = rt.block_on(Rt::scope(
+                seed ^ p as u64,
+                open_group(
+                    cfg,
+                    &raft_cfg,
+                    p,
+                    &dir,
+                    engine,
+                    shared.clone(),
+                    seed,
+                    transport.clone(),
+                ),
+            ))?;
+            fresh &= was_fresh;
+            parts.push(Part {
+                raft,
+                queue: ArrayQueue::new(cfg.proposal_queue.max(1)),
+                notify: Notify::new(),
+                serving: AtomicBool::new(false),
+                leader: AtomicU64::new(0),
+                terms_seen: AtomicU64::new(0),
+                shared,
+            });
+        }
+        let inner = Arc::new(Inner {
+            node_id: cfg.node_id,
+            epoch: seed,
+            seed,
+            parts,
+            failures: ArrayQueue::new(cfg.proposal_queue.max(1) * runtime.partitions().max(1)),
+            members: cfg.members.clone(),
+            clock: Clock::default(),
+        });
+        if fresh && cfg.members.iter().map(|m| m.id).min() == Some(cfg.node_id) {
+            initialize(&rt, &inner, &cfg.members)?;
+        }
+        for p in 0..inner.parts.len() {
+            let i = inner.clone();
+            rt.spawn(Rt::scope(seed ^ (p as u64) << 8, propose_loop(i, p)));
+            let i = inner.clone();
+            rt.spawn(Rt::scope(seed ^ (p as u64) << 16, watch_loop(i, p)));
+        }
+        Ok(Cluster {
+            inner,
+            rt: Some(rt),
+        })
+    }
+
+    /// The handle `Runtime::set_proposer` takes.
+    pub fn proposer(&self) -> Proposer {
+        Proposer(self.inner.clone())
+    }
+
+    /// The node's tokio runtime (the peer server runs on it).
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.rt.as_ref().expect("running").handle().clone()
+    }
+
+    /// Serves one inbound Raft RPC for partition `group` (the peer
+    /// transport's handler calls it).
+    pub fn serve(
+        &self,
+        group: u32,
+        kind: u8,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, ServeError>> + Send + 'static {
+        let inner = self.inner.clone();
+        Rt::scope(inner.seed ^ 0x5e5e, async move {
+            let part = inner
+                .parts
+                .get(group as usize)
+                .ok_or(ServeError::Group(group))?;
+            serve_rpc(&part.raft, kind, &body).await
+        })
+    }
+
+    /// Whether this node takes commands for every partition.
+    pub fn serving(&self) -> bool {
+        self.inner
+            .parts
+            .iter()
+            .all(|p| p.serving.load(Ordering::Acquire))
+    }
+
+    /// The client address of partition 0's leader, as this node knows it.
+    pub fn leader_client_addr(&self) -> Option<String> {
+        let id = self.inner.parts.first()?.leader.load(Ordering::Acquire);
+        self.inner
+            .members
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.client_addr.clone())
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    /// Each partition's group status.
+    pub fn status(&self) -> Vec<GroupStatus> {
+        self.inner.parts.iter().map(status_of).collect()
+    }
+
+    /// Hands every token whose proposal failed to `f` (those sessions must
+    /// be closed: their requests' outcome is for the new leader to tell).
+    pub fn take_failures(&self, mut f: impl FnMut(u64)) {
+        while let Some(t) = self.inner.failures.pop() {
+            f(t);
+        }
+    }
+
+    /// Stops every group (after the gateway stopped submitting).
+    pub fn shutdown(mut self) {
+        if let Some(rt) = self.rt.take() {
+            for p in &self.inner.parts {
+                let _ = rt.block_on(Rt::scope(self.inner.seed, p.raft.shutdown()));
+            }
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn epoch_now() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    engine::rng::SplitMix64::new(t ^ (std::process::id() as u64) << 32).next_u64()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn open_group(
+    cfg: &ClusterConfig,
+    raft_cfg: &Arc<Config>,
+    p: usize,
+    dir: &Path,
+    engine: EngineConfig,
+    shared: Arc<Shared>,
+    epoch: u64,
+    transport: Arc<dyn Transport>,
+) -> Result<(Group, bool), ClusterError> {
+    let stamps = SnapshotStamps::default();
+    let exec = RingExecutor::new(shared, engine);
+    journal::create_private_dir(dir).map_err(|e| ClusterError::Io(e))?;
+    let (sm, anchor) = EngineSm::open(
+        FsStorage,
+        dir,
+        Some((cfg.node_id, epoch)),
+        exec,
+        stamps.clone(),
+    )
+    .map_err(|source| ClusterError::Snapshot {
+        partition: p,
+        source,
+    })?;
+    let log = JournalLog::open(FsStorage, dir, cfg.segment_bytes, anchor).map_err(|source| {
+        ClusterError::Log {
+            partition: p,
+            source,
+        }
+    })?;
+    let fresh = anchor.is_none() && log.is_empty();
+    let raft = Raft::new(
+        cfg.node_id,
+        raft_cfg.clone(),
+        Network::new(transport, p as u32),
+        LogStore::new(log, stamps),
+        sm,
+    )
+    .await
+    .map_err(|e| ClusterError::Raft {
+        partition: p,
+        what: e.to_string(),
+    })?;
+    Ok((raft, fresh))
+}
+
+fn initialize(
+    rt: &tokio::runtime::Runtime,
+    inner: &Inner,
+    members: &[Member],
+) -> Result<(), ClusterError> {
+    let nodes: BTreeMap<NodeId, BasicNode> = members
+        .iter()
+        .map(|m| (m.id, BasicNode::new(m.raft_addr.clone())))
+        .collect();
+    for (p, part) in inner.parts.iter().enumerate() {
+        let r = rt.block_on(Rt::scope(inner.seed, part.raft.initialize(nodes.clone())));
+        if let Err(e) = r {
+            return Err(ClusterError::Raft {
+                partition: p,
+                what: format!("initialize: {e}"),
+            });
+        }
+    }
+    tracing::info!(members = members.len(), "initialized a new cluster");
+    Ok(())
+}
+
+fn status_of(p: &Part) -> GroupStatus {
+    let m = p.raft.metrics().borrow_watched().clone();
+    GroupStatus {
+        term: m.current_term,
+        role: match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        },
+        leader: m.current_leader,
+        last_log: m.last_log_index.unwrap_or(0),
+        committed: m.cluster_committed.map_or(0, |l| l.index),
+        applied: m.last_applied.map_or(0, |l| l.index),
+        serving: p.serving.load(Ordering::Acquire),
+        terms_seen: p.terms_seen.load(Ordering::Relaxed),
+    }
+}
+
+/// Follows a group's metrics: whether this node serves it, who leads, and
+/// (partitions after the first) leadership handed to partition 0's leader.
+async fn watch_loop(inner: Arc<Inner>, p: usize) {
+    let part = &inner.parts[p];
+    let mut rx = part.raft.metrics();
+    let mut term = 0;
+    loop {
+        let m = rx.borrow_watched().clone();
+        let leads = m.state == ServerState::Leader;
+        // Serving once an entry of its own term is applied: everything
+        // committed before this term is then in the engine.
+        let caught_up = m
+            .last_applied
+            .is_some_and(|l| l.leader_id.term == m.current_term);
+        part.serving.store(leads && caught_up, Ordering::Release);
+        part.leader
+            .store(m.current_leader.unwrap_or(0), Ordering::Release);
+        if m.current_term != term {
+            term = m.current_term;
+            part.terms_seen.fetch_add(1, Ordering::Relaxed);
+        }
+        if leads && p > 0 {
+            let first = inner.parts[0].leader.load(Ordering::Acquire);
+            if first != 0 && first != inner.node_id {
+                let _ = part.raft.trigger().transfer_leader(first).await;
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Drains a partition's proposal queue into batches, in order; proposes
+/// the `time` inputs due deadlines need.
+async fn propose_loop(inner: Arc<Inner>, p: usize) {
+    let part = &inner.parts[p];
+    let mut items = Vec::with_capacity(BATCH_INPUTS_MAX);
+    loop {
+        items.clear();
+        while items.len() < BATCH_INPUTS_MAX {
+            match part.queue.pop() {
+                Some(i) => items.push(i),
+                None => break,
+            }
+        }
+        let now = inner.clock.now();
+        if items.is_empty() {
+            let due = part.shared.next_deadline_ns.load(Ordering::Relaxed) <= now.0;
+            if !(due && part.serving.load(Ordering::Acquire)) {
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(1), part.notify.notified()).await;
+                continue;
+            }
+            items.push(Item {
+                token: 0,
+                command: Command::Time { now },
+            });
+        }
+        let batch = Batch {
+            leader: inner.node_id,
+            epoch: inner.epoch,
+            time: now,
+            items: items.clone(),
+        };
+        let tokens: Vec<u64> = items.iter().map(|i| i.token).filter(|&t| t != 0).collect();
+        let (tx, _committed, rx) = ProgressResponder::new();
+        if part.raft.client_write_ff(batch, Some(tx)).await.is_err() {
+            fail(&inner, &tokens);
+            return;
+        }
+        let i = inner.clone();
+        tokio::spawn(async move {
+            if !matches!(rx.await, Ok(Ok(_))) {
+                fail(&i, &tokens);
+            }
+        });
+        if items.len() == 1 && matches!(items[0].command, Command::Time { .. }) {
+            // One time input per deadline: wait for it to be applied.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+fn fail(inner: &Inner, tokens: &[u64]) {
+    for &t in tokens {
+        // Bounded like the proposal queues it drains; never full in practice
+        // (the gateway empties it every loop).
+        let _ = inner.failures.push(t);
+    }
+}

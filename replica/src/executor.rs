@@ -1,0 +1,76 @@
+//! The executor of a running partition: committed inputs go to its engine
+//! thread through the inbound ring, as numbered `Request::Input`s, so the
+//! pinned engine thread stays the only thread that touches the engine and
+//! its outputs flow through the output ring as in single-node mode (here
+//! released at once: an input that reached apply is committed).
+//!
+//! Invariants: inputs reach the ring in apply order and none is dropped (a
+//! full ring is waited on: it is the engine's back-pressure on apply); a
+//! snapshot request goes through the same ring, so it lands exactly after
+//! the inputs applied before it; a restore is checked by its state hash
+//! before the engine thread swaps it in.
+
+use crate::state::Executor;
+use engine::{Engine, EngineConfig, Input, Seq};
+use runtime::{Request, Shared};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest sleep while the inbound ring is full or a snapshot is awaited.
+const WAIT: Duration = Duration::from_micros(50);
+
+/// Feeds a partition's engine thread.
+#[derive(Debug)]
+pub struct RingExecutor {
+    shared: Arc<Shared>,
+    cfg: EngineConfig,
+}
+
+impl RingExecutor {
+    /// The executor of the partition behind `shared` (engine capacities `cfg`).
+    pub fn new(shared: Arc<Shared>, cfg: EngineConfig) -> Self {
+        RingExecutor { shared, cfg }
+    }
+
+    fn push(&self, mut req: Request) {
+        loop {
+            match self.shared.inbound.push(req) {
+                Ok(()) => return,
+                Err(back) => {
+                    req = back;
+                    std::thread::sleep(WAIT);
+                }
+            }
+        }
+    }
+}
+
+impl Executor for RingExecutor {
+    fn execute(&mut self, input: &Input, token: u64) {
+        self.push(Request::Input {
+            token,
+            input: *input,
+        });
+    }
+
+    fn snapshot(&mut self) -> (u128, Vec<u8>) {
+        while self.shared.snapshots.pop().is_some() {}
+        self.push(Request::Snapshot);
+        loop {
+            if let Some(s) = self.shared.snapshots.pop() {
+                return (s.state_hash, s.bytes);
+            }
+            std::thread::sleep(WAIT);
+        }
+    }
+
+    fn restore(&mut self, bytes: &[u8], last_seq: Seq) -> Result<u128, engine::SnapshotError> {
+        let engine = Engine::restore(self.cfg, bytes)?;
+        let hash = engine.state_hash();
+        self.push(Request::Restore {
+            engine: Box::new(engine),
+            seq: last_seq,
+        });
+        Ok(hash)
+    }
+}
