@@ -13,8 +13,11 @@ pub trait ServerMetrics: Send + Sync + std::fmt::Debug {
     fn gateway(&self) -> &GatewayMetrics;
     /// The runtime is up: report its partitions.
     fn attach(&self, runtime: &Runtime);
-    /// Ready (recovered, journal open, accepting) or not (stopping).
+    /// Ready (recovered, journal open, accepting) or not (stopping; in a
+    /// cluster: not serving).
     fn set_ready(&self, ready: bool);
+    /// A replicated server's groups, per partition (every sweep, ~500 ms).
+    fn set_cluster_status(&self, _status: &[replica::GroupStatus]) {}
 }
 
 /// Why a session ended (label values of `bourse_disconnects_total`). The
@@ -44,11 +47,14 @@ pub enum DisconnectReason {
     ServerShutdown,
     /// Refused at connect: the subscriber or session table is full.
     ServerFull,
+    /// A replicated server that does not lead refused the login, or closed
+    /// the session when it stopped leading.
+    NotLeader,
 }
 
 impl DisconnectReason {
     /// Every reason, in label order.
-    pub const ALL: [DisconnectReason; 11] = [
+    pub const ALL: [DisconnectReason; 12] = [
         DisconnectReason::Normal,
         DisconnectReason::ProtocolViolation,
         DisconnectReason::AuthFailed,
@@ -60,6 +66,7 @@ impl DisconnectReason {
         DisconnectReason::ConnectionLost,
         DisconnectReason::ServerShutdown,
         DisconnectReason::ServerFull,
+        DisconnectReason::NotLeader,
     ];
 
     /// Stable snake_case name (the label value).
@@ -76,13 +83,15 @@ impl DisconnectReason {
             DisconnectReason::ConnectionLost => "connection_lost",
             DisconnectReason::ServerShutdown => "server_shutdown",
             DisconnectReason::ServerFull => "server_full",
+            DisconnectReason::NotLeader => "not_leader",
         }
     }
 
-    /// The reason of a wire close code (0..=7); anything else is `ConnectionLost`.
+    /// The reason of a wire close code (0..=8); anything else is `ConnectionLost`.
     pub fn from_close_code(code: u32) -> Self {
         match code {
             0..=7 => DisconnectReason::ALL[code as usize],
+            crate::wire::close::NOT_LEADER => DisconnectReason::NotLeader,
             _ => DisconnectReason::ConnectionLost,
         }
     }

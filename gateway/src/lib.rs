@@ -17,6 +17,7 @@ pub mod demo;
 pub mod identity;
 pub mod net;
 pub mod raft_net;
+pub mod replicated;
 mod saver;
 pub mod server;
 pub mod session;

@@ -34,6 +34,7 @@ use crate::counters::{DisconnectReason, GatewayMetrics, ServerMetrics};
 use crate::demo;
 use crate::identity::{ensure_server_identity, IdentityError, ServerIdentity};
 use crate::net::{self, NetError, Tuning};
+use crate::replicated::Replicated;
 use crate::saver::Saver;
 use crate::session::{token_session, Auth, EngineRequest, Perms, Session, SessionConfig};
 use crate::wire::{self, code, peek_login};
@@ -358,26 +359,52 @@ fn serve_thread(
         // Market data reads the outputs through a cursor of its own.
         cfg.pipeline.runtime.output_readers = COMPANION_CURSOR + 1;
     }
+    if cfg.cluster.is_some() {
+        crate::replicated::replicated_pipeline(&mut cfg.pipeline);
+    }
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let pipeline = match Pipeline::open(&cfg.pipeline) {
+        let mut pipeline = match Pipeline::open(&cfg.pipeline) {
             Ok(p) => p,
             Err(e) => {
                 let _ = tx.send(Err(e.into()));
                 return Vec::new();
             }
         };
-        match start_serving(&cfg, identity, pinned_core, &pipeline).await {
+        let node = match &cfg.cluster {
+            None => None,
+            Some(spec) => match Replicated::start(spec, &cfg.pipeline, &identity, &mut pipeline) {
+                Ok(n) => Some(Rc::new(n)),
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return pipeline.shutdown();
+                }
+            },
+        };
+        match start_serving(&cfg, identity, pinned_core, &pipeline, node.clone()).await {
             Ok((info, started)) => {
                 let _ = tx.send(Ok(info));
                 serve(&cfg, pipeline, started, stop, stall).await
             }
             Err(e) => {
                 let _ = tx.send(Err(e));
+                stop_node(node);
                 pipeline.shutdown()
             }
         }
     })
+}
+
+/// Stops a replicated server's node (before its pipeline).
+fn stop_node(node: Option<Rc<Replicated>>) {
+    if let Some(n) = node {
+        match Rc::try_unwrap(n) {
+            Ok(n) => n.shutdown(),
+            Err(_) => {
+                tracing::warn!("the cluster node is still referenced; stopping it with the process")
+            }
+        }
+    }
 }
 
 /// What serving runs with once started.
@@ -395,6 +422,7 @@ async fn start_serving(
     identity: ServerIdentity,
     pinned_core: Option<usize>,
     pipeline: &Pipeline,
+    node: Option<Rc<Replicated>>,
 ) -> Result<(ServerInfo, Started), ServeError> {
     let recovered_seqs: Vec<u64> = pipeline.recovered().iter().map(|r| r.last_seq).collect();
     if let Some(m) = &cfg.metrics {
@@ -407,7 +435,13 @@ async fn start_serving(
     };
     let data_dir = cfg.pipeline.data_dir.clone();
     let mut symbols = demo::read_symbols(&data_dir);
-    let demo_created = cfg.demo && recovered_seqs.iter().all(|&s| s == 0);
+    let demo_created = match &node {
+        // A replicated node's partitions start empty and catch up from the
+        // log: the demo set is proposed once, by the node that made the
+        // cluster, once it leads.
+        Some(n) => cfg.demo && n.cluster().fresh() && await_serving(n).await,
+        None => cfg.demo && recovered_seqs.iter().all(|&s| s == 0),
+    };
     if demo_created {
         create_demo_set(pipeline, &map).await;
         symbols.extend(demo::demo_symbols());
@@ -448,6 +482,7 @@ async fn start_serving(
         touched: Vec::new(),
         metrics: cfg.metrics.clone(),
         logins: LoginLimiter::new(cfg.login_failures_max, cfg.login_failure_window),
+        node,
     };
     if let Some(m) = &cfg.metrics {
         // Recovery is done, the journal is open, the engine threads run
@@ -477,13 +512,37 @@ async fn create_demo_set(pipeline: &Pipeline, map: &PartitionMap) {
     for c in demo::commands() {
         let mut c = Some(c);
         while let Some(cmd) = c.take() {
-            if let Err(RoutedError::Submit(_)) = pipeline.runtime().submit_routed(map, 0, cmd) {
-                c = Some(cmd);
-                tokio::task::yield_now().await;
+            match pipeline.runtime().submit_routed(map, 0, cmd) {
+                Err(RoutedError::Submit(runtime::SubmitError::NotLeader(_))) => {
+                    c = Some(cmd);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(RoutedError::Submit(_)) => {
+                    c = Some(cmd);
+                    tokio::task::yield_now().await;
+                }
+                _ => {}
             }
         }
     }
 }
+
+/// Waits (at most `SERVING_WAIT`) for a new cluster's first node to serve.
+async fn await_serving(node: &Replicated) -> bool {
+    let deadline = Instant::now() + SERVING_WAIT;
+    while Instant::now() < deadline {
+        if node.cluster().serving() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!("another node leads the new cluster: the demo set is not created");
+    false
+}
+
+/// How long a new cluster's first node waits to lead before it gives up on
+/// creating the demo set.
+const SERVING_WAIT: Duration = Duration::from_secs(10);
 
 /// The QUIC endpoint: order entry's ALPN and the companion's.
 fn bind(cfg: &ServerConfig, identity: &ServerIdentity) -> Result<quinn::Endpoint, ServeError> {
@@ -592,6 +651,9 @@ async fn serve(
     sessions.borrow_mut().slots.clear();
     // Tables changed just before the stop are on disk before a restart.
     sessions.borrow_mut().saver.stop();
+    // The groups stop before the engine threads they feed.
+    let node = sessions.borrow_mut().node.take();
+    stop_node(node);
     match Rc::try_unwrap(pipeline) {
         Ok(p) => p.shutdown(),
         Err(_) => {
@@ -637,6 +699,8 @@ struct Sessions {
     metrics: Option<Arc<dyn ServerMetrics>>,
     /// `Auth::generation` when the token table was last handed to the saver.
     tokens_saved: u64,
+    /// A replicated server's node (`None`: a single node).
+    node: Option<Rc<Replicated>>,
     /// Failed logins per peer address.
     logins: LoginLimiter,
 }
@@ -695,6 +759,30 @@ impl Sessions {
         self.epoch.elapsed().as_nanos() as u64
     }
 
+    /// A replicated server: closes the sessions whose proposals failed and,
+    /// once this node stops leading, every session (their clients find the
+    /// new leader); readiness and the groups' status go to the metrics.
+    fn follow_cluster(&mut self) {
+        let Some(node) = self.node.clone() else {
+            return;
+        };
+        let c = node.cluster();
+        let serving = c.serving();
+        let mut failed = Vec::new();
+        c.take_failures(|token| failed.push(token_session(token)));
+        for (sid, slot) in self.slots.iter_mut() {
+            let step_down = !serving && slot.session.logged_in();
+            if step_down || failed.contains(sid) {
+                slot.session.handle_step_down();
+                slot.wake.notify_one();
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.set_ready(serving);
+            m.set_cluster_status(&c.status());
+        }
+    }
+
     /// Counts an order-entry connection's end in `bourse_disconnects_total`.
     fn count_disconnect(&self, why: DisconnectReason) {
         if let Some(m) = &self.metrics {
@@ -728,6 +816,9 @@ impl Sessions {
             any = true;
             match pipeline.runtime().submit_routed(&self.map, token, command) {
                 Ok(_) => {}
+                Err(RoutedError::Submit(runtime::SubmitError::NotLeader(_))) => {
+                    slot.session.handle_step_down()
+                }
                 Err(RoutedError::Submit(runtime::SubmitError::Busy)) => {
                     if let Some(m) = &self.metrics {
                         m.gateway().busy();
@@ -947,6 +1038,7 @@ async fn sweep(sessions: Rc<RefCell<Sessions>>, companion: Option<Rc<dyn Compani
             c.sweep(m.gateway());
         }
         let mut h = sessions.borrow_mut();
+        h.follow_cluster();
         let window = h.resume_window;
         let old: Vec<u64> = h
             .slots
@@ -1014,6 +1106,9 @@ async fn connection(
             .count_disconnect(DisconnectReason::ConnectionLost);
         return;
     };
+    if refuse_unless_serving(&sessions, &mut send, &conn).await {
+        return;
+    }
     let Some((sid, conn_id, wake)) = attach(&mut sessions.borrow_mut(), &pipeline, &conn, &first)
     else {
         return;
@@ -1030,6 +1125,41 @@ async fn connection(
     // Give the final bytes a moment to leave before closing.
     let _ = tokio::time::timeout(Duration::from_millis(100), send.stopped()).await;
     conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
+}
+
+/// A replicated server that does not serve (not the leader, or not caught
+/// up) answers a login with `LoginRejected { not_leader }` and closes: the
+/// client tries the next server. Whether it refused.
+async fn refuse_unless_serving(
+    sessions: &RefCell<Sessions>,
+    send: &mut quinn::SendStream,
+    conn: &quinn::Connection,
+) -> bool {
+    let serving = sessions
+        .borrow()
+        .node
+        .as_ref()
+        .is_none_or(|n| n.cluster().serving());
+    if serving {
+        return false;
+    }
+    sessions
+        .borrow()
+        .count_disconnect(DisconnectReason::NotLeader);
+    let mut out = Vec::new();
+    let r = wire::LoginRejected {
+        code: wire::login_reject::NOT_LEADER,
+        reserved: [0; 6],
+    };
+    wire::encode_frame(wire::template::LOGIN_REJECTED, &r, &mut out);
+    let _ = send.write_all(&out).await;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(Duration::from_millis(100), send.stopped()).await;
+    conn.close(
+        quinn::VarInt::from_u32(wire::close::NOT_LEADER),
+        b"not the leader; try the next server of the cluster",
+    );
+    true
 }
 
 /// Attach: resume an existing session for (token, session id) or make one,

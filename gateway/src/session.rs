@@ -481,6 +481,15 @@ impl Session {
 
     // ----- input ---------------------------------------------------------
 
+    /// The server stopped leading its cluster: the session closes
+    /// (`close::NOT_LEADER`); its client reconnects to the new leader.
+    pub fn handle_step_down(&mut self) {
+        self.do_close(
+            close::NOT_LEADER,
+            "this server stopped leading the cluster; reconnect to the leader".into(),
+        );
+    }
+
     /// Bytes read from the stream.
     pub fn handle_bytes(&mut self, now_ns: u64, bytes: &[u8]) {
         self.advance(now_ns);

@@ -955,6 +955,10 @@ pub mod close {
     pub const FRAMING_LOST: u32 = 6;
     /// Another connection took the session over (server use).
     pub const TAKEN_OVER: u32 = 7;
+    /// A replicated server that stopped leading (server use): what the
+    /// session asked may or may not have been committed; reconnect to the
+    /// cluster's leader and look it up there.
+    pub const NOT_LEADER: u32 = 8;
 }
 
 const _: () = {

@@ -213,6 +213,8 @@ struct Inner {
     failures: ArrayQueue<u64>,
     members: Vec<Member>,
     clock: Clock,
+    /// Every group started with an empty log (a new cluster).
+    fresh: bool,
 }
 
 impl std::fmt::Debug for Inner {
@@ -243,6 +245,29 @@ impl Clock {
 pub struct Cluster {
     inner: Arc<Inner>,
     rt: Option<tokio::runtime::Runtime>,
+}
+
+/// Serves inbound Raft RPCs for this node's groups.
+#[derive(Debug, Clone)]
+pub struct RpcTarget(Arc<Inner>);
+
+impl RpcTarget {
+    /// Serves one inbound Raft RPC for partition `group`.
+    pub fn serve(
+        &self,
+        group: u32,
+        kind: u8,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, ServeError>> + Send + 'static {
+        let inner = self.0.clone();
+        Rt::scope(inner.seed ^ 0x5e5e, async move {
+            let part = inner
+                .parts
+                .get(group as usize)
+                .ok_or(ServeError::Group(group))?;
+            serve_rpc(&part.raft, kind, &body).await
+        })
+    }
 }
 
 /// The proposer handle the runtime submits through.
@@ -277,9 +302,28 @@ impl Cluster {
         data_dir: &Path,
         engine: EngineConfig,
         runtime: &Runtime,
-        transport: impl FnOnce() -> Arc<dyn Transport>,
+        transport: impl FnOnce() -> Arc<dyn Transport> + Send,
     ) -> Result<Cluster, ClusterError> {
         cfg.validate()?;
+        let shared: Vec<Arc<Shared>> = (0..runtime.partitions())
+            .map(|p| runtime.shared(p).clone())
+            .collect();
+        // On a thread of its own: the caller may itself be inside a tokio
+        // runtime (the gateway's), where blocking on another is refused.
+        std::thread::scope(|s| {
+            s.spawn(|| Self::start_here(cfg, data_dir, engine, shared, transport))
+                .join()
+                .expect("the raft start-up thread panicked")
+        })
+    }
+
+    fn start_here(
+        cfg: &ClusterConfig,
+        data_dir: &Path,
+        engine: EngineConfig,
+        shared: Vec<Arc<Shared>>,
+        transport: impl FnOnce() -> Arc<dyn Transport>,
+    ) -> Result<Cluster, ClusterError> {
         let raft_cfg = cfg.raft()?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -293,8 +337,7 @@ impl Cluster {
         let seed = epoch_now();
         let mut parts = Vec::new();
         let mut fresh = true;
-        for p in 0..runtime.partitions() {
-            let shared = runtime.shared(p).clone();
+        for (p, shared) in shared.into_iter().enumerate() {
             let dir = runtime::partition_dir(data_dir, p);
             let (raft, was_fresh) = rt.block_on(Rt::scope(
                 seed ^ p as u64,
@@ -320,14 +363,16 @@ impl Cluster {
                 shared,
             });
         }
+        let n = parts.len().max(1);
         let inner = Arc::new(Inner {
             node_id: cfg.node_id,
             epoch: seed,
             seed,
             parts,
-            failures: ArrayQueue::new(cfg.proposal_queue.max(1) * runtime.partitions().max(1)),
+            failures: ArrayQueue::new(cfg.proposal_queue.max(1) * n),
             members: cfg.members.clone(),
             clock: Clock::default(),
+            fresh,
         });
         if fresh && cfg.members.iter().map(|m| m.id).min() == Some(cfg.node_id) {
             initialize(&rt, &inner, &cfg.members)?;
@@ -354,22 +399,9 @@ impl Cluster {
         self.rt.as_ref().expect("running").handle().clone()
     }
 
-    /// Serves one inbound Raft RPC for partition `group` (the peer
-    /// transport's handler calls it).
-    pub fn serve(
-        &self,
-        group: u32,
-        kind: u8,
-        body: Vec<u8>,
-    ) -> impl Future<Output = Result<Vec<u8>, ServeError>> + Send + 'static {
-        let inner = self.inner.clone();
-        Rt::scope(inner.seed ^ 0x5e5e, async move {
-            let part = inner
-                .parts
-                .get(group as usize)
-                .ok_or(ServeError::Group(group))?;
-            serve_rpc(&part.raft, kind, &body).await
-        })
+    /// What the peer transport's handler serves inbound RPCs with.
+    pub fn rpc_target(&self) -> RpcTarget {
+        RpcTarget(self.inner.clone())
     }
 
     /// Whether this node takes commands for every partition.
@@ -408,13 +440,24 @@ impl Cluster {
         }
     }
 
+    /// Whether this node started a new cluster (every log empty).
+    pub fn fresh(&self) -> bool {
+        self.inner.fresh
+    }
+
     /// Stops every group (after the gateway stopped submitting).
     pub fn shutdown(mut self) {
         if let Some(rt) = self.rt.take() {
-            for p in &self.inner.parts {
-                let _ = rt.block_on(Rt::scope(self.inner.seed, p.raft.shutdown()));
-            }
-            rt.shutdown_timeout(Duration::from_secs(2));
+            let inner = self.inner.clone();
+            // A thread of its own, as in `start`.
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for p in &inner.parts {
+                        let _ = rt.block_on(Rt::scope(inner.seed, p.raft.shutdown()));
+                    }
+                    rt.shutdown_timeout(Duration::from_secs(2));
+                });
+            });
         }
     }
 }

@@ -17,7 +17,7 @@ mod network;
 mod state;
 mod types;
 
-pub use cluster::{Cluster, ClusterConfig, ClusterError, GroupStatus, Member, Proposer};
+pub use cluster::{Cluster, ClusterConfig, ClusterError, GroupStatus, Member, Proposer, RpcTarget};
 pub use executor::RingExecutor;
 pub use files::{FileError, MEMBERS_FILE, SNAPSHOT_FILE, VOTE_FILE};
 pub use log_store::{Anchor, JournalLog, LogError, LogStore, SnapshotStamps, Vote};

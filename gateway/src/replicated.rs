@@ -1,0 +1,173 @@
+//! A replicated server's node (`[cluster]`): the partitions' Raft groups
+//! (`replica::Cluster`) over the pipeline's replicated partitions, the peer
+//! server that answers the other members (`raft_net`, ALPN
+//! `bourse-raft/1`), and the transport the groups reach them through.
+//!
+//! Invariants: every peer connection is TLS to the cluster's one
+//! certificate and starts with the cluster secret (see `raft_net`); the
+//! groups and the peer server run on the node's own tokio runtime, never on
+//! the gateway's thread; the node stops before the pipeline does, so no
+//! committed input is handed to a stopped engine thread.
+
+use crate::identity::ServerIdentity;
+use crate::raft_net::RpcRefused;
+use crate::raft_net::{ClusterSecret, PeerClient, PeerLimits, PeerServer, RpcFuture, RpcHandler};
+use crate::server::{ClusterSpec, ServeError};
+use replica::{CallFuture, Cluster, NodeId, RpcTarget, Transport, TransportError};
+use runtime::{Pipeline, PipelineConfig};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Code of an RPC the node refused (no such group, undecodable).
+const REFUSED: u32 = 1;
+
+/// The running node.
+#[derive(Debug)]
+pub struct Replicated {
+    cluster: Cluster,
+    peers: Option<PeerServer>,
+}
+
+struct Handler(RpcTarget);
+
+impl RpcHandler for Handler {
+    fn handle(&self, group: u32, kind: u8, body: Vec<u8>) -> RpcFuture {
+        let fut = self.0.serve(group, kind, body);
+        Box::pin(async move {
+            fut.await.map_err(|e| RpcRefused {
+                code: REFUSED,
+                body: e.to_string().into_bytes(),
+            })
+        })
+    }
+}
+
+/// The groups' transport: the peer client, made on first use inside the
+/// node's runtime (quinn needs one).
+struct PeerTransport {
+    cert_der: Vec<u8>,
+    secret: ClusterSecret,
+    limits: PeerLimits,
+    client: OnceLock<Result<Arc<PeerClient>, String>>,
+}
+
+impl Transport for PeerTransport {
+    fn call(
+        &self,
+        target: NodeId,
+        addr: &str,
+        group: u32,
+        kind: u8,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> CallFuture {
+        let err = |what: String| TransportError {
+            target,
+            addr: addr.to_string(),
+            what,
+        };
+        let client = self.client.get_or_init(|| {
+            PeerClient::new(&self.cert_der, self.secret.clone(), self.limits)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        });
+        let client = match client {
+            Ok(c) => c.clone(),
+            Err(e) => {
+                let e = err(format!("peer client: {e}"));
+                return Box::pin(async move { Err(e) });
+            }
+        };
+        let peer: Result<SocketAddr, _> = addr.parse();
+        let Ok(peer) = peer else {
+            let e = err("not a socket address".into());
+            return Box::pin(async move { Err(e) });
+        };
+        let addr = addr.to_string();
+        Box::pin(async move {
+            client
+                .call(peer, group, kind, &body, timeout)
+                .await
+                .map_err(|e| TransportError {
+                    target,
+                    addr,
+                    what: e.to_string(),
+                })
+        })
+    }
+}
+
+/// The pipeline settings of a replicated node: no journal thread of the
+/// runtime's own (the Raft log is the journal), numbered inputs, and no
+/// on-disk transfer history (not replicated yet).
+pub fn replicated_pipeline(cfg: &mut PipelineConfig) {
+    cfg.durability = runtime::Durability::None;
+    cfg.runtime.replicated = true;
+    cfg.history_run_records = 0;
+}
+
+impl Replicated {
+    /// Starts the node's groups over `pipeline` (opened with
+    /// `replicated_pipeline`) and its peer server; every later `submit`
+    /// goes to the groups.
+    pub fn start(
+        spec: &ClusterSpec,
+        cfg: &PipelineConfig,
+        identity: &ServerIdentity,
+        pipeline: &mut Pipeline,
+    ) -> Result<Replicated, ServeError> {
+        let other = |e: String| ServeError::Other(e);
+        let secret =
+            ClusterSecret::load_or_create(&spec.secret_file).map_err(|e| other(e.to_string()))?;
+        let limits = PeerLimits::default();
+        let transport = Arc::new(PeerTransport {
+            cert_der: identity.cert_der.clone(),
+            secret: secret.clone(),
+            limits,
+            client: OnceLock::new(),
+        });
+        let cluster = Cluster::start(
+            &spec.config,
+            &cfg.data_dir,
+            cfg.engine,
+            pipeline.runtime(),
+            || transport,
+        )
+        .map_err(|e| other(e.to_string()))?;
+        let peers = {
+            let _in = cluster.handle().enter();
+            PeerServer::start(
+                spec.raft_listen,
+                &identity.cert_der,
+                &identity.key_der,
+                secret,
+                Arc::new(Handler(cluster.rpc_target())),
+                limits,
+            )
+            .map_err(|e| other(format!("peer server on {}: {e}", spec.raft_listen)))?
+        };
+        pipeline
+            .runtime_mut()
+            .set_proposer(Arc::new(cluster.proposer()));
+        Ok(Replicated {
+            cluster,
+            peers: Some(peers),
+        })
+    }
+
+    /// The node's groups.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Stops the peer server and the groups (before the pipeline stops).
+    pub fn shutdown(mut self) {
+        if let Some(p) = self.peers.take() {
+            // Dropping it stops it (inside its runtime, which quinn needs).
+            let _in = self.cluster.handle().enter();
+            drop(p);
+        }
+        self.cluster.shutdown();
+    }
+}
