@@ -59,6 +59,9 @@ impl gateway::counters::ServerMetrics for MetricsState {
     fn set_ready(&self, ready: bool) {
         self.health.set_ready(ready);
     }
+    fn set_cluster_status(&self, status: &[replica::GroupStatus]) {
+        *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) = status.to_vec();
+    }
 }
 
 /// Everything the endpoint reports: the process's [`Health`] (which the
@@ -70,6 +73,9 @@ pub struct MetricsState {
     pub gateway: Arc<GatewayMetrics>,
     started: Instant,
     started_unix_ns: u64,
+    /// A replicated server's groups (empty on a single node), as the
+    /// gateway's sweep last saw them.
+    cluster: std::sync::Mutex<Vec<replica::GroupStatus>>,
 }
 
 impl std::ops::Deref for MetricsState {
@@ -93,6 +99,7 @@ impl MetricsState {
             gateway: Arc::new(GatewayMetrics::default()),
             started: Instant::now(),
             started_unix_ns: unix_ns(),
+            cluster: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -192,6 +199,7 @@ impl Collector for Exposition {
             Scrape::disk,
             Scrape::gateway,
             Scrape::watchdog,
+            Scrape::cluster,
         ] {
             step(&scrape, e)?;
         }
@@ -227,6 +235,91 @@ impl Scrape<'_> {
             .enumerate()
             .map(|(i, p)| (part(i), f(i, p)))
             .collect()
+    }
+
+    /// A replicated server's Raft groups (nothing on a single node).
+    fn cluster(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let groups = self
+            .st
+            .cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let per = |f: &dyn Fn(&replica::GroupStatus) -> f64| -> Vec<(Labels, f64)> {
+            groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (part(i), f(g)))
+                .collect()
+        };
+        gauge(
+            e,
+            "bourse_raft_term",
+            "Current Raft term of the partition's group",
+            &per(&|g| g.term as f64),
+        )?;
+        let mut roles = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            for r in ["leader", "follower", "candidate", "learner", "shutdown"] {
+                roles.push((with(part(i), "role", r), f64::from(u8::from(g.role == r))));
+            }
+        }
+        gauge(
+            e,
+            "bourse_raft_role",
+            "1 for this node's role in the partition's group",
+            &roles,
+        )?;
+        gauge(
+            e,
+            "bourse_raft_leader",
+            "Node id of the group's leader as this node knows it (0: none)",
+            &per(&|g| g.leader.unwrap_or(0) as f64),
+        )?;
+        gauge(
+            e,
+            "bourse_raft_serving",
+            "1 while this node takes commands for the partition (leads and caught up)",
+            &per(&|g| f64::from(u8::from(g.serving))),
+        )?;
+        gauge(
+            e,
+            "bourse_raft_last_log_index",
+            "Last Raft log index on this node",
+            &per(&|g| g.last_log as f64),
+        )?;
+        gauge(
+            e,
+            "bourse_raft_commit_index",
+            "Raft commit index this node knows",
+            &per(&|g| g.committed as f64),
+        )?;
+        gauge(
+            e,
+            "bourse_raft_applied_index",
+            "Raft log index applied to the engine",
+            &per(&|g| g.applied as f64),
+        )?;
+        gauge(
+            e,
+            "bourse_raft_apply_lag",
+            "Committed entries not yet applied",
+            &per(&|g| g.committed.saturating_sub(g.applied) as f64),
+        )?;
+        counter(
+            e,
+            "bourse_raft_terms",
+            "Raft terms this node has seen its group go through (each a leader election)",
+            &groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (part(i), g.terms_seen))
+                .collect::<Vec<_>>(),
+        )?;
+        Ok(())
     }
 
     /// Readiness, uptime, partitions.
