@@ -374,6 +374,7 @@ fn a_failed_journal_is_not_ready() {
             pin: false,
             snapshot_every_bytes: 0,
             fatal: ignore,
+            replicated: false,
         },
         Durability::Durable,
         vec![PartitionStart {

@@ -197,6 +197,7 @@ fn a_failed_sync_stops_the_journal_for_good_and_releases_nothing_more() {
         pin: false,
         snapshot_every_bytes: 0,
         fatal: record_fatal,
+        replicated: false,
     };
     let rt = one_partition(
         cfg,

@@ -19,6 +19,7 @@
 //! groups of later partitions hand their leadership to partition 0's leader
 //! when they can, so one node serves them all.
 
+use crate::admin::{AdminGroup, AdminReply, AdminRequest, ADMIN_KIND};
 use crate::executor::RingExecutor;
 use crate::log_store::{JournalLog, LogError, LogStore, SnapshotStamps};
 use crate::network::{serve_rpc, Network, ServeError, Transport};
@@ -261,6 +262,15 @@ impl RpcTarget {
     ) -> impl Future<Output = Result<Vec<u8>, ServeError>> + Send + 'static {
         let inner = self.0.clone();
         Rt::scope(inner.seed ^ 0x5e5e, async move {
+            if kind == ADMIN_KIND {
+                let req: AdminRequest =
+                    postcard::from_bytes(&body).map_err(|e| ServeError::Decode {
+                        kind,
+                        what: e.to_string(),
+                    })?;
+                let reply = admin(&inner, req).await;
+                return Ok(postcard::to_allocvec(&reply).expect("postcard encodes an admin reply"));
+            }
             let part = inner
                 .parts
                 .get(group as usize)
@@ -655,5 +665,72 @@ fn fail(inner: &Inner, tokens: &[u64]) {
         // Bounded like the proposal queues it drains; never full in practice
         // (the gateway empties it every loop).
         let _ = inner.failures.push(t);
+    }
+}
+
+/// Serves an operator request (see `admin`).
+async fn admin(inner: &Inner, req: AdminRequest) -> AdminReply {
+    if req == AdminRequest::Status {
+        let groups = inner
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(p, part)| admin_group(p, part))
+            .collect();
+        return AdminReply::Status {
+            node: inner.node_id,
+            groups,
+        };
+    }
+    for (p, part) in inner.parts.iter().enumerate() {
+        let m = part.raft.metrics().borrow_watched().clone();
+        if m.state != ServerState::Leader {
+            return AdminReply::NotLeader {
+                leader: m.current_leader,
+            };
+        }
+        let failed = |why: String| AdminReply::Failed {
+            partition: p as u32,
+            why,
+        };
+        match &req {
+            AdminRequest::AddNode { id, raft_addr } => {
+                // Blocks until the learner caught up (from a snapshot when
+                // the log it needs was purged).
+                let node = BasicNode::new(raft_addr.clone());
+                if let Err(e) = part.raft.add_learner(*id, node, true).await {
+                    return failed(format!("add learner {id}: {e}"));
+                }
+                let voters =
+                    openraft::ChangeMembers::AddVoterIds(std::collections::BTreeSet::from([*id]));
+                if let Err(e) = part.raft.change_membership(voters, true).await {
+                    return failed(format!("make {id} a voter: {e}"));
+                }
+            }
+            AdminRequest::RemoveNode { id } => {
+                let gone =
+                    openraft::ChangeMembers::RemoveVoters(std::collections::BTreeSet::from([*id]));
+                if let Err(e) = part.raft.change_membership(gone, false).await {
+                    return failed(format!("remove {id}: {e}"));
+                }
+            }
+            AdminRequest::Status => {}
+        }
+    }
+    AdminReply::Done
+}
+
+fn admin_group(p: usize, part: &Part) -> AdminGroup {
+    let m = part.raft.metrics().borrow_watched().clone();
+    let s = status_of(part);
+    let mem = m.membership_config.membership();
+    AdminGroup {
+        partition: p as u32,
+        role: s.role.to_string(),
+        term: s.term,
+        leader: s.leader,
+        voters: mem.voter_ids().collect(),
+        learners: mem.learner_ids().collect(),
+        indices: (s.last_log, s.committed, s.applied),
     }
 }

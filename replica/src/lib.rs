@@ -9,6 +9,7 @@
 //! (`state`), the small durable files beside the journal (`files`), and
 //! the network adapter over any byte transport (`network`).
 
+mod admin;
 mod cluster;
 mod executor;
 mod files;
@@ -17,6 +18,7 @@ mod network;
 mod state;
 mod types;
 
+pub use admin::{AdminGroup, AdminReply, AdminRequest, ADMIN_KIND};
 pub use cluster::{Cluster, ClusterConfig, ClusterError, GroupStatus, Member, Proposer, RpcTarget};
 pub use executor::RingExecutor;
 pub use files::{FileError, MEMBERS_FILE, SNAPSHOT_FILE, VOTE_FILE};
