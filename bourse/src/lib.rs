@@ -14,6 +14,7 @@ pub mod dump;
 pub mod health;
 pub mod journal_cli;
 pub mod loadgen;
+pub mod local_cluster;
 pub mod logging;
 pub mod md_cli;
 pub mod metrics;

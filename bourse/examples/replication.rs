@@ -1,0 +1,228 @@
+//! Replication, measured side by side in one run on loopback (issue #15):
+//!
+//! - the floor: a QUIC round trip (`net::pingpong_floor`) plus one 4 KiB
+//!   write + fdatasync on the same disk;
+//! - durable order → acknowledgement latency, one order at a time, through
+//!   a single durable node and through the leader of a three-node cluster
+//!   (in-process nodes, real QUIC and Raft between them), p50 / p99 and the
+//!   ratio;
+//! - throughput of durable orders with `WINDOW` in flight, both ways;
+//! - failover: the leader stopped, until the first acknowledgement from the
+//!   new leader (the stopped node restarted between rounds), p50 / p99.
+//!
+//! `cargo run --release -p bourse --example replication [-- ORDERS ROUNDS]`
+//! (defaults 2,000 orders and 20 failovers).
+
+use bourse::local_cluster::LocalCluster;
+use gateway::client::{limit, Client, ClientConfig, Reply};
+use gateway::server::{self, ServerConfig};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+const BTC: u32 = 1;
+const WINDOW: u64 = 64;
+
+fn tune(cfg: &mut ServerConfig) {
+    cfg.demo = true;
+    cfg.pipeline.engine = engine::EngineConfig::small();
+    cfg.pipeline.prefault = false;
+    cfg.pipeline.runtime.pin = false;
+    cfg.pipeline.runtime.idle = runtime::IdleStrategy::Park { max_sleep_us: 50 };
+}
+
+fn pct(v: &mut [u64], p: f64) -> u64 {
+    v.sort_unstable();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.1} µs", ns as f64 / 1e3)
+}
+
+/// Waits for the report of `request`; its arrival time.
+async fn report(c: &mut Client, request: u64) -> Instant {
+    loop {
+        match c.next_timeout(Duration::from_secs(10)).await {
+            Ok(Some(Reply::Report(e))) if e.request == request => return Instant::now(),
+            Ok(Some(_)) => {}
+            other => panic!("no report for request {request}: {other:?}"),
+        }
+    }
+}
+
+/// One order at a time: latency of each, ns.
+async fn closed_loop(c: &mut Client, n: u64, coid0: u64) -> Vec<u64> {
+    let mut lat = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let t0 = Instant::now();
+        let r = c.order(limit(
+            1,
+            BTC,
+            engine::Side::Buy,
+            40_000 + i % 1000,
+            1,
+            coid0 + i,
+        ));
+        c.flush().await.expect("flush");
+        lat.push(report(c, r).await.duration_since(t0).as_nanos() as u64);
+    }
+    lat
+}
+
+/// `WINDOW` orders in flight for `d`: orders acknowledged per second.
+async fn throughput(c: &mut Client, d: Duration, coid0: u64) -> f64 {
+    let t0 = Instant::now();
+    let (mut sent, mut done) = (0u64, 0u64);
+    let mut pending = std::collections::VecDeque::new();
+    while t0.elapsed() < d {
+        while sent - done < WINDOW {
+            let r = c.order(limit(
+                2,
+                BTC,
+                engine::Side::Sell,
+                70_000 + sent % 1000,
+                1,
+                coid0 + sent,
+            ));
+            pending.push_back(r);
+            sent += 1;
+        }
+        c.flush().await.expect("flush");
+        let r = pending.pop_front().expect("in flight");
+        report(c, r).await;
+        done += 1;
+    }
+    done as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn fsync_floor(dir: &std::path::Path, n: usize) -> Vec<u64> {
+    let path = dir.join("fsync.probe");
+    let mut f = std::fs::File::create(&path).expect("probe file");
+    let block = vec![7u8; 4096];
+    (0..n)
+        .map(|_| {
+            let t0 = Instant::now();
+            f.write_all(&block).expect("write");
+            f.sync_data().expect("fdatasync");
+            t0.elapsed().as_nanos() as u64
+        })
+        .collect()
+}
+
+async fn single(root: &std::path::Path, n: u64) -> (Vec<u64>, f64) {
+    let mut cfg = ServerConfig::new(root.join("single"));
+    cfg.listen = "127.0.0.1:0".parse().expect("addr");
+    tune(&mut cfg);
+    let h = server::start(cfg).expect("single node");
+    let id = gateway::identity::load_client_identity(&root.join("single")).expect("identity");
+    let cc = ClientConfig::new(h.addr(), id.cert_der, id.operator_token.expect("token"));
+    let mut c = Client::connect(&cc).await.expect("connect");
+    let lat = closed_loop(&mut c, n, 1).await;
+    let tput = throughput(&mut c, Duration::from_secs(5), 1_000_000).await;
+    c.disconnect().await;
+    h.shutdown();
+    (lat, tput)
+}
+
+async fn failovers(cluster: &mut LocalCluster, rounds: u64) -> Vec<u64> {
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        let (leader, c) = cluster
+            .leader(100 + round, Duration::from_secs(30))
+            .await
+            .expect("leader");
+        c.disconnect().await;
+        let t0 = Instant::now();
+        let stopping = cluster.stop_in_background(leader);
+        let (_, mut c) = cluster
+            .leader(1000 + round, Duration::from_secs(30))
+            .await
+            .expect("new leader");
+        let r = c.order(limit(
+            1,
+            BTC,
+            engine::Side::Buy,
+            30_000,
+            1,
+            5_000_000 + round,
+        ));
+        c.flush().await.expect("flush");
+        let t = report(&mut c, r).await.duration_since(t0);
+        times.push(t.as_nanos() as u64);
+        c.disconnect().await;
+        stopping.join().expect("stopped");
+        cluster.restart(leader).expect("restart");
+        eprintln!("failover {round}: {:.0} ms", t.as_secs_f64() * 1e3);
+    }
+    times
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let n = args.first().copied().unwrap_or(2_000);
+    let rounds = args.get(1).copied().unwrap_or(20);
+    let root = tempfile::tempdir().expect("temp dir");
+    let mut fsync = fsync_floor(root.path(), 1_000);
+    let ident = root.path().join("floor");
+    gateway::identity::ensure_server_identity(&ident).expect("identity");
+    let mut rtt =
+        gateway::net::pingpong_floor(&ident, gateway::net::PingPong::default()).expect("floor");
+    let (mut one, one_tput) = single(root.path(), n).await;
+    let mut cluster = LocalCluster::start(&root.path().join("cluster"), 3, tune).expect("cluster");
+    let (_, mut c) = cluster
+        .leader(1, Duration::from_secs(30))
+        .await
+        .expect("leader");
+    let mut three = closed_loop(&mut c, n, 10_000_000).await;
+    let three_tput = throughput(&mut c, Duration::from_secs(5), 20_000_000).await;
+    c.disconnect().await;
+    let mut fo = failovers(&mut cluster, rounds).await;
+    cluster.shutdown();
+    let floor50 = pct(&mut rtt, 0.5) + pct(&mut fsync, 0.5);
+    let floor99 = pct(&mut rtt, 0.99) + pct(&mut fsync, 0.99);
+    let (o50, o99, t50, t99) = (
+        pct(&mut one, 0.5),
+        pct(&mut one, 0.99),
+        pct(&mut three, 0.5),
+        pct(&mut three, 0.99),
+    );
+    println!("durable order → ack ({n} orders, one at a time)");
+    println!(
+        "  floor (QUIC rtt + 4 KiB fdatasync)  p50 {}  p99 {}",
+        us(floor50),
+        us(floor99)
+    );
+    println!(
+        "  single node, durable                p50 {}  p99 {}",
+        us(o50),
+        us(o99)
+    );
+    println!(
+        "  three replicas                      p50 {}  p99 {}",
+        us(t50),
+        us(t99)
+    );
+    println!(
+        "  ratio three / single                p50 {:.2}×  p99 {:.2}×   (goal: p50 ≤ 1.5×)",
+        t50 as f64 / o50 as f64,
+        t99 as f64 / o99 as f64
+    );
+    println!("throughput, {WINDOW} orders in flight, 5 s");
+    println!("  single node, durable  {one_tput:.0} orders/s");
+    println!(
+        "  three replicas        {three_tput:.0} orders/s  ({:.2}×)",
+        three_tput / one_tput
+    );
+    if !fo.is_empty() {
+        println!(
+            "failover (leader stopped → first ack from the new leader, {rounds} rounds): p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms   (goal: p99 ≤ 2 s)",
+            pct(&mut fo, 0.5) as f64 / 1e6,
+            pct(&mut fo, 0.99) as f64 / 1e6,
+            *fo.iter().max().expect("rounds") as f64 / 1e6
+        );
+    }
+}

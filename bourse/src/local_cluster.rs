@@ -1,0 +1,205 @@
+//! A replicated Bourse in one process, on loopback: `n` `serve` instances
+//! (real pipelines, QUIC order entry, Raft over the `bourse-raft/1` peer
+//! transport), one shared TLS identity and cluster secret. The in-process
+//! failover test and the replication measurements (`examples/replication.rs`)
+//! start it; `bourse cluster local` starts real processes instead.
+//!
+//! Invariants: every node has its own data directory (`<root>/n<id>`) and
+//! ports chosen once, so a stopped node restarts onto its own log; a node is
+//! stopped through its server handle (the groups stop, then the engines).
+
+use gateway::client::{Client, ClientConfig, ClientError};
+use gateway::identity::{ensure_server_identity, CERT_FILE, KEY_FILE, TOKEN_FILE};
+use gateway::server::{self, ClusterSpec, ServerConfig, ServerHandle};
+use gateway::wire::login_reject;
+use replica::{ClusterConfig, Member};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// An in-process cluster.
+#[derive(Debug)]
+pub struct LocalCluster {
+    root: PathBuf,
+    members: Vec<Member>,
+    handles: Vec<Option<ServerHandle>>,
+    configure: fn(&mut ServerConfig),
+    /// The certificate every node presents.
+    pub cert: Vec<u8>,
+    /// The operator token every node accepts.
+    pub token: String,
+}
+
+/// Why the cluster could not start or be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalClusterError {
+    /// Files or sockets.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The identity.
+    #[error(transparent)]
+    Identity(#[from] gateway::identity::IdentityError),
+    /// A node did not start.
+    #[error("node {id}: {source}")]
+    Serve {
+        /// Its id.
+        id: u64,
+        /// Why.
+        source: server::ServeError,
+    },
+    /// No node served in time.
+    #[error("no node served within {0:?}: {1}")]
+    NoLeader(Duration, String),
+}
+
+fn free_port() -> std::io::Result<SocketAddr> {
+    UdpSocket::bind("127.0.0.1:0")?.local_addr()
+}
+
+fn copy_identity(from: &Path, to: &Path) -> std::io::Result<()> {
+    for f in [CERT_FILE, KEY_FILE, TOKEN_FILE] {
+        let dst = to.join(f);
+        if let Some(dir) = dst.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(from.join(f), dst)?;
+    }
+    Ok(())
+}
+
+impl LocalCluster {
+    /// Starts `n` nodes under `root` (all at once: a new cluster's first node
+    /// needs the others to elect it); `configure` adjusts each node's
+    /// server configuration (capacities, durability of a test, ...).
+    pub fn start(
+        root: &Path,
+        n: u64,
+        configure: fn(&mut ServerConfig),
+    ) -> Result<LocalCluster, LocalClusterError> {
+        let ids = ensure_server_identity(&root.join("n1"))?;
+        let mut members = Vec::new();
+        for id in 1..=n {
+            members.push(Member {
+                id,
+                raft_addr: free_port()?.to_string(),
+                client_addr: free_port()?.to_string(),
+            });
+        }
+        for id in 2..=n {
+            copy_identity(&root.join("n1"), &root.join(format!("n{id}")))?;
+        }
+        let mut c = LocalCluster {
+            root: root.to_path_buf(),
+            members,
+            handles: Vec::new(),
+            configure,
+            cert: ids.cert_der,
+            token: ids.operator_token,
+        };
+        let starts: Vec<_> = (1..=n)
+            .map(|id| {
+                let cfg = c.config(id);
+                std::thread::spawn(move || server::start(cfg))
+            })
+            .collect();
+        for (i, t) in starts.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            let h = t
+                .join()
+                .expect("server start thread")
+                .map_err(|source| LocalClusterError::Serve { id, source })?;
+            c.handles.push(Some(h));
+        }
+        Ok(c)
+    }
+
+    fn config(&self, id: u64) -> ServerConfig {
+        let m = &self.members[id as usize - 1];
+        let mut cfg = ServerConfig::new(self.root.join(format!("n{id}")));
+        cfg.listen = m.client_addr.parse().expect("a socket address");
+        cfg.pipeline.runtime.pin = false;
+        let mut cc = ClusterConfig::new(id, self.members.clone());
+        cc.segment_bytes = 8 << 20;
+        cfg.cluster = Some(ClusterSpec {
+            config: cc,
+            raft_listen: m.raft_addr.parse().expect("a socket address"),
+            secret_file: self.root.join("cluster.secret"),
+        });
+        (self.configure)(&mut cfg);
+        cfg
+    }
+
+    /// Every node's client address, in id order (`--server a,b,c`).
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
+        self.members
+            .iter()
+            .map(|m| m.client_addr.parse().expect("a socket address"))
+            .collect()
+    }
+
+    /// Whether node `id` runs.
+    pub fn running(&self, id: u64) -> bool {
+        self.handles[id as usize - 1].is_some()
+    }
+
+    /// Stops node `id` (its groups, then its engines).
+    pub fn stop(&mut self, id: u64) {
+        if let Some(h) = self.handles[id as usize - 1].take() {
+            h.shutdown();
+        }
+    }
+
+    /// Stops node `id` on another thread (the caller times what follows, as
+    /// after a crash: its peers stop hearing from it at once).
+    pub fn stop_in_background(&mut self, id: u64) -> std::thread::JoinHandle<()> {
+        let h = self.handles[id as usize - 1].take();
+        std::thread::spawn(move || {
+            if let Some(h) = h {
+                h.shutdown();
+            }
+        })
+    }
+
+    /// Restarts node `id` onto its data directory.
+    pub fn restart(&mut self, id: u64) -> Result<(), LocalClusterError> {
+        let h = server::start(self.config(id))
+            .map_err(|source| LocalClusterError::Serve { id, source })?;
+        self.handles[id as usize - 1] = Some(h);
+        Ok(())
+    }
+
+    /// Logs in to the node that serves (the others answer `not_leader`)
+    /// within `wait`: its id and the client.
+    pub async fn leader(
+        &self,
+        session: u64,
+        wait: Duration,
+    ) -> Result<(u64, Client), LocalClusterError> {
+        let deadline = Instant::now() + wait;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            for m in self.members.iter().filter(|m| self.running(m.id)) {
+                let addr = m.client_addr.parse().expect("a socket address");
+                let mut cfg = ClientConfig::new(addr, self.cert.clone(), self.token.clone());
+                cfg.session_id = session;
+                cfg.connect_timeout = Duration::from_secs(1);
+                match Client::connect(&cfg).await {
+                    Ok(c) => return Ok((m.id, c)),
+                    Err(ClientError::LoginRejected(login_reject::NOT_LEADER)) => {
+                        last = format!("node {} is not the leader", m.id)
+                    }
+                    Err(e) => last = format!("node {}: {e}", m.id),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(LocalClusterError::NoLeader(wait, last))
+    }
+
+    /// Stops every node.
+    pub fn shutdown(mut self) {
+        for id in 1..=self.members.len() as u64 {
+            self.stop(id);
+        }
+    }
+}
