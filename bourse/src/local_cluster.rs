@@ -88,6 +88,9 @@ impl LocalCluster {
         for id in 2..=n {
             copy_identity(&root.join("n1"), &root.join(format!("n{id}")))?;
         }
+        // Made once before the nodes start (they all read the same file).
+        gateway::raft_net::ClusterSecret::load_or_create(&root.join("cluster.secret"))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut c = LocalCluster {
             root: root.to_path_buf(),
             members,
