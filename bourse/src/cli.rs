@@ -8,8 +8,8 @@
 //! Defaults need no flags on the server's machine: the certificate and the
 //! operator token are read from `./bourse-data` (or `--data-dir`), the
 //! server is `127.0.0.1:7070` (`--server` takes `HOST:PORT`, names
-//! resolved, IPv4 first), symbols are resolved with the server's
-//! `instruments.json`.
+//! resolved, IPv4 first, or a replicated cluster's servers as `a,b,c`),
+//! symbols are resolved with the server's `instruments.json`.
 //!
 //! Invariants:
 //! - One fresh session per invocation (random session id, request numbers
@@ -25,6 +25,11 @@
 //!   rejected it: the rejection is printed), 1 when the server cannot be
 //!   reached within `CONNECT_BUDGET` (the message names the address) or the
 //!   login is refused, 2 when the arguments cannot work (clap).
+//! - With several servers (`--server a,b,c`) a server that answers
+//!   `not_leader` is never final: the walk moves on to the next, and goes
+//!   round again while `CONNECT_BUDGET` lasts (an election may be under
+//!   way); any other refused login is final. When none takes the session
+//!   the error names every address tried and its last answer.
 
 use engine::Side;
 use gateway::client::{self, Client, ClientConfig, ClientError, Reply};
@@ -35,7 +40,7 @@ use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The environment variable client commands read the login token from
 /// (after `--token` and `--token-file`).
@@ -95,6 +100,15 @@ pub enum CliError {
     /// `--server` does not resolve.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    /// Several addresses were tried (`--server a,b,c`) and none took the
+    /// session.
+    #[error("no server of {server} took the session: {tried}")]
+    NoServer {
+        /// What the user named.
+        server: String,
+        /// Every address tried and its last answer.
+        tried: String,
+    },
     /// No address of the server answered in time.
     #[error("cannot reach {server} ({addr}): no answer within {} s (is `bourse serve` running there?)", CONNECT_BUDGET.as_secs())]
     Unreachable {
@@ -179,8 +193,10 @@ pub struct ServerArgs {
     /// server's machine, the operator token and the symbol table).
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
-    /// Server address, HOST:PORT (a name such as localhost, or an IP address).
-    #[arg(long, default_value = "127.0.0.1:7070", value_name = "HOST:PORT")]
+    /// Server address, HOST:PORT (a name such as localhost, or an IP
+    /// address); for a replicated cluster its servers, comma-separated
+    /// (a,b,c): tried in order, one that does not lead is skipped.
+    #[arg(long, default_value = "127.0.0.1:7070", value_name = "HOST:PORT[,…]")]
     pub server: String,
     /// Read the login token from this file (keep it mode 0600). Without
     /// --token / --token-file: $BOURSE_TOKEN, else the data directory's
@@ -212,34 +228,62 @@ impl ServerArgs {
         operator.map(Secret).ok_or(CliError::NoToken)
     }
 
-    /// The resolved addresses, IPv4 first.
+    /// The resolved addresses of every server named, in the order named
+    /// (each server's IPv4 addresses first), each once.
     pub fn addrs(&self) -> Result<Vec<SocketAddr>, CliError> {
-        Ok(net::resolve(&self.server)?)
+        server_addrs(&self.server)
     }
 
-    /// Opens a fresh order-entry session on the first address that answers.
+    /// Opens a fresh order-entry session on the first address that takes
+    /// it (`client::connect_any`: past servers that do not lead).
     pub async fn connect(&self, cert_der: &[u8], token: &Secret) -> Result<Client, CliError> {
-        let r = connect_first(
-            &self.addrs()?,
-            |addr, limit| {
-                let mut cfg = ClientConfig::new(addr, cert_der.to_vec(), token.expose().into());
-                cfg.connect_timeout = limit;
-                async move { Client::connect(&cfg).await }
-            },
-            |e| matches!(e, ClientError::LoginRejected(_) | ClientError::BadToken),
-        )
-        .await;
-        r.map_err(|(addr, e)| match e {
-            None | Some(ClientError::Timeout(_)) => CliError::Unreachable {
-                server: self.server.clone(),
-                addr,
-            },
-            Some(source) => CliError::Server {
-                server: self.server.clone(),
-                addr,
-                source,
-            },
+        let addrs = self.addrs()?;
+        let mut cfg = ClientConfig::new(addrs[0], cert_der.to_vec(), token.expose().into());
+        cfg.connect_timeout = CONNECT_BUDGET;
+        client::connect_any(&addrs, &cfg).await.map_err(|tried| {
+            walk_error(&self.server, tried, |addr, e| match e {
+                None | Some(ClientError::Timeout(_)) => CliError::Unreachable {
+                    server: self.server.clone(),
+                    addr,
+                },
+                Some(source) => CliError::Server {
+                    server: self.server.clone(),
+                    addr,
+                    source,
+                },
+            })
         })
+    }
+}
+
+/// Resolves `a,b,c` (each `HOST:PORT`, see `net::resolve`), keeping the
+/// order named and each address once.
+pub fn server_addrs(servers: &str) -> Result<Vec<SocketAddr>, CliError> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for server in servers.split(',') {
+        for a in net::resolve(server.trim())? {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The error of a walk that found no server: one address tried says what
+/// it answered (`one`), several list every answer.
+pub(crate) fn walk_error<E: std::fmt::Display>(
+    server: &str,
+    mut tried: client::Tried<E>,
+    one: impl FnOnce(SocketAddr, Option<E>) -> CliError,
+) -> CliError {
+    if tried.answers.len() == 1 {
+        let (addr, e) = tried.answers.remove(0);
+        return one(addr, e);
+    }
+    CliError::NoServer {
+        server: server.to_string(),
+        tried: tried.to_string(),
     }
 }
 
@@ -272,32 +316,19 @@ fn read_token_file(path: &Path) -> Result<Secret, CliError> {
     Ok(Secret(t.to_string()))
 }
 
-/// Tries `connect` on each address in turn, sharing `CONNECT_BUDGET`, and
-/// returns the first success; stops early on an error `fatal` says no
-/// other address would fix (a refused login). The error names the last
-/// address tried, with `None` when it timed out.
+/// Tries `connect` on each address in turn within `CONNECT_BUDGET`
+/// (`client::walk`): `step` says whether a failure is final, moves on, or
+/// also calls for another round (`not_leader`).
 pub(crate) async fn connect_first<T, E, F, Fut>(
     addrs: &[SocketAddr],
-    mut connect: F,
-    fatal: impl Fn(&E) -> bool,
-) -> Result<T, (SocketAddr, Option<E>)>
+    connect: F,
+    step: impl Fn(&E) -> client::Step,
+) -> Result<T, client::Tried<E>>
 where
     F: FnMut(SocketAddr, Duration) -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let deadline = Instant::now() + CONNECT_BUDGET;
-    let mut last = None;
-    for (i, &addr) in addrs.iter().enumerate() {
-        let share = deadline.saturating_duration_since(Instant::now()) / (addrs.len() - i) as u32;
-        match tokio::time::timeout(share, connect(addr, share)).await {
-            Ok(Ok(t)) => return Ok(t),
-            Ok(Err(e)) if fatal(&e) => return Err((addr, Some(e))),
-            Ok(Err(e)) => last = Some((addr, Some(e))),
-            Err(_) => last = Some((addr, None)),
-        }
-    }
-    // `net::resolve` never returns an empty list.
-    Err(last.expect("at least one address"))
+    client::walk(addrs, CONNECT_BUDGET, connect, step).await
 }
 
 /// Connection options shared by the client subcommands.
@@ -1301,5 +1332,81 @@ mod tests {
             "hunter2-token".into(),
         );
         assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_server_list_resolves_in_order_each_address_once() {
+        let a = server_addrs("127.0.0.1:7071, 127.0.0.1:7072,127.0.0.1:7071,127.0.0.1").unwrap();
+        let ports: Vec<u16> = a.iter().map(|a| a.port()).collect();
+        assert_eq!(ports, [7071, 7072, 7070]);
+        assert!(matches!(
+            server_addrs("127.0.0.1:7071,"),
+            Err(CliError::Resolve(_))
+        ));
+    }
+
+    /// The CLI's walk over `a,b,c`: a follower's `not_leader` moves on to
+    /// the next server; a refused token stops; the error lists every server
+    /// tried with its answer.
+    #[test]
+    fn connect_first_walks_past_a_server_that_does_not_lead() {
+        let addrs = server_addrs("127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103").unwrap();
+        let fake = |answers: [Option<u16>; 3]| {
+            let addrs = addrs.clone();
+            move |addr: SocketAddr, _| {
+                let i = addrs.iter().position(|a| *a == addr).unwrap();
+                async move {
+                    match answers[i] {
+                        None => Ok(addr),
+                        Some(code) => Err(ClientError::LoginRejected(code)),
+                    }
+                }
+            }
+        };
+        let not_leader = Some(login_reject::NOT_LEADER);
+        let got = rt().block_on(connect_first(
+            &addrs,
+            fake([not_leader, None, None]),
+            client::login_step,
+        ));
+        assert_eq!(got.unwrap(), addrs[1], "the second server leads");
+        let bad = Some(login_reject::BAD_TOKEN);
+        let e = rt()
+            .block_on(connect_first(
+                &addrs,
+                fake([not_leader, bad, None]),
+                client::login_step,
+            ))
+            .unwrap_err();
+        let e = walk_error("a,b,c", e, |_, _| unreachable!("two were tried"));
+        assert_eq!(
+            e.to_string(),
+            "no server of a,b,c took the session: 127.0.0.1:7101: login rejected: \
+             not_leader; 127.0.0.1:7102: login rejected: bad_token"
+        );
+        // One server only: its own answer, as before.
+        let e = rt()
+            .block_on(connect_first(
+                &addrs[2..],
+                fake([bad, bad, bad]),
+                client::login_step,
+            ))
+            .unwrap_err();
+        let e = walk_error("c", e, |addr, e| CliError::Server {
+            server: "c".into(),
+            addr,
+            source: e.unwrap(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "server c (127.0.0.1:7103): login rejected: bad_token"
+        );
     }
 }

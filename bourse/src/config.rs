@@ -246,6 +246,35 @@ tokens = []
 login_failures_max = 10
 # That window, in milliseconds.
 login_failure_window_ms = 60_000
+
+[cluster]
+# Replication: every partition a Raft group over the members below (each
+# member a `bourse serve` process with its own data directory; all members
+# share one TLS identity, operator token and cluster secret; `bourse cluster
+# local` sets a loopback cluster up). Without node_id the server runs alone.
+# This node's id among the members (1 or more; 0: not replicated).
+node_id = 0
+# Every member, this node included, as "ID=RAFT_ADDR/CLIENT_ADDR": RAFT_ADDR
+# is where peers reach it (UDP), CLIENT_ADDR where clients reach it (its
+# server.listen), e.g. ["1=10.0.0.1:7171/10.0.0.1:7070", "2=…", "3=…"].
+# As a variable or flag: a TOML array or the entries comma-separated
+# (BOURSE_CLUSTER_MEMBERS=1=a:1/a:2,2=b:1/b:2).
+members = []
+# UDP address to listen on for peers ("": this member's RAFT_ADDR, which must
+# then be an IP address).
+raft_listen = ""
+# The cluster secret file, the same secret on every member (made, mode 0600,
+# when missing; "": cluster.secret in server.data_dir).
+secret_file = ""
+# Election timeout range (ms): a follower that hears no leader for a random
+# time in it stands for election; the minimum exceeds twice heartbeat_ms.
+election_timeout_ms_min = 300
+# Upper end of the election timeout range (ms).
+election_timeout_ms_max = 600
+# Leader heartbeat interval (ms).
+heartbeat_ms = 100
+# Log entries between snapshots of a partition's group.
+snapshot_every_entries = 100_000
 "#;
 
 /// The whole configuration.
@@ -274,6 +303,8 @@ pub struct BourseConfig {
     pub partitions: PartitionsSection,
     /// Session tokens.
     pub auth: AuthSection,
+    /// Replication (node id 0: not replicated).
+    pub cluster: ClusterSection,
 }
 
 /// `[auth]`.
@@ -778,6 +809,122 @@ pub struct PartitionsSection {
     pub accounts: BTreeMap<String, usize>,
 }
 
+/// `[cluster]`: addresses stay text here (checked at validation, see
+/// [`parse_member`]); `node_id = 0` means not replicated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// This node (0: not replicated).
+    pub node_id: u64,
+    /// `ID=RAFT_ADDR/CLIENT_ADDR` per member.
+    pub members: Vec<String>,
+    /// Peer listen address ("": this member's raft address).
+    pub raft_listen: String,
+    /// Cluster secret file ("": `cluster.secret` in the data directory).
+    pub secret_file: PathBuf,
+    /// Election timeout range, lower end (ms).
+    pub election_timeout_ms_min: u64,
+    /// Election timeout range, upper end (ms).
+    pub election_timeout_ms_max: u64,
+    /// Leader heartbeat interval (ms).
+    pub heartbeat_ms: u64,
+    /// Log entries between snapshots.
+    pub snapshot_every_entries: u64,
+}
+
+impl Default for ClusterSection {
+    /// The replica's own defaults, not replicated.
+    fn default() -> Self {
+        let c = replica::ClusterConfig::new(0, Vec::new());
+        ClusterSection {
+            node_id: 0,
+            members: Vec::new(),
+            raft_listen: String::new(),
+            secret_file: PathBuf::new(),
+            election_timeout_ms_min: c.election_timeout_ms_min,
+            election_timeout_ms_max: c.election_timeout_ms_max,
+            heartbeat_ms: c.heartbeat_ms,
+            snapshot_every_entries: c.snapshot_every_entries,
+        }
+    }
+}
+
+/// The cluster secret's file name in the data directory (`[cluster]
+/// secret_file` unset).
+pub const CLUSTER_SECRET_FILE: &str = "cluster.secret";
+
+/// Most members of a cluster (a majority of 7 is 4: more only slows commits).
+pub const CLUSTER_MEMBERS_MAX: usize = 7;
+
+/// Why a `[cluster] members` entry is not `ID=RAFT_ADDR/CLIENT_ADDR`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemberError {
+    /// No `=` or no `/`.
+    #[error("{0:?} is not ID=RAFT_ADDR/CLIENT_ADDR (e.g. \"1=127.0.0.1:7171/127.0.0.1:7070\")")]
+    Shape(String),
+    /// The id is not a number of 1 or more.
+    #[error("member id {0:?} is not a number of 1 or more")]
+    Id(String),
+    /// An address is not `HOST:PORT` with a port of 1 or more.
+    #[error("{0:?} is not HOST:PORT (port 1 or more)")]
+    Addr(String),
+}
+
+/// Parses one `[cluster] members` entry, `ID=RAFT_ADDR/CLIENT_ADDR`.
+pub fn parse_member(entry: &str) -> Result<replica::Member, MemberError> {
+    let shape = || MemberError::Shape(entry.to_string());
+    let (id, addrs) = entry.trim().split_once('=').ok_or_else(shape)?;
+    let (raft, client) = addrs.split_once('/').ok_or_else(shape)?;
+    let id = match id.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => n,
+        _ => return Err(MemberError::Id(id.trim().to_string())),
+    };
+    let addr = |a: &str| {
+        let a = a.trim();
+        match a.rsplit_once(':') {
+            Some((host, port))
+                if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+            {
+                Ok(a.to_string())
+            }
+            _ => Err(MemberError::Addr(a.to_string())),
+        }
+    };
+    Ok(replica::Member {
+        id,
+        raft_addr: addr(raft)?,
+        client_addr: addr(client)?,
+    })
+}
+
+/// The `[cluster]` keys given a value other than their default (they do
+/// nothing without a node id).
+fn cluster_unset_keys(c: &ClusterSection) -> Vec<&'static str> {
+    let d = ClusterSection::default();
+    [
+        ("cluster.members", c.members != d.members),
+        ("cluster.raft_listen", c.raft_listen != d.raft_listen),
+        ("cluster.secret_file", c.secret_file != d.secret_file),
+        (
+            "cluster.election_timeout_ms_min",
+            c.election_timeout_ms_min != d.election_timeout_ms_min,
+        ),
+        (
+            "cluster.election_timeout_ms_max",
+            c.election_timeout_ms_max != d.election_timeout_ms_max,
+        ),
+        ("cluster.heartbeat_ms", c.heartbeat_ms != d.heartbeat_ms),
+        (
+            "cluster.snapshot_every_entries",
+            c.snapshot_every_entries != d.snapshot_every_entries,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, differs)| *differs)
+    .map(|(k, _)| k)
+    .collect()
+}
+
 /// (De)serializes a value through its `Display` / `FromStr` (durability, idle).
 mod as_text {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -1035,6 +1182,22 @@ fn value_from_text(schema: &Value, raw: &str) -> Result<Value, ValueError> {
             "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
             _ => Err(ValueError::Boolean(raw.to_string())),
         },
+        // An array as comma-separated items (`a,b,c`), each a TOML value
+        // when it parses as one (`1`, `"x"`), else a string (`1=h:1/h:2`).
+        Value::Array(_) if !raw.trim_start().starts_with('[') => Ok(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| {
+                    format!("v = {item}")
+                        .parse::<Table>()
+                        .ok()
+                        .and_then(|t| t.get("v").cloned())
+                        .filter(|v| !v.is_table())
+                        .unwrap_or_else(|| Value::String(item.to_string()))
+                })
+                .collect(),
+        )),
         _ => {
             let doc = format!("v = {raw}");
             let t: Table = doc.parse().map_err(|e: toml::de::Error| ValueError::Toml {
@@ -1405,8 +1568,9 @@ impl BourseConfig {
         for (key, raw) in overrides {
             layers.set_text(key, raw, Origin::Flag)?;
         }
-        let (cfg, origins) = layers.finish()?;
+        let (mut cfg, origins) = layers.finish()?;
         cfg.validate_with(&|k: &str| origin_of(&origins, k))?;
+        cfg.settle_cluster();
         Ok(cfg)
     }
 
@@ -1429,8 +1593,9 @@ impl BourseConfig {
                 message: e.to_string(),
             })?;
         layers.merge_file(&file, &path, &key_lines(text))?;
-        let (cfg, origins) = layers.finish()?;
+        let (mut cfg, origins) = layers.finish()?;
         cfg.validate_with(&|k: &str| origin_of(&origins, k))?;
+        cfg.settle_cluster();
         Ok(cfg)
     }
 
@@ -1476,9 +1641,11 @@ impl BourseConfig {
             Self::validate_feed,
             Self::validate_server,
             Self::validate_placement,
+            Self::validate_cluster,
         ] {
             step(self, &bad)?;
         }
+        self.validate_cluster_history(&bad, origin)?;
         self.validate_memory(&bad, &machine_memory())
     }
 
@@ -1692,6 +1859,121 @@ impl BourseConfig {
         Ok(())
     }
 
+    /// `[cluster]`: off (node id 0) with every other key at its default;
+    /// on, members that parse, are few and unique and include this node,
+    /// timeouts the replica accepts, a listen address; no on-disk history
+    /// set by the user (it is not replicated yet).
+    fn validate_cluster(
+        &self,
+        bad: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if c.node_id == 0 {
+            return cluster_unset_keys(c)
+                .first()
+                .map_or(Ok(()), |k| Err(bad(k, format!("has no effect without cluster.node_id (0: not replicated); set cluster.node_id or remove {k}"))));
+        }
+        if c.members.len() > CLUSTER_MEMBERS_MAX {
+            return Err(bad(
+                "cluster.members",
+                format!("{} members; at most {CLUSTER_MEMBERS_MAX}", c.members.len()),
+            ));
+        }
+        let members = self.cluster_members(bad)?;
+        if !members.iter().any(|m| m.id == c.node_id) {
+            let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+            return Err(bad(
+                "cluster.node_id",
+                format!("{} is not among the members' ids {ids:?}", c.node_id),
+            ));
+        }
+        if c.heartbeat_ms == 0 {
+            return Err(bad("cluster.heartbeat_ms", "must be at least 1".into()));
+        }
+        if c.election_timeout_ms_min <= 2 * c.heartbeat_ms {
+            return Err(bad(
+                "cluster.election_timeout_ms_min",
+                format!(
+                    "{} must exceed twice cluster.heartbeat_ms ({})",
+                    c.election_timeout_ms_min, c.heartbeat_ms
+                ),
+            ));
+        }
+        if c.election_timeout_ms_max <= c.election_timeout_ms_min {
+            return Err(bad(
+                "cluster.election_timeout_ms_max",
+                format!(
+                    "{} must exceed cluster.election_timeout_ms_min ({})",
+                    c.election_timeout_ms_max, c.election_timeout_ms_min
+                ),
+            ));
+        }
+        if c.snapshot_every_entries == 0 {
+            return Err(bad(
+                "cluster.snapshot_every_entries",
+                "must be at least 1".into(),
+            ));
+        }
+        self.raft_listen().map_err(|m| bad("cluster.raft_listen", m))?;
+        if let Err(e) = self.cluster_config().validate() {
+            return Err(bad("cluster", e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Each `[cluster] members` entry parsed, ids and addresses unique.
+    fn cluster_members(
+        &self,
+        bad: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<Vec<replica::Member>, ConfigError> {
+        let mut out: Vec<replica::Member> = Vec::new();
+        for (i, entry) in self.cluster.members.iter().enumerate() {
+            let key = format!("cluster.members[{i}]");
+            let m = parse_member(entry).map_err(|e| bad(&key, e.to_string()))?;
+            let twin = out.iter().position(|o| {
+                o.id == m.id
+                    || o.raft_addr == m.raft_addr
+                    || o.client_addr == m.client_addr
+                    || o.raft_addr == m.client_addr
+                    || o.client_addr == m.raft_addr
+            });
+            if let Some(j) = twin {
+                return Err(bad(
+                    &key,
+                    format!("its id or an address is also cluster.members[{j}]'s"),
+                ));
+            }
+            out.push(m);
+        }
+        if out.is_empty() {
+            return Err(bad(
+                "cluster.members",
+                "lists no member (this node at least)".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `[history] run_records` set by the user with `[cluster]`: refused (its
+    /// default is turned to 0 instead, see [`BourseConfig::pipeline`]).
+    fn validate_cluster_history(
+        &self,
+        bad: &dyn Fn(&str, String) -> ConfigError,
+        origin: &dyn Fn(&str) -> Origin,
+    ) -> Result<(), ConfigError> {
+        let key = "history.run_records";
+        let set = origin(key) != Origin::Default;
+        if self.is_replicated() && set && self.history.run_records != 0 {
+            return Err(bad(
+                key,
+                "must be 0 with [cluster]: the on-disk transfer history is not \
+                 replicated yet (unset, it is 0 in a cluster)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// `[journal]`: an archive bound must hold at least one segment (else
     /// every segment archived would be deleted at once: say `delete`).
     fn validate_journal(
@@ -1875,10 +2157,14 @@ impl BourseConfig {
             },
             // Memory must hold the run being cut and the changes arriving
             // meanwhile, or the ledger fills up before a run is installed.
-            history_run_records: self
-                .history
-                .run_records
-                .min((self.engine.transfers_max / 2).max(1) as usize),
+            // A replicated node keeps no on-disk history (not replicated yet).
+            history_run_records: if self.is_replicated() {
+                0
+            } else {
+                self.history
+                    .run_records
+                    .min((self.engine.transfers_max / 2).max(1) as usize)
+            },
             history_compact_fanout: self.history.compact_fanout,
             history_filter_bytes: self.history.filter_bytes,
         }
@@ -1917,6 +2203,92 @@ impl BourseConfig {
             max_in_flight: s.in_flight_max,
             ..gateway::session::SessionConfig::default()
         }
+    }
+
+    /// A replicated node keeps no on-disk transfer history (not replicated
+    /// yet): `[history] run_records` is 0 (a non-zero value the user set
+    /// was refused by validation; this turns the default), so what
+    /// `config check` prints is what runs.
+    fn settle_cluster(&mut self) {
+        if self.is_replicated() {
+            self.history.run_records = 0;
+        }
+    }
+
+    /// Whether `[cluster]` makes this node a replica.
+    pub fn is_replicated(&self) -> bool {
+        self.cluster.node_id != 0
+    }
+
+    /// The replica's settings (members as validated: call after `load`;
+    /// the proposal queue is `runtime.inbound_ring`, like the ring it feeds,
+    /// and the journal segment `pipeline.segment_bytes`).
+    pub fn cluster_config(&self) -> replica::ClusterConfig {
+        let c = &self.cluster;
+        let members = c
+            .members
+            .iter()
+            .filter_map(|m| parse_member(m).ok())
+            .collect();
+        replica::ClusterConfig {
+            election_timeout_ms_min: c.election_timeout_ms_min,
+            election_timeout_ms_max: c.election_timeout_ms_max,
+            heartbeat_ms: c.heartbeat_ms,
+            snapshot_every_entries: c.snapshot_every_entries,
+            proposal_queue: self.runtime.inbound_ring,
+            segment_bytes: self.pipeline.segment_bytes,
+            ..replica::ClusterConfig::new(c.node_id, members)
+        }
+    }
+
+    /// Where this node listens for its peers: `cluster.raft_listen`, else
+    /// its member's raft address (which must be an IP address: no name is
+    /// looked up here).
+    pub fn raft_listen(&self) -> Result<SocketAddr, String> {
+        let c = &self.cluster;
+        if !c.raft_listen.is_empty() {
+            return c
+                .raft_listen
+                .parse()
+                .map_err(|_| format!("{:?} is not IP:PORT", c.raft_listen));
+        }
+        let own = c
+            .members
+            .iter()
+            .filter_map(|m| parse_member(m).ok())
+            .find(|m| m.id == c.node_id)
+            .ok_or_else(|| format!("node {} has no member entry", c.node_id))?;
+        own.raft_addr.parse().map_err(|_| {
+            format!(
+                "unset, and this member's raft address {:?} is not IP:PORT; set it",
+                own.raft_addr
+            )
+        })
+    }
+
+    /// The cluster secret file: `cluster.secret_file`, else
+    /// `cluster.secret` in the data directory.
+    pub fn secret_file(&self) -> PathBuf {
+        if self.cluster.secret_file.as_os_str().is_empty() {
+            self.server.data_dir.join(CLUSTER_SECRET_FILE)
+        } else {
+            self.cluster.secret_file.clone()
+        }
+    }
+
+    /// The server's replication settings, `None` when not replicated (call
+    /// after `load`: validation checked every part).
+    pub fn cluster_spec(&self) -> Option<gateway::server::ClusterSpec> {
+        if !self.is_replicated() {
+            return None;
+        }
+        Some(gateway::server::ClusterSpec {
+            config: self.cluster_config(),
+            raft_listen: self
+                .raft_listen()
+                .expect("cluster.raft_listen is validated by load"),
+            secret_file: self.secret_file(),
+        })
     }
 
     /// The metrics endpoint address, `None` when disabled.
@@ -2458,5 +2830,158 @@ mod tests {
         assert_eq!(c.pipeline().history_run_records, 2048);
         let c = BourseConfig::load(None, vec![], &set("history.run_records", "0")).unwrap();
         assert_eq!(c.pipeline().history_run_records, 0);
+    }
+
+    const THREE: &str = "[cluster]\nnode_id = 2\nmembers = [\"1=127.0.0.1:7171/127.0.0.1:7071\", \"2=127.0.0.1:7172/127.0.0.1:7072\", \"3=127.0.0.1:7173/127.0.0.1:7073\"]\n";
+
+    #[test]
+    fn a_cluster_section_becomes_the_servers_cluster_spec() {
+        let c = BourseConfig::from_toml(THREE).unwrap();
+        let spec = c.cluster_spec().expect("replicated");
+        assert_eq!(spec.config.node_id, 2);
+        let ids: Vec<(u64, &str, &str)> = spec
+            .config
+            .members
+            .iter()
+            .map(|m| (m.id, m.raft_addr.as_str(), m.client_addr.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (1, "127.0.0.1:7171", "127.0.0.1:7071"),
+                (2, "127.0.0.1:7172", "127.0.0.1:7072"),
+                (3, "127.0.0.1:7173", "127.0.0.1:7073"),
+            ]
+        );
+        assert_eq!(spec.raft_listen, "127.0.0.1:7172".parse().unwrap());
+        assert_eq!(spec.secret_file, c.server.data_dir.join("cluster.secret"));
+        let d = replica::ClusterConfig::new(2, Vec::new());
+        assert_eq!(
+            (spec.config.heartbeat_ms, spec.config.election_timeout_ms_min),
+            (d.heartbeat_ms, d.election_timeout_ms_min)
+        );
+        assert_eq!(spec.config.segment_bytes, c.pipeline.segment_bytes);
+        // No on-disk history in a cluster: its default turns to 0.
+        assert_eq!(c.history.run_records, 0);
+        assert_eq!(c.pipeline().history_run_records, 0);
+        let mut unsettled = c.clone();
+        unsettled.history = HistorySection::default();
+        assert_eq!(unsettled.pipeline().history_run_records, 0);
+        // Absent section: a single node, history as configured.
+        let single = BourseConfig::default();
+        assert!(single.cluster_spec().is_none());
+        assert_ne!(single.pipeline().history_run_records, 0);
+        // The effective-config printer (`to_toml`) round-trips it.
+        assert_eq!(BourseConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn cluster_keys_come_from_env_and_flags_as_lists_or_arrays() {
+        let members = "1=127.0.0.1:7171/127.0.0.1:7071, 2=127.0.0.1:7172/127.0.0.1:7072";
+        let c = BourseConfig::load(
+            None,
+            env(&[
+                ("BOURSE_CLUSTER_NODE_ID", "1"),
+                ("BOURSE_CLUSTER_MEMBERS", members),
+                ("BOURSE_CLUSTER_HEARTBEAT_MS", "50"),
+            ]),
+            &[
+                ("cluster.raft_listen".into(), "0.0.0.0:7171".into()),
+                ("cluster.secret_file".into(), "/etc/bourse/secret".into()),
+            ],
+        )
+        .unwrap();
+        let spec = c.cluster_spec().unwrap();
+        assert_eq!(spec.config.members.len(), 2);
+        assert_eq!(spec.config.heartbeat_ms, 50);
+        assert_eq!(spec.raft_listen, "0.0.0.0:7171".parse().unwrap());
+        assert_eq!(spec.secret_file, PathBuf::from("/etc/bourse/secret"));
+        let array = format!("[\"{}\"]", members.split(',').next().unwrap());
+        let c = BourseConfig::load(
+            None,
+            vec![],
+            &[
+                ("cluster.node_id".into(), "1".into()),
+                ("cluster.members".into(), array),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.cluster_config().members.len(), 1);
+        // Other arrays take lists too.
+        let c = BourseConfig::load(
+            None,
+            env(&[
+                ("BOURSE_AUTH_OPERATOR_PERMS", "trade, read"),
+                ("BOURSE_AUTH_OPERATOR_OWNERS", "7,8"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.auth.operator_perms, ["trade", "read"]);
+        assert_eq!(c.auth.operator_owners, [7, 8]);
+    }
+
+    #[test]
+    fn bad_cluster_values_name_their_key() {
+        let m = |i: u64| format!("\"{i}=127.0.0.1:717{i}/127.0.0.1:707{i}\"");
+        let cases: &[(String, &str)] = &[
+            // Keys without a node id do nothing: refused.
+            ("heartbeat_ms = 50".into(), "cluster.heartbeat_ms"),
+            (format!("members = [{}]", m(1)), "cluster.members"),
+            (format!("node_id = 4\nmembers = [{}, {}]", m(1), m(2)), "cluster.node_id"),
+            ("node_id = 1\nmembers = []".into(), "cluster.members"),
+            (format!("node_id = 1\nmembers = [{}, \"2=x\"]", m(1)), "cluster.members[1]"),
+            (format!("node_id = 1\nmembers = [{}, \"0=a:1/b:2\"]", m(1)), "cluster.members[1]"),
+            (format!("node_id = 1\nmembers = [{}, \"2=a:1/b:0\"]", m(1)), "cluster.members[1]"),
+            (format!("node_id = 1\nmembers = [{}, {}]", m(1), m(1)), "cluster.members[1]"),
+            (
+                format!("node_id = 1\nmembers = [{}]\nheartbeat_ms = 200", m(1)),
+                "cluster.election_timeout_ms_min",
+            ),
+            (
+                format!("node_id = 1\nmembers = [{}]\nelection_timeout_ms_max = 300", m(1)),
+                "cluster.election_timeout_ms_max",
+            ),
+            (format!("node_id = 1\nmembers = [{}]\nheartbeat_ms = 0", m(1)), "cluster.heartbeat_ms"),
+            (
+                format!("node_id = 1\nmembers = [{}]\nsnapshot_every_entries = 0", m(1)),
+                "cluster.snapshot_every_entries",
+            ),
+            (
+                format!("node_id = 1\nmembers = [{}]\nraft_listen = \"here\"", m(1)),
+                "cluster.raft_listen",
+            ),
+            ("node_id = 1\nmembers = [\"1=db1:7171/db1:7070\"]".into(), "cluster.raft_listen"),
+            (
+                format!(
+                    "node_id = 1\nmembers = [{}]\n[history]\nrun_records = 1000",
+                    m(1)
+                ),
+                "history.run_records",
+            ),
+            ("node_id = \"one\"".into(), "cluster.node_id"),
+        ];
+        for (body, key) in cases {
+            let e = BourseConfig::from_toml(&format!("[cluster]\n{body}\n")).unwrap_err();
+            assert_eq!(e.key(), Some(*key), "{body}: {e}");
+        }
+        let many: Vec<String> = (1..=8).map(m).collect();
+        let e = BourseConfig::from_toml(&format!(
+            "[cluster]\nnode_id = 1\nmembers = [{}]\n",
+            many.join(", ")
+        ))
+        .unwrap_err();
+        assert_eq!(e.key(), Some("cluster.members"), "{e}");
+        // A name as raft address is fine with an explicit listen address;
+        // run_records = 0 said outright is fine too.
+        BourseConfig::from_toml(
+            "[cluster]\nnode_id = 1\nmembers = [\"1=db1:7171/db1:7070\"]\nraft_listen = \"0.0.0.0:7171\"\n[history]\nrun_records = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            parse_member("x"),
+            Err(MemberError::Shape("x".into())),
+            "no = at all"
+        );
     }
 }

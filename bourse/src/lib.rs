@@ -2,12 +2,14 @@
 //! exposition, health and the watchdog ([`metrics`], [`watchdog`],
 //! [`ops`]), logging, the script runner ([`script`], [`dump`]), journal
 //! tools ([`journal_cli`]), the bench and load generator, the demo, the
-//! soak, and the order-entry and feed CLIs ([`cli`], [`md_cli`]).
+//! soak, the order-entry and feed CLIs ([`cli`], [`md_cli`]) and the
+//! loopback cluster runner ([`cluster_cli`]).
 //!
 //! It composes the other crates; none of them depends on it.
 
 pub mod bench;
 pub mod cli;
+pub mod cluster_cli;
 pub mod config;
 pub mod demo_run;
 pub mod dump;

@@ -65,6 +65,22 @@ enum Command {
     Demo(DemoArgs),
     /// Show an instrument's market data (book and trades) from a running server.
     Feed(bourse::md_cli::FeedArgs),
+    /// Replicated clusters.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+/// Cluster subcommands.
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Run a cluster of N `bourse serve` processes on loopback, in the
+    /// foreground: DIR holds one shared identity (tls/, operator.token), the
+    /// cluster secret and per node nI/ (data, bourse.toml, serve.log); a
+    /// second run on DIR restarts the same cluster. SIGINT/SIGTERM stop
+    /// every node; a node that dies is reported, the others keep running.
+    Local(bourse::cluster_cli::LocalArgs),
 }
 
 /// `bourse serve` settings: every key of the configuration (see `bourse
@@ -256,6 +272,9 @@ fn main() -> ExitCode {
             ExitCode::from(bourse::cli::run_client(&cmd, &mut io::stdout().lock()))
         }
         Command::Feed(a) => feed(&a),
+        Command::Cluster {
+            command: ClusterCommand::Local(a),
+        } => ExitCode::from(bourse::cluster_cli::run_local(&a, &mut io::stdout())),
     }
 }
 
@@ -349,6 +368,16 @@ fn server_config(
         .iter()
         .filter_map(|t| t.grant().ok().map(|(o, p)| (t.token.clone(), o, p)))
         .collect();
+    cfg.cluster = conf.cluster_spec();
+    if cfg.cluster.is_some() {
+        // `load` refused a non-zero value set by the user and zeroed the default.
+        tracing::warn!(
+            "[history] run_records is 0 on a replicated node: the on-disk transfer \
+             history is not replicated yet, so the ledger holds at most \
+             engine.transfers_max = {} transfers",
+            conf.engine.transfers_max
+        );
+    }
     cfg
 }
 

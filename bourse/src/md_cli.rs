@@ -17,7 +17,7 @@
 //! server would answer any id with an empty book); server and login are
 //! `cli::ServerArgs`, shared with the order-entry commands.
 
-use crate::cli::{connect_first, resolve_instrument, CliError, ServerArgs};
+use crate::cli::{connect_first, resolve_instrument, walk_error, CliError, ServerArgs};
 use crate::tui::Screen;
 use engine::Side;
 use feeds::Channel;
@@ -88,19 +88,21 @@ async fn connect(a: &FeedArgs) -> Result<MdClient, CliError> {
     connect_first(
         &a.target.addrs()?,
         move |addr, _| MdClient::connect(addr, cert, token, tuning),
-        |_| false,
+        |_| gateway::client::Step::Next,
     )
     .await
-    .map_err(|(addr, e)| match e {
-        None => CliError::Unreachable {
-            server: a.target.server.clone(),
-            addr,
-        },
-        Some(source) => CliError::Feed {
-            server: a.target.server.clone(),
-            addr,
-            source,
-        },
+    .map_err(|tried| {
+        walk_error(&a.target.server, tried, |addr, e| match e {
+            None => CliError::Unreachable {
+                server: a.target.server.clone(),
+                addr,
+            },
+            Some(source) => CliError::Feed {
+                server: a.target.server.clone(),
+                addr,
+                source,
+            },
+        })
     })
 }
 

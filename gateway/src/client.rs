@@ -762,6 +762,142 @@ impl Client {
     }
 }
 
+/// What an address's failure means for the rest of a walk ([`walk`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// No other address would do better (a refused token): stop here.
+    Fatal,
+    /// This address failed (unreachable, closed): try the next one.
+    Next,
+    /// This server answered but does not lead (`not_leader`): try the next
+    /// one, and once every address was tried, go round again while the
+    /// budget lasts (an election may be under way).
+    Again,
+}
+
+/// What a login failure means when walking a cluster's servers:
+/// `not_leader` moves on (and round again), any other login refusal is
+/// final, anything else moves on.
+pub fn login_step(e: &ClientError) -> Step {
+    match e {
+        ClientError::LoginRejected(login_reject::NOT_LEADER) => Step::Again,
+        ClientError::LoginRejected(_) | ClientError::BadToken => Step::Fatal,
+        _ => Step::Next,
+    }
+}
+
+/// Every address a walk tried and its last answer (`None`: no answer in
+/// its share of the budget), in the order first tried; the last one tried
+/// is last.
+#[derive(Debug)]
+pub struct Tried<E> {
+    /// (address, last answer).
+    pub answers: Vec<(SocketAddr, Option<E>)>,
+    /// Rounds over the list.
+    pub rounds: u32,
+}
+
+impl<E> Tried<E> {
+    fn put(&mut self, addr: SocketAddr, answer: Option<E>) {
+        // The latest answer of an address, kept in its first place.
+        match self.answers.iter_mut().find(|(a, _)| *a == addr) {
+            Some(slot) => slot.1 = answer,
+            None => self.answers.push((addr, answer)),
+        }
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for Tried<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (addr, answer)) in self.answers.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "; " };
+            match answer {
+                Some(e) => write!(f, "{sep}{addr}: {e}")?,
+                None => write!(f, "{sep}{addr}: no answer in time")?,
+            }
+        }
+        if self.rounds > 1 {
+            write!(f, " ({} rounds)", self.rounds)?;
+        }
+        Ok(())
+    }
+}
+
+impl<E: std::fmt::Display + std::fmt::Debug> std::error::Error for Tried<E> {}
+
+/// Pause between two rounds of a walk (an election takes a few hundred ms).
+pub const WALK_ROUND_PAUSE: Duration = Duration::from_millis(100);
+
+/// Tries `connect(addr, share)` on each address in order within `budget`
+/// altogether (each attempt gets an equal share of what is left) and returns
+/// the first success. `step` says what a failure means: stop ([`Step::Fatal`]),
+/// try the next address, or also go round again after the last
+/// ([`Step::Again`], pausing [`WALK_ROUND_PAUSE`]). Nothing is retried past
+/// the budget; an empty list fails at once.
+pub async fn walk<T, E, F, Fut>(
+    addrs: &[SocketAddr],
+    budget: Duration,
+    mut connect: F,
+    step: impl Fn(&E) -> Step,
+) -> Result<T, Tried<E>>
+where
+    F: FnMut(SocketAddr, Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + budget;
+    let mut tried = Tried {
+        answers: Vec::new(),
+        rounds: 0,
+    };
+    loop {
+        tried.rounds += 1;
+        let mut again = false;
+        for (i, &addr) in addrs.iter().enumerate() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let share = left / (addrs.len() - i) as u32;
+            match tokio::time::timeout(share, connect(addr, share)).await {
+                Ok(Ok(t)) => return Ok(t),
+                Ok(Err(e)) => {
+                    let s = step(&e);
+                    tried.put(addr, Some(e));
+                    match s {
+                        Step::Fatal => return Err(tried),
+                        Step::Again => again = true,
+                        Step::Next => {}
+                    }
+                }
+                Err(_) => tried.put(addr, None),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !again || left <= WALK_ROUND_PAUSE * 2 {
+            return Err(tried);
+        }
+        tokio::time::sleep(WALK_ROUND_PAUSE).await;
+    }
+}
+
+/// Connects to the first of `addrs` that takes the session, walking past
+/// servers that do not lead ([`walk`] with [`login_step`]);
+/// `cfg.connect_timeout` bounds the whole walk and `cfg.addr` is ignored.
+pub async fn connect_any(
+    addrs: &[SocketAddr],
+    cfg: &ClientConfig,
+) -> Result<Client, Tried<ClientError>> {
+    walk(
+        addrs,
+        cfg.connect_timeout,
+        |addr, share| {
+            let mut c = cfg.clone();
+            c.addr = addr;
+            c.connect_timeout = share;
+            async move { Client::connect(&c).await }
+        },
+        login_step,
+    )
+    .await
+}
+
 async fn heartbeat(
     send: Arc<tokio::sync::Mutex<quinn::SendStream>>,
     last_write_ms: Arc<AtomicU64>,
@@ -981,4 +1117,88 @@ pub fn report_json(r: &ExecutionReport, symbol: Option<&str>) -> serde_json::Val
         "own_request": r.flags & REPORT_OWN_REQUEST != 0,
         "engine_seq": r.engine_seq,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(n: u16) -> Vec<SocketAddr> {
+        (1..=n)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect()
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Answers by port: 1 = not_leader, 2 = bad_token, 3 = closed,
+    /// 4 = never answers, 5 = takes the session.
+    async fn fake(addr: SocketAddr) -> Result<u16, ClientError> {
+        match addr.port() {
+            1 => Err(ClientError::LoginRejected(login_reject::NOT_LEADER)),
+            2 => Err(ClientError::LoginRejected(login_reject::BAD_TOKEN)),
+            3 => Err(ClientError::Closed),
+            4 => std::future::pending().await,
+            p => Ok(p),
+        }
+    }
+
+    #[test]
+    fn walk_passes_not_leader_and_dead_servers_and_stops_at_a_refused_token() {
+        let budget = Duration::from_millis(400);
+        let walk_ports = |ports: &[u16]| {
+            let a: Vec<SocketAddr> = ports
+                .iter()
+                .map(|&p| SocketAddr::from(([127, 0, 0, 1], p)))
+                .collect();
+            rt().block_on(walk(&a, budget, |addr, _| fake(addr), login_step))
+        };
+        assert_eq!(walk_ports(&[1, 3, 4, 5]).unwrap(), 5);
+        let e = walk_ports(&[1, 2, 5]).unwrap_err();
+        assert_eq!(e.rounds, 1, "a refused token is final");
+        assert_eq!(e.answers.len(), 2);
+        let text = e.to_string();
+        assert!(text.contains("127.0.0.1:1: login rejected: not_leader"), "{text}");
+        assert!(text.contains("127.0.0.1:2: login rejected: bad_token"), "{text}");
+        // No leader anywhere: rounds until the budget is spent, then every
+        // server with its last answer.
+        let started = Instant::now();
+        let e = walk_ports(&[4, 1, 3]).unwrap_err();
+        assert!(e.rounds >= 2, "{e}");
+        assert!(started.elapsed() < budget + Duration::from_millis(200));
+        assert_eq!(e.answers.len(), 3);
+        assert!(e.to_string().contains("127.0.0.1:4: no answer in time"), "{e}");
+        // Dead servers only: one round (nothing suggests a leader will come).
+        assert_eq!(walk_ports(&[3]).unwrap_err().rounds, 1);
+    }
+
+    #[test]
+    fn walk_finds_a_leader_elected_meanwhile() {
+        // The first round sees only followers; the second finds port 2 leading.
+        let mut calls = 0u32;
+        let a = addrs(2);
+        let got = rt().block_on(walk(
+            &a,
+            Duration::from_secs(2),
+            |addr, _| {
+                calls += 1;
+                let leads = calls > 2 && addr.port() == 2;
+                async move {
+                    if leads {
+                        Ok(addr.port())
+                    } else {
+                        Err(ClientError::LoginRejected(login_reject::NOT_LEADER))
+                    }
+                }
+            },
+            login_step,
+        ));
+        assert_eq!(got.unwrap(), 2);
+        assert_eq!(calls, 4);
+    }
 }
