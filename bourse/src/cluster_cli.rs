@@ -432,7 +432,10 @@ fn run(a: &LocalArgs, out: &mut impl Write) -> Result<bool, LocalError> {
             }
         }
     }
-    let started: Vec<(NodePlan, u32)> = nodes.iter().map(|n| (n.plan.clone(), n.child.id())).collect();
+    let started: Vec<(NodePlan, u32)> = nodes
+        .iter()
+        .map(|n| (n.plan.clone(), n.child.id()))
+        .collect();
     let _ = write_started(out, &dir, &started);
     Ok(supervise(&mut nodes, out, &signals))
 }
@@ -545,7 +548,10 @@ fn supervise(
     loop {
         match signals.recv_timeout(POLL) {
             Ok(name) => {
-                let _ = writeln!(out, "bourse cluster local: {name}: stopping every node (SIGTERM)");
+                let _ = writeln!(
+                    out,
+                    "bourse cluster local: {name}: stopping every node (SIGTERM)"
+                );
                 signal_all(nodes, false);
                 return supervise_stopping(nodes, out, signals, Instant::now() + STOP_LIMIT);
             }
@@ -577,8 +583,14 @@ fn supervise_stopping(
         reap(nodes, out, "stopped");
         let late = Instant::now() >= deadline;
         if (again.is_some() || late) && nodes.iter().any(|n| n.exit.is_none()) {
-            let why = again.map_or_else(|| format!("not stopped within {} s", STOP_LIMIT.as_secs()), |s| format!("{s} again"));
-            let _ = writeln!(out, "bourse cluster local: {why}: killing the nodes left (SIGKILL)");
+            let why = again.map_or_else(
+                || format!("not stopped within {} s", STOP_LIMIT.as_secs()),
+                |s| format!("{s} again"),
+            );
+            let _ = writeln!(
+                out,
+                "bourse cluster local: {why}: killing the nodes left (SIGKILL)"
+            );
             signal_all(nodes, true);
             for n in nodes.iter_mut().filter(|n| n.exit.is_none()) {
                 n.exit = n.child.wait().ok();
@@ -621,9 +633,19 @@ mod tests {
     fn nodes_are_1_to_7_and_the_directory_is_required() {
         let parse = |args: &[&str]| Cmd::try_parse_from([&["x"], args].concat()).map(|c| c.a);
         assert_eq!(parse(&["--data-dir", "d"]).unwrap().nodes, 3);
-        assert_eq!(parse(&["--data-dir", "d", "--nodes", "7"]).unwrap().nodes, 7);
-        assert_eq!(parse(&["--data-dir", "d", "--nodes", "1"]).unwrap().nodes, 1);
-        for bad in [&["--data-dir", "d", "--nodes", "0"][..], &["--data-dir", "d", "--nodes", "8"], &["--nodes", "3"]] {
+        assert_eq!(
+            parse(&["--data-dir", "d", "--nodes", "7"]).unwrap().nodes,
+            7
+        );
+        assert_eq!(
+            parse(&["--data-dir", "d", "--nodes", "1"]).unwrap().nodes,
+            1
+        );
+        for bad in [
+            &["--data-dir", "d", "--nodes", "0"][..],
+            &["--data-dir", "d", "--nodes", "8"],
+            &["--nodes", "3"],
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -633,7 +655,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let plans = fresh_plans(dir, 3).unwrap();
-        let mut ports: Vec<u16> = plans.iter().flat_map(|p| [p.client.port(), p.raft.port()]).collect();
+        let mut ports: Vec<u16> = plans
+            .iter()
+            .flat_map(|p| [p.client.port(), p.raft.port()])
+            .collect();
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), 6, "distinct UDP ports");
@@ -653,7 +678,10 @@ mod tests {
         }
         assert_eq!(
             server_list(plans.iter()),
-            format!("{},{},{}", plans[0].client, plans[1].client, plans[2].client)
+            format!(
+                "{},{},{}",
+                plans[0].client, plans[1].client, plans[2].client
+            )
         );
     }
 
@@ -671,7 +699,10 @@ mod tests {
             {
                 use std::os::unix::fs::PermissionsExt;
                 for f in [KEY_FILE, TOKEN_FILE] {
-                    let mode = std::fs::metadata(p.dir.join(f)).unwrap().permissions().mode();
+                    let mode = std::fs::metadata(p.dir.join(f))
+                        .unwrap()
+                        .permissions()
+                        .mode();
                     assert_eq!(mode & 0o777, 0o600, "{f}");
                 }
             }
@@ -709,6 +740,9 @@ mod tests {
         assert!(text.contains(&format!("\n--server {list}\n")), "{text}");
         assert!(text.contains("node 2 pid 102"), "{text}");
         assert!(text.contains("/tmp/c/n1/serve.log"), "{text}");
-        assert!(text.contains(&format!("bourse order --data-dir /tmp/c --server {list}")), "{text}");
+        assert!(
+            text.contains(&format!("bourse order --data-dir /tmp/c --server {list}")),
+            "{text}"
+        );
     }
 }

@@ -882,9 +882,7 @@ pub fn parse_member(entry: &str) -> Result<replica::Member, MemberError> {
     let addr = |a: &str| {
         let a = a.trim();
         match a.rsplit_once(':') {
-            Some((host, port))
-                if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) =>
-            {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
                 Ok(a.to_string())
             }
             _ => Err(MemberError::Addr(a.to_string())),
@@ -1914,7 +1912,8 @@ impl BourseConfig {
                 "must be at least 1".into(),
             ));
         }
-        self.raft_listen().map_err(|m| bad("cluster.raft_listen", m))?;
+        self.raft_listen()
+            .map_err(|m| bad("cluster.raft_listen", m))?;
         if let Err(e) = self.cluster_config().validate() {
             return Err(bad("cluster", e.to_string()));
         }
@@ -2857,7 +2856,10 @@ mod tests {
         assert_eq!(spec.secret_file, c.server.data_dir.join("cluster.secret"));
         let d = replica::ClusterConfig::new(2, Vec::new());
         assert_eq!(
-            (spec.config.heartbeat_ms, spec.config.election_timeout_ms_min),
+            (
+                spec.config.heartbeat_ms,
+                spec.config.election_timeout_ms_min
+            ),
             (d.heartbeat_ms, d.election_timeout_ms_min)
         );
         assert_eq!(spec.config.segment_bytes, c.pipeline.segment_bytes);
@@ -2928,30 +2930,57 @@ mod tests {
             // Keys without a node id do nothing: refused.
             ("heartbeat_ms = 50".into(), "cluster.heartbeat_ms"),
             (format!("members = [{}]", m(1)), "cluster.members"),
-            (format!("node_id = 4\nmembers = [{}, {}]", m(1), m(2)), "cluster.node_id"),
+            (
+                format!("node_id = 4\nmembers = [{}, {}]", m(1), m(2)),
+                "cluster.node_id",
+            ),
             ("node_id = 1\nmembers = []".into(), "cluster.members"),
-            (format!("node_id = 1\nmembers = [{}, \"2=x\"]", m(1)), "cluster.members[1]"),
-            (format!("node_id = 1\nmembers = [{}, \"0=a:1/b:2\"]", m(1)), "cluster.members[1]"),
-            (format!("node_id = 1\nmembers = [{}, \"2=a:1/b:0\"]", m(1)), "cluster.members[1]"),
-            (format!("node_id = 1\nmembers = [{}, {}]", m(1), m(1)), "cluster.members[1]"),
+            (
+                format!("node_id = 1\nmembers = [{}, \"2=x\"]", m(1)),
+                "cluster.members[1]",
+            ),
+            (
+                format!("node_id = 1\nmembers = [{}, \"0=a:1/b:2\"]", m(1)),
+                "cluster.members[1]",
+            ),
+            (
+                format!("node_id = 1\nmembers = [{}, \"2=a:1/b:0\"]", m(1)),
+                "cluster.members[1]",
+            ),
+            (
+                format!("node_id = 1\nmembers = [{}, {}]", m(1), m(1)),
+                "cluster.members[1]",
+            ),
             (
                 format!("node_id = 1\nmembers = [{}]\nheartbeat_ms = 200", m(1)),
                 "cluster.election_timeout_ms_min",
             ),
             (
-                format!("node_id = 1\nmembers = [{}]\nelection_timeout_ms_max = 300", m(1)),
+                format!(
+                    "node_id = 1\nmembers = [{}]\nelection_timeout_ms_max = 300",
+                    m(1)
+                ),
                 "cluster.election_timeout_ms_max",
             ),
-            (format!("node_id = 1\nmembers = [{}]\nheartbeat_ms = 0", m(1)), "cluster.heartbeat_ms"),
             (
-                format!("node_id = 1\nmembers = [{}]\nsnapshot_every_entries = 0", m(1)),
+                format!("node_id = 1\nmembers = [{}]\nheartbeat_ms = 0", m(1)),
+                "cluster.heartbeat_ms",
+            ),
+            (
+                format!(
+                    "node_id = 1\nmembers = [{}]\nsnapshot_every_entries = 0",
+                    m(1)
+                ),
                 "cluster.snapshot_every_entries",
             ),
             (
                 format!("node_id = 1\nmembers = [{}]\nraft_listen = \"here\"", m(1)),
                 "cluster.raft_listen",
             ),
-            ("node_id = 1\nmembers = [\"1=db1:7171/db1:7070\"]".into(), "cluster.raft_listen"),
+            (
+                "node_id = 1\nmembers = [\"1=db1:7171/db1:7070\"]".into(),
+                "cluster.raft_listen",
+            ),
             (
                 format!(
                     "node_id = 1\nmembers = [{}]\n[history]\nrun_records = 1000",

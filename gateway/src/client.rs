@@ -1163,8 +1163,14 @@ mod tests {
         assert_eq!(e.rounds, 1, "a refused token is final");
         assert_eq!(e.answers.len(), 2);
         let text = e.to_string();
-        assert!(text.contains("127.0.0.1:1: login rejected: not_leader"), "{text}");
-        assert!(text.contains("127.0.0.1:2: login rejected: bad_token"), "{text}");
+        assert!(
+            text.contains("127.0.0.1:1: login rejected: not_leader"),
+            "{text}"
+        );
+        assert!(
+            text.contains("127.0.0.1:2: login rejected: bad_token"),
+            "{text}"
+        );
         // No leader anywhere: rounds until the budget is spent, then every
         // server with its last answer.
         let started = Instant::now();
@@ -1172,7 +1178,10 @@ mod tests {
         assert!(e.rounds >= 2, "{e}");
         assert!(started.elapsed() < budget + Duration::from_millis(200));
         assert_eq!(e.answers.len(), 3);
-        assert!(e.to_string().contains("127.0.0.1:4: no answer in time"), "{e}");
+        assert!(
+            e.to_string().contains("127.0.0.1:4: no answer in time"),
+            "{e}"
+        );
         // Dead servers only: one round (nothing suggests a leader will come).
         assert_eq!(walk_ports(&[3]).unwrap_err().rounds, 1);
     }
