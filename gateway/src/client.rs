@@ -829,8 +829,9 @@ impl<E: std::fmt::Display + std::fmt::Debug> std::error::Error for Tried<E> {}
 pub const WALK_ROUND_PAUSE: Duration = Duration::from_millis(100);
 
 /// Tries `connect(addr, share)` on each address in order within `budget`
-/// altogether (each attempt gets an equal share of what is left) and returns
-/// the first success. `step` says what a failure means: stop ([`Step::Fatal`]),
+/// altogether (each attempt gets an equal share of what is left, and at
+/// most `budget / addrs.len()`, so a dead server last in the list leaves
+/// time for another round) and returns the first success. `step` says what a failure means: stop ([`Step::Fatal`]),
 /// try the next address, or also go round again after the last
 /// ([`Step::Again`], pausing [`WALK_ROUND_PAUSE`]). Nothing is retried past
 /// the budget; an empty list fails at once.
@@ -845,6 +846,7 @@ where
     Fut: std::future::Future<Output = Result<T, E>>,
 {
     let deadline = Instant::now() + budget;
+    let cap = budget / addrs.len().max(1) as u32;
     let mut tried = Tried {
         answers: Vec::new(),
         rounds: 0,
@@ -854,7 +856,7 @@ where
         let mut again = false;
         for (i, &addr) in addrs.iter().enumerate() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let share = left / (addrs.len() - i) as u32;
+            let share = (left / (addrs.len() - i) as u32).min(cap);
             match tokio::time::timeout(share, connect(addr, share)).await {
                 Ok(Ok(t)) => return Ok(t),
                 Ok(Err(e)) => {
@@ -1123,12 +1125,6 @@ pub fn report_json(r: &ExecutionReport, symbol: Option<&str>) -> serde_json::Val
 mod tests {
     use super::*;
 
-    fn addrs(n: u16) -> Vec<SocketAddr> {
-        (1..=n)
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
-            .collect()
-    }
-
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -1187,27 +1183,33 @@ mod tests {
     }
 
     #[test]
-    fn walk_finds_a_leader_elected_meanwhile() {
-        // The first round sees only followers; the second finds port 2 leading.
+    fn walk_finds_a_leader_elected_meanwhile_past_a_dead_server() {
+        // The first round sees two followers and a dead server (port 4, last);
+        // the second finds port 2 leading, within the budget.
         let mut calls = 0u32;
-        let a = addrs(2);
+        let a: Vec<SocketAddr> = [1, 2, 4]
+            .iter()
+            .map(|&p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        let started = Instant::now();
         let got = rt().block_on(walk(
             &a,
-            Duration::from_secs(2),
+            Duration::from_millis(900),
             |addr, _| {
                 calls += 1;
-                let leads = calls > 2 && addr.port() == 2;
+                let leads = calls > 3 && addr.port() == 2;
                 async move {
-                    if leads {
-                        Ok(addr.port())
-                    } else {
-                        Err(ClientError::LoginRejected(login_reject::NOT_LEADER))
+                    match addr.port() {
+                        4 => std::future::pending().await,
+                        p if leads => Ok(p),
+                        _ => Err(ClientError::LoginRejected(login_reject::NOT_LEADER)),
                     }
                 }
             },
             login_step,
         ));
         assert_eq!(got.unwrap(), 2);
-        assert_eq!(calls, 4);
+        assert_eq!(calls, 5);
+        assert!(started.elapsed() < Duration::from_millis(900));
     }
 }
