@@ -577,7 +577,7 @@ pub enum InstrumentCommand {
 /// the server's own (it holds the operator token). `feed` needs this: the
 /// market-data server answers any id, with an empty book.
 pub fn resolve_instrument(data_dir: &Path, name: &str, must_exist: bool) -> Result<u32, CliError> {
-    let table = gateway::demo::read_symbols(data_dir);
+    let table = symbol_table(data_dir);
     let trusted =
         data_dir.join(gateway::demo::SYMBOLS_FILE).exists() || data_dir.join(TOKEN_FILE).exists();
     let found = match name.parse::<u32>() {
@@ -599,8 +599,22 @@ pub fn resolve_instrument(data_dir: &Path, name: &str, must_exist: bool) -> Resu
     })
 }
 
+/// The data directory's symbol table; for a `bourse cluster local`
+/// directory (which has none of its own) the union of its nodes' tables,
+/// since each node writes its own and one that was down may lag.
+fn symbol_table(data_dir: &Path) -> std::collections::BTreeMap<String, u32> {
+    if data_dir.join(gateway::demo::SYMBOLS_FILE).exists() {
+        return gateway::demo::read_symbols(data_dir);
+    }
+    let mut table = std::collections::BTreeMap::new();
+    for node in crate::cluster_cli::node_dirs(data_dir) {
+        table.extend(gateway::demo::read_symbols(&node));
+    }
+    table
+}
+
 fn symbol_of(data_dir: &Path, id: u32) -> Option<String> {
-    gateway::demo::read_symbols(data_dir)
+    symbol_table(data_dir)
         .into_iter()
         .find(|(_, v)| *v == id)
         .map(|(k, _)| k)
@@ -1408,5 +1422,31 @@ mod tests {
             e.to_string(),
             "server c (127.0.0.1:7103): login rejected: bad_token"
         );
+    }
+
+    #[test]
+    fn a_cluster_directory_resolves_symbols_with_its_nodes_tables() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let table = |pairs: &[(&str, u32)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        for (node, pairs) in [
+            ("n1", &[("BTC-USD", 1)][..]),
+            ("n2", &[("BTC-USD", 1), ("ETH-USD", 2)]),
+        ] {
+            std::fs::create_dir_all(dir.join(node)).unwrap();
+            std::fs::write(dir.join(node).join(crate::cluster_cli::NODE_CONFIG), "").unwrap();
+            gateway::demo::write_symbols(&dir.join(node), &table(pairs)).unwrap();
+        }
+        assert_eq!(resolve_instrument(dir, "ETH-USD", true).unwrap(), 2);
+        assert_eq!(symbol_of(dir, 1).as_deref(), Some("BTC-USD"));
+        // A table of its own wins.
+        gateway::demo::write_symbols(dir, &table(&[("SOL-USD", 9)])).unwrap();
+        assert!(resolve_instrument(dir, "ETH-USD", false).is_err());
+        assert_eq!(resolve_instrument(dir, "SOL-USD", false).unwrap(), 9);
     }
 }

@@ -153,6 +153,16 @@ fn node_dir(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("n{id}"))
 }
 
+/// The node directories of a `cluster local` directory (`n1`, `n2`, … up
+/// to the first without a configuration file); none for any other
+/// directory.
+pub fn node_dirs(dir: &Path) -> Vec<PathBuf> {
+    (1..=CLUSTER_MEMBERS_MAX as u64)
+        .map(|id| node_dir(dir, id))
+        .take_while(|d| d.join(NODE_CONFIG).exists())
+        .collect()
+}
+
 /// Engine capacities of a loopback node (about 100 MiB of tables instead
 /// of the defaults' 1.2 GiB: several nodes share one machine), and its
 /// runtime (no pinning, engines that park when idle: several nodes share
@@ -249,11 +259,8 @@ pub fn fresh_plans(dir: &Path, count: u64) -> Result<Vec<NodePlan>, LocalError> 
 /// files (none: a fresh directory).
 pub fn existing_plans(dir: &Path) -> Result<Vec<NodePlan>, LocalError> {
     let mut plans = Vec::new();
-    for id in 1..=CLUSTER_MEMBERS_MAX as u64 {
-        let path = node_dir(dir, id).join(NODE_CONFIG);
-        if !path.exists() {
-            break;
-        }
+    for (id, node) in (1..).zip(node_dirs(dir)) {
+        let path = node.join(NODE_CONFIG);
         let config_err = |e| LocalError::Config {
             path: path.clone(),
             source: Box::new(e),
@@ -378,7 +385,7 @@ pub fn write_started(
     )?;
     writeln!(
         out,
-        "     bourse order {common} --symbol 1 --side buy --price 100 --qty 5"
+        "     bourse order {common} --symbol BTC-USD --side buy --price 100 --qty 5"
     )?;
     writeln!(
         out,
