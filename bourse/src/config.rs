@@ -1878,11 +1878,23 @@ impl BourseConfig {
             ));
         }
         let members = self.cluster_members(bad)?;
-        if !members.iter().any(|m| m.id == c.node_id) {
+        let Some(own) = members.iter().position(|m| m.id == c.node_id) else {
             let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
             return Err(bad(
                 "cluster.node_id",
                 format!("{} is not among the members' ids {ids:?}", c.node_id),
+            ));
+        };
+        // Peers send clients to this address: it must be where we listen
+        // (the host may be a name or a public address; the port must match).
+        let port = members[own].client_addr.rsplit_once(':').map(|(_, p)| p);
+        if port != Some(self.server.listen.port().to_string().as_str()) {
+            return Err(bad(
+                &format!("cluster.members[{own}]"),
+                format!(
+                    "this node's client address {} is not on server.listen's port ({})",
+                    members[own].client_addr, self.server.listen
+                ),
             ));
         }
         if c.heartbeat_ms == 0 {
@@ -2831,7 +2843,7 @@ mod tests {
         assert_eq!(c.pipeline().history_run_records, 0);
     }
 
-    const THREE: &str = "[cluster]\nnode_id = 2\nmembers = [\"1=127.0.0.1:7171/127.0.0.1:7071\", \"2=127.0.0.1:7172/127.0.0.1:7072\", \"3=127.0.0.1:7173/127.0.0.1:7073\"]\n";
+    const THREE: &str = "[server]\nlisten = \"127.0.0.1:7072\"\n[cluster]\nnode_id = 2\nmembers = [\"1=127.0.0.1:7171/127.0.0.1:7071\", \"2=127.0.0.1:7172/127.0.0.1:7072\", \"3=127.0.0.1:7173/127.0.0.1:7073\"]\n";
 
     #[test]
     fn a_cluster_section_becomes_the_servers_cluster_spec() {
@@ -2886,6 +2898,7 @@ mod tests {
                 ("BOURSE_CLUSTER_NODE_ID", "1"),
                 ("BOURSE_CLUSTER_MEMBERS", members),
                 ("BOURSE_CLUSTER_HEARTBEAT_MS", "50"),
+                ("BOURSE_SERVER_LISTEN", "0.0.0.0:7071"),
             ]),
             &[
                 ("cluster.raft_listen".into(), "0.0.0.0:7171".into()),
@@ -2905,6 +2918,7 @@ mod tests {
             &[
                 ("cluster.node_id".into(), "1".into()),
                 ("cluster.members".into(), array),
+                ("server.listen".into(), "127.0.0.1:7071".into()),
             ],
         )
         .unwrap();
@@ -2978,8 +2992,13 @@ mod tests {
                 "cluster.raft_listen",
             ),
             (
-                "node_id = 1\nmembers = [\"1=db1:7171/db1:7070\"]".into(),
+                "node_id = 1\nmembers = [\"1=db1:7171/db1:7071\"]".into(),
                 "cluster.raft_listen",
+            ),
+            // Node 2's client port is not server.listen's.
+            (
+                format!("node_id = 2\nmembers = [{}, {}]", m(1), m(2)),
+                "cluster.members[1]",
             ),
             (
                 format!(
@@ -2991,12 +3010,13 @@ mod tests {
             ("node_id = \"one\"".into(), "cluster.node_id"),
         ];
         for (body, key) in cases {
-            let e = BourseConfig::from_toml(&format!("[cluster]\n{body}\n")).unwrap_err();
+            let doc = format!("[server]\nlisten = \"0.0.0.0:7071\"\n[cluster]\n{body}\n");
+            let e = BourseConfig::from_toml(&doc).unwrap_err();
             assert_eq!(e.key(), Some(*key), "{body}: {e}");
         }
         let many: Vec<String> = (1..=8).map(m).collect();
         let e = BourseConfig::from_toml(&format!(
-            "[cluster]\nnode_id = 1\nmembers = [{}]\n",
+            "[server]\nlisten = \"0.0.0.0:7071\"\n[cluster]\nnode_id = 1\nmembers = [{}]\n",
             many.join(", ")
         ))
         .unwrap_err();
@@ -3004,7 +3024,7 @@ mod tests {
         // A name as raft address is fine with an explicit listen address;
         // run_records = 0 said outright is fine too.
         BourseConfig::from_toml(
-            "[cluster]\nnode_id = 1\nmembers = [\"1=db1:7171/db1:7070\"]\nraft_listen = \"0.0.0.0:7171\"\n[history]\nrun_records = 0\n",
+            "[server]\nlisten = \"0.0.0.0:7071\"\n[cluster]\nnode_id = 1\nmembers = [\"1=db1:7171/db1:7071\"]\nraft_listen = \"0.0.0.0:7171\"\n[history]\nrun_records = 0\n",
         )
         .unwrap();
         assert_eq!(
