@@ -500,7 +500,7 @@ async fn open_group(
 ) -> Result<(Group, bool), ClusterError> {
     let stamps = SnapshotStamps::default();
     let exec = RingExecutor::new(shared, engine);
-    journal::create_private_dir(dir).map_err(|e| ClusterError::Io(e))?;
+    journal::create_private_dir(dir).map_err(ClusterError::Io)?;
     let (sm, anchor) = EngineSm::open(
         FsStorage,
         dir,
