@@ -383,6 +383,9 @@ fn serve_thread(
         };
         match start_serving(&cfg, identity, pinned_core, &pipeline, node.clone()).await {
             Ok((info, started)) => {
+                // The session table holds the node from here on (and stops
+                // it before the pipeline).
+                drop(node);
                 let _ = tx.send(Ok(info));
                 serve(&cfg, pipeline, started, stop, stall).await
             }

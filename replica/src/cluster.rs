@@ -642,13 +642,16 @@ async fn propose_loop(inner: Arc<Inner>, p: usize) {
             items: items.clone(),
         };
         let tokens: Vec<u64> = items.iter().map(|i| i.token).filter(|&t| t != 0).collect();
-        let (tx, _committed, rx) = ProgressResponder::new();
+        let (tx, committed, rx) = ProgressResponder::new();
         if part.raft.client_write_ff(batch, Some(tx)).await.is_err() {
             fail(&inner, &tokens);
             return;
         }
         let i = inner.clone();
         tokio::spawn(async move {
+            // Both ends are held until the entry is applied (openraft
+            // reports the commit first, then the apply).
+            let _ = committed.await;
             if !matches!(rx.await, Ok(Ok(_))) {
                 fail(&i, &tokens);
             }
