@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cluster_admin;
 pub mod cluster_cli;
 pub mod config;
 pub mod demo_run;

@@ -81,6 +81,10 @@ enum ClusterCommand {
     /// second run on DIR restarts the same cluster. SIGINT/SIGTERM stop
     /// every node; a node that dies is reported, the others keep running.
     Local(bourse::cluster_cli::LocalArgs),
+    /// Operator requests to a running cluster (status, add-node,
+    /// remove-node), over the peer transport with the cluster secret.
+    #[command(flatten)]
+    Admin(bourse::cluster_admin::AdminCommand),
 }
 
 /// `bourse serve` settings: every key of the configuration (see `bourse
@@ -275,6 +279,9 @@ fn main() -> ExitCode {
         Command::Cluster {
             command: ClusterCommand::Local(a),
         } => ExitCode::from(bourse::cluster_cli::run_local(&a, &mut io::stdout())),
+        Command::Cluster {
+            command: ClusterCommand::Admin(a),
+        } => ExitCode::from(bourse::cluster_admin::run(&a, &mut io::stdout())),
     }
 }
 

@@ -352,3 +352,168 @@ async fn a_resumed_stale_leader_never_answers_for_the_cluster() {
         "the stale leader's order was executed: {open:?}"
     );
 }
+
+/// Places `n` orders through the leader; their client order ids.
+async fn place_n(nodes: &Nodes, cfg: &ClientConfig, coid0: u64, n: u64) -> Vec<u64> {
+    let mut c = connect_any(&nodes.addrs(), cfg).await.expect("a leader");
+    let mut acked = Vec::new();
+    for coid in coid0..coid0 + n {
+        let r = c.order(limit(
+            1,
+            BTC,
+            engine::Side::Buy,
+            59_000 - coid % 1_000,
+            1,
+            coid,
+        ));
+        c.flush().await.expect("flush");
+        loop {
+            match c.next_timeout(Duration::from_secs(10)).await {
+                Ok(Some(Reply::Report(e))) if e.request == r => {
+                    assert_eq!(e.exec_type, exec_type::NEW, "order {coid}: {e:?}");
+                    acked.push(coid);
+                    break;
+                }
+                Ok(Some(_)) => {}
+                other => panic!("order {coid}: {other:?}"),
+            }
+        }
+    }
+    c.disconnect().await;
+    acked
+}
+
+fn admin(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Proc::new(env!("CARGO_BIN_EXE_bourse"))
+        .args(["cluster"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("bourse cluster");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "bourse cluster {args:?}: {text}");
+    text
+}
+
+/// A follower whose synced journal has a flipped bit refuses to start
+/// (never applies it); the operator removes it, clears its data and adds it
+/// back, and it catches up from the leader.
+#[tokio::test(flavor = "current_thread")]
+async fn a_damaged_follower_is_refused_then_rebuilt_from_the_leader() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let plans = bourse::cluster_cli::prepare(root.path(), 3).expect("cluster layout");
+    let mut nodes = Nodes {
+        plans,
+        children: BTreeMap::new(),
+    };
+    for id in 1..=3 {
+        nodes.spawn(id);
+    }
+    let ident = load_client_identity(root.path()).expect("identity");
+    let cfg = ClientConfig::new(
+        nodes.plans[0].client,
+        ident.cert_der,
+        ident.operator_token.expect("token"),
+    );
+    let leader = leader_id(&nodes, &cfg).await;
+    let mut c = connect_any(&nodes.addrs(), &cfg).await.expect("a leader");
+    let spec = gateway::demo::instruments()[0];
+    let r = c.add_instrument(gateway::wire::add_instrument_msg(0, &spec));
+    c.flush().await.expect("flush");
+    loop {
+        match c.next_timeout(Duration::from_secs(10)).await {
+            Ok(Some(Reply::Ack(a))) if a.request == r => break,
+            Ok(Some(_)) => {}
+            other => panic!("instrument: {other:?}"),
+        }
+    }
+    c.disconnect().await;
+    let mut acked = place_n(&nodes, &cfg, 1, 20).await;
+    // A follower other than node 1 (an empty node 1 would start a cluster).
+    let f = (2..=3).find(|&id| id != leader).expect("a follower");
+    nodes.kill(f);
+    let (fdir, fraft) = {
+        let p = &nodes.plans[f as usize - 1];
+        (p.dir.clone(), p.raft)
+    };
+    let seg = fdir.join("p0").join("journal-00000000000000000001.seg");
+    let mut data = std::fs::read(&seg).expect("segment");
+    data[journal::HEADER_LEN + 40] ^= 0x10;
+    std::fs::write(&seg, &data).expect("flip a bit");
+    nodes.spawn(f);
+    let status = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(s) = nodes
+                .children
+                .get_mut(&f)
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the damaged follower kept running");
+    assert!(!status.success(), "the damaged follower started");
+    nodes.children.remove(&f);
+    let log = std::fs::read_to_string(fdir.join("test-serve.log")).expect("log");
+    assert!(
+        log.contains("checksum") || log.contains("corrupt"),
+        "the refusal names no damage: {log}"
+    );
+    // Two nodes keep trading.
+    acked.extend(place_n(&nodes, &cfg, 100, 10).await);
+    // Rebuilt from the leader: removed, cleared, restarted empty, added back.
+    admin(root.path(), &["remove-node", "--node-id", &f.to_string()]);
+    std::fs::remove_dir_all(fdir.join("p0")).expect("clear");
+    let raft = fraft.to_string();
+    nodes.spawn(f);
+    admin(
+        root.path(),
+        &[
+            "add-node",
+            "--node-id",
+            &f.to_string(),
+            "--raft-addr",
+            &raft,
+        ],
+    );
+    acked.extend(place_n(&nodes, &cfg, 200, 10).await);
+    // It catches up from the leader (the log, or a snapshot once purged).
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = admin(root.path(), &["status"]);
+        let caught_up = status
+            .lines()
+            .filter(|l| l.contains("partition 0"))
+            .filter_map(|l| l.rsplit("applied ").next())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == 1;
+        if caught_up && status.contains(&format!("node {f} partition 0: follower")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        status.contains(&format!("node {f} partition 0: follower")),
+        "{status}"
+    );
+    let open = open_coids(&nodes, &cfg).await;
+    assert_eq!(open, acked);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ids: Vec<u64> = nodes.children.keys().copied().collect();
+    for id in ids {
+        nodes.kill(id);
+    }
+    let rebuilt = journal_entries(&fdir);
+    let lead = journal_entries(&nodes.plans[leader as usize - 1].dir);
+    assert!(!rebuilt.is_empty());
+    for (index, e) in &rebuilt {
+        if let Some(l) = lead.get(index) {
+            assert_eq!(e, l, "entry {index} differs on the rebuilt follower");
+        }
+    }
+}
