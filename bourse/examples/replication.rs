@@ -24,6 +24,9 @@ const WINDOW: u64 = 64;
 
 fn tune(cfg: &mut ServerConfig) {
     cfg.demo = true;
+    // Measure the pipeline, not the session throttle.
+    cfg.session.throttle_per_s = 10_000_000;
+    cfg.session.throttle_burst = 1_000_000;
     cfg.pipeline.engine = engine::EngineConfig::small();
     cfg.pipeline.prefault = false;
     cfg.pipeline.runtime.pin = false;
@@ -44,6 +47,10 @@ async fn report(c: &mut Client, request: u64) -> Instant {
     loop {
         match c.next_timeout(Duration::from_secs(10)).await {
             Ok(Some(Reply::Report(e))) if e.request == request => return Instant::now(),
+            Ok(Some(Reply::Ack(a))) if a.request == request => return Instant::now(),
+            Ok(Some(Reply::ProtocolReject(p))) if p.request == request => {
+                panic!("request {request} refused: {p:?}")
+            }
             Ok(Some(_)) => {}
             other => panic!("no report for request {request}: {other:?}"),
         }
@@ -59,7 +66,7 @@ async fn closed_loop(c: &mut Client, n: u64, coid0: u64) -> Vec<u64> {
             1,
             BTC,
             engine::Side::Buy,
-            40_000 + i % 1000,
+            57_000 + i % 1000,
             1,
             coid0 + i,
         ));
@@ -76,14 +83,11 @@ async fn throughput(c: &mut Client, d: Duration, coid0: u64) -> f64 {
     let mut pending = std::collections::VecDeque::new();
     while t0.elapsed() < d {
         while sent - done < WINDOW {
-            let r = c.order(limit(
-                2,
-                BTC,
-                engine::Side::Sell,
-                70_000 + sent % 1000,
-                1,
-                coid0 + sent,
-            ));
+            // IOC buys below every ask: each is answered (cancelled) and
+            // none rests, so the book and the session's limits stay flat.
+            let mut o = limit(2, BTC, engine::Side::Buy, 58_000 + sent % 1_000, 1, coid0 + sent);
+            o.tif = 1;
+            let r = c.order(o);
             pending.push_back(r);
             sent += 1;
         }
@@ -142,7 +146,7 @@ async fn failovers(cluster: &mut LocalCluster, rounds: u64) -> Vec<u64> {
             1,
             BTC,
             engine::Side::Buy,
-            30_000,
+            56_000,
             1,
             5_000_000 + round,
         ));
@@ -157,8 +161,7 @@ async fn failovers(cluster: &mut LocalCluster, rounds: u64) -> Vec<u64> {
     times
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
     let args: Vec<u64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -166,13 +169,28 @@ async fn main() {
     let n = args.first().copied().unwrap_or(2_000);
     let rounds = args.get(1).copied().unwrap_or(20);
     let root = tempfile::tempdir().expect("temp dir");
-    let mut fsync = fsync_floor(root.path(), 1_000);
+    let fsync = fsync_floor(root.path(), 1_000);
     let ident = root.path().join("floor");
     gateway::identity::ensure_server_identity(&ident).expect("identity");
-    let mut rtt =
+    // It runs its own runtimes: measured before ours starts.
+    let rtt =
         gateway::net::pingpong_floor(&ident, gateway::net::PingPong::default()).expect("floor");
-    let (mut one, one_tput) = single(root.path(), n).await;
-    let mut cluster = LocalCluster::start(&root.path().join("cluster"), 3, tune).expect("cluster");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(measure(root.path(), n, rounds, rtt, fsync));
+}
+
+async fn measure(
+    root: &std::path::Path,
+    n: u64,
+    rounds: u64,
+    mut rtt: Vec<u64>,
+    mut fsync: Vec<u64>,
+) {
+    let (mut one, one_tput) = single(root, n).await;
+    let mut cluster = LocalCluster::start(&root.join("cluster"), 3, tune).expect("cluster");
     let (_, mut c) = cluster
         .leader(1, Duration::from_secs(30))
         .await
