@@ -85,7 +85,14 @@ async fn throughput(c: &mut Client, d: Duration, coid0: u64) -> f64 {
         while sent - done < WINDOW {
             // IOC buys below every ask: each is answered (cancelled) and
             // none rests, so the book and the session's limits stay flat.
-            let mut o = limit(2, BTC, engine::Side::Buy, 58_000 + sent % 1_000, 1, coid0 + sent);
+            let mut o = limit(
+                2,
+                BTC,
+                engine::Side::Buy,
+                58_000 + sent % 1_000,
+                1,
+                coid0 + sent,
+            );
             o.tif = 1;
             let r = c.order(o);
             pending.push_back(r);

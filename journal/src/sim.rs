@@ -167,6 +167,12 @@ impl SimDisk {
 }
 
 impl StorageFile for SimFile {
+    fn try_clone(&self) -> io::Result<SimFile> {
+        Ok(SimFile {
+            disk: self.disk.clone(),
+            inode: self.inode,
+        })
+    }
     fn len(&self) -> io::Result<u64> {
         Ok(self.disk.lock().inodes[self.inode].current.len() as u64)
     }

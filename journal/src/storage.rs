@@ -37,6 +37,11 @@ pub trait StorageFile: Send + std::fmt::Debug {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// fdatasync: makes the written data durable.
     fn sync_data(&mut self) -> io::Result<()>;
+    /// A second handle on the same open file (its `sync_data` makes what
+    /// either handle wrote durable): a sync can run off the writer's lock.
+    fn try_clone(&self) -> io::Result<Self>
+    where
+        Self: Sized;
 }
 
 /// A directory tree of files.
@@ -99,6 +104,9 @@ impl StorageFile for FsFile {
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.0.read_exact_at(buf, offset)
+    }
+    fn try_clone(&self) -> io::Result<FsFile> {
+        Ok(FsFile(self.0.try_clone()?))
     }
     fn sync_data(&mut self) -> io::Result<()> {
         self.0.sync_data()

@@ -220,6 +220,16 @@ impl<S: Storage> JournalWriter<S> {
         Ok(())
     }
 
+    /// A handle that syncs the segment being written, for a sync off this
+    /// writer's lock (blocks in earlier segments were synced when it rolled,
+    /// in mode `async`); `None` before the first segment.
+    pub fn sync_handle(&self) -> Result<Option<S::File>, JournalError> {
+        match &self.segment {
+            None => Ok(None),
+            Some((f, p)) => f.try_clone().map(Some).map_err(io_err("dup", p)),
+        }
+    }
+
     /// Where the journal ends now (what a scan would report as its end):
     /// the position the next block goes to, the last seq and the chain's
     /// last checksum. `None` before the first block (or in mode `none`).

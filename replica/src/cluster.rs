@@ -512,11 +512,16 @@ async fn open_group(
         partition: p,
         source,
     })?;
-    let log = JournalLog::open(FsStorage, dir, cfg.segment_bytes, anchor).map_err(|source| {
-        ClusterError::Log {
-            partition: p,
-            source,
-        }
+    let log = JournalLog::open(
+        FsStorage,
+        dir,
+        cfg.segment_bytes,
+        anchor,
+        crate::log_store::SyncMode::Thread,
+    )
+    .map_err(|source| ClusterError::Log {
+        partition: p,
+        source,
     })?;
     let fresh = anchor.is_none() && log.is_empty();
     let raft = Raft::new(

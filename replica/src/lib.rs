@@ -22,7 +22,7 @@ pub use admin::{AdminGroup, AdminReply, AdminRequest, ADMIN_KIND};
 pub use cluster::{Cluster, ClusterConfig, ClusterError, GroupStatus, Member, Proposer, RpcTarget};
 pub use executor::RingExecutor;
 pub use files::{FileError, MEMBERS_FILE, SNAPSHOT_FILE, VOTE_FILE};
-pub use log_store::{Anchor, JournalLog, LogError, LogStore, SnapshotStamps, Vote};
+pub use log_store::{Anchor, JournalLog, LogError, LogStore, SnapshotStamps, SyncMode, Vote};
 pub use network::{
     kind, serve_rpc, CallFuture, Network, Peer, ServeError, Transport, TransportError,
 };

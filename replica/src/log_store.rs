@@ -21,7 +21,9 @@ use crate::files::{read_value, write_value, FileError, MEMBERS_FILE, VOTE_FILE};
 use crate::types::BATCH_INPUTS_MAX;
 use crate::types::{inputs_of, kind_of, Batch, Cfg, Entry, Item, LogId, NodeId, Payload, Stamp};
 use journal::record::encode;
-use journal::{Durability, JournalConfig, JournalEnd, JournalError, JournalWriter, Storage};
+use journal::{
+    Durability, JournalConfig, JournalEnd, JournalError, JournalWriter, Storage, StorageFile,
+};
 use journal::{RaftKind, RaftTag};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{EntryPayload, Membership, RaftLogReader};
@@ -29,6 +31,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The vote of this configuration.
@@ -80,15 +83,113 @@ struct Inner<S: Storage> {
     purged: Option<(LogId, Stamp, Option<JournalEnd>)>,
     vote: Option<Vote>,
     members: Vec<(LogId, Membership<NodeId, openraft::BasicNode>)>,
-    poisoned: bool,
+    /// A write or sync failed: every later call fails (shared with the
+    /// syncer thread).
+    poisoned: Arc<AtomicBool>,
     records: Vec<journal::record::InputRecord>,
 }
 
 /// The journal-backed Raft log store of one partition (cheap to clone: the
 /// log reader is a clone).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct JournalLog<S: Storage> {
     inner: Arc<Mutex<Inner<S>>>,
+    syncer: Option<Arc<Syncer<S::File>>>,
+}
+
+impl<S: Storage> Clone for JournalLog<S> {
+    fn clone(&self) -> Self {
+        JournalLog {
+            inner: self.inner.clone(),
+            syncer: self.syncer.clone(),
+        }
+    }
+}
+
+/// How appended entries are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// In `append` itself (the simulation: one thread, deterministic).
+    Inline,
+    /// On a syncer thread: `append` returns once the blocks are written,
+    /// so the leader replicates them while its own fdatasync runs (the
+    /// callback fires after it); everything queued meanwhile is one group.
+    Thread,
+}
+
+enum Job<F> {
+    Flush(Option<F>, IOFlushed<Cfg>),
+    Barrier(std::sync::mpsc::Sender<()>),
+}
+
+/// The syncer thread's queue (the thread stops when the log is dropped).
+struct Syncer<F> {
+    tx: Mutex<std::sync::mpsc::Sender<Job<F>>>,
+}
+
+impl<F> std::fmt::Debug for Syncer<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Syncer")
+    }
+}
+
+impl<F: StorageFile + 'static> Syncer<F> {
+    fn start(poisoned: Arc<AtomicBool>) -> Syncer<F> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job<F>>();
+        std::thread::Builder::new()
+            .name("raft-sync".into())
+            .spawn(move || sync_loop(rx, poisoned))
+            .expect("spawn the raft log's sync thread");
+        Syncer { tx: Mutex::new(tx) }
+    }
+
+    fn send(&self, job: Job<F>) {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        // The thread lives as long as this sender: a send cannot fail.
+        let _ = tx.send(job);
+    }
+
+    /// Returns once every flush queued before it is done.
+    fn barrier(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send(Job::Barrier(tx));
+        let _ = rx.recv();
+    }
+}
+
+/// Takes every queued job, syncs once (the newest segment handle: older
+/// segments were synced when the writer rolled), then reports each in order.
+fn sync_loop<F: StorageFile>(rx: std::sync::mpsc::Receiver<Job<F>>, poisoned: Arc<AtomicBool>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        jobs.extend(rx.try_iter());
+        let mut file = None;
+        for j in jobs.iter_mut() {
+            if let Job::Flush(f @ Some(_), _) = j {
+                file = f.take();
+            }
+        }
+        let res = if poisoned.load(Ordering::Acquire) {
+            Err(io::Error::other("the replicated journal failed earlier"))
+        } else {
+            file.map_or(Ok(()), |mut f| f.sync_data())
+        };
+        if res.is_err() {
+            // Never retried: after a failed fsync the disk's state is unknown.
+            poisoned.store(true, Ordering::Release);
+        }
+        for j in jobs {
+            match j {
+                Job::Flush(_, cb) => cb.io_completed(match &res {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                }),
+                Job::Barrier(tx) => {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    }
 }
 
 fn journal_config(segment_bytes: u64) -> JournalConfig {
@@ -101,7 +202,7 @@ fn journal_config(segment_bytes: u64) -> JournalConfig {
     }
 }
 
-impl<S: Storage + Clone> JournalLog<S> {
+impl<S: Storage + Clone + 'static> JournalLog<S> {
     /// Opens (or creates) the replicated journal in `dir`, which starts after
     /// `anchor` (the snapshot the state machine restored, if any): entries
     /// the snapshot covers are not read back.
@@ -110,6 +211,7 @@ impl<S: Storage + Clone> JournalLog<S> {
         dir: &Path,
         segment_bytes: u64,
         anchor: Anchor,
+        mode: SyncMode,
     ) -> Result<Self, LogError> {
         let vote = read_value(&storage, dir, VOTE_FILE).or_else(absent_dir)?;
         let members = read_value(&storage, dir, MEMBERS_FILE)
@@ -123,12 +225,15 @@ impl<S: Storage + Clone> JournalLog<S> {
             purged: anchor.map(|(id, st)| (id, st, None)),
             vote,
             members,
-            poisoned: false,
+            poisoned: Arc::new(AtomicBool::new(false)),
             records: Vec::with_capacity(BATCH_INPUTS_MAX),
         };
         inner.load(segment_bytes, anchor)?;
+        let syncer =
+            (mode == SyncMode::Thread).then(|| Arc::new(Syncer::start(inner.poisoned.clone())));
         Ok(JournalLog {
             inner: Arc::new(Mutex::new(inner)),
+            syncer,
         })
     }
 
@@ -294,8 +399,12 @@ impl<S: Storage + Clone> Inner<S> {
             .or(self.purged.as_ref().map(|p| p.0))
     }
 
+    fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+    }
+
     fn writer(&mut self) -> io::Result<&mut JournalWriter<S>> {
-        if self.poisoned {
+        if self.poisoned.load(Ordering::Acquire) {
             return Err(io::Error::other("the replicated journal failed earlier"));
         }
         Ok(self.writer.as_mut().expect("a writer while not poisoned"))
@@ -327,7 +436,13 @@ impl<S: Storage + Clone> Inner<S> {
         Ok(())
     }
 
-    fn append(&mut self, entries: impl IntoIterator<Item = Entry>) -> io::Result<()> {
+    /// Writes `entries` (one block each); syncs them here when `inline`,
+    /// else returns a handle the syncer thread syncs them with.
+    fn append(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry>,
+        inline: bool,
+    ) -> io::Result<Option<S::File>> {
         for e in entries {
             if let Some(last) = self.last_log_id() {
                 if e.log_id.index != last.index + 1 {
@@ -337,12 +452,15 @@ impl<S: Storage + Clone> Inner<S> {
                     )));
                 }
             }
-            self.write_entry(e).inspect_err(|_| self.poisoned = true)?;
+            self.write_entry(e).inspect_err(|_| self.poison())?;
         }
-        self.writer()?
-            .sync()
-            .inspect_err(|_| self.poisoned = true)
-            .map_err(io::Error::other)
+        let w = self.writer()?;
+        let res = if inline {
+            w.sync().map(|()| None)
+        } else {
+            w.sync_handle()
+        };
+        res.inspect_err(|_| self.poison()).map_err(io::Error::other)
     }
 
     fn reopen_writer(&mut self) -> Result<(), LogError> {
@@ -456,10 +574,19 @@ impl SnapshotStamps {
 }
 
 /// The store openraft drives: the journal log plus the snapshot stamps.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LogStore<S: Storage> {
     log: JournalLog<S>,
     stamps: SnapshotStamps,
+}
+
+impl<S: Storage> Clone for LogStore<S> {
+    fn clone(&self) -> Self {
+        LogStore {
+            log: self.log.clone(),
+            stamps: self.stamps.clone(),
+        }
+    }
 }
 
 impl<S: Storage + Clone> LogStore<S> {
@@ -514,24 +641,37 @@ impl<S: Storage + Clone + 'static> RaftLogStorage<Cfg> for LogStore<S> {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let res = self.log.lock().append(entries);
-        match &res {
-            Ok(()) => callback.io_completed(Ok(())),
-            Err(e) => callback.io_completed(Err(io::Error::new(e.kind(), e.to_string()))),
+        let syncer = self.log.syncer.clone();
+        let res = self.log.lock().append(entries, syncer.is_none());
+        match (res, syncer) {
+            (Ok(handle), Some(s)) => s.send(Job::Flush(handle, callback)),
+            (Ok(_), None) => callback.io_completed(Ok(())),
+            (Err(e), _) => {
+                callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
+                return Err(e);
+            }
         }
-        res
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
+        // Everything written is durable first: no flush reported later
+        // covers a block this cut removed.
+        if let Some(s) = &self.log.syncer {
+            s.barrier();
+        }
         let mut g = self.log.lock();
-        g.truncate_after(last).inspect_err(|_| g.poisoned = true)?;
+        g.truncate_after(last).inspect_err(|_| g.poison())?;
         Ok(())
     }
 
     async fn purge(&mut self, upto: LogId) -> Result<(), io::Error> {
+        if let Some(s) = &self.log.syncer {
+            s.barrier();
+        }
         let stamp = self.stamps.stamp_of(upto);
         let mut g = self.log.lock();
-        g.purge(upto, stamp).inspect_err(|_| g.poisoned = true)?;
+        g.purge(upto, stamp).inspect_err(|_| g.poison())?;
         Ok(())
     }
 }

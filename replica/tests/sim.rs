@@ -235,7 +235,14 @@ async fn start(
     };
     let (sm, anchor) = EngineSm::open(disk.clone(), dir, Some((node, epoch)), exec, stamps.clone())
         .map_err(|e| e.to_string())?;
-    let log = JournalLog::open(disk.clone(), dir, 1 << 20, anchor).map_err(|e| e.to_string())?;
+    let log = JournalLog::open(
+        disk.clone(),
+        dir,
+        1 << 20,
+        anchor,
+        replica::SyncMode::Inline,
+    )
+    .map_err(|e| e.to_string())?;
     let transport = Arc::new(SimTransport {
         world: world.clone(),
         from: node,

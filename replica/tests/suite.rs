@@ -27,7 +27,8 @@ impl StoreBuilder<Cfg, LogStore<SimDisk>, Sm, ()> for Builder {
             stamps.clone(),
         )
         .expect("state machine");
-        let log = JournalLog::open(disk, dir, 1 << 20, anchor).expect("log");
+        let log =
+            JournalLog::open(disk, dir, 1 << 20, anchor, replica::SyncMode::Thread).expect("log");
         Ok(((), LogStore::new(log, stamps), sm))
     }
 }
