@@ -64,6 +64,40 @@ impl Drop for Nodes {
     }
 }
 
+/// Three `bourse serve` processes in the `cluster local` layout under
+/// `root`, and a client configuration for them.
+fn start(root: &std::path::Path) -> (Nodes, ClientConfig) {
+    let plans = bourse::cluster_cli::prepare(root, 3).expect("cluster layout");
+    let mut nodes = Nodes {
+        plans,
+        children: BTreeMap::new(),
+    };
+    for id in 1..=3 {
+        nodes.spawn(id);
+    }
+    let ident = load_client_identity(root).expect("identity");
+    let cfg = ClientConfig::new(
+        nodes.plans[0].client,
+        ident.cert_der,
+        ident.operator_token.expect("token"),
+    );
+    (nodes, cfg)
+}
+
+/// Adds the demo BTC-USD instrument (the orders' market).
+async fn add_instrument(c: &mut Client) {
+    let spec = gateway::demo::instruments()[0];
+    let r = c.add_instrument(gateway::wire::add_instrument_msg(0, &spec));
+    c.flush().await.expect("flush");
+    loop {
+        match c.next_timeout(Duration::from_secs(10)).await {
+            Ok(Some(Reply::Ack(a))) if a.request == r => return,
+            Ok(Some(_)) => {}
+            other => panic!("instrument: {other:?}"),
+        }
+    }
+}
+
 /// The node that serves now (the others answer `not_leader`), within 30 s.
 async fn leader_id(nodes: &Nodes, cfg: &ClientConfig) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -175,34 +209,12 @@ async fn sigkilled_leaders_lose_no_acknowledged_order() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0xc1u64);
     let root = tempfile::tempdir().expect("temp dir");
-    let plans = bourse::cluster_cli::prepare(root.path(), 3).expect("cluster layout");
-    let mut nodes = Nodes {
-        plans,
-        children: BTreeMap::new(),
-    };
-    for id in 1..=3 {
-        nodes.spawn(id);
-    }
-    let ident = load_client_identity(root.path()).expect("identity");
-    let cfg = ClientConfig::new(
-        nodes.plans[0].client,
-        ident.cert_der,
-        ident.operator_token.expect("token"),
-    );
+    let (mut nodes, cfg) = start(root.path());
     let mut rng = engine::rng::SplitMix64::new(seed);
     // The instrument, once a node serves.
     leader_id(&nodes, &cfg).await;
     let mut c = connect_any(&nodes.addrs(), &cfg).await.expect("a leader");
-    let spec = gateway::demo::instruments()[0];
-    let r = c.add_instrument(gateway::wire::add_instrument_msg(0, &spec));
-    c.flush().await.expect("flush");
-    loop {
-        match c.next_timeout(Duration::from_secs(10)).await {
-            Ok(Some(Reply::Ack(a))) if a.request == r => break,
-            Ok(Some(_)) => {}
-            other => panic!("instrument: {other:?}"),
-        }
-    }
+    add_instrument(&mut c).await;
     c.disconnect().await;
     let (mut coid, mut acked) = (0u64, Vec::new());
     for round in 0..rounds {
@@ -293,32 +305,10 @@ fn signal(child: &Child, sig: &str) {
 #[tokio::test(flavor = "current_thread")]
 async fn a_resumed_stale_leader_never_answers_for_the_cluster() {
     let root = tempfile::tempdir().expect("temp dir");
-    let plans = bourse::cluster_cli::prepare(root.path(), 3).expect("cluster layout");
-    let mut nodes = Nodes {
-        plans,
-        children: BTreeMap::new(),
-    };
-    for id in 1..=3 {
-        nodes.spawn(id);
-    }
-    let ident = load_client_identity(root.path()).expect("identity");
-    let cfg = ClientConfig::new(
-        nodes.plans[0].client,
-        ident.cert_der,
-        ident.operator_token.expect("token"),
-    );
+    let (mut nodes, cfg) = start(root.path());
     let old = leader_id(&nodes, &cfg).await;
     let mut c = connect_any(&nodes.addrs(), &cfg).await.expect("a leader");
-    let spec = gateway::demo::instruments()[0];
-    let r = c.add_instrument(gateway::wire::add_instrument_msg(0, &spec));
-    c.flush().await.expect("flush");
-    loop {
-        match c.next_timeout(Duration::from_secs(10)).await {
-            Ok(Some(Reply::Ack(a))) if a.request == r => break,
-            Ok(Some(_)) => {}
-            other => panic!("instrument: {other:?}"),
-        }
-    }
+    add_instrument(&mut c).await;
     signal(&nodes.children[&old], "STOP");
     // Another node leads (the stopped one cannot answer).
     let stopped = nodes.children.remove(&old).expect("child");
@@ -402,32 +392,10 @@ fn admin(dir: &std::path::Path, args: &[&str]) -> String {
 #[tokio::test(flavor = "current_thread")]
 async fn a_damaged_follower_is_refused_then_rebuilt_from_the_leader() {
     let root = tempfile::tempdir().expect("temp dir");
-    let plans = bourse::cluster_cli::prepare(root.path(), 3).expect("cluster layout");
-    let mut nodes = Nodes {
-        plans,
-        children: BTreeMap::new(),
-    };
-    for id in 1..=3 {
-        nodes.spawn(id);
-    }
-    let ident = load_client_identity(root.path()).expect("identity");
-    let cfg = ClientConfig::new(
-        nodes.plans[0].client,
-        ident.cert_der,
-        ident.operator_token.expect("token"),
-    );
+    let (mut nodes, cfg) = start(root.path());
     let leader = leader_id(&nodes, &cfg).await;
     let mut c = connect_any(&nodes.addrs(), &cfg).await.expect("a leader");
-    let spec = gateway::demo::instruments()[0];
-    let r = c.add_instrument(gateway::wire::add_instrument_msg(0, &spec));
-    c.flush().await.expect("flush");
-    loop {
-        match c.next_timeout(Duration::from_secs(10)).await {
-            Ok(Some(Reply::Ack(a))) if a.request == r => break,
-            Ok(Some(_)) => {}
-            other => panic!("instrument: {other:?}"),
-        }
-    }
+    add_instrument(&mut c).await;
     c.disconnect().await;
     let mut acked = place_n(&nodes, &cfg, 1, 20).await;
     // A follower other than node 1 (an empty node 1 would start a cluster).
