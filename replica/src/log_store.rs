@@ -86,6 +86,9 @@ struct Inner<S: Storage> {
     /// A write or sync failed: every later call fails (shared with the
     /// syncer thread).
     poisoned: Arc<AtomicBool>,
+    /// Whole segments every kept entry is after leave the directory once a
+    /// purge (after a snapshot) passes them: archived by default.
+    retention: journal::Retention,
     records: Vec<journal::record::InputRecord>,
 }
 
@@ -226,6 +229,7 @@ impl<S: Storage + Clone + 'static> JournalLog<S> {
             vote,
             members,
             poisoned: Arc::new(AtomicBool::new(false)),
+            retention: journal::Retention::new(dir, journal::RetentionConfig::default()),
             records: Vec::with_capacity(BATCH_INPUTS_MAX),
         };
         inner.load(segment_bytes, anchor)?;
@@ -535,7 +539,32 @@ impl<S: Storage + Clone> Inner<S> {
             let c = self.entries.pop_front().expect("front");
             self.purged = Some((c.entry.log_id, c.stamp, c.end));
         }
+        self.retain();
         Ok(())
+    }
+
+    /// Moves whole segments before the purge point out of the directory (the
+    /// journal's own retention: `journal.base` first, then the segments).
+    /// A failure only stops retention (logged once): the log stays whole.
+    fn retain(&mut self) {
+        let Some((_, stamp, _)) = &self.purged else {
+            return;
+        };
+        self.retention.snapshot_kept(stamp.seq);
+        let Some(w) = self.writer.as_ref() else {
+            return;
+        };
+        let (last, current) = (w.last_seq().unwrap_or(0), w.current_segment());
+        loop {
+            match self.retention.step(&self.storage, last, current) {
+                Ok(journal::Step::Done) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "replicated journal retention stopped");
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -238,7 +238,7 @@ async fn start(
     let log = JournalLog::open(
         disk.clone(),
         dir,
-        1 << 20,
+        256 << 10,
         anchor,
         replica::SyncMode::Inline,
     )
