@@ -8,7 +8,10 @@
 //!   ratio;
 //! - throughput of durable orders with `WINDOW` in flight, both ways;
 //! - failover: the leader stopped, until the first acknowledgement from the
-//!   new leader (the stopped node restarted between rounds), p50 / p99.
+//!   new leader (the stopped node restarted between rounds), p50 / p99;
+//!   then the same with three real `bourse serve` processes (the layout of
+//!   `bourse cluster local`) and the leader SIGKILLed, when the release
+//!   binary is built (`cargo build --release` first).
 //!
 //! `cargo run --release -p bourse --example replication [-- ORDERS ROUNDS]`
 //! (defaults 2,000 orders and 20 failovers).
@@ -104,6 +107,111 @@ async fn throughput(c: &mut Client, d: Duration, coid0: u64) -> f64 {
         done += 1;
     }
     done as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// The release `bourse` binary beside this example, if built.
+fn bourse_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("bourse");
+    bin.exists().then_some(bin)
+}
+
+/// The node that serves now (the others answer `not_leader`).
+async fn serving_node(
+    plans: &[bourse::cluster_cli::NodePlan],
+    cfg: &ClientConfig,
+    live: &[bool],
+) -> u64 {
+    loop {
+        for p in plans.iter().filter(|p| live[p.id as usize - 1]) {
+            let mut c = cfg.clone();
+            c.addr = p.client;
+            c.connect_timeout = Duration::from_millis(500);
+            if let Ok(client) = Client::connect(&c).await {
+                client.disconnect().await;
+                return p.id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `rounds` SIGKILLs of the leader of three real processes: from the kill
+/// to the first acknowledgement through the server list, ns each.
+async fn process_failovers(bin: &std::path::Path, root: &std::path::Path, rounds: u64) -> Vec<u64> {
+    use std::process::{Command as Proc, Stdio};
+    let plans = bourse::cluster_cli::prepare(&root.join("procs"), 3).expect("cluster layout");
+    let spawn = |p: &bourse::cluster_cli::NodePlan| {
+        Proc::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(p.config_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn bourse serve")
+    };
+    let mut children: Vec<_> = plans.iter().map(spawn).collect();
+    let mut live = vec![true; plans.len()];
+    let ident = gateway::identity::load_client_identity(&root.join("procs")).expect("identity");
+    let cfg = ClientConfig::new(
+        plans[0].client,
+        ident.cert_der,
+        ident.operator_token.expect("token"),
+    );
+    let addrs: Vec<_> = plans.iter().map(|p| p.client).collect();
+    serving_node(&plans, &cfg, &live).await;
+    let mut c = gateway::client::connect_any(&addrs, &cfg)
+        .await
+        .expect("a leader");
+    let spec = gateway::demo::instruments()[0];
+    let r = c.add_instrument(gateway::wire::add_instrument_msg(0, &spec));
+    c.flush().await.expect("flush");
+    report(&mut c, r).await;
+    c.disconnect().await;
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        let leader = serving_node(&plans, &cfg, &live).await;
+        let i = leader as usize - 1;
+        let t0 = Instant::now();
+        children[i].kill().expect("SIGKILL");
+        let _ = children[i].wait();
+        live[i] = false;
+        let t = loop {
+            let Ok(mut c) = gateway::client::connect_any(&addrs, &cfg).await else {
+                continue;
+            };
+            let r = c.order(limit(
+                1,
+                BTC,
+                engine::Side::Buy,
+                56_000,
+                1,
+                9_000_000 + round,
+            ));
+            if c.flush().await.is_err() {
+                continue;
+            }
+            match c.next_timeout(Duration::from_secs(5)).await {
+                Ok(Some(Reply::Report(e))) if e.request == r => {
+                    c.disconnect().await;
+                    break t0.elapsed();
+                }
+                _ => continue,
+            }
+        };
+        times.push(t.as_nanos() as u64);
+        eprintln!("SIGKILL failover {round}: {:.0} ms", t.as_secs_f64() * 1e3);
+        children[i] = spawn(&plans[i]);
+        live[i] = true;
+        // Let it rejoin before the next kill.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for mut ch in children {
+        let _ = ch.kill();
+        let _ = ch.wait();
+    }
+    times
 }
 
 fn fsync_floor(dir: &std::path::Path, n: usize) -> Vec<u64> {
@@ -242,6 +350,21 @@ async fn measure(
         "  three replicas        {three_tput:.0} orders/s  ({:.2}×)",
         three_tput / one_tput
     );
+    let mut killed = match bourse_binary() {
+        Some(bin) => process_failovers(&bin, root, rounds).await,
+        None => {
+            println!("(no release `bourse` binary beside this example: `cargo build --release` for the SIGKILL failovers)");
+            Vec::new()
+        }
+    };
+    if !killed.is_empty() {
+        println!(
+            "failover (three processes, leader SIGKILLed → first ack via --server a,b,c, {rounds} rounds): p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
+            pct(&mut killed, 0.5) as f64 / 1e6,
+            pct(&mut killed, 0.99) as f64 / 1e6,
+            *killed.iter().max().expect("rounds") as f64 / 1e6
+        );
+    }
     if !fo.is_empty() {
         println!(
             "failover (leader stopped → first ack from the new leader, {rounds} rounds): p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms   (goal: p99 ≤ 2 s)",
