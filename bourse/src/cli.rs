@@ -195,7 +195,7 @@ pub struct ServerArgs {
     pub data_dir: PathBuf,
     /// Server address, HOST:PORT (a name such as localhost, or an IP
     /// address); for a replicated cluster its servers, comma-separated
-    /// (a,b,c): tried in order, one that does not lead is skipped.
+    /// (a,b,c): all tried at once, the one that leads takes the session.
     #[arg(long, default_value = "127.0.0.1:7070", value_name = "HOST:PORT[,…]")]
     pub server: String,
     /// Read the login token from this file (keep it mode 0600). Without

@@ -879,14 +879,72 @@ where
     }
 }
 
-/// Connects to the first of `addrs` that takes the session, walking past
-/// servers that do not lead ([`walk`] with [`login_step`]);
-/// `cfg.connect_timeout` bounds the whole walk and `cfg.addr` is ignored.
+/// Tries every address at once within `budget` and returns the first
+/// success: an address whose failure `step` calls [`Step::Again`] (a server
+/// that does not lead yet) is tried again after [`WALK_ROUND_PAUSE`], one
+/// that fails otherwise drops out, and a [`Step::Fatal`] answer ends the
+/// race at once. A dead server costs no one else any time (unlike a
+/// [`walk`], where it holds the line for its share), which is what a client
+/// looking for a cluster's new leader needs right after the old one died.
+pub async fn race<T, E, F, Fut>(
+    addrs: &[SocketAddr],
+    budget: Duration,
+    connect: F,
+    step: impl Fn(&E) -> Step,
+) -> Result<T, Tried<E>>
+where
+    F: Fn(SocketAddr, Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let deadline = Instant::now() + budget;
+    let (connect, step) = (&connect, &step);
+    let mut runs: FuturesUnordered<_> = addrs
+        .iter()
+        .map(|&addr| async move {
+            let mut rounds = 0u32;
+            loop {
+                rounds += 1;
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, connect(addr, left)).await {
+                    Ok(Ok(t)) => return (addr, rounds, Ok(t)),
+                    Ok(Err(e)) if step(&e) == Step::Again && left > WALK_ROUND_PAUSE * 2 => {
+                        tokio::time::sleep(WALK_ROUND_PAUSE).await;
+                    }
+                    Ok(Err(e)) => return (addr, rounds, Err(Some(e))),
+                    Err(_) => return (addr, rounds, Err(None)),
+                }
+            }
+        })
+        .collect();
+    let mut tried = Tried {
+        answers: addrs.iter().map(|&a| (a, None)).collect(),
+        rounds: 0,
+    };
+    while let Some((addr, rounds, res)) = runs.next().await {
+        tried.rounds = tried.rounds.max(rounds);
+        match res {
+            Ok(t) => return Ok(t),
+            Err(answer) => {
+                let fatal = answer.as_ref().is_some_and(|e| step(e) == Step::Fatal);
+                tried.put(addr, answer);
+                if fatal {
+                    return Err(tried);
+                }
+            }
+        }
+    }
+    Err(tried)
+}
+
+/// Connects to whichever of `addrs` takes the session, trying them all at
+/// once past servers that do not lead ([`race`] with [`login_step`]);
+/// `cfg.connect_timeout` bounds the whole race and `cfg.addr` is ignored.
 pub async fn connect_any(
     addrs: &[SocketAddr],
     cfg: &ClientConfig,
 ) -> Result<Client, Tried<ClientError>> {
-    walk(
+    race(
         addrs,
         cfg.connect_timeout,
         |addr, share| {
@@ -1211,5 +1269,86 @@ mod tests {
         assert_eq!(got.unwrap(), 2);
         assert_eq!(calls, 5);
         assert!(started.elapsed() < Duration::from_millis(900));
+    }
+
+    #[test]
+    fn race_finds_the_new_leader_while_a_dead_server_never_answers() {
+        // A dead server first in the list (port 4) costs nothing: port 2
+        // answers not_leader twice (an election), then takes the session.
+        let a: Vec<SocketAddr> = [4, 1, 2]
+            .iter()
+            .map(|&p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        let calls = std::cell::Cell::new(0u32);
+        let started = Instant::now();
+        let got = rt().block_on(race(
+            &a,
+            Duration::from_secs(3),
+            |addr, _| {
+                let leads = addr.port() == 2 && {
+                    calls.set(calls.get() + 1);
+                    calls.get() > 2
+                };
+                async move {
+                    match addr.port() {
+                        4 => std::future::pending().await,
+                        p if leads => Ok(p),
+                        _ => Err(ClientError::LoginRejected(login_reject::NOT_LEADER)),
+                    }
+                }
+            },
+            login_step,
+        ));
+        assert_eq!(got.unwrap(), 2);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(600),
+            "{took:?}: the dead server held the race"
+        );
+        assert!(
+            took >= WALK_ROUND_PAUSE * 2,
+            "{took:?}: two not_leader answers, two pauses"
+        );
+    }
+
+    #[test]
+    fn race_stops_at_a_refused_token_and_names_every_server() {
+        let ports = |ps: &[u16]| -> Vec<SocketAddr> {
+            ps.iter()
+                .map(|&p| SocketAddr::from(([127, 0, 0, 1], p)))
+                .collect()
+        };
+        let budget = Duration::from_millis(400);
+        let e = rt()
+            .block_on(race(
+                &ports(&[4, 1, 2]),
+                budget,
+                |addr, _| fake(addr),
+                login_step,
+            ))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("127.0.0.1:2: login rejected: bad_token"),
+            "{e}"
+        );
+        // Nobody leads: every server with its last answer once the budget is spent.
+        let started = Instant::now();
+        let e = rt()
+            .block_on(race(
+                &ports(&[4, 1, 3]),
+                budget,
+                |addr, _| fake(addr),
+                login_step,
+            ))
+            .unwrap_err();
+        assert!(started.elapsed() < budget + Duration::from_millis(200));
+        let text = e.to_string();
+        assert!(text.contains("127.0.0.1:4: no answer in time"), "{text}");
+        assert!(
+            text.contains("127.0.0.1:1: login rejected: not_leader"),
+            "{text}"
+        );
+        assert!(text.contains("127.0.0.1:3:"), "{text}");
     }
 }
