@@ -102,6 +102,12 @@ impl Transport for PeerTransport {
 /// runtime's own (the Raft log is the journal), numbered inputs, and no
 /// on-disk transfer history (not replicated yet).
 pub fn replicated_pipeline(cfg: &mut PipelineConfig) {
+    if cfg.durability != runtime::Durability::Durable {
+        tracing::warn!(
+            durability = ?cfg.durability,
+            "a replicated node syncs every group of its Raft log before acknowledging: the configured journal durability does not apply"
+        );
+    }
     cfg.durability = runtime::Durability::None;
     cfg.runtime.replicated = true;
     cfg.history_run_records = 0;
