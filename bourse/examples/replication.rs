@@ -122,17 +122,21 @@ async fn serving_node(
     cfg: &ClientConfig,
     live: &[bool],
 ) -> u64 {
+    let addrs: Vec<_> = plans
+        .iter()
+        .filter(|p| live[p.id as usize - 1])
+        .map(|p| p.client)
+        .collect();
     loop {
-        for p in plans.iter().filter(|p| live[p.id as usize - 1]) {
-            let mut c = cfg.clone();
-            c.addr = p.client;
-            c.connect_timeout = Duration::from_millis(500);
-            if let Ok(client) = Client::connect(&c).await {
-                client.disconnect().await;
-                return p.id;
-            }
+        if let Ok(c) = gateway::client::connect_any(&addrs, cfg).await {
+            let server = c.server();
+            c.disconnect().await;
+            return plans
+                .iter()
+                .find(|p| p.client == server)
+                .expect("a member")
+                .id;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -8,10 +8,9 @@
 //! ports chosen once, so a stopped node restarts onto its own log; a node is
 //! stopped through its server handle (the groups stop, then the engines).
 
-use gateway::client::{Client, ClientConfig, ClientError};
+use gateway::client::{connect_any, Client, ClientConfig};
 use gateway::identity::{ensure_server_identity, CERT_FILE, KEY_FILE, TOKEN_FILE};
 use gateway::server::{self, ClusterSpec, ServerConfig, ServerHandle};
-use gateway::wire::login_reject;
 use replica::{ClusterConfig, Member};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -178,23 +177,28 @@ impl LocalCluster {
         session: u64,
         wait: Duration,
     ) -> Result<(u64, Client), LocalClusterError> {
+        let live: Vec<&Member> = self.members.iter().filter(|m| self.running(m.id)).collect();
+        let addrs: Vec<SocketAddr> = live
+            .iter()
+            .map(|m| m.client_addr.parse().expect("a socket address"))
+            .collect();
+        let mut cfg = ClientConfig::new(addrs[0], self.cert.clone(), self.token.clone());
+        cfg.session_id = session;
         let deadline = Instant::now() + wait;
         let mut last = String::new();
         while Instant::now() < deadline {
-            for m in self.members.iter().filter(|m| self.running(m.id)) {
-                let addr = m.client_addr.parse().expect("a socket address");
-                let mut cfg = ClientConfig::new(addr, self.cert.clone(), self.token.clone());
-                cfg.session_id = session;
-                cfg.connect_timeout = Duration::from_secs(1);
-                match Client::connect(&cfg).await {
-                    Ok(c) => return Ok((m.id, c)),
-                    Err(ClientError::LoginRejected(login_reject::NOT_LEADER)) => {
-                        last = format!("node {} is not the leader", m.id)
-                    }
-                    Err(e) => last = format!("node {}: {e}", m.id),
+            match connect_any(&addrs, &cfg).await {
+                Ok(c) => {
+                    let server = c.server().to_string();
+                    let id = live
+                        .iter()
+                        .find(|m| m.client_addr == server)
+                        .expect("a member")
+                        .id;
+                    return Ok((id, c));
                 }
+                Err(e) => last = e.to_string(),
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Err(LocalClusterError::NoLeader(wait, last))
     }

@@ -100,22 +100,23 @@ async fn add_instrument(c: &mut Client) {
 
 /// The node that serves now (the others answer `not_leader`), within 30 s.
 async fn leader_id(nodes: &Nodes, cfg: &ClientConfig) -> u64 {
+    let live: Vec<&bourse::cluster_cli::NodePlan> = nodes
+        .plans
+        .iter()
+        .filter(|p| nodes.children.contains_key(&p.id))
+        .collect();
+    let addrs: Vec<SocketAddr> = live.iter().map(|p| p.client).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        for p in &nodes.plans {
-            if !nodes.children.contains_key(&p.id) {
-                continue;
-            }
-            let mut c = cfg.clone();
-            c.addr = p.client;
-            c.connect_timeout = Duration::from_millis(500);
-            // A follower answers `not_leader`; a dead node, nothing.
-            if let Ok(client) = Client::connect(&c).await {
-                client.disconnect().await;
-                return p.id;
-            }
+        if let Ok(c) = connect_any(&addrs, cfg).await {
+            let server = c.server();
+            c.disconnect().await;
+            return live
+                .iter()
+                .find(|p| p.client == server)
+                .expect("a member")
+                .id;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("no node served within 30 s");
 }

@@ -228,6 +228,14 @@ pub struct Client {
     stash: std::collections::VecDeque<Reply>,
 }
 
+impl Client {
+    /// The server this client is connected to (the one that took the
+    /// session, after `connect_any`).
+    pub fn server(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+}
+
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
