@@ -137,6 +137,8 @@ async fn serving_node(
                 .expect("a member")
                 .id;
         }
+        // A refusal can come back at once: do not hammer the servers.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

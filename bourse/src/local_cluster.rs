@@ -199,6 +199,8 @@ impl LocalCluster {
                 }
                 Err(e) => last = e.to_string(),
             }
+            // A refusal can come back at once: do not hammer the servers.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Err(LocalClusterError::NoLeader(wait, last))
     }

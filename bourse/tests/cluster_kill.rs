@@ -117,6 +117,8 @@ async fn leader_id(nodes: &Nodes, cfg: &ClientConfig) -> u64 {
                 .expect("a member")
                 .id;
         }
+        // A refusal can come back at once: do not hammer the servers.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("no node served within 30 s");
 }
