@@ -102,7 +102,12 @@ pub enum ClusterError {
     #[error("[cluster] {0}")]
     Config(String),
     /// A partition's journal or Raft files.
-    #[error("partition {partition}: {source}")]
+    #[error(
+        "partition {partition}: {source} — on a replicated node, do not repair the journal \
+         (it may hold entries the cluster counted on): remove this node (`bourse cluster \
+         remove-node`), clear its partition directories and add it back (`bourse cluster \
+         add-node`); it catches up from the leader"
+    )]
     Log {
         /// The partition.
         partition: usize,
