@@ -221,6 +221,12 @@ pub fn command_to_script_json(c: &Command) -> String {
                 None => o.done(),
             }
         }
+        Command::CodArm { session, owner } => Obj::new("cod_arm")
+            .raw("session", session)
+            .raw("owner", owner)
+            .done(),
+        Command::CodDisarm { session } => Obj::new("cod_disarm").raw("session", session).done(),
+        Command::SessionsLost => Obj::new("sessions_lost").done(),
         Command::InstallHistory {
             run,
             through_seq,

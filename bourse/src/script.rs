@@ -522,6 +522,11 @@ fn allowed_fields(cmd: &str) -> Option<&'static [&'static str]> {
         // Beyond script.md: transfer queries (README, "Ledger").
         "lookup_transfers" => &["ids", "actor"],
         "get_account_transfers" => &["account", "by", "lo", "hi", "limit", "order", "actor"],
+        // Beyond script.md: cancel-on-disconnect arms (ARCHITECTURE.md,
+        // "Cancel-on-disconnect"), so that journal dumps replay.
+        "cod_arm" => &["session", "owner"],
+        "cod_disarm" => &["session"],
+        "sessions_lost" => &[],
         _ => return None,
     })
 }
@@ -697,6 +702,14 @@ pub fn parse_line(text: &str) -> Result<Line, LineError> {
             owner: OwnerId(f.req_u64("owner")?),
             instrument: f.opt_u32("instrument")?.map(InstrumentId),
         }),
+        "cod_arm" => Ok(Command::CodArm {
+            session: f.req_u64("session")?,
+            owner: OwnerId(f.req_u64("owner")?),
+        }),
+        "cod_disarm" => Ok(Command::CodDisarm {
+            session: f.req_u64("session")?,
+        }),
+        "sessions_lost" => Ok(Command::SessionsLost),
         // Limit 0, a limit over the maximum or lo > hi reach the engine,
         // which answers `invalid_filter`.
         "get_account_transfers" => Ok(Command::GetAccountTransfers {
@@ -1406,6 +1419,7 @@ fn write_order_event(o: &mut String, event: &Event) -> std::fmt::Result {
                 RejectTarget::Account(a) => write!(o, "\"account\":{}", a.0)?,
                 RejectTarget::Transfer(id) => write!(o, "\"transfer\":{}", id.0)?,
                 RejectTarget::HistoryRun(run) => write!(o, "\"run\":{run}")?,
+                RejectTarget::Session(sid) => write!(o, "\"session\":{sid}")?,
             }
             write!(o, ",\"reason\":\"{}\"", reason.name())?;
         }

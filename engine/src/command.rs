@@ -149,6 +149,30 @@ pub enum Command {
         /// Who asks: only the account's owner (or an admin).
         actor: Actor,
     },
+    /// Cancel-on-disconnect, armed: while `session` (a gateway's key for a
+    /// session that asked for it) lives, a loss of every session at once
+    /// (`SessionsLost`) cancels `owner`'s live orders. The arm is engine
+    /// state, so it is journaled, replicated and snapshotted: it outlives
+    /// the gateway process that made it. Arming twice is one arm; a full
+    /// table (`COD_ARMS_MAX`) is rejected `capacity_exceeded`. No event
+    /// otherwise.
+    CodArm {
+        /// The gateway's session key.
+        session: u64,
+        /// An owner the session acts for.
+        owner: OwnerId,
+    },
+    /// The session ended (a logout, or its resume window passed after the
+    /// gateway cancelled for it): its arms go. No event.
+    CodDisarm {
+        /// The gateway's session key.
+        session: u64,
+    },
+    /// Every session armed so far is gone at once: the gateway restarted or
+    /// another node took over as leader. Each armed owner's live orders are
+    /// cancelled (as a mass cancel, owners in ascending order), then every
+    /// arm is forgotten.
+    SessionsLost,
 }
 
 /// A new order, flat so that it is a fixed-size record. Fields that do not

@@ -270,6 +270,8 @@ pub enum RejectTarget {
     Transfer(TransferId),
     /// An `install_history` (its run number).
     HistoryRun(u64),
+    /// A `cod_arm` (its session key).
+    Session(u64),
 }
 
 /// One price level in a book report: price, visible qty, order count.

@@ -36,7 +36,7 @@ pub mod types;
 
 pub use command::*;
 pub use config::EngineConfig;
-pub use engine::{Engine, OrderView, SnapshotError};
+pub use engine::{Engine, OrderView, SnapshotError, COD_ARMS_MAX};
 pub use event::*;
 pub use types::*;
 

@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | 0..8 | `seq` u64 |
 //! | 8..16 | `now` u64 (engine time stamped by the sequencer) |
-//! | 16 | `kind` u8: 1 instrument, 2 order, 3 cancel, 4 replace, 5 mass_cancel, 6 halt, 7 resume, 8 time, 9 query_book, 10 open_account, 11 transfer, 12 query_balance, 13 query_open_orders, 14 install_history, 15 lookup_transfer, 16 get_account_transfers, 17 cancel_by_client_id |
+//! | 16 | `kind` u8: 1 instrument, 2 order, 3 cancel, 4 replace, 5 mass_cancel, 6 halt, 7 resume, 8 time, 9 query_book, 10 open_account, 11 transfer, 12 query_balance, 13 query_open_orders, 14 install_history, 15 lookup_transfer, 16 get_account_transfers, 17 cancel_by_client_id, 18 cod_arm, 19 cod_disarm, 20 sessions_lost |
 //! | 17..32 | reserved, zero |
 //! | 32..192 | payload: the command's fields packed in declaration order, then zero |
 //!
@@ -24,7 +24,8 @@
 //! there, which decodes as `false`: exactly how every replace behaved then,
 //! so older journals replay bit-exact and the record version stays 1.
 //! `cancel_by_client_id` (new kind, never in older journals): owner u64,
-//! client_order_id u64.
+//! client_order_id u64. `cod_arm` (new): session u64, owner u64;
+//! `cod_disarm` (new): session u64; `sessions_lost` (new): no field.
 //!
 //! `install_history`: run u64, through_seq u64, checksum u128.
 //! `lookup_transfer`: id u128, actor. `get_account_transfers`: account u128,
@@ -146,6 +147,9 @@ mod kind {
     pub const LOOKUP_TRANSFER: u8 = 15;
     pub const GET_ACCOUNT_TRANSFERS: u8 = 16;
     pub const CANCEL_BY_CLIENT_ID: u8 = 17;
+    pub const COD_ARM: u8 = 18;
+    pub const COD_DISARM: u8 = 19;
+    pub const SESSIONS_LOST: u8 = 20;
 }
 
 struct W<'a> {
@@ -428,6 +432,16 @@ pub fn encode(input: &Input) -> InputRecord {
             w.actor(&actor);
             kind::GET_ACCOUNT_TRANSFERS
         }
+        Command::CodArm { session, owner } => {
+            w.u64(session);
+            w.u64(owner.0);
+            kind::COD_ARM
+        }
+        Command::CodDisarm { session } => {
+            w.u64(session);
+            kind::COD_DISARM
+        }
+        Command::SessionsLost => kind::SESSIONS_LOST,
     };
     rec.kind = k;
     rec
@@ -585,6 +599,12 @@ pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
             filter: decode_account_filter(&mut r)?,
             actor: r.actor()?,
         },
+        kind::COD_ARM => Command::CodArm {
+            session: r.u64(),
+            owner: OwnerId(r.u64()),
+        },
+        kind::COD_DISARM => Command::CodDisarm { session: r.u64() },
+        kind::SESSIONS_LOST => Command::SessionsLost,
         k => return Err(RecordError::UnknownKind(k)),
     };
     r.finish()?;
@@ -744,7 +764,15 @@ mod tests {
                 Side::Sell
             }
         };
-        let command = match variant % 16 {
+        let command = match variant % 19 {
+            16 => Command::CodArm {
+                session: any_u64(r),
+                owner: OwnerId(any_u64(r)),
+            },
+            17 => Command::CodDisarm {
+                session: any_u64(r),
+            },
+            18 => Command::SessionsLost,
             0 => Command::AddInstrument(InstrumentSpec {
                 id: InstrumentId(r.next_u64() as u32),
                 symbol: Symbol(bytes(r)),

@@ -66,7 +66,7 @@ pub struct SnapshotBytes {
 }
 
 /// Command kinds, in the order of `Counters::commands` (metric label values).
-pub const COMMAND_KINDS: [&str; 17] = [
+pub const COMMAND_KINDS: [&str; 20] = [
     "instrument",
     "order",
     "cancel",
@@ -84,6 +84,9 @@ pub const COMMAND_KINDS: [&str; 17] = [
     "lookup_transfer",
     "get_account_transfers",
     "cancel_by_client_id",
+    "cod_arm",
+    "cod_disarm",
+    "sessions_lost",
 ];
 
 fn command_kind(c: &Command) -> usize {
@@ -105,6 +108,9 @@ fn command_kind(c: &Command) -> usize {
         Command::LookupTransfer { .. } => 14,
         Command::GetAccountTransfers { .. } => 15,
         Command::CancelByClientId { .. } => 16,
+        Command::CodArm { .. } => 17,
+        Command::CodDisarm { .. } => 18,
+        Command::SessionsLost => 19,
     }
 }
 

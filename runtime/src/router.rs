@@ -176,6 +176,11 @@ impl PartitionMap {
             // (an owner's client order ids are unique per partition; at most
             // one holds a live order with it unless the owner reused it).
             Command::CancelByClientId { .. } => Route::All(command),
+            // Cancel-on-disconnect arms guard an owner's orders wherever they
+            // rest: every partition keeps them.
+            Command::CodArm { .. } | Command::CodDisarm { .. } | Command::SessionsLost => {
+                Route::All(command)
+            }
             Command::OpenAccount(a) => Route::One(self.account(a.id), command),
             Command::QueryBalance { account, .. } => Route::One(self.account(account), command),
             Command::GetAccountTransfers { filter, .. } => {

@@ -41,6 +41,9 @@ pub struct Features {
     /// Cancels by client order id and requeue replaces (off by default, so
     /// the streams of seeds recorded before them are unchanged).
     pub client_ids: bool,
+    /// Cancel-on-disconnect arms, disarms and `sessions_lost` (off by
+    /// default, so recorded seeds' streams are unchanged).
+    pub cod: bool,
 }
 
 impl Default for Features {
@@ -51,6 +54,7 @@ impl Default for Features {
             expired_stops: true,
             dense: false,
             client_ids: false,
+            cod: false,
         }
     }
 }
@@ -268,7 +272,23 @@ impl Gen {
         }
     }
 
+    /// A cancel-on-disconnect command over a few session keys.
+    fn cod_command(&mut self) -> Command {
+        let session = self.rng.range(1, 4);
+        match self.rng.below(10) {
+            0..=5 => Command::CodArm {
+                session,
+                owner: OwnerId(self.owner()),
+            },
+            6..=7 => Command::CodDisarm { session },
+            _ => Command::SessionsLost,
+        }
+    }
+
     fn command(&mut self, r: &Reference) -> Command {
+        if self.features.cod && self.rng.chance_pct(6) {
+            return self.cod_command();
+        }
         let roll = self.rng.below(100);
         match roll {
             0..=54 => self.new_order(r),

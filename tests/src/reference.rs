@@ -198,6 +198,8 @@ pub struct Reference {
     accepted: Vec<(u64, u64)>,
     /// W: how many of the newest accepted orders count for duplicates.
     coid_window: u64,
+    /// Cancel-on-disconnect arms (session, owner).
+    cod_arms: std::collections::BTreeSet<(u64, u64)>,
 }
 
 impl Default for Reference {
@@ -244,6 +246,7 @@ impl Reference {
             orders: BTreeMap::new(),
             accepted: Vec::new(),
             coid_window: w.max(1),
+            cod_arms: Default::default(),
         }
     }
 
@@ -446,6 +449,26 @@ impl Reference {
                     asks: self.level_views(i, Side::Sell, depth),
                 }),
             },
+            Command::CodArm { session, owner } => {
+                let arm = (session, owner.0);
+                if !self.cod_arms.contains(&arm) && self.cod_arms.len() >= engine::COD_ARMS_MAX {
+                    rej(
+                        &mut out,
+                        RejectTarget::Session(session),
+                        RejectReason::CapacityExceeded,
+                    );
+                } else {
+                    self.cod_arms.insert(arm);
+                }
+            }
+            Command::CodDisarm { session } => self.cod_arms.retain(|&(s, _)| s != session),
+            Command::SessionsLost => {
+                let owners: std::collections::BTreeSet<u64> =
+                    std::mem::take(&mut self.cod_arms).into_iter().map(|(_, o)| o).collect();
+                for o in owners {
+                    self.mass_cancel(o, None, None, &mut out);
+                }
+            }
             Command::OpenAccount(_)
             | Command::Transfer { .. }
             | Command::QueryBalance { .. }

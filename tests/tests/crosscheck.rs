@@ -58,6 +58,8 @@ fn run_seed(seed: u64, coverage: &mut BTreeMap<String, u64>) -> usize {
     let features = Features {
         dense: seed % 3 == 2,
         client_ids: seed % 4 == 1,
+        // Every fifth seed arms cancel-on-disconnect and loses sessions.
+        cod: seed % 5 == 3,
         ..Features::default()
     };
     let mut gen = Gen::with_features(seed, features);

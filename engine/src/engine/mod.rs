@@ -34,6 +34,7 @@
 //! - `matching`: taker bounds, the matching loop, FOK trials, circuit breaker;
 //! - `stops`: stop lists, triggering and firing;
 //! - `expiry`: the GTD expiry heap;
+//! - `cod`: cancel-on-disconnect arms and `SessionsLost`;
 //! - `settle`: holds and fill settlement on the ledger;
 //! - `instruments`: adding, halting and resuming instruments;
 //! - `views`: queries and read-only accessors;
@@ -56,6 +57,7 @@ use std::collections::VecDeque;
 mod amend;
 mod book;
 mod client_ids;
+mod cod;
 mod expiry;
 mod history_api;
 mod instruments;
@@ -75,6 +77,7 @@ use instruments::empty_spec;
 use matching::{band_edge, in_band, Bounds};
 use orders::{open_key, plain_cold, Links, Order, OrderCold, OrderState, Owner};
 use settle::need_of;
+pub use cod::COD_ARMS_MAX;
 pub use snapshot::SnapshotError;
 use stops::{stop_condition, stop_key};
 pub use views::OrderView;
@@ -115,6 +118,8 @@ pub struct Engine {
     triggered_batch: Vec<u32>,
     /// Triggered stops waiting to fire, in firing order.
     fire_queue: VecDeque<u32>,
+    /// Cancel-on-disconnect arms `(session, owner)`, sorted (see `cod`).
+    cod_arms: Vec<(u64, u64)>,
     ledger: Ledger,
 }
 
@@ -164,6 +169,7 @@ impl Engine {
             heap: Vec::with_capacity(orders_max),
             triggered_batch: Vec::with_capacity(orders_max),
             fire_queue: VecDeque::with_capacity(orders_max),
+            cod_arms: Vec::with_capacity(COD_ARMS_MAX),
             ledger: Ledger::new(&cfg),
         }
     }
@@ -185,6 +191,7 @@ impl Engine {
         touch_vec(&mut self.owner_free);
         touch_vec(&mut self.heap);
         touch_vec(&mut self.triggered_batch);
+        touch_vec(&mut self.cod_arms);
         for i in &mut self.instruments {
             for v in [
                 &mut i.bids,
@@ -326,6 +333,9 @@ impl Engine {
             Command::GetAccountTransfers { filter, actor } => {
                 self.ledger.query_account_transfers(&filter, &actor, out)
             }
+            Command::CodArm { session, owner } => self.handle_cod_arm(session, owner, out),
+            Command::CodDisarm { session } => self.handle_cod_disarm(session),
+            Command::SessionsLost => self.handle_sessions_lost(out),
         }
     }
 }

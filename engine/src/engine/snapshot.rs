@@ -22,7 +22,9 @@ const MAGIC: &[u8; 8] = b"BOURSESN";
 /// ledger's hot transfer store (slab with free slots and failed ids as
 /// records, eviction ring, indexed expiry heap, ledger_seq, the records hash
 /// and the installed history run) replaces the append-only transfers.
-const VERSION: u32 = 3;
+/// 4: the cancel-on-disconnect arms follow the ledger (a version-3
+/// snapshot restores with none).
+const VERSION: u32 = 4;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -604,6 +606,11 @@ impl Engine {
         w_map_u32(&mut w, &self.open_counts);
         w_u32s(&mut w, &self.heap);
         w_ledger(&mut w, &self.ledger);
+        w.len(self.cod_arms.len());
+        for &(s, o) in &self.cod_arms {
+            w.u64(s);
+            w.u64(o);
+        }
         w.0
     }
 
@@ -704,7 +711,11 @@ impl Engine {
     pub fn restore(cfg: EngineConfig, bytes: &[u8]) -> Result<Engine, SnapshotError> {
         let mut e = Engine::new(cfg);
         let mut r = R { b: bytes, at: 0 };
-        if r.take(8)? != MAGIC || r.u32()? != VERSION {
+        if r.take(8)? != MAGIC {
+            return Err(SnapshotError::BadHeader);
+        }
+        let version = r.u32()?;
+        if !(3..=VERSION).contains(&version) {
             return Err(SnapshotError::BadHeader);
         }
         e.now = Timestamp(r.u64()?);
@@ -716,6 +727,9 @@ impl Engine {
         r_map_u32(&mut r, &mut e.open_counts, "orders_max")?;
         r_u32s(&mut r, &mut e.heap, "orders_max")?;
         r_ledger(&mut r, &mut e.ledger)?;
+        if version >= 4 {
+            e.read_cod_arms(&mut r)?;
+        }
         if r.at != bytes.len() {
             return Err(SnapshotError::TrailingBytes { offset: r.at });
         }
@@ -734,6 +748,24 @@ impl Engine {
         e.rebuild_client_ids();
         e.validate().map_err(|b| SnapshotError::Invalid(b.0))?;
         Ok(e)
+    }
+
+    /// Reads the cancel-on-disconnect arms: sorted, unique, within
+    /// `COD_ARMS_MAX`.
+    fn read_cod_arms(&mut self, r: &mut R) -> Res<()> {
+        let n = r.len(COD_ARMS_MAX, "cod_arms_max")?;
+        for _ in 0..n {
+            let at = r.at;
+            let arm = (r.u64()?, r.u64()?);
+            if self.cod_arms.last().is_some_and(|&l| l >= arm) {
+                return Err(SnapshotError::BadValue {
+                    field: "cod_arms order",
+                    offset: at,
+                });
+            }
+            self.cod_arms.push(arm);
+        }
+        Ok(())
     }
 
     /// Reads what `write_instruments` wrote and indexes each instrument.

@@ -67,6 +67,16 @@ impl Engine {
         }
         self.hash_owners_and_coids(&mut h);
         self.ledger.hash_into(&mut h);
+        // Only when armed, so that every state from before the arms existed
+        // keeps its hash (recorded golden hashes, older replicas).
+        if !self.cod_arms.is_empty() {
+            h.bytes(b"cod-arms");
+            h.u64(self.cod_arms.len() as u64);
+            for &(s, o) in &self.cod_arms {
+                h.u64(s);
+                h.u64(o);
+            }
+        }
         h.finish()
     }
 
