@@ -1722,6 +1722,20 @@ impl BourseConfig {
                 "must be at least 1".to_string(),
             ));
         }
+        // Every session may arm cancel-on-disconnect for each of its
+        // token's owners in every partition's engine.
+        let sessions_cod_max = engine::COD_ARMS_MAX / gateway::wire::ADD_TOKEN_OWNERS_MAX;
+        if s.sessions_max > sessions_cod_max {
+            return Err(bad(
+                "session.sessions_max",
+                format!(
+                    "at most {sessions_cod_max}: each session may arm cancel-on-disconnect for \
+                     {} owners in an engine table of {} arms",
+                    gateway::wire::ADD_TOKEN_OWNERS_MAX,
+                    engine::COD_ARMS_MAX
+                ),
+            ));
+        }
         Ok(())
     }
 

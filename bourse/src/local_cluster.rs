@@ -177,6 +177,17 @@ impl LocalCluster {
         session: u64,
         wait: Duration,
     ) -> Result<(u64, Client), LocalClusterError> {
+        self.leader_as(session, wait, |_| {}).await
+    }
+
+    /// `leader` with the client's configuration changed by `tune` (another
+    /// token, cancel-on-disconnect).
+    pub async fn leader_as(
+        &self,
+        session: u64,
+        wait: Duration,
+        tune: impl Fn(&mut ClientConfig),
+    ) -> Result<(u64, Client), LocalClusterError> {
         let live: Vec<&Member> = self.members.iter().filter(|m| self.running(m.id)).collect();
         let addrs: Vec<SocketAddr> = live
             .iter()
@@ -184,6 +195,7 @@ impl LocalCluster {
             .collect();
         let mut cfg = ClientConfig::new(addrs[0], self.cert.clone(), self.token.clone());
         cfg.session_id = session;
+        tune(&mut cfg);
         let deadline = Instant::now() + wait;
         let mut last = String::new();
         while Instant::now() < deadline {

@@ -11,8 +11,16 @@ use std::time::Duration;
 
 const BTC: u32 = 1;
 
+/// A token that trades for owner 3 only (the demo operator token has 1–3).
+const OWNER3_TOKEN: &str = "owner-three-token-0123456789";
+
 fn small(cfg: &mut gateway::server::ServerConfig) {
     cfg.demo = true;
+    cfg.tokens.push((
+        OWNER3_TOKEN.into(),
+        vec![engine::OwnerId(3)],
+        gateway::session::Perms::ALL,
+    ));
     cfg.pipeline.engine = engine::EngineConfig::small();
     cfg.pipeline.prefault = false;
     cfg.pipeline.runtime.idle = runtime::IdleStrategy::Park { max_sleep_us: 50 };
@@ -84,6 +92,81 @@ async fn acknowledged_orders_survive_the_loss_of_the_leader() {
         Reply::Report(e) => assert_eq!(e.exec_type, exec_type::NEW, "{e:?}"),
         other => panic!("{other:?}"),
     }
+    c.disconnect().await;
+    cluster.shutdown();
+}
+
+async fn place(c: &mut Client, owner: u64, price: u64, coid: u64) {
+    let r = c.order(limit(owner, BTC, engine::Side::Buy, price, 1, coid));
+    c.flush().await.unwrap();
+    match acked(c, r).await {
+        Reply::Report(e) => assert_eq!(e.exec_type, exec_type::NEW, "order {coid}: {e:?}"),
+        other => panic!("order {coid}: {other:?}"),
+    }
+}
+
+/// Cancel-on-disconnect across leaders: the old leader's sessions end with
+/// it, and only the owners whose sessions asked for it lose their orders; a
+/// session of the new leader is armed anew. (Here the leader stops in
+/// order; `cluster_kill.rs` SIGKILLs it, so that no gateway sees the
+/// disconnect and only the replicated arm can cancel.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_new_leader_cancels_for_the_old_leaders_cancel_on_disconnect_sessions() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start(root.path(), 3, small).unwrap();
+    let wait = Duration::from_secs(20);
+    let (first, mut plain) = cluster.leader(1, wait).await.unwrap();
+    let cod = |c: &mut gateway::client::ClientConfig| {
+        c.token = OWNER3_TOKEN.into();
+        c.cancel_on_disconnect = true;
+    };
+    let (same, mut guarded) = cluster.leader_as(2, wait, cod).await.unwrap();
+    assert_eq!(same, first);
+    place(&mut plain, 1, 49_500, 11).await;
+    place(&mut guarded, 3, 49_501, 31).await;
+    place(&mut guarded, 3, 49_502, 32).await;
+    assert_eq!(open_orders(&mut plain, 3).await, vec![31, 32]);
+
+    // The leader dies with both sessions connected: neither disconnect is
+    // seen by any gateway that lives on.
+    cluster.stop(first);
+    let (second, mut c) = cluster.leader(3, wait).await.unwrap();
+    assert_ne!(second, first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !open_orders(&mut c, 3).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "owner 3's orders not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        open_orders(&mut c, 1).await,
+        vec![11],
+        "owner 1 asked for nothing"
+    );
+
+    // A session of the new leader that asks for it is armed anew.
+    let (_, mut g2) = cluster.leader_as(4, wait, cod).await.unwrap();
+    place(&mut g2, 3, 49_503, 33).await;
+    drop(plain);
+    drop(guarded);
+    // A majority must remain: the first node comes back (it catches up)
+    // before the second goes.
+    cluster.restart(first).unwrap();
+    cluster.stop(second);
+    let (third, mut c) = cluster.leader(5, wait).await.unwrap();
+    assert_ne!(third, second);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !open_orders(&mut c, 3).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "order 33 not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open_orders(&mut c, 1).await, vec![11]);
+    drop(g2);
     c.disconnect().await;
     cluster.shutdown();
 }

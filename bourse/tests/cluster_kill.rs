@@ -486,3 +486,47 @@ async fn a_damaged_follower_is_refused_then_rebuilt_from_the_leader() {
         }
     }
 }
+
+/// The leader SIGKILLed while a cancel-on-disconnect session has an order
+/// on the book: no gateway sees that disconnect, yet the new leader cancels
+/// the order (the arm is replicated engine state; `sessions_lost` is the
+/// first command of every leadership).
+#[tokio::test(flavor = "current_thread")]
+async fn a_sigkilled_leaders_cancel_on_disconnect_sessions_are_cancelled_by_the_next() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (mut nodes, cfg) = start(root.path());
+    let old = leader_id(&nodes, &cfg).await;
+    let mut cod = cfg.clone();
+    cod.cancel_on_disconnect = true;
+    let mut c = connect_any(&nodes.addrs(), &cod).await.expect("a leader");
+    add_instrument(&mut c).await;
+    let r = c.order(limit(1, BTC, engine::Side::Buy, 59_500, 1, 901));
+    c.flush().await.expect("flush");
+    loop {
+        match c.next_timeout(Duration::from_secs(10)).await {
+            Ok(Some(Reply::Report(e))) if e.request == r => {
+                assert_eq!(e.exec_type, exec_type::NEW, "{e:?}");
+                break;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("order: {other:?}"),
+        }
+    }
+    assert_eq!(open_coids(&nodes, &cfg).await, vec![901]);
+    nodes.kill(old);
+    let new = leader_id(&nodes, &cfg).await;
+    assert_ne!(new, old);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = open_coids(&nodes, &cfg).await;
+        if open.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead leader's cancel-on-disconnect order is still open: {open:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(c);
+}

@@ -1468,3 +1468,42 @@ fn cancel_by_client_order_id_and_requeue_over_the_wire() {
     a.handle_bytes(7, &frame(template::REPLACE, &bad));
     assert!(matches!(drain(&mut a).as_slice(), [Msg::Reject(_)]));
 }
+
+/// A login that asks for cancel-on-disconnect arms every owner in the
+/// engine before any request of the session; a refused arm is held back
+/// (and blocks what follows) until its retry; the session's end disarms.
+#[test]
+fn cancel_on_disconnect_arms_first_retries_a_refused_arm_and_disarms_at_the_end() {
+    let auth = auth();
+    let mut s = Session::new(9, SessionConfig::default(), auth.clone());
+    s.handle_bytes(1, &login_frame("alice", 5, 0, LOGIN_CANCEL_ON_DISCONNECT));
+    s.handle_bytes(2, &limit(1, 1, 1, Side::Buy, 90, 1));
+    let arm = |owner| Command::CodArm {
+        session: 9,
+        owner: OwnerId(owner),
+    };
+    let first = s.poll_request().expect("an arm");
+    assert_eq!(first.command, arm(1));
+    // The ring refuses the second arm: nothing goes out until the retry.
+    let second = s.poll_request().expect("an arm");
+    assert_eq!(second.command, arm(2));
+    s.handle_retry(second);
+    assert!(s.retrying());
+    assert_eq!(s.poll_request(), None);
+    assert!(s.poll_timeout().unwrap() <= 2 + 1_000_000);
+    s.handle_timeout(2 + 1_000_000);
+    assert_eq!(s.poll_request().map(|r| r.command), Some(arm(2)));
+    assert!(matches!(
+        s.poll_request().map(|r| r.command),
+        Some(Command::NewOrder(_))
+    ));
+    assert_eq!(
+        s.cod_disarm().map(|r| r.command),
+        Some(Command::CodDisarm { session: 9 })
+    );
+    // A session without the option arms and disarms nothing.
+    let mut p = Session::new(10, SessionConfig::default(), auth);
+    p.handle_bytes(1, &login_frame("alice", 6, 0, 0));
+    assert_eq!(p.poll_request(), None);
+    assert_eq!(p.cod_disarm(), None);
+}

@@ -72,7 +72,13 @@ fn sessions_lost_cancels_armed_owners_once_each_then_forgets_the_arms() {
 #[test]
 fn arms_survive_a_snapshot_and_change_the_hash_only_while_armed() {
     let mut e = Engine::new(EngineConfig::small());
-    run(&mut e, &[Command::AddInstrument(spec()), limit(4, 1, Side::Buy, 90, 5)]);
+    run(
+        &mut e,
+        &[
+            Command::AddInstrument(spec()),
+            limit(4, 1, Side::Buy, 90, 5),
+        ],
+    );
     let unarmed = e.state_hash();
     run(&mut e, &[arm(5, 4), arm(6, 4)]);
     let armed = e.state_hash();
@@ -85,14 +91,26 @@ fn arms_survive_a_snapshot_and_change_the_hash_only_while_armed() {
     assert_eq!(canceled_owners(&events[0]), vec![4]);
     // Disarmed states hash as they did before arms existed.
     let mut d = Engine::restore(EngineConfig::small(), &bytes).expect("restores");
-    run(&mut d, &[Command::CodDisarm { session: 5 }, Command::CodDisarm { session: 6 }]);
+    run(
+        &mut d,
+        &[
+            Command::CodDisarm { session: 5 },
+            Command::CodDisarm { session: 6 },
+        ],
+    );
     assert_eq!(d.state_hash(), unarmed);
 }
 
 #[test]
 fn a_version_3_snapshot_restores_with_no_arms_and_bad_arms_are_refused() {
     let mut e = Engine::new(EngineConfig::small());
-    run(&mut e, &[Command::AddInstrument(spec()), limit(4, 1, Side::Buy, 90, 5)]);
+    run(
+        &mut e,
+        &[
+            Command::AddInstrument(spec()),
+            limit(4, 1, Side::Buy, 90, 5),
+        ],
+    );
     let hash = e.state_hash();
     let v4 = e.snapshot();
     // Version 3 is version 4 without the arms' count (0) at the end.

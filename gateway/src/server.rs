@@ -445,6 +445,12 @@ async fn start_serving(
         Some(n) => cfg.demo && n.cluster().fresh() && await_serving(n).await,
         None => cfg.demo && recovered_seqs.iter().all(|&s| s == 0),
     };
+    if node.is_none() {
+        // Every session of the previous process is gone: cancel for those
+        // that asked for it (a replicated node's groups do this themselves
+        // each time this node starts to lead).
+        submit_all(pipeline, &map, [engine::Command::SessionsLost]).await;
+    }
     if demo_created {
         create_demo_set(pipeline, &map).await;
         symbols.extend(demo::demo_symbols());
@@ -512,7 +518,17 @@ async fn start_serving(
 
 /// Submits the demo set on a fresh data directory (waiting out `busy`).
 async fn create_demo_set(pipeline: &Pipeline, map: &PartitionMap) {
-    for c in demo::commands() {
+    submit_all(pipeline, map, demo::commands()).await;
+}
+
+/// Submits `commands` in order with token 0, waiting out `busy` (and, on a
+/// replicated node, until it leads).
+async fn submit_all(
+    pipeline: &Pipeline,
+    map: &PartitionMap,
+    commands: impl IntoIterator<Item = engine::Command>,
+) {
+    for c in commands {
         let mut c = Some(c);
         while let Some(cmd) = c.take() {
             match pipeline.runtime().submit_routed(map, 0, cmd) {
@@ -617,7 +633,8 @@ async fn serve(
     let sessions = Rc::new(RefCell::new(sessions));
     let delivery =
         tokio::task::spawn_local(deliver(sessions.clone(), readers, wake, cfg.busy_poll));
-    let sweeper = tokio::task::spawn_local(sweep(sessions.clone(), companion.clone()));
+    let sweeper =
+        tokio::task::spawn_local(sweep(sessions.clone(), pipeline.clone(), companion.clone()));
     let feed = companion
         .as_ref()
         .map(|c| tokio::task::spawn_local(c.consume(cfg.busy_poll)));
@@ -822,6 +839,14 @@ impl Sessions {
                 Err(RoutedError::Submit(runtime::SubmitError::NotLeader(_))) => {
                     slot.session.handle_step_down()
                 }
+                Err(RoutedError::Submit(runtime::SubmitError::Busy))
+                    if matches!(command, Command::CodArm { .. }) =>
+                {
+                    // An arm is never dropped: it goes again, ahead of the
+                    // session's later requests.
+                    slot.session.handle_retry(EngineRequest { token, command });
+                    break;
+                }
                 Err(RoutedError::Submit(runtime::SubmitError::Busy)) => {
                     if let Some(m) = &self.metrics {
                         m.gateway().busy();
@@ -868,8 +893,12 @@ impl Sessions {
         any
     }
 
-    fn remove(&mut self, sid: u64) {
-        if let Some(slot) = self.slots.remove(&sid) {
+    /// Forgets a session; returns the command that disarms its
+    /// cancel-on-disconnect in the engine, to submit after its cancels.
+    fn remove(&mut self, sid: u64) -> Option<EngineRequest> {
+        let slot = self.slots.remove(&sid)?;
+        let disarm = slot.session.cod_disarm();
+        {
             if let Some(m) = &self.metrics {
                 m.gateway().set_sessions(self.slots.len() as i64);
             }
@@ -887,6 +916,7 @@ impl Sessions {
                 }
             }
         }
+        disarm
     }
 
     fn deliver_event(
@@ -1032,8 +1062,13 @@ async fn deliver(
     }
 }
 
-/// Drops sessions disconnected for longer than the resume window.
-async fn sweep(sessions: Rc<RefCell<Sessions>>, companion: Option<Rc<dyn Companion>>) {
+/// Drops sessions disconnected for longer than the resume window (and
+/// disarms their cancel-on-disconnect).
+async fn sweep(
+    sessions: Rc<RefCell<Sessions>>,
+    pipeline: Rc<Pipeline>,
+    companion: Option<Rc<dyn Companion>>,
+) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         // The companion's counters into the gateway metrics.
@@ -1049,9 +1084,9 @@ async fn sweep(sessions: Rc<RefCell<Sessions>>, companion: Option<Rc<dyn Compani
             .filter(|(_, s)| s.disconnected_at.is_some_and(|t| t.elapsed() > window))
             .map(|(&k, _)| k)
             .collect();
-        for sid in old {
-            h.remove(sid);
-        }
+        let disarms: Vec<EngineRequest> = old.into_iter().filter_map(|sid| h.remove(sid)).collect();
+        drop(h);
+        submit_cancels(&sessions, &pipeline, disarms).await;
     }
 }
 
@@ -1342,12 +1377,13 @@ fn detach(
     }
     if remove {
         // Its cancel-on-disconnect outputs still route by owner to others.
-        h.remove(sid);
+        reqs.extend(h.remove(sid));
     }
     reqs
 }
 
-/// Cancel-on-disconnect must not be lost to a full ring: retry until taken.
+/// Cancel-on-disconnect (its mass cancels, a session's disarm) must not be
+/// lost to a full ring: retry until taken.
 async fn submit_cancels(
     sessions: &RefCell<Sessions>,
     pipeline: &Pipeline,

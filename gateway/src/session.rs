@@ -201,6 +201,9 @@ const READ_CHUNK: usize = 64 << 10;
 const TRANSMIT_CHUNK: usize = 256 << 10;
 /// One token, in bucket units (the bucket counts nano-tokens).
 const TOKEN_UNITS: u64 = 1_000_000_000;
+/// How long a refused command that must not be dropped waits before it is
+/// submitted again.
+const RETRY_NS: u64 = 1_000_000;
 const REPORT_FRAME: usize = HEADER_LEN + core::mem::size_of::<ExecutionReport>();
 
 /// A tracked order of one of the session's owners.
@@ -289,6 +292,23 @@ struct Pending {
     settled: bool,
 }
 
+impl Pending {
+    /// A command of the session's own (cancel-on-disconnect): no reply,
+    /// one end per partition.
+    fn internal(partitions: usize) -> Pending {
+        Pending {
+            request: 0,
+            template: template::MASS_CANCEL,
+            kind: PendKind::Internal,
+            ends_left: partitions.max(1) as u32,
+            commands: 0,
+            code: 0,
+            engine_seq: 0,
+            settled: true,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Outcome {
     InFlight(Vec<u8>),
@@ -353,6 +373,9 @@ pub struct Session {
     orders: HashMap<u64, Tracked>,
     open_own: u32,
     inflight_new: u32,
+    /// A command the ring refused that must not be dropped (a
+    /// cancel-on-disconnect arm): retried from `handle_timeout` at this time.
+    retry_at_ns: Option<u64>,
     // Throttle.
     bucket: u64,
     bucket_at: u64,
@@ -421,6 +444,7 @@ impl Session {
             orders: HashMap::new(),
             open_own: 0,
             inflight_new: 0,
+            retry_at_ns: None,
             bucket,
             bucket_at: 0,
             scratch: Vec::new(),
@@ -656,6 +680,52 @@ impl Session {
             reserved: [0; 2],
         };
         self.push_out(template::LOGIN_ACCEPTED, &a, None);
+        if self.cod {
+            self.arm_cod();
+        }
+    }
+
+    /// Arms cancel-on-disconnect in the engine for every owner, ahead of
+    /// any request of this login: if this gateway dies, or another node
+    /// takes over as leader, the next one to serve cancels for the session
+    /// (`Command::SessionsLost`). Done at every login (a resumed session may
+    /// have been forgotten by a `sessions_lost` since); arming is idempotent.
+    fn arm_cod(&mut self) {
+        for owner in self.grant.owners.clone() {
+            let token = self.next_token();
+            self.pending
+                .insert(token, Pending::internal(self.cfg.partitions));
+            self.queue.push_back(EngineRequest {
+                token,
+                command: Command::CodArm {
+                    session: self.id,
+                    owner,
+                },
+            });
+        }
+    }
+
+    /// The command that forgets this session's cancel-on-disconnect arms,
+    /// to submit once the session ends (`None`: it armed none).
+    pub fn cod_disarm(&self) -> Option<EngineRequest> {
+        (self.cod && self.token.is_some()).then_some(EngineRequest {
+            token: 0,
+            command: Command::CodDisarm { session: self.id },
+        })
+    }
+
+    /// The ring refused `req`, which must not be dropped (a
+    /// cancel-on-disconnect arm): it goes back to the front of the queue,
+    /// ahead of every later request, and is submitted again from
+    /// `handle_timeout` a millisecond later.
+    pub fn handle_retry(&mut self, req: EngineRequest) {
+        self.queue.push_front(req);
+        self.retry_at_ns = Some(self.now_ns.saturating_add(RETRY_NS));
+    }
+
+    /// Whether `handle_retry` holds a command back.
+    pub fn retrying(&self) -> bool {
+        self.retry_at_ns.is_some()
     }
 
     // ----- requests ------------------------------------------------------
@@ -1138,8 +1208,12 @@ impl Session {
         }
     }
 
-    /// The next command to submit to the engine, in order.
+    /// The next command to submit to the engine, in order (none while a
+    /// refused command waits for its retry).
     pub fn poll_request(&mut self) -> Option<EngineRequest> {
+        if self.retry_at_ns.is_some() {
+            return None;
+        }
         self.queue.pop_front()
     }
 
@@ -2096,6 +2170,10 @@ impl Session {
     /// Heartbeats out, idle close.
     pub fn handle_timeout(&mut self, now_ns: u64) {
         self.advance(now_ns);
+        if self.retry_at_ns.is_some_and(|t| self.now_ns >= t) {
+            // The held-back command is at the queue's front again.
+            self.retry_at_ns = None;
+        }
         if !self.connected || self.closing {
             return;
         }
@@ -2127,14 +2205,15 @@ impl Session {
             return None;
         }
         let idle = self.last_recv_ns.saturating_add(self.cfg.idle_timeout_ns);
-        Some(if self.logged_in {
+        let next = if self.logged_in {
             idle.min(
                 self.last_sent_ns
                     .saturating_add(self.cfg.heartbeat_interval_ns),
             )
         } else {
             idle
-        })
+        };
+        Some(self.retry_at_ns.map_or(next, |t| t.min(next)))
     }
 
     /// Close the connection with code + reason (once). Flush `poll_transmit`
@@ -2178,19 +2257,8 @@ impl Session {
                     instrument: None,
                     side: None,
                 };
-                self.pending.insert(
-                    token,
-                    Pending {
-                        request: 0,
-                        template: template::MASS_CANCEL,
-                        kind: PendKind::Internal,
-                        ends_left: self.cfg.partitions.max(1) as u32,
-                        commands: 0,
-                        code: 0,
-                        engine_seq: 0,
-                        settled: true,
-                    },
-                );
+                self.pending
+                    .insert(token, Pending::internal(self.cfg.partitions));
                 v.push(EngineRequest { token, command });
             }
         }

@@ -600,7 +600,11 @@ async fn watch_loop(inner: Arc<Inner>, p: usize) {
         let caught_up = m
             .last_applied
             .is_some_and(|l| l.leader_id.term == m.current_term);
-        part.serving.store(leads && caught_up, Ordering::Release);
+        let serving = leads && caught_up;
+        if serving && !part.serving.load(Ordering::Acquire) {
+            sessions_lost(part).await;
+        }
+        part.serving.store(serving, Ordering::Release);
         part.leader
             .store(m.current_leader.unwrap_or(0), Ordering::Release);
         if m.current_term != term {
@@ -617,6 +621,29 @@ async fn watch_loop(inner: Arc<Inner>, p: usize) {
             return;
         }
     }
+}
+
+/// This node starts to serve the group: every session of the previous
+/// leader (or of this node's own earlier leadership) is gone, so the first
+/// command it proposes is `SessionsLost`, which cancels for the sessions
+/// that armed cancel-on-disconnect. It is queued before `serving` is set,
+/// so it precedes every command of this leadership (the queue is FIFO and
+/// `propose` refuses while not serving).
+async fn sessions_lost(part: &Part) {
+    let mut item = Item {
+        token: 0,
+        command: Command::SessionsLost,
+    };
+    loop {
+        match part.queue.push(item) {
+            Ok(()) => break,
+            Err(back) => {
+                item = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    part.notify.notify_one();
 }
 
 /// Drains a partition's proposal queue into batches, in order; proposes

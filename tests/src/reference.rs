@@ -463,8 +463,10 @@ impl Reference {
             }
             Command::CodDisarm { session } => self.cod_arms.retain(|&(s, _)| s != session),
             Command::SessionsLost => {
-                let owners: std::collections::BTreeSet<u64> =
-                    std::mem::take(&mut self.cod_arms).into_iter().map(|(_, o)| o).collect();
+                let owners: std::collections::BTreeSet<u64> = std::mem::take(&mut self.cod_arms)
+                    .into_iter()
+                    .map(|(_, o)| o)
+                    .collect();
                 for o in owners {
                     self.mass_cancel(o, None, None, &mut out);
                 }

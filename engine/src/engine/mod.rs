@@ -73,11 +73,11 @@ mod views;
 
 // Every child module reads these through `use super::*`.
 use book::{side_key, Entry, Instrument, Level, LevelCache};
+pub use cod::COD_ARMS_MAX;
 use instruments::empty_spec;
 use matching::{band_edge, in_band, Bounds};
 use orders::{open_key, plain_cold, Links, Order, OrderCold, OrderState, Owner};
 use settle::need_of;
-pub use cod::COD_ARMS_MAX;
 pub use snapshot::SnapshotError;
 use stops::{stop_condition, stop_key};
 pub use views::OrderView;
