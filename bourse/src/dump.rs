@@ -104,6 +104,18 @@ fn replace_json(
         .done()
 }
 
+/// A cancel-on-disconnect command as a JSON object (beyond script.md).
+fn cod_json(c: &Command) -> String {
+    match *c {
+        Command::CodArm { session, owner } => Obj::new("cod_arm")
+            .raw("session", session)
+            .raw("owner", owner)
+            .done(),
+        Command::CodDisarm { session } => Obj::new("cod_disarm").raw("session", session).done(),
+        _ => Obj::new("sessions_lost").done(),
+    }
+}
+
 /// One command as a script.md JSON object (one line, no newline).
 pub fn command_to_script_json(c: &Command) -> String {
     match *c {
@@ -221,12 +233,7 @@ pub fn command_to_script_json(c: &Command) -> String {
                 None => o.done(),
             }
         }
-        Command::CodArm { session, owner } => Obj::new("cod_arm")
-            .raw("session", session)
-            .raw("owner", owner)
-            .done(),
-        Command::CodDisarm { session } => Obj::new("cod_disarm").raw("session", session).done(),
-        Command::SessionsLost => Obj::new("sessions_lost").done(),
+        Command::CodArm { .. } | Command::CodDisarm { .. } | Command::SessionsLost => cod_json(c),
         Command::InstallHistory {
             run,
             through_seq,

@@ -765,14 +765,7 @@ mod tests {
             }
         };
         let command = match variant % 19 {
-            16 => Command::CodArm {
-                session: any_u64(r),
-                owner: OwnerId(any_u64(r)),
-            },
-            17 => Command::CodDisarm {
-                session: any_u64(r),
-            },
-            18 => Command::SessionsLost,
+            16..=18 => any_cod(r, variant % 19),
             0 => Command::AddInstrument(InstrumentSpec {
                 id: InstrumentId(r.next_u64() as u32),
                 symbol: Symbol(bytes(r)),
@@ -909,6 +902,20 @@ mod tests {
             seq: Seq(any_u64(r)),
             now: Timestamp(any_u64(r)),
             command,
+        }
+    }
+
+    /// A cancel-on-disconnect command (`v` 16, 17 or 18).
+    fn any_cod(r: &mut SplitMix64, v: u64) -> Command {
+        match v {
+            16 => Command::CodArm {
+                session: any_u64(r),
+                owner: OwnerId(any_u64(r)),
+            },
+            17 => Command::CodDisarm {
+                session: any_u64(r),
+            },
+            _ => Command::SessionsLost,
         }
     }
 

@@ -130,6 +130,14 @@ pub enum ClusterError {
         /// Why.
         what: String,
     },
+    /// The partition's doorbell has no slot left for the proposer.
+    #[error("partition {partition}: {source}")]
+    Doorbell {
+        /// The partition.
+        partition: usize,
+        /// Why.
+        source: runtime::DoorbellFull,
+    },
     /// The node's tokio runtime.
     #[error("raft runtime: {0}")]
     Io(#[from] std::io::Error),
@@ -393,6 +401,21 @@ impl Cluster {
             initialize(&rt, &inner, &cfg.members)?;
         }
         for p in 0..inner.parts.len() {
+            // The engine thread rings after every apply and whenever its
+            // next deadline moves: the idle proposer sleeps until then.
+            let weak = Arc::downgrade(&inner);
+            inner.parts[p]
+                .shared
+                .doorbell
+                .register(Box::new(move || {
+                    if let Some(i) = weak.upgrade() {
+                        i.parts[p].notify.notify_one();
+                    }
+                }))
+                .map_err(|e| ClusterError::Doorbell {
+                    partition: p,
+                    source: e,
+                })?;
             let i = inner.clone();
             rt.spawn(Rt::scope(seed ^ (p as u64) << 8, propose_loop(i, p)));
             let i = inner.clone();
@@ -646,6 +669,10 @@ async fn sessions_lost(part: &Part) {
     part.notify.notify_one();
 }
 
+/// Longest an idle proposer sleeps without a wake-up (a safety net: the
+/// doorbell and the proposals wake it).
+const IDLE_WAIT_MAX: Duration = Duration::from_secs(1);
+
 /// Drains a partition's proposal queue into batches, in order; proposes
 /// the `time` inputs due deadlines need.
 async fn propose_loop(inner: Arc<Inner>, p: usize) {
@@ -661,10 +688,16 @@ async fn propose_loop(inner: Arc<Inner>, p: usize) {
         }
         let now = inner.clock.now();
         if items.is_empty() {
-            let due = part.shared.next_deadline_ns.load(Ordering::Relaxed) <= now.0;
-            if !(due && part.serving.load(Ordering::Acquire)) {
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(1), part.notify.notified()).await;
+            let deadline = part.shared.next_deadline_ns.load(Ordering::Acquire);
+            let serving = part.serving.load(Ordering::Acquire);
+            if !(deadline <= now.0 && serving) {
+                // Until the next deadline, a proposal or the engine's doorbell
+                // (an apply, a deadline that moved): an idle group sleeps.
+                let wait = match serving {
+                    true => Duration::from_nanos(deadline - now.0),
+                    false => IDLE_WAIT_MAX,
+                };
+                let _ = tokio::time::timeout(wait.min(IDLE_WAIT_MAX), part.notify.notified()).await;
                 continue;
             }
             items.push(Item {

@@ -448,7 +448,12 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
         if shared.replicated {
             if worked {
                 let d = engine.next_deadline().map_or(u64::MAX, |t| t.0);
-                shared.next_deadline_ns.store(d, Ordering::Relaxed);
+                // Single writer: a plain load and store. The proposer sleeps
+                // until the deadline it read: ring when it moves.
+                if shared.next_deadline_ns.load(Ordering::Relaxed) != d {
+                    shared.next_deadline_ns.store(d, Ordering::Release);
+                    shared.doorbell.ring();
+                }
             }
         } else if let Some(deadline) = engine.next_deadline() {
             let now = seq.now();
