@@ -1593,9 +1593,15 @@ impl BourseConfig {
         for (key, raw) in overrides {
             layers.set_text(key, raw, Origin::Flag)?;
         }
+        Self::settle(layers, &system_host_name)
+    }
+
+    /// The merged layers as the configuration that runs: the node id from
+    /// the host name when asked (`host`), validated, cluster defaults turned.
+    fn settle(layers: Layers, host: &dyn Fn() -> String) -> Result<BourseConfig, ConfigError> {
         let (mut cfg, origins) = layers.finish()?;
         let origin = |k: &str| origin_of(&origins, k);
-        cfg.settle_node_id(&origin, &system_host_name)?;
+        cfg.settle_node_id(&origin, host)?;
         cfg.validate_with(&origin)?;
         cfg.settle_cluster();
         Ok(cfg)
@@ -1620,12 +1626,7 @@ impl BourseConfig {
                 message: e.to_string(),
             })?;
         layers.merge_file(&file, &path, &key_lines(text))?;
-        let (mut cfg, origins) = layers.finish()?;
-        let origin = |k: &str| origin_of(&origins, k);
-        cfg.settle_node_id(&origin, &system_host_name)?;
-        cfg.validate_with(&origin)?;
-        cfg.settle_cluster();
-        Ok(cfg)
+        Self::settle(layers, &system_host_name)
     }
 
     /// The effective configuration as TOML (no comments).
@@ -2986,11 +2987,8 @@ mod tests {
             layers
                 .merge_file(&file, Path::new("<t>"), &key_lines(&text))
                 .unwrap();
-            let (mut cfg, _) = layers.finish().unwrap();
             let host = host.to_string();
-            cfg.settle_node_id(&|_| Origin::Default, &|| host.clone())?;
-            cfg.validate()?;
-            Ok::<_, ConfigError>(cfg)
+            BourseConfig::settle(layers, &|| host.clone())
         };
         let c = load("node_id_from_hostname = true\n", "bourse-1").unwrap();
         assert_eq!(c.cluster.node_id, 2);
@@ -3014,7 +3012,10 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.key(), Some("cluster.node_id_from_hostname"));
-        assert!(e.to_string().contains("cluster.node_id is also set (2)"), "{e}");
+        assert!(
+            e.to_string().contains("cluster.node_id is also set (2)"),
+            "{e}"
+        );
     }
 
     #[test]

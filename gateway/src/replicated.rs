@@ -133,11 +133,14 @@ impl Transport for PeerTransport {
         let names = self.names.clone();
         let addr = addr.to_string();
         Box::pin(async move {
-            let peer = names.resolve(&addr, timeout).await.map_err(|what| TransportError {
-                target,
-                addr: addr.clone(),
-                what,
-            })?;
+            let peer = names
+                .resolve(&addr, timeout)
+                .await
+                .map_err(|what| TransportError {
+                    target,
+                    addr: addr.clone(),
+                    what,
+                })?;
             client
                 .call(peer, group, kind, &body, timeout)
                 .await
