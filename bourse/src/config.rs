@@ -1600,9 +1600,13 @@ impl BourseConfig {
     /// the host name when asked (`host`), validated, cluster defaults turned.
     fn settle(layers: Layers, host: &dyn Fn() -> String) -> Result<BourseConfig, ConfigError> {
         let (mut cfg, origins) = layers.finish()?;
-        let origin = |k: &str| origin_of(&origins, k);
-        cfg.settle_node_id(&origin, host)?;
-        cfg.validate_with(&origin)?;
+        let derived = cfg.cluster.node_id_from_hostname;
+        cfg.settle_node_id(&|k| origin_of(&origins, k), host)?;
+        // A derived node id came from where the flag was set.
+        cfg.validate_with(&|k| match k {
+            "cluster.node_id" if derived => origin_of(&origins, "cluster.node_id_from_hostname"),
+            _ => origin_of(&origins, k),
+        })?;
         cfg.settle_cluster();
         Ok(cfg)
     }
@@ -2634,7 +2638,7 @@ mod tests {
         );
         let e = BourseConfig::load(Some(&f), vec![], &[]).unwrap_err();
         assert_eq!(e.key(), Some("partitions.instruments.7"), "{e}");
-        assert!(e.to_string().contains("line 4"), "{e}");
+        assert!(e.to_string().contains("<t> line 6"), "{e}");
     }
 
     #[test]
@@ -3000,9 +3004,11 @@ mod tests {
         let e = load("node_id_from_hostname = true\n", "worker7").unwrap_err();
         assert_eq!(e.key(), Some("cluster.node_id_from_hostname"));
         assert!(e.to_string().contains("\"worker7\""), "{e}");
-        // bourse-5 is node 6: not a member.
+        // bourse-5 is node 6: not a member (said where the flag is set).
         let e = load("node_id_from_hostname = true\n", "bourse-5").unwrap_err();
         assert_eq!(e.key(), Some("cluster.node_id"));
+        assert!(e.to_string().contains("6 is not among"), "{e}");
+        assert!(e.to_string().contains("<t> line 6"), "{e}");
         // Off: the host name is never consulted.
         let e = load("", "bourse-1").unwrap_err();
         assert_eq!(e.key(), Some("cluster.members"));
