@@ -2638,7 +2638,7 @@ mod tests {
         );
         let e = BourseConfig::load(Some(&f), vec![], &[]).unwrap_err();
         assert_eq!(e.key(), Some("partitions.instruments.7"), "{e}");
-        assert!(e.to_string().contains("<t> line 6"), "{e}");
+        assert!(e.to_string().contains("line 4"), "{e}");
     }
 
     #[test]
