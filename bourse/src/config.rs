@@ -254,6 +254,11 @@ login_failure_window_ms = 60_000
 # local` sets a loopback cluster up). Without node_id the server runs alone.
 # This node's id among the members (1 or more; 0: not replicated).
 node_id = 0
+# Take the node id from the host name instead: its trailing "-N" plus 1
+# (a Kubernetes StatefulSet's pod bourse-0 is node 1, bourse-2 node 3). A host
+# name without one stops start-up; exclusive with a non-zero node_id.
+# `bourse config check` prints the id it gives.
+node_id_from_hostname = false
 # Every member, this node included, as "ID=RAFT_ADDR/CLIENT_ADDR": RAFT_ADDR
 # is where peers reach it (UDP), CLIENT_ADDR where clients reach it (its
 # server.listen), e.g. ["1=10.0.0.1:7171/10.0.0.1:7070", "2=…", "3=…"].
@@ -816,6 +821,8 @@ pub struct PartitionsSection {
 pub struct ClusterSection {
     /// This node (0: not replicated).
     pub node_id: u64,
+    /// Take `node_id` from the host name's trailing `-N` (plus 1).
+    pub node_id_from_hostname: bool,
     /// `ID=RAFT_ADDR/CLIENT_ADDR` per member.
     pub members: Vec<String>,
     /// Peer listen address ("": this member's raft address).
@@ -838,6 +845,7 @@ impl Default for ClusterSection {
         let c = replica::ClusterConfig::new(0, Vec::new());
         ClusterSection {
             node_id: 0,
+            node_id_from_hostname: false,
             members: Vec::new(),
             raft_listen: String::new(),
             secret_file: PathBuf::new(),
@@ -893,6 +901,25 @@ pub fn parse_member(entry: &str) -> Result<replica::Member, MemberError> {
         raft_addr: addr(raft)?,
         client_addr: addr(client)?,
     })
+}
+
+/// The node id a host name gives (`cluster.node_id_from_hostname`): its
+/// trailing `-N` plus 1, so a StatefulSet's pods `NAME-0`, `NAME-1`, … are
+/// nodes 1, 2, … (ids are never 0). `None` when it has no such suffix.
+pub fn node_id_of_host(host: &str) -> Option<u64> {
+    let (_, n) = host.rsplit_once('-')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse::<u64>().ok()?.checked_add(1)
+}
+
+/// This machine's host name (in a Kubernetes pod: the pod's name).
+pub fn system_host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The `[cluster]` keys given a value other than their default (they do
@@ -1566,8 +1593,20 @@ impl BourseConfig {
         for (key, raw) in overrides {
             layers.set_text(key, raw, Origin::Flag)?;
         }
+        Self::settle(layers, &system_host_name)
+    }
+
+    /// The merged layers as the configuration that runs: the node id from
+    /// the host name when asked (`host`), validated, cluster defaults turned.
+    fn settle(layers: Layers, host: &dyn Fn() -> String) -> Result<BourseConfig, ConfigError> {
         let (mut cfg, origins) = layers.finish()?;
-        cfg.validate_with(&|k: &str| origin_of(&origins, k))?;
+        let derived = cfg.cluster.node_id_from_hostname;
+        cfg.settle_node_id(&|k| origin_of(&origins, k), host)?;
+        // A derived node id came from where the flag was set.
+        cfg.validate_with(&|k| match k {
+            "cluster.node_id" if derived => origin_of(&origins, "cluster.node_id_from_hostname"),
+            _ => origin_of(&origins, k),
+        })?;
         cfg.settle_cluster();
         Ok(cfg)
     }
@@ -1591,10 +1630,7 @@ impl BourseConfig {
                 message: e.to_string(),
             })?;
         layers.merge_file(&file, &path, &key_lines(text))?;
-        let (mut cfg, origins) = layers.finish()?;
-        cfg.validate_with(&|k: &str| origin_of(&origins, k))?;
-        cfg.settle_cluster();
-        Ok(cfg)
+        Self::settle(layers, &system_host_name)
     }
 
     /// The effective configuration as TOML (no comments).
@@ -2238,6 +2274,43 @@ impl BourseConfig {
         if self.is_replicated() {
             self.history.run_records = 0;
         }
+    }
+
+    /// `cluster.node_id_from_hostname`: sets `node_id` from `host()`'s
+    /// trailing `-N` (plus 1) and clears the flag, so `config check` prints
+    /// the effective id.
+    /// Refused with a non-zero `node_id` (two sources of one id) and for a
+    /// host name without the suffix (named in the error).
+    fn settle_node_id(
+        &mut self,
+        origin: &dyn Fn(&str) -> Origin,
+        host: &dyn Fn() -> String,
+    ) -> Result<(), ConfigError> {
+        if !self.cluster.node_id_from_hostname {
+            return Ok(());
+        }
+        let key = "cluster.node_id_from_hostname";
+        let bad = |message: String| ConfigError::BadValue {
+            key: key.to_string(),
+            origin: origin(key),
+            message,
+        };
+        if self.cluster.node_id != 0 {
+            return Err(bad(format!(
+                "cluster.node_id is also set ({}); set one of them",
+                self.cluster.node_id
+            )));
+        }
+        let host = host();
+        self.cluster.node_id = node_id_of_host(&host).ok_or_else(|| {
+            bad(format!(
+                "the host name {host:?} does not end in -N (e.g. bourse-0 for node 1); set cluster.node_id instead"
+            ))
+        })?;
+        // The effective configuration names the id itself (so `to_toml`
+        // loads back to the same node, on any host).
+        self.cluster.node_id_from_hostname = false;
+        Ok(())
     }
 
     /// Whether `[cluster]` makes this node a replica.
@@ -2901,6 +2974,68 @@ mod tests {
         assert_ne!(single.pipeline().history_run_records, 0);
         // The effective-config printer (`to_toml`) round-trips it.
         assert_eq!(BourseConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn a_host_names_trailing_ordinal_plus_one_is_the_node_id() {
+        // (host name, node id)
+        let cases = [
+            ("bourse-0", Some(1)),
+            ("bourse-2", Some(3)),
+            ("my-exchange-bourse-10", Some(11)),
+            ("bourse", None),
+            ("bourse-", None),
+            ("bourse-x1", None),
+            ("bourse-+1", None),
+            ("bourse-18446744073709551615", None),
+            ("", None),
+        ];
+        for (host, id) in cases {
+            assert_eq!(node_id_of_host(host), id, "{host}");
+        }
+    }
+
+    #[test]
+    fn node_id_from_hostname_sets_the_id_or_names_the_host() {
+        let pods = "[server]\nlisten = \"0.0.0.0:7070\"\n[cluster]\nraft_listen = \"0.0.0.0:7071\"\nmembers = [\"1=bourse-0.peers:7071/bourse-0.peers:7070\", \"2=bourse-1.peers:7071/bourse-1.peers:7070\", \"3=bourse-2.peers:7071/bourse-2.peers:7070\"]\n";
+        let load = |extra: &str, host: &str| {
+            let text = format!("{pods}{extra}");
+            let mut layers = Layers::new();
+            let file: Table = text.parse().unwrap();
+            layers
+                .merge_file(&file, Path::new("<t>"), &key_lines(&text))
+                .unwrap();
+            let host = host.to_string();
+            BourseConfig::settle(layers, &|| host.clone())
+        };
+        let c = load("node_id_from_hostname = true\n", "bourse-1").unwrap();
+        assert_eq!(c.cluster.node_id, 2);
+        assert_eq!(c.cluster_spec().unwrap().config.node_id, 2);
+        assert!(format!("{c:#?}").contains("node_id: 2,"));
+        // The effective config loads back as the same node anywhere.
+        assert!(!c.cluster.node_id_from_hostname);
+        assert_eq!(BourseConfig::from_toml(&c.to_toml()).unwrap(), c);
+        let e = load("node_id_from_hostname = true\n", "worker7").unwrap_err();
+        assert_eq!(e.key(), Some("cluster.node_id_from_hostname"));
+        assert!(e.to_string().contains("\"worker7\""), "{e}");
+        // bourse-5 is node 6: not a member (said where the flag is set).
+        let e = load("node_id_from_hostname = true\n", "bourse-5").unwrap_err();
+        assert_eq!(e.key(), Some("cluster.node_id"));
+        assert!(e.to_string().contains("6 is not among"), "{e}");
+        assert!(e.to_string().contains("<t> line 6"), "{e}");
+        // Off: the host name is never consulted.
+        let e = load("", "bourse-1").unwrap_err();
+        assert_eq!(e.key(), Some("cluster.members"));
+        // Both sources of one id: refused before the host name is read.
+        let e = BourseConfig::from_toml(&format!(
+            "{pods}node_id = 2\nnode_id_from_hostname = true\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key(), Some("cluster.node_id_from_hostname"));
+        assert!(
+            e.to_string().contains("cluster.node_id is also set (2)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -75,6 +75,17 @@ fn every_dashboard_metric_is_exported() {
     let p = Pipeline::open(&cfg).unwrap();
     let state = MetricsState::with_partitions(vec![p.runtime().shared(0).clone()]);
     state.set_ready(true);
+    // As a cluster member: the `bourse_raft_*` families appear.
+    gateway::counters::ServerMetrics::set_cluster_status(
+        &*state,
+        &[replica::GroupStatus {
+            term: 3,
+            role: "leader",
+            leader: Some(1),
+            serving: true,
+            ..replica::GroupStatus::default()
+        }],
+    );
     let server = serve_metrics("127.0.0.1:0".parse().unwrap(), state).unwrap();
     let (status, body) = http_get(server.local_addr(), "/metrics").unwrap();
     assert_eq!(status, 200);
@@ -106,9 +117,36 @@ fn every_dashboard_metric_is_exported() {
         "bourse_disconnects_total",
         "bourse_throttles_total",
         "bourse_watchdog_alarm",
+        "bourse_raft_term",
+        "bourse_raft_role",
+        "bourse_raft_leader",
+        "bourse_raft_serving",
+        "bourse_raft_last_log_index",
+        "bourse_raft_commit_index",
+        "bourse_raft_applied_index",
+        "bourse_raft_apply_lag",
+        "bourse_raft_terms_total",
     ] {
         assert!(exported.contains(m), "{m} not exported");
         assert!(used.contains(m), "{m} not on the dashboard");
+    }
+    // The alert rules and their promtool tests (deploy/prometheus) name
+    // only exported metrics too (expressions, series and runbooks alike).
+    let prom = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus");
+    let mut files = vec![std::path::PathBuf::from(prom).join("alerts.yml")];
+    for f in std::fs::read_dir(format!("{prom}/tests")).unwrap() {
+        files.push(f.unwrap().path());
+    }
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let names: BTreeSet<String> = metric_names(&text).into_iter().collect();
+        assert!(!names.is_empty(), "{} names no metric", f.display());
+        let missing: Vec<&String> = names.iter().filter(|m| !exported.contains(*m)).collect();
+        assert!(
+            missing.is_empty(),
+            "{} names metrics the endpoint does not export: {missing:?}",
+            f.display()
+        );
     }
     server.shutdown();
     p.shutdown();

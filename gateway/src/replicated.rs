@@ -7,7 +7,11 @@
 //! certificate and starts with the cluster secret (see `raft_net`); the
 //! groups and the peer server run on the node's own tokio runtime, never on
 //! the gateway's thread; the node stops before the pipeline does, so no
-//! committed input is handed to a stopped engine thread.
+//! committed input is handed to a stopped engine thread. A member's raft
+//! address may be a DNS name (a Kubernetes pod's stable name): it is looked
+//! up when a call needs it, the answer kept for at most `RESOLVE_TTL` (a
+//! restarted pod comes back at a new IP under the same name), the lookup
+//! bounded by the call's timeout.
 
 use crate::identity::ServerIdentity;
 use crate::raft_net::RpcRefused;
@@ -15,9 +19,10 @@ use crate::raft_net::{ClusterSecret, PeerClient, PeerLimits, PeerServer, RpcFutu
 use crate::server::{ClusterSpec, ServeError};
 use replica::{CallFuture, Cluster, NodeId, RpcTarget, Transport, TransportError};
 use runtime::{Pipeline, PipelineConfig};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Code of an RPC the node refused (no such group, undecodable).
 const REFUSED: u32 = 1;
@@ -43,6 +48,51 @@ impl RpcHandler for Handler {
     }
 }
 
+/// How long a looked-up peer address is reused before its name is looked
+/// up again.
+const RESOLVE_TTL: Duration = Duration::from_secs(5);
+/// Most peer names kept looked up (members are at most 7; the table is
+/// emptied when full, so names of removed members do not pile up).
+const RESOLVED_MAX: usize = 64;
+
+/// Peer addresses as socket addresses: `IP:PORT` as it is, `NAME:PORT`
+/// looked up (first answer), cached for `RESOLVE_TTL`.
+#[derive(Default)]
+struct PeerNames {
+    resolved: Mutex<HashMap<String, (SocketAddr, Instant)>>,
+}
+
+impl PeerNames {
+    /// The socket address of `addr`; a lookup that fails or outlasts
+    /// `timeout` is an error saying which.
+    async fn resolve(&self, addr: &str, timeout: Duration) -> Result<SocketAddr, String> {
+        if let Ok(a) = addr.parse::<SocketAddr>() {
+            return Ok(a);
+        }
+        if let Some(&(a, at)) = self.lock().get(addr) {
+            if at.elapsed() < RESOLVE_TTL {
+                return Ok(a);
+            }
+        }
+        let found = match tokio::time::timeout(timeout, tokio::net::lookup_host(addr)).await {
+            Err(_) => return Err(format!("looking up {addr} took over {timeout:?}")),
+            Ok(Err(e)) => return Err(format!("cannot look up {addr}: {e}")),
+            Ok(Ok(mut it)) => it.next(),
+        };
+        let a = found.ok_or_else(|| format!("{addr} has no address"))?;
+        let mut table = self.lock();
+        if table.len() >= RESOLVED_MAX {
+            table.clear();
+        }
+        table.insert(addr.to_string(), (a, Instant::now()));
+        Ok(a)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (SocketAddr, Instant)>> {
+        self.resolved.lock().expect("peer names lock")
+    }
+}
+
 /// The groups' transport: the peer client, made on first use inside the
 /// node's runtime (quinn needs one).
 struct PeerTransport {
@@ -50,6 +100,7 @@ struct PeerTransport {
     secret: ClusterSecret,
     limits: PeerLimits,
     client: OnceLock<Result<Arc<PeerClient>, String>>,
+    names: Arc<PeerNames>,
 }
 
 impl Transport for PeerTransport {
@@ -79,13 +130,17 @@ impl Transport for PeerTransport {
                 return Box::pin(async move { Err(e) });
             }
         };
-        let peer: Result<SocketAddr, _> = addr.parse();
-        let Ok(peer) = peer else {
-            let e = err("not a socket address".into());
-            return Box::pin(async move { Err(e) });
-        };
+        let names = self.names.clone();
         let addr = addr.to_string();
         Box::pin(async move {
+            let peer = names
+                .resolve(&addr, timeout)
+                .await
+                .map_err(|what| TransportError {
+                    target,
+                    addr: addr.clone(),
+                    what,
+                })?;
             client
                 .call(peer, group, kind, &body, timeout)
                 .await
@@ -132,6 +187,7 @@ impl Replicated {
             secret: secret.clone(),
             limits,
             client: OnceLock::new(),
+            names: Arc::default(),
         });
         let cluster = Cluster::start(
             &spec.config,
@@ -175,5 +231,34 @@ impl Replicated {
             drop(p);
         }
         self.cluster.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn peer_names_pass_addresses_look_up_names_and_say_what_failed() {
+        let names = PeerNames::default();
+        let t = Duration::from_secs(5);
+        let ip: SocketAddr = "10.1.2.3:7071".parse().unwrap();
+        assert_eq!(names.resolve("10.1.2.3:7071", t).await, Ok(ip));
+        assert!(names.lock().is_empty(), "an address is never looked up");
+        let local = names.resolve("localhost:7071", t).await.unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 7071, "{local}");
+        assert_eq!(names.lock().get("localhost:7071").map(|e| e.0), Some(local));
+        // A fresh answer is reused; a stale one is looked up again.
+        names
+            .lock()
+            .insert("localhost:7071".into(), (ip, Instant::now()));
+        assert_eq!(names.resolve("localhost:7071", t).await, Ok(ip));
+        let stale = Instant::now().checked_sub(RESOLVE_TTL).unwrap();
+        names.lock().insert("localhost:7071".into(), (ip, stale));
+        assert_eq!(names.resolve("localhost:7071", t).await, Ok(local));
+        let e = names.resolve("bourse-9.invalid:7071", t).await.unwrap_err();
+        assert!(e.contains("bourse-9.invalid:7071"), "{e}");
+        let e = names.resolve("no-port", t).await.unwrap_err();
+        assert!(e.contains("no-port"), "{e}");
     }
 }
