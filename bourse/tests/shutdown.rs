@@ -152,7 +152,12 @@ fn a_closed_stderr_does_not_kill_serve() {
 #[test]
 fn sigterm_during_start_up_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let flags = ["--metrics", "127.0.0.1:0", "--set", "pipeline.prefault=true"];
+    let flags = [
+        "--metrics",
+        "127.0.0.1:0",
+        "--set",
+        "pipeline.prefault=true",
+    ];
     let mut child = spawn_piped(&mut serve(dir.path(), &flags));
     // The metrics endpoint's log line comes after the handlers are in and
     // before the engine tables are prefaulted.
