@@ -286,6 +286,19 @@ fn main() -> ExitCode {
 }
 
 fn serve(a: ServeArgs) -> ExitCode {
+    // Signal handlers go in first, before the start-up (recovery, prefault:
+    // seconds with large engines): as PID 1 of a container a signal with no
+    // handler is ignored, so a stop sent during start-up would otherwise
+    // wait for SIGKILL. Whoever reads the printed address may also send
+    // SIGTERM at once.
+    let signals = match StopSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            runtime::report!("bourse serve: signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let stopper = watch_signals(signals);
     let conf = match a.cfg.load() {
         Ok(c) => c,
         Err(e) => {
@@ -322,17 +335,11 @@ fn serve(a: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // Signal handlers go in before the address is printed: whoever reads it
-    // may send SIGTERM at once.
-    let signals = match StopSignals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            runtime::report!("bourse serve: signal handlers: {e}");
-            let _ = server.shutdown();
-            return ExitCode::from(1);
-        }
-    };
-    watch_signals(signals, server.stopper());
+    // From here a signal stops the server cleanly (one that came during the
+    // start-up has ended the process already).
+    if stopper.set(server.stopper()).is_err() {
+        unreachable!("the stopper is set once, here");
+    }
     // Standard output may be closed (`serve | head -1`): the banner and the
     // final hashes are best effort, they must never abort the shutdown.
     let mut out = io::stdout();
@@ -388,14 +395,31 @@ fn server_config(
     cfg
 }
 
-/// On SIGTERM or SIGINT: says so, stops the server through `stop`, and
-/// exits with status 1 if the shutdown does not finish within
-/// `SHUTDOWN_LIMIT`.
-fn watch_signals(signals: StopSignals, stop: std::sync::Arc<tokio::sync::Notify>) {
+/// The server's stop handle, set once it is running; empty during start-up.
+type Stopper = std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>;
+
+/// On SIGTERM or SIGINT: during start-up (`Stopper` still empty) exits at
+/// once with status 128 + the signal's number (nothing is served yet, no
+/// snapshot to take: what a process without a handler does, and what PID 1
+/// of a container would not); once running, says so, stops the server
+/// through the stopper, and exits with status 1 if the shutdown does not
+/// finish within `SHUTDOWN_LIMIT`.
+fn watch_signals(signals: StopSignals) -> Stopper {
+    let stopper = Stopper::default();
+    let slot = stopper.clone();
     let _ = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let name = signals.wait();
+            let Some(stop) = slot.get() else {
+                // Fallible: a closed standard error must not keep the
+                // process from ending.
+                let _ = writeln!(
+                    io::stderr(),
+                    "bourse serve: {name} during start-up: exiting at once (nothing served yet)"
+                );
+                std::process::exit(128 + signal_number(name));
+            };
             // Fallible: a closed standard error must not keep the stop from
             // being signalled.
             let _ = writeln!(
@@ -416,6 +440,16 @@ fn watch_signals(signals: StopSignals, stop: std::sync::Arc<tokio::sync::Notify>
             );
             std::process::exit(1);
         });
+    stopper
+}
+
+/// The number of a signal `StopSignals::wait` names (128 + N is the exit
+/// status shells and supervisors read as "ended by signal N").
+fn signal_number(name: &str) -> i32 {
+    match name {
+        "SIGTERM" => 15,
+        _ => 2,
+    }
 }
 
 /// What `serve` prints once it accepts connections (the first line ends

@@ -142,3 +142,58 @@ fn a_closed_stderr_does_not_kill_serve() {
         );
     }
 }
+
+/// A stop during the start-up (here: prefaulting the default engine tables,
+/// seconds in a debug build) ends the process at once with status 128 + 15
+/// and takes no snapshot. Before, the handlers went in only once the server
+/// ran: the default action killed the process (status: "signal 15"), and as
+/// PID 1 of a container, where a signal without a handler is ignored, the
+/// stop waited for SIGKILL.
+#[test]
+fn sigterm_during_start_up_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--metrics",
+        "127.0.0.1:0",
+        "--set",
+        "pipeline.prefault=true",
+    ];
+    let mut child = spawn_piped(&mut serve(dir.path(), &flags));
+    // The metrics endpoint's log line comes after the handlers are in and
+    // before the engine tables are prefaulted.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let errs = std::thread::spawn(move || {
+        let mut all = String::new();
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if l.contains("metrics endpoint") {
+                let _ = tx.send(());
+            }
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("serve logs its metrics endpoint");
+    let t0 = Instant::now();
+    let _ = support::signal(&child, "-TERM");
+    let status = wait_since(&mut child, t0, Duration::from_secs(5))
+        .expect("serve did not end within 5 s of SIGTERM during start-up");
+    let (first, _) = first_line(&mut child);
+    let err = errs.join().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(128 + 15),
+        "exit {status:?}\nstdout {first:?}\n{err}"
+    );
+    assert!(err.contains("SIGTERM during start-up"), "{err}");
+    assert_eq!(first, None, "no banner: the server never ran");
+    let p0 = dir.path().join("p0");
+    let snaps = match p0.exists() {
+        true => file_names(&p0),
+        false => Vec::new(),
+    };
+    let snaps = snaps.iter().filter(|n| n.ends_with(".snap")).count();
+    assert_eq!(snaps, 0, "no snapshot is taken during start-up");
+}
