@@ -55,6 +55,20 @@ const RESOLVE_TTL: Duration = Duration::from_secs(5);
 /// emptied when full, so names of removed members do not pile up).
 const RESOLVED_MAX: usize = 64;
 
+/// Why a peer's name gave no address.
+#[derive(Debug, thiserror::Error)]
+enum ResolveError {
+    /// The lookup outlasted the call's timeout.
+    #[error("looking up {0} took over {1:?}")]
+    Slow(String, Duration),
+    /// The resolver failed.
+    #[error("cannot look up {0}: {1}")]
+    Lookup(String, std::io::Error),
+    /// The name has no address.
+    #[error("{0} has no address")]
+    NoAddress(String),
+}
+
 /// Peer addresses as socket addresses: `IP:PORT` as it is, `NAME:PORT`
 /// looked up (first answer), cached for `RESOLVE_TTL`.
 #[derive(Default)]
@@ -65,7 +79,7 @@ struct PeerNames {
 impl PeerNames {
     /// The socket address of `addr`; a lookup that fails or outlasts
     /// `timeout` is an error saying which.
-    async fn resolve(&self, addr: &str, timeout: Duration) -> Result<SocketAddr, String> {
+    async fn resolve(&self, addr: &str, timeout: Duration) -> Result<SocketAddr, ResolveError> {
         if let Ok(a) = addr.parse::<SocketAddr>() {
             return Ok(a);
         }
@@ -74,12 +88,13 @@ impl PeerNames {
                 return Ok(a);
             }
         }
+        let addr_s = || addr.to_string();
         let found = match tokio::time::timeout(timeout, tokio::net::lookup_host(addr)).await {
-            Err(_) => return Err(format!("looking up {addr} took over {timeout:?}")),
-            Ok(Err(e)) => return Err(format!("cannot look up {addr}: {e}")),
+            Err(_) => return Err(ResolveError::Slow(addr_s(), timeout)),
+            Ok(Err(e)) => return Err(ResolveError::Lookup(addr_s(), e)),
             Ok(Ok(mut it)) => it.next(),
         };
-        let a = found.ok_or_else(|| format!("{addr} has no address"))?;
+        let a = found.ok_or_else(|| ResolveError::NoAddress(addr_s()))?;
         let mut table = self.lock();
         if table.len() >= RESOLVED_MAX {
             table.clear();
@@ -136,10 +151,10 @@ impl Transport for PeerTransport {
             let peer = names
                 .resolve(&addr, timeout)
                 .await
-                .map_err(|what| TransportError {
+                .map_err(|e| TransportError {
                     target,
                     addr: addr.clone(),
-                    what,
+                    what: e.to_string(),
                 })?;
             client
                 .call(peer, group, kind, &body, timeout)
@@ -243,7 +258,7 @@ mod tests {
         let names = PeerNames::default();
         let t = Duration::from_secs(5);
         let ip: SocketAddr = "10.1.2.3:7071".parse().unwrap();
-        assert_eq!(names.resolve("10.1.2.3:7071", t).await, Ok(ip));
+        assert_eq!(names.resolve("10.1.2.3:7071", t).await.unwrap(), ip);
         assert!(names.lock().is_empty(), "an address is never looked up");
         let local = names.resolve("localhost:7071", t).await.unwrap();
         assert!(local.ip().is_loopback() && local.port() == 7071, "{local}");
@@ -252,13 +267,17 @@ mod tests {
         names
             .lock()
             .insert("localhost:7071".into(), (ip, Instant::now()));
-        assert_eq!(names.resolve("localhost:7071", t).await, Ok(ip));
+        assert_eq!(names.resolve("localhost:7071", t).await.unwrap(), ip);
         let stale = Instant::now().checked_sub(RESOLVE_TTL).unwrap();
         names.lock().insert("localhost:7071".into(), (ip, stale));
-        assert_eq!(names.resolve("localhost:7071", t).await, Ok(local));
-        let e = names.resolve("bourse-9.invalid:7071", t).await.unwrap_err();
+        assert_eq!(names.resolve("localhost:7071", t).await.unwrap(), local);
+        let e = names
+            .resolve("bourse-9.invalid:7071", t)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bourse-9.invalid:7071"), "{e}");
-        let e = names.resolve("no-port", t).await.unwrap_err();
+        let e = names.resolve("no-port", t).await.unwrap_err().to_string();
         assert!(e.contains("no-port"), "{e}");
     }
 }
