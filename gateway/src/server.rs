@@ -1062,6 +1062,21 @@ async fn deliver(
     }
 }
 
+/// Follows the cluster, then drops the sessions disconnected for longer
+/// than the resume window; the commands that disarm their
+/// cancel-on-disconnect.
+fn expire_sessions(h: &mut Sessions) -> Vec<EngineRequest> {
+    h.follow_cluster();
+    let window = h.resume_window;
+    let old: Vec<u64> = h
+        .slots
+        .iter()
+        .filter(|(_, s)| s.disconnected_at.is_some_and(|t| t.elapsed() > window))
+        .map(|(&k, _)| k)
+        .collect();
+    old.into_iter().filter_map(|sid| h.remove(sid)).collect()
+}
+
 /// Drops sessions disconnected for longer than the resume window (and
 /// disarms their cancel-on-disconnect).
 async fn sweep(
@@ -1075,17 +1090,7 @@ async fn sweep(
         if let (Some(m), Some(c)) = (sessions.borrow().metrics.clone(), &companion) {
             c.sweep(m.gateway());
         }
-        let mut h = sessions.borrow_mut();
-        h.follow_cluster();
-        let window = h.resume_window;
-        let old: Vec<u64> = h
-            .slots
-            .iter()
-            .filter(|(_, s)| s.disconnected_at.is_some_and(|t| t.elapsed() > window))
-            .map(|(&k, _)| k)
-            .collect();
-        let disarms: Vec<EngineRequest> = old.into_iter().filter_map(|sid| h.remove(sid)).collect();
-        drop(h);
+        let disarms = expire_sessions(&mut sessions.borrow_mut());
         submit_cancels(&sessions, &pipeline, disarms).await;
     }
 }
