@@ -105,6 +105,23 @@ async fn a_restart_after_sigkill_cancels_for_cancel_on_disconnect_sessions_only(
         "owner 3 asked for it"
     );
     assert_eq!(open_coids(&mut c, 1).await, vec![11], "owner 1 did not");
+
+    // A cancel-on-disconnect session that logs out disarms: a later crash
+    // cancels nothing of its owner's.
+    guarded_cfg.addr = addr;
+    let g = Client::connect(&guarded_cfg).await.unwrap();
+    g.disconnect().await;
+    let mut unguarded_cfg = guarded_cfg.clone();
+    unguarded_cfg.cancel_on_disconnect = false;
+    let mut u = Client::connect(&unguarded_cfg).await.unwrap();
+    place(&mut u, 3, 49_502, 34).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop((c, u));
+    let (mut child, addr) = start(dir.path());
+    cfg.addr = addr;
+    let mut c = Client::connect(&cfg).await.unwrap();
+    assert_eq!(open_coids(&mut c, 3).await, vec![34], "disarmed at logout");
     c.disconnect().await;
     child.kill().unwrap();
     child.wait().unwrap();

@@ -162,8 +162,8 @@ pub enum Command {
         /// An owner the session acts for.
         owner: OwnerId,
     },
-    /// The session ended (a logout, or its resume window passed after the
-    /// gateway cancelled for it): its arms go. No event.
+    /// The gateway saw the session's connection end and cancelled for it
+    /// itself: its arms go (its next login arms again). No event.
     CodDisarm {
         /// The gateway's session key.
         session: u64,

@@ -633,8 +633,7 @@ async fn serve(
     let sessions = Rc::new(RefCell::new(sessions));
     let delivery =
         tokio::task::spawn_local(deliver(sessions.clone(), readers, wake, cfg.busy_poll));
-    let sweeper =
-        tokio::task::spawn_local(sweep(sessions.clone(), pipeline.clone(), companion.clone()));
+    let sweeper = tokio::task::spawn_local(sweep(sessions.clone(), companion.clone()));
     let feed = companion
         .as_ref()
         .map(|c| tokio::task::spawn_local(c.consume(cfg.busy_poll)));
@@ -893,30 +892,26 @@ impl Sessions {
         any
     }
 
-    /// Forgets a session; returns the command that disarms its
-    /// cancel-on-disconnect in the engine, to submit after its cancels.
-    fn remove(&mut self, sid: u64) -> Option<EngineRequest> {
-        let slot = self.slots.remove(&sid)?;
-        let disarm = slot.session.cod_disarm();
-        {
-            if let Some(m) = &self.metrics {
-                m.gateway().set_sessions(self.slots.len() as i64);
-            }
-            for o in slot.registered_owners {
-                if let Some(list) = self.owners.get_mut(&o) {
-                    list.retain(|&s| s != sid);
-                    if list.is_empty() {
-                        self.owners.remove(&o);
-                    }
-                }
-            }
-            if let Some(k) = slot.login {
-                if self.by_login.get(&k) == Some(&sid) {
-                    self.by_login.remove(&k);
+    fn remove(&mut self, sid: u64) {
+        let Some(slot) = self.slots.remove(&sid) else {
+            return;
+        };
+        if let Some(m) = &self.metrics {
+            m.gateway().set_sessions(self.slots.len() as i64);
+        }
+        for o in slot.registered_owners {
+            if let Some(list) = self.owners.get_mut(&o) {
+                list.retain(|&s| s != sid);
+                if list.is_empty() {
+                    self.owners.remove(&o);
                 }
             }
         }
-        disarm
+        if let Some(k) = slot.login {
+            if self.by_login.get(&k) == Some(&sid) {
+                self.by_login.remove(&k);
+            }
+        }
     }
 
     fn deliver_event(
@@ -1063,9 +1058,8 @@ async fn deliver(
 }
 
 /// Follows the cluster, then drops the sessions disconnected for longer
-/// than the resume window; the commands that disarm their
-/// cancel-on-disconnect.
-fn expire_sessions(h: &mut Sessions) -> Vec<EngineRequest> {
+/// than the resume window.
+fn expire_sessions(h: &mut Sessions) {
     h.follow_cluster();
     let window = h.resume_window;
     let old: Vec<u64> = h
@@ -1074,24 +1068,20 @@ fn expire_sessions(h: &mut Sessions) -> Vec<EngineRequest> {
         .filter(|(_, s)| s.disconnected_at.is_some_and(|t| t.elapsed() > window))
         .map(|(&k, _)| k)
         .collect();
-    old.into_iter().filter_map(|sid| h.remove(sid)).collect()
+    for sid in old {
+        h.remove(sid);
+    }
 }
 
-/// Drops sessions disconnected for longer than the resume window (and
-/// disarms their cancel-on-disconnect).
-async fn sweep(
-    sessions: Rc<RefCell<Sessions>>,
-    pipeline: Rc<Pipeline>,
-    companion: Option<Rc<dyn Companion>>,
-) {
+/// Drops sessions disconnected for longer than the resume window.
+async fn sweep(sessions: Rc<RefCell<Sessions>>, companion: Option<Rc<dyn Companion>>) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         // The companion's counters into the gateway metrics.
         if let (Some(m), Some(c)) = (sessions.borrow().metrics.clone(), &companion) {
             c.sweep(m.gateway());
         }
-        let disarms = expire_sessions(&mut sessions.borrow_mut());
-        submit_cancels(&sessions, &pipeline, disarms).await;
+        expire_sessions(&mut sessions.borrow_mut());
     }
 }
 
@@ -1382,13 +1372,13 @@ fn detach(
     }
     if remove {
         // Its cancel-on-disconnect outputs still route by owner to others.
-        reqs.extend(h.remove(sid));
+        h.remove(sid);
     }
     reqs
 }
 
-/// Cancel-on-disconnect (its mass cancels, a session's disarm) must not be
-/// lost to a full ring: retry until taken.
+/// Cancel-on-disconnect (its mass cancels, then the session's disarm) must
+/// not be lost to a full ring: retry until taken.
 async fn submit_cancels(
     sessions: &RefCell<Sessions>,
     pipeline: &Pipeline,

@@ -705,15 +705,6 @@ impl Session {
         }
     }
 
-    /// The command that forgets this session's cancel-on-disconnect arms,
-    /// to submit once the session ends (`None`: it armed none).
-    pub fn cod_disarm(&self) -> Option<EngineRequest> {
-        (self.cod && self.token.is_some()).then_some(EngineRequest {
-            token: 0,
-            command: Command::CodDisarm { session: self.id },
-        })
-    }
-
     /// The ring refused `req`, which must not be dropped (a
     /// cancel-on-disconnect arm): it goes back to the front of the queue,
     /// ahead of every later request, and is submitted again from
@@ -2240,7 +2231,8 @@ impl Session {
     /// The connection dropped: the session keeps its numbering, reports and
     /// outcomes for a later `handle_reconnect`; returns the mass cancels to
     /// submit if cancel-on-disconnect is on (their outputs come back through
-    /// `handle_event` / `handle_end` like any other).
+    /// `handle_event` / `handle_end` like any other), then the disarm of its
+    /// engine arms (its next login arms again).
     pub fn handle_disconnect(&mut self) -> Vec<EngineRequest> {
         let was_logged = self.logged_in;
         self.connected = false;
@@ -2261,6 +2253,13 @@ impl Session {
                     .insert(token, Pending::internal(self.cfg.partitions));
                 v.push(EngineRequest { token, command });
             }
+            // The gateway saw this disconnect and cancelled for it: the
+            // arms go until the next login arms again (a crash from now on
+            // has nothing of this session's to cancel).
+            v.push(EngineRequest {
+                token: 0,
+                command: Command::CodDisarm { session: self.id },
+            });
         }
         v
     }

@@ -2,9 +2,9 @@
 //! at once must cancel.
 //!
 //! A gateway arms `(session, owner)` when a session that asked for
-//! cancel-on-disconnect logs in, and disarms the session when it ends. A
-//! disconnect the gateway sees is handled by the gateway (a mass cancel per
-//! owner); what it cannot see — its own crash, or another node taking over
+//! cancel-on-disconnect logs in. A disconnect the gateway sees is handled by
+//! the gateway (a mass cancel per owner, then a disarm: the session is
+//! armed again only by its next login); what it cannot see — its own crash, or another node taking over
 //! as leader — is `SessionsLost`, which the next gateway to serve issues
 //! before it takes a login. Because the arms are engine state, they are in
 //! the journal, the replicated log and the snapshot: the node that issues
