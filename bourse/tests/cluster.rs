@@ -105,6 +105,15 @@ async fn place(c: &mut Client, owner: u64, price: u64, coid: u64) {
     }
 }
 
+/// Waits (at most 10 s) until `owner` has no open order; panics with `why`.
+async fn until_none_open(c: &mut Client, owner: u64, why: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !open_orders(c, owner).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Cancel-on-disconnect across leaders: the old leader's sessions end with
 /// it, and only the owners whose sessions asked for it lose their orders; a
 /// session of the new leader is armed anew. (Here the leader stops in
@@ -132,14 +141,7 @@ async fn a_new_leader_cancels_for_the_old_leaders_cancel_on_disconnect_sessions(
     cluster.stop(first);
     let (second, mut c) = cluster.leader(3, wait).await.unwrap();
     assert_ne!(second, first);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !open_orders(&mut c, 3).await.is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "owner 3's orders not cancelled"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_none_open(&mut c, 3, "owner 3's orders not cancelled").await;
     assert_eq!(
         open_orders(&mut c, 1).await,
         vec![11],
@@ -157,14 +159,7 @@ async fn a_new_leader_cancels_for_the_old_leaders_cancel_on_disconnect_sessions(
     cluster.stop(second);
     let (third, mut c) = cluster.leader(5, wait).await.unwrap();
     assert_ne!(third, second);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !open_orders(&mut c, 3).await.is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "order 33 not cancelled"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_none_open(&mut c, 3, "order 33 not cancelled").await;
     assert_eq!(open_orders(&mut c, 1).await, vec![11]);
     drop(g2);
     c.disconnect().await;
