@@ -92,6 +92,40 @@ async fn acknowledged_orders_survive_the_loss_of_the_leader() {
         Reply::Report(e) => assert_eq!(e.exec_type, exec_type::NEW, "{e:?}"),
         other => panic!("{other:?}"),
     }
+
+    // Deadlines fire through time inputs the leader proposes: an idle
+    // proposer sleeps until the engine's next deadline, which this order
+    // moves (the engine's bell wakes it).
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut gtd = limit(1, BTC, engine::Side::Buy, 48_000, 1, 300);
+    gtd.tif = 3;
+    gtd.expire_at = now_ns + 300_000_000;
+    let r = c.order(gtd);
+    c.flush().await.unwrap();
+    match acked(&mut c, r).await {
+        Reply::Report(e) => assert_eq!(e.exec_type, exec_type::NEW, "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    // Nothing is sent meanwhile (a command would carry the leader's clock
+    // and expire the order itself): only a proposed time input can.
+    let expired = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match c.next().await.unwrap().expect("stream ended") {
+                Reply::Report(e)
+                    if e.client_order_id == 300 && e.exec_type == exec_type::EXPIRED =>
+                {
+                    return e.cancel_reason;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the GTD order never expired");
+    assert_eq!(expired, engine::CancelReason::Expired as u8);
     c.disconnect().await;
     cluster.shutdown();
 }

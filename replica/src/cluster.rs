@@ -130,7 +130,7 @@ pub enum ClusterError {
         /// Why.
         what: String,
     },
-    /// The partition's doorbell has no slot left for the proposer.
+    /// The partition's deadline bell has no slot left for the proposer.
     #[error("partition {partition}: {source}")]
     Doorbell {
         /// The partition.
@@ -401,12 +401,12 @@ impl Cluster {
             initialize(&rt, &inner, &cfg.members)?;
         }
         for p in 0..inner.parts.len() {
-            // The engine thread rings after every apply and whenever its
-            // next deadline moves: the idle proposer sleeps until then.
+            // The engine thread rings whenever its next deadline moves:
+            // the idle proposer sleeps until the deadline or the bell.
             let weak = Arc::downgrade(&inner);
             inner.parts[p]
                 .shared
-                .doorbell
+                .deadline_bell
                 .register(Box::new(move || {
                     if let Some(i) = weak.upgrade() {
                         i.parts[p].notify.notify_one();
@@ -691,10 +691,10 @@ async fn propose_loop(inner: Arc<Inner>, p: usize) {
             let deadline = part.shared.next_deadline_ns.load(Ordering::Acquire);
             let serving = part.serving.load(Ordering::Acquire);
             if !(deadline <= now.0 && serving) {
-                // Until the next deadline, a proposal or the engine's doorbell
-                // (an apply, a deadline that moved): an idle group sleeps.
+                // Until the next deadline, a proposal or the engine's
+                // deadline bell (the deadline moved): an idle group sleeps.
                 let wait = match serving {
-                    true => Duration::from_nanos(deadline - now.0),
+                    true => Duration::from_nanos(deadline.saturating_sub(now.0)),
                     false => IDLE_WAIT_MAX,
                 };
                 let _ = tokio::time::timeout(wait.min(IDLE_WAIT_MAX), part.notify.notified()).await;

@@ -291,6 +291,9 @@ pub struct Shared {
     /// The engine's next deadline (engine ns; `u64::MAX`: none), published
     /// by the engine thread of a replicated partition after each burst.
     pub next_deadline_ns: CachePadded<AtomicU64>,
+    /// Rung when `next_deadline_ns` moves (not on every input: the
+    /// proposer that sleeps until the deadline is woken only when it must).
+    pub deadline_bell: Doorbell,
 }
 
 impl Shared {
@@ -312,6 +315,7 @@ impl Shared {
             doorbell: Doorbell::default(),
             replicated: false,
             next_deadline_ns: CachePadded::new(AtomicU64::new(u64::MAX)),
+            deadline_bell: Doorbell::default(),
         }
     }
 
@@ -452,7 +456,7 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                 // until the deadline it read: ring when it moves.
                 if shared.next_deadline_ns.load(Ordering::Relaxed) != d {
                     shared.next_deadline_ns.store(d, Ordering::Release);
-                    shared.doorbell.ring();
+                    shared.deadline_bell.ring();
                 }
             }
         } else if let Some(deadline) = engine.next_deadline() {
