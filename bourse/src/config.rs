@@ -159,7 +159,8 @@ open_orders_max = 10_000
 garbage_limit = 16
 # Cancel a session's orders when it disconnects, unless its login says otherwise.
 cancel_on_disconnect = false
-# Most sessions, connected or awaiting resumption (was `max_sessions`).
+# Most sessions, connected or awaiting resumption (was `max_sessions`); at
+# most 8,192 (each may arm cancel-on-disconnect for 8 owners in the engine).
 sessions_max = 4_096
 # How long a disconnected session can be resumed, in milliseconds.
 resume_window_ms = 60_000
