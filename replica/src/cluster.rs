@@ -670,7 +670,7 @@ async fn sessions_lost(part: &Part) {
 }
 
 /// Longest an idle proposer sleeps without a wake-up (a safety net: the
-/// doorbell and the proposals wake it).
+/// deadline bell and the proposals wake it).
 const IDLE_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// Drains a partition's proposal queue into batches, in order; proposes
