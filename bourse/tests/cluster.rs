@@ -199,3 +199,89 @@ async fn a_new_leader_cancels_for_the_old_leaders_cancel_on_disconnect_sessions(
     c.disconnect().await;
     cluster.shutdown();
 }
+
+/// Waits (at most 10 s) for the reply to `request` that `pick` accepts.
+async fn reply_to<T>(c: &mut Client, what: &str, pick: impl Fn(&Reply) -> Option<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let r = c.next().await.unwrap().expect("stream ended");
+            if let Some(t) = pick(&r) {
+                return t;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within 10 s"))
+}
+
+/// The code of a protocol reject of `request`, if `r` is one.
+fn rejected(r: &Reply, request: u64) -> Option<u16> {
+    match r {
+        Reply::ProtocolReject(p) if p.request == request => Some(p.code),
+        _ => None,
+    }
+}
+
+/// The session table is replicated state: a client that logs in to the new
+/// leader with its session id and token continues its request numbering
+/// there, and a request it resends that the old leader executed is
+/// answered `outcome_not_kept`, never executed again. (Without the table
+/// the resent mass cancel would run on the new leader and cancel the order
+/// another session placed since.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_resent_request_the_old_leader_executed_is_never_executed_again() {
+    use gateway::wire::{reject, INSTRUMENT_ANY, SIDE_ANY};
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start(root.path(), 3, small).unwrap();
+    let wait = Duration::from_secs(20);
+    let (first, mut c) = cluster.leader(7, wait).await.unwrap();
+    place(&mut c, 1, 49_000, 71).await;
+    let mc = c.mass_cancel(1, INSTRUMENT_ANY, SIDE_ANY);
+    c.flush().await.unwrap();
+    let code = reply_to(&mut c, "mass cancel ack", |r| match r {
+        Reply::Ack(a) if a.request == mc => Some(a.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, 0);
+    assert!(open_orders(&mut c, 1).await.is_empty());
+    let last = mc + 1; // the listing
+    c.abort();
+
+    cluster.stop(first);
+    let (second, mut other) = cluster.leader(8, wait).await.unwrap();
+    assert_ne!(second, first);
+    place(&mut other, 1, 48_000, 81).await;
+
+    let (same, mut c) = cluster.leader(7, wait).await.unwrap();
+    assert_eq!(same, second);
+    assert_eq!(
+        c.login().last_request,
+        last,
+        "the numbering continues from what the cluster committed"
+    );
+    // The mass cancel again, under its number: not executed.
+    c.resend_from(mc);
+    assert_eq!(c.mass_cancel(1, INSTRUMENT_ANY, SIDE_ANY), mc);
+    c.flush().await.unwrap();
+    let code = reply_to(&mut c, "an answer to the resent mass cancel", |r| {
+        rejected(r, mc)
+    })
+    .await;
+    assert_eq!(code, reject::OUTCOME_NOT_KEPT);
+    // The first order again, under its number: not placed twice.
+    c.resend_from(1);
+    assert_eq!(
+        c.order(limit(1, BTC, engine::Side::Buy, 49_000, 1, 71)),
+        1
+    );
+    c.flush().await.unwrap();
+    let code = reply_to(&mut c, "an answer to the resent order", |r| rejected(r, 1)).await;
+    assert_eq!(code, reject::OUTCOME_NOT_KEPT);
+    // New requests take new numbers; the other session's order stands.
+    c.resend_from(last + 1);
+    assert_eq!(open_orders(&mut c, 1).await, vec![81]);
+    drop(other);
+    c.disconnect().await;
+    cluster.shutdown();
+}

@@ -199,6 +199,54 @@ fn retransmissions_are_answered_with_the_original_outcome_and_never_resubmitted(
     assert_eq!(s.poll_request(), None);
 }
 
+/// In a cluster, a login learns what the partitions committed of the
+/// session under earlier leaders: the numbering goes on from there, and a
+/// resent request is proposed again only where its partition did not
+/// commit it (the server asks `executed_before` per partition); where it
+/// did, the answer is `outcome_not_kept` and nothing is proposed, then or
+/// on any later resend. Queries and transfers are always proposed again.
+#[test]
+fn a_login_after_a_leader_change_skips_what_the_partitions_committed() {
+    let auth = auth();
+    let cfg = SessionConfig {
+        partitions: 2,
+        ..SessionConfig::default()
+    };
+    let mut s = Session::new(1, cfg, auth.clone());
+    let key = origin_key(9, &auth.check("alice").unwrap());
+    assert_ne!(key, origin_key(9, &auth.check("bob").unwrap()));
+    assert_ne!(key, origin_key(10, &auth.check("alice").unwrap()));
+    s.handle_committed(key, vec![4, 2]);
+    s.handle_bytes(1, &login_frame("alice", 9, 0, 0));
+    match drain(&mut s).as_slice() {
+        [Msg::LoginAccepted(a)] => assert_eq!(a.last_request, 4),
+        other => panic!("{other:?}"),
+    }
+    // Request 3: committed by partition 0, not by partition 1.
+    s.handle_bytes(2, &limit(3, 1, 13, Side::Buy, 100, 5));
+    let req = s.poll_request().expect("a resend is offered to the server");
+    assert_eq!(req.origin, journal::record::Origin::new(key, 3));
+    assert!(s.executed_before(req.origin, &req.command, 0));
+    assert!(!s.executed_before(req.origin, &req.command, 1));
+    s.handle_executed_before(req.token);
+    let not_kept = |m: &[Msg], request| {
+        matches!(m, [Msg::Reject(p)] if p.code == reject::OUTCOME_NOT_KEPT && p.request == request)
+    };
+    assert!(not_kept(&drain(&mut s), 3));
+    s.handle_bytes(3, &limit(3, 1, 13, Side::Buy, 100, 5));
+    assert_eq!(s.poll_request(), None);
+    assert!(not_kept(&drain(&mut s), 3));
+    // A query resent is asked again, whatever was committed.
+    s.handle_bytes(4, &balance_query(2, 77));
+    let q = s.poll_request().expect("the query is proposed");
+    assert!(!s.executed_before(q.origin, &q.command, 0));
+    // A new request is never "executed before".
+    s.handle_bytes(5, &limit(5, 1, 15, Side::Buy, 100, 5));
+    let req = s.poll_request().expect("a new order");
+    assert_eq!(req.origin, journal::record::Origin::new(key, 5));
+    assert!(!(0..2).any(|p| s.executed_before(req.origin, &req.command, p)));
+}
+
 #[test]
 fn execution_reports_follow_fix_semantics() {
     let auth = auth();

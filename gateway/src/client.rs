@@ -383,6 +383,17 @@ impl Client {
         &self.conn
     }
 
+    /// The next queued request is numbered `request` (and the ones after
+    /// it follow): how a client resends, under their original numbers, the
+    /// requests it got no answer for before a reconnect. The server answers
+    /// a number it has seen from the outcome it kept, or `outcome_not_kept`
+    /// when the outcome is gone (in a cluster: when an earlier leader
+    /// executed it); it never executes a number twice. Requests queued
+    /// after the resends must take numbers above every number used before.
+    pub fn resend_from(&mut self, request: u64) {
+        self.next_request = request.max(1);
+    }
+
     fn take_request(&mut self) -> u64 {
         let r = self.next_request;
         self.next_request += 1;

@@ -36,10 +36,10 @@ use crate::identity::{ensure_server_identity, IdentityError, ServerIdentity};
 use crate::net::{self, NetError, Tuning};
 use crate::replicated::Replicated;
 use crate::saver::Saver;
-use crate::session::{token_session, Auth, EngineRequest, Perms, Session, SessionConfig};
+use crate::session::{self, token_session, Auth, EngineRequest, Perms, Session, SessionConfig};
 use crate::wire::{self, code, peek_login};
 use engine::{Command, Event, OwnerId};
-use runtime::{Output, OutputReader, PartitionMap, RoutedError};
+use runtime::{Output, OutputReader, PartitionMap, Route, RoutedError};
 use runtime::{Pipeline, PipelineConfig, PipelineError};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -831,9 +831,12 @@ impl Sessions {
             return false;
         };
         let mut any = false;
-        while let Some(EngineRequest { token, command }) = slot.session.poll_request() {
+        while let Some(req) = slot.session.poll_request() {
+            let EngineRequest { token, command, .. } = req;
             any = true;
-            match pipeline.runtime().submit_routed(&self.map, token, command) {
+            let submitted = submit_request(&mut slot.session, &self.map, pipeline.runtime(), req);
+            let proposed = matches!(submitted, Ok(true));
+            match submitted {
                 Ok(_) => {}
                 Err(RoutedError::Submit(runtime::SubmitError::NotLeader(_))) => {
                     slot.session.handle_step_down()
@@ -843,7 +846,7 @@ impl Sessions {
                 {
                     // An arm is never dropped: it goes again, ahead of the
                     // session's later requests.
-                    slot.session.handle_retry(EngineRequest { token, command });
+                    slot.session.handle_retry(req);
                     break;
                 }
                 Err(RoutedError::Submit(runtime::SubmitError::Busy)) => {
@@ -854,7 +857,7 @@ impl Sessions {
                 }
                 Err(_) => slot.session.handle_reject(token, code::UNROUTABLE),
             }
-            if let Command::AddInstrument(spec) = command {
+            if let (Command::AddInstrument(spec), true) = (command, proposed) {
                 self.pending_instruments.insert(token, (spec, true));
             }
         }
@@ -1195,6 +1198,53 @@ async fn refuse_unless_serving(
     true
 }
 
+/// Submits a session's command. In a cluster, a resent request that a
+/// partition committed under an earlier leader is not proposed there again
+/// (`Session::executed_before`): a command of one partition is answered
+/// "executed before"; a broadcast goes only to the partitions that did not
+/// commit it, the others counting as answered with nothing. Whether any
+/// partition was offered it.
+fn submit_request(
+    session: &mut Session,
+    map: &PartitionMap,
+    rt: &runtime::Runtime,
+    req: EngineRequest,
+) -> Result<bool, RoutedError> {
+    let EngineRequest {
+        token,
+        command,
+        origin,
+    } = req;
+    let partitions = rt.partitions();
+    if !(0..partitions).any(|p| session.executed_before(origin, &command, p)) {
+        return rt.submit_routed_from(map, token, command, origin).map(|_| true);
+    }
+    match map.route(command)? {
+        Route::One(p, c) if !session.executed_before(origin, &command, p) => {
+            rt.submit_from(p, token, c, origin)?;
+            Ok(true)
+        }
+        Route::One(..) => {
+            session.handle_executed_before(token);
+            Ok(false)
+        }
+        Route::All(c) => {
+            if (0..partitions).all(|p| session.executed_before(origin, &command, p)) {
+                session.handle_executed_before(token);
+                return Ok(false);
+            }
+            for p in 0..partitions {
+                if session.executed_before(origin, &command, p) {
+                    session.handle_end(token);
+                } else {
+                    rt.submit_from(p, token, c, origin)?;
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
 /// Attach: resume an existing session for (token, session id) or make one,
 /// and feed it the first frame. `None` (the connection closed) when the
 /// server is full.
@@ -1236,6 +1286,14 @@ fn attach(
         }
     };
     let slot = h.slots.get_mut(&sid).expect("session");
+    if let (Some(node), Some((t, session_id))) = (&h.node, &key) {
+        // What the cluster committed of this session, under any leader.
+        if let Some(grant) = h.auth.check(t) {
+            let origin_key = session::origin_key(*session_id, &grant);
+            let committed = node.cluster().committed_requests(origin_key);
+            slot.session.handle_committed(origin_key, committed);
+        }
+    }
     slot.session.handle_bytes(now, first);
     let (conn_id, wake) = (slot.conn, slot.wake.clone());
     if slot.login.is_none() && slot.session.logged_in() {

@@ -15,6 +15,7 @@
 
 use crate::wire::*;
 use engine::{AccountFlags, Actor, Command, Event, OwnerId, Seq};
+use journal::record::Origin;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
@@ -187,6 +188,45 @@ pub struct EngineRequest {
     pub token: u64,
     /// The command.
     pub command: Command,
+    /// The client request it serves (`Origin::NONE` for the session's own
+    /// commands, and on a single node): replicated with the command.
+    pub origin: Origin,
+}
+
+impl EngineRequest {
+    /// A command of the session's own, serving no client request.
+    pub fn internal(token: u64, command: Command) -> EngineRequest {
+        EngineRequest {
+            token,
+            command,
+            origin: Origin::NONE,
+        }
+    }
+}
+
+/// The key of a client session that every server of a cluster computes
+/// alike: its client-chosen id and its token's grant (owners, sorted, and
+/// permissions), never the token itself. Never 0.
+pub fn origin_key(client_session_id: u64, grant: &Grant) -> u64 {
+    let mut owners: Vec<u64> = grant.owners.iter().map(|o| o.0).collect();
+    owners.sort_unstable();
+    let mut h = engine::rng::SplitMix64::new(client_session_id ^ 0x6f72_6967_696e_6b65);
+    let mut k = h.next_u64() ^ grant.perms.bits() as u64;
+    for o in owners {
+        h = engine::rng::SplitMix64::new(k ^ o);
+        k = h.next_u64();
+    }
+    k.max(1)
+}
+
+/// What a cluster's partitions had committed of a session's requests when
+/// it logged in to this server (see `Session::handle_committed`).
+#[derive(Clone, Debug, Default)]
+struct Committed {
+    /// Highest committed request per partition.
+    by_partition: Vec<u64>,
+    /// Their maximum.
+    upto: u64,
 }
 
 /// The session id (low 32 bits) a token belongs to.
@@ -347,6 +387,14 @@ pub struct Session {
     client_session_id: u64,
     grant: Grant,
     cod: bool,
+    /// `origin_key` of the session in a cluster (0: a single node, no
+    /// origins).
+    origin_key: u64,
+    /// What the cluster had committed of this session's requests at its
+    /// latest login (none on a single node).
+    committed: Option<Committed>,
+    /// The request being dispatched is a resend (see `on_request`).
+    resending: bool,
     // The current connection.
     connected: bool,
     logged_in: bool,
@@ -421,6 +469,9 @@ impl Session {
             client_session_id: 0,
             grant: Grant::default(),
             cod: false,
+            origin_key: 0,
+            committed: None,
+            resending: false,
             connected: true,
             logged_in: false,
             reader: FrameReader::new(),
@@ -662,6 +713,10 @@ impl Session {
         self.cod =
             m.flags & LOGIN_CANCEL_ON_DISCONNECT != 0 || self.cfg.cancel_on_disconnect_default;
         self.logged_in = true;
+        if let Some(c) = &self.committed {
+            // Requests an earlier leader committed are this session's too.
+            self.last_request = self.last_request.max(c.upto);
+        }
         let resume = m.resume_after.min(self.report_seq);
         let oldest = self
             .replay
@@ -695,13 +750,87 @@ impl Session {
             let token = self.next_token();
             self.pending
                 .insert(token, Pending::internal(self.cfg.partitions));
-            self.queue.push_back(EngineRequest {
-                token,
-                command: Command::CodArm {
-                    session: self.id,
-                    owner,
-                },
-            });
+            let command = Command::CodArm {
+                session: self.id,
+                owner,
+            };
+            self.queue.push_back(EngineRequest::internal(token, command));
+        }
+    }
+
+    /// In a cluster, before the login frame: the session's `origin_key` and
+    /// the highest request of it each partition has committed (by
+    /// partition; all 0 for a session the cluster never saw). The login
+    /// then reports their maximum as `last_request`, and a retransmission
+    /// numbered up to it is executed only where the server finds, per
+    /// partition (`executed_before`), that it was not committed: a request
+    /// an earlier leader committed is never executed twice.
+    pub fn handle_committed(&mut self, origin_key: u64, by_partition: Vec<u64>) {
+        self.origin_key = origin_key;
+        let upto = by_partition.iter().copied().max().unwrap_or(0);
+        self.committed = Some(Committed { by_partition, upto });
+    }
+
+    /// Whether request `request` may have been committed under an earlier
+    /// leader (numbered at most what the cluster had committed at login).
+    /// Only the last `outcomes_max` numbers, what a single server's outcome
+    /// store answers for: a client resends what was unanswered when its
+    /// leader went, and at most `max_in_flight` requests were.
+    fn may_be_committed(&self, request: u64) -> bool {
+        self.committed.as_ref().is_some_and(|c| {
+            request <= c.upto && request + self.cfg.outcomes_max as u64 > c.upto
+        })
+    }
+
+    /// Whether partition `partition` committed the request `origin` names
+    /// before this session's login here (a retransmission there is not
+    /// proposed again). Commands that answer the same when repeated
+    /// (queries; transfers, which the ledger answers `exists`) are always
+    /// proposed again: their answer is worth more than "executed before".
+    pub fn executed_before(&self, origin: Origin, command: &Command, partition: usize) -> bool {
+        let repeatable = matches!(
+            command,
+            Command::QueryBook { .. }
+                | Command::QueryBalance { .. }
+                | Command::QueryOpenOrders { .. }
+                | Command::LookupTransfer { .. }
+                | Command::GetAccountTransfers { .. }
+                | Command::Transfer { .. }
+        );
+        !repeatable
+            && !origin.is_none()
+            && origin.session == self.origin_key
+            && self.committed.as_ref().is_some_and(|c| {
+                origin.request <= c.upto
+                    && c.by_partition.get(partition).is_some_and(|&h| origin.request <= h)
+            })
+    }
+
+    /// The server found the request of `token` committed under an earlier
+    /// leader in every partition it goes to (`executed_before`): it is not
+    /// proposed again, and the client is told so (`outcome_not_kept`: the
+    /// outcome went with that leader; the order or its state is queryable).
+    pub fn handle_executed_before(&mut self, token: u64) {
+        let Some(p) = self.pending.remove(&token) else {
+            return;
+        };
+        if self.queue.iter().any(|q| q.token == token) {
+            self.queue.retain(|q| q.token != token);
+        }
+        self.outstanding_commands = self.outstanding_commands.saturating_sub(p.commands);
+        if matches!(p.kind, PendKind::NewOrder(_)) && !p.settled {
+            self.inflight_new = self.inflight_new.saturating_sub(1);
+        }
+        let text = format!(
+            "request {} was executed before a leader change; its outcome is not kept here",
+            p.request
+        );
+        self.protocol_reject(reject::OUTCOME_NOT_KEPT, p.template, p.request, &text, false);
+        if let Some(i) = self.find_outcome(p.request) {
+            if let Outcome::InFlight(v) = &self.outcomes[i].1 {
+                self.outcome_bytes -= v.len();
+            }
+            self.outcomes[i].1 = Outcome::NotKept;
         }
     }
 
@@ -732,9 +861,21 @@ impl Session {
     }
 
     fn on_request(&mut self, template: u16, msg: ClientMsg<'_>) {
-        let Some(request) = self.new_request(template, msg.request().unwrap_or(0)) else {
+        let number = msg.request().unwrap_or(0);
+        let resend = number <= self.last_request;
+        let Some(request) = self.new_request(template, number) else {
             return;
         };
+        // A resend of a request an earlier leader may have executed passes
+        // no refusal that could misstate it (throttle, in-flight and
+        // open-order limits): its answer is what the partitions committed.
+        // Bounded: each number at most once, the last `outcomes_max` only.
+        self.resending = resend;
+        self.dispatch(request, template, msg);
+        self.resending = false;
+    }
+
+    fn dispatch(&mut self, request: u64, template: u16, msg: ClientMsg<'_>) {
         let perms = self.grant.perms;
         match msg {
             ClientMsg::NewOrder(m) => self.new_order(request, template, perms, m),
@@ -864,6 +1005,17 @@ impl Session {
                     self.out_bytes(&bytes);
                 }
                 Some(Outcome::InFlight(_)) => {}
+                // Numbered by an earlier leader of the cluster: executed
+                // only where no partition it goes to committed it (the
+                // server asks `executed_before` per partition).
+                None if self.may_be_committed(request) => {
+                    // Kept in request order, as every outcome is.
+                    let at = self.outcomes.partition_point(|(r, _)| *r < request);
+                    self.outcomes
+                        .insert(at, (request, Outcome::InFlight(Vec::new())));
+                    self.trim_outcomes();
+                    return Some(request);
+                }
                 _ => self.protocol_reject(
                     reject::OUTCOME_NOT_KEPT,
                     template,
@@ -888,7 +1040,7 @@ impl Session {
             code::NOT_AUTHORIZED
         } else if self.over_in_flight(1) {
             code::TOO_MANY_IN_FLIGHT
-        } else if self.open_own + self.inflight_new >= self.cfg.max_open_orders {
+        } else if !self.resending && self.open_own + self.inflight_new >= self.cfg.max_open_orders {
             code::OPEN_ORDERS_LIMIT
         } else if !self.take_token() {
             self.throttled_total += 1;
@@ -1136,9 +1288,10 @@ impl Session {
     }
 
     fn over_in_flight(&self, commands: usize) -> bool {
-        self.pending.len() >= self.cfg.max_in_flight
-            || self.outstanding_commands + commands
-                > self.cfg.max_in_flight.max(2 * TRANSFER_BATCH_MAX)
+        !self.resending
+            && (self.pending.len() >= self.cfg.max_in_flight
+                || self.outstanding_commands + commands
+                    > self.cfg.max_in_flight.max(2 * TRANSFER_BATCH_MAX))
     }
 
     fn next_token(&mut self) -> u64 {
@@ -1153,8 +1306,13 @@ impl Session {
 
     fn submit(&mut self, request: u64, template: u16, kind: PendKind, cmds: &[Command], ends: u32) {
         let token = self.next_token();
+        let origin = Origin::new(self.origin_key, request);
         for &command in cmds {
-            self.queue.push_back(EngineRequest { token, command });
+            self.queue.push_back(EngineRequest {
+                token,
+                command,
+                origin,
+            });
         }
         self.outstanding_commands += cmds.len();
         self.pending.insert(
@@ -1181,7 +1339,7 @@ impl Session {
     }
 
     fn take_token(&mut self) -> bool {
-        if self.cfg.throttle_per_s == 0 {
+        if self.cfg.throttle_per_s == 0 || self.resending {
             return true;
         }
         let cap = (self.cfg.throttle_burst as u64).saturating_mul(TOKEN_UNITS);
@@ -2251,15 +2409,15 @@ impl Session {
                 };
                 self.pending
                     .insert(token, Pending::internal(self.cfg.partitions));
-                v.push(EngineRequest { token, command });
+                v.push(EngineRequest::internal(token, command));
             }
             // The gateway saw this disconnect and cancelled for it: the
             // arms go until the next login arms again (a crash from now on
             // has nothing of this session's to cancel).
-            v.push(EngineRequest {
-                token: 0,
-                command: Command::CodDisarm { session: self.id },
-            });
+            v.push(EngineRequest::internal(
+                0,
+                Command::CodDisarm { session: self.id },
+            ));
         }
         v
     }

@@ -123,13 +123,21 @@ pub fn decode_records(
     records: &[InputRecord],
     mut f: impl FnMut(engine::Input),
 ) -> Result<(), BlockFault> {
+    decode_records_from(records, |input, _| f(input))
+}
+
+/// `decode_records`, each input with the origin its record carries.
+pub fn decode_records_from(
+    records: &[InputRecord],
+    mut f: impl FnMut(engine::Input, crate::record::Origin),
+) -> Result<(), BlockFault> {
     for (i, r) in records.iter().enumerate() {
         let input = crate::record::decode(r).map_err(|error| BlockFault::Record {
             index: i,
             seq: r.seq(),
             error,
         })?;
-        f(input);
+        f(input, crate::record::origin_of(r));
     }
     Ok(())
 }

@@ -9,7 +9,8 @@
 //! | 0..8 | `seq` u64 |
 //! | 8..16 | `now` u64 (engine time stamped by the sequencer) |
 //! | 16 | `kind` u8: 1 instrument, 2 order, 3 cancel, 4 replace, 5 mass_cancel, 6 halt, 7 resume, 8 time, 9 query_book, 10 open_account, 11 transfer, 12 query_balance, 13 query_open_orders, 14 install_history, 15 lookup_transfer, 16 get_account_transfers, 17 cancel_by_client_id, 18 cod_arm, 19 cod_disarm, 20 sessions_lost |
-//! | 17..32 | reserved, zero |
+//! | 17..25 | origin session key u64 (0: none; see [`Origin`]) |
+//! | 25..32 | origin request number, 56-bit LE (0 exactly when the key is 0) |
 //! | 32..192 | payload: the command's fields packed in declaration order, then zero |
 //!
 //! An `Actor` (transfer, balance query) is a byte — 0 admin, 1 + n for n
@@ -31,6 +32,12 @@
 //! `lookup_transfer`: id u128, actor. `get_account_transfers`: account u128,
 //! range field u8 (0 ledger_seq, 1 time), lo u64, hi u64, limit u32,
 //! newest_first bool, actor.
+//!
+//! The origin (bytes 17..32, zero before it existed, so older journals
+//! read as inputs without one) names the client request a replicated
+//! input was proposed for: the replicas' committed-request tables are
+//! rebuilt from it (`replica::sessions`). It is not part of the engine's
+//! `Input`: the engine never sees it.
 //!
 //! Encoding rules: an `Option<T>` is a presence byte (0 absent, 1 present)
 //! followed by `T`'s bytes, which are zero when absent; a `bool` is one byte
@@ -64,7 +71,8 @@ pub struct InputRecord {
     pub now: [u8; 8],
     /// Command kind (see the module table).
     pub kind: u8,
-    /// Zero.
+    /// The origin: session key u64 LE, then request number u56 LE (zero:
+    /// none).
     pub reserved: [u8; 15],
     /// Command fields.
     pub payload: [u8; PAYLOAD_LEN],
@@ -74,6 +82,66 @@ pub struct InputRecord {
 pub const RECORD_LEN: usize = 192;
 const _: () = assert!(core::mem::size_of::<InputRecord>() == RECORD_LEN);
 const _: () = assert!(core::mem::align_of::<InputRecord>() == 1);
+
+/// The client request an input was proposed for: a session key stable
+/// across servers (`gateway::session::origin_key`) and the request number
+/// the client gave it. `NONE` (both zero) for inputs no client request
+/// made (time, cancel-on-disconnect, single-node journals).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin {
+    /// The session key (0: none).
+    pub session: u64,
+    /// The request number (below 2^56; 0 exactly when `session` is 0).
+    pub request: u64,
+}
+
+impl Origin {
+    /// No origin.
+    pub const NONE: Origin = Origin {
+        session: 0,
+        request: 0,
+    };
+    /// Request numbers from here on are not kept (they do not fit the
+    /// record's 56 bits): such a request is proposed without an origin.
+    pub const REQUEST_LIMIT: u64 = 1 << 56;
+
+    /// `(session, request)`, or `NONE` when either is 0 or the request
+    /// does not fit.
+    pub fn new(session: u64, request: u64) -> Origin {
+        if session == 0 || request == 0 || request >= Self::REQUEST_LIMIT {
+            Origin::NONE
+        } else {
+            Origin { session, request }
+        }
+    }
+
+    /// Whether this is `NONE`.
+    pub fn is_none(self) -> bool {
+        self.session == 0
+    }
+}
+
+/// `encode(input)` with `origin` in the record.
+pub fn encode_from(input: &Input, origin: Origin) -> InputRecord {
+    let mut rec = encode(input);
+    let origin = Origin::new(origin.session, origin.request);
+    rec.reserved[..8].copy_from_slice(&origin.session.to_le_bytes());
+    rec.reserved[8..].copy_from_slice(&origin.request.to_le_bytes()[..7]);
+    rec
+}
+
+/// The origin a record carries (`NONE` when absent); `decode` has checked
+/// it is canonical.
+pub fn origin_of(rec: &InputRecord) -> Origin {
+    let mut session = [0u8; 8];
+    session.copy_from_slice(&rec.reserved[..8]);
+    let mut request = [0u8; 8];
+    request[..7].copy_from_slice(&rec.reserved[8..]);
+    Origin {
+        session: u64::from_le_bytes(session),
+        request: u64::from_le_bytes(request),
+    }
+}
 
 impl core::fmt::Debug for InputRecord {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -515,8 +583,9 @@ fn encode_account_filter(f: &AccountFilter, w: &mut W<'_>) {
 
 /// Decodes and validates one record.
 pub fn decode(rec: &InputRecord) -> Result<Input, RecordError> {
-    if !crate::format::is_zero(&rec.reserved) {
-        return Err(RecordError::NonZero { field: "reserved" });
+    let origin = origin_of(rec);
+    if (origin.session == 0) != (origin.request == 0) {
+        return Err(RecordError::NonZero { field: "origin" });
     }
     let mut r = R {
         buf: &rec.payload,
@@ -932,6 +1001,30 @@ mod tests {
         }
     }
 
+    /// An origin rides in the record beside the input and changes nothing
+    /// the engine sees; one that does not fit is dropped, never truncated.
+    #[test]
+    fn origins_round_trip_beside_the_input() {
+        let mut r = SplitMix64(13);
+        for i in 0..2_000u64 {
+            let input = random_input(&mut r, i);
+            let origin = Origin::new(r.next_u64() | 1, (r.next_u64() >> 8).max(1));
+            let rec = encode_from(&input, origin);
+            assert_eq!(decode(&rec), Ok(input), "case {i}");
+            assert_eq!(origin_of(&rec), origin, "case {i}");
+            for pos in 0..RECORD_LEN {
+                let mut bad = rec;
+                bytemuck::bytes_of_mut(&mut bad)[pos] ^= 1 << (r.below(8) as u8);
+                if let Ok(other) = decode(&bad) {
+                    assert!(other != input || origin_of(&bad) != origin, "case {i} byte {pos}");
+                }
+            }
+        }
+        assert_eq!(origin_of(&encode(&random_input(&mut r, 0))), Origin::NONE);
+        assert_eq!(Origin::new(1, Origin::REQUEST_LIMIT), Origin::NONE);
+        assert_eq!(Origin::new(0, 5), Origin::NONE);
+    }
+
     #[test]
     fn every_single_byte_change_is_rejected_or_decodes_differently() {
         let mut r = SplitMix64(11);
@@ -1047,10 +1140,10 @@ mod tests {
         };
         let mut rec = encode(&input);
         rec.reserved[3] = 1;
-        assert_eq!(
-            decode(&rec),
-            Err(RecordError::NonZero { field: "reserved" })
-        );
+        assert_eq!(decode(&rec), Err(RecordError::NonZero { field: "origin" }));
+        let mut rec = encode_from(&input, Origin::new(5, 6));
+        rec.reserved[8] = 0;
+        assert_eq!(decode(&rec), Err(RecordError::NonZero { field: "origin" }));
         let mut rec = encode(&input);
         rec.kind = 0;
         assert_eq!(decode(&rec), Err(RecordError::UnknownKind(0)));

@@ -32,7 +32,8 @@ use openraft::impls::ProgressResponder;
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use openraft_rt::deterministic_rng::DeterministicRng;
 use openraft_rt::WatchReceiver;
-use runtime::{Propose, Runtime, Shared, SubmitError};
+use crate::sessions::CommittedTable;
+use runtime::{Origin, Propose, Runtime, Shared, SubmitError};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
@@ -217,6 +218,8 @@ struct Part {
     leader: AtomicU64,
     terms_seen: AtomicU64,
     shared: Arc<Shared>,
+    /// The state machine's committed-request table.
+    committed: CommittedTable,
 }
 
 struct Inner {
@@ -298,7 +301,13 @@ impl RpcTarget {
 pub struct Proposer(Arc<Inner>);
 
 impl Propose for Proposer {
-    fn propose(&self, partition: usize, token: u64, command: Command) -> Result<(), SubmitError> {
+    fn propose(
+        &self,
+        partition: usize,
+        token: u64,
+        command: Command,
+        origin: Origin,
+    ) -> Result<(), SubmitError> {
         let p = self
             .0
             .parts
@@ -308,7 +317,11 @@ impl Propose for Proposer {
             return Err(SubmitError::NotLeader(partition));
         }
         p.queue
-            .push(Item { token, command })
+            .push(Item {
+                token,
+                command,
+                origin,
+            })
             .map_err(|_| SubmitError::Busy)?;
         p.notify.notify_one();
         Ok(())
@@ -362,7 +375,7 @@ impl Cluster {
         let mut fresh = true;
         for (p, shared) in shared.into_iter().enumerate() {
             let dir = runtime::partition_dir(data_dir, p);
-            let (raft, was_fresh) = rt.block_on(Rt::scope(
+            let (raft, was_fresh, committed) = rt.block_on(Rt::scope(
                 seed ^ p as u64,
                 open_group(
                     cfg,
@@ -384,6 +397,7 @@ impl Cluster {
                 leader: AtomicU64::new(0),
                 terms_seen: AtomicU64::new(0),
                 shared,
+                committed,
             });
         }
         let n = parts.len().max(1);
@@ -425,6 +439,17 @@ impl Cluster {
             inner,
             rt: Some(rt),
         })
+    }
+
+    /// The highest request of client session `session` each partition has
+    /// committed (0: none), by partition. Complete for every earlier term
+    /// once this node serves (it has applied an entry of its own term).
+    pub fn committed_requests(&self, session: u64) -> Vec<u64> {
+        self.inner
+            .parts
+            .iter()
+            .map(|p| p.committed.committed(session))
+            .collect()
     }
 
     /// The handle `Runtime::set_proposer` takes.
@@ -525,7 +550,7 @@ async fn open_group(
     shared: Arc<Shared>,
     epoch: u64,
     transport: Arc<dyn Transport>,
-) -> Result<(Group, bool), ClusterError> {
+) -> Result<(Group, bool, CommittedTable), ClusterError> {
     let stamps = SnapshotStamps::default();
     let exec = RingExecutor::new(shared, engine);
     journal::create_private_dir(dir).map_err(ClusterError::Io)?;
@@ -540,6 +565,7 @@ async fn open_group(
         partition: p,
         source,
     })?;
+    let committed = sm.committed();
     let log = JournalLog::open(
         FsStorage,
         dir,
@@ -564,7 +590,7 @@ async fn open_group(
         partition: p,
         what: e.to_string(),
     })?;
-    Ok((raft, fresh))
+    Ok((raft, fresh, committed))
 }
 
 fn initialize(
@@ -653,10 +679,7 @@ async fn watch_loop(inner: Arc<Inner>, p: usize) {
 /// so it precedes every command of this leadership (the queue is FIFO and
 /// `propose` refuses while not serving).
 async fn sessions_lost(part: &Part) {
-    let mut item = Item {
-        token: 0,
-        command: Command::SessionsLost,
-    };
+    let mut item = Item::internal(Command::SessionsLost);
     loop {
         match part.queue.push(item) {
             Ok(()) => break,
@@ -700,10 +723,7 @@ async fn propose_loop(inner: Arc<Inner>, p: usize) {
                 let _ = tokio::time::timeout(wait.min(IDLE_WAIT_MAX), part.notify.notified()).await;
                 continue;
             }
-            items.push(Item {
-                token: 0,
-                command: Command::Time { now },
-            });
+            items.push(Item::internal(Command::Time { now }));
         }
         let tokens: Vec<u64> = items.iter().map(|i| i.token).filter(|&t| t != 0).collect();
         let time_only = items.len() == 1 && matches!(items[0].command, Command::Time { .. });

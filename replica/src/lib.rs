@@ -6,8 +6,9 @@
 //!
 //! The crate: the type configuration and the entry payload (`types`), the
 //! journal-backed log store (`log_store`), the engine state machine
-//! (`state`), the small durable files beside the journal (`files`), and
-//! the network adapter over any byte transport (`network`).
+//! (`state`) and its committed-request table (`sessions`), the small
+//! durable files beside the journal (`files`), and the network adapter
+//! over any byte transport (`network`).
 
 mod admin;
 mod cluster;
@@ -15,6 +16,7 @@ mod executor;
 mod files;
 mod log_store;
 mod network;
+mod sessions;
 mod state;
 mod types;
 
@@ -26,6 +28,7 @@ pub use log_store::{Anchor, JournalLog, LogError, LogStore, SnapshotStamps, Sync
 pub use network::{
     kind, serve_rpc, CallFuture, Network, Peer, ServeError, Transport, TransportError,
 };
+pub use sessions::{CommittedRequests, CommittedTable, Row, COMMITTED_SESSIONS_MAX};
 pub use state::{EngineSm, Executor, InlineExecutor, Membership, SnapBuilder, SnapshotMeta};
 pub use types::{
     inputs_of, kind_of, Batch, BatchError, Cfg, Entry, Item, LogId, NodeId, Payload, Stamp,

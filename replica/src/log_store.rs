@@ -20,7 +20,10 @@
 use crate::files::{read_value, write_value, FileError, MEMBERS_FILE, VOTE_FILE};
 use crate::types::BATCH_INPUTS_MAX;
 use crate::types::{inputs_of, kind_of, Batch, Cfg, Entry, Item, LogId, NodeId, Payload, Stamp};
-use journal::record::encode;
+use journal::record::{encode_from, Origin};
+
+/// An input read back from the journal with the origin its record carries.
+type OriginInput = (engine::Input, Origin);
 use journal::{
     Durability, JournalConfig, JournalEnd, JournalError, JournalWriter, Storage, StorageFile,
 };
@@ -278,10 +281,10 @@ impl<S: Storage + Clone> Inner<S> {
         let cfg = journal_config(segment_bytes);
         let (writer, _) = JournalWriter::open(self.storage.clone(), &self.dir, cfg)?;
         self.writer = Some(writer);
-        let mut blocks: Vec<(journal::BlockHeader, Vec<engine::Input>, JournalEnd)> = Vec::new();
+        let mut blocks: Vec<(journal::BlockHeader, Vec<OriginInput>, JournalEnd)> = Vec::new();
         journal::scan(&self.storage, &self.dir, |path, off, h, recs| {
             let mut inputs = Vec::with_capacity(recs.len());
-            journal::decode_records(recs, |i| inputs.push(i))?;
+            journal::decode_records_from(recs, |i, origin| inputs.push((i, origin)))?;
             let end = JournalEnd {
                 segment: path.to_path_buf(),
                 offset: off + journal::block_len(h.count as usize),
@@ -359,7 +362,7 @@ impl<S: Storage + Clone> Inner<S> {
         &self,
         tag: RaftTag,
         h: &journal::BlockHeader,
-        inputs: Vec<engine::Input>,
+        inputs: Vec<OriginInput>,
     ) -> Result<Entry, LogError> {
         let log_id = LogId::new_term_index(tag.term, tag.index);
         let payload = match tag.kind {
@@ -369,9 +372,10 @@ impl<S: Storage + Clone> Inner<S> {
                 time: engine::Timestamp(h.batch_ts),
                 items: inputs
                     .into_iter()
-                    .map(|i| Item {
+                    .map(|(i, origin)| Item {
                         token: 0,
                         command: i.command,
+                        origin,
                     })
                     .collect(),
             }),
@@ -419,8 +423,8 @@ impl<S: Storage + Clone> Inner<S> {
         let prev = self.last_stamp();
         let mut records = std::mem::take(&mut self.records);
         records.clear();
-        let stamp = inputs_of(&entry.payload, prev, None, |input, _| {
-            records.push(encode(&input))
+        let stamp = inputs_of(&entry.payload, prev, None, |input, _, origin| {
+            records.push(encode_from(&input, origin))
         });
         let tag = RaftTag {
             index: entry.log_id.index,

@@ -5,8 +5,9 @@
 //! same numbering the log store wrote) and given to an [`Executor`]: the
 //! engine itself (in process, [`InlineExecutor`]) or a partition's engine
 //! thread. Snapshots are the engine's own snapshot bytes plus the numbering
-//! (`Stamp`) and state hash at the snapshot's log id, kept in
-//! `raft.snapshot` and sent whole to followers that fell behind.
+//! (`Stamp`), the state hash and the committed-request table
+//! (`sessions`) at the snapshot's log id, kept in `raft.snapshot` and sent
+//! whole to followers that fell behind.
 //!
 //! Invariants: the executor sees only committed entries, each exactly once,
 //! in index order; an installed snapshot is applied only if, restored, the
@@ -16,6 +17,7 @@
 
 use crate::files::{read_value, write_value, FileError, SNAPSHOT_FILE};
 use crate::log_store::{Anchor, SnapshotStamps};
+use crate::sessions::{CommittedTable, Row};
 use crate::types::{inputs_of, Cfg, Entry, LogId, NodeId, Stamp};
 use engine::{Engine, EngineConfig, Events, Input, Seq};
 use futures_util::StreamExt;
@@ -97,6 +99,8 @@ struct Body {
     stamp: Stamp,
     state_hash: u128,
     engine: Vec<u8>,
+    /// The committed-request table, by session key.
+    sessions: Vec<Row>,
 }
 
 /// A snapshot as stored and sent: openraft's metadata and our body.
@@ -123,6 +127,7 @@ pub struct EngineSm<S: Storage, X: Executor> {
     stamp: Stamp,
     current: Current,
     stamps: SnapshotStamps,
+    committed: CommittedTable,
 }
 
 impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
@@ -151,6 +156,7 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
             stamp: Stamp::default(),
             current: Arc::new(Mutex::new(None)),
             stamps,
+            committed: CommittedTable::default(),
         };
         let mut anchor = None;
         if let Some(s) = stored {
@@ -162,6 +168,12 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
             *sm.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
         }
         Ok((sm, anchor))
+    }
+
+    /// The committed-request table this state machine keeps (a handle on
+    /// the same table: read it while the group runs).
+    pub fn committed(&self) -> CommittedTable {
+        self.committed.clone()
     }
 
     /// Runs `f` on the executor.
@@ -189,6 +201,7 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
                 s.body.state_hash
             )));
         }
+        self.committed.lock().restore(&s.body.sessions);
         self.applied = s.meta.last_log_id;
         self.membership = s.meta.last_membership.clone();
         self.stamp = s.body.stamp;
@@ -201,9 +214,13 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
     fn apply_entry(&mut self, entry: &Entry) {
         let (stamp, me) = (self.stamp, self.me);
         let exec = self.exec.get_mut().unwrap_or_else(|e| e.into_inner());
-        self.stamp = inputs_of(&entry.payload, stamp, me, |input, token| {
+        let mut table = self.committed.lock();
+        let index = entry.log_id.index;
+        self.stamp = inputs_of(&entry.payload, stamp, me, |input, token, origin| {
+            table.note(origin, index);
             exec.execute(&input, token)
         });
+        drop(table);
         self.applied = Some(entry.log_id);
         if let EntryPayload::Membership(m) = &entry.payload {
             self.membership = Membership::new(Some(entry.log_id), m.clone());
@@ -276,6 +293,7 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
                     stamp: self.stamp,
                     state_hash,
                     engine,
+                    sessions: self.committed.lock().rows(),
                 },
             },
             current: self.current.clone(),

@@ -16,7 +16,7 @@
 //! deadlines already due.
 
 use engine::{Command, Input, Seq, Timestamp};
-use journal::record::{decode, encode, InputRecord, RECORD_LEN};
+use journal::record::{decode, encode_from, origin_of, InputRecord, Origin, RECORD_LEN};
 use openraft::EntryPayload;
 use serde::{Deserialize, Serialize};
 
@@ -46,13 +46,27 @@ pub type Payload = EntryPayload<Batch, NodeId, openraft::BasicNode>;
 /// Most inputs in one batch (the journal block's `max_batch` must hold it).
 pub const BATCH_INPUTS_MAX: usize = 1024;
 
-/// One proposed input: the command and the session token its outputs go to.
+/// One proposed input: the command, the session token its outputs go to
+/// and the client request it serves.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Item {
-    /// Correlation token of the proposing session (0: none).
+    /// Correlation token of the proposing session (0: none). Not journaled.
     pub token: u64,
     /// The command.
     pub command: Command,
+    /// The client request (journaled in the record; `Origin::NONE`: none).
+    pub origin: Origin,
+}
+
+impl Item {
+    /// An input no client request made (time, `sessions_lost`).
+    pub fn internal(command: Command) -> Item {
+        Item {
+            token: 0,
+            command,
+            origin: Origin::NONE,
+        }
+    }
 }
 
 /// The application data of a log entry: inputs proposed together.
@@ -119,11 +133,12 @@ impl Batch {
         out.extend_from_slice(&(self.items.len() as u32).to_le_bytes());
         for (i, it) in self.items.iter().enumerate() {
             out.extend_from_slice(&it.token.to_le_bytes());
-            let rec = encode(&Input {
+            let input = Input {
                 seq: Seq(i as u64 + 1),
                 now: self.time,
                 command: it.command,
-            });
+            };
+            let rec = encode_from(&input, it.origin);
             out.extend_from_slice(bytemuck::bytes_of(&rec));
         }
         out
@@ -152,6 +167,7 @@ impl Batch {
             items.push(Item {
                 token: u64_at(at),
                 command: input.command,
+                origin: origin_of(&rec),
             });
         }
         Ok(Batch {
@@ -198,14 +214,14 @@ pub struct Stamp {
 }
 
 /// The engine inputs of `payload`, numbered after `prev`, handed to `f` with
-/// the token to honour (0 unless the entry was proposed by `me`, `epoch`);
-/// returns the stamp after them. The one function that numbers entries: the
+/// the token to honour (0 unless the entry was proposed by `me`, `epoch`)
+/// and the input's origin; returns the stamp after them. The one function that numbers entries: the
 /// log store (journal records) and the state machine (engine) both call it.
 pub fn inputs_of(
     payload: &Payload,
     prev: Stamp,
     me: Option<(NodeId, u64)>,
-    mut f: impl FnMut(Input, u64),
+    mut f: impl FnMut(Input, u64, Origin),
 ) -> Stamp {
     match payload {
         EntryPayload::Normal(b) => {
@@ -217,7 +233,7 @@ pub fn inputs_of(
                     now,
                     command: it.command,
                 };
-                f(input, if mine { it.token } else { 0 });
+                f(input, if mine { it.token } else { 0 }, it.origin);
             }
             Stamp {
                 seq: prev.seq + b.items.len() as u64,
@@ -233,6 +249,7 @@ pub fn inputs_of(
                     command: Command::Time { now },
                 },
                 0,
+                Origin::NONE,
             );
             Stamp {
                 seq: prev.seq + 1,

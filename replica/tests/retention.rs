@@ -22,12 +22,9 @@ fn entry(index: u64) -> Entry {
             leader: 1,
             epoch: 1,
             time: Timestamp(index),
-            items: vec![Item {
-                token: 0,
-                command: Command::Time {
-                    now: Timestamp(index),
-                },
-            }],
+            items: vec![Item::internal(Command::Time {
+                now: Timestamp(index),
+            })],
         }),
     }
 }

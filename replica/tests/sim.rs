@@ -19,13 +19,13 @@ use engine::{
     Asset, ClientOrderId, Command, EngineConfig, Input, InstrumentId, InstrumentSpec, NewOrder,
     OrderType, OwnerId, Price, Qty, Side, Stp, Symbol, Tif,
 };
-use journal::record::encode;
+use journal::record::{encode, Origin};
 use journal::SimDisk;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use openraft_rt::deterministic_rng::DeterministicRng;
 use openraft_rt::WatchReceiver;
 use replica::{
-    serve_rpc, Batch, CallFuture, EngineSm, Executor, InlineExecutor, Item, JournalLog, LogStore,
+    serve_rpc, Batch, CallFuture, CommittedTable, EngineSm, Executor, InlineExecutor, Item, JournalLog, LogStore,
     Network, NodeId, SnapshotStamps, Transport, TransportError,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -136,6 +136,8 @@ impl Executor for Recorder {
 struct World {
     rng: Mutex<SplitMix64>,
     rafts: Mutex<BTreeMap<NodeId, Node>>,
+    /// Each replica's committed-request table (the running incarnation's).
+    tables: Mutex<BTreeMap<NodeId, CommittedTable>>,
     isolated: Mutex<BTreeSet<NodeId>>,
     loss_pct: u64,
     delay_ms_max: u64,
@@ -235,6 +237,7 @@ async fn start(
     };
     let (sm, anchor) = EngineSm::open(disk.clone(), dir, Some((node, epoch)), exec, stamps.clone())
         .map_err(|e| e.to_string())?;
+    world.tables.lock().unwrap().insert(node, sm.committed());
     let log = JournalLog::open(
         disk.clone(),
         dir,
@@ -405,6 +408,7 @@ async fn simulate(seed: u64) -> Result<(), String> {
     let world = Arc::new(World {
         rng: Mutex::new(SplitMix64::new(rng.next_u64())),
         rafts: Mutex::new(BTreeMap::new()),
+        tables: Mutex::new(BTreeMap::new()),
         isolated: Mutex::new(BTreeSet::new()),
         loss_pct: rng.below(8),
         delay_ms_max: 1 + rng.below(15),
@@ -429,18 +433,19 @@ async fn simulate(seed: u64) -> Result<(), String> {
         epochs: 10,
         acked: Vec::new(),
     };
-    run.write(vec![Item {
-        token: 0,
-        command: instrument(),
-    }])
-    .await;
+    run.write(vec![Item::internal(instrument())]).await;
     let steps = 24 + run.rng.below(24);
     for step in 0..steps {
         let n = 1 + run.rng.below(3) as usize;
         let items = (0..n)
-            .map(|i| Item {
-                token: 0,
-                command: order(&mut run.rng, step * 8 + i as u64 + 1),
+            .map(|i| {
+                let coid = step * 8 + i as u64 + 1;
+                Item {
+                    token: 0,
+                    command: order(&mut run.rng, coid),
+                    // Three client sessions, requests numbered by coid.
+                    origin: Origin::new(1 + coid % 3, coid),
+                }
             })
             .collect();
         run.write(items).await;
@@ -485,10 +490,7 @@ async fn settle(run: &mut Run) -> Result<(), String> {
     // Liveness: once healed, the group accepts a write within 30 s.
     let acked = run.acked.len();
     for i in 0..60 {
-        let item = Item {
-            token: 0,
-            command: order(&mut run.rng, 1_000_000 + i),
-        };
+        let item = Item::internal(order(&mut run.rng, 1_000_000 + i));
         run.write(vec![item]).await;
         if run.acked.len() > acked {
             break;
@@ -554,6 +556,21 @@ async fn settle(run: &mut Run) -> Result<(), String> {
         return Err(format!(
             "replicas applied the same log to different states: {hashes:x?}"
         ));
+    }
+    let tables: BTreeSet<Vec<replica::Row>> = {
+        let t = run.world.tables.lock().unwrap();
+        view.keys().map(|n| t[n].lock().rows()).collect()
+    };
+    if tables.len() != 1 {
+        return Err(format!(
+            "replicas applied the same log to different committed-request tables: {tables:?}"
+        ));
+    }
+    let with_origin = run.acked.iter().any(
+        |(_, c)| matches!(c, Command::NewOrder(o) if o.client_order_id.0 < 1_000_000),
+    );
+    if tables.iter().all(|t| t.is_empty()) && with_origin {
+        return Err("no committed request was recorded".into());
     }
     for (index, cmd) in &run.acked {
         if !rec.commands.contains(&command_digest(cmd)) {

@@ -37,7 +37,7 @@ mod threads;
 
 pub use doorbell::{Doorbell, DoorbellFull, Wake, DOORBELLS_MAX};
 pub use idle::{IdleStrategy, Idler};
-pub use journal::Durability;
+pub use journal::{record::Origin, Durability};
 pub use output::{Output, OutputReader, OutputRef, OutputRing, EVENTS_INLINE, READERS_MAX};
 pub use partition::{Counter, Counters, Request, Shared, SnapshotBytes, COMMAND_KINDS};
 pub use pipeline::{

@@ -7,6 +7,7 @@ use crate::partition::*;
 use crate::router::{PartitionMap, Route, RouteError};
 use crate::{history, partition, Durability, IdleStrategy};
 use engine::{Command, Engine, Input, Seq};
+use journal::record::Origin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -132,7 +133,14 @@ pub enum SubmitError {
 pub trait Propose: Send + Sync + std::fmt::Debug {
     /// Offers a command to partition `partition`'s group; `Busy` when its
     /// proposal queue is full, `NotLeader` when this node does not lead it.
-    fn propose(&self, partition: usize, token: u64, command: Command) -> Result<(), SubmitError>;
+    /// `origin` (the client request it serves) is replicated with it.
+    fn propose(
+        &self,
+        partition: usize,
+        token: u64,
+        command: Command,
+        origin: Origin,
+    ) -> Result<(), SubmitError>;
 }
 
 /// Why a routed command was not taken.
@@ -352,8 +360,22 @@ impl Runtime {
         token: u64,
         command: Command,
     ) -> Result<(), SubmitError> {
+        self.submit_from(partition, token, command, Origin::NONE)
+    }
+
+    /// `submit` for client request `origin`: a replicated partition
+    /// replicates the origin with the command (its committed-request table
+    /// is built from it); a single node has no use for it.
+    #[inline]
+    pub fn submit_from(
+        &self,
+        partition: usize,
+        token: u64,
+        command: Command,
+        origin: Origin,
+    ) -> Result<(), SubmitError> {
         if let Some(r) = &self.proposer {
-            return r.propose(partition, token, command);
+            return r.propose(partition, token, command, origin);
         }
         let p = self
             .parts
@@ -374,14 +396,25 @@ impl Runtime {
         token: u64,
         command: Command,
     ) -> Result<Option<usize>, RoutedError> {
+        self.submit_routed_from(map, token, command, Origin::NONE)
+    }
+
+    /// `submit_routed` for client request `origin` (see `submit_from`).
+    pub fn submit_routed_from(
+        &self,
+        map: &PartitionMap,
+        token: u64,
+        command: Command,
+        origin: Origin,
+    ) -> Result<Option<usize>, RoutedError> {
         match map.route(command)? {
             Route::One(p, c) => {
-                self.submit(p, token, c)?;
+                self.submit_from(p, token, c, origin)?;
                 Ok(Some(p))
             }
             Route::All(c) => {
                 for p in 0..self.parts.len() {
-                    self.submit(p, token, c)?;
+                    self.submit_from(p, token, c, origin)?;
                 }
                 Ok(None)
             }
