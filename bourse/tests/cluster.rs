@@ -271,10 +271,7 @@ async fn a_resent_request_the_old_leader_executed_is_never_executed_again() {
     assert_eq!(code, reject::OUTCOME_NOT_KEPT);
     // The first order again, under its number: not placed twice.
     c.resend_from(1);
-    assert_eq!(
-        c.order(limit(1, BTC, engine::Side::Buy, 49_000, 1, 71)),
-        1
-    );
+    assert_eq!(c.order(limit(1, BTC, engine::Side::Buy, 49_000, 1, 71)), 1);
     c.flush().await.unwrap();
     let code = reply_to(&mut c, "an answer to the resent order", |r| rejected(r, 1)).await;
     assert_eq!(code, reject::OUTCOME_NOT_KEPT);

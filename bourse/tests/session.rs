@@ -229,9 +229,7 @@ fn a_login_after_a_leader_change_skips_what_the_partitions_committed() {
     assert!(s.executed_before(req.origin, &req.command, 0));
     assert!(!s.executed_before(req.origin, &req.command, 1));
     s.handle_executed_before(req.token);
-    let not_kept = |m: &[Msg], request| {
-        matches!(m, [Msg::Reject(p)] if p.code == reject::OUTCOME_NOT_KEPT && p.request == request)
-    };
+    let not_kept = |m: &[Msg], request| matches!(m, [Msg::Reject(p)] if p.code == reject::OUTCOME_NOT_KEPT && p.request == request);
     assert!(not_kept(&drain(&mut s), 3));
     s.handle_bytes(3, &limit(3, 1, 13, Side::Buy, 100, 5));
     assert_eq!(s.poll_request(), None);

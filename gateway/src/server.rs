@@ -1217,7 +1217,9 @@ fn submit_request(
     } = req;
     let partitions = rt.partitions();
     if !(0..partitions).any(|p| session.executed_before(origin, &command, p)) {
-        return rt.submit_routed_from(map, token, command, origin).map(|_| true);
+        return rt
+            .submit_routed_from(map, token, command, origin)
+            .map(|_| true);
     }
     match map.route(command)? {
         Route::One(p, c) if !session.executed_before(origin, &command, p) => {

@@ -754,7 +754,8 @@ impl Session {
                 session: self.id,
                 owner,
             };
-            self.queue.push_back(EngineRequest::internal(token, command));
+            self.queue
+                .push_back(EngineRequest::internal(token, command));
         }
     }
 
@@ -777,9 +778,9 @@ impl Session {
     /// store answers for: a client resends what was unanswered when its
     /// leader went, and at most `max_in_flight` requests were.
     fn may_be_committed(&self, request: u64) -> bool {
-        self.committed.as_ref().is_some_and(|c| {
-            request <= c.upto && request + self.cfg.outcomes_max as u64 > c.upto
-        })
+        self.committed
+            .as_ref()
+            .is_some_and(|c| request <= c.upto && request + self.cfg.outcomes_max as u64 > c.upto)
     }
 
     /// Whether partition `partition` committed the request `origin` names
@@ -802,7 +803,9 @@ impl Session {
             && origin.session == self.origin_key
             && self.committed.as_ref().is_some_and(|c| {
                 origin.request <= c.upto
-                    && c.by_partition.get(partition).is_some_and(|&h| origin.request <= h)
+                    && c.by_partition
+                        .get(partition)
+                        .is_some_and(|&h| origin.request <= h)
             })
     }
 
@@ -825,7 +828,13 @@ impl Session {
             "request {} was executed before a leader change; its outcome is not kept here",
             p.request
         );
-        self.protocol_reject(reject::OUTCOME_NOT_KEPT, p.template, p.request, &text, false);
+        self.protocol_reject(
+            reject::OUTCOME_NOT_KEPT,
+            p.template,
+            p.request,
+            &text,
+            false,
+        );
         if let Some(i) = self.find_outcome(p.request) {
             if let Outcome::InFlight(v) = &self.outcomes[i].1 {
                 self.outcome_bytes -= v.len();

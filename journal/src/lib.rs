@@ -79,8 +79,8 @@ pub use format::{
 pub use head::{read_head, write_head, HEAD_NAME, HEAD_TMP_NAME};
 pub use lock::{live_writer, DirLock, LockError, LOCK_NAME};
 pub use reader::{
-    cut_torn_tail, decode_records, decode_records_from, provably_torn, scan, Chain, JournalEnd, ScanReport, TornTail,
-    SECTOR,
+    cut_torn_tail, decode_records, decode_records_from, provably_torn, scan, Chain, JournalEnd,
+    ScanReport, TornTail, SECTOR,
 };
 pub use recovery::{
     no_restore, recover, recover_attached, recover_with, repair_partition, CannotRestore,

@@ -1016,7 +1016,10 @@ mod tests {
                 let mut bad = rec;
                 bytemuck::bytes_of_mut(&mut bad)[pos] ^= 1 << (r.below(8) as u8);
                 if let Ok(other) = decode(&bad) {
-                    assert!(other != input || origin_of(&bad) != origin, "case {i} byte {pos}");
+                    assert!(
+                        other != input || origin_of(&bad) != origin,
+                        "case {i} byte {pos}"
+                    );
                 }
             }
         }

@@ -186,6 +186,13 @@ mod tests {
         // A smaller bound keeps the newest rows.
         let mut v = CommittedRequests::with_max(1);
         v.restore(&t.rows());
-        assert_eq!(v.rows(), vec![Row { session: 4, request: 5, index: 104 }]);
+        assert_eq!(
+            v.rows(),
+            vec![Row {
+                session: 4,
+                request: 5,
+                index: 104
+            }]
+        );
     }
 }

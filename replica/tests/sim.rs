@@ -25,8 +25,8 @@ use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use openraft_rt::deterministic_rng::DeterministicRng;
 use openraft_rt::WatchReceiver;
 use replica::{
-    serve_rpc, Batch, CallFuture, CommittedTable, EngineSm, Executor, InlineExecutor, Item, JournalLog, LogStore,
-    Network, NodeId, SnapshotStamps, Transport, TransportError,
+    serve_rpc, Batch, CallFuture, CommittedTable, EngineSm, Executor, InlineExecutor, Item,
+    JournalLog, LogStore, Network, NodeId, SnapshotStamps, Transport, TransportError,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -566,9 +566,10 @@ async fn settle(run: &mut Run) -> Result<(), String> {
             "replicas applied the same log to different committed-request tables: {tables:?}"
         ));
     }
-    let with_origin = run.acked.iter().any(
-        |(_, c)| matches!(c, Command::NewOrder(o) if o.client_order_id.0 < 1_000_000),
-    );
+    let with_origin = run
+        .acked
+        .iter()
+        .any(|(_, c)| matches!(c, Command::NewOrder(o) if o.client_order_id.0 < 1_000_000));
     if tables.iter().all(|t| t.is_empty()) && with_origin {
         return Err("no committed request was recorded".into());
     }
