@@ -789,6 +789,10 @@ impl Session {
     /// (queries; transfers, which the ledger answers `exists`) are always
     /// proposed again: their answer is worth more than "executed before".
     pub fn executed_before(&self, origin: Origin, command: &Command, partition: usize) -> bool {
+        if origin.is_none() || self.committed.is_none() {
+            // A single node, or a session the cluster never saw.
+            return false;
+        }
         let repeatable = matches!(
             command,
             Command::QueryBook { .. }
@@ -799,7 +803,6 @@ impl Session {
                 | Command::Transfer { .. }
         );
         !repeatable
-            && !origin.is_none()
             && origin.session == self.origin_key
             && self.committed.as_ref().is_some_and(|c| {
                 origin.request <= c.upto

@@ -526,7 +526,7 @@ mod tests {
         let (got, r) = run(&d, true, 1, u64::MAX, None);
         assert_eq!(got, (1..1000).collect::<Vec<_>>());
         let e = r.unwrap_err();
-        assert!(e.contains("seq 1000") && e.contains("reserved"), "{e}");
+        assert!(e.contains("seq 1000") && e.contains("origin"), "{e}");
     }
 
     #[test]
