@@ -30,16 +30,10 @@ fn small(cfg: &mut gateway::server::ServerConfig) {
 }
 
 async fn acked(c: &mut Client, request: u64) -> Reply {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let r = c.next().await.unwrap().expect("stream ended");
-            if matches!(&r, Reply::Report(e) if e.request == request) {
-                return r;
-            }
-        }
+    reply_to(c, "report", |r| {
+        matches!(r, Reply::Report(e) if e.request == request).then(|| r.clone())
     })
     .await
-    .expect("no report within 10 s")
 }
 
 async fn open_orders(c: &mut Client, owner: u64) -> Vec<u64> {
