@@ -243,6 +243,23 @@ fn a_login_after_a_leader_change_skips_what_the_partitions_committed() {
     let req = s.poll_request().expect("a new order");
     assert_eq!(req.origin, journal::record::Origin::new(key, 5));
     assert!(!(0..2).any(|p| s.executed_before(req.origin, &req.command, p)));
+
+    // The same session logs in here again after another leader committed
+    // its requests up to 7: numbers it saw itself (up to 5) are answered
+    // from its own store as always; a number it never saw, from the table.
+    s.handle_reconnect(6);
+    s.handle_committed(key, vec![7, 2]);
+    s.handle_bytes(7, &login_frame("alice", 9, 0, 0));
+    match drain(&mut s).as_slice() {
+        [Msg::LoginAccepted(a)] => assert_eq!(a.last_request, 7),
+        other => panic!("{other:?}"),
+    }
+    s.handle_bytes(8, &limit(1, 1, 11, Side::Buy, 100, 5));
+    assert_eq!(s.poll_request(), None);
+    assert!(not_kept(&drain(&mut s), 1));
+    s.handle_bytes(9, &limit(6, 1, 16, Side::Buy, 100, 5));
+    let req = s.poll_request().expect("a number this session never saw");
+    assert!(s.executed_before(req.origin, &req.command, 0));
 }
 
 #[test]

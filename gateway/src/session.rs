@@ -227,6 +227,9 @@ struct Committed {
     by_partition: Vec<u64>,
     /// Their maximum.
     upto: u64,
+    /// The session's own `last_request` before: requests up to it are
+    /// answered from its own outcome store, as always.
+    floor: u64,
 }
 
 /// The session id (low 32 bits) a token belongs to.
@@ -769,18 +772,26 @@ impl Session {
     pub fn handle_committed(&mut self, origin_key: u64, by_partition: Vec<u64>) {
         self.origin_key = origin_key;
         let upto = by_partition.iter().copied().max().unwrap_or(0);
-        self.committed = Some(Committed { by_partition, upto });
+        self.committed = Some(Committed {
+            by_partition,
+            upto,
+            floor: self.last_request,
+        });
     }
 
     /// Whether request `request` may have been committed under an earlier
     /// leader (numbered at most what the cluster had committed at login).
-    /// Only the last `outcomes_max` numbers, what a single server's outcome
-    /// store answers for: a client resends what was unanswered when its
-    /// leader went, and at most `max_in_flight` requests were.
+    /// Only numbers this session did not see itself (above its own
+    /// `last_request` at the login), and only the last `outcomes_max`,
+    /// what a single server's outcome store answers for: a client resends
+    /// what was unanswered when its leader went, and at most
+    /// `max_in_flight` requests were.
     fn may_be_committed(&self, request: u64) -> bool {
-        self.committed
-            .as_ref()
-            .is_some_and(|c| request <= c.upto && request + self.cfg.outcomes_max as u64 > c.upto)
+        self.committed.as_ref().is_some_and(|c| {
+            request > c.floor
+                && request <= c.upto
+                && request + self.cfg.outcomes_max as u64 > c.upto
+        })
     }
 
     /// Whether partition `partition` committed the request `origin` names
@@ -805,7 +816,8 @@ impl Session {
         !repeatable
             && origin.session == self.origin_key
             && self.committed.as_ref().is_some_and(|c| {
-                origin.request <= c.upto
+                origin.request > c.floor
+                    && origin.request <= c.upto
                     && c.by_partition
                         .get(partition)
                         .is_some_and(|&h| origin.request <= h)
