@@ -800,8 +800,8 @@ impl Session {
     /// (queries; transfers, which the ledger answers `exists`) are always
     /// proposed again: their answer is worth more than "executed before".
     pub fn executed_before(&self, origin: Origin, command: &Command, partition: usize) -> bool {
-        if origin.is_none() || self.committed.is_none() {
-            // A single node, or a session the cluster never saw.
+        if origin.is_none() || !self.may_be_committed(origin.request) {
+            // A single node, or a number the cluster's table does not cover.
             return false;
         }
         let repeatable = matches!(
@@ -814,13 +814,10 @@ impl Session {
                 | Command::Transfer { .. }
         );
         !repeatable
-            && origin.session == self.origin_key
             && self.committed.as_ref().is_some_and(|c| {
-                origin.request > c.floor
-                    && origin.request <= c.upto
-                    && c.by_partition
-                        .get(partition)
-                        .is_some_and(|&h| origin.request <= h)
+                c.by_partition
+                    .get(partition)
+                    .is_some_and(|&h| origin.request <= h)
             })
     }
 
@@ -829,15 +826,13 @@ impl Session {
     /// proposed again, and the client is told so (`outcome_not_kept`: the
     /// outcome went with that leader; the order or its state is queryable).
     pub fn handle_executed_before(&mut self, token: u64) {
-        let Some(p) = self.pending.remove(&token) else {
+        let Some(mut p) = self.pending.remove(&token) else {
             return;
         };
-        if self.queue.iter().any(|q| q.token == token) {
-            self.queue.retain(|q| q.token != token);
-        }
+        self.unqueue(token);
         self.outstanding_commands = self.outstanding_commands.saturating_sub(p.commands);
-        if matches!(p.kind, PendKind::NewOrder(_)) && !p.settled {
-            self.inflight_new = self.inflight_new.saturating_sub(1);
+        if matches!(p.kind, PendKind::NewOrder(_)) {
+            self.settle_new_order(&mut p);
         }
         let text = format!(
             "request {} was executed before a leader change; its outcome is not kept here",
@@ -1652,10 +1647,7 @@ impl Session {
         let Some(mut p) = self.pending.remove(&token) else {
             return;
         };
-        // Drop any of its commands still queued.
-        if self.queue.iter().any(|q| q.token == token) {
-            self.queue.retain(|q| q.token != token);
-        }
+        self.unqueue(token);
         let multi =
             matches!(p.kind, PendKind::Ack | PendKind::CancelByClientId { .. }) && p.ends_left > 1;
         if multi {
@@ -1768,6 +1760,13 @@ impl Session {
 
     /// A new order's accept or reject was seen: its in-flight slot is freed,
     /// once.
+    /// Drops any of `token`'s commands still queued.
+    fn unqueue(&mut self, token: u64) {
+        if self.queue.iter().any(|q| q.token == token) {
+            self.queue.retain(|q| q.token != token);
+        }
+    }
+
     fn settle_new_order(&mut self, p: &mut Pending) {
         if !p.settled {
             p.settled = true;
