@@ -89,21 +89,26 @@ impl TestServer {
     }
 
     async fn subscriber(&self, channels: &[Channel]) -> (MdClient, FeedView) {
-        let mut c = MdClient::connect(
-            self.handle.addr(),
-            &self.cert,
-            &self.token,
-            &Tuning::default(),
-        )
+        subscriber_at(self.handle.addr(), &self.cert, &self.token, channels).await
+    }
+}
+
+/// A subscriber of BTC's `channels` at the server at `addr`.
+async fn subscriber_at(
+    addr: std::net::SocketAddr,
+    cert: &[u8],
+    token: &str,
+    channels: &[Channel],
+) -> (MdClient, FeedView) {
+    let mut c = MdClient::connect(addr, cert, token, &Tuning::default())
         .await
         .unwrap();
-        let mut v = FeedView::default();
-        for &ch in channels {
-            v.track(BTC, ch);
-            c.subscribe(BTC, ch).await.unwrap();
-        }
-        (c, v)
+    let mut v = FeedView::default();
+    for &ch in channels {
+        v.track(BTC, ch);
+        c.subscribe(BTC, ch).await.unwrap();
     }
+    (c, v)
 }
 
 /// Deterministic orders around 60,000 (some cross, most rest); waits until
@@ -163,7 +168,12 @@ async fn pump(c: &mut MdClient, v: &mut FeedView, mut done: impl FnMut(&FeedView
 
 /// The server's current books: a fresh subscriber's snapshots.
 async fn reference(s: &TestServer) -> FeedView {
-    let (mut c, mut v) = s.subscriber(&[Channel::L2, Channel::L3]).await;
+    reference_at(s.handle.addr(), &s.cert, &s.token).await
+}
+
+/// The current books of the server at `addr`.
+async fn reference_at(addr: std::net::SocketAddr, cert: &[u8], token: &str) -> FeedView {
+    let (mut c, mut v) = subscriber_at(addr, cert, token, &[Channel::L2, Channel::L3]).await;
     pump(&mut c, &mut v, |v| v.books.values().all(|b| b.is_live())).await;
     v
 }
@@ -489,6 +499,71 @@ async fn market_data_after_a_restart_shows_the_recovered_books() {
     tokio::task::spawn_blocking(move || handle.shutdown())
         .await
         .unwrap();
+}
+
+/// A replica restarted after its group took a snapshot publishes the same
+/// books and sequence numbers as the leader: its hub is rebuilt from its
+/// journal up to the snapshot its engine was restored from, and what
+/// follows is applied live. (Seeded from nothing, its books lacked every
+/// order resting since before the snapshot.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_restarted_replicas_market_data_covers_what_its_snapshot_covered() {
+    fn node(cfg: &mut ServerConfig) {
+        cfg.demo = true;
+        cfg.pipeline.engine = engine::EngineConfig::small();
+        cfg.pipeline.prefault = false;
+        cfg.pipeline.runtime.idle = runtime::IdleStrategy::Park { max_sleep_us: 50 };
+        cfg.companion = Some(feeds::companion(MdConfig::default()));
+        if let Some(c) = &mut cfg.cluster {
+            c.config.heartbeat_ms = 60;
+            c.config.snapshot_every_entries = 16;
+        }
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = bourse::local_cluster::LocalCluster::start(root.path(), 3, node).unwrap();
+    let wait = Duration::from_secs(20);
+    let (leader, mut t) = cluster.leader(1, wait).await.unwrap();
+    for salt in 1..=40 {
+        trade(&mut t, 3, salt).await;
+    }
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    cluster.stop(follower);
+    let dir = root.path().join(format!("n{follower}"));
+    let snapshot = runtime::partition_dir(&dir, 0).join(replica::SNAPSHOT_FILE);
+    assert!(
+        snapshot.exists(),
+        "the follower took a snapshot: {snapshot:?}"
+    );
+    cluster.restart(follower).unwrap();
+    trade(&mut t, 3, 41).await;
+
+    let id = load_client_identity(&dir).unwrap();
+    let token = id.operator_token.unwrap();
+    let addrs = cluster.client_addrs();
+    let lead = reference_at(addrs[leader as usize - 1], &id.cert_der, &token).await;
+    assert!(
+        !lead.books[&(BTC, Channel::L3 as u8)]
+            .levels(Side::Buy)
+            .is_empty(),
+        "the test needs resting orders"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = reference_at(addrs[follower as usize - 1], &id.cert_der, &token).await;
+        if seq(&v, Channel::L3) >= seq(&lead, Channel::L3) {
+            same_books(&lead, &v);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted replica never caught up: L3 seq {} of {}",
+            seq(&v, Channel::L3),
+            seq(&lead, Channel::L3)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(t);
+    cluster.shutdown();
 }
 
 /// Reads items for `quiet` after the last one arrives.

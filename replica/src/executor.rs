@@ -67,6 +67,9 @@ impl Executor for RingExecutor {
     fn restore(&mut self, bytes: &[u8], last_seq: Seq) -> Result<u128, engine::SnapshotError> {
         let engine = Engine::restore(self.cfg, bytes)?;
         let hash = engine.state_hash();
+        self.shared
+            .snapshot_seq
+            .store(last_seq.0, std::sync::atomic::Ordering::Release);
         self.push(Request::Restore {
             engine: Box::new(engine),
             seq: last_seq,

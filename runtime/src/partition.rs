@@ -294,6 +294,11 @@ pub struct Shared {
     /// Rung when `next_deadline_ns` moves (not on every input: the
     /// proposer that sleeps until the deadline is woken only when it must).
     pub deadline_bell: Doorbell,
+    /// A replicated partition's engine was restored from a snapshot
+    /// covering inputs through this seq (0: none): what the market data
+    /// must rebuild from the journal, since the restored engine emitted
+    /// nothing for them. Written by the restoring executor.
+    pub snapshot_seq: AtomicU64,
 }
 
 impl Shared {
@@ -316,6 +321,7 @@ impl Shared {
             replicated: false,
             next_deadline_ns: CachePadded::new(AtomicU64::new(u64::MAX)),
             deadline_bell: Doorbell::default(),
+            snapshot_seq: AtomicU64::new(0),
         }
     }
 

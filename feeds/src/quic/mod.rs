@@ -112,10 +112,52 @@ async fn consume(
     }
 }
 
+/// A hub with every partition but the `skip`ped ones rebuilt from its
+/// journal: a durable single node's up to its recovered seq, a replicated
+/// partition's up to the snapshot its engine was restored from. The first
+/// failure: (partition, its seq, why).
+fn seeded_hub(
+    cfg: &MdConfig,
+    p: &runtime::Pipeline,
+    pc: &runtime::PipelineConfig,
+    auth: Arc<Auth>,
+    skip: &[bool],
+) -> Result<MdHub, (usize, u64, journal::JournalError)> {
+    let partitions = p.runtime().partitions();
+    let mut hub = MdHub::new(cfg.clone(), partitions, auth);
+    for part in (0..partitions).filter(|&q| !skip[q]) {
+        let up_to = match pc.durability {
+            journal::Durability::None => p
+                .runtime()
+                .shared(part)
+                .snapshot_seq
+                .load(std::sync::atomic::Ordering::Acquire),
+            _ => p.recovered().get(part).map_or(0, |r| r.last_seq),
+        };
+        if up_to == 0 {
+            continue;
+        }
+        let dir = runtime::partition_dir(&pc.data_dir, part);
+        match hub.seed_from_journal(part, &dir, pc.engine, up_to) {
+            Ok(n) => tracing::info!(
+                partition = part,
+                inputs = n,
+                "market data rebuilt from the journal"
+            ),
+            Err(e) => return Err((part, up_to, e)),
+        }
+    }
+    Ok(hub)
+}
+
 /// Market data on the order-entry endpoint: the server builds the hub once
 /// the pipeline has recovered, seeded from each partition's journal so the
 /// books show the recovered state, not an empty one; it then reads every
-/// later input through its own output cursor.
+/// later input through its own output cursor. A replicated partition is
+/// seeded up to the Raft snapshot its engine was restored from (the inputs
+/// after it are applied again, as live outputs); one whose journal does not
+/// reach back that far (a snapshot installed from the leader, an archive
+/// deleted) starts from the snapshot, with a warning.
 pub fn companion(cfg: MdConfig) -> gateway::server::CompanionSpec {
     let build = move |p: &runtime::Pipeline,
                       pc: &runtime::PipelineConfig,
@@ -125,26 +167,27 @@ pub fn companion(cfg: MdConfig) -> gateway::server::CompanionSpec {
         gateway::server::CompanionError,
     > {
         let partitions = p.runtime().partitions();
-        let mut hub = MdHub::new(cfg.clone(), partitions, auth);
-        if pc.durability != journal::Durability::None {
-            for part in 0..partitions {
-                let dir = runtime::partition_dir(&pc.data_dir, part);
-                let up_to = p.recovered().get(part).map_or(0, |r| r.last_seq);
-                match hub.seed_from_journal(part, &dir, pc.engine, up_to) {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(
+        let replicated = pc.durability == journal::Durability::None;
+        let mut skip = vec![false; partitions];
+        let hub = loop {
+            match seeded_hub(&cfg, p, pc, auth.clone(), &skip) {
+                Ok(hub) => break hub,
+                Err((part, up_to, e)) if replicated => {
+                    tracing::warn!(
                         partition = part,
-                        inputs = n,
-                        "market data rebuilt from the journal"
-                    ),
-                    Err(e) => {
-                        return Err(
-                            format!("market data rebuild from {}: {e}", dir.display()).into()
-                        )
-                    }
+                        snapshot_seq = up_to,
+                        error = %e,
+                        "market data starts from the Raft snapshot: the journal does not reach \
+                         back to it, so books lack what rested before it"
+                    );
+                    skip[part] = true;
+                }
+                Err((part, _, e)) => {
+                    let dir = runtime::partition_dir(&pc.data_dir, part);
+                    return Err(format!("market data rebuild from {}: {e}", dir.display()).into());
                 }
             }
-        }
+        };
         let wake = Arc::new(Notify::new());
         let mut readers = Vec::with_capacity(partitions);
         for part in 0..partitions {
