@@ -240,6 +240,39 @@ impl OrderBook {
         true
     }
 
+    /// The stamp the next added order gets (every resting order's is smaller).
+    pub(crate) fn next_prio(&self) -> u64 {
+        self.next_prio
+    }
+
+    /// Every resting order with its id, in no particular order.
+    pub(crate) fn orders(&self) -> impl Iterator<Item = (u64, BookOrder)> + '_ {
+        self.orders.iter().map(|(&id, &o)| (id, o))
+    }
+
+    /// An empty book whose next stamp is `next_prio` (a restored one; its
+    /// orders come back through `insert_with_prio`).
+    pub(crate) fn restored(orders: usize, levels: usize, next_prio: u64) -> OrderBook {
+        OrderBook {
+            next_prio,
+            ..OrderBook::with_capacity(orders, levels)
+        }
+    }
+
+    /// Inserts an order with its own priority stamp (a restored book), its
+    /// level's aggregates updated as by `add`. `false` (and no change) when
+    /// the id rests already, `qty` is zero or the stamp is not below
+    /// `next_prio` (a later `add` would queue ahead of it). The caller keeps
+    /// stamps distinct.
+    pub(crate) fn insert_with_prio(&mut self, id: u64, o: BookOrder) -> bool {
+        if o.qty.0 == 0 || o.prio >= self.next_prio || self.orders.contains_key(&id) {
+            return false;
+        }
+        self.orders.insert(id, o);
+        self.side_mut(o.side).add(o.price, o.qty, 1);
+        true
+    }
+
     /// Sets an order's visible size in place (keeps priority); 0 removes it.
     /// Returns the order as it was, `None` if unknown.
     pub fn set_qty(&mut self, id: u64, qty: Qty) -> Option<BookOrder> {

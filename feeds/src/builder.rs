@@ -80,7 +80,7 @@ impl FeedConfig {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Stage {
+pub(crate) enum Stage {
     /// A stop waiting for its trigger (not in the book).
     Parked,
     /// Matching as the incoming order (not in the book).
@@ -90,51 +90,51 @@ enum Stage {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Track {
-    inst: u32,
-    side: Side,
+pub(crate) struct Track {
+    pub(crate) inst: u32,
+    pub(crate) side: Side,
     /// Limit price; `None`: market or stop (never rests).
-    price: Option<Price>,
+    pub(crate) price: Option<Price>,
     /// Total remaining (visible + hidden).
-    remaining: Qty,
+    pub(crate) remaining: Qty,
     /// Iceberg display size (0: not an iceberg).
-    display: Qty,
-    stage: Stage,
+    pub(crate) display: Qty,
+    pub(crate) stage: Stage,
     /// Priority-losing replace in progress: the price subscribers still see it at.
-    shown_at: Option<Price>,
+    pub(crate) shown_at: Option<Price>,
 }
 
 #[derive(Debug)]
-struct Inst {
-    id: InstrumentId,
-    book: OrderBook,
+pub(crate) struct Inst {
+    pub(crate) id: InstrumentId,
+    pub(crate) book: OrderBook,
     /// Last instrument_seq per channel.
-    seq: [u64; 5],
-    match_id: u64,
-    halted: bool,
-    pub_bids: Vec<LevelView>,
-    pub_asks: Vec<LevelView>,
-    scratch: Vec<LevelView>,
-    pub_quote: Quote,
-    dirty: bool,
+    pub(crate) seq: [u64; 5],
+    pub(crate) match_id: u64,
+    pub(crate) halted: bool,
+    pub(crate) pub_bids: Vec<LevelView>,
+    pub(crate) pub_asks: Vec<LevelView>,
+    pub(crate) scratch: Vec<LevelView>,
+    pub(crate) pub_quote: Quote,
+    pub(crate) dirty: bool,
 }
 
 /// The feed builder. See the module documentation.
 #[derive(Debug)]
 pub struct FeedBuilder {
-    cfg: FeedConfig,
-    insts: Vec<Inst>,
-    inst_index: HashMap<u32, u32>,
-    orders: HashMap<u64, Track>,
-    channel_seq: [u64; 5],
-    out: VecDeque<Message>,
-    seq: Seq,
-    last_done: Seq,
-    in_input: bool,
-    pending: Option<u64>,
-    hint: Option<(OrderType, Qty)>,
-    dirty: Vec<u32>,
-    anomalies: u64,
+    pub(crate) cfg: FeedConfig,
+    pub(crate) insts: Vec<Inst>,
+    pub(crate) inst_index: HashMap<u32, u32>,
+    pub(crate) orders: HashMap<u64, Track>,
+    pub(crate) channel_seq: [u64; 5],
+    pub(crate) out: VecDeque<Message>,
+    pub(crate) seq: Seq,
+    pub(crate) last_done: Seq,
+    pub(crate) in_input: bool,
+    pub(crate) pending: Option<u64>,
+    pub(crate) hint: Option<(OrderType, Qty)>,
+    pub(crate) dirty: Vec<u32>,
+    pub(crate) anomalies: u64,
 }
 
 impl FeedBuilder {
@@ -165,6 +165,17 @@ impl FeedBuilder {
     /// Events that did not fit the builder's state (0 for a correct stream).
     pub fn anomalies(&self) -> u64 {
         self.anomalies
+    }
+
+    /// The last completed input (0 before any): the engine sequence number
+    /// the builder's state stands at between inputs.
+    pub fn last_seq(&self) -> Seq {
+        self.last_done
+    }
+
+    /// The instruments the builder knows, in the order it met them.
+    pub fn instruments(&self) -> impl Iterator<Item = InstrumentId> + '_ {
+        self.insts.iter().map(|st| st.id)
     }
 
     /// The next message, oldest first.
@@ -220,7 +231,7 @@ impl FeedBuilder {
         self.inst(instrument);
     }
 
-    fn inst(&mut self, id: InstrumentId) -> u32 {
+    pub(crate) fn inst(&mut self, id: InstrumentId) -> u32 {
         if let Some(&i) = self.inst_index.get(&id.0) {
             return i;
         }

@@ -1,7 +1,9 @@
 //! Bourse market data, built from engine events.
 //!
 //! - `FeedBuilder`: durable engine events in, sequenced L1 / L2 / L3 /
-//!   trades / status messages and snapshots out.
+//!   trades / status messages and snapshots out; `checkpoint` /
+//!   `from_checkpoint` carry its whole state as bytes (in a replica's Raft
+//!   snapshot; `MdHub::restore_feed` installs one).
 //! - `wire`: the fixed-size little-endian records of those messages
 //!   (`feeds/PROTOCOL.md`), encoded once and shared by every subscriber;
 //!   `control`'s records (`Ctl`) share the stream with them.
@@ -22,6 +24,7 @@
 
 mod book;
 mod builder;
+mod checkpoint;
 mod client;
 mod conflate;
 mod control;
@@ -35,6 +38,7 @@ pub mod wire;
 
 pub use book::{BookOrder, Levels, OrderBook};
 pub use builder::{FeedBuilder, FeedConfig};
+pub use checkpoint::CheckpointError;
 pub use client::{BookBuilder, Need};
 pub use conflate::L2Conflator;
 pub use control::{
