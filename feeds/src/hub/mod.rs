@@ -36,7 +36,7 @@ mod queue;
 
 use crate::control::{encode_ctl, md_close, Ctl};
 use crate::msg::{Body, Channel, Flags, L3Update, Message, Snapshot};
-use crate::{wire as fw, FeedBuilder, FeedConfig, L2Conflator};
+use crate::{wire as fw, CheckpointError, FeedBuilder, FeedConfig, L2Conflator};
 use engine::{Command, Event, InstrumentId, Seq};
 use gateway::counters::DisconnectReason;
 use gateway::session::Auth;
@@ -352,6 +352,70 @@ impl MdHub {
         }
     }
 
+    /// Partition `p`'s feed checkpoint (`FeedBuilder::checkpoint`): its
+    /// state after its last input, as bytes. Panics on a partition the hub
+    /// does not have (a caller bug).
+    pub fn feed_checkpoint(&self, p: usize) -> Vec<u8> {
+        self.builder(p).checkpoint()
+    }
+
+    /// The last input partition `p`'s feed has published (0: none).
+    pub fn last_seq(&self, p: usize) -> Seq {
+        self.builder(p).last_seq()
+    }
+
+    fn builder(&self, p: usize) -> &FeedBuilder {
+        let n = self.builders.len();
+        self.builders
+            .get(p)
+            .unwrap_or_else(|| panic!("partition {p} of a hub with {n}"))
+    }
+
+    /// Replaces partition `p`'s feed with the one `bytes` (a feed
+    /// checkpoint) describe: the partition's state jumped forward (a Raft
+    /// snapshot was installed), so the replay rings of its instruments
+    /// (old and new) are dropped, their messages no longer leading to the
+    /// new sequence numbers, and every subscriber of one of them is owed
+    /// fresh snapshots (as after a reset, without counting one against
+    /// it). On error nothing changes.
+    pub fn restore_feed(&mut self, p: usize, bytes: &[u8], now_ns: u64) -> Result<(), CheckpointError> {
+        let _ = self.builder(p); // a partition the hub lacks is a caller bug
+        let b = FeedBuilder::from_checkpoint(self.cfg.feed, bytes)?;
+        for i in b.instruments() {
+            match self.inst_part.get(&i.0) {
+                Some(&owner) if owner != p => {
+                    return Err(CheckpointError::OtherPartition {
+                        instrument: i.0,
+                        owner,
+                        partition: p,
+                    })
+                }
+                _ => {}
+            }
+        }
+        let old = std::mem::replace(&mut self.builders[p], b);
+        let mut insts: Vec<u32> = old.instruments().map(|i| i.0).collect();
+        insts.extend(self.builders[p].instruments().map(|i| i.0));
+        insts.sort_unstable();
+        insts.dedup();
+        let mut stale: Vec<SubId> = Vec::new();
+        for &inst in &insts {
+            self.inst_part.insert(inst, p);
+            for c in Channel::ALL {
+                self.replay.remove(&(inst, c));
+                stale.extend(self.by_key.get(&(inst, c)).into_iter().flatten());
+            }
+        }
+        stale.sort_unstable();
+        stale.dedup();
+        for id in stale {
+            if self.subs[id].as_ref().is_some_and(|s| s.close.is_none()) {
+                self.owe_snapshots(id, now_ns);
+            }
+        }
+        Ok(())
+    }
+
     fn partition_of(&self, inst: u32) -> usize {
         self.inst_part.get(&inst).copied().unwrap_or(0)
     }
@@ -435,20 +499,32 @@ impl MdHub {
                 continue;
             }
             self.stats.resets += 1;
-            s.q.clear();
-            s.l2 = None;
-            s.l1.clear();
-            s.reset = false;
             s.resets += 1;
             if s.resets > max {
+                drop_queued(s);
                 s.close(md_close::SLOW_CONSUMER, "slow consumer");
                 self.stats.slow_disconnects += 1;
                 continue;
             }
+            self.owe_snapshots(id, now);
+        }
+    }
+
+    /// Drops subscriber `id`'s queue and conflated state (nothing stale
+    /// goes out after what replaces it) and owes it fresh snapshots of all
+    /// its subscriptions, built by `take` when its writer is free. An owed
+    /// subscriber keeps its first `owed_since` (the time it has to come
+    /// back for them).
+    fn owe_snapshots(&mut self, id: SubId, now: u64) {
+        let Some(s) = self.subs.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        drop_queued(s);
+        if s.owed_since.is_none() {
             s.owed_since = Some(now);
-            s.wake.wake();
             self.owed.push(id);
         }
+        s.wake.wake();
     }
 
     /// Whether subscriber `id` still owes snapshots (waking its writer if
@@ -644,6 +720,14 @@ fn drain_conflated(s: &mut Sub, enc: &mut Vec<u8>, now: u64) -> u64 {
         s.q.push(enc, now);
     }
     msgs.len() as u64
+}
+
+/// Drops everything queued for a subscriber, conflated state included.
+fn drop_queued(s: &mut Sub) {
+    s.q.clear();
+    s.l2 = None;
+    s.l1.clear();
+    s.reset = false;
 }
 
 /// Queues one heartbeat per subscription, behind what it vouches for, so
@@ -886,5 +970,79 @@ mod tests {
         // Live again.
         h.on_input(0, Seq(201), None, &[rests(201)], 0);
         assert_eq!(l3_seqs(&taken(&mut h, id)), vec![201]);
+    }
+
+    /// Feeds `b` the inputs `from..=to`, each resting `rests(i)`.
+    fn feed_rests(b: &mut FeedBuilder, from: u64, to: u64) {
+        for i in from..=to {
+            b.begin_input(Seq(i), None);
+            b.handle_event(Seq(i), &rests(i));
+            b.end_input(Seq(i));
+            b.drain_into(&mut Vec::new());
+        }
+    }
+
+    #[test]
+    fn a_restored_feed_owes_its_subscribers_snapshots_with_the_new_sequences() {
+        let mut h = MdHub::new(MdConfig::default(), 1, Arc::new(Auth::default()));
+        // The leader's feed, further along.
+        let mut leader = FeedBuilder::new(h.config().feed);
+        feed_rests(&mut leader, 1, 10);
+        let ckpt = leader.checkpoint();
+        for i in 1..=3 {
+            h.on_input(0, Seq(i), None, &[rests(i)], 0);
+        }
+        let wakes = Rc::new(Wakes::default());
+        let id = h.add_sub(wakes.clone(), 0).unwrap();
+        h.request(id, Req::Subscribe((1, Channel::L3)), 0);
+        let items = taken(&mut h, id);
+        assert!(matches!(&items[..], [MdItem::Snapshot(s)] if s.last_instrument_seq == 3));
+        // Queued, not taken: stale once the feed jumps.
+        h.on_input(0, Seq(4), None, &[rests(4)], 0);
+        // Bad bytes change nothing.
+        let err = h.restore_feed(0, &ckpt[..ckpt.len() - 1], 5).unwrap_err();
+        assert!(matches!(err, CheckpointError::Decode(_)), "{err}");
+        assert_eq!((h.last_seq(0), h.owed.len()), (Seq(4), 0));
+        let woken = wakes.0.get();
+        h.restore_feed(0, &ckpt, 5).unwrap();
+        assert_eq!(h.last_seq(0), Seq(10));
+        assert_eq!(h.feed_checkpoint(0), ckpt);
+        assert_eq!(h.owed, vec![id]);
+        assert!(wakes.0.get() > woken, "its writer is woken");
+        assert_eq!(h.stats().resets, 0, "not counted against it");
+        // One fresh snapshot at the new sequence, nothing stale before it.
+        let items = taken(&mut h, id);
+        let [MdItem::Snapshot(s)] = &items[..] else {
+            panic!("only a snapshot: {items:?}");
+        };
+        assert_eq!((s.last_instrument_seq, s.orders.len()), (10, 10));
+        assert_eq!(s.engine_seq, Seq(10));
+        // The old messages left the replay ring: a retransmit gets a snapshot.
+        h.request(id, Req::Retransmit((1, Channel::L3), 2, 3), 6);
+        assert!(matches!(&taken(&mut h, id)[..], [MdItem::Snapshot(s)] if s.last_instrument_seq == 10));
+        assert_eq!(h.stats().retransmits, 0);
+        // Live again, from the new sequence.
+        h.on_input(0, Seq(11), None, &[rests(11)], 0);
+        assert_eq!(l3_seqs(&taken(&mut h, id)), vec![11]);
+        h.request(id, Req::Retransmit((1, Channel::L3), 11, 11), 7);
+        assert_eq!(l3_seqs(&taken(&mut h, id)), vec![11]);
+    }
+
+    #[test]
+    fn a_feed_restored_into_the_wrong_partition_is_refused() {
+        let mut h = MdHub::new(MdConfig::default(), 2, Arc::new(Auth::default()));
+        h.on_input(0, Seq(1), None, &[rests(1)], 0);
+        let mut other = FeedBuilder::new(h.config().feed);
+        feed_rests(&mut other, 1, 2);
+        let err = h.restore_feed(1, &other.checkpoint(), 0).unwrap_err();
+        assert!(matches!(
+            err,
+            CheckpointError::OtherPartition {
+                instrument: 1,
+                owner: 0,
+                partition: 1
+            }
+        ));
+        assert_eq!(h.last_seq(1), Seq(0));
     }
 }
