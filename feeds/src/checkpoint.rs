@@ -451,3 +451,134 @@ fn restore_track(b: &mut FeedBuilder, c: &TrackC) -> Result<(), CheckpointError>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(id: u64, price: u64, qty: u64, prio: u64) -> OrderC {
+        OrderC {
+            id,
+            side: SideC::Buy,
+            price,
+            qty,
+            prio,
+        }
+    }
+
+    fn inst(id: u32, orders: Vec<OrderC>) -> InstC {
+        InstC {
+            id,
+            seq: [0; 5],
+            match_id: 0,
+            halted: false,
+            next_prio: 10,
+            orders,
+            pub_bids: Vec::new(),
+            pub_asks: Vec::new(),
+            pub_quote: ((None, 0, 0), (None, 0, 0)),
+        }
+    }
+
+    fn track(id: u64, instrument: u32) -> TrackC {
+        TrackC {
+            id,
+            instrument,
+            side: SideC::Buy,
+            price: Some(100),
+            remaining: 5,
+            display: 0,
+            stage: StageC::Resting,
+            shown_at: None,
+        }
+    }
+
+    fn ckpt(insts: Vec<InstC>, tracks: Vec<TrackC>) -> Ckpt {
+        Ckpt {
+            seq: 9,
+            last_done: 9,
+            channel_seq: [3, 0, 0, 0, 0],
+            anomalies: 0,
+            insts,
+            tracks,
+        }
+    }
+
+    fn restore(c: &Ckpt) -> Result<FeedBuilder, CheckpointError> {
+        let bytes = postcard::to_extend(c, vec![VERSION]).expect("encodes");
+        FeedBuilder::from_checkpoint(FeedConfig::small(), &bytes)
+    }
+
+    /// Two orders at 100 (queue order by stamp, not id), one at 99.
+    fn good() -> Ckpt {
+        let mut i = inst(
+            1,
+            vec![order(7, 100, 5, 3), order(8, 100, 2, 1), order(9, 99, 4, 2)],
+        );
+        i.pub_bids = vec![(100, 7, 2), (99, 4, 1)];
+        ckpt(vec![i], vec![track(7, 1), track(8, 1), track(9, 1)])
+    }
+
+    #[test]
+    fn a_restored_book_keeps_stamps_and_sums_its_levels() {
+        let b = restore(&good()).expect("restores");
+        let book = b.book(InstrumentId(1)).expect("instrument");
+        assert_eq!(book.queues(Side::Buy), vec![vec![8, 7], vec![9]]);
+        let l = book.side(Side::Buy).best().expect("a level");
+        assert_eq!((l.price, l.qty, l.orders), (Price(100), Qty(7), 2));
+        assert_eq!(book.next_prio(), 10);
+        assert_eq!(b.last_seq(), Seq(9));
+    }
+
+    /// Each case breaks `good()` one way; the error says which.
+    #[test]
+    fn inconsistent_checkpoints_name_what_is_wrong() {
+        type Break = fn(&mut Ckpt);
+        let cases: [(Break, &str); 9] = [
+            (
+                |c| c.insts.push(inst(1, Vec::new())),
+                "instrument 1 twice in the feed checkpoint",
+            ),
+            (
+                |c| c.insts.push(inst(2, vec![order(7, 100, 1, 1)])),
+                "order 7 twice in the feed checkpoint",
+            ),
+            (
+                |c| c.tracks.push(track(7, 1)),
+                "order 7 twice in the feed checkpoint",
+            ),
+            (
+                |c| c.tracks.push(track(20, 5)),
+                "order 20 names instrument 5, not in the feed checkpoint",
+            ),
+            (
+                |c| c.insts[0].orders[1].qty = 0,
+                "resting order 8 has size 0",
+            ),
+            (
+                |c| c.insts[0].orders[1].prio = 3,
+                "order 8's priority stamp 3 repeats or is not below 10",
+            ),
+            (
+                |c| c.insts[0].next_prio = 3,
+                "order 7's priority stamp 3 repeats or is not below 3",
+            ),
+            (
+                |c| c.insts[0].pub_bids.reverse(),
+                "instrument 1's published levels are not strictly best first",
+            ),
+            (
+                |c| c.insts[0].pub_asks = (0..11).map(|k| (200 + k, 1, 1)).collect(),
+                "instrument 1 has 11 published levels, more than depth 10",
+            ),
+        ];
+        for (k, (break_it, want)) in cases.iter().enumerate() {
+            let mut c = good();
+            break_it(&mut c);
+            match restore(&c) {
+                Err(e) => assert_eq!(e.to_string(), *want, "case {k}"),
+                Ok(_) => panic!("case {k} restored; wanted: {want}"),
+            }
+        }
+    }
+}

@@ -378,7 +378,12 @@ impl MdHub {
     /// new sequence numbers, and every subscriber of one of them is owed
     /// fresh snapshots (as after a reset, without counting one against
     /// it). On error nothing changes.
-    pub fn restore_feed(&mut self, p: usize, bytes: &[u8], now_ns: u64) -> Result<(), CheckpointError> {
+    pub fn restore_feed(
+        &mut self,
+        p: usize,
+        bytes: &[u8],
+        now_ns: u64,
+    ) -> Result<(), CheckpointError> {
         let _ = self.builder(p); // a partition the hub lacks is a caller bug
         let b = FeedBuilder::from_checkpoint(self.cfg.feed, bytes)?;
         for i in b.instruments() {
@@ -1019,7 +1024,9 @@ mod tests {
         assert_eq!(s.engine_seq, Seq(10));
         // The old messages left the replay ring: a retransmit gets a snapshot.
         h.request(id, Req::Retransmit((1, Channel::L3), 2, 3), 6);
-        assert!(matches!(&taken(&mut h, id)[..], [MdItem::Snapshot(s)] if s.last_instrument_seq == 10));
+        assert!(
+            matches!(&taken(&mut h, id)[..], [MdItem::Snapshot(s)] if s.last_instrument_seq == 10)
+        );
         assert_eq!(h.stats().retransmits, 0);
         // Live again, from the new sequence.
         h.on_input(0, Seq(11), None, &[rests(11)], 0);
