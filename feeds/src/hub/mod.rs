@@ -30,7 +30,11 @@
 //! subscriber can make the publisher's thread do unbounded work. Every
 //! subscriber connection that ends is counted under a `DisconnectReason`.
 //! `channel_seq` is per partition (the per-instrument sequence is what
-//! subscribers check).
+//! subscribers check). A partition's feed replaced from a checkpoint
+//! (`restore_feed`: a Raft snapshot installed) leaves no replay ring and no
+//! queued or conflated message of its instruments from before the jump:
+//! their subscribers are owed snapshots exactly as after a reset, without
+//! a reset counted against them.
 
 mod queue;
 
