@@ -2,6 +2,7 @@
 //! (durability none, temporary data directory, ephemeral port), orders from
 //! `gateway::client`, subscribers from `feeds::MdClient`.
 
+use bourse::local_cluster::LocalCluster;
 use bourse::metrics::{DisconnectReason, MetricsState};
 use engine::rng::SplitMix64;
 use engine::Side;
@@ -12,6 +13,7 @@ use gateway::identity::load_client_identity;
 use gateway::net::Tuning;
 use gateway::server::{self, ServerConfig, ServerHandle};
 use gateway::wire::exec_type;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -501,28 +503,68 @@ async fn market_data_after_a_restart_shows_the_recovered_books() {
         .unwrap();
 }
 
+/// A cluster node with market data and a snapshot every 16 entries.
+fn md_node(cfg: &mut ServerConfig) {
+    cfg.demo = true;
+    cfg.pipeline.engine = engine::EngineConfig::small();
+    cfg.pipeline.prefault = false;
+    cfg.pipeline.runtime.idle = runtime::IdleStrategy::Park { max_sleep_us: 50 };
+    cfg.companion = Some(feeds::companion(MdConfig::default()));
+    if let Some(c) = &mut cfg.cluster {
+        c.config.heartbeat_ms = 60;
+        c.config.snapshot_every_entries = 16;
+    }
+}
+
+/// `md_node` keeping no log behind a snapshot: a follower that missed
+/// anything before the leader's newest snapshot is sent the snapshot.
+fn md_node_short_log(cfg: &mut ServerConfig) {
+    md_node(cfg);
+    if let Some(c) = &mut cfg.cluster {
+        c.config.log_kept_after_snapshot_entries = 0;
+    }
+}
+
+/// Waits until node `n` publishes what the leader does (its L3 sequence
+/// reaches the leader's), then compares every book and sequence number.
+async fn same_market_data(cluster: &LocalCluster, dir: &Path, leader: u64, n: u64, what: &str) {
+    let id = load_client_identity(dir).unwrap();
+    let token = id.operator_token.unwrap();
+    let addrs = cluster.client_addrs();
+    let lead = reference_at(addrs[leader as usize - 1], &id.cert_der, &token).await;
+    assert!(
+        !lead.books[&(BTC, Channel::L3 as u8)]
+            .levels(Side::Buy)
+            .is_empty(),
+        "the test needs resting orders"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = reference_at(addrs[n as usize - 1], &id.cert_der, &token).await;
+        if seq(&v, Channel::L3) >= seq(&lead, Channel::L3) {
+            same_books(&lead, &v);
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: node {n} never caught up: L3 seq {} of {}",
+            seq(&v, Channel::L3),
+            seq(&lead, Channel::L3)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A replica restarted after its group took a snapshot publishes the same
-/// books and sequence numbers as the leader: its hub is rebuilt from its
-/// journal up to the snapshot its engine was restored from, and what
-/// follows is applied live. (Seeded from nothing, its books lacked every
-/// order resting since before the snapshot.)
+/// books and sequence numbers as the leader: its hub is rebuilt from the
+/// snapshot's market-data checkpoint (or its journal), and what follows is
+/// applied live. (Seeded from nothing, its books lacked every order
+/// resting since before the snapshot.)
 #[tokio::test(flavor = "current_thread")]
 async fn a_restarted_replicas_market_data_covers_what_its_snapshot_covered() {
-    fn node(cfg: &mut ServerConfig) {
-        cfg.demo = true;
-        cfg.pipeline.engine = engine::EngineConfig::small();
-        cfg.pipeline.prefault = false;
-        cfg.pipeline.runtime.idle = runtime::IdleStrategy::Park { max_sleep_us: 50 };
-        cfg.companion = Some(feeds::companion(MdConfig::default()));
-        if let Some(c) = &mut cfg.cluster {
-            c.config.heartbeat_ms = 60;
-            c.config.snapshot_every_entries = 16;
-        }
-    }
     let root = tempfile::tempdir().unwrap();
-    let mut cluster = bourse::local_cluster::LocalCluster::start(root.path(), 3, node).unwrap();
-    let wait = Duration::from_secs(20);
-    let (leader, mut t) = cluster.leader(1, wait).await.unwrap();
+    let mut cluster = LocalCluster::start(root.path(), 3, md_node).unwrap();
+    let (leader, mut t) = cluster.leader(1, Duration::from_secs(20)).await.unwrap();
     for salt in 1..=40 {
         trade(&mut t, 3, salt).await;
     }
@@ -536,32 +578,46 @@ async fn a_restarted_replicas_market_data_covers_what_its_snapshot_covered() {
     );
     cluster.restart(follower).unwrap();
     trade(&mut t, 3, 41).await;
+    same_market_data(&cluster, &dir, leader, follower, "restarted").await;
+    drop(t);
+    cluster.shutdown();
+}
 
-    let id = load_client_identity(&dir).unwrap();
-    let token = id.operator_token.unwrap();
-    let addrs = cluster.client_addrs();
-    let lead = reference_at(addrs[leader as usize - 1], &id.cert_der, &token).await;
-    assert!(
-        !lead.books[&(BTC, Channel::L3 as u8)]
-            .levels(Side::Buy)
-            .is_empty(),
-        "the test needs resting orders"
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = reference_at(addrs[follower as usize - 1], &id.cert_der, &token).await;
-        if seq(&v, Channel::L3) >= seq(&lead, Channel::L3) {
-            same_books(&lead, &v);
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restarted replica never caught up: L3 seq {} of {}",
-            seq(&v, Channel::L3),
-            seq(&lead, Channel::L3)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// A follower that fell behind the leader's purged log is sent the
+/// leader's snapshot and installs it while it runs: its market data
+/// follows from the checkpoint the snapshot carries — at once, and again
+/// after a restart, when its journal starts after that snapshot. (Without
+/// the checkpoint its books lacked everything the snapshot covered.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_follower_that_installs_the_leaders_snapshot_publishes_the_leaders_books() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start(root.path(), 3, md_node_short_log).unwrap();
+    let (leader, mut t) = cluster.leader(1, Duration::from_secs(20)).await.unwrap();
+    for salt in 1..=20 {
+        trade(&mut t, 3, salt).await;
     }
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    cluster.stop(follower);
+    // Orders that rest while it is away, then snapshots that purge them
+    // from the leader's log.
+    for salt in 21..=60 {
+        trade(&mut t, 3, salt).await;
+    }
+    cluster.restart(follower).unwrap();
+    trade(&mut t, 3, 61).await;
+    let dir = root.path().join(format!("n{follower}"));
+    same_market_data(&cluster, &dir, leader, follower, "installed").await;
+    cluster.stop(follower);
+    cluster.restart(follower).unwrap();
+    trade(&mut t, 3, 62).await;
+    same_market_data(
+        &cluster,
+        &dir,
+        leader,
+        follower,
+        "restarted after the install",
+    )
+    .await;
     drop(t);
     cluster.shutdown();
 }

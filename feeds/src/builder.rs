@@ -104,7 +104,7 @@ pub(crate) struct Track {
     pub(crate) shown_at: Option<Price>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Inst {
     pub(crate) id: InstrumentId,
     pub(crate) book: OrderBook,
@@ -120,7 +120,7 @@ pub(crate) struct Inst {
 }
 
 /// The feed builder. See the module documentation.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct FeedBuilder {
     pub(crate) cfg: FeedConfig,
     pub(crate) insts: Vec<Inst>,

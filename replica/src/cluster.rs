@@ -74,6 +74,10 @@ pub struct ClusterConfig {
     /// Log entries between snapshots (the log before a snapshot is purged
     /// from memory).
     pub snapshot_every_entries: u64,
+    /// Log entries kept in memory behind the newest snapshot, so a
+    /// follower that is at most this far behind catches up from the log;
+    /// one further behind is sent the snapshot.
+    pub log_kept_after_snapshot_entries: u64,
     /// Commands waiting to be proposed, per partition (full = `busy`).
     pub proposal_queue: usize,
     /// Journal segment size (bytes).
@@ -90,6 +94,7 @@ impl ClusterConfig {
             election_timeout_ms_max: 600,
             heartbeat_ms: 100,
             snapshot_every_entries: 100_000,
+            log_kept_after_snapshot_entries: 1_000,
             proposal_queue: 1 << 16,
             segment_bytes: 64 << 20,
         }
@@ -179,7 +184,7 @@ impl ClusterConfig {
             election_timeout_max: self.election_timeout_ms_max,
             heartbeat_interval: self.heartbeat_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries.max(1)),
-            max_in_snapshot_log_to_keep: 1_000,
+            max_in_snapshot_log_to_keep: self.log_kept_after_snapshot_entries,
             enable_pre_vote: Some(true),
             ..Config::default()
         };

@@ -64,16 +64,29 @@ impl Executor for RingExecutor {
         }
     }
 
-    fn restore(&mut self, bytes: &[u8], last_seq: Seq) -> Result<u128, engine::SnapshotError> {
+    fn restore(
+        &mut self,
+        bytes: &[u8],
+        last_seq: Seq,
+        feed: Option<&[u8]>,
+    ) -> Result<u128, engine::SnapshotError> {
         let engine = Engine::restore(self.cfg, bytes)?;
         let hash = engine.state_hash();
         self.shared
             .snapshot_seq
             .store(last_seq.0, std::sync::atomic::Ordering::Release);
+        // Before the restore is queued: market data reads it at the mark.
+        self.shared
+            .feed
+            .put_installed(last_seq, feed.map(Arc::from));
         self.push(Request::Restore {
             engine: Box::new(engine),
             seq: last_seq,
         });
         Ok(hash)
+    }
+
+    fn feed(&self) -> Option<Arc<Shared>> {
+        Some(self.shared.clone())
     }
 }

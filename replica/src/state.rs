@@ -5,15 +5,19 @@
 //! same numbering the log store wrote) and given to an [`Executor`]: the
 //! engine itself (in process, [`InlineExecutor`]) or a partition's engine
 //! thread. Snapshots are the engine's own snapshot bytes plus the numbering
-//! (`Stamp`), the state hash and the committed-request table
-//! (`sessions`) at the snapshot's log id, kept in `raft.snapshot` and sent
-//! whole to followers that fell behind.
+//! (`Stamp`), the state hash, the committed-request table (`sessions`) and
+//! market data's checkpoint (`feed`, opaque here) at the snapshot's log
+//! id, kept in `raft.snapshot` and sent whole to followers that fell
+//! behind.
 //!
 //! Invariants: the executor sees only committed entries, each exactly once,
 //! in index order; an installed snapshot is applied only if, restored, the
 //! engine's state hash equals the one the leader recorded (never a state
 //! it cannot verify); the snapshot file is written durably before the
-//! snapshot is reported built or installed.
+//! snapshot is reported built or installed; the feed checkpoint stored is
+//! the one market data took at the snapshot's own seq (matched by seq,
+//! never another), and a snapshot waits for it on the builder's task, never
+//! on apply.
 
 use crate::files::{read_value, write_value, FileError, SNAPSHOT_FILE};
 use crate::log_store::{Anchor, SnapshotStamps};
@@ -24,10 +28,12 @@ use futures_util::StreamExt;
 use journal::Storage;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
+use runtime::Shared;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A snapshot's metadata in this configuration.
 pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<Cfg>;
@@ -43,12 +49,19 @@ pub trait Executor: Send + 'static {
     /// so far.
     fn snapshot(&mut self) -> (u128, Vec<u8>);
     /// Replaces the engine's state with a snapshot's, which covers inputs
-    /// through `last_seq`; returns the restored state's hash.
+    /// through `last_seq`; `feed` is the market-data checkpoint the
+    /// snapshot carries, if any. Returns the restored state's hash.
     fn restore(
         &mut self,
         engine_bytes: &[u8],
         last_seq: Seq,
+        feed: Option<&[u8]>,
     ) -> Result<u128, engine::SnapshotError>;
+    /// The slots where market data answers this engine's snapshot marks
+    /// (`None`: no market data follows this engine).
+    fn feed(&self) -> Option<Arc<Shared>> {
+        None
+    }
 }
 
 /// An engine owned by the state machine itself (tests, simulation, tools).
@@ -87,7 +100,12 @@ impl Executor for InlineExecutor {
     fn snapshot(&mut self) -> (u128, Vec<u8>) {
         (self.engine.state_hash(), self.engine.snapshot())
     }
-    fn restore(&mut self, bytes: &[u8], _last_seq: Seq) -> Result<u128, engine::SnapshotError> {
+    fn restore(
+        &mut self,
+        bytes: &[u8],
+        _last_seq: Seq,
+        _feed: Option<&[u8]>,
+    ) -> Result<u128, engine::SnapshotError> {
         self.engine = Engine::restore(self.cfg, bytes)?;
         Ok(self.engine.state_hash())
     }
@@ -101,6 +119,10 @@ struct Body {
     engine: Vec<u8>,
     /// The committed-request table, by session key.
     sessions: Vec<Row>,
+    /// Market data's checkpoint at the same seq (`feeds::FeedBuilder`
+    /// bytes), when the node that took the snapshot serves market data
+    /// with complete books.
+    feed: Option<Vec<u8>>,
 }
 
 /// A snapshot as stored and sent: openraft's metadata and our body.
@@ -193,7 +215,11 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
     fn restore(&mut self, s: &Stored) -> io::Result<()> {
         let hash = self
             .exec()
-            .restore(&s.body.engine, Seq(s.body.stamp.seq))
+            .restore(
+                &s.body.engine,
+                Seq(s.body.stamp.seq),
+                s.body.feed.as_deref(),
+            )
             .map_err(|e| io::Error::other(format!("snapshot does not restore: {e}")))?;
         if hash != s.body.state_hash {
             return Err(io::Error::other(format!(
@@ -236,6 +262,36 @@ pub struct SnapBuilder<S: Storage> {
     dir: PathBuf,
     stored: Stored,
     current: Current,
+    /// Where market data answers the snapshot's mark, if it follows this engine.
+    feed: Option<Arc<Shared>>,
+}
+
+/// Longest wait for market data's checkpoint: it is behind the engine by
+/// at most its output ring, normally microseconds; past this the snapshot
+/// goes without one (a node that installs it warns that its books lack
+/// what the snapshot covered).
+const FEED_WAIT: Duration = Duration::from_secs(10);
+
+impl<S: Storage> SnapBuilder<S> {
+    /// Market data's checkpoint at this snapshot's seq, waited for.
+    async fn feed_checkpoint(&self) -> Option<Vec<u8>> {
+        let shared = self.feed.as_ref().filter(|s| s.feed.wanted())?;
+        let seq = Seq(self.stored.body.stamp.seq);
+        let deadline = tokio::time::Instant::now() + FEED_WAIT;
+        loop {
+            if let Some(answer) = shared.feed.taken_at(seq) {
+                return answer.map(|b| b.to_vec());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    seq = seq.0,
+                    "market data gave no checkpoint for the snapshot in time: it goes without"
+                );
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 }
 
 impl<S: Storage + Clone + 'static> RaftSnapshotBuilder<Cfg> for SnapBuilder<S> {
@@ -244,6 +300,7 @@ impl<S: Storage + Clone + 'static> RaftSnapshotBuilder<Cfg> for SnapBuilder<S> {
     async fn build_snapshot(
         &mut self,
     ) -> Result<openraft::type_config::alias::SnapshotOf<Cfg, Vec<u8>>, io::Error> {
+        self.stored.body.feed = self.feed_checkpoint().await;
         write_value(&self.storage, &self.dir, SNAPSHOT_FILE, &self.stored)?;
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.stored.clone());
         Ok(openraft::Snapshot {
@@ -281,6 +338,7 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let (state_hash, engine) = self.exec().snapshot();
+        let feed = self.exec().feed();
         SnapBuilder {
             storage: self.storage.clone(),
             dir: self.dir.clone(),
@@ -294,9 +352,11 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
                     state_hash,
                     engine,
                     sessions: self.committed.lock().rows(),
+                    feed: None,
                 },
             },
             current: self.current.clone(),
+            feed,
         }
     }
 

@@ -125,8 +125,9 @@ impl Executor for Recorder {
         &mut self,
         bytes: &[u8],
         last_seq: engine::Seq,
+        feed: Option<&[u8]>,
     ) -> Result<u128, engine::SnapshotError> {
-        let hash = self.inner.restore(bytes, last_seq)?;
+        let hash = self.inner.restore(bytes, last_seq, feed)?;
         self.record.lock().unwrap().now.insert(self.node, hash);
         Ok(hash)
     }

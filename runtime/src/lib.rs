@@ -24,6 +24,7 @@
 //! metrics exposition.
 
 mod doorbell;
+mod feed_slots;
 mod history;
 mod idle;
 mod journal_thread;
@@ -36,9 +37,10 @@ mod sequencer;
 mod threads;
 
 pub use doorbell::{Doorbell, DoorbellFull, Wake, DOORBELLS_MAX};
+pub use feed_slots::{FeedBytes, FeedSlots};
 pub use idle::{IdleStrategy, Idler};
 pub use journal::{record::Origin, Durability};
-pub use output::{Output, OutputReader, OutputRef, OutputRing, EVENTS_INLINE, READERS_MAX};
+pub use output::{Mark, Output, OutputReader, OutputRef, OutputRing, EVENTS_INLINE, READERS_MAX};
 pub use partition::{Counter, Counters, Request, Shared, SnapshotBytes, COMMAND_KINDS};
 pub use pipeline::{
     partition_dir, FsPersistence, PartitionRecovery, Pipeline, PipelineConfig, PipelineError,

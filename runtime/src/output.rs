@@ -51,9 +51,28 @@ pub const EVENTS_INLINE: usize = 4;
 /// Most cursors (independent readers) one ring has.
 pub const READERS_MAX: usize = 4;
 
+/// What a ring slot holds: an input's outputs, or a mark a replicated
+/// partition's engine thread writes between inputs so every reader learns,
+/// in stream order, where the engine's state was copied or replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// An input and everything it caused.
+    Input,
+    /// The engine's snapshot was taken right after input `seq` (nothing
+    /// follows it in the ring that the snapshot covers).
+    Snapshot,
+    /// The engine was replaced by one restored from a snapshot through
+    /// `seq`: the inputs between the previous slot and this one were never
+    /// executed here (a snapshot installed from the leader).
+    Restore,
+}
+
 /// One input and everything it caused: the unit of the output ring.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
+    /// What this slot holds; a mark has token 0, no events and no rows, so
+    /// a reader that only looks at events passes over it.
+    pub mark: Mark,
     /// Caller token (0 for inputs the runtime made itself, e.g. time ticks).
     pub token: u64,
     /// Input sequence number.
@@ -68,6 +87,7 @@ pub struct Output {
 impl Output {
     fn empty() -> Self {
         Output {
+            mark: Mark::Input,
             token: 0,
             seq: Seq(0),
             command: Command::Time {
@@ -94,6 +114,7 @@ impl Output {
     /// Refills this slot with `input`'s outputs; the spill path (module doc)
     /// when they exceed the inline room.
     fn fill(&mut self, token: u64, input: &Input, events: &Events) {
+        self.mark = Mark::Input;
         self.token = token;
         self.seq = input.seq;
         self.command = input.command;
@@ -112,6 +133,18 @@ impl Output {
             self.rows = Vec::new();
         }
         self.rows.extend_from_slice(rows);
+    }
+
+    /// Refills this slot with `mark` after input `seq`.
+    fn fill_mark(&mut self, seq: Seq, mark: Mark) {
+        self.mark = mark;
+        self.token = 0;
+        self.seq = seq;
+        self.command = Command::Time {
+            now: engine::Timestamp(0),
+        };
+        self.events.clear();
+        self.rows.clear();
     }
 }
 
@@ -222,6 +255,29 @@ impl OutputWriter {
         events: &Events,
         idle: IdleStrategy,
     ) {
+        self.wait_free_slot(ring, idle);
+        ring.slot(self.next).fill(token, input, events);
+        self.next += 1;
+        ring.head.store(self.next, Ordering::Release);
+    }
+
+    /// Writes `mark` after input `seq` into the next slot (waiting as
+    /// `write` does).
+    pub(crate) fn write_mark(
+        &mut self,
+        ring: &OutputRing,
+        seq: Seq,
+        mark: Mark,
+        idle: IdleStrategy,
+    ) {
+        self.wait_free_slot(ring, idle);
+        ring.slot(self.next).fill_mark(seq, mark);
+        self.next += 1;
+        ring.head.store(self.next, Ordering::Release);
+    }
+
+    /// Waits (`idle`) until the slowest reader has passed the next slot.
+    fn wait_free_slot(&mut self, ring: &OutputRing, idle: IdleStrategy) {
         let n = ring.slots.len() as u64;
         if self.next - self.slowest_seen >= n {
             let mut idler = Idler::new(idle);
@@ -233,9 +289,6 @@ impl OutputWriter {
                 idler.idle(false);
             }
         }
-        ring.slot(self.next).fill(token, input, events);
-        self.next += 1;
-        ring.head.store(self.next, Ordering::Release);
     }
 }
 

@@ -16,7 +16,8 @@
 use super::idle::{IdleStrategy, Idler};
 use super::sequencer::Sequencer;
 use crate::doorbell::Doorbell;
-use crate::output::{OutputRing, OutputWriter};
+use crate::feed_slots::FeedSlots;
+use crate::output::{Mark, OutputRing, OutputWriter};
 use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
 use engine::history::TransferRecord;
@@ -299,6 +300,9 @@ pub struct Shared {
     /// must rebuild from the journal, since the restored engine emitted
     /// nothing for them. Written by the restoring executor.
     pub snapshot_seq: AtomicU64,
+    /// Market-data checkpoints exchanged with a replicated partition's
+    /// state machine at snapshot and restore marks.
+    pub feed: FeedSlots,
 }
 
 impl Shared {
@@ -322,6 +326,7 @@ impl Shared {
             next_deadline_ns: CachePadded::new(AtomicU64::new(u64::MAX)),
             deadline_bell: Doorbell::default(),
             snapshot_seq: AtomicU64::new(0),
+            feed: FeedSlots::default(),
         }
     }
 
@@ -432,6 +437,9 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                 } => {
                     engine = *e;
                     seq.follow(last, engine.now());
+                    // Before the seq is published: a reader woken by it
+                    // finds the mark in the ring.
+                    out.write_mark(&shared.outbound, last, Mark::Restore, wait);
                     shared.applied_seq.store(last.0, Ordering::Release);
                     shared.publish_durable(last);
                 }
@@ -446,9 +454,15 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                     };
                     let took = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
                     shared.counters.snapshot_build_ns_last.set(took);
+                    let at = snap.seq;
                     // Only the newest matters: replace an unwritten older one.
                     if let Some(mut back) = shared.snapshots.force_push(snap) {
                         back.bytes = Vec::new();
+                    }
+                    // A replicated snapshot carries market data's checkpoint
+                    // at the same point: the mark tells its reader where.
+                    if shared.replicated {
+                        out.write_mark(&shared.outbound, at, Mark::Snapshot, wait);
                     }
                 }
             }
@@ -592,5 +606,73 @@ mod tests {
         let line = |p: *const AtomicU64| p as usize / LINE_BYTES;
         assert_ne!(line(&*s.applied_seq), line(&*s.durable_seq));
         assert_ne!(line(&*s.applied), line(&*s.durable_seq));
+    }
+
+    /// (mark, seq) of every slot a partition's engine thread writes for
+    /// `requests` (a replicated partition when `replicated`).
+    fn slots_for(replicated: bool, requests: Vec<Request>) -> Vec<(crate::Mark, u64)> {
+        let mut s = Shared::new(16, 16, None, Seq(0));
+        if replicated {
+            s = s.replicated();
+        }
+        let shared = Arc::new(s);
+        let cfg = engine::EngineConfig::small();
+        let t = {
+            let shared = shared.clone();
+            std::thread::spawn(move || run(Engine::new(cfg), shared, IdleStrategy::Yield))
+        };
+        for r in requests {
+            shared.inbound.push(r).expect("room");
+        }
+        shared.stop.store(true, Ordering::Release);
+        t.join().expect("engine thread");
+        let mut reader = crate::OutputReader::new(shared.clone(), 0);
+        let mut got = Vec::new();
+        while let Some(o) = reader.poll() {
+            if o.mark != crate::Mark::Input {
+                assert!(o.token == 0 && o.events().is_empty(), "a mark is bare");
+            }
+            got.push((o.mark, o.seq.0));
+        }
+        got
+    }
+
+    fn time_input(seq: u64) -> Request {
+        Request::Input {
+            token: 0,
+            input: Input {
+                seq: Seq(seq),
+                now: engine::Timestamp(seq),
+                command: Command::Time {
+                    now: engine::Timestamp(seq),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn a_replicated_engine_marks_its_snapshots_and_restores_in_the_output_stream() {
+        use crate::Mark::{Input as I, Restore, Snapshot};
+        let restored = Box::new(Engine::new(engine::EngineConfig::small()));
+        let requests = vec![
+            time_input(1),
+            time_input(2),
+            Request::Snapshot,
+            Request::Restore {
+                engine: restored,
+                seq: Seq(10),
+            },
+            time_input(11),
+        ];
+        assert_eq!(
+            slots_for(true, requests),
+            [(I, 1), (I, 2), (Snapshot, 2), (Restore, 10), (I, 11)]
+        );
+        let requests = vec![time_input(1), Request::Snapshot, time_input(2)];
+        assert_eq!(
+            slots_for(false, requests),
+            [(I, 1), (I, 2)],
+            "a single node's snapshot leaves no mark"
+        );
     }
 }

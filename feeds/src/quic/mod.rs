@@ -13,9 +13,10 @@ pub(crate) mod client;
 pub(crate) mod server;
 
 use crate::hub::{MdConfig, MdHub, MdStats};
+use engine::Seq;
 use gateway::counters::DisconnectReason;
 use gateway::session::Auth;
-use runtime::OutputReader;
+use runtime::{Mark, OutputReader, Shared};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
@@ -39,7 +40,17 @@ struct MdCompanion {
     seen: RefCell<MdStats>,
     /// Its readers (one per partition) and their doorbell, until `consume`
     /// takes them.
-    readers: RefCell<Option<(Vec<OutputReader>, Arc<Notify>)>>,
+    readers: RefCell<Option<Readers>>,
+}
+
+/// What market data's consumer reads: one cursor per partition, the
+/// partitions (their feed checkpoint slots), which partitions' books are
+/// complete, and the doorbell every partition rings.
+struct Readers {
+    cursors: Vec<OutputReader>,
+    parts: Vec<Arc<Shared>>,
+    complete: Vec<bool>,
+    wake: Arc<Notify>,
 }
 
 impl gateway::server::Companion for MdCompanion {
@@ -47,8 +58,8 @@ impl gateway::server::Companion for MdCompanion {
         let hub = self.hub.clone();
         let taken = self.readers.borrow_mut().take();
         Box::pin(async move {
-            if let Some((readers, wake)) = taken {
-                consume(hub, readers, wake, busy_poll).await;
+            if let Some(readers) = taken {
+                consume(hub, readers, busy_poll).await;
             }
         })
     }
@@ -80,12 +91,7 @@ impl gateway::server::Companion for MdCompanion {
 /// between yields (so order entry's delivery, on the same thread, waits for
 /// at most one batch of feed building), and sleeps on the partitions'
 /// doorbells when nothing durable is waiting (`busy_poll`: yields instead).
-async fn consume(
-    hub: Rc<RefCell<MdHub>>,
-    mut readers: Vec<OutputReader>,
-    wake: Arc<Notify>,
-    busy_poll: bool,
-) {
+async fn consume(hub: Rc<RefCell<MdHub>>, mut rd: Readers, busy_poll: bool) {
     const BATCH: usize = 256;
     loop {
         let mut n = 0;
@@ -93,11 +99,20 @@ async fn consume(
             let mut h = hub.borrow_mut();
             // One clock read per batch, not per input.
             let now = now_ns();
-            for (p, r) in readers.iter_mut().enumerate() {
+            for (p, r) in rd.cursors.iter_mut().enumerate() {
                 let mut k = 0;
                 while k < BATCH {
                     let Some(o) = r.poll() else { break };
-                    h.on_input(p, o.seq, Some(&o.command), o.events(), now);
+                    match o.mark {
+                        Mark::Input => h.on_input(p, o.seq, Some(&o.command), o.events(), now),
+                        Mark::Snapshot => {
+                            let bytes = rd.complete[p].then(|| Arc::from(h.feed_checkpoint(p)));
+                            rd.parts[p].feed.put_taken(o.seq, bytes);
+                        }
+                        Mark::Restore => {
+                            rd.complete[p] = restored(&mut h, p, o.seq, &rd.parts[p], now);
+                        }
+                    }
                     k += 1;
                 }
                 n += k;
@@ -107,9 +122,40 @@ async fn consume(
             tokio::task::yield_now().await;
         } else {
             // `Notify` keeps one permit: a ring after the empty poll is not lost.
-            wake.notified().await;
+            rd.wake.notified().await;
         }
     }
+}
+
+/// Partition `p`'s engine was restored from a snapshot through `seq`: the
+/// hub follows with the checkpoint the snapshot carried. Whether its books
+/// are complete afterwards (a hub already at `seq` — seeded at start-up —
+/// stays as it is).
+fn restored(h: &mut MdHub, p: usize, seq: Seq, part: &Shared, now: u64) -> bool {
+    if h.last_seq(p) == seq {
+        return true;
+    }
+    let why = match part.feed.installed_at(seq) {
+        Some(bytes) => match h.restore_feed(p, &bytes, now) {
+            Ok(()) => {
+                tracing::info!(
+                    partition = p,
+                    seq = seq.0,
+                    "market data follows an installed snapshot from its checkpoint"
+                );
+                return true;
+            }
+            Err(e) => e.to_string(),
+        },
+        None => "the snapshot carries no market-data checkpoint".to_string(),
+    };
+    tracing::warn!(
+        partition = p,
+        seq = seq.0,
+        why = %why,
+        "market data cannot follow an installed snapshot: books lack what it covered"
+    );
+    false
 }
 
 /// A hub with every partition but the `skip`ped ones rebuilt from its
@@ -136,6 +182,26 @@ fn seeded_hub(
         };
         if up_to == 0 {
             continue;
+        }
+        let shared = p.runtime().shared(part);
+        if let Some(bytes) = shared.feed.installed_at(Seq(up_to)) {
+            // A replicated snapshot with market data's checkpoint: no journal.
+            match hub.restore_feed(part, &bytes, now_ns()) {
+                Ok(()) => {
+                    tracing::info!(
+                        partition = part,
+                        seq = up_to,
+                        "market data restored from the snapshot's checkpoint"
+                    );
+                    continue;
+                }
+                Err(e) => tracing::warn!(
+                    partition = part,
+                    seq = up_to,
+                    error = %e,
+                    "the snapshot's market-data checkpoint does not restore: rebuilding from the journal"
+                ),
+            }
         }
         let dir = runtime::partition_dir(&pc.data_dir, part);
         match hub.seed_from_journal(part, &dir, pc.engine, up_to) {
@@ -189,22 +255,32 @@ pub fn companion(cfg: MdConfig) -> gateway::server::CompanionSpec {
             }
         };
         let wake = Arc::new(Notify::new());
-        let mut readers = Vec::with_capacity(partitions);
+        let mut cursors = Vec::with_capacity(partitions);
+        let mut parts = Vec::with_capacity(partitions);
         for part in 0..partitions {
             let w = wake.clone();
-            p.runtime()
-                .shared(part)
-                .doorbell
-                .register(Box::new(move || w.notify_one()))?;
-            readers.push(
+            let shared = p.runtime().shared(part);
+            shared.doorbell.register(Box::new(move || w.notify_one()))?;
+            if replicated {
+                // Every snapshot mark gets an answer from now on.
+                shared.feed.want();
+            }
+            parts.push(shared.clone());
+            cursors.push(
                 p.runtime()
                     .reader_at(part, gateway::server::COMPANION_CURSOR),
             );
         }
+        let complete = skip.iter().map(|s| !s).collect();
         Ok(Rc::new(MdCompanion {
             hub: Rc::new(RefCell::new(hub)),
             seen: RefCell::new(MdStats::default()),
-            readers: RefCell::new(Some((readers, wake))),
+            readers: RefCell::new(Some(Readers {
+                cursors,
+                parts,
+                complete,
+                wake,
+            })),
         }))
     };
     gateway::server::CompanionSpec {
