@@ -51,7 +51,26 @@ pub enum LocalClusterError {
     NoLeader(Duration, String),
 }
 
+/// A loopback UDP port nobody holds now, drawn below the kernel's
+/// ephemeral range (Linux 32768+, others 49152+): a node stopped and
+/// restarted gets its port back, which an ephemeral port is not sure to
+/// be — any client socket of the machine may be handed it meanwhile.
 fn free_port() -> std::io::Result<SocketAddr> {
+    const PORTS: std::ops::Range<u64> = 20_000..32_000;
+    static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let drawn = DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut rng = engine::rng::SplitMix64(
+        (u64::from(std::process::id()) << 32) ^ u64::from(nanos) ^ drawn.wrapping_mul(0x9e37_79b9),
+    );
+    for _ in 0..256 {
+        let port = PORTS.start + rng.below(PORTS.end - PORTS.start);
+        if let Ok(s) = UdpSocket::bind(("127.0.0.1", port as u16)) {
+            return s.local_addr();
+        }
+    }
     UdpSocket::bind("127.0.0.1:0")?.local_addr()
 }
 

@@ -50,4 +50,5 @@ pub use hub::{
 pub use msg::*;
 pub use quic::client::{MdClient, MdError};
 pub use quic::{companion, connection, now_ns};
+pub use seed::{CheckpointSeedError, Checkpointed};
 pub use view::FeedView;

@@ -1,22 +1,124 @@
-//! Seeding the hub at start-up from a partition's journal, so the books
+//! Seeding the hub at start-up from a partition's files, so the books
 //! subscribers see after a restart are the recovered ones and the feed's
 //! sequence numbers continue from where they were.
+//!
+//! Two ways: from the feed checkpoint written beside the snapshot the
+//! engine was recovered from (the checkpoint, the engine restored from the
+//! same snapshot, then only the journal after it), or, where there is
+//! none, from the whole journal through a fresh engine.
 //!
 //! Invariants: the inputs come through `journal::replay()` (verified and
 //! decoded, in order, no block walked here); only inputs up to `up_to`
 //! (the recovered sequence) are fed (later ones arrive as live outputs);
-//! nobody is subscribed yet, so nothing is sent.
-//!
-//! Why the whole journal and not the newest snapshot plus its tail: the
-//! feed's sequence numbers are running counts of messages per channel and
-//! per (instrument, channel), and its L3 state needs what an engine
-//! snapshot does not expose (stop orders waiting, icebergs' display size);
-//! a restored engine cannot reproduce them. Seeding from the tail needs a
-//! feed checkpoint beside each engine snapshot (left open, ARCHITECTURE.md).
+//! nobody is subscribed yet, so nothing is sent; a checkpoint is used only
+//! with the snapshot of its own seq, and nothing of it reaches the hub
+//! before both files have checked out and restored.
 
+use crate::builder::FeedBuilder;
+use crate::checkpoint::CheckpointError;
 use crate::hub::MdHub;
+use engine::{Engine, EngineConfig};
+use journal::{FsStorage, JournalError, SnapshotFault};
+use std::path::{Path, PathBuf};
+
+/// Why a partition's market data cannot start from its checkpoint (it is
+/// then rebuilt from the whole journal).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointSeedError {
+    /// The checkpoint file is missing or damaged.
+    #[error("feed checkpoint {}: {fault}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        fault: SnapshotFault,
+    },
+    /// The snapshot of the same seq is missing or damaged.
+    #[error("snapshot {}: {fault}", path.display())]
+    Snapshot {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        fault: SnapshotFault,
+    },
+    /// The snapshot does not restore an engine.
+    #[error("snapshot {} does not restore: {source}", path.display())]
+    Restore {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: engine::SnapshotError,
+    },
+    /// The checkpoint's bytes are not a feed checkpoint.
+    #[error("feed checkpoint {}: {source}", path.display())]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: CheckpointError,
+    },
+}
+
+/// A partition's market data and engine as of a snapshot, ready to seed a
+/// hub (nothing in the hub changed yet).
+#[derive(Debug)]
+pub struct Checkpointed {
+    engine: Engine,
+    builder: FeedBuilder,
+    at: u64,
+}
 
 impl MdHub {
+    /// Reads the feed checkpoint and the engine snapshot after `at` in
+    /// `dir` and restores both (the hub is not touched).
+    pub fn load_checkpoint(
+        &self,
+        dir: &Path,
+        cfg: EngineConfig,
+        at: u64,
+    ) -> Result<Checkpointed, CheckpointSeedError> {
+        let path = dir.join(journal::feed_checkpoint_name(at));
+        let bytes = journal::read_feed_checkpoint(&FsStorage, dir, at).map_err(|fault| {
+            CheckpointSeedError::File {
+                path: path.clone(),
+                fault,
+            }
+        })?;
+        let builder = FeedBuilder::from_checkpoint(self.config().feed, &bytes)
+            .map_err(|source| CheckpointSeedError::Checkpoint { path, source })?;
+        let path = dir.join(journal::snapshot_name(at));
+        let snap = journal::read_snapshot(&FsStorage, &path).map_err(|fault| {
+            CheckpointSeedError::Snapshot {
+                path: path.clone(),
+                fault,
+            }
+        })?;
+        let engine = Engine::restore(cfg, &snap.body)
+            .map_err(|source| CheckpointSeedError::Restore { path, source })?;
+        Ok(Checkpointed {
+            engine,
+            builder,
+            at,
+        })
+    }
+
+    /// Seeds partition `p` from a loaded checkpoint, then the journal's
+    /// inputs after it up to `up_to`. Returns the inputs replayed.
+    pub fn seed_from_checkpoint(
+        &mut self,
+        p: usize,
+        dir: &Path,
+        c: Checkpointed,
+        up_to: u64,
+    ) -> Result<u64, JournalError> {
+        if let Err(e) = self.replace_builder(p, c.builder, 0) {
+            // Only a partition mapping clash: nothing was subscribed or
+            // seeded elsewhere yet, so it is a bug.
+            panic!("seeding partition {p} from its checkpoint: {e}");
+        }
+        self.replay_into(p, dir, c.engine, c.at + 1, up_to)
+    }
+
     /// Rebuilds partition `p`'s market data from its journal: every
     /// journaled input up to `up_to` is applied to a scratch engine and its
     /// events go through the builder as live inputs would. Returns the
@@ -24,14 +126,27 @@ impl MdHub {
     pub fn seed_from_journal(
         &mut self,
         p: usize,
-        dir: &std::path::Path,
-        cfg: engine::EngineConfig,
+        dir: &Path,
+        cfg: EngineConfig,
         up_to: u64,
-    ) -> Result<u64, journal::JournalError> {
-        let mut eng = engine::Engine::new(cfg);
+    ) -> Result<u64, JournalError> {
+        self.replay_into(p, dir, Engine::new(cfg), 1, up_to)
+    }
+
+    fn replay_into(
+        &mut self,
+        p: usize,
+        dir: &Path,
+        mut eng: Engine,
+        from: u64,
+        up_to: u64,
+    ) -> Result<u64, JournalError> {
+        if from > up_to {
+            return Ok(0);
+        }
         let mut events = eng.new_events();
         let mut events_vec = Vec::new();
-        let done = journal::replay(&journal::FsStorage, dir, 1, up_to, |input| {
+        let done = journal::replay(&FsStorage, dir, from, up_to, |input| {
             eng.apply(input, &mut events);
             events_vec.clear();
             events_vec.extend(events.iter().copied());

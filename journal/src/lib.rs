@@ -97,8 +97,9 @@ pub use retention::{
 pub use segments::*;
 pub use sim::{SimDisk, SimFile};
 pub use snapshot::{
-    list_snapshots, load_newest_valid, read_snapshot, snapshot_name, write_snapshot,
-    LoadedSnapshot, SnapshotError, SnapshotFault, SnapshotSkip, SNAPSHOTS_KEPT,
+    feed_checkpoint_name, list_snapshots, load_newest_valid, newest_feed_pair,
+    read_feed_checkpoint, read_snapshot, snapshot_name, write_feed_checkpoint, write_snapshot,
+    LoadedSnapshot, SnapshotError, SnapshotFault, SnapshotSkip, FEED_MAGIC, SNAPSHOTS_KEPT,
     SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
 pub use storage::{create_private_dir, join, FsFile, FsStorage, Storage, StorageFile};

@@ -535,7 +535,7 @@ pub struct DiskUsage {
     pub journal_bytes: u64,
     /// `archive/`.
     pub archive_bytes: u64,
-    /// Snapshot files.
+    /// Snapshot files and market-data checkpoints beside them.
     pub snapshot_bytes: u64,
     /// Last seq retained away (`journal.base` - 1; 0: none).
     pub retained_through_seq: u64,
@@ -546,7 +546,7 @@ pub fn disk_usage<S: Storage>(storage: &S, dir: &Path) -> Result<DiskUsage, Jour
     let mut u = DiskUsage::default();
     for name in storage.list(dir).map_err(io_err("list", dir))? {
         let n = file_len(storage, &dir.join(&name))?;
-        if name.starts_with("snapshot-") {
+        if name.starts_with("snapshot-") || name.starts_with("feed-") {
             u.snapshot_bytes += n;
         } else if name != crate::LOCK_NAME {
             u.journal_bytes += n;

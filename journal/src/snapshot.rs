@@ -15,9 +15,16 @@
 //! | 48..64 | body checksum: xxh3-128 of the body |
 //! | 64..80 | header checksum: xxh3-128 of bytes 0..64 |
 //!
+//! A market-data checkpoint beside a snapshot (`feed-<seq, 20 digits>.ckpt`,
+//! the hub's `FeedBuilder` bytes at the same seq, so start-up seeds market
+//! data from it plus the journal after it instead of the whole journal) has
+//! the same header with magic `BOURSEFD` and a zero state hash.
+//!
 //! Invariants: a snapshot is written to `<name>.tmp`, synced, renamed to its
 //! name and the directory synced, so a snapshot file under its final name
-//! is always complete; only the newest two are kept; a snapshot is taken
+//! is always complete; only the newest two are kept, and the newest with a
+//! feed checkpoint of its seq (so market data always has a pair to start
+//! from), and no feed checkpoint older than that pair; a snapshot is taken
 //! only of state whose inputs are all durable in the journal (the caller's
 //! duty), so the journal always reaches at least its seq. Loading checks
 //! every header field and the body checksum and names the file and the
@@ -36,6 +43,28 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"BOURSESN";
 pub const SNAPSHOT_VERSION: u32 = 1;
 /// How many snapshots are kept.
 pub const SNAPSHOTS_KEPT: usize = 2;
+/// Header magic of a market-data checkpoint file.
+pub const FEED_MAGIC: [u8; 8] = *b"BOURSEFD";
+
+/// A kind of checkpoint file: its name's prefix and suffix, its magic.
+#[derive(Clone, Copy, Debug)]
+struct Kind {
+    prefix: &'static str,
+    suffix: &'static str,
+    magic: [u8; 8],
+}
+
+const SNAPSHOT: Kind = Kind {
+    prefix: "snapshot-",
+    suffix: ".snap",
+    magic: SNAPSHOT_MAGIC,
+};
+
+const FEED: Kind = Kind {
+    prefix: "feed-",
+    suffix: ".ckpt",
+    magic: FEED_MAGIC,
+};
 
 /// Why a snapshot file is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,11 +167,22 @@ pub struct LoadedSnapshot {
 
 /// The file name of the snapshot after `seq`.
 pub fn snapshot_name(seq: u64) -> String {
-    format!("snapshot-{seq:020}.snap")
+    SNAPSHOT.name(seq)
 }
 
-fn parse_name(name: &str) -> Option<Result<u64, ()>> {
-    let mid = name.strip_prefix("snapshot-")?.strip_suffix(".snap")?;
+/// The file name of the market-data checkpoint after `seq`.
+pub fn feed_checkpoint_name(seq: u64) -> String {
+    FEED.name(seq)
+}
+
+impl Kind {
+    fn name(self, seq: u64) -> String {
+        format!("{}{seq:020}{}", self.prefix, self.suffix)
+    }
+}
+
+fn parse_name(kind: Kind, name: &str) -> Option<Result<u64, ()>> {
+    let mid = name.strip_prefix(kind.prefix)?.strip_suffix(kind.suffix)?;
     Some(
         if mid.len() == 20 && mid.bytes().all(|b| b.is_ascii_digit()) {
             mid.parse().map_err(|_| ())
@@ -157,9 +197,17 @@ pub fn list_snapshots<S: Storage>(
     storage: &S,
     dir: &Path,
 ) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+    list_kind(storage, dir, SNAPSHOT)
+}
+
+fn list_kind<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    kind: Kind,
+) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
     let mut out = Vec::new();
     for n in storage.list(dir).map_err(io_err("list", dir))? {
-        match parse_name(&n) {
+        match parse_name(kind, &n) {
             None => {}
             Some(Ok(seq)) => out.push((seq, dir.join(&n))),
             Some(Err(())) => return Err(SnapshotError::BadName(dir.join(&n))),
@@ -170,9 +218,9 @@ pub fn list_snapshots<S: Storage>(
 }
 
 /// Encodes the header for a snapshot.
-fn header(seq: u64, state_hash: u128, body: &[u8]) -> [u8; SNAPSHOT_HEADER_LEN] {
+fn header(magic: [u8; 8], seq: u64, state_hash: u128, body: &[u8]) -> [u8; SNAPSHOT_HEADER_LEN] {
     let mut h = [0u8; SNAPSHOT_HEADER_LEN];
-    h[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    h[0..8].copy_from_slice(&magic);
     h[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
     h[16..24].copy_from_slice(&seq.to_le_bytes());
     h[24..40].copy_from_slice(&state_hash.to_le_bytes());
@@ -192,10 +240,53 @@ pub fn write_snapshot<S: Storage>(
     state_hash: u128,
     body: &[u8],
 ) -> Result<PathBuf, SnapshotError> {
+    write_kind(storage, dir, SNAPSHOT, seq, state_hash, body)
+}
+
+/// Writes market data's checkpoint after `seq` durably, as a snapshot is
+/// written, then deletes those older than the oldest kept snapshot.
+pub fn write_feed_checkpoint<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    seq: u64,
+    body: &[u8],
+) -> Result<PathBuf, SnapshotError> {
+    write_kind(storage, dir, FEED, seq, 0, body)
+}
+
+/// The newest seq, at most `up_to`, that has both a feed checkpoint and a
+/// snapshot in `dir` (not read or checked yet).
+pub fn newest_feed_pair<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    up_to: u64,
+) -> Result<Option<u64>, SnapshotError> {
+    let snaps = list_snapshots(storage, dir)?;
+    let feeds = list_kind(storage, dir, FEED)?;
+    Ok(newest_pair(&snaps, &feeds, up_to))
+}
+
+/// Reads and checks market data's checkpoint after `seq` in `dir`.
+pub fn read_feed_checkpoint<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    seq: u64,
+) -> Result<Vec<u8>, SnapshotFault> {
+    read_kind(storage, &dir.join(FEED.name(seq)), FEED).map(|f| f.body)
+}
+
+fn write_kind<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    kind: Kind,
+    seq: u64,
+    state_hash: u128,
+    body: &[u8],
+) -> Result<PathBuf, SnapshotError> {
     storage
         .create_dir_all(dir)
         .map_err(io_err("create dir", dir))?;
-    let name = snapshot_name(seq);
+    let name = kind.name(seq);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
     if storage
@@ -206,7 +297,7 @@ pub fn write_snapshot<S: Storage>(
         storage.remove(&tmp).map_err(io_err("remove", &tmp))?;
     }
     let mut f = storage.create(&tmp).map_err(io_err("create", &tmp))?;
-    let h = header(seq, state_hash, body);
+    let h = header(kind.magic, seq, state_hash, body);
     f.write_at(&h, 0).map_err(io_err("write", &tmp))?;
     f.write_at(body, SNAPSHOT_HEADER_LEN as u64)
         .map_err(io_err("write", &tmp))?;
@@ -216,20 +307,61 @@ pub fn write_snapshot<S: Storage>(
         .rename(&tmp, &path)
         .map_err(io_err("rename", &tmp))?;
     storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
-    let all = list_snapshots(storage, dir)?;
-    if all.len() > SNAPSHOTS_KEPT {
-        for (_, old) in &all[..all.len() - SNAPSHOTS_KEPT] {
-            storage.remove(old).map_err(io_err("remove", old))?;
-        }
+    prune(storage, dir)?;
+    Ok(path)
+}
+
+/// Deletes all snapshots but the newest two and the newest that has a feed
+/// checkpoint of its seq (the pair market data starts from: a clean
+/// shutdown's final snapshot has none), and every feed checkpoint older
+/// than that pair.
+fn prune<S: Storage>(storage: &S, dir: &Path) -> Result<(), SnapshotError> {
+    let snaps = list_snapshots(storage, dir)?;
+    let feeds = list_kind(storage, dir, FEED)?;
+    let pair = newest_pair(&snaps, &feeds, u64::MAX);
+    let keep_from = snaps.len().saturating_sub(SNAPSHOTS_KEPT);
+    let old: Vec<&PathBuf> = snaps
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i < keep_from && Some(s.0) != pair)
+        .map(|(_, s)| &s.1)
+        .chain(
+            feeds
+                .iter()
+                .filter(|f| pair.is_some_and(|p| f.0 < p))
+                .map(|f| &f.1),
+        )
+        .collect();
+    for p in &old {
+        storage.remove(p).map_err(io_err("remove", p))?;
+    }
+    if !old.is_empty() {
         storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
     }
-    Ok(path)
+    Ok(())
+}
+
+/// The newest seq ≤ `up_to` with both a snapshot and a feed checkpoint.
+fn newest_pair(snaps: &[(u64, PathBuf)], feeds: &[(u64, PathBuf)], up_to: u64) -> Option<u64> {
+    feeds
+        .iter()
+        .rev()
+        .map(|f| f.0)
+        .find(|&seq| seq <= up_to && snaps.iter().any(|s| s.0 == seq))
 }
 
 /// Reads and checks one snapshot file (not restored yet).
 pub fn read_snapshot<S: Storage>(
     storage: &S,
     path: &Path,
+) -> Result<LoadedSnapshot, SnapshotFault> {
+    read_kind(storage, path, SNAPSHOT)
+}
+
+fn read_kind<S: Storage>(
+    storage: &S,
+    path: &Path,
+    kind: Kind,
 ) -> Result<LoadedSnapshot, SnapshotFault> {
     let io = |e: std::io::Error| SnapshotFault::Io(e.to_string());
     let f = storage.open_read(path).map_err(io)?;
@@ -240,7 +372,7 @@ pub fn read_snapshot<S: Storage>(
     let mut h = [0u8; SNAPSHOT_HEADER_LEN];
     f.read_at(&mut h, 0).map_err(io)?;
     let magic: [u8; 8] = h[0..8].try_into().expect("8 bytes");
-    if magic != SNAPSHOT_MAGIC {
+    if magic != kind.magic {
         return Err(SnapshotFault::BadMagic(magic));
     }
     let hc = u128::from_le_bytes(h[64..80].try_into().expect("16 bytes"));
@@ -258,7 +390,7 @@ pub fn read_snapshot<S: Storage>(
     let name_seq = path
         .file_name()
         .and_then(|n| n.to_str())
-        .and_then(parse_name)
+        .and_then(|n| parse_name(kind, n))
         .and_then(Result::ok);
     if let Some(name_seq) = name_seq {
         if name_seq != seq {
@@ -309,6 +441,76 @@ mod tests {
     use super::*;
     use crate::record::SplitMix64;
     use crate::SimDisk;
+
+    #[test]
+    fn feed_checkpoints_live_beside_the_snapshots_they_go_with() {
+        let d = SimDisk::new();
+        let dir = Path::new("/snap");
+        for seq in [10u64, 20, 30] {
+            write_snapshot(&d, dir, seq, 7, &[1; 100]).unwrap();
+            write_feed_checkpoint(&d, dir, seq, &[seq as u8; 50]).unwrap();
+        }
+        let names = |d: &SimDisk| {
+            let mut n = d.list(dir).unwrap();
+            n.sort();
+            n
+        };
+        assert_eq!(
+            names(&d),
+            [
+                feed_checkpoint_name(30),
+                snapshot_name(20),
+                snapshot_name(30)
+            ],
+            "the newest two snapshots, no checkpoint older than the newest pair"
+        );
+        assert_eq!(read_feed_checkpoint(&d, dir, 30).unwrap(), [30; 50]);
+        assert!(matches!(
+            read_feed_checkpoint(&d, dir, 10),
+            Err(SnapshotFault::Io(_))
+        ));
+        // Snapshots without checkpoints (taken at shutdowns) never push out
+        // the newest pair, so market data always has one to start from.
+        write_snapshot(&d, dir, 40, 7, &[1; 100]).unwrap();
+        write_snapshot(&d, dir, 50, 7, &[1; 100]).unwrap();
+        assert_eq!(
+            names(&d),
+            [
+                feed_checkpoint_name(30),
+                snapshot_name(30),
+                snapshot_name(40),
+                snapshot_name(50)
+            ]
+        );
+        assert_eq!(newest_feed_pair(&d, dir, 50).unwrap(), Some(30));
+        assert_eq!(newest_feed_pair(&d, dir, 29).unwrap(), None);
+        // A newer pair releases the older one.
+        write_snapshot(&d, dir, 60, 7, &[1; 100]).unwrap();
+        write_feed_checkpoint(&d, dir, 60, &[6; 50]).unwrap();
+        assert_eq!(
+            names(&d),
+            [
+                feed_checkpoint_name(60),
+                snapshot_name(50),
+                snapshot_name(60)
+            ]
+        );
+        // A checkpoint is not a snapshot, and listing snapshots skips it.
+        let feed = dir.join(feed_checkpoint_name(60));
+        assert!(matches!(
+            read_snapshot(&d, &feed),
+            Err(SnapshotFault::BadMagic(m)) if m == FEED_MAGIC
+        ));
+        let (s, _) = load_newest_valid(&d, dir).unwrap();
+        assert_eq!(s.unwrap().seq, 60);
+        // A damaged body is named.
+        let mut f = d.open(&feed).unwrap();
+        f.write_at(&[9], SNAPSHOT_HEADER_LEN as u64 + 3).unwrap();
+        assert_eq!(
+            read_feed_checkpoint(&d, dir, 60),
+            Err(SnapshotFault::BodyChecksum)
+        );
+    }
 
     #[test]
     fn write_keep_two_and_load() {

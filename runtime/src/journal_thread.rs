@@ -21,7 +21,7 @@
 use crate::idle::{IdleStrategy, Idler};
 use crate::partition::{Request, Shared, SnapshotBytes};
 use crate::Persistence;
-use engine::Input;
+use engine::{Input, Seq};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -123,6 +123,9 @@ fn commit_group(
 struct SnapshotStep {
     pending: Option<SnapshotBytes>,
     asked: bool,
+    /// The seq of the last snapshot taken while market data checkpoints:
+    /// its checkpoint is written beside it once market data answers.
+    feed_at: Option<Seq>,
 }
 
 impl SnapshotStep {
@@ -137,7 +140,11 @@ impl SnapshotStep {
     ) -> Result<(), Stopped> {
         if self.pending.is_none() {
             self.pending = shared.snapshots.pop();
+            if let Some(s) = self.pending.as_ref().filter(|_| shared.feed.wanted()) {
+                self.feed_at = Some(s.seq);
+            }
         }
+        self.write_feed(persist, shared);
         if let Some(snap) = &self.pending {
             if shared.durable_seq.load(Ordering::Acquire) >= snap.seq.0 {
                 if let Err(e) = persist.snapshot(snap) {
@@ -159,6 +166,25 @@ impl SnapshotStep {
             self.asked = shared.inbound.push(Request::Snapshot).is_ok();
         }
         Ok(())
+    }
+}
+
+impl SnapshotStep {
+    /// Writes market data's answer to the last snapshot's mark, once there
+    /// is one. A failure costs only start-up time (market data then
+    /// replays from an older checkpoint or the journal's start): logged,
+    /// never fatal.
+    fn write_feed(&mut self, persist: &mut dyn Persistence, shared: &Shared) {
+        let Some(seq) = self.feed_at else { return };
+        let Some(answer) = shared.feed.taken_at(seq) else {
+            return;
+        };
+        self.feed_at = None;
+        if let Some(bytes) = answer {
+            if let Err(e) = persist.feed_checkpoint(seq, &bytes) {
+                tracing::warn!(seq = seq.0, error = %e, "market-data checkpoint not written");
+            }
+        }
     }
 }
 

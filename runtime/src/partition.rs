@@ -459,9 +459,10 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                     if let Some(mut back) = shared.snapshots.force_push(snap) {
                         back.bytes = Vec::new();
                     }
-                    // A replicated snapshot carries market data's checkpoint
-                    // at the same point: the mark tells its reader where.
-                    if shared.replicated {
+                    // Market data checkpoints at the same point (carried in
+                    // a replicated snapshot, written beside a single
+                    // node's): the mark tells its reader where.
+                    if shared.replicated || shared.feed.wanted() {
                         out.write_mark(&shared.outbound, at, Mark::Snapshot, wait);
                     }
                 }

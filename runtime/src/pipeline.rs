@@ -323,6 +323,13 @@ impl Persistence for FsPersistence {
         Ok(())
     }
 
+    fn feed_checkpoint(&mut self, seq: Seq, bytes: &[u8]) -> std::io::Result<()> {
+        journal::write_feed_checkpoint(&FsStorage, &self.dir, seq.0, bytes)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.measure();
+        Ok(())
+    }
+
     fn bytes_since_snapshot(&self) -> u64 {
         self.writer.written().1 - self.bytes_at_snapshot
     }

@@ -19,6 +19,11 @@ pub trait Persistence: Send + 'static {
     fn commit(&mut self, batch: &[Input]) -> std::io::Result<()>;
     /// Writes a snapshot whose inputs are all durable.
     fn snapshot(&mut self, snap: &SnapshotBytes) -> std::io::Result<()>;
+    /// Writes market data's checkpoint taken at the snapshot after `seq`
+    /// (beside it; nothing where the persistence keeps no files).
+    fn feed_checkpoint(&mut self, _seq: Seq, _bytes: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
     /// Bytes journaled since the last snapshot (drives automatic snapshots).
     fn bytes_since_snapshot(&self) -> u64;
     /// Bytes journaled since start-up (metrics).

@@ -388,8 +388,18 @@ impl MdHub {
         bytes: &[u8],
         now_ns: u64,
     ) -> Result<(), CheckpointError> {
-        let _ = self.builder(p); // a partition the hub lacks is a caller bug
         let b = FeedBuilder::from_checkpoint(self.cfg.feed, bytes)?;
+        self.replace_builder(p, b, now_ns)
+    }
+
+    /// `restore_feed` with the builder already made (start-up seeding).
+    pub(crate) fn replace_builder(
+        &mut self,
+        p: usize,
+        b: FeedBuilder,
+        now_ns: u64,
+    ) -> Result<(), CheckpointError> {
+        let _ = self.builder(p); // a partition the hub lacks is a caller bug
         for i in b.instruments() {
             match self.inst_part.get(&i.0) {
                 Some(&owner) if owner != p => {

@@ -158,10 +158,10 @@ fn restored(h: &mut MdHub, p: usize, seq: Seq, part: &Shared, now: u64) -> bool 
     false
 }
 
-/// A hub with every partition but the `skip`ped ones rebuilt from its
-/// journal: a durable single node's up to its recovered seq, a replicated
-/// partition's up to the snapshot its engine was restored from. The first
-/// failure: (partition, its seq, why).
+/// A hub with every partition but the `skip`ped ones rebuilt: a durable
+/// single node's up to its recovered seq, a replicated partition's up to
+/// the snapshot its engine was restored from. The first failure:
+/// (partition, its seq, why).
 fn seeded_hub(
     cfg: &MdConfig,
     p: &runtime::Pipeline,
@@ -180,40 +180,64 @@ fn seeded_hub(
                 .load(std::sync::atomic::Ordering::Acquire),
             _ => p.recovered().get(part).map_or(0, |r| r.last_seq),
         };
-        if up_to == 0 {
-            continue;
-        }
-        let shared = p.runtime().shared(part);
-        if let Some(bytes) = shared.feed.installed_at(Seq(up_to)) {
-            // A replicated snapshot with market data's checkpoint: no journal.
-            match hub.restore_feed(part, &bytes, now_ns()) {
-                Ok(()) => {
-                    tracing::info!(
-                        partition = part,
-                        seq = up_to,
-                        "market data restored from the snapshot's checkpoint"
-                    );
-                    continue;
-                }
-                Err(e) => tracing::warn!(
-                    partition = part,
-                    seq = up_to,
-                    error = %e,
-                    "the snapshot's market-data checkpoint does not restore: rebuilding from the journal"
-                ),
-            }
-        }
-        let dir = runtime::partition_dir(&pc.data_dir, part);
-        match hub.seed_from_journal(part, &dir, pc.engine, up_to) {
-            Ok(n) => tracing::info!(
-                partition = part,
-                inputs = n,
-                "market data rebuilt from the journal"
-            ),
-            Err(e) => return Err((part, up_to, e)),
+        if up_to > 0 {
+            seed_partition(&mut hub, p, pc, part, up_to).map_err(|e| (part, up_to, e))?;
         }
     }
     Ok(hub)
+}
+
+/// Seeds partition `part` up to `up_to`, the cheapest way its files allow:
+/// a replicated snapshot's own checkpoint (no journal read), else a single
+/// node's newest checkpoint beside a snapshot of the same seq (then the
+/// journal after it), else the whole journal.
+fn seed_partition(
+    hub: &mut MdHub,
+    p: &runtime::Pipeline,
+    pc: &runtime::PipelineConfig,
+    part: usize,
+    up_to: u64,
+) -> Result<(), journal::JournalError> {
+    let shared = p.runtime().shared(part);
+    let dir = runtime::partition_dir(&pc.data_dir, part);
+    if let Some(bytes) = shared.feed.installed_at(Seq(up_to)) {
+        match hub.restore_feed(part, &bytes, now_ns()) {
+            Ok(()) => {
+                tracing::info!(
+                    partition = part,
+                    seq = up_to,
+                    "market data restored from the snapshot's checkpoint"
+                );
+                return Ok(());
+            }
+            Err(e) => tracing::warn!(partition = part, seq = up_to, error = %e,
+                "the snapshot's market-data checkpoint does not restore: rebuilding from the journal"),
+        }
+    }
+    // The newest checkpoint with its snapshot (the final snapshot of a
+    // clean shutdown has none: nobody reads outputs by then).
+    let at = match pc.durability {
+        journal::Durability::None => None,
+        _ => journal::newest_feed_pair(&journal::FsStorage, &dir, up_to).unwrap_or_else(|e| {
+            tracing::warn!(partition = part, error = %e, "feed checkpoints not listed");
+            None
+        }),
+    };
+    let from_checkpoint = at.map(|at| hub.load_checkpoint(&dir, pc.engine, at));
+    let n = match from_checkpoint {
+        Some(Ok(c)) => hub.seed_from_checkpoint(part, &dir, c, up_to)?,
+        Some(Err(e)) => {
+            tracing::warn!(partition = part, error = %e, "market data rebuilt from the whole journal");
+            hub.seed_from_journal(part, &dir, pc.engine, up_to)?
+        }
+        None => hub.seed_from_journal(part, &dir, pc.engine, up_to)?,
+    };
+    tracing::info!(
+        partition = part,
+        inputs = n,
+        "market data rebuilt from the journal"
+    );
+    Ok(())
 }
 
 /// Market data on the order-entry endpoint: the server builds the hub once
@@ -261,8 +285,9 @@ pub fn companion(cfg: MdConfig) -> gateway::server::CompanionSpec {
             let w = wake.clone();
             let shared = p.runtime().shared(part);
             shared.doorbell.register(Box::new(move || w.notify_one()))?;
-            if replicated {
-                // Every snapshot mark gets an answer from now on.
+            if shared.replicated || pc.durability != journal::Durability::None {
+                // Every snapshot is marked, and every mark answered, from
+                // now on (a single node's in-memory mode takes none).
                 shared.feed.want();
             }
             parts.push(shared.clone());
