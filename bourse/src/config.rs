@@ -281,6 +281,10 @@ election_timeout_ms_max = 600
 heartbeat_ms = 100
 # Log entries between snapshots of a partition's group.
 snapshot_every_entries = 100_000
+# Log entries kept in memory behind the newest snapshot: a follower at most
+# this far behind catches up from the log, one further behind is sent the
+# snapshot (at most 1_000_000).
+log_kept_after_snapshot_entries = 1_000
 "#;
 
 /// The whole configuration.
@@ -838,6 +842,8 @@ pub struct ClusterSection {
     pub heartbeat_ms: u64,
     /// Log entries between snapshots.
     pub snapshot_every_entries: u64,
+    /// Log entries kept behind the newest snapshot.
+    pub log_kept_after_snapshot_entries: u64,
 }
 
 impl Default for ClusterSection {
@@ -854,6 +860,7 @@ impl Default for ClusterSection {
             election_timeout_ms_max: c.election_timeout_ms_max,
             heartbeat_ms: c.heartbeat_ms,
             snapshot_every_entries: c.snapshot_every_entries,
+            log_kept_after_snapshot_entries: c.log_kept_after_snapshot_entries,
         }
     }
 }
@@ -861,6 +868,11 @@ impl Default for ClusterSection {
 /// The cluster secret's file name in the data directory (`[cluster]
 /// secret_file` unset).
 pub const CLUSTER_SECRET_FILE: &str = "cluster.secret";
+
+/// Most log entries kept behind a snapshot (`[cluster]
+/// log_kept_after_snapshot_entries`): each may hold a batch of commands in
+/// memory.
+pub const CLUSTER_LOG_KEPT_MAX: u64 = 1_000_000;
 
 /// Most members of a cluster (a majority of 7 is 4: more only slows commits).
 pub const CLUSTER_MEMBERS_MAX: usize = 7;
@@ -943,6 +955,10 @@ fn cluster_unset_keys(c: &ClusterSection) -> Vec<&'static str> {
         (
             "cluster.snapshot_every_entries",
             c.snapshot_every_entries != d.snapshot_every_entries,
+        ),
+        (
+            "cluster.log_kept_after_snapshot_entries",
+            c.log_kept_after_snapshot_entries != d.log_kept_after_snapshot_entries,
         ),
     ]
     .into_iter()
@@ -1975,6 +1991,15 @@ impl BourseConfig {
                 "must be at least 1".into(),
             ));
         }
+        if c.log_kept_after_snapshot_entries > CLUSTER_LOG_KEPT_MAX {
+            return Err(bad(
+                "cluster.log_kept_after_snapshot_entries",
+                format!(
+                    "{} is more than {CLUSTER_LOG_KEPT_MAX} (entries held in memory)",
+                    c.log_kept_after_snapshot_entries
+                ),
+            ));
+        }
         self.raft_listen()
             .map_err(|m| bad("cluster.raft_listen", m))?;
         if let Err(e) = self.cluster_config().validate() {
@@ -2334,6 +2359,7 @@ impl BourseConfig {
             election_timeout_ms_max: c.election_timeout_ms_max,
             heartbeat_ms: c.heartbeat_ms,
             snapshot_every_entries: c.snapshot_every_entries,
+            log_kept_after_snapshot_entries: c.log_kept_after_snapshot_entries,
             proposal_queue: self.runtime.inbound_ring,
             segment_bytes: self.pipeline.segment_bytes,
             ..replica::ClusterConfig::new(c.node_id, members)
@@ -3048,6 +3074,7 @@ mod tests {
                 ("BOURSE_CLUSTER_NODE_ID", "1"),
                 ("BOURSE_CLUSTER_MEMBERS", members),
                 ("BOURSE_CLUSTER_HEARTBEAT_MS", "50"),
+                ("BOURSE_CLUSTER_LOG_KEPT_AFTER_SNAPSHOT_ENTRIES", "0"),
                 ("BOURSE_SERVER_LISTEN", "0.0.0.0:7071"),
             ]),
             &[
@@ -3059,6 +3086,7 @@ mod tests {
         let spec = c.cluster_spec().unwrap();
         assert_eq!(spec.config.members.len(), 2);
         assert_eq!(spec.config.heartbeat_ms, 50);
+        assert_eq!(spec.config.log_kept_after_snapshot_entries, 0);
         assert_eq!(spec.raft_listen, "0.0.0.0:7171".parse().unwrap());
         assert_eq!(spec.secret_file, PathBuf::from("/etc/bourse/secret"));
         let array = format!("[\"{}\"]", members.split(',').next().unwrap());
@@ -3136,6 +3164,13 @@ mod tests {
                     m(1)
                 ),
                 "cluster.snapshot_every_entries",
+            ),
+            (
+                format!(
+                    "node_id = 1\nmembers = [{}]\nlog_kept_after_snapshot_entries = 1_000_001",
+                    m(1)
+                ),
+                "cluster.log_kept_after_snapshot_entries",
             ),
             (
                 format!("node_id = 1\nmembers = [{}]\nraft_listen = \"here\"", m(1)),
