@@ -472,6 +472,19 @@ async fn restart_durable(dir: &Path, snapshot_every_bytes: u64) -> (FeedView, Fe
     let s = at(boot_durable(dir, snapshot_every_bytes));
     let mut t = s.trader(61).await;
     trade(&mut t, 300, 7).await;
+    if snapshot_every_bytes > 0 {
+        // Market data answers a snapshot's mark while the node runs.
+        let part = runtime::partition_dir(dir, 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while files_in(&part).iter().all(|n| !n.starts_with("feed-")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint beside the snapshots: {:?}",
+                files_in(&part)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let before = reference(&s).await;
     assert!(
         !before.books[&(BTC, Channel::L2 as u8)]
@@ -493,6 +506,14 @@ async fn restart_durable(dir: &Path, snapshot_every_bytes: u64) -> (FeedView, Fe
     (before, after)
 }
 
+/// The names of the files in `dir`.
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
 /// After a restart the market data shows the recovered books, not empty
 /// ones: the hub is rebuilt from the journal before anyone subscribes.
 #[tokio::test(flavor = "current_thread")]
@@ -510,12 +531,8 @@ async fn market_data_after_a_restart_shows_the_recovered_books() {
 #[tokio::test(flavor = "current_thread")]
 async fn market_data_after_a_restart_starts_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let (before, after) = restart_durable(dir.path(), 16 << 10).await;
-    let part = runtime::partition_dir(dir.path(), 0);
-    let names: Vec<String> = std::fs::read_dir(&part)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let (before, after) = restart_durable(dir.path(), 4 << 10).await;
+    let names = files_in(&runtime::partition_dir(dir.path(), 0));
     assert!(
         names
             .iter()

@@ -313,13 +313,16 @@ fn write_kind<S: Storage>(
 
 /// Deletes all snapshots but the newest two and the newest that has a feed
 /// checkpoint of its seq (the pair market data starts from: a clean
-/// shutdown's final snapshot has none), and every feed checkpoint older
-/// than that pair.
+/// shutdown's final snapshot has none), every feed checkpoint older than
+/// that pair, and every one that can no longer pair (no snapshot of its
+/// seq, and a newer snapshot exists: snapshots only come newer).
 fn prune<S: Storage>(storage: &S, dir: &Path) -> Result<(), SnapshotError> {
     let snaps = list_snapshots(storage, dir)?;
     let feeds = list_kind(storage, dir, FEED)?;
     let pair = newest_pair(&snaps, &feeds, u64::MAX);
     let keep_from = snaps.len().saturating_sub(SNAPSHOTS_KEPT);
+    let newest = snaps.last().map_or(0, |s| s.0);
+    let orphan = |seq: u64| seq < newest && !snaps.iter().any(|s| s.0 == seq);
     let old: Vec<&PathBuf> = snaps
         .iter()
         .enumerate()
@@ -328,7 +331,7 @@ fn prune<S: Storage>(storage: &S, dir: &Path) -> Result<(), SnapshotError> {
         .chain(
             feeds
                 .iter()
-                .filter(|f| pair.is_some_and(|p| f.0 < p))
+                .filter(|f| pair.is_some_and(|p| f.0 < p) || orphan(f.0))
                 .map(|f| &f.1),
         )
         .collect();
@@ -484,6 +487,20 @@ mod tests {
         );
         assert_eq!(newest_feed_pair(&d, dir, 50).unwrap(), Some(30));
         assert_eq!(newest_feed_pair(&d, dir, 29).unwrap(), None);
+        // A checkpoint whose snapshot is gone never pairs: dropped at once;
+        // one newer than every snapshot waits for its own.
+        write_feed_checkpoint(&d, dir, 35, &[3; 50]).unwrap();
+        write_feed_checkpoint(&d, dir, 70, &[7; 50]).unwrap();
+        assert_eq!(
+            names(&d),
+            [
+                feed_checkpoint_name(30),
+                feed_checkpoint_name(70),
+                snapshot_name(30),
+                snapshot_name(40),
+                snapshot_name(50)
+            ]
+        );
         // A newer pair releases the older one.
         write_snapshot(&d, dir, 60, 7, &[1; 100]).unwrap();
         write_feed_checkpoint(&d, dir, 60, &[6; 50]).unwrap();
@@ -491,6 +508,7 @@ mod tests {
             names(&d),
             [
                 feed_checkpoint_name(60),
+                feed_checkpoint_name(70),
                 snapshot_name(50),
                 snapshot_name(60)
             ]

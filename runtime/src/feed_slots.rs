@@ -17,7 +17,7 @@
 //! only once per snapshot.
 
 use engine::Seq;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Checkpoint bytes, shared without copying between the two sides.
@@ -27,6 +27,9 @@ pub type FeedBytes = Arc<[u8]>;
 #[derive(Debug, Default)]
 pub struct FeedSlots {
     wanted: AtomicBool,
+    /// The seq of `taken`, published after it (0: none), so a poller
+    /// locks only when there is something new.
+    taken_seq: AtomicU64,
     taken: Mutex<Option<(Seq, Option<FeedBytes>)>>,
     installed: Mutex<Option<(Seq, FeedBytes)>>,
 }
@@ -46,6 +49,16 @@ impl FeedSlots {
     /// The reader's answer to the snapshot mark after input `seq`.
     pub fn put_taken(&self, seq: Seq, bytes: Option<FeedBytes>) {
         *lock(&self.taken) = Some((seq, bytes));
+        self.taken_seq.store(seq.0, Ordering::Release);
+    }
+
+    /// The newest answer, if it is not for `seen` (no lock when it is).
+    pub fn taken_since(&self, seen: Option<Seq>) -> Option<(Seq, Option<FeedBytes>)> {
+        let at = self.taken_seq.load(Ordering::Acquire);
+        if at == 0 || seen == Some(Seq(at)) {
+            return None;
+        }
+        lock(&self.taken).clone().filter(|t| Some(t.0) != seen)
     }
 
     /// The answer to the snapshot mark after `seq`: `None` while there is
@@ -91,9 +104,12 @@ mod tests {
         f.put_taken(Seq(5), Some(Arc::from(&b"abc"[..])));
         assert_eq!(f.taken_at(Seq(4)), None);
         assert_eq!(f.taken_at(Seq(5)).unwrap().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(f.taken_since(None).map(|t| t.0), Some(Seq(5)));
+        assert_eq!(f.taken_since(Some(Seq(5))), None);
         f.put_taken(Seq(9), None);
         assert_eq!(f.taken_at(Seq(5)), None, "a newer answer supersedes");
         assert_eq!(f.taken_at(Seq(9)), Some(None));
+        assert_eq!(f.taken_since(Some(Seq(5))), Some((Seq(9), None)));
         f.put_installed(Seq(7), Some(Arc::from(&b"x"[..])));
         assert_eq!(f.installed_at(Seq(7)).as_deref(), Some(&b"x"[..]));
         assert_eq!(f.installed_at(Seq(8)), None);

@@ -123,9 +123,8 @@ fn commit_group(
 struct SnapshotStep {
     pending: Option<SnapshotBytes>,
     asked: bool,
-    /// The seq of the last snapshot taken while market data checkpoints:
-    /// its checkpoint is written beside it once market data answers.
-    feed_at: Option<Seq>,
+    /// The seq of market data's last answer to a snapshot mark seen here.
+    feed_seen: Option<Seq>,
 }
 
 impl SnapshotStep {
@@ -140,9 +139,6 @@ impl SnapshotStep {
     ) -> Result<(), Stopped> {
         if self.pending.is_none() {
             self.pending = shared.snapshots.pop();
-            if let Some(s) = self.pending.as_ref().filter(|_| shared.feed.wanted()) {
-                self.feed_at = Some(s.seq);
-            }
         }
         self.write_feed(persist, shared);
         if let Some(snap) = &self.pending {
@@ -170,16 +166,17 @@ impl SnapshotStep {
 }
 
 impl SnapshotStep {
-    /// Writes market data's answer to the last snapshot's mark, once there
-    /// is one. A failure costs only start-up time (market data then
-    /// replays from an older checkpoint or the journal's start): logged,
-    /// never fatal.
+    /// Writes market data's newest answer to a snapshot mark beside the
+    /// snapshots (every answer, not only the last snapshot's: market data
+    /// may lag more than a snapshot interval; the file side drops those
+    /// whose snapshot is gone). A failure costs only start-up time
+    /// (market data then starts from an older pair or the journal's
+    /// start): logged, never fatal.
     fn write_feed(&mut self, persist: &mut dyn Persistence, shared: &Shared) {
-        let Some(seq) = self.feed_at else { return };
-        let Some(answer) = shared.feed.taken_at(seq) else {
+        let Some((seq, answer)) = shared.feed.taken_since(self.feed_seen) else {
             return;
         };
-        self.feed_at = None;
+        self.feed_seen = Some(seq);
         if let Some(bytes) = answer {
             if let Err(e) = persist.feed_checkpoint(seq, &bytes) {
                 tracing::warn!(seq = seq.0, error = %e, "market-data checkpoint not written");
