@@ -7,12 +7,12 @@
 //! snapshot_every_entries`, 100,000 by default) on the thread that also
 //! delivers execution reports, so this is the pause those reports see.
 //!
-//! `cargo run --release -p bourse-feeds --example checkpoint_cost [-- N]`
+//! `cargo run --release -p bourse --example checkpoint_cost [-- N]`
 
+use bourse::loadgen::load_instrument;
 use engine::{
-    AccountId, Asset, ClientOrderId, Command, Engine, EngineConfig, Input, InstrumentId,
-    InstrumentSpec, NewOrder, OrderType, OwnerId, Price, Qty, Seq, Side, Stp, Symbol, Tif,
-    Timestamp,
+    ClientOrderId, Command, Engine, EngineConfig, Input, InstrumentId, NewOrder, OrderType,
+    OwnerId, Price, Qty, Seq, Side, Stp, Tif, Timestamp,
 };
 use feeds::{FeedBuilder, FeedConfig};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ fn main() {
         ..FeedConfig::small()
     };
     let builder = book_of(n, cfg, feed);
-    let resting = builder.book(InstrumentId(1)).map_or(0, |b| b.len());
+    let resting = builder.book(load_instrument().id).map_or(0, |b| b.len());
     assert_eq!(resting, n as usize, "every order rests");
     let mut bytes = Vec::new();
     let take = median(|| bytes = builder.checkpoint());
@@ -55,7 +55,7 @@ fn book_of(n: u32, cfg: EngineConfig, feed: FeedConfig) -> FeedBuilder {
     let mut engine = Engine::new(cfg);
     let mut events = engine.new_events();
     let mut builder = FeedBuilder::new(feed);
-    let inst = InstrumentId(1);
+    let inst = load_instrument().id;
     let mut seq = 0;
     let mut apply = |command: Command, builder: &mut FeedBuilder| {
         seq += 1;
@@ -68,7 +68,7 @@ fn book_of(n: u32, cfg: EngineConfig, feed: FeedConfig) -> FeedBuilder {
         builder.apply(&input, &events);
         while builder.poll_message().is_some() {}
     };
-    apply(Command::AddInstrument(spec(inst)), &mut builder);
+    apply(Command::AddInstrument(load_instrument()), &mut builder);
     for i in 0..n {
         let buy = i.is_multiple_of(2);
         let level = u64::from(i / 2 % 1_000);
@@ -80,29 +80,6 @@ fn book_of(n: u32, cfg: EngineConfig, feed: FeedConfig) -> FeedBuilder {
         apply(Command::NewOrder(order(inst, i, buy, price)), &mut builder);
     }
     builder
-}
-
-fn spec(id: InstrumentId) -> InstrumentSpec {
-    InstrumentSpec {
-        id,
-        symbol: Symbol::from_str_code("BENCH").expect("symbol"),
-        base: Asset::from_str_code("BASE").expect("asset"),
-        quote: Asset::from_str_code("QUOTE").expect("asset"),
-        tick: 1,
-        lot_size: 1,
-        qty_min: 1,
-        qty_max: 1_000,
-        reference_price: Price(100_000),
-        band_bps: None,
-        circuit_bps: None,
-        circuit_window_ns: 0,
-        maker_fee_bps: 0,
-        taker_fee_bps: 0,
-        fee_account: AccountId(0),
-        settle: false,
-        open_orders_max: None,
-        notional_max: None,
-    }
 }
 
 fn order(inst: InstrumentId, i: u32, buy: bool, price: u64) -> NewOrder {
