@@ -970,11 +970,28 @@ fn request_of(conn: &ConnArgs, cmd: &ClientCommand) -> Result<Request, CliError>
     })
 }
 
-/// A client order id from the clock (microseconds since the epoch).
+/// A client order id from the clock: microseconds since the epoch (ids
+/// rise over time) times 4,096, plus 12 low bits that differ between
+/// commands started in the same microsecond — a random offset per process
+/// (16 `order` commands started at once from a shell used to share ids and
+/// be rejected `duplicate_client_order_id`) plus a count within it.
 fn coid_from_clock() -> u64 {
-    std::time::SystemTime::now()
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static OFFSET: OnceLock<u64> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let offset = *OFFSET.get_or_init(|| {
+        // std's per-process random hash keys, mixed with the pid.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
+    });
+    let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_micros() as u64)
+        .map_or(1, |d| d.as_micros() as u64);
+    let low = offset.wrapping_add(COUNT.fetch_add(1, Ordering::Relaxed)) & 0xfff;
+    (micros << 12) | low
 }
 
 impl SideArg {
@@ -1328,6 +1345,20 @@ fn copy_code<const N: usize>(dst: &mut [u8; N], s: &str) -> Result<(), CliError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_order_ids_from_the_clock_never_repeat_and_rise() {
+        // Thousands within the same microseconds: the count keeps them apart.
+        let ids: Vec<u64> = (0..4_000).map(|_| coid_from_clock()).collect();
+        let mut seen = ids.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), ids.len(), "a repeated id");
+        assert!(ids.iter().all(|&i| i < 1 << 63), "fits a signed 64-bit id");
+        let before = coid_from_clock() >> 12;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(coid_from_clock() >> 12 > before, "later ids are larger");
+    }
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {

@@ -225,14 +225,15 @@ pub fn node_toml(dir: &Path, nodes: &[NodePlan], me: usize) -> String {
     )
 }
 
-/// Fresh plans for `count` nodes in `dir`, on free loopback ports (each
+/// Fresh plans for `count` nodes in `dir`, on free loopback ports below
+/// the ephemeral range, so a restarted node finds its port free (each
 /// port is held until all are picked, so no two are the same).
 pub fn fresh_plans(dir: &Path, count: u64) -> Result<Vec<NodePlan>, LocalError> {
-    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+    use crate::local_cluster::bind_below_ephemeral;
     let mut held_udp = Vec::new();
     let mut held_tcp = Vec::new();
     let mut udp = || -> io::Result<SocketAddr> {
-        let s = std::net::UdpSocket::bind(lo)?;
+        let s = bind_below_ephemeral(std::net::UdpSocket::bind)?;
         let a = s.local_addr()?;
         held_udp.push(s);
         Ok(a)
@@ -241,7 +242,7 @@ pub fn fresh_plans(dir: &Path, count: u64) -> Result<Vec<NodePlan>, LocalError> 
     for id in 1..=count {
         let client = udp().map_err(LocalError::Ports)?;
         let raft = udp().map_err(LocalError::Ports)?;
-        let t = std::net::TcpListener::bind(lo).map_err(LocalError::Ports)?;
+        let t = bind_below_ephemeral(std::net::TcpListener::bind).map_err(LocalError::Ports)?;
         let metrics = t.local_addr().map_err(LocalError::Ports)?;
         held_tcp.push(t);
         plans.push(NodePlan {

@@ -51,11 +51,18 @@ pub enum LocalClusterError {
     NoLeader(Duration, String),
 }
 
-/// A loopback UDP port nobody holds now, drawn below the kernel's
-/// ephemeral range (Linux 32768+, others 49152+): a node stopped and
-/// restarted gets its port back, which an ephemeral port is not sure to
-/// be — any client socket of the machine may be handed it meanwhile.
+/// A loopback UDP port nobody holds now (see `bind_below_ephemeral`).
 fn free_port() -> std::io::Result<SocketAddr> {
+    bind_below_ephemeral(UdpSocket::bind)?.local_addr()
+}
+
+/// `bind` on a loopback port drawn below the kernel's ephemeral range
+/// (Linux 32768+, others 49152+), the first that binds: a node stopped and
+/// restarted on its port gets it back, which an ephemeral port is not sure
+/// to be — any client socket of the machine may be handed it meanwhile.
+pub(crate) fn bind_below_ephemeral<T>(
+    mut bind: impl FnMut(SocketAddr) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     const PORTS: std::ops::Range<u64> = 20_000..32_000;
     static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -66,12 +73,12 @@ fn free_port() -> std::io::Result<SocketAddr> {
         (u64::from(std::process::id()) << 32) ^ u64::from(nanos) ^ drawn.wrapping_mul(0x9e37_79b9),
     );
     for _ in 0..256 {
-        let port = PORTS.start + rng.below(PORTS.end - PORTS.start);
-        if let Ok(s) = UdpSocket::bind(("127.0.0.1", port as u16)) {
-            return s.local_addr();
+        let port = (PORTS.start + rng.below(PORTS.end - PORTS.start)) as u16;
+        if let Ok(s) = bind(SocketAddr::from(([127, 0, 0, 1], port))) {
+            return Ok(s);
         }
     }
-    UdpSocket::bind("127.0.0.1:0")?.local_addr()
+    bind(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 fn copy_identity(from: &Path, to: &Path) -> std::io::Result<()> {
