@@ -106,7 +106,10 @@ async fn consume(hub: Rc<RefCell<MdHub>>, mut rd: Readers, busy_poll: bool) {
                     match o.mark {
                         Mark::Input => h.on_input(p, o.seq, Some(&o.command), o.events(), now),
                         Mark::Snapshot => {
-                            let bytes = rd.complete[p].then(|| Arc::from(h.feed_checkpoint(p)));
+                            // Books known complete and exactly at the mark,
+                            // else no checkpoint rather than a wrong one.
+                            let fit = rd.complete[p] && h.last_seq(p) == o.seq;
+                            let bytes = fit.then(|| Arc::from(h.feed_checkpoint(p)));
                             rd.parts[p].feed.put_taken(o.seq, bytes);
                         }
                         Mark::Restore => {
