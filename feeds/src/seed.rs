@@ -68,6 +68,13 @@ pub struct Checkpointed {
     at: u64,
 }
 
+impl Checkpointed {
+    /// The seq the checkpoint and its snapshot were taken after.
+    pub fn seq(&self) -> u64 {
+        self.at
+    }
+}
+
 impl MdHub {
     /// Reads the feed checkpoint and the engine snapshot after `at` in
     /// `dir` and restores both (the hub is not touched).

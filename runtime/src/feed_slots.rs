@@ -1,20 +1,22 @@
-//! Feed checkpoints handed between a replicated partition's Raft state
-//! machine and its market-data reader, as opaque bytes (the runtime knows
-//! no feed format).
+//! Feed checkpoints handed between a partition's market-data reader and
+//! whoever keeps its snapshots, as opaque bytes (the runtime knows no feed
+//! format).
 //!
 //! - *taken*: the reader's checkpoint of its books at a
 //!   [`Mark::Snapshot`](crate::Mark::Snapshot), or `None` when it knows its
-//!   books are incomplete; the Raft snapshot builder waits for it and
-//!   carries it inside the snapshot, so a node that installs the snapshot
-//!   gets the market data with the engine.
+//!   books are incomplete. A replicated partition's Raft snapshot builder
+//!   waits for it and carries it inside the snapshot, so a node that
+//!   installs the snapshot gets the market data with the engine; a single
+//!   node's journal thread writes each one beside the snapshots, so a
+//!   restart starts market data from it.
 //! - *installed*: the checkpoint inside a snapshot the executor restored,
 //!   read by the reader at the [`Mark::Restore`](crate::Mark::Restore) of
 //!   the same seq.
 //!
 //! Invariants: a checkpoint is only ever matched to the seq it was taken
 //! at (never applied to another state); only the newest of each kind is
-//! kept (a newer snapshot supersedes); nothing here is locked per input,
-//! only once per snapshot.
+//! kept (a newer snapshot supersedes); nothing here is locked per input:
+//! the journal thread's poll is one atomic load until an answer is new.
 
 use engine::Seq;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

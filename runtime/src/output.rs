@@ -51,9 +51,10 @@ pub const EVENTS_INLINE: usize = 4;
 /// Most cursors (independent readers) one ring has.
 pub const READERS_MAX: usize = 4;
 
-/// What a ring slot holds: an input's outputs, or a mark a replicated
-/// partition's engine thread writes between inputs so every reader learns,
-/// in stream order, where the engine's state was copied or replaced.
+/// What a ring slot holds: an input's outputs, or a mark the engine thread
+/// writes between inputs — on a replicated partition, or one whose market
+/// data checkpoints (`FeedSlots::wanted`) — so every reader learns, in
+/// stream order, where the engine's state was copied or replaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mark {
     /// An input and everything it caused.
@@ -257,8 +258,7 @@ impl OutputWriter {
     ) {
         self.wait_free_slot(ring, idle);
         ring.slot(self.next).fill(token, input, events);
-        self.next += 1;
-        ring.head.store(self.next, Ordering::Release);
+        self.publish_slot(ring);
     }
 
     /// Writes `mark` after input `seq` into the next slot (waiting as
@@ -272,6 +272,12 @@ impl OutputWriter {
     ) {
         self.wait_free_slot(ring, idle);
         ring.slot(self.next).fill_mark(seq, mark);
+        self.publish_slot(ring);
+    }
+
+    /// Hands the slot just filled to the readers.
+    #[inline]
+    fn publish_slot(&mut self, ring: &OutputRing) {
         self.next += 1;
         ring.head.store(self.next, Ordering::Release);
     }

@@ -300,8 +300,9 @@ pub struct Shared {
     /// must rebuild from the journal, since the restored engine emitted
     /// nothing for them. Written by the restoring executor.
     pub snapshot_seq: AtomicU64,
-    /// Market-data checkpoints exchanged with a replicated partition's
-    /// state machine at snapshot and restore marks.
+    /// Market-data checkpoints taken at snapshot marks (carried in a
+    /// replicated snapshot, written beside a single node's by the journal
+    /// thread) and installed at restore marks.
     pub feed: FeedSlots,
 }
 

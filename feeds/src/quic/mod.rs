@@ -226,31 +226,36 @@ fn seed_partition(
             None
         }),
     };
-    let from_checkpoint = at.map(|at| hub.load_checkpoint(&dir, pc.engine, at));
-    let n = match from_checkpoint {
-        Some(Ok(c)) => hub.seed_from_checkpoint(part, &dir, c, up_to)?,
+    let loaded = match at.map(|at| hub.load_checkpoint(&dir, pc.engine, at)) {
+        Some(Ok(c)) => Some(c),
         Some(Err(e)) => {
             tracing::warn!(partition = part, error = %e, "market data rebuilt from the whole journal");
-            hub.seed_from_journal(part, &dir, pc.engine, up_to)?
+            None
         }
-        None => hub.seed_from_journal(part, &dir, pc.engine, up_to)?,
+        None => None,
+    };
+    let (checkpoint_seq, inputs) = match loaded {
+        Some(c) => (c.seq(), hub.seed_from_checkpoint(part, &dir, c, up_to)?),
+        None => (0, hub.seed_from_journal(part, &dir, pc.engine, up_to)?),
     };
     tracing::info!(
         partition = part,
-        inputs = n,
-        "market data rebuilt from the journal"
+        checkpoint_seq,
+        journal_inputs = inputs,
+        "market data rebuilt (checkpoint_seq 0: from the whole journal)"
     );
     Ok(())
 }
 
 /// Market data on the order-entry endpoint: the server builds the hub once
-/// the pipeline has recovered, seeded from each partition's journal so the
-/// books show the recovered state, not an empty one; it then reads every
-/// later input through its own output cursor. A replicated partition is
+/// the pipeline has recovered, seeded (`seed_partition`) so the books show
+/// the recovered state, not an empty one; it then reads every later input
+/// through its own output cursor, answering snapshot marks with
+/// checkpoints and following restore marks. A replicated partition is
 /// seeded up to the Raft snapshot its engine was restored from (the inputs
-/// after it are applied again, as live outputs); one whose journal does not
-/// reach back that far (a snapshot installed from the leader, an archive
-/// deleted) starts from the snapshot, with a warning.
+/// after it are applied again, as live outputs); one that neither the
+/// snapshot's checkpoint nor its journal reaches (an archive deleted)
+/// starts from the snapshot, with a warning.
 pub fn companion(cfg: MdConfig) -> gateway::server::CompanionSpec {
     let build = move |p: &runtime::Pipeline,
                       pc: &runtime::PipelineConfig,
