@@ -752,6 +752,12 @@ pub const HISTORY_FILTER_BYTES_MAX: u64 = 1 << 34;
 
 /// Most transfer changes one history run may hold (a run is built in memory).
 pub const HISTORY_RUN_RECORDS_MAX: usize = 1 << 24;
+/// `[history] run_records` of a replicated node unless set (a run of it is
+/// about 17 MB on the wire).
+pub const CLUSTER_HISTORY_RUN_RECORDS: usize = 1 << 16;
+/// The largest `[history] run_records` of a replicated node (about 34 MB a
+/// run, within the 64 MiB peer frame).
+pub const CLUSTER_HISTORY_RUN_RECORDS_MAX: usize = 1 << 17;
 
 impl Default for HistorySection {
     fn default() -> Self {
@@ -2041,8 +2047,10 @@ impl BourseConfig {
         Ok(out)
     }
 
-    /// `[history] run_records` set by the user with `[cluster]`: refused (its
-    /// default is turned to 0 instead, see [`BourseConfig::pipeline`]).
+    /// `[history] run_records` set by the user with `[cluster]`: at most
+    /// [`CLUSTER_HISTORY_RUN_RECORDS_MAX`] (a run travels to the followers
+    /// in one peer frame); the default is lowered to
+    /// [`CLUSTER_HISTORY_RUN_RECORDS`] instead (`settle_cluster`).
     fn validate_cluster_history(
         &self,
         bad: &dyn Fn(&str, String) -> ConfigError,
@@ -2050,12 +2058,16 @@ impl BourseConfig {
     ) -> Result<(), ConfigError> {
         let key = "history.run_records";
         let set = origin(key) != Origin::Default;
-        if self.is_replicated() && set && self.history.run_records != 0 {
+        if self.is_replicated() && set && self.history.run_records > CLUSTER_HISTORY_RUN_RECORDS_MAX
+        {
             return Err(bad(
                 key,
-                "must be 0 with [cluster]: the on-disk transfer history is not \
-                 replicated yet (unset, it is 0 in a cluster)"
-                    .into(),
+                format!(
+                    "{} is above {CLUSTER_HISTORY_RUN_RECORDS_MAX} with [cluster]: each run \
+                     is shipped to the followers in one peer frame (64 MiB; about 256 \
+                     bytes a record); unset, it is {CLUSTER_HISTORY_RUN_RECORDS} in a cluster",
+                    self.history.run_records
+                ),
             ));
         }
         Ok(())
@@ -2244,14 +2256,10 @@ impl BourseConfig {
             },
             // Memory must hold the run being cut and the changes arriving
             // meanwhile, or the ledger fills up before a run is installed.
-            // A replicated node keeps no on-disk history (not replicated yet).
-            history_run_records: if self.is_replicated() {
-                0
-            } else {
-                self.history
-                    .run_records
-                    .min((self.engine.transfers_max / 2).max(1) as usize)
-            },
+            history_run_records: self
+                .history
+                .run_records
+                .min((self.engine.transfers_max / 2).max(1) as usize),
             history_compact_fanout: self.history.compact_fanout,
             history_filter_bytes: self.history.filter_bytes,
         }
@@ -2292,13 +2300,15 @@ impl BourseConfig {
         }
     }
 
-    /// A replicated node keeps no on-disk transfer history (not replicated
-    /// yet): `[history] run_records` is 0 (a non-zero value the user set
-    /// was refused by validation; this turns the default), so what
-    /// `config check` prints is what runs.
+    /// A replicated node's history runs travel to its followers in one
+    /// peer frame: `[history] run_records` above
+    /// [`CLUSTER_HISTORY_RUN_RECORDS_MAX`] (only the default gets here, a
+    /// larger value the user set was refused by validation) becomes
+    /// [`CLUSTER_HISTORY_RUN_RECORDS`], so what `config check` prints is
+    /// what runs.
     fn settle_cluster(&mut self) {
-        if self.is_replicated() {
-            self.history.run_records = 0;
+        if self.is_replicated() && self.history.run_records > CLUSTER_HISTORY_RUN_RECORDS_MAX {
+            self.history.run_records = CLUSTER_HISTORY_RUN_RECORDS;
         }
     }
 
@@ -2989,12 +2999,13 @@ mod tests {
             (d.heartbeat_ms, d.election_timeout_ms_min)
         );
         assert_eq!(spec.config.segment_bytes, c.pipeline.segment_bytes);
-        // No on-disk history in a cluster: its default turns to 0.
-        assert_eq!(c.history.run_records, 0);
-        assert_eq!(c.pipeline().history_run_records, 0);
-        let mut unsettled = c.clone();
-        unsettled.history = HistorySection::default();
-        assert_eq!(unsettled.pipeline().history_run_records, 0);
+        // The on-disk history in a cluster: its default turns to the
+        // cluster's (a run fits one peer frame).
+        assert_eq!(c.history.run_records, CLUSTER_HISTORY_RUN_RECORDS);
+        assert_eq!(
+            c.pipeline().history_run_records,
+            CLUSTER_HISTORY_RUN_RECORDS
+        );
         // Absent section: a single node, history as configured.
         let single = BourseConfig::default();
         assert!(single.cluster_spec().is_none());
@@ -3187,8 +3198,9 @@ mod tests {
             ),
             (
                 format!(
-                    "node_id = 1\nmembers = [{}]\n[history]\nrun_records = 1000",
-                    m(1)
+                    "node_id = 1\nmembers = [{}]\n[history]\nrun_records = {}",
+                    m(1),
+                    CLUSTER_HISTORY_RUN_RECORDS_MAX + 1
                 ),
                 "history.run_records",
             ),
@@ -3207,7 +3219,13 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key(), Some("cluster.members"), "{e}");
         // A name as raft address is fine with an explicit listen address;
-        // run_records = 0 said outright is fine too.
+        // run_records = 0 (no on-disk history) said outright is fine too,
+        // and so is a run size within the frame.
+        let ok = BourseConfig::from_toml(
+            "[server]\nlisten = \"0.0.0.0:7071\"\n[cluster]\nnode_id = 1\nmembers = [\"1=db1:7171/db1:7071\"]\nraft_listen = \"0.0.0.0:7171\"\n[history]\nrun_records = 1000\n",
+        )
+        .unwrap();
+        assert_eq!(ok.pipeline().history_run_records, 1000);
         BourseConfig::from_toml(
             "[server]\nlisten = \"0.0.0.0:7071\"\n[cluster]\nnode_id = 1\nmembers = [\"1=db1:7171/db1:7071\"]\nraft_listen = \"0.0.0.0:7171\"\n[history]\nrun_records = 0\n",
         )

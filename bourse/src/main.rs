@@ -383,12 +383,10 @@ fn server_config(
         .filter_map(|t| t.grant().ok().map(|(o, p)| (t.token.clone(), o, p)))
         .collect();
     cfg.cluster = conf.cluster_spec();
-    if cfg.cluster.is_some() {
-        // `load` refused a non-zero value set by the user and zeroed the default.
+    if cfg.cluster.is_some() && conf.history.run_records == 0 {
         tracing::warn!(
-            "[history] run_records is 0 on a replicated node: the on-disk transfer \
-             history is not replicated yet, so the ledger holds at most \
-             engine.transfers_max = {} transfers",
+            "[history] run_records is 0: without the on-disk transfer history the \
+             ledger holds at most engine.transfers_max = {} transfers in its life",
             conf.engine.transfers_max
         );
     }

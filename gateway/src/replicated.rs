@@ -169,8 +169,9 @@ impl Transport for PeerTransport {
 }
 
 /// The pipeline settings of a replicated node: no journal thread of the
-/// runtime's own (the Raft log is the journal), numbered inputs, and no
-/// on-disk transfer history (not replicated yet).
+/// runtime's own (the Raft log is the journal) and numbered inputs; the
+/// on-disk transfer history stays as configured (its runs are shipped to
+/// the followers and installed through the log: `replica::runs`).
 pub fn replicated_pipeline(cfg: &mut PipelineConfig) {
     if cfg.durability != runtime::Durability::Durable {
         tracing::warn!(
@@ -180,7 +181,6 @@ pub fn replicated_pipeline(cfg: &mut PipelineConfig) {
     }
     cfg.durability = runtime::Durability::None;
     cfg.runtime.replicated = true;
-    cfg.history_run_records = 0;
 }
 
 impl Replicated {

@@ -296,6 +296,9 @@ impl RpcTarget {
                 .parts
                 .get(group as usize)
                 .ok_or(ServeError::Group(group))?;
+            if crate::runs::is_run_kind(kind) {
+                return crate::runs::serve(part.shared.clone(), kind, body).await;
+            }
             serve_rpc(&part.raft, kind, &body).await
         })
     }
@@ -439,6 +442,10 @@ impl Cluster {
             rt.spawn(Rt::scope(seed ^ (p as u64) << 8, propose_loop(i, p)));
             let i = inner.clone();
             rt.spawn(Rt::scope(seed ^ (p as u64) << 16, watch_loop(i, p)));
+            if inner.parts[p].shared.history_handoff.is_some() {
+                let (i, t) = (inner.clone(), transport.clone());
+                rt.spawn(Rt::scope(seed ^ (p as u64) << 24, ship_loop(i, t, p)));
+            }
         }
         Ok(Cluster {
             inner,
@@ -557,6 +564,10 @@ async fn open_group(
     transport: Arc<dyn Transport>,
 ) -> Result<(Group, bool, CommittedTable), ClusterError> {
     let stamps = SnapshotStamps::default();
+    let link = crate::state::RunLink {
+        transport: transport.clone(),
+        group: p as u32,
+    };
     let exec = RingExecutor::new(shared, engine);
     journal::create_private_dir(dir).map_err(ClusterError::Io)?;
     let (sm, anchor) = EngineSm::open(
@@ -570,6 +581,7 @@ async fn open_group(
         partition: p,
         source,
     })?;
+    let sm = sm.with_runs(link);
     let committed = sm.committed();
     let log = JournalLog::open(
         FsStorage,
@@ -659,6 +671,9 @@ async fn watch_loop(inner: Arc<Inner>, p: usize) {
             sessions_lost(part).await;
         }
         part.serving.store(serving, Ordering::Release);
+        if let Some(h) = &part.shared.history_handoff {
+            h.set_serving(serving);
+        }
         part.leader
             .store(m.current_leader.unwrap_or(0), Ordering::Release);
         if m.current_term != term {
@@ -757,6 +772,92 @@ async fn propose_loop(inner: Arc<Inner>, p: usize) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+}
+
+/// How often a serving node looks for a run its writer cut.
+const SHIP_POLL: Duration = Duration::from_millis(20);
+/// How long a proposed install may take to be applied before it is
+/// shipped and proposed again (a lost proposal; a duplicate is refused by
+/// every engine alike, as out of order).
+const SHIP_RETRY: Duration = Duration::from_secs(10);
+
+/// While this node serves the group: ships each run its history writer
+/// cut to the other members and, once a majority (this node included)
+/// holds it, proposes its install (see `runs`).
+async fn ship_loop(inner: Arc<Inner>, transport: Arc<dyn Transport>, p: usize) {
+    let part = &inner.parts[p];
+    let h = part.shared.history_handoff.as_ref().expect("history on");
+    let mut proposed: Option<(runtime::CutRun, tokio::time::Instant)> = None;
+    loop {
+        tokio::time::sleep(SHIP_POLL).await;
+        let Some(c) = h.cut().filter(|_| part.serving.load(Ordering::Acquire)) else {
+            continue;
+        };
+        if c.run <= h.queued_run()
+            || proposed.is_some_and(|(q, at)| q == c && at.elapsed() < SHIP_RETRY)
+        {
+            continue;
+        }
+        let (peers, voters) = ship_targets(part, inner.node_id);
+        // Besides this node, a majority of the voters needs this many more.
+        let enough = voters.len() / 2;
+        let voting: crate::runs::Peers = peers
+            .iter()
+            .filter(|(id, _)| voters.contains(id))
+            .cloned()
+            .collect();
+        let learners: crate::runs::Peers = peers
+            .iter()
+            .filter(|(id, _)| !voters.contains(id))
+            .cloned()
+            .collect();
+        if !learners.is_empty() {
+            // Learners get the run too, never waited for.
+            let _ = crate::runs::ship(transport.clone(), p as u32, h, c, (&learners, 0)).await;
+        }
+        let shipped = crate::runs::ship(transport.clone(), p as u32, h, c, (&voting, enough));
+        let held = match shipped.await {
+            Ok(ids) => 1 + ids.iter().filter(|id| voters.contains(id)).count(),
+            Err(e) => {
+                tracing::error!(partition = p, run = c.run, error = %e, "cannot read a history run to ship it");
+                tokio::time::sleep(SHIP_RETRY).await;
+                continue;
+            }
+        };
+        if held * 2 <= voters.len() {
+            tracing::warn!(
+                partition = p,
+                run = c.run,
+                held,
+                voters = voters.len(),
+                "a history run is not held by a majority yet; shipping it again"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let cmd = Command::InstallHistory {
+            run: c.run,
+            through_seq: c.through,
+            checksum: c.checksum,
+        };
+        if part.queue.push(Item::internal(cmd)).is_ok() {
+            part.notify.notify_one();
+            proposed = Some((c, tokio::time::Instant::now()));
+        }
+    }
+}
+
+/// The members to ship a run to (every other member, learners too) and
+/// the voters.
+fn ship_targets(part: &Part, me: NodeId) -> (crate::runs::Peers, Vec<NodeId>) {
+    let m = part.raft.metrics().borrow_watched().clone();
+    let mem = m.membership_config.membership();
+    let peers = mem
+        .nodes()
+        .filter(|(id, _)| **id != me)
+        .map(|(id, n)| (*id, n.addr.clone()))
+        .collect();
+    (peers, mem.voter_ids().collect())
 }
 
 fn fail(inner: &Inner, tokens: &[u64]) {

@@ -8,11 +8,14 @@
 //! full ring is waited on: it is the engine's back-pressure on apply); a
 //! snapshot request goes through the same ring, so it lands exactly after
 //! the inputs applied before it; a restore is checked by its state hash
-//! before the engine thread swaps it in.
+//! before the engine thread swaps it in, and a restored engine gets the
+//! partition's transfer history (its runs checked) before it is queued.
 
-use crate::state::Executor;
+use crate::state::{Executor, RestoreError};
 use engine::{Engine, EngineConfig, Input, Seq};
-use runtime::{Request, Shared};
+use journal::history::DiskHistory;
+use journal::FsStorage;
+use runtime::{HistoryHandoff, HistoryReset, Request, Shared};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,12 +27,18 @@ const WAIT: Duration = Duration::from_micros(50);
 pub struct RingExecutor {
     shared: Arc<Shared>,
     cfg: EngineConfig,
+    /// The history position of the last snapshot taken.
+    snapshot_history: Option<(u64, u64, u128)>,
 }
 
 impl RingExecutor {
     /// The executor of the partition behind `shared` (engine capacities `cfg`).
     pub fn new(shared: Arc<Shared>, cfg: EngineConfig) -> Self {
-        RingExecutor { shared, cfg }
+        RingExecutor {
+            shared,
+            cfg,
+            snapshot_history: None,
+        }
     }
 
     fn push(&self, mut req: Request) {
@@ -58,6 +67,7 @@ impl Executor for RingExecutor {
         self.push(Request::Snapshot);
         loop {
             if let Some(s) = self.shared.snapshots.pop() {
+                self.snapshot_history = s.history.map(|(r, t, c)| (r, t.0, c));
                 return (s.state_hash, s.bytes);
             }
             std::thread::sleep(WAIT);
@@ -69,9 +79,12 @@ impl Executor for RingExecutor {
         bytes: &[u8],
         last_seq: Seq,
         feed: Option<&[u8]>,
-    ) -> Result<u128, engine::SnapshotError> {
-        let engine = Engine::restore(self.cfg, bytes)?;
+    ) -> Result<u128, RestoreError> {
+        let mut engine = Engine::restore(self.cfg, bytes)?;
         let hash = engine.state_hash();
+        if let Some(h) = &self.shared.history_handoff {
+            attach_history(&mut engine, h)?;
+        }
         self.shared
             .snapshot_seq
             .store(last_seq.0, std::sync::atomic::Ordering::Release);
@@ -86,7 +99,40 @@ impl Executor for RingExecutor {
         Ok(hash)
     }
 
-    fn feed(&self) -> Option<Arc<Shared>> {
+    fn snapshot_history(&self) -> Option<(u64, u64, u128)> {
+        self.snapshot_history
+    }
+
+    fn shared(&self) -> Option<Arc<Shared>> {
         Some(self.shared.clone())
     }
+}
+
+/// Gives a restored engine the partition's history: the files (every run
+/// it installed must be here, the one it installed), the filter already
+/// holding their ids, and the writer's restart point (put before the
+/// restore is queued; the writer takes it at the restore's mark).
+fn attach_history(engine: &mut Engine, h: &HistoryHandoff) -> Result<(), RestoreError> {
+    let installed = engine.installed_history();
+    let store = {
+        // `open` tidies the directory: not while a run is cut or adopted.
+        let _files = h.lock_files();
+        DiskHistory::open(FsStorage, h.dir())?
+    };
+    if let Some((run, _, checksum)) = installed {
+        store.check_installed(run, checksum)?;
+    }
+    let mut store = store;
+    if let Some(f) = h.filter() {
+        store.attach_filled_filter(f.clone());
+    }
+    engine.attach_history(Box::new(store));
+    let (run, through) = installed.map_or((0, Seq(0)), |(r, t, _)| (r, t));
+    h.note_queued(run);
+    h.put_reset(HistoryReset {
+        run,
+        through,
+        tail: engine.history_tail(through),
+    });
+    Ok(())
 }

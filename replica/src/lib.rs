@@ -7,8 +7,9 @@
 //! The crate: the type configuration and the entry payload (`types`), the
 //! journal-backed log store (`log_store`), the engine state machine
 //! (`state`) and its committed-request table (`sessions`), the small
-//! durable files beside the journal (`files`), and the network adapter
-//! over any byte transport (`network`).
+//! durable files beside the journal (`files`), the network adapter
+//! over any byte transport (`network`), and transfer-history runs between
+//! replicas (`runs`).
 
 mod admin;
 mod cluster;
@@ -16,6 +17,7 @@ mod executor;
 mod files;
 mod log_store;
 mod network;
+mod runs;
 mod sessions;
 mod state;
 mod types;
@@ -28,8 +30,12 @@ pub use log_store::{Anchor, JournalLog, LogError, LogStore, SnapshotStamps, Sync
 pub use network::{
     kind, serve_rpc, CallFuture, Network, Peer, ServeError, Transport, TransportError,
 };
+pub use runs::kind as run_kind;
 pub use sessions::{CommittedRequests, CommittedTable, Row, COMMITTED_SESSIONS_MAX};
-pub use state::{EngineSm, Executor, InlineExecutor, Membership, SnapBuilder, SnapshotMeta};
+pub use state::{
+    EngineSm, Executor, InlineExecutor, Membership, RestoreError, RunLink, SnapBuilder,
+    SnapshotMeta,
+};
 pub use types::{
     inputs_of, kind_of, Batch, BatchError, Cfg, Entry, Item, LogId, NodeId, Payload, Stamp,
     BATCH_INPUTS_MAX,

@@ -48,6 +48,12 @@ pub trait Executor: Send + 'static {
     /// The engine's state hash and snapshot bytes after everything executed
     /// so far.
     fn snapshot(&mut self) -> (u128, Vec<u8>);
+    /// The last installed history run (run, through seq, checksum) of the
+    /// engine state the last `snapshot` returned (`None`: none, or no
+    /// on-disk history here).
+    fn snapshot_history(&self) -> Option<(u64, u64, u128)> {
+        None
+    }
     /// Replaces the engine's state with a snapshot's, which covers inputs
     /// through `last_seq`; `feed` is the market-data checkpoint the
     /// snapshot carries, if any. Returns the restored state's hash.
@@ -56,12 +62,23 @@ pub trait Executor: Send + 'static {
         engine_bytes: &[u8],
         last_seq: Seq,
         feed: Option<&[u8]>,
-    ) -> Result<u128, engine::SnapshotError>;
-    /// The slots where market data answers this engine's snapshot marks
-    /// (`None`: no market data follows this engine).
-    fn feed(&self) -> Option<Arc<Shared>> {
+    ) -> Result<u128, RestoreError>;
+    /// The partition this engine runs in, for the market-data slots and
+    /// the history handoff (`None`: an engine of its own).
+    fn shared(&self) -> Option<Arc<Shared>> {
         None
     }
+}
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The engine's bytes do not restore.
+    #[error(transparent)]
+    Engine(#[from] engine::SnapshotError),
+    /// The transfer history the restored engine installed is not here.
+    #[error("the snapshot's transfer history: {0}")]
+    History(#[from] journal::history::HistoryError),
 }
 
 /// An engine owned by the state machine itself (tests, simulation, tools).
@@ -105,7 +122,7 @@ impl Executor for InlineExecutor {
         bytes: &[u8],
         _last_seq: Seq,
         _feed: Option<&[u8]>,
-    ) -> Result<u128, engine::SnapshotError> {
+    ) -> Result<u128, RestoreError> {
         self.engine = Engine::restore(self.cfg, bytes)?;
         Ok(self.engine.state_hash())
     }
@@ -123,6 +140,10 @@ struct Body {
     /// bytes), when the node that took the snapshot serves market data
     /// with complete books.
     feed: Option<Vec<u8>>,
+    /// The engine's last installed history run (run, through seq,
+    /// checksum): a node that installs the snapshot first holds every run
+    /// through it, the same files as the node that took it.
+    history: Option<(u64, u64, u128)>,
 }
 
 /// A snapshot as stored and sent: openraft's metadata and our body.
@@ -150,6 +171,26 @@ pub struct EngineSm<S: Storage, X: Executor> {
     current: Current,
     stamps: SnapshotStamps,
     committed: CommittedTable,
+    /// Where this replica fetches history runs it lacks (absent: no
+    /// on-disk history, or no peers: tests and tools).
+    runs: Option<RunLink>,
+}
+
+/// A group's way to its peers' history runs: the transport, the group.
+#[derive(Clone)]
+pub struct RunLink {
+    /// The peer transport.
+    pub transport: Arc<dyn crate::network::Transport>,
+    /// The group (partition).
+    pub group: u32,
+}
+
+impl std::fmt::Debug for RunLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunLink")
+            .field("group", &self.group)
+            .finish()
+    }
 }
 
 impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
@@ -179,6 +220,7 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
             current: Arc::new(Mutex::new(None)),
             stamps,
             committed: CommittedTable::default(),
+            runs: None,
         };
         let mut anchor = None;
         if let Some(s) = stored {
@@ -190,6 +232,75 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
             *sm.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
         }
         Ok((sm, anchor))
+    }
+
+    /// Fetching history runs this replica lacks from its peers through
+    /// `link` (when its partition keeps an on-disk history).
+    pub fn with_runs(mut self, link: RunLink) -> Self {
+        self.runs = Some(link);
+        self
+    }
+
+    /// The other members (id, address), for history run transfers.
+    fn peers(&self) -> crate::runs::Peers {
+        let me = self.me.map(|m| m.0);
+        self.membership
+            .membership()
+            .nodes()
+            .filter(|(id, _)| Some(**id) != me)
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect()
+    }
+
+    /// The history handoff and run link, when runs travel between peers.
+    fn run_parts(&mut self) -> Option<(Arc<Shared>, RunLink)> {
+        let link = self.runs.clone()?;
+        let shared = self.exec().shared()?;
+        shared.history_handoff.as_ref()?;
+        Some((shared, link))
+    }
+
+    /// Before an entry reaches the engine: the file of every history run
+    /// it installs is here, the one the log names.
+    async fn ensure_installs(&mut self, entry: &Entry) -> io::Result<()> {
+        let EntryPayload::Normal(b) = &entry.payload else {
+            return Ok(());
+        };
+        let installs = b.items.iter().filter_map(|it| match it.command {
+            engine::Command::InstallHistory { run, checksum, .. } => Some((run, checksum)),
+            _ => None,
+        });
+        let installs: Vec<(u64, u128)> = installs.collect();
+        if installs.is_empty() {
+            return Ok(());
+        }
+        let Some((shared, link)) = self.run_parts() else {
+            return Ok(());
+        };
+        let h = shared.history_handoff.as_ref().expect("checked");
+        let peers = self.peers();
+        for r in installs {
+            crate::runs::ensure_run(&*link.transport, link.group, h, r, &peers)
+                .await
+                .map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    /// Before a leader's snapshot is restored: every history run its engine
+    /// installed is here, the same files as the leader's.
+    async fn ensure_snapshot_runs(&mut self, body: &Body) -> io::Result<()> {
+        let Some((run, _, checksum)) = body.history else {
+            return Ok(());
+        };
+        let Some((shared, link)) = self.run_parts() else {
+            return Ok(());
+        };
+        let h = shared.history_handoff.as_ref().expect("checked");
+        let peers = self.peers();
+        crate::runs::ensure_through(&*link.transport, link.group, h, (run, checksum), &peers)
+            .await
+            .map_err(io::Error::other)
     }
 
     /// The committed-request table this state machine keeps (a handle on
@@ -328,6 +439,7 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
     {
         while let Some(next) = entries.next().await {
             let (entry, responder) = next?;
+            self.ensure_installs(&entry).await?;
             self.apply_entry(&entry);
             if let Some(r) = responder {
                 r.send(());
@@ -338,7 +450,8 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let (state_hash, engine) = self.exec().snapshot();
-        let feed = self.exec().feed();
+        let history = self.exec().snapshot_history();
+        let feed = self.exec().shared();
         SnapBuilder {
             storage: self.storage.clone(),
             dir: self.dir.clone(),
@@ -353,6 +466,7 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
                     engine,
                     sessions: self.committed.lock().rows(),
                     feed: None,
+                    history,
                 },
             },
             current: self.current.clone(),
@@ -371,6 +485,7 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
                 meta.last_log_id
             ))
         })?;
+        self.ensure_snapshot_runs(&body).await?;
         let stored = Stored {
             meta: meta.clone(),
             body,

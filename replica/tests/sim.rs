@@ -126,7 +126,7 @@ impl Executor for Recorder {
         bytes: &[u8],
         last_seq: engine::Seq,
         feed: Option<&[u8]>,
-    ) -> Result<u128, engine::SnapshotError> {
+    ) -> Result<u128, replica::RestoreError> {
         let hash = self.inner.restore(bytes, last_seq, feed)?;
         self.record.lock().unwrap().now.insert(self.node, hash);
         Ok(hash)

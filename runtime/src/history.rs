@@ -14,12 +14,16 @@
 //! through `fatal` (never retried in silence: the engine would keep every
 //! later record in memory until it is full).
 //!
+//! A replicated partition's writer (`replicated_loop`) cuts only while its
+//! node serves and installs nothing itself: see [`HistoryHandoff`].
+//!
 //! Compaction (`history::compact`) runs on a thread of its own, so a merge
 //! (seconds for millions of records) never keeps this one from draining
 //! the ring: the engine never waits on compaction. A failed merge stops
 //! compaction only (logged): the runs it would have merged stay as they are
 //! and answer as before.
 
+use super::history_handoff::{CutRun, HistoryHandoff, HistoryItem};
 use super::idle::{IdleStrategy, Idler};
 use super::partition::{Request, Shared};
 use engine::{Command, Seq};
@@ -40,7 +44,10 @@ pub fn history_loop(mut writer: RunWriter<FsStorage>, shared: Arc<Shared>, fatal
             .spawn(move || compact_loop(c, &shared))
             .expect("spawn the history compaction thread")
     });
-    write_loop(&mut writer, &shared, fatal);
+    match &shared.history_handoff {
+        Some(h) => replicated_loop(&mut writer, &shared, h, fatal),
+        None => write_loop(&mut writer, &shared, fatal),
+    }
     if let Some(t) = compaction {
         let _ = t.join();
     }
@@ -80,10 +87,15 @@ fn write_loop(writer: &mut RunWriter<FsStorage>, shared: &Arc<Shared>, fatal: fn
         let stopped = shared.stopped.load(Ordering::Acquire);
         let applied = shared.applied_seq.load(Ordering::Acquire);
         batch.clear();
-        while let Some(r) = ring.pop() {
-            batch.push(r);
+        let mut worked = false;
+        while let Some(item) = ring.pop() {
+            worked = true;
+            // A single node's writer installs its own runs and is never
+            // restored: the marks say nothing it does not know.
+            if let HistoryItem::Change(r) = item {
+                batch.push(r);
+            }
         }
-        let mut worked = !batch.is_empty();
         writer.push(&batch);
         if shared.counters.rejected[INSTALL_KIND].get() != rejected_at_start {
             fatal("the engine rejected a history run install (see the journal); stopping");
@@ -110,6 +122,83 @@ fn write_loop(writer: &mut RunWriter<FsStorage>, shared: &Arc<Shared>, fatal: fn
                     install = Some(Command::InstallHistory {
                         run,
                         through_seq: Seq(through),
+                        checksum,
+                    });
+                }
+                Err(e) => {
+                    fatal(&format!("history run write failed: {e}"));
+                    return;
+                }
+            }
+            worked = true;
+        }
+        if stopped && ring.is_empty() && !worked {
+            return;
+        }
+        idler.idle(worked);
+    }
+}
+
+/// A replicated partition's writer: every node keeps the changes after the
+/// last installed run (learned at the ring's `Installed` marks, whoever
+/// cut the run), so any node can take over as leader; only a serving node
+/// cuts, one run at a time, without letting go of its changes until the
+/// run's install is applied (the group ships the file to its followers and
+/// proposes the install, see `replica`). Until then the same cut writes
+/// the same bytes, so a retried proposal names the same checksum.
+fn replicated_loop(
+    writer: &mut RunWriter<FsStorage>,
+    shared: &Shared,
+    h: &HistoryHandoff,
+    fatal: fn(&str),
+) {
+    let ring = shared.history.as_ref().expect("history ring");
+    let mut idler = Idler::new(IdleStrategy::Park { max_sleep_us: 500 });
+    let mut batch = Vec::with_capacity(4096);
+    loop {
+        let stopped = shared.stopped.load(Ordering::Acquire);
+        let applied = shared.applied_seq.load(Ordering::Acquire);
+        let mut worked = false;
+        while let Some(item) = ring.pop() {
+            worked = true;
+            match item {
+                HistoryItem::Change(r) => batch.push(r),
+                HistoryItem::Installed { run, through } => {
+                    writer.push(&batch);
+                    batch.clear();
+                    writer.settle(run, through.0);
+                    h.note_installed(run);
+                }
+                HistoryItem::Restored => {
+                    batch.clear();
+                    let r = h.take_reset().expect("a restore mark without its reset");
+                    writer.reset(r.run, r.through.0, &r.tail);
+                    h.clear_cut();
+                    h.note_installed(r.run);
+                }
+            }
+        }
+        writer.push(&batch);
+        batch.clear();
+        let due = writer.due_through().filter(|&t| t <= applied);
+        if let (Some(through), None, true, false) = (due, h.cut(), h.serving(), stopped) {
+            let files = h.lock_files();
+            if h.queued_run() > writer.last().0 {
+                // The log already installs this run: its file is the
+                // one the apply side checked; wait for the mark.
+                drop(files);
+                idler.idle(worked);
+                continue;
+            }
+            let cut = writer.cut_held(through);
+            drop(files);
+            match cut {
+                Ok((run, checksum)) => {
+                    shared.counters.history_runs.add(1);
+                    shared.counters.history_bytes.set(writer.bytes_written());
+                    h.put_cut(CutRun {
+                        run,
+                        through: Seq(through),
                         checksum,
                     });
                 }

@@ -26,6 +26,7 @@
 mod doorbell;
 mod feed_slots;
 mod history;
+mod history_handoff;
 mod idle;
 mod journal_thread;
 mod output;
@@ -38,6 +39,7 @@ mod threads;
 
 pub use doorbell::{Doorbell, DoorbellFull, Wake, DOORBELLS_MAX};
 pub use feed_slots::{FeedBytes, FeedSlots};
+pub use history_handoff::{CutRun, HistoryHandoff, HistoryItem, HistoryReset};
 pub use idle::{IdleStrategy, Idler};
 pub use journal::{record::Origin, Durability};
 pub use output::{Mark, Output, OutputReader, OutputRef, OutputRing, EVENTS_INLINE, READERS_MAX};

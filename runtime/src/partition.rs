@@ -17,10 +17,10 @@ use super::idle::{IdleStrategy, Idler};
 use super::sequencer::Sequencer;
 use crate::doorbell::Doorbell;
 use crate::feed_slots::FeedSlots;
+use crate::history_handoff::{HistoryHandoff, HistoryItem};
 use crate::output::{Mark, OutputRing, OutputWriter};
 use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
-use engine::history::TransferRecord;
 use engine::{Command, Engine, Event, Input, Seq};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,6 +64,8 @@ pub struct SnapshotBytes {
     pub state_hash: u128,
     /// `Engine::snapshot()` bytes.
     pub bytes: Vec<u8>,
+    /// The engine's last installed history run (run, through, checksum).
+    pub history: Option<(u64, Seq, u128)>,
 }
 
 /// Command kinds, in the order of `Counters::commands` (metric label values).
@@ -263,8 +265,12 @@ pub struct Shared {
     pub journal: Option<ArrayQueue<Input>>,
     /// Snapshots for the persistence side.
     pub snapshots: ArrayQueue<SnapshotBytes>,
-    /// Transfer changes for the history writer (absent without one).
-    pub history: Option<ArrayQueue<TransferRecord>>,
+    /// Transfer changes (and installs and restores) for the history
+    /// writer (absent without one).
+    pub history: Option<ArrayQueue<HistoryItem>>,
+    /// A replicated partition's history, shared with its Raft group
+    /// (absent without history or replication).
+    pub history_handoff: Option<HistoryHandoff>,
     /// Last sequence applied by the engine.
     pub applied_seq: CachePadded<AtomicU64>,
     /// Inputs applied (for metrics and benchmarks; engine thread only, a
@@ -315,6 +321,7 @@ impl Shared {
             journal: journal.map(|n| ArrayQueue::new(n.max(1))),
             snapshots: ArrayQueue::new(2),
             history: None,
+            history_handoff: None,
             applied_seq: CachePadded::new(AtomicU64::new(last_seq.0)),
             applied: CachePadded::new(AtomicU64::new(0)),
             durable_seq: CachePadded::new(AtomicU64::new(last_seq.0)),
@@ -356,6 +363,12 @@ impl Shared {
     /// With a history ring of `slots` transfer changes.
     pub fn with_history(mut self, slots: usize) -> Self {
         self.history = Some(ArrayQueue::new(slots.max(1)));
+        self
+    }
+
+    /// With a replicated partition's history handoff.
+    pub fn with_history_handoff(mut self, h: HistoryHandoff) -> Self {
+        self.history_handoff = Some(h);
         self
     }
 }
@@ -438,6 +451,11 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                 } => {
                     engine = *e;
                     seq.follow(last, engine.now());
+                    // After the replaced engine's changes: the writer
+                    // starts again from the reset the executor put.
+                    if let Some(h) = &shared.history {
+                        push_wait(h, HistoryItem::Restored, wait);
+                    }
                     // Before the seq is published: a reader woken by it
                     // finds the mark in the ring.
                     out.write_mark(&shared.outbound, last, Mark::Restore, wait);
@@ -452,6 +470,7 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                         seq: seq.last_seq(),
                         state_hash: engine.state_hash(),
                         bytes: engine.snapshot(),
+                        history: engine.installed_history(),
                     };
                     let took = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
                     shared.counters.snapshot_build_ns_last.set(took);
@@ -533,7 +552,18 @@ fn apply_one(
     // then finds every change up to it in the ring.
     if let Some(h) = &shared.history {
         for r in events.changes() {
-            push_wait(h, *r, wait);
+            push_wait(h, HistoryItem::Change(*r), wait);
+        }
+        if matches!(input.command, Command::InstallHistory { .. }) {
+            for ev in events.iter() {
+                if let Event::HistoryInstalled { run, through_seq } = *ev {
+                    let item = HistoryItem::Installed {
+                        run,
+                        through: through_seq,
+                    };
+                    push_wait(h, item, wait);
+                }
+            }
         }
     }
     let s = input.seq;

@@ -377,6 +377,10 @@ impl Pipeline {
             let dir = partition_dir(&cfg.data_dir, i);
             let (engine, last_seq, rec) = if cfg.durability == Durability::None {
                 let (mut engine, last_seq, rec) = fresh_partition(cfg);
+                if cfg.runtime.replicated && cfg.history_run_records > 0 {
+                    writers.resize_with(i, || None);
+                    writers.push(Some(replicated_history(cfg, i, &dir, &mut engine)?));
+                }
                 if cfg.prefault {
                     engine.prefault();
                 }
@@ -571,6 +575,33 @@ fn history_writer(
             (run, r.last_seq),
         )?;
         w = w.with_compactor(c);
+    }
+    Ok(w)
+}
+
+/// A replicated partition's history: its store attached to the fresh
+/// engine (the Raft snapshot, restored later by the group, attaches its
+/// own), its filter filled, and a writer that removes nothing (which runs
+/// are installed is known only once the snapshot is restored).
+fn replicated_history(
+    cfg: &PipelineConfig,
+    i: usize,
+    dir: &Path,
+    engine: &mut Engine,
+) -> Result<RunWriter<FsStorage>, PipelineError> {
+    let hdir = dir.join(HISTORY_DIR);
+    let history_err = |source| PipelineError::History {
+        dir: dir.display().to_string(),
+        source: Box::new(source),
+    };
+    let (store, filter) = open_history(cfg, i, &hdir, true).map_err(history_err)?;
+    if let Some(h) = store {
+        engine.attach_history(Box::new(h));
+    }
+    let mut w =
+        RunWriter::replicated(FsStorage, &hdir, cfg.history_run_records).map_err(history_err)?;
+    if let Some(f) = filter {
+        w = w.with_filter(f);
     }
     Ok(w)
 }

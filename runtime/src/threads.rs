@@ -5,7 +5,7 @@
 use crate::output::OutputReader;
 use crate::partition::*;
 use crate::router::{PartitionMap, Route, RouteError};
-use crate::{history, partition, Durability, IdleStrategy};
+use crate::{history, partition, Durability, HistoryHandoff, IdleStrategy};
 use engine::{Command, Engine, Input, Seq};
 use journal::record::Origin;
 use std::sync::atomic::Ordering;
@@ -276,8 +276,12 @@ impl Runtime {
             let writer = history.get_mut(i).and_then(Option::take);
             let mut shared = Shared::new(cfg.inbound_ring, cfg.output_ring, journal_q, p.last_seq)
                 .with_readers(cfg.output_readers);
-            if writer.is_some() {
+            if let Some(w) = &writer {
                 shared = shared.with_history(cfg.journal_queue);
+                if cfg.replicated {
+                    let h = HistoryHandoff::new(w.dir(), w.filter().cloned());
+                    shared = shared.with_history_handoff(h);
+                }
             }
             if cfg.replicated {
                 shared = shared.replicated();

@@ -5,7 +5,9 @@
 //! Parts: [`format`] (the file layout), [`writer`] (building runs,
 //! [`RunWriter`] cutting the change stream, the durable write), [`store`]
 //! ([`DiskHistory`]: open, lookups, verify, repair), [`filter`] ([`IdFilter`]:
-//! one partition-wide Bloom filter of every id, so a new id skips the files).
+//! one partition-wide Bloom filter of every id, so a new id skips the files),
+//! [`shipping`] (runs read for a peer and adopted from one: a replicated
+//! partition's followers hold the leader's run files).
 //!
 //! Invariants, as absences: no run file carries its final name before it is
 //! complete and synced; no run is ever modified after its rename (a run is
@@ -17,6 +19,7 @@
 pub mod compact;
 pub mod filter;
 pub mod format;
+pub mod shipping;
 pub mod store;
 pub mod writer;
 
@@ -26,6 +29,7 @@ mod tests;
 pub use compact::{Compactor, DEFAULT_COMPACT_FANOUT, DEFAULT_COMPACT_RECORDS_MAX};
 pub use filter::IdFilter;
 pub use format::{file_name, parse_file_name, parse_run_name, run_name};
+pub use shipping::{adopt_run, read_run_bytes, run_checksums};
 pub use store::{DiskHistory, HistoryError, HistoryLink, RunFault};
 pub use writer::{build_run, repair_run, write_run_file, RunImage, RunWriter};
 

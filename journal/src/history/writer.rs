@@ -303,6 +303,16 @@ impl<S: Storage> RunWriter<S> {
         self
     }
 
+    /// The directory it writes runs in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The id filter it adds each run's ids to, if any.
+    pub fn filter(&self) -> Option<&std::sync::Arc<super::IdFilter>> {
+        self.filter.as_ref()
+    }
+
     /// Takes the compactor out, for its own thread.
     pub fn take_compactor(&mut self) -> Option<super::Compactor<S>> {
         self.compactor.take()
@@ -358,6 +368,62 @@ impl<S: Storage> RunWriter<S> {
     /// (which must be past the last cut and durable in the journal) and
     /// returns `(run, checksum)`.
     pub fn cut(&mut self, through: u64) -> Result<(u64, u128), HistoryError> {
+        let (run, checksum, n) = self.write_next(through)?;
+        self.pending.drain(..n);
+        self.last_run = run;
+        self.last_through = through;
+        Ok((run, checksum))
+    }
+
+    /// A replicated partition's writer: as [`RunWriter::new`] at (0, 0),
+    /// but removing no file (which runs are installed is known only once
+    /// the Raft snapshot is restored: [`RunWriter::reset`]).
+    pub fn replicated(storage: S, dir: &Path, run_records: usize) -> Result<Self, HistoryError> {
+        let mut w = Self::new(storage, dir, u64::MAX, 0, run_records)?;
+        w.last_run = 0;
+        Ok(w)
+    }
+
+    /// Writes the next run through `through` like [`RunWriter::cut`] but
+    /// keeps every change waiting: a replicated partition's run counts
+    /// only once its install is applied ([`RunWriter::settle`]), and until
+    /// then the same call writes the same bytes again.
+    pub fn cut_held(&mut self, through: u64) -> Result<(u64, u128), HistoryError> {
+        let (run, checksum, _) = self.write_next(through)?;
+        Ok((run, checksum))
+    }
+
+    /// Run `run` through `through` was installed (applied by the engine):
+    /// its changes stop waiting. A run at or before the last is a no-op.
+    pub fn settle(&mut self, run: u64, through: u64) {
+        if run <= self.last_run {
+            return;
+        }
+        assert!(
+            run == self.last_run + 1 && through > self.last_through,
+            "history run {run} through {through} installed after run {} through {}",
+            self.last_run,
+            self.last_through
+        );
+        let n = self.pending.partition_point(|r| r.change_seq.0 <= through);
+        self.pending.drain(..n);
+        self.last_run = run;
+        self.last_through = through;
+    }
+
+    /// Starts again after the engine was replaced by a snapshot's: run
+    /// `run` through `through` installed, `tail` the engine's changes after
+    /// it (`Engine::history_tail`).
+    pub fn reset(&mut self, run: u64, through: u64, tail: &[TransferRecord]) {
+        self.pending.clear();
+        self.last_run = run;
+        self.last_through = through;
+        self.push(tail);
+    }
+
+    /// Builds, writes, reads back and filters the next run through
+    /// `through`; returns it and how many waiting changes it holds.
+    fn write_next(&mut self, through: u64) -> Result<(u64, u128, usize), HistoryError> {
         assert!(
             through > self.last_through,
             "history cut through {through} not past the last cut {}",
@@ -382,10 +448,7 @@ impl<S: Storage> RunWriter<S> {
             }
         }
         self.bytes += image.bytes.len() as u64;
-        self.pending.drain(..n);
-        self.last_run = run;
-        self.last_through = through;
-        Ok((run, image.header.checksum))
+        Ok((run, image.header.checksum, n))
     }
 }
 

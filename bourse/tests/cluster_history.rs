@@ -1,0 +1,198 @@
+//! The on-disk transfer history in a three-node cluster (real pipelines,
+//! QUIC, Raft over the peer transport on loopback). Each partition holds
+//! only 256 transfers in memory, yet the ledger takes many times that:
+//! the leader cuts runs, ships them to the followers, and installs them
+//! through the log. A follower that was down while the leader snapshotted
+//! and purged its log installs the snapshot and fetches the runs it lacks;
+//! after the leader is lost, the new one still refuses every old id as
+//! `exists` (exactly once, answered from the files), and every node holds
+//! the same run files, byte for byte.
+
+use bourse::local_cluster::LocalCluster;
+use engine::event::LedgerError;
+use gateway::client::{Client, Reply};
+use gateway::wire::TransferRecord;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Memory holds this many transfers per partition; the test stores more.
+const TRANSFERS_MAX: u32 = 256;
+/// Transfer ids are `BASE + n` (the demo's own transfers are 1..).
+const BASE: u128 = 1 << 40;
+/// Transfers per request.
+const BATCH: u128 = 40;
+
+fn node(cfg: &mut gateway::server::ServerConfig) {
+    cfg.demo = true;
+    cfg.pipeline.engine = engine::EngineConfig::small();
+    cfg.pipeline.engine.transfers_max = TRANSFERS_MAX;
+    cfg.pipeline.history_run_records = 48;
+    // Small, so "maybe" answers fall through to the files (debug builds
+    // also probe the files behind every "no").
+    cfg.pipeline.history_filter_bytes = 1024;
+    cfg.pipeline.prefault = false;
+    cfg.pipeline.runtime.idle = runtime::IdleStrategy::Park { max_sleep_us: 50 };
+    if let Some(c) = &mut cfg.cluster {
+        c.config.heartbeat_ms = 60;
+        c.config.snapshot_every_entries = 16;
+        // A follower that missed anything before the newest snapshot is
+        // sent the snapshot (and must fetch the runs it installed).
+        c.config.log_kept_after_snapshot_entries = 0;
+    }
+}
+
+fn transfer(id: u128) -> TransferRecord {
+    TransferRecord {
+        id: (BASE + id).to_le_bytes(),
+        debit_account: 901u128.to_le_bytes(),
+        credit_account: 902u128.to_le_bytes(),
+        amount: 1u128.to_le_bytes(),
+        code: 7,
+        ..TransferRecord::default()
+    }
+}
+
+async fn reply<T>(c: &mut Client, what: &str, pick: impl Fn(&Reply) -> Option<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let r = c.next().await.unwrap().expect("stream ended");
+            if let Some(v) = pick(&r) {
+                return v;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within 20 s"))
+}
+
+/// Sends transfers `ids` in batches; returns each one's result code. A
+/// transfer refused `capacity_exceeded` (memory full of records no
+/// installed run covers yet: a live limit, never remembered) is sent again
+/// after a pause, as a client would, for at most 60 s.
+async fn transfers(c: &mut Client, ids: std::ops::Range<u128>) -> Vec<u16> {
+    let full = LedgerError::CapacityExceeded.code();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut codes = BTreeMap::new();
+    let all: Vec<u128> = ids.collect();
+    for chunk in all.chunks(BATCH as usize) {
+        let mut todo = chunk.to_vec();
+        while !todo.is_empty() {
+            let recs: Vec<TransferRecord> = todo.iter().map(|&i| transfer(i)).collect();
+            let r = c.transfer_batch(&recs);
+            c.flush().await.unwrap();
+            let got = reply(c, "transfer results", |m| match m {
+                Reply::TransferResults { request, results } if *request == r => {
+                    Some(results.iter().map(|x| x.code).collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+            .await;
+            let mut again = Vec::new();
+            for (&id, code) in todo.iter().zip(got) {
+                codes.insert(id, code);
+                if code == full {
+                    again.push(id);
+                }
+            }
+            assert!(
+                again.is_empty() || Instant::now() < deadline,
+                "{} transfers still capacity_exceeded after 60 s: runs are not installed",
+                again.len()
+            );
+            if !again.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            todo = again;
+        }
+    }
+    codes.into_values().collect()
+}
+
+async fn open_accounts(c: &mut Client) {
+    // Beside the demo's accounts (and its funding transfers, ids 1..).
+    for id in 901..=902u128 {
+        let r = c.open_account(id, 1, "USD", 0);
+        c.flush().await.unwrap();
+        let ack = reply(c, "account ack", |m| match m {
+            Reply::Ack(a) if a.request == r => Some(a.code),
+            _ => None,
+        })
+        .await;
+        assert_eq!(ack, 0, "account {id}");
+    }
+}
+
+/// Every run file of partition 0 of node `n`, by name, with its bytes.
+fn runs(root: &Path, n: u64) -> BTreeMap<String, Vec<u8>> {
+    let dir = root.join(format!("n{n}/p0/history"));
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("run-") && name.ends_with(".bhr") {
+            out.insert(name, std::fs::read(e.path()).unwrap());
+        }
+    }
+    out
+}
+
+/// Waits until nodes `a` and `b` hold the same run files, at least `min`.
+fn same_runs(root: &Path, a: u64, b: u64, min: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (x, y) = (runs(root, a), runs(root, b));
+        if x == y && x.len() >= min {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: nodes {a} and {b} hold different runs: {:?} vs {:?}",
+            x.keys().collect::<Vec<_>>(),
+            y.keys().collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_cluster_keeps_every_transfer_id_for_ever_in_bounded_memory() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let mut cluster = LocalCluster::start(root, 3, node).unwrap();
+    let wait = Duration::from_secs(20);
+    let (leader, mut c) = cluster.leader(1, wait).await.unwrap();
+    open_accounts(&mut c).await;
+
+    // Four times what memory holds: without runs this is capacity_exceeded.
+    let codes = transfers(&mut c, 1..1 + 4 * TRANSFERS_MAX as u128).await;
+    assert!(codes.iter().all(|&x| x == 0), "{codes:?}");
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    same_runs(root, leader, follower, 10, "shipped runs");
+
+    // A follower misses a snapshot and purge; it installs the snapshot and
+    // fetches the runs it lacks.
+    let other = (1..=3).find(|&n| n != leader && n != follower).unwrap();
+    cluster.stop(follower);
+    let first = runs(root, leader).len();
+    let codes = transfers(&mut c, 1025..1025 + 4 * TRANSFERS_MAX as u128).await;
+    assert!(codes.iter().all(|&x| x == 0), "{codes:?}");
+    assert!(runs(root, leader).len() > first + 10);
+    cluster.restart(follower).unwrap();
+    same_runs(root, leader, follower, 30, "after the snapshot install");
+    same_runs(root, leader, other, 30, "the other follower");
+    c.disconnect().await;
+
+    // The leader goes: the new one answers every old id from the files.
+    cluster.stop(leader);
+    let (second, mut c) = cluster.leader(2, wait).await.unwrap();
+    assert_ne!(second, leader);
+    let exists = LedgerError::Exists.code();
+    let old: Vec<u16> = transfers(&mut c, 1..2049).await;
+    assert!(old.iter().all(|&x| x == exists), "old ids again: {old:?}");
+    let codes = transfers(&mut c, 5000..5000 + 2 * TRANSFERS_MAX as u128).await;
+    assert!(codes.iter().all(|&x| x == 0), "{codes:?}");
+    let survivors: Vec<u64> = (1..=3).filter(|&n| n != leader).collect();
+    same_runs(root, survivors[0], survivors[1], 50, "after failover");
+    c.disconnect().await;
+    cluster.shutdown();
+}

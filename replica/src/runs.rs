@@ -1,0 +1,330 @@
+//! Transfer-history runs between the replicas of a partition. The serving
+//! leader's writer cuts a run; [`ship`] sends its file to every other
+//! member (`PUT_RUN`) and the install is proposed only once a majority
+//! holds it, so a committed install never names a file only a lost machine
+//! had. Before a replica hands an install to its engine it makes sure its
+//! own file is exactly the one the log names ([`ensure_run`], fetching it
+//! from a peer with `FETCH_RUN` when it is missing or differs); before it
+//! restores a snapshot it does the same for every run the snapshot's engine
+//! has installed ([`ensure_through`], comparing with a peer's `LIST_RUNS`).
+//!
+//! Invariants: no run file is adopted that does not decode as exactly the
+//! run and checksum asked for and read back whole; no file of a run whose
+//! install was handed to the engine is replaced (the handoff's files lock
+//! and queued run); a missing run is fetched again until some peer has it
+//! (apply waits: an engine never installs a run it cannot answer from);
+//! every RPC body is decoded or refused with a typed error, never a panic.
+
+use crate::network::{ServeError, Transport};
+use crate::types::NodeId;
+use journal::history::{adopt_run, read_run_bytes, run_checksums, HistoryError};
+use journal::FsStorage;
+use runtime::{CutRun, HistoryHandoff, Shared};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// RPC kinds of the run transfers (beside `network::kind`).
+pub mod kind {
+    /// A leader sends a run it cut: `PutRun` → `RunAnswer::Put`.
+    pub const PUT_RUN: u8 = 5;
+    /// A replica asks for one run's file: `FetchRun` → `RunAnswer::File`.
+    pub const FETCH_RUN: u8 = 6;
+    /// A replica asks which runs a peer holds → `RunAnswer::List`.
+    pub const LIST_RUNS: u8 = 7;
+}
+
+/// Longest one run transfer may take (a run file is tens of MB).
+const RUN_RPC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between rounds of asking every peer for a run nobody had.
+const FETCH_RETRY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PutRun {
+    run: u64,
+    checksum: u128,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FetchRun {
+    run: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum RunAnswer {
+    /// Whether the run is now held here.
+    Put(bool),
+    /// The run's file, if held.
+    File(Option<Vec<u8>>),
+    /// (run, checksum) of every run file held.
+    List(Vec<(u64, u128)>),
+    /// The request could not be served (why).
+    Refused(String),
+}
+
+fn encode(a: &RunAnswer) -> Vec<u8> {
+    postcard::to_allocvec(a).expect("postcard encodes a run answer")
+}
+
+/// Whether `kind` is a run transfer (served by [`serve`]).
+pub fn is_run_kind(kind: u8) -> bool {
+    (kind::PUT_RUN..=kind::LIST_RUNS).contains(&kind)
+}
+
+/// Serves a run transfer for the partition behind `shared`.
+pub async fn serve(shared: Arc<Shared>, kind: u8, body: Vec<u8>) -> Result<Vec<u8>, ServeError> {
+    let decode_err = |e: postcard::Error| ServeError::Decode {
+        kind,
+        what: e.to_string(),
+    };
+    let put = match kind {
+        kind::PUT_RUN => Some(postcard::from_bytes::<PutRun>(&body).map_err(decode_err)?),
+        kind::FETCH_RUN | kind::LIST_RUNS => None,
+        k => return Err(ServeError::Kind(k)),
+    };
+    let fetch = match kind {
+        kind::FETCH_RUN => Some(postcard::from_bytes::<FetchRun>(&body).map_err(decode_err)?),
+        _ => None,
+    };
+    // File I/O of tens of MB: off the runtime's workers.
+    let answer = tokio::task::spawn_blocking(move || {
+        let Some(h) = shared.history_handoff.as_ref() else {
+            return RunAnswer::Refused("no transfer history on this node".into());
+        };
+        let r = match (put, fetch) {
+            (Some(p), _) => put_run(h, &p).map(RunAnswer::Put),
+            (_, Some(f)) => read_run_bytes(&FsStorage, h.dir(), f.run).map(RunAnswer::File),
+            _ => run_checksums(&FsStorage, h.dir()).map(RunAnswer::List),
+        };
+        r.unwrap_or_else(|e| RunAnswer::Refused(e.to_string()))
+    })
+    .await
+    .unwrap_or_else(|e| RunAnswer::Refused(format!("run transfer task failed: {e}")));
+    Ok(encode(&answer))
+}
+
+/// Adopts a leader's run unless its install was already handed to the
+/// engine (then only an identical file counts as held).
+fn put_run(h: &HistoryHandoff, p: &PutRun) -> Result<bool, HistoryError> {
+    let _files = h.lock_files();
+    if held(h, p.run, p.checksum)? {
+        return Ok(true);
+    }
+    if p.run <= h.queued_run() {
+        return Ok(false);
+    }
+    match adopt_run(
+        &FsStorage,
+        h.dir(),
+        (p.run, p.checksum),
+        &p.bytes,
+        h.filter().map(|f| &**f),
+    ) {
+        Ok(_) => Ok(true),
+        // Not the next run here yet: it will fetch the earlier ones at apply.
+        Err(HistoryError::Missing { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether run `run`'s file here has content checksum `checksum`.
+fn held(h: &HistoryHandoff, run: u64, checksum: u128) -> Result<bool, HistoryError> {
+    Ok(run_checksums(&FsStorage, h.dir())?
+        .iter()
+        .any(|&(r, c)| r == run && c == checksum))
+}
+
+/// The members this node can reach for a partition's runs: (id, address).
+pub type Peers = Vec<(NodeId, String)>;
+
+/// Calls `peer` with one run RPC; `None` when it failed or refused.
+async fn call(
+    t: &dyn Transport,
+    group: u32,
+    (id, addr): &(NodeId, String),
+    kind: u8,
+    body: Vec<u8>,
+) -> Option<RunAnswer> {
+    match t.call(*id, addr, group, kind, body, RUN_RPC_TIMEOUT).await {
+        Ok(bytes) => match postcard::from_bytes::<RunAnswer>(&bytes) {
+            Ok(RunAnswer::Refused(why)) => {
+                tracing::warn!(
+                    peer = id,
+                    kind,
+                    why,
+                    "a peer refused a history run transfer"
+                );
+                None
+            }
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(peer = id, kind, error = %e, "a history run answer does not decode");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::debug!(peer = id, kind, error = %e, "history run transfer failed");
+            None
+        }
+    }
+}
+
+/// Sends the cut run `c` to `peers`, each on a task of its own; returns
+/// as soon as `enough` of them hold it (or every one has answered) with
+/// those that do. The others go on in the background: a slow or dead
+/// member never holds up a run a majority has.
+pub async fn ship(
+    t: Arc<dyn Transport>,
+    group: u32,
+    h: &HistoryHandoff,
+    c: CutRun,
+    (peers, enough): (&Peers, usize),
+) -> Result<Vec<NodeId>, HistoryError> {
+    let Some(bytes) = read_run_bytes(&FsStorage, h.dir(), c.run)? else {
+        return Ok(Vec::new());
+    };
+    let body = postcard::to_allocvec(&PutRun {
+        run: c.run,
+        checksum: c.checksum,
+        bytes,
+    })
+    .expect("postcard encodes a run");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(peers.len().max(1));
+    for p in peers.iter().cloned() {
+        let (t, tx, body) = (t.clone(), tx.clone(), body.clone());
+        tokio::spawn(async move {
+            let a = call(&*t, group, &p, kind::PUT_RUN, body).await;
+            let _ = tx
+                .send((p.0, matches!(a, Some(RunAnswer::Put(true)))))
+                .await;
+        });
+    }
+    drop(tx);
+    let mut held = Vec::new();
+    while held.len() < enough {
+        match rx.recv().await {
+            Some((id, true)) => held.push(id),
+            Some((_, false)) => {}
+            None => break,
+        }
+    }
+    Ok(held)
+}
+
+/// Makes run `run`'s file here the one with `checksum`, fetching it from
+/// `peers` (in turn, round after round) when missing or different. Returns
+/// once it is, or at once for a run already installed here (an install
+/// the engine refuses as out of order, the same on every replica).
+pub async fn ensure_run(
+    t: &dyn Transport,
+    group: u32,
+    h: &HistoryHandoff,
+    (run, checksum): (u64, u128),
+    peers: &Peers,
+) -> Result<(), HistoryError> {
+    if run <= h.installed_run() {
+        return Ok(());
+    }
+    h.note_queued(run);
+    let mut warned = false;
+    loop {
+        {
+            let _files = h.lock_files();
+            if held(h, run, checksum)? {
+                return Ok(());
+            }
+        }
+        for p in peers {
+            let body = postcard::to_allocvec(&FetchRun { run }).expect("postcard encodes");
+            if let Some(RunAnswer::File(Some(bytes))) =
+                call(t, group, p, kind::FETCH_RUN, body).await
+            {
+                let _files = h.lock_files();
+                let filter = h.filter().map(|f| &**f);
+                match adopt_run(&FsStorage, h.dir(), (run, checksum), &bytes, filter) {
+                    Ok(_) => return Ok(()),
+                    // A peer's different file (one it never installed): ask the next.
+                    Err(HistoryError::Corrupt { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if !warned {
+            tracing::warn!(
+                run,
+                "no peer has the history run this replica must install yet; asking again"
+            );
+            warned = true;
+        }
+        tokio::time::sleep(FETCH_RETRY).await;
+    }
+}
+
+/// Makes every run through `run` here the one a peer holds, in order (a
+/// snapshot about to be restored has installed them all), the last with
+/// `checksum`.
+pub async fn ensure_through(
+    t: &dyn Transport,
+    group: u32,
+    h: &HistoryHandoff,
+    (run, checksum): (u64, u128),
+    peers: &Peers,
+) -> Result<(), HistoryError> {
+    h.note_queued(run);
+    loop {
+        let mine = run_checksums(&FsStorage, h.dir())?;
+        for p in peers {
+            let Some(RunAnswer::List(theirs)) = call(t, group, p, kind::LIST_RUNS, vec![]).await
+            else {
+                continue;
+            };
+            if theirs.iter().find(|e| e.0 == run).map(|e| e.1) != Some(checksum) {
+                continue;
+            }
+            let mut whole = true;
+            for &(r, c) in theirs.iter().filter(|e| e.0 <= run) {
+                if mine.contains(&(r, c)) {
+                    continue;
+                }
+                match fetch_from(t, group, h, (r, c), p).await {
+                    Ok(()) => {}
+                    // The peer went away mid-way: the next one, or the next round.
+                    Err(HistoryError::Missing { .. }) => {
+                        whole = false;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if whole {
+                return Ok(());
+            }
+        }
+        tracing::warn!(
+            run,
+            "no peer lists the history runs of the snapshot being installed yet; asking again"
+        );
+        tokio::time::sleep(FETCH_RETRY).await;
+    }
+}
+
+/// Fetches one run from `peer` and adopts it (replacing a different file).
+async fn fetch_from(
+    t: &dyn Transport,
+    group: u32,
+    h: &HistoryHandoff,
+    (run, checksum): (u64, u128),
+    peer: &(NodeId, String),
+) -> Result<(), HistoryError> {
+    let body = postcard::to_allocvec(&FetchRun { run }).expect("postcard encodes");
+    let Some(RunAnswer::File(Some(bytes))) = call(t, group, peer, kind::FETCH_RUN, body).await
+    else {
+        return Err(HistoryError::Missing {
+            path: h.dir().join(journal::history::run_name(run)),
+        });
+    };
+    let _files = h.lock_files();
+    let filter = h.filter().map(|f| &**f);
+    adopt_run(&FsStorage, h.dir(), (run, checksum), &bytes, filter).map(|_| ())
+}
