@@ -8,20 +8,17 @@
 //! `exists` (exactly once, answered from the files), and every node holds
 //! the same run files, byte for byte.
 
+mod support;
+
 use bourse::local_cluster::LocalCluster;
 use engine::event::LedgerError;
-use gateway::client::{Client, Reply};
-use gateway::wire::TransferRecord;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::ledger::{open_accounts, transfers};
 
 /// Memory holds this many transfers per partition; the test stores more.
 const TRANSFERS_MAX: u32 = 256;
-/// Transfer ids are `BASE + n` (the demo's own transfers are 1..).
-const BASE: u128 = 1 << 40;
-/// Transfers per request.
-const BATCH: u128 = 40;
 
 fn node(cfg: &mut gateway::server::ServerConfig) {
     cfg.demo = true;
@@ -39,87 +36,6 @@ fn node(cfg: &mut gateway::server::ServerConfig) {
         // A follower that missed anything before the newest snapshot is
         // sent the snapshot (and must fetch the runs it installed).
         c.config.log_kept_after_snapshot_entries = 0;
-    }
-}
-
-fn transfer(id: u128) -> TransferRecord {
-    TransferRecord {
-        id: (BASE + id).to_le_bytes(),
-        debit_account: 901u128.to_le_bytes(),
-        credit_account: 902u128.to_le_bytes(),
-        amount: 1u128.to_le_bytes(),
-        code: 7,
-        ..TransferRecord::default()
-    }
-}
-
-async fn reply<T>(c: &mut Client, what: &str, pick: impl Fn(&Reply) -> Option<T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let r = c.next().await.unwrap().expect("stream ended");
-            if let Some(v) = pick(&r) {
-                return v;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {what} within 20 s"))
-}
-
-/// Sends transfers `ids` in batches; returns each one's result code. A
-/// transfer refused `capacity_exceeded` (memory full of records no
-/// installed run covers yet: a live limit, never remembered) is sent again
-/// after a pause, as a client would, for at most 60 s.
-async fn transfers(c: &mut Client, ids: std::ops::Range<u128>) -> Vec<u16> {
-    let full = LedgerError::CapacityExceeded.code();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut codes = BTreeMap::new();
-    let all: Vec<u128> = ids.collect();
-    for chunk in all.chunks(BATCH as usize) {
-        let mut todo = chunk.to_vec();
-        while !todo.is_empty() {
-            let recs: Vec<TransferRecord> = todo.iter().map(|&i| transfer(i)).collect();
-            let r = c.transfer_batch(&recs);
-            c.flush().await.unwrap();
-            let got = reply(c, "transfer results", |m| match m {
-                Reply::TransferResults { request, results } if *request == r => {
-                    Some(results.iter().map(|x| x.code).collect::<Vec<_>>())
-                }
-                _ => None,
-            })
-            .await;
-            let mut again = Vec::new();
-            for (&id, code) in todo.iter().zip(got) {
-                codes.insert(id, code);
-                if code == full {
-                    again.push(id);
-                }
-            }
-            assert!(
-                again.is_empty() || Instant::now() < deadline,
-                "{} transfers still capacity_exceeded after 60 s: runs are not installed",
-                again.len()
-            );
-            if !again.is_empty() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            todo = again;
-        }
-    }
-    codes.into_values().collect()
-}
-
-async fn open_accounts(c: &mut Client) {
-    // Beside the demo's accounts (and its funding transfers, ids 1..).
-    for id in 901..=902u128 {
-        let r = c.open_account(id, 1, "USD", 0);
-        c.flush().await.unwrap();
-        let ack = reply(c, "account ack", |m| match m {
-            Reply::Ack(a) if a.request == r => Some(a.code),
-            _ => None,
-        })
-        .await;
-        assert_eq!(ack, 0, "account {id}");
     }
 }
 

@@ -2,6 +2,8 @@
 //! (durability none, temporary data directory, ephemeral port), orders from
 //! `gateway::client`, subscribers from `feeds::MdClient`.
 
+mod support;
+
 use bourse::local_cluster::LocalCluster;
 use bourse::metrics::{DisconnectReason, MetricsState};
 use engine::rng::SplitMix64;
@@ -18,6 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const BTC: u32 = 1;
+/// The demo's settling instrument: a buy holds price × qty of USD.
+const EUR_USD: u32 = 3;
 
 struct TestServer {
     handle: ServerHandle,
@@ -106,9 +110,11 @@ async fn subscriber_at(
         .await
         .unwrap();
     let mut v = FeedView::default();
-    for &ch in channels {
-        v.track(BTC, ch);
-        c.subscribe(BTC, ch).await.unwrap();
+    for inst in [BTC, EUR_USD] {
+        for &ch in channels {
+            v.track(inst, ch);
+            c.subscribe(inst, ch).await.unwrap();
+        }
     }
     (c, v)
 }
@@ -180,24 +186,28 @@ async fn reference_at(addr: std::net::SocketAddr, cert: &[u8], token: &str) -> F
     v
 }
 
+/// Both books (BTC-USD, EUR-USD), on L2 and L3, the same.
 fn same_books(a: &FeedView, b: &FeedView) {
-    for ch in [Channel::L2, Channel::L3] {
-        let (x, y) = (&a.books[&(BTC, ch as u8)], &b.books[&(BTC, ch as u8)]);
-        assert_eq!(x.last_seq(), y.last_seq(), "{ch:?} sequence");
-        for side in [Side::Buy, Side::Sell] {
-            assert_eq!(x.levels(side), y.levels(side), "{ch:?} {side:?} levels");
-            if ch == Channel::L3 {
-                // Order id, price and visible size in queue order (the
-                // builders' internal priority counters differ).
-                let q = |b: &feeds::FeedView| {
-                    b.books[&(BTC, ch as u8)]
-                        .orders()
-                        .orders_in_order(side)
-                        .into_iter()
-                        .map(|(id, o)| (id, o.price, o.qty))
-                        .collect::<Vec<_>>()
-                };
-                assert_eq!(q(a), q(b), "L3 {side:?} queue");
+    for inst in [BTC, EUR_USD] {
+        for ch in [Channel::L2, Channel::L3] {
+            let (x, y) = (&a.books[&(inst, ch as u8)], &b.books[&(inst, ch as u8)]);
+            assert_eq!(x.last_seq(), y.last_seq(), "{inst} {ch:?} sequence");
+            for side in [Side::Buy, Side::Sell] {
+                let what = format!("{inst} {ch:?} {side:?}");
+                assert_eq!(x.levels(side), y.levels(side), "{what} levels");
+                if ch == Channel::L3 {
+                    // Order id, price and visible size in queue order (the
+                    // builders' internal priority counters differ).
+                    let q = |b: &feeds::FeedView| {
+                        b.books[&(inst, ch as u8)]
+                            .orders()
+                            .orders_in_order(side)
+                            .into_iter()
+                            .map(|(id, o)| (id, o.price, o.qty))
+                            .collect::<Vec<_>>()
+                    };
+                    assert_eq!(q(a), q(b), "{what} queue");
+                }
             }
         }
     }
@@ -504,6 +514,82 @@ async fn restart_durable(dir: &Path, snapshot_every_bytes: u64) -> (FeedView, Fe
         .await
         .unwrap();
     (before, after)
+}
+
+/// Places `o` and returns its first execution report.
+async fn placed(c: &mut Client, o: gateway::wire::NewOrderMsg) -> gateway::wire::ExecutionReport {
+    let r = c.order(o);
+    c.flush().await.unwrap();
+    support::ledger::reply(c, "report", |m| match m {
+        Reply::Report(e) if e.request == r => Some(*e),
+        _ => None,
+    })
+    .await
+}
+
+/// A node whose ledger outgrew its memory restarts with the same books:
+/// market data's scratch engine replays the journal with the partition's
+/// transfer history attached, as the real engine did, so the history
+/// installs are accepted and memory evicts. (Without it the scratch ledger
+/// fills at 256 transfers, the funding transfer after them fails there
+/// `capacity_exceeded`, and the big order it paid for is missing from the
+/// rebuilt book.)
+#[tokio::test(flavor = "current_thread")]
+async fn market_data_after_a_restart_follows_a_ledger_past_its_memory() {
+    use support::ledger::{open_accounts, send, transfer_of, transfers, BASE};
+    let dir = tempfile::tempdir().unwrap();
+    let boot = || {
+        let mut cfg = ServerConfig::new(dir.path());
+        cfg.demo = true;
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.pipeline.durability = journal::Durability::Async;
+        cfg.pipeline.runtime.pin = false;
+        cfg.pipeline.runtime.idle = runtime::IdleStrategy::Yield;
+        cfg.pipeline.engine.transfers_max = 256;
+        cfg.pipeline.history_run_records = 48;
+        cfg.companion = Some(feeds::companion(feeds::MdConfig::default()));
+        let handle = server::start(cfg).unwrap();
+        let id = load_client_identity(dir.path()).unwrap();
+        TestServer {
+            handle,
+            cert: id.cert_der,
+            token: id.operator_token.unwrap(),
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    };
+    let s = boot();
+    let mut c = s.trader(71).await;
+    open_accounts(&mut c).await;
+    let codes = transfers(&mut c, 1..601).await;
+    assert!(codes.iter().all(|&x| x == 0), "{codes:?}");
+    // Owner 1 cannot pay for the big order with what the demo gave...
+    let big = |coid| limit(1, EUR_USD, Side::Buy, 108, 1_000_000, coid);
+    let e = placed(&mut c, big(7_000)).await;
+    assert_eq!(e.exec_type, exec_type::REJECTED, "unfunded: {e:?}");
+    // ...and is funded past it (from the USD issuer, account 1).
+    let fund = transfer_of(BASE + 10_000, (1, 101), 100_000_000);
+    assert_eq!(send(&mut c, &[fund]).await, vec![0]);
+    let e = placed(&mut c, big(7_001)).await;
+    assert_eq!(e.exec_type, exec_type::NEW, "the funded order rests: {e:?}");
+    let before = reference(&s).await;
+    assert!(
+        !before.books[&(EUR_USD, Channel::L3 as u8)]
+            .levels(Side::Buy)
+            .is_empty(),
+        "the funded order is on the book"
+    );
+    c.close().await;
+    let TestServer { handle, .. } = s;
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+    let s = boot();
+    let after = reference(&s).await;
+    let TestServer { handle, .. } = s;
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+    same_books(&before, &after);
 }
 
 /// The names of the files in `dir`.

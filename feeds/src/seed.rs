@@ -151,6 +151,7 @@ impl MdHub {
         if from > up_to {
             return Ok(0);
         }
+        attach_history(&mut eng, dir);
         let mut events = eng.new_events();
         let mut events_vec = Vec::new();
         let done = journal::replay(&FsStorage, dir, from, up_to, |input| {
@@ -162,5 +163,26 @@ impl MdHub {
         })
         .map_err(journal::ReplayError::into_journal)?;
         Ok(done.applied)
+    }
+}
+
+/// Gives the scratch engine the partition's transfer history, read only,
+/// as the real engine had it: the journal's `install_history` inputs are
+/// then accepted and memory evicts as it did live. Without it every
+/// install is refused, the ledger's memory fills, and a transfer the real
+/// engine took (funding an account, say) fails here `capacity_exceeded`,
+/// so an order it paid for is refused and the books differ.
+fn attach_history(eng: &mut Engine, dir: &Path) {
+    let hdir = dir.join(journal::history::HISTORY_DIR);
+    if !hdir.is_dir() {
+        return;
+    }
+    match journal::history::DiskHistory::open_read_only(FsStorage, &hdir) {
+        Ok(h) => eng.attach_history(Box::new(h)),
+        Err(e) => tracing::warn!(
+            dir = %hdir.display(),
+            error = %e,
+            "market data seeds without the transfer history: past the ledger's memory its books may differ"
+        ),
     }
 }

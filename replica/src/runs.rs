@@ -63,6 +63,17 @@ enum RunAnswer {
     Refused(String),
 }
 
+/// Runs file I/O of tens of MB (and its fdatasync) from async code
+/// without stalling the other tasks of a worker (heartbeats among them):
+/// `block_in_place` on the node's multi-threaded runtime; inline elsewhere.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 fn encode(a: &RunAnswer) -> Vec<u8> {
     postcard::to_allocvec(a).expect("postcard encodes a run answer")
 }
@@ -114,13 +125,8 @@ fn put_run(h: &HistoryHandoff, p: &PutRun) -> Result<bool, HistoryError> {
     if p.run <= h.queued_run() {
         return Ok(false);
     }
-    match adopt_run(
-        &FsStorage,
-        h.dir(),
-        (p.run, p.checksum),
-        &p.bytes,
-        h.filter().map(|f| &**f),
-    ) {
+    let filter = h.filter().map(|f| &**f);
+    match adopt_run(&FsStorage, h.dir(), (p.run, p.checksum), &p.bytes, filter) {
         Ok(_) => Ok(true),
         // Not the next run here yet: it will fetch the earlier ones at apply.
         Err(HistoryError::Missing { .. }) => Ok(false),
@@ -181,7 +187,7 @@ pub async fn ship(
     c: CutRun,
     (peers, enough): (&Peers, usize),
 ) -> Result<Vec<NodeId>, HistoryError> {
-    let Some(bytes) = read_run_bytes(&FsStorage, h.dir(), c.run)? else {
+    let Some(bytes) = blocking(|| read_run_bytes(&FsStorage, h.dir(), c.run))? else {
         return Ok(Vec::new());
     };
     let body = postcard::to_allocvec(&PutRun {
@@ -229,20 +235,18 @@ pub async fn ensure_run(
     h.note_queued(run);
     let mut warned = false;
     loop {
-        {
+        if blocking(|| {
             let _files = h.lock_files();
-            if held(h, run, checksum)? {
-                return Ok(());
-            }
+            held(h, run, checksum)
+        })? {
+            return Ok(());
         }
         for p in peers {
             let body = postcard::to_allocvec(&FetchRun { run }).expect("postcard encodes");
             if let Some(RunAnswer::File(Some(bytes))) =
                 call(t, group, p, kind::FETCH_RUN, body).await
             {
-                let _files = h.lock_files();
-                let filter = h.filter().map(|f| &**f);
-                match adopt_run(&FsStorage, h.dir(), (run, checksum), &bytes, filter) {
+                match adopt(h, (run, checksum), &bytes) {
                     Ok(_) => return Ok(()),
                     // A peer's different file (one it never installed): ask the next.
                     Err(HistoryError::Corrupt { .. }) => continue,
@@ -273,7 +277,7 @@ pub async fn ensure_through(
 ) -> Result<(), HistoryError> {
     h.note_queued(run);
     loop {
-        let mine = run_checksums(&FsStorage, h.dir())?;
+        let mine = blocking(|| run_checksums(&FsStorage, h.dir()))?;
         for p in peers {
             let Some(RunAnswer::List(theirs)) = call(t, group, p, kind::LIST_RUNS, vec![]).await
             else {
@@ -324,7 +328,17 @@ async fn fetch_from(
             path: h.dir().join(journal::history::run_name(run)),
         });
     };
-    let _files = h.lock_files();
-    let filter = h.filter().map(|f| &**f);
-    adopt_run(&FsStorage, h.dir(), (run, checksum), &bytes, filter).map(|_| ())
+    adopt(h, (run, checksum), &bytes).map(|_| ())
+}
+
+/// Adopts a peer's file of `run` under the files lock (see `adopt_run`).
+fn adopt(
+    h: &HistoryHandoff,
+    run: (u64, u128),
+    bytes: &[u8],
+) -> Result<std::path::PathBuf, HistoryError> {
+    blocking(|| {
+        let _files = h.lock_files();
+        adopt_run(&FsStorage, h.dir(), run, bytes, h.filter().map(|f| &**f))
+    })
 }

@@ -9,6 +9,8 @@
 //! needs (hence the `dead_code` allowance, as in `session_support`).
 #![allow(dead_code)]
 
+pub mod ledger;
+
 use engine::EngineConfig;
 use runtime::PipelineConfig;
 use runtime::{IdleStrategy, RuntimeConfig};
