@@ -668,7 +668,7 @@ impl Scrape<'_> {
         gauge(
             e,
             "bourse_history_runs",
-            "Transfer history runs written",
+            "Transfer history runs written (a replicated node: runs installed, whoever cut them)",
             &self.perf(&|_, p| p.counters.history_runs.get() as f64),
         )?;
         Ok(())

@@ -503,17 +503,19 @@ async fn restart_durable(dir: &Path, snapshot_every_bytes: u64) -> (FeedView, Fe
         "the test needs resting orders"
     );
     t.close().await;
-    let TestServer { handle, .. } = s;
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    shut_down(s).await;
     let s = at(boot_durable(dir, snapshot_every_bytes));
     let after = reference(&s).await;
+    shut_down(s).await;
+    (before, after)
+}
+
+/// Stops a test server (off the async runtime: shutdown blocks).
+async fn shut_down(s: TestServer) {
     let TestServer { handle, .. } = s;
     tokio::task::spawn_blocking(move || handle.shutdown())
         .await
         .unwrap();
-    (before, after)
 }
 
 /// Places `o` and returns its first execution report.
@@ -579,16 +581,10 @@ async fn market_data_after_a_restart_follows_a_ledger_past_its_memory() {
         "the funded order is on the book"
     );
     c.close().await;
-    let TestServer { handle, .. } = s;
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    shut_down(s).await;
     let s = boot();
     let after = reference(&s).await;
-    let TestServer { handle, .. } = s;
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    shut_down(s).await;
     same_books(&before, &after);
 }
 

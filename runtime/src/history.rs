@@ -115,10 +115,8 @@ fn write_loop(writer: &mut RunWriter<FsStorage>, shared: &Arc<Shared>, fatal: fn
         let through = applied.min(durable);
         let ready = writer.due_through().is_some_and(|t| t <= through);
         if install.is_none() && !stopped && ready {
-            match writer.cut(through) {
+            match cut_counted(writer, shared, through, false) {
                 Ok((run, checksum)) => {
-                    shared.counters.history_runs.add(1);
-                    shared.counters.history_bytes.set(writer.bytes_written());
                     install = Some(Command::InstallHistory {
                         run,
                         through_seq: Seq(through),
@@ -137,6 +135,42 @@ fn write_loop(writer: &mut RunWriter<FsStorage>, shared: &Arc<Shared>, fatal: fn
         }
         idler.idle(worked);
     }
+}
+
+/// Writes the run through `through` (`held`: keeping its changes waiting,
+/// `RunWriter::cut_held`) and counts it in the metrics.
+fn cut_counted(
+    writer: &mut RunWriter<FsStorage>,
+    shared: &Shared,
+    through: u64,
+    held: bool,
+) -> Result<(u64, u128), journal::history::HistoryError> {
+    let cut = match held {
+        true => writer.cut_held(through)?,
+        false => writer.cut(through)?,
+    };
+    if !held {
+        // A held run counts once installed (`note_installed_run`).
+        shared.counters.history_runs.add(1);
+    }
+    shared.counters.history_bytes.set(writer.bytes_written());
+    Ok(cut)
+}
+
+/// A replicated partition's history gauges after run `run` was installed
+/// (cut here or adopted from a peer): runs installed, bytes of the files.
+fn note_installed_run(shared: &Shared, h: &HistoryHandoff, run: u64) {
+    h.note_installed(run);
+    shared.counters.history_runs.set(run);
+    let bytes = std::fs::read_dir(h.dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| journal::history::parse_file_name(&e.file_name().to_string_lossy()).is_some())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    shared.counters.history_bytes.set(bytes);
 }
 
 /// A replicated partition's writer: every node keeps the changes after the
@@ -167,14 +201,14 @@ fn replicated_loop(
                     writer.push(&batch);
                     batch.clear();
                     writer.settle(run, through.0);
-                    h.note_installed(run);
+                    note_installed_run(shared, h, run);
                 }
                 HistoryItem::Restored => {
                     batch.clear();
                     let r = h.take_reset().expect("a restore mark without its reset");
                     writer.reset(r.run, r.through.0, &r.tail);
                     h.clear_cut();
-                    h.note_installed(r.run);
+                    note_installed_run(shared, h, r.run);
                 }
             }
         }
@@ -190,12 +224,10 @@ fn replicated_loop(
                 idler.idle(worked);
                 continue;
             }
-            let cut = writer.cut_held(through);
+            let cut = cut_counted(writer, shared, through, true);
             drop(files);
             match cut {
                 Ok((run, checksum)) => {
-                    shared.counters.history_runs.add(1);
-                    shared.counters.history_bytes.set(writer.bytes_written());
                     h.put_cut(CutRun {
                         run,
                         through: Seq(through),
