@@ -753,11 +753,12 @@ pub const HISTORY_FILTER_BYTES_MAX: u64 = 1 << 34;
 /// Most transfer changes one history run may hold (a run is built in memory).
 pub const HISTORY_RUN_RECORDS_MAX: usize = 1 << 24;
 /// `[history] run_records` of a replicated node unless set (a run of it is
-/// about 17 MB on the wire).
-pub const CLUSTER_HISTORY_RUN_RECORDS: usize = 1 << 16;
-/// The largest `[history] run_records` of a replicated node (about 34 MB a
-/// run, within the 64 MiB peer frame).
-pub const CLUSTER_HISTORY_RUN_RECORDS_MAX: usize = 1 << 17;
+/// about 8 MB on the wire).
+pub const CLUSTER_HISTORY_RUN_RECORDS: usize = 1 << 15;
+/// The largest `[history] run_records` of a replicated node: a leader that
+/// fell behind cuts up to twice it (about 34 MB, within the 64 MiB peer
+/// frame).
+pub const CLUSTER_HISTORY_RUN_RECORDS_MAX: usize = 1 << 16;
 
 impl Default for HistorySection {
     fn default() -> Self {
@@ -2064,8 +2065,9 @@ impl BourseConfig {
                 key,
                 format!(
                     "{} is above {CLUSTER_HISTORY_RUN_RECORDS_MAX} with [cluster]: each run \
-                     is shipped to the followers in one peer frame (64 MiB; about 256 \
-                     bytes a record); unset, it is {CLUSTER_HISTORY_RUN_RECORDS} in a cluster",
+                     (up to twice run_records when the leader catches up) is shipped to \
+                     the followers in one peer frame (64 MiB; about 256 bytes a record); \
+                     unset, it is {CLUSTER_HISTORY_RUN_RECORDS} in a cluster",
                     self.history.run_records
                 ),
             ));

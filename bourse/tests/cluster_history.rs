@@ -83,7 +83,8 @@ async fn a_cluster_keeps_every_transfer_id_for_ever_in_bounded_memory() {
     let codes = transfers(&mut c, 1..1 + 4 * TRANSFERS_MAX as u128).await;
     assert!(codes.iter().all(|&x| x == 0), "{codes:?}");
     let follower = (1..=3).find(|&n| n != leader).unwrap();
-    same_runs(root, leader, follower, 10, "shipped runs");
+    // Runs hold 48 to 96 transfers (more when the leader catches up).
+    same_runs(root, leader, follower, 8, "shipped runs");
 
     // A follower misses a snapshot and purge; it installs the snapshot and
     // fetches the runs it lacks.
@@ -92,10 +93,11 @@ async fn a_cluster_keeps_every_transfer_id_for_ever_in_bounded_memory() {
     let first = runs(root, leader).len();
     let codes = transfers(&mut c, 1025..1025 + 4 * TRANSFERS_MAX as u128).await;
     assert!(codes.iter().all(|&x| x == 0), "{codes:?}");
-    assert!(runs(root, leader).len() > first + 10);
+    let grown = runs(root, leader).len();
+    assert!(grown >= first + 8, "{first} then {grown} runs");
     cluster.restart(follower).unwrap();
-    same_runs(root, leader, follower, 30, "after the snapshot install");
-    same_runs(root, leader, other, 30, "the other follower");
+    same_runs(root, leader, follower, grown, "after the snapshot install");
+    same_runs(root, leader, other, grown, "the other follower");
     c.disconnect().await;
 
     // The leader goes: the new one answers every old id from the files.
@@ -108,7 +110,13 @@ async fn a_cluster_keeps_every_transfer_id_for_ever_in_bounded_memory() {
     let codes = transfers(&mut c, 5000..5000 + 2 * TRANSFERS_MAX as u128).await;
     assert!(codes.iter().all(|&x| x == 0), "{codes:?}");
     let survivors: Vec<u64> = (1..=3).filter(|&n| n != leader).collect();
-    same_runs(root, survivors[0], survivors[1], 50, "after failover");
+    same_runs(
+        root,
+        survivors[0],
+        survivors[1],
+        grown + 4,
+        "after failover",
+    );
     c.disconnect().await;
     cluster.shutdown();
 }

@@ -775,7 +775,7 @@ async fn propose_loop(inner: Arc<Inner>, p: usize) {
 }
 
 /// How often a serving node looks for a run its writer cut.
-const SHIP_POLL: Duration = Duration::from_millis(20);
+const SHIP_POLL: Duration = Duration::from_millis(5);
 /// How long a proposed install may take to be applied before it is
 /// shipped and proposed again (a lost proposal; a duplicate is refused by
 /// every engine alike, as out of order).

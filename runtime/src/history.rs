@@ -214,7 +214,7 @@ fn replicated_loop(
         }
         writer.push(&batch);
         batch.clear();
-        let due = writer.due_through().filter(|&t| t <= applied);
+        let due = writer.catch_up_through(applied);
         if let (Some(through), None, true, false) = (due, h.cut(), h.serving(), stopped) {
             let files = h.lock_files();
             if h.queued_run() > writer.last().0 {

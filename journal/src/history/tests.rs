@@ -840,3 +840,91 @@ fn a_filter_missing_an_installed_id_is_caught() {
     let id = model.0[0].spec.id;
     let _ = h.get(id);
 }
+
+/// A replicated partition's writer and its runs between replicas: a held
+/// cut keeps its changes until it is settled (so writing it again gives
+/// the same bytes), a writer behind catches up in runs of at most twice
+/// `run_records` (whole inputs), a reset restarts from a restored engine's
+/// tail; a peer's file is adopted only as exactly the run and checksum
+/// asked for, after the run before it, and its ids reach the filter.
+#[test]
+fn replicated_runs_are_held_until_installed_and_adopted_only_as_named() {
+    let (leader, follower) = (SimDisk::new(), SimDisk::new());
+    let dir = Path::new(DIR);
+    let inputs = stream(41, 400);
+    let mut w = RunWriter::replicated(leader.clone(), dir, 100).unwrap();
+    assert_eq!(w.catch_up_through(u64::MAX), None, "nothing waits yet");
+    for c in &inputs {
+        w.push(c);
+    }
+    let waiting = w.pending();
+    assert!(waiting > 200, "{waiting}");
+    // Behind: at most 200 records (plus the last input's other changes).
+    let through = w.catch_up_through(400).unwrap();
+    let taken = inputs
+        .iter()
+        .flatten()
+        .filter(|r| r.change_seq.0 <= through)
+        .count();
+    assert!((200..200 + 3).contains(&taken), "{taken}");
+    assert!(w.catch_up_through(w.due_through().unwrap() - 1).is_none());
+    let (run, checksum) = w.cut_held(through).unwrap();
+    assert_eq!((run, w.pending()), (1, waiting), "held: nothing settled");
+    assert_eq!(
+        w.cut_held(through).unwrap(),
+        (run, checksum),
+        "the same bytes again"
+    );
+    // Shipping: the follower adopts exactly this run.
+    let bytes = read_run_bytes(&leader, dir, 1).unwrap().unwrap();
+    let filter = IdFilter::new(1 << 16).unwrap();
+    let e = adopt_run(&follower, dir, (1, checksum ^ 1), &bytes, None).unwrap_err();
+    assert!(matches!(e, HistoryError::Corrupt { .. }), "{e}");
+    let mut torn = bytes.clone();
+    let header = format::Header::decode(bytes[..HEADER_LEN].try_into().unwrap()).unwrap();
+    torn[header.record_span.offset as usize + 10] ^= 1;
+    let e = adopt_run(&follower, dir, (1, checksum), &torn, None).unwrap_err();
+    assert!(matches!(e, HistoryError::Corrupt { .. }), "{e}");
+    let e = adopt_run(&follower, dir, (2, checksum), &bytes, None).unwrap_err();
+    assert!(
+        matches!(e, HistoryError::Corrupt { .. }),
+        "another run's bytes: {e}"
+    );
+    adopt_run(&follower, dir, (1, checksum), &bytes, Some(&filter)).unwrap();
+    assert_eq!(run_checksums(&follower, dir).unwrap(), vec![(1, checksum)]);
+    let first = inputs
+        .iter()
+        .flatten()
+        .find(|r| r.change_seq.0 <= through)
+        .unwrap();
+    assert!(
+        filter.may_contain(first.spec.id.0),
+        "adopted ids are in the filter"
+    );
+    // Settled: its changes stop waiting; the next run follows it.
+    w.settle(1, through);
+    assert_eq!(w.pending(), waiting - taken);
+    let (two, c2) = w.cut_held(w.catch_up_through(400).unwrap()).unwrap();
+    assert_eq!(two, 2);
+    let bytes2 = read_run_bytes(&leader, dir, 2).unwrap().unwrap();
+    let e = adopt_run(&SimDisk::new(), dir, (2, c2), &bytes2, None).unwrap_err();
+    assert!(matches!(e, HistoryError::Missing { .. }), "a gap: {e}");
+    adopt_run(&follower, dir, (2, c2), &bytes2, None).unwrap();
+    DiskHistory::open(follower.clone(), dir)
+        .unwrap()
+        .check_installed(2, c2)
+        .unwrap();
+    // A reset (a restored engine): run 1 installed, its tail waiting again.
+    let tail: Vec<TransferRecord> = inputs
+        .iter()
+        .flatten()
+        .filter(|r| r.change_seq.0 > through)
+        .copied()
+        .collect();
+    w.reset(1, through, &tail);
+    assert_eq!((w.last(), w.pending()), ((1, through), tail.len()));
+    assert_eq!(
+        w.cut_held(w.catch_up_through(400).unwrap()).unwrap(),
+        (2, c2)
+    );
+}

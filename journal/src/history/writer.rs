@@ -354,6 +354,21 @@ impl<S: Storage> RunWriter<S> {
             .map(|r| r.change_seq.0)
     }
 
+    /// Where a cut that has fallen behind should reach: through at most
+    /// `applied`, taking as many waiting records as it can up to twice
+    /// `run_records` (plus the rest of the last input's changes: a run
+    /// holds whole inputs). `None` until `run_records` wait through
+    /// `applied`. A writer that fell behind catches up in bigger runs, each
+    /// still bounded.
+    pub fn catch_up_through(&self, applied: u64) -> Option<u64> {
+        self.due_through().filter(|&t| t <= applied)?;
+        let n = self
+            .pending
+            .partition_point(|r| r.change_seq.0 <= applied)
+            .min(self.run_records * 2);
+        Some(self.pending[n - 1].change_seq.0)
+    }
+
     /// Bytes of the run files written or found at start.
     pub fn bytes_written(&self) -> u64 {
         self.bytes
