@@ -787,14 +787,18 @@ const SHIP_RETRY: Duration = Duration::from_secs(10);
 async fn ship_loop(inner: Arc<Inner>, transport: Arc<dyn Transport>, p: usize) {
     let part = &inner.parts[p];
     let h = part.shared.history_handoff.as_ref().expect("history on");
-    let mut proposed: Option<(runtime::CutRun, tokio::time::Instant)> = None;
+    // The run proposed last, when, and in which term (a new term of this
+    // node's may ship it again at once: the old proposal may be lost).
+    let mut proposed: Option<(runtime::CutRun, tokio::time::Instant, u64)> = None;
     loop {
         tokio::time::sleep(SHIP_POLL).await;
         let Some(c) = h.cut().filter(|_| part.serving.load(Ordering::Acquire)) else {
             continue;
         };
         if c.run <= h.queued_run()
-            || proposed.is_some_and(|(q, at)| q == c && at.elapsed() < SHIP_RETRY)
+            || proposed.is_some_and(|(q, at, term)| {
+                q == c && at.elapsed() < SHIP_RETRY && term == current_term(part)
+            })
         {
             continue;
         }
@@ -842,9 +846,13 @@ async fn ship_loop(inner: Arc<Inner>, transport: Arc<dyn Transport>, p: usize) {
         };
         if part.queue.push(Item::internal(cmd)).is_ok() {
             part.notify.notify_one();
-            proposed = Some((c, tokio::time::Instant::now()));
+            proposed = Some((c, tokio::time::Instant::now(), current_term(part)));
         }
     }
+}
+
+fn current_term(part: &Part) -> u64 {
+    part.raft.metrics().borrow_watched().current_term
 }
 
 /// The members to ship a run to (every other member, learners too) and
