@@ -483,9 +483,10 @@ async fn restart_durable(dir: &Path, snapshot_every_bytes: u64) -> (FeedView, Fe
     let mut t = s.trader(61).await;
     trade(&mut t, 300, 7).await;
     if snapshot_every_bytes > 0 {
-        // Market data answers a snapshot's mark while the node runs.
+        // Market data answers a snapshot's mark while the node runs (it
+        // may lag far behind the engine on a loaded machine).
         let part = runtime::partition_dir(dir, 0);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while files_in(&part).iter().all(|n| !n.starts_with("feed-")) {
             assert!(
                 std::time::Instant::now() < deadline,
