@@ -10,8 +10,14 @@
 //! the same seqs on every replica); a killed node restarts onto its own
 //! journal and catches up.
 //!
+//! Also: transfers past the ledger's memory through a killed leader and a
+//! follower rebuilt with `add-node` (every node ends with the same history
+//! run files; every old id stays `exists`).
+//!
 //! `TEST_CLUSTER_KILL_ROUNDS` sets the rounds (default 3);
 //! `TEST_CLUSTER_KILL_SEED` the seed (printed on failure).
+
+mod support;
 
 use gateway::client::{connect_any, limit, Client, ClientConfig, Reply};
 use gateway::identity::load_client_identity;
@@ -67,7 +73,16 @@ impl Drop for Nodes {
 /// Three `bourse serve` processes in the `cluster local` layout under
 /// `root`, and a client configuration for them.
 fn start(root: &std::path::Path) -> (Nodes, ClientConfig) {
+    start_edited(root, |toml| toml)
+}
+
+/// `start` with each node's `bourse.toml` passed through `edit` first.
+fn start_edited(root: &std::path::Path, edit: fn(String) -> String) -> (Nodes, ClientConfig) {
     let plans = bourse::cluster_cli::prepare(root, 3).expect("cluster layout");
+    for p in &plans {
+        let toml = std::fs::read_to_string(p.config_path()).expect("node config");
+        std::fs::write(p.config_path(), edit(toml)).expect("node config");
+    }
     let mut nodes = Nodes {
         plans,
         children: BTreeMap::new(),
@@ -529,4 +544,94 @@ async fn a_sigkilled_leaders_cancel_on_disconnect_sessions_are_cancelled_by_the_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(c);
+}
+
+/// A small ledger (1,024 transfers of memory, runs of 128): every history
+/// run is cut, shipped and installed many times over.
+fn small_ledger(toml: String) -> String {
+    let toml = toml.replace("transfers_max = 65_536", "transfers_max = 1_024");
+    assert!(toml.contains("transfers_max = 1_024"), "{toml}");
+    toml.replace("[history]\n", "[history]\nrun_records = 128\n")
+}
+
+/// Waits until every running node holds the same history run files as
+/// node `a` (names and bytes), at least `min` of them.
+async fn same_runs_everywhere(nodes: &Nodes, a: u64, min: usize, what: &str) {
+    let runs = |id: u64| {
+        let dir = nodes.plans[id as usize - 1].dir.join("p0/history");
+        let mut m = BTreeMap::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".bhr") {
+                m.insert(name, std::fs::read(e.path()).unwrap_or_default());
+            }
+        }
+        m
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let want = runs(a);
+        let differ: Vec<u64> = nodes
+            .children
+            .keys()
+            .copied()
+            .filter(|&id| runs(id) != want)
+            .collect();
+        if differ.is_empty() && want.len() >= min {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: nodes {differ:?} hold other runs than node {a} ({} runs)",
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Transfers through `cfg`'s leader; every result must be `code`.
+async fn transfers_all(nodes: &Nodes, cfg: &ClientConfig, ids: std::ops::Range<u128>, code: u16) {
+    let mut c = connect_any(&nodes.addrs(), cfg).await.expect("a leader");
+    let got = support::ledger::transfers(&mut c, ids.clone()).await;
+    assert!(got.iter().all(|&x| x == code), "transfers {ids:?}: {got:?}");
+    c.disconnect().await;
+}
+
+/// Three nodes with 1,024 transfers of memory each take 3,000 transfers:
+/// the leader is SIGKILLed halfway and restarts onto its data, then a
+/// follower is removed, cleared and added back (it catches up from the
+/// leader and fetches every history run). Every node ends with the same
+/// run files, byte for byte, and every id is refused `exists` as old.
+#[tokio::test(flavor = "current_thread")]
+async fn transfers_past_memory_survive_a_killed_leader_and_a_rebuilt_follower() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (mut nodes, cfg) = start_edited(root.path(), small_ledger);
+    let mut c = connect_any(&nodes.addrs(), &cfg).await.expect("a leader");
+    support::ledger::open_accounts(&mut c).await;
+    c.disconnect().await;
+    transfers_all(&nodes, &cfg, 1..1501, 0).await;
+    let leader = leader_id(&nodes, &cfg).await;
+    nodes.kill(leader);
+    transfers_all(&nodes, &cfg, 1501..3001, 0).await;
+    nodes.spawn(leader);
+    let now = leader_id(&nodes, &cfg).await;
+    same_runs_everywhere(&nodes, now, 15, "the killed leader back").await;
+    // A follower other than node 1 (an empty node 1 would start a cluster).
+    let f = (2..=3).find(|&id| id != now).expect("a follower");
+    nodes.kill(f);
+    admin(root.path(), &["remove-node", "--node-id", &f.to_string()]);
+    let (fdir, fraft) = {
+        let p = &nodes.plans[f as usize - 1];
+        (p.dir.clone(), p.raft.to_string())
+    };
+    std::fs::remove_dir_all(fdir.join("p0")).expect("clear");
+    nodes.spawn(f);
+    let id = f.to_string();
+    admin(
+        root.path(),
+        &["add-node", "--node-id", &id, "--raft-addr", &fraft],
+    );
+    same_runs_everywhere(&nodes, now, 15, "the rebuilt follower").await;
+    let exists = engine::event::LedgerError::Exists.code();
+    transfers_all(&nodes, &cfg, 1..3001, exists).await;
 }
