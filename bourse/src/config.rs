@@ -182,12 +182,14 @@ fsync_alarm_us = 20_000
 # keeps every transfer in memory until a run holding it is installed, so this
 # bounds how far memory runs ahead of disk; capped at half of
 # engine.transfers_max (0: no on-disk history; the ledger then holds at most
-# engine.transfers_max transfers).
+# engine.transfers_max transfers). With [cluster]: 32_768 unless set, at most
+# 65_536 (the leader ships each run to the followers in one peer frame).
 run_records = 262_144
 # Installed runs merged into one file per compaction (on its own thread;
 # merged files keep each id's newest record), so a lookup of a new id probes
 # O(fanout x log(history)) files instead of one per run; only runs installed
-# before the oldest kept snapshot are merged. 0: no compaction.
+# before the oldest kept snapshot are merged. 0: no compaction. A replicated
+# node does not compact yet (one file per run).
 compact_fanout = 8
 # Bytes of one Bloom filter per partition of every transfer id in its history
 # (memory, allocated at start and filled by reading every history file once),
