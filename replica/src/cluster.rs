@@ -821,7 +821,12 @@ async fn ship_loop(inner: Arc<Inner>, transport: Arc<dyn Transport>, p: usize) {
         }
         let shipped = crate::runs::ship(transport.clone(), p as u32, h, c, (&voting, enough));
         let held = match shipped.await {
-            Ok(ids) => 1 + ids.iter().filter(|id| voters.contains(id)).count(),
+            Ok(Some(ids)) => 1 + ids.iter().filter(|id| voters.contains(id)).count(),
+            Ok(None) => {
+                // Replaced while this node followed: its writer cuts again.
+                h.withdraw(c);
+                continue;
+            }
             Err(e) => {
                 tracing::error!(partition = p, run = c.run, error = %e, "cannot read a history run to ship it");
                 tokio::time::sleep(SHIP_RETRY).await;

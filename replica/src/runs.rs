@@ -17,6 +17,7 @@
 
 use crate::network::{ServeError, Transport};
 use crate::types::NodeId;
+use journal::history::format::{Header, HEADER_LEN};
 use journal::history::{adopt_run, read_run_bytes, run_checksums, HistoryError};
 use journal::FsStorage;
 use runtime::{CutRun, HistoryHandoff, Shared};
@@ -179,17 +180,26 @@ async fn call(
 /// Sends the cut run `c` to `peers`, each on a task of its own; returns
 /// as soon as `enough` of them hold it (or every one has answered) with
 /// those that do. The others go on in the background: a slow or dead
-/// member never holds up a run a majority has.
+/// member never holds up a run a majority has. `None` when this node's
+/// file of the run is no longer `c` (missing, or replaced by another
+/// leader's run of that number while this node followed): the cut must
+/// be written again.
 pub async fn ship(
     t: Arc<dyn Transport>,
     group: u32,
     h: &HistoryHandoff,
     c: CutRun,
     (peers, enough): (&Peers, usize),
-) -> Result<Vec<NodeId>, HistoryError> {
+) -> Result<Option<Vec<NodeId>>, HistoryError> {
     let Some(bytes) = blocking(|| read_run_bytes(&FsStorage, h.dir(), c.run))? else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
+    let header = bytes
+        .get(..HEADER_LEN)
+        .and_then(|b| Header::decode(b.try_into().expect("header length")).ok());
+    if header.is_none_or(|x| x.checksum != c.checksum || x.through_seq != c.through.0) {
+        return Ok(None);
+    }
     let body = postcard::to_allocvec(&PutRun {
         run: c.run,
         checksum: c.checksum,
@@ -215,7 +225,7 @@ pub async fn ship(
             None => break,
         }
     }
-    Ok(held)
+    Ok(Some(held))
 }
 
 /// Makes run `run`'s file here the one with `checksum`, fetching it from
@@ -341,4 +351,67 @@ fn adopt(
         let _files = h.lock_files();
         adopt_run(&FsStorage, h.dir(), run, bytes, h.filter().map(|f| &**f))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::CallFuture;
+    use engine::Seq;
+    use journal::history::{build_run, write_run_file};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Every member takes every run; counts the sends.
+    struct Taking(AtomicUsize);
+
+    impl Transport for Taking {
+        fn call(&self, _: NodeId, _: &str, _: u32, _: u8, _: Vec<u8>, _: Duration) -> CallFuture {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async { Ok(encode(&RunAnswer::Put(true))) })
+        }
+    }
+
+    /// A leader ships its cut; once another leader's run of the same number
+    /// (here: through another seq) has replaced its file, or the file is
+    /// gone, the cut is not shipped (`None`: cut again), never sent under
+    /// a checksum the bytes do not have.
+    #[tokio::test]
+    async fn a_cut_whose_file_was_replaced_is_not_shipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = HistoryHandoff::new(dir.path(), None);
+        let mine = build_run(1, 0, 10, &[]);
+        write_run_file(&FsStorage, dir.path(), &mine).unwrap();
+        let t = Arc::new(Taking(AtomicUsize::new(0)));
+        let peers: Peers = vec![(2, "b".into()), (3, "c".into())];
+        let c = CutRun {
+            run: 1,
+            through: Seq(10),
+            checksum: mine.header.checksum,
+        };
+        let held = ship(t.clone(), 0, &h, c, (&peers, 1)).await.unwrap();
+        assert!(held.is_some_and(|ids| !ids.is_empty()));
+        let theirs = build_run(1, 0, 12, &[]);
+        write_run_file(&FsStorage, dir.path(), &theirs).unwrap();
+        let sent = t.0.load(Ordering::Relaxed);
+        assert!(ship(t.clone(), 0, &h, c, (&peers, 1))
+            .await
+            .unwrap()
+            .is_none());
+        std::fs::remove_file(dir.path().join(journal::history::run_name(1))).unwrap();
+        assert!(ship(t.clone(), 0, &h, c, (&peers, 1))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            t.0.load(Ordering::Relaxed),
+            sent,
+            "nothing sent for a replaced cut"
+        );
+        // Withdrawn only while it is still the published cut.
+        h.put_cut(c);
+        h.withdraw(CutRun { run: 2, ..c });
+        assert_eq!(h.cut(), Some(c));
+        h.withdraw(c);
+        assert_eq!(h.cut(), None);
+    }
 }

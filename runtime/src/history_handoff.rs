@@ -172,6 +172,16 @@ impl HistoryHandoff {
         lock(&self.reset).take()
     }
 
+    /// Group: the cut `c` is no longer this node's file of its run (another
+    /// leader's run of that number replaced it): withdrawn, so the writer
+    /// cuts again. A different cut published meanwhile stays.
+    pub fn withdraw(&self, c: CutRun) {
+        let mut cut = lock(&self.cut);
+        if *cut == Some(c) {
+            *cut = None;
+        }
+    }
+
     /// Writer, at a restore: no cut survives it.
     pub fn clear_cut(&self) {
         *lock(&self.cut) = None;
