@@ -386,7 +386,9 @@ fn server_config(
     if cfg.cluster.is_some() && conf.history.run_records == 0 {
         tracing::warn!(
             "[history] run_records is 0: without the on-disk transfer history the \
-             ledger holds at most engine.transfers_max = {} transfers in its life",
+             ledger holds at most engine.transfers_max = {} transfers in its life \
+             (every member must say the same: a node without it stops when the log \
+             installs a run)",
             conf.engine.transfers_max
         );
     }

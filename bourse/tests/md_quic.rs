@@ -486,14 +486,19 @@ async fn restart_durable(dir: &Path, snapshot_every_bytes: u64) -> (FeedView, Fe
         // Market data answers a snapshot's mark while the node runs (it
         // may lag far behind the engine on a loaded machine).
         let part = runtime::partition_dir(dir, 0);
+        // A snapshot taken while market data cannot answer its mark (its
+        // books not at the mark yet) gets none: more trading takes more.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut salt = 8;
         while files_in(&part).iter().all(|n| !n.starts_with("feed-")) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no checkpoint beside the snapshots: {:?}",
                 files_in(&part)
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            trade(&mut t, 30, salt).await;
+            salt += 1;
         }
     }
     let before = reference(&s).await;

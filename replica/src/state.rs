@@ -275,6 +275,15 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
             return Ok(());
         }
         let Some((shared, link)) = self.run_parts() else {
+            if self.runs.is_some() {
+                // Its engine would refuse the install and diverge from
+                // every member that keeps a history: stop instead.
+                return Err(io::Error::other(format!(
+                    "the log installs transfer history run {} but this node keeps no on-disk \
+                     history ([history] run_records = 0): every member must keep one",
+                    installs[0].0
+                )));
+            }
             return Ok(());
         };
         let h = shared.history_handoff.as_ref().expect("checked");
