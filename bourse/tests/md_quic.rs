@@ -452,9 +452,9 @@ async fn a_slow_l2_subscriber_is_conflated_and_converges() {
     }
 }
 
-/// A durable single node with market data on `dir` (snapshots every
-/// `snapshot_every_bytes` journal bytes; 0: only at shutdown).
-fn boot_durable(dir: &Path, snapshot_every_bytes: u64) -> ServerHandle {
+/// A durable single node with market data on `dir` (the demo; `tune`
+/// adjusts its configuration last).
+fn durable_server(dir: &Path, tune: impl FnOnce(&mut ServerConfig)) -> TestServer {
     let mut cfg = ServerConfig::new(dir);
     // The demo instruments, accounts and operator grant.
     cfg.demo = true;
@@ -462,24 +462,26 @@ fn boot_durable(dir: &Path, snapshot_every_bytes: u64) -> ServerHandle {
     cfg.pipeline.durability = journal::Durability::Async;
     cfg.pipeline.runtime.pin = false;
     cfg.pipeline.runtime.idle = runtime::IdleStrategy::Yield;
-    cfg.pipeline.runtime.snapshot_every_bytes = snapshot_every_bytes;
     cfg.companion = Some(feeds::companion(feeds::MdConfig::default()));
-    server::start(cfg).unwrap()
+    tune(&mut cfg);
+    let handle = server::start(cfg).unwrap();
+    let id = load_client_identity(dir).unwrap();
+    TestServer {
+        handle,
+        cert: id.cert_der,
+        token: id.operator_token.unwrap(),
+        _dir: tempfile::tempdir().unwrap(),
+    }
 }
 
 /// Trades on a durable single node, restarts it, and returns the market
 /// data before and after.
 async fn restart_durable(dir: &Path, snapshot_every_bytes: u64) -> (FeedView, FeedView) {
-    let at = |handle| {
-        let id = load_client_identity(dir).unwrap();
-        TestServer {
-            handle,
-            cert: id.cert_der,
-            token: id.operator_token.unwrap(),
-            _dir: tempfile::tempdir().unwrap(),
-        }
-    };
-    let s = at(boot_durable(dir, snapshot_every_bytes));
+    // Snapshots every `snapshot_every_bytes` journal bytes (0: only at
+    // shutdown).
+    let snapshots =
+        |c: &mut ServerConfig| c.pipeline.runtime.snapshot_every_bytes = snapshot_every_bytes;
+    let s = durable_server(dir, snapshots);
     let mut t = s.trader(61).await;
     trade(&mut t, 300, 7).await;
     if snapshot_every_bytes > 0 {
@@ -510,7 +512,7 @@ async fn restart_durable(dir: &Path, snapshot_every_bytes: u64) -> (FeedView, Fe
     );
     t.close().await;
     shut_down(s).await;
-    let s = at(boot_durable(dir, snapshot_every_bytes));
+    let s = durable_server(dir, snapshots);
     let after = reference(&s).await;
     shut_down(s).await;
     (before, after)
@@ -547,23 +549,10 @@ async fn market_data_after_a_restart_follows_a_ledger_past_its_memory() {
     use support::ledger::{open_accounts, send, transfer_of, transfers, BASE};
     let dir = tempfile::tempdir().unwrap();
     let boot = || {
-        let mut cfg = ServerConfig::new(dir.path());
-        cfg.demo = true;
-        cfg.listen = "127.0.0.1:0".parse().unwrap();
-        cfg.pipeline.durability = journal::Durability::Async;
-        cfg.pipeline.runtime.pin = false;
-        cfg.pipeline.runtime.idle = runtime::IdleStrategy::Yield;
-        cfg.pipeline.engine.transfers_max = 256;
-        cfg.pipeline.history_run_records = 48;
-        cfg.companion = Some(feeds::companion(feeds::MdConfig::default()));
-        let handle = server::start(cfg).unwrap();
-        let id = load_client_identity(dir.path()).unwrap();
-        TestServer {
-            handle,
-            cert: id.cert_der,
-            token: id.operator_token.unwrap(),
-            _dir: tempfile::tempdir().unwrap(),
-        }
+        durable_server(dir.path(), |c| {
+            c.pipeline.engine.transfers_max = 256;
+            c.pipeline.history_run_records = 48;
+        })
     };
     let s = boot();
     let mut c = s.trader(71).await;

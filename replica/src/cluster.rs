@@ -804,24 +804,10 @@ async fn ship_loop(inner: Arc<Inner>, transport: Arc<dyn Transport>, p: usize) {
         }
         let (peers, voters) = ship_targets(part, inner.node_id);
         // Besides this node, a majority of the voters needs this many more.
-        let enough = voters.len() / 2;
-        let voting: crate::runs::Peers = peers
-            .iter()
-            .filter(|(id, _)| voters.contains(id))
-            .cloned()
-            .collect();
-        let learners: crate::runs::Peers = peers
-            .iter()
-            .filter(|(id, _)| !voters.contains(id))
-            .cloned()
-            .collect();
-        if !learners.is_empty() {
-            // Learners get the run too, never waited for.
-            let _ = crate::runs::ship(transport.clone(), p as u32, h, c, (&learners, 0)).await;
-        }
-        let shipped = crate::runs::ship(transport.clone(), p as u32, h, c, (&voting, enough));
-        let held = match shipped.await {
-            Ok(Some(ids)) => 1 + ids.iter().filter(|id| voters.contains(id)).count(),
+        let quorum = (voters.as_slice(), voters.len() / 2);
+        let group = (p as u32, h);
+        let held = match crate::runs::ship(transport.clone(), group, c, &peers, quorum).await {
+            Ok(Some(ids)) => 1 + ids.len(),
             Ok(None) => {
                 // Replaced while this node followed: its writer cuts again.
                 h.withdraw(c);

@@ -11,7 +11,7 @@
 //! before the engine thread swaps it in, and a restored engine gets the
 //! partition's transfer history (its runs checked) before it is queued.
 
-use crate::state::{Executor, RestoreError};
+use crate::state::{Executor, RestoreError, Taken};
 use engine::{Engine, EngineConfig, Input, Seq};
 use journal::history::DiskHistory;
 use journal::FsStorage;
@@ -27,18 +27,12 @@ const WAIT: Duration = Duration::from_micros(50);
 pub struct RingExecutor {
     shared: Arc<Shared>,
     cfg: EngineConfig,
-    /// The history position of the last snapshot taken.
-    snapshot_history: Option<(u64, u64, u128)>,
 }
 
 impl RingExecutor {
     /// The executor of the partition behind `shared` (engine capacities `cfg`).
     pub fn new(shared: Arc<Shared>, cfg: EngineConfig) -> Self {
-        RingExecutor {
-            shared,
-            cfg,
-            snapshot_history: None,
-        }
+        RingExecutor { shared, cfg }
     }
 
     fn push(&self, mut req: Request) {
@@ -62,13 +56,16 @@ impl Executor for RingExecutor {
         });
     }
 
-    fn snapshot(&mut self) -> (u128, Vec<u8>) {
+    fn snapshot(&mut self) -> Taken {
         while self.shared.snapshots.pop().is_some() {}
         self.push(Request::Snapshot);
         loop {
             if let Some(s) = self.shared.snapshots.pop() {
-                self.snapshot_history = s.history.map(|(r, t, c)| (r, t.0, c));
-                return (s.state_hash, s.bytes);
+                return Taken {
+                    state_hash: s.state_hash,
+                    engine: s.bytes,
+                    history: s.history.map(|(r, t, c)| (r, t.0, c)),
+                };
             }
             std::thread::sleep(WAIT);
         }
@@ -99,10 +96,6 @@ impl Executor for RingExecutor {
         Ok(hash)
     }
 
-    fn snapshot_history(&self) -> Option<(u64, u64, u128)> {
-        self.snapshot_history
-    }
-
     fn shared(&self) -> Option<Arc<Shared>> {
         Some(self.shared.clone())
     }
@@ -114,7 +107,7 @@ impl Executor for RingExecutor {
 /// restore is queued; the writer takes it at the restore's mark).
 fn attach_history(engine: &mut Engine, h: &HistoryHandoff) -> Result<(), RestoreError> {
     let installed = engine.installed_history();
-    let store = {
+    let mut store = {
         // `open` tidies the directory: not while a run is cut or adopted.
         let _files = h.lock_files();
         DiskHistory::open(FsStorage, h.dir())?
@@ -122,7 +115,6 @@ fn attach_history(engine: &mut Engine, h: &HistoryHandoff) -> Result<(), Restore
     if let Some((run, _, checksum)) = installed {
         store.check_installed(run, checksum)?;
     }
-    let mut store = store;
     if let Some(f) = h.filter() {
         store.attach_filled_filter(f.clone());
     }

@@ -34,7 +34,7 @@ pub use runs::kind as run_kind;
 pub use sessions::{CommittedRequests, CommittedTable, Row, COMMITTED_SESSIONS_MAX};
 pub use state::{
     EngineSm, Executor, InlineExecutor, Membership, RestoreError, RunLink, SnapBuilder,
-    SnapshotMeta,
+    SnapshotMeta, Taken,
 };
 pub use types::{
     inputs_of, kind_of, Batch, BatchError, Cfg, Entry, Item, LogId, NodeId, Payload, Stamp,

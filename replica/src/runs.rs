@@ -18,7 +18,7 @@
 use crate::network::{ServeError, Transport};
 use crate::types::NodeId;
 use journal::history::format::{Header, HEADER_LEN};
-use journal::history::{adopt_run, read_run_bytes, run_checksums, HistoryError};
+use journal::history::{adopt_run, read_run_bytes, run_checksum, run_checksums, HistoryError};
 use journal::FsStorage;
 use runtime::{CutRun, HistoryHandoff, Shared};
 use serde::{Deserialize, Serialize};
@@ -84,30 +84,34 @@ pub fn is_run_kind(kind: u8) -> bool {
     (kind::PUT_RUN..=kind::LIST_RUNS).contains(&kind)
 }
 
+/// A decoded run-transfer request.
+enum Request {
+    Put(PutRun),
+    Fetch(FetchRun),
+    List,
+}
+
 /// Serves a run transfer for the partition behind `shared`.
 pub async fn serve(shared: Arc<Shared>, kind: u8, body: Vec<u8>) -> Result<Vec<u8>, ServeError> {
     let decode_err = |e: postcard::Error| ServeError::Decode {
         kind,
         what: e.to_string(),
     };
-    let put = match kind {
-        kind::PUT_RUN => Some(postcard::from_bytes::<PutRun>(&body).map_err(decode_err)?),
-        kind::FETCH_RUN | kind::LIST_RUNS => None,
+    let req = match kind {
+        kind::PUT_RUN => Request::Put(postcard::from_bytes(&body).map_err(decode_err)?),
+        kind::FETCH_RUN => Request::Fetch(postcard::from_bytes(&body).map_err(decode_err)?),
+        kind::LIST_RUNS => Request::List,
         k => return Err(ServeError::Kind(k)),
-    };
-    let fetch = match kind {
-        kind::FETCH_RUN => Some(postcard::from_bytes::<FetchRun>(&body).map_err(decode_err)?),
-        _ => None,
     };
     // File I/O of tens of MB: off the runtime's workers.
     let answer = tokio::task::spawn_blocking(move || {
         let Some(h) = shared.history_handoff.as_ref() else {
             return RunAnswer::Refused("no transfer history on this node".into());
         };
-        let r = match (put, fetch) {
-            (Some(p), _) => put_run(h, &p).map(RunAnswer::Put),
-            (_, Some(f)) => read_run_bytes(&FsStorage, h.dir(), f.run).map(RunAnswer::File),
-            _ => run_checksums(&FsStorage, h.dir()).map(RunAnswer::List),
+        let r = match req {
+            Request::Put(p) => put_run(h, &p).map(RunAnswer::Put),
+            Request::Fetch(f) => read_run_bytes(&FsStorage, h.dir(), f.run).map(RunAnswer::File),
+            Request::List => run_checksums(&FsStorage, h.dir()).map(RunAnswer::List),
         };
         r.unwrap_or_else(|e| RunAnswer::Refused(e.to_string()))
     })
@@ -137,9 +141,7 @@ fn put_run(h: &HistoryHandoff, p: &PutRun) -> Result<bool, HistoryError> {
 
 /// Whether run `run`'s file here has content checksum `checksum`.
 fn held(h: &HistoryHandoff, run: u64, checksum: u128) -> Result<bool, HistoryError> {
-    Ok(run_checksums(&FsStorage, h.dir())?
-        .iter()
-        .any(|&(r, c)| r == run && c == checksum))
+    Ok(run_checksum(&FsStorage, h.dir(), run)? == Some(checksum))
 }
 
 /// The members this node can reach for a partition's runs: (id, address).
@@ -177,19 +179,19 @@ async fn call(
     }
 }
 
-/// Sends the cut run `c` to `peers`, each on a task of its own; returns
-/// as soon as `enough` of them hold it (or every one has answered) with
-/// those that do. The others go on in the background: a slow or dead
-/// member never holds up a run a majority has. `None` when this node's
-/// file of the run is no longer `c` (missing, or replaced by another
-/// leader's run of that number while this node followed): the cut must
-/// be written again.
+/// Sends the cut run `c` to `peers` (learners too), each on a task of its
+/// own; returns as soon as `enough` of the `voters` among them hold it (or
+/// every one has answered) with the voters that do. The others go on in
+/// the background: a slow or dead member never holds up a run a majority
+/// has. `None` when this node's file of the run is no longer `c`
+/// (missing, or replaced by another leader's run of that number while this
+/// node followed): the cut must be written again.
 pub async fn ship(
     t: Arc<dyn Transport>,
-    group: u32,
-    h: &HistoryHandoff,
+    (group, h): (u32, &HistoryHandoff),
     c: CutRun,
-    (peers, enough): (&Peers, usize),
+    peers: &Peers,
+    (voters, enough): (&[NodeId], usize),
 ) -> Result<Option<Vec<NodeId>>, HistoryError> {
     let Some(bytes) = blocking(|| read_run_bytes(&FsStorage, h.dir(), c.run))? else {
         return Ok(None);
@@ -220,8 +222,8 @@ pub async fn ship(
     let mut held = Vec::new();
     while held.len() < enough {
         match rx.recv().await {
-            Some((id, true)) => held.push(id),
-            Some((_, false)) => {}
+            Some((id, true)) if voters.contains(&id) => held.push(id),
+            Some(_) => {}
             None => break,
         }
     }
@@ -252,16 +254,12 @@ pub async fn ensure_run(
             return Ok(());
         }
         for p in peers {
-            let body = postcard::to_allocvec(&FetchRun { run }).expect("postcard encodes");
-            if let Some(RunAnswer::File(Some(bytes))) =
-                call(t, group, p, kind::FETCH_RUN, body).await
-            {
-                match adopt(h, (run, checksum), &bytes) {
-                    Ok(_) => return Ok(()),
-                    // A peer's different file (one it never installed): ask the next.
-                    Err(HistoryError::Corrupt { .. }) => continue,
-                    Err(e) => return Err(e),
-                }
+            match fetch_from(t, group, h, (run, checksum), p).await {
+                Ok(()) => return Ok(()),
+                // It has none, or a different one (never installed there):
+                // ask the next.
+                Err(HistoryError::Missing { .. } | HistoryError::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         if !warned {
@@ -338,18 +336,10 @@ async fn fetch_from(
             path: h.dir().join(journal::history::run_name(run)),
         });
     };
-    adopt(h, (run, checksum), &bytes).map(|_| ())
-}
-
-/// Adopts a peer's file of `run` under the files lock (see `adopt_run`).
-fn adopt(
-    h: &HistoryHandoff,
-    run: (u64, u128),
-    bytes: &[u8],
-) -> Result<std::path::PathBuf, HistoryError> {
     blocking(|| {
         let _files = h.lock_files();
-        adopt_run(&FsStorage, h.dir(), run, bytes, h.filter().map(|f| &**f))
+        let filter = h.filter().map(|f| &**f);
+        adopt_run(&FsStorage, h.dir(), (run, checksum), &bytes, filter).map(|_| ())
     })
 }
 
@@ -388,17 +378,19 @@ mod tests {
             through: Seq(10),
             checksum: mine.header.checksum,
         };
-        let held = ship(t.clone(), 0, &h, c, (&peers, 1)).await.unwrap();
+        let held = ship(t.clone(), (0, &h), c, &peers, (&[2, 3], 1))
+            .await
+            .unwrap();
         assert!(held.is_some_and(|ids| !ids.is_empty()));
         let theirs = build_run(1, 0, 12, &[]);
         write_run_file(&FsStorage, dir.path(), &theirs).unwrap();
         let sent = t.0.load(Ordering::Relaxed);
-        assert!(ship(t.clone(), 0, &h, c, (&peers, 1))
+        assert!(ship(t.clone(), (0, &h), c, &peers, (&[2, 3], 1))
             .await
             .unwrap()
             .is_none());
         std::fs::remove_file(dir.path().join(journal::history::run_name(1))).unwrap();
-        assert!(ship(t.clone(), 0, &h, c, (&peers, 1))
+        assert!(ship(t.clone(), (0, &h), c, &peers, (&[2, 3], 1))
             .await
             .unwrap()
             .is_none());

@@ -45,15 +45,8 @@ pub trait Executor: Send + 'static {
     /// Executes one committed input; `token` is the proposing session's
     /// (0 when this process did not propose it).
     fn execute(&mut self, input: &Input, token: u64);
-    /// The engine's state hash and snapshot bytes after everything executed
-    /// so far.
-    fn snapshot(&mut self) -> (u128, Vec<u8>);
-    /// The last installed history run (run, through seq, checksum) of the
-    /// engine state the last `snapshot` returned (`None`: none, or no
-    /// on-disk history here).
-    fn snapshot_history(&self) -> Option<(u64, u64, u128)> {
-        None
-    }
+    /// The engine's snapshot after everything executed so far.
+    fn snapshot(&mut self) -> Taken;
     /// Replaces the engine's state with a snapshot's, which covers inputs
     /// through `last_seq`; `feed` is the market-data checkpoint the
     /// snapshot carries, if any. Returns the restored state's hash.
@@ -67,6 +60,28 @@ pub trait Executor: Send + 'static {
     /// the history handoff (`None`: an engine of its own).
     fn shared(&self) -> Option<Arc<Shared>> {
         None
+    }
+}
+
+/// An engine snapshot as an executor takes it.
+#[derive(Debug)]
+pub struct Taken {
+    /// The engine's state hash.
+    pub state_hash: u128,
+    /// `Engine::snapshot()` bytes.
+    pub engine: Vec<u8>,
+    /// Its last installed history run (run, through seq, checksum).
+    pub history: Option<(u64, u64, u128)>,
+}
+
+impl Taken {
+    /// What `engine` is now.
+    pub fn of(engine: &Engine) -> Self {
+        Taken {
+            state_hash: engine.state_hash(),
+            engine: engine.snapshot(),
+            history: engine.installed_history().map(|(r, t, c)| (r, t.0, c)),
+        }
     }
 }
 
@@ -114,8 +129,8 @@ impl Executor for InlineExecutor {
     fn execute(&mut self, input: &Input, _token: u64) {
         self.engine.apply(input, &mut self.events);
     }
-    fn snapshot(&mut self) -> (u128, Vec<u8>) {
-        (self.engine.state_hash(), self.engine.snapshot())
+    fn snapshot(&mut self) -> Taken {
+        Taken::of(&self.engine)
     }
     fn restore(
         &mut self,
@@ -252,12 +267,22 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
             .collect()
     }
 
-    /// The history handoff and run link, when runs travel between peers.
-    fn run_parts(&mut self) -> Option<(Arc<Shared>, RunLink)> {
-        let link = self.runs.clone()?;
-        let shared = self.exec().shared()?;
-        shared.history_handoff.as_ref()?;
-        Some((shared, link))
+    /// The history handoff and run link, for an entry or snapshot that
+    /// names history run `run`: `None` where runs do not travel (tests and
+    /// tools), an error on a member that keeps no on-disk history (its
+    /// engine would refuse the install and diverge from every member that
+    /// keeps one: it stops instead).
+    fn run_parts(&mut self, run: u64) -> io::Result<Option<(Arc<Shared>, RunLink)>> {
+        let Some(link) = self.runs.clone() else {
+            return Ok(None);
+        };
+        match self.exec().shared() {
+            Some(shared) if shared.history_handoff.is_some() => Ok(Some((shared, link))),
+            _ => Err(io::Error::other(format!(
+                "the log installs transfer history run {run} but this node keeps no on-disk \
+                 history ([history] run_records = 0): every member must keep one"
+            ))),
+        }
     }
 
     /// Before an entry reaches the engine: the file of every history run
@@ -271,19 +296,10 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
             _ => None,
         });
         let installs: Vec<(u64, u128)> = installs.collect();
-        if installs.is_empty() {
+        let Some(&(first, _)) = installs.first() else {
             return Ok(());
-        }
-        let Some((shared, link)) = self.run_parts() else {
-            if self.runs.is_some() {
-                // Its engine would refuse the install and diverge from
-                // every member that keeps a history: stop instead.
-                return Err(io::Error::other(format!(
-                    "the log installs transfer history run {} but this node keeps no on-disk \
-                     history ([history] run_records = 0): every member must keep one",
-                    installs[0].0
-                )));
-            }
+        };
+        let Some((shared, link)) = self.run_parts(first)? else {
             return Ok(());
         };
         let h = shared.history_handoff.as_ref().expect("checked");
@@ -302,7 +318,7 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
         let Some((run, _, checksum)) = body.history else {
             return Ok(());
         };
-        let Some((shared, link)) = self.run_parts() else {
+        let Some((shared, link)) = self.run_parts(run)? else {
             return Ok(());
         };
         let h = shared.history_handoff.as_ref().expect("checked");
@@ -458,8 +474,11 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let (state_hash, engine) = self.exec().snapshot();
-        let history = self.exec().snapshot_history();
+        let Taken {
+            state_hash,
+            engine,
+            history,
+        } = self.exec().snapshot();
         let feed = self.exec().shared();
         SnapBuilder {
             storage: self.storage.clone(),

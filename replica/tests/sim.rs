@@ -118,7 +118,7 @@ impl Executor for Recorder {
         r.note(self.node, input.seq.0, digest(input), hash);
         r.commands.insert(command_digest(&input.command));
     }
-    fn snapshot(&mut self) -> (u128, Vec<u8>) {
+    fn snapshot(&mut self) -> replica::Taken {
         self.inner.snapshot()
     }
     fn restore(

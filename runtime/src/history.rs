@@ -214,8 +214,10 @@ fn replicated_loop(
         }
         writer.push(&batch);
         batch.clear();
+        // The lock of `cut()` only once a run is due.
         let due = writer.catch_up_through(applied);
-        if let (Some(through), None, true, false) = (due, h.cut(), h.serving(), stopped) {
+        let due = due.filter(|_| !stopped && h.serving() && h.cut().is_none());
+        if let Some(through) = due {
             let files = h.lock_files();
             if h.queued_run() > writer.last().0 {
                 // The log already installs this run: its file is the

@@ -48,30 +48,40 @@ pub fn run_checksums<S: Storage>(
     storage: &S,
     dir: &Path,
 ) -> Result<Vec<(u64, u128)>, HistoryError> {
-    let mut out = Vec::new();
     let names = match storage.list(dir) {
         Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err("list", dir)(e)),
     };
+    let mut out = Vec::new();
     for name in names {
-        let Some((first, last)) = parse_file_name(&name) else {
-            continue;
-        };
-        if first != last {
-            continue;
+        // Single-run files only (a replicated partition merges none).
+        if let Some((_, run)) = parse_file_name(&name).filter(|(f, l)| f == l) {
+            out.push((run, run_checksum(storage, dir, run)?.unwrap_or(0)));
         }
-        let path = dir.join(&name);
-        let f = storage.open_read(&path).map_err(io_err("open", &path))?;
-        let mut raw = [0u8; HEADER_LEN];
-        let checksum = match f.read_at(&mut raw, 0) {
-            Ok(()) => Header::decode(&raw).map_or(0, |h| h.checksum),
-            Err(_) => 0,
-        };
-        out.push((last, checksum));
     }
     out.sort_unstable();
     Ok(out)
+}
+
+/// The content checksum in the header of run `run`'s own file in `dir`
+/// (`None`: no such file; 0: a header that does not read or decode).
+pub fn run_checksum<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    run: u64,
+) -> Result<Option<u128>, HistoryError> {
+    let path = dir.join(run_name(run));
+    let f = match storage.open_read(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", &path)(e)),
+    };
+    let mut raw = [0u8; HEADER_LEN];
+    Ok(Some(match f.read_at(&mut raw, 0) {
+        Ok(()) => Header::decode(&raw).map_or(0, |h| h.checksum),
+        Err(_) => 0,
+    }))
 }
 
 /// Adopts `bytes` (a peer's run file) as run `run` of `dir`: refused unless
