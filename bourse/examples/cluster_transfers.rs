@@ -10,11 +10,16 @@
 //!   through the log while transfers keep coming (a transfer refused
 //!   `capacity_exceeded` meanwhile is sent again, as a client would).
 //!
+//! - *compacted*: shipped, and every node merges the runs its purged log
+//!   no longer names (`[history] compact_fanout` 4, so the run's few runs
+//!   merge; shipped turns it off). Both snapshot every 64 log entries and
+//!   keep no log behind a snapshot, so only compaction differs.
+//!
 //! - *1 node*: the shipped tuning on a single durable node (runs cut and
 //!   installed locally; nothing travels).
 //!
-//! Prints transfers per second each way, the ratios, and the runs each
-//! node holds at the end (the same on all three).
+//! Prints transfers per second each way, the ratios, and the runs and
+//! files each node holds at the end.
 //!
 //! `cargo run --release -p bourse --example cluster_transfers [-- TRANSFERS]`
 //! (default 262,144).
@@ -50,6 +55,16 @@ fn shipped(cfg: &mut ServerConfig) {
     let max = (transfers() / 4) as u32;
     // A quarter of memory a run (the server's own rule caps it at half).
     tune(cfg, max, (max / 4) as usize);
+    if let Some(c) = &mut cfg.cluster {
+        cfg.pipeline.history_compact_fanout = 0;
+        c.config.snapshot_every_entries = 64;
+        c.config.log_kept_after_snapshot_entries = 0;
+    }
+}
+
+fn compacted(cfg: &mut ServerConfig) {
+    shipped(cfg);
+    cfg.pipeline.history_compact_fanout = 4;
 }
 
 /// The run's transfer count (the first argument), read by both tunings.
@@ -130,16 +145,13 @@ async fn run(c: &mut Client) -> (f64, u64) {
     (n as f64 / t0.elapsed().as_secs_f64(), resent)
 }
 
-/// Run files per node.
-fn runs(root: &std::path::Path) -> Vec<usize> {
+/// (runs, files) per node.
+fn runs(root: &std::path::Path) -> Vec<(usize, usize)> {
     (1..=3)
         .map(|n| {
             let dir = root.join(format!("n{n}/p0/history"));
-            std::fs::read_dir(dir).map_or(0, |d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".bhr"))
-                    .count()
-            })
+            let files = journal::history::list_files(&journal::FsStorage, &dir).unwrap_or_default();
+            (files.last().map_or(0, |f| f.last as usize), files.len())
         })
         .collect()
 }
@@ -157,7 +169,7 @@ async fn measure(name: &str, configure: fn(&mut ServerConfig)) -> f64 {
     // The followers adopt the last run shipped just before the end.
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!(
-        "{name:>9}: {rate:>9.0} transfers/s ({resent} sent again after capacity_exceeded; run files per node {:?})",
+        "{name:>9}: {rate:>9.0} transfers/s ({resent} sent again after capacity_exceeded; (runs, files) per node {:?})",
         runs(root.path())
     );
     tokio::task::spawn_blocking(move || cluster.shutdown())
@@ -199,11 +211,13 @@ fn main() {
             );
             let mem = measure("in memory", in_memory).await;
             let ship = measure("shipped", shipped).await;
+            let merged = measure("compacted", compacted).await;
             let one = single_node().await;
             println!(
-                "shipped / in memory: {:.2}; shipped / 1 node: {:.2}",
+                "shipped / in memory: {:.2}; shipped / 1 node: {:.2}; compacted / shipped: {:.2}",
                 ship / mem,
-                ship / one
+                ship / one,
+                merged / ship
             );
         });
 }

@@ -188,8 +188,8 @@ run_records = 262_144
 # Installed runs merged into one file per compaction (on its own thread;
 # merged files keep each id's newest record), so a lookup of a new id probes
 # O(fanout x log(history)) files instead of one per run; only runs installed
-# before the oldest kept snapshot are merged. 0: no compaction. A replicated
-# node does not compact yet (one file per run).
+# before the oldest kept snapshot are merged (with [cluster]: runs whose
+# install the node's Raft log has purged). 0: no compaction.
 compact_fanout = 8
 # Bytes of one Bloom filter per partition of every transfer id in its history
 # (memory, allocated at start and filled by reading every history file once),

@@ -2,11 +2,13 @@
 //! QUIC, Raft over the peer transport on loopback). Each partition holds
 //! only 256 transfers in memory, yet the ledger takes many times that:
 //! the leader cuts runs, ships them to the followers, and installs them
-//! through the log. A follower that was down while the leader snapshotted
-//! and purged its log installs the snapshot and fetches the runs it lacks;
-//! after the leader is lost, the new one still refuses every old id as
-//! `exists` (exactly once, answered from the files), and every node holds
-//! the same run files, byte for byte.
+//! through the log, and every node merges the runs its purged log no
+//! longer names (compaction). A follower that was down while the leader
+//! snapshotted, purged and merged installs the snapshot and fetches the
+//! files it lacks, merged ones among them; after the leader is lost, the
+//! new one still refuses every old id as `exists` (exactly once, answered
+//! from the files), and every node holds every run under the same
+//! checksum, in fewer files than runs.
 
 mod support;
 
@@ -39,32 +41,49 @@ fn node(cfg: &mut gateway::server::ServerConfig) {
     }
 }
 
-/// Every run file of partition 0 of node `n`, by name, with its bytes.
-fn runs(root: &Path, n: u64) -> BTreeMap<String, Vec<u8>> {
+/// Partition 0's runs of node `n` (run → checksum) and its files.
+fn runs(root: &Path, n: u64) -> (BTreeMap<u64, u128>, usize) {
     let dir = root.join(format!("n{n}/p0/history"));
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("run-") && name.ends_with(".bhr") {
-            out.insert(name, std::fs::read(e.path()).unwrap());
+    loop {
+        if let Some(held) = support::history::held(&dir) {
+            return held;
         }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    out
 }
 
-/// Waits until nodes `a` and `b` hold the same run files, at least `min`.
-fn same_runs(root: &Path, a: u64, b: u64, min: usize, what: &str) {
+/// Waits until nodes `a` and `b` hold the same runs under the same
+/// checksums, at least `min`; returns how many.
+fn same_runs(root: &Path, a: u64, b: u64, min: usize, what: &str) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (x, y) = (runs(root, a), runs(root, b));
+        let (x, y) = (runs(root, a).0, runs(root, b).0);
         if x == y && x.len() >= min {
-            return;
+            return x.len();
         }
         assert!(
             Instant::now() < deadline,
             "{what}: nodes {a} and {b} hold different runs: {:?} vs {:?}",
             x.keys().collect::<Vec<_>>(),
             y.keys().collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until node `n` holds its runs in fewer files than runs (it merged
+/// some, or adopted a peer's merged files).
+fn merged(root: &Path, n: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (runs, files) = runs(root, n);
+        if files < runs.len() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: node {n} holds {} runs in {files} files",
+            runs.len()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -90,10 +109,11 @@ async fn a_cluster_keeps_every_transfer_id_for_ever_in_bounded_memory() {
     // fetches the runs it lacks.
     let other = (1..=3).find(|&n| n != leader && n != follower).unwrap();
     cluster.stop(follower);
-    let first = runs(root, leader).len();
+    merged(root, leader, "the leader compacts");
+    let first = runs(root, leader).0.len();
     let codes = transfers(&mut c, 1025..1025 + 4 * TRANSFERS_MAX as u128).await;
     assert!(codes.iter().all(|&x| x == 0), "{codes:?}");
-    let grown = runs(root, leader).len();
+    let grown = runs(root, leader).0.len();
     assert!(grown >= first + 8, "{first} then {grown} runs");
     cluster.restart(follower).unwrap();
     same_runs(root, leader, follower, grown, "after the snapshot install");
@@ -117,6 +137,9 @@ async fn a_cluster_keeps_every_transfer_id_for_ever_in_bounded_memory() {
         grown + 4,
         "after failover",
     );
+    for &n in &survivors {
+        merged(root, n, "after failover");
+    }
     c.disconnect().await;
     cluster.shutdown();
 }

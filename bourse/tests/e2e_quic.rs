@@ -352,6 +352,38 @@ async fn resume_replays_exactly_the_missed_reports() {
     b.close().await;
 }
 
+/// A login that asks for reports the server no longer has (it restarted,
+/// or another cluster node took over: a session it never saw numbers its
+/// reports from 1) says so (`reports_lost`), and the client follows the
+/// server's numbering from there: reconnecting after a blip replays what
+/// it missed of the new numbering. (The client kept the old, higher number
+/// and such a reconnect skipped the missed reports.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_resume_the_server_cannot_honour_restarts_the_report_numbering() {
+    let s = start(journal::Durability::None);
+    let mut cfg = s.cfg(&s.token, 61);
+    // What this client had seen before the server restarted.
+    cfg.resume_after = 1_000;
+    let mut a = Client::connect(&cfg).await.unwrap();
+    assert!(a.reports_lost());
+    assert_eq!((a.login().replay_from, a.last_report_seq()), (1, 0));
+    let o = a.order(limit(1, BTC, engine::Side::Sell, 61_000, 1, 300));
+    a.flush().await.unwrap();
+    until(&mut a, |r| is_report(r, o, exec_type::NEW)).await;
+    assert_eq!(a.last_report_seq(), 1);
+    // A second order; the connection drops before its report is read.
+    let o2 = a.order(limit(1, BTC, engine::Side::Sell, 61_000, 1, 301));
+    a.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cfg.resume_after = a.last_report_seq();
+    a.abort();
+    let mut a = Client::connect(&cfg).await.unwrap();
+    assert!(!a.reports_lost());
+    let v = until(&mut a, |r| is_report(r, o2, exec_type::NEW)).await;
+    assert_eq!(reports(&v).last().unwrap().report_seq, 2);
+    a.close().await;
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn cancel_on_disconnect_cancels_resting_orders() {
     let s = start(journal::Durability::None);

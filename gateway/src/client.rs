@@ -33,7 +33,10 @@
 //! numbers increase strictly per session (continuing after the server's
 //! `last_request` on resume); `last_report_seq` is the newest execution
 //! report received, which is what to pass as `resume_after` when
-//! reconnecting. `flush` keeps reading replies (into the frame reader, for
+//! reconnecting — after a login that could not replay everything asked for
+//! (`reports_lost`: a restarted server, a new cluster leader, a trimmed
+//! replay store) it continues from the server's `replay_from`, so the next
+//! reconnect asks in the server's numbering. `flush` keeps reading replies (into the frame reader, for
 //! `next`) while its write waits for flow-control credit: the server stops
 //! reading while its own write to us is blocked, so a client that only
 //! writes would wait on a server that only writes (the deadlock that kept
@@ -217,6 +220,8 @@ pub struct Client {
     next_request: u64,
     login: LoginAccepted,
     last_report_seq: u64,
+    /// The login could not replay every report asked for.
+    reports_lost: bool,
     last_write_ms: Arc<AtomicU64>,
     epoch: Instant,
     heartbeat: tokio::task::JoinHandle<()>,
@@ -358,8 +363,9 @@ impl Client {
             reader,
             out,
             next_request: login.last_request + 1,
+            reports_lost: login.replay_from != cfg.resume_after.saturating_add(1),
+            last_report_seq: login.replay_from.saturating_sub(1),
             login,
-            last_report_seq: cfg.resume_after,
             last_write_ms,
             epoch,
             heartbeat,
@@ -371,6 +377,15 @@ impl Client {
     /// The server's login answer (last request, report seqs, heartbeat, perms).
     pub fn login(&self) -> &LoginAccepted {
         &self.login
+    }
+
+    /// Whether the login could not replay every report after
+    /// `resume_after`: the server restarted, another cluster node took over
+    /// (reports are numbered per server session, from 1), or the replay
+    /// store no longer held them. What those reports said is not coming:
+    /// query the open orders and balances.
+    pub fn reports_lost(&self) -> bool {
+        self.reports_lost
     }
 
     /// The newest execution report seq received (pass it as `resume_after`).

@@ -237,6 +237,11 @@ struct Inner {
     clock: Clock,
     /// Every group started with an empty log (a new cluster).
     fresh: bool,
+    /// Stops the process when a group's Raft core dies (the runtime's
+    /// `fatal`): a node without one of its groups must not keep running.
+    fatal: fn(&str),
+    /// Set by `shutdown` before the groups stop (their end is not a failure).
+    stopping: AtomicBool,
 }
 
 impl std::fmt::Debug for Inner {
@@ -352,10 +357,11 @@ impl Cluster {
         let shared: Vec<Arc<Shared>> = (0..runtime.partitions())
             .map(|p| runtime.shared(p).clone())
             .collect();
+        let fatal = runtime.fatal();
         // On a thread of its own: the caller may itself be inside a tokio
         // runtime (the gateway's), where blocking on another is refused.
         std::thread::scope(|s| {
-            s.spawn(|| Self::start_here(cfg, data_dir, engine, shared, transport))
+            s.spawn(|| Self::start_here(cfg, data_dir, (engine, fatal), shared, transport))
                 .join()
                 .expect("the raft start-up thread panicked")
         })
@@ -364,7 +370,7 @@ impl Cluster {
     fn start_here(
         cfg: &ClusterConfig,
         data_dir: &Path,
-        engine: EngineConfig,
+        (engine, fatal): (EngineConfig, fn(&str)),
         shared: Vec<Arc<Shared>>,
         transport: impl FnOnce() -> Arc<dyn Transport>,
     ) -> Result<Cluster, ClusterError> {
@@ -418,6 +424,8 @@ impl Cluster {
             members: cfg.members.clone(),
             clock: Clock::default(),
             fresh,
+            fatal,
+            stopping: AtomicBool::new(false),
         });
         if fresh && cfg.members.iter().map(|m| m.id).min() == Some(cfg.node_id) {
             initialize(&rt, &inner, &cfg.members)?;
@@ -524,6 +532,7 @@ impl Cluster {
     pub fn shutdown(mut self) {
         if let Some(rt) = self.rt.take() {
             let inner = self.inner.clone();
+            inner.stopping.store(true, Ordering::Release);
             // A thread of its own, as in `start`.
             std::thread::scope(|s| {
                 s.spawn(|| {
@@ -568,6 +577,7 @@ async fn open_group(
         transport: transport.clone(),
         group: p as u32,
     };
+    let history = shared.history_handoff.as_ref().map(|h| h.purged_seq_cell());
     let exec = RingExecutor::new(shared, engine);
     journal::create_private_dir(dir).map_err(ClusterError::Io)?;
     let (sm, anchor) = EngineSm::open(
@@ -594,6 +604,9 @@ async fn open_group(
         partition: p,
         source,
     })?;
+    if let Some(cell) = history {
+        log.watch_purges(cell);
+    }
     let fresh = anchor.is_none() && log.is_empty();
     let raft = Raft::new(
         cfg.node_id,
@@ -686,10 +699,28 @@ async fn watch_loop(inner: Arc<Inner>, p: usize) {
                 let _ = part.raft.trigger().transfer_leader(first).await;
             }
         }
-        if rx.changed().await.is_err() {
-            return;
+        if m.running_state.is_err() || rx.changed().await.is_err() {
+            let state = rx.borrow_watched().running_state.clone();
+            return group_stopped(&inner, p, &state);
         }
     }
+}
+
+/// Partition `p`'s Raft core exited (`state`: why, when it said). Unless
+/// the node is shutting down, the process stops: a node that lost one of
+/// its groups would keep answering as if it held the partition (and log
+/// a refused RPC every heartbeat for ever).
+fn group_stopped(inner: &Inner, p: usize, state: &Result<(), openraft::error::Fatal<Cfg>>) {
+    if inner.stopping.load(Ordering::Acquire)
+        || matches!(state, Err(openraft::error::Fatal::Stopped))
+    {
+        return;
+    }
+    let why = match state {
+        Err(e) => e.to_string(),
+        Ok(()) => "its core exited".to_string(),
+    };
+    (inner.fatal)(&format!("partition {p}'s Raft group stopped: {why}"));
 }
 
 /// This node starts to serve the group: every session of the previous

@@ -15,7 +15,7 @@ use crate::state::{Executor, RestoreError, Taken};
 use engine::{Engine, EngineConfig, Input, Seq};
 use journal::history::DiskHistory;
 use journal::FsStorage;
-use runtime::{HistoryHandoff, HistoryReset, Request, Shared};
+use runtime::{HistoryHandoff, HistoryReset, Request, Shared, StoreLink};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ impl Executor for RingExecutor {
         let mut engine = Engine::restore(self.cfg, bytes)?;
         let hash = engine.state_hash();
         if let Some(h) = &self.shared.history_handoff {
-            attach_history(&mut engine, h)?;
+            attach_history(&mut engine, h, last_seq)?;
         }
         self.shared
             .snapshot_seq
@@ -105,10 +105,16 @@ impl Executor for RingExecutor {
 /// it installed must be here, the one it installed), the filter already
 /// holding their ids, and the writer's restart point (put before the
 /// restore is queued; the writer takes it at the restore's mark).
-fn attach_history(engine: &mut Engine, h: &HistoryHandoff) -> Result<(), RestoreError> {
+fn attach_history(
+    engine: &mut Engine,
+    h: &HistoryHandoff,
+    last_seq: Seq,
+) -> Result<(), RestoreError> {
     let installed = engine.installed_history();
     let mut store = {
-        // `open` tidies the directory: not while a run is cut or adopted.
+        // `open` tidies the directory: not while a run is cut, merged or
+        // adopted.
+        let _merges = h.lock_merges();
         let _files = h.lock_files();
         DiskHistory::open(FsStorage, h.dir())?
     };
@@ -118,8 +124,14 @@ fn attach_history(engine: &mut Engine, h: &HistoryHandoff) -> Result<(), Restore
     if let Some(f) = h.filter() {
         store.attach_filled_filter(f.clone());
     }
+    let link = store.link();
     engine.attach_history(Box::new(store));
     let (run, through) = installed.map_or((0, Seq(0)), |(r, t, _)| (r, t));
+    h.put_store(StoreLink {
+        link,
+        installed_run: run,
+        by_seq: last_seq.0,
+    });
     h.note_queued(run);
     h.put_reset(HistoryReset {
         run,

@@ -34,7 +34,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The vote of this configuration.
@@ -93,6 +93,9 @@ struct Inner<S: Storage> {
     /// purge (after a snapshot) passes them: archived by default.
     retention: journal::Retention,
     records: Vec<journal::record::InputRecord>,
+    /// Where the seq the log is purged through is published (history
+    /// compaction merges only runs whose install is purged).
+    purged_watch: Option<Arc<AtomicU64>>,
 }
 
 /// The journal-backed Raft log store of one partition (cheap to clone: the
@@ -234,6 +237,7 @@ impl<S: Storage + Clone + 'static> JournalLog<S> {
             poisoned: Arc::new(AtomicBool::new(false)),
             retention: journal::Retention::new(dir, journal::RetentionConfig::default()),
             records: Vec::with_capacity(BATCH_INPUTS_MAX),
+            purged_watch: None,
         };
         inner.load(segment_bytes, anchor)?;
         let syncer =
@@ -246,6 +250,14 @@ impl<S: Storage + Clone + 'static> JournalLog<S> {
 
     fn lock(&self) -> MutexGuard<'_, Inner<S>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes into `cell`, now and after every purge, the last seq of
+    /// the last purged entry (0: none).
+    pub fn watch_purges(&self, cell: Arc<AtomicU64>) {
+        let mut g = self.lock();
+        g.purged_watch = Some(cell);
+        g.publish_purged();
     }
 
     /// Whether the log holds no entry and no vote (a node never started).
@@ -524,7 +536,14 @@ impl<S: Storage + Clone> Inner<S> {
         self.members.retain(|(m, _)| m.index > id.index);
         write_value(&self.storage, &self.dir, MEMBERS_FILE, &self.members)?;
         self.purged = Some((id, stamp, None));
+        self.publish_purged();
         self.reopen_writer()
+    }
+
+    fn publish_purged(&self) {
+        if let (Some(w), Some(p)) = (&self.purged_watch, &self.purged) {
+            w.fetch_max(p.1.seq, Ordering::AcqRel);
+        }
     }
 
     fn purge(&mut self, upto: LogId, stamp: Option<Stamp>) -> Result<(), LogError> {
@@ -543,6 +562,7 @@ impl<S: Storage + Clone> Inner<S> {
             let c = self.entries.pop_front().expect("front");
             self.purged = Some((c.entry.log_id, c.stamp, c.end));
         }
+        self.publish_purged();
         self.retain();
         Ok(())
     }

@@ -1,24 +1,34 @@
-//! Transfer-history runs between the replicas of a partition. The serving
-//! leader's writer cuts a run; [`ship`] sends its file to every other
-//! member (`PUT_RUN`) and the install is proposed only once a majority
-//! holds it, so a committed install never names a file only a lost machine
-//! had. Before a replica hands an install to its engine it makes sure its
-//! own file is exactly the one the log names ([`ensure_run`], fetching it
-//! from a peer with `FETCH_RUN` when it is missing or differs); before it
-//! restores a snapshot it does the same for every run the snapshot's engine
-//! has installed ([`ensure_through`], comparing with a peer's `LIST_RUNS`).
+//! Transfer-history files between the replicas of a partition. The
+//! serving leader's writer cuts a run; [`ship`] sends its file to every
+//! other member (`PUT_RUN`) and the install is proposed only once a
+//! majority holds it, so a committed install never names a file only a lost
+//! machine had. Before a replica hands an install to its engine it makes
+//! sure it holds the run exactly as the log names it ([`ensure_run`],
+//! fetching the file that holds it from a peer with `FETCH_FILE` when it is
+//! missing or differs: the run's own file, or a merged file a peer's
+//! compaction made, which then takes the place of this node's files of
+//! those runs); before it restores a snapshot it makes its files through
+//! the snapshot's last run those of a peer ([`ensure_through`], comparing
+//! with the peer's `LIST_FILES`).
 //!
-//! Invariants: no run file is adopted that does not decode as exactly the
-//! run and checksum asked for and read back whole; no file of a run whose
-//! install was handed to the engine is replaced (the handoff's files lock
-//! and queued run); a missing run is fetched again until some peer has it
+//! Invariants: no file is adopted that does not decode as the file asked
+//! for, hold the run the log names under its checksum and every run this
+//! node installed under the checksum it has, and read back whole; no file
+//! of a run whose install was handed to the engine is replaced except by a
+//! file holding it under the same checksum (the handoff's files lock and
+//! queued run); a missing run is fetched again until some peer has it
 //! (apply waits: an engine never installs a run it cannot answer from);
-//! every RPC body is decoded or refused with a typed error, never a panic.
+//! a file travels in chunks of at most `CHUNK_BYTES`, so a merged file of
+//! any size fits the peer frame; every RPC body is decoded or refused with
+//! a typed error, never a panic.
 
 use crate::network::{ServeError, Transport};
 use crate::types::NodeId;
 use journal::history::format::{Header, HEADER_LEN};
-use journal::history::{adopt_run, read_run_bytes, run_checksum, run_checksums, HistoryError};
+use journal::history::{
+    adopt_file, adopt_run, checksum_held, file_name, list_files, read_file_chunk, read_run_bytes,
+    run_name, Expect, FileEntry, HistoryError,
+};
 use journal::FsStorage;
 use runtime::{CutRun, HistoryHandoff, Shared};
 use serde::{Deserialize, Serialize};
@@ -29,11 +39,19 @@ use std::time::Duration;
 pub mod kind {
     /// A leader sends a run it cut: `PutRun` → `RunAnswer::Put`.
     pub const PUT_RUN: u8 = 5;
-    /// A replica asks for one run's file: `FetchRun` → `RunAnswer::File`.
-    pub const FETCH_RUN: u8 = 6;
-    /// A replica asks which runs a peer holds → `RunAnswer::List`.
-    pub const LIST_RUNS: u8 = 7;
+    /// A replica asks for a piece of the file holding a run: `FetchFile`
+    /// → `RunAnswer::Chunk`.
+    pub const FETCH_FILE: u8 = 6;
+    /// A replica asks which files a peer holds → `RunAnswer::Files`.
+    pub const LIST_FILES: u8 = 7;
 }
+
+/// Most bytes of a file one `FETCH_FILE` answer carries (well inside the
+/// peer frame; small in unit tests, so files travel in several).
+const CHUNK_BYTES: u64 = if cfg!(test) { 256 } else { 16 << 20 };
+/// Longest file a replica fetches (a merged file of the most records a
+/// merge takes is under 1 GiB).
+const FILE_BYTES_MAX: u64 = 4 << 30;
 
 /// Longest one run transfer may take (a run file is tens of MB).
 const RUN_RPC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,18 +66,29 @@ struct PutRun {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct FetchRun {
+struct FetchFile {
     run: u64,
+    offset: u64,
+}
+
+/// A piece of a file (see `journal::history::FileChunk`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Chunk {
+    first: u64,
+    last: u64,
+    checksum: u128,
+    len: u64,
+    bytes: Vec<u8>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 enum RunAnswer {
     /// Whether the run is now held here.
     Put(bool),
-    /// The run's file, if held.
-    File(Option<Vec<u8>>),
-    /// (run, checksum) of every run file held.
-    List(Vec<(u64, u128)>),
+    /// A piece of the file holding the run asked for, if one does.
+    Chunk(Option<Chunk>),
+    /// (first run, last run, checksum) of every file held, oldest first.
+    Files(Vec<(u64, u64, u128)>),
     /// The request could not be served (why).
     Refused(String),
 }
@@ -81,43 +110,67 @@ fn encode(a: &RunAnswer) -> Vec<u8> {
 
 /// Whether `kind` is a run transfer (served by [`serve`]).
 pub fn is_run_kind(kind: u8) -> bool {
-    (kind::PUT_RUN..=kind::LIST_RUNS).contains(&kind)
+    (kind::PUT_RUN..=kind::LIST_FILES).contains(&kind)
 }
 
 /// A decoded run-transfer request.
 enum Request {
     Put(PutRun),
-    Fetch(FetchRun),
+    Fetch(FetchFile),
     List,
 }
 
 /// Serves a run transfer for the partition behind `shared`.
 pub async fn serve(shared: Arc<Shared>, kind: u8, body: Vec<u8>) -> Result<Vec<u8>, ServeError> {
+    let req = decode(kind, &body)?;
+    // File I/O of tens of MB: off the runtime's workers.
+    let answer = tokio::task::spawn_blocking(move || answer(shared.history_handoff.as_ref(), req))
+        .await
+        .unwrap_or_else(|e| RunAnswer::Refused(format!("run transfer task failed: {e}")));
+    Ok(encode(&answer))
+}
+
+/// The request a run-transfer body of `kind` carries.
+fn decode(kind: u8, body: &[u8]) -> Result<Request, ServeError> {
     let decode_err = |e: postcard::Error| ServeError::Decode {
         kind,
         what: e.to_string(),
     };
-    let req = match kind {
-        kind::PUT_RUN => Request::Put(postcard::from_bytes(&body).map_err(decode_err)?),
-        kind::FETCH_RUN => Request::Fetch(postcard::from_bytes(&body).map_err(decode_err)?),
-        kind::LIST_RUNS => Request::List,
+    Ok(match kind {
+        kind::PUT_RUN => Request::Put(postcard::from_bytes(body).map_err(decode_err)?),
+        kind::FETCH_FILE => Request::Fetch(postcard::from_bytes(body).map_err(decode_err)?),
+        kind::LIST_FILES => Request::List,
         k => return Err(ServeError::Kind(k)),
-    };
-    // File I/O of tens of MB: off the runtime's workers.
-    let answer = tokio::task::spawn_blocking(move || {
-        let Some(h) = shared.history_handoff.as_ref() else {
-            return RunAnswer::Refused("no transfer history on this node".into());
-        };
-        let r = match req {
-            Request::Put(p) => put_run(h, &p).map(RunAnswer::Put),
-            Request::Fetch(f) => read_run_bytes(&FsStorage, h.dir(), f.run).map(RunAnswer::File),
-            Request::List => run_checksums(&FsStorage, h.dir()).map(RunAnswer::List),
-        };
-        r.unwrap_or_else(|e| RunAnswer::Refused(e.to_string()))
     })
-    .await
-    .unwrap_or_else(|e| RunAnswer::Refused(format!("run transfer task failed: {e}")));
-    Ok(encode(&answer))
+}
+
+/// The answer to a run-transfer request for the history behind `h`.
+fn answer(h: Option<&HistoryHandoff>, req: Request) -> RunAnswer {
+    let Some(h) = h else {
+        return RunAnswer::Refused("no transfer history on this node".into());
+    };
+    let r = match req {
+        Request::Put(p) => put_run(h, &p).map(RunAnswer::Put),
+        Request::Fetch(f) => read_file_chunk(&FsStorage, h.dir(), f.run, (f.offset, CHUNK_BYTES))
+            .map(|c| {
+                RunAnswer::Chunk(c.map(|c| Chunk {
+                    first: c.file.first,
+                    last: c.file.last,
+                    checksum: c.file.checksum,
+                    len: c.len,
+                    bytes: c.bytes,
+                }))
+            }),
+        Request::List => list_files(&FsStorage, h.dir()).map(|files| {
+            RunAnswer::Files(
+                files
+                    .iter()
+                    .map(|f| (f.first, f.last, f.checksum))
+                    .collect(),
+            )
+        }),
+    };
+    r.unwrap_or_else(|e| RunAnswer::Refused(e.to_string()))
 }
 
 /// Adopts a leader's run unless its install was already handed to the
@@ -139,9 +192,10 @@ fn put_run(h: &HistoryHandoff, p: &PutRun) -> Result<bool, HistoryError> {
     }
 }
 
-/// Whether run `run`'s file here has content checksum `checksum`.
+/// Whether this node holds run `run` under content checksum `checksum`
+/// (its own file, or a merged file's member entry).
 fn held(h: &HistoryHandoff, run: u64, checksum: u128) -> Result<bool, HistoryError> {
-    Ok(run_checksum(&FsStorage, h.dir(), run)? == Some(checksum))
+    Ok(checksum_held(&FsStorage, h.dir(), run)? == Some(checksum))
 }
 
 /// The members this node can reach for a partition's runs: (id, address).
@@ -230,10 +284,11 @@ pub async fn ship(
     Ok(Some(held))
 }
 
-/// Makes run `run`'s file here the one with `checksum`, fetching it from
-/// `peers` (in turn, round after round) when missing or different. Returns
-/// once it is, or at once for a run already installed here (an install
-/// the engine refuses as out of order, the same on every replica).
+/// Makes this node hold run `run` under `checksum`, fetching the file
+/// that holds it from `peers` (in turn, round after round) when missing or
+/// different. Returns once it does, or at once for a run already
+/// installed here (an install the engine refuses as out of order, the same
+/// on every replica).
 pub async fn ensure_run(
     t: &dyn Transport,
     group: u32,
@@ -254,11 +309,11 @@ pub async fn ensure_run(
             return Ok(());
         }
         for p in peers {
-            match fetch_from(t, group, h, (run, checksum), p).await {
+            match fetch_from(t, group, h, (Expect::Run { run, checksum }, run), p).await {
                 Ok(()) => return Ok(()),
-                // It has none, or a different one (never installed there):
-                // ask the next.
-                Err(HistoryError::Missing { .. } | HistoryError::Corrupt { .. }) => {}
+                Err(e) if peer_side(&e) => {
+                    tracing::debug!(peer = p.0, run, error = %e, "a peer's history file was not adopted");
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -273,9 +328,9 @@ pub async fn ensure_run(
     }
 }
 
-/// Makes every run through `run` here the one a peer holds, in order (a
-/// snapshot about to be restored has installed them all), the last with
-/// `checksum`.
+/// Makes this node's files through run `run` those a peer holds, oldest
+/// first (a snapshot about to be restored has installed them all), the
+/// one holding `run` under `checksum`. Compaction here waits meanwhile.
 pub async fn ensure_through(
     t: &dyn Transport,
     group: u32,
@@ -284,34 +339,42 @@ pub async fn ensure_through(
     peers: &Peers,
 ) -> Result<(), HistoryError> {
     h.note_queued(run);
+    let _pause = h.pause();
     loop {
-        let mine = blocking(|| run_checksums(&FsStorage, h.dir()))?;
         for p in peers {
-            let Some(RunAnswer::List(theirs)) = call(t, group, p, kind::LIST_RUNS, vec![]).await
+            let Some(RunAnswer::Files(theirs)) = call(t, group, p, kind::LIST_FILES, vec![]).await
             else {
                 continue;
             };
-            if theirs.iter().find(|e| e.0 == run).map(|e| e.1) != Some(checksum) {
+            let theirs: Vec<FileEntry> = theirs
+                .into_iter()
+                .filter(|e| e.0 <= run)
+                .map(|(first, last, checksum)| FileEntry {
+                    first,
+                    last,
+                    checksum,
+                })
+                .collect();
+            if theirs.last().is_none_or(|e| e.last < run) {
+                tracing::debug!(peer = p.0, run, "a peer lists no file holding the run");
                 continue;
             }
-            let mut whole = true;
-            for &(r, c) in theirs.iter().filter(|e| e.0 <= run) {
-                if mine.contains(&(r, c)) {
+            match copy_files(t, group, h, &theirs, p).await {
+                Ok(()) => {}
+                Err(e) if peer_side(&e) => {
+                    tracing::debug!(peer = p.0, run, error = %e, "a peer's history files were not adopted");
                     continue;
                 }
-                match fetch_from(t, group, h, (r, c), p).await {
-                    Ok(()) => {}
-                    // The peer went away mid-way: the next one, or the next round.
-                    Err(HistoryError::Missing { .. }) => {
-                        whole = false;
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
+                Err(e) => return Err(e),
             }
-            if whole {
+            if blocking(|| held(h, run, checksum))? {
                 return Ok(());
             }
+            tracing::debug!(
+                peer = p.0,
+                run,
+                "a peer's files hold the run under another checksum"
+            );
         }
         tracing::warn!(
             run,
@@ -321,26 +384,116 @@ pub async fn ensure_through(
     }
 }
 
-/// Fetches one run from `peer` and adopts it (replacing a different file).
+/// Whether `e` is about a peer's files, so another peer or a later round
+/// may do: it had none, its file changed or went away mid-way, it holds
+/// another one, or one that starts inside a file of this node's.
+fn peer_side(e: &HistoryError) -> bool {
+    matches!(
+        e,
+        HistoryError::Missing { .. } | HistoryError::Corrupt { .. } | HistoryError::Overlap { .. }
+    )
+}
+
+/// Adopts every file of `theirs` (oldest first) this node does not hold
+/// as such.
+async fn copy_files(
+    t: &dyn Transport,
+    group: u32,
+    h: &HistoryHandoff,
+    theirs: &[FileEntry],
+    peer: &(NodeId, String),
+) -> Result<(), HistoryError> {
+    let mine = blocking(|| list_files(&FsStorage, h.dir()))?;
+    for e in theirs {
+        if !mine.contains(e) {
+            // The snapshot replaces what this node installed: nothing
+            // here binds the file's members.
+            fetch_from(t, group, h, (Expect::File(*e), 0), peer).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Fetches the file `expect` names from `peer` and adopts it (its members
+/// below `installed_below` must be as held here); a merged file taking
+/// the place of runs this node installed is handed to the engine's store.
 async fn fetch_from(
     t: &dyn Transport,
     group: u32,
     h: &HistoryHandoff,
-    (run, checksum): (u64, u128),
+    (expect, installed_below): (Expect, u64),
     peer: &(NodeId, String),
 ) -> Result<(), HistoryError> {
-    let body = postcard::to_allocvec(&FetchRun { run }).expect("postcard encodes");
-    let Some(RunAnswer::File(Some(bytes))) = call(t, group, peer, kind::FETCH_RUN, body).await
-    else {
-        return Err(HistoryError::Missing {
-            path: h.dir().join(journal::history::run_name(run)),
-        });
+    let run = match expect {
+        Expect::Run { run, .. } => run,
+        Expect::File(e) => e.first,
     };
+    let missing = || HistoryError::Missing {
+        path: h.dir().join(run_name(run)),
+    };
+    let (file, bytes) = fetch_file(t, group, run, peer).await.ok_or_else(missing)?;
+    if matches!(expect, Expect::File(e) if e != file) {
+        return Err(missing());
+    }
     blocking(|| {
+        let _merges = h.lock_merges();
         let _files = h.lock_files();
         let filter = h.filter().map(|f| &**f);
-        adopt_run(&FsStorage, h.dir(), (run, checksum), &bytes, filter).map(|_| ())
+        let (first, last) = adopt_file(
+            &FsStorage,
+            h.dir(),
+            expect,
+            &bytes,
+            (filter, installed_below),
+        )?;
+        h.note_files_changed();
+        // An install's merged file (a snapshot's files go to the store
+        // the restore opens).
+        match h.store() {
+            Some(s) if installed_below > 0 && first < last => s
+                .link
+                .offer_adopted(&FsStorage, &h.dir().join(file_name(first, last))),
+            _ => Ok(()),
+        }
     })
+}
+
+/// The whole file holding `run` at `peer`, in chunks (`None`: the peer
+/// holds none, failed, or its file changed between chunks).
+async fn fetch_file(
+    t: &dyn Transport,
+    group: u32,
+    run: u64,
+    peer: &(NodeId, String),
+) -> Option<(FileEntry, Vec<u8>)> {
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut file: Option<FileEntry> = None;
+    loop {
+        let offset = bytes.len() as u64;
+        let body = postcard::to_allocvec(&FetchFile { run, offset }).expect("postcard encodes");
+        let Some(RunAnswer::Chunk(Some(c))) = call(t, group, peer, kind::FETCH_FILE, body).await
+        else {
+            return None;
+        };
+        let e = FileEntry {
+            first: c.first,
+            last: c.last,
+            checksum: c.checksum,
+        };
+        let stalled = c.bytes.is_empty() && offset < c.len;
+        if file.is_some_and(|f| f != e) || c.len > FILE_BYTES_MAX || stalled {
+            return None;
+        }
+        file = Some(e);
+        if bytes.is_empty() {
+            bytes.reserve_exact(c.len as usize);
+        }
+        bytes.extend_from_slice(&c.bytes);
+        if bytes.len() as u64 >= c.len {
+            bytes.truncate(c.len as usize);
+            return Some((e, bytes));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -405,5 +558,116 @@ mod tests {
         assert_eq!(h.cut(), Some(c));
         h.withdraw(c);
         assert_eq!(h.cut(), None);
+    }
+}
+
+#[cfg(test)]
+mod fetch_tests {
+    use super::*;
+    use crate::network::CallFuture;
+    use engine::history::TransferHistory;
+    use journal::history::{build_run, write_run_file, Compactor, DiskHistory};
+    use runtime::StoreLink;
+    use std::path::Path;
+
+    /// A peer that answers from its own history directory.
+    struct Peer(HistoryHandoff);
+
+    impl Transport for Peer {
+        fn call(
+            &self,
+            _: NodeId,
+            _: &str,
+            _: u32,
+            kind: u8,
+            body: Vec<u8>,
+            _: Duration,
+        ) -> CallFuture {
+            let a = decode(kind, &body).map(|req| encode(&answer(Some(&self.0), req)));
+            let a = a.map_err(|e| crate::network::TransportError {
+                target: 2,
+                addr: "peer".into(),
+                what: e.to_string(),
+            });
+            Box::pin(async move { a })
+        }
+    }
+
+    /// Runs 1..=n, empty, through seq 10 × run; their checksums.
+    fn write_runs(dir: &Path, n: u64) -> Vec<u128> {
+        (1..=n)
+            .map(|run| {
+                let image = build_run(run, (run - 1) * 10, run * 10, &[]);
+                write_run_file(&FsStorage, dir, &image).unwrap();
+                image.header.checksum
+            })
+            .collect()
+    }
+
+    /// A follower that must install run 2, which its peer holds only in a
+    /// merged file of runs 1..=3, fetches that file in chunks, adopts it in
+    /// place of its run 1 and hands it to the engine's store (which then
+    /// installs run 2 from it); a node restoring a snapshot through run 4
+    /// ends with exactly the peer's files.
+    #[tokio::test]
+    async fn a_peers_merged_file_serves_an_install_and_a_snapshot() {
+        let (p, f, g) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let sums = write_runs(p.path(), 6);
+        let peer_store = DiskHistory::open(FsStorage, p.path()).unwrap();
+        for (i, &c) in sums.iter().enumerate() {
+            assert!(peer_store.has_run(i as u64 + 1, c).unwrap());
+        }
+        let mut c = Compactor::new(
+            FsStorage,
+            p.path(),
+            peer_store.link(),
+            (3, u64::MAX),
+            (0, 0),
+        )
+        .unwrap();
+        c.observe_covered(|| 100, Some(1000)).unwrap();
+        assert!(c.step().unwrap(), "runs 1..=3 merged at the peer");
+        let peers: Peers = vec![(2, "peer".into())];
+        let t = Peer(HistoryHandoff::new(p.path(), None));
+
+        write_runs(f.path(), 1);
+        let live = DiskHistory::open(FsStorage, f.path()).unwrap();
+        assert!(live.has_run(1, sums[0]).unwrap());
+        let h = HistoryHandoff::new(f.path(), None);
+        h.put_store(StoreLink {
+            link: live.link(),
+            installed_run: 1,
+            by_seq: 10,
+        });
+        ensure_run(&t, 0, &h, (2, sums[1]), &peers).await.unwrap();
+        assert_eq!(
+            list_files(&FsStorage, f.path()).unwrap(),
+            list_files(&FsStorage, p.path()).unwrap()[..1]
+        );
+        assert!(
+            live.has_run(2, sums[1]).unwrap(),
+            "the store installs from it"
+        );
+        assert_eq!(live.files(), 1);
+        assert!(live.has_run(3, sums[2]).unwrap());
+        // The next run, held by the peer only in a file it starts.
+        c.observe_covered(|| 100, Some(1000)).unwrap();
+        assert!(c.step().unwrap(), "runs 4..=6 merged at the peer");
+        ensure_run(&t, 0, &h, (4, sums[3]), &peers).await.unwrap();
+        assert!(live.has_run(4, sums[3]).unwrap());
+        assert_eq!(live.files(), 2);
+
+        let h = HistoryHandoff::new(g.path(), None);
+        ensure_through(&t, 0, &h, (5, sums[4]), &peers)
+            .await
+            .unwrap();
+        assert_eq!(
+            list_files(&FsStorage, g.path()).unwrap(),
+            list_files(&FsStorage, p.path()).unwrap()
+        );
     }
 }

@@ -256,11 +256,16 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
         self
     }
 
-    /// The other members (id, address), for history run transfers.
+    /// The other members (id, address) of the applied membership, for
+    /// history run transfers.
     fn peers(&self) -> crate::runs::Peers {
+        self.peers_of(&self.membership)
+    }
+
+    /// The members of `m` other than this node (id, address).
+    fn peers_of(&self, m: &Membership) -> crate::runs::Peers {
         let me = self.me.map(|m| m.0);
-        self.membership
-            .membership()
+        m.membership()
             .nodes()
             .filter(|(id, _)| Some(**id) != me)
             .map(|(id, n)| (*id, n.addr.clone()))
@@ -312,9 +317,11 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
         Ok(())
     }
 
-    /// Before a leader's snapshot is restored: every history run its engine
-    /// installed is here, the same files as the leader's.
-    async fn ensure_snapshot_runs(&mut self, body: &Body) -> io::Result<()> {
+    /// Before a snapshot is restored: every history run its engine
+    /// installed is here. The peers are the snapshot's members: a node that
+    /// never applied an entry (it restarted without a snapshot of its own,
+    /// or joined empty) knows no other membership yet.
+    async fn ensure_snapshot_runs(&mut self, body: &Body, members: &Membership) -> io::Result<()> {
         let Some((run, _, checksum)) = body.history else {
             return Ok(());
         };
@@ -322,7 +329,7 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
             return Ok(());
         };
         let h = shared.history_handoff.as_ref().expect("checked");
-        let peers = self.peers();
+        let peers = self.peers_of(members);
         crate::runs::ensure_through(&*link.transport, link.group, h, (run, checksum), &peers)
             .await
             .map_err(io::Error::other)
@@ -513,7 +520,8 @@ impl<S: Storage + Clone + 'static, X: Executor> RaftStateMachine<Cfg> for Engine
                 meta.last_log_id
             ))
         })?;
-        self.ensure_snapshot_runs(&body).await?;
+        self.ensure_snapshot_runs(&body, &meta.last_membership)
+            .await?;
         let stored = Stored {
             meta: meta.clone(),
             body,

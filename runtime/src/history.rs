@@ -41,7 +41,10 @@ pub fn history_loop(mut writer: RunWriter<FsStorage>, shared: Arc<Shared>, fatal
         let shared = shared.clone();
         std::thread::Builder::new()
             .name("history-compact".into())
-            .spawn(move || compact_loop(c, &shared))
+            .spawn(move || match &shared.history_handoff {
+                Some(h) => replicated_compact_loop(c, &shared, h),
+                None => single_compact_loop(c, &shared),
+            })
             .expect("spawn the history compaction thread")
     });
     match &shared.history_handoff {
@@ -56,13 +59,24 @@ pub fn history_loop(mut writer: RunWriter<FsStorage>, shared: Arc<Shared>, fatal
 /// How often the compaction thread looks for work.
 const COMPACT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Merges runs while the engine runs; returns once it stopped.
-fn compact_loop(mut c: Compactor<FsStorage>, shared: &Shared) {
+/// A single node's compaction: merges runs covered by the oldest kept
+/// snapshot while the engine runs; returns once it stopped.
+fn single_compact_loop(mut c: Compactor<FsStorage>, shared: &Shared) {
+    compact_loop(shared, || {
+        c.observe(|| shared.applied_seq.load(Ordering::Acquire))
+            .and_then(|()| c.step())
+    });
+}
+
+/// Calls `step` (one look, at most one merge; whether it merged) until the
+/// engine stopped, pausing when there was nothing to do. A failure stops
+/// compaction only.
+fn compact_loop(
+    shared: &Shared,
+    mut step: impl FnMut() -> Result<bool, journal::history::HistoryError>,
+) {
     while !shared.stopped.load(Ordering::Acquire) {
-        let res = c
-            .observe(|| shared.applied_seq.load(Ordering::Acquire))
-            .and_then(|()| c.step());
-        match res {
+        match step() {
             Ok(true) => {}
             Ok(false) => std::thread::sleep(COMPACT_POLL),
             Err(e) => {
@@ -71,6 +85,56 @@ fn compact_loop(mut c: Compactor<FsStorage>, shared: &Shared) {
             }
         }
     }
+}
+
+/// A replicated partition's compaction: the same merges as a single
+/// node's, of runs whose install this node's Raft log has purged (no peer
+/// can be sent that install from here, so none asks this node for the run
+/// alone; a peer that still needs it adopts the merged file), under the
+/// handoff's merges lock, started again from the engine's current store
+/// whenever it changed (a restore) or a peer's file was adopted.
+fn replicated_compact_loop(first: Compactor<FsStorage>, shared: &Shared, h: &HistoryHandoff) {
+    // Started again from the store the handoff names (see `compact_step`).
+    let settings = first.settings();
+    drop(first);
+    let mut current: Option<(u64, Compactor<FsStorage>)> = None;
+    compact_loop(shared, || {
+        if h.paused() {
+            return Ok(false);
+        }
+        let _merges = h.lock_merges();
+        compact_step(&mut current, settings, shared, h)
+    });
+}
+
+/// One look (and at most one merge) of [`replicated_compact_loop`].
+fn compact_step(
+    current: &mut Option<(u64, Compactor<FsStorage>)>,
+    settings: (usize, u64),
+    shared: &Shared,
+    h: &HistoryHandoff,
+) -> Result<bool, journal::history::HistoryError> {
+    let generation = h.generation();
+    if current.as_ref().is_none_or(|c| c.0 != generation) {
+        let Some(s) = h.store() else {
+            return Ok(false);
+        };
+        // Runs installed since the store was attached: at or before now.
+        let installed = s.link.installed_run().max(s.installed_run);
+        let by_seq = if installed > s.installed_run {
+            shared.applied_seq.load(Ordering::Acquire) + 1
+        } else {
+            s.by_seq
+        };
+        let c = Compactor::new(FsStorage, h.dir(), s.link, settings, (installed, by_seq))?;
+        *current = Some((generation, c));
+    }
+    let c = &mut current.as_mut().expect("set above").1;
+    c.observe_covered(
+        || shared.applied_seq.load(Ordering::Acquire),
+        Some(h.purged_seq()),
+    )?;
+    c.step()
 }
 
 /// The writer proper (see the module doc).

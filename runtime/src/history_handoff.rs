@@ -5,6 +5,12 @@
 //! the writer), whether this node serves, and the partition's history
 //! directory and id filter (for runs adopted from peers).
 //!
+//! It also carries what the node's history compaction needs: the store
+//! the engine answers from (its link, replaced at each restore), the seq
+//! its Raft log is purged through (a run is merged only once no peer can
+//! be sent its install from here), a lock merges and adoptions share, and
+//! a pause while a snapshot's files are fetched.
+//!
 //! Invariants: no run file whose install the log holds is ever replaced
 //! (a cut or an adoption of run N happens only under the files lock, and
 //! only while no install of N or later was handed to the engine); the
@@ -18,9 +24,10 @@
 
 use engine::history::TransferRecord;
 use engine::Seq;
-use journal::history::IdFilter;
+use journal::history::{HistoryLink, IdFilter};
+use journal::FsFile;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One item of the history ring, in the engine's apply order.
@@ -62,6 +69,17 @@ pub struct HistoryReset {
     pub tail: Vec<TransferRecord>,
 }
 
+/// The store the engine answers from, as compaction needs it.
+#[derive(Debug, Clone)]
+pub struct StoreLink {
+    /// Its link (installs seen, files handed over).
+    pub link: Arc<HistoryLink<FsFile>>,
+    /// The run installed when it was attached (0: none).
+    pub installed_run: u64,
+    /// The seq it was attached at (its runs were installed at or before).
+    pub by_seq: u64,
+}
+
 /// See the module doc.
 #[derive(Debug)]
 pub struct HistoryHandoff {
@@ -73,6 +91,21 @@ pub struct HistoryHandoff {
     files: Mutex<()>,
     cut: Mutex<Option<CutRun>>,
     reset: Mutex<Option<HistoryReset>>,
+    merges: Mutex<()>,
+    paused: AtomicUsize,
+    purged_seq: Arc<AtomicU64>,
+    store: Mutex<Option<StoreLink>>,
+    generation: AtomicU64,
+}
+
+/// Compaction waits while one is held (see [`HistoryHandoff::pause`]).
+#[derive(Debug)]
+pub struct MergePause<'a>(&'a HistoryHandoff);
+
+impl Drop for MergePause<'_> {
+    fn drop(&mut self) {
+        self.0.paused.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Poison is ignored: every value here is whole after any store.
@@ -92,7 +125,74 @@ impl HistoryHandoff {
             files: Mutex::new(()),
             cut: Mutex::new(None),
             reset: Mutex::new(None),
+            merges: Mutex::new(()),
+            paused: AtomicUsize::new(0),
+            purged_seq: Arc::new(AtomicU64::new(0)),
+            store: Mutex::new(None),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Held by a merge and by a peer's file being adopted (taken before
+    /// the files lock): the two never touch the directory at once.
+    pub fn lock_merges(&self) -> MutexGuard<'_, ()> {
+        lock(&self.merges)
+    }
+
+    /// No merge starts while the guard lives (a snapshot's files are being
+    /// fetched: merging the files it replaces would be wasted).
+    pub fn pause(&self) -> MergePause<'_> {
+        self.paused.fetch_add(1, Ordering::AcqRel);
+        MergePause(self)
+    }
+
+    /// Whether a [`MergePause`] is held.
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire) > 0
+    }
+
+    /// The seq the partition's Raft log is purged through, as the log
+    /// store publishes it.
+    pub fn purged_seq_cell(&self) -> Arc<AtomicU64> {
+        self.purged_seq.clone()
+    }
+
+    /// The seq the Raft log is purged through (0: nothing purged).
+    pub fn purged_seq(&self) -> u64 {
+        self.purged_seq.load(Ordering::Acquire)
+    }
+
+    /// The engine's store changed (a restore attached a new one): its link
+    /// replaces the last; compaction starts again from it.
+    pub fn put_store(&self, s: StoreLink) {
+        *lock(&self.store) = Some(s);
+        self.note_files_changed();
+    }
+
+    /// The store attached at start, unless a restore attached one first.
+    pub fn put_first_store(&self, s: StoreLink) {
+        let mut g = lock(&self.store);
+        if g.is_none() {
+            *g = Some(s);
+            drop(g);
+            self.note_files_changed();
+        }
+    }
+
+    /// The engine's store, once one is attached.
+    pub fn store(&self) -> Option<StoreLink> {
+        lock(&self.store).clone()
+    }
+
+    /// Files changed other than by a merge here (a store attached, a
+    /// peer's file adopted): compaction lists them again.
+    pub fn note_files_changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Bumped by [`Self::note_files_changed`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The partition's history directory.

@@ -39,7 +39,9 @@ mod threads;
 
 pub use doorbell::{Doorbell, DoorbellFull, Wake, DOORBELLS_MAX};
 pub use feed_slots::{FeedBytes, FeedSlots};
-pub use history_handoff::{CutRun, HistoryHandoff, HistoryItem, HistoryReset};
+pub use history_handoff::{
+    CutRun, HistoryHandoff, HistoryItem, HistoryReset, MergePause, StoreLink,
+};
 pub use idle::{IdleStrategy, Idler};
 pub use journal::{record::Origin, Durability};
 pub use output::{Mark, Output, OutputReader, OutputRef, OutputRing, EVENTS_INLINE, READERS_MAX};

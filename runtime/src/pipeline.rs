@@ -563,20 +563,29 @@ fn history_writer(
         w = w.with_filter(f);
     }
     w.push(&r.engine.history_tail(through));
-    if let Some(link) = link.filter(|_| cfg.history_compact_fanout > 1) {
-        let c = journal::history::Compactor::new(
-            FsStorage,
-            hdir,
-            link,
-            (
-                cfg.history_compact_fanout,
-                journal::history::DEFAULT_COMPACT_RECORDS_MAX,
-            ),
-            (run, r.last_seq),
-        )?;
-        w = w.with_compactor(c);
+    if let Some(c) = compactor(cfg, hdir, link, (run, r.last_seq)) {
+        w = w.with_compactor(c?);
     }
     Ok(w)
+}
+
+/// The partition's compactor over the store behind `link` (none when
+/// `[history] compact_fanout` is below 2), its runs through `installed`
+/// installed at or before the seq beside it.
+fn compactor(
+    cfg: &PipelineConfig,
+    hdir: &Path,
+    link: Option<Arc<HistoryLink<FsFile>>>,
+    installed: (u64, u64),
+) -> Option<Result<journal::history::Compactor<FsStorage>, HistoryError>> {
+    let link = link.filter(|_| cfg.history_compact_fanout > 1)?;
+    let settings = (
+        cfg.history_compact_fanout,
+        journal::history::DEFAULT_COMPACT_RECORDS_MAX,
+    );
+    Some(journal::history::Compactor::new(
+        FsStorage, hdir, link, settings, installed,
+    ))
 }
 
 /// A replicated partition's history: its store attached to the fresh
@@ -595,6 +604,7 @@ fn replicated_history(
         source: Box::new(source),
     };
     let (store, filter) = open_history(cfg, i, &hdir, true).map_err(history_err)?;
+    let link = store.as_ref().map(|h| h.link());
     if let Some(h) = store {
         engine.attach_history(Box::new(h));
     }
@@ -602,6 +612,14 @@ fn replicated_history(
         RunWriter::replicated(FsStorage, &hdir, cfg.history_run_records).map_err(history_err)?;
     if let Some(f) = filter {
         w = w.with_filter(f);
+    }
+    // Nothing installed yet: the Raft snapshot's restore, or the log,
+    // installs; the compaction thread follows the store the engine has.
+    if let Some(c) = compactor(cfg, &hdir, link.clone(), (0, 0)) {
+        w = w.with_compactor(c.map_err(history_err)?);
+    }
+    if let Some(link) = link {
+        w = w.with_store_link(link);
     }
     Ok(w)
 }

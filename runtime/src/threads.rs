@@ -5,7 +5,7 @@
 use crate::output::OutputReader;
 use crate::partition::*;
 use crate::router::{PartitionMap, Route, RouteError};
-use crate::{history, partition, Durability, HistoryHandoff, IdleStrategy};
+use crate::{history, partition, Durability, HistoryHandoff, IdleStrategy, StoreLink};
 use engine::{Command, Engine, Input, Seq};
 use journal::record::Origin;
 use std::sync::atomic::Ordering;
@@ -94,7 +94,7 @@ pub const EXIT_JOURNAL_FAILED: u8 = 74;
 /// dump; what was acknowledged is already durable and what was not is never
 /// acknowledged.
 pub fn exit_process(msg: &str) {
-    tracing::error!(error = msg, "journal failed; stopping the process");
+    tracing::error!(error = msg, "a fatal failure; stopping the process");
     crate::report!(
         "bourse: {msg}; stopping the process (exit status {EXIT_JOURNAL_FAILED}); nothing is retried"
     );
@@ -183,6 +183,7 @@ pub struct Runtime {
     placement: Placement,
     durability: Durability,
     proposer: Option<Arc<dyn Propose>>,
+    fatal: fn(&str),
 }
 
 impl std::fmt::Debug for Runtime {
@@ -280,6 +281,13 @@ impl Runtime {
                 shared = shared.with_history(cfg.journal_queue);
                 if cfg.replicated {
                     let h = HistoryHandoff::new(w.dir(), w.filter().cloned());
+                    if let Some(link) = w.store_link() {
+                        h.put_first_store(StoreLink {
+                            link,
+                            installed_run: 0,
+                            by_seq: 0,
+                        });
+                    }
                     shared = shared.with_history_handoff(h);
                 }
             }
@@ -338,7 +346,14 @@ impl Runtime {
             placement,
             durability,
             proposer: None,
+            fatal: cfg.fatal,
         }
+    }
+
+    /// What stops the process on a failure nothing may survive
+    /// (`RuntimeConfig::fatal`).
+    pub fn fatal(&self) -> fn(&str) {
+        self.fatal
     }
 
     /// How the threads were placed.

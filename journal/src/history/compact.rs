@@ -229,11 +229,29 @@ impl<S: Storage + Clone> Compactor<S> {
         &self.files
     }
 
+    /// (fanout, records_max).
+    pub fn settings(&self) -> (usize, u64) {
+        (self.fanout, self.records_max)
+    }
+
     /// Learns installs, then the oldest kept snapshot. `applied_seq` is
     /// read after the link: the engine published every seq before the
     /// input whose install the link reports, so that install was applied at
     /// most one seq past what it returns.
     pub fn observe(&mut self, applied_seq: impl Fn() -> u64) -> Result<(), HistoryError> {
+        let oldest = list_snapshots(&self.storage, &self.snapshot_dir)
+            .ok()
+            .and_then(|all| all.first().map(|(seq, _)| *seq));
+        self.observe_covered(applied_seq, oldest)
+    }
+
+    /// [`Self::observe`] with the seq every replay starts after given
+    /// (`covered`: a replicated partition's purged log, not snapshots).
+    pub fn observe_covered(
+        &mut self,
+        applied_seq: impl Fn() -> u64,
+        covered: Option<u64>,
+    ) -> Result<(), HistoryError> {
         let installed = self.link.installed_run();
         let applied_seq = applied_seq();
         let known = self.files.last().map_or(0, |f| f.last);
@@ -256,10 +274,7 @@ impl<S: Storage + Clone> Compactor<S> {
         if installed > known {
             self.installs.push((installed, applied_seq + 1));
         }
-        let oldest = list_snapshots(&self.storage, &self.snapshot_dir)
-            .ok()
-            .and_then(|all| all.first().map(|(seq, _)| *seq));
-        if let Some(s) = oldest {
+        if let Some(s) = covered {
             let covered = self.installs.partition_point(|&(_, by)| by <= s);
             if let Some(&(run, _)) = covered.checked_sub(1).map(|i| &self.installs[i]) {
                 self.eligible_through_run = self.eligible_through_run.max(run);

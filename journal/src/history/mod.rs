@@ -29,7 +29,10 @@ mod tests;
 pub use compact::{Compactor, DEFAULT_COMPACT_FANOUT, DEFAULT_COMPACT_RECORDS_MAX};
 pub use filter::IdFilter;
 pub use format::{file_name, parse_file_name, parse_run_name, run_name};
-pub use shipping::{adopt_run, read_run_bytes, run_checksum, run_checksums};
+pub use shipping::{
+    adopt_file, adopt_run, checksum_held, holder, list_files, read_file_chunk, read_run_bytes,
+    run_checksum, Expect, FileChunk, FileEntry,
+};
 pub use store::{DiskHistory, HistoryError, HistoryLink, RunFault};
 pub use writer::{build_run, repair_run, write_run_file, RunImage, RunWriter};
 

@@ -1,19 +1,23 @@
-//! History runs travelling between replicas: a run file's bytes read for a
-//! peer, a peer's bytes adopted as a local run, and the list of runs a
-//! directory holds (run, checksum), so a node can tell which of its files
-//! differ from the leader's.
+//! History files travelling between replicas: a run file's bytes read for
+//! a peer, the files a directory holds (first run, last run, checksum), a
+//! piece of the file holding a run (a merged file is hundreds of MB: it
+//! travels in chunks), and a peer's file adopted here — a single run or a
+//! merged one, replacing the local files whose runs it holds.
 //!
 //! Invariants: no adopted file carries its final name before it is synced
 //! and read back whole (every block checksum, the filter, the account
-//! index), exactly as a locally cut run; no file of a merged range is
-//! adopted (a replicated partition keeps one file per run); every id of an
-//! adopted run is in the partition's id filter before `adopt_run` returns,
-//! so the engine never asks for an id the filter cannot see; an adopted run
-//! with a gap before it (run N without run N − 1) is refused, so a
-//! directory never holds a chain `open` would refuse.
+//! index), exactly as a locally cut run; an adopted file holds the run it
+//! was fetched for under the checksum the log names, and every member run
+//! below `installed_below` under the checksum this directory already holds
+//! it with (installed runs are never rewritten, only re-housed); every id of
+//! an adopted file is in the partition's id filter before `adopt_file`
+//! returns, so the engine never asks for an id the filter cannot see; a
+//! file is adopted only right after a file boundary (run `first − 1` ends a
+//! file here, or `first` is 1), so a directory never holds a chain `open`
+//! would refuse.
 
-use super::format::{parse_file_name, run_name, Header, HEADER_LEN};
-use super::store::{HistoryError, Run, RunFault};
+use super::format::{file_name, parse_file_name, run_name, Header, HEADER_LEN};
+use super::store::{outermost, HistoryError, HistoryLink, Run, RunFault};
 use super::IdFilter;
 use crate::{Storage, StorageFile};
 use std::path::{Path, PathBuf};
@@ -41,27 +45,138 @@ pub fn read_run_bytes<S: Storage>(
     Ok(Some(bytes))
 }
 
-/// Every single-run file in `dir` as (run, content checksum), by run; a
-/// file whose header does not decode is listed with checksum 0 (it differs
-/// from every real run, so it is fetched again).
-pub fn run_checksums<S: Storage>(
-    storage: &S,
-    dir: &Path,
-) -> Result<Vec<(u64, u128)>, HistoryError> {
+/// One file of a history directory: the runs it holds and its header's
+/// content checksum (0: a header that does not read or decode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    /// First run held.
+    pub first: u64,
+    /// Last run held.
+    pub last: u64,
+    /// The header's content checksum.
+    pub checksum: u128,
+}
+
+/// The files of `dir` as `open` resolves them (a file a merged one holds
+/// is left out), oldest first: (first, last).
+fn chain<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<(u64, u64)>, HistoryError> {
     let names = match storage.list(dir) {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err("list", dir)(e)),
     };
+    let spans = names.iter().filter_map(|n| parse_file_name(n)).collect();
+    outermost(dir, spans, &mut Vec::new())
+}
+
+/// Every file of `dir` (see [`FileEntry`]), oldest first.
+pub fn list_files<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<FileEntry>, HistoryError> {
     let mut out = Vec::new();
-    for name in names {
-        // Single-run files only (a replicated partition merges none).
-        if let Some((_, run)) = parse_file_name(&name).filter(|(f, l)| f == l) {
-            out.push((run, run_checksum(storage, dir, run)?.unwrap_or(0)));
+    for (first, last) in chain(storage, dir)? {
+        let checksum =
+            header_of(storage, &dir.join(file_name(first, last)))?.map_or(0, |h| h.checksum);
+        out.push(FileEntry {
+            first,
+            last,
+            checksum,
+        });
+    }
+    Ok(out)
+}
+
+/// The file of `dir` holding run `run`: (first, last).
+pub fn holder<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    run: u64,
+) -> Result<Option<(u64, u64)>, HistoryError> {
+    Ok(chain(storage, dir)?
+        .into_iter()
+        .find(|&(f, l)| (f..=l).contains(&run)))
+}
+
+/// The checksum under which `dir` holds run `run`: its own file's header,
+/// or its merged file's member entry (`None`: not held; 0: a file that
+/// does not read or decode, so it differs from every real run).
+pub fn checksum_held<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    run: u64,
+) -> Result<Option<u128>, HistoryError> {
+    match holder(storage, dir, run)? {
+        None => Ok(None),
+        Some((f, l)) if f == l => Ok(Some(run_checksum(storage, dir, run)?.unwrap_or(0))),
+        Some((f, l)) => {
+            let opened = Run::open(storage, &dir.join(file_name(f, l)));
+            Ok(Some(
+                opened.ok().and_then(|r| r.checksum_of(run)).unwrap_or(0),
+            ))
         }
     }
-    out.sort_unstable();
-    Ok(out)
+}
+
+/// A piece of the file holding a run, as a peer sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileChunk {
+    /// The file.
+    pub file: FileEntry,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Bytes from the offset asked for (at most the most asked for).
+    pub bytes: Vec<u8>,
+}
+
+/// Up to `max` bytes from `offset` of the file of `dir` holding run `run`
+/// (`None`: no file holds it).
+pub fn read_file_chunk<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    run: u64,
+    (offset, max): (u64, u64),
+) -> Result<Option<FileChunk>, HistoryError> {
+    let Some((first, last)) = holder(storage, dir, run)? else {
+        return Ok(None);
+    };
+    let path = dir.join(file_name(first, last));
+    let f = match storage.open_read(&path) {
+        Ok(f) => f,
+        // Merged away since it was listed: not held any more.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", &path)(e)),
+    };
+    let len = f.len().map_err(io_err("stat", &path))?;
+    let mut raw = [0u8; HEADER_LEN];
+    f.read_at(&mut raw, 0).map_err(io_err("read", &path))?;
+    let checksum = Header::decode(&raw).map_or(0, |h| h.checksum);
+    let start = offset.min(len);
+    let mut bytes = vec![0u8; (len - start).min(max) as usize];
+    f.read_at(&mut bytes, start)
+        .map_err(io_err("read", &path))?;
+    Ok(Some(FileChunk {
+        file: FileEntry {
+            first,
+            last,
+            checksum,
+        },
+        len,
+        bytes,
+    }))
+}
+
+/// The decoded header of the file at `path` (`None`: no such file; a header
+/// that does not read or decode is `Some` with checksum 0 only through
+/// [`list_files`]).
+fn header_of<S: Storage>(storage: &S, path: &Path) -> Result<Option<Header>, HistoryError> {
+    let f = match storage.open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let mut raw = [0u8; HEADER_LEN];
+    Ok(match f.read_at(&mut raw, 0) {
+        Ok(()) => Header::decode(&raw).ok(),
+        Err(_) => None,
+    })
 }
 
 /// The content checksum in the header of run `run`'s own file in `dir`
@@ -84,56 +199,70 @@ pub fn run_checksum<S: Storage>(
     }))
 }
 
-/// Adopts `bytes` (a peer's run file) as run `run` of `dir`: refused unless
-/// they decode as exactly that single run with content checksum
-/// `checksum`, run `run − 1` is already here (or `run` is 1), and the file
-/// reads back whole; then its ids go into `filter`. Replaces a different
-/// file of the same run (one never installed here). Returns the path.
-pub fn adopt_run<S: Storage>(
+/// What a file adopted from a peer must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// A file holding run `run` under `checksum` (its own header's, or its
+    /// member entry's in a merged file): what an install names.
+    Run {
+        /// The run.
+        run: u64,
+        /// Its content checksum.
+        checksum: u128,
+    },
+    /// Exactly this file (a peer's listing).
+    File(FileEntry),
+}
+
+/// Adopts `bytes` (a peer's run or merged file) into `dir` (see the module
+/// doc): refused unless they decode as what `expect` says, start right
+/// after a file boundary here, hold every member run below
+/// `installed_below` under the checksum this directory holds it with, and
+/// read back whole; then its ids go into `filter`, it takes its final name
+/// and every other file here whose runs overlap its own is removed.
+/// Returns the file's runs (first, last).
+pub fn adopt_file<S: Storage>(
     storage: &S,
     dir: &Path,
-    (run, checksum): (u64, u128),
+    expect: Expect,
     bytes: &[u8],
-    filter: Option<&IdFilter>,
-) -> Result<PathBuf, HistoryError> {
-    let path = dir.join(run_name(run));
-    let corrupt = |fault| HistoryError::Corrupt {
-        path: path.clone(),
-        fault,
-    };
+    (filter, installed_below): (Option<&IdFilter>, u64),
+) -> Result<(u64, u64), HistoryError> {
     let header = bytes
         .get(..HEADER_LEN)
         .ok_or(RunFault::Length {
             expected: HEADER_LEN as u64,
             found: bytes.len() as u64,
         })
-        .and_then(|h| Ok(Header::decode(h.try_into().expect("header length"))?))
-        .map_err(corrupt)?;
-    if header.run != run || header.first_run != run || header.checksum != checksum {
-        return Err(corrupt(RunFault::Mismatch {
-            expected: checksum,
-            found: header.checksum,
-        }));
-    }
-    if run > 1 && storage.open_read(&dir.join(run_name(run - 1))).is_err() {
-        return Err(HistoryError::Missing {
-            path: dir.join(run_name(run - 1)),
-        });
-    }
+        .and_then(|h| Ok(Header::decode(h.try_into().expect("header length"))?));
+    let (first, last) = header.as_ref().map_or((0, 0), |h| (h.first_run, h.run));
+    let path = dir.join(file_name(first.max(1), last.max(first).max(1)));
+    let corrupt = |fault| HistoryError::Corrupt {
+        path: path.clone(),
+        fault,
+    };
+    let header = header.map_err(corrupt)?;
+    check_expected(&header, expect).map_err(corrupt)?;
+    check_boundary(storage, dir, first)?;
     storage
         .create_dir_all(dir)
         .map_err(io_err("create dir", dir))?;
-    let tmp = dir.join(format!("{}.tmp", run_name(run)));
+    let tmp = dir.join(format!("{}.tmp", file_name(first, last)));
+    // A leftover of an attempt that failed before its rename.
+    let _ = storage.remove(&tmp);
     let mut f = storage.create(&tmp).map_err(io_err("create", &tmp))?;
     f.write_at(bytes, 0).map_err(io_err("write", &tmp))?;
     f.sync_data().map_err(io_err("fdatasync", &tmp))?;
     drop(f);
-    let opened = Run::open(storage, &tmp).and_then(|r| r.verify_all().map(|()| r));
-    let opened = match opened {
+    let checked = Run::open(storage, &tmp)
+        .and_then(|r| r.verify_all().map(|()| r))
+        .map_err(corrupt)
+        .and_then(|r| check_members(storage, dir, &r, expect, installed_below).map(|()| r));
+    let opened = match checked {
         Ok(r) => r,
-        Err(fault) => {
+        Err(e) => {
             let _ = storage.remove(&tmp);
-            return Err(corrupt(fault));
+            return Err(e);
         }
     };
     if let Some(filter) = filter {
@@ -146,5 +275,150 @@ pub fn adopt_run<S: Storage>(
         .rename(&tmp, &path)
         .map_err(io_err("rename", &tmp))?;
     storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
+    remove_overlapping(storage, dir, (first, last))?;
+    Ok((first, last))
+}
+
+/// The header says what `expect` asks for (a merged file's member entry
+/// is checked once the file is open).
+fn check_expected(h: &Header, expect: Expect) -> Result<(), RunFault> {
+    let ok = match expect {
+        Expect::Run { run, checksum } => {
+            (h.first_run..=h.run).contains(&run) && (h.first_run < h.run || h.checksum == checksum)
+        }
+        Expect::File(e) => (h.first_run, h.run, h.checksum) == (e.first, e.last, e.checksum),
+    };
+    if ok && h.first_run >= 1 {
+        return Ok(());
+    }
+    let expected = match expect {
+        Expect::Run { checksum, .. } => checksum,
+        Expect::File(e) => e.checksum,
+    };
+    Err(RunFault::Mismatch {
+        expected,
+        found: h.checksum,
+    })
+}
+
+/// Run `first − 1` ends a file here (or `first` is 1).
+fn check_boundary<S: Storage>(storage: &S, dir: &Path, first: u64) -> Result<(), HistoryError> {
+    if first <= 1 {
+        return Ok(());
+    }
+    match holder(storage, dir, first - 1)? {
+        Some((_, l)) if l == first - 1 => Ok(()),
+        Some((f, l)) => Err(HistoryError::Overlap {
+            path: dir.join(file_name(first, first)),
+            other: dir.join(file_name(f, l)),
+        }),
+        None => Err(HistoryError::Missing {
+            path: dir.join(run_name(first - 1)),
+        }),
+    }
+}
+
+/// The opened file holds the run `expect` names under its checksum, and
+/// every member below `installed_below` as this directory holds it.
+fn check_members<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    r: &Run<S::File>,
+    expect: Expect,
+    installed_below: u64,
+) -> Result<(), HistoryError> {
+    let mismatch = |path: PathBuf, expected, found: Option<u128>| HistoryError::Corrupt {
+        path,
+        fault: RunFault::Mismatch {
+            expected,
+            found: found.unwrap_or(0),
+        },
+    };
+    if let Expect::Run { run, checksum } = expect {
+        if r.checksum_of(run) != Some(checksum) {
+            return Err(mismatch(r.path.clone(), checksum, r.checksum_of(run)));
+        }
+    }
+    for m in r.member_list().iter().filter(|m| m.run < installed_below) {
+        match checksum_held(storage, dir, m.run)? {
+            Some(c) if c != m.checksum => {
+                return Err(mismatch(dir.join(run_name(m.run)), c, Some(m.checksum)))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Removes every file of `dir` but `file_name(first, last)` whose runs
+/// overlap `first..=last` (the adopted file holds them, or replaces a
+/// file grouped otherwise), then syncs the directory.
+fn remove_overlapping<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    (first, last): (u64, u64),
+) -> Result<(), HistoryError> {
+    let names = storage.list(dir).map_err(io_err("list", dir))?;
+    let mut removed = false;
+    for (f, l) in names.iter().filter_map(|n| parse_file_name(n)) {
+        if (f, l) != (first, last) && f <= last && l >= first {
+            let p = dir.join(file_name(f, l));
+            storage.remove(&p).map_err(io_err("remove", &p))?;
+            removed = true;
+        }
+    }
+    if removed {
+        storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
+    }
+    Ok(())
+}
+
+/// [`adopt_file`] of a single run `run` under `checksum` (a leader's cut).
+pub fn adopt_run<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    (run, checksum): (u64, u128),
+    bytes: &[u8],
+    filter: Option<&IdFilter>,
+) -> Result<PathBuf, HistoryError> {
+    let path = dir.join(run_name(run));
+    let single = bytes
+        .get(..HEADER_LEN)
+        .and_then(|h| Header::decode(h.try_into().expect("header length")).ok())
+        .is_some_and(|h| h.first_run == run && h.run == run);
+    if !single && bytes.len() >= HEADER_LEN {
+        return Err(HistoryError::Corrupt {
+            path,
+            fault: RunFault::Mismatch {
+                expected: checksum,
+                found: 0,
+            },
+        });
+    }
+    adopt_file(
+        storage,
+        dir,
+        Expect::Run { run, checksum },
+        bytes,
+        (filter, run),
+    )?;
     Ok(path)
+}
+
+impl<F: crate::StorageFile> HistoryLink<F> {
+    /// Hands the engine's store a file adopted from a peer (`path`, opened
+    /// here, off the engine thread): the store puts it in place of every
+    /// file from its first run on (see `DiskHistory`'s swap).
+    pub fn offer_adopted<S: Storage<File = F>>(
+        &self,
+        storage: &S,
+        path: &Path,
+    ) -> Result<(), HistoryError> {
+        let run = Run::open(storage, path).map_err(|fault| HistoryError::Corrupt {
+            path: path.to_path_buf(),
+            fault,
+        })?;
+        self.offer_fetched(run);
+        Ok(())
+    }
 }

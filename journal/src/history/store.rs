@@ -512,7 +512,20 @@ pub struct HistoryLink<F> {
     installed_run: AtomicU64,
     /// Set while `merged` holds files to adopt.
     ready: AtomicBool,
-    merged: Mutex<Vec<Run<F>>>,
+    /// Files to swap in: merged here (exactly their members' files), or
+    /// adopted from a peer (every file from their first run on).
+    merged: Mutex<Vec<(Run<F>, Swap)>>,
+}
+
+/// How a handed-over file takes its place in the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Swap {
+    /// A merge of files the store holds: replaces exactly them.
+    Merged,
+    /// A peer's file: replaces every file from its first run on (runs
+    /// below the highest installed one are its members, under the same
+    /// checksums; later ones were never installed here).
+    Adopted,
 }
 
 impl<F> HistoryLink<F> {
@@ -531,10 +544,19 @@ impl<F> HistoryLink<F> {
 
     /// Hands a merged file (opened and verified) to the store.
     pub(crate) fn offer(&self, run: Run<F>) {
+        self.hand_over(run, Swap::Merged);
+    }
+
+    /// Hands a file adopted from a peer (opened and verified) to the store.
+    pub(crate) fn offer_fetched(&self, run: Run<F>) {
+        self.hand_over(run, Swap::Adopted);
+    }
+
+    fn hand_over(&self, run: Run<F>, how: Swap) {
         self.merged
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(run);
+            .push((run, how));
         self.ready.store(true, Ordering::Release);
     }
 }
@@ -715,8 +737,12 @@ impl<S: Storage> DiskHistory<S> {
         self.link.ready.store(false, Ordering::Release);
         drop(slot);
         let mut runs = self.runs.borrow_mut();
-        for m in merged {
-            swap_in(&mut runs, m);
+        let installed = self.link.installed_run();
+        for (m, how) in merged {
+            match how {
+                Swap::Merged => swap_in(&mut runs, m),
+                Swap::Adopted => swap_adopted(&mut runs, m, installed),
+            }
         }
     }
 
@@ -763,18 +789,42 @@ fn swap_in<F: StorageFile>(runs: &mut Vec<Run<F>>, m: Run<F>) {
     if !exact {
         return;
     }
-    for r in &runs[i..j] {
-        for member in r.member_list() {
+    assert_holds(&m, &runs[i..j], u64::MAX);
+    runs.splice(i..j, std::iter::once(m));
+}
+
+/// Every member run (through `upto`) of `files` is one `m` holds under the
+/// same checksum: a file that would take their place holding another is a
+/// bug (its writer checked it), so a panic.
+fn assert_holds<F: StorageFile>(m: &Run<F>, files: &[Run<F>], upto: u64) {
+    for r in files.iter().filter(|r| r.first() <= upto) {
+        for member in r.member_list().iter().filter(|x| x.run <= upto) {
             assert_eq!(
                 m.checksum_of(member.run),
                 Some(member.checksum),
-                "merged history file {} lists run {} under another checksum",
+                "history file {} holds run {} under another checksum than the file it replaces",
                 m.path.display(),
                 member.run
             );
         }
     }
-    runs.splice(i..j, std::iter::once(m));
+}
+
+/// Puts a file adopted from a peer in place of every file from its first
+/// run on. It follows a file boundary (`adopt_file` checked it on disk;
+/// a store whose files end earlier takes it only right after its last);
+/// every run it replaces that this store installed must be its member
+/// under the same checksum (`adopt_file` checked that too: a difference
+/// is a bug, so a panic). Later files were never installed here.
+fn swap_adopted<F: StorageFile>(runs: &mut Vec<Run<F>>, m: Run<F>, installed: u64) {
+    let i = runs.partition_point(|r| r.first() < m.first());
+    let after = if i == 0 { 0 } else { runs[i - 1].header.run };
+    if after + 1 != m.first() {
+        return;
+    }
+    assert_holds(&m, &runs[i..], installed);
+    runs.truncate(i);
+    runs.push(m);
 }
 
 /// A read failure as the engine's fault, naming the file and the check.
@@ -851,7 +901,7 @@ fn open_runs<S: Storage>(
 /// has its final name (so is complete: the files it replaced are leftovers
 /// of a crash before their removal, added to `stale`); two merged files
 /// that overlap without one holding the other are refused.
-fn outermost(
+pub(crate) fn outermost(
     dir: &Path,
     mut names: Vec<(u64, u64)>,
     stale: &mut Vec<String>,

@@ -891,7 +891,12 @@ fn replicated_runs_are_held_until_installed_and_adopted_only_as_named() {
         "another run's bytes: {e}"
     );
     adopt_run(&follower, dir, (1, checksum), &bytes, Some(&filter)).unwrap();
-    assert_eq!(run_checksums(&follower, dir).unwrap(), vec![(1, checksum)]);
+    let listed = FileEntry {
+        first: 1,
+        last: 1,
+        checksum,
+    };
+    assert_eq!(list_files(&follower, dir).unwrap(), vec![listed]);
     let first = inputs
         .iter()
         .flatten()
@@ -926,5 +931,144 @@ fn replicated_runs_are_held_until_installed_and_adopted_only_as_named() {
     assert_eq!(
         w.cut_held(w.catch_up_through(400).unwrap()).unwrap(),
         (2, c2)
+    );
+}
+
+/// A peer's merged file is adopted in place of the runs it holds: only as
+/// the file holding the run asked for under its checksum, only right after
+/// a file boundary, only with every installed member under the checksum
+/// held here; it travels in chunks; the engine's live store swaps it in
+/// and answers as the runs did; a restart opens the result.
+#[test]
+fn a_peers_merged_file_takes_the_place_of_the_runs_it_holds() {
+    let dir = Path::new(DIR);
+    let inputs = stream(61, 1200);
+    let (leader, follower, reference) = (SimDisk::new(), SimDisk::new(), SimDisk::new());
+    let (_, runs) = write_runs(&leader, &inputs, 150);
+    assert!(runs.len() >= 6, "{} runs", runs.len());
+    for d in [&follower, &reference] {
+        assert_eq!(
+            write_runs(d, &inputs, 150).1,
+            runs,
+            "runs are deterministic"
+        );
+    }
+    merge_range(&leader, 1, 4);
+    for run in 3..=runs.len() as u64 {
+        follower.remove(&dir.join(run_name(run))).unwrap();
+        if run > 4 {
+            reference.remove(&dir.join(run_name(run))).unwrap();
+        }
+    }
+    let live = DiskHistory::open(follower.clone(), dir).unwrap();
+    for &(run, sum) in &runs[..2] {
+        assert!(live.has_run(run, sum).unwrap());
+    }
+    // In chunks, as a peer sends it.
+    let mut bytes = Vec::new();
+    loop {
+        let c = read_file_chunk(&leader, dir, 3, (bytes.len() as u64, 1000))
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.file.first, c.file.last), (1, 4));
+        bytes.extend_from_slice(&c.bytes);
+        if bytes.len() as u64 == c.len {
+            break;
+        }
+    }
+    let (c3, c4) = (runs[2].1, runs[3].1);
+    let want = Expect::Run {
+        run: 3,
+        checksum: c3,
+    };
+    let wrong = Expect::Run {
+        run: 3,
+        checksum: c3 ^ 1,
+    };
+    let e = adopt_file(&follower, dir, wrong, &bytes, (None, 3)).unwrap_err();
+    assert!(matches!(e, HistoryError::Corrupt { .. }), "{e}");
+    // A node whose installed run 2 differs refuses it.
+    let other = SimDisk::new();
+    write_runs(&other, &stream(62, 400), 150);
+    let e = adopt_file(&other, dir, want, &bytes, (None, 3)).unwrap_err();
+    assert!(matches!(e, HistoryError::Corrupt { .. }), "{e}");
+    // A node with a gap before it refuses a later file.
+    let five = read_file_chunk(&leader, dir, 5, (0, u64::MAX))
+        .unwrap()
+        .unwrap();
+    let e = adopt_file(
+        &follower,
+        dir,
+        Expect::File(five.file),
+        &five.bytes,
+        (None, 5),
+    );
+    assert!(matches!(e, Err(HistoryError::Missing { .. })), "{e:?}");
+    let filter = IdFilter::new(1 << 16).unwrap();
+    let adopted = adopt_file(&follower, dir, want, &bytes, (Some(&filter), 3)).unwrap();
+    assert_eq!(adopted, (1, 4));
+    assert_eq!(
+        list_files(&follower, dir).unwrap(),
+        vec![FileEntry {
+            first: 1,
+            last: 4,
+            checksum: list_files(&leader, dir).unwrap()[0].checksum
+        }]
+    );
+    assert_eq!(checksum_held(&follower, dir, 4).unwrap(), Some(c4));
+    assert!(inputs[..300]
+        .iter()
+        .flatten()
+        .all(|r| filter.may_contain(r.spec.id.0)));
+    // The live store: members swapped for the merged file, same answers.
+    live.link()
+        .offer_adopted(&follower, &dir.join(merged_name(1, 4)))
+        .unwrap();
+    assert!(live.has_run(3, c3).unwrap() && live.has_run(4, c4).unwrap());
+    assert!(!live.has_run(4, c4 ^ 1).unwrap());
+    assert_eq!(live.files(), 1);
+    let expected = answers(
+        &DiskHistory::open(reference.clone(), dir).unwrap(),
+        &inputs,
+        61,
+    );
+    assert_eq!(answers(&live, &inputs, 61), expected);
+    let reopened = DiskHistory::open(follower.clone(), dir).unwrap();
+    reopened.check_installed(4, c4).unwrap();
+    assert_eq!(answers(&reopened, &inputs, 61), expected);
+    // A file starting inside one held here is refused (grouped otherwise).
+    let regrouped = SimDisk::new();
+    write_runs(&regrouped, &inputs, 150);
+    merge_range(&regrouped, 3, 6);
+    let c = read_file_chunk(&regrouped, dir, 3, (0, u64::MAX))
+        .unwrap()
+        .unwrap();
+    let e = adopt_file(&follower, dir, Expect::File(c.file), &c.bytes, (None, 3));
+    assert!(matches!(e, Err(HistoryError::Overlap { .. })), "{e:?}");
+    // A snapshot's fetch (nothing installed binds it) takes the peer's
+    // grouping over its own: files overlapping an adopted one go, and the
+    // chain is whole again once the peer's next files are in.
+    let one_four = list_files(&leader, dir).unwrap()[0];
+    adopt_file(&regrouped, dir, Expect::File(one_four), &bytes, (None, 0)).unwrap();
+    let e = DiskHistory::open(regrouped.clone(), dir).unwrap_err();
+    assert!(
+        matches!(e, HistoryError::Missing { .. }),
+        "runs 5, 6 went: {e}"
+    );
+    for run in [5, 6] {
+        let c = read_file_chunk(&leader, dir, run, (0, u64::MAX))
+            .unwrap()
+            .unwrap();
+        adopt_file(&regrouped, dir, Expect::File(c.file), &c.bytes, (None, 0)).unwrap();
+    }
+    let h = DiskHistory::open(regrouped.clone(), dir).unwrap();
+    assert_eq!(h.runs(), runs.len() as u64);
+    assert_eq!(
+        answers(&h, &inputs, 61),
+        answers(
+            &DiskHistory::open(leader.clone(), dir).unwrap(),
+            &inputs,
+            61
+        )
     );
 }

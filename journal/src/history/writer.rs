@@ -235,6 +235,9 @@ pub struct RunWriter<S: Storage> {
     bytes: u64,
     /// Compaction, run on its own thread by the runtime (absent: none).
     compactor: Option<super::Compactor<S>>,
+    /// The link of the engine's store (a replicated partition's: peers'
+    /// merged files are handed to it).
+    store_link: Option<std::sync::Arc<super::HistoryLink<S::File>>>,
     /// The partition's id filter: each run's ids are added before `cut`
     /// returns, so before the install is submitted (absent: none).
     filter: Option<std::sync::Arc<super::IdFilter>>,
@@ -286,6 +289,7 @@ impl<S: Storage> RunWriter<S> {
             run_records: run_records.max(1),
             bytes,
             compactor: None,
+            store_link: None,
             filter: None,
         })
     }
@@ -311,6 +315,17 @@ impl<S: Storage> RunWriter<S> {
     /// The id filter it adds each run's ids to, if any.
     pub fn filter(&self) -> Option<&std::sync::Arc<super::IdFilter>> {
         self.filter.as_ref()
+    }
+
+    /// Carries the link of the store the engine starts with.
+    pub fn with_store_link(mut self, link: std::sync::Arc<super::HistoryLink<S::File>>) -> Self {
+        self.store_link = Some(link);
+        self
+    }
+
+    /// The link of the store the engine starts with, if carried.
+    pub fn store_link(&self) -> Option<std::sync::Arc<super::HistoryLink<S::File>>> {
+        self.store_link.clone()
     }
 
     /// Takes the compactor out, for its own thread.
