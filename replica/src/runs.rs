@@ -18,18 +18,19 @@
 //! file holding it under the same checksum (the handoff's files lock and
 //! queued run); a missing run is fetched again until some peer has it
 //! (apply waits: an engine never installs a run it cannot answer from);
-//! a file travels in chunks of at most `CHUNK_BYTES`, so a merged file of
-//! any size fits the peer frame; every RPC body is decoded or refused with
+//! a file travels in chunks of at most `CHUNK_BYTES`, written to disk as
+//! they come, so a merged file of any size fits the peer frame and memory
+//! holds one chunk of it; every RPC body is decoded or refused with
 //! a typed error, never a panic.
 
 use crate::network::{ServeError, Transport};
 use crate::types::NodeId;
 use journal::history::format::{Header, HEADER_LEN};
 use journal::history::{
-    adopt_file, adopt_run, checksum_held, file_name, list_files, read_file_chunk, read_run_bytes,
-    run_name, Expect, FileEntry, HistoryError,
+    adopt_run, checksum_held, file_name, list_files, read_file_chunk, read_run_bytes, run_name,
+    Expect, FileEntry, HistoryError, Incoming,
 };
-use journal::FsStorage;
+use journal::{FsFile, FsStorage};
 use runtime::{CutRun, HistoryHandoff, Shared};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -431,21 +432,19 @@ async fn fetch_from(
     let missing = || HistoryError::Missing {
         path: h.dir().join(run_name(run)),
     };
-    let (file, bytes) = fetch_file(t, group, run, peer).await.ok_or_else(missing)?;
-    if matches!(expect, Expect::File(e) if e != file) {
+    let incoming = fetch_file(t, group, h, run, peer)
+        .await?
+        .ok_or_else(missing)?;
+    if matches!(expect, Expect::File(e) if e != incoming.entry()) {
+        blocking(|| incoming.abandon(&FsStorage));
         return Err(missing());
     }
     blocking(|| {
         let _merges = h.lock_merges();
         let _files = h.lock_files();
         let filter = h.filter().map(|f| &**f);
-        let (first, last) = adopt_file(
-            &FsStorage,
-            h.dir(),
-            expect,
-            &bytes,
-            (filter, installed_below),
-        )?;
+        let (first, last) =
+            incoming.finish(&FsStorage, h.dir(), expect, (filter, installed_below))?;
         h.note_files_changed();
         // An install's merged file (a snapshot's files go to the store
         // the restore opens).
@@ -458,22 +457,23 @@ async fn fetch_from(
     })
 }
 
-/// The whole file holding `run` at `peer`, in chunks (`None`: the peer
-/// holds none, failed, or its file changed between chunks).
+/// The whole file holding `run` at `peer`, received chunk by chunk into
+/// the history directory (`None`: the peer holds none, failed, or its file
+/// changed between chunks; the partial file is then removed).
 async fn fetch_file(
     t: &dyn Transport,
     group: u32,
+    h: &HistoryHandoff,
     run: u64,
     peer: &(NodeId, String),
-) -> Option<(FileEntry, Vec<u8>)> {
-    let mut bytes: Vec<u8> = Vec::new();
-    let mut file: Option<FileEntry> = None;
+) -> Result<Option<Incoming<FsFile>>, HistoryError> {
+    let mut incoming: Option<Incoming<FsFile>> = None;
     loop {
-        let offset = bytes.len() as u64;
+        let offset = incoming.as_ref().map_or(0, |i| i.written());
         let body = postcard::to_allocvec(&FetchFile { run, offset }).expect("postcard encodes");
-        let Some(RunAnswer::Chunk(Some(c))) = call(t, group, peer, kind::FETCH_FILE, body).await
-        else {
-            return None;
+        let answer = call(t, group, peer, kind::FETCH_FILE, body).await;
+        let Some(RunAnswer::Chunk(Some(c))) = answer else {
+            return Ok(give_up(incoming));
         };
         let e = FileEntry {
             first: c.first,
@@ -481,19 +481,28 @@ async fn fetch_file(
             checksum: c.checksum,
         };
         let stalled = c.bytes.is_empty() && offset < c.len;
-        if file.is_some_and(|f| f != e) || c.len > FILE_BYTES_MAX || stalled {
-            return None;
+        let changed = incoming.as_ref().is_some_and(|i| i.entry() != e);
+        if changed || c.len > FILE_BYTES_MAX || stalled {
+            return Ok(give_up(incoming));
         }
-        file = Some(e);
-        if bytes.is_empty() {
-            bytes.reserve_exact(c.len as usize);
+        let mut i = match incoming.take() {
+            Some(i) => i,
+            None => blocking(|| Incoming::start(&FsStorage, h.dir(), e, c.len, "fetch.tmp"))?,
+        };
+        blocking(|| i.push(&c.bytes))?;
+        if i.complete() {
+            return Ok(Some(i));
         }
-        bytes.extend_from_slice(&c.bytes);
-        if bytes.len() as u64 >= c.len {
-            bytes.truncate(c.len as usize);
-            return Some((e, bytes));
-        }
+        incoming = Some(i);
     }
+}
+
+/// Removes a partly received file; `None`.
+fn give_up(incoming: Option<Incoming<FsFile>>) -> Option<Incoming<FsFile>> {
+    if let Some(i) = incoming {
+        blocking(|| i.abandon(&FsStorage));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -669,5 +678,18 @@ mod fetch_tests {
             list_files(&FsStorage, g.path()).unwrap(),
             list_files(&FsStorage, p.path()).unwrap()
         );
+        // Received in pieces of `CHUNK_BYTES` through a file of its own,
+        // renamed once whole: nothing is left behind.
+        for d in [f.path(), g.path()] {
+            let names: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(names.iter().all(|n| n.ends_with(".bhr")), "{names:?}");
+        }
+        let len = std::fs::metadata(p.path().join(file_name(1, 3)))
+            .unwrap()
+            .len();
+        assert!(len > 2 * CHUNK_BYTES, "{len} bytes: several chunks");
     }
 }

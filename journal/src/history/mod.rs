@@ -31,7 +31,7 @@ pub use filter::IdFilter;
 pub use format::{file_name, parse_file_name, parse_run_name, run_name};
 pub use shipping::{
     adopt_file, adopt_run, checksum_held, holder, list_files, read_file_chunk, read_run_bytes,
-    run_checksum, Expect, FileChunk, FileEntry,
+    run_checksum, Expect, FileChunk, FileEntry, Incoming,
 };
 pub use store::{DiskHistory, HistoryError, HistoryLink, RunFault};
 pub use writer::{build_run, repair_run, write_run_file, RunImage, RunWriter};

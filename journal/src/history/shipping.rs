@@ -226,7 +226,7 @@ pub fn adopt_file<S: Storage>(
     dir: &Path,
     expect: Expect,
     bytes: &[u8],
-    (filter, installed_below): (Option<&IdFilter>, u64),
+    opts: (Option<&IdFilter>, u64),
 ) -> Result<(u64, u64), HistoryError> {
     let header = bytes
         .get(..HEADER_LEN)
@@ -235,45 +235,135 @@ pub fn adopt_file<S: Storage>(
             found: bytes.len() as u64,
         })
         .and_then(|h| Ok(Header::decode(h.try_into().expect("header length"))?));
-    let (first, last) = header.as_ref().map_or((0, 0), |h| (h.first_run, h.run));
-    let path = dir.join(file_name(first.max(1), last.max(first).max(1)));
+    let (first, last) = header.as_ref().map_or((1, 1), |h| (h.first_run, h.run));
+    let entry = FileEntry {
+        first: first.max(1),
+        last: last.max(first).max(1),
+        checksum: header.as_ref().map_or(0, |h| h.checksum),
+    };
+    let mut incoming = Incoming::start(storage, dir, entry, bytes.len() as u64, "tmp")?;
+    incoming.push(bytes)?;
+    incoming.finish(storage, dir, expect, opts)
+}
+
+/// A peer's file being received piece by piece into `<name>.<suffix>` in
+/// the history directory (memory holds one piece at a time; `open`
+/// removes a leftover), then adopted whole ([`Incoming::finish`]).
+#[derive(Debug)]
+pub struct Incoming<F> {
+    file: F,
+    tmp: PathBuf,
+    entry: FileEntry,
+    len: u64,
+    written: u64,
+}
+
+impl<F: StorageFile> Incoming<F> {
+    /// Starts receiving `entry` (`len` bytes) into `dir`.
+    pub fn start<S: Storage<File = F>>(
+        storage: &S,
+        dir: &Path,
+        entry: FileEntry,
+        len: u64,
+        suffix: &str,
+    ) -> Result<Self, HistoryError> {
+        storage
+            .create_dir_all(dir)
+            .map_err(io_err("create dir", dir))?;
+        let tmp = dir.join(format!("{}.{suffix}", file_name(entry.first, entry.last)));
+        // A leftover of an attempt that failed before its rename.
+        let _ = storage.remove(&tmp);
+        let file = storage.create(&tmp).map_err(io_err("create", &tmp))?;
+        Ok(Incoming {
+            file,
+            tmp,
+            entry,
+            len,
+            written: 0,
+        })
+    }
+
+    /// The file being received.
+    pub fn entry(&self) -> FileEntry {
+        self.entry
+    }
+
+    /// Bytes received so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Whether every byte is here.
+    pub fn complete(&self) -> bool {
+        self.written >= self.len
+    }
+
+    /// Appends the next piece (no more than the file's length).
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), HistoryError> {
+        let take = bytes.len().min((self.len - self.written) as usize);
+        self.file
+            .write_at(&bytes[..take], self.written)
+            .map_err(io_err("write", &self.tmp))?;
+        self.written += take as u64;
+        Ok(())
+    }
+
+    /// Gives up: the partial file goes.
+    pub fn abandon<S: Storage<File = F>>(self, storage: &S) {
+        drop(self.file);
+        let _ = storage.remove(&self.tmp);
+    }
+
+    /// Syncs the received file and adopts it as [`adopt_file`] says.
+    pub fn finish<S: Storage<File = F>>(
+        mut self,
+        storage: &S,
+        dir: &Path,
+        expect: Expect,
+        (filter, installed_below): (Option<&IdFilter>, u64),
+    ) -> Result<(u64, u64), HistoryError> {
+        let tmp = self.tmp.clone();
+        let adopted = self
+            .file
+            .sync_data()
+            .map_err(io_err("fdatasync", &tmp))
+            .and_then(|()| {
+                drop(self.file);
+                adopt_written(storage, dir, &tmp, expect, (filter, installed_below))
+            });
+        if adopted.is_err() {
+            let _ = storage.remove(&tmp);
+        }
+        adopted
+    }
+}
+
+/// [`adopt_file`]'s checks and steps on a synced file at `tmp`.
+fn adopt_written<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    tmp: &Path,
+    expect: Expect,
+    (filter, installed_below): (Option<&IdFilter>, u64),
+) -> Result<(u64, u64), HistoryError> {
     let corrupt = |fault| HistoryError::Corrupt {
-        path: path.clone(),
+        path: tmp.to_path_buf(),
         fault,
     };
-    let header = header.map_err(corrupt)?;
-    check_expected(&header, expect).map_err(corrupt)?;
+    let opened = Run::open(storage, tmp).map_err(corrupt)?;
+    let (first, last) = (opened.header.first_run, opened.header.run);
+    check_expected(&opened.header, expect).map_err(corrupt)?;
     check_boundary(storage, dir, first)?;
-    storage
-        .create_dir_all(dir)
-        .map_err(io_err("create dir", dir))?;
-    let tmp = dir.join(format!("{}.tmp", file_name(first, last)));
-    // A leftover of an attempt that failed before its rename.
-    let _ = storage.remove(&tmp);
-    let mut f = storage.create(&tmp).map_err(io_err("create", &tmp))?;
-    f.write_at(bytes, 0).map_err(io_err("write", &tmp))?;
-    f.sync_data().map_err(io_err("fdatasync", &tmp))?;
-    drop(f);
-    let checked = Run::open(storage, &tmp)
-        .and_then(|r| r.verify_all().map(|()| r))
-        .map_err(corrupt)
-        .and_then(|r| check_members(storage, dir, &r, expect, installed_below).map(|()| r));
-    let opened = match checked {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = storage.remove(&tmp);
-            return Err(e);
-        }
-    };
+    opened.verify_all().map_err(corrupt)?;
+    check_members(storage, dir, &opened, expect, installed_below)?;
     if let Some(filter) = filter {
         opened
             .scan(|r| filter.insert(r.spec.id.0))
             .map_err(corrupt)?;
     }
     drop(opened);
-    storage
-        .rename(&tmp, &path)
-        .map_err(io_err("rename", &tmp))?;
+    let path = dir.join(file_name(first, last));
+    storage.rename(tmp, &path).map_err(io_err("rename", tmp))?;
     storage.sync_dir(dir).map_err(io_err("fsync dir", dir))?;
     remove_overlapping(storage, dir, (first, last))?;
     Ok((first, last))
