@@ -667,6 +667,12 @@ impl Scrape<'_> {
         )?;
         gauge(
             e,
+            "bourse_history_files",
+            "Transfer history files on disk, runs and merged ones (at most what a lookup of an id on disk probes; compaction keeps it near fanout x log(runs))",
+            &self.perf(&|_, p| p.counters.history_files.get() as f64),
+        )?;
+        gauge(
+            e,
             "bourse_history_runs",
             "Transfer history runs written (a replicated node: runs installed, whoever cut them)",
             &self.perf(&|_, p| p.counters.history_runs.get() as f64),

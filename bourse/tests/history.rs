@@ -136,6 +136,8 @@ fn old_transfer_ids_stay_exactly_once_through_history_restarts_and_snapshots() {
         let c = &p.runtime().shared(0).counters;
         assert!(c.history_runs.get() >= 10, "{} runs", c.history_runs.get());
         assert!(c.history_bytes.get() > 0);
+        let files = c.history_files.get();
+        assert!((1..=c.history_runs.get()).contains(&files), "{files} files");
         p.shutdown();
     }
     assert!(runs_on_disk(&dir) >= 10, "{} runs", runs_on_disk(&dir));

@@ -62,7 +62,8 @@ const COMPACT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 /// A single node's compaction: merges runs covered by the oldest kept
 /// snapshot while the engine runs; returns once it stopped.
 fn single_compact_loop(mut c: Compactor<FsStorage>, shared: &Shared) {
-    compact_loop(shared, || {
+    let dir = c.dir().to_path_buf();
+    compact_loop(shared, &dir, || {
         c.observe(|| shared.applied_seq.load(Ordering::Acquire))
             .and_then(|()| c.step())
     });
@@ -73,11 +74,12 @@ fn single_compact_loop(mut c: Compactor<FsStorage>, shared: &Shared) {
 /// compaction only.
 fn compact_loop(
     shared: &Shared,
+    dir: &std::path::Path,
     mut step: impl FnMut() -> Result<bool, journal::history::HistoryError>,
 ) {
     while !shared.stopped.load(Ordering::Acquire) {
         match step() {
-            Ok(true) => {}
+            Ok(true) => count_files(shared, dir),
             Ok(false) => std::thread::sleep(COMPACT_POLL),
             Err(e) => {
                 tracing::error!(error = %e, "history compaction failed; it stays off until restart (runs keep answering as they are)");
@@ -98,7 +100,7 @@ fn replicated_compact_loop(first: Compactor<FsStorage>, shared: &Shared, h: &His
     let settings = first.settings();
     drop(first);
     let mut current: Option<(u64, Compactor<FsStorage>)> = None;
-    compact_loop(shared, || {
+    compact_loop(shared, h.dir(), || {
         if h.paused() {
             return Ok(false);
         }
@@ -146,7 +148,7 @@ fn write_loop(writer: &mut RunWriter<FsStorage>, shared: &Arc<Shared>, fatal: fn
     debug_assert_eq!(super::COMMAND_KINDS[INSTALL_KIND], "install_history");
     let rejected_at_start = shared.counters.rejected[INSTALL_KIND].get();
     shared.counters.history_runs.set(writer.last().0);
-    shared.counters.history_bytes.set(writer.bytes_written());
+    count_files(shared, writer.dir());
     loop {
         let stopped = shared.stopped.load(Ordering::Acquire);
         let applied = shared.applied_seq.load(Ordering::Acquire);
@@ -216,8 +218,8 @@ fn cut_counted(
     if !held {
         // A held run counts once installed (`note_installed_run`).
         shared.counters.history_runs.add(1);
+        count_files(shared, writer.dir());
     }
-    shared.counters.history_bytes.set(writer.bytes_written());
     Ok(cut)
 }
 
@@ -226,14 +228,20 @@ fn cut_counted(
 fn note_installed_run(shared: &Shared, h: &HistoryHandoff, run: u64) {
     h.note_installed(run);
     shared.counters.history_runs.set(run);
-    let bytes = std::fs::read_dir(h.dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| journal::history::parse_file_name(&e.file_name().to_string_lossy()).is_some())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    count_files(shared, h.dir());
+}
+
+/// Sets the history gauges of files on disk in `dir` (runs and merged
+/// files) and their bytes (a directory that cannot be read counts none).
+fn count_files(shared: &Shared, dir: &std::path::Path) {
+    let (mut files, mut bytes) = (0, 0);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if journal::history::parse_file_name(&e.file_name().to_string_lossy()).is_some() {
+            files += 1;
+            bytes += e.metadata().map_or(0, |m| m.len());
+        }
+    }
+    shared.counters.history_files.set(files);
     shared.counters.history_bytes.set(bytes);
 }
 

@@ -211,6 +211,9 @@ pub struct Counters {
     pub history_runs: Counter,
     /// Bytes of history run files written (history writer thread).
     pub history_bytes: Counter,
+    /// History files on disk, runs and merged files (history writer and
+    /// compaction threads).
+    pub history_files: Counter,
     _end_line: CachePadded<()>,
 }
 
@@ -241,6 +244,7 @@ impl Default for Counters {
             retained_through_seq: Counter::default(),
             history_runs: Counter::default(),
             history_bytes: Counter::default(),
+            history_files: Counter::default(),
             _journal_line: CachePadded::new(()),
             _history_line: CachePadded::new(()),
             _end_line: CachePadded::new(()),
@@ -624,7 +628,7 @@ mod tests {
         );
         let history = (
             offset_of!(Counters, history_runs),
-            offset_of!(Counters, history_bytes) + 8,
+            offset_of!(Counters, history_files) + 8,
         );
         assert_eq!(offset_of!(Counters, commands), 0);
         for (name, start) in [("journal", journal.0), ("history", history.0)] {

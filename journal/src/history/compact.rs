@@ -229,6 +229,11 @@ impl<S: Storage + Clone> Compactor<S> {
         &self.files
     }
 
+    /// The history directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// (fanout, records_max).
     pub fn settings(&self) -> (usize, u64) {
         (self.fanout, self.records_max)
