@@ -58,6 +58,9 @@ const FILE_BYTES_MAX: u64 = 4 << 30;
 const RUN_RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between rounds of asking every peer for a run nobody had.
 const FETCH_RETRY: Duration = Duration::from_millis(200);
+/// A node still waiting for a run says so again every this many rounds
+/// (30 s): a stuck apply stays visible in the log.
+const WARN_EVERY_ROUNDS: u64 = 150;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct PutRun {
@@ -301,7 +304,7 @@ pub async fn ensure_run(
         return Ok(());
     }
     h.note_queued(run);
-    let mut warned = false;
+    let mut round = 0u64;
     loop {
         if blocking(|| {
             let _files = h.lock_files();
@@ -309,23 +312,34 @@ pub async fn ensure_run(
         })? {
             return Ok(());
         }
+        let mut last = None;
         for p in peers {
             match fetch_from(t, group, h, (Expect::Run { run, checksum }, run), p).await {
                 Ok(()) => return Ok(()),
-                Err(e) if peer_side(&e) => {
-                    tracing::debug!(peer = p.0, run, error = %e, "a peer's history file was not adopted");
-                }
+                Err(e) if peer_side(&e) => last = Some((p.0, e)),
                 Err(e) => return Err(e),
             }
         }
-        if !warned {
+        if round.is_multiple_of(WARN_EVERY_ROUNDS) {
+            let hint = match &last {
+                Some((_, HistoryError::Overlap { .. })) => {
+                    "a peer's file starts inside one of this node's: members must share \
+                     [history] compact_fanout"
+                }
+                _ => "",
+            };
+            let (peer, why) = last.map_or((0, String::new()), |(p, e)| (p, e.to_string()));
             tracing::warn!(
                 run,
-                "no peer has the history run this replica must install yet; asking again"
+                round,
+                peer,
+                why,
+                hint,
+                "no peer has the history run this replica must install yet; apply waits, asking again"
             );
-            warned = true;
         }
         tokio::time::sleep(FETCH_RETRY).await;
+        round += 1;
     }
 }
 
@@ -341,6 +355,7 @@ pub async fn ensure_through(
 ) -> Result<(), HistoryError> {
     h.note_queued(run);
     let _pause = h.pause();
+    let mut round = 0u64;
     loop {
         for p in peers {
             let Some(RunAnswer::Files(theirs)) = call(t, group, p, kind::LIST_FILES, vec![]).await
@@ -377,11 +392,15 @@ pub async fn ensure_through(
                 "a peer's files hold the run under another checksum"
             );
         }
-        tracing::warn!(
-            run,
-            "no peer lists the history runs of the snapshot being installed yet; asking again"
-        );
+        if round.is_multiple_of(WARN_EVERY_ROUNDS) {
+            tracing::warn!(
+                run,
+                round,
+                "no peer lists the history runs of the snapshot being installed yet; asking again"
+            );
+        }
         tokio::time::sleep(FETCH_RETRY).await;
+        round += 1;
     }
 }
 
