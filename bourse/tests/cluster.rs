@@ -4,10 +4,13 @@
 //! Orders acknowledged by the leader survive the leader's loss; followers
 //! refuse logins with `not_leader`; the new leader serves the same state.
 
+mod support;
+
 use bourse::local_cluster::LocalCluster;
 use gateway::client::{limit, Client, Reply};
 use gateway::wire::exec_type;
 use std::time::Duration;
+use support::ledger::reply;
 
 const BTC: u32 = 1;
 
@@ -30,7 +33,7 @@ fn small(cfg: &mut gateway::server::ServerConfig) {
 }
 
 async fn acked(c: &mut Client, request: u64) -> Reply {
-    reply_to(c, "report", |r| {
+    reply(c, "report", |r| {
         matches!(r, Reply::Report(e) if e.request == request).then(|| r.clone())
     })
     .await
@@ -194,20 +197,6 @@ async fn a_new_leader_cancels_for_the_old_leaders_cancel_on_disconnect_sessions(
     cluster.shutdown();
 }
 
-/// Waits (at most 10 s) for the reply to `request` that `pick` accepts.
-async fn reply_to<T>(c: &mut Client, what: &str, pick: impl Fn(&Reply) -> Option<T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let r = c.next().await.unwrap().expect("stream ended");
-            if let Some(t) = pick(&r) {
-                return t;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {what} within 10 s"))
-}
-
 /// The code of a protocol reject of `request`, if `r` is one.
 fn rejected(r: &Reply, request: u64) -> Option<u16> {
     match r {
@@ -232,7 +221,7 @@ async fn a_resent_request_the_old_leader_executed_is_never_executed_again() {
     place(&mut c, 1, 49_000, 71).await;
     let mc = c.mass_cancel(1, INSTRUMENT_ANY, SIDE_ANY);
     c.flush().await.unwrap();
-    let code = reply_to(&mut c, "mass cancel ack", |r| match r {
+    let code = reply(&mut c, "mass cancel ack", |r| match r {
         Reply::Ack(a) if a.request == mc => Some(a.code),
         _ => None,
     })
@@ -258,7 +247,7 @@ async fn a_resent_request_the_old_leader_executed_is_never_executed_again() {
     c.resend_from(mc);
     assert_eq!(c.mass_cancel(1, INSTRUMENT_ANY, SIDE_ANY), mc);
     c.flush().await.unwrap();
-    let code = reply_to(&mut c, "an answer to the resent mass cancel", |r| {
+    let code = reply(&mut c, "an answer to the resent mass cancel", |r| {
         rejected(r, mc)
     })
     .await;
@@ -267,7 +256,7 @@ async fn a_resent_request_the_old_leader_executed_is_never_executed_again() {
     c.resend_from(1);
     assert_eq!(c.order(limit(1, BTC, engine::Side::Buy, 49_000, 1, 71)), 1);
     c.flush().await.unwrap();
-    let code = reply_to(&mut c, "an answer to the resent order", |r| rejected(r, 1)).await;
+    let code = reply(&mut c, "an answer to the resent order", |r| rejected(r, 1)).await;
     assert_eq!(code, reject::OUTCOME_NOT_KEPT);
     // New requests take new numbers; the other session's order stands.
     c.resend_from(last + 1);

@@ -562,6 +562,15 @@ fn small_ledger(toml: String) -> String {
     toml.replace("[cluster]\n", cluster)
 }
 
+/// Three nodes with `small_ledger`, accounts 901 and 902 open.
+async fn ledger_cluster(root: &std::path::Path) -> (Nodes, ClientConfig) {
+    let (nodes, cfg) = start_edited(root, small_ledger);
+    let mut c = connect_any(&nodes.addrs(), &cfg).await.expect("a leader");
+    support::ledger::open_accounts(&mut c).await;
+    c.disconnect().await;
+    (nodes, cfg)
+}
+
 /// Waits until every running node holds the same history runs under the
 /// same checksums as node `a` (whichever files hold them: nodes merge on
 /// their own), at least `min` of them.
@@ -607,10 +616,7 @@ async fn transfers_all(nodes: &Nodes, cfg: &ClientConfig, ids: std::ops::Range<u
 #[tokio::test(flavor = "current_thread")]
 async fn transfers_past_memory_survive_a_killed_leader_and_a_rebuilt_follower() {
     let root = tempfile::tempdir().expect("temp dir");
-    let (mut nodes, cfg) = start_edited(root.path(), small_ledger);
-    let mut c = connect_any(&nodes.addrs(), &cfg).await.expect("a leader");
-    support::ledger::open_accounts(&mut c).await;
-    c.disconnect().await;
+    let (mut nodes, cfg) = ledger_cluster(root.path()).await;
     transfers_all(&nodes, &cfg, 1..1501, 0).await;
     let leader = leader_id(&nodes, &cfg).await;
     nodes.kill(leader);
@@ -662,10 +668,7 @@ async fn transfers_past_memory_survive_a_killed_leader_and_a_rebuilt_follower() 
 #[tokio::test(flavor = "current_thread")]
 async fn a_member_without_history_stops_at_the_first_install() {
     let root = tempfile::tempdir().expect("temp dir");
-    let (mut nodes, cfg) = start_edited(root.path(), small_ledger);
-    let mut c = connect_any(&nodes.addrs(), &cfg).await.expect("a leader");
-    support::ledger::open_accounts(&mut c).await;
-    c.disconnect().await;
+    let (mut nodes, cfg) = ledger_cluster(root.path()).await;
     // Node 3 (never the first leader: node 1 starts the cluster) without history.
     let leader = leader_id(&nodes, &cfg).await;
     let off = (1..=3).rev().find(|&id| id != leader).expect("a follower");

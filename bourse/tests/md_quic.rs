@@ -175,6 +175,13 @@ async fn pump(c: &mut MdClient, v: &mut FeedView, mut done: impl FnMut(&FeedView
 }
 
 /// The server's current books: a fresh subscriber's snapshots.
+/// Whether `v`'s book of `instrument` on `channel` has a bid resting.
+fn has_bids(v: &FeedView, instrument: u32, channel: Channel) -> bool {
+    !v.books[&(instrument, channel as u8)]
+        .levels(Side::Buy)
+        .is_empty()
+}
+
 async fn reference(s: &TestServer) -> FeedView {
     reference_at(s.handle.addr(), &s.cert, &s.token).await
 }
@@ -505,9 +512,7 @@ async fn restart_durable(dir: &Path, snapshot_every_bytes: u64) -> (FeedView, Fe
     }
     let before = reference(&s).await;
     assert!(
-        !before.books[&(BTC, Channel::L2 as u8)]
-            .levels(Side::Buy)
-            .is_empty(),
+        has_bids(&before, BTC, Channel::L2),
         "the test needs resting orders"
     );
     t.close().await;
@@ -570,9 +575,7 @@ async fn market_data_after_a_restart_follows_a_ledger_past_its_memory() {
     assert_eq!(e.exec_type, exec_type::NEW, "the funded order rests: {e:?}");
     let before = reference(&s).await;
     assert!(
-        !before.books[&(EUR_USD, Channel::L3 as u8)]
-            .levels(Side::Buy)
-            .is_empty(),
+        has_bids(&before, EUR_USD, Channel::L3),
         "the funded order is on the book"
     );
     c.close().await;
@@ -650,9 +653,7 @@ async fn same_market_data(cluster: &LocalCluster, dir: &Path, leader: u64, n: u6
     let addrs = cluster.client_addrs();
     let lead = reference_at(addrs[leader as usize - 1], &id.cert_der, &token).await;
     assert!(
-        !lead.books[&(BTC, Channel::L3 as u8)]
-            .levels(Side::Buy)
-            .is_empty(),
+        has_bids(&lead, BTC, Channel::L3),
         "the test needs resting orders"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -205,6 +205,10 @@ impl<S: Storage + Clone> Compactor<S> {
     /// The installed files through run `through`, as on disk now (merged
     /// files and leftovers resolved as `DiskHistory::open` does).
     fn list(&self, through: u64) -> Result<Vec<FileSpan>, HistoryError> {
+        if through == 0 {
+            // Nothing installed: no file to open (a replicated node starts so).
+            return Ok(Vec::new());
+        }
         let h = super::DiskHistory::open_read_only(self.storage.clone(), &self.dir)?;
         let mut out = Vec::new();
         let mut run = 1;

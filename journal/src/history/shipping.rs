@@ -73,8 +73,8 @@ fn chain<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<(u64, u64)>, History
 pub fn list_files<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<FileEntry>, HistoryError> {
     let mut out = Vec::new();
     for (first, last) in chain(storage, dir)? {
-        let checksum =
-            header_of(storage, &dir.join(file_name(first, last)))?.map_or(0, |h| h.checksum);
+        let path = dir.join(file_name(first, last));
+        let checksum = open_if_there(storage, &path)?.map_or(0, |f| header_checksum(&f));
         out.push(FileEntry {
             first,
             last,
@@ -138,16 +138,12 @@ pub fn read_file_chunk<S: Storage>(
         return Ok(None);
     };
     let path = dir.join(file_name(first, last));
-    let f = match storage.open_read(&path) {
-        Ok(f) => f,
-        // Merged away since it was listed: not held any more.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("open", &path)(e)),
+    // Merged away since it was listed: not held any more.
+    let Some(f) = open_if_there(storage, &path)? else {
+        return Ok(None);
     };
     let len = f.len().map_err(io_err("stat", &path))?;
-    let mut raw = [0u8; HEADER_LEN];
-    f.read_at(&mut raw, 0).map_err(io_err("read", &path))?;
-    let checksum = Header::decode(&raw).map_or(0, |h| h.checksum);
+    let checksum = header_checksum(&f);
     let start = offset.min(len);
     let mut bytes = vec![0u8; (len - start).min(max) as usize];
     f.read_at(&mut bytes, start)
@@ -163,20 +159,23 @@ pub fn read_file_chunk<S: Storage>(
     }))
 }
 
-/// The decoded header of the file at `path` (`None`: no such file; a header
-/// that does not read or decode is `Some` with checksum 0 only through
-/// [`list_files`]).
-fn header_of<S: Storage>(storage: &S, path: &Path) -> Result<Option<Header>, HistoryError> {
-    let f = match storage.open_read(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("open", path)(e)),
-    };
+/// The content checksum in an open file's header (0: a header that does
+/// not read or decode, so it differs from every real run).
+fn header_checksum<F: StorageFile>(f: &F) -> u128 {
     let mut raw = [0u8; HEADER_LEN];
-    Ok(match f.read_at(&mut raw, 0) {
-        Ok(()) => Header::decode(&raw).ok(),
-        Err(_) => None,
-    })
+    match f.read_at(&mut raw, 0) {
+        Ok(()) => Header::decode(&raw).map_or(0, |h| h.checksum),
+        Err(_) => 0,
+    }
+}
+
+/// The file at `path`, open for reading (`None`: no such file).
+fn open_if_there<S: Storage>(storage: &S, path: &Path) -> Result<Option<S::File>, HistoryError> {
+    match storage.open_read(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("open", path)(e)),
+    }
 }
 
 /// The content checksum in the header of run `run`'s own file in `dir`
@@ -186,17 +185,7 @@ pub fn run_checksum<S: Storage>(
     dir: &Path,
     run: u64,
 ) -> Result<Option<u128>, HistoryError> {
-    let path = dir.join(run_name(run));
-    let f = match storage.open_read(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("open", &path)(e)),
-    };
-    let mut raw = [0u8; HEADER_LEN];
-    Ok(Some(match f.read_at(&mut raw, 0) {
-        Ok(()) => Header::decode(&raw).map_or(0, |h| h.checksum),
-        Err(_) => 0,
-    }))
+    Ok(open_if_there(storage, &dir.join(run_name(run)))?.map(|f| header_checksum(&f)))
 }
 
 /// What a file adopted from a peer must be.
@@ -234,12 +223,15 @@ pub fn adopt_file<S: Storage>(
             expected: HEADER_LEN as u64,
             found: bytes.len() as u64,
         })
-        .and_then(|h| Ok(Header::decode(h.try_into().expect("header length"))?));
-    let (first, last) = header.as_ref().map_or((1, 1), |h| (h.first_run, h.run));
+        .and_then(|h| Ok(Header::decode(h.try_into().expect("header length"))?))
+        .map_err(|fault| HistoryError::Corrupt {
+            path: dir.to_path_buf(),
+            fault,
+        })?;
     let entry = FileEntry {
-        first: first.max(1),
-        last: last.max(first).max(1),
-        checksum: header.as_ref().map_or(0, |h| h.checksum),
+        first: header.first_run,
+        last: header.run,
+        checksum: header.checksum,
     };
     let mut incoming = Incoming::start(storage, dir, entry, bytes.len() as u64, "tmp")?;
     incoming.push(bytes)?;
@@ -471,31 +463,16 @@ pub fn adopt_run<S: Storage>(
     bytes: &[u8],
     filter: Option<&IdFilter>,
 ) -> Result<PathBuf, HistoryError> {
-    let path = dir.join(run_name(run));
-    let single = bytes
-        .get(..HEADER_LEN)
-        .and_then(|h| Header::decode(h.try_into().expect("header length")).ok())
-        .is_some_and(|h| h.first_run == run && h.run == run);
-    if !single && bytes.len() >= HEADER_LEN {
-        return Err(HistoryError::Corrupt {
-            path,
-            fault: RunFault::Mismatch {
-                expected: checksum,
-                found: 0,
-            },
-        });
-    }
-    adopt_file(
-        storage,
-        dir,
-        Expect::Run { run, checksum },
-        bytes,
-        (filter, run),
-    )?;
-    Ok(path)
+    let single = FileEntry {
+        first: run,
+        last: run,
+        checksum,
+    };
+    adopt_file(storage, dir, Expect::File(single), bytes, (filter, run))?;
+    Ok(dir.join(run_name(run)))
 }
 
-impl<F: crate::StorageFile> HistoryLink<F> {
+impl<F: StorageFile> HistoryLink<F> {
     /// Hands the engine's store a file adopted from a peer (`path`, opened
     /// here, off the engine thread): the store puts it in place of every
     /// file from its first run on (see `DiskHistory`'s swap).

@@ -811,17 +811,19 @@ fn assert_holds<F: StorageFile>(m: &Run<F>, files: &[Run<F>], upto: u64) {
 }
 
 /// Puts a file adopted from a peer in place of every file from its first
-/// run on. It follows a file boundary (`adopt_file` checked it on disk;
-/// a store whose files end earlier takes it only right after its last);
-/// every run it replaces that this store installed must be its member
-/// under the same checksum (`adopt_file` checked that too: a difference
-/// is a bug, so a panic). Later files were never installed here.
+/// run on. It follows a file boundary and every run it replaces that this
+/// store installed is its member under the same checksum: `adopt_file`
+/// checked both on disk, where this store's files are, so a difference is
+/// a bug (a panic). Later files were never installed here.
 fn swap_adopted<F: StorageFile>(runs: &mut Vec<Run<F>>, m: Run<F>, installed: u64) {
     let i = runs.partition_point(|r| r.first() < m.first());
     let after = if i == 0 { 0 } else { runs[i - 1].header.run };
-    if after + 1 != m.first() {
-        return;
-    }
+    assert_eq!(
+        after + 1,
+        m.first(),
+        "adopted history file {} does not follow a file boundary of the store",
+        m.path.display()
+    );
     assert_holds(&m, &runs[i..], installed);
     runs.truncate(i);
     runs.push(m);

@@ -231,8 +231,6 @@ pub struct RunWriter<S: Storage> {
     last_run: u64,
     last_through: u64,
     run_records: usize,
-    /// Bytes of the run files kept (for the metrics gauge).
-    bytes: u64,
     /// Compaction, run on its own thread by the runtime (absent: none).
     compactor: Option<super::Compactor<S>>,
     /// The link of the engine's store (a replicated partition's: peers'
@@ -261,20 +259,14 @@ impl<S: Storage> RunWriter<S> {
             move |source| HistoryError::Io { op, path, source }
         };
         storage.create_dir_all(dir).map_err(io("create dir", dir))?;
-        let (mut removed, mut bytes) = (false, 0);
+        let mut removed = false;
         for name in storage.list(dir).map_err(io("list", dir))? {
             let p = dir.join(&name);
-            match parse_file_name(&name).map(|(_, last)| last) {
-                // Merged files hold installed runs only: never past last_run.
-                Some(r) if r > last_run && parse_run_name(&name).is_some() => {
-                    storage.remove(&p).map_err(io("remove", &p))?;
-                    removed = true;
-                }
-                Some(_) => {
-                    let f = storage.open_read(&p).map_err(io("open", &p))?;
-                    bytes += f.len().map_err(io("stat", &p))?;
-                }
-                None => {}
+            // Merged files hold installed runs only: never past last_run.
+            let past = parse_file_name(&name).is_some_and(|(_, last)| last > last_run);
+            if past && parse_run_name(&name).is_some() {
+                storage.remove(&p).map_err(io("remove", &p))?;
+                removed = true;
             }
         }
         if removed {
@@ -287,7 +279,6 @@ impl<S: Storage> RunWriter<S> {
             last_run,
             last_through,
             run_records: run_records.max(1),
-            bytes,
             compactor: None,
             store_link: None,
             filter: None,
@@ -384,11 +375,6 @@ impl<S: Storage> RunWriter<S> {
         Some(self.pending[n - 1].change_seq.0)
     }
 
-    /// Bytes of the run files written or found at start.
-    pub fn bytes_written(&self) -> u64 {
-        self.bytes
-    }
-
     /// The last cut's run and through seq.
     pub fn last(&self) -> (u64, u64) {
         (self.last_run, self.last_through)
@@ -477,7 +463,6 @@ impl<S: Storage> RunWriter<S> {
                 f.insert(r.spec.id.0);
             }
         }
-        self.bytes += image.bytes.len() as u64;
         Ok((run, image.header.checksum, n))
     }
 }
