@@ -7,7 +7,9 @@
 //!    QUIC → client), the gateway pinned and busy-polling; p50/p99 and their
 //!    ratios to the floor measured beside them;
 //! 3. one-way pipelined order throughput into the engine from 1 and 4
-//!    connections (orders acknowledged per second).
+//!    connections (orders acknowledged per second);
+//! 4. the report window's cost (`REPLAY_REPORTS`' per-partition event
+//!    window): pipelined orders with and without it, alternating.
 //!
 //! Run: `cargo run --release -p bourse --example quic_bench [-- --quick]`
 //! (`BENCH_ROUNDS`, `BENCH_ORDERS` override the counts). Orders are IOC
@@ -93,8 +95,13 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn start_server(dir: &std::path::Path, durability: Durability) -> server::ServerHandle {
+fn start_server(
+    dir: &std::path::Path,
+    durability: Durability,
+    window: usize,
+) -> server::ServerHandle {
     let mut cfg = ServerConfig::new(dir);
+    cfg.report_window_events = window;
     // The demo instruments, accounts and operator grant.
     cfg.demo = true;
     cfg.listen = "127.0.0.1:0".parse().unwrap();
@@ -121,7 +128,7 @@ async fn connect(addr: std::net::SocketAddr, dir: &std::path::Path, sid: u64) ->
 /// Order → ack (NEW report) round trips, one at a time.
 fn order_ack(durability: Durability, rounds: u64) -> Histogram<u64> {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start_server(dir.path(), durability);
+    let srv = start_server(dir.path(), durability, WINDOW);
     let addr = srv.addr();
     let rt = client_runtime();
     let h = rt.block_on(async {
@@ -160,9 +167,14 @@ fn order_ack(durability: Durability, rounds: u64) -> Histogram<u64> {
 /// (more than the QUIC stream windows hold: `Client::flush` reads replies
 /// while its write waits); returns orders acknowledged per second (all
 /// connections together) and the rejections by reason.
-fn throughput(durability: Durability, conns: usize, per_conn: u64) -> (f64, BTreeMap<String, u64>) {
+fn throughput(
+    durability: Durability,
+    conns: usize,
+    per_conn: u64,
+    window: usize,
+) -> (f64, BTreeMap<String, u64>) {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start_server(dir.path(), durability);
+    let srv = start_server(dir.path(), durability, window);
     let addr = srv.addr();
     let path = dir.path().to_path_buf();
     let t0 = Instant::now();
@@ -226,6 +238,30 @@ fn throughput(durability: Durability, conns: usize, per_conn: u64) -> (f64, BTre
     ((conns as u64 * per_conn) as f64 / secs, rejected)
 }
 
+/// The server's default report window (`[session] report_window_events`).
+const WINDOW: usize = 65_536;
+
+/// What the report window costs the gateway: pipelined orders (durability
+/// none, so the gateway's thread is the bottleneck) with and without it,
+/// alternating, median of 3 each.
+fn window_cost(orders: u64) {
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for _ in 0..3 {
+        on.push(throughput(Durability::None, 1, orders, WINDOW).0);
+        off.push(throughput(Durability::None, 1, orders, 0).0);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (on, off) = (median(&mut on), median(&mut off));
+    println!(
+        "pipelined orders, none, 1 conn, report window {WINDOW} vs off: {on:>10.0} vs {off:>10.0} orders/s (median of 3) | ratio {:.3}",
+        on / off
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let rounds = env("BENCH_ROUNDS", if quick { 2_000 } else { 20_000 });
@@ -258,7 +294,7 @@ fn main() {
     for d in [Durability::None, Durability::Durable] {
         for conns in [1usize, 4] {
             let per = (orders / conns as u64).max(1);
-            let (rate, rejected) = throughput(d, conns, per);
+            let (rate, rejected) = throughput(d, conns, per, WINDOW);
             println!(
                 "pipelined orders, durability {:<8} {} conn(s): {:>10.0} orders/s acknowledged{}",
                 d.to_string(),
@@ -274,4 +310,5 @@ fn main() {
             );
         }
     }
+    window_cost(orders);
 }

@@ -169,6 +169,10 @@ resume_window_ms = 60_000
 in_flight_max = 1_024
 # Execution reports kept per session for replay after a reconnect.
 replay_reports_max = 65_536
+# Engine events kept per partition (128 bytes each, allocated at start: 8 MiB
+# at the default) to send a session's reports again after a restart or a
+# failover lost them (REPLAY_REPORTS); 0: none; at most 16_777_216.
+report_window_events = 65_536
 
 [watchdog]
 # Alarm when an engine core has work queued but applies nothing for this long (ms).
@@ -678,6 +682,8 @@ pub struct SessionSection {
     pub in_flight_max: usize,
     /// Execution reports kept for replay.
     pub replay_reports_max: usize,
+    /// Engine events kept per partition for `REPLAY_REPORTS`.
+    pub report_window_events: usize,
 }
 
 impl Default for SessionSection {
@@ -697,6 +703,7 @@ impl Default for SessionSection {
             resume_window_ms: server.resume_window.as_millis() as u64,
             in_flight_max: s.max_in_flight,
             replay_reports_max: s.replay_reports_max,
+            report_window_events: server.report_window_events,
         }
     }
 }
@@ -748,6 +755,9 @@ pub struct HistorySection {
     /// Bytes of the per-partition id filter (0: none).
     pub filter_bytes: u64,
 }
+
+/// Largest `[session] report_window_events` (per partition, 2 GiB).
+pub const REPORT_WINDOW_EVENTS_MAX: usize = 1 << 24;
 
 /// Largest `[history] filter_bytes` (16 GiB: ~12 G ids at ~1 %).
 pub const HISTORY_FILTER_BYTES_MAX: u64 = 1 << 34;
@@ -1782,6 +1792,15 @@ impl BourseConfig {
             return Err(bad(
                 "session.sessions_max",
                 "must be at least 1".to_string(),
+            ));
+        }
+        if s.report_window_events > REPORT_WINDOW_EVENTS_MAX {
+            return Err(bad(
+                "session.report_window_events",
+                format!(
+                    "{} is over {REPORT_WINDOW_EVENTS_MAX} (memory is allocated at start)",
+                    s.report_window_events
+                ),
             ));
         }
         // Every session may arm cancel-on-disconnect for each of its

@@ -375,6 +375,7 @@ fn server_config(
     cfg.login_failure_window = std::time::Duration::from_millis(conf.auth.login_failure_window_ms);
     cfg.max_sessions = conf.session.sessions_max;
     cfg.resume_window = conf.session.resume_window();
+    cfg.report_window_events = conf.session.report_window_events;
     cfg.metrics = Some(ops.state().clone());
     cfg.tokens = conf
         .auth

@@ -734,6 +734,24 @@ impl Scrape<'_> {
             "Requests refused with busy (a full inbound ring)",
             &[(vec![], g.busy_total())],
         )?;
+        let (complete, more, gap) = g.replays();
+        let result = |r: &str| vec![("result", r.to_string())];
+        counter(
+            e,
+            "bourse_report_replays",
+            "REPLAY_REPORTS answered, by result (complete; more: a page; gap: the window no longer held the range)",
+            &[
+                (result("complete"), complete),
+                (result("more"), more),
+                (result("gap"), gap),
+            ],
+        )?;
+        counter(
+            e,
+            "bourse_reports_replayed",
+            "Execution reports sent again by REPLAY_REPORTS (after a restart or a failover)",
+            &[(vec![], g.reports_replayed())],
+        )?;
         Ok(())
     }
 

@@ -10,6 +10,9 @@
 //! the same seqs on every replica); a killed node restarts onto its own
 //! journal and catches up.
 //!
+//! Also: a session's reports the killed leader never delivered come back
+//! from the new one (`REPLAY_REPORTS`).
+//!
 //! Also: transfers past the ledger's memory through a killed leader and a
 //! follower rebuilt with `add-node` (every node ends with the same history
 //! runs under the same checksums; every old id stays `exists`).
@@ -544,6 +547,90 @@ async fn a_sigkilled_leaders_cancel_on_disconnect_sessions_are_cancelled_by_the_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(c);
+}
+
+/// Waits for `request`'s execution report.
+async fn report_for(c: &mut Client, request: u64) -> gateway::wire::ExecutionReport {
+    loop {
+        match c.next_timeout(Duration::from_secs(10)).await {
+            Ok(Some(Reply::Report(e))) if e.request == request => return e,
+            Ok(Some(_)) => {}
+            other => panic!("report for {request}: {other:?}"),
+        }
+    }
+}
+
+/// A session's reports that its leader had not delivered when it was
+/// SIGKILLed come back from the new leader (`recover_reports`): a fill of
+/// its resting order while it was away, and the accept of an order whose
+/// report the client never processed (it asks from an older seq), under
+/// the original request number. What it had already is not sent again.
+#[tokio::test(flavor = "current_thread")]
+async fn a_new_leader_replays_the_reports_a_killed_leader_never_delivered() {
+    use gateway::wire::{REPORT_OWN_REQUEST, REPORT_REPLAYED};
+    let root = tempfile::tempdir().expect("temp dir");
+    let (mut nodes, cfg) = start(root.path());
+    let old = leader_id(&nodes, &cfg).await;
+    let mut a = connect_any(&nodes.addrs(), &cfg).await.expect("a leader");
+    add_instrument(&mut a).await;
+    let r = a.order(limit(1, BTC, engine::Side::Buy, 59_500, 5, 901));
+    a.flush().await.expect("flush");
+    let resting = report_for(&mut a, r).await;
+    assert_eq!(resting.exec_type, exec_type::NEW, "{resting:?}");
+    // The client holds everything through here …
+    let (seen, last_report) = (a.seen_seqs().to_vec(), a.last_report_seq());
+    let r2 = a.order(limit(1, BTC, engine::Side::Buy, 59_400, 1, 902));
+    a.flush().await.expect("flush");
+    let second = report_for(&mut a, r2).await;
+    // … but crashes before it processes this accept.
+    a.disconnect().await;
+    // Another session sells into the resting order while the first is away.
+    let mut other = cfg.clone();
+    other.session_id ^= 0xFFFF;
+    let mut b = connect_any(&nodes.addrs(), &other).await.expect("a leader");
+    let sell = b.order(limit(2, BTC, engine::Side::Sell, 59_500, 2, 903));
+    b.flush().await.expect("flush");
+    // Its accept, then its fill.
+    assert_eq!(report_for(&mut b, sell).await.exec_type, exec_type::NEW);
+    assert_eq!(report_for(&mut b, sell).await.exec_type, exec_type::TRADE);
+    b.disconnect().await;
+    nodes.kill(old);
+    assert_ne!(leader_id(&nodes, &cfg).await, old);
+    let mut back = cfg.clone();
+    back.resume_after = last_report;
+    back.seen_seqs = seen.clone();
+    let mut a = connect_any(&nodes.addrs(), &back)
+        .await
+        .expect("the new leader");
+    assert!(a.reports_lost(), "a new leader numbers its reports anew");
+    let got = a.recover_reports().await.expect("replay");
+    assert!(got.gaps.is_empty(), "{got:?}");
+    let mut replayed = Vec::new();
+    while let Ok(Some(reply)) = a.next_timeout(Duration::from_millis(300)).await {
+        if let Reply::Report(e) = reply {
+            replayed.push(e);
+        }
+    }
+    assert_eq!(replayed.len() as u64, got.replayed, "{replayed:#?}");
+    assert!(replayed.iter().all(|e| e.flags & REPORT_REPLAYED != 0));
+    let p = resting.partition as usize;
+    assert!(
+        replayed.iter().all(|e| e.engine_seq > seen[p]),
+        "nothing the client held comes again: {replayed:#?}"
+    );
+    let accept = replayed
+        .iter()
+        .find(|e| e.exec_type == exec_type::NEW && e.order_id == second.order_id)
+        .unwrap_or_else(|| panic!("the unprocessed accept: {replayed:#?}"));
+    assert_eq!((accept.request, accept.client_order_id), (r2, 902));
+    assert_ne!(accept.flags & REPORT_OWN_REQUEST, 0);
+    let fill = replayed
+        .iter()
+        .find(|e| e.exec_type == exec_type::TRADE && e.order_id == resting.order_id)
+        .unwrap_or_else(|| panic!("the fill while away: {replayed:#?}"));
+    assert_eq!((fill.last_qty, fill.last_px), (2, 59_500));
+    // The client now holds the partition through the fill.
+    assert!(a.seen_seqs()[p] >= fill.engine_seq);
 }
 
 /// A small ledger (1,024 transfers of memory, runs of 128): every history

@@ -384,6 +384,69 @@ async fn a_resume_the_server_cannot_honour_restarts_the_report_numbering() {
     a.close().await;
 }
 
+/// A single node restarted: its report window starts after what it
+/// recovered, so a client asking for the reports it lost is told exactly
+/// which inputs no longer can be replayed (`replay_gap` from its seq up to
+/// the restart), never answered "nothing lost".
+#[tokio::test]
+async fn after_a_restart_recover_reports_names_what_cannot_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = |dir: &std::path::Path| {
+        let mut cfg = ServerConfig::new(dir);
+        cfg.demo = true;
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.pipeline.durability = journal::Durability::Durable;
+        cfg.pipeline.runtime.pin = false;
+        cfg.pipeline.runtime.idle = runtime::IdleStrategy::Yield;
+        server::start(cfg).unwrap()
+    };
+    let handle = boot(dir.path());
+    let id = load_client_identity(dir.path()).unwrap();
+    let token = id.operator_token.clone().unwrap();
+    let cfg = |addr, sid| {
+        let mut c = ClientConfig::new(addr, id.cert_der.clone(), token.clone());
+        c.session_id = sid;
+        c
+    };
+    let mut a = Client::connect(&cfg(handle.addr(), 71)).await.unwrap();
+    let o = a.order(limit(1, BTC, engine::Side::Buy, 59_000, 5, 700));
+    a.flush().await.unwrap();
+    let v = until(&mut a, |r| is_report(r, o, exec_type::NEW)).await;
+    let resting = *reports(&v).last().unwrap();
+    let (seen, last) = (a.seen_seqs().to_vec(), a.last_report_seq());
+    a.abort();
+    // A fill while it is away, then the restart.
+    let mut b = Client::connect(&cfg(handle.addr(), 72)).await.unwrap();
+    let sell = b.order(limit(2, BTC, engine::Side::Sell, 59_000, 2, 701));
+    b.flush().await.unwrap();
+    let v = until(&mut b, |r| is_report(r, sell, exec_type::TRADE)).await;
+    let fill_seq = reports(&v).last().unwrap().engine_seq;
+    b.close().await;
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+    let handle = boot(dir.path());
+    let mut back = cfg(handle.addr(), 71);
+    back.resume_after = last;
+    back.seen_seqs = seen.clone();
+    let mut a = Client::connect(&back).await.unwrap();
+    assert!(a.reports_lost());
+    let got = a.recover_reports().await.unwrap();
+    let p = resting.partition as u32;
+    assert_eq!(got.replayed, 0, "{got:?}");
+    assert_eq!(got.gaps.len(), 1, "{got:?}");
+    let gap = got.gaps[0];
+    assert_eq!((gap.partition, gap.after_seq), (p, seen[p as usize]));
+    assert!(
+        gap.floor >= fill_seq,
+        "the fill at {fill_seq} is inside the gap: {gap:?}"
+    );
+    a.close().await;
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn cancel_on_disconnect_cancels_resting_orders() {
     let s = start(journal::Durability::None);

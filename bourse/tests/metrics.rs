@@ -215,7 +215,18 @@ fn scraped_metrics_health_and_readiness_after_recovery() {
         .gateway
         .md_disconnected(bourse::metrics::DisconnectReason::AuthFailed, 2);
     state.gateway.md_throttled(5);
+    state.gateway.replayed(0, 7);
+    state.gateway.replayed(gateway::wire::code::REPLAY_GAP, 0);
+    state
+        .gateway
+        .replayed(gateway::wire::code::NOT_AUTHORIZED, 3);
     let s = scrape(addr);
+    let replays = |r: &str| value(&s, "bourse_report_replays_total", &[("result", r)]);
+    assert_eq!(
+        (replays("complete"), replays("more"), replays("gap")),
+        (1.0, 0.0, 1.0)
+    );
+    assert_eq!(value(&s, "bourse_reports_replayed_total", &[]), 7.0);
     assert_eq!(value(&s, "bourse_sessions", &[]), 1.0);
     let oe = ("endpoint", "order_entry");
     let md = ("endpoint", "market_data");

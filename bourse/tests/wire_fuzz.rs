@@ -28,7 +28,7 @@ fn frames_budget() -> usize {
 /// A valid client frame of a random kind, with plausible values.
 fn valid_frame(rng: &mut SplitMix64, request: u64, owner: u64) -> Vec<u8> {
     let mut f = Vec::new();
-    match rng.below(15) {
+    match rng.below(16) {
         0..=3 => {
             let m = NewOrderMsg {
                 request,
@@ -142,6 +142,16 @@ fn valid_frame(rng: &mut SplitMix64, request: u64, owner: u64) -> Vec<u8> {
                 request,
                 owner,
                 client_order_id: rng.below(64),
+            },
+            &mut f,
+        ),
+        14 => encode_frame(
+            template::REPLAY_REPORTS,
+            &ReplayReportsMsg {
+                request,
+                after_seq: rng.below(4_096),
+                partition: rng.below(2) as u32,
+                reserved: 0,
             },
             &mut f,
         ),
@@ -269,6 +279,7 @@ fn malformed_frames_never_panic_nor_disturb_other_sessions() {
     auth.add_token("good", vec![OwnerId(10)], trader);
     auth.add_token("bad", vec![OwnerId(20), OwnerId(21), OwnerId(22)], trader);
     let mut x = Exchange::new();
+    x.window = Some(gateway::window::ReportWindow::new(1_024, x.seq()));
     let cfg = SessionConfig {
         throttle_per_s: 0,
         idle_timeout_ns: u64::MAX / 4,
@@ -356,6 +367,13 @@ fn malformed_frames_never_panic_nor_disturb_other_sessions() {
             let mut all: Vec<&mut Session> = sessions.iter_mut().collect();
             pumped += x.pump(&mut all);
             for (i, s) in sessions.iter_mut().enumerate() {
+                // Replays are answered from the window, as the server does;
+                // a session went live at its first login here.
+                let window = x.window.as_ref().expect("window");
+                s.handle_live_from(vec![window.newest()]);
+                while s.poll_replay().is_some() {
+                    s.handle_replay(window);
+                }
                 buf.clear();
                 while s.poll_transmit(&mut buf) {}
                 // Whatever the server sends is well formed.

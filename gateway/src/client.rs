@@ -44,6 +44,10 @@
 //! is bounded by the replies to what the caller chose to send. The token
 //! never appears in `Debug` output (nor, therefore, in logs).
 
+mod recover;
+
+pub use recover::{ReplayGap, ReportRecovery};
+
 use crate::identity::SERVER_NAME;
 use crate::net::{self, NetError, Tuning};
 use crate::wire::{self, *};
@@ -66,6 +70,10 @@ pub struct ClientConfig {
     pub session_id: u64,
     /// Last report seq already received (0 on a fresh session).
     pub resume_after: u64,
+    /// Per partition, the newest engine seq of the reports already
+    /// received (`Client::seen_seqs` of the previous connection; empty on a
+    /// fresh session): where `recover_reports` asks a replay to start.
+    pub seen_seqs: Vec<u64>,
     /// Ask for cancel-on-disconnect.
     pub cancel_on_disconnect: bool,
     /// Transport settings.
@@ -83,6 +91,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("token", &"<redacted>")
             .field("session_id", &self.session_id)
             .field("resume_after", &self.resume_after)
+            .field("seen_seqs", &self.seen_seqs)
             .field("cancel_on_disconnect", &self.cancel_on_disconnect)
             .field("tuning", &self.tuning)
             .field("connect_timeout", &self.connect_timeout)
@@ -104,6 +113,7 @@ impl ClientConfig {
             token,
             session_id: u64::from_le_bytes(b) | 1,
             resume_after: 0,
+            seen_seqs: Vec::new(),
             cancel_on_disconnect: false,
             tuning: Tuning::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -220,6 +230,8 @@ pub struct Client {
     next_request: u64,
     login: LoginAccepted,
     last_report_seq: u64,
+    /// Per partition, the newest engine seq of the reports received.
+    seen_seqs: Vec<u64>,
     /// The login could not replay every report asked for.
     reports_lost: bool,
     last_write_ms: Arc<AtomicU64>,
@@ -365,6 +377,7 @@ impl Client {
             next_request: login.last_request + 1,
             reports_lost: login.replay_from != cfg.resume_after.saturating_add(1),
             last_report_seq: login.replay_from.saturating_sub(1),
+            seen_seqs: cfg.seen_seqs.clone(),
             login,
             last_write_ms,
             epoch,
@@ -382,10 +395,17 @@ impl Client {
     /// Whether the login could not replay every report after
     /// `resume_after`: the server restarted, another cluster node took over
     /// (reports are numbered per server session, from 1), or the replay
-    /// store no longer held them. What those reports said is not coming:
-    /// query the open orders and balances.
+    /// store no longer held them. `recover_reports` asks the server for
+    /// them again by engine seq, and says what it could not get.
     pub fn reports_lost(&self) -> bool {
         self.reports_lost
+    }
+
+    /// Per partition, the newest engine seq of the reports received on
+    /// this connection or named by `ClientConfig::seen_seqs` (pass it on
+    /// when reconnecting).
+    pub fn seen_seqs(&self) -> &[u64] {
+        &self.seen_seqs
     }
 
     /// The newest execution report seq received (pass it as `resume_after`).
@@ -741,6 +761,7 @@ impl Client {
                 if let Some(r) = decode_reply(&h, body)? {
                     if let Reply::Report(rep) = &r {
                         self.last_report_seq = self.last_report_seq.max(rep.report_seq);
+                        self.saw(rep);
                     }
                     return Ok(Some(r));
                 }
@@ -1050,6 +1071,9 @@ pub fn reject_name(code: u16) -> String {
         wire::code::BUSY => "busy".into(),
         wire::code::UNROUTABLE => "unroutable".into(),
         wire::code::TOO_MANY_IN_FLIGHT => "too_many_in_flight".into(),
+        wire::code::INVALID_TOKEN => "invalid_token".into(),
+        wire::code::REPLAY_MORE => "replay_more".into(),
+        wire::code::REPLAY_GAP => "replay_gap".into(),
         c => engine::RejectReason::from_code(c)
             .map(|r| r.name().to_string())
             .unwrap_or_else(|| format!("code_{c}")),
@@ -1169,6 +1193,9 @@ pub fn describe_report(r: &ExecutionReport, symbol: Option<&str>) -> String {
     if r.ord_status != ord_status::UNKNOWN {
         let _ = write!(s, " | {}", ord_status_name(r.ord_status));
     }
+    if r.flags & REPORT_REPLAYED != 0 {
+        let _ = write!(s, " | replayed (seq {})", r.engine_seq);
+    }
     s
 }
 
@@ -1209,7 +1236,9 @@ pub fn report_json(r: &ExecutionReport, symbol: Option<&str>) -> serde_json::Val
         "reject": (r.exec_type == exec_type::REJECTED).then(|| reject_name(r.reject_code)),
         "cancel_reason": (r.cancel_reason != CANCEL_REASON_NONE).then(|| cancel_reason_name(r.cancel_reason)),
         "own_request": r.flags & REPORT_OWN_REQUEST != 0,
+        "replayed": r.flags & REPORT_REPLAYED != 0,
         "engine_seq": r.engine_seq,
+        "partition": r.partition,
     })
 }
 

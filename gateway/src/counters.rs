@@ -111,6 +111,9 @@ pub struct GatewayMetrics {
     throttles: AtomicU64,
     md_throttles: AtomicU64,
     busy: AtomicU64,
+    /// `REPLAY_REPORTS` answers: complete, a page (more), a gap.
+    replays: [AtomicU64; 3],
+    reports_replayed: AtomicU64,
 }
 
 impl GatewayMetrics {
@@ -127,6 +130,28 @@ impl GatewayMetrics {
     /// connection refused before login).
     pub fn disconnected(&self, reason: DisconnectReason) {
         self.disconnects[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+    /// A `REPLAY_REPORTS` was answered with `code` (0, `REPLAY_MORE` or
+    /// `REPLAY_GAP`; a refusal is not a replay) after `reports` reports.
+    pub fn replayed(&self, code: u16, reports: u32) {
+        let i = match code {
+            0 => 0,
+            crate::wire::code::REPLAY_MORE => 1,
+            crate::wire::code::REPLAY_GAP => 2,
+            _ => return,
+        };
+        self.replays[i].fetch_add(1, Ordering::Relaxed);
+        self.reports_replayed
+            .fetch_add(u64::from(reports), Ordering::Relaxed);
+    }
+    /// `REPLAY_REPORTS` answers: (complete, more, gap).
+    pub fn replays(&self) -> (u64, u64, u64) {
+        let n = |i: usize| self.replays[i].load(Ordering::Relaxed);
+        (n(0), n(1), n(2))
+    }
+    /// Reports sent again by `REPLAY_REPORTS`.
+    pub fn reports_replayed(&self) -> u64 {
+        self.reports_replayed.load(Ordering::Relaxed)
     }
     /// Sets the number of sessions outright.
     pub fn set_sessions(&self, n: i64) {

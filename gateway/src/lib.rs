@@ -21,4 +21,5 @@ pub mod replicated;
 mod saver;
 pub mod server;
 pub mod session;
+pub mod window;
 pub mod wire;

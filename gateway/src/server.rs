@@ -37,6 +37,7 @@ use crate::net::{self, NetError, Tuning};
 use crate::replicated::Replicated;
 use crate::saver::Saver;
 use crate::session::{self, token_session, Auth, EngineRequest, Perms, Session, SessionConfig};
+use crate::window::ReportWindow;
 use crate::wire::{self, code, peek_login};
 use engine::{Command, Event, OwnerId};
 use runtime::{Output, OutputReader, PartitionMap, Route, RoutedError};
@@ -48,6 +49,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -84,6 +86,9 @@ pub struct ServerConfig {
     pub max_sessions: usize,
     /// How long a disconnected session can be resumed.
     pub resume_window: Duration,
+    /// Engine events kept per partition to send reports again
+    /// (`REPLAY_REPORTS`; `crate::window`).
+    pub report_window_events: usize,
     /// Metrics and readiness (`bourse serve` starts them; tests may not).
     pub metrics: Option<Arc<dyn ServerMetrics>>,
     /// Tokens from the configuration, granted beside the operator token.
@@ -129,6 +134,7 @@ impl ServerConfig {
             login_failure_window: Duration::from_secs(60),
             max_sessions: 4_096,
             resume_window: Duration::from_secs(60),
+            report_window_events: 65_536,
             metrics: None,
             tokens: Vec::new(),
             companion: None,
@@ -492,6 +498,7 @@ async fn start_serving(
         metrics: cfg.metrics.clone(),
         logins: LoginLimiter::new(cfg.login_failures_max, cfg.login_failure_window),
         node,
+        windows: report_windows(pipeline, cfg.report_window_events),
     };
     if let Some(m) = &cfg.metrics {
         // Recovery is done, the journal is open, the engine threads run
@@ -722,6 +729,8 @@ struct Sessions {
     node: Option<Rc<Replicated>>,
     /// Failed logins per peer address.
     logins: LoginLimiter,
+    /// Each partition's report window (fed by `dispatch`).
+    windows: Vec<ReportWindow>,
 }
 
 /// Most addresses the failed-login table remembers (bounded whatever the
@@ -891,6 +900,17 @@ impl Sessions {
                 }
             }
             slot.registered_owners = owners;
+            let newest = self.windows.iter().map(ReportWindow::newest).collect();
+            slot.session.handle_live_from(newest);
+        }
+        // Replays: answered here, between two outputs, so a window never
+        // moves under one.
+        while let Some(p) = slot.session.poll_replay() {
+            let answer = slot.session.handle_replay(&self.windows[p]);
+            if let (Some(m), Some(a)) = (&self.metrics, answer) {
+                m.gateway().replayed(a.code, a.reports);
+            }
+            any = true;
         }
         any
     }
@@ -938,6 +958,7 @@ impl Sessions {
 
     /// Hands one durable input's outputs to the sessions they concern.
     fn dispatch(&mut self, p: usize, o: &Output, now: u64) {
+        self.windows[p].handle_output(o);
         let sid = if o.token == 0 {
             0
         } else {
@@ -995,6 +1016,19 @@ impl Sessions {
             }
         }
     }
+}
+
+/// One report window per partition, each starting after what its engine
+/// has applied now (conservative: an input the engine ran before this look
+/// is below the floor even if the output stream still holds it).
+fn report_windows(pipeline: &Pipeline, events_max: usize) -> Vec<ReportWindow> {
+    let rt = pipeline.runtime();
+    (0..rt.partitions())
+        .map(|p| {
+            let applied = rt.shared(p).applied_seq.load(Ordering::Acquire);
+            ReportWindow::new(events_max, applied)
+        })
+        .collect()
 }
 
 /// The owners an event concerns (besides the session that caused it).

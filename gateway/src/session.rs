@@ -13,9 +13,13 @@
 //! requests in flight, tracked orders); a session acts only for the owners
 //! and permissions its token grants.
 
+mod replay;
+
 use crate::wire::*;
 use engine::{AccountFlags, Actor, Command, Event, OwnerId, Seq};
 use journal::record::Origin;
+pub use replay::ReplayAnswer;
+use replay::{ReplayAsk, ReplayPages};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
@@ -331,6 +335,8 @@ struct Pending {
     commands: usize,
     code: u16,
     engine_seq: u64,
+    /// The partition whose input `engine_seq` numbers.
+    partition: u8,
     /// A new order whose accept/reject was seen (its in-flight slot released).
     settled: bool,
 }
@@ -347,6 +353,7 @@ impl Pending {
             commands: 0,
             code: 0,
             engine_seq: 0,
+            partition: 0,
             settled: true,
         }
     }
@@ -366,6 +373,9 @@ struct EventCtx {
     partition: usize,
     /// The client request the event answers, if it answers one.
     request: Option<u64>,
+    /// The input was this session's own request, known by its replicated
+    /// origin rather than by a pending request (a replay: see `replay`).
+    own: bool,
     /// The fields every report about the event carries.
     base: ExecutionReport,
 }
@@ -375,6 +385,15 @@ impl EventCtx {
     fn global(&self, id: engine::OrderId) -> u64 {
         runtime::globalize(self.partition, id).0
     }
+}
+
+/// What every report issued for one engine event shares, applied by
+/// `report`: the event's partition (for reports with an engine seq) and
+/// flags (`REPORT_REPLAYED` during a replay).
+#[derive(Clone, Copy, Debug, Default)]
+struct ReportCtx {
+    partition: u8,
+    flags: u8,
 }
 
 /// One order-entry session.
@@ -420,7 +439,17 @@ pub struct Session {
     outcome_bytes: usize,
     // Reports.
     report_seq: u64,
+    /// What the reports being issued share (set per engine event).
+    report_ctx: ReportCtx,
     replay: VecDeque<ExecutionReport>,
+    /// The newest input of each partition at this session's first login
+    /// here: the most a `REPLAY_REPORTS` covers (empty before it).
+    live_from: Vec<u64>,
+    /// `REPLAY_REPORTS` the server has still to answer (at most one per
+    /// partition).
+    replays: VecDeque<ReplayAsk>,
+    /// A paged replay's tracking, for its next page.
+    replay_pages: Option<ReplayPages>,
     orders: HashMap<u64, Tracked>,
     open_own: u32,
     inflight_new: u32,
@@ -494,7 +523,11 @@ impl Session {
             outcomes: VecDeque::new(),
             outcome_bytes: 0,
             report_seq: 0,
+            report_ctx: ReportCtx::default(),
             replay: VecDeque::new(),
+            live_from: Vec::new(),
+            replays: VecDeque::new(),
+            replay_pages: None,
             orders: HashMap::new(),
             open_own: 0,
             inflight_new: 0,
@@ -735,7 +768,7 @@ impl Session {
             throttle_budget: self.budget(),
             perms: self.grant.perms.bits(),
             cancel_on_disconnect: self.cod as u8,
-            reserved: [0; 2],
+            partitions: self.cfg.partitions.clamp(1, u16::MAX as usize) as u16,
         };
         self.push_out(template::LOGIN_ACCEPTED, &a, None);
         if self.cod {
@@ -936,6 +969,7 @@ impl Session {
             ClientMsg::CancelByClientId(m) => self.cancel_by_client_id(request, template, perms, m),
             ClientMsg::MassCancel(m) => self.mass_cancel(request, template, perms, m),
             ClientMsg::QueryOpenOrders(m) => self.query_open_orders(request, template, perms, m),
+            ClientMsg::ReplayReports(m) => self.replay_reports(request, template, m),
             ClientMsg::TransferBatch(h, recs) => {
                 self.transfer_batch(request, template, perms, h.count as usize, recs)
             }
@@ -1344,6 +1378,7 @@ impl Session {
                 commands: cmds.len(),
                 code: 0,
                 engine_seq: 0,
+                partition: 0,
                 settled: false,
             },
         );
@@ -1527,6 +1562,12 @@ impl Session {
     fn report(&mut self, mut r: ExecutionReport, request: Option<u64>) {
         self.report_seq += 1;
         r.report_seq = self.report_seq;
+        r.partition = if r.engine_seq != 0 {
+            self.report_ctx.partition
+        } else {
+            0
+        };
+        r.flags |= self.report_ctx.flags;
         r.throttle_budget = self.budget();
         if self.replay.len() >= self.cfg.replay_reports_max.max(1) {
             self.replay.pop_front();
@@ -1697,13 +1738,19 @@ impl Session {
         let mut pend = self.pending.remove(&token);
         if let Some(p) = &mut pend {
             p.engine_seq = seq.0;
+            p.partition = partition as u8;
         }
+        self.report_ctx = ReportCtx {
+            partition: partition as u8,
+            flags: 0,
+        };
         let request = pend
             .as_ref()
             .and_then(|p| (p.request != 0).then_some(p.request));
         let cx = EventCtx {
             partition,
             request,
+            own: false,
             base: ExecutionReport {
                 request: request.unwrap_or(0),
                 engine_seq: seq.0,
@@ -1817,7 +1864,7 @@ impl Session {
                         self.settle_new_order(p);
                         true
                     }
-                    _ => false,
+                    _ => cx.own,
                 };
                 if mine || self.owns(owner.0) {
                     let t = Tracked {
@@ -2254,6 +2301,10 @@ impl Session {
     /// Answers a finished request and releases its resources.
     fn complete(&mut self, p: Pending) {
         self.outstanding_commands = self.outstanding_commands.saturating_sub(p.commands);
+        self.report_ctx = ReportCtx {
+            partition: p.partition,
+            flags: 0,
+        };
         match p.kind {
             PendKind::NewOrder(_) => {
                 if !p.settled {

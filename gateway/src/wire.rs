@@ -86,6 +86,9 @@ pub mod template {
     pub const QUERY_OPEN_ORDERS: u16 = 14;
     /// Client → server: cancel an order named by (owner, client order id).
     pub const CANCEL_BY_CLIENT_ID: u16 = 15;
+    /// Client → server: send again a partition's execution reports after
+    /// an engine seq (after a failover or a restart lost them).
+    pub const REPLAY_REPORTS: u16 = 16;
     /// Client → server: a batch of transfers (head + N records).
     pub const TRANSFER_BATCH: u16 = 20;
     /// Client → server: open a ledger account.
@@ -139,6 +142,7 @@ pub fn body_len(template: u16) -> Option<usize> {
         template::REPLACE => size_of::<ReplaceMsg>(),
         template::MASS_CANCEL => size_of::<MassCancelMsg>(),
         template::QUERY_OPEN_ORDERS => size_of::<QueryOpenOrders>(),
+        template::REPLAY_REPORTS => size_of::<ReplayReportsMsg>(),
         template::TRANSFER_BATCH => size_of::<TransferBatchHead>(),
         template::OPEN_ACCOUNT => size_of::<OpenAccountMsg>(),
         template::QUERY_BALANCE => size_of::<QueryBalanceMsg>(),
@@ -214,8 +218,8 @@ pub struct LoginAccepted {
     pub perms: u8,
     /// Whether cancel-on-disconnect is on (0/1).
     pub cancel_on_disconnect: u8,
-    /// Zero.
-    pub reserved: [u8; 2],
+    /// The server's engine partitions (what `REPLAY_REPORTS` may name).
+    pub partitions: u16,
 }
 
 /// `LOGIN_REJECTED` body (8 bytes).
@@ -378,6 +382,22 @@ pub struct QueryOpenOrders {
     pub request: u64,
     /// Owner (0 = every owner of the session).
     pub owner: u64,
+}
+
+/// `REPLAY_REPORTS` body (24 bytes).
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ReplayReportsMsg {
+    /// Request number.
+    pub request: u64,
+    /// Send again this session's reports of inputs numbered above this
+    /// engine seq (the newest `engine_seq` the client holds from the
+    /// partition; 0: every one the server still holds).
+    pub after_seq: u64,
+    /// The partition (below `LoginAccepted::partitions`).
+    pub partition: u32,
+    /// Zero.
+    pub reserved: u32,
 }
 
 // ----- ledger ----------------------------------------------------------
@@ -771,6 +791,13 @@ pub mod code {
     pub const TOO_MANY_IN_FLIGHT: u16 = 105;
     /// An `AddToken` with an empty or non-ASCII token.
     pub const INVALID_TOKEN: u16 = 106;
+    /// `REPLAY_REPORTS`: one answer's worth was sent; ask again after the
+    /// ack's `engine_seq` for the rest.
+    pub const REPLAY_MORE: u16 = 107;
+    /// `REPLAY_REPORTS`: the server no longer holds (or never held, since
+    /// it started) every report right after `after_seq`; nothing was sent.
+    /// The ack's `engine_seq` is the oldest seq a replay may start after.
+    pub const REPLAY_GAP: u16 = 108;
     /// The engine's `busy` reject reason, as carried in execution reports.
     pub const ENGINE_BUSY: u16 = 15;
 }
@@ -779,6 +806,9 @@ pub mod code {
 pub const REPORT_PRIORITY_KEPT: u8 = 1 << 0;
 /// Execution report flag: the report answers this session's own request.
 pub const REPORT_OWN_REQUEST: u8 = 1 << 1;
+/// Execution report flag: sent again in answer to `REPLAY_REPORTS` (it
+/// reports an input older than the reports sent live before it).
+pub const REPORT_REPLAYED: u8 = 1 << 2;
 /// `cancel_reason` value when none applies.
 pub const CANCEL_REASON_NONE: u8 = 255;
 
@@ -826,8 +856,9 @@ pub struct ExecutionReport {
     pub flags: u8,
     /// Engine `CancelReason` for cancels/expiries/reductions, else `CANCEL_REASON_NONE`.
     pub cancel_reason: u8,
-    /// Zero.
-    pub reserved: u8,
+    /// The partition whose input `engine_seq` numbers (0 when `engine_seq`
+    /// is 0).
+    pub partition: u8,
 }
 
 /// `OPEN_ORDER` body (64 bytes).
@@ -1336,6 +1367,8 @@ pub enum ClientMsg<'a> {
     MassCancel(MassCancelMsg),
     /// Open-orders listing.
     QueryOpenOrders(QueryOpenOrders),
+    /// Send reports again.
+    ReplayReports(ReplayReportsMsg),
     /// Transfer batch: head and the raw records (`count` × 96 bytes; read
     /// them with `transfer_record`).
     TransferBatch(TransferBatchHead, &'a [u8]),
@@ -1368,6 +1401,7 @@ impl ClientMsg<'_> {
             ClientMsg::Replace(m) => m.request,
             ClientMsg::MassCancel(m) => m.request,
             ClientMsg::QueryOpenOrders(m) => m.request,
+            ClientMsg::ReplayReports(m) => m.request,
             ClientMsg::TransferBatch(h, _) => h.request,
             ClientMsg::OpenAccount(m) => m.request,
             ClientMsg::QueryBalance(m) => m.request,
@@ -1473,6 +1507,11 @@ pub fn decode_client<'a>(h: &Header, body: &'a [u8]) -> Result<ClientMsg<'a>, Fr
             ClientMsg::MassCancel(m)
         }
         template::QUERY_OPEN_ORDERS => ClientMsg::QueryOpenOrders(need(t, body)?),
+        template::REPLAY_REPORTS => {
+            let m: ReplayReportsMsg = need(t, body)?;
+            zero("replay_reports.reserved", &m.reserved)?;
+            ClientMsg::ReplayReports(m)
+        }
         template::TRANSFER_BATCH => {
             let m: TransferBatchHead = need(t, body)?;
             zero("transfer_batch.reserved", &m.reserved)?;

@@ -15,7 +15,7 @@ use crate::state::{Executor, RestoreError, Taken};
 use engine::{Engine, EngineConfig, Input, Seq};
 use journal::history::DiskHistory;
 use journal::FsStorage;
-use runtime::{HistoryHandoff, HistoryReset, Request, Shared, StoreLink};
+use runtime::{HistoryHandoff, HistoryReset, Origin, Request, Shared, StoreLink};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,9 +49,10 @@ impl RingExecutor {
 }
 
 impl Executor for RingExecutor {
-    fn execute(&mut self, input: &Input, token: u64) {
+    fn execute(&mut self, input: &Input, token: u64, origin: Origin) {
         self.push(Request::Input {
             token,
+            origin,
             input: *input,
         });
     }

@@ -28,7 +28,7 @@ use futures_util::StreamExt;
 use journal::Storage;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
-use runtime::Shared;
+use runtime::{Origin, Shared};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -43,8 +43,9 @@ pub type Membership = openraft::type_config::alias::StoredMembershipOf<Cfg>;
 /// Where committed inputs are executed.
 pub trait Executor: Send + 'static {
     /// Executes one committed input; `token` is the proposing session's
-    /// (0 when this process did not propose it).
-    fn execute(&mut self, input: &Input, token: u64);
+    /// (0 when this process did not propose it), `origin` the client
+    /// request it serves (as replicated).
+    fn execute(&mut self, input: &Input, token: u64, origin: Origin);
     /// The engine's snapshot after everything executed so far.
     fn snapshot(&mut self) -> Taken;
     /// Replaces the engine's state with a snapshot's, which covers inputs
@@ -126,7 +127,7 @@ impl InlineExecutor {
 }
 
 impl Executor for InlineExecutor {
-    fn execute(&mut self, input: &Input, _token: u64) {
+    fn execute(&mut self, input: &Input, _token: u64, _origin: Origin) {
         self.engine.apply(input, &mut self.events);
     }
     fn snapshot(&mut self) -> Taken {
@@ -387,7 +388,7 @@ impl<S: Storage + Clone, X: Executor> EngineSm<S, X> {
         let index = entry.log_id.index;
         self.stamp = inputs_of(&entry.payload, stamp, me, |input, token, origin| {
             table.note(origin, index);
-            exec.execute(&input, token)
+            exec.execute(&input, token, origin)
         });
         drop(table);
         self.applied = Some(entry.log_id);

@@ -111,11 +111,14 @@ fn command_digest(command: &Command) -> u128 {
 }
 
 impl Executor for Recorder {
-    fn execute(&mut self, input: &Input, token: u64) {
-        self.inner.execute(input, token);
+    fn execute(&mut self, input: &Input, token: u64, origin: Origin) {
+        self.inner.execute(input, token, origin);
         let hash = self.inner.engine().state_hash();
         let mut r = self.record.lock().unwrap();
-        r.note(self.node, input.seq.0, digest(input), hash);
+        // Every replica must see the same origin with the same input (the
+        // gateway's report replay finds a session's own requests by it).
+        let of_origin = (u128::from(origin.session) << 64) | u128::from(origin.request);
+        r.note(self.node, input.seq.0, digest(input) ^ of_origin, hash);
         r.commands.insert(command_digest(&input.command));
     }
     fn snapshot(&mut self) -> replica::Taken {

@@ -44,7 +44,9 @@ pub use history_handoff::{
 };
 pub use idle::{IdleStrategy, Idler};
 pub use journal::{record::Origin, Durability};
-pub use output::{Mark, Output, OutputReader, OutputRef, OutputRing, EVENTS_INLINE, READERS_MAX};
+pub use output::{
+    Caller, Mark, Output, OutputReader, OutputRef, OutputRing, EVENTS_INLINE, READERS_MAX,
+};
 pub use partition::{Counter, Counters, Request, Shared, SnapshotBytes, COMMAND_KINDS};
 pub use pipeline::{
     partition_dir, FsPersistence, PartitionRecovery, Pipeline, PipelineConfig, PipelineError,

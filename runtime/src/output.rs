@@ -38,6 +38,7 @@ use crate::idle::{IdleStrategy, Idler};
 use crossbeam::utils::CachePadded;
 use engine::history::TransferRecord;
 use engine::{Command, Event, Events, Input, RecordRange, Seq};
+use journal::record::Origin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -68,6 +69,17 @@ pub enum Mark {
     Restore,
 }
 
+/// Who an input is for: the local caller waiting for it and the client
+/// request it serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// Caller token (0: nobody on this node waits for it).
+    pub token: u64,
+    /// The client request it serves (`Origin::NONE` for inputs no client
+    /// request made, and on a single node).
+    pub origin: Origin,
+}
+
 /// One input and everything it caused: the unit of the output ring.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
@@ -76,6 +88,10 @@ pub struct Output {
     pub mark: Mark,
     /// Caller token (0 for inputs the runtime made itself, e.g. time ticks).
     pub token: u64,
+    /// The client request the input serves (on a replicated partition, on
+    /// every replica: the origin travels in the Raft log; `Origin::NONE`
+    /// otherwise).
+    pub origin: Origin,
     /// Input sequence number.
     pub seq: Seq,
     /// The input's command (the market-data builder needs it for icebergs'
@@ -90,6 +106,7 @@ impl Output {
         Output {
             mark: Mark::Input,
             token: 0,
+            origin: Origin::NONE,
             seq: Seq(0),
             command: Command::Time {
                 now: engine::Timestamp(0),
@@ -97,6 +114,15 @@ impl Output {
             events: Vec::with_capacity(EVENTS_INLINE),
             rows: Vec::new(),
         }
+    }
+
+    /// The slot `input`'s outputs would fill, standing alone (a consumer's
+    /// tests build their streams with it; the engine thread fills ring
+    /// slots in place).
+    pub fn of(caller: Caller, input: &Input, events: &Events) -> Output {
+        let mut o = Output::empty();
+        o.fill(caller, input, events);
+        o
     }
 
     /// The input's events, in order (possibly none).
@@ -114,9 +140,10 @@ impl Output {
 
     /// Refills this slot with `input`'s outputs; the spill path (module doc)
     /// when they exceed the inline room.
-    fn fill(&mut self, token: u64, input: &Input, events: &Events) {
+    fn fill(&mut self, caller: Caller, input: &Input, events: &Events) {
         self.mark = Mark::Input;
-        self.token = token;
+        self.token = caller.token;
+        self.origin = caller.origin;
         self.seq = input.seq;
         self.command = input.command;
         let list = events.iter().as_slice();
@@ -140,6 +167,7 @@ impl Output {
     fn fill_mark(&mut self, seq: Seq, mark: Mark) {
         self.mark = mark;
         self.token = 0;
+        self.origin = Origin::NONE;
         self.seq = seq;
         self.command = Command::Time {
             now: engine::Timestamp(0),
@@ -251,13 +279,13 @@ impl OutputWriter {
     pub(crate) fn write(
         &mut self,
         ring: &OutputRing,
-        token: u64,
+        caller: Caller,
         input: &Input,
         events: &Events,
         idle: IdleStrategy,
     ) {
         self.wait_free_slot(ring, idle);
-        ring.slot(self.next).fill(token, input, events);
+        ring.slot(self.next).fill(caller, input, events);
         self.publish_slot(ring);
     }
 
@@ -414,9 +442,24 @@ mod tests {
     fn drain(r: &mut OutputReader) -> Vec<(u64, u64, usize)> {
         let mut got = Vec::new();
         while let Some(o) = r.poll() {
+            // The origin travels with the token (see `caller`).
+            assert_eq!(o.origin, caller(o.token).origin, "seq {}", o.seq.0);
             got.push((o.seq.0, o.token, o.events().len()));
         }
         got
+    }
+
+    /// Token `t` serves request `t` of session 7 (none for token 0).
+    fn caller(token: u64) -> Caller {
+        let origin = if token == 0 {
+            Origin::NONE
+        } else {
+            Origin {
+                session: 7,
+                request: token,
+            }
+        };
+        Caller { token, origin }
     }
 
     #[test]
@@ -429,7 +472,7 @@ mod tests {
             let s = i as u64 + 1;
             w.write(
                 &shared.outbound,
-                100 + s,
+                caller(100 + s),
                 &input(s),
                 &events(n),
                 IdleStrategy::Yield,
@@ -455,7 +498,7 @@ mod tests {
         for s in 7..=(7 + 16) {
             w.write(
                 &shared.outbound,
-                0,
+                caller(0),
                 &input(s),
                 &events(1),
                 IdleStrategy::Yield,
@@ -477,7 +520,8 @@ mod tests {
         let writer = std::thread::spawn(move || {
             let mut w = OutputWriter::new(&s2.outbound);
             for s in 1..=40u64 {
-                w.write(&s2.outbound, s, &input(s), &events(1), IdleStrategy::Yield);
+                let c = caller(s);
+                w.write(&s2.outbound, c, &input(s), &events(1), IdleStrategy::Yield);
                 s2.publish_durable(Seq(s));
             }
         });

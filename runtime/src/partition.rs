@@ -18,10 +18,11 @@ use super::sequencer::Sequencer;
 use crate::doorbell::Doorbell;
 use crate::feed_slots::FeedSlots;
 use crate::history_handoff::{HistoryHandoff, HistoryItem};
-use crate::output::{Mark, OutputRing, OutputWriter};
+use crate::output::{Caller, Mark, OutputRing, OutputWriter};
 use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
 use engine::{Command, Engine, Event, Input, Seq};
+use journal::record::Origin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -40,6 +41,9 @@ pub enum Request {
     Input {
         /// Caller's correlation token (0: nobody here waits for it).
         token: u64,
+        /// The client request it serves (`Origin::NONE`: none); carried
+        /// into its output slot, so every replica's outputs name it.
+        origin: Origin,
         /// The input, seq and time included.
         input: Input,
     },
@@ -427,17 +431,25 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                     }
                     stamped += 1;
                     let input = seq.stamp_at(now, command);
+                    let caller = Caller {
+                        token,
+                        origin: Origin::NONE,
+                    };
                     apply_one(
                         &mut engine,
                         &mut events,
                         &mut out,
                         &shared,
                         &input,
-                        token,
+                        caller,
                         wait,
                     );
                 }
-                Request::Input { token, input } => {
+                Request::Input {
+                    token,
+                    origin,
+                    input,
+                } => {
                     seq.follow(input.seq, input.now);
                     apply_one(
                         &mut engine,
@@ -445,7 +457,7 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
                         &mut out,
                         &shared,
                         &input,
-                        token,
+                        Caller { token, origin },
                         wait,
                     );
                 }
@@ -508,7 +520,16 @@ pub fn run(mut engine: Engine, shared: Arc<Shared>, idle: IdleStrategy) -> Engin
             let now = seq.now();
             if now >= deadline {
                 let input = seq.stamp(Command::Time { now });
-                apply_one(&mut engine, &mut events, &mut out, &shared, &input, 0, wait);
+                let caller = Caller::default();
+                apply_one(
+                    &mut engine,
+                    &mut events,
+                    &mut out,
+                    &shared,
+                    &input,
+                    caller,
+                    wait,
+                );
                 worked = true;
             }
         }
@@ -537,7 +558,7 @@ fn apply_one(
     out: &mut OutputWriter,
     shared: &Shared,
     input: &Input,
-    token: u64,
+    caller: Caller,
     wait: IdleStrategy,
 ) {
     engine.apply(input, events);
@@ -548,7 +569,7 @@ fn apply_one(
     // already in the ring (the other order loses that wake-up, and the
     // output waits for the next commit). No deadlock: a full ring waits
     // for readers, who wait only for inputs already in the journal queue.
-    out.write(&shared.outbound, token, input, events, wait);
+    out.write(&shared.outbound, caller, input, events, wait);
     if let Some(j) = &shared.journal {
         push_wait(j, *input, wait);
     }
@@ -676,6 +697,7 @@ mod tests {
     fn time_input(seq: u64) -> Request {
         Request::Input {
             token: 0,
+            origin: Origin::NONE,
             input: Input {
                 seq: Seq(seq),
                 now: engine::Timestamp(seq),

@@ -6,6 +6,7 @@
 use bourse_tests::fixtures;
 use engine::*;
 use gateway::session::{token_session, Auth, EngineRequest, Perms, Session, SessionConfig};
+use gateway::window::ReportWindow;
 use gateway::wire::*;
 use std::sync::Arc;
 
@@ -15,6 +16,9 @@ pub struct Exchange {
     events: Events,
     seq: u64,
     pub now: u64,
+    /// Fed every applied request's outputs, as a server's is (origins
+    /// included), when set.
+    pub window: Option<ReportWindow>,
 }
 
 impl Exchange {
@@ -26,12 +30,18 @@ impl Exchange {
             events,
             seq: 0,
             now: 1,
+            window: None,
         };
         x.apply_raw(instrument(1));
         x
     }
 
-    fn apply_raw(&mut self, command: Command) {
+    /// The last input's seq.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn apply_raw(&mut self, command: Command) -> Input {
         self.seq += 1;
         let input = Input {
             seq: Seq(self.seq),
@@ -39,12 +49,20 @@ impl Exchange {
             command,
         };
         self.engine.apply(&input, &mut self.events);
+        input
     }
 
     /// Applies one request and delivers its outputs: every event to the
     /// session that sent it and to every session trading for an owner it names.
     pub fn apply(&mut self, req: EngineRequest, sessions: &mut [&mut Session]) {
-        self.apply_raw(req.command);
+        let input = self.apply_raw(req.command);
+        if let Some(w) = &mut self.window {
+            let caller = runtime::Caller {
+                token: req.token,
+                origin: req.origin,
+            };
+            w.handle_output(&runtime::Output::of(caller, &input, &self.events));
+        }
         let seq = Seq(self.seq);
         let evs: Vec<Event> = self.events.iter().copied().collect();
         for s in sessions.iter_mut() {
