@@ -185,6 +185,10 @@ fn throughput(
                 let rt = client_runtime();
                 rt.block_on(async move {
                     let mut c = connect(addr, &path, 100 + k as u64).await;
+                    // BTC-USD or ETH-USD at its reference price (inside the
+                    // demo's price band: every order is accepted).
+                    let spec = gateway::demo::instruments()[k % 2];
+                    let price = spec.reference_price.0;
                     const BATCH: u64 = 256;
                     let window: u64 = 32_768;
                     let (mut sent, mut acked) = (0u64, 0u64);
@@ -193,14 +197,7 @@ fn throughput(
                     while acked < per_conn {
                         while sent < per_conn && sent - acked < window {
                             for _ in 0..BATCH.min(per_conn - sent) {
-                                let mut m = limit(
-                                    1,
-                                    1 + (k as u32 % 2),
-                                    engine::Side::Buy,
-                                    60_000,
-                                    1,
-                                    coid,
-                                );
+                                let mut m = limit(1, spec.id.0, engine::Side::Buy, price, 1, coid);
                                 m.tif = 1;
                                 coid += 1;
                                 c.order(m);
@@ -218,7 +215,10 @@ fn throughput(
                                 *rejected.entry(reject_name(r.reject_code)).or_default() += 1;
                             }
                             Some(_) => {}
-                            None => panic!("stream ended"),
+                            None => panic!(
+                                "stream ended: {:?} ({acked} of {per_conn} acknowledged)",
+                                c.connection().close_reason()
+                            ),
                         }
                     }
                     c.close().await;

@@ -900,6 +900,9 @@ impl Sessions {
                 }
             }
             slot.registered_owners = owners;
+        }
+        // From its first login on, every report reaches the session live.
+        if slot.session.logged_in() && !slot.session.live() {
             let newest = self.windows.iter().map(ReportWindow::newest).collect();
             slot.session.handle_live_from(newest);
         }

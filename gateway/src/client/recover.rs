@@ -23,7 +23,8 @@ pub struct ReplayGap {
     pub after_seq: u64,
     /// … but the server held none through this one (reports of inputs
     /// numbered in `(after_seq, floor]` may be missing: query the open
-    /// orders).
+    /// orders). `u64::MAX`: the client stopped asking after 1,024
+    /// rounds (a window trimmed faster than it could be read).
     pub floor: u64,
 }
 

@@ -96,6 +96,11 @@ impl Session {
         }
     }
 
+    /// Whether `handle_live_from` was called.
+    pub fn live(&self) -> bool {
+        !self.live_from.is_empty()
+    }
+
     /// The partition whose window the next waiting replay needs.
     pub fn poll_replay(&self) -> Option<usize> {
         self.replays.front().map(|a| a.partition)
