@@ -327,3 +327,43 @@ fn a_replay_stops_where_the_session_went_live_and_refuses_what_it_cannot_answer(
         matches!(drain(&mut s).as_slice(), [Msg::Reject(r)] if r.code == reject::NON_ZERO_RESERVED)
     );
 }
+
+/// Replays asked in one burst wait for the server at most one per
+/// partition's worth; each is answered from the window of the partition it
+/// names, in order.
+#[test]
+fn a_burst_of_replays_is_bounded_and_each_reads_its_own_partition() {
+    let auth = auth();
+    let cfg = SessionConfig {
+        partitions: 2,
+        ..cfg()
+    };
+    let mut s = logged_in(1, "alice", cfg, &auth);
+    s.handle_live_from(vec![5, 9]);
+    let windows = [ReportWindow::new(8, 5), ReportWindow::new(8, 7)];
+    let mut burst = replay_frame(1, 0, 5);
+    burst.extend(replay_frame(2, 1, 3));
+    burst.extend(replay_frame(3, 0, 5));
+    s.handle_bytes(2, &burst);
+    // The third is refused at once; the two others wait for the server.
+    assert!(matches!(drain(&mut s).as_slice(),
+        [Msg::Ack(a)] if a.request == 3 && a.code == code::TOO_MANY_IN_FLIGHT));
+    let mut acks = Vec::new();
+    while let Some(p) = s.poll_replay() {
+        let answer = s.handle_replay(&windows[p]).expect("an answer");
+        for m in drain(&mut s) {
+            if let Msg::Ack(a) = m {
+                assert_eq!((answer.code, answer.reports), (a.code, a.count));
+                acks.push((p, a.request, a.code, a.engine_seq));
+            }
+        }
+    }
+    // Partition 0 is covered through 5 already; partition 1's window
+    // starts after 7, past the 3 asked for.
+    assert_eq!(
+        acks,
+        vec![(0, 1, 0, 5), (1, 2, code::REPLAY_GAP, 7)],
+        "(partition, request, code, engine_seq)"
+    );
+    assert_eq!(s.handle_replay(&windows[0]), None, "nothing waits");
+}

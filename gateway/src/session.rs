@@ -445,8 +445,8 @@ pub struct Session {
     /// The newest input of each partition at this session's first login
     /// here: the most a `REPLAY_REPORTS` covers (empty before it).
     live_from: Vec<u64>,
-    /// `REPLAY_REPORTS` the server has still to answer (at most one per
-    /// partition).
+    /// `REPLAY_REPORTS` the server has still to answer (at most as many
+    /// as partitions).
     replays: VecDeque<ReplayAsk>,
     /// A paged replay's tracking, for its next page.
     replay_pages: Option<ReplayPages>,

@@ -17,13 +17,13 @@
 //!
 //! Invariants: a replay changes no live state (the order tracking it
 //! builds for cum/leaves is its own, and is dropped); one answer sends at
-//! most a page of reports, ending on an input boundary; at most one
-//! replay per partition waits for the server; the tracking a paged replay
-//! built is kept for the page that continues it (one at a time, bounded
-//! like live tracking), so every page reports as one replay would; a
-//! replayed report is never
-//! recorded as the outcome of the request it reports (only the ack is the
-//! replay request's outcome).
+//! most a page of reports, ending on an input boundary; at most as many
+//! replays wait for the server as there are partitions (it answers them
+//! right after the bytes that asked); the tracking a paged replay built is
+//! kept for the page that continues it (one at a time, bounded like live
+//! tracking), so every page reports as one replay would; a replayed report
+//! is never recorded as the outcome of the request it reports (only the
+//! ack is the replay request's outcome).
 
 use super::{EventCtx, Session, Tracked};
 use crate::window::{ReportWindow, WindowEvent};
