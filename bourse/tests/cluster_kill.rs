@@ -633,6 +633,89 @@ async fn a_new_leader_replays_the_reports_a_killed_leader_never_delivered() {
     assert!(a.seen_seqs()[p] >= fill.engine_seq);
 }
 
+/// Stops the leader (SIGSTOP) until another node leads, then resumes it;
+/// the new leader's id.
+async fn depose(nodes: &mut Nodes, cfg: &ClientConfig, leader: u64) -> u64 {
+    signal(&nodes.children[&leader], "STOP");
+    let stopped = nodes.children.remove(&leader).expect("child");
+    let next = leader_id(nodes, cfg).await;
+    nodes.children.insert(leader, stopped);
+    signal(&nodes.children[&leader], "CONT");
+    assert_ne!(next, leader);
+    next
+}
+
+/// Every report a client reads within `wait`, after `recover_reports`.
+async fn reports_after_login(
+    c: &mut Client,
+    wait: Duration,
+) -> Vec<gateway::wire::ExecutionReport> {
+    c.recover_reports().await.expect("recover");
+    let mut v = Vec::new();
+    while let Ok(Some(reply)) = c.next_timeout(wait).await {
+        if let Reply::Report(e) = reply {
+            v.push(e);
+        }
+    }
+    v
+}
+
+/// A node that stops leading forgets its sessions: when it leads again
+/// (here within the 60 s resume window) and the client comes back from
+/// another leader, the login does not resume in the node's old report
+/// numbering, which would send again, under new numbers, reports the
+/// client already had from the other leader (and claim nothing was lost).
+#[tokio::test(flavor = "current_thread")]
+async fn a_node_leading_again_does_not_resume_a_session_in_its_old_numbering() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (mut nodes, cfg) = start(root.path());
+    let first = leader_id(&nodes, &cfg).await;
+    let mut c = connect_any(&nodes.addrs(), &cfg).await.expect("a leader");
+    add_instrument(&mut c).await;
+    let mut seen = std::collections::BTreeSet::new();
+    let key =
+        |e: &gateway::wire::ExecutionReport| (e.partition, e.engine_seq, e.order_id, e.exec_type);
+    let r = c.order(limit(1, BTC, engine::Side::Buy, 59_500, 1, 911));
+    c.flush().await.expect("flush");
+    seen.insert(key(&report_for(&mut c, r).await));
+    c.abort();
+    let mut other = depose(&mut nodes, &cfg, first).await;
+    // On the next leader: an order whose report the first node's session
+    // also gets (same owner) while it follows.
+    let mut back = cfg.clone();
+    back.resume_after = 1;
+    let mut c = connect_any(&nodes.addrs(), &back).await.expect("a leader");
+    // (Nothing to recover: the client holds its one report.)
+    let r = c.order(limit(1, BTC, engine::Side::Buy, 59_400, 1, 912));
+    c.flush().await.expect("flush");
+    assert!(seen.insert(key(&report_for(&mut c, r).await)));
+    let (last, seqs) = (c.last_report_seq(), c.seen_seqs().to_vec());
+    c.disconnect().await;
+    // Depose leaders until the first node leads again (each round it is
+    // one of the two candidates).
+    for _ in 0..12 {
+        if other == first {
+            break;
+        }
+        other = depose(&mut nodes, &cfg, other).await;
+    }
+    assert_eq!(other, first, "the first node never led again");
+    let mut again = cfg.clone();
+    again.resume_after = last;
+    again.seen_seqs = seqs;
+    let mut c = connect_any(&nodes.addrs(), &again)
+        .await
+        .expect("the first node");
+    let lost = c.reports_lost();
+    assert!(lost, "a login here cannot know what the other leader sent");
+    let got = reports_after_login(&mut c, Duration::from_millis(500)).await;
+    let dup: Vec<_> = got.iter().filter(|e| seen.contains(&key(e))).collect();
+    assert!(
+        dup.is_empty(),
+        "reports the client already had came again (reports_lost {lost}): {dup:#?}"
+    );
+}
+
 /// A small ledger (1,024 transfers of memory, runs of 128): every history
 /// run is cut, shipped and installed many times over; a snapshot every 64
 /// log entries with no log kept behind it, so every node merges its runs

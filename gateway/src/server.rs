@@ -789,7 +789,8 @@ impl Sessions {
 
     /// A replicated server: closes the sessions whose proposals failed and,
     /// once this node stops leading, every session (their clients find the
-    /// new leader); readiness and the groups' status go to the metrics.
+    /// new leader) and forgets the disconnected ones (see `detach`);
+    /// readiness and the groups' status go to the metrics.
     fn follow_cluster(&mut self) {
         let Some(node) = self.node.clone() else {
             return;
@@ -798,12 +799,18 @@ impl Sessions {
         let serving = c.serving();
         let mut failed = Vec::new();
         c.take_failures(|token| failed.push(token_session(token)));
+        let mut gone = Vec::new();
         for (sid, slot) in self.slots.iter_mut() {
             let step_down = !serving && slot.session.logged_in();
             if step_down || failed.contains(sid) {
                 slot.session.handle_step_down();
                 slot.wake.notify_one();
+            } else if !serving && slot.conn == 0 {
+                gone.push(*sid);
             }
+        }
+        for sid in gone {
+            self.remove(sid);
         }
         if let Some(m) = &self.metrics {
             m.set_ready(serving);
@@ -1463,8 +1470,14 @@ fn detach(
             reqs = slot.session.handle_disconnect();
             slot.conn = 0;
             slot.disconnected_at = Some(Instant::now());
-            remove =
-                slot.login.is_none() || matches!(close, Some((c, _)) if *c == wire::close::NORMAL);
+            // A session this node closed because it stopped leading is
+            // forgotten: its client goes on with the next leader, whose
+            // report numbering is not this one's, and a login here after
+            // this node leads again must not resume in the old numbering
+            // (it would replay reports under numbers the client already
+            // holds for others). It starts afresh (`reports_lost`).
+            remove = slot.login.is_none()
+                || matches!(close, Some((c, _)) if *c == wire::close::NORMAL || *c == wire::close::NOT_LEADER);
         }
     }
     if remove {
