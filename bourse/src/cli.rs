@@ -431,6 +431,20 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Print again the execution reports about the token's owners' orders
+    /// of the inputs after an engine seq, as far as the server's report
+    /// window holds them (`REPLAY_REPORTS`: what a client gets back after a
+    /// failover); a range the server no longer holds is named.
+    Reports {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Only this partition (default: every one).
+        #[arg(long)]
+        partition: Option<u32>,
+        /// The inputs after this engine seq (a report's `engine_seq`).
+        #[arg(long, default_value_t = 0)]
+        after_seq: u64,
+    },
     /// Move money between two accounts.
     Transfer {
         #[command(flatten)]
@@ -764,6 +778,7 @@ impl ClientCommand {
             | ClientCommand::Cancel { conn, .. }
             | ClientCommand::Replace { conn, .. }
             | ClientCommand::Orders { conn }
+            | ClientCommand::Reports { conn, .. }
             | ClientCommand::Transfer { conn, .. }
             | ClientCommand::Balance { conn, .. }
             | ClientCommand::Transfers { conn, .. }
@@ -807,6 +822,11 @@ enum Request {
         requeue: bool,
     },
     Orders,
+    /// Answered by replayed reports and one ack per partition.
+    Reports {
+        partition: Option<u32>,
+        after: u64,
+    },
     Transfer(TransferRecord),
     Balance(u128),
     /// Answered by rows and an end, not by `Reply`s the printer knows.
@@ -871,6 +891,14 @@ fn request_of(conn: &ConnArgs, cmd: &ClientCommand) -> Result<Request, CliError>
             requeue: *requeue,
         },
         ClientCommand::Orders { .. } => Request::Orders,
+        ClientCommand::Reports {
+            partition,
+            after_seq,
+            ..
+        } => Request::Reports {
+            partition: *partition,
+            after: *after_seq,
+        },
         ClientCommand::Transfer {
             id,
             debit,
@@ -1077,6 +1105,7 @@ fn queue(c: &mut Client, owner: u64, r: Request) -> u64 {
             c.replace_with(owner, order_id, (price, qty), flags)
         }
         Request::Orders => c.query_open_orders(0),
+        Request::Reports { partition, after } => c.replay_reports(partition.unwrap_or(0), after),
         Request::Transfer(t) => c.transfer_batch(&[t]),
         Request::Balance(a) => c.query_balance(a),
         Request::Transfers(TransferQuery::Ids(ids)) => {
@@ -1105,9 +1134,22 @@ async fn run_async<W: Write>(
         addr,
         source,
     };
-    if let Request::Transfers(q) = req {
-        let answer =
-            tokio::time::timeout(ANSWER_LIMIT, transfers(&mut c, &q, conn.json, out)).await;
+    let special = match &req {
+        Request::Transfers(q) => {
+            Some(tokio::time::timeout(ANSWER_LIMIT, transfers(&mut c, q, conn.json, out)).await)
+        }
+        Request::Reports { partition, after } => {
+            let mut p = Printer {
+                out,
+                json: conn.json,
+                data_dir: target.data_dir.clone(),
+            };
+            let asks = (*partition, *after);
+            Some(tokio::time::timeout(ANSWER_LIMIT, reports(&mut c, asks, &mut p)).await)
+        }
+        _ => None,
+    };
+    if let Some(answer) = special {
         c.close().await;
         return match answer {
             Ok(r) => r.map_err(server_err),
@@ -1151,6 +1193,53 @@ async fn run_async<W: Write>(
     }
     // Nothing resumes a CLI session: log out so the server forgets it now.
     c.close().await;
+    Ok(())
+}
+
+/// `bourse reports`: the replayed reports (those flagged replayed: live
+/// ones of this fresh session are not what was asked), then per gap the
+/// range no longer held, then how many.
+async fn reports<W: Write>(
+    c: &mut Client,
+    (partition, after): (Option<u32>, u64),
+    p: &mut Printer<'_, W>,
+) -> Result<(), ClientError> {
+    let asks: Vec<(u32, u64)> = match partition {
+        Some(one) => vec![(one, after)],
+        None => (0..u32::from(c.login().partitions.max(1)))
+            .map(|q| (q, after))
+            .collect(),
+    };
+    let got = c.replay_after(&asks).await?;
+    while let Some(r) = c.next_timeout(Duration::ZERO).await? {
+        if matches!(&r, Reply::Report(rep) if rep.flags & REPORT_REPLAYED != 0) {
+            p.reply(&r);
+        }
+    }
+    let mut lines: Vec<String> = got
+        .gaps
+        .iter()
+        .map(|g| match p.json {
+            true => serde_json::json!({
+                "type": "replay_gap", "partition": g.partition,
+                "after_seq": g.after_seq, "floor": g.floor,
+            })
+            .to_string(),
+            false => format!(
+                "partition {}: the reports of inputs {}..={} are not held here (older than the server's report window; see `orders`)",
+                g.partition,
+                g.after_seq + 1,
+                g.floor
+            ),
+        })
+        .collect();
+    lines.push(match p.json {
+        true => serde_json::json!({"type": "replay_end", "reports": got.replayed}).to_string(),
+        false => format!("{} reports replayed", got.replayed),
+    });
+    for l in lines {
+        let _ = writeln!(p.out, "{l}");
+    }
     Ok(())
 }
 

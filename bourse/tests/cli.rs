@@ -757,3 +757,52 @@ fn transfers_lists_the_walkthroughs_transfers_only_to_their_owners() {
         c.close().await;
     });
 }
+
+/// `bourse reports --after-seq S` prints again, from the server's report
+/// window, what happened to the token's owners' orders after engine seq S
+/// (a fill of a resting order another invocation placed, flagged
+/// replayed), not what came before; asked from 0 it names the range the
+/// server does not hold (its demo set was made before it listened).
+#[test]
+fn reports_prints_again_what_happened_after_a_seq_and_names_what_is_gone() {
+    let s = start();
+    let sell = [
+        "--symbol", "BTC-USD", "--side", "sell", "--price", "60000", "--qty", "5", "--owner", "2",
+        "--json",
+    ];
+    let o = run_ok(s.cmd(&["order"], &sell));
+    let new: serde_json::Value = serde_json::from_str(o.lines().next().unwrap()).unwrap();
+    let seq = new["engine_seq"].as_u64().unwrap();
+    let buy = [
+        "--symbol", "BTC-USD", "--side", "buy", "--price", "60000", "--qty", "3",
+    ];
+    run_ok(s.cmd(&["order"], &buy));
+    let after = seq.to_string();
+    let out = run_ok(s.cmd(&["reports"], &["--after-seq", &after]));
+    assert!(
+        out.contains("TRADE order 1 (owner 2) BTC-USD sell | filled 3 @ 60000"),
+        "{out}"
+    );
+    assert!(out.contains("replayed (seq"), "{out}");
+    assert!(
+        !out.contains("NEW order 1 "),
+        "the sell's accept is not after {seq}: {out}"
+    );
+    assert!(out.ends_with("reports replayed\n"), "{out}");
+    let all = run_ok(s.cmd(&["reports"], &["--json"]));
+    let gap = all
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["type"] == "replay_gap")
+        .unwrap_or_else(|| panic!("no gap named: {all}"));
+    assert_eq!(gap["after_seq"], 0);
+    assert!(gap["floor"].as_u64().unwrap() < seq, "{all}");
+    // A partition the server does not have is refused, naming why.
+    let bad = run(s.cmd(&["reports"], &["--partition", "7"]));
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("unroutable"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

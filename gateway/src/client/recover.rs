@@ -76,14 +76,28 @@ impl Client {
     /// once every partition answered; the reports (and anything else read
     /// meanwhile) are waiting for `next`. Nothing to do without a loss.
     pub async fn recover_reports(&mut self) -> Result<ReportRecovery, ClientError> {
-        let mut got = ReportRecovery::default();
         if !self.reports_lost {
-            return Ok(got);
+            return Ok(ReportRecovery::default());
         }
+        let asks: Vec<(u32, u64)> = (0..u32::from(self.login.partitions.max(1)))
+            .map(|p| (p, self.seen_seqs.get(p as usize).copied().unwrap_or(0)))
+            .collect();
+        self.replay_after(&asks).await
+    }
+
+    /// Asks each `(partition, after_seq)` for this session's reports of the
+    /// inputs after that seq, as the server still holds them (`bourse
+    /// reports` asks this way), and returns once every one is answered;
+    /// the reports wait for `next`. What `recover_reports` does after a
+    /// loss, for any seqs.
+    pub async fn replay_after(
+        &mut self,
+        asks: &[(u32, u64)],
+    ) -> Result<ReportRecovery, ClientError> {
+        let mut got = ReportRecovery::default();
         // request → (partition, after_seq, rounds)
         let mut waiting: HashMap<u64, (u32, u64, u32)> = HashMap::new();
-        for p in 0..u32::from(self.login.partitions.max(1)) {
-            let after = self.seen_seqs.get(p as usize).copied().unwrap_or(0);
+        for &(p, after) in asks {
             waiting.insert(self.replay_reports(p, after), (p, after, 1));
         }
         let mut stash = Vec::new();
