@@ -964,38 +964,39 @@ fn request_of(conn: &ConnArgs, cmd: &ClientCommand) -> Result<Request, CliError>
                 },
             }
         }
-        ClientCommand::Instrument {
-            command:
-                InstrumentCommand::Add {
-                    id,
-                    symbol,
-                    base,
-                    quote,
-                    tick,
-                    lot_size,
-                    qty_min,
-                    qty_max,
-                    reference_price,
-                    settle,
-                    ..
-                },
-        } => {
-            let mut m = AddInstrumentMsg {
-                id: *id,
-                tick: *tick,
-                lot_size: *lot_size,
-                qty_min: *qty_min,
-                qty_max: *qty_max,
-                reference_price: *reference_price,
-                settle: *settle as u8,
-                ..Default::default()
-            };
-            copy_code(&mut m.symbol, symbol)?;
-            copy_code(&mut m.base, base)?;
-            copy_code(&mut m.quote, quote)?;
-            Request::AddInstrument(m)
-        }
+        ClientCommand::Instrument { command } => instrument_request(command)?,
     })
+}
+
+/// `instrument add`: its frame, the codes checked.
+fn instrument_request(command: &InstrumentCommand) -> Result<Request, CliError> {
+    let InstrumentCommand::Add {
+        id,
+        symbol,
+        base,
+        quote,
+        tick,
+        lot_size,
+        qty_min,
+        qty_max,
+        reference_price,
+        settle,
+        ..
+    } = command;
+    let mut m = AddInstrumentMsg {
+        id: *id,
+        tick: *tick,
+        lot_size: *lot_size,
+        qty_min: *qty_min,
+        qty_max: *qty_max,
+        reference_price: *reference_price,
+        settle: *settle as u8,
+        ..Default::default()
+    };
+    copy_code(&mut m.symbol, symbol)?;
+    copy_code(&mut m.base, base)?;
+    copy_code(&mut m.quote, quote)?;
+    Ok(Request::AddInstrument(m))
 }
 
 /// A client order id from the clock: microseconds since the epoch (ids
