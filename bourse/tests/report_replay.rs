@@ -367,3 +367,51 @@ fn a_burst_of_replays_is_bounded_and_each_reads_its_own_partition() {
     );
     assert_eq!(s.handle_replay(&windows[0]), None, "nothing waits");
 }
+
+/// A login on the same server whose replay store no longer holds every
+/// report the client lacks sends nothing by number (`replay_from` past the
+/// newest) and moves the session's replay bound to now, so a replay by
+/// engine seq from what the client holds brings back every report it
+/// missed, the ones the store lost included.
+#[test]
+fn a_login_the_replay_store_cannot_resume_falls_back_to_replay_by_seq() {
+    let auth = auth();
+    let mut x = Exchange::new();
+    x.window = Some(ReportWindow::new(1 << 12, x.seq()));
+    let small = SessionConfig {
+        replay_reports_max: 4,
+        ..cfg()
+    };
+    let mut a = logged_in(1, "alice", small, &auth);
+    a.handle_live_from(vec![x.window.as_ref().unwrap().newest()]);
+    let mut b = logged_in(2, "bob", cfg(), &auth);
+    for i in 1..=10 {
+        a.handle_bytes(2, &limit(i, 1, 10 + i, Side::Sell, 100, 1));
+    }
+    x.pump(&mut [&mut a, &mut b]);
+    let held = reports(&drain(&mut a));
+    let seen = held.iter().map(|r| r.engine_seq).max().unwrap();
+    let last = held.last().unwrap().report_seq;
+    a.handle_disconnect();
+    // Bob takes all ten while she is away: more fills than her store keeps.
+    b.handle_bytes(3, &limit(1, 3, 99, Side::Buy, 100, 10));
+    x.pump(&mut [&mut a, &mut b]);
+    a.handle_reconnect(4);
+    a.handle_bytes(4, &login_frame("alice", 1001, last, 0));
+    let m = drain(&mut a);
+    match m.as_slice() {
+        [Msg::LoginAccepted(l)] => assert_eq!(l.replay_from, last + 11, "{l:?}"),
+        other => panic!("nothing by number: {other:?}"),
+    }
+    assert!(!a.live(), "the server sets the replay bound again");
+    let window = x.window.as_ref().unwrap();
+    a.handle_live_from(vec![window.newest()]);
+    a.handle_bytes(5, &replay_frame(11, 0, seen));
+    a.handle_replay(window);
+    let got = reports(&drain(&mut a));
+    assert_eq!(got.len(), 10, "every fill: {got:?}");
+    assert!(got
+        .iter()
+        .all(|r| r.exec_type == exec_type::TRADE && r.owner == 1 && r.last_qty == 1));
+    assert!(got.iter().all(|r| r.engine_seq > seen));
+}

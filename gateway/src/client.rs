@@ -36,7 +36,10 @@
 //! reconnecting — after a login that could not replay everything asked for
 //! (`reports_lost`: a restarted server, a new cluster leader, a trimmed
 //! replay store) it continues from the server's `replay_from`, so the next
-//! reconnect asks in the server's numbering. `flush` keeps reading replies (into the frame reader, for
+//! reconnect asks in the server's numbering; `recover_reports` then gets
+//! the lost reports back by engine seq (`seen_seqs`, carried over in
+//! `ClientConfig::seen_seqs`), naming what the server no longer holds.
+//! `flush` keeps reading replies (into the frame reader, for
 //! `next`) while its write waits for flow-control credit: the server stops
 //! reading while its own write to us is blocked, so a client that only
 //! writes would wait on a server that only writes (the deadlock that kept

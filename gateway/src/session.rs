@@ -758,7 +758,18 @@ impl Session {
             .replay
             .front()
             .map_or(self.report_seq + 1, |r| r.report_seq);
-        self.sent_upto = resume.max(oldest - 1);
+        self.sent_upto = if oldest - 1 > resume {
+            // The store lost reports the client lacks: sending the rest
+            // by number would leave a hole no replay could fill (a
+            // replay covers only what came before `live_from`). Nothing
+            // goes by number; `live_from` moves to now (the server sets
+            // it again), and `REPLAY_REPORTS` from the client's engine
+            // seqs covers everything it lacks (`reports_lost`).
+            self.live_from.clear();
+            self.report_seq
+        } else {
+            resume
+        };
         let a = LoginAccepted {
             session_id: m.session_id,
             last_request: self.last_request,
