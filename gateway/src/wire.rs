@@ -207,8 +207,10 @@ pub struct LoginAccepted {
     pub last_request: u64,
     /// Highest execution report seq issued so far.
     pub last_report_seq: u64,
-    /// First report seq that will be replayed (`resume_after + 1` unless
-    /// older reports are no longer kept; then the client sees the gap here).
+    /// First report seq that follows: `resume_after + 1` when every report
+    /// after it is still held; otherwise `last_report_seq + 1` (nothing is
+    /// sent by number; `REPLAY_REPORTS` brings the lost reports back by
+    /// engine seq).
     pub replay_from: u64,
     /// Server heartbeat interval, ns.
     pub heartbeat_interval_ns: u64,
