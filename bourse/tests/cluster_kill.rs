@@ -633,8 +633,9 @@ async fn a_new_leader_replays_the_reports_a_killed_leader_never_delivered() {
     assert!(a.seen_seqs()[p] >= fill.engine_seq);
 }
 
-/// Stops the leader (SIGSTOP) until another node leads, then resumes it;
-/// the new leader's id.
+/// Stops the leader (SIGSTOP) until another node leads, then resumes it
+/// and waits until it knows it no longer leads (right after the resume it
+/// may still take a login, then close it `not_leader`); the new leader's id.
 async fn depose(nodes: &mut Nodes, cfg: &ClientConfig, leader: u64) -> u64 {
     signal(&nodes.children[&leader], "STOP");
     let stopped = nodes.children.remove(&leader).expect("child");
@@ -642,7 +643,27 @@ async fn depose(nodes: &mut Nodes, cfg: &ClientConfig, leader: u64) -> u64 {
     nodes.children.insert(leader, stopped);
     signal(&nodes.children[&leader], "CONT");
     assert_ne!(next, leader);
-    next
+    let mut probe = cfg.clone();
+    probe.addr = nodes.plans[leader as usize - 1].client;
+    probe.session_id ^= 0x5A5A;
+    probe.connect_timeout = Duration::from_millis(500);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match Client::connect(&probe).await {
+            Err(gateway::client::ClientError::LoginRejected(code))
+                if code == gateway::wire::login_reject::NOT_LEADER =>
+            {
+                return next
+            }
+            Ok(c) => c.disconnect().await,
+            Err(_) => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {leader} still leads 30 s after"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Every report a client reads within `wait`, after `recover_reports`.
