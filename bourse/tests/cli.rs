@@ -762,7 +762,7 @@ fn transfers_lists_the_walkthroughs_transfers_only_to_their_owners() {
 /// window, what happened to the token's owners' orders after engine seq S
 /// (a fill of a resting order another invocation placed, flagged
 /// replayed), not what came before; asked from 0 it gives everything since
-/// the server started, naming any earlier range it does not hold.
+/// the server started, with no range missing.
 #[test]
 fn reports_prints_again_what_happened_after_a_seq_and_names_what_is_gone() {
     let s = start();
@@ -789,10 +789,9 @@ fn reports_prints_again_what_happened_after_a_seq_and_names_what_is_gone() {
         "the sell's accept is not after {seq}: {out}"
     );
     assert!(out.ends_with("reports replayed\n"), "{out}");
-    // From 0: everything since the server started, the sell's accept too.
-    // The demo set's inputs came before its window started, and whether
-    // the window saw them depends on when it first looked: if not, that
-    // range is named, and it ends before the sell.
+    // From 0: everything since the server started (its window starts at
+    // what it recovered, the demo set's inputs included), the sell's accept
+    // too, and no range is named missing.
     let all = run_ok(s.cmd(&["reports"], &["--json"]));
     let lines: Vec<serde_json::Value> = all
         .lines()
@@ -808,6 +807,7 @@ fn reports_prints_again_what_happened_after_a_seq_and_names_what_is_gone() {
         assert_eq!(gap["after_seq"], 0);
         assert!(gap["floor"].as_u64().unwrap() < seq, "{all}");
     }
+    assert!(lines.iter().all(|v| v["type"] != "replay_gap"), "{all}");
     // A partition the server does not have is refused, naming why.
     let bad = run(s.cmd(&["reports"], &["--partition", "7"]));
     assert!(!bad.status.success());

@@ -49,7 +49,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -1028,16 +1027,16 @@ impl Sessions {
     }
 }
 
-/// One report window per partition, each starting after what its engine
-/// has applied now (conservative: an input the engine ran before this look
-/// is below the floor even if the output stream still holds it).
+/// One report window per partition, each starting right after what its
+/// partition recovered: the output stream holds every input since (the
+/// ring keeps a slot until every cursor passed it, and only `deliver`
+/// reads cursor 0), start-up inputs included (`sessions_lost`, the demo
+/// set), so nothing a report could come from is below the window unseen.
+/// A replicated partition starts empty; a snapshot it restores empties
+/// its window at the restore mark.
 fn report_windows(pipeline: &Pipeline, events_max: usize) -> Vec<ReportWindow> {
-    let rt = pipeline.runtime();
-    (0..rt.partitions())
-        .map(|p| {
-            let applied = rt.shared(p).applied_seq.load(Ordering::Acquire);
-            ReportWindow::new(events_max, applied)
-        })
+    (0..pipeline.runtime().partitions())
+        .map(|p| ReportWindow::new(events_max, pipeline.recovered()[p].last_seq))
         .collect()
 }
 

@@ -61,14 +61,14 @@ fn reportable(event: &Event) -> bool {
 
 impl ReportWindow {
     /// An empty window of at most `events_max` events over a partition
-    /// whose engine has applied inputs through `applied` (none of them is
-    /// held: the window starts after it).
-    pub fn new(events_max: usize, applied: u64) -> Self {
+    /// whose output stream starts after input `start` (none through it is
+    /// held).
+    pub fn new(events_max: usize, start: u64) -> Self {
         ReportWindow {
             events: VecDeque::with_capacity(events_max),
             events_max,
-            floor: applied,
-            newest: applied,
+            floor: start,
+            newest: start,
         }
     }
 
@@ -82,9 +82,8 @@ impl ReportWindow {
                 self.floor = seq;
                 self.newest = seq;
             }
-            // At start the floor may already be past the first inputs the
-            // stream holds (the engine ran ahead of the gateway's first
-            // look): they are below the floor, never asked for.
+            // Below the floor (a stream that starts earlier than the
+            // window was told): never asked for.
             Mark::Input if seq <= self.floor => {}
             Mark::Input => {
                 self.newest = self.newest.max(seq);
@@ -204,7 +203,7 @@ mod tests {
         assert_eq!(seqs(&w, 12, 14), Err(13));
         let all_of_14 = vec![(14, 14), (14, 14), (14, 14)];
         assert_eq!(seqs(&w, 13, 14), Ok(all_of_14.clone()));
-        // An input at or below the floor (seen late at start) is ignored.
+        // An input at or below the floor (before the stream start) is ignored.
         w.handle_output(&output(13, &[canceled(9)]));
         assert_eq!(seqs(&w, 13, 20), Ok(all_of_14));
         // A restore empties it: the inputs before it never ran here.

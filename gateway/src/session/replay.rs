@@ -25,7 +25,7 @@
 //! is never recorded as the outcome of the request it reports (only the
 //! ack is the replay request's outcome).
 
-use super::{EventCtx, Session, Tracked};
+use super::{EventCtx, ReportCtx, Session, Tracked};
 use crate::window::{ReportWindow, WindowEvent};
 use crate::wire::*;
 use engine::{Event, RejectTarget};
@@ -87,9 +87,10 @@ impl Session {
         });
     }
 
-    /// Set by the server when this session first logs in on it: the newest
-    /// input of each partition then. Reports of later inputs reach the
-    /// session live; a replay covers the ones up to these.
+    /// Set by the server when this session first logs in on it (and again
+    /// after a login its replay store could not resume, see `login`): the
+    /// newest input of each partition then. Reports of later inputs reach
+    /// the session live; a replay covers the ones up to these.
     pub fn handle_live_from(&mut self, newest_by_partition: Vec<u64>) {
         if self.live_from.is_empty() {
             self.live_from = newest_by_partition;
@@ -135,6 +136,10 @@ impl Session {
         let first = self.report_seq;
         let mut through = ask.after_seq;
         let mut more = false;
+        self.report_ctx = ReportCtx {
+            partition: ask.partition as u8,
+            flags: REPORT_REPLAYED,
+        };
         for e in events {
             if e.seq != through && (self.report_seq - first) as usize >= page {
                 more = true;
@@ -171,8 +176,6 @@ impl Session {
     fn replay_event(&mut self, partition: usize, e: &WindowEvent) {
         let own = e.origin.session != 0 && e.origin.session == self.origin_key;
         let request = own.then_some(e.origin.request);
-        self.report_ctx.partition = partition as u8;
-        self.report_ctx.flags = REPORT_REPLAYED;
         let cx = EventCtx {
             partition,
             request,
