@@ -578,7 +578,7 @@ async fn a_new_leader_replays_the_reports_a_killed_leader_never_delivered() {
     let resting = report_for(&mut a, r).await;
     assert_eq!(resting.exec_type, exec_type::NEW, "{resting:?}");
     // The client holds everything through here …
-    let (seen, last_report) = (a.seen_seqs().to_vec(), a.last_report_seq());
+    let (seen, last_report) = (a.coverage().clone(), a.last_report_seq());
     let r2 = a.order(limit(1, BTC, engine::Side::Buy, 59_400, 1, 902));
     a.flush().await.expect("flush");
     let second = report_for(&mut a, r2).await;
@@ -598,7 +598,7 @@ async fn a_new_leader_replays_the_reports_a_killed_leader_never_delivered() {
     assert_ne!(leader_id(&nodes, &cfg).await, old);
     let mut back = cfg.clone();
     back.resume_after = last_report;
-    back.seen_seqs = seen.clone();
+    back.coverage = seen.clone();
     let mut a = connect_any(&nodes.addrs(), &back)
         .await
         .expect("the new leader");
@@ -615,7 +615,9 @@ async fn a_new_leader_replays_the_reports_a_killed_leader_never_delivered() {
     assert!(replayed.iter().all(|e| e.flags & REPORT_REPLAYED != 0));
     let p = resting.partition as usize;
     assert!(
-        replayed.iter().all(|e| e.engine_seq > seen[p]),
+        replayed
+            .iter()
+            .all(|e| e.engine_seq > seen.newest(p as u32)),
         "nothing the client held comes again: {replayed:#?}"
     );
     let accept = replayed
@@ -630,7 +632,56 @@ async fn a_new_leader_replays_the_reports_a_killed_leader_never_delivered() {
         .unwrap_or_else(|| panic!("the fill while away: {replayed:#?}"));
     assert_eq!((fill.last_qty, fill.last_px), (2, 59_500));
     // The client now holds the partition through the fill.
-    assert!(a.seen_seqs()[p] >= fill.engine_seq);
+    assert!(a.coverage().newest(p as u32) >= fill.engine_seq);
+}
+
+/// One input makes several reports for a session (an order that trades
+/// at once: its accept, its fill, and the fill of the session's resting
+/// order it traded with). A client that read only the first before its
+/// leader was SIGKILLed gets exactly the others from the new leader: the
+/// replay is asked from that input, whole, and the report it held is
+/// dropped, not returned twice.
+#[tokio::test(flavor = "current_thread")]
+async fn a_cut_between_two_reports_of_one_input_loses_neither_on_a_new_leader() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (mut nodes, cfg) = start(root.path());
+    let old = leader_id(&nodes, &cfg).await;
+    let mut a = connect_any(&nodes.addrs(), &cfg).await.expect("a leader");
+    add_instrument(&mut a).await;
+    let r = a.order(limit(1, BTC, engine::Side::Sell, 59_500, 2, 921));
+    a.flush().await.expect("flush");
+    report_for(&mut a, r).await;
+    let r = a.order(limit(2, BTC, engine::Side::Buy, 59_500, 2, 922));
+    a.flush().await.expect("flush");
+    // The first report of that input only; the rest stay unread.
+    let first = report_for(&mut a, r).await;
+    let (held, last) = (a.coverage().clone(), a.last_report_seq());
+    assert_eq!(held.newest(first.partition.into()), first.engine_seq);
+    a.abort();
+    nodes.kill(old);
+    assert_ne!(leader_id(&nodes, &cfg).await, old);
+    let mut back = cfg.clone();
+    back.resume_after = last;
+    back.coverage = held;
+    let mut a = connect_any(&nodes.addrs(), &back)
+        .await
+        .expect("the new leader");
+    assert!(a.reports_lost());
+    let got = reports_after_login(&mut a, Duration::from_millis(500)).await;
+    let of_input: Vec<_> = got
+        .iter()
+        .filter(|e| e.engine_seq == first.engine_seq)
+        .map(|e| (e.exec_type, e.order_id, e.client_order_id))
+        .collect();
+    assert_eq!(of_input.len(), 2, "the two unread reports: {got:#?}");
+    assert!(
+        !of_input.contains(&(first.exec_type, first.order_id, first.client_order_id)),
+        "the report read before the cut came again: {got:#?}"
+    );
+    assert!(
+        of_input.iter().all(|&(t, ..)| t == exec_type::TRADE),
+        "{got:#?}"
+    );
 }
 
 /// Stops the leader (SIGSTOP) until another node leads, then resumes it
@@ -699,18 +750,20 @@ async fn a_node_leading_again_does_not_resume_a_session_in_its_old_numbering() {
     let r = c.order(limit(1, BTC, engine::Side::Buy, 59_500, 1, 911));
     c.flush().await.expect("flush");
     seen.insert(key(&report_for(&mut c, r).await));
+    let first_held = c.coverage().clone();
     c.abort();
     let mut other = depose(&mut nodes, &cfg, first).await;
     // On the next leader: an order whose report the first node's session
     // also gets (same owner) while it follows.
     let mut back = cfg.clone();
     back.resume_after = 1;
+    back.coverage = first_held;
     let mut c = connect_any(&nodes.addrs(), &back).await.expect("a leader");
     // (Nothing to recover: the client holds its one report.)
     let r = c.order(limit(1, BTC, engine::Side::Buy, 59_400, 1, 912));
     c.flush().await.expect("flush");
     assert!(seen.insert(key(&report_for(&mut c, r).await)));
-    let (last, seqs) = (c.last_report_seq(), c.seen_seqs().to_vec());
+    let (last, held) = (c.last_report_seq(), c.coverage().clone());
     c.disconnect().await;
     // Depose leaders until the first node leads again (each round it is
     // one of the two candidates).
@@ -723,7 +776,7 @@ async fn a_node_leading_again_does_not_resume_a_session_in_its_old_numbering() {
     assert_eq!(other, first, "the first node never led again");
     let mut again = cfg.clone();
     again.resume_after = last;
-    again.seen_seqs = seqs;
+    again.coverage = held;
     let mut c = connect_any(&nodes.addrs(), &again)
         .await
         .expect("the first node");

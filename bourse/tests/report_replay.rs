@@ -415,3 +415,27 @@ fn a_login_the_replay_store_cannot_resume_falls_back_to_replay_by_seq() {
         .all(|r| r.exec_type == exec_type::TRADE && r.owner == 1 && r.last_qty == 1));
     assert!(got.iter().all(|r| r.engine_seq > seen));
 }
+
+/// A replay asked on a connection that ends before the server answers it
+/// goes with the connection: answered on the next one, its reports would
+/// be read there as those of a replay asked there (the client's coverage
+/// counts a replay's reports from where it asked). The client asks again.
+#[test]
+fn a_replay_the_connection_did_not_get_goes_with_it() {
+    let auth = auth();
+    let x = {
+        let mut x = Exchange::new();
+        x.window = Some(ReportWindow::new(1 << 12, x.seq()));
+        x
+    };
+    let mut a = logged_in(1, "alice", cfg(), &auth);
+    a.handle_live_from(vec![x.window.as_ref().unwrap().newest()]);
+    drain(&mut a);
+    a.handle_bytes(2, &replay_frame(5, 0, 0));
+    assert_eq!(a.poll_replay(), Some(0), "asked");
+    a.handle_disconnect();
+    a.handle_reconnect(3);
+    a.handle_bytes(3, &login_frame("alice", 1001, 0, 0));
+    drain(&mut a);
+    assert_eq!(a.poll_replay(), None, "nothing answered on this connection");
+}

@@ -37,8 +37,12 @@
 //! (`reports_lost`: a restarted server, a new cluster leader, a trimmed
 //! replay store) it continues from the server's `replay_from`, so the next
 //! reconnect asks in the server's numbering; `recover_reports` then gets
-//! the lost reports back by engine seq (`seen_seqs`, carried over in
-//! `ClientConfig::seen_seqs`), naming what the server no longer holds.
+//! the lost reports back by engine seq (`coverage`, carried over in
+//! `ClientConfig::coverage`: what the client read of each partition, so
+//! that nothing comes twice even after a cut between two reports of one
+//! input or during a recovery), naming what the server no longer holds.
+//! What was read counts as held: take everything `next` returns (until it
+//! fails) before reconnecting with `coverage` and `last_report_seq`.
 //! `flush` keeps reading replies (into the frame reader, for
 //! `next`) while its write waits for flow-control credit: the server stops
 //! reading while its own write to us is blocked, so a client that only
@@ -47,8 +51,10 @@
 //! is bounded by the replies to what the caller chose to send. The token
 //! never appears in `Debug` output (nor, therefore, in logs).
 
+mod coverage;
 mod recover;
 
+pub use coverage::ReportCoverage;
 pub use recover::{ReplayGap, ReportRecovery};
 
 use crate::identity::SERVER_NAME;
@@ -73,10 +79,11 @@ pub struct ClientConfig {
     pub session_id: u64,
     /// Last report seq already received (0 on a fresh session).
     pub resume_after: u64,
-    /// Per partition, the newest engine seq of the reports already
-    /// received (`Client::seen_seqs` of the previous connection; empty on a
-    /// fresh session): where `recover_reports` asks a replay to start.
-    pub seen_seqs: Vec<u64>,
+    /// Which reports of each partition the session already holds
+    /// (`Client::coverage` of the previous connection; `Default` on a
+    /// fresh session): where `recover_reports` asks replays to start, and
+    /// what it drops as already held.
+    pub coverage: ReportCoverage,
     /// Ask for cancel-on-disconnect.
     pub cancel_on_disconnect: bool,
     /// Transport settings.
@@ -94,7 +101,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("token", &"<redacted>")
             .field("session_id", &self.session_id)
             .field("resume_after", &self.resume_after)
-            .field("seen_seqs", &self.seen_seqs)
+            .field("coverage", &self.coverage)
             .field("cancel_on_disconnect", &self.cancel_on_disconnect)
             .field("tuning", &self.tuning)
             .field("connect_timeout", &self.connect_timeout)
@@ -116,7 +123,7 @@ impl ClientConfig {
             token,
             session_id: u64::from_le_bytes(b) | 1,
             resume_after: 0,
-            seen_seqs: Vec::new(),
+            coverage: ReportCoverage::default(),
             cancel_on_disconnect: false,
             tuning: Tuning::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -233,8 +240,8 @@ pub struct Client {
     next_request: u64,
     login: LoginAccepted,
     last_report_seq: u64,
-    /// Per partition, the newest engine seq of the reports received.
-    seen_seqs: Vec<u64>,
+    /// Which reports of each partition the session holds.
+    coverage: ReportCoverage,
     /// The login could not replay every report asked for.
     reports_lost: bool,
     last_write_ms: Arc<AtomicU64>,
@@ -360,6 +367,9 @@ impl Client {
                 }
             }
         };
+        let reports_lost = login.replay_from != cfg.resume_after.saturating_add(1);
+        let mut coverage = cfg.coverage.clone();
+        coverage.handle_login(reports_lost, login.partitions, login.last_report_seq);
         let send = Arc::new(tokio::sync::Mutex::new(send));
         let last_write_ms = Arc::new(AtomicU64::new(0));
         let epoch = Instant::now();
@@ -378,9 +388,9 @@ impl Client {
             reader,
             out,
             next_request: login.last_request + 1,
-            reports_lost: login.replay_from != cfg.resume_after.saturating_add(1),
+            reports_lost,
             last_report_seq: login.replay_from.saturating_sub(1),
-            seen_seqs: cfg.seen_seqs.clone(),
+            coverage,
             login,
             last_write_ms,
             epoch,
@@ -404,11 +414,11 @@ impl Client {
         self.reports_lost
     }
 
-    /// Per partition, the newest engine seq of the reports received on
-    /// this connection or named by `ClientConfig::seen_seqs` (pass it on
-    /// when reconnecting).
-    pub fn seen_seqs(&self) -> &[u64] {
-        &self.seen_seqs
+    /// Which reports of each partition the session holds: those read on
+    /// this connection and those `ClientConfig::coverage` named (pass it on
+    /// when reconnecting, after taking what `next` still returns).
+    pub fn coverage(&self) -> &ReportCoverage {
+        &self.coverage
     }
 
     /// The newest execution report seq received (pass it as `resume_after`).
@@ -764,7 +774,10 @@ impl Client {
                 if let Some(r) = decode_reply(&h, body)? {
                     if let Reply::Report(rep) = &r {
                         self.last_report_seq = self.last_report_seq.max(rep.report_seq);
-                        self.saw(rep);
+                        if !self.coverage.handle_report(rep) {
+                            // Already held (a replay sent it again).
+                            continue;
+                        }
                     }
                     return Ok(Some(r));
                 }

@@ -2482,6 +2482,11 @@ impl Session {
         self.logged_in = false;
         self.out = Vec::new();
         self.reader = FrameReader::new();
+        // A replay the connection asked and did not get goes with it: the
+        // client asks again (answered on the next connection, its reports
+        // would be read as those of a replay asked there).
+        self.replays.clear();
+        self.replay_pages = None;
         let mut v = Vec::new();
         if self.cod && (was_logged || self.token.is_some()) {
             let owners = self.grant.owners.clone();
