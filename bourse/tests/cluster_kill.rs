@@ -22,6 +22,8 @@
 
 mod support;
 
+use support::journal_entries;
+
 use gateway::client::{connect_any, limit, Client, ClientConfig, Reply};
 use gateway::identity::load_client_identity;
 use gateway::wire::exec_type;
@@ -202,19 +204,6 @@ async fn open_coids(nodes: &Nodes, cfg: &ClientConfig) -> Vec<u64> {
     c.disconnect().await;
     coids.sort_unstable();
     coids
-}
-
-/// Log index → (term, body checksum) of every block in a node's journal.
-fn journal_entries(dir: &std::path::Path) -> BTreeMap<u64, (u64, u128)> {
-    let mut m = BTreeMap::new();
-    let p0 = dir.join("p0");
-    journal::scan(&journal::FsStorage, &p0, |_, _, h, _| {
-        let t = h.raft.expect("a replicated journal's blocks carry log ids");
-        m.insert(t.index, (t.term, h.body_checksum));
-        Ok(())
-    })
-    .expect("journal scans");
-    m
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -134,3 +134,17 @@ pub fn file_names(dir: &Path) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }
+
+/// Log index → (term, body checksum) of every block in a replicated
+/// node's partition-0 journal (`dir` is its data directory).
+pub fn journal_entries(dir: &Path) -> std::collections::BTreeMap<u64, (u64, u128)> {
+    let mut m = std::collections::BTreeMap::new();
+    let p0 = dir.join("p0");
+    journal::scan(&journal::FsStorage, &p0, |_, _, h, _| {
+        let t = h.raft.expect("a replicated journal's blocks carry log ids");
+        m.insert(t.index, (t.term, h.body_checksum));
+        Ok(())
+    })
+    .expect("journal scans");
+    m
+}
