@@ -282,7 +282,7 @@ impl Scrape<'_> {
         gauge(
             e,
             "bourse_raft_serving",
-            "1 while this node takes commands for the partition (leads and caught up)",
+            "1 while this node takes commands for the partition (leads, caught up, and heard from a majority within the quorum lease)",
             &per(&|g| f64::from(u8::from(g.serving))),
         )?;
         gauge(

@@ -6,9 +6,10 @@
 //! not the node: it keeps running, and its client still reaches it.
 //!
 //! Checked: the cut-off leader acknowledges nothing it cannot commit (an
-//! order sent to it gets no report while it is cut off, and never
-//! executes); the other two elect a leader and take orders; once the link
-//! is back, the old leader follows the new term, applies what the others
+//! order sent to it gets no report, and never executes); within its
+//! quorum lease it stops serving (ends its sessions, refuses logins), so
+//! its clients move on; the other two elect a leader and take orders; once
+//! the link is back, the old leader follows the new term, applies what the others
 //! did, and every replica's journal holds the same records at every index.
 //!
 //! Needs user namespaces, `ip` (iproute2), `unshare` and `nsenter`. Where
@@ -280,6 +281,7 @@ async fn cut_leader() {
     accepted(&mut c, 1).await;
     // Cut the leader's Raft link; its client link stays.
     ip(&format!("link set r{old} down"));
+    let cut_at = Instant::now();
     let cut = c.order(limit(1, BTC, engine::Side::Buy, 50_002, 1, 2));
     c.flush().await.expect("flush");
     // It took the order into its log and cannot commit it.
@@ -310,29 +312,43 @@ async fn cut_leader() {
     other_cfg.session_id ^= 0xFFFF;
     let mut m = leader(&others, &other_cfg).await;
     accepted(&mut m, 3).await;
-    // Nothing came back for the order the cut-off leader took.
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(2) {
-        match c.next_timeout(Duration::from_millis(200)).await {
-            Ok(Some(Reply::Report(e))) => {
+    // The cut-off leader stops serving once no majority answered it for
+    // its quorum lease: it ends its session, with nothing for the order it
+    // took, and refuses logins, so clients move to the new leader.
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), c.next()).await {
+            Ok(Ok(Some(Reply::Report(e)))) => {
                 assert_ne!(e.request, cut, "acknowledged while cut off: {e:?}")
             }
-            Ok(_) => {}
-            Err(_) => break,
+            Ok(Ok(Some(_))) | Err(_) => {}
+            // The stream or the connection ended.
+            Ok(Ok(None) | Err(_)) => break,
         }
+        let waited = cut_at.elapsed();
+        assert!(
+            waited < Duration::from_secs(5),
+            "still served after {waited:?}"
+        );
     }
+    eprintln!(
+        "the cut-off leader ended its session {:?} after the cut",
+        cut_at.elapsed()
+    );
+    let stale_cfg = ClientConfig {
+        addr: stale.plan.client,
+        ..other_cfg.clone()
+    };
+    assert!(
+        Client::connect(&stale_cfg).await.is_err(),
+        "a cut-off node took a login"
+    );
     ip(&format!("link set r{old} up"));
     let majority = nodes
         .iter()
         .find(|n| n.plan.client == m.server())
         .expect("a member");
     let applied = wait_converged(&nodes, majority).await;
-    // The old leader's session ended; the order never executed.
-    while let Ok(Some(reply)) = c.next_timeout(Duration::from_millis(300)).await {
-        if let Reply::Report(e) = reply {
-            assert_ne!(e.request, cut, "acknowledged after the heal: {e:?}");
-        }
-    }
+    // The order never executed.
     assert_eq!(
         open_coids(&mut m).await,
         vec![1, 3],

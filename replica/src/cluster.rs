@@ -242,6 +242,11 @@ struct Inner {
     fatal: fn(&str),
     /// Set by `shutdown` before the groups stop (their end is not a failure).
     stopping: AtomicBool,
+    /// A leader no majority of voters answered for this long stops serving
+    /// (`quorum_heard`): twice the longest election timeout.
+    quorum_lease: Duration,
+    /// How often a leader looks at its lease when nothing else changes.
+    lease_check: Duration,
 }
 
 impl std::fmt::Debug for Inner {
@@ -426,6 +431,8 @@ impl Cluster {
             fresh,
             fatal,
             stopping: AtomicBool::new(false),
+            quorum_lease: Duration::from_millis(2 * cfg.election_timeout_ms_max),
+            lease_check: Duration::from_millis(cfg.heartbeat_ms.max(1)),
         });
         if fresh && cfg.members.iter().map(|m| m.id).min() == Some(cfg.node_id) {
             initialize(&rt, &inner, &cfg.members)?;
@@ -679,7 +686,12 @@ async fn watch_loop(inner: Arc<Inner>, p: usize) {
         let caught_up = m
             .last_applied
             .is_some_and(|l| l.leader_id.term == m.current_term);
-        let serving = leads && caught_up;
+        // A leader cut off from its peers stays leader in openraft until it
+        // hears a higher term, which a partition may delay for hours: once
+        // no majority answered it for the lease (the others may have
+        // elected a leader by then), it stops serving, so its sessions end
+        // and its clients find the leader that can commit.
+        let serving = leads && caught_up && quorum_heard(&m, inner.quorum_lease);
         if serving && !part.serving.load(Ordering::Acquire) {
             sessions_lost(part).await;
         }
@@ -699,11 +711,31 @@ async fn watch_loop(inner: Arc<Inner>, p: usize) {
                 let _ = part.raft.trigger().transfer_leader(first).await;
             }
         }
-        if m.running_state.is_err() || rx.changed().await.is_err() {
+        // While leading, the lease runs out with nothing else changing.
+        let ended = if leads {
+            tokio::time::timeout(inner.lease_check, rx.changed())
+                .await
+                .is_ok_and(|r| r.is_err())
+        } else {
+            rx.changed().await.is_err()
+        };
+        if m.running_state.is_err() || ended {
             let state = rx.borrow_watched().running_state.clone();
             return group_stopped(&inner, p, &state);
         }
     }
+}
+
+/// Whether a majority of the voters answered this leader within `lease`
+/// (a lone voter is its own majority).
+fn quorum_heard(m: &openraft::RaftMetrics<Cfg>, lease: Duration) -> bool {
+    use openraft::type_config::TypeConfigExt;
+    if m.membership_config.membership().voter_ids().count() <= 1 {
+        return true;
+    }
+    m.last_quorum_acked
+        .as_ref()
+        .is_some_and(|acked| Cfg::now() < **acked + lease)
 }
 
 /// Partition `p`'s Raft core exited (`state`: why, when it said). Unless
