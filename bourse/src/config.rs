@@ -281,7 +281,9 @@ secret_file = ""
 # Election timeout range (ms): a follower that hears no leader for a random
 # time in it stands for election; the minimum exceeds twice heartbeat_ms.
 election_timeout_ms_min = 300
-# Upper end of the election timeout range (ms).
+# Upper end of the election timeout range (ms). A leader that no majority
+# answered for twice this (its quorum lease) stops serving: its sessions end
+# and it refuses logins until a majority answers again.
 election_timeout_ms_max = 600
 # Leader heartbeat interval (ms).
 heartbeat_ms = 100

@@ -8,7 +8,9 @@
 //! Checked: the cut-off leader acknowledges nothing it cannot commit (an
 //! order sent to it gets no report, and never executes); within its
 //! quorum lease it stops serving (ends its sessions, refuses logins), so
-//! its clients move on; the other two elect a leader and take orders; once
+//! its clients move on (the client resends the unanswered order to the new
+//! leader, where it executes once); the other two elect a leader and take
+//! orders; once
 //! the link is back, the old leader follows the new term, applies what the others
 //! did, and every replica's journal holds the same records at every index.
 //!
@@ -234,15 +236,15 @@ async fn add_instrument(c: &mut Client) {
     }
 }
 
-/// Places a resting buy; its accept's engine seq.
-async fn accepted(c: &mut Client, coid: u64) -> u64 {
+/// Places a resting buy; its accept.
+async fn accepted(c: &mut Client, coid: u64) -> gateway::wire::ExecutionReport {
     let r = c.order(limit(1, BTC, engine::Side::Buy, 50_000 + coid, 1, coid));
     c.flush().await.expect("flush");
     loop {
         match c.next_timeout(Duration::from_secs(10)).await {
             Ok(Some(Reply::Report(e))) if e.request == r => {
                 assert_eq!(e.exec_type, exec_type::NEW, "{e:?}");
-                return e.engine_seq;
+                return e;
             }
             Ok(Some(_)) => {}
             other => panic!("order {coid}: {other:?}"),
@@ -282,7 +284,7 @@ async fn cut_leader() {
     // Cut the leader's Raft link; its client link stays.
     ip(&format!("link set r{old} down"));
     let cut_at = Instant::now();
-    let cut = c.order(limit(1, BTC, engine::Side::Buy, 50_002, 1, 2));
+    let cut = c.order(limit(1, BTC, engine::Side::Buy, 50_000 + 2, 1, 2));
     c.flush().await.expect("flush");
     // It took the order into its log and cannot commit it.
     let stale = nodes.iter().find(|n| n.id == old).expect("the old leader");
@@ -342,18 +344,25 @@ async fn cut_leader() {
         Client::connect(&stale_cfg).await.is_err(),
         "a cut-off node took a login"
     );
+    // The client comes back through its server list: the new leader takes
+    // the session, and the order it got no answer for, resent under its
+    // number, executes there once.
+    let mut back = cfg.clone();
+    back.resume_after = c.last_report_seq();
+    back.coverage = c.coverage().clone();
+    let mut c = leader(&addrs, &back).await;
+    assert_ne!(c.server(), stale.plan.client, "the cut-off node took it");
+    c.resend_from(cut);
+    assert_eq!(accepted(&mut c, 2).await.request, cut);
+    c.disconnect().await;
     ip(&format!("link set r{old} up"));
     let majority = nodes
         .iter()
         .find(|n| n.plan.client == m.server())
         .expect("a member");
     let applied = wait_converged(&nodes, majority).await;
-    // The order never executed.
-    assert_eq!(
-        open_coids(&mut m).await,
-        vec![1, 3],
-        "the cut-off order is not on the book"
-    );
+    // The order the cut-off leader took is on the book once: resent.
+    assert_eq!(open_coids(&mut m).await, vec![1, 2, 3]);
     m.disconnect().await;
     journals_agree(&mut nodes, applied);
 }
