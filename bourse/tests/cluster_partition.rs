@@ -354,6 +354,10 @@ async fn cut_leader() {
     assert_ne!(c.server(), stale.plan.client, "the cut-off node took it");
     c.resend_from(cut);
     assert_eq!(accepted(&mut c, 2).await.request, cut);
+    eprintln!(
+        "the resent order was accepted by the new leader {:?} after the cut",
+        cut_at.elapsed()
+    );
     c.disconnect().await;
     ip(&format!("link set r{old} up"));
     let majority = nodes

@@ -35,6 +35,9 @@ const RUNS_MAX: usize = 16;
 /// Most gaps kept to return (past it the newest is widened).
 const GAPS_MAX: usize = 64;
 
+/// Partitions a report can name (`ExecutionReport::partition` is a byte).
+const PARTITIONS_MAX: u32 = 256;
+
 /// How far a run reaches: every report of the inputs before `seq`, and
 /// the first `reports` of `seq`'s (0: every one of them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -181,8 +184,10 @@ impl ReportCoverage {
             .is_some_and(|p| p.runs.len() > 1 || !p.live_open)
     }
 
+    /// Partition `partition`'s part (reports name at most 256 partitions:
+    /// a larger number is clamped, and no report of it can come).
     fn part(&mut self, partition: u32) -> &mut Part {
-        let p = partition as usize;
+        let p = partition.min(PARTITIONS_MAX - 1) as usize;
         if self.parts.len() <= p {
             self.parts.resize_with(p + 1, Part::default);
         }
@@ -194,7 +199,7 @@ impl ReportCoverage {
     /// the newest report number the server had issued (what it resends).
     pub(super) fn handle_login(&mut self, lost: bool, partitions: u16, last_report_seq: u64) {
         self.resent_through = last_report_seq;
-        for p in 0..u32::from(partitions.max(1)) {
+        for p in 0..u32::from(partitions.max(1)).min(PARTITIONS_MAX) {
             let part = self.part(p);
             part.replay = Cursor::default();
             if lost {
@@ -211,6 +216,10 @@ impl ReportCoverage {
 
     /// A `REPLAY_REPORTS` was sent: its reports are read from `after`.
     pub(super) fn handle_asked(&mut self, partition: u32, after: u64) {
+        if partition >= PARTITIONS_MAX {
+            // Refused `unroutable`: nothing to read.
+            return;
+        }
         self.part(partition).replay = Cursor {
             after,
             ..Cursor::default()

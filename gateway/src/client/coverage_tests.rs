@@ -329,3 +329,15 @@ fn a_cut_between_two_reports_of_one_input_loses_neither() {
     assert!(!cov.pending(0));
     assert_eq!(cov.newest(0), 12);
 }
+
+/// A partition number out of any report's range (`bourse reports
+/// --partition 4000000000`) costs nothing: the server refuses it, and the
+/// coverage keeps at most 256 partitions whatever it is told.
+#[test]
+fn a_partition_no_report_can_name_allocates_nothing() {
+    let mut cov = ReportCoverage::default();
+    cov.handle_asked(4_000_000_000, 0);
+    cov.handle_login(true, u16::MAX, 0);
+    assert!(cov.parts.len() <= 256, "{}", cov.parts.len());
+    assert!(!cov.pending(4_000_000_000));
+}
