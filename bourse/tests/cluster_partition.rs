@@ -78,6 +78,8 @@ fn in_namespace<F: std::future::Future<Output = ()>>(test: &str, body: fn() -> F
         .output()
         .expect("run the test in its namespace");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    // What it printed (the times it measured), shown with `--nocapture`.
+    eprintln!("{}", text(&out.stderr));
     assert!(
         out.status.success(),
         "inside the namespace:\n{}\n{}",
