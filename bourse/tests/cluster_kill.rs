@@ -22,6 +22,7 @@
 
 mod support;
 
+use support::cluster::add_instrument;
 use support::journal_entries;
 
 use gateway::client::{connect_any, limit, Client, ClientConfig, Reply};
@@ -104,20 +105,6 @@ fn start_edited(root: &std::path::Path, edit: fn(String) -> String) -> (Nodes, C
     (nodes, cfg)
 }
 
-/// Adds the demo BTC-USD instrument (the orders' market).
-async fn add_instrument(c: &mut Client) {
-    let spec = gateway::demo::instruments()[0];
-    let r = c.add_instrument(gateway::wire::add_instrument_msg(0, &spec));
-    c.flush().await.expect("flush");
-    loop {
-        match c.next_timeout(Duration::from_secs(10)).await {
-            Ok(Some(Reply::Ack(a))) if a.request == r => return,
-            Ok(Some(_)) => {}
-            other => panic!("instrument: {other:?}"),
-        }
-    }
-}
-
 /// The node that serves now (the others answer `not_leader`), within 30 s.
 async fn leader_id(nodes: &Nodes, cfg: &ClientConfig) -> u64 {
     let live: Vec<&bourse::cluster_cli::NodePlan> = nodes
@@ -190,19 +177,8 @@ async fn place(
 
 async fn open_coids(nodes: &Nodes, cfg: &ClientConfig) -> Vec<u64> {
     let mut c = connect_any(&nodes.addrs(), cfg).await.expect("a leader");
-    let q = c.query_open_orders(1);
-    c.flush().await.expect("flush");
-    let mut coids = Vec::new();
-    loop {
-        match c.next_timeout(Duration::from_secs(10)).await {
-            Ok(Some(Reply::OpenOrder(o))) => coids.push(o.client_order_id),
-            Ok(Some(Reply::Ack(a))) if a.request == q => break,
-            Ok(Some(_)) => {}
-            other => panic!("open orders: {other:?}"),
-        }
-    }
+    let coids = support::cluster::open_coids(&mut c).await;
     c.disconnect().await;
-    coids.sort_unstable();
     coids
 }
 

@@ -26,6 +26,7 @@ use gateway::wire::exec_type;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::cluster::{add_instrument, open_coids};
 use support::journal_entries;
 
 /// Set in the re-run of a test inside its namespace.
@@ -225,19 +226,6 @@ async fn leader(addrs: &[SocketAddr], cfg: &ClientConfig) -> Client {
     }
 }
 
-async fn add_instrument(c: &mut Client) {
-    let spec = gateway::demo::instruments()[0];
-    let r = c.add_instrument(gateway::wire::add_instrument_msg(0, &spec));
-    c.flush().await.expect("flush");
-    loop {
-        match c.next_timeout(Duration::from_secs(10)).await {
-            Ok(Some(Reply::Ack(a))) if a.request == r => return,
-            Ok(Some(_)) => {}
-            other => panic!("instrument: {other:?}"),
-        }
-    }
-}
-
 /// Places a resting buy; its accept.
 async fn accepted(c: &mut Client, coid: u64) -> gateway::wire::ExecutionReport {
     let r = c.order(limit(1, BTC, engine::Side::Buy, 50_000 + coid, 1, coid));
@@ -252,23 +240,6 @@ async fn accepted(c: &mut Client, coid: u64) -> gateway::wire::ExecutionReport {
             other => panic!("order {coid}: {other:?}"),
         }
     }
-}
-
-/// The client order ids of owner 1's open orders.
-async fn open_coids(c: &mut Client) -> Vec<u64> {
-    let q = c.query_open_orders(1);
-    c.flush().await.expect("flush");
-    let mut coids = Vec::new();
-    loop {
-        match c.next_timeout(Duration::from_secs(10)).await {
-            Ok(Some(Reply::OpenOrder(o))) => coids.push(o.client_order_id),
-            Ok(Some(Reply::Ack(a))) if a.request == q => break,
-            Ok(Some(_)) => {}
-            other => panic!("open orders: {other:?}"),
-        }
-    }
-    coids.sort_unstable();
-    coids
 }
 
 async fn cut_leader() {

@@ -9,6 +9,7 @@
 //! needs (hence the `dead_code` allowance, as in `session_support`).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod history;
 pub mod ledger;
 
