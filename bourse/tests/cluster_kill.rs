@@ -22,9 +22,6 @@
 
 mod support;
 
-use support::cluster::add_instrument;
-use support::journal_entries;
-
 use gateway::client::{connect_any, limit, Client, ClientConfig, Reply};
 use gateway::identity::load_client_identity;
 use gateway::wire::exec_type;
@@ -32,8 +29,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command as Proc, Stdio};
 use std::time::{Duration, Instant};
-
-const BTC: u32 = 1;
+use support::cluster::{add_instrument, BTC};
+use support::journal_entries;
 
 struct Nodes {
     plans: Vec<bourse::cluster_cli::NodePlan>,
@@ -130,8 +127,7 @@ async fn leader_id(nodes: &Nodes, cfg: &ClientConfig) -> u64 {
     panic!("no node served within 30 s");
 }
 
-/// Places orders until `stop`, reconnecting through the server list; the
-/// client order ids acknowledged (`NEW` reports).
+/// `support::cluster::place` through every node's address.
 async fn place(
     nodes: &Nodes,
     cfg: &ClientConfig,
@@ -139,40 +135,7 @@ async fn place(
     until: Instant,
     acked: &mut Vec<u64>,
 ) {
-    let addrs = nodes.addrs();
-    let Ok(mut c) = connect_any(&addrs, cfg).await else {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        return;
-    };
-    while Instant::now() < until {
-        *coid += 1;
-        let r = c.order(limit(
-            1,
-            BTC,
-            engine::Side::Buy,
-            59_000 - *coid % 1_000,
-            1,
-            *coid,
-        ));
-        if c.flush().await.is_err() {
-            return;
-        }
-        loop {
-            match c.next_timeout(Duration::from_secs(3)).await {
-                Ok(Some(Reply::Report(e))) if e.request == r => {
-                    if e.exec_type == exec_type::NEW {
-                        acked.push(*coid);
-                    }
-                    break;
-                }
-                Ok(Some(_)) => {}
-                // The session ended (its node died or stopped leading):
-                // the order's fate is the new leader's to tell.
-                _ => return,
-            }
-        }
-    }
-    c.disconnect().await;
+    support::cluster::place(&nodes.addrs(), cfg, coid, until, acked).await
 }
 
 async fn open_coids(nodes: &Nodes, cfg: &ClientConfig) -> Vec<u64> {
