@@ -1119,10 +1119,25 @@ fn expire_sessions(h: &mut Sessions) {
     }
 }
 
-/// Drops sessions disconnected for longer than the resume window.
+/// Drops sessions disconnected for longer than the resume window, every
+/// 500 ms; follows the cluster then, and at once when a group starts or
+/// stops serving (a node that stops ends its sessions without waiting).
 async fn sweep(sessions: Rc<RefCell<Sessions>>, companion: Option<Rc<dyn Companion>>) {
+    let bell = sessions
+        .borrow()
+        .node
+        .as_ref()
+        .map(|n| n.cluster().serving_bell());
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        match &bell {
+            Some(b) => {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = b.notified() => {}
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
         // The companion's counters into the gateway metrics.
         if let (Some(m), Some(c)) = (sessions.borrow().metrics.clone(), &companion) {
             c.sweep(m.gateway());

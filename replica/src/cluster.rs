@@ -247,6 +247,8 @@ struct Inner {
     quorum_lease: Duration,
     /// How often a leader looks at its lease when nothing else changes.
     lease_check: Duration,
+    /// Rung whenever a group starts or stops serving (`serving_bell`).
+    serving_bell: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -433,6 +435,7 @@ impl Cluster {
             stopping: AtomicBool::new(false),
             quorum_lease: Duration::from_millis(2 * cfg.election_timeout_ms_max),
             lease_check: Duration::from_millis(cfg.heartbeat_ms.max(1)),
+            serving_bell: Arc::new(Notify::new()),
         });
         if fresh && cfg.members.iter().map(|m| m.id).min() == Some(cfg.node_id) {
             initialize(&rt, &inner, &cfg.members)?;
@@ -492,6 +495,12 @@ impl Cluster {
     /// What the peer transport's handler serves inbound RPCs with.
     pub fn rpc_target(&self) -> RpcTarget {
         RpcTarget(self.inner.clone())
+    }
+
+    /// Rung (one permit kept) whenever a group starts or stops serving:
+    /// the gateway ends its sessions at once when it stops.
+    pub fn serving_bell(&self) -> Arc<Notify> {
+        self.inner.serving_bell.clone()
     }
 
     /// Whether this node takes commands for every partition.
@@ -695,7 +704,9 @@ async fn watch_loop(inner: Arc<Inner>, p: usize) {
         if serving && !part.serving.load(Ordering::Acquire) {
             sessions_lost(part).await;
         }
-        part.serving.store(serving, Ordering::Release);
+        if part.serving.swap(serving, Ordering::AcqRel) != serving {
+            inner.serving_bell.notify_one();
+        }
         if let Some(h) = &part.shared.history_handoff {
             h.set_serving(serving);
         }
