@@ -1123,20 +1123,15 @@ fn expire_sessions(h: &mut Sessions) {
 /// 500 ms; follows the cluster then, and at once when a group starts or
 /// stops serving (a node that stops ends its sessions without waiting).
 async fn sweep(sessions: Rc<RefCell<Sessions>>, companion: Option<Rc<dyn Companion>>) {
-    let bell = sessions
-        .borrow()
-        .node
-        .as_ref()
-        .map(|n| n.cluster().serving_bell());
+    // A single node has no groups: a bell nobody rings.
+    let bell = sessions.borrow().node.as_ref().map_or_else(
+        || Arc::new(tokio::sync::Notify::new()),
+        |n| n.cluster().serving_bell(),
+    );
     loop {
-        match &bell {
-            Some(b) => {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    () = b.notified() => {}
-                }
-            }
-            None => tokio::time::sleep(Duration::from_millis(500)).await,
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = bell.notified() => {}
         }
         // The companion's counters into the gateway metrics.
         if let (Some(m), Some(c)) = (sessions.borrow().metrics.clone(), &companion) {

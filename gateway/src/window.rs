@@ -45,18 +45,31 @@ pub struct ReportWindow {
 }
 
 /// Whether an execution report can be made of `event` (order events and
-/// refusals; ledger and query answers are not reports).
+/// refusals; ledger and query answers are not reports). Exhaustive, like
+/// the session's live dispatch (`Session::handle_event`), so a new event
+/// kind is decided here too and a replay cannot silently leave it out.
 fn reportable(event: &Event) -> bool {
-    matches!(
-        event,
+    match event {
         Event::Accepted { .. }
-            | Event::Rejected { .. }
-            | Event::Trade { .. }
-            | Event::Canceled { .. }
-            | Event::Reduced { .. }
-            | Event::Replaced { .. }
-            | Event::Triggered { .. }
-    )
+        | Event::Rejected { .. }
+        | Event::Trade { .. }
+        | Event::Canceled { .. }
+        | Event::Reduced { .. }
+        | Event::Replaced { .. }
+        | Event::Triggered { .. } => true,
+        Event::Halted { .. }
+        | Event::Resumed { .. }
+        | Event::Book { .. }
+        | Event::AccountOpened { .. }
+        | Event::AccountRejected { .. }
+        | Event::TransferOk { .. }
+        | Event::TransferRejected { .. }
+        | Event::TransferExpired { .. }
+        | Event::OpenOrder { .. }
+        | Event::Balance { .. }
+        | Event::HistoryInstalled { .. }
+        | Event::Transfers { .. } => false,
+    }
 }
 
 impl ReportWindow {
